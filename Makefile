@@ -1,0 +1,31 @@
+# Two commands on a fresh machine: `make demo` (main job) and `make test` (lint, types, tests).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test lint demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch is pinned here so pip takes the CPU wheel and never resolves a CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]' torch==2.13.0
+	touch $@
+
+install: $(VENV)/.installed
+
+lint: install
+	$(VENV)/bin/ruff check automed tests bench
+	$(VENV)/bin/ruff format --check automed tests bench
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/automed demo --output demo_work
+
+clean:
+	rm -rf demo_work .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,170 @@
+"""The Python API: one function per stage. The CLI is a thin layer over these.
+
+dataset -> :func:`verify` -> :func:`fingerprint` (fingerprint.json) -> :func:`plan` (plan.json) ->
+:func:`preprocess` (preprocessed/<configuration>/ + splits.json). :func:`plan_dataset` runs them in order.
+Each stage writes one artifact atomically and is skipped when its inputs are unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automed.data.dataset import Dataset, load_dataset
+from automed.data.splits import write_splits
+from automed.data.verify import VerifyReport
+from automed.data.verify import verify as _verify
+from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
+from automed.fingerprint.schema import Fingerprint
+from automed.parallel import default_workers
+from automed.plan.planner import make_plan
+from automed.plan.preset import Preset, load_preset
+from automed.plan.schema import Plan
+from automed.preprocess.pipeline import preprocess as _preprocess
+
+FINGERPRINT_FILE = "fingerprint.json"
+PLAN_FILE = "plan.json"
+SPLITS_FILE = "splits.json"
+
+
+def _workers(workers: int | None) -> int:
+    return default_workers() if workers is None else max(1, workers)
+
+
+def _dataset(dataset: str | Path | Dataset) -> Dataset:
+    return dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+
+
+def verify(
+    dataset: str | Path | Dataset, *, workers: int | None = None, show_progress: bool = True
+) -> VerifyReport:
+    """Check a dataset and raise :class:`automed.errors.DatasetError` listing every problem. Writes nothing."""
+    return _verify(_dataset(dataset), workers=_workers(workers), show_progress=show_progress)
+
+
+def fingerprint(
+    dataset: str | Path | Dataset,
+    workdir: str | Path,
+    *,
+    workers: int | None = None,
+    seed: int = 1234,
+    sample_budget: int = DEFAULT_SAMPLE_BUDGET,
+    force: bool = False,
+    show_progress: bool = True,
+) -> tuple[Fingerprint, bool]:
+    """Write ``WORKDIR/fingerprint.json``. Returns it and whether it was reused (inputs unchanged)."""
+    ds = _dataset(dataset)
+    out = Path(workdir) / FINGERPRINT_FILE
+    per_case = max(1, sample_budget // max(1, len(ds.cases)))
+    if out.is_file() and not force:
+        try:
+            old = Fingerprint.load(out)
+        except Exception:
+            old = None
+        if old is not None and old.inputs_hash == inputs_hash(ds, per_case, seed):
+            return old, True
+    fp = extract_fingerprint(
+        ds, workers=_workers(workers), seed=seed, sample_budget=sample_budget, show_progress=show_progress
+    )
+    fp.save(out)
+    return fp, False
+
+
+def plan(
+    workdir: str | Path,
+    *,
+    preset: str | Path | Preset = "default",
+    device: str | None = None,
+    memory_gb: float | None = None,
+    calibrate: bool = False,
+) -> Plan:
+    """Write ``WORKDIR/plan.json`` from ``WORKDIR/fingerprint.json`` and a preset."""
+    wd = Path(workdir)
+    fp = Fingerprint.load(wd / FINGERPRINT_FILE)
+    pre = preset if isinstance(preset, Preset) else load_preset(preset)
+    result = make_plan(fp, pre, device=device, memory_gb=memory_gb)
+    if calibrate:
+        from automed.plan.calibrate import calibrate as _calibrate
+
+        dev = device or pre.memory.device
+        old_path = wd / PLAN_FILE
+        old = Plan.load(old_path) if old_path.is_file() else None
+        if (
+            old is not None
+            and old.calibration is not None
+            and old.calibration.device == dev
+            and old.fingerprint_hash == fp.hash
+            and old.preset_hash == result.preset_hash
+        ):
+            cal = old.calibration
+        else:
+            name = (
+                "3d_fullres" if "3d_fullres" in result.configurations else next(iter(result.configurations))
+            )
+            cal = _calibrate(result.configurations[name], dev)
+        result = make_plan(fp, pre, device=device, memory_gb=memory_gb, memory_factor=cal.factor)
+        result = result.model_copy(update={"calibration": cal}).with_hash()
+    out = wd / PLAN_FILE
+    if not out.is_file() or Plan.load(out).hash != result.hash:
+        result.save(out)
+    return result
+
+
+def preprocess(
+    dataset: str | Path | Dataset,
+    workdir: str | Path,
+    *,
+    configurations: list[str] | None = None,
+    folds: int = 5,
+    split_seed: int = 12345,
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, str]:
+    """Write the preprocessed cache and ``splits.json`` for the plan in ``WORKDIR``."""
+    ds = _dataset(dataset)
+    wd = Path(workdir)
+    p = Plan.load(wd / PLAN_FILE)
+    status = _preprocess(
+        p, ds, wd, configurations=configurations, workers=_workers(workers), show_progress=show_progress
+    )
+    write_splits(ds, wd / SPLITS_FILE, folds, split_seed)
+    return status
+
+
+@dataclass
+class PlanResult:
+    workdir: Path
+    fingerprint: Fingerprint
+    plan: Plan
+    fingerprint_reused: bool
+    preprocessed: dict[str, str] = field(default_factory=dict)
+
+
+def plan_dataset(
+    dataset: str | Path,
+    workdir: str | Path,
+    *,
+    preset: str | Path = "default",
+    device: str | None = None,
+    memory_gb: float | None = None,
+    calibrate: bool = False,
+    run_preprocess: bool = True,
+    configurations: list[str] | None = None,
+    folds: int = 5,
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> PlanResult:
+    """verify -> fingerprint -> plan -> preprocess (what ``automed plan`` runs). Nothing is written if verify fails."""
+    ds = _dataset(dataset)
+    pre = load_preset(preset)
+    verify(ds, workers=workers, show_progress=show_progress)
+    wd = Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    fp, reused = fingerprint(ds, wd, workers=workers, show_progress=show_progress)
+    p = plan(wd, preset=pre, device=device, memory_gb=memory_gb, calibrate=calibrate)
+    res = PlanResult(wd, fp, p, reused)
+    if run_preprocess:
+        res.preprocessed = preprocess(
+            ds, wd, configurations=configurations, folds=folds, workers=workers, show_progress=show_progress
+        )
+    return res

@@ -1,0 +1,87 @@
+"""Versioned JSON/YAML artifacts: canonical hashing and atomic writes (nothing half-written is ever left)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from automed.errors import ArtifactError
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON text: sorted keys, no whitespace variance."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def content_hash(obj: Any) -> str:
+    """SHA-256 (first 16 hex digits) of the canonical JSON of ``obj``."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as pretty JSON to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, sort_keys=False, allow_nan=False)
+            fh.write("\n")
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path, *, what: str) -> Any:
+    """Read a JSON artifact, turning a missing or broken file into an :class:`ArtifactError`."""
+    if not path.is_file():
+        raise ArtifactError.single(
+            path, f"{what} must exist", "no such file", f"run the stage that writes {what}"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError.single(
+            path,
+            f"{what} must be valid JSON",
+            f"{exc.msg} at line {exc.lineno}",
+            "delete it and re-run the stage",
+        ) from exc
+
+
+def check_schema_version(path: Path, data: dict[str, Any], expected: int, *, what: str) -> None:
+    found = data.get("schema_version")
+    if found != expected:
+        raise ArtifactError.single(
+            path,
+            f"{what} schema_version must be {expected}",
+            repr(found),
+            "re-run the stage with this automed version to regenerate it",
+        )
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder; on success it replaces ``final``, on error it is removed.
+
+    The earlier content of ``final`` stays in place until the new one is complete.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)

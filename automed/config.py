@@ -1,0 +1,75 @@
+"""Loading YAML configs into strict pydantic models: unknown keys are rejected with a did-you-mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from automed.errors import ConfigError, Problem
+from automed.registry import did_you_mean
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _unknown_keys(model: type[BaseModel], data: Any, where: str, out: list[Problem], file: str) -> None:
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            out.append(
+                Problem(
+                    file,
+                    f"unknown key '{where}{key}'",
+                    repr(key),
+                    f"remove it or use one of {sorted(fields)}.{did_you_mean(str(key), fields)}",
+                )
+            )
+            continue
+        ann = fields[key].annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            _unknown_keys(ann, value, f"{where}{key}.", out, file)
+
+
+def load_model(model: type[M], data: Any, *, file: str) -> M:
+    """Validate ``data`` as ``model``; every unknown key and bad value is reported in one :class:`ConfigError`."""
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        raise ConfigError.single(
+            file,
+            "the file must hold a mapping of keys to values",
+            type(data).__name__,
+            "see planners/default.yaml for the layout",
+        )
+    _unknown_keys(model, data, "", problems, file)
+    if problems:
+        raise ConfigError(problems, f"invalid {file}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            problems.append(
+                Problem(
+                    file,
+                    f"'{loc}': {err['msg']}",
+                    repr(err.get("input")),
+                    "set a value of the right type and range (see planners/default.yaml)",
+                )
+            )
+        raise ConfigError(problems, f"invalid {file}") from exc
+
+
+def load_yaml_model(model: type[M], path: Path) -> M:
+    if not path.is_file():
+        raise ConfigError.single(path, "the config file must exist", "missing", "check the path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError.single(
+            path, "the file must be valid YAML", str(exc).splitlines()[0], "fix the YAML syntax"
+        ) from exc
+    return load_model(model, data, file=str(path))

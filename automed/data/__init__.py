@@ -1,0 +1,1 @@
+"""Dataset intake: image IO, dataset layouts, verification and splits."""

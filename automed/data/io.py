@@ -1,0 +1,206 @@
+"""Image reading and writing through SimpleITK.
+
+Arrays are always 3D in numpy axis order ``(z, y, x)``, as ``SimpleITK.GetArrayFromImage`` returns them; a 2D image
+becomes ``(1, y, x)``. Per-axis values in automed's artifacts (spacing, shape, patch size) follow that order.
+:class:`Geometry` keeps SimpleITK's own ``(x, y, z)`` order so an output can be written back exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from automed.errors import DatasetError
+
+IMAGE_SUFFIXES = (
+    ".nii.gz",
+    ".nii",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".jpg",
+)
+SUFFIXES_2D = (".png", ".tif", ".tiff", ".bmp", ".jpg")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Physical geometry of an image in SimpleITK order (x, y, z)."""
+
+    size: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @property
+    def dimension(self) -> int:
+        return len(self.size)
+
+    @property
+    def spacing_zyx(self) -> tuple[float, float, float]:
+        """Spacing in array axis order, padded to 3 axes (a 2D image gets 1.0 out of plane)."""
+        sp = tuple(float(s) for s in reversed(self.spacing))
+        return (1.0, sp[0], sp[1]) if len(sp) == 2 else (sp[0], sp[1], sp[2])
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        sh = tuple(int(s) for s in reversed(self.size))
+        return (1, sh[0], sh[1]) if len(sh) == 2 else (sh[0], sh[1], sh[2])
+
+    def to_json(self) -> dict[str, list[float] | list[int]]:
+        return {
+            "size": list(self.size),
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": list(self.direction),
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, list[float] | list[int]]) -> Geometry:
+        return cls(
+            tuple(int(v) for v in d["size"]),
+            tuple(float(v) for v in d["spacing"]),
+            tuple(float(v) for v in d["origin"]),
+            tuple(float(v) for v in d["direction"]),
+        )
+
+
+@dataclass(frozen=True)
+class Header:
+    geometry: Geometry
+    pixel_type: str
+    components: int
+
+
+def has_image_suffix(path: Path) -> bool:
+    name = path.name.lower()
+    return any(name.endswith(s) for s in IMAGE_SUFFIXES)
+
+
+def _geometry(img: sitk.Image) -> Geometry:
+    return Geometry(
+        tuple(int(v) for v in img.GetSize()),
+        tuple(float(v) for v in img.GetSpacing()),
+        tuple(float(v) for v in img.GetOrigin()),
+        tuple(float(v) for v in img.GetDirection()),
+    )
+
+
+def dicom_series_files(folder: Path) -> list[str]:
+    """File names of the one DICOM series in ``folder``, sorted by slice position (GDCM)."""
+    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not ids:
+        raise DatasetError.single(
+            folder,
+            "an image folder must hold one DICOM series",
+            "no DICOM series",
+            "point to a folder of .dcm files of one series, or to an image file",
+        )
+    if len(ids) > 1:
+        raise DatasetError.single(
+            folder,
+            "an image folder must hold exactly one DICOM series",
+            f"{len(ids)} series: {', '.join(ids)}",
+            "move each series into its own folder",
+        )
+    return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
+
+
+def read_sitk(path: Path) -> sitk.Image:
+    """Read an image file or a DICOM series folder, with a clear error for unreadable input."""
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(dicom_series_files(path))
+        try:
+            img: sitk.Image = reader.Execute()
+            return img
+        except RuntimeError as exc:
+            raise DatasetError.single(
+                path, "a DICOM series must be readable", _first_line(exc), "check the series is complete"
+            ) from exc
+    if not path.exists():
+        raise DatasetError.single(
+            path, "every listed image must exist", "missing file", "fix the path or add it"
+        )
+    try:
+        return sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise DatasetError.single(
+            path,
+            "images must be readable by SimpleITK (NIfTI, NRRD, MHA, DICOM, PNG, TIFF)",
+            _first_line(exc),
+            "re-export the file in one of these formats or replace the corrupt file",
+        ) from exc
+
+
+def read_header(path: Path) -> Header:
+    """Geometry, pixel type and components without reading the voxels (files only; DICOM folders are read)."""
+    if path.is_dir():
+        img = read_sitk(path)
+        return Header(_geometry(img), img.GetPixelIDTypeAsString(), img.GetNumberOfComponentsPerPixel())
+    if not path.exists():
+        raise DatasetError.single(
+            path, "every listed image must exist", "missing file", "fix the path or add it"
+        )
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise DatasetError.single(
+            path,
+            "images must be readable by SimpleITK (NIfTI, NRRD, MHA, DICOM, PNG, TIFF)",
+            _first_line(exc),
+            "re-export the file in one of these formats or replace the corrupt file",
+        ) from exc
+    geo = Geometry(
+        tuple(int(v) for v in reader.GetSize()),
+        tuple(float(v) for v in reader.GetSpacing()),
+        tuple(float(v) for v in reader.GetOrigin()),
+        tuple(float(v) for v in reader.GetDirection()),
+    )
+    pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    return Header(geo, pixel, int(reader.GetNumberOfComponents()))
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def image_to_arrays(img: sitk.Image) -> list[np.ndarray]:
+    """Voxels as one ``(z, y, x)`` array per component (an RGB PNG gives three)."""
+    arr = sitk.GetArrayFromImage(img)
+    ncomp = img.GetNumberOfComponentsPerPixel()
+    chans = [arr[..., c] for c in range(ncomp)] if ncomp > 1 else [arr]
+    out = []
+    for a in chans:
+        if a.ndim == 2:
+            a = a[None]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+def read_image(path: Path) -> tuple[list[np.ndarray], Geometry]:
+    """Read ``path`` as a list of ``(z, y, x)`` arrays (one per component) and its geometry."""
+    img = read_sitk(path)
+    return image_to_arrays(img), _geometry(img)
+
+
+def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> None:
+    """Write a ``(z, y, x)`` array with ``geometry`` (2D geometries drop the leading axis)."""
+    arr = array[0] if geometry.dimension == 2 and array.ndim == 3 else array
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(geometry.spacing)
+    img.SetOrigin(geometry.origin)
+    img.SetDirection(geometry.direction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path), useCompression=True)

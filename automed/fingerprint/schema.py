@@ -1,0 +1,114 @@
+"""``fingerprint.json``: schema (version 1), JSON round-trip and content hash.
+
+Per-axis lists are in array order ``(z, y, x)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from automed.artifacts import check_schema_version, content_hash, read_json, write_json_atomic
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CaseFingerprint(_Model):
+    case_id: str
+    spacing: list[float]
+    shape: list[int]
+    shape_after_crop: list[int]
+    relative_size_after_crop: float
+    label_voxels: dict[str, int]
+    component_sizes: dict[str, list[int]]
+    value: float | None = None
+
+
+class IntensityStats(_Model):
+    mean: float
+    std: float
+    median: float
+    min: float
+    max: float
+    percentile_00_5: float
+    percentile_99_5: float
+    n_samples: int
+
+
+class ChannelFingerprint(_Model):
+    index: int
+    declared: str
+    modality: str
+    modality_reason: str
+    foreground: IntensityStats
+    raw_min: float
+    raw_max: float
+    raw_fraction_below_minus_500: float
+    integer_valued: bool
+
+
+class LabelFingerprint(_Model):
+    value: int
+    name: str
+    total_voxels: int
+    cases_present: int
+    fraction_of_cases: float
+    components_per_case_median: float
+    components_per_case_max: int
+    component_size_median_voxels: float
+    component_size_min_voxels: int
+    component_size_max_voxels: int
+
+
+class Fingerprint(_Model):
+    schema_version: int = SCHEMA_VERSION
+    automed_version: str
+    dataset_name: str
+    source: str
+    layout: str
+    task_type: Literal["segmentation", "classification", "regression"]
+    task_type_reason: str
+    dimension: Literal[2, 3]
+    n_cases: int
+    n_channels: int
+    samples_per_case: int
+    seed: int
+    inputs_hash: str
+    median_spacing: list[float]
+    median_shape_after_crop: list[int]
+    median_relative_size_after_crop: float
+    channels: list[ChannelFingerprint]
+    labels: list[LabelFingerprint]
+    cases: list[CaseFingerprint]
+    hash: str = ""
+
+    def compute_hash(self) -> str:
+        """Content hash: everything but ``hash``, ``automed_version`` and ``source`` (a moved dataset keeps it)."""
+        d = self.model_dump(mode="json", exclude={"hash", "automed_version", "source"})
+        return content_hash(d)
+
+    def with_hash(self) -> Fingerprint:
+        return self.model_copy(update={"hash": self.compute_hash()})
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: Path) -> Fingerprint:
+        data = read_json(path, what="fingerprint.json")
+        check_schema_version(path, data, SCHEMA_VERSION, what="fingerprint.json")
+        return cls.model_validate(data)
+
+    @property
+    def spacings(self) -> list[list[float]]:
+        return [c.spacing for c in self.cases]
+
+    @property
+    def foreground_labels(self) -> list[int]:
+        return [lab.value for lab in self.labels if lab.value != 0]

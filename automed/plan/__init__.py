@@ -1,0 +1,1 @@
+"""Experiment planning: fingerprint + preset -> plan.json."""

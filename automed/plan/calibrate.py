@@ -1,0 +1,87 @@
+"""``--calibrate``: measure one forward/backward pass of the planned network and correct the memory model.
+
+On CUDA the peak comes from ``torch.cuda.max_memory_allocated`` under autocast (as training uses AMP); on CPU each
+measurement runs in a fresh process and reads its peak resident memory, minus the process' baseline. Two batch
+sizes give per-sample and fixed memory; the ratio of measured to estimated per-sample memory rescales the model.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+from typing import Any
+
+from automed.plan.schema import Calibration, ConfigurationPlan
+
+GB = 1024**3
+
+
+def _measure(net_json: dict[str, Any], patch: list[int], batch: int, device: str) -> float:
+    import torch
+
+    from automed.plan.schema import NetworkPlan
+    from automed.train.networks import build_network
+
+    torch.manual_seed(0)
+    net = NetworkPlan.model_validate(net_json)
+    model = build_network(net).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2, momentum=0.99, nesterov=True)
+    x = torch.randn(batch, net.in_channels, *patch, device=device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        with torch.autocast("cuda", dtype=torch.float16):
+            outs = model(x)
+            loss = sum(o.float().mean() for o in outs) if isinstance(outs, list) else outs.float().mean()
+        loss.backward()
+        opt.step()
+        torch.cuda.synchronize()
+        return float(torch.cuda.max_memory_allocated() - base) / GB
+    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outs = model(x)
+    loss = sum(o.mean() for o in outs) if isinstance(outs, list) else outs.mean()
+    loss.backward()
+    opt.step()
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return float(peak_kb - base_kb) * 1024 / GB
+
+
+def _measure_in_child(args: tuple[dict[str, Any], list[int], int, str]) -> float:
+    return _measure(*args)
+
+
+def measure(cfg: ConfigurationPlan, device: str, batches: tuple[int, int] = (1, 2)) -> dict[int, float]:
+    """Peak training-step memory (GB) of ``cfg``'s network and patch at each batch size."""
+    net_json = cfg.network.model_dump(mode="json")
+    out: dict[int, float] = {}
+    if device == "cuda":
+        for b in batches:
+            out[b] = _measure(net_json, cfg.patch_size, b, device)
+        return out
+    ctx = mp.get_context("spawn")
+    for b in batches:
+        with ctx.Pool(1) as pool:
+            out[b] = pool.apply(_measure_in_child, ((net_json, cfg.patch_size, b, device),))
+    return out
+
+
+def calibrate(cfg: ConfigurationPlan, device: str) -> Calibration:
+    """Measure ``cfg`` on ``device`` and return the correction of the per-sample memory estimate."""
+    m = measure(cfg, device)
+    per_sample = max(m[2] - m[1], 1e-6)
+    fixed = max(m[1] - per_sample, 0.0)
+    factor = per_sample / max(cfg.memory.per_sample_gb, 1e-9)
+    return Calibration(
+        device=device,
+        patch_size=cfg.patch_size,
+        measured_gb={str(k): round(v, 4) for k, v in m.items()},
+        estimated_per_sample_gb=cfg.memory.per_sample_gb,
+        measured_per_sample_gb=round(per_sample, 4),
+        measured_fixed_gb=round(fixed, 4),
+        factor=round(factor, 4),
+        note=(
+            f"measured on {device} with the {cfg.name} network and patch {cfg.patch_size}; the planner re-ran "
+            f"with bytes per element x {factor:.3g}"
+        ),
+    )

@@ -1,0 +1,139 @@
+"""Planner presets (``planners/*.yaml``): every constant the planner uses, validated on load."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from automed.config import load_yaml_model
+from automed.errors import ConfigError
+from automed.registry import did_you_mean
+
+PRESET_SCHEMA_VERSION = 1
+
+
+def _presets_dir() -> Path:
+    """``planners/`` of the source tree (editable install), else the copy installed under ``share/automed``."""
+    src = Path(__file__).resolve().parents[2] / "planners"
+    if src.is_dir():
+        return src
+    return Path(sys.prefix) / "share" / "automed" / "planners"
+
+
+PRESETS_DIR = _presets_dir()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemoryModel(_Strict):
+    target_gb: float = Field(8.0, gt=0)
+    device: Literal["cuda", "cpu"] = "cuda"
+    bytes_per_element_cuda: float = Field(7.14, gt=0)
+    bytes_per_element_cpu: float = Field(14.3, gt=0)
+    bytes_per_parameter: float = Field(16.0, gt=0)
+    fixed_overhead_gb: float = Field(0.0, ge=0)
+
+
+class NetworkRules(_Strict):
+    architecture: str = "unet"
+    base_features: int = Field(32, ge=1)
+    max_features_3d: int = Field(320, ge=1)
+    max_features_2d: int = Field(512, ge=1)
+    min_bottleneck_edge: int = Field(4, ge=1)
+    convs_per_stage: int = Field(2, ge=1)
+    convs_per_stage_decoder: int = Field(2, ge=1)
+    max_stages: int = Field(7, ge=2)
+
+
+class SpacingRules(_Strict):
+    anisotropy_threshold: float = Field(3.0, gt=1)
+    thick_axis_percentile: float = Field(10.0, ge=0, le=100)
+
+
+class PatchRules(_Strict):
+    initial_edge_3d: int = Field(256, ge=8)
+    initial_edge_2d: int = Field(2048, ge=8)
+
+
+class BatchRules(_Strict):
+    min_batch_size: int = Field(2, ge=1)
+    max_batch_size: int = Field(512, ge=1)
+    max_dataset_fraction: float = Field(0.05, gt=0, le=1)
+
+
+class LowresRules(_Strict):
+    enabled: bool = True
+    coverage_threshold: float = Field(0.25, gt=0, le=1)
+    spacing_step: float = Field(1.03, gt=1)
+    min_size_reduction: float = Field(2.0, ge=1)
+
+
+class NormalizationRules(_Strict):
+    mask_if_relative_size_below: float = Field(0.75, gt=0, le=1)
+
+
+class ResamplingRules(_Strict):
+    image_order: int = Field(3, ge=0, le=5)
+    label_order: int = Field(1, ge=0, le=1)
+    separate_z_threshold: float = Field(3.0, gt=1)
+    z_order: int = Field(0, ge=0, le=3)
+
+
+class SamplingRules(_Strict):
+    foreground_oversample: float = Field(0.33, ge=0, le=1)
+    class_locations_max: int = Field(10000, ge=1)
+    class_locations_min_fraction: float = Field(0.01, ge=0, le=1)
+    seed: int = 1234
+
+
+class Preset(_Strict):
+    """A planner preset. Every field has nnU-Net v2's value as default unless its comment in the YAML says why not."""
+
+    schema_version: int = PRESET_SCHEMA_VERSION
+    name: str
+    description: str = ""
+    planner: str = "default"
+    configurations: list[Literal["2d", "3d_fullres", "3d_lowres"]] = ["2d", "3d_fullres", "3d_lowres"]
+    memory: MemoryModel = MemoryModel()
+    network: NetworkRules = NetworkRules()
+    spacing: SpacingRules = SpacingRules()
+    patch: PatchRules = PatchRules()
+    batch: BatchRules = BatchRules()
+    lowres: LowresRules = LowresRules()
+    normalization: NormalizationRules = NormalizationRules()
+    resampling: ResamplingRules = ResamplingRules()
+    sampling: SamplingRules = SamplingRules()
+
+
+def available_presets(directory: Path = PRESETS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str | Path) -> Preset:
+    """Load a preset by name (``default``) from ``planners/`` or from a YAML path."""
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        names = available_presets()
+        cand = PRESETS_DIR / f"{p}.yaml"
+        if not cand.is_file():
+            raise ConfigError.single(
+                PRESETS_DIR,
+                f"the preset must be one of {names} or a YAML path",
+                repr(str(p)),
+                f"pick a listed preset.{did_you_mean(str(p), names)}",
+            )
+        p = cand
+    preset = load_yaml_model(Preset, p)
+    if preset.schema_version != PRESET_SCHEMA_VERSION:
+        raise ConfigError.single(
+            p,
+            f"schema_version must be {PRESET_SCHEMA_VERSION}",
+            preset.schema_version,
+            "update the preset to the current layout (see planners/default.yaml)",
+        )
+    return preset

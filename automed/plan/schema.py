@@ -1,0 +1,139 @@
+"""``plan.json``: schema (version 1). Per-axis values of a configuration are in network axis order, i.e. array
+order ``(z, y, x)`` after ``transpose_forward``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from automed.artifacts import check_schema_version, content_hash, read_json, write_json_atomic
+
+SCHEMA_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NetworkPlan(_Model):
+    architecture: str
+    dimension: Literal[2, 3]
+    in_channels: int
+    n_classes: int
+    n_stages: int
+    features_per_stage: list[int]
+    kernel_sizes: list[list[int]]
+    strides: list[list[int]]
+    convs_per_stage: int
+    convs_per_stage_decoder: int
+    deep_supervision: bool = True
+
+
+class ChannelNormalization(_Model):
+    channel: int
+    scheme: Literal["ct", "zscore"]
+    use_nonzero_mask: bool
+    clip_low: float | None = None
+    clip_high: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    reason: str
+
+
+class ResamplingPlan(_Model):
+    image_order: int
+    label_order: int
+    separate_z_threshold: float
+    z_order: int
+    reason: str
+
+
+class MemoryEstimate(_Model):
+    device: Literal["cuda", "cpu"]
+    target_gb: float
+    estimate_gb: float
+    per_sample_gb: float
+    fixed_gb: float
+    feature_map_elements: int
+    parameters: int
+    bytes_per_element: float
+    calibrated: bool = False
+
+
+class ConfigurationPlan(_Model):
+    name: str
+    data_identifier: str
+    spacing: list[float]
+    median_shape: list[int]
+    patch_size: list[int]
+    batch_size: int
+    batch_dice: bool
+    network: NetworkPlan
+    normalization: list[ChannelNormalization]
+    resampling: ResamplingPlan
+    foreground_oversample: float
+    memory: MemoryEstimate
+    previous_stage: str | None = None
+    next_stage: str | None = None
+    reasons: dict[str, str]
+
+
+class Calibration(_Model):
+    device: str
+    patch_size: list[int]
+    measured_gb: dict[str, float]
+    estimated_per_sample_gb: float
+    measured_per_sample_gb: float
+    measured_fixed_gb: float
+    factor: float
+    note: str
+
+
+class Plan(_Model):
+    schema_version: int = SCHEMA_VERSION
+    automed_version: str
+    dataset_name: str
+    fingerprint_hash: str
+    preset_name: str
+    preset_hash: str
+    task_type: str
+    labels: dict[str, str]
+    n_channels: int
+    original_median_spacing: list[float]
+    transpose_forward: list[int]
+    transpose_backward: list[int]
+    configurations: dict[str, ConfigurationPlan]
+    reasons: dict[str, str]
+    calibration: Calibration | None = None
+    hash: str = ""
+
+    def compute_hash(self) -> str:
+        return content_hash(self.model_dump(mode="json", exclude={"hash", "automed_version"}))
+
+    def with_hash(self) -> Plan:
+        return self.model_copy(update={"hash": self.compute_hash()})
+
+    def configuration_hash(self, name: str) -> str:
+        """Hash of what preprocessing of one configuration depends on."""
+        c = self.configurations[name]
+        return content_hash(
+            {
+                "fingerprint": self.fingerprint_hash,
+                "transpose": self.transpose_forward,
+                "spacing": c.spacing,
+                "normalization": [n.model_dump(mode="json", exclude={"reason"}) for n in c.normalization],
+                "resampling": c.resampling.model_dump(mode="json", exclude={"reason"}),
+                "dimension": c.network.dimension,
+            }
+        )
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        data = read_json(path, what="plan.json")
+        check_schema_version(path, data, SCHEMA_VERSION, what="plan.json")
+        return cls.model_validate(data)

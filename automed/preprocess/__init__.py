@@ -1,0 +1,1 @@
+"""Preprocessing: crop to non-zero, normalize, resample; the cache under WORKDIR/preprocessed/."""

@@ -1,0 +1,34 @@
+"""Per-channel intensity normalization as planned (CT: global clip + z-score; others: per-image z-score)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from automed.plan.schema import ChannelNormalization
+
+
+def normalize(data: np.ndarray, plans: list[ChannelNormalization], mask: np.ndarray | None) -> np.ndarray:
+    """Normalize ``data`` ``(C, ...)`` in place (float32) and return it. ``mask`` is the non-zero region."""
+    for p in plans:
+        x = data[p.channel]
+        if p.scheme == "ct":
+            assert (
+                p.clip_low is not None
+                and p.clip_high is not None
+                and p.mean is not None
+                and p.std is not None
+            )
+            np.clip(x, p.clip_low, p.clip_high, out=x)
+            x -= p.mean
+            x /= max(p.std, 1e-8)
+        elif p.use_nonzero_mask and mask is not None and mask.any():
+            vals = x[mask]
+            mean, std = float(vals.mean()), float(vals.std())
+            x -= mean
+            x /= max(std, 1e-8)
+            x[~mask] = 0
+        else:
+            mean, std = float(x.mean()), float(x.std())
+            x -= mean
+            x /= max(std, 1e-8)
+    return data
