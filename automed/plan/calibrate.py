@@ -1,16 +1,16 @@
 """``--calibrate``: measure one forward/backward pass of the planned network and correct the memory model.
 
-On CUDA the peak comes from ``torch.cuda.max_memory_allocated`` under autocast (as training uses AMP); on CPU each
-measurement runs in a fresh process and reads its peak resident memory, minus the process' baseline. Two batch
-sizes give per-sample and fixed memory; the ratio of measured to estimated per-sample memory rescales the model.
+On CUDA the peak comes from ``torch.cuda.max_memory_allocated`` under autocast (as training uses AMP); on CPU from
+the allocation timeline of PyTorch's profiler (each op's own allocations and frees, in order) plus the weights,
+because resident memory on CPU mostly shows the allocator's caching. Two batch sizes give per-sample and fixed
+memory; the ratio of measured to estimated per-sample memory rescales the model.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import resource
 from typing import Any
 
+from automed.errors import PlanError
 from automed.plan.schema import Calibration, ConfigurationPlan
 
 GB = 1024**3
@@ -38,38 +38,42 @@ def _measure(net_json: dict[str, Any], patch: list[int], batch: int, device: str
         opt.step()
         torch.cuda.synchronize()
         return float(torch.cuda.max_memory_allocated() - base) / GB
-    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    outs = model(x)
-    loss = sum(o.mean() for o in outs) if isinstance(outs, list) else outs.mean()
-    loss.backward()
-    opt.step()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return float(peak_kb - base_kb) * 1024 / GB
-
-
-def _measure_in_child(args: tuple[dict[str, Any], list[int], int, str]) -> float:
-    return _measure(*args)
+    del x
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
+        x = torch.randn(batch, net.in_channels, *patch)
+        outs = model(x)
+        loss = sum(o.mean() for o in outs) if isinstance(outs, list) else outs.mean()
+        loss.backward()
+        opt.step()
+    # allocation timeline: each op's own allocations (+) and frees (-), in start order; the peak is the step's
+    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
+    current = peak = 0
+    for e in events:
+        current += e.self_cpu_memory_usage
+        peak = max(peak, current)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return float(peak + weights) / GB
 
 
 def measure(cfg: ConfigurationPlan, device: str, batches: tuple[int, int] = (1, 2)) -> dict[int, float]:
     """Peak training-step memory (GB) of ``cfg``'s network and patch at each batch size."""
     net_json = cfg.network.model_dump(mode="json")
-    out: dict[int, float] = {}
-    if device == "cuda":
-        for b in batches:
-            out[b] = _measure(net_json, cfg.patch_size, b, device)
-        return out
-    ctx = mp.get_context("spawn")
-    for b in batches:
-        with ctx.Pool(1) as pool:
-            out[b] = pool.apply(_measure_in_child, ((net_json, cfg.patch_size, b, device),))
-    return out
+    return {b: _measure(net_json, cfg.patch_size, b, device) for b in batches}
 
 
 def calibrate(cfg: ConfigurationPlan, device: str) -> Calibration:
     """Measure ``cfg`` on ``device`` and return the correction of the per-sample memory estimate."""
     m = measure(cfg, device)
-    per_sample = max(m[2] - m[1], 1e-6)
+    per_sample = m[2] - m[1]
+    if per_sample <= 0:
+        raise PlanError.single(
+            f"configuration {cfg.name}",
+            "calibration must see memory grow from batch 1 to batch 2",
+            f"{m[1]:.4f} GB then {m[2]:.4f} GB",
+            "the network is too small to measure; plan without --calibrate",
+        )
     fixed = max(m[1] - per_sample, 0.0)
     factor = per_sample / max(cfg.memory.per_sample_gb, 1e-9)
     return Calibration(

@@ -96,32 +96,33 @@ def make_dataset(
     direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
     shape_jitter: int = 2,
     name: str = "Synthetic",
+    spacings: list[tuple[float, float, float]] | None = None,
 ) -> Path:
-    """Write a synthetic segmentation dataset and return its folder. ``shape`` and ``spacing`` are ``(z, y, x)``."""
+    """Write a synthetic segmentation dataset and return its folder. ``shape`` and ``spacing`` are ``(z, y, x)``;
+    ``spacings`` gives each case its own spacing (cycled)."""
     rootp = Path(root)
     rng = np.random.default_rng(seed)
     training = []
     for i in range(n_cases):
         jit = rng.integers(-shape_jitter, shape_jitter + 1, 3) if shape_jitter else np.zeros(3, dtype=int)
         sh = tuple(int(max(4, s + j)) for s, j in zip(shape, jit, strict=True))
-        chans, label = synth_case(rng, (sh[0], sh[1], sh[2]), spacing, n_channels, ct_like)
+        case_spacing = spacings[i % len(spacings)] if spacings else spacing
+        chans, label = synth_case(rng, (sh[0], sh[1], sh[2]), case_spacing, n_channels, ct_like)
         cid = f"case_{i:03d}"
         origin = (float(rng.uniform(-50, 50)), float(rng.uniform(-50, 50)), float(rng.uniform(-50, 50)))
         if layout == "msd":
             if n_channels == 1:
-                _write(chans[0], rootp / "imagesTr" / f"{cid}.nii.gz", spacing, direction, origin)
+                _write(chans[0], rootp / "imagesTr" / f"{cid}.nii.gz", case_spacing, direction, origin)
             else:
-                vol = np.stack(chans)  # (C, z, y, x) -> a 4D NIfTI
-                img = sitk.JoinSeries([_as_img(c, spacing, direction, origin) for c in chans])
-                del vol
+                img = sitk.JoinSeries([_as_img(c, case_spacing, direction, origin) for c in chans])
                 (rootp / "imagesTr").mkdir(parents=True, exist_ok=True)
                 sitk.WriteImage(img, str(rootp / "imagesTr" / f"{cid}.nii.gz"), useCompression=True)
-            _write(label, rootp / "labelsTr" / f"{cid}.nii.gz", spacing, direction, origin)
+            _write(label, rootp / "labelsTr" / f"{cid}.nii.gz", case_spacing, direction, origin)
             training.append({"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"})
         else:
             for c, ch in enumerate(chans):
-                _write(ch, rootp / "imagesTr" / f"{cid}_{c:04d}.nii.gz", spacing, direction, origin)
-            _write(label, rootp / "labelsTr" / f"{cid}.nii.gz", spacing, direction, origin)
+                _write(ch, rootp / "imagesTr" / f"{cid}_{c:04d}.nii.gz", case_spacing, direction, origin)
+            _write(label, rootp / "labelsTr" / f"{cid}.nii.gz", case_spacing, direction, origin)
     names = {str(c): (modality if n_channels == 1 else f"{modality}{c}") for c in range(n_channels)}
     meta: dict[str, object]
     if layout == "msd":

@@ -1,0 +1,295 @@
+"""Bad input: every error names the file, the rule, the value and the fix, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed import api
+from automed.errors import AutomedError, ConfigError, DatasetError, Problem
+from automed.plan.preset import load_preset
+from automed.testing.synthetic import make_dataset
+from tests.conftest import shared
+
+
+def _img(path: Path) -> sitk.Image:
+    return sitk.ReadImage(str(path))
+
+
+def _save(img: sitk.Image, path: Path) -> None:
+    sitk.WriteImage(img, str(path), useCompression=True)
+
+
+def _fails(dataset: Path, tmp_path: Path) -> list[Problem]:
+    """Run the whole `automed plan` chain; it must fail and leave no work directory behind."""
+    wd = tmp_path / "W"
+    with pytest.raises(DatasetError) as info:
+        api.plan_dataset(dataset, wd, workers=1, show_progress=False)
+    assert not wd.exists(), "nothing may be written when the input is bad"
+    return info.value.problems
+
+
+def _has(problems: list[Problem], file: str | Path, rule: str, fix: str) -> Problem:
+    for p in problems:
+        if str(file) in p.file and rule in p.rule and fix in p.fix:
+            assert p.value, "the offending value must be named"
+            return p
+    raise AssertionError(
+        f"no problem with file~{file}, rule~{rule!r}, fix~{fix!r} in:\n" + "\n".join(map(str, problems))
+    )
+
+
+@pytest.fixture()
+def ds(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "ds", n_cases=3, shape=(10, 12, 12), seed=3)
+
+
+@pytest.fixture()
+def ds2(tmp_path: Path) -> Path:
+    """Two channels, nnU-Net layout."""
+    return make_dataset(
+        tmp_path / "ds2", n_cases=3, shape=(10, 12, 12), n_channels=2, layout="nnunetv2", seed=4
+    )
+
+
+def test_missing_image(ds: Path, tmp_path: Path) -> None:
+    f = ds / "imagesTr" / "case_001.nii.gz"
+    f.unlink()
+    _has(_fails(ds, tmp_path), f, "must exist", "fix the path")
+
+
+def test_missing_label(ds: Path, tmp_path: Path) -> None:
+    f = ds / "labelsTr" / "case_002.nii.gz"
+    f.unlink()
+    _has(_fails(ds, tmp_path), f, "label must exist", "add the file")
+
+
+def test_duplicate_subject_ids(ds: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    img, lab = ds / "imagesTr" / "case_000.nii.gz", ds / "labelsTr" / "case_000.nii.gz"
+    csv.write_text(f"SubjectID,Channel_0,Label\nA,{img},{lab}\nA,{img},{lab}\n")
+    p = _has(_fails(csv, tmp_path), csv, "IDs must be unique", "give every case its own ID")
+    assert "A" in p.value
+
+
+def test_channel_size_differs(ds2: Path, tmp_path: Path) -> None:
+    f = ds2 / "imagesTr" / "case_001_0001.nii.gz"
+    _save(sitk.Image([12, 12, 9], sitk.sitkFloat32), f)
+    _has(_fails(ds2, tmp_path), f, "channel size must equal", "resample")
+
+
+def test_channel_spacing_differs(ds2: Path, tmp_path: Path) -> None:
+    f = ds2 / "imagesTr" / "case_000_0001.nii.gz"
+    img = _img(f)
+    img.SetSpacing((1.0, 1.0, 2.0))
+    _save(img, f)
+    p = _has(_fails(ds2, tmp_path), f, "channel spacing must equal", "resample")
+    assert "2.0" in p.value
+
+
+def test_channel_origin_differs(ds2: Path, tmp_path: Path) -> None:
+    f = ds2 / "imagesTr" / "case_000_0001.nii.gz"
+    img = _img(f)
+    img.SetOrigin((5.0, 5.0, 5.0))
+    _save(img, f)
+    _has(_fails(ds2, tmp_path), f, "channel origin must equal", "resample")
+
+
+def test_channel_direction_differs(ds2: Path, tmp_path: Path) -> None:
+    f = ds2 / "imagesTr" / "case_002_0001.nii.gz"
+    img = _img(f)
+    img.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+    _save(img, f)
+    _has(_fails(ds2, tmp_path), f, "channel direction must equal", "resample")
+
+
+def test_label_geometry_differs(ds: Path, tmp_path: Path) -> None:
+    f = ds / "labelsTr" / "case_000.nii.gz"
+    lab = _img(f)
+    lab.SetSpacing((1.0, 1.5, 1.0))
+    _save(lab, f)
+    _has(_fails(ds, tmp_path), f, "label spacing must equal", "nearest-neighbour")
+
+
+def test_label_size_differs(ds: Path, tmp_path: Path) -> None:
+    f = ds / "labelsTr" / "case_001.nii.gz"
+    _save(sitk.Image([5, 5, 5], sitk.sitkUInt8), f)
+    _has(_fails(ds, tmp_path), f, "label size must equal", "resample the label")
+
+
+def test_non_integer_label(ds: Path, tmp_path: Path) -> None:
+    f = ds / "labelsTr" / "case_000.nii.gz"
+    lab = _img(f)
+    arr = sitk.GetArrayFromImage(lab).astype(np.float32)
+    arr[0, 0, 0] = 0.5
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(lab)
+    _save(new, f)
+    p = _has(_fails(ds, tmp_path), f, "label voxels must be integers", "nearest-neighbour")
+    assert "0.5" in p.value
+
+
+def test_undeclared_label_value(ds: Path, tmp_path: Path) -> None:
+    f = ds / "labelsTr" / "case_002.nii.gz"
+    lab = _img(f)
+    arr = sitk.GetArrayFromImage(lab)
+    arr[0, 0, 0] = 7
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(lab)
+    _save(new, f)
+    p = _has(_fails(ds, tmp_path), f, "must be declared in 'labels'", "add them to 'labels'")
+    assert "7" in p.value
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_inf_voxels(ds: Path, tmp_path: Path, bad: float) -> None:
+    # NRRD keeps NaN as written (ITK's NIfTI reader turns NaN into 0), so the image is stored as .nrrd
+    img = _img(ds / "imagesTr" / "case_001.nii.gz")
+    arr = sitk.GetArrayFromImage(img)
+    arr[1, 2, 3] = bad
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(img)
+    f = ds / "imagesTr" / "case_001.nrrd"
+    _save(new, f)
+    meta = json.loads((ds / "dataset.json").read_text())
+    meta["training"][1]["image"] = "./imagesTr/case_001.nrrd"
+    (ds / "dataset.json").write_text(json.dumps(meta))
+    p = _has(_fails(ds, tmp_path), f, "must be finite", "replace NaN/Inf")
+    assert "1 NaN/Inf" in p.value
+
+
+def test_4d_image_where_3d_declared(ds: Path, tmp_path: Path) -> None:
+    f = ds / "imagesTr" / "case_000.nii.gz"
+    img = _img(f)
+    _save(sitk.JoinSeries([img, img]), f)
+    _has(_fails(ds, tmp_path), f, "images must be 3D", "tensorImageSize")
+
+
+def test_empty_dataset(ds: Path, tmp_path: Path) -> None:
+    meta = json.loads((ds / "dataset.json").read_text())
+    meta["training"] = []
+    (ds / "dataset.json").write_text(json.dumps(meta))
+    _has(_fails(ds, tmp_path), ds / "dataset.json", "at least one training case", "list the cases")
+
+
+def test_unreadable_file(ds: Path, tmp_path: Path) -> None:
+    f = ds / "imagesTr" / "case_002.nii.gz"
+    f.write_bytes(b"this is not an image")
+    _has(_fails(ds, tmp_path), f, "must be readable", "re-export")
+
+
+def test_broken_dataset_json(ds: Path, tmp_path: Path) -> None:
+    (ds / "dataset.json").write_text("{not json")
+    _has(_fails(ds, tmp_path), ds / "dataset.json", "valid JSON", "fix the JSON")
+
+
+def test_csv_unknown_column_did_you_mean(tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text("SubjectID,Chanel_0,Label\nA,a.nii.gz,b.nii.gz\n")
+    p = _has(_fails(csv, tmp_path), csv, "CSV columns must be", "Did you mean")
+    assert "Chanel_0" in p.value
+
+
+def test_csv_without_subject_id(tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text("Channel_0,Label\na.nii.gz,b.nii.gz\n")
+    _has(_fails(csv, tmp_path), csv, "needs a SubjectID column", "add SubjectID")
+
+
+def test_negative_label_values(ds: Path, tmp_path: Path) -> None:
+    meta = json.loads((ds / "dataset.json").read_text())
+    meta["labels"]["-1"] = "weird"
+    (ds / "dataset.json").write_text(json.dumps(meta))
+    f = ds / "labelsTr" / "case_000.nii.gz"
+    lab = _img(f)
+    arr = sitk.GetArrayFromImage(lab).astype(np.int16)
+    arr[0, 0, 0] = -1
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(lab)
+    _save(new, f)
+    _has(_fails(ds, tmp_path), f, "label values must be >= 0", "relabel")
+
+
+def test_two_dicom_series_in_one_folder(tmp_path: Path) -> None:
+    src = shared("dicom", "hippo_crop_series")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for study in ("Study1", "Study2"):
+        for f in (src / study).glob("*.dcm"):
+            shutil.copy(f, mixed / f"{study}_{f.name}")
+    csv = tmp_path / "d.csv"
+    csv.write_text(f"SubjectID,Channel_0\nA,{mixed}\n")
+    p = _has(_fails(csv, tmp_path), mixed, "exactly one DICOM series", "its own folder")
+    assert p.value.startswith("2 series")
+
+
+def test_every_problem_is_reported_in_one_pass(ds: Path, tmp_path: Path) -> None:
+    (ds / "imagesTr" / "case_000.nii.gz").unlink()
+    (ds / "labelsTr" / "case_001.nii.gz").unlink()
+    (ds / "imagesTr" / "case_002.nii.gz").write_bytes(b"junk")
+    problems = _fails(ds, tmp_path)
+    assert len(problems) >= 3
+
+
+def test_earlier_results_survive_a_failed_run(ds: Path, tmp_path: Path) -> None:
+    wd = tmp_path / "W"
+    api.plan_dataset(ds, wd, workers=1, show_progress=False, configurations=["3d_fullres"])
+    before = {p.relative_to(wd): p.read_bytes() for p in wd.rglob("*") if p.is_file()}
+    (ds / "imagesTr" / "case_000.nii.gz").write_bytes(b"junk")
+    with pytest.raises(DatasetError):
+        api.plan_dataset(ds, wd, workers=1, show_progress=False)
+    after = {p.relative_to(wd): p.read_bytes() for p in wd.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_preset_unknown_key_did_you_mean(tmp_path: Path) -> None:
+    y = tmp_path / "p.yaml"
+    y.write_text("schema_version: 1\nname: x\nmemory:\n  target_gbb: 4\n")
+    with pytest.raises(ConfigError) as info:
+        load_preset(y)
+    p = info.value.problems[0]
+    assert (
+        str(y) in p.file
+        and "unknown key 'memory.target_gbb'" in p.rule
+        and "Did you mean 'target_gb'" in p.fix
+    )
+
+
+def test_preset_bad_value(tmp_path: Path) -> None:
+    y = tmp_path / "p.yaml"
+    y.write_text("schema_version: 1\nname: x\nbatch:\n  min_batch_size: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_preset(y)
+    p = info.value.problems[0]
+    assert "batch.min_batch_size" in p.rule and "0" in p.value and "planners/default.yaml" in p.fix
+
+
+def test_unknown_preset_name() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'default'"):
+        load_preset("defualt")
+
+
+def test_cli_error_is_one_message_without_traceback(ds: Path, tmp_path: Path) -> None:
+    (ds / "imagesTr" / "case_000.nii.gz").unlink()
+    wd = tmp_path / "W"
+    r = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "plan", str(ds), "-o", str(wd)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert "case_000.nii.gz" in r.stderr and "must exist" in r.stderr and "Fix:" in r.stderr
+    assert not wd.exists()
+
+
+def test_errors_are_automed_errors() -> None:
+    assert issubclass(DatasetError, AutomedError) and issubclass(ConfigError, AutomedError)

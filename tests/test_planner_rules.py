@@ -1,0 +1,126 @@
+"""Planner rules on synthetic datasets: thick-axis spacing, in-plane-first topology, 3d_lowres, contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from automed import api
+from automed.plan.planner import make_plan
+from automed.plan.preset import load_preset
+from automed.testing.contracts import check_planner_contract, contract_fingerprints
+from automed.testing.fingerprints import synthetic_fingerprint
+from automed.testing.synthetic import make_dataset
+
+
+def test_anisotropic_thick_axis_and_in_plane_first(tmp_path: Path) -> None:
+    # 0.8 x 0.8 mm in-plane, 3.0-4.0 mm slices (median 3.5): spacing ratio 4.4 > 3 and 18 slices vs 128 in-plane
+    ds = make_dataset(
+        tmp_path / "aniso",
+        n_cases=5,
+        shape=(18, 128, 128),
+        spacing=(3.5, 0.8, 0.8),
+        spacings=[(3.0, 0.8, 0.8), (3.25, 0.8, 0.8), (3.5, 0.8, 0.8), (3.75, 0.8, 0.8), (4.0, 0.8, 0.8)],
+        shape_jitter=0,
+    )
+    wd = tmp_path / "W"
+    res = api.plan_dataset(ds, wd, workers=1, show_progress=False, configurations=["3d_fullres"])
+    plan = res.plan
+    full = plan.configurations["3d_fullres"]
+    # thick axis (z, array axis 0) gets its 10th-percentile spacing (3.1), not the median 3.5
+    assert full.spacing[0] == pytest.approx(np.percentile([3.0, 3.25, 3.5, 3.75, 4.0], 10))
+    assert full.spacing[1:] == [0.8, 0.8]
+    assert "thick axis 0" in plan.reasons["target_spacing"]
+    assert plan.transpose_forward == [0, 1, 2]
+    # in-plane first: kernel 1 and no pooling along z in the first stages
+    net = full.network
+    assert net.kernel_sizes[0] == [1, 3, 3]
+    assert net.strides[1] == [1, 2, 2]
+    assert any(s[0] == 2 for s in net.strides[2:]), "z is pooled once in-plane resolution caught up"
+    assert "in-plane first" in full.reasons["topology"]
+    # resampling treats the thick axis separately in the cache (ratio 4/0.8 > 3)
+    props = json.loads((wd / "preprocessed" / "3d_fullres" / "case_004.json").read_text())
+    assert props["separate_axis"] == 0
+    assert props["shape_after_resampling"][0] == round(props["shape_after_crop"][0] * 4.0 / full.spacing[0])
+    with np.load(wd / "preprocessed" / "3d_fullres" / "case_004.npz") as z:
+        assert z["data"].shape[1:] == z["seg"].shape
+        assert set(np.unique(z["seg"]).tolist()) == {0, 1, 2}
+
+
+def test_transpose_moves_thick_axis_first(tmp_path: Path) -> None:
+    # thick axis stored last in the array (x): it must be moved first
+    fp = synthetic_fingerprint((0.8, 0.8, 3.5), (256, 256, 40), spacing_jitter=0.0)
+    plan = make_plan(fp, load_preset("default"))
+    assert plan.transpose_forward == [2, 0, 1]
+    assert plan.transpose_backward == [1, 2, 0]
+    assert plan.configurations["3d_fullres"].spacing[0] == pytest.approx(3.5)
+
+
+def test_large_image_triggers_lowres(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "big", n_cases=2, shape=(160, 160, 160), shape_jitter=0)
+    wd = tmp_path / "W"
+    res = api.plan_dataset(ds, wd, memory_gb=1.0, run_preprocess=False, workers=1, show_progress=False)
+    cfgs = res.plan.configurations
+    assert set(cfgs) == {"2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres"}
+    full, low = cfgs["3d_fullres"], cfgs["3d_lowres"]
+    assert np.prod(full.patch_size) / np.prod(full.median_shape) < 0.25
+    assert np.prod(low.patch_size) / np.prod(low.median_shape) >= 0.25
+    assert all(lo > fu for lo, fu in zip(low.spacing, full.spacing, strict=True))
+    assert low.next_stage == "3d_cascade_fullres" and cfgs["3d_cascade_fullres"].previous_stage == "3d_lowres"
+    assert cfgs["3d_cascade_fullres"].network.in_channels == 1 + 3
+    assert full.batch_dice and not low.batch_dice
+    assert "coarsened" in res.plan.reasons["3d_lowres"]
+    assert not (wd / "preprocessed").exists()
+
+
+def test_large_fingerprint_triggers_lowres_at_default_memory() -> None:
+    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (512, 512, 512)), load_preset("default"))
+    assert "3d_lowres" in plan.configurations
+
+
+@pytest.mark.parametrize("preset", ["default", "cpu"])
+def test_planner_contract(preset: str) -> None:
+    check_planner_contract(make_plan, load_preset(preset))
+
+
+def test_contract_catches_a_bad_planner() -> None:
+    def oversized(fp, preset):  # type: ignore[no-untyped-def]
+        p = make_plan(fp, preset)
+        cfg = p.configurations["3d_fullres"]
+        big = cfg.model_copy(update={"patch_size": [s * 2 for s in cfg.median_shape]})
+        return p.model_copy(update={"configurations": {**p.configurations, "3d_fullres": big}}).with_hash()
+
+    with pytest.raises(AssertionError, match="exceeds median shape"):
+        check_planner_contract(oversized, load_preset("default"), contract_fingerprints()[:1])
+
+
+def test_plan_memory_target_and_device() -> None:
+    fp = synthetic_fingerprint((1.0, 0.8, 0.8), (300, 512, 512), modality="CT")
+    pre = load_preset("default")
+    small = make_plan(fp, pre, device="cuda", memory_gb=4)
+    big = make_plan(fp, pre, device="cuda", memory_gb=24)
+    cpu = make_plan(fp, pre, device="cpu", memory_gb=8)
+    gpu = make_plan(fp, pre, device="cuda", memory_gb=8)
+    vol = [np.prod(p.configurations["3d_fullres"].patch_size) for p in (small, big)]
+    assert vol[0] < vol[1]
+    assert (
+        cpu.configurations["3d_fullres"].memory.bytes_per_element
+        > gpu.configurations["3d_fullres"].memory.bytes_per_element
+    )
+    assert np.prod(cpu.configurations["3d_fullres"].patch_size) <= np.prod(
+        gpu.configurations["3d_fullres"].patch_size
+    )
+    for p in (small, big, cpu, gpu):
+        for c in p.configurations.values():
+            assert c.memory.estimate_gb <= c.memory.target_gb
+
+
+def test_masked_zscore_when_cropping_removes_a_lot() -> None:
+    pre = load_preset("default")
+    cropped = make_plan(synthetic_fingerprint((1, 1, 1), (100, 100, 100), relative_size=0.5), pre)
+    full = make_plan(synthetic_fingerprint((1, 1, 1), (100, 100, 100), relative_size=0.95), pre)
+    assert cropped.configurations["3d_fullres"].normalization[0].use_nonzero_mask
+    assert not full.configurations["3d_fullres"].normalization[0].use_nonzero_mask
