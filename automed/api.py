@@ -14,6 +14,7 @@ from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
+from automed.errors import ArtifactError
 from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
 from automed.fingerprint.schema import Fingerprint
 from automed.parallel import default_workers
@@ -88,7 +89,7 @@ def plan(
 
         dev = device or pre.memory.device
         old_path = wd / PLAN_FILE
-        old = Plan.load(old_path) if old_path.is_file() else None
+        old = Plan.load(old_path) if _stored_plan_hash(old_path) else None
         if (
             old is not None
             and old.calibration is not None
@@ -105,9 +106,17 @@ def plan(
         result = make_plan(fp, pre, device=device, memory_gb=memory_gb, memory_factor=cal.factor)
         result = result.model_copy(update={"calibration": cal}).with_hash()
     out = wd / PLAN_FILE
-    if not out.is_file() or Plan.load(out).hash != result.hash:
+    if _stored_plan_hash(out) != result.hash:
         result.save(out)
     return result
+
+
+def _stored_plan_hash(path: Path) -> str | None:
+    """Hash of the plan on disk, or ``None`` when there is none or it is unreadable (it is then rewritten)."""
+    try:
+        return Plan.load(path).hash if path.is_file() else None
+    except Exception:
+        return None
 
 
 def preprocess(
@@ -124,6 +133,14 @@ def preprocess(
     ds = _dataset(dataset)
     wd = Path(workdir)
     p = Plan.load(wd / PLAN_FILE)
+    fp = Fingerprint.load(wd / FINGERPRINT_FILE)
+    if fp.hash != p.fingerprint_hash or inputs_hash(ds, fp.samples_per_case, fp.seed) != fp.inputs_hash:
+        raise ArtifactError.single(
+            wd / FINGERPRINT_FILE,
+            "the dataset, fingerprint.json and plan.json must belong together",
+            "the dataset changed since it was fingerprinted (or the plan is from another fingerprint)",
+            "run `automed plan DATASET -o WORKDIR`, which refreshes every stage",
+        )
     status = _preprocess(
         p, ds, wd, configurations=configurations, workers=_workers(workers), show_progress=show_progress
     )

@@ -35,9 +35,14 @@ class ProblemsError(AutomedError):
 
     def __init__(self, problems: list[Problem], headline: str = "") -> None:
         self.problems = list(problems)
+        self.headline = headline
         n = len(self.problems)
         head = headline or f"{n} problem{'s' if n != 1 else ''} found"
         super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+    def __reduce__(self) -> tuple[type[ProblemsError], tuple[list[Problem], str]]:
+        # keep problems intact across worker processes (the default would rebuild from the message text)
+        return (type(self), (self.problems, self.headline))
 
     @classmethod
     def single(cls, file: str | Path, rule: str, value: object, fix: str) -> ProblemsError:

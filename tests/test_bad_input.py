@@ -293,3 +293,78 @@ def test_cli_error_is_one_message_without_traceback(ds: Path, tmp_path: Path) ->
 
 def test_errors_are_automed_errors() -> None:
     assert issubclass(DatasetError, AutomedError) and issubclass(ConfigError, AutomedError)
+
+
+def test_channel_count_must_agree_across_cases(tmp_path: Path) -> None:
+    rows = ["SubjectID,Channel_0"]
+    for i, rgb in enumerate([False, False, True]):
+        arr = np.zeros((8, 8, 3) if rgb else (8, 8), np.uint8) + 10
+        sitk.WriteImage(sitk.GetImageFromArray(arr, isVector=rgb), str(tmp_path / f"i{i}.png"))
+        rows.append(f"c{i},i{i}.png")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    p = _has(_fails(tmp_path / "d.csv", tmp_path), tmp_path / "d.csv", "same number of channels", "grayscale")
+    assert "c2" in p.value
+
+
+def test_nnunet_unexpected_files(ds2: Path, tmp_path: Path) -> None:
+    extra = ds2 / "imagesTr" / "case_000_0002.nii.gz"
+    shutil.copy(ds2 / "imagesTr" / "case_000_0001.nii.gz", extra)
+    orphan = ds2 / "labelsTr" / "ghost.nii.gz"
+    shutil.copy(ds2 / "labelsTr" / "case_000.nii.gz", orphan)
+    problems = _fails(ds2, tmp_path)
+    _has(problems, extra, "must belong to a declared case and channel", "declare the channel")
+    _has(problems, orphan, "must belong to a declared case", "remove the file")
+
+
+def test_empty_channel_cell(tmp_path: Path) -> None:
+    csv = tmp_path / "d.csv"
+    csv.write_text("SubjectID,Channel_0,Channel_1\nA,a.nii.gz,\n")
+    _has(_fails(csv, tmp_path), "d.csv:2", "every channel cell needs an image path", "fill in the path")
+
+
+def test_label_problems_reported_even_when_images_are_bad(ds: Path, tmp_path: Path) -> None:
+    (ds / "imagesTr" / "case_000.nii.gz").unlink()
+    f = ds / "labelsTr" / "case_000.nii.gz"
+    lab = _img(f)
+    arr = sitk.GetArrayFromImage(lab)
+    arr[0, 0, 0] = 9
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(lab)
+    _save(new, f)
+    problems = _fails(ds, tmp_path)
+    _has(problems, "case_000.nii.gz", "must exist", "add the file")
+    _has(problems, f, "must be declared in 'labels'", "add them")
+
+
+def test_problems_survive_worker_processes() -> None:
+    import pickle
+
+    err = DatasetError([Problem("a.nii.gz", "rule", "v", "fix"), Problem("b", "r2", "v2", "f2")], "two")
+    back = pickle.loads(pickle.dumps(err))
+    assert back.problems == err.problems and str(back) == str(err)
+
+
+def test_stale_cache_is_refused(ds: Path, tmp_path: Path) -> None:
+    from automed.errors import ArtifactError
+
+    wd = tmp_path / "W"
+    api.plan_dataset(ds, wd, workers=1, show_progress=False, configurations=["3d_fullres"])
+    f = ds / "labelsTr" / "case_001.nii.gz"
+    lab = _img(f)
+    arr = sitk.GetArrayFromImage(lab)
+    arr[:] = 0
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(lab)
+    _save(new, f)
+    with pytest.raises(ArtifactError, match="run `automed plan"):
+        api.preprocess(ds, wd, configurations=["3d_fullres"], workers=1, show_progress=False)
+    # `automed plan` refreshes every stage and rebuilds the cache
+    res = api.plan_dataset(ds, wd, workers=1, show_progress=False, configurations=["3d_fullres"])
+    assert not res.fingerprint_reused and res.preprocessed == {"3d_fullres": "written"}
+
+
+def test_preset_lowres_needs_fullres(tmp_path: Path) -> None:
+    y = tmp_path / "p.yaml"
+    y.write_text("schema_version: 1\nname: x\nconfigurations: [3d_lowres]\n")
+    with pytest.raises(ConfigError, match="add 3d_fullres"):
+        load_preset(y)

@@ -124,3 +124,12 @@ def test_masked_zscore_when_cropping_removes_a_lot() -> None:
     full = make_plan(synthetic_fingerprint((1, 1, 1), (100, 100, 100), relative_size=0.95), pre)
     assert cropped.configurations["3d_fullres"].normalization[0].use_nonzero_mask
     assert not full.configurations["3d_fullres"].normalization[0].use_nonzero_mask
+
+
+def test_kernel_rule_is_strict_at_twice_the_finest_spacing() -> None:
+    from automed.plan.topology import derive_topology
+
+    topo = derive_topology([2.0, 1.0, 1.0], [32, 64, 64], min_edge=4, max_stages=10)
+    assert topo.kernel_sizes[0] == [1, 3, 3] and topo.strides[1] == [1, 2, 2]
+    odd = derive_topology([1.0, 1.0, 1.0], [15, 15, 15], min_edge=4, max_stages=10)
+    assert odd.pools_per_axis == [2, 2, 2]  # 15 -> 8 -> 4 (sizes round up, as nnU-Net)

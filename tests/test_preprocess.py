@@ -140,3 +140,38 @@ def test_unknown_configuration_did_you_mean(tmp_path: Path) -> None:
     api.plan_dataset(root, tmp_path / "W", workers=1, show_progress=False, run_preprocess=False)
     with pytest.raises(ConfigError, match="Did you mean '3d_fullres'"):
         api.preprocess(root, tmp_path / "W", configurations=["3d_fulres"], workers=1, show_progress=False)
+
+
+def test_copied_or_touched_dataset_keeps_its_hash_and_cache(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    root = make_dataset(tmp_path / "d", n_cases=3, shape=(10, 12, 12))
+    wd = tmp_path / "W"
+    first = api.plan_dataset(root, wd, workers=1, show_progress=False, configurations=["3d_fullres"])
+    copy = shutil.copytree(root, tmp_path / "copy")
+    for f in (copy / "imagesTr").iterdir():
+        os.utime(f, (1e9, 1e9))
+    again = api.plan_dataset(copy, wd, workers=1, show_progress=False, configurations=["3d_fullres"])
+    assert not again.fingerprint_reused  # paths and times changed: the fingerprint is recomputed...
+    assert again.fingerprint.hash == first.fingerprint.hash  # ...to the same content
+    assert again.plan.hash == first.plan.hash
+    assert again.preprocessed == {"3d_fullres": "skipped"}
+
+
+def test_declared_nnunet_schemes() -> None:
+    from automed.plan.planner import make_plan
+    from automed.plan.preset import load_preset
+    from automed.testing.fingerprints import synthetic_fingerprint
+
+    fp = synthetic_fingerprint((1, 1, 1), (40, 40, 40), modality="noNorm")
+    norm = make_plan(fp, load_preset("default")).configurations["3d_fullres"].normalization[0]
+    assert norm.scheme == "none" and "noNorm" in norm.reason
+    x = np.full((1, 2, 2, 2), 5.0, np.float32)
+    assert np.all(normalize(x, [norm], None) == 5.0)
+
+
+def test_splits_stratify_with_gaps_in_class_values() -> None:
+    values = [0.0 if i % 2 else 2.0 for i in range(20)]
+    s = make_splits(_ds([f"s{i}" for i in range(20)], values), 5, 0)
+    assert s["method"] == "StratifiedGroupKFold"

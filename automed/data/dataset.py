@@ -316,7 +316,19 @@ def _load_nnunet(path: Path, meta: dict[str, Any]) -> Dataset:
     root = path.parent
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
     pat = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})" + re.escape(ending) + "$")
-    ids = sorted({m["case"] for f in images_dir.glob(f"*{ending}") if (m := pat.match(f.name))})
+    found = [(m["case"], int(m["ch"]), f) for f in images_dir.glob(f"*{ending}") if (m := pat.match(f.name))]
+    ids = sorted({cid for cid, _, _ in found})
+    unexpected = [
+        (str(f), f"channel {ch} is not declared in channel_names ({len(channels)} channel(s))")
+        for _, ch, f in found
+        if ch >= len(channels)
+    ]
+    if labels_dir.is_dir():
+        unexpected += [
+            (str(f), "a label without images in imagesTr")
+            for f in sorted(labels_dir.glob(f"*{ending}"))
+            if f.name[: -len(ending)] not in ids
+        ]
     cases = []
     for cid in ids:
         imgs = tuple(images_dir / f"{cid}_{c:04d}{ending}" for c in range(len(channels)))
@@ -329,7 +341,7 @@ def _load_nnunet(path: Path, meta: dict[str, Any]) -> Dataset:
         channels,
         labels,
         tuple(cases),
-        extra={"file_ending": ending},
+        extra={"file_ending": ending, "unexpected_files": unexpected},
     )
 
 
@@ -452,13 +464,24 @@ def load_csv(path: Path) -> Dataset:
                     )
                 )
         label = _resolve(base, row[li].strip()) if li is not None and row[li].strip() else None
+        empty = [header[i] for i in chan_idx if not row[i].strip()]
+        if empty:
+            problems.append(
+                Problem(
+                    f"{path}:{n}",
+                    "every channel cell needs an image path",
+                    f"empty {empty}",
+                    "fill in the path or drop the row",
+                )
+            )
+            continue
         images = tuple(_resolve(base, row[i].strip()) for i in chan_idx)
         group = row[gi].strip() if gi is not None and row[gi].strip() else None
         cases.append(Case(sid, images, label, value, group))
     if problems:
         raise DatasetError(problems, f"cannot parse {path}")
     channels = tuple(_channel_name(header[i]) for i in chan_idx)
-    return Dataset(path.stem, path, "csv", channels, None, tuple(cases))
+    return Dataset(path.stem, path, "csv", channels, None, tuple(sorted(cases, key=lambda c: c.case_id)))
 
 
 def construct_csv(

@@ -37,7 +37,7 @@ def make_splits(ds: Dataset, n_folds: int = 5, seed: int = 12345) -> dict[str, A
         strat = ds.task_type == "classification"
         if strat:
             y = np.array([int(c.value or 0) for c in cases])
-            min_class = int(np.bincount(y - y.min()).min()) if y.size else 0
+            min_class = int(np.unique(y, return_counts=True)[1].min()) if y.size else 0
             strat = min_class >= k
         if strat:
             splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)

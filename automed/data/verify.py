@@ -79,6 +79,87 @@ def _header_or_problem(path: Path, problems: list[Problem]) -> Header | None:
         return None
 
 
+@dataclass(frozen=True)
+class CaseCheck:
+    problems: list[Problem]
+    label_values: list[int]
+    n_channels: int  # channels this case yields (components of RGB images and 4D volumes counted)
+
+
+def _image_problems(p: Path, h: Header, images_are_4d: bool, n_channels: int) -> list[Problem]:
+    is_2d_rgb = h.geometry.dimension == 2 and h.components in (3, 4)
+    if images_are_4d:
+        if h.geometry.dimension != 4 and n_channels > 1:
+            return [
+                Problem(
+                    str(p),
+                    f"dataset.json declares 4D images with {n_channels} channels",
+                    f"{h.geometry.dimension}D image",
+                    "store all channels in one 4D file",
+                )
+            ]
+        if h.geometry.dimension == 4 and h.geometry.size[3] != n_channels:
+            return [
+                Problem(
+                    str(p),
+                    f"the 4D image must hold {n_channels} channels (dataset.json)",
+                    f"{h.geometry.size[3]} volumes",
+                    "fix 'modality' or the file",
+                )
+            ]
+        return []
+    if h.geometry.dimension > 3 or (h.components > 1 and not is_2d_rgb):
+        return [
+            Problem(
+                str(p),
+                "images must be 3D (or 2D); a 4D image needs tensorImageSize 4D",
+                f"{h.geometry.dimension}D image, {h.components} component(s), size {h.geometry.size}",
+                "split the volumes into one file per channel (nnU-Net _0000, _0001 naming) "
+                'or declare "tensorImageSize": "4D" in an MSD dataset.json',
+            )
+        ]
+    return []
+
+
+def _label_voxel_problems(path: Path, declared: tuple[int, ...] | None) -> tuple[list[Problem], list[int]]:
+    try:
+        lab = image_to_arrays(read_sitk(path))[0]
+    except DatasetError as exc:
+        return exc.problems, []
+    out: list[Problem] = []
+    if np.issubdtype(lab.dtype, np.floating):
+        bad = (lab != np.round(lab)) | ~np.isfinite(lab)
+        n_bad = int(np.count_nonzero(bad))
+        if n_bad:
+            ex = lab[bad].ravel()[:3].tolist()
+            return [
+                Problem(
+                    str(path),
+                    "label voxels must be integers",
+                    f"{n_bad} non-integer voxels, e.g. {ex}",
+                    "resample labels with nearest-neighbour interpolation and save as integers",
+                )
+            ], []
+    values = [int(v) for v in np.unique(lab).astype(np.int64)]
+    if declared is not None:
+        undeclared = sorted(set(values) - set(declared))
+        if undeclared:
+            out.append(
+                Problem(
+                    str(path),
+                    f"label values must be declared in 'labels' {sorted(declared)}",
+                    f"undeclared values {undeclared}",
+                    "add them to 'labels' in dataset.json or fix the label map",
+                )
+            )
+    negative = [v for v in values if v < 0]
+    if negative:
+        out.append(
+            Problem(str(path), "label values must be >= 0 (0 = background)", str(negative), "relabel the map")
+        )
+    return out, values
+
+
 def check_case(
     case: Case,
     *,
@@ -86,8 +167,8 @@ def check_case(
     images_are_4d: bool,
     n_channels: int,
     tol: Tolerance,
-) -> tuple[list[Problem], list[int]]:
-    """Check one case. Returns its problems and the label values it contains."""
+) -> CaseCheck:
+    """Check one case: every image and label problem it has, the label values it holds, its channel count."""
     problems: list[Problem] = []
     headers: list[tuple[Path, Header]] = []
     for p in case.images:
@@ -104,133 +185,69 @@ def check_case(
         h = _header_or_problem(p, problems)
         if h is not None:
             headers.append((p, h))
-    if case.label is not None and not case.label.exists():
-        problems.append(
-            Problem(
-                str(case.label),
-                "every listed label must exist",
-                "missing file",
-                "fix the path in the dataset description or add the file",
-            )
-        )
+    image_ok = not problems and len(headers) == len(case.images)
     for p, h in headers:
-        is_2d_rgb = h.geometry.dimension == 2 and h.components in (3, 4)
-        if images_are_4d:
-            if h.geometry.dimension != 4 and n_channels > 1:
-                problems.append(
-                    Problem(
-                        str(p),
-                        f"dataset.json declares 4D images with {n_channels} channels",
-                        f"{h.geometry.dimension}D image",
-                        "store all channels in one 4D file",
-                    )
-                )
-            elif h.geometry.dimension == 4 and h.geometry.size[3] != n_channels:
-                problems.append(
-                    Problem(
-                        str(p),
-                        f"the 4D image must hold {n_channels} channels (dataset.json)",
-                        f"{h.geometry.size[3]} volumes",
-                        "fix 'modality' or the file",
-                    )
-                )
-        elif h.geometry.dimension > 3 or (h.components > 1 and not is_2d_rgb):
-            problems.append(
-                Problem(
-                    str(p),
-                    "images must be 3D (or 2D); a 4D image needs tensorImageSize 4D",
-                    f"{h.geometry.dimension}D image, {h.components} component(s), size {h.geometry.size}",
-                    "split the volumes into one file per channel (nnU-Net _0000, _0001 naming) "
-                    'or declare "tensorImageSize": "4D" in an MSD dataset.json',
-                )
-            )
-    if problems:
-        return problems, []
-    ref_path, ref = headers[0]
-    ref3 = _first3(ref.geometry)
-    for p, h in headers[1:]:
-        problems += _geometry_problems(ref_path, ref3, p, _first3(h.geometry), "channel", tol)
+        problems += _image_problems(p, h, images_are_4d, n_channels)
+    image_ok = image_ok and not problems
+    channels = 0
+    for _, h in headers:
+        channels += h.geometry.size[3] if h.geometry.dimension == 4 else h.components
+    if image_ok:
+        ref_path, ref = headers[0]
+        ref3 = _first3(ref.geometry)
+        for p, h in headers[1:]:
+            problems += _geometry_problems(ref_path, ref3, p, _first3(h.geometry), "channel", tol)
+        for p, _ in headers:
+            try:
+                arrs = image_to_arrays(read_sitk(p))
+            except DatasetError as exc:
+                problems += exc.problems
+                continue
+            for a in arrs:
+                if np.issubdtype(a.dtype, np.floating):
+                    bad = int(np.count_nonzero(~np.isfinite(a)))
+                    if bad:
+                        problems.append(
+                            Problem(
+                                str(p),
+                                "image voxels must be finite numbers",
+                                f"{bad} NaN/Inf voxels",
+                                "replace NaN/Inf (e.g. with 0) before training",
+                            )
+                        )
+                        break
     label_values: list[int] = []
     if case.label is not None:
-        lh = _header_or_problem(case.label, problems)
-        if lh is not None:
-            if lh.components > 1 or lh.geometry.dimension > 3:
-                problems.append(
-                    Problem(
-                        str(case.label),
-                        "a label map must be one 3D (or 2D) integer image",
-                        f"{lh.geometry.dimension}D, {lh.components} component(s)",
-                        "store one integer label per voxel",
-                    )
-                )
-            else:
-                problems += _geometry_problems(ref_path, ref3, case.label, lh.geometry, "label", tol)
-    # voxel-level checks
-    for p, _ in headers:
-        try:
-            arrs = image_to_arrays(read_sitk(p))
-        except DatasetError as exc:
-            problems += exc.problems
-            continue
-        for a in arrs:
-            if np.issubdtype(a.dtype, np.floating):
-                bad = int(np.count_nonzero(~np.isfinite(a)))
-                if bad:
-                    problems.append(
-                        Problem(
-                            str(p),
-                            "image voxels must be finite numbers",
-                            f"{bad} NaN/Inf voxels",
-                            "replace NaN/Inf (e.g. with 0) before training",
-                        )
-                    )
-                    break
-    if (
-        case.label is not None
-        and case.label.exists()
-        and not any(pr.file == str(case.label) for pr in problems)
-    ):
-        try:
-            lab = image_to_arrays(read_sitk(case.label))[0]
-        except DatasetError as exc:
-            return problems + exc.problems, []
-        if np.issubdtype(lab.dtype, np.floating):
-            frac = lab[np.isfinite(lab)]
-            nonint = int(np.count_nonzero(frac != np.round(frac))) + int(lab.size - frac.size)
-            if nonint:
-                ex = lab[(lab != np.round(lab)) | ~np.isfinite(lab)].ravel()[:3].tolist()
-                problems.append(
-                    Problem(
-                        str(case.label),
-                        "label voxels must be integers",
-                        f"{nonint} non-integer voxels, e.g. {ex}",
-                        "resample labels with nearest-neighbour interpolation and save as integers",
-                    )
-                )
-                return problems, []
-        vals = np.unique(lab).astype(np.int64)
-        label_values = [int(v) for v in vals]
-        if declared_labels is not None:
-            undeclared = sorted(set(label_values) - set(declared_labels))
-            if undeclared:
-                problems.append(
-                    Problem(
-                        str(case.label),
-                        f"label values must be declared in 'labels' {sorted(declared_labels)}",
-                        f"undeclared values {undeclared}",
-                        "add them to 'labels' in dataset.json or fix the label map",
-                    )
-                )
-        if any(v < 0 for v in label_values):
+        if not case.label.exists():
             problems.append(
                 Problem(
                     str(case.label),
-                    "label values must be >= 0 (0 = background)",
-                    str([v for v in label_values if v < 0]),
-                    "relabel the map",
+                    "every listed label must exist",
+                    "missing file",
+                    "fix the path in the dataset description or add the file",
                 )
             )
-    return problems, label_values
+            return CaseCheck(problems, [], channels)
+        lh = _header_or_problem(case.label, problems)
+        if lh is None:
+            return CaseCheck(problems, [], channels)
+        if lh.components > 1 or lh.geometry.dimension > 3:
+            problems.append(
+                Problem(
+                    str(case.label),
+                    "a label map must be one 3D (or 2D) integer image",
+                    f"{lh.geometry.dimension}D, {lh.components} component(s)",
+                    "store one integer label per voxel",
+                )
+            )
+            return CaseCheck(problems, [], channels)
+        if image_ok:
+            problems += _geometry_problems(
+                headers[0][0], _first3(headers[0][1].geometry), case.label, lh.geometry, "label", tol
+            )
+        label_problems, label_values = _label_voxel_problems(case.label, declared_labels)
+        problems += label_problems
+    return CaseCheck(problems, label_values, channels)
 
 
 def _first3(g: Geometry) -> Geometry:
@@ -244,6 +261,15 @@ def _first3(g: Geometry) -> Geometry:
 def _dataset_problems(ds: Dataset) -> list[Problem]:
     src = str(ds.source)
     out: list[Problem] = []
+    for file, why in ds.extra.get("unexpected_files", []):
+        out.append(
+            Problem(
+                file,
+                "every file in imagesTr/labelsTr must belong to a declared case and channel",
+                why,
+                "remove the file or declare the channel in channel_names",
+            )
+        )
     if not ds.cases:
         out.append(
             Problem(
@@ -329,11 +355,24 @@ def verify(
         tol=tol,
     )
     seen: set[int] = set()
-    for case_problems, values in parallel_map(
-        fn, ds.cases, workers=workers, description="verify", show_progress=show_progress
-    ):
-        problems += case_problems
-        seen.update(values)
+    counts: dict[int, list[str]] = {}
+    results = parallel_map(fn, ds.cases, workers=workers, description="verify", show_progress=show_progress)
+    for case, res in zip(ds.cases, results, strict=True):
+        problems += res.problems
+        seen.update(res.label_values)
+        if not res.problems:
+            counts.setdefault(res.n_channels, []).append(case.case_id)
+    if len(counts) > 1:
+        common = max(counts, key=lambda k: len(counts[k]))
+        odd = {k: v[:5] for k, v in counts.items() if k != common}
+        problems.append(
+            Problem(
+                str(ds.source),
+                f"every case must give the same number of channels ({common})",
+                f"other counts: {odd}",
+                "convert RGB images to grayscale (or all to RGB) so the cases agree",
+            )
+        )
     if problems:
         raise DatasetError(problems, f"{len(problems)} problem(s) in {ds.source}")
     return VerifyReport(len(ds.cases), tuple(sorted(seen)))

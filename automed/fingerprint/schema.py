@@ -89,8 +89,9 @@ class Fingerprint(_Model):
     hash: str = ""
 
     def compute_hash(self) -> str:
-        """Content hash: everything but ``hash``, ``automed_version`` and ``source`` (a moved dataset keeps it)."""
-        d = self.model_dump(mode="json", exclude={"hash", "automed_version", "source"})
+        """Content hash: everything but ``hash``, ``automed_version``, ``source`` and ``inputs_hash`` (paths and
+        modification times), so a copied, moved or touched dataset with the same content keeps it."""
+        d = self.model_dump(mode="json", exclude={"hash", "automed_version", "source", "inputs_hash"})
         return content_hash(d)
 
     def with_hash(self) -> Fingerprint:

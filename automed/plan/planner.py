@@ -20,6 +20,7 @@ from automed.fingerprint.schema import Fingerprint
 from automed.plan.preset import Preset
 from automed.plan.schema import (
     ChannelNormalization,
+    ClassLocations,
     ConfigurationPlan,
     MemoryEstimate,
     NetworkPlan,
@@ -84,9 +85,10 @@ def target_spacing(fp: Fingerprint, preset: Preset) -> tuple[list[float], str]:
         pct = float(np.percentile(spacings[:, worst], preset.spacing.thick_axis_percentile))
         floor = max(target[a] for a in others)
         new = pct if pct >= floor else floor + 1e-5
+        median_thick = float(target[worst])
         target[worst] = new
         return [float(v) for v in target], (
-            f"median spacing, except thick axis {worst}: spacing ratio {spacings[:, worst].max():.3g}/"
+            f"median spacing, except thick axis {worst}: median spacing ratio {median_thick:.3g}/"
             f"{floor:.3g} > {thr:g} and it has under 1/{thr:g} of the voxels of the other axes, so its "
             f"{preset.spacing.thick_axis_percentile:g}th-percentile spacing {pct:.4g} is used "
             f"(kept >= the in-plane spacing) to avoid interpolating thick slices too much (nnU-Net rule)"
@@ -271,6 +273,11 @@ def plan_configuration(
         normalization=normalization,
         resampling=resampling,
         foreground_oversample=preset.sampling.foreground_oversample,
+        class_locations=ClassLocations(
+            max_per_class=preset.sampling.class_locations_max,
+            min_fraction=preset.sampling.class_locations_min_fraction,
+            seed=preset.sampling.seed,
+        ),
         memory=memory,
         reasons={
             "patch_size": patch_reason,
@@ -279,7 +286,8 @@ def plan_configuration(
             "memory": (
                 f"estimate {estimate:.3g} GB = {fixed:.3g} GB weights/optimizer + {bs} x {per_sample:.3g} GB "
                 f"activations ({elems:.3g} feature-map elements x {target.bytes_per_element:.3g} B); model "
-                "scaled to nnU-Net's reference (560e6 elements at batch 2 = 8 GB with AMP)"
+                "scaled to nnU-Net's 3D reference (560e6 elements at batch 2 = 8 GB with AMP), "
+                "which also matches its 2D one (85e6 at batch 12) within 10 %"
             ),
             "foreground_oversample": (
                 f"at least {preset.sampling.foreground_oversample:.0%} of each batch is centred "
@@ -292,11 +300,21 @@ def plan_configuration(
 # --- normalization and resampling ---------------------------------------------------------------------------------
 
 
+# nnU-Net's declared scheme names (channel_names values) that are not modalities
+DECLARED_SCHEMES = {
+    "nonorm": "none",
+    "zscore": "zscore",
+    "rescale_to_0_1": "rescale_0_1",
+    "rgb_to_0_1": "rgb_0_1",
+}
+
+
 def plan_normalization(fp: Fingerprint, preset: Preset) -> list[ChannelNormalization]:
     out = []
     rel = fp.median_relative_size_after_crop
     thr = preset.normalization.mask_if_relative_size_below
     for ch in fp.channels:
+        declared = DECLARED_SCHEMES.get(ch.declared.strip().lower())
         if ch.modality == "CT":
             f = ch.foreground
             out.append(
@@ -313,6 +331,20 @@ def plan_normalization(fp: Fingerprint, preset: Preset) -> list[ChannelNormaliza
                         f"[{f.percentile_00_5:.4g}, {f.percentile_99_5:.4g}] then z-score with its foreground "
                         f"mean {f.mean:.4g} and std {f.std:.4g}, so HU keep their meaning across cases"
                     ),
+                )
+            )
+        elif declared in ("none", "rescale_0_1", "rgb_0_1"):
+            what = {
+                "none": "no normalization",
+                "rescale_0_1": "min-max to [0, 1] per image",
+                "rgb_0_1": "divide by 255",
+            }[declared]
+            out.append(
+                ChannelNormalization(
+                    channel=ch.index,
+                    scheme=declared,
+                    use_nonzero_mask=False,
+                    reason=f"declared '{ch.declared}': {what} (nnU-Net scheme name)",
                 )
             )
         else:

@@ -47,7 +47,7 @@ class NetworkRules(_Strict):
     min_bottleneck_edge: int = Field(4, ge=1)
     convs_per_stage: int = Field(2, ge=1)
     convs_per_stage_decoder: int = Field(2, ge=1)
-    max_stages: int = Field(7, ge=2)
+    max_stages: int = Field(10, ge=2)
 
 
 class SpacingRules(_Strict):
@@ -129,6 +129,13 @@ def load_preset(name_or_path: str | Path) -> Preset:
             )
         p = cand
     preset = load_yaml_model(Preset, p)
+    if "3d_lowres" in preset.configurations and "3d_fullres" not in preset.configurations:
+        raise ConfigError.single(
+            p,
+            "configurations: 3d_lowres is planned from 3d_fullres and needs it",
+            preset.configurations,
+            "add 3d_fullres to configurations",
+        )
     if preset.schema_version != PRESET_SCHEMA_VERSION:
         raise ConfigError.single(
             p,

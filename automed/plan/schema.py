@@ -33,7 +33,7 @@ class NetworkPlan(_Model):
 
 class ChannelNormalization(_Model):
     channel: int
-    scheme: Literal["ct", "zscore"]
+    scheme: Literal["ct", "zscore", "none", "rescale_0_1", "rgb_0_1"]
     use_nonzero_mask: bool
     clip_low: float | None = None
     clip_high: float | None = None
@@ -62,6 +62,14 @@ class MemoryEstimate(_Model):
     calibrated: bool = False
 
 
+class ClassLocations(_Model):
+    """Foreground voxels stored per class for oversampling: up to ``max_per_class``, at least ``min_fraction``."""
+
+    max_per_class: int
+    min_fraction: float
+    seed: int
+
+
 class ConfigurationPlan(_Model):
     name: str
     data_identifier: str
@@ -74,6 +82,7 @@ class ConfigurationPlan(_Model):
     normalization: list[ChannelNormalization]
     resampling: ResamplingPlan
     foreground_oversample: float
+    class_locations: ClassLocations
     memory: MemoryEstimate
     previous_stage: str | None = None
     next_stage: str | None = None
@@ -126,6 +135,7 @@ class Plan(_Model):
                 "normalization": [n.model_dump(mode="json", exclude={"reason"}) for n in c.normalization],
                 "resampling": c.resampling.model_dump(mode="json", exclude={"reason"}),
                 "dimension": c.network.dimension,
+                "class_locations": c.class_locations.model_dump(mode="json"),
             }
         )
 

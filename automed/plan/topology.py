@@ -2,7 +2,7 @@
 
 Rules (nnU-Net v2's, re-derived): an axis is pooled (stride 2) while its size is at least ``2 * min_edge`` and its
 spacing is under twice the finest spacing among the poolable axes; a lone poolable axis also needs
-``3 * min_edge``. A convolution uses kernel 3 on an axis once that axis' spacing is within twice the finest,
+``3 * min_edge``. A convolution uses kernel 3 on an axis once that axis' spacing is under twice the finest,
 else 1 (in-plane-first on thick-slice data). The bottleneck always uses kernel 3. The patch is padded to a multiple
 of ``2 ** pools`` per axis.
 """
@@ -34,7 +34,7 @@ def derive_topology(spacing: list[float], patch: list[int], *, min_edge: int, ma
     sp = [float(s) for s in spacing]
     size = [float(p) for p in patch]
     finest = min(sp)
-    kernels = [[3 if s <= 2 * finest else 1 for s in sp]]
+    kernels = [[3 if s / finest < 2 else 1 for s in sp]]
     strides = [[1] * dim]
     pools = [0] * dim
     while len(strides) < max_stages:
@@ -50,11 +50,11 @@ def derive_topology(spacing: list[float], patch: list[int], *, min_edge: int, ma
         stride = [2 if a in chosen else 1 for a in range(dim)]
         for a in chosen:
             sp[a] *= 2
-            size[a] /= 2
+            size[a] = math.ceil(size[a] / 2)
             pools[a] += 1
         finest = min(sp)
         prev = kernels[-1]
-        kernels.append([3 if (prev[a] == 3 or sp[a] <= 2 * finest) else 1 for a in range(dim)])
+        kernels.append([3 if (prev[a] == 3 or sp[a] / finest < 2) else 1 for a in range(dim)])
         strides.append(stride)
     kernels[-1] = [3] * dim
     div = [2**p for p in pools]

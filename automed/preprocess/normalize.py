@@ -21,6 +21,14 @@ def normalize(data: np.ndarray, plans: list[ChannelNormalization], mask: np.ndar
             np.clip(x, p.clip_low, p.clip_high, out=x)
             x -= p.mean
             x /= max(p.std, 1e-8)
+        elif p.scheme == "none":
+            continue
+        elif p.scheme == "rescale_0_1":
+            lo, hi = float(x.min()), float(x.max())
+            x -= lo
+            x /= max(hi - lo, 1e-8)
+        elif p.scheme == "rgb_0_1":
+            x /= 255.0
         elif p.use_nonzero_mask and mask is not None and mask.any():
             vals = x[mask]
             mean, std = float(vals.mean()), float(vals.std())

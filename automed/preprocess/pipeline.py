@@ -18,6 +18,7 @@ import numpy as np
 from automed.artifacts import atomic_directory, read_json, write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Case, Dataset
+from automed.data.io import Geometry
 from automed.errors import DatasetError
 from automed.parallel import parallel_map
 from automed.plan.schema import ConfigurationPlan, Plan
@@ -32,7 +33,7 @@ MANIFEST_VERSION = 1
 class _Job:
     case: Case
     images_are_4d: bool
-    transpose: list[int]
+    plan: Plan
     config: ConfigurationPlan
     label_values: list[int]
     out_dir: str
@@ -63,22 +64,36 @@ def _class_locations(
     return out
 
 
-def preprocess_case(job: _Job) -> dict[str, Any]:
-    import SimpleITK as sitk
+@dataclass
+class Preprocessed:
+    """One case after preprocessing: ``data`` ``(C, z, y, x)`` at the target spacing, ``seg`` class indices, and the
+    properties needed to map a prediction back to the original image."""
 
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    cd = read_case(job.case, job.images_are_4d)
-    t = job.transpose
-    data = np.ascontiguousarray(cd.channels.transpose(0, *[a + 1 for a in t]))
-    spacing_t = [cd.geometry.spacing_zyx[a] for a in t]
+    data: np.ndarray
+    seg: np.ndarray | None
+    properties: dict[str, Any]
+
+
+def preprocess_arrays(
+    channels: np.ndarray,
+    label: np.ndarray | None,
+    geometry: Geometry,
+    plan: Plan,
+    cfg: ConfigurationPlan,
+    label_values: list[int],
+) -> Preprocessed:
+    """Transpose -> crop to non-zero -> normalize -> resample one case held in memory (training and inference)."""
+    t = plan.transpose_forward
+    data = np.ascontiguousarray(channels.transpose(0, *[a + 1 for a in t]))
+    spacing_t = [geometry.spacing_zyx[a] for a in t]
     seg = None
-    if cd.label is not None:
-        lut = {v: i for i, v in enumerate(job.label_values)}
-        found = np.unique(cd.label)
+    if label is not None:
+        lut = {v: i for i, v in enumerate(label_values)}
+        found = np.unique(label)
         unknown = [int(v) for v in found if int(v) not in lut]
         if unknown:
             raise DatasetError.single(
-                job.case.label or job.case.case_id,
+                "label map",
                 "label values must be in the plan's labels",
                 unknown,
                 "re-run `automed plan` so the fingerprint sees every label",
@@ -86,7 +101,7 @@ def preprocess_case(job: _Job) -> dict[str, Any]:
         mapping = np.zeros(int(found.max()) + 1, dtype=np.int16)
         for v in found:
             mapping[int(v)] = lut[int(v)]
-        seg = mapping[cd.label.astype(np.int64)].transpose(*t)
+        seg = mapping[label.astype(np.int64)].transpose(*t)
     shape_before = list(data.shape[1:])
     mask = nonzero_mask(data)
     box = bbox_of(mask)
@@ -95,7 +110,6 @@ def preprocess_case(job: _Job) -> dict[str, Any]:
     mask = mask[sl]
     if seg is not None:
         seg = np.ascontiguousarray(seg[sl])
-    cfg = job.config
     data = normalize(data, cfg.normalization, mask)
     target = target_spacing_for_case(cfg, spacing_t)
     shape_crop = list(data.shape[1:])
@@ -103,21 +117,11 @@ def preprocess_case(job: _Job) -> dict[str, Any]:
     r = cfg.resampling
     axis = separate_axis(spacing_t, target, r.separate_z_threshold) if cfg.network.dimension == 3 else None
     data = resample_data(data, out_shape, r.image_order, axis, r.z_order)
-    arrays: dict[str, np.ndarray] = {"data": data.astype(np.float32, copy=False)}
-    n_loc = {}
     if seg is not None:
-        seg = resample_seg(seg, out_shape, len(job.label_values), r.label_order, axis, r.z_order)
-        arrays["seg"] = seg.astype(np.int16)
-        rng = np.random.default_rng([job.seed, job.index])
-        locs = _class_locations(seg, len(job.label_values), rng, job.loc_max, job.loc_min_fraction)
-        arrays.update(locs)
-        n_loc = {k: int(v.shape[0]) for k, v in locs.items()}
-    out = Path(job.out_dir)
-    np.savez_compressed(out / f"{job.case.case_id}.npz", allow_pickle=False, **arrays)
+        seg = resample_seg(seg, out_shape, len(label_values), r.label_order, axis, r.z_order).astype(np.int16)
     props = {
-        "case_id": job.case.case_id,
-        "geometry": cd.geometry.to_json(),
-        "original_spacing": list(cd.geometry.spacing_zyx),
+        "geometry": geometry.to_json(),
+        "original_spacing": list(geometry.spacing_zyx),
         "transpose_forward": t,
         "shape_before_crop": shape_before,
         "crop_box": box,
@@ -126,10 +130,37 @@ def preprocess_case(job: _Job) -> dict[str, Any]:
         "target_spacing": target,
         "shape_after_resampling": out_shape,
         "separate_axis": axis,
-        "class_locations": n_loc,
     }
+    return Preprocessed(data.astype(np.float32, copy=False), seg, props)
+
+
+def preprocess_case(job: _Job) -> dict[str, Any]:
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    cd = read_case(job.case, job.images_are_4d)
+    try:
+        pre = preprocess_arrays(cd.channels, cd.label, cd.geometry, job.plan, job.config, job.label_values)
+    except DatasetError as exc:
+        raise DatasetError.single(
+            job.case.label or job.case.case_id,
+            exc.problems[0].rule,
+            exc.problems[0].value,
+            exc.problems[0].fix,
+        ) from exc
+    arrays: dict[str, np.ndarray] = {"data": pre.data}
+    n_loc = {}
+    if pre.seg is not None:
+        arrays["seg"] = pre.seg
+        rng = np.random.default_rng([job.seed, job.index])
+        locs = _class_locations(pre.seg, len(job.label_values), rng, job.loc_max, job.loc_min_fraction)
+        arrays.update(locs)
+        n_loc = {k: int(v.shape[0]) for k, v in locs.items()}
+    out = Path(job.out_dir)
+    np.savez_compressed(out / f"{job.case.case_id}.npz", allow_pickle=False, **arrays)
+    props = {"case_id": job.case.case_id, **pre.properties, "class_locations": n_loc}
     write_json_atomic(out / f"{job.case.case_id}.json", props)
-    return {"case_id": job.case.case_id, "shape": out_shape}
+    return {"case_id": job.case.case_id, "shape": pre.properties["shape_after_resampling"]}
 
 
 def _manifest_ok(folder: Path, config_hash: str, case_ids: list[str]) -> bool:
@@ -153,9 +184,6 @@ def preprocess(
     configurations: list[str] | None = None,
     workers: int = 1,
     show_progress: bool = True,
-    seed: int = 1234,
-    loc_max: int = 10000,
-    loc_min_fraction: float = 0.01,
 ) -> dict[str, str]:
     """Preprocess the plan's configurations. Returns ``{data_identifier: "written" | "skipped"}``."""
     names = configurations or list(plan.configurations)
@@ -182,13 +210,13 @@ def preprocess(
                 _Job(
                     c,
                     ds.images_are_4d,
-                    plan.transpose_forward,
+                    plan,
                     cfg,
                     label_values,
                     str(tmp),
-                    loc_max,
-                    loc_min_fraction,
-                    seed,
+                    cfg.class_locations.max_per_class,
+                    cfg.class_locations.min_fraction,
+                    cfg.class_locations.seed,
                     i,
                 )
                 for i, c in enumerate(ds.cases)

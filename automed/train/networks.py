@@ -92,6 +92,55 @@ class PlainUNet(nn.Module):
 NETWORKS.add("unet", PlainUNet)
 
 
+class ResidualBlock(nn.Module):
+    """conv-norm-act-conv-norm plus a (1x1 strided when needed) skip, then act."""
+
+    def __init__(self, dim: int, cin: int, cout: int, kernel: list[int], stride: list[int]) -> None:
+        super().__init__()
+        conv, norm, _ = _ops(dim)
+        pad = [k // 2 for k in kernel]
+        self.body = nn.Sequential(
+            conv(cin, cout, kernel_size=kernel, stride=stride, padding=pad),
+            norm(cout, eps=1e-5, affine=True),
+            nn.LeakyReLU(0.01, inplace=True),
+            conv(cout, cout, kernel_size=kernel, padding=pad),
+            norm(cout, eps=1e-5, affine=True),
+        )
+        self.skip: nn.Module = nn.Identity()
+        if cin != cout or any(s != 1 for s in stride):
+            self.skip = nn.Sequential(
+                conv(cin, cout, kernel_size=1, stride=stride), norm(cout, eps=1e-5, affine=True)
+            )
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.act(self.body(x) + self.skip(x))
+        return out
+
+
+class ResEncUNet(PlainUNet):
+    """U-Net with a residual encoder (blocks per stage 1, 3, 4, 6, 6, ...) and a plain decoder, as nnU-Net's ResEnc."""
+
+    BLOCKS = (1, 3, 4, 6, 6, 6, 6, 6)
+
+    def __init__(self, net: NetworkPlan) -> None:
+        super().__init__(net)
+        dim, f = net.dimension, net.features_per_stage
+        self.encoder = nn.ModuleList()
+        cin = net.in_channels
+        for i in range(net.n_stages):
+            blocks: list[nn.Module] = [ResidualBlock(dim, cin, f[i], net.kernel_sizes[i], net.strides[i])]
+            blocks += [
+                ResidualBlock(dim, f[i], f[i], net.kernel_sizes[i], [1] * dim)
+                for _ in range(self.BLOCKS[min(i, len(self.BLOCKS) - 1)] - 1)
+            ]
+            self.encoder.append(nn.Sequential(*blocks))
+            cin = f[i]
+
+
+NETWORKS.add("resenc_unet", ResEncUNet)
+
+
 def build_network(net: NetworkPlan) -> nn.Module:
     """Instantiate the architecture named in the plan (did-you-mean on unknown names)."""
     cls = NETWORKS.get(net.architecture)

@@ -1,0 +1,79 @@
+"""The frozen trial configuration of a training run: every knob is a field, never a subclass.
+
+A :class:`TrainConfig` is sampled (or defaulted), then frozen and logged verbatim; ``train_fold(config, fold)`` is
+a deterministic function of it. YAML files passed to ``automed train --config`` are validated on load (unknown keys
+rejected with a did-you-mean).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from automed.artifacts import content_hash
+from automed.config import load_yaml_model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Augmentation(_Strict):
+    """Probabilities and ranges of the torchio augmentations (nnU-Net v2's values by default)."""
+
+    rotation_p: float = Field(0.2, ge=0, le=1)
+    rotation_degrees: float = Field(30.0, ge=0, le=180)
+    scale_p: float = Field(0.2, ge=0, le=1)
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    flip_p: float = Field(0.5, ge=0, le=1)
+    noise_p: float = Field(0.1, ge=0, le=1)
+    noise_std: float = Field(0.3, ge=0)
+    blur_p: float = Field(0.2, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    brightness_p: float = Field(0.15, ge=0, le=1)
+    brightness_range: tuple[float, float] = (0.75, 1.25)
+    contrast_p: float = Field(0.15, ge=0, le=1)
+    contrast_range: tuple[float, float] = (0.75, 1.25)
+    lowres_p: float = Field(0.25, ge=0, le=1)
+    lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    gamma_p: float = Field(0.3, ge=0, le=1)
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+
+
+class TrainConfig(_Strict):
+    """Everything that decides how one fold trains. Defaults follow nnU-Net v2 unless noted."""
+
+    schema_version: int = 1
+    configuration: str = "3d_fullres"
+    architecture: str | None = None  # None: the plan's; else a registered network name (e.g. "resenc_unet")
+    loss: Literal["dice_ce", "dice_focal", "ce"] = "dice_ce"
+    deep_supervision: bool = True
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    learning_rate: float = Field(1e-2, gt=0)
+    weight_decay: float = Field(3e-5, ge=0)
+    momentum: float = Field(0.99, ge=0, lt=1)
+    nesterov: bool = True
+    schedule: Literal["poly", "cosine", "constant"] = "poly"
+    poly_exponent: float = Field(0.9, gt=0)
+    grad_clip: float = Field(12.0, gt=0)
+    epochs: int = Field(1000, ge=1)
+    iterations_per_epoch: int = Field(250, ge=1)
+    val_iterations: int = Field(50, ge=1)
+    batch_size: int | None = Field(None, ge=1)  # None: the plan's
+    foreground_oversample: float | None = Field(None, ge=0, le=1)  # None: the plan's
+    augmentation: Augmentation = Augmentation()
+    ema_decay: float = Field(0.9, ge=0, lt=1)
+    early_stopping_patience: int = Field(0, ge=0)  # epochs without EMA improvement; 0 disables
+    amp: bool = True  # used on CUDA only
+    num_workers: int | None = Field(None, ge=0)  # None: chosen from the CPU count
+    seed: int = 0
+    extend_lr_factor: float = Field(0.1, gt=0, le=1)
+
+    def digest(self) -> str:
+        return content_hash(self.model_dump(mode="json"))
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    return load_yaml_model(TrainConfig, Path(path))

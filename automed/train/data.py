@@ -1,0 +1,195 @@
+"""Training data: unpacked (memory-mapped) preprocessed cases, seeded patch sampling with forced foreground, and a
+multi-process loader whose batches depend only on (seed, fold, epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchio as tio
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from automed.train.augment import build_augmentation, center_crop, enlarged_patch
+from automed.train.config import Augmentation
+
+
+def unpack_cases(folder: Path, case_ids: list[str]) -> Path:
+    """Decompress each ``<case>.npz`` once into ``unpacked/<case>.{data,seg}.npy`` (+ locations); returns the folder."""
+    out = folder / "unpacked"
+    out.mkdir(exist_ok=True)
+    for cid in case_ids:
+        if (out / f"{cid}.done").is_file():
+            continue
+        with np.load(folder / f"{cid}.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        for key in ("data", "seg"):
+            if key in arrays:
+                tmp = out / f".{cid}.{key}.{os.getpid()}.npy"
+                np.save(tmp, arrays[key])
+                tmp.replace(out / f"{cid}.{key}.npy")
+        locs = {k: v for k, v in arrays.items() if k.startswith("loc_")}
+        tmp = out / f".{cid}.locs.{os.getpid()}.npz"
+        np.savez(tmp, **locs)
+        tmp.replace(out / f"{cid}.locs.npz")
+        (out / f"{cid}.done").write_text("ok\n")
+    return out
+
+
+@dataclass
+class CaseArrays:
+    data: np.ndarray  # (C, z, y, x), memory-mapped
+    seg: np.ndarray  # (z, y, x)
+    locs: dict[int, np.ndarray]  # class index -> (N, 3) voxel coordinates
+
+
+class CaseStore:
+    """Lazy, memory-mapped access to the unpacked cases of one configuration."""
+
+    def __init__(self, folder: Path, case_ids: list[str]) -> None:
+        self.folder = unpack_cases(folder, case_ids)
+        self.case_ids = list(case_ids)
+        self._cache: dict[str, CaseArrays] = {}
+
+    def get(self, cid: str) -> CaseArrays:
+        if cid not in self._cache:
+            data = np.load(self.folder / f"{cid}.data.npy", mmap_mode="r")
+            seg = np.load(self.folder / f"{cid}.seg.npy", mmap_mode="r")
+            with np.load(self.folder / f"{cid}.locs.npz") as z:
+                locs = {int(k[4:]): z[k] for k in z.files}
+            self._cache[cid] = CaseArrays(data, seg, locs)
+        return self._cache[cid]
+
+
+def crop_padded(arr: np.ndarray, lower: list[int], size: list[int], pad_value: float = 0) -> np.ndarray:
+    """Crop ``size`` voxels from the last ``len(size)`` axes of ``arr`` starting at ``lower`` (may lie outside)."""
+    lead = arr.shape[: arr.ndim - len(size)]
+    out = np.full((*lead, *size), pad_value, dtype=arr.dtype)
+    src, dst = [slice(None)] * len(lead), [slice(None)] * len(lead)
+    for lo, n, s in zip(lower, size, arr.shape[len(lead) :], strict=True):
+        a, b = max(lo, 0), min(lo + n, s)
+        if b <= a:
+            return out
+        src.append(slice(a, b))
+        dst.append(slice(a - lo, b - lo))
+    out[tuple(dst)] = arr[tuple(src)]
+    return out
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    patch: list[int]  # network patch (2 or 3 axes)
+    batch_size: int
+    oversample: float
+    n_classes: int
+    spacing: list[float]
+    augment: Augmentation | None
+
+
+def n_forced(batch_size: int, oversample: float) -> int:
+    """Samples per batch centred on foreground: at least ``oversample`` of the batch, and one if ``oversample`` > 0."""
+    if oversample <= 0:
+        return 0
+    return min(batch_size, max(1, math.ceil(batch_size * oversample - 1e-9)))
+
+
+def sample_patch(
+    rng: np.random.Generator, case: CaseArrays, spec: SamplerSpec, crop: list[int], force_fg: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """One (data, seg) crop of size ``crop`` (3 axes; 2D configurations use a slice of depth 1)."""
+    is_2d = len(spec.patch) == 2
+    shape = list(case.seg.shape)
+    classes = [k for k, v in case.locs.items() if len(v)]
+    if force_fg and classes:
+        k = classes[int(rng.integers(len(classes)))]
+        loc = case.locs[k][int(rng.integers(len(case.locs[k])))]
+        center = [int(v) for v in loc]
+    else:
+        center = [int(rng.integers(s)) for s in shape]
+    size = [1, *crop] if is_2d else list(crop)
+    lower = [c - n // 2 for c, n in zip(center, size, strict=True)]
+    if is_2d:
+        lower[0] = center[0]
+    data = crop_padded(np.asarray(case.data), lower, size)
+    seg = crop_padded(np.asarray(case.seg), lower, size)
+    return data, seg
+
+
+class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    """``n_batches`` batches for one epoch; each worker draws from ``rng(seed, fold, epoch, worker)``."""
+
+    def __init__(
+        self, store: CaseStore, case_ids: list[str], spec: SamplerSpec, n_batches: int, seed: tuple[int, ...]
+    ) -> None:
+        self.store = store
+        self.case_ids = case_ids
+        self.spec = spec
+        self.n_batches = n_batches
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        rng = np.random.default_rng([*self.seed, wid])
+        torch.manual_seed(int(rng.integers(2**31)))
+        spec = self.spec
+        is_2d = len(spec.patch) == 2
+        dummy_2d = (not is_2d) and max(spec.patch) / spec.patch[0] > 3
+        aug = spec.augment
+        transform = build_augmentation(aug, spec.spacing, dummy_2d, is_2d) if aug is not None else None
+        crop = enlarged_patch(spec.patch, aug, dummy_2d, is_2d) if aug is not None else list(spec.patch)
+        forced = n_forced(spec.batch_size, spec.oversample)
+        for b in range(wid, self.n_batches, nw):
+            del b
+            xs, ys = [], []
+            for j in range(spec.batch_size):
+                cid = self.case_ids[int(rng.integers(len(self.case_ids)))]
+                data, seg = sample_patch(
+                    rng, self.store.get(cid), spec, crop, force_fg=j >= spec.batch_size - forced
+                )
+                if is_2d:
+                    data, seg = data[:, 0], seg[0]
+                if transform is not None:
+                    data, seg = _augment(transform, data, seg, spec.spacing, is_2d)
+                    data, seg = center_crop(data, spec.patch), center_crop(seg, spec.patch)
+                xs.append(np.ascontiguousarray(data, dtype=np.float32))
+                ys.append(np.ascontiguousarray(seg, dtype=np.int64))
+            yield torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
+
+
+def _augment(
+    transform: tio.Compose, data: np.ndarray, seg: np.ndarray, spacing: list[float], is_2d: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    if is_2d:
+        d, s = data[..., None], seg[None, ..., None]
+        affine = np.diag([*spacing, 1.0, 1.0])
+    else:
+        d, s = data, seg[None]
+        affine = np.diag([*spacing, 1.0])
+    subject = tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(d)), affine=affine),
+        label=tio.LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(s)), affine=affine),
+    )
+    out = transform(subject)
+    assert isinstance(out, tio.Subject)
+    x = out["image"].data.numpy()  # type: ignore[attr-defined]
+    y = out["label"].data.numpy().round().astype(np.int64)  # type: ignore[attr-defined]
+    if is_2d:
+        return x[..., 0], y[0, ..., 0]
+    return x, y[0]
+
+
+def make_loader(stream: BatchStream, workers: int) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    return DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+        pin_memory=False,
+    )

@@ -1,0 +1,61 @@
+"""Learning-rate schedules over iterations, and how a wall-clock budget becomes epochs x iterations."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One schedule phase: ``lr0`` decays over ``[start, start + length)`` iterations."""
+
+    start: int
+    length: int
+    lr0: float
+
+
+def learning_rate(kind: str, phases: list[Phase], iteration: int, exponent: float = 0.9) -> float:
+    ph = phases[-1]
+    for p in phases:
+        if p.start <= iteration < p.start + p.length:
+            ph = p
+            break
+    t = min(max(iteration - ph.start, 0) / max(ph.length, 1), 1.0)
+    if kind == "constant":
+        return ph.lr0
+    if kind == "cosine":
+        return float(ph.lr0 * 0.5 * (1 + math.cos(math.pi * t)))
+    return float(ph.lr0 * (1 - t) ** exponent)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    epochs: int
+    iterations_per_epoch: int
+    val_iterations: int
+    reason: str
+
+
+def plan_budget(
+    seconds: float, step_s: float, iterations_per_epoch: int, val_iterations: int, min_epochs: int = 10
+) -> BudgetPlan:
+    """Epochs and iterations that fit ``seconds`` of training given a measured ``step_s`` per iteration.
+
+    Validation iterations cost about a third of a training step (forward only). When fewer than ``min_epochs`` full
+    epochs fit, epochs are shortened (never below 5 iterations) so the EMA and early stopping still see enough points.
+    """
+    val_cost = val_iterations * step_s / 3
+    per_epoch = iterations_per_epoch * step_s + val_cost
+    epochs = int(seconds // per_epoch)
+    ipe, vit = iterations_per_epoch, val_iterations
+    if epochs < min_epochs:
+        per = seconds / min_epochs
+        vit = max(1, min(val_iterations, int(per * 0.1 / (step_s / 3))))
+        ipe = max(5, int((per - vit * step_s / 3) // step_s))
+        epochs = max(1, int(seconds // (ipe * step_s + vit * step_s / 3)))
+    reason = (
+        f"{seconds:.0f} s at {step_s:.3f} s per iteration: {epochs} epochs x {ipe} iterations "
+        f"(+ {vit} validation iterations per epoch)"
+    )
+    return BudgetPlan(max(1, epochs), ipe, vit, reason)

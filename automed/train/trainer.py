@@ -1,0 +1,384 @@
+"""Training one fold: a deterministic function of (plan, frozen config, fold, seed).
+
+Lifecycle of :func:`train_fold`: build the network, loss and optimizer from the plan and config; resume from
+``checkpoint_latest.pt`` when asked; if a wall-clock budget is given, time a few real steps and lay the learning-rate
+schedule over the iterations that fit; then per epoch train, validate on random patches (pseudo Dice and its EMA),
+notify the callback, and write ``checkpoint_latest.pt`` (and ``checkpoint_best.pt`` when the EMA improves) atomically.
+``checkpoint_final.pt`` and ``progress.json`` close the fold. Batches depend only on (seed, fold, epoch), so a run
+killed mid-epoch resumes at the start of that epoch and replays it identically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from automed.artifacts import write_json_atomic
+from automed.errors import ArtifactError
+from automed.plan.schema import ConfigurationPlan, Plan
+from automed.train.config import TrainConfig
+from automed.train.data import BatchStream, CaseStore, SamplerSpec, make_loader
+from automed.train.losses import build_loss
+from automed.train.networks import build_network
+from automed.train.schedule import Phase, learning_rate, plan_budget
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    pseudo_dice: list[float]
+    mean_fg_dice: float
+    ema_fg_dice: float
+    learning_rate: float
+    epoch_seconds: float
+    data_wait_fraction: float
+    iterations: int
+
+
+class Callback(Protocol):
+    def on_epoch_end(self, fold: int, log: EpochLog) -> None: ...
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    folder: Path
+    epochs: int
+    best_ema: float
+    stopped_early: bool
+    history: list[EpochLog] = field(default_factory=list)
+    schedule_reason: str = ""
+
+
+def fold_dir(workdir: Path, configuration: str, fold: int) -> Path:
+    return workdir / "train" / configuration / f"fold_{fold}"
+
+
+def pick_device(requested: str | None) -> torch.device:
+    if requested in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def _optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=cfg.learning_rate,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArtifactError.single(path, "the checkpoint must exist", "missing", "train the fold first")
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return state
+
+
+def network_for(cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
+    net = cfg_plan.network.model_copy(
+        update={
+            "architecture": config.architecture or cfg_plan.network.architecture,
+            "deep_supervision": config.deep_supervision,
+        }
+    )
+    return build_network(net)
+
+
+def _pseudo_dice(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> np.ndarray:
+    pred = logits.argmax(1)
+    t = target[:, 0]
+    out = np.zeros((n_classes, 3))
+    for k in range(1, n_classes):
+        p, r = pred == k, t == k
+        out[k] = [float((p & r).sum()), float((p & ~r).sum()), float((~p & r).sum())]
+    return out
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    iteration: int = 0
+    ema: float | None = None
+    best_ema: float = -1.0
+    epochs_without_improvement: int = 0
+    epochs_total: int = 0
+    iterations_per_epoch: int = 0
+    val_iterations: int = 0
+    phases: list[Phase] = field(default_factory=list)
+    history: list[EpochLog] = field(default_factory=list)
+    schedule_reason: str = ""
+    stopped_early: bool = False
+
+
+def _state_dict(st: _State) -> dict[str, Any]:
+    return {
+        "epoch": st.epoch,
+        "iteration": st.iteration,
+        "ema": st.ema,
+        "best_ema": st.best_ema,
+        "epochs_without_improvement": st.epochs_without_improvement,
+        "epochs_total": st.epochs_total,
+        "iterations_per_epoch": st.iterations_per_epoch,
+        "val_iterations": st.val_iterations,
+        "phases": [asdict(p) for p in st.phases],
+        "history": [asdict(h) for h in st.history],
+        "schedule_reason": st.schedule_reason,
+        "stopped_early": st.stopped_early,
+    }
+
+
+def _state_from(d: dict[str, Any]) -> _State:
+    return _State(
+        d["epoch"],
+        d["iteration"],
+        d["ema"],
+        d["best_ema"],
+        d["epochs_without_improvement"],
+        d["epochs_total"],
+        d["iterations_per_epoch"],
+        d["val_iterations"],
+        [Phase(**p) for p in d["phases"]],
+        [EpochLog(**h) for h in d["history"]],
+        d["schedule_reason"],
+        d["stopped_early"],
+    )
+
+
+def train_fold(
+    workdir: Path,
+    plan: Plan,
+    config: TrainConfig,
+    fold: int,
+    train_ids: list[str],
+    val_ids: list[str],
+    *,
+    budget_s: float | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    extend_epochs: int = 0,
+    callback: Callback | None = None,
+    workers: int | None = None,
+) -> FoldResult:
+    """Train one fold and return its result; see the module docstring for the lifecycle."""
+    cfgp = plan.configurations[config.configuration]
+    out = fold_dir(workdir, config.configuration, fold)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    torch.manual_seed(config.seed * 1000 + fold)
+    model = network_for(cfgp, config).to(dev)
+    opt = _optimizer(config, model.parameters())
+    use_amp = config.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    loss_fn = build_loss(config.loss, cfgp.batch_dice, cfgp.network.strides)
+    store = CaseStore(workdir / "preprocessed" / cfgp.data_identifier, sorted(set(train_ids) | set(val_ids)))
+    n_classes = cfgp.network.n_classes
+    bs = config.batch_size or cfgp.batch_size
+    oversample = (
+        cfgp.foreground_oversample if config.foreground_oversample is None else config.foreground_oversample
+    )
+    spec = SamplerSpec(cfgp.patch_size, bs, oversample, n_classes, cfgp.spacing, config.augmentation)
+    val_spec = SamplerSpec(cfgp.patch_size, bs, oversample, n_classes, cfgp.spacing, None)
+    nw = (
+        workers
+        if workers is not None
+        else (
+            config.num_workers
+            if config.num_workers is not None
+            else min(2, max(0, (os.cpu_count() or 1) - 1))
+        )
+    )
+    st = _State()
+    t_start = time.perf_counter()
+    if resume or extend_epochs:
+        ck = load_checkpoint(out / ("checkpoint_final.pt" if extend_epochs else "checkpoint_latest.pt"))
+        if ck.get("config_digest") != config.digest() or ck.get("plan_hash") != plan.hash:
+            raise ArtifactError.single(
+                out,
+                "resume needs the same plan and training config",
+                "checkpoint from another plan/config",
+                "start a new training work dir",
+            )
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        st = _state_from(ck["state"])
+        if extend_epochs:
+            start = st.iteration
+            st.phases.append(
+                Phase(
+                    start,
+                    extend_epochs * st.iterations_per_epoch,
+                    config.learning_rate * config.extend_lr_factor,
+                )
+            )
+            st.epochs_total += extend_epochs
+            st.stopped_early = False
+            st.epochs_without_improvement = 0
+    train_cases = sorted(train_ids)
+    val_cases = sorted(val_ids) or train_cases
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> float:
+        lr = (
+            learning_rate(config.schedule, st.phases, st.iteration, config.poly_exponent)
+            if st.phases
+            else config.learning_rate
+        )
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+            outputs = model(x)
+        loss = loss_fn(outputs, y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        st.iteration += 1
+        return float(loss.detach())
+
+    if not st.phases:  # fresh start: fix the schedule
+        if budget_s is not None:
+            probe = BatchStream(store, train_cases, spec, 4, (config.seed, fold, -1))
+            times = []
+            model.train()
+            for x, y in make_loader(probe, 0):
+                t0 = time.perf_counter()
+                step(x, y)
+                times.append(time.perf_counter() - t0)
+            step_s = float(np.median(times[1:])) * 1.1  # loader overlap is not perfect; keep a margin
+            left = budget_s - (time.perf_counter() - t_start)
+            bp = plan_budget(left, step_s, config.iterations_per_epoch, config.val_iterations)
+            st.epochs_total, st.iterations_per_epoch, st.val_iterations = (
+                bp.epochs,
+                bp.iterations_per_epoch,
+                bp.val_iterations,
+            )
+            st.schedule_reason = "budget: " + bp.reason
+        else:
+            st.epochs_total, st.iterations_per_epoch, st.val_iterations = (
+                config.epochs,
+                config.iterations_per_epoch,
+                config.val_iterations,
+            )
+            st.schedule_reason = f"{config.epochs} epochs x {config.iterations_per_epoch} iterations"
+        st.phases = [Phase(0, st.epochs_total * st.iterations_per_epoch + st.iteration, config.learning_rate)]
+
+    while st.epoch < st.epochs_total and not st.stopped_early:
+        t_epoch = time.perf_counter()
+        model.train()
+        stream = BatchStream(store, train_cases, spec, st.iterations_per_epoch, (config.seed, fold, st.epoch))
+        losses, wait = [], 0.0
+        t_wait = time.perf_counter()
+        for x, y in make_loader(stream, nw):
+            wait += time.perf_counter() - t_wait
+            losses.append(step(x, y))
+            t_wait = time.perf_counter()
+        train_time = time.perf_counter() - t_epoch
+        model.eval()
+        counts = np.zeros((n_classes, 3))
+        vlosses = []
+        vstream = BatchStream(
+            store, val_cases, val_spec, st.val_iterations, (config.seed + 7919, fold, st.epoch)
+        )
+        with torch.no_grad():
+            for x, y in make_loader(vstream, 0):
+                x, y = x.to(dev), y.to(dev)
+                with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                    logits = model(x)
+                assert isinstance(logits, torch.Tensor)
+                vlosses.append(float(loss_fn(logits, y)))
+                counts += _pseudo_dice(logits, y, n_classes)
+        tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
+        dice = [float(2 * tp[k] / max(2 * tp[k] + fp[k] + fn[k], 1e-8)) for k in range(1, n_classes)]
+        mean_fg = float(np.mean(dice)) if dice else 0.0
+        st.ema = mean_fg if st.ema is None else config.ema_decay * st.ema + (1 - config.ema_decay) * mean_fg
+        improved = st.ema > st.best_ema
+        st.best_ema = max(st.best_ema, st.ema)
+        st.epochs_without_improvement = 0 if improved else st.epochs_without_improvement + 1
+        st.epoch += 1
+        lr_now = opt.param_groups[0]["lr"]
+        log = EpochLog(
+            st.epoch,
+            float(np.mean(losses)),
+            float(np.mean(vlosses)),
+            dice,
+            mean_fg,
+            float(st.ema),
+            float(lr_now),
+            time.perf_counter() - t_epoch,
+            wait / max(train_time, 1e-9),
+            st.iteration,
+        )
+        st.history.append(log)
+        if config.early_stopping_patience and st.epochs_without_improvement >= config.early_stopping_patience:
+            st.stopped_early = True
+        state = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "state": _state_dict(st),
+            "config_digest": config.digest(),
+            "plan_hash": plan.hash,
+            "fold": fold,
+            "configuration": config.configuration,
+        }
+        save_checkpoint(out / "checkpoint_latest.pt", state)
+        if improved:
+            save_checkpoint(out / "checkpoint_best.pt", state)
+        write_json_atomic(
+            out / "progress.json",
+            {"schedule": st.schedule_reason, "history": [asdict(h) for h in st.history]},
+        )
+        if callback is not None:
+            callback.on_epoch_end(fold, log)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "state": _state_dict(st),
+        "config_digest": config.digest(),
+        "plan_hash": plan.hash,
+        "fold": fold,
+        "configuration": config.configuration,
+    }
+    save_checkpoint(out / "checkpoint_final.pt", state)
+    write_json_atomic(
+        out / "progress.json",
+        {
+            "schedule": st.schedule_reason,
+            "history": [asdict(h) for h in st.history],
+            "finished": True,
+            "stopped_early": st.stopped_early,
+        },
+    )
+    return FoldResult(fold, out, st.epoch, st.best_ema, st.stopped_early, st.history, st.schedule_reason)
+
+
+def fold_finished(folder: Path) -> bool:
+    p = folder / "progress.json"
+    return (
+        (folder / "checkpoint_final.pt").is_file()
+        and p.is_file()
+        and bool(json.loads(p.read_text()).get("finished"))
+    )
