@@ -25,7 +25,7 @@ test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: install
-	$(VENV)/bin/automed demo --output demo_work
+	$(VENV)/bin/automed demo --output demo_work --budget 5m
 
 clean:
 	rm -rf demo_work .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import write_splits
@@ -185,3 +186,120 @@ def plan_dataset(
             ds, wd, configurations=configurations, folds=folds, workers=workers, show_progress=show_progress
         )
     return res
+
+
+def train(
+    dataset: str | Path | None,
+    workdir: str | Path,
+    *,
+    config: str | Path | None = None,
+    configuration: str = "3d_fullres",
+    epochs: int | None = None,
+    budget: str | float | None = None,
+    folds: int = 5,
+    only_folds: list[int] | None = None,
+    device: str | None = None,
+    tracking_uri: str | None = None,
+    register: bool = True,
+    resume: bool = False,
+    extend: int = 0,
+    preset: str | None = None,
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> Any:
+    """Train every fold of a configuration within a budget, validate, summarise CV and register the ensemble."""
+    from automed.train.config import TrainConfig, load_train_config
+    from automed.train.run import TrainOptions, train_dataset
+
+    cfg = load_train_config(config) if config else TrainConfig(configuration=configuration)
+    updates: dict[str, Any] = {"configuration": configuration} if config is None else {}
+    if epochs is not None:
+        updates["epochs"] = epochs
+    cfg = cfg.model_copy(update=updates)
+    opts = TrainOptions(
+        folds=folds,
+        only_folds=only_folds,
+        budget_s=parse_duration(budget),
+        device=device,
+        tracking_uri=tracking_uri,
+        register=register,
+        workers=workers,
+        preset=preset,
+    )
+    return train_dataset(
+        dataset or "", workdir, cfg, opts, resume=resume, extend=extend, show_progress=show_progress
+    )
+
+
+def parse_duration(value: str | float | None) -> float | None:
+    """``45m``, ``2h``, ``90s``, ``1h30m`` or seconds as a number -> seconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    import re
+
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text.replace(" ", ""):
+        from automed.errors import ConfigError
+
+        raise ConfigError.single(
+            "--budget",
+            "a budget is a duration such as 45m, 2h, 90s or 1h30m",
+            repr(value),
+            "write the number followed by h, m or s",
+        )
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def predict(
+    model: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    tta: bool = True,
+    save_probabilities: bool = False,
+    device: str | None = None,
+    tracking_uri: str | None = None,
+    show_progress: bool = True,
+) -> list[Path]:
+    """Predict every case under ``input_path`` with a training work dir or a registered model URI."""
+    import numpy as np
+
+    from automed.data.cases import read_case
+    from automed.data.dataset import Case
+    from automed.data.io import write_image
+    from automed.infer.inputs import discover
+    from automed.infer.predictor import Predictor
+    from automed.parallel import progress_bar
+    from automed.registry_model import load_bundle
+
+    out = Path(output)
+    if str(model).startswith("models:/"):
+        import tempfile
+
+        from automed.tracking import download_model
+
+        tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
+        predictor = load_bundle(download_model(str(model), tmp, tracking_uri), device)
+    else:
+        predictor = Predictor.from_workdir(model, device=device)
+    predictor.tta = tta
+    cases = discover(input_path, predictor.plan.n_channels)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with progress_bar(disable=not show_progress) as bar:
+        task = bar.add_task("predict", total=len(cases))
+        for c in cases:
+            cd = read_case(Case(c.case_id, c.images), False)
+            res = predictor.predict_arrays(cd.channels, cd.geometry, probabilities=save_probabilities)
+            path = out / f"{c.case_id}{c.suffix}"
+            write_image(res.labels, cd.geometry, path)
+            if res.probabilities is not None:
+                np.savez_compressed(out / f"{c.case_id}.npz", probabilities=res.probabilities)
+            written.append(path)
+            bar.advance(task)
+    return written

@@ -237,23 +237,174 @@ def info() -> None:
 
 
 @app.command()
-def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Work directory.")] = Path("demo_work"),
+def train(
+    dataset: Annotated[
+        Path | None, typer.Argument(help="Dataset (folder with dataset.json, or CSV).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Work directory.")] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Wall-clock budget for the whole command: 45m, 2h, 90s.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per fold (instead of a budget).")] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    fold: Annotated[list[int] | None, typer.Option(help="Train only these folds (repeatable).")] = None,
+    configuration: Annotated[
+        str, typer.Option("--configuration", "-c", help="Plan configuration.")
+    ] = "3d_fullres",
+    config: Annotated[
+        Path | None, typer.Option(help="Training config YAML (see automed.train.config).")
+    ] = None,
+    preset: Annotated[str | None, typer.Option(help="Planner preset (default: by device).")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda, cpu or auto.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default: ./mlflow.db).")] = None,
+    register: Annotated[bool, typer.Option(help="Register the fold ensemble in the MLflow registry.")] = True,
+    resume: Annotated[Path | None, typer.Option(help="Continue the training work dir WORKDIR.")] = None,
+    extend: Annotated[int, typer.Option(help="With --resume: add N epochs to finished folds.")] = 0,
     workers: WorkersOpt = None,
 ) -> None:
-    """Generate the bundled synthetic demo dataset and plan it (training joins with the auto-train issue).
+    """Plan, train every fold within a budget, validate, summarise CV and register the model, in one command.
 
-    Example: automed demo -o demo_work
+    Example: automed train ../shared/data/msd_hippocampus_dev -o work --budget 45m
     """
     from automed import api
-    from automed.testing.synthetic import make_demo_dataset
+    from automed.errors import ConfigError
 
-    ds_dir = make_demo_dataset(output / "data")
-    out.print(f"synthetic demo dataset: {ds_dir}")
-    res = api.plan_dataset(ds_dir, output / "work", preset="cpu", workers=workers, show_progress=_progress())
-    _print_plan(res.plan)
-    for ident, st in res.preprocessed.items():
-        out.print(f"preprocessed/{ident}: {st}")
+    if resume is None and (dataset is None or output is None):
+        raise ConfigError.single(
+            "automed train",
+            "a fresh training needs DATASET and --output",
+            f"dataset={dataset}, output={output}",
+            "pass both, or --resume WORKDIR to continue a run",
+        )
+    if extend and resume is None:
+        raise ConfigError.single(
+            "--extend", "--extend continues a finished work dir", extend, "add --resume WORKDIR"
+        )
+    res = api.train(
+        dataset,
+        resume or output or Path(),
+        config=config,
+        configuration=configuration,
+        epochs=epochs,
+        budget=budget,
+        folds=folds,
+        only_folds=fold,
+        device=device,
+        tracking_uri=tracking_uri,
+        register=register,
+        resume=resume is not None,
+        extend=extend,
+        preset=preset,
+        workers=workers,
+        show_progress=_progress(),
+    )
+    _print_cv(res.cv_summary)
+    if res.registered:
+        out.print(
+            f"registered {res.registered['name']} version {res.registered['version']} "
+            f"(champion: version {res.registered['champion']})"
+        )
+    out.print(f"work dir: {res.workdir}")
+
+
+def _print_cv(summary: dict[str, object]) -> None:
+    t = Table(title="cross-validation (mean over cases)")
+    for col in ("label", "Dice", "HD95 mm", "NSD", "cases"):
+        t.add_column(col)
+    names = summary.get("label_names", {})
+    assert isinstance(names, dict)
+    means = summary["mean"]
+    assert isinstance(means, dict)
+    for lab, m in means.items():
+        t.add_row(
+            str(names.get(lab, lab)),
+            f"{m['dice']:.4f}",
+            f"{m['hd95']:.2f}",
+            f"{m['nsd']:.3f}",
+            str(m["n_cases"]),
+        )
+    fg = summary["foreground_mean"]
+    assert isinstance(fg, dict)
+    t.add_row("foreground mean", f"{fg['dice']:.4f}", f"{fg['hd95']:.2f}", f"{fg['nsd']:.3f}", "")
+    out.print(t)
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the label maps.")],
+    tta: Annotated[bool, typer.Option(help="Mirror test-time augmentation.")] = True,
+    save_probabilities: Annotated[bool, typer.Option(help="Also write CASE.npz probabilities.")] = False,
+    device: Annotated[str | None, typer.Option(help="cuda, cpu or auto.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")] = None,
+) -> None:
+    """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
+
+    Example: automed predict models:/automed-Hippocampus@champion -i images/ -o predictions/
+    """
+    from automed import api
+
+    paths = api.predict(
+        model,
+        input_path,
+        output,
+        tta=tta,
+        save_probabilities=save_probabilities,
+        device=device,
+        tracking_uri=tracking_uri,
+        show_progress=_progress(),
+    )
+    out.print(f"wrote {len(paths)} prediction(s) to {output}")
+
+
+@app.command()
+def ui(
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default: ./mlflow.db).")] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 against automed's store and print its URL (Ctrl-C stops it).
+
+    Example: automed ui --port 5000
+    """
+    import subprocess
+
+    from automed.tracking import ARTIFACTS_DIR, resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    if uri.startswith("sqlite:///"):
+        cmd += ["--default-artifact-root", str(Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR)]
+    out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
+    subprocess.run(cmd, check=False)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Work directory.")] = Path("demo_work"),
+    budget: Annotated[str, typer.Option(help="Training budget (CPU: at most 10 minutes).")] = "5m",
+    workers: WorkersOpt = None,
+) -> None:
+    """Train on a synthetic dataset within a budget, register the model, predict two held-out cases, print Dice.
+
+    Example: automed demo -o demo_work --budget 5m
+    """
+    from automed.testing.demo import run_demo
+
+    run_demo(output, budget=budget, workers=workers, show_progress=_progress(), console=out)
 
 
 def main() -> None:

@@ -13,7 +13,18 @@ from typer.testing import CliRunner
 from automed.cli import app
 from automed.testing.synthetic import make_dataset
 
-VERBS = ["verify", "fingerprint", "plan", "preprocess", "construct-csv", "info", "demo"]
+VERBS = [
+    "verify",
+    "fingerprint",
+    "plan",
+    "preprocess",
+    "construct-csv",
+    "info",
+    "demo",
+    "train",
+    "predict",
+    "ui",
+]
 runner = CliRunner()
 
 
@@ -86,9 +97,20 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
-def test_demo_plans_the_synthetic_dataset(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["-q", "demo", "-o", str(tmp_path / "demo"), "--workers", "1"])
-    assert r.exit_code == 0, r.output
+@pytest.mark.slow
+def test_demo_trains_registers_and_predicts(tmp_path: Path) -> None:
+    from automed.testing.demo import run_demo
+
+    res = run_demo(
+        tmp_path / "demo",
+        budget="75s",
+        show_progress=False,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    assert res["registered"]["champion"] == "1"
+    assert set(res["dice"]) == {"case_000", "case_001"}
+    for d in res["dice"].values():
+        assert d["large"] >= 0.80
     plan = json.loads((tmp_path / "demo" / "work" / "plan.json").read_text())
     assert plan["n_channels"] == 2 and set(plan["labels"]) == {"0", "1", "2"}
     # anisotropic demo data (3 mm slices, 1 mm in-plane): in-plane-first topology

@@ -66,7 +66,7 @@ class TrainConfig(_Strict):
     augmentation: Augmentation = Augmentation()
     ema_decay: float = Field(0.9, ge=0, lt=1)
     early_stopping_patience: int = Field(0, ge=0)  # epochs without EMA improvement; 0 disables
-    amp: bool = True  # used on CUDA only
+    amp: bool = True  # fp16 autocast on CUDA, bf16 on CPUs with native bf16 (about 2x faster there)
     num_workers: int | None = Field(None, ge=0)  # None: chosen from the CPU count
     seed: int = 0
     extend_lr_factor: float = Field(0.1, gt=0, le=1)

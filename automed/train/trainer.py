@@ -25,6 +25,7 @@ from automed.errors import ArtifactError
 from automed.plan.schema import ConfigurationPlan, Plan
 from automed.train.config import TrainConfig
 from automed.train.data import BatchStream, CaseStore, SamplerSpec, make_loader
+from automed.train.device import autocast_dtype, pick_device
 from automed.train.losses import build_loss
 from automed.train.networks import build_network
 from automed.train.schedule import Phase, learning_rate, plan_budget
@@ -61,12 +62,6 @@ class FoldResult:
 
 def fold_dir(workdir: Path, configuration: str, fold: int) -> Path:
     return workdir / "train" / configuration / f"fold_{fold}"
-
-
-def pick_device(requested: str | None) -> torch.device:
-    if requested in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def _optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
@@ -189,8 +184,8 @@ def train_fold(
     torch.manual_seed(config.seed * 1000 + fold)
     model = network_for(cfgp, config).to(dev)
     opt = _optimizer(config, model.parameters())
-    use_amp = config.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = autocast_dtype(dev, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     loss_fn = build_loss(config.loss, cfgp.batch_dice, cfgp.network.strides)
     store = CaseStore(workdir / "preprocessed" / cfgp.data_identifier, sorted(set(train_ids) | set(val_ids)))
     n_classes = cfgp.network.n_classes
@@ -248,7 +243,7 @@ def train_fold(
             g["lr"] = lr
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             outputs = model(x)
         loss = loss_fn(outputs, y)
         scaler.scale(loss).backward()
@@ -261,7 +256,7 @@ def train_fold(
 
     if not st.phases:  # fresh start: fix the schedule
         if budget_s is not None:
-            probe = BatchStream(store, train_cases, spec, 4, (config.seed, fold, -1))
+            probe = BatchStream(store, train_cases, spec, 4, (config.seed, fold, 2**31 - 1))
             times = []
             model.train()
             for x, y in make_loader(probe, 0):
@@ -306,7 +301,9 @@ def train_fold(
         with torch.no_grad():
             for x, y in make_loader(vstream, 0):
                 x, y = x.to(dev), y.to(dev)
-                with torch.autocast(dev.type, dtype=torch.float16, enabled=use_amp):
+                with torch.autocast(
+                    dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                ):
                     logits = model(x)
                 assert isinstance(logits, torch.Tensor)
                 vlosses.append(float(loss_fn(logits, y)))

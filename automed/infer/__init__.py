@@ -1,0 +1,1 @@
+"""Inference: sliding-window prediction, fold ensembles and export to the input's geometry."""

@@ -1,0 +1,115 @@
+"""What ``automed predict -i INPUT`` accepts, turned into cases: a folder of images (nnU-Net channel naming
+``CASE_0000.nii.gz`` for several channels), a DICOM series folder, a folder of DICOM series folders, a CSV, or a file."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from automed.data.io import IMAGE_SUFFIXES, has_image_suffix
+from automed.errors import DatasetError, Problem
+
+
+@dataclass(frozen=True)
+class InputCase:
+    case_id: str
+    images: tuple[Path, ...]
+    suffix: str  # output file ending
+
+
+def _suffix(p: Path) -> str:
+    name = p.name.lower()
+    for s in IMAGE_SUFFIXES:
+        if name.endswith(s):
+            return s if s not in (".png", ".tif", ".tiff", ".bmp", ".jpg", ".dcm") else ".nii.gz"
+    return ".nii.gz"
+
+
+def _strip(p: Path) -> str:
+    name = p.name
+    for s in IMAGE_SUFFIXES:
+        if name.lower().endswith(s):
+            return name[: -len(s)]
+    return p.stem
+
+
+def _is_dicom_dir(p: Path) -> bool:
+    if not p.is_dir():
+        return False
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM warns on every folder without a series
+    try:
+        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
+    """Cases under ``input_path`` with exactly ``n_channels`` images each; all problems reported at once."""
+    root = Path(input_path).expanduser().resolve()
+    if not root.exists():
+        raise DatasetError.single(
+            root, "the input must exist", "missing", "pass a folder, a DICOM folder or a CSV"
+        )
+    if root.is_file() and root.suffix.lower() == ".csv":
+        from automed.data.dataset import load_csv
+
+        ds = load_csv(root)
+        cases = [InputCase(c.case_id, c.images, _suffix(c.images[0])) for c in ds.cases]
+    elif root.is_file():
+        cases = [InputCase(_strip(root), (root,), _suffix(root))]
+    elif _is_dicom_dir(root):
+        cases = [InputCase(root.name, (root,), ".nii.gz")]
+    else:
+        pat = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
+        groups: dict[str, dict[int, Path]] = {}
+        singles: list[Path] = []
+        for f in sorted(root.iterdir()):
+            if f.is_file() and has_image_suffix(f):
+                m = pat.match(_strip(f))
+                if (m and n_channels > 1) or (m and m["ch"] == "0000"):
+                    assert m is not None
+                    groups.setdefault(m["case"], {})[int(m["ch"])] = f
+                else:
+                    singles.append(f)
+        cases = []
+        problems: list[Problem] = []
+        for cid, chans in sorted(groups.items()):
+            want = list(range(n_channels))
+            if sorted(chans) != want:
+                problems.append(
+                    Problem(
+                        str(root / cid),
+                        f"each case needs channels {want} (CASE_0000 ... naming)",
+                        f"found {sorted(chans)}",
+                        "add the missing channel files",
+                    )
+                )
+                continue
+            first = chans[0]
+            cases.append(InputCase(cid, tuple(chans[c] for c in want), _suffix(first)))
+        if singles and n_channels > 1:
+            problems.append(
+                Problem(
+                    str(singles[0]),
+                    f"the model needs {n_channels} channels per case",
+                    f"{len(singles)} file(s) without a _XXXX channel index",
+                    "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ...",
+                )
+            )
+        else:
+            cases += [InputCase(_strip(f), (f,), _suffix(f)) for f in singles]
+        cases += [InputCase(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
+        if problems:
+            raise DatasetError(problems, f"cannot read the input {root}")
+    if not cases:
+        raise DatasetError.single(
+            root,
+            "the input must hold at least one image",
+            "none found",
+            "put NIfTI/NRRD/MHA files, DICOM series or a CSV there",
+        )
+    return sorted(cases, key=lambda c: c.case_id)

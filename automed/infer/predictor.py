@@ -1,0 +1,180 @@
+"""A fold ensemble that turns raw images into label maps in the input's own geometry.
+
+``Predictor.predict_arrays`` runs the plan's preprocessing in memory (transpose, crop, normalize, resample), the
+sliding window over every fold model, then maps probabilities back: resampled to the cropped shape (order 1, thick
+axis separately), arg-max, pasted into the uncropped volume, transposed back, class indices mapped to label values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automed.data.io import Geometry
+from automed.errors import ArtifactError
+from automed.infer.sliding_window import predict_volume
+from automed.plan.schema import Plan
+from automed.preprocess.pipeline import preprocess_arrays
+from automed.preprocess.resample import resample_data
+from automed.train.config import TrainConfig
+from automed.train.device import autocast_dtype, pick_device
+from automed.train.trainer import fold_dir, load_checkpoint, network_for
+
+MODEL_FILE = "model.json"
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # (z, y, x) label values, original geometry
+    probabilities: np.ndarray | None  # (K, z, y, x) float32, original geometry, when asked
+
+
+class Predictor:
+    """Fold models of one configuration plus the plan that preprocesses their input."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        configuration: str,
+        models: list[torch.nn.Module],
+        *,
+        device: torch.device,
+        amp: bool = True,
+        step: float = 0.5,
+        tta: bool = True,
+        whole_image_factor: float = 2.0,
+    ) -> None:
+        self.plan = plan
+        self.configuration = configuration
+        self.cfg = plan.configurations[configuration]
+        self.models = [m.eval().to(device) for m in models]
+        self.device = device
+        self.amp_dtype = autocast_dtype(device, amp)
+        self.step = step
+        self.tta = tta
+        self.whole_image_factor = whole_image_factor
+        self.label_values = sorted(int(k) for k in plan.labels)
+
+    @classmethod
+    def from_folds(
+        cls,
+        workdir: Path,
+        plan: Plan,
+        config: TrainConfig,
+        folds: list[int],
+        *,
+        checkpoint: str = "final",
+        device: str | None = None,
+        **kwargs: float | bool,
+    ) -> Predictor:
+        dev = pick_device(device)
+        models = []
+        for f in folds:
+            state = load_checkpoint(
+                fold_dir(workdir, config.configuration, f) / f"checkpoint_{checkpoint}.pt"
+            )
+            m = network_for(plan.configurations[config.configuration], config)
+            m.load_state_dict(state["model"])
+            models.append(m)
+        return cls(plan, config.configuration, models, device=dev, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_workdir(
+        cls,
+        workdir: str | Path,
+        *,
+        device: str | None = None,
+        folds: list[int] | None = None,
+        **kwargs: float | bool,
+    ) -> Predictor:
+        """Load the model that ``automed train`` recorded in ``WORKDIR/model.json``."""
+        wd = Path(workdir)
+        mfile = wd / MODEL_FILE
+        if not mfile.is_file():
+            raise ArtifactError.single(
+                mfile,
+                "a training work dir must hold model.json",
+                "missing",
+                "run `automed train DATASET -o WORKDIR` first (or pass an MLflow model URI)",
+            )
+        meta = json.loads(mfile.read_text())
+        plan = Plan.load(wd / "plan.json")
+        config = TrainConfig.model_validate(meta["config"])
+        return cls.from_folds(
+            wd,
+            plan,
+            config,
+            folds or meta["folds"],
+            checkpoint=meta.get("checkpoint", "final"),
+            device=device,
+            **kwargs,
+        )
+
+    def predict_arrays(
+        self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = False
+    ) -> Prediction:
+        """Predict one case given as ``(C, z, y, x)`` arrays with its geometry."""
+        pre = preprocess_arrays(
+            channels.astype(np.float32, copy=False), None, geometry, self.plan, self.cfg, self.label_values
+        )
+        net = self.cfg.network
+        divisor = [2 ** sum(1 for s in net.strides if s[ax] == 2) for ax in range(net.dimension)]
+        data = pre.data
+        if net.dimension == 2:
+            slices = [
+                predict_volume(
+                    self.models,
+                    data[:, z],
+                    self.cfg.patch_size,
+                    net.n_classes,
+                    divisor,
+                    step=self.step,
+                    tta=self.tta,
+                    device=self.device,
+                    amp_dtype=self.amp_dtype,
+                    whole_image_factor=self.whole_image_factor,
+                )
+                for z in range(data.shape[1])
+            ]
+            probs = np.stack(slices, axis=1)
+        else:
+            probs = predict_volume(
+                self.models,
+                data,
+                self.cfg.patch_size,
+                net.n_classes,
+                divisor,
+                step=self.step,
+                tta=self.tta,
+                device=self.device,
+                amp_dtype=self.amp_dtype,
+                whole_image_factor=self.whole_image_factor,
+            )
+        return self.export(probs, pre.properties, probabilities)
+
+    def export(self, probs: np.ndarray, props: dict[str, Any], probabilities: bool) -> Prediction:
+        """Map probabilities at the target spacing back to the original image grid."""
+        shape_crop = list(props["shape_after_crop"])
+        axis = props["separate_axis"]
+        r = self.cfg.resampling
+        p = resample_data(probs, shape_crop, 1, axis if isinstance(axis, int) else None, r.z_order)
+        box = props["crop_box"]
+        full_shape = list(props["shape_before_crop"])
+        sl = tuple(slice(a, b) for a, b in box)
+        seg = np.zeros(full_shape, dtype=np.int16)
+        seg[sl] = p.argmax(0).astype(np.int16)
+        back = self.plan.transpose_backward
+        values = np.array(self.label_values, dtype=np.int16)
+        labels = values[seg].transpose(*back)
+        out_probs = None
+        if probabilities:
+            full = np.zeros((p.shape[0], *full_shape), dtype=np.float32)
+            full[0] = 1.0
+            full[(slice(None), *sl)] = p
+            out_probs = full.transpose(0, *[a + 1 for a in back])
+        return Prediction(np.ascontiguousarray(labels), out_probs)

@@ -1,0 +1,67 @@
+"""The registered model: an MLflow pyfunc that carries the plan, the fold weights and the inference settings.
+
+``predict`` takes float32 ``(N, C, z, y, x)`` images and returns int64 ``(N, z, y, x)`` label maps. Images are assumed
+to be at the spacing given by the ``spacing_z``/``spacing_y``/``spacing_x`` params (default: the dataset's median
+spacing) with identity direction; ``automed predict models:/NAME@ALIAS`` instead reads real files and keeps their
+geometry.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.pyfunc.model import PythonModel
+
+
+def load_bundle(folder: Path, device: str | None = None) -> Any:
+    """A :class:`automed.infer.predictor.Predictor` from a bundle folder (plan.json, model.json, fold_*.pt)."""
+    from automed.infer.predictor import Predictor
+    from automed.plan.schema import Plan
+    from automed.train.config import TrainConfig
+    from automed.train.device import pick_device
+    from automed.train.trainer import load_checkpoint, network_for
+
+    meta = json.loads((folder / "model.json").read_text())
+    plan = Plan.load(folder / "plan.json")
+    config = TrainConfig.model_validate(meta["config"])
+    models = []
+    for f in meta["folds"]:
+        m = network_for(plan.configurations[config.configuration], config)
+        m.load_state_dict(load_checkpoint(folder / f"fold_{f}.pt")["model"])
+        models.append(m)
+    inf = meta.get("inference", {})
+    return Predictor(
+        plan,
+        config.configuration,
+        models,
+        device=pick_device(device),
+        step=inf.get("step", 0.5),
+        tta=inf.get("tta", True),
+        whole_image_factor=inf.get("whole_image_factor", 2.0),
+    )
+
+
+class EnsembleModel(PythonModel):
+    def load_context(self, context: Any) -> None:
+        self.predictor = load_bundle(Path(context.artifacts["bundle"]))
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        from automed.data.io import Geometry
+
+        arr = np.asarray(model_input, dtype=np.float32)
+        params = params or {}
+        med = self.predictor.plan.original_median_spacing
+        sp = (
+            float(params.get("spacing_z", med[0])),
+            float(params.get("spacing_y", med[1])),
+            float(params.get("spacing_x", med[2])),
+        )
+        outs = []
+        for case in arr:
+            size = tuple(int(s) for s in reversed(case.shape[1:]))
+            geo = Geometry(size, tuple(reversed(sp)), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+            outs.append(self.predictor.predict_arrays(case, geo).labels.astype(np.int64))
+        return np.stack(outs)

@@ -1,0 +1,219 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+Store: embedded by default, ``sqlite:///<project root>/mlflow.db`` for runs and the model registry with artifacts in
+``<project root>/mlruns/<experiment>``, the project root being the current directory (this repository's top level
+when run from it). ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` choose another store (e.g. a server). The driver
+creates the database and experiment before any worker logs (a fresh SQLite store opened by several processes at
+once crashes in its migrations). Runs nest through the ``mlflow.parentRunId`` tag, so processes can add children.
+Metrics go in one ``log_batch`` call per epoch (per-call logging is slow).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "mlflow.db"
+ARTIFACTS_DIR = "mlruns"
+MAX_PARAM_LEN = 6000
+
+
+def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``root`` (the current dir)."""
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    base = (root or Path.cwd()).resolve()
+    return f"sqlite:///{base / DB_NAME}"
+
+
+def _artifact_root(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR
+    return None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts as ``a.b.c`` keys with string values (lists kept as their JSON-like text)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:MAX_PARAM_LEN]
+    return out
+
+
+class Tracker:
+    """A thin wrapper over ``MlflowClient`` for one experiment."""
+
+    def __init__(self, uri: str, experiment: str) -> None:
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            root = _artifact_root(uri)
+            location = str(root / experiment) if root is not None else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+        self.experiment = experiment
+
+    def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:
+        t = dict(tags or {})
+        t["mlflow.runName"] = name
+        if parent:
+            t["mlflow.parentRunId"] = parent
+        run = self.client.create_run(self.experiment_id, tags=t, run_name=name)
+        return str(run.info.run_id)
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = flatten(params)
+        items = [Param(k, v) for k, v in sorted(flat.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if v == v]  # skip NaN
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+        self.client.log_figure(run_id, figure, name)
+
+    def log_dataset(self, run_id: str, name: str, digest: str, source: str) -> None:
+        import warnings
+
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": a local path either way
+            src = resolve_dataset_source(source)
+        ds = MetaDataset(src, name=name, digest=digest)  # type: ignore[abstract]
+        self.client.log_inputs(
+            run_id,
+            datasets=[
+                DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
+            ],
+        )
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def run_url(self, run_id: str) -> str:
+        return f"#/experiments/{self.experiment_id}/runs/{run_id}"
+
+
+def register_ensemble(
+    tracker: Tracker,
+    run_id: str,
+    bundle: Path,
+    name: str,
+    score: float,
+    n_channels: int,
+    median_spacing: list[float],
+) -> dict[str, Any]:
+    """Log ``bundle`` as a pyfunc model on ``run_id``, register it as ``name`` and maintain the aliases.
+
+    The new version always becomes ``candidate``; it becomes ``champion`` when there is none yet or its CV
+    foreground Dice is at least the champion's (tag ``cv_fg_dice``).
+    """
+    import mlflow
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+
+    from automed.registry_model import EnsembleModel
+
+    sig = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_channels, -1, -1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype(np.int64), (-1, -1, -1, -1))]),
+        params=ParamSchema(
+            [
+                ParamSpec(f"spacing_{a}", "double", float(s))
+                for a, s in zip("zyx", median_spacing, strict=True)
+            ]
+        ),
+    )
+    import logging
+    import warnings
+
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # the model class is importable from automed (no code is pickled by value); no input example on purpose:
+        # it would run a full prediction at logging time
+        warnings.simplefilter("ignore")
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=EnsembleModel(),
+            artifacts={"bundle": str(bundle)},
+            signature=sig,
+            pip_requirements=["torch", "numpy", "SimpleITK", "pydantic"],
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    client = tracker.client
+    client.set_model_version_tag(name, version, "cv_fg_dice", f"{score:.6f}")
+    client.set_registered_model_alias(name, "candidate", version)
+    champion = None
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except Exception:
+        champion = None
+    if champion is None or score >= float(champion.tags.get("cv_fg_dice", "-1")):
+        client.set_registered_model_alias(name, "champion", version)
+        champion_version = version
+    else:
+        champion_version = str(champion.version)
+    return {
+        "name": name,
+        "version": version,
+        "champion": champion_version,
+        "uri": f"models:/{name}/{version}",
+    }
+
+
+def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
+    """Download a registered model (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``); return its bundle folder."""
+    import mlflow
+
+    resolved = resolve_uri(tracking_uri)
+    mlflow.set_tracking_uri(resolved)
+    mlflow.set_registry_uri(resolved)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    hits = sorted(local.rglob("model.json"))
+    if not hits:
+        from automed.errors import ArtifactError
+
+        raise ArtifactError.single(
+            uri,
+            "a registered automed model must contain model.json",
+            "not found",
+            "register it with `automed train` (or check the model name and alias)",
+        )
+    return hits[0].parent

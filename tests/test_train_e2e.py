@@ -1,0 +1,228 @@
+"""Train -> register -> predict on tiny synthetic data; MLflow contents; prediction geometry; kill and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed import api
+from automed.testing.synthetic import make_dataset
+
+TINY = {"epochs": 2}
+
+
+def _tiny_config(path: Path, **kw: object) -> Path:
+    cfg = {"epochs": 2, "iterations_per_epoch": 4, "val_iterations": 2, **kw}
+    path.write_text("\n".join(f"{k}: {v}" for k, v in cfg.items()) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("e2e")
+    ds = make_dataset(
+        root / "data",
+        n_cases=6,
+        shape=(12, 24, 24),
+        spacing=(2.5, 1.0, 1.0),
+        n_channels=1,
+        seed=3,
+        direction=(0, 1, 0, 1, 0, 0, 0, 0, -1),
+    )
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    cfg = _tiny_config(root / "cfg.yaml")
+    t0 = time.perf_counter()
+    res = api.train(ds, root / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    return {"root": root, "ds": ds, "uri": uri, "res": res, "seconds": time.perf_counter() - t0}
+
+
+def test_train_writes_everything(trained: dict[str, object]) -> None:
+    res = trained["res"]
+    wd = res.workdir  # type: ignore[attr-defined]
+    assert trained["seconds"] < 180  # type: ignore[operator]
+    for f in (
+        "model.json",
+        "tracking.json",
+        "train_config.json",
+        "cv/metrics.csv",
+        "cv/summary.json",
+        "model_bundle/fold_0.pt",
+        "model_bundle/fold_1.pt",
+        "model_bundle/plan.json",
+    ):
+        assert (wd / f).is_file(), f
+    for k in (0, 1):
+        fold = wd / "train" / "3d_fullres" / f"fold_{k}"
+        for f in ("checkpoint_final.pt", "checkpoint_latest.pt", "progress.json", "progress.png"):
+            assert (fold / f).is_file(), f
+        assert len(json.loads((fold / "progress.json").read_text())["history"]) == 2
+    summary = json.loads((wd / "cv" / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1", "2"} and "dice" in summary["foreground_mean"]
+    assert res.registered["version"] == "1" and res.registered["champion"] == "1"  # type: ignore[attr-defined]
+
+
+def test_mlflow_contents(trained: dict[str, object]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=str(trained["uri"]), registry_uri=str(trained["uri"]))
+    exp = client.get_experiment_by_name("Synthetic")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    parent = parents[0]
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert parent.data.params["config.optimizer"] == "sgd"
+    assert "plan.patch_size" in parent.data.params
+    for tag in ("dataset.fingerprint", "git.commit", "automed.version", "device"):
+        assert tag in parent.data.tags
+    assert "cv_dice_fg_mean" in parent.data.metrics and "cv_dice_large" in parent.data.metrics
+    assert parent.inputs.dataset_inputs[0].dataset.digest == parent.data.tags["dataset.fingerprint"]
+    art = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"fingerprint.json", "plan.json", "splits.json", "cv"} <= art
+    child = children[0]
+    hist = client.get_metric_history(child.info.run_id, "train_loss")
+    assert [m.step for m in hist] == [1, 2]
+    for key in (
+        "val_loss",
+        "pseudo_dice",
+        "pseudo_dice_ema",
+        "learning_rate",
+        "epoch_seconds",
+        "data_wait_fraction",
+    ):
+        assert key in child.data.metrics
+    cart = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"progress.png", "validation_metrics.csv", "overlays"} <= cart
+    assert all(r.info.status == "FINISHED" for r in runs)
+    mv = client.get_model_version_by_alias("automed-Synthetic", "champion")
+    assert str(mv.version) == "1" and "cv_fg_dice" in mv.tags
+    assert str(client.get_model_version_by_alias("automed-Synthetic", "candidate").version) == "1"
+
+
+def test_predict_geometry_and_registry_uri(trained: dict[str, object], tmp_path: Path) -> None:
+    ds = trained["ds"]
+    src = ds / "imagesTr" / "case_000.nii.gz"  # type: ignore[operator]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    img = sitk.ReadImage(str(src))
+    sitk.WriteImage(img, str(inp / "scan.nii.gz"))
+    # from another directory, with the store given explicitly
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        paths = api.predict(
+            "models:/automed-Synthetic@champion",
+            inp,
+            tmp_path / "out",
+            tracking_uri=str(trained["uri"]),
+            show_progress=False,
+        )
+    finally:
+        os.chdir(cwd)
+    out = sitk.ReadImage(str(paths[0]))
+    assert paths[0].name == "scan.nii.gz"
+    assert out.GetSize() == img.GetSize()
+    assert np.allclose(out.GetSpacing(), img.GetSpacing()) and np.allclose(out.GetOrigin(), img.GetOrigin())
+    assert np.allclose(out.GetDirection(), img.GetDirection()) and img.GetDirection()[0] == 0
+    # the work dir gives the same prediction as the registered model
+    paths2 = api.predict(trained["res"].workdir, inp, tmp_path / "out2", show_progress=False)  # type: ignore[attr-defined]
+    a = sitk.GetArrayFromImage(out)
+    b = sitk.GetArrayFromImage(sitk.ReadImage(str(paths2[0])))
+    assert np.array_equal(a, b)
+
+
+def test_pyfunc_predict(trained: dict[str, object]) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(str(trained["uri"]))
+    mlflow.set_registry_uri(str(trained["uri"]))
+    model = mlflow.pyfunc.load_model("models:/automed-Synthetic@champion")
+    x = np.random.default_rng(0).normal(size=(1, 1, 12, 24, 24)).astype(np.float32)
+    y = model.predict(x, params={"spacing_z": 2.5, "spacing_y": 1.0, "spacing_x": 1.0})
+    assert y.shape == (1, 12, 24, 24) and y.dtype == np.int64
+
+
+def test_kill_and_resume(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=5)
+    cfg = _tiny_config(tmp_path / "cfg.yaml", epochs=6, iterations_per_epoch=6)
+    wd = tmp_path / "W"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "automed.cli",
+        "-q",
+        "train",
+        str(ds),
+        "-o",
+        str(wd),
+        "--config",
+        str(cfg),
+        "--folds",
+        "2",
+        "--fold",
+        "0",
+        "--tracking-uri",
+        uri,
+        "--workers",
+        "0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    progress = wd / "train" / "3d_fullres" / "fold_0" / "progress.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if progress.is_file() and len(json.loads(progress.read_text())["history"]) >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(0.3)  # now in the middle of a later epoch
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(json.loads(progress.read_text())["history"])
+    assert 2 <= done < 6, "the kill must land mid-run"
+    assert not (progress.parent / "checkpoint_final.pt").exists()
+    r = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "-q", "train", "--resume", str(wd), "--workers", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    hist = json.loads(progress.read_text())["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 5, 6]
+    assert hist[-1]["iterations"] == 6 * 6
+    assert (progress.parent / "checkpoint_final.pt").is_file()
+    paths = api.predict(wd, ds / "imagesTr", tmp_path / "pred", show_progress=False)
+    assert len(paths) == 4
+    # --extend adds epochs to the finished fold with a fresh, lower learning-rate cycle
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "automed.cli",
+            "-q",
+            "train",
+            "--resume",
+            str(wd),
+            "--extend",
+            "2",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    hist = json.loads(progress.read_text())["history"]
+    assert len(hist) == 8 and hist[6]["learning_rate"] < 1e-2 * 0.1 + 1e-9
