@@ -193,7 +193,7 @@ def train(
     workdir: str | Path,
     *,
     config: str | Path | None = None,
-    configuration: str = "3d_fullres",
+    configuration: str | None = None,
     epochs: int | None = None,
     budget: str | float | None = None,
     folds: int = 5,
@@ -205,14 +205,16 @@ def train(
     extend: int = 0,
     preset: str | None = None,
     workers: int | None = None,
+    parallel_folds: int = 1,
     show_progress: bool = True,
 ) -> Any:
     """Train every fold of a configuration within a budget, validate, summarise CV and register the ensemble."""
     from automed.train.config import TrainConfig, load_train_config
     from automed.train.run import TrainOptions, train_dataset
 
-    cfg = load_train_config(config) if config else TrainConfig(configuration=configuration)
-    updates: dict[str, Any] = {"configuration": configuration} if config is None else {}
+    cfg = load_train_config(config) if config else TrainConfig()
+    auto = configuration is None and "configuration" not in cfg.model_fields_set
+    updates: dict[str, Any] = {"configuration": configuration} if configuration else {}
     if epochs is not None:
         updates["epochs"] = epochs
     cfg = cfg.model_copy(update=updates)
@@ -225,6 +227,8 @@ def train(
         register=register,
         workers=workers,
         preset=preset,
+        parallel_folds=parallel_folds,
+        auto_configuration=auto,
     )
     return train_dataset(
         dataset or "", workdir, cfg, opts, resume=resume, extend=extend, show_progress=show_progress
@@ -294,7 +298,7 @@ def predict(
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("predict", total=len(cases))
         for c in cases:
-            cd = read_case(Case(c.case_id, c.images), False)
+            cd = read_case(Case(c.case_id, c.images), c.is_4d)
             res = predictor.predict_arrays(cd.channels, cd.geometry, probabilities=save_probabilities)
             path = out / f"{c.case_id}{c.suffix}"
             write_image(res.labels, cd.geometry, path)

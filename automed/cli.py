@@ -249,8 +249,9 @@ def train(
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
     fold: Annotated[list[int] | None, typer.Option(help="Train only these folds (repeatable).")] = None,
     configuration: Annotated[
-        str, typer.Option("--configuration", "-c", help="Plan configuration.")
-    ] = "3d_fullres",
+        str | None,
+        typer.Option("--configuration", "-c", help="Plan configuration (default: 3d_fullres, else 2d)."),
+    ] = None,
     config: Annotated[
         Path | None, typer.Option(help="Training config YAML (see automed.train.config).")
     ] = None,
@@ -260,6 +261,10 @@ def train(
     register: Annotated[bool, typer.Option(help="Register the fold ensemble in the MLflow registry.")] = True,
     resume: Annotated[Path | None, typer.Option(help="Continue the training work dir WORKDIR.")] = None,
     extend: Annotated[int, typer.Option(help="With --resume: add N epochs to finished folds.")] = 0,
+    parallel_folds: Annotated[
+        int,
+        typer.Option(help="Folds trained at once in worker processes (one GPU each when there are enough)."),
+    ] = 1,
     workers: WorkersOpt = None,
 ) -> None:
     """Plan, train every fold within a budget, validate, summarise CV and register the model, in one command.
@@ -296,6 +301,7 @@ def train(
         extend=extend,
         preset=preset,
         workers=workers,
+        parallel_folds=parallel_folds,
         show_progress=_progress(),
     )
     _print_cv(res.cv_summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class ProblemsError(AutomedError):
         return (type(self), (self.problems, self.headline))
 
     @classmethod
-    def single(cls, file: str | Path, rule: str, value: object, fix: str) -> ProblemsError:
+    def single(cls, file: str | Path, rule: str, value: object, fix: str) -> Self:
         return cls([Problem(str(file), rule, str(value), fix)])
 
 

@@ -74,3 +74,11 @@ def test_spleen_masks_dice() -> None:
     m = label_metrics(sitk.GetArrayFromImage(a) > 0, sitk.GetArrayFromImage(b) > 0, spacing)
     assert m.dice == pytest.approx(0.887, abs=5e-4)
     assert 0 < m.hd95 < 50 and 0 < m.nsd < 1
+
+
+def test_2d_surfaces_are_in_plane() -> None:
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    ref, pred = (r <= 10)[None], (r <= 12)[None]  # 2D images stored as (1, y, x)
+    m = label_metrics(ref, pred, (1.0, 1.0, 1.0))
+    assert m.hd95 == pytest.approx(2.0, abs=0.5)

@@ -226,3 +226,153 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     hist = json.loads(progress.read_text())["history"]
     assert len(hist) == 8 and hist[6]["learning_rate"] < 1e-2 * 0.1 + 1e-9
+
+
+def test_parallel_folds_log_every_run_once(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=8)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = _tiny_config(tmp_path / "cfg.yaml")
+    res = api.train(
+        ds,
+        tmp_path / "W",
+        config=cfg,
+        folds=2,
+        tracking_uri=uri,
+        workers=0,
+        parallel_folds=2,
+        register=False,
+        show_progress=False,
+    )
+    assert res.fold_epochs == {0: 2, 1: 2}
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("Synthetic")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["fold"] for r in children) == ["0", "1"]
+    for r in children:
+        assert r.info.status == "FINISHED"
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_ui_serves_the_store(tmp_path: Path) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "automed.cli", "ui", "--tracking-uri", uri, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 90
+        ok = False
+        while time.time() < deadline and not ok:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    ok = r.status == 200
+            except OSError:
+                time.sleep(1)
+        assert ok, "the MLflow UI did not answer on /health"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}" in out
+
+
+def test_fresh_run_refuses_another_config_in_the_same_workdir(tmp_path: Path) -> None:
+    from automed.errors import ArtifactError
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(10, 20, 20), seed=9)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    api.train(
+        ds,
+        tmp_path / "W",
+        config=_tiny_config(tmp_path / "a.yaml"),
+        folds=2,
+        only_folds=[0],
+        tracking_uri=uri,
+        workers=0,
+        register=False,
+        show_progress=False,
+    )
+    with pytest.raises(ArtifactError, match="new --output"):
+        api.train(
+            ds,
+            tmp_path / "W",
+            config=_tiny_config(tmp_path / "b.yaml", learning_rate=0.001),
+            folds=2,
+            only_folds=[0],
+            tracking_uri=uri,
+            workers=0,
+            register=False,
+            show_progress=False,
+        )
+    # the same config reuses the finished fold instead of training it again
+    res = api.train(
+        ds,
+        tmp_path / "W",
+        config=_tiny_config(tmp_path / "a.yaml"),
+        folds=2,
+        only_folds=[0],
+        tracking_uri=uri,
+        workers=0,
+        register=False,
+        show_progress=False,
+    )
+    assert res.fold_epochs == {0: 2}
+
+
+def test_2d_dataset_trains_with_the_2d_configuration(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = ["SubjectID,Channel_0,Label"]
+    for i in range(4):
+        lab = np.zeros((32, 32), np.uint8)
+        lab[8 + i : 20 + i, 10:24] = 1
+        img = (lab * 100 + rng.normal(50, 10, lab.shape)).clip(0, 255).astype(np.uint8)
+        sitk.WriteImage(sitk.GetImageFromArray(img), str(tmp_path / f"i{i}.png"))
+        sitk.WriteImage(sitk.GetImageFromArray(lab), str(tmp_path / f"l{i}.png"))
+        rows.append(f"c{i},i{i}.png,l{i}.png")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    res = api.train(
+        tmp_path / "d.csv",
+        tmp_path / "W",
+        config=_tiny_config(tmp_path / "c.yaml"),
+        folds=2,
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        workers=0,
+        show_progress=False,
+    )
+    assert res.model["configuration"] == "2d"
+    out = api.predict(tmp_path / "W", tmp_path / "i0.png", tmp_path / "pred", show_progress=False)
+    pred = sitk.ReadImage(str(out[0]))
+    assert pred.GetSize() == (32, 32)
+
+
+def test_predict_msd_4d_input(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "m4", n_cases=4, n_channels=2, layout="msd", shape=(10, 20, 20), seed=2)
+    res = api.train(
+        ds,
+        tmp_path / "W",
+        config=_tiny_config(tmp_path / "c.yaml"),
+        folds=2,
+        only_folds=[0],
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        workers=0,
+        register=False,
+        show_progress=False,
+    )
+    assert res.model["folds"] == [0]
+    out = api.predict(
+        tmp_path / "W", ds / "imagesTr" / "case_000.nii.gz", tmp_path / "pred", show_progress=False
+    )
+    assert sitk.ReadImage(str(out[0])).GetDimension() == 3

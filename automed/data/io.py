@@ -127,18 +127,11 @@ def read_sitk(path: Path) -> sitk.Image:
                 path, "a DICOM series must be readable", _first_line(exc), "check the series is complete"
             ) from exc
     if not path.exists():
-        raise DatasetError.single(
-            path, "every listed image must exist", "missing file", "fix the path or add it"
-        )
+        raise _missing(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise DatasetError.single(
-            path,
-            "images must be readable by SimpleITK (NIfTI, NRRD, MHA, DICOM, PNG, TIFF)",
-            _first_line(exc),
-            "re-export the file in one of these formats or replace the corrupt file",
-        ) from exc
+        raise _unreadable(path, exc) from exc
 
 
 def read_header(path: Path) -> Header:
@@ -147,20 +140,13 @@ def read_header(path: Path) -> Header:
         img = read_sitk(path)
         return Header(_geometry(img), img.GetPixelIDTypeAsString(), img.GetNumberOfComponentsPerPixel())
     if not path.exists():
-        raise DatasetError.single(
-            path, "every listed image must exist", "missing file", "fix the path or add it"
-        )
+        raise _missing(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise DatasetError.single(
-            path,
-            "images must be readable by SimpleITK (NIfTI, NRRD, MHA, DICOM, PNG, TIFF)",
-            _first_line(exc),
-            "re-export the file in one of these formats or replace the corrupt file",
-        ) from exc
+        raise _unreadable(path, exc) from exc
     geo = Geometry(
         tuple(int(v) for v in reader.GetSize()),
         tuple(float(v) for v in reader.GetSpacing()),
@@ -169,6 +155,21 @@ def read_header(path: Path) -> Header:
     )
     pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
     return Header(geo, pixel, int(reader.GetNumberOfComponents()))
+
+
+def _missing(path: Path) -> DatasetError:
+    return DatasetError.single(
+        path, "every listed image must exist", "missing file", "fix the path or add it"
+    )
+
+
+def _unreadable(path: Path, exc: Exception) -> DatasetError:
+    return DatasetError.single(
+        path,
+        "images must be readable by SimpleITK (NIfTI, NRRD, MHA, DICOM, PNG, TIFF)",
+        _first_line(exc),
+        "re-export the file in one of these formats or replace the corrupt file",
+    )
 
 
 def _first_line(exc: Exception) -> str:

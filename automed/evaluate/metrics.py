@@ -100,6 +100,10 @@ def label_metrics(
     if n_ref == 0 or n_pred == 0:
         diagonal = math.sqrt(sum((s * n) ** 2 for s, n in zip(spacing, ref.shape, strict=True)))
         return LabelMetrics(dice, iou, sens, diagonal, 0.0, n_ref, n_pred, tp, fp, fn)
+    keep = [ax for ax, n in enumerate(ref.shape) if n > 1]  # a 2D image stored as (1, y, x) has 2D borders
+    if len(keep) < ref.ndim:
+        ref, pred = ref.squeeze(), pred.squeeze()
+        spacing = tuple(spacing[ax] for ax in keep)
     r, p = _crop_pair(ref, pred)
     br, bp = _border(r), _border(p)
     d_to_ref = _distances_to(br, spacing)

@@ -29,6 +29,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     foreground mean (the plain mean of the per-label means, as nnU-Net)."""
     df = pd.DataFrame(rows)
     per_label: dict[str, dict[str, float]] = {}
+    if df.empty:
+        return {
+            "mean": {},
+            "foreground_mean": dict.fromkeys(METRICS, math.nan),
+            "label_names": {},
+            "definitions": METRIC_DEFINITIONS,
+        }
     for lab, g in df.groupby("label"):
         entry: dict[str, float] = {
             m: float(np.nanmean(g[m])) if g[m].notna().any() else math.nan for m in METRICS

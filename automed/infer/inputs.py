@@ -18,6 +18,7 @@ class InputCase:
     case_id: str
     images: tuple[Path, ...]
     suffix: str  # output file ending
+    is_4d: bool = False  # one 4D file holding every channel (MSD style)
 
 
 def _suffix(p: Path) -> str:
@@ -47,6 +48,15 @@ def _is_dicom_dir(p: Path) -> bool:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
+def _channels_in_file(f: Path) -> tuple[int, bool]:
+    from automed.data.io import read_header
+
+    h = read_header(f)
+    if h.geometry.dimension == 4:
+        return h.geometry.size[3], True
+    return h.components, False
+
+
 def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
     """Cases under ``input_path`` with exactly ``n_channels`` images each; all problems reported at once."""
     root = Path(input_path).expanduser().resolve()
@@ -60,7 +70,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         ds = load_csv(root)
         cases = [InputCase(c.case_id, c.images, _suffix(c.images[0])) for c in ds.cases]
     elif root.is_file():
-        cases = [InputCase(_strip(root), (root,), _suffix(root))]
+        cases = [InputCase(_strip(root), (root,), _suffix(root), _channels_in_file(root)[1])]
     elif _is_dicom_dir(root):
         cases = [InputCase(root.name, (root,), ".nii.gz")]
     else:
@@ -91,17 +101,20 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
                 continue
             first = chans[0]
             cases.append(InputCase(cid, tuple(chans[c] for c in want), _suffix(first)))
-        if singles and n_channels > 1:
-            problems.append(
-                Problem(
-                    str(singles[0]),
-                    f"the model needs {n_channels} channels per case",
-                    f"{len(singles)} file(s) without a _XXXX channel index",
-                    "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ...",
+        for f in singles:
+            n, is_4d = _channels_in_file(f)
+            if n == n_channels:  # one channel per file, or a 4D / RGB file holding all of them
+                cases.append(InputCase(_strip(f), (f,), _suffix(f), is_4d))
+            else:
+                problems.append(
+                    Problem(
+                        str(f),
+                        f"the model needs {n_channels} channel(s) per case",
+                        f"{n} channel(s) in the file and no _XXXX channel index",
+                        "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ... or store all channels "
+                        "in one 4D file",
+                    )
                 )
-            )
-        else:
-            cases += [InputCase(_strip(f), (f,), _suffix(f)) for f in singles]
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ class Predictor:
         step: float = 0.5,
         tta: bool = True,
         whole_image_factor: float = 2.0,
+        patch: list[int] | None = None,
     ) -> None:
         self.plan = plan
         self.configuration = configuration
@@ -59,6 +61,7 @@ class Predictor:
         self.tta = tta
         self.whole_image_factor = whole_image_factor
         self.label_values = sorted(int(k) for k in plan.labels)
+        self.patch = list(patch or self.cfg.patch_size)
 
     @classmethod
     def from_folds(
@@ -81,7 +84,7 @@ class Predictor:
             m = network_for(plan.configurations[config.configuration], config)
             m.load_state_dict(state["model"])
             models.append(m)
-        return cls(plan, config.configuration, models, device=dev, **kwargs)  # type: ignore[arg-type]
+        return cls(plan, config.configuration, models, device=dev, patch=config.patch_size, **kwargs)  # type: ignore[arg-type]
 
     @classmethod
     def from_workdir(
@@ -123,38 +126,23 @@ class Predictor:
             channels.astype(np.float32, copy=False), None, geometry, self.plan, self.cfg, self.label_values
         )
         net = self.cfg.network
-        divisor = [2 ** sum(1 for s in net.strides if s[ax] == 2) for ax in range(net.dimension)]
+        run = partial(
+            predict_volume,
+            self.models,
+            patch=self.patch,
+            n_classes=net.n_classes,
+            divisor=net.divisor,
+            step=self.step,
+            tta=self.tta,
+            device=self.device,
+            amp_dtype=self.amp_dtype,
+            whole_image_factor=self.whole_image_factor,
+        )
         data = pre.data
         if net.dimension == 2:
-            slices = [
-                predict_volume(
-                    self.models,
-                    data[:, z],
-                    self.cfg.patch_size,
-                    net.n_classes,
-                    divisor,
-                    step=self.step,
-                    tta=self.tta,
-                    device=self.device,
-                    amp_dtype=self.amp_dtype,
-                    whole_image_factor=self.whole_image_factor,
-                )
-                for z in range(data.shape[1])
-            ]
-            probs = np.stack(slices, axis=1)
+            probs = np.stack([run(data[:, z]) for z in range(data.shape[1])], axis=1)
         else:
-            probs = predict_volume(
-                self.models,
-                data,
-                self.cfg.patch_size,
-                net.n_classes,
-                divisor,
-                step=self.step,
-                tta=self.tta,
-                device=self.device,
-                amp_dtype=self.amp_dtype,
-                whole_image_factor=self.whole_image_factor,
-            )
+            probs = run(data)
         return self.export(probs, pre.properties, probabilities)
 
     def export(self, probs: np.ndarray, props: dict[str, Any], probabilities: bool) -> Prediction:

@@ -30,6 +30,11 @@ class NetworkPlan(_Model):
     convs_per_stage_decoder: int
     deep_supervision: bool = True
 
+    @property
+    def divisor(self) -> list[int]:
+        """What every input edge must be divisible by: 2 ** (number of stride-2 stages) per axis."""
+        return [2 ** sum(1 for s in self.strides if s[ax] == 2) for ax in range(self.dimension)]
+
 
 class ChannelNormalization(_Model):
     channel: int

@@ -62,10 +62,11 @@ class TrainConfig(_Strict):
     iterations_per_epoch: int = Field(250, ge=1)
     val_iterations: int = Field(50, ge=1)
     batch_size: int | None = Field(None, ge=1)  # None: the plan's
+    patch_size: list[int] | None = None  # None: the plan's; must be divisible by the network's pooling
     foreground_oversample: float | None = Field(None, ge=0, le=1)  # None: the plan's
     augmentation: Augmentation = Augmentation()
     ema_decay: float = Field(0.9, ge=0, lt=1)
-    early_stopping_patience: int = Field(0, ge=0)  # epochs without EMA improvement; 0 disables
+    early_stopping_patience: int = Field(50, ge=0)  # epochs without EMA improvement; 0 disables
     amp: bool = True  # fp16 autocast on CUDA, bf16 on CPUs with native bf16 (about 2x faster there)
     num_workers: int | None = Field(None, ge=0)  # None: chosen from the CPU count
     seed: int = 0

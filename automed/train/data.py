@@ -121,7 +121,8 @@ def sample_patch(
 
 
 class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
-    """``n_batches`` batches for one epoch; each worker draws from ``rng(seed, fold, epoch, worker)``."""
+    """``n_batches`` batches for one epoch; batch ``b`` is drawn from ``rng(seed, fold, epoch, b)`` whichever worker
+    makes it."""
 
     def __init__(
         self, store: CaseStore, case_ids: list[str], spec: SamplerSpec, n_batches: int, seed: tuple[int, ...]
@@ -135,8 +136,6 @@ class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        rng = np.random.default_rng([*self.seed, wid])
-        torch.manual_seed(int(rng.integers(2**31)))
         spec = self.spec
         is_2d = len(spec.patch) == 2
         dummy_2d = (not is_2d) and max(spec.patch) / spec.patch[0] > 3
@@ -145,7 +144,9 @@ class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
         crop = enlarged_patch(spec.patch, aug, dummy_2d, is_2d) if aug is not None else list(spec.patch)
         forced = n_forced(spec.batch_size, spec.oversample)
         for b in range(wid, self.n_batches, nw):
-            del b
+            # each batch has its own seed, so batches do not depend on how many workers draw them
+            rng = np.random.default_rng([*self.seed, b])
+            torch.manual_seed(int(rng.integers(2**31)))
             xs, ys = [], []
             for j in range(spec.batch_size):
                 cid = self.case_ids[int(rng.integers(len(self.case_ids)))]

@@ -13,11 +13,12 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from automed._version import __version__
 from automed.artifacts import write_json_atomic
@@ -34,6 +35,8 @@ from automed.train.config import TrainConfig
 from automed.train.device import pick_device
 from automed.train.trainer import (
     EpochLog,
+    checkpoint_matches,
+    finished_result,
     fold_dir,
     fold_finished,
     load_checkpoint,
@@ -55,6 +58,8 @@ class TrainOptions:
     validation_tta: bool = True
     workers: int | None = None
     preset: str | None = None
+    parallel_folds: int = 1
+    auto_configuration: bool = False  # 3d_fullres when planned, else 2d
 
 
 @dataclass
@@ -100,7 +105,14 @@ def _git_commit() -> str:
 
 
 def _label_names(plan: Plan) -> dict[int, str]:
-    return {i: plan.labels[str(v)] for i, v in enumerate(sorted(int(k) for k in plan.labels))}
+    """Class index -> label name made safe for MLflow metric keys (letters, digits, _ - . / and spaces)."""
+    return {i: safe_key(plan.labels[str(v)]) for i, v in enumerate(sorted(int(k) for k in plan.labels))}
+
+
+def safe_key(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
 
 
 def validate_fold(
@@ -175,6 +187,153 @@ def model_name_for(dataset_name: str) -> str:
     return f"automed-{clean or 'model'}"
 
 
+@dataclass(frozen=True)
+class FoldJob:
+    """Everything one fold needs, picklable so a fold can run in its own process."""
+
+    workdir: str
+    dataset: str
+    config: dict[str, Any]
+    fold: int
+    train_ids: list[str]
+    val_ids: list[str]
+    budget_s: float | None
+    device: str | None
+    resume: bool
+    extend: int
+    run_id: str
+    uri: str
+    experiment: str
+    label_names: list[str]
+    workers: int | None
+    validation_tta: bool
+    threads: int | None = None
+    cuda_device: int | None = None
+
+
+def run_fold_job(job: FoldJob) -> dict[str, Any]:
+    """Train, validate and log one fold into its (existing) MLflow run. Safe to call in a worker process."""
+    from automed.tracking import Tracker
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    device = job.device
+    if job.cuda_device is not None:
+        torch.cuda.set_device(job.cuda_device)
+        device = f"cuda:{job.cuda_device}"
+    wd = Path(job.workdir)
+    plan = Plan.load(wd / "plan.json")
+    config = TrainConfig.model_validate(job.config)
+    ds = load_dataset(job.dataset)
+    tracker = Tracker(job.uri, job.experiment)
+    folder = fold_dir(wd, config.configuration, job.fold)
+    try:
+        if job.extend == 0 and fold_finished(folder):  # trained earlier, killed before its validation ended
+            res = finished_result(folder, job.fold)
+        else:
+            res = train_fold(
+                wd,
+                plan,
+                config,
+                job.fold,
+                job.train_ids,
+                job.val_ids,
+                budget_s=job.budget_s,
+                device=device,
+                resume=job.resume,
+                extend_epochs=job.extend,
+                callback=_MlflowEpochs(tracker, job.run_id, job.label_names),
+                workers=job.workers,
+            )
+        tv = time.perf_counter()
+        rows = validate_fold(
+            wd, plan, config, job.fold, ds, job.val_ids, device=device, tta=job.validation_tta
+        )
+        val_cost = time.perf_counter() - tv
+        write_json_atomic(folder / "validation_metrics.json", rows)
+        _log_fold_artifacts(tracker, job.run_id, folder, res.history, rows, ds, job.val_ids, config, job.fold)
+        tracker.set_tags(
+            job.run_id, {"schedule": res.schedule_reason, "stopped_early": str(res.stopped_early)}
+        )
+    except BaseException as exc:
+        tracker.end_run(job.run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
+    tracker.end_run(job.run_id)
+    return {"fold": job.fold, "rows": rows, "epochs": res.epochs, "validation_seconds": val_cost}
+
+
+def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[dict[str, Any]]:
+    """Run folds ``n`` at a time in spawned processes: CPU threads split evenly, one GPU each when there are
+    enough. Each wave of ``n`` folds shares the time left equally with the waves after it."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // n)
+    results: list[dict[str, Any]] = []
+    ctx = mp.get_context("spawn")
+    waves = [jobs[i : i + n] for i in range(0, len(jobs), n)]
+    with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+        for w, wave in enumerate(waves):
+            budget = None
+            if deadline is not None:
+                left = deadline - time.perf_counter() - FINAL_RESERVE_S
+                budget = max(10.0, 0.9 * left / (len(waves) - w))
+            futures = [
+                pool.submit(
+                    run_fold_job,
+                    replace(job, budget_s=budget, threads=threads, cuda_device=k if gpus >= n else None),
+                )
+                for k, job in enumerate(wave)
+            ]
+            results += [f.result() for f in futures]
+    return results
+
+
+def _choose_configuration(config: TrainConfig, plan: Plan, auto: bool) -> TrainConfig:
+    from automed.errors import ConfigError
+    from automed.registry import check_choice
+
+    if auto and config.configuration not in plan.configurations:
+        config = config.model_copy(
+            update={"configuration": "3d_fullres" if "3d_fullres" in plan.configurations else "2d"}
+        )
+    if config.configuration == "3d_cascade_fullres":
+        raise ConfigError.single(
+            "--configuration",
+            "3d_cascade_fullres needs 3d_lowres predictions as input",
+            config.configuration,
+            "train 3d_lowres and 3d_fullres; cascade training is not supported yet",
+        )
+    check_choice(config.configuration, plan.configurations, what="the configuration", where="--configuration")
+    return config
+
+
+def _check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
+    """A fresh ``automed train`` into a work dir may reuse finished folds only if the same plan and config made
+    them; anything else would mix models."""
+    root = wd / "train" / config.configuration
+    if not root.is_dir():
+        return
+    for folder in sorted(root.glob("fold_*")):
+        match = checkpoint_matches(folder, plan, config)
+        if match is False:
+            raise ArtifactError.single(
+                folder,
+                "a work dir holds the training of one plan and config",
+                "checkpoints of another plan or training config",
+                "use a new --output, or delete that training folder",
+            )
+        if match and not fold_finished(folder):
+            raise ArtifactError.single(
+                folder,
+                "an interrupted training continues only with --resume",
+                "an unfinished fold",
+                f"run `automed train --resume {wd}`",
+            )
+
+
 def train_dataset(
     dataset: str | Path,
     workdir: str | Path,
@@ -202,6 +361,7 @@ def train_dataset(
         saved = json.loads(cfg_file.read_text())
         config = TrainConfig.model_validate(saved["config"])
         kept = {k: v for k, v in saved["options"].items() if k in TrainOptions.__dataclass_fields__}
+        saved_budget = kept.get("budget_s")
         opts = TrainOptions(
             **{
                 **kept,
@@ -210,17 +370,31 @@ def train_dataset(
                 "workers": opts.workers,
             }
         )
+        # folds that had not started when the run was killed get their share of the original budget
+        fallback_fold_budget = (
+            saved_budget / max(1, opts.folds) if saved_budget and not opts.budget_s else None
+        )
         dataset = saved["dataset"]
         ds = load_dataset(dataset)
     else:
+        fallback_fold_budget = None
         ds = load_dataset(dataset)
         dev = pick_device(opts.device)
         preset = opts.preset or ("default" if dev.type == "cuda" else "cpu")
-        api.plan_dataset(
+        res_plan = api.plan_dataset(
             ds.source if ds.layout == "csv" else ds.source.parent,
             wd,
             preset=preset,
             device=dev.type,
+            run_preprocess=False,
+            workers=opts.workers,
+            show_progress=show_progress,
+        )
+        config = _choose_configuration(config, res_plan.plan, opts.auto_configuration)
+        _check_existing_folds(wd, res_plan.plan, config)
+        api.preprocess(
+            ds,
+            wd,
             configurations=[config.configuration],
             folds=opts.folds,
             workers=opts.workers,
@@ -280,111 +454,120 @@ def train_dataset(
         {"uri": uri, "experiment": plan.dataset_name, "parent_run_id": parent, "fold_runs": fold_runs},
     )
 
-    label_names = [v for k, v in sorted(_label_names(plan).items()) if k != 0]
-    rows: list[dict[str, Any]] = []
-    epochs: dict[int, int] = {}
-    val_cost = 0.0
-    for i, fold in enumerate(folds):
-        fsplit = splits["folds"][fold]
-        folder = fold_dir(wd, config.configuration, fold)
-        done = fold_finished(folder)
-        rows_file = folder / "validation_metrics.json"
-        if done and not extend and rows_file.is_file():
-            rows += json.loads(rows_file.read_text())
-            epochs[fold] = len(json.loads((folder / "progress.json").read_text())["history"])
-            continue
-        run_id = fold_runs.get(str(fold))
-        if run_id is None:
-            run_id = tracker.start_run(
-                f"{config.configuration}-fold{fold}",
-                parent=parent,
-                tags={"fold": str(fold), "configuration": config.configuration},
+    try:
+        label_names = [v for k, v in sorted(_label_names(plan).items()) if k != 0]
+        rows: list[dict[str, Any]] = []
+        epochs: dict[int, int] = {}
+        jobs: list[FoldJob] = []
+        for fold in folds:
+            fsplit = splits["folds"][fold]
+            folder = fold_dir(wd, config.configuration, fold)
+            done = fold_finished(folder)
+            rows_file = folder / "validation_metrics.json"
+            if done and not extend and rows_file.is_file():
+                rows += json.loads(rows_file.read_text())
+                epochs[fold] = len(json.loads((folder / "progress.json").read_text())["history"])
+                continue
+            run_id = fold_runs.get(str(fold))
+            if run_id is None:  # the driver creates every child run, so workers only log into existing runs
+                run_id = tracker.start_run(
+                    f"{config.configuration}-fold{fold}",
+                    parent=parent,
+                    tags={"fold": str(fold), "configuration": config.configuration},
+                )
+                tracker.log_params(
+                    run_id,
+                    {
+                        "fold": fold,
+                        "n_train": len(fsplit["train"]),
+                        "n_val": len(fsplit["val"]),
+                        "config": config.model_dump(mode="json"),
+                    },
+                )
+                fold_runs[str(fold)] = run_id
+                write_json_atomic(
+                    track_file,
+                    {
+                        "uri": uri,
+                        "experiment": plan.dataset_name,
+                        "parent_run_id": parent,
+                        "fold_runs": fold_runs,
+                    },
+                )
+            jobs.append(
+                FoldJob(
+                    workdir=str(wd),
+                    dataset=str(ds.source if ds.layout == "csv" else ds.source.parent),
+                    config=config.model_dump(mode="json"),
+                    fold=fold,
+                    train_ids=fsplit["train"],
+                    val_ids=fsplit["val"],
+                    budget_s=None,
+                    device=opts.device,
+                    resume=resume and (folder / "checkpoint_latest.pt").is_file() and not done,
+                    extend=extend if done else 0,
+                    run_id=run_id,
+                    uri=uri,
+                    experiment=plan.dataset_name,
+                    label_names=label_names,
+                    workers=opts.workers,
+                    validation_tta=opts.validation_tta,
+                )
             )
-            tracker.log_params(
-                run_id,
-                {
-                    "fold": fold,
-                    "n_train": len(fsplit["train"]),
-                    "n_val": len(fsplit["val"]),
-                    "config": config.model_dump(mode="json"),
-                },
-            )
-            fold_runs[str(fold)] = run_id
-            write_json_atomic(
-                track_file,
-                {
-                    "uri": uri,
-                    "experiment": plan.dataset_name,
-                    "parent_run_id": parent,
-                    "fold_runs": fold_runs,
-                },
-            )
-        budget = None
-        if deadline is not None:
-            left = deadline - time.perf_counter() - FINAL_RESERVE_S
-            n_left = len(folds) - i
-            est_val = val_cost if val_cost else 0.1 * left / n_left
-            budget = max(10.0, left / n_left - est_val)
-        try:
-            res = train_fold(
-                wd,
-                plan,
-                config,
-                fold,
-                fsplit["train"],
-                fsplit["val"],
-                budget_s=budget,
-                device=opts.device,
-                resume=(resume and (folder / "checkpoint_latest.pt").is_file() and not done),
-                extend_epochs=extend if done else 0,
-                callback=_MlflowEpochs(tracker, run_id, label_names),
-                workers=opts.workers,
-            )
-        except BaseException:
-            tracker.end_run(run_id, "KILLED")
-            raise
-        epochs[fold] = res.epochs
-        tv = time.perf_counter()
-        fold_rows = validate_fold(
-            wd, plan, config, fold, ds, fsplit["val"], device=opts.device, tta=opts.validation_tta
-        )
-        val_cost = time.perf_counter() - tv
-        write_json_atomic(rows_file, fold_rows)
-        rows += fold_rows
-        _log_fold_artifacts(tracker, run_id, folder, res.history, fold_rows, ds, fsplit["val"], config, fold)
-        tracker.set_tags(run_id, {"schedule": res.schedule_reason, "stopped_early": str(res.stopped_early)})
-        tracker.end_run(run_id)
+        parallel = max(1, min(opts.parallel_folds, len(jobs)))
+        results: list[dict[str, Any]] = []
+        if parallel == 1:
+            val_cost = 0.0
+            for i, job in enumerate(jobs):
+                if fallback_fold_budget and not job.resume and not job.extend:
+                    job = replace(job, budget_s=fallback_fold_budget)
+                if deadline is not None:
+                    left = deadline - time.perf_counter() - FINAL_RESERVE_S
+                    n_left = len(jobs) - i
+                    est_val = val_cost if val_cost else 0.1 * left / n_left
+                    job = replace(job, budget_s=max(10.0, left / n_left - est_val))
+                out = run_fold_job(job)
+                val_cost = out["validation_seconds"]
+                results.append(out)
+        else:
+            results = _run_parallel(jobs, parallel, deadline)
+        for out in results:
+            rows += out["rows"]
+            epochs[out["fold"]] = out["epochs"]
 
-    cv = write_summary(rows, wd / "cv" / "metrics.csv", wd / "cv" / "summary.json")
-    final: dict[str, float] = {
-        "cv_dice_fg_mean": cv["foreground_mean"]["dice"],
-        "cv_hd95_fg_mean": cv["foreground_mean"]["hd95"],
-        "cv_nsd_fg_mean": cv["foreground_mean"]["nsd"],
-    }
-    for lab, entry in cv["mean"].items():
-        nm = cv["label_names"].get(lab, lab)
-        final[f"cv_dice_{nm}"] = entry["dice"]
-        final[f"cv_hd95_{nm}"] = entry["hd95"]
-    tracker.log_metrics(parent, final)
-    tracker.log_artifact(parent, wd / "cv" / "metrics.csv", "cv")
-    tracker.log_artifact(parent, wd / "cv" / "summary.json", "cv")
-    meta = _model_meta(plan, config, folds, cv, opts.validation_tta)
-    write_json_atomic(wd / MODEL_FILE, meta)
-    registered = None
-    if opts.register:
-        bundle = _bundle(wd, plan, config, folds, cv, opts.validation_tta)
-        score = cv["foreground_mean"]["dice"]
-        registered = register_ensemble(
-            tracker,
-            parent,
-            bundle,
-            model_name_for(plan.dataset_name),
-            float(score if score == score else 0.0),
-            plan.n_channels,
-            plan.original_median_spacing,
-        )
-        meta["registered"] = registered
+        cv = write_summary(rows, wd / "cv" / "metrics.csv", wd / "cv" / "summary.json")
+        final: dict[str, float] = {
+            "cv_dice_fg_mean": cv["foreground_mean"]["dice"],
+            "cv_hd95_fg_mean": cv["foreground_mean"]["hd95"],
+            "cv_nsd_fg_mean": cv["foreground_mean"]["nsd"],
+        }
+        for lab, entry in cv["mean"].items():
+            nm = safe_key(str(cv["label_names"].get(lab, lab)))
+            final[f"cv_dice_{nm}"] = entry["dice"]
+            final[f"cv_hd95_{nm}"] = entry["hd95"]
+        tracker.log_metrics(parent, final)
+        tracker.log_artifact(parent, wd / "cv" / "metrics.csv", "cv")
+        tracker.log_artifact(parent, wd / "cv" / "summary.json", "cv")
+        meta = _model_meta(plan, config, folds, cv, opts.validation_tta)
         write_json_atomic(wd / MODEL_FILE, meta)
+        registered = None
+        if opts.register:
+            bundle = _bundle(wd, plan, config, folds, cv, opts.validation_tta)
+            score = cv["foreground_mean"]["dice"]
+            registered = register_ensemble(
+                tracker,
+                parent,
+                bundle,
+                model_name_for(plan.dataset_name),
+                float(score if score == score else 0.0),
+                plan.n_channels,
+                plan.original_median_spacing,
+            )
+            meta["registered"] = registered
+            write_json_atomic(wd / MODEL_FILE, meta)
+    except BaseException as exc:
+        tracker.end_run(parent, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
     tracker.end_run(parent)
     return TrainResult(wd, cv, meta, epochs, registered)
 

@@ -17,7 +17,7 @@ class Phase:
 
 def learning_rate(kind: str, phases: list[Phase], iteration: int, exponent: float = 0.9) -> float:
     ph = phases[-1]
-    for p in phases:
+    for p in reversed(phases):  # the newest phase (an extension) wins over the one it cut short
         if p.start <= iteration < p.start + p.length:
             ph = p
             break

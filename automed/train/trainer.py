@@ -91,6 +91,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+def training_patch(cfg_plan: ConfigurationPlan, config: TrainConfig) -> list[int]:
+    """The plan's patch, or the config's override when it fits the network's pooling."""
+    if config.patch_size is None:
+        return list(cfg_plan.patch_size)
+    net = cfg_plan.network
+    div = net.divisor
+    bad = len(config.patch_size) != net.dimension or any(
+        p % d for p, d in zip(config.patch_size, div, strict=False)
+    )
+    if bad:
+        from automed.errors import ConfigError
+
+        raise ConfigError.single(
+            "patch_size",
+            f"the patch must have {net.dimension} axes divisible by {div}",
+            config.patch_size,
+            "round each axis to a multiple of its divisor",
+        )
+    return list(config.patch_size)
+
+
 def network_for(cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
     net = cfg_plan.network.model_copy(
         update={
@@ -187,14 +208,16 @@ def train_fold(
     amp_dtype = autocast_dtype(dev, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     loss_fn = build_loss(config.loss, cfgp.batch_dice, cfgp.network.strides)
+    t_start = time.perf_counter()
     store = CaseStore(workdir / "preprocessed" / cfgp.data_identifier, sorted(set(train_ids) | set(val_ids)))
     n_classes = cfgp.network.n_classes
     bs = config.batch_size or cfgp.batch_size
     oversample = (
         cfgp.foreground_oversample if config.foreground_oversample is None else config.foreground_oversample
     )
-    spec = SamplerSpec(cfgp.patch_size, bs, oversample, n_classes, cfgp.spacing, config.augmentation)
-    val_spec = SamplerSpec(cfgp.patch_size, bs, oversample, n_classes, cfgp.spacing, None)
+    patch = training_patch(cfgp, config)
+    spec = SamplerSpec(patch, bs, oversample, n_classes, cfgp.spacing, config.augmentation)
+    val_spec = SamplerSpec(patch, bs, oversample, n_classes, cfgp.spacing, None)
     nw = (
         workers
         if workers is not None
@@ -205,7 +228,6 @@ def train_fold(
         )
     )
     st = _State()
-    t_start = time.perf_counter()
     if resume or extend_epochs:
         ck = load_checkpoint(out / ("checkpoint_final.pt" if extend_epochs else "checkpoint_latest.pt"))
         if ck.get("config_digest") != config.digest() or ck.get("plan_hash") != plan.hash:
@@ -217,6 +239,8 @@ def train_fold(
             )
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         st = _state_from(ck["state"])
         if extend_epochs:
             start = st.iteration
@@ -227,11 +251,23 @@ def train_fold(
                     config.learning_rate * config.extend_lr_factor,
                 )
             )
-            st.epochs_total += extend_epochs
+            st.epochs_total = st.epoch + extend_epochs
             st.stopped_early = False
             st.epochs_without_improvement = 0
     train_cases = sorted(train_ids)
     val_cases = sorted(val_ids) or train_cases
+
+    def checkpoint_state() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scaler": scaler.state_dict(),
+            "state": _state_dict(st),
+            "config_digest": config.digest(),
+            "plan_hash": plan.hash,
+            "fold": fold,
+            "configuration": config.configuration,
+        }
 
     def step(x: torch.Tensor, y: torch.Tensor) -> float:
         lr = (
@@ -254,24 +290,27 @@ def train_fold(
         st.iteration += 1
         return float(loss.detach())
 
+    probe_iterations = 0
     if not st.phases:  # fresh start: fix the schedule
         if budget_s is not None:
-            probe = BatchStream(store, train_cases, spec, 4, (config.seed, fold, 2**31 - 1))
+            probe = BatchStream(store, train_cases, spec, 5, (config.seed, fold, 2**31 - 1))
             times = []
             model.train()
-            for x, y in make_loader(probe, 0):
-                t0 = time.perf_counter()
+            t0 = time.perf_counter()
+            for x, y in make_loader(probe, nw):  # the real loader: data waiting is part of the step time
                 step(x, y)
                 times.append(time.perf_counter() - t0)
-            step_s = float(np.median(times[1:])) * 1.1  # loader overlap is not perfect; keep a margin
+                t0 = time.perf_counter()
+            step_s = float(np.median(times[1:])) * 1.05
             left = budget_s - (time.perf_counter() - t_start)
             bp = plan_budget(left, step_s, config.iterations_per_epoch, config.val_iterations)
             st.epochs_total, st.iterations_per_epoch, st.val_iterations = (
-                bp.epochs,
+                min(bp.epochs, config.epochs),
                 bp.iterations_per_epoch,
                 bp.val_iterations,
             )
             st.schedule_reason = "budget: " + bp.reason
+            probe_iterations = st.iteration
         else:
             st.epochs_total, st.iterations_per_epoch, st.val_iterations = (
                 config.epochs,
@@ -281,7 +320,25 @@ def train_fold(
             st.schedule_reason = f"{config.epochs} epochs x {config.iterations_per_epoch} iterations"
         st.phases = [Phase(0, st.epochs_total * st.iterations_per_epoch + st.iteration, config.learning_rate)]
 
+    fold_deadline = t_start + budget_s if budget_s is not None and not (resume or extend_epochs) else None
     while st.epoch < st.epochs_total and not st.stopped_early:
+        if fold_deadline is not None and st.history:
+            # re-fit the schedule to measured epochs (data waiting and validation included); never overrun
+            per_epoch = float(np.median([h.epoch_seconds for h in st.history[-3:]]))
+            fits = st.epoch + int((fold_deadline - time.perf_counter()) // per_epoch)
+            if fits <= st.epoch:
+                st.schedule_reason += f"; stopped at epoch {st.epoch}: the budget is used up"
+                break
+            if fits < st.epochs_total or (len(st.history) == 1 and fits > st.epochs_total):
+                new_total = min(fits, config.epochs)
+                if new_total != st.epochs_total:
+                    st.epochs_total = new_total
+                    st.phases[0] = Phase(
+                        0, st.epochs_total * st.iterations_per_epoch + probe_iterations, config.learning_rate
+                    )
+                    st.schedule_reason += (
+                        f"; re-fitted to {new_total} epochs after measuring {per_epoch:.1f} s/epoch"
+                    )
         t_epoch = time.perf_counter()
         model.train()
         stream = BatchStream(store, train_cases, spec, st.iterations_per_epoch, (config.seed, fold, st.epoch))
@@ -309,8 +366,12 @@ def train_fold(
                 vlosses.append(float(loss_fn(logits, y)))
                 counts += _pseudo_dice(logits, y, n_classes)
         tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
-        dice = [float(2 * tp[k] / max(2 * tp[k] + fp[k] + fn[k], 1e-8)) for k in range(1, n_classes)]
-        mean_fg = float(np.mean(dice)) if dice else 0.0
+        # a class absent from every validation patch and never predicted has no Dice (NaN), as in nnU-Net
+        dice = [
+            float(2 * tp[k] / (2 * tp[k] + fp[k] + fn[k])) if (tp[k] + fp[k] + fn[k]) > 0 else float("nan")
+            for k in range(1, n_classes)
+        ]
+        mean_fg = float(np.nanmean(dice)) if dice and not all(np.isnan(dice)) else 0.0
         st.ema = mean_fg if st.ema is None else config.ema_decay * st.ema + (1 - config.ema_decay) * mean_fg
         improved = st.ema > st.best_ema
         st.best_ema = max(st.best_ema, st.ema)
@@ -332,15 +393,7 @@ def train_fold(
         st.history.append(log)
         if config.early_stopping_patience and st.epochs_without_improvement >= config.early_stopping_patience:
             st.stopped_early = True
-        state = {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "state": _state_dict(st),
-            "config_digest": config.digest(),
-            "plan_hash": plan.hash,
-            "fold": fold,
-            "configuration": config.configuration,
-        }
+        state = checkpoint_state()
         save_checkpoint(out / "checkpoint_latest.pt", state)
         if improved:
             save_checkpoint(out / "checkpoint_best.pt", state)
@@ -350,15 +403,7 @@ def train_fold(
         )
         if callback is not None:
             callback.on_epoch_end(fold, log)
-    state = {
-        "model": model.state_dict(),
-        "optimizer": opt.state_dict(),
-        "state": _state_dict(st),
-        "config_digest": config.digest(),
-        "plan_hash": plan.hash,
-        "fold": fold,
-        "configuration": config.configuration,
-    }
+    state = checkpoint_state()
     save_checkpoint(out / "checkpoint_final.pt", state)
     write_json_atomic(
         out / "progress.json",
@@ -379,3 +424,27 @@ def fold_finished(folder: Path) -> bool:
         and p.is_file()
         and bool(json.loads(p.read_text()).get("finished"))
     )
+
+
+def finished_result(folder: Path, fold: int) -> FoldResult:
+    """The result of a fold whose training already finished (from its ``progress.json``)."""
+    prog = json.loads((folder / "progress.json").read_text())
+    history = [EpochLog(**h) for h in prog["history"]]
+    return FoldResult(
+        fold,
+        folder,
+        len(history),
+        max((h.ema_fg_dice for h in history), default=-1.0),
+        bool(prog.get("stopped_early")),
+        history,
+        str(prog.get("schedule", "")),
+    )
+
+
+def checkpoint_matches(folder: Path, plan: Plan, config: TrainConfig) -> bool | None:
+    """Whether the fold's checkpoint was made by this plan and config (``None``: no checkpoint)."""
+    for name in ("checkpoint_final.pt", "checkpoint_latest.pt"):
+        if (folder / name).is_file():
+            ck = load_checkpoint(folder / name)
+            return bool(ck.get("config_digest") == config.digest() and ck.get("plan_hash") == plan.hash)
+    return None

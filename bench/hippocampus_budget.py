@@ -1,0 +1,268 @@
+"""Benchmark: automed vs nnU-Net v2 at an equal wall-clock training budget on MSD Hippocampus (not a test).
+
+12 of the 60 cases are held out (every fifth). nnU-Net plans/preprocesses the other 48 (not timed), then
+`nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainer_5epochs -device cpu` runs; its wall time T is the budget.
+automed gets `automed train --budget T --fold 0` (its planning, training and fold validation all inside T).
+Both predict the 12 held-out cases (fold 0 only, default test-time augmentation) and are scored with the same code.
+Throughput is measured separately at nnU-Net's patch (40x56x40) and batch (2), from each tool's epoch times.
+
+    .venv/bin/python bench/hippocampus_budget.py            # about an hour on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _measure import machine, run_measured, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "msd_hippocampus_dev"
+NNUNET_BIN = ROOT / ".bench-venv" / "nnunet" / "bin"
+AUTOMED = ROOT / ".venv" / "bin" / "automed"
+WORK = ROOT / "bench" / "work" / "budget"
+TRAINER = "nnUNetTrainer_5epochs"
+
+
+def split() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    meta = json.loads((DATA / "dataset.json").read_text())
+    cases = sorted(meta["training"], key=lambda e: e["image"])
+    held = cases[::5]
+    return [c for c in cases if c not in held], held
+
+
+def make_train_dataset(train: list[dict[str, str]]) -> Path:
+    """An MSD folder with the 48 training cases (symlinks to the shared files)."""
+    ds = WORK / "Task04_Hippocampus"
+    if ds.exists():
+        shutil.rmtree(ds)
+    for sub in ("imagesTr", "labelsTr", "imagesTs"):
+        (ds / sub).mkdir(parents=True)
+    for c in train:
+        for key in ("image", "label"):
+            rel = Path(c[key])
+            (ds / rel).symlink_to(DATA / rel)
+    meta = json.loads((DATA / "dataset.json").read_text())
+    meta["training"] = train
+    meta["numTraining"] = len(train)
+    (ds / "dataset.json").write_text(json.dumps(meta, indent=1))
+    return ds
+
+
+def make_heldout(held: list[dict[str, str]]) -> tuple[Path, Path]:
+    images, labels = WORK / "heldout_images", WORK / "heldout_labels"
+    for d in (images, labels):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    for c in held:
+        name = Path(c["image"]).name[: -len(".nii.gz")]
+        (images / f"{name}_0000.nii.gz").symlink_to(DATA / c["image"])
+        (labels / f"{name}.nii.gz").symlink_to(DATA / c["label"])
+    return images, labels
+
+
+def dice_table(pred_dir: Path, labels: Path) -> dict[str, float]:
+    from automed.data.io import read_image
+    from automed.evaluate.metrics import label_metrics
+
+    per: dict[int, list[float]] = {1: [], 2: []}
+    for ref_path in sorted(labels.glob("*.nii.gz")):
+        ref, geo = read_image(ref_path)
+        pred, _ = read_image(pred_dir / ref_path.name)
+        for k in per:
+            per[k].append(label_metrics(ref[0] == k, pred[0] == k, geo.spacing_zyx).dice)
+    out = {"anterior": float(np.mean(per[1])), "posterior": float(np.mean(per[2]))}
+    out["mean"] = (out["anterior"] + out["posterior"]) / 2
+    return out
+
+
+def nnunet_env() -> dict[str, str]:
+    return {
+        "nnUNet_raw": str(WORK / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(WORK / "nnUNet_preprocessed"),
+        "nnUNet_results": str(WORK / "nnUNet_results"),
+        "nnUNet_n_proc_DA": "1",
+    }
+
+
+def automed_throughput(ds: Path, amp: bool) -> float:
+    """Samples per second of automed at nnU-Net's patch and batch (one 40-iteration epoch, fold 0)."""
+    wd = WORK / f"throughput_{'amp' if amp else 'fp32'}"
+    shutil.rmtree(wd, ignore_errors=True)
+    cfg = WORK / f"throughput_{amp}.yaml"
+    cfg.write_text(
+        f"epochs: 1\niterations_per_epoch: 40\nval_iterations: 1\nbatch_size: 2\n"
+        f"patch_size: [40, 56, 40]\namp: {str(amp).lower()}\n"
+    )
+    m = run_measured(
+        [
+            str(AUTOMED),
+            "-q",
+            "train",
+            str(ds),
+            "-o",
+            str(wd),
+            "--config",
+            str(cfg),
+            "--fold",
+            "0",
+            "--no-register",
+            "--tracking-uri",
+            f"sqlite:///{WORK / 'mlflow_throughput.db'}",
+        ],
+        None,
+        WORK / f"automed_throughput_{amp}.log",
+    )
+    if m.returncode:
+        raise SystemExit(f"automed throughput run failed: {WORK / f'automed_throughput_{amp}.log'}")
+    hist = json.loads((wd / "train" / "3d_fullres" / "fold_0" / "progress.json").read_text())["history"]
+    return 40 * 2 / hist[0]["epoch_seconds"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--skip-nnunet", action="store_true", help="reuse the nnU-Net results of an earlier run")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    train, held = split()
+    ds = make_train_dataset(train)
+    images, labels = make_heldout(held)
+    env = nnunet_env()
+    state_file = WORK / "nnunet_state.json"
+    if not args.skip_nnunet:
+        for d in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            shutil.rmtree(WORK / d, ignore_errors=True)
+        steps = [
+            [str(NNUNET_BIN / "nnUNetv2_convert_MSD_dataset"), "-i", str(ds), "-overwrite_id", "4"],
+            [str(NNUNET_BIN / "nnUNetv2_plan_and_preprocess"), "-d", "4", "-c", "3d_fullres", "-np", "2"],
+        ]
+        for i, cmd in enumerate(steps):
+            if run_measured(cmd, env, WORK / f"nnunet_prep_{i}.log").returncode:
+                raise SystemExit(f"nnU-Net step failed: {WORK / f'nnunet_prep_{i}.log'}")
+        t = run_measured(
+            [str(NNUNET_BIN / "nnUNetv2_train"), "4", "3d_fullres", "0", "-tr", TRAINER, "-device", "cpu"],
+            env,
+            WORK / "nnunet_train.log",
+        )
+        if t.returncode:
+            raise SystemExit(f"nnU-Net training failed: {WORK / 'nnunet_train.log'}")
+        out = WORK / "pred_nnunet"
+        shutil.rmtree(out, ignore_errors=True)
+        p = run_measured(
+            [
+                str(NNUNET_BIN / "nnUNetv2_predict"),
+                "-i",
+                str(images),
+                "-o",
+                str(out),
+                "-d",
+                "4",
+                "-c",
+                "3d_fullres",
+                "-f",
+                "0",
+                "-tr",
+                TRAINER,
+                "-device",
+                "cpu",
+                "-npp",
+                "1",
+                "-nps",
+                "1",
+            ],
+            env,
+            WORK / "nnunet_predict.log",
+        )
+        if p.returncode:
+            raise SystemExit(f"nnU-Net prediction failed: {WORK / 'nnunet_predict.log'}")
+        logs = sorted((WORK / "nnUNet_results").rglob("training_log_*.txt"))
+        epochs = [float(x) for x in re.findall(r"Epoch time: ([\d.]+) s", logs[-1].read_text())]
+        dice_val = re.findall(r"Mean Validation Dice:\s+([\d.]+)", logs[-1].read_text())
+        state_file.write_text(
+            json.dumps(
+                {
+                    "train_s": t.wall_s,
+                    "predict_s": p.wall_s,
+                    "epoch_s": epochs,
+                    "val_dice": dice_val[-1] if dice_val else None,
+                }
+            )
+        )
+    nn = json.loads(state_file.read_text())
+    budget = nn["train_s"]
+    wd = WORK / "automed_W"
+    shutil.rmtree(wd, ignore_errors=True)
+    a = run_measured(
+        [
+            str(AUTOMED),
+            "-q",
+            "train",
+            str(ds),
+            "-o",
+            str(wd),
+            "--budget",
+            f"{budget:.0f}s",
+            "--fold",
+            "0",
+            "--tracking-uri",
+            f"sqlite:///{WORK / 'mlflow.db'}",
+        ],
+        None,
+        WORK / "automed_train.log",
+    )
+    if a.returncode:
+        raise SystemExit(f"automed training failed: {WORK / 'automed_train.log'}")
+    out = WORK / "pred_automed"
+    shutil.rmtree(out, ignore_errors=True)
+    ap_ = run_measured(
+        [str(AUTOMED), "-q", "predict", str(wd), "-i", str(images), "-o", str(out)],
+        None,
+        WORK / "automed_predict.log",
+    )
+    if ap_.returncode:
+        raise SystemExit(f"automed prediction failed: {WORK / 'automed_predict.log'}")
+    d_nn = dice_table(WORK / "pred_nnunet", labels)
+    d_am = dice_table(out, labels)
+    hist = json.loads((wd / "train" / "3d_fullres" / "fold_0" / "progress.json").read_text())
+    thr_nn = 250 * 2 / statistics.median(nn["epoch_s"])
+    thr_bf16 = automed_throughput(ds, True)
+    thr_fp32 = automed_throughput(ds, False)
+    plan = json.loads((wd / "plan.json").read_text())["configurations"]["3d_fullres"]
+    text = f"""## Equal training budget: automed vs nnU-Net v2 (MSD Hippocampus, 48 train / 12 held out)
+
+Machine: {machine()}. Command: `.venv/bin/python bench/hippocampus_budget.py`.
+Budget = wall time of `nnUNetv2_train 4 3d_fullres 0 -tr {TRAINER} -device cpu` (training + its fold-0 validation):
+**{budget:.0f} s**. automed: `automed train DATA --budget {budget:.0f}s --fold 0` (planning, training, fold-0
+validation and registration all inside the budget): {a.wall_s:.0f} s wall, {len(hist["history"])} epochs,
+schedule "{hist["schedule"]}", plan patch {plan["patch_size"]} batch {plan["batch_size"]}.
+Held-out prediction: fold 0 only, default mirror TTA, 12 cases, same Dice code for both.
+
+| held-out Dice | nnU-Net v2.8.1 | automed | ratio automed / nnU-Net | target |
+|---|---|---|---|---|
+| anterior | {d_nn["anterior"]:.4f} | {d_am["anterior"]:.4f} | {d_am["anterior"] / d_nn["anterior"]:.3f} | |
+| posterior | {d_nn["posterior"]:.4f} | {d_am["posterior"]:.4f} | {d_am["posterior"] / d_nn["posterior"]:.3f} | |
+| mean | {d_nn["mean"]:.4f} | {d_am["mean"]:.4f} | **{d_am["mean"] / d_nn["mean"]:.3f}** | >= 1.05 |
+
+| | nnU-Net v2.8.1 | automed | ratio |
+|---|---|---|---|
+| prediction of 12 cases (wall, incl. start-up) | {nn["predict_s"]:.1f} s | {ap_.wall_s:.1f} s | {ap_.wall_s / nn["predict_s"]:.2f} |
+| training throughput, patch 40x56x40, batch 2 (samples/s) | {thr_nn:.2f} (fp32; median epoch {statistics.median(nn["epoch_s"]):.0f} s) | {thr_bf16:.2f} (bf16 autocast) | **{thr_bf16 / thr_nn:.2f}** (target >= 1.3) |
+| same, automed in fp32 (`amp: false`) | | {thr_fp32:.2f} | {thr_fp32 / thr_nn:.2f} |
+
+nnU-Net's epoch times (s): {", ".join(f"{e:.0f}" for e in nn["epoch_s"])}; its own fold-0 validation Dice:
+{nn["val_dice"]}. automed's throughput comes from one 40-iteration epoch (1 validation iteration included).
+"""
+    write_section(ROOT / "bench" / "RESULTS.md", "hippocampus_budget", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
