@@ -105,16 +105,18 @@ def sample_patch(
     is_2d = len(spec.patch) == 2
     shape = list(case.seg.shape)
     classes = [k for k, v in case.locs.items() if len(v)]
+    size = [1, *crop] if is_2d else list(crop)
+    # the patch stays inside the image on every axis the image covers; a shorter axis is padded
+    lo_min = [min(0, s - n) for s, n in zip(shape, size, strict=True)]
+    lo_max = [max(0, s - n) for s, n in zip(shape, size, strict=True)]
     if force_fg and classes:
         k = classes[int(rng.integers(len(classes)))]
         loc = case.locs[k][int(rng.integers(len(case.locs[k])))]
-        center = [int(v) for v in loc]
+        lower = [
+            min(max(int(c) - n // 2, a), b) for c, n, a, b in zip(loc, size, lo_min, lo_max, strict=True)
+        ]
     else:
-        center = [int(rng.integers(s)) for s in shape]
-    size = [1, *crop] if is_2d else list(crop)
-    lower = [c - n // 2 for c, n in zip(center, size, strict=True)]
-    if is_2d:
-        lower[0] = center[0]
+        lower = [int(rng.integers(a, b + 1)) for a, b in zip(lo_min, lo_max, strict=True)]
     data = crop_padded(np.asarray(case.data), lower, size)
     seg = crop_padded(np.asarray(case.seg), lower, size)
     return data, seg

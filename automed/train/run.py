@@ -207,6 +207,7 @@ class FoldJob:
     label_names: list[str]
     workers: int | None
     validation_tta: bool
+    validation_passes: int = 0
     threads: int | None = None
     cuda_device: int | None = None
 
@@ -244,6 +245,7 @@ def run_fold_job(job: FoldJob) -> dict[str, Any]:
                 extend_epochs=job.extend,
                 callback=_MlflowEpochs(tracker, job.run_id, job.label_names),
                 workers=job.workers,
+                validation_passes=job.validation_passes,
             )
         tv = time.perf_counter()
         rows = validate_fold(
@@ -289,6 +291,26 @@ def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[d
             ]
             results += [f.result() for f in futures]
     return results
+
+
+def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool) -> int:
+    """Forward passes of one window that validating ``n_cases`` median-sized cases costs (windows x mirrorings)."""
+    import math
+
+    from automed.infer.sliding_window import window_starts
+
+    cfg = plan.configurations[config.configuration]
+    patch = config.patch_size or cfg.patch_size
+    median = cfg.median_shape
+    whole = [max(p, math.ceil(s / d) * d) for p, s, d in zip(patch, median, cfg.network.divisor, strict=True)]
+    if math.prod(whole) <= 2.0 * math.prod(patch):
+        windows = math.ceil(math.prod(whole) / math.prod(patch))  # one bigger window costs about that many
+    else:
+        windows = math.prod(len(window_starts(s, p, 0.5)) for s, p in zip(median, patch, strict=True))
+    full = plan.configurations.get("3d_fullres")
+    slices = full.median_shape[0] if cfg.network.dimension == 2 and full is not None else 1
+    flips = 2**cfg.network.dimension if tta else 1
+    return max(1, n_cases) * windows * flips * (1 if cfg.network.dimension == 3 else slices)
 
 
 def _choose_configuration(config: TrainConfig, plan: Plan, auto: bool) -> TrainConfig:
@@ -512,23 +534,22 @@ def train_dataset(
                     label_names=label_names,
                     workers=opts.workers,
                     validation_tta=opts.validation_tta,
+                    validation_passes=validation_passes(
+                        plan, config, len(fsplit["val"]), opts.validation_tta
+                    ),
                 )
             )
         parallel = max(1, min(opts.parallel_folds, len(jobs)))
         results: list[dict[str, Any]] = []
         if parallel == 1:
-            val_cost = 0.0
             for i, job in enumerate(jobs):
                 if fallback_fold_budget and not job.resume and not job.extend:
                     job = replace(job, budget_s=fallback_fold_budget)
                 if deadline is not None:
                     left = deadline - time.perf_counter() - FINAL_RESERVE_S
-                    n_left = len(jobs) - i
-                    est_val = val_cost if val_cost else 0.1 * left / n_left
-                    job = replace(job, budget_s=max(10.0, left / n_left - est_val))
-                out = run_fold_job(job)
-                val_cost = out["validation_seconds"]
-                results.append(out)
+                    # each fold reserves its own validation time from its share (see validation_passes)
+                    job = replace(job, budget_s=max(10.0, left / (len(jobs) - i)))
+                results.append(run_fold_job(job))
         else:
             results = _run_parallel(jobs, parallel, deadline)
         for out in results:

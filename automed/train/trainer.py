@@ -196,6 +196,7 @@ def train_fold(
     extend_epochs: int = 0,
     callback: Callback | None = None,
     workers: int | None = None,
+    validation_passes: int = 0,
 ) -> FoldResult:
     """Train one fold and return its result; see the module docstring for the lifecycle."""
     cfgp = plan.configurations[config.configuration]
@@ -291,6 +292,7 @@ def train_fold(
         return float(loss.detach())
 
     probe_iterations = 0
+    val_reserve = 0.0
     if not st.phases:  # fresh start: fix the schedule
         if budget_s is not None:
             probe = BatchStream(store, train_cases, spec, 5, (config.seed, fold, 2**31 - 1))
@@ -302,7 +304,10 @@ def train_fold(
                 times.append(time.perf_counter() - t0)
                 t0 = time.perf_counter()
             step_s = float(np.median(times[1:])) * 1.05
-            left = budget_s - (time.perf_counter() - t_start)
+            # keep time for the fold's full validation: one forward pass costs about a third of a training step
+            # per sample
+            val_reserve = 1.2 * validation_passes * step_s / (3 * bs)
+            left = budget_s - (time.perf_counter() - t_start) - val_reserve
             bp = plan_budget(left, step_s, config.iterations_per_epoch, config.val_iterations)
             st.epochs_total, st.iterations_per_epoch, st.val_iterations = (
                 min(bp.epochs, config.epochs),
@@ -320,7 +325,9 @@ def train_fold(
             st.schedule_reason = f"{config.epochs} epochs x {config.iterations_per_epoch} iterations"
         st.phases = [Phase(0, st.epochs_total * st.iterations_per_epoch + st.iteration, config.learning_rate)]
 
-    fold_deadline = t_start + budget_s if budget_s is not None and not (resume or extend_epochs) else None
+    fold_deadline = None
+    if budget_s is not None and not (resume or extend_epochs):
+        fold_deadline = t_start + budget_s - val_reserve
     while st.epoch < st.epochs_total and not st.stopped_early:
         if fold_deadline is not None and st.history:
             # re-fit the schedule to measured epochs (data waiting and validation included); never overrun
