@@ -40,7 +40,7 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
         device=pick_device(device),
         step=inf.get("step", 0.5),
         tta=inf.get("tta", True),
-        whole_image_factor=inf.get("whole_image_factor", 2.0),
+        whole_image_factor=inf.get("whole_image_factor", 0.0),
         patch=config.patch_size,
     )
 

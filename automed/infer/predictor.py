@@ -48,7 +48,7 @@ class Predictor:
         amp: bool = True,
         step: float = 0.5,
         tta: bool = True,
-        whole_image_factor: float = 2.0,
+        whole_image_factor: float = 0.0,
         patch: list[int] | None = None,
     ) -> None:
         self.plan = plan

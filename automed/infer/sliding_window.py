@@ -2,9 +2,10 @@
 
 Windows step by ``step`` x patch (0.5 by default) and are spread evenly so the last one ends at the border. Each
 window's softmax is weighted by a Gaussian (sigma = patch/8, as nnU-Net) and the weighted sum is normalised. With
-``tta`` every combination of flipped spatial axes is averaged. A case whose padded volume is at most
-``whole_image_factor`` x the patch volume is predicted in one window covering it (a fully convolutional network
-accepts any size divisible by its pooling), which costs a fraction of overlapping windows.
+``tta`` every combination of flipped spatial axes is averaged. With ``whole_image_factor`` > 0, a case whose padded
+volume is at most that many patch volumes is predicted in one window covering it (a fully convolutional network
+accepts any size divisible by its pooling): on hippocampus fold 0 that was 3.5x faster but 0.6 Dice points worse
+(instance-norm statistics of a padded whole image differ from those of training patches), so it is off by default.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def predict_volume(
     tta: bool = True,
     device: torch.device | None = None,
     amp_dtype: torch.dtype | None = None,
-    whole_image_factor: float = 2.0,
+    whole_image_factor: float = 0.0,
     batch: int = 2,
 ) -> np.ndarray:
     """Class probabilities ``(K, *spatial)`` of ``data`` ``(C, *spatial)`` (2 or 3 spatial axes)."""

@@ -178,7 +178,7 @@ def _model_meta(
         "plan_hash": plan.hash,
         "labels": plan.labels,
         "cv_foreground_dice": cv.get("foreground_mean", {}).get("dice"),
-        "inference": {"step": 0.5, "tta": tta, "whole_image_factor": 2.0},
+        "inference": {"step": 0.5, "tta": tta, "whole_image_factor": 0.0},
     }
 
 
@@ -301,12 +301,7 @@ def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool) 
 
     cfg = plan.configurations[config.configuration]
     patch = config.patch_size or cfg.patch_size
-    median = cfg.median_shape
-    whole = [max(p, math.ceil(s / d) * d) for p, s, d in zip(patch, median, cfg.network.divisor, strict=True)]
-    if math.prod(whole) <= 2.0 * math.prod(patch):
-        windows = math.ceil(math.prod(whole) / math.prod(patch))  # one bigger window costs about that many
-    else:
-        windows = math.prod(len(window_starts(s, p, 0.5)) for s, p in zip(median, patch, strict=True))
+    windows = math.prod(len(window_starts(s, p, 0.5)) for s, p in zip(cfg.median_shape, patch, strict=True))
     full = plan.configurations.get("3d_fullres")
     slices = full.median_shape[0] if cfg.network.dimension == 2 and full is not None else 1
     flips = 2**cfg.network.dimension if tta else 1
