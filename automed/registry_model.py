@@ -21,27 +21,17 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
     from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
     from automed.train.config import TrainConfig
-    from automed.train.device import pick_device
-    from automed.train.trainer import load_checkpoint, network_for
 
     meta = json.loads((folder / "model.json").read_text())
-    plan = Plan.load(folder / "plan.json")
-    config = TrainConfig.model_validate(meta["config"])
-    models = []
-    for f in meta["folds"]:
-        m = network_for(plan.configurations[config.configuration], config)
-        m.load_state_dict(load_checkpoint(folder / f"fold_{f}.pt")["model"])
-        models.append(m)
     inf = meta.get("inference", {})
-    return Predictor(
-        plan,
-        config.configuration,
-        models,
-        device=pick_device(device),
+    return Predictor.from_checkpoints(
+        Plan.load(folder / "plan.json"),
+        TrainConfig.model_validate(meta["config"]),
+        [folder / f"fold_{f}.pt" for f in meta["folds"]],
+        device=device,
         step=inf.get("step", 0.5),
         tta=inf.get("tta", True),
         whole_image_factor=inf.get("whole_image_factor", 0.0),
-        patch=config.patch_size,
     )
 
 

@@ -73,18 +73,30 @@ class Predictor:
         *,
         checkpoint: str = "final",
         device: str | None = None,
-        **kwargs: float | bool,
+        **kwargs: Any,
     ) -> Predictor:
-        dev = pick_device(device)
+        paths = [fold_dir(workdir, config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds]
+        return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        plan: Plan,
+        config: TrainConfig,
+        paths: list[Path],
+        *,
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
+        """One network per checkpoint file (training checkpoints or the bundle's weight files)."""
         models = []
-        for f in folds:
-            state = load_checkpoint(
-                fold_dir(workdir, config.configuration, f) / f"checkpoint_{checkpoint}.pt"
-            )
+        for path in paths:
             m = network_for(plan.configurations[config.configuration], config)
-            m.load_state_dict(state["model"])
+            m.load_state_dict(load_checkpoint(path)["model"])
             models.append(m)
-        return cls(plan, config.configuration, models, device=dev, patch=config.patch_size, **kwargs)  # type: ignore[arg-type]
+        return cls(
+            plan, config.configuration, models, device=pick_device(device), patch=config.patch_size, **kwargs
+        )
 
     @classmethod
     def from_workdir(
@@ -93,7 +105,7 @@ class Predictor:
         *,
         device: str | None = None,
         folds: list[int] | None = None,
-        **kwargs: float | bool,
+        **kwargs: Any,
     ) -> Predictor:
         """Load the model that ``automed train`` recorded in ``WORKDIR/model.json``."""
         wd = Path(workdir)
