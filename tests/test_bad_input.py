@@ -27,6 +27,20 @@ def _save(img: sitk.Image, path: Path) -> None:
     sitk.WriteImage(img, str(path), useCompression=True)
 
 
+def _set_voxels(
+    path: Path, index: object, value: float, dtype: type | None = None, out: Path | None = None
+) -> None:
+    """Set voxels of an image file (optionally casting it first) and save it, geometry kept."""
+    img = _img(path)
+    arr = sitk.GetArrayFromImage(img)
+    if dtype is not None:
+        arr = arr.astype(dtype)
+    arr[index] = value
+    new = sitk.GetImageFromArray(arr)
+    new.CopyInformation(img)
+    _save(new, out or path)
+
+
 def _fails(dataset: Path, tmp_path: Path) -> list[Problem]:
     """Run the whole `automed plan` chain; it must fail and leave no work directory behind."""
     wd = tmp_path / "W"
@@ -126,24 +140,14 @@ def test_label_size_differs(ds: Path, tmp_path: Path) -> None:
 
 def test_non_integer_label(ds: Path, tmp_path: Path) -> None:
     f = ds / "labelsTr" / "case_000.nii.gz"
-    lab = _img(f)
-    arr = sitk.GetArrayFromImage(lab).astype(np.float32)
-    arr[0, 0, 0] = 0.5
-    new = sitk.GetImageFromArray(arr)
-    new.CopyInformation(lab)
-    _save(new, f)
+    _set_voxels(f, (0, 0, 0), 0.5, dtype=np.float32)
     p = _has(_fails(ds, tmp_path), f, "label voxels must be integers", "nearest-neighbour")
     assert "0.5" in p.value
 
 
 def test_undeclared_label_value(ds: Path, tmp_path: Path) -> None:
     f = ds / "labelsTr" / "case_002.nii.gz"
-    lab = _img(f)
-    arr = sitk.GetArrayFromImage(lab)
-    arr[0, 0, 0] = 7
-    new = sitk.GetImageFromArray(arr)
-    new.CopyInformation(lab)
-    _save(new, f)
+    _set_voxels(f, (0, 0, 0), 7)
     p = _has(_fails(ds, tmp_path), f, "must be declared in 'labels'", "add them to 'labels'")
     assert "7" in p.value
 
@@ -151,13 +155,8 @@ def test_undeclared_label_value(ds: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nan_inf_voxels(ds: Path, tmp_path: Path, bad: float) -> None:
     # NRRD keeps NaN as written (ITK's NIfTI reader turns NaN into 0), so the image is stored as .nrrd
-    img = _img(ds / "imagesTr" / "case_001.nii.gz")
-    arr = sitk.GetArrayFromImage(img)
-    arr[1, 2, 3] = bad
-    new = sitk.GetImageFromArray(arr)
-    new.CopyInformation(img)
     f = ds / "imagesTr" / "case_001.nrrd"
-    _save(new, f)
+    _set_voxels(ds / "imagesTr" / "case_001.nii.gz", (1, 2, 3), bad, out=f)
     meta = json.loads((ds / "dataset.json").read_text())
     meta["training"][1]["image"] = "./imagesTr/case_001.nrrd"
     (ds / "dataset.json").write_text(json.dumps(meta))
@@ -208,12 +207,7 @@ def test_negative_label_values(ds: Path, tmp_path: Path) -> None:
     meta["labels"]["-1"] = "weird"
     (ds / "dataset.json").write_text(json.dumps(meta))
     f = ds / "labelsTr" / "case_000.nii.gz"
-    lab = _img(f)
-    arr = sitk.GetArrayFromImage(lab).astype(np.int16)
-    arr[0, 0, 0] = -1
-    new = sitk.GetImageFromArray(arr)
-    new.CopyInformation(lab)
-    _save(new, f)
+    _set_voxels(f, (0, 0, 0), -1, dtype=np.int16)
     _has(_fails(ds, tmp_path), f, "label values must be >= 0", "relabel")
 
 
@@ -325,12 +319,7 @@ def test_empty_channel_cell(tmp_path: Path) -> None:
 def test_label_problems_reported_even_when_images_are_bad(ds: Path, tmp_path: Path) -> None:
     (ds / "imagesTr" / "case_000.nii.gz").unlink()
     f = ds / "labelsTr" / "case_000.nii.gz"
-    lab = _img(f)
-    arr = sitk.GetArrayFromImage(lab)
-    arr[0, 0, 0] = 9
-    new = sitk.GetImageFromArray(arr)
-    new.CopyInformation(lab)
-    _save(new, f)
+    _set_voxels(f, (0, 0, 0), 9)
     problems = _fails(ds, tmp_path)
     _has(problems, "case_000.nii.gz", "must exist", "add the file")
     _has(problems, f, "must be declared in 'labels'", "add them")
@@ -350,12 +339,7 @@ def test_stale_cache_is_refused(ds: Path, tmp_path: Path) -> None:
     wd = tmp_path / "W"
     api.plan_dataset(ds, wd, workers=1, show_progress=False, configurations=["3d_fullres"])
     f = ds / "labelsTr" / "case_001.nii.gz"
-    lab = _img(f)
-    arr = sitk.GetArrayFromImage(lab)
-    arr[:] = 0
-    new = sitk.GetImageFromArray(arr)
-    new.CopyInformation(lab)
-    _save(new, f)
+    _set_voxels(f, (...), 0)
     with pytest.raises(ArtifactError, match="run `automed plan"):
         api.preprocess(ds, wd, configurations=["3d_fullres"], workers=1, show_progress=False)
     # `automed plan` refreshes every stage and rebuilds the cache

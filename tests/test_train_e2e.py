@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -294,22 +295,12 @@ def test_fresh_run_refuses_another_config_in_the_same_workdir(tmp_path: Path) ->
 
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(10, 20, 20), seed=9)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    api.train(
-        ds,
-        tmp_path / "W",
-        config=_tiny_config(tmp_path / "a.yaml"),
-        folds=2,
-        only_folds=[0],
-        tracking_uri=uri,
-        workers=0,
-        register=False,
-        show_progress=False,
-    )
-    with pytest.raises(ArtifactError, match="new --output"):
-        api.train(
+
+    def train(config: Path) -> Any:
+        return api.train(
             ds,
             tmp_path / "W",
-            config=_tiny_config(tmp_path / "b.yaml", learning_rate=0.001),
+            config=config,
             folds=2,
             only_folds=[0],
             tracking_uri=uri,
@@ -317,18 +308,12 @@ def test_fresh_run_refuses_another_config_in_the_same_workdir(tmp_path: Path) ->
             register=False,
             show_progress=False,
         )
+
+    train(_tiny_config(tmp_path / "a.yaml"))
+    with pytest.raises(ArtifactError, match="new --output"):
+        train(_tiny_config(tmp_path / "b.yaml", learning_rate=0.001))
     # the same config reuses the finished fold instead of training it again
-    res = api.train(
-        ds,
-        tmp_path / "W",
-        config=_tiny_config(tmp_path / "a.yaml"),
-        folds=2,
-        only_folds=[0],
-        tracking_uri=uri,
-        workers=0,
-        register=False,
-        show_progress=False,
-    )
+    res = train(_tiny_config(tmp_path / "a.yaml"))
     assert res.fold_epochs == {0: 2}
 
 
