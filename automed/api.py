@@ -22,7 +22,9 @@ from automed.parallel import default_workers
 from automed.plan.planner import make_plan
 from automed.plan.preset import Preset, load_preset
 from automed.plan.schema import Plan
+from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess as _preprocess
+from automed.train.config import TrainConfig
 
 FINGERPRINT_FILE = "fingerprint.json"
 PLAN_FILE = "plan.json"
@@ -129,8 +131,11 @@ def preprocess(
     split_seed: int = 12345,
     workers: int | None = None,
     show_progress: bool = True,
+    train_configs: list[TrainConfig] | None = None,
 ) -> dict[str, str]:
-    """Write the preprocessed cache and ``splits.json`` for the plan in ``WORKDIR``."""
+    """Write the preprocessed cache and ``splits.json`` for the plan in ``WORKDIR``.
+
+    ``train_configs``: also write the caches their overrides need (a normalization override has its own)."""
     ds = _dataset(dataset)
     wd = Path(workdir)
     p = Plan.load(wd / PLAN_FILE)
@@ -145,6 +150,19 @@ def preprocess(
     status = _preprocess(
         p, ds, wd, configurations=configurations, workers=_workers(workers), show_progress=show_progress
     )
+    for tc in train_configs or []:
+        variant = effective_plan(p, tc)
+        if variant is not p:
+            status.update(
+                _preprocess(
+                    variant,
+                    ds,
+                    wd,
+                    configurations=[tc.configuration],
+                    workers=_workers(workers),
+                    show_progress=show_progress,
+                )
+            )
     write_splits(ds, wd / SPLITS_FILE, folds, split_seed)
     return status
 
@@ -233,6 +251,68 @@ def train(
     return train_dataset(
         dataset or "", workdir, cfg, opts, resume=resume, extend=extend, show_progress=show_progress
     )
+
+
+def sweep(
+    dataset: str | Path | None,
+    workdir: str | Path,
+    *,
+    space: str | Path | None = None,
+    grid: str | Path | None = None,
+    config: str | Path | None = None,
+    trials: int = 8,
+    budget: str | float | None = None,
+    folds: int = 5,
+    promote: int = 2,
+    screen: bool = True,
+    sampler: str = "tpe",
+    scheduler: str = "asha",
+    engine: str = "ray",
+    ray_address: str | None = None,
+    trial_resources: str = "cpu=1,gpu=0",
+    seed: int = 0,
+    tracking_uri: str | None = None,
+    preset: str | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> Any:
+    """Search training configs over folds (screen on fold 0 with ASHA, promote the best to full CV)."""
+    from automed.registry import check_choice
+    from automed.sweep.runner import SweepOptions, parse_resources, sweep_dataset
+    from automed.train.config import load_train_config
+
+    check_choice(sampler, ["tpe", "random"], what="the sampler", where="--sampler")
+    check_choice(scheduler, ["asha", "none"], what="the scheduler", where="--scheduler")
+    opts = SweepOptions(
+        space=str(space) if space else None,
+        grid=str(grid) if grid else None,
+        trials=trials,
+        budget_s=parse_duration(budget),
+        folds=folds,
+        promote=promote,
+        screen=screen,
+        sampler=sampler,
+        scheduler=scheduler,
+        engine=engine,
+        ray_address=ray_address,
+        trial_resources=parse_resources(trial_resources),
+        seed=seed,
+        tracking_uri=tracking_uri,
+        preset=preset,
+        device=device,
+        workers=workers,
+    )
+    base = load_train_config(config) if config else None
+    return sweep_dataset(dataset, workdir, opts, base_config=base, resume=resume, show_progress=show_progress)
+
+
+def grid(base: str | Path, strategy: str | Path, output: str | Path) -> Any:
+    """Write one training config YAML per distinct combination of a grid strategy (and ``grid.csv``)."""
+    from automed.sweep.grid import write_grid
+
+    return write_grid(Path(base), Path(strategy), Path(output))
 
 
 def parse_duration(value: str | float | None) -> float | None:

@@ -336,6 +336,104 @@ def _print_cv(summary: dict[str, object]) -> None:
 
 
 @app.command()
+def sweep(
+    dataset: Annotated[
+        Path | None, typer.Argument(help="Dataset (folder with dataset.json, or CSV).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Sweep work directory.")] = None,
+    space: Annotated[Path | None, typer.Option(help="Search space YAML (see search_spaces/).")] = None,
+    grid: Annotated[Path | None, typer.Option(help="Grid strategy YAML: evaluate every combination.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Base training config YAML.")] = None,
+    trials: Annotated[int, typer.Option(help="Trials sampled in the search stage.")] = 8,
+    budget: Annotated[str | None, typer.Option(help="Wall-clock budget of the whole sweep: 30m, 2h.")] = None,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    promote: Annotated[int, typer.Option(help="Best screened trials promoted to all folds.")] = 2,
+    screen: Annotated[
+        bool,
+        typer.Option(help="Screen trials on fold 0 and promote the best (else: every trial on all folds)."),
+    ] = True,
+    sampler: Annotated[str, typer.Option(help="tpe (seeded, multivariate) or random.")] = "tpe",
+    scheduler: Annotated[str, typer.Option(help="asha (stop weak trials early) or none.")] = "asha",
+    engine: Annotated[str, typer.Option(help="Sweep engine (ray).")] = "ray",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Existing Ray cluster: auto, or HOST:PORT (also RAY_ADDRESS).")
+    ] = None,
+    trial_resources: Annotated[str, typer.Option(help="Per trial, e.g. cpu=1,gpu=0.5.")] = "cpu=1,gpu=0",
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store (default: ./mlflow.db).")] = None,
+    preset: Annotated[str | None, typer.Option(help="Planner preset (default: by device).")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda, cpu or auto.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the sweep work dir WORKDIR.")] = None,
+    workers: WorkersOpt = None,
+) -> None:
+    """Search training configs with Ray Tune + Optuna over folds; log sweep/trial/fold runs to MLflow.
+
+    Example: automed sweep ../shared/data/msd_hippocampus_dev -o sweep --space search_spaces/quick.yaml --budget 30m
+    """
+    from automed import api
+    from automed.errors import ConfigError
+
+    if resume is None and (dataset is None or output is None):
+        raise ConfigError.single(
+            "automed sweep",
+            "a new sweep needs DATASET and --output",
+            f"dataset={dataset}, output={output}",
+            "pass both, or --resume WORKDIR to continue a sweep",
+        )
+    res = api.sweep(
+        dataset,
+        resume or output or Path(),
+        space=space,
+        grid=grid,
+        config=config,
+        trials=trials,
+        budget=budget,
+        folds=folds,
+        promote=promote,
+        screen=screen,
+        sampler=sampler,
+        scheduler=scheduler,
+        engine=engine,
+        ray_address=ray_address,
+        trial_resources=trial_resources,
+        seed=seed,
+        tracking_uri=tracking_uri,
+        preset=preset,
+        device=device,
+        workers=workers,
+        resume=resume is not None,
+        show_progress=_progress(),
+    )
+    t = Table(title="sweep trials (best first)")
+    cols = [c for c in res.table.columns if c not in ("host", "trial_s")]
+    for c in cols:
+        t.add_column(str(c))
+    for _, row in res.table.iterrows():
+        t.add_row(*[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols])
+    out.print(t)
+    out.print(res.verdict)
+    if res.best is not None:
+        out.print(f"best config: {res.workdir / 'best_config.yaml'} (automed train DATASET --config ...)")
+    out.print(f"work dir: {res.workdir}")
+
+
+@app.command("grid")
+def grid_cmd(
+    base: Annotated[Path, typer.Argument(help="Base training config YAML.")],
+    strategy: Annotated[Path, typer.Argument(help="Grid strategy YAML: keys -> lists of values.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the generated configs.")],
+) -> None:
+    """Write one training config per distinct combination of a grid strategy (GaNDLF-style).
+
+    Example: automed grid base.yaml search_spaces/grid_example.yaml -o configs
+    """
+    from automed import api
+
+    df = api.grid(base, strategy, output)
+    out.print(f"{len(df)} configs written to {output} (index: {output / 'grid.csv'})")
+
+
+@app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],

@@ -20,6 +20,7 @@ from automed.data.io import Geometry
 from automed.errors import ArtifactError
 from automed.infer.sliding_window import predict_volume
 from automed.plan.schema import Plan
+from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess_arrays
 from automed.preprocess.resample import resample_data
 from automed.train.config import TrainConfig
@@ -89,6 +90,7 @@ class Predictor:
         **kwargs: Any,
     ) -> Predictor:
         """One network per checkpoint file (training checkpoints or the bundle's weight files)."""
+        plan = effective_plan(plan, config)
         models = []
         for path in paths:
             m = network_for(plan.configurations[config.configuration], config)

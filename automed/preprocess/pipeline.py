@@ -194,13 +194,13 @@ def preprocess(
             check_choice(n, plan.configurations, what="the configuration", where="--configurations")
     idents: dict[str, str] = {}
     for n in names:
-        idents.setdefault(plan.configurations[n].data_identifier, plan.configurations[n].data_identifier)
+        idents.setdefault(plan.configurations[n].data_identifier, n)  # identifier -> a configuration using it
     label_values = sorted(int(k) for k in plan.labels) if plan.task_type == "segmentation" else []
     status: dict[str, str] = {}
     case_ids = [c.case_id for c in ds.cases]
-    for ident in idents:
-        cfg = plan.configurations[ident]
-        chash = plan.configuration_hash(ident)
+    for ident, name in idents.items():
+        cfg = plan.configurations[name]
+        chash = plan.configuration_hash(name)
         final = workdir / "preprocessed" / ident
         if _manifest_ok(final, chash, case_ids):
             status[ident] = "skipped"
@@ -234,7 +234,7 @@ def preprocess(
                 tmp / "manifest.json",
                 {
                     "schema_version": MANIFEST_VERSION,
-                    "configuration": ident,
+                    "configuration": name,
                     "configuration_hash": chash,
                     "plan_hash": plan.hash,
                     "cases": case_ids,

@@ -48,6 +48,11 @@ class TrainConfig(_Strict):
     schema_version: int = 1
     configuration: str = "3d_fullres"
     architecture: str | None = None  # None: the plan's; else a registered network name (e.g. "resenc_unet")
+    base_features: int | None = Field(
+        None, ge=4, le=128
+    )  # None: the plan's width (features of the first stage)
+    n_stages: int | None = Field(None, ge=2, le=8)  # None: the plan's depth; at most the plan's
+    normalization: Literal["zscore", "rescale_0_1", "none"] | None = None  # None: the plan's, per channel
     loss: Literal["dice_ce", "dice_focal", "ce"] = "dice_ce"
     deep_supervision: bool = True
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"

@@ -416,6 +416,7 @@ def train_dataset(
             folds=opts.folds,
             workers=opts.workers,
             show_progress=show_progress,
+            train_configs=[config],
         )
         write_json_atomic(
             cfg_file,

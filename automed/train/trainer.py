@@ -23,6 +23,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
 from automed.plan.schema import ConfigurationPlan, Plan
+from automed.plan.variants import effective_plan
 from automed.train.config import TrainConfig
 from automed.train.data import BatchStream, CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, pick_device
@@ -199,7 +200,7 @@ def train_fold(
     validation_passes: int = 0,
 ) -> FoldResult:
     """Train one fold and return its result; see the module docstring for the lifecycle."""
-    cfgp = plan.configurations[config.configuration]
+    cfgp = effective_plan(plan, config).configurations[config.configuration]
     out = fold_dir(workdir, config.configuration, fold)
     out.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)

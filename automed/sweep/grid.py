@@ -1,0 +1,145 @@
+"""GaNDLF-style config grids: a strategy YAML of lists, expanded as a Cartesian product, de-duplicated.
+
+A strategy maps training-config keys (nested mappings or dotted keys, e.g. ``augmentation: {flip_p: [0, 0.5]}``
+or ``augmentation.flip_p: [0, 0.5]``) to a list of values; a scalar is a single value. ``automed grid BASE
+STRATEGY -o DIR`` writes one config YAML per distinct combination; ``automed sweep --grid STRATEGY`` evaluates them
+(a strategy is turned into a search space of categorical parameters, so grids share the sweep's validation,
+objective and tracking).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from automed.artifacts import content_hash
+from automed.config import load_yaml_model
+from automed.errors import ConfigError
+from automed.plan.schema import Plan
+from automed.sweep.space import Parameter, SearchSpace, resolve, validate_space
+from automed.train.config import TrainConfig
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_strategy(path: Path) -> dict[str, list[Any]]:
+    if not path.is_file():
+        raise ConfigError.single(
+            path,
+            "the grid strategy file must exist",
+            "missing",
+            "check the path (see search_spaces/grid_example.yaml)",
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError.single(
+            path, "the file must be valid YAML", str(exc).splitlines()[0], "fix the YAML syntax"
+        ) from exc
+    if not isinstance(data, dict) or not data:
+        raise ConfigError.single(
+            path,
+            "a grid strategy is a mapping of config keys to lists of values",
+            type(data).__name__,
+            "see search_spaces/grid_example.yaml",
+        )
+    out: dict[str, list[Any]] = {}
+    for key, v in _flatten(data).items():
+        values = v if isinstance(v, list) else [v]
+        if not values:
+            raise ConfigError.single(
+                path, f"'{key}': a grid axis needs at least one value", "[]", "list the values to try"
+            )
+        out[key] = list(dict.fromkeys(values))  # repeated values in one list count once
+    return out
+
+
+def grid_as_space(path: Path) -> SearchSpace:
+    """The strategy as a search space of categorical parameters (validated like any space)."""
+    strategy = load_strategy(path)
+    space = SearchSpace(
+        name=f"grid-{path.stem}",
+        description=f"grid from {path}",
+        parameters={k: Parameter(type="categorical", choices=v) for k, v in strategy.items()},
+    )
+    validate_space(space, str(path))
+    return space
+
+
+def grid_points(space: SearchSpace, base: TrainConfig, plan: Plan) -> list[tuple[str, dict[str, Any]]]:
+    """Every combination as ``(key, values)``; combinations that resolve to the same config are kept once."""
+    names = list(space.parameters)
+    seen: set[str] = set()
+    out: list[tuple[str, dict[str, Any]]] = []
+    for combo in itertools.product(*(space.parameters[n].options() for n in names)):
+        values = dict(zip(names, combo, strict=True))
+        digest = resolve(space, base, plan, values).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        out.append((f"g{len(out):03d}", values))
+    return out
+
+
+def write_grid(base_file: Path, strategy_file: Path, out: Path) -> pd.DataFrame:
+    """``automed grid``: one validated config YAML per distinct combination, plus ``grid.csv`` (the index)."""
+    base = load_yaml_model(TrainConfig, base_file)
+    strategy = load_strategy(strategy_file)
+    space = grid_as_space(strategy_file)
+    special = [
+        k
+        for k in strategy
+        if space.target(k) not in TrainConfig.model_fields and not k.startswith("augmentation.")
+    ]
+    if special:
+        raise ConfigError.single(
+            strategy_file,
+            "`automed grid` writes configs without a plan, so plan-aware scales cannot be resolved",
+            special,
+            "use them in `automed sweep --grid`, or grid over config fields",
+        )
+    rows = []
+    configs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*strategy.values()):
+        values = dict(zip(strategy, combo, strict=True))
+        d = base.model_dump(mode="json")
+        for key, v in values.items():
+            node = d
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node[part]
+            node[parts[-1]] = v
+        cfg = TrainConfig.model_validate(d)
+        digest = content_hash(cfg.model_dump(mode="json"))
+        if digest in seen:
+            continue
+        seen.add(digest)
+        configs.append((values, cfg.model_dump(mode="json")))
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (values, cfg_dict) in enumerate(configs):
+        name = f"config_{i:03d}.yaml"
+        text = (
+            "# "
+            + ", ".join(f"{k}={v}" for k, v in values.items())
+            + "\n"
+            + yaml.safe_dump(cfg_dict, sort_keys=False)
+        )
+        (out / name).write_text(text)
+        rows.append({"file": name, **values})
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "grid.csv", index=False)
+    return df

@@ -1,0 +1,308 @@
+"""The Ray Tune engine of ``automed sweep``: one machine or an existing Ray cluster.
+
+Searching = a ``Tuner`` with ``OptunaSearch`` (seeded TPE or random, the planner's defaults enqueued first) and an
+``ASHAScheduler`` on the per-epoch EMA pseudo-Dice. Evaluating fixed configs (promotion, grids) = a ``Tuner`` over
+``tune.grid_search`` of trial keys. Tuner state lives in ``SWEEP/ray/<stage>`` so ``--resume`` restores it; trial
+state lives in the trial's own folder (see :mod:`automed.sweep.objective`), so a restarted trial continues its
+fold from its latest checkpoint. Token authentication: Ray 2.60 clusters require it by default, so a driver
+joining an existing cluster uses ``RAY_AUTH_MODE=token`` unless the environment says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from automed.errors import ConfigError, Problem
+from automed.sweep.engine import ENGINES, SearchSpec, TrialOutcome
+from automed.sweep.objective import SweepContext, run_trial
+from automed.sweep.space import SearchSpace, suggest
+
+
+class _DefineByRun:
+    """Picklable define-by-run space for OptunaSearch (Tune saves the searcher with the experiment)."""
+
+    def __init__(self, space: dict[str, Any]) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        suggest(SearchSpace.model_validate(self.space), trial)
+
+
+def _search_trainable(config: dict[str, Any], ctx: SweepContext, folds: list[int]) -> None:
+    from ray import tune
+
+    key = tune.get_context().get_trial_id()
+    values = {k: v for k, v in config.items() if not k.startswith("__")}
+    run_trial(ctx, key, values, folds, report=lambda m: tune.report(m))
+
+
+def _fixed_trainable(config: dict[str, Any], ctx: SweepContext, folds: list[int]) -> None:
+    from ray import tune
+
+    key, values = config["__trial"]
+    out = run_trial(ctx, key, values, folds)
+    tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
+
+
+def _probe(paths: list[str], writable: str) -> dict[str, Any]:
+    """Run on one node: can it read the dataset and write the sweep dir?"""
+    import socket
+    import tempfile
+
+    problems = []
+    for p in paths:
+        if not os.access(p, os.R_OK) or not Path(p).exists():
+            problems.append(f"cannot read {p}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=writable, prefix=".node-probe-"):
+            pass
+    except OSError as exc:
+        problems.append(f"cannot write {writable} ({exc.strerror})")
+    return {"host": socket.gethostname(), "problems": problems}
+
+
+def _trial_id_from_path(path: str | None) -> str:
+    """Tune names trial folders ``<trainable>_<trial id>_<index>_<params>`` (ids: 8 hex digits in Ray 2.60)."""
+    import re
+
+    m = re.search(r"_([0-9a-f]{5}_\d{5})", Path(path or "").name)
+    return m.group(1) if m else ""
+
+
+def _progress_callback(stage: str, total: int, show: bool) -> Any:
+    """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only)."""
+    from ray.tune import Callback
+
+    class _Progress(Callback):
+        def __init__(self) -> None:
+            self.done = 0
+            self.bar: Any = None
+
+        def setup(self, *args: Any, **info: Any) -> None:
+            if show:
+                from rich.progress import Progress
+
+                self.bar = Progress(transient=False)
+                self.bar.start()
+                self.task = self.bar.add_task(f"sweep {stage}", total=total)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._step()
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._step()
+
+        def _step(self) -> None:
+            self.done += 1
+            if self.bar is not None:
+                self.bar.update(self.task, completed=self.done)
+
+        def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+            if self.bar is not None:
+                self.bar.stop()
+
+    return _Progress()
+
+
+class RayEngine:
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None,
+        resources: dict[str, float],
+        temp_dir: str | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables would interleave with ours
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        import ray
+
+        self.resources = resources
+        self.show_progress = show_progress
+        self.own_cluster = not (address or os.environ.get("RAY_ADDRESS"))
+        if not self.own_cluster:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.own_cluster:
+            kwargs["num_cpus"] = os.cpu_count() or 1
+            if temp_dir:
+                kwargs["_temp_dir"] = temp_dir
+        if not ray.is_initialized():
+            ray.init(address=address, **kwargs)
+
+    def concurrency(self) -> int:
+        import ray
+
+        total = ray.cluster_resources()
+        n = int(total.get("CPU", 1) // max(self.resources.get("cpu", 1), 1e-3))
+        if self.resources.get("gpu", 0) > 0:
+            n = min(n, int(total.get("GPU", 0) // self.resources["gpu"]))
+        return max(1, n)
+
+    def check_nodes(self, readable: list[str], writable: str) -> list[str]:
+        """Probe every alive node; raise a ConfigError naming each node that cannot reach the shared paths."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        probe = ray.remote(num_cpus=0)(_probe)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        refs = [
+            probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                readable, writable
+            )
+            for n in nodes
+        ]
+        out = ray.get(refs, timeout=120)
+        problems = [
+            Problem(
+                f"node {n['NodeManagerAddress']} ({o['host']})",
+                "every Ray node must read the dataset and write the sweep dir (a shared file system)",
+                "; ".join(o["problems"]),
+                "mount the same paths on every node (NFS or similar), or pass paths that exist there",
+            )
+            for n, o in zip(nodes, out, strict=True)
+            if o["problems"]
+        ]
+        if problems:
+            raise ConfigError(problems, "the cluster cannot run this sweep")
+        return [str(n["NodeManagerAddress"]) for n in nodes]
+
+    def _tuner_path(self, ctx: SweepContext, stage: str) -> Path:
+        return Path(ctx.sweep_dir) / "ray" / stage
+
+    def _run_config(self, ctx: SweepContext, stage: str, retries: int, total: int) -> Any:
+        from ray import tune
+
+        return tune.RunConfig(
+            name=stage,
+            storage_path=str(Path(ctx.sweep_dir) / "ray"),
+            failure_config=tune.FailureConfig(max_failures=retries),
+            verbose=0,
+            callbacks=[_progress_callback(stage, total, self.show_progress)],
+        )
+
+    def _fit(self, tuner_fn: Any, trainable: Any, ctx: SweepContext, stage: str, resume: bool) -> Any:
+        from ray import tune
+
+        path = self._tuner_path(ctx, stage)
+        if resume and tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(
+                str(path), trainable=trainable, resume_unfinished=True, resume_errored=True
+            )
+        else:
+            tuner = tuner_fn()
+        return tuner.fit()
+
+    def search(
+        self,
+        ctx: SweepContext,
+        space: SearchSpace,
+        points: list[dict[str, Any]],
+        spec: SearchSpec,
+        resume: bool,
+    ) -> list[TrialOutcome]:
+        import optuna
+        from ray import tune
+        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+        from ray.tune.search.optuna import OptunaSearch
+
+        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        trainable = tune.with_resources(
+            tune.with_parameters(_search_trainable, ctx=ctx, folds=spec.folds), self._ray_resources()
+        )
+        sampler: Any = (
+            optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, spec.n_trials // 3))
+            if spec.sampler == "tpe"
+            else optuna.samplers.RandomSampler(seed=spec.seed)
+        )
+        scheduler: Any = (
+            ASHAScheduler(
+                time_attr="epoch",
+                max_t=spec.max_epochs,
+                grace_period=spec.grace_epochs,
+                reduction_factor=spec.reduction_factor,
+            )
+            if spec.scheduler == "asha"
+            else FIFOScheduler()
+        )
+
+        def make() -> Any:
+            search = OptunaSearch(
+                space=_DefineByRun(space.model_dump(mode="json")),
+                metric="score",
+                mode="max",
+                points_to_evaluate=points or None,
+                sampler=sampler,
+            )
+            return tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    metric="score",
+                    mode="max",
+                    search_alg=search,
+                    scheduler=scheduler,
+                    num_samples=spec.n_trials,
+                    max_concurrent_trials=spec.concurrency,
+                    time_budget_s=spec.time_budget_s,
+                ),
+                run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials),
+            )
+
+        grid = self._fit(make, trainable, ctx, "search", resume)
+        return self._outcomes(grid)
+
+    def evaluate(
+        self,
+        ctx: SweepContext,
+        trials: list[tuple[str, dict[str, Any]]],
+        folds: list[int],
+        concurrency: int,
+        retries: int,
+        resume: bool,
+        stage: str = "promote",
+    ) -> list[TrialOutcome]:
+        from ray import tune
+
+        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        trainable = tune.with_resources(
+            tune.with_parameters(_fixed_trainable, ctx=ctx, folds=folds), self._ray_resources()
+        )
+
+        def make() -> Any:
+            return tune.Tuner(
+                trainable,
+                param_space={"__trial": tune.grid_search([[k, v] for k, v in trials])},
+                tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=concurrency),
+                run_config=self._run_config(ctx, stage, retries, len(trials)),
+            )
+
+        return self._outcomes(self._fit(make, trainable, ctx, stage, resume), fixed=True)
+
+    def _ray_resources(self) -> dict[str, float]:
+        return {"cpu": self.resources.get("cpu", 1), "gpu": self.resources.get("gpu", 0)}
+
+    @staticmethod
+    def _outcomes(grid: Any, fixed: bool = False) -> list[TrialOutcome]:
+        out = []
+        for r in grid:
+            cfg = r.config or {}
+            metrics = r.metrics or {}
+            key = cfg["__trial"][0] if fixed else metrics.get("trial_id") or _trial_id_from_path(r.path)
+            status: Literal["complete", "stopped", "error"] = (
+                "error" if r.error else ("complete" if metrics.get("validated") else "stopped")
+            )
+            out.append(TrialOutcome(str(key), status, str(r.error).splitlines()[0] if r.error else ""))
+        return out
+
+    def close(self) -> None:
+        import ray
+
+        if self.own_cluster and ray.is_initialized():
+            ray.shutdown()
+
+
+ENGINES.add("ray", RayEngine)

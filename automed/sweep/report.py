@@ -1,0 +1,111 @@
+"""The end of a sweep: the trials table, the best config as YAML, and Optuna's importance and parallel-coordinate
+plots (from a study rebuilt from the trial results, so both engines get the same report)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from automed.sweep.space import SearchSpace, distributions
+
+
+def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
+    """One row per trial folder: key, sampled values, folds done, screening and CV Dice, status."""
+    rows = []
+    for tfile in sorted((sweep_dir / "trials").glob("*/trial.json")):
+        t = json.loads(tfile.read_text())
+        rfile = tfile.parent / "result.json"
+        r = json.loads(rfile.read_text()) if rfile.is_file() else {"folds": {}}
+        folds = r.get("folds", {})
+        row: dict[str, Any] = {
+            "trial": t["key"],
+            "default": bool(t.get("is_default")),
+            "folds_done": len(folds),
+            "fold0_dice": folds.get("0", {}).get("dice", math.nan),
+            "cv_dice": r.get("score", math.nan) if len(folds) == n_folds else math.nan,
+            "compute_s": round(float(r.get("compute_s", 0.0)), 1),
+            "trial_s": round(float(r.get("trial_s", 0.0)), 1),
+            "host": r.get("host", ""),
+        }
+        row.update({f"p.{k}": v for k, v in t["values"].items()})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if not df.empty:
+        df = df.sort_values(["cv_dice", "fold0_dice"], ascending=False, na_position="last").reset_index(
+            drop=True
+        )
+    return df
+
+
+def best_config_yaml(config: dict[str, Any], path: Path, header: str) -> None:
+    text = "# " + "\n# ".join(header.splitlines()) + "\n" + yaml.safe_dump(config, sort_keys=False)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def study_plots(space: SearchSpace, df: pd.DataFrame, out: Path) -> dict[str, str]:
+    """Importance and parallel-coordinate plots of the screening scores. Returns ``{name: file or reason}``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import warnings
+
+    import matplotlib.pyplot as plt
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message="Some regimes for parameter")  # PED-ANOVA on few trials
+    dists = distributions(space)
+    study = optuna.create_study(direction="maximize")
+    for _, row in df.iterrows():
+        score = row["fold0_dice"]
+        if not isinstance(score, float) or math.isnan(score):
+            continue
+        params = {k[2:]: row[k] for k in df.columns if k.startswith("p.") and not _missing(row[k])}
+        params = {
+            k: (int(v) if isinstance(dists[k], optuna.distributions.IntDistribution) else v)
+            for k, v in params.items()
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params, distributions={k: dists[k] for k in params}, value=float(score)
+            )
+        )
+    made: dict[str, str] = {}
+    n = len(study.trials)
+    for name, fn in (
+        ("param_importances", ovm.plot_param_importances),
+        ("parallel_coordinate", ovm.plot_parallel_coordinate),
+    ):
+        if n < 2:
+            made[name] = f"skipped: {n} scored trial(s), 2 needed"
+            continue
+        try:
+            fn(study)
+        except (
+            ValueError,
+            RuntimeError,
+            ZeroDivisionError,
+        ) as exc:  # e.g. every trial sampled the same values
+            made[name] = f"skipped: {exc}"
+            continue
+        fig = plt.gcf()
+        path = out / f"{name}.png"
+        fig.set_size_inches(8, 5)
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        made[name] = str(path)
+    return made
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
