@@ -405,7 +405,7 @@ def sweep(
         show_progress=_progress(),
     )
     t = Table(title="sweep trials (best first)")
-    cols = [c for c in res.table.columns if c not in ("host", "trial_s")]
+    cols = [c for c in res.table.columns if c not in ("host", "node", "trial_s")]
     for c in cols:
         t.add_column(str(c))
     for _, row in res.table.iterrows():

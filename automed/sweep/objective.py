@@ -15,7 +15,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,14 +142,17 @@ def run_trial(
         else {"key": key, "values": values, "folds": {}, "compute_s": 0.0, "trial_s": 0.0}
     )
     result["host"] = socket.gethostname()
+    result["node"] = _ray_node()
     result["pid"] = os.getpid()
     epochs_done = 0
+    trained_any = False
     try:
         for fold in folds:
             folder = fold_dir(td, config.configuration, fold)
             rows_file = folder / "validation_metrics.json"
             if str(fold) in result["folds"] and rows_file.is_file():
                 continue
+            trained_any = True
             fsplit = splits["folds"][fold]
             frun, fcreated = tracker.find_or_start_run(
                 f"trial-{key}-fold{fold}", f"{key}/fold{fold}", parent=run_id, tags={"fold": str(fold)}
@@ -219,6 +222,9 @@ def run_trial(
                         "validated": 1.0,
                     }
                 )
+        if report is not None and not trained_any and "score" in result:
+            # every fold was done before (the trial finished, then its driver died): tell the engine again
+            report({"epoch": float(epochs_done), "score": result["score"], "validated": 1.0})
     except BaseException as exc:
         tracker.end_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
@@ -226,5 +232,12 @@ def run_trial(
     return result
 
 
-def context_dict(ctx: SweepContext) -> dict[str, Any]:
-    return asdict(ctx)
+def _ray_node() -> str:
+    """The Ray node this trial runs on ("" outside Ray)."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return ""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""

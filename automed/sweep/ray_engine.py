@@ -4,8 +4,8 @@ Searching = a ``Tuner`` with ``OptunaSearch`` (seeded TPE or random, the planner
 ``ASHAScheduler`` on the per-epoch EMA pseudo-Dice. Evaluating fixed configs (promotion, grids) = a ``Tuner`` over
 ``tune.grid_search`` of trial keys. Tuner state lives in ``SWEEP/ray/<stage>`` so ``--resume`` restores it; trial
 state lives in the trial's own folder (see :mod:`automed.sweep.objective`), so a restarted trial continues its
-fold from its latest checkpoint. Token authentication: Ray 2.60 clusters require it by default, so a driver
-joining an existing cluster uses ``RAY_AUTH_MODE=token`` unless the environment says otherwise.
+fold from its latest checkpoint. Token authentication: clusters made by ``ray start`` (Ray 2.60) require it; a
+driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` in its environment (``--ray-address auto`` finds it).
 """
 
 from __future__ import annotations
@@ -124,8 +124,6 @@ class RayEngine:
         self.resources = resources
         self.show_progress = show_progress
         self.own_cluster = not (address or os.environ.get("RAY_ADDRESS"))
-        if not self.own_cluster:
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.own_cluster:
             kwargs["num_cpus"] = os.cpu_count() or 1

@@ -31,6 +31,7 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
             "compute_s": round(float(r.get("compute_s", 0.0)), 1),
             "trial_s": round(float(r.get("trial_s", 0.0)), 1),
             "host": r.get("host", ""),
+            "node": r.get("node", ""),
         }
         row.update({f"p.{k}": v for k, v in t["values"].items()})
         rows.append(row)

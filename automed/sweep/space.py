@@ -96,7 +96,12 @@ def _config_error(base: dict[str, Any], target: str, value: Any) -> str | None:
 
 
 def _check_parameter(
-    file: str, name: str, p: Parameter, earlier: dict[str, Parameter], fixed: dict[str, Any]
+    file: str,
+    name: str,
+    p: Parameter,
+    earlier: dict[str, Parameter],
+    fixed: dict[str, Any],
+    all_names: list[str],
 ) -> list[Problem]:
     out: list[Problem] = []
     where = f"parameters.{name}"
@@ -218,7 +223,7 @@ def _check_parameter(
         )
     for cond, want in (p.when or {}).items():
         if cond not in earlier:
-            later = " (it is defined later: move it above)" if cond != name else ""
+            later = " (it is defined later: move it above)" if cond in all_names and cond != name else ""
             out.append(
                 Problem(
                     file,
@@ -280,7 +285,7 @@ def validate_space(space: SearchSpace, file: str) -> None:
     earlier: dict[str, Parameter] = {}
     targets: dict[str, str] = {}
     for name, p in space.parameters.items():
-        problems += _check_parameter(file, name, p, earlier, fixed)
+        problems += _check_parameter(file, name, p, earlier, fixed, list(space.parameters))
         t = p.target or name
         if t in targets and not (p.when or space.parameters[targets[t]].when):
             problems.append(

@@ -1,0 +1,193 @@
+"""``automed sweep`` with Ray Tune: a 2-node loopback cluster with 4 concurrent trials, MLflow contents, and a
+driver killed mid-sweep then resumed. Tiny synthetic data and tiny epochs: these check orchestration, not accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from automed import api
+from automed.testing.synthetic import make_dataset
+
+pytestmark = pytest.mark.slow
+
+SPACE = {
+    "schema_version": 1,
+    "name": "tiny",
+    "fixed": {"epochs": 3, "iterations_per_epoch": 3, "val_iterations": 1, "num_workers": 0},
+    "parameters": {
+        "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
+        "lr_sgd": {
+            "type": "float",
+            "target": "learning_rate",
+            "low": 0.003,
+            "high": 0.03,
+            "log": True,
+            "when": {"optimizer": "sgd"},
+        },
+        "lr_adamw": {
+            "type": "float",
+            "target": "learning_rate",
+            "low": 0.0003,
+            "high": 0.003,
+            "log": True,
+            "when": {"optimizer": "adamw"},
+        },
+        "batch_size_scale": {"type": "float", "low": 0.5, "high": 2.0},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("sweep")
+    ds = make_dataset(root / "ds", n_cases=6, shape=(12, 24, 24), seed=3)
+    space = root / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    return ds, space
+
+
+def _runs(uri: str, experiment: str) -> list[Any]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None
+    return list(client.search_runs([exp.experiment_id], max_results=1000))
+
+
+def _check_mlflow(uri: str, wd: Path, n_folds: int) -> dict[str, Any]:
+    """Every trial folder has exactly one trial run under the sweep, every trained fold exactly one fold run under
+    its trial, all ended; nothing is duplicated or left RUNNING."""
+    runs = _runs(uri, "Synthetic")
+    by_id = {r.info.run_id: r for r in runs}
+    sweeps = [r for r in runs if r.info.run_name.startswith("sweep-")]
+    assert len(sweeps) == 1
+    sweep = sweeps[0]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    keys = sorted(p.name for p in (wd / "trials").iterdir())
+    assert sorted(r.data.tags["automed_key"] for r in trials) == keys
+    for t in trials:
+        folds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == t.info.run_id]
+        names = [r.info.run_name for r in folds]
+        assert len(names) == len(set(names)), names
+        result = wd / "trials" / t.data.tags["automed_key"] / "result.json"
+        done = json.loads(result.read_text())["folds"] if result.is_file() else {}
+        assert {f"trial-{t.data.tags['automed_key']}-fold{k}" for k in done} <= set(names)
+        for f in folds:
+            assert "pseudo_dice" in f.data.metrics and "train_loss" in f.data.metrics
+        if len(done) == n_folds:
+            assert "cv_dice_fg_mean" in t.data.metrics
+    assert all(r.info.status in ("FINISHED", "FAILED") for r in runs), [
+        (r.info.run_name, r.info.status) for r in runs
+    ]
+    assert sweep.info.status == "FINISHED" and "best_cv_dice_fg_mean" in sweep.data.metrics
+    assert all(by_id for _ in [0])
+    return {"sweep": sweep, "trials": trials}
+
+
+def test_two_node_cluster(data: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two raylets on 127.0.0.1, 2 CPUs each, 1 CPU per trial: 4 trials at once, spread over both nodes."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ds, space = data
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep both nodes on loopback
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "resources": {"head": 1}, "include_dashboard": False},
+    )
+    cluster.add_node(num_cpus=2, resources={"worker": 1})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        cluster.wait_for_nodes()
+        res = api.sweep(
+            ds, tmp_path / "W", space=space, trials=5, folds=2, promote=1, ray_address=cluster.address,
+            trial_resources="cpu=1", tracking_uri=uri, workers=1, show_progress=False,
+        )  # fmt: skip
+        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    wd = res.workdir
+    table = res.table
+    assert len(table) == 5
+    assert len(nodes) == 2 and set(table["node"][table["node"] != ""]) == nodes  # trials ran on both nodes
+    assert json.loads((wd / "sweep.json").read_text())["concurrency"] == 4
+    assert res.best is not None and (wd / "best_config.yaml").is_file()
+    cfg = yaml.safe_load((wd / "best_config.yaml").read_text())
+    from automed.train.config import TrainConfig
+
+    assert TrainConfig.model_validate(cfg).epochs == 3  # loadable by `automed train --config`
+    assert res.default is not None and res.default["folds_done"] == 2  # the default always gets full CV
+    _check_mlflow(uri, wd, 2)
+
+
+def test_resume_after_killed_driver(data: tuple[Path, Path], tmp_path: Path) -> None:
+    ds, space = data
+    wd = tmp_path / "W"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "automed.cli", "sweep", str(ds), "-o", str(wd), "--space", str(space),
+           "--trials", "6", "--folds", "2", "--promote", "1", "--tracking-uri", uri, "--workers", "1",
+           "--scheduler", "none"]  # fmt: skip
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 240
+    finished: dict[str, float] = {}
+    while time.time() < deadline and proc.poll() is None:
+        results = list((wd / "trials").glob("*/result.json")) if (wd / "trials").is_dir() else []
+        if len(results) >= 2:
+            finished = {p.parent.name: p.stat().st_mtime_ns for p in results}
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    assert finished, "no trial finished in time"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    proc.wait()
+    time.sleep(1)
+    snapshot = {k: (wd / "trials" / k / "result.json").read_text() for k in finished}
+    ckpts = {
+        k: (wd / "trials" / k / "train" / "3d_fullres" / "fold_0" / "checkpoint_final.pt").stat().st_mtime_ns
+        for k in finished
+    }
+    assert not json.loads((wd / "sweep.json").read_text())["stages"].get("done")
+
+    res = api.sweep(None, wd, resume=True, show_progress=False)
+    assert json.loads((wd / "sweep.json").read_text())["stages"]["done"]
+    assert len(res.table) == 6
+    for (
+        key,
+        text,
+    ) in snapshot.items():  # finished trials were not re-run (their screening result is untouched)
+        before = json.loads(text)["folds"]["0"]
+        after = json.loads((wd / "trials" / key / "result.json").read_text())["folds"]["0"]
+        assert after == before
+        ck = wd / "trials" / key / "train" / "3d_fullres" / "fold_0" / "checkpoint_final.pt"
+        assert ck.stat().st_mtime_ns == ckpts[key]  # fold 0 was not trained again
+    assert (wd / "best_config.yaml").is_file()
+    _check_mlflow(uri, wd, 2)
+
+
+def test_bad_engine_and_resources_fail_fast(data: tuple[Path, Path], tmp_path: Path) -> None:
+    from automed.errors import ConfigError
+
+    ds, space = data
+    with pytest.raises(ConfigError) as e:
+        api.sweep(ds, tmp_path / "W", space=space, engine="rey", show_progress=False)
+    assert "Did you mean 'ray'?" in str(e.value)
+    with pytest.raises(ConfigError) as e:
+        api.sweep(ds, tmp_path / "W", space=space, trial_resources="cpu=0,gpu=0.5", show_progress=False)
+    assert "--trial-resources" in str(e.value)
+    assert not (tmp_path / "W").exists()

@@ -1,0 +1,195 @@
+"""Search spaces and grids: validation messages, sampling with conditions, plan-aware resolution, de-duplication."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from automed import api
+from automed.errors import ConfigError
+from automed.plan.schema import Plan
+from automed.plan.variants import effective_plan
+from automed.sweep.grid import grid_as_space, grid_points, write_grid
+from automed.sweep.space import default_point, load_space, resolve, suggest
+from automed.testing.synthetic import make_dataset
+from automed.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _space(tmp_path: Path, parameters: dict[str, object], **top: object) -> Path:
+    p = tmp_path / "space.yaml"
+    p.write_text(
+        yaml.safe_dump({"schema_version": 1, "name": "t", **top, "parameters": parameters}, sort_keys=False)
+    )
+    return p
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_space(path)
+    for prob in e.value.problems:
+        assert prob.file == str(path) and prob.fix, prob
+    return [f"{p.rule} | {p.value} | {p.fix}" for p in e.value.problems]
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
+    root = tmp_path_factory.mktemp("space")
+    ds = make_dataset(root / "ds", n_cases=4, shape=(20, 40, 36), seed=2)
+    return api.plan_dataset(ds, root / "W", preset="cpu", run_preprocess=False, show_progress=False).plan
+
+
+def test_shipped_spaces_load() -> None:
+    for name in ("quick", "default"):
+        space = load_space(ROOT / "search_spaces" / f"{name}.yaml")
+        assert space.name == name and space.parameters
+    assert set(grid_as_space(ROOT / "search_spaces" / "grid_example.yaml").parameters) == {
+        "loss",
+        "learning_rate",
+        "augmentation.flip_p",
+    }
+
+
+def test_bad_bounds(tmp_path: Path) -> None:
+    probs = _problems(
+        _space(
+            tmp_path,
+            {
+                "learning_rate": {"type": "float", "low": 0.1, "high": 0.01},
+                "weight_decay": {"type": "float", "low": 0.0, "high": 0.1, "log": True},
+                "epochs": {"type": "int", "low": 2},
+                "momentum": {"type": "float", "low": 0.5, "high": 0.9, "default": 0.95},
+            },
+        )
+    )
+    text = "\n".join(probs)
+    assert "learning_rate: low must be below high | low=0.1, high=0.01" in text
+    assert "weight_decay: a log-scale range must be positive | low=0.0" in text
+    assert "epochs: a int parameter needs low and high" in text
+    assert "momentum: the default must lie within [low, high] | 0.95" in text
+
+
+def test_unknown_parameter_key_and_field(tmp_path: Path) -> None:
+    probs = _problems(_space(tmp_path, {"learning_rate": {"type": "float", "lowr": 0.001, "high": 0.1}}))
+    assert "unknown key 'parameters.learning_rate.lowr'" in probs[0] and "Did you mean 'low'?" in probs[0]
+    probs = _problems(
+        _space(tmp_path, {"lr": {"type": "float", "target": "learnin_rate", "low": 0.001, "high": 0.1}})
+    )
+    assert "the target must be a training-config field" in probs[0]
+    assert "'learnin_rate'" in probs[0] and "Did you mean 'learning_rate'?" in probs[0]
+    probs = _problems(_space(tmp_path, {"loss": {"type": "categorical", "choices": ["dice_ce", "dicee"]}}))
+    assert "the value is invalid for `loss`" in probs[0] and "'dicee'" in probs[0]
+    probs = _problems(
+        _space(tmp_path, {"loss": {"type": "categorical", "choices": ["ce"]}}, fixed={"epoch": 3})
+    )
+    assert "fixed: keys must be training-config fields" in probs[0] and "Did you mean 'epochs'?" in probs[0]
+
+
+def test_bad_conditions(tmp_path: Path) -> None:
+    probs = _problems(
+        _space(
+            tmp_path,
+            {
+                "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
+                "learning_rate": {"type": "float", "low": 0.001, "high": 0.1},
+                "momentum": {"type": "float", "low": 0.9, "high": 0.99, "when": {"optimiser": "sgd"}},
+                "nesterov": {"type": "bool", "when": {"optimizer": "sgdd"}},
+                "weight_decay": {"type": "float", "low": 1e-5, "high": 1e-3, "when": {"learning_rate": 0.01}},
+                "poly_exponent": {"type": "float", "low": 0.5, "high": 1.0, "when": {"loss": "ce"}},
+                "loss": {"type": "categorical", "choices": ["ce", "dice_ce"]},
+            },
+        )
+    )
+    text = "\n".join(probs)
+    assert "momentum: `when` must name a categorical or bool parameter defined above | 'optimiser'" in text
+    assert "Did you mean 'optimizer'?" in text
+    assert "nesterov: the condition's value is not a choice of `optimizer` | 'sgdd'" in text
+    assert (
+        "weight_decay: `when` can only test categorical or bool parameters | learning_rate is float" in text
+    )
+    assert (
+        "poly_exponent: `when` must name a categorical or bool parameter defined above (it is defined later: move it above)"
+        in text
+    )
+
+
+def test_sampling_respects_conditions() -> None:
+    space = load_space(ROOT / "search_spaces" / "quick.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        values = suggest(space, study.ask())
+        seen.add(values["optimizer"])
+        assert ("lr_sgd" in values) == (values["optimizer"] == "sgd")
+        assert ("lr_adamw" in values) == (values["optimizer"] == "adamw")
+    assert seen == {"sgd", "adamw"}
+
+
+def test_resolve_is_plan_aware(plan: Plan) -> None:
+    space = load_space(ROOT / "search_spaces" / "default.yaml")
+    cfgp = plan.configurations["3d_fullres"]
+    base = TrainConfig()
+    point = default_point(space, base, plan)
+    assert point["optimizer"] == "sgd" and point["lr_sgd"] == 0.01 and point["patch_size_scale"] == 1.0
+    assert point["n_stages"] == min(6, cfgp.network.n_stages)
+    cfg = resolve(space, base, plan, point)
+    assert cfg.patch_size == cfgp.patch_size and cfg.batch_size == cfgp.batch_size
+    assert cfg.augmentation == base.augmentation
+    small = resolve(
+        space,
+        base,
+        plan,
+        {
+            **point,
+            "patch_size_scale": 0.8,
+            "batch_size_scale": 0.5,
+            "augmentation_strength": 1.5,
+            "normalization": "rescale_0_1",
+            "base_features": 16,
+            "n_stages": 3,
+        },
+    )
+    assert small.patch_size is not None
+    assert all(p % d == 0 for p, d in zip(small.patch_size, cfgp.network.divisor, strict=True))
+    assert small.batch_size == max(1, round(cfgp.batch_size * 0.5))
+    assert small.augmentation.gamma_p == pytest.approx(0.45) and small.augmentation.flip_p == pytest.approx(
+        0.75
+    )
+    eff = effective_plan(plan, small).configurations["3d_fullres"]
+    assert eff.data_identifier == "3d_fullres__rescale_0_1"
+    assert {n.scheme for n in eff.normalization} == {"rescale_0_1"}
+    assert eff.network.n_stages == 3 and eff.network.features_per_stage == [16, 32, 64]
+    assert effective_plan(plan, cfg) is plan  # no overrides: the plan itself
+
+
+def test_grid_dedupes_and_writes_configs(tmp_path: Path, plan: Plan) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("epochs: 3\nlearning_rate: 0.01\n")
+    strategy = tmp_path / "strategy.yaml"
+    strategy.write_text(
+        yaml.safe_dump(
+            {
+                "loss": ["dice_ce", "ce"],
+                "learning_rate": [0.01, 0.01, 0.001],
+                "augmentation": {"flip_p": [0.0, 0.5]},
+            }
+        )
+    )
+    df = write_grid(base, strategy, tmp_path / "out")
+    assert len(df) == 8  # 2 x 2 (the repeated 0.01 counts once) x 2
+    files = sorted((tmp_path / "out").glob("config_*.yaml"))
+    assert len(files) == 8 and (tmp_path / "out" / "grid.csv").is_file()
+    loaded = [TrainConfig.model_validate(yaml.safe_load(f.read_text())) for f in files]
+    assert len({c.digest() for c in loaded}) == 8 and all(c.epochs == 3 for c in loaded)
+    # combinations resolving to one config run once: setting the base's own value adds nothing
+    strategy.write_text(yaml.safe_dump({"loss": ["dice_ce"], "learning_rate": [0.01], "epochs": [3, 3]}))
+    space = grid_as_space(strategy)
+    assert len(grid_points(space, TrainConfig(epochs=3), plan)) == 1
+    strategy.write_text(yaml.safe_dump({"los": ["ce"]}))
+    with pytest.raises(ConfigError) as e:
+        write_grid(base, strategy, tmp_path / "bad")
+    assert "Did you mean 'loss'?" in str(e.value) and not (tmp_path / "bad").exists()
