@@ -191,3 +191,35 @@ def test_bad_engine_and_resources_fail_fast(data: tuple[Path, Path], tmp_path: P
         api.sweep(ds, tmp_path / "W", space=space, trial_resources="cpu=0,gpu=0.5", show_progress=False)
     assert "--trial-resources" in str(e.value)
     assert not (tmp_path / "W").exists()
+
+
+def test_grid_sweep_survives_a_failing_trial(data: tuple[Path, Path], tmp_path: Path) -> None:
+    """A grid with one config whose patch does not fit the network: that trial fails (after one retry), the others
+    finish, and the failure is visible in the table and in MLflow."""
+    ds, _ = data
+    plan = api.plan_dataset(ds, tmp_path / "P", preset="cpu", run_preprocess=False, show_progress=False).plan
+    good = plan.configurations["3d_fullres"].patch_size
+    strategy = tmp_path / "grid.yaml"
+    strategy.write_text(
+        yaml.safe_dump(
+            {
+                "patch_size": [good, [15, 15, 15]],
+                "learning_rate": [0.01],
+                "epochs": [2],
+                "iterations_per_epoch": [2],
+            }
+        )
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = api.sweep(
+        ds, tmp_path / "W", grid=strategy, folds=2, tracking_uri=uri, workers=1, show_progress=False
+    )
+    table = res.table.set_index("trial")
+    assert list(table.index) == ["g000", "g001"]
+    assert table.loc["g000", "folds_done"] == 2 and table.loc["g001", "folds_done"] == 0
+    assert [o.status for o in sorted(res.outcomes, key=lambda o: o.key)] == ["complete", "error"]
+    assert "divisible" in next(o.error for o in res.outcomes if o.key == "g001")
+    assert res.best is not None and res.best["trial"] == "g000"
+    runs = _runs(uri, "Synthetic")
+    failed = [r for r in runs if r.data.tags.get("automed_key") == "g001"]
+    assert len(failed) == 1 and failed[0].info.status == "FAILED"

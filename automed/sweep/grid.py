@@ -63,7 +63,11 @@ def load_strategy(path: Path) -> dict[str, list[Any]]:
             raise ConfigError.single(
                 path, f"'{key}': a grid axis needs at least one value", "[]", "list the values to try"
             )
-        out[key] = list(dict.fromkeys(values))  # repeated values in one list count once
+        unique: list[Any] = []
+        for value in values:  # repeated values in one list count once (lists are not hashable: compare)
+            if value not in unique:
+                unique.append(value)
+        out[key] = unique
     return out
 
 

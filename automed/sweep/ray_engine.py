@@ -18,7 +18,7 @@ from typing import Any, Literal
 from automed.errors import ConfigError, Problem
 from automed.sweep.engine import ENGINES, SearchSpec, TrialOutcome
 from automed.sweep.objective import SweepContext, run_trial
-from automed.sweep.space import SearchSpace, suggest
+from automed.sweep.space import SearchSpace, choice_label, decode, suggest
 
 
 class _DefineByRun:
@@ -35,7 +35,8 @@ def _search_trainable(config: dict[str, Any], ctx: SweepContext, folds: list[int
     from ray import tune
 
     key = tune.get_context().get_trial_id()
-    values = {k: v for k, v in config.items() if not k.startswith("__")}
+    space = SearchSpace.model_validate(ctx.space)
+    values = decode(space, {k: v for k, v in config.items() if not k.startswith("__")})
     run_trial(ctx, key, values, folds, report=lambda m: tune.report(m))
 
 
@@ -62,6 +63,14 @@ def _probe(paths: list[str], writable: str) -> dict[str, Any]:
     except OSError as exc:
         problems.append(f"cannot write {writable} ({exc.strerror})")
     return {"host": socket.gethostname(), "problems": problems}
+
+
+def _error_text(error: BaseException | None) -> str:
+    """The trial's own exception message on one line (Ray wraps it in a RayTaskError)."""
+    if error is None:
+        return ""
+    cause = getattr(error, "cause", None) or error
+    return " ".join(line.strip() for line in str(cause).splitlines() if line.strip())[:1000]
 
 
 def _trial_id_from_path(path: str | None) -> str:
@@ -233,7 +242,7 @@ class RayEngine:
                 space=_DefineByRun(space.model_dump(mode="json")),
                 metric="score",
                 mode="max",
-                points_to_evaluate=points or None,
+                points_to_evaluate=[{k: choice_label(v) for k, v in pt.items()} for pt in points] or None,
                 sampler=sampler,
             )
             return tune.Tuner(
@@ -293,7 +302,7 @@ class RayEngine:
             status: Literal["complete", "stopped", "error"] = (
                 "error" if r.error else ("complete" if metrics.get("validated") else "stopped")
             )
-            out.append(TrialOutcome(str(key), status, str(r.error).splitlines()[0] if r.error else ""))
+            out.append(TrialOutcome(str(key), status, _error_text(r.error)))
         return out
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from automed.sweep.space import SearchSpace, distributions
+from automed.sweep.space import SearchSpace, choice_label, distributions
 
 
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
@@ -70,7 +70,9 @@ def study_plots(space: SearchSpace, df: pd.DataFrame, out: Path) -> dict[str, st
         score = row["fold0_dice"]
         if not isinstance(score, float) or math.isnan(score):
             continue
-        params = {k[2:]: row[k] for k in df.columns if k.startswith("p.") and not _missing(row[k])}
+        params = {
+            k[2:]: choice_label(row[k]) for k in df.columns if k.startswith("p.") and not _missing(row[k])
+        }
         params = {
             k: (int(v) if isinstance(dists[k], optuna.distributions.IntDistribution) else v)
             for k, v in params.items()

@@ -424,7 +424,9 @@ def _finish(
     default = {str(k): v for k, v in default_rows.iloc[0].to_dict().items()} if len(default_rows) else None
     if best is None:
         verdict = "no trial finished every fold: no best config"
-    elif default is None or default["folds_done"] < n_folds:
+    elif default is None:
+        verdict = f"best trial {best['trial']}: CV Dice {best['cv_dice']:.4f} (no planner-default trial in this sweep)"
+    elif default["folds_done"] < n_folds:
         verdict = f"best trial {best['trial']}: CV Dice {best['cv_dice']:.4f} (the planner default did not finish every fold)"
     elif best["trial"] == default["trial"] or best["cv_dice"] <= default["cv_dice"]:
         verdict = (

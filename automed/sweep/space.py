@@ -31,6 +31,7 @@ from automed.train.config import Augmentation, TrainConfig
 
 SPECIAL_TARGETS = ("patch_size_scale", "batch_size_scale", "augmentation_strength")
 Value = str | int | float | bool
+Choice = str | int | float | bool | list[int]  # a list: e.g. a patch size in a grid
 
 
 class _Strict(BaseModel):
@@ -44,7 +45,7 @@ class Parameter(_Strict):
     high: float | None = None
     log: bool = False
     step: float | None = None
-    choices: list[Value] | None = None
+    choices: list[Choice] | None = None
     default: Value | None = None
     when: dict[str, Value | list[Value]] | None = None
 
@@ -56,8 +57,16 @@ class Parameter(_Strict):
                 return False
         return True
 
-    def options(self) -> list[Value]:
+    def options(self) -> list[Choice]:
         return [False, True] if self.type == "bool" else list(self.choices or [])
+
+    def labels(self) -> list[Value]:
+        """The options as Optuna can store them (a list becomes ``"16x32x32"``)."""
+        return [choice_label(c) for c in self.options()]
+
+
+def choice_label(c: Choice) -> Value:
+    return "x".join(str(v) for v in c) if isinstance(c, list) else c
 
 
 class SearchSpace(_Strict):
@@ -170,7 +179,7 @@ def _check_parameter(
                     f"use a value in [{p.low}, {p.high}]",
                 )
             )
-        probes: list[Value] = [p.low, p.high] if p.type == "float" else [int(p.low), int(p.high)]
+        probes: list[Choice] = [p.low, p.high] if p.type == "float" else [int(p.low), int(p.high)]
     else:
         if p.type == "categorical" and not p.choices:
             return [
@@ -200,6 +209,19 @@ def _check_parameter(
                 )
             )
         probes = p.options()
+    if target == "architecture":
+        from automed.train.networks import NETWORKS
+
+        for v in probes:
+            if v not in NETWORKS.names():
+                out.append(
+                    Problem(
+                        file,
+                        f"{where}: the value is not a registered network ({NETWORKS.names()})",
+                        repr(v),
+                        f"use a registered name.{did_you_mean(str(v), NETWORKS.names())}",
+                    )
+                )
     if target not in SPECIAL_TARGETS:
         for v in probes:
             why = _config_error(fixed, target, v)
@@ -361,7 +383,7 @@ def distributions(space: SearchSpace) -> dict[str, Any]:
             assert p.low is not None and p.high is not None
             out[name] = od.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
         else:
-            out[name] = od.CategoricalDistribution(p.options())
+            out[name] = od.CategoricalDistribution(p.labels())
     return out
 
 
@@ -378,8 +400,20 @@ def suggest(space: SearchSpace, trial: Any) -> dict[str, Any]:
             assert p.low is not None and p.high is not None
             values[name] = trial.suggest_int(name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
         else:
-            values[name] = trial.suggest_categorical(name, p.options())
+            label = trial.suggest_categorical(name, p.labels())
+            values[name] = p.options()[p.labels().index(label)]
     return values
+
+
+def decode(space: SearchSpace, labelled: dict[str, Any]) -> dict[str, Any]:
+    """Values as an engine reports them (list choices as labels) -> the space's values."""
+    out = {}
+    for name, v in labelled.items():
+        p = space.parameters.get(name)
+        if p is not None and p.type in ("categorical", "bool") and v in p.labels():
+            v = p.options()[p.labels().index(v)]
+        out[name] = v
+    return out
 
 
 def default_point(space: SearchSpace, base: TrainConfig, plan: Plan) -> dict[str, Any]:
