@@ -354,7 +354,9 @@ def sweep(
     ] = True,
     sampler: Annotated[str, typer.Option(help="tpe (seeded, multivariate) or random.")] = "tpe",
     scheduler: Annotated[str, typer.Option(help="asha (stop weak trials early) or none.")] = "asha",
-    engine: Annotated[str, typer.Option(help="Sweep engine (ray).")] = "ray",
+    engine: Annotated[
+        str, typer.Option(help="ray (one machine or a cluster) or optuna (this machine, no Ray daemons).")
+    ] = "ray",
     ray_address: Annotated[
         str | None, typer.Option(help="Existing Ray cluster: auto, or HOST:PORT (also RAY_ADDRESS).")
     ] = None,

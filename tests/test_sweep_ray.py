@@ -223,3 +223,19 @@ def test_grid_sweep_survives_a_failing_trial(data: tuple[Path, Path], tmp_path: 
     runs = _runs(uri, "Synthetic")
     failed = [r for r in runs if r.data.tags.get("automed_key") == "g001"]
     assert len(failed) == 1 and failed[0].info.status == "FAILED"
+
+
+def test_optuna_engine_same_objective_and_tracking(data: tuple[Path, Path], tmp_path: Path) -> None:
+    """`--engine optuna`: local processes on a journal file, pruning instead of ASHA, same trial folders and runs."""
+    ds, space = data
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = api.sweep(
+        ds, tmp_path / "W", space=space, trials=4, folds=2, promote=1, engine="optuna", tracking_uri=uri,
+        workers=1, show_progress=False,
+    )  # fmt: skip
+    wd = res.workdir
+    assert (wd / "optuna" / "journal.log").is_file()
+    assert len(res.table) == 4 and res.default is not None and res.default["folds_done"] == 2
+    assert {o.key for o in res.outcomes} == set(res.table["trial"])
+    assert all(o.status != "error" for o in res.outcomes), res.outcomes
+    _check_mlflow(uri, wd, 2)

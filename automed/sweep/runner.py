@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import automed.sweep.optuna_engine
 import automed.sweep.ray_engine  # noqa: F401  (registers the "ray" engine)
 from automed._version import __version__
 from automed.artifacts import write_json_atomic
@@ -181,6 +182,10 @@ def _fold_budget(
     return max(20.0, 0.85 * left / waves)
 
 
+def _min_budget(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
 def _mark_stopped(tracker: Any, sweep_run: str, outcomes: list[TrialOutcome]) -> None:
     """Trials the scheduler stopped end as FINISHED with a tag (Ray kills them mid-fold, which reads KILLED)."""
     for o in outcomes:
@@ -190,13 +195,13 @@ def _mark_stopped(tracker: Any, sweep_run: str, outcomes: list[TrialOutcome]) ->
         for key, parent in ((o.key, sweep_run),):
             rid, _ = tracker.find_or_start_run(f"trial-{key}", key, parent=parent)
             tracker.set_tags(
-                rid, {"sweep.outcome": o.status, **({"error": o.error[:500]} if o.error else {})}
+                rid, {"screen.outcome": o.status, **({"error": o.error[:500]} if o.error else {})}
             )
             for fold_run in tracker.client.search_runs(
                 [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{rid}'"
             ):
                 if fold_run.info.status != "FINISHED":
-                    tracker.set_tags(fold_run.info.run_id, {"sweep.outcome": o.status})
+                    tracker.set_tags(fold_run.info.run_id, {"screen.outcome": o.status})
                     tracker.end_run(fold_run.info.run_id, status)
             tracker.end_run(rid, status)
 
@@ -337,16 +342,20 @@ def sweep_dataset(
             from automed.sweep.grid import grid_points
 
             points = grid_points(space, base, plan)
-            ctx = replace(ctx, fold_budget_s=_fold_budget(opts, len(points), 0, n_folds, conc, left))
+            if state.get("fold_budget_s") is None or (opts.budget_s is not None and not resume):
+                state["fold_budget_s"] = _fold_budget(opts, len(points), 0, n_folds, conc, left)
+            ctx = replace(ctx, fold_budget_s=state["fold_budget_s"])
             ts = time.perf_counter()
             outcomes = engine.evaluate(ctx, points, all_folds, conc, opts.retries, resume, stage="grid")
             state.setdefault("timing", {})["grid_s"] = time.perf_counter() - ts
         else:
             screen_folds = [0] if opts.screen else all_folds
             n_promote = (opts.promote + 1) * (n_folds - 1) if opts.screen else 0
-            ctx = replace(
-                ctx, fold_budget_s=_fold_budget(opts, opts.trials, n_promote, len(screen_folds), conc, left)
-            )
+            if state.get("fold_budget_s") is None or (opts.budget_s is not None and not resume):
+                state["fold_budget_s"] = _fold_budget(
+                    opts, opts.trials, n_promote, len(screen_folds), conc, left
+                )
+            ctx = replace(ctx, fold_budget_s=state["fold_budget_s"])
             share = opts.trials * len(screen_folds) / max(1, opts.trials * len(screen_folds) + n_promote)
             spec = SearchSpec(
                 n_trials=opts.trials,
@@ -369,7 +378,9 @@ def sweep_dataset(
             if opts.screen and n_folds > 1:
                 table = trials_table(wd, n_folds)
                 screened = table[table["folds_done"] >= 1].sort_values("fold0_dice", ascending=False)
-                keys = list(screened["trial"][: opts.promote]) + list(screened[screened["default"]]["trial"])
+                # the planner default is always promoted (resuming its fold 0 if ASHA stopped it), so the verdict
+                # compares the best trial with it at full CV
+                keys = list(screened["trial"][: opts.promote]) + list(table[table["default"]]["trial"])
                 chosen = []
                 for key in dict.fromkeys(keys):
                     chosen.append(
@@ -380,9 +391,9 @@ def sweep_dataset(
                     if opts.budget_s
                     else math.inf
                 )
-                ctx = replace(
-                    ctx, fold_budget_s=_fold_budget(opts, 0, len(chosen) * (n_folds - 1), 1, conc, left)
-                )
+                share_s = _fold_budget(opts, 0, len(chosen) * (n_folds - 1), 1, conc, left)
+                # promoted folds train as long as screened ones did (comparable CV), less only if time is short
+                ctx = replace(ctx, fold_budget_s=_min_budget(share_s, state.get("fold_budget_s")))
                 ts = time.perf_counter()
                 outcomes += engine.evaluate(
                     ctx,

@@ -1,0 +1,229 @@
+"""The single-machine engine (``--engine optuna``): Optuna with a journal file, several local processes, no Ray.
+
+Same search space, objective (:func:`automed.sweep.objective.run_trial`) and tracking as the Ray engine; ASHA becomes
+Optuna's ``SuccessiveHalvingPruner`` on the same per-epoch score. The study lives in ``SWEEP/optuna/journal.log``
+(Optuna's ``JournalFileBackend``: safe for several processes, faster than SQLite). Trials left RUNNING by a killed
+driver are marked failed on ``--resume`` and enqueued again under the same key, so they continue from their fold
+checkpoint in their own folder.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import socket
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from automed.errors import ConfigError, Problem
+from automed.sweep.engine import ENGINES, SearchSpec, TrialOutcome
+from automed.sweep.objective import SweepContext, run_trial
+from automed.sweep.space import SearchSpace, choice_label, suggest
+
+KEY_ATTR = "automed_key"
+
+
+def _storage(ctx: SweepContext) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    folder = Path(ctx.sweep_dir) / "optuna"
+    folder.mkdir(exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(folder / "journal.log")))
+
+
+def _study(ctx: SweepContext, spec: SearchSpec) -> Any:
+    import optuna
+
+    sampler: Any = (
+        optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, spec.n_trials // 3))
+        if spec.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=spec.seed)
+    )
+    pruner: Any = (
+        optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=spec.grace_epochs, reduction_factor=spec.reduction_factor
+        )
+        if spec.scheduler == "asha"
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name="search",
+        storage=_storage(ctx),
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
+
+
+def _with_retries(
+    ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], retries: int, report: Any = None
+) -> dict[str, Any]:
+    import optuna
+
+    for attempt in range(retries + 1):
+        try:
+            return run_trial(ctx, key, values, folds, report)
+        except optuna.TrialPruned:
+            raise
+        except Exception:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _search_worker(ctx: SweepContext, spec: SearchSpec, quota: int) -> None:
+    """One process: run ``quota`` trials of the shared study (or until time is up)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = _study(ctx, spec)
+    space = SearchSpace.model_validate(ctx.space)
+
+    def objective(trial: optuna.Trial) -> float:
+        key = str(trial.user_attrs.get(KEY_ATTR) or f"t{trial.number:04d}")
+        trial.set_user_attr(KEY_ATTR, key)
+        values = suggest(space, trial)
+        last = {"step": -1}
+
+        def report(m: dict[str, float]) -> None:
+            step = int(m["epoch"])
+            if m.get("validated") or step <= last["step"]:
+                return
+            last["step"] = step
+            trial.report(m["score"], step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        try:
+            out = _with_retries(ctx, key, values, spec.folds, spec.retries, report)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", " ".join(str(exc).split())[:1000])
+            raise
+        return float(out["score"])
+
+    study.optimize(objective, n_trials=quota, timeout=spec.time_budget_s, catch=(Exception,))
+
+
+def _evaluate_one(
+    ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], retries: int
+) -> TrialOutcome:
+    try:
+        _with_retries(ctx, key, values, folds, retries)
+    except Exception as exc:
+        return TrialOutcome(key, "error", " ".join(str(exc).split())[:1000])
+    return TrialOutcome(key, "complete")
+
+
+class OptunaEngine:
+    name = "optuna"
+
+    def __init__(
+        self,
+        address: str | None,
+        resources: dict[str, float],
+        temp_dir: str | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        if address:
+            raise ConfigError.single(
+                "--ray-address",
+                "the optuna engine runs on this machine only",
+                address,
+                "use --engine ray for a cluster, or drop --ray-address",
+            )
+        self.resources = resources
+        self.show_progress = show_progress
+
+    def concurrency(self) -> int:
+        return max(1, int((os.cpu_count() or 1) // max(self.resources.get("cpu", 1), 1e-3)))
+
+    def check_nodes(self, readable: list[str], writable: str) -> list[str]:
+        problems = [
+            Problem(p, "the sweep must read the dataset and its work dir", "not readable", "check the path")
+            for p in readable
+            if not os.access(p, os.R_OK)
+        ]
+        if not os.access(writable, os.W_OK):
+            problems.append(
+                Problem(writable, "the sweep must write its work dir", "not writable", "choose another -o")
+            )
+        if problems:
+            raise ConfigError(problems, "the sweep cannot start")
+        return [socket.gethostname()]
+
+    def _pool(self, n: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))
+
+    def search(
+        self,
+        ctx: SweepContext,
+        space: SearchSpace,
+        points: list[dict[str, Any]],
+        spec: SearchSpec,
+        resume: bool,
+    ) -> list[TrialOutcome]:
+        import optuna
+        from optuna.trial import TrialState
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        study = _study(ctx, spec)
+        requeued: set[str] = set()
+        if not study.trials:
+            for pt in points:
+                study.enqueue_trial({k: choice_label(v) for k, v in pt.items()})
+        elif resume:  # trials a killed driver left RUNNING: fail them, run them again under their key
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                key = str(t.user_attrs.get(KEY_ATTR, f"t{t.number:04d}"))
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                study.enqueue_trial(t.params, user_attrs={KEY_ATTR: key})
+                requeued.add(key)
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        done = {str(t.user_attrs.get(KEY_ATTR)) for t in study.get_trials(deepcopy=False, states=finished)}
+        remaining = max(0, spec.n_trials - len(done - requeued))
+        n = max(1, min(spec.concurrency, remaining))
+        quotas = [remaining // n + (1 if w < remaining % n else 0) for w in range(n)]
+        with self._pool(n) as pool:  # each process runs its share, so exactly n_trials run in all
+            futures = [pool.submit(_search_worker, ctx, spec, q) for q in quotas if q > 0]
+            for f in futures:
+                f.result()
+        out = []
+        state_map: dict[TrialState, Literal["complete", "stopped", "error"]] = {
+            TrialState.COMPLETE: "complete",
+            TrialState.PRUNED: "stopped",
+            TrialState.FAIL: "error",
+        }
+        latest: dict[str, Any] = {}
+        for t in study.get_trials(deepcopy=False):
+            if KEY_ATTR in t.user_attrs and t.state in state_map:
+                latest[t.user_attrs[KEY_ATTR]] = t  # a re-run of a key supersedes its failed attempt
+        for key, t in latest.items():
+            out.append(TrialOutcome(key, state_map[t.state], str(t.user_attrs.get("error", ""))))
+        return out
+
+    def evaluate(
+        self,
+        ctx: SweepContext,
+        trials: list[tuple[str, dict[str, Any]]],
+        folds: list[int],
+        concurrency: int,
+        retries: int,
+        resume: bool,
+        stage: str = "promote",
+    ) -> list[TrialOutcome]:
+        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        with self._pool(max(1, min(concurrency, len(trials)))) as pool:
+            futures = [pool.submit(_evaluate_one, ctx, k, v, folds, retries) for k, v in trials]
+            return [f.result() for f in futures]
+
+    def close(self) -> None:
+        return None
+
+
+ENGINES.add("optuna", OptunaEngine)
