@@ -111,6 +111,14 @@ def test_two_node_cluster(data: tuple[Path, Path], tmp_path: Path, monkeypatch: 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     try:
         cluster.wait_for_nodes()
+        from automed.errors import ConfigError
+        from automed.sweep.ray_engine import RayEngine
+
+        engine = RayEngine(cluster.address, {"cpu": 1.0, "gpu": 0.0}, show_progress=False)
+        with pytest.raises(ConfigError) as e:  # every node is probed; each one that cannot read says so
+            engine.check_nodes([str(tmp_path / "missing")], str(tmp_path))
+        assert len(e.value.problems) == 2 and all("cannot read" in p.value for p in e.value.problems)
+        assert e.value.problems[0].file.startswith("node ")
         res = api.sweep(
             ds, tmp_path / "W", space=space, trials=5, folds=2, promote=1, ray_address=cluster.address,
             trial_resources="cpu=1", tracking_uri=uri, workers=1, show_progress=False,
