@@ -315,6 +315,54 @@ def grid(base: str | Path, strategy: str | Path, output: str | Path) -> Any:
     return write_grid(Path(base), Path(strategy), Path(output))
 
 
+def export(
+    model: str | Path,
+    output: str | Path,
+    *,
+    formats: str = "onnx,openvino",
+    case: str | Path | None = None,
+    ov_precision: str = "f32",
+    repeats: int = 1,
+    tracking_uri: str | None = None,
+) -> Any:
+    """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case."""
+    from automed.data.cases import read_case
+    from automed.data.dataset import Case
+    from automed.export.export import export_predictor, first_validation_case, parse_formats
+    from automed.infer.inputs import discover
+    from automed.infer.predictor import Predictor
+    from automed.registry import check_choice
+
+    fmts = parse_formats(formats)
+    check_choice(ov_precision, ["f32", "bf16", "f16"], what="the OpenVINO precision", where="--ov-precision")
+    predictor = _load_predictor(model, tracking_uri)
+    assert isinstance(predictor, Predictor)
+    sample = None
+    if case is not None:
+        found = discover(case, predictor.plan.n_channels)
+        c = found[0]
+        cd = read_case(Case(c.case_id, c.images), c.is_4d)
+        sample = (c.case_id, cd.channels, cd.geometry)
+    elif not str(model).startswith("models:/"):
+        sample = first_validation_case(Path(model))
+    return export_predictor(predictor, Path(output), fmts, sample, ov_precision=ov_precision, repeats=repeats)
+
+
+def _load_predictor(model: str | Path, tracking_uri: str | None, device: str | None = None) -> Any:
+    """A work dir or a ``models:/NAME@ALIAS`` URI as a :class:`~automed.infer.predictor.Predictor`."""
+    from automed.infer.predictor import Predictor
+    from automed.registry_model import load_bundle
+
+    if str(model).startswith("models:/"):
+        import tempfile
+
+        from automed.tracking import download_model
+
+        tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
+        return load_bundle(download_model(str(model), tmp, tracking_uri), device)
+    return Predictor.from_workdir(model, device=device)
+
+
 def parse_duration(value: str | float | None) -> float | None:
     """``45m``, ``2h``, ``90s``, ``1h30m`` or seconds as a number -> seconds."""
     if value is None:
@@ -357,20 +405,10 @@ def predict(
     from automed.data.dataset import Case
     from automed.data.io import write_image
     from automed.infer.inputs import discover
-    from automed.infer.predictor import Predictor
     from automed.parallel import progress_bar
-    from automed.registry_model import load_bundle
 
     out = Path(output)
-    if str(model).startswith("models:/"):
-        import tempfile
-
-        from automed.tracking import download_model
-
-        tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
-        predictor = load_bundle(download_model(str(model), tmp, tracking_uri), device)
-    else:
-        predictor = Predictor.from_workdir(model, device=device)
+    predictor = _load_predictor(model, tracking_uri, device)
     predictor.tta = tta
     cases = discover(input_path, predictor.plan.n_channels)
     out.mkdir(parents=True, exist_ok=True)

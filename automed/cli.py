@@ -439,6 +439,54 @@ def grid_cmd(
 
 
 @app.command()
+def export(
+    model: Annotated[str, typer.Argument(help="Training work dir or models:/NAME@ALIAS.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Export folder.")],
+    format: Annotated[
+        str, typer.Option("--format", help="Comma-separated: onnx, openvino.")
+    ] = "onnx,openvino",
+    case: Annotated[
+        Path | None, typer.Option(help="Image (or folder) for the parity check (default: a validation case).")
+    ] = None,
+    ov_precision: Annotated[
+        str, typer.Option(help="OpenVINO runtime precision also checked and timed: f32, bf16 or f16.")
+    ] = "f32",
+    repeats: Annotated[int, typer.Option(help="Timed predictions per runtime (best is kept).")] = 1,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")] = None,
+) -> None:
+    """Export fold networks to ONNX / OpenVINO IR; check parity with torch and time each runtime on a real case.
+
+    Example: automed export work -o work/export --format onnx,openvino
+    """
+    from automed import api
+
+    res = api.export(
+        model,
+        output,
+        formats=format,
+        case=case,
+        ov_precision=ov_precision,
+        repeats=repeats,
+        tracking_uri=tracking_uri,
+    )
+    rep = res.report
+    if "parity" in rep:
+        t = Table(title=f"parity and latency on {rep['parity_case']}")
+        for col in ("runtime", "max |dp|", "Dice vs torch", "seconds"):
+            t.add_column(col)
+        for name, sec in rep["latency_seconds"].items():
+            p = rep["parity"].get(name, {})
+            t.add_row(
+                name,
+                f"{p['max_abs_prob']:.2e}" if p else "reference" if name == "torch_fp32" else "",
+                f"{p['dice_vs_torch']:.4f}" if p else "",
+                f"{sec:.2f}",
+            )
+        out.print(t)
+    out.print(f"exported to {res.folder} (report: {res.folder / 'export.json'})")
+
+
+@app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],

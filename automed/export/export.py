@@ -1,0 +1,218 @@
+"""``automed export MODEL --format onnx,openvino``: fold networks to ONNX / OpenVINO, proven equal on a real case.
+
+Output folder: ``onnx/fold_<k>.onnx``, ``openvino/fold_<k>.xml|.bin``, ``export.json`` (formats, opset, precision,
+parity and latency reports). Parity: one real case is predicted end to end (preprocessing, sliding window, fold
+ensemble, TTA, mapping back) by torch in float32 and by each runtime through the same code; the report gives the
+largest absolute difference of class probabilities and the Dice between the two label maps. Thresholds (enforced,
+the export fails otherwise): float32 runtimes max |dp| <= 1e-3 and Dice >= 0.999; OpenVINO bf16 max |dp| <= 0.1
+and Dice >= 0.98 (bf16 keeps 8 bits of mantissa). Latency: full prediction of that case with each runtime, best of
+``repeats``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automed.artifacts import write_json_atomic
+from automed.data.io import Geometry
+from automed.errors import ConfigError
+from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
+from automed.infer.predictor import Predictor
+
+FORMATS = ("onnx", "openvino")
+THRESHOLDS = {
+    "f32": {"max_abs_prob": 1e-3, "min_dice": 0.999},
+    "bf16": {"max_abs_prob": 0.1, "min_dice": 0.98},
+}
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    report: dict[str, Any]
+
+
+def parse_formats(text: str) -> list[str]:
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        from automed.registry import did_you_mean
+
+        raise ConfigError.single(
+            "--format",
+            f"formats are a comma-separated subset of {list(FORMATS)}",
+            text,
+            f"e.g. --format onnx,openvino.{did_you_mean(bad[0], FORMATS) if bad else ''}",
+        )
+    return formats
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean Dice over the foreground labels present in either map (1.0 when both are empty)."""
+    labels = [v for v in np.union1d(np.unique(a), np.unique(b)) if v != 0]
+    if not labels:
+        return 1.0
+    scores = [2 * np.sum((a == v) & (b == v)) / (np.sum(a == v) + np.sum(b == v)) for v in labels]
+    return float(np.mean(scores))
+
+
+def _runtime_predictor(base: Predictor, modules: list[torch.nn.Module]) -> Predictor:
+    return Predictor(
+        base.plan,
+        base.configuration,
+        modules,
+        device=torch.device("cpu"),
+        amp=False,
+        step=base.step,
+        tta=base.tta,
+        patch=base.patch,
+    )
+
+
+def _timed(pred: Predictor, channels: np.ndarray, geometry: Geometry, repeats: int) -> tuple[Any, float]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = pred.predict_arrays(channels, geometry, probabilities=True)
+        best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
+def export_predictor(
+    predictor: Predictor,
+    out: Path,
+    formats: list[str],
+    case: tuple[str, np.ndarray, Geometry] | None,
+    *,
+    ov_precision: str = "f32",
+    repeats: int = 1,
+    threads: int | None = None,
+) -> ExportResult:
+    """Export ``predictor``'s fold networks, then check parity and time them on ``case`` (id, channels, geometry)."""
+    out.mkdir(parents=True, exist_ok=True)
+    net = predictor.cfg.network
+    report: dict[str, Any] = {
+        "schema_version": 1,
+        "formats": formats,
+        "onnx_opset": OPSET,
+        "openvino_weights": "FP32",
+        "openvino_precision": ov_precision,
+        "patch": predictor.patch,
+        "tta": predictor.tta,
+        "step": predictor.step,
+        "thresholds": THRESHOLDS,
+        "files": {},
+        "export_seconds": {},
+    }
+    onnx_files = []
+    for k, model in enumerate(predictor.models):
+        path = out / "onnx" / f"fold_{k}.onnx"
+        path.parent.mkdir(exist_ok=True)
+        m = model.float().cpu()
+        report["export_seconds"][f"onnx_fold_{k}"] = export_onnx(
+            m, net.in_channels, predictor.patch, net.divisor, path
+        )
+        onnx_files.append(path)
+    report["files"]["onnx"] = [str(p.relative_to(out)) for p in onnx_files]
+    ov_files = []
+    if "openvino" in formats:
+        for k, path in enumerate(onnx_files):
+            xml = out / "openvino" / f"fold_{k}.xml"
+            xml.parent.mkdir(exist_ok=True)
+            report["export_seconds"][f"openvino_fold_{k}"] = export_openvino(path, xml)
+            ov_files.append(xml)
+        report["files"]["openvino"] = [str(p.relative_to(out)) for p in ov_files]
+    if "onnx" not in formats:  # ONNX was only the way to OpenVINO
+        report["files"].pop("onnx")
+    if case is not None:
+        report.update(_check(predictor, formats, onnx_files, ov_files, case, ov_precision, repeats, threads))
+    write_json_atomic(out / "export.json", report)
+    failed = [f"{name}: {r['why']}" for name, r in report.get("parity", {}).items() if not r["passed"]]
+    if failed:
+        raise ConfigError.single(
+            out / "export.json",
+            "exported models must match torch within the documented thresholds",
+            "; ".join(failed),
+            "report this model (the parity report is in export.json); use the torch model meanwhile",
+        )
+    return ExportResult(out, report)
+
+
+def _check(
+    predictor: Predictor,
+    formats: list[str],
+    onnx_files: list[Path],
+    ov_files: list[Path],
+    case: tuple[str, np.ndarray, Geometry],
+    ov_precision: str,
+    repeats: int,
+    threads: int | None,
+) -> dict[str, Any]:
+    cid, channels, geometry = case
+    ref_pred = _runtime_predictor(predictor, [m.float().cpu() for m in predictor.models])
+    ref, t_ref32 = _timed(ref_pred, channels, geometry, repeats)
+    default, t_default = _timed(
+        predictor, channels, geometry, repeats
+    )  # automed's own default (amp where native)
+    latency: dict[str, float] = {"torch_fp32": t_ref32, "torch_default": t_default}
+    runtimes: dict[str, tuple[list[torch.nn.Module], str]] = {}
+    if "onnx" in formats:
+        runtimes["onnxruntime"] = ([OnnxModule(p, threads) for p in onnx_files], "f32")
+    if "openvino" in formats:
+        runtimes["openvino_f32"] = ([OpenVinoModule(p, "f32", threads) for p in ov_files], "f32")
+        if ov_precision != "f32":
+            runtimes[f"openvino_{ov_precision}"] = (
+                [OpenVinoModule(p, ov_precision, threads) for p in ov_files],
+                ov_precision,
+            )
+    parity: dict[str, Any] = {}
+    for name, (modules, prec) in runtimes.items():
+        res, seconds = _timed(_runtime_predictor(predictor, modules), channels, geometry, repeats)
+        latency[name] = seconds
+        diff = float(np.abs(res.probabilities - ref.probabilities).max())
+        dice = _dice(res.labels, ref.labels)
+        th = THRESHOLDS[prec]
+        ok = diff <= th["max_abs_prob"] and dice >= th["min_dice"]
+        why = (
+            ""
+            if ok
+            else f"max |dp| {diff:.2e} (<= {th['max_abs_prob']}), Dice {dice:.4f} (>= {th['min_dice']})"
+        )
+        parity[name] = {
+            "max_abs_prob": diff,
+            "dice_vs_torch": dice,
+            "precision": prec,
+            "passed": ok,
+            "why": why,
+        }
+    return {
+        "parity_case": cid,
+        "parity": parity,
+        "latency_seconds": latency,
+        "latency_note": f"full-case prediction (preprocessing, {len(predictor.models)} fold(s), "
+        f"TTA {'on' if predictor.tta else 'off'}, step {predictor.step}), best of {repeats}, "
+        f"{threads or torch.get_num_threads()} threads",
+        "default_vs_fp32_dice": _dice(default.labels, ref.labels),
+    }
+
+
+def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | None:
+    """A real case to check parity on: fold 0's first validation case of a training work dir."""
+    from automed.data.cases import read_case
+    from automed.data.dataset import load_dataset
+
+    cfg_file, splits_file = workdir / "train_config.json", workdir / "splits.json"
+    if not cfg_file.is_file() or not splits_file.is_file():
+        return None
+    ds = load_dataset(json.loads(cfg_file.read_text())["dataset"])
+    cid = json.loads(splits_file.read_text())["folds"][0]["val"][0]
+    case = next(c for c in ds.cases if c.case_id == cid)
+    cd = read_case(case, ds.images_are_4d)
+    return cid, cd.channels, cd.geometry
