@@ -12,9 +12,9 @@ from automed import api
 from automed.data.dataset import Case, Dataset
 from automed.data.splits import make_splits
 from automed.plan.schema import ChannelNormalization
-from automed.preprocess.crop import bbox_of, nonzero_mask
-from automed.preprocess.normalize import normalize
-from automed.preprocess.resample import resample_data, resample_seg, separate_axis
+from automed.runtime.crop import bbox_of, nonzero_mask
+from automed.runtime.normalize import normalize
+from automed.runtime.resample import resample_data, resample_seg, separate_axis
 from automed.testing.synthetic import make_dataset
 
 

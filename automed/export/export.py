@@ -1,7 +1,8 @@
 """``automed export MODEL --format onnx,openvino``: fold networks to ONNX / OpenVINO, proven equal on a real case.
 
-Output folder: ``onnx/fold_<k>.onnx``, ``openvino/fold_<k>.xml|.bin``, ``export.json`` (formats, opset, precision,
-parity and latency reports). Parity: one real case is predicted end to end (preprocessing, sliding window, fold
+Output folder (a standalone bundle, see :mod:`automed.export.bundle`): ``networks/onnx/fold_<k>.onnx``,
+``networks/openvino/fold_<k>.xml|.bin``, ``predict.py`` + ``runtime/``, ``preprocess.json``, ``requirements-*.txt``,
+``README.md``, ``export.json`` (formats, opset, precision, parity and latency reports). Parity: one real case is predicted end to end (preprocessing, sliding window, fold
 ensemble, TTA, mapping back) by torch in float32 and by each runtime through the same code; the report gives the
 largest absolute difference of class probabilities and the Dice between the two label maps. Thresholds (enforced,
 the export fails otherwise): float32 runtimes max |dp| <= 1e-3 and Dice >= 0.999; OpenVINO bf16 max |dp| <= 0.1
@@ -23,6 +24,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.errors import ConfigError
+from automed.export.bundle import write_bundle
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.predictor import Predictor
 
@@ -113,8 +115,8 @@ def export_predictor(
     }
     onnx_files = []
     for k, model in enumerate(predictor.models):
-        path = out / "onnx" / f"fold_{k}.onnx"
-        path.parent.mkdir(exist_ok=True)
+        path = out / "networks" / "onnx" / f"fold_{k}.onnx"  # not ./onnx: it would shadow the package
+        path.parent.mkdir(parents=True, exist_ok=True)
         m = model.float().cpu()
         report["export_seconds"][f"onnx_fold_{k}"] = export_onnx(
             m, net.in_channels, predictor.patch, net.divisor, path
@@ -124,13 +126,14 @@ def export_predictor(
     ov_files = []
     if "openvino" in formats:
         for k, path in enumerate(onnx_files):
-            xml = out / "openvino" / f"fold_{k}.xml"
-            xml.parent.mkdir(exist_ok=True)
+            xml = out / "networks" / "openvino" / f"fold_{k}.xml"
+            xml.parent.mkdir(parents=True, exist_ok=True)
             report["export_seconds"][f"openvino_fold_{k}"] = export_openvino(path, xml)
             ov_files.append(xml)
         report["files"]["openvino"] = [str(p.relative_to(out)) for p in ov_files]
     if "onnx" not in formats:  # ONNX was only the way to OpenVINO
         report["files"].pop("onnx")
+    write_bundle(predictor, out, report["files"], ov_precision)
     if case is not None:
         report.update(_check(predictor, formats, onnx_files, ov_files, case, ov_precision, repeats, threads))
     write_json_atomic(out / "export.json", report)

@@ -22,7 +22,7 @@ from automed.fingerprint.schema import (
     LabelFingerprint,
 )
 from automed.parallel import parallel_map
-from automed.preprocess.crop import bbox_of, box_shape, nonzero_mask, slicer
+from automed.runtime.crop import bbox_of, box_shape, nonzero_mask, slicer
 
 DEFAULT_SAMPLE_BUDGET = 10_000_000  # foreground intensity samples in total, split equally over cases
 RAW_SAMPLES_PER_CASE = 20_000

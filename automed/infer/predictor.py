@@ -21,8 +21,8 @@ from automed.errors import ArtifactError
 from automed.infer.sliding_window import predict_volume
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
-from automed.preprocess.pipeline import preprocess_arrays
-from automed.preprocess.resample import resample_data
+from automed.preprocess.pipeline import preprocess_arrays, spec_for
+from automed.runtime.pipeline import to_original
 from automed.train.config import TrainConfig
 from automed.train.device import autocast_dtype, pick_device
 from automed.train.trainer import fold_dir, load_checkpoint, network_for
@@ -55,6 +55,7 @@ class Predictor:
         self.plan = plan
         self.configuration = configuration
         self.cfg = plan.configurations[configuration]
+        self.spec = spec_for(plan, self.cfg)
         self.models = [m.eval().to(device) for m in models]
         self.device = device
         self.amp_dtype = autocast_dtype(device, amp)
@@ -161,22 +162,5 @@ class Predictor:
 
     def export(self, probs: np.ndarray, props: dict[str, Any], probabilities: bool) -> Prediction:
         """Map probabilities at the target spacing back to the original image grid."""
-        shape_crop = list(props["shape_after_crop"])
-        axis = props["separate_axis"]
-        r = self.cfg.resampling
-        p = resample_data(probs, shape_crop, 1, axis if isinstance(axis, int) else None, r.z_order)
-        box = props["crop_box"]
-        full_shape = list(props["shape_before_crop"])
-        sl = tuple(slice(a, b) for a, b in box)
-        seg = np.zeros(full_shape, dtype=np.int16)
-        seg[sl] = p.argmax(0).astype(np.int16)
-        back = self.plan.transpose_backward
-        values = np.array(self.label_values, dtype=np.int16)
-        labels = values[seg].transpose(*back)
-        out_probs = None
-        if probabilities:
-            full = np.zeros((p.shape[0], *full_shape), dtype=np.float32)
-            full[0] = 1.0
-            full[(slice(None), *sl)] = p
-            out_probs = full.transpose(0, *[a + 1 for a in back])
-        return Prediction(np.ascontiguousarray(labels), out_probs)
+        labels, out_probs = to_original(probs, props, self.spec, probabilities)
+        return Prediction(labels, out_probs)

@@ -13,39 +13,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from functools import cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@cache
-def gaussian_importance(patch: tuple[int, ...], sigma_scale: float = 1 / 8) -> np.ndarray:
-    grids = np.meshgrid(*[np.arange(p, dtype=np.float64) for p in patch], indexing="ij")
-    g = np.ones(patch)
-    for grid, p in zip(grids, patch, strict=True):
-        c, s = (p - 1) / 2, max(p * sigma_scale, 1e-3)
-        g *= np.exp(-((grid - c) ** 2) / (2 * s * s))
-    g /= g.max()
-    g = np.maximum(g, g[g > 0].min())
-    out: np.ndarray = g.astype(np.float32)
-    return out
-
-
-def window_starts(size: int, patch: int, step: float) -> list[int]:
-    if size <= patch:
-        return [0]
-    n = math.ceil((size - patch) / (patch * step)) + 1
-    gap = (size - patch) / (n - 1)
-    return [round(i * gap) for i in range(n)]
-
-
-def mirror_axes_sets(n_spatial: int, tta: bool) -> list[tuple[int, ...]]:
-    if not tta:
-        return [()]
-    axes = range(2, 2 + n_spatial)
-    return [c for r in range(n_spatial + 1) for c in itertools.combinations(axes, r)]
+from automed.runtime.sliding import gaussian_importance, mirror_axes_sets, window_starts
 
 
 def _forward(

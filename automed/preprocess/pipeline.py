@@ -22,9 +22,9 @@ from automed.data.io import Geometry
 from automed.errors import DatasetError
 from automed.parallel import parallel_map
 from automed.plan.schema import ConfigurationPlan, Plan
-from automed.preprocess.crop import bbox_of, nonzero_mask, slicer
-from automed.preprocess.normalize import normalize
-from automed.preprocess.resample import new_shape, resample_data, resample_seg, separate_axis
+from automed.runtime.crop import slicer
+from automed.runtime.pipeline import Spec, preprocess_image
+from automed.runtime.resample import resample_seg
 
 MANIFEST_VERSION = 1
 
@@ -43,11 +43,20 @@ class _Job:
     index: int
 
 
-def target_spacing_for_case(cfg: ConfigurationPlan, case_spacing: list[float]) -> list[float]:
-    """3D configurations resample all axes; 2D ones only in-plane (the first axis keeps its spacing)."""
-    if cfg.network.dimension == 2:
-        return [case_spacing[0], *cfg.spacing]
-    return list(cfg.spacing)
+def spec_for(plan: Plan, cfg: ConfigurationPlan) -> Spec:
+    """The runtime's view of one configuration's pre/post-processing (what a bundle's preprocess.json holds)."""
+    return Spec(
+        transpose_forward=list(plan.transpose_forward),
+        transpose_backward=list(plan.transpose_backward),
+        spacing=list(cfg.spacing),
+        dimension=cfg.network.dimension,
+        normalization=[n.model_dump(mode="json", exclude={"reason"}) for n in cfg.normalization],
+        image_order=cfg.resampling.image_order,
+        z_order=cfg.resampling.z_order,
+        separate_z_threshold=cfg.resampling.separate_z_threshold,
+        label_values=sorted(int(k) for k in plan.labels),
+        n_channels=plan.n_channels,
+    )
 
 
 def _class_locations(
@@ -82,10 +91,10 @@ def preprocess_arrays(
     cfg: ConfigurationPlan,
     label_values: list[int],
 ) -> Preprocessed:
-    """Transpose -> crop to non-zero -> normalize -> resample one case held in memory (training and inference)."""
-    t = plan.transpose_forward
-    data = np.ascontiguousarray(channels.transpose(0, *[a + 1 for a in t]))
-    spacing_t = [geometry.spacing_zyx[a] for a in t]
+    """Transpose -> crop to non-zero -> normalize -> resample one case held in memory (training and inference).
+
+    The image goes through :func:`automed.runtime.pipeline.preprocess_image` (the code a bundle runs too); the label
+    map is mapped to class indices, cropped to the same box and resampled with the plan's label order."""
     seg = None
     if label is not None:
         lut = {v: i for i, v in enumerate(label_values)}
@@ -101,36 +110,20 @@ def preprocess_arrays(
         mapping = np.zeros(int(found.max()) + 1, dtype=np.int16)
         for v in found:
             mapping[int(v)] = lut[int(v)]
-        seg = mapping[label.astype(np.int64)].transpose(*t)
-    shape_before = list(data.shape[1:])
-    mask = nonzero_mask(data)
-    box = bbox_of(mask)
-    sl = slicer(box)
-    data = np.ascontiguousarray(data[(slice(None), *sl)])
-    mask = mask[sl]
+        seg = mapping[label.astype(np.int64)].transpose(*plan.transpose_forward)
+    data, props, _ = preprocess_image(channels, geometry.spacing_zyx, spec_for(plan, cfg))
+    props = {"geometry": geometry.to_json(), **props}
     if seg is not None:
-        seg = np.ascontiguousarray(seg[sl])
-    data = normalize(data, cfg.normalization, mask)
-    target = target_spacing_for_case(cfg, spacing_t)
-    shape_crop = list(data.shape[1:])
-    out_shape = new_shape(tuple(shape_crop), spacing_t, target)
-    r = cfg.resampling
-    axis = separate_axis(spacing_t, target, r.separate_z_threshold) if cfg.network.dimension == 3 else None
-    data = resample_data(data, out_shape, r.image_order, axis, r.z_order)
-    if seg is not None:
-        seg = resample_seg(seg, out_shape, len(label_values), r.label_order, axis, r.z_order).astype(np.int16)
-    props = {
-        "geometry": geometry.to_json(),
-        "original_spacing": list(geometry.spacing_zyx),
-        "transpose_forward": t,
-        "shape_before_crop": shape_before,
-        "crop_box": box,
-        "shape_after_crop": shape_crop,
-        "spacing_after_crop": spacing_t,
-        "target_spacing": target,
-        "shape_after_resampling": out_shape,
-        "separate_axis": axis,
-    }
+        seg = np.ascontiguousarray(seg[slicer(props["crop_box"])])
+        r = cfg.resampling
+        seg = resample_seg(
+            seg,
+            props["shape_after_resampling"],
+            len(label_values),
+            r.label_order,
+            props["separate_axis"],
+            r.z_order,
+        ).astype(np.int16)
     return Preprocessed(data.astype(np.float32, copy=False), seg, props)
 
 

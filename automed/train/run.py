@@ -297,7 +297,7 @@ def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool) 
     """Forward passes of one window that validating ``n_cases`` median-sized cases costs (windows x mirrorings)."""
     import math
 
-    from automed.infer.sliding_window import window_starts
+    from automed.runtime.sliding import window_starts
 
     cfg = plan.configurations[config.configuration]
     patch = config.patch_size or cfg.patch_size

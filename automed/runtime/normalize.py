@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 import numpy as np
 
-from automed.plan.schema import ChannelNormalization
+
+class ChannelScheme(Protocol):
+    """What normalization needs of a channel's plan (``automed.plan.schema.ChannelNormalization`` or the
+    bundle's JSON read into a namespace)."""
+
+    @property
+    def channel(self) -> int: ...
+    @property
+    def scheme(self) -> str: ...
+    @property
+    def use_nonzero_mask(self) -> bool: ...
+    @property
+    def clip_low(self) -> float | None: ...
+    @property
+    def clip_high(self) -> float | None: ...
+    @property
+    def mean(self) -> float | None: ...
+    @property
+    def std(self) -> float | None: ...
 
 
-def normalize(data: np.ndarray, plans: list[ChannelNormalization], mask: np.ndarray | None) -> np.ndarray:
+def normalize(data: np.ndarray, plans: Sequence[ChannelScheme], mask: np.ndarray | None) -> np.ndarray:
     """Normalize ``data`` ``(C, ...)`` in place (float32) and return it. ``mask`` is the non-zero region."""
     for p in plans:
         x = data[p.channel]

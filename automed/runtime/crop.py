@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+import SimpleITK as sitk
 
 BBox = list[list[int]]  # [[start, stop] per axis], array order
 
@@ -13,8 +13,12 @@ def nonzero_mask(channels: np.ndarray) -> np.ndarray:
     mask: np.ndarray = np.any(channels != 0, axis=0)
     if mask.all():
         return mask
-    filled: np.ndarray = ndimage.binary_fill_holes(mask)
-    return filled
+    # face-connected background not reaching the border is a hole (the same result as scipy's binary_fill_holes)
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    filled: np.ndarray = sitk.GetArrayFromImage(
+        sitk.BinaryFillhole(img, fullyConnected=False, foregroundValue=1)
+    )
+    return filled.astype(bool)
 
 
 def bbox_of(mask: np.ndarray) -> BBox:

@@ -1,0 +1,88 @@
+"""The standalone bundle an export writes: ``predict.py`` + ``runtime/`` (copied verbatim from
+:mod:`automed.runtime`), ``preprocess.json``, the networks, requirements files and a README for the receiving site."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import automed.runtime as runtime_pkg
+from automed.artifacts import write_json_atomic
+from automed.infer.predictor import Predictor
+
+PREDICT_PY = '''#!/usr/bin/env python3
+"""Segment images with this automed bundle (needs numpy, SimpleITK and onnxruntime or openvino only):
+
+    python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
+"""
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from runtime.cli import main  # noqa: E402
+
+raise SystemExit(main(bundle=HERE))
+'''
+
+
+def _pin(dist: str) -> str:
+    try:
+        return f"{dist}=={metadata.version(dist)}"
+    except metadata.PackageNotFoundError:
+        return dist
+
+
+def write_bundle(predictor: Predictor, out: Path, files: dict[str, list[str]], ov_precision: str) -> None:
+    """Make ``out`` (which already holds the exported networks) runnable without torch or automed."""
+    src = Path(runtime_pkg.__file__).parent
+    dest = out / "runtime"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
+    for f in sorted(src.glob("*.py")):
+        shutil.copy(f, dest / f.name)
+    (out / "predict.py").write_text(PREDICT_PY)
+    meta: dict[str, Any] = {
+        "schema_version": 1,
+        "dataset": predictor.plan.dataset_name,
+        "labels": predictor.plan.labels,
+        "configuration": predictor.configuration,
+        "spec": predictor.spec.to_json(),
+        "inference": {
+            "patch": list(predictor.patch),
+            "n_classes": predictor.cfg.network.n_classes,
+            "step": predictor.step,
+            "tta": predictor.tta,
+            "openvino_precision": ov_precision,
+        },
+        "files": files,
+    }
+    write_json_atomic(out / "preprocess.json", meta)
+    base = [_pin("numpy"), _pin("SimpleITK")]
+    if "onnx" in files:
+        (out / "requirements-onnx.txt").write_text("\n".join([*base, _pin("onnxruntime")]) + "\n")
+    if "openvino" in files:
+        (out / "requirements-openvino.txt").write_text("\n".join([*base, _pin("openvino")]) + "\n")
+    labels = ", ".join(
+        f"{k} = {v}" for k, v in sorted(predictor.plan.labels.items(), key=lambda kv: int(kv[0]))
+    )
+    (out / "README.md").write_text(
+        f"""# automed model: {predictor.plan.dataset_name} ({predictor.configuration})
+
+Runs without torch or automed. Set-up (Python 3.10+): `pip install -r requirements-onnx.txt` (or
+`requirements-openvino.txt`). Then
+
+    python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
+
+Input: a folder of images (NIfTI, NRRD, MHA; one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the
+model has {predictor.plan.n_channels} channels), one image, or DICOM series folders. Output: one label map per case,
+`CASE.nii.gz` (or the input's ending), with the input's size, spacing, origin and direction. Labels: {labels}.
+
+`preprocess.json` holds the pre/post-processing (transpose, crop, normalization, resampling) and the inference
+settings (patch {list(predictor.patch)}, window step {predictor.step}, mirror TTA {"on" if predictor.tta else "off"}, one
+network per cross-validation fold, probabilities averaged). OpenVINO runs in {ov_precision}. `export.json` has the parity
+check against the trained torch model and the latency table.
+"""
+    )

@@ -1,0 +1,119 @@
+"""The bundle's entry point: ``python predict.py -i INPUT -o OUTPUT [--runtime onnx|openvino]``.
+
+Needs numpy, SimpleITK and onnxruntime or openvino only. Reads ``preprocess.json`` (the plan's pre/post-processing
+and the inference settings automed chose) next to ``predict.py``, runs every fold network on every case with the
+Gaussian sliding window and mirror TTA, and writes label maps in each input's geometry (``CASE.nii.gz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import find_cases, read_case, spacing_zyx, write_labels
+from .pipeline import Spec, preprocess_image, to_original
+from .sliding import predict_windows
+
+Forward = Callable[[np.ndarray], np.ndarray]
+
+
+def _onnx(files: list[Path], threads: int | None) -> list[Forward]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    sessions = [ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"]) for f in files]
+
+    def make(session: Any) -> Forward:
+        return lambda x: np.asarray(session.run(None, {"image": x})[0])
+
+    return [make(s) for s in sessions]
+
+
+def _openvino(files: list[Path], threads: int | None, precision: str) -> list[Forward]:
+    import openvino as ov
+
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    core = ov.Core()
+    compiled = [core.compile_model(str(f), "CPU", config) for f in files]
+
+    def make(model: Any) -> Forward:
+        return lambda x: np.asarray(model(x)[0])
+
+    return [make(c) for c in compiled]
+
+
+def _available(runtime: str | None, meta: dict[str, Any]) -> str:
+    import importlib.util
+
+    have = [r for r in ("openvino", "onnx") if r in meta["files"]]
+    if runtime:
+        if runtime not in have:
+            raise SystemExit(f"--runtime {runtime}: this bundle has {have}")
+        return runtime
+    for r in have:
+        if importlib.util.find_spec("openvino" if r == "openvino" else "onnxruntime"):
+            return r
+    raise SystemExit("install onnxruntime or openvino (see requirements-*.txt in the bundle)")
+
+
+def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description="Segment images with this automed bundle (no torch, no automed)."
+    )
+    ap.add_argument(
+        "-i", "--input", required=True, type=Path, help="folder of images, one image, or a DICOM folder"
+    )
+    ap.add_argument("-o", "--output", required=True, type=Path, help="folder for the label maps")
+    ap.add_argument(
+        "--runtime", choices=["onnx", "openvino"], help="default: openvino if installed, else onnx"
+    )
+    ap.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (faster)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
+    args = ap.parse_args(argv)
+    root = bundle or Path(sys.argv[0]).resolve().parent
+    meta = json.loads((root / "preprocess.json").read_text())
+    spec = Spec.from_json(meta["spec"])
+    inf = meta["inference"]
+    runtime = _available(args.runtime, meta)
+    files = [root / f for f in meta["files"][runtime]]
+    forwards = (
+        _onnx(files, args.threads)
+        if runtime == "onnx"
+        else _openvino(files, args.threads, inf["openvino_precision"])
+    )
+    tta = inf["tta"] and not args.no_tta
+    cases = find_cases(args.input.resolve(), spec.n_channels)
+    args.output.mkdir(parents=True, exist_ok=True)
+    for i, case in enumerate(cases, 1):
+        t0 = time.perf_counter()
+        channels, ref = read_case(case)
+        if channels.shape[0] != spec.n_channels:
+            raise SystemExit(
+                f"{case.paths[0]}: the model needs {spec.n_channels} channel(s), found {channels.shape[0]}"
+            )
+        data, props, _ = preprocess_image(channels, spacing_zyx(ref), spec)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return predict_windows(forwards, x, inf["patch"], inf["n_classes"], step=inf["step"], tta=tta)
+
+        probs = (
+            np.stack([run(data[:, z]) for z in range(data.shape[1])], axis=1)
+            if spec.dimension == 2
+            else run(data)
+        )
+        labels, _ = to_original(probs, props, spec)
+        write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")
+        print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
+    return 0

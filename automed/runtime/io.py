@@ -1,0 +1,131 @@
+"""Reading inputs and writing label maps for the standalone bundle (SimpleITK only).
+
+Inputs: a folder of images, one file per case, or ``CASE_0000``, ``CASE_0001``, ... per channel (nnU-Net naming);
+single 4D or RGB files holding every channel; DICOM series folders (the input folder itself or its sub-folders).
+Outputs: ``CASE`` + the input's ending (``.nii.gz`` for DICOM and 2D formats), like ``automed predict``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff")
+CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
+
+
+@dataclass(frozen=True)
+class Case:
+    case_id: str
+    paths: tuple[Path, ...]
+    suffix: str
+
+
+def _split(name: str) -> tuple[str, str] | None:
+    for s in SUFFIXES:
+        if name.lower().endswith(s):
+            return name[: -len(s)], s if s in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd") else ".nii.gz"
+    return None
+
+
+def _dicom_series(folder: Path) -> list[str]:
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        return list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def find_cases(root: Path, n_channels: int) -> list[Case]:
+    if root.is_file():
+        parts = _split(root.name)
+        if parts is None:
+            raise SystemExit(f"{root}: not an image file (expected one of {', '.join(SUFFIXES)})")
+        return [Case(parts[0], (root,), parts[1])]
+    if _dicom_series(root):
+        return [Case(root.name, (root,), ".nii.gz")]
+    groups: dict[str, dict[int, Path]] = {}
+    suffix: dict[str, str] = {}
+    for f in sorted(root.iterdir()):
+        parts = _split(f.name) if f.is_file() else None
+        if parts is None:
+            continue
+        m = CHANNEL.match(parts[0])
+        cid, ch = (m["case"], int(m["ch"])) if m and (n_channels > 1 or m["ch"] == "0000") else (parts[0], -1)
+        groups.setdefault(cid, {})[ch] = f
+        suffix[cid] = parts[1]
+    cases = []
+    for cid, chans in sorted(groups.items()):
+        if -1 in chans:
+            cases.append(Case(cid, (chans[-1],), suffix[cid]))
+        elif sorted(chans) == list(range(n_channels)):
+            cases.append(Case(cid, tuple(chans[c] for c in range(n_channels)), suffix[cid]))
+        else:
+            raise SystemExit(
+                f"{root / cid}: needs channels 0..{n_channels - 1} (CASE_0000 naming), found {sorted(chans)}"
+            )
+    cases += [
+        Case(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if d.is_dir() and _dicom_series(d)
+    ]
+    if not cases:
+        raise SystemExit(f"{root}: no images found")
+    return cases
+
+
+def _read(path: Path) -> sitk.Image:
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), _dicom_series(path)[0]))
+        image: sitk.Image = reader.Execute()
+        return image
+    single: sitk.Image = sitk.ReadImage(str(path))
+    return single
+
+
+def _as_3d(arr: np.ndarray, dim: int) -> np.ndarray:
+    return arr[None] if dim == 2 else arr
+
+
+def read_case(case: Case) -> tuple[np.ndarray, sitk.Image]:
+    """``(C, z, y, x)`` float32 channels and a reference image carrying the geometry of the first channel."""
+    chans: list[np.ndarray] = []
+    ref: sitk.Image | None = None
+    for p in case.paths:
+        img = _read(p)
+        arr = sitk.GetArrayFromImage(img).astype(np.float32)
+        if img.GetDimension() == 4:  # (t, z, y, x): every channel in one file
+            ref = ref or sitk.Extract(img, [*img.GetSize()[:3], 0], [0, 0, 0, 0])
+            chans += list(arr)
+            continue
+        ref = ref or img
+        if img.GetNumberOfComponentsPerPixel() > 1:  # RGB: components are channels
+            chans += [_as_3d(arr[..., k], img.GetDimension()) for k in range(arr.shape[-1])]
+        else:
+            chans.append(_as_3d(arr, img.GetDimension()))
+    assert ref is not None
+    return np.stack(chans), ref
+
+
+def spacing_zyx(ref: sitk.Image) -> list[float]:
+    sp = [float(s) for s in reversed(ref.GetSpacing()[:3])]
+    return [1.0, *sp] if len(sp) == 2 else sp
+
+
+def write_labels(labels: np.ndarray, ref: sitk.Image, path: Path) -> None:
+    arr = labels[0] if ref.GetDimension() == 2 and labels.ndim == 3 else labels
+    out = sitk.GetImageFromArray(np.ascontiguousarray(arr.astype(np.uint8 if arr.max() < 256 else np.int16)))
+    out.SetSpacing(ref.GetSpacing()[: out.GetDimension()])
+    out.SetOrigin(ref.GetOrigin()[: out.GetDimension()])
+    d = ref.GetDirection()
+    n = ref.GetDimension()
+    if n == out.GetDimension():
+        out.SetDirection(d)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".tmp-" + path.name)
+    sitk.WriteImage(out, str(tmp), useCompression=True)
+    tmp.replace(path)
