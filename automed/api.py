@@ -348,6 +348,36 @@ def export(
     return export_predictor(predictor, Path(output), fmts, sample, ov_precision=ov_precision, repeats=repeats)
 
 
+def package(
+    model: str | Path,
+    mlcube: str | Path,
+    *,
+    export_dir: str | Path | None = None,
+    image: str | None = None,
+    tracking_uri: str | None = None,
+) -> Any:
+    """An MLCube / MedPerf cube folder for a trained model (exported first unless ``export_dir`` is given)."""
+    import json
+    import tempfile
+
+    from automed.package.mlcube import write_cube
+
+    if export_dir is None:
+        with tempfile.TemporaryDirectory(prefix="automed-export-") as tmp:
+            bundle = export(model, Path(tmp) / "bundle", tracking_uri=tracking_uri).folder
+            meta = json.loads((bundle / "preprocess.json").read_text())
+            return write_cube(bundle, Path(mlcube), meta, image)
+    bundle = Path(export_dir)
+    if not (bundle / "preprocess.json").is_file():
+        raise ArtifactError.single(
+            bundle,
+            "--export must be a folder written by `automed export`",
+            "no preprocess.json",
+            "run `automed export MODEL -o DIR`",
+        )
+    return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)
+
+
 def _load_predictor(model: str | Path, tracking_uri: str | None, device: str | None = None) -> Any:
     """A work dir or a ``models:/NAME@ALIAS`` URI as a :class:`~automed.infer.predictor.Predictor`."""
     from automed.infer.predictor import Predictor

@@ -487,6 +487,30 @@ def export(
 
 
 @app.command()
+def package(
+    model: Annotated[str, typer.Argument(help="Training work dir or models:/NAME@ALIAS.")],
+    mlcube: Annotated[Path, typer.Option("--mlcube", help="Cube folder to write.")],
+    export_dir: Annotated[
+        Path | None, typer.Option("--export", help="Reuse a folder written by `automed export`.")
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Container image name (default: automed/<dataset>:0.1.0).")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")] = None,
+) -> None:
+    """Package a model as an MLCube + MedPerf container folder (Dockerfiles, entry point, weights, README).
+
+    Example: automed package work --mlcube dist/cube
+    """
+    from automed import api
+
+    res = api.package(model, mlcube, export_dir=export_dir, image=image, tracking_uri=tracking_uri)
+    out.print(
+        f"cube written to {res.folder} (image {res.image}); build with: docker build -t {res.image} {res.folder / 'project'}"
+    )
+
+
+@app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],

@@ -132,3 +132,114 @@ def test_bad_format_is_refused(exported: dict[str, Path]) -> None:
     with pytest.raises(ConfigError) as e:
         api.export(exported["work"], exported["root"] / "x", formats="onnx,openvnio")
     assert "Did you mean 'openvino'?" in str(e.value) and not (exported["root"] / "x").exists()
+
+
+def test_package_cube(exported: dict[str, Path]) -> None:
+    import shutil as sh
+
+    import yaml
+
+    from automed.package.schemas import validate_cube
+
+    cube = api.package(exported["work"], exported["root"] / "cube", export_dir=exported["bundle"]).folder
+    mlcube, container = validate_cube(cube)
+    infer = mlcube.tasks["infer"].parameters
+    assert set(infer.inputs) == {"data_path", "parameters_file", "additional_files"} and set(
+        infer.outputs
+    ) == {"output_path"}
+    assert all(p.opts == "ro" for p in infer.inputs.values()) and "evaluate" in mlcube.tasks
+    vols = container.tasks["infer"]
+    assert vols.input_volumes["data_path"].mount_path == "/mlcommons/volumes/data"
+    assert vols.output_volumes["output_path"].mount_path == "/mlcommons/volumes/predictions"
+    for req in ("requirements.txt", "requirements-cuda.txt"):
+        text = (cube / "project" / req).read_text().lower()
+        assert all(bad not in text for bad in ("torch", "automed", "ray", "mlflow")) and "==" in text
+    hadolint = sh.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    if Path(hadolint).is_file():
+        for f in ("Dockerfile", "Dockerfile.cuda"):
+            lint = subprocess.run([hadolint, str(cube / "project" / f)], capture_output=True, text=True)
+            assert lint.returncode == 0, lint.stdout
+    # schema checks catch a broken description
+    broken = yaml.safe_load((cube / "container_config.yaml").read_text())
+    broken["tasks"]["infer"]["input_volumes"]["data_path"]["mount_path"] = "/data"
+    (cube / "container_config.yaml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(ConfigError) as e:
+        validate_cube(cube)
+    assert "/mlcommons/volumes/" in str(e.value)
+
+
+def test_cube_entry_point_offline_unprivileged_read_only(exported: dict[str, Path]) -> None:
+    """The cube's entry point in a clean venv, without network, as user nobody, with read-only inputs: MLCube's
+    argv convention, MedPerf's no-argument convention, and the evaluate task."""
+    import os
+    import shutil as sh
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="automed-cube-"))  # world-readable, unlike pytest's tmp dirs
+    base.chmod(0o755)
+    try:
+        cube = api.package(exported["work"], base / "cube", export_dir=exported["bundle"]).folder
+        py = _venv(base, ["onnxruntime"])
+        ws = cube / "mlcube" / "workspace"
+        (ws / "parameters.yaml").write_text("runtime: onnx\ntta: true\nthreads: 1\n")
+        data = base / "data"
+        data.mkdir()
+        for f in sorted(exported["inputs"].iterdir()):
+            sh.copy(f.resolve(), data / f.name)
+        vols = base / "volumes"
+        for sub in ("parameters", "predictions"):
+            (vols / sub).mkdir(parents=True)
+        sh.copy(ws / "parameters.yaml", vols / "parameters" / "parameters_file.yaml")
+        (vols / "data").symlink_to(data)
+        (vols / "additional_files").symlink_to(ws / "additional_files")
+        out = base / "out"
+        out.mkdir()
+        sandbox: list[str] = []
+        if os.geteuid() == 0 and sh.which("unshare") and sh.which("setpriv"):
+            sandbox = ["unshare", "-n", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+            for d in (out, vols / "predictions"):
+                os.chown(d, 65534, 65534)
+        for p in [data, ws, cube / "project", vols / "parameters"]:  # inputs read-only for everyone
+            for f in [p, *p.rglob("*")]:
+                f.chmod(f.stat().st_mode & ~0o222)
+        entry = str(cube / "project" / "entry.py")
+        mlcube_run = subprocess.run(
+            [*sandbox, str(py), entry, "infer", f"--data_path={data}", f"--parameters_file={ws / 'parameters.yaml'}",
+             f"--additional_files={ws / 'additional_files'}", f"--output_path={out}"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert mlcube_run.returncode == 0, mlcube_run.stderr[-2000:]
+        medperf_run = subprocess.run(
+            [*sandbox, str(py), entry],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "MLCOMMONS_VOLUMES": str(vols)},
+        )
+        assert medperf_run.returncode == 0, medperf_run.stderr[-2000:]
+        for image in sorted(data.iterdir()):
+            ref = _reference(exported["work"], image)
+            for folder in (out, vols / "predictions"):
+                got = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / image.name)))
+                assert (got == ref).mean() >= 0.999
+        if sandbox:  # nothing could be written next to the inputs
+            assert sorted(p.name for p in data.iterdir()) == sorted(
+                p.name for p in exported["inputs"].iterdir()
+            )
+        labels = base / "labels"
+        labels.mkdir()
+        for f in sorted(data.iterdir()):
+            sh.copy(out / f.name, labels / f.name)
+        result = base / "results.yaml"
+        ev = subprocess.run(
+            [str(py), entry, "evaluate", f"--predictions={out}", f"--labels={labels}", f"--output_path={result}"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert ev.returncode == 0, ev.stderr[-2000:]
+        import yaml
+
+        assert all(v == 1.0 for v in yaml.safe_load(result.read_text())["dice_mean"].values())
+    finally:
+        for f in [base, *base.rglob("*")]:
+            if not f.is_symlink():
+                f.chmod(0o755)
+        sh.rmtree(base, ignore_errors=True)

@@ -35,6 +35,14 @@ def _pin(dist: str) -> str:
         return dist
 
 
+def readable(folder: Path) -> None:
+    """Files 0644 and folders 0755: the receiving site's container runs as another user than the one who wrote them
+    (atomic writes create owner-only temporary files)."""
+    for p in [folder, *folder.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
 def write_bundle(predictor: Predictor, out: Path, files: dict[str, list[str]], ov_precision: str) -> None:
     """Make ``out`` (which already holds the exported networks) runnable without torch or automed."""
     src = Path(runtime_pkg.__file__).parent

@@ -24,7 +24,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.errors import ConfigError
-from automed.export.bundle import write_bundle
+from automed.export.bundle import readable, write_bundle
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.predictor import Predictor
 
@@ -137,6 +137,7 @@ def export_predictor(
     if case is not None:
         report.update(_check(predictor, formats, onnx_files, ov_files, case, ov_precision, repeats, threads))
     write_json_atomic(out / "export.json", report)
+    readable(out)
     failed = [f"{name}: {r['why']}" for name, r in report.get("parity", {}).items() if not r["passed"]]
     if failed:
         raise ConfigError.single(

@@ -24,14 +24,17 @@ from .sliding import predict_windows
 Forward = Callable[[np.ndarray], np.ndarray]
 
 
-def _onnx(files: list[Path], threads: int | None) -> list[Forward]:
+def _onnx(files: list[Path], threads: int | None, device: str = "cpu") -> list[Forward]:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    sessions = [ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"]) for f in files]
+    providers = (
+        ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+    )
+    sessions = [ort.InferenceSession(str(f), opts, providers=providers) for f in files]
 
     def make(session: Any) -> Forward:
         return lambda x: np.asarray(session.run(None, {"image": x})[0])
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     )
     ap.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (faster)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
+    ap.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: onnxruntime-gpu's CUDA provider"
+    )
     args = ap.parse_args(argv)
     root = bundle or Path(sys.argv[0]).resolve().parent
     meta = json.loads((root / "preprocess.json").read_text())

@@ -1,0 +1,157 @@
+"""``automed package MODEL --mlcube OUT``: a cube folder a hospital or MedPerf can run without automed.
+
+Layout (built in ``OUT.tmp`` and renamed when complete; an existing ``OUT`` is only replaced then):
+
+- ``project/``: ``Dockerfile`` (CPU, OpenVINO) and ``Dockerfile.cuda`` (onnxruntime-gpu) rendered from ``docker/``
+  templates, their pinned requirements, ``entry.py`` (MLCube and MedPerf conventions), ``predict.py``, ``runtime/``;
+- ``mlcube/mlcube.yaml`` and ``mlcube/workspace/{parameters.yaml, additional_files/}``;
+- ``container_config.yaml`` (MedPerf) and ``additional_files.tar.gz`` (the weights MedPerf hosts and mounts);
+- ``README.md`` for the receiving site.
+
+Weights and ``preprocess.json`` are mounted (``additional_files``), not baked into the image. Both YAML files are
+validated against :mod:`automed.package.schemas` before the cube is published.
+"""
+
+from __future__ import annotations
+
+import shutil
+import string
+import sys
+import tarfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from automed.errors import ConfigError
+from automed.export.bundle import readable
+from automed.package.schemas import validate_cube
+
+BASE_IMAGE = "python:3.11.14-slim-bookworm"
+TEMPLATES = (
+    "Dockerfile.cpu.template",
+    "Dockerfile.cuda.template",
+    "mlcube.yaml.template",
+    "container_config.yaml.template",
+)
+
+
+def templates_dir() -> Path:
+    """``docker/`` of the source tree (editable install), else the copy installed under ``share/automed``."""
+    src = Path(__file__).resolve().parents[2] / "docker"
+    if src.is_dir():
+        return src
+    return Path(sys.prefix) / "share" / "automed" / "docker"
+
+
+@dataclass
+class PackageResult:
+    folder: Path
+    image: str
+
+
+def _render(name: str, values: dict[str, str]) -> str:
+    path = templates_dir() / name
+    if not path.is_file():
+        raise ConfigError.single(
+            path,
+            "the packaging templates must be installed",
+            "missing",
+            "reinstall automed (docker/ templates)",
+        )
+    return string.Template(path.read_text()).substitute(values)
+
+
+def _pin(dist: str) -> str:
+    return f"{dist}=={metadata.version(dist)}"
+
+
+def _image_name(dataset: str) -> str:
+    clean = "".join(c if c.isalnum() else "-" for c in dataset.lower()).strip("-") or "model"
+    return f"automed/{clean}:0.1.0"
+
+
+def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None = None) -> PackageResult:
+    """Turn an export bundle into a cube folder at ``out`` (see the module docstring)."""
+    image = image or _image_name(str(meta["dataset"]))
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        project = tmp / "project"
+        project.mkdir(parents=True)
+        shutil.copytree(bundle / "runtime", project / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(bundle / "predict.py", project / "predict.py")
+        shutil.copy(bundle / "runtime" / "entry.py", project / "entry.py")
+        values = {"BASE_IMAGE": BASE_IMAGE, "THREADS": "2"}
+        (project / "Dockerfile").write_text(_render("Dockerfile.cpu.template", values))
+        (project / "Dockerfile.cuda").write_text(_render("Dockerfile.cuda.template", values))
+        (project / "requirements.txt").write_text(
+            "\n".join([_pin("numpy"), _pin("SimpleITK"), _pin("openvino")]) + "\n"
+        )
+        ort_gpu = f"onnxruntime-gpu[cuda,cudnn]=={metadata.version('onnxruntime')}"
+        (project / "requirements-cuda.txt").write_text(
+            "\n".join([_pin("numpy"), _pin("SimpleITK"), ort_gpu]) + "\n"
+        )
+        weights = tmp / "mlcube" / "workspace" / "additional_files"
+        weights.mkdir(parents=True)
+        shutil.copytree(bundle / "networks", weights / "networks")
+        for f in ("preprocess.json", "export.json"):
+            shutil.copy(bundle / f, weights / f)
+        (tmp / "mlcube" / "workspace" / "parameters.yaml").write_text(
+            "# automed model parameters (flat key: value)\nruntime: openvino  # or onnx\ntta: true\nthreads: 2\n"
+        )
+        desc = f"automed {meta['configuration']} segmentation model for {meta['dataset']}"
+        text = {"NAME": image.split("/")[-1].split(":")[0], "DESCRIPTION": desc, "IMAGE": image}
+        (tmp / "mlcube" / "mlcube.yaml").write_text(_render("mlcube.yaml.template", text))
+        (tmp / "container_config.yaml").write_text(_render("container_config.yaml.template", text))
+        with tarfile.open(tmp / "additional_files.tar.gz", "w:gz") as tar:
+            for p in sorted(weights.iterdir()):
+                tar.add(p, arcname=p.name)
+        (tmp / "README.md").write_text(_readme(image, meta))
+        validate_cube(tmp)
+        readable(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return PackageResult(out, image)
+
+
+def _readme(image: str, meta: dict[str, Any]) -> str:
+    labels = ", ".join(f"{k} = {v}" for k, v in sorted(meta["labels"].items(), key=lambda kv: int(kv[0])))
+    return f"""# {meta["dataset"]}: automed model container
+
+Segmentation model ({meta["configuration"]}) trained and exported by automed. Labels: {labels}.
+The container holds inference code only (numpy, SimpleITK, OpenVINO or onnxruntime); the weights and the
+pre/post-processing (`additional_files/`) are mounted. It needs no network access, runs as user 1000 and only
+reads its inputs.
+
+## Build
+
+    docker build -t {image} project/                               # CPU (OpenVINO)
+    docker build -t {image.replace(":", "-cuda:")} -f project/Dockerfile.cuda project/    # NVIDIA GPU (onnxruntime-gpu)
+
+Pin the base image by digest at your site: `docker pull {BASE_IMAGE}`, then add
+`--build-arg BASE_IMAGE=python@sha256:<digest>`.
+
+## Run
+
+MedPerf: register `container_config.yaml` with `additional_files.tar.gz` as the additional files; MedPerf mounts
+`/mlcommons/volumes/{{data,parameters,additional_files,predictions}}` and runs the image without arguments.
+
+Plain Docker (what MLCube runs):
+
+    docker run --rm --network none --read-only --tmpfs /tmp \\
+      -v $PWD/images:/in:ro -v $PWD/mlcube/workspace:/ws:ro -v $PWD/out:/out \\
+      {image} infer --data_path=/in --parameters_file=/ws/parameters.yaml \\
+      --additional_files=/ws/additional_files --output_path=/out
+
+Input: NIfTI/NRRD/MHA files (`CASE_0000.nii.gz`, `CASE_0001.nii.gz`, ... per channel for multi-channel models) or DICOM
+series folders. Output: `CASE.nii.gz` label maps with the input's geometry. `evaluate` computes Dice against reference
+labels: `... evaluate --predictions=/out --labels=/labels --parameters_file=/ws/parameters.yaml --output_path=/out/results.yaml`.
+
+Without Docker: `pip install -r project/requirements.txt`, then
+`python project/entry.py infer --data_path=IN --parameters_file=mlcube/workspace/parameters.yaml --additional_files=mlcube/workspace/additional_files --output_path=OUT`.
+"""
