@@ -378,6 +378,33 @@ def package(
     return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)
 
 
+def select(workdirs: list[str | Path], output: str | Path, *, tracking_uri: str | None = None) -> Any:
+    """Compare trainings (and their pairs) on CV, decide postprocessing, log the evidence to MLflow."""
+    import json
+
+    from automed.select.selection import SELECTION_FILE
+    from automed.select.selection import select as _select
+    from automed.tracking import Tracker, resolve_uri
+
+    out = Path(output)
+    res = _select([Path(w) for w in workdirs], out)
+    track = Path(workdirs[0]) / "tracking.json"
+    saved = json.loads(track.read_text()) if track.is_file() else {}
+    tracker = Tracker(
+        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select"
+    )
+    run = tracker.start_run("select", tags={"chosen": res["chosen"]["candidate"]})
+    tracker.log_params(run, {"trainings": [str(w) for w in workdirs]})
+    metrics = {"cv_dice_fg_mean_chosen": res["cv_dice_before_postprocessing"]["foreground_mean"]}
+    metrics["cv_dice_fg_mean_postprocessed"] = res["cv_dice_final"]["foreground_mean"]
+    for i, row in enumerate(res["candidates"]):
+        metrics[f"candidate_{i}_cv_dice_fg_mean"] = row["foreground_mean"]
+    tracker.log_metrics(run, metrics)
+    tracker.log_artifact(run, out / SELECTION_FILE)
+    tracker.end_run(run)
+    return res
+
+
 def _load_predictor(model: str | Path, tracking_uri: str | None, device: str | None = None) -> Any:
     """A work dir or a ``models:/NAME@ALIAS`` URI as a :class:`~automed.infer.predictor.Predictor`."""
     from automed.infer.predictor import Predictor

@@ -511,6 +511,36 @@ def package(
 
 
 @app.command()
+def select(
+    workdirs: Annotated[list[Path], typer.Argument(help="Training work dirs (one configuration each).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for selection.json.")],
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="MLflow store (default: the first work dir's).")
+    ] = None,
+) -> None:
+    """Pick the best training or pair of trainings by CV Dice and decide postprocessing (largest components).
+
+    Example: automed select work_3d work_2d -o selection
+    """
+    from automed import api
+
+    res = api.select(list(workdirs), output, tracking_uri=tracking_uri)
+    t = Table(title="candidates (CV foreground Dice)")
+    t.add_column("candidate")
+    t.add_column("Dice")
+    for row in res["candidates"]:
+        t.add_row(row["candidate"], f"{row['foreground_mean']:.4f}")
+    out.print(t)
+    for d in res["decisions"]:
+        verdict = "kept" if d["kept"] else "rejected"
+        out.print(
+            f"largest component of {d['step']}: {d['before']['foreground_mean']:.4f} -> "
+            f"{d['after']['foreground_mean']:.4f} ({verdict})"
+        )
+    out.print(f"chosen: {res['chosen']['candidate']}; evidence in {output / 'selection.json'}")
+
+
+@app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],

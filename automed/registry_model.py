@@ -32,6 +32,7 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
         step=inf.get("step", 0.5),
         tta=inf.get("tta", True),
         whole_image_factor=inf.get("whole_image_factor", 0.0),
+        postprocessing=inf.get("postprocessing", []),
     )
 
 

@@ -64,6 +64,7 @@ def write_bundle(predictor: Predictor, out: Path, files: dict[str, list[str]], o
             "step": predictor.step,
             "tta": predictor.tta,
             "openvino_precision": ov_precision,
+            "postprocessing": predictor.postprocessing,
         },
         "files": files,
     }

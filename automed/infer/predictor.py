@@ -23,6 +23,7 @@ from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess_arrays, spec_for
 from automed.runtime.pipeline import to_original
+from automed.runtime.postprocess import apply as apply_postprocessing
 from automed.train.config import TrainConfig
 from automed.train.device import autocast_dtype, pick_device
 from automed.train.trainer import fold_dir, load_checkpoint, network_for
@@ -51,6 +52,7 @@ class Predictor:
         tta: bool = True,
         whole_image_factor: float = 0.0,
         patch: list[int] | None = None,
+        postprocessing: list[dict[str, Any]] | None = None,
     ) -> None:
         self.plan = plan
         self.configuration = configuration
@@ -62,6 +64,7 @@ class Predictor:
         self.step = step
         self.tta = tta
         self.whole_image_factor = whole_image_factor
+        self.postprocessing = list(postprocessing or [])  # steps chosen on CV (automed.select)
         self.label_values = sorted(int(k) for k in plan.labels)
         self.patch = list(patch or self.cfg.patch_size)
 
@@ -129,6 +132,7 @@ class Predictor:
             config,
             folds or meta["folds"],
             checkpoint=meta.get("checkpoint", "final"),
+            postprocessing=meta.get("inference", {}).get("postprocessing", []),
             device=device,
             **kwargs,
         )
@@ -161,6 +165,8 @@ class Predictor:
         return self.export(probs, pre.properties, probabilities)
 
     def export(self, probs: np.ndarray, props: dict[str, Any], probabilities: bool) -> Prediction:
-        """Map probabilities at the target spacing back to the original image grid."""
+        """Map probabilities at the target spacing back to the original image grid, then postprocess the labels."""
         labels, out_probs = to_original(probs, props, self.spec, probabilities)
+        if self.postprocessing:
+            labels = apply_postprocessing(labels, self.postprocessing)
         return Prediction(labels, out_probs)

@@ -19,6 +19,7 @@ import numpy as np
 
 from .io import find_cases, read_case, spacing_zyx, write_labels
 from .pipeline import Spec, preprocess_image, to_original
+from .postprocess import apply as postprocess
 from .sliding import predict_windows
 
 Forward = Callable[[np.ndarray], np.ndarray]
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             else run(data)
         )
         labels, _ = to_original(probs, props, spec)
+        if inf.get("postprocessing"):
+            labels = postprocess(labels, inf["postprocessing"])
         write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")
         print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
     return 0

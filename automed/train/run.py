@@ -146,8 +146,30 @@ def validate_fold(
     return rows
 
 
+def _choose_postprocessing(wd: Path, tracker: Any, run_id: str) -> list[dict[str, Any]]:
+    """Decide postprocessing on this training's CV predictions (``selection/selection.json``) and log it."""
+    from automed.select.selection import SELECTION_FILE, select
+
+    res = select([wd], wd / "selection")
+    tracker.log_artifact(run_id, wd / "selection" / SELECTION_FILE, "selection")
+    final = res["cv_dice_final"]["foreground_mean"]
+    tracker.log_metrics(run_id, {"cv_dice_fg_mean_postprocessed": final})
+    steps = [d["step"] for d in res["decisions"] if d["kept"]]
+    tracker.set_tags(
+        run_id, {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"}
+    )
+    post: list[dict[str, Any]] = res["postprocessing"]
+    return post
+
+
 def _bundle(
-    workdir: Path, plan: Plan, config: TrainConfig, folds: list[int], cv: dict[str, Any], tta: bool
+    workdir: Path,
+    plan: Plan,
+    config: TrainConfig,
+    folds: list[int],
+    cv: dict[str, Any],
+    tta: bool,
+    postprocessing: list[dict[str, Any]],
 ) -> Path:
     dest = workdir / "model_bundle"
     tmp = workdir / ".model_bundle.tmp"
@@ -158,6 +180,7 @@ def _bundle(
         state = load_checkpoint(fold_dir(workdir, config.configuration, f) / "checkpoint_final.pt")
         save_checkpoint(tmp / f"fold_{f}.pt", {"model": state["model"]})
     meta = _model_meta(plan, config, folds, cv, tta)
+    meta["inference"]["postprocessing"] = postprocessing
     write_json_atomic(tmp / "model.json", meta)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -567,9 +590,12 @@ def train_dataset(
         tracker.log_artifact(parent, wd / "cv" / "summary.json", "cv")
         meta = _model_meta(plan, config, folds, cv, opts.validation_tta)
         write_json_atomic(wd / MODEL_FILE, meta)
+        post = _choose_postprocessing(wd, tracker, parent)
+        meta["inference"]["postprocessing"] = post
+        write_json_atomic(wd / MODEL_FILE, meta)
         registered = None
         if opts.register:
-            bundle = _bundle(wd, plan, config, folds, cv, opts.validation_tta)
+            bundle = _bundle(wd, plan, config, folds, cv, opts.validation_tta, post)
             score = cv["foreground_mean"]["dice"]
             registered = register_ensemble(
                 tracker,

@@ -1,0 +1,202 @@
+"""Model selection and postprocessing on cross-validation predictions (``automed select``, and the end of
+``automed train``).
+
+Evidence: every fold's validation probabilities (``train/<cfg>/fold_<k>/validation/<case>.npz``, original geometry)
+and the reference label maps. Candidates: each training (one configuration, all its folds) and, with several
+trainings, each pair averaged (mean probabilities). The candidate with the best CV foreground Dice (mean over labels
+of the mean over cases; cases where both masks are empty excluded) is chosen. Postprocessing is then decided on it,
+nnU-Net's way: first "largest connected component of all foreground", then per label "largest component of that
+label", each kept only if the foreground mean Dice improves and no label's Dice gets worse. ``selection.json``
+records the evidence table and every decision.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automed.artifacts import write_json_atomic
+from automed.data.cases import read_case
+from automed.data.dataset import load_dataset
+from automed.errors import ArtifactError
+from automed.runtime.postprocess import apply
+from automed.train.config import TrainConfig
+from automed.train.trainer import fold_dir
+
+SELECTION_FILE = "selection.json"
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Training:
+    """One finished ``automed train`` work dir: where each case's CV probabilities are."""
+
+    workdir: Path
+    name: str
+    configuration: str
+    probs: dict[str, Path]  # case -> validation probabilities
+    label_values: list[int]
+    dataset: str
+
+
+def load_training(workdir: Path) -> Training:
+    mfile, cfile = workdir / "model.json", workdir / "train_config.json"
+    if not mfile.is_file() or not cfile.is_file():
+        raise ArtifactError.single(
+            workdir,
+            "selection needs finished trainings",
+            "no model.json / train_config.json",
+            "run `automed train` first",
+        )
+    meta = json.loads(mfile.read_text())
+    config = TrainConfig.model_validate(meta["config"])
+    probs: dict[str, Path] = {}
+    splits = json.loads((workdir / "splits.json").read_text())
+    for fold in meta["folds"]:
+        vdir = fold_dir(workdir, config.configuration, int(fold)) / "validation"
+        for cid in splits["folds"][int(fold)]["val"]:
+            f = vdir / f"{cid}.npz"
+            if not f.is_file():
+                raise ArtifactError.single(
+                    f,
+                    "every validation case of every fold needs its saved probabilities",
+                    "missing",
+                    "re-run the training",
+                )
+            probs[cid] = f
+    values = sorted(int(k) for k in meta["labels"])
+    return Training(
+        workdir, workdir.name, config.configuration, probs, values, json.loads(cfile.read_text())["dataset"]
+    )
+
+
+def _dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
+    out = {}
+    for v in values:
+        if v == 0:
+            continue
+        a, b = pred == v, ref == v
+        denom = int(a.sum()) + int(b.sum())
+        out[v] = math.nan if denom == 0 else 2.0 * float((a & b).sum()) / denom
+    return out
+
+
+def _summary(per_case: list[dict[int, float]], values: list[int]) -> dict[str, Any]:
+    per_label = {}
+    for v in values:
+        if v == 0:
+            continue
+        xs = [c[v] for c in per_case if not math.isnan(c[v])]
+        per_label[str(v)] = float(np.mean(xs)) if xs else math.nan
+    fg = [x for x in per_label.values() if not math.isnan(x)]
+    return {"dice": per_label, "foreground_mean": float(np.mean(fg)) if fg else math.nan}
+
+
+def _labels(prob_files: list[Path], values: list[int]) -> np.ndarray:
+    total: np.ndarray | None = None
+    for f in prob_files:
+        p = np.load(f)["probabilities"].astype(np.float32)
+        total = p if total is None else total + p
+    assert total is not None
+    out: np.ndarray = np.asarray(values, dtype=np.int16)[total.argmax(0)]
+    return out
+
+
+def _better(after: dict[str, Any], before: dict[str, Any]) -> bool:
+    if not after["foreground_mean"] > before["foreground_mean"] + EPS:
+        return False
+    return all(
+        math.isnan(b) or (not math.isnan(after["dice"][k]) and after["dice"][k] >= b - EPS)
+        for k, b in before["dice"].items()
+    )
+
+
+def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
+    """Compare the trainings and their pairs, decide postprocessing on the best, write ``OUT/selection.json``."""
+    trainings = [load_training(Path(w).resolve()) for w in workdirs]
+    first = trainings[0]
+    for t in trainings[1:]:
+        if set(t.probs) != set(first.probs) or t.label_values != first.label_values:
+            raise ArtifactError.single(
+                t.workdir,
+                "trainings compared in one selection must cover the same cases and labels",
+                f"{len(t.probs)} cases vs {len(first.probs)}",
+                "train them on the same dataset with the same folds",
+            )
+    values = first.label_values
+    ds = load_dataset(first.dataset)
+    by_id = {c.case_id: c for c in ds.cases}
+    cases = sorted(first.probs)
+    refs = {}
+    for cid in cases:
+        label = read_case(by_id[cid], ds.images_are_4d).label
+        assert label is not None
+        refs[cid] = label
+    names = [
+        t.name if len({x.name for x in trainings}) == len(trainings) else str(t.workdir) for t in trainings
+    ]
+    candidates: list[tuple[str, list[int]]] = [(n, [i]) for i, n in enumerate(names)]
+    candidates += [
+        (f"{names[i]} + {names[j]}", [i, j]) for i, j in itertools.combinations(range(len(trainings)), 2)
+    ]
+    table = []
+    for name, members in candidates:
+        per_case = [
+            _dice_table(_labels([trainings[m].probs[c] for m in members], values), refs[c], values)
+            for c in cases
+        ]
+        table.append(
+            {
+                "candidate": name,
+                "members": [str(trainings[m].workdir) for m in members],
+                **_summary(per_case, values),
+            }
+        )
+    best = max(table, key=lambda r: -1.0 if math.isnan(r["foreground_mean"]) else r["foreground_mean"])
+    chosen = [trainings[names.index(n)] for n in best["candidate"].split(" + ")]
+    preds = {c: _labels([m.probs[c] for m in chosen], values) for c in cases}
+    base = _summary([_dice_table(preds[c], refs[c], values) for c in cases], values)
+    decisions: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    fg_values = [v for v in values if v != 0]
+    trials = (
+        [{"kind": "largest_component", "labels": fg_values, "what": "all foreground"}]
+        if len(fg_values) > 1
+        else []
+    )
+    trials += [{"kind": "largest_component", "labels": [v], "what": f"label {v}"} for v in fg_values]
+    current = base
+    for trial in trials:
+        step = {"kind": trial["kind"], "labels": trial["labels"]}
+        after = _summary(
+            [_dice_table(apply(preds[c], [*steps, step]), refs[c], values) for c in cases], values
+        )
+        keep = _better(after, current)
+        decisions.append({"step": trial["what"], **step, "before": current, "after": after, "kept": keep})
+        if keep:
+            steps.append(step)
+            current = after
+    result = {
+        "schema_version": 1,
+        "criterion": "CV foreground mean Dice (mean over labels of the mean over cases; both-empty cases excluded)",
+        "n_cases": len(cases),
+        "candidates": table,
+        "chosen": {
+            "candidate": best["candidate"],
+            "members": best["members"],
+            "configurations": [m.configuration for m in chosen],
+        },
+        "postprocessing": steps,
+        "decisions": decisions,
+        "cv_dice_before_postprocessing": base,
+        "cv_dice_final": current,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / SELECTION_FILE, result)
+    return result
