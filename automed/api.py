@@ -378,16 +378,48 @@ def package(
     return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)
 
 
-def select(workdirs: list[str | Path], output: str | Path, *, tracking_uri: str | None = None) -> Any:
-    """Compare trainings (and their pairs) on CV, decide postprocessing, log the evidence to MLflow."""
+def select(
+    workdirs: list[str | Path],
+    output: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    inference: bool = True,
+    latency_target: float | None = None,
+    max_cases: int = 5,
+    device: str | None = None,
+) -> Any:
+    """Compare trainings (and their pairs) on CV, decide postprocessing and (for a single chosen training) the
+    inference settings; record them in the chosen training's model.json and log the evidence to MLflow."""
     import json
 
+    from automed.artifacts import write_json_atomic
+    from automed.select.inference_cost import choose, measure
     from automed.select.selection import SELECTION_FILE
     from automed.select.selection import select as _select
     from automed.tracking import Tracker, resolve_uri
 
     out = Path(output)
     res = _select([Path(w) for w in workdirs], out)
+    members = [Path(m) for m in res["chosen"]["members"]]
+    if len(members) == 1:
+        mfile = members[0] / "model.json"
+        meta = json.loads(mfile.read_text())
+        meta.setdefault("inference", {})["postprocessing"] = res["postprocessing"]
+        write_json_atomic(mfile, meta)
+        if inference:
+            table = measure(members[0], max_cases=max_cases, device=device)
+            choice = choose(table, len(meta["folds"]), latency_target)
+            meta["inference"].update(
+                tta=choice["tta"], step=choice["step"], folds=meta["folds"][: choice["folds"]]
+            )
+            write_json_atomic(mfile, meta)
+            res["inference_cost"] = {"table": table, "choice": choice}
+            write_json_atomic(out / SELECTION_FILE, res)
+        if meta.get("registered"):  # the champion applies what was chosen: register the model again with it
+            from automed.train.run import reregister
+
+            res["registered"] = reregister(members[0], float(res["cv_dice_final"]["foreground_mean"]))
+            write_json_atomic(out / SELECTION_FILE, res)
     track = Path(workdirs[0]) / "tracking.json"
     saved = json.loads(track.read_text()) if track.is_file() else {}
     tracker = Tracker(
@@ -449,7 +481,7 @@ def predict(
     input_path: str | Path,
     output: str | Path,
     *,
-    tta: bool = True,
+    tta: bool | None = None,
     save_probabilities: bool = False,
     device: str | None = None,
     tracking_uri: str | None = None,
@@ -466,7 +498,8 @@ def predict(
 
     out = Path(output)
     predictor = _load_predictor(model, tracking_uri, device)
-    predictor.tta = tta
+    if tta is not None:  # else the model's own setting (chosen by `automed select` when it ran)
+        predictor.tta = tta
     cases = discover(input_path, predictor.plan.n_channels)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

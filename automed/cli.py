@@ -517,6 +517,13 @@ def select(
     tracking_uri: Annotated[
         str | None, typer.Option(help="MLflow store (default: the first work dir's).")
     ] = None,
+    inference: Annotated[
+        bool,
+        typer.Option(help="Also measure TTA/step/fold-count cost on CV and choose the inference settings."),
+    ] = True,
+    latency_target: Annotated[
+        float | None, typer.Option(help="Seconds per case; default: cheapest within 0.5 % of the best Dice.")
+    ] = None,
 ) -> None:
     """Pick the best training or pair of trainings by CV Dice and decide postprocessing (largest components).
 
@@ -524,7 +531,9 @@ def select(
     """
     from automed import api
 
-    res = api.select(list(workdirs), output, tracking_uri=tracking_uri)
+    res = api.select(
+        list(workdirs), output, tracking_uri=tracking_uri, inference=inference, latency_target=latency_target
+    )
     t = Table(title="candidates (CV foreground Dice)")
     t.add_column("candidate")
     t.add_column("Dice")
@@ -537,6 +546,16 @@ def select(
             f"largest component of {d['step']}: {d['before']['foreground_mean']:.4f} -> "
             f"{d['after']['foreground_mean']:.4f} ({verdict})"
         )
+    if "inference_cost" in res:
+        c = res["inference_cost"]
+        t = Table(title=f"inference cost on {len(c['table']['cases'])} CV cases (fold 0 network)")
+        for col in ("TTA", "step", "Dice", "s/case"):
+            t.add_column(col)
+        for r in c["table"]["settings"]:
+            t.add_row(str(r["tta"]), str(r["step"]), f"{r['dice']:.4f}", f"{r['seconds_per_case']:.2f}")
+        out.print(t)
+        ch = c["choice"]
+        out.print(f"inference: TTA {ch['tta']}, step {ch['step']}, {ch['folds']} fold(s) ({ch['reason']})")
     out.print(f"chosen: {res['chosen']['candidate']}; evidence in {output / 'selection.json'}")
 
 
@@ -545,7 +564,9 @@ def predict(
     model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the label maps.")],
-    tta: Annotated[bool, typer.Option(help="Mirror test-time augmentation.")] = True,
+    tta: Annotated[
+        bool | None, typer.Option(help="Mirror test-time augmentation (default: the model's setting).")
+    ] = None,
     save_probabilities: Annotated[bool, typer.Option(help="Also write CASE.npz probabilities.")] = False,
     device: Annotated[str | None, typer.Option(help="cuda, cpu or auto.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")] = None,

@@ -203,7 +203,9 @@ def register_ensemble(
         champion = client.get_model_version_by_alias(name, "champion")
     except Exception:
         champion = None
-    if champion is None or score >= float(champion.tags.get("cv_fg_dice", "-1")):
+    if (
+        champion is None or score >= float(champion.tags.get("cv_fg_dice", "-1")) - 1e-6
+    ):  # tag kept to 6 digits
         client.set_registered_model_alias(name, "champion", version)
         champion_version = version
     else:

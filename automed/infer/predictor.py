@@ -126,13 +126,16 @@ class Predictor:
         meta = json.loads(mfile.read_text())
         plan = Plan.load(wd / "plan.json")
         config = TrainConfig.model_validate(meta["config"])
+        inf = meta.get("inference", {})
+        kwargs.setdefault("postprocessing", inf.get("postprocessing", []))
+        kwargs.setdefault("tta", inf.get("tta", True))
+        kwargs.setdefault("step", inf.get("step", 0.5))
         return cls.from_folds(
             wd,
             plan,
             config,
-            folds or meta["folds"],
+            folds or inf.get("folds") or meta["folds"],
             checkpoint=meta.get("checkpoint", "final"),
-            postprocessing=meta.get("inference", {}).get("postprocessing", []),
             device=device,
             **kwargs,
         )

@@ -162,29 +162,44 @@ def _choose_postprocessing(wd: Path, tracker: Any, run_id: str) -> list[dict[str
     return post
 
 
-def _bundle(
-    workdir: Path,
-    plan: Plan,
-    config: TrainConfig,
-    folds: list[int],
-    cv: dict[str, Any],
-    tta: bool,
-    postprocessing: list[dict[str, Any]],
-) -> Path:
+def _bundle(workdir: Path, config: TrainConfig, meta: dict[str, Any]) -> Path:
+    """``model_bundle/``: plan.json, model.json (``meta``) and the final weights of ``meta["folds"]``."""
     dest = workdir / "model_bundle"
     tmp = workdir / ".model_bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     shutil.copy(workdir / "plan.json", tmp / "plan.json")
-    for f in folds:
+    for f in meta["folds"]:
         state = load_checkpoint(fold_dir(workdir, config.configuration, f) / "checkpoint_final.pt")
         save_checkpoint(tmp / f"fold_{f}.pt", {"model": state["model"]})
-    meta = _model_meta(plan, config, folds, cv, tta)
-    meta["inference"]["postprocessing"] = postprocessing
-    write_json_atomic(tmp / "model.json", meta)
+    write_json_atomic(tmp / "model.json", {k: v for k, v in meta.items() if k != "registered"})
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest
+
+
+def reregister(workdir: Path, score: float) -> dict[str, Any]:
+    """Register ``workdir``'s model again with the settings now in its model.json (after ``automed select``)."""
+    from automed.tracking import Tracker, register_ensemble
+
+    meta = json.loads((workdir / MODEL_FILE).read_text())
+    track = json.loads((workdir / "tracking.json").read_text())
+    plan = Plan.load(workdir / "plan.json")
+    config = TrainConfig.model_validate(meta["config"])
+    tracker = Tracker(track["uri"], track["experiment"])
+    bundle = _bundle(workdir, config, meta)
+    registered = register_ensemble(
+        tracker,
+        track["parent_run_id"],
+        bundle,
+        model_name_for(plan.dataset_name),
+        score,
+        plan.n_channels,
+        plan.original_median_spacing,
+    )
+    meta["registered"] = registered
+    write_json_atomic(workdir / MODEL_FILE, meta)
+    return registered
 
 
 def _model_meta(
@@ -595,7 +610,7 @@ def train_dataset(
         write_json_atomic(wd / MODEL_FILE, meta)
         registered = None
         if opts.register:
-            bundle = _bundle(wd, plan, config, folds, cv, opts.validation_tta, post)
+            bundle = _bundle(wd, config, meta)
             score = cv["foreground_mean"]["dice"]
             registered = register_ensemble(
                 tracker,

@@ -1,0 +1,110 @@
+"""Inference cost choice on cross-validation: how much Dice each cheaper setting gives up, and how long it takes.
+
+Measured on fold 0's validation cases (at most ``max_cases``) with fold 0's own network, so no case was seen in
+training: mirror TTA on/off x window step 0.5/0.75 -> Dice and seconds per case. The number of fold networks in the
+ensemble (1, 3, 5, ... up to the folds trained) is timed on the same cases; its Dice cannot be measured on CV (every
+case was in the training set of the other folds), so it is not traded against Dice: all folds are kept unless a
+latency target forces fewer. Choice: with ``latency_target`` the most accurate (tta, step) whose time with the most
+folds that fit is within the target; without one, the cheapest (tta, step) whose Dice is within ``tolerance``
+(0.5 % relative) of the best.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automed.data.cases import read_case
+from automed.data.dataset import load_dataset
+from automed.infer.predictor import Predictor
+from automed.select.selection import _dice_table, _summary
+
+TTA = (True, False)
+STEPS = (0.5, 0.75)
+
+
+def measure(workdir: Path, *, max_cases: int = 5, device: str | None = None) -> dict[str, Any]:
+    """The Dice/time table of one training work dir (see the module docstring)."""
+    meta = json.loads((workdir / "model.json").read_text())
+    folds = [int(f) for f in meta["folds"]]
+    splits = json.loads((workdir / "splits.json").read_text())
+    ds = load_dataset(json.loads((workdir / "train_config.json").read_text())["dataset"])
+    by_id = {c.case_id: c for c in ds.cases}
+    ids = splits["folds"][folds[0]]["val"][:max_cases]
+    cases = [read_case(by_id[c], ds.images_are_4d) for c in ids]
+    values = sorted(int(k) for k in meta["labels"])
+    post = meta.get("inference", {}).get("postprocessing", [])
+    rows = []
+    for tta, step in itertools.product(TTA, STEPS):
+        pred = Predictor.from_workdir(
+            workdir, device=device, folds=[folds[0]], tta=tta, step=step, postprocessing=post
+        )
+        per_case, seconds = [], []
+        for cd in cases:
+            t0 = time.perf_counter()
+            res = pred.predict_arrays(cd.channels, cd.geometry)
+            seconds.append(time.perf_counter() - t0)
+            assert cd.label is not None
+            per_case.append(_dice_table(res.labels, cd.label, values))
+        s = _summary(per_case, values)
+        rows.append(
+            {
+                "tta": tta,
+                "step": step,
+                "folds": 1,
+                "dice": s["foreground_mean"],
+                "seconds_per_case": float(np.mean(seconds)),
+            }
+        )
+    counts = sorted({n for n in (1, 3, 5, len(folds)) if n <= len(folds)})
+    fold_times = {}
+    for n in counts:
+        pred = Predictor.from_workdir(workdir, device=device, folds=folds[:n], postprocessing=post)
+        t0 = time.perf_counter()
+        for cd in cases:
+            pred.predict_arrays(cd.channels, cd.geometry)
+        fold_times[n] = (time.perf_counter() - t0) / len(cases)
+    return {"cases": ids, "settings": rows, "fold_seconds_per_case": fold_times, "base_folds": 1}
+
+
+def choose(
+    table: dict[str, Any], n_folds: int, latency_target: float | None = None, tolerance: float = 0.005
+) -> dict[str, Any]:
+    """Pick tta, step and the number of folds from :func:`measure`'s table."""
+    rows = [r for r in table["settings"] if not math.isnan(r["dice"])]
+    best = max(r["dice"] for r in rows)
+    one_fold = {int(k): float(v) for k, v in table["fold_seconds_per_case"].items()}
+
+    def scaled(r: dict[str, Any], n: int) -> float:  # setting r's time with n fold networks
+        return float(r["seconds_per_case"] * one_fold[n] / max(one_fold[1], 1e-9))
+
+    if latency_target is None:
+        ok = [r for r in rows if r["dice"] >= best * (1 - tolerance)]
+        pick = min(ok, key=lambda r: r["seconds_per_case"])
+        n = n_folds
+        reason = f"cheapest setting within {tolerance:.1%} of the best CV Dice ({best:.4f}); all {n_folds} folds kept"
+    else:
+        options = [
+            (r, n) for r in rows for n in sorted(one_fold, reverse=True) if scaled(r, n) <= latency_target
+        ]
+        if not options:
+            pick, n = min(((r, 1) for r in rows), key=lambda rn: scaled(*rn))
+            reason = f"no setting meets {latency_target:.2f} s per case; the fastest one is used"
+        else:
+            pick, n = max(options, key=lambda rn: (rn[0]["dice"], rn[1], -scaled(*rn)))
+            reason = f"most accurate setting within {latency_target:.2f} s per case"
+    return {
+        "tta": pick["tta"],
+        "step": pick["step"],
+        "folds": n,
+        "expected_seconds_per_case": scaled(pick, n),
+        "cv_dice_fold0": pick["dice"],
+        "best_cv_dice_fold0": best,
+        "reason": reason,
+    }
