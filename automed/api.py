@@ -326,9 +326,13 @@ def export(
     tracking_uri: str | None = None,
 ) -> Any:
     """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case."""
+    from automed.artifacts import write_json_atomic
     from automed.data.cases import read_case
     from automed.data.dataset import Case
+    from automed.export.bundle import readable
+    from automed.export.card import model_card
     from automed.export.export import export_predictor, first_validation_case, parse_formats
+    from automed.export.mlflow_attach import attach_export
     from automed.infer.inputs import discover
     from automed.infer.predictor import Predictor
     from automed.registry import check_choice
@@ -345,7 +349,14 @@ def export(
         sample = (c.case_id, cd.channels, cd.geometry)
     elif not str(model).startswith("models:/"):
         sample = first_validation_case(Path(model))
-    return export_predictor(predictor, Path(output), fmts, sample, ov_precision=ov_precision, repeats=repeats)
+    res = export_predictor(predictor, Path(output), fmts, sample, ov_precision=ov_precision, repeats=repeats)
+    workdir = None if str(model).startswith("models:/") else Path(model)
+    card = model_card(predictor, res.report, workdir)
+    (res.folder / "MODEL_CARD.md").write_text(card)
+    res.report["registered"] = attach_export(res.folder, res.report, card, str(model), tracking_uri)
+    write_json_atomic(res.folder / "export.json", res.report)
+    readable(res.folder)
+    return res
 
 
 def package(
@@ -415,6 +426,8 @@ def select(
             write_json_atomic(mfile, meta)
             res["inference_cost"] = {"table": table, "choice": choice}
             write_json_atomic(out / SELECTION_FILE, res)
+        meta["selection"] = {"decisions": res["decisions"], "inference_cost": res.get("inference_cost")}
+        write_json_atomic(mfile, meta)
         if meta.get("registered"):  # the champion applies what was chosen: register the model again with it
             from automed.train.run import reregister
 

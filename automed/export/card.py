@@ -1,0 +1,97 @@
+"""The model card (markdown) of an exported model: data, plan, CV metrics, postprocessing, inference settings and
+their cost, export parity and latency. Written into the bundle as ``MODEL_CARD.md`` and set as the registered model
+version's description."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from automed.infer.predictor import Predictor
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | None) -> str:
+    plan, cfg = predictor.plan, predictor.cfg
+    lines = [f"# {plan.dataset_name}: automed {predictor.configuration} model", ""]
+    meta: dict[str, Any] = {}
+    if workdir is not None and (workdir / "model.json").is_file():
+        meta = json.loads((workdir / "model.json").read_text())
+    fp_file = workdir / "fingerprint.json" if workdir is not None else None
+    lines += ["## Data", ""]
+    if fp_file is not None and fp_file.is_file():
+        fp = json.loads(fp_file.read_text())
+        mods = ", ".join(str(c.get("modality", "?")) for c in fp.get("channels", []))
+        lines += [
+            f"- {fp['n_cases']} training cases, {fp['n_channels']} channel(s) ({mods}), task {fp['task_type']}",
+            f"- median spacing {fp['median_spacing']} mm, median shape after crop {fp['median_shape_after_crop']}",
+            f"- fingerprint hash `{fp['hash']}`",
+        ]
+    lines += [
+        f"- labels: {', '.join(f'{k} = {v}' for k, v in sorted(plan.labels.items(), key=lambda kv: int(kv[0])))}",
+        "",
+    ]
+    net = cfg.network
+    lines += [
+        "## Plan",
+        "",
+        f"- configuration {predictor.configuration}: spacing {cfg.spacing}, patch {predictor.patch}, batch {cfg.batch_size}",
+        f"- network {net.architecture}, {net.n_stages} stages, features {net.features_per_stage}",
+        f"- normalization: {', '.join(f'channel {n.channel}: {n.scheme}' for n in cfg.normalization)}",
+        "",
+    ]
+    summary = workdir / "cv" / "summary.json" if workdir is not None else None
+    if summary is not None and summary.is_file():
+        cv = json.loads(summary.read_text())
+        lines += [
+            "## Cross-validation (before postprocessing)",
+            "",
+            "| label | Dice | HD95 mm | NSD |",
+            "|---|---|---|---|",
+        ]
+        for lab, m in cv["mean"].items():
+            lines.append(
+                f"| {cv['label_names'].get(lab, lab)} | {_f(m['dice'])} | {_f(m['hd95'], 2)} | {_f(m['nsd'], 3)} |"
+            )
+        fg = cv["foreground_mean"]
+        lines += [f"| foreground mean | {_f(fg['dice'])} | {_f(fg['hd95'], 2)} | {_f(fg['nsd'], 3)} |", ""]
+    post = predictor.postprocessing
+    lines += ["## Postprocessing", ""]
+    lines += [f"- largest connected component of labels {s['labels']}" for s in post] or [
+        "- none (chosen on CV: no step helped)"
+    ]
+    lines += ["", "## Inference", ""]
+    lines += [
+        f"- {len(predictor.models)} fold network(s), mirror TTA {'on' if predictor.tta else 'off'}, window step {predictor.step}"
+    ]
+    cost = meta.get("selection", {}).get("inference_cost")
+    if cost:
+        lines += ["", "| TTA | step | Dice (fold 0, CV) | s/case |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['tta']} | {r['step']} | {_f(r['dice'])} | {r['seconds_per_case']:.2f} |"
+            for r in cost["table"]["settings"]
+        ]
+        lines += ["", f"Choice: {cost['choice']['reason']}."]
+    if "parity" in report:
+        lines += [
+            "",
+            "## Export",
+            "",
+            f"Parity on case `{report['parity_case']}` (full prediction vs torch float32):",
+            "",
+        ]
+        lines += ["| runtime | max abs prob diff | Dice vs torch | passed |", "|---|---|---|---|"]
+        for name, p in report["parity"].items():
+            lines.append(f"| {name} | {p['max_abs_prob']:.2e} | {p['dice_vs_torch']:.4f} | {p['passed']} |")
+        lines += ["", "| runtime | seconds per case |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in report["latency_seconds"].items()]
+        lines += [
+            "",
+            report["latency_note"] + ". OpenVINO weights FP32; runtime precision in preprocess.json.",
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""Attach an export to the registered model version it came from: the export report, model card, preprocessing
+spec and networks as artifacts of the version's run (``export/``), the card as the version's description and the
+parity results as version tags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _version_of(model: str, tracking_uri: str | None) -> tuple[str, str, str] | None:
+    """``(uri, name, version)`` of the registered version behind a work dir or a ``models:/`` URI (None: none)."""
+    from automed.tracking import resolve_uri
+
+    if model.startswith("models:/"):
+        ref = model[len("models:/") :]
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return resolve_uri(tracking_uri), name, "@" + alias
+        name, _, version = ref.partition("/")
+        return resolve_uri(tracking_uri), name, version
+    wd = Path(model)
+    mfile, tfile = wd / "model.json", wd / "tracking.json"
+    if not mfile.is_file() or not tfile.is_file():
+        return None
+    reg = json.loads(mfile.read_text()).get("registered")
+    if not reg:
+        return None
+    return (
+        resolve_uri(tracking_uri or json.loads(tfile.read_text()).get("uri")),
+        reg["name"],
+        str(reg["version"]),
+    )
+
+
+def attach_export(
+    folder: Path, report: dict[str, Any], card: str, model: str, tracking_uri: str | None
+) -> dict[str, Any] | None:
+    found = _version_of(model, tracking_uri)
+    if found is None:
+        return None
+    from mlflow.tracking import MlflowClient
+
+    uri, name, version = found
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mv = (
+        client.get_model_version_by_alias(name, version[1:])
+        if version.startswith("@")
+        else client.get_model_version(name, version)
+    )
+    version = str(mv.version)
+    run_id = mv.run_id
+    if run_id:
+        for f in ("export.json", "MODEL_CARD.md", "preprocess.json"):
+            client.log_artifact(run_id, str(folder / f), f"export/v{version}")
+        client.log_artifacts(run_id, str(folder / "networks"), f"export/v{version}/networks")
+    client.update_model_version(name, version, description=card)
+    for runtime, p in report.get("parity", {}).items():
+        client.set_model_version_tag(
+            name, version, f"export.{runtime}.max_abs_prob", f"{p['max_abs_prob']:.3g}"
+        )
+        client.set_model_version_tag(name, version, f"export.{runtime}.passed", str(p["passed"]))
+    for runtime, seconds in report.get("latency_seconds", {}).items():
+        client.set_model_version_tag(name, version, f"latency_s.{runtime}", f"{seconds:.3f}")
+    return {"name": name, "version": version, "run_id": run_id}
