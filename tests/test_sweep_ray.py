@@ -247,3 +247,8 @@ def test_optuna_engine_same_objective_and_tracking(data: tuple[Path, Path], tmp_
     assert {o.key for o in res.outcomes} == set(res.table["trial"])
     assert all(o.status != "error" for o in res.outcomes), res.outcomes
     _check_mlflow(uri, wd, 2)
+    # the fully cross-validated trials were compared (with their pairs) and postprocessing decided
+    sel = json.loads((wd / "selection" / "selection.json").read_text())
+    full = set(res.table[res.table["folds_done"] == 2]["trial"])
+    assert {Path(m).name for row in sel["candidates"] for m in row["members"]} == full
+    assert len(sel["candidates"]) == len(full) + len(full) * (len(full) - 1) // 2

@@ -207,6 +207,8 @@ def run_trial(
                     (fold_dir(td, config.configuration, int(f)) / "validation_metrics.json").read_text()
                 )
             result["score"] = float(summarize(all_rows)["foreground_mean"]["dice"])
+            if len(result["folds"]) == ctx.n_folds:
+                _write_model(td, ctx, plan, config, all_rows)
             result["n_folds_done"] = len(result["folds"])
             result["trial_s"] += time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -230,6 +232,23 @@ def run_trial(
         raise
     tracker.end_run(run_id)
     return result
+
+
+def _write_model(
+    td: Path, ctx: SweepContext, plan: Plan, config: TrainConfig, rows: list[dict[str, Any]]
+) -> None:
+    """Make a fully cross-validated trial look like a training work dir (model.json, train_config.json, cv/), so
+    ``automed select``, ``predict`` and ``export`` take it as they take ``automed train``'s."""
+    from automed.evaluate.summary import write_summary
+    from automed.train.run import _model_meta
+
+    cv = write_summary(rows, td / "cv" / "metrics.csv", td / "cv" / "summary.json")
+    meta = _model_meta(plan, config, list(range(ctx.n_folds)), cv, ctx.validation_tta)
+    write_json_atomic(td / "model.json", meta)
+    write_json_atomic(
+        td / "train_config.json",
+        {"dataset": ctx.dataset, "config": config.model_dump(mode="json"), "options": {}},
+    )
 
 
 def _ray_node() -> str:

@@ -470,6 +470,16 @@ def _finish(
             tracker.log_artifact(run, Path(where), "plots")
         else:
             tracker.set_tags(run, {f"plot.{name}": where[:250]})
+    full_dirs = [wd / "trials" / str(k) for k in full["trial"]] if len(full) else []
+    if full_dirs:  # selection among the fully cross-validated trials and their pairs, with postprocessing
+        from automed.select.selection import SELECTION_FILE, select
+
+        sel = select(full_dirs, wd / "selection")
+        tracker.log_artifact(run, wd / "selection" / SELECTION_FILE, "selection")
+        tracker.set_tags(run, {"selection.chosen": sel["chosen"]["candidate"]})
+        tracker.log_metrics(
+            run, {"selection_cv_dice_fg_mean": float(sel["cv_dice_final"]["foreground_mean"])}
+        )
     state["verdict"] = verdict
     write_json_atomic(wd / STATE_FILE, state)
     tracker.end_run(run)
