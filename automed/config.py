@@ -63,13 +63,17 @@ def load_model(model: type[M], data: Any, *, file: str) -> M:
         raise ConfigError(problems, f"invalid {file}") from exc
 
 
-def load_yaml_model(model: type[M], path: Path) -> M:
+def read_yaml(path: Path, what: str = "the config file", fix: str = "check the path") -> Any:
+    """Parse a YAML file; a missing file or bad syntax is a :class:`ConfigError` naming the file."""
     if not path.is_file():
-        raise ConfigError.single(path, "the config file must exist", "missing", "check the path")
+        raise ConfigError.single(path, f"{what} must exist", "missing", fix)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError.single(
             path, "the file must be valid YAML", str(exc).splitlines()[0], "fix the YAML syntax"
         ) from exc
-    return load_model(model, data, file=str(path))
+
+
+def load_yaml_model(model: type[M], path: Path) -> M:
+    return load_model(model, read_yaml(path), file=str(path))

@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 
 from automed.artifacts import content_hash
-from automed.config import load_yaml_model
+from automed.config import load_yaml_model, read_yaml
 from automed.errors import ConfigError
 from automed.plan.schema import Plan
 from automed.sweep.space import Parameter, SearchSpace, resolve, validate_space
@@ -36,19 +36,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load_strategy(path: Path) -> dict[str, list[Any]]:
-    if not path.is_file():
-        raise ConfigError.single(
-            path,
-            "the grid strategy file must exist",
-            "missing",
-            "check the path (see search_spaces/grid_example.yaml)",
-        )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError.single(
-            path, "the file must be valid YAML", str(exc).splitlines()[0], "fix the YAML syntax"
-        ) from exc
+    data = read_yaml(path, "the grid strategy file", "check the path (see search_spaces/grid_example.yaml)")
     if not isinstance(data, dict) or not data:
         raise ConfigError.single(
             path,

@@ -217,8 +217,7 @@ def sweep_dataset(
 ) -> SweepResult:
     """Run (or ``resume``) a sweep; see the module docstring for the policy and the work dir layout."""
     from automed import api
-    from automed.train.device import pick_device
-    from automed.train.run import _choose_configuration
+    from automed.train.run import _choose_configuration, plan_for_training
 
     t0 = time.perf_counter()
     wd = Path(workdir).resolve()
@@ -266,18 +265,7 @@ def sweep_dataset(
         space = load_space(opts.space) if opts.space else _grid_space(str(opts.grid))
         ENGINES.get(opts.engine)  # an unknown engine fails before any work
         ds = load_dataset(dataset)
-        dev = pick_device(opts.device)
-        preset = opts.preset or ("default" if dev.type == "cuda" else "cpu")
-        res = api.plan_dataset(
-            ds.source if ds.layout == "csv" else ds.source.parent,
-            wd,
-            preset=preset,
-            device=dev.type,
-            run_preprocess=False,
-            workers=opts.workers,
-            show_progress=show_progress,
-        )
-        plan = res.plan
+        plan, _ = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
         base = _choose_configuration(base_config or TrainConfig(), plan, auto=True)
         if (
             opts.grid is None

@@ -19,10 +19,9 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from automed.config import load_model
+from automed.config import load_model, read_yaml
 from automed.errors import ConfigError, Problem
 from automed.plan.schema import Plan
 from automed.plan.variants import scaled_batch, scaled_patch
@@ -336,16 +335,7 @@ def validate_space(space: SearchSpace, file: str) -> None:
 def load_space(path: str | Path) -> SearchSpace:
     """Load and validate a search-space YAML file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError.single(
-            p, "the search-space file must exist", "missing", "check the path (see search_spaces/)"
-        )
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError.single(
-            p, "the file must be valid YAML", str(exc).splitlines()[0], "fix the YAML syntax"
-        ) from exc
+    data = read_yaml(p, "the search-space file", "check the path (see search_spaces/)")
     problems: list[Problem] = []
     if isinstance(data, dict):
         for name, spec in (data.get("parameters") or {}).items():

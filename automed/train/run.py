@@ -365,6 +365,27 @@ def _choose_configuration(config: TrainConfig, plan: Plan, auto: bool) -> TrainC
     return config
 
 
+def plan_for_training(
+    ds: Dataset, wd: Path, device: str | None, preset: str | None, workers: int | None, show_progress: bool
+) -> tuple[Plan, str]:
+    """Verify, fingerprint and plan ``ds`` into ``wd`` (no preprocessing yet) with the preset for the device that
+    will train (``default`` on CUDA, ``cpu`` otherwise, unless ``preset`` names one)."""
+    from automed import api
+
+    dev = pick_device(device)
+    name = preset or ("default" if dev.type == "cuda" else "cpu")
+    res = api.plan_dataset(
+        ds.source if ds.layout == "csv" else ds.source.parent,
+        wd,
+        preset=name,
+        device=dev.type,
+        run_preprocess=False,
+        workers=workers,
+        show_progress=show_progress,
+    )
+    return res.plan, name
+
+
 def _check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
     """A fresh ``automed train`` into a work dir may reuse finished folds only if the same plan and config made
     them; anything else would mix models."""
@@ -434,19 +455,9 @@ def train_dataset(
     else:
         fallback_fold_budget = None
         ds = load_dataset(dataset)
-        dev = pick_device(opts.device)
-        preset = opts.preset or ("default" if dev.type == "cuda" else "cpu")
-        res_plan = api.plan_dataset(
-            ds.source if ds.layout == "csv" else ds.source.parent,
-            wd,
-            preset=preset,
-            device=dev.type,
-            run_preprocess=False,
-            workers=opts.workers,
-            show_progress=show_progress,
-        )
-        config = _choose_configuration(config, res_plan.plan, opts.auto_configuration)
-        _check_existing_folds(wd, res_plan.plan, config)
+        planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
+        config = _choose_configuration(config, planned, opts.auto_configuration)
+        _check_existing_folds(wd, planned, config)
         api.preprocess(
             ds,
             wd,
