@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +114,57 @@ class _Epochs(_MlflowEpochs):
             self.report({"epoch": float(self.last), "score": log.ema_fg_dice, "fold": float(fold)})
 
 
+@contextlib.contextmanager
+def _locked(td: Path) -> Iterator[None]:
+    """An exclusive lock on a trial folder: folds of one trial may run at once in different processes (promotion
+    schedules (trial, fold) units) and must not race on result.json or create the trial's MLflow run twice."""
+    import fcntl
+
+    with (td / ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _aggregate(
+    td: Path, key: str, values: dict[str, Any], config: TrainConfig, ctx: SweepContext, plan: Plan
+) -> dict[str, Any]:
+    """result.json from the per-fold files (call under the trial lock)."""
+    folds: dict[str, Any] = {}
+    compute = unit = 0.0
+    rows: list[dict[str, Any]] = []
+    for folder in sorted((td / "train" / config.configuration).glob("fold_*"), key=lambda p: int(p.name[5:])):
+        done, partial = folder / "fold_result.json", folder / "fold_partial.json"
+        if done.is_file() and (folder / "validation_metrics.json").is_file():
+            r = json.loads(done.read_text())
+            folds[folder.name[5:]] = {"dice": r["dice"], "epochs": r["epochs"]}
+            compute += r["compute_s"]
+            unit += r["unit_s"]
+            rows += json.loads((folder / "validation_metrics.json").read_text())
+        elif (
+            partial.is_file()
+        ):  # stopped by the scheduler (or failed) mid-fold: its work still counts as used
+            compute += json.loads(partial.read_text())["compute_s"]
+    result: dict[str, Any] = {
+        "key": key,
+        "values": values,
+        "folds": folds,
+        "n_folds_done": len(folds),
+        "compute_s": compute,
+        "trial_s": unit,
+        "host": socket.gethostname(),
+        "node": _ray_node(),
+    }
+    if rows:
+        result["score"] = float(summarize(rows)["foreground_mean"]["dice"])
+    if len(folds) == ctx.n_folds:
+        _write_model(td, ctx, plan, config, rows)
+    write_json_atomic(td / "result.json", result)
+    return result
+
+
 def run_trial(
     ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], report: Report | None = None
 ) -> dict[str, Any]:
@@ -129,28 +179,20 @@ def run_trial(
     splits = json.loads((Path(ctx.sweep_dir) / "splits.json").read_text())
     names = [v for k, v in sorted(_label_names(plan).items()) if k != 0]
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
-    run_id, created = tracker.find_or_start_run(
-        f"trial-{key}", key, parent=ctx.sweep_run_id, tags={"trial": key, "host": socket.gethostname()}
-    )
-    if created:
-        tracker.log_params(run_id, {"sampled": values, "config": config.model_dump(mode="json")})
-        tracker.log_artifact(run_id, td / "trial.json")
-    rfile = td / "result.json"
-    result: dict[str, Any] = (
-        json.loads(rfile.read_text())
-        if rfile.is_file()
-        else {"key": key, "values": values, "folds": {}, "compute_s": 0.0, "trial_s": 0.0}
-    )
-    result["host"] = socket.gethostname()
-    result["node"] = _ray_node()
-    result["pid"] = os.getpid()
+    with _locked(td):
+        run_id, created = tracker.find_or_start_run(
+            f"trial-{key}", key, parent=ctx.sweep_run_id, tags={"trial": key, "host": socket.gethostname()}
+        )
+        if created:
+            tracker.log_params(run_id, {"sampled": values, "config": config.model_dump(mode="json")})
+            tracker.log_artifact(run_id, td / "trial.json")
+        result = _aggregate(td, key, values, config, ctx, plan)
     epochs_done = 0
     trained_any = False
     try:
         for fold in folds:
             folder = fold_dir(td, config.configuration, fold)
-            rows_file = folder / "validation_metrics.json"
-            if str(fold) in result["folds"] and rows_file.is_file():
+            if str(fold) in result["folds"]:
                 continue
             trained_any = True
             fsplit = splits["folds"][fold]
@@ -188,33 +230,29 @@ def run_trial(
                 rows = validate_fold(
                     td, plan, config, fold, ds, fsplit["val"], device=ctx.device, tta=ctx.validation_tta
                 )
-                write_json_atomic(rows_file, rows)
+                write_json_atomic(folder / "validation_metrics.json", rows)
                 _log_fold_artifacts(
                     tracker, frun, folder, res.history, rows, ds, fsplit["val"][:1], config, fold
                 )
             except BaseException as exc:
+                if folder.is_dir():
+                    write_json_atomic(folder / "fold_partial.json", {"compute_s": time.perf_counter() - tc})
                 tracker.end_run(frun, "FAILED" if isinstance(exc, Exception) else "KILLED")
                 raise
             dice = float(summarize(rows)["foreground_mean"]["dice"])
             tracker.log_metrics(frun, {"val_dice_fg_mean": dice})
             tracker.end_run(frun)
             epochs_done += res.epochs
-            result["folds"][str(fold)] = {"dice": dice, "epochs": res.epochs}
-            result["compute_s"] += time.perf_counter() - tc
-            all_rows: list[dict[str, Any]] = []
-            for f in sorted(result["folds"], key=int):
-                all_rows += json.loads(
-                    (fold_dir(td, config.configuration, int(f)) / "validation_metrics.json").read_text()
-                )
-            result["score"] = float(summarize(all_rows)["foreground_mean"]["dice"])
-            if len(result["folds"]) == ctx.n_folds:
-                _write_model(td, ctx, plan, config, all_rows)
-            result["n_folds_done"] = len(result["folds"])
-            result["trial_s"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            write_json_atomic(rfile, result)
-            metric = "cv_dice_fg_mean" if len(result["folds"]) == ctx.n_folds else "screen_dice_fg_mean"
-            tracker.log_metrics(run_id, {metric: result["score"], "n_folds_done": len(result["folds"])})
+            now = time.perf_counter()
+            write_json_atomic(
+                folder / "fold_result.json",
+                {"dice": dice, "epochs": res.epochs, "compute_s": now - tc, "unit_s": now - t0},
+            )
+            t0 = now
+            with _locked(td):
+                result = _aggregate(td, key, values, config, ctx, plan)
+                metric = "cv_dice_fg_mean" if len(result["folds"]) == ctx.n_folds else "screen_dice_fg_mean"
+                tracker.log_metrics(run_id, {metric: result["score"], "n_folds_done": len(result["folds"])})
             if report is not None:
                 report(
                     {

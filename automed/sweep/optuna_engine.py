@@ -210,16 +210,16 @@ class OptunaEngine:
     def evaluate(
         self,
         ctx: SweepContext,
-        trials: list[tuple[str, dict[str, Any]]],
-        folds: list[int],
+        units: list[tuple[str, dict[str, Any], list[int]]],
         concurrency: int,
         retries: int,
         resume: bool,
         stage: str = "promote",
     ) -> list[TrialOutcome]:
+        """Run fixed (trial, folds) units (promotion, grids), ``concurrency`` processes at a time."""
         ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
-        with self._pool(max(1, min(concurrency, len(trials)))) as pool:
-            futures = [pool.submit(_evaluate_one, ctx, k, v, folds, retries) for k, v in trials]
+        with self._pool(max(1, min(concurrency, len(units)))) as pool:
+            futures = [pool.submit(_evaluate_one, ctx, k, v, folds, retries) for k, v, folds in units]
             return [f.result() for f in futures]
 
     def close(self) -> None:

@@ -40,10 +40,10 @@ def _search_trainable(config: dict[str, Any], ctx: SweepContext, folds: list[int
     run_trial(ctx, key, values, folds, report=lambda m: tune.report(m))
 
 
-def _fixed_trainable(config: dict[str, Any], ctx: SweepContext, folds: list[int]) -> None:
+def _fixed_trainable(config: dict[str, Any], ctx: SweepContext) -> None:
     from ray import tune
 
-    key, values = config["__trial"]
+    key, values, folds = config["__trial"]
     out = run_trial(ctx, key, values, folds)
     tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
 
@@ -265,26 +265,26 @@ class RayEngine:
     def evaluate(
         self,
         ctx: SweepContext,
-        trials: list[tuple[str, dict[str, Any]]],
-        folds: list[int],
+        units: list[tuple[str, dict[str, Any], list[int]]],
         concurrency: int,
         retries: int,
         resume: bool,
         stage: str = "promote",
     ) -> list[TrialOutcome]:
+        """Run fixed (trial, folds) units (promotion, grids), ``concurrency`` at a time."""
         from ray import tune
 
         ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
         trainable = tune.with_resources(
-            tune.with_parameters(_fixed_trainable, ctx=ctx, folds=folds), self._ray_resources()
+            tune.with_parameters(_fixed_trainable, ctx=ctx), self._ray_resources()
         )
 
         def make() -> Any:
             return tune.Tuner(
                 trainable,
-                param_space={"__trial": tune.grid_search([[k, v] for k, v in trials])},
+                param_space={"__trial": tune.grid_search([list(u) for u in units])},
                 tune_config=tune.TuneConfig(metric="score", mode="max", max_concurrent_trials=concurrency),
-                run_config=self._run_config(ctx, stage, retries, len(trials)),
+                run_config=self._run_config(ctx, stage, retries, len(units)),
             )
 
         return self._outcomes(self._fit(make, trainable, ctx, stage, resume), fixed=True)

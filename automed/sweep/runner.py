@@ -182,6 +182,19 @@ def _fold_budget(
     return max(20.0, 0.85 * left / waves)
 
 
+def _units(
+    wd: Path, trials: list[tuple[str, dict[str, Any]]], folds: list[int]
+) -> list[tuple[str, dict[str, Any], list[int]]]:
+    """(trial, fold) units still to run: folds of one trial run at once when slots are free, so a stage does not
+    wait on one trial's folds in sequence while other slots idle."""
+    units = []
+    for key, values in trials:
+        rfile = wd / "trials" / key / "result.json"
+        done = set(json.loads(rfile.read_text())["folds"]) if rfile.is_file() else set()
+        units += [(key, values, [f]) for f in folds if str(f) not in done]
+    return units
+
+
 def _min_budget(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else min(a, b)
 
@@ -334,7 +347,9 @@ def sweep_dataset(
                 state["fold_budget_s"] = _fold_budget(opts, len(points), 0, n_folds, conc, left)
             ctx = replace(ctx, fold_budget_s=state["fold_budget_s"])
             ts = time.perf_counter()
-            outcomes = engine.evaluate(ctx, points, all_folds, conc, opts.retries, resume, stage="grid")
+            outcomes = engine.evaluate(
+                ctx, _units(wd, points, all_folds), conc, opts.retries, resume, stage="grid"
+            )
             state.setdefault("timing", {})["grid_s"] = time.perf_counter() - ts
         else:
             screen_folds = [0] if opts.screen else all_folds
@@ -385,8 +400,7 @@ def sweep_dataset(
                 ts = time.perf_counter()
                 outcomes += engine.evaluate(
                     ctx,
-                    chosen,
-                    all_folds,
+                    _units(wd, chosen, all_folds),
                     conc,
                     opts.retries,
                     resume and bool(state["stages"].get("promote_started")),
