@@ -149,6 +149,35 @@ def export_predictor(
     return ExportResult(out, report)
 
 
+def _runtime_prediction(
+    predictor: Predictor,
+    runtime: str,
+    files: list[Path],
+    precision: str,
+    threads: int | None,
+    channels: np.ndarray,
+    geometry: Geometry,
+    repeats: int,
+) -> tuple[Any, float]:
+    modules: list[torch.nn.Module] = (
+        [OnnxModule(p, threads) for p in files]
+        if runtime == "onnx"
+        else [OpenVinoModule(p, precision, threads) for p in files]
+    )
+    return _timed(_runtime_predictor(predictor, modules), channels, geometry, repeats)
+
+
+def _in_child(*args: Any) -> tuple[Any, float]:
+    """Run :func:`_runtime_prediction` in a fresh process. OpenVINO's CPU plugin swaps the thread's signal stack and
+    later restores one it freed; a process that has a Python signal handler (torch's DataLoader installs one for
+    SIGCHLD) then dies on the next such signal. Keeping the runtimes out of the caller's process avoids that."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_runtime_prediction, *args).result()
+
+
 def _check(
     predictor: Predictor,
     formats: list[str],
@@ -166,19 +195,16 @@ def _check(
         predictor, channels, geometry, repeats
     )  # automed's own default (amp where native)
     latency: dict[str, float] = {"torch_fp32": t_ref32, "torch_default": t_default}
-    runtimes: dict[str, tuple[list[torch.nn.Module], str]] = {}
+    runs: dict[str, tuple[str, list[Path], str]] = {}
     if "onnx" in formats:
-        runtimes["onnxruntime"] = ([OnnxModule(p, threads) for p in onnx_files], "f32")
+        runs["onnxruntime"] = ("onnx", onnx_files, "f32")
     if "openvino" in formats:
-        runtimes["openvino_f32"] = ([OpenVinoModule(p, "f32", threads) for p in ov_files], "f32")
+        runs["openvino_f32"] = ("openvino", ov_files, "f32")
         if ov_precision != "f32":
-            runtimes[f"openvino_{ov_precision}"] = (
-                [OpenVinoModule(p, ov_precision, threads) for p in ov_files],
-                ov_precision,
-            )
+            runs[f"openvino_{ov_precision}"] = ("openvino", ov_files, ov_precision)
     parity: dict[str, Any] = {}
-    for name, (modules, prec) in runtimes.items():
-        res, seconds = _timed(_runtime_predictor(predictor, modules), channels, geometry, repeats)
+    for name, (runtime, files, prec) in runs.items():
+        res, seconds = _in_child(predictor, runtime, files, prec, threads, channels, geometry, repeats)
         latency[name] = seconds
         diff = float(np.abs(res.probabilities - ref.probabilities).max())
         dice = _dice(res.labels, ref.labels)

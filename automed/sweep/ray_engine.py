@@ -81,14 +81,21 @@ def _trial_id_from_path(path: str | None) -> str:
     return m.group(1) if m else ""
 
 
-def _progress_callback(stage: str, total: int, show: bool) -> Any:
-    """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only)."""
+def _progress_callback(stage: str, total: int, show: bool, times_file: Path) -> Any:
+    """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only) and records, in the
+    driver, when each trial started and ended (``times_file``: the orchestration-overhead benchmark reads it)."""
+    import json
+    import time
+
     from ray.tune import Callback
 
     class _Progress(Callback):
         def __init__(self) -> None:
             self.done = 0
             self.bar: Any = None
+            self.times: dict[str, dict[str, Any]] = (
+                json.loads(times_file.read_text()) if times_file.is_file() else {}
+            )
 
         def setup(self, *args: Any, **info: Any) -> None:
             if show:
@@ -98,18 +105,28 @@ def _progress_callback(stage: str, total: int, show: bool) -> Any:
                 self.bar.start()
                 self.task = self.bar.add_task(f"sweep {stage}", total=total)
 
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            unit = trial.config.get("__trial")
+            self.times[trial.trial_id] = {
+                "start": time.time(),
+                "key": unit[0] if unit else trial.trial_id,
+                "folds": unit[2] if unit else None,
+            }
+
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._step()
+            self._step(trial)
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._step()
+            self._step(trial)
 
-        def _step(self) -> None:
+        def _step(self, trial: Any) -> None:
             self.done += 1
+            self.times.setdefault(trial.trial_id, {})["end"] = time.time()
             if self.bar is not None:
                 self.bar.update(self.task, completed=self.done)
 
         def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+            times_file.write_text(json.dumps(self.times, indent=1))
             if self.bar is not None:
                 self.bar.stop()
 
@@ -189,7 +206,14 @@ class RayEngine:
             storage_path=str(Path(ctx.sweep_dir) / "ray"),
             failure_config=tune.FailureConfig(max_failures=retries),
             verbose=0,
-            callbacks=[_progress_callback(stage, total, self.show_progress)],
+            callbacks=[
+                _progress_callback(
+                    stage,
+                    total,
+                    self.show_progress,
+                    Path(ctx.sweep_dir) / "ray" / f"{stage}_trial_times.json",
+                )
+            ],
         )
 
     def _fit(self, tuner_fn: Any, trainable: Any, ctx: SweepContext, stage: str, resume: bool) -> Any:
