@@ -133,11 +133,12 @@ def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
     ds = load_dataset(first.dataset)
     by_id = {c.case_id: c for c in ds.cases}
     cases = sorted(first.probs)
-    refs = {}
-    for cid in cases:
+
+    def reference(cid: str) -> np.ndarray:  # read case by case: nothing scales with the dataset in memory
         label = read_case(by_id[cid], ds.images_are_4d).label
         assert label is not None
-        refs[cid] = label
+        return label
+
     names = [
         t.name if len({x.name for x in trainings}) == len(trainings) else str(t.workdir) for t in trainings
     ]
@@ -145,40 +146,64 @@ def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
     candidates += [
         (f"{names[i]} + {names[j]}", [i, j]) for i, j in itertools.combinations(range(len(trainings)), 2)
     ]
-    table = []
-    for name, members in candidates:
-        per_case = [
-            _dice_table(_labels([trainings[m].probs[c] for m in members], values), refs[c], values)
-            for c in cases
-        ]
-        table.append(
-            {
-                "candidate": name,
-                "members": [str(trainings[m].workdir) for m in members],
-                **_summary(per_case, values),
-            }
-        )
+    per_candidate: list[list[dict[int, float]]] = [[] for _ in candidates]
+    for cid in cases:
+        ref = reference(cid)
+        probs = [np.load(t.probs[cid])["probabilities"].astype(np.float32) for t in trainings]
+        for k, (_, members) in enumerate(candidates):
+            mean = sum(probs[m] for m in members)
+            per_candidate[k].append(
+                _dice_table(np.asarray(values, dtype=np.int16)[mean.argmax(0)], ref, values)
+            )
+    table = [
+        {
+            "candidate": name,
+            "members": [str(trainings[m].workdir) for m in members],
+            **_summary(per_candidate[k], values),
+        }
+        for k, (name, members) in enumerate(candidates)
+    ]
     best = max(table, key=lambda r: -1.0 if math.isnan(r["foreground_mean"]) else r["foreground_mean"])
     chosen = [trainings[names.index(n)] for n in best["candidate"].split(" + ")]
-    preds = {c: _labels([m.probs[c] for m in chosen], values) for c in cases}
-    base = _summary([_dice_table(preds[c], refs[c], values) for c in cases], values)
+    base = _summary(per_candidate[table.index(best)], values)
+    fg_values = [v for v in values if v != 0]
     decisions: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
-    fg_values = [v for v in values if v != 0]
-    trials = (
-        [{"kind": "largest_component", "labels": fg_values, "what": "all foreground"}]
-        if len(fg_values) > 1
-        else []
-    )
-    trials += [{"kind": "largest_component", "labels": [v], "what": f"label {v}"} for v in fg_values]
     current = base
-    for trial in trials:
-        step = {"kind": trial["kind"], "labels": trial["labels"]}
+    # 1) largest component of all foreground together (it can change every label)
+    if len(fg_values) > 1:
+        step = {"kind": "largest_component", "labels": fg_values}
         after = _summary(
-            [_dice_table(apply(preds[c], [*steps, step]), refs[c], values) for c in cases], values
+            [
+                _dice_table(
+                    apply(_labels([m.probs[c] for m in chosen], values), [step]), reference(c), values
+                )
+                for c in cases
+            ],
+            values,
         )
         keep = _better(after, current)
-        decisions.append({"step": trial["what"], **step, "before": current, "after": after, "kept": keep})
+        decisions.append({"step": "all foreground", **step, "before": current, "after": after, "kept": keep})
+        if keep:
+            steps.append(step)
+            current = after
+    # 2) per label: its largest component only changes that label, so every label is measured in one pass
+    per_label: dict[int, list[dict[int, float]]] = {v: [] for v in fg_values}
+    for c in cases:
+        ref = reference(c)
+        pred = apply(_labels([m.probs[c] for m in chosen], values), steps)
+        for v in fg_values:
+            per_label[v].append(
+                _dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, values)
+            )
+    for v in fg_values:
+        step = {"kind": "largest_component", "labels": [v]}
+        variant = _summary(per_label[v], values)
+        after = {"dice": {**current["dice"], str(v): variant["dice"][str(v)]}}
+        fg = [x for x in after["dice"].values() if not math.isnan(x)]
+        after["foreground_mean"] = float(np.mean(fg)) if fg else math.nan
+        keep = _better(after, current)
+        decisions.append({"step": f"label {v}", **step, "before": current, "after": after, "kept": keep})
         if keep:
             steps.append(step)
             current = after
