@@ -59,10 +59,12 @@ def run(mode: str, budget: str, trials: int) -> None:
     print(f"{mode}: rc {m.returncode}, {m.wall_s:.0f} s")
 
 
-def _fold_compute(trial: Path, fold: int) -> float:
-    """Seconds fold ``fold`` of a trial spent training and validating (finished or stopped mid-way)."""
+def _fold_compute(trial: Path, fold: int, stage: str) -> float:
+    """Seconds fold ``fold`` of a trial spent training and validating in ``stage``. A fold stopped by ASHA during the
+    search leaves fold_partial.json; if it is promoted later, the resumed rest is in fold_result.json."""
     folder = trial / "train" / "3d_fullres" / f"fold_{fold}"
-    for name in ("fold_result.json", "fold_partial.json"):
+    order = ("fold_partial.json", "fold_result.json") if stage == "search" else ("fold_result.json",)
+    for name in order:
         if (folder / name).is_file():
             return float(json.loads((folder / name).read_text())["compute_s"])
     return 0.0
@@ -92,7 +94,7 @@ def summary(mode: str) -> dict[str, float | str]:
                 else ([0] if state["options"]["screen"] else range(n_folds))
             )
             ray_wall += t["end"] - t["start"]
-            compute += sum(_fold_compute(trial, k) for k in folds)
+            compute += sum(_fold_compute(trial, k, stage) for k in folds)
     stage_wall = timing.get("search_s", 0.0) + timing.get("promote_s", 0.0)
     full = table[table["folds_done"] == n_folds]
     default = table[table["default"]]
