@@ -448,7 +448,7 @@ def _finish(
             else f"the planner default is the best trial (CV Dice {default['cv_dice']:.4f})"
         )
     else:
-        verdict = f"best trial {best['trial']} beats the planner default: CV Dice {best['cv_dice']:.4f} vs {default['cv_dice']:.4f} ({best['cv_dice'] / default['cv_dice']:.3f}x)"
+        verdict = f"best trial {best['trial']} beats the planner default: CV Dice {best['cv_dice']:.4f} vs {default['cv_dice']:.4f} (+{best['cv_dice'] - default['cv_dice']:.4f})"
     metrics: dict[str, float] = {"n_trials": float(len(table))}
     if best is not None:
         cfg = json.loads((wd / "trials" / best["trial"] / "trial.json").read_text())["config"]
