@@ -77,6 +77,14 @@ class Tracker:
         run = self.client.create_run(self.experiment_id, tags=t, run_name=name)
         return str(run.info.run_id)
 
+    def find_run(self, key: str, parent: str | None = None) -> Any:
+        """The run tagged ``automed_key=key`` under ``parent``, or None."""
+        filt = f"tags.automed_key = '{key}'"
+        if parent:
+            filt += f" and tags.`mlflow.parentRunId` = '{parent}'"
+        found = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1)
+        return found[0] if found else None
+
     def find_or_start_run(
         self, name: str, key: str, *, parent: str | None = None, tags: dict[str, str] | None = None
     ) -> tuple[str, bool]:
@@ -84,12 +92,8 @@ class Tracker:
 
         Restored or retried work (a resumed sweep, a trial restarted on another node) logs into the run it started
         instead of duplicating it. Returns ``(run_id, created)``."""
-        filt = f"tags.automed_key = '{key}'"
-        if parent:
-            filt += f" and tags.`mlflow.parentRunId` = '{parent}'"
-        found = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1)
-        if found:
-            run = found[0]
+        run = self.find_run(key, parent)
+        if run is not None:
             if run.info.status != "RUNNING":
                 self.client.update_run(run.info.run_id, status="RUNNING")
             return str(run.info.run_id), False

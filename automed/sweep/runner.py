@@ -200,23 +200,22 @@ def _min_budget(a: float | None, b: float | None) -> float | None:
 
 
 def _mark_stopped(tracker: Any, sweep_run: str, outcomes: list[TrialOutcome]) -> None:
-    """Trials the scheduler stopped end as FINISHED with a tag (Ray kills them mid-fold, which reads KILLED)."""
+    """Trials the scheduler stopped end as FINISHED with a tag (Ray kills them mid-fold, which reads KILLED); failed
+    ones as FAILED. A trial stopped before it logged anything has no run and gets none."""
     for o in outcomes:
-        if o.status == "complete" or not o.key:
+        run = None if o.status == "complete" or not o.key else tracker.find_run(o.key, sweep_run)
+        if run is None:
             continue
         status = "FINISHED" if o.status == "stopped" else "FAILED"
-        for key, parent in ((o.key, sweep_run),):
-            rid, _ = tracker.find_or_start_run(f"trial-{key}", key, parent=parent)
-            tracker.set_tags(
-                rid, {"screen.outcome": o.status, **({"error": o.error[:500]} if o.error else {})}
-            )
-            for fold_run in tracker.client.search_runs(
-                [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{rid}'"
-            ):
-                if fold_run.info.status != "FINISHED":
-                    tracker.set_tags(fold_run.info.run_id, {"screen.outcome": o.status})
-                    tracker.end_run(fold_run.info.run_id, status)
-            tracker.end_run(rid, status)
+        rid = str(run.info.run_id)
+        tracker.set_tags(rid, {"screen.outcome": o.status, **({"error": o.error[:500]} if o.error else {})})
+        for fold_run in tracker.client.search_runs(
+            [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{rid}'"
+        ):
+            if fold_run.info.status != "FINISHED":
+                tracker.set_tags(fold_run.info.run_id, {"screen.outcome": o.status})
+                tracker.end_run(fold_run.info.run_id, status)
+        tracker.end_run(rid, status)
 
 
 def sweep_dataset(
