@@ -15,7 +15,7 @@ from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, ConfigError
 from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
 from automed.fingerprint.schema import Fingerprint
 from automed.parallel import default_workers
@@ -317,28 +317,46 @@ def grid(base: str | Path, strategy: str | Path, output: str | Path) -> Any:
 
 def export(
     model: str | Path,
-    output: str | Path,
+    output: str | Path | None = None,
     *,
     formats: str = "onnx,openvino",
     case: str | Path | None = None,
-    ov_precision: str = "f32",
+    ov_precision: str = "auto",
     repeats: int = 1,
     tracking_uri: str | None = None,
 ) -> Any:
-    """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case."""
+    """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
+
+    ``output`` defaults to ``WORKDIR/export`` for a work dir. ``ov_precision`` ``auto`` is bf16 on CPUs with native
+    bf16 (AVX512-BF16/AMX, the same rule as torch's autocast in automed) and f32 elsewhere. Exporting a work dir
+    links the export to it (``export_link.json``), so ``automed predict WORKDIR`` then runs it instead of torch.
+    """
     from automed.artifacts import write_json_atomic
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.export.bundle import readable
     from automed.export.card import model_card
     from automed.export.export import export_predictor, first_validation_case, parse_formats
+    from automed.export.link import write_link
     from automed.export.mlflow_attach import attach_export
     from automed.infer.inputs import discover
     from automed.infer.predictor import Predictor
     from automed.registry import check_choice
+    from automed.train.device import cpu_has_native_bf16
 
     fmts = parse_formats(formats)
-    check_choice(ov_precision, ["f32", "bf16", "f16"], what="the OpenVINO precision", where="--ov-precision")
+    check_choice(
+        ov_precision, ["auto", "f32", "bf16", "f16"], what="the OpenVINO precision", where="--ov-precision"
+    )
+    if ov_precision == "auto":
+        ov_precision = "bf16" if cpu_has_native_bf16() else "f32"
+    is_uri = str(model).startswith("models:/")
+    if output is None:
+        if is_uri:
+            raise ConfigError.single(
+                "--output", "exporting a registered model needs an output folder", "none", "pass -o DIR"
+            )
+        output = Path(model) / "export"
     predictor = _load_predictor(model, tracking_uri)
     assert isinstance(predictor, Predictor)
     sample = None
@@ -347,15 +365,17 @@ def export(
         c = found[0]
         cd = read_case(Case(c.case_id, c.images), c.is_4d)
         sample = (c.case_id, cd.channels, cd.geometry)
-    elif not str(model).startswith("models:/"):
+    elif not is_uri:
         sample = first_validation_case(Path(model))
     res = export_predictor(predictor, Path(output), fmts, sample, ov_precision=ov_precision, repeats=repeats)
-    workdir = None if str(model).startswith("models:/") else Path(model)
+    workdir = None if is_uri else Path(model)
     card = model_card(predictor, res.report, workdir)
     (res.folder / "MODEL_CARD.md").write_text(card)
     res.report["registered"] = attach_export(res.folder, res.report, card, str(model), tracking_uri)
     write_json_atomic(res.folder / "export.json", res.report)
     readable(res.folder)
+    if workdir is not None:
+        res.report["link"] = write_link(workdir, res.folder, res.report)
     return res
 
 
@@ -450,8 +470,55 @@ def select(
     return res
 
 
-def _load_predictor(model: str | Path, tracking_uri: str | None, device: str | None = None) -> Any:
-    """A work dir or a ``models:/NAME@ALIAS`` URI as a :class:`~automed.infer.predictor.Predictor`."""
+RUNTIMES = ("auto", "torch", "openvino", "onnx")
+
+
+def _exported_predictor(model: str | Path, runtime: str, device: str | None) -> tuple[Any, str]:
+    """The work dir's linked export as a predictor when ``runtime`` allows it; ``(None, why not)`` otherwise."""
+    import json
+
+    from automed.export.link import MODEL_FILE, usable_export
+    from automed.infer.exported import ExportedPredictor
+    from automed.runtime.backends import choose_runtime
+
+    if str(model).startswith("models:/"):
+        return None, "registered models predict with torch"
+    if runtime == "auto" and device not in (None, "auto", "cpu"):
+        return None, f"--device {device} predicts with torch"
+    wd = Path(model)
+    folder, why = usable_export(wd)
+    if folder is None:
+        return None, why
+    meta = json.loads((folder / "preprocess.json").read_text())
+    chosen = choose_runtime(None if runtime == "auto" else runtime, meta["files"])
+    if chosen is None:
+        return (
+            None,
+            f"the export has {sorted(meta['files'])}, none of them usable here for --runtime {runtime}",
+        )
+    inference = json.loads((wd / MODEL_FILE).read_text()).get("inference", {})
+    return ExportedPredictor(folder, runtime=chosen, inference=inference), f"{chosen} ({why})"
+
+
+def _load_predictor(
+    model: str | Path, tracking_uri: str | None, device: str | None = None, runtime: str = "torch"
+) -> Any:
+    """A work dir or a ``models:/NAME@ALIAS`` URI as a predictor: the work dir's export for ``runtime`` auto (when
+    usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`."""
+    from automed.registry import check_choice
+
+    check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
+    if runtime != "torch":
+        exported, why = _exported_predictor(model, runtime, device)
+        if exported is not None:
+            return exported
+        if runtime != "auto":
+            raise ArtifactError.single(
+                model,
+                f"--runtime {runtime} predicts with the work dir's export",
+                why,
+                f"run `automed export {model}` first, or use --runtime torch",
+            )
     from automed.infer.predictor import Predictor
     from automed.registry_model import load_bundle
 
@@ -499,8 +566,14 @@ def predict(
     device: str | None = None,
     tracking_uri: str | None = None,
     show_progress: bool = True,
+    runtime: str = "auto",
+    on_load: Any = None,
 ) -> list[Path]:
-    """Predict every case under ``input_path`` with a training work dir or a registered model URI."""
+    """Predict every case under ``input_path`` with a training work dir or a registered model URI.
+
+    ``runtime`` ``auto``: the work dir's export (OpenVINO, else onnxruntime) when ``automed export`` linked one that
+    is still the model's (same checkpoints, parity passed), else torch; ``torch``, ``openvino``, ``onnx`` force one.
+    ``on_load(text)`` is told which one runs."""
     import numpy as np
 
     from automed.data.cases import read_case
@@ -510,10 +583,13 @@ def predict(
     from automed.parallel import progress_bar
 
     out = Path(output)
-    predictor = _load_predictor(model, tracking_uri, device)
+    predictor = _load_predictor(model, tracking_uri, device, runtime)
+    if on_load is not None:
+        kind = getattr(predictor, "runtime", None)
+        on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
     if tta is not None:  # else the model's own setting (chosen by `automed select` when it ran)
         predictor.tta = tta
-    cases = discover(input_path, predictor.plan.n_channels)
+    cases = discover(input_path, predictor.n_channels)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with progress_bar(disable=not show_progress) as bar:

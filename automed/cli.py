@@ -441,7 +441,9 @@ def grid_cmd(
 @app.command()
 def export(
     model: Annotated[str, typer.Argument(help="Training work dir or models:/NAME@ALIAS.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Export folder.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Export folder (default: WORKDIR/export).")
+    ] = None,
     format: Annotated[
         str, typer.Option("--format", help="Comma-separated: onnx, openvino.")
     ] = "onnx,openvino",
@@ -449,14 +451,21 @@ def export(
         Path | None, typer.Option(help="Image (or folder) for the parity check (default: a validation case).")
     ] = None,
     ov_precision: Annotated[
-        str, typer.Option(help="OpenVINO runtime precision also checked and timed: f32, bf16 or f16.")
-    ] = "f32",
+        str,
+        typer.Option(
+            help="OpenVINO runtime precision, checked and timed: auto (bf16 on CPUs with native bf16, else f32), "
+            "f32, bf16 or f16."
+        ),
+    ] = "auto",
     repeats: Annotated[int, typer.Option(help="Timed predictions per runtime (best is kept).")] = 1,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")] = None,
 ) -> None:
     """Export fold networks to ONNX / OpenVINO IR; check parity with torch and time each runtime on a real case.
 
-    Example: automed export work -o work/export --format onnx,openvino
+    Exporting a work dir links the export to it: `automed predict WORKDIR` then runs the export (OpenVINO) while its
+    checkpoints are unchanged.
+
+    Example: automed export work --format onnx,openvino
     """
     from automed import api
 
@@ -484,6 +493,13 @@ def export(
             )
         out.print(t)
     out.print(f"exported to {res.folder} (report: {res.folder / 'export.json'})")
+    link = rep.get("link")
+    if link is not None:
+        out.print(
+            "automed predict will use this export"
+            if link["parity_passed"]
+            else "parity did not pass: automed predict keeps using torch"
+        )
 
 
 @app.command()
@@ -570,6 +586,13 @@ def predict(
     save_probabilities: Annotated[bool, typer.Option(help="Also write CASE.npz probabilities.")] = False,
     device: Annotated[str | None, typer.Option(help="cuda, cpu or auto.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")] = None,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="auto: the work dir's export (from `automed export`; OpenVINO, else onnxruntime) when it is "
+            "still the model's, else torch; or torch, openvino, onnx."
+        ),
+    ] = "auto",
 ) -> None:
     """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
 
@@ -586,6 +609,8 @@ def predict(
         device=device,
         tracking_uri=tracking_uri,
         show_progress=_progress(),
+        runtime=runtime,
+        on_load=lambda text: out.print(f"predicting with {text}"),
     )
     out.print(f"wrote {len(paths)} prediction(s) to {output}")
 

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed import api
-from automed.errors import ConfigError
+from automed.errors import ArtifactError, ConfigError
 from automed.testing.synthetic import make_dataset
 
 pytestmark = pytest.mark.slow
@@ -243,3 +243,42 @@ def test_cube_entry_point_offline_unprivileged_read_only(exported: dict[str, Pat
             if not f.is_symlink():
                 f.chmod(0o755)
         sh.rmtree(base, ignore_errors=True)
+
+
+def test_predict_runs_the_linked_export_without_torch(exported: dict[str, Path]) -> None:
+    """`automed export WORKDIR` links the export; `automed predict WORKDIR` then runs OpenVINO (torch never imported)
+    and agrees with torch; changed checkpoints make it fall back to torch, and forcing the export then fails."""
+    link = json.loads((exported["work"] / "export_link.json").read_text())
+    assert link["parity_passed"] and Path(link["path"]) == exported["bundle"].resolve()
+    out = exported["root"] / "pred-auto"
+    script = (
+        "import sys; from automed import api; seen = [];"
+        f"api.predict({str(exported['work'])!r}, {str(exported['inputs'])!r}, {str(out)!r}, show_progress=False,"
+        " on_load=seen.append); print(seen[0]); print('torch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    used, torch_loaded = run.stdout.strip().splitlines()[-2:]
+    assert used.startswith("openvino export") and torch_loaded == "False", run.stdout
+    for image in sorted(exported["inputs"].iterdir()):
+        got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / image.name)))
+        assert (got == _reference(exported["work"], image)).mean() >= 0.99  # bf16 vs float32
+
+    moved = exported["root"] / "W-retrained"
+    shutil.copytree(exported["work"], moved)
+    ckpt = moved / "train" / "3d_fullres" / "fold_0" / "checkpoint_final.pt"
+    import torch
+
+    state = torch.load(ckpt, weights_only=False)
+    state["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, ckpt)
+    seen: list[str] = []
+    api.predict(
+        moved, exported["inputs"], exported["root"] / "pred-moved", show_progress=False, on_load=seen.append
+    )
+    assert seen[0].startswith("torch")
+    with pytest.raises(ArtifactError) as e:
+        api.predict(
+            moved, exported["inputs"], exported["root"] / "pred-x", show_progress=False, runtime="openvino"
+        )
+    assert "folds changed" in str(e.value) and "automed export" in str(e.value)

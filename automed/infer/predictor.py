@@ -8,7 +8,6 @@ axis separately), arg-max, pasted into the uncropped volume, transposed back, cl
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
+from automed.infer.prediction import Prediction
 from automed.infer.sliding_window import predict_volume
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
@@ -29,12 +29,6 @@ from automed.train.device import autocast_dtype, pick_device
 from automed.train.trainer import fold_dir, load_checkpoint, network_for
 
 MODEL_FILE = "model.json"
-
-
-@dataclass
-class Prediction:
-    labels: np.ndarray  # (z, y, x) label values, original geometry
-    probabilities: np.ndarray | None  # (K, z, y, x) float32, original geometry, when asked
 
 
 class Predictor:
@@ -67,6 +61,10 @@ class Predictor:
         self.postprocessing = list(postprocessing or [])  # steps chosen on CV (automed.select)
         self.label_values = sorted(int(k) for k in plan.labels)
         self.patch = list(patch or self.cfg.patch_size)
+
+    @property
+    def n_channels(self) -> int:
+        return self.plan.n_channels
 
     @classmethod
     def from_folds(

@@ -11,65 +11,25 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .backends import choose_runtime, forwards_for
 from .io import find_cases, read_case, spacing_zyx, write_labels
 from .pipeline import Spec, preprocess_image, to_original
 from .postprocess import apply as postprocess
 from .sliding import predict_windows
 
-Forward = Callable[[np.ndarray], np.ndarray]
 
-
-def _onnx(files: list[Path], threads: int | None, device: str = "cpu") -> list[Forward]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    providers = (
-        ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-    )
-    sessions = [ort.InferenceSession(str(f), opts, providers=providers) for f in files]
-
-    def make(session: Any) -> Forward:
-        return lambda x: np.asarray(session.run(None, {"image": x})[0])
-
-    return [make(s) for s in sessions]
-
-
-def _openvino(files: list[Path], threads: int | None, precision: str) -> list[Forward]:
-    import openvino as ov
-
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    core = ov.Core()
-    compiled = [core.compile_model(str(f), "CPU", config) for f in files]
-
-    def make(model: Any) -> Forward:
-        return lambda x: np.asarray(model(x)[0])
-
-    return [make(c) for c in compiled]
-
-
-def _available(runtime: str | None, meta: dict[str, Any]) -> str:
-    import importlib.util
-
-    have = [r for r in ("openvino", "onnx") if r in meta["files"]]
-    if runtime:
-        if runtime not in have:
-            raise SystemExit(f"--runtime {runtime}: this bundle has {have}")
-        return runtime
-    for r in have:
-        if importlib.util.find_spec("openvino" if r == "openvino" else "onnxruntime"):
-            return r
-    raise SystemExit("install onnxruntime or openvino (see requirements-*.txt in the bundle)")
+def _runtime(runtime: str | None, meta: dict[str, Any]) -> str:
+    chosen = choose_runtime(runtime, meta["files"])
+    if chosen is None:
+        if runtime:
+            raise SystemExit(f"--runtime {runtime}: this bundle has {sorted(meta['files'])}")
+        raise SystemExit("install onnxruntime or openvino (see requirements-*.txt in the bundle)")
+    return chosen
 
 
 def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
@@ -93,13 +53,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     meta = json.loads((root / "preprocess.json").read_text())
     spec = Spec.from_json(meta["spec"])
     inf = meta["inference"]
-    runtime = _available(args.runtime, meta)
-    files = [root / f for f in meta["files"][runtime]]
-    forwards = (
-        _onnx(files, args.threads)
-        if runtime == "onnx"
-        else _openvino(files, args.threads, inf["openvino_precision"])
-    )
+    runtime = _runtime(args.runtime, meta)
+    forwards = forwards_for(root, meta, runtime, args.threads, args.device)
     tta = inf["tta"] and not args.no_tta
     cases = find_cases(args.input.resolve(), spec.n_channels)
     args.output.mkdir(parents=True, exist_ok=True)
