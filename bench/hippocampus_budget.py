@@ -7,6 +7,9 @@ Both predict the 12 held-out cases (fold 0 only, default test-time augmentation)
 Throughput is measured separately at nnU-Net's patch (40x56x40) and batch (2), from each tool's epoch times.
 
     .venv/bin/python bench/hippocampus_budget.py            # about an hour on 2 cores
+    .venv/bin/python bench/hippocampus_budget.py --skip-nnunet --variant adamw --config adamw.yaml
+        # one automed variant at the same budget: fold-0 (inner) validation Dice and held-out Dice go to
+        # bench/work/budget/variants.json; RESULTS.md is not rewritten
 """
 
 from __future__ import annotations
@@ -127,6 +130,47 @@ def automed_throughput(ds: Path, amp: bool) -> float:
     return 40 * 2 / hist[0]["epoch_seconds"]
 
 
+def inner_val_dice(wd: Path) -> float:
+    """Foreground-mean Dice of the fold-0 validation cases (inside the 48 training cases: no held-out case)."""
+    rows = json.loads((wd / "train" / "3d_fullres" / "fold_0" / "validation_metrics.json").read_text())
+    labels = sorted({r["label"] for r in rows})
+    return float(np.mean([np.mean([r["dice"] for r in rows if r["label"] == k]) for k in labels]))
+
+
+def run_variant(name: str, config: Path, ds: Path, images: Path, labels: Path, budget: float) -> None:
+    wd, out = WORK / f"automed_{name}", WORK / f"pred_{name}"
+    shutil.rmtree(wd, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [str(AUTOMED), "-q", "train", str(ds), "-o", str(wd), "--budget", f"{budget:.0f}s", "--fold", "0"]
+    if config.stat().st_size:
+        cmd += ["--config", str(config)]
+    cmd += ["--tracking-uri", f"sqlite:///{WORK / f'mlflow_{name}.db'}"]
+    a = run_measured(cmd, None, WORK / f"automed_{name}.log")
+    if a.returncode:
+        raise SystemExit(f"automed training failed: {WORK / f'automed_{name}.log'}")
+    p = run_measured(
+        [str(AUTOMED), "-q", "predict", str(wd), "-i", str(images), "-o", str(out)],
+        None,
+        WORK / f"automed_{name}_predict.log",
+    )
+    if p.returncode:
+        raise SystemExit(f"automed prediction failed: {WORK / f'automed_{name}_predict.log'}")
+    hist = json.loads((wd / "train" / "3d_fullres" / "fold_0" / "progress.json").read_text())
+    entry = {
+        "variant": name,
+        "config": config.read_text(),
+        "train_wall_s": round(a.wall_s, 1),
+        "epochs": len(hist["history"]),
+        "schedule": hist["schedule"],
+        "inner_val_dice": round(inner_val_dice(wd), 4),
+        "heldout": {k: round(v, 4) for k, v in dice_table(out, labels).items()},
+    }
+    log = WORK / "variants.json"
+    entries = json.loads(log.read_text()) if log.is_file() else []
+    log.write_text(json.dumps([*entries, entry], indent=1))
+    print(json.dumps(entry, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--skip-nnunet", action="store_true", help="reuse the nnU-Net results of an earlier run")
@@ -135,7 +179,11 @@ def main() -> None:
         action="store_true",
         help="reuse automed's trained work dir of an earlier run (re-predict and re-score only)",
     )
+    ap.add_argument("--variant", help="name of an automed variant to train with --config (see the docstring)")
+    ap.add_argument("--config", help="TrainConfig YAML for --variant")
     args = ap.parse_args()
+    if bool(args.variant) != bool(args.config):
+        ap.error("--variant and --config go together")
     WORK.mkdir(parents=True, exist_ok=True)
     train, held = split()
     ds = make_train_dataset(train)
@@ -203,6 +251,9 @@ def main() -> None:
         )
     nn = json.loads(state_file.read_text())
     budget = nn["train_s"]
+    if args.variant:
+        run_variant(args.variant, Path(args.config).resolve(), ds, images, labels, budget)
+        return
     wd = WORK / "automed_W"
     auto_state = WORK / "automed_state.json"
     if not (args.reuse_automed and auto_state.is_file()):

@@ -24,3 +24,16 @@ def test_budget_fits_and_shortens_epochs() -> None:
     short = plan_budget(60, 1.0, 250, 50)
     assert short.epochs >= 5 and short.iterations_per_epoch < 250
     assert short.epochs * (short.iterations_per_epoch + short.val_iterations / 3) <= 60 + 1e-9
+
+
+def test_auto_optimizer_follows_the_planned_iterations() -> None:
+    from automed.train.config import SHORT_TRAINING_ITERATIONS, TrainConfig, resolve_optimizer
+
+    cfg = TrainConfig()
+    name, lr, why = resolve_optimizer(cfg, cfg.epochs * cfg.iterations_per_epoch)  # nnU-Net's 250,000
+    assert (name, lr) == ("sgd", 1e-2) and "250000" in why
+    name, lr, why = resolve_optimizer(cfg, SHORT_TRAINING_ITERATIONS - 1)  # a CPU budget
+    assert (name, lr) == ("adamw", 3e-3) and "short" in why
+    assert resolve_optimizer(TrainConfig(optimizer="sgd"), 100)[:2] == ("sgd", 1e-2)
+    assert resolve_optimizer(TrainConfig(learning_rate=1e-3), 100)[:2] == ("adamw", 1e-3)
+    assert resolve_optimizer(TrainConfig(optimizer="adam", learning_rate=5e-4), 10**6)[:2] == ("adam", 5e-4)

@@ -25,7 +25,7 @@ SPACE = {
     "name": "tiny",
     "fixed": {"epochs": 3, "iterations_per_epoch": 3, "val_iterations": 1, "num_workers": 0},
     "parameters": {
-        "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
+        "optimizer": {"type": "categorical", "choices": ["auto", "sgd", "adamw"], "default": "auto"},
         "lr_sgd": {
             "type": "float",
             "target": "learning_rate",

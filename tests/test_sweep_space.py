@@ -126,7 +126,7 @@ def test_sampling_respects_conditions() -> None:
         seen.add(values["optimizer"])
         assert ("lr_sgd" in values) == (values["optimizer"] == "sgd")
         assert ("lr_adamw" in values) == (values["optimizer"] == "adamw")
-    assert seen == {"sgd", "adamw"}
+    assert seen == {"auto", "sgd", "adamw"}
 
 
 def test_resolve_is_plan_aware(plan: Plan) -> None:
@@ -134,9 +134,10 @@ def test_resolve_is_plan_aware(plan: Plan) -> None:
     cfgp = plan.configurations["3d_fullres"]
     base = TrainConfig()
     point = default_point(space, base, plan)
-    assert point["optimizer"] == "sgd" and point["lr_sgd"] == 0.01 and point["patch_size_scale"] == 1.0
+    assert point["optimizer"] == "auto" and "lr_sgd" not in point and point["patch_size_scale"] == 1.0
     assert point["n_stages"] == min(6, cfgp.network.n_stages)
     cfg = resolve(space, base, plan, point)
+    assert cfg.optimizer == "auto" and cfg.learning_rate is None  # the planner's rule decides per fold
     assert cfg.patch_size == cfgp.patch_size and cfg.batch_size == cfgp.batch_size
     assert cfg.augmentation == base.augmentation
     small = resolve(

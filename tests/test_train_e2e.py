@@ -83,7 +83,7 @@ def test_mlflow_contents(trained: dict[str, object]) -> None:
     assert len(parents) == 1 and len(children) == 2
     parent = parents[0]
     assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
-    assert parent.data.params["config.optimizer"] == "sgd"
+    assert parent.data.params["config.optimizer"] == "auto"
     assert "plan.patch_size" in parent.data.params
     for tag in ("dataset.fingerprint", "git.commit", "automed.version", "device"):
         assert tag in parent.data.tags
@@ -92,6 +92,7 @@ def test_mlflow_contents(trained: dict[str, object]) -> None:
     art = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"fingerprint.json", "plan.json", "splits.json", "cv"} <= art
     child = children[0]
+    assert child.data.tags["optimizer"] == "adamw lr 0.003"  # auto: a few iterations are a short schedule
     hist = client.get_metric_history(child.info.run_id, "train_loss")
     assert [m.step for m in hist] == [1, 2]
     for key in (

@@ -293,7 +293,12 @@ def run_fold_job(job: FoldJob) -> dict[str, Any]:
         write_json_atomic(folder / "validation_metrics.json", rows)
         _log_fold_artifacts(tracker, job.run_id, folder, res.history, rows, ds, job.val_ids, config, job.fold)
         tracker.set_tags(
-            job.run_id, {"schedule": res.schedule_reason, "stopped_early": str(res.stopped_early)}
+            job.run_id,
+            {
+                "schedule": res.schedule_reason,
+                "stopped_early": str(res.stopped_early),
+                "optimizer": res.optimizer,
+            },
         )
     except BaseException as exc:
         tracker.end_run(job.run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")

@@ -24,7 +24,7 @@ from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
 from automed.plan.schema import ConfigurationPlan, Plan
 from automed.plan.variants import effective_plan
-from automed.train.config import TrainConfig
+from automed.train.config import TrainConfig, resolve_optimizer
 from automed.train.data import BatchStream, CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, pick_device
 from automed.train.losses import build_loss
@@ -59,24 +59,21 @@ class FoldResult:
     stopped_early: bool
     history: list[EpochLog] = field(default_factory=list)
     schedule_reason: str = ""
+    optimizer: str = ""  # resolved, with its initial learning rate: "adamw lr 0.003"
 
 
 def fold_dir(workdir: Path, configuration: str, fold: int) -> Path:
     return workdir / "train" / configuration / f"fold_{fold}"
 
 
-def _optimizer(cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
+def _optimizer(name: str, lr: float, cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
+    if name == "sgd":
         return torch.optim.SGD(
-            params,
-            lr=cfg.learning_rate,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
+            params, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
         )
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -147,6 +144,8 @@ class _State:
     history: list[EpochLog] = field(default_factory=list)
     schedule_reason: str = ""
     stopped_early: bool = False
+    optimizer: str = ""  # resolved (never "auto"); with lr0, fixed when the schedule is laid out
+    lr0: float = 0.0
 
 
 def _state_dict(st: _State) -> dict[str, Any]:
@@ -163,6 +162,8 @@ def _state_dict(st: _State) -> dict[str, Any]:
         "history": [asdict(h) for h in st.history],
         "schedule_reason": st.schedule_reason,
         "stopped_early": st.stopped_early,
+        "optimizer": st.optimizer,
+        "lr0": st.lr0,
     }
 
 
@@ -180,6 +181,8 @@ def _state_from(d: dict[str, Any]) -> _State:
         [EpochLog(**h) for h in d["history"]],
         d["schedule_reason"],
         d["stopped_early"],
+        d.get("optimizer", "sgd"),  # checkpoints written before the optimizer was resolved per fold
+        d.get("lr0", 1e-2),
     )
 
 
@@ -206,7 +209,9 @@ def train_fold(
     dev = pick_device(device)
     torch.manual_seed(config.seed * 1000 + fold)
     model = network_for(cfgp, config).to(dev)
-    opt = _optimizer(config, model.parameters())
+    # the optimizer is final once the schedule is laid out (resolve_optimizer); until then a provisional one
+    name0, lr_0, _ = resolve_optimizer(config, config.epochs * config.iterations_per_epoch)
+    opt = _optimizer(name0, lr_0, config, model.parameters())
     amp_dtype = autocast_dtype(dev, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     loss_fn = build_loss(config.loss, cfgp.batch_dice, cfgp.network.strides)
@@ -240,17 +245,18 @@ def train_fold(
                 "start a new training work dir",
             )
         model.load_state_dict(ck["model"])
+        st = _state_from(ck["state"])
+        opt = _optimizer(st.optimizer, st.lr0, config, model.parameters())
         opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):
             scaler.load_state_dict(ck["scaler"])
-        st = _state_from(ck["state"])
         if extend_epochs:
             start = st.iteration
             st.phases.append(
                 Phase(
                     start,
                     extend_epochs * st.iterations_per_epoch,
-                    config.learning_rate * config.extend_lr_factor,
+                    st.lr0 * config.extend_lr_factor,
                 )
             )
             st.epochs_total = st.epoch + extend_epochs
@@ -275,7 +281,7 @@ def train_fold(
         lr = (
             learning_rate(config.schedule, st.phases, st.iteration, config.poly_exponent)
             if st.phases
-            else config.learning_rate
+            else st.lr0 or lr_0
         )
         for g in opt.param_groups:
             g["lr"] = lr
@@ -292,10 +298,11 @@ def train_fold(
         st.iteration += 1
         return float(loss.detach())
 
-    probe_iterations = 0
     val_reserve = 0.0
     if not st.phases:  # fresh start: fix the schedule
         if budget_s is not None:
+            # time a few real steps, then start again from the same initial weights: the probe only measures
+            initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
             probe = BatchStream(store, train_cases, spec, 5, (config.seed, fold, 2**31 - 1))
             times = []
             model.train()
@@ -316,7 +323,9 @@ def train_fold(
                 bp.val_iterations,
             )
             st.schedule_reason = "budget: " + bp.reason
-            probe_iterations = st.iteration
+            model.load_state_dict(initial)
+            st.iteration = 0
+            scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         else:
             st.epochs_total, st.iterations_per_epoch, st.val_iterations = (
                 config.epochs,
@@ -324,7 +333,11 @@ def train_fold(
                 config.val_iterations,
             )
             st.schedule_reason = f"{config.epochs} epochs x {config.iterations_per_epoch} iterations"
-        st.phases = [Phase(0, st.epochs_total * st.iterations_per_epoch + st.iteration, config.learning_rate)]
+        planned = st.epochs_total * st.iterations_per_epoch
+        st.optimizer, st.lr0, why = resolve_optimizer(config, planned)
+        st.schedule_reason += f"; optimizer {st.optimizer} lr {st.lr0:g} ({why})"
+        opt = _optimizer(st.optimizer, st.lr0, config, model.parameters())
+        st.phases = [Phase(0, planned, st.lr0)]
 
     fold_deadline = None
     if budget_s is not None and not (resume or extend_epochs):
@@ -341,9 +354,7 @@ def train_fold(
                 new_total = min(fits, config.epochs)
                 if new_total != st.epochs_total:
                     st.epochs_total = new_total
-                    st.phases[0] = Phase(
-                        0, st.epochs_total * st.iterations_per_epoch + probe_iterations, config.learning_rate
-                    )
+                    st.phases[0] = Phase(0, st.epochs_total * st.iterations_per_epoch, st.lr0)
                     st.schedule_reason += (
                         f"; re-fitted to {new_total} epochs after measuring {per_epoch:.1f} s/epoch"
                     )
@@ -407,7 +418,11 @@ def train_fold(
             save_checkpoint(out / "checkpoint_best.pt", state)
         write_json_atomic(
             out / "progress.json",
-            {"schedule": st.schedule_reason, "history": [asdict(h) for h in st.history]},
+            {
+                "schedule": st.schedule_reason,
+                "optimizer": f"{st.optimizer} lr {st.lr0:g}",
+                "history": [asdict(h) for h in st.history],
+            },
         )
         if callback is not None:
             callback.on_epoch_end(fold, log)
@@ -417,12 +432,22 @@ def train_fold(
         out / "progress.json",
         {
             "schedule": st.schedule_reason,
+            "optimizer": f"{st.optimizer} lr {st.lr0:g}",
             "history": [asdict(h) for h in st.history],
             "finished": True,
             "stopped_early": st.stopped_early,
         },
     )
-    return FoldResult(fold, out, st.epoch, st.best_ema, st.stopped_early, st.history, st.schedule_reason)
+    return FoldResult(
+        fold,
+        out,
+        st.epoch,
+        st.best_ema,
+        st.stopped_early,
+        st.history,
+        st.schedule_reason,
+        f"{st.optimizer} lr {st.lr0:g}",
+    )
 
 
 def fold_finished(folder: Path) -> bool:
@@ -446,6 +471,7 @@ def finished_result(folder: Path, fold: int) -> FoldResult:
         bool(prog.get("stopped_early")),
         history,
         str(prog.get("schedule", "")),
+        str(prog.get("optimizer", "")),
     )
 
 
