@@ -357,8 +357,14 @@ def export(
                 "--output", "exporting a registered model needs an output folder", "none", "pass -o DIR"
             )
         output = Path(model) / "export"
-    predictor = _load_predictor(model, tracking_uri)
-    assert isinstance(predictor, Predictor)
+    predictor = _load_predictor(model, tracking_uri, runtime="torch")
+    if not isinstance(predictor, Predictor):
+        raise ConfigError.single(
+            str(model),
+            "export takes one training's fold ensemble",
+            "an ensemble of several trainings (a pair chosen by `automed select`)",
+            "export each member's work dir (listed in model_bundle/ensemble.json)",
+        )
     sample = None
     if case is not None:
         found = discover(case, predictor.plan.n_channels)
@@ -420,7 +426,9 @@ def select(
     device: str | None = None,
 ) -> Any:
     """Compare trainings (and their pairs) on CV, decide postprocessing and (for a single chosen training) the
-    inference settings; record them in the chosen training's model.json and log the evidence to MLflow."""
+    inference settings; record them in the chosen training's model.json and log the evidence to MLflow. The choice
+    is registered: a single training again with its settings, a pair as a new ensemble version
+    (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
     import json
 
     from automed.artifacts import write_json_atomic
@@ -465,6 +473,24 @@ def select(
     for i, row in enumerate(res["candidates"]):
         metrics[f"candidate_{i}_cv_dice_fg_mean"] = row["foreground_mean"]
     tracker.log_metrics(run, metrics)
+    if len(members) > 1 and any(
+        json.loads((m / "model.json").read_text()).get("registered") for m in members
+    ):  # a pair won: register it (bundle in OUT/model_bundle), as single trainings are registered by train
+        from automed.select.register import register_members
+
+        try:
+            res["registered"] = register_members(
+                members,
+                out,
+                res["postprocessing"],
+                float(res["cv_dice_final"]["foreground_mean"]),
+                tracker,
+                run,
+            )
+        except BaseException:
+            tracker.end_run(run, "FAILED")
+            raise
+        write_json_atomic(out / SELECTION_FILE, res)
     tracker.log_artifact(run, out / SELECTION_FILE)
     tracker.end_run(run)
     return res
@@ -520,8 +546,12 @@ def _load_predictor(
                 f"run `automed export {model}` first, or use --runtime torch",
             )
     from automed.infer.predictor import Predictor
-    from automed.registry_model import load_bundle
+    from automed.registry_model import ENSEMBLE_FILE, load_bundle
 
+    if (
+        Path(model) / "model_bundle" / ENSEMBLE_FILE
+    ).is_file():  # an `automed select` output that chose a pair
+        return load_bundle(Path(model) / "model_bundle", device)
     if str(model).startswith("models:/"):
         import tempfile
 

@@ -15,19 +15,29 @@ from typing import Any
 import numpy as np
 from mlflow.pyfunc.model import PythonModel
 
+ENSEMBLE_FILE = "ensemble.json"
+
 
 def load_bundle(folder: Path, device: str | None = None) -> Any:
-    """A :class:`automed.infer.predictor.Predictor` from a bundle folder (plan.json, model.json, fold_*.pt)."""
+    """A predictor from a bundle folder: one training (plan.json, model.json, fold_*.pt) as a
+    :class:`automed.infer.predictor.Predictor`, or several (``ensemble.json`` + one such folder per member, written
+    when ``automed select`` chose a pair) as an :class:`automed.infer.ensemble.EnsemblePredictor`."""
     from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
     from automed.train.config import TrainConfig
 
+    if (folder / ENSEMBLE_FILE).is_file():
+        from automed.infer.ensemble import EnsemblePredictor
+
+        ens = json.loads((folder / ENSEMBLE_FILE).read_text())
+        members = [load_bundle(folder / m["folder"], device) for m in ens["members"]]
+        return EnsemblePredictor(members, ens.get("postprocessing", []))
     meta = json.loads((folder / "model.json").read_text())
     inf = meta.get("inference", {})
     return Predictor.from_checkpoints(
         Plan.load(folder / "plan.json"),
         TrainConfig.model_validate(meta["config"]),
-        [folder / f"fold_{f}.pt" for f in meta["folds"]],
+        [folder / f"fold_{f}.pt" for f in inf.get("folds") or meta["folds"]],
         device=device,
         step=inf.get("step", 0.5),
         tta=inf.get("tta", True),

@@ -230,7 +230,7 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    hits = sorted(local.rglob("model.json"))
+    hits = sorted(local.rglob("ensemble.json")) or sorted(local.rglob("model.json"))
     if not hits:
         from automed.errors import ArtifactError
 

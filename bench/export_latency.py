@@ -8,7 +8,8 @@ after the other, with mirror TTA, and are scored with the same Dice code.
 - Per-runtime latency: the same automed prediction code (preprocessing, sliding window, TTA, mapping back) with the
   fold network run by torch (float32, and automed's default bf16 autocast), onnxruntime, OpenVINO f32 and bf16;
   seconds per case after loading, mean over the 12 cases.
-- End to end (process start, model load, 12 cases, writing): `automed predict`, the standalone bundle's
+- End to end (process start, model load, 12 cases, writing): `automed predict` as it runs by default after
+  `automed export MODEL` (the linked OpenVINO export) and with `--runtime torch`, the standalone bundle's
   `predict.py --runtime openvino`, and `nnUNetv2_predict -f 0 -npp 1 -nps 1`; seconds per case = wall / 12.
 
     .venv/bin/python bench/export_latency.py          # about 5 minutes on 2 cores
@@ -79,7 +80,8 @@ def per_runtime(bundle: Path) -> dict[str, dict[str, float]]:
 def end_to_end(bundle: Path) -> dict[str, dict[str, float]]:
     n = len(list(IMAGES.glob("*_0000.nii.gz")))
     runs = {
-        "automed predict (torch, default settings)": [str(AUTOMED), "-q", "predict", str(MODEL), "-i", str(IMAGES), "-o", str(OUT / "e2e_automed")],
+        "automed predict (default: the linked OpenVINO export)": [str(AUTOMED), "-q", "predict", str(MODEL), "-i", str(IMAGES), "-o", str(OUT / "e2e_automed")],
+        "automed predict --runtime torch": [str(AUTOMED), "-q", "predict", str(MODEL), "-i", str(IMAGES), "-o", str(OUT / "e2e_automed_torch"), "--runtime", "torch"],
         "bundle predict.py --runtime openvino": [str(PY), str(bundle / "predict.py"), "-i", str(IMAGES), "-o", str(OUT / "e2e_bundle"), "--runtime", "openvino", "--threads", "2"],
         "nnUNetv2_predict (fold 0)": [str(NNUNET_BIN / "nnUNetv2_predict"), "-i", str(IMAGES), "-o", str(OUT / "e2e_nnunet"), "-d", "4", "-c", "3d_fullres", "-f", "0", "-tr", TRAINER, "-device", "cpu", "-npp", "1", "-nps", "1"],
     }  # fmt: skip
@@ -98,27 +100,13 @@ def main() -> None:
     if not MODEL.is_dir() or not (WORK / "nnunet_state.json").is_file():
         raise SystemExit("run bench/hippocampus_budget.py first (it trains both models)")
     OUT.mkdir(parents=True, exist_ok=True)
-    bundle = OUT / "bundle"
+    bundle = MODEL / "export"  # automed export's default place; it links the export to the work dir
     shutil.rmtree(bundle, ignore_errors=True)
-    m = run_measured(
-        [
-            str(AUTOMED),
-            "-q",
-            "export",
-            str(MODEL),
-            "-o",
-            str(bundle),
-            "--ov-precision",
-            "bf16",
-            "--repeats",
-            "1",
-        ],
-        None,
-        OUT / "export.log",
-    )
+    m = run_measured([str(AUTOMED), "-q", "export", str(MODEL)], None, OUT / "export.log")
     if m.returncode:
         raise SystemExit(f"export failed: {OUT / 'export.log'}")
-    parity = json.loads((bundle / "export.json").read_text())["parity"]
+    report = json.loads((bundle / "export.json").read_text())
+    parity = report["parity"]
     rt = per_runtime(bundle)
     e2e = end_to_end(bundle)
     torch_s = rt["torch eager fp32"]["seconds_per_case"]
@@ -140,7 +128,8 @@ def main() -> None:
 
 Machine: {machine()}. Command: `.venv/bin/python bench/export_latency.py`. Model: automed's fold-0 network from the
 equal-budget benchmark (bench/work/budget/automed_W) and nnU-Net's fold 0 ({TRAINER}); 12 held-out cases, mirror
-TTA on everywhere, 2 threads.
+TTA on everywhere, 2 threads. Export: `automed export MODEL` with its defaults (OpenVINO precision
+"{report["openvino_precision"]}", chosen by `--ov-precision auto` on this CPU).
 
 Per runtime (same automed pre/post-processing and sliding window; seconds per case after loading):
 

@@ -162,14 +162,15 @@ def _choose_postprocessing(wd: Path, tracker: Any, run_id: str) -> list[dict[str
     return post
 
 
-def _bundle(workdir: Path, config: TrainConfig, meta: dict[str, Any]) -> Path:
-    """``model_bundle/``: plan.json, model.json (``meta``) and the final weights of ``meta["folds"]``."""
-    dest = workdir / "model_bundle"
-    tmp = workdir / ".model_bundle.tmp"
+def _bundle(workdir: Path, config: TrainConfig, meta: dict[str, Any], dest: Path | None = None) -> Path:
+    """``dest`` (default ``WORKDIR/model_bundle/``): plan.json, model.json (``meta``) and the final weights of
+    ``meta["folds"]``."""
+    dest = dest or workdir / "model_bundle"
+    tmp = dest.parent / f".{dest.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
     shutil.copy(workdir / "plan.json", tmp / "plan.json")
-    for f in meta["folds"]:
+    for f in meta.get("inference", {}).get("folds") or meta["folds"]:  # the folds selection kept, else all
         state = load_checkpoint(fold_dir(workdir, config.configuration, f) / "checkpoint_final.pt")
         save_checkpoint(tmp / f"fold_{f}.pt", {"model": state["model"]})
     write_json_atomic(tmp / "model.json", {k: v for k, v in meta.items() if k != "registered"})

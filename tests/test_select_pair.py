@@ -1,0 +1,106 @@
+"""A pair of trainings chosen by selection is registered and predicts as the mean of its members' probabilities
+with the pair's postprocessing: from the registry (champion), from the selection folder and as an MLflow pyfunc."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed import api
+from automed.data.io import read_image
+from automed.infer.predictor import Predictor
+from automed.runtime.postprocess import apply
+from automed.select.register import register_members
+from automed.testing.synthetic import make_dataset
+from automed.tracking import Tracker
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    root = tmp_path_factory.mktemp("pair")
+    ds = make_dataset(root / "data", n_cases=6, shape=(12, 24, 24), spacing=(2.5, 1.0, 1.0), seed=4)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    work = []
+    for seed in (0, 1):
+        cfg = root / f"cfg{seed}.yaml"
+        cfg.write_text(f"epochs: 2\niterations_per_epoch: 4\nval_iterations: 2\nseed: {seed}\n")
+        api.train(
+            ds, root / f"W{seed}", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False
+        )
+        work.append(root / f"W{seed}")
+    inputs = root / "in"
+    inputs.mkdir()
+    image = sorted((ds / "imagesTr").iterdir())[0]
+    (inputs / image.name).symlink_to(image)
+    return {
+        "root": root,
+        "ds": ds,
+        "uri": uri,
+        "w0": work[0],
+        "w1": work[1],
+        "image": image,
+        "inputs": inputs,
+    }
+
+
+def test_selection_of_two_trainings_is_recorded(pair: dict[str, Path | str]) -> None:
+    root = Path(pair["root"])
+    res = api.select([pair["w0"], pair["w1"]], root / "sel", inference=False)
+    assert len(res["candidates"]) == 3 and len(res["candidates"][2]["members"]) == 2  # W0, W1, W0 + W1
+    assert json.loads((root / "sel" / "selection.json").read_text())["chosen"] == res["chosen"]
+    # two undertrained models: their average wins on CV (0.470 vs 0.453 here), so the pair is registered
+    assert len(res["chosen"]["members"]) == 2, res["candidates"]
+    assert res["registered"]["uri"].startswith("models:/automed-Synthetic/")
+    assert (root / "sel" / "model_bundle" / "ensemble.json").is_file()
+    assert res["registered"]["champion"] == res["registered"]["version"]  # better CV than either member
+
+
+def test_registered_pair_predicts_the_mean_of_its_members(pair: dict[str, Path | str]) -> None:
+    root, w0, w1 = Path(pair["root"]), Path(pair["w0"]), Path(pair["w1"])
+    steps = [{"kind": "largest_component", "labels": [1, 2]}]
+    tracker = Tracker(str(pair["uri"]), "Synthetic")
+    run = tracker.start_run("select-test")
+    reg = register_members([w0, w1], root / "sel2", steps, 2.0, tracker, run)  # score 2: beats any champion
+    tracker.end_run(run)
+    assert reg["champion"] == reg["version"]
+    ens = json.loads((root / "sel2" / "model_bundle" / "ensemble.json").read_text())
+    assert [m["folder"] for m in ens["members"]] == ["member_0", "member_1"] and ens[
+        "postprocessing"
+    ] == steps
+
+    arrays, geo = read_image(Path(pair["image"]))
+    channels = np.stack(arrays).astype(np.float32)
+    probs = [
+        Predictor.from_workdir(w, postprocessing=[])
+        .predict_arrays(channels, geo, probabilities=True)
+        .probabilities
+        for w in (w0, w1)
+    ]
+    assert probs[0] is not None and probs[1] is not None
+    values = np.asarray(sorted(int(k) for k in json.loads((w0 / "model.json").read_text())["labels"]))
+    expected = apply(values[((probs[0] + probs[1]) / 2).argmax(0)].astype(np.int16), steps)
+
+    for model in ("models:/automed-Synthetic@champion", root / "sel2"):
+        out = root / f"out-{'uri' if isinstance(model, str) else 'dir'}"
+        paths = api.predict(model, pair["inputs"], out, tracking_uri=str(pair["uri"]), show_progress=False)
+        got = sitk.GetArrayFromImage(sitk.ReadImage(str(paths[0])))
+        assert np.array_equal(got, expected), model
+
+    import mlflow
+
+    mlflow.set_tracking_uri(str(pair["uri"]))
+    model = mlflow.pyfunc.load_model("models:/automed-Synthetic@champion")
+    sp = geo.spacing_zyx
+    labels = model.predict(
+        channels[None], params={"spacing_z": sp[0], "spacing_y": sp[1], "spacing_x": sp[2]}
+    )
+    assert labels.shape == (1, *channels.shape[1:]) and set(np.unique(labels)) <= {0, 1, 2}
+
+    with pytest.raises(Exception, match="export takes one training"):
+        api.export(root / "sel2", root / "exp")
