@@ -505,7 +505,6 @@ def _exported_predictor(model: str | Path, runtime: str, device: str | None) -> 
 
     from automed.export.link import MODEL_FILE, usable_export
     from automed.infer.exported import ExportedPredictor
-    from automed.runtime.backends import choose_runtime
 
     if str(model).startswith("models:/"):
         return None, "registered models predict with torch"
@@ -515,15 +514,12 @@ def _exported_predictor(model: str | Path, runtime: str, device: str | None) -> 
     folder, why = usable_export(wd)
     if folder is None:
         return None, why
-    meta = json.loads((folder / "preprocess.json").read_text())
-    chosen = choose_runtime(None if runtime == "auto" else runtime, meta["files"])
-    if chosen is None:
-        return (
-            None,
-            f"the export has {sorted(meta['files'])}, none of them usable here for --runtime {runtime}",
-        )
     inference = json.loads((wd / MODEL_FILE).read_text()).get("inference", {})
-    return ExportedPredictor(folder, runtime=chosen, inference=inference), f"{chosen} ({why})"
+    try:
+        pred = ExportedPredictor(folder, runtime=None if runtime == "auto" else runtime, inference=inference)
+    except ArtifactError as exc:  # the export lacks that runtime, or none of its runtimes is installed
+        return None, str(exc)
+    return pred, f"{pred.runtime} ({why})"
 
 
 def _load_predictor(

@@ -5,11 +5,10 @@ and ``champion`` when its CV Dice is at least the current champion's, as for sin
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import atomic_directory, write_json_atomic
 from automed.plan.schema import Plan
 from automed.registry_model import ENSEMBLE_FILE
 from automed.train.config import TrainConfig
@@ -21,37 +20,33 @@ def write_ensemble_bundle(
     workdirs: list[Path], dest: Path, postprocessing: list[dict[str, Any]], score: float
 ) -> Path:
     """``dest/``: ``ensemble.json`` and ``member_<i>/`` (plan.json, model.json, fold weights) per training."""
-    from automed.train.run import _bundle
+    from automed.train.run import write_model_bundle
 
-    tmp = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    members = []
-    for i, wd in enumerate(workdirs):
-        meta = json.loads((wd / "model.json").read_text())
-        # members give probabilities; the pair's own postprocessing (decided on the averaged CV) applies after
-        meta = {**meta, "inference": {**meta.get("inference", {}), "postprocessing": []}}
-        _bundle(wd, TrainConfig.model_validate(meta["config"]), meta, tmp / f"member_{i}")
-        members.append(
+    with atomic_directory(dest) as tmp:
+        members = []
+        for i, wd in enumerate(workdirs):
+            meta = json.loads((wd / "model.json").read_text())
+            # members give probabilities; the pair's own postprocessing (decided on the averaged CV) applies after
+            meta = {**meta, "inference": {**meta.get("inference", {}), "postprocessing": []}}
+            write_model_bundle(wd, TrainConfig.model_validate(meta["config"]), meta, tmp / f"member_{i}")
+            members.append(
+                {
+                    "folder": f"member_{i}",
+                    "workdir": str(wd),
+                    "configuration": meta["configuration"],
+                    "cv_foreground_dice": meta.get("cv_foreground_dice"),
+                }
+            )
+        write_json_atomic(
+            tmp / ENSEMBLE_FILE,
             {
-                "folder": f"member_{i}",
-                "workdir": str(wd),
-                "configuration": meta["configuration"],
-                "cv_foreground_dice": meta.get("cv_foreground_dice"),
-            }
+                "schema_version": 1,
+                "members": members,
+                "combine": "mean of probabilities",
+                "postprocessing": postprocessing,
+                "cv_foreground_dice": score,
+            },
         )
-    write_json_atomic(
-        tmp / ENSEMBLE_FILE,
-        {
-            "schema_version": 1,
-            "members": members,
-            "combine": "mean of probabilities",
-            "postprocessing": postprocessing,
-            "cv_foreground_dice": score,
-        },
-    )
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
     return dest
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from automed._version import __version__
-from automed.artifacts import write_json_atomic
+from automed.artifacts import atomic_directory, write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset, load_dataset
 from automed.data.io import write_image
@@ -162,20 +162,20 @@ def _choose_postprocessing(wd: Path, tracker: Any, run_id: str) -> list[dict[str
     return post
 
 
-def _bundle(workdir: Path, config: TrainConfig, meta: dict[str, Any], dest: Path | None = None) -> Path:
-    """``dest`` (default ``WORKDIR/model_bundle/``): plan.json, model.json (``meta``) and the final weights of
-    ``meta["folds"]``."""
+def write_model_bundle(
+    workdir: Path, config: TrainConfig, meta: dict[str, Any], dest: Path | None = None
+) -> Path:
+    """``dest`` (default ``WORKDIR/model_bundle/``), replaced atomically: plan.json, model.json (``meta``) and the
+    final weights of the folds the model predicts with."""
     dest = dest or workdir / "model_bundle"
-    tmp = dest.parent / f".{dest.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy(workdir / "plan.json", tmp / "plan.json")
-    for f in meta.get("inference", {}).get("folds") or meta["folds"]:  # the folds selection kept, else all
-        state = load_checkpoint(fold_dir(workdir, config.configuration, f) / "checkpoint_final.pt")
-        save_checkpoint(tmp / f"fold_{f}.pt", {"model": state["model"]})
-    write_json_atomic(tmp / "model.json", {k: v for k, v in meta.items() if k != "registered"})
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    with atomic_directory(dest) as tmp:
+        shutil.copy(workdir / "plan.json", tmp / "plan.json")
+        for f in (
+            meta.get("inference", {}).get("folds") or meta["folds"]
+        ):  # the folds selection kept, else all
+            state = load_checkpoint(fold_dir(workdir, config.configuration, f) / "checkpoint_final.pt")
+            save_checkpoint(tmp / f"fold_{f}.pt", {"model": state["model"]})
+        write_json_atomic(tmp / "model.json", {k: v for k, v in meta.items() if k != "registered"})
     return dest
 
 
@@ -188,7 +188,7 @@ def reregister(workdir: Path, score: float) -> dict[str, Any]:
     plan = Plan.load(workdir / "plan.json")
     config = TrainConfig.model_validate(meta["config"])
     tracker = Tracker(track["uri"], track["experiment"])
-    bundle = _bundle(workdir, config, meta)
+    bundle = write_model_bundle(workdir, config, meta)
     registered = register_ensemble(
         tracker,
         track["parent_run_id"],
@@ -627,7 +627,7 @@ def train_dataset(
         write_json_atomic(wd / MODEL_FILE, meta)
         registered = None
         if opts.register:
-            bundle = _bundle(wd, config, meta)
+            bundle = write_model_bundle(wd, config, meta)
             score = cv["foreground_mean"]["dice"]
             registered = register_ensemble(
                 tracker,
