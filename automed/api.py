@@ -327,20 +327,21 @@ def export(
 ) -> Any:
     """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
 
-    ``output`` defaults to ``WORKDIR/export`` for a work dir. ``ov_precision`` ``auto`` is bf16 on CPUs with native
+    ``model`` is a work dir, a ``models:/`` URI or an ``automed select`` folder (its choice: one training, or a pair
+    exported as one bundle that averages both). ``output`` defaults to ``MODEL/export`` for a folder. ``ov_precision`` ``auto`` is bf16 on CPUs with native
     bf16 (AVX512-BF16/AMX, the same rule as torch's autocast in automed) and f32 elsewhere. Exporting a work dir
     links the export to it (``export_link.json``), so ``automed predict WORKDIR`` then runs it instead of torch.
     """
-    from automed.artifacts import write_json_atomic
+    from automed.artifacts import atomic_directory, write_json_atomic
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.export.bundle import readable
-    from automed.export.card import model_card
-    from automed.export.export import export_predictor, first_validation_case, parse_formats
+    from automed.export.card import model_card, pair_card
+    from automed.export.export import export_predictor, first_validation_case, parity_failures, parse_formats
     from automed.export.link import write_link
     from automed.export.mlflow_attach import attach_export
+    from automed.infer.ensemble import EnsemblePredictor
     from automed.infer.inputs import discover
-    from automed.infer.predictor import Predictor
     from automed.registry import check_choice
     from automed.train.device import cpu_has_native_bf16
 
@@ -357,14 +358,10 @@ def export(
                 "--output", "exporting a registered model needs an output folder", "none", "pass -o DIR"
             )
         output = Path(model) / "export"
+    if not is_uri:
+        model = model_dir(Path(model))
     predictor = _load_predictor(model, tracking_uri, runtime="torch")
-    if not isinstance(predictor, Predictor):
-        raise ConfigError.single(
-            str(model),
-            "export takes one training's fold ensemble",
-            "an ensemble of several trainings (a pair chosen by `automed select`)",
-            "export each member's work dir (listed in model_bundle/ensemble.json)",
-        )
+    pair = isinstance(predictor, EnsemblePredictor)
     sample = None
     if case is not None:
         found = discover(case, predictor.plan.n_channels)
@@ -372,16 +369,34 @@ def export(
         cd = read_case(Case(c.case_id, c.images), c.is_4d)
         sample = (c.case_id, cd.channels, cd.geometry)
     elif not is_uri:
-        sample = first_validation_case(Path(model))
-    res = export_predictor(predictor, Path(output), fmts, sample, ov_precision=ov_precision, repeats=repeats)
+        sample = first_validation_case(pair_workdirs(Path(model))[0] if pair else Path(model))
+    final = Path(output)
     workdir = None if is_uri else Path(model)
-    card = model_card(predictor, res.report, workdir)
-    (res.folder / "MODEL_CARD.md").write_text(card)
-    res.report["registered"] = attach_export(res.folder, res.report, card, str(model), tracking_uri)
-    write_json_atomic(res.folder / "export.json", res.report)
-    readable(res.folder)
+    with atomic_directory(final) as tmp:  # a failed export leaves the earlier one (and its link) in place
+        res = export_predictor(predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats)
+        failed = parity_failures(res.report)
+        if failed:
+            kept = final.with_name(f"{final.name}.parity-failed.json")
+            write_json_atomic(kept, res.report)
+            raise ConfigError.single(
+                kept,
+                "exported models must match torch within the documented thresholds",
+                "; ".join(failed),
+                "report this model with that file; predict with the torch model meanwhile (an earlier export, if "
+                "any, is unchanged)",
+            )
+        if isinstance(predictor, EnsemblePredictor):
+            card = pair_card(predictor, res.report, workdir) if workdir is not None else ""
+        else:
+            card = model_card(predictor, res.report, workdir)
+        (tmp / "MODEL_CARD.md").write_text(card)
+        readable(tmp)
+    res.folder = final
+    res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
+    write_json_atomic(final / "export.json", res.report)
+    readable(final)
     if workdir is not None:
-        res.report["link"] = write_link(workdir, res.folder, res.report)
+        res.report["link"] = write_link(workdir, final, res.report)
     return res
 
 
@@ -473,9 +488,15 @@ def select(
     for i, row in enumerate(res["candidates"]):
         metrics[f"candidate_{i}_cv_dice_fg_mean"] = row["foreground_mean"]
     tracker.log_metrics(run, metrics)
-    if len(members) > 1 and any(
+    if len(members) > 1 and not any(
         json.loads((m / "model.json").read_text()).get("registered") for m in members
-    ):  # a pair won: register it (bundle in OUT/model_bundle), as single trainings are registered by train
+    ):  # a pair of unregistered trainings won: its bundle only, so predict/export/package take OUT
+        from automed.select.register import write_choice_bundle
+
+        write_choice_bundle(res, out)
+    elif (
+        len(members) > 1
+    ):  # a pair won: register it (bundle in OUT/model_bundle), as train registers single ones
         from automed.select.register import register_members
 
         try:
@@ -499,6 +520,36 @@ def select(
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
 
 
+def model_dir(folder: Path) -> Path:
+    """The folder that holds the model: ``folder`` itself, or, for an ``automed select`` folder that chose one
+    training, that training's work dir (a chosen pair lives in the selection folder's ``model_bundle``)."""
+    import json
+
+    from automed.export.link import MODEL_FILE, PAIR_FILE
+
+    sel = folder / "selection.json"  # automed.select.selection.SELECTION_FILE; that module imports torch
+    if (folder / MODEL_FILE).is_file() or (folder / PAIR_FILE).is_file() or not sel.is_file():
+        return folder
+    members = json.loads(sel.read_text())["chosen"]["members"]
+    if len(members) > 1:
+        raise ArtifactError.single(
+            folder / PAIR_FILE,
+            "a selection that chose a pair predicts with the pair's bundle",
+            "missing (selections made before pairs got a bundle lack it)",
+            f"run `automed select {' '.join(members)} -o {folder}` again",
+        )
+    return Path(members[0])
+
+
+def pair_workdirs(folder: Path) -> list[Path]:
+    """The members' work dirs of a pair an ``automed select`` folder registered."""
+    import json
+
+    from automed.export.link import PAIR_FILE
+
+    return [Path(m["workdir"]) for m in json.loads((folder / PAIR_FILE).read_text())["members"]]
+
+
 def _exported_predictor(model: str | Path, runtime: str, device: str | None) -> tuple[Any, str]:
     """The work dir's linked export as a predictor when ``runtime`` allows it; ``(None, why not)`` otherwise."""
     import json
@@ -514,7 +565,8 @@ def _exported_predictor(model: str | Path, runtime: str, device: str | None) -> 
     folder, why = usable_export(wd)
     if folder is None:
         return None, why
-    inference = json.loads((wd / MODEL_FILE).read_text()).get("inference", {})
+    mfile = wd / MODEL_FILE  # a pair's selection folder has none: its settings are the export's
+    inference = json.loads(mfile.read_text()).get("inference", {}) if mfile.is_file() else {}
     try:
         pred = ExportedPredictor(folder, runtime=None if runtime == "auto" else runtime, inference=inference)
     except ArtifactError as exc:  # the export lacks that runtime, or none of its runtimes is installed
@@ -530,6 +582,8 @@ def _load_predictor(
     from automed.registry import check_choice
 
     check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
+    if not str(model).startswith("models:/"):
+        model = model_dir(Path(model))
     if runtime != "torch":
         exported, why = _exported_predictor(model, runtime, device)
         if exported is not None:
@@ -595,7 +649,8 @@ def predict(
     runtime: str = "auto",
     on_load: Any = None,
 ) -> list[Path]:
-    """Predict every case under ``input_path`` with a training work dir or a registered model URI.
+    """Predict every case under ``input_path`` with a training work dir, an ``automed select`` folder (its choice)
+    or a registered model URI.
 
     ``runtime`` ``auto``: the work dir's export (OpenVINO, else onnxruntime) when ``automed export`` linked one that
     is still the model's (same checkpoints, parity passed), else torch; ``torch``, ``openvino``, ``onnx`` force one.

@@ -134,6 +134,24 @@ def test_bad_format_is_refused(exported: dict[str, Path]) -> None:
     assert "Did you mean 'openvino'?" in str(e.value) and not (exported["root"] / "x").exists()
 
 
+def test_failed_parity_keeps_the_earlier_export(
+    exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from automed.export import export as export_mod
+
+    root, bundle = exported["root"], exported["bundle"]
+    before = {p.relative_to(bundle): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    monkeypatch.setitem(export_mod.THRESHOLDS, "f32", {"max_abs_prob": -1.0, "min_dice": 2.0})
+    with pytest.raises(ConfigError) as e:
+        api.export(exported["work"], bundle, formats="onnx")
+    kept = root / "bundle.parity-failed.json"
+    assert str(kept) in str(e.value) and "onnxruntime: max |dp|" in str(e.value)
+    assert json.loads(kept.read_text())["parity"]["onnxruntime"]["passed"] is False
+    after = {p.relative_to(bundle): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+    assert after == before  # the earlier export is untouched
+    assert not [p for p in root.iterdir() if p.name.startswith(".bundle.tmp-")]  # nothing half-written
+
+
 def test_package_cube(exported: dict[str, Path]) -> None:
     import shutil as sh
 

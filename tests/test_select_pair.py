@@ -4,6 +4,8 @@ with the pair's postprocessing: from the registry (champion), from the selection
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,5 +104,60 @@ def test_registered_pair_predicts_the_mean_of_its_members(pair: dict[str, Path |
     )
     assert labels.shape == (1, *channels.shape[1:]) and set(np.unique(labels)) <= {0, 1, 2}
 
-    with pytest.raises(Exception, match="export takes one training"):
-        api.export(root / "sel2", root / "exp")
+
+def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
+    """`automed export SEL` on a selection that chose a pair: every member's networks, parity of the averaged
+    prediction, the bundle's predict.py and `automed predict SEL` (linked export, no torch) agree with torch; the
+    cube packs both members."""
+    from mlflow.tracking import MlflowClient
+
+    root = Path(pair["root"])
+    sel = root / "sel"
+    if not (sel / "model_bundle" / "ensemble.json").is_file():
+        api.select([pair["w0"], pair["w1"]], sel, inference=False)
+    res = api.export(sel, ov_precision="f32", tracking_uri=str(pair["uri"]))
+    b = res.folder
+    assert b == sel / "export" and res.report["members"] == 2
+    for f in ("networks/member_0/onnx/fold_0.onnx", "networks/member_1/openvino/fold_1.xml", "predict.py"):
+        assert (b / f).is_file(), f
+    meta = json.loads((b / "preprocess.json").read_text())
+    assert len(meta["members"]) == 2 and all(m["inference"]["postprocessing"] == [] for m in meta["members"])
+    assert set(res.report["parity"]) == {"onnxruntime", "openvino_f32"}
+    assert all(p["passed"] and p["max_abs_prob"] <= 1e-3 for p in res.report["parity"].values())
+    assert res.report["link"]["parity_passed"] and len(res.report["link"]["checkpoints"]) == 4
+
+    arrays, geo = read_image(Path(pair["image"]))
+    channels = np.stack(arrays).astype(np.float32)
+    torch_pred = api._load_predictor(sel, None, runtime="torch")
+    for m in torch_pred.members:
+        m.amp_dtype = None  # float32, as the exported networks run
+    expected = torch_pred.predict_arrays(channels, geo).labels
+
+    got = {}
+    for runtime in ("openvino", "onnx"):
+        loaded: list[str] = []
+        paths = api.predict(sel, pair["inputs"], root / f"out-{runtime}", runtime=runtime, on_load=loaded.append,
+                            show_progress=False)  # fmt: skip
+        assert loaded[0].startswith(f"{runtime} export"), loaded
+        got[runtime] = sitk.GetArrayFromImage(sitk.ReadImage(str(paths[0])))
+    run = subprocess.run(
+        [sys.executable, str(b / "predict.py"), "-i", str(pair["inputs"]), "-o", str(root / "out-bundle"),
+         "--runtime", "onnx"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    got["bundle"] = sitk.GetArrayFromImage(
+        sitk.ReadImage(str(root / "out-bundle" / Path(pair["image"]).name))
+    )
+    for name, labels in got.items():
+        assert (labels == expected).mean() >= 0.999, name
+
+    reg = json.loads((sel / "selection.json").read_text())["registered"]
+    version = MlflowClient(str(pair["uri"])).get_model_version(reg["name"], reg["version"])
+    assert version.description.startswith("# Synthetic: automed ensemble of 2 trainings")
+    assert "| member | work dir |" in version.description and "## Export" in version.description
+
+    cube = api.package(sel, root / "cube", export_dir=b).folder
+    packed = json.loads((cube / "mlcube" / "workspace" / "additional_files" / "preprocess.json").read_text())
+    assert len(packed["members"]) == 2
+    assert (cube / "mlcube" / "workspace" / "additional_files" / "networks" / "member_1" / "onnx").is_dir()

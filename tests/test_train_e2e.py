@@ -142,6 +142,10 @@ def test_predict_geometry_and_registry_uri(trained: dict[str, object], tmp_path:
     a = sitk.GetArrayFromImage(out)
     b = sitk.GetArrayFromImage(sitk.ReadImage(str(paths2[0])))
     assert np.array_equal(a, b)
+    # so does the selection folder train wrote (it chose this training)
+    sel = trained["res"].workdir / "selection"  # type: ignore[attr-defined]
+    paths3 = api.predict(sel, inp, tmp_path / "out3", show_progress=False)
+    assert np.array_equal(a, sitk.GetArrayFromImage(sitk.ReadImage(str(paths3[0]))))
 
 
 def test_pyfunc_predict(trained: dict[str, object]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import automed.runtime as runtime_pkg
 from automed.artifacts import write_json_atomic
+from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 
 PREDICT_PY = '''#!/usr/bin/env python3
@@ -43,19 +44,8 @@ def readable(folder: Path) -> None:
             p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-def write_bundle(predictor: Predictor, out: Path, files: dict[str, list[str]], ov_precision: str) -> None:
-    """Make ``out`` (which already holds the exported networks) runnable without torch or automed."""
-    src = Path(runtime_pkg.__file__).parent
-    dest = out / "runtime"
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir()
-    for f in sorted(src.glob("*.py")):
-        shutil.copy(f, dest / f.name)
-    (out / "predict.py").write_text(PREDICT_PY)
-    meta: dict[str, Any] = {
-        "schema_version": 1,
-        "dataset": predictor.plan.dataset_name,
-        "labels": predictor.plan.labels,
+def _member_meta(predictor: Predictor, files: dict[str, list[str]], ov_precision: str) -> dict[str, Any]:
+    return {
         "configuration": predictor.configuration,
         "spec": predictor.spec.to_json(),
         "inference": {
@@ -68,17 +58,71 @@ def write_bundle(predictor: Predictor, out: Path, files: dict[str, list[str]], o
         },
         "files": files,
     }
+
+
+def write_bundle(
+    predictor: Predictor | EnsemblePredictor,
+    out: Path,
+    member_files: list[dict[str, list[str]]],
+    ov_precision: str,
+) -> None:
+    """Make ``out`` (which already holds the exported networks, one file list per training) runnable without torch
+    or automed."""
+    src = Path(runtime_pkg.__file__).parent
+    dest = out / "runtime"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
+    for f in sorted(src.glob("*.py")):
+        shutil.copy(f, dest / f.name)
+    (out / "predict.py").write_text(PREDICT_PY)
+    plan = predictor.plan
+    meta: dict[str, Any]
+    if isinstance(predictor, EnsemblePredictor):
+        members = [
+            _member_meta(p, f, ov_precision) for p, f in zip(predictor.members, member_files, strict=True)
+        ]
+        for m in members:
+            m["inference"]["postprocessing"] = []  # the pair's own postprocessing applies after averaging
+        files = {k: [f for m in member_files for f in m[k]] for k in member_files[0]}
+        meta = {
+            "schema_version": 1,
+            "dataset": plan.dataset_name,
+            "labels": plan.labels,
+            "configuration": " + ".join(m["configuration"] for m in members),
+            "members": members,
+            "inference": {
+                "combine": "mean of the members' probabilities in the input geometry",
+                "openvino_precision": ov_precision,
+                "postprocessing": predictor.postprocessing,
+            },
+            "files": files,
+        }
+        settings = (
+            f"{len(members)} trainings ({meta['configuration']}), each with its own preprocessing, patch and one "
+            "network per cross-validation fold; their probabilities are averaged in the input geometry, then the "
+            "pair's postprocessing applies"
+        )
+    else:
+        meta = {
+            "schema_version": 1,
+            "dataset": plan.dataset_name,
+            "labels": plan.labels,
+            **_member_meta(predictor, member_files[0], ov_precision),
+        }
+        files = member_files[0]
+        settings = (
+            f"patch {list(predictor.patch)}, window step {predictor.step}, mirror TTA "
+            f"{'on' if predictor.tta else 'off'}, one network per cross-validation fold, probabilities averaged"
+        )
     write_json_atomic(out / "preprocess.json", meta)
     base = [_pin("numpy"), _pin("SimpleITK")]
     if "onnx" in files:
         (out / "requirements-onnx.txt").write_text("\n".join([*base, _pin("onnxruntime")]) + "\n")
     if "openvino" in files:
         (out / "requirements-openvino.txt").write_text("\n".join([*base, _pin("openvino")]) + "\n")
-    labels = ", ".join(
-        f"{k} = {v}" for k, v in sorted(predictor.plan.labels.items(), key=lambda kv: int(kv[0]))
-    )
+    labels = ", ".join(f"{k} = {v}" for k, v in sorted(plan.labels.items(), key=lambda kv: int(kv[0])))
     (out / "README.md").write_text(
-        f"""# automed model: {predictor.plan.dataset_name} ({predictor.configuration})
+        f"""# automed model: {plan.dataset_name} ({meta["configuration"]})
 
 Runs without torch or automed. Set-up (Python 3.10+): `pip install -r requirements-onnx.txt` (or
 `requirements-openvino.txt`). Then
@@ -86,12 +130,11 @@ Runs without torch or automed. Set-up (Python 3.10+): `pip install -r requiremen
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 
 Input: a folder of images (NIfTI, NRRD, MHA; one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the
-model has {predictor.plan.n_channels} channels), one image, or DICOM series folders. Output: one label map per case,
+model has {plan.n_channels} channels), one image, or DICOM series folders. Output: one label map per case,
 `CASE.nii.gz` (or the input's ending), with the input's size, spacing, origin and direction. Labels: {labels}.
 
 `preprocess.json` holds the pre/post-processing (transpose, crop, normalization, resampling) and the inference
-settings (patch {list(predictor.patch)}, window step {predictor.step}, mirror TTA {"on" if predictor.tta else "off"}, one
-network per cross-validation fold, probabilities averaged). OpenVINO runs in {ov_precision}. `export.json` has the parity
-check against the trained torch model and the latency table.
+settings ({settings}). OpenVINO runs in {ov_precision}. `export.json` has the parity check against the trained torch
+model and the latency table.
 """
     )

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 
 
@@ -60,12 +61,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
             )
         fg = cv["foreground_mean"]
         lines += [f"| foreground mean | {_f(fg['dice'])} | {_f(fg['hd95'], 2)} | {_f(fg['nsd'], 3)} |", ""]
-    post = predictor.postprocessing
-    lines += ["## Postprocessing", ""]
-    lines += [f"- largest connected component of labels {s['labels']}" for s in post] or [
-        "- none (chosen on CV: no step helped)"
-    ]
-    lines += ["", "## Inference", ""]
+    lines += [*_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
     lines += [
         f"- {len(predictor.models)} fold network(s), mirror TTA {'on' if predictor.tta else 'off'}, window step {predictor.step}"
     ]
@@ -77,21 +73,73 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
             for r in cost["table"]["settings"]
         ]
         lines += ["", f"Choice: {cost['choice']['reason']}."]
-    if "parity" in report:
+    return "\n".join(lines + _export_lines(report)) + "\n"
+
+
+def _postprocessing_lines(post: list[dict[str, Any]]) -> list[str]:
+    return ["## Postprocessing", ""] + (
+        [f"- largest connected component of labels {s['labels']}" for s in post]
+        or ["- none (chosen on CV: no step helped)"]
+    )
+
+
+def _export_lines(report: dict[str, Any]) -> list[str]:
+    if "parity" not in report:
+        return []
+    lines = [
+        "",
+        "## Export",
+        "",
+        f"Parity on case `{report['parity_case']}` (full prediction vs torch float32):",
+        "",
+        "| runtime | max abs prob diff | Dice vs torch | passed |",
+        "|---|---|---|---|",
+    ]
+    for name, p in report["parity"].items():
+        lines.append(f"| {name} | {p['max_abs_prob']:.2e} | {p['dice_vs_torch']:.4f} | {p['passed']} |")
+    lines += ["", "| runtime | seconds per case |", "|---|---|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in report["latency_seconds"].items()]
+    lines += ["", report["latency_note"] + ". OpenVINO weights FP32; runtime precision in preprocess.json."]
+    return lines
+
+
+def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: Path) -> str:
+    """The card of a pair chosen by ``automed select``: its members, the CV evidence, postprocessing and export."""
+    plan = predictor.plan
+    ens_file = select_dir / "model_bundle" / "ensemble.json"
+    ens = json.loads(ens_file.read_text()) if ens_file.is_file() else {"members": []}
+    lines = [f"# {plan.dataset_name}: automed ensemble of {len(predictor.members)} trainings", ""]
+    lines += [
+        f"- labels: {', '.join(f'{k} = {v}' for k, v in sorted(plan.labels.items(), key=lambda kv: int(kv[0])))}",
+        "- prediction: the mean of the members' class probabilities in the input geometry, then the argmax and the "
+        "pair's postprocessing (what selection measured on CV)",
+        "",
+        "## Members",
+        "",
+        "| member | work dir | configuration | patch | folds | CV Dice (foreground mean) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, (m, p) in enumerate(zip(ens["members"], predictor.members, strict=False)):
+        lines.append(
+            f"| {i} | `{m['workdir']}` | {m['configuration']} | {p.patch} | {len(p.models)} | "
+            f"{_f(m.get('cv_foreground_dice'))} |"
+        )
+    sel_file = select_dir / "selection.json"
+    if sel_file.is_file():
+        sel = json.loads(sel_file.read_text())
         lines += [
             "",
-            "## Export",
+            "## Selection on cross-validation",
             "",
-            f"Parity on case `{report['parity_case']}` (full prediction vs torch float32):",
-            "",
+            "| candidate | CV Dice (foreground mean) |",
+            "|---|---|",
         ]
-        lines += ["| runtime | max abs prob diff | Dice vs torch | passed |", "|---|---|---|---|"]
-        for name, p in report["parity"].items():
-            lines.append(f"| {name} | {p['max_abs_prob']:.2e} | {p['dice_vs_torch']:.4f} | {p['passed']} |")
-        lines += ["", "| runtime | seconds per case |", "|---|---|"]
-        lines += [f"| {k} | {v:.2f} |" for k, v in report["latency_seconds"].items()]
+        lines += [f"| {row['candidate']} | {_f(row['foreground_mean'])} |" for row in sel["candidates"]]
         lines += [
             "",
-            report["latency_note"] + ". OpenVINO weights FP32; runtime precision in preprocess.json.",
+            f"Chosen: {sel['chosen']['candidate']}; CV Dice after postprocessing "
+            f"{_f(sel['cv_dice_final']['foreground_mean'])}.",
         ]
-    return "\n".join(lines) + "\n"
+    lines += ["", *_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
+    lines += [f"- mirror TTA {'on' if predictor.tta else 'off'}, window step {predictor.members[0].step}"]
+    return "\n".join(lines + _export_lines(report)) + "\n"

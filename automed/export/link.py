@@ -17,6 +17,7 @@ from automed.artifacts import write_json_atomic
 
 LINK_FILE = "export_link.json"
 MODEL_FILE = "model.json"
+PAIR_FILE = Path("model_bundle") / "ensemble.json"  # an `automed select` folder that chose a pair
 
 
 def _sha256(path: Path) -> str:
@@ -27,12 +28,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _folds(meta: dict[str, Any]) -> list[int]:
+    return list(meta.get("inference", {}).get("folds") or meta["folds"])
+
+
 def model_checkpoints(workdir: Path) -> list[Path]:
-    """The checkpoint files the work dir's model (``model.json``) predicts with, in ensemble order."""
+    """The checkpoint files the work dir's model (``model.json``) predicts with, in ensemble order; for a selection
+    folder that chose a pair, every member's fold weights in its ``model_bundle``."""
+    if not (workdir / MODEL_FILE).is_file() and (workdir / PAIR_FILE).is_file():
+        bundle = (workdir / PAIR_FILE).parent
+        out = []
+        for m in json.loads((workdir / PAIR_FILE).read_text())["members"]:
+            meta = json.loads((bundle / m["folder"] / MODEL_FILE).read_text())
+            out += [bundle / m["folder"] / f"fold_{f}.pt" for f in _folds(meta)]
+        return out
     meta = json.loads((workdir / MODEL_FILE).read_text())
-    folds = meta.get("inference", {}).get("folds") or meta["folds"]
     root = workdir / "train" / meta["configuration"]
-    return [root / f"fold_{f}" / f"checkpoint_{meta.get('checkpoint', 'final')}.pt" for f in folds]
+    return [root / f"fold_{f}" / f"checkpoint_{meta.get('checkpoint', 'final')}.pt" for f in _folds(meta)]
 
 
 def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +64,7 @@ def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str,
 def usable_export(workdir: Path) -> tuple[Path | None, str]:
     """The linked export folder if ``automed predict`` may use it, else ``None``; and why, in words."""
     f = workdir / LINK_FILE
-    if not f.is_file() or not (workdir / MODEL_FILE).is_file():
+    if not f.is_file() or not ((workdir / MODEL_FILE).is_file() or (workdir / PAIR_FILE).is_file()):
         return None, "no export (run `automed export WORKDIR`)"
     link = json.loads(f.read_text())
     folder = Path(link["path"])

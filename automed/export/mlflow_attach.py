@@ -21,6 +21,15 @@ def _version_of(model: str, tracking_uri: str | None) -> tuple[str, str, str] | 
         name, _, version = ref.partition("/")
         return resolve_uri(tracking_uri), name, version
     wd = Path(model)
+    selection = wd / "selection.json"
+    if not (wd / "model.json").is_file() and selection.is_file():  # a pair registered by `automed select`
+        reg = json.loads(selection.read_text()).get("registered")
+        pair = wd / "model_bundle" / "ensemble.json"
+        if not reg or not pair.is_file():
+            return None
+        first = Path(json.loads(pair.read_text())["members"][0]["workdir"]) / "tracking.json"
+        uri = tracking_uri or (json.loads(first.read_text()).get("uri") if first.is_file() else None)
+        return resolve_uri(uri), reg["name"], str(reg["version"])
     mfile, tfile = wd / "model.json", wd / "tracking.json"
     if not mfile.is_file() or not tfile.is_file():
         return None

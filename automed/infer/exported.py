@@ -1,7 +1,7 @@
 """Predict with an export's networks (OpenVINO or onnxruntime) through :mod:`automed.runtime`: no torch.
 
-Same preprocessing, Gaussian sliding window, mirror TTA, fold averaging and mapping back to the input geometry as
-the bundle's ``predict.py`` (the code is shared); the inference settings (TTA, window step, postprocessing) come from
+Same preprocessing, Gaussian sliding window, mirror TTA, fold (and pair) averaging and mapping back to the input
+geometry as the bundle's ``predict.py`` (the code is shared: :class:`automed.runtime.model.BundleModel`); the inference settings (TTA, window step, postprocessing) come from
 the work dir's ``model.json`` when given, so a later ``automed select`` still applies without re-exporting.
 """
 
@@ -16,10 +16,8 @@ import numpy as np
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
 from automed.infer.prediction import Prediction
-from automed.runtime.backends import choose_runtime, forwards_for
-from automed.runtime.pipeline import Spec, preprocess_image, to_original
-from automed.runtime.postprocess import apply as postprocess
-from automed.runtime.sliding import predict_windows
+from automed.runtime.backends import choose_runtime
+from automed.runtime.model import BundleModel
 
 
 class ExportedPredictor:
@@ -44,33 +42,22 @@ class ExportedPredictor:
             )
         self.runtime = chosen
         self.folder = folder
-        self.spec = Spec.from_json(meta["spec"])
-        inf = {**meta["inference"], **{k: v for k, v in (inference or {}).items() if k in meta["inference"]}}
-        self.patch = list(inf["patch"])
-        self.n_classes = int(inf["n_classes"])
-        self.step = float(inf["step"])
-        self.tta = bool(inf["tta"])
-        self.postprocessing = list(inf.get("postprocessing") or [])
-        self.forwards = forwards_for(folder, meta, chosen, threads)
+        self.model = BundleModel(folder, meta, chosen, threads=threads, overrides=inference)
 
     @property
     def n_channels(self) -> int:
-        return self.spec.n_channels
+        return self.model.n_channels
+
+    @property
+    def tta(self) -> bool:
+        return self.model.tta
+
+    @tta.setter
+    def tta(self, value: bool) -> None:
+        self.model.tta = value
 
     def predict_arrays(
         self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = False
     ) -> Prediction:
-        data, props, _ = preprocess_image(channels, list(geometry.spacing_zyx), self.spec)
-
-        def run(x: np.ndarray) -> np.ndarray:
-            return predict_windows(self.forwards, x, self.patch, self.n_classes, step=self.step, tta=self.tta)
-
-        probs = (
-            np.stack([run(data[:, z]) for z in range(data.shape[1])], axis=1)
-            if self.spec.dimension == 2
-            else run(data)
-        )
-        labels, out_probs = to_original(probs, props, self.spec, probabilities)
-        if self.postprocessing:
-            labels = postprocess(labels, self.postprocessing)
-        return Prediction(labels, out_probs)
+        labels, probs = self.model.predict(channels, list(geometry.spacing_zyx), probabilities)
+        return Prediction(labels, probs)

@@ -50,6 +50,16 @@ def write_ensemble_bundle(
     return dest
 
 
+def write_choice_bundle(res: dict[str, Any], out: Path) -> Path | None:
+    """``OUT/model_bundle`` when selection (``res``, written to ``out``) chose a pair, so that ``automed predict``,
+    ``export`` and ``package`` take the selection folder; ``None`` for a single training (its work dir is the model)."""
+    members = [Path(m) for m in res["chosen"]["members"]]
+    if len(members) < 2:
+        return None
+    score = float(res["cv_dice_final"]["foreground_mean"])
+    return write_ensemble_bundle(members, out / BUNDLE_DIR, res["postprocessing"], score)
+
+
 def register_members(
     workdirs: list[Path],
     out: Path,

@@ -473,9 +473,11 @@ def _finish(
             tracker.set_tags(run, {f"plot.{name}": where[:250]})
     full_dirs = [wd / "trials" / str(k) for k in full["trial"]] if len(full) else []
     if full_dirs:  # selection among the fully cross-validated trials and their pairs, with postprocessing
+        from automed.select.register import write_choice_bundle
         from automed.select.selection import SELECTION_FILE, select
 
         sel = select(full_dirs, wd / "selection")
+        write_choice_bundle(sel, wd / "selection")  # a chosen pair: predict/export/package take the folder
         tracker.log_artifact(run, wd / "selection" / SELECTION_FILE, "selection")
         tracker.set_tags(run, {"selection.chosen": sel["chosen"]["candidate"]})
         tracker.log_metrics(

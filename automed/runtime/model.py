@@ -1,0 +1,111 @@
+"""An export's networks with their pre/post-processing, as one numpy model: ``BundleModel.predict``.
+
+``preprocess.json`` describes one training (``spec``, ``inference``, ``files`` at the top) or, for a pair chosen by
+``automed select``, several (``members``: each with its own ``spec``, ``inference`` and ``files``; the top-level
+``inference`` holds the pair's postprocessing). One training: its folds' probabilities are averaged inside the
+sliding window, mapped back to the input geometry and postprocessed. Several: each member's probabilities in the
+input geometry are averaged, the argmax is taken, then the pair's postprocessing (what selection measured).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends import Forward, forwards_for
+from .pipeline import Spec, preprocess_image, to_original
+from .postprocess import apply as postprocess
+from .sliding import predict_windows
+
+INFERENCE_OVERRIDES = ("tta", "step", "postprocessing")
+
+
+def members_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trainings a bundle's ``preprocess.json`` holds (one for a single training)."""
+    return list(meta["members"]) if "members" in meta else [meta]
+
+
+class _Member:
+    """One training's fold networks with its preprocessing and sliding-window settings."""
+
+    def __init__(self, forwards: list[Forward], meta: dict[str, Any], overrides: dict[str, Any]) -> None:
+        inf = {**meta["inference"], **{k: v for k, v in overrides.items() if k in meta["inference"]}}
+        self.spec = Spec.from_json(meta["spec"])
+        self.forwards = forwards
+        self.patch = list(inf["patch"])
+        self.n_classes = int(inf["n_classes"])
+        self.step = float(inf["step"])
+        self.tta = bool(inf["tta"])
+        self.postprocessing = list(inf.get("postprocessing") or [])
+
+    def probabilities(
+        self, channels: np.ndarray, spacing_zyx: list[float]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Class probabilities at the target spacing and the properties to map them back."""
+        data, props, _ = preprocess_image(channels, spacing_zyx, self.spec)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return predict_windows(self.forwards, x, self.patch, self.n_classes, step=self.step, tta=self.tta)
+
+        if self.spec.dimension == 2:
+            return np.stack([run(data[:, z]) for z in range(data.shape[1])], axis=1), props
+        return run(data), props
+
+
+class BundleModel:
+    """Every member of an export for one runtime (``openvino`` or ``onnx``); ``predict`` gives label maps (and
+    probabilities) in the input's geometry."""
+
+    def __init__(
+        self,
+        root: Path,
+        meta: dict[str, Any],
+        runtime: str,
+        *,
+        threads: int | None = None,
+        device: str = "cpu",
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        overrides = overrides or {}
+        self.members = [
+            _Member(forwards_for(root, m, runtime, threads, device), m, overrides) for m in members_of(meta)
+        ]
+        self.ensemble = "members" in meta
+        own = {**meta["inference"], **{k: v for k, v in overrides.items() if k == "postprocessing"}}
+        self.postprocessing = list(own.get("postprocessing") or []) if self.ensemble else []
+        first = self.members[0].spec
+        self.n_channels = first.n_channels
+        self.label_values = np.asarray(first.label_values, dtype=np.int16)
+
+    @property
+    def tta(self) -> bool:
+        return self.members[0].tta
+
+    @tta.setter
+    def tta(self, value: bool) -> None:
+        for m in self.members:
+            m.tta = value
+
+    def predict(
+        self, channels: np.ndarray, spacing_zyx: list[float], probabilities: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(C, z, y, x)`` image -> label values ``(z, y, x)`` in its grid (and class probabilities when asked)."""
+        if not self.ensemble:
+            m = self.members[0]
+            probs, props = m.probabilities(channels, spacing_zyx)
+            labels, out = to_original(probs, props, m.spec, probabilities)
+            return (postprocess(labels, m.postprocessing) if m.postprocessing else labels), out
+        total: np.ndarray | None = None
+        for m in self.members:
+            probs, props = m.probabilities(channels, spacing_zyx)
+            _, p = to_original(probs, props, m.spec, probabilities=True)
+            assert p is not None
+            total = p if total is None else total + p
+        assert total is not None
+        mean = total / len(self.members)
+        labels = self.label_values[mean.argmax(0)]
+        if self.postprocessing:
+            labels = postprocess(labels, self.postprocessing)
+        return labels, (mean if probabilities else None)
