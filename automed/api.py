@@ -386,7 +386,7 @@ def export(
                 "any, is unchanged)",
             )
         if isinstance(predictor, EnsemblePredictor):
-            card = pair_card(predictor, res.report, workdir) if workdir is not None else ""
+            card = pair_card(predictor, res.report, workdir)
         else:
             card = model_card(predictor, res.report, workdir)
         (tmp / "MODEL_CARD.md").write_text(card)

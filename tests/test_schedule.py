@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from automed.train.schedule import Phase, learning_rate, plan_budget
+from automed.train.schedule import Phase, learning_rate, plan_budget, refit_iterations
 
 
 def test_poly_and_extension_phase() -> None:
@@ -37,3 +37,18 @@ def test_auto_optimizer_follows_the_planned_iterations() -> None:
     assert resolve_optimizer(TrainConfig(optimizer="sgd"), 100)[:2] == ("sgd", 1e-2)
     assert resolve_optimizer(TrainConfig(learning_rate=1e-3), 100)[:2] == ("adamw", 1e-3)
     assert resolve_optimizer(TrainConfig(optimizer="adam", learning_rate=5e-4), 10**6)[:2] == ("adam", 5e-4)
+
+
+def test_refit_uses_the_budget_to_the_iteration_and_never_overruns() -> None:
+    # epochs of 100 s: 200 training iterations + 30 validation ones (a third of the cost each)
+    val_s = 100 * 10 / 210
+    step_s = (100 - val_s) / 200
+    assert refit_iterations(1000, 100, 200, 30) == 2000  # exactly ten epochs
+    partial = refit_iterations(1050, 100, 200, 30)
+    assert 2000 + 50 <= partial < 2000 + 200  # a shorter eleventh epoch instead of 50 s left unused
+    assert 10 * 100 + (partial - 2000) * step_s + val_s <= 1050 + 1e-9
+    assert (
+        refit_iterations(1010, 100, 200, 30) == 2000
+    )  # under a quarter of an epoch: not worth its validation
+    assert refit_iterations(40, 100, 200, 30) == int((40 - val_s) // step_s) == 74  # part of one epoch
+    assert refit_iterations(0, 100, 200, 30) == 0 and refit_iterations(5, 100, 200, 30) == 0

@@ -157,6 +157,14 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
     assert version.description.startswith("# Synthetic: automed ensemble of 2 trainings")
     assert "| member | work dir |" in version.description and "## Export" in version.description
 
+    champion = "models:/automed-Synthetic@champion"  # a registered pair exports too (parity on a given case)
+    by_uri = api.export(
+        champion, root / "exp-uri", formats="onnx", case=pair["image"], tracking_uri=str(pair["uri"])
+    )
+    assert by_uri.report["members"] == 2 and by_uri.report["parity"]["onnxruntime"]["passed"]
+    champ = MlflowClient(str(pair["uri"])).get_model_version_by_alias("automed-Synthetic", "champion")
+    assert champ.description.startswith("# Synthetic: automed ensemble of 2 trainings")
+
     cube = api.package(sel, root / "cube", export_dir=b).folder
     packed = json.loads((cube / "mlcube" / "workspace" / "additional_files" / "preprocess.json").read_text())
     assert len(packed["members"]) == 2

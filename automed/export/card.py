@@ -103,11 +103,16 @@ def _export_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: Path) -> str:
-    """The card of a pair chosen by ``automed select``: its members, the CV evidence, postprocessing and export."""
+def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: Path | None) -> str:
+    """The card of a pair chosen by ``automed select``: its members, the CV evidence (from the selection folder,
+    when given), postprocessing and export."""
     plan = predictor.plan
-    ens_file = select_dir / "model_bundle" / "ensemble.json"
-    ens = json.loads(ens_file.read_text()) if ens_file.is_file() else {"members": []}
+    ens_file = select_dir / "model_bundle" / "ensemble.json" if select_dir is not None else None
+    ens = (
+        json.loads(ens_file.read_text())
+        if ens_file is not None and ens_file.is_file()
+        else {"members": [{"workdir": "?", "configuration": p.configuration} for p in predictor.members]}
+    )
     lines = [f"# {plan.dataset_name}: automed ensemble of {len(predictor.members)} trainings", ""]
     lines += [
         f"- labels: {', '.join(f'{k} = {v}' for k, v in sorted(plan.labels.items(), key=lambda kv: int(kv[0])))}",
@@ -124,8 +129,8 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
             f"| {i} | `{m['workdir']}` | {m['configuration']} | {p.patch} | {len(p.models)} | "
             f"{_f(m.get('cv_foreground_dice'))} |"
         )
-    sel_file = select_dir / "selection.json"
-    if sel_file.is_file():
+    sel_file = select_dir / "selection.json" if select_dir is not None else None
+    if sel_file is not None and sel_file.is_file():
         sel = json.loads(sel_file.read_text())
         lines += [
             "",

@@ -11,7 +11,7 @@ import numpy as np
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
 from automed.infer.prediction import Prediction
-from automed.runtime.postprocess import apply as apply_postprocessing
+from automed.runtime.model import average
 
 
 class EnsemblePredictor:
@@ -50,18 +50,17 @@ class EnsemblePredictor:
     def predict_arrays(
         self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = False
     ) -> Prediction:
-        total: np.ndarray | None = None
-        for m in self.members:
+
+        def member_probabilities(m: Any) -> np.ndarray:
             own, m.postprocessing = m.postprocessing, []  # only the ensemble's own postprocessing applies
             try:
                 p = m.predict_arrays(channels, geometry, probabilities=True).probabilities
             finally:
                 m.postprocessing = own
             assert p is not None
-            total = p if total is None else total + p
-        assert total is not None
-        mean = total / len(self.members)
-        labels = self.label_values[mean.argmax(0)]
-        if self.postprocessing:
-            labels = apply_postprocessing(labels, self.postprocessing)
+            return np.asarray(p)
+
+        labels, mean = average(
+            map(member_probabilities, self.members), self.label_values, self.postprocessing
+        )
         return Prediction(labels, mean if probabilities else None)

@@ -9,6 +9,7 @@ input geometry are averaged, the argmax is taken, then the pair's postprocessing
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -97,15 +98,30 @@ class BundleModel:
             probs, props = m.probabilities(channels, spacing_zyx)
             labels, out = to_original(probs, props, m.spec, probabilities)
             return (postprocess(labels, m.postprocessing) if m.postprocessing else labels), out
-        total: np.ndarray | None = None
-        for m in self.members:
+
+        def member_probabilities(m: _Member) -> np.ndarray:
             probs, props = m.probabilities(channels, spacing_zyx)
-            _, p = to_original(probs, props, m.spec, probabilities=True)
+            p = to_original(probs, props, m.spec, probabilities=True)[1]
             assert p is not None
-            total = p if total is None else total + p
-        assert total is not None
-        mean = total / len(self.members)
-        labels = self.label_values[mean.argmax(0)]
-        if self.postprocessing:
-            labels = postprocess(labels, self.postprocessing)
+            return p
+
+        labels, mean = average(
+            map(member_probabilities, self.members), self.label_values, self.postprocessing
+        )
         return labels, (mean if probabilities else None)
+
+
+def average(
+    probabilities: Iterable[np.ndarray], label_values: np.ndarray, postprocessing: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Several trainings' class probabilities (each in the input geometry) -> (label values of the mean's argmax,
+    postprocessed; the mean). Shared with automed's torch ensemble (:mod:`automed.infer.ensemble`)."""
+    total: np.ndarray | None = None
+    n = 0
+    for p in probabilities:
+        total = p if total is None else total + p
+        n += 1
+    assert total is not None
+    mean = total / n
+    labels = label_values[mean.argmax(0)]
+    return (postprocess(labels, postprocessing) if postprocessing else labels), mean

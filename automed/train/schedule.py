@@ -59,3 +59,25 @@ def plan_budget(
         f"(+ {vit} validation iterations per epoch)"
     )
     return BudgetPlan(max(1, epochs), ipe, vit, reason)
+
+
+def refit_iterations(
+    seconds_left: float,
+    epoch_s: float,
+    iterations_per_epoch: int,
+    val_iterations: int,
+    min_partial: float = 0.25,
+) -> int:
+    """Training iterations that still fit in ``seconds_left`` given measured epochs of ``epoch_s`` (training and
+    validation): whole epochs, plus a shorter last one when at least ``min_partial`` of an epoch fits next to its
+    validation (a validation iteration costs about a third of a training one, as in :func:`plan_budget`)."""
+    if seconds_left <= 0 or epoch_s <= 0:
+        return 0
+    full = int(seconds_left // epoch_s)
+    rest = seconds_left - full * epoch_s
+    val_s = epoch_s * (val_iterations / 3) / (iterations_per_epoch + val_iterations / 3)
+    step_s = (epoch_s - val_s) / iterations_per_epoch
+    partial = int((rest - val_s) // step_s) if rest > val_s else 0
+    if partial < max(1, math.ceil(min_partial * iterations_per_epoch)):
+        partial = 0
+    return full * iterations_per_epoch + partial

@@ -29,7 +29,7 @@ from automed.train.data import BatchStream, CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, pick_device
 from automed.train.losses import build_loss
 from automed.train.networks import build_network
-from automed.train.schedule import Phase, learning_rate, plan_budget
+from automed.train.schedule import Phase, learning_rate, plan_budget, refit_iterations
 
 
 @dataclass
@@ -153,6 +153,7 @@ class _State:
     stopped_early: bool = False
     optimizer: str = ""  # resolved (never "auto"); with lr0, fixed when the schedule is laid out
     lr0: float = 0.0
+    last_epoch_iterations: int = 0  # a budget's last epoch may be shorter (0: as long as the others)
 
 
 def _state_dict(st: _State) -> dict[str, Any]:
@@ -171,6 +172,7 @@ def _state_dict(st: _State) -> dict[str, Any]:
         "stopped_early": st.stopped_early,
         "optimizer": st.optimizer,
         "lr0": st.lr0,
+        "last_epoch_iterations": st.last_epoch_iterations,
     }
 
 
@@ -190,6 +192,7 @@ def _state_from(d: dict[str, Any]) -> _State:
         d["stopped_early"],
         d.get("optimizer", "sgd"),  # checkpoints written before the optimizer was resolved per fold
         d.get("lr0", 1e-2),
+        d.get("last_epoch_iterations", 0),
     )
 
 
@@ -267,6 +270,7 @@ def train_fold(
                 )
             )
             st.epochs_total = st.epoch + extend_epochs
+            st.last_epoch_iterations = 0
             st.stopped_early = False
             st.epochs_without_improvement = 0
     train_cases = sorted(train_ids)
@@ -353,21 +357,33 @@ def train_fold(
         if fold_deadline is not None and st.history:
             # re-fit the schedule to measured epochs (data waiting and validation included); never overrun
             per_epoch = float(np.median([h.epoch_seconds for h in st.history[-3:]]))
-            fits = st.epoch + int((fold_deadline - time.perf_counter()) // per_epoch)
-            if fits <= st.epoch:
+            fit = refit_iterations(
+                fold_deadline - time.perf_counter(), per_epoch, st.iterations_per_epoch, st.val_iterations
+            )
+            fits = st.iteration + fit
+            if fit == 0:
                 st.schedule_reason += f"; stopped at epoch {st.epoch}: the budget is used up"
                 break
-            if fits < st.epochs_total or (len(st.history) == 1 and fits > st.epochs_total):
-                new_total = min(fits, config.epochs)
-                if new_total != st.epochs_total:
-                    st.epochs_total = new_total
-                    st.phases[0] = Phase(0, st.epochs_total * st.iterations_per_epoch, st.lr0)
+            planned = st.phases[0].length
+            # shrink whenever the rest would overrun by more than 1 %; grow only after the first epoch (the learning
+            # rate has barely decayed yet)
+            if fits < 0.99 * planned or (len(st.history) == 1 and fits > planned):
+                new_its = min(fits, config.epochs * st.iterations_per_epoch)
+                if new_its != planned:
+                    st.epochs_total = -(-new_its // st.iterations_per_epoch)
+                    st.last_epoch_iterations = new_its - (st.epochs_total - 1) * st.iterations_per_epoch
+                    if st.last_epoch_iterations == st.iterations_per_epoch:
+                        st.last_epoch_iterations = 0
+                    st.phases[0] = Phase(0, new_its, st.lr0)
                     st.schedule_reason += (
-                        f"; re-fitted to {new_total} epochs after measuring {per_epoch:.1f} s/epoch"
+                        f"; re-fitted to {new_its} iterations ({st.epochs_total} epochs) after measuring "
+                        f"{per_epoch:.1f} s/epoch"
                     )
         t_epoch = time.perf_counter()
         model.train()
-        stream = BatchStream(store, train_cases, spec, st.iterations_per_epoch, (config.seed, fold, st.epoch))
+        last = st.epoch == st.epochs_total - 1 and st.last_epoch_iterations
+        n_iterations = st.last_epoch_iterations if last else st.iterations_per_epoch
+        stream = BatchStream(store, train_cases, spec, n_iterations, (config.seed, fold, st.epoch))
         losses, wait = [], 0.0
         t_wait = time.perf_counter()
         for x, y in make_loader(stream, nw):
