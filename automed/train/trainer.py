@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -196,6 +197,16 @@ def _state_from(d: dict[str, Any]) -> _State:
     )
 
 
+def _refit_reason(reason: str, iterations: int, epochs: int, epoch_s: float) -> str:
+    """The schedule's reason with its re-fit part replaced: how many re-fits and the latest (one line however long
+    the run)."""
+    base, _, old = reason.partition("; re-fitted")
+    m = re.match(r" (\d+) times", old)
+    n = int(m.group(1)) + 1 if m else (2 if old else 1)
+    times = f" {n} times" if n > 1 else ""
+    return f"{base}; re-fitted{times} to measured epoch times, last to {iterations} iterations ({epochs} epochs) at {epoch_s:.1f} s/epoch"
+
+
 def train_fold(
     workdir: Path,
     plan: Plan,
@@ -365,9 +376,10 @@ def train_fold(
                 st.schedule_reason += f"; stopped at epoch {st.epoch}: the budget is used up"
                 break
             planned = st.phases[0].length
-            # shrink whenever the rest would overrun by more than 1 %; grow only after the first epoch (the learning
-            # rate has barely decayed yet)
-            if fits < 0.99 * planned or (len(st.history) == 1 and fits > planned):
+            # follow the machine's speed both ways when it moves the end by more than 1 %: shrinking keeps the
+            # fold inside its budget, growing uses time a faster machine frees (the poly learning rate then steps up
+            # by about as many per cent)
+            if abs(fits - planned) > 0.01 * planned:
                 new_its = min(fits, config.epochs * st.iterations_per_epoch)
                 if new_its != planned:
                     st.epochs_total = -(-new_its // st.iterations_per_epoch)
@@ -375,9 +387,8 @@ def train_fold(
                     if st.last_epoch_iterations == st.iterations_per_epoch:
                         st.last_epoch_iterations = 0
                     st.phases[0] = Phase(0, new_its, st.lr0)
-                    st.schedule_reason += (
-                        f"; re-fitted to {new_its} iterations ({st.epochs_total} epochs) after measuring "
-                        f"{per_epoch:.1f} s/epoch"
+                    st.schedule_reason = _refit_reason(
+                        st.schedule_reason, new_its, st.epochs_total, per_epoch
                     )
         t_epoch = time.perf_counter()
         model.train()
