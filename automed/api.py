@@ -328,9 +328,10 @@ def export(
     """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
 
     ``model`` is a work dir, a ``models:/`` URI or an ``automed select`` folder (its choice: one training, or a pair
-    exported as one bundle that averages both). ``output`` defaults to ``MODEL/export`` for a folder. ``ov_precision`` ``auto`` is bf16 on CPUs with native
-    bf16 (AVX512-BF16/AMX, the same rule as torch's autocast in automed) and f32 elsewhere. Exporting a work dir
-    links the export to it (``export_link.json``), so ``automed predict WORKDIR`` then runs it instead of torch.
+    exported as one bundle that averages both). ``output`` defaults to ``MODEL/export`` for a folder.
+    ``ov_precision`` ``auto`` is bf16 on CPUs with native bf16 (AVX512-BF16/AMX, the same rule as torch's autocast
+    in automed) and f32 elsewhere. Exporting a folder links the export to it (``export_link.json``), so
+    ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
     """
     from automed.artifacts import atomic_directory, write_json_atomic
     from automed.data.cases import read_case
@@ -488,30 +489,25 @@ def select(
     for i, row in enumerate(res["candidates"]):
         metrics[f"candidate_{i}_cv_dice_fg_mean"] = row["foreground_mean"]
     tracker.log_metrics(run, metrics)
-    if len(members) > 1 and not any(
-        json.loads((m / "model.json").read_text()).get("registered") for m in members
-    ):  # a pair of unregistered trainings won: its bundle only, so predict/export/package take OUT
-        from automed.select.register import write_choice_bundle
+    if len(members) > 1:  # a pair won: OUT/model_bundle, so predict/export/package take OUT
+        from automed.select.register import register_members, write_choice_bundle
 
-        write_choice_bundle(res, out)
-    elif (
-        len(members) > 1
-    ):  # a pair won: register it (bundle in OUT/model_bundle), as train registers single ones
-        from automed.select.register import register_members
-
-        try:
-            res["registered"] = register_members(
-                members,
-                out,
-                res["postprocessing"],
-                float(res["cv_dice_final"]["foreground_mean"]),
-                tracker,
-                run,
-            )
-        except BaseException:
-            tracker.end_run(run, "FAILED")
-            raise
-        write_json_atomic(out / SELECTION_FILE, res)
+        if not any(json.loads((m / "model.json").read_text()).get("registered") for m in members):
+            write_choice_bundle(res, out)
+        else:  # registered as a new version, as train registers single trainings
+            try:
+                res["registered"] = register_members(
+                    members,
+                    out,
+                    res["postprocessing"],
+                    float(res["cv_dice_final"]["foreground_mean"]),
+                    tracker,
+                    run,
+                )
+            except BaseException:
+                tracker.end_run(run, "FAILED")
+                raise
+            write_json_atomic(out / SELECTION_FILE, res)
     tracker.log_artifact(run, out / SELECTION_FILE)
     tracker.end_run(run)
     return res

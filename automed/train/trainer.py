@@ -204,7 +204,8 @@ def _refit_reason(reason: str, iterations: int, epochs: int, epoch_s: float) -> 
     m = re.match(r" (\d+) times", old)
     n = int(m.group(1)) + 1 if m else (2 if old else 1)
     times = f" {n} times" if n > 1 else ""
-    return f"{base}; re-fitted{times} to measured epoch times, last to {iterations} iterations ({epochs} epochs) at {epoch_s:.1f} s/epoch"
+    last = f"last to {iterations} iterations ({epochs} epochs) at {epoch_s:.1f} s/epoch"
+    return f"{base}; re-fitted{times} to measured epoch times, {last}"
 
 
 def train_fold(
