@@ -60,6 +60,11 @@ def _member_meta(predictor: Predictor, files: dict[str, list[str]], ov_precision
     }
 
 
+def all_files(member_files: list[dict[str, list[str]]]) -> dict[str, list[str]]:
+    """Every training's network files per runtime, in member order."""
+    return {k: [f for m in member_files for f in m[k]] for k in member_files[0]}
+
+
 def write_bundle(
     predictor: Predictor | EnsemblePredictor,
     out: Path,
@@ -83,7 +88,7 @@ def write_bundle(
         ]
         for m in members:
             m["inference"]["postprocessing"] = []  # the pair's own postprocessing applies after averaging
-        files = {k: [f for m in member_files for f in m[k]] for k in member_files[0]}
+        files = all_files(member_files)
         meta = {
             "schema_version": 1,
             "dataset": plan.dataset_name,

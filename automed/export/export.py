@@ -25,7 +25,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.errors import ConfigError
-from automed.export.bundle import readable, write_bundle
+from automed.export.bundle import all_files, readable, write_bundle
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
@@ -171,7 +171,7 @@ def export_predictor(
         if "onnx" not in formats:  # ONNX was only the way to OpenVINO
             files.pop("onnx")
         member_files.append(files)
-    report["files"] = {k: [f for files in member_files for f in files[k]] for k in member_files[0]}
+    report["files"] = all_files(member_files)
     write_bundle(predictor, out, member_files, ov_precision)
     if case is not None:
         report.update(_check(predictor, formats, onnx_files, ov_files, case, ov_precision, repeats, threads))

@@ -74,8 +74,8 @@ class BundleModel:
             _Member(forwards_for(root, m, runtime, threads, device), m, overrides) for m in members_of(meta)
         ]
         self.ensemble = "members" in meta
-        own = {**meta["inference"], **{k: v for k, v in overrides.items() if k == "postprocessing"}}
-        self.postprocessing = list(own.get("postprocessing") or []) if self.ensemble else []
+        # a pair's own postprocessing (overrides come from a single training's model.json only)
+        self.postprocessing = list(meta["inference"].get("postprocessing") or []) if self.ensemble else []
         first = self.members[0].spec
         self.n_channels = first.n_channels
         self.label_values = np.asarray(first.label_values, dtype=np.int16)
