@@ -8,24 +8,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
-from automed.cli import app
+from automed.cli import _debug_first, app
 from automed.testing.synthetic import make_dataset
 
-VERBS = [
-    "verify",
-    "fingerprint",
-    "plan",
-    "preprocess",
-    "construct-csv",
-    "info",
-    "demo",
-    "train",
-    "predict",
-    "ui",
-]
 runner = CliRunner()
+# every registered verb, read from the app itself: the verb groups (automed/cli/*.py) are merged into the top level
+COMMANDS = dict(getattr(typer.main.get_command(app), "commands", {}))
+VERBS = list(COMMANDS)
+
+
+def test_verbs_are_top_level() -> None:
+    some = {"verify", "construct-csv", "train", "demo", "sweep", "grid", "select", "export", "package", "ui"}
+    assert some <= set(VERBS)
+    assert not [v for v, cmd in COMMANDS.items() if hasattr(cmd, "commands")]  # no `automed GROUP VERB`
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -87,14 +85,33 @@ def test_console_script_errors_exit_1(tmp_path: Path) -> None:
     assert r.returncode == 1
 
 
-def test_debug_shows_traceback(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["before the verb", "after the verb"])
+def test_debug_shows_traceback(tmp_path: Path, where: str) -> None:
+    args = ["verify", str(tmp_path / "nope")]
+    args = ["--debug", *args] if where == "before the verb" else [*args, "--debug"]
     r = subprocess.run(
-        [sys.executable, "-m", "automed.cli", "--debug", "verify", str(tmp_path / "nope")],
+        [sys.executable, "-m", "automed.cli", *args], capture_output=True, text=True, check=False
+    )
+    assert r.returncode != 0 and "Traceback" in r.stderr and "must exist" in r.stderr
+
+
+def test_debug_is_moved_to_the_front_but_not_after_double_dash() -> None:
+    assert _debug_first(["train", "d", "-o", "w", "--debug"]) == ["--debug", "train", "d", "-o", "w"]
+    assert _debug_first(["--debug", "verify", "d"]) == ["--debug", "verify", "d"]
+    assert _debug_first(["verify", "d"]) == ["verify", "d"]
+    assert _debug_first(["verify", "--", "--debug"]) == ["verify", "--", "--debug"]
+    assert _debug_first(["verify", "--debug", "--", "--debug"]) == ["--debug", "verify", "--", "--debug"]
+
+
+def test_usage_error_is_clicks_message(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "train", str(tmp_path), "--bogus"],
         capture_output=True,
         text=True,
         check=False,
     )
-    assert r.returncode != 0 and "Traceback" in r.stderr
+    assert r.returncode == 2 and "No such option: --bogus" in r.stderr
+    assert "unexpected error" not in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow

@@ -1,0 +1,79 @@
+"""``automed`` command line: a thin typer layer over :mod:`automed.api`. Heavy imports happen inside commands.
+
+Each module holds one group of verbs in its own typer app; they are merged here without a name, so every verb
+stays top level (``automed train ...``, not ``automed training train ...``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from automed.cli import data, deploy, search, tools, train
+from automed.cli._common import err, print_error, show_warnings, state
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="automed",
+    help="AutoML for medical imaging: verify, fingerprint, plan and preprocess a dataset (more stages to come).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for _group in (data.app, train.app, search.app, deploy.app, tools.app):
+    app.add_typer(_group)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    state["debug"] = debug
+    state["quiet"] = quiet
+    show_warnings()
+
+
+def _debug_first(args: list[str]) -> list[str]:
+    """Move --debug to the front so that `automed VERB ... --debug` works as `automed --debug VERB ...`.
+
+    Arguments after a literal `--` are left alone.
+    """
+    end = args.index("--") if "--" in args else len(args)
+    head = [a for a in args[:end] if a != "--debug"]
+    return args if len(head) == end else ["--debug", *head, *args[end:]]
+
+
+def main() -> None:
+    """Console entry point: errors print one clear message (traceback only with --debug) and exit 1."""
+    from automed.errors import AutomedError
+
+    try:
+        rc = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
+    except AutomedError as exc:
+        if state["debug"]:
+            raise
+        print_error(f"error: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except (typer.Exit, typer.Abort) as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except Exception as exc:  # usage errors and anything unexpected
+        # click's usage errors (typer >= 0.29: those of its own copy of click) show themselves
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
+        if state["debug"]:
+            raise
+        print_error(f"unexpected error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)")
+        sys.exit(1)
+    if isinstance(rc, int) and rc:  # typer >= 0.29 returns Exit codes (Ctrl-C: 130) instead of raising
+        if rc == 130:
+            err.print("interrupted")
+        sys.exit(rc)

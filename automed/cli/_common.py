@@ -1,0 +1,56 @@
+"""Shared pieces of the ``automed`` command line: consoles, global flags, common arguments and options."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+out = Console()
+err = Console(stderr=True)
+# set by the top-level callback (--debug, --quiet) for the command that runs next
+state = {"debug": False, "quiet": False}
+
+
+def progress() -> bool:
+    """Whether commands show progress bars (not with --quiet)."""
+    return not state["quiet"]
+
+
+class _WarningHandler(logging.Handler):
+    """automed's warnings (``logging.getLogger("automed")``, e.g. verify's) as yellow lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(self.format(record), style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+def show_warnings() -> None:
+    """Print automed's warnings on stderr (once per process)."""
+    log = logging.getLogger("automed")
+    if not any(isinstance(h, _WarningHandler) for h in log.handlers):
+        log.addHandler(_WarningHandler(logging.WARNING))
+
+
+def print_error(message: str) -> None:
+    """One red line on stderr, printed verbatim (no rich markup or highlighting) and wrapped by the terminal."""
+    err.print(message, style="red", markup=False, highlight=False, soft_wrap=True)
+
+
+DatasetArg = Annotated[
+    Path, typer.Argument(help="Dataset folder with dataset.json (MSD or nnU-Net v2), or a CSV.")
+]
+TrainDatasetArg = Annotated[Path | None, typer.Argument(help="Dataset (folder with dataset.json, or CSV).")]
+ModelArg = Annotated[str, typer.Argument(help="Training work dir or models:/NAME@ALIAS.")]
+WorkdirOpt = Annotated[Path, typer.Option("--output", "-o", help="Work directory for the artifacts.")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", "-w", help="Worker processes (default: CPU count).")
+]
+DeviceOpt = Annotated[str | None, typer.Option(help="cuda, cpu or auto.")]
+PresetOpt = Annotated[str | None, typer.Option(help="Planner preset (default: by device).")]
+FoldsOpt = Annotated[int, typer.Option(help="Cross-validation folds.")]
+SplitFoldsOpt = Annotated[int, typer.Option(help="Cross-validation folds for splits.json.")]
+TrackingUriOpt = Annotated[str | None, typer.Option(help="MLflow store (default: ./mlflow.db).")]
+RegistryUriOpt = Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")]

@@ -1,0 +1,141 @@
+"""Deployment verbs: export (ONNX / OpenVINO with a parity check), package (MLCube), predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from automed.cli._common import DeviceOpt, ModelArg, RegistryUriOpt, out, progress
+
+app = typer.Typer()
+
+
+@app.command()
+def export(
+    model: ModelArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Export folder (default: WORKDIR/export).")
+    ] = None,
+    format: Annotated[
+        str, typer.Option("--format", help="Comma-separated: onnx, openvino.")
+    ] = "onnx,openvino",
+    case: Annotated[
+        Path | None, typer.Option(help="Image (or folder) for the parity check (default: a validation case).")
+    ] = None,
+    ov_precision: Annotated[
+        str,
+        typer.Option(
+            help="OpenVINO runtime precision, checked and timed: auto (bf16 on CPUs with native bf16, else f32), "
+            "f32, bf16 or f16."
+        ),
+    ] = "auto",
+    repeats: Annotated[int, typer.Option(help="Timed predictions per runtime (best is kept).")] = 1,
+    tracking_uri: RegistryUriOpt = None,
+) -> None:
+    """Export fold networks to ONNX / OpenVINO IR; check parity with torch and time each runtime on a real case.
+
+    Exporting a work dir links the export to it: `automed predict WORKDIR` then runs the export (OpenVINO) while its
+    checkpoints are unchanged.
+
+    Example: automed export work --format onnx,openvino
+    """
+    from automed import api
+
+    res = api.export(
+        model,
+        output,
+        formats=format,
+        case=case,
+        ov_precision=ov_precision,
+        repeats=repeats,
+        tracking_uri=tracking_uri,
+    )
+    rep = res.report
+    if "parity" in rep:
+        t = Table(title=f"parity and latency on {rep['parity_case']}")
+        for col in ("runtime", "max |dp|", "Dice vs torch", "seconds"):
+            t.add_column(col)
+        for name, sec in rep["latency_seconds"].items():
+            p = rep["parity"].get(name, {})
+            t.add_row(
+                name,
+                f"{p['max_abs_prob']:.2e}" if p else "reference" if name == "torch_fp32" else "",
+                f"{p['dice_vs_torch']:.4f}" if p else "",
+                f"{sec:.2f}",
+            )
+        out.print(t)
+    out.print(f"exported to {res.folder} (report: {res.folder / 'export.json'})")
+    link = rep.get("link")
+    if link is not None:
+        out.print(
+            "automed predict will use this export"
+            if link["parity_passed"]
+            else "parity did not pass: automed predict keeps using torch"
+        )
+
+
+@app.command()
+def package(
+    model: ModelArg,
+    mlcube: Annotated[Path, typer.Option("--mlcube", help="Cube folder to write.")],
+    export_dir: Annotated[
+        Path | None, typer.Option("--export", help="Reuse a folder written by `automed export`.")
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Container image name (default: automed/<dataset>:0.1.0).")
+    ] = None,
+    tracking_uri: RegistryUriOpt = None,
+) -> None:
+    """Package a model as an MLCube + MedPerf container folder (Dockerfiles, entry point, weights, README).
+
+    Example: automed package work --mlcube dist/cube
+    """
+    from automed import api
+
+    res = api.package(model, mlcube, export_dir=export_dir, image=image, tracking_uri=tracking_uri)
+    out.print(
+        f"cube written to {res.folder} (image {res.image}); build with: docker build -t {res.image} {res.folder / 'project'}"
+    )
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the label maps.")],
+    tta: Annotated[
+        bool | None, typer.Option(help="Mirror test-time augmentation (default: the model's setting).")
+    ] = None,
+    save_probabilities: Annotated[bool, typer.Option(help="Also write CASE.npz probabilities.")] = False,
+    device: DeviceOpt = None,
+    tracking_uri: RegistryUriOpt = None,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="auto: the work dir's export (from `automed export`; OpenVINO, else onnxruntime) when it is "
+            "still the model's, else torch; or torch, openvino, onnx."
+        ),
+    ] = "auto",
+) -> None:
+    """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
+
+    Example: automed predict models:/automed-Hippocampus@champion -i images/ -o predictions/
+    """
+    from automed import api
+
+    paths = api.predict(
+        model,
+        input_path,
+        output,
+        tta=tta,
+        save_probabilities=save_probabilities,
+        device=device,
+        tracking_uri=tracking_uri,
+        show_progress=progress(),
+        runtime=runtime,
+        on_load=lambda text: out.print(f"predicting with {text}"),
+    )
+    out.print(f"wrote {len(paths)} prediction(s) to {output}")

@@ -1,0 +1,146 @@
+"""Training verbs: train (plan, train every fold, register) and demo (the same on synthetic data)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from automed.cli._common import (
+    DeviceOpt,
+    FoldsOpt,
+    PresetOpt,
+    TrackingUriOpt,
+    TrainDatasetArg,
+    WorkersOpt,
+    out,
+    progress,
+)
+
+app = typer.Typer()
+
+
+@app.command()
+def train(
+    dataset: TrainDatasetArg = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Work directory.")] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Wall-clock budget for the whole command: 45m, 2h, 90s.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per fold (instead of a budget).")] = None,
+    folds: FoldsOpt = 5,
+    fold: Annotated[list[int] | None, typer.Option(help="Train only these folds (repeatable).")] = None,
+    configuration: Annotated[
+        str | None,
+        typer.Option("--configuration", "-c", help="Plan configuration (default: 3d_fullres, else 2d)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Training config YAML (see automed.train.config).")
+    ] = None,
+    preset: PresetOpt = None,
+    device: DeviceOpt = None,
+    tracking_uri: TrackingUriOpt = None,
+    register: Annotated[bool, typer.Option(help="Register the fold ensemble in the MLflow registry.")] = True,
+    resume: Annotated[Path | None, typer.Option(help="Continue the training work dir WORKDIR.")] = None,
+    extend: Annotated[int, typer.Option(help="With --resume: add N epochs to finished folds.")] = 0,
+    parallel_folds: Annotated[
+        int,
+        typer.Option(help="Folds trained at once in worker processes (one GPU each when there are enough)."),
+    ] = 1,
+    workers: WorkersOpt = None,
+) -> None:
+    """Plan, train every fold within a budget, validate, summarise CV and register the model, in one command.
+
+    Example: automed train ../shared/data/msd_hippocampus_dev -o work --budget 45m
+    """
+    from automed import api
+    from automed.errors import ConfigError
+
+    if resume is None and (dataset is None or output is None):
+        raise ConfigError.single(
+            "automed train",
+            "a fresh training needs DATASET and --output",
+            f"dataset={dataset}, output={output}",
+            "pass both, or --resume WORKDIR to continue a run",
+        )
+    if extend and resume is None:
+        raise ConfigError.single(
+            "--extend", "--extend continues a finished work dir", extend, "add --resume WORKDIR"
+        )
+    res = api.train(
+        dataset,
+        resume or output or Path(),
+        config=config,
+        configuration=configuration,
+        epochs=epochs,
+        budget=budget,
+        folds=folds,
+        only_folds=fold,
+        device=device,
+        tracking_uri=tracking_uri,
+        register=register,
+        resume=resume is not None,
+        extend=extend,
+        preset=preset,
+        workers=workers,
+        parallel_folds=parallel_folds,
+        show_progress=progress(),
+    )
+    _print_cv(res.cv_summary)
+    if res.registered:
+        out.print(
+            f"registered {res.registered['name']} version {res.registered['version']} "
+            f"(champion: version {res.registered['champion']})"
+        )
+    out.print(f"work dir: {res.workdir}")
+
+
+def _num(x: object, digits: int) -> str:
+    """A metric for the console; an undefined one (a label no case and no prediction holds) as n/a."""
+    return f"{x:.{digits}f}" if isinstance(x, int | float) and math.isfinite(x) else "n/a"
+
+
+def _print_cv(summary: dict[str, object]) -> None:
+    t = Table(title="cross-validation (mean over the cases where a label is defined)")
+    for col in ("label", "Dice", "HD95 mm", "NSD", "cases (both empty)"):
+        t.add_column(col)
+    names = summary.get("label_names", {})
+    assert isinstance(names, dict)
+    means = summary["mean"]
+    assert isinstance(means, dict)
+    for lab, m in means.items():
+        t.add_row(
+            str(names.get(lab, lab)),
+            _num(m["dice"], 4),
+            _num(m["hd95"], 2),
+            _num(m["nsd"], 3),
+            f"{m['n_cases']} ({m['n_both_empty']})",
+        )
+    fg = summary["foreground_mean"]
+    assert isinstance(fg, dict)
+    t.add_row(
+        "foreground mean",
+        _num(fg["dice"], 4),
+        _num(fg["hd95"], 2),
+        _num(fg["nsd"], 3),
+        f"{fg['n_labels']} labels",
+    )
+    out.print(t)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Work directory.")] = Path("demo_work"),
+    budget: Annotated[str, typer.Option(help="Training budget (CPU: at most 10 minutes).")] = "5m",
+    workers: WorkersOpt = None,
+) -> None:
+    """Train on a synthetic dataset within a budget, register the model, predict two held-out cases, print Dice.
+
+    Example: automed demo -o demo_work --budget 5m
+    """
+    from automed.testing.demo import run_demo
+
+    run_demo(output, budget=budget, workers=workers, show_progress=progress(), console=out)
