@@ -16,6 +16,7 @@ from automed.data.splits import write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
 from automed.errors import ArtifactError, ConfigError
+from automed.evaluate.summary import score
 from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
 from automed.fingerprint.schema import Fingerprint
 from automed.parallel import default_workers
@@ -475,7 +476,7 @@ def select(
         if meta.get("registered"):  # the champion applies what was chosen: register the model again with it
             from automed.train.run import reregister
 
-            res["registered"] = reregister(members[0], float(res["cv_dice_final"]["foreground_mean"]))
+            res["registered"] = reregister(members[0], score(res["cv_dice_final"]["foreground_mean"]))
             write_json_atomic(out / SELECTION_FILE, res)
     track = Path(workdirs[0]) / "tracking.json"
     saved = json.loads(track.read_text()) if track.is_file() else {}
@@ -500,7 +501,7 @@ def select(
                     members,
                     out,
                     res["postprocessing"],
-                    float(res["cv_dice_final"]["foreground_mean"]),
+                    score(res["cv_dice_final"]["foreground_mean"]),
                     tracker,
                     run,
                 )

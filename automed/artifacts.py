@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from automed.errors import ArtifactError
 
@@ -25,13 +28,29 @@ def content_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
 
 
+def finite_json(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN: an undefined metric, e.g. a label absent from reference and
+    prediction) replaced by ``None`` (JSON null), in dicts, lists and tuples, numpy scalars included."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as pretty JSON to ``path`` through a temporary file and an atomic rename."""
+    """Write ``obj`` as pretty JSON to ``path`` through a temporary file and an atomic rename. Undefined (NaN or
+    infinite) numbers are written as null (see :func:`finite_json`): JSON has no NaN, and artifacts are read by
+    other tools."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=False, allow_nan=False)
+            json.dump(finite_json(obj), fh, indent=1, sort_keys=False, allow_nan=False)
             fh.write("\n")
         Path(tmp).replace(path)
     except BaseException:

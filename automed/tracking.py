@@ -10,6 +10,7 @@ Metrics go in one ``log_batch`` call per epoch (per-call logging is slow).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -107,11 +108,16 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float | None], step: int | None = None) -> None:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if v == v]  # skip NaN
+        # undefined metrics (None, NaN: e.g. a label absent from a case) are omitted, never logged as NaN
+        items = [
+            Metric(k, float(v), ts, step or 0)
+            for k, v in metrics.items()
+            if v is not None and math.isfinite(v)
+        ]
         if items:
             self.client.log_batch(run_id, metrics=items)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
@@ -13,6 +14,8 @@ from automed.data.dataset import Case, Dataset
 from automed.data.io import Geometry, Header, image_to_arrays, read_header, read_sitk
 from automed.errors import DatasetError, Problem
 from automed.parallel import parallel_map
+
+log = logging.getLogger("automed")
 
 
 @dataclass(frozen=True)
@@ -338,6 +341,35 @@ def _dataset_problems(ds: Dataset) -> list[Problem]:
 class VerifyReport:
     n_cases: int
     label_values: tuple[int, ...]
+    warnings: tuple[Problem, ...] = ()
+
+
+def _label_presence(ds: Dataset, seen: set[int]) -> tuple[list[Problem], list[Problem]]:
+    """Errors and warnings about which labels occur at all: a segmentation dataset without any foreground cannot
+    train; a declared label that no case holds cannot be learnt (the model will never predict it)."""
+    if not any(c.label is not None for c in ds.cases):
+        return [], []
+    src = str(ds.source)
+    if not seen - {0}:
+        err = Problem(
+            src,
+            "a segmentation dataset needs foreground (a label value > 0) in at least one case",
+            "every label map is empty",
+            "check that the label files are the right ones (cases without foreground are fine, all of them are not)",
+        )
+        return [err], []
+    warns = [
+        Problem(
+            src,
+            "every declared label should occur in at least one training case",
+            f"label {v} ({ds.labels[v]!r}) occurs in no case",
+            f"remove {v} from 'labels' in dataset.json, or add cases that hold it: "
+            "a model never predicts a structure it has not seen",
+        )
+        for v in sorted(set(ds.labels or {}) - seen - {0})
+        if ds.labels is not None
+    ]
+    return [], warns
 
 
 def verify(
@@ -373,6 +405,12 @@ def verify(
                 "convert RGB images to grayscale (or all to RGB) so the cases agree",
             )
         )
+    warns: list[Problem] = []
+    if not problems:
+        errors, warns = _label_presence(ds, seen)
+        problems += errors
     if problems:
         raise DatasetError(problems, f"{len(problems)} problem(s) in {ds.source}")
-    return VerifyReport(len(ds.cases), tuple(sorted(seen)))
+    for w in warns:
+        log.warning("warning: %s", w)
+    return VerifyReport(len(ds.cases), tuple(sorted(seen)), tuple(warns))

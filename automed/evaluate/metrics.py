@@ -29,9 +29,9 @@ import numpy as np
 from scipy import ndimage
 
 METRIC_DEFINITIONS = {
-    "dice": "2TP/(2TP+FP+FN); NaN when reference and prediction are both empty",
-    "iou": "TP/(TP+FP+FN); NaN when both are empty",
-    "sensitivity": "TP/(TP+FN); NaN when the reference is empty",
+    "dice": "2TP/(2TP+FP+FN); undefined (null, excluded from means, counted) when reference and prediction are both empty",
+    "iou": "TP/(TP+FP+FN); undefined when both are empty",
+    "sensitivity": "TP/(TP+FN); undefined when the reference is empty",
     "hd95": "max of directed 95th percentiles of border-voxel distances in mm; image diagonal when one mask is empty",
     "nsd": "fraction of border voxels of both masks within tau mm of the other border; 0 when one mask is empty",
 }

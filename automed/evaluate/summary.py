@@ -1,4 +1,17 @@
-"""Per-case metric tables and their cross-validation summary (CSV + JSON)."""
+"""Per-case metric tables and their cross-validation summary (CSV + JSON), and the rule for absent structures.
+
+Absent structures (one rule for the whole chain; README "Absent structures"):
+
+- A label missing from both the reference and the prediction of a case is *undefined* for that case (NaN in
+  memory, null in JSON artifacts, never logged to MLflow) and counted (``n_both_empty``). Missing from one of them
+  only is a real error and stays in every mean (Dice 0, worst-case HD95).
+- A label's mean is over the cases where it is defined; a label defined in no case has no mean (null) and is listed
+  in ``foreground_mean.labels_undefined``.
+- The foreground mean is the plain mean of the defined label means (nnU-Net's), with the number of labels it covers.
+- A *score* (early stopping, sweep objective and ASHA reports, selection, registry aliases) must be a number:
+  :func:`score` gives the foreground mean Dice, or 0.0 when nothing is defined (no evidence is never better than
+  some evidence).
+"""
 
 from __future__ import annotations
 
@@ -24,39 +37,45 @@ def metrics_rows(
     ]
 
 
+def _mean(values: Any) -> float:
+    """Mean of the defined (finite) values; NaN when there are none."""
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else math.nan
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean of every metric per label over cases (NaN, i.e. both masks empty, excluded and counted) and the
-    foreground mean (the plain mean of the per-label means, as nnU-Net)."""
+    """Mean of every metric per label over the cases where it is defined, the foreground mean over the labels
+    that have one, and the counts of what was excluded (module docstring). Rows read back from JSON may hold None
+    where a metric was undefined."""
     df = pd.DataFrame(rows)
     per_label: dict[str, dict[str, float]] = {}
     if df.empty:
         return {
             "mean": {},
-            "foreground_mean": dict.fromkeys(METRICS, math.nan),
+            "foreground_mean": {**dict.fromkeys(METRICS, math.nan), "n_labels": 0, "labels_undefined": []},
             "label_names": {},
             "definitions": METRIC_DEFINITIONS,
         }
+    for m in (*METRICS, "n_ref", "n_pred"):
+        if m in df:
+            df[m] = pd.to_numeric(df[m], errors="coerce")
     for lab, g in df.groupby("label"):
-        entry: dict[str, float] = {
-            m: float(np.nanmean(g[m])) if g[m].notna().any() else math.nan for m in METRICS
-        }
+        entry: dict[str, float] = {m: _mean(g[m]) for m in METRICS}
         entry["n_cases"] = len(g)
         entry["n_both_empty"] = int(g["dice"].isna().sum())
         entry["n_missed_or_spurious"] = int(((g["n_ref"] == 0) ^ (g["n_pred"] == 0)).sum())
         per_label[str(lab)] = entry
-    fg = {
-        m: float(np.nanmean([v[m] for v in per_label.values()])) if per_label else math.nan for m in METRICS
-    }
+    fg: dict[str, Any] = {m: _mean(v[m] for v in per_label.values()) for m in METRICS}
+    fg["n_labels"] = sum(1 for v in per_label.values() if math.isfinite(v["dice"]))
+    fg["labels_undefined"] = [k for k, v in per_label.items() if not math.isfinite(v["dice"])]
     names = dict(zip(df["label"].astype(str), df["name"], strict=False)) if len(df) else {}
     return {"mean": per_label, "foreground_mean": fg, "label_names": names, "definitions": METRIC_DEFINITIONS}
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    return obj
+def score(value: float | None) -> float:
+    """A metric as a score that can be compared and reported: the value, or 0.0 when it is undefined."""
+    return float(value) if value is not None and math.isfinite(value) else 0.0
 
 
 def write_summary(rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -> dict[str, Any]:
@@ -66,5 +85,5 @@ def write_summary(rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -
     pd.DataFrame(rows).to_csv(tmp, index=False)
     tmp.replace(csv_path)
     summary = summarize(rows)
-    write_json_atomic(json_path, _clean(summary))
+    write_json_atomic(json_path, summary)
     return summary

@@ -52,15 +52,22 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         lines += [
             "## Cross-validation (before postprocessing)",
             "",
-            "| label | Dice | HD95 mm | NSD |",
-            "|---|---|---|---|",
+            "| label | Dice | HD95 mm | NSD | cases scored (both empty) |",
+            "|---|---|---|---|---|",
         ]
         for lab, m in cv["mean"].items():
+            scored = f"{m['n_cases'] - m.get('n_both_empty', 0)} ({m.get('n_both_empty', 0)})"
             lines.append(
-                f"| {cv['label_names'].get(lab, lab)} | {_f(m['dice'])} | {_f(m['hd95'], 2)} | {_f(m['nsd'], 3)} |"
+                f"| {cv['label_names'].get(lab, lab)} | {_f(m['dice'])} | {_f(m['hd95'], 2)} | {_f(m['nsd'], 3)} | {scored} |"
             )
         fg = cv["foreground_mean"]
-        lines += [f"| foreground mean | {_f(fg['dice'])} | {_f(fg['hd95'], 2)} | {_f(fg['nsd'], 3)} |", ""]
+        lines += [
+            f"| foreground mean | {_f(fg['dice'])} | {_f(fg['hd95'], 2)} | {_f(fg['nsd'], 3)} | |",
+            "",
+            "A label absent from both the reference and the prediction of a case is undefined there: left out of its "
+            "mean and counted as both empty; n/a: no case defines it.",
+            "",
+        ]
     lines += [*_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
     lines += [
         f"- {len(predictor.models)} fold network(s), mirror TTA {'on' if predictor.tta else 'off'}, window step {predictor.step}"

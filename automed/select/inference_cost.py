@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
+from automed.evaluate.summary import score
 from automed.infer.predictor import Predictor
 from automed.select.selection import _dice_table, _summary
 
@@ -77,7 +77,8 @@ def choose(
     table: dict[str, Any], n_folds: int, latency_target: float | None = None, tolerance: float = 0.005
 ) -> dict[str, Any]:
     """Pick tta, step and the number of folds from :func:`measure`'s table."""
-    rows = [r for r in table["settings"] if not math.isnan(r["dice"])]
+    # fold 0's cases may hold no structure at all (Dice undefined for every setting): then only time decides
+    rows = [{**r, "dice": score(r["dice"])} for r in table["settings"]]
     best = max(r["dice"] for r in rows)
     one_fold = {int(k): float(v) for k, v in table["fold_seconds_per_case"].items()}
 

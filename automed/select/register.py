@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import atomic_directory, write_json_atomic
+from automed.evaluate.summary import score as summary_score
 from automed.plan.schema import Plan
 from automed.registry_model import ENSEMBLE_FILE
 from automed.train.config import TrainConfig
@@ -56,7 +57,7 @@ def write_choice_bundle(res: dict[str, Any], out: Path) -> Path | None:
     members = [Path(m) for m in res["chosen"]["members"]]
     if len(members) < 2:
         return None
-    score = float(res["cv_dice_final"]["foreground_mean"])
+    score = summary_score(res["cv_dice_final"]["foreground_mean"])
     return write_ensemble_bundle(members, out / BUNDLE_DIR, res["postprocessing"], score)
 
 

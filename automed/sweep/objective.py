@@ -23,7 +23,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
-from automed.evaluate.summary import summarize
+from automed.evaluate.summary import score, summarize
 from automed.plan.schema import Plan
 from automed.sweep.space import SearchSpace, resolve
 from automed.train.config import TrainConfig
@@ -158,7 +158,7 @@ def _aggregate(
         "node": _ray_node(),
     }
     if rows:
-        result["score"] = float(summarize(rows)["foreground_mean"]["dice"])
+        result["score"] = score(summarize(rows)["foreground_mean"]["dice"])
     if len(folds) == ctx.n_folds:
         _write_model(td, ctx, plan, config, rows)
     write_json_atomic(td / "result.json", result)
@@ -239,7 +239,7 @@ def run_trial(
                     write_json_atomic(folder / "fold_partial.json", {"compute_s": time.perf_counter() - tc})
                 tracker.end_run(frun, "FAILED" if isinstance(exc, Exception) else "KILLED")
                 raise
-            dice = float(summarize(rows)["foreground_mean"]["dice"])
+            dice = score(summarize(rows)["foreground_mean"]["dice"])
             tracker.log_metrics(frun, {"val_dice_fg_mean": dice})
             tracker.end_run(frun)
             epochs_done += res.epochs

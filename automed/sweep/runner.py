@@ -480,9 +480,7 @@ def _finish(
         write_choice_bundle(sel, wd / "selection")  # a chosen pair: predict/export/package take the folder
         tracker.log_artifact(run, wd / "selection" / SELECTION_FILE, "selection")
         tracker.set_tags(run, {"selection.chosen": sel["chosen"]["candidate"]})
-        tracker.log_metrics(
-            run, {"selection_cv_dice_fg_mean": float(sel["cv_dice_final"]["foreground_mean"])}
-        )
+        tracker.log_metrics(run, {"selection_cv_dice_fg_mean": sel["cv_dice_final"]["foreground_mean"]})
     state["verdict"] = verdict
     write_json_atomic(wd / STATE_FILE, state)
     tracker.end_run(run)

@@ -1,13 +1,19 @@
 """Deterministic synthetic datasets (NIfTI + dataset.json) for tests, benchmarks and the demo.
 
-Each case holds a large ellipsoid (label 1) with a small ellipsoid (label 2) beside it, on a textured background
-that is zero outside a body-shaped region (so crop-to-non-zero has work to do). Channel intensities differ per
-label, with noise; ``ct_like`` gives Hounsfield-like integers (air -1000).
+Each case holds a large ellipsoid (structure 1) with a small ellipsoid (structure 2) beside it, on a textured
+background that is zero outside a body-shaped region (so crop-to-non-zero has work to do). Channel intensities differ
+per structure, with noise; ``ct_like`` gives Hounsfield-like integers (air -1000).
+
+Real label distributions (:class:`LabelLayout`): structures absent from chosen cases (image and label: nothing to
+find), cases with no foreground at all, label values with gaps (structure 2 written as label 4), many labels (extra
+small spheres as structures 3, 4, ...) and labels declared in ``dataset.json`` that no case holds.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +32,52 @@ def _ellipsoid(shape: tuple[int, int, int], center: np.ndarray, radii: np.ndarra
     return out
 
 
+@dataclass(frozen=True)
+class LabelLayout:
+    """How labels are distributed over the cases of a synthetic dataset.
+
+    ``absent`` maps a structure (1 large, 2 small, 3... extras) to the case indices that lack it; ``empty_cases``
+    have no foreground at all; ``values`` maps a structure to the label value written (default: the structure
+    number, so ``{2: 4}`` gives the IDs ``0, 1, 4``); ``extra`` adds that many small spheres as structures 3, 4, ...;
+    ``unused`` are label values declared in ``dataset.json`` that no case holds.
+    """
+
+    absent: Mapping[int, Sequence[int]] = field(default_factory=dict)
+    empty_cases: Sequence[int] = ()
+    values: Mapping[int, int] = field(default_factory=dict)
+    extra: int = 0
+    unused: Sequence[int] = ()
+
+    def __post_init__(self) -> None:
+        written = [self.value(k) for k in range(1, 3 + self.extra)] + [int(v) for v in self.unused]
+        if len(set(written)) != len(written) or 0 in written:
+            raise ValueError(f"label values must be distinct and non-zero, got {written}")
+
+    def value(self, structure: int) -> int:
+        return int(self.values.get(structure, structure))
+
+    def present(self, case: int) -> set[int]:
+        if case in self.empty_cases:
+            return set()
+        everything = set(range(1, 3 + self.extra))
+        return {k for k in everything if case not in self.absent.get(k, ())}
+
+    def names(self) -> dict[int, str]:
+        out = {0: "background", self.value(1): "large", self.value(2): "small"}
+        out.update({self.value(k): f"extra_{k}" for k in range(3, 3 + self.extra)})
+        out.update({int(v): f"unused_{v}" for v in self.unused})
+        return dict(sorted(out.items()))
+
+
+def _structure_mean(k: int, c: int, ct_like: bool) -> float:
+    """Intensity of structure ``k`` (0 = background) in channel ``c``."""
+    if ct_like:
+        fixed = {0: 40.0, 1: 120.0 + 30 * c, 2: -60.0}
+        return fixed.get(k, 200.0 + 45.0 * (k - 2))
+    fixed = {0: 100.0 + 20 * c, 1: 300.0 - 60 * c, 2: 180.0 + 90 * c}
+    return fixed.get(k, 420.0 + 60.0 * (k - 2) + 10 * c)
+
+
 def synth_case(
     rng: np.random.Generator,
     shape: tuple[int, int, int],
@@ -33,8 +85,13 @@ def synth_case(
     n_channels: int,
     ct_like: bool = False,
     body_fraction: float = 0.8,
+    present: set[int] | None = None,
+    extra: int = 0,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """One case: channel arrays ``(z, y, x)`` and a label map with values 0, 1, 2."""
+    """One case: channel arrays ``(z, y, x)`` and a map of structure numbers (0 background, 1 large, 2 small,
+    3... extras). ``present`` (default: all) chooses the structures drawn; the random draws are the same whichever
+    are drawn, so leaving one out changes nothing else."""
+    present = set(range(1, 3 + extra)) if present is None else present
     sh = np.array(shape, dtype=np.float64)
     sp = np.array(spacing_zyx, dtype=np.float64)
     extent = sh * sp
@@ -42,23 +99,24 @@ def synth_case(
     label = np.zeros(shape, dtype=np.uint8)
     r_big = np.maximum(extent * rng.uniform(0.16, 0.22, 3) / sp, 1.0)
     c_big = sh / 2 + rng.uniform(-0.08, 0.08, 3) * sh
-    label[_ellipsoid(shape, c_big, r_big) & body] = 1
+    if 1 in present:
+        label[_ellipsoid(shape, c_big, r_big) & body] = 1
     r_small = np.maximum(r_big * rng.uniform(0.35, 0.5), 1.0)
     offset = np.array([0.0, 1.0, 0.0]) * (r_big + r_small * 0.9)
-    label[_ellipsoid(shape, c_big + offset, r_small) & body] = 2
+    if 2 in present:
+        label[_ellipsoid(shape, c_big + offset, r_small) & body] = 2
+    for i, k in enumerate(range(3, 3 + extra)):  # small spheres on a ring around the centre
+        angle = 2 * np.pi * (i + 0.5) / extra
+        centre = sh / 2 + np.array([0.0, np.sin(angle), np.cos(angle)]) * sh * np.array([0, 0.3, 0.3])
+        r = np.maximum(1.6 / sp * sp.min(), 1.0)
+        if k in present:
+            label[_ellipsoid(shape, centre, r) & body & (label == 0)] = k
     chans = []
     for c in range(n_channels):
-        if ct_like:
-            means = {0: 40.0, 1: 120.0 + 30 * c, 2: -60.0}
-            img = np.full(shape, -1000.0)
-            noise = 15.0
-        else:
-            means = {0: 100.0 + 20 * c, 1: 300.0 - 60 * c, 2: 180.0 + 90 * c}
-            img = np.zeros(shape)
-            noise = 25.0
-        for k, m in means.items():
-            region = (label == k) & body
-            img[region] = m
+        img = np.full(shape, -1000.0) if ct_like else np.zeros(shape)
+        noise = 15.0 if ct_like else 25.0
+        for k in (0, *sorted(int(v) for v in np.unique(label) if v)):
+            img[(label == k) & body] = _structure_mean(k, c, ct_like)
         img = img + body * rng.normal(0, noise, shape)
         if ct_like:
             chans.append(np.round(img).astype(np.int16))
@@ -97,17 +155,33 @@ def make_dataset(
     shape_jitter: int = 2,
     name: str = "Synthetic",
     spacings: list[tuple[float, float, float]] | None = None,
+    labels: LabelLayout | None = None,
 ) -> Path:
     """Write a synthetic segmentation dataset and return its folder. ``shape`` and ``spacing`` are ``(z, y, x)``;
-    ``spacings`` gives each case its own spacing (cycled)."""
+    ``spacings`` gives each case its own spacing (cycled); ``labels`` chooses how labels are distributed (default:
+    every case holds labels 1 and 2)."""
     rootp = Path(root)
     rng = np.random.default_rng(seed)
+    layout_ = labels or LabelLayout()
+    lut = np.zeros(3 + layout_.extra, dtype=np.uint16)
+    for k in range(1, 3 + layout_.extra):
+        lut[k] = layout_.value(k)
+    big_values = int(lut.max()) > 255
     training = []
     for i in range(n_cases):
         jit = rng.integers(-shape_jitter, shape_jitter + 1, 3) if shape_jitter else np.zeros(3, dtype=int)
         sh = tuple(int(max(4, s + j)) for s, j in zip(shape, jit, strict=True))
         case_spacing = spacings[i % len(spacings)] if spacings else spacing
-        chans, label = synth_case(rng, (sh[0], sh[1], sh[2]), case_spacing, n_channels, ct_like)
+        chans, structures = synth_case(
+            rng,
+            (sh[0], sh[1], sh[2]),
+            case_spacing,
+            n_channels,
+            ct_like,
+            present=layout_.present(i),
+            extra=layout_.extra,
+        )
+        label = lut[structures].astype(np.uint16 if big_values else np.uint8)
         cid = f"case_{i:03d}"
         origin = (float(rng.uniform(-50, 50)), float(rng.uniform(-50, 50)), float(rng.uniform(-50, 50)))
         if layout == "msd":
@@ -130,7 +204,7 @@ def make_dataset(
             "name": name,
             "tensorImageSize": "3D" if n_channels == 1 else "4D",
             "modality": names,
-            "labels": {"0": "background", "1": "large", "2": "small"},
+            "labels": {str(v): n for v, n in layout_.names().items()},
             "numTraining": n_cases,
             "training": training,
         }
@@ -138,7 +212,7 @@ def make_dataset(
         meta = {
             "name": name,
             "channel_names": names,
-            "labels": {"background": 0, "large": 1, "small": 2},
+            "labels": {n: v for v, n in layout_.names().items()},
             "numTraining": n_cases,
             "file_ending": ".nii.gz",
         }
@@ -158,21 +232,3 @@ def _as_img(
     img.SetDirection(direction)
     img.SetOrigin(origin)
     return img
-
-
-def make_demo_dataset(root: str | Path, seed: int = 7) -> Path:
-    """The demo dataset: 20 cases, two channels, two labels, anisotropic spacing (3 mm slices, 1 mm in-plane)."""
-    rootp = Path(root)
-    if (rootp / "dataset.json").is_file():
-        return rootp
-    return make_dataset(
-        rootp,
-        n_cases=20,
-        shape=(16, 48, 48),
-        spacing=(3.0, 1.0, 1.0),
-        n_channels=2,
-        layout="nnunetv2",
-        modality="MR",
-        seed=seed,
-        name="AutomedDemo",
-    )

@@ -16,6 +16,10 @@ def _plt() -> Any:
     return plt
 
 
+def _num(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
 def progress_figure(history: list[dict[str, Any]], title: str) -> Any:
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
@@ -25,8 +29,9 @@ def progress_figure(history: list[dict[str, Any]], title: str) -> Any:
     ax.plot(ep, [h["val_loss"] for h in history], label="val loss")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(ep, [h["mean_fg_dice"] for h in history], "g.", label="pseudo Dice")
-    ax2.plot(ep, [h["ema_fg_dice"] for h in history], "g-", label="pseudo Dice (EMA)")
+    # an epoch without a defined pseudo Dice (null in progress.json) leaves a gap
+    ax2.plot(ep, [_num(h["mean_fg_dice"]) for h in history], "g.", label="pseudo Dice")
+    ax2.plot(ep, [_num(h["ema_fg_dice"]) for h in history], "g-", label="pseudo Dice (EMA)")
     ax2.set_ylabel("Dice")
     ax2.set_ylim(0, 1)
     ax.legend(loc="upper left")

@@ -27,7 +27,7 @@ from automed.data.dataset import Dataset, load_dataset
 from automed.data.io import write_image
 from automed.errors import ArtifactError
 from automed.evaluate.metrics import case_metrics
-from automed.evaluate.summary import metrics_rows, write_summary
+from automed.evaluate.summary import metrics_rows, score, write_summary
 from automed.fingerprint.schema import Fingerprint
 from automed.infer.predictor import MODEL_FILE, Predictor
 from automed.plan.schema import Plan
@@ -608,7 +608,7 @@ def train_dataset(
             epochs[out["fold"]] = out["epochs"]
 
         cv = write_summary(rows, wd / "cv" / "metrics.csv", wd / "cv" / "summary.json")
-        final: dict[str, float] = {
+        final: dict[str, float | None] = {
             "cv_dice_fg_mean": cv["foreground_mean"]["dice"],
             "cv_hd95_fg_mean": cv["foreground_mean"]["hd95"],
             "cv_nsd_fg_mean": cv["foreground_mean"]["nsd"],
@@ -617,6 +617,7 @@ def train_dataset(
             nm = safe_key(str(cv["label_names"].get(lab, lab)))
             final[f"cv_dice_{nm}"] = entry["dice"]
             final[f"cv_hd95_{nm}"] = entry["hd95"]
+            final[f"cv_cases_both_empty_{nm}"] = entry["n_both_empty"]  # cases where the label is undefined
         tracker.log_metrics(parent, final)
         tracker.log_artifact(parent, wd / "cv" / "metrics.csv", "cv")
         tracker.log_artifact(parent, wd / "cv" / "summary.json", "cv")
@@ -628,13 +629,12 @@ def train_dataset(
         registered = None
         if opts.register:
             bundle = write_model_bundle(wd, config, meta)
-            score = cv["foreground_mean"]["dice"]
             registered = register_ensemble(
                 tracker,
                 parent,
                 bundle,
                 model_name_for(plan.dataset_name),
-                float(score if score == score else 0.0),
+                score(cv["foreground_mean"]["dice"]),
                 plan.n_channels,
                 plan.original_median_spacing,
             )

@@ -420,13 +420,21 @@ def train_fold(
                 vlosses.append(float(loss_fn(logits, y)))
                 counts += _pseudo_dice(logits, y, n_classes)
         tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
-        # a class absent from every validation patch and never predicted has no Dice (NaN), as in nnU-Net
+        # a class absent from every validation patch and never predicted has no Dice (NaN, null in progress.json,
+        # not logged), as in nnU-Net; the mean is over the classes that have one. An epoch where no class has one
+        # leaves the EMA as it was (0 before the first defined epoch): it is no evidence either way.
         dice = [
             float(2 * tp[k] / (2 * tp[k] + fp[k] + fn[k])) if (tp[k] + fp[k] + fn[k]) > 0 else float("nan")
             for k in range(1, n_classes)
         ]
-        mean_fg = float(np.nanmean(dice)) if dice and not all(np.isnan(dice)) else 0.0
-        st.ema = mean_fg if st.ema is None else config.ema_decay * st.ema + (1 - config.ema_decay) * mean_fg
+        defined = [d for d in dice if not np.isnan(d)]
+        mean_fg = float(np.mean(defined)) if defined else float("nan")
+        if defined:
+            st.ema = (
+                mean_fg if st.ema is None else config.ema_decay * st.ema + (1 - config.ema_decay) * mean_fg
+            )
+        elif st.ema is None:
+            st.ema = 0.0
         improved = st.ema > st.best_ema
         st.best_ema = max(st.best_ema, st.ema)
         st.epochs_without_improvement = 0 if improved else st.epochs_without_improvement + 1
