@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test test-fast lint demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: install
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# lint, then the tests not marked slow (no training runs, sweeps or exports): a few minutes on 2 CPU cores
+test-fast: lint
+	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/automed demo --output demo_work --budget 5m

@@ -79,7 +79,10 @@ def test_construct_csv(tmp_path: Path) -> None:
         d = tmp_path / "tree" / s
         d.mkdir(parents=True)
         for end in ("_t1.nii.gz", "_t2.nii.gz", "_seg.nii.gz"):
-            sitk.WriteImage(sitk.Image([4, 4, 4], sitk.sitkUInt8), str(d / f"{s}{end}"))
+            img = sitk.Image([4, 4, 4], sitk.sitkUInt8)
+            if end == "_seg.nii.gz":
+                img[1, 1, 1] = 1  # a dataset needs foreground somewhere
+            sitk.WriteImage(img, str(d / f"{s}{end}"))
     out = construct_csv(tmp_path / "tree", ["_t1.nii.gz", "_t2.nii.gz"], "_seg.nii.gz", tmp_path / "data.csv")
     lines = out.read_text().splitlines()
     assert lines[0] == "SubjectID,Channel_0,Channel_1,Label"

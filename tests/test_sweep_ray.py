@@ -112,7 +112,7 @@ def test_two_node_cluster(data: tuple[Path, Path], tmp_path: Path, monkeypatch: 
     try:
         cluster.wait_for_nodes()
         from automed.errors import ConfigError
-        from automed.sweep.ray_engine import RayEngine
+        from automed.search.ray_engine import RayEngine
 
         engine = RayEngine(cluster.address, {"cpu": 1.0, "gpu": 0.0}, show_progress=False)
         with pytest.raises(ConfigError) as e:  # every node is probed; each one that cannot read says so
@@ -139,6 +139,35 @@ def test_two_node_cluster(data: tuple[Path, Path], tmp_path: Path, monkeypatch: 
     assert TrainConfig.model_validate(cfg).epochs == 3  # loadable by `automed train --config`
     assert res.default is not None and res.default["folds_done"] == 2  # the default always gets full CV
     _check_mlflow(uri, wd, 2)
+
+
+def _live_group_members(pgid: int) -> list[str]:
+    """Processes of process group ``pgid`` that have not exited (zombies do not count), as "pid name"."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # no procfs: ask the kernel whether anything of the group is left
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return []
+        return [f"group {pgid}"]
+    out = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = text[text.rfind(")") + 2 :].split()  # after "pid (name) ": state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(f"{stat.parent.name} {text[text.find('(') + 1 : text.rfind(')')]}")
+    return out
+
+
+def _wait_group_exited(pgid: int, timeout: float) -> None:
+    """Wait until every process of a killed process group (the driver and the Ray processes it started) is gone."""
+    deadline = time.monotonic() + timeout
+    while left := _live_group_members(pgid):
+        assert time.monotonic() < deadline, f"still running {timeout:.0f} s after SIGKILL: {left}"
+        time.sleep(0.05)
 
 
 def _screened(result: Path) -> bool:
@@ -172,7 +201,7 @@ def test_resume_after_killed_driver(data: tuple[Path, Path], tmp_path: Path) -> 
     assert finished, "no trial finished in time"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     proc.wait()
-    time.sleep(1)
+    _wait_group_exited(proc.pid, 60)  # nothing of the first run writes or serves while the resume starts
     snapshot = {k: (wd / "trials" / k / "result.json").read_text() for k in finished}
     ckpts = {
         k: (wd / "trials" / k / "train" / "3d_fullres" / "fold_0" / "checkpoint_final.pt").stat().st_mtime_ns

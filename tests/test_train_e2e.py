@@ -1,7 +1,10 @@
-"""Train -> register -> predict on tiny synthetic data; MLflow contents; prediction geometry; kill and resume."""
+"""Train -> register -> predict on tiny synthetic data; MLflow contents; prediction geometry; kill and resume.
+
+Every test here trains (or serves) for real: the module is marked ``slow``; ``make test-fast`` leaves it out."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +20,8 @@ import SimpleITK as sitk
 
 from automed import api
 from automed.testing.synthetic import make_dataset
+
+pytestmark = pytest.mark.slow
 
 TINY = {"epochs": 2}
 
@@ -41,15 +46,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     )
     uri = f"sqlite:///{root / 'mlflow.db'}"
     cfg = _tiny_config(root / "cfg.yaml")
-    t0 = time.perf_counter()
     res = api.train(ds, root / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
-    return {"root": root, "ds": ds, "uri": uri, "res": res, "seconds": time.perf_counter() - t0}
+    return {"root": root, "ds": ds, "uri": uri, "res": res}
 
 
 def test_train_writes_everything(trained: dict[str, object]) -> None:
     res = trained["res"]
     wd = res.workdir  # type: ignore[attr-defined]
-    assert trained["seconds"] < 180  # type: ignore[operator]
     for f in (
         "model.json",
         "tracking.json",
@@ -159,6 +162,11 @@ def test_pyfunc_predict(trained: dict[str, object]) -> None:
     assert y.shape == (1, 12, 24, 24) and y.dtype == np.int64
 
 
+def _epochs_done(progress: Path) -> int:
+    """Epochs recorded in a fold's progress.json (0 before the first; it is replaced atomically)."""
+    return len(json.loads(progress.read_text())["history"]) if progress.is_file() else 0
+
+
 def test_kill_and_resume(tmp_path: Path) -> None:
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=5)
     cfg = _tiny_config(tmp_path / "cfg.yaml", epochs=6, iterations_per_epoch=6)
@@ -186,14 +194,18 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     progress = wd / "train" / "3d_fullres" / "fold_0" / "progress.json"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if progress.is_file() and len(json.loads(progress.read_text())["history"]) >= 2:
-            break
-        time.sleep(0.2)
-    time.sleep(0.3)  # now in the middle of a later epoch
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # kill as soon as progress.json (written after checkpoint_latest.pt) shows epoch 2: the run is then past its
+    # second checkpoint, 4 epochs before the end
+    deadline = time.monotonic() + 300
+    try:
+        while _epochs_done(progress) < 2:
+            assert proc.poll() is None, "training ended before it could be killed"
+            assert time.monotonic() < deadline, "no second epoch within 300 s"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     done = len(json.loads(progress.read_text())["history"])
     assert 2 <= done < 6, "the kill must land mid-run"
     assert not (progress.parent / "checkpoint_final.pt").exists()
@@ -263,7 +275,6 @@ def test_parallel_folds_log_every_run_once(tmp_path: Path) -> None:
         assert [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")] == [1, 2]
 
 
-@pytest.mark.slow
 def test_ui_serves_the_store(tmp_path: Path) -> None:
     import socket
     import urllib.request
