@@ -1,0 +1,85 @@
+"""Build a GaNDLF-style CSV from a folder of subject folders (``automed construct-csv``)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from automed.errors import DatasetError, Problem
+
+
+def construct_csv(
+    root: str | Path, channels: list[str], label: str | None, output: str | Path, *, relative: bool = True
+) -> Path:
+    """Write a GaNDLF-style CSV for a ``ROOT/<subject>/<files>`` tree.
+
+    Args:
+        root: folder holding one sub-folder per subject.
+        channels: file-name endings identifying each channel, e.g. ``["_t1.nii.gz", "_t2.nii.gz"]``.
+        label: file-name ending of the label map, or ``None``.
+        output: CSV path to write.
+        relative: write paths relative to the CSV's folder (portable) instead of absolute.
+
+    Every subject must have exactly one file per ending; all problems are reported together.
+    """
+    rootp = Path(root).expanduser().resolve()
+    out = Path(output).expanduser().resolve()
+    if not rootp.is_dir():
+        raise DatasetError.single(
+            rootp,
+            "construct-csv needs a folder of subject folders",
+            "not a folder",
+            "pass the folder that holds one sub-folder per subject",
+        )
+    endings = list(channels) + ([label] if label else [])
+    problems: list[Problem] = []
+    rows: list[list[str]] = []
+    for subj in sorted(d for d in rootp.iterdir() if d.is_dir()):
+        files = sorted(f for f in subj.iterdir() if f.is_file())
+        row = [subj.name]
+        for end in endings:
+            hits = [f for f in files if f.name.endswith(end)]
+            if len(hits) != 1:
+                problems.append(
+                    Problem(
+                        str(subj),
+                        f"each subject needs exactly one file ending in '{end}'",
+                        f"{len(hits)} files: {[h.name for h in hits]}",
+                        "rename the files or refine the ending",
+                    )
+                )
+                continue
+            row.append(
+                str(hits[0].relative_to(out.parent))
+                if relative and _is_under(hits[0], out.parent)
+                else str(hits[0])
+            )
+        rows.append(row)
+    if not rows:
+        problems.append(
+            Problem(
+                str(rootp),
+                "construct-csv needs at least one subject folder",
+                "none",
+                "put each subject's files in its own sub-folder",
+            )
+        )
+    if problems:
+        raise DatasetError(problems, "cannot construct the CSV")
+    header = ["SubjectID"] + [f"Channel_{i}" for i in range(len(channels))] + (["Label"] if label else [])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    tmp.replace(out)
+    return out
+
+
+def _is_under(p: Path, base: Path) -> bool:
+    try:
+        p.relative_to(base)
+    except ValueError:
+        return False
+    return True

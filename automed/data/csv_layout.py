@@ -1,0 +1,169 @@
+"""Parse a GaNDLF-style CSV (``SubjectID``, ``PatientID``, ``Channel_*``, ``Label``, ``ValueToPredict``) and its
+column rules: which header names are accepted, what kind of column each is, and the modality a channel column
+declares."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from automed.data.paths import resolve_listed
+from automed.data.schema import Case, Dataset
+from automed.errors import DatasetError, Problem
+from automed.registry import did_you_mean
+
+SUBJECT_COLUMNS = ("subjectid",)
+GROUP_COLUMNS = ("patientid",)
+CHANNEL_PREFIXES = ("channel_", "modality_", "image_")
+LABEL_COLUMNS = ("label", "mask", "segmentation")
+VALUE_COLUMNS = ("valuetopredict",)
+KNOWN_CSV_COLUMNS = (
+    "SubjectID",
+    "PatientID",
+    "Channel_0",
+    "Modality_0",
+    "Image_0",
+    "Label",
+    "Mask",
+    "Segmentation",
+    "ValueToPredict",
+)
+
+
+def _column_kind(col: str) -> str | None:
+    low = col.strip().lower()
+    if low in SUBJECT_COLUMNS:
+        return "subject"
+    if low in GROUP_COLUMNS:
+        return "group"
+    if low in LABEL_COLUMNS:
+        return "label"
+    if low in VALUE_COLUMNS:
+        return "value"
+    if any(low.startswith(p) for p in CHANNEL_PREFIXES):
+        return "channel"
+    return None
+
+
+def _channel_name(col: str) -> str:
+    """``Channel_CT`` declares the modality CT; ``Channel_0`` declares nothing."""
+    low = col.lower()
+    for p in CHANNEL_PREFIXES:
+        if low.startswith(p):
+            rest = col[len(p) :]
+            return "" if rest.isdigit() else rest
+    return ""
+
+
+def load_csv(path: Path) -> Dataset:
+    """Parse a GaNDLF-style CSV (``SubjectID``, ``Channel_*``, ``Label``, ``ValueToPredict``)."""
+    problems: list[Problem] = []
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise DatasetError.single(
+            path,
+            "the CSV must have a header row and one row per subject",
+            "empty file",
+            "write a header such as SubjectID,Channel_0,Label",
+        )
+    header = [h.strip() for h in rows[0]]
+    kinds = [_column_kind(h) for h in header]
+    for h, k in zip(header, kinds, strict=True):
+        if k is None:
+            problems.append(
+                Problem(
+                    str(path),
+                    "CSV columns must be SubjectID, PatientID, Channel_*/Modality_*/"
+                    "Image_*, Label/Mask/Segmentation or ValueToPredict",
+                    repr(h),
+                    f"rename or remove the column.{did_you_mean(h, KNOWN_CSV_COLUMNS)}",
+                )
+            )
+    if "subject" not in kinds:
+        problems.append(
+            Problem(
+                str(path),
+                "the CSV needs a SubjectID column",
+                f"columns {header}",
+                "add SubjectID as the first column",
+            )
+        )
+    chan_idx = [i for i, k in enumerate(kinds) if k == "channel"]
+    if not chan_idx:
+        problems.append(
+            Problem(
+                str(path),
+                "the CSV needs at least one Channel_* column",
+                f"columns {header}",
+                "add Channel_0 with the image paths",
+            )
+        )
+    if kinds.count("label") > 1 or kinds.count("value") > 1:
+        problems.append(
+            Problem(
+                str(path),
+                "the CSV may have one label column and one ValueToPredict column",
+                f"columns {header}",
+                "keep one of each",
+            )
+        )
+    if problems:
+        raise DatasetError(problems, f"cannot parse {path}")
+    si = kinds.index("subject")
+    gi = kinds.index("group") if "group" in kinds else None
+    li = kinds.index("label") if "label" in kinds else None
+    vi = kinds.index("value") if "value" in kinds else None
+    base = path.parent
+    cases: list[Case] = []
+    for n, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            problems.append(
+                Problem(
+                    f"{path}:{n}",
+                    "every CSV row must have as many cells as the header",
+                    f"{len(row)} cells, header has {len(header)}",
+                    "fix the row",
+                )
+            )
+            continue
+        sid = row[si].strip()
+        if not sid:
+            problems.append(
+                Problem(f"{path}:{n}", "SubjectID must not be empty", "''", "give every row an id")
+            )
+            continue
+        value: float | None = None
+        if vi is not None and row[vi].strip():
+            try:
+                value = float(row[vi])
+            except ValueError:
+                problems.append(
+                    Problem(
+                        f"{path}:{n}",
+                        "ValueToPredict must be a number",
+                        repr(row[vi]),
+                        "write a number (class index or target value)",
+                    )
+                )
+        label = resolve_listed(base, row[li].strip()) if li is not None and row[li].strip() else None
+        empty = [header[i] for i in chan_idx if not row[i].strip()]
+        if empty:
+            problems.append(
+                Problem(
+                    f"{path}:{n}",
+                    "every channel cell needs an image path",
+                    f"empty {empty}",
+                    "fill in the path or drop the row",
+                )
+            )
+            continue
+        images = tuple(resolve_listed(base, row[i].strip()) for i in chan_idx)
+        group = row[gi].strip() if gi is not None and row[gi].strip() else None
+        cases.append(Case(sid, images, label, value, group))
+    if problems:
+        raise DatasetError(problems, f"cannot parse {path}")
+    channels = tuple(_channel_name(header[i]) for i in chan_idx)
+    return Dataset(path.stem, path, "csv", channels, None, tuple(sorted(cases, key=lambda c: c.case_id)))

@@ -1,0 +1,38 @@
+"""The device a plan is made for: ``cuda`` or ``cpu``, its memory target and the bytes one activation costs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from automed.errors import PlanError
+from automed.plan.preset import Preset
+
+
+@dataclass(frozen=True)
+class Target:
+    """The device a plan is made for."""
+
+    device: Literal["cuda", "cpu"]
+    memory_gb: float
+    bytes_per_element: float
+
+
+def resolve_target(
+    preset: Preset, device: str | None, memory_gb: float | None, factor: float = 1.0
+) -> Target:
+    """The target for ``device``/``memory_gb`` (the preset's when ``None``); ``factor`` scales bytes per element
+    (a calibration)."""
+    dev = device or preset.memory.device
+    if dev not in ("cuda", "cpu"):
+        raise PlanError.single(
+            "--device", "the device must be 'cuda' or 'cpu'", repr(dev), "pass --device cuda|cpu"
+        )
+    mem = memory_gb if memory_gb is not None else preset.memory.target_gb
+    if mem <= 0:
+        raise PlanError.single(
+            "--memory-gb", "the memory target must be positive", mem, "pass e.g. --memory-gb 8"
+        )
+    if dev == "cuda":
+        return Target("cuda", float(mem), preset.memory.bytes_per_element_cuda * factor)
+    return Target("cpu", float(mem), preset.memory.bytes_per_element_cpu * factor)
