@@ -20,6 +20,7 @@ lint: install
 	$(VENV)/bin/ruff check automed tests bench
 	$(VENV)/bin/ruff format --check automed tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

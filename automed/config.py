@@ -77,3 +77,25 @@ def read_yaml(path: Path, what: str = "the config file", fix: str = "check the p
 
 def load_yaml_model(model: type[M], path: Path) -> M:
     return load_model(model, read_yaml(path), file=str(path))
+
+
+def parse_duration(value: str | float | None) -> float | None:
+    """``45m``, ``2h``, ``90s``, ``1h30m`` or seconds as a number -> seconds."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    import re
+
+    text = value.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != text.replace(" ", ""):
+        raise ConfigError.single(
+            "--budget",
+            "a budget is a duration such as 45m, 2h, 90s or 1h30m",
+            repr(value),
+            "write the number followed by h, m or s",
+        )
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)

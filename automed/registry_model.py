@@ -24,7 +24,6 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
     when ``automed select`` chose a pair) as an :class:`automed.infer.ensemble.EnsemblePredictor`."""
     from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
-    from automed.train.config import TrainConfig
 
     if (folder / ENSEMBLE_FILE).is_file():
         from automed.infer.ensemble import EnsemblePredictor
@@ -32,17 +31,20 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
         ens = json.loads((folder / ENSEMBLE_FILE).read_text())
         members = [load_bundle(folder / m["folder"], device) for m in ens["members"]]
         return EnsemblePredictor(members, ens.get("postprocessing", []))
-    meta = json.loads((folder / "model.json").read_text())
-    inf = meta.get("inference", {})
+    from automed.train.meta import read_meta
+    from automed.workdir import WorkDir
+
+    meta = read_meta(WorkDir(folder).model)
+    inf = meta.inference
     return Predictor.from_checkpoints(
         Plan.load(folder / "plan.json"),
-        TrainConfig.model_validate(meta["config"]),
-        [folder / f"fold_{f}.pt" for f in inf.get("folds") or meta["folds"]],
+        meta.config,
+        [folder / f"fold_{f}.pt" for f in meta.predict_folds],
         device=device,
-        step=inf.get("step", 0.5),
-        tta=inf.get("tta", True),
-        whole_image_factor=inf.get("whole_image_factor", 0.0),
-        postprocessing=inf.get("postprocessing", []),
+        step=inf.step,
+        tta=inf.tta,
+        whole_image_factor=inf.whole_image_factor,
+        postprocessing=inf.postprocessing,
     )
 
 

@@ -16,9 +16,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from automed.workdir import ENSEMBLE, MODEL
+
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
+
+
+def git_commit() -> str:
+    """The commit of the automed checkout that runs (``unknown`` outside a git checkout)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
@@ -165,8 +184,10 @@ def register_ensemble(
     score: float,
     n_channels: int,
     median_spacing: list[float],
+    python_model: Any,
 ) -> dict[str, Any]:
-    """Log ``bundle`` as a pyfunc model on ``run_id``, register it as ``name`` and maintain the aliases.
+    """Log ``bundle`` as the pyfunc ``python_model`` (an :class:`automed.registry_model.EnsembleModel`) on
+    ``run_id``, register it as ``name`` and maintain the aliases.
 
     The new version always becomes ``candidate``; it becomes ``champion`` when there is none yet or its CV
     foreground Dice is at least the champion's (tag ``cv_fg_dice``).
@@ -175,8 +196,6 @@ def register_ensemble(
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
-
-    from automed.registry_model import EnsembleModel
 
     sig = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_channels, -1, -1, -1))]),
@@ -198,7 +217,7 @@ def register_ensemble(
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=EnsembleModel(),
+            python_model=python_model,
             artifacts={"bundle": str(bundle)},
             signature=sig,
             pip_requirements=["torch", "numpy", "SimpleITK", "pydantic"],
@@ -236,7 +255,7 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    hits = sorted(local.rglob("ensemble.json")) or sorted(local.rglob("model.json"))
+    hits = sorted(local.rglob(ENSEMBLE)) or sorted(local.rglob(MODEL))
     if not hits:
         from automed.errors import ArtifactError
 

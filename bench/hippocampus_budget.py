@@ -10,6 +10,8 @@ Throughput is measured separately at nnU-Net's patch (40x56x40) and batch (2), f
     .venv/bin/python bench/hippocampus_budget.py --skip-nnunet --variant adamw --config adamw.yaml
         # one automed variant at the same budget: fold-0 (inner) validation Dice and held-out Dice go to
         # bench/work/budget/variants.json; RESULTS.md is not rewritten
+    .venv/bin/python bench/hippocampus_budget.py --automed-only 1169
+        # automed's default alone at a given budget (no nnU-Net needed), recorded the same way
 """
 
 from __future__ import annotations
@@ -207,6 +209,13 @@ def main() -> None:
         help="reuse automed's trained work dir of an earlier run (re-predict and re-score only)",
     )
     ap.add_argument("--variant", help="name of an automed variant to train with --config (see the docstring)")
+    ap.add_argument(
+        "--automed-only",
+        type=float,
+        metavar="SECONDS",
+        help="train only automed's default (or --variant) at this budget, without nnU-Net (a machine without the "
+        "nnU-Net venv; e.g. 1169, the recorded equal budget): held-out and fold-0 Dice go to variants.json",
+    )
     ap.add_argument("--config", help="TrainConfig YAML for --variant")
     args = ap.parse_args()
     if bool(args.variant) != bool(args.config):
@@ -215,6 +224,12 @@ def main() -> None:
     train, held = split()
     ds = make_train_dataset(train)
     images, labels = make_heldout(held)
+    if args.automed_only:
+        config = Path(args.config).resolve() if args.config else WORK / "default.yaml"
+        if not args.config:
+            config.write_text("")
+        run_variant(args.variant or "default", config, ds, images, labels, args.automed_only)
+        return
     env = nnunet_env()
     state_file = WORK / "nnunet_state.json"
     if not args.skip_nnunet:

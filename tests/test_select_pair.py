@@ -128,7 +128,7 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
 
     arrays, geo = read_image(Path(pair["image"]))
     channels = np.stack(arrays).astype(np.float32)
-    torch_pred = api._load_predictor(sel, None, runtime="torch")
+    torch_pred = api.load_predictor(sel, None, runtime="torch")
     for m in torch_pred.members:
         m.amp_dtype = None  # float32, as the exported networks run
     expected = torch_pred.predict_arrays(channels, geo).labels

@@ -12,8 +12,8 @@ from automed import api
 from automed.errors import ConfigError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
-from automed.sweep.grid import grid_as_space, grid_points, write_grid
-from automed.sweep.space import default_point, load_space, resolve, suggest
+from automed.search.grid import grid_as_space, grid_points, write_grid
+from automed.search.space import default_point, load_space, resolve, suggest
 from automed.testing.synthetic import make_dataset
 from automed.train.config import TrainConfig
 

@@ -353,7 +353,7 @@ def test_2d_dataset_trains_with_the_2d_configuration(tmp_path: Path) -> None:
         workers=0,
         show_progress=False,
     )
-    assert res.model["configuration"] == "2d"
+    assert res.model.configuration == "2d"
     out = api.predict(tmp_path / "W", tmp_path / "i0.png", tmp_path / "pred", show_progress=False)
     pred = sitk.ReadImage(str(out[0]))
     assert pred.GetSize() == (32, 32)
@@ -372,7 +372,7 @@ def test_predict_msd_4d_input(tmp_path: Path) -> None:
         register=False,
         show_progress=False,
     )
-    assert res.model["folds"] == [0]
+    assert res.model.folds == [0]
     out = api.predict(
         tmp_path / "W", ds / "imagesTr" / "case_000.nii.gz", tmp_path / "pred", show_progress=False
     )

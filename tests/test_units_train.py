@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from automed.tasks.registry import task_for
 from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import (
     BatchStream,
@@ -23,7 +24,8 @@ from automed.train.data import (
     sample_patch,
 )
 from automed.train.losses import DeepSupervisionLoss, build_loss, deep_supervision_weights, downsample_target
-from automed.train.trainer import FoldResult, load_checkpoint, train_fold
+from automed.train.state import FoldResult, load_checkpoint
+from automed.train.trainer import train_fold
 
 # --- sampler -------------------------------------------------------------------------------------------------------
 
@@ -289,7 +291,8 @@ def _train(
         {"iterations_per_epoch": 1, "val_iterations": 1, "batch_size": 2, "num_workers": 0, **kw}
     )
     train = [c for c in ids if c not in val]
-    res = train_fold(wd, api.plan(wd), cfg, fold, train, val, workers=0)
+    plan = api.plan(wd)
+    res = train_fold(wd, plan, cfg, fold, train, val, task=task_for(plan.task_type, wd), workers=0)
     progress = json.loads((res.folder / "progress.json").read_text())
     return res, progress
 

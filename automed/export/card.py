@@ -11,6 +11,7 @@ from typing import Any
 
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
+from automed.workdir import WorkDir
 
 
 def _f(x: Any, digits: int = 4) -> str:
@@ -20,9 +21,9 @@ def _f(x: Any, digits: int = 4) -> str:
 def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | None) -> str:
     plan, cfg = predictor.plan, predictor.cfg
     lines = [f"# {plan.dataset_name}: automed {predictor.configuration} model", ""]
-    meta: dict[str, Any] = {}
-    if workdir is not None and (workdir / "model.json").is_file():
-        meta = json.loads((workdir / "model.json").read_text())
+    choice: dict[str, Any] = {}  # what `automed select` chose for this training (inference.json)
+    if workdir is not None and WorkDir(workdir).choice.is_file():
+        choice = json.loads(WorkDir(workdir).choice.read_text())
     fp_file = workdir / "fingerprint.json" if workdir is not None else None
     lines += ["## Data", ""]
     if fp_file is not None and fp_file.is_file():
@@ -72,7 +73,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
     lines += [
         f"- {len(predictor.models)} fold network(s), mirror TTA {'on' if predictor.tta else 'off'}, window step {predictor.step}"
     ]
-    cost = meta.get("selection", {}).get("inference_cost")
+    cost = choice.get("inference_cost")
     if cost:
         lines += ["", "| TTA | step | Dice (fold 0, CV) | s/case |", "|---|---|---|---|"]
         lines += [
@@ -134,9 +135,9 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
     for i, (m, p) in enumerate(zip(ens["members"], predictor.members, strict=False)):
         lines.append(
             f"| {i} | `{m['workdir']}` | {m['configuration']} | {p.patch} | {len(p.models)} | "
-            f"{_f(m.get('cv_foreground_dice'))} |"
+            f"{_f(m.get('cv_score'))} |"
         )
-    sel_file = select_dir / "selection.json" if select_dir is not None else None
+    sel_file = WorkDir(select_dir).selection if select_dir is not None else None
     if sel_file is not None and sel_file.is_file():
         sel = json.loads(sel_file.read_text())
         lines += [

@@ -29,6 +29,7 @@ from automed.export.bundle import all_files, readable, write_bundle
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
+from automed.workdir import WorkDir
 
 FORMATS = ("onnx", "openvino")
 THRESHOLDS = {
@@ -282,7 +283,7 @@ def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | N
     from automed.data.cases import read_case
     from automed.data.dataset import load_dataset
 
-    cfg_file, splits_file = workdir / "train_config.json", workdir / "splits.json"
+    cfg_file, splits_file = WorkDir(workdir).train_config, WorkDir(workdir).splits
     if not cfg_file.is_file() or not splits_file.is_file():
         return None
     ds = load_dataset(json.loads(cfg_file.read_text())["dataset"])

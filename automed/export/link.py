@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
+from automed.workdir import CHOICE, ENSEMBLE, EXPORT_LINK, MODEL, MODEL_BUNDLE
 
-LINK_FILE = "export_link.json"
-MODEL_FILE = "model.json"
-PAIR_FILE = Path("model_bundle") / "ensemble.json"  # an `automed select` folder that chose a pair
+LINK_FILE = EXPORT_LINK
+MODEL_FILE = MODEL
+PAIR_FILE = Path(MODEL_BUNDLE) / ENSEMBLE  # an `automed select` folder that chose a pair
 
 
 def _sha256(path: Path) -> str:
@@ -28,8 +29,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _folds(meta: dict[str, Any]) -> list[int]:
-    return list(meta.get("inference", {}).get("folds") or meta["folds"])
+def _folds(meta: dict[str, Any], choice: Path | None = None) -> list[int]:
+    """The folds a model predicts with: ``automed select``'s choice (``inference.json``), else its own."""
+    chosen = json.loads(choice.read_text())["inference"].get("folds") if choice and choice.is_file() else None
+    return list(chosen or meta.get("inference", {}).get("folds") or meta["folds"])
 
 
 def model_checkpoints(workdir: Path) -> list[Path]:
@@ -44,7 +47,8 @@ def model_checkpoints(workdir: Path) -> list[Path]:
         return out
     meta = json.loads((workdir / MODEL_FILE).read_text())
     root = workdir / "train" / meta["configuration"]
-    return [root / f"fold_{f}" / f"checkpoint_{meta.get('checkpoint', 'final')}.pt" for f in _folds(meta)]
+    folds = _folds(meta, workdir / CHOICE)
+    return [root / f"fold_{f}" / f"checkpoint_{meta.get('checkpoint', 'final')}.pt" for f in folds]
 
 
 def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str, Any]:

@@ -20,24 +20,21 @@ def _version_of(model: str, tracking_uri: str | None) -> tuple[str, str, str] | 
             return resolve_uri(tracking_uri), name, "@" + alias
         name, _, version = ref.partition("/")
         return resolve_uri(tracking_uri), name, version
-    wd = Path(model)
-    selection = wd / "selection.json"
-    if not (wd / "model.json").is_file() and selection.is_file():  # a pair registered by `automed select`
-        reg = json.loads(selection.read_text()).get("registered")
-        pair = wd / "model_bundle" / "ensemble.json"
-        if not reg or not pair.is_file():
-            return None
-        first = Path(json.loads(pair.read_text())["members"][0]["workdir"]) / "tracking.json"
-        uri = tracking_uri or (json.loads(first.read_text()).get("uri") if first.is_file() else None)
-        return resolve_uri(uri), reg["name"], str(reg["version"])
-    mfile, tfile = wd / "model.json", wd / "tracking.json"
-    if not mfile.is_file() or not tfile.is_file():
-        return None
-    reg = json.loads(mfile.read_text()).get("registered")
+    from automed.select.register import registered_version
+    from automed.workdir import WorkDir
+
+    wd = WorkDir(Path(model))
+    reg = registered_version(wd.root)
     if not reg:
         return None
+    if not wd.model.is_file() and wd.pair.is_file():  # a pair registered by `automed select`
+        first = WorkDir(Path(json.loads(wd.pair.read_text())["members"][0]["workdir"])).tracking
+        uri = tracking_uri or (json.loads(first.read_text()).get("uri") if first.is_file() else None)
+        return resolve_uri(uri), reg["name"], str(reg["version"])
+    if not wd.tracking.is_file():
+        return None
     return (
-        resolve_uri(tracking_uri or json.loads(tfile.read_text()).get("uri")),
+        resolve_uri(tracking_uri or json.loads(wd.tracking.read_text()).get("uri")),
         reg["name"],
         str(reg["version"]),
     )

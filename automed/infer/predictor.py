@@ -7,7 +7,6 @@ axis separately), arg-max, pasted into the uncropped volume, transposed back, cl
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import numpy as np
 import torch
 
 from automed.data.io import Geometry
-from automed.errors import ArtifactError
 from automed.infer.prediction import Prediction
 from automed.infer.sliding_window import predict_volume
 from automed.plan.schema import Plan
@@ -24,11 +22,12 @@ from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess_arrays, spec_for
 from automed.runtime.pipeline import to_original
 from automed.runtime.postprocess import apply as apply_postprocessing
+from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
 from automed.train.device import autocast_dtype, pick_device
-from automed.train.trainer import fold_dir, load_checkpoint, network_for
-
-MODEL_FILE = "model.json"
+from automed.train.meta import load_model, resolve_training
+from automed.train.state import load_checkpoint
+from automed.workdir import WorkDir
 
 
 class Predictor:
@@ -78,7 +77,9 @@ class Predictor:
         device: str | None = None,
         **kwargs: Any,
     ) -> Predictor:
-        paths = [fold_dir(workdir, config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds]
+        paths = [
+            WorkDir(workdir).fold(config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds
+        ]
         return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
 
     @classmethod
@@ -92,15 +93,15 @@ class Predictor:
         **kwargs: Any,
     ) -> Predictor:
         """One network per checkpoint file (training checkpoints or the bundle's weight files)."""
+        patch = resolve_training(plan, config).patch_size
+        task = task_for(plan.task_type, "plan.json")
         plan = effective_plan(plan, config)
         models = []
         for path in paths:
-            m = network_for(plan.configurations[config.configuration], config)
+            m = task.build_network(plan.configurations[config.configuration], config)
             m.load_state_dict(load_checkpoint(path)["model"])
             models.append(m)
-        return cls(
-            plan, config.configuration, models, device=pick_device(device), patch=config.patch_size, **kwargs
-        )
+        return cls(plan, config.configuration, models, device=pick_device(device), patch=patch, **kwargs)
 
     @classmethod
     def from_workdir(
@@ -111,29 +112,20 @@ class Predictor:
         folds: list[int] | None = None,
         **kwargs: Any,
     ) -> Predictor:
-        """Load the model that ``automed train`` recorded in ``WORKDIR/model.json``."""
+        """Load the model that ``automed train`` recorded in ``WORKDIR/model.json``, with the inference settings in
+        force (``automed select``'s choice, ``inference.json``, when there is one)."""
         wd = Path(workdir)
-        mfile = wd / MODEL_FILE
-        if not mfile.is_file():
-            raise ArtifactError.single(
-                mfile,
-                "a training work dir must hold model.json",
-                "missing",
-                "run `automed train DATASET -o WORKDIR` first (or pass an MLflow model URI)",
-            )
-        meta = json.loads(mfile.read_text())
-        plan = Plan.load(wd / "plan.json")
-        config = TrainConfig.model_validate(meta["config"])
-        inf = meta.get("inference", {})
-        kwargs.setdefault("postprocessing", inf.get("postprocessing", []))
-        kwargs.setdefault("tta", inf.get("tta", True))
-        kwargs.setdefault("step", inf.get("step", 0.5))
+        meta = load_model(wd)
+        inf = meta.inference
+        kwargs.setdefault("postprocessing", inf.postprocessing)
+        kwargs.setdefault("tta", inf.tta)
+        kwargs.setdefault("step", inf.step)
         return cls.from_folds(
             wd,
-            plan,
-            config,
-            folds or inf.get("folds") or meta["folds"],
-            checkpoint=meta.get("checkpoint", "final"),
+            Plan.load(WorkDir(wd).plan),
+            meta.config,
+            folds or meta.predict_folds,
+            checkpoint=meta.checkpoint,
             device=device,
             **kwargs,
         )

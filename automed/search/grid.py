@@ -20,7 +20,7 @@ from automed.artifacts import content_hash
 from automed.config import load_yaml_model, read_yaml
 from automed.errors import ConfigError
 from automed.plan.schema import Plan
-from automed.sweep.space import Parameter, SearchSpace, resolve, validate_space
+from automed.search.space import Parameter, SearchSpace, resolve, validate_space
 from automed.train.config import TrainConfig
 
 

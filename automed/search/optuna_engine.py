@@ -1,6 +1,6 @@
 """The single-machine engine (``--engine optuna``): Optuna with a journal file, several local processes, no Ray.
 
-Same search space, objective (:func:`automed.sweep.objective.run_trial`) and tracking as the Ray engine; ASHA becomes
+Same search space, objective (:func:`automed.workflow.trial.run_trial`) and tracking as the Ray engine; ASHA becomes
 Optuna's ``SuccessiveHalvingPruner`` on the same per-epoch score. The study lives in ``SWEEP/optuna/journal.log``
 (Optuna's ``JournalFileBackend``: safe for several processes, faster than SQLite). Trials left RUNNING by a killed
 driver are marked failed on ``--resume`` and enqueued again under the same key, so they continue from their fold
@@ -13,14 +13,13 @@ import multiprocessing as mp
 import os
 import socket
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from automed.errors import ConfigError, Problem
-from automed.sweep.engine import ENGINES, SearchSpec, TrialOutcome
-from automed.sweep.objective import SweepContext, run_trial
-from automed.sweep.space import SearchSpace, choice_label, suggest
+from automed.search.context import Objective, Report, SweepContext
+from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
+from automed.search.space import SearchSpace, choice_label, suggest
 
 KEY_ATTR = "automed_key"
 
@@ -37,11 +36,7 @@ def _storage(ctx: SweepContext) -> Any:
 def _study(ctx: SweepContext, spec: SearchSpec) -> Any:
     import optuna
 
-    sampler: Any = (
-        optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, spec.n_trials // 3))
-        if spec.sampler == "tpe"
-        else optuna.samplers.RandomSampler(seed=spec.seed)
-    )
+    sampler = Engine.sampler(spec)
     pruner: Any = (
         optuna.pruners.SuccessiveHalvingPruner(
             min_resource=spec.grace_epochs, reduction_factor=spec.reduction_factor
@@ -60,13 +55,19 @@ def _study(ctx: SweepContext, spec: SearchSpec) -> Any:
 
 
 def _with_retries(
-    ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], retries: int, report: Any = None
+    objective: Objective,
+    ctx: SweepContext,
+    key: str,
+    values: dict[str, Any],
+    folds: list[int],
+    retries: int,
+    report: Report | None = None,
 ) -> dict[str, Any]:
     import optuna
 
     for attempt in range(retries + 1):
         try:
-            return run_trial(ctx, key, values, folds, report)
+            return objective(ctx, key, values, folds, report)
         except optuna.TrialPruned:
             raise
         except Exception:
@@ -75,7 +76,7 @@ def _with_retries(
     raise AssertionError("unreachable")
 
 
-def _search_worker(ctx: SweepContext, spec: SearchSpec, quota: int) -> None:
+def _search_worker(objective: Objective, ctx: SweepContext, spec: SearchSpec, quota: int) -> None:
     """One process: run ``quota`` trials of the shared study (or until time is up)."""
     import optuna
 
@@ -83,7 +84,7 @@ def _search_worker(ctx: SweepContext, spec: SearchSpec, quota: int) -> None:
     study = _study(ctx, spec)
     space = SearchSpace.model_validate(ctx.space)
 
-    def objective(trial: optuna.Trial) -> float:
+    def run(trial: optuna.Trial) -> float:
         key = str(trial.user_attrs.get(KEY_ATTR) or f"t{trial.number:04d}")
         trial.set_user_attr(KEY_ATTR, key)
         values = suggest(space, trial)
@@ -99,7 +100,7 @@ def _search_worker(ctx: SweepContext, spec: SearchSpec, quota: int) -> None:
                 raise optuna.TrialPruned()
 
         try:
-            out = _with_retries(ctx, key, values, spec.folds, spec.retries, report)
+            out = _with_retries(objective, ctx, key, values, spec.folds, spec.retries, report)
         except optuna.TrialPruned:
             raise
         except Exception as exc:
@@ -107,20 +108,20 @@ def _search_worker(ctx: SweepContext, spec: SearchSpec, quota: int) -> None:
             raise
         return float(out["score"])
 
-    study.optimize(objective, n_trials=quota, timeout=spec.time_budget_s, catch=(Exception,))
+    study.optimize(run, n_trials=quota, timeout=spec.time_budget_s, catch=(Exception,))
 
 
 def _evaluate_one(
-    ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], retries: int
+    objective: Objective, ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], retries: int
 ) -> TrialOutcome:
     try:
-        _with_retries(ctx, key, values, folds, retries)
+        _with_retries(objective, ctx, key, values, folds, retries)
     except Exception as exc:
         return TrialOutcome(key, "error", " ".join(str(exc).split())[:1000])
     return TrialOutcome(key, "complete")
 
 
-class OptunaEngine:
+class OptunaEngine(Engine):
     name = "optuna"
 
     def __init__(
@@ -130,6 +131,7 @@ class OptunaEngine:
         temp_dir: str | None = None,
         show_progress: bool = True,
     ) -> None:
+        super().__init__(address, resources, temp_dir, show_progress)
         if address:
             raise ConfigError.single(
                 "--ray-address",
@@ -137,8 +139,6 @@ class OptunaEngine:
                 address,
                 "use --engine ray for a cluster, or drop --ray-address",
             )
-        self.resources = resources
-        self.show_progress = show_progress
 
     def concurrency(self) -> int:
         return max(1, int((os.cpu_count() or 1) // max(self.resources.get("cpu", 1), 1e-3)))
@@ -162,6 +162,7 @@ class OptunaEngine:
 
     def search(
         self,
+        objective: Objective,
         ctx: SweepContext,
         space: SearchSpace,
         points: list[dict[str, Any]],
@@ -172,7 +173,7 @@ class OptunaEngine:
         from optuna.trial import TrialState
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        ctx = self.trial_context(ctx)
         study = _study(ctx, spec)
         requeued: set[str] = set()
         if not study.trials:
@@ -190,7 +191,7 @@ class OptunaEngine:
         n = max(1, min(spec.concurrency, remaining))
         quotas = [remaining // n + (1 if w < remaining % n else 0) for w in range(n)]
         with self._pool(n) as pool:  # each process runs its share, so exactly n_trials run in all
-            futures = [pool.submit(_search_worker, ctx, spec, q) for q in quotas if q > 0]
+            futures = [pool.submit(_search_worker, objective, ctx, spec, q) for q in quotas if q > 0]
             for f in futures:
                 f.result()
         out = []
@@ -209,21 +210,21 @@ class OptunaEngine:
 
     def evaluate(
         self,
+        objective: Objective,
         ctx: SweepContext,
-        units: list[tuple[str, dict[str, Any], list[int]]],
+        units: list[Unit],
         concurrency: int,
         retries: int,
         resume: bool,
         stage: str = "promote",
     ) -> list[TrialOutcome]:
         """Run fixed (trial, folds) units (promotion, grids), ``concurrency`` processes at a time."""
-        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        ctx = self.trial_context(ctx)
         with self._pool(max(1, min(concurrency, len(units)))) as pool:
-            futures = [pool.submit(_evaluate_one, ctx, k, v, folds, retries) for k, v, folds in units]
+            futures = [
+                pool.submit(_evaluate_one, objective, ctx, k, v, folds, retries) for k, v, folds in units
+            ]
             return [f.result() for f in futures]
-
-    def close(self) -> None:
-        return None
 
 
 ENGINES.add("optuna", OptunaEngine)

@@ -3,7 +3,7 @@
 Searching = a ``Tuner`` with ``OptunaSearch`` (seeded TPE or random, the planner's defaults enqueued first) and an
 ``ASHAScheduler`` on the per-epoch EMA pseudo-Dice. Evaluating fixed configs (promotion, grids) = a ``Tuner`` over
 ``tune.grid_search`` of trial keys. Tuner state lives in ``SWEEP/ray/<stage>`` so ``--resume`` restores it; trial
-state lives in the trial's own folder (see :mod:`automed.sweep.objective`), so a restarted trial continues its
+state lives in the trial's own folder (see :mod:`automed.workflow.trial`), so a restarted trial continues its
 fold from its latest checkpoint. Token authentication: clusters made by ``ray start`` (Ray 2.60) require it; a
 driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` in its environment (``--ray-address auto`` finds it).
 """
@@ -11,14 +11,13 @@ driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` in its environment
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 from automed.errors import ConfigError, Problem
-from automed.sweep.engine import ENGINES, SearchSpec, TrialOutcome
-from automed.sweep.objective import SweepContext, run_trial
-from automed.sweep.space import SearchSpace, choice_label, decode, suggest
+from automed.search.context import Objective, SweepContext
+from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
+from automed.search.space import SearchSpace, choice_label, decode, suggest
 
 
 class _DefineByRun:
@@ -31,20 +30,22 @@ class _DefineByRun:
         suggest(SearchSpace.model_validate(self.space), trial)
 
 
-def _search_trainable(config: dict[str, Any], ctx: SweepContext, folds: list[int]) -> None:
+def _search_trainable(
+    config: dict[str, Any], objective: Objective, ctx: SweepContext, folds: list[int]
+) -> None:
     from ray import tune
 
     key = tune.get_context().get_trial_id()
     space = SearchSpace.model_validate(ctx.space)
     values = decode(space, {k: v for k, v in config.items() if not k.startswith("__")})
-    run_trial(ctx, key, values, folds, report=lambda m: tune.report(m))
+    objective(ctx, key, values, folds, lambda m: tune.report(m))
 
 
-def _fixed_trainable(config: dict[str, Any], ctx: SweepContext) -> None:
+def _fixed_trainable(config: dict[str, Any], objective: Objective, ctx: SweepContext) -> None:
     from ray import tune
 
     key, values, folds = config["__trial"]
-    out = run_trial(ctx, key, values, folds)
+    out = objective(ctx, key, values, folds, None)
     tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
 
 
@@ -133,7 +134,7 @@ def _progress_callback(stage: str, total: int, show: bool, times_file: Path) -> 
     return _Progress()
 
 
-class RayEngine:
+class RayEngine(Engine):
     name = "ray"
 
     def __init__(
@@ -147,8 +148,7 @@ class RayEngine:
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         import ray
 
-        self.resources = resources
-        self.show_progress = show_progress
+        super().__init__(address, resources, temp_dir, show_progress)
         self.own_cluster = not (address or os.environ.get("RAY_ADDRESS"))
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.own_cluster:
@@ -230,26 +230,23 @@ class RayEngine:
 
     def search(
         self,
+        objective: Objective,
         ctx: SweepContext,
         space: SearchSpace,
         points: list[dict[str, Any]],
         spec: SearchSpec,
         resume: bool,
     ) -> list[TrialOutcome]:
-        import optuna
         from ray import tune
         from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
         from ray.tune.search.optuna import OptunaSearch
 
-        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        ctx = self.trial_context(ctx)
         trainable = tune.with_resources(
-            tune.with_parameters(_search_trainable, ctx=ctx, folds=spec.folds), self._ray_resources()
+            tune.with_parameters(_search_trainable, objective=objective, ctx=ctx, folds=spec.folds),
+            self._ray_resources(),
         )
-        sampler: Any = (
-            optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, spec.n_trials // 3))
-            if spec.sampler == "tpe"
-            else optuna.samplers.RandomSampler(seed=spec.seed)
-        )
+        sampler = self.sampler(spec)
         scheduler: Any = (
             ASHAScheduler(
                 time_attr="epoch",
@@ -288,8 +285,9 @@ class RayEngine:
 
     def evaluate(
         self,
+        objective: Objective,
         ctx: SweepContext,
-        units: list[tuple[str, dict[str, Any], list[int]]],
+        units: list[Unit],
         concurrency: int,
         retries: int,
         resume: bool,
@@ -298,9 +296,9 @@ class RayEngine:
         """Run fixed (trial, folds) units (promotion, grids), ``concurrency`` at a time."""
         from ray import tune
 
-        ctx = replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
+        ctx = self.trial_context(ctx)
         trainable = tune.with_resources(
-            tune.with_parameters(_fixed_trainable, ctx=ctx), self._ray_resources()
+            tune.with_parameters(_fixed_trainable, objective=objective, ctx=ctx), self._ray_resources()
         )
 
         def make() -> Any:

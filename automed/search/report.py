@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from automed.sweep.space import SearchSpace, choice_label, distributions
+from automed.search.space import SearchSpace, choice_label, distributions
 
 
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
@@ -26,8 +26,8 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
             "trial": t["key"],
             "default": bool(t.get("is_default")),
             "folds_done": len(folds),
-            "fold0_dice": folds.get("0", {}).get("dice", math.nan),
-            "cv_dice": r.get("score", math.nan) if len(folds) == n_folds else math.nan,
+            "fold0_score": folds.get("0", {}).get("score", math.nan),
+            "cv_score": r.get("score", math.nan) if len(folds) == n_folds else math.nan,
             "compute_s": round(float(r.get("compute_s", 0.0)), 1),
             "trial_s": round(float(r.get("trial_s", 0.0)), 1),
             "host": r.get("host", ""),
@@ -37,7 +37,7 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
-        df = df.sort_values(["cv_dice", "fold0_dice"], ascending=False, na_position="last").reset_index(
+        df = df.sort_values(["cv_score", "fold0_score"], ascending=False, na_position="last").reset_index(
             drop=True
         )
     return df
@@ -67,7 +67,7 @@ def study_plots(space: SearchSpace, df: pd.DataFrame, out: Path) -> dict[str, st
     dists = distributions(space)
     study = optuna.create_study(direction="maximize")
     for _, row in df.iterrows():
-        score = row["fold0_dice"]
+        score = row["fold0_score"]
         if not isinstance(score, float) or math.isnan(score):
             continue
         params = {

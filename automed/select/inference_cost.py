@@ -23,23 +23,31 @@ from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.evaluate.summary import score
 from automed.infer.predictor import Predictor
-from automed.select.selection import _dice_table, _summary
+from automed.select.selection import dice_summary, dice_table
+from automed.workdir import WorkDir
 
 TTA = (True, False)
 STEPS = (0.5, 0.75)
 
 
-def measure(workdir: Path, *, max_cases: int = 5, device: str | None = None) -> dict[str, Any]:
-    """The Dice/time table of one training work dir (see the module docstring)."""
-    meta = json.loads((workdir / "model.json").read_text())
+def measure(
+    workdir: Path,
+    *,
+    max_cases: int = 5,
+    device: str | None = None,
+    postprocessing: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The Dice/time table of one training work dir (see the module docstring), with ``postprocessing`` (default:
+    the training's own) applied."""
+    meta = json.loads(WorkDir(workdir).model.read_text())
     folds = [int(f) for f in meta["folds"]]
     splits = json.loads((workdir / "splits.json").read_text())
-    ds = load_dataset(json.loads((workdir / "train_config.json").read_text())["dataset"])
+    ds = load_dataset(json.loads(WorkDir(workdir).train_config.read_text())["dataset"])
     by_id = {c.case_id: c for c in ds.cases}
     ids = splits["folds"][folds[0]]["val"][:max_cases]
     cases = [read_case(by_id[c], ds.images_are_4d) for c in ids]
     values = sorted(int(k) for k in meta["labels"])
-    post = meta.get("inference", {}).get("postprocessing", [])
+    post = meta.get("inference", {}).get("postprocessing", []) if postprocessing is None else postprocessing
     rows = []
     for tta, step in itertools.product(TTA, STEPS):
         pred = Predictor.from_workdir(
@@ -51,8 +59,8 @@ def measure(workdir: Path, *, max_cases: int = 5, device: str | None = None) -> 
             res = pred.predict_arrays(cd.channels, cd.geometry)
             seconds.append(time.perf_counter() - t0)
             assert cd.label is not None
-            per_case.append(_dice_table(res.labels, cd.label, values))
-        s = _summary(per_case, values)
+            per_case.append(dice_table(res.labels, cd.label, values))
+        s = dice_summary(per_case, values)
         rows.append(
             {
                 "tta": tta,

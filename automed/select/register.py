@@ -1,41 +1,110 @@
-"""Register what selection chose when it is several trainings (a pair): one bundle with every member's fold weights,
-their averaging and the selection's postprocessing, as a new version of the dataset's registered model (``candidate``,
-and ``champion`` when its CV Dice is at least the current champion's, as for single trainings)."""
+"""Registration, in one module: the model bundle of a training (plan, model metadata with the inference settings in
+force, the fold weights it predicts with), the bundle of a pair that selection chose (one folder per member, their
+averaging and the pair's postprocessing), and their registration as versions of the dataset's registered model
+(``candidate``, and ``champion`` when the CV score is at least the current champion's). Registry state (name,
+version, champion) is kept in the work dir's ``tracking.json``, never in ``model.json``."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from automed.artifacts import atomic_directory, write_json_atomic
-from automed.evaluate.summary import score as summary_score
 from automed.plan.schema import Plan
-from automed.registry_model import ENSEMBLE_FILE
-from automed.train.config import TrainConfig
+from automed.registry_model import ENSEMBLE_FILE, EnsembleModel
+from automed.tracking import Tracker, register_ensemble
+from automed.train.meta import ModelMeta, load_model
+from automed.train.state import load_checkpoint, save_checkpoint
+from automed.workdir import MODEL_BUNDLE, WorkDir
 
-BUNDLE_DIR = "model_bundle"
+BUNDLE_DIR = MODEL_BUNDLE
+
+
+def model_name_for(dataset_name: str) -> str:
+    clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset_name).strip("_")
+    return f"automed-{clean or 'model'}"
+
+
+def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None) -> Path:
+    """``dest`` (default ``WORKDIR/model_bundle/``), replaced atomically: plan.json, model.json (``meta``, with
+    the inference settings in force) and the final weights of the folds the model predicts with."""
+    wd = WorkDir(workdir)
+    dest = dest or wd.bundle
+    with atomic_directory(dest) as tmp:
+        shutil.copy(wd.plan, tmp / "plan.json")
+        for f in meta.predict_folds:  # the folds selection kept, else all
+            state = load_checkpoint(wd.fold(meta.configuration, f) / "checkpoint_final.pt")
+            save_checkpoint(tmp / f"fold_{f}.pt", {"model": state["model"]})
+        meta.save(WorkDir(tmp).model)
+    return dest
+
+
+def _register(bundle: Path, plan: Plan, score: float, tracker: Tracker, run_id: str) -> dict[str, Any]:
+    """Register ``bundle`` as a version of the dataset's model (MLflow pyfunc) on ``run_id``."""
+    return register_ensemble(
+        tracker,
+        run_id,
+        bundle,
+        model_name_for(plan.dataset_name),
+        score,
+        plan.n_channels,
+        plan.original_median_spacing,
+        EnsembleModel(),
+    )
+
+
+def _remember(workdir: Path, registered: dict[str, Any]) -> None:
+    track = WorkDir(workdir).tracking
+    saved = json.loads(track.read_text()) if track.is_file() else {}
+    write_json_atomic(track, {**saved, "registered": registered})
+
+
+def registered_version(workdir: Path) -> dict[str, Any] | None:
+    """The registry entry of a training work dir or of a selection folder's pair (``None``: not registered)."""
+    wd = WorkDir(workdir)
+    for f in (wd.tracking, wd.selection):
+        if f.is_file():
+            reg = json.loads(f.read_text()).get("registered")
+            if reg:
+                return dict(reg)
+    return None
+
+
+def register_training(workdir: Path, tracker: Tracker, run_id: str, score: float) -> dict[str, Any]:
+    """Write the training's bundle (its model metadata with ``automed select``'s choice applied) and register it on
+    ``run_id``; the entry is remembered in ``tracking.json``."""
+    bundle = write_model_bundle(workdir, load_model(workdir))
+    registered = _register(bundle, Plan.load(WorkDir(workdir).plan), score, tracker, run_id)
+    _remember(workdir, registered)
+    return registered
+
+
+def reregister(workdir: Path, score: float) -> dict[str, Any]:
+    """Register ``workdir``'s model again with the inference settings now in force (after ``automed select``)."""
+    track = json.loads(WorkDir(workdir).tracking.read_text())
+    tracker = Tracker(track["uri"], track["experiment"])
+    return register_training(workdir, tracker, track["parent_run_id"], score)
 
 
 def write_ensemble_bundle(
     workdirs: list[Path], dest: Path, postprocessing: list[dict[str, Any]], score: float
 ) -> Path:
     """``dest/``: ``ensemble.json`` and ``member_<i>/`` (plan.json, model.json, fold weights) per training."""
-    from automed.train.run import write_model_bundle
-
     with atomic_directory(dest) as tmp:
         members = []
         for i, wd in enumerate(workdirs):
-            meta = json.loads((wd / "model.json").read_text())
+            meta = load_model(wd)
             # members give probabilities; the pair's own postprocessing (decided on the averaged CV) applies after
-            meta = {**meta, "inference": {**meta.get("inference", {}), "postprocessing": []}}
-            write_model_bundle(wd, TrainConfig.model_validate(meta["config"]), meta, tmp / f"member_{i}")
+            inference = meta.inference.model_copy(update={"postprocessing": []})
+            write_model_bundle(wd, meta.model_copy(update={"inference": inference}), tmp / f"member_{i}")
             members.append(
                 {
                     "folder": f"member_{i}",
                     "workdir": str(wd),
-                    "configuration": meta["configuration"],
-                    "cv_foreground_dice": meta.get("cv_foreground_dice"),
+                    "configuration": meta.configuration,
+                    "cv_score": meta.cv_score,
                 }
             )
         write_json_atomic(
@@ -45,19 +114,18 @@ def write_ensemble_bundle(
                 "members": members,
                 "combine": "mean of probabilities",
                 "postprocessing": postprocessing,
-                "cv_foreground_dice": score,
+                "cv_score": score,
             },
         )
     return dest
 
 
-def write_choice_bundle(res: dict[str, Any], out: Path) -> Path | None:
+def write_choice_bundle(res: dict[str, Any], out: Path, score: float) -> Path | None:
     """``OUT/model_bundle`` when selection (``res``, written to ``out``) chose a pair, so that ``automed predict``,
     ``export`` and ``package`` take the selection folder; ``None`` for a single training (its work dir is the model)."""
     members = [Path(m) for m in res["chosen"]["members"]]
     if len(members) < 2:
         return None
-    score = summary_score(res["cv_dice_final"]["foreground_mean"])
     return write_ensemble_bundle(members, out / BUNDLE_DIR, res["postprocessing"], score)
 
 
@@ -66,21 +134,9 @@ def register_members(
     out: Path,
     postprocessing: list[dict[str, Any]],
     score: float,
-    tracker: Any,
+    tracker: Tracker,
     run_id: str,
 ) -> dict[str, Any]:
     """Write ``OUT/model_bundle`` for ``workdirs`` and register it on ``run_id``; the registry entry."""
-    from automed.tracking import register_ensemble
-    from automed.train.run import model_name_for
-
     bundle = write_ensemble_bundle(workdirs, out / BUNDLE_DIR, postprocessing, score)
-    plan = Plan.load(workdirs[0] / "plan.json")
-    return register_ensemble(
-        tracker,
-        run_id,
-        bundle,
-        model_name_for(plan.dataset_name),
-        score,
-        plan.n_channels,
-        plan.original_median_spacing,
-    )
+    return _register(bundle, Plan.load(WorkDir(workdirs[0]).plan), score, tracker, run_id)

@@ -27,9 +27,9 @@ from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
 from automed.runtime.postprocess import apply
 from automed.train.config import TrainConfig
-from automed.train.trainer import fold_dir
+from automed.workdir import SELECTION, WorkDir, require
 
-SELECTION_FILE = "selection.json"
+SELECTION_FILE = SELECTION
 EPS = 1e-6
 
 
@@ -44,39 +44,39 @@ class Training:
     label_values: list[int]
     dataset: str
 
+    @classmethod
+    def of(
+        cls, workdir: Path, configuration: str, folds: list[int], label_values: list[int], dataset: str
+    ) -> Training:
+        """The CV evidence of ``folds`` of a training (every validation case needs its saved probabilities)."""
+        wd = WorkDir(workdir)
+        probs: dict[str, Path] = {}
+        splits = json.loads(wd.splits.read_text())
+        for fold in folds:
+            vdir = wd.fold(configuration, int(fold)) / "validation"
+            for cid in splits["folds"][int(fold)]["val"]:
+                f = vdir / f"{cid}.npz"
+                if not f.is_file():
+                    raise ArtifactError.single(
+                        f,
+                        "every validation case of every fold needs its saved probabilities",
+                        "missing",
+                        "re-run the training",
+                    )
+                probs[cid] = f
+        return cls(workdir, workdir.name, configuration, probs, sorted(label_values), dataset)
+
 
 def load_training(workdir: Path) -> Training:
-    mfile, cfile = workdir / "model.json", workdir / "train_config.json"
-    if not mfile.is_file() or not cfile.is_file():
-        raise ArtifactError.single(
-            workdir,
-            "selection needs finished trainings",
-            "no model.json / train_config.json",
-            "run `automed train` first",
-        )
-    meta = json.loads(mfile.read_text())
-    config = TrainConfig.model_validate(meta["config"])
-    probs: dict[str, Path] = {}
-    splits = json.loads((workdir / "splits.json").read_text())
-    for fold in meta["folds"]:
-        vdir = fold_dir(workdir, config.configuration, int(fold)) / "validation"
-        for cid in splits["folds"][int(fold)]["val"]:
-            f = vdir / f"{cid}.npz"
-            if not f.is_file():
-                raise ArtifactError.single(
-                    f,
-                    "every validation case of every fold needs its saved probabilities",
-                    "missing",
-                    "re-run the training",
-                )
-            probs[cid] = f
-    values = sorted(int(k) for k in meta["labels"])
-    return Training(
-        workdir, workdir.name, config.configuration, probs, values, json.loads(cfile.read_text())["dataset"]
-    )
+    wd = WorkDir(workdir)
+    require(wd.train_config, "a finished training's train_config.json", f"automed train DATASET -o {workdir}")
+    meta = json.loads(wd.require_model().read_text())  # only what selection needs: configuration, folds, labels
+    configuration = TrainConfig.model_validate(meta["config"]).configuration
+    dataset = json.loads(wd.train_config.read_text())["dataset"]
+    return Training.of(workdir, configuration, meta["folds"], [int(k) for k in meta["labels"]], dataset)
 
 
-def _dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
+def dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
     out = {}
     for v in values:
         if v == 0:
@@ -87,7 +87,7 @@ def _dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[in
     return out
 
 
-def _summary(per_case: list[dict[int, float]], values: list[int]) -> dict[str, Any]:
+def dice_summary(per_case: list[dict[int, float]], values: list[int]) -> dict[str, Any]:
     per_label = {}
     for v in values:
         if v == 0:
@@ -119,7 +119,11 @@ def _better(after: dict[str, Any], before: dict[str, Any]) -> bool:
 
 def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
     """Compare the trainings and their pairs, decide postprocessing on the best, write ``OUT/selection.json``."""
-    trainings = [load_training(Path(w).resolve()) for w in workdirs]
+    return select_trainings([load_training(Path(w).resolve()) for w in workdirs], out)
+
+
+def select_trainings(trainings: list[Training], out: Path) -> dict[str, Any]:
+    """:func:`select` on trainings given by their CV evidence."""
     first = trainings[0]
     for t in trainings[1:]:
         if set(t.probs) != set(first.probs) or t.label_values != first.label_values:
@@ -153,19 +157,19 @@ def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
         for k, (_, members) in enumerate(candidates):
             mean = sum(probs[m] for m in members)
             per_candidate[k].append(
-                _dice_table(np.asarray(values, dtype=np.int16)[mean.argmax(0)], ref, values)
+                dice_table(np.asarray(values, dtype=np.int16)[mean.argmax(0)], ref, values)
             )
     table = [
         {
             "candidate": name,
             "members": [str(trainings[m].workdir) for m in members],
-            **_summary(per_candidate[k], values),
+            **dice_summary(per_candidate[k], values),
         }
         for k, (name, members) in enumerate(candidates)
     ]
     best = max(table, key=lambda r: -1.0 if math.isnan(r["foreground_mean"]) else r["foreground_mean"])
     chosen = [trainings[names.index(n)] for n in best["candidate"].split(" + ")]
-    base = _summary(per_candidate[table.index(best)], values)
+    base = dice_summary(per_candidate[table.index(best)], values)
     fg_values = [v for v in values if v != 0]
     decisions: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
@@ -173,11 +177,9 @@ def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
     # 1) largest component of all foreground together (it can change every label)
     if len(fg_values) > 1:
         step = {"kind": "largest_component", "labels": fg_values}
-        after = _summary(
+        after = dice_summary(
             [
-                _dice_table(
-                    apply(_labels([m.probs[c] for m in chosen], values), [step]), reference(c), values
-                )
+                dice_table(apply(_labels([m.probs[c] for m in chosen], values), [step]), reference(c), values)
                 for c in cases
             ],
             values,
@@ -194,11 +196,11 @@ def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
         pred = apply(_labels([m.probs[c] for m in chosen], values), steps)
         for v in fg_values:
             per_label[v].append(
-                _dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, values)
+                dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, values)
             )
     for v in fg_values:
         step = {"kind": "largest_component", "labels": [v]}
-        variant = _summary(per_label[v], values)
+        variant = dice_summary(per_label[v], values)
         after = {"dice": {**current["dice"], str(v): variant["dice"][str(v)]}}
         fg = [x for x in after["dice"].values() if not math.isnan(x)]
         after["foreground_mean"] = float(np.mean(fg)) if fg else math.nan

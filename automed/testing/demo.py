@@ -81,6 +81,8 @@ def run_demo(
     )
     fg = res.cv_summary["foreground_mean"]
     con.print(f"cross-validation foreground Dice {fg['dice']:.3f} (HD95 {fg['hd95']:.2f} mm)")
+    if res.registered is None:
+        raise RuntimeError("the demo's training was not registered")
     name = res.registered["name"]
     uri = f"models:/{name}@champion"
     con.print(

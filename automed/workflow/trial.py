@@ -1,10 +1,11 @@
-"""One sweep trial: a frozen training config trained and validated on some folds, logged to MLflow.
+"""One sweep trial (the objective the engines are handed): a frozen training config trained and validated on some
+folds through :func:`automed.workflow.fold.run_fold`, logged to MLflow.
 
-Both engines call :func:`run_trial`; it is what makes a trial restartable anywhere. A trial's state lives in
-``SWEEP/trials/<key>/`` on the shared file system: ``trial.json`` (sampled values and the resolved config, written
-once, verbatim), fold checkpoints under ``train/``, ``result.json`` (fold Dice, CV Dice, compute seconds). A restarted
-trial reuses finished folds, resumes an interrupted fold from its latest checkpoint and logs into the MLflow runs it
-created before (found by their ``automed_key`` tag), so nothing is trained or logged twice.
+A trial's state lives in ``SWEEP/trials/<key>/`` on the shared file system: ``trial.json`` (sampled values and the
+resolved config, written once, verbatim), fold checkpoints under ``train/``, ``result.json`` (fold scores, CV score,
+compute seconds). A restarted trial reuses finished folds, resumes an interrupted fold from its latest checkpoint and
+logs into the MLflow runs it created before (found by their ``automed_key`` tag), so nothing is trained or logged
+twice. A fully cross-validated trial gets ``model.json`` like a training work dir.
 """
 
 from __future__ import annotations
@@ -13,61 +14,32 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from automed.artifacts import write_json_atomic
-from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
-from automed.evaluate.summary import score, summarize
+from automed.evaluate.summary import write_summary
 from automed.plan.schema import Plan
-from automed.sweep.space import SearchSpace, resolve
+from automed.search.context import Report, SweepContext, trial_dir
+from automed.search.space import SearchSpace, resolve
+from automed.tasks.base import Task
+from automed.tasks.registry import task_for
+from automed.tracking import Tracker
 from automed.train.config import TrainConfig
-from automed.train.run import (
-    _label_names,
-    _log_fold_artifacts,
-    _MlflowEpochs,
-    validate_fold,
-    validation_passes,
-)
-from automed.train.trainer import EpochLog, fold_dir, fold_finished, train_fold
-
-SHARED = ("plan.json", "fingerprint.json", "splits.json", "preprocessed")
-Report = Callable[[dict[str, float]], None]
-
-
-@dataclass(frozen=True)
-class SweepContext:
-    """What every trial needs; plain data so it travels to Ray workers on other nodes."""
-
-    sweep_dir: str
-    dataset: str
-    base_config: dict[str, Any]
-    space: dict[str, Any]
-    default_point: dict[str, Any]
-    n_folds: int
-    tracking_uri: str
-    experiment: str
-    sweep_run_id: str
-    fold_budget_s: float | None = None
-    device: str | None = None
-    threads: int = 1
-    workers: int = 0
-    validation_tta: bool = False
-
-
-def trial_dir(ctx: SweepContext, key: str) -> Path:
-    return Path(ctx.sweep_dir) / "trials" / key
+from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
+from automed.train.state import EpochLog
+from automed.workdir import PLANNING, WorkDir
+from automed.workflow.fold import FoldJob, MlflowEpochs, label_names, run_fold, validation_passes
 
 
 def _prepare(ctx: SweepContext, key: str, values: dict[str, Any], plan: Plan) -> tuple[Path, TrainConfig]:
     td = trial_dir(ctx, key)
     td.mkdir(parents=True, exist_ok=True)
-    for name in SHARED:
+    for name in PLANNING:
         link = td / name
         if not link.exists():
             with contextlib.suppress(FileExistsError):  # another attempt of this trial made it first
@@ -97,21 +69,21 @@ def _prepare(ctx: SweepContext, key: str, values: dict[str, Any], plan: Plan) ->
     return td, config
 
 
-class _Epochs(_MlflowEpochs):
+class _Epochs(MlflowEpochs):
     """Per-epoch MLflow metrics of a fold, plus a report to the engine (ASHA / pruning decide on it)."""
 
     def __init__(
-        self, tracker: Any, run_id: str, names: list[str], report: Report | None, offset: int
+        self, tracker: Tracker, run_id: str, names: list[str], report: Report | None, offset: int
     ) -> None:
         super().__init__(tracker, run_id, names)
         self.report, self.offset = report, offset
-        self.last = 0
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
         super().on_epoch_end(fold, log)
-        self.last = self.offset + log.epoch
         if self.report is not None:
-            self.report({"epoch": float(self.last), "score": log.ema_fg_dice, "fold": float(fold)})
+            self.report(
+                {"epoch": float(self.offset + log.epoch), "score": log.ema_fg_dice, "fold": float(fold)}
+            )
 
 
 @contextlib.contextmanager
@@ -129,7 +101,13 @@ def _locked(td: Path) -> Iterator[None]:
 
 
 def _aggregate(
-    td: Path, key: str, values: dict[str, Any], config: TrainConfig, ctx: SweepContext, plan: Plan
+    td: Path,
+    key: str,
+    values: dict[str, Any],
+    config: TrainConfig,
+    ctx: SweepContext,
+    plan: Plan,
+    task: Task,
 ) -> dict[str, Any]:
     """result.json from the per-fold files (call under the trial lock)."""
     folds: dict[str, Any] = {}
@@ -139,7 +117,7 @@ def _aggregate(
         done, partial = folder / "fold_result.json", folder / "fold_partial.json"
         if done.is_file() and (folder / "validation_metrics.json").is_file():
             r = json.loads(done.read_text())
-            folds[folder.name[5:]] = {"dice": r["dice"], "epochs": r["epochs"]}
+            folds[folder.name[5:]] = {"score": r["score"], "epochs": r["epochs"]}
             compute += r["compute_s"]
             unit += r["unit_s"]
             rows += json.loads((folder / "validation_metrics.json").read_text())
@@ -158,26 +136,32 @@ def _aggregate(
         "node": _ray_node(),
     }
     if rows:
-        result["score"] = score(summarize(rows)["foreground_mean"]["dice"])
+        result["score"] = task.score(task.summarize(rows))
     if len(folds) == ctx.n_folds:
-        _write_model(td, ctx, plan, config, rows)
+        _write_model(td, ctx, plan, config, rows, task)
     write_json_atomic(td / "result.json", result)
     return result
+
+
+def _fold_run(tracker: Tracker, run_id: str, key: str, fold: int, fsplit: dict[str, list[str]]) -> str:
+    frun, created = tracker.find_or_start_run(
+        f"trial-{key}-fold{fold}", f"{key}/fold{fold}", parent=run_id, tags={"fold": str(fold)}
+    )
+    if created:
+        tracker.log_params(frun, {"fold": fold, "n_train": len(fsplit["train"]), "n_val": len(fsplit["val"])})
+    return frun
 
 
 def run_trial(
     ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], report: Report | None = None
 ) -> dict[str, Any]:
     """Train and validate ``folds`` of one trial (reusing folds it finished before) and return its result."""
-    from automed.tracking import Tracker
-
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, ctx.threads))
     plan = Plan.load(Path(ctx.sweep_dir) / "plan.json")
+    task = task_for(plan.task_type, ctx.dataset)
     td, config = _prepare(ctx, key, values, plan)
-    ds = load_dataset(ctx.dataset)
     splits = json.loads((Path(ctx.sweep_dir) / "splits.json").read_text())
-    names = [v for k, v in sorted(_label_names(plan).items()) if k != 0]
     tracker = Tracker(ctx.tracking_uri, ctx.experiment)
     with _locked(td):
         run_id, created = tracker.find_or_start_run(
@@ -186,72 +170,54 @@ def run_trial(
         if created:
             tracker.log_params(run_id, {"sampled": values, "config": config.model_dump(mode="json")})
             tracker.log_artifact(run_id, td / "trial.json")
-        result = _aggregate(td, key, values, config, ctx, plan)
+        result = _aggregate(td, key, values, config, ctx, plan, task)
     epochs_done = 0
     trained_any = False
     try:
         for fold in folds:
-            folder = fold_dir(td, config.configuration, fold)
             if str(fold) in result["folds"]:
                 continue
             trained_any = True
             fsplit = splits["folds"][fold]
-            frun, fcreated = tracker.find_or_start_run(
-                f"trial-{key}-fold{fold}", f"{key}/fold{fold}", parent=run_id, tags={"fold": str(fold)}
+            folder = WorkDir(td).fold(config.configuration, fold)
+            frun = _fold_run(tracker, run_id, key, fold, fsplit)
+            job = FoldJob(
+                workdir=str(td),
+                dataset=ctx.dataset,
+                config=config.model_dump(mode="json"),
+                fold=fold,
+                train_ids=fsplit["train"],
+                val_ids=fsplit["val"],
+                budget_s=ctx.fold_budget_s,
+                device=ctx.device,
+                resume=(folder / "checkpoint_latest.pt").is_file(),
+                extend=0,
+                run_id=frun,
+                uri=ctx.tracking_uri,
+                experiment=ctx.experiment,
+                workers=ctx.workers,
+                validation_tta=ctx.validation_tta,
+                validation_passes=validation_passes(plan, config, len(fsplit["val"]), ctx.validation_tta),
+                overlays=1,
             )
-            if fcreated:
-                tracker.log_params(
-                    frun, {"fold": fold, "n_train": len(fsplit["train"]), "n_val": len(fsplit["val"])}
-                )
-            cb = _Epochs(tracker, frun, names, report, epochs_done)
             tc = time.perf_counter()
             try:
-                if fold_finished(folder):
-                    from automed.train.trainer import finished_result
-
-                    res = finished_result(folder, fold)
-                else:
-                    res = train_fold(
-                        td,
-                        plan,
-                        config,
-                        fold,
-                        fsplit["train"],
-                        fsplit["val"],
-                        budget_s=ctx.fold_budget_s,
-                        device=ctx.device,
-                        resume=(folder / "checkpoint_latest.pt").is_file(),
-                        callback=cb,
-                        workers=ctx.workers,
-                        validation_passes=validation_passes(
-                            plan, config, len(fsplit["val"]), ctx.validation_tta
-                        ),
-                    )
-                rows = validate_fold(
-                    td, plan, config, fold, ds, fsplit["val"], device=ctx.device, tta=ctx.validation_tta
-                )
-                write_json_atomic(folder / "validation_metrics.json", rows)
-                _log_fold_artifacts(
-                    tracker, frun, folder, res.history, rows, ds, fsplit["val"][:1], config, fold
-                )
-            except BaseException as exc:
+                out = run_fold(job, _Epochs(tracker, frun, label_names(plan), report, epochs_done))
+            except BaseException:
                 if folder.is_dir():
                     write_json_atomic(folder / "fold_partial.json", {"compute_s": time.perf_counter() - tc})
-                tracker.end_run(frun, "FAILED" if isinstance(exc, Exception) else "KILLED")
                 raise
-            dice = score(summarize(rows)["foreground_mean"]["dice"])
-            tracker.log_metrics(frun, {"val_dice_fg_mean": dice})
-            tracker.end_run(frun)
-            epochs_done += res.epochs
+            epochs_done += out.epochs
             now = time.perf_counter()
             write_json_atomic(
                 folder / "fold_result.json",
-                {"dice": dice, "epochs": res.epochs, "compute_s": now - tc, "unit_s": now - t0},
+                {"score": out.score, "epochs": out.epochs, "compute_s": now - tc, "unit_s": now - t0},
             )
             t0 = now
             with _locked(td):
-                result = _aggregate(td, key, values, config, ctx, plan)
-                metric = "cv_dice_fg_mean" if len(result["folds"]) == ctx.n_folds else "screen_dice_fg_mean"
+                result = _aggregate(td, key, values, config, ctx, plan, task)
+                done = len(result["folds"]) == ctx.n_folds
+                metric = task.score_name if done else task.score_name.replace("cv_", "screen_", 1)
                 tracker.log_metrics(run_id, {metric: result["score"], "n_folds_done": len(result["folds"])})
             if report is not None:
                 report(
@@ -273,19 +239,27 @@ def run_trial(
 
 
 def _write_model(
-    td: Path, ctx: SweepContext, plan: Plan, config: TrainConfig, rows: list[dict[str, Any]]
+    td: Path, ctx: SweepContext, plan: Plan, config: TrainConfig, rows: list[dict[str, Any]], task: Task
 ) -> None:
     """Make a fully cross-validated trial look like a training work dir (model.json, train_config.json, cv/), so
     ``automed select``, ``predict`` and ``export`` take it as they take ``automed train``'s."""
-    from automed.evaluate.summary import write_summary
-    from automed.train.run import _model_meta
-
-    cv = write_summary(rows, td / "cv" / "metrics.csv", td / "cv" / "summary.json")
-    meta = _model_meta(plan, config, list(range(ctx.n_folds)), cv, ctx.validation_tta)
-    write_json_atomic(td / "model.json", meta)
+    wd = WorkDir(td)
+    cv = write_summary(rows, wd.cv_metrics, wd.cv_summary)
+    ModelMeta(
+        dataset=plan.dataset_name,
+        task=task.name,
+        configuration=config.configuration,
+        folds=list(range(ctx.n_folds)),
+        config=config,
+        resolved=resolve_training(plan, config),
+        plan_hash=plan.hash,
+        labels=plan.labels,
+        score_name=task.score_name,
+        cv_score=task.score(cv),
+        inference=InferenceSettings(tta=ctx.validation_tta),
+    ).save(wd.model)
     write_json_atomic(
-        td / "train_config.json",
-        {"dataset": ctx.dataset, "config": config.model_dump(mode="json"), "options": {}},
+        wd.train_config, {"dataset": ctx.dataset, "config": config.model_dump(mode="json"), "options": {}}
     )
 
 

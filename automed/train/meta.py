@@ -1,0 +1,146 @@
+"""Model metadata (``model.json``, written once by training) and the inference choice ``automed select`` records
+beside it (``inference.json``); torch-free.
+
+``model.json`` says what was trained: task, configuration, folds, the frozen config *and* the values it resolved to
+on this plan (patch, batch, foreground oversampling: every consumer reads these, none re-derives them), the CV
+score, the label values and the inference settings training chose (postprocessing on its own CV). Selection never
+rewrites it: ``inference.json`` overrides the inference settings (postprocessing, TTA, window step, folds) and
+:func:`load_model` applies it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from automed._version import __version__
+from automed.artifacts import write_json_atomic
+from automed.errors import ArtifactError
+from automed.plan.schema import Plan
+from automed.plan.variants import effective_plan
+from automed.train.config import TrainConfig
+from automed.workdir import WorkDir
+
+MODEL_SCHEMA = 2
+CHOICE_SCHEMA = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InferenceSettings(_Strict):
+    step: float = Field(0.5, gt=0, le=1)
+    tta: bool = True
+    whole_image_factor: float = 0.0
+    folds: list[int] | None = None  # None: every trained fold
+    postprocessing: list[dict[str, Any]] = []
+
+
+class ResolvedTraining(_Strict):
+    """The training config's values on this plan (the plan's unless the config overrides them)."""
+
+    patch_size: list[int]
+    batch_size: int
+    foreground_oversample: float
+
+
+class ModelMeta(_Strict):
+    schema_version: Literal[2] = 2
+    automed_version: str = __version__
+    dataset: str
+    task: str = "segmentation"
+    configuration: str
+    folds: list[int]
+    checkpoint: str = "final"
+    config: TrainConfig
+    resolved: ResolvedTraining
+    plan_hash: str
+    labels: dict[str, str]
+    score_name: str = "cv_dice_fg_mean"
+    cv_score: float | None = None  # undefined (None) when no label was defined in any validation case
+    inference: InferenceSettings = InferenceSettings()
+
+    @property
+    def predict_folds(self) -> list[int]:
+        return list(self.inference.folds or self.folds)
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+
+class InferenceChoice(_Strict):
+    """What ``automed select`` chose for one training (``WORKDIR/inference.json``)."""
+
+    schema_version: Literal[1] = 1
+    selection: str  # the selection folder that decided it
+    inference: InferenceSettings
+    decisions: list[dict[str, Any]] = []
+    inference_cost: dict[str, Any] | None = None
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.model_dump(mode="json"))
+
+
+def resolve_training(plan: Plan, config: TrainConfig) -> ResolvedTraining:
+    """Patch, batch and oversampling of ``config`` on ``plan``: the one place its overrides are applied."""
+    cfgp = effective_plan(plan, config).configurations[config.configuration]
+    patch = list(cfgp.patch_size)
+    if config.patch_size is not None:
+        net = cfgp.network
+        bad = len(config.patch_size) != net.dimension or any(
+            p % d for p, d in zip(config.patch_size, net.divisor, strict=False)
+        )
+        if bad:
+            from automed.errors import ConfigError
+
+            raise ConfigError.single(
+                "patch_size",
+                f"the patch must have {net.dimension} axes divisible by {net.divisor}",
+                config.patch_size,
+                "round each axis to a multiple of its divisor",
+            )
+        patch = list(config.patch_size)
+    oversample = (
+        cfgp.foreground_oversample if config.foreground_oversample is None else config.foreground_oversample
+    )
+    return ResolvedTraining(
+        patch_size=patch, batch_size=config.batch_size or cfgp.batch_size, foreground_oversample=oversample
+    )
+
+
+def read_meta(path: Path) -> ModelMeta:
+    """``model.json`` (or a bundle's), validated; version 1 (before resolved values were recorded) is upgraded."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError.single(
+            path, "model.json must be readable JSON", str(exc), "re-run the training"
+        ) from exc
+    if raw.get("schema_version") == 1:
+        raw = _upgrade_v1(raw, path.parent / "plan.json")
+    return ModelMeta.model_validate(raw)
+
+
+def _upgrade_v1(raw: dict[str, Any], plan_file: Path) -> dict[str, Any]:
+    config = TrainConfig.model_validate(raw["config"])
+    out = {k: v for k, v in raw.items() if k not in ("registered", "selection", "cv_foreground_dice")}
+    out.update(
+        schema_version=MODEL_SCHEMA,
+        resolved=resolve_training(Plan.load(plan_file), config).model_dump(),
+        cv_score=raw.get("cv_foreground_dice"),
+    )
+    return out
+
+
+def load_model(workdir: Path) -> ModelMeta:
+    """A training work dir's model metadata with ``automed select``'s choice (``inference.json``) applied."""
+    wd = WorkDir(workdir)
+    meta = read_meta(wd.require_model())
+    if wd.choice.is_file():
+        choice = InferenceChoice.model_validate_json(wd.choice.read_text())
+        meta = meta.model_copy(update={"inference": choice.inference})
+    return meta

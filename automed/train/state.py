@@ -1,0 +1,166 @@
+"""A fold's training state (epochs, schedule, EMA, history), its checkpoints and what a finished fold left.
+
+Checkpoints (``checkpoint_latest.pt`` every epoch, ``checkpoint_best.pt`` when the EMA improves,
+``checkpoint_final.pt`` at the end) hold the weights, the optimizer and scaler state, this state, and the digests of
+the plan and training config that made them. ``progress.json`` holds the schedule, the resolved optimizer and the
+history (undefined values as null).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automed.artifacts import write_json_atomic
+from automed.errors import ArtifactError
+from automed.plan.schema import Plan
+from automed.train.config import TrainConfig
+from automed.train.schedule import Phase
+
+
+@dataclass
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    pseudo_dice: list[float]
+    mean_fg_dice: float
+    ema_fg_dice: float
+    learning_rate: float
+    epoch_seconds: float
+    data_wait_fraction: float
+    iterations: int
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    folder: Path
+    epochs: int
+    best_ema: float
+    stopped_early: bool
+    history: list[EpochLog] = field(default_factory=list)
+    schedule_reason: str = ""
+    optimizer: str = ""  # resolved, with its initial learning rate: "adamw lr 0.003"
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0
+    iteration: int = 0
+    ema: float | None = None
+    best_ema: float = -1.0
+    epochs_without_improvement: int = 0
+    epochs_total: int = 0
+    iterations_per_epoch: int = 0
+    val_iterations: int = 0
+    phases: list[Phase] = field(default_factory=list)
+    history: list[EpochLog] = field(default_factory=list)
+    schedule_reason: str = ""
+    stopped_early: bool = False
+    optimizer: str = ""  # resolved (never "auto"); with lr0, fixed when the schedule is laid out
+    lr0: float = 0.0
+    last_epoch_iterations: int = 0  # a budget's last epoch may be shorter (0: as long as the others)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        return cls(
+            d["epoch"],
+            d["iteration"],
+            d["ema"],
+            d["best_ema"],
+            d["epochs_without_improvement"],
+            d["epochs_total"],
+            d["iterations_per_epoch"],
+            d["val_iterations"],
+            [Phase(**p) for p in d["phases"]],
+            [EpochLog(**h) for h in d["history"]],
+            d["schedule_reason"],
+            d["stopped_early"],
+            d.get("optimizer", "sgd"),  # checkpoints written before the optimizer was resolved per fold
+            d.get("lr0", 1e-2),
+            d.get("last_epoch_iterations", 0),
+        )
+
+    @property
+    def optimizer_text(self) -> str:
+        return f"{self.optimizer} lr {self.lr0:g}"
+
+    def write_progress(self, folder: Path, finished: bool = False) -> None:
+        extra = {"finished": True, "stopped_early": self.stopped_early} if finished else {}
+        write_json_atomic(
+            folder / "progress.json",
+            {
+                "schedule": self.schedule_reason,
+                "optimizer": self.optimizer_text,
+                "history": [asdict(h) for h in self.history],
+                **extra,
+            },
+        )
+
+    def result(self, fold: int, folder: Path) -> FoldResult:
+        return FoldResult(
+            fold,
+            folder,
+            self.epoch,
+            self.best_ema,
+            self.stopped_early,
+            self.history,
+            self.schedule_reason,
+            self.optimizer_text,
+        )
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ArtifactError.single(path, "the checkpoint must exist", "missing", "train the fold first")
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    return state
+
+
+def fold_finished(folder: Path) -> bool:
+    p = folder / "progress.json"
+    return (
+        (folder / "checkpoint_final.pt").is_file()
+        and p.is_file()
+        and bool(json.loads(p.read_text()).get("finished"))
+    )
+
+
+def finished_result(folder: Path, fold: int) -> FoldResult:
+    """The result of a fold whose training already finished (from its ``progress.json``)."""
+    prog = json.loads((folder / "progress.json").read_text())
+    history = [EpochLog(**h) for h in prog["history"]]
+    return FoldResult(
+        fold,
+        folder,
+        len(history),
+        max((h.ema_fg_dice for h in history if h.ema_fg_dice is not None), default=-1.0),
+        bool(prog.get("stopped_early")),
+        history,
+        str(prog.get("schedule", "")),
+        str(prog.get("optimizer", "")),
+    )
+
+
+def checkpoint_matches(folder: Path, plan: Plan, config: TrainConfig) -> bool | None:
+    """Whether the fold's checkpoint was made by this plan and config (``None``: no checkpoint)."""
+    for name in ("checkpoint_final.pt", "checkpoint_latest.pt"):
+        if (folder / name).is_file():
+            ck = load_checkpoint(folder / name)
+            return bool(ck.get("config_digest") == config.digest() and ck.get("plan_hash") == plan.hash)
+    return None

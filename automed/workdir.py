@@ -1,0 +1,122 @@
+"""Every artifact path of a work dir, in one place, and the one "missing artifact, run X first" check.
+
+A training work dir (``automed train``; a sweep trial folder looks the same)::
+
+    fingerprint.json  plan.json  splits.json  preprocessed/<configuration>/    (prepare)
+    train_config.json  tracking.json                                           (train: options, MLflow ids, registry)
+    train/<configuration>/fold_<k>/  cv/metrics.csv  cv/summary.json           (folds, cross-validation)
+    model.json                                                                 (model metadata, written once)
+    selection/selection.json                                                   (the training's own postprocessing)
+    inference.json                                                             (`automed select`'s choice, optional)
+    model_bundle/                                                              (what is registered)
+    export/  export_link.json                                                  (`automed export`)
+
+A selection folder (``automed select -o S``): ``selection.json`` and, for a chosen pair, ``model_bundle/`` with
+``ensemble.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from automed.errors import ArtifactError
+
+FINGERPRINT = "fingerprint.json"
+PLAN = "plan.json"
+SPLITS = "splits.json"
+PREPROCESSED = "preprocessed"
+TRAIN_CONFIG = "train_config.json"
+TRACKING = "tracking.json"
+MODEL = "model.json"
+CHOICE = "inference.json"
+SELECTION = "selection.json"
+MODEL_BUNDLE = "model_bundle"
+ENSEMBLE = "ensemble.json"
+EXPORT_LINK = "export_link.json"
+PLANNING = (PLAN, FINGERPRINT, SPLITS, PREPROCESSED)  # shared by every trial of a sweep
+
+
+def require(path: Path, what: str, run: str) -> Path:
+    """``path`` if it exists, else an :class:`ArtifactError` saying which command writes it."""
+    if not path.exists():
+        raise ArtifactError.single(path, f"{what} must exist", "missing", f"run `{run}` first")
+    return path
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """The paths of one work dir (nothing is read or written by this class)."""
+
+    root: Path
+
+    @property
+    def fingerprint(self) -> Path:
+        return self.root / FINGERPRINT
+
+    @property
+    def plan(self) -> Path:
+        return self.root / PLAN
+
+    @property
+    def splits(self) -> Path:
+        return self.root / SPLITS
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / PREPROCESSED
+
+    @property
+    def train_config(self) -> Path:
+        return self.root / TRAIN_CONFIG
+
+    @property
+    def tracking(self) -> Path:
+        return self.root / TRACKING
+
+    @property
+    def model(self) -> Path:
+        return self.root / MODEL
+
+    @property
+    def choice(self) -> Path:
+        return self.root / CHOICE
+
+    @property
+    def cv_metrics(self) -> Path:
+        return self.root / "cv" / "metrics.csv"
+
+    @property
+    def cv_summary(self) -> Path:
+        return self.root / "cv" / "summary.json"
+
+    @property
+    def own_selection(self) -> Path:
+        return self.root / "selection"
+
+    @property
+    def selection(self) -> Path:
+        """``selection.json`` of a selection folder."""
+        return self.root / SELECTION
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / MODEL_BUNDLE
+
+    @property
+    def pair(self) -> Path:
+        """The pair bundle's ``ensemble.json`` of a selection folder that chose a pair."""
+        return self.root / MODEL_BUNDLE / ENSEMBLE
+
+    @property
+    def export_link(self) -> Path:
+        return self.root / EXPORT_LINK
+
+    def fold(self, configuration: str, fold: int) -> Path:
+        return self.root / "train" / configuration / f"fold_{fold}"
+
+    def require_model(self) -> Path:
+        """``model.json``, or the error telling to train first."""
+        return require(
+            self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
+        )

@@ -1,0 +1,127 @@
+"""``automed export`` (ONNX/OpenVINO networks proven equal to the trained model, the standalone bundle, the model
+card, the link that lets ``automed predict`` run it) and ``automed package`` (an MLCube / MedPerf cube)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automed.errors import ArtifactError, ConfigError
+from automed.export.export import ExportResult
+from automed.package.mlcube import PackageResult
+from automed.workflow.predict import load_predictor, model_dir, pair_workdirs
+
+
+def export(
+    model: str | Path,
+    output: str | Path | None = None,
+    *,
+    formats: str = "onnx,openvino",
+    case: str | Path | None = None,
+    ov_precision: str = "auto",
+    repeats: int = 1,
+    tracking_uri: str | None = None,
+) -> ExportResult:
+    """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
+
+    ``model`` is a work dir, a ``models:/`` URI or an ``automed select`` folder (its choice: one training, or a pair
+    exported as one bundle that averages both). ``output`` defaults to ``MODEL/export`` for a folder.
+    ``ov_precision`` ``auto`` is bf16 on CPUs with native bf16 (AVX512-BF16/AMX, the same rule as torch's autocast
+    in automed) and f32 elsewhere. Exporting a folder links the export to it (``export_link.json``), so
+    ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
+    """
+    from automed.artifacts import atomic_directory, write_json_atomic
+    from automed.data.cases import read_case
+    from automed.data.dataset import Case
+    from automed.export.bundle import readable
+    from automed.export.card import model_card, pair_card
+    from automed.export.export import export_predictor, first_validation_case, parity_failures, parse_formats
+    from automed.export.link import write_link
+    from automed.export.mlflow_attach import attach_export
+    from automed.infer.ensemble import EnsemblePredictor
+    from automed.infer.inputs import discover
+    from automed.registry import check_choice
+    from automed.train.device import cpu_has_native_bf16
+
+    fmts = parse_formats(formats)
+    check_choice(
+        ov_precision, ["auto", "f32", "bf16", "f16"], what="the OpenVINO precision", where="--ov-precision"
+    )
+    if ov_precision == "auto":
+        ov_precision = "bf16" if cpu_has_native_bf16() else "f32"
+    is_uri = str(model).startswith("models:/")
+    if output is None:
+        if is_uri:
+            raise ConfigError.single(
+                "--output", "exporting a registered model needs an output folder", "none", "pass -o DIR"
+            )
+        output = Path(model) / "export"
+    if not is_uri:
+        model = model_dir(Path(model))
+    predictor = load_predictor(model, tracking_uri, runtime="torch")
+    pair = isinstance(predictor, EnsemblePredictor)
+    sample = None
+    if case is not None:
+        found = discover(case, predictor.plan.n_channels)
+        c = found[0]
+        cd = read_case(Case(c.case_id, c.images), c.is_4d)
+        sample = (c.case_id, cd.channels, cd.geometry)
+    elif not is_uri:
+        sample = first_validation_case(pair_workdirs(Path(model))[0] if pair else Path(model))
+    final = Path(output)
+    workdir = None if is_uri else Path(model)
+    with atomic_directory(final) as tmp:  # a failed export leaves the earlier one (and its link) in place
+        res = export_predictor(predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats)
+        failed = parity_failures(res.report)
+        if failed:
+            kept = final.with_name(f"{final.name}.parity-failed.json")
+            write_json_atomic(kept, res.report)
+            raise ConfigError.single(
+                kept,
+                "exported models must match torch within the documented thresholds",
+                "; ".join(failed),
+                "report this model with that file; predict with the torch model meanwhile (an earlier export, if "
+                "any, is unchanged)",
+            )
+        if isinstance(predictor, EnsemblePredictor):
+            card = pair_card(predictor, res.report, workdir)
+        else:
+            card = model_card(predictor, res.report, workdir)
+        (tmp / "MODEL_CARD.md").write_text(card)
+        readable(tmp)
+    res.folder = final
+    res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
+    write_json_atomic(final / "export.json", res.report)
+    readable(final)
+    if workdir is not None:
+        res.report["link"] = write_link(workdir, final, res.report)
+    return res
+
+
+def package(
+    model: str | Path,
+    mlcube: str | Path,
+    *,
+    export_dir: str | Path | None = None,
+    image: str | None = None,
+    tracking_uri: str | None = None,
+) -> PackageResult:
+    """An MLCube / MedPerf cube folder for a trained model (exported first unless ``export_dir`` is given)."""
+    import json
+    import tempfile
+
+    from automed.package.mlcube import write_cube
+
+    if export_dir is None:
+        with tempfile.TemporaryDirectory(prefix="automed-export-") as tmp:
+            bundle = export(model, Path(tmp) / "bundle", tracking_uri=tracking_uri).folder
+            meta = json.loads((bundle / "preprocess.json").read_text())
+            return write_cube(bundle, Path(mlcube), meta, image)
+    bundle = Path(export_dir)
+    if not (bundle / "preprocess.json").is_file():
+        raise ArtifactError.single(
+            bundle,
+            "--export must be a folder written by `automed export`",
+            "no preprocess.json",
+            "run `automed export MODEL -o DIR`",
+        )
+    return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)

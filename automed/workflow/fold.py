@@ -1,0 +1,240 @@
+"""One fold, the single path for ``automed train`` and sweep trials: train (or take the finished training), validate
+in the original geometry with the task's metrics, log everything into the fold's MLflow run.
+
+:class:`FoldJob` is plain data, so a fold can run in a worker process (``--parallel-folds``) or a Ray task.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automed.artifacts import write_json_atomic
+from automed.data.cases import read_case
+from automed.data.dataset import Dataset, load_dataset
+from automed.infer.predictor import Predictor
+from automed.plan.schema import Plan
+from automed.runtime.sliding import window_starts
+from automed.tasks.base import Task
+from automed.tasks.registry import task_for
+from automed.tracking import Tracker
+from automed.train.config import TrainConfig
+from automed.train.meta import resolve_training
+from automed.train.state import EpochLog, FoldResult, finished_result, fold_finished
+from automed.train.trainer import Callback, train_fold
+from automed.workdir import WorkDir
+
+
+class MlflowEpochs:
+    """Per-epoch metrics of a fold into its MLflow run (undefined values are not logged)."""
+
+    def __init__(self, tracker: Tracker, run_id: str, label_names: list[str]) -> None:
+        self.tracker, self.run_id, self.names = tracker, run_id, label_names
+
+    def on_epoch_end(self, fold: int, log: EpochLog) -> None:
+        m: dict[str, float | None] = {
+            "train_loss": log.train_loss,
+            "val_loss": log.val_loss,
+            "pseudo_dice": log.mean_fg_dice,
+            "pseudo_dice_ema": log.ema_fg_dice,
+            "learning_rate": log.learning_rate,
+            "epoch_seconds": log.epoch_seconds,
+            "data_wait_fraction": log.data_wait_fraction,
+        }
+        for name, d in zip(self.names, log.pseudo_dice, strict=False):
+            m[f"pseudo_dice_{name}"] = d
+        self.tracker.log_metrics(self.run_id, m, step=log.epoch)
+
+
+def safe_key(name: str) -> str:
+    """A name made safe for MLflow metric keys (letters, digits, _ - . / and spaces)."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+
+
+def label_names(plan: Plan) -> list[str]:
+    """Foreground label names in class order, safe for MLflow metric keys."""
+    values = sorted(int(k) for k in plan.labels)
+    return [safe_key(plan.labels[str(v)]) for v in values if v != 0]
+
+
+def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool) -> int:
+    """Forward passes of one window that validating ``n_cases`` median-sized cases costs (windows x mirrorings)."""
+    cfg = plan.configurations[config.configuration]
+    patch = resolve_training(plan, config).patch_size
+    windows = math.prod(len(window_starts(s, p, 0.5)) for s, p in zip(cfg.median_shape, patch, strict=True))
+    full = plan.configurations.get("3d_fullres")
+    slices = full.median_shape[0] if cfg.network.dimension == 2 and full is not None else 1
+    flips = 2**cfg.network.dimension if tta else 1
+    return max(1, n_cases) * windows * flips * (1 if cfg.network.dimension == 3 else slices)
+
+
+def validate_fold(
+    workdir: Path,
+    plan: Plan,
+    config: TrainConfig,
+    fold: int,
+    ds: Dataset,
+    val_ids: list[str],
+    task: Task,
+    *,
+    device: str | None,
+    tta: bool,
+) -> list[dict[str, Any]]:
+    """Predict the fold's validation cases from the raw images and score them in the original geometry."""
+    pred = Predictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta)
+    out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
+    out.mkdir(exist_ok=True)
+    names = {int(k): v for k, v in plan.labels.items() if int(k) != 0}
+    rows: list[dict[str, Any]] = []
+    by_id = {c.case_id: c for c in ds.cases}
+    for cid in val_ids:
+        cd = read_case(by_id[cid], ds.images_are_4d)
+        res = pred.predict_arrays(cd.channels, cd.geometry, probabilities=True)
+        task.write_prediction(res.labels, cd.geometry, out / f"{cid}.nii.gz")
+        assert res.probabilities is not None and cd.label is not None
+        np.savez_compressed(out / f"{cid}.npz", probabilities=res.probabilities.astype(np.float16))
+        rows += task.case_rows(cid, fold, cd.label, res.labels, names, cd.geometry.spacing_zyx)
+    return rows
+
+
+def log_fold_artifacts(
+    tracker: Tracker,
+    run_id: str,
+    folder: Path,
+    history: list[EpochLog],
+    rows: list[dict[str, Any]],
+    ds: Dataset,
+    overlay_ids: list[str],
+    title: str,
+) -> None:
+    """Progress plot, per-case metrics, progress.json and validation overlays of ``overlay_ids``."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from automed.data.io import read_image
+    from automed.train.plots import overlay_figure, progress_figure
+
+    fig = progress_figure([asdict(h) for h in history], title)
+    fig.savefig(folder / "progress.png", dpi=80)
+    tracker.log_figure(run_id, fig, "progress.png")
+    plt.close(fig)
+    pd.DataFrame(rows).to_csv(folder / "validation_metrics.csv", index=False)
+    tracker.log_artifact(run_id, folder / "validation_metrics.csv")
+    tracker.log_artifact(run_id, folder / "progress.json")
+    by_id = {c.case_id: c for c in ds.cases}
+    for cid in overlay_ids:
+        cd = read_case(by_id[cid], ds.images_are_4d)
+        pred_arrs, _ = read_image(folder / "validation" / f"{cid}.nii.gz")
+        assert cd.label is not None
+        fig = overlay_figure(cd.channels[0], cd.label, pred_arrs[0], cid)
+        tracker.log_figure(run_id, fig, f"overlays/{cid}.png")
+        plt.close(fig)
+
+
+@dataclass(frozen=True)
+class FoldJob:
+    """Everything one fold needs, picklable so a fold can run in its own process."""
+
+    workdir: str
+    dataset: str
+    config: dict[str, Any]
+    fold: int
+    train_ids: list[str]
+    val_ids: list[str]
+    budget_s: float | None
+    device: str | None
+    resume: bool
+    extend: int
+    run_id: str
+    uri: str
+    experiment: str
+    workers: int | None
+    validation_tta: bool
+    validation_passes: int = 0
+    threads: int | None = None
+    cuda_device: int | None = None
+    overlays: int = 3  # validation cases drawn into the fold's MLflow run
+    end_run: bool = True  # end the fold's MLflow run when done (a trial records more first)
+
+
+@dataclass
+class FoldOutcome:
+    fold: int
+    rows: list[dict[str, Any]]
+    epochs: int
+    validation_seconds: float
+    score: float
+    result: FoldResult
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
+    """Train, validate and log one fold into its (existing) MLflow run. Safe to call in a worker process.
+
+    ``callback`` replaces the default per-epoch MLflow logging (a sweep trial adds its engine report)."""
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    device = job.device
+    if job.cuda_device is not None:
+        torch.cuda.set_device(job.cuda_device)
+        device = f"cuda:{job.cuda_device}"
+    wd = Path(job.workdir)
+    plan = Plan.load(WorkDir(wd).plan)
+    task = task_for(plan.task_type, wd)
+    config = TrainConfig.model_validate(job.config)
+    ds = load_dataset(job.dataset)
+    tracker = Tracker(job.uri, job.experiment)
+    folder = WorkDir(wd).fold(config.configuration, job.fold)
+    try:
+        if job.extend == 0 and fold_finished(folder):  # trained earlier, killed before its validation ended
+            res = finished_result(folder, job.fold)
+        else:
+            res = train_fold(
+                wd,
+                plan,
+                config,
+                job.fold,
+                job.train_ids,
+                job.val_ids,
+                task=task,
+                budget_s=job.budget_s,
+                device=device,
+                resume=job.resume,
+                extend_epochs=job.extend,
+                callback=callback or MlflowEpochs(tracker, job.run_id, label_names(plan)),
+                workers=job.workers,
+                validation_passes=job.validation_passes,
+            )
+        tv = time.perf_counter()
+        rows = validate_fold(
+            wd, plan, config, job.fold, ds, job.val_ids, task, device=device, tta=job.validation_tta
+        )
+        val_cost = time.perf_counter() - tv
+        write_json_atomic(folder / "validation_metrics.json", rows)
+        title = f"{config.configuration} fold {job.fold}"
+        log_fold_artifacts(
+            tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title
+        )
+        summary = task.summarize(rows)
+        tracker.log_metrics(job.run_id, {f"val_{task.score_name.removeprefix('cv_')}": task.score(summary)})
+        tracker.set_tags(
+            job.run_id,
+            {
+                "schedule": res.schedule_reason,
+                "stopped_early": str(res.stopped_early),
+                "optimizer": res.optimizer,
+            },
+        )
+    except BaseException as exc:
+        tracker.end_run(job.run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
+    if job.end_run:
+        tracker.end_run(job.run_id)
+    return FoldOutcome(job.fold, rows, res.epochs, val_cost, task.score(summary), res, summary)

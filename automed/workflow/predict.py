@@ -1,0 +1,151 @@
+"""``automed predict``: label maps in each input's geometry from a training work dir (its linked export when
+usable, else torch), an ``automed select`` folder (its choice) or a registered model URI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from automed.errors import ArtifactError
+from automed.registry import check_choice
+from automed.train.meta import load_model
+from automed.workdir import WorkDir
+
+RUNTIMES = ("auto", "torch", "openvino", "onnx")
+
+
+def model_dir(folder: Path) -> Path:
+    """The folder that holds the model: ``folder`` itself, or, for an ``automed select`` folder that chose one
+    training, that training's work dir (a chosen pair lives in the selection folder's ``model_bundle``)."""
+
+    wd = WorkDir(folder)
+    sel = wd.selection
+    if wd.model.is_file() or wd.pair.is_file() or not sel.is_file():
+        return folder
+    members = json.loads(sel.read_text())["chosen"]["members"]
+    if len(members) > 1:
+        raise ArtifactError.single(
+            wd.pair,
+            "a selection that chose a pair predicts with the pair's bundle",
+            "missing (selections made before pairs got a bundle lack it)",
+            f"run `automed select {' '.join(members)} -o {folder}` again",
+        )
+    return Path(members[0])
+
+
+def pair_workdirs(folder: Path) -> list[Path]:
+    """The members' work dirs of a pair an ``automed select`` folder registered."""
+
+    return [Path(m["workdir"]) for m in json.loads(WorkDir(folder).pair.read_text())["members"]]
+
+
+def exported_predictor(model: str | Path, runtime: str, device: str | None) -> tuple[Any, str]:
+    """The work dir's linked export as a predictor when ``runtime`` allows it; ``(None, why not)`` otherwise."""
+
+    from automed.export.link import usable_export
+    from automed.infer.exported import ExportedPredictor
+
+    if str(model).startswith("models:/"):
+        return None, "registered models predict with torch"
+    if runtime == "auto" and device not in (None, "auto", "cpu"):
+        return None, f"--device {device} predicts with torch"
+    wd = Path(model)
+    folder, why = usable_export(wd)
+    if folder is None:
+        return None, why
+    # the settings in force (automed select's choice applied); a pair's selection folder has none: the export's
+    inference = load_model(wd).inference.model_dump() if WorkDir(wd).model.is_file() else {}
+    try:
+        pred = ExportedPredictor(folder, runtime=None if runtime == "auto" else runtime, inference=inference)
+    except ArtifactError as exc:  # the export lacks that runtime, or none of its runtimes is installed
+        return None, str(exc)
+    return pred, f"{pred.runtime} ({why})"
+
+
+def load_predictor(
+    model: str | Path, tracking_uri: str | None, device: str | None = None, runtime: str = "torch"
+) -> Any:
+    """A work dir or a ``models:/NAME@ALIAS`` URI as a predictor: the work dir's export for ``runtime`` auto (when
+    usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`."""
+
+    check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
+    if not str(model).startswith("models:/"):
+        model = model_dir(Path(model))
+    if runtime != "torch":
+        exported, why = exported_predictor(model, runtime, device)
+        if exported is not None:
+            return exported
+        if runtime != "auto":
+            raise ArtifactError.single(
+                model,
+                f"--runtime {runtime} predicts with the work dir's export",
+                why,
+                f"run `automed export {model}` first, or use --runtime torch",
+            )
+    from automed.infer.predictor import Predictor
+    from automed.registry_model import ENSEMBLE_FILE, load_bundle
+
+    if (
+        Path(model) / "model_bundle" / ENSEMBLE_FILE
+    ).is_file():  # an `automed select` output that chose a pair
+        return load_bundle(Path(model) / "model_bundle", device)
+    if str(model).startswith("models:/"):
+        import tempfile
+
+        from automed.tracking import download_model
+
+        tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
+        return load_bundle(download_model(str(model), tmp, tracking_uri), device)
+    return Predictor.from_workdir(model, device=device)
+
+
+def predict(
+    model: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    tta: bool | None = None,
+    save_probabilities: bool = False,
+    device: str | None = None,
+    tracking_uri: str | None = None,
+    show_progress: bool = True,
+    runtime: str = "auto",
+    on_load: Any = None,
+) -> list[Path]:
+    """Predict every case under ``input_path`` with a training work dir, an ``automed select`` folder (its choice)
+    or a registered model URI.
+
+    ``runtime`` ``auto``: the work dir's export (OpenVINO, else onnxruntime) when ``automed export`` linked one that
+    is still the model's (same checkpoints, parity passed), else torch; ``torch``, ``openvino``, ``onnx`` force one.
+    ``on_load(text)`` is told which one runs."""
+    import numpy as np
+
+    from automed.data.cases import read_case
+    from automed.data.dataset import Case
+    from automed.data.io import write_image
+    from automed.infer.inputs import discover
+    from automed.parallel import progress_bar
+
+    out = Path(output)
+    predictor = load_predictor(model, tracking_uri, device, runtime)
+    if on_load is not None:
+        kind = getattr(predictor, "runtime", None)
+        on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
+    if tta is not None:  # else the model's own setting (chosen by `automed select` when it ran)
+        predictor.tta = tta
+    cases = discover(input_path, predictor.n_channels)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with progress_bar(disable=not show_progress) as bar:
+        task = bar.add_task("predict", total=len(cases))
+        for c in cases:
+            cd = read_case(Case(c.case_id, c.images), c.is_4d)
+            res = predictor.predict_arrays(cd.channels, cd.geometry, probabilities=save_probabilities)
+            path = out / f"{c.case_id}{c.suffix}"
+            write_image(res.labels, cd.geometry, path)
+            if res.probabilities is not None:
+                np.savez_compressed(out / f"{c.case_id}.npz", probabilities=res.probabilities)
+            written.append(path)
+            bar.advance(task)
+    return written

@@ -1,0 +1,257 @@
+"""Prepare a dataset for training: verify -> fingerprint (``fingerprint.json``) -> plan (``plan.json``) ->
+preprocess (``preprocessed/<configuration>/`` + ``splits.json``). Each stage writes one artifact atomically and is
+skipped when its inputs are unchanged; :func:`plan_dataset` runs them in order, :func:`plan_for_training` with the
+preset for the training device and the task checked before any training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from automed.data.dataset import Dataset, load_dataset
+from automed.data.splits import write_splits
+from automed.data.verify import VerifyReport
+from automed.data.verify import verify as _verify
+from automed.errors import ArtifactError, ConfigError
+from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
+from automed.fingerprint.schema import Fingerprint
+from automed.parallel import default_workers
+from automed.plan.planner import make_plan
+from automed.plan.preset import Preset, load_preset
+from automed.plan.schema import Plan
+from automed.plan.variants import effective_plan
+from automed.preprocess.pipeline import preprocess as _preprocess
+from automed.registry import check_choice
+from automed.tasks.registry import task_for
+from automed.train.config import TrainConfig
+from automed.train.device import pick_device
+from automed.workdir import FINGERPRINT as FINGERPRINT_FILE
+from automed.workdir import PLAN as PLAN_FILE
+from automed.workdir import SPLITS as SPLITS_FILE
+
+
+def resolve_workers(workers: int | None) -> int:
+    return default_workers() if workers is None else max(1, workers)
+
+
+def as_dataset(dataset: str | Path | Dataset) -> Dataset:
+    return dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+
+
+def verify(
+    dataset: str | Path | Dataset, *, workers: int | None = None, show_progress: bool = True
+) -> VerifyReport:
+    """Check a dataset and raise :class:`automed.errors.DatasetError` listing every problem. Writes nothing."""
+    return _verify(as_dataset(dataset), workers=resolve_workers(workers), show_progress=show_progress)
+
+
+def fingerprint(
+    dataset: str | Path | Dataset,
+    workdir: str | Path,
+    *,
+    workers: int | None = None,
+    seed: int = 1234,
+    sample_budget: int = DEFAULT_SAMPLE_BUDGET,
+    force: bool = False,
+    show_progress: bool = True,
+) -> tuple[Fingerprint, bool]:
+    """Write ``WORKDIR/fingerprint.json``. Returns it and whether it was reused (inputs unchanged)."""
+    ds = as_dataset(dataset)
+    out = Path(workdir) / FINGERPRINT_FILE
+    per_case = max(1, sample_budget // max(1, len(ds.cases)))
+    if out.is_file() and not force:
+        try:
+            old = Fingerprint.load(out)
+        except Exception:
+            old = None
+        if old is not None and old.inputs_hash == inputs_hash(ds, per_case, seed):
+            return old, True
+    fp = extract_fingerprint(
+        ds,
+        workers=resolve_workers(workers),
+        seed=seed,
+        sample_budget=sample_budget,
+        show_progress=show_progress,
+    )
+    fp.save(out)
+    return fp, False
+
+
+def plan(
+    workdir: str | Path,
+    *,
+    preset: str | Path | Preset = "default",
+    device: str | None = None,
+    memory_gb: float | None = None,
+    calibrate: bool = False,
+) -> Plan:
+    """Write ``WORKDIR/plan.json`` from ``WORKDIR/fingerprint.json`` and a preset."""
+    wd = Path(workdir)
+    fp = Fingerprint.load(wd / FINGERPRINT_FILE)
+    pre = preset if isinstance(preset, Preset) else load_preset(preset)
+    result = make_plan(fp, pre, device=device, memory_gb=memory_gb)
+    if calibrate:
+        from automed.plan.calibrate import calibrate as _calibrate
+
+        dev = device or pre.memory.device
+        old_path = wd / PLAN_FILE
+        old = Plan.load(old_path) if _stored_plan_hash(old_path) else None
+        if (
+            old is not None
+            and old.calibration is not None
+            and old.calibration.device == dev
+            and old.fingerprint_hash == fp.hash
+            and old.preset_hash == result.preset_hash
+        ):
+            cal = old.calibration
+        else:
+            name = (
+                "3d_fullres" if "3d_fullres" in result.configurations else next(iter(result.configurations))
+            )
+            cal = _calibrate(result.configurations[name], dev)
+        result = make_plan(fp, pre, device=device, memory_gb=memory_gb, memory_factor=cal.factor)
+        result = result.model_copy(update={"calibration": cal}).with_hash()
+    out = wd / PLAN_FILE
+    if _stored_plan_hash(out) != result.hash:
+        result.save(out)
+    return result
+
+
+def _stored_plan_hash(path: Path) -> str | None:
+    """Hash of the plan on disk, or ``None`` when there is none or it is unreadable (it is then rewritten)."""
+    try:
+        return Plan.load(path).hash if path.is_file() else None
+    except Exception:
+        return None
+
+
+def preprocess(
+    dataset: str | Path | Dataset,
+    workdir: str | Path,
+    *,
+    configurations: list[str] | None = None,
+    folds: int = 5,
+    split_seed: int = 12345,
+    workers: int | None = None,
+    show_progress: bool = True,
+    train_configs: list[TrainConfig] | None = None,
+) -> dict[str, str]:
+    """Write the preprocessed cache and ``splits.json`` for the plan in ``WORKDIR``.
+
+    ``train_configs``: also write the caches their overrides need (a normalization override has its own)."""
+    ds = as_dataset(dataset)
+    wd = Path(workdir)
+    p = Plan.load(wd / PLAN_FILE)
+    fp = Fingerprint.load(wd / FINGERPRINT_FILE)
+    if fp.hash != p.fingerprint_hash or inputs_hash(ds, fp.samples_per_case, fp.seed) != fp.inputs_hash:
+        raise ArtifactError.single(
+            wd / FINGERPRINT_FILE,
+            "the dataset, fingerprint.json and plan.json must belong together",
+            "the dataset changed since it was fingerprinted (or the plan is from another fingerprint)",
+            "run `automed plan DATASET -o WORKDIR`, which refreshes every stage",
+        )
+    status = _preprocess(
+        p,
+        ds,
+        wd,
+        configurations=configurations,
+        workers=resolve_workers(workers),
+        show_progress=show_progress,
+    )
+    for tc in train_configs or []:
+        variant = effective_plan(p, tc)
+        if variant is not p:
+            status.update(
+                _preprocess(
+                    variant,
+                    ds,
+                    wd,
+                    configurations=[tc.configuration],
+                    workers=resolve_workers(workers),
+                    show_progress=show_progress,
+                )
+            )
+    write_splits(ds, wd / SPLITS_FILE, folds, split_seed)
+    return status
+
+
+@dataclass
+class PlanResult:
+    workdir: Path
+    fingerprint: Fingerprint
+    plan: Plan
+    fingerprint_reused: bool
+    preprocessed: dict[str, str] = field(default_factory=dict)
+
+
+def plan_dataset(
+    dataset: str | Path,
+    workdir: str | Path,
+    *,
+    preset: str | Path = "default",
+    device: str | None = None,
+    memory_gb: float | None = None,
+    calibrate: bool = False,
+    run_preprocess: bool = True,
+    configurations: list[str] | None = None,
+    folds: int = 5,
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> PlanResult:
+    """verify -> fingerprint -> plan -> preprocess (what ``automed plan`` runs). Nothing is written if verify fails."""
+    ds = as_dataset(dataset)
+    pre = load_preset(preset)
+    verify(ds, workers=workers, show_progress=show_progress)
+    wd = Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    fp, reused = fingerprint(ds, wd, workers=workers, show_progress=show_progress)
+    p = plan(wd, preset=pre, device=device, memory_gb=memory_gb, calibrate=calibrate)
+    res = PlanResult(wd, fp, p, reused)
+    if run_preprocess:
+        res.preprocessed = preprocess(
+            ds, wd, configurations=configurations, folds=folds, workers=workers, show_progress=show_progress
+        )
+    return res
+
+
+def dataset_source(ds: Dataset) -> str:
+    """What a work dir records as the dataset: the CSV, or the folder holding ``dataset.json``."""
+    return str(ds.source if ds.layout == "csv" else ds.source.parent)
+
+
+def plan_for_training(
+    ds: Dataset, wd: Path, device: str | None, preset: str | None, workers: int | None, show_progress: bool
+) -> tuple[Plan, str]:
+    """Verify, fingerprint and plan ``ds`` into ``wd`` (no preprocessing yet) with the preset for the device that
+    will train (``default`` on CUDA, ``cpu`` otherwise, unless ``preset`` names one). A dataset whose task cannot be
+    trained fails here, before any training."""
+    dev = pick_device(device)
+    name = preset or ("default" if dev.type == "cuda" else "cpu")
+    res = plan_dataset(
+        dataset_source(ds),
+        wd,
+        preset=name,
+        device=dev.type,
+        run_preprocess=False,
+        workers=workers,
+        show_progress=show_progress,
+    )
+    task_for(res.plan.task_type, ds.source)
+    return res.plan, name
+
+
+def choose_configuration(config: TrainConfig, plan: Plan, auto: bool) -> TrainConfig:
+    """``config`` with its configuration checked against the plan (``auto``: 3d_fullres when planned, else 2d)."""
+    if auto and config.configuration not in plan.configurations:
+        config = config.model_copy(
+            update={"configuration": "3d_fullres" if "3d_fullres" in plan.configurations else "2d"}
+        )
+    if config.configuration == "3d_cascade_fullres":
+        raise ConfigError.single(
+            "--configuration",
+            "3d_cascade_fullres needs 3d_lowres predictions as input",
+            config.configuration,
+            "train 3d_lowres and 3d_fullres; cascade training is not supported yet",
+        )
+    check_choice(config.configuration, plan.configurations, what="the configuration", where="--configuration")
+    return config

@@ -1,0 +1,102 @@
+"""``automed select``: compare trainings and their pairs on CV, decide postprocessing and (for one chosen training)
+the inference settings, record the choice and register it.
+
+The choice never rewrites a training's ``model.json``: a single chosen training gets ``WORKDIR/inference.json``
+(postprocessing, TTA, window step, folds, with the evidence), which predict, export and registration apply; a chosen
+pair gets ``OUT/model_bundle`` (registered as a new version when its members were registered).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import write_json_atomic
+from automed.evaluate.summary import score
+from automed.select.inference_cost import choose, measure
+from automed.select.register import register_members, registered_version, reregister, write_choice_bundle
+from automed.select.selection import SELECTION_FILE
+from automed.select.selection import select as compare
+from automed.tracking import Tracker, resolve_uri
+from automed.train.meta import InferenceChoice, load_model
+from automed.workdir import WorkDir
+
+
+def _choose_for_one(
+    workdir: Path,
+    out: Path,
+    res: dict[str, Any],
+    inference: bool,
+    latency_target: float | None,
+    max_cases: int,
+    device: str | None,
+) -> None:
+    """Write the chosen training's ``inference.json`` (postprocessing, then the measured inference cost)."""
+    wd = WorkDir(workdir)
+    wd.choice.unlink(missing_ok=True)  # measure the training's own settings, not an earlier choice
+    meta = load_model(workdir)
+    settings = meta.inference.model_copy(update={"postprocessing": res["postprocessing"]})
+    cost = None
+    if inference:
+        table = measure(workdir, max_cases=max_cases, device=device, postprocessing=res["postprocessing"])
+        choice = choose(table, len(meta.folds), latency_target)
+        settings = settings.model_copy(
+            update={"tta": choice["tta"], "step": choice["step"], "folds": meta.folds[: choice["folds"]]}
+        )
+        cost = res["inference_cost"] = {"table": table, "choice": choice}
+    InferenceChoice(
+        selection=str(out.resolve()), inference=settings, decisions=res["decisions"], inference_cost=cost
+    ).save(wd.choice)
+
+
+def select(
+    workdirs: list[str | Path],
+    output: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    inference: bool = True,
+    latency_target: float | None = None,
+    max_cases: int = 5,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Compare trainings (and their pairs) on CV, decide postprocessing and (for a single chosen training) the
+    inference settings, log the evidence to MLflow and register the choice: a single training again with its
+    settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
+    out = Path(output)
+    res = compare([Path(w) for w in workdirs], out)
+    members = [Path(m) for m in res["chosen"]["members"]]
+    final = score(res["cv_dice_final"]["foreground_mean"])
+    if len(members) == 1:
+        _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device)
+        write_json_atomic(out / SELECTION_FILE, res)
+        if registered_version(members[0]):  # the champion applies what was chosen: register again with it
+            res["registered"] = reregister(members[0], final)
+            write_json_atomic(out / SELECTION_FILE, res)
+    track = WorkDir(Path(workdirs[0])).tracking
+    saved = json.loads(track.read_text()) if track.is_file() else {}
+    tracker = Tracker(
+        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select"
+    )
+    run = tracker.start_run("select", tags={"chosen": res["chosen"]["candidate"]})
+    tracker.log_params(run, {"trainings": [str(w) for w in workdirs]})
+    metrics: dict[str, float | None] = {
+        "cv_dice_fg_mean_chosen": res["cv_dice_before_postprocessing"]["foreground_mean"],
+        "cv_dice_fg_mean_postprocessed": res["cv_dice_final"]["foreground_mean"],
+    }
+    for i, row in enumerate(res["candidates"]):
+        metrics[f"candidate_{i}_cv_dice_fg_mean"] = row["foreground_mean"]
+    tracker.log_metrics(run, metrics)
+    if len(members) > 1:  # a pair won: OUT/model_bundle, so predict/export/package take OUT
+        if not any(registered_version(m) for m in members):
+            write_choice_bundle(res, out, final)
+        else:  # registered as a new version, as train registers single trainings
+            try:
+                res["registered"] = register_members(members, out, res["postprocessing"], final, tracker, run)
+            except BaseException:
+                tracker.end_run(run, "FAILED")
+                raise
+            write_json_atomic(out / SELECTION_FILE, res)
+    tracker.log_artifact(run, out / SELECTION_FILE)
+    tracker.end_run(run)
+    return res

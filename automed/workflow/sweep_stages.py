@@ -1,0 +1,302 @@
+"""The stages of a sweep (grid; search with early stopping; promotion to every fold), the budget shares and the
+MLflow bookkeeping they need. :mod:`automed.workflow.sweep` runs them in order."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import automed.search.optuna_engine
+import automed.search.ray_engine  # noqa: F401  (registers the "ray" engine)
+from automed._version import __version__
+from automed.artifacts import write_json_atomic
+from automed.errors import ConfigError
+from automed.fingerprint.schema import Fingerprint
+from automed.plan.schema import Plan
+from automed.search.context import SweepContext
+from automed.search.engine import Engine, SearchSpec, TrialOutcome
+from automed.search.report import trials_table
+from automed.search.space import SearchSpace
+from automed.tracking import Tracker, git_commit, resolve_uri
+from automed.train.config import TrainConfig
+from automed.workflow.trial import run_trial
+
+STATE_FILE = "sweep.json"
+FINAL_RESERVE_S = 30.0
+
+
+@dataclass
+class SweepOptions:
+    space: str | None = None
+    grid: str | None = None
+    trials: int = 8
+    budget_s: float | None = None
+    folds: int = 5
+    promote: int = 2
+    screen: bool = True
+    sampler: str = "tpe"
+    scheduler: str = "asha"
+    grace_epochs: int = 2
+    engine: str = "ray"
+    ray_address: str | None = None
+    trial_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    seed: int = 0
+    retries: int = 1
+    tracking_uri: str | None = None
+    preset: str | None = None
+    device: str | None = None
+    workers: int | None = None
+    validation_tta: bool = False
+
+
+@dataclass
+class SweepResult:
+    workdir: Path
+    table: Any
+    best: dict[str, Any] | None
+    default: dict[str, Any] | None
+    verdict: str
+    outcomes: list[TrialOutcome]
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """``cpu=1,gpu=0.5`` -> ``{"cpu": 1.0, "gpu": 0.5}``."""
+    out = {"cpu": 1.0, "gpu": 0.0}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        k, _, v = part.partition("=")
+        try:
+            value = float(v)
+        except ValueError:
+            value = -1.0
+        if k not in out or value < 0 or (k == "cpu" and value <= 0):
+            raise ConfigError.single(
+                "--trial-resources",
+                "resources are cpu=N (N > 0) and gpu=F (F >= 0, fractions allowed), comma-separated",
+                part,
+                "e.g. --trial-resources cpu=2,gpu=0.5",
+            )
+        out[k] = value
+    return out
+
+
+def needed_variants(space: SearchSpace, base: TrainConfig, plan: Plan) -> tuple[list[str], list[TrainConfig]]:
+    """Configurations the space can sample (all must be planned) and the normalization variants to preprocess."""
+    configs = {base.configuration}
+    norms: set[str | None] = {base.normalization}
+    for name, p in space.parameters.items():
+        target = space.target(name)
+        if target == "configuration":
+            configs |= {str(c) for c in p.options()}
+        elif target == "normalization":
+            norms |= {str(c) for c in p.options()}
+    if "configuration" in space.fixed:
+        configs = {str(space.fixed["configuration"])}
+    missing = sorted(c for c in configs if c not in plan.configurations)
+    if missing:
+        raise ConfigError.single(
+            "configuration",
+            f"every configuration a sweep can sample must be planned (planned: {sorted(plan.configurations)})",
+            missing,
+            "drop them from the search space, or plan them (`--preset default` plans 2d and 3d_fullres)",
+        )
+    variants = [
+        base.model_copy(update={"configuration": c, "normalization": n})
+        for c in sorted(configs)
+        for n in norms
+    ]
+    return sorted(configs), variants
+
+
+def grid_space(strategy: str) -> SearchSpace:
+    from automed.search.grid import grid_as_space
+
+    return grid_as_space(Path(strategy))
+
+
+def open_tracking(
+    wd: Path,
+    state: dict[str, Any],
+    opts: SweepOptions,
+    plan: Plan,
+    space: SearchSpace,
+    base: TrainConfig,
+    ds_source: str,
+) -> Any:
+    uri = resolve_uri(opts.tracking_uri or state.get("uri"))
+    tracker = Tracker(uri, plan.dataset_name)  # the driver creates the store and experiment before any trial
+    if state.get("sweep_run_id") is None:
+        fp = Fingerprint.load(wd / "fingerprint.json")
+        run = tracker.start_run(
+            f"sweep-{space.name}",
+            tags={
+                "automed.version": __version__,
+                "git.commit": git_commit(),
+                "dataset.fingerprint": fp.hash,
+                "host": socket.gethostname(),
+                "sweep.engine": opts.engine,
+            },
+        )
+        tracker.log_params(
+            run,
+            {
+                "options": asdict(opts),
+                "space": space.model_dump(mode="json"),
+                "base": base.model_dump(mode="json"),
+            },
+        )
+        tracker.log_dataset(run, plan.dataset_name, fp.hash, ds_source)
+        for name in ("fingerprint.json", "plan.json", "splits.json"):
+            tracker.log_artifact(run, wd / name)
+        state.update(uri=uri, sweep_run_id=run, experiment=plan.dataset_name)
+        write_json_atomic(wd / STATE_FILE, state)
+    return tracker
+
+
+def _fold_budget(
+    opts: SweepOptions, n_first: int, n_second: int, folds_first: int, concurrency: int, left: float
+) -> float | None:
+    if opts.budget_s is None:
+        return None
+    fold_trainings = n_first * folds_first + n_second
+    waves = max(1.0, fold_trainings / concurrency)
+    return max(20.0, 0.85 * left / waves)
+
+
+def _units(
+    wd: Path, trials: list[tuple[str, dict[str, Any]]], folds: list[int]
+) -> list[tuple[str, dict[str, Any], list[int]]]:
+    """(trial, fold) units still to run: folds of one trial run at once when slots are free, so a stage does not
+    wait on one trial's folds in sequence while other slots idle."""
+    units = []
+    for key, values in trials:
+        rfile = wd / "trials" / key / "result.json"
+        done = set(json.loads(rfile.read_text())["folds"]) if rfile.is_file() else set()
+        units += [(key, values, [f]) for f in folds if str(f) not in done]
+    return units
+
+
+def _min_budget(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _mark_stopped(tracker: Any, sweep_run: str, outcomes: list[TrialOutcome]) -> None:
+    """Trials the scheduler stopped end as FINISHED with a tag (Ray kills them mid-fold, which reads KILLED); failed
+    ones as FAILED. A trial stopped before it logged anything has no run and gets none."""
+    for o in outcomes:
+        run = None if o.status == "complete" or not o.key else tracker.find_run(o.key, sweep_run)
+        if run is None:
+            continue
+        status = "FINISHED" if o.status == "stopped" else "FAILED"
+        rid = str(run.info.run_id)
+        tracker.set_tags(rid, {"screen.outcome": o.status, **({"error": o.error[:500]} if o.error else {})})
+        for fold_run in tracker.client.search_runs(
+            [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{rid}'"
+        ):
+            if fold_run.info.status != "FINISHED":
+                tracker.set_tags(fold_run.info.run_id, {"screen.outcome": o.status})
+                tracker.end_run(fold_run.info.run_id, status)
+        tracker.end_run(rid, status)
+
+
+@dataclass
+class SweepRun:
+    """One sweep in progress: its work dir, state, options, engine, context and clock."""
+
+    wd: Path
+    state: dict[str, Any]
+    opts: SweepOptions
+    engine: Engine
+    ctx: SweepContext
+    conc: int
+    t0: float
+    resume: bool
+
+    def left(self) -> float:
+        if not self.opts.budget_s:
+            return math.inf
+        return self.opts.budget_s - (time.perf_counter() - self.t0) - FINAL_RESERVE_S
+
+    def save(self) -> None:
+        write_json_atomic(self.wd / STATE_FILE, self.state)
+
+    def timed(self, name: str, t: float) -> None:
+        self.state.setdefault("timing", {})[f"{name}_s"] = time.perf_counter() - t
+
+
+def stage_grid(run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan) -> list[TrialOutcome]:
+    from automed.search.grid import grid_points
+
+    points = grid_points(space, base, plan)
+    if run.state.get("fold_budget_s") is None or (run.opts.budget_s is not None and not run.resume):
+        run.state["fold_budget_s"] = _fold_budget(
+            run.opts, len(points), 0, run.ctx.n_folds, run.conc, run.left()
+        )
+    ctx = replace(run.ctx, fold_budget_s=run.state["fold_budget_s"])
+    ts = time.perf_counter()
+    units = _units(run.wd, points, list(range(run.ctx.n_folds)))
+    out = run.engine.evaluate(run_trial, ctx, units, run.conc, run.opts.retries, run.resume, stage="grid")
+    run.timed("grid", ts)
+    return out
+
+
+def stage_search(
+    run: SweepRun, space: SearchSpace, point: dict[str, Any], tracker: Tracker
+) -> list[TrialOutcome]:
+    """Screen sampled trials (fold 0, or every fold with --no-screen) with early stopping."""
+    opts, n_folds = run.opts, run.ctx.n_folds
+    screen_folds = [0] if opts.screen else list(range(n_folds))
+    n_promote = (opts.promote + 1) * (n_folds - 1) if opts.screen else 0
+    if run.state.get("fold_budget_s") is None or (opts.budget_s is not None and not run.resume):
+        run.state["fold_budget_s"] = _fold_budget(
+            opts, opts.trials, n_promote, len(screen_folds), run.conc, run.left()
+        )
+    run.ctx = replace(run.ctx, fold_budget_s=run.state["fold_budget_s"])
+    if run.state["stages"].get("search"):
+        return []
+    share = opts.trials * len(screen_folds) / max(1, opts.trials * len(screen_folds) + n_promote)
+    spec = SearchSpec(
+        n_trials=opts.trials,
+        folds=screen_folds,
+        concurrency=run.conc,
+        sampler=opts.sampler,  # type: ignore[arg-type]
+        scheduler=opts.scheduler,  # type: ignore[arg-type]
+        seed=opts.seed,
+        grace_epochs=opts.grace_epochs,
+        time_budget_s=run.left() * share if opts.budget_s else None,
+        retries=opts.retries,
+    )
+    ts = time.perf_counter()
+    out = run.engine.search(run_trial, run.ctx, space, [point] if point else [], spec, run.resume)
+    run.timed("search", ts)
+    _mark_stopped(tracker, run.state["sweep_run_id"], out)
+    run.state["stages"]["search"] = True
+    run.save()
+    return out
+
+
+def stage_promote(run: SweepRun) -> list[TrialOutcome]:
+    """The ``--promote`` best screened trials and always the planner default train the remaining folds, so the
+    verdict compares the best trial with the default at full CV."""
+    n_folds = run.ctx.n_folds
+    table = trials_table(run.wd, n_folds)
+    screened = table[table["folds_done"] >= 1].sort_values("fold0_score", ascending=False)
+    keys = list(screened["trial"][: run.opts.promote]) + list(table[table["default"]]["trial"])
+    chosen = [
+        (key, json.loads((run.wd / "trials" / key / "trial.json").read_text())["values"])
+        for key in dict.fromkeys(keys)
+    ]
+    share_s = _fold_budget(run.opts, 0, len(chosen) * (n_folds - 1), 1, run.conc, run.left())
+    # promoted folds train as long as screened ones did (comparable CV), less only if time is short
+    ctx = replace(run.ctx, fold_budget_s=_min_budget(share_s, run.state.get("fold_budget_s")))
+    ts = time.perf_counter()
+    resume = run.resume and bool(run.state["stages"].get("promote_started"))
+    units = _units(run.wd, chosen, list(range(n_folds)))
+    out = run.engine.evaluate(run_trial, ctx, units, run.conc, run.opts.retries, resume)
+    run.state["stages"]["promote_started"] = True
+    run.timed("promote", ts)
+    return out

@@ -1,0 +1,427 @@
+"""``automed train``: plan -> train every fold within the budget -> validate -> CV summary -> postprocessing on the
+training's own CV -> model metadata (``model.json``, once) -> bundle -> MLflow registry.
+
+One parent MLflow run per command, one child run per configuration x fold (created by the driver, so workers only
+log into existing runs). ``train_config.json`` keeps the frozen config and options (for ``--resume``),
+``tracking.json`` the store, run ids and registry entry. Work dir layout: :mod:`automed.workdir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from automed._version import __version__
+from automed.artifacts import write_json_atomic
+from automed.config import parse_duration
+from automed.data.dataset import Dataset, load_dataset
+from automed.errors import ArtifactError
+from automed.evaluate.summary import write_summary
+from automed.fingerprint.schema import Fingerprint
+from automed.plan.schema import Plan
+from automed.select.register import register_training
+from automed.select.selection import Training, select_trainings
+from automed.tasks.base import Task
+from automed.tasks.registry import task_for
+from automed.tracking import Tracker, git_commit, resolve_uri
+from automed.train.config import TrainConfig, load_train_config
+from automed.train.device import pick_device
+from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
+from automed.train.state import checkpoint_matches, fold_finished
+from automed.workdir import WorkDir
+from automed.workflow.fold import FoldJob, FoldOutcome, run_fold, safe_key, validation_passes
+from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
+
+FINAL_RESERVE_S = 20.0  # CV summary, bundle and registration at the end of a budgeted run
+
+
+@dataclass
+class TrainOptions:
+    folds: int = 5
+    only_folds: list[int] | None = None
+    budget_s: float | None = None
+    device: str | None = None
+    tracking_uri: str | None = None
+    register: bool = True
+    validation_tta: bool = True
+    workers: int | None = None
+    preset: str | None = None
+    parallel_folds: int = 1
+    auto_configuration: bool = False  # 3d_fullres when planned, else 2d
+
+
+@dataclass
+class TrainResult:
+    workdir: Path
+    cv_summary: dict[str, Any]
+    model: ModelMeta
+    fold_epochs: dict[int, int] = field(default_factory=dict)
+    registered: dict[str, Any] | None = None
+
+
+@dataclass
+class _Tracking:
+    """The work dir's MLflow state (``tracking.json``)."""
+
+    path: Path
+    uri: str
+    experiment: str
+    parent_run_id: str = ""
+    fold_runs: dict[str, str] = field(default_factory=dict)
+
+    def save(self) -> None:
+        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        state = {k: v for k, v in asdict(self).items() if k != "path"}
+        write_json_atomic(self.path, {**saved, **state})
+
+
+def _restore(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
+    """What ``--resume``/``--extend`` continue: the saved config and options (this call's budget, device, workers)
+    and, for folds that had not started, their share of the original budget."""
+    wdir = WorkDir(wd)
+    if not wdir.train_config.is_file():
+        raise ArtifactError.single(
+            wdir.train_config,
+            "--resume/--extend need a training work dir",
+            "no train_config.json",
+            "start with `automed train DATASET -o WORKDIR`",
+        )
+    saved = json.loads(wdir.train_config.read_text())
+    kept = {k: v for k, v in saved["options"].items() if k in TrainOptions.__dataclass_fields__}
+    new = {"budget_s": opts.budget_s, "device": opts.device or kept.get("device"), "workers": opts.workers}
+    restored = TrainOptions(**{**kept, **new})
+    fallback = (
+        kept["budget_s"] / max(1, restored.folds) if kept.get("budget_s") and not opts.budget_s else None
+    )
+    return load_dataset(saved["dataset"]), TrainConfig.model_validate(saved["config"]), restored, fallback
+
+
+def _start(
+    dataset: str | Path, wd: Path, config: TrainConfig, opts: TrainOptions, show_progress: bool
+) -> tuple[Dataset, TrainConfig]:
+    """Plan and preprocess a new training; record its frozen config and options."""
+    ds = load_dataset(dataset)
+    planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
+    config = choose_configuration(config, planned, opts.auto_configuration)
+    _check_existing_folds(wd, planned, config)
+    preprocess(
+        ds,
+        wd,
+        configurations=[config.configuration],
+        folds=opts.folds,
+        workers=opts.workers,
+        show_progress=show_progress,
+        train_configs=[config],
+    )
+    write_json_atomic(
+        WorkDir(wd).train_config,
+        {
+            "dataset": dataset_source(ds),
+            "config": config.model_dump(mode="json"),
+            "options": {**asdict(opts), "preset": preset},
+        },
+    )
+    return ds, config
+
+
+def _check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
+    """A fresh ``automed train`` into a work dir may reuse finished folds only if the same plan and config made
+    them; anything else would mix models."""
+    root = wd / "train" / config.configuration
+    if not root.is_dir():
+        return
+    for folder in sorted(root.glob("fold_*")):
+        match = checkpoint_matches(folder, plan, config)
+        if match is False:
+            raise ArtifactError.single(
+                folder,
+                "a work dir holds the training of one plan and config",
+                "checkpoints of another plan or training config",
+                "use a new --output, or delete that training folder",
+            )
+        if match and not fold_finished(folder):
+            raise ArtifactError.single(
+                folder,
+                "an interrupted training continues only with --resume",
+                "an unfinished fold",
+                f"run `automed train --resume {wd}`",
+            )
+
+
+def _open_tracking(
+    wd: Path, plan: Plan, config: TrainConfig, opts: TrainOptions, ds: Dataset, reopen: bool
+) -> tuple[Tracker, _Tracking]:
+    """The store, experiment and parent run (reopened on resume; the driver creates them before any worker)."""
+    wdir = WorkDir(wd)
+    saved = json.loads(wdir.tracking.read_text()) if reopen and wdir.tracking.is_file() else {}
+    uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
+    tracker = Tracker(uri, plan.dataset_name)
+    track = _Tracking(wdir.tracking, uri, plan.dataset_name, saved.get("parent_run_id", ""))
+    track.fold_runs = dict(saved.get("fold_runs", {}))
+    if not track.parent_run_id:
+        fp = Fingerprint.load(wdir.fingerprint)
+        track.parent_run_id = tracker.start_run(
+            f"train-{config.configuration}",
+            tags={
+                "automed.version": __version__,
+                "git.commit": git_commit(),
+                "dataset.fingerprint": fp.hash,
+                "device": str(pick_device(opts.device)),
+                "host": socket.gethostname(),
+            },
+        )
+        tracker.log_params(
+            track.parent_run_id,
+            {
+                "config": config.model_dump(mode="json"),
+                "plan": plan.configurations[config.configuration].model_dump(mode="json"),
+                "options": asdict(opts),
+            },
+        )
+        tracker.log_dataset(track.parent_run_id, plan.dataset_name, fp.hash, str(ds.source))
+        for f in (wdir.fingerprint, wdir.plan, wdir.splits):
+            tracker.log_artifact(track.parent_run_id, f)
+    track.save()
+    return tracker, track
+
+
+def _fold_jobs(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    opts: TrainOptions,
+    tracker: Tracker,
+    track: _Tracking,
+    resume: bool,
+    extend: int,
+) -> tuple[list[dict[str, Any]], dict[int, int], list[FoldJob]]:
+    """Rows and epochs of folds finished before, and a job (with its MLflow run) for every other fold."""
+    splits = json.loads(WorkDir(wd).splits.read_text())
+    folds = opts.only_folds if opts.only_folds is not None else list(range(splits["n_folds"]))
+    rows: list[dict[str, Any]] = []
+    epochs: dict[int, int] = {}
+    jobs: list[FoldJob] = []
+    for fold in folds:
+        fsplit = splits["folds"][fold]
+        folder = WorkDir(wd).fold(config.configuration, fold)
+        done = fold_finished(folder)
+        if done and not extend and (folder / "validation_metrics.json").is_file():
+            rows += json.loads((folder / "validation_metrics.json").read_text())
+            epochs[fold] = len(json.loads((folder / "progress.json").read_text())["history"])
+            continue
+        run_id = track.fold_runs.get(str(fold))
+        if run_id is None:
+            run_id = tracker.start_run(
+                f"{config.configuration}-fold{fold}",
+                parent=track.parent_run_id,
+                tags={"fold": str(fold), "configuration": config.configuration},
+            )
+            n = {"n_train": len(fsplit["train"]), "n_val": len(fsplit["val"])}
+            tracker.log_params(run_id, {"fold": fold, **n, "config": config.model_dump(mode="json")})
+            track.fold_runs[str(fold)] = run_id
+            track.save()
+        jobs.append(
+            FoldJob(
+                workdir=str(wd),
+                dataset=json.loads(WorkDir(wd).train_config.read_text())["dataset"],
+                config=config.model_dump(mode="json"),
+                fold=fold,
+                train_ids=fsplit["train"],
+                val_ids=fsplit["val"],
+                budget_s=None,
+                device=opts.device,
+                resume=resume and (folder / "checkpoint_latest.pt").is_file() and not done,
+                extend=extend if done else 0,
+                run_id=run_id,
+                uri=track.uri,
+                experiment=track.experiment,
+                workers=opts.workers,
+                validation_tta=opts.validation_tta,
+                validation_passes=validation_passes(plan, config, len(fsplit["val"]), opts.validation_tta),
+            )
+        )
+    return rows, epochs, jobs
+
+
+def _run_jobs(
+    jobs: list[FoldJob], opts: TrainOptions, deadline: float | None, fallback: float | None
+) -> list[FoldOutcome]:
+    """Run the folds one after another (each with its share of the time left) or ``--parallel-folds`` at once."""
+    parallel = max(1, min(opts.parallel_folds, len(jobs)))
+    if parallel > 1:
+        return _run_parallel(jobs, parallel, deadline)
+    out = []
+    for i, job in enumerate(jobs):
+        if fallback and not job.resume and not job.extend:
+            job = replace(job, budget_s=fallback)
+        if deadline is not None:
+            left = deadline - time.perf_counter() - FINAL_RESERVE_S
+            # each fold reserves its own validation time from its share (see validation_passes)
+            job = replace(job, budget_s=max(10.0, left / (len(jobs) - i)))
+        out.append(run_fold(job))
+    return out
+
+
+def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[FoldOutcome]:
+    """Run folds ``n`` at a time in spawned processes: CPU threads split evenly, one GPU each when there are
+    enough. Each wave of ``n`` folds shares the time left equally with the waves after it."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // n)
+    results: list[FoldOutcome] = []
+    waves = [jobs[i : i + n] for i in range(0, len(jobs), n)]
+    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
+        for w, wave in enumerate(waves):
+            budget = None
+            if deadline is not None:
+                left = deadline - time.perf_counter() - FINAL_RESERVE_S
+                budget = max(10.0, 0.9 * left / (len(waves) - w))
+            futures = [
+                pool.submit(
+                    run_fold,
+                    replace(job, budget_s=budget, threads=threads, cuda_device=k if gpus >= n else None),
+                )
+                for k, job in enumerate(wave)
+            ]
+            results += [f.result() for f in futures]
+    return results
+
+
+def _conclude(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    opts: TrainOptions,
+    task: Task,
+    tracker: Tracker,
+    track: _Tracking,
+    rows: list[dict[str, Any]],
+    folds: list[int],
+) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
+    """CV summary, postprocessing decided on this training's own CV, ``model.json`` (once), registration."""
+    wdir, parent = WorkDir(wd), track.parent_run_id
+    cv = write_summary(rows, wdir.cv_metrics, wdir.cv_summary)
+    names = {lab: safe_key(str(cv["label_names"].get(lab, lab))) for lab in cv["mean"]}
+    tracker.log_metrics(parent, task.summary_metrics(cv, names))
+    tracker.log_artifact(parent, wdir.cv_metrics, "cv")
+    tracker.log_artifact(parent, wdir.cv_summary, "cv")
+    dataset = json.loads(wdir.train_config.read_text())["dataset"]
+    own = Training.of(wd, config.configuration, folds, sorted(int(k) for k in plan.labels), dataset)
+    sel = select_trainings([own], wdir.own_selection)
+    tracker.log_artifact(parent, WorkDir(wdir.own_selection).selection, "selection")
+    tracker.log_metrics(parent, {"cv_dice_fg_mean_postprocessed": sel["cv_dice_final"]["foreground_mean"]})
+    steps = [d["step"] for d in sel["decisions"] if d["kept"]]
+    tracker.set_tags(
+        parent, {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"}
+    )
+    meta = ModelMeta(
+        dataset=plan.dataset_name,
+        task=task.name,
+        configuration=config.configuration,
+        folds=folds,
+        config=config,
+        resolved=resolve_training(plan, config),
+        plan_hash=plan.hash,
+        labels=plan.labels,
+        score_name=task.score_name,
+        cv_score=task.score(cv),
+        inference=InferenceSettings(tta=opts.validation_tta, postprocessing=sel["postprocessing"]),
+    )
+    meta.save(wdir.model)
+    registered = register_training(wd, tracker, parent, task.score(cv)) if opts.register else None
+    return cv, meta, registered
+
+
+def train_dataset(
+    dataset: str | Path,
+    workdir: str | Path,
+    config: TrainConfig,
+    opts: TrainOptions,
+    *,
+    resume: bool = False,
+    extend: int = 0,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train (or ``resume``, or ``extend`` by N epochs) every fold of one configuration; see the module docstring."""
+    t0 = time.perf_counter()
+    wd = Path(workdir).resolve()
+    fallback = None
+    if resume or extend:
+        ds, config, opts, fallback = _restore(wd, opts)
+    else:
+        ds, config = _start(dataset, wd, config, opts, show_progress)
+    plan = Plan.load(WorkDir(wd).plan)
+    config = choose_configuration(config, plan, auto=False)
+    task = task_for(plan.task_type, ds.source)
+    tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
+    try:
+        rows, epochs, jobs = _fold_jobs(wd, plan, config, opts, tracker, track, resume, extend)
+        deadline = t0 + opts.budget_s if opts.budget_s else None
+        for out in _run_jobs(jobs, opts, deadline, fallback):
+            rows += out.rows
+            epochs[out.fold] = out.epochs
+        folds = sorted(epochs)
+        cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)
+    except BaseException as exc:
+        tracker.end_run(track.parent_run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+        raise
+    tracker.end_run(track.parent_run_id)
+    return TrainResult(wd, cv, meta, epochs, registered)
+
+
+def train(
+    dataset: str | Path | None,
+    workdir: str | Path,
+    *,
+    config: str | Path | None = None,
+    configuration: str | None = None,
+    epochs: int | None = None,
+    budget: str | float | None = None,
+    folds: int = 5,
+    only_folds: list[int] | None = None,
+    device: str | None = None,
+    tracking_uri: str | None = None,
+    register: bool = True,
+    resume: bool = False,
+    extend: int = 0,
+    preset: str | None = None,
+    workers: int | None = None,
+    parallel_folds: int = 1,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train every fold of a configuration within a budget, validate, summarise CV and register the ensemble."""
+    cfg = load_train_config(config) if config else TrainConfig()
+    auto = configuration is None and "configuration" not in cfg.model_fields_set
+    updates: dict[str, Any] = {"configuration": configuration} if configuration else {}
+    if epochs is not None:
+        updates["epochs"] = epochs
+    opts = TrainOptions(
+        folds=folds,
+        only_folds=only_folds,
+        budget_s=parse_duration(budget),
+        device=device,
+        tracking_uri=tracking_uri,
+        register=register,
+        workers=workers,
+        preset=preset,
+        parallel_folds=parallel_folds,
+        auto_configuration=auto,
+    )
+    return train_dataset(
+        dataset or "",
+        workdir,
+        cfg.model_copy(update=updates),
+        opts,
+        resume=resume,
+        extend=extend,
+        show_progress=show_progress,
+    )

@@ -1,0 +1,77 @@
+"""The workflow's seams: a task without an implementation fails before any training; the model metadata records the
+values a config resolved to; selection records its choice beside model.json and never rewrites it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from automed import api
+from automed.errors import DatasetError
+from automed.plan.schema import Plan
+from automed.testing.synthetic import make_dataset
+from automed.train.config import TrainConfig
+from automed.train.meta import InferenceChoice, load_model, read_meta, resolve_training
+
+
+def test_classification_csv_fails_at_train_before_any_training(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "d", n_cases=4, shape=(8, 10, 12))
+    rows = ["SubjectID,Channel_0,ValueToPredict"]
+    rows += [f"s{i},d/imagesTr/case_{i:03d}.nii.gz,{i % 2}" for i in range(4)]
+    csv = tmp_path / "cls.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DatasetError) as err:
+        api.train(csv, tmp_path / "W", epochs=1, folds=2, workers=0, show_progress=False)
+    (p,) = err.value.problems
+    assert p.file == str(csv.resolve()) or p.file == str(csv)
+    assert "segmentation" in p.rule and "classification" in p.value and "Label column" in p.fix
+    assert not (tmp_path / "W" / "train").exists() and not (tmp_path / "W" / "train_config.json").exists()
+
+
+def test_resolved_values_and_overrides(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "d", n_cases=3, shape=(16, 32, 32))
+    plan = api.plan_dataset(ds, tmp_path / "W", preset="cpu", run_preprocess=False, show_progress=False).plan
+    cfgp = plan.configurations["3d_fullres"]
+    plain = resolve_training(plan, TrainConfig())
+    assert plain.patch_size == list(cfgp.patch_size) and plain.batch_size == cfgp.batch_size
+    assert plain.foreground_oversample == cfgp.foreground_oversample
+    div = cfgp.network.divisor
+    forced = TrainConfig(patch_size=[d * 2 for d in div], batch_size=3, foreground_oversample=0.5)
+    res = resolve_training(plan, forced)
+    assert res.patch_size == [d * 2 for d in div] and res.batch_size == 3 and res.foreground_oversample == 0.5
+    from automed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="divisible"):
+        resolve_training(plan, TrainConfig(patch_size=[d + 1 for d in div]))
+    # an explicit override equal to the plan's value resolves to the same training
+    same = TrainConfig(patch_size=list(cfgp.patch_size), batch_size=cfgp.batch_size)
+    assert resolve_training(plan, same) == plain
+    assert isinstance(Plan.load(tmp_path / "W" / "plan.json"), Plan)
+
+
+@pytest.mark.slow
+def test_train_records_resolved_values_and_select_leaves_model_json(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "d", n_cases=4, shape=(12, 24, 24), seed=2)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = api.train(ds, tmp_path / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    wd = res.workdir
+    plan = Plan.load(wd / "plan.json")
+    meta = json.loads((wd / "model.json").read_text())
+    assert meta["schema_version"] == 2 and "registered" not in meta
+    assert meta["resolved"]["patch_size"] == list(plan.configurations["3d_fullres"].patch_size)
+    assert json.loads((wd / "tracking.json").read_text())["registered"]["version"] == "1"
+    before = (wd / "model.json").read_bytes()
+    sel = api.select([wd], tmp_path / "S", tracking_uri=uri, max_cases=1)
+    assert (wd / "model.json").read_bytes() == before
+    choice = InferenceChoice.model_validate_json((wd / "inference.json").read_text())
+    assert choice.inference.postprocessing == sel["postprocessing"]
+    assert choice.selection == str((tmp_path / "S").resolve())
+    assert load_model(wd).inference == choice.inference  # predict, export and registration apply the choice
+    assert (
+        read_meta(wd / "model_bundle" / "model.json").inference == choice.inference
+    )  # registered again with it
+    assert sel["registered"]["version"] == "2"
