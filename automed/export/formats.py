@@ -18,7 +18,7 @@ import torch
 
 from automed.registry import Registry
 
-RUNTIMES: Registry[Any] = Registry("runtime")
+RUNTIMES: Registry[type[RuntimeModule]] = Registry("runtime")
 OPSET = 20
 
 
@@ -66,7 +66,7 @@ def export_openvino(onnx_path: Path, xml_path: Path) -> float:
     return time.perf_counter() - t0
 
 
-class _RuntimeModule(torch.nn.Module):
+class RuntimeModule(torch.nn.Module):
     """A network running in another runtime, callable like the torch module it replaces (CPU, float32)."""
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -77,7 +77,7 @@ class _RuntimeModule(torch.nn.Module):
         return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
 
-class OnnxModule(_RuntimeModule):
+class OnnxModule(RuntimeModule):
     def __init__(self, path: Path, threads: int | None = None) -> None:
         super().__init__()
         import onnxruntime as ort
@@ -93,7 +93,7 @@ class OnnxModule(_RuntimeModule):
         return out
 
 
-class OpenVinoModule(_RuntimeModule):
+class OpenVinoModule(RuntimeModule):
     def __init__(self, path: Path, precision: str = "f32", threads: int | None = None) -> None:
         super().__init__()
         import openvino as ov

@@ -6,7 +6,7 @@ segmentation head per decoder stage (deep supervision).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -14,7 +14,14 @@ from torch import nn
 from automed.plan.schema import NetworkPlan
 from automed.registry import Registry
 
-NETWORKS: Registry[Any] = Registry("network architecture")
+
+class Network(Protocol):
+    """What a registered architecture is: built from the plan's network topology into a torch module."""
+
+    def __call__(self, net: NetworkPlan) -> nn.Module: ...
+
+
+NETWORKS: Registry[Network] = Registry("network architecture")
 
 
 def _ops(dim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
