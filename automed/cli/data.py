@@ -14,14 +14,24 @@ app = typer.Typer()
 
 
 @app.command()
-def verify(dataset: DatasetArg, workers: WorkersOpt = None) -> None:
+def verify(
+    dataset: DatasetArg,
+    workers: WorkersOpt = None,
+    max_voxels: Annotated[
+        int,
+        typer.Option(
+            help="Largest image (voxels, all components), checked from headers before reading; the default "
+            "500,000,000 fits preprocessing on a 24 GB machine."
+        ),
+    ] = 500_000_000,
+) -> None:
     """Check a dataset and report every problem at once (file, rule, value, fix). Writes nothing.
 
     Example: automed verify ../shared/data/msd_hippocampus_dev
     """
     from automed import api
 
-    rep = api.verify(dataset, workers=workers, show_progress=progress())
+    rep = api.verify(dataset, workers=workers, show_progress=progress(), max_voxels=max_voxels)
     out.print(f"[green]OK[/green]: {rep.n_cases} cases, label values {list(rep.label_values)}")
 
 

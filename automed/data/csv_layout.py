@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from automed.data.paths import resolve_listed
+from automed.data.paths import os_problem, resolve_listed
 from automed.data.schema import Case, Dataset
 from automed.errors import DatasetError, Problem
 from automed.registry import did_you_mean
@@ -55,11 +55,35 @@ def _channel_name(col: str) -> str:
     return ""
 
 
+def _read_rows(path: Path) -> list[list[str]]:
+    """The CSV's rows; a UTF-8 byte-order mark (as Excel writes it) is dropped, not taken as part of the first
+    column's name."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            return list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise DatasetError.single(
+            path,
+            "the CSV must be UTF-8 text",
+            f"the byte {exc.object[exc.start : exc.start + 1]!r}, which is not UTF-8 (e.g. Latin-1 accents)",
+            "save the file as 'CSV UTF-8' (or convert it, e.g. `iconv -f latin1 -t utf-8`)",
+        ) from exc
+    except OSError as exc:
+        raise DatasetError([os_problem(path, exc, "CSV")]) from exc
+
+
+def _other_delimiter(header: list[str]) -> str | None:
+    """``;`` or tab when the header was written with that delimiter (column names never hold them)."""
+    for d in (";", "\t"):
+        if any(d in h for h in header):
+            return d
+    return None
+
+
 def load_csv(path: Path) -> Dataset:
     """Parse a GaNDLF-style CSV (``SubjectID``, ``Channel_*``, ``Label``, ``ValueToPredict``)."""
     problems: list[Problem] = []
-    with path.open(newline="") as fh:
-        rows = list(csv.reader(fh))
+    rows = _read_rows(path)
     if not rows:
         raise DatasetError.single(
             path,
@@ -68,6 +92,15 @@ def load_csv(path: Path) -> Dataset:
             "write a header such as SubjectID,Channel_0,Label",
         )
     header = [h.strip() for h in rows[0]]
+    delimiter = _other_delimiter(header)
+    if delimiter:
+        raise DatasetError.single(
+            path,
+            "CSV columns must be separated by commas",
+            f"{delimiter!r} as the delimiter (header {','.join(rows[0])!r})",
+            f"save the file with commas between columns (in a spreadsheet: 'CSV (comma delimited)'), or replace "
+            f"every {delimiter!r} by ','",
+        )
     kinds = [_column_kind(h) for h in header]
     for h, k in zip(header, kinds, strict=True):
         if k is None:

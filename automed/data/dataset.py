@@ -23,6 +23,7 @@ from automed.data.csv_layout import (
     load_csv,
 )
 from automed.data.json_layouts import load_dataset_json
+from automed.data.paths import os_problem
 from automed.data.schema import Case, Dataset, Layout, TaskType
 from automed.errors import DatasetError
 
@@ -45,8 +46,23 @@ __all__ = [
 
 
 def load_dataset(path: str | Path) -> Dataset:
-    """Parse a dataset folder (holding ``dataset.json``), a ``dataset.json`` file or a CSV file."""
-    p = Path(path).expanduser().resolve()
+    """Parse a dataset folder (holding ``dataset.json``), a ``dataset.json`` file or a CSV file.
+
+    An operating-system error on the way (a symlink loop, a permission problem) is a :class:`DatasetError` naming
+    the path, like any other problem of the input."""
+    raw = Path(path).expanduser()
+    try:
+        return _load(raw.resolve())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Python 3.11's Path.resolve on a symlink loop
+        if isinstance(exc, RuntimeError) and "symlink loop" not in str(exc).lower():
+            raise
+        where = exc.filename if isinstance(exc, OSError) and exc.filename else raw
+        raise DatasetError(
+            [os_problem(Path(where), exc, rule="the dataset and its description must be readable")]
+        ) from exc
+
+
+def _load(p: Path) -> Dataset:
     if p.is_dir():
         dj = p / "dataset.json"
         if not dj.is_file():

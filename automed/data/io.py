@@ -7,12 +7,16 @@ becomes ``(1, y, x)``. Per-axis values in automed's artifacts (spacing, shape, p
 
 from __future__ import annotations
 
+import gzip
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from automed.data.paths import os_problem
 from automed.errors import DatasetError
 
 IMAGE_SUFFIXES = (
@@ -116,6 +120,13 @@ def dicom_series_files(folder: Path) -> list[str]:
 
 def read_sitk(path: Path) -> sitk.Image:
     """Read an image file or a DICOM series folder, with a clear error for unreadable input."""
+    try:
+        return _read_sitk(path)
+    except OSError as exc:  # a symlink loop or a folder without permission on the way
+        raise DatasetError([os_problem(path, exc, "image")]) from exc
+
+
+def _read_sitk(path: Path) -> sitk.Image:
     if path.is_dir():
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(dicom_series_files(path))
@@ -136,6 +147,13 @@ def read_sitk(path: Path) -> sitk.Image:
 
 def read_header(path: Path) -> Header:
     """Geometry, pixel type and components without reading the voxels (files only; DICOM folders are read)."""
+    try:
+        return _read_header(path)
+    except OSError as exc:
+        raise DatasetError([os_problem(path, exc, "image")]) from exc
+
+
+def _read_header(path: Path) -> Header:
     if path.is_dir():
         img = read_sitk(path)
         return Header(_geometry(img), img.GetPixelIDTypeAsString(), img.GetNumberOfComponentsPerPixel())
@@ -155,6 +173,38 @@ def read_header(path: Path) -> Header:
     )
     pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
     return Header(geo, pixel, int(reader.GetNumberOfComponents()))
+
+
+def nifti_spatial_pixdim(path: Path) -> tuple[float, ...] | None:
+    """The spatial voxel sizes (``pixdim[1..3]``, at most ``dim[0]`` of them) as stored in a NIfTI-1 or NIfTI-2
+    header, or ``None`` for other files and unparsable headers. Only the header is read (348 or 540 bytes).
+
+    ITK does not report these as stored: it takes the absolute value of a negative one when reading the voxels
+    (mirroring the image) and replaces zero or NaN by 1, so a broken spacing is only visible here."""
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return None
+    try:
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as gz:
+                raw = gz.read(540)
+        else:
+            with path.open("rb") as fh:
+                raw = fh.read(540)
+    except (OSError, EOFError, zlib.error):
+        return None
+    for endian in "<>":
+        if len(raw) >= 348 and struct.unpack(endian + "i", raw[:4])[0] == 348:  # NIfTI-1
+            ndim = int(struct.unpack(endian + "h", raw[40:42])[0])
+            pixdim = struct.unpack(endian + "8f", raw[76:108])
+            break
+        if len(raw) >= 540 and struct.unpack(endian + "i", raw[:4])[0] == 540:  # NIfTI-2
+            ndim = int(struct.unpack(endian + "q", raw[16:24])[0])
+            pixdim = struct.unpack(endian + "8d", raw[104:168])
+            break
+    else:
+        return None
+    return tuple(float(v) for v in pixdim[1 : 1 + max(1, min(ndim, 3))])
 
 
 def _missing(path: Path) -> DatasetError:

@@ -20,7 +20,14 @@ def load_dataset_json(path: Path) -> Dataset:
     """Parse a ``dataset.json`` file: nnU-Net v2 when it has ``channel_names``, MSD when it has ``modality`` or
     ``training``."""
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError.single(
+            path,
+            "dataset.json must be UTF-8 text",
+            f"a non-UTF-8 byte at offset {exc.start}",
+            "save it as UTF-8",
+        ) from exc
     except json.JSONDecodeError as exc:
         raise DatasetError.single(
             path, "dataset.json must be valid JSON", f"{exc.msg} at line {exc.lineno}", "fix the JSON syntax"

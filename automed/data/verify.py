@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -12,6 +11,15 @@ import numpy as np
 
 from automed.data.dataset import Case, Dataset
 from automed.data.io import Geometry, Header, image_to_arrays, read_header, read_sitk
+from automed.data.paths import access_problem
+from automed.data.verify_dataset import dataset_problems
+from automed.data.verify_rules import (
+    DEFAULT_MAX_VOXELS,
+    content_hash,
+    duplicate_content_problems,
+    header_problems,
+    label_range_problem,
+)
 from automed.errors import DatasetError, Problem
 from automed.parallel import parallel_map
 
@@ -87,6 +95,7 @@ class CaseCheck:
     problems: list[Problem]
     label_values: list[int]
     n_channels: int  # channels this case yields (components of RGB images and 4D volumes counted)
+    content: str | None = None  # digest of the first channel's voxels (the same image under two IDs)
 
 
 def _image_problems(p: Path, h: Header, images_are_4d: bool, n_channels: int) -> list[Problem]:
@@ -160,6 +169,8 @@ def _label_voxel_problems(path: Path, declared: tuple[int, ...] | None) -> tuple
         out.append(
             Problem(str(path), "label values must be >= 0 (0 = background)", str(negative), "relabel the map")
         )
+    if too_big := label_range_problem(path, values):
+        out.append(too_big)
     return out, values
 
 
@@ -170,28 +181,26 @@ def check_case(
     images_are_4d: bool,
     n_channels: int,
     tol: Tolerance,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> CaseCheck:
-    """Check one case: every image and label problem it has, the label values it holds, its channel count."""
+    """Check one case: every image and label problem it has, the label values it holds, its channel count.
+
+    Headers come first (existence, readability, spacing, size); voxels are read only when they are sound."""
     problems: list[Problem] = []
     headers: list[tuple[Path, Header]] = []
     for p in case.images:
-        if not p.exists():
-            problems.append(
-                Problem(
-                    str(p),
-                    "every listed image must exist",
-                    "missing file",
-                    "fix the path in the dataset description or add the file",
-                )
-            )
+        if (missing := access_problem(p, "image")) is not None:
+            problems.append(missing)
             continue
         h = _header_or_problem(p, problems)
         if h is not None:
             headers.append((p, h))
+            problems += header_problems(p, h, "image", max_voxels)
     image_ok = not problems and len(headers) == len(case.images)
     for p, h in headers:
         problems += _image_problems(p, h, images_are_4d, n_channels)
     image_ok = image_ok and not problems
+    content: str | None = None
     channels = 0
     for _, h in headers:
         channels += h.geometry.size[3] if h.geometry.dimension == 4 else h.components
@@ -206,6 +215,7 @@ def check_case(
             except DatasetError as exc:
                 problems += exc.problems
                 continue
+            content = content or content_hash(arrs[0])
             for a in arrs:
                 if np.issubdtype(a.dtype, np.floating):
                     bad = int(np.count_nonzero(~np.isfinite(a)))
@@ -221,19 +231,13 @@ def check_case(
                         break
     label_values: list[int] = []
     if case.label is not None:
-        if not case.label.exists():
-            problems.append(
-                Problem(
-                    str(case.label),
-                    "every listed label must exist",
-                    "missing file",
-                    "fix the path in the dataset description or add the file",
-                )
-            )
-            return CaseCheck(problems, [], channels)
+        if (missing := access_problem(case.label, "label")) is not None:
+            return CaseCheck([*problems, missing], [], channels, content)
         lh = _header_or_problem(case.label, problems)
         if lh is None:
-            return CaseCheck(problems, [], channels)
+            return CaseCheck(problems, [], channels, content)
+        if bad_header := header_problems(case.label, lh, "label", max_voxels):
+            return CaseCheck(problems + bad_header, [], channels, content)
         if lh.components > 1 or lh.geometry.dimension > 3:
             problems.append(
                 Problem(
@@ -243,14 +247,14 @@ def check_case(
                     "store one integer label per voxel",
                 )
             )
-            return CaseCheck(problems, [], channels)
+            return CaseCheck(problems, [], channels, content)
         if image_ok:
             problems += _geometry_problems(
                 headers[0][0], _first3(headers[0][1].geometry), case.label, lh.geometry, "label", tol
             )
         label_problems, label_values = _label_voxel_problems(case.label, declared_labels)
         problems += label_problems
-    return CaseCheck(problems, label_values, channels)
+    return CaseCheck(problems, label_values, channels, content)
 
 
 def _first3(g: Geometry) -> Geometry:
@@ -259,82 +263,6 @@ def _first3(g: Geometry) -> Geometry:
     n = g.dimension
     d = tuple(g.direction[r * n + c] for r in range(3) for c in range(3))
     return Geometry(g.size[:3], g.spacing[:3], g.origin[:3], d)
-
-
-def _dataset_problems(ds: Dataset) -> list[Problem]:
-    src = str(ds.source)
-    out: list[Problem] = []
-    for file, why in ds.extra.get("unexpected_files", []):
-        out.append(
-            Problem(
-                file,
-                "every file in imagesTr/labelsTr must belong to a declared case and channel",
-                why,
-                "remove the file or declare the channel in channel_names",
-            )
-        )
-    if not ds.cases:
-        out.append(
-            Problem(
-                src,
-                "a dataset needs at least one training case",
-                "0 cases",
-                "list the cases in 'training' (MSD), put files in imagesTr (nnU-Net) or add CSV rows",
-            )
-        )
-    dup = sorted(k for k, n in Counter(c.case_id for c in ds.cases).items() if n > 1)
-    if dup:
-        out.append(
-            Problem(
-                src,
-                "subject/case IDs must be unique",
-                f"duplicates {dup[:10]}",
-                "give every case its own ID (use a PatientID column to group cases of one patient)",
-            )
-        )
-    labeled = [c for c in ds.cases if c.label is not None]
-    if labeled and len(labeled) != len(ds.cases):
-        missing = [c.case_id for c in ds.cases if c.label is None][:10]
-        out.append(
-            Problem(
-                src,
-                "either every case has a label or none has",
-                f"no label for {missing}",
-                "add the missing labels or drop those cases",
-            )
-        )
-    valued = [c for c in ds.cases if c.value is not None]
-    if valued and len(valued) != len(ds.cases):
-        missing = [c.case_id for c in ds.cases if c.value is None][:10]
-        out.append(
-            Problem(
-                src,
-                "either every case has a ValueToPredict or none has",
-                f"missing for {missing}",
-                "fill in the missing values",
-            )
-        )
-    if ds.labels is not None and labeled and 0 not in ds.labels:
-        out.append(
-            Problem(
-                src,
-                "'labels' must declare the background value 0",
-                str(sorted(ds.labels)),
-                'add "0": "background"',
-            )
-        )
-    if not ds.images_are_4d:
-        bad = [c.case_id for c in ds.cases if len(c.images) != ds.n_channels]
-        if bad:
-            out.append(
-                Problem(
-                    src,
-                    f"every case needs {ds.n_channels} channel image(s)",
-                    f"cases {bad[:10]}",
-                    "list one image per channel",
-                )
-            )
-    return out
 
 
 @dataclass(frozen=True)
@@ -373,11 +301,22 @@ def _label_presence(ds: Dataset, seen: set[int]) -> tuple[list[Problem], list[Pr
 
 
 def verify(
-    ds: Dataset, *, workers: int = 1, tol: Tolerance | None = None, show_progress: bool = True
+    ds: Dataset,
+    *,
+    workers: int = 1,
+    tol: Tolerance | None = None,
+    show_progress: bool = True,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> VerifyReport:
-    """Check a dataset; raise a :class:`DatasetError` listing every problem. Writes nothing."""
+    """Check a dataset; raise a :class:`DatasetError` listing every problem. Writes nothing.
+
+    ``max_voxels`` bounds the voxels of one image file (all components counted), checked from its header before
+    any voxel is read: a tiny compressed file can claim a huge image. The default, 500 million, is sized for a
+    24 GB machine: preprocessing holds about 40 bytes per voxel at its peak (the image as read and as a numpy copy,
+    float32 channels, the label as int16 and as an int64 lookup index, cropping and resampling copies), so about
+    20 GB for one image of that size; raise it on a larger machine."""
     tol = tol or Tolerance()
-    problems = _dataset_problems(ds)
+    problems = dataset_problems(ds)
     declared = tuple(sorted(ds.labels)) if ds.labels is not None else None
     fn = partial(
         check_case,
@@ -385,13 +324,17 @@ def verify(
         images_are_4d=ds.images_are_4d,
         n_channels=ds.n_channels,
         tol=tol,
+        max_voxels=max_voxels,
     )
     seen: set[int] = set()
+    hashed: list[tuple[Case, str]] = []
     counts: dict[int, list[str]] = {}
     results = parallel_map(fn, ds.cases, workers=workers, description="verify", show_progress=show_progress)
     for case, res in zip(ds.cases, results, strict=True):
         problems += res.problems
         seen.update(res.label_values)
+        if res.content is not None:
+            hashed.append((case, res.content))
         if not res.problems:
             counts.setdefault(res.n_channels, []).append(case.case_id)
     if len(counts) > 1:
@@ -405,10 +348,12 @@ def verify(
                 "convert RGB images to grayscale (or all to RGB) so the cases agree",
             )
         )
-    warns: list[Problem] = []
+    duplicates, warns = duplicate_content_problems(hashed)
+    problems += duplicates
     if not problems:
-        errors, warns = _label_presence(ds, seen)
+        errors, absent = _label_presence(ds, seen)
         problems += errors
+        warns += absent
     if problems:
         raise DatasetError(problems, f"{len(problems)} problem(s) in {ds.source}")
     for w in warns:

@@ -70,7 +70,9 @@ class Training:
 def load_training(workdir: Path) -> Training:
     wd = WorkDir(workdir)
     require(wd.train_config, "a finished training's train_config.json", f"automed train DATASET -o {workdir}")
-    meta = json.loads(wd.require_model().read_text())  # only what selection needs: configuration, folds, labels
+    meta = json.loads(
+        wd.require_model().read_text()
+    )  # only what selection needs: configuration, folds, labels
     configuration = TrainConfig.model_validate(meta["config"]).configuration
     dataset = json.loads(wd.train_config.read_text())["dataset"]
     return Training.of(workdir, configuration, meta["folds"], [int(k) for k in meta["labels"]], dataset)

@@ -12,6 +12,7 @@ from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
+from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError
 from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
 from automed.fingerprint.schema import Fingerprint
@@ -39,10 +40,20 @@ def as_dataset(dataset: str | Path | Dataset) -> Dataset:
 
 
 def verify(
-    dataset: str | Path | Dataset, *, workers: int | None = None, show_progress: bool = True
+    dataset: str | Path | Dataset,
+    *,
+    workers: int | None = None,
+    show_progress: bool = True,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> VerifyReport:
-    """Check a dataset and raise :class:`automed.errors.DatasetError` listing every problem. Writes nothing."""
-    return _verify(as_dataset(dataset), workers=resolve_workers(workers), show_progress=show_progress)
+    """Check a dataset and raise :class:`automed.errors.DatasetError` listing every problem. Writes nothing.
+    ``max_voxels`` bounds one image (checked from its header before any voxel is read)."""
+    return _verify(
+        as_dataset(dataset),
+        workers=resolve_workers(workers),
+        show_progress=show_progress,
+        max_voxels=max_voxels,
+    )
 
 
 def fingerprint(

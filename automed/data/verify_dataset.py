@@ -1,0 +1,150 @@
+"""Dataset-level rules of ``automed verify``: what the description (``dataset.json`` or CSV) says, before any file
+is opened: cases, labels and targets that agree, case IDs that are safe file names, label values automed can store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+
+from automed.data.schema import Dataset
+from automed.data.verify_rules import LABEL_MAX
+from automed.errors import Problem
+
+SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def dataset_problems(ds: Dataset) -> list[Problem]:
+    """Every problem of the description itself (no file opened)."""
+    return _description_problems(ds) + case_id_problems(ds) + declared_label_problems(ds)
+
+
+def _description_problems(ds: Dataset) -> list[Problem]:
+    src = str(ds.source)
+    out: list[Problem] = []
+    for file, why in ds.extra.get("unexpected_files", []):
+        out.append(
+            Problem(
+                file,
+                "every file in imagesTr/labelsTr must belong to a declared case and channel",
+                why,
+                "remove the file or declare the channel in channel_names",
+            )
+        )
+    if not ds.cases:
+        out.append(
+            Problem(
+                src,
+                "a dataset needs at least one training case",
+                "0 cases",
+                "list the cases in 'training' (MSD), put files in imagesTr (nnU-Net) or add CSV rows",
+            )
+        )
+    dup = sorted(k for k, n in Counter(c.case_id for c in ds.cases).items() if n > 1)
+    if dup:
+        out.append(
+            Problem(
+                src,
+                "subject/case IDs must be unique",
+                f"duplicates {dup[:10]}",
+                "give every case its own ID (use a PatientID column to group cases of one patient)",
+            )
+        )
+    labeled = [c for c in ds.cases if c.label is not None]
+    if labeled and len(labeled) != len(ds.cases):
+        missing = [c.case_id for c in ds.cases if c.label is None][:10]
+        out.append(
+            Problem(
+                src,
+                "either every case has a label or none has",
+                f"no label for {missing}",
+                "add the missing labels or drop those cases",
+            )
+        )
+    valued = [c for c in ds.cases if c.value is not None]
+    if valued and len(valued) != len(ds.cases):
+        missing = [c.case_id for c in ds.cases if c.value is None][:10]
+        out.append(
+            Problem(
+                src,
+                "either every case has a ValueToPredict or none has",
+                f"missing for {missing}",
+                "fill in the missing values",
+            )
+        )
+    if ds.labels is not None and labeled and 0 not in ds.labels:
+        out.append(
+            Problem(
+                src,
+                "'labels' must declare the background value 0",
+                str(sorted(ds.labels)),
+                'add "0": "background"',
+            )
+        )
+    if not ds.images_are_4d:
+        bad = [c.case_id for c in ds.cases if len(c.images) != ds.n_channels]
+        if bad:
+            out.append(
+                Problem(
+                    src,
+                    f"every case needs {ds.n_channels} channel image(s)",
+                    f"cases {bad[:10]}",
+                    "list one image per channel",
+                )
+            )
+    return out
+
+
+def case_id_problems(ds: Dataset) -> list[Problem]:
+    """Case IDs name files (``preprocessed/<id>.npz``, predictions): letters, digits, ``.``, ``_`` and ``-`` only,
+    no leading dot (hidden files, ``.``, ``..``), and unique also when letter case is ignored (``Case1`` and
+    ``case1`` are one file on macOS and Windows)."""
+    out: list[Problem] = []
+    from_csv = ds.layout == "csv"
+    for c in ds.cases:
+        cid = c.case_id
+        if SAFE_ID.fullmatch(cid) and not cid.startswith("."):
+            continue
+        out.append(
+            Problem(
+                str(ds.source) if from_csv or not c.images else str(c.images[0]),
+                "case IDs must be safe file names: letters, digits, '.', '_' and '-' only, not starting with '.'",
+                f"case ID {cid!r}" + ("" if from_csv else " (from the image file name)"),
+                (
+                    "rename the SubjectID (e.g. replace '/', spaces and other characters by '_'); the image paths "
+                    "belong in the Channel_* columns"
+                    if from_csv
+                    else "rename the image (and label) file to letters, digits, '.', '_' and '-'"
+                ),
+            )
+        )
+    by_folded: defaultdict[str, set[str]] = defaultdict(set)
+    for c in ds.cases:
+        by_folded[c.case_id.casefold()].add(c.case_id)
+    clashes = sorted(sorted(ids) for ids in by_folded.values() if len(ids) > 1)
+    if clashes:
+        out.append(
+            Problem(
+                str(ds.source),
+                "case IDs must differ in more than letter case (they name files, and on case-insensitive file "
+                "systems such as macOS and Windows those are one file)",
+                f"IDs differing only in case: {clashes[:10]}",
+                "rename one of each pair (e.g. Case1 and case1 to case1a and case1b)",
+            )
+        )
+    return out
+
+
+def declared_label_problems(ds: Dataset) -> list[Problem]:
+    """Declared label values automed cannot store (see :data:`LABEL_MAX`)."""
+    big = sorted(v for v in ds.labels or {} if v > LABEL_MAX)
+    if not big:
+        return []
+    return [
+        Problem(
+            str(ds.source),
+            f"label values must be <= {LABEL_MAX} (automed stores label maps as int16)",
+            f"declared values {big[:10]}",
+            f"renumber the labels to 0..{LABEL_MAX} (e.g. 0, 1, 2, ...) in 'labels' and in the label maps",
+        )
+    ]

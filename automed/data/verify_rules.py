@@ -1,0 +1,123 @@
+"""Per-file safety rules of ``automed verify`` (issue 13): label values automed can store, sane image headers
+(spacing, size) checked before any voxel is read, and the same image under two case IDs.
+
+Each rule returns :class:`~automed.errors.Problem` s (file + rule + value + fix); :mod:`automed.data.verify` calls
+them and reports everything together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from automed.data.io import Header, nifti_spatial_pixdim
+from automed.data.schema import Case
+from automed.errors import Problem
+
+# Label maps are held as int16 from reading a case on (automed.data.cases.read_case, the preprocessing lookup table,
+# the label values of a bundle): a larger value wraps around (40000 becomes -25536).
+LABEL_MAX = int(np.iinfo(np.int16).max)
+# Preprocessing one case holds about 40 bytes per voxel at its peak: the image as read and as a numpy copy, the
+# float32 channel stack, the label as read, as int16 and as the int64 index of the label lookup, and the copies of
+# cropping, normalisation and resampling. 500 million voxels (e.g. 1000 x 1000 x 500, larger than a whole-body CT
+# at 1 mm) thus need about 20 GB: what a 24 GB machine can spare for one worker. Larger images need a larger
+# machine (pass max_voxels) or cropping/downsampling first.
+DEFAULT_MAX_VOXELS = 500_000_000
+MAX_VOXELS_MEMORY = "about 40 bytes per voxel in preprocessing, so 20 GB for the default"
+
+
+def label_range_problem(path: Path, values: list[int]) -> Problem | None:
+    """Label values found in a label map that do not fit int16."""
+    big = [v for v in values if v > LABEL_MAX]
+    if not big:
+        return None
+    return Problem(
+        str(path),
+        f"label values must be <= {LABEL_MAX} (automed stores label maps as int16)",
+        f"values {big[:10]} (the largest allowed is {LABEL_MAX})",
+        f"relabel the map to values 0..{LABEL_MAX} (e.g. consecutive 0, 1, 2, ...) and declare them in 'labels'",
+    )
+
+
+def header_problems(path: Path, header: Header, what: str, max_voxels: int) -> list[Problem]:
+    """Spacing and size problems of one image or label header, found before any voxel is read."""
+    out: list[Problem] = []
+    g = header.geometry
+    spatial = g.spacing[: min(g.dimension, 3)]
+    stored = nifti_spatial_pixdim(path)
+    for found in (spatial, stored):
+        if found is not None and not all(math.isfinite(s) and s > 0 for s in found):
+            out.append(
+                Problem(
+                    str(path),
+                    f"{what} spacing must be finite and > 0 on every axis (ITK would silently mirror a negative "
+                    "spacing or replace a zero or NaN one by 1)",
+                    f"spacing {tuple(found)}" + (" (NIfTI pixdim)" if found is stored else ""),
+                    "write the true voxel size (positive, in mm) into the header, e.g. with SimpleITK SetSpacing; "
+                    "a flipped axis belongs in the direction matrix",
+                )
+            )
+            break
+    n = math.prod(g.size) * max(1, header.components)
+    if n > max_voxels:
+        out.append(
+            Problem(
+                str(path),
+                f"each {what} may hold at most {max_voxels:,} voxels (verify's max_voxels; the default "
+                f"{DEFAULT_MAX_VOXELS:,} is sized for a 24 GB machine: {MAX_VOXELS_MEMORY})",
+                f"{n:,} voxels (size {g.size}, {header.components} component(s))",
+                "crop or downsample the image first, or on a machine with the memory pass a larger limit "
+                "(`automed verify --max-voxels N`, or max_voxels= in the Python API)",
+            )
+        )
+    return out
+
+
+def content_hash(arr: np.ndarray) -> str:
+    """A digest of an array's voxels, shape and type (two cases with equal digests hold the same image), prefixed
+    ``blank:`` when every voxel has the same value (such images are equal by nature, see
+    :func:`duplicate_content_problems`)."""
+    a = np.ascontiguousarray(arr)
+    h = hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode(), digest_size=16)
+    h.update(a.data)
+    blank = a.size == 0 or bool(a.min() == a.max())
+    return ("blank:" if blank else "") + h.hexdigest()
+
+
+def duplicate_content_problems(hashed: list[tuple[Case, str]]) -> tuple[list[Problem], list[Problem]]:
+    """Errors and warnings about cases of different subjects whose first channel holds identical voxels (``hashed``:
+    each case with its :func:`content_hash`).
+
+    The same image would be trained on and validated against in cross-validation: an error. Cases of one subject
+    (CSV ``PatientID``) stay in one fold and may share an image (e.g. two raters' labels). Blank (constant) images
+    are only a warning: they are equal whoever they belong to and carry nothing to leak, but rarely the right
+    files."""
+    groups: defaultdict[str, list[Case]] = defaultdict(list)
+    for case, digest in hashed:
+        groups[digest].append(case)
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    for digest, cases in groups.items():
+        if len({c.subject for c in cases}) < 2:
+            continue
+        first, *rest = cases
+        blank = digest.startswith("blank:")
+        for c in rest:
+            (warnings if blank else errors).append(
+                Problem(
+                    str(c.images[0]),
+                    "every case should hold its own image; these are blank (every voxel the same value)"
+                    if blank
+                    else "every case must hold its own image: the same image under two case IDs leaks between "
+                    "cross-validation folds",
+                    f"case {c.case_id!r} has the same voxels as case {first.case_id!r} ({first.images[0]})",
+                    "check that these are the right files: a constant image holds nothing to learn from"
+                    if blank
+                    else "remove the duplicate case, or (CSV) give both the same PatientID so they stay in one fold",
+                )
+            )
+    return errors, warnings
