@@ -9,7 +9,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,24 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(finite_json(obj), fh, indent=1, sort_keys=False, allow_nan=False)
             fh.write("\n")
+            fh.flush()
+            os.fsync(
+                fh.fileno()
+            )  # on disk before it replaces the earlier file (a crash leaves one or the other)
         Path(tmp).replace(path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (the folder's entry list is flushed to disk)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path, *, what: str) -> Any:
@@ -86,13 +100,72 @@ def check_schema_version(path: Path, data: dict[str, Any], expected: int, *, wha
         )
 
 
+OUTPUT_MARKER = (
+    ".automed-output.json"  # in every folder automed writes as a whole: its kind (export, cube, ...)
+)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    """Whether ``a`` is ``b`` or lies inside it."""
+    return a == b or b in a.parents
+
+
+def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwrite: bool = False) -> Path:
+    """Check, before any work, that ``out`` may receive a ``kind`` output; return it resolved.
+
+    Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
+    an existing non-empty folder only when automed wrote it as the same kind (:data:`OUTPUT_MARKER`), or with
+    ``overwrite``."""
+    res = out.expanduser().resolve()
+    for p in protected:
+        pr = p.expanduser().resolve()
+        folder = pr if pr.is_dir() else pr.parent
+        if _inside(folder, res):
+            raise ArtifactError.single(
+                out,
+                f"an output ({kind}) must not be, or hold, the model or the inputs",
+                f"{res} holds {pr}",
+                "choose another output folder (e.g. a new folder beside it)",
+            )
+    if res.is_file():
+        raise ArtifactError.single(
+            out, f"an output ({kind}) must be a folder", "an existing file", "choose a folder"
+        )
+    if res.is_dir() and any(res.iterdir()) and not overwrite:
+        marker = res / OUTPUT_MARKER
+        found = json.loads(marker.read_text()).get("kind") if marker.is_file() else None
+        if found != kind:
+            raise ArtifactError.single(
+                out,
+                f"automed replaces only folders it wrote as {kind} output",
+                f"a non-empty folder ({'a ' + found + ' output' if found else 'not written by automed'})",
+                "choose a new or empty folder, or pass --overwrite to replace it",
+            )
+    return res
+
+
+def mark_output(folder: Path, kind: str) -> None:
+    """Record in ``folder`` that automed wrote it as a ``kind`` output (see :func:`claim_output`)."""
+    (folder / OUTPUT_MARKER).write_text(json.dumps({"kind": kind, "schema_version": 1}) + "\n")
+
+
+def _recover(final: Path) -> None:
+    """A replacement killed between its two renames left only ``.NAME.old-PID``: put it back."""
+    if final.exists():
+        return
+    old = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if old:
+        old[-1].rename(final)
+
+
 @contextlib.contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``final``, on error it is removed.
 
-    The earlier content of ``final`` stays in place until the new one is complete.
-    """
+    The earlier content of ``final`` stays in place until the new one is complete; a kill between the two renames of
+    the replacement leaves the earlier folder under a hidden name, put back by the next call."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    _recover(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield tmp
@@ -103,4 +176,5 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     if final.exists():
         final.rename(old)
     tmp.rename(final)
+    fsync_dir(final.parent)
     shutil.rmtree(old, ignore_errors=True)

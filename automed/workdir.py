@@ -17,6 +17,9 @@ A selection folder (``automed select -o S``): ``selection.json`` and, for a chos
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +123,40 @@ class WorkDir:
         return require(
             self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
         )
+
+
+LOCK = ".automed.lock"
+
+
+@contextlib.contextmanager
+def locked(root: Path, command: str) -> Iterator[None]:
+    """Hold the work dir's lock while ``command`` writes it: a second writer (another ``automed train --resume``,
+    a sweep started twice) gets a clear error naming the holder's process instead of racing on its checkpoints.
+    The lock is a POSIX record lock (``lockf``): released when the holder dies, even by ``kill -9``, and not
+    inherited by the data-loader processes a training forks (they may outlive a killed holder by a few seconds)."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK
+    with path.open("a+") as fh:
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ArtifactError.single(
+                root,
+                "one automed command writes a work dir at a time",
+                f"it is in use by {holder}",
+                "wait for that command to finish (or stop it), or use another -o",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"PID {os.getpid()} ({command})\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.lockf(fh, fcntl.LOCK_UN)

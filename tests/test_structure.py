@@ -12,6 +12,7 @@ MAX_LINES = 450
 SHORT = {  # orchestration functions that must stay readable at a glance
     ("automed.workflow.train", "train_dataset"): 80,
     ("automed.workflow.sweep", "sweep_dataset"): 80,
+    ("automed.workflow.sweep", "_sweep"): 80,
     ("automed.train.trainer", "train_fold"): 80,
     ("automed.workflow.fold", "run_fold"): 80,
 }

@@ -222,6 +222,19 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert (progress.parent / "checkpoint_final.pt").is_file()
     paths = api.predict(wd, ds / "imagesTr", tmp_path / "pred", show_progress=False)
     assert len(paths) == 4
+    # the killed-then-resumed fold equals an uninterrupted one: same weights, same per-epoch metrics
+    ref = api.train(
+        ds,
+        tmp_path / "W_ref",
+        config=cfg,
+        folds=2,
+        only_folds=[0],
+        tracking_uri=uri,
+        workers=0,
+        show_progress=False,
+    )
+    ref_folder = ref.workdir / "train" / "3d_fullres" / "fold_0"
+    _assert_same_training(progress.parent, ref_folder)
     # --extend adds epochs to the finished fold with a fresh, lower learning-rate cycle
     r = subprocess.run(
         [
@@ -244,6 +257,41 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     hist = json.loads(progress.read_text())["history"]
     assert len(hist) == 8 and hist[6]["learning_rate"] < 1e-2 * 0.1 + 1e-9
+
+
+def _assert_same_training(a: Path, b: Path) -> None:
+    """Two fold folders hold identical final weights and the same per-epoch losses and scores."""
+    import torch
+
+    wa = torch.load(a / "checkpoint_final.pt", weights_only=True)["model"]
+    wb = torch.load(b / "checkpoint_final.pt", weights_only=True)["model"]
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ"
+    keys = ("train_loss", "val_loss", "mean_fg_dice", "ema_fg_dice", "learning_rate", "iterations")
+    ha = [{k: h[k] for k in keys} for h in json.loads((a / "progress.json").read_text())["history"]]
+    hb = [{k: h[k] for k in keys} for h in json.loads((b / "progress.json").read_text())["history"]]
+    assert ha == hb
+
+
+def test_same_seed_and_epochs_give_identical_weights(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=6)
+    cfg = _tiny_config(tmp_path / "cfg.yaml", epochs=2, iterations_per_epoch=3)
+    runs = [
+        api.train(
+            ds,
+            tmp_path / name,
+            config=cfg,
+            folds=2,
+            only_folds=[0],
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            workers=0,
+            show_progress=False,
+            register=False,
+        )
+        for name in ("A", "B")
+    ]
+    a, b = (r.workdir / "train" / "3d_fullres" / "fold_0" for r in runs)
+    _assert_same_training(a, b)
 
 
 def test_parallel_folds_log_every_run_once(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automed.cli._common import DeviceOpt, ModelArg, RegistryUriOpt, out, progress
+from automed.cli._common import DeviceOpt, ModelArg, OverwriteOpt, RegistryUriOpt, out, progress
 
 app = typer.Typer()
 
@@ -34,6 +34,7 @@ def export(
     ] = "auto",
     repeats: Annotated[int, typer.Option(help="Timed predictions per runtime (best is kept).")] = 1,
     tracking_uri: RegistryUriOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export fold networks to ONNX / OpenVINO IR; check parity with torch and time each runtime on a real case.
 
@@ -52,6 +53,7 @@ def export(
         ov_precision=ov_precision,
         repeats=repeats,
         tracking_uri=tracking_uri,
+        overwrite=overwrite,
     )
     rep = res.report
     if "parity" in rep:
@@ -88,6 +90,7 @@ def package(
         str | None, typer.Option(help="Container image name (default: automed/<dataset>:0.1.0).")
     ] = None,
     tracking_uri: RegistryUriOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Package a model as an MLCube + MedPerf container folder (Dockerfiles, entry point, weights, README).
 
@@ -95,7 +98,9 @@ def package(
     """
     from automed import api
 
-    res = api.package(model, mlcube, export_dir=export_dir, image=image, tracking_uri=tracking_uri)
+    res = api.package(
+        model, mlcube, export_dir=export_dir, image=image, tracking_uri=tracking_uri, overwrite=overwrite
+    )
     out.print(
         f"cube written to {res.folder} (image {res.image}); build with: docker build -t {res.image} {res.folder / 'project'}"
     )
@@ -119,6 +124,11 @@ def predict(
             "still the model's, else torch; or torch, openvino, onnx."
         ),
     ] = "auto",
+    nan_to: Annotated[
+        float | None,
+        typer.Option(help="Value for NaN/infinite input voxels (default: refuse such inputs with an error)."),
+    ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
 
@@ -137,5 +147,7 @@ def predict(
         show_progress=progress(),
         runtime=runtime,
         on_load=lambda text: out.print(f"predicting with {text}"),
+        nan_to=nan_to,
+        overwrite=overwrite,
     )
     out.print(f"wrote {len(paths)} prediction(s) to {output}")

@@ -57,6 +57,50 @@ def _channels_in_file(f: Path) -> tuple[int, bool]:
     return h.components, False
 
 
+def _extra_channels(
+    groups: dict[str, dict[int, Path]], singles: list[Path], pat: re.Pattern[str], root: Path
+) -> list[Problem]:
+    """``CASE_0001``... beside ``CASE_0000`` sent to a one-channel model (they would be predicted as separate
+    cases): one problem per case; those files are taken out of ``groups`` and ``singles``."""
+    out = []
+    for cid in sorted(groups):
+        extra = [f for f in singles if (m := pat.match(_strip(f))) and m["case"] == cid]
+        if extra:
+            names = [groups[cid][0].name, *(f.name for f in extra)]
+            out.append(
+                Problem(
+                    str(root / cid),
+                    "the model needs 1 channel per case",
+                    f"channel files {names}",
+                    "predict with a model trained on these channels, or pass only the channel it was trained on",
+                )
+            )
+            del groups[cid]
+            singles[:] = [f for f in singles if f not in extra]
+    return out
+
+
+def _check_output_names(cases: list[InputCase], root: Path) -> None:
+    """Two inputs that would write the same prediction file (``a.png`` and ``a.nii.gz`` both give ``a.nii.gz``)."""
+    by_name: dict[str, list[str]] = {}
+    for c in cases:
+        by_name.setdefault(f"{c.case_id}{c.suffix}".lower(), []).append(", ".join(p.name for p in c.images))
+    dup = {k: v for k, v in by_name.items() if len(v) > 1}
+    if dup:
+        raise DatasetError(
+            [
+                Problem(
+                    str(root),
+                    "every input must give its own prediction file name (case-insensitively)",
+                    f"{name} from {files}",
+                    "rename one of the inputs, or predict them from separate folders",
+                )
+                for name, files in sorted(dup.items())
+            ],
+            f"cannot predict {root}",
+        )
+
+
 def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
     """Cases under ``input_path`` with exactly ``n_channels`` images each; all problems reported at once."""
     root = Path(input_path).expanduser().resolve()
@@ -86,7 +130,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
                 else:
                     singles.append(f)
         cases = []
-        problems: list[Problem] = []
+        problems: list[Problem] = _extra_channels(groups, singles, pat, root) if n_channels == 1 else []
         for cid, chans in sorted(groups.items()):
             want = list(range(n_channels))
             if sorted(chans) != want:
@@ -118,6 +162,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
+    _check_output_names(cases, root)
     if not cases:
         raise DatasetError.single(
             root,

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from automed.artifacts import atomic_directory, mark_output
 from automed.errors import ConfigError
 from automed.export.bundle import readable
 from automed.package.schemas import validate_cube
@@ -74,9 +75,7 @@ def _image_name(dataset: str) -> str:
 def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None = None) -> PackageResult:
     """Turn an export bundle into a cube folder at ``out`` (see the module docstring)."""
     image = image or _image_name(str(meta["dataset"]))
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_directory(out) as tmp:  # an earlier cube stays until this one is complete
         project = tmp / "project"
         project.mkdir(parents=True)
         shutil.copytree(bundle / "runtime", project / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
@@ -109,13 +108,8 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
                 tar.add(p, arcname=p.name)
         (tmp / "README.md").write_text(_readme(image, meta))
         validate_cube(tmp)
+        mark_output(tmp, "cube")
         readable(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return PackageResult(out, image)
 
 

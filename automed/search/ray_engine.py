@@ -153,6 +153,7 @@ class RayEngine(Engine):
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.own_cluster:
             kwargs["num_cpus"] = os.cpu_count() or 1
+            kwargs["_node_ip_address"] = "127.0.0.1"  # automed's own cluster listens on loopback only
             if temp_dir:
                 kwargs["_temp_dir"] = temp_dir
         if not ray.is_initialized():

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import fsync_dir, write_json_atomic
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.train.config import TrainConfig
@@ -120,15 +120,30 @@ class TrainState:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``path`` through a temporary file flushed to disk, then an atomic rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
+    with tmp.open("wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(path)
+    fsync_dir(path.parent)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError.single(path, "the checkpoint must exist", "missing", "train the fold first")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or overwritten by something else: torch's own message says little
+        others = sorted(p.name for p in path.parent.glob("checkpoint_*.pt") if p != path)
+        raise ArtifactError.single(
+            path,
+            "a checkpoint must be a complete torch file written by automed",
+            f"unreadable ({type(exc).__name__}: {str(exc)[:120]})",
+            f"move it away and use another checkpoint of this fold ({', '.join(others) or 'none left'}): "
+            "`--resume` continues from checkpoint_latest.pt; without one the fold trains again",
+        ) from exc
     return state
 
 

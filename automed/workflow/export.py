@@ -20,6 +20,7 @@ def export(
     ov_precision: str = "auto",
     repeats: int = 1,
     tracking_uri: str | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
 
@@ -28,8 +29,10 @@ def export(
     ``ov_precision`` ``auto`` is bf16 on CPUs with native bf16 (AVX512-BF16/AMX, the same rule as torch's autocast
     in automed) and f32 elsewhere. Exporting a folder links the export to it (``export_link.json``), so
     ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
+    ``output`` is never the model folder, a folder holding it or the sample case, and an existing folder is replaced
+    only when it is an earlier export (or with ``overwrite``).
     """
-    from automed.artifacts import atomic_directory, write_json_atomic
+    from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.export.bundle import readable
@@ -57,6 +60,14 @@ def export(
         output = Path(model) / "export"
     if not is_uri:
         model = model_dir(Path(model))
+    out = Path(output)
+    earlier = (out / "export.json").is_file() and (
+        out / "preprocess.json"
+    ).is_file()  # exports before the marker
+    protected = [Path(model)] if not is_uri else []
+    claim_output(
+        out, "export", protected=protected + ([Path(case)] if case else []), overwrite=overwrite or earlier
+    )
     predictor = load_predictor(model, tracking_uri, runtime="torch")
     pair = isinstance(predictor, EnsemblePredictor)
     sample = None
@@ -87,6 +98,7 @@ def export(
         else:
             card = model_card(predictor, res.report, workdir)
         (tmp / "MODEL_CARD.md").write_text(card)
+        mark_output(tmp, "export")
         readable(tmp)
     res.folder = final
     res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
@@ -104,12 +116,22 @@ def package(
     export_dir: str | Path | None = None,
     image: str | None = None,
     tracking_uri: str | None = None,
+    overwrite: bool = False,
 ) -> PackageResult:
-    """An MLCube / MedPerf cube folder for a trained model (exported first unless ``export_dir`` is given)."""
+    """An MLCube / MedPerf cube folder for a trained model (exported first unless ``export_dir`` is given).
+    ``mlcube`` is never the model or export folder (or one holding them); an existing folder is replaced only when
+    it is an earlier cube (or with ``overwrite``)."""
     import json
     import tempfile
 
+    from automed.artifacts import claim_output
     from automed.package.mlcube import write_cube
+
+    protected = [Path(export_dir)] if export_dir is not None else []
+    if not str(model).startswith("models:/"):
+        protected.append(Path(model))
+    earlier = (Path(mlcube) / "mlcube" / "mlcube.yaml").is_file()  # cubes written before the marker
+    claim_output(Path(mlcube), "cube", protected=protected, overwrite=overwrite or earlier)
 
     if export_dir is None:
         with tempfile.TemporaryDirectory(prefix="automed-export-") as tmp:

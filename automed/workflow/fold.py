@@ -6,6 +6,7 @@ in the original geometry with the task's metrics, log everything into the fold's
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -50,7 +51,20 @@ class MlflowEpochs:
         }
         for name, d in zip(self.names, log.pseudo_dice, strict=False):
             m[f"pseudo_dice_{name}"] = d
-        self.tracker.log_metrics(self.run_id, m, step=log.epoch)
+        # a tracking store that fails now and then (a busy server, a locked SQLite file) never kills a fold
+        for attempt in range(4):
+            try:
+                self.tracker.log_metrics(self.run_id, m, step=log.epoch)
+                return
+            except Exception as exc:
+                if attempt == 3:
+                    logging.getLogger("automed").warning(
+                        "warning: MLflow did not take the metrics of epoch %d (%s); training goes on",
+                        log.epoch,
+                        exc,
+                    )
+                    return
+                time.sleep(0.5 * 2**attempt)
 
 
 def safe_key(name: str) -> str:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
 from automed.workdir import WorkDir
@@ -112,22 +112,30 @@ def predict(
     show_progress: bool = True,
     runtime: str = "auto",
     on_load: Any = None,
+    nan_to: float | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Predict every case under ``input_path`` with a training work dir, an ``automed select`` folder (its choice)
     or a registered model URI.
 
     ``runtime`` ``auto``: the work dir's export (OpenVINO, else onnxruntime) when ``automed export`` linked one that
     is still the model's (same checkpoints, parity passed), else torch; ``torch``, ``openvino``, ``onnx`` force one.
-    ``on_load(text)`` is told which one runs."""
+    ``on_load(text)`` is told which one runs.
+
+    ``output`` is never the model or the input folder (or one holding them); an existing folder is written into only
+    when it holds earlier predictions (or with ``overwrite``); each file is written under a temporary name and
+    renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value."""
     import numpy as np
 
+    from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.data.io import write_image
     from automed.infer.inputs import discover
     from automed.parallel import progress_bar
 
-    out = Path(output)
+    protected = [Path(input_path)] + ([] if str(model).startswith("models:/") else [Path(model)])
+    out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
     predictor = load_predictor(model, tracking_uri, device, runtime)
     if on_load is not None:
         kind = getattr(predictor, "runtime", None)
@@ -136,16 +144,41 @@ def predict(
         predictor.tta = tta
     cases = discover(input_path, predictor.n_channels)
     out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, "predictions")
     written: list[Path] = []
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("predict", total=len(cases))
         for c in cases:
             cd = read_case(Case(c.case_id, c.images), c.is_4d)
-            res = predictor.predict_arrays(cd.channels, cd.geometry, probabilities=save_probabilities)
+            channels = _finite(cd.channels, c.images, nan_to)
+            res = predictor.predict_arrays(channels, cd.geometry, probabilities=save_probabilities)
             path = out / f"{c.case_id}{c.suffix}"
-            write_image(res.labels, cd.geometry, path)
+            tmp = out / f".{c.case_id}.partial{c.suffix}"  # same ending: the writer picks the format from it
+            write_image(res.labels, cd.geometry, tmp)
+            tmp.replace(path)
             if res.probabilities is not None:
-                np.savez_compressed(out / f"{c.case_id}.npz", probabilities=res.probabilities)
+                ptmp = out / f".{c.case_id}.partial.npz"
+                np.savez_compressed(ptmp, probabilities=res.probabilities)
+                ptmp.replace(out / f"{c.case_id}.npz")
             written.append(path)
             bar.advance(task)
     return written
+
+
+def _finite(channels: Any, images: tuple[Path, ...], nan_to: float | None) -> Any:
+    """``channels`` when every voxel is finite, or with non-finite voxels set to ``nan_to``; else a clear error."""
+    import numpy as np
+
+    bad = ~np.isfinite(channels)
+    if not bad.any():
+        return channels
+    if nan_to is None:
+        raise DatasetError.single(
+            images[0],
+            "input voxels must be finite (a model given NaN predicts nothing there, silently)",
+            f"{int(bad.sum())} NaN/infinite voxel(s)",
+            "fix the image, or pass --nan-to VALUE (e.g. the background intensity) to replace them",
+        )
+    out = channels.copy()
+    out[bad] = nan_to
+    return out

@@ -39,6 +39,7 @@ from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
 from automed.tracking import Tracker
 from automed.train.config import TrainConfig, load_train_config
+from automed.workdir import locked
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
 from automed.workflow.sweep_stages import (
     STATE_FILE,
@@ -151,9 +152,22 @@ def sweep_dataset(
     resume: bool = False,
     show_progress: bool = True,
 ) -> SweepResult:
-    """Run (or ``resume``) a sweep; see the module docstring for the policy and the work dir layout."""
-    t0 = time.perf_counter()
+    """Run (or ``resume``) a sweep; see the module docstring for the policy and the work dir layout. The work dir
+    is locked while it runs (a second sweep into it is refused)."""
     wd = Path(workdir).resolve()
+    with locked(wd, "automed sweep"):
+        return _sweep(dataset, wd, opts, base_config, resume, show_progress)
+
+
+def _sweep(
+    dataset: str | Path | None,
+    wd: Path,
+    opts: SweepOptions,
+    base_config: TrainConfig | None,
+    resume: bool,
+    show_progress: bool,
+) -> SweepResult:
+    t0 = time.perf_counter()
     if resume:
         state, opts = _resume_state(wd, opts)
     else:

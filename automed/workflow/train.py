@@ -35,7 +35,7 @@ from automed.train.config import TrainConfig, load_train_config
 from automed.train.device import pick_device
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import checkpoint_matches, fold_finished
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, locked
 from automed.workflow.fold import FoldJob, FoldOutcome, run_fold, safe_key, validation_passes
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
 
@@ -354,28 +354,29 @@ def train_dataset(
     """Train (or ``resume``, or ``extend`` by N epochs) every fold of one configuration; see the module docstring."""
     t0 = time.perf_counter()
     wd = Path(workdir).resolve()
-    fallback = None
-    if resume or extend:
-        ds, config, opts, fallback = _restore(wd, opts)
-    else:
-        ds, config = _start(dataset, wd, config, opts, show_progress)
-    plan = Plan.load(WorkDir(wd).plan)
-    config = choose_configuration(config, plan, auto=False)
-    task = task_for(plan.task_type, ds.source)
-    tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
-    try:
-        rows, epochs, jobs = _fold_jobs(wd, plan, config, opts, tracker, track, resume, extend)
-        deadline = t0 + opts.budget_s if opts.budget_s else None
-        for out in _run_jobs(jobs, opts, deadline, fallback):
-            rows += out.rows
-            epochs[out.fold] = out.epochs
-        folds = sorted(epochs)
-        cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)
-    except BaseException as exc:
-        tracker.end_run(track.parent_run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
-        raise
-    tracker.end_run(track.parent_run_id)
-    return TrainResult(wd, cv, meta, epochs, registered)
+    with locked(wd, "automed train"):
+        fallback = None
+        if resume or extend:
+            ds, config, opts, fallback = _restore(wd, opts)
+        else:
+            ds, config = _start(dataset, wd, config, opts, show_progress)
+        plan = Plan.load(WorkDir(wd).plan)
+        config = choose_configuration(config, plan, auto=False)
+        task = task_for(plan.task_type, ds.source)
+        tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
+        try:
+            rows, epochs, jobs = _fold_jobs(wd, plan, config, opts, tracker, track, resume, extend)
+            deadline = t0 + opts.budget_s if opts.budget_s else None
+            for out in _run_jobs(jobs, opts, deadline, fallback):
+                rows += out.rows
+                epochs[out.fold] = out.epochs
+            folds = sorted(epochs)
+            cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)
+        except BaseException as exc:
+            tracker.end_run(track.parent_run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+            raise
+        tracker.end_run(track.parent_run_id)
+        return TrainResult(wd, cv, meta, epochs, registered)
 
 
 def train(

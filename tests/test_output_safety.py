@@ -1,0 +1,250 @@
+"""Outputs never replace inputs, the model or folders automed did not write; replacing a folder survives a kill;
+predict checks its inputs against the model (channels, finite voxels, distinct output names)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed.artifacts import OUTPUT_MARKER, atomic_directory, claim_output, mark_output
+from automed.errors import ArtifactError, DatasetError
+from automed.infer.inputs import discover
+from automed.testing.synthetic import make_dataset
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Path -> content hash of every file under ``root``."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_claim_refuses_the_model_its_parents_and_the_inputs(tmp_path: Path) -> None:
+    model, inputs = tmp_path / "W", tmp_path / "in"
+    model.mkdir()
+    inputs.mkdir()
+    (inputs / "a.nii.gz").write_bytes(b"x")
+    for out in (model, tmp_path, inputs):
+        with pytest.raises(ArtifactError, match="must not be, or hold, the model or the inputs") as err:
+            claim_output(out, "export", protected=[model, inputs / "a.nii.gz"], overwrite=True)
+        assert "choose another output folder" in str(err.value)
+    assert claim_output(model / "export", "export", protected=[model]) == (model / "export").resolve()
+
+
+def test_claim_refuses_foreign_and_other_kind_folders_unless_overwrite(tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ArtifactError, match="replaces only folders it wrote as cube output") as err:
+        claim_output(foreign, "cube")
+    assert "not written by automed" in str(err.value) and "--overwrite" in str(err.value)
+    assert claim_output(foreign, "cube", overwrite=True) == foreign.resolve()
+    other = tmp_path / "preds"
+    other.mkdir()
+    mark_output(other, "predictions")
+    (other / "x.nii.gz").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match="a predictions output"):
+        claim_output(other, "export")
+    assert claim_output(other, "predictions") == other.resolve()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert claim_output(empty, "export") == empty.resolve()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="must be a folder"):
+        claim_output(tmp_path / "file", "export")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_a_replacement_killed_between_its_renames_is_found_again(tmp_path: Path) -> None:
+    final = tmp_path / "export"
+    with atomic_directory(final) as tmp:
+        (tmp / "v1").write_text("1")
+    # a kill after `final -> .final.old-PID` and before `tmp -> final` leaves only the hidden earlier folder
+    final.rename(tmp_path / ".export.old-12345")
+    with pytest.raises(RuntimeError), atomic_directory(final) as tmp:
+        raise RuntimeError("killed while building")
+    assert (final / "v1").read_text() == "1"  # put back before the new attempt started
+    with atomic_directory(final) as tmp:
+        (tmp / "v2").write_text("2")
+    assert sorted(p.name for p in final.iterdir()) == ["v2"]
+    assert not list(tmp_path.glob(".export.*"))
+
+
+def _img(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+
+
+def test_two_channels_sent_to_a_one_channel_model(tmp_path: Path) -> None:
+    for ch in (0, 1):
+        _img(tmp_path / "in" / f"pat_{ch:04d}.nii.gz", np.zeros((4, 5, 6), np.float32))
+    _img(tmp_path / "in" / "other.nii.gz", np.zeros((4, 5, 6), np.float32))
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path / "in", 1)
+    (p,) = err.value.problems
+    assert p.file.endswith("pat") and "1 channel per case" in p.rule
+    assert "pat_0000.nii.gz" in p.value and "pat_0001.nii.gz" in p.value and "trained on" in p.fix
+    (tmp_path / "in" / "other.nii.gz").unlink()
+    assert [c.case_id for c in discover(tmp_path / "in", 2)] == ["pat"]  # what a two-channel model takes
+
+
+def test_two_inputs_with_one_output_name(tmp_path: Path) -> None:
+    arr = np.zeros((5, 6), np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(tmp_path / "a.png"))
+    _img(tmp_path / "a.nii.gz", np.zeros((1, 5, 6), np.float32))
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path, 1)
+    (p,) = err.value.problems
+    assert "own prediction file name" in p.rule and "a.nii.gz from" in p.value and "rename" in p.fix
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from automed import api
+
+    root = tmp_path_factory.mktemp("safety")
+    ds = make_dataset(root / "data", n_cases=4, shape=(12, 24, 24), seed=4)
+    cfg = root / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
+    api.train(
+        ds,
+        root / "W",
+        config=cfg,
+        folds=2,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        workers=0,
+        show_progress=False,
+    )
+    return {"root": root, "ds": ds, "W": root / "W"}
+
+
+@pytest.mark.slow
+def test_export_onto_the_work_dir_is_refused_and_nothing_changes(trained: dict[str, Path]) -> None:
+    from automed import api
+
+    before = _tree(trained["root"])
+    for out in (trained["W"], trained["root"]):
+        with pytest.raises(ArtifactError, match="must not be, or hold"):
+            api.export(trained["W"], out, overwrite=True)
+    with pytest.raises(ArtifactError, match="must not be, or hold"):
+        api.package(trained["W"], trained["W"])
+    assert _tree(trained["root"]) == before
+
+
+@pytest.mark.slow
+def test_package_onto_a_foreign_folder_is_refused(trained: dict[str, Path], tmp_path: Path) -> None:
+    from automed import api
+
+    foreign = tmp_path / "dist"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("years of work")
+    with pytest.raises(ArtifactError, match="replaces only folders it wrote as cube output"):
+        api.package(trained["W"], foreign)
+    assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
+
+
+@pytest.mark.slow
+def test_predict_into_the_inputs_is_refused_and_nan_is_an_error(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    from automed import api
+
+    images = trained["ds"] / "imagesTr"
+    before = _tree(images)
+    with pytest.raises(ArtifactError, match="must not be, or hold"):
+        api.predict(trained["W"], images, images, show_progress=False)
+    with pytest.raises(ArtifactError, match="must not be, or hold"):
+        api.predict(trained["W"], images, trained["W"], show_progress=False)
+    assert _tree(images) == before
+    img = sitk.ReadImage(str(images / "case_000.nii.gz"))
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    arr[0, 0, :3] = np.nan
+    bad = sitk.GetImageFromArray(arr)
+    bad.CopyInformation(img)
+    sitk.WriteImage(bad, str(tmp_path / "nan.mha"))  # ITK's NIfTI reader turns NaN into 0
+    with pytest.raises(DatasetError) as err:
+        api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False)
+    assert "must be finite" in str(err.value) and "3 NaN" in str(err.value) and "--nan-to" in str(err.value)
+    (out,) = api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0)
+    assert out.is_file() and (tmp_path / "P" / OUTPUT_MARKER).is_file()
+    assert not list((tmp_path / "P").glob(".*partial*"))
+    again = api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0)
+    assert again == [out]  # the same folder of earlier predictions takes new ones
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from automed.workdir import locked
+
+    code = (
+        "import sys, time; from pathlib import Path; from automed.workdir import locked\n"
+        "with locked(Path(sys.argv[1]), 'automed train'):\n"
+        "    print('held', flush=True); time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = pytest.raises(ArtifactError, match="one automed command writes a work dir at a time")
+        with refused as err, locked(tmp_path, "automed train --resume"):
+            pass
+        assert f"PID {holder.pid} (automed train)" in str(err.value) and "another -o" in str(err.value)
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 10
+    while True:  # the kernel releases the lock of a killed holder
+        try:
+            with locked(tmp_path, "automed train --resume"):
+                break
+        except ArtifactError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def test_a_corrupt_checkpoint_names_the_others(tmp_path: Path) -> None:
+    import torch
+
+    from automed.train.state import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "checkpoint_best.pt", {"model": {"w": torch.zeros(2)}})
+    (tmp_path / "checkpoint_latest.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ArtifactError, match="complete torch file") as err:
+        load_checkpoint(tmp_path / "checkpoint_latest.pt")
+    assert "checkpoint_best.pt" in str(err.value) and "unreadable" in str(err.value)
+    assert load_checkpoint(tmp_path / "checkpoint_best.pt")["model"]["w"].shape == (2,)
+
+
+def test_mlflow_failures_inside_an_epoch_never_kill_a_fold(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from automed.train.state import EpochLog
+    from automed.workflow import fold
+
+    monkeypatch.setattr(fold.time, "sleep", lambda s: None)
+
+    class Flaky:
+        def __init__(self, failures: int) -> None:
+            self.failures, self.logged = failures, 0
+
+        def log_metrics(self, run_id: str, metrics: dict[str, float | None], step: int | None = None) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("store busy")
+            self.logged += 1
+
+    log = EpochLog(1, 0.5, 0.4, [0.3], 0.3, 0.3, 0.01, 1.0, 0.0, 10)
+    flaky = Flaky(2)
+    fold.MlflowEpochs(flaky, "run", ["a"]).on_epoch_end(0, log)  # type: ignore[arg-type]
+    assert flaky.logged == 1
+    down = Flaky(100)
+    fold.MlflowEpochs(down, "run", ["a"]).on_epoch_end(0, log)  # type: ignore[arg-type]
+    assert down.logged == 0 and "did not take the metrics of epoch 1" in caplog.text
