@@ -136,27 +136,33 @@ def locked(root: Path, command: str) -> Iterator[None]:
     inherited by the data-loader processes a training forks (they may outlive a killed holder by a few seconds)."""
     import fcntl
 
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK
-    with path.open("a+") as fh:
-        try:
-            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise ArtifactError.single(
-                root,
-                "one automed command writes a work dir at a time",
-                f"it is in use by {holder}",
-                "wait for that command to finish (or stop it), or use another -o",
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"PID {os.getpid()} ({command})\n")
-        fh.flush()
-        try:
-            yield
-        finally:
+    try:
+        with path.open("a+") as fh:
+            try:
+                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise ArtifactError.single(
+                    root,
+                    "one automed command writes a work dir at a time",
+                    f"it is in use by {holder}",
+                    "wait for that command to finish (or stop it), or use another -o",
+                ) from None
             fh.seek(0)
             fh.truncate()
-            fcntl.lockf(fh, fcntl.LOCK_UN)
+            fh.write(f"PID {os.getpid()} ({command})\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.lockf(fh, fcntl.LOCK_UN)
+    finally:
+        if created and [p.name for p in root.iterdir()] == [LOCK]:  # failed before writing anything: no trace
+            path.unlink()
+            root.rmdir()
