@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
-from automed.workdir import CHOICE, ENSEMBLE, EXPORT_LINK, MODEL, MODEL_BUNDLE
+from automed.train.meta import load_model, read_meta
+from automed.workdir import ENSEMBLE, EXPORT_LINK, MODEL, MODEL_BUNDLE
 
 LINK_FILE = EXPORT_LINK
 MODEL_FILE = MODEL
@@ -29,12 +30,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _folds(meta: dict[str, Any], choice: Path | None = None) -> list[int]:
-    """The folds a model predicts with: ``automed select``'s choice (``inference.json``), else its own."""
-    chosen = json.loads(choice.read_text())["inference"].get("folds") if choice and choice.is_file() else None
-    return list(chosen or meta.get("inference", {}).get("folds") or meta["folds"])
-
-
 def model_checkpoints(workdir: Path) -> list[Path]:
     """The checkpoint files the work dir's model (``model.json``) predicts with, in ensemble order; for a selection
     folder that chose a pair, every member's fold weights in its ``model_bundle``."""
@@ -42,13 +37,12 @@ def model_checkpoints(workdir: Path) -> list[Path]:
         bundle = (workdir / PAIR_FILE).parent
         out = []
         for m in json.loads((workdir / PAIR_FILE).read_text())["members"]:
-            meta = json.loads((bundle / m["folder"] / MODEL_FILE).read_text())
-            out += [bundle / m["folder"] / f"fold_{f}.pt" for f in _folds(meta)]
+            member = read_meta(bundle / m["folder"] / MODEL_FILE)
+            out += [bundle / m["folder"] / f"fold_{f}.pt" for f in member.predict_folds]
         return out
-    meta = json.loads((workdir / MODEL_FILE).read_text())
-    root = workdir / "train" / meta["configuration"]
-    folds = _folds(meta, workdir / CHOICE)
-    return [root / f"fold_{f}" / f"checkpoint_{meta.get('checkpoint', 'final')}.pt" for f in folds]
+    meta = load_model(workdir)  # automed select's choice (inference.json) applied
+    root = workdir / "train" / meta.configuration
+    return [root / f"fold_{f}" / f"checkpoint_{meta.checkpoint}.pt" for f in meta.predict_folds]
 
 
 def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str, Any]:

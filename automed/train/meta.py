@@ -25,7 +25,6 @@ from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 
 MODEL_SCHEMA = 2
-CHOICE_SCHEMA = 1
 
 
 class _Strict(BaseModel):

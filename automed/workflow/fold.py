@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +175,6 @@ class FoldJob:
     threads: int | None = None
     cuda_device: int | None = None
     overlays: int = 3  # validation cases drawn into the fold's MLflow run
-    end_run: bool = True  # end the fold's MLflow run when done (a trial records more first)
 
 
 @dataclass
@@ -186,7 +185,6 @@ class FoldOutcome:
     validation_seconds: float
     score: float
     result: FoldResult
-    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
@@ -249,6 +247,5 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
     except BaseException as exc:
         tracker.end_run(job.run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
-    if job.end_run:
-        tracker.end_run(job.run_id)
-    return FoldOutcome(job.fold, rows, res.epochs, val_cost, task.score(summary), res, summary)
+    tracker.end_run(job.run_id)
+    return FoldOutcome(job.fold, rows, res.epochs, val_cost, task.score(summary), res)
