@@ -149,13 +149,34 @@ def mark_output(folder: Path, kind: str) -> None:
     (folder / OUTPUT_MARKER).write_text(json.dumps({"kind": kind, "schema_version": 1}) + "\n")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _pid_of(leftover: Path) -> int | None:
+    try:
+        return int(leftover.name.rsplit("-", 2)[-2 if ".tmp-" in leftover.name else -1])
+    except (ValueError, IndexError):
+        return None
+
+
 def _recover(final: Path) -> None:
-    """A replacement killed between its two renames left only ``.NAME.old-PID``: put it back."""
-    if final.exists():
-        return
-    old = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if old:
-        old[-1].rename(final)
+    """Clean up after a replacement killed part-way: a kill between its two renames left only ``.NAME.old-PID``
+    (put back); a kill while building left ``.NAME.tmp-PID-*`` (removed once that process is gone)."""
+    if not final.exists():
+        old = sorted(final.parent.glob(f".{final.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if old:
+            old[-1].rename(final)
+    for leftover in [*final.parent.glob(f".{final.name}.tmp-*"), *final.parent.glob(f".{final.name}.old-*")]:
+        pid = _pid_of(leftover)
+        if pid is not None and pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -166,7 +187,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     the replacement leaves the earlier folder under a hidden name, put back by the next call."""
     final.parent.mkdir(parents=True, exist_ok=True)
     _recover(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     try:
         yield tmp
     except BaseException:

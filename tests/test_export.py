@@ -300,3 +300,22 @@ def test_predict_runs_the_linked_export_without_torch(exported: dict[str, Path])
             moved, exported["inputs"], exported["root"] / "pred-x", show_progress=False, runtime="openvino"
         )
     assert "folds changed" in str(e.value) and "automed export" in str(e.value)
+
+
+def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path], tmp_path: Path) -> None:
+    from automed.runtime import cli
+
+    src = sorted(exported["inputs"].iterdir())[0]
+    img = sitk.ReadImage(str(src))
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    arr[0, 0, :2] = np.nan
+    bad = sitk.GetImageFromArray(arr)
+    bad.CopyInformation(img)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sitk.WriteImage(bad, str(inputs / "nan.mha"))
+    args = ["-i", str(inputs), "-o", str(tmp_path / "out"), "--runtime", "onnx"]
+    with pytest.raises(SystemExit, match=r"must be finite, found 2 NaN/infinite.*--nan-to"):
+        cli.main(args, bundle=exported["bundle"])
+    assert cli.main([*args, "--nan-to", "0"], bundle=exported["bundle"]) == 0
+    assert (tmp_path / "out" / "nan.mha").is_file()

@@ -56,5 +56,12 @@ OverwriteOpt = Annotated[
     bool,
     typer.Option(help="Replace an existing output folder that automed did not write as this kind of output."),
 ]
+KeepCaseIdsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-case-ids",
+        help="Send case IDs as they are (MLflow, model card, export). Default: keyed pseudonyms (README 'Patient data').",
+    ),
+]
 TrackingUriOpt = Annotated[str | None, typer.Option(help="MLflow store (default: ./mlflow.db).")]
 RegistryUriOpt = Annotated[str | None, typer.Option(help="MLflow store for models:/ URIs.")]

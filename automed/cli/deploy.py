@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automed.cli._common import DeviceOpt, ModelArg, OverwriteOpt, RegistryUriOpt, out, progress
+from automed.cli._common import (
+    DeviceOpt,
+    KeepCaseIdsOpt,
+    ModelArg,
+    OverwriteOpt,
+    RegistryUriOpt,
+    out,
+    progress,
+)
 
 app = typer.Typer()
 
@@ -35,6 +43,7 @@ def export(
     repeats: Annotated[int, typer.Option(help="Timed predictions per runtime (best is kept).")] = 1,
     tracking_uri: RegistryUriOpt = None,
     overwrite: OverwriteOpt = False,
+    keep_case_ids: KeepCaseIdsOpt = False,
 ) -> None:
     """Export fold networks to ONNX / OpenVINO IR; check parity with torch and time each runtime on a real case.
 
@@ -54,6 +63,7 @@ def export(
         repeats=repeats,
         tracking_uri=tracking_uri,
         overwrite=overwrite,
+        keep_case_ids=keep_case_ids,
     )
     rep = res.report
     if "parity" in rep:
@@ -91,6 +101,7 @@ def package(
     ] = None,
     tracking_uri: RegistryUriOpt = None,
     overwrite: OverwriteOpt = False,
+    keep_case_ids: KeepCaseIdsOpt = False,
 ) -> None:
     """Package a model as an MLCube + MedPerf container folder (Dockerfiles, entry point, weights, README).
 
@@ -99,7 +110,13 @@ def package(
     from automed import api
 
     res = api.package(
-        model, mlcube, export_dir=export_dir, image=image, tracking_uri=tracking_uri, overwrite=overwrite
+        model,
+        mlcube,
+        export_dir=export_dir,
+        image=image,
+        tracking_uri=tracking_uri,
+        overwrite=overwrite,
+        keep_case_ids=keep_case_ids,
     )
     out.print(
         f"cube written to {res.folder} (image {res.image}); build with: docker build -t {res.image} {res.folder / 'project'}"

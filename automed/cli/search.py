@@ -11,6 +11,7 @@ from rich.table import Table
 from automed.cli._common import (
     DeviceOpt,
     FoldsOpt,
+    KeepCaseIdsOpt,
     PresetOpt,
     TrackingUriOpt,
     TrainDatasetArg,
@@ -52,6 +53,7 @@ def sweep(
     device: DeviceOpt = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the sweep work dir WORKDIR.")] = None,
     workers: WorkersOpt = None,
+    keep_case_ids: KeepCaseIdsOpt = False,
 ) -> None:
     """Search training configs with Ray Tune + Optuna over folds; log sweep/trial/fold runs to MLflow.
 
@@ -90,6 +92,7 @@ def sweep(
         workers=workers,
         resume=resume is not None,
         show_progress=progress(),
+        keep_case_ids=keep_case_ids,
     )
     t = Table(title="sweep trials (best first)")
     cols = [c for c in res.table.columns if c not in ("host", "node", "trial_s")]
@@ -137,6 +140,7 @@ def select(
     latency_target: Annotated[
         float | None, typer.Option(help="Seconds per case; default: cheapest within 0.5 % of the best Dice.")
     ] = None,
+    keep_case_ids: KeepCaseIdsOpt = False,
 ) -> None:
     """Pick the best training or pair of trainings by CV Dice and decide postprocessing (largest components).
 
@@ -145,7 +149,12 @@ def select(
     from automed import api
 
     res = api.select(
-        list(workdirs), output, tracking_uri=tracking_uri, inference=inference, latency_target=latency_target
+        list(workdirs),
+        output,
+        tracking_uri=tracking_uri,
+        inference=inference,
+        latency_target=latency_target,
+        keep_case_ids=keep_case_ids,
     )
     t = Table(title="candidates (CV foreground Dice)")
     t.add_column("candidate")

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .backends import choose_runtime
 from .io import find_cases, read_case, spacing_zyx, write_labels
 from .model import BundleModel
@@ -45,7 +47,19 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     ap.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: onnxruntime-gpu's CUDA provider"
     )
+    ap.add_argument(
+        "--nan-to",
+        type=float,
+        default=None,
+        help="value for NaN/infinite input voxels (default: refuse such inputs with an error)",
+    )
     args = ap.parse_args(argv)
+    inp, outp = args.input.resolve(), args.output.resolve()
+    if outp == inp or outp in inp.parents:
+        raise SystemExit(
+            f"{args.output}: the output folder must not be, or hold, the input {args.input} (predictions would "
+            "mix with or replace the images); choose another -o"
+        )
     root = bundle or Path(sys.argv[0]).resolve().parent
     meta = json.loads((root / "preprocess.json").read_text())
     runtime = _runtime(args.runtime, meta)
@@ -57,6 +71,14 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
         channels, ref = read_case(case)
+        bad = ~np.isfinite(channels)
+        if bad.any():
+            if args.nan_to is None:
+                raise SystemExit(
+                    f"{case.paths[0]}: image voxels must be finite, found {int(bad.sum())} NaN/infinite; fix the "
+                    "image or pass --nan-to VALUE"
+                )
+            channels[bad] = args.nan_to
         if channels.shape[0] != model.n_channels:
             raise SystemExit(
                 f"{case.paths[0]}: the model needs {model.n_channels} channel(s), found {channels.shape[0]}"

@@ -57,8 +57,19 @@ def find_cases(root: Path, n_channels: int) -> list[Case]:
             continue
         m = CHANNEL.match(parts[0])
         cid, ch = (m["case"], int(m["ch"])) if m and (n_channels > 1 or m["ch"] == "0000") else (parts[0], -1)
+        if ch in groups.get(cid, {}):
+            raise SystemExit(
+                f"{f} and {groups[cid][ch]}: both would write the prediction {cid}{parts[1]}; rename one of them"
+            )
         groups.setdefault(cid, {})[ch] = f
         suffix[cid] = parts[1]
+    for cid in groups:
+        m = CHANNEL.match(cid)
+        if n_channels == 1 and m and m["case"] in groups and 0 in groups[m["case"]]:
+            raise SystemExit(
+                f"{groups[cid][-1]}: a second channel file beside {groups[m['case']][0].name}, but the model takes "
+                "1 channel; remove it, or predict with a model trained on these channels"
+            )
     cases = []
     for cid, chans in sorted(groups.items()):
         if -1 in chans:
@@ -74,13 +85,28 @@ def find_cases(root: Path, n_channels: int) -> list[Case]:
     ]
     if not cases:
         raise SystemExit(f"{root}: no images found")
+    outputs: dict[str, Case] = {}
+    for c in cases:
+        name = c.case_id + c.suffix
+        if name in outputs:
+            raise SystemExit(
+                f"{c.paths[0]} and {outputs[name].paths[0]}: both would write the prediction {name}; rename one"
+            )
+        outputs[name] = c
     return cases
 
 
 def _read(path: Path) -> sitk.Image:
     if path.is_dir():
+        series = _dicom_series(path)
+        if len(series) != 1:
+            raise SystemExit(
+                f"{path}: an image folder must hold exactly one DICOM series, found {len(series)}"
+                + (f" ({', '.join(series)})" if series else "")
+                + "; move each series into its own folder"
+            )
         reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), _dicom_series(path)[0]))
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
         image: sitk.Image = reader.Execute()
         return image
     single: sitk.Image = sitk.ReadImage(str(path))

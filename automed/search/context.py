@@ -31,6 +31,7 @@ class SweepContext:
     threads: int = 1
     workers: int = 0
     validation_tta: bool = False
+    keep_case_ids: bool = False
 
 
 def trial_dir(ctx: SweepContext, key: str) -> Path:

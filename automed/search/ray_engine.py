@@ -10,7 +10,9 @@ driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` in its environment
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +49,13 @@ def _fixed_trainable(config: dict[str, Any], objective: Objective, ctx: SweepCon
     key, values, folds = config["__trial"]
     out = objective(ctx, key, values, folds, None)
     tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
+
+
+def _on_node(fn: Callable[[Any], Any], arg: Any) -> tuple[Any, str]:
+    """Run on one node: ``fn(arg)`` and the ID of the node that ran it."""
+    import ray
+
+    return fn(arg), str(ray.get_runtime_context().get_node_id())
 
 
 def _probe(paths: list[str], writable: str) -> dict[str, Any]:
@@ -150,6 +159,13 @@ class RayEngine(Engine):
 
         super().__init__(address, resources, temp_dir, show_progress)
         self.own_cluster = not (address or os.environ.get("RAY_ADDRESS"))
+        if not self.own_cluster and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            logging.getLogger("automed").warning(
+                "connecting to the Ray cluster at %s without RAY_AUTH_MODE=token: if the cluster was started without "
+                "token authentication, anyone reaching its ports can run code on its nodes and read the data "
+                "(README 'Run on a cluster')",
+                address or os.environ.get("RAY_ADDRESS"),
+            )
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.own_cluster:
             kwargs["num_cpus"] = os.cpu_count() or 1
@@ -327,6 +343,17 @@ class RayEngine(Engine):
             )
             out.append(TrialOutcome(str(key), status, _error_text(r.error)))
         return out
+
+    def run_tasks(self, fn: Callable[[Any], Any], args: list[Any]) -> list[tuple[Any, str]]:
+        """``fn(arg)`` for every ``arg`` as a Ray task with the engine's per-unit resources (``--trial-resources``),
+        as many at once as the cluster holds: the results and the node that ran each, in order. ``fn`` must be
+        importable on every node (a module-level function of automed)."""
+        import ray
+
+        task = ray.remote(
+            num_cpus=self.resources.get("cpu", 1.0), num_gpus=self.resources.get("gpu", 0.0), max_retries=0
+        )(_on_node)
+        return list(ray.get([task.remote(fn, a) for a in args]))
 
     def close(self) -> None:
         import ray

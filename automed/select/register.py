@@ -13,11 +13,12 @@ from typing import Any
 
 from automed.artifacts import atomic_directory, write_json_atomic
 from automed.plan.schema import Plan
+from automed.privacy import Redactor
 from automed.registry_model import ENSEMBLE_FILE, EnsembleModel
 from automed.tracking import Tracker, register_ensemble
 from automed.train.meta import ModelMeta, load_model
 from automed.train.state import load_checkpoint, save_checkpoint
-from automed.workdir import MODEL_BUNDLE, WorkDir
+from automed.workdir import MODEL_BUNDLE, WorkDir, fold_name
 
 BUNDLE_DIR = MODEL_BUNDLE
 
@@ -36,7 +37,7 @@ def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None)
         shutil.copy(wd.plan, tmp / "plan.json")
         for f in meta.predict_folds:  # the folds selection kept, else all
             state = load_checkpoint(wd.fold(meta.configuration, f) / "checkpoint_final.pt")
-            save_checkpoint(tmp / f"fold_{f}.pt", {"model": state["model"]})
+            save_checkpoint(tmp / f"{fold_name(f)}.pt", {"model": state["model"]})
         meta.save(WorkDir(tmp).model)
     return dest
 
@@ -81,10 +82,10 @@ def register_training(workdir: Path, tracker: Tracker, run_id: str, score: float
     return registered
 
 
-def reregister(workdir: Path, score: float) -> dict[str, Any]:
+def reregister(workdir: Path, score: float, redactor: Redactor) -> dict[str, Any]:
     """Register ``workdir``'s model again with the inference settings now in force (after ``automed select``)."""
     track = json.loads(WorkDir(workdir).tracking.read_text())
-    tracker = Tracker(track["uri"], track["experiment"])
+    tracker = Tracker(track["uri"], track["experiment"], redactor)
     return register_training(workdir, tracker, track["parent_run_id"], score)
 
 

@@ -119,12 +119,13 @@ def _better(after: dict[str, Any], before: dict[str, Any]) -> bool:
     )
 
 
-def select(workdirs: list[Path], out: Path) -> dict[str, Any]:
-    """Compare the trainings and their pairs, decide postprocessing on the best, write ``OUT/selection.json``."""
-    return select_trainings([load_training(Path(w).resolve()) for w in workdirs], out)
+def select(workdirs: list[Path], out: Path, *, write: bool = True) -> dict[str, Any]:
+    """Compare the trainings and their pairs, decide postprocessing on the best, write ``OUT/selection.json``
+    (unless ``write`` is false: a caller that adds to the result writes it once, complete)."""
+    return select_trainings([load_training(Path(w).resolve()) for w in workdirs], out, write=write)
 
 
-def select_trainings(trainings: list[Training], out: Path) -> dict[str, Any]:
+def select_trainings(trainings: list[Training], out: Path, *, write: bool = True) -> dict[str, Any]:
     """:func:`select` on trainings given by their CV evidence."""
     first = trainings[0]
     for t in trainings[1:]:
@@ -226,6 +227,7 @@ def select_trainings(trainings: list[Training], out: Path) -> dict[str, Any]:
         "cv_dice_before_postprocessing": base,
         "cv_dice_final": current,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / SELECTION_FILE, result)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / SELECTION_FILE, result)
     return result

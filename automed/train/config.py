@@ -75,6 +75,8 @@ class TrainConfig(_Strict):
     amp: bool = True  # fp16 autocast on CUDA, bf16 on CPUs with native bf16 (about 2x faster there)
     num_workers: int | None = Field(None, ge=0)  # None: chosen from the CPU count
     seed: int = 0
+    # torch's deterministic algorithms and no cuDNN autotuning: repeatable CUDA folds, slower (CPU is repeatable anyway)
+    deterministic: bool = False
     extend_lr_factor: float = Field(0.1, gt=0, le=1)
 
     def digest(self) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from automed.errors import ArtifactError, ConfigError
 from automed.export.export import ExportResult
 from automed.package.mlcube import PackageResult
+from automed.workflow.disclosure import redactor_for
 from automed.workflow.predict import load_predictor, model_dir, pair_workdirs
 
 
@@ -21,6 +22,7 @@ def export(
     repeats: int = 1,
     tracking_uri: str | None = None,
     overwrite: bool = False,
+    keep_case_ids: bool = False,
 ) -> ExportResult:
     """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
 
@@ -30,7 +32,8 @@ def export(
     in automed) and f32 elsewhere. Exporting a folder links the export to it (``export_link.json``), so
     ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
     ``output`` is never the model folder, a folder holding it or the sample case, and an existing folder is replaced
-    only when it is an earlier export (or with ``overwrite``).
+    only when it is an earlier export (or with ``overwrite``). The parity case is named by its pseudonym (unless
+    ``keep_case_ids``); no local path is written into the export.
     """
     from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
     from automed.data.cases import read_case
@@ -70,6 +73,8 @@ def export(
     )
     predictor = load_predictor(model, tracking_uri, runtime="torch")
     pair = isinstance(predictor, EnsemblePredictor)
+    members = [] if is_uri else (pair_workdirs(Path(model)) if pair else [Path(model)])
+    redactor = redactor_for(members, keep_case_ids=keep_case_ids, outputs=[out])
     sample = None
     if case is not None:
         found = discover(case, predictor.plan.n_channels)
@@ -77,7 +82,9 @@ def export(
         cd = read_case(Case(c.case_id, c.images), c.is_4d)
         sample = (c.case_id, cd.channels, cd.geometry)
     elif not is_uri:
-        sample = first_validation_case(pair_workdirs(Path(model))[0] if pair else Path(model))
+        sample = first_validation_case(members[0])
+    if sample is not None:
+        sample = (redactor.case(sample[0]), sample[1], sample[2])
     final = Path(output)
     workdir = None if is_uri else Path(model)
     with atomic_directory(final) as tmp:  # a failed export leaves the earlier one (and its link) in place
@@ -97,6 +104,7 @@ def export(
             card = pair_card(predictor, res.report, workdir)
         else:
             card = model_card(predictor, res.report, workdir)
+        card = redactor.text(card)
         (tmp / "MODEL_CARD.md").write_text(card)
         mark_output(tmp, "export")
         readable(tmp)
@@ -117,6 +125,7 @@ def package(
     image: str | None = None,
     tracking_uri: str | None = None,
     overwrite: bool = False,
+    keep_case_ids: bool = False,
 ) -> PackageResult:
     """An MLCube / MedPerf cube folder for a trained model (exported first unless ``export_dir`` is given).
     ``mlcube`` is never the model or export folder (or one holding them); an existing folder is replaced only when
@@ -135,7 +144,9 @@ def package(
 
     if export_dir is None:
         with tempfile.TemporaryDirectory(prefix="automed-export-") as tmp:
-            bundle = export(model, Path(tmp) / "bundle", tracking_uri=tracking_uri).folder
+            bundle = export(
+                model, Path(tmp) / "bundle", tracking_uri=tracking_uri, keep_case_ids=keep_case_ids
+            ).folder
             meta = json.loads((bundle / "preprocess.json").read_text())
             return write_cube(bundle, Path(mlcube), meta, image)
     bundle = Path(export_dir)

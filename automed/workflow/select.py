@@ -19,8 +19,9 @@ from automed.select.register import register_members, registered_version, reregi
 from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
 from automed.tracking import Tracker, resolve_uri
-from automed.train.meta import InferenceChoice, load_model
+from automed.train.meta import InferenceChoice, read_meta
 from automed.workdir import WorkDir
+from automed.workflow.disclosure import redactor_for
 
 
 def _choose_for_one(
@@ -34,8 +35,9 @@ def _choose_for_one(
 ) -> None:
     """Write the chosen training's ``inference.json`` (postprocessing, then the measured inference cost)."""
     wd = WorkDir(workdir)
-    wd.choice.unlink(missing_ok=True)  # measure the training's own settings, not an earlier choice
-    meta = load_model(workdir)
+    # the training's own settings (model.json), not an earlier choice; that choice stays in force until the new one
+    # replaces it (a select killed part-way leaves it intact)
+    meta = read_meta(wd.require_model())
     settings = meta.inference.model_copy(update={"postprocessing": res["postprocessing"]})
     cost = None
     if inference:
@@ -59,27 +61,27 @@ def select(
     latency_target: float | None = None,
     max_cases: int = 5,
     device: str | None = None,
+    keep_case_ids: bool = False,
 ) -> dict[str, Any]:
     """Compare trainings (and their pairs) on CV, decide postprocessing and (for a single chosen training) the
     inference settings, log the evidence to MLflow and register the choice: a single training again with its
     settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
     out = Path(output)
-    res = compare([Path(w) for w in workdirs], out)
+    redactor = redactor_for([Path(w) for w in workdirs], keep_case_ids=keep_case_ids, outputs=[out])
+    res = compare([Path(w) for w in workdirs], out, write=False)  # written once, complete, at the end
     members = [Path(m) for m in res["chosen"]["members"]]
     final = score(res["cv_dice_final"]["foreground_mean"])
     if len(members) == 1:
         _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device)
-        write_json_atomic(out / SELECTION_FILE, res)
         if registered_version(members[0]):  # the champion applies what was chosen: register again with it
-            res["registered"] = reregister(members[0], final)
-            write_json_atomic(out / SELECTION_FILE, res)
+            res["registered"] = reregister(members[0], final, redactor)
     track = WorkDir(Path(workdirs[0])).tracking
     saved = json.loads(track.read_text()) if track.is_file() else {}
     tracker = Tracker(
-        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select"
+        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor
     )
     run = tracker.start_run("select", tags={"chosen": res["chosen"]["candidate"]})
-    tracker.log_params(run, {"trainings": [str(w) for w in workdirs]})
+    tracker.log_params(run, {"trainings": [Path(w).name for w in workdirs]})
     metrics: dict[str, float | None] = {
         "cv_dice_fg_mean_chosen": res["cv_dice_before_postprocessing"]["foreground_mean"],
         "cv_dice_fg_mean_postprocessed": res["cv_dice_final"]["foreground_mean"],
@@ -96,7 +98,8 @@ def select(
             except BaseException:
                 tracker.end_run(run, "FAILED")
                 raise
-            write_json_atomic(out / SELECTION_FILE, res)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / SELECTION_FILE, res)  # a kill before this line leaves the earlier selection whole
     tracker.log_artifact(run, out / SELECTION_FILE)
     tracker.end_run(run)
     return res

@@ -30,6 +30,7 @@ from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.summary import score
 from automed.plan.schema import Plan
+from automed.privacy import strip_credentials
 from automed.registry import check_choice
 from automed.search.context import SweepContext
 from automed.search.engine import ENGINES, TrialOutcome
@@ -134,7 +135,10 @@ def _new_state(
     state = {
         "schema_version": 1,
         "dataset": dataset_source(ds),
-        "options": asdict(opts),
+        "options": {
+            **asdict(opts),
+            "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
+        },
         "space": space.model_dump(mode="json"),
         "base_config": base.model_dump(mode="json"),
         "stages": {},
@@ -151,6 +155,7 @@ def sweep_dataset(
     base_config: TrainConfig | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    keep_case_ids: bool = False,
 ) -> SweepResult:
     """Run (or ``resume``) a sweep; see the module docstring for the policy and the work dir layout. The work dir
     is locked while it runs (a second sweep into it is refused)."""
@@ -189,12 +194,13 @@ def _sweep(
             space=space.model_dump(mode="json"),
             default_point=point,
             n_folds=n_folds,
-            tracking_uri=state["uri"],
+            tracking_uri=tracker.uri,  # with its credentials (sweep.json keeps none)
             experiment=state["experiment"],
             sweep_run_id=state["sweep_run_id"],
             device=opts.device,
             workers=0 if opts.trial_resources.get("cpu", 1) <= 1 else 1,
             validation_tta=opts.validation_tta,
+            keep_case_ids=opts.keep_case_ids,
         )
         run = SweepRun(wd, state, opts, engine, ctx, engine.concurrency(), t0, resume)
         if opts.grid is not None:
@@ -311,6 +317,7 @@ def sweep(
     workers: int | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    keep_case_ids: bool = False,
 ) -> SweepResult:
     """Search training configs over folds (screen on fold 0 with ASHA, promote the best to full CV)."""
     check_choice(sampler, ["tpe", "random"], what="the sampler", where="--sampler")
@@ -333,6 +340,7 @@ def sweep(
         preset=preset,
         device=device,
         workers=workers,
+        keep_case_ids=keep_case_ids,
     )
     base = load_train_config(config) if config else None
     return sweep_dataset(dataset, workdir, opts, base_config=base, resume=resume, show_progress=show_progress)

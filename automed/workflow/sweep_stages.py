@@ -18,12 +18,14 @@ from automed.artifacts import write_json_atomic
 from automed.errors import ConfigError
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
+from automed.privacy import public_uri, strip_credentials
 from automed.search.context import SweepContext
 from automed.search.engine import Engine, SearchSpec, TrialOutcome
 from automed.search.report import trials_table
 from automed.search.space import SearchSpace
 from automed.tracking import Tracker, git_commit, resolve_uri
 from automed.train.config import TrainConfig
+from automed.workflow.disclosure import redactor_for
 from automed.workflow.trial import run_trial
 
 STATE_FILE = "sweep.json"
@@ -52,6 +54,7 @@ class SweepOptions:
     device: str | None = None
     workers: int | None = None
     validation_tta: bool = False
+    keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
 
 
 @dataclass
@@ -128,7 +131,8 @@ def open_tracking(
     ds_source: str,
 ) -> Any:
     uri = resolve_uri(opts.tracking_uri or state.get("uri"))
-    tracker = Tracker(uri, plan.dataset_name)  # the driver creates the store and experiment before any trial
+    # the driver creates the store and experiment before any trial
+    tracker = Tracker(uri, plan.dataset_name, redactor_for([wd], keep_case_ids=opts.keep_case_ids))
     if state.get("sweep_run_id") is None:
         fp = Fingerprint.load(wd / "fingerprint.json")
         run = tracker.start_run(
@@ -144,7 +148,7 @@ def open_tracking(
         tracker.log_params(
             run,
             {
-                "options": asdict(opts),
+                "options": {**asdict(opts), "tracking_uri": public_uri(uri)},
                 "space": space.model_dump(mode="json"),
                 "base": base.model_dump(mode="json"),
             },
@@ -152,7 +156,7 @@ def open_tracking(
         tracker.log_dataset(run, plan.dataset_name, fp.hash, ds_source)
         for name in ("fingerprint.json", "plan.json", "splits.json"):
             tracker.log_artifact(run, wd / name)
-        state.update(uri=uri, sweep_run_id=run, experiment=plan.dataset_name)
+        state.update(uri=strip_credentials(uri), sweep_run_id=run, experiment=plan.dataset_name)
         write_json_atomic(wd / STATE_FILE, state)
     return tracker
 

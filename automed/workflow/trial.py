@@ -33,6 +33,7 @@ from automed.train.config import TrainConfig
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import EpochLog
 from automed.workdir import PLANNING, WorkDir
+from automed.workflow.disclosure import redactor_for
 from automed.workflow.fold import FoldJob, MlflowEpochs, label_names, run_fold, validation_passes
 
 
@@ -162,7 +163,8 @@ def run_trial(
     task = task_for(plan.task_type, ctx.dataset)
     td, config = _prepare(ctx, key, values, plan)
     splits = json.loads((Path(ctx.sweep_dir) / "splits.json").read_text())
-    tracker = Tracker(ctx.tracking_uri, ctx.experiment)
+    redactor = redactor_for([Path(ctx.sweep_dir)], keep_case_ids=ctx.keep_case_ids)
+    tracker = Tracker(ctx.tracking_uri, ctx.experiment, redactor)
     with _locked(td):
         run_id, created = tracker.find_or_start_run(
             f"trial-{key}", key, parent=ctx.sweep_run_id, tags={"trial": key, "host": socket.gethostname()}
@@ -198,7 +200,7 @@ def run_trial(
                 workers=ctx.workers,
                 validation_tta=ctx.validation_tta,
                 validation_passes=validation_passes(plan, config, len(fsplit["val"]), ctx.validation_tta),
-                overlays=1,
+                redactor=redactor,
             )
             tc = time.perf_counter()
             try:

@@ -1,0 +1,56 @@
+"""The :class:`~automed.privacy.Redactor` of a work dir: its pseudonym key, the case IDs of its dataset and the
+local folders that must not leave the machine (the dataset's, the images', the work dir's, the home folder)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from automed.data.schema import Dataset
+from automed.privacy import KEY_BYTES, Redactor, load_key
+from automed.workdir import WorkDir
+
+
+def _fingerprint_facts(wd: WorkDir) -> tuple[list[str], str | None]:
+    if not wd.fingerprint.is_file():
+        return [], None
+    fp = json.loads(wd.fingerprint.read_text())
+    return [str(c["case_id"]) for c in fp.get("cases", [])], fp.get("source")
+
+
+def redactor_for(
+    workdirs: Iterable[Path],
+    *,
+    keep_case_ids: bool = False,
+    ds: Dataset | None = None,
+    outputs: Iterable[Path] = (),
+) -> Redactor:
+    """The redactor of the first of ``workdirs`` (its key, written there once) covering every case ID and folder of
+    all of them. Without a work dir (a ``models:/`` URI) the key is random: pseudonyms differ per command."""
+    roots = [Path(w) for w in workdirs]
+    key = secrets.token_bytes(KEY_BYTES)
+    if roots:
+        with contextlib.suppress(OSError):  # a read-only model folder: pseudonyms of this command only
+            key = load_key(WorkDir(roots[0]).pseudonym_key)
+    ids: set[str] = set()
+    places: dict[str, Path] = {}
+    for i, root in enumerate(roots):
+        places[f"workdir{i or ''}"] = root.resolve()
+        case_ids, source = _fingerprint_facts(WorkDir(root))
+        ids.update(case_ids)
+        if source:
+            places.setdefault("dataset", Path(source).resolve().parent)
+    for i, out in enumerate(outputs):
+        places[f"output{i or ''}"] = Path(out).resolve()
+    if ds is not None:
+        ids.update(c.case_id for c in ds.cases)
+        places["dataset"] = Path(ds.source).resolve().parent
+        folders = sorted(
+            {p.resolve().parent for c in ds.cases for p in (*c.images, *([c.label] if c.label else []))}
+        )
+        for j, folder in enumerate(folders):
+            places.setdefault(f"data{j}", folder)
+    return Redactor.build(key, ids, places, keep_case_ids=keep_case_ids)

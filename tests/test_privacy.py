@@ -1,0 +1,199 @@
+"""Patient data: case IDs and local paths never leave the machine (MLflow params, tags, artifacts, model versions,
+the model card, export and cube folders) unless the user asks; tracking URIs lose their credentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from automed import api
+from automed.privacy import Redactor, load_key, pseudonym, public_uri, strip_credentials
+from automed.testing.synthetic import make_dataset
+
+KEY = b"k" * 32
+
+
+def _redactor(**kw: bool) -> Redactor:
+    return Redactor.build(
+        KEY,
+        ["MRN12345670", "MRN12345671", "7", "case.1"],
+        {"dataset": Path("/data/site/Smith"), "workdir": Path("/scratch/w")},
+        **kw,
+    )
+
+
+def test_pseudonyms_are_keyed_stable_and_not_plain_hashes(tmp_path: Path) -> None:
+    key = load_key(tmp_path / "pseudonym.key")
+    assert load_key(tmp_path / "pseudonym.key") == key and len(key) == 32
+    assert (tmp_path / "pseudonym.key").stat().st_mode & 0o777 == 0o600
+    a = pseudonym(key, "MRN12345670")
+    assert a == pseudonym(key, "MRN12345670") and a.startswith("case-") and "12345670" not in a
+    assert a != pseudonym(os.urandom(32), "MRN12345670")  # another key: another pseudonym
+    assert pseudonym(key, "MRN12345670") != pseudonym(key, "MRN12345671")
+
+
+def test_json_values_keys_and_paths() -> None:
+    r = _redactor()
+    got = r.value(
+        {
+            "source": "/data/site/Smith/dataset.json",
+            "cases": [{"case_id": "7", "label_voxels": {"1": 3}}],
+            "folds": [{"train": ["MRN12345670", "7"], "val": ["case.1"]}],
+            "members": ["/scratch/w"],
+            "file": "validation/MRN12345671.nii.gz",
+            "channel": "/data/site/Smith/imagesTr/MRN12345670_0000.nii.gz",
+            "epochs": "7",  # a weak ID outside an ID field stays (it is a number here)
+            "MRN12345671": {"dice": 0.5},
+        }
+    )
+    text = json.dumps(got)
+    assert "MRN" not in text and "Smith" not in text and "/scratch" not in text
+    assert got["cases"][0]["case_id"] == r.case("7") and got["epochs"] == "7"
+    assert got["folds"][0]["val"] == [r.case("case.1")]
+    assert got["source"] == "<dataset>/dataset.json" and got["members"] == ["<workdir>"]
+    assert got["file"] == f"validation/{r.case('MRN12345671')}.nii.gz"
+    assert got["channel"] == f"<dataset>/imagesTr/{r.case('MRN12345670')}_0000.nii.gz"
+
+
+def test_csv_text_and_keep_case_ids() -> None:
+    r = _redactor()
+    csv = r.csv_text("case,fold,label\nMRN12345670,0,1\n7,7,1\n")
+    assert "MRN" not in csv and csv.splitlines()[2] == f"{r.case('7')},7,1"
+    card = r.text(
+        "Parity on case `MRN12345670` after 7 epochs, work dir /scratch/w/export (MRN12345671.nii.gz)"
+    )
+    assert "MRN" not in card and "after 7 epochs" in card and "<workdir>/export" in card
+    kept = _redactor(keep_case_ids=True)
+    assert kept.value({"case_id": "MRN12345670", "p": "/scratch/w/x"}) == {
+        "case_id": "MRN12345670",
+        "p": "<workdir>/x",
+    }
+
+
+@pytest.mark.parametrize(
+    ("uri", "public", "stored"),
+    [
+        (
+            "http://alice:s3cret@mlflow.example:5000/",
+            "http://mlflow.example:5000/",
+            "http://mlflow.example:5000/",
+        ),
+        (
+            "https://mlflow.example/api?token=abc&x=1",
+            "https://mlflow.example/api?token=***&x=1",
+            "https://mlflow.example/api?token=***&x=1",
+        ),
+        ("sqlite:////home/alice/mlflow.db", "sqlite:///…/mlflow.db", "sqlite:////home/alice/mlflow.db"),
+        ("databricks", "databricks", "databricks"),
+    ],
+)
+def test_tracking_uri_credentials(uri: str, public: str, stored: str) -> None:
+    assert public_uri(uri) == public and strip_credentials(uri) == stored
+    assert "s3cret" not in public_uri(uri) + strip_credentials(uri)
+
+
+def _record_number_dataset(site: Path) -> Path:
+    """Cases named like record numbers, listed in dataset.json by absolute path."""
+    src = make_dataset(site / "exports", n_cases=4, shape=(12, 16, 14), seed=1)
+    meta = json.loads((src / "dataset.json").read_text())
+    for i, t in enumerate(meta["training"]):
+        for k in ("image", "label"):
+            old = src / t[k]
+            new = old.with_name(f"MRN1234567{i}.nii.gz")
+            old.rename(new)
+            t[k] = str(new.resolve())
+    (src / "dataset.json").write_text(json.dumps(meta))
+    return src
+
+
+def _leaks(text: str, forbidden: list[str], binary: bool = False) -> list[str]:
+    """The forbidden strings in ``text`` (case-insensitive; exact in binary files, where 'mrn' occurs by chance)."""
+    if binary:
+        return [f for f in forbidden if f in text]
+    return [f for f in forbidden if f.lower() in text.lower()]
+
+
+BINARY = (".pt", ".onnx", ".bin", ".png", ".npz", ".npy")
+
+
+@pytest.mark.slow
+def test_no_case_id_or_local_path_leaves_the_machine(tmp_path: Path) -> None:
+    site, work, store = tmp_path / "site_Smith_John", tmp_path / "work_Smith", tmp_path / "store"
+    ds = _record_number_dataset(site)
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\n")
+    api.train(
+        ds, work / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False, overlays=2
+    )
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "schema_version": 1,
+                "name": "tiny",
+                "fixed": {"epochs": 1, "iterations_per_epoch": 2, "val_iterations": 1, "num_workers": 0},
+                "parameters": {
+                    "batch_size_scale": {"type": "float", "low": 0.5, "high": 1.0, "default": 1.0}
+                },
+            }
+        )
+    )
+    api.sweep(
+        ds, work / "S", space=space, trials=1, folds=2, promote=1, engine="optuna", tracking_uri=uri,
+        workers=0, show_progress=False,
+    )  # fmt: skip
+    api.select([work / "W"], work / "sel", inference=False)
+    api.export(work / "W", work / "bundle")
+    api.package(work / "W", work / "cube", export_dir=work / "bundle")
+
+    forbidden = ["MRN1234567", "12345670", "Smith", str(work), str(site)]
+    leaks: dict[str, list[str]] = {}
+    scanned = 0
+    for root in (store, work / "bundle", work / "cube"):
+        for f in sorted(root.rglob("*")):
+            if not f.is_file() or f.name == "mlflow.db":
+                continue
+            if f.name.endswith(".tar.gz"):
+                with tarfile.open(f) as tar:
+                    for m in tar.getmembers():
+                        x = tar.extractfile(m)
+                        if x is not None:
+                            text = m.name + x.read().decode("utf-8", "replace")
+                            if found := _leaks(text, forbidden, m.name.endswith(BINARY)):
+                                leaks[f"{f}:{m.name}"] = found
+                continue
+            text = str(f.relative_to(root)) + "\n" + f.read_bytes().decode("utf-8", "replace")
+            scanned += 1
+            if found := _leaks(text, forbidden, f.name.endswith(BINARY)):
+                leaks[str(f)] = found
+    with sqlite3.connect(store / "mlflow.db") as db:  # params, tags, inputs, model versions and descriptions
+        dump = "\n".join(db.iterdump())
+    if found := _leaks(dump, forbidden):
+        leaks["mlflow.db"] = found
+    assert scanned > 40 and "registered_model" in dump and "MODEL_CARD" not in leaks
+    assert not leaks, "\n".join(f"{k}: {v}" for k, v in leaks.items())
+    assert any(p.name.startswith("case-") for p in store.rglob("overlays/*.png"))  # opted in, pseudonymised
+    # the user's own work dir keeps the real IDs (nothing left the machine there)
+    assert "MRN12345670" in (work / "W" / "splits.json").read_text()
+
+
+@pytest.mark.slow
+def test_keep_case_ids_sends_them_on_request(tmp_path: Path) -> None:
+    ds = _record_number_dataset(tmp_path / "site")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    api.train(
+        ds, tmp_path / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False,
+        register=False, keep_case_ids=True,
+    )  # fmt: skip
+    logged = [p.read_text() for p in (tmp_path / "mlruns").rglob("splits.json")]
+    assert logged and "MRN12345670" in logged[0] and str(tmp_path / "site") not in logged[0]
