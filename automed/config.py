@@ -75,8 +75,71 @@ def read_yaml(path: Path, what: str = "the config file", fix: str = "check the p
         ) from exc
 
 
-def load_yaml_model(model: type[M], path: Path) -> M:
-    return load_model(model, read_yaml(path), file=str(path))
+def load_yaml_model(model: type[M], path: Path, names: Path | None = None) -> M:
+    """Load ``path`` as ``model``, after resolving its ``extends:`` chain (see :func:`read_extending`)."""
+    return load_model(model, read_extending(path, names), file=str(path))
+
+
+EXTENDS = "extends"
+
+
+def merge(base: Any, child: Any) -> Any:
+    """``child`` over ``base``: mappings merge key by key (recursively); anything else in ``child`` replaces."""
+    if isinstance(base, dict) and isinstance(child, dict):
+        out = dict(base)
+        for k, v in child.items():
+            out[k] = merge(base[k], v) if k in base else v
+        return out
+    return child
+
+
+def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
+    """``extends: NAME`` (a file ``NAME.yaml`` of ``names``, else of the child's folder) or ``extends: PATH``
+    (relative to the child's folder)."""
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError.single(
+            child,
+            "'extends' names one parent: a preset name or a YAML path",
+            repr(ref),
+            "write extends: NAME",
+        )
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        p = Path(ref)
+        found = p if p.is_absolute() else child.parent / p
+        if found.is_file():
+            return found.resolve()
+        where, options = found.parent, []
+    else:
+        where = names or child.parent
+        found = where / f"{ref}.yaml"
+        if found.is_file():
+            return found.resolve()
+        options = sorted(q.stem for q in where.glob("*.yaml") if q.resolve() != child.resolve())
+    raise ConfigError.single(
+        child,
+        "'extends' must name an existing preset or YAML file",
+        repr(ref),
+        f"use one of {options} in {where}, or a path to a YAML file.{did_you_mean(ref, options)}"
+        if options
+        else f"check the path (looked for {found})",
+    )
+
+
+def read_extending(path: Path, names: Path | None = None, _chain: tuple[Path, ...] = ()) -> Any:
+    """The YAML mapping of ``path`` merged over its ``extends:`` parent, recursively (InnerEye-style base configs).
+
+    The child's keys win; nested mappings merge key by key. A cycle or an unknown parent is a :class:`ConfigError`
+    naming the chain or offering the names there are."""
+    data = read_yaml(path)
+    if not isinstance(data, dict) or EXTENDS not in data:
+        return data
+    here = path.resolve()
+    parent = _parent_path(data.pop(EXTENDS), path, names)
+    chain = (*_chain, here)
+    if parent in chain:
+        loop = " -> ".join(p.name for p in (*chain, parent))
+        raise ConfigError.single(path, "'extends' chains must not loop", loop, "break the cycle")
+    return merge(read_extending(parent, names, chain), data)
 
 
 def parse_duration(value: str | float | None) -> float | None:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from mlflow.pyfunc.model import PythonModel
 
+from automed.workdir import fold_name
+
 ENSEMBLE_FILE = "ensemble.json"
 
 
@@ -39,7 +41,7 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
     return Predictor.from_checkpoints(
         Plan.load(folder / "plan.json"),
         meta.config,
-        [folder / f"fold_{f}.pt" for f in meta.predict_folds],
+        [folder / f"{fold_name(f)}.pt" for f in meta.predict_folds],
         device=device,
         step=inf.step,
         tta=inf.tta,

@@ -6,6 +6,9 @@ when run from it). ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` choose another 
 creates the database and experiment before any worker logs (a fresh SQLite store opened by several processes at
 once crashes in its migrations). Runs nest through the ``mlflow.parentRunId`` tag, so processes can add children.
 Metrics go in one ``log_batch`` call per epoch (per-call logging is slow).
+
+Everything a :class:`Tracker` sends (params, tags, artifacts and their names, dataset sources, registered bundles)
+passes through its :class:`~automed.privacy.Redactor`: case IDs become pseudonyms and local folders placeholders.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from automed.privacy import Redactor, no_redaction
 from automed.workdir import ENSEMBLE, MODEL
 
 DB_NAME = "mlflow.db"
@@ -70,13 +74,14 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class Tracker:
-    """A thin wrapper over ``MlflowClient`` for one experiment."""
+    """A thin wrapper over ``MlflowClient`` for one experiment; every value it sends is redacted."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
+    def __init__(self, uri: str, experiment: str, redactor: Redactor | None = None) -> None:
         import mlflow
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
+        self.redactor = redactor or no_redaction()
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -122,7 +127,7 @@ class Tracker:
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        flat = flatten(params)
+        flat = flatten(self.redactor.value(params))
         items = [Param(k, v) for k, v in sorted(flat.items())]
         for i in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[i : i + 100])
@@ -143,13 +148,23 @@ class Tracker:
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        r = self.redactor
+        self.client.log_batch(run_id, tags=[RunTag(k, str(r.value(str(v)))) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
+        """Log a redacted copy of ``path`` (a file or a folder) under its redacted name."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="automed-artifact-") as tmp:
+            dest = Path(tmp) / self.redactor.name(path.name)
+            if path.is_dir():
+                self.redactor.tree(path, dest)
+            else:
+                self.redactor.copy(path, dest)
+            self.client.log_artifact(run_id, str(dest), artifact_path)
 
     def log_figure(self, run_id: str, figure: Any, name: str) -> None:
-        self.client.log_figure(run_id, figure, name)
+        self.client.log_figure(run_id, figure, "/".join(self.redactor.name(p) for p in name.split("/")))
 
     def log_dataset(self, run_id: str, name: str, digest: str, source: str) -> None:
         import warnings
@@ -160,7 +175,7 @@ class Tracker:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": a local path either way
-            src = resolve_dataset_source(source)
+            src = resolve_dataset_source(self.redactor.path_text(source))
         ds = MetaDataset(src, name=name, digest=digest)  # type: ignore[abstract]
         self.client.log_inputs(
             run_id,
@@ -168,6 +183,11 @@ class Tracker:
                 DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
             ],
         )
+
+    def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Tags on a registered model version (redacted like everything else)."""
+        for k, v in tags.items():
+            self.client.set_model_version_tag(name, version, k, str(self.redactor.value(str(v))))
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
@@ -208,20 +228,28 @@ def register_ensemble(
         ),
     )
     import logging
+    import tempfile
     import warnings
 
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+    with (
+        mlflow.start_run(run_id=run_id),
+        warnings.catch_warnings(),
+        tempfile.TemporaryDirectory(prefix="automed-bundle-") as tmp,
+    ):
         # the model class is importable from automed (no code is pickled by value); no input example on purpose:
-        # it would run a full prediction at logging time
+        # it would run a full prediction at logging time. The bundle goes redacted, from a neutral temp path (the
+        # MLmodel file records where it came from), and the source tag does not name the local script.
         warnings.simplefilter("ignore")
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        shipped = tracker.redactor.tree(bundle, Path(tmp) / "model_bundle")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=python_model,
-            artifacts={"bundle": str(bundle)},
+            artifacts={"bundle": str(shipped)},
             signature=sig,
             pip_requirements=["torch", "numpy", "SimpleITK", "pydantic"],
             registered_model_name=name,
+            tags={"mlflow.source.name": "automed", "mlflow.source.type": "LOCAL"},
         )
     version = str(info.registered_model_version)
     client = tracker.client

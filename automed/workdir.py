@@ -3,6 +3,7 @@
 A training work dir (``automed train``; a sweep trial folder looks the same)::
 
     fingerprint.json  plan.json  splits.json  preprocessed/<configuration>/    (prepare)
+    pseudonym.key                                                              (secret of case-ID pseudonyms)
     train_config.json  tracking.json                                           (train: options, MLflow ids, registry)
     train/<configuration>/fold_<k>/  cv/metrics.csv  cv/summary.json           (folds, cross-validation)
     model.json                                                                 (model metadata, written once)
@@ -37,7 +38,11 @@ SELECTION = "selection.json"
 MODEL_BUNDLE = "model_bundle"
 ENSEMBLE = "ensemble.json"
 EXPORT_LINK = "export_link.json"
-PLANNING = (PLAN, FINGERPRINT, SPLITS, PREPROCESSED)  # shared by every trial of a sweep
+PSEUDONYM_KEY = (
+    "pseudonym.key"  # secret of the case-ID pseudonyms (automed.privacy); never logged or exported
+)
+ALL_DATA = -1  # the fold of `automed train --folds all`: every case trains, none validates (folder fold_all)
+PLANNING = (PLAN, FINGERPRINT, SPLITS, PREPROCESSED, PSEUDONYM_KEY)  # shared by every trial of a sweep
 
 
 def require(path: Path, what: str, run: str) -> Path:
@@ -45,6 +50,11 @@ def require(path: Path, what: str, run: str) -> Path:
     if not path.exists():
         raise ArtifactError.single(path, f"{what} must exist", "missing", f"run `{run}` first")
     return path
+
+
+def fold_name(fold: int) -> str:
+    """``fold_3``, or ``fold_all`` for the all-data model (:data:`ALL_DATA`): folders and weight files."""
+    return "fold_all" if fold == ALL_DATA else f"fold_{fold}"
 
 
 @dataclass(frozen=True)
@@ -115,8 +125,12 @@ class WorkDir:
     def export_link(self) -> Path:
         return self.root / EXPORT_LINK
 
+    @property
+    def pseudonym_key(self) -> Path:
+        return self.root / PSEUDONYM_KEY
+
     def fold(self, configuration: str, fold: int) -> Path:
-        return self.root / "train" / configuration / f"fold_{fold}"
+        return self.root / "train" / configuration / fold_name(fold)
 
     def require_model(self) -> Path:
         """``model.json``, or the error telling to train first."""

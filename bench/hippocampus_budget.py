@@ -10,6 +10,8 @@ Throughput is measured separately at nnU-Net's patch (40x56x40) and batch (2), f
     .venv/bin/python bench/hippocampus_budget.py --skip-nnunet --variant adamw --config adamw.yaml
         # one automed variant at the same budget: fold-0 (inner) validation Dice and held-out Dice go to
         # bench/work/budget/variants.json; RESULTS.md is not rewritten
+    .venv/bin/python bench/hippocampus_budget.py --automed-only 1 --fixed-schedule --variant it2100 \
+        --config bench/configs/it2100.yaml  # the default at a fixed iteration count (14 x 150), independent of machine speed
     .venv/bin/python bench/hippocampus_budget.py --automed-only 1169
         # automed's default alone at a given budget (no nnU-Net needed), recorded the same way
 """
@@ -166,11 +168,16 @@ def inner_val_dice(wd: Path) -> float:
     return float(np.mean([np.mean([r["dice"] for r in rows if r["label"] == k]) for k in labels]))
 
 
-def run_variant(name: str, config: Path, ds: Path, images: Path, labels: Path, budget: float) -> None:
+def run_variant(
+    name: str, config: Path, ds: Path, images: Path, labels: Path, budget: float | None
+) -> None:
+    """Train fold 0 at ``budget`` seconds (None: the config's own epochs and iterations), predict, score."""
     wd, out = WORK / f"automed_{name}", WORK / f"pred_{name}"
     shutil.rmtree(wd, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [str(AUTOMED), "-q", "train", str(ds), "-o", str(wd), "--budget", f"{budget:.0f}s", "--fold", "0"]
+    cmd = [str(AUTOMED), "-q", "train", str(ds), "-o", str(wd), "--fold", "0"]
+    if budget is not None:
+        cmd += ["--budget", f"{budget:.0f}s"]
     if config.stat().st_size:
         cmd += ["--config", str(config)]
     cmd += ["--tracking-uri", f"sqlite:///{WORK / f'mlflow_{name}.db'}"]
@@ -217,9 +224,15 @@ def main() -> None:
         "nnU-Net venv; e.g. 1169, the recorded equal budget): held-out and fold-0 Dice go to variants.json",
     )
     ap.add_argument("--config", help="TrainConfig YAML for --variant")
+    ap.add_argument(
+        "--fixed-schedule",
+        action="store_true",
+        help="with --automed-only: no --budget, the --config's epochs x iterations_per_epoch (a result that does "
+        "not depend on the machine's speed or load, to compare at the recorded runs' iteration count)",
+    )
     args = ap.parse_args()
-    if bool(args.variant) != bool(args.config):
-        ap.error("--variant and --config go together")
+    if bool(args.variant) != bool(args.config) and not args.automed_only:
+        ap.error("--variant and --config go together (with --automed-only, --variant alone names the default)")
     WORK.mkdir(parents=True, exist_ok=True)
     train, held = split()
     ds = make_train_dataset(train)
@@ -228,7 +241,8 @@ def main() -> None:
         config = Path(args.config).resolve() if args.config else WORK / "default.yaml"
         if not args.config:
             config.write_text("")
-        run_variant(args.variant or "default", config, ds, images, labels, args.automed_only)
+        budget = None if args.fixed_schedule else args.automed_only
+        run_variant(args.variant or "default", config, ds, images, labels, budget)
         return
     env = nnunet_env()
     state_file = WORK / "nnunet_state.json"

@@ -46,7 +46,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     )
     uri = f"sqlite:///{root / 'mlflow.db'}"
     cfg = _tiny_config(root / "cfg.yaml")
-    res = api.train(ds, root / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    res = api.train(
+        ds, root / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False, overlays=1
+    )
     return {"root": root, "ds": ds, "uri": uri, "res": res}
 
 
@@ -274,13 +276,18 @@ def _assert_same_training(a: Path, b: Path) -> None:
 
 
 def test_same_seed_and_epochs_give_identical_weights(tmp_path: Path) -> None:
+    """Also with ``deterministic: true`` (torch's deterministic algorithms, for CUDA): the same weights on CPU, and
+    the process's torch settings are back afterwards."""
+    import torch
+
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=6)
     cfg = _tiny_config(tmp_path / "cfg.yaml", epochs=2, iterations_per_epoch=3)
+    det = _tiny_config(tmp_path / "det.yaml", epochs=2, iterations_per_epoch=3, deterministic="true")
     runs = [
         api.train(
             ds,
             tmp_path / name,
-            config=cfg,
+            config=det if name == "C" else cfg,
             folds=2,
             only_folds=[0],
             tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -288,10 +295,12 @@ def test_same_seed_and_epochs_give_identical_weights(tmp_path: Path) -> None:
             show_progress=False,
             register=False,
         )
-        for name in ("A", "B")
+        for name in ("A", "B", "C")
     ]
-    a, b = (r.workdir / "train" / "3d_fullres" / "fold_0" for r in runs)
+    a, b, c = (r.workdir / "train" / "3d_fullres" / "fold_0" for r in runs)
     _assert_same_training(a, b)
+    _assert_same_training(a, c)
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_parallel_folds_log_every_run_once(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from automed.cli._common import (
     DeviceOpt,
-    FoldsOpt,
+    KeepCaseIdsOpt,
     PresetOpt,
     TrackingUriOpt,
     TrainDatasetArg,
@@ -31,7 +31,14 @@ def train(
         str | None, typer.Option(help="Wall-clock budget for the whole command: 45m, 2h, 90s.")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per fold (instead of a budget).")] = None,
-    folds: FoldsOpt = 5,
+    folds: Annotated[
+        str | None,
+        typer.Option(
+            help="Cross-validation folds: a number; auto (the default with --budget: the budget decides how "
+            "many folds of a five-fold split it trains well; 5 without a budget); or all (one model on every case, "
+            "no validation fold: see --cv)."
+        ),
+    ] = None,
     fold: Annotated[list[int] | None, typer.Option(help="Train only these folds (repeatable).")] = None,
     configuration: Annotated[
         str | None,
@@ -51,6 +58,30 @@ def train(
         typer.Option(help="Folds trained at once in worker processes (one GPU each when there are enough)."),
     ] = 1,
     workers: WorkersOpt = None,
+    keep_case_ids: KeepCaseIdsOpt = False,
+    cv: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --folds all: the cross-validation work dir whose evidence (CV score, postprocessing) the "
+            "all-data model inherits and links to."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the folds as Ray tasks on this cluster (auto, HOST:PORT; default: RAY_ADDRESS if set, else "
+            "this machine). Dataset and work dir on a file system every node mounts."
+        ),
+    ] = None,
+    trial_resources: Annotated[
+        str, typer.Option(help="With --ray-address: resources per fold, e.g. cpu=4,gpu=1.")
+    ] = "cpu=1,gpu=0",
+    overlays: Annotated[
+        int,
+        typer.Option(
+            help="Validation cases drawn (image, reference, prediction) into each fold's MLflow run."
+        ),
+    ] = 0,
 ) -> None:
     """Plan, train every fold within a budget, validate, summarise CV and register the model, in one command.
 
@@ -88,8 +119,26 @@ def train(
         workers=workers,
         parallel_folds=parallel_folds,
         show_progress=progress(),
+        keep_case_ids=keep_case_ids,
+        overlays=overlays,
+        cv=cv,
+        ray_address=ray_address,
+        trial_resources=trial_resources,
     )
-    _print_cv(res.cv_summary)
+    if res.folds_reason:
+        out.print(res.folds_reason)
+    if res.cv_summary.get("all_data"):
+        inherited = res.cv_summary["inherited_cv_score"]
+        out.print(
+            "one model trained on every case (no validation fold); CV evidence "
+            + (
+                f"inherited from {res.cv_summary['cv_workdir']}: {inherited:.4f}"
+                if inherited is not None
+                else "none"
+            )
+        )
+    else:
+        _print_cv(res.cv_summary)
     if res.registered:
         out.print(
             f"registered {res.registered['name']} version {res.registered['version']} "

@@ -15,7 +15,7 @@ from typing import Any
 
 from automed.artifacts import write_json_atomic
 from automed.train.meta import load_model, read_meta
-from automed.workdir import ENSEMBLE, EXPORT_LINK, MODEL, MODEL_BUNDLE
+from automed.workdir import ENSEMBLE, EXPORT_LINK, MODEL, MODEL_BUNDLE, fold_name
 
 LINK_FILE = EXPORT_LINK
 MODEL_FILE = MODEL
@@ -38,11 +38,11 @@ def model_checkpoints(workdir: Path) -> list[Path]:
         out = []
         for m in json.loads((workdir / PAIR_FILE).read_text())["members"]:
             member = read_meta(bundle / m["folder"] / MODEL_FILE)
-            out += [bundle / m["folder"] / f"fold_{f}.pt" for f in member.predict_folds]
+            out += [bundle / m["folder"] / f"{fold_name(f)}.pt" for f in member.predict_folds]
         return out
     meta = load_model(workdir)  # automed select's choice (inference.json) applied
     root = workdir / "train" / meta.configuration
-    return [root / f"fold_{f}" / f"checkpoint_{meta.checkpoint}.pt" for f in meta.predict_folds]
+    return [root / fold_name(f) / f"checkpoint_{meta.checkpoint}.pt" for f in meta.predict_folds]
 
 
 def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def make_plan(
         dataset_name=fp.dataset_name,
         fingerprint_hash=fp.hash,
         preset_name=preset.name,
-        preset_hash=content_hash(preset.model_dump(mode="json")),
+        preset_hash=content_hash(preset.model_dump(mode="json", exclude={"budget"})),  # training-only rules
         task_type=fp.task_type,
         labels=labels,
         n_channels=fp.n_channels,

@@ -91,6 +91,13 @@ class SamplingRules(_Strict):
     seed: int = 1234
 
 
+class BudgetRules(_Strict):
+    """How a ``--budget`` shapes the training (``--folds auto``): measured on CPU budgets (bench/RESULTS.md)."""
+
+    min_iterations_per_model: int = Field(1500, ge=1)
+    fold_counts: list[int] = [1, 5]
+
+
 class Preset(_Strict):
     """A planner preset. Every field has nnU-Net v2's value as default unless its comment in the YAML says why not."""
 
@@ -108,6 +115,7 @@ class Preset(_Strict):
     normalization: NormalizationRules = NormalizationRules()
     resampling: ResamplingRules = ResamplingRules()
     sampling: SamplingRules = SamplingRules()
+    budget: BudgetRules = BudgetRules()
 
 
 def available_presets(directory: Path = PRESETS_DIR) -> list[str]:
@@ -128,7 +136,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
                 f"pick a listed preset.{did_you_mean(str(p), names)}",
             )
         p = cand
-    preset = load_yaml_model(Preset, p)
+    preset = load_yaml_model(Preset, p, PRESETS_DIR)
     if "3d_lowres" in preset.configurations and "3d_fullres" not in preset.configurations:
         raise ConfigError.single(
             p,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automed.config import load_model, read_yaml
+from automed.config import load_model, read_extending, read_yaml
 from automed.errors import ConfigError, Problem
 from automed.registry import did_you_mean
 from automed.search.resolve import default_point, resolve
@@ -50,7 +50,8 @@ __all__ = [
 def load_space(path: str | Path) -> SearchSpace:
     """Load and validate a search-space YAML file."""
     p = Path(path)
-    data = read_yaml(p, "the search-space file", "check the path (see search_spaces/)")
+    read_yaml(p, "the search-space file", "check the path (see search_spaces/)")
+    data = read_extending(p)  # `extends: NAME` is NAME.yaml beside it, or a path
     problems: list[Problem] = []
     if isinstance(data, dict):
         for name, spec in (data.get("parameters") or {}).items():

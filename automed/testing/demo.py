@@ -2,7 +2,7 @@
 
 20 training cases + 2 held-out cases (two channels, labels "large" and "small", 3 mm slices at 1 mm in-plane; three
 training cases lack the small structure, as lesions are absent from some cases of real data) ->
-``automed train`` within the budget (3 folds) -> registered model -> ``automed predict models:/NAME@champion`` on the
+``automed train`` within the budget (folds chosen by the budget) -> registered model -> ``automed predict models:/NAME@champion`` on the
 held-out cases -> their Dice per label.
 """
 
@@ -73,12 +73,12 @@ def run_demo(
     res = api.train(
         train_dir,
         output / "work",
-        budget=budget,
-        folds=3,
+        budget=budget,  # --folds auto (the default with a budget) decides how many folds it trains well
         workers=workers,
         tracking_uri=tracking_uri,
         show_progress=show_progress,
     )
+    con.print(res.folds_reason)
     fg = res.cv_summary["foreground_mean"]
     con.print(f"cross-validation foreground Dice {fg['dice']:.3f} (HD95 {fg['hd95']:.2f} mm)")
     if res.registered is None:

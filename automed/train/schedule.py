@@ -81,3 +81,34 @@ def refit_iterations(
     if partial < max(1, math.ceil(min_partial * iterations_per_epoch)):
         partial = 0
     return full * iterations_per_epoch + partial
+
+
+@dataclass(frozen=True)
+class FoldChoice:
+    folds: int
+    iterations_per_model: int
+    reason: str
+
+
+def choose_fold_count(
+    seconds: float,
+    step_s: float,
+    n_folds: int,
+    min_iterations: int,
+    counts: list[int],
+    overhead: float = 0.75,
+) -> FoldChoice:
+    """How many folds (of an ``n_folds`` split) a budget of ``seconds`` can train well: the most in ``counts`` that
+    each still get ``min_iterations``, else the fewest. ``overhead`` is the share of a fold's time that goes to
+    training steps (the rest: per-epoch validation, the fold's final validation, start-up)."""
+    total = int(max(0.0, seconds) * overhead / step_s)
+    allowed = sorted({c for c in counts if 1 <= c <= n_folds}) or [1]
+    fits = [c for c in allowed if total // c >= min_iterations]
+    k = max(fits) if fits else allowed[0]
+    reason = (
+        f"folds auto: {k} of {n_folds} - the budget buys about {total} training iterations at {step_s:.3f} s "
+        f"each; each model needs at least {min_iterations} to converge (budget.min_iterations_per_model of the "
+        f"planner preset), so {k} fold(s) of about {total // k} iterations"
+        + ("" if fits else " (fewer than that: one model gets them all)")
+    )
+    return FoldChoice(k, total // k, reason)

@@ -35,6 +35,8 @@ class EpochLog:
     epoch_seconds: float
     data_wait_fraction: float
     iterations: int
+    planned_epochs: int = 0  # the schedule in force after this epoch (a budget re-fits it)
+    planned_iterations: int = 0
 
 
 @dataclass

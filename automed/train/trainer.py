@@ -24,7 +24,7 @@ from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.train.config import TrainConfig, resolve_optimizer
 from automed.train.data import BatchStream, CaseStore, SamplerSpec, make_loader
-from automed.train.device import autocast_dtype, pick_device
+from automed.train.device import autocast_dtype, deterministic_mode, pick_device
 from automed.train.meta import resolve_training
 from automed.train.schedule import Phase, learning_rate, plan_budget, refit_iterations
 from automed.train.state import EpochLog, FoldResult, TrainState, load_checkpoint, save_checkpoint
@@ -83,11 +83,14 @@ class FoldTrainer:
     ) -> None:
         self.t_start = time.perf_counter()
         self.plan, self.config, self.fold, self.task = plan, config, fold, task
+        self.seed_fold = (
+            fold if fold >= 0 else 999
+        )  # seeds take no negative numbers (the all-data fold is -1)
         cfgp = effective_plan(plan, config).configurations[config.configuration]
         self.out = WorkDir(workdir).fold(config.configuration, fold)
         self.out.mkdir(parents=True, exist_ok=True)
         self.dev = pick_device(device)
-        torch.manual_seed(config.seed * 1000 + fold)
+        torch.manual_seed(config.seed * 1000 + self.seed_fold)
         self.model = task.build_network(cfgp, config).to(self.dev)
         # the optimizer is final once the schedule is laid out (resolve_optimizer); until then a provisional one
         name0, self.lr_0, _ = resolve_optimizer(config, config.epochs * config.iterations_per_epoch)
@@ -188,24 +191,30 @@ class FoldTrainer:
         st.iteration += 1
         return float(loss.detach())
 
+    def probe_step_seconds(self) -> float:
+        """Seconds per training step (data waiting included), timed on a few real steps; the weights and the
+        iteration count start again from where they were (the probe only measures; the schedule makes a new optimizer)."""
+        initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        probe = BatchStream(
+            self.store, self.train_cases, self.spec, 5, (self.config.seed, self.seed_fold, 2**31 - 1)
+        )
+        times = []
+        self.model.train()
+        t0 = time.perf_counter()
+        for x, y in make_loader(probe, self.workers):  # the real loader: data waiting is part of a step
+            self.step(x, y)
+            times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+        self.model.load_state_dict(initial)
+        self.st.iteration = 0
+        return float(np.median(times[1:])) * 1.05
+
     def lay_schedule(self, budget_s: float | None, validation_passes: int) -> float:
         """Fix a fresh fold's schedule (from a timed probe when there is a budget); the validation reserve (s)."""
         st, config = self.st, self.config
         val_reserve = 0.0
         if budget_s is not None:
-            # time a few real steps, then start again from the same initial weights: the probe only measures
-            initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            probe = BatchStream(
-                self.store, self.train_cases, self.spec, 5, (config.seed, self.fold, 2**31 - 1)
-            )
-            times = []
-            self.model.train()
-            t0 = time.perf_counter()
-            for x, y in make_loader(probe, self.workers):  # the real loader: data waiting is part of a step
-                self.step(x, y)
-                times.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-            step_s = float(np.median(times[1:])) * 1.05
+            step_s = self.probe_step_seconds()
             # keep time for the fold's full validation: one forward pass costs about a third of a training step
             # per sample
             val_reserve = 1.2 * validation_passes * step_s / (3 * self.batch_size)
@@ -214,8 +223,6 @@ class FoldTrainer:
             st.epochs_total = min(bp.epochs, config.epochs)
             st.iterations_per_epoch, st.val_iterations = bp.iterations_per_epoch, bp.val_iterations
             st.schedule_reason = "budget: " + bp.reason
-            self.model.load_state_dict(initial)
-            st.iteration = 0
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         else:
             st.epochs_total = config.epochs
@@ -264,7 +271,11 @@ class FoldTrainer:
         last = st.epoch == st.epochs_total - 1 and st.last_epoch_iterations
         n_iterations = st.last_epoch_iterations if last else st.iterations_per_epoch
         stream = BatchStream(
-            self.store, self.train_cases, self.spec, n_iterations, (self.config.seed, self.fold, st.epoch)
+            self.store,
+            self.train_cases,
+            self.spec,
+            n_iterations,
+            (self.config.seed, self.seed_fold, st.epoch),
         )
         losses, wait = [], 0.0
         t_wait = time.perf_counter()
@@ -279,7 +290,7 @@ class FoldTrainer:
         self.model.eval()
         counts = np.zeros((self.n_classes, 3))
         vlosses = []
-        seed = (self.config.seed + 7919, self.fold, self.st.epoch)
+        seed = (self.config.seed + 7919, self.seed_fold, self.st.epoch)
         vstream = BatchStream(self.store, self.val_cases, self.val_spec, self.st.val_iterations, seed)
         with torch.no_grad():
             for x, y in make_loader(vstream, 0):
@@ -321,6 +332,8 @@ class FoldTrainer:
             time.perf_counter() - t_epoch,
             wait / max(train_time, 1e-9),
             st.iteration,
+            st.epochs_total,
+            st.phases[-1].start + st.phases[-1].length if st.phases else st.iteration,
         )
         st.history.append(log)
         if config.early_stopping_patience and st.epochs_without_improvement >= config.early_stopping_patience:
@@ -337,6 +350,25 @@ class FoldTrainer:
         save_checkpoint(self.out / "checkpoint_final.pt", self.checkpoint_state())
         self.st.write_progress(self.out, finished=True)
         return self.st.result(self.fold, self.out)
+
+
+def step_seconds(
+    workdir: Path,
+    plan: Plan,
+    config: TrainConfig,
+    train_ids: list[str],
+    val_ids: list[str],
+    *,
+    task: Task,
+    device: str | None = None,
+    workers: int | None = None,
+) -> float:
+    """Seconds per training step of fold 0's model and data on this machine (a probe before deciding how many
+    folds a budget can train)."""
+    with deterministic_mode(config.deterministic):
+        return FoldTrainer(
+            workdir, plan, config, 0, train_ids, val_ids, task, device, workers
+        ).probe_step_seconds()
 
 
 def train_fold(
@@ -357,6 +389,29 @@ def train_fold(
     validation_passes: int = 0,
 ) -> FoldResult:
     """Train one fold and return its result; see the module docstring for the lifecycle."""
+    with deterministic_mode(config.deterministic):
+        return _train_fold(
+            workdir, plan, config, fold, train_ids, val_ids, task, budget_s, device, resume, extend_epochs,
+            callback, workers, validation_passes,
+        )  # fmt: skip
+
+
+def _train_fold(
+    workdir: Path,
+    plan: Plan,
+    config: TrainConfig,
+    fold: int,
+    train_ids: list[str],
+    val_ids: list[str],
+    task: Task,
+    budget_s: float | None,
+    device: str | None,
+    resume: bool,
+    extend_epochs: int,
+    callback: Callback | None,
+    workers: int | None,
+    validation_passes: int,
+) -> FoldResult:
     ft = FoldTrainer(workdir, plan, config, fold, train_ids, val_ids, task, device, workers)
     if resume or extend_epochs:
         ft.restore(extend_epochs)

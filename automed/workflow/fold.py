@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import socket
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from automed.data.cases import read_case
 from automed.data.dataset import Dataset, load_dataset
 from automed.infer.predictor import Predictor
 from automed.plan.schema import Plan
+from automed.privacy import Redactor
 from automed.runtime.sliding import window_starts
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
@@ -31,6 +34,7 @@ from automed.train.meta import resolve_training
 from automed.train.state import EpochLog, FoldResult, finished_result, fold_finished
 from automed.train.trainer import Callback, train_fold
 from automed.workdir import WorkDir
+from automed.workflow.live import Both, FoldDisplay, Mode
 
 
 class MlflowEpochs:
@@ -147,9 +151,18 @@ def log_fold_artifacts(
         cd = read_case(by_id[cid], ds.images_are_4d)
         pred_arrs, _ = read_image(folder / "validation" / f"{cid}.nii.gz")
         assert cd.label is not None
-        fig = overlay_figure(cd.channels[0], cd.label, pred_arrs[0], cid)
+        fig = overlay_figure(cd.channels[0], cd.label, pred_arrs[0], tracker.redactor.case(cid))
         tracker.log_figure(run_id, fig, f"overlays/{cid}.png")
         plt.close(fig)
+
+
+def _ray_node() -> str:
+    """The Ray node running this fold ("" outside a Ray task)."""
+    if "ray" not in sys.modules:
+        return ""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else ""
 
 
 @dataclass(frozen=True)
@@ -174,7 +187,11 @@ class FoldJob:
     validation_passes: int = 0
     threads: int | None = None
     cuda_device: int | None = None
-    overlays: int = 3  # validation cases drawn into the fold's MLflow run
+    overlays: int = 0  # validation cases drawn into the fold's MLflow run (opt-in: they show patient images)
+    redactor: Redactor | None = None  # what the fold's MLflow logging may show (default: nothing but paths)
+    progress: Mode = (
+        "off"  # live: a bar on a terminal (else lines); plain: a line per epoch (worker processes)
+    )
 
 
 @dataclass
@@ -202,34 +219,37 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
     task = task_for(plan.task_type, wd)
     config = TrainConfig.model_validate(job.config)
     ds = load_dataset(job.dataset)
-    tracker = Tracker(job.uri, job.experiment)
+    tracker = Tracker(job.uri, job.experiment, job.redactor)
     folder = WorkDir(wd).fold(config.configuration, job.fold)
     try:
         if job.extend == 0 and fold_finished(folder):  # trained earlier, killed before its validation ended
             res = finished_result(folder, job.fold)
         else:
-            res = train_fold(
-                wd,
-                plan,
-                config,
-                job.fold,
-                job.train_ids,
-                job.val_ids,
-                task=task,
-                budget_s=job.budget_s,
-                device=device,
-                resume=job.resume,
-                extend_epochs=job.extend,
-                callback=callback or MlflowEpochs(tracker, job.run_id, label_names(plan)),
-                workers=job.workers,
-                validation_passes=job.validation_passes,
-            )
+            label = f"{config.configuration} fold {job.fold}"
+            display = FoldDisplay(label, job.budget_s, job.progress)
+            tracking = callback or MlflowEpochs(tracker, job.run_id, label_names(plan))
+            with display:
+                res = train_fold(
+                    wd,
+                    plan,
+                    config,
+                    job.fold,
+                    job.train_ids,
+                    job.val_ids,
+                    task=task,
+                    budget_s=job.budget_s,
+                    device=device,
+                    resume=job.resume,
+                    extend_epochs=job.extend,
+                    callback=Both(tracking, display),
+                    workers=job.workers,
+                    validation_passes=job.validation_passes,
+                )
         tv = time.perf_counter()
         rows = validate_fold(
             wd, plan, config, job.fold, ds, job.val_ids, task, device=device, tta=job.validation_tta
         )
         val_cost = time.perf_counter() - tv
-        write_json_atomic(folder / "validation_metrics.json", rows)
         title = f"{config.configuration} fold {job.fold}"
         log_fold_artifacts(
             tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title
@@ -242,8 +262,12 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
                 "schedule": res.schedule_reason,
                 "stopped_early": str(res.stopped_early),
                 "optimizer": res.optimizer,
+                "host": socket.gethostname(),
+                **({"ray.node": node} if (node := _ray_node()) else {}),
             },
         )
+        # last: a fold with validation_metrics.json is finished and logged (a resumed training skips it)
+        write_json_atomic(folder / "validation_metrics.json", rows)
     except BaseException as exc:
         tracker.end_run(job.run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise

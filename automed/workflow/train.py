@@ -9,14 +9,11 @@ log into existing runs). ``train_config.json`` keeps the frozen config and optio
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from automed._version import __version__
 from automed.artifacts import write_json_atomic
@@ -26,6 +23,7 @@ from automed.errors import ArtifactError
 from automed.evaluate.summary import write_summary
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
+from automed.privacy import public_uri, strip_credentials
 from automed.select.register import register_training
 from automed.select.selection import Training, select_trainings
 from automed.tasks.base import Task
@@ -35,11 +33,15 @@ from automed.train.config import TrainConfig, load_train_config
 from automed.train.device import pick_device
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import checkpoint_matches, fold_finished
-from automed.workdir import WorkDir, locked
-from automed.workflow.fold import FoldJob, FoldOutcome, run_fold, safe_key, validation_passes
+from automed.workdir import ALL_DATA, WorkDir, locked
+from automed.workflow.all_data import all_data_split, conclude_all_data, evidence
+from automed.workflow.disclosure import redactor_for
+from automed.workflow.fold import FoldJob, safe_key, validation_passes
+from automed.workflow.fold_runs import Placement, run_fold_jobs
+from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
-
-FINAL_RESERVE_S = 20.0  # CV summary, bundle and registration at the end of a budgeted run
+from automed.workflow.shape import auto_folds, fold_count
+from automed.workflow.sweep_stages import parse_resources
 
 
 @dataclass
@@ -55,6 +57,15 @@ class TrainOptions:
     preset: str | None = None
     parallel_folds: int = 1
     auto_configuration: bool = False  # 3d_fullres when planned, else 2d
+    folds_auto: bool = False  # --folds auto: the budget decides how many folds of the split to train
+    folds_reason: str = ""  # why that many (shape.auto_folds)
+    cv_workdir: str | None = None  # --folds all: the cross-validation training whose evidence it inherits
+    ray_address: str | None = (
+        None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else this machine)
+    )
+    fold_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
+    overlays: int = 0  # validation cases drawn into each fold's MLflow run (opt-in: they show patient images)
 
 
 @dataclass
@@ -64,6 +75,7 @@ class TrainResult:
     model: ModelMeta
     fold_epochs: dict[int, int] = field(default_factory=dict)
     registered: dict[str, Any] | None = None
+    folds_reason: str = ""  # --folds auto: how many folds the budget trains, and why
 
 
 @dataclass
@@ -95,22 +107,32 @@ def _restore(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainO
         )
     saved = json.loads(wdir.train_config.read_text())
     kept = {k: v for k, v in saved["options"].items() if k in TrainOptions.__dataclass_fields__}
-    new = {"budget_s": opts.budget_s, "device": opts.device or kept.get("device"), "workers": opts.workers}
+    new = {
+        "budget_s": opts.budget_s,
+        "device": opts.device or kept.get("device"),
+        "workers": opts.workers,
+        "ray_address": opts.ray_address or kept.get("ray_address"),  # a restarted cluster has a new address
+    }
     restored = TrainOptions(**{**kept, **new})
-    fallback = (
-        kept["budget_s"] / max(1, restored.folds) if kept.get("budget_s") and not opts.budget_s else None
-    )
+    n = len(restored.only_folds) if restored.only_folds else restored.folds
+    fallback = kept["budget_s"] / max(1, n) if kept.get("budget_s") and not opts.budget_s else None
     return load_dataset(saved["dataset"]), TrainConfig.model_validate(saved["config"]), restored, fallback
 
 
 def _start(
-    dataset: str | Path, wd: Path, config: TrainConfig, opts: TrainOptions, show_progress: bool
-) -> tuple[Dataset, TrainConfig]:
-    """Plan and preprocess a new training; record its frozen config and options."""
+    dataset: str | Path,
+    wd: Path,
+    config: TrainConfig,
+    opts: TrainOptions,
+    show_progress: bool,
+    deadline: float | None,
+) -> tuple[Dataset, TrainConfig, TrainOptions]:
+    """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
     ds = load_dataset(dataset)
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     config = choose_configuration(config, planned, opts.auto_configuration)
     _check_existing_folds(wd, planned, config)
+    evidence(opts.cv_workdir, planned)  # --cv is checked before any training
     preprocess(
         ds,
         wd,
@@ -120,6 +142,19 @@ def _start(
         show_progress=show_progress,
         train_configs=[config],
     )
+    if opts.folds_auto and deadline is not None and opts.only_folds is None:
+        task = task_for(planned.task_type, ds.source)
+        choice = auto_folds(
+            wd,
+            planned,
+            config,
+            task,
+            preset=preset,
+            deadline=deadline,
+            device=opts.device,
+            workers=opts.workers,
+        )
+        opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=choice.reason)
     write_json_atomic(
         WorkDir(wd).train_config,
         {
@@ -128,7 +163,7 @@ def _start(
             "options": {**asdict(opts), "preset": preset},
         },
     )
-    return ds, config
+    return ds, config, opts
 
 
 def _check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
@@ -162,8 +197,10 @@ def _open_tracking(
     wdir = WorkDir(wd)
     saved = json.loads(wdir.tracking.read_text()) if reopen and wdir.tracking.is_file() else {}
     uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
-    tracker = Tracker(uri, plan.dataset_name)
-    track = _Tracking(wdir.tracking, uri, plan.dataset_name, saved.get("parent_run_id", ""))
+    tracker = Tracker(uri, plan.dataset_name, redactor_for([wd], keep_case_ids=opts.keep_case_ids, ds=ds))
+    track = _Tracking(
+        wdir.tracking, strip_credentials(uri), plan.dataset_name, saved.get("parent_run_id", "")
+    )
     track.fold_runs = dict(saved.get("fold_runs", {}))
     if not track.parent_run_id:
         fp = Fingerprint.load(wdir.fingerprint)
@@ -182,7 +219,7 @@ def _open_tracking(
             {
                 "config": config.model_dump(mode="json"),
                 "plan": plan.configurations[config.configuration].model_dump(mode="json"),
-                "options": asdict(opts),
+                "options": {**asdict(opts), "tracking_uri": public_uri(uri)},
             },
         )
         tracker.log_dataset(track.parent_run_id, plan.dataset_name, fp.hash, str(ds.source))
@@ -201,6 +238,7 @@ def _fold_jobs(
     track: _Tracking,
     resume: bool,
     extend: int,
+    progress: Mode = "off",
 ) -> tuple[list[dict[str, Any]], dict[int, int], list[FoldJob]]:
     """Rows and epochs of folds finished before, and a job (with its MLflow run) for every other fold."""
     splits = json.loads(WorkDir(wd).splits.read_text())
@@ -209,7 +247,7 @@ def _fold_jobs(
     epochs: dict[int, int] = {}
     jobs: list[FoldJob] = []
     for fold in folds:
-        fsplit = splits["folds"][fold]
+        fsplit = all_data_split(splits) if fold == ALL_DATA else splits["folds"][fold]
         folder = WorkDir(wd).fold(config.configuration, fold)
         done = fold_finished(folder)
         if done and not extend and (folder / "validation_metrics.json").is_file():
@@ -240,60 +278,17 @@ def _fold_jobs(
                 resume=resume and (folder / "checkpoint_latest.pt").is_file() and not done,
                 extend=extend if done else 0,
                 run_id=run_id,
-                uri=track.uri,
+                uri=tracker.uri,  # with its credentials (tracking.json keeps none)
                 experiment=track.experiment,
                 workers=opts.workers,
                 validation_tta=opts.validation_tta,
                 validation_passes=validation_passes(plan, config, len(fsplit["val"]), opts.validation_tta),
+                overlays=opts.overlays,
+                redactor=tracker.redactor,
+                progress=progress,
             )
         )
     return rows, epochs, jobs
-
-
-def _run_jobs(
-    jobs: list[FoldJob], opts: TrainOptions, deadline: float | None, fallback: float | None
-) -> list[FoldOutcome]:
-    """Run the folds one after another (each with its share of the time left) or ``--parallel-folds`` at once."""
-    parallel = max(1, min(opts.parallel_folds, len(jobs)))
-    if parallel > 1:
-        return _run_parallel(jobs, parallel, deadline)
-    out = []
-    for i, job in enumerate(jobs):
-        if fallback and not job.resume and not job.extend:
-            job = replace(job, budget_s=fallback)
-        if deadline is not None:
-            left = deadline - time.perf_counter() - FINAL_RESERVE_S
-            # each fold reserves its own validation time from its share (see validation_passes)
-            job = replace(job, budget_s=max(10.0, left / (len(jobs) - i)))
-        out.append(run_fold(job))
-    return out
-
-
-def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[FoldOutcome]:
-    """Run folds ``n`` at a time in spawned processes: CPU threads split evenly, one GPU each when there are
-    enough. Each wave of ``n`` folds shares the time left equally with the waves after it."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    gpus = torch.cuda.device_count()
-    threads = max(1, (os.cpu_count() or 1) // n)
-    results: list[FoldOutcome] = []
-    waves = [jobs[i : i + n] for i in range(0, len(jobs), n)]
-    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
-        for w, wave in enumerate(waves):
-            budget = None
-            if deadline is not None:
-                left = deadline - time.perf_counter() - FINAL_RESERVE_S
-                budget = max(10.0, 0.9 * left / (len(waves) - w))
-            futures = [
-                pool.submit(
-                    run_fold,
-                    replace(job, budget_s=budget, threads=threads, cuda_device=k if gpus >= n else None),
-                )
-                for k, job in enumerate(wave)
-            ]
-            results += [f.result() for f in futures]
-    return results
 
 
 def _conclude(
@@ -359,24 +354,33 @@ def train_dataset(
         if resume or extend:
             ds, config, opts, fallback = _restore(wd, opts)
         else:
-            ds, config = _start(dataset, wd, config, opts, show_progress)
+            deadline0 = t0 + opts.budget_s if opts.budget_s else None
+            ds, config, opts = _start(dataset, wd, config, opts, show_progress, deadline0)
         plan = Plan.load(WorkDir(wd).plan)
         config = choose_configuration(config, plan, auto=False)
         task = task_for(plan.task_type, ds.source)
         tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
         try:
-            rows, epochs, jobs = _fold_jobs(wd, plan, config, opts, tracker, track, resume, extend)
+            progress: Mode = "live" if show_progress else "off"
+            rows, epochs, jobs = _fold_jobs(wd, plan, config, opts, tracker, track, resume, extend, progress)
             deadline = t0 + opts.budget_s if opts.budget_s else None
-            for out in _run_jobs(jobs, opts, deadline, fallback):
+            where = Placement(opts.parallel_folds, opts.ray_address, opts.fold_resources)
+            for out in run_fold_jobs(jobs, where, wd, deadline, fallback):
                 rows += out.rows
                 epochs[out.fold] = out.epochs
             folds = sorted(epochs)
-            cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)
+            if folds == [ALL_DATA]:
+                cv, meta, registered = conclude_all_data(
+                    wd, plan, config, task, tracker, track.parent_run_id, opts.cv_workdir, opts.validation_tta,
+                    opts.register,
+                )  # fmt: skip
+            else:
+                cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)
         except BaseException as exc:
             tracker.end_run(track.parent_run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
             raise
         tracker.end_run(track.parent_run_id)
-        return TrainResult(wd, cv, meta, epochs, registered)
+        return TrainResult(wd, cv, meta, epochs, registered, opts.folds_reason)
 
 
 def train(
@@ -387,7 +391,7 @@ def train(
     configuration: str | None = None,
     epochs: int | None = None,
     budget: str | float | None = None,
-    folds: int = 5,
+    folds: int | str | None = None,
     only_folds: list[int] | None = None,
     device: str | None = None,
     tracking_uri: str | None = None,
@@ -398,17 +402,29 @@ def train(
     workers: int | None = None,
     parallel_folds: int = 1,
     show_progress: bool = True,
+    keep_case_ids: bool = False,
+    overlays: int = 0,
+    cv: str | Path | None = None,
+    ray_address: str | None = None,
+    trial_resources: str = "cpu=1,gpu=0",
 ) -> TrainResult:
-    """Train every fold of a configuration within a budget, validate, summarise CV and register the ensemble."""
+    """Train every fold of a configuration within a budget, validate, summarise CV and register the ensemble.
+
+    ``folds``: a number of cross-validation folds, or ``auto`` (the default with a ``budget``; 5 without): a timed
+    probe and the planner preset's ``budget:`` rule decide how many folds of a five-fold split the budget trains
+    well (one model when each of five would get too few iterations to converge); ``all`` trains one model on every
+    case (no validation fold), inheriting the evidence of the cross-validation training ``cv``."""
     cfg = load_train_config(config) if config else TrainConfig()
+    budget_s = parse_duration(budget)
+    n_folds, folds_auto, only_folds = fold_count(folds, budget_s, only_folds)
     auto = configuration is None and "configuration" not in cfg.model_fields_set
     updates: dict[str, Any] = {"configuration": configuration} if configuration else {}
     if epochs is not None:
         updates["epochs"] = epochs
     opts = TrainOptions(
-        folds=folds,
+        folds=n_folds,
         only_folds=only_folds,
-        budget_s=parse_duration(budget),
+        budget_s=budget_s,
         device=device,
         tracking_uri=tracking_uri,
         register=register,
@@ -416,6 +432,12 @@ def train(
         preset=preset,
         parallel_folds=parallel_folds,
         auto_configuration=auto,
+        keep_case_ids=keep_case_ids,
+        overlays=overlays,
+        folds_auto=folds_auto,
+        cv_workdir=str(Path(cv).resolve()) if cv else None,
+        ray_address=ray_address,
+        fold_resources=parse_resources(trial_resources),
     )
     return train_dataset(
         dataset or "",

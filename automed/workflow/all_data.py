@@ -1,0 +1,89 @@
+"""``automed train --folds all`` (nnU-Net's ``fold all``, a "marathon"): one model trained on every case with the
+schedule over the whole budget and no validation fold (its per-epoch pseudo-Dice is measured on training patches).
+
+It has no cross-validation of its own: ``--cv WORKDIR`` names the cross-validation training whose evidence it
+inherits (its CV score, the postprocessing that CV decided), and the registered version links to it in tags. Predict,
+export and package take it like any model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from automed.errors import ArtifactError
+from automed.plan.schema import Plan
+from automed.select.register import register_training
+from automed.tasks.base import Task
+from automed.tracking import Tracker
+from automed.train.config import TrainConfig
+from automed.train.meta import InferenceSettings, ModelMeta, load_model, resolve_training
+from automed.workdir import ALL_DATA, WorkDir
+
+
+def all_data_split(splits: dict[str, Any]) -> dict[str, list[str]]:
+    """Every case of the split trains; none validates."""
+    ids = sorted({cid for f in splits["folds"] for cid in (*f["train"], *f["val"])})
+    return {"train": ids, "val": []}
+
+
+def evidence(cv_workdir: str | None, plan: Plan) -> tuple[ModelMeta | None, dict[str, Any]]:
+    """The cross-validation training an all-data model inherits from (checked to be of the same plan), and its
+    MLflow ids (``tracking.json``)."""
+    if not cv_workdir:
+        return None, {}
+    wd = WorkDir(Path(cv_workdir))
+    meta = load_model(wd.root)
+    if meta.plan_hash != plan.hash:
+        raise ArtifactError.single(
+            wd.model,
+            "--cv must name a cross-validation training of the same dataset and plan",
+            f"plan {meta.plan_hash} vs {plan.hash}",
+            "train the cross-validation in a work dir of this dataset with the same preset, or leave --cv out",
+        )
+    track = json.loads(wd.tracking.read_text()) if wd.tracking.is_file() else {}
+    return meta, track
+
+
+def conclude_all_data(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    task: Task,
+    tracker: Tracker,
+    parent: str,
+    cv_workdir: str | None,
+    validation_tta: bool,
+    register: bool,
+) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
+    """``model.json`` (folds ``[ALL_DATA]``; CV score and postprocessing from ``cv_workdir``) and registration with
+    tags linking the evidence."""
+    cv_meta, cv_track = evidence(cv_workdir, plan)
+    post = cv_meta.inference.postprocessing if cv_meta is not None else []
+    meta = ModelMeta(
+        dataset=plan.dataset_name,
+        task=task.name,
+        configuration=config.configuration,
+        folds=[ALL_DATA],
+        config=config,
+        resolved=resolve_training(plan, config),
+        plan_hash=plan.hash,
+        labels=plan.labels,
+        score_name=task.score_name,
+        cv_score=cv_meta.cv_score if cv_meta is not None else None,
+        inference=InferenceSettings(tta=validation_tta, postprocessing=post),
+    )
+    meta.save(WorkDir(wd).model)
+    link = {
+        "all_data": "true",
+        "cv.workdir": Path(cv_workdir).name if cv_workdir else "none",
+        "cv.run_id": str(cv_track.get("parent_run_id", "")),
+        "cv.score": f"{meta.cv_score:.6f}" if meta.cv_score is not None else "none",
+    }
+    tracker.set_tags(parent, link)
+    registered = None
+    if register:
+        registered = register_training(wd, tracker, parent, meta.cv_score or 0.0)
+        tracker.tag_version(registered["name"], registered["version"], link)
+    summary = {"all_data": True, "inherited_cv_score": meta.cv_score, "cv_workdir": cv_workdir}
+    return summary, meta, registered

@@ -1,0 +1,133 @@
+"""Running a training's fold jobs: on this machine one after another, each with its share of the time left, or
+``--parallel-folds`` at once in spawned worker processes (CPU threads split, one GPU each when there are enough);
+or as Ray tasks on a cluster (``--ray-address``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from automed.workdir import WorkDir
+from automed.workflow.fold import FoldJob, FoldOutcome, run_fold
+
+FINAL_RESERVE_S = 20.0  # CV summary, bundle and registration at the end of a budgeted run
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a training's folds run: ``parallel_folds`` local processes, or Ray tasks on ``ray_address`` (default:
+    ``RAY_ADDRESS``; none: this machine) with ``resources`` each."""
+
+    parallel_folds: int = 1
+    ray_address: str | None = None
+    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+
+
+def run_fold_jobs(
+    jobs: list[FoldJob],
+    where: Placement,
+    wd: Path,
+    deadline: float | None,
+    fallback: float | None,
+) -> list[FoldOutcome]:
+    """The fold jobs on this machine, or as Ray tasks when a cluster is named."""
+    address = where.ray_address or os.environ.get("RAY_ADDRESS")
+    if not address or not jobs:
+        return run_jobs(jobs, where.parallel_folds, deadline, fallback)
+    wdir = WorkDir(wd)
+    dataset = json.loads(wdir.train_config.read_text())["dataset"]
+    shared = [dataset, str(wdir.plan), str(wdir.preprocessed), str(wd)]
+    return run_jobs_on_ray(jobs, address, where.resources, deadline, shared)[0]  # runs tagged with their node
+
+
+def run_jobs(
+    jobs: list[FoldJob], parallel_folds: int, deadline: float | None, fallback: float | None
+) -> list[FoldOutcome]:
+    """Run the folds one after another (each with its share of the time left) or ``parallel_folds`` at once;
+    ``fallback``: the budget of a fold that had not started when a budgeted run was resumed without a budget."""
+    parallel = max(1, min(parallel_folds, len(jobs)))
+    if parallel > 1:
+        return _run_parallel(jobs, parallel, deadline)
+    out = []
+    for i, job in enumerate(jobs):
+        if fallback and not job.resume and not job.extend:
+            job = replace(job, budget_s=fallback)
+        if deadline is not None:
+            left = deadline - time.perf_counter() - FINAL_RESERVE_S
+            # each fold reserves its own validation time from its share (see validation_passes)
+            job = replace(job, budget_s=max(10.0, left / (len(jobs) - i)))
+        out.append(run_fold(job))
+    return out
+
+
+def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[FoldOutcome]:
+    """Run folds ``n`` at a time in spawned processes: CPU threads split evenly, one GPU each when there are
+    enough. Each wave of ``n`` folds shares the time left equally with the waves after it."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // n)
+    results: list[FoldOutcome] = []
+    waves = [jobs[i : i + n] for i in range(0, len(jobs), n)]
+    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
+        for w, wave in enumerate(waves):
+            budget = None
+            if deadline is not None:
+                left = deadline - time.perf_counter() - FINAL_RESERVE_S
+                budget = max(10.0, 0.9 * left / (len(waves) - w))
+            futures = [
+                pool.submit(
+                    run_fold,
+                    replace(
+                        job,
+                        budget_s=budget,
+                        threads=threads,
+                        cuda_device=k if gpus >= n else None,
+                        progress="plain" if job.progress != "off" else "off",  # workers share one terminal
+                    ),
+                )
+                for k, job in enumerate(wave)
+            ]
+            results += [f.result() for f in futures]
+    return results
+
+
+def run_jobs_on_ray(
+    jobs: list[FoldJob],
+    address: str,
+    resources: dict[str, float],
+    deadline: float | None,
+    shared: list[str],
+) -> tuple[list[FoldOutcome], list[str]]:
+    """Run the folds as Ray tasks on the cluster at ``address`` (the sweep engine's connection, node check and
+    ``--trial-resources``), as many at once as it holds; each wave of folds shares the time left equally. Every node
+    must read ``shared[:-1]`` (dataset, plan, preprocessed data) and write ``shared[-1]`` (the work dir). Returns the
+    outcomes and the node each fold ran on."""
+    import math
+
+    from automed.search.ray_engine import RayEngine
+
+    engine = RayEngine(address, resources, show_progress=False)
+    try:
+        engine.check_nodes(shared[:-1], shared[-1])
+        waves = math.ceil(len(jobs) / max(1, min(engine.concurrency(), len(jobs))))
+        budget = None
+        if deadline is not None:
+            budget = max(10.0, 0.9 * (deadline - time.perf_counter() - FINAL_RESERVE_S) / waves)
+        threads = max(1, int(resources.get("cpu", 1)))
+        ready = [
+            replace(j, budget_s=budget if budget is not None else j.budget_s, threads=threads, progress="off")
+            for j in jobs
+        ]
+        done = engine.run_tasks(run_fold, ready)
+    finally:
+        import ray
+
+        ray.shutdown()  # the driver disconnects; a cluster started with `ray start` keeps running
+    return [o for o, _ in done], [n for _, n in done]

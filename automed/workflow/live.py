@@ -1,0 +1,93 @@
+"""What a running fold shows: on a terminal a live bar per fold (epochs and iterations of the planned schedule,
+elapsed and remaining budget, the latest pseudo-Dice and its EMA, data waiting); elsewhere (CI, log files, folds in
+worker processes) one plain line per epoch."""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Literal
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from automed.train.state import EpochLog
+from automed.train.trainer import Callback
+
+Mode = Literal["off", "plain", "live"]
+
+
+def _clock(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def epoch_line(label: str, log: EpochLog, elapsed: float, budget_s: float | None) -> str:
+    """One epoch in words: ``3d_fullres fold 0  epoch 3/10  it 450/1500  1m12s (3m05s left)  pseudo-Dice ...``."""
+    left = f" ({_clock(budget_s - elapsed)} left)" if budget_s is not None else ""
+    score = "n/a" if log.mean_fg_dice != log.mean_fg_dice else f"{log.mean_fg_dice:.3f}"
+    return (
+        f"{label}  epoch {log.epoch}/{log.planned_epochs or '?'}  it {log.iterations}/{log.planned_iterations or '?'}"
+        f"  {_clock(elapsed)}{left}  pseudo-Dice {score} (EMA {log.ema_fg_dice:.3f})"
+        f"  loss {log.train_loss:.3f}  data wait {100 * log.data_wait_fraction:.0f}%"
+    )
+
+
+class FoldDisplay:
+    """A callback (and context manager) showing one fold's epochs; ``mode`` ``live`` falls back to plain lines when
+    the console is not a terminal."""
+
+    def __init__(
+        self, label: str, budget_s: float | None, mode: Mode, console: Console | None = None
+    ) -> None:
+        self.label, self.budget_s, self.mode = label, budget_s, mode
+        self.console = console or Console()
+        self.t0 = time.perf_counter()
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> FoldDisplay:
+        if self.mode == "live" and self.console.is_terminal:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+                console=self.console,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=None, status="starting")
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def on_epoch_end(self, fold: int, log: EpochLog) -> None:
+        elapsed = time.perf_counter() - self.t0
+        if self.mode == "off":
+            return
+        if self.progress is not None and self.task is not None:
+            line = epoch_line("", log, elapsed, self.budget_s).strip()
+            self.progress.update(
+                self.task,
+                completed=log.iterations,
+                total=log.planned_iterations or None,
+                status=line,
+            )
+            return
+        line = epoch_line(self.label, log, elapsed, self.budget_s)
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)  # a log line is never wrapped
+
+
+class Both:
+    """Two callbacks in a row (the fold's tracking, then its display)."""
+
+    def __init__(self, first: Callback, second: Callback) -> None:
+        self.first, self.second = first, second
+
+    def on_epoch_end(self, fold: int, log: EpochLog) -> None:
+        self.first.on_epoch_end(fold, log)
+        self.second.on_epoch_end(fold, log)

@@ -1,0 +1,84 @@
+"""How a ``--budget`` shapes a training (``--folds auto``): a timed probe of fold 0's model and data on this machine,
+then the planner preset's rule (``budget:`` in ``planners/*.yaml``) picks how many folds of the split to train."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from automed.errors import ConfigError
+from automed.plan.preset import load_preset
+from automed.plan.schema import Plan
+from automed.tasks.base import Task
+from automed.train.config import TrainConfig
+from automed.train.schedule import FoldChoice, choose_fold_count
+from automed.train.trainer import step_seconds
+from automed.workdir import ALL_DATA, WorkDir
+from automed.workflow.fold_runs import FINAL_RESERVE_S
+
+SPLIT_FOLDS = 5  # --folds auto trains the first folds of nnU-Net's five-fold split
+
+
+def auto_folds(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    task: Task,
+    *,
+    preset: str,
+    deadline: float,
+    device: str | None,
+    workers: int | None,
+) -> FoldChoice:
+    """The number of folds (the first ones of ``splits.json``) the time left until ``deadline`` trains well."""
+    splits = json.loads(WorkDir(wd).splits.read_text())
+    fold0 = splits["folds"][0]
+    step_s = step_seconds(
+        wd, plan, config, fold0["train"], fold0["val"], task=task, device=device, workers=workers
+    )
+    rules = load_preset(preset).budget
+    left = deadline - time.perf_counter() - FINAL_RESERVE_S
+    return choose_fold_count(
+        left, step_s, int(splits["n_folds"]), rules.min_iterations_per_model, rules.fold_counts
+    )
+
+
+def fold_count(
+    folds: int | str | None, budget_s: float | None, only_folds: list[int] | None
+) -> tuple[int, bool, list[int] | None]:
+    """``(folds of the split, decided by the budget, folds to train)`` from ``--folds`` (a number, ``auto``,
+    ``all`` or unset) and ``--fold``."""
+    text = folds.strip().lower() if isinstance(folds, str) else None
+    if folds is None:
+        return SPLIT_FOLDS, budget_s is not None and only_folds is None, only_folds
+    if text == "all":
+        if only_folds is not None:
+            raise ConfigError.single(
+                "--folds all",
+                "--folds all trains one model on every case",
+                f"--fold {only_folds}",
+                "drop --fold",
+            )
+        return SPLIT_FOLDS, False, [ALL_DATA]
+    if text == "auto":
+        if budget_s is None:
+            raise ConfigError.single(
+                "--folds",
+                "--folds auto decides from the budget",
+                "auto without --budget",
+                "add --budget or a number",
+            )
+        return SPLIT_FOLDS, only_folds is None, only_folds
+    try:
+        n = int(folds)
+    except ValueError:
+        raise ConfigError.single(
+            "--folds",
+            "--folds is a number of folds, auto or all",
+            repr(folds),
+            "write e.g. --folds 5 or --folds auto",
+        ) from None
+    if n < 1:
+        raise ConfigError.single("--folds", "--folds must be at least 1", n, "write e.g. --folds 5")
+    return n, False, only_folds

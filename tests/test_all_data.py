@@ -1,0 +1,69 @@
+"""``automed train --folds all``: one model on every case, no validation fold, registered with a link to the
+cross-validation training whose evidence it inherits; predict and export take it like any model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+
+from automed import api
+from automed.errors import ArtifactError
+from automed.testing.synthetic import make_dataset
+from automed.workdir import ALL_DATA
+
+pytestmark = pytest.mark.slow
+
+
+def test_all_data_model_trains_registers_predicts_and_exports(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=7)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 2\niterations_per_epoch: 3\nval_iterations: 1\nnum_workers: 0\n")
+    cv = api.train(ds, tmp_path / "CV", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "-q", "train", str(ds), "-o", str(tmp_path / "ALL"), "--folds", "all",
+         "--config", str(cfg), "--cv", str(tmp_path / "CV"), "--tracking-uri", uri, "--workers", "0"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"inherited from {tmp_path / 'CV'}" in " ".join(r.stdout.split())  # rich wraps long lines
+    wd = tmp_path / "ALL"
+    meta = json.loads((wd / "model.json").read_text())
+    assert meta["folds"] == [ALL_DATA] and meta["cv_score"] == pytest.approx(cv.model.cv_score)
+    assert meta["inference"]["postprocessing"] == cv.model.inference.postprocessing
+    fold = wd / "train" / "3d_fullres" / "fold_all"
+    assert (fold / "checkpoint_final.pt").is_file()
+    opts = json.loads((wd / "train_config.json").read_text())["options"]
+    assert opts["only_folds"] == [ALL_DATA]
+    client = MlflowClient(tracking_uri=uri)
+    reg = json.loads((wd / "tracking.json").read_text())["registered"]
+    mv = client.get_model_version(reg["name"], reg["version"])
+    cv_run = json.loads((tmp_path / "CV" / "tracking.json").read_text())["parent_run_id"]
+    assert mv.tags["all_data"] == "true" and mv.tags["cv.run_id"] == cv_run and mv.tags["cv.workdir"] == "CV"
+    (pred,) = api.predict(wd, ds / "imagesTr" / "case_000.nii.gz", tmp_path / "P", show_progress=False)
+    ref = sitk.ReadImage(str(ds / "imagesTr" / "case_000.nii.gz"))
+    assert sitk.ReadImage(str(pred)).GetSize() == ref.GetSize()
+    exp = api.export(wd, tmp_path / "E", formats="onnx")
+    assert [p.name for p in (exp.folder / "networks" / "onnx").iterdir()] == ["fold_0.onnx"]  # one network
+    assert exp.report["parity"]["onnxruntime"]["passed"]
+
+
+def test_cv_of_another_plan_is_refused(tmp_path: Path) -> None:
+    a = make_dataset(tmp_path / "a", n_cases=4, shape=(12, 24, 24), seed=1)
+    b = make_dataset(tmp_path / "b", n_cases=4, shape=(20, 40, 40), spacing=(3.0, 1.0, 1.0), seed=2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
+    api.train(a, tmp_path / "CV", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    with pytest.raises(ArtifactError, match="same dataset and plan"):
+        api.train(
+            b, tmp_path / "ALL", config=cfg, folds="all", cv=tmp_path / "CV", tracking_uri=uri, workers=0,
+            show_progress=False,
+        )  # fmt: skip

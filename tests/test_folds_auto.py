@@ -1,0 +1,74 @@
+"""``--folds auto`` (the default with ``--budget``): a timed probe and the preset's ``budget:`` rule decide how many
+folds of a five-fold split the budget trains well; the reason is recorded and shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from automed import api
+from automed.errors import ConfigError
+from automed.testing.synthetic import make_dataset
+from automed.train.schedule import choose_fold_count
+from automed.workdir import ALL_DATA
+from automed.workflow.shape import fold_count
+
+
+def test_rule_picks_one_fold_for_a_small_budget_and_five_for_a_large_one() -> None:
+    small = choose_fold_count(26 * 60, 0.9, 5, 1500, [1, 5])  # the issue's 26 minutes at 0.9 s per iteration
+    assert small.folds == 1 and small.iterations_per_model == int(26 * 60 * 0.75 / 0.9)
+    assert "folds auto: 1 of 5" in small.reason and "at least 1500" in small.reason
+    large = choose_fold_count(8 * 3600, 0.9, 5, 1500, [1, 5])
+    assert large.folds == 5 and large.iterations_per_model >= 1500
+    middle = choose_fold_count(3 * 3600, 0.9, 5, 1500, [1, 2, 3, 5])
+    assert middle.folds == 5
+    assert choose_fold_count(2 * 3600, 0.9, 5, 1500, [1, 2, 3, 5]).folds == 3
+    tiny = choose_fold_count(30, 0.9, 5, 1500, [1, 5])
+    assert tiny.folds == 1 and "one model gets them all" in tiny.reason
+    assert (
+        choose_fold_count(8 * 3600, 0.9, 3, 1500, [1, 5]).folds == 1
+    )  # a count beyond the split is not allowed
+
+
+def test_folds_option_parsing() -> None:
+    assert fold_count(None, 600.0, None) == (5, True, None)
+    assert fold_count(None, None, None) == (5, False, None)
+    assert fold_count("auto", 600.0, None) == (5, True, None)
+    assert fold_count(None, 600.0, [0, 1]) == (5, False, [0, 1])  # explicit --fold wins
+    assert fold_count(3, 600.0, None) == (3, False, None) and fold_count("5", None, None) == (5, False, None)
+    assert fold_count("all", 600.0, None) == (5, False, [ALL_DATA])
+    with pytest.raises(ConfigError, match="decides from the budget"):
+        fold_count("auto", None, None)
+    with pytest.raises(ConfigError, match="a number of folds, auto or all"):
+        fold_count("many", 60.0, None)
+    with pytest.raises(ConfigError, match="one model on every case"):
+        fold_count("all", None, [0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("min_iterations", "expected"), [(100_000, 1), (5, 5)])
+def test_budgeted_training_trains_the_folds_the_rule_picks(
+    tmp_path: Path, min_iterations: int, expected: int
+) -> None:
+    ds = make_dataset(tmp_path / "data", n_cases=5, shape=(12, 24, 24), seed=2)
+    preset = tmp_path / "preset.yaml"  # the cpu preset with its budget rule changed (extends)
+    preset.write_text(
+        yaml.safe_dump(
+            {"extends": "cpu", "name": "rule", "budget": {"min_iterations_per_model": min_iterations}},
+            sort_keys=False,
+        )
+    )
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1000\nval_iterations: 1\nnum_workers: 0\n")
+    res = api.train(
+        ds, tmp_path / "W", config=cfg, budget="60s", preset=str(preset),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", workers=0, show_progress=False, register=False,
+    )  # fmt: skip
+    assert sorted(res.fold_epochs) == list(range(expected)) and res.model.folds == list(range(expected))
+    assert res.folds_reason.startswith(f"folds auto: {expected} of 5")
+    saved = json.loads((res.workdir / "train_config.json").read_text())["options"]
+    assert saved["only_folds"] == list(range(expected)) and saved["folds_reason"] == res.folds_reason
+    assert json.loads((res.workdir / "splits.json").read_text())["n_folds"] == 5

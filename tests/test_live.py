@@ -1,0 +1,55 @@
+"""What a running training shows: one plain line per epoch when the console is not a terminal (CI, log files)."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from automed import api
+from automed.testing.synthetic import make_dataset
+from automed.train.state import EpochLog
+from automed.workflow.live import FoldDisplay, epoch_line
+
+LOG = EpochLog(3, 0.91, 0.88, [0.7, 0.72], 0.712, 0.684, 0.003, 12.0, 0.04, 450, 10, 1500)
+
+
+def test_epoch_line_says_schedule_time_score_and_data_wait() -> None:
+    line = epoch_line("3d_fullres fold 0", LOG, 72.0, 257.0)
+    assert line == (
+        "3d_fullres fold 0  epoch 3/10  it 450/1500  1m12s (3m05s left)  pseudo-Dice 0.712 (EMA 0.684)"
+        "  loss 0.910  data wait 4%"
+    )
+    assert "left" not in epoch_line("x", LOG, 72.0, None)
+
+
+def test_not_a_terminal_gives_plain_lines_and_off_gives_none() -> None:
+    buf = io.StringIO()
+    with FoldDisplay("2d fold 1", None, "live", Console(file=buf, force_terminal=False)) as d:
+        d.on_epoch_end(1, LOG)
+    assert buf.getvalue().startswith("2d fold 1  epoch 3/10") and buf.getvalue().count("\n") == 1
+    quiet = io.StringIO()
+    with FoldDisplay("2d fold 1", None, "off", Console(file=quiet)) as d:
+        d.on_epoch_end(1, LOG)
+    assert quiet.getvalue() == ""
+
+
+@pytest.mark.slow
+def test_training_prints_every_epoch_of_every_fold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=5)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 3\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
+    api.train(
+        ds, tmp_path / "W", config=cfg, folds=2, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        workers=0, show_progress=True, register=False,
+    )  # fmt: skip
+    lines = [x for x in capsys.readouterr().out.splitlines() if re.match(r"3d_fullres fold \d  epoch", x)]
+    assert [x.split("  ")[:3] for x in lines] == [
+        ["3d_fullres fold 0", f"epoch {e}/3", f"it {2 * e}/6"] for e in (1, 2, 3)
+    ] + [["3d_fullres fold 1", f"epoch {e}/3", f"it {2 * e}/6"] for e in (1, 2, 3)]
+    assert all("pseudo-Dice" in x and "data wait" in x for x in lines)

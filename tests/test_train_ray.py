@@ -1,0 +1,94 @@
+"""``automed train --ray-address``: folds as Ray tasks on a 2-node loopback cluster (both nodes used), and a driver
+killed mid-training then resumed without retraining the folds it had finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from automed import api
+from automed.testing.synthetic import make_dataset
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Two raylets on 127.0.0.1 with 2 CPUs each."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    c.add_node(num_cpus=2)
+    c.wait_for_nodes()
+    try:
+        yield str(c.address)
+    finally:
+        c.shutdown()
+
+
+def _fold_workers() -> list[str]:
+    """Ray worker processes running a fold task (process title ``ray::_on_node``) that have not exited."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text, cmd = stat.read_text(), (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ray::_on_node" in cmd and text[text.rfind(")") + 2] not in "ZX":
+            out.append(stat.parent.name)
+    return out
+
+
+def _fold_runs(uri: str) -> list[dict[str, str]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("Synthetic")
+    assert exp is not None
+    return [r.data.tags for r in client.search_runs([exp.experiment_id]) if "fold" in r.data.tags]
+
+
+def test_folds_on_a_cluster_survive_a_killed_driver(cluster: str, tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "data", n_cases=6, shape=(12, 24, 24), seed=9)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 4\niterations_per_epoch: 3\nval_iterations: 1\nnum_workers: 0\n")
+    wd, uri = tmp_path / "W", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "automed.cli", "-q", "train", str(ds), "-o", str(wd), "--folds", "3",
+           "--config", str(cfg), "--ray-address", cluster, "--trial-resources", "cpu=2", "--tracking-uri", uri,
+           "--workers", "0"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    folds = wd / "train" / "3d_fullres"
+    end = time.monotonic() + 300
+    while not list(folds.glob("fold_*/validation_metrics.json")):  # one fold finished: kill the driver now
+        assert proc.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < end, "no fold finished in time"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    end = time.monotonic() + 60
+    while _fold_workers():  # Ray kills the dead driver's tasks; wait until none writes any more
+        assert time.monotonic() < end, f"fold tasks still running: {_fold_workers()}"
+        time.sleep(0.1)
+    finished = {p.parent.name: (p.parent / "checkpoint_final.pt").stat().st_mtime_ns
+                for p in folds.glob("fold_*/validation_metrics.json")}  # fmt: skip
+    assert 1 <= len(finished) < 3 and not (wd / "model.json").exists()
+
+    res = api.train(None, wd, resume=True, ray_address=cluster, show_progress=False)
+    assert sorted(res.fold_epochs) == [0, 1, 2] and res.model.folds == [0, 1, 2]
+    for name, mtime in finished.items():  # finished folds were not trained again
+        assert (folds / name / "checkpoint_final.pt").stat().st_mtime_ns == mtime
+    runs = _fold_runs(uri)
+    assert sorted(t["fold"] for t in runs) == ["0", "1", "2"]
+    nodes = {t.get("ray.node") for t in runs}
+    assert len(nodes) == 2 and None not in nodes, runs  # each node trained (one 2-CPU fold per node at once)
