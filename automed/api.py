@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # the "as" form re-exports the names for type checkers
     from automed.workflow.sweep import grid as grid
     from automed.workflow.sweep import sweep as sweep
     from automed.workflow.sweep_stages import SweepResult as SweepResult
-    from automed.workflow.train import TrainResult as TrainResult
     from automed.workflow.train import train as train
+    from automed.workflow.train_options import TrainResult as TrainResult
 
 _WHERE = {
     "parse_duration": "automed.config",
@@ -56,7 +56,7 @@ _WHERE = {
     "grid": "automed.workflow.sweep",
     "sweep": "automed.workflow.sweep",
     "SweepResult": "automed.workflow.sweep_stages",
-    "TrainResult": "automed.workflow.train",
+    "TrainResult": "automed.workflow.train_options",
     "train": "automed.workflow.train",
 }
 

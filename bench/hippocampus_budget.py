@@ -168,9 +168,7 @@ def inner_val_dice(wd: Path) -> float:
     return float(np.mean([np.mean([r["dice"] for r in rows if r["label"] == k]) for k in labels]))
 
 
-def run_variant(
-    name: str, config: Path, ds: Path, images: Path, labels: Path, budget: float | None
-) -> None:
+def run_variant(name: str, config: Path, ds: Path, images: Path, labels: Path, budget: float | None) -> None:
     """Train fold 0 at ``budget`` seconds (None: the config's own epochs and iterations), predict, score."""
     wd, out = WORK / f"automed_{name}", WORK / f"pred_{name}"
     shutil.rmtree(wd, ignore_errors=True)
@@ -232,7 +230,9 @@ def main() -> None:
     )
     args = ap.parse_args()
     if bool(args.variant) != bool(args.config) and not args.automed_only:
-        ap.error("--variant and --config go together (with --automed-only, --variant alone names the default)")
+        ap.error(
+            "--variant and --config go together (with --automed-only, --variant alone names the default)"
+        )
     WORK.mkdir(parents=True, exist_ok=True)
     train, held = split()
     ds = make_train_dataset(train)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,56 +42,7 @@ from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
 from automed.workflow.shape import auto_folds, fold_count
 from automed.workflow.sweep_stages import parse_resources
-
-
-@dataclass
-class TrainOptions:
-    folds: int = 5
-    only_folds: list[int] | None = None
-    budget_s: float | None = None
-    device: str | None = None
-    tracking_uri: str | None = None
-    register: bool = True
-    validation_tta: bool = True
-    workers: int | None = None
-    preset: str | None = None
-    parallel_folds: int = 1
-    auto_configuration: bool = False  # 3d_fullres when planned, else 2d
-    folds_auto: bool = False  # --folds auto: the budget decides how many folds of the split to train
-    folds_reason: str = ""  # why that many (shape.auto_folds)
-    cv_workdir: str | None = None  # --folds all: the cross-validation training whose evidence it inherits
-    ray_address: str | None = (
-        None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else this machine)
-    )
-    fold_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
-    keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
-    overlays: int = 0  # validation cases drawn into each fold's MLflow run (opt-in: they show patient images)
-
-
-@dataclass
-class TrainResult:
-    workdir: Path
-    cv_summary: dict[str, Any]
-    model: ModelMeta
-    fold_epochs: dict[int, int] = field(default_factory=dict)
-    registered: dict[str, Any] | None = None
-    folds_reason: str = ""  # --folds auto: how many folds the budget trains, and why
-
-
-@dataclass
-class _Tracking:
-    """The work dir's MLflow state (``tracking.json``)."""
-
-    path: Path
-    uri: str
-    experiment: str
-    parent_run_id: str = ""
-    fold_runs: dict[str, str] = field(default_factory=dict)
-
-    def save(self) -> None:
-        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        state = {k: v for k, v in asdict(self).items() if k != "path"}
-        write_json_atomic(self.path, {**saved, **state})
+from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 
 
 def _restore(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
@@ -160,7 +111,11 @@ def _start(
         {
             "dataset": dataset_source(ds),
             "config": config.model_dump(mode="json"),
-            "options": {**asdict(opts), "preset": preset},
+            "options": {
+                **asdict(opts),
+                "preset": preset,
+                "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
+            },
         },
     )
     return ds, config, opts
@@ -192,13 +147,13 @@ def _check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
 
 def _open_tracking(
     wd: Path, plan: Plan, config: TrainConfig, opts: TrainOptions, ds: Dataset, reopen: bool
-) -> tuple[Tracker, _Tracking]:
+) -> tuple[Tracker, TrackingState]:
     """The store, experiment and parent run (reopened on resume; the driver creates them before any worker)."""
     wdir = WorkDir(wd)
     saved = json.loads(wdir.tracking.read_text()) if reopen and wdir.tracking.is_file() else {}
     uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
     tracker = Tracker(uri, plan.dataset_name, redactor_for([wd], keep_case_ids=opts.keep_case_ids, ds=ds))
-    track = _Tracking(
+    track = TrackingState(
         wdir.tracking, strip_credentials(uri), plan.dataset_name, saved.get("parent_run_id", "")
     )
     track.fold_runs = dict(saved.get("fold_runs", {}))
@@ -235,7 +190,7 @@ def _fold_jobs(
     config: TrainConfig,
     opts: TrainOptions,
     tracker: Tracker,
-    track: _Tracking,
+    track: TrackingState,
     resume: bool,
     extend: int,
     progress: Mode = "off",
@@ -298,7 +253,7 @@ def _conclude(
     opts: TrainOptions,
     task: Task,
     tracker: Tracker,
-    track: _Tracking,
+    track: TrackingState,
     rows: list[dict[str, Any]],
     folds: list[int],
 ) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:

@@ -1,0 +1,59 @@
+"""The options and results of ``automed train`` and the work dir's MLflow state (``tracking.json``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import write_json_atomic
+from automed.train.meta import ModelMeta
+
+
+@dataclass
+class TrainOptions:
+    folds: int = 5
+    only_folds: list[int] | None = None
+    budget_s: float | None = None
+    device: str | None = None
+    tracking_uri: str | None = None
+    register: bool = True
+    validation_tta: bool = True
+    workers: int | None = None
+    preset: str | None = None
+    parallel_folds: int = 1
+    auto_configuration: bool = False  # 3d_fullres when planned, else 2d
+    folds_auto: bool = False  # --folds auto: the budget decides how many folds of the split to train
+    folds_reason: str = ""  # why that many (shape.auto_folds)
+    cv_workdir: str | None = None  # --folds all: the cross-validation training whose evidence it inherits
+    ray_address: str | None = None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else here)
+    fold_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
+    overlays: int = 0  # validation cases drawn into each fold's MLflow run (opt-in: they show patient images)
+
+
+@dataclass
+class TrainResult:
+    workdir: Path
+    cv_summary: dict[str, Any]
+    model: ModelMeta
+    fold_epochs: dict[int, int] = field(default_factory=dict)
+    registered: dict[str, Any] | None = None
+    folds_reason: str = ""  # --folds auto: how many folds the budget trains, and why
+
+
+@dataclass
+class TrackingState:
+    """The work dir's MLflow state (``tracking.json``)."""
+
+    path: Path
+    uri: str
+    experiment: str
+    parent_run_id: str = ""
+    fold_runs: dict[str, str] = field(default_factory=dict)
+
+    def save(self) -> None:
+        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        state = {k: v for k, v in asdict(self).items() if k != "path"}
+        write_json_atomic(self.path, {**saved, **state})
