@@ -125,12 +125,19 @@ def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
     )
 
 
-def read_extending(path: Path, names: Path | None = None, _chain: tuple[Path, ...] = ()) -> Any:
+def read_extending(
+    path: Path,
+    names: Path | None = None,
+    _chain: tuple[Path, ...] = (),
+    *,
+    what: str = "the config file",
+    fix: str = "check the path",
+) -> Any:
     """The YAML mapping of ``path`` merged over its ``extends:`` parent, recursively (InnerEye-style base configs).
 
     The child's keys win; nested mappings merge key by key. A cycle or an unknown parent is a :class:`ConfigError`
-    naming the chain or offering the names there are."""
-    data = read_yaml(path)
+    naming the chain or offering the names there are (``what``/``fix``: the error for a missing ``path``)."""
+    data = read_yaml(path, what, fix)
     if not isinstance(data, dict) or EXTENDS not in data:
         return data
     here = path.resolve()

@@ -123,7 +123,9 @@ class Redactor:
 
     key: bytes
     case_ids: frozenset[str] = frozenset()
-    places: tuple[tuple[str, str], ...] = ()
+    places: tuple[
+        tuple[str, str], ...
+    ] = ()  # (folder, its placeholder: <dataset>, <workdir>, ~), longest first
     keep_case_ids: bool = False
     _names: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -136,15 +138,13 @@ class Redactor:
         *,
         keep_case_ids: bool = False,
     ) -> Redactor:
-        home = Path.home()
-        pairs = {str(Path(p)): name for name, p in places.items() if str(p) not in ("", "/", ".")}
-        pairs.setdefault(str(home), "~")
+        marks = {str(Path(p)): f"<{name}>" for name, p in places.items() if str(p) not in ("", "/", ".")}
+        marks.setdefault(str(Path.home()), "~")
         for folder in list(
-            pairs
+            marks
         ):  # the resolved form of each folder too (symlinked tmp, /home -> /data/home)
-            with_real = os.path.realpath(folder)
-            pairs.setdefault(with_real, pairs[folder])
-        ordered = tuple(sorted(((f, n) for f, n in pairs.items()), key=lambda fn: -len(fn[0])))
+            marks.setdefault(os.path.realpath(folder), marks[folder])
+        ordered = tuple(sorted(marks.items(), key=lambda fm: -len(fm[0])))  # the most specific folder first
         return cls(key, frozenset(case_ids), ordered, keep_case_ids)
 
     def case(self, case_id: str) -> str:
@@ -170,13 +170,12 @@ class Redactor:
 
     def path_text(self, text: str) -> str:
         """A path-like string: known folders become placeholders, then ID components become pseudonyms."""
-        for folder, name in self.places:
-            if text == folder or text.startswith(folder + "/"):
-                text = "<" + name + ">" + text[len(folder) :] if name != "~" else "~" + text[len(folder) :]
-                break
-            idx = text.find(folder + "/")
-            if idx > 0 and not text[idx - 1].isalnum():  # inside a URI: sqlite:////home/x/db
-                text = text[:idx] + ("<" + name + ">" if name != "~" else "~") + text[idx + len(folder) :]
+        for folder, mark in self.places:
+            idx = text.find(folder)
+            end = idx + len(folder)
+            # the whole folder, at the start or inside a URI (sqlite:////home/x/db), never a longer name
+            if idx >= 0 and text[end : end + 1] in ("", "/") and (idx == 0 or not text[idx - 1].isalnum()):
+                text = text[:idx] + mark + text[end:]
                 break
         if self.keep_case_ids or not self.case_ids:
             return text

@@ -1,5 +1,15 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +35,42 @@ def tiny_msd(tmp_path: Path) -> Path:
     from automed.testing.synthetic import make_dataset
 
     return make_dataset(tmp_path / "ds", n_cases=4, shape=(12, 16, 14), seed=1)
+
+
+@contextlib.contextmanager
+def automed_ui(store: str, log: Path) -> Iterator[int]:
+    """``automed ui`` serving ``store`` on a free loopback port (yielded once /health answers); its output goes to
+    ``log``; stopped (its whole process group) on exit."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "automed.cli", "ui", "--tracking-uri", store, "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            end = time.time() + 90
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.time() < end, "the MLflow UI did not answer on /health"
+                time.sleep(0.5)
+            yield port
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def two_series_folder(dest: Path) -> Path:
+    """A folder holding two DICOM series (Study1 and Study2 of the shared hippocampus crops)."""
+    src = shared("dicom", "hippo_crop_series")
+    dest.mkdir(parents=True)
+    for study in ("Study1", "Study2"):
+        for f in (src / study).glob("*.dcm"):
+            shutil.copy(f, dest / f"{study}_{f.name}")
+    return dest

@@ -16,7 +16,7 @@ from automed import api
 from automed.errors import AutomedError, ConfigError, DatasetError, Problem
 from automed.plan.preset import load_preset
 from automed.testing.synthetic import make_dataset
-from tests.conftest import shared
+from tests.conftest import two_series_folder
 
 
 def _img(path: Path) -> sitk.Image:
@@ -212,12 +212,7 @@ def test_negative_label_values(ds: Path, tmp_path: Path) -> None:
 
 
 def test_two_dicom_series_in_one_folder(tmp_path: Path) -> None:
-    src = shared("dicom", "hippo_crop_series")
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    for study in ("Study1", "Study2"):
-        for f in (src / study).glob("*.dcm"):
-            shutil.copy(f, mixed / f"{study}_{f.name}")
+    mixed = two_series_folder(tmp_path / "mixed")
     csv = tmp_path / "d.csv"
     csv.write_text(f"SubjectID,Channel_0\nA,{mixed}\n")
     p = _has(_fails(csv, tmp_path), mixed, "exactly one DICOM series", "its own folder")

@@ -15,6 +15,7 @@ import yaml
 from automed import api
 from automed.privacy import Redactor, load_key, pseudonym, public_uri, strip_credentials
 from automed.testing.synthetic import make_dataset
+from tests.conftest import automed_ui
 
 KEY = b"k" * 32
 
@@ -202,31 +203,7 @@ def test_keep_case_ids_sends_them_on_request(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_password_in_the_tracking_uri_is_never_logged_or_stored(tmp_path: Path) -> None:
     """Train against an MLflow server (`automed ui`) addressed as http://alice:s3cret@127.0.0.1:PORT."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "automed.cli", "ui", "--tracking-uri", store, "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        end = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                assert time.time() < end, "the MLflow server did not start"
-                time.sleep(0.5)
+    with automed_ui(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "ui.log") as port:
         ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=1)
         cfg = tmp_path / "cfg.yaml"
         cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
@@ -234,9 +211,6 @@ def test_a_password_in_the_tracking_uri_is_never_logged_or_stored(tmp_path: Path
             ds, tmp_path / "W", config=cfg, folds=2, tracking_uri=f"http://alice:s3cret@127.0.0.1:{port}",
             workers=0, show_progress=False,
         )  # fmt: skip
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
     assert res.registered is not None
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         dump = "\n".join(db.iterdump())

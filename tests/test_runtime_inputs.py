@@ -4,7 +4,6 @@ prediction, an output folder that is or holds the inputs, non-finite voxels (unl
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed.runtime.io import find_cases, read_case
-from tests.conftest import shared
+from tests.conftest import shared, two_series_folder
 
 
 def _img(path: Path, value: float = 1.0) -> Path:
@@ -22,16 +21,11 @@ def _img(path: Path, value: float = 1.0) -> Path:
 
 
 def test_two_dicom_series_in_one_folder(tmp_path: Path) -> None:
-    src = shared("dicom", "hippo_crop_series")
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
-    for study in ("Study1", "Study2"):
-        for f in (src / study).glob("*.dcm"):
-            shutil.copy(f, mixed / f"{study}_{f.name}")
+    mixed = two_series_folder(tmp_path / "mixed")
     (case,) = find_cases(mixed, 1)
     with pytest.raises(SystemExit, match=r"exactly one DICOM series, found 2 .*its own folder"):
         read_case(case)
-    (one,) = find_cases(src / "Study1", 1)
+    (one,) = find_cases(shared("dicom", "hippo_crop_series", "Study1"), 1)
     assert read_case(one)[0].shape[0] == 1
 
 

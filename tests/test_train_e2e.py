@@ -20,6 +20,7 @@ import SimpleITK as sitk
 
 from automed import api
 from automed.testing.synthetic import make_dataset
+from tests.conftest import automed_ui
 
 pytestmark = pytest.mark.slow
 
@@ -333,34 +334,10 @@ def test_parallel_folds_log_every_run_once(tmp_path: Path) -> None:
 
 
 def test_ui_serves_the_store(tmp_path: Path) -> None:
-    import socket
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "automed.cli", "ui", "--tracking-uri", uri, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 90
-        ok = False
-        while time.time() < deadline and not ok:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    ok = r.status == 200
-            except OSError:
-                time.sleep(1)
-        assert ok, "the MLflow UI did not answer on /health"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    assert f"http://127.0.0.1:{port}" in out
+    log = tmp_path / "ui.log"
+    with automed_ui(f"sqlite:///{tmp_path / 'mlflow.db'}", log) as port:
+        pass  # it answered on /health
+    assert f"http://127.0.0.1:{port}" in log.read_text()
 
 
 def test_fresh_run_refuses_another_config_in_the_same_workdir(tmp_path: Path) -> None:

@@ -36,14 +36,14 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _fold_workers() -> list[str]:
-    """Ray worker processes running a fold task (process title ``ray::_on_node``) that have not exited."""
+    """Ray worker processes running a fold task (process title ``ray::_run_task``) that have not exited."""
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text, cmd = stat.read_text(), (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"ray::_on_node" in cmd and text[text.rfind(")") + 2] not in "ZX":
+        if b"ray::_run_task" in cmd and text[text.rfind(")") + 2] not in "ZX":
             out.append(stat.parent.name)
     return out
 

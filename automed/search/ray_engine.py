@@ -51,11 +51,9 @@ def _fixed_trainable(config: dict[str, Any], objective: Objective, ctx: SweepCon
     tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
 
 
-def _on_node(fn: Callable[[Any], Any], arg: Any) -> tuple[Any, str]:
-    """Run on one node: ``fn(arg)`` and the ID of the node that ran it."""
-    import ray
-
-    return fn(arg), str(ray.get_runtime_context().get_node_id())
+def _run_task(fn: Callable[[Any], Any], arg: Any) -> Any:
+    """Run on one node: ``fn(arg)``."""
+    return fn(arg)
 
 
 def _probe(paths: list[str], writable: str) -> dict[str, Any]:
@@ -344,15 +342,15 @@ class RayEngine(Engine):
             out.append(TrialOutcome(str(key), status, _error_text(r.error)))
         return out
 
-    def run_tasks(self, fn: Callable[[Any], Any], args: list[Any]) -> list[tuple[Any, str]]:
+    def run_tasks(self, fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
         """``fn(arg)`` for every ``arg`` as a Ray task with the engine's per-unit resources (``--trial-resources``),
-        as many at once as the cluster holds: the results and the node that ran each, in order. ``fn`` must be
+        as many at once as the cluster holds: the results, in order. ``fn`` must be
         importable on every node (a module-level function of automed)."""
         import ray
 
         task = ray.remote(
             num_cpus=self.resources.get("cpu", 1.0), num_gpus=self.resources.get("gpu", 0.0), max_retries=0
-        )(_on_node)
+        )(_run_task)
         return list(ray.get([task.remote(fn, a) for a in args]))
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automed.config import load_model, read_extending, read_yaml
+from automed.config import load_model, read_extending
 from automed.errors import ConfigError, Problem
 from automed.registry import did_you_mean
 from automed.search.resolve import default_point, resolve
@@ -50,8 +50,8 @@ __all__ = [
 def load_space(path: str | Path) -> SearchSpace:
     """Load and validate a search-space YAML file."""
     p = Path(path)
-    read_yaml(p, "the search-space file", "check the path (see search_spaces/)")
-    data = read_extending(p)  # `extends: NAME` is NAME.yaml beside it, or a path
+    # `extends: NAME` is NAME.yaml beside it, or a path
+    data = read_extending(p, what="the search-space file", fix="check the path (see search_spaces/)")
     problems: list[Problem] = []
     if isinstance(data, dict):
         for name, spec in (data.get("parameters") or {}).items():

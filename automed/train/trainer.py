@@ -390,29 +390,21 @@ def train_fold(
 ) -> FoldResult:
     """Train one fold and return its result; see the module docstring for the lifecycle."""
     with deterministic_mode(config.deterministic):
-        return _train_fold(
-            workdir, plan, config, fold, train_ids, val_ids, task, budget_s, device, resume, extend_epochs,
-            callback, workers, validation_passes,
+        return _drive(
+            FoldTrainer(workdir, plan, config, fold, train_ids, val_ids, task, device, workers),
+            budget_s, resume, extend_epochs, callback, validation_passes,
         )  # fmt: skip
 
 
-def _train_fold(
-    workdir: Path,
-    plan: Plan,
-    config: TrainConfig,
-    fold: int,
-    train_ids: list[str],
-    val_ids: list[str],
-    task: Task,
+def _drive(
+    ft: FoldTrainer,
     budget_s: float | None,
-    device: str | None,
     resume: bool,
     extend_epochs: int,
     callback: Callback | None,
-    workers: int | None,
     validation_passes: int,
 ) -> FoldResult:
-    ft = FoldTrainer(workdir, plan, config, fold, train_ids, val_ids, task, device, workers)
+    """The epochs of one fold: restore or lay the schedule, train until done, stopped early or out of budget."""
     if resume or extend_epochs:
         ft.restore(extend_epochs)
     val_reserve = ft.lay_schedule(budget_s, validation_passes) if not ft.st.phases else 0.0

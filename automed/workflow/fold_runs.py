@@ -42,7 +42,7 @@ def run_fold_jobs(
     wdir = WorkDir(wd)
     dataset = json.loads(wdir.train_config.read_text())["dataset"]
     shared = [dataset, str(wdir.plan), str(wdir.preprocessed), str(wd)]
-    return run_jobs_on_ray(jobs, address, where.resources, deadline, shared)[0]  # runs tagged with their node
+    return run_jobs_on_ray(jobs, address, where.resources, deadline, shared)  # run_fold tags each run's node
 
 
 def run_jobs(
@@ -104,11 +104,10 @@ def run_jobs_on_ray(
     resources: dict[str, float],
     deadline: float | None,
     shared: list[str],
-) -> tuple[list[FoldOutcome], list[str]]:
+) -> list[FoldOutcome]:
     """Run the folds as Ray tasks on the cluster at ``address`` (the sweep engine's connection, node check and
     ``--trial-resources``), as many at once as it holds; each wave of folds shares the time left equally. Every node
-    must read ``shared[:-1]`` (dataset, plan, preprocessed data) and write ``shared[-1]`` (the work dir). Returns the
-    outcomes and the node each fold ran on."""
+    must read ``shared[:-1]`` (dataset, plan, preprocessed data) and write ``shared[-1]`` (the work dir)."""
     import math
 
     from automed.search.ray_engine import RayEngine
@@ -125,9 +124,9 @@ def run_jobs_on_ray(
             replace(j, budget_s=budget if budget is not None else j.budget_s, threads=threads, progress="off")
             for j in jobs
         ]
-        done = engine.run_tasks(run_fold, ready)
+        done: list[FoldOutcome] = engine.run_tasks(run_fold, ready)
     finally:
         import ray
 
         ray.shutdown()  # the driver disconnects; a cluster started with `ray start` keeps running
-    return [o for o, _ in done], [n for _, n in done]
+    return done
