@@ -1,6 +1,7 @@
 """The registered model: an MLflow pyfunc that carries the plan, the fold weights and the inference settings.
 
-``predict`` takes float32 ``(N, C, z, y, x)`` images and returns int64 ``(N, z, y, x)`` label maps. Images are assumed
+``predict`` takes float32 ``(N, C, z, y, x)`` images and returns int64 ``(N, z, y, x)`` label maps (segmentation) or a
+table with ``prediction`` (and ``probability_<class>`` per class) per image (classification, regression). Images are assumed
 to be at the spacing given by the ``spacing_z``/``spacing_y``/``spacing_x`` params (default: the dataset's median
 spacing) with identity direction; ``automed predict models:/NAME@ALIAS`` instead reads real files and keeps their
 geometry.
@@ -38,10 +39,16 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
 
     meta = read_meta(WorkDir(folder).model)
     inf = meta.inference
+    weights = [folder / f"{fold_name(f)}.pt" for f in meta.predict_folds]
+    plan = Plan.load(folder / "plan.json")
+    if plan.target is not None:  # classification, regression
+        from automed.infer.image_level import ImagePredictor
+
+        return ImagePredictor.from_checkpoints(plan, meta.config, weights, device=device, tta=inf.tta)
     return Predictor.from_checkpoints(
-        Plan.load(folder / "plan.json"),
+        plan,
         meta.config,
-        [folder / f"{fold_name(f)}.pt" for f in meta.predict_folds],
+        weights,
         device=device,
         step=inf.step,
         tta=inf.tta,
@@ -69,5 +76,12 @@ class EnsembleModel(PythonModel):
         for case in arr:
             size = tuple(int(s) for s in reversed(case.shape[1:]))
             geo = Geometry(size, tuple(reversed(sp)), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
-            outs.append(self.predictor.predict_arrays(case, geo).labels.astype(np.int64))
+            res = self.predictor.predict_arrays(case, geo)
+            outs.append(
+                res.row(self.predictor.target) if hasattr(res, "row") else res.labels.astype(np.int64)
+            )
+        if outs and isinstance(outs[0], dict):  # an image-level model: one row per image
+            import pandas as pd
+
+            return pd.DataFrame(outs)
         return np.stack(outs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ from automed.workdir import ENSEMBLE, MODEL
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
+
+
+def safe_key(name: str) -> str:
+    """A name made safe for MLflow metric keys (letters, digits, _ - . / and spaces)."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
 
 
 def git_commit() -> str:
@@ -205,21 +211,28 @@ def register_ensemble(
     n_channels: int,
     median_spacing: list[float],
     python_model: Any,
+    columns: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Log ``bundle`` as the pyfunc ``python_model`` (an :class:`automed.registry_model.EnsembleModel`) on
     ``run_id``, register it as ``name`` and maintain the aliases.
 
-    The new version always becomes ``candidate``; it becomes ``champion`` when there is none yet or its CV
-    foreground Dice is at least the champion's (tag ``cv_fg_dice``).
+    The new version always becomes ``candidate``; it becomes ``champion`` when there is none yet or its CV score
+    (the task's: foreground Dice, AUC, R²) is at least the champion's (tag ``cv_score``). ``columns`` (name, MLflow
+    type): the table an image-level model returns; ``None``: label maps.
     """
     import mlflow
     import numpy as np
     from mlflow.models import ModelSignature
-    from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
+    outputs = (
+        Schema([TensorSpec(np.dtype(np.int64), (-1, -1, -1, -1))])
+        if columns is None
+        else Schema([ColSpec(kind, col) for col, kind in columns])
+    )
     sig = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_channels, -1, -1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype(np.int64), (-1, -1, -1, -1))]),
+        outputs=outputs,
         params=ParamSchema(
             [
                 ParamSpec(f"spacing_{a}", "double", float(s))
@@ -253,7 +266,7 @@ def register_ensemble(
         )
     version = str(info.registered_model_version)
     client = tracker.client
-    client.set_model_version_tag(name, version, "cv_fg_dice", f"{score:.6f}")
+    client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
     client.set_registered_model_alias(name, "candidate", version)
     champion = None
     try:
@@ -261,7 +274,8 @@ def register_ensemble(
     except Exception:
         champion = None
     if (
-        champion is None or score >= float(champion.tags.get("cv_fg_dice", "-1")) - 1e-6
+        champion is None
+        or score >= float(champion.tags.get("cv_score", champion.tags.get("cv_fg_dice", "-1"))) - 1e-6
     ):  # tag kept to 6 digits
         client.set_registered_model_alias(name, "champion", version)
         champion_version = version

@@ -262,7 +262,7 @@ def test_train_with_a_budget(tmp_path: Path) -> None:
     for k in (0, 1):
         prog = json.loads((res.workdir / "train" / "3d_fullres" / f"fold_{k}" / "progress.json").read_text())
         assert prog["schedule"].startswith("budget:")
-        assert all(h["ema_fg_dice"] is not None for h in prog["history"])
+        assert all(h["val_score_ema"] is not None for h in prog["history"])
 
 
 SPACE = {

@@ -226,6 +226,7 @@ def test_a_corrupt_checkpoint_names_the_others(tmp_path: Path) -> None:
 def test_mlflow_failures_inside_an_epoch_never_kill_a_fold(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from automed.tasks.registry import TASKS
     from automed.train.state import EpochLog
     from automed.workflow import fold
 
@@ -243,8 +244,9 @@ def test_mlflow_failures_inside_an_epoch_never_kill_a_fold(
 
     log = EpochLog(1, 0.5, 0.4, [0.3], 0.3, 0.3, 0.01, 1.0, 0.0, 10)
     flaky = Flaky(2)
-    fold.MlflowEpochs(flaky, "run", ["a"]).on_epoch_end(0, log)  # type: ignore[arg-type]
+    seg = TASKS.get("segmentation")
+    fold.MlflowEpochs(flaky, "run", seg, ["a"]).on_epoch_end(0, log)  # type: ignore[arg-type]
     assert flaky.logged == 1
     down = Flaky(100)
-    fold.MlflowEpochs(down, "run", ["a"]).on_epoch_end(0, log)  # type: ignore[arg-type]
+    fold.MlflowEpochs(down, "run", seg, ["a"]).on_epoch_end(0, log)  # type: ignore[arg-type]
     assert down.logged == 0 and "did not take the metrics of epoch 1" in caplog.text

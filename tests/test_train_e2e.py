@@ -114,7 +114,7 @@ def test_mlflow_contents(trained: dict[str, object]) -> None:
     assert {"progress.png", "validation_metrics.csv", "overlays"} <= cart
     assert all(r.info.status == "FINISHED" for r in runs)
     mv = client.get_model_version_by_alias("automed-Synthetic", "champion")
-    assert str(mv.version) == "1" and "cv_fg_dice" in mv.tags
+    assert str(mv.version) == "1" and "cv_score" in mv.tags
     assert str(client.get_model_version_by_alias("automed-Synthetic", "candidate").version) == "1"
 
 
@@ -270,7 +270,7 @@ def _assert_same_training(a: Path, b: Path) -> None:
     wb = torch.load(b / "checkpoint_final.pt", weights_only=True)["model"]
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "weights differ"
-    keys = ("train_loss", "val_loss", "mean_fg_dice", "ema_fg_dice", "learning_rate", "iterations")
+    keys = ("train_loss", "val_loss", "val_score", "val_score_ema", "learning_rate", "iterations")
     ha = [{k: h[k] for k in keys} for h in json.loads((a / "progress.json").read_text())["history"]]
     hb = [{k: h[k] for k in keys} for h in json.loads((b / "progress.json").read_text())["history"]]
     assert ha == hb

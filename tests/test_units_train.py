@@ -309,10 +309,8 @@ def test_early_stopping_after_patience_epochs_without_ema_improvement(
     assert progress["stopped_early"] is True and progress["finished"] is True
     hist = progress["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
-    assert all(h["ema_fg_dice"] == 0.0 for h in hist)
-    assert all(
-        h["mean_fg_dice"] is None or not h["mean_fg_dice"] > 0 for h in hist
-    )  # 0, or NaN/null: undefined
+    assert all(h["val_score_ema"] == 0.0 for h in hist)
+    assert all(h["val_score"] is None or not h["val_score"] > 0 for h in hist)  # 0, or NaN/null: undefined
     assert load_checkpoint(res.folder / "checkpoint_best.pt")["state"]["epoch"] == 1  # the only improvement
     last = load_checkpoint(res.folder / "checkpoint_latest.pt")["state"]
     assert last["epoch"] == 3 and last["epochs_without_improvement"] == 2
@@ -338,12 +336,12 @@ def test_ema_follows_its_recurrence_and_the_stop_follows_the_rule(planned: tuple
     hist = progress["history"]
     ema, best, without, stop = None, -1.0, 0, None
     for h in hist:
-        defined = [v for v in h["pseudo_dice"] if v is not None and not np.isnan(v)]
+        defined = [v for v in h["val_per_class"] if v is not None and not np.isnan(v)]
         assert defined  # every validation batch has a patch forced onto the case's foreground
         mean = float(np.mean(defined))
-        assert h["mean_fg_dice"] == pytest.approx(mean)
+        assert h["val_score"] == pytest.approx(mean)
         ema = mean if ema is None else decay * ema + (1 - decay) * mean
-        assert h["ema_fg_dice"] == pytest.approx(ema)
+        assert h["val_score_ema"] == pytest.approx(ema)
         without = 0 if ema > best else without + 1
         best = max(best, ema)
         if without >= patience and stop is None:

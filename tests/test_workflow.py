@@ -1,4 +1,4 @@
-"""The workflow's seams: a task without an implementation fails before any training; the model metadata records the
+"""The workflow's seams: a task without an implementation is refused with a clear error; the model metadata records the
 values a config resolved to; selection records its choice beside model.json and never rewrites it."""
 
 from __future__ import annotations
@@ -16,18 +16,15 @@ from automed.train.config import TrainConfig
 from automed.train.meta import InferenceChoice, load_model, read_meta, resolve_training
 
 
-def test_classification_csv_fails_at_train_before_any_training(tmp_path: Path) -> None:
-    make_dataset(tmp_path / "d", n_cases=4, shape=(8, 10, 12))
-    rows = ["SubjectID,Channel_0,ValueToPredict"]
-    rows += [f"s{i},d/imagesTr/case_{i:03d}.nii.gz,{i % 2}" for i in range(4)]
-    csv = tmp_path / "cls.csv"
-    csv.write_text("\n".join(rows) + "\n")
+def test_a_task_without_an_implementation_is_refused_with_file_rule_and_fix(tmp_path: Path) -> None:
+    from automed.tasks.registry import TASKS, task_for
+
+    assert sorted(TASKS.names()) == ["classification", "regression", "segmentation"]
     with pytest.raises(DatasetError) as err:
-        api.train(csv, tmp_path / "W", epochs=1, folds=2, workers=0, show_progress=False)
+        task_for("synthesis", tmp_path / "d.csv")
     (p,) = err.value.problems
-    assert p.file == str(csv.resolve()) or p.file == str(csv)
-    assert "segmentation" in p.rule and "classification" in p.value and "Label column" in p.fix
-    assert not (tmp_path / "W" / "train").exists() and not (tmp_path / "W" / "train_config.json").exists()
+    assert p.file == str(tmp_path / "d.csv") and "synthesis" in p.value
+    assert "segmentation" in p.rule and "ValueToPredict" in p.fix
 
 
 def test_resolved_values_and_overrides(tmp_path: Path) -> None:

@@ -137,8 +137,10 @@ def train(
                 else "none"
             )
         )
-    else:
+    elif res.model.task == "segmentation":
         _print_cv(res.cv_summary)
+    else:
+        _print_scores(res.cv_summary)
     if res.registered:
         out.print(
             f"registered {res.registered['name']} version {res.registered['version']} "
@@ -178,6 +180,33 @@ def _print_cv(summary: dict[str, object]) -> None:
         f"{fg['n_labels']} labels",
     )
     out.print(t)
+
+
+def _print_scores(summary: dict[str, object]) -> None:
+    """A classification or regression CV summary: its numbers, and per class the sensitivity, specificity, AUC."""
+    t = Table(
+        title=f"cross-validation ({summary.get('n_cases')} cases, each predicted by the fold that held it out)"
+    )
+    t.add_column("metric")
+    t.add_column("value")
+    for key, value in summary.items():
+        if key != "n_cases" and not isinstance(value, dict | list):
+            t.add_row(key.replace("_", " "), _num(value, 4))
+    out.print(t)
+    per_class = summary.get("per_class")
+    if isinstance(per_class, dict):
+        c = Table(title="per class (one vs rest)")
+        for col in ("class", "cases", "sensitivity", "specificity", "AUC"):
+            c.add_column(col)
+        for name, m in per_class.items():
+            c.add_row(
+                str(name),
+                str(m["n"]),
+                _num(m["sensitivity"], 3),
+                _num(m["specificity"], 3),
+                _num(m["auc"], 3),
+            )
+        out.print(c)
 
 
 @app.command()

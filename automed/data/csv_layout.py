@@ -5,6 +5,7 @@ declares."""
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 from automed.data.paths import os_problem, resolve_listed
@@ -17,6 +18,8 @@ GROUP_COLUMNS = ("patientid",)
 CHANNEL_PREFIXES = ("channel_", "modality_", "image_")
 LABEL_COLUMNS = ("label", "mask", "segmentation")
 VALUE_COLUMNS = ("valuetopredict",)
+MIXED_VALUES_RULE = "ValueToPredict must be all numbers (regression or class indices) or all class names"
+MAX_ROWS_REPORTED = 10
 KNOWN_CSV_COLUMNS = (
     "SubjectID",
     "PatientID",
@@ -81,7 +84,10 @@ def _other_delimiter(header: list[str]) -> str | None:
 
 
 def load_csv(path: Path) -> Dataset:
-    """Parse a GaNDLF-style CSV (``SubjectID``, ``Channel_*``, ``Label``, ``ValueToPredict``)."""
+    """Parse a GaNDLF-style CSV (``SubjectID``, ``Channel_*``, ``Label``, ``ValueToPredict``).
+
+    Without label maps, a classification dataset (class names, or at most 20 distinct integers: see
+    :attr:`Dataset.task_type`) gets ``labels`` = class index to class name; see :func:`parse_targets`."""
     problems: list[Problem] = []
     rows = _read_rows(path)
     if not rows:
@@ -149,6 +155,7 @@ def load_csv(path: Path) -> Dataset:
     vi = kinds.index("value") if "value" in kinds else None
     base = path.parent
     cases: list[Case] = []
+    cells: list[tuple[int, str]] = []  # (row number, ValueToPredict cell) of each case
     for n, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
@@ -168,19 +175,6 @@ def load_csv(path: Path) -> Dataset:
                 Problem(f"{path}:{n}", "SubjectID must not be empty", "''", "give every row an id")
             )
             continue
-        value: float | None = None
-        if vi is not None and row[vi].strip():
-            try:
-                value = float(row[vi])
-            except ValueError:
-                problems.append(
-                    Problem(
-                        f"{path}:{n}",
-                        "ValueToPredict must be a number",
-                        repr(row[vi]),
-                        "write a number (class index or target value)",
-                    )
-                )
         label = resolve_listed(base, row[li].strip()) if li is not None and row[li].strip() else None
         empty = [header[i] for i in chan_idx if not row[i].strip()]
         if empty:
@@ -195,8 +189,63 @@ def load_csv(path: Path) -> Dataset:
             continue
         images = tuple(resolve_listed(base, row[i].strip()) for i in chan_idx)
         group = row[gi].strip() if gi is not None and row[gi].strip() else None
-        cases.append(Case(sid, images, label, value, group))
+        cases.append(Case(sid, images, label, None, group))
+        cells.append((n, row[vi].strip() if vi is not None else ""))
+    values, names, value_problems = parse_targets(path, cells)
+    problems += value_problems
     if problems:
         raise DatasetError(problems, f"cannot parse {path}")
+    cases = [replace(c, value=v) for c, v in zip(cases, values, strict=True)]
     channels = tuple(_channel_name(header[i]) for i in chan_idx)
-    return Dataset(path.stem, path, "csv", channels, None, tuple(sorted(cases, key=lambda c: c.case_id)))
+    ds = Dataset(path.stem, path, "csv", channels, None, tuple(sorted(cases, key=lambda c: c.case_id)))
+    if any(c.label is not None for c in cases):
+        return ds  # segmentation: ``labels`` would declare label-map values; the targets stay plain numbers
+    if names is not None:
+        return replace(ds, labels=names)
+    if ds.task_type == "classification":
+        classes = sorted({int(v) for v in values if v is not None})
+        return replace(ds, labels={v: str(v) for v in classes})
+    return ds
+
+
+def _number(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def parse_targets(
+    path: Path, cells: list[tuple[int, str]]
+) -> tuple[list[float | None], dict[int, str] | None, list[Problem]]:
+    """The ``ValueToPredict`` cells (row number, stripped text; empty when missing) as targets.
+
+    All numbers: the numbers themselves (class indices or regression targets), no class names. All text that does
+    not parse as a number: class names; each becomes the index of its name among the sorted distinct names, and the
+    names are returned as ``{index: name}``. A mix of both is a problem on each row of the rarer kind (text on a
+    tie), at most :data:`MAX_ROWS_REPORTED` of them."""
+    filled = [(n, c) for n, c in cells if c]
+    numbers = {n: v for n, c in filled if (v := _number(c)) is not None}
+    if numbers and len(numbers) < len(filled):
+        odd_is_number = len(numbers) < len(filled) - len(numbers)
+        odd = [(n, c) for n, c in filled if (n in numbers) == odd_is_number]
+        most, want = ("class names", "a class name") if odd_is_number else ("numbers", "a number")
+        fix = (
+            f"most rows hold {most}: write {want} here too (class names in every row, or numbers in every row: "
+            "class indices or regression targets), or drop the row"
+        )
+        problems = [
+            Problem(f"{path}:{n}", MIXED_VALUES_RULE, repr(c), fix) for n, c in odd[:MAX_ROWS_REPORTED]
+        ]
+        if len(odd) > MAX_ROWS_REPORTED:
+            problems.append(
+                Problem(
+                    str(path), MIXED_VALUES_RULE, f"{len(odd) - MAX_ROWS_REPORTED} more rows like these", fix
+                )
+            )
+        return [], None, problems
+    if numbers or not filled:
+        return [numbers.get(n) for n, _ in cells], None, []
+    index = {name: i for i, name in enumerate(sorted({c for _, c in filled}))}
+    values: list[float | None] = [float(index[c]) if c else None for _, c in cells]
+    return values, {i: name for name, i in index.items()}, []

@@ -1,17 +1,19 @@
-"""One :class:`Dataset` model for every supported layout: MSD, nnU-Net v2 raw and GaNDLF-style CSV.
+"""One :class:`Dataset` model for every supported layout: MSD, nnU-Net v2 raw, GaNDLF-style CSV and one folder of
+images per class.
 
-Loading only parses the description (``dataset.json`` or the CSV); it never opens an image. Whether the files exist
-and agree with each other is :func:`automed.data.verify.verify`'s job.
+Loading only parses the description (``dataset.json``, the CSV or the folder tree); it never opens an image. Whether
+the files exist and agree with each other is :func:`automed.data.verify.verify`'s job.
 
-The model lives in :mod:`automed.data.schema`, the parsers in :mod:`automed.data.json_layouts` (MSD, nnU-Net v2)
-and :mod:`automed.data.csv_layout` (CSV), and the CSV builder in :mod:`automed.data.csv_construct`; this module
-picks the parser for a path and re-exports their public names.
+The model lives in :mod:`automed.data.schema`, the parsers in :mod:`automed.data.json_layouts` (MSD, nnU-Net v2),
+:mod:`automed.data.csv_layout` (CSV) and :mod:`automed.data.class_folders` (folder per class), and the CSV builder
+in :mod:`automed.data.csv_construct`; this module picks the parser for a path and re-exports their public names.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from automed.data.class_folders import load_class_folders, looks_like_class_folders
 from automed.data.csv_construct import construct_csv
 from automed.data.csv_layout import (
     CHANNEL_PREFIXES,
@@ -39,6 +41,7 @@ __all__ = [
     "Layout",
     "TaskType",
     "construct_csv",
+    "load_class_folders",
     "load_csv",
     "load_dataset",
     "load_dataset_json",
@@ -46,7 +49,8 @@ __all__ = [
 
 
 def load_dataset(path: str | Path) -> Dataset:
-    """Parse a dataset folder (holding ``dataset.json``), a ``dataset.json`` file or a CSV file.
+    """Parse a dataset folder (holding ``dataset.json``, or one sub-folder of images per class), a ``dataset.json``
+    file or a CSV file.
 
     An operating-system error on the way (a symlink loop, a permission problem) is a :class:`DatasetError` naming
     the path, like any other problem of the input."""
@@ -65,6 +69,8 @@ def load_dataset(path: str | Path) -> Dataset:
 def _load(p: Path) -> Dataset:
     if p.is_dir():
         dj = p / "dataset.json"
+        if not dj.is_file() and looks_like_class_folders(p):
+            return load_class_folders(p)
         if not dj.is_file():
             csvs = sorted(p.glob("*.csv"))
             hint = (

@@ -1,7 +1,7 @@
 """The parsed-dataset model every layout parser produces: :class:`Case` and :class:`Dataset`.
 
-Plain frozen dataclasses, no parsing and no I/O; the parsers live in :mod:`automed.data.json_layouts` and
-:mod:`automed.data.csv_layout`, the dispatch in :mod:`automed.data.dataset`.
+Plain frozen dataclasses, no parsing and no I/O; the parsers live in :mod:`automed.data.json_layouts`,
+:mod:`automed.data.csv_layout` and :mod:`automed.data.class_folders`, the dispatch in :mod:`automed.data.dataset`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Layout = Literal["msd", "nnunetv2", "csv"]
+Layout = Literal["msd", "nnunetv2", "csv", "folders"]
 TaskType = Literal["segmentation", "classification", "regression"]
 
 
@@ -36,10 +36,13 @@ class Dataset:
 
     Attributes:
         name: dataset name (from ``dataset.json`` or the CSV file name).
-        source: the ``dataset.json`` or CSV this was read from; error messages point here.
-        layout: ``msd``, ``nnunetv2`` or ``csv``.
+        source: the ``dataset.json`` or CSV this was read from (the dataset folder itself for the folder-per-class
+            layout); error messages point here.
+        layout: ``msd``, ``nnunetv2``, ``csv`` or ``folders`` (one sub-folder of images per class).
         channels: one modality name per channel ("CT", "MRI", "T2", ...); empty when undeclared.
-        labels: declared label values and names (background included), or ``None`` when undeclared.
+        labels: segmentation: the declared label values and names (background included), or ``None`` when
+            undeclared. Classification: class index (``Case.value``) to class name (``{0: "normal", 1: "pneumonia"}``
+            for class names, ``{0: "0", 1: "1"}`` for integer classes). ``None`` for regression.
         cases: the training cases, sorted by id.
         images_are_4d: MSD ``tensorImageSize: 4D``: each case has one 4D file holding all channels.
     """
@@ -55,9 +58,14 @@ class Dataset:
 
     @property
     def task_type(self) -> TaskType:
+        """Segmentation when any case has a label map; else classification when the targets are named classes
+        (``labels`` given: class names or class folders, however many) or at most 20 distinct integers; else
+        regression when there are targets at all."""
         if any(c.label is not None for c in self.cases):
             return "segmentation"
         values = [c.value for c in self.cases if c.value is not None]
+        if values and self.labels is not None:
+            return "classification"
         if values and all(float(v).is_integer() for v in values) and len(set(values)) <= 20:
             return "classification"
         if values:

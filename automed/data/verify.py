@@ -12,7 +12,7 @@ import numpy as np
 from automed.data.dataset import Case, Dataset
 from automed.data.io import Geometry, Header, image_to_arrays, read_header, read_sitk
 from automed.data.paths import access_problem
-from automed.data.verify_dataset import dataset_problems
+from automed.data.verify_dataset import dataset_problems, dataset_warnings
 from automed.data.verify_rules import (
     DEFAULT_MAX_VOXELS,
     content_hash,
@@ -350,6 +350,7 @@ def verify(
         )
     duplicates, warns = duplicate_content_problems(hashed)
     problems += duplicates
+    warns += dataset_warnings(ds)
     if not problems:
         errors, absent = _label_presence(ds, seen)
         problems += errors

@@ -1,9 +1,11 @@
-"""Dataset-level rules of ``automed verify``: what the description (``dataset.json`` or CSV) says, before any file
-is opened: cases, labels and targets that agree, case IDs that are safe file names, label values automed can store.
+"""Dataset-level rules of ``automed verify``: what the description (``dataset.json``, CSV or class folders) says,
+before any file is opened: cases, labels and targets that agree, case IDs that are safe file names, label values
+automed can store, finite targets and classes large enough for cross-validation.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter, defaultdict
 
@@ -12,11 +14,82 @@ from automed.data.verify_rules import LABEL_MAX
 from automed.errors import Problem
 
 SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
+DEFAULT_FOLDS = 5  # what `automed train` and `automed plan` split into unless told otherwise
+MIN_CLASS_CASES = 2  # one case to train on, one to validate
 
 
 def dataset_problems(ds: Dataset) -> list[Problem]:
     """Every problem of the description itself (no file opened)."""
-    return _description_problems(ds) + case_id_problems(ds) + declared_label_problems(ds)
+    return (
+        _description_problems(ds)
+        + case_id_problems(ds)
+        + declared_label_problems(ds)
+        + target_problems(ds)[0]
+    )
+
+
+def dataset_warnings(ds: Dataset) -> list[Problem]:
+    """What the description allows but makes training worse (reported, never fatal)."""
+    return target_problems(ds)[1]
+
+
+def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
+    """Errors and warnings about the targets (``ValueToPredict``, class folders).
+
+    Errors: a target that is not a finite number (NaN, inf: a regression loss becomes NaN); a classification dataset
+    of one class; a class with fewer than :data:`MIN_CLASS_CASES` cases (it cannot be both learnt and validated). Warnings: a class with fewer cases than
+    the default number of folds (:data:`DEFAULT_FOLDS`): the folds are then not stratified (``splits.json`` falls
+    back to plain grouped folds) and some validation folds hold no case of the class; fewer folds
+    (``--folds 2``) or more cases fix it."""
+    src = str(ds.source)
+    bad = [c.case_id for c in ds.cases if c.value is not None and not math.isfinite(c.value)]
+    if bad:
+        err = Problem(
+            src,
+            "ValueToPredict must be a finite number",
+            f"NaN or infinite values for {bad[:10]}"
+            + (f" and {len(bad) - 10} more" if len(bad) > 10 else ""),
+            "write the measured value, or drop the rows that have none",
+        )
+        return [err], []
+    if ds.task_type != "classification":
+        return [], []
+    counts = Counter(int(c.value) for c in ds.cases if c.value is not None)
+    names = ds.labels or {}
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    if len(counts) < 2:
+        errors.append(
+            Problem(
+                src,
+                "a classification dataset needs at least two classes",
+                f"one class only: {[names.get(v, str(v)) for v in counts]}",
+                "add cases of the other classes (a model cannot learn to tell one class from nothing)",
+            )
+        )
+    for value, n in sorted(counts.items()):
+        found = f"class {names.get(value, str(value))!r} has {n} case(s)"
+        if n < MIN_CLASS_CASES:
+            errors.append(
+                Problem(
+                    src,
+                    f"every class needs at least {MIN_CLASS_CASES} cases (one to learn from, one to validate on), "
+                    f"better as many as there are folds ({DEFAULT_FOLDS})",
+                    found,
+                    "add cases of this class, or merge it into another class",
+                )
+            )
+        elif n < DEFAULT_FOLDS:
+            warnings.append(
+                Problem(
+                    src,
+                    f"every class needs at least as many cases as there are folds ({DEFAULT_FOLDS}); with fewer, "
+                    "the folds are not stratified and some validation folds lack the class",
+                    found,
+                    "add cases, merge the class, or train with fewer folds (--folds 2..)",
+                )
+            )
+    return errors, warnings
 
 
 def _description_problems(ds: Dataset) -> list[Problem]:
@@ -136,7 +209,10 @@ def case_id_problems(ds: Dataset) -> list[Problem]:
 
 
 def declared_label_problems(ds: Dataset) -> list[Problem]:
-    """Declared label values automed cannot store (see :data:`LABEL_MAX`)."""
+    """Declared label values automed cannot store (see :data:`LABEL_MAX`); segmentation only (class indices are
+    no label-map values)."""
+    if ds.task_type != "segmentation":
+        return []
     big = sorted(v for v in ds.labels or {} if v > LABEL_MAX)
     if not big:
         return []

@@ -95,7 +95,8 @@ def _case_worker(item: tuple[int, Case], *, images_are_4d: bool, n_samples: int,
 def inputs_hash(ds: Dataset, samples_per_case: int, seed: int) -> str:
     """Cheap hash of what the fingerprint depends on: description, file sizes/mtimes, sampling settings."""
     h = hashlib.sha256()
-    h.update(ds.source.read_bytes())
+    # the description file; a folder-per-class dataset has none (its classes and files are the paths below)
+    h.update(ds.source.read_bytes() if not ds.source.is_dir() else f"{ds.layout}|{ds.source}".encode())
     h.update(f"{samples_per_case}|{seed}|{ds.images_are_4d}".encode())
     for c in ds.cases:
         for p in (*c.images, *([c.label] if c.label else [])):
@@ -196,18 +197,13 @@ def extract_fingerprint(
     shapes = np.array([c.shape for c in case_fps])
     dimension: Literal[2, 3] = 2 if bool(np.all(shapes[:, 0] == 1)) else 3
     task = ds.task_type
-    reason = {
-        "segmentation": "label maps are given",
-        "classification": "ValueToPredict holds few distinct integer values",
-        "regression": "ValueToPredict holds continuous values",
-    }[task]
     fp = Fingerprint(
         automed_version=__version__,
         dataset_name=ds.name,
         source=str(ds.source),
         layout=ds.layout,
         task_type=task,
-        task_type_reason=reason,
+        task_type_reason=task_reason(ds),
         dimension=dimension,
         n_cases=len(case_fps),
         n_channels=fg.shape[0],
@@ -222,13 +218,36 @@ def extract_fingerprint(
         channels=channels,
         labels=labels,
         cases=case_fps,
+        class_names=class_names(ds),
     )
     return fp.with_hash()
 
 
+def task_reason(ds: Dataset) -> str:
+    """Why ``ds`` has its task type, in words."""
+    task = ds.task_type
+    if task != "classification":
+        return {
+            "segmentation": "label maps are given",
+            "regression": "ValueToPredict holds continuous values",
+        }[task]
+    if ds.layout == "folders":
+        return "one folder of images per class"
+    if any(name != str(v) for v, name in (ds.labels or {}).items()):
+        return "ValueToPredict holds class names"
+    return "ValueToPredict holds few distinct integer values"
+
+
+def class_names(ds: Dataset) -> dict[str, str] | None:
+    """Classification: class index (as ``str(int(value))``) to class name, from ``Dataset.labels``; else None."""
+    if ds.task_type != "classification" or ds.labels is None:
+        return None
+    return {str(v): name for v, name in sorted(ds.labels.items())}
+
+
 def _label_fingerprints(ds: Dataset, cases: list[CaseFingerprint]) -> list[LabelFingerprint]:
     found: set[int] = {int(k) for c in cases for k in c.label_voxels}
-    if not found and ds.labels is None:
+    if ds.task_type != "segmentation" or (not found and ds.labels is None):  # class names are no label values
         return []
     values = sorted(found | set(ds.labels or {}))
     out = []

@@ -86,12 +86,18 @@ class Fingerprint(_Model):
     channels: list[ChannelFingerprint]
     labels: list[LabelFingerprint]
     cases: list[CaseFingerprint]
+    # classification: class index (a case's ``value`` as a decimal integer, "0", "1", ...) to class name; None for
+    # segmentation, regression and fingerprints written before class names were recorded
+    class_names: dict[str, str] | None = None
     hash: str = ""
 
     def compute_hash(self) -> str:
         """Content hash: everything but ``hash``, ``automed_version``, ``source`` and ``inputs_hash`` (paths and
-        modification times), so a copied, moved or touched dataset with the same content keeps it."""
+        modification times), so a copied, moved or touched dataset with the same content keeps it. ``class_names``
+        counts only when set, so fingerprints without classes keep the hash they had before the field existed."""
         d = self.model_dump(mode="json", exclude={"hash", "automed_version", "source", "inputs_hash"})
+        if d.get("class_names") is None:
+            d.pop("class_names", None)
         return content_hash(d)
 
     def with_hash(self) -> Fingerprint:

@@ -22,10 +22,10 @@ from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess_arrays, spec_for
 from automed.runtime.pipeline import to_original
 from automed.runtime.postprocess import apply as apply_postprocessing
-from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
 from automed.train.device import autocast_dtype, pick_device
 from automed.train.meta import load_model, resolve_training
+from automed.train.networks import segmentation_network
 from automed.train.state import load_checkpoint
 from automed.workdir import WorkDir
 
@@ -94,11 +94,10 @@ class Predictor:
     ) -> Predictor:
         """One network per checkpoint file (training checkpoints or the bundle's weight files)."""
         patch = resolve_training(plan, config).patch_size
-        task = task_for(plan.task_type, "plan.json")
         plan = effective_plan(plan, config)
         models = []
         for path in paths:
-            m = task.build_network(plan.configurations[config.configuration], config)
+            m = segmentation_network(plan.configurations[config.configuration], config)
             m.load_state_dict(load_checkpoint(path)["model"])
             models.append(m)
         return cls(plan, config.configuration, models, device=pick_device(device), patch=patch, **kwargs)

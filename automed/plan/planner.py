@@ -14,12 +14,14 @@ re-exports their public names.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from automed._version import __version__
 from automed.artifacts import content_hash
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.cascade import plan_3d
 from automed.plan.configuration import GB, PlanContext, plan_configuration
+from automed.plan.image_level import fit_spacing, plan_target, whole_image_input
 from automed.plan.preprocessing import DECLARED_SCHEMES, plan_normalization, plan_resampling
 from automed.plan.preset import Preset
 from automed.plan.schema import ConfigurationPlan, Plan
@@ -50,7 +52,8 @@ def _classes(fp: Fingerprint) -> tuple[dict[str, str], int]:
         return labels, len(labels)
     if fp.task_type == "classification":
         values = sorted({c.value for c in fp.cases if c.value is not None})
-        return {str(int(v)): f"class_{int(v)}" for v in values}, len(values)
+        names = fp.class_names or {}
+        return {str(int(v)): names.get(str(int(v)), f"class_{int(v)}") for v in values}, len(values)
     return {}, 1
 
 
@@ -65,6 +68,10 @@ def make_plan(
     """Plan every configuration the preset asks for. Pure and deterministic."""
     target = resolve_target(preset, device, memory_gb, memory_factor)
     spacing, spacing_reason = target_spacing(fp, preset)
+    image_level = fp.task_type != "segmentation"
+    if image_level:
+        spacing, why = fit_spacing(spacing, median_shape(fp, spacing), preset)
+        spacing_reason += f"; {why}"
     fwd, bwd, transpose_reason = (
         transpose_for(spacing) if fp.dimension == 3 else ([0, 1, 2], [0, 1, 2], "2D data: no transpose")
     )
@@ -79,8 +86,12 @@ def make_plan(
     )
     configs: dict[str, ConfigurationPlan] = {}
     reasons = {"target_spacing": spacing_reason, "transpose": transpose_reason}
-    wanted = preset.configurations
     want_3d = fp.dimension == 3 and med_t[0] > 1
+    wanted = list(preset.configurations)
+    if image_level:  # one whole-image configuration, no cascade
+        wanted = ["3d_fullres"] if want_3d else ["2d"]
+        preset = preset.model_copy(update={"lowres": preset.lowres.model_copy(update={"enabled": False})})
+        common = replace(common, preset=preset)
     if "2d" in wanted or not want_3d:
         configs["2d"] = plan_configuration(
             "2d",
@@ -94,7 +105,10 @@ def make_plan(
     if want_3d and "3d_fullres" in wanted:
         configs_3d, reasons["3d_lowres"] = plan_3d(fp, preset, spacing, fwd, sp_t, med_t, common)
         configs.update(configs_3d)
-    if not want_3d:
+    if image_level:
+        configs = {k: whole_image_input(v, preset, fp.n_cases) for k, v in configs.items()}
+        reasons["configurations"] = f"{fp.task_type}: one whole-image configuration ({', '.join(configs)})"
+    elif not want_3d:
         reasons["configurations"] = "2D data: only the 2d configuration"
     else:
         reasons["configurations"] = f"planned {sorted(configs)} (preset asks for {list(wanted)})"
@@ -112,5 +126,6 @@ def make_plan(
         transpose_backward=bwd,
         configurations=configs,
         reasons=reasons,
+        target=plan_target(fp, preset) if image_level else None,
     )
     return plan.with_hash()

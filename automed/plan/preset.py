@@ -98,6 +98,21 @@ class BudgetRules(_Strict):
     fold_counts: list[int] = [1, 5]
 
 
+class ImageLevelRules(_Strict):
+    """Classification and regression: one prediction per image from the whole image."""
+
+    max_input_edge_2d: int = Field(
+        256, ge=8
+    )  # a coarser spacing makes the median image fit (whole image in view)
+    max_input_edge_3d: int = Field(128, ge=8)
+    max_batch_size: int = Field(64, ge=1)
+    class_weight_ratio: float = Field(
+        1.5, ge=1
+    )  # weighted cross-entropy when largest/smallest class exceeds this
+    regression_loss: Literal["huber", "mse"] = "huber"
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
 class Preset(_Strict):
     """A planner preset. Every field has nnU-Net v2's value as default unless its comment in the YAML says why not."""
 
@@ -116,6 +131,7 @@ class Preset(_Strict):
     resampling: ResamplingRules = ResamplingRules()
     sampling: SamplingRules = SamplingRules()
     budget: BudgetRules = BudgetRules()
+    image_level: ImageLevelRules = ImageLevelRules()
 
 
 def available_presets(directory: Path = PRESETS_DIR) -> list[str]:

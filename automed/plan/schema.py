@@ -94,6 +94,26 @@ class ConfigurationPlan(_Model):
     reasons: dict[str, str]
 
 
+class TargetPlan(_Model):
+    """What an image-level task predicts: class names and counts (classification) or the target's standardization
+    (regression), and the loss chosen for it."""
+
+    kind: Literal["classification", "regression"]
+    class_values: list[float] = []  # ValueToPredict of each class, in class-index order
+    class_names: list[str] = []
+    class_counts: list[int] = []
+    class_weights: list[float] | None = None  # cross-entropy weights (None: unweighted)
+    mean: float = 0.0  # regression: the network predicts (value - mean) / std
+    std: float = 1.0
+    loss: Literal["cross_entropy", "huber", "mse"]
+    dropout: float = 0.2  # before the network's linear head
+    reasons: dict[str, str]
+
+    def index_of(self, value: float) -> int:
+        """The class index of a ValueToPredict."""
+        return self.class_values.index(float(value))
+
+
 class Calibration(_Model):
     device: str
     patch_size: list[int]
@@ -121,6 +141,7 @@ class Plan(_Model):
     configurations: dict[str, ConfigurationPlan]
     reasons: dict[str, str]
     calibration: Calibration | None = None
+    target: TargetPlan | None = None  # classification and regression only
     hash: str = ""
 
     def compute_hash(self) -> str:

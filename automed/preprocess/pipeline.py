@@ -1,7 +1,7 @@
 """``automed preprocess``: transpose -> crop -> normalize -> resample, per configuration and case.
 
 Output: ``WORKDIR/preprocessed/<data_identifier>/<case>.npz`` (``data`` float32 ``(C, z, y, x)``, ``seg`` int16 class
-indices, ``loc_<k>`` foreground voxel coordinates for oversampling) plus ``<case>.json`` (original geometry, crop box,
+indices, ``loc_<k>`` foreground voxel coordinates for oversampling; ``target``: an image-level task's ValueToPredict) plus ``<case>.json`` (original geometry, crop box,
 shapes) and ``manifest.json``. A configuration is skipped when its manifest carries the same configuration hash.
 The new folder replaces the old one only once complete.
 """
@@ -149,6 +149,8 @@ def preprocess_case(job: _Job) -> dict[str, Any]:
         locs = _class_locations(pre.seg, len(job.label_values), rng, job.loc_max, job.loc_min_fraction)
         arrays.update(locs)
         n_loc = {k: int(v.shape[0]) for k, v in locs.items()}
+    if job.case.value is not None:  # classification/regression: the raw ValueToPredict (the task maps it)
+        arrays["target"] = np.array([job.case.value], dtype=np.float64)
     out = Path(job.out_dir)
     np.savez_compressed(out / f"{job.case.case_id}.npz", allow_pickle=False, **arrays)
     props = {"case_id": job.case.case_id, **pre.properties, "class_locations": n_loc}

@@ -53,7 +53,18 @@ def _register(bundle: Path, plan: Plan, score: float, tracker: Tracker, run_id: 
         plan.n_channels,
         plan.original_median_spacing,
         EnsembleModel(),
+        output_columns(plan),
     )
+
+
+def output_columns(plan: Plan) -> list[tuple[str, str]] | None:
+    """The table an image-level model's pyfunc returns (``None``: a segmentation model returns label maps)."""
+    t = plan.target
+    if t is None:
+        return None
+    if t.kind == "regression":
+        return [("prediction", "double")]
+    return [("prediction", "string")] + [(f"probability_{n}", "double") for n in t.class_names]
 
 
 def _remember(workdir: Path, registered: dict[str, Any]) -> None:

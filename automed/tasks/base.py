@@ -1,61 +1,130 @@
 """The task protocol and its registry.
 
-A task owns everything that depends on what is predicted: the network head and loss, the per-epoch validation score
-(early stopping, ASHA reports), the per-case metrics and their cross-validation summary, the one score that ranks
-folds, trials and trainings (sweep objective, selection, registry champion), and how a prediction is written. The
-workflow asks the task (:func:`automed.tasks.registry.task_for`); nothing else names a metric.
+A task owns everything that depends on what is predicted: the network head and loss, the training and validation
+batches, the per-epoch validation score (best checkpoint, early stopping, ASHA reports), the validation of a fold's
+cases with their metrics and cross-validation summary, the one score that ranks folds, trials and trainings (sweep
+objective, selection, registry champion), and what training decides on its own CV for inference. The workflow asks
+the task (:func:`automed.tasks.registry.task_for`); nothing else names a metric.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
+    from matplotlib.figure import Figure
+    from torch.utils.data import IterableDataset
 
-    from automed.data.io import Geometry
-    from automed.plan.schema import ConfigurationPlan
+    from automed.data.dataset import Dataset
+    from automed.plan.schema import ConfigurationPlan, Plan
     from automed.train.config import TrainConfig
+    from automed.train.data import CaseStore, SamplerSpec
+
+
+class EpochScorer(Protocol):
+    """Accumulates one epoch's validation batches into the task's epoch score."""
+
+    def add(self, logits: torch.Tensor, target: torch.Tensor) -> None: ...
+
+    def result(self) -> tuple[list[float], float]:
+        """Per-class values and their summary for the epoch (NaN where undefined)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OwnChoice:
+    """A training's inference decision on its own CV: postprocessing steps, and what to log about it."""
+
+    postprocessing: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifact: Path | None = None  # logged under selection/
 
 
 class Task(Protocol):
     name: str
     score_name: str  # the MLflow metric a CV summary's score is logged as
+    epoch_metric: str  # the MLflow metric of the per-epoch validation score
+    epoch_label: str  # how a person reads it ("pseudo-Dice", "AUC", "R²")
+    image_level: bool  # one prediction per image (a table) rather than per voxel (label maps)
 
-    def build_network(self, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module: ...
+    def build_network(
+        self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig
+    ) -> torch.nn.Module: ...
 
-    def build_loss(self, cfg_plan: ConfigurationPlan, config: TrainConfig) -> Any: ...
+    def build_loss(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> Any: ...
 
-    def epoch_counts(self, logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> np.ndarray:
-        """What one validation batch adds to the epoch's score (summed over the epoch's batches)."""
-        ...
-
-    def epoch_score(self, counts: np.ndarray) -> tuple[list[float], float]:
-        """Per-class values and their mean for the epoch (NaN where undefined)."""
-        ...
-
-    def case_rows(
+    def batches(
         self,
-        case_id: str,
+        plan: Plan,
+        store: CaseStore,
+        case_ids: list[str],
+        spec: SamplerSpec,
+        n_batches: int,
+        seed: tuple[int, ...],
+    ) -> IterableDataset[tuple[torch.Tensor, torch.Tensor]]:
+        """Training batches (``spec.augment`` set) or the epoch's validation batches."""
+        ...
+
+    def epoch_scorer(self, plan: Plan, n_classes: int) -> EpochScorer: ...
+
+    def epoch_names(self, plan: Plan) -> list[str]:
+        """Names of the epoch score's per-class values, safe for MLflow keys."""
+        ...
+
+    def validate(
+        self,
+        workdir: Path,
+        plan: Plan,
+        config: TrainConfig,
         fold: int,
-        reference: np.ndarray,
-        prediction: np.ndarray,
-        labels: dict[int, str],
-        spacing: tuple[float, ...],
+        ds: Dataset,
+        val_ids: list[str],
+        *,
+        device: str | None,
+        tta: bool,
     ) -> list[dict[str, Any]]:
-        """Metric rows of one validation case."""
+        """Predict the fold's validation cases from the raw images, keep the predictions in the fold's
+        ``validation/`` folder and return the per-case metric rows."""
+        ...
+
+    def fold_figures(
+        self,
+        folder: Path,
+        rows: list[dict[str, Any]],
+        ds: Dataset,
+        overlay_ids: list[str],
+        names: dict[str, str],
+    ) -> list[tuple[str, Figure]]:
+        """Figures for a fold's MLflow run beyond its progress plot (``names``: case id -> name to show)."""
         ...
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+    def write_summary(self, rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -> dict[str, Any]:
+        """The CV rows as a per-case CSV and the summary as JSON; returns the summary."""
+        ...
 
     def score(self, summary: dict[str, Any]) -> float:
         """The number that ranks a summary (always finite)."""
         ...
 
-    def summary_metrics(self, summary: dict[str, Any], names: dict[str, str]) -> dict[str, float | None]:
+    def summary_metrics(self, summary: dict[str, Any]) -> dict[str, float | None]:
         """A CV summary as MLflow metrics (undefined values stay None and are not logged)."""
         ...
 
-    def write_prediction(self, labels: np.ndarray, geometry: Geometry, path: Path) -> None: ...
+    def own_choice(
+        self, workdir: Path, plan: Plan, config: TrainConfig, folds: list[int], dataset: str, out: Path
+    ) -> OwnChoice:
+        """What a training decides for its inference on its own CV (segmentation: largest-component
+        postprocessing); ``out`` receives the decision's artifact."""
+        ...
+
+    def summary_figures(
+        self, rows: list[dict[str, Any]], summary: dict[str, Any]
+    ) -> list[tuple[str, Figure]]:
+        """Figures of a CV summary (ROC, confusion matrix, ...); none for segmentation yet."""
+        ...

@@ -1,30 +1,49 @@
-"""The tasks automed can train, by the plan's task type, and the error for the others."""
+"""The tasks automed can train, by the plan's task type."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from automed.errors import DatasetError, Problem
+from automed.errors import ArtifactError, DatasetError, Problem
 from automed.registry import Registry
 from automed.tasks.base import Task
+from automed.tasks.image_level import Classification, Regression
 from automed.tasks.segmentation import Segmentation
 
 TASKS: Registry[Task] = Registry("task")
 TASKS.add("segmentation", Segmentation())
+TASKS.add("classification", Classification())
+TASKS.add("regression", Regression())
 
 
 def task_for(task_type: str, source: str | Path) -> Task:
-    """The task for a fingerprint's or plan's task type; a clear error before any training when it has none yet."""
+    """The task for a fingerprint's or plan's task type; a clear error before any training when there is none."""
     if task_type not in TASKS:
         raise DatasetError(
             [
                 Problem(
                     str(source),
-                    f"automed trains {', '.join(TASKS.names())} models (classification and regression are planned)",
-                    f"a {task_type} dataset (a ValueToPredict column and no label maps)",
-                    "add label maps (Label column) for segmentation, or wait for classification/regression support",
+                    f"automed trains {', '.join(TASKS.names())} models",
+                    f"a {task_type} dataset",
+                    "give label maps (segmentation) or a ValueToPredict column (classification, regression)",
                 )
             ],
-            "this dataset cannot be trained yet",
+            "this dataset cannot be trained",
         )
     return TASKS.get(task_type)
+
+
+# the verbs built for segmentation models only so far (classification and regression train, register and predict)
+SEGMENTATION_ONLY = ("sweep", "select", "export", "package")
+
+
+def require_segmentation(task_type: str, verb: str, source: str | Path) -> None:
+    """A clear error (before any work) for a verb that does not handle image-level models yet."""
+    if task_type != "segmentation" and verb in SEGMENTATION_ONLY:
+        raise ArtifactError.single(
+            source,
+            f"`automed {verb}` handles segmentation models so far",
+            f"a {task_type} model",
+            "train it with `automed train`, register and predict (MLflow registry, `automed predict`); "
+            f"{verb} for classification and regression is not built yet",
+        )

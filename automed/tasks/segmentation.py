@@ -1,6 +1,7 @@
 """Semantic segmentation: U-Net-family networks with softmax heads, Dice + cross-entropy with deep supervision,
-pseudo Dice per epoch, Dice/IoU/HD95/NSD per label and case (the absent-structure rule of
-:mod:`automed.evaluate.summary`), the foreground mean Dice as the score, label maps written in the input geometry."""
+patches with forced foreground, pseudo Dice per epoch, sliding-window validation with Dice/IoU/HD95/NSD per label and
+case (the absent-structure rule of :mod:`automed.evaluate.summary`), the foreground mean Dice as the score, label
+maps written in the input geometry, and the largest-component postprocessing decided on a training's own CV."""
 
 from __future__ import annotations
 
@@ -9,73 +10,144 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
+from torch.utils.data import IterableDataset
 
-from automed.data.io import Geometry, write_image
+from automed.data.cases import read_case
+from automed.data.dataset import Dataset
+from automed.data.io import read_image, write_image
 from automed.evaluate.metrics import case_metrics
-from automed.evaluate.summary import metrics_rows, score, summarize
-from automed.plan.schema import ConfigurationPlan
+from automed.evaluate.summary import metrics_rows, score, summarize, write_summary
+from automed.infer.predictor import Predictor
+from automed.plan.schema import ConfigurationPlan, Plan
+from automed.select.selection import Training, select_trainings
+from automed.tasks.base import OwnChoice
+from automed.tracking import safe_key
 from automed.train.config import TrainConfig
+from automed.train.data import BatchStream, CaseStore, SamplerSpec
 from automed.train.losses import DeepSupervisionLoss, build_loss
-from automed.train.networks import build_network
+from automed.train.networks import segmentation_network
+from automed.workdir import WorkDir
+
+
+class PseudoDice:
+    """(TP, FP, FN) per class of the arg-max against the target, summed over the epoch's validation patches."""
+
+    def __init__(self, n_classes: int) -> None:
+        self.counts = np.zeros((n_classes, 3))
+
+    def add(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        pred = logits.argmax(1)
+        t = target[:, 0]
+        for k in range(1, len(self.counts)):
+            p, r = pred == k, t == k
+            self.counts[k] += [float((p & r).sum()), float((p & ~r).sum()), float((~p & r).sum())]
+
+    def result(self) -> tuple[list[float], float]:
+        """Pseudo Dice per foreground class and their mean. A class absent from every patch and never predicted has
+        none (NaN, as in nnU-Net); the mean is over the classes that have one (NaN when none has)."""
+        tp, fp, fn = self.counts[:, 0], self.counts[:, 1], self.counts[:, 2]
+        dice = [
+            float(2 * tp[k] / (2 * tp[k] + fp[k] + fn[k])) if (tp[k] + fp[k] + fn[k]) > 0 else float("nan")
+            for k in range(1, len(self.counts))
+        ]
+        defined = [d for d in dice if not np.isnan(d)]
+        return dice, float(np.mean(defined)) if defined else float("nan")
 
 
 class Segmentation:
     name = "segmentation"
     score_name = "cv_dice_fg_mean"
+    epoch_metric = "pseudo_dice"
+    epoch_label = "pseudo-Dice"
+    image_level = False
 
-    def build_network(self, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
-        net = cfg_plan.network.model_copy(
-            update={
-                "architecture": config.architecture or cfg_plan.network.architecture,
-                "deep_supervision": config.deep_supervision,
-            }
-        )
-        return build_network(net)
+    def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
+        return segmentation_network(cfg_plan, config)
 
-    def build_loss(self, cfg_plan: ConfigurationPlan, config: TrainConfig) -> DeepSupervisionLoss:
+    def build_loss(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> DeepSupervisionLoss:
         return build_loss(config.loss, cfg_plan.batch_dice, cfg_plan.network.strides)
 
-    def epoch_counts(self, logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> np.ndarray:
-        """(TP, FP, FN) per class of the arg-max against the target."""
-        pred = logits.argmax(1)
-        t = target[:, 0]
-        out = np.zeros((n_classes, 3))
-        for k in range(1, n_classes):
-            p, r = pred == k, t == k
-            out[k] = [float((p & r).sum()), float((p & ~r).sum()), float((~p & r).sum())]
-        return out
-
-    def epoch_score(self, counts: np.ndarray) -> tuple[list[float], float]:
-        """Pseudo Dice per foreground class over the epoch's validation patches, and their mean. A class absent
-        from every patch and never predicted has none (NaN, as in nnU-Net); the mean is over the classes that have
-        one (NaN when none has)."""
-        tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
-        dice = [
-            float(2 * tp[k] / (2 * tp[k] + fp[k] + fn[k])) if (tp[k] + fp[k] + fn[k]) > 0 else float("nan")
-            for k in range(1, len(counts))
-        ]
-        defined = [d for d in dice if not np.isnan(d)]
-        return dice, float(np.mean(defined)) if defined else float("nan")
-
-    def case_rows(
+    def batches(
         self,
-        case_id: str,
+        plan: Plan,
+        store: CaseStore,
+        case_ids: list[str],
+        spec: SamplerSpec,
+        n_batches: int,
+        seed: tuple[int, ...],
+    ) -> IterableDataset[tuple[torch.Tensor, torch.Tensor]]:
+        return BatchStream(store, case_ids, spec, n_batches, seed)
+
+    def epoch_scorer(self, plan: Plan, n_classes: int) -> PseudoDice:
+        return PseudoDice(n_classes)
+
+    def epoch_names(self, plan: Plan) -> list[str]:
+        values = sorted(int(k) for k in plan.labels)
+        return [safe_key(plan.labels[str(v)]) for v in values if v != 0]
+
+    def validate(
+        self,
+        workdir: Path,
+        plan: Plan,
+        config: TrainConfig,
         fold: int,
-        reference: np.ndarray,
-        prediction: np.ndarray,
-        labels: dict[int, str],
-        spacing: tuple[float, ...],
+        ds: Dataset,
+        val_ids: list[str],
+        *,
+        device: str | None,
+        tta: bool,
     ) -> list[dict[str, Any]]:
-        per = case_metrics(reference, prediction, sorted(labels), spacing)
-        return metrics_rows(case_id, fold, per, labels)
+        """Sliding-window prediction of each validation case, label map and probabilities kept for selection,
+        metrics in the original geometry."""
+        pred = Predictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta)
+        out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
+        out.mkdir(exist_ok=True)
+        names = {int(k): v for k, v in plan.labels.items() if int(k) != 0}
+        rows: list[dict[str, Any]] = []
+        by_id = {c.case_id: c for c in ds.cases}
+        for cid in val_ids:
+            cd = read_case(by_id[cid], ds.images_are_4d)
+            res = pred.predict_arrays(cd.channels, cd.geometry, probabilities=True)
+            write_image(res.labels, cd.geometry, out / f"{cid}.nii.gz")
+            assert res.probabilities is not None and cd.label is not None
+            np.savez_compressed(out / f"{cid}.npz", probabilities=res.probabilities.astype(np.float16))
+            per = case_metrics(cd.label, res.labels, sorted(names), cd.geometry.spacing_zyx)
+            rows += metrics_rows(cid, fold, per, names)
+        return rows
+
+    def fold_figures(
+        self,
+        folder: Path,
+        rows: list[dict[str, Any]],
+        ds: Dataset,
+        overlay_ids: list[str],
+        names: dict[str, str],
+    ) -> list[tuple[str, Figure]]:
+        """Validation overlays of ``overlay_ids`` (opt-in: they show patient images)."""
+        from automed.train.plots import overlay_figure
+
+        by_id = {c.case_id: c for c in ds.cases}
+        out = []
+        for cid in overlay_ids:
+            cd = read_case(by_id[cid], ds.images_are_4d)
+            pred_arrs, _ = read_image(folder / "validation" / f"{cid}.nii.gz")
+            assert cd.label is not None
+            out.append(
+                (f"overlays/{cid}.png", overlay_figure(cd.channels[0], cd.label, pred_arrs[0], names[cid]))
+            )
+        return out
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return summarize(rows)
 
+    def write_summary(self, rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -> dict[str, Any]:
+        return write_summary(rows, csv_path, json_path)
+
     def score(self, summary: dict[str, Any]) -> float:
         return score(summary["foreground_mean"]["dice"])
 
-    def summary_metrics(self, summary: dict[str, Any], names: dict[str, str]) -> dict[str, float | None]:
+    def summary_metrics(self, summary: dict[str, Any]) -> dict[str, float | None]:
         fg = summary["foreground_mean"]
         out: dict[str, float | None] = {
             self.score_name: fg["dice"],
@@ -83,11 +155,27 @@ class Segmentation:
             "cv_nsd_fg_mean": fg["nsd"],
         }
         for lab, entry in summary["mean"].items():
-            nm = names.get(lab, lab)
+            nm = safe_key(str(summary["label_names"].get(lab, lab)))
             out[f"cv_dice_{nm}"] = entry["dice"]
             out[f"cv_hd95_{nm}"] = entry["hd95"]
             out[f"cv_cases_both_empty_{nm}"] = entry["n_both_empty"]  # cases where the label is undefined
         return out
 
-    def write_prediction(self, labels: np.ndarray, geometry: Geometry, path: Path) -> None:
-        write_image(labels, geometry, path)
+    def own_choice(
+        self, workdir: Path, plan: Plan, config: TrainConfig, folds: list[int], dataset: str, out: Path
+    ) -> OwnChoice:
+        """Largest-component postprocessing, each step kept only if it helps on this training's own CV."""
+        own = Training.of(workdir, config.configuration, folds, sorted(int(k) for k in plan.labels), dataset)
+        sel = select_trainings([own], out)
+        steps = [d["step"] for d in sel["decisions"] if d["kept"]]
+        return OwnChoice(
+            sel["postprocessing"],
+            {"cv_dice_fg_mean_postprocessed": sel["cv_dice_final"]["foreground_mean"]},
+            {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"},
+            WorkDir(out).selection,
+        )
+
+    def summary_figures(
+        self, rows: list[dict[str, Any]], summary: dict[str, Any]
+    ) -> list[tuple[str, Figure]]:
+        return []

@@ -28,7 +28,7 @@ def unpack_cases(folder: Path, case_ids: list[str]) -> Path:
             continue
         with np.load(folder / f"{cid}.npz") as z:
             arrays = {k: z[k] for k in z.files}
-        for key in ("data", "seg"):
+        for key in ("data", "seg", "target"):
             if key in arrays:
                 tmp = out / f".{cid}.{key}.{os.getpid()}.npy"
                 np.save(tmp, arrays[key])
@@ -44,8 +44,9 @@ def unpack_cases(folder: Path, case_ids: list[str]) -> Path:
 @dataclass
 class CaseArrays:
     data: np.ndarray  # (C, z, y, x), memory-mapped
-    seg: np.ndarray  # (z, y, x)
+    seg: np.ndarray | None  # (z, y, x); None for image-level tasks
     locs: dict[int, np.ndarray]  # class index -> (N, 3) voxel coordinates
+    target: float | None = None  # an image-level task's ValueToPredict
 
 
 class CaseStore:
@@ -59,10 +60,12 @@ class CaseStore:
     def get(self, cid: str) -> CaseArrays:
         if cid not in self._cache:
             data = np.load(self.folder / f"{cid}.data.npy", mmap_mode="r")
-            seg = np.load(self.folder / f"{cid}.seg.npy", mmap_mode="r")
+            seg_file, target_file = self.folder / f"{cid}.seg.npy", self.folder / f"{cid}.target.npy"
+            seg = np.load(seg_file, mmap_mode="r") if seg_file.is_file() else None
+            target = float(np.load(target_file)[0]) if target_file.is_file() else None
             with np.load(self.folder / f"{cid}.locs.npz") as z:
                 locs = {int(k[4:]): z[k] for k in z.files}
-            self._cache[cid] = CaseArrays(data, seg, locs)
+            self._cache[cid] = CaseArrays(data, seg, locs, target)
         return self._cache[cid]
 
 
@@ -103,6 +106,7 @@ def sample_patch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One (data, seg) crop of size ``crop`` (3 axes; 2D configurations use a slice of depth 1)."""
     is_2d = len(spec.patch) == 2
+    assert case.seg is not None, "a segmentation case has a label map"
     shape = list(case.seg.shape)
     classes = [k for k, v in case.locs.items() if len(v)]
     size = [1, *crop] if is_2d else list(crop)
@@ -158,14 +162,14 @@ class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
                 if is_2d:
                     data, seg = data[:, 0], seg[0]
                 if transform is not None:
-                    data, seg = _augment(transform, data, seg, spec.spacing, is_2d)
+                    data, seg = augment_pair(transform, data, seg, spec.spacing, is_2d)
                     data, seg = center_crop(data, spec.patch), center_crop(seg, spec.patch)
                 xs.append(np.ascontiguousarray(data, dtype=np.float32))
                 ys.append(np.ascontiguousarray(seg, dtype=np.int64))
             yield torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
 
 
-def _augment(
+def augment_pair(
     transform: tio.Compose, data: np.ndarray, seg: np.ndarray, spacing: list[float], is_2d: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     if is_2d:
@@ -187,7 +191,9 @@ def _augment(
     return x, y[0]
 
 
-def make_loader(stream: BatchStream, workers: int) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+def make_loader(
+    stream: IterableDataset[tuple[torch.Tensor, torch.Tensor]], workers: int
+) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
     return DataLoader(
         stream,
         batch_size=None,

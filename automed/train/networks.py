@@ -11,8 +11,9 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from automed.plan.schema import NetworkPlan
+from automed.plan.schema import ConfigurationPlan, NetworkPlan
 from automed.registry import Registry
+from automed.train.config import TrainConfig
 
 
 class Network(Protocol):
@@ -146,6 +147,17 @@ class ResEncUNet(PlainUNet):
 
 
 NETWORKS.add("resenc_unet", ResEncUNet)
+
+
+def segmentation_network(cfg_plan: ConfigurationPlan, config: TrainConfig) -> nn.Module:
+    """The U-Net of a configuration with the training config's architecture and deep-supervision choices."""
+    net = cfg_plan.network.model_copy(
+        update={
+            "architecture": config.architecture or cfg_plan.network.architecture,
+            "deep_supervision": config.deep_supervision,
+        }
+    )
+    return build_network(net)
 
 
 def build_network(net: NetworkPlan) -> nn.Module:

@@ -20,7 +20,7 @@ def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
-def progress_figure(history: list[dict[str, Any]], title: str) -> Any:
+def progress_figure(history: list[dict[str, Any]], title: str, score_label: str = "pseudo Dice") -> Any:
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
     ep = [h["epoch"] for h in history]
@@ -29,11 +29,10 @@ def progress_figure(history: list[dict[str, Any]], title: str) -> Any:
     ax.plot(ep, [h["val_loss"] for h in history], label="val loss")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    # an epoch without a defined pseudo Dice (null in progress.json) leaves a gap
-    ax2.plot(ep, [_num(h["mean_fg_dice"]) for h in history], "g.", label="pseudo Dice")
-    ax2.plot(ep, [_num(h["ema_fg_dice"]) for h in history], "g-", label="pseudo Dice (EMA)")
-    ax2.set_ylabel("Dice")
-    ax2.set_ylim(0, 1)
+    # an epoch without a defined score (null in progress.json) leaves a gap
+    ax2.plot(ep, [_num(h["val_score"]) for h in history], "g.", label=score_label)
+    ax2.plot(ep, [_num(h["val_score_ema"]) for h in history], "g-", label=f"{score_label} (EMA)")
+    ax2.set_ylabel(score_label)
     ax.legend(loc="upper left")
     ax2.legend(loc="upper right")
     axes[1].plot(ep, [h["epoch_seconds"] for h in history])

@@ -28,15 +28,25 @@ class EpochLog:
     epoch: int
     train_loss: float
     val_loss: float
-    pseudo_dice: list[float]
-    mean_fg_dice: float
-    ema_fg_dice: float
+    val_per_class: list[
+        float
+    ]  # the task's epoch score per class (segmentation: pseudo Dice per foreground label)
+    val_score: float  # their summary (NaN when undefined)
+    val_score_ema: float  # its moving average: best checkpoint, early stopping, sweep reports
     learning_rate: float
     epoch_seconds: float
     data_wait_fraction: float
     iterations: int
     planned_epochs: int = 0  # the schedule in force after this epoch (a budget re-fits it)
     planned_iterations: int = 0
+
+
+_OLD_NAMES = {"pseudo_dice": "val_per_class", "mean_fg_dice": "val_score", "ema_fg_dice": "val_score_ema"}
+
+
+def epoch_log(d: dict[str, Any]) -> EpochLog:
+    """An epoch from ``progress.json`` or a checkpoint (histories written before the task-neutral names too)."""
+    return EpochLog(**{_OLD_NAMES.get(k, k): v for k, v in d.items()})
 
 
 @dataclass
@@ -84,7 +94,7 @@ class TrainState:
             d["iterations_per_epoch"],
             d["val_iterations"],
             [Phase(**p) for p in d["phases"]],
-            [EpochLog(**h) for h in d["history"]],
+            [epoch_log(h) for h in d["history"]],
             d["schedule_reason"],
             d["stopped_early"],
             d.get("optimizer", "sgd"),  # checkpoints written before the optimizer was resolved per fold
@@ -161,12 +171,12 @@ def fold_finished(folder: Path) -> bool:
 def finished_result(folder: Path, fold: int) -> FoldResult:
     """The result of a fold whose training already finished (from its ``progress.json``)."""
     prog = json.loads((folder / "progress.json").read_text())
-    history = [EpochLog(**h) for h in prog["history"]]
+    history = [epoch_log(h) for h in prog["history"]]
     return FoldResult(
         fold,
         folder,
         len(history),
-        max((h.ema_fg_dice for h in history if h.ema_fg_dice is not None), default=-1.0),
+        max((h.val_score_ema for h in history if h.val_score_ema is not None), default=-1.0),
         bool(prog.get("stopped_early")),
         history,
         str(prog.get("schedule", "")),

@@ -23,7 +23,7 @@ from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.train.config import TrainConfig, resolve_optimizer
-from automed.train.data import BatchStream, CaseStore, SamplerSpec, make_loader
+from automed.train.data import CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, deterministic_mode, pick_device
 from automed.train.meta import resolve_training
 from automed.train.schedule import Phase, learning_rate, plan_budget, refit_iterations
@@ -91,13 +91,13 @@ class FoldTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.dev = pick_device(device)
         torch.manual_seed(config.seed * 1000 + self.seed_fold)
-        self.model = task.build_network(cfgp, config).to(self.dev)
+        self.model = task.build_network(plan, cfgp, config).to(self.dev)
         # the optimizer is final once the schedule is laid out (resolve_optimizer); until then a provisional one
         name0, self.lr_0, _ = resolve_optimizer(config, config.epochs * config.iterations_per_epoch)
         self.opt = _optimizer(name0, self.lr_0, config, self.model.parameters())
         self.amp_dtype = autocast_dtype(self.dev, config.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.loss_fn = task.build_loss(cfgp, config)
+        self.loss_fn = task.build_loss(plan, cfgp, config)
         self.t_start = time.perf_counter()
         self.store = CaseStore(
             workdir / "preprocessed" / cfgp.data_identifier, sorted(set(train_ids) | set(val_ids))
@@ -195,8 +195,13 @@ class FoldTrainer:
         """Seconds per training step (data waiting included), timed on a few real steps; the weights and the
         iteration count start again from where they were (the probe only measures; the schedule makes a new optimizer)."""
         initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        probe = BatchStream(
-            self.store, self.train_cases, self.spec, 5, (self.config.seed, self.seed_fold, 2**31 - 1)
+        probe = self.task.batches(
+            self.plan,
+            self.store,
+            self.train_cases,
+            self.spec,
+            5,
+            (self.config.seed, self.seed_fold, 2**31 - 1),
         )
         times = []
         self.model.train()
@@ -270,7 +275,8 @@ class FoldTrainer:
         t0 = time.perf_counter()
         last = st.epoch == st.epochs_total - 1 and st.last_epoch_iterations
         n_iterations = st.last_epoch_iterations if last else st.iterations_per_epoch
-        stream = BatchStream(
+        stream = self.task.batches(
+            self.plan,
             self.store,
             self.train_cases,
             self.spec,
@@ -288,10 +294,12 @@ class FoldTrainer:
     def validate_epoch(self) -> tuple[list[float], float, list[float]]:
         """Validation losses, the task's per-class epoch score and its mean on random validation patches."""
         self.model.eval()
-        counts = np.zeros((self.n_classes, 3))
+        scorer = self.task.epoch_scorer(self.plan, self.n_classes)
         vlosses = []
         seed = (self.config.seed + 7919, self.seed_fold, self.st.epoch)
-        vstream = BatchStream(self.store, self.val_cases, self.val_spec, self.st.val_iterations, seed)
+        vstream = self.task.batches(
+            self.plan, self.store, self.val_cases, self.val_spec, self.st.val_iterations, seed
+        )
         with torch.no_grad():
             for x, y in make_loader(vstream, 0):
                 x, y = x.to(self.dev), y.to(self.dev)
@@ -301,8 +309,8 @@ class FoldTrainer:
                     logits = self.model(x)
                 assert isinstance(logits, torch.Tensor)
                 vlosses.append(float(self.loss_fn(logits, y)))
-                counts += self.task.epoch_counts(logits, y, self.n_classes)
-        per_class, mean = self.task.epoch_score(counts)
+                scorer.add(logits.float(), y)
+        per_class, mean = scorer.result()
         return vlosses, mean, per_class
 
     def end_epoch(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import socket
 import sys
 import time
@@ -16,13 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from automed.artifacts import write_json_atomic
-from automed.data.cases import read_case
 from automed.data.dataset import Dataset, load_dataset
-from automed.infer.predictor import Predictor
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
 from automed.runtime.sliding import window_starts
@@ -38,23 +34,24 @@ from automed.workflow.live import Both, FoldDisplay, Mode
 
 
 class MlflowEpochs:
-    """Per-epoch metrics of a fold into its MLflow run (undefined values are not logged)."""
+    """Per-epoch metrics of a fold into its MLflow run, named by the task (undefined values are not logged)."""
 
-    def __init__(self, tracker: Tracker, run_id: str, label_names: list[str]) -> None:
-        self.tracker, self.run_id, self.names = tracker, run_id, label_names
+    def __init__(self, tracker: Tracker, run_id: str, task: Task, class_names: list[str]) -> None:
+        self.tracker, self.run_id, self.names = tracker, run_id, class_names
+        self.metric = task.epoch_metric
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
         m: dict[str, float | None] = {
             "train_loss": log.train_loss,
             "val_loss": log.val_loss,
-            "pseudo_dice": log.mean_fg_dice,
-            "pseudo_dice_ema": log.ema_fg_dice,
+            self.metric: log.val_score,
+            f"{self.metric}_ema": log.val_score_ema,
             "learning_rate": log.learning_rate,
             "epoch_seconds": log.epoch_seconds,
             "data_wait_fraction": log.data_wait_fraction,
         }
-        for name, d in zip(self.names, log.pseudo_dice, strict=False):
-            m[f"pseudo_dice_{name}"] = d
+        for name, d in zip(self.names, log.val_per_class, strict=False):
+            m[f"{self.metric}_{name}"] = d
         # a tracking store that fails now and then (a busy server, a locked SQLite file) never kills a fold
         for attempt in range(4):
             try:
@@ -71,17 +68,6 @@ class MlflowEpochs:
                 time.sleep(0.5 * 2**attempt)
 
 
-def safe_key(name: str) -> str:
-    """A name made safe for MLflow metric keys (letters, digits, _ - . / and spaces)."""
-    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
-
-
-def label_names(plan: Plan) -> list[str]:
-    """Foreground label names in class order, safe for MLflow metric keys."""
-    values = sorted(int(k) for k in plan.labels)
-    return [safe_key(plan.labels[str(v)]) for v in values if v != 0]
-
-
 def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool) -> int:
     """Forward passes of one window that validating ``n_cases`` median-sized cases costs (windows x mirrorings)."""
     cfg = plan.configurations[config.configuration]
@@ -93,35 +79,6 @@ def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool) 
     return max(1, n_cases) * windows * flips * (1 if cfg.network.dimension == 3 else slices)
 
 
-def validate_fold(
-    workdir: Path,
-    plan: Plan,
-    config: TrainConfig,
-    fold: int,
-    ds: Dataset,
-    val_ids: list[str],
-    task: Task,
-    *,
-    device: str | None,
-    tta: bool,
-) -> list[dict[str, Any]]:
-    """Predict the fold's validation cases from the raw images and score them in the original geometry."""
-    pred = Predictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta)
-    out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
-    out.mkdir(exist_ok=True)
-    names = {int(k): v for k, v in plan.labels.items() if int(k) != 0}
-    rows: list[dict[str, Any]] = []
-    by_id = {c.case_id: c for c in ds.cases}
-    for cid in val_ids:
-        cd = read_case(by_id[cid], ds.images_are_4d)
-        res = pred.predict_arrays(cd.channels, cd.geometry, probabilities=True)
-        task.write_prediction(res.labels, cd.geometry, out / f"{cid}.nii.gz")
-        assert res.probabilities is not None and cd.label is not None
-        np.savez_compressed(out / f"{cid}.npz", probabilities=res.probabilities.astype(np.float16))
-        rows += task.case_rows(cid, fold, cd.label, res.labels, names, cd.geometry.spacing_zyx)
-    return rows
-
-
 def log_fold_artifacts(
     tracker: Tracker,
     run_id: str,
@@ -131,28 +88,42 @@ def log_fold_artifacts(
     ds: Dataset,
     overlay_ids: list[str],
     title: str,
+    task: Task,
 ) -> None:
-    """Progress plot, per-case metrics, progress.json and validation overlays of ``overlay_ids``."""
+    """Progress plot, per-case metrics, progress.json and the task's figures (validation overlays of
+    ``overlay_ids``)."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from automed.data.io import read_image
-    from automed.train.plots import overlay_figure, progress_figure
+    from automed.train.plots import progress_figure
 
-    fig = progress_figure([asdict(h) for h in history], title)
+    fig = progress_figure([asdict(h) for h in history], title, task.epoch_label)
     fig.savefig(folder / "progress.png", dpi=80)
     tracker.log_figure(run_id, fig, "progress.png")
     plt.close(fig)
     pd.DataFrame(rows).to_csv(folder / "validation_metrics.csv", index=False)
     tracker.log_artifact(run_id, folder / "validation_metrics.csv")
     tracker.log_artifact(run_id, folder / "progress.json")
-    by_id = {c.case_id: c for c in ds.cases}
-    for cid in overlay_ids:
-        cd = read_case(by_id[cid], ds.images_are_4d)
-        pred_arrs, _ = read_image(folder / "validation" / f"{cid}.nii.gz")
-        assert cd.label is not None
-        fig = overlay_figure(cd.channels[0], cd.label, pred_arrs[0], tracker.redactor.case(cid))
-        tracker.log_figure(run_id, fig, f"overlays/{cid}.png")
+    shown = {cid: tracker.redactor.case(cid) for cid in overlay_ids}
+    for name, fig in task.fold_figures(folder, rows, ds, overlay_ids, shown):
+        tracker.log_figure(run_id, fig, name)
+        plt.close(fig)
+
+
+def log_summary_figures(
+    tracker: Tracker,
+    run_id: str,
+    task: Task,
+    rows: list[dict[str, Any]],
+    summary: dict[str, Any],
+    folder: Path,
+) -> None:
+    """The task's figures of a CV summary, saved in ``folder`` and logged under ``cv/``."""
+    import matplotlib.pyplot as plt
+
+    for name, fig in task.summary_figures(rows, summary):
+        fig.savefig(folder / name, dpi=90)
+        tracker.log_figure(run_id, fig, f"cv/{name}")
         plt.close(fig)
 
 
@@ -226,8 +197,8 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
             res = finished_result(folder, job.fold)
         else:
             label = f"{config.configuration} fold {job.fold}"
-            display = FoldDisplay(label, job.budget_s, job.progress)
-            tracking = callback or MlflowEpochs(tracker, job.run_id, label_names(plan))
+            display = FoldDisplay(label, job.budget_s, job.progress, score_label=task.epoch_label)
+            tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))
             with display:
                 res = train_fold(
                     wd,
@@ -246,13 +217,13 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
                     validation_passes=job.validation_passes,
                 )
         tv = time.perf_counter()
-        rows = validate_fold(
-            wd, plan, config, job.fold, ds, job.val_ids, task, device=device, tta=job.validation_tta
+        rows = task.validate(
+            wd, plan, config, job.fold, ds, job.val_ids, device=device, tta=job.validation_tta
         )
         val_cost = time.perf_counter() - tv
         title = f"{config.configuration} fold {job.fold}"
         log_fold_artifacts(
-            tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title
+            tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title, task
         )
         summary = task.summarize(rows)
         tracker.log_metrics(job.run_id, {f"val_{task.score_name.removeprefix('cv_')}": task.score(summary)})

@@ -22,13 +22,16 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def epoch_line(label: str, log: EpochLog, elapsed: float, budget_s: float | None) -> str:
-    """One epoch in words: ``3d_fullres fold 0  epoch 3/10  it 450/1500  1m12s (3m05s left)  pseudo-Dice ...``."""
+def epoch_line(
+    label: str, log: EpochLog, elapsed: float, budget_s: float | None, score_label: str = "pseudo-Dice"
+) -> str:
+    """One epoch in words: ``3d_fullres fold 0  epoch 3/10  it 450/1500  1m12s (3m05s left)  pseudo-Dice ...``
+    (``score_label``: the task's name for its epoch score)."""
     left = f" ({_clock(budget_s - elapsed)} left)" if budget_s is not None else ""
-    score = "n/a" if log.mean_fg_dice != log.mean_fg_dice else f"{log.mean_fg_dice:.3f}"
+    score = "n/a" if log.val_score != log.val_score else f"{log.val_score:.3f}"
     return (
         f"{label}  epoch {log.epoch}/{log.planned_epochs or '?'}  it {log.iterations}/{log.planned_iterations or '?'}"
-        f"  {_clock(elapsed)}{left}  pseudo-Dice {score} (EMA {log.ema_fg_dice:.3f})"
+        f"  {_clock(elapsed)}{left}  {score_label} {score} (EMA {log.val_score_ema:.3f})"
         f"  loss {log.train_loss:.3f}  data wait {100 * log.data_wait_fraction:.0f}%"
     )
 
@@ -38,9 +41,14 @@ class FoldDisplay:
     the console is not a terminal."""
 
     def __init__(
-        self, label: str, budget_s: float | None, mode: Mode, console: Console | None = None
+        self,
+        label: str,
+        budget_s: float | None,
+        mode: Mode,
+        console: Console | None = None,
+        score_label: str = "pseudo-Dice",
     ) -> None:
-        self.label, self.budget_s, self.mode = label, budget_s, mode
+        self.label, self.budget_s, self.mode, self.score_label = label, budget_s, mode, score_label
         self.console = console or Console()
         self.t0 = time.perf_counter()
         self.progress: Progress | None = None
@@ -70,7 +78,7 @@ class FoldDisplay:
         if self.mode == "off":
             return
         if self.progress is not None and self.task is not None:
-            line = epoch_line("", log, elapsed, self.budget_s).strip()
+            line = epoch_line("", log, elapsed, self.budget_s, self.score_label).strip()
             self.progress.update(
                 self.task,
                 completed=log.iterations,
@@ -78,7 +86,7 @@ class FoldDisplay:
                 status=line,
             )
             return
-        line = epoch_line(self.label, log, elapsed, self.budget_s)
+        line = epoch_line(self.label, log, elapsed, self.budget_s, self.score_label)
         self.console.print(line, markup=False, highlight=False, soft_wrap=True)  # a log line is never wrapped
 
 

@@ -83,7 +83,9 @@ def load_predictor(
                 why,
                 f"run `automed export {model}` first, or use --runtime torch",
             )
+    from automed.infer.image_level import ImagePredictor
     from automed.infer.predictor import Predictor
+    from automed.plan.schema import Plan
     from automed.registry_model import ENSEMBLE_FILE, load_bundle
 
     if (
@@ -97,6 +99,10 @@ def load_predictor(
 
         tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
         return load_bundle(download_model(str(model), tmp, tracking_uri), device)
+    wd = WorkDir(Path(model))
+    wd.require_model()
+    if Plan.load(wd.plan).target is not None:  # classification, regression
+        return ImagePredictor.from_workdir(model, device=device)
     return Predictor.from_workdir(model, device=device)
 
 
@@ -125,12 +131,9 @@ def predict(
     ``output`` is never the model or the input folder (or one holding them); an existing folder is written into only
     when it holds earlier predictions (or with ``overwrite``); each file is written under a temporary name and
     renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value."""
-    import numpy as np
-
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
-    from automed.data.io import write_image
     from automed.infer.inputs import discover
     from automed.parallel import progress_bar
 
@@ -145,24 +148,63 @@ def predict(
     cases = discover(input_path, predictor.n_channels)
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
-    written: list[Path] = []
+    writer = TableWriter(out, predictor.target) if hasattr(predictor, "target") else LabelMapWriter(out)
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("predict", total=len(cases))
         for c in cases:
             cd = read_case(Case(c.case_id, c.images), c.is_4d)
             channels = _finite(cd.channels, c.images, nan_to)
             res = predictor.predict_arrays(channels, cd.geometry, probabilities=save_probabilities)
-            path = out / f"{c.case_id}{c.suffix}"
-            tmp = out / f".{c.case_id}.partial{c.suffix}"  # same ending: the writer picks the format from it
-            write_image(res.labels, cd.geometry, tmp)
-            tmp.replace(path)
-            if res.probabilities is not None:
-                ptmp = out / f".{c.case_id}.partial.npz"
-                np.savez_compressed(ptmp, probabilities=res.probabilities)
-                ptmp.replace(out / f"{c.case_id}.npz")
-            written.append(path)
+            writer.add(c, cd.geometry, res)
             bar.advance(task)
-    return written
+    return writer.close()
+
+
+class LabelMapWriter:
+    """A label map per case in its own geometry and format (and ``<case>.npz`` probabilities when asked)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.written = out, list[Path]()
+
+    def add(self, case: Any, geometry: Any, res: Any) -> None:
+        import numpy as np
+
+        from automed.data.io import write_image
+
+        path = self.out / f"{case.case_id}{case.suffix}"
+        tmp = (
+            self.out / f".{case.case_id}.partial{case.suffix}"
+        )  # same ending: the writer picks the format from it
+        write_image(res.labels, geometry, tmp)
+        tmp.replace(path)
+        if res.probabilities is not None:
+            ptmp = self.out / f".{case.case_id}.partial.npz"
+            np.savez_compressed(ptmp, probabilities=res.probabilities)
+            ptmp.replace(self.out / f"{case.case_id}.npz")
+        self.written.append(path)
+
+    def close(self) -> list[Path]:
+        return self.written
+
+
+class TableWriter:
+    """An image-level model's predictions: ``predictions.csv`` with ``SubjectID``, ``prediction`` (the class name or
+    the value) and, for classification, ``probability_<class>`` per class; written once, when every case is done."""
+
+    def __init__(self, out: Path, target: Any) -> None:
+        self.out, self.target, self.rows = out, target, list[dict[str, Any]]()
+
+    def add(self, case: Any, geometry: Any, res: Any) -> None:
+        self.rows.append({"SubjectID": case.case_id, **res.row(self.target)})
+
+    def close(self) -> list[Path]:
+        import pandas as pd
+
+        path = self.out / "predictions.csv"
+        tmp = self.out / ".predictions.partial.csv"
+        pd.DataFrame(self.rows).to_csv(tmp, index=False)
+        tmp.replace(path)
+        return [path]
 
 
 def _finite(channels: Any, images: tuple[Path, ...], nan_to: float | None) -> Any:

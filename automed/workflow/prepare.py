@@ -226,8 +226,9 @@ def plan_dataset(
 
 
 def dataset_source(ds: Dataset) -> str:
-    """What a work dir records as the dataset: the CSV, or the folder holding ``dataset.json``."""
-    return str(ds.source if ds.layout == "csv" else ds.source.parent)
+    """What a work dir records as the dataset (``load_dataset`` of it gives ``ds`` again): the CSV, the folder of
+    class folders, or the folder holding ``dataset.json``."""
+    return str(ds.source if ds.layout in ("csv", "folders") else ds.source.parent)
 
 
 def plan_for_training(

@@ -18,6 +18,7 @@ from automed.select.inference_cost import choose, measure
 from automed.select.register import register_members, registered_version, reregister, write_choice_bundle
 from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
+from automed.tasks.registry import require_segmentation
 from automed.tracking import Tracker, resolve_uri
 from automed.train.meta import InferenceChoice, read_meta
 from automed.workdir import WorkDir
@@ -67,6 +68,10 @@ def select(
     inference settings, log the evidence to MLflow and register the choice: a single training again with its
     settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
     out = Path(output)
+    for w in workdirs:
+        wd = WorkDir(Path(w))
+        if wd.model.is_file():
+            require_segmentation(read_meta(wd.model).task, "select", wd.model)
     redactor = redactor_for([Path(w) for w in workdirs], keep_case_ids=keep_case_ids, outputs=[out])
     res = compare([Path(w) for w in workdirs], out, write=False)  # written once, complete, at the end
     members = [Path(m) for m in res["chosen"]["members"]]

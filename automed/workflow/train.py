@@ -20,12 +20,10 @@ from automed.artifacts import write_json_atomic
 from automed.config import parse_duration
 from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ArtifactError
-from automed.evaluate.summary import write_summary
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
 from automed.privacy import public_uri, strip_credentials
 from automed.select.register import register_training
-from automed.select.selection import Training, select_trainings
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker, git_commit, resolve_uri
@@ -36,7 +34,7 @@ from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import ALL_DATA, WorkDir, locked
 from automed.workflow.all_data import all_data_split, conclude_all_data, evidence
 from automed.workflow.disclosure import redactor_for
-from automed.workflow.fold import FoldJob, safe_key, validation_passes
+from automed.workflow.fold import FoldJob, log_summary_figures, validation_passes
 from automed.workflow.fold_runs import Placement, run_fold_jobs
 from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
@@ -259,20 +257,17 @@ def _conclude(
 ) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
     """CV summary, postprocessing decided on this training's own CV, ``model.json`` (once), registration."""
     wdir, parent = WorkDir(wd), track.parent_run_id
-    cv = write_summary(rows, wdir.cv_metrics, wdir.cv_summary)
-    names = {lab: safe_key(str(cv["label_names"].get(lab, lab))) for lab in cv["mean"]}
-    tracker.log_metrics(parent, task.summary_metrics(cv, names))
+    cv = task.write_summary(rows, wdir.cv_metrics, wdir.cv_summary)
+    tracker.log_metrics(parent, task.summary_metrics(cv))
     tracker.log_artifact(parent, wdir.cv_metrics, "cv")
     tracker.log_artifact(parent, wdir.cv_summary, "cv")
+    log_summary_figures(tracker, parent, task, rows, cv, wdir.cv_metrics.parent)
     dataset = json.loads(wdir.train_config.read_text())["dataset"]
-    own = Training.of(wd, config.configuration, folds, sorted(int(k) for k in plan.labels), dataset)
-    sel = select_trainings([own], wdir.own_selection)
-    tracker.log_artifact(parent, WorkDir(wdir.own_selection).selection, "selection")
-    tracker.log_metrics(parent, {"cv_dice_fg_mean_postprocessed": sel["cv_dice_final"]["foreground_mean"]})
-    steps = [d["step"] for d in sel["decisions"] if d["kept"]]
-    tracker.set_tags(
-        parent, {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"}
-    )
+    own = task.own_choice(wd, plan, config, folds, dataset, wdir.own_selection)
+    if own.artifact is not None:
+        tracker.log_artifact(parent, own.artifact, "selection")
+    tracker.log_metrics(parent, own.metrics)
+    tracker.set_tags(parent, own.tags)
     meta = ModelMeta(
         dataset=plan.dataset_name,
         task=task.name,
@@ -284,7 +279,7 @@ def _conclude(
         labels=plan.labels,
         score_name=task.score_name,
         cv_score=task.score(cv),
-        inference=InferenceSettings(tta=opts.validation_tta, postprocessing=sel["postprocessing"]),
+        inference=InferenceSettings(tta=opts.validation_tta, postprocessing=own.postprocessing),
     )
     meta.save(wdir.model)
     registered = register_training(wd, tracker, parent, task.score(cv)) if opts.register else None

@@ -34,7 +34,7 @@ from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import EpochLog
 from automed.workdir import PLANNING, WorkDir
 from automed.workflow.disclosure import redactor_for
-from automed.workflow.fold import FoldJob, MlflowEpochs, label_names, run_fold, validation_passes
+from automed.workflow.fold import FoldJob, MlflowEpochs, run_fold, validation_passes
 
 
 def _prepare(ctx: SweepContext, key: str, values: dict[str, Any], plan: Plan) -> tuple[Path, TrainConfig]:
@@ -74,16 +74,16 @@ class _Epochs(MlflowEpochs):
     """Per-epoch MLflow metrics of a fold, plus a report to the engine (ASHA / pruning decide on it)."""
 
     def __init__(
-        self, tracker: Tracker, run_id: str, names: list[str], report: Report | None, offset: int
+        self, tracker: Tracker, run_id: str, task: Task, names: list[str], report: Report | None, offset: int
     ) -> None:
-        super().__init__(tracker, run_id, names)
+        super().__init__(tracker, run_id, task, names)
         self.report, self.offset = report, offset
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
         super().on_epoch_end(fold, log)
         if self.report is not None:
             self.report(
-                {"epoch": float(self.offset + log.epoch), "score": log.ema_fg_dice, "fold": float(fold)}
+                {"epoch": float(self.offset + log.epoch), "score": log.val_score_ema, "fold": float(fold)}
             )
 
 
@@ -204,7 +204,7 @@ def run_trial(
             )
             tc = time.perf_counter()
             try:
-                out = run_fold(job, _Epochs(tracker, frun, label_names(plan), report, epochs_done))
+                out = run_fold(job, _Epochs(tracker, frun, task, task.epoch_names(plan), report, epochs_done))
             except BaseException:
                 if folder.is_dir():
                     write_json_atomic(folder / "fold_partial.json", {"compute_s": time.perf_counter() - tc})

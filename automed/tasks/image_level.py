@@ -1,0 +1,288 @@
+"""Image-level tasks: classification and regression from the whole image.
+
+The plan's encoder with global pooling and a linear head (:mod:`automed.train.classifier`); cross-entropy (weighted
+when the planner found the classes imbalanced) or Huber/MSE on the standardized value; whole-image batches
+(:mod:`automed.train.image_data`); the epoch score is the validation cases' macro AUC (classification) or R²
+(regression); validation predicts each case from its raw image (:mod:`automed.infer.image_level`) and scores the
+fold's table with :mod:`automed.evaluate.image_level` (scikit-learn).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from torch.utils.data import IterableDataset
+
+from automed.artifacts import write_json_atomic
+from automed.data.cases import read_case
+from automed.data.dataset import Dataset
+from automed.evaluate.image_level import (
+    classification_metrics,
+    classification_score,
+    epoch_auc,
+    epoch_r2,
+    regression_metrics,
+    regression_score,
+)
+from automed.infer.image_level import ImagePredictor
+from automed.plan.schema import ConfigurationPlan, Plan, TargetPlan
+from automed.tasks.base import OwnChoice
+from automed.tracking import safe_key
+from automed.train.classifier import image_network
+from automed.train.config import TrainConfig
+from automed.train.data import CaseStore, SamplerSpec
+from automed.train.image_data import WholeImageStream
+from automed.workdir import WorkDir
+
+PREFIX = "probability_"
+
+
+def _target(plan: Plan) -> TargetPlan:
+    assert plan.target is not None, "an image-level plan has a target"
+    return plan.target
+
+
+class EpochOutputs:
+    """The epoch's validation outputs and targets, scored at the end (AUC or R² need every case at once)."""
+
+    def __init__(self, kind: str, n_classes: int) -> None:
+        self.kind, self.n_classes = kind, n_classes
+        self.outputs: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
+
+    def add(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        out = torch.softmax(logits, 1) if self.kind == "classification" else logits[:, 0]
+        self.outputs.append(out.detach().cpu().numpy().astype(np.float64))
+        self.targets.append(target.detach().cpu().numpy().reshape(-1))
+
+    def result(self) -> tuple[list[float], float]:
+        if not self.outputs:
+            return [], math.nan
+        y, out = np.concatenate(self.targets), np.concatenate(self.outputs)
+        if self.kind == "regression":
+            r2 = epoch_r2(y, out)
+            return [r2], r2
+        y = y.astype(np.int64)
+        per = [epoch_auc((y == k).astype(np.int64), out[:, k]) for k in range(self.n_classes)]
+        return per, epoch_auc(y, out if self.n_classes > 2 else out[:, 1])
+
+
+class ImageLevelTask:
+    """What classification and regression share; the two differ in their loss, metrics and names."""
+
+    name = ""
+    score_name = ""
+    epoch_metric = ""
+    epoch_label = ""
+    image_level = True
+
+    def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
+        return image_network(plan, cfg_plan, config)
+
+    def build_loss(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> nn.Module:
+        t = _target(plan)
+        if t.loss == "cross_entropy":
+            weight = torch.tensor(t.class_weights, dtype=torch.float32) if t.class_weights else None
+            return _CrossEntropy(weight)
+        return _Regression(nn.HuberLoss() if t.loss == "huber" else nn.MSELoss())
+
+    def encoded_targets(self, plan: Plan, store: CaseStore, case_ids: list[str]) -> dict[str, float]:
+        """Each case's target as the network learns it (class index, or the standardized value)."""
+        t, out = _target(plan), {}
+        for cid in case_ids:
+            v = store.get(cid).target
+            assert v is not None, f"case {cid} has no ValueToPredict"
+            out[cid] = float(t.index_of(v)) if t.kind == "classification" else (v - t.mean) / t.std
+        return out
+
+    def batches(
+        self,
+        plan: Plan,
+        store: CaseStore,
+        case_ids: list[str],
+        spec: SamplerSpec,
+        n_batches: int,
+        seed: tuple[int, ...],
+    ) -> IterableDataset[tuple[torch.Tensor, torch.Tensor]]:
+        targets = self.encoded_targets(plan, store, case_ids)
+        integer = _target(plan).kind == "classification"
+        return WholeImageStream(store, case_ids, spec, n_batches, seed, targets, integer)
+
+    def epoch_scorer(self, plan: Plan, n_classes: int) -> EpochOutputs:
+        return EpochOutputs(_target(plan).kind, n_classes)
+
+    def epoch_names(self, plan: Plan) -> list[str]:
+        t = _target(plan)
+        return [safe_key(n) for n in t.class_names] if t.kind == "classification" else ["value"]
+
+    def validate(
+        self,
+        workdir: Path,
+        plan: Plan,
+        config: TrainConfig,
+        fold: int,
+        ds: Dataset,
+        val_ids: list[str],
+        *,
+        device: str | None,
+        tta: bool,
+    ) -> list[dict[str, Any]]:
+        """Each validation case predicted from its raw image; the fold's table kept as
+        ``validation/predictions.csv``."""
+        pred = ImagePredictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta)
+        t = _target(plan)
+        by_id = {c.case_id: c for c in ds.cases}
+        rows: list[dict[str, Any]] = []
+        for cid in val_ids:
+            case = by_id[cid]
+            cd = read_case(case, ds.images_are_4d)
+            res = pred.predict_arrays(cd.channels, cd.geometry)
+            assert case.value is not None
+            target: float | str = (
+                t.class_names[t.index_of(case.value)] if t.kind == "classification" else case.value
+            )
+            rows.append({"case": cid, "fold": fold, "target": target, **res.row(t)})
+        out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
+        out.mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(out / "predictions.csv", index=False)
+        return rows
+
+    def fold_figures(
+        self,
+        folder: Path,
+        rows: list[dict[str, Any]],
+        ds: Dataset,
+        overlay_ids: list[str],
+        names: dict[str, str],
+    ) -> list[tuple[str, Figure]]:
+        return []  # a fold's table is small; the CV summary draws its curves
+
+    def write_summary(self, rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -> dict[str, Any]:
+        summary = self.summarize(rows)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(csv_path, index=False)
+        write_json_atomic(json_path, summary)
+        return summary
+
+    def own_choice(
+        self, workdir: Path, plan: Plan, config: TrainConfig, folds: list[int], dataset: str, out: Path
+    ) -> OwnChoice:
+        return OwnChoice()  # no postprocessing to decide
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def summary_figures(
+        self, rows: list[dict[str, Any]], summary: dict[str, Any]
+    ) -> list[tuple[str, Figure]]:
+        raise NotImplementedError
+
+
+class _CrossEntropy(nn.Module):
+    """Cross-entropy on class indices (``(B,)`` targets), optionally class-weighted."""
+
+    def __init__(self, weight: torch.Tensor | None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.weight: torch.Tensor | None
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(logits.device) if self.weight is not None else None
+        return nn.functional.cross_entropy(logits.float(), target, weight=w)
+
+
+class _Regression(nn.Module):
+    """A regression loss on float32 outputs (mixed precision may give bfloat16 or float16 ones)."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.loss(outputs.float(), target.float())
+        return out
+
+
+def class_arrays(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """True class indices, probabilities and class names of classification rows."""
+    names = [k.removeprefix(PREFIX) for k in rows[0] if k.startswith(PREFIX)]
+    proba = np.array([[float(r[PREFIX + n]) for n in names] for r in rows])
+    y = np.array([names.index(str(r["target"])) for r in rows], dtype=np.int64)
+    return y, proba, names
+
+
+class Classification(ImageLevelTask):
+    name = "classification"
+    score_name = "cv_auc"
+    epoch_metric = "val_auc"
+    epoch_label = "AUC"
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        y, proba, names = class_arrays(rows)
+        return classification_metrics(y, proba, names)
+
+    def score(self, summary: dict[str, Any]) -> float:
+        return classification_score(summary)
+
+    def summary_metrics(self, summary: dict[str, Any]) -> dict[str, float | None]:
+        out: dict[str, float | None] = {
+            self.score_name: summary["auc_macro"],
+            "cv_accuracy": summary["accuracy"],
+            "cv_balanced_accuracy": summary["balanced_accuracy"],
+            "cv_f1_macro": summary["f1_macro"],
+            "cv_ece": summary["ece"],
+        }
+        for name, m in summary["per_class"].items():
+            for key in ("sensitivity", "specificity", "auc"):
+                out[f"cv_{key}_{safe_key(name)}"] = m[key]
+        return out
+
+    def summary_figures(
+        self, rows: list[dict[str, Any]], summary: dict[str, Any]
+    ) -> list[tuple[str, Figure]]:
+        from automed.evaluate.image_plots import calibration_figure, confusion_figure, roc_pr_figure
+
+        y, proba, names = class_arrays(rows)
+        return [
+            ("roc_pr.png", roc_pr_figure(y, proba, names)),
+            ("confusion_matrix.png", confusion_figure(summary["confusion_matrix"], names)),
+            ("calibration.png", calibration_figure(y, proba, names)),
+        ]
+
+
+class Regression(ImageLevelTask):
+    name = "regression"
+    score_name = "cv_r2"
+    epoch_metric = "val_r2"
+    epoch_label = "R²"
+
+    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        y = np.array([float(r["target"]) for r in rows])
+        return regression_metrics(y, np.array([float(r["prediction"]) for r in rows]))
+
+    def score(self, summary: dict[str, Any]) -> float:
+        return regression_score(summary)
+
+    def summary_metrics(self, summary: dict[str, Any]) -> dict[str, float | None]:
+        return {
+            self.score_name: summary["r2"],
+            "cv_mae": summary["mae"],
+            "cv_rmse": summary["rmse"],
+            "cv_pearson_r": summary["pearson_r"],
+            "cv_mean_error": summary["mean_error"],
+        }
+
+    def summary_figures(
+        self, rows: list[dict[str, Any]], summary: dict[str, Any]
+    ) -> list[tuple[str, Figure]]:
+        from automed.evaluate.image_plots import regression_figure
+
+        y = np.array([float(r["target"]) for r in rows])
+        return [("regression.png", regression_figure(y, np.array([float(r["prediction"]) for r in rows])))]

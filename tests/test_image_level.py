@@ -1,0 +1,216 @@
+"""Classification and regression end to end (tiny synthetic 2D and 3D data, CPU): plan, train, register, predict a
+CSV through the API, the CLI and the registered pyfunc; the folder-per-class layout; the planner's image-level rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from automed import api
+from automed.cli import app
+from automed.plan.schema import Plan
+from automed.testing.synthetic_image_level import make_classification, make_regression
+
+
+def _config(path: Path, epochs: int = 3, iterations: int = 20) -> Path:
+    path.write_text(
+        f"epochs: {epochs}\niterations_per_epoch: {iterations}\nval_iterations: 2\nnum_workers: 0\n"
+    )
+    return path
+
+
+def test_plan_for_classification_and_regression(tmp_path: Path) -> None:
+    csv = make_classification(tmp_path / "c", 12, shape=(40, 24), n_classes=3)
+    plan = api.plan_dataset(csv, tmp_path / "Wc", run_preprocess=False, show_progress=False).plan
+    assert plan.task_type == "classification" and list(plan.configurations) == ["2d"]
+    cfg = plan.configurations["2d"]
+    assert cfg.network.n_classes == 3 and cfg.foreground_oversample == 0.0
+    assert all(p >= m for p, m in zip(cfg.patch_size, cfg.median_shape, strict=True))  # the whole image
+    assert cfg.batch_size == 6  # half the cases (memory and the preset cap allow more)
+    t = plan.target
+    assert t is not None and t.kind == "classification" and t.loss == "cross_entropy"
+    assert (
+        t.class_names == ["one", "three", "two"] and t.class_counts == [4, 4, 4] and t.class_weights is None
+    )
+    reg = api.plan_dataset(
+        make_regression(tmp_path / "r", 10), tmp_path / "Wr", run_preprocess=False, show_progress=False
+    ).plan
+    assert reg.task_type == "regression" and list(reg.configurations) == ["3d_fullres"]
+    assert reg.configurations["3d_fullres"].network.n_classes == 1
+    assert reg.target is not None and reg.target.loss == "huber" and reg.target.std > 0
+
+
+def test_imbalanced_classes_get_weights_and_big_images_a_coarser_spacing(tmp_path: Path) -> None:
+    csv = make_classification(tmp_path / "c", 10, shape=(600, 300))
+    rows = csv.read_text().splitlines()
+    csv.write_text("\n".join(rows[:1] + [r.replace(",two", ",one") for r in rows[1:7]] + rows[7:]) + "\n")
+    plan = api.plan_dataset(csv, tmp_path / "W", run_preprocess=False, show_progress=False).plan
+    t = plan.target
+    assert t is not None and t.class_counts == [8, 2]
+    assert t.class_weights is not None and t.class_weights[1] > t.class_weights[0]
+    cfg = plan.configurations["2d"]
+    assert max(cfg.median_shape) <= 256 and "coarsened" in plan.reasons["target_spacing"]
+
+
+@pytest.fixture(scope="module")
+def classified(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("cls")
+    csv = make_classification(root / "d", 24, shape=(32, 32))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    res = api.train(
+        csv,
+        root / "W",
+        config=_config(root / "cfg.yaml", epochs=2, iterations=8),
+        folds=2,
+        tracking_uri=uri,
+        workers=0,
+        show_progress=False,
+    )
+    return {"root": root, "csv": csv, "uri": uri, "res": res}
+
+
+@pytest.mark.slow
+def test_classification_trains_registers_and_predicts_a_table(classified: dict[str, Any]) -> None:
+    root, res = classified["root"], classified["res"]
+    wd = res.workdir
+    meta = json.loads((wd / "model.json").read_text())
+    assert meta["task"] == "classification" and meta["score_name"] == "cv_auc"
+    assert set(res.cv_summary) >= {
+        "accuracy",
+        "balanced_accuracy",
+        "auc_macro",
+        "f1_macro",
+        "ece",
+        "per_class",
+    }
+    table = pd.read_csv(wd / "cv" / "metrics.csv")
+    assert len(table) == 24 and {"case", "fold", "target", "prediction", "probability_one"} <= set(
+        table.columns
+    )
+    for fig in ("roc_pr.png", "confusion_matrix.png", "calibration.png"):
+        assert (wd / "cv" / fig).stat().st_size > 1000
+    progress = json.loads((wd / "train" / "2d" / "fold_0" / "progress.json").read_text())
+    assert len(progress["history"]) == 2 and "val_score" in progress["history"][0]
+    # MLflow: per-epoch AUC in the fold runs, the CV metrics and figures in the parent, a registered version
+    import mlflow
+
+    client = mlflow.MlflowClient(classified["uri"])
+    runs = client.search_runs([client.get_experiment_by_name("dataset").experiment_id])
+    parent = next(r for r in runs if "fold" not in r.data.tags)
+    assert {"cv_auc", "cv_accuracy", "cv_balanced_accuracy", "cv_ece"} <= set(parent.data.metrics)
+    assert any("val_auc" in r.data.metrics and "val_auc_ema" in r.data.metrics for r in runs)
+    names = {a.path for a in client.list_artifacts(parent.info.run_id, "cv")}
+    assert "cv/roc_pr.png" in names and "cv/confusion_matrix.png" in names
+    assert res.registered is not None and res.registered["version"] == "1"
+    # predict: one CSV row per image, the class name and one probability per class summing to 1
+    out = api.predict(wd, root / "d" / "images", root / "P", show_progress=False)
+    assert out == [root / "P" / "predictions.csv"]
+    pred = pd.read_csv(out[0])
+    assert list(pred.columns) == ["SubjectID", "prediction", "probability_one", "probability_two"]
+    assert len(pred) == 24 and set(pred["prediction"]) <= {"one", "two"}
+    assert np.allclose(pred[["probability_one", "probability_two"]].sum(axis=1), 1.0, atol=1e-5)
+    # the registered pyfunc returns the same table for arrays
+    mlflow.set_tracking_uri(classified["uri"])
+    mlflow.set_registry_uri(classified["uri"])
+    model = mlflow.pyfunc.load_model("models:/automed-dataset@champion")
+    x = np.random.default_rng(0).normal(size=(2, 1, 1, 32, 32)).astype(np.float32)
+    frame = model.predict(x, params={"spacing_z": 1.0, "spacing_y": 1.0, "spacing_x": 1.0})
+    assert list(frame.columns) == ["prediction", "probability_one", "probability_two"] and len(frame) == 2
+
+
+@pytest.mark.slow
+def test_classification_cli_prints_scores_and_predicts(classified: dict[str, Any], tmp_path: Path) -> None:
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        [
+            "predict",
+            str(classified["res"].workdir),
+            "-i",
+            str(classified["root"] / "d" / "images"),
+            "-o",
+            str(tmp_path / "P"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "P" / "predictions.csv").is_file()
+    r = runner.invoke(
+        app,
+        [
+            "train", str(classified["csv"]), "-o", str(tmp_path / "W"), "--folds", "2", "--no-register",
+            "--config", str(_config(tmp_path / "cfg.yaml", epochs=1, iterations=2)), "--workers", "0",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "auc macro" in r.output and "per class" in r.output and "sensitivity" in r.output
+
+
+@pytest.mark.slow
+def test_regression_3d_trains_and_predicts_values(tmp_path: Path) -> None:
+    csv = make_regression(tmp_path / "d", 16)
+    res = api.train(
+        csv,
+        tmp_path / "W",
+        config=_config(tmp_path / "cfg.yaml", epochs=2, iterations=6),
+        folds=2,
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+        workers=0,
+        show_progress=False,
+        register=False,
+    )
+    assert res.model.task == "regression" and res.model.score_name == "cv_r2"
+    assert {"mae", "rmse", "r2", "pearson_r"} <= set(res.cv_summary)
+    assert (res.workdir / "cv" / "regression.png").is_file()
+    pred = pd.read_csv(
+        api.predict(res.workdir, tmp_path / "d" / "images", tmp_path / "P", show_progress=False)[0]
+    )
+    assert list(pred.columns) == ["SubjectID", "prediction"] and len(pred) == 16
+    assert np.isfinite(pred["prediction"]).all()
+    # values come back in the target's units (mm³), not standardized
+    truth = pd.read_csv(csv)["ValueToPredict"]
+    assert abs(pred["prediction"].mean() - truth.mean()) < 3 * truth.std()
+
+
+@pytest.mark.slow
+def test_folder_per_class_layout_trains(tmp_path: Path) -> None:
+    import shutil
+
+    make_classification(tmp_path / "src", 12, shape=(24, 24))
+    for row in pd.read_csv(tmp_path / "src" / "dataset.csv").itertuples():
+        dest = tmp_path / "folders" / str(row.ValueToPredict)
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / "src" / str(row.Channel_0), dest)
+    res = api.train(
+        tmp_path / "folders",
+        tmp_path / "W",
+        config=_config(tmp_path / "cfg.yaml", epochs=1, iterations=4),
+        folds=2,
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+        workers=0,
+        show_progress=False,
+        register=False,
+    )
+    plan = Plan.load(res.workdir / "plan.json")
+    assert plan.target is not None and plan.target.class_names == ["one", "two"]
+    assert len(pd.read_csv(res.workdir / "cv" / "metrics.csv")) == 12
+
+
+@pytest.mark.slow
+def test_verbs_not_built_for_image_level_models_refuse_before_any_work(
+    classified: dict[str, Any], tmp_path: Path
+) -> None:
+    from automed.errors import ArtifactError
+
+    wd = classified["res"].workdir
+    with pytest.raises(ArtifactError, match="handles segmentation models so far"):
+        api.select([wd], tmp_path / "S")
+    with pytest.raises(ArtifactError, match="handles segmentation models so far"):
+        api.export(wd, tmp_path / "E")
+    assert not (tmp_path / "S").exists() and not (tmp_path / "E").exists()

@@ -1,0 +1,291 @@
+"""Intake of image-level targets: class names and integer classes in a CSV, regression targets, the folder-per-class
+layout, the class-size and finite-target rules of verify, class names in the fingerprint, 2D PNG channels."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from automed.cli import app
+from automed.data.cases import read_case
+from automed.data.csv_layout import MIXED_VALUES_RULE
+from automed.data.dataset import load_dataset
+from automed.data.schema import Case, Dataset
+from automed.data.verify import verify
+from automed.errors import DatasetError
+from automed.fingerprint.schema import Fingerprint
+from automed.workflow.prepare import dataset_source
+from automed.workflow.prepare import fingerprint as run_fingerprint
+
+
+def _png(path: Path, seed: int, rgb: bool = False) -> Path:
+    """A small random uint8 PNG (distinct per seed: verify rejects one image under two IDs)."""
+    rng = np.random.default_rng(seed)
+    shape = (12, 10, 3) if rgb else (12, 10)
+    arr = rng.integers(1, 255, size=shape, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(arr, isVector=rgb), str(path))
+    return path
+
+
+def _nifti(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    img = sitk.GetImageFromArray(rng.normal(100, 20, size=(4, 6, 5)).astype(np.float32))
+    img.SetSpacing((0.8, 0.8, 2.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def _csv(tmp_path: Path, values: list[str], name: str = "d.csv") -> Path:
+    rows = ["SubjectID,Channel_0,ValueToPredict"]
+    for i, v in enumerate(values):
+        _nifti(tmp_path / "img" / f"s{i:02d}.nii.gz", seed=i)
+        rows.append(f"s{i:02d},img/s{i:02d}.nii.gz,{v}")
+    out = tmp_path / name
+    out.write_text("\n".join(rows) + "\n")
+    return out
+
+
+def _class_folders(root: Path, per_class: dict[str, int]) -> Path:
+    seed = 0
+    for name, n in per_class.items():
+        for i in range(n):
+            seed += 1
+            _png(root / name / f"img{i}.png", seed)
+    return root
+
+
+def test_csv_text_class_names(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["pneumonia", "normal", " normal ", "covid", "pneumonia"]))
+    assert ds.task_type == "classification"
+    assert ds.labels == {0: "covid", 1: "normal", 2: "pneumonia"}
+    assert [c.value for c in ds.cases] == [2.0, 1.0, 1.0, 0.0, 2.0]
+
+
+def test_csv_text_classes_stay_classification_beyond_20(tmp_path: Path) -> None:
+    names = [f"class_{i:02d}" for i in range(25)]
+    ds = load_dataset(_csv(tmp_path, names))
+    assert ds.task_type == "classification" and len(ds.labels or {}) == 25
+    assert ds.labels is not None and ds.labels[24] == "class_24"
+
+
+def test_csv_integer_classes(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["2", "0", "1", "2", "0"]))
+    assert ds.task_type == "classification"
+    assert ds.labels == {0: "0", 1: "1", 2: "2"}
+    assert [c.value for c in ds.cases] == [2.0, 0.0, 1.0, 2.0, 0.0]
+
+
+def test_csv_regression_keeps_no_labels(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["0.5", "1.25", "3", "-2.5"]))
+    assert ds.task_type == "regression" and ds.labels is None
+    assert [c.value for c in ds.cases] == [0.5, 1.25, 3.0, -2.5]
+    verify(ds, show_progress=False)
+
+
+def test_csv_mixed_numbers_and_names_is_an_error(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, ["normal", "pneumonia", "3", "normal"])
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(csv)
+    assert len(exc.value.problems) == 1
+    p = exc.value.problems[0]
+    assert p.file == f"{csv}:4"  # the header is row 1: the third case is row 4
+    assert p.rule == MIXED_VALUES_RULE
+    assert p.value == "'3'" and "class name" in p.fix
+    text = str(exc.value)
+    assert str(csv) in text and MIXED_VALUES_RULE in text and "Fix:" in text
+
+
+def test_csv_mixed_reports_the_text_among_numbers(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, ["1.5", "n/a", "2.0", "3.5"])
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(csv)
+    assert [(p.file, p.value) for p in exc.value.problems] == [(f"{csv}:3", "'n/a'")]
+    assert "a number" in exc.value.problems[0].fix
+
+
+def test_regression_nan_and_inf_are_errors(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["0.5", "nan", "1.5", "inf"]))
+    assert ds.task_type == "regression"
+    with pytest.raises(DatasetError) as exc:
+        verify(ds, show_progress=False)
+    bad = [p for p in exc.value.problems if p.rule == "ValueToPredict must be a finite number"]
+    assert len(bad) == 1 and "s01" in bad[0].value and "s03" in bad[0].value
+
+
+def test_missing_value_rule_stays(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["normal", "", "pneumonia"]))
+    with pytest.raises(DatasetError, match="either every case has a ValueToPredict or none has"):
+        verify(ds, show_progress=False)
+
+
+def test_class_folders_layout(tmp_path: Path) -> None:
+    root = _class_folders(tmp_path / "xray", {"pneumonia": 5, "normal": 6})
+    _png(root / "normal" / "odd name (1).png", seed=99)
+    (root / "normal" / ".DS_Store").write_bytes(b"junk")  # hidden files are ignored
+    ds = load_dataset(root)
+    assert ds.layout == "folders" and ds.name == "xray" and ds.source == root.resolve()
+    assert ds.task_type == "classification" and ds.n_channels == 1
+    assert ds.labels == {0: "normal", 1: "pneumonia"}
+    ids = [c.case_id for c in ds.cases]
+    assert ids == sorted(ids) and len(ids) == 12
+    assert "normal_odd_name__1_" in ids and "pneumonia_img4" in ids
+    by_id = {c.case_id: c for c in ds.cases}
+    assert by_id["normal_img0"].value == 0.0 and by_id["pneumonia_img0"].value == 1.0
+    assert by_id["normal_img0"].images == (root.resolve() / "normal" / "img0.png",)
+    assert all(c.label is None and c.group is None for c in ds.cases)
+    rep = verify(ds, show_progress=False)
+    assert rep.n_cases == 12 and rep.warnings == ()
+    assert load_dataset(dataset_source(ds)) == ds  # a work dir's record reloads the same dataset
+
+
+def test_class_folders_verify_cli(tmp_path: Path) -> None:
+    root = _class_folders(tmp_path / "ds", {"a": 5, "b": 5})
+    r = CliRunner().invoke(app, ["-q", "verify", str(root)])
+    assert r.exit_code == 0, r.output
+
+
+def test_class_folders_nifti_volumes(tmp_path: Path) -> None:
+    for k, name in enumerate(("benign", "malignant")):
+        for i in range(5):
+            _nifti(tmp_path / "ds" / name / f"case{i}.nii.gz", seed=10 * k + i)
+    ds = load_dataset(tmp_path / "ds")
+    assert ds.layout == "folders" and "benign_case0" in {c.case_id for c in ds.cases}
+    verify(ds, show_progress=False)
+
+
+def test_class_folders_problems_are_listed_together(tmp_path: Path) -> None:
+    root = _class_folders(tmp_path / "ds", {"a": 2, "b": 2})
+    (root / "empty").mkdir()
+    (root / "a" / "notes.txt").write_text("x")
+    (root / "b" / "photo.jpeg").write_bytes(b"x")
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(root)
+    files = {Path(p.file).name: p for p in exc.value.problems}
+    assert set(files) == {"empty", "notes.txt", "photo.jpeg"}
+    assert "needs images" in files["empty"].rule and files["empty"].value == "an empty class folder"
+    assert files["notes.txt"].value == "suffix '.txt'" and "remove the file" in files["notes.txt"].fix
+    assert "rename .jpeg to .jpg" in files["photo.jpeg"].fix
+
+
+def test_class_folders_clashing_ids_are_an_error(tmp_path: Path) -> None:
+    root = _class_folders(tmp_path / "ds", {"a": 2, "b": 2})
+    _png(root / "a" / "x y.png", seed=50)
+    _png(root / "a" / "x_y.png", seed=51)
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(root)
+    (p,) = exc.value.problems
+    assert "x y.png" in p.value and "x_y.png" in p.value and "'a_x_y'" in p.value
+
+
+def test_folders_that_are_no_class_layout_keep_the_old_error(tmp_path: Path) -> None:
+    nn = tmp_path / "nn"  # an nnU-Net folder that lost its dataset.json
+    _nifti(nn / "imagesTr" / "c_0000.nii.gz", seed=1)
+    _nifti(nn / "labelsTr" / "c.nii.gz", seed=2)
+    one = _class_folders(tmp_path / "one", {"only": 3})
+    for folder in (nn, one, tmp_path / "one" / "only"):
+        with pytest.raises(DatasetError, match=r"a dataset folder must contain dataset\.json"):
+            load_dataset(folder)
+
+
+def test_class_with_one_case_is_an_error(tmp_path: Path) -> None:
+    ds = load_dataset(_class_folders(tmp_path / "ds", {"common": 6, "rare": 1}))
+    with pytest.raises(DatasetError) as exc:
+        verify(ds, show_progress=False)
+    (p,) = exc.value.problems
+    assert p.value == "class 'rare' has 1 case(s)" and "at least 2 cases" in p.rule
+
+
+def test_class_with_three_cases_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ds = load_dataset(_class_folders(tmp_path / "ds", {"common": 6, "rare": 3}))
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        rep = verify(ds, show_progress=False)
+    (w,) = rep.warnings
+    assert w.value == "class 'rare' has 3 case(s)"
+    assert "as many cases as there are folds (5)" in w.rule and "--folds 2" in w.fix
+    assert "class 'rare' has 3 case(s)" in caplog.text
+
+
+def test_one_class_only_is_an_error(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["normal"] * 6))
+    assert ds.task_type == "classification" and ds.labels == {0: "normal"}
+    with pytest.raises(DatasetError) as exc:
+        verify(ds, show_progress=False)
+    (p,) = exc.value.problems
+    assert p.rule == "a classification dataset needs at least two classes" and "'normal'" in p.value
+
+
+def test_integer_classes_are_counted_too(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["0", "0", "1", "1", "1", "1", "1", "0", "0", "0", "1"]))
+    assert verify(ds, show_progress=False).warnings == ()
+    small = load_dataset(_csv(tmp_path, ["0", "0", "0", "0", "0", "1"], name="small.csv"))
+    with pytest.raises(DatasetError, match="class '1' has 1 case"):
+        verify(small, show_progress=False)
+
+
+def test_fingerprint_carries_class_names(tmp_path: Path) -> None:
+    root = _class_folders(tmp_path / "ds", {"normal": 5, "pneumonia": 5})
+    fp, reused = run_fingerprint(root, tmp_path / "W", workers=1, show_progress=False)
+    assert not reused and fp.task_type == "classification" and fp.layout == "folders"
+    assert fp.class_names == {"0": "normal", "1": "pneumonia"}
+    assert fp.labels == []  # class indices are no label-map values
+    assert fp.task_type_reason == "one folder of images per class" and fp.dimension == 2
+    assert fp.compute_hash() == fp.hash
+    again, reused = run_fingerprint(root, tmp_path / "W", workers=1, show_progress=False)
+    assert reused and again == fp and Fingerprint.load(tmp_path / "W" / "fingerprint.json") == fp
+    csv_fp, _ = run_fingerprint(
+        _csv(tmp_path, ["2", "1", "0"]), tmp_path / "W2", workers=1, show_progress=False
+    )
+    assert csv_fp.class_names == {"0": "0", "1": "1", "2": "2"}
+
+
+def test_fingerprint_without_class_names_keeps_its_hash(tmp_path: Path) -> None:
+    fp, _ = run_fingerprint(
+        _csv(tmp_path, ["0.5", "1.5", "2.25"]), tmp_path / "W", workers=1, show_progress=False
+    )
+    assert fp.class_names is None
+    stored = (tmp_path / "W" / "fingerprint.json").read_text()
+    old = stored.replace('"class_names": null,', "")  # as written before the field existed
+    assert '"class_names"' in stored and '"class_names"' not in old
+    (tmp_path / "W" / "fingerprint.json").write_text(old)
+    loaded = Fingerprint.load(tmp_path / "W" / "fingerprint.json")
+    assert loaded.class_names is None and loaded.compute_hash() == loaded.hash == fp.hash
+
+
+def test_gray_and_rgb_png_read_as_one_and_three_channels(tmp_path: Path) -> None:
+    gray = Case("g", (_png(tmp_path / "g.png", seed=1),))
+    rgb = Case("c", (_png(tmp_path / "c.png", seed=2, rgb=True),))
+    assert read_case(gray).channels.shape == (1, 1, 12, 10)
+    cd = read_case(rgb)
+    assert cd.channels.shape == (3, 1, 12, 10) and cd.channels.dtype == np.float32
+    assert cd.geometry.dimension == 2
+
+
+def test_rgb_class_folders_verify_and_fingerprint_as_three_channels(tmp_path: Path) -> None:
+    for k, name in enumerate(("a", "b")):
+        for i in range(5):
+            _png(tmp_path / "ds" / name / f"{i}.png", seed=10 * k + i, rgb=True)
+    ds = load_dataset(tmp_path / "ds")
+    verify(ds, show_progress=False)
+    fp, _ = run_fingerprint(ds, tmp_path / "W", workers=1, show_progress=False)
+    assert fp.n_channels == 3 and fp.class_names == {"0": "a", "1": "b"}
+
+
+def test_mixed_gray_and_rgb_class_folders_are_an_error(tmp_path: Path) -> None:
+    root = _class_folders(tmp_path / "ds", {"a": 5, "b": 5})
+    _png(root / "b" / "color.png", seed=77, rgb=True)
+    with pytest.raises(DatasetError, match="same number of channels"):
+        verify(load_dataset(root), show_progress=False)
+
+
+def test_classification_dataset_model_rule() -> None:
+    cases = tuple(Case(f"c{i}", (Path(f"{i}.png"),), value=float(i)) for i in range(30))
+    assert Dataset("d", Path("d.csv"), "csv", ("",), None, cases).task_type == "regression"
+    names = {i: f"n{i}" for i in range(30)}
+    assert Dataset("d", Path("d.csv"), "csv", ("",), names, cases).task_type == "classification"
