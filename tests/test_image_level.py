@@ -154,7 +154,7 @@ def test_classification_cli_prints_scores_and_predicts(classified: dict[str, Any
 
 @pytest.mark.slow
 def test_regression_3d_trains_and_predicts_values(tmp_path: Path) -> None:
-    csv = make_regression(tmp_path / "d", 16)
+    csv = make_regression(tmp_path / "d", 12, shape=(12, 16, 16))
     res = api.train(
         csv,
         tmp_path / "W",
@@ -171,11 +171,14 @@ def test_regression_3d_trains_and_predicts_values(tmp_path: Path) -> None:
     pred = pd.read_csv(
         api.predict(res.workdir, tmp_path / "d" / "images", tmp_path / "P", show_progress=False)[0]
     )
-    assert list(pred.columns) == ["SubjectID", "prediction"] and len(pred) == 16
+    assert list(pred.columns) == ["SubjectID", "prediction"] and len(pred) == 12
     assert np.isfinite(pred["prediction"]).all()
     # values come back in the target's units (mm³), not standardized
     truth = pd.read_csv(csv)["ValueToPredict"]
     assert abs(pred["prediction"].mean() - truth.mean()) < 3 * truth.std()
+    report = api.export(res.workdir, tmp_path / "E", formats="onnx").report
+    assert report["task"] == "regression" and report["parity"]["onnxruntime"]["passed"]
+    assert report["parity"]["onnxruntime"]["max_difference"] <= 1e-3  # in standard deviations of the target
 
 
 @pytest.mark.slow
@@ -212,5 +215,38 @@ def test_verbs_not_built_for_image_level_models_refuse_before_any_work(
     with pytest.raises(ArtifactError, match="handles segmentation models so far"):
         api.select([wd], tmp_path / "S")
     with pytest.raises(ArtifactError, match="handles segmentation models so far"):
-        api.export(wd, tmp_path / "E")
-    assert not (tmp_path / "S").exists() and not (tmp_path / "E").exists()
+        api.package(wd, tmp_path / "C")
+    assert not (tmp_path / "S").exists() and not (tmp_path / "C").exists()
+
+
+@pytest.mark.slow
+def test_classification_export_parity_and_torch_free_bundle(
+    classified: dict[str, Any], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    wd, root = classified["res"].workdir, classified["root"]
+    res = api.export(wd, tmp_path / "E", tracking_uri=classified["uri"])
+    report = res.report
+    assert report["task"] == "classification" and set(report["parity"]) >= {"onnxruntime", "openvino_f32"}
+    assert all(r["passed"] and r["same_prediction"] for r in report["parity"].values()), report["parity"]
+    assert report["parity"]["onnxruntime"]["max_difference"] <= 1e-3
+    for f in ("networks/onnx/fold_0.onnx", "networks/openvino/fold_1.xml", "predict.py", "runtime/image_model.py",
+              "preprocess.json", "MODEL_CARD.md", "README.md", "requirements-onnx.txt"):  # fmt: skip
+        assert (tmp_path / "E" / f).is_file(), f
+    assert "auc macro" in (tmp_path / "E" / "MODEL_CARD.md").read_text()
+    # the bundle without torch or automed: the same table as automed predict (onnxruntime, float32)
+    script = (
+        "import sys, runpy; sys.modules['torch'] = None; sys.modules['automed'] = None; "
+        f"sys.argv = ['predict.py', '-i', {str(root / 'd' / 'images')!r}, '-o', {str(tmp_path / 'B')!r}, "
+        "'--runtime', 'onnx']; runpy.run_path(sys.argv[0] if False else "
+        f"{str(tmp_path / 'E' / 'predict.py')!r}, run_name='__main__')"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bundle = pd.read_csv(tmp_path / "B" / "predictions.csv").sort_values("SubjectID").reset_index(drop=True)
+    torch_out = api.predict(wd, root / "d" / "images", tmp_path / "T", show_progress=False)[0]
+    ref = pd.read_csv(torch_out).sort_values("SubjectID").reset_index(drop=True)
+    assert list(bundle.columns) == list(ref.columns) and (bundle["prediction"] == ref["prediction"]).all()
+    assert np.abs(bundle["probability_one"] - ref["probability_one"]).max() < 1e-3

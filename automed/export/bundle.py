@@ -14,7 +14,7 @@ from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 
 PREDICT_PY = '''#!/usr/bin/env python3
-"""Segment images with this automed bundle (needs numpy, SimpleITK and onnxruntime or openvino only):
+"""Predict images with this automed bundle (needs numpy, SimpleITK and onnxruntime or openvino only):
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 """
@@ -42,6 +42,26 @@ def readable(folder: Path) -> None:
     for p in [folder, *folder.rglob("*")]:
         if not p.is_symlink():
             p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def copy_runtime(out: Path) -> None:
+    """``out/runtime/`` (automed.runtime, copied verbatim) and ``out/predict.py``."""
+    src = Path(runtime_pkg.__file__).parent
+    dest = out / "runtime"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir()
+    for f in sorted(src.glob("*.py")):
+        shutil.copy(f, dest / f.name)
+    (out / "predict.py").write_text(PREDICT_PY)
+
+
+def write_requirements(out: Path, files: dict[str, list[str]]) -> None:
+    """``requirements-onnx.txt`` / ``requirements-openvino.txt`` pinned to the versions the export was checked with."""
+    base = [_pin("numpy"), _pin("SimpleITK")]
+    if "onnx" in files:
+        (out / "requirements-onnx.txt").write_text("\n".join([*base, _pin("onnxruntime")]) + "\n")
+    if "openvino" in files:
+        (out / "requirements-openvino.txt").write_text("\n".join([*base, _pin("openvino")]) + "\n")
 
 
 def _member_meta(predictor: Predictor, files: dict[str, list[str]], ov_precision: str) -> dict[str, Any]:
@@ -73,13 +93,7 @@ def write_bundle(
 ) -> None:
     """Make ``out`` (which already holds the exported networks, one file list per training) runnable without torch
     or automed."""
-    src = Path(runtime_pkg.__file__).parent
-    dest = out / "runtime"
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir()
-    for f in sorted(src.glob("*.py")):
-        shutil.copy(f, dest / f.name)
-    (out / "predict.py").write_text(PREDICT_PY)
+    copy_runtime(out)
     plan = predictor.plan
     meta: dict[str, Any]
     if isinstance(predictor, EnsemblePredictor):
@@ -120,11 +134,7 @@ def write_bundle(
             f"{'on' if predictor.tta else 'off'}, one network per cross-validation fold, probabilities averaged"
         )
     write_json_atomic(out / "preprocess.json", meta)
-    base = [_pin("numpy"), _pin("SimpleITK")]
-    if "onnx" in files:
-        (out / "requirements-onnx.txt").write_text("\n".join([*base, _pin("onnxruntime")]) + "\n")
-    if "openvino" in files:
-        (out / "requirements-openvino.txt").write_text("\n".join([*base, _pin("openvino")]) + "\n")
+    write_requirements(out, files)
     labels = ", ".join(f"{k} = {v}" for k, v in sorted(plan.labels.items(), key=lambda kv: int(kv[0])))
     (out / "README.md").write_text(
         f"""# automed model: {plan.dataset_name} ({meta["configuration"]})

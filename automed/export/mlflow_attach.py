@@ -63,9 +63,8 @@ def attach_export(
         client.log_artifacts(run_id, str(folder / "networks"), f"export/v{version}/networks")
     client.update_model_version(name, version, description=card)
     for runtime, p in report.get("parity", {}).items():
-        client.set_model_version_tag(
-            name, version, f"export.{runtime}.max_abs_prob", f"{p['max_abs_prob']:.3g}"
-        )
+        key = "max_abs_prob" if "max_abs_prob" in p else "max_difference"  # label maps / image-level tables
+        client.set_model_version_tag(name, version, f"export.{runtime}.{key}", f"{p[key]:.3g}")
         client.set_model_version_tag(name, version, f"export.{runtime}.passed", str(p["passed"]))
     for runtime, seconds in report.get("latency_seconds", {}).items():
         client.set_model_version_tag(name, version, f"latency_s.{runtime}", f"{seconds:.3f}")

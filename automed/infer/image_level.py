@@ -17,13 +17,12 @@ import torch
 from automed.data.io import Geometry
 from automed.plan.schema import Plan, TargetPlan
 from automed.plan.variants import effective_plan
-from automed.preprocess.pipeline import preprocess_arrays
+from automed.preprocess.pipeline import spec_for
+from automed.runtime.image_model import network_input
 from automed.runtime.sliding import mirror_axes_sets
 from automed.train.classifier import image_network
 from automed.train.config import TrainConfig
-from automed.train.data import CaseArrays
 from automed.train.device import pick_device
-from automed.train.image_data import whole_image
 from automed.train.meta import load_model, resolve_training
 from automed.train.state import load_checkpoint
 from automed.workdir import WorkDir
@@ -66,6 +65,7 @@ class ImagePredictor:
         assert plan.target is not None, "an image-level plan has a target"
         self.plan, self.target = plan, plan.target
         self.cfg = plan.configurations[configuration]
+        self.spec = spec_for(plan, self.cfg)
         self.models = [m.eval().to(device) for m in models]
         self.device, self.tta = device, tta
 
@@ -132,16 +132,14 @@ class ImagePredictor:
         )
 
     def input_tensor(self, channels: np.ndarray, geometry: Geometry) -> torch.Tensor:
-        """The preprocessed image at the network's input shape, as a batch of one."""
-        pre = preprocess_arrays(
-            channels.astype(np.float32, copy=False), None, geometry, self.plan, self.cfg, []
+        """The preprocessed image at the network's input shape, as a batch of one (the bundle's own code)."""
+        x = network_input(
+            channels.astype(np.float32, copy=False),
+            list(geometry.spacing_zyx),
+            self.spec,
+            list(self.cfg.patch_size),
         )
-        patch = list(self.cfg.patch_size)
-        is_2d = len(patch) == 2
-        data = whole_image(None, CaseArrays(pre.data, None, {}), [1, *patch] if is_2d else patch)
-        if is_2d:
-            data = data[:, 0]
-        return torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None]
+        return torch.from_numpy(x)
 
     @property
     def n_channels(self) -> int:

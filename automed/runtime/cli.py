@@ -3,12 +3,13 @@
 Needs numpy, SimpleITK and onnxruntime or openvino only. Reads ``preprocess.json`` (the plan's pre/post-processing
 and the inference settings automed chose) next to ``predict.py``, runs every fold network (of every member, for a pair)
 on every case with the Gaussian sliding window and mirror TTA, and writes label maps in each input's geometry
-(``CASE.nii.gz``).
+(``CASE.nii.gz``); a classification or regression bundle writes ``predictions.csv`` (one row per case) instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backends import choose_runtime
+from .image_model import ImageBundleModel
 from .io import find_cases, read_case, spacing_zyx, write_labels
 from .model import BundleModel
 
@@ -33,7 +35,7 @@ def _runtime(runtime: str | None, meta: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     ap = argparse.ArgumentParser(
-        description="Segment images with this automed bundle (no torch, no automed)."
+        description="Predict images with this automed bundle (no torch, no automed)."
     )
     ap.add_argument(
         "-i", "--input", required=True, type=Path, help="folder of images, one image, or a DICOM folder"
@@ -63,11 +65,15 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     root = bundle or Path(sys.argv[0]).resolve().parent
     meta = json.loads((root / "preprocess.json").read_text())
     runtime = _runtime(args.runtime, meta)
-    model = BundleModel(root, meta, runtime, threads=args.threads, device=args.device)
+    image_level = meta.get("task") in ("classification", "regression")
+    model: Any = (ImageBundleModel if image_level else BundleModel)(
+        root, meta, runtime, threads=args.threads, device=args.device
+    )
     if args.no_tta:
         model.tta = False
     cases = find_cases(args.input.resolve(), model.n_channels)
     args.output.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
         channels, ref = read_case(case)
@@ -83,7 +89,22 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             raise SystemExit(
                 f"{case.paths[0]}: the model needs {model.n_channels} channel(s), found {channels.shape[0]}"
             )
-        labels, _ = model.predict(channels, spacing_zyx(ref))
-        write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")
+        if image_level:
+            rows.append({"SubjectID": case.case_id, **model.predict(channels, spacing_zyx(ref))})
+        else:
+            labels, _ = model.predict(channels, spacing_zyx(ref))
+            write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")
         print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
+    if image_level:
+        write_table(rows, args.output / "predictions.csv")
     return 0
+
+
+def write_table(rows: list[dict[str, Any]], path: Path) -> None:
+    """``predictions.csv`` (``SubjectID``, ``prediction``, ``probability_<class>``), replaced atomically."""
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["SubjectID", "prediction"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)

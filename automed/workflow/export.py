@@ -41,15 +41,16 @@ def export(
     from automed.export.bundle import readable
     from automed.export.card import model_card, pair_card
     from automed.export.export import export_predictor, first_validation_case, parity_failures, parse_formats
+    from automed.export.image_level import export_image_predictor, image_card
     from automed.export.link import write_link
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
+    from automed.infer.image_level import ImagePredictor
     from automed.infer.inputs import discover
     from automed.registry import check_choice
     from automed.train.device import cpu_has_native_bf16
 
     fmts = parse_formats(formats)
-    _image_level_refused(model, "export")
     check_choice(
         ov_precision, ["auto", "f32", "bf16", "f16"], what="the OpenVINO precision", where="--ov-precision"
     )
@@ -88,8 +89,14 @@ def export(
         sample = (redactor.case(sample[0]), sample[1], sample[2])
     final = Path(output)
     workdir = None if is_uri else Path(model)
+    image_level = isinstance(predictor, ImagePredictor)
     with atomic_directory(final) as tmp:  # a failed export leaves the earlier one (and its link) in place
-        res = export_predictor(predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats)
+        if image_level:
+            res = export_image_predictor(
+                predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats
+            )
+        else:
+            res = export_predictor(predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats)
         failed = parity_failures(res.report)
         if failed:
             kept = final.with_name(f"{final.name}.parity-failed.json")
@@ -101,7 +108,9 @@ def export(
                 "report this model with that file; predict with the torch model meanwhile (an earlier export, if "
                 "any, is unchanged)",
             )
-        if isinstance(predictor, EnsemblePredictor):
+        if image_level:
+            card = image_card(predictor, res.report, workdir)
+        elif isinstance(predictor, EnsemblePredictor):
             card = pair_card(predictor, res.report, workdir)
         else:
             card = model_card(predictor, res.report, workdir)
@@ -113,7 +122,7 @@ def export(
     res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
     write_json_atomic(final / "export.json", res.report)
     readable(final)
-    if workdir is not None:
+    if workdir is not None and not image_level:  # image-level exports run through their bundle's predict.py
         res.report["link"] = write_link(workdir, final, res.report)
     return res
 

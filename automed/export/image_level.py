@@ -1,0 +1,241 @@
+"""Export of an image-level model (classification, regression): fold networks to ONNX / OpenVINO, the torch-free
+bundle (``predict.py`` writes ``predictions.csv``), a parity check on a real case and a model card.
+
+Parity: the case is predicted end to end (preprocessing, centre fit, folds, flips) by torch in float32 and by each
+runtime through the same predictor; classification compares the class probabilities (max |dp| <= 1e-3 in float32,
+<= 0.1 in bf16) and the predicted class (must agree); regression compares the value in units of the target's
+standard deviation (<= 1e-3 in float32, <= 0.1 in bf16).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from automed.artifacts import write_json_atomic
+from automed.data.io import Geometry
+from automed.export.bundle import copy_runtime, readable, write_requirements
+from automed.export.export import ExportResult
+from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
+from automed.infer.image_level import ImagePrediction, ImagePredictor
+from automed.preprocess.pipeline import spec_for
+from automed.workdir import WorkDir
+
+THRESHOLDS = {"f32": 1e-3, "bf16": 0.1}  # max |dp| of probabilities, or |dv| / std of regression values
+
+
+def _with(predictor: ImagePredictor, modules: list[torch.nn.Module]) -> ImagePredictor:
+    return ImagePredictor(
+        predictor.plan, predictor.cfg.name, modules, device=torch.device("cpu"), tta=predictor.tta
+    )
+
+
+def _timed(
+    pred: ImagePredictor, channels: np.ndarray, geometry: Geometry, repeats: int
+) -> tuple[ImagePrediction, float]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = pred.predict_arrays(channels, geometry)
+        best = min(best, time.perf_counter() - t0)
+    assert out is not None
+    return out, best
+
+
+def _difference(a: ImagePrediction, b: ImagePrediction, std: float) -> tuple[float, bool]:
+    """The largest probability difference and whether the class agrees (classification), or the value difference
+    in standard deviations of the target (regression)."""
+    if a.probabilities is not None and b.probabilities is not None:
+        return float(np.abs(a.probabilities - b.probabilities).max()), a.name == b.name
+    assert a.value is not None and b.value is not None
+    return abs(a.value - b.value) / std, True
+
+
+def _runtime_modules(runtime: str, files: list[Path], precision: str) -> list[torch.nn.Module]:
+    if runtime == "onnx":
+        return [OnnxModule(p) for p in files]
+    return [OpenVinoModule(p, precision) for p in files]
+
+
+def _check(
+    predictor: ImagePredictor,
+    formats: list[str],
+    files: dict[str, list[Path]],
+    case: tuple[str, np.ndarray, Geometry],
+    ov_precision: str,
+    repeats: int,
+) -> dict[str, Any]:
+    cid, channels, geometry = case
+    ref_pred = _with(predictor, [m.float().cpu() for m in predictor.models])
+    ref, t_ref = _timed(ref_pred, channels, geometry, repeats)
+    latency: dict[str, float] = {"torch_fp32": t_ref}
+    runs: dict[str, tuple[str, str]] = {}
+    if "onnx" in formats:
+        runs["onnxruntime"] = ("onnx", "f32")
+    if "openvino" in formats:
+        runs["openvino_f32"] = ("openvino", "f32")
+        if ov_precision != "f32":
+            runs[f"openvino_{ov_precision}"] = ("openvino", ov_precision)
+    std = predictor.target.std
+    parity: dict[str, Any] = {}
+    for name, (runtime, prec) in runs.items():
+        res, seconds = _timed(
+            _with(predictor, _runtime_modules(runtime, files[runtime], prec)), channels, geometry, 1
+        )
+        latency[name] = seconds
+        diff, same = _difference(res, ref, std)
+        ok = diff <= THRESHOLDS[prec] and same
+        why = "" if ok else f"difference {diff:.2e} (<= {THRESHOLDS[prec]}), same class: {same}"
+        parity[name] = {
+            "max_difference": diff,
+            "same_prediction": same,
+            "precision": prec,
+            "passed": ok,
+            "why": why,
+        }
+    return {"parity_case": cid, "parity": parity, "latency_seconds": latency}
+
+
+def _bundle_meta(predictor: ImagePredictor, files: dict[str, list[str]], ov_precision: str) -> dict[str, Any]:
+    t = predictor.target
+    return {
+        "schema_version": 1,
+        "task": t.kind,
+        "dataset": predictor.plan.dataset_name,
+        "labels": predictor.plan.labels,
+        "configuration": predictor.cfg.name,
+        "spec": spec_for(predictor.plan, predictor.cfg).to_json(),
+        "inference": {
+            "patch": list(predictor.cfg.patch_size),
+            "n_classes": predictor.cfg.network.n_classes,
+            "tta": predictor.tta,
+            "openvino_precision": ov_precision,
+        },
+        "target": {"kind": t.kind, "class_names": t.class_names, "mean": t.mean, "std": t.std},
+        "files": files,
+    }
+
+
+def export_image_predictor(
+    predictor: ImagePredictor,
+    out: Path,
+    formats: list[str],
+    case: tuple[str, np.ndarray, Geometry] | None,
+    *,
+    ov_precision: str = "f32",
+    repeats: int = 1,
+) -> ExportResult:
+    """Export the fold networks, write the bundle, and check parity and latency on ``case`` (id, channels,
+    geometry)."""
+    out.mkdir(parents=True, exist_ok=True)
+    net = predictor.cfg.network
+    report: dict[str, Any] = {
+        "schema_version": 1,
+        "task": predictor.target.kind,
+        "formats": formats,
+        "onnx_opset": OPSET,
+        "openvino_precision": ov_precision,
+        "patch": list(predictor.cfg.patch_size),
+        "tta": predictor.tta,
+        "thresholds": THRESHOLDS,
+        "export_seconds": {},
+    }
+    onnx_files, ov_files = [], []
+    for k, model in enumerate(predictor.models):
+        path = out / "networks" / "onnx" / f"fold_{k}.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        report["export_seconds"][f"onnx_fold_{k}"] = export_onnx(
+            model.float().cpu(), net.in_channels, list(predictor.cfg.patch_size), net.divisor, path
+        )
+        onnx_files.append(path)
+        if "openvino" in formats:
+            xml = out / "networks" / "openvino" / f"fold_{k}.xml"
+            xml.parent.mkdir(parents=True, exist_ok=True)
+            report["export_seconds"][f"openvino_fold_{k}"] = export_openvino(path, xml)
+            ov_files.append(xml)
+    paths = {"onnx": onnx_files, "openvino": ov_files}
+    files = {r: [str(p.relative_to(out)) for p in paths[r]] for r in formats}
+    report["files"] = files
+    write_image_bundle(predictor, out, files, ov_precision)
+    if case is not None:
+        report.update(_check(predictor, formats, paths, case, ov_precision, repeats))
+    write_json_atomic(out / "export.json", report)
+    readable(out)
+    return ExportResult(out, report)
+
+
+def write_image_bundle(
+    predictor: ImagePredictor, out: Path, files: dict[str, list[str]], ov_precision: str
+) -> None:
+    """``out`` runnable without torch or automed: ``predict.py`` + ``runtime/``, ``preprocess.json``,
+    requirements, README."""
+    copy_runtime(out)
+    meta = _bundle_meta(predictor, files, ov_precision)
+    write_json_atomic(out / "preprocess.json", meta)
+    write_requirements(out, files)
+    t = predictor.target
+    columns = (
+        "`prediction` (the value)"
+        if t.kind == "regression"
+        else (
+            "`prediction` (the class: " + ", ".join(t.class_names) + ") and `probability_<class>` per class"
+        )
+    )
+    (out / "README.md").write_text(
+        f"""# automed {t.kind} model: {predictor.plan.dataset_name} ({predictor.cfg.name})
+
+Runs without torch or automed. Set-up (Python 3.10+): `pip install -r requirements-onnx.txt` (or
+`requirements-openvino.txt`). Then
+
+    python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
+
+Input: a folder of images (one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the model has
+{predictor.plan.n_channels} channels). Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
+{len(predictor.models)} fold network(s){" and mirrored inputs" if predictor.tta else ""}.
+
+`preprocess.json` holds the preprocessing (transpose, crop, normalization, resampling, input shape
+{list(predictor.cfg.patch_size)}) and the target's decoding. `export.json` has the parity check against torch.
+"""
+    )
+
+
+def image_card(predictor: ImagePredictor, report: dict[str, Any], workdir: Path | None) -> str:
+    """MODEL_CARD.md of an image-level model: data, plan, cross-validation, export checks, intended use."""
+    plan, cfg, t = predictor.plan, predictor.cfg, predictor.target
+    lines = [f"# {plan.dataset_name}: automed {t.kind} model ({cfg.name})", "", "## Data", ""]
+    if t.kind == "classification":
+        counts = ", ".join(f"{n}: {c}" for n, c in zip(t.class_names, t.class_counts, strict=True))
+        lines.append(f"- classes (training cases): {counts}")
+    else:
+        lines.append(f"- target: mean {t.mean:.4g}, standard deviation {t.std:.4g} over the training cases")
+    lines += [f"- loss: {t.reasons.get('loss', t.loss)}", "", "## Plan", ""]
+    lines += [
+        f"- input: spacing {cfg.spacing}, shape {list(cfg.patch_size)} (the whole image), batch {cfg.batch_size}",
+        f"- network: the plan's encoder ({cfg.network.n_stages} stages, features {cfg.network.features_per_stage}) "
+        "with global average pooling and a linear head",
+        "",
+    ]
+    summary = WorkDir(workdir).cv_summary if workdir is not None else None
+    if summary is not None and summary.is_file():
+        cv = json.loads(summary.read_text())
+        keys = [k for k, v in cv.items() if isinstance(v, int | float)]
+        lines += ["## Cross-validation", "", *[f"- {k.replace('_', ' ')}: {cv[k]:.4f}" for k in keys], ""]
+    if report.get("parity"):
+        lines += ["## Export checks", ""]
+        for name, r in report["parity"].items():
+            lines.append(
+                f"- {name}: difference {r['max_difference']:.2e}, {'passed' if r['passed'] else 'FAILED'}"
+            )
+        lines.append("")
+    lines += [
+        "## Intended use",
+        "",
+        "Research use on images like the training data (same modality, acquisition and population). Not a medical "
+        "device; check it on local data before relying on it.",
+    ]
+    return "\n".join(lines) + "\n"
