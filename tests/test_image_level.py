@@ -250,3 +250,38 @@ def test_classification_export_parity_and_torch_free_bundle(
     ref = pd.read_csv(torch_out).sort_values("SubjectID").reset_index(drop=True)
     assert list(bundle.columns) == list(ref.columns) and (bundle["prediction"] == ref["prediction"]).all()
     assert np.abs(bundle["probability_one"] - ref["probability_one"]).max() < 1e-3
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_classification_dataset_lands_in_mlflow(tmp_path: Path) -> None:
+    import yaml
+
+    csv = make_classification(tmp_path / "d", 12, shape=(24, 24))
+    space = {
+        "schema_version": 1,
+        "name": "tiny",
+        "fixed": {"epochs": 1, "iterations_per_epoch": 3, "val_iterations": 1, "num_workers": 0},
+        "parameters": {"augmentation_strength": {"type": "float", "low": 0.25, "high": 1.0, "default": 1.0}},
+    }
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = api.sweep(
+        csv,
+        tmp_path / "S",
+        space=tmp_path / "space.yaml",
+        trials=2,
+        folds=2,
+        promote=1,
+        engine="optuna",
+        tracking_uri=uri,
+        workers=0,
+        show_progress=False,
+    )
+    assert res.best is not None and (tmp_path / "S" / "best_config.yaml").is_file()
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("dataset").experiment_id])
+    sweep_run = next(r for r in runs if "best_cv_auc" in r.data.metrics)
+    assert 0.0 <= sweep_run.data.metrics["best_cv_auc"] <= 1.0
+    assert any("val_auc" in r.data.metrics for r in runs)  # per-epoch AUC of the trials' folds

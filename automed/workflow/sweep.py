@@ -249,7 +249,8 @@ def _finish(
     fully cross-validated trials and their pairs (postprocessing decided on the winner)."""
     from automed.tasks.registry import task_for
 
-    score_name = task_for(Plan.load(wd / "plan.json").task_type, wd).score_name
+    task = task_for(Plan.load(wd / "plan.json").task_type, wd)
+    score_name = task.score_name
     table = trials_table(wd, n_folds)
     table.to_csv(wd / "trials.csv", index=False)
     run = state["sweep_run_id"]
@@ -282,7 +283,7 @@ def _finish(
         else:
             tracker.set_tags(run, {f"plot.{name}": where[:250]})
     full_dirs = [wd / "trials" / str(k) for k in full["trial"]] if len(full) else []
-    if full_dirs:
+    if full_dirs and not task.image_level:  # pairs and postprocessing: segmentation (best_config.yaml is the choice)
         sel = select(full_dirs, wd / "selection")
         # a chosen pair: predict/export/package take the selection folder
         write_choice_bundle(sel, wd / "selection", score(sel["cv_dice_final"]["foreground_mean"]))

@@ -22,7 +22,6 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
-from automed.evaluate.summary import write_summary
 from automed.plan.schema import Plan
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.space import SearchSpace, resolve
@@ -246,7 +245,7 @@ def _write_model(
     """Make a fully cross-validated trial look like a training work dir (model.json, train_config.json, cv/), so
     ``automed select``, ``predict`` and ``export`` take it as they take ``automed train``'s."""
     wd = WorkDir(td)
-    cv = write_summary(rows, wd.cv_metrics, wd.cv_summary)
+    cv = task.write_summary(rows, wd.cv_metrics, wd.cv_summary)
     ModelMeta(
         dataset=plan.dataset_name,
         task=task.name,
