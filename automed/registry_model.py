@@ -33,6 +33,10 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
 
         ens = json.loads((folder / ENSEMBLE_FILE).read_text())
         members = [load_bundle(folder / m["folder"], device) for m in ens["members"]]
+        if hasattr(members[0], "target"):  # classification, regression
+            from automed.infer.image_level import ImageEnsemble
+
+            return ImageEnsemble(members)
         return EnsemblePredictor(members, ens.get("postprocessing", []))
     from automed.train.meta import read_meta
     from automed.workdir import WorkDir

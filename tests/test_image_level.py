@@ -213,10 +213,8 @@ def test_verbs_not_built_for_image_level_models_refuse_before_any_work(
 
     wd = classified["res"].workdir
     with pytest.raises(ArtifactError, match="handles segmentation models so far"):
-        api.select([wd], tmp_path / "S")
-    with pytest.raises(ArtifactError, match="handles segmentation models so far"):
         api.package(wd, tmp_path / "C")
-    assert not (tmp_path / "S").exists() and not (tmp_path / "C").exists()
+    assert not (tmp_path / "C").exists()
 
 
 @pytest.mark.slow
@@ -285,3 +283,50 @@ def test_a_sweep_on_a_classification_dataset_lands_in_mlflow(tmp_path: Path) -> 
     sweep_run = next(r for r in runs if "best_cv_auc" in r.data.metrics)
     assert 0.0 <= sweep_run.data.metrics["best_cv_auc"] <= 1.0
     assert any("val_auc" in r.data.metrics for r in runs)  # per-epoch AUC of the trials' folds
+
+
+def test_a_pair_averages_its_members_cv_predictions() -> None:
+    from automed.select.image_level import combine
+
+    a = pd.DataFrame(
+        {"case": ["x", "y"], "fold": [0, 1], "target": ["one", "two"], "prediction": ["one", "one"],
+         "probability_one": [0.9, 0.6], "probability_two": [0.1, 0.4]}
+    ).set_index("case")  # fmt: skip
+    b = a.copy()
+    b["probability_one"], b["probability_two"] = [0.7, 0.2], [0.3, 0.8]
+    rows = combine([a, b])
+    assert [r["prediction"] for r in rows] == ["one", "two"]
+    assert rows[1]["probability_two"] == pytest.approx(0.6) and rows[0]["case"] == "x"
+    reg = pd.DataFrame({"case": ["x"], "fold": [0], "target": [3.0], "prediction": [2.0]}).set_index("case")
+    assert combine([reg, reg.assign(prediction=[4.0])])[0]["prediction"] == pytest.approx(3.0)
+
+
+@pytest.mark.slow
+def test_select_compares_classification_trainings_and_their_pair(
+    classified: dict[str, Any], tmp_path: Path
+) -> None:
+    other = api.train(
+        classified["csv"],
+        tmp_path / "B",
+        config=_config(tmp_path / "cfg.yaml", epochs=1, iterations=4),
+        folds=2,
+        tracking_uri=classified["uri"],
+        workers=0,
+        show_progress=False,
+        register=False,
+    )
+    a = classified["res"].workdir
+    model_a = (a / "model.json").read_bytes()
+    sel = api.select([a, other.workdir], tmp_path / "S", tracking_uri=classified["uri"])
+    assert [c["candidate"] for c in sel["candidates"]] == ["W", "B", "W + B"]
+    best = max(c["score"] for c in sel["candidates"])
+    assert sel["cv_score_final"] == best and 0.0 <= best <= 1.0
+    assert json.loads((tmp_path / "S" / "selection.json").read_text())["chosen"] == sel["chosen"]
+    assert (a / "model.json").read_bytes() == model_a
+    if len(sel["chosen"]["members"]) == 2:
+        assert (tmp_path / "S" / "model_bundle" / "ensemble.json").is_file()
+    out = api.predict(
+        tmp_path / "S", classified["root"] / "d" / "images", tmp_path / "P", show_progress=False
+    )
+    table = pd.read_csv(out[0])
+    assert len(table) == 24 and set(table["prediction"]) <= {"one", "two"}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from automed.data.io import Geometry
+from automed.errors import ArtifactError
 from automed.plan.schema import Plan, TargetPlan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import spec_for
@@ -161,5 +162,46 @@ class ImagePredictor:
         mean = torch.stack(outs).mean(0)[0].cpu().numpy().astype(np.float64)
         if self.target.kind == "regression":
             return ImagePrediction(None, None, None, float(mean[0] * self.target.std + self.target.mean))
+        k = int(np.argmax(mean))
+        return ImagePrediction(mean, self.target.class_values[k], self.target.class_names[k], None)
+
+
+class ImageEnsemble:
+    """Several image-level trainings predicting together (a pair ``automed select`` chose): the mean of their class
+    probabilities, or of their values, as selection measured on CV."""
+
+    def __init__(self, members: list[ImagePredictor]) -> None:
+        first = members[0]
+        for m in members[1:]:
+            if m.n_channels != first.n_channels or m.target.class_names != first.target.class_names:
+                raise ArtifactError.single(
+                    "ensemble.json",
+                    "ensemble members must take the same channels and predict the same classes",
+                    f"{m.target.class_names} vs {first.target.class_names}",
+                    "ensemble trainings of the same dataset",
+                )
+        self.members, self.target, self.plan = members, first.target, first.plan
+        self.device = first.device
+
+    @property
+    def n_channels(self) -> int:
+        return self.members[0].n_channels
+
+    @property
+    def tta(self) -> bool:
+        return self.members[0].tta
+
+    @tta.setter
+    def tta(self, value: bool) -> None:
+        for m in self.members:
+            m.tta = value
+
+    def predict_arrays(
+        self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = True
+    ) -> ImagePrediction:
+        outs = [m.predict_arrays(channels, geometry) for m in self.members]
+        if self.target.kind == "regression":
+            return ImagePrediction(None, None, None, float(np.mean([o.value for o in outs])))
+        mean = np.mean([np.asarray(o.probabilities) for o in outs], axis=0)
         k = int(np.argmax(mean))
         return ImagePrediction(mean, self.target.class_values[k], self.target.class_names[k], None)

@@ -33,9 +33,9 @@ def task_for(task_type: str, source: str | Path) -> Task:
     return TASKS.get(task_type)
 
 
-# the verbs built for segmentation models only so far (classification and regression train, sweep, register,
-# predict and export)
-SEGMENTATION_ONLY = ("select", "package")
+# the verbs built for segmentation models only so far (classification and regression train, sweep, select,
+# register, predict and export)
+SEGMENTATION_ONLY = ("package",)
 
 
 def require_segmentation(task_type: str, verb: str, source: str | Path) -> None:

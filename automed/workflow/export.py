@@ -45,7 +45,7 @@ def export(
     from automed.export.link import write_link
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
-    from automed.infer.image_level import ImagePredictor
+    from automed.infer.image_level import ImageEnsemble, ImagePredictor
     from automed.infer.inputs import discover
     from automed.registry import check_choice
     from automed.train.device import cpu_has_native_bf16
@@ -90,6 +90,13 @@ def export(
     final = Path(output)
     workdir = None if is_uri else Path(model)
     image_level = isinstance(predictor, ImagePredictor)
+    if isinstance(predictor, ImageEnsemble):
+        raise ArtifactError.single(
+            model,
+            "an export holds one classification or regression training",
+            "a pair chosen by automed select",
+            "export each member's work dir (the pair's model_bundle predicts with `automed predict`)",
+        )
     with atomic_directory(final) as tmp:  # a failed export leaves the earlier one (and its link) in place
         if image_level:
             res = export_image_predictor(

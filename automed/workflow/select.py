@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
+from automed.errors import ArtifactError
 from automed.evaluate.summary import score
 from automed.select.inference_cost import choose, measure
 from automed.select.register import register_members, registered_version, reregister, write_choice_bundle
 from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
-from automed.tasks.registry import require_segmentation
 from automed.tracking import Tracker, resolve_uri
 from automed.train.meta import InferenceChoice, read_meta
 from automed.workdir import WorkDir
 from automed.workflow.disclosure import redactor_for
+from automed.workflow.select_image import select_image_level
 
 
 def _choose_for_one(
@@ -68,11 +69,17 @@ def select(
     inference settings, log the evidence to MLflow and register the choice: a single training again with its
     settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
     out = Path(output)
-    for w in workdirs:
-        wd = WorkDir(Path(w))
-        if wd.model.is_file():
-            require_segmentation(read_meta(wd.model).task, "select", wd.model)
     redactor = redactor_for([Path(w) for w in workdirs], keep_case_ids=keep_case_ids, outputs=[out])
+    tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}
+    if len(tasks) > 1:
+        raise ArtifactError.single(
+            workdirs[0],
+            "trainings compared on CV must be of one task",
+            sorted(tasks),
+            "select them separately",
+        )
+    if tasks != {"segmentation"}:
+        return select_image_level([Path(w) for w in workdirs], out, tracking_uri, redactor)
     res = compare([Path(w) for w in workdirs], out, write=False)  # written once, complete, at the end
     members = [Path(m) for m in res["chosen"]["members"]]
     final = score(res["cv_dice_final"]["foreground_mean"])

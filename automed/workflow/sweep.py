@@ -283,7 +283,8 @@ def _finish(
         else:
             tracker.set_tags(run, {f"plot.{name}": where[:250]})
     full_dirs = [wd / "trials" / str(k) for k in full["trial"]] if len(full) else []
-    if full_dirs and not task.image_level:  # pairs and postprocessing: segmentation (best_config.yaml is the choice)
+    # pairs and postprocessing are segmentation's (for image-level tasks best_config.yaml is the choice)
+    if full_dirs and not task.image_level:
         sel = select(full_dirs, wd / "selection")
         # a chosen pair: predict/export/package take the selection folder
         write_choice_bundle(sel, wd / "selection", score(sel["cv_dice_final"]["foreground_mean"]))

@@ -1,0 +1,87 @@
+"""Selection among image-level trainings (classification, regression) on their cross-validation tables.
+
+Candidates are every training and every pair of trainings; a pair's CV prediction of a case averages the members'
+(class probabilities, or values), exactly as the registered pair predicts. Each candidate is scored by the task (macro
+AUC, or R²) on the same cases; the best wins, a single training when a pair is not better (fewer networks to run).
+There is no postprocessing to decide for a table of predictions.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from automed.errors import ArtifactError
+from automed.tasks.image_level import PREFIX
+from automed.workdir import WorkDir
+
+if TYPE_CHECKING:
+    from automed.tasks.base import Task
+
+EPS = 1e-9
+
+
+def _table(workdir: Path) -> pd.DataFrame:
+    path = WorkDir(workdir).cv_metrics
+    if not path.is_file():
+        raise ArtifactError.single(
+            path, "a training's CV table must exist", "missing", f"train {workdir} first"
+        )
+    return pd.read_csv(path, dtype={"case": str, "target": str}).set_index("case").sort_index()
+
+
+def combine(tables: list[pd.DataFrame]) -> list[dict[str, Any]]:
+    """The members' CV rows averaged per case (probabilities -> the arg-max class; values -> their mean)."""
+    first = tables[0]
+    probs = [c for c in first.columns if c.startswith(PREFIX)]
+    out = first[["fold", "target"]].copy()
+    if probs:
+        mean = np.mean([t[probs].to_numpy(dtype=np.float64) for t in tables], axis=0)
+        out[probs] = mean
+        out["prediction"] = [probs[k].removeprefix(PREFIX) for k in mean.argmax(1)]
+    else:
+        out["prediction"] = np.mean([t["prediction"].to_numpy(dtype=np.float64) for t in tables], axis=0)
+    return [{"case": cid, **row} for cid, row in out.iterrows()]
+
+
+def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
+    """Every training and pair scored on the cases all of them validated; the choice and the evidence."""
+    tables = {wd: _table(wd) for wd in workdirs}
+    cases = sorted(set.intersection(*(set(t.index) for t in tables.values())))
+    if not cases:
+        raise ArtifactError.single(
+            workdirs[0],
+            "trainings compared on CV must share validated cases",
+            "none in common",
+            "train them on the same dataset",
+        )
+    tables = {wd: t.loc[cases] for wd, t in tables.items()}
+    combos = [(wd,) for wd in workdirs] + list(itertools.combinations(workdirs, 2))
+    candidates: list[dict[str, Any]] = []
+    for combo in combos:
+        summary = task.summarize(combine([tables[wd] for wd in combo]))
+        candidates.append(
+            {
+                "candidate": " + ".join(wd.name for wd in combo),
+                "members": [str(wd) for wd in combo],
+                "score": task.score(summary),
+                "summary": summary,
+            }
+        )
+    best = max(candidates, key=lambda c: c["score"] - EPS * len(c["members"]))
+    return {
+        "schema_version": 1,
+        "task": task.name,
+        "criterion": f"CV {task.score_name.removeprefix('cv_')} on the {len(cases)} cases every training validated "
+        "(a pair averages its members' predictions); a pair only when it scores higher than every single training",
+        "n_cases": len(cases),
+        "candidates": [{k: v for k, v in c.items() if k != "summary"} for c in candidates],
+        "chosen": {"candidate": best["candidate"], "members": best["members"], "summary": best["summary"]},
+        "cv_score_final": best["score"],
+        "postprocessing": [],
+        "decisions": [],
+    }
