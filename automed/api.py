@@ -4,7 +4,8 @@ The CLI is a thin layer over these.
 dataset -> :func:`verify` -> :func:`fingerprint` (fingerprint.json) -> :func:`plan` (plan.json) ->
 :func:`preprocess` (preprocessed/<configuration>/ + splits.json) [:func:`plan_dataset` runs them in order] ->
 :func:`train` (folds, CV, model.json, registry) or :func:`sweep` (trials over folds) -> :func:`select` (on CV) ->
-:func:`export` (ONNX/OpenVINO + standalone bundle) -> :func:`package` (MLCube/MedPerf) ; :func:`predict` on new images.
+:func:`export` (ONNX/OpenVINO + standalone bundle) -> :func:`package` (MLCube/MedPerf) ; :func:`predict` on new images,
+:func:`explain` (attention maps with medcam).
 
 Names are imported on first use: ``automed predict`` through a linked export must not import torch, which the
 training modules do.
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # the "as" form re-exports the names for type checkers
     from automed.data.verify import VerifyReport as VerifyReport
     from automed.export.export import ExportResult as ExportResult
     from automed.package.mlcube import PackageResult as PackageResult
+    from automed.workflow.explain import explain as explain
     from automed.workflow.export import export as export
     from automed.workflow.export import package as package
     from automed.workflow.predict import load_predictor as load_predictor
@@ -42,6 +44,7 @@ _WHERE = {
     "VerifyReport": "automed.data.verify",
     "ExportResult": "automed.export.export",
     "PackageResult": "automed.package.mlcube",
+    "explain": "automed.workflow.explain",
     "export": "automed.workflow.export",
     "package": "automed.workflow.export",
     "load_predictor": "automed.workflow.predict",

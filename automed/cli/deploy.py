@@ -1,4 +1,4 @@
-"""Deployment verbs: export (ONNX / OpenVINO with a parity check), package (MLCube), predict."""
+"""Deployment verbs: export (ONNX / OpenVINO with a parity check), package (MLCube), predict, explain."""
 
 from __future__ import annotations
 
@@ -168,3 +168,52 @@ def predict(
         overwrite=overwrite,
     )
     out.print(f"wrote {len(paths)} prediction(s) to {output}")
+
+
+@app.command()
+def explain(
+    model: Annotated[Path, typer.Argument(help="Training work dir (or an `automed select` folder).")],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the attention maps.")],
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="gcam (Grad-CAM), gcampp (Grad-CAM++), gbp (guided backpropagation) or ggcam (guided Grad-CAM)."
+        ),
+    ] = "gcam",
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            help="Network module to explain, e.g. decoder.1 (default: a U-Net's last decoder block, an "
+            "image-level network's last encoder stage)."
+        ),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="Segmentation: the label value or name (default: the first foreground label); classification: "
+            "the class name or ValueToPredict (default: the predicted class)."
+        ),
+    ] = None,
+    device: DeviceOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Attention maps (medcam) of a model for each input case: CASE_BACKEND.nii.gz in the input's geometry (values
+    in [0, 1]) and CASE_BACKEND.png (the slice with the strongest attention over the image).
+
+    Example: automed explain work -i images/ -o maps/ --backend gcam --label 1
+    """
+    from automed import api
+
+    paths = api.explain(
+        model,
+        input_path,
+        output,
+        backend=backend,
+        layer=layer,
+        label=label,
+        device=device,
+        overwrite=overwrite,
+        show_progress=progress(),
+    )
+    out.print(f"wrote {len(paths) // 2} attention map(s) to {output}")

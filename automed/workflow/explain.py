@@ -1,0 +1,241 @@
+"""``automed explain``: attention maps of a training work dir's fold networks for every input case, computed with
+medcam (Grad-CAM, Grad-CAM++, guided backpropagation, guided Grad-CAM; :mod:`automed.interpret.attention`), written
+in each input's geometry (``OUT/<case>_<backend>.nii.gz``, float32 in [0, 1]) with a PNG overlay of the slice with
+the strongest attention (``OUT/<case>_<backend>.png``).
+
+What a map explains: a classification model's predicted class (or ``label``: a class name or ValueToPredict), a
+regression model's output, a segmentation model's class ``label`` (a label value or name; default the first
+foreground label) summed over the image. The map of a fold ensemble is the mean of its networks' maps (no test-time
+mirroring). A segmentation image goes through the network whole (padded to the patch at least): memory grows with
+the image; a 2D configuration's slices each get their own map, normalized on its own by medcam.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automed.errors import ArtifactError, ConfigError, DatasetError
+from automed.registry import check_choice, did_you_mean
+
+log = logging.getLogger("automed")
+
+
+@dataclass(frozen=True)
+class CaseMap:
+    """One case's map in the input's grid ``(z, y, x)`` and what it explains, as the figure's title says it."""
+
+    values: np.ndarray
+    explains: str
+
+
+def explain(
+    model: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    backend: str = "gcam",
+    layer: str | None = None,
+    label: str | int | float | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> list[Path]:
+    """Attention maps of every case under ``input_path`` (as ``automed predict`` reads it) with a training work dir
+    (or an ``automed select`` folder that chose one training): ``OUT/<case>_<backend>.nii.gz`` and ``.png`` per
+    case, returned in that order.
+
+    ``backend``: gcam, gbp, ggcam or gcampp; ``layer``: a module name of the network (default: a U-Net's last
+    decoder block, an image-level network's last encoder stage). ``output`` is claimed as predict's output is."""
+    from automed.artifacts import claim_output, mark_output
+    from automed.data.cases import read_case
+    from automed.data.dataset import Case
+    from automed.infer.inputs import discover
+    from automed.interpret.attention import BACKENDS, Explainer, check_layer
+    from automed.parallel import progress_bar
+
+    check_choice(backend, BACKENDS, what="the attention backend", where="--backend")
+    if str(model).startswith("models:/"):
+        raise ArtifactError.single(
+            model,
+            "automed explain reads the fold networks of a training work dir",
+            "a registered model URI",
+            "pass the work dir the model was trained in",
+        )
+    from automed.workflow.predict import model_dir
+
+    protected = [
+        Path(input_path),
+        Path(model),
+        model_dir(Path(model)),
+    ]  # a selection folder's chosen work dir
+    out = claim_output(Path(output), "explanations", protected=protected, overwrite=overwrite)
+    predictor = load_torch_predictor(Path(model), device)
+    cases = discover(input_path, predictor.n_channels)
+    channel, explains = explained_target(predictor, label)
+    name = check_layer(predictor.models[0], layer)
+    explainer = Explainer(predictor.models, backend=backend, layer=name, channel=channel)
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, "explanations")
+    written: list[Path] = []
+    with progress_bar(disable=not show_progress) as bar:
+        task = bar.add_task("explain", total=len(cases))
+        for c in cases:
+            cd = read_case(Case(c.case_id, c.images), c.is_4d)
+            if not np.isfinite(cd.channels).all():
+                raise DatasetError.single(
+                    c.images[0],
+                    "input voxels must be finite (gradients through NaN are NaN)",
+                    f"{int((~np.isfinite(cd.channels)).sum())} NaN/infinite voxel(s)",
+                    "fix the image, or replace those voxels (e.g. by the background intensity)",
+                )
+            if channel is None:
+                cm = image_level_map(predictor, explainer, cd.channels, cd.geometry, label)
+            else:
+                cm = CaseMap(segmentation_map(predictor, explainer, cd.channels, cd.geometry), explains)
+            if float(cm.values.max()) == 0.0:
+                log.warning(
+                    "%s: the %s map is empty (no positive attention at layer %s); try another --layer",
+                    c.case_id,
+                    backend,
+                    explainer.layer_text,
+                )
+            title = f"{c.case_id} | {backend} | layer {explainer.layer_text} | {cm.explains}"
+            written += write_case(out, f"{c.case_id}_{backend}", cm.values, cd, title)
+            bar.advance(task)
+    return written
+
+
+def load_torch_predictor(model: Path, device: str | None) -> Any:
+    """The work dir's fold networks with torch: an image-level or a segmentation predictor."""
+    from automed.infer.image_level import ImagePredictor
+    from automed.infer.predictor import Predictor
+    from automed.plan.schema import Plan
+    from automed.workdir import WorkDir
+    from automed.workflow.predict import model_dir
+
+    folder = model_dir(model)
+    wd = WorkDir(folder)
+    wd.require_model()
+    if Plan.load(wd.plan).target is not None:
+        return ImagePredictor.from_workdir(folder, device=device)
+    return Predictor.from_workdir(folder, device=device)
+
+
+def explained_target(predictor: Any, label: str | int | float | None) -> tuple[int | None, str]:
+    """A segmentation model's explained class: its index among the plan's labels and its title text (``label``: a
+    label value or name; default the first foreground label). Image-level models: ``(None, "")`` once ``label``
+    is known to fit the model (their class can be each case's prediction)."""
+    if hasattr(predictor, "target"):
+        if label is not None and predictor.target.kind == "regression":
+            raise ConfigError.single(
+                "--label", "a regression model has one output to explain", repr(label), "leave --label out"
+            )
+        if label is not None:
+            class_index(predictor.target, label)
+        return None, ""
+    labels = {int(k): v for k, v in predictor.plan.labels.items()}
+    values = sorted(labels)
+    if label is None:
+        value = next((v for v in values if v != 0), values[0])
+    else:
+        by_name = {n: v for v, n in labels.items()}
+        text = str(label)
+        found = by_name.get(text, int(text) if text.lstrip("-").isdigit() else None)
+        if found not in labels:
+            options = [str(v) for v in values] + list(by_name)
+            raise ConfigError.single(
+                "--label",
+                f"a segmentation model explains one of its labels ({', '.join(f'{v} {labels[v]}' for v in values)})",
+                repr(label),
+                f"pass a label value or name.{did_you_mean(text, options)}",
+            )
+        assert found is not None
+        value = found
+    return values.index(value), f"label {value} ({labels[value]})"
+
+
+def class_index(target: Any, label: str | int | float) -> int:
+    """The class index of ``label``, a class name or ValueToPredict."""
+    text = str(label)
+    if text in target.class_names:
+        return int(target.class_names.index(text))
+    try:
+        return int(target.index_of(float(text)))
+    except ValueError:
+        options = list(target.class_names) + [f"{v:g}" for v in target.class_values]
+        raise ConfigError.single(
+            "--label",
+            f"a classification model explains one of its classes ({', '.join(target.class_names)})",
+            repr(label),
+            f"pass a class name or its ValueToPredict.{did_you_mean(text, options)}",
+        ) from None
+
+
+def image_level_map(
+    predictor: Any, explainer: Any, channels: np.ndarray, geometry: Any, label: str | int | float | None
+) -> CaseMap:
+    """A classification or regression case's map in the input's grid and what it explains."""
+    import torch
+
+    from automed.interpret.geometry import back_to_input, image_level_input
+
+    target = predictor.target
+    if target.kind == "regression":
+        k, explains = 0, f"value {predictor.predict_arrays(channels, geometry).value:.4g} (predicted)"
+    elif label is not None:
+        k = class_index(target, label)
+        explains = f"class {target.class_names[k]} (--label)"
+    else:
+        pred = predictor.predict_arrays(channels, geometry)
+        k = int(target.class_names.index(pred.name))
+        explains = f"class {pred.name} (predicted, p={float(pred.probabilities[k]):.2f})"
+    patch = list(predictor.cfg.patch_size)
+    inp = image_level_input(channels, geometry.spacing_zyx, predictor.spec, patch)
+    x = inp.data[:, 0] if len(patch) == 2 else inp.data
+    values = explainer(torch.from_numpy(np.ascontiguousarray(x[None])).to(predictor.device), k)
+    net_map = values[None] if len(patch) == 2 else values
+    return CaseMap(back_to_input(net_map, inp, predictor.spec), explains)
+
+
+def segmentation_map(predictor: Any, explainer: Any, channels: np.ndarray, geometry: Any) -> np.ndarray:
+    """A segmentation case's map in the input's grid: the whole image in one pass (2D: one pass per slice)."""
+    import torch
+
+    from automed.interpret.geometry import back_to_input, segmentation_input
+
+    net = predictor.cfg.network
+    inp = segmentation_input(
+        channels, geometry.spacing_zyx, predictor.spec, list(predictor.patch), net.divisor
+    )
+
+    def one(x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = explainer(torch.from_numpy(np.ascontiguousarray(x[None])).to(predictor.device), 0)
+        return out
+
+    if net.dimension == 3:
+        return back_to_input(one(inp.data), inp, predictor.spec)
+    if inp.data.shape[1] > 1:
+        log.warning("a 2D configuration's map is normalized per slice: compare attention within a slice only")
+    values = np.stack([one(inp.data[:, z]) for z in range(inp.data.shape[1])])
+    return back_to_input(values, inp, predictor.spec)
+
+
+def write_case(out: Path, stem: str, values: np.ndarray, cd: Any, title: str) -> list[Path]:
+    """``OUT/<stem>.nii.gz`` (the map in the case's geometry) and ``OUT/<stem>.png``, each written under a temporary
+    name and renamed."""
+    from automed.data.io import write_image
+    from automed.interpret.figure import write_overlay
+
+    nii, png = out / f"{stem}.nii.gz", out / f"{stem}.png"
+    tmp = out / f".{stem}.partial.nii.gz"
+    write_image(values.astype(np.float32), cd.geometry, tmp)
+    tmp.replace(nii)
+    ptmp = out / f".{stem}.partial.png"
+    write_overlay(cd.channels[0], values, cd.geometry.spacing_zyx, title, ptmp)
+    ptmp.replace(png)
+    return [nii, png]

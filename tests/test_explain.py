@@ -1,0 +1,242 @@
+"""``automed explain``: medcam attention maps in the input's geometry for a 2D classification and a 3D segmentation
+model (tiny models trained on CPU), every backend, the documented medcam facts, clear errors, and the CLI verb."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from typer.testing import CliRunner
+
+from automed import api
+from automed.cli import app
+from automed.errors import ConfigError
+from automed.interpret.attention import BACKENDS, ExplainedOutput, check_layer, default_layer, guided_copy
+from automed.interpret.geometry import undo_fit
+from automed.plan.schema import NetworkPlan
+from automed.runtime.image_model import fit_centre
+from automed.testing.synthetic import make_dataset
+from automed.testing.synthetic_image_level import make_classification
+from automed.train.classifier import EncoderHead
+from automed.train.networks import PlainUNet
+
+
+def _net(dim: int) -> NetworkPlan:
+    return NetworkPlan(
+        architecture="unet",
+        dimension=2 if dim == 2 else 3,
+        in_channels=1,
+        n_classes=3,
+        n_stages=2,
+        features_per_stage=[4, 8],
+        kernel_sizes=[[3] * dim] * 2,
+        strides=[[1] * dim, [2] * dim],
+        convs_per_stage=1,
+        convs_per_stage_decoder=1,
+    )
+
+
+def _medcam() -> Any:
+    from medcam import medcam
+
+    return medcam
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("explain")
+    cfg = root / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 4\nval_iterations: 1\nnum_workers: 0\n")
+    common: dict[str, Any] = dict(
+        config=cfg,
+        folds=2,
+        workers=0,
+        show_progress=False,
+        register=False,
+        tracking_uri=f"sqlite:///{root / 'm.db'}",
+    )
+    csv = make_classification(root / "c", 6, shape=(32, 28))
+    seg = make_dataset(root / "s", n_cases=4, shape=(12, 24, 24))
+    out = {
+        "cls": api.train(csv, root / "Wc", **common).workdir,
+        "seg": api.train(seg, root / "Ws", configuration="3d_fullres", **common).workdir,
+        "cls_in": root / "cls_in",
+        "seg_in": root / "seg_in",
+        "root": root,
+    }
+    for image, folder in (
+        (root / "c" / "images" / "case_001.png", out["cls_in"]),
+        (sorted((root / "s" / "imagesTr").iterdir())[0], out["seg_in"]),
+    ):
+        folder.mkdir()
+        shutil.copy(image, folder / image.name)
+    return out
+
+
+def _same_geometry(a: Path, b: Path) -> np.ndarray:
+    """The map at ``a`` as an array, after checking it has the geometry of the image at ``b``."""
+    m, img = sitk.ReadImage(str(a)), sitk.ReadImage(str(b))
+    assert m.GetSize() == img.GetSize() and m.GetDimension() == img.GetDimension()
+    assert np.allclose(m.GetSpacing(), img.GetSpacing()) and np.allclose(m.GetOrigin(), img.GetOrigin())
+    assert np.allclose(m.GetDirection(), img.GetDirection())
+    arr = sitk.GetArrayFromImage(m)
+    assert arr.dtype == np.float32 and arr.min() >= 0.0 and arr.max() <= 1.0 and arr.max() > arr.min()
+    return arr
+
+
+def _png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+@pytest.mark.slow
+def test_classification_map_in_the_png_inputs_geometry(models: dict[str, Any]) -> None:
+    out = api.explain(models["cls"], models["cls_in"], models["root"] / "E1", show_progress=False)
+    assert [p.name for p in out] == ["case_001_gcam.nii.gz", "case_001_gcam.png"]
+    arr = _same_geometry(out[0], models["cls_in"] / "case_001.png")
+    assert arr.shape == (32, 28)  # a 2D input gives a 2D map
+    _png(out[1])
+    # a class given by name; an unknown one names the closest
+    out = api.explain(
+        models["cls"],
+        models["cls_in"],
+        models["root"] / "E1",
+        label="one",
+        overwrite=True,
+        show_progress=False,
+    )
+    _same_geometry(out[0], models["cls_in"] / "case_001.png")
+    with pytest.raises(ConfigError, match="Did you mean 'two'"):
+        api.explain(models["cls"], models["cls_in"], models["root"] / "E1b", label="tow", show_progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_gives_a_map(
+    models: dict[str, Any], backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        out = api.explain(
+            models["cls"],
+            models["cls_in"],
+            models["root"] / f"B_{backend}",
+            backend=backend,
+            show_progress=False,
+        )
+    _same_geometry(out[0], models["cls_in"] / "case_001.png")
+    _png(out[1])
+    hooks = "deprecated non-full backward hooks" in caplog.text
+    assert hooks == (backend in ("gbp", "ggcam"))  # torch's flood of FutureWarnings, reported once
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["gcam", "gcampp"])
+def test_segmentation_map_in_the_volumes_geometry(models: dict[str, Any], backend: str) -> None:
+    img = next(models["seg_in"].iterdir())
+    out = api.explain(
+        models["seg"], models["seg_in"], models["root"] / f"S_{backend}", backend=backend, show_progress=False
+    )
+    stem = img.name.removesuffix(".nii.gz")
+    assert [p.name for p in out] == [f"{stem}_{backend}.nii.gz", f"{stem}_{backend}.png"]
+    arr = _same_geometry(out[0], img)
+    assert arr.ndim == 3 and (arr > 0.5).mean() < 0.5  # attention is somewhere, not everywhere
+    _png(out[1])
+    with pytest.raises(ConfigError, match=r"Did you mean 'decoder\."):
+        api.explain(models["seg"], models["seg_in"], models["root"] / "S_bad", layer="decoder.9")
+    with pytest.raises(ConfigError, match=r"medcam must compute an attention map.*layer: heads\.0"):
+        api.explain(
+            models["seg"], models["seg_in"], models["root"] / "S_bad", layer="heads.0"
+        )  # unused in eval
+    with pytest.raises(ConfigError, match="label value or name"):
+        api.explain(models["seg"], models["seg_in"], models["root"] / "S_bad", label="7")
+
+
+@pytest.mark.slow
+def test_the_cli_verb_runs(models: dict[str, Any]) -> None:
+    out = models["root"] / "CLI"
+    args = ["-q", "explain", str(models["seg"]), "-i", str(models["seg_in"]), "-o", str(out)]
+    r = CliRunner().invoke(app, [*args, "--label", "large", "--layer", "decoder.0"])
+    assert r.exit_code == 0, r.output
+    assert "wrote 1 attention map(s)" in r.output and len(list(out.glob("*.nii.gz"))) == 1
+
+
+def test_an_unknown_backend_names_the_closest(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'gcampp'"):
+        api.explain(tmp_path, tmp_path, tmp_path / "out", backend="gcamp")
+    assert not (tmp_path / "out").exists()  # checked before any work
+
+
+def test_default_layers_and_medcams_auto_choice() -> None:
+    unet, head = PlainUNet(_net(3)), EncoderHead(_net(2), 2, 0.0)
+    assert default_layer(unet) == "decoder.0" and default_layer(head) == "encoder.1"
+    assert check_layer(unet, None) == "decoder.0" and check_layer(unet, "heads.0") == "heads.0"
+    # medcam's `auto` picks the U-Net's 1x1 output head: a map of the logits, hence the named default
+    net = _medcam().inject(unet.eval(), backend="gcam", layer="auto", label=1, return_attention=True)
+    net(torch.randn(1, 1, 8, 8, 8))
+    assert net.medcam_dict["current_layer"] == "heads.0"
+
+
+def test_guided_backprop_on_leaky_relu_networks() -> None:
+    """medcam's gbp rectifies only at nn.ReLU: on automed's LeakyReLU networks it is the plain gradient; on
+    guided_copy it is guided backpropagation (full backward hooks as the reference), with unchanged outputs; with
+    ExplainedOutput's magnitude, the guided gradient's magnitude."""
+    torch.manual_seed(0)
+    net = EncoderHead(_net(2), 2, 0.0).eval()
+    x = torch.randn(1, 1, 16, 16)
+    reference = guided_copy(net)  # before medcam marks net's modules for non-full hooks
+    for m in reference.modules():
+        if isinstance(m, torch.nn.ReLU):
+            m.register_full_backward_hook(lambda _m, gi, _go: (gi[0].clamp(min=0),))
+
+    def gradient(model: torch.nn.Module) -> torch.Tensor:
+        xi = x.clone().requires_grad_()
+        model(xi)[0, 1].backward()
+        assert xi.grad is not None
+        return xi.grad.mean(1, keepdim=True)
+
+    def rescaled(g: torch.Tensor) -> torch.Tensor:
+        return (g - g.min()) / (g.max() - g.min())
+
+    def gbp(model: torch.nn.Module) -> torch.Tensor:
+        with pytest.warns(FutureWarning, match="non-full backward hook"):
+            _, att = _medcam().inject(model, backend="gbp", label=1, return_attention=True)(x.clone())
+        out: torch.Tensor = att
+        return out
+
+    plain = gbp(net)
+    assert torch.allclose(plain, rescaled(gradient(net)), atol=1e-6)
+    guided = guided_copy(net)
+    assert torch.allclose(guided(x), net(x))
+    signed = gbp(ExplainedOutput(guided, None))
+    assert torch.allclose(signed, rescaled(gradient(reference)), atol=1e-5)
+    assert not torch.allclose(signed, plain, atol=1e-3)
+    magnitude = gbp(ExplainedOutput(guided_copy(net), None, magnitude=True))
+    assert torch.allclose(magnitude, rescaled(gradient(reference).abs()), atol=1e-5)
+
+
+def test_gcampp_on_a_unet_layer_needs_the_one_class_output() -> None:
+    unet = PlainUNet(_net(3)).eval()
+    x = torch.randn(1, 1, 8, 8, 8)
+    medcam = _medcam()
+    with pytest.raises(RuntimeError, match="must match"):
+        medcam.inject(unet, backend="gcampp", layer="decoder.0", label=1, return_attention=True)(x.clone())
+    wrapped = medcam.inject(
+        ExplainedOutput(unet, 1), backend="gcampp", layer="net.decoder.0", label=0, return_attention=True
+    )
+    _, att = wrapped(x.clone())
+    assert att.shape == (1, 1, 8, 8, 8) and torch.isfinite(att).all()
+
+
+@pytest.mark.parametrize("size", [[1, 6, 9], [1, 12, 4], [3, 8, 8]])
+def test_undo_fit_inverts_the_centre_crop_and_padding(size: list[int]) -> None:
+    data = np.random.default_rng(0).random((1, 1, 8, 7)).astype(np.float32)
+    back = undo_fit(fit_centre(data, size)[0], [1, 8, 7])
+    assert back.shape == (1, 8, 7)
+    kept = back != 0
+    assert np.array_equal(back[kept], data[0][kept])
+    assert kept.sum() == min(8, size[1]) * min(7, size[2])
