@@ -40,14 +40,20 @@ PUBLISHED = {
 
 
 def write_split(images: np.ndarray, labels: np.ndarray, names: list[str], dest: Path) -> Path:
-    """PNG per image and ``dest/dataset.csv`` (``SubjectID,Channel_0,ValueToPredict`` with class names)."""
+    """PNG per image and ``dest/dataset.csv`` (``SubjectID,PatientID,Channel_0,ValueToPredict`` with class names).
+
+    Identical images share a PatientID (the fix ``automed verify`` asks for: PneumoniaMNIST's train split holds 17
+    exact duplicates, which would otherwise sit in different folds)."""
+    import hashlib
+
     (dest / "images").mkdir(parents=True, exist_ok=True)
-    rows = ["SubjectID,Channel_0,ValueToPredict"]
+    rows = ["SubjectID,PatientID,Channel_0,ValueToPredict"]
+    first: dict[str, int] = {}
     for i, (img, lab) in enumerate(zip(images, labels.reshape(-1), strict=True)):
-        sitk.WriteImage(
-            sitk.GetImageFromArray(img.astype(np.uint8)), str(dest / "images" / f"img_{i:05d}.png")
-        )
-        rows.append(f"img_{i:05d},images/img_{i:05d}.png,{names[int(lab)]}")
+        png = dest / "images" / f"img_{i:05d}.png"
+        sitk.WriteImage(sitk.GetImageFromArray(img.astype(np.uint8)), str(png))
+        group = first.setdefault(hashlib.sha1(img.tobytes()).hexdigest(), i)
+        rows.append(f"img_{i:05d},p{group:05d},images/{png.name},{names[int(lab)]}")
     (dest / "dataset.csv").write_text("\n".join(rows) + "\n")
     return dest / "dataset.csv"
 

@@ -191,6 +191,19 @@ def augment_pair(
     return x, y[0]
 
 
+def augment_image(transform: tio.Compose, data: np.ndarray, spacing: list[float], is_2d: bool) -> np.ndarray:
+    """An image without a label map through ``transform`` (image-level tasks: no label to resample along)."""
+    d = data[..., None] if is_2d else data
+    affine = np.diag([*spacing, 1.0, 1.0] if is_2d else [*spacing, 1.0])
+    subject = tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(d)), affine=affine)
+    )
+    out = transform(subject)
+    assert isinstance(out, tio.Subject)
+    x: np.ndarray = out["image"].data.numpy()  # type: ignore[attr-defined]
+    return x[..., 0] if is_2d else x
+
+
 def make_loader(
     stream: IterableDataset[tuple[torch.Tensor, torch.Tensor]], workers: int
 ) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:

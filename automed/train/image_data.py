@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from automed.train.augment import build_augmentation, center_crop, enlarged_patch
-from automed.train.data import CaseArrays, CaseStore, SamplerSpec, augment_pair, crop_padded
+from automed.train.data import CaseArrays, CaseStore, SamplerSpec, augment_image, crop_padded
 
 
 def whole_image(rng: np.random.Generator | None, case: CaseArrays, size: list[int]) -> np.ndarray:
@@ -75,9 +75,7 @@ class WholeImageStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
                 if is_2d:
                     data = data[:, 0]
                 if transform is not None:
-                    dummy = np.zeros(data.shape[1:], dtype=np.int64)
-                    data, _ = augment_pair(transform, data, dummy, spec.spacing, is_2d)
-                    data = center_crop(data, spec.patch)
+                    data = center_crop(augment_image(transform, data, spec.spacing, is_2d), spec.patch)
                 xs.append(np.ascontiguousarray(data, dtype=np.float32))
                 ys.append(self.targets[cid])
             x = torch.from_numpy(np.stack(xs))
