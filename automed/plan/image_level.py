@@ -42,11 +42,12 @@ def whole_image_input(cfg: ConfigurationPlan, preset: Preset, n_cases: int) -> C
     mem = cfg.memory
     per_sample = mem.per_sample_gb * math.prod(shape) / max(1, math.prod(cfg.patch_size))
     by_memory = int((mem.target_gb - mem.fixed_gb) // max(per_sample, 1e-12))
-    cap = preset.image_level.max_batch_size
+    rules = preset.image_level
+    cap = rules.max_batch_size_3d if cfg.network.dimension == 3 else rules.max_batch_size
     batch = max(2, min(by_memory, cap, n_cases // 2))
     bound = min(
         (by_memory, "memory"),
-        (cap, "the preset cap image_level.max_batch_size"),
+        (cap, f"the preset cap image_level.max_batch_size{'_3d' if cfg.network.dimension == 3 else ''}"),
         (n_cases // 2, "half the cases"),
     )
     reasons = {

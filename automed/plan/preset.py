@@ -106,6 +106,7 @@ class ImageLevelRules(_Strict):
     )  # a coarser spacing makes the median image fit (whole image in view)
     max_input_edge_3d: int = Field(128, ge=8)
     max_batch_size: int = Field(64, ge=1)
+    max_batch_size_3d: int = Field(8, ge=1)  # a 3D batch costs seconds per step on a CPU: more, smaller steps
     class_weight_ratio: float = Field(
         1.5, ge=1
     )  # weighted cross-entropy when largest/smallest class exceeds this
