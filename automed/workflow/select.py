@@ -8,20 +8,17 @@ pair gets ``OUT/model_bundle`` (registered as a new version when its members wer
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
 from automed.evaluate.summary import score
 from automed.select.inference_cost import choose, measure
-from automed.select.register import register_members, registered_version, reregister, write_choice_bundle
-from automed.select.selection import SELECTION_FILE
+from automed.select.register import registered_version, reregister
 from automed.select.selection import select as compare
-from automed.tracking import Tracker, resolve_uri
 from automed.train.meta import InferenceChoice, read_meta
 from automed.workdir import WorkDir
+from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.select_image import select_image_level
 
@@ -87,13 +84,9 @@ def select(
         _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device)
         if registered_version(members[0]):  # the champion applies what was chosen: register again with it
             res["registered"] = reregister(members[0], final, redactor)
-    track = WorkDir(Path(workdirs[0])).tracking
-    saved = json.loads(track.read_text()) if track.is_file() else {}
-    tracker = Tracker(
-        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor
+    tracker, run = open_select_run(
+        [Path(w) for w in workdirs], res["chosen"]["candidate"], tracking_uri, redactor
     )
-    run = tracker.start_run("select", tags={"chosen": res["chosen"]["candidate"]})
-    tracker.log_params(run, {"trainings": [Path(w).name for w in workdirs]})
     metrics: dict[str, float | None] = {
         "cv_dice_fg_mean_chosen": res["cv_dice_before_postprocessing"]["foreground_mean"],
         "cv_dice_fg_mean_postprocessed": res["cv_dice_final"]["foreground_mean"],
@@ -101,17 +94,4 @@ def select(
     for i, row in enumerate(res["candidates"]):
         metrics[f"candidate_{i}_cv_dice_fg_mean"] = row["foreground_mean"]
     tracker.log_metrics(run, metrics)
-    if len(members) > 1:  # a pair won: OUT/model_bundle, so predict/export/package take OUT
-        if not any(registered_version(m) for m in members):
-            write_choice_bundle(res, out, final)
-        else:  # registered as a new version, as train registers single trainings
-            try:
-                res["registered"] = register_members(members, out, res["postprocessing"], final, tracker, run)
-            except BaseException:
-                tracker.end_run(run, "FAILED")
-                raise
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / SELECTION_FILE, res)  # a kill before this line leaves the earlier selection whole
-    tracker.log_artifact(run, out / SELECTION_FILE)
-    tracker.end_run(run)
-    return res
+    return record_choice(res, out, final, tracker, run)

@@ -1,0 +1,50 @@
+"""What every ``automed select`` does around its comparison: the MLflow run that records it, and the choice made
+usable (a chosen pair's ``OUT/model_bundle``, registered when its members were) with ``OUT/selection.json`` written
+once, complete, at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import write_json_atomic
+from automed.privacy import Redactor
+from automed.select.register import register_members, registered_version, write_choice_bundle
+from automed.select.selection import SELECTION_FILE
+from automed.tracking import Tracker, resolve_uri
+from automed.workdir import WorkDir
+
+
+def open_select_run(
+    workdirs: list[Path], chosen: str, tracking_uri: str | None, redactor: Redactor
+) -> tuple[Tracker, str]:
+    """The store of the first training (or ``tracking_uri``) and a ``select`` run tagged with the choice."""
+    track = WorkDir(workdirs[0]).tracking
+    saved = json.loads(track.read_text()) if track.is_file() else {}
+    tracker = Tracker(
+        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor
+    )
+    run = tracker.start_run("select", tags={"chosen": chosen})
+    tracker.log_params(run, {"trainings": [w.name for w in workdirs]})
+    return tracker, run
+
+
+def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker, run: str) -> dict[str, Any]:
+    """A chosen pair's bundle (registered as a new version when a member was registered), then
+    ``OUT/selection.json`` (a kill before it leaves the earlier selection whole), logged; the run ends."""
+    members = [Path(m) for m in res["chosen"]["members"]]
+    if len(members) > 1:  # a pair won: OUT/model_bundle, so predict/export take OUT
+        try:
+            if any(registered_version(m) for m in members):
+                res["registered"] = register_members(members, out, res["postprocessing"], score, tracker, run)
+            else:
+                write_choice_bundle(res, out, score)
+        except BaseException:
+            tracker.end_run(run, "FAILED")
+            raise
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / SELECTION_FILE, res)
+    tracker.log_artifact(run, out / SELECTION_FILE)
+    tracker.end_run(run)
+    return res
