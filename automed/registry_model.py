@@ -19,12 +19,14 @@ from mlflow.pyfunc.model import PythonModel
 from automed.workdir import fold_name
 
 ENSEMBLE_FILE = "ensemble.json"
+PREVIOUS = "previous"  # a cascade bundle's first stage: a bundle folder of its own
 
 
 def load_bundle(folder: Path, device: str | None = None) -> Any:
     """A predictor from a bundle folder: one training (plan.json, model.json, fold_*.pt) as a
     :class:`automed.infer.predictor.Predictor`, or several (``ensemble.json`` + one such folder per member, written
-    when ``automed select`` chose a pair) as an :class:`automed.infer.ensemble.EnsemblePredictor`."""
+    when ``automed select`` chose a pair) as an :class:`automed.infer.ensemble.EnsemblePredictor`. A cascade's
+    bundle holds its first stage in ``previous/``, loaded the same way."""
     from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
 
@@ -49,10 +51,12 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
         from automed.infer.image_level import ImagePredictor
 
         return ImagePredictor.from_checkpoints(plan, meta.config, weights, device=device, tta=inf.tta)
+    first = folder / PREVIOUS
     return Predictor.from_checkpoints(
         plan,
         meta.config,
         weights,
+        previous=load_bundle(first, device) if first.is_dir() else None,
         device=device,
         step=inf.step,
         tta=inf.tta,

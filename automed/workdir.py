@@ -6,6 +6,7 @@ A training work dir (``automed train``; a sweep trial folder looks the same)::
     pseudonym.key                                                              (secret of case-ID pseudonyms)
     train_config.json  tracking.json                                           (train: options, MLflow ids, registry)
     train/<configuration>/fold_<k>/  cv/metrics.csv  cv/summary.json           (folds, cross-validation)
+    previous_stage.json  previous_stage/                                       (a cascade: its 3d_lowres training)
     model.json                                                                 (model metadata, written once)
     selection/selection.json                                                   (the training's own postprocessing)
     inference.json                                                             (`automed select`'s choice, optional)
@@ -128,6 +129,16 @@ class WorkDir:
     @property
     def pseudonym_key(self) -> Path:
         return self.root / PSEUDONYM_KEY
+
+    @property
+    def previous_link(self) -> Path:
+        """A cascade's link to the 3d_lowres training whose predictions are its extra inputs."""
+        return self.root / "previous_stage.json"
+
+    @property
+    def previous_stage(self) -> Path:
+        """A cascade's previous-stage predictions, one ``<case>.npy`` on the preprocessed grid per case."""
+        return self.root / "previous_stage"
 
     def fold(self, configuration: str, fold: int) -> Path:
         return self.root / "train" / configuration / fold_name(fold)

@@ -146,7 +146,7 @@ def test_case_without_foreground_falls_back_to_a_random_patch(store: CaseStore) 
     rng = np.random.default_rng(0)
     corners = set()
     for _ in range(30):
-        data, seg = sample_patch(rng, empty, _spec(2, 1.0), PATCH, force_fg=True)
+        data, seg, _ = sample_patch(rng, empty, _spec(2, 1.0), PATCH, force_fg=True)
         assert data.shape == (2, *PATCH) and seg.shape == tuple(PATCH)
         assert not seg.any()
         z, y, x = _corner(float(data[1, 0, 0, 0]))
@@ -155,7 +155,7 @@ def test_case_without_foreground_falls_back_to_a_random_patch(store: CaseStore) 
     assert len(corners) > 10  # random, not one fixed position
     # a class listed with no voxels is no foreground either
     no_voxels = CaseArrays(empty.data, empty.seg, {1: np.zeros((0, 3), np.int32)})
-    _, seg = sample_patch(np.random.default_rng(1), no_voxels, _spec(2, 1.0), PATCH, force_fg=True)
+    _, seg, _ = sample_patch(np.random.default_rng(1), no_voxels, _spec(2, 1.0), PATCH, force_fg=True)
     assert seg.shape == tuple(PATCH)
     # and a whole stream over the empty case with every sample forced runs
     batches = _batches(BatchStream(store, ["empty"], _spec(3, 1.0), 3, (1, 2, 3)), 0)
@@ -168,7 +168,7 @@ def test_axis_shorter_than_the_patch_is_padded_around_the_forced_voxel() -> None
     seg[1, 5, 5] = 1
     data = np.ones((1, *seg.shape), np.float32)
     case = CaseArrays(data, seg, {1: np.array([[1, 5, 5]], np.int32)})
-    d, s = sample_patch(np.random.default_rng(0), case, _spec(1, 1.0), PATCH, force_fg=True)
+    d, s, _ = sample_patch(np.random.default_rng(0), case, _spec(1, 1.0), PATCH, force_fg=True)
     assert s[2, 4, 4] == 1  # lower = (1-2, 5-4, 5-4) = (-1, 1, 1)
     assert not d[:, 0].any() and not d[:, 3].any() and d[:, 1:3].all()  # z rows -1 and 2 are padding
 

@@ -66,6 +66,13 @@ def train(
             "all-data model inherits and links to."
         ),
     ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            help="With -c 3d_cascade_fullres: the work dir of the 3d_lowres training (same dataset and preset, "
+            "every fold finished) whose out-of-fold predictions the cascade refines."
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None,
         typer.Option(
@@ -122,6 +129,7 @@ def train(
         keep_case_ids=keep_case_ids,
         overlays=overlays,
         cv=cv,
+        previous=previous,
         ray_address=ray_address,
         trial_resources=trial_resources,
     )

@@ -24,7 +24,7 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
-from automed.errors import ConfigError
+from automed.errors import ArtifactError, ConfigError
 from automed.export.bundle import all_files, readable, write_bundle
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.ensemble import EnsemblePredictor
@@ -140,8 +140,16 @@ def export_predictor(
 ) -> ExportResult:
     """Export ``predictor``'s fold networks (every member's, for a pair), then check parity and time them on
     ``case`` (id, channels, geometry)."""
-    out.mkdir(parents=True, exist_ok=True)
     members = parts(predictor)
+    cascade = [m.configuration for m in members if m.previous is not None]
+    if cascade:
+        raise ArtifactError.single(
+            cascade[0],
+            "an export runs one configuration's networks; a cascade chains two (3d_lowres, then this one)",
+            "a cascade model",
+            "predict with `automed predict MODEL` (torch runs both stages), or export a 3d_fullres training",
+        )
+    out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "schema_version": 1,
         "formats": formats,

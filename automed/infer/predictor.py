@@ -7,6 +7,7 @@ axis separately), arg-max, pasted into the uncropped volume, transposed back, cl
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,16 @@ import numpy as np
 import torch
 
 from automed.data.io import Geometry
+from automed.errors import ArtifactError
 from automed.infer.prediction import Prediction
 from automed.infer.sliding_window import predict_volume
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
-from automed.preprocess.pipeline import preprocess_arrays, spec_for
+from automed.preprocess.pipeline import preprocess_arrays, preprocess_label, spec_for
 from automed.runtime.pipeline import to_original
 from automed.runtime.postprocess import apply as apply_postprocessing
 from automed.train.config import TrainConfig
+from automed.train.data import with_previous
 from automed.train.device import autocast_dtype, pick_device
 from automed.train.meta import load_model, resolve_training
 from automed.train.networks import segmentation_network
@@ -46,6 +49,7 @@ class Predictor:
         whole_image_factor: float = 0.0,
         patch: list[int] | None = None,
         postprocessing: list[dict[str, Any]] | None = None,
+        previous: Predictor | None = None,
     ) -> None:
         self.plan = plan
         self.configuration = configuration
@@ -60,6 +64,14 @@ class Predictor:
         self.postprocessing = list(postprocessing or [])  # steps chosen on CV (automed.select)
         self.label_values = sorted(int(k) for k in plan.labels)
         self.patch = list(patch or self.cfg.patch_size)
+        self.previous = previous  # a cascade: the 3d_lowres stage whose prediction is an extra input
+        if self.cfg.previous_stage and previous is None:
+            raise ArtifactError.single(
+                configuration,
+                f"{configuration} predicts from the prediction of {self.cfg.previous_stage}",
+                "no previous stage given",
+                "load the model with Predictor.from_workdir or from its bundle",
+            )
 
     @property
     def n_channels(self) -> int:
@@ -80,6 +92,8 @@ class Predictor:
         paths = [
             WorkDir(workdir).fold(config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds
         ]
+        if plan.configurations[config.configuration].previous_stage and "previous" not in kwargs:
+            kwargs["previous"] = previous_stage(workdir, folds, device=device, tta=kwargs.get("tta", True))
         return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
 
     @classmethod
@@ -150,6 +164,10 @@ class Predictor:
             whole_image_factor=self.whole_image_factor,
         )
         data = pre.data
+        if self.previous is not None:
+            first = self.previous.predict_arrays(channels, geometry).labels
+            prev = preprocess_label(first, pre.properties, self.plan, self.cfg, self.label_values)
+            data = with_previous(data, prev, net.n_classes)
         if net.dimension == 2:
             probs = np.stack([run(data[:, z]) for z in range(data.shape[1])], axis=1)
         else:
@@ -162,3 +180,21 @@ class Predictor:
         if self.postprocessing:
             labels = apply_postprocessing(labels, self.postprocessing)
         return Prediction(labels, out_probs)
+
+
+def previous_stage(workdir: Path, folds: list[int], *, device: str | None, tta: bool) -> Predictor:
+    """A cascade's first stage: the linked 3d_lowres training's models of the same ``folds`` (a validation fold sees
+    the prediction of the model that held its cases out, as in training), without postprocessing (training saw
+    its raw validation predictions)."""
+    link = json.loads(WorkDir(workdir).previous_link.read_text())
+    prev = Path(link["workdir"])
+    meta = load_model(prev)
+    return Predictor.from_folds(
+        prev,
+        Plan.load(WorkDir(prev).plan),
+        meta.config,
+        folds,
+        checkpoint=meta.checkpoint,
+        device=device,
+        tta=tta,
+    )

@@ -95,36 +95,42 @@ def preprocess_arrays(
 
     The image goes through :func:`automed.runtime.pipeline.preprocess_image` (the code a bundle runs too); the label
     map is mapped to class indices, cropped to the same box and resampled with the plan's label order."""
-    seg = None
-    if label is not None:
-        lut = {v: i for i, v in enumerate(label_values)}
-        found = np.unique(label)
-        unknown = [int(v) for v in found if int(v) not in lut]
-        if unknown:
-            raise DatasetError.single(
-                "label map",
-                "label values must be in the plan's labels",
-                unknown,
-                "re-run `automed plan` so the fingerprint sees every label",
-            )
-        mapping = np.zeros(int(found.max()) + 1, dtype=np.int16)
-        for v in found:
-            mapping[int(v)] = lut[int(v)]
-        seg = mapping[label.astype(np.int64)].transpose(*plan.transpose_forward)
     data, props, _ = preprocess_image(channels, geometry.spacing_zyx, spec_for(plan, cfg))
     props = {"geometry": geometry.to_json(), **props}
-    if seg is not None:
-        seg = np.ascontiguousarray(seg[slicer(props["crop_box"])])
-        r = cfg.resampling
-        seg = resample_seg(
-            seg,
-            props["shape_after_resampling"],
-            len(label_values),
-            r.label_order,
-            props["separate_axis"],
-            r.z_order,
-        ).astype(np.int16)
+    seg = None if label is None else preprocess_label(label, props, plan, cfg, label_values)
     return Preprocessed(data.astype(np.float32, copy=False), seg, props)
+
+
+def preprocess_label(
+    label: np.ndarray, props: dict[str, Any], plan: Plan, cfg: ConfigurationPlan, label_values: list[int]
+) -> np.ndarray:
+    """A label map in the original geometry as class indices on the grid of a case preprocessed with ``props``:
+    mapped, transposed, cropped to the image's box and resampled with the plan's label order (the training label
+    map, and a cascade's previous-stage prediction)."""
+    lut = {v: i for i, v in enumerate(label_values)}
+    found = np.unique(label)
+    unknown = [int(v) for v in found if int(v) not in lut]
+    if unknown:
+        raise DatasetError.single(
+            "label map",
+            "label values must be in the plan's labels",
+            unknown,
+            "re-run `automed plan` so the fingerprint sees every label",
+        )
+    mapping = np.zeros(int(found.max()) + 1, dtype=np.int16)
+    for v in found:
+        mapping[int(v)] = lut[int(v)]
+    seg = mapping[label.astype(np.int64)].transpose(*plan.transpose_forward)
+    seg = np.ascontiguousarray(seg[slicer(props["crop_box"])])
+    r = cfg.resampling
+    return resample_seg(
+        seg,
+        props["shape_after_resampling"],
+        len(label_values),
+        r.label_order,
+        props["separate_axis"],
+        r.z_order,
+    ).astype(np.int16)
 
 
 def preprocess_case(job: _Job) -> dict[str, Any]:

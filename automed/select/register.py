@@ -14,7 +14,7 @@ from typing import Any
 from automed.artifacts import atomic_directory, write_json_atomic
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
-from automed.registry_model import ENSEMBLE_FILE, EnsembleModel
+from automed.registry_model import ENSEMBLE_FILE, PREVIOUS, EnsembleModel
 from automed.tracking import Tracker, register_ensemble
 from automed.train.meta import ModelMeta, load_model
 from automed.train.state import load_checkpoint, save_checkpoint
@@ -39,6 +39,11 @@ def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None)
             state = load_checkpoint(wd.fold(meta.configuration, f) / "checkpoint_final.pt")
             save_checkpoint(tmp / f"{fold_name(f)}.pt", {"model": state["model"]})
         meta.save(WorkDir(tmp).model)
+        if wd.previous_link.is_file():  # a cascade carries its first stage (raw: no postprocessing)
+            prev = Path(json.loads(wd.previous_link.read_text())["workdir"])
+            first = load_model(prev)  # the folds the cascade predicts with, as in its training and validation
+            raw = first.inference.model_copy(update={"postprocessing": [], "folds": meta.predict_folds})
+            write_model_bundle(prev, first.model_copy(update={"inference": raw}), tmp / PREVIOUS)
     return dest
 
 

@@ -47,13 +47,16 @@ class CaseArrays:
     seg: np.ndarray | None  # (z, y, x); None for image-level tasks
     locs: dict[int, np.ndarray]  # class index -> (N, 3) voxel coordinates
     target: float | None = None  # an image-level task's ValueToPredict
+    prev: np.ndarray | None = None  # a cascade's previous-stage prediction (class indices, same grid as data)
 
 
 class CaseStore:
-    """Lazy, memory-mapped access to the unpacked cases of one configuration."""
+    """Lazy, memory-mapped access to the unpacked cases of one configuration (and, for a cascade, the ``previous``
+    stage's predictions: ``<case>.npy`` per case)."""
 
-    def __init__(self, folder: Path, case_ids: list[str]) -> None:
+    def __init__(self, folder: Path, case_ids: list[str], previous: Path | None = None) -> None:
         self.folder = unpack_cases(folder, case_ids)
+        self.previous = previous
         self.case_ids = list(case_ids)
         self._cache: dict[str, CaseArrays] = {}
 
@@ -65,7 +68,8 @@ class CaseStore:
             target = float(np.load(target_file)[0]) if target_file.is_file() else None
             with np.load(self.folder / f"{cid}.locs.npz") as z:
                 locs = {int(k[4:]): z[k] for k in z.files}
-            self._cache[cid] = CaseArrays(data, seg, locs, target)
+            prev = np.load(self.previous / f"{cid}.npy", mmap_mode="r") if self.previous else None
+            self._cache[cid] = CaseArrays(data, seg, locs, target, prev)
         return self._cache[cid]
 
 
@@ -103,8 +107,8 @@ def n_forced(batch_size: int, oversample: float) -> int:
 
 def sample_patch(
     rng: np.random.Generator, case: CaseArrays, spec: SamplerSpec, crop: list[int], force_fg: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    """One (data, seg) crop of size ``crop`` (3 axes; 2D configurations use a slice of depth 1)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One (data, seg, previous-stage) crop of size ``crop`` (3 axes; 2D configurations use a slice of depth 1)."""
     is_2d = len(spec.patch) == 2
     assert case.seg is not None, "a segmentation case has a label map"
     shape = list(case.seg.shape)
@@ -123,7 +127,16 @@ def sample_patch(
         lower = [int(rng.integers(a, b + 1)) for a, b in zip(lo_min, lo_max, strict=True)]
     data = crop_padded(np.asarray(case.data), lower, size)
     seg = crop_padded(np.asarray(case.seg), lower, size)
-    return data, seg
+    prev = None if case.prev is None else crop_padded(np.asarray(case.prev), lower, size)
+    return data, seg, prev
+
+
+def with_previous(data: np.ndarray, prev: np.ndarray | None, n_classes: int) -> np.ndarray:
+    """``data`` ``(C, ...)`` with the one-hot previous-stage prediction appended as ``n_classes`` channels."""
+    if prev is None:
+        return data
+    onehot = (prev[None] == np.arange(n_classes).reshape(-1, *[1] * prev.ndim)).astype(data.dtype)
+    return np.concatenate([data, onehot])
 
 
 class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -156,39 +169,54 @@ class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
             xs, ys = [], []
             for j in range(spec.batch_size):
                 cid = self.case_ids[int(rng.integers(len(self.case_ids)))]
-                data, seg = sample_patch(
+                data, seg, prev = sample_patch(
                     rng, self.store.get(cid), spec, crop, force_fg=j >= spec.batch_size - forced
                 )
                 if is_2d:
                     data, seg = data[:, 0], seg[0]
+                    prev = None if prev is None else prev[0]
                 if transform is not None:
-                    data, seg = augment_pair(transform, data, seg, spec.spacing, is_2d)
+                    data, seg, prev = augment_pair(transform, data, seg, spec.spacing, is_2d, prev)
                     data, seg = center_crop(data, spec.patch), center_crop(seg, spec.patch)
+                    prev = None if prev is None else center_crop(prev, spec.patch)
+                data = with_previous(data, prev, spec.n_classes)
                 xs.append(np.ascontiguousarray(data, dtype=np.float32))
                 ys.append(np.ascontiguousarray(seg, dtype=np.int64))
             yield torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
 
 
 def augment_pair(
-    transform: tio.Compose, data: np.ndarray, seg: np.ndarray, spacing: list[float], is_2d: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    if is_2d:
-        d, s = data[..., None], seg[None, ..., None]
-        affine = np.diag([*spacing, 1.0, 1.0])
-    else:
-        d, s = data, seg[None]
-        affine = np.diag([*spacing, 1.0])
-    subject = tio.Subject(
-        image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(d)), affine=affine),
-        label=tio.LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(s)), affine=affine),
-    )
-    out = transform(subject)
+    transform: tio.Compose,
+    data: np.ndarray,
+    seg: np.ndarray,
+    spacing: list[float],
+    is_2d: bool,
+    prev: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Image, label map and (a cascade's) previous-stage prediction through ``transform``: the label maps move
+    with the image (nearest neighbour) and get no intensity transform."""
+    affine = np.diag([*spacing, 1.0, 1.0] if is_2d else [*spacing, 1.0])
+
+    def label(a: np.ndarray) -> tio.LabelMap:
+        t = a[None, ..., None] if is_2d else a[None]
+        return tio.LabelMap(tensor=torch.from_numpy(np.ascontiguousarray(t)), affine=affine)
+
+    d = data[..., None] if is_2d else data
+    images: dict[str, tio.Image] = {
+        "image": tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(d)), affine=affine)
+    }
+    images["label"] = label(seg)
+    if prev is not None:
+        images["prev"] = label(prev)
+    out = transform(tio.Subject(**images))
     assert isinstance(out, tio.Subject)
-    x = out["image"].data.numpy()  # type: ignore[attr-defined]
-    y = out["label"].data.numpy().round().astype(np.int64)  # type: ignore[attr-defined]
-    if is_2d:
-        return x[..., 0], y[0, ..., 0]
-    return x, y[0]
+
+    def back(key: str) -> np.ndarray:
+        a: np.ndarray = out[key].data.numpy()  # type: ignore[attr-defined]
+        a = a if key == "image" else a.round().astype(np.int64)[0]
+        return a[..., 0] if is_2d else a
+
+    return back("image"), back("label"), back("prev") if prev is not None else None
 
 
 def augment_image(transform: tio.Compose, data: np.ndarray, spacing: list[float], is_2d: bool) -> np.ndarray:

@@ -99,8 +99,9 @@ class FoldTrainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss_fn = task.build_loss(plan, cfgp, config)
         self.t_start = time.perf_counter()
+        previous = WorkDir(workdir).previous_stage if cfgp.previous_stage else None  # a cascade's extra input
         self.store = CaseStore(
-            workdir / "preprocessed" / cfgp.data_identifier, sorted(set(train_ids) | set(val_ids))
+            workdir / "preprocessed" / cfgp.data_identifier, sorted(set(train_ids) | set(val_ids)), previous
         )
         self.n_classes = cfgp.network.n_classes
         res = resolve_training(plan, config)

@@ -252,18 +252,30 @@ def plan_for_training(
     return res.plan, name
 
 
-def choose_configuration(config: TrainConfig, plan: Plan, auto: bool) -> TrainConfig:
-    """``config`` with its configuration checked against the plan (``auto``: 3d_fullres when planned, else 2d)."""
+def choose_configuration(
+    config: TrainConfig, plan: Plan, auto: bool, previous: str | None = None
+) -> TrainConfig:
+    """``config`` with its configuration checked against the plan (``auto``: 3d_fullres when planned, else 2d); a
+    cascade stage needs the ``previous`` stage's training, and only a cascade takes one."""
     if auto and config.configuration not in plan.configurations:
         config = config.model_copy(
             update={"configuration": "3d_fullres" if "3d_fullres" in plan.configurations else "2d"}
         )
-    if config.configuration == "3d_cascade_fullres":
-        raise ConfigError.single(
-            "--configuration",
-            "3d_cascade_fullres needs 3d_lowres predictions as input",
-            config.configuration,
-            "train 3d_lowres and 3d_fullres; cascade training is not supported yet",
-        )
     check_choice(config.configuration, plan.configurations, what="the configuration", where="--configuration")
+    stage = plan.configurations[config.configuration].previous_stage
+    if stage and not previous:
+        raise ConfigError.single(
+            "--previous",
+            f"{config.configuration} refines the prediction of {stage}",
+            "not given",
+            f"train {stage} on every fold first (`automed train DATASET -o LOWRES --configuration {stage} "
+            f"--folds 5`), then add `--previous LOWRES`",
+        )
+    if previous and not stage:
+        raise ConfigError.single(
+            "--previous",
+            "only a cascade stage (3d_cascade_fullres) takes a previous stage",
+            config.configuration,
+            "drop --previous, or use --configuration 3d_cascade_fullres",
+        )
     return config

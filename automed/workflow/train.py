@@ -22,6 +22,7 @@ from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ArtifactError
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
+from automed.preprocess.previous_stage import link_previous, write_previous_stage
 from automed.privacy import public_uri, strip_credentials
 from automed.select.register import register_training
 from automed.tasks.base import Task
@@ -79,7 +80,7 @@ def _start(
     """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
     ds = load_dataset(dataset)
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
-    config = choose_configuration(config, planned, opts.auto_configuration)
+    config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
     _check_existing_folds(wd, planned, config)
     evidence(opts.cv_workdir, planned)  # --cv is checked before any training
     preprocess(
@@ -91,6 +92,9 @@ def _start(
         show_progress=show_progress,
         train_configs=[config],
     )
+    if opts.previous_workdir:  # a cascade: the first stage's out-of-fold predictions as extra inputs
+        link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
+        write_previous_stage(wd, planned, config.configuration, show_progress)
     if opts.folds_auto and deadline is not None and opts.only_folds is None:
         task = task_for(planned.task_type, ds.source)
         choice = auto_folds(
@@ -150,7 +154,10 @@ def _open_tracking(
     wdir = WorkDir(wd)
     saved = json.loads(wdir.tracking.read_text()) if reopen and wdir.tracking.is_file() else {}
     uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
-    tracker = Tracker(uri, plan.dataset_name, redactor_for([wd], keep_case_ids=opts.keep_case_ids, ds=ds))
+    linked = [Path(w) for w in (opts.previous_workdir, opts.cv_workdir) if w]  # placeholders in MLflow too
+    tracker = Tracker(
+        uri, plan.dataset_name, redactor_for([wd, *linked], keep_case_ids=opts.keep_case_ids, ds=ds)
+    )
     track = TrackingState(
         wdir.tracking, strip_credentials(uri), plan.dataset_name, saved.get("parent_run_id", "")
     )
@@ -307,7 +314,7 @@ def train_dataset(
             deadline0 = t0 + opts.budget_s if opts.budget_s else None
             ds, config, opts = _start(dataset, wd, config, opts, show_progress, deadline0)
         plan = Plan.load(WorkDir(wd).plan)
-        config = choose_configuration(config, plan, auto=False)
+        config = choose_configuration(config, plan, auto=False, previous=opts.previous_workdir)
         task = task_for(plan.task_type, ds.source)
         tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
         try:
@@ -355,6 +362,7 @@ def train(
     keep_case_ids: bool = False,
     overlays: int = 0,
     cv: str | Path | None = None,
+    previous: str | Path | None = None,
     ray_address: str | None = None,
     trial_resources: str = "cpu=1,gpu=0",
 ) -> TrainResult:
@@ -363,7 +371,11 @@ def train(
     ``folds``: a number of cross-validation folds, or ``auto`` (the default with a ``budget``; 5 without): a timed
     probe and the planner preset's ``budget:`` rule decide how many folds of a five-fold split the budget trains
     well (one model when each of five would get too few iterations to converge); ``all`` trains one model on every
-    case (no validation fold), inheriting the evidence of the cross-validation training ``cv``."""
+    case (no validation fold), inheriting the evidence of the cross-validation training ``cv``.
+
+    ``previous``: for ``configuration="3d_cascade_fullres"``, the work dir of the 3d_lowres training (same dataset
+    and preset, every fold finished) whose out-of-fold predictions are the cascade's extra inputs; prediction then
+    runs both stages."""
     cfg = load_train_config(config) if config else TrainConfig()
     budget_s = parse_duration(budget)
     n_folds, folds_auto, only_folds = fold_count(folds, budget_s, only_folds)
@@ -386,6 +398,7 @@ def train(
         overlays=overlays,
         folds_auto=folds_auto,
         cv_workdir=str(Path(cv).resolve()) if cv else None,
+        previous_workdir=str(Path(previous).resolve()) if previous else None,
         ray_address=ray_address,
         fold_resources=parse_resources(trial_resources),
     )

@@ -26,6 +26,7 @@ class TrainOptions:
     auto_configuration: bool = False  # 3d_fullres when planned, else 2d
     folds_auto: bool = False  # --folds auto: the budget decides how many folds of the split to train
     folds_reason: str = ""  # why that many (shape.auto_folds)
+    previous_workdir: str | None = None  # 3d_cascade_fullres: the 3d_lowres training it refines
     cv_workdir: str | None = None  # --folds all: the cross-validation training whose evidence it inherits
     ray_address: str | None = None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else here)
     fold_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})

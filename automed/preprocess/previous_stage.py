@@ -1,0 +1,135 @@
+"""A cascade's extra inputs: the 3d_lowres stage's out-of-fold predictions on the full-resolution grid.
+
+nnU-Net's 3d_cascade_fullres sees, beside the image, the one-hot prediction of the low-resolution stage. For
+training, every case's prediction must come from the 3d_lowres model that did *not* train on it (its validation
+fold), so the full-resolution stage learns from predictions as good as those it will get on new cases. Hence the
+3d_lowres training must share the plan and the splits and have validated every case (all its folds finished).
+
+``WORKDIR/previous_stage.json`` links the 3d_lowres work dir; ``WORKDIR/previous_stage/<case>.npy`` holds each
+prediction as class indices on the case's preprocessed grid (int16), with a manifest; skipped when unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from automed.artifacts import atomic_directory, read_json, write_json_atomic
+from automed.data.io import read_image
+from automed.errors import ArtifactError
+from automed.parallel import progress_bar
+from automed.plan.schema import Plan
+from automed.preprocess.pipeline import preprocess_label
+from automed.workdir import WorkDir
+
+MANIFEST_VERSION = 1
+
+
+def _fail(path: Path, rule: str, value: object, fix: str) -> ArtifactError:
+    return ArtifactError.single(path, rule, value, fix)
+
+
+def _lowres_fix(previous: str) -> str:
+    return f"train it first: `automed train DATASET -o LOWRES --configuration {previous} --folds 5`"
+
+
+def link_previous(workdir: Path, previous_wd: Path, plan: Plan, configuration: str) -> dict[str, Any]:
+    """Check that ``previous_wd`` is a finished training of ``configuration``'s previous stage on the same plan and
+    splits that validated every case, and record the link (``previous_stage.json``). Returns the link."""
+    stage = plan.configurations[configuration].previous_stage
+    assert stage is not None, f"{configuration} has no previous stage"
+    prev = WorkDir(previous_wd.resolve())
+    if not prev.model.is_file():
+        raise _fail(
+            prev.root,
+            f"{configuration} needs a finished {stage} training",
+            "no model.json",
+            _lowres_fix(stage),
+        )
+    meta = json.loads(prev.model.read_text())
+    if meta.get("configuration") != stage:
+        raise _fail(
+            prev.model, f"{configuration} refines {stage}", meta.get("configuration"), _lowres_fix(stage)
+        )
+    if Plan.load(prev.plan).hash != plan.hash:
+        raise _fail(
+            prev.plan,
+            "a cascade and its previous stage share one plan",
+            "another plan (dataset, preset or planner options differ)",
+            "train both stages on the same dataset with the same --preset",
+        )
+    splits, prev_splits = (json.loads(WorkDir(p).splits.read_text()) for p in (workdir, prev.root))
+    if splits["folds"] != prev_splits["folds"]:
+        raise _fail(
+            prev.splits,
+            "a cascade and its previous stage share one split",
+            "other folds",
+            "use --seed/--folds as for the first stage",
+        )
+    missing = [cid for cid in _all_cases(splits) if _prediction(prev.root, stage, prev_splits, cid) is None]
+    if missing:
+        raise _fail(
+            prev.root,
+            "every case needs an out-of-fold prediction of the previous stage (its validation fold)",
+            f"{len(missing)} case(s) never validated, e.g. fold of {missing[0]!r} not trained",
+            _lowres_fix(stage),
+        )
+    link = {"workdir": str(prev.root), "configuration": stage, "model": _digest(prev.model)}
+    write_json_atomic(WorkDir(workdir).previous_link, link)
+    return link
+
+
+def _all_cases(splits: dict[str, Any]) -> list[str]:
+    return sorted({c for f in splits["folds"] for c in f["val"]})
+
+
+def _prediction(prev_root: Path, stage: str, prev_splits: dict[str, Any], cid: str) -> Path | None:
+    """The validation prediction of ``cid`` by the previous-stage model that held it out, if that fold finished."""
+    for k, fold in enumerate(prev_splits["folds"]):
+        if cid in fold["val"]:
+            path = WorkDir(prev_root).fold(stage, k) / "validation" / f"{cid}.nii.gz"
+            return path if path.is_file() else None
+    return None
+
+
+def _digest(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_progress: bool = True) -> str:
+    """``WORKDIR/previous_stage/``: every case's previous-stage prediction on ``configuration``'s preprocessed grid.
+    Returns ``"written"`` or ``"skipped"`` (same link, plan and case list as before)."""
+    wd = WorkDir(workdir)
+    link = read_json(wd.previous_link, what="previous_stage.json")
+    prev_root = Path(link["workdir"])
+    prev_splits = json.loads(WorkDir(prev_root).splits.read_text())
+    cases = _all_cases(json.loads(wd.splits.read_text()))
+    cfg = plan.configurations[configuration]
+    key = {"schema_version": MANIFEST_VERSION, "plan_hash": plan.hash, "link": link, "cases": cases}
+    manifest = wd.previous_stage / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()) == key:
+        return "skipped"
+    label_values = sorted(int(k) for k in plan.labels)
+    pre = wd.preprocessed / cfg.data_identifier
+    with atomic_directory(wd.previous_stage) as tmp, progress_bar(not show_progress) as bar:
+        task = bar.add_task("previous stage", total=len(cases))
+        for cid in cases:
+            path = _prediction(prev_root, link["configuration"], prev_splits, cid)
+            if path is None:
+                raise _fail(
+                    prev_root,
+                    "every case needs an out-of-fold prediction",
+                    cid,
+                    _lowres_fix(link["configuration"]),
+                )
+            arrays, _ = read_image(path)
+            props = json.loads((pre / f"{cid}.json").read_text())
+            np.save(tmp / f"{cid}.npy", preprocess_label(arrays[0], props, plan, cfg, label_values))
+            bar.advance(task)
+        write_json_atomic(tmp / "manifest.json", key)
+    return "written"

@@ -1,0 +1,158 @@
+"""The 3d_lowres -> 3d_cascade_fullres cascade: the first stage's out-of-fold predictions as one-hot input channels
+of the full-resolution stage, prediction through both stages in the input geometry, the bundle carrying both, and
+the export refusing clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+import torchio as tio
+
+from automed import api
+from automed.data.io import read_image
+from automed.errors import ArtifactError, ConfigError
+from automed.plan.planner import make_plan
+from automed.plan.preset import load_preset
+from automed.plan.schema import Plan
+from automed.preprocess.pipeline import preprocess_label
+from automed.preprocess.previous_stage import link_previous
+from automed.testing.fingerprints import synthetic_fingerprint
+from automed.testing.synthetic import make_dataset
+from automed.train.config import TrainConfig
+from automed.train.data import augment_pair, with_previous
+from automed.workflow.prepare import choose_configuration
+
+# a tiny memory target makes 40^3 images need 3d_lowres (the full-resolution patch covers < 25 % of them)
+PRESET = "schema_version: 1\nname: cascade-test\nextends: cpu\nconfigurations: [3d_fullres, 3d_lowres]\n"
+PRESET += "memory:\n  target_gb: 0.02\n"
+CONFIG = "epochs: 2\niterations_per_epoch: 3\nval_iterations: 1\nnum_workers: 0\n"
+
+
+def test_cascade_needs_its_previous_stage_and_only_it_takes_one() -> None:
+    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (512, 512, 512)), load_preset("default"))
+    casc = TrainConfig(configuration="3d_cascade_fullres")
+    with pytest.raises(ConfigError) as err:
+        choose_configuration(casc, plan, auto=False)
+    p = err.value.problems[0]
+    assert p.file == "--previous" and "refines the prediction of 3d_lowres" in p.rule
+    assert "--configuration 3d_lowres --folds 5" in p.fix and "--previous LOWRES" in p.fix
+    assert (
+        choose_configuration(casc, plan, auto=False, previous="/x/LOW").configuration == "3d_cascade_fullres"
+    )
+    with pytest.raises(ConfigError, match="only a cascade stage"):
+        choose_configuration(TrainConfig(configuration="3d_fullres"), plan, auto=False, previous="/x/LOW")
+
+
+def test_previous_stage_is_one_hot_and_moves_with_the_image() -> None:
+    prev = np.array([[0, 1], [2, 0]])
+    out = with_previous(np.zeros((1, 2, 2), np.float32), prev, 3)
+    assert out.shape == (4, 2, 2) and out.dtype == np.float32
+    assert (out[1:].argmax(0) == prev).all() and (out[1:].sum(0) == 1).all()
+    rng = np.random.default_rng(0)
+    seg = (rng.random((12, 16, 16)) > 0.7).astype(np.int64) + (rng.random((12, 16, 16)) > 0.9)
+    data = rng.normal(size=(1, 12, 16, 16)).astype(np.float32)
+    transform = tio.Compose([tio.RandomAffine(degrees=20, scales=0.2), tio.RandomGamma(), tio.RandomFlip(0)])
+    torch.manual_seed(1)
+    _, s, p2 = augment_pair(transform, data, seg, [1.0, 1.0, 1.0], False, seg.copy())
+    assert (
+        p2 is not None and (p2 == s).all()
+    )  # nearest-neighbour, same spatial transform, no intensity change
+    assert not (s == seg).all()
+
+
+@pytest.fixture(scope="module")
+def cascade(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cascade")
+    ds = make_dataset(root / "data", n_cases=4, shape=(40, 40, 40), shape_jitter=0, seed=3)
+    (root / "preset.yaml").write_text(PRESET)
+    (root / "cfg.yaml").write_text(CONFIG)
+    common = {
+        "config": root / "cfg.yaml",
+        "folds": 2,
+        "preset": str(root / "preset.yaml"),
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "workers": 0,
+        "show_progress": False,
+    }
+    api.train(ds, root / "LOW", configuration="3d_lowres", **common)  # type: ignore[arg-type]
+    api.train(ds, root / "CASC", configuration="3d_cascade_fullres", previous=root / "LOW", **common)  # type: ignore[arg-type]
+    return {"root": root, "data": ds, "low": root / "LOW", "casc": root / "CASC"}
+
+
+@pytest.mark.slow
+def test_cascade_trains_on_out_of_fold_predictions(cascade: dict[str, Path]) -> None:
+    casc, low = cascade["casc"], cascade["low"]
+    plan = Plan.load(casc / "plan.json")
+    assert plan.configurations["3d_cascade_fullres"].network.in_channels == 1 + 3
+    splits = json.loads((low / "splits.json").read_text())
+    for k, fold in enumerate(splits["folds"]):
+        cid = fold["val"][0]  # its previous-stage input is the prediction of the model that held it out
+        first, _ = read_image(low / "train" / "3d_lowres" / f"fold_{k}" / "validation" / f"{cid}.nii.gz")
+        props = json.loads((casc / "preprocessed" / "3d_fullres" / f"{cid}.json").read_text())
+        want = preprocess_label(first[0], props, plan, plan.configurations["3d_cascade_fullres"], [0, 1, 2])
+        got = np.load(casc / "previous_stage" / f"{cid}.npy")
+        with np.load(casc / "preprocessed" / "3d_fullres" / f"{cid}.npz") as z:
+            assert got.shape == z["data"].shape[1:]
+        assert (got == want).all()
+    ck = torch.load(
+        casc / "train" / "3d_cascade_fullres" / "fold_0" / "checkpoint_final.pt", weights_only=True
+    )
+    first_conv = next(v for k, v in ck["model"].items() if v.ndim == 5)
+    assert first_conv.shape[1] == 4  # image + one-hot of three classes
+    meta = json.loads((casc / "model.json").read_text())
+    assert meta["configuration"] == "3d_cascade_fullres" and meta["folds"] == [0, 1]
+    from mlflow.tracking import MlflowClient
+
+    track = json.loads((casc / "tracking.json").read_text())
+    run = MlflowClient(tracking_uri=track["uri"]).get_run(track["parent_run_id"])
+    logged = json.dumps(run.data.params)  # the first stage's folder as a placeholder, never its path
+    assert "<workdir1>" in logged and str(low) not in logged
+
+
+@pytest.mark.slow
+def test_cascade_predicts_through_both_stages_from_workdir_and_bundle(cascade: dict[str, Path]) -> None:
+    from automed.infer.predictor import Predictor
+    from automed.registry_model import load_bundle
+
+    casc, root = cascade["casc"], cascade["root"]
+    image = cascade["data"] / "imagesTr" / "case_001.nii.gz"
+    pred = Predictor.from_workdir(casc, tta=False)
+    assert pred.previous is not None and len(pred.previous.models) == 2
+    assert pred.previous.postprocessing == []  # the cascade trained on raw first-stage predictions
+    calls: list[int] = []
+    inner = pred.previous.predict_arrays
+    pred.previous.predict_arrays = lambda *a, **k: calls.append(1) or inner(*a, **k)  # type: ignore[method-assign]
+    arrays, geo = read_image(image)
+    labels = pred.predict_arrays(np.stack(arrays), geo).labels
+    assert calls == [1] and labels.shape == arrays[0].shape
+    bundle = load_bundle(casc / "model_bundle")
+    assert bundle.previous is not None and len(bundle.previous.models) == 2
+    bundle.tta = False
+    bundle.previous.tta = False
+    assert (bundle.predict_arrays(np.stack(arrays), geo).labels == labels).all()
+    (out,) = api.predict(casc, image, root / "P", show_progress=False)
+    assert sitk.ReadImage(str(out)).GetSize() == sitk.ReadImage(str(image)).GetSize()
+    with pytest.raises(ArtifactError, match="a cascade chains two"):
+        api.export(casc, root / "E", formats="onnx")
+    assert not (root / "E" / "networks").exists()
+
+
+@pytest.mark.slow
+def test_previous_stage_must_have_validated_every_case(cascade: dict[str, Path]) -> None:
+    casc, low, root = cascade["casc"], cascade["low"], cascade["root"]
+    plan = Plan.load(casc / "plan.json")
+    partial = root / "LOW_partial"
+    shutil.copytree(low, partial)
+    shutil.rmtree(partial / "train" / "3d_lowres" / "fold_1" / "validation")
+    with pytest.raises(ArtifactError) as err:
+        link_previous(casc, partial, plan, "3d_cascade_fullres")
+    p = err.value.problems[0]
+    assert "out-of-fold prediction" in p.rule and "--folds 5" in p.fix
+    with pytest.raises(ArtifactError, match="refines 3d_lowres"):
+        link_previous(casc, casc, plan, "3d_cascade_fullres")  # a cascade is no first stage
