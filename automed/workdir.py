@@ -5,6 +5,7 @@ A training work dir (``automed train``; a sweep trial folder looks the same)::
     fingerprint.json  plan.json  splits.json  preprocessed/<configuration>/    (prepare)
     pseudonym.key                                                              (secret of case-ID pseudonyms)
     train_config.json  tracking.json                                           (train: options, MLflow ids, registry)
+    screen.json                                                                (configurations screened on fold 0)
     train/<configuration>/fold_<k>/  cv/metrics.csv  cv/summary.json           (folds, cross-validation)
     previous_stage.json  previous_stage/                                       (a cascade: its 3d_lowres training)
     model.json                                                                 (model metadata, written once)
@@ -129,6 +130,11 @@ class WorkDir:
     @property
     def pseudonym_key(self) -> Path:
         return self.root / PSEUDONYM_KEY
+
+    @property
+    def screen(self) -> Path:
+        """``screen.json``: the configurations screened on fold 0 by a budget, their scores and the one kept."""
+        return self.root / "screen.json"
 
     @property
     def previous_link(self) -> Path:

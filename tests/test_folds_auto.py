@@ -12,7 +12,7 @@ import yaml
 from automed import api
 from automed.errors import ConfigError
 from automed.testing.synthetic import make_dataset
-from automed.train.schedule import choose_fold_count
+from automed.train.schedule import choose_fold_count, choose_screening
 from automed.workdir import ALL_DATA
 from automed.workflow.shape import fold_count
 
@@ -72,3 +72,63 @@ def test_budgeted_training_trains_the_folds_the_rule_picks(
     saved = json.loads((res.workdir / "train_config.json").read_text())["options"]
     assert saved["only_folds"] == list(range(expected)) and saved["folds_reason"] == res.folds_reason
     assert json.loads((res.workdir / "splits.json").read_text())["n_folds"] == 5
+
+
+def test_screening_rule_needs_enough_iterations_for_every_model() -> None:
+    steps = {"2d": 0.3, "3d_fullres": 0.9}
+    tiny = choose_screening(26 * 60, steps, 5, 1500, [1, 5])  # 1,040 iterations of 3d_fullres each: too few
+    assert (
+        tiny.configurations == [] and "no screening" in tiny.reason and "3d_fullres about 650" in tiny.reason
+    )
+    middle = choose_screening(2 * 3600, steps, 5, 1500, [1, 5])  # two models fit, six do not
+    assert middle.configurations == ["2d", "3d_fullres"] and middle.folds == 1
+    assert middle.share_s == pytest.approx(3600) and "screening 2 on fold 0" in middle.reason
+    large = choose_screening(12 * 3600, steps, 5, 1500, [1, 5])  # 2 + 4 models of 2 h each
+    assert large.folds == 5 and large.share_s == pytest.approx(2 * 3600)
+    assert choose_screening(8 * 3600, {"3d_fullres": 0.9}, 5, 1500, [1, 5]).configurations == []
+
+
+@pytest.mark.slow
+def test_budget_screens_configurations_and_promotes_the_best(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    ds = make_dataset(tmp_path / "data", n_cases=5, shape=(12, 24, 24), seed=2)
+    preset = tmp_path / "preset.yaml"  # cpu, with 2d planned too and a rule a 60 s budget satisfies
+    rules = {"min_iterations_per_model": 5, "fold_counts": [1, 2]}
+    preset.write_text(
+        yaml.safe_dump(
+            {"extends": "cpu", "name": "screen", "configurations": ["2d", "3d_fullres"], "budget": rules}
+        )
+    )
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1000\nval_iterations: 1\nnum_workers: 0\n")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = api.train(
+        ds, tmp_path / "W", config=cfg, budget="60s", preset=str(preset), tracking_uri=uri, workers=0,
+        show_progress=False, register=False,
+    )  # fmt: skip
+    wd = res.workdir
+    screen = json.loads((wd / "screen.json").read_text())
+    assert set(screen["scores"]) == {"2d", "3d_fullres"} and screen["winner"] in screen["scores"]
+    winner = screen["winner"]
+    assert winner == max(screen["scores"], key=lambda n: screen["scores"][n])
+    assert res.folds_reason.startswith("configurations auto: screening 2 on fold 0")
+    assert f"{winner} is kept" in res.folds_reason
+    assert res.model.configuration == winner and res.model.folds == [0, 1]  # promoted: its fold 1 trained too
+    for name in ("2d", "3d_fullres"):
+        assert (wd / "train" / name / "fold_0" / "validation_metrics.json").is_file()
+    assert not (wd / "train" / ({"2d", "3d_fullres"} - {winner}).pop() / "fold_1").exists()
+    saved = json.loads((wd / "train_config.json").read_text())
+    assert saved["config"]["configuration"] == winner  # --resume continues with the winner
+    client = MlflowClient(tracking_uri=uri)
+    parent = client.get_run(json.loads((wd / "tracking.json").read_text())["parent_run_id"])
+    assert parent.data.tags["screen.winner"] == winner
+    assert parent.data.metrics["screen_2d"] == pytest.approx(screen["scores"]["2d"])
+    assert parent.data.params["config.configuration"] == winner  # logged once the screening chose
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    names = sorted(r.data.tags["mlflow.runName"] for r in children)
+    assert names == sorted(["2d-fold0", "3d_fullres-fold0", f"{winner}-fold1"])  # fold 0 not trained twice
+    promoted = [r for r in children if r.data.tags.get("screen.promoted") == "true"]
+    assert [r.data.tags["configuration"] for r in promoted] == [winner]

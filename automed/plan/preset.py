@@ -96,6 +96,7 @@ class BudgetRules(_Strict):
 
     min_iterations_per_model: int = Field(1500, ge=1)
     fold_counts: list[int] = [1, 5]
+    screen_configurations: bool = True  # screen the planned configurations on fold 0 when the budget allows
 
 
 class ImageLevelRules(_Strict):

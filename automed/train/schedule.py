@@ -112,3 +112,54 @@ def choose_fold_count(
         + ("" if fits else " (fewer than that: one model gets them all)")
     )
     return FoldChoice(k, total // k, reason)
+
+
+@dataclass(frozen=True)
+class ScreenChoice:
+    """Whether a budget screens several configurations: ``configurations`` each train fold 0 for ``share_s``
+    seconds, and the best on its fold-0 validation trains ``folds`` folds in all (its fold 0 among them)."""
+
+    configurations: list[str]  # empty: no screening
+    folds: int
+    share_s: float
+    reason: str
+
+
+def choose_screening(
+    seconds: float,
+    step_s: dict[str, float],
+    n_folds: int,
+    min_iterations: int,
+    counts: list[int],
+    overhead: float = 0.75,
+) -> ScreenChoice:
+    """Screen the configurations of ``step_s`` (seconds per training step of each) when every screening model and
+    every later fold of the winner can get ``min_iterations``: the most folds in ``counts`` that allows, else no
+    screening (the caller keeps its default configuration and fold rule)."""
+    names = list(step_s)
+    if len(names) < 2:
+        return ScreenChoice([], 0, 0.0, "")
+    allowed = sorted({c for c in counts if 1 <= c <= n_folds}) or [1]
+    for k in reversed(allowed):
+        models = len(names) + k - 1  # fold 0 of each configuration, then the winner's other folds
+        share = seconds / models
+        its = {n: int(share * overhead / s) for n, s in step_s.items()}
+        if min(its.values()) >= min_iterations:
+            each = ", ".join(f"{n} ~{i}" for n, i in its.items())
+            return ScreenChoice(
+                names,
+                k,
+                share,
+                f"configurations auto: screening {len(names)} on fold 0 ({share:.0f} s each: {each} iterations); "
+                f"the best fold-0 validation score trains {k} fold(s) of {n_folds}",
+            )
+    slowest = max(step_s, key=lambda n: step_s[n])
+    few = int(seconds / len(names) * overhead / step_s[slowest])
+    return ScreenChoice(
+        [],
+        0,
+        0.0,
+        f"configurations auto: no screening - {len(names)} configurations would give {slowest} about {few} "
+        f"iterations each (< {min_iterations}, budget.min_iterations_per_model), so the default configuration "
+        "gets the whole budget",
+    )

@@ -1,5 +1,6 @@
 """How a ``--budget`` shapes a training (``--folds auto``): a timed probe of fold 0's model and data on this machine,
-then the planner preset's rule (``budget:`` in ``planners/*.yaml``) picks how many folds of the split to train."""
+then the planner preset's rules (``budget:`` in ``planners/*.yaml``) decide whether to screen the planned
+configurations on fold 0 first (without ``--configuration``) and how many folds of the split to train."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.tasks.base import Task
 from automed.train.config import TrainConfig
-from automed.train.schedule import FoldChoice, choose_fold_count
+from automed.train.schedule import FoldChoice, ScreenChoice, choose_fold_count, choose_screening
 from automed.train.trainer import step_seconds
 from automed.workdir import ALL_DATA, WorkDir
 from automed.workflow.fold_runs import FINAL_RESERVE_S
@@ -41,6 +42,50 @@ def auto_folds(
     left = deadline - time.perf_counter() - FINAL_RESERVE_S
     return choose_fold_count(
         left, step_s, int(splits["n_folds"]), rules.min_iterations_per_model, rules.fold_counts
+    )
+
+
+def screening_candidates(plan: Plan, preset: str) -> list[str]:
+    """The configurations a budget may screen: every planned one a training can start from (a cascade's second
+    stage needs its first on every fold), when the preset allows screening and there are at least two."""
+    if plan.target is not None or not load_preset(preset).budget.screen_configurations:
+        return []
+    names = [n for n, c in plan.configurations.items() if c.previous_stage is None]
+    return names if len(names) > 1 else []
+
+
+def plan_screening(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    task: Task,
+    names: list[str],
+    *,
+    preset: str,
+    deadline: float,
+    device: str | None,
+    workers: int | None,
+) -> ScreenChoice:
+    """Whether the time left until ``deadline`` screens ``names`` (each timed on fold 0, preprocessed already)."""
+    splits = json.loads(WorkDir(wd).splits.read_text())
+    fold0 = splits["folds"][0]
+    steps = {
+        n: step_seconds(
+            wd,
+            plan,
+            config.model_copy(update={"configuration": n}),
+            fold0["train"],
+            fold0["val"],
+            task=task,
+            device=device,
+            workers=workers,
+        )
+        for n in names
+    }
+    rules = load_preset(preset).budget
+    left = deadline - time.perf_counter() - FINAL_RESERVE_S
+    return choose_screening(
+        left, steps, int(splits["n_folds"]), rules.min_iterations_per_model, rules.fold_counts
     )
 
 

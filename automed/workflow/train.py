@@ -39,7 +39,8 @@ from automed.workflow.fold import FoldJob, log_summary_figures, validation_passe
 from automed.workflow.fold_runs import Placement, run_fold_jobs
 from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
-from automed.workflow.shape import auto_folds, fold_count
+from automed.workflow.screen import run_screening
+from automed.workflow.shape import auto_folds, fold_count, plan_screening, screening_candidates
 from automed.workflow.sweep_stages import parse_resources
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 
@@ -83,31 +84,43 @@ def _start(
     config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
     _check_existing_folds(wd, planned, config)
     evidence(opts.cv_workdir, planned)  # --cv is checked before any training
+    shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
+    free = shaped and opts.auto_configuration and not opts.previous_workdir
+    names = screening_candidates(planned, preset) if free else []
+    configs = [config.model_copy(update={"configuration": n}) for n in names] or [config]
     preprocess(
         ds,
         wd,
-        configurations=[config.configuration],
+        configurations=[c.configuration for c in configs],
         folds=opts.folds,
         workers=opts.workers,
         show_progress=show_progress,
-        train_configs=[config],
+        train_configs=configs,
     )
     if opts.previous_workdir:  # a cascade: the first stage's out-of-fold predictions as extra inputs
         link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
         write_previous_stage(wd, planned, config.configuration, show_progress)
-    if opts.folds_auto and deadline is not None and opts.only_folds is None:
+    if shaped and deadline is not None:
         task = task_for(planned.task_type, ds.source)
-        choice = auto_folds(
-            wd,
-            planned,
-            config,
-            task,
-            preset=preset,
-            deadline=deadline,
-            device=opts.device,
-            workers=opts.workers,
-        )
-        opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=choice.reason)
+        screen = None
+        if names:
+            screen = plan_screening(
+                wd, planned, config, task, names,
+                preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
+            )  # fmt: skip
+        if screen is not None and screen.configurations:
+            opts = replace(
+                opts,
+                only_folds=list(range(screen.folds)),
+                folds_reason=screen.reason,
+                screen={k: getattr(screen, k) for k in ("configurations", "share_s", "folds", "reason")},
+            )
+        else:
+            choice = auto_folds(
+                wd, planned, config, task, preset=preset, deadline=deadline, device=opts.device, workers=opts.workers
+            )  # fmt: skip
+            why = f"{screen.reason}; {choice.reason}" if screen is not None else choice.reason
+            opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=why)
     write_json_atomic(
         WorkDir(wd).train_config,
         {
@@ -121,6 +134,11 @@ def _start(
         },
     )
     return ds, config, opts
+
+
+def _save_config(wd: Path, config: TrainConfig) -> None:
+    saved = json.loads(WorkDir(wd).train_config.read_text())
+    write_json_atomic(WorkDir(wd).train_config, {**saved, "config": config.model_dump(mode="json")})
 
 
 def _check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
@@ -165,7 +183,7 @@ def _open_tracking(
     if not track.parent_run_id:
         fp = Fingerprint.load(wdir.fingerprint)
         track.parent_run_id = tracker.start_run(
-            f"train-{config.configuration}",
+            "train-screen" if opts.screen else f"train-{config.configuration}",
             tags={
                 "automed.version": __version__,
                 "git.commit": git_commit(),
@@ -174,11 +192,14 @@ def _open_tracking(
                 "host": socket.gethostname(),
             },
         )
+        chosen = {  # a screening logs them once it has chosen (workflow/screen.py)
+            "config": config.model_dump(mode="json"),
+            "plan": plan.configurations[config.configuration].model_dump(mode="json"),
+        }
         tracker.log_params(
             track.parent_run_id,
             {
-                "config": config.model_dump(mode="json"),
-                "plan": plan.configurations[config.configuration].model_dump(mode="json"),
+                **({} if opts.screen else chosen),
                 "options": {**asdict(opts), "tracking_uri": public_uri(uri)},
             },
         )
@@ -319,6 +340,10 @@ def train_dataset(
         tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
         try:
             progress: Mode = "live" if show_progress else "off"
+            if opts.screen is not None:
+                config, line = run_screening(wd, plan, config, opts, task, tracker, track, progress)
+                _save_config(wd, config)  # --resume continues with the winner
+                opts = replace(opts, folds_reason=f"{opts.folds_reason}; {line}")
             rows, epochs, jobs = _fold_jobs(wd, plan, config, opts, tracker, track, resume, extend, progress)
             deadline = t0 + opts.budget_s if opts.budget_s else None
             where = Placement(opts.parallel_folds, opts.ray_address, opts.fold_resources)

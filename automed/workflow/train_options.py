@@ -26,6 +26,8 @@ class TrainOptions:
     auto_configuration: bool = False  # 3d_fullres when planned, else 2d
     folds_auto: bool = False  # --folds auto: the budget decides how many folds of the split to train
     folds_reason: str = ""  # why that many (shape.auto_folds)
+    # configurations screened on fold 0 first (shape.plan_screening): configurations, share_s, folds, reason
+    screen: dict[str, Any] | None = None
     previous_workdir: str | None = None  # 3d_cascade_fullres: the 3d_lowres training it refines
     cv_workdir: str | None = None  # --folds all: the cross-validation training whose evidence it inherits
     ray_address: str | None = None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else here)

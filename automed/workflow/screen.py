@@ -1,0 +1,143 @@
+"""Configuration screening within one budget (``automed train --budget`` without ``--configuration``, when the
+preset's rule allows it: :func:`automed.workflow.shape.plan_screening`).
+
+Fold 0 of every screened configuration trains for an equal share of the budget in the work dir
+(``train/<configuration>/fold_0``, each its own MLflow child run tagged ``screen``); the best fold-0 validation
+score wins and is promoted: its fold 0 is kept and its other folds train with the time left. ``screen.json``
+records the scores and the choice (written once; a resumed training reuses it and every finished screening fold);
+the parent MLflow run gets ``screen_<configuration>`` metrics, the ``screen.winner`` tag and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import write_json_atomic
+from automed.plan.schema import Plan
+from automed.tasks.base import Task
+from automed.tracking import Tracker, safe_key
+from automed.train.config import TrainConfig
+from automed.train.state import fold_finished
+from automed.workdir import WorkDir
+from automed.workflow.fold import FoldJob, validation_passes
+from automed.workflow.fold_runs import Placement, run_fold_jobs
+from automed.workflow.live import Mode
+from automed.workflow.train_options import TrackingState, TrainOptions
+
+SCHEMA_VERSION = 1
+
+
+def _screen_fold(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    opts: TrainOptions,
+    tracker: Tracker,
+    track: TrackingState,
+    fold0: dict[str, list[str]],
+    share_s: float,
+    progress: Mode,
+) -> tuple[list[dict[str, Any]], str]:
+    """Fold 0 of one configuration (its rows; reused when finished before) and its MLflow run id."""
+    folder = WorkDir(wd).fold(config.configuration, 0)
+    key = f"screen/{config.configuration}"
+    run_id = track.fold_runs.get(key)
+    if run_id is None:
+        run_id = tracker.start_run(
+            f"{config.configuration}-fold0",
+            parent=track.parent_run_id,
+            tags={"fold": "0", "configuration": config.configuration, "screen": "true"},
+        )
+        tracker.log_params(run_id, {"fold": 0, "config": config.model_dump(mode="json")})
+        track.fold_runs[key] = run_id
+        track.save()
+    if fold_finished(folder) and (folder / "validation_metrics.json").is_file():
+        return json.loads((folder / "validation_metrics.json").read_text()), run_id
+    job = FoldJob(
+        workdir=str(wd),
+        dataset=json.loads(WorkDir(wd).train_config.read_text())["dataset"],
+        config=config.model_dump(mode="json"),
+        fold=0,
+        train_ids=fold0["train"],
+        val_ids=fold0["val"],
+        budget_s=None,
+        device=opts.device,
+        resume=(folder / "checkpoint_latest.pt").is_file(),
+        extend=0,
+        run_id=run_id,
+        uri=tracker.uri,
+        experiment=track.experiment,
+        workers=opts.workers,
+        validation_tta=opts.validation_tta,
+        validation_passes=validation_passes(plan, config, len(fold0["val"]), opts.validation_tta),
+        redactor=tracker.redactor,
+        progress=progress,
+    )
+    where = Placement(1, opts.ray_address, opts.fold_resources)
+    (out,) = run_fold_jobs([job], where, wd, time.perf_counter() + share_s, None)
+    return out.rows, run_id
+
+
+def run_screening(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    opts: TrainOptions,
+    task: Task,
+    tracker: Tracker,
+    track: TrackingState,
+    progress: Mode,
+) -> tuple[TrainConfig, str]:
+    """Screen ``opts.screen``'s configurations on fold 0 and return ``config`` with the winner, and a line saying
+    what won and why. Reuses ``screen.json`` when the screening finished before."""
+    wdir = WorkDir(wd)
+    if wdir.screen.is_file():
+        done = json.loads(wdir.screen.read_text())
+        return config.model_copy(update={"configuration": done["winner"]}), done["summary"]
+    assert opts.screen is not None
+    fold0 = json.loads(wdir.splits.read_text())["folds"][0]
+    scores: dict[str, float] = {}
+    runs: dict[str, str] = {}
+    for name in opts.screen["configurations"]:
+        cand = config.model_copy(update={"configuration": name})
+        rows, runs[name] = _screen_fold(
+            wd, plan, cand, opts, tracker, track, fold0, float(opts.screen["share_s"]), progress
+        )
+        scores[name] = task.score(task.summarize(rows))
+    winner = max(scores, key=lambda n: -math.inf if math.isnan(scores[n]) else scores[n])
+    listed = ", ".join(f"{n} {v:.4f}" for n, v in scores.items())
+    summary = (
+        f"screened on fold-0 validation {task.score_name.removeprefix('cv_')}: {listed}; {winner} is kept"
+    )
+    write_json_atomic(
+        wdir.screen,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "reason": opts.screen["reason"],
+            "share_s": opts.screen["share_s"],
+            "criterion": f"fold-0 validation {task.score_name.removeprefix('cv_')}, higher is better",
+            "scores": scores,
+            "winner": winner,
+            "summary": summary,
+        },
+    )
+    chosen = config.model_copy(update={"configuration": winner})
+    parent = track.parent_run_id
+    tracker.log_metrics(parent, {f"screen_{safe_key(n)}": v for n, v in scores.items()})
+    tracker.set_tags(parent, {"screen.winner": winner, "screen.summary": summary})
+    tracker.log_params(
+        parent,
+        {
+            "config": chosen.model_dump(mode="json"),
+            "plan": plan.configurations[winner].model_dump(mode="json"),
+        },
+    )
+    tracker.log_artifact(parent, wdir.screen)
+    tracker.set_tags(runs[winner], {"screen.promoted": "true"})
+    track.fold_runs["0"] = runs[winner]  # the winner's fold 0 is fold 0 of the cross-validation
+    track.save()
+    return chosen, summary
