@@ -243,10 +243,27 @@ def test_cube_entry_point_offline_unprivileged_read_only(exported: dict[str, Pat
             assert sorted(p.name for p in data.iterdir()) == sorted(
                 p.name for p in exported["inputs"].iterdir()
             )
-        labels = base / "labels"
+        labels = (
+            base / "labels"
+        )  # references that differ from the predictions: the first label loses half its voxels
         labels.mkdir()
+        expected: dict[str, dict[str, float]] = {}
         for f in sorted(data.iterdir()):
-            sh.copy(out / f.name, labels / f.name)
+            pred = sitk.ReadImage(str(out / f.name))
+            arr = sitk.GetArrayFromImage(pred)
+            ref = arr.copy()
+            first = np.flatnonzero(ref == 1)
+            ref.flat[first[: len(first) // 2]] = 0
+            img = sitk.GetImageFromArray(ref)
+            img.CopyInformation(pred)
+            sitk.WriteImage(img, str(labels / f.name))
+            expected[f.name] = {
+                str(v): 2
+                * float(((arr == v) & (ref == v)).sum())
+                / float((arr == v).sum() + (ref == v).sum())
+                for v in (1, 2)
+                if (arr == v).any() or (ref == v).any()
+            }
         result = base / "results.yaml"
         ev = subprocess.run(
             [str(py), entry, "evaluate", f"--predictions={out}", f"--labels={labels}", f"--output_path={result}"],
@@ -255,7 +272,11 @@ def test_cube_entry_point_offline_unprivileged_read_only(exported: dict[str, Pat
         assert ev.returncode == 0, ev.stderr[-2000:]
         import yaml
 
-        assert all(v == 1.0 for v in yaml.safe_load(result.read_text())["dice_mean"].values())
+        scored = yaml.safe_load(result.read_text())
+        assert "0" not in scored["dice_mean"]  # background is never scored
+        for name, want in expected.items():
+            assert scored["dice_per_case"][name] == pytest.approx(want)
+        assert scored["dice_mean"]["1"] < 1.0
     finally:
         for f in [base, *base.rglob("*")]:
             if not f.is_symlink():

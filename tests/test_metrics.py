@@ -82,3 +82,16 @@ def test_2d_surfaces_are_in_plane() -> None:
     ref, pred = (r <= 10)[None], (r <= 12)[None]  # 2D images stored as (1, y, x)
     m = label_metrics(ref, pred, (1.0, 1.0, 1.0))
     assert m.hd95 == pytest.approx(2.0, abs=0.5)
+
+
+def test_cube_evaluate_scores_foreground_labels_only() -> None:
+    from automed.runtime.entry import dice_per_label
+
+    ref = np.zeros((4, 4), dtype=np.uint8)
+    ref[:2, :2] = 1
+    pred = np.zeros_like(ref)
+    pred[:2, :1] = 1  # half of label 1
+    pred[3, 3] = 2  # label 2 only in the prediction
+    scores = dice_per_label(pred, ref)
+    assert scores == {"1": pytest.approx(2 * 2 / (2 + 4)), "2": 0.0}  # no "0" (it bound as a | (b - {0}) before)
+    assert dice_per_label(ref, ref) == {"1": 1.0}

@@ -81,6 +81,18 @@ def infer(opts: dict[str, str]) -> int:
     return int(main(argv, bundle=weights))
 
 
+def dice_per_label(pred: Any, ref: Any) -> dict[str, float]:
+    """Dice of every foreground label found in the prediction or the reference (background 0 is never scored; a
+    label absent from both is undefined there and left out, as in automed's training metrics)."""
+    import numpy as np
+
+    scores = {}
+    for v in sorted((set(np.unique(pred).tolist()) | set(np.unique(ref).tolist())) - {0}):
+        p, r = pred == v, ref == v
+        scores[str(int(v))] = 2 * float((p & r).sum()) / float(p.sum() + r.sum())
+    return scores
+
+
 def evaluate(opts: dict[str, str]) -> int:
     """Dice per label between ``predictions`` and ``labels`` (same file names); writes a YAML (JSON) summary."""
     import numpy as np
@@ -94,11 +106,7 @@ def evaluate(opts: dict[str, str]) -> int:
             raise SystemExit(f"{pred}: missing prediction for {ref.name}")
         a = sitk.GetArrayFromImage(sitk.ReadImage(str(pred)))
         b = sitk.GetArrayFromImage(sitk.ReadImage(str(ref)))
-        scores = {}
-        for v in sorted(set(np.unique(a)) | set(np.unique(b)) - {0}):
-            denom = float((a == v).sum() + (b == v).sum())
-            scores[str(int(v))] = 2 * float(((a == v) & (b == v)).sum()) / denom
-        per_case[ref.name] = scores
+        per_case[ref.name] = dice_per_label(a, b)
     labels = sorted({k for s in per_case.values() for k in s}, key=int)
     mean = {k: float(np.mean([s[k] for s in per_case.values() if k in s])) for k in labels}
     out.parent.mkdir(parents=True, exist_ok=True)
