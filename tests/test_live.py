@@ -53,3 +53,41 @@ def test_training_prints_every_epoch_of_every_fold(
         ["3d_fullres fold 0", f"epoch {e}/3", f"it {2 * e}/6"] for e in (1, 2, 3)
     ] + [["3d_fullres fold 1", f"epoch {e}/3", f"it {2 * e}/6"] for e in (1, 2, 3)]
     assert all("pseudo-Dice" in x and "data wait" in x for x in lines)
+
+
+def _trial(root: Path, key: str, values: dict[str, object], folds: int, score: float | None) -> None:
+    import json
+
+    td = root / "trials" / key
+    td.mkdir(parents=True, exist_ok=True)
+    (td / "trial.json").write_text(json.dumps({"key": key, "values": values}))
+    if folds:
+        result = {"n_folds_done": folds, "compute_s": 75.0 * folds, "score": score}
+        (td / "result.json").write_text(json.dumps(result))
+
+
+def test_sweep_trials_show_a_line_per_finished_fold_when_not_a_terminal(tmp_path: Path) -> None:
+    import time
+
+    from automed.workflow.trials_live import TrialsDisplay
+
+    _trial(tmp_path, "old", {"lr": 0.01}, 2, 0.7)  # finished before a resume: not shown again
+    buf = io.StringIO()
+    console = Console(file=buf, width=200, force_terminal=False)
+    with TrialsDisplay(tmp_path, 2, "live", console=console, interval=0.05):
+        _trial(tmp_path, "a1", {"lr": 0.003, "batch": 2}, 0, None)  # started, no fold yet: nothing to say
+        time.sleep(0.2)
+        _trial(tmp_path, "a1", {"lr": 0.003, "batch": 2}, 1, 0.81234)
+        time.sleep(0.2)
+        _trial(tmp_path, "a1", {"lr": 0.003, "batch": 2}, 2, 0.8)
+        _trial(tmp_path, "b2", {}, 1, 0.5)  # between two polls: the exit poll shows it
+    lines = buf.getvalue().splitlines()
+    assert lines == [
+        "trial a1  lr=0.003 batch=2  folds 1/2  Dice 0.8123  compute 1m15s",
+        "trial a1  lr=0.003 batch=2  folds 2/2  Dice 0.8000  compute 2m30s",
+        "trial b2  default  folds 1/2  Dice 0.5000  compute 1m15s",
+    ]
+    off = io.StringIO()
+    with TrialsDisplay(tmp_path, 2, "off", console=Console(file=off), interval=0.05):
+        _trial(tmp_path, "c3", {}, 1, 0.1)
+    assert off.getvalue() == ""

@@ -93,5 +93,8 @@ def test_cube_evaluate_scores_foreground_labels_only() -> None:
     pred[:2, :1] = 1  # half of label 1
     pred[3, 3] = 2  # label 2 only in the prediction
     scores = dice_per_label(pred, ref)
-    assert scores == {"1": pytest.approx(2 * 2 / (2 + 4)), "2": 0.0}  # no "0" (it bound as a | (b - {0}) before)
+    assert scores == {
+        "1": pytest.approx(2 * 2 / (2 + 4)),
+        "2": 0.0,
+    }  # no "0" (it bound as a | (b - {0}) before)
     assert dice_per_label(ref, ref) == {"1": 1.0}

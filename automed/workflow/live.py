@@ -17,7 +17,7 @@ from automed.train.trainer import Callback
 Mode = Literal["off", "plain", "live"]
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     s = int(max(0.0, seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
@@ -27,11 +27,11 @@ def epoch_line(
 ) -> str:
     """One epoch in words: ``3d_fullres fold 0  epoch 3/10  it 450/1500  1m12s (3m05s left)  pseudo-Dice ...``
     (``score_label``: the task's name for its epoch score)."""
-    left = f" ({_clock(budget_s - elapsed)} left)" if budget_s is not None else ""
+    left = f" ({clock(budget_s - elapsed)} left)" if budget_s is not None else ""
     score = "n/a" if log.val_score != log.val_score else f"{log.val_score:.3f}"
     return (
         f"{label}  epoch {log.epoch}/{log.planned_epochs or '?'}  it {log.iterations}/{log.planned_iterations or '?'}"
-        f"  {_clock(elapsed)}{left}  {score_label} {score} (EMA {log.val_score_ema:.3f})"
+        f"  {clock(elapsed)}{left}  {score_label} {score} (EMA {log.val_score_ema:.3f})"
         f"  loss {log.train_loss:.3f}  data wait {100 * log.data_wait_fraction:.0f}%"
     )
 

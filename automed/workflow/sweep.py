@@ -56,6 +56,7 @@ from automed.workflow.sweep_stages import (
     stage_promote,
     stage_search,
 )
+from automed.workflow.trials_live import TrialsDisplay
 
 
 def _resume_state(wd: Path, opts: SweepOptions) -> tuple[dict[str, Any], SweepOptions]:
@@ -205,12 +206,13 @@ def _sweep(
             keep_case_ids=opts.keep_case_ids,
         )
         run = SweepRun(wd, state, opts, engine, ctx, engine.concurrency(), t0, resume)
-        if opts.grid is not None:
-            outcomes = stage_grid(run, space, base, plan)
-        else:
-            outcomes = stage_search(run, space, point, tracker)
-            if opts.screen and n_folds > 1:
-                outcomes += stage_promote(run)
+        with TrialsDisplay(wd, n_folds, "live" if show_progress else "off"):
+            if opts.grid is not None:
+                outcomes = stage_grid(run, space, base, plan)
+            else:
+                outcomes = stage_search(run, space, point, tracker)
+                if opts.screen and n_folds > 1:
+                    outcomes += stage_promote(run)
         state["stages"]["done"] = True
         state["concurrency"] = run.conc
         run.save()
