@@ -27,6 +27,9 @@ def test_all_data_model_trains_registers_predicts_and_exports(tmp_path: Path) ->
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("epochs: 2\niterations_per_epoch: 3\nval_iterations: 1\nnum_workers: 0\n")
     cv = api.train(ds, tmp_path / "CV", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    inf = cv.model.inference
+    assert inf.folds is None and inf.tta  # --folds 2 asked for that ensemble: every fold, mirror TTA
+    assert not (tmp_path / "CV" / "selection" / "inference_cost.json").exists()
     r = subprocess.run(
         [sys.executable, "-m", "automed.cli", "-q", "train", str(ds), "-o", str(tmp_path / "ALL"), "--folds", "all",
          "--config", str(cfg), "--cv", str(tmp_path / "CV"), "--tracking-uri", uri, "--workers", "0"],

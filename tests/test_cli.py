@@ -125,6 +125,9 @@ def test_demo_trains_registers_and_predicts(tmp_path: Path) -> None:
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
     assert res["registered"]["champion"] == "1"
+    assert res["folds_reason"].startswith(
+        "folds auto: 1 of 5"
+    )  # a tiny budget trains one model, and says why
     assert set(res["dice"]) == {"case_000", "case_001"}
     for d in res["dice"].values():
         assert d["large"] >= 0.80

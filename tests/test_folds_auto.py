@@ -11,6 +11,7 @@ import yaml
 
 from automed import api
 from automed.errors import ConfigError
+from automed.select.inference_cost import single_model_seconds
 from automed.testing.synthetic import make_dataset
 from automed.train.schedule import choose_fold_count, choose_screening
 from automed.workdir import ALL_DATA
@@ -49,7 +50,8 @@ def test_folds_option_parsing() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("min_iterations", "expected"), [(100_000, 1), (5, 5)])
+# one fold for a tiny budget: tests/test_cli.py's demo (75 s, the default rule) checks it end to end
+@pytest.mark.parametrize(("min_iterations", "expected"), [(5, 5)])
 def test_budgeted_training_trains_the_folds_the_rule_picks(
     tmp_path: Path, min_iterations: int, expected: int
 ) -> None:
@@ -72,6 +74,18 @@ def test_budgeted_training_trains_the_folds_the_rule_picks(
     saved = json.loads((res.workdir / "train_config.json").read_text())["options"]
     assert saved["only_folds"] == list(range(expected)) and saved["folds_reason"] == res.folds_reason
     assert json.loads((res.workdir / "splits.json").read_text())["n_folds"] == 5
+    # five folds predict within one network's time with nnU-Net's default inference, measured on fold 0's cases
+    table, choice = (
+        json.loads((res.workdir / "selection" / "inference_cost.json").read_text())[k]
+        for k in ("table", "choice")
+    )
+    assert choice["expected_seconds_per_case"] <= single_model_seconds(table) + 1e-9
+    assert "nnU-Net's single-fold default" in choice["reason"]
+    inf = res.model.inference
+    assert inf.folds == list(range(choice["folds"])) and (inf.tta, inf.step) == (
+        choice["tta"],
+        choice["step"],
+    )
 
 
 def test_screening_rule_needs_enough_iterations_for_every_model() -> None:
@@ -132,3 +146,18 @@ def test_budget_screens_configurations_and_promotes_the_best(tmp_path: Path) -> 
     assert names == sorted(["2d-fold0", "3d_fullres-fold0", f"{winner}-fold1"])  # fold 0 not trained twice
     promoted = [r for r in children if r.data.tags.get("screen.promoted") == "true"]
     assert [r.data.tags["configuration"] for r in promoted] == [winner]
+
+
+def test_full_ensemble_and_explicit_folds_turn_the_prediction_time_cap_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import automed.workflow.train as train_module
+
+    seen = []
+    monkeypatch.setattr(
+        train_module, "train_dataset", lambda ds, wd, cfg, opts, **kw: seen.append(opts.latency_cap)
+    )
+    api.train("D", "W", budget="1h")  # --folds auto: what the budget produces predicts in bounded time
+    api.train("D", "W", budget="1h", full_ensemble=True)
+    api.train("D", "W", budget="1h", folds=5)  # the user asked for five folds
+    assert seen == [True, False, False]

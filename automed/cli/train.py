@@ -83,6 +83,13 @@ def train(
     trial_resources: Annotated[
         str, typer.Option(help="With --ray-address: resources per fold, e.g. cpu=4,gpu=1.")
     ] = "cpu=1,gpu=0",
+    full_ensemble: Annotated[
+        bool,
+        typer.Option(
+            help="Predict with every fold and mirror TTA however long it takes (default: the most accurate folds/"
+            "TTA/step that predict a case within one network's time with nnU-Net's default inference, measured)."
+        ),
+    ] = False,
     overlays: Annotated[
         int,
         typer.Option(
@@ -132,6 +139,7 @@ def train(
         previous=previous,
         ray_address=ray_address,
         trial_resources=trial_resources,
+        full_ensemble=full_ensemble,
     )
     if res.folds_reason:
         out.print(res.folds_reason)

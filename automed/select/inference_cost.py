@@ -23,7 +23,10 @@ from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.evaluate.summary import score
 from automed.infer.predictor import Predictor
+from automed.plan.schema import Plan
 from automed.select.selection import dice_summary, dice_table
+from automed.train.config import TrainConfig
+from automed.train.meta import read_meta
 from automed.workdir import WorkDir
 
 TTA = (True, False)
@@ -39,20 +42,51 @@ def measure(
 ) -> dict[str, Any]:
     """The Dice/time table of one training work dir (see the module docstring), with ``postprocessing`` (default:
     the training's own) applied."""
-    meta = json.loads(WorkDir(workdir).model.read_text())
-    folds = [int(f) for f in meta["folds"]]
-    splits = json.loads((workdir / "splits.json").read_text())
-    ds = load_dataset(json.loads(WorkDir(workdir).train_config.read_text())["dataset"])
+    meta = read_meta(WorkDir(workdir).require_model())
+    post = meta.inference.postprocessing if postprocessing is None else postprocessing
+    dataset = json.loads(WorkDir(workdir).train_config.read_text())["dataset"]
+    plan = Plan.load(WorkDir(workdir).plan)
+    return measure_folds(
+        workdir, plan, meta.config, meta.folds, dataset, post, max_cases=max_cases, device=device,
+        checkpoint=meta.checkpoint,
+    )  # fmt: skip
+
+
+def measure_folds(
+    workdir: Path,
+    plan: Plan,
+    config: TrainConfig,
+    folds: list[int],
+    dataset: str,
+    postprocessing: list[dict[str, Any]],
+    *,
+    max_cases: int = 5,
+    device: str | None = None,
+    checkpoint: str = "final",
+) -> dict[str, Any]:
+    """:func:`measure` for ``folds`` of a training that has no ``model.json`` yet (training decides its own)."""
+    splits = json.loads(WorkDir(workdir).splits.read_text())
+    ds = load_dataset(dataset)
     by_id = {c.case_id: c for c in ds.cases}
     ids = splits["folds"][folds[0]]["val"][:max_cases]
     cases = [read_case(by_id[c], ds.images_are_4d) for c in ids]
-    values = sorted(int(k) for k in meta["labels"])
-    post = meta.get("inference", {}).get("postprocessing", []) if postprocessing is None else postprocessing
+    values = sorted(int(k) for k in plan.labels)
+
+    def predictor(chosen: list[int], **kw: Any) -> Predictor:
+        return Predictor.from_folds(
+            workdir,
+            plan,
+            config,
+            chosen,
+            checkpoint=checkpoint,
+            device=device,
+            postprocessing=postprocessing,
+            **kw,
+        )
+
     rows = []
     for tta, step in itertools.product(TTA, STEPS):
-        pred = Predictor.from_workdir(
-            workdir, device=device, folds=[folds[0]], tta=tta, step=step, postprocessing=post
-        )
+        pred = predictor([folds[0]], tta=tta, step=step)
         per_case, seconds = [], []
         for cd in cases:
             t0 = time.perf_counter()
@@ -73,12 +107,18 @@ def measure(
     counts = sorted({n for n in (1, 3, 5, len(folds)) if n <= len(folds)})
     fold_times = {}
     for n in counts:
-        pred = Predictor.from_workdir(workdir, device=device, folds=folds[:n], postprocessing=post)
+        pred = predictor(folds[:n])
         t0 = time.perf_counter()
         for cd in cases:
             pred.predict_arrays(cd.channels, cd.geometry)
         fold_times[n] = (time.perf_counter() - t0) / len(cases)
     return {"cases": ids, "settings": rows, "fold_seconds_per_case": fold_times, "base_folds": 1}
+
+
+def single_model_seconds(table: dict[str, Any]) -> float:
+    """Seconds per case of one fold network with nnU-Net's default inference (mirror TTA, window step 0.5): the
+    time ``nnUNetv2_predict`` of a single fold takes with a network of this size on this machine."""
+    return float(next(r for r in table["settings"] if r["tta"] and r["step"] == 0.5)["seconds_per_case"])
 
 
 def choose(

@@ -42,6 +42,8 @@ class OwnChoice:
     metrics: dict[str, float | None] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifact: Path | None = None  # logged under selection/
+    # prediction settings chosen on measured cost (tta, step, folds), None: every fold with TTA at step 0.5
+    inference: dict[str, Any] | None = None
 
 
 class Task(Protocol):
@@ -117,10 +119,18 @@ class Task(Protocol):
         ...
 
     def own_choice(
-        self, workdir: Path, plan: Plan, config: TrainConfig, folds: list[int], dataset: str, out: Path
+        self,
+        workdir: Path,
+        plan: Plan,
+        config: TrainConfig,
+        folds: list[int],
+        dataset: str,
+        out: Path,
+        latency_cap: bool = True,
     ) -> OwnChoice:
         """What a training decides for its inference on its own CV (segmentation: largest-component
-        postprocessing); ``out`` receives the decision's artifact."""
+        postprocessing, and with ``latency_cap`` folds/TTA/step so that a case predicts in no more time than one
+        network with nnU-Net's default inference); ``out`` receives the decision's artifacts."""
         ...
 
     def summary_figures(

@@ -172,7 +172,14 @@ class ImageLevelTask:
         return summary
 
     def own_choice(
-        self, workdir: Path, plan: Plan, config: TrainConfig, folds: list[int], dataset: str, out: Path
+        self,
+        workdir: Path,
+        plan: Plan,
+        config: TrainConfig,
+        folds: list[int],
+        dataset: str,
+        out: Path,
+        latency_cap: bool = True,
     ) -> OwnChoice:
         return OwnChoice()  # no postprocessing to decide
 

@@ -13,6 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.data import IterableDataset
 
+from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset
 from automed.data.io import read_image, write_image
@@ -20,6 +21,7 @@ from automed.evaluate.metrics import case_metrics
 from automed.evaluate.summary import metrics_rows, score, summarize, write_summary
 from automed.infer.predictor import Predictor
 from automed.plan.schema import ConfigurationPlan, Plan
+from automed.select.inference_cost import choose, measure_folds, single_model_seconds
 from automed.select.selection import Training, select_trainings
 from automed.tasks.base import OwnChoice
 from automed.tracking import safe_key
@@ -162,18 +164,39 @@ class Segmentation:
         return out
 
     def own_choice(
-        self, workdir: Path, plan: Plan, config: TrainConfig, folds: list[int], dataset: str, out: Path
+        self,
+        workdir: Path,
+        plan: Plan,
+        config: TrainConfig,
+        folds: list[int],
+        dataset: str,
+        out: Path,
+        latency_cap: bool = True,
     ) -> OwnChoice:
-        """Largest-component postprocessing, each step kept only if it helps on this training's own CV."""
+        """Largest-component postprocessing, each step kept only if it helps on this training's own CV; with
+        several folds and ``latency_cap``, the most accurate (TTA, step, folds) that predicts a case in no more time
+        than one network with nnU-Net's default inference (measured on fold 0's validation cases)."""
         own = Training.of(workdir, config.configuration, folds, sorted(int(k) for k in plan.labels), dataset)
         sel = select_trainings([own], out)
         steps = [d["step"] for d in sel["decisions"] if d["kept"]]
-        return OwnChoice(
-            sel["postprocessing"],
-            {"cv_dice_fg_mean_postprocessed": sel["cv_dice_final"]["foreground_mean"]},
-            {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"},
-            WorkDir(out).selection,
-        )
+        metrics = {"cv_dice_fg_mean_postprocessed": sel["cv_dice_final"]["foreground_mean"]}
+        tags = {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"}
+        inference = None
+        if latency_cap and len(folds) > 1:
+            table = measure_folds(workdir, plan, config, folds, dataset, sel["postprocessing"])
+            cap = single_model_seconds(table)
+            choice = choose(table, len(folds), cap)
+            choice["reason"] = (
+                f"{choice['reason']} (one network with mirror TTA at step 0.5, nnU-Net's single-fold default, "
+                f"measured here; --full-ensemble keeps all {len(folds)} folds with TTA)"
+            )
+            write_json_atomic(WorkDir(out).root / "inference_cost.json", {"table": table, "choice": choice})
+            inference = {"tta": choice["tta"], "step": choice["step"], "folds": folds[: choice["folds"]]}
+            metrics["expected_seconds_per_case"] = choice["expected_seconds_per_case"]
+            tags["inference"] = (
+                f"{choice['folds']} fold(s), tta {choice['tta']}, step {choice['step']}: " + choice["reason"]
+            )
+        return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference)
 
     def summary_figures(
         self, rows: list[dict[str, Any]], summary: dict[str, Any]

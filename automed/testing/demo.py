@@ -108,4 +108,9 @@ def run_demo(
         t.add_row(cid, f"{d['large']:.3f}", f"{d['small']:.3f}")
     con.print(t)
     con.print("open the MLflow UI with: .venv/bin/automed ui   (then http://127.0.0.1:5000)")
-    return {"dice": dice, "registered": res.registered, "cv": res.cv_summary}
+    return {
+        "dice": dice,
+        "registered": res.registered,
+        "cv": res.cv_summary,
+        "folds_reason": res.folds_reason,
+    }

@@ -33,6 +33,9 @@ class TrainOptions:
     ray_address: str | None = None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else here)
     fold_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
     keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
+    latency_cap: bool = (
+        True  # several folds predict within one network's nnU-Net-default time (--full-ensemble: off)
+    )
     overlays: int = 0  # validation cases drawn into each fold's MLflow run (opt-in: they show patient images)
 
 
