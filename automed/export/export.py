@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,15 +214,14 @@ def _runtime_prediction(
     return _timed(with_modules(predictor, modules), channels, geometry, repeats)
 
 
-def _in_child(*args: Any) -> tuple[Any, float]:
-    """Run :func:`_runtime_prediction` in a fresh process. OpenVINO's CPU plugin swaps the thread's signal stack and
-    later restores one it freed; a process that has a Python signal handler (torch's DataLoader installs one for
-    SIGCHLD) then dies on the next such signal. Keeping the runtimes out of the caller's process avoids that."""
+def _child() -> ProcessPoolExecutor:
+    """One fresh process for every runtime's prediction (started once per export: a spawn costs seconds of
+    imports). OpenVINO's CPU plugin swaps the thread's signal stack and later restores one it freed; a process that
+    has a Python signal handler (torch's DataLoader installs one for SIGCHLD) then dies on the next such signal.
+    Keeping the runtimes out of the caller's process avoids that."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
-        return pool.submit(_runtime_prediction, *args).result()
+    return ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
 
 
 def _check(
@@ -249,8 +249,16 @@ def _check(
         if ov_precision != "f32":
             runs[f"openvino_{ov_precision}"] = ("openvino", ov_files, ov_precision)
     parity: dict[str, Any] = {}
-    for name, (runtime, files, prec) in runs.items():
-        res, seconds = _in_child(predictor, runtime, files, prec, threads, channels, geometry, repeats)
+    with _child() as child:
+        outputs = {
+            name: child.submit(
+                _runtime_prediction, predictor, runtime, files, prec, threads, channels, geometry, repeats
+            )
+            for name, (runtime, files, prec) in runs.items()
+        }
+        done = {name: out.result() for name, out in outputs.items()}
+    for name, (_, _, prec) in runs.items():
+        res, seconds = done[name]
         latency[name] = seconds
         diff = float(np.abs(res.probabilities - ref.probabilities).max())
         dice = _dice(res.labels, ref.labels)
