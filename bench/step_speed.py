@@ -59,7 +59,9 @@ def main() -> None:
     config = TrainConfig()
     dev = torch.device("cpu")
     amp = autocast_dtype(dev, True)
-    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"patch {cfg.patch_size}, batch {cfg.batch_size}, autocast {amp}")
     results = {}
     for name in ("default", "channels_last_3d", "torch_compile"):
@@ -71,7 +73,13 @@ def main() -> None:
         y = torch.randint(0, cfg.network.n_classes, (cfg.batch_size, 1, *cfg.patch_size))
         model, x = _variant(name, model, x)
 
-        def step(model: torch.nn.Module = model, x: torch.Tensor = x, opt: torch.optim.Optimizer = opt) -> None:
+        def step(
+            model: torch.nn.Module = model,
+            x: torch.Tensor = x,
+            y: torch.Tensor = y,
+            opt: torch.optim.Optimizer = opt,
+            loss_fn: torch.nn.Module = loss_fn,
+        ) -> None:
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
                 out = model(x)
