@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the "as" form re-exports the names for type checkers
     from automed.workflow.explain import explain as explain
     from automed.workflow.export import export as export
     from automed.workflow.export import package as package
+    from automed.workflow.metrics import MetricsResult as MetricsResult
+    from automed.workflow.metrics import metrics as metrics
     from automed.workflow.predict import load_predictor as load_predictor
     from automed.workflow.predict import predict as predict
     from automed.workflow.prepare import PlanResult as PlanResult
@@ -47,6 +49,8 @@ _WHERE = {
     "explain": "automed.workflow.explain",
     "export": "automed.workflow.export",
     "package": "automed.workflow.export",
+    "MetricsResult": "automed.workflow.metrics",
+    "metrics": "automed.workflow.metrics",
     "load_predictor": "automed.workflow.predict",
     "predict": "automed.workflow.predict",
     "PlanResult": "automed.workflow.prepare",

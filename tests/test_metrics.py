@@ -98,3 +98,45 @@ def test_cube_evaluate_scores_foreground_labels_only() -> None:
         "2": 0.0,
     }  # no "0" (it bound as a | (b - {0}) before)
     assert dice_per_label(ref, ref) == {"1": 1.0}
+
+
+def _border_points(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """Border voxels (6-neighbourhood) as millimetre coordinates, found without automed's code."""
+    from scipy import ndimage
+
+    border = mask & ~ndimage.binary_erosion(mask, ndimage.generate_binary_structure(mask.ndim, 1))
+    return np.argwhere(border) * np.asarray(spacing)
+
+
+def _assd_brute_force(ref: np.ndarray, pred: np.ndarray, spacing: tuple[float, ...]) -> float:
+    from scipy.spatial import cKDTree
+
+    a, b = _border_points(ref, spacing), _border_points(pred, spacing)
+    d_ab, _ = cKDTree(b).query(a)
+    d_ba, _ = cKDTree(a).query(b)
+    return float((d_ab.sum() + d_ba.sum()) / (len(d_ab) + len(d_ba)))
+
+
+def test_precision_assd_and_volumes_against_hand_and_scipy() -> None:
+    ref = np.zeros((8, 10, 10), bool)
+    ref[2:6, 2:6, 2:6] = True
+    pred = np.zeros_like(ref)
+    pred[2:6, 2:6, 3:7] = True  # shifted by one voxel along x
+    spacing = (2.0, 1.0, 0.5)
+    m = label_metrics(ref, pred, spacing)
+    assert m.precision == pytest.approx(48 / 64) and m.sensitivity == pytest.approx(48 / 64)
+    assert m.volume_ref_mm3 == pytest.approx(64 * 1.0) and m.volume_diff_mm3 == 0.0
+    assert m.assd == pytest.approx(_assd_brute_force(ref, pred, spacing))
+    empty = label_metrics(ref, np.zeros_like(ref), spacing)
+    assert math.isnan(empty.precision) and empty.assd == empty.hd95 and empty.volume_diff_mm3 == -64.0
+
+
+def test_spleen_masks_assd_against_scipy() -> None:
+    d = shared("masks")
+    a = sitk.ReadImage(str(d / "spleen1_label_gt.nii.gz"))
+    b = sitk.ReadImage(str(d / "spleen1_label_auto.nii.gz"))
+    spacing = tuple(reversed(a.GetSpacing()))
+    ref, pred = sitk.GetArrayFromImage(a) > 0, sitk.GetArrayFromImage(b) > 0
+    m = label_metrics(ref, pred, spacing)
+    assert m.assd == pytest.approx(_assd_brute_force(ref, pred, spacing), rel=1e-6)
+    assert 0 < m.assd < m.hd95

@@ -1,4 +1,5 @@
-"""Tool verbs: info (versions and devices) and ui (the MLflow UI on automed's store)."""
+"""Tool verbs: info (versions and devices), ui (the MLflow UI on automed's store) and metrics (score predictions
+against references)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,63 @@ def ui(
         cmd += ["--default-artifact-root", str(Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR)]
     out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
     subprocess.run(cmd, check=False)
+
+
+@app.command()
+def metrics(
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            help="A CSV (SubjectID,Target,Prediction with image paths or values; optional probability_<class> "
+            "columns) or a folder of predictions (with --reference)."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.csv and summary.json.")],
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="Folder of reference label maps, matched to the predictions by case name."),
+    ] = None,
+    problem: Annotated[
+        str, typer.Option(help="auto (from the targets), segmentation, classification or regression.")
+    ] = "auto",
+    labels: Annotated[
+        Path | None, typer.Option(help="A dataset.json whose labels name the label values.")
+    ] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(help="A union of labels scored as one structure, NAME=1,2,4 (repeatable)."),
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="NSD tolerance in mm.")] = 1.0,
+    missing_value: Annotated[
+        float | None,
+        typer.Option(
+            help="Score a missing prediction instead of refusing: every segmentation metric of the case takes this "
+            "value; for classes and values it is the prediction."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
+    ] = False,
+) -> None:
+    """Score predictions against references: Dice, IoU, sensitivity, precision, HD95, ASSD, NSD and volume difference
+    per label and region for label maps (spacing-aware); accuracy, balanced accuracy, AUC, F1, per-class
+    sensitivity/specificity, confusion matrix and calibration for classes; MAE, RMSE, R2 and Pearson r for values.
+
+    Example: automed metrics predictions/ --reference labelsTr/ -o scores --labels dataset.json --region all=1,2
+    """
+    from automed import api
+    from automed.workflow.metrics import headline
+
+    res = api.metrics(
+        input_path,
+        output,
+        reference=reference,
+        problem=problem,
+        labels=labels,
+        regions=region,
+        tolerance=tolerance,
+        missing_value=missing_value,
+        overwrite=overwrite,
+    )
+    out.print(f"{res.kind}: {headline(res)}")
+    out.print(f"written: {res.folder / 'metrics.csv'}, {res.folder / 'summary.json'}")

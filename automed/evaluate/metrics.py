@@ -2,20 +2,22 @@
 
 Definitions (recorded with every logged metric, see ``METRIC_DEFINITIONS``):
 
-- Dice = 2TP / (2TP + FP + FN); IoU = TP / (TP + FP + FN); sensitivity = TP / (TP + FN).
+- Dice = 2TP / (2TP + FP + FN); IoU = TP / (TP + FP + FN); sensitivity = TP / (TP + FN); precision = TP / (TP + FP).
 - Surfaces are the border voxels of each mask (voxels with a 6-connected neighbour outside the mask); distances come
   from an exact Euclidean distance transform in millimetres (``spacing``).
 - HD95 = max of the two directed 95th percentiles of border-to-border distances (as MONAI and Metrics Reloaded, not
   MedPy's pooled percentile).
 - NSD at tolerance tau = fraction of both borders within tau mm of the other border (border voxels, not surfels).
+- ASSD = mean of all border-to-border distances of both directions (symmetric average surface distance).
+- Volumes in mm³ (voxel count x voxel volume); volume difference = prediction - reference.
 
 Empty masks (explicit, documented, counted):
 
-| reference | prediction | Dice, IoU | sensitivity | HD95 | NSD |
-|---|---|---|---|---|---|
-| empty | empty | NaN (excluded from means) | NaN | NaN | NaN |
-| empty | not empty | 0 | NaN | image diagonal (worst case) | 0 |
-| not empty | empty | 0 | 0 | image diagonal (worst case) | 0 |
+| reference | prediction | Dice, IoU | sensitivity | precision | HD95, ASSD | NSD |
+|---|---|---|---|---|---|---|
+| empty | empty | NaN (excluded from means) | NaN | NaN | NaN | NaN |
+| empty | not empty | 0 | NaN | 0 | image diagonal (worst case) | 0 |
+| not empty | empty | 0 | 0 | NaN | image diagonal (worst case) | 0 |
 
 The worst-case HD95 keeps misses in the mean instead of silently dropping them (MONAI#9095) or making it infinite.
 """
@@ -34,6 +36,9 @@ METRIC_DEFINITIONS = {
     "sensitivity": "TP/(TP+FN); undefined when the reference is empty",
     "hd95": "max of directed 95th percentiles of border-voxel distances in mm; image diagonal when one mask is empty",
     "nsd": "fraction of border voxels of both masks within tau mm of the other border; 0 when one mask is empty",
+    "precision": "TP/(TP+FP); undefined when the prediction is empty",
+    "assd": "mean of border-voxel distances in mm, both directions pooled; image diagonal when one mask is empty",
+    "volume_diff_mm3": "predicted minus reference volume in mm3",
 }
 
 
@@ -49,6 +54,11 @@ class LabelMetrics:
     tp: int
     fp: int
     fn: int
+    precision: float = math.nan
+    assd: float = math.nan
+    volume_ref_mm3: float = 0.0
+    volume_pred_mm3: float = 0.0
+    volume_diff_mm3: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -97,9 +107,18 @@ def label_metrics(
     dice = 2 * tp / (2 * tp + fp + fn)
     iou = tp / (tp + fp + fn)
     sens = tp / n_ref if n_ref else nan
+    voxel = math.prod(spacing)
+    counts = {
+        "precision": tp / n_pred if n_pred else nan,
+        "volume_ref_mm3": n_ref * voxel,
+        "volume_pred_mm3": n_pred * voxel,
+        "volume_diff_mm3": (n_pred - n_ref) * voxel,
+    }
     if n_ref == 0 or n_pred == 0:
         diagonal = math.sqrt(sum((s * n) ** 2 for s, n in zip(spacing, ref.shape, strict=True)))
-        return LabelMetrics(dice, iou, sens, diagonal, 0.0, n_ref, n_pred, tp, fp, fn)
+        return LabelMetrics(
+            dice, iou, sens, diagonal, 0.0, n_ref, n_pred, tp, fp, fn, assd=diagonal, **counts
+        )
     keep = [ax for ax, n in enumerate(ref.shape) if n > 1]  # a 2D image stored as (1, y, x) has 2D borders
     if len(keep) < ref.ndim:
         ref, pred = ref.squeeze(), pred.squeeze()
@@ -112,7 +131,8 @@ def label_metrics(
     d_rp = d_to_pred[br]
     hd95 = float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))
     nsd = float((np.count_nonzero(d_pr <= tau) + np.count_nonzero(d_rp <= tau)) / (d_pr.size + d_rp.size))
-    return LabelMetrics(dice, iou, sens, hd95, nsd, n_ref, n_pred, tp, fp, fn)
+    assd = float((d_pr.sum() + d_rp.sum()) / (d_pr.size + d_rp.size))
+    return LabelMetrics(dice, iou, sens, hd95, nsd, n_ref, n_pred, tp, fp, fn, assd=assd, **counts)
 
 
 def case_metrics(

@@ -25,7 +25,7 @@ import pandas as pd
 from automed.artifacts import write_json_atomic
 from automed.evaluate.metrics import METRIC_DEFINITIONS, LabelMetrics
 
-METRICS = ("dice", "iou", "sensitivity", "hd95", "nsd")
+METRICS = ("dice", "iou", "sensitivity", "precision", "hd95", "assd", "nsd", "volume_diff_mm3")
 
 
 def metrics_rows(
@@ -61,7 +61,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if m in df:
             df[m] = pd.to_numeric(df[m], errors="coerce")
     for lab, g in df.groupby("label"):
-        entry: dict[str, float] = {m: _mean(g[m]) for m in METRICS}
+        entry: dict[str, float] = {
+            m: _mean(g[m]) if m in g else math.nan for m in METRICS
+        }  # older rows lack some
         entry["n_cases"] = len(g)
         entry["n_both_empty"] = int(g["dice"].isna().sum())
         entry["n_missed_or_spurious"] = int(((g["n_ref"] == 0) ^ (g["n_pred"] == 0)).sum())

@@ -1,0 +1,189 @@
+"""Scoring predictions against references outside training (``automed metrics``): the problem type, per-case rows
+and their summary for label maps (segmentation), class labels (classification) and values (regression).
+
+Segmentation rows: one per case and label (every foreground label of ``labels``) and per region (a union of labels,
+e.g. BraTS' whole tumour ``1,2,4``), with the metrics and empty-mask rules of :mod:`automed.evaluate.metrics`,
+spacing-aware (the reference's spacing). A missing prediction is an error unless ``missing_value`` is given: then
+every metric of that case is that value (and the case is counted in ``n_missing``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from automed.data.io import read_image
+from automed.errors import DatasetError
+from automed.evaluate.image_level import classification_metrics, regression_metrics
+from automed.evaluate.metrics import METRIC_DEFINITIONS, label_metrics
+from automed.evaluate.summary import METRICS, summarize
+
+Kind = Literal["segmentation", "classification", "regression"]
+KINDS: tuple[Kind, ...] = ("segmentation", "classification", "regression")
+MAX_CLASSES = 20  # integer values with more distinct values than this are a regression target
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One case: its reference (a path or a value), its prediction (``None``: missing) and, for classification,
+    optional class probabilities."""
+
+    case: str
+    target: str
+    prediction: str | None
+    probabilities: dict[str, float] = field(default_factory=dict)
+
+
+def _number(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def detect_kind(pairs: list[Pair]) -> Kind:
+    """Label maps when the targets are files, else classes (text, or few distinct integers) or values."""
+    targets = [p.target for p in pairs]
+    if all(Path(t).suffix or "/" in t for t in targets) and all(_number(t) is None for t in targets):
+        return "segmentation"
+    numbers = [_number(t) for t in targets]
+    if any(v is None for v in numbers):
+        return "classification"
+    values = [v for v in numbers if v is not None]
+    if all(float(v).is_integer() for v in values) and len(set(values)) <= MAX_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _load(path: str, case: str, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
+    try:
+        arrays, geo = read_image(Path(path))
+    except Exception as exc:
+        raise DatasetError.single(
+            path, f"the {what} of {case} must be a readable image", str(exc)[:200], "fix the path"
+        ) from exc
+    return arrays[0], geo.spacing_zyx
+
+
+def _check_geometry(
+    p: Pair, ref: np.ndarray, spacing: tuple[float, ...], pred: np.ndarray, ps: tuple[float, ...]
+) -> None:
+    if pred.shape != ref.shape:
+        raise DatasetError.single(
+            str(p.prediction),
+            "a prediction has its reference's shape",
+            f"{pred.shape} vs {ref.shape}",
+            "predict in the reference's geometry",
+        )
+    if not np.allclose(ps, spacing, rtol=1e-3):
+        raise DatasetError.single(
+            str(p.prediction),
+            "a prediction has its reference's spacing",
+            f"{ps} vs {spacing}",
+            "predict in the reference's geometry",
+        )
+
+
+def segmentation_rows(
+    pairs: list[Pair],
+    labels: dict[int, str] | None,
+    regions: dict[str, list[int]],
+    *,
+    tolerance: float = 1.0,
+    missing_value: float | None = None,
+) -> list[dict[str, Any]]:
+    """Per case, label and region: the metrics of :func:`automed.evaluate.metrics.label_metrics`. Without
+    ``labels`` every foreground value found in a reference is a label. One case in memory at a time."""
+    names = labels or {
+        int(v): str(int(v))
+        for p in pairs
+        for v in np.unique(_load(p.target, p.case, "reference")[0]).tolist()
+        if int(v) != 0
+    }
+    groups = {str(v): ([v], n) for v, n in sorted(names.items()) if v != 0}
+    groups.update({f"region:{n}": (vals, n) for n, vals in regions.items()})
+    rows: list[dict[str, Any]] = []
+    for p in pairs:
+        ref, spacing = _load(p.target, p.case, "reference")
+        pred = None
+        if p.prediction is not None:
+            pred, ps = _load(p.prediction, p.case, "prediction")
+            _check_geometry(p, ref, spacing, pred, ps)
+        for key, (values, name) in groups.items():
+            row: dict[str, Any] = {"case": p.case, "label": key, "name": name}
+            if pred is None:
+                assert missing_value is not None, "the caller refuses missing predictions without a value"
+                row.update({m: missing_value for m in METRICS}, missing=True)
+            else:
+                m = label_metrics(np.isin(ref, values), np.isin(pred, values), spacing, tolerance)
+                row.update(m.to_dict(), missing=False)
+            rows.append(row)
+    return rows
+
+
+def segmentation_summary(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """:func:`automed.evaluate.summary.summarize` (means over defined cases, foreground mean over the labels; regions
+    reported apart), with the missing-case count and the definitions."""
+    plain = [r for r in rows if not str(r["label"]).startswith("region:")]
+    regions = [r for r in rows if str(r["label"]).startswith("region:")]
+    out = summarize(plain)
+    if regions:
+        out["regions"] = summarize(regions)["mean"]
+    out["n_cases"] = len({r["case"] for r in rows})
+    out["n_missing"] = len({r["case"] for r in rows if r.get("missing")})
+    out["nsd_tolerance_mm"] = tolerance
+    out["definitions"] = METRIC_DEFINITIONS
+    return out
+
+
+def _classes(pairs: list[Pair]) -> list[str]:
+    found = {p.target for p in pairs} | {p.prediction for p in pairs if p.prediction is not None}
+    named = {k for p in pairs for k in p.probabilities}
+    return sorted(found | named, key=lambda c: (_number(c) is None, _number(c) or 0.0, c))
+
+
+def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-case rows (target, prediction, correct) and the classification metrics. Without probability columns
+    the predicted class counts as probability 1 (AUC from hard labels, said in the summary)."""
+    scored = [p for p in pairs if p.prediction is not None]  # the caller filled or refused missing ones
+    classes = _classes(scored)
+    index = {c: i for i, c in enumerate(classes)}
+    proba = np.zeros((len(scored), len(classes)))
+    soft = bool(scored) and all(p.probabilities for p in scored)
+    for i, p in enumerate(scored):
+        if soft:
+            proba[i] = [p.probabilities.get(c, 0.0) for c in classes]
+        else:
+            proba[i, index[str(p.prediction)]] = 1.0
+    y = np.array([index[p.target] for p in scored])
+    summary = classification_metrics(y, proba, classes)
+    summary.update(classes=classes, auc_from="probabilities" if soft else "hard labels")
+    rows = [
+        {"case": p.case, "target": p.target, "prediction": p.prediction, "correct": p.prediction == p.target}
+        for p in pairs
+    ]
+    return rows, summary
+
+
+def regression_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-case rows (target, prediction, error) and the regression metrics."""
+    t, p, rows = [], [], []
+    for pair in pairs:
+        target = _number(pair.target)
+        pred = _number(pair.prediction) if pair.prediction is not None else None
+        if target is None or pred is None:
+            raise DatasetError.single(
+                pair.case,
+                "regression targets and predictions are finite numbers",
+                f"{pair.target!r}, {pair.prediction!r}",
+                "fix the CSV",
+            )
+        t.append(target)
+        p.append(pred)
+        rows.append({"case": pair.case, "target": target, "prediction": pred, "error": pred - target})
+    return rows, regression_metrics(np.array(t), np.array(p))

@@ -1,0 +1,217 @@
+"""``automed metrics``: score predictions against references - a CSV (``SubjectID,Target,Prediction`` with paths or
+values, optional ``probability_<class>`` columns as ``automed predict`` writes them) or a folder of predictions
+matched by case name to ``--reference``'s files (nnU-Net's evaluate-folder habit).
+
+Writes ``OUT/metrics.csv`` (one row per case, and label or region for label maps) and ``OUT/summary.json``; every
+missing prediction is listed in one error before any scoring, unless ``missing_value`` scores it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
+from automed.data.io import IMAGE_SUFFIXES
+from automed.errors import ConfigError, DatasetError, Problem
+from automed.evaluate.compare import (
+    KINDS,
+    Pair,
+    classification_result,
+    detect_kind,
+    regression_result,
+    segmentation_rows,
+    segmentation_summary,
+)
+from automed.registry import check_choice
+
+CSV_COLUMNS = ("SubjectID", "Target", "Prediction")
+PROBABILITY = "probability_"
+
+
+@dataclass
+class MetricsResult:
+    folder: Path
+    kind: str
+    summary: dict[str, Any]
+
+
+def _case_name(path: Path) -> str:
+    low = path.name.lower()
+    for s in IMAGE_SUFFIXES:
+        if low.endswith(s):
+            return path.name[: -len(s)]
+    return path.stem
+
+
+def _from_csv(path: Path) -> list[Pair]:
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns = list(reader.fieldnames or [])
+        rows = list(reader)
+    unknown = [c for c in columns if c not in CSV_COLUMNS and not c.startswith(PROBABILITY)]
+    missing = [c for c in CSV_COLUMNS if c not in columns]
+    if unknown or missing:
+        raise DatasetError.single(
+            path,
+            f"a metrics CSV has the columns {', '.join(CSV_COLUMNS)} (and optional {PROBABILITY}<class>)",
+            f"missing {missing}, unknown {unknown}",
+            "rename the columns",
+        )
+    base = path.parent
+
+    def value(text: str) -> str:  # a relative image path is relative to the CSV
+        p = Path(text)
+        return str(base / p) if text and not p.is_absolute() and (base / p).exists() else text
+
+    pairs = []
+    for r in rows:
+        probs = {c[len(PROBABILITY) :]: float(r[c]) for c in columns if c.startswith(PROBABILITY) and r[c]}
+        pred = r["Prediction"].strip()
+        pairs.append(Pair(r["SubjectID"], value(r["Target"].strip()), value(pred) if pred else None, probs))
+    return pairs
+
+
+def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
+    refs = {
+        _case_name(p): p for p in sorted(reference.iterdir()) if p.is_file() and not p.name.startswith(".")
+    }
+    preds = {
+        _case_name(p): p for p in sorted(predictions.iterdir()) if p.is_file() and not p.name.startswith(".")
+    }
+    return [Pair(cid, str(ref), str(preds[cid]) if cid in preds else None) for cid, ref in refs.items()]
+
+
+def _labels(dataset_json: Path | None) -> dict[int, str] | None:
+    """Label names from a ``dataset.json`` (MSD ``{"1": "name"}`` or nnU-Net v2 ``{"name": 1}``)."""
+    if dataset_json is None:
+        return None
+    raw = json.loads(dataset_json.read_text())["labels"]
+    out: dict[int, str] = {}
+    for k, v in raw.items():
+        if isinstance(v, int) or (isinstance(v, str) and v.isdigit() and not k.isdigit()):
+            out[int(v)] = k
+        else:
+            out[int(k)] = str(v)
+    return {v: n for v, n in out.items() if v != 0}
+
+
+def parse_regions(specs: list[str]) -> dict[str, list[int]]:
+    """``NAME=1,2,4`` -> ``{"NAME": [1, 2, 4]}`` (a region is the union of its labels)."""
+    out: dict[str, list[int]] = {}
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        try:
+            labels = [int(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            labels = []
+        if not name.strip() or not labels:
+            raise ConfigError.single(
+                "--region", "a region is NAME=LABEL[,LABEL...]", spec, "write e.g. --region whole_tumor=1,2,4"
+            )
+        out[name.strip()] = labels
+    return out
+
+
+def _fill_missing(pairs: list[Pair], kind: str, missing_value: float | None, source: Path) -> list[Pair]:
+    missing = [p.case for p in pairs if p.prediction is None]
+    if not missing:
+        return pairs
+    if missing_value is None:
+        raise DatasetError(
+            [
+                Problem(
+                    str(source),
+                    "every reference needs a prediction",
+                    cid,
+                    "predict it, or pass --missing-value",
+                )
+                for cid in missing
+            ],
+            f"{len(missing)} missing prediction(s)",
+        )
+    if kind == "segmentation":
+        return pairs  # scored as missing_value per metric (automed.evaluate.compare)
+    text = str(int(missing_value)) if float(missing_value).is_integer() else str(missing_value)
+    return [p if p.prediction is not None else Pair(p.case, p.target, text) for p in pairs]
+
+
+def metrics(
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    reference: str | Path | None = None,
+    problem: str = "auto",
+    labels: str | Path | None = None,
+    regions: list[str] | None = None,
+    tolerance: float = 1.0,
+    missing_value: float | None = None,
+    overwrite: bool = False,
+) -> MetricsResult:
+    """Score ``input_path`` (a CSV, or a folder of predictions with ``reference``) into ``output``; see the module
+    docstring. ``problem``: ``auto`` (label maps, classes or values, from the targets) or one of
+    ``segmentation``, ``classification``, ``regression``."""
+    src = Path(input_path)
+    check_choice(problem, ("auto", *KINDS), what="the problem type", where="--problem")
+    if src.is_dir():
+        if reference is None:
+            raise ConfigError.single(
+                src,
+                "a folder of predictions is scored against --reference",
+                "no --reference",
+                "add --reference REF_DIR",
+            )
+        pairs = _from_folders(src, Path(reference))
+    elif src.suffix.lower() == ".csv":
+        pairs = _from_csv(src)
+    else:
+        raise ConfigError.single(
+            src, "the input is a CSV or a folder of predictions", "neither", "pass a CSV or a folder"
+        )
+    if not pairs:
+        raise DatasetError.single(src, "there is something to score", "no cases", "check the input")
+    protected = [src] + ([Path(reference)] if reference else [])
+    out = claim_output(Path(output), "metrics", protected=protected, overwrite=overwrite)
+    kind = detect_kind(pairs) if problem == "auto" else problem
+    pairs = _fill_missing(pairs, kind, missing_value, src)
+    region_map = parse_regions(regions or [])
+    if kind == "segmentation":
+        rows = segmentation_rows(
+            pairs,
+            _labels(Path(labels) if labels else None),
+            region_map,
+            tolerance=tolerance,
+            missing_value=missing_value,
+        )
+        summary = segmentation_summary(rows, tolerance)
+    elif kind == "classification":
+        rows, summary = classification_result(pairs)
+    else:
+        rows, summary = regression_result(pairs)
+    summary = {"schema_version": 1, "problem": kind, **summary}
+    with atomic_directory(out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False, na_rep="")
+        write_json_atomic(tmp / "summary.json", summary)
+        mark_output(tmp, "metrics")
+    return MetricsResult(out, kind, summary)
+
+
+def headline(res: MetricsResult) -> str:
+    """One line for the console."""
+    s = res.summary
+    if res.kind == "segmentation":
+        fg = s["foreground_mean"]
+        return f"{s['n_cases']} cases, foreground mean Dice {_fmt(fg['dice'])}, HD95 {_fmt(fg['hd95'])} mm, ASSD {_fmt(fg['assd'])} mm"
+    if res.kind == "classification":
+        return f"{s['n_cases']} cases, accuracy {_fmt(s['accuracy'])}, balanced accuracy {_fmt(s['balanced_accuracy'])}, macro AUC {_fmt(s['auc_macro'])} ({s['auc_from']})"
+    return f"{s['n_cases']} cases, MAE {_fmt(s['mae'])}, RMSE {_fmt(s['rmse'])}, R2 {_fmt(s['r2'])}"
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"

@@ -1,0 +1,152 @@
+"""``automed metrics``: label maps from two folders (labels, regions, missing predictions), classes and values
+from a CSV, checked against hand-computed values and scikit-learn; outputs never land in the inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
+
+from automed import api
+from automed.errors import ArtifactError, DatasetError
+
+
+def _write(arr: np.ndarray, path: Path, spacing: tuple[float, float, float] = (0.5, 1.0, 2.0)) -> None:
+    img = sitk.GetImageFromArray(arr.astype(np.uint8))
+    img.SetSpacing(spacing)
+    sitk.WriteImage(img, str(path))
+
+
+@pytest.fixture()
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    for i in range(3):
+        ref = np.zeros((6, 12, 12), np.uint8)
+        ref[1:5, 2:8, 2:8] = 1
+        ref[1:5, 4:6, 4:6] = 2
+        pred = ref.copy()
+        pred[1:5, 2:8, 7:8] = 0 if i == 0 else 1  # case 0 misses one column of label 1
+        _write(ref, ref_dir / f"case{i}.nii.gz")
+        _write(pred, pred_dir / f"case{i}.nii.gz")
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "outer": 1, "core": 2}}))
+    return pred_dir, ref_dir
+
+
+def test_folders_score_labels_and_regions(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    pred, ref = folders
+    res = api.metrics(
+        pred, tmp_path / "out", reference=ref, labels=tmp_path / "dataset.json", regions=["whole=1,2"]
+    )
+    assert res.kind == "segmentation"
+    rows = pd.read_csv(res.folder / "metrics.csv")
+    assert set(rows["label"]) == {"1", "2", "region:whole"} and set(rows["name"]) == {
+        "outer",
+        "core",
+        "whole",
+    }
+    c0 = rows[(rows["case"] == "case0") & (rows["label"] == "1")].iloc[0]
+    n_ref = 4 * 36 - 4 * 4  # label 1 without the core
+    n_pred = (
+        n_ref - 4 * 6 + 4 * 0
+    )  # one column of 6 voxels x 4 slices removed (the core is not in that column)
+    assert c0["dice"] == pytest.approx(2 * n_pred / (n_ref + n_pred))
+    assert c0["precision"] == 1.0 and c0["volume_diff_mm3"] == pytest.approx((n_pred - n_ref) * 1.0)
+    whole = rows[(rows["case"] == "case1") & (rows["label"] == "region:whole")].iloc[0]
+    assert whole["dice"] == 1.0 and whole["assd"] == 0.0
+    s = json.loads((res.folder / "summary.json").read_text())
+    assert s["problem"] == "segmentation" and s["n_cases"] == 3 and s["n_missing"] == 0
+    assert s["mean"]["2"]["dice"] == 1.0 and s["regions"]["region:whole"]["n_cases"] == 3
+    assert s["definitions"]["assd"] and s["nsd_tolerance_mm"] == 1.0
+
+
+def test_missing_predictions_are_listed_or_scored(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    pred, ref = folders
+    (pred / "case1.nii.gz").unlink()
+    (pred / "case2.nii.gz").unlink()
+    with pytest.raises(DatasetError) as err:
+        api.metrics(pred, tmp_path / "out", reference=ref)
+    assert [p.value for p in err.value.problems] == ["case1", "case2"]
+    assert "--missing-value" in err.value.problems[0].fix
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    res = api.metrics(pred, tmp_path / "out", reference=ref, missing_value=0.0)
+    rows = pd.read_csv(res.folder / "metrics.csv")
+    assert (rows[rows["case"] == "case1"]["dice"] == 0.0).all() and res.summary["n_missing"] == 2
+
+
+def test_outputs_never_land_in_the_inputs(folders: tuple[Path, Path]) -> None:
+    pred, ref = folders
+    before = sorted(p.name for p in ref.iterdir())
+    for out in (ref, pred.parent):  # the references themselves, or a folder holding the predictions
+        with pytest.raises(ArtifactError, match="must not be, or hold"):
+            api.metrics(pred, out, reference=ref, overwrite=True)
+    assert sorted(p.name for p in ref.iterdir()) == before
+
+
+def test_mismatched_geometry_names_the_file(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    pred, ref = folders
+    _write(np.zeros((6, 12, 10), np.uint8), pred / "case2.nii.gz")
+    with pytest.raises(DatasetError) as err:
+        api.metrics(pred, tmp_path / "out", reference=ref)
+    p = err.value.problems[0]
+    assert p.file.endswith("case2.nii.gz") and "shape" in p.rule and "(6, 12, 10)" in p.value
+
+
+def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40)
+    p1 = np.clip(y * 0.6 + rng.random(40) * 0.5, 0, 1)
+    names = np.array(["normal", "pneumonia"])
+    pred = names[(p1 > 0.5).astype(int)]
+    csv = tmp_path / "scores.csv"
+    pd.DataFrame(
+        {"SubjectID": [f"c{i}" for i in range(40)], "Target": names[y], "Prediction": pred,
+         "probability_normal": 1 - p1, "probability_pneumonia": p1}
+    ).to_csv(csv, index=False)  # fmt: skip
+    res = api.metrics(csv, tmp_path / "out")
+    s = res.summary
+    assert res.kind == "classification" and s["auc_from"] == "probabilities"
+    assert s["accuracy"] == pytest.approx(accuracy_score(names[y], pred))
+    assert s["auc_macro"] == pytest.approx(roc_auc_score(y, p1))
+    assert s["confusion_matrix"][1][1] == int(((pred == "pneumonia") & (y == 1)).sum())
+    rows = pd.read_csv(res.folder / "metrics.csv")
+    assert rows["correct"].sum() == int((pred == names[y]).sum())
+
+
+def test_values_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    t = rng.normal(3000, 400, 30)
+    p = t + rng.normal(0, 150, 30)
+    csv = tmp_path / "volumes.csv"
+    pd.DataFrame({"SubjectID": [f"c{i}" for i in range(30)], "Target": t, "Prediction": p}).to_csv(
+        csv, index=False
+    )
+    res = api.metrics(csv, tmp_path / "out")
+    assert res.kind == "regression"
+    assert res.summary["mae"] == pytest.approx(mean_absolute_error(t, p))
+    assert res.summary["r2"] == pytest.approx(r2_score(t, p))
+
+
+def test_cli_verb_prints_the_headline(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    pred, ref = folders
+    r = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "metrics", str(pred), "--reference", str(ref), "-o", str(tmp_path / "o"),
+         "--region", "whole=1,2"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "segmentation: 3 cases, foreground mean Dice" in " ".join(r.stdout.split())
+    bad = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "metrics", str(pred), "--reference", str(ref), "-o", str(tmp_path / "p"),
+         "--region", "whole"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "NAME=LABEL" in bad.stdout + bad.stderr
