@@ -150,3 +150,35 @@ def test_cli_verb_prints_the_headline(folders: tuple[Path, Path], tmp_path: Path
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 1 and "NAME=LABEL" in bad.stdout + bad.stderr
+
+
+def test_synthesized_images_inside_a_mask_match_scikit_image(tmp_path: Path) -> None:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    rng = np.random.default_rng(2)
+    ref = rng.normal(100, 20, (8, 24, 24)).astype(np.float32)
+    pred = ref + rng.normal(0, 5, ref.shape).astype(np.float32)
+    mask = np.zeros(ref.shape, np.uint8)
+    mask[2:6, 4:20, 4:20] = 1
+    paths = {}
+    for name, arr in (("ref", ref), ("pred", pred), ("mask", mask)):
+        img = sitk.GetImageFromArray(arr)
+        sitk.WriteImage(img, str(tmp_path / f"{name}.nii.gz"))
+        paths[name] = f"{name}.nii.gz"
+    csv = tmp_path / "synth.csv"
+    csv.write_text(f"SubjectID,Target,Prediction,Mask\nc0,{paths['ref']},{paths['pred']},{paths['mask']}\n")
+    res = api.metrics(csv, tmp_path / "out")
+    assert res.kind == "synthesis"
+    row = pd.read_csv(res.folder / "metrics.csv").iloc[0]
+    inside = mask.astype(bool)
+    span = float(ref[inside].max() - ref[inside].min())
+    assert row["mse"] == pytest.approx(float(np.mean((ref[inside] - pred[inside]) ** 2)), rel=1e-5)
+    assert row["psnr"] == pytest.approx(
+        peak_signal_noise_ratio(ref[inside], pred[inside], data_range=span), rel=1e-5
+    )
+    _, smap = structural_similarity(
+        ref.astype(np.float64), pred.astype(np.float64), data_range=span, full=True, win_size=7
+    )
+    assert row["ssim"] == pytest.approx(float(smap[inside].mean()), rel=1e-6)
+    assert row["ncc"] == pytest.approx(float(np.corrcoef(ref[inside], pred[inside])[0, 1]), rel=1e-6)
+    assert res.summary["psnr"]["mean"] == pytest.approx(row["psnr"])

@@ -102,8 +102,8 @@ def metrics(
     input_path: Annotated[
         Path,
         typer.Argument(
-            help="A CSV (SubjectID,Target,Prediction with image paths or values; optional probability_<class> "
-            "columns) or a folder of predictions (with --reference)."
+            help="A CSV (SubjectID,Target,Prediction with image paths or values; optional Mask and "
+            "probability_<class> columns) or a folder of predictions (with --reference)."
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.csv and summary.json.")],
@@ -112,7 +112,8 @@ def metrics(
         typer.Option(help="Folder of reference label maps, matched to the predictions by case name."),
     ] = None,
     problem: Annotated[
-        str, typer.Option(help="auto (from the targets), segmentation, classification or regression.")
+        str,
+        typer.Option(help="auto (from the targets), segmentation, synthesis, classification or regression."),
     ] = "auto",
     labels: Annotated[
         Path | None, typer.Option(help="A dataset.json whose labels name the label values.")
@@ -135,7 +136,8 @@ def metrics(
 ) -> None:
     """Score predictions against references: Dice, IoU, sensitivity, precision, HD95, ASSD, NSD and volume difference
     per label and region for label maps (spacing-aware); accuracy, balanced accuracy, AUC, F1, per-class
-    sensitivity/specificity, confusion matrix and calibration for classes; MAE, RMSE, R2 and Pearson r for values.
+    sensitivity/specificity, confusion matrix and calibration for classes; MAE, RMSE, R2 and Pearson r for values;
+    MSE, PSNR, SSIM and normalized cross-correlation for synthesized images (inside a Mask column's mask).
 
     Example: automed metrics predictions/ --reference labelsTr/ -o scores --labels dataset.json --region all=1,2
     """

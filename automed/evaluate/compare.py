@@ -22,9 +22,16 @@ from automed.evaluate.image_level import classification_metrics, regression_metr
 from automed.evaluate.metrics import METRIC_DEFINITIONS, label_metrics
 from automed.evaluate.summary import METRICS, summarize
 
-Kind = Literal["segmentation", "classification", "regression"]
-KINDS: tuple[Kind, ...] = ("segmentation", "classification", "regression")
+Kind = Literal["segmentation", "classification", "regression", "synthesis"]
+KINDS: tuple[Kind, ...] = ("segmentation", "classification", "regression", "synthesis")
 MAX_CLASSES = 20  # integer values with more distinct values than this are a regression target
+MAX_LABELS = 64  # an integer reference image with more distinct values than this is an intensity image
+SYNTHESIS_DEFINITIONS = {
+    "mse": "mean squared difference of intensities (inside the mask when given)",
+    "psnr": "10 log10(range^2 / MSE) in dB, range = the reference's max - min inside the mask",
+    "ssim": "structural similarity (scikit-image, 7-voxel window, that range), averaged inside the mask",
+    "ncc": "normalized cross-correlation (Pearson r of the intensities inside the mask)",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class Pair:
     target: str
     prediction: str | None
     probabilities: dict[str, float] = field(default_factory=dict)
+    mask: str | None = None  # synthesis: where to score
 
 
 def _number(text: str) -> float | None:
@@ -47,10 +55,13 @@ def _number(text: str) -> float | None:
 
 
 def detect_kind(pairs: list[Pair]) -> Kind:
-    """Label maps when the targets are files, else classes (text, or few distinct integers) or values."""
+    """Images when the targets are files (label maps when the first reference holds few integer values, else
+    synthesized intensities), else classes (text, or few distinct integers) or values."""
     targets = [p.target for p in pairs]
     if all(Path(t).suffix or "/" in t for t in targets) and all(_number(t) is None for t in targets):
-        return "segmentation"
+        ref, _ = _load(targets[0], pairs[0].case, "reference")
+        integer = np.issubdtype(ref.dtype, np.integer) or bool(np.all(ref == np.round(ref)))
+        return "segmentation" if integer and np.unique(ref).size <= MAX_LABELS else "synthesis"
     numbers = [_number(t) for t in targets]
     if any(v is None for v in numbers):
         return "classification"
@@ -187,3 +198,59 @@ def regression_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict[str
         p.append(pred)
         rows.append({"case": pair.case, "target": target, "prediction": pred, "error": pred - target})
     return rows, regression_metrics(np.array(t), np.array(p))
+
+
+def synthesis_row(ref: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) -> dict[str, float]:
+    """MSE, PSNR, SSIM and NCC of a synthesized image against its reference (inside ``mask`` when given)."""
+    from skimage.metrics import structural_similarity
+
+    inside = np.ones(ref.shape, bool) if mask is None else mask.astype(bool)
+    r, p = ref.astype(np.float64), pred.astype(np.float64)
+    rv, pv = r[inside], p[inside]
+    span = float(rv.max() - rv.min()) if rv.size else 0.0
+    mse = float(np.mean((rv - pv) ** 2)) if rv.size else math.nan
+    psnr = 10 * math.log10(span**2 / mse) if mse > 0 and span > 0 else math.inf if mse == 0 else math.nan
+    squeeze = [ax for ax, n in enumerate(r.shape) if n > 1]  # a 2D image stored as (1, y, x)
+    r2, p2, in2 = (a.reshape([r.shape[ax] for ax in squeeze]) for a in (r, p, inside))
+    win = min(7, *(n if n % 2 else n - 1 for n in r2.shape))
+    _, smap = structural_similarity(  # type: ignore[no-untyped-call]
+        r2, p2, data_range=span or 1.0, full=True, win_size=max(win, 3)
+    )
+    ncc = float(np.corrcoef(rv, pv)[0, 1]) if rv.size > 1 and rv.std() > 0 and pv.std() > 0 else math.nan
+    return {"mse": mse, "psnr": psnr, "ssim": float(smap[in2].mean()), "ncc": ncc}
+
+
+def synthesis_rows(pairs: list[Pair], missing_value: float | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for p in pairs:
+        ref, spacing = _load(p.target, p.case, "reference")
+        if p.prediction is None:
+            rows.append(
+                {"case": p.case, **dict.fromkeys(SYNTHESIS_DEFINITIONS, missing_value), "missing": True}
+            )
+            continue
+        pred, ps = _load(p.prediction, p.case, "prediction")
+        _check_geometry(p, ref, spacing, pred, ps)
+        mask = None if p.mask is None else _load(p.mask, p.case, "mask")[0]
+        if mask is not None and mask.shape != ref.shape:
+            raise DatasetError.single(
+                str(p.mask),
+                "a mask has its reference's shape",
+                f"{mask.shape} vs {ref.shape}",
+                "resample the mask",
+            )
+        rows.append({"case": p.case, **synthesis_row(ref, pred, mask), "missing": False})
+    return rows
+
+
+def synthesis_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean (and median) of each metric over the cases where it is finite."""
+    out: dict[str, Any] = {"n_cases": len(rows), "n_missing": sum(1 for r in rows if r["missing"])}
+    for m in SYNTHESIS_DEFINITIONS:
+        vals = np.array([r[m] for r in rows if r[m] is not None and math.isfinite(r[m])], dtype=np.float64)
+        out[m] = {
+            "mean": float(vals.mean()) if vals.size else None,
+            "median": float(np.median(vals)) if vals.size else None,
+        }
+    out["definitions"] = SYNTHESIS_DEFINITIONS
+    return out

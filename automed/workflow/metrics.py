@@ -1,5 +1,6 @@
 """``automed metrics``: score predictions against references - a CSV (``SubjectID,Target,Prediction`` with paths or
-values, optional ``probability_<class>`` columns as ``automed predict`` writes them) or a folder of predictions
+values, optional ``Mask`` for synthesized images, optional ``probability_<class>`` columns as ``automed predict``
+writes them) or a folder of predictions
 matched by case name to ``--reference``'s files (nnU-Net's evaluate-folder habit).
 
 Writes ``OUT/metrics.csv`` (one row per case, and label or region for label maps) and ``OUT/summary.json``; every
@@ -28,10 +29,13 @@ from automed.evaluate.compare import (
     regression_result,
     segmentation_rows,
     segmentation_summary,
+    synthesis_rows,
+    synthesis_summary,
 )
 from automed.registry import check_choice
 
 CSV_COLUMNS = ("SubjectID", "Target", "Prediction")
+MASK = "Mask"  # synthesis: score inside this mask
 PROBABILITY = "probability_"
 
 
@@ -55,12 +59,12 @@ def _from_csv(path: Path) -> list[Pair]:
         reader = csv.DictReader(fh)
         columns = list(reader.fieldnames or [])
         rows = list(reader)
-    unknown = [c for c in columns if c not in CSV_COLUMNS and not c.startswith(PROBABILITY)]
+    unknown = [c for c in columns if c not in (*CSV_COLUMNS, MASK) and not c.startswith(PROBABILITY)]
     missing = [c for c in CSV_COLUMNS if c not in columns]
     if unknown or missing:
         raise DatasetError.single(
             path,
-            f"a metrics CSV has the columns {', '.join(CSV_COLUMNS)} (and optional {PROBABILITY}<class>)",
+            f"a metrics CSV has the columns {', '.join(CSV_COLUMNS)} (and optional {MASK}, {PROBABILITY}<class>)",
             f"missing {missing}, unknown {unknown}",
             "rename the columns",
         )
@@ -74,7 +78,16 @@ def _from_csv(path: Path) -> list[Pair]:
     for r in rows:
         probs = {c[len(PROBABILITY) :]: float(r[c]) for c in columns if c.startswith(PROBABILITY) and r[c]}
         pred = r["Prediction"].strip()
-        pairs.append(Pair(r["SubjectID"], value(r["Target"].strip()), value(pred) if pred else None, probs))
+        mask = (r.get(MASK) or "").strip()
+        pairs.append(
+            Pair(
+                r["SubjectID"],
+                value(r["Target"].strip()),
+                value(pred) if pred else None,
+                probs,
+                value(mask) if mask else None,
+            )
+        )
     return pairs
 
 
@@ -136,7 +149,7 @@ def _fill_missing(pairs: list[Pair], kind: str, missing_value: float | None, sou
             ],
             f"{len(missing)} missing prediction(s)",
         )
-    if kind == "segmentation":
+    if kind in ("segmentation", "synthesis"):
         return pairs  # scored as missing_value per metric (automed.evaluate.compare)
     text = str(int(missing_value)) if float(missing_value).is_integer() else str(missing_value)
     return [p if p.prediction is not None else Pair(p.case, p.target, text) for p in pairs]
@@ -155,8 +168,8 @@ def metrics(
     overwrite: bool = False,
 ) -> MetricsResult:
     """Score ``input_path`` (a CSV, or a folder of predictions with ``reference``) into ``output``; see the module
-    docstring. ``problem``: ``auto`` (label maps, classes or values, from the targets) or one of
-    ``segmentation``, ``classification``, ``regression``."""
+    docstring. ``problem``: ``auto`` (label maps, intensity images, classes or values, from the targets) or one of
+    ``segmentation``, ``synthesis``, ``classification``, ``regression``."""
     src = Path(input_path)
     check_choice(problem, ("auto", *KINDS), what="the problem type", where="--problem")
     if src.is_dir():
@@ -190,6 +203,9 @@ def metrics(
             missing_value=missing_value,
         )
         summary = segmentation_summary(rows, tolerance)
+    elif kind == "synthesis":
+        rows = synthesis_rows(pairs, missing_value)
+        summary = synthesis_summary(rows)
     elif kind == "classification":
         rows, summary = classification_result(pairs)
     else:
@@ -210,6 +226,8 @@ def headline(res: MetricsResult) -> str:
         return f"{s['n_cases']} cases, foreground mean Dice {_fmt(fg['dice'])}, HD95 {_fmt(fg['hd95'])} mm, ASSD {_fmt(fg['assd'])} mm"
     if res.kind == "classification":
         return f"{s['n_cases']} cases, accuracy {_fmt(s['accuracy'])}, balanced accuracy {_fmt(s['balanced_accuracy'])}, macro AUC {_fmt(s['auc_macro'])} ({s['auc_from']})"
+    if res.kind == "synthesis":
+        return f"{s['n_cases']} cases, PSNR {_fmt(s['psnr']['mean'])} dB, SSIM {_fmt(s['ssim']['mean'])}, NCC {_fmt(s['ncc']['mean'])}"
     return f"{s['n_cases']} cases, MAE {_fmt(s['mae'])}, RMSE {_fmt(s['rmse'])}, R2 {_fmt(s['r2'])}"
 
 
