@@ -66,6 +66,10 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
 
 
 class EnsembleModel(PythonModel):
+    # predict takes an array (or a table's images) whose shape the registered signature describes; MLflow's type-hint
+    # validation would otherwise wrap it and warn on every import that ``Any`` is not a supported hint
+    _skip_type_hint_validation = True
+
     def load_context(self, context: Any) -> None:
         self.predictor = load_bundle(Path(context.artifacts["bundle"]))
 

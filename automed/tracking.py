@@ -79,6 +79,13 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+# MLflow 3's UI opens an experiment on its GenAI view (traces) unless the experiment says it holds model training
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+# artifact up/download progress bars: noise in automed's console (it shows its own progress)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 class Tracker:
     """A thin wrapper over ``MlflowClient`` for one experiment; every value it sends is redacted."""
 
@@ -95,9 +102,13 @@ class Tracker:
         if exp is None:
             root = _artifact_root(uri)
             location = str(root / experiment) if root is not None else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
+            )
         else:
             self.experiment_id = exp.experiment_id
+            if exp.tags.get(EXPERIMENT_KIND) is None:  # made before automed set it
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         self.experiment = experiment
 
     def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:

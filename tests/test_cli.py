@@ -115,15 +115,19 @@ def test_usage_error_is_clicks_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_trains_registers_and_predicts(tmp_path: Path) -> None:
+def test_demo_trains_registers_and_predicts(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from mlflow.tracking import MlflowClient
+
     from automed.testing.demo import run_demo
 
-    res = run_demo(
-        tmp_path / "demo",
-        budget="75s",
-        show_progress=False,
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = run_demo(tmp_path / "demo", budget="75s", show_progress=False, tracking_uri=uri)
+    console = capfd.readouterr()
+    assert "Downloading artifacts" not in console.err + console.out  # MLflow's progress bars stay quiet
+    (exp,) = [e for e in MlflowClient(tracking_uri=uri).search_experiments() if e.name != "Default"]
+    assert (
+        exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    )  # the UI opens on the training runs
     assert res["registered"]["champion"] == "1"
     assert res["folds_reason"].startswith(
         "folds auto: 1 of 5"
@@ -135,3 +139,12 @@ def test_demo_trains_registers_and_predicts(tmp_path: Path) -> None:
     assert plan["n_channels"] == 2 and set(plan["labels"]) == {"0", "1", "2"}
     # anisotropic demo data (3 mm slices, 1 mm in-plane): in-plane-first topology
     assert plan["configurations"]["3d_fullres"]["network"]["kernel_sizes"][0] == [1, 3, 3]
+
+
+def test_importing_the_registered_model_class_warns_nothing() -> None:
+    r = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import automed.registry_model"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr[-2000:]
