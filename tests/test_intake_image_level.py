@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
+from automed import api
 from automed.cli import app
 from automed.data.cases import read_case
 from automed.data.csv_layout import MIXED_VALUES_RULE
@@ -289,3 +290,16 @@ def test_classification_dataset_model_rule() -> None:
     assert Dataset("d", Path("d.csv"), "csv", ("",), None, cases).task_type == "regression"
     names = {i: f"n{i}" for i in range(30)}
     assert Dataset("d", Path("d.csv"), "csv", ("",), names, cases).task_type == "classification"
+
+
+def test_single_dicom_files_in_a_csv_are_2d_images(tmp_path: Path) -> None:
+    """An X-ray-like single DICOM file per case (here: single slices of a real MR series) as a CSV channel."""
+    from tests.conftest import shared
+
+    files = sorted(shared("dicom", "hippo_crop_series").glob("*/*.dcm"))[:8]
+    csv = tmp_path / "data.csv"
+    rows = [f"s{i},{f},{'a' if i % 2 else 'b'}" for i, f in enumerate(files)]
+    csv.write_text("SubjectID,Channel_0,ValueToPredict\n" + "\n".join(rows) + "\n")
+    res = api.plan_dataset(csv, tmp_path / "W", run_preprocess=False, workers=1, show_progress=False)
+    assert res.plan.task_type == "classification" and list(res.plan.configurations) == ["2d"]
+    assert res.fingerprint.class_names == {"0": "a", "1": "b"}

@@ -31,6 +31,7 @@ IMAGE_SUFFIXES = (
     ".tiff",
     ".bmp",
     ".jpg",
+    ".dcm",  # one DICOM file (an X-ray, one slice, or a multi-frame volume); a series is a folder
 )
 SUFFIXES_2D = (".png", ".tif", ".tiff", ".bmp", ".jpg")
 
