@@ -146,6 +146,14 @@ def predict(
         typer.Option(help="Value for NaN/infinite input voxels (default: refuse such inputs with an error)."),
     ] = None,
     overwrite: OverwriteOpt = False,
+    review: Annotated[
+        bool,
+        typer.Option(
+            help="Also write OUTPUT/review/: per input a PNG with the contours (3D: three slices through each "
+            "label's largest component) and a JSON of the structures (volumes, components, boxes, mean "
+            "probabilities), and index.html listing them."
+        ),
+    ] = False,
 ) -> None:
     """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
 
@@ -166,8 +174,11 @@ def predict(
         on_load=lambda text: out.print(f"predicting with {text}"),
         nan_to=nan_to,
         overwrite=overwrite,
+        review=review,
     )
     out.print(f"wrote {len(paths)} prediction(s) to {output}")
+    if review:
+        out.print(f"review: {Path(output) / 'review' / 'index.html'}")
 
 
 @app.command()

@@ -120,6 +120,7 @@ def predict(
     on_load: Any = None,
     nan_to: float | None = None,
     overwrite: bool = False,
+    review: bool = False,
 ) -> list[Path]:
     """Predict every case under ``input_path`` with a training work dir, an ``automed select`` folder (its choice)
     or a registered model URI.
@@ -130,7 +131,8 @@ def predict(
 
     ``output`` is never the model or the input folder (or one holding them); an existing folder is written into only
     when it holds earlier predictions (or with ``overwrite``); each file is written under a temporary name and
-    renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value."""
+    renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` (label maps) adds
+    ``OUT/review/``: per input an annotated PNG and a JSON of the structures found, and ``index.html``."""
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
@@ -148,16 +150,67 @@ def predict(
     cases = discover(input_path, predictor.n_channels)
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
-    writer = TableWriter(out, predictor.target) if hasattr(predictor, "target") else LabelMapWriter(out)
+    image_level = hasattr(predictor, "target")
+    writer = TableWriter(out, predictor.target) if image_level else LabelMapWriter(out)
+    reviewer = ReviewWriter(out / "review", predictor) if review and not image_level else None
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("predict", total=len(cases))
         for c in cases:
             cd = read_case(Case(c.case_id, c.images), c.is_4d)
             channels = _finite(cd.channels, c.images, nan_to)
-            res = predictor.predict_arrays(channels, cd.geometry, probabilities=save_probabilities)
+            res = predictor.predict_arrays(
+                channels, cd.geometry, probabilities=save_probabilities or bool(reviewer)
+            )
+            if reviewer is not None:
+                reviewer.add(c.case_id, channels, cd.geometry, res)
+                if not save_probabilities:
+                    res.probabilities = None
             writer.add(c, cd.geometry, res)
             bar.advance(task)
+    if reviewer is not None:
+        reviewer.close()
     return writer.close()
+
+
+class ReviewWriter:
+    """``OUT/review/``: per case ``<case>.json`` (structures, components, boxes, mean probabilities) and
+    ``<case>.png`` (contours), then ``index.html`` (automed.evaluate.review)."""
+
+    def __init__(self, folder: Path, predictor: Any) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.entries = folder, list[dict[str, Any]]()
+        plan = getattr(predictor, "plan", None)
+        values = getattr(predictor, "label_values", None)
+        if values is None:  # an exported bundle's model
+            values = getattr(getattr(predictor, "model", None), "label_values", [])
+        values = [int(v) for v in values]
+        known = {int(k): str(v) for k, v in plan.labels.items()} if plan is not None else {}
+        self.names = {v: known.get(v, str(v)) for v in values if v != 0}
+        self.index = {v: i for i, v in enumerate(values)}
+
+    def add(self, case_id: str, channels: Any, geometry: Any, res: Any) -> None:
+        from automed.artifacts import write_json_atomic
+        from automed.evaluate.review import describe, review_figure
+
+        found = describe(res.labels, res.probabilities, geometry, self.names, self.index)
+        write_json_atomic(self.folder / f"{case_id}.json", {"case": case_id, **found})
+        fig = review_figure(channels[0], res.labels, self.names, case_id)
+        tmp = self.folder / f".{case_id}.partial.png"
+        fig.savefig(tmp, dpi=90, format="png")
+        tmp.replace(self.folder / f"{case_id}.png")
+        unit = found["unit"]
+        summary = "; ".join(
+            f"{n}: {e[f'size_{unit}']:.0f} {unit} in {e['n_components']} component(s)"
+            for n, e in found["labels"].items()
+        )
+        self.entries.append(
+            {"case": case_id, "png": f"{case_id}.png", "json": f"{case_id}.json", "summary": summary}
+        )
+
+    def close(self) -> None:
+        from automed.evaluate.review import write_index
+
+        write_index(self.folder, self.entries)
 
 
 class LabelMapWriter:

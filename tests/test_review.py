@@ -1,0 +1,79 @@
+"""``automed predict --review``: structures, components and boxes per input (JSON), contour pictures (PNG) and one
+self-contained index page."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from automed.data.io import Geometry
+from automed.evaluate.review import describe, review_figure, write_index
+
+
+def test_components_boxes_volumes_and_mean_probabilities() -> None:
+    labels = np.zeros((6, 10, 12), np.int16)
+    labels[1:3, 2:4, 2:5] = 1  # 12 voxels
+    labels[4:6, 7:9, 8:10] = 1  # 8 voxels, a second component
+    labels[2:4, 6:8, 1:2] = 2
+    probs = np.zeros((3, *labels.shape), np.float32)
+    probs[1][labels == 1] = 0.8
+    probs[2][labels == 2] = 0.6
+    direction = (-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)  # x flipped
+    geo = Geometry((12, 10, 6), (0.5, 1.0, 2.0), (10.0, 20.0, 30.0), direction)
+    found = describe(labels, probs, geo, {1: "liver", 2: "lesion"}, {0: 0, 1: 1, 2: 2})
+    liver = found["labels"]["liver"]
+    assert found["unit"] == "mm3" and liver["n_components"] == 2
+    assert liver["size_mm3"] == pytest.approx(20 * 0.5 * 1.0 * 2.0)
+    big, small = liver["components"]
+    assert big["voxels"] == 12 and big["bbox_voxel_zyx"] == [[1, 2, 2], [2, 3, 4]]
+    # voxel (z=1, y=2, x=2): x = 10 - 2 * 0.5, y = 20 + 2 * 1.0, z = 30 + 1 * 2.0
+    assert big["bbox_physical_xyz_mm"][0] == pytest.approx([9.0, 22.0, 32.0])
+    assert big["mean_probability"] == pytest.approx(0.8) and small["voxels"] == 8
+    assert found["labels"]["lesion"]["components"][0]["mean_probability"] == pytest.approx(0.6)
+    flat = describe(labels[:1] * 0 + (labels[2:3] == 2), None, geo, {1: "x"}, {})
+    assert flat["unit"] == "mm2" and flat["labels"]["x"]["size_mm2"] == pytest.approx(2 * 0.5 * 1.0)
+
+
+def test_picture_and_index_page(tmp_path: Path) -> None:
+    labels = np.zeros((8, 16, 16), np.int16)
+    labels[2:6, 4:10, 5:11] = 1
+    fig = review_figure(np.random.default_rng(0).random((8, 16, 16)), labels, {1: "organ", 2: "absent"}, "c1")
+    assert len(fig.axes) == 3  # three orthogonal slices through the one label found
+    fig.savefig(tmp_path / "c1.png")
+    page = write_index(
+        tmp_path, [{"case": "c1", "png": "c1.png", "json": "c1.json", "summary": "organ: 1 <x>"}]
+    )
+    text = page.read_text()
+    assert 'src="c1.png"' in text and "organ: 1 &lt;x&gt;" in text
+    assert "<script" not in text and not re.search(r"(src|href)=\"https?:", text)
+
+
+@pytest.mark.slow
+def test_predict_review_writes_json_png_and_index(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    from automed import api
+    from automed.testing.synthetic import make_dataset
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=5)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 2\niterations_per_epoch: 4\nval_iterations: 1\nnum_workers: 0\n")
+    res = api.train(ds, tmp_path / "W", config=cfg, folds=2, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+                    workers=0, show_progress=False, register=False)  # fmt: skip
+    out = tmp_path / "P"
+    api.predict(res.workdir, ds / "imagesTr", out, review=True, show_progress=False)
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (ds / "imagesTr").iterdir())
+    for cid in cases:
+        found = json.loads((out / "review" / f"{cid}.json").read_text())
+        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{cid}.nii.gz")))
+        for entry in found["labels"].values():
+            assert sum(c["voxels"] for c in entry["components"]) == int((pred == entry["value"]).sum())
+            assert all(0 <= c.get("mean_probability", 0.5) <= 1 for c in entry["components"])
+        assert (out / "review" / f"{cid}.png").stat().st_size > 1000
+    assert not list(out.glob("*.npz"))  # probabilities were used for the review, not saved
+    index = (out / "review" / "index.html").read_text()
+    assert all(f'src="{cid}.png"' in index for cid in cases)
