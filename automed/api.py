@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # the "as" form re-exports the names for type checkers
     from automed.workflow.prepare import plan_dataset as plan_dataset
     from automed.workflow.prepare import preprocess as preprocess
     from automed.workflow.prepare import verify as verify
+    from automed.workflow.report import ReportResult as ReportResult
+    from automed.workflow.report import report as report
     from automed.workflow.select import select as select
     from automed.workflow.sweep import grid as grid
     from automed.workflow.sweep import sweep as sweep
@@ -59,6 +61,8 @@ _WHERE = {
     "plan_dataset": "automed.workflow.prepare",
     "preprocess": "automed.workflow.prepare",
     "verify": "automed.workflow.prepare",
+    "ReportResult": "automed.workflow.report",
+    "report": "automed.workflow.report",
     "select": "automed.workflow.select",
     "grid": "automed.workflow.sweep",
     "sweep": "automed.workflow.sweep",

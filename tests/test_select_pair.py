@@ -169,3 +169,11 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
     packed = json.loads((cube / "mlcube" / "workspace" / "additional_files" / "preprocess.json").read_text())
     assert len(packed["members"]) == 2
     assert (cube / "mlcube" / "workspace" / "additional_files" / "networks" / "member_1" / "onnx").is_dir()
+
+
+def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) -> None:
+    res = api.report([pair["w0"], pair["w1"]], tmp_path / "R")
+    page = res.page.read_text()
+    assert "Training curves (every fold)" in page and (res.folder / "curves.png").is_file()
+    assert page.count("data:image/png;base64,") == 3  # boxplots, curves, scatter
+    assert {t["run_a"] for t in res.tests} == {"W0"} and all(t["n_cases"] == 6 for t in res.tests)

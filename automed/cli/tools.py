@@ -1,5 +1,5 @@
-"""Tool verbs: info (versions and devices), ui (the MLflow UI on automed's store) and metrics (score predictions
-against references)."""
+"""Tool verbs: info (versions and devices), ui (the MLflow UI on automed's store), metrics (score predictions
+against references) and report (compare runs on one page)."""
 
 from __future__ import annotations
 
@@ -157,3 +157,33 @@ def metrics(
     )
     out.print(f"{res.kind}: {headline(res)}")
     out.print(f"written: {res.folder / 'metrics.csv'}, {res.folder / 'summary.json'}")
+
+
+@app.command()
+def report(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Training work dirs, `automed metrics` outputs or their metrics.csv (one or more)."
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and its PNGs/CSVs.")],
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
+    ] = False,
+) -> None:
+    """One self-contained HTML page comparing segmentation runs: means, boxplots, training curves of every fold,
+    paired Wilcoxon signed-rank tests per structure (Holm-corrected) with the better run, run-vs-run scatter,
+    outliers and the per-case table.
+
+    Example: automed report work_3d work_2d -o report
+    """
+    from automed import api
+
+    res = api.report(runs, output, overwrite=overwrite)
+    for t in res.tests:
+        out.print(
+            f"{t['name']}: {t['run_a']} vs {t['run_b']}, median Dice difference {t['median_difference']:+.4f}, "
+            f"p {t['p_value']:.3g} (Holm {t['p_holm']:.3g}), better: {t['better']}"
+        )
+    out.print(f"report: {res.page}")

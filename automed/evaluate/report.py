@@ -1,0 +1,148 @@
+"""The pieces of ``automed report`` for segmentation runs: per-case tables, paired Wilcoxon signed-rank tests between
+runs per structure with Holm's correction, outliers, and the figures (boxplots, run-vs-run scatter, training curves
+of every fold on shared axes). Pure functions over pandas tables; :mod:`automed.workflow.report` reads the runs and
+writes the page."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from scipy import stats
+
+HIGHER_IS_BETTER = {
+    "dice": True,
+    "iou": True,
+    "nsd": True,
+    "sensitivity": True,
+    "precision": True,
+    "hd95": False,
+    "assd": False,
+}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in the input order."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [1.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_tests(table: pd.DataFrame, metric: str = "dice") -> list[dict[str, Any]]:
+    """For every structure and every pair of runs: the Wilcoxon signed-rank test on the cases both scored (metric
+    defined in both), the median difference (second minus first) and which run is better; Holm's correction over
+    all tests of the report."""
+    rows: list[dict[str, Any]] = []
+    runs = list(dict.fromkeys(table["run"]))
+    for (label, name), g in table.groupby(["label", "name"], sort=True):
+        wide = g.pivot_table(index="case", columns="run", values=metric, aggfunc="first")
+        for a, b in itertools.combinations([r for r in runs if r in wide], 2):
+            both = wide[[a, b]].dropna()
+            diff = (both[b] - both[a]).to_numpy()
+            entry: dict[str, Any] = {
+                "label": label,
+                "name": name,
+                "run_a": a,
+                "run_b": b,
+                "n_cases": len(both),
+            }
+            entry["median_difference"] = float(np.median(diff)) if len(diff) else math.nan
+            if len(diff) == 0 or not np.any(diff != 0):
+                entry.update(statistic=math.nan, p_value=1.0)
+            else:
+                res = stats.wilcoxon(both[a], both[b])
+                entry.update(statistic=float(res.statistic), p_value=float(res.pvalue))
+            up = HIGHER_IS_BETTER.get(metric, True)
+            med = entry["median_difference"]
+            entry["better"] = "-" if not med or math.isnan(med) else (b if (med > 0) == up else a)
+            rows.append(entry)
+    for entry, adj in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
+        entry["p_holm"] = adj
+    return rows
+
+
+def outliers(table: pd.DataFrame, metric: str = "dice", worst: int = 3) -> list[dict[str, Any]]:
+    """Per run and structure: the ``worst`` cases and every case beyond 1.5 IQR on the bad side."""
+    up = HIGHER_IS_BETTER.get(metric, True)
+    out: list[dict[str, Any]] = []
+    for (run, label, name), g in table.groupby(["run", "label", "name"], sort=True):
+        vals = g[["case", metric]].dropna()
+        if vals.empty:
+            continue
+        q1, q3 = np.percentile(vals[metric], [25, 75])
+        fence = q1 - 1.5 * (q3 - q1) if up else q3 + 1.5 * (q3 - q1)
+        ranked = vals.sort_values(metric, ascending=up)
+        beyond = set(vals[(vals[metric] < fence) if up else (vals[metric] > fence)]["case"])
+        for i, (case, value) in enumerate(zip(ranked["case"], ranked[metric], strict=True)):
+            if i < worst or case in beyond:
+                out.append(
+                    {"run": run, "label": label, "name": name, "case": case, metric: float(value),
+                     "why": "beyond 1.5 IQR" if case in beyond else f"worst {worst}"}
+                )  # fmt: skip
+    return out
+
+
+def boxplots(table: pd.DataFrame, metrics: tuple[str, ...] = ("dice", "hd95")) -> Figure:
+    """One panel per metric and structure: a box per run over its cases."""
+    names = sorted(table["name"].dropna().unique().tolist())
+    runs = list(dict.fromkeys(table["run"]))
+    fig = Figure(figsize=(3.4 * max(1, len(names)), 3.0 * len(metrics)))
+    for i, metric in enumerate(metrics):
+        for j, name in enumerate(names):
+            ax = fig.add_subplot(len(metrics), max(1, len(names)), i * max(1, len(names)) + j + 1)
+            data = [
+                table[(table["run"] == r) & (table["name"] == name)][metric].dropna().to_numpy() for r in runs
+            ]
+            ax.boxplot(data, tick_labels=[str(k + 1) for k in range(len(runs))], showmeans=True)
+            ax.set_title(f"{name}: {metric}", fontsize=9)
+    fig.suptitle("runs: " + ", ".join(f"{k + 1}={r}" for k, r in enumerate(runs)), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def scatter(table: pd.DataFrame, a: str, b: str, metric: str = "dice") -> Figure:
+    """Per case and structure, run ``a``'s metric against run ``b``'s (points above the diagonal: ``b`` better)."""
+    fig = Figure(figsize=(4.2, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    for name, g in table.groupby("name", sort=True):
+        wide = g.pivot_table(index="case", columns="run", values=metric, aggfunc="first").dropna()
+        if a in wide and b in wide:
+            ax.scatter(wide[a], wide[b], s=12, label=str(name))
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+    ax.set_xlabel(f"{a} ({metric})")
+    ax.set_ylabel(f"{b} ({metric})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def curves(histories: dict[str, list[dict[str, Any]]]) -> Figure:
+    """Training loss, validation loss, epoch score (and its EMA) and learning rate of every fold on shared axes
+    (``histories``: label ``run fold k`` -> ``progress.json`` history)."""
+    fig = Figure(figsize=(12, 3.2))
+    panels = (
+        ("train_loss", "training loss"),
+        ("val_score", "epoch score"),
+        ("learning_rate", "learning rate"),
+    )
+    axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
+    for label, hist in histories.items():
+        epochs = [h["epoch"] for h in hist]
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            ax.plot(epochs, [h.get(key, math.nan) for h in hist], label=label, lw=1)
+    for ax, (_, title) in zip(axes, panels, strict=True):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,119 @@
+"""``automed report RUN [RUN ...] -o DIR``: one self-contained HTML page (figures inlined, no scripts, no network)
+plus its PNGs and CSVs, comparing segmentation runs. A RUN is a training work dir (its ``cv/metrics.csv`` and every
+fold's ``progress.json``), an ``automed metrics`` output folder or its ``metrics.csv``.
+
+Contents: mean per run and structure; per-case table; boxplots per structure (Dice, HD95); training curves of all
+folds on shared axes; paired Wilcoxon signed-rank tests per structure between every two runs with Holm's correction
+and the better run; a run-vs-run scatter; outliers (worst cases, beyond 1.5 IQR)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from automed.artifacts import atomic_directory, claim_output, mark_output
+from automed.errors import ArtifactError
+from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
+from automed.workdir import WorkDir
+
+MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
+
+
+@dataclass
+class ReportResult:
+    folder: Path
+    page: Path
+    tests: list[dict[str, Any]]
+
+
+def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
+    """The per-case table of one run and its folds' histories (work dirs only)."""
+    wd = WorkDir(path)
+    if path.is_dir() and wd.cv_metrics.is_file():
+        table = pd.read_csv(wd.cv_metrics)
+        hist = {}
+        for prog in sorted((path / "train").glob("*/fold_*/progress.json")):
+            hist[f"{prog.parent.parent.name} {prog.parent.name}"] = json.loads(prog.read_text())["history"]
+        return table, hist
+    csv = path / "metrics.csv" if path.is_dir() else path
+    if csv.is_file() and csv.suffix == ".csv":
+        table = pd.read_csv(csv)
+        if {"case", "label", "dice"} <= set(table.columns):
+            return table, {}
+    raise ArtifactError.single(
+        path,
+        "a report compares segmentation runs: training work dirs or `automed metrics` outputs",
+        "no cv/metrics.csv or metrics.csv with case, label and dice",
+        "train it first (`automed train`), or score predictions with `automed metrics`",
+    )
+
+
+def _png(fig: Figure, path: Path) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    path.write_bytes(buf.getvalue())
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", border=0, escape=True)
+
+
+def report(runs: Sequence[str | Path], output: str | Path, *, overwrite: bool = False) -> ReportResult:
+    """Write the report of ``runs`` into ``output`` (see the module docstring)."""
+    paths = [Path(r) for r in runs]
+    out = claim_output(Path(output), "report", protected=paths, overwrite=overwrite)
+    tables: list[pd.DataFrame] = []
+    histories: dict[str, list[dict[str, Any]]] = {}
+    names: list[str] = []
+    for p in paths:
+        table, hist = _read_run(p)
+        name = p.stem if p.is_file() else p.name
+        name = name if name not in names else f"{name}-{len(names) + 1}"
+        names.append(name)
+        tables.append(table.assign(run=name))
+        histories.update({f"{name} {k}": v for k, v in hist.items()})
+    cases = pd.concat(tables, ignore_index=True)
+    cases = cases[~cases["label"].astype(str).str.startswith("region:")] if "label" in cases else cases
+    tests = paired_tests(cases) if len(names) > 1 else []
+    worst = outliers(cases)
+    with atomic_directory(out) as tmp:
+        means = cases.groupby(["run", "name"], sort=False)[
+            [m for m in ("dice", "hd95", "nsd") if m in cases]
+        ].mean()
+        sections = [("Mean per run and structure", _table(means.reset_index()))]
+        sections.append(("Distributions", _png(boxplots(cases), tmp / "boxplots.png")))
+        if histories:
+            sections.append(("Training curves (every fold)", _png(curves(histories), tmp / "curves.png")))
+        if tests:
+            pd.DataFrame(tests).to_csv(tmp / "wilcoxon.csv", index=False)
+            sections.append(
+                ("Paired Wilcoxon signed-rank tests (Dice, Holm-corrected)", _table(pd.DataFrame(tests)))
+            )
+            sections.append(("Run vs run", _png(scatter(cases, names[0], names[1]), tmp / "scatter.png")))
+        pd.DataFrame(worst).to_csv(tmp / "outliers.csv", index=False)
+        sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", _table(pd.DataFrame(worst))))
+        cases.to_csv(tmp / "cases.csv", index=False)
+        shown = cases[["run", "case", "name", *[m for m in ("dice", "hd95", "nsd") if m in cases]]]
+        sections.append(
+            (f"Per case (first {MAX_CASE_ROWS}; all in cases.csv)", _table(shown.head(MAX_CASE_ROWS)))
+        )
+        body = "".join(f"<h2>{html.escape(t)}</h2>{content}" for t, content in sections)
+        page = (
+            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>automed report</title><style>"
+            "body{font-family:sans-serif;max-width:1300px}table{border-collapse:collapse;font-size:12px}"
+            "td,th{padding:3px 6px;border-bottom:1px solid #ddd}img{max-width:100%}</style></head><body>"
+            f"<h1>automed report: {html.escape(', '.join(names))}</h1>{body}</body></html>\n"
+        )
+        (tmp / "report.html").write_text(page)
+        mark_output(tmp, "report")
+    return ReportResult(out, out / "report.html", tests)

@@ -1,0 +1,98 @@
+"""``automed report``: Holm's correction and Wilcoxon tests against scipy, outliers, and a self-contained page with
+every named section (its browser check runs where Debian's chromium is installed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from automed import api
+from automed.evaluate.report import holm, outliers, paired_tests
+
+
+def test_holm_matches_hand_values() -> None:
+    # p = 0.01, 0.04, 0.03 -> sorted 0.01*3, 0.03*2, 0.04*1 -> 0.03, 0.06, then max(0.06, 0.04) = 0.06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def _table(run: str, dice: np.ndarray, names: tuple[str, ...] = ("anterior",)) -> pd.DataFrame:
+    rows = [
+        {
+            "run": run,
+            "case": f"c{i}",
+            "label": str(k + 1),
+            "name": n,
+            "dice": float(d),
+            "hd95": 2.0 - float(d),
+        }
+        for k, n in enumerate(names)
+        for i, d in enumerate(dice)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_wilcoxon_equals_scipy_and_names_the_better_run() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0.7, 0.9, 20)
+    b = a + rng.normal(0.03, 0.02, 20)
+    tests = paired_tests(pd.concat([_table("A", a), _table("B", b)]))
+    (t,) = tests
+    ref = stats.wilcoxon(a, b)
+    assert t["p_value"] == pytest.approx(ref.pvalue) and t["statistic"] == pytest.approx(ref.statistic)
+    assert t["better"] == "B" and t["median_difference"] == pytest.approx(float(np.median(b - a)))
+    assert t["p_holm"] == pytest.approx(t["p_value"])  # one test: nothing to correct
+
+
+def test_outliers_list_the_worst_and_those_beyond_the_fence() -> None:
+    dice = np.array([0.9, 0.91, 0.92, 0.9, 0.89, 0.91, 0.2])
+    out = outliers(_table("A", dice), worst=2)
+    cases = {o["case"]: o["why"] for o in out}
+    assert cases["c6"] == "beyond 1.5 IQR" and cases["c4"] == "worst 2" and len(out) == 2
+
+
+@pytest.fixture()
+def two_runs(tmp_path: Path) -> list[Path]:
+    rng = np.random.default_rng(1)
+    paths = []
+    for run, shift in (("unet", 0.0), ("unet_big", 0.05)):
+        folder = tmp_path / run
+        folder.mkdir()
+        dice = np.clip(rng.uniform(0.6, 0.9, 12) + shift, 0, 1)
+        _table(run, dice, ("anterior", "posterior")).drop(columns="run").to_csv(
+            folder / "metrics.csv", index=False
+        )
+        paths.append(folder)
+    return paths
+
+
+def test_report_page_holds_every_section_offline(two_runs: list[Path], tmp_path: Path) -> None:
+    res = api.report(two_runs, tmp_path / "R")
+    page = res.page.read_text()
+    for title in ("Mean per run and structure", "Distributions", "Paired Wilcoxon signed-rank tests",
+                  "Run vs run", "Outliers", "Per case"):  # fmt: skip
+        assert title in page, title
+    assert page.count("data:image/png;base64,") == 2 and "<script" not in page
+    assert not re.search(r"(src|href)=\"https?:", page)
+    for f in ("boxplots.png", "scatter.png", "wilcoxon.csv", "outliers.csv", "cases.csv"):
+        assert (res.folder / f).is_file(), f
+    assert len(res.tests) == 2 and {t["name"] for t in res.tests} == {"anterior", "posterior"}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed here")
+def test_report_opens_in_headless_chromium(two_runs: list[Path], tmp_path: Path) -> None:
+    res = api.report(two_runs, tmp_path / "R")
+    shot = tmp_path / "report.png"
+    r = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+         "--window-size=1300,2000", res.page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and shot.stat().st_size > 10_000, r.stderr[-2000:]
