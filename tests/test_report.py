@@ -86,13 +86,44 @@ def test_report_page_holds_every_section_offline(two_runs: list[Path], tmp_path:
     assert len(res.tests) == 2 and {t["name"] for t in res.tests} == {"anterior", "posterior"}
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed here")
-def test_report_opens_in_headless_chromium(two_runs: list[Path], tmp_path: Path) -> None:
-    res = api.report(two_runs, tmp_path / "R")
-    shot = tmp_path / "report.png"
+def headless_chromium(page: str, shot: Path) -> str:
+    """Open ``page`` in headless Chromium, save a screenshot, and return its verbose log (console messages are
+    logged as ``INFO:CONSOLE``, every request as ``NotifyBeforeURLRequest: URL``)."""
     r = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-         "--window-size=1300,2000", res.page.as_uri()],
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=1",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+         "--disable-features=NetworkTimeServiceQuerying",
+         f"--screenshot={shot}", "--window-size=1300,2000", page],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0 and shot.stat().st_size > 10_000, r.stderr[-2000:]
+    return r.stderr
+
+
+BROWSER_SERVICES = (
+    "google.com",
+    "googleapis.com",
+    "gstatic.com",
+    "gvt1.com",
+)  # Chromium's own background calls
+
+
+def page_requests(log: str) -> list[str]:
+    """Network requests in a :func:`headless_chromium` log, other than local files and the browser's services."""
+    urls = re.findall(r"NotifyBeforeURLRequest: (\S+)", log)
+    hosts = [
+        (u, re.sub(r"^\w+://([^/:?]+).*$", r"\1", u)) for u in urls if not u.startswith(("file:", "data:"))
+    ]
+    return [u for u, h in hosts if not any(h == s or h.endswith("." + s) for s in BROWSER_SERVICES)]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed here")
+def test_report_opens_in_headless_chromium(two_runs: list[Path], tmp_path: Path) -> None:
+    import os
+
+    res = api.report(two_runs, tmp_path / "R")
+    artifacts = Path(os.environ.get("AUTOMED_TEST_ARTIFACTS", tmp_path))  # CI may keep the screenshot
+    artifacts.mkdir(parents=True, exist_ok=True)
+    log = headless_chromium(res.page.as_uri(), artifacts / "report.png")
+    assert "INFO:CONSOLE" not in log  # no console errors (or messages at all)
+    assert not page_requests(log), page_requests(log)  # the page asks the network for nothing

@@ -77,3 +77,17 @@ def test_predict_review_writes_json_png_and_index(tmp_path: Path) -> None:
     assert not list(out.glob("*.npz"))  # probabilities were used for the review, not saved
     index = (out / "review" / "index.html").read_text()
     assert all(f'src="{cid}.png"' in index for cid in cases)
+
+
+@pytest.mark.skipif(
+    __import__("shutil").which("chromium") is None, reason="Debian's chromium is not installed here"
+)
+def test_review_index_opens_in_headless_chromium(tmp_path: Path) -> None:
+    from tests.test_report import headless_chromium, page_requests
+
+    labels = np.zeros((8, 16, 16), np.int16)
+    labels[2:6, 4:10, 5:11] = 1
+    review_figure(np.ones((8, 16, 16)), labels, {1: "organ"}, "c1").savefig(tmp_path / "c1.png")
+    page = write_index(tmp_path, [{"case": "c1", "png": "c1.png", "json": "c1.json", "summary": "organ"}])
+    log = headless_chromium(page.as_uri(), tmp_path / "shot.png")
+    assert "INFO:CONSOLE" not in log and not page_requests(log)
