@@ -3,7 +3,6 @@ self-contained index page."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -50,33 +49,6 @@ def test_picture_and_index_page(tmp_path: Path) -> None:
     text = page.read_text()
     assert 'src="c1.png"' in text and "organ: 1 &lt;x&gt;" in text
     assert "<script" not in text and not re.search(r"(src|href)=\"https?:", text)
-
-
-@pytest.mark.slow
-def test_predict_review_writes_json_png_and_index(tmp_path: Path) -> None:
-    import SimpleITK as sitk
-
-    from automed import api
-    from automed.testing.synthetic import make_dataset
-
-    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=5)
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("epochs: 2\niterations_per_epoch: 4\nval_iterations: 1\nnum_workers: 0\n")
-    res = api.train(ds, tmp_path / "W", config=cfg, folds=2, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
-                    workers=0, show_progress=False, register=False)  # fmt: skip
-    out = tmp_path / "P"
-    api.predict(res.workdir, ds / "imagesTr", out, review=True, show_progress=False)
-    cases = sorted(p.name[: -len(".nii.gz")] for p in (ds / "imagesTr").iterdir())
-    for cid in cases:
-        found = json.loads((out / "review" / f"{cid}.json").read_text())
-        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{cid}.nii.gz")))
-        for entry in found["labels"].values():
-            assert sum(c["voxels"] for c in entry["components"]) == int((pred == entry["value"]).sum())
-            assert all(0 <= c.get("mean_probability", 0.5) <= 1 for c in entry["components"])
-        assert (out / "review" / f"{cid}.png").stat().st_size > 1000
-    assert not list(out.glob("*.npz"))  # probabilities were used for the review, not saved
-    index = (out / "review" / "index.html").read_text()
-    assert all(f'src="{cid}.png"' in index for cid in cases)
 
 
 @pytest.mark.skipif(

@@ -340,6 +340,45 @@ def test_ui_serves_the_store(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{port}" in log.read_text()
 
 
+@pytest.mark.skipif(
+    __import__("shutil").which("chromium") is None, reason="Debian's chromium is not installed here"
+)
+def test_mlflow_ui_lists_the_runs_in_headless_chromium(trained: dict[str, object], tmp_path: Path) -> None:
+    """The runs page of ``automed ui``'s experiment lists the training of a tiny run."""
+    from mlflow.tracking import MlflowClient
+
+    uri = str(trained["uri"])
+    (exp,) = [e for e in MlflowClient(tracking_uri=uri).search_experiments() if e.name != "Default"]
+    with automed_ui(uri, tmp_path / "ui.log") as port:
+        r = subprocess.run(
+            ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=20000",
+             "--disable-background-networking", "--dump-dom", f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}/runs"],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "train-3d_fullres" in r.stdout  # the parent run (its fold runs are nested under it, collapsed)
+
+
+def test_predict_review_writes_json_png_and_index(trained: dict[str, object], tmp_path: Path) -> None:
+    """``automed predict --review``: a JSON and a PNG per input and one index page (tests/test_review.py has the
+    unit checks)."""
+    ds = Path(str(trained["ds"]))
+    wd = trained["res"].workdir  # type: ignore[attr-defined]
+    out = tmp_path / "P"
+    api.predict(wd, ds / "imagesTr", out, review=True, show_progress=False)
+    cases = sorted(p.name[: -len(".nii.gz")] for p in (ds / "imagesTr").iterdir())
+    for cid in cases:
+        found = json.loads((out / "review" / f"{cid}.json").read_text())
+        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{cid}.nii.gz")))
+        for entry in found["labels"].values():
+            assert sum(c["voxels"] for c in entry["components"]) == int((pred == entry["value"]).sum())
+            assert all(0 <= c.get("mean_probability", 0.5) <= 1 for c in entry["components"])
+        assert (out / "review" / f"{cid}.png").stat().st_size > 1000
+    assert not list(out.glob("*.npz"))  # probabilities were used for the review, not saved
+    index = (out / "review" / "index.html").read_text()
+    assert all(f'src="{cid}.png"' in index for cid in cases)
+
+
 def test_fresh_run_refuses_another_config_in_the_same_workdir(tmp_path: Path) -> None:
     from automed.errors import ArtifactError
 
