@@ -129,6 +129,7 @@ def test_demo_trains_registers_and_predicts(tmp_path: Path, capfd: pytest.Captur
         exp.tags["mlflow.experimentKind"] == "custom_model_development"
     )  # the UI opens on the training runs
     assert res["registered"]["champion"] == "1"
+    assert res["report"].is_file() and "Training curves (every fold)" in res["report"].read_text()
     assert res["folds_reason"].startswith(
         "folds auto: 1 of 5"
     )  # a tiny budget trains one model, and says why

@@ -107,10 +107,13 @@ def run_demo(
         dice[cid] = d
         t.add_row(cid, f"{d['large']:.3f}", f"{d['small']:.3f}")
     con.print(t)
+    page = api.report([output / "work"], output / "report", overwrite=True).page
+    con.print(f"report of the training (CV per case, curves of every fold, outliers): {page}")
     con.print("open the MLflow UI with: .venv/bin/automed ui   (then http://127.0.0.1:5000)")
     return {
         "dice": dice,
         "registered": res.registered,
         "cv": res.cv_summary,
         "folds_reason": res.folds_reason,
+        "report": page,
     }

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
-from automed.data.io import IMAGE_SUFFIXES
+from automed.data.class_folders import image_stem
 from automed.errors import ConfigError, DatasetError, Problem
 from automed.evaluate.compare import (
     KINDS,
@@ -44,14 +44,6 @@ class MetricsResult:
     folder: Path
     kind: str
     summary: dict[str, Any]
-
-
-def _case_name(path: Path) -> str:
-    low = path.name.lower()
-    for s in IMAGE_SUFFIXES:
-        if low.endswith(s):
-            return path.name[: -len(s)]
-    return path.stem
 
 
 def _from_csv(path: Path) -> list[Pair]:
@@ -93,10 +85,10 @@ def _from_csv(path: Path) -> list[Pair]:
 
 def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
     refs = {
-        _case_name(p): p for p in sorted(reference.iterdir()) if p.is_file() and not p.name.startswith(".")
+        image_stem(p): p for p in sorted(reference.iterdir()) if p.is_file() and not p.name.startswith(".")
     }
     preds = {
-        _case_name(p): p for p in sorted(predictions.iterdir()) if p.is_file() and not p.name.startswith(".")
+        image_stem(p): p for p in sorted(predictions.iterdir()) if p.is_file() and not p.name.startswith(".")
     }
     return [Pair(cid, str(ref), str(preds[cid]) if cid in preds else None) for cid, ref in refs.items()]
 
