@@ -177,3 +177,12 @@ def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) ->
     assert "Training curves (every fold)" in page and (res.folder / "curves.png").is_file()
     assert page.count("data:image/png;base64,") == 3  # boxplots, curves, scatter
     assert {t["run_a"] for t in res.tests} == {"W0"} and all(t["n_cases"] == 6 for t in res.tests)
+    assert res.logged == [str(pair["w0"]), str(pair["w1"])]  # into each training's MLflow run
+    from mlflow.tracking import MlflowClient
+
+    track = json.loads((Path(pair["w0"]) / "tracking.json").read_text())
+    client = MlflowClient(tracking_uri=str(pair["uri"]))
+    names = [f.path for f in client.list_artifacts(track["parent_run_id"], "report")]
+    assert "report/report.html" in names and "report/cases.csv" in names
+    logged = Path(client.download_artifacts(track["parent_run_id"], "report/report.html", str(tmp_path)))
+    assert "case_000" not in logged.read_text() and "case_000" in page  # pseudonyms in MLflow, IDs locally

@@ -2,6 +2,8 @@
 plus its PNGs and CSVs, comparing segmentation runs. A RUN is a training work dir (its ``cv/metrics.csv`` and every
 fold's ``progress.json``), an ``automed metrics`` output folder or its ``metrics.csv``.
 
+Each training work dir's MLflow run also gets the report under ``report/``, rendered with the case pseudonyms.
+
 Contents: mean per run and structure; per-case table; boxplots per structure (Dice, HD95); training curves of all
 folds on shared axes; paired Wilcoxon signed-rank tests per structure between every two runs with Holm's correction
 and the better run; a run-vs-run scatter; outliers (worst cases, beyond 1.5 IQR)."""
@@ -13,7 +15,7 @@ import html
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ class ReportResult:
     folder: Path
     page: Path
     tests: list[dict[str, Any]]
+    logged: list[str] = field(default_factory=list)  # the work dirs whose MLflow run received the report
 
 
 def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
@@ -68,8 +71,72 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", border=0, escape=True)
 
 
-def report(runs: Sequence[str | Path], output: str | Path, *, overwrite: bool = False) -> ReportResult:
-    """Write the report of ``runs`` into ``output`` (see the module docstring)."""
+def _write(
+    cases: pd.DataFrame, histories: dict[str, list[dict[str, Any]]], names: list[str], folder: Path
+) -> list[dict[str, Any]]:
+    """The page, its PNGs and CSVs into ``folder``; returns the paired tests."""
+    tests = paired_tests(cases) if len(names) > 1 else []
+    worst = outliers(cases)
+    metrics = [m for m in ("dice", "hd95", "nsd") if m in cases]
+    means = cases.groupby(["run", "name"], sort=False)[metrics].mean()
+    sections = [("Mean per run and structure", _table(means.reset_index()))]
+    sections.append(("Distributions", _png(boxplots(cases), folder / "boxplots.png")))
+    if histories:
+        sections.append(("Training curves (every fold)", _png(curves(histories), folder / "curves.png")))
+    if tests:
+        pd.DataFrame(tests).to_csv(folder / "wilcoxon.csv", index=False)
+        sections.append(
+            ("Paired Wilcoxon signed-rank tests (Dice, Holm-corrected)", _table(pd.DataFrame(tests)))
+        )
+        sections.append(("Run vs run", _png(scatter(cases, names[0], names[1]), folder / "scatter.png")))
+    pd.DataFrame(worst).to_csv(folder / "outliers.csv", index=False)
+    sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", _table(pd.DataFrame(worst))))
+    cases.to_csv(folder / "cases.csv", index=False)
+    shown = cases[["run", "case", "name", *metrics]]
+    sections.append(
+        (f"Per case (first {MAX_CASE_ROWS}; all in cases.csv)", _table(shown.head(MAX_CASE_ROWS)))
+    )
+    body = "".join(f"<h2>{html.escape(t)}</h2>{content}" for t, content in sections)
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>automed report</title><style>"
+        "body{font-family:sans-serif;max-width:1300px}table{border-collapse:collapse;font-size:12px}"
+        "td,th{padding:3px 6px;border-bottom:1px solid #ddd}img{max-width:100%}</style></head><body>"
+        f"<h1>automed report: {html.escape(', '.join(names))}</h1>{body}</body></html>\n"
+    )
+    (folder / "report.html").write_text(page)
+    return tests
+
+
+def _log_to_mlflow(
+    path: Path, cases: pd.DataFrame, histories: dict[str, list[dict[str, Any]]], names: list[str]
+) -> bool:
+    """For a training work dir: the report, rendered again with its cases' pseudonyms (and no local paths), logged
+    under ``report/`` of the training's MLflow run. Returns whether it was logged."""
+    import tempfile
+
+    from automed.tracking import Tracker
+    from automed.workflow.disclosure import redactor_for
+
+    wd = WorkDir(path)
+    if not (path.is_dir() and wd.tracking.is_file()):
+        return False
+    track = json.loads(wd.tracking.read_text())
+    red = redactor_for([path])
+    shown = cases.assign(case=[red.case(str(c)) for c in cases["case"]])
+    tracker = Tracker(track["uri"], track["experiment"], red)
+    with tempfile.TemporaryDirectory(prefix="automed-report-") as tmp:
+        folder = Path(tmp) / "report"
+        folder.mkdir()
+        _write(shown, histories, names, folder)
+        tracker.log_artifact(track["parent_run_id"], folder)
+    return True
+
+
+def report(
+    runs: Sequence[str | Path], output: str | Path, *, overwrite: bool = False, log_to_mlflow: bool = True
+) -> ReportResult:
+    """Write the report of ``runs`` into ``output`` (see the module docstring); with ``log_to_mlflow``, also into the
+    MLflow run of every training work dir among ``runs`` (case IDs as pseudonyms there)."""
     paths = [Path(r) for r in runs]
     out = claim_output(Path(output), "report", protected=paths, overwrite=overwrite)
     tables: list[pd.DataFrame] = []
@@ -84,36 +151,8 @@ def report(runs: Sequence[str | Path], output: str | Path, *, overwrite: bool = 
         histories.update({f"{name} {k}": v for k, v in hist.items()})
     cases = pd.concat(tables, ignore_index=True)
     cases = cases[~cases["label"].astype(str).str.startswith("region:")] if "label" in cases else cases
-    tests = paired_tests(cases) if len(names) > 1 else []
-    worst = outliers(cases)
     with atomic_directory(out) as tmp:
-        means = cases.groupby(["run", "name"], sort=False)[
-            [m for m in ("dice", "hd95", "nsd") if m in cases]
-        ].mean()
-        sections = [("Mean per run and structure", _table(means.reset_index()))]
-        sections.append(("Distributions", _png(boxplots(cases), tmp / "boxplots.png")))
-        if histories:
-            sections.append(("Training curves (every fold)", _png(curves(histories), tmp / "curves.png")))
-        if tests:
-            pd.DataFrame(tests).to_csv(tmp / "wilcoxon.csv", index=False)
-            sections.append(
-                ("Paired Wilcoxon signed-rank tests (Dice, Holm-corrected)", _table(pd.DataFrame(tests)))
-            )
-            sections.append(("Run vs run", _png(scatter(cases, names[0], names[1]), tmp / "scatter.png")))
-        pd.DataFrame(worst).to_csv(tmp / "outliers.csv", index=False)
-        sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", _table(pd.DataFrame(worst))))
-        cases.to_csv(tmp / "cases.csv", index=False)
-        shown = cases[["run", "case", "name", *[m for m in ("dice", "hd95", "nsd") if m in cases]]]
-        sections.append(
-            (f"Per case (first {MAX_CASE_ROWS}; all in cases.csv)", _table(shown.head(MAX_CASE_ROWS)))
-        )
-        body = "".join(f"<h2>{html.escape(t)}</h2>{content}" for t, content in sections)
-        page = (
-            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>automed report</title><style>"
-            "body{font-family:sans-serif;max-width:1300px}table{border-collapse:collapse;font-size:12px}"
-            "td,th{padding:3px 6px;border-bottom:1px solid #ddd}img{max-width:100%}</style></head><body>"
-            f"<h1>automed report: {html.escape(', '.join(names))}</h1>{body}</body></html>\n"
-        )
-        (tmp / "report.html").write_text(page)
+        tests = _write(cases, histories, names, tmp)
         mark_output(tmp, "report")
-    return ReportResult(out, out / "report.html", tests)
+    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, cases, histories, names)]
+    return ReportResult(out, out / "report.html", tests, logged)
