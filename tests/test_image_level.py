@@ -109,9 +109,15 @@ def test_classification_trains_registers_and_predicts_a_table(classified: dict[s
     assert "cv/roc_pr.png" in names and "cv/confusion_matrix.png" in names
     assert res.registered is not None and res.registered["version"] == "1"
     # predict: one CSV row per image, the class name and one probability per class summing to 1
-    out = api.predict(wd, root / "d" / "images", root / "P", show_progress=False)
+    out = api.predict(wd, root / "d" / "images", root / "P", show_progress=False, review=True)
     assert out == [root / "P" / "predictions.csv"]
     pred = pd.read_csv(out[0])
+    first = pred.iloc[0]  # --review: the class and probabilities per image, a picture, one index page
+    seen = json.loads((root / "P" / "review" / f"{first['SubjectID']}.json").read_text())
+    assert seen["prediction"] == first["prediction"]
+    assert seen["probability_one"] == pytest.approx(first["probability_one"], abs=1e-6)
+    assert (root / "P" / "review" / f"{first['SubjectID']}.png").is_file()
+    assert f"{first['SubjectID']}.png" in (root / "P" / "review" / "index.html").read_text()
     assert list(pred.columns) == ["SubjectID", "prediction", "probability_one", "probability_two"]
     assert len(pred) == 24 and set(pred["prediction"]) <= {"one", "two"}
     assert np.allclose(pred[["probability_one", "probability_two"]].sum(axis=1), 1.0, atol=1e-5)

@@ -109,6 +109,23 @@ def review_figure(image: np.ndarray, labels: np.ndarray, names: dict[int, str], 
     return fig
 
 
+def image_figure(image: np.ndarray, title: str, row: dict[str, Any]) -> Figure:
+    """An image-level prediction over its image (the middle slice of a volume): the class and its probability, or
+    the value, in the title."""
+    fig = Figure(figsize=(3.6, 3.9))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(image[image.shape[0] // 2], cmap="gray")
+    ax.axis("off")
+    pred = row["prediction"]
+    prob = row.get(f"probability_{pred}")
+    if isinstance(prob, float):
+        said = f"{pred} ({prob:.2f})"
+    else:
+        said = f"{pred:.4g}" if isinstance(pred, float) else str(pred)
+    ax.set_title(f"{title}: {said}", fontsize=9)
+    return fig
+
+
 def write_index(folder: Path, entries: list[dict[str, Any]]) -> Path:
     """``index.html``: one row per input (name, picture, what was found); self-contained, no scripts."""
     rows = []

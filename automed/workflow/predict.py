@@ -131,8 +131,9 @@ def predict(
 
     ``output`` is never the model or the input folder (or one holding them); an existing folder is written into only
     when it holds earlier predictions (or with ``overwrite``); each file is written under a temporary name and
-    renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` (label maps) adds
-    ``OUT/review/``: per input an annotated PNG and a JSON of the structures found, and ``index.html``."""
+    renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
+    ``OUT/review/``: per input an annotated PNG and a JSON (label maps: the structures found; classification and
+    regression: the class and probabilities, or the value), and ``index.html``."""
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
@@ -152,18 +153,17 @@ def predict(
     mark_output(out, "predictions")
     image_level = hasattr(predictor, "target")
     writer = TableWriter(out, predictor.target) if image_level else LabelMapWriter(out)
-    reviewer = ReviewWriter(out / "review", predictor) if review and not image_level else None
+    reviewer = ReviewWriter(out / "review", predictor) if review else None
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("predict", total=len(cases))
         for c in cases:
             cd = read_case(Case(c.case_id, c.images), c.is_4d)
             channels = _finite(cd.channels, c.images, nan_to)
-            res = predictor.predict_arrays(
-                channels, cd.geometry, probabilities=save_probabilities or bool(reviewer)
-            )
+            wanted = save_probabilities or (reviewer is not None and not image_level)
+            res = predictor.predict_arrays(channels, cd.geometry, probabilities=wanted)
             if reviewer is not None:
                 reviewer.add(c.case_id, channels, cd.geometry, res)
-                if not save_probabilities:
+                if not save_probabilities and not image_level:
                     res.probabilities = None
             writer.add(c, cd.geometry, res)
             bar.advance(task)
@@ -179,6 +179,7 @@ class ReviewWriter:
     def __init__(self, folder: Path, predictor: Any) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder, self.entries = folder, list[dict[str, Any]]()
+        self.target = getattr(predictor, "target", None)  # classification, regression: one row per image
         plan = getattr(predictor, "plan", None)
         values = getattr(predictor, "label_values", None)
         if values is None:  # an exported bundle's model
@@ -190,14 +191,22 @@ class ReviewWriter:
 
     def add(self, case_id: str, channels: Any, geometry: Any, res: Any) -> None:
         from automed.artifacts import write_json_atomic
-        from automed.evaluate.review import describe, review_figure
+        from automed.evaluate.review import describe, image_figure, review_figure
 
+        if self.target is not None:  # the class (and probabilities) or the value, over the image
+            row = res.row(self.target)
+            write_json_atomic(self.folder / f"{case_id}.json", {"case": case_id, **row})
+            self._save(case_id, image_figure(channels[0], case_id, row))
+            summary = ", ".join(
+                f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
+            )
+            self.entries.append(
+                {"case": case_id, "png": f"{case_id}.png", "json": f"{case_id}.json", "summary": summary}
+            )
+            return
         found = describe(res.labels, res.probabilities, geometry, self.names, self.index)
         write_json_atomic(self.folder / f"{case_id}.json", {"case": case_id, **found})
-        fig = review_figure(channels[0], res.labels, self.names, case_id)
-        tmp = self.folder / f".{case_id}.partial.png"
-        fig.savefig(tmp, dpi=90, format="png")
-        tmp.replace(self.folder / f"{case_id}.png")
+        self._save(case_id, review_figure(channels[0], res.labels, self.names, case_id))
         unit = found["unit"]
         summary = "; ".join(
             f"{n}: {e[f'size_{unit}']:.0f} {unit} in {e['n_components']} component(s)"
@@ -206,6 +215,11 @@ class ReviewWriter:
         self.entries.append(
             {"case": case_id, "png": f"{case_id}.png", "json": f"{case_id}.json", "summary": summary}
         )
+
+    def _save(self, case_id: str, fig: Any) -> None:
+        tmp = self.folder / f".{case_id}.partial.png"
+        fig.savefig(tmp, dpi=90, format="png")
+        tmp.replace(self.folder / f"{case_id}.png")
 
     def close(self) -> None:
         from automed.evaluate.review import write_index
