@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,9 @@ class ScreenChoice:
     folds: int
     share_s: float
     reason: str
+    steps: dict[str, float] = field(
+        default_factory=dict
+    )  # the measured seconds per step of each configuration
 
 
 def choose_screening(
@@ -152,6 +155,7 @@ def choose_screening(
                 share,
                 f"configurations auto: screening {len(names)} on fold 0 ({share:.0f} s each: {each} iterations); "
                 f"the best fold-0 validation score trains {k} fold(s) of {n_folds}",
+                dict(step_s),
             )
     slowest = max(step_s, key=lambda n: step_s[n])
     few = int(seconds / len(names) * overhead / step_s[slowest])
@@ -162,4 +166,5 @@ def choose_screening(
         f"configurations auto: no screening - {len(names)} configurations would give {slowest} about {few} "
         f"iterations each (< {min_iterations}, budget.min_iterations_per_model), so the default configuration "
         "gets the whole budget",
+        dict(step_s),
     )

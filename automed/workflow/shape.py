@@ -21,6 +21,20 @@ from automed.workflow.fold_runs import FINAL_RESERVE_S
 SPLIT_FOLDS = 5  # --folds auto trains the first folds of nnU-Net's five-fold split
 
 
+def _fold0_step(
+    wd: Path, plan: Plan, config: TrainConfig, task: Task, device: str | None, workers: int | None
+) -> float:
+    """Seconds per training step of ``config``'s fold 0 model and data on this machine (a timed probe)."""
+    fold0 = json.loads(WorkDir(wd).splits.read_text())["folds"][0]
+    return step_seconds(
+        wd, plan, config, fold0["train"], fold0["val"], task=task, device=device, workers=workers
+    )
+
+
+def _n_folds(wd: Path) -> int:
+    return int(json.loads(WorkDir(wd).splits.read_text())["n_folds"])
+
+
 def auto_folds(
     wd: Path,
     plan: Plan,
@@ -31,18 +45,14 @@ def auto_folds(
     deadline: float,
     device: str | None,
     workers: int | None,
+    step_s: float | None = None,
 ) -> FoldChoice:
-    """The number of folds (the first ones of ``splits.json``) the time left until ``deadline`` trains well."""
-    splits = json.loads(WorkDir(wd).splits.read_text())
-    fold0 = splits["folds"][0]
-    step_s = step_seconds(
-        wd, plan, config, fold0["train"], fold0["val"], task=task, device=device, workers=workers
-    )
+    """The number of folds (the first ones of ``splits.json``) the time left until ``deadline`` trains well;
+    ``step_s``: the step time a screening probe measured already (else fold 0 is timed here)."""
+    step = step_s if step_s is not None else _fold0_step(wd, plan, config, task, device, workers)
     rules = load_preset(preset).budget
     left = deadline - time.perf_counter() - FINAL_RESERVE_S
-    return choose_fold_count(
-        left, step_s, int(splits["n_folds"]), rules.min_iterations_per_model, rules.fold_counts
-    )
+    return choose_fold_count(left, step, _n_folds(wd), rules.min_iterations_per_model, rules.fold_counts)
 
 
 def screening_candidates(plan: Plan, preset: str) -> list[str]:
@@ -67,26 +77,13 @@ def plan_screening(
     workers: int | None,
 ) -> ScreenChoice:
     """Whether the time left until ``deadline`` screens ``names`` (each timed on fold 0, preprocessed already)."""
-    splits = json.loads(WorkDir(wd).splits.read_text())
-    fold0 = splits["folds"][0]
     steps = {
-        n: step_seconds(
-            wd,
-            plan,
-            config.model_copy(update={"configuration": n}),
-            fold0["train"],
-            fold0["val"],
-            task=task,
-            device=device,
-            workers=workers,
-        )
+        n: _fold0_step(wd, plan, config.model_copy(update={"configuration": n}), task, device, workers)
         for n in names
     }
     rules = load_preset(preset).budget
     left = deadline - time.perf_counter() - FINAL_RESERVE_S
-    return choose_screening(
-        left, steps, int(splits["n_folds"]), rules.min_iterations_per_model, rules.fold_counts
-    )
+    return choose_screening(left, steps, _n_folds(wd), rules.min_iterations_per_model, rules.fold_counts)
 
 
 def fold_count(

@@ -116,8 +116,10 @@ def _start(
                 screen={k: getattr(screen, k) for k in ("configurations", "share_s", "folds", "reason")},
             )
         else:
+            probed = screen.steps.get(config.configuration) if screen is not None else None  # not timed twice
             choice = auto_folds(
-                wd, planned, config, task, preset=preset, deadline=deadline, device=opts.device, workers=opts.workers
+                wd, planned, config, task, preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
+                step_s=probed,
             )  # fmt: skip
             why = f"{screen.reason}; {choice.reason}" if screen is not None else choice.reason
             opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=why)
