@@ -94,6 +94,9 @@ def test_screening_rule_needs_enough_iterations_for_every_model() -> None:
     assert (
         tiny.configurations == [] and "no screening" in tiny.reason and "3d_fullres about 650" in tiny.reason
     )
+    assert (
+        tiny.steps == steps
+    )  # the fold rule then reuses 3d_fullres's measured step instead of timing it again
     middle = choose_screening(2 * 3600, steps, 5, 1500, [1, 5])  # two models fit, six do not
     assert middle.configurations == ["2d", "3d_fullres"] and middle.folds == 1
     assert middle.share_s == pytest.approx(3600) and "screening 2 on fold 0" in middle.reason
