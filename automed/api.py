@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # the "as" form re-exports the names for type checkers
     from automed.data.verify import VerifyReport as VerifyReport
     from automed.export.export import ExportResult as ExportResult
     from automed.package.mlcube import PackageResult as PackageResult
+    from automed.workflow.anonymize import AnonymizeResult as AnonymizeResult
+    from automed.workflow.anonymize import anonymize as anonymize
+    from automed.workflow.anonymize import check_anonymized as check_anonymized
+    from automed.workflow.convert import ConvertResult as ConvertResult
+    from automed.workflow.convert import convert as convert
     from automed.workflow.explain import explain as explain
     from automed.workflow.export import export as export
     from automed.workflow.export import package as package
@@ -48,6 +53,11 @@ _WHERE = {
     "VerifyReport": "automed.data.verify",
     "ExportResult": "automed.export.export",
     "PackageResult": "automed.package.mlcube",
+    "AnonymizeResult": "automed.workflow.anonymize",
+    "anonymize": "automed.workflow.anonymize",
+    "check_anonymized": "automed.workflow.anonymize",
+    "ConvertResult": "automed.workflow.convert",
+    "convert": "automed.workflow.convert",
     "explain": "automed.workflow.explain",
     "export": "automed.workflow.export",
     "package": "automed.workflow.export",

@@ -1,0 +1,244 @@
+"""DICOM de-identification: the PS3.15 Annex E Basic Application Level Confidentiality Profile.
+
+The per-attribute actions (D, Z, X, K, U and their combinations) are dicom-anonymizer's table of the current DICOM
+edition, not a table of ours; we apply them at every depth of nested sequences (the library only looks at the top
+level) and replace three of its behaviours where the profile asks for more than a dummy value:
+
+- UIDs (U, and D on a UID) are keyed (:meth:`DeidKey.uid`): the same input UID becomes the same output UID in every
+  file of the run, references inside sequences included, and in later runs with the same key;
+- Patient ID and Patient's Name become one pseudonym per patient;
+- with ``retain-longitudinal-modified-dates``, dates move back by one offset per patient instead of being removed.
+
+Private attributes are removed. Each file records what was done (``PatientIdentityRemoved``, the method and its
+codes, ``LongitudinalTemporalInformationModified``); :class:`Deidentifier` counts, per attribute, the action and the
+number of files it touched, never a value."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+import pydicom
+from dicomanonymizer import simpledicomanonymizer as table_lib
+from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.sr.codedict import codes
+from pydicom.tag import BaseTag, Tag
+
+from automed._version import __version__
+from automed.registry import check_choice
+from automed.tools.deid_keys import DeidKey
+
+TABLE = "dicomfields_2026c"  # the DICOM edition whose Table E.1-1 dicom-anonymizer ships
+ACTION_CODES = {
+    "replace": "D",
+    "empty": "Z",
+    "delete": "X",
+    "keep": "K",
+    "replace_UID": "U",
+    "empty_or_replace": "Z/D",
+    "delete_or_empty": "X/Z",
+    "delete_or_replace": "X/D",
+    "delete_or_empty_or_replace": "X/Z/D",
+    "delete_or_empty_or_replace_UID": "X/Z/U*",
+}
+LONGITUDINAL = "retain-longitudinal-modified-dates"
+PATIENT_CHARACTERISTICS = "retain-patient-characteristics"
+OPTIONS = {
+    LONGITUDINAL: codes.DCM.RetainLongitudinalTemporalInformationModifiedDatesOption,
+    PATIENT_CHARACTERISTICS: codes.DCM.RetainPatientCharacteristicsOption,
+}
+# kept under the Retain Patient Characteristics Option (PS3.15 Table E.1-1)
+_CHARACTERISTICS = (
+    "PatientAge",
+    "PatientSex",
+    "PatientSize",
+    "PatientWeight",
+    "EthnicGroup",
+    "SmokingStatus",
+    "PregnancyStatus",
+    "PatientSexNeutered",
+)
+# modalities whose pixels often carry burned-in text when the header does not say otherwise
+BURNED_IN_MODALITIES = ("US", "SC", "XC", "ES", "OT", "GM")
+_UID_CODES = {"U", "D", "X/Z/U*", "X/D", "X/Z/D", "Z/D"}
+_BIRTH_DATE = Tag(0x0010, 0x0030)
+_PATIENT_ID = Tag(0x0010, 0x0020)
+_PATIENT_NAME = Tag(0x0010, 0x0010)
+_TIMES_KEPT = "K (kept with shifted dates)"
+
+Action = Callable[[Dataset, Any], None]
+
+
+def check_options(options: list[str]) -> list[str]:
+    for o in options:
+        check_choice(o, tuple(OPTIONS), what="the de-identification option", where="--option")
+    return sorted(set(options))
+
+
+def burned_in(ds: Dataset) -> str | None:
+    """Why the pixels may show identifying text, or ``None``."""
+    flag = str(ds.get("BurnedInAnnotation", "")).upper()
+    if flag == "YES":
+        return "BurnedInAnnotation is YES"
+    modality = str(ds.get("Modality", ""))
+    if not flag and modality in BURNED_IN_MODALITIES:
+        return f"BurnedInAnnotation is absent for modality {modality}, which often carries burned-in text"
+    return None
+
+
+def tag_name(tag: BaseTag) -> str:
+    return keyword_for_tag(tag) or f"({tag.group:04X},{tag.element:04X})"
+
+
+def _shift(value: str, delta: dt.timedelta) -> str | None:
+    """``value`` (DA, or the date part of DT) moved by ``delta``; ``None`` when it is not a full date."""
+    head, tail = value[:8], value[8:]
+    try:
+        day = dt.datetime.strptime(head, "%Y%m%d").date()
+    except ValueError:
+        return None
+    return (day + delta).strftime("%Y%m%d") + tail
+
+
+class Deidentifier:
+    """Cleans datasets in place; ``counts`` holds (attribute, action) -> files."""
+
+    def __init__(self, key: DeidKey, options: list[str] | None = None) -> None:
+        self.key = key
+        self.options = check_options(options or [])
+        actions: dict[tuple[int, ...], Action] = table_lib.initialize_actions(TABLE)
+        self.exact: dict[BaseTag, Action] = {Tag(t[0], t[1]): f for t, f in actions.items() if len(t) == 2}
+        self.ranged = [(t, f) for t, f in actions.items() if len(t) == 4]
+        if PATIENT_CHARACTERISTICS in self.options:
+            for kw in _CHARACTERISTICS:
+                self.exact[Tag(tag_for_keyword(kw) or 0)] = table_lib.keep
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.files = 0
+        # DeidentificationMethod is LO (64 characters a value): one value per part
+        self.method = [
+            f"automed {__version__}",
+            "PS3.15 Basic Application Level Confidentiality Profile",
+            f"table {TABLE} of dicom-anonymizer {metadata.version('dicom-anonymizer')}",
+            "keyed UIDs",
+            "patient pseudonyms",
+            "private attributes removed",
+            *self.options,
+        ]
+
+    def _action(self, tag: BaseTag) -> Action | None:
+        found = self.exact.get(tag)
+        if found is not None:
+            return found
+        for (g, e, gm, em), f in self.ranged:
+            if tag.group & gm == g & gm and tag.element & em == e & em:
+                return f
+        return None
+
+    def clean(self, ds: Dataset) -> str:
+        """De-identify ``ds`` in place; return the patient's pseudonym."""
+        patient = str(ds.get("PatientID", "") or ds.get("PatientName", "") or "")
+        shift = self.key.date_shift(patient) if LONGITUDINAL in self.options else None
+        seen: set[tuple[str, str]] = set()
+        self._walk(ds, shift, seen, top=True)
+        private = sum(1 for e in ds.iterall() if e.tag.is_private)
+        if private:
+            ds.remove_private_tags()
+            seen.add(("private attributes", "X"))
+        pseudonym = self.key.pseudonym(patient)
+        ds[_PATIENT_ID] = pydicom.DataElement(_PATIENT_ID, "LO", pseudonym)
+        ds[_PATIENT_NAME] = pydicom.DataElement(_PATIENT_NAME, "PN", pseudonym)
+        seen |= {("PatientID", "D (pseudonym)"), ("PatientName", "D (pseudonym)")}
+        self._mark(ds)
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:
+            if "SOPInstanceUID" in ds:
+                meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            if "SourceApplicationEntityTitle" in meta:
+                del meta.SourceApplicationEntityTitle
+                seen.add(("SourceApplicationEntityTitle", "X"))
+        self.counts.update(seen)
+        self.files += 1
+        return pseudonym
+
+    def _mark(self, ds: Dataset) -> None:
+        ds.PatientIdentityRemoved = "YES"
+        ds.DeidentificationMethod = self.method
+        items = []
+        for code in [codes.DCM.BasicApplicationConfidentialityProfile, *(OPTIONS[o] for o in self.options)]:
+            item = Dataset()
+            item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = (
+                code.value,
+                code.scheme_designator,
+                code.meaning,
+            )
+            items.append(item)
+        ds.DeidentificationMethodCodeSequence = Sequence(items)
+        ds.LongitudinalTemporalInformationModified = "MODIFIED" if LONGITUDINAL in self.options else "REMOVED"
+
+    def _walk(
+        self, ds: Dataset, shift: dt.timedelta | None, seen: set[tuple[str, str]], *, top: bool = False
+    ) -> None:
+        for tag in list(ds.keys()):
+            if tag.is_private or (top and tag in (_PATIENT_ID, _PATIENT_NAME)):  # pseudonyms, set by clean()
+                continue
+            elem = ds[tag]
+            action = self._action(tag)
+            code = ACTION_CODES.get(action.__name__, action.__name__) if action is not None else None
+            name = tag_name(tag)
+            if elem.VR == "SQ":
+                if code == "X":
+                    del ds[tag]
+                elif code in ("Z", "X/Z"):
+                    elem.value = Sequence([])
+                else:
+                    for item in elem.value:
+                        self._walk(item, shift, seen)
+                    if code is None or code == "K":
+                        continue
+                    code += " (items cleaned)"
+                seen.add((name, code))
+                continue
+            if action is None or code == "K":
+                continue
+            if shift is not None and elem.VR in ("DA", "DT") and tag != _BIRTH_DATE:
+                moved = _shift(str(elem.value or ""), shift)
+                if moved is not None:
+                    elem.value = moved
+                    seen.add((name, "C (date shifted)"))
+                    continue
+            if shift is not None and elem.VR == "TM":
+                seen.add((name, _TIMES_KEPT))
+                continue
+            if elem.VR == "UI" and code in _UID_CODES:
+                self._replace_uid(elem)
+                seen.add((name, "U (keyed)"))
+                continue
+            try:
+                action(ds, tag)
+            except NotImplementedError:  # a VR the library has no dummy value for: remove the attribute
+                del ds[tag]
+                code = "X (no dummy for its VR)"
+            seen.add((name, code or "?"))
+
+    def _replace_uid(self, elem: pydicom.DataElement) -> None:
+        if elem.VM > 1:
+            elem.value = [self.key.uid(str(v)) for v in elem.value]
+        elif elem.value:
+            elem.value = self.key.uid(str(elem.value))
+
+    def report(self) -> dict[str, Any]:
+        """Per attribute: the action(s) and how many files each touched (no values)."""
+        rows: dict[str, dict[str, int]] = {}
+        for (name, code), n in sorted(self.counts.items()):
+            rows.setdefault(name, {})[code] = n
+        return {
+            "files": self.files,
+            "options": self.options,
+            "method": "; ".join(self.method),
+            "attributes": rows,
+        }

@@ -1,0 +1,173 @@
+"""``automed anonymize``: de-identify a folder of DICOM (and NIfTI) files into a new folder, and check one.
+
+Every input file is read and judged before the run can succeed: a non-DICOM file, a truncated file, an object
+without pixel data or pixels that may show burned-in text stop the run with one list of problems, and nothing is left
+in the output (it is built in a hidden sibling folder and renamed into place only when complete). The output never
+lies inside the input, the key file (the only place the pseudonym mapping is written) never inside the output.
+
+Output layout, with no identifying text in any name: ``OUT/<pseudonym>/study-<h>/series-<number>-<h>/<instance>.dcm``
+(``<h>``: a digest of the new UID), ``OUT/nifti/<pseudonym>.nii.gz``, and ``OUT/deidentification.json`` saying per
+attribute what was done and in how many files (never a value)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
+from automed.errors import ConfigError, DatasetError, Problem
+from automed.parallel import progress_bar
+from automed.tools.deid import Deidentifier, burned_in
+from automed.tools.deid_check import Finding, check_folder
+from automed.tools.deid_keys import load_key
+from automed.tools.dicom_files import DEID_REPORT, input_files, is_nifti, read_image, relative
+from automed.tools.nifti_deid import scrub_nifti
+
+log = logging.getLogger("automed")
+REPORT = DEID_REPORT
+
+
+@dataclass
+class AnonymizeResult:
+    folder: Path
+    files: int
+    patients: int
+    report: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+def _inside(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents
+
+
+def _digest(uid: str) -> str:
+    return hashlib.sha256(uid.encode()).hexdigest()[:8]
+
+
+def _out_name(ds: Dataset, pseudonym: str) -> Path:
+    series = str(ds.get("SeriesNumber", "") or "")
+    number = f"{int(series):03d}-" if series.lstrip("-").isdigit() else ""
+    folder = Path(pseudonym) / f"study-{_digest(str(ds.get('StudyInstanceUID', '')))}"
+    folder /= f"series-{number}{_digest(str(ds.get('SeriesInstanceUID', '')))}"
+    inst = str(ds.get("InstanceNumber", "") or "")
+    stem = f"{int(inst):05d}" if inst.lstrip("-").isdigit() else _digest(str(ds.get("SOPInstanceUID", "")))
+    return folder / f"{stem}.dcm"
+
+
+def _check_paths(src: Path, out: Path, key: Path | None) -> None:
+    if not src.exists():
+        raise ConfigError.single(
+            src, "the input must exist", "missing", "pass a folder of DICOM or NIfTI files"
+        )
+    if src.is_dir() and _inside(out, src):
+        raise ConfigError.single(
+            out,
+            "the output must not lie inside the input (the next run would read its own output as patient data)",
+            f"inside {src.name}",
+            "choose an output folder outside the input folder",
+        )
+    if key is not None:
+        k = key.expanduser().resolve()
+        if _inside(k, out) or (src.is_dir() and _inside(k, src)):
+            raise ConfigError.single(
+                key,
+                "the key file (secret and pseudonym mapping) must stay outside the input and the output",
+                "inside " + ("the output" if _inside(k, out) else "the input"),
+                "keep the key file in a separate, access-controlled place",
+            )
+
+
+def anonymize(
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    options: list[str] | None = None,
+    key: str | Path | None = None,
+    allow_burned_in: bool = False,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> AnonymizeResult:
+    """De-identify every DICOM and NIfTI file of ``input_path`` into ``output`` (see the module docstring)."""
+    src = Path(input_path).expanduser().resolve()
+    key_path = Path(key) if key is not None else None
+    _check_paths(src, Path(output).expanduser().resolve(), key_path)
+    out = claim_output(Path(output), "anonymize", protected=[src], overwrite=overwrite)
+    deid = Deidentifier(load_key(key_path), options)
+    files = input_files(src)
+    if not files:
+        raise DatasetError.single(src, "there are files to de-identify", "an empty folder", "check the path")
+    problems: list[Problem] = []
+    burned: list[str] = []
+    nifti: dict[str, int] = {}
+    with atomic_directory(out) as tmp, progress_bar(disable=not show_progress) as bar:
+        task = bar.add_task("anonymize", total=len(files))
+        for path in files:
+            bar.advance(task)
+            shown = relative(path, src)
+            if is_nifti(path):
+                if not problems:
+                    stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".gz") else path.stem
+                    (tmp / "nifti").mkdir(exist_ok=True)
+                    for f in scrub_nifti(path, tmp / "nifti" / f"{deid.key.file_name(stem)}.nii.gz"):
+                        nifti[f] = nifti.get(f, 0) + 1
+                    nifti["files"] = nifti.get("files", 0) + 1
+                continue
+            ds, problem = read_image(path, shown)
+            if ds is None:
+                problems.append(problem)  # type: ignore[arg-type]
+                continue
+            reason = burned_in(ds)
+            if reason is not None:
+                if not allow_burned_in:
+                    problems.append(
+                        Problem(
+                            shown,
+                            "pixels that may show burned-in identifying text are not de-identified by cleaning the "
+                            "header",
+                            reason,
+                            "clean or check the pixels first, then pass --allow-burned-in",
+                        )
+                    )
+                    continue
+                burned.append(shown)
+            if problems:
+                continue  # keep judging the rest; nothing more is written
+            dst = tmp / _out_name(ds, deid.clean(ds))
+            if dst.exists():
+                dst = dst.with_name(f"{dst.stem}-{_digest(str(ds.SOPInstanceUID))}.dcm")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            ds.save_as(dst)
+        if problems:
+            raise DatasetError(problems, headline=f"nothing was written to {out}")
+        warnings = []
+        if burned:
+            warnings.append(
+                f"{len(burned)} file(s) may show burned-in text in their pixels (allowed by --allow-burned-in): "
+                "the header was cleaned, the pixels were not"
+            )
+        report: dict[str, Any] = {"schema_version": 1, "dicom": deid.report(), "nifti": nifti}
+        report["patients"] = len({p for p in deid.key.pseudonyms if p})
+        report["burned_in_allowed"] = len(burned)
+        write_json_atomic(tmp / REPORT, report)
+        mark_output(tmp, "anonymize")
+    deid.key.save()
+    for w in warnings:
+        log.warning(w)
+    return AnonymizeResult(
+        out, deid.files + nifti.get("files", 0), report["patients"], out / REPORT, warnings
+    )
+
+
+def check_anonymized(folder: str | Path, original: str | Path | None = None) -> list[Finding]:
+    """What identifying content remains in ``folder`` (see :mod:`automed.tools.deid_check`)."""
+    root = Path(folder).expanduser().resolve()
+    if not root.exists():
+        raise ConfigError.single(
+            root, "the folder to check must exist", "missing", "pass the anonymized folder"
+        )
+    return check_folder(root, Path(original).expanduser().resolve() if original is not None else None)
