@@ -379,6 +379,37 @@ def test_predict_review_writes_json_png_and_index(trained: dict[str, object], tm
     assert all(f'src="{cid}.png"' in index for cid in cases)
 
 
+def test_predict_dicom_seg_round_trip(trained: dict[str, object], tmp_path: Path) -> None:
+    """``--output-format dicom-seg`` on DICOM series: one SEG per series, referencing it, one segment per label named
+    from the plan, read back with highdicom equal to the NIfTI label map voxel for voxel (issue 17)."""
+    import highdicom as hd
+    import pydicom
+
+    from automed.data.io import dicom_series_files
+    from automed.errors import AutomedError
+    from automed.tools.dicom_seg import read_seg_labels
+    from tests.conftest import shared
+
+    series = shared("dicom", "hippo_crop_series")
+    wd = trained["res"].workdir  # type: ignore[attr-defined]
+    out = tmp_path / "P"
+    api.predict(wd, series, out, output_format="dicom-seg", show_progress=False)
+    names = json.loads((wd / "plan.json").read_text())["labels"]
+    for study in ("Study1", "Study2", "Study3"):
+        files = dicom_series_files(series / study)
+        nifti = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{study}.nii.gz")))
+        assert np.array_equal(read_seg_labels(out / f"{study}.seg.dcm", files), nifti)
+        seg = hd.seg.segread(out / f"{study}.seg.dcm")
+        src = pydicom.dcmread(files[0], stop_before_pixels=True)
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == src.SeriesInstanceUID
+        assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
+        labels = [str(seg.get_segment_description(n).SegmentLabel) for n in seg.segment_numbers]
+        assert labels == [names[k] for k in sorted(names, key=int) if k != "0"]
+    with pytest.raises(AutomedError, match="DICOM series"):
+        api.predict(wd, Path(str(trained["ds"])) / "imagesTr", tmp_path / "Q", output_format="dicom-seg")
+    assert not list((tmp_path / "Q").glob("*.nii.gz")) if (tmp_path / "Q").exists() else True
+
+
 def test_fresh_run_refuses_another_config_in_the_same_workdir(tmp_path: Path) -> None:
     from automed.errors import ArtifactError
 

@@ -154,6 +154,13 @@ def predict(
             "probabilities), and index.html listing them."
         ),
     ] = False,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            help="nifti, or dicom-seg: for DICOM series inputs also CASE.seg.dcm, a DICOM Segmentation that "
+            "references the series, one segment per label named from dataset.json."
+        ),
+    ] = "nifti",
 ) -> None:
     """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
 
@@ -175,6 +182,7 @@ def predict(
         nan_to=nan_to,
         overwrite=overwrite,
         review=review,
+        output_format=output_format,
     )
     out.print(f"wrote {len(paths)} prediction(s) to {output}")
     if review:

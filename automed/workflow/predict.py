@@ -13,6 +13,7 @@ from automed.train.meta import load_model
 from automed.workdir import WorkDir
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
+OUTPUT_FORMATS = ("nifti", "dicom-seg")
 
 
 def model_dir(folder: Path) -> Path:
@@ -121,6 +122,7 @@ def predict(
     nan_to: float | None = None,
     overwrite: bool = False,
     review: bool = False,
+    output_format: str = "nifti",
 ) -> list[Path]:
     """Predict every case under ``input_path`` with a training work dir, an ``automed select`` folder (its choice)
     or a registered model URI.
@@ -133,13 +135,15 @@ def predict(
     when it holds earlier predictions (or with ``overwrite``); each file is written under a temporary name and
     renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
     ``OUT/review/``: per input an annotated PNG and a JSON (label maps: the structures found; classification and
-    regression: the class and probabilities, or the value), and ``index.html``."""
+    regression: the class and probabilities, or the value), and ``index.html``. ``output_format`` ``dicom-seg``
+    (segmentation of DICOM series inputs) adds ``<case>.seg.dcm``, a DICOM Segmentation referencing the series."""
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.infer.inputs import discover
     from automed.parallel import progress_bar
 
+    check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
     protected = [Path(input_path)] + ([] if str(model).startswith("models:/") else [Path(model)])
     out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
     predictor = load_predictor(model, tracking_uri, device, runtime)
@@ -152,7 +156,9 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
     image_level = hasattr(predictor, "target")
-    writer = TableWriter(out, predictor.target) if image_level else LabelMapWriter(out)
+    writer: Any = TableWriter(out, predictor.target) if image_level else LabelMapWriter(out)
+    if output_format == "dicom-seg":
+        writer = DicomSegWriter(writer, cases, image_level, _label_names(model, predictor))
     reviewer = ReviewWriter(out / "review", predictor) if review else None
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("predict", total=len(cases))
@@ -169,7 +175,8 @@ def predict(
             bar.advance(task)
     if reviewer is not None:
         reviewer.close()
-    return writer.close()
+    written: list[Path] = writer.close()
+    return written
 
 
 class ReviewWriter:
@@ -225,6 +232,45 @@ class ReviewWriter:
         from automed.evaluate.review import write_index
 
         write_index(self.folder, self.entries)
+
+
+def _label_names(model: str | Path, predictor: Any) -> dict[int, str]:
+    """Label value -> name from the model's plan (dataset.json's labels); plain numbers when there is no plan."""
+    from automed.plan.schema import Plan
+
+    plan = WorkDir(model_dir(Path(model))).plan if not str(model).startswith("models:/") else None
+    if plan is not None and plan.is_file():
+        return {int(k): v for k, v in Plan.load(plan).labels.items()}
+    return {int(v): f"label {v}" for v in getattr(predictor, "label_values", [])}
+
+
+class DicomSegWriter:
+    """The label maps, plus per case ``<case>.seg.dcm``: a DICOM Segmentation over the input series (highdicom)."""
+
+    def __init__(self, inner: Any, cases: list[Any], image_level: bool, labels: dict[int, str]) -> None:
+        bad = [c.case_id for c in cases if len(c.images) != 1 or not c.images[0].is_dir()]
+        if image_level or bad:
+            raise DatasetError.single(
+                bad[0] if bad else "the model",
+                "--output-format dicom-seg writes segmentations of DICOM series inputs",
+                "a classification/regression model"
+                if image_level
+                else f"{len(bad)} input(s) not a DICOM series folder",
+                "pass DICOM series folders to a segmentation model, or use --output-format nifti",
+            )
+        self.inner, self.labels = inner, labels
+
+    def add(self, case: Any, geometry: Any, res: Any) -> None:
+        from automed.data.io import dicom_series_files
+        from automed.tools.dicom_seg import write_seg
+
+        self.inner.add(case, geometry, res)
+        tmp = self.inner.out / f".{case.case_id}.partial.seg.dcm"
+        write_seg(res.labels, dicom_series_files(case.images[0]), self.labels, tmp)
+        tmp.replace(self.inner.out / f"{case.case_id}.seg.dcm")
+
+    def close(self) -> list[Path]:
+        return list(self.inner.close())
 
 
 class LabelMapWriter:

@@ -1,0 +1,125 @@
+"""DICOM Segmentation (highdicom) of a predicted label map on a DICOM series, and its reading back.
+
+The label map must be on the series' own grid, slices in the order SimpleITK read them (GDCM's order, the one
+:func:`automed.data.io.dicom_series_files` gives). Each foreground label becomes one binary segment, numbered 1..N
+in label order and named from the model's labels (dataset.json); empty frames are left out, as highdicom does by
+default. The object references every source image, so a viewer or PACS shows it over the series."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.sr.codedict import codes
+
+from automed._version import __version__
+
+SEG_SERIES_NUMBER = 9901
+
+
+def _segments(labels: dict[int, str]) -> list[hd.seg.SegmentDescription]:
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="automed", version=__version__, family=codes.cid7162.ArtificialIntelligence
+    )
+    return [
+        hd.seg.SegmentDescription(
+            segment_number=i,
+            segment_label=name[:64],
+            segmented_property_category=codes.SCT.AnatomicalStructure,
+            segmented_property_type=codes.SCT.AnatomicalStructure,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_id=f"label {value}: {name}"[:64],
+            tracking_uid=hd.UID(),
+        )
+        for i, (value, name) in enumerate(sorted(labels.items()), start=1)
+    ]
+
+
+# type 2 patient/study attributes a SEG copies from its source; some exports leave them out (empty is valid)
+_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+
+def _source(path: str) -> pydicom.Dataset:
+    ds = pydicom.dcmread(path)
+    for kw in _TYPE2:
+        if kw not in ds:
+            setattr(ds, kw, "")
+    return ds
+
+
+def write_seg(label_map: np.ndarray, source_files: list[str], labels: dict[int, str], out: Path) -> Path:
+    """Write ``label_map`` (slices x rows x columns, values = label values) as a DICOM SEG over ``source_files``."""
+    foreground = {v: n for v, n in labels.items() if v != 0}
+    sources = [_source(f) for f in source_files]
+    if label_map.shape != (len(sources), int(sources[0].Rows), int(sources[0].Columns)):
+        raise ValueError(f"label map {label_map.shape} does not match the series ({len(sources)} slices)")
+    # segment numbers 1..N whatever the label values are (1, 2, 4 -> 1, 2, 3)
+    lut = np.zeros(int(max([*foreground, 0])) + 1, dtype=np.uint16)
+    for i, value in enumerate(sorted(foreground), start=1):
+        lut[value] = i
+    unknown = set(np.unique(label_map).tolist()) - {0, *foreground}
+    if unknown:
+        raise ValueError(f"label values {sorted(unknown)} are not among the model's labels")
+    with warnings.catch_warnings():  # highdicom's advice on person-name formatting of the source's names
+        warnings.filterwarnings("ignore", message=".*person name.*", category=UserWarning)
+        seg = _segmentation(sources, lut[label_map.astype(np.int64)], foreground)
+    seg.save_as(out)
+    return out
+
+
+def _segmentation(
+    sources: list[pydicom.Dataset], pixels: np.ndarray, labels: dict[int, str]
+) -> hd.seg.Segmentation:
+    return hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=_segments(labels),
+        series_instance_uid=hd.UID(),
+        series_number=SEG_SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="automed",
+        manufacturer_model_name="automed",
+        software_versions=__version__,
+        device_serial_number="none",
+        series_description="automed segmentation",
+        content_label="AUTOMED",
+    )
+
+
+def read_seg_labels(path: Path, source_files: list[str]) -> np.ndarray:
+    """The label map (slices x rows x columns, label values) of a SEG written by :func:`write_seg`, in the order
+    of ``source_files``."""
+    seg = hd.seg.segread(path)
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in source_files]
+    values = []
+    for number in seg.segment_numbers:
+        tracking = str(seg.get_segment_description(number).TrackingID)
+        values.append(int(tracking.split(":")[0].removeprefix("label ")))
+    rows, cols = int(seg.Rows), int(seg.Columns)
+    out = np.zeros((len(uids), rows, cols), dtype=np.int64)
+    referenced = {str(u) for (_, _, u) in seg.get_source_image_uids()}
+    present = [i for i, u in enumerate(uids) if u in referenced]
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[uids[i] for i in present],
+        ignore_spatial_locations=True,
+        assert_missing_frames_are_empty=True,
+    )  # (frames, rows, columns, segments), binary
+    for k, value in enumerate(values):
+        out[present] = np.where(pixels[..., k] > 0, value, out[present])
+    return out
