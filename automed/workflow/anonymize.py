@@ -138,8 +138,9 @@ def anonymize(
             if problems:
                 continue  # keep judging the rest; nothing more is written
             dst = tmp / _out_name(ds, deid.clean(ds))
-            if dst.exists():
-                dst = dst.with_name(f"{dst.stem}-{_digest(str(ds.SOPInstanceUID))}.dcm")
+            k, stem = 2, dst.stem
+            while dst.exists():  # two files of one instance number (or the same instance twice): keep both
+                dst, k = dst.with_name(f"{stem}-{k}.dcm"), k + 1
             dst.parent.mkdir(parents=True, exist_ok=True)
             ds.save_as(dst)
         if problems:
