@@ -262,3 +262,68 @@ def test_nifti_header_scrubbed_and_renamed(tmp_path: Path) -> None:
     assert np.allclose(back.affine, img.affine)
     assert back.header["descrip"].item() == b"" and not back.header.extensions
     assert check_anonymized(tmp_path / "anon", src) == []
+
+
+def _multiframe(dest: Path) -> Path:
+    """Study1 of the hippocampus crops as one legacy-converted enhanced MR file (highdicom): per-frame positions and
+    references to the source images inside nested functional-group sequences."""
+    import highdicom as hd
+
+    from automed.data.io import dicom_series_files
+
+    sources = [pydicom.dcmread(f) for f in dicom_series_files(shared("dicom", "hippo_crop_series", "Study1"))]
+    for ds in sources:
+        for kw in (
+            "PatientBirthDate",
+            "PatientSex",
+            "StudyDate",
+            "StudyTime",
+            "ReferringPhysicianName",
+            "StudyID",
+        ):
+            setattr(ds, kw, ds.get(kw, ""))
+        ds.AccessionNumber = "ACC778899"
+    mf = hd.legacy.LegacyConvertedEnhancedMRImage(
+        sources, series_instance_uid=hd.UID(), series_number=7, sop_instance_uid=hd.UID(), instance_number=1
+    )
+    dest.mkdir(parents=True)
+    mf.save_as(dest / "enhanced.dcm")
+    return dest
+
+
+def test_multiframe_converted_with_its_geometry_and_anonymized_at_depth(tmp_path: Path) -> None:
+    mf = _multiframe(tmp_path / "mf")
+    res = convert(mf, tmp_path / "conv", show_progress=False)
+    assert len(res.series) == 1 and res.series[0]["multiframe"] and res.series[0]["size"] == [35, 51, 32]
+    (single,) = convert(
+        shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "ref", show_progress=False
+    ).series
+    a, b = (
+        sitk.DICOMOrient(sitk.ReadImage(str(p)), "LPS")
+        for p in (tmp_path / "conv" / res.series[0]["file"], tmp_path / "ref" / single["file"])
+    )
+    assert a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
+    assert np.array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))  # the same voxels in space
+    anonymize(mf, tmp_path / "anon", show_progress=False)
+    assert check_anonymized(tmp_path / "anon", mf) == []
+    (out,) = (tmp_path / "anon").rglob("*.dcm")
+    text = str(pydicom.dcmread(out))
+    assert "Thanos" not in text and "ACC778899" not in text and "1.2.826.0.1.3680043.8.498" not in text
+
+
+def test_retain_safe_private_keeps_only_the_listed_attributes(tmp_path: Path) -> None:
+    src = shared("dicom", "knee_mr_phi")
+    safe = tmp_path / "safe.yaml"
+    safe.write_text('"SIEMENS MR HEADER": ["08"]\n')
+    with pytest.raises(AutomedError, match="go together"):
+        anonymize(src, tmp_path / "x", options=["retain-safe-private"], show_progress=False)
+    anonymize(src, tmp_path / "a", options=["retain-safe-private"], safe_private=safe, show_progress=False)
+    ds = pydicom.dcmread(next((tmp_path / "a").rglob("*.dcm")))
+    private = {(e.tag.group, e.tag.element & 0xFF, str(e.value)) for e in ds.iterall() if e.tag.is_private}
+    creators = {v for g, el, v in private if el == 0x10}
+    assert creators == {"SIEMENS MR HEADER"}
+    assert {(g, el) for g, el, _ in private if el != 0x10} == {(0x0019, 0x08), (0x0051, 0x08)}
+    assert "113111" in {c.CodeValue for c in ds.DeidentificationMethodCodeSequence}
+    report = json.loads((tmp_path / "a" / "deidentification.json").read_text())
+    assert report["dicom"]["attributes"]["private SIEMENS MR HEADER 08"] == {"K (safe list)": 36}
+    assert check_anonymized(tmp_path / "a", src) == []

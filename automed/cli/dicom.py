@@ -32,7 +32,8 @@ def anonymize(
         list[str] | None,
         typer.Option(
             help="A profile option (repeatable): retain-longitudinal-modified-dates (dates shifted by one offset per "
-            "patient instead of removed), retain-patient-characteristics (sex, age, size, weight, ...)."
+            "patient instead of removed), retain-patient-characteristics (sex, age, size, weight, ...), "
+            "retain-safe-private (with --safe-private)."
         ),
     ] = None,
     key: Annotated[
@@ -49,6 +50,13 @@ def anonymize(
             "for US, SC, XC, ES, OT, GM), with a warning."
         ),
     ] = False,
+    safe_private: Annotated[
+        Path | None,
+        typer.Option(
+            help='With --option retain-safe-private: YAML/JSON {creator: [element offsets]}, e.g. {"SIEMENS MR '
+            'HEADER": ["08"]}, the private attributes your scanners\' conformance statements call safe.'
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option("--check", help="Check INPUT_PATH for identifying content instead; exit code 1 if any."),
@@ -93,6 +101,7 @@ def anonymize(
         options=option or [],
         key=key,
         allow_burned_in=allow_burned_in,
+        safe_private=safe_private,
         overwrite=overwrite,
         show_progress=progress(),
     )

@@ -19,9 +19,11 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pydicom
+import yaml
 from dicomanonymizer import simpledicomanonymizer as table_lib
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
@@ -30,6 +32,7 @@ from pydicom.sr.codedict import codes
 from pydicom.tag import BaseTag, Tag
 
 from automed._version import __version__
+from automed.errors import ConfigError
 from automed.registry import check_choice
 from automed.tools.deid_keys import DeidKey
 
@@ -48,7 +51,9 @@ ACTION_CODES = {
 }
 LONGITUDINAL = "retain-longitudinal-modified-dates"
 PATIENT_CHARACTERISTICS = "retain-patient-characteristics"
+SAFE_PRIVATE = "retain-safe-private"
 OPTIONS = {
+    SAFE_PRIVATE: codes.DCM.RetainSafePrivateOption,
     LONGITUDINAL: codes.DCM.RetainLongitudinalTemporalInformationModifiedDatesOption,
     PATIENT_CHARACTERISTICS: codes.DCM.RetainPatientCharacteristicsOption,
 }
@@ -80,6 +85,27 @@ def check_options(options: list[str]) -> list[str]:
     return sorted(set(options))
 
 
+def load_safe_private(path: Path) -> set[tuple[str, int]]:
+    """The safe private attributes of a YAML/JSON file ``{creator: [element offsets, e.g. "08" or 8]}``."""
+    try:
+        data = yaml.safe_load(path.read_text())
+        pairs = {
+            (str(creator), int(str(e), 16) if isinstance(e, str) else int(e))
+            for creator, els in data.items()
+            for e in els
+        }
+        if not pairs or any(not 0 <= e <= 0xFF for _, e in pairs):
+            raise ValueError("empty, or an offset outside 00-FF")
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
+        raise ConfigError.single(
+            path,
+            "a safe-private list maps each private creator to element offsets (00-FF)",
+            f"unreadable ({exc})",
+            'write e.g. {"SIEMENS MR HEADER": ["08", "09"]} from PS3.15 Table E.3.10-1 or the vendor\'s statement',
+        ) from exc
+    return pairs
+
+
 def burned_in(ds: Dataset) -> str | None:
     """Why the pixels may show identifying text, or ``None``."""
     flag = str(ds.get("BurnedInAnnotation", "")).upper()
@@ -108,9 +134,14 @@ def _shift(value: str, delta: dt.timedelta) -> str | None:
 class Deidentifier:
     """Cleans datasets in place; ``counts`` holds (attribute, action) -> files."""
 
-    def __init__(self, key: DeidKey, options: list[str] | None = None) -> None:
+    def __init__(
+        self, key: DeidKey, options: list[str] | None = None, safe_private: set[tuple[str, int]] | None = None
+    ) -> None:
+        """``safe_private``: (private creator, element offset) pairs kept under ``retain-safe-private`` - the
+        user's list (the standard's Table E.3.10-1 or the vendor's conformance statement); no list ships here."""
         self.key = key
         self.options = check_options(options or [])
+        self.safe_private = (safe_private or set()) if SAFE_PRIVATE in self.options else set()
         actions: dict[tuple[int, ...], Action] = table_lib.initialize_actions(TABLE)
         self.exact: dict[BaseTag, Action] = {Tag(t[0], t[1]): f for t, f in actions.items() if len(t) == 2}
         self.ranged = [(t, f) for t, f in actions.items() if len(t) == 4]
@@ -126,7 +157,7 @@ class Deidentifier:
             f"table {TABLE} of dicom-anonymizer {metadata.version('dicom-anonymizer')}",
             "keyed UIDs",
             "patient pseudonyms",
-            "private attributes removed",
+            "private attributes removed" + (" except the safe list" if SAFE_PRIVATE in self.options else ""),
             *self.options,
         ]
 
@@ -145,10 +176,7 @@ class Deidentifier:
         shift = self.key.date_shift(patient) if LONGITUDINAL in self.options else None
         seen: set[tuple[str, str]] = set()
         self._walk(ds, shift, seen, top=True)
-        private = sum(1 for e in ds.iterall() if e.tag.is_private)
-        if private:
-            ds.remove_private_tags()
-            seen.add(("private attributes", "X"))
+        self._private(ds, seen)
         pseudonym = self.key.pseudonym(patient)
         ds[_PATIENT_ID] = pydicom.DataElement(_PATIENT_ID, "LO", pseudonym)
         ds[_PATIENT_NAME] = pydicom.DataElement(_PATIENT_NAME, "PN", pseudonym)
@@ -164,6 +192,25 @@ class Deidentifier:
         self.counts.update(seen)
         self.files += 1
         return pseudonym
+
+    def _private(self, ds: Dataset, seen: set[tuple[str, str]]) -> None:
+        """Remove private attributes at every depth; keep the top-level ones of the safe list."""
+        keep = []
+        for elem in ds:
+            if elem.tag.is_private and elem.tag.element >= 0x1000:
+                creator = str(
+                    ds.get((elem.tag.group, elem.tag.element >> 8), pydicom.DataElement(0, "LO", "")).value
+                )
+                if (creator, elem.tag.element & 0xFF) in self.safe_private:
+                    keep.append((creator, elem))
+        if any(e.tag.is_private for e in ds.iterall()):
+            ds.remove_private_tags()
+            seen.add(("private attributes", "X"))
+        for creator, elem in keep:
+            ds.private_block(elem.tag.group, creator, create=True).add_new(
+                elem.tag.element & 0xFF, elem.VR, elem.value
+            )
+            seen.add((f"private {creator} {elem.tag.element & 0xFF:02X}", "K (safe list)"))
 
     def _mark(self, ds: Dataset) -> None:
         ds.PatientIdentityRemoved = "YES"

@@ -99,16 +99,21 @@ def identifying_values(originals: Path) -> set[str]:
 def _dicom_findings(ds: Dataset, shown: str, values: set[str]) -> list[Finding]:
     out: list[Finding] = []
     shifted = str(ds.get("LongitudinalTemporalInformationModified", "")) == "MODIFIED"
+    codes = {str(c.get("CodeValue", "")) for c in ds.get("DeidentificationMethodCodeSequence", [])}
+    safe_private = (
+        "113111" in codes
+    )  # Retain Safe Private: the user vouched for the kept ones; values still searched
     elements = list(ds.file_meta.iterall()) if hasattr(ds, "file_meta") else []
     for elem in [*elements, *ds.iterall()]:
         name = tag_name(elem.tag)
-        if elem.tag.is_private:
+        if elem.tag.is_private and not safe_private:
             out.append(Finding(shown, name, "a private attribute remains"))
         if elem.tag == (0x7FE0, 0x0010):
             continue
         texts = _texts(elem)
         low = [t.lower() for t in texts]
-        if values and not (shifted and elem.VR == "TM") and any(v in t for t in low for v in values):
+        vouched = (shifted and elem.VR == "TM") or (safe_private and elem.tag.is_private)
+        if values and not vouched and any(v in t for t in low for v in values):
             out.append(Finding(shown, name, "holds an identifying value of the original"))
         if elem.VR == "PN" and any(_not_pseudonym(t) for t in texts):
             out.append(Finding(shown, name, "a person name that is not a pseudonym"))

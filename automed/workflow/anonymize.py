@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
 from automed.errors import ConfigError, DatasetError, Problem
 from automed.parallel import progress_bar
-from automed.tools.deid import Deidentifier, burned_in
+from automed.tools.deid import SAFE_PRIVATE, Deidentifier, burned_in, load_safe_private
 from automed.tools.deid_check import Finding, check_folder
 from automed.tools.deid_keys import load_key
 from automed.tools.dicom_files import DEID_REPORT, input_files, is_nifti, read_image, relative
@@ -89,6 +89,7 @@ def anonymize(
     options: list[str] | None = None,
     key: str | Path | None = None,
     allow_burned_in: bool = False,
+    safe_private: str | Path | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> AnonymizeResult:
@@ -97,7 +98,15 @@ def anonymize(
     key_path = Path(key) if key is not None else None
     _check_paths(src, Path(output).expanduser().resolve(), key_path)
     out = claim_output(Path(output), "anonymize", protected=[src], overwrite=overwrite)
-    deid = Deidentifier(load_key(key_path), options)
+    if (safe_private is None) != (SAFE_PRIVATE not in (options or [])):
+        raise ConfigError.single(
+            safe_private or "--option",
+            f"--option {SAFE_PRIVATE} and --safe-private FILE go together",
+            "one without the other",
+            "give both (the list of private attributes your scanners' statements call safe) or neither",
+        )
+    safe = load_safe_private(Path(safe_private)) if safe_private is not None else None
+    deid = Deidentifier(load_key(key_path), options, safe)
     files = input_files(src)
     if not files:
         raise DatasetError.single(src, "there are files to de-identify", "an empty folder", "check the path")
