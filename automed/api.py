@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # the "as" form re-exports the names for type checkers
     from automed.workflow.export import package as package
     from automed.workflow.metrics import MetricsResult as MetricsResult
     from automed.workflow.metrics import metrics as metrics
+    from automed.workflow.patch_miner import MineResult as MineResult
+    from automed.workflow.patch_miner import patch_miner as patch_miner
     from automed.workflow.predict import load_predictor as load_predictor
     from automed.workflow.predict import predict as predict
     from automed.workflow.prepare import PlanResult as PlanResult
@@ -63,6 +65,8 @@ _WHERE = {
     "package": "automed.workflow.export",
     "MetricsResult": "automed.workflow.metrics",
     "metrics": "automed.workflow.metrics",
+    "MineResult": "automed.workflow.patch_miner",
+    "patch_miner": "automed.workflow.patch_miner",
     "load_predictor": "automed.workflow.predict",
     "predict": "automed.workflow.predict",
     "PlanResult": "automed.workflow.prepare",

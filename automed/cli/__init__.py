@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from automed.cli import data, deploy, dicom, search, tools, train
+from automed.cli import data, deploy, dicom, search, tools, train, wsi
 from automed.cli._common import err, print_error, show_warnings, state
 
 __all__ = ["app", "main"]
@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _group in (data.app, train.app, search.app, deploy.app, tools.app, dicom.app):
+for _group in (data.app, train.app, search.app, deploy.app, tools.app, dicom.app, wsi.app):
     app.add_typer(_group)
 
 

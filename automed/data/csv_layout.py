@@ -16,6 +16,7 @@ from automed.registry import did_you_mean
 SUBJECT_COLUMNS = ("subjectid",)
 GROUP_COLUMNS = ("patientid",)
 CHANNEL_PREFIXES = ("channel_", "modality_", "image_")
+INFO_PREFIX = "info_"  # information columns automed ignores (the patch miner's positions and fractions)
 LABEL_COLUMNS = ("label", "mask", "segmentation")
 VALUE_COLUMNS = ("valuetopredict",)
 MIXED_VALUES_RULE = "ValueToPredict must be all numbers (regression or class indices) or all class names"
@@ -45,6 +46,8 @@ def _column_kind(col: str) -> str | None:
         return "value"
     if any(low.startswith(p) for p in CHANNEL_PREFIXES):
         return "channel"
+    if low.startswith(INFO_PREFIX):
+        return "info"
     return None
 
 
@@ -114,7 +117,7 @@ def load_csv(path: Path) -> Dataset:
                 Problem(
                     str(path),
                     "CSV columns must be SubjectID, PatientID, Channel_*/Modality_*/"
-                    "Image_*, Label/Mask/Segmentation or ValueToPredict",
+                    "Image_*, Label/Mask/Segmentation, ValueToPredict or Info_* (ignored)",
                     repr(h),
                     f"rename or remove the column.{did_you_mean(h, KNOWN_CSV_COLUMNS)}",
                 )

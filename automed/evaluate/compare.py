@@ -213,9 +213,7 @@ def synthesis_row(ref: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) ->
     squeeze = [ax for ax, n in enumerate(r.shape) if n > 1]  # a 2D image stored as (1, y, x)
     r2, p2, in2 = (a.reshape([r.shape[ax] for ax in squeeze]) for a in (r, p, inside))
     win = min(7, *(n if n % 2 else n - 1 for n in r2.shape))
-    _, smap = structural_similarity(  # type: ignore[no-untyped-call]
-        r2, p2, data_range=span or 1.0, full=True, win_size=max(win, 3)
-    )
+    _, smap = structural_similarity(r2, p2, data_range=span or 1.0, full=True, win_size=max(win, 3))
     ncc = float(np.corrcoef(rv, pv)[0, 1]) if rv.size > 1 and rv.std() > 0 and pv.std() > 0 else math.nan
     return {"mse": mse, "psnr": psnr, "ssim": float(smap[in2].mean()), "ncc": ncc}
 

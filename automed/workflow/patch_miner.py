@@ -1,0 +1,234 @@
+"""``automed patch-miner``: whole slides -> PNG patches + a CSV that ``automed train`` reads directly.
+
+Inputs: slide files, a folder of slides, or a CSV ``SubjectID,Channel_0[,Label][,ValueToPredict]`` (one slide per
+row; a label map - a PNG/TIFF mask at any scale of the slide - and/or a slide-level target). Output folder:
+``patches/<slide>/<x>_<y>.png`` (+ ``labels/...``), ``patches.csv`` (``SubjectID``, ``PatientID`` = the slide, so
+folds are grouped by slide, ``Channel_0``, ``Label``/``ValueToPredict``, and ``Info_*`` columns: level-0 position and
+size, micrometres per pixel, tissue and label fractions), ``mining.json`` and ``tissue/<slide>.png`` (the thumbnail,
+the tissue mask and the patches kept). Built in a hidden sibling folder, renamed into place when complete."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
+from automed.errors import ConfigError, DatasetError
+from automed.parallel import parallel_map
+from automed.registry import check_choice
+from automed.wsi.miner import Chunk, Grid, mine_chunk
+from automed.wsi.overview import write_overview
+from automed.wsi.slide import SLIDE_SUFFIXES, SlideInfo, slide_handle, slide_info
+from automed.wsi.tissue import tissue_mask
+
+CHUNK = 32
+READS = ("sequential", "random")
+
+
+@dataclass
+class SlideInput:
+    key: str
+    path: Path
+    label: Path | None = None
+    value: str | None = None
+
+
+@dataclass
+class MineResult:
+    folder: Path
+    csv: Path
+    patches: int
+    slides: list[dict[str, Any]]
+
+
+def parse_patch_size(text: str) -> tuple[int | None, float | None]:
+    """``256`` (pixels at the target resolution) or ``100um`` (micrometres)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(um|µm|micron|microns)?\s*", text)
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError.single(
+            "--patch-size",
+            "a patch size is pixels (256) or micrometres (100um)",
+            text,
+            "write e.g. 256 or 100um",
+        )
+    return (None, float(m.group(1))) if m.group(2) else (int(float(m.group(1))), None)
+
+
+def parse_value_map(text: str | None) -> dict[int, int] | None:
+    if not text:
+        return None
+    try:
+        return {int(a): int(b) for a, b in (pair.split(":") for pair in text.split(","))}
+    except ValueError as exc:
+        raise ConfigError.single(
+            "--value-map", "a value map is RAW:LABEL pairs", text, "write e.g. 0:0,255:1,128:2"
+        ) from exc
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "slide"
+
+
+def _inputs(paths: list[Path]) -> list[SlideInput]:
+    if len(paths) == 1 and paths[0].suffix.lower() == ".csv":
+        src = paths[0]
+        with src.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        need = {"SubjectID", "Channel_0"}
+        if not rows or not need <= set(rows[0]):
+            raise DatasetError.single(
+                src, "a slide CSV has SubjectID and Channel_0 columns", f"columns {list(rows[0]) if rows else []}",
+                "add them (Label and ValueToPredict are optional)",
+            )  # fmt: skip
+
+        def rel(v: str) -> Path:
+            return p if (p := Path(v)).is_absolute() else (src.parent / p)
+
+        return [
+            SlideInput(_key(r["SubjectID"]), rel(r["Channel_0"]), rel(r["Label"]) if r.get("Label") else None,
+                       r.get("ValueToPredict") or None)
+            for r in rows
+        ]  # fmt: skip
+    found: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found += sorted(
+                q for q in p.rglob("*") if q.is_file() and q.name.lower().endswith(SLIDE_SUFFIXES)
+            )
+        else:
+            found.append(p)
+    missing = [p for p in found if not p.is_file()]
+    if missing or not found:
+        raise DatasetError.single(
+            missing[0] if missing else paths[0], "slides must exist", "missing" if missing else "no slide files",
+            f"pass slide files ({', '.join(SLIDE_SUFFIXES)}), a folder of them or a CSV",
+        )  # fmt: skip
+    keys: dict[str, int] = {}
+    out = []
+    for p in found:
+        k = _key(p.name.split(".")[0])
+        keys[k] = keys.get(k, 0) + 1
+        out.append(SlideInput(k if keys[k] == 1 else f"{k}_{keys[k]}", p))
+    return out
+
+
+def _info(s: SlideInput, mpp: float | None, slide_mpp: float | None) -> SlideInfo:
+    if slide_mpp is not None:
+        return slide_info(s.path, slide_mpp, given_as="--slide-mpp")
+    try:
+        return slide_info(s.path, None, given_as="--mpp")
+    except DatasetError:
+        if mpp is None:
+            raise
+        return slide_info(s.path, mpp, given_as="--mpp")  # no pixel size in the file: level 0 is at --mpp
+
+
+def patch_miner(
+    inputs: list[str | Path],
+    output: str | Path,
+    *,
+    patch_size: str = "256",
+    mpp: float | None = None,
+    slide_mpp: float | None = None,
+    num_patches: int = -1,
+    overlap: float = 0.0,
+    read: str = "sequential",
+    workers: int = 1,
+    min_tissue: float = 0.5,
+    value_map: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> MineResult:
+    """Mine patches from every slide of ``inputs`` into ``output`` (see the module docstring)."""
+    check_choice(read, READS, what="the read order", where="--read")
+    if not 0.0 <= overlap < 1.0 or not 0.0 <= min_tissue <= 1.0:
+        raise ConfigError.single("--overlap/--min-tissue", "overlap in [0, 1), min-tissue in [0, 1]",
+                                 f"{overlap}, {min_tissue}", "choose values in range")  # fmt: skip
+    px, um = parse_patch_size(patch_size)
+    vmap = parse_value_map(value_map)
+    slides = _inputs([Path(p).expanduser().resolve() for p in inputs])
+    protected = [s.path for s in slides] + [s.label for s in slides if s.label]
+    out = claim_output(Path(output), "patches", protected=protected, overwrite=overwrite)
+    infos = [_info(s, mpp, slide_mpp) for s in slides]  # every slide judged before any work
+    for s, info in zip(slides, infos, strict=True):
+        if mpp is not None and mpp < info.mpp * 0.999:
+            raise DatasetError.single(s.path, "patches are mined at or above the slide's own resolution",
+                                      f"--mpp {mpp} finer than the slide's {info.mpp:.4g} um/px",
+                                      f"use --mpp {info.mpp:.4g} or coarser")  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    report: list[dict[str, Any]] = []
+    with atomic_directory(out) as tmp:
+        for s, info in zip(slides, infos, strict=True):
+            target = mpp if mpp is not None else info.mpp
+            grid = Grid(info, px if px is not None else max(1, round(um / target)), target, overlap)  # type: ignore[operator]
+            mask = tissue_mask(slide_handle(s.path))
+            positions = grid.positions()
+            if read == "random":
+                random.Random(seed).shuffle(positions)
+            tissue = [(x, y, mask.fraction(x, y, grid.size0, grid.size0)) for x, y in positions]
+            kept_pos = [(x, y, t) for x, y, t in tissue if t >= min_tissue]
+            extra: dict[str, Any] = {"patient": s.key, "min_tissue": min_tissue}
+            if s.value is not None:
+                extra["value"] = s.value
+            chunks = [
+                Chunk(s.key, grid, kept_pos[i : i + CHUNK], tmp, s.label, vmap, extra)
+                for i in range(0, len(kept_pos), CHUNK)
+            ]
+            slide_rows: list[dict[str, Any]] = []
+            rejected = {"no tissue": len(positions) - len(kept_pos)}
+            for chunk_rows, chunk_rejected in parallel_map(
+                mine_chunk, chunks, workers=workers, description=f"mine {s.key}", show_progress=show_progress
+            ):
+                slide_rows += chunk_rows
+                for k, v in chunk_rejected.items():
+                    rejected[k] = rejected.get(k, 0) + v
+                if 0 < num_patches <= len(slide_rows):
+                    break
+            if num_patches > 0:
+                for extra_row in slide_rows[num_patches:]:  # mined in the last chunk past the count
+                    for col in ("Channel_0", "Label"):
+                        if col in extra_row:
+                            (tmp / extra_row[col]).unlink(missing_ok=True)
+                slide_rows = slide_rows[:num_patches]
+            write_overview(s.path, mask, grid, slide_rows, tmp / "tissue" / f"{s.key}.png")
+            rows += slide_rows
+            report.append({
+                "slide": s.key, "width": info.width, "height": info.height, "mpp": info.mpp,
+                "mpp_source": info.mpp_source, "vendor": info.vendor, "target_mpp": target, "patch_px": grid.patch_px,
+                "level": grid.level, "read_px": grid.read_px, "size0": grid.size0, "positions": len(positions),
+                "patches": len(slide_rows), "rejected": rejected, "tissue_fraction": float(mask.mask.mean()),
+                "tissue_threshold": mask.threshold,
+            })  # fmt: skip
+        if not rows:
+            raise DatasetError.single(inputs[0], "mining keeps at least one patch", "none passed the tissue and "
+                                      "artifact checks", "lower --min-tissue or --patch-size, or check the slides")  # fmt: skip
+        _write_csv(tmp / "patches.csv", rows)
+        settings = {"patch_size": patch_size, "mpp": mpp, "slide_mpp": slide_mpp, "num_patches": num_patches,
+                    "overlap": overlap, "read": read, "min_tissue": min_tissue, "value_map": vmap, "seed": seed}  # fmt: skip
+        write_json_atomic(tmp / "mining.json", {"schema_version": 1, "settings": settings, "slides": report})
+        mark_output(tmp, "patches")
+    return MineResult(out, out / "patches.csv", len(rows), report)
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    values = sorted({v for r in rows for v in r.get("fractions", {})})
+    base = [c for c in ("SubjectID", "PatientID", "Channel_0", "Label", "ValueToPredict") if c in rows[0]]
+    info = ["Info_X", "Info_Y", "Info_Size0", "Info_Mpp", "Info_TissueFraction"]
+    fracs = [f"Info_LabelFraction_{v}" for v in values]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(base + info + fracs)
+        for r in rows:
+            fr = r.get("fractions", {})
+            w.writerow([r[c] for c in base + info] + [round(fr.get(v, 0.0), 4) for v in values])
+
+
+def summary_line(res: MineResult) -> str:
+    parts = [f"{s['slide']}: {s['patches']} of {s['positions']} positions" for s in res.slides]
+    return "; ".join(parts) + f" -> {res.patches} patch(es), " + json.dumps({"csv": str(res.csv)})

@@ -1,0 +1,142 @@
+"""Mining patches from one slide: the grid at the requested resolution, the tissue filter, artifact checks, the
+label map's patch and per-label fractions, and the PNG files.
+
+Work is split into chunks of grid positions (:class:`Chunk`) that any worker process can run: it opens the slide
+itself (:func:`~automed.wsi.slide.slide_handle`) and holds one patch at a time, so memory does not grow with the
+slide. PNG patches carry the pixel size in their pHYs chunk."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from skimage.color import rgb2hsv
+
+from automed.wsi.slide import SlideInfo, read_rgb
+
+# artifact checks on the patch itself (after the tissue mask): mostly glass, mostly black, or colourless
+WHITE_LEVEL, WHITE_FRACTION = 220, 0.8
+BLACK_LEVEL, BLACK_FRACTION = 30, 0.5
+MIN_MEDIAN_SATURATION = 0.04
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the patches of one slide lie: level-0 origins of squares ``size0`` wide, read at ``level``."""
+
+    info: SlideInfo
+    patch_px: int  # output patch side at the target resolution
+    target_mpp: float
+    overlap: float
+
+    @property
+    def size0(self) -> int:
+        return max(1, round(self.patch_px * self.target_mpp / self.info.mpp))
+
+    @property
+    def level(self) -> int:
+        return self.info.level_for(self.target_mpp)[0]
+
+    @property
+    def read_px(self) -> int:
+        return max(1, math.ceil(self.size0 / self.info.downsamples[self.level]))
+
+    def positions(self) -> list[tuple[int, int]]:
+        stride = max(1, round(self.size0 * (1.0 - self.overlap)))
+        xs = range(0, self.info.width - self.size0 + 1, stride)
+        ys = range(0, self.info.height - self.size0 + 1, stride)
+        return [(x, y) for y in ys for x in xs]
+
+
+@dataclass
+class Chunk:
+    slide_key: str
+    grid: Grid
+    positions: list[tuple[int, int, float]]  # level-0 x, y and the tissue fraction there
+    out: Path  # the output folder (patches/<slide_key>/, labels/<slide_key>/)
+    label_path: Path | None = None
+    value_map: dict[int, int] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # per-slide CSV values (PatientID, ValueToPredict)
+
+
+def artifact(rgb: np.ndarray) -> str | None:
+    """Why the patch is rejected, or ``None``."""
+    gray = rgb.mean(axis=2)
+    if (gray > WHITE_LEVEL).mean() > WHITE_FRACTION:
+        return "white"
+    if (gray < BLACK_LEVEL).mean() > BLACK_FRACTION:
+        return "black"
+    if float(np.median(rgb2hsv(rgb)[..., 1])) < MIN_MEDIAN_SATURATION:
+        return "low saturation"
+    return None
+
+
+def _label_patch(chunk: Chunk, x: int, y: int) -> np.ndarray:
+    """The label map under the patch, nearest-neighbour, mapped by ``value_map``."""
+    from automed.wsi.slide import slide_handle
+
+    assert chunk.label_path is not None
+    lab = slide_handle(chunk.label_path)
+    info, g = chunk.grid.info, chunk.grid
+    sx, sy = lab.dimensions[0] / info.width, lab.dimensions[1] / info.height
+    w, h = max(1, round(g.size0 * sx)), max(1, round(g.size0 * sy))
+    region = lab.read_region((round(x * sx), round(y * sy)), 0, (w, h))
+    raw = np.asarray(region.convert("RGBA").resize((g.patch_px, g.patch_px), Image.Resampling.NEAREST))[
+        ..., 0
+    ]
+    if chunk.value_map:
+        mapped = np.zeros_like(raw)
+        for src, dst in chunk.value_map.items():
+            mapped[raw == src] = dst
+        return mapped
+    return raw
+
+
+def _save_png(array: np.ndarray, path: Path, mpp: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dpi = 25400.0 / mpp
+    tmp = path.with_name(f".{path.name}.partial")
+    Image.fromarray(array).save(tmp, format="PNG", dpi=(dpi, dpi))
+    tmp.replace(path)
+
+
+def mine_chunk(chunk: Chunk) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Mine ``chunk``: the CSV rows of the patches kept and the count of each rejection reason."""
+    g = chunk.grid
+    min_tissue = float(chunk.extra["min_tissue"])
+    rows: list[dict[str, Any]] = []
+    rejected: dict[str, int] = {}
+    for x, y, tissue in chunk.positions:
+        if tissue < min_tissue:
+            rejected["no tissue"] = rejected.get("no tissue", 0) + 1
+            continue
+        rgb = read_rgb(g.info.path, x, y, g.level, (g.read_px, g.read_px), g.patch_px)
+        why = artifact(rgb)
+        if why is not None:
+            rejected[why] = rejected.get(why, 0) + 1
+            continue
+        name = f"{x}_{y}.png"
+        image_rel = Path("patches") / chunk.slide_key / name
+        _save_png(rgb, chunk.out / image_rel, g.target_mpp)
+        row: dict[str, Any] = {
+            "SubjectID": f"{chunk.slide_key}_{x}_{y}",
+            "PatientID": chunk.extra["patient"],
+            "Channel_0": str(image_rel),
+        }
+        if chunk.label_path is not None:
+            lab = _label_patch(chunk, x, y)
+            label_rel = Path("labels") / chunk.slide_key / name
+            _save_png(lab, chunk.out / label_rel, g.target_mpp)
+            row["Label"] = str(label_rel)
+            values, counts = np.unique(lab, return_counts=True)
+            row["fractions"] = {int(v): float(c) / lab.size for v, c in zip(values, counts, strict=True)}
+        if "value" in chunk.extra:
+            row["ValueToPredict"] = chunk.extra["value"]
+        row.update({"Info_X": x, "Info_Y": y, "Info_Size0": g.size0, "Info_Mpp": g.target_mpp})
+        row["Info_TissueFraction"] = round(tissue, 4)
+        rows.append(row)
+    return rows, rejected

@@ -1,0 +1,155 @@
+"""Whole slides: reading and pixel size, the tissue mask, the patch miner and training on its CSV (issue 18)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from automed.errors import AutomedError
+from automed.testing.synthetic_wsi import default_scene, write_label_png, write_slide
+from automed.workflow.patch_miner import patch_miner
+from automed.wsi.slide import slide_handle, slide_info
+from automed.wsi.tissue import tissue_mask
+from tests.conftest import shared
+
+W, H = 2048, 1536
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("wsi")
+    slides = {}
+    for name, seed in (("slideA", 1), ("slideB", 2)):
+        scene = default_scene(W, H, mpp=0.5, seed=seed)
+        slides[name] = write_slide(scene, root / f"{name}.tif")
+        write_label_png(scene, root / f"{name}_label.png", downsample=8)
+    rows = [f"{n},{n}.tif,{n}_label.png" for n in slides]
+    (root / "slides.csv").write_text("SubjectID,Channel_0,Label\n" + "\n".join(rows) + "\n")
+    return {"root": root, **slides}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_synthetic_slide_levels_mpp_and_tissue_mask(synthetic: dict[str, Path]) -> None:
+    info = slide_info(synthetic["slideA"])
+    assert (info.width, info.height, info.mpp, info.vendor) == (W, H, 0.5, "generic-tiff")
+    assert info.downsamples == (1.0, 2.0, 4.0)
+    assert info.level_for(1.0) == (1, 1.0) and info.level_for(3.0) == (2, 1.5)
+    mask = tissue_mask(slide_handle(synthetic["slideA"]))
+    scene = default_scene(W, H, mpp=0.5, seed=1)
+    c = (np.arange(mask.mask.shape[1]) + 0.5) * mask.scale
+    r = (np.arange(mask.mask.shape[0]) + 0.5) * mask.scale
+    truth = scene.labels(*np.meshgrid(c, r)) > 0
+    assert (mask.mask == truth).mean() > 0.98
+    assert not mask.mask[truth == 0].mean() > 0.01  # glass stays out
+
+
+def test_mining_with_labels_keeps_tissue_only_and_matches_the_label_map(
+    synthetic: dict[str, Path], tmp_path: Path
+) -> None:
+    res = patch_miner(
+        [synthetic["root"] / "slides.csv"], tmp_path / "m", patch_size="64", mpp=1.0, show_progress=False
+    )
+    rows = _rows(res.csv)
+    assert len(rows) == res.patches > 20 and {r["PatientID"] for r in rows} == {"slideA", "slideB"}
+    scene = default_scene(W, H, mpp=0.5, seed=1)
+    for r in rows:
+        x, y, size0 = int(r["Info_X"]), int(r["Info_Y"]), int(r["Info_Size0"])
+        assert size0 == 128  # 64 px at 1.0 um/px from a 0.5 um/px slide
+        img = np.asarray(Image.open(res.folder / r["Channel_0"]))
+        assert img.shape == (64, 64, 3)
+        assert Image.open(res.folder / r["Channel_0"]).info["dpi"][0] == pytest.approx(25400.0, rel=1e-3)
+        lab = np.asarray(Image.open(res.folder / r["Label"]))
+        if r["PatientID"] == "slideA":
+            c = x + (np.arange(64) + 0.5) * 2
+            rr = y + (np.arange(64) + 0.5) * 2
+            truth = scene.labels(*np.meshgrid(c, rr))
+            assert (lab == truth).mean() > 0.9  # the label map is 1/8 scale: edges are blocky
+            assert float(r["Info_TissueFraction"]) >= 0.5 and (truth > 0).mean() > 0.35
+        fractions = [float(r[k]) for k in r if k.startswith("Info_LabelFraction_")]
+        assert sum(fractions) == pytest.approx(1.0, abs=1e-3)
+    assert (res.folder / "tissue" / "slideA.png").is_file() and (res.folder / "mining.json").is_file()
+
+
+def test_patch_csv_loads_with_slide_grouped_folds(synthetic: dict[str, Path], tmp_path: Path) -> None:
+    from automed.data.dataset import load_dataset
+    from automed.data.splits import make_splits
+
+    res = patch_miner(
+        [synthetic["slideA"], synthetic["slideB"]], tmp_path / "m", patch_size="128", show_progress=False
+    )
+    ds = load_dataset(res.csv)
+    assert len(ds.cases) == res.patches
+    splits = make_splits(ds, n_folds=2, seed=0)
+    slide_of = {c.case_id: c.subject for c in ds.cases}
+    for fold in splits["folds"]:
+        assert not {slide_of[i] for i in fold["train"]} & {slide_of[i] for i in fold["val"]}
+
+
+def test_cmu1_micrometres_to_pixels() -> None:
+    path = shared("histology", "CMU-1-Small-Region.svs")
+    info = slide_info(path)
+    assert info.mpp == pytest.approx(0.499) and (info.width, info.height) == (2220, 2967)
+
+
+def test_cmu1_mining_in_micrometres(tmp_path: Path) -> None:
+    path = shared("histology", "CMU-1-Small-Region.svs")
+    res = patch_miner([path], tmp_path / "m", patch_size="100um", mpp=1.0, num_patches=5, show_progress=False)
+    (s,) = res.slides
+    assert (s["patch_px"], s["size0"], s["level"]) == (100, round(100 / 0.499), 0)
+    rows = _rows(res.csv)
+    assert len(rows) == 5 and all(
+        np.asarray(Image.open(res.folder / r["Channel_0"])).shape == (100, 100, 3) for r in rows
+    )
+
+
+def test_slide_without_pixel_size_refused_until_mpp(tmp_path: Path) -> None:
+    path = shared("histology", "TCGA-CR-7395-01A-01-TS1.svs")
+    with pytest.raises(AutomedError, match="pass --mpp"):
+        patch_miner([path], tmp_path / "m", show_progress=False)
+    assert not (tmp_path / "m").exists()
+    res = patch_miner([path], tmp_path / "m", mpp=0.5, num_patches=6, read="random", show_progress=False)
+    assert res.slides[0]["mpp_source"] == "--mpp" and res.patches == 6
+    assert len(list((tmp_path / "m" / "patches").rglob("*.png"))) == 6
+
+
+def test_bad_mining_input(synthetic: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "notes.svs").write_text("not a slide")
+    with pytest.raises(AutomedError, match="OpenSlide reads"):
+        patch_miner([tmp_path / "notes.svs"], tmp_path / "m", show_progress=False)
+    with pytest.raises(AutomedError, match="at or above the slide's own resolution"):
+        patch_miner([synthetic["slideA"]], tmp_path / "m", mpp=0.25, show_progress=False)
+    with pytest.raises(AutomedError, match="patch size"):
+        patch_miner([synthetic["slideA"]], tmp_path / "m", patch_size="big", show_progress=False)
+    with pytest.raises(AutomedError, match="Did you mean"):
+        patch_miner([synthetic["slideA"]], tmp_path / "m", read="randm", show_progress=False)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> None:
+    """A tiny 2D segmentation training straight from patches.csv (RGB patches, label maps), folds by slide."""
+    from automed import api
+
+    res = patch_miner(
+        [synthetic["root"] / "slides.csv"], tmp_path / "m", patch_size="64", mpp=2.0, show_progress=False
+    )
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\n")
+    out = api.train(res.csv, tmp_path / "W", config=cfg, folds=2, workers=0, register=False,
+                    tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", show_progress=False)  # fmt: skip
+    assert (out.workdir / "model.json").is_file()
+    import json
+
+    plan = json.loads((out.workdir / "plan.json").read_text())
+    assert "2d" in plan["configurations"]
+    splits = json.loads((out.workdir / "splits.json").read_text())
+    for fold in splits["folds"]:
+        assert {i.split("_")[0] for i in fold["train"]}.isdisjoint({i.split("_")[0] for i in fold["val"]})
