@@ -25,11 +25,12 @@ from typing import Any
 import pydicom
 import yaml
 from dicomanonymizer import simpledicomanonymizer as table_lib
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import dictionary_has_tag, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
 from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
 
 from automed._version import __version__
 from automed.errors import ConfigError
@@ -75,6 +76,8 @@ _BIRTH_DATE = Tag(0x0010, 0x0030)
 _PATIENT_ID = Tag(0x0010, 0x0020)
 _PATIENT_NAME = Tag(0x0010, 0x0010)
 _TIMES_KEPT = "K (kept with shifted dates)"
+# file meta information kept (PS3.10 7.1); the rest (AE titles, addresses, private information) goes
+_META_KEPT = {Tag(0x0002, e) for e in (0x0000, 0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013)}
 
 Action = Callable[[Dataset, Any], None]
 
@@ -85,23 +88,27 @@ def check_options(options: list[str]) -> list[str]:
     return sorted(set(options))
 
 
-def load_safe_private(path: Path) -> set[tuple[str, int]]:
-    """The safe private attributes of a YAML/JSON file ``{creator: [element offsets, e.g. "08" or 8]}``."""
+SafePrivate = set[tuple[int, str, int]]  # (group, private creator, element offset)
+
+
+def load_safe_private(path: Path) -> SafePrivate:
+    """The safe private attributes of a YAML/JSON file ``{creator: ["GGGG,EE", ...]}`` (group and element offset
+    in hex, as PS3.15 Table E.3.10-1 lists them)."""
     try:
         data = yaml.safe_load(path.read_text())
-        pairs = {
-            (str(creator), int(str(e), 16) if isinstance(e, str) else int(e))
-            for creator, els in data.items()
-            for e in els
-        }
-        if not pairs or any(not 0 <= e <= 0xFF for _, e in pairs):
-            raise ValueError("empty, or an offset outside 00-FF")
+        pairs: SafePrivate = set()
+        for creator, els in data.items():
+            for e in els:
+                group, offset = (int(v, 16) for v in str(e).split(","))
+                pairs.add((group, str(creator), offset))
+        if not pairs or any(not 0 <= e <= 0xFF or not g % 2 for g, _, e in pairs):
+            raise ValueError("empty, an even (public) group or an offset outside 00-FF")
     except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as exc:
         raise ConfigError.single(
             path,
             "a safe-private list maps each private creator to element offsets (00-FF)",
             f"unreadable ({exc})",
-            'write e.g. {"SIEMENS MR HEADER": ["08", "09"]} from PS3.15 Table E.3.10-1 or the vendor\'s statement',
+            'write e.g. {"SIEMENS MR HEADER": ["0019,08", "0051,0A"]} from PS3.15 Table E.3.10-1 or the vendor\'s statement',
         ) from exc
     return pairs
 
@@ -115,6 +122,17 @@ def burned_in(ds: Dataset) -> str | None:
     if not flag and modality in BURNED_IN_MODALITIES:
         return f"BurnedInAnnotation is absent for modality {modality}, which often carries burned-in text"
     return None
+
+
+def _values(elem: pydicom.DataElement) -> list[Any]:
+    if elem.value is None or elem.value == "":
+        return []
+    return list(elem.value) if elem.VM > 1 else [elem.value]
+
+
+def _registered(uid: str) -> bool:
+    """A UID of the DICOM standard (SOP classes, transfer syntaxes, ...), which identifies nobody."""
+    return UID(uid).name != uid
 
 
 def tag_name(tag: BaseTag) -> str:
@@ -135,7 +153,7 @@ class Deidentifier:
     """Cleans datasets in place; ``counts`` holds (attribute, action) -> files."""
 
     def __init__(
-        self, key: DeidKey, options: list[str] | None = None, safe_private: set[tuple[str, int]] | None = None
+        self, key: DeidKey, options: list[str] | None = None, safe_private: SafePrivate | None = None
     ) -> None:
         """``safe_private``: (private creator, element offset) pairs kept under ``retain-safe-private`` - the
         user's list (the standard's Table E.3.10-1 or the vendor's conformance statement); no list ships here."""
@@ -150,6 +168,7 @@ class Deidentifier:
                 self.exact[Tag(tag_for_keyword(kw) or 0)] = table_lib.keep
         self.counts: Counter[tuple[str, str]] = Counter()
         self.files = 0
+        self.patients: set[str] = set()  # the pseudonyms of this run
         # DeidentificationMethod is LO (64 characters a value): one value per part
         self.method = [
             f"automed {__version__}",
@@ -161,7 +180,7 @@ class Deidentifier:
             *self.options,
         ]
 
-    def _action(self, tag: BaseTag) -> Action | None:
+    def action_for(self, tag: BaseTag) -> Action | None:
         found = self.exact.get(tag)
         if found is not None:
             return found
@@ -172,23 +191,27 @@ class Deidentifier:
 
     def clean(self, ds: Dataset) -> str:
         """De-identify ``ds`` in place; return the patient's pseudonym."""
-        patient = str(ds.get("PatientID", "") or ds.get("PatientName", "") or "")
+        # who the file belongs to: its patient ID, else name, else its study (never one pseudonym for all unknowns)
+        patient = str(ds.get("PatientID", "") or ds.get("PatientName", "") or "") or "study:" + str(
+            ds.get("StudyInstanceUID", "") or ds.get("SOPInstanceUID", "")
+        )
         shift = self.key.date_shift(patient) if LONGITUDINAL in self.options else None
         seen: set[tuple[str, str]] = set()
         self._walk(ds, shift, seen, top=True)
         self._private(ds, seen)
         pseudonym = self.key.pseudonym(patient)
+        self.patients.add(pseudonym)
         ds[_PATIENT_ID] = pydicom.DataElement(_PATIENT_ID, "LO", pseudonym)
         ds[_PATIENT_NAME] = pydicom.DataElement(_PATIENT_NAME, "PN", pseudonym)
         seen |= {("PatientID", "D (pseudonym)"), ("PatientName", "D (pseudonym)")}
         self._mark(ds)
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
+            for tag in [e.tag for e in meta if e.tag not in _META_KEPT]:
+                del meta[tag]
+                seen.add((tag_name(tag), "X (file meta)"))
             if "SOPInstanceUID" in ds:
                 meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            if "SourceApplicationEntityTitle" in meta:
-                del meta.SourceApplicationEntityTitle
-                seen.add(("SourceApplicationEntityTitle", "X"))
         self.counts.update(seen)
         self.files += 1
         return pseudonym
@@ -201,7 +224,7 @@ class Deidentifier:
                 creator = str(
                     ds.get((elem.tag.group, elem.tag.element >> 8), pydicom.DataElement(0, "LO", "")).value
                 )
-                if (creator, elem.tag.element & 0xFF) in self.safe_private:
+                if (elem.tag.group, creator, elem.tag.element & 0xFF) in self.safe_private:
                     keep.append((creator, elem))
         if any(e.tag.is_private for e in ds.iterall()):
             ds.remove_private_tags()
@@ -210,7 +233,9 @@ class Deidentifier:
             ds.private_block(elem.tag.group, creator, create=True).add_new(
                 elem.tag.element & 0xFF, elem.VR, elem.value
             )
-            seen.add((f"private {creator} {elem.tag.element & 0xFF:02X}", "K (safe list)"))
+            seen.add(
+                (f"private {elem.tag.group:04X} {creator} {elem.tag.element & 0xFF:02X}", "K (safe list)")
+            )
 
     def _mark(self, ds: Dataset) -> None:
         ds.PatientIdentityRemoved = "YES"
@@ -234,7 +259,7 @@ class Deidentifier:
             if tag.is_private or (top and tag in (_PATIENT_ID, _PATIENT_NAME)):  # pseudonyms, set by clean()
                 continue
             elem = ds[tag]
-            action = self._action(tag)
+            action = self.action_for(tag)
             code = ACTION_CODES.get(action.__name__, action.__name__) if action is not None else None
             name = tag_name(tag)
             if elem.VR == "SQ":
@@ -250,7 +275,10 @@ class Deidentifier:
                     code += " (items cleaned)"
                 seen.add((name, code))
                 continue
-            if action is None or code == "K":
+            if action is None:
+                self._unlisted(ds, tag, elem, seen)
+                continue
+            if code == "K":
                 continue
             if shift is not None and elem.VR in ("DA", "DT") and tag != _BIRTH_DATE:
                 moved = _shift(str(elem.value or ""), shift)
@@ -272,7 +300,26 @@ class Deidentifier:
                 code = "X (no dummy for its VR)"
             seen.add((name, code or "?"))
 
-    def _replace_uid(self, elem: pydicom.DataElement) -> None:
+    def _unlisted(
+        self, ds: Dataset, tag: BaseTag, elem: pydicom.DataElement, seen: set[tuple[str, str]]
+    ) -> None:
+        """Attributes the profile's table does not list: public ones unknown to the DICOM dictionary and UN values
+        go (their meaning is unknown); UIDs that are not registered DICOM UIDs are keyed like listed ones (they may
+        embed device serials and dates, and references to replaced UIDs must follow)."""
+        if tag.element == 0:  # group length
+            return
+        if not dictionary_has_tag(tag) or elem.VR == "UN":
+            del ds[tag]
+            seen.add((tag_name(tag), "X (unknown attribute)" if elem.VR != "UN" else "X (UN value)"))
+        elif elem.VR == "UI" and any(not _registered(str(v)) for v in _values(elem)):
+            self._replace_uid(elem, keep_registered=True)
+            seen.add((tag_name(tag), "U (keyed, not in the table)"))
+
+    def _replace_uid(self, elem: pydicom.DataElement, *, keep_registered: bool = False) -> None:
+        if keep_registered:
+            new = [v if _registered(str(v)) else self.key.uid(str(v)) for v in _values(elem)]
+            elem.value = new[0] if len(new) == 1 else new
+            return
         if elem.VM > 1:
             elem.value = [self.key.uid(str(v)) for v in elem.value]
         elif elem.value:

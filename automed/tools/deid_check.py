@@ -2,25 +2,33 @@
 
 Two kinds of evidence, reported per file and attribute and never with the value found:
 - the identifying values of the originals (``--original``): every value of an attribute the profile removes or
-  replaces, the parts of person names, and private text, searched for in every attribute at every depth (sequence
-  items, private attributes, binary values read as text) and in file and folder names;
-- patterns that need no original: private attributes, person names that are not pseudonyms, real dates where dates
-  were removed, date-like text in free-text attributes, ``PatientIdentityRemoved`` not YES, NIfTI header text and
-  extensions."""
+  replaces (file meta included), the parts of person names, and private text, searched as whole words in every
+  attribute at every depth (sequence items, private attributes, binary values read as text) and in file and folder
+  names;
+- patterns that need no original: private attributes, public attributes unknown to the DICOM dictionary, UN values,
+  file meta beyond the transfer essentials, UIDs that are neither DICOM's own nor keyed (``2.25.``), person names and
+  identifiers that are not pseudonyms, real dates where dates were removed, date-like free text,
+  ``PatientIdentityRemoved`` not YES, NIfTI header text and extensions.
+
+Every file under the folder is checked - hidden ones and DICOMDIR too - except automed's own marker and report."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from pydicom.datadict import dictionary_has_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
+from automed.artifacts import OUTPUT_MARKER
 from automed.tools.deid import Deidentifier, tag_name
 from automed.tools.deid_keys import PSEUDONYM_PREFIX, DeidKey
-from automed.tools.dicom_files import input_files, is_nifti, relative
+from automed.tools.dicom_files import DEID_REPORT, is_nifti, relative
 from automed.tools.nifti_deid import nifti_findings
 
 TEXT_VRS = {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
@@ -36,6 +44,15 @@ _ID_ATTRIBUTES = {
     "IssuerOfPatientID",
     "MedicalRecordLocator",
 }
+# written by automed itself (the method's description and codes): not searched for the originals' values
+_OWN = {
+    "DeidentificationMethod",
+    "CodeValue",
+    "CodingSchemeDesignator",
+    "CodeMeaning",
+    "PatientIdentityRemoved",
+}
+_META_KEPT = {0x0000, 0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013}
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,24 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.file}: {self.attribute}: {self.rule}"
+
+
+@dataclass
+class Needles:
+    """The originals' identifying values as whole-word patterns: all of them, and those from public attributes."""
+
+    every: re.Pattern[str] | None
+    public: re.Pattern[str] | None
+
+    @staticmethod
+    def build(every: set[str], public: set[str]) -> Needles:
+        def rx(values: set[str]) -> re.Pattern[str] | None:
+            if not values:
+                return None
+            alts = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+            return re.compile(rf"(?<![a-z0-9])(?:{alts})(?![a-z0-9])")
+
+        return Needles(rx(every), rx(public))
 
 
 def _texts(elem: DataElement) -> list[str]:
@@ -71,59 +106,106 @@ def _keep_value(text: str) -> bool:
     return len(t) >= 5 if t.replace(".", "").isdigit() else len(t) >= 4
 
 
-def identifying_values(originals: Path) -> set[str]:
-    """Lower-cased values of the originals that must not survive (see the module docstring)."""
+def _elements(ds: Dataset) -> list[DataElement]:
+    meta = list(ds.file_meta.iterall()) if getattr(ds, "file_meta", None) is not None else []
+    return [*meta, *ds.iterall()]
+
+
+def files_to_check(root: Path) -> list[Path]:
+    """Every file under ``root`` but automed's own marker and de-identification report (when they are JSON)."""
+    if root.is_file():
+        return [root]
+    out = []
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        if p.parent == root and p.name in (OUTPUT_MARKER, DEID_REPORT):
+            try:
+                json.loads(p.read_text())
+                continue
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pass
+        out.append(p)
+    return out
+
+
+def identifying_values(originals: Path) -> Needles:
+    """The originals' values that must not survive (see the module docstring)."""
     rules = Deidentifier(DeidKey(b"\0" * 32))
-    found: set[str] = set()
+    every: set[str] = set()
+    public: set[str] = set()
     kept: set[str] = set()
-    for path in input_files(originals):
+    for path in files_to_check(originals):
         if is_nifti(path):
             continue
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
             continue
-        for elem in ds.iterall():
+        for elem in _elements(ds):
             if elem.VR not in TEXT_VRS and not (elem.tag.is_private and elem.VR in ("OB", "UN")):
                 continue
-            action = rules._action(elem.tag)
-            removed = elem.tag.is_private or (action is not None and action.__name__ != "keep")
+            action = rules.action_for(elem.tag)
+            in_meta = elem.tag.group == 0x0002 and elem.tag.element not in _META_KEPT
+            removed = elem.tag.is_private or in_meta or (action is not None and action.__name__ != "keep")
+            # unregistered UIDs outside the file meta (ImplementationClassUID names software, not a patient)
+            removed |= (
+                elem.VR == "UI" and elem.tag.group != 0x0002 and any(UID(t).name == t for t in _texts(elem))
+            )
             for text in _texts(elem):
                 parts = [text]
                 if elem.VR == "PN":
                     parts += [p for p in re.split(r"[\^=, ]+", text) if len(p) >= 3]
-                (found if removed else kept).update(p.strip().lower() for p in parts if _keep_value(p))
-    return found - kept
+                values = {p.strip().lower() for p in parts if _keep_value(p)}
+                if not removed:
+                    kept |= values
+                    continue
+                every |= values
+                if not elem.tag.is_private:
+                    public |= values
+    return Needles.build(every - kept, public - kept)
 
 
-def _dicom_findings(ds: Dataset, shown: str, values: set[str]) -> list[Finding]:
+def _pattern_findings(elem: DataElement, name: str, texts: list[str], shifted: bool) -> list[str]:
+    rules = []
+    tag = elem.tag
+    if tag.group == 0x0002 and tag.element not in _META_KEPT:
+        rules.append("file meta beyond the transfer essentials")
+    if not tag.is_private and tag.group != 0x0002 and tag.element and not dictionary_has_tag(tag):
+        rules.append("a public attribute unknown to the DICOM dictionary")
+    if elem.VR == "UN" and not tag.is_private:
+        rules.append("a UN value")
+    unkeyed = elem.VR == "UI" and any(UID(t).name == t and not t.startswith("2.25.") for t in texts)
+    if unkeyed and tag.group != 0x0002:
+        rules.append("a UID neither DICOM's own nor keyed")
+    if elem.VR == "PN" and any(_not_pseudonym(t) for t in texts):
+        rules.append("a person name that is not a pseudonym")
+    if name in _ID_ATTRIBUTES and any(_not_pseudonym(t) for t in texts):
+        rules.append("an identifier that is not a pseudonym")
+    real_date = elem.VR in ("DA", "DT") and any(t[:8] not in _DUMMY_DATES for t in texts)
+    if real_date and (not shifted or name == "PatientBirthDate"):
+        rules.append("a real date where dates were removed")
+    if elem.VR in FREE_TEXT_VRS and name not in _OWN and any(_DATE_TEXT.search(t) for t in texts):
+        rules.append("date-like text in a free-text attribute")
+    return rules
+
+
+def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
     out: list[Finding] = []
     shifted = str(ds.get("LongitudinalTemporalInformationModified", "")) == "MODIFIED"
     codes = {str(c.get("CodeValue", "")) for c in ds.get("DeidentificationMethodCodeSequence", [])}
-    safe_private = (
-        "113111" in codes
-    )  # Retain Safe Private: the user vouched for the kept ones; values still searched
-    elements = list(ds.file_meta.iterall()) if hasattr(ds, "file_meta") else []
-    for elem in [*elements, *ds.iterall()]:
+    safe_private = "113111" in codes  # Retain Safe Private: the user vouched for the private attributes kept
+    for elem in _elements(ds):
         name = tag_name(elem.tag)
         if elem.tag.is_private and not safe_private:
             out.append(Finding(shown, name, "a private attribute remains"))
         if elem.tag == (0x7FE0, 0x0010):
             continue
         texts = _texts(elem)
-        low = [t.lower() for t in texts]
-        vouched = (shifted and elem.VR == "TM") or (safe_private and elem.tag.is_private)
-        if values and not vouched and any(v in t for t in low for v in values):
+        # kept private attributes are searched for the public values (an accession number copied into them)
+        rx = needles.public if safe_private and elem.tag.is_private else needles.every
+        searched = not (shifted and elem.VR == "TM") and name not in _OWN
+        if rx is not None and searched and any(rx.search(t.lower()) for t in texts):
             out.append(Finding(shown, name, "holds an identifying value of the original"))
-        if elem.VR == "PN" and any(_not_pseudonym(t) for t in texts):
-            out.append(Finding(shown, name, "a person name that is not a pseudonym"))
-        if name in _ID_ATTRIBUTES and any(_not_pseudonym(t) for t in texts):
-            out.append(Finding(shown, name, "an identifier that is not a pseudonym"))
-        real_date = elem.VR in ("DA", "DT") and any(t[:8] not in _DUMMY_DATES for t in texts)
-        if real_date and (not shifted or name == "PatientBirthDate"):
-            out.append(Finding(shown, name, "a real date where dates were removed"))
-        if elem.VR in FREE_TEXT_VRS and any(_DATE_TEXT.search(t) for t in texts):
-            out.append(Finding(shown, name, "date-like text in a free-text attribute"))
+        out += [Finding(shown, name, r) for r in _pattern_findings(elem, name, texts, shifted)]
     if str(ds.get("PatientIdentityRemoved", "")) != "YES":
         out.append(Finding(shown, "PatientIdentityRemoved", "is not YES"))
     return out
@@ -131,20 +213,22 @@ def _dicom_findings(ds: Dataset, shown: str, values: set[str]) -> list[Finding]:
 
 def check_folder(root: Path, original: Path | None = None) -> list[Finding]:
     """Every finding in the files under ``root`` (sorted by file)."""
-    values = identifying_values(original) if original is not None else set()
+    needles = identifying_values(original) if original is not None else Needles(None, None)
     findings: list[Finding] = []
-    for path in input_files(root):
+    for path in files_to_check(root):
         shown = relative(path, root)
-        low_name = shown.lower()
-        if values and any(v in low_name for v in values):
+        if needles.every is not None and needles.every.search(shown.lower()):
             findings.append(Finding(shown, "file name", "holds an identifying value of the original"))
         if is_nifti(path):
-            findings += [Finding(shown, a, r) for a, r in nifti_findings(path, values)]
+            try:
+                findings += [Finding(shown, a, r) for a, r in nifti_findings(path, needles.every)]
+            except Exception:  # any unreadable file is a finding, not a crash
+                findings.append(Finding(shown, "file", "not readable as NIfTI (cannot be checked)"))
             continue
         try:
             ds = pydicom.dcmread(path)
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
             findings.append(Finding(shown, "file", "not readable as DICOM (cannot be checked)"))
             continue
-        findings += _dicom_findings(ds, shown, values)
+        findings += _dicom_findings(ds, shown, needles)
     return findings

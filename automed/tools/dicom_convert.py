@@ -1,7 +1,7 @@
 """DICOM -> NIfTI for every series of a folder tree (not the first one only).
 
-Files are grouped by (folder, SeriesInstanceUID); a series is read by SimpleITK in GDCM's slice order (positions
-along the slice normal, so the geometry is the scanner's), a multi-frame file on its own. Each series is named by a
+Files are grouped by (folder, SeriesInstanceUID), then into volumes by echo, temporal position and orientation; each
+volume is sorted along the slice normal (the order GDCM uses) and read by SimpleITK, a multi-frame file on its own. Each series is named by a
 key made of its modality, series number and a digest of its UID - no patient or study text."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import SimpleITK as sitk
 
 from automed.errors import Problem
@@ -55,6 +56,47 @@ def _key(modality: str, number: str, uid: str, taken: set[str]) -> str:
     return k
 
 
+def _normal_position(ds: Any) -> float | None:
+    iop, ipp = ds.get("ImageOrientationPatient"), ds.get("ImagePositionPatient")
+    if iop is None or ipp is None or len(iop) != 6 or len(ipp) != 3:
+        return None
+    normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
+    return float(np.dot(normal, np.asarray(ipp, float)))
+
+
+def _volumes(
+    members: list[tuple[Path, Any]], folder: Path, root: Path, problems: list[Problem]
+) -> list[tuple[list[Path], str]]:
+    """The single-frame files of one series split into volumes - one per echo, temporal position and orientation
+    (a multi-echo or dynamic series, a three-plane localizer) - each sorted along the slice normal; two slices at
+    one position in a volume are a problem (the volume would be wrong)."""
+    subs: dict[tuple[str, str, str], list[tuple[Path, Any]]] = defaultdict(list)
+    for p, ds in members:
+        iop = ds.get("ImageOrientationPatient")
+        orient = ",".join(f"{float(v):.3f}" for v in iop) if iop is not None else ""
+        subs[(str(ds.get("EchoNumbers", "")), str(ds.get("TemporalPositionIdentifier", "")), orient)].append(
+            (p, ds)
+        )
+    out = []
+    for i, (key, files) in enumerate(sorted(subs.items())):
+        pos = [_normal_position(ds) for _, ds in files]
+        if all(v is not None for v in pos):
+            order = np.argsort(np.asarray(pos, float), kind="stable")
+            files = [files[j] for j in order]
+            gaps = np.diff(np.sort(np.asarray(pos, float)))
+            if len(gaps) and gaps.min() < 1e-3:
+                problems.append(Problem(relative(folder, root) or ".", "the slices of one volume lie at distinct "
+                                        "positions", f"{int((gaps < 1e-3).sum())} repeated position(s) in series "
+                                        f"{files[0][1].get('SeriesNumber', '?')} (echo {key[0] or '-'}, temporal "
+                                        f"position {key[1] or '-'})", "remove the duplicate files, or split the "
+                                        "series into one folder per volume"))  # fmt: skip
+        else:
+            files = sorted(files, key=lambda f: int(f[1].get("InstanceNumber", 0) or 0))
+        tag = f"e{key[0]}t{key[1]}o{i}" if len(subs) > 1 else ""
+        out.append(([p for p, _ in files], tag))
+    return out
+
+
 def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
     """Every series under ``root`` and every file that is not a usable DICOM image."""
     problems: list[Problem] = []
@@ -87,17 +129,9 @@ def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
             for p in frames:
                 series.append(Series(_key(common[0], common[2], uid, taken), folder, uid, [p], *common, True))
             members = [(p, ds) for p, ds in members if p not in frames]
-        if members:
-            series.append(
-                Series(
-                    _key(common[0], common[2], uid, taken),
-                    folder,
-                    uid,
-                    [p for p, _ in members],
-                    *common,
-                    False,
-                )
-            )
+        for sub, extra in _volumes(members, folder, root, problems):
+            key = _key(common[0], common[2], uid + extra, taken)
+            series.append(Series(key, folder, uid, sub, *common, False))
     return series, problems
 
 
@@ -106,10 +140,7 @@ def read_series(s: Series) -> sitk.Image:
     if s.multiframe or len(s.files) == 1:
         single: sitk.Image = sitk.ReadImage(str(s.files[0]))
         return single
-    names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(s.folder), s.uid)
-    wanted = {str(p) for p in s.files}
-    ordered = [n for n in names if n in wanted] or sorted(wanted)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(ordered)
+    reader.SetFileNames([str(p) for p in s.files])  # sorted along the slice normal by _volumes
     image: sitk.Image = reader.Execute()
     return image

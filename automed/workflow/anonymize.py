@@ -59,6 +59,25 @@ def _out_name(ds: Dataset, pseudonym: str) -> Path:
     return folder / f"{stem}.dcm"
 
 
+def _nifti(
+    path: Path, shown: str, tmp: Path, deid: Deidentifier, counts: dict[str, int], problems: list[Problem]
+) -> None:
+    """Scrub one NIfTI file into ``tmp/nifti/``, named from its path inside the input (two ``T1.nii.gz`` of two
+    folders get two names); an unreadable one is a problem."""
+    if problems:
+        return
+    name = shown[: -len(".nii.gz")] if shown.lower().endswith(".nii.gz") else shown[: -len(".nii")]
+    (tmp / "nifti").mkdir(exist_ok=True)
+    try:
+        changed = scrub_nifti(path, tmp / "nifti" / f"{deid.key.file_name(name)}.nii.gz")
+    except Exception as exc:  # nibabel raises several types for a broken file
+        problems.append(Problem(shown, "a .nii/.nii.gz file must be a readable NIfTI image",
+                                f"unreadable ({type(exc).__name__})", "copy it again or move it out"))  # fmt: skip
+        return
+    for f in [*changed, "files"]:
+        counts[f] = counts.get(f, 0) + 1
+
+
 def _check_paths(src: Path, out: Path, key: Path | None) -> None:
     if not src.exists():
         raise ConfigError.single(
@@ -119,12 +138,7 @@ def anonymize(
             bar.advance(task)
             shown = relative(path, src)
             if is_nifti(path):
-                if not problems:
-                    stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".gz") else path.stem
-                    (tmp / "nifti").mkdir(exist_ok=True)
-                    for f in scrub_nifti(path, tmp / "nifti" / f"{deid.key.file_name(stem)}.nii.gz"):
-                        nifti[f] = nifti.get(f, 0) + 1
-                    nifti["files"] = nifti.get("files", 0) + 1
+                _nifti(path, shown, tmp, deid, nifti, problems)
                 continue
             ds, problem = read_image(path, shown)
             if ds is None:
@@ -161,7 +175,7 @@ def anonymize(
                 "the header was cleaned, the pixels were not"
             )
         report: dict[str, Any] = {"schema_version": 1, "dicom": deid.report(), "nifti": nifti}
-        report["patients"] = len({p for p in deid.key.pseudonyms if p})
+        report["patients"] = len(deid.patients)
         report["burned_in_allowed"] = len(burned)
         write_json_atomic(tmp / REPORT, report)
         mark_output(tmp, "anonymize")
