@@ -133,6 +133,89 @@ def test_bad_mining_input(synthetic: dict[str, Path], tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
+class ColorPredictor:
+    """A known-answer stand-in for a model: the nearest of the scene's colours (glass, stain 1, stain 2) per pixel."""
+
+    def predict_arrays(self, channels: np.ndarray, geometry: object, probabilities: bool = False) -> object:
+        from automed.infer.prediction import Prediction
+        from automed.testing.synthetic_wsi import GLASS, STAINS
+
+        rgb = channels[:, 0].transpose(1, 2, 0)
+        ref = np.array([GLASS, STAINS[0], STAINS[1]], np.float32)
+        d = ((rgb[..., None, :] - ref) ** 2).sum(-1)
+        p = np.exp(-(d - d.min(-1, keepdims=True)) / 500.0)
+        p /= p.sum(-1, keepdims=True)
+        return Prediction(
+            d.argmin(-1)[None].astype(np.uint8), p.transpose(2, 0, 1)[:, None].astype(np.float32)
+        )
+
+
+def test_wsi_prediction_is_a_pyramid_of_the_slide_with_the_right_labels(tmp_path: Path) -> None:
+    import openslide
+
+    from automed.workflow.predict_wsi import predict_slides
+
+    scene = default_scene(3000, 2000, mpp=0.5, seed=4)
+    slide = write_slide(scene, tmp_path / "s.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    names = {0: "glass", 1: "a", 2: "b"}
+    predict_slides(
+        ColorPredictor(), [slide], out, mpp=1.0, names=names, save_probabilities=True, show_progress=False
+    )
+    labels = openslide.OpenSlide(str(out / "s_labels.tif"))
+    assert labels.dimensions == (3000, 2000) and labels.level_count >= 3
+    assert float(labels.properties["openslide.mpp-x"]) == pytest.approx(0.5)
+    got = np.asarray(labels.read_region((0, 0), 0, labels.dimensions))[..., 0]
+    truth = scene.labels(*np.meshgrid(np.arange(3000) + 0.5, np.arange(2000) + 0.5))
+    assert (got == truth).mean() > 0.995
+    low = np.asarray(labels.read_region((0, 0), 2, labels.level_dimensions[2]))[..., 0]
+    assert (low == truth[2::4, 2::4][: low.shape[0], : low.shape[1]]).mean() > 0.99
+    prob_a = openslide.OpenSlide(str(out / "s_prob_a.tif"))
+    pa = np.asarray(prob_a.read_region((0, 0), 1, prob_a.level_dimensions[1]))[..., 0]
+    assert pa[truth[1::2, 1::2][: pa.shape[0], : pa.shape[1]] == 1].mean() > 200
+    for f in ("s_heatmap_a.png", "s_heatmap_b.png", "s_overlay.png", "s_counts.png"):
+        assert Image.open(out / f).size[0] > 10
+    tiles = _rows(out / "s_tiles.csv")
+    assert len(tiles) == 6 and all(r["predicted"] == "True" for r in tiles)
+    assert not list(out.glob(".*"))  # the block store is gone
+
+
+def test_wsi_prediction_skips_glass(tmp_path: Path) -> None:
+    from automed.testing.synthetic_wsi import Ellipse, SyntheticSlide
+    from automed.workflow.predict_wsi import predict_slides
+
+    scene = SyntheticSlide(4096, 1024, 0.5, [Ellipse(500, 500, 300, 300)])
+    out = tmp_path / "out"
+    out.mkdir()
+    predict_slides(ColorPredictor(), [write_slide(scene, tmp_path / "g.tif")], out, mpp=0.5,
+                   names={0: "glass", 1: "a", 2: "b"}, show_progress=False)  # fmt: skip
+    tiles = _rows(out / "g_tiles.csv")
+    assert [r["predicted"] for r in tiles] == (["True", "True"] + ["False"] * 6) * 2  # 8 x 2 blocks of 512
+    assert not list(out.glob("g_prob_*"))
+
+
+def test_wsi_inference_memory_does_not_hold_the_slide(tmp_path: Path) -> None:
+    """Writing a level-0 pyramid walks tiles through a bounded block cache (the bench measures RSS)."""
+    from automed.wsi.infer import BlockGrid
+    from automed.wsi.pyramid import CACHE, BlockReader
+
+    scene = default_scene(4096, 1024, mpp=0.5)
+    info = slide_info(write_slide(scene, tmp_path / "w.tif"))
+    grid = BlockGrid(info, 0.5, block=128)
+    store = tmp_path / "store"
+    store.mkdir()
+    nbx, nby = grid.n_blocks
+    for bx in range(nbx):
+        for by in range(nby):
+            np.save(store / f"L_{bx}_{by}.npy", np.full((128, 128), (bx + by) % 3, np.uint8))
+    reader = BlockReader(grid, store, "L")
+    from automed.wsi.pyramid import write_pyramid
+
+    write_pyramid(reader, tmp_path / "p.tif")
+    assert len(reader.cache) <= CACHE < nbx * nby
+
+
 @pytest.mark.slow
 def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> None:
     """A tiny 2D segmentation training straight from patches.csv (RGB patches, label maps), folds by slide."""
@@ -153,3 +236,12 @@ def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> N
     splits = json.loads((out.workdir / "splits.json").read_text())
     for fold in splits["folds"]:
         assert {i.split("_")[0] for i in fold["train"]}.isdisjoint({i.split("_")[0] for i in fold["val"]})
+    # the trained model predicts a slide at its training resolution (found in mining.json beside the CSV)
+    import openslide
+
+    pred = api.predict(out.workdir, synthetic["slideA"], tmp_path / "P", show_progress=False)
+    assert [p.name for p in pred] == ["slideA_labels.tif"]
+    labels = openslide.OpenSlide(str(pred[0]))
+    assert labels.dimensions == (W, H)
+    values = np.unique(np.asarray(labels.read_region((0, 0), 1, labels.level_dimensions[1]))[..., 0])
+    assert set(values.tolist()) <= {0, 1, 2}

@@ -161,6 +161,17 @@ def predict(
             "references the series, one segment per label named from dataset.json."
         ),
     ] = "nifti",
+    mpp: Annotated[
+        float | None,
+        typer.Option(
+            help="Whole slides: the model's resolution in micrometres per pixel (default: the patch miner's "
+            "resolution of its training patches)."
+        ),
+    ] = None,
+    slide_mpp: Annotated[
+        float | None,
+        typer.Option(help="Whole slides: the level-0 pixel size of slides whose metadata lacks it."),
+    ] = None,
 ) -> None:
     """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
 
@@ -183,6 +194,8 @@ def predict(
         overwrite=overwrite,
         review=review,
         output_format=output_format,
+        mpp=mpp,
+        slide_mpp=slide_mpp,
     )
     out.print(f"wrote {len(paths)} prediction(s) to {output}")
     if review:

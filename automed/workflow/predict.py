@@ -123,6 +123,8 @@ def predict(
     overwrite: bool = False,
     review: bool = False,
     output_format: str = "nifti",
+    mpp: float | None = None,
+    slide_mpp: float | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` with a training work dir, an ``automed select`` folder (its choice)
     or a registered model URI.
@@ -136,7 +138,9 @@ def predict(
     renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
     ``OUT/review/``: per input an annotated PNG and a JSON (label maps: the structures found; classification and
     regression: the class and probabilities, or the value), and ``index.html``. ``output_format`` ``dicom-seg``
-    (segmentation of DICOM series inputs) adds ``<case>.seg.dcm``, a DICOM Segmentation referencing the series."""
+    (segmentation of DICOM series inputs) adds ``<case>.seg.dcm``, a DICOM Segmentation referencing the series.
+    Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
+    ``mpp`` (default: the patch miner's resolution of its training data)."""
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
@@ -152,6 +156,14 @@ def predict(
         on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
     if tta is not None:  # else the model's own setting (chosen by `automed select` when it ran)
         predictor.tta = tta
+    from automed.workflow.predict_wsi import model_mpp, predict_slides, slide_inputs
+
+    slides = slide_inputs(Path(input_path).expanduser().resolve())
+    if slides is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        mark_output(out, "predictions")
+        return predict_slides(predictor, slides, out, mpp=model_mpp(model, mpp), names=_label_names(model, predictor),
+                              slide_mpp=slide_mpp, save_probabilities=save_probabilities, show_progress=show_progress)  # fmt: skip
     cases = discover(input_path, predictor.n_channels)
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")

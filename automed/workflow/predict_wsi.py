@@ -1,0 +1,173 @@
+"""``automed predict`` on whole slides: tiled inference at the model's micrometres per pixel over tissue only
+(:mod:`automed.wsi.infer`), written as tiled pyramidal TIFFs of the slide's dimensions, with pictures and a per-tile
+CSV (:mod:`automed.wsi.pyramid`). Memory stays a few blocks whatever the slide's size.
+
+Per slide ``S``: ``S_labels.tif`` (label values), ``S_prob_<label>.tif`` per class with ``--save-probabilities``
+(0-255), ``S_heatmap_<label>.png`` (turbo), ``S_overlay.png`` (thumbnail with the labels), ``S_counts.png`` (the
+predicted foreground pixels of each block), ``S_tiles.csv`` (per block: level-0 position, tissue fraction,
+predicted, label fractions)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openslide
+
+from automed.data.io import Geometry
+from automed.errors import ConfigError
+from automed.parallel import progress_bar
+from automed.wsi.infer import BlockGrid, predict_blocks
+from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
+from automed.wsi.slide import SLIDE_SUFFIXES, slide_handle, slide_info
+from automed.wsi.tissue import tissue_mask
+
+
+def slide_inputs(input_path: Path) -> list[Path] | None:
+    """The whole slides of ``input_path`` (a slide, or a folder holding slides), or ``None`` when it holds none."""
+
+    def is_slide(p: Path) -> bool:
+        return (
+            p.name.lower().endswith(SLIDE_SUFFIXES) and openslide.OpenSlide.detect_format(str(p)) is not None
+        )
+
+    if input_path.is_file():
+        return [input_path] if is_slide(input_path) else None
+    if input_path.is_dir():
+        found = [p for p in sorted(input_path.iterdir()) if p.is_file() and is_slide(p)]
+        return found or None
+    return None
+
+
+def model_mpp(model: str | Path, given: float | None) -> float:
+    """The model's micrometres per pixel: ``--mpp``, else the patch miner's resolution of the training data."""
+    if given is not None:
+        return given
+    from automed.fingerprint.schema import Fingerprint
+    from automed.workdir import WorkDir
+
+    source = None
+    if not str(model).startswith("models:/") and WorkDir(Path(model)).fingerprint.is_file():
+        source = Path(Fingerprint.load(WorkDir(Path(model)).fingerprint).source)
+        mining = source.parent / "mining.json"
+        if source.suffix == ".csv" and mining.is_file():
+            mpps = {round(s["target_mpp"], 6) for s in json.loads(mining.read_text())["slides"]}
+            if len(mpps) == 1:
+                return float(mpps.pop())
+    raise ConfigError.single(
+        model,
+        "predicting on whole slides needs the model's resolution in micrometres per pixel",
+        f"no mining.json beside its training CSV ({source})" if source else "not a training work dir",
+        "pass --mpp with the resolution of the patches it was trained on",
+    )
+
+
+def _predict_fn(predictor: Any) -> Any:
+    def run(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        h, w = rgb.shape[:2]
+        channels = rgb.transpose(2, 0, 1)[:, None].astype(np.float32)
+        geometry = Geometry(
+            size=(w, h), spacing=(1.0, 1.0), origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0)
+        )
+        res = predictor.predict_arrays(channels, geometry, probabilities=True)
+        probs = res.probabilities[:, 0] if res.probabilities is not None else None
+        return res.labels.reshape(h, w), probs
+
+    return run
+
+
+def _pictures(
+    grid: BlockGrid, store: Path, out: Path, stem: str, names: dict[int, str], rows: list[dict[str, Any]]
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import colormaps
+    from PIL import Image
+
+    labels = thumbnail_values(BlockReader(grid, store, "L"))
+    turbo = colormaps["turbo"]
+    for k, (value, name) in enumerate(sorted(names.items())):
+        if value == 0:
+            continue
+        prob = thumbnail_values(BlockReader(grid, store, "P", k)).astype(np.float32) / 255.0
+        Image.fromarray((turbo(prob)[..., :3] * 255).astype(np.uint8)).save(
+            out / f"{stem}_heatmap_{name}.png"
+        )
+    thumb = (
+        slide_handle(grid.info.path)
+        .get_thumbnail(labels.shape[::-1])
+        .convert("RGB")
+        .resize(labels.shape[::-1])
+    )
+    base = np.asarray(thumb).astype(np.float32)
+    tab = colormaps["tab10"]
+    for value in np.unique(labels):
+        if value:
+            sel = labels == value
+            base[sel] = 0.5 * base[sel] + 0.5 * np.array(tab(int(value) % 10)[:3]) * 255
+    Image.fromarray(base.clip(0, 255).astype(np.uint8)).save(out / f"{stem}_overlay.png")
+    nbx, nby = grid.n_blocks
+    counts = np.zeros((nby, nbx), dtype=np.float32)
+    for r in rows:
+        if r["predicted"]:
+            counts[r["block_y"], r["block_x"]] = (1.0 - r["fractions"].get(0, 0.0)) * grid.block**2
+    scaled = counts / counts.max() if counts.max() > 0 else counts
+    img = Image.fromarray((turbo(scaled)[..., :3] * 255).astype(np.uint8))
+    img.resize((nbx * 16, nby * 16), Image.Resampling.NEAREST).save(out / f"{stem}_counts.png")
+
+
+def _tiles_csv(path: Path, rows: list[dict[str, Any]], names: dict[int, str]) -> None:
+    cols = ["block_x", "block_y", "x0", "y0", "tissue_fraction", "predicted"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols + [f"fraction_{n}" for _, n in sorted(names.items())])
+        for r in rows:
+            fr = r.get("fractions", {})
+            w.writerow([r[c] for c in cols] + [round(fr.get(v, 0.0), 4) for v in sorted(names)])
+
+
+def predict_slides(
+    predictor: Any,
+    slides: list[Path],
+    out: Path,
+    *,
+    mpp: float,
+    names: dict[int, str],
+    slide_mpp: float | None = None,
+    save_probabilities: bool = False,
+    show_progress: bool = True,
+) -> list[Path]:
+    """Predict each slide into ``out`` (see the module docstring); return the label TIFFs."""
+    written = []
+    for path in slides:
+        info = slide_info(path, slide_mpp, given_as="--slide-mpp")
+        if mpp < info.mpp * 0.999:
+            raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
+                                     f"slide {info.mpp:.4g} um/px, model {mpp:.4g}", "use a finer scan")  # fmt: skip
+        grid = BlockGrid(info, mpp)
+        stem = path.name.split(".")[0]
+        store = out / f".{stem}.blocks"
+        shutil.rmtree(store, ignore_errors=True)
+        mask = tissue_mask(slide_handle(path))
+        with progress_bar(disable=not show_progress) as bar:
+            task = bar.add_task(f"predict {stem}", total=grid.n_blocks[0] * grid.n_blocks[1])
+            rows = predict_blocks(
+                grid, mask, _predict_fn(predictor), store, on_block=partial(bar.advance, task)
+            )
+        try:
+            write_pyramid(BlockReader(grid, store, "L"), out / f"{stem}_labels.tif")
+            if save_probabilities:
+                for k, (_, name) in enumerate(sorted(names.items())):
+                    write_pyramid(BlockReader(grid, store, "P", k), out / f"{stem}_prob_{name}.tif")
+            _pictures(grid, store, out, stem, names, rows)
+            _tiles_csv(out / f"{stem}_tiles.csv", rows, names)
+        finally:
+            shutil.rmtree(store, ignore_errors=True)
+        written.append(out / f"{stem}_labels.tif")
+    return written
