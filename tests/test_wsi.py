@@ -93,6 +93,22 @@ def test_patch_csv_loads_with_slide_grouped_folds(synthetic: dict[str, Path], tm
         assert not {slide_of[i] for i in fold["train"]} & {slide_of[i] for i in fold["val"]}
 
 
+def test_patch_classes_from_the_label_map(synthetic: dict[str, Path], tmp_path: Path) -> None:
+    from automed.data.dataset import load_dataset
+
+    res = patch_miner([synthetic["root"] / "slides.csv"], tmp_path / "m", patch_size="64", mpp=2.0,
+                      class_from_label=True, show_progress=False)  # fmt: skip
+    rows = _rows(res.csv)
+    assert "Label" not in rows[0] and not (res.folder / "labels").exists()
+    for r in rows:
+        fractions = {
+            int(k.rsplit("_", 1)[1]): float(v) for k, v in r.items() if k.startswith("Info_LabelFraction_")
+        }
+        assert int(r["ValueToPredict"]) == max(fractions, key=lambda k: fractions[k])
+    ds = load_dataset(res.csv)
+    assert {c.value for c in ds.cases} >= {1.0, 2.0}
+
+
 def test_cmu1_micrometres_to_pixels() -> None:
     path = shared("histology", "CMU-1-Small-Region.svs")
     info = slide_info(path)

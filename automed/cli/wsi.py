@@ -49,6 +49,12 @@ def patch_miner(
     value_map: Annotated[
         str | None, typer.Option(help="Label map values to labels, RAW:LABEL pairs, e.g. 0:0,255:1.")
     ] = None,
+    class_from_label: Annotated[
+        bool,
+        typer.Option(
+            help="Patch classification: ValueToPredict = the label covering most of each patch (no Label)."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of --read random.")] = 0,
     overwrite: Annotated[
         bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
@@ -74,6 +80,7 @@ def patch_miner(
         workers=workers,
         min_tissue=min_tissue,
         value_map=value_map,
+        class_from_label=class_from_label,
         seed=seed,
         overwrite=overwrite,
         show_progress=progress(),

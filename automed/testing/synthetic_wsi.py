@@ -37,6 +37,9 @@ class SyntheticSlide:
     mpp: float = 0.5
     ellipses: list[Ellipse] = field(default_factory=list)
     seed: int = 0
+    noise: float = (
+        6.0  # pixel noise (0: flat colours, which compress to almost nothing: big benchmark slides)
+    )
 
     def labels(self, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
         out = np.zeros(xx.shape, dtype=np.uint8)
@@ -54,8 +57,9 @@ class SyntheticSlide:
         rgb[:] = GLASS
         for k in range(len(self.ellipses)):
             rgb[lab == k + 1] = STAINS[k % len(STAINS)]
-        rng = np.random.default_rng(self.seed + x0 * 7919 + y0)
-        rgb += rng.normal(0, 6, size=rgb.shape)
+        if self.noise:
+            rng = np.random.default_rng(self.seed + x0 * 7919 + y0)
+            rgb += rng.normal(0, self.noise, size=rgb.shape)
         return np.clip(rgb, 0, 255).astype(np.uint8)
 
 

@@ -1,7 +1,8 @@
 """``automed patch-miner``: whole slides -> PNG patches + a CSV that ``automed train`` reads directly.
 
 Inputs: slide files, a folder of slides, or a CSV ``SubjectID,Channel_0[,Label][,ValueToPredict]`` (one slide per
-row; a label map - a PNG/TIFF mask at any scale of the slide - and/or a slide-level target). Output folder:
+row; a label map - a PNG/TIFF mask at any scale of the slide - or a slide-level class/value; with
+``class_from_label`` each patch's class is the label covering most of it, for patch classification). Output folder:
 ``patches/<slide>/<x>_<y>.png`` (+ ``labels/...``), ``patches.csv`` (``SubjectID``, ``PatientID`` = the slide, so
 folds are grouped by slide, ``Channel_0``, ``Label``/``ValueToPredict``, and ``Info_*`` columns: level-0 position and
 size, micrometres per pixel, tissue and label fractions), ``mining.json`` and ``tissue/<slide>.png`` (the thumbnail,
@@ -141,6 +142,7 @@ def patch_miner(
     workers: int = 1,
     min_tissue: float = 0.5,
     value_map: str | None = None,
+    class_from_label: bool = False,
     seed: int = 0,
     overwrite: bool = False,
     show_progress: bool = True,
@@ -153,6 +155,12 @@ def patch_miner(
     px, um = parse_patch_size(patch_size)
     vmap = parse_value_map(value_map)
     slides = _inputs([Path(p).expanduser().resolve() for p in inputs])
+    if class_from_label and (
+        any(s.label is None for s in slides) or any(s.value is not None for s in slides)
+    ):
+        raise ConfigError.single("--class-from-label", "a patch class from the label map needs a Label for every "
+                                 "slide and no slide-level ValueToPredict", "missing Label or a ValueToPredict",
+                                 "give a CSV with a Label column only, or drop --class-from-label")  # fmt: skip
     protected = [s.path for s in slides] + [s.label for s in slides if s.label]
     out = claim_output(Path(output), "patches", protected=protected, overwrite=overwrite)
     infos = [_info(s, mpp, slide_mpp) for s in slides]  # every slide judged before any work
@@ -173,7 +181,11 @@ def patch_miner(
                 random.Random(seed).shuffle(positions)
             tissue = [(x, y, mask.fraction(x, y, grid.size0, grid.size0)) for x, y in positions]
             kept_pos = [(x, y, t) for x, y, t in tissue if t >= min_tissue]
-            extra: dict[str, Any] = {"patient": s.key, "min_tissue": min_tissue}
+            extra: dict[str, Any] = {
+                "patient": s.key,
+                "min_tissue": min_tissue,
+                "class_from_label": class_from_label,
+            }
             if s.value is not None:
                 extra["value"] = s.value
             chunks = [
@@ -210,7 +222,8 @@ def patch_miner(
                                       "artifact checks", "lower --min-tissue or --patch-size, or check the slides")  # fmt: skip
         _write_csv(tmp / "patches.csv", rows)
         settings = {"patch_size": patch_size, "mpp": mpp, "slide_mpp": slide_mpp, "num_patches": num_patches,
-                    "overlap": overlap, "read": read, "min_tissue": min_tissue, "value_map": vmap, "seed": seed}  # fmt: skip
+                    "overlap": overlap, "read": read, "min_tissue": min_tissue, "value_map": vmap, "seed": seed,
+                    "class_from_label": class_from_label}  # fmt: skip
         write_json_atomic(tmp / "mining.json", {"schema_version": 1, "settings": settings, "slides": report})
         mark_output(tmp, "patches")
     return MineResult(out, out / "patches.csv", len(rows), report)

@@ -9,12 +9,11 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from automed.wsi.miner import Grid
-from automed.wsi.slide import slide_handle
 from automed.wsi.tissue import TissueMask
 
 
 def write_overview(slide: Path, mask: TissueMask, grid: Grid, rows: list[dict[str, Any]], out: Path) -> None:
-    thumb = np.asarray(slide_handle(slide).get_thumbnail(mask.mask.shape[::-1]).convert("RGB")).copy()
+    thumb = mask.thumbnail
     h, w = min(thumb.shape[0], mask.mask.shape[0]), min(thumb.shape[1], mask.mask.shape[1])
     tint = thumb[:h, :w].astype(np.float32)
     tint[mask.mask[:h, :w]] = 0.6 * tint[mask.mask[:h, :w]] + 0.4 * np.array([60, 200, 90])

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import openslide
 from scipy import ndimage
-from skimage.color import rgb2hsv
 from skimage.filters import threshold_otsu
 from skimage.morphology import disk, remove_small_objects
+
+from automed.wsi.miner import saturation
 
 MIN_SATURATION = 0.05
 MAX_DARK = 0.1  # HSV value below this is pen or border, not tissue
@@ -26,6 +27,7 @@ class TissueMask:
     mask: np.ndarray  # bool (rows, columns) over the whole slide
     scale: float  # level-0 pixels per mask pixel
     threshold: float
+    thumbnail: np.ndarray  # the RGB thumbnail the mask was computed on (for pictures)
 
     def fraction(self, x: int, y: int, w: int, h: int) -> float:
         """Tissue fraction of the level-0 box ``(x, y, w, h)``."""
@@ -38,12 +40,12 @@ class TissueMask:
 
 def tissue_mask(slide: openslide.AbstractSlide, max_side: int = 2048) -> TissueMask:
     thumb = np.asarray(slide.get_thumbnail((max_side, max_side)).convert("RGB"))
-    hsv = rgb2hsv(thumb)
-    sat, val = hsv[..., 1], hsv[..., 2]
+    sat = saturation(thumb)
+    val = thumb.max(axis=-1) / 255.0
     thr = max(MIN_SATURATION, float(threshold_otsu(sat)) if np.ptp(sat) > 0 else MIN_SATURATION)
     mask = (sat > thr) & (val > MAX_DARK)
     mask = ndimage.binary_closing(mask, structure=disk(2), iterations=1)
     mask = ndimage.binary_fill_holes(mask)
     mask = remove_small_objects(mask, max_size=max(1, int(5e-4 * mask.size)))
     scale = slide.dimensions[0] / thumb.shape[1]
-    return TissueMask(np.asarray(mask, dtype=bool), float(scale), thr)
+    return TissueMask(np.asarray(mask, dtype=bool), float(scale), thr, thumb)
