@@ -51,6 +51,7 @@ def test_synthetic_slide_levels_mpp_and_tissue_mask(synthetic: dict[str, Path]) 
     assert not mask.mask[truth == 0].mean() > 0.01  # glass stays out
 
 
+@pytest.mark.slow
 def test_mining_with_labels_keeps_tissue_only_and_matches_the_label_map(
     synthetic: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -78,6 +79,7 @@ def test_mining_with_labels_keeps_tissue_only_and_matches_the_label_map(
     assert (res.folder / "tissue" / "slideA.png").is_file() and (res.folder / "mining.json").is_file()
 
 
+@pytest.mark.slow
 def test_patch_csv_loads_with_slide_grouped_folds(synthetic: dict[str, Path], tmp_path: Path) -> None:
     from automed.data.dataset import load_dataset
     from automed.data.splits import make_splits
@@ -93,6 +95,7 @@ def test_patch_csv_loads_with_slide_grouped_folds(synthetic: dict[str, Path], tm
         assert not {slide_of[i] for i in fold["train"]} & {slide_of[i] for i in fold["val"]}
 
 
+@pytest.mark.slow
 def test_patch_classes_from_the_label_map(synthetic: dict[str, Path], tmp_path: Path) -> None:
     from automed.data.dataset import load_dataset
 
@@ -126,6 +129,7 @@ def test_cmu1_mining_in_micrometres(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_slide_without_pixel_size_refused_until_mpp(tmp_path: Path) -> None:
     path = shared("histology", "TCGA-CR-7395-01A-01-TS1.svs")
     with pytest.raises(AutomedError, match="pass --mpp"):
@@ -166,6 +170,7 @@ class ColorPredictor:
         )
 
 
+@pytest.mark.slow
 def test_wsi_prediction_is_a_pyramid_of_the_slide_with_the_right_labels(tmp_path: Path) -> None:
     import openslide
 

@@ -16,7 +16,9 @@ import tifffile
 from automed.wsi.infer import BlockGrid
 
 TILE = 256
-CACHE = 16  # blocks kept in memory while writing (a tile row touches one row of blocks; a miss costs one np.load)
+CACHE = (
+    16  # blocks kept in memory while writing (a tile row touches one row of blocks; a miss costs one np.load)
+)
 
 
 class BlockReader:
