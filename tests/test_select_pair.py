@@ -175,7 +175,9 @@ def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) ->
     res = api.report([pair["w0"], pair["w1"]], tmp_path / "R")
     page = res.page.read_text()
     assert "Training curves (every fold)" in page and (res.folder / "curves.png").is_file()
-    assert page.count("data:image/png;base64,") == 3  # boxplots, curves, scatter
+    thumbs = sorted((res.folder / "thumbnails").glob("*.png"))
+    assert len(thumbs) == 2 * 6 * 2  # per run, case and structure (6 cases, labels 1 and 2)
+    assert page.count("data:image/png;base64,") == 3 + len(thumbs)  # boxplots, curves, scatter, thumbnails
     assert {t["run_a"] for t in res.tests} == {"W0"} and all(t["n_cases"] == 6 for t in res.tests)
     assert res.logged == [str(pair["w0"]), str(pair["w1"])]  # into each training's MLflow run
     from mlflow.tracking import MlflowClient
@@ -186,3 +188,6 @@ def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) ->
     assert "report/report.html" in names and "report/cases.csv" in names
     logged = Path(client.download_artifacts(track["parent_run_id"], "report/report.html", str(tmp_path)))
     assert "case_000" not in logged.read_text() and "case_000" in page  # pseudonyms in MLflow, IDs locally
+    assert (
+        "Max-slice thumbnails" in page and "Max-slice thumbnails" not in logged.read_text()
+    )  # no pictures sent

@@ -6,7 +6,9 @@ Each training work dir's MLflow run also gets the report under ``report/``, rend
 
 Contents: mean per run and structure; per-case table; boxplots per structure (Dice, HD95); training curves of all
 folds on shared axes; paired Wilcoxon signed-rank tests per structure between every two runs with Holm's correction
-and the better run; a run-vs-run scatter; outliers (worst cases, beyond 1.5 IQR)."""
+and the better run; a run-vs-run scatter; outliers (worst cases, beyond 1.5 IQR); for training work dirs, max-slice
+thumbnails per structure of the worst cases (image, reference and out-of-fold prediction contours). The copy logged
+to MLflow has no thumbnails: pictures of patients leave the machine only when asked (``train --overlays``)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from automed.evaluate.report import boxplots, curves, outliers, paired_tests, sc
 from automed.workdir import WorkDir
 
 MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
+MAX_THUMB_CASES = 24  # per run: the worst cases by mean Dice get thumbnails (the rest are in cases.csv)
 
 
 @dataclass
@@ -71,8 +74,60 @@ def _table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", border=0, escape=True)
 
 
+def _volume(a: Any) -> Any:
+    """(z, y, x) for the thumbnail code: a 2D image becomes one slice."""
+    return a if a.ndim == 3 else a.reshape(1, *a.shape[-2:])
+
+
+def _thumbnails(path: Path, run: str, table: pd.DataFrame, folder: Path) -> str:
+    """For a training work dir: max-slice thumbnails of each structure of its worst cases (HTML, PNGs in
+    ``folder/thumbnails/``); empty for other runs (their images are not known)."""
+    import html as h
+
+    from automed.data.dataset import load_dataset
+    from automed.data.io import read_image
+    from automed.evaluate.report_thumbs import thumbnail
+    from automed.fingerprint.schema import Fingerprint
+    from automed.train.meta import load_model
+
+    wd = WorkDir(path)
+    if not (path.is_dir() and wd.model.is_file() and wd.fingerprint.is_file() and "fold" in table):
+        return ""
+    try:
+        cases = {c.case_id: c for c in load_dataset(Fingerprint.load(wd.fingerprint).source).cases}
+    except (
+        Exception
+    ):  # the dataset moved or changed since training: no thumbnails, the rest of the report stays
+        return ""
+    configuration = load_model(path).configuration
+    worst = table.groupby("case")["dice"].mean().sort_values().index[:MAX_THUMB_CASES]
+    rows = []
+    (folder / "thumbnails").mkdir(exist_ok=True)
+    for cid in worst:
+        sub = table[table["case"] == cid]
+        pred_file = wd.fold(configuration, int(sub["fold"].iloc[0])) / "validation" / f"{cid}.nii.gz"
+        case = cases.get(str(cid))
+        if case is None or case.label is None or not pred_file.is_file():
+            continue
+        image, ref, pred = (_volume(read_image(f)[0][0]) for f in (case.images[0], case.label, pred_file))
+        cells = []
+        for _, r in sub.iterrows():
+            fig = thumbnail(image, ref, pred, int(r["label"]), f"{cid} {r['name']} Dice {r['dice']:.3f}")
+            cells.append(_png(fig, folder / "thumbnails" / f"{run}_{cid}_{r['label']}.png"))
+        rows.append(f"<tr><th>{h.escape(str(cid))}</th>{''.join(f'<td>{c}</td>' for c in cells)}</tr>")
+    return (
+        f"<p>{h.escape(run)}: worst {len(rows)} cases by mean Dice</p><table>{''.join(rows)}</table>"
+        if rows
+        else ""
+    )
+
+
 def _write(
-    cases: pd.DataFrame, histories: dict[str, list[dict[str, Any]]], names: list[str], folder: Path
+    cases: pd.DataFrame,
+    histories: dict[str, list[dict[str, Any]]],
+    names: list[str],
+    folder: Path,
+    thumbs: dict[str, Path] | None = None,
 ) -> list[dict[str, Any]]:
     """The page, its PNGs and CSVs into ``folder``; returns the paired tests."""
     tests = paired_tests(cases) if len(names) > 1 else []
@@ -91,6 +146,11 @@ def _write(
         sections.append(("Run vs run", _png(scatter(cases, names[0], names[1]), folder / "scatter.png")))
     pd.DataFrame(worst).to_csv(folder / "outliers.csv", index=False)
     sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", _table(pd.DataFrame(worst))))
+    pictures = "".join(
+        _thumbnails(p, run, cases[cases["run"] == run], folder) for run, p in (thumbs or {}).items()
+    )
+    if pictures:
+        sections.append(("Max-slice thumbnails (green: reference, red: prediction)", pictures))
     cases.to_csv(folder / "cases.csv", index=False)
     shown = cases[["run", "case", "name", *metrics]]
     sections.append(
@@ -152,7 +212,7 @@ def report(
     cases = pd.concat(tables, ignore_index=True)
     cases = cases[~cases["label"].astype(str).str.startswith("region:")] if "label" in cases else cases
     with atomic_directory(out) as tmp:
-        tests = _write(cases, histories, names, tmp)
+        tests = _write(cases, histories, names, tmp, thumbs=dict(zip(names, paths, strict=True)))
         mark_output(tmp, "report")
     logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, cases, histories, names)]
     return ReportResult(out, out / "report.html", tests, logged)
