@@ -336,3 +336,15 @@ def test_select_compares_classification_trainings_and_their_pair(
     )
     table = pd.read_csv(out[0])
     assert len(table) == 24 and set(table["prediction"]) <= {"one", "two"}
+    # automed report on the two classification trainings (issue 16): numbers, ROC/PR, confusion, McNemar
+    rep = api.report([a, other.workdir], tmp_path / "R")
+    page = rep.page.read_text()
+    for title in ("Cross-validation numbers per run", "ROC / PR, confusion, calibration", "Training curves",
+                  "Paired tests between runs", "Per case"):  # fmt: skip
+        assert title in page, title
+    assert "<script" not in page and (tmp_path / "R" / "W_roc_pr.png").is_file()
+    (test,) = rep.tests
+    assert test["test"] == "McNemar (exact)" and test["n_cases"] == 24 and 0 <= test["p_holm"] <= 1
+    cases = pd.read_csv(tmp_path / "R" / "cases.csv")
+    right = cases.pivot_table(index="case", columns="run", values="correct")
+    assert test["only_a_right"] == int(((right["W"] > 0) & (right["B"] == 0)).sum())

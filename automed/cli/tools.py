@@ -164,7 +164,7 @@ def report(
     runs: Annotated[
         list[Path],
         typer.Argument(
-            help="Training work dirs, `automed metrics` outputs or their metrics.csv (one or more)."
+            help="Training work dirs, `automed metrics` outputs or their metrics.csv (one or more, one problem)."
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and its PNGs/CSVs.")],
@@ -172,9 +172,10 @@ def report(
         bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
     ] = False,
 ) -> None:
-    """One self-contained HTML page comparing segmentation runs: means, boxplots, training curves of every fold,
-    paired Wilcoxon signed-rank tests per structure (Holm-corrected) with the better run, run-vs-run scatter,
-    outliers and the per-case table.
+    """One self-contained HTML page comparing runs. Segmentation: means, boxplots, training curves of every fold,
+    paired Wilcoxon signed-rank tests per structure (Holm-corrected) with the better run, run-vs-run scatter, outliers,
+    max-slice thumbnails of the worst cases and the per-case table. Classification/regression: CV numbers, ROC/PR,
+    confusion and calibration (or predicted vs true), curves, McNemar (or Wilcoxon on absolute errors), cases.
 
     Example: automed report work_3d work_2d -o report
     """

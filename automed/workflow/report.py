@@ -12,22 +12,19 @@ to MLflow has no thumbnails: pictures of patients leave the machine only when as
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
 from automed.workdir import WorkDir
+from automed.workflow.report_page import page, png, table
 
 MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
 MAX_THUMB_CASES = 24  # per run: the worst cases by mean Dice get thumbnails (the rest are in cases.csv)
@@ -61,17 +58,6 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
         "no cv/metrics.csv or metrics.csv with case, label and dice",
         "train it first (`automed train`), or score predictions with `automed metrics`",
     )
-
-
-def _png(fig: Figure, path: Path) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    path.write_bytes(buf.getvalue())
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def _table(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a", border=0, escape=True)
 
 
 def _volume(a: Any) -> Any:
@@ -113,7 +99,7 @@ def _thumbnails(path: Path, run: str, table: pd.DataFrame, folder: Path) -> str:
         cells = []
         for _, r in sub.iterrows():
             fig = thumbnail(image, ref, pred, int(r["label"]), f"{cid} {r['name']} Dice {r['dice']:.3f}")
-            cells.append(_png(fig, folder / "thumbnails" / f"{run}_{cid}_{r['label']}.png"))
+            cells.append(png(fig, folder / "thumbnails" / f"{run}_{cid}_{r['label']}.png"))
         rows.append(f"<tr><th>{h.escape(str(cid))}</th>{''.join(f'<td>{c}</td>' for c in cells)}</tr>")
     return (
         f"<p>{h.escape(run)}: worst {len(rows)} cases by mean Dice</p><table>{''.join(rows)}</table>"
@@ -134,18 +120,18 @@ def _write(
     worst = outliers(cases)
     metrics = [m for m in ("dice", "hd95", "nsd") if m in cases]
     means = cases.groupby(["run", "name"], sort=False)[metrics].mean()
-    sections = [("Mean per run and structure", _table(means.reset_index()))]
-    sections.append(("Distributions", _png(boxplots(cases), folder / "boxplots.png")))
+    sections = [("Mean per run and structure", table(means.reset_index()))]
+    sections.append(("Distributions", png(boxplots(cases), folder / "boxplots.png")))
     if histories:
-        sections.append(("Training curves (every fold)", _png(curves(histories), folder / "curves.png")))
+        sections.append(("Training curves (every fold)", png(curves(histories), folder / "curves.png")))
     if tests:
         pd.DataFrame(tests).to_csv(folder / "wilcoxon.csv", index=False)
         sections.append(
-            ("Paired Wilcoxon signed-rank tests (Dice, Holm-corrected)", _table(pd.DataFrame(tests)))
+            ("Paired Wilcoxon signed-rank tests (Dice, Holm-corrected)", table(pd.DataFrame(tests)))
         )
-        sections.append(("Run vs run", _png(scatter(cases, names[0], names[1]), folder / "scatter.png")))
+        sections.append(("Run vs run", png(scatter(cases, names[0], names[1]), folder / "scatter.png")))
     pd.DataFrame(worst).to_csv(folder / "outliers.csv", index=False)
-    sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", _table(pd.DataFrame(worst))))
+    sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", table(pd.DataFrame(worst))))
     pictures = "".join(
         _thumbnails(p, run, cases[cases["run"] == run], folder) for run, p in (thumbs or {}).items()
     )
@@ -153,25 +139,15 @@ def _write(
         sections.append(("Max-slice thumbnails (green: reference, red: prediction)", pictures))
     cases.to_csv(folder / "cases.csv", index=False)
     shown = cases[["run", "case", "name", *metrics]]
-    sections.append(
-        (f"Per case (first {MAX_CASE_ROWS}; all in cases.csv)", _table(shown.head(MAX_CASE_ROWS)))
-    )
-    body = "".join(f"<h2>{html.escape(t)}</h2>{content}" for t, content in sections)
-    page = (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>automed report</title><style>"
-        "body{font-family:sans-serif;max-width:1300px}table{border-collapse:collapse;font-size:12px}"
-        "td,th{padding:3px 6px;border-bottom:1px solid #ddd}img{max-width:100%}</style></head><body>"
-        f"<h1>automed report: {html.escape(', '.join(names))}</h1>{body}</body></html>\n"
-    )
-    (folder / "report.html").write_text(page)
+    sections.append((f"Per case (first {MAX_CASE_ROWS}; all in cases.csv)", table(shown.head(MAX_CASE_ROWS))))
+    (folder / "report.html").write_text(page(names, sections))
     return tests
 
 
-def _log_to_mlflow(
-    path: Path, cases: pd.DataFrame, histories: dict[str, list[dict[str, Any]]], names: list[str]
-) -> bool:
-    """For a training work dir: the report, rendered again with its cases' pseudonyms (and no local paths), logged
-    under ``report/`` of the training's MLflow run. Returns whether it was logged."""
+def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], object]) -> bool:
+    """For a training work dir: the report, rendered again by ``render(folder, pseudonym)`` with its cases'
+    pseudonyms (and no local paths), logged under ``report/`` of the training's MLflow run. Returns whether it was
+    logged."""
     import tempfile
 
     from automed.tracking import Tracker
@@ -182,14 +158,42 @@ def _log_to_mlflow(
         return False
     track = json.loads(wd.tracking.read_text())
     red = redactor_for([path])
-    shown = cases.assign(case=[red.case(str(c)) for c in cases["case"]])
     tracker = Tracker(track["uri"], track["experiment"], red)
     with tempfile.TemporaryDirectory(prefix="automed-report-") as tmp:
         folder = Path(tmp) / "report"
         folder.mkdir()
-        _write(shown, histories, names, folder)
+        render(folder, lambda c: red.case(str(c)))
         tracker.log_artifact(track["parent_run_id"], folder)
     return True
+
+
+def _names(paths: list[Path]) -> list[str]:
+    names: list[str] = []
+    for p in paths:
+        name = p.stem if p.is_file() else p.name
+        names.append(name if name not in names else f"{name}-{len(names) + 1}")
+    return names
+
+
+def _image_level_report(paths: list[Path], out: Path, kind: str, log_to_mlflow: bool) -> ReportResult:
+    from automed.workflow.report_image import read_image_run, write_image_level
+
+    names = _names(paths)
+    tables, histories = [], {}
+    for p, name in zip(paths, names, strict=True):
+        t, hist = read_image_run(p)
+        tables.append(t)
+        histories.update({f"{name} {k}": v for k, v in hist.items()})
+    with atomic_directory(out) as tmp:
+        tests = write_image_level(tables, histories, names, kind, tmp)
+        mark_output(tmp, "report")
+
+    def render(folder: Path, pseudonym: Callable[[str], str]) -> object:
+        shown = [t.assign(case=[pseudonym(c) for c in t["case"]]) for t in tables]
+        return write_image_level(shown, histories, names, kind, folder)
+
+    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render)]
+    return ReportResult(out, out / "report.html", tests, logged)
 
 
 def report(
@@ -197,22 +201,33 @@ def report(
 ) -> ReportResult:
     """Write the report of ``runs`` into ``output`` (see the module docstring); with ``log_to_mlflow``, also into the
     MLflow run of every training work dir among ``runs`` (case IDs as pseudonyms there)."""
+    from automed.workflow.report_image import image_level_kind
+
     paths = [Path(r) for r in runs]
     out = claim_output(Path(output), "report", protected=paths, overwrite=overwrite)
+    kinds = {image_level_kind(p) for p in paths}
+    if kinds - {None}:
+        if len(kinds) > 1:
+            raise ArtifactError.single(
+                paths[0], "a report compares runs of one problem", f"{sorted(str(k) for k in kinds)}",
+                "report segmentation, classification and regression runs separately",
+            )  # fmt: skip
+        return _image_level_report(paths, out, str(kinds.pop()), log_to_mlflow)
     tables: list[pd.DataFrame] = []
     histories: dict[str, list[dict[str, Any]]] = {}
-    names: list[str] = []
-    for p in paths:
-        table, hist = _read_run(p)
-        name = p.stem if p.is_file() else p.name
-        name = name if name not in names else f"{name}-{len(names) + 1}"
-        names.append(name)
-        tables.append(table.assign(run=name))
+    names = _names(paths)
+    for p, name in zip(paths, names, strict=True):
+        run_table, hist = _read_run(p)
+        tables.append(run_table.assign(run=name))
         histories.update({f"{name} {k}": v for k, v in hist.items()})
     cases = pd.concat(tables, ignore_index=True)
     cases = cases[~cases["label"].astype(str).str.startswith("region:")] if "label" in cases else cases
     with atomic_directory(out) as tmp:
         tests = _write(cases, histories, names, tmp, thumbs=dict(zip(names, paths, strict=True)))
         mark_output(tmp, "report")
-    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, cases, histories, names)]
+
+    def render(folder: Path, pseudonym: Callable[[str], str]) -> object:
+        return _write(cases.assign(case=[pseudonym(c) for c in cases["case"]]), histories, names, folder)
+
+    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render)]
     return ReportResult(out, out / "report.html", tests, logged)

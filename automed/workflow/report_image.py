@@ -1,0 +1,100 @@
+"""``automed report`` for classification and regression runs (training work dirs, or ``automed metrics`` outputs of
+those problems): per run the cross-validation numbers, ROC/PR curves, confusion matrix and calibration (classification)
+or the predicted-vs-true plot (regression), training curves of every fold, paired tests between runs (exact McNemar on
+the cases one run gets right and the other wrong; Wilcoxon on absolute errors) and the per-case table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from automed.evaluate.report import curves, paired_image_tests
+from automed.workdir import WorkDir
+from automed.workflow.report_page import page, png, table
+
+KINDS = ("classification", "regression")
+
+
+def image_level_kind(path: Path) -> str | None:
+    """``classification``/``regression`` for a run of that problem, else ``None``."""
+    wd = WorkDir(path)
+    if path.is_dir() and wd.model.is_file():
+        task = str(json.loads(wd.model.read_text()).get("task", ""))
+        return task if task in KINDS else None
+    summary = (path if path.is_dir() else path.parent) / "summary.json"
+    if summary.is_file():
+        problem = json.loads(summary.read_text()).get("problem")
+        return str(problem) if problem in KINDS else None
+    return None
+
+
+def read_image_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
+    wd = WorkDir(path)
+    if path.is_dir() and wd.cv_metrics.is_file():
+        hist = {}
+        for prog in sorted((path / "train").glob("*/fold_*/progress.json")):
+            hist[f"{prog.parent.parent.name} {prog.parent.name}"] = json.loads(prog.read_text())["history"]
+        return pd.read_csv(wd.cv_metrics), hist
+    return pd.read_csv(path / "metrics.csv" if path.is_dir() else path), {}
+
+
+def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {str(k): v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
+        for r in df.to_dict("records")
+    ]
+
+
+def write_image_level(
+    tables: list[pd.DataFrame],
+    histories: dict[str, list[dict[str, Any]]],
+    names: list[str],
+    kind: str,
+    folder: Path,
+) -> list[dict[str, Any]]:
+    from automed.tasks.registry import task_for
+
+    task = task_for(kind, "report")
+    sections: list[tuple[str, str]] = []
+    means = []
+    for name, df in zip(names, tables, strict=True):
+        rows = _rows(df)
+        has_proba = any(k.startswith("probability_") for k in rows[0])
+        summary = task.summarize(rows) if kind == "regression" or has_proba else {}
+        numbers = {k: v for k, v in summary.items() if isinstance(v, int | float)}
+        means.append({"run": name, "cases": len(rows), **numbers})
+        if summary:
+            figures = "".join(
+                png(fig, folder / f"{name}_{file}") for file, fig in task.summary_figures(rows, summary)
+            )
+            sections.append(
+                (
+                    f"{name}: "
+                    + (
+                        "ROC / PR, confusion, calibration"
+                        if kind == "classification"
+                        else "predicted vs true"
+                    ),
+                    figures,
+                )
+            )
+    sections.insert(0, ("Cross-validation numbers per run", table(pd.DataFrame(means))))
+    if histories:
+        sections.append(("Training curves (every fold)", png(curves(histories), folder / "curves.png")))
+    both = pd.concat([df.assign(run=n) for n, df in zip(names, tables, strict=True)], ignore_index=True)
+    if kind == "classification":
+        both["correct"] = (both["prediction"].astype(str) == both["target"].astype(str)).astype(float)
+    else:
+        both["abs_error"] = (both["prediction"].astype(float) - both["target"].astype(float)).abs()
+    tests = paired_image_tests(both, kind) if len(names) > 1 else []
+    if tests:
+        pd.DataFrame(tests).to_csv(folder / "paired_tests.csv", index=False)
+        sections.append(("Paired tests between runs (Holm-corrected)", table(pd.DataFrame(tests))))
+    both.to_csv(folder / "cases.csv", index=False)
+    sections.append(("Per case (first 300; all in cases.csv)", table(both.head(300))))
+    (folder / "report.html").write_text(page(names, sections))
+    return tests
