@@ -1,0 +1,140 @@
+"""The first steps of ``automed train``: a new training planned, preprocessed and shaped for its budget
+(``start_training``), or a killed or extended one restored from ``train_config.json`` (``restore_training``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from automed.artifacts import write_json_atomic
+from automed.data.dataset import Dataset, load_dataset
+from automed.errors import ArtifactError
+from automed.plan.schema import Plan
+from automed.preprocess.previous_stage import link_previous, write_previous_stage
+from automed.privacy import strip_credentials
+from automed.tasks.registry import task_for
+from automed.train.config import TrainConfig
+from automed.train.state import checkpoint_matches, fold_finished
+from automed.workdir import WorkDir
+from automed.workflow.all_data import evidence
+from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
+from automed.workflow.shape import auto_folds, plan_screening, screening_candidates
+from automed.workflow.train_options import TrainOptions
+
+
+def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
+    """What ``--resume``/``--extend`` continue: the saved config and options (this call's budget, device, workers)
+    and, for folds that had not started, their share of the original budget."""
+    wdir = WorkDir(wd)
+    if not wdir.train_config.is_file():
+        raise ArtifactError.single(
+            wdir.train_config,
+            "--resume/--extend need a training work dir",
+            "no train_config.json",
+            "start with `automed train DATASET -o WORKDIR`",
+        )
+    saved = json.loads(wdir.train_config.read_text())
+    kept = {k: v for k, v in saved["options"].items() if k in TrainOptions.__dataclass_fields__}
+    new = {
+        "budget_s": opts.budget_s,
+        "device": opts.device or kept.get("device"),
+        "workers": opts.workers,
+        "ray_address": opts.ray_address or kept.get("ray_address"),  # a restarted cluster has a new address
+    }
+    restored = TrainOptions(**{**kept, **new})
+    n = len(restored.only_folds) if restored.only_folds else restored.folds
+    fallback = kept["budget_s"] / max(1, n) if kept.get("budget_s") and not opts.budget_s else None
+    return load_dataset(saved["dataset"]), TrainConfig.model_validate(saved["config"]), restored, fallback
+
+
+def start_training(
+    dataset: str | Path,
+    wd: Path,
+    config: TrainConfig,
+    opts: TrainOptions,
+    show_progress: bool,
+    deadline: float | None,
+) -> tuple[Dataset, TrainConfig, TrainOptions]:
+    """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
+    ds = load_dataset(dataset)
+    planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
+    config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
+    check_existing_folds(wd, planned, config)
+    evidence(opts.cv_workdir, planned)  # --cv is checked before any training
+    shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
+    free = shaped and opts.auto_configuration and not opts.previous_workdir
+    names = screening_candidates(planned, preset) if free else []
+    configs = [config.model_copy(update={"configuration": n}) for n in names] or [config]
+    preprocess(
+        ds,
+        wd,
+        configurations=[c.configuration for c in configs],
+        folds=opts.folds,
+        workers=opts.workers,
+        show_progress=show_progress,
+        train_configs=configs,
+    )
+    if opts.previous_workdir:  # a cascade: the first stage's out-of-fold predictions as extra inputs
+        link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
+        write_previous_stage(wd, planned, config.configuration, show_progress)
+    if shaped and deadline is not None:
+        task = task_for(planned.task_type, ds.source)
+        screen = None
+        if names:
+            screen = plan_screening(
+                wd, planned, config, task, names,
+                preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
+            )  # fmt: skip
+        if screen is not None and screen.configurations:
+            opts = replace(
+                opts,
+                only_folds=list(range(screen.folds)),
+                folds_reason=screen.reason,
+                screen={k: getattr(screen, k) for k in ("configurations", "share_s", "folds", "reason")},
+            )
+        else:
+            probed = screen.steps.get(config.configuration) if screen is not None else None  # not timed twice
+            choice = auto_folds(
+                wd, planned, config, task, preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
+                step_s=probed,
+            )  # fmt: skip
+            why = f"{screen.reason}; {choice.reason}" if screen is not None else choice.reason
+            opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=why)
+    write_json_atomic(
+        WorkDir(wd).train_config,
+        {
+            "dataset": dataset_source(ds),
+            "config": config.model_dump(mode="json"),
+            "options": {
+                **asdict(opts),
+                "preset": preset,
+                "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
+            },
+        },
+    )
+    return ds, config, opts
+
+
+def check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
+    """A fresh ``automed train`` into a work dir may reuse finished folds only if the same plan and config made
+    them; anything else would mix models."""
+    root = wd / "train" / config.configuration
+    if not root.is_dir():
+        return
+    for folder in sorted(root.glob("fold_*")):
+        match = checkpoint_matches(folder, plan, config)
+        if match is False:
+            raise ArtifactError.single(
+                folder,
+                "a work dir holds the training of one plan and config",
+                "checkpoints of another plan or training config",
+                "use a new --output, or delete that training folder",
+            )
+        if match and not fold_finished(folder):
+            raise ArtifactError.single(
+                folder,
+                "an interrupted training continues only with --resume",
+                "an unfinished fold",
+                f"run `automed train --resume {wd}`",
+            )
