@@ -52,7 +52,7 @@ def _medcam() -> Any:
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("explain")
     cfg = root / "cfg.yaml"
-    cfg.write_text("epochs: 1\niterations_per_epoch: 4\nval_iterations: 1\nnum_workers: 0\n")
+    cfg.write_text("epochs: 1\niterations_per_epoch: 4\nval_iterations: 1\nnum_workers: 0\nexplain: true\n")
     common: dict[str, Any] = dict(
         config=cfg,
         folds=2,
@@ -157,6 +157,22 @@ def test_segmentation_map_in_the_volumes_geometry(models: dict[str, Any], backen
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["cls", "seg"])
+def test_explain_true_logs_validation_maps_to_mlflow(models: dict[str, Any], kind: str) -> None:
+    """``explain: true`` in the training config: three validation cases' maps under ``explain/`` of the training's
+    MLflow run, named by pseudonym (issue 15)."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    track = json.loads((models[kind] / "tracking.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{models['root'] / 'm.db'}")
+    files = [f.path for f in client.list_artifacts(track["parent_run_id"], "explain")]
+    assert len(files) == 3 and all(f.endswith("_gcam.png") for f in files)
+    assert not any("case_" in f for f in files)  # pseudonyms, not the case IDs
+
+
 def test_the_cli_verb_runs(models: dict[str, Any]) -> None:
     out = models["root"] / "CLI"
     args = ["-q", "explain", str(models["seg"]), "-i", str(models["seg_in"]), "-o", str(out)]

@@ -78,6 +78,9 @@ class TrainConfig(_Strict):
     # torch's deterministic algorithms and no cuDNN autotuning: repeatable CUDA folds, slower (CPU is repeatable anyway)
     deterministic: bool = False
     extend_lr_factor: float = Field(0.1, gt=0, le=1)
+    # attention maps (medcam) of a few validation cases, by the fold that held each out, logged to MLflow
+    explain: bool = False
+    explain_backend: Literal["gcam", "gcampp", "gbp", "ggcam"] = "gcam"
 
     def digest(self) -> str:
         return content_hash(self.model_dump(mode="json"))

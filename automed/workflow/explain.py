@@ -93,10 +93,7 @@ def explain(
                     f"{int((~np.isfinite(cd.channels)).sum())} NaN/infinite voxel(s)",
                     "fix the image, or replace those voxels (e.g. by the background intensity)",
                 )
-            if channel is None:
-                cm = image_level_map(predictor, explainer, cd.channels, cd.geometry, label)
-            else:
-                cm = CaseMap(segmentation_map(predictor, explainer, cd.channels, cd.geometry), explains)
+            cm = case_map(predictor, explainer, cd, channel, explains, label)
             if float(cm.values.max()) == 0.0:
                 log.warning(
                     "%s: the %s map is empty (no positive attention at layer %s); try another --layer",
@@ -108,6 +105,59 @@ def explain(
             written += write_case(out, f"{c.case_id}_{backend}", cm.values, cd, title)
             bar.advance(task)
     return written
+
+
+def case_map(
+    predictor: Any, explainer: Any, cd: Any, channel: int | None, explains: str, label: Any
+) -> CaseMap:
+    """One case's map: an image-level model's (``channel`` None) or a segmentation model's class ``channel``."""
+    if channel is None:
+        return image_level_map(predictor, explainer, cd.channels, cd.geometry, label)
+    return CaseMap(segmentation_map(predictor, explainer, cd.channels, cd.geometry), explains)
+
+
+def log_validation_maps(
+    wd: Path, tracker: Any, run_id: str, rows: list[dict[str, Any]], backend: str, n_cases: int = 3
+) -> int:
+    """``explain: true`` in the training config: attention maps of the first ``n_cases`` validation cases, each by
+    the fold network that held it out, logged as PNG overlays under ``explain/`` of the training's MLflow run (case
+    IDs as pseudonyms; the user asked for these pictures by setting ``explain``). Returns how many were logged."""
+    import json
+    import tempfile
+
+    from automed.data.cases import read_case
+    from automed.data.dataset import load_dataset
+    from automed.interpret.attention import Explainer, check_layer
+    from automed.interpret.figure import write_overlay
+    from automed.train.meta import load_model
+    from automed.workdir import WorkDir
+
+    predictor = load_torch_predictor(wd, None)
+    folds = load_model(wd).folds
+    channel, explains = explained_target(predictor, None)
+    layer = check_layer(predictor.models[0], None)
+    cases = {
+        c.case_id: c for c in load_dataset(json.loads(WorkDir(wd).train_config.read_text())["dataset"]).cases
+    }
+    chosen = list(
+        dict.fromkeys((str(r["case"]), int(r["fold"])) for r in rows if str(r.get("case")) in cases)
+    )
+    with tempfile.TemporaryDirectory(prefix="automed-explain-") as tmp:
+        folder = Path(tmp) / "explain"
+        folder.mkdir()
+        for cid, fold in chosen[:n_cases]:
+            explainer = Explainer(
+                [predictor.models[folds.index(fold)]], backend=backend, layer=layer, channel=channel
+            )
+            cd = read_case(cases[cid])
+            cm = case_map(predictor, explainer, cd, channel, explains, None)
+            shown = tracker.redactor.case(cid)
+            title = f"{shown} | fold {fold} | {backend} | layer {explainer.layer_text} | {cm.explains}"
+            write_overlay(
+                cd.channels[0], cm.values, cd.geometry.spacing_zyx, title, folder / f"{shown}_{backend}.png"
+            )
+        tracker.log_artifact(run_id, folder)
+    return min(n_cases, len(chosen))
 
 
 def load_torch_predictor(model: Path, device: str | None) -> Any:

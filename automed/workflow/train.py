@@ -197,6 +197,10 @@ def _conclude(
         ),
     )
     meta.save(wdir.model)
+    if config.explain:
+        from automed.workflow.explain import log_validation_maps
+
+        log_validation_maps(wd, tracker, parent, rows, config.explain_backend)
     registered = register_training(wd, tracker, parent, task.score(cv)) if opts.register else None
     return cv, meta, registered
 
