@@ -212,15 +212,47 @@ def test_folder_per_class_layout_trains(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_verbs_not_built_for_image_level_models_refuse_before_any_work(
+def test_classification_cube_infers_and_evaluates_without_torch(
     classified: dict[str, Any], tmp_path: Path
 ) -> None:
-    from automed.errors import ArtifactError
+    """``automed package`` for a classification model (issue 15): the cube's entry point writes predictions.csv
+    (torch and automed unimportable) and its evaluate task scores it against a reference CSV."""
+    import subprocess
+    import sys
 
-    wd = classified["res"].workdir
-    with pytest.raises(ArtifactError, match="handles segmentation models so far"):
-        api.package(wd, tmp_path / "C")
-    assert not (tmp_path / "C").exists()
+    wd, root = classified["res"].workdir, classified["root"]
+    cube = api.package(wd, tmp_path / "C", tracking_uri=classified["uri"]).folder
+    readme = (cube / "README.md").read_text()
+    assert "Classification model" in readme and "predictions.csv" in readme and "one, two" in readme
+    ws = cube / "mlcube" / "workspace"
+    (ws / "parameters.yaml").write_text("runtime: onnx\ntta: true\nthreads: 1\n")
+    entry = cube / "project" / "entry.py"
+    ref = tmp_path / "ref.csv"
+    data = pd.read_csv(classified["csv"])
+    data[["SubjectID", "ValueToPredict"]].to_csv(ref, index=False)
+
+    def run(*args: str) -> None:
+        script = (
+            "import sys, runpy; sys.modules['torch'] = None; sys.modules['automed'] = None; "
+            f"sys.argv = ['entry.py', *{list(args)!r}]; runpy.run_path({str(entry)!r}, run_name='__main__')"
+        )
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    run("infer", f"--data_path={root / 'd' / 'images'}", f"--parameters_file={ws / 'parameters.yaml'}",
+        f"--additional_files={ws / 'additional_files'}", f"--output_path={tmp_path / 'O'}")  # fmt: skip
+    preds = pd.read_csv(tmp_path / "O" / "predictions.csv")
+    assert len(preds) == 24 and set(preds["prediction"]) <= {"one", "two"}
+    run(
+        "evaluate",
+        f"--predictions={tmp_path / 'O'}",
+        f"--labels={ref}",
+        f"--output_path={tmp_path / 'r.yaml'}",
+    )
+    result = json.loads((tmp_path / "r.yaml").read_text())
+    merged = preds.merge(data, on="SubjectID")
+    assert result["n"] == 24
+    assert result["accuracy"] == pytest.approx((merged["prediction"] == merged["ValueToPredict"]).mean())
 
 
 @pytest.mark.slow

@@ -99,7 +99,9 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
         (tmp / "mlcube" / "workspace" / "parameters.yaml").write_text(
             "# automed model parameters (flat key: value)\nruntime: openvino  # or onnx\ntta: true\nthreads: 2\n"
         )
-        desc = f"automed {meta['configuration']} segmentation model for {meta['dataset']}"
+        desc = (
+            f"automed {meta['configuration']} {meta.get('task', 'segmentation')} model for {meta['dataset']}"
+        )
         text = {"NAME": image.split("/")[-1].split(":")[0], "DESCRIPTION": desc, "IMAGE": image}
         (tmp / "mlcube" / "mlcube.yaml").write_text(_render("mlcube.yaml.template", text))
         (tmp / "container_config.yaml").write_text(_render("container_config.yaml.template", text))
@@ -113,11 +115,40 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
     return PackageResult(out, image)
 
 
-def _readme(image: str, meta: dict[str, Any]) -> str:
+def _what(meta: dict[str, Any]) -> tuple[str, str, str]:
+    """The model line, its inputs/outputs and its evaluation, by task."""
+    task = meta.get("task", "segmentation")
+    if task in ("classification", "regression"):
+        target = meta.get("target", {})
+        model = (
+            f"Classification model ({meta['configuration']}); classes: {', '.join(target.get('class_names') or [])}."
+            if task == "classification"
+            else f"Regression model ({meta['configuration']})."
+        )
+        io_text = (
+            "Input: image files (PNG, TIFF, NIfTI, NRRD, MHA; `CASE_0000.*`, `CASE_0001.*` per channel) or DICOM series\n"
+            "folders. Output: `predictions.csv` (`SubjectID`, `prediction`"
+            + (", `probability_<class>` per class)." if task == "classification" else ").")
+        )
+        evaluation = (
+            "`evaluate` compares `predictions.csv` with a reference CSV (`SubjectID` and `target` or `ValueToPredict`):\n"
+            + ("accuracy and per-class sensitivity." if task == "classification" else "MAE and RMSE.")
+        )
+        return model, io_text, evaluation
     labels = ", ".join(f"{k} = {v}" for k, v in sorted(meta["labels"].items(), key=lambda kv: int(kv[0])))
+    return (
+        f"Segmentation model ({meta['configuration']}). Labels: {labels}.",
+        "Input: NIfTI/NRRD/MHA files (`CASE_0000.nii.gz`, `CASE_0001.nii.gz`, ... per channel for multi-channel\n"
+        "models) or DICOM series folders. Output: `CASE.nii.gz` label maps with the input's geometry.",
+        "`evaluate` computes Dice against reference labels (same file names).",
+    )
+
+
+def _readme(image: str, meta: dict[str, Any]) -> str:
+    model, io_text, evaluation = _what(meta)
     return f"""# {meta["dataset"]}: automed model container
 
-Segmentation model ({meta["configuration"]}) trained and exported by automed. Labels: {labels}.
+{model} Trained and exported by automed.
 The container holds inference code only (numpy, SimpleITK, OpenVINO or onnxruntime); the weights and the
 pre/post-processing (`additional_files/`) are mounted. It needs no network access, runs as user 1000 and only
 reads its inputs.
@@ -142,9 +173,8 @@ Plain Docker (what MLCube runs):
       {image} infer --data_path=/in --parameters_file=/ws/parameters.yaml \\
       --additional_files=/ws/additional_files --output_path=/out
 
-Input: NIfTI/NRRD/MHA files (`CASE_0000.nii.gz`, `CASE_0001.nii.gz`, ... per channel for multi-channel models) or DICOM
-series folders. Output: `CASE.nii.gz` label maps with the input's geometry. `evaluate` computes Dice against reference
-labels: `... evaluate --predictions=/out --labels=/labels --parameters_file=/ws/parameters.yaml --output_path=/out/results.yaml`.
+{io_text}
+{evaluation} `... evaluate --predictions=/out --labels=/labels --parameters_file=/ws/parameters.yaml --output_path=/out/results.yaml`.
 
 Without Docker: `pip install -r project/requirements.txt`, then
 `python project/entry.py infer --data_path=IN --parameters_file=mlcube/workspace/parameters.yaml --additional_files=mlcube/workspace/additional_files --output_path=OUT`.

@@ -93,12 +93,65 @@ def dice_per_label(pred: Any, ref: Any) -> dict[str, float]:
     return scores
 
 
+def _table(path: Path) -> dict[str, str]:
+    """``SubjectID`` -> the CSV's ``prediction``, ``target`` or ``ValueToPredict`` column."""
+    import csv
+
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    col = next((c for c in ("prediction", "target", "ValueToPredict") if rows and c in rows[0]), None)
+    if col is None or "SubjectID" not in rows[0]:
+        raise SystemExit(f"{path}: needs SubjectID and prediction/target/ValueToPredict columns")
+    return {r["SubjectID"]: r[col] for r in rows}
+
+
+def evaluate_table(pred_csv: Path, ref: Path, out: Path) -> int:
+    """An image-level model's ``predictions.csv`` against a reference CSV (or a folder holding one): accuracy and
+    per-class sensitivity for classes, MAE and RMSE for numbers."""
+    import numpy as np
+
+    ref_csv = ref if ref.is_file() else next(iter(sorted(ref.glob("*.csv"))), ref / "labels.csv")
+    pred, truth = _table(pred_csv), _table(ref_csv)
+    missing = sorted(set(truth) - set(pred))
+    if missing:
+        raise SystemExit(f"{pred_csv}: missing predictions for {', '.join(missing[:5])}")
+    ids = sorted(truth)
+    try:
+        t = np.array([float(truth[i]) for i in ids])
+        p = np.array([float(pred[i]) for i in ids])
+        # values, not classes: a regression model predicts non-integers, or there are many distinct targets
+        numeric = not (np.all(t == np.round(t)) and np.all(p == np.round(p))) or len(np.unique(t)) > 20
+    except ValueError:
+        numeric = False
+    result: dict[str, Any]
+    if numeric:
+        result = {
+            "mae": float(np.mean(np.abs(p - t))),
+            "rmse": float(np.sqrt(np.mean((p - t) ** 2))),
+            "n": len(ids),
+        }
+    else:
+        same = [str(pred[i]) == str(truth[i]) for i in ids]
+        classes = sorted({str(truth[i]) for i in ids})
+        sens = {
+            c: float(np.mean([s for i, s in zip(ids, same, strict=True) if str(truth[i]) == c]))
+            for c in classes
+        }
+        result = {"accuracy": float(np.mean(same)), "sensitivity": sens, "n": len(ids)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
 def evaluate(opts: dict[str, str]) -> int:
-    """Dice per label between ``predictions`` and ``labels`` (same file names); writes a YAML (JSON) summary."""
+    """Dice per label between ``predictions`` and ``labels`` (same file names), or an image-level model's
+    ``predictions.csv`` against a reference CSV; writes a YAML (JSON) summary."""
     import numpy as np
     import SimpleITK as sitk
 
     pred_dir, ref_dir, out = Path(opts["predictions"]), Path(opts["labels"]), Path(opts["output_path"])
+    if (pred_dir / "predictions.csv").is_file():
+        return evaluate_table(pred_dir / "predictions.csv", ref_dir, out)
     per_case: dict[str, dict[str, float]] = {}
     for ref in sorted(p for p in ref_dir.iterdir() if p.is_file()):
         pred = pred_dir / ref.name

@@ -35,7 +35,7 @@ def task_for(task_type: str, source: str | Path) -> Task:
 
 # the verbs built for segmentation models only so far (classification and regression train, sweep, select,
 # register, predict and export)
-SEGMENTATION_ONLY = ("package",)
+SEGMENTATION_ONLY: tuple[str, ...] = ()  # verbs that do not handle image-level models yet: none at present
 
 
 def require_segmentation(task_type: str, verb: str, source: str | Path) -> None:

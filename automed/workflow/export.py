@@ -153,7 +153,6 @@ def package(
     from automed.artifacts import claim_output
     from automed.package.mlcube import write_cube
 
-    _image_level_refused(model, "package")
     protected = [Path(export_dir)] if export_dir is not None else []
     if not str(model).startswith("models:/"):
         protected.append(Path(model))
@@ -176,14 +175,3 @@ def package(
             "run `automed export MODEL -o DIR`",
         )
     return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)
-
-
-def _image_level_refused(model: str | Path, verb: str) -> None:
-    """Export and packaging build label-map bundles: a classification or regression work dir is refused up front."""
-    from automed.tasks.registry import require_segmentation
-    from automed.train.meta import read_meta
-    from automed.workdir import WorkDir
-
-    wd = WorkDir(Path(model))
-    if not str(model).startswith("models:/") and wd.model.is_file():
-        require_segmentation(read_meta(wd.model).task, verb, wd.model)
