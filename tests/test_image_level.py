@@ -380,3 +380,25 @@ def test_select_compares_classification_trainings_and_their_pair(
     cases = pd.read_csv(tmp_path / "R" / "cases.csv")
     right = cases.pivot_table(index="case", columns="run", values="correct")
     assert test["only_a_right"] == int(((right["W"] > 0) & (right["B"] == 0)).sum())
+
+
+@pytest.mark.slow
+def test_task_override_trains_integer_classes_as_a_regression(tmp_path: Path) -> None:
+    """``--task regression`` on integer targets (which auto reads as classes): planned and trained as a regression,
+    the choice recorded in the fingerprint and kept by --resume (issue 15)."""
+    from automed.testing.synthetic_image_level import make_classification
+
+    csv = make_classification(tmp_path / "d", 8, shape=(16, 16))
+    table = pd.read_csv(csv)
+    table["ValueToPredict"] = [3 + (i % 3) for i in range(len(table))]  # 3, 4, 5: classes by default
+    table.to_csv(csv, index=False)
+    res = api.train(csv, tmp_path / "W", config=_config(tmp_path / "c.yaml", 1, 2), folds=2, workers=0,
+                    show_progress=False, register=False, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+                    task="regression")  # fmt: skip
+    assert res.model.task == "regression"
+    fp = json.loads((res.workdir / "fingerprint.json").read_text())
+    assert fp["task_type"] == "regression" and "--task regression" in fp["task_type_reason"]
+    saved = json.loads((res.workdir / "train_config.json").read_text())
+    assert saved["options"]["task"] == "regression"
+    again = api.train(None, res.workdir, resume=True, workers=0, show_progress=False)
+    assert again.model.task == "regression"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from PIL import Image
 from typer.testing import CliRunner
 
 from automed import api
@@ -303,3 +304,29 @@ def test_single_dicom_files_in_a_csv_are_2d_images(tmp_path: Path) -> None:
     res = api.plan_dataset(csv, tmp_path / "W", run_preprocess=False, workers=1, show_progress=False)
     assert res.plan.task_type == "classification" and list(res.plan.configurations) == ["2d"]
     assert res.fingerprint.class_names == {"0": "a", "1": "b"}
+
+
+def test_task_override(tmp_path: Path) -> None:
+    """``--task``: integer targets as a regression, or numbers as classes; refused where the data cannot be it."""
+    from automed.data.dataset import load_dataset
+    from automed.errors import DatasetError
+    from automed.fingerprint.extract import task_reason
+
+    rows = ["SubjectID,Channel_0,ValueToPredict"]
+    img = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(img)
+    rows += [f"s{i},a.png,{v}" for i, v in enumerate([30, 41, 52, 30, 41, 63])]
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    auto = load_dataset(csv_path)
+    assert auto.task_type == "classification" and auto.labels == {30: "30", 41: "41", 52: "52", 63: "63"}
+    reg = load_dataset(csv_path, task="regression")
+    assert reg.task_type == "regression" and reg.labels is None and "--task regression" in task_reason(reg)
+    with pytest.raises(DatasetError, match="needs label maps"):
+        load_dataset(csv_path, task="segmentation")
+    floats = tmp_path / "f.csv"
+    floats.write_text("SubjectID,Channel_0,ValueToPredict\ns0,a.png,1.5\ns1,a.png,2.5\n")
+    with pytest.raises(DatasetError, match="integer classes"):
+        load_dataset(floats, task="classification")
+    with pytest.raises(Exception, match="Did you mean 'regression'"):
+        load_dataset(csv_path, task="regresion")

@@ -90,6 +90,13 @@ def train(
             "TTA/step that predict a case within one network's time with nnU-Net's default inference, measured)."
         ),
     ] = False,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="auto (from the targets: label maps -> segmentation, class names or <= 20 distinct integers -> "
+            "classification, other numbers -> regression), or segmentation, classification, regression."
+        ),
+    ] = "auto",
     overlays: Annotated[
         int,
         typer.Option(
@@ -140,6 +147,7 @@ def train(
         ray_address=ray_address,
         trial_resources=trial_resources,
         full_ensemble=full_ensemble,
+        task=task,
     )
     if res.folds_reason:
         out.print(res.folds_reason)

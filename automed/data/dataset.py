@@ -48,15 +48,51 @@ __all__ = [
 ]
 
 
-def load_dataset(path: str | Path) -> Dataset:
+TASKS = ("auto", "segmentation", "classification", "regression")
+
+
+def with_task(ds: Dataset, task: str | None) -> Dataset:
+    """``ds`` with its task decided by the user (``--task``) instead of by its targets: integer targets as a
+    regression, or numbers as classes; refused (file, rule, value, fix) when the data cannot be that task."""
+    from dataclasses import replace
+
+    from automed.registry import check_choice
+
+    if task in (None, "auto"):
+        return ds
+    check_choice(task, TASKS, what="the task", where="--task")
+    has_maps = any(c.label is not None for c in ds.cases)
+    values = [c.value for c in ds.cases if c.value is not None]
+    if (task == "segmentation") != has_maps or (task != "segmentation" and not values):
+        raise DatasetError.single(
+            ds.source,
+            f"--task {task} needs " + ("label maps (a Label column)" if task == "segmentation" else "targets (ValueToPredict)"),
+            "label maps" if has_maps else ("targets" if values else "neither"),
+            f"use --task {ds.task_type} (what the data says) or fix the dataset",
+        )  # fmt: skip
+    labels = ds.labels
+    if task == "regression":
+        if ds.labels is not None and ds.layout == "folders":
+            raise DatasetError.single(ds.source, "--task regression needs numbers, not class folders",
+                                      "class folders", "use a CSV with numeric ValueToPredict")  # fmt: skip
+        labels = None
+    elif task == "classification" and labels is None:
+        if not all(float(v).is_integer() for v in values):
+            raise DatasetError.single(ds.source, "--task classification needs class names or integer classes",
+                                      "non-integer targets", "round them to classes, or use --task regression")  # fmt: skip
+        labels = {int(v): str(int(v)) for v in sorted(set(values))}
+    return replace(ds, labels=labels, extra={**ds.extra, "task": task})
+
+
+def load_dataset(path: str | Path, task: str | None = None) -> Dataset:
     """Parse a dataset folder (holding ``dataset.json``, or one sub-folder of images per class), a ``dataset.json``
-    file or a CSV file.
+    file or a CSV file; ``task`` (``--task``) overrides the task the targets suggest (:func:`with_task`).
 
     An operating-system error on the way (a symlink loop, a permission problem) is a :class:`DatasetError` naming
     the path, like any other problem of the input."""
     raw = Path(path).expanduser()
     try:
-        return _load(raw.resolve())
+        return with_task(_load(raw.resolve()), task)
     except (OSError, RuntimeError) as exc:  # RuntimeError: Python 3.11's Path.resolve on a symlink loop
         if isinstance(exc, RuntimeError) and "symlink loop" not in str(exc).lower():
             raise

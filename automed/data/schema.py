@@ -60,7 +60,10 @@ class Dataset:
     def task_type(self) -> TaskType:
         """Segmentation when any case has a label map; else classification when the targets are named classes
         (``labels`` given: class names or class folders, however many) or at most 20 distinct integers; else
-        regression when there are targets at all."""
+        regression when there are targets at all. ``--task`` overrides the choice (``extra["task"]``)."""
+        forced = self.extra.get("task")
+        if forced in ("segmentation", "classification", "regression"):  # --task (see dataset.with_task)
+            return forced  # type: ignore[no-any-return]
         if any(c.label is not None for c in self.cases):
             return "segmentation"
         values = [c.value for c in self.cases if c.value is not None]

@@ -98,6 +98,8 @@ def inputs_hash(ds: Dataset, samples_per_case: int, seed: int) -> str:
     # the description file; a folder-per-class dataset has none (its classes and files are the paths below)
     h.update(ds.source.read_bytes() if not ds.source.is_dir() else f"{ds.layout}|{ds.source}".encode())
     h.update(f"{samples_per_case}|{seed}|{ds.images_are_4d}".encode())
+    if ds.extra.get("task"):  # --task: another task is another fingerprint (a plain dataset hashes as before)
+        h.update(f"task|{ds.extra['task']}".encode())
     for c in ds.cases:
         for p in (*c.images, *([c.label] if c.label else [])):
             st = p.stat() if p.exists() else None
@@ -226,6 +228,8 @@ def extract_fingerprint(
 def task_reason(ds: Dataset) -> str:
     """Why ``ds`` has its task type, in words."""
     task = ds.task_type
+    if ds.extra.get("task"):
+        return f"chosen by the user (--task {task})"
     if task != "classification":
         return {
             "segmentation": "label maps are given",

@@ -196,7 +196,7 @@ class PlanResult:
 
 
 def plan_dataset(
-    dataset: str | Path,
+    dataset: str | Path | Dataset,
     workdir: str | Path,
     *,
     preset: str | Path = "default",
@@ -240,7 +240,7 @@ def plan_for_training(
     dev = pick_device(device)
     name = preset or ("default" if dev.type == "cuda" else "cpu")
     res = plan_dataset(
-        dataset_source(ds),
+        ds,  # the Dataset itself: a --task choice lives on it
         wd,
         preset=name,
         device=dev.type,

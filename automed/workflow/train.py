@@ -282,6 +282,7 @@ def train(
     ray_address: str | None = None,
     trial_resources: str = "cpu=1,gpu=0",
     full_ensemble: bool = False,
+    task: str | None = None,
 ) -> TrainResult:
     """Train every fold of a configuration within a budget, validate, summarise CV and register the ensemble.
 
@@ -297,7 +298,8 @@ def train(
     When the budget chose several folds (``--folds auto``), they predict within the time of one network with
     nnU-Net's default inference (mirror TTA, step 0.5), measured on fold 0's validation cases: the most accurate
     folds/TTA/step that fit are recorded in ``model.json``; ``full_ensemble`` (or an explicit number of ``folds``)
-    keeps every fold with TTA however long it takes."""
+    keeps every fold with TTA however long it takes. ``task``: segmentation, classification or regression instead of
+    what the targets suggest (integer ages as a regression, say); recorded for ``--resume``."""
     cfg = load_train_config(config) if config else TrainConfig()
     budget_s = parse_duration(budget)
     n_folds, folds_auto, only_folds = fold_count(folds, budget_s, only_folds)
@@ -324,6 +326,7 @@ def train(
         ray_address=ray_address,
         fold_resources=parse_resources(trial_resources),
         latency_cap=folds_auto and not full_ensemble,  # explicit --folds N: the user asked for that ensemble
+        task=None if task in (None, "auto") else task,
     )
     return train_dataset(
         dataset or "",

@@ -37,6 +37,7 @@ class TrainOptions:
         True  # several folds predict within one network's nnU-Net-default time (--full-ensemble: off)
     )
     overlays: int = 0  # validation cases drawn into each fold's MLflow run (opt-in: they show patient images)
+    task: str | None = None  # --task: the task chosen by the user instead of by the targets
 
 
 @dataclass

@@ -45,7 +45,12 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
     restored = TrainOptions(**{**kept, **new})
     n = len(restored.only_folds) if restored.only_folds else restored.folds
     fallback = kept["budget_s"] / max(1, n) if kept.get("budget_s") and not opts.budget_s else None
-    return load_dataset(saved["dataset"]), TrainConfig.model_validate(saved["config"]), restored, fallback
+    return (
+        load_dataset(saved["dataset"], restored.task),
+        TrainConfig.model_validate(saved["config"]),
+        restored,
+        fallback,
+    )
 
 
 def start_training(
@@ -57,7 +62,7 @@ def start_training(
     deadline: float | None,
 ) -> tuple[Dataset, TrainConfig, TrainOptions]:
     """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
-    ds = load_dataset(dataset)
+    ds = load_dataset(dataset, opts.task)
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
     check_existing_folds(wd, planned, config)
