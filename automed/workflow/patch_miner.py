@@ -71,8 +71,14 @@ def parse_value_map(text: str | None) -> dict[int, int] | None:
         ) from exc
 
 
-def _key(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "slide"
+def _key(text: str, taken: set[str]) -> str:
+    """A folder name for a slide's patches: safe characters, never only dots, unique among ``taken``."""
+    key = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "slide"
+    k, i = key, 2
+    while k in taken:
+        k, i = f"{key}_{i}", i + 1
+    taken.add(k)
+    return k
 
 
 def _inputs(paths: list[Path]) -> list[SlideInput]:
@@ -90,11 +96,17 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
         def rel(v: str) -> Path:
             return p if (p := Path(v)).is_absolute() else (src.parent / p)
 
-        return [
-            SlideInput(_key(r["SubjectID"]), rel(r["Channel_0"]), rel(r["Label"]) if r.get("Label") else None,
+        taken: set[str] = set()
+        slides = [
+            SlideInput(_key(r["SubjectID"], taken), rel(r["Channel_0"]), rel(r["Label"]) if r.get("Label") else None,
                        r.get("ValueToPredict") or None)
             for r in rows
         ]  # fmt: skip
+        missing = [p for s in slides for p in (s.path, s.label) if p is not None and not p.is_file()]
+        if missing:
+            raise DatasetError.single(src, "every slide and label map the CSV names must exist",
+                                      f"{len(missing)} missing, e.g. {missing[0]}", "fix the paths (relative to the CSV)")  # fmt: skip
+        return slides
     found: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -109,13 +121,8 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
             missing[0] if missing else paths[0], "slides must exist", "missing" if missing else "no slide files",
             f"pass slide files ({', '.join(SLIDE_SUFFIXES)}), a folder of them or a CSV",
         )  # fmt: skip
-    keys: dict[str, int] = {}
-    out = []
-    for p in found:
-        k = _key(p.name.split(".")[0])
-        keys[k] = keys.get(k, 0) + 1
-        out.append(SlideInput(k if keys[k] == 1 else f"{k}_{keys[k]}", p))
-    return out
+    used: set[str] = set()
+    return [SlideInput(_key(p.name.split(".")[0], used), p) for p in found]
 
 
 def _info(s: SlideInput, mpp: float | None, slide_mpp: float | None) -> SlideInfo:
@@ -203,11 +210,13 @@ def patch_miner(
                 if 0 < num_patches <= len(slide_rows):
                     break
             if num_patches > 0:
-                for extra_row in slide_rows[num_patches:]:  # mined in the last chunk past the count
-                    for col in ("Channel_0", "Label"):
-                        if col in extra_row:
-                            (tmp / extra_row[col]).unlink(missing_ok=True)
                 slide_rows = slide_rows[:num_patches]
+                # chunks in flight when the count was reached wrote patches of their own: keep the CSV's only
+                kept = {tmp / r[c] for r in slide_rows for c in ("Channel_0", "Label") if c in r}
+                for sub in ("patches", "labels"):
+                    for f in (tmp / sub / s.key).glob("*.png"):
+                        if f not in kept:
+                            f.unlink()
             write_overview(s.path, mask, grid, slide_rows, tmp / "tissue" / f"{s.key}.png")
             rows += slide_rows
             report.append({

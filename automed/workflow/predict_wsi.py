@@ -20,12 +20,14 @@ import numpy as np
 import openslide
 
 from automed.data.io import Geometry
-from automed.errors import ConfigError
+from automed.errors import ConfigError, DatasetError
 from automed.parallel import progress_bar
 from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
-from automed.wsi.slide import SLIDE_SUFFIXES, slide_handle, slide_info
+from automed.wsi.slide import SLIDE_SUFFIXES, slide_handle, slide_info, thumbnail
 from automed.wsi.tissue import tissue_mask
+
+WSI_ONLY = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".svslide", ".bif")  # never a plain image
 
 
 def slide_inputs(input_path: Path) -> list[Path] | None:
@@ -36,12 +38,20 @@ def slide_inputs(input_path: Path) -> list[Path] | None:
             p.name.lower().endswith(SLIDE_SUFFIXES) and openslide.OpenSlide.detect_format(str(p)) is not None
         )
 
-    if input_path.is_file():
-        return [input_path] if is_slide(input_path) else None
-    if input_path.is_dir():
-        found = [p for p in sorted(input_path.iterdir()) if p.is_file() and is_slide(p)]
-        return found or None
-    return None
+    def unreadable(
+        p: Path,
+    ) -> bool:  # a slide-only format OpenSlide cannot open: a broken slide, not an image
+        return p.suffix.lower() in WSI_ONLY and openslide.OpenSlide.detect_format(str(p)) is None
+
+    files = (
+        [input_path] if input_path.is_file() else sorted(input_path.iterdir()) if input_path.is_dir() else []
+    )
+    bad = [p for p in files if p.is_file() and unreadable(p)]
+    if bad:
+        raise DatasetError.single(bad[0], "a whole slide must be readable by OpenSlide", "unreadable (truncated or "
+                                  "not a slide)", "copy it again, or move it out of the input")  # fmt: skip
+    found = [p for p in files if p.is_file() and is_slide(p)]
+    return found or None
 
 
 def model_mpp(model: str | Path, given: float | None) -> float:
@@ -99,11 +109,8 @@ def _pictures(
         Image.fromarray((turbo(prob)[..., :3] * 255).astype(np.uint8)).save(
             out / f"{stem}_heatmap_{name}.png"
         )
-    thumb = (
-        slide_handle(grid.info.path)
-        .get_thumbnail(labels.shape[::-1])
-        .convert("RGB")
-        .resize(labels.shape[::-1])
+    thumb = Image.fromarray(thumbnail(slide_handle(grid.info.path), max(labels.shape))).resize(
+        labels.shape[::-1]
     )
     base = np.asarray(thumb).astype(np.float32)
     tab = colormaps["tab10"]
@@ -145,13 +152,17 @@ def predict_slides(
 ) -> list[Path]:
     """Predict each slide into ``out`` (see the module docstring); return the label TIFFs."""
     written = []
+    stems: set[str] = set()
     for path in slides:
         info = slide_info(path, slide_mpp, given_as="--slide-mpp")
         if mpp < info.mpp * 0.999:
             raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
                                      f"slide {info.mpp:.4g} um/px, model {mpp:.4g}", "use a finer scan")  # fmt: skip
         grid = BlockGrid(info, mpp)
-        stem = path.name.split(".")[0]
+        base, stem, i = path.name.split(".")[0], path.name.split(".")[0], 2
+        while stem in stems:  # e.tif and e.tiff, a.x.svs and a.y.svs: outputs of their own
+            stem, i = f"{base}_{i}", i + 1
+        stems.add(stem)
         store = out / f".{stem}.blocks"
         shutil.rmtree(store, ignore_errors=True)
         mask = tissue_mask(slide_handle(path))

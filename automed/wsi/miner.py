@@ -85,25 +85,64 @@ def artifact(rgb: np.ndarray) -> str | None:
     return None
 
 
-def _label_patch(chunk: Chunk, x: int, y: int) -> np.ndarray:
-    """The label map under the patch, nearest-neighbour, mapped by ``value_map``."""
+_LABEL_IMAGES: dict[str, Image.Image] = {}  # this process's label maps that are plain images (opened once)
+
+
+def _label_region(
+    path: Path, box: tuple[int, int, int, int], info_size: tuple[int, int]
+) -> tuple[Image.Image, float, float]:
+    """The label map's crop for the level-0 box, with its scale to level 0. Plain images (PNG, ...) keep their own
+    mode - palette indices and 16-bit values stay values; a pyramidal TIFF label is read through OpenSlide (its first
+    channel)."""
+    import openslide
+
     from automed.wsi.slide import slide_handle
 
+    x, y, w0, h0 = box
+    if openslide.OpenSlide.detect_format(str(path)) is None:
+        img = _LABEL_IMAGES.get(str(path))
+        if img is None:
+            img = _LABEL_IMAGES[str(path)] = Image.open(path)
+        sx, sy = img.size[0] / info_size[0], img.size[1] / info_size[1]
+        crop = (
+            round(x * sx),
+            round(y * sy),
+            round(x * sx) + max(1, round(w0 * sx)),
+            round(y * sy) + max(1, round(h0 * sy)),
+        )
+        return img.crop(crop), sx, sy
+    lab = slide_handle(path)
+    sx, sy = lab.dimensions[0] / info_size[0], lab.dimensions[1] / info_size[1]
+    region = lab.read_region(
+        (round(x * sx), round(y * sy)), 0, (max(1, round(w0 * sx)), max(1, round(h0 * sy)))
+    )
+    return region.getchannel(0), sx, sy
+
+
+def _label_patch(chunk: Chunk, x: int, y: int) -> np.ndarray:
+    """The label map under the patch, nearest-neighbour, mapped by ``value_map`` (a value it does not map is an
+    error: silently calling it background would teach the model wrong)."""
     assert chunk.label_path is not None
-    lab = slide_handle(chunk.label_path)
-    info, g = chunk.grid.info, chunk.grid
-    sx, sy = lab.dimensions[0] / info.width, lab.dimensions[1] / info.height
-    w, h = max(1, round(g.size0 * sx)), max(1, round(g.size0 * sy))
-    region = lab.read_region((round(x * sx), round(y * sy)), 0, (w, h))
-    raw = np.asarray(region.convert("RGBA").resize((g.patch_px, g.patch_px), Image.Resampling.NEAREST))[
-        ..., 0
-    ]
+    g = chunk.grid
+    crop, _, _ = _label_region(chunk.label_path, (x, y, g.size0, g.size0), (g.info.width, g.info.height))
+    if crop.mode not in ("L", "P", "I;16", "I", "1"):
+        crop = crop.convert("L")
+    raw = np.asarray(crop.resize((g.patch_px, g.patch_px), Image.Resampling.NEAREST)).astype(np.int64)
     if chunk.value_map:
-        mapped = np.zeros_like(raw)
-        for src, dst in chunk.value_map.items():
-            mapped[raw == src] = dst
-        return mapped
-    return raw
+        unknown = set(np.unique(raw).tolist()) - set(chunk.value_map)
+        if unknown:
+            from automed.errors import DatasetError
+
+            raise DatasetError.single(chunk.label_path, "--value-map maps every value of the label map",
+                                      f"unmapped value(s) {sorted(unknown)[:5]}", "add them to --value-map (RAW:LABEL)")  # fmt: skip
+        lut = {src: dst for src, dst in chunk.value_map.items()}
+        raw = np.vectorize(lut.__getitem__, otypes=[np.int64])(raw) if raw.size else raw
+    if raw.max(initial=0) > 255 or raw.min(initial=0) < 0:
+        from automed.errors import DatasetError
+
+        raise DatasetError.single(chunk.label_path, "patch labels are 0-255", f"values up to {int(raw.max())}",
+                                  "map them with --value-map RAW:LABEL")  # fmt: skip
+    return raw.astype(np.uint8)
 
 
 def _save_png(array: np.ndarray, path: Path, mpp: float) -> None:

@@ -74,6 +74,16 @@ def write_pyramid(reader: BlockReader, path: Path) -> None:
     g = reader.grid
     tmp = path.with_name(f".{path.name}.partial")
     res = (1e4 / g.info.mpp, 1e4 / g.info.mpp)
+    try:
+        _write_levels(reader, tmp, res)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+
+
+def _write_levels(reader: BlockReader, tmp: Path, res: tuple[float, float]) -> None:
+    g = reader.grid
     with tifffile.TiffWriter(tmp, bigtiff=g.info.width * g.info.height > 2**31) as tw:
         ds = 1
         while True:
@@ -84,7 +94,6 @@ def write_pyramid(reader: BlockReader, path: Path) -> None:
             if max(w, h) <= TILE:
                 break
             ds *= 2
-    tmp.replace(path)
 
 
 def thumbnail_values(reader: BlockReader, max_side: int = 1024) -> np.ndarray:

@@ -83,6 +83,17 @@ def slide_info(path: Path, mpp: float | None = None, *, given_as: str = "--slide
             "none in its metadata (openslide.mpp-x)",
             f"pass {given_as} with the level-0 pixel size, e.g. {given_as} 0.5 for a 20x scan",
         )
+    try:
+        meta_y = float(props.get(openslide.PROPERTY_NAME_MPP_Y, "nan"))
+    except ValueError:
+        meta_y = math.nan
+    if mpp is None and math.isfinite(meta_y) and abs(meta_y - meta) > 0.01 * meta:
+        raise DatasetError.single(
+            path,
+            "automed reads slides with square pixels",
+            f"{meta:.4g} um/px across, {meta_y:.4g} um/px down (openslide.mpp-x/-y)",
+            "resample the slide to square pixels first",
+        )
     use_meta = mpp is None
     info = SlideInfo(
         path=path,
@@ -109,3 +120,31 @@ def read_rgb(
     if out_px is not None and rgb.size != (out_px, out_px):
         rgb = rgb.resize((out_px, out_px), Image.Resampling.BOX)
     return np.asarray(rgb)
+
+
+THUMB_LEVEL_MAX = 4096 * 4096  # a pyramid level up to this many pixels is thumbnailed in one read
+
+
+def thumbnail(slide: openslide.AbstractSlide, max_side: int) -> np.ndarray:
+    """RGB thumbnail (at most ``max_side`` a side). OpenSlide's ``get_thumbnail`` reads its whole source level: fine
+    for a pyramid, but a single-level 60k slide would be read whole - there the thumbnail is built tile by tile."""
+    w0, h0 = slide.dimensions
+    scale = max(1.0, max(w0, h0) / max_side)
+    size = (max(1, round(w0 / scale)), max(1, round(h0 / scale)))
+    level = slide.get_best_level_for_downsample(scale)
+    lw, lh = slide.level_dimensions[level]
+    if lw * lh <= THUMB_LEVEL_MAX:
+        return np.asarray(slide.get_thumbnail(size).convert("RGB"))
+    ds, step = slide.level_downsamples[level], 2048
+    out = Image.new("RGB", size, (255, 255, 255))
+    for ty in range(0, lh, step):
+        for tx in range(0, lw, step):
+            tw, th = min(step, lw - tx), min(step, lh - ty)
+            region = slide.read_region((round(tx * ds), round(ty * ds)), level, (tw, th))
+            rgb = Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region).convert(
+                "RGB"
+            )
+            x0, y0 = round(tx * ds / scale), round(ty * ds / scale)
+            x1, y1 = round((tx + tw) * ds / scale), round((ty + th) * ds / scale)
+            out.paste(rgb.resize((max(1, x1 - x0), max(1, y1 - y0)), Image.Resampling.BOX), (x0, y0))
+    return np.asarray(out)

@@ -17,6 +17,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import disk, remove_small_objects
 
 from automed.wsi.miner import saturation
+from automed.wsi.slide import thumbnail
 
 MIN_SATURATION = 0.05
 MAX_DARK = 0.1  # HSV value below this is pen or border, not tissue
@@ -39,7 +40,7 @@ class TissueMask:
 
 
 def tissue_mask(slide: openslide.AbstractSlide, max_side: int = 2048) -> TissueMask:
-    thumb = np.asarray(slide.get_thumbnail((max_side, max_side)).convert("RGB"))
+    thumb = thumbnail(slide, max_side)
     sat = saturation(thumb)
     val = thumb.max(axis=-1) / 255.0
     thr = max(MIN_SATURATION, float(threshold_otsu(sat)) if np.ptp(sat) > 0 else MIN_SATURATION)
