@@ -105,7 +105,7 @@ OUTPUT_MARKER = (
 )
 
 
-def _inside(a: Path, b: Path) -> bool:
+def inside(a: Path, b: Path) -> bool:
     """Whether ``a`` is ``b`` or lies inside it."""
     return a == b or b in a.parents
 
@@ -120,7 +120,7 @@ def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwr
     for p in protected:
         pr = p.expanduser().resolve()
         folder = pr if pr.is_dir() else pr.parent
-        if _inside(folder, res):
+        if inside(folder, res):
             raise ArtifactError.single(
                 out,
                 f"an output ({kind}) must not be, or hold, the model or the inputs",

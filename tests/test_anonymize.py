@@ -270,17 +270,13 @@ def _multiframe(dest: Path) -> Path:
     import highdicom as hd
 
     from automed.data.io import dicom_series_files
+    from automed.tools.dicom_seg import TYPE2_PATIENT_STUDY
 
     sources = [pydicom.dcmread(f) for f in dicom_series_files(shared("dicom", "hippo_crop_series", "Study1"))]
     for ds in sources:
-        for kw in (
-            "PatientBirthDate",
-            "PatientSex",
-            "StudyDate",
-            "StudyTime",
-            "ReferringPhysicianName",
-            "StudyID",
-        ):
+        for (
+            kw
+        ) in TYPE2_PATIENT_STUDY:  # what highdicom copies into the new object; this export leaves some out
             setattr(ds, kw, ds.get(kw, ""))
         ds.AccessionNumber = "ACC778899"
     mf = hd.legacy.LegacyConvertedEnhancedMRImage(

@@ -94,7 +94,7 @@ def test_tilewise_thumbnail_matches_openslide(slide: Path, monkeypatch: pytest.M
 
 
 def test_predict_names_and_unreadable_slides(slide: Path, tmp_path: Path) -> None:
-    from automed.workflow.predict_wsi import slide_inputs
+    from automed.wsi.slide import slide_inputs
 
     folder = tmp_path / "in"
     folder.mkdir()

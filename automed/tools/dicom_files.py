@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -84,9 +83,3 @@ def read_image(path: Path, shown: str) -> tuple[FileDataset | None, Problem | No
 def relative(path: Path, root: Path) -> str:
     """The name of ``path`` shown in messages: relative to the input root."""
     return str(path.relative_to(root)) if root.is_dir() else path.name
-
-
-def iter_images(root: Path, files: list[Path]) -> Iterator[tuple[Path, FileDataset | None, Problem | None]]:
-    for p in files:
-        ds, problem = read_image(p, relative(p, root))
-        yield p, ds, problem

@@ -40,7 +40,7 @@ def _segments(labels: dict[int, str]) -> list[hd.seg.SegmentDescription]:
 
 
 # type 2 patient/study attributes a SEG copies from its source; some exports leave them out (empty is valid)
-_TYPE2 = (
+TYPE2_PATIENT_STUDY = (
     "PatientName",
     "PatientID",
     "PatientBirthDate",
@@ -55,7 +55,7 @@ _TYPE2 = (
 
 def _source(path: str) -> pydicom.Dataset:
     ds = pydicom.dcmread(path)
-    for kw in _TYPE2:
+    for kw in TYPE2_PATIENT_STUDY:
         if kw not in ds:
             setattr(ds, kw, "")
     return ds

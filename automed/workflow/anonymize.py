@@ -19,7 +19,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
+from automed.artifacts import atomic_directory, claim_output, inside, mark_output, write_json_atomic
 from automed.errors import ConfigError, DatasetError, Problem
 from automed.parallel import progress_bar
 from automed.tools.deid import SAFE_PRIVATE, Deidentifier, burned_in, load_safe_private
@@ -39,10 +39,6 @@ class AnonymizeResult:
     patients: int
     report: Path
     warnings: list[str] = field(default_factory=list)
-
-
-def _inside(a: Path, b: Path) -> bool:
-    return a == b or b in a.parents
 
 
 def _digest(uid: str) -> str:
@@ -83,7 +79,7 @@ def _check_paths(src: Path, out: Path, key: Path | None) -> None:
         raise ConfigError.single(
             src, "the input must exist", "missing", "pass a folder of DICOM or NIfTI files"
         )
-    if src.is_dir() and _inside(out, src):
+    if src.is_dir() and inside(out, src):
         raise ConfigError.single(
             out,
             "the output must not lie inside the input (the next run would read its own output as patient data)",
@@ -92,11 +88,11 @@ def _check_paths(src: Path, out: Path, key: Path | None) -> None:
         )
     if key is not None:
         k = key.expanduser().resolve()
-        if _inside(k, out) or (src.is_dir() and _inside(k, src)):
+        if inside(k, out) or (src.is_dir() and inside(k, src)):
             raise ConfigError.single(
                 key,
                 "the key file (secret and pseudonym mapping) must stay outside the input and the output",
-                "inside " + ("the output" if _inside(k, out) else "the input"),
+                "inside " + ("the output" if inside(k, out) else "the input"),
                 "keep the key file in a separate, access-controlled place",
             )
 

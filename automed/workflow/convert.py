@@ -11,7 +11,7 @@ from typing import Any
 
 import SimpleITK as sitk
 
-from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
+from automed.artifacts import atomic_directory, claim_output, inside, mark_output, write_json_atomic
 from automed.errors import ConfigError, DatasetError
 from automed.parallel import progress_bar
 from automed.tools.dicom_convert import find_series, read_series
@@ -32,7 +32,7 @@ def convert(
     dst = Path(output).expanduser().resolve()
     if not src.exists():
         raise ConfigError.single(src, "the input must exist", "missing", "pass a folder of DICOM files")
-    if src.is_dir() and (dst == src or src in dst.parents):
+    if src.is_dir() and inside(dst, src):
         raise ConfigError.single(
             output,
             "the output must not lie inside the input",

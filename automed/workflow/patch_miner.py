@@ -11,7 +11,6 @@ the tissue mask and the patches kept). Built in a hidden sibling folder, renamed
 from __future__ import annotations
 
 import csv
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -217,7 +216,7 @@ def patch_miner(
                     for f in (tmp / sub / s.key).glob("*.png"):
                         if f not in kept:
                             f.unlink()
-            write_overview(s.path, mask, grid, slide_rows, tmp / "tissue" / f"{s.key}.png")
+            write_overview(mask, grid, slide_rows, tmp / "tissue" / f"{s.key}.png")
             rows += slide_rows
             report.append({
                 "slide": s.key, "width": info.width, "height": info.height, "mpp": info.mpp,
@@ -249,8 +248,3 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         for r in rows:
             fr = r.get("fractions", {})
             w.writerow([r[c] for c in base + info] + [round(fr.get(v, 0.0), 4) for v in values])
-
-
-def summary_line(res: MineResult) -> str:
-    parts = [f"{s['slide']}: {s['patches']} of {s['positions']} positions" for s in res.slides]
-    return "; ".join(parts) + f" -> {res.patches} patch(es), " + json.dumps({"csv": str(res.csv)})

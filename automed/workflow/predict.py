@@ -156,10 +156,12 @@ def predict(
         on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
     if tta is not None:  # else the model's own setting (chosen by `automed select` when it ran)
         predictor.tta = tta
-    from automed.workflow.predict_wsi import model_mpp, predict_slides, slide_inputs
+    from automed.wsi.slide import slide_inputs
 
     slides = slide_inputs(Path(input_path).expanduser().resolve())
-    if slides is not None:
+    if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
+        from automed.workflow.predict_wsi import model_mpp, predict_slides
+
         out.mkdir(parents=True, exist_ok=True)
         mark_output(out, "predictions")
         return predict_slides(predictor, slides, out, mpp=model_mpp(model, mpp), names=_label_names(model, predictor),

@@ -17,41 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import openslide
 
 from automed.data.io import Geometry
-from automed.errors import ConfigError, DatasetError
+from automed.errors import ConfigError
 from automed.parallel import progress_bar
 from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
-from automed.wsi.slide import SLIDE_SUFFIXES, slide_handle, slide_info, thumbnail
+from automed.wsi.slide import slide_handle, slide_info, thumbnail
 from automed.wsi.tissue import tissue_mask
-
-WSI_ONLY = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".svslide", ".bif")  # never a plain image
-
-
-def slide_inputs(input_path: Path) -> list[Path] | None:
-    """The whole slides of ``input_path`` (a slide, or a folder holding slides), or ``None`` when it holds none."""
-
-    def is_slide(p: Path) -> bool:
-        return (
-            p.name.lower().endswith(SLIDE_SUFFIXES) and openslide.OpenSlide.detect_format(str(p)) is not None
-        )
-
-    def unreadable(
-        p: Path,
-    ) -> bool:  # a slide-only format OpenSlide cannot open: a broken slide, not an image
-        return p.suffix.lower() in WSI_ONLY and openslide.OpenSlide.detect_format(str(p)) is None
-
-    files = (
-        [input_path] if input_path.is_file() else sorted(input_path.iterdir()) if input_path.is_dir() else []
-    )
-    bad = [p for p in files if p.is_file() and unreadable(p)]
-    if bad:
-        raise DatasetError.single(bad[0], "a whole slide must be readable by OpenSlide", "unreadable (truncated or "
-                                  "not a slide)", "copy it again, or move it out of the input")  # fmt: skip
-    found = [p for p in files if p.is_file() and is_slide(p)]
-    return found or None
 
 
 def model_mpp(model: str | Path, given: float | None) -> float:

@@ -85,38 +85,30 @@ def artifact(rgb: np.ndarray) -> str | None:
     return None
 
 
-_LABEL_IMAGES: dict[str, Image.Image] = {}  # this process's label maps that are plain images (opened once)
+_LABEL_IMAGES: dict[
+    str, Image.Image | None
+] = {}  # per process: plain-image label maps (None: read by OpenSlide)
 
 
-def _label_region(
-    path: Path, box: tuple[int, int, int, int], info_size: tuple[int, int]
-) -> tuple[Image.Image, float, float]:
-    """The label map's crop for the level-0 box, with its scale to level 0. Plain images (PNG, ...) keep their own
-    mode - palette indices and 16-bit values stay values; a pyramidal TIFF label is read through OpenSlide (its first
-    channel)."""
+def _label_region(path: Path, box: tuple[int, int, int, int], info_size: tuple[int, int]) -> Image.Image:
+    """The label map's crop for the level-0 ``box`` (the map may be at any scale of the slide). Plain images (PNG,
+    ...) keep their own mode - palette indices and 16-bit values stay values; a pyramidal TIFF label is read through
+    OpenSlide (its first channel). What a label file is, is decided once per process."""
     import openslide
 
     from automed.wsi.slide import slide_handle
 
+    key = str(path)
+    if key not in _LABEL_IMAGES:
+        _LABEL_IMAGES[key] = Image.open(path) if openslide.OpenSlide.detect_format(key) is None else None
+    img = _LABEL_IMAGES[key]
+    size = img.size if img is not None else slide_handle(path).dimensions
+    sx, sy = size[0] / info_size[0], size[1] / info_size[1]
     x, y, w0, h0 = box
-    if openslide.OpenSlide.detect_format(str(path)) is None:
-        img = _LABEL_IMAGES.get(str(path))
-        if img is None:
-            img = _LABEL_IMAGES[str(path)] = Image.open(path)
-        sx, sy = img.size[0] / info_size[0], img.size[1] / info_size[1]
-        crop = (
-            round(x * sx),
-            round(y * sy),
-            round(x * sx) + max(1, round(w0 * sx)),
-            round(y * sy) + max(1, round(h0 * sy)),
-        )
-        return img.crop(crop), sx, sy
-    lab = slide_handle(path)
-    sx, sy = lab.dimensions[0] / info_size[0], lab.dimensions[1] / info_size[1]
-    region = lab.read_region(
-        (round(x * sx), round(y * sy)), 0, (max(1, round(w0 * sx)), max(1, round(h0 * sy)))
-    )
-    return region.getchannel(0), sx, sy
+    x0, y0, w, h = round(x * sx), round(y * sy), max(1, round(w0 * sx)), max(1, round(h0 * sy))
+    if img is not None:
+        return img.crop((x0, y0, x0 + w, y0 + h))
+    return slide_handle(path).read_region((x0, y0), 0, (w, h)).getchannel(0)
 
 
 def _label_patch(chunk: Chunk, x: int, y: int) -> np.ndarray:
@@ -124,7 +116,7 @@ def _label_patch(chunk: Chunk, x: int, y: int) -> np.ndarray:
     error: silently calling it background would teach the model wrong)."""
     assert chunk.label_path is not None
     g = chunk.grid
-    crop, _, _ = _label_region(chunk.label_path, (x, y, g.size0, g.size0), (g.info.width, g.info.height))
+    crop = _label_region(chunk.label_path, (x, y, g.size0, g.size0), (g.info.width, g.info.height))
     if crop.mode not in ("L", "P", "I;16", "I", "1"):
         crop = crop.convert("L")
     raw = np.asarray(crop.resize((g.patch_px, g.patch_px), Image.Resampling.NEAREST)).astype(np.int64)
@@ -135,8 +127,10 @@ def _label_patch(chunk: Chunk, x: int, y: int) -> np.ndarray:
 
             raise DatasetError.single(chunk.label_path, "--value-map maps every value of the label map",
                                       f"unmapped value(s) {sorted(unknown)[:5]}", "add them to --value-map (RAW:LABEL)")  # fmt: skip
-        lut = {src: dst for src, dst in chunk.value_map.items()}
-        raw = np.vectorize(lut.__getitem__, otypes=[np.int64])(raw) if raw.size else raw
+        keys = np.array(sorted(chunk.value_map), dtype=np.int64)  # every raw value is a key (checked above)
+        raw = np.array([chunk.value_map[k] for k in keys.tolist()], dtype=np.int64)[
+            np.searchsorted(keys, raw)
+        ]
     if raw.max(initial=0) > 255 or raw.min(initial=0) < 0:
         from automed.errors import DatasetError
 

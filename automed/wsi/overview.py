@@ -12,7 +12,7 @@ from automed.wsi.miner import Grid
 from automed.wsi.tissue import TissueMask
 
 
-def write_overview(slide: Path, mask: TissueMask, grid: Grid, rows: list[dict[str, Any]], out: Path) -> None:
+def write_overview(mask: TissueMask, grid: Grid, rows: list[dict[str, Any]], out: Path) -> None:
     thumb = mask.thumbnail
     h, w = min(thumb.shape[0], mask.mask.shape[0]), min(thumb.shape[1], mask.mask.shape[1])
     tint = thumb[:h, :w].astype(np.float32)

@@ -109,14 +109,17 @@ def slide_info(path: Path, mpp: float | None = None, *, given_as: str = "--slide
     return info
 
 
+def on_white(region: Image.Image) -> Image.Image:
+    """An OpenSlide RGBA region as RGB, transparent pixels (outside the slide) white."""
+    return Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region).convert("RGB")
+
+
 def read_rgb(
     path: Path, x: int, y: int, level: int, size: tuple[int, int], out_px: int | None = None
 ) -> np.ndarray:
     """RGB pixels (height, width, 3) of the region at level-0 ``(x, y)`` read at ``level`` (``size`` = w, h at that
     level), outside-the-slide pixels white; resized to ``out_px`` square when given."""
-    region = slide_handle(path).read_region((x, y), level, size)
-    white = Image.new("RGBA", region.size, (255, 255, 255, 255))
-    rgb = Image.alpha_composite(white, region).convert("RGB")
+    rgb = on_white(slide_handle(path).read_region((x, y), level, size))
     if out_px is not None and rgb.size != (out_px, out_px):
         rgb = rgb.resize((out_px, out_px), Image.Resampling.BOX)
     return np.asarray(rgb)
@@ -141,10 +144,35 @@ def thumbnail(slide: openslide.AbstractSlide, max_side: int) -> np.ndarray:
         for tx in range(0, lw, step):
             tw, th = min(step, lw - tx), min(step, lh - ty)
             region = slide.read_region((round(tx * ds), round(ty * ds)), level, (tw, th))
-            rgb = Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region).convert(
-                "RGB"
-            )
+            rgb = on_white(region)
             x0, y0 = round(tx * ds / scale), round(ty * ds / scale)
             x1, y1 = round((tx + tw) * ds / scale), round((ty + th) * ds / scale)
             out.paste(rgb.resize((max(1, x1 - x0), max(1, y1 - y0)), Image.Resampling.BOX), (x0, y0))
     return np.asarray(out)
+
+
+WSI_ONLY = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".svslide", ".bif")  # never a plain image
+
+
+def slide_inputs(input_path: Path) -> list[Path] | None:
+    """The whole slides of ``input_path`` (a slide, or a folder holding slides), or ``None`` when it holds none."""
+
+    def is_slide(p: Path) -> bool:
+        return (
+            p.name.lower().endswith(SLIDE_SUFFIXES) and openslide.OpenSlide.detect_format(str(p)) is not None
+        )
+
+    def unreadable(
+        p: Path,
+    ) -> bool:  # a slide-only format OpenSlide cannot open: a broken slide, not an image
+        return p.suffix.lower() in WSI_ONLY and openslide.OpenSlide.detect_format(str(p)) is None
+
+    files = (
+        [input_path] if input_path.is_file() else sorted(input_path.iterdir()) if input_path.is_dir() else []
+    )
+    bad = [p for p in files if p.is_file() and unreadable(p)]
+    if bad:
+        raise DatasetError.single(bad[0], "a whole slide must be readable by OpenSlide", "unreadable (truncated or "
+                                  "not a slide)", "copy it again, or move it out of the input")  # fmt: skip
+    found = [p for p in files if p.is_file() and is_slide(p)]
+    return found or None
