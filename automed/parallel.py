@@ -6,10 +6,11 @@ come back in input order. ``workers <= 1`` runs inline (no process start-up; use
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -39,6 +40,32 @@ def progress_bar(disable: bool = False) -> Progress:
     )
 
 
+class WorkerPool:
+    """Worker processes shared by several :func:`parallel_map` calls (e.g. one per slide), started on first use and
+    stopped on exit. ``preload``: modules the fork server imports once, so every worker starts with them (the fork
+    server is per process: the first pool's preload is the one that counts)."""
+
+    def __init__(self, workers: int, preload: list[str] | None = None) -> None:
+        self.workers = workers
+        self.preload = preload if preload is not None else _PRELOAD
+        self._pool: ProcessPoolExecutor | None = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(self.preload)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return self._pool
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 def parallel_map(
     fn: Callable[[T], R],
     items: Iterable[T],
@@ -47,8 +74,10 @@ def parallel_map(
     description: str,
     total: int | None = None,
     show_progress: bool = True,
+    pool: WorkerPool | None = None,
 ) -> Iterator[R]:
-    """Yield ``fn(item)`` for each item, in order, computed by ``workers`` processes."""
+    """Yield ``fn(item)`` for each item, in order, computed by ``workers`` processes (those of ``pool`` when given,
+    else a pool of its own)."""
     seq = list(items)
     n = total if total is not None else len(seq)
     with progress_bar(disable=not show_progress) as bar:
@@ -58,20 +87,26 @@ def parallel_map(
                 yield fn(it)
                 bar.advance(task)
             return
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with contextlib.ExitStack() as stack:
+            if pool is None:
+                pool = stack.enter_context(WorkerPool(workers))
+            executor = pool.executor()
             pending: list[Future[R]] = []
             queue = iter(seq)
             for item in queue:
-                pending.append(pool.submit(fn, item))
+                pending.append(executor.submit(fn, item))
                 if len(pending) >= 2 * workers:
                     break
-            while pending:
-                fut = pending.pop(0)
-                res = fut.result()
-                for nxt in queue:
-                    pending.append(pool.submit(fn, nxt))
-                    break
-                bar.advance(task)
-                yield res
+            try:
+                while pending:
+                    fut = pending.pop(0)
+                    res = fut.result()
+                    for nxt in queue:
+                        pending.append(executor.submit(fn, nxt))
+                        break
+                    bar.advance(task)
+                    yield res
+            finally:  # a caller that stops early (or an error) leaves nothing running in a shared pool
+                for fut in pending:
+                    fut.cancel()
+                wait(pending)

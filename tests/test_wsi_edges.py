@@ -87,9 +87,9 @@ def test_tilewise_thumbnail_matches_openslide(slide: Path, monkeypatch: pytest.M
     import automed.wsi.slide as slide_mod
 
     handle = slide_mod.slide_handle(slide)
-    ref = slide_mod.thumbnail(handle, 256)
-    monkeypatch.setattr(slide_mod, "THUMB_LEVEL_MAX", 100)  # force the tile-by-tile path
+    monkeypatch.setattr(slide_mod, "THUMB_TILE", 100)  # many tiles, seams included
     tiled = slide_mod.thumbnail(handle, 256)
+    ref = np.asarray(handle.get_thumbnail((tiled.shape[1], tiled.shape[0])).convert("RGB"))
     assert tiled.shape == ref.shape and np.abs(tiled.astype(int) - ref.astype(int)).mean() < 6
 
 
@@ -104,3 +104,54 @@ def test_predict_names_and_unreadable_slides(slide: Path, tmp_path: Path) -> Non
     (folder / "broken.svs").write_bytes(b"II*\x00" + b"\x00" * 64)
     with pytest.raises(AutomedError, match="readable by OpenSlide"):
         slide_inputs(folder)
+
+
+def test_the_last_model_pixel_at_a_slide_edge_keeps_its_tissue(tmp_path: Path) -> None:
+    """1001 x 603 pixels at 4 level-0 pixels per model pixel: the last model column and row reach past the slide;
+    tissue running off the right and bottom edges must still be labelled tissue there."""
+    import openslide
+
+    from automed.testing.synthetic_wsi import Ellipse, SyntheticSlide
+    from automed.workflow.predict_wsi import predict_slides
+    from tests.test_wsi import ColorPredictor
+
+    scene = SyntheticSlide(
+        1001, 603, 0.5, [Ellipse(1000, 300, 400, 250), Ellipse(300, 602, 200, 150)], noise=0
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    predict_slides(ColorPredictor(), [write_slide(scene, tmp_path / "e.tif")], out, mpp=2.0,
+                   names={0: "glass", 1: "a", 2: "b"}, show_progress=False)  # fmt: skip
+    got = np.asarray(openslide.OpenSlide(str(out / "e_labels.tif")).read_region((0, 0), 0, (1001, 603)))[
+        ..., 0
+    ]
+    truth = scene.labels(*np.meshgrid(np.arange(1001) + 0.5, np.arange(603) + 0.5))
+    assert (got[200:400, -1] == truth[200:400, -1]).all() and (truth[200:400, -1] == 1).all()
+    assert (got[-1, 250:350] == truth[-1, 250:350]).all() and (truth[-1, 250:350] == 2).all()
+
+
+def test_a_dicom_whole_slide_is_one_slide_not_one_per_file(tmp_path: Path) -> None:
+    """A DICOM-WSI is a series of files (one per level) in one folder; OpenSlide opens it from any of them."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from automed.workflow.patch_miner import _inputs
+
+    def dcm(path: Path, series: str) -> None:
+        ds = pydicom.Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL WSI
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+
+    one, two = generate_uid(), generate_uid()
+    for i in range(3):
+        dcm(tmp_path / "wsi" / f"level{i}.dcm", one)
+    dcm(tmp_path / "wsi" / "other.dcm", two)
+    dcm(tmp_path / "wsi" / "b" / "level0.dcm", one)  # another folder: another slide
+    got = [(s.key, s.path.relative_to(tmp_path).as_posix()) for s in _inputs([tmp_path / "wsi"])]
+    assert got == [("b", "wsi/b/level0.dcm"), ("wsi", "wsi/level0.dcm"), ("wsi_2", "wsi/other.dcm")]

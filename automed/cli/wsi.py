@@ -42,7 +42,12 @@ def patch_miner(
     read: Annotated[
         str, typer.Option(help="sequential (row by row) or random (seeded) order.")
     ] = "sequential",
-    workers: Annotated[int, typer.Option(help="Worker processes (each opens its own slide readers).")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-w", help="Worker processes, each with its own slide readers (default: CPU count)."
+        ),
+    ] = None,
     min_tissue: Annotated[
         float, typer.Option(help="Least tissue fraction (from the tissue mask) a patch needs.")
     ] = 0.5,

@@ -19,14 +19,21 @@ from typing import Any
 
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
 from automed.errors import ConfigError, DatasetError
-from automed.parallel import parallel_map
+from automed.parallel import WorkerPool, default_workers, parallel_map
 from automed.registry import check_choice
 from automed.wsi.miner import Chunk, Grid, mine_chunk
 from automed.wsi.overview import write_overview
-from automed.wsi.slide import SLIDE_SUFFIXES, SlideInfo, slide_handle, slide_info
+from automed.wsi.slide import SLIDE_SUFFIXES, SlideInfo, one_per_dicom_series, slide_handle, slide_info
 from automed.wsi.tissue import tissue_mask
 
 CHUNK = 32
+POOL_MIN_PATCHES = 1000  # below this a process pool's start costs more than it saves (default --workers only)
+PRELOAD = [
+    "numpy",
+    "PIL.Image",
+    "openslide",
+    "automed.wsi.miner",
+]  # what a mining worker needs, imported once
 READS = ("sequential", "random")
 
 
@@ -114,6 +121,7 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
             )
         else:
             found.append(p)
+    found = one_per_dicom_series(found)
     missing = [p for p in found if not p.is_file()]
     if missing or not found:
         raise DatasetError.single(
@@ -121,7 +129,9 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
             f"pass slide files ({', '.join(SLIDE_SUFFIXES)}), a folder of them or a CSV",
         )  # fmt: skip
     used: set[str] = set()
-    return [SlideInput(_key(p.name.split(".")[0], used), p) for p in found]
+    # a DICOM whole slide is named by its folder (its files are levels: level0.dcm says nothing)
+    names = [p.parent.name if p.suffix.lower() == ".dcm" else p.name.split(".")[0] for p in found]
+    return [SlideInput(_key(n, used), p) for n, p in zip(names, found, strict=True)]
 
 
 def _info(s: SlideInput, mpp: float | None, slide_mpp: float | None) -> SlideInfo:
@@ -145,7 +155,7 @@ def patch_miner(
     num_patches: int = -1,
     overlap: float = 0.0,
     read: str = "sequential",
-    workers: int = 1,
+    workers: int | None = None,
     min_tissue: float = 0.5,
     value_map: str | None = None,
     class_from_label: bool = False,
@@ -153,7 +163,9 @@ def patch_miner(
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> MineResult:
-    """Mine patches from every slide of ``inputs`` into ``output`` (see the module docstring)."""
+    """Mine patches from every slide of ``inputs`` into ``output`` (see the module docstring). ``workers``: processes
+    per slide; by default the CPU count (``AUTOMED_WORKERS``) for a slide with at least ``POOL_MIN_PATCHES`` patches
+    over tissue, else inline."""
     check_choice(read, READS, what="the read order", where="--read")
     if not 0.0 <= overlap < 1.0 or not 0.0 <= min_tissue <= 1.0:
         raise ConfigError.single("--overlap/--min-tissue", "overlap in [0, 1), min-tissue in [0, 1]",
@@ -177,7 +189,8 @@ def patch_miner(
                                       f"use --mpp {info.mpp:.4g} or coarser")  # fmt: skip
     rows: list[dict[str, Any]] = []
     report: list[dict[str, Any]] = []
-    with atomic_directory(out) as tmp:
+    n_pool = workers if workers is not None else default_workers()
+    with atomic_directory(out) as tmp, WorkerPool(n_pool, PRELOAD) as pool:  # one pool for every slide
         for s, info in zip(slides, infos, strict=True):
             target = mpp if mpp is not None else info.mpp
             grid = Grid(info, px if px is not None else max(1, round(um / target)), target, overlap)  # type: ignore[operator]
@@ -200,8 +213,14 @@ def patch_miner(
             ]
             slide_rows: list[dict[str, Any]] = []
             rejected = {"no tissue": len(positions) - len(kept_pos)}
+            inline = workers is None and len(kept_pos) < POOL_MIN_PATCHES
             for chunk_rows, chunk_rejected in parallel_map(
-                mine_chunk, chunks, workers=workers, description=f"mine {s.key}", show_progress=show_progress
+                mine_chunk,
+                chunks,
+                workers=1 if inline else n_pool,
+                pool=pool,
+                description=f"mine {s.key}",
+                show_progress=show_progress,
             ):
                 slide_rows += chunk_rows
                 for k, v in chunk_rejected.items():

@@ -58,6 +58,15 @@ def read_window(grid: BlockGrid, x: int, y: int, w: int, h: int) -> np.ndarray:
     x0, y0, w0, h0 = grid.level0_box(x, y, w, h)
     ds = grid.info.downsamples[level]
     rgb = read_rgb(grid.info.path, x0, y0, level, (max(1, math.ceil(w0 / ds)), max(1, math.ceil(h0 / ds))))
+    # the last model pixel of a slide whose size is not a multiple of it reaches past the slide's edge: repeat the
+    # edge pixels there (outside reads white, and a box filter would mix that glass into the edge's tissue); a
+    # reduced level may end before level 0's edge divided by its downsample
+    lw, lh = grid.info.level_dimensions[level]
+    inside_w, inside_h = math.floor(lw - x0 / ds), math.floor(lh - y0 / ds)
+    if inside_w < rgb.shape[1] or inside_h < rgb.shape[0]:
+        rgb = np.pad(rgb[: max(1, inside_h), : max(1, inside_w)],
+                     ((0, rgb.shape[0] - max(1, min(inside_h, rgb.shape[0]))),
+                      (0, rgb.shape[1] - max(1, min(inside_w, rgb.shape[1]))), (0, 0)), mode="edge")  # fmt: skip
     if rgb.shape[:2] != (h, w):
         from PIL import Image
 

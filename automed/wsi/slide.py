@@ -110,7 +110,10 @@ def slide_info(path: Path, mpp: float | None = None, *, given_as: str = "--slide
 
 
 def on_white(region: Image.Image) -> Image.Image:
-    """An OpenSlide RGBA region as RGB, transparent pixels (outside the slide) white."""
+    """An OpenSlide RGBA region as RGB, transparent pixels (outside the slide) white. Inside the slide every pixel is
+    opaque: then the alpha is dropped without compositing (half the cost per patch)."""
+    if region.getchannel("A").getextrema()[0] == 255:
+        return region.convert("RGB")
     return Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region).convert("RGB")
 
 
@@ -125,20 +128,20 @@ def read_rgb(
     return np.asarray(rgb)
 
 
-THUMB_LEVEL_MAX = 4096 * 4096  # a pyramid level up to this many pixels is thumbnailed in one read
+THUMB_TILE = 2048  # thumbnails are read in tiles of this many level pixels a side: memory bounded at any size
 
 
 def thumbnail(slide: openslide.AbstractSlide, max_side: int) -> np.ndarray:
-    """RGB thumbnail (at most ``max_side`` a side). OpenSlide's ``get_thumbnail`` reads its whole source level: fine
-    for a pyramid, but a single-level 60k slide would be read whole - there the thumbnail is built tile by tile."""
+    """RGB thumbnail (at most ``max_side`` a side), box-filtered from the closest finer level read in tiles
+    of ``THUMB_TILE`` pixels, so memory stays bounded on any slide, with or without a pyramid. (OpenSlide's ``get_thumbnail`` reads its whole source level and resizes with Lanczos: slower, and
+    unbounded on a slide without a pyramid.)"""
     w0, h0 = slide.dimensions
     scale = max(1.0, max(w0, h0) / max_side)
     size = (max(1, round(w0 / scale)), max(1, round(h0 / scale)))
     level = slide.get_best_level_for_downsample(scale)
     lw, lh = slide.level_dimensions[level]
-    if lw * lh <= THUMB_LEVEL_MAX:
-        return np.asarray(slide.get_thumbnail(size).convert("RGB"))
-    ds, step = slide.level_downsamples[level], 2048
+    ds = slide.level_downsamples[level]
+    step = THUMB_TILE
     out = Image.new("RGB", size, (255, 255, 255))
     for ty in range(0, lh, step):
         for tx in range(0, lw, step):
@@ -152,6 +155,27 @@ def thumbnail(slide: openslide.AbstractSlide, max_side: int) -> np.ndarray:
 
 
 WSI_ONLY = (".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".svslide", ".bif")  # never a plain image
+
+
+def one_per_dicom_series(paths: list[Path]) -> list[Path]:
+    """``paths`` with a DICOM whole slide kept once: its levels (and frame groups) are files of one series in one
+    folder, and OpenSlide opens the slide from any one of them. Other files pass through in order."""
+    import pydicom
+
+    seen: set[tuple[Path, str]] = set()
+    kept = []
+    for p in paths:
+        if p.suffix.lower() == ".dcm":
+            try:
+                uid = str(pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"]).get(
+                    "SeriesInstanceUID", p.name))  # fmt: skip
+            except (pydicom.errors.InvalidDicomError, OSError):
+                uid = p.name  # not readable as DICOM: judged (and refused) later like any input
+            if (p.parent, uid) in seen:
+                continue
+            seen.add((p.parent, uid))
+        kept.append(p)
+    return kept
 
 
 def slide_inputs(input_path: Path) -> list[Path] | None:
@@ -174,5 +198,5 @@ def slide_inputs(input_path: Path) -> list[Path] | None:
     if bad:
         raise DatasetError.single(bad[0], "a whole slide must be readable by OpenSlide", "unreadable (truncated or "
                                   "not a slide)", "copy it again, or move it out of the input")  # fmt: skip
-    found = [p for p in files if p.is_file() and is_slide(p)]
+    found = one_per_dicom_series([p for p in files if p.is_file() and is_slide(p)])
     return found or None

@@ -42,9 +42,8 @@ class TissueMask:
 def tissue_mask(slide: openslide.AbstractSlide, max_side: int = 2048) -> TissueMask:
     thumb = thumbnail(slide, max_side)
     sat = saturation(thumb)
-    val = thumb.max(axis=-1) / 255.0
     thr = max(MIN_SATURATION, float(threshold_otsu(sat)) if np.ptp(sat) > 0 else MIN_SATURATION)
-    mask = (sat > thr) & (val > MAX_DARK)
+    mask = (sat > thr) & (thumb.max(axis=-1) > MAX_DARK * 255)
     mask = ndimage.binary_closing(mask, structure=disk(2), iterations=1)
     mask = ndimage.binary_fill_holes(mask)
     mask = remove_small_objects(mask, max_size=max(1, int(5e-4 * mask.size)))
