@@ -44,6 +44,15 @@ def test_plan_for_classification_and_regression(tmp_path: Path) -> None:
     assert reg.task_type == "regression" and list(reg.configurations) == ["3d_fullres"]
     assert reg.configurations["3d_fullres"].network.n_classes == 1
     assert reg.target is not None and reg.target.loss == "huber" and reg.target.std > 0
+    # a regression target may be a size: training never rescales its images (classification keeps the default)
+    from automed.tasks.registry import task_for
+    from automed.train.config import TrainConfig
+
+    assert not reg.target.scale_augmentation and "size" in reg.target.reasons["scale_augmentation"]
+    cfg0 = TrainConfig()
+    assert task_for("regression", "r").augmentation(reg, cfg0).scale_p == 0.0
+    assert task_for("classification", "c").augmentation(plan, cfg0) == cfg0.augmentation
+    assert cfg0.augmentation.scale_p > 0
 
 
 def test_imbalanced_classes_get_weights_and_big_images_a_coarser_spacing(tmp_path: Path) -> None:

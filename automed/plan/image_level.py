@@ -99,7 +99,15 @@ def plan_target(fp: Fingerprint, preset: Preset) -> TargetPlan:
         std=round(std, 6),
         loss=rules.regression_loss,
         dropout=rules.dropout,
+        scale_augmentation=rules.regression_scale_augmentation,
         reasons={
+            "scale_augmentation": (
+                "images are rescaled in training (preset image_level.regression_scale_augmentation)"
+                if rules.regression_scale_augmentation
+                else "no rescaling in training: a regression target may be a size (a volume, a length), which "
+                "rescaling the image would change while the target stays (preset "
+                "image_level.regression_scale_augmentation: true turns it on, e.g. for an age)"
+            ),
             "standardization": f"the network predicts (value - {mean:.4g}) / {std:.4g} (mean and standard deviation "
             f"of the {len(values)} training values)",
             "loss": f"{rules.regression_loss} on the standardized value (preset image_level.regression_loss)",

@@ -113,6 +113,9 @@ class ImageLevelRules(_Strict):
     )  # weighted cross-entropy when largest/smallest class exceeds this
     regression_loss: Literal["huber", "mse"] = "huber"
     dropout: float = Field(0.2, ge=0, lt=1)
+    regression_scale_augmentation: bool = (
+        False  # a regression target may be a size: rescaling would change it
+    )
 
 
 class Preset(_Strict):

@@ -107,6 +107,7 @@ class TargetPlan(_Model):
     std: float = 1.0
     loss: Literal["cross_entropy", "huber", "mse"]
     dropout: float = 0.2  # before the network's linear head
+    scale_augmentation: bool = True  # False: training never rescales images (the target may be a size)
     reasons: dict[str, str]
 
     def index_of(self, value: float) -> int:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from automed.data.dataset import Dataset
     from automed.plan.schema import ConfigurationPlan, Plan
-    from automed.train.config import TrainConfig
+    from automed.train.config import Augmentation, TrainConfig
     from automed.train.data import CaseStore, SamplerSpec
 
 
@@ -58,6 +58,10 @@ class Task(Protocol):
     ) -> torch.nn.Module: ...
 
     def build_loss(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> Any: ...
+
+    def augmentation(self, plan: Plan, config: TrainConfig) -> Augmentation:
+        """The training augmentation: the config's, less what the task's target cannot bear."""
+        ...
 
     def batches(
         self,

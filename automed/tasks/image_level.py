@@ -36,7 +36,7 @@ from automed.plan.schema import ConfigurationPlan, Plan, TargetPlan
 from automed.tasks.base import OwnChoice
 from automed.tracking import safe_key
 from automed.train.classifier import image_network
-from automed.train.config import TrainConfig
+from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import CaseStore, SamplerSpec
 from automed.train.image_data import WholeImageStream
 from automed.workdir import WorkDir
@@ -92,6 +92,12 @@ class ImageLevelTask:
             weight = torch.tensor(t.class_weights, dtype=torch.float32) if t.class_weights else None
             return _CrossEntropy(weight)
         return _Regression(nn.HuberLoss() if t.loss == "huber" else nn.MSELoss())
+
+    def augmentation(self, plan: Plan, config: TrainConfig) -> Augmentation:
+        """No rescaling when the plan says the target may be a size (see plan_target)."""
+        if _target(plan).scale_augmentation:
+            return config.augmentation
+        return config.augmentation.model_copy(update={"scale_p": 0.0})
 
     def encoded_targets(self, plan: Plan, store: CaseStore, case_ids: list[str]) -> dict[str, float]:
         """Each case's target as the network learns it (class index, or the standardized value)."""

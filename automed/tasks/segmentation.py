@@ -25,7 +25,7 @@ from automed.select.inference_cost import choose, measure_folds, single_model_se
 from automed.select.selection import Training, select_trainings
 from automed.tasks.base import OwnChoice
 from automed.tracking import safe_key
-from automed.train.config import TrainConfig
+from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import BatchStream, CaseStore, SamplerSpec
 from automed.train.losses import DeepSupervisionLoss, build_loss
 from automed.train.networks import segmentation_network
@@ -69,6 +69,9 @@ class Segmentation:
 
     def build_loss(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> DeepSupervisionLoss:
         return build_loss(config.loss, cfg_plan.batch_dice, cfg_plan.network.strides)
+
+    def augmentation(self, plan: Plan, config: TrainConfig) -> Augmentation:
+        return config.augmentation
 
     def batches(
         self,

@@ -112,7 +112,7 @@ class FoldTrainer:
             res.foreground_oversample,
             self.n_classes,
             cfgp.spacing,
-            config.augmentation,
+            task.augmentation(plan, config),
         )
         self.val_spec = SamplerSpec(
             res.patch_size, res.batch_size, res.foreground_oversample, self.n_classes, cfgp.spacing, None
