@@ -330,6 +330,11 @@ def test_a_sweep_on_a_classification_dataset_lands_in_mlflow(tmp_path: Path) -> 
     sweep_run = next(r for r in runs if "best_cv_auc" in r.data.metrics)
     assert 0.0 <= sweep_run.data.metrics["best_cv_auc"] <= 1.0
     assert any("val_auc" in r.data.metrics for r in runs)  # per-epoch AUC of the trials' folds
+    # the fully cross-validated trial carries a training run's CV metrics by the same names (MLflow compare view)
+    full = [r for r in runs if "trial" in r.data.tags and "cv_auc" in r.data.metrics]
+    assert full and {"cv_accuracy", "cv_balanced_accuracy", "cv_f1_macro", "cv_ece"} <= set(
+        full[0].data.metrics
+    )
 
 
 def test_a_pair_averages_its_members_cv_predictions() -> None:

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 
 from automed import api
 from automed.data.io import read_image
+from automed.errors import AutomedError
 from automed.infer.predictor import Predictor
 from automed.runtime.postprocess import apply
 from automed.select.register import register_members
@@ -191,3 +193,29 @@ def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) ->
     assert (
         "Max-slice thumbnails" in page and "Max-slice thumbnails" not in logged.read_text()
     )  # no pictures sent
+
+
+def test_report_of_an_mlflow_run_and_of_a_selection(pair: dict[str, Path | str], tmp_path: Path) -> None:
+    """RUN = ``runs:/<id>`` (the training run's cv/ artifact and its folds' metric histories) or a selection folder
+    (its candidate trainings, and the selection's table)."""
+    root = Path(pair["root"])
+    track = json.loads((Path(pair["w0"]) / "tracking.json").read_text())
+    run = f"runs:/{track['parent_run_id']}"
+    res = api.report([run, pair["w1"]], tmp_path / "R", tracking_uri=str(pair["uri"]), log_to_mlflow=False)
+    page = res.page.read_text()
+    name = f"run-{track['parent_run_id'][:8]}"
+    assert "Training curves (every fold)" in page and (res.folder / "curves.png").is_file()
+    assert "Mean per run and structure" in page and name in page
+    cases = pd.read_csv(res.folder / "cases.csv")
+    assert len(cases[cases["run"] == name]) == len(cases[cases["run"] == "W1"]) == 12  # 6 cases x 2 labels
+    # the MLflow copy carries W0's pseudonyms, W1 its real IDs: nothing to pair, and the page says so
+    assert res.tests == [] and "Not compared" in page and "no case ID in common" in page
+    with pytest.raises(AutomedError, match="MLflow run"):
+        api.report(["runs:/0123456789abcdef"], tmp_path / "X", tracking_uri=str(pair["uri"]))
+
+    sel = root / "sel-report"
+    api.select([pair["w0"], pair["w1"]], sel, inference=False)
+    res = api.report([sel], tmp_path / "S", log_to_mlflow=False)
+    page = res.page.read_text()
+    assert "Selection (" in page and "W0 + W1" in page and str(root) not in page.split("Per case")[0]
+    assert {t["run_a"] for t in res.tests} == {"W0"}  # its two candidate trainings, compared

@@ -377,6 +377,21 @@ def test_predict_review_writes_json_png_and_index(trained: dict[str, object], tm
     assert not list(out.glob("*.npz"))  # probabilities were used for the review, not saved
     index = (out / "review" / "index.html").read_text()
     assert all(f'src="{cid}.png"' in index for cid in cases)
+    # --log-review: the same pages under review/ of a child run of the training's MLflow run (only when asked)
+    from mlflow.tracking import MlflowClient
+
+    api.predict(wd, ds / "imagesTr", tmp_path / "Q", log_review=True, show_progress=False)
+    track = json.loads((wd / "tracking.json").read_text())
+    client = MlflowClient(tracking_uri=track["uri"])
+    exp = client.get_experiment_by_name(track["experiment"])
+    child = client.search_runs([exp.experiment_id], "tags.`automed.kind` = 'predict-review'")
+    assert len(child) == 1 and child[0].data.tags["mlflow.parentRunId"] == track["parent_run_id"]
+    names = {f.path for f in client.list_artifacts(child[0].info.run_id, "review")}
+    assert "review/index.html" in names and f"review/{cases[0]}.png" in names
+    page = Path(
+        client.download_artifacts(child[0].info.run_id, "review/index.html", str(tmp_path))
+    ).read_text()
+    assert str(tmp_path) not in page  # no local paths
 
 
 def test_predict_dicom_seg_round_trip(trained: dict[str, object], tmp_path: Path) -> None:

@@ -154,6 +154,13 @@ def predict(
             "probabilities), and index.html listing them."
         ),
     ] = False,
+    log_review: Annotated[
+        bool,
+        typer.Option(
+            help="With --review: also attach the review pages (input names and pictures) to the model's MLflow "
+            "training run, as a child run predict-review."
+        ),
+    ] = False,
     output_format: Annotated[
         str,
         typer.Option(
@@ -193,12 +200,13 @@ def predict(
         nan_to=nan_to,
         overwrite=overwrite,
         review=review,
+        log_review=log_review,
         output_format=output_format,
         mpp=mpp,
         slide_mpp=slide_mpp,
     )
     out.print(f"wrote {len(paths)} prediction(s) to {output}")
-    if review:
+    if review or log_review:
         out.print(f"review: {Path(output) / 'review' / 'index.html'}")
 
 

@@ -164,24 +164,33 @@ def report(
     runs: Annotated[
         list[Path],
         typer.Argument(
-            help="Training work dirs, `automed metrics` outputs or their metrics.csv (one or more, one problem)."
+            help="Training work dirs, selection folders, MLflow training runs (runs:/ID), `automed metrics` "
+            "outputs or their metrics.csv (one or more, one problem)."
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and its PNGs/CSVs.")],
     overwrite: Annotated[
         bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
     ] = False,
+    tracking_uri: TrackingUriOpt = None,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow/--no-mlflow",
+            help="Also log the page (pseudonyms, no thumbnails) to each training's run.",
+        ),
+    ] = True,
 ) -> None:
     """One self-contained HTML page comparing runs. Segmentation: means, boxplots, training curves of every fold,
     paired Wilcoxon signed-rank tests per structure (Holm-corrected) with the better run, run-vs-run scatter, outliers,
     max-slice thumbnails of the worst cases and the per-case table. Classification/regression: CV numbers, ROC/PR,
     confusion and calibration (or predicted vs true), curves, McNemar (or Wilcoxon on absolute errors), cases.
 
-    Example: automed report work_3d work_2d -o report
+    Example: automed report work_3d work_2d -o report ; automed report runs:/RUN_ID work/selection -o report
     """
     from automed import api
 
-    res = api.report(runs, output, overwrite=overwrite)
+    res = api.report(runs, output, overwrite=overwrite, tracking_uri=tracking_uri, log_to_mlflow=mlflow)
     for t in res.tests:
         out.print(
             f"{t['name']}: {t['run_a']} vs {t['run_b']}, median Dice difference {t['median_difference']:+.4f}, "

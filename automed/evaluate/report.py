@@ -47,6 +47,8 @@ def paired_tests(table: pd.DataFrame, metric: str = "dice") -> list[dict[str, An
         wide = g.pivot_table(index="case", columns="run", values=metric, aggfunc="first")
         for a, b in itertools.combinations([r for r in runs if r in wide], 2):
             both = wide[[a, b]].dropna()
+            if both.empty:  # no case scored by both (e.g. MLflow copies under different pseudonyms)
+                continue
             diff = (both[b] - both[a]).to_numpy()
             entry: dict[str, Any] = {
                 "label": label,
@@ -68,6 +70,12 @@ def paired_tests(table: pd.DataFrame, metric: str = "dice") -> list[dict[str, An
     for entry, adj in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
         entry["p_holm"] = adj
     return rows
+
+
+def unpaired_runs(table: pd.DataFrame) -> list[tuple[str, str]]:
+    """The pairs of runs that share no case ID (a paired test needs the same cases under the same names)."""
+    cases = {str(run): set(g["case"].astype(str)) for run, g in table.groupby("run", sort=False)}
+    return [(a, b) for a, b in itertools.combinations(cases, 2) if not cases[a] & cases[b]]
 
 
 def outliers(table: pd.DataFrame, metric: str = "dice", worst: int = 3) -> list[dict[str, Any]]:
@@ -158,6 +166,8 @@ def paired_image_tests(table: pd.DataFrame, kind: str) -> list[dict[str, Any]]:
     wide = table.pivot_table(index="case", columns="run", values=value, aggfunc="first")
     for a, b in itertools.combinations([r for r in runs if r in wide], 2):
         both = wide[[a, b]].dropna()
+        if both.empty:  # no case predicted by both under one name
+            continue
         entry: dict[str, Any] = {"run_a": a, "run_b": b, "n_cases": len(both)}
         if kind == "classification":
             only_a = int(((both[a] > 0) & (both[b] == 0)).sum())

@@ -122,6 +122,7 @@ def predict(
     nan_to: float | None = None,
     overwrite: bool = False,
     review: bool = False,
+    log_review: bool = False,
     output_format: str = "nifti",
     mpp: float | None = None,
     slide_mpp: float | None = None,
@@ -137,7 +138,8 @@ def predict(
     when it holds earlier predictions (or with ``overwrite``); each file is written under a temporary name and
     renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
     ``OUT/review/``: per input an annotated PNG and a JSON (label maps: the structures found; classification and
-    regression: the class and probabilities, or the value), and ``index.html``. ``output_format`` ``dicom-seg``
+    regression: the class and probabilities, or the value), and ``index.html``; ``log_review`` (implies ``review``)
+    also attaches it to the model's MLflow training run (:mod:`automed.workflow.review_log`). ``output_format`` ``dicom-seg``
     (segmentation of DICOM series inputs) adds ``<case>.seg.dcm``, a DICOM Segmentation referencing the series.
     Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
     ``mpp`` (default: the patch miner's resolution of its training data)."""
@@ -148,6 +150,11 @@ def predict(
     from automed.parallel import progress_bar
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
+    review = review or log_review
+    if log_review:  # before any work: the model must have a training run to attach to
+        from automed.workflow.review_log import training_run
+
+        training_run(model, tracking_uri)
     protected = [Path(input_path)] + ([] if str(model).startswith("models:/") else [Path(model)])
     out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
     predictor = load_predictor(model, tracking_uri, device, runtime)
@@ -190,6 +197,10 @@ def predict(
     if reviewer is not None:
         reviewer.close()
     written: list[Path] = writer.close()
+    if log_review:
+        from automed.workflow.review_log import log_review as attach
+
+        attach(model, out / "review", out, tracking_uri)
     return written
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError
-from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
+from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter, unpaired_runs
 from automed.workdir import WorkDir
 from automed.workflow.report_page import page, png, table
 
@@ -114,13 +114,14 @@ def _write(
     names: list[str],
     folder: Path,
     thumbs: dict[str, Path] | None = None,
+    extra: list[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """The page, its PNGs and CSVs into ``folder``; returns the paired tests."""
     tests = paired_tests(cases) if len(names) > 1 else []
     worst = outliers(cases)
     metrics = [m for m in ("dice", "hd95", "nsd") if m in cases]
     means = cases.groupby(["run", "name"], sort=False)[metrics].mean()
-    sections = [("Mean per run and structure", table(means.reset_index()))]
+    sections = [("Mean per run and structure", table(means.reset_index())), *(extra or [])]
     sections.append(("Distributions", png(boxplots(cases), folder / "boxplots.png")))
     if histories:
         sections.append(("Training curves (every fold)", png(curves(histories), folder / "curves.png")))
@@ -130,6 +131,14 @@ def _write(
             ("Paired Wilcoxon signed-rank tests (Dice, Holm-corrected)", table(pd.DataFrame(tests)))
         )
         sections.append(("Run vs run", png(scatter(cases, names[0], names[1]), folder / "scatter.png")))
+    apart = unpaired_runs(cases)
+    if apart:
+        import html as h
+
+        pairs = ", ".join(f"{a} / {b}" for a, b in apart)
+        sections.append(("Not compared", f"<p>{h.escape(pairs)}: no case ID in common, so no paired test. An MLflow "
+                         "run's CV table carries its training's pseudonyms; compare work dirs (real IDs) or runs of "
+                         "one sweep (one pseudonym key).</p>"))  # fmt: skip
     pd.DataFrame(worst).to_csv(folder / "outliers.csv", index=False)
     sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", table(pd.DataFrame(worst))))
     pictures = "".join(
@@ -175,36 +184,95 @@ def _names(paths: list[Path]) -> list[str]:
     return names
 
 
-def _image_level_report(paths: list[Path], out: Path, kind: str, log_to_mlflow: bool) -> ReportResult:
+def _image_level_report(
+    paths: list[Path],
+    names: list[str],
+    out: Path,
+    kind: str,
+    log_to_mlflow: bool,
+    extra: list[tuple[str, str]],
+) -> ReportResult:
     from automed.workflow.report_image import read_image_run, write_image_level
 
-    names = _names(paths)
     tables, histories = [], {}
     for p, name in zip(paths, names, strict=True):
         t, hist = read_image_run(p)
         tables.append(t)
         histories.update({f"{name} {k}": v for k, v in hist.items()})
     with atomic_directory(out) as tmp:
-        tests = write_image_level(tables, histories, names, kind, tmp)
+        tests = write_image_level(tables, histories, names, kind, tmp, extra)
         mark_output(tmp, "report")
 
     def render(folder: Path, pseudonym: Callable[[str], str]) -> object:
         shown = [t.assign(case=[pseudonym(c) for c in t["case"]]) for t in tables]
-        return write_image_level(shown, histories, names, kind, folder)
+        return write_image_level(shown, histories, names, kind, folder, extra)
 
     logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render)]
     return ReportResult(out, out / "report.html", tests, logged)
 
 
+def _selection_sections(selections: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One table per selection: every candidate with its CV score, the chosen one marked (candidates by their work
+    dirs' names: no local paths, so the MLflow copy can show the table too)."""
+
+    def name(candidate: str) -> str:
+        return " + ".join(Path(part).name for part in candidate.split(" + "))
+
+    out = []
+    for sel in selections:
+        rows = [
+            {
+                "candidate": name(c["candidate"]),
+                "cv score": c.get("foreground_mean", c.get("score")),
+                "chosen": c["candidate"] == sel["chosen"]["candidate"],
+            }
+            for c in sel.get("candidates", [])
+        ]
+        steps = sel.get("postprocessing")
+        note = f"postprocessing kept: {steps}" if steps else ""
+        out.append(
+            (f"Selection ({sel.get('criterion', 'CV score')}) {note}".strip(), table(pd.DataFrame(rows)))
+        )
+    return out
+
+
 def report(
-    runs: Sequence[str | Path], output: str | Path, *, overwrite: bool = False, log_to_mlflow: bool = True
+    runs: Sequence[str | Path],
+    output: str | Path,
+    *,
+    overwrite: bool = False,
+    log_to_mlflow: bool = True,
+    tracking_uri: str | None = None,
 ) -> ReportResult:
     """Write the report of ``runs`` into ``output`` (see the module docstring); with ``log_to_mlflow``, also into the
-    MLflow run of every training work dir among ``runs`` (case IDs as pseudonyms there)."""
+    MLflow run of every training work dir among ``runs`` (case IDs as pseudonyms there). A RUN may also be a
+    selection folder (its candidate trainings, and its table) or an MLflow training run ``runs:/<id>``
+    (:mod:`automed.workflow.report_inputs`)."""
+    import tempfile
+
+    from automed.workflow.report_inputs import resolve
+
+    with tempfile.TemporaryDirectory(prefix="automed-report-inputs-") as scratch:
+        inputs = resolve(list(runs), Path(scratch), tracking_uri)
+        local = [Path(r) for r in runs if not str(r).startswith("runs:/")]
+        names = _names(inputs.paths)
+        names = [inputs.names.get(p, n) for p, n in zip(inputs.paths, names, strict=True)]
+        return _report(inputs.paths, names, output, local, overwrite, log_to_mlflow,
+                       _selection_sections(inputs.selections))  # fmt: skip
+
+
+def _report(
+    paths: list[Path],
+    names: list[str],
+    output: str | Path,
+    protected: list[Path],
+    overwrite: bool,
+    log_to_mlflow: bool,
+    extra: list[tuple[str, str]],
+) -> ReportResult:
     from automed.workflow.report_image import image_level_kind
 
-    paths = [Path(r) for r in runs]
-    out = claim_output(Path(output), "report", protected=paths, overwrite=overwrite)
+    out = claim_output(Path(output), "report", protected=protected + paths, overwrite=overwrite)
     kinds = {image_level_kind(p) for p in paths}
     if kinds - {None}:
         if len(kinds) > 1:
@@ -212,10 +280,9 @@ def report(
                 paths[0], "a report compares runs of one problem", f"{sorted(str(k) for k in kinds)}",
                 "report segmentation, classification and regression runs separately",
             )  # fmt: skip
-        return _image_level_report(paths, out, str(kinds.pop()), log_to_mlflow)
+        return _image_level_report(paths, names, out, str(kinds.pop()), log_to_mlflow, extra)
     tables: list[pd.DataFrame] = []
     histories: dict[str, list[dict[str, Any]]] = {}
-    names = _names(paths)
     for p, name in zip(paths, names, strict=True):
         run_table, hist = _read_run(p)
         tables.append(run_table.assign(run=name))
@@ -223,11 +290,12 @@ def report(
     cases = pd.concat(tables, ignore_index=True)
     cases = cases[~cases["label"].astype(str).str.startswith("region:")] if "label" in cases else cases
     with atomic_directory(out) as tmp:
-        tests = _write(cases, histories, names, tmp, thumbs=dict(zip(names, paths, strict=True)))
+        tests = _write(cases, histories, names, tmp, thumbs=dict(zip(names, paths, strict=True)), extra=extra)
         mark_output(tmp, "report")
 
     def render(folder: Path, pseudonym: Callable[[str], str]) -> object:
-        return _write(cases.assign(case=[pseudonym(c) for c in cases["case"]]), histories, names, folder)
+        shown = cases.assign(case=[pseudonym(c) for c in cases["case"]])
+        return _write(shown, histories, names, folder, extra=extra)
 
     logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render)]
     return ReportResult(out, out / "report.html", tests, logged)

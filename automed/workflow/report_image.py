@@ -55,6 +55,7 @@ def write_image_level(
     names: list[str],
     kind: str,
     folder: Path,
+    extra: list[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     from automed.tasks.registry import task_for
 
@@ -83,6 +84,7 @@ def write_image_level(
                 )
             )
     sections.insert(0, ("Cross-validation numbers per run", table(pd.DataFrame(means))))
+    sections[1:1] = extra or []
     if histories:
         sections.append(("Training curves (every fold)", png(curves(histories), folder / "curves.png")))
     both = pd.concat([df.assign(run=n) for n, df in zip(names, tables, strict=True)], ignore_index=True)

@@ -108,8 +108,10 @@ def _aggregate(
     ctx: SweepContext,
     plan: Plan,
     task: Task,
-) -> dict[str, Any]:
-    """result.json from the per-fold files (call under the trial lock)."""
+) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """result.json from the per-fold files (call under the trial lock), and a finished trial's CV metrics by the
+    names a training's run uses (MLflow's compare view lines trainings and trials up; empty until every fold is
+    done)."""
     folds: dict[str, Any] = {}
     compute = unit = 0.0
     rows: list[dict[str, Any]] = []
@@ -135,12 +137,14 @@ def _aggregate(
         "host": socket.gethostname(),
         "node": _ray_node(),
     }
-    if rows:
-        result["score"] = task.score(task.summarize(rows))
+    summary = task.summarize(rows) if rows else None
+    if summary is not None:
+        result["score"] = task.score(summary)
     if len(folds) == ctx.n_folds:
         _write_model(td, ctx, plan, config, rows, task)
     write_json_atomic(td / "result.json", result)
-    return result
+    finished = summary is not None and len(folds) == ctx.n_folds
+    return result, task.summary_metrics(summary) if finished and summary is not None else {}
 
 
 def _fold_run(tracker: Tracker, run_id: str, key: str, fold: int, fsplit: dict[str, list[str]]) -> str:
@@ -171,7 +175,7 @@ def run_trial(
         if created:
             tracker.log_params(run_id, {"sampled": values, "config": config.model_dump(mode="json")})
             tracker.log_artifact(run_id, td / "trial.json")
-        result = _aggregate(td, key, values, config, ctx, plan, task)
+        result, _ = _aggregate(td, key, values, config, ctx, plan, task)
     epochs_done = 0
     trained_any = False
     try:
@@ -216,10 +220,11 @@ def run_trial(
             )
             t0 = now
             with _locked(td):
-                result = _aggregate(td, key, values, config, ctx, plan, task)
+                result, cv_metrics = _aggregate(td, key, values, config, ctx, plan, task)
                 done = len(result["folds"]) == ctx.n_folds
                 metric = task.score_name if done else task.score_name.replace("cv_", "screen_", 1)
-                tracker.log_metrics(run_id, {metric: result["score"], "n_folds_done": len(result["folds"])})
+                metrics = {metric: result["score"], "n_folds_done": float(len(result["folds"]))}
+                tracker.log_metrics(run_id, {**metrics, **cv_metrics})
             if report is not None:
                 report(
                     {

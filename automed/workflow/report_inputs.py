@@ -1,0 +1,115 @@
+"""What ``automed report`` accepts besides training work dirs and ``automed metrics`` outputs:
+
+- a **selection** folder (``selection.json`` of ``automed select`` or a sweep's ``selection/``): its candidate
+  trainings are reported side by side, and the page gets the selection's table (candidates, the chosen one);
+- an **MLflow run** (``runs:/<run_id>`` in the store of ``--tracking-uri``, by default automed's): the
+  training run's ``cv/metrics.csv`` artifact (case IDs as the pseudonyms it was logged with) and its fold runs'
+  metric histories as training curves, laid out like a work dir in a temporary folder the caller removes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import write_json_atomic
+from automed.errors import ArtifactError
+from automed.select.selection import SELECTION_FILE
+
+RUN_PREFIX = "runs:/"
+
+
+def _tasks() -> list[Any]:
+    from automed.tasks.registry import TASKS
+
+    return [TASKS.get(n) for n in TASKS.names()]
+
+
+@dataclass
+class Inputs:
+    paths: list[Path]
+    selections: list[dict[str, Any]] = field(default_factory=list)  # selection.json contents, for the page
+    names: dict[Path, str] = field(default_factory=dict)  # display names of materialized MLflow runs
+
+
+def resolve(runs: list[str | Path], scratch: Path, tracking_uri: str | None = None) -> Inputs:
+    """Local paths for every RUN (selections expanded into their candidates, MLflow runs materialized under
+    ``scratch``)."""
+    out = Inputs([])
+    for r in runs:
+        text = str(r)
+        if text.startswith(RUN_PREFIX):
+            run_id = text[len(RUN_PREFIX) :].strip("/").split("/")[0]
+            path = _materialize(run_id, scratch / run_id, tracking_uri)
+            out.paths.append(path)
+            out.names[path] = f"run-{run_id[:8]}"
+            continue
+        p = Path(r)
+        sel = p / SELECTION_FILE if p.is_dir() else p
+        if sel.name == SELECTION_FILE and sel.is_file():
+            data = json.loads(sel.read_text())
+            members = list(dict.fromkeys(m for c in data.get("candidates", []) for m in c.get("members", [])))
+            missing = [m for m in members if not Path(m).is_dir()]
+            if not members or missing:
+                raise ArtifactError.single(sel, "a selection's candidate trainings must still exist",
+                                           f"missing: {missing[:3]}" if missing else "no candidates",
+                                           "report the training work dirs themselves")  # fmt: skip
+            out.paths += [Path(m) for m in members if Path(m) not in out.paths]
+            out.selections.append(data)
+            continue
+        out.paths.append(p)
+    return out
+
+
+def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
+    """The training run ``run_id`` as a work-dir-like folder: ``cv/metrics.csv``, one ``progress.json`` per fold
+    run (its per-epoch metrics) and, for image-level runs, ``summary.json`` naming the problem."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from automed.tracking import resolve_uri
+
+    client = mlflow.MlflowClient(resolve_uri(tracking_uri))
+    try:
+        run = client.get_run(run_id)
+        dest.mkdir(parents=True, exist_ok=True)
+        client.download_artifacts(run_id, "cv", str(dest))
+    except (MlflowException, OSError) as exc:
+        raise ArtifactError.single(f"{RUN_PREFIX}{run_id}", "an MLflow run given to a report is an automed "
+                                   "training run with its cv/ artifacts", str(exc).splitlines()[0][:200],
+                                   "pass --tracking-uri of the store that holds it, or a training work dir") from exc  # fmt: skip
+    if not (dest / "cv" / "metrics.csv").is_file():
+        raise ArtifactError.single(f"{RUN_PREFIX}{run_id}", "the run has cv/metrics.csv", "absent (not a "
+                                   "finished training run)", "give the training's parent run")  # fmt: skip
+    # which task the run trained, told by its CV score's metric name
+    task = next((t.name for t in _tasks() if t.score_name in run.data.metrics), "segmentation")
+    if task != "segmentation":
+        write_json_atomic(dest / "summary.json", {"problem": task})
+    parent = f"tags.`mlflow.parentRunId` = '{run_id}'"
+    for child in client.search_runs([run.info.experiment_id], filter_string=parent, max_results=1000):
+        fold = child.data.tags.get("fold")
+        if fold is None:
+            continue
+        config = child.data.tags.get("configuration", "run")
+        history = _history(client, child.info.run_id, child.data.metrics)
+        if history:
+            write_json_atomic(
+                dest / "train" / config / f"fold_{fold}" / "progress.json", {"history": history}
+            )
+    return dest
+
+
+def _history(client: Any, run_id: str, logged: dict[str, float]) -> list[dict[str, Any]]:
+    """Per-epoch rows (``epoch``, ``train_loss``, ``val_loss``, ``val_score``, ``learning_rate``) from a fold
+    run's metric histories (step = epoch)."""
+    keys = {"train_loss": "train_loss", "val_loss": "val_loss", "learning_rate": "learning_rate"}
+    keys.update({t.epoch_metric: "val_score" for t in _tasks() if t.epoch_metric in logged})
+    rows: dict[int, dict[str, Any]] = {}
+    for metric, name in keys.items():
+        if metric not in logged:
+            continue
+        for m in client.get_metric_history(run_id, metric):
+            rows.setdefault(int(m.step), {"epoch": int(m.step)})[name] = float(m.value)
+    return [rows[k] for k in sorted(rows)]
