@@ -50,7 +50,12 @@ def test_plan_for_classification_and_regression(tmp_path: Path) -> None:
 
     assert not reg.target.scale_augmentation and "size" in reg.target.reasons["scale_augmentation"]
     cfg0 = TrainConfig()
-    assert task_for("regression", "r").augmentation(reg, cfg0).scale_p == 0.0
+    kept = task_for("regression", "r").augmentation(reg, cfg0)
+    assert kept.scale_p == 0.0 and kept.scale_range == (1.0, 1.0)
+    from automed.train.augment import build_augmentation
+
+    affine = [t for t in build_augmentation(kept, [1.0, 1.0, 1.0], False, False) if "Affine" in type(t).__name__]
+    assert affine and all(tuple(a.scales) == (1.0, 1.0) * 3 for a in affine)  # rotations only
     assert task_for("classification", "c").augmentation(plan, cfg0) == cfg0.augmentation
     assert cfg0.augmentation.scale_p > 0
 

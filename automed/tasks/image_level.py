@@ -97,7 +97,8 @@ class ImageLevelTask:
         """No rescaling when the plan says the target may be a size (see plan_target)."""
         if _target(plan).scale_augmentation:
             return config.augmentation
-        return config.augmentation.model_copy(update={"scale_p": 0.0})
+        # the affine transform also rotates: its scale range must be 1 too, not only the scaling's probability 0
+        return config.augmentation.model_copy(update={"scale_p": 0.0, "scale_range": (1.0, 1.0)})
 
     def encoded_targets(self, plan: Plan, store: CaseStore, case_ids: list[str]) -> dict[str, float]:
         """Each case's target as the network learns it (class index, or the standardized value)."""
