@@ -127,3 +127,21 @@ def test_report_opens_in_headless_chromium(two_runs: list[Path], tmp_path: Path)
     log = headless_chromium(res.page.as_uri(), artifacts / "report.png")
     assert "INFO:CONSOLE" not in log  # no console errors (or messages at all)
     assert not page_requests(log), page_requests(log)  # the page asks the network for nothing
+
+
+def test_runs_without_common_cases_are_named_not_tested(tmp_path: Path) -> None:
+    """Runs under different pseudonyms share no case: no paired test, and the page names them; an MLflow run's
+    task comes from its CV table when its score was never logged (undefined)."""
+    from automed.workflow.report_inputs import _task_of
+    from automed.workflow.report_page import not_compared
+
+    cases = pd.DataFrame({"run": ["a", "a", "b", "b"], "case": ["x", "y", "p1", "p2"], "label": 1, "name": "s",
+                          "dice": [0.8, 0.7, 0.9, 0.6]})  # fmt: skip
+    assert paired_tests(cases) == []
+    assert "a / b" in not_compared(cases)[0][1]
+    assert not_compared(cases.assign(case=["x", "y", "x", "y"])) == []
+    for columns, task in (("case,label,dice", "segmentation"), ("case,target,prediction,probability_a",
+                          "classification"), ("case,target,prediction", "regression")):  # fmt: skip
+        (tmp_path / "m.csv").write_text(columns + "\n")
+        assert _task_of({}, tmp_path / "m.csv") == task
+    assert _task_of({"cv_auc": 0.5}, tmp_path / "m.csv") == "classification"

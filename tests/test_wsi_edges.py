@@ -155,3 +155,19 @@ def test_a_dicom_whole_slide_is_one_slide_not_one_per_file(tmp_path: Path) -> No
     dcm(tmp_path / "wsi" / "b" / "level0.dcm", one)  # another folder: another slide
     got = [(s.key, s.path.relative_to(tmp_path).as_posix()) for s in _inputs([tmp_path / "wsi"])]
     assert got == [("b", "wsi/b/level0.dcm"), ("wsi", "wsi/level0.dcm"), ("wsi_2", "wsi/other.dcm")]
+
+
+def test_artifact_checks_in_integers_match_the_rules() -> None:
+    """White/black by the channel mean, colourless when more than half the sampled pixels have HSV saturation at or
+    below 0.04 - black pixels (saturation 0) included, and 1/25 exactly counted as colourless."""
+    from automed.wsi.miner import artifact
+
+    patch = np.zeros((256, 256, 3), np.uint8)
+    patch[:100] = (196, 110, 168)  # 39 % stained, 23 % grey, 38 % black (not enough black for "black")
+    patch[100:160] = (128, 128, 128)
+    assert artifact(patch) == "low saturation"
+    assert artifact(np.full((64, 64, 3), (125, 120, 120), np.uint8)) == "low saturation"  # saturation 1/25
+    assert artifact(np.full((64, 64, 3), (125, 119, 120), np.uint8)) is None  # 6/125 > 0.04
+    assert artifact(np.full((64, 64, 3), 230, np.uint8)) == "white"
+    assert artifact(np.full((64, 64, 3), 10, np.uint8)) == "black"
+    assert artifact(np.full((64, 64, 3), (196, 110, 168), np.uint8)) is None

@@ -45,7 +45,10 @@ def patch_miner(
     workers: Annotated[
         int | None,
         typer.Option(
-            "--workers", "-w", help="Worker processes, each with its own slide readers (default: CPU count)."
+            "--workers",
+            "-w",
+            help="Worker processes, each with its own slide readers (default: one per core, at most 8; "
+            "AUTOMED_WORKERS).",
         ),
     ] = None,
     min_tissue: Annotated[

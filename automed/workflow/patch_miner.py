@@ -23,7 +23,14 @@ from automed.parallel import WorkerPool, default_workers, parallel_map
 from automed.registry import check_choice
 from automed.wsi.miner import Chunk, Grid, mine_chunk
 from automed.wsi.overview import write_overview
-from automed.wsi.slide import SLIDE_SUFFIXES, SlideInfo, one_per_dicom_series, slide_handle, slide_info
+from automed.wsi.slide import (
+    SLIDE_SUFFIXES,
+    SlideInfo,
+    one_per_dicom_series,
+    slide_handle,
+    slide_info,
+    slide_name,
+)
 from automed.wsi.tissue import tissue_mask
 
 CHUNK = 32
@@ -129,9 +136,7 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
             f"pass slide files ({', '.join(SLIDE_SUFFIXES)}), a folder of them or a CSV",
         )  # fmt: skip
     used: set[str] = set()
-    # a DICOM whole slide is named by its folder (its files are levels: level0.dcm says nothing)
-    names = [p.parent.name if p.suffix.lower() == ".dcm" else p.name.split(".")[0] for p in found]
-    return [SlideInput(_key(n, used), p) for n, p in zip(names, found, strict=True)]
+    return [SlideInput(_key(slide_name(p), used), p) for p in found]
 
 
 def _info(s: SlideInput, mpp: float | None, slide_mpp: float | None) -> SlideInfo:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from automed.errors import ArtifactError, DatasetError
+from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
 from automed.workdir import WorkDir
@@ -167,6 +167,10 @@ def predict(
 
     slides = slide_inputs(Path(input_path).expanduser().resolve())
     if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
+        if review:
+            raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
+                                     f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
+                                     "count map and tile CSV are its review")  # fmt: skip
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
         out.mkdir(parents=True, exist_ok=True)

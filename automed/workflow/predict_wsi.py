@@ -23,7 +23,7 @@ from automed.errors import ConfigError
 from automed.parallel import progress_bar
 from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
-from automed.wsi.slide import slide_handle, slide_info, thumbnail
+from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail
 from automed.wsi.tissue import tissue_mask
 
 
@@ -132,7 +132,7 @@ def predict_slides(
             raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
                                      f"slide {info.mpp:.4g} um/px, model {mpp:.4g}", "use a finer scan")  # fmt: skip
         grid = BlockGrid(info, mpp)
-        base, stem, i = path.name.split(".")[0], path.name.split(".")[0], 2
+        base, stem, i = slide_name(path), slide_name(path), 2
         while stem in stems:  # e.tif and e.tiff, a.x.svs and a.y.svs: outputs of their own
             stem, i = f"{base}_{i}", i + 1
         stems.add(stem)

@@ -22,9 +22,9 @@ import pandas as pd
 
 from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError
-from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter, unpaired_runs
+from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
 from automed.workdir import WorkDir
-from automed.workflow.report_page import page, png, table
+from automed.workflow.report_page import not_compared, page, png, table
 
 MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
 MAX_THUMB_CASES = 24  # per run: the worst cases by mean Dice get thumbnails (the rest are in cases.csv)
@@ -131,14 +131,7 @@ def _write(
             ("Paired Wilcoxon signed-rank tests (Dice, Holm-corrected)", table(pd.DataFrame(tests)))
         )
         sections.append(("Run vs run", png(scatter(cases, names[0], names[1]), folder / "scatter.png")))
-    apart = unpaired_runs(cases)
-    if apart:
-        import html as h
-
-        pairs = ", ".join(f"{a} / {b}" for a, b in apart)
-        sections.append(("Not compared", f"<p>{h.escape(pairs)}: no case ID in common, so no paired test. An MLflow "
-                         "run's CV table carries its training's pseudonyms; compare work dirs (real IDs) or runs of "
-                         "one sweep (one pseudonym key).</p>"))  # fmt: skip
+    sections += not_compared(cases)
     pd.DataFrame(worst).to_csv(folder / "outliers.csv", index=False)
     sections.append(("Outliers (worst cases and beyond 1.5 IQR, Dice)", table(pd.DataFrame(worst))))
     pictures = "".join(

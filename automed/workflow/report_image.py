@@ -14,7 +14,7 @@ import pandas as pd
 
 from automed.evaluate.report import curves, paired_image_tests
 from automed.workdir import WorkDir
-from automed.workflow.report_page import page, png, table
+from automed.workflow.report_page import not_compared, page, png, table
 
 KINDS = ("classification", "regression")
 
@@ -96,6 +96,7 @@ def write_image_level(
     if tests:
         pd.DataFrame(tests).to_csv(folder / "paired_tests.csv", index=False)
         sections.append(("Paired tests between runs (Holm-corrected)", table(pd.DataFrame(tests))))
+    sections += not_compared(both)
     both.to_csv(folder / "cases.csv", index=False)
     sections.append(("Per case (first 300; all in cases.csv)", table(both.head(300))))
     (folder / "report.html").write_text(page(names, sections))

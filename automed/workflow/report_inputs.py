@@ -83,8 +83,7 @@ def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
     if not (dest / "cv" / "metrics.csv").is_file():
         raise ArtifactError.single(f"{RUN_PREFIX}{run_id}", "the run has cv/metrics.csv", "absent (not a "
                                    "finished training run)", "give the training's parent run")  # fmt: skip
-    # which task the run trained, told by its CV score's metric name
-    task = next((t.name for t in _tasks() if t.score_name in run.data.metrics), "segmentation")
+    task = _task_of(run.data.metrics, dest / "cv" / "metrics.csv")
     if task != "segmentation":
         write_json_atomic(dest / "summary.json", {"problem": task})
     parent = f"tags.`mlflow.parentRunId` = '{run_id}'"
@@ -99,6 +98,20 @@ def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
                 dest / "train" / config / f"fold_{fold}" / "progress.json", {"history": history}
             )
     return dest
+
+
+def _task_of(metrics: dict[str, float], cv_csv: Path) -> str:
+    """Which task the run trained: its CV score's metric name, else (an undefined score is never logged) the CV
+    table's columns - Dice per label, class probabilities, or values."""
+    import pandas as pd
+
+    logged = next((t.name for t in _tasks() if t.score_name and t.score_name in metrics), None)
+    if logged is not None:
+        return str(logged)
+    columns = set(pd.read_csv(cv_csv, nrows=1).columns)
+    if "dice" in columns:
+        return "segmentation"
+    return "classification" if any(c.startswith("probability_") for c in columns) else "regression"
 
 
 def _history(client: Any, run_id: str, logged: dict[str, float]) -> list[dict[str, Any]]:

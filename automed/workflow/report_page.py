@@ -31,3 +31,16 @@ def page(names: list[str], sections: list[tuple[str, str]]) -> str:
         "td,th{padding:3px 6px;border-bottom:1px solid #ddd}img{max-width:100%}</style></head><body>"
         f"<h1>automed report: {html.escape(', '.join(names))}</h1>{body}</body></html>\n"
     )
+
+
+def not_compared(cases: pd.DataFrame) -> list[tuple[str, str]]:
+    """A page section naming the runs that share no case ID (so no paired test between them), or none."""
+    from automed.evaluate.report import unpaired_runs
+
+    apart = unpaired_runs(cases)
+    if not apart:
+        return []
+    pairs = html.escape(", ".join(f"{a} / {b}" for a, b in apart))
+    return [("Not compared", f"<p>{pairs}: no case ID in common, so no paired test. An MLflow run's CV table "
+             "carries its training's pseudonyms; compare work dirs (real IDs) or runs of one sweep (one pseudonym "
+             "key).</p>")]  # fmt: skip

@@ -73,8 +73,8 @@ def saturation(rgb: np.ndarray) -> np.ndarray:
 
 def artifact(rgb: np.ndarray) -> str | None:
     """Why the patch is rejected, or ``None``. Judged on every 4th pixel of each axis in integer arithmetic (this runs
-    on every patch): the fractions need not see all pixels, and "median saturation below the floor" is "more than
-    half of the pixels below it", which needs no sort."""
+    on every patch): the fractions need not see all pixels, and "median saturation below the floor" is taken as "more
+    than half of the pixels below it", which needs no sort (exactly half: kept)."""
     r, g, b = (rgb[::4, ::4, c].astype(np.int32) for c in range(3))
     n = r.size
     gray3 = r + g + b  # 3 x the mean of the channels
@@ -83,9 +83,9 @@ def artifact(rgb: np.ndarray) -> str | None:
     if np.count_nonzero(gray3 < 3 * BLACK_LEVEL) > BLACK_FRACTION * n:
         return "black"
     mx = np.maximum(np.maximum(r, g), b)
-    colourless = (
-        mx - np.minimum(np.minimum(r, g), b)
-    ) < MIN_MEDIAN_SATURATION * mx  # black counts as colourless
+    # saturation (max - min) / max at or below the floor (the float version's 1/25 rounded below 0.04); black has
+    # saturation 0: colourless too
+    colourless = (mx - np.minimum(np.minimum(r, g), b)) * round(1 / MIN_MEDIAN_SATURATION) <= mx
     if np.count_nonzero(colourless) > n // 2:
         return "low saturation"
     return None

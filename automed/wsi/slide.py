@@ -178,6 +178,12 @@ def one_per_dicom_series(paths: list[Path]) -> list[Path]:
     return kept
 
 
+def slide_name(path: Path) -> str:
+    """A slide's name for its outputs: the file name up to its first dot, or for a DICOM whole slide (files named by
+    level or UID) its folder's name."""
+    return path.parent.name if path.suffix.lower() == ".dcm" else path.name.split(".")[0]
+
+
 def slide_inputs(input_path: Path) -> list[Path] | None:
     """The whole slides of ``input_path`` (a slide, or a folder holding slides), or ``None`` when it holds none."""
 
