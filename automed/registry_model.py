@@ -73,7 +73,14 @@ class EnsembleModel(PythonModel):
     def load_context(self, context: Any) -> None:
         self.predictor = load_bundle(Path(context.artifacts["bundle"]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    # ``model_input`` is hinted as a bare ndarray on purpose: for that type MLflow does not try to infer a signature
+    # from the hint (it did, and warned on every registration; the registered signature is given explicitly)
+    def predict(
+        self,
+        context: Any,
+        model_input: np.ndarray,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
         from automed.data.io import Geometry
 
         arr = np.asarray(model_input, dtype=np.float32)

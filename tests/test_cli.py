@@ -115,7 +115,9 @@ def test_usage_error_is_clicks_message(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_trains_registers_and_predicts(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_demo_trains_registers_and_predicts(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from automed.testing.demo import run_demo
@@ -124,6 +126,9 @@ def test_demo_trains_registers_and_predicts(tmp_path: Path, capfd: pytest.Captur
     res = run_demo(tmp_path / "demo", budget="75s", show_progress=False, tracking_uri=uri)
     console = capfd.readouterr()
     assert "Downloading artifacts" not in console.err + console.out  # MLflow's progress bars stay quiet
+    assert not [
+        w for w in recwarn if "type hint" in str(w.message)
+    ]  # no pyfunc type-hint warning at registration
     (exp,) = [e for e in MlflowClient(tracking_uri=uri).search_experiments() if e.name != "Default"]
     assert (
         exp.tags["mlflow.experimentKind"] == "custom_model_development"
