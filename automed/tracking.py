@@ -61,6 +61,26 @@ def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
     return f"sqlite:///{base / DB_NAME}"
 
 
+MODEL_URI = "models:/"
+
+
+def split_model_uri(model_uri: str) -> tuple[str, str]:
+    """``(name, ref)`` of ``models:/NAME@ALIAS`` (ref ``@ALIAS``) or ``models:/NAME/VERSION`` (ref ``VERSION``)."""
+    ref = model_uri[len(MODEL_URI) :]
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, "@" + alias
+    name, _, version = ref.partition("/")
+    return name, version
+
+
+def model_version(client: Any, name: str, ref: str) -> Any:
+    """The registered version ``ref`` (``@ALIAS`` or a version number) of model ``name``."""
+    if ref.startswith("@"):
+        return client.get_model_version_by_alias(name, ref[1:])
+    return client.get_model_version(name, ref)
+
+
 def _artifact_root(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR

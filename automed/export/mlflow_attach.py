@@ -11,15 +11,10 @@ from typing import Any
 
 def _version_of(model: str, tracking_uri: str | None) -> tuple[str, str, str] | None:
     """``(uri, name, version)`` of the registered version behind a work dir or a ``models:/`` URI (None: none)."""
-    from automed.tracking import resolve_uri
+    from automed.tracking import MODEL_URI, resolve_uri, split_model_uri
 
-    if model.startswith("models:/"):
-        ref = model[len("models:/") :]
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            return resolve_uri(tracking_uri), name, "@" + alias
-        name, _, version = ref.partition("/")
-        return resolve_uri(tracking_uri), name, version
+    if model.startswith(MODEL_URI):
+        return resolve_uri(tracking_uri), *split_model_uri(model)
     from automed.select.register import registered_version
     from automed.workdir import WorkDir
 
@@ -48,13 +43,11 @@ def attach_export(
         return None
     from mlflow.tracking import MlflowClient
 
+    from automed.tracking import model_version
+
     uri, name, version = found
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    mv = (
-        client.get_model_version_by_alias(name, version[1:])
-        if version.startswith("@")
-        else client.get_model_version(name, version)
-    )
+    mv = model_version(client, name, version)
     version = str(mv.version)
     run_id = mv.run_id
     if run_id:

@@ -35,12 +35,8 @@ from automed.wsi.tissue import tissue_mask
 
 CHUNK = 32
 POOL_MIN_PATCHES = 1000  # below this a process pool's start costs more than it saves (default --workers only)
-PRELOAD = [
-    "numpy",
-    "PIL.Image",
-    "openslide",
-    "automed.wsi.miner",
-]  # what a mining worker needs, imported once
+# what a mining worker needs, imported once by the fork server
+PRELOAD = ["numpy", "PIL.Image", "openslide", "automed.wsi.miner"]
 READS = ("sequential", "random")
 
 

@@ -243,11 +243,11 @@ def report(
     (:mod:`automed.workflow.report_inputs`)."""
     import tempfile
 
-    from automed.workflow.report_inputs import resolve
+    from automed.workflow.report_inputs import RUN_PREFIX, resolve
 
     with tempfile.TemporaryDirectory(prefix="automed-report-inputs-") as scratch:
         inputs = resolve(list(runs), Path(scratch), tracking_uri)
-        local = [Path(r) for r in runs if not str(r).startswith("runs:/")]
+        local = [Path(r) for r in runs if not str(r).startswith(RUN_PREFIX)]
         names = _names(inputs.paths)
         names = [inputs.names.get(p, n) for p, n in zip(inputs.paths, names, strict=True)]
         return _report(inputs.paths, names, output, local, overwrite, log_to_mlflow,

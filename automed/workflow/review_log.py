@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from automed.errors import ConfigError
-from automed.tracking import Tracker, resolve_uri
+from automed.tracking import MODEL_URI, Tracker, model_version, resolve_uri, split_model_uri
 from automed.workdir import WorkDir
 
 
@@ -19,17 +19,12 @@ def training_run(model: str | Path, tracking_uri: str | None) -> tuple[str, str,
     """(tracking URI, experiment, run ID, work dir) of the training behind ``model``: a work dir (its
     ``tracking.json``), a selection folder (its first member's) or a registered model URI (its version's run)."""
     text = str(model)
-    if text.startswith("models:/"):
+    if text.startswith(MODEL_URI):
         import mlflow
 
         uri = resolve_uri(tracking_uri)
         client = mlflow.MlflowClient(uri, registry_uri=uri)
-        name, _, ref = text[len("models:/") :].partition("/")
-        if "@" in name:
-            name, alias = name.split("@", 1)
-            version = client.get_model_version_by_alias(name, alias)
-        else:
-            version = client.get_model_version(name, ref or "1")
+        version = model_version(client, *split_model_uri(text))
         if not version.run_id:
             raise ConfigError.single(model, "--log-review attaches the review to the model's training run",
                                      "the registered version names no run", "drop --log-review")  # fmt: skip

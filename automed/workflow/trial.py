@@ -143,8 +143,9 @@ def _aggregate(
     if len(folds) == ctx.n_folds:
         _write_model(td, ctx, plan, config, rows, task)
     write_json_atomic(td / "result.json", result)
-    finished = summary is not None and len(folds) == ctx.n_folds
-    return result, task.summary_metrics(summary) if finished and summary is not None else {}
+    if summary is None or len(folds) != ctx.n_folds:
+        return result, {}
+    return result, task.summary_metrics(summary)
 
 
 def _fold_run(tracker: Tracker, run_id: str, key: str, fold: int, fsplit: dict[str, list[str]]) -> str:

@@ -62,11 +62,13 @@ def read_window(grid: BlockGrid, x: int, y: int, w: int, h: int) -> np.ndarray:
     # edge pixels there (outside reads white, and a box filter would mix that glass into the edge's tissue); a
     # reduced level may end before level 0's edge divided by its downsample
     lw, lh = grid.info.level_dimensions[level]
-    inside_w, inside_h = math.floor(lw - x0 / ds), math.floor(lh - y0 / ds)
-    if inside_w < rgb.shape[1] or inside_h < rgb.shape[0]:
-        rgb = np.pad(rgb[: max(1, inside_h), : max(1, inside_w)],
-                     ((0, rgb.shape[0] - max(1, min(inside_h, rgb.shape[0]))),
-                      (0, rgb.shape[1] - max(1, min(inside_w, rgb.shape[1]))), (0, 0)), mode="edge")  # fmt: skip
+    rows, cols = rgb.shape[:2]
+    inside_h = max(1, min(rows, math.floor(lh - y0 / ds)))
+    inside_w = max(1, min(cols, math.floor(lw - x0 / ds)))
+    if (inside_h, inside_w) != (rows, cols):
+        rgb = np.pad(
+            rgb[:inside_h, :inside_w], ((0, rows - inside_h), (0, cols - inside_w), (0, 0)), mode="edge"
+        )
     if rgb.shape[:2] != (h, w):
         from PIL import Image
 

@@ -91,9 +91,8 @@ def artifact(rgb: np.ndarray) -> str | None:
     return None
 
 
-_LABEL_IMAGES: dict[
-    str, Image.Image | None
-] = {}  # per process: plain-image label maps (None: read by OpenSlide)
+# per process: plain-image label maps (None: read by OpenSlide)
+_LABEL_IMAGES: dict[str, Image.Image | None] = {}
 
 
 def _label_region(path: Path, box: tuple[int, int, int, int], info_size: tuple[int, int]) -> Image.Image:

@@ -132,9 +132,10 @@ THUMB_TILE = 2048  # thumbnails are read in tiles of this many level pixels a si
 
 
 def thumbnail(slide: openslide.AbstractSlide, max_side: int) -> np.ndarray:
-    """RGB thumbnail (at most ``max_side`` a side), box-filtered from the closest finer level read in tiles
-    of ``THUMB_TILE`` pixels, so memory stays bounded on any slide, with or without a pyramid. (OpenSlide's ``get_thumbnail`` reads its whole source level and resizes with Lanczos: slower, and
-    unbounded on a slide without a pyramid.)"""
+    """RGB thumbnail (at most ``max_side`` a side), box-filtered from the closest finer level read in tiles of
+    ``THUMB_TILE`` pixels, so memory stays bounded on any slide, with or without a pyramid. (OpenSlide's
+    ``get_thumbnail`` reads its whole source level and resizes with Lanczos: slower, and unbounded on a slide
+    without a pyramid.)"""
     w0, h0 = slide.dimensions
     scale = max(1.0, max(w0, h0) / max_side)
     size = (max(1, round(w0 / scale)), max(1, round(h0 / scale)))
