@@ -2,18 +2,23 @@
 
 12 of the 60 cases are held out (every fifth). nnU-Net plans/preprocesses the other 48 (not timed), then
 `nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainer_5epochs -device cpu` runs; its wall time T is the budget.
-automed gets `automed train --budget T --fold 0` (its planning, training and fold validation all inside T).
-Both predict the 12 held-out cases (fold 0 only, default test-time augmentation) and are scored with the same code.
-Throughput is measured separately at nnU-Net's patch (40x56x40) and batch (2), from each tool's epoch times.
+automed gets its DEFAULT command, `automed train DATA --budget T` (it decides folds, configurations and inference;
+its planning, training, validation and registration all inside T), at three seeds, and predicts with the default
+`automed predict WORKDIR`. Both predict the 12 held-out cases and are scored with the same code
+(`_budget_default.py`; RESULTS.md sections "hippocampus_default" and "hippocampus_curve").
 
-    .venv/bin/python bench/hippocampus_budget.py            # about an hour on 2 cores
+    .venv/bin/python bench/hippocampus_budget.py            # nnU-Net + 3 seeds: about 1.5 hours on 2 cores
+    .venv/bin/python bench/hippocampus_budget.py --nnunet-only   # nnU-Net's training alone (the budget)
+    .venv/bin/python bench/hippocampus_budget.py --skip-nnunet --seeds 1,2 --curve 10,60
+        # reuse nnU-Net's run; more seeds; the default at 10 and 60 minutes for the Dice-vs-budget curve
+    .venv/bin/python bench/hippocampus_budget.py --fold0   # the earlier benchmark: automed --fold 0, throughput
     .venv/bin/python bench/hippocampus_budget.py --skip-nnunet --variant adamw --config adamw.yaml
-        # one automed variant at the same budget: fold-0 (inner) validation Dice and held-out Dice go to
-        # bench/work/budget/variants.json; RESULTS.md is not rewritten
+        # one automed variant at the same budget with --fold 0: fold-0 (inner) validation Dice and held-out Dice go
+        # to bench/work/budget/variants.json; RESULTS.md is not rewritten
     .venv/bin/python bench/hippocampus_budget.py --automed-only 1 --fixed-schedule --variant it2100 \
         --config bench/configs/it2100.yaml  # the default at a fixed iteration count (14 x 150), independent of machine speed
     .venv/bin/python bench/hippocampus_budget.py --automed-only 1169
-        # automed's default alone at a given budget (no nnU-Net needed), recorded the same way
+        # automed's --fold 0 default alone at a given budget (no nnU-Net needed), recorded the same way
 """
 
 from __future__ import annotations
@@ -205,6 +210,28 @@ def run_variant(name: str, config: Path, ds: Path, images: Path, labels: Path, b
     print(json.dumps(entry, indent=1))
 
 
+def default_command(
+    args: argparse.Namespace, nn: dict[str, float], ds: Path, images: Path, labels: Path
+) -> None:
+    """The issue-14 benchmark: automed's default command at nnU-Net's wall time over seeds, and a budget curve."""
+    from _budget_default import curve_text, run_default, seeds_text
+
+    command = f".venv/bin/python bench/hippocampus_budget.py{''.join(' ' + a for a in sys.argv[1:])}"
+    (WORK / "nnunet_this_run.json").write_text(json.dumps({**nn, "command": command}))
+    for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
+        run_default(ds, images, labels, nn["train_s"], seed, f"seed{seed}", dice_table)
+    for minutes in [float(m) for m in args.curve.split(",") if m.strip()]:
+        run_default(ds, images, labels, minutes * 60, 0, f"curve{minutes:g}m", dice_table)
+    nn_dice = dice_table(WORK / "pred_nnunet", labels)
+    n_cases = len(list(labels.glob("*.nii.gz")))
+    results = ROOT / "bench" / "RESULTS.md"
+    text = seeds_text(nn, nn_dice, n_cases, command)
+    write_section(results, "hippocampus_default", f"Machine: {machine()}.\n\n{text}")
+    curve = curve_text(nn_dice, ROOT / "bench" / "hippocampus_curve.png")
+    write_section(results, "hippocampus_curve", f"Machine: {machine()}.\n\n{curve}")
+    print(text + "\n" + curve)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--skip-nnunet", action="store_true", help="reuse the nnU-Net results of an earlier run")
@@ -227,6 +254,27 @@ def main() -> None:
         action="store_true",
         help="with --automed-only: no --budget, the --config's epochs x iterations_per_epoch (a result that does "
         "not depend on the machine's speed or load, to compare at the recorded runs' iteration count)",
+    )
+    ap.add_argument(
+        "--nnunet-only",
+        action="store_true",
+        help="train nnU-Net's fold 0 (its wall time is the budget) and stop; later runs reuse it with --skip-nnunet",
+    )
+    ap.add_argument(
+        "--seeds",
+        default="0,1,2",
+        help="seeds of automed's default command at nnU-Net's wall time (the main run; e.g. 1,2 to add runs)",
+    )
+    ap.add_argument(
+        "--curve",
+        default="",
+        metavar="MINUTES,...",
+        help="also train the default command (seed 0) at these budgets for the held-out Dice vs budget curve",
+    )
+    ap.add_argument(
+        "--fold0",
+        action="store_true",
+        help="the earlier benchmark: automed with --fold 0 at nnU-Net's wall time, plus both tools' throughput",
     )
     args = ap.parse_args()
     if bool(args.variant) != bool(args.config) and not args.automed_only:
@@ -275,6 +323,9 @@ def main() -> None:
                 }
             )
         )
+    if args.nnunet_only:
+        print(state_file.read_text())
+        return
     nn = json.loads(state_file.read_text())
     budget = nn["train_s"]
     # nnU-Net's prediction is timed in every run (the machine's speed varies between sessions)
@@ -310,6 +361,9 @@ def main() -> None:
     nn["predict_s"] = p.wall_s
     if args.variant:
         run_variant(args.variant, Path(args.config).resolve(), ds, images, labels, budget)
+        return
+    if not args.fold0:
+        default_command(args, nn, ds, images, labels)
         return
     wd = WORK / "automed_W"
     auto_state = WORK / "automed_state.json"
