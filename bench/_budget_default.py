@@ -93,7 +93,7 @@ def seeds_text(nn: dict[str, Any], nn_dice: dict[str, float], n_cases: int, comm
 
 Command: `{command}`. Budget = wall time of `nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainer_5epochs -device cpu`
 (its training and fold-0 validation, measured in this run's series): **{nn["train_s"]:.0f} s**. automed runs exactly
-what a user types: `automed train DATA --budget {nn["train_s"]:.0f}s` (seed 0: nothing else; seeds 1, 2: a
+what a user types: `automed train DATA --budget {nn["train_s"]:.0f}s` (seed 0: nothing else; other seeds: a
 `--config` holding only `seed: N`), then `automed predict WORKDIR -i HELD_OUT -o OUT`: automed decides folds,
 configurations, test-time augmentation. Same 12 held-out cases and Dice code for both; prediction time is the
 command's wall time (start-up included) divided by 12.

@@ -214,7 +214,7 @@ def default_command(
     args: argparse.Namespace, nn: dict[str, float], ds: Path, images: Path, labels: Path
 ) -> None:
     """The issue-14 benchmark: automed's default command at nnU-Net's wall time over seeds, and a budget curve."""
-    from _budget_default import curve_text, run_default, seeds_text
+    from _budget_default import run_default
 
     command = f".venv/bin/python bench/hippocampus_budget.py{''.join(' ' + a for a in sys.argv[1:])}"
     (WORK / "nnunet_this_run.json").write_text(json.dumps({**nn, "command": command}))
@@ -222,10 +222,18 @@ def default_command(
         run_default(ds, images, labels, nn["train_s"], seed, f"seed{seed}", dice_table)
     for minutes in [float(m) for m in args.curve.split(",") if m.strip()]:
         run_default(ds, images, labels, minutes * 60, 0, f"curve{minutes:g}m", dice_table)
+    render_default(labels)
+
+
+def render_default(labels: Path) -> None:
+    """The RESULTS.md sections of the default command, from the runs recorded so far."""
+    from _budget_default import curve_text, seeds_text
+
+    nn = json.loads((WORK / "nnunet_this_run.json").read_text())
     nn_dice = dice_table(WORK / "pred_nnunet", labels)
     n_cases = len(list(labels.glob("*.nii.gz")))
     results = ROOT / "bench" / "RESULTS.md"
-    text = seeds_text(nn, nn_dice, n_cases, command)
+    text = seeds_text(nn, nn_dice, n_cases, nn["command"])
     write_section(results, "hippocampus_default", f"Machine: {machine()}.\n\n{text}")
     curve = curve_text(nn_dice, ROOT / "bench" / "hippocampus_curve.png")
     write_section(results, "hippocampus_curve", f"Machine: {machine()}.\n\n{curve}")
@@ -272,6 +280,11 @@ def main() -> None:
         help="also train the default command (seed 0) at these budgets for the held-out Dice vs budget curve",
     )
     ap.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite the RESULTS.md sections of the default command from the runs recorded so far",
+    )
+    ap.add_argument(
         "--fold0",
         action="store_true",
         help="the earlier benchmark: automed with --fold 0 at nnU-Net's wall time, plus both tools' throughput",
@@ -282,6 +295,9 @@ def main() -> None:
             "--variant and --config go together (with --automed-only, --variant alone names the default)"
         )
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.render:
+        render_default(WORK / "heldout_labels")
+        return
     train, held = split()
     ds = make_train_dataset(train)
     images, labels = make_heldout(held)
