@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from _measure import run_measured
+from _measure import machine, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTOMED = ROOT / ".venv" / "bin" / "automed"
@@ -29,6 +29,17 @@ def _runs() -> list[dict[str, Any]]:
 def _record(entry: dict[str, Any]) -> None:
     runs = [r for r in _runs() if r["tag"] != entry["tag"]]
     RUNS.write_text(json.dumps([*runs, entry], indent=1))
+
+
+def _num(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else "n/a"
+
+
+def _inference(inf: dict[str, Any] | None) -> str:
+    if not inf:
+        return "default"
+    folds = "all trained folds" if inf.get("folds") is None else f"folds {inf['folds']}"
+    return f"{folds}, mirror TTA {'on' if inf.get('tta') else 'off'}, step {inf.get('step')}"
 
 
 def run_default(
@@ -67,7 +78,8 @@ def run_default(
         "folds": opts.get("only_folds"),
         "folds_reason": opts.get("folds_reason", ""),
         "inference": model.get("inference"),
-        "cv_dice": round(float(cv), 4),
+        "cv_dice": round(float(cv), 4) if cv is not None else None,  # None: no label defined
+        "machine": machine(),
         "predict_s_per_case": round(p.wall_s / n_cases, 2),
         "heldout": {k: round(v, 4) for k, v in dice_table(out, labels).items()},
     }
@@ -77,14 +89,21 @@ def run_default(
 
 
 def seeds_text(nn: dict[str, Any], nn_dice: dict[str, float], n_cases: int, command: str) -> str:
-    """The RESULTS.md section for the seeded default runs at nnU-Net's wall time (``seed*`` tags)."""
-    runs = sorted((r for r in _runs() if r["tag"].startswith("seed")), key=lambda r: r["seed"])
+    """The RESULTS.md section for the seeded default runs at nnU-Net's wall time (``seed*`` tags at that budget)."""
+    budget = round(nn["train_s"], 1)
+    runs = sorted(
+        (r for r in _runs() if r["tag"].startswith("seed") and r["budget_s"] == budget),
+        key=lambda r: r["seed"],
+    )
+    if not runs:
+        return f"No run of the default command at nnU-Net's wall time ({budget:.0f} s) recorded yet.\n"
     means = [r["heldout"]["mean"] for r in runs]
     mean = statistics.fmean(means)
-    spread = max(means) - min(means)
+    spread = f"{max(means) - min(means):.4f}" if len(runs) > 1 else "n/a (one run)"
     nn_case = nn["predict_s"] / n_cases
+    inference = "; ".join(f"seed {r['seed']}: {_inference(r['inference'])}" for r in runs)
     rows = "\n".join(
-        f"| {r['seed']} | {r['train_wall_s']:.0f} s | {r['folds_reason']} | {r['cv_dice']:.4f} | "
+        f"| {r['seed']} | {r['train_wall_s']:.0f} s | {r['folds_reason']} | {_num(r['cv_dice'])} | "
         f"{r['heldout']['anterior']:.4f} / {r['heldout']['posterior']:.4f} | {r['heldout']['mean']:.4f} | "
         f"{r['heldout']['mean'] / nn_dice['mean']:.3f} | {r['predict_s_per_case']:.2f} s |"
         for r in runs
@@ -93,9 +112,9 @@ def seeds_text(nn: dict[str, Any], nn_dice: dict[str, float], n_cases: int, comm
 
 Command: `{command}`. Budget = wall time of `nnUNetv2_train 4 3d_fullres 0 -tr nnUNetTrainer_5epochs -device cpu`
 (its training and fold-0 validation, measured in this run's series): **{nn["train_s"]:.0f} s**. automed runs exactly
-what a user types: `automed train DATA --budget {nn["train_s"]:.0f}s` (seed 0: nothing else; other seeds: a
-`--config` holding only `seed: N`), then `automed predict WORKDIR -i HELD_OUT -o OUT`: automed decides folds,
-configurations, test-time augmentation. Same 12 held-out cases and Dice code for both; prediction time is the
+what a user types: `automed train DATA --budget {nn["train_s"]:.0f}s` (plus `--tracking-uri` to a benchmark store;
+seed 0: nothing else; other seeds: a `--config` holding only `seed: N`), then `automed predict WORKDIR -i HELD_OUT
+-o OUT`: automed decides folds, configurations, test-time augmentation ({inference}). Same 12 held-out cases and Dice code for both; prediction time is the
 command's wall time (start-up included) divided by 12.
 
 | seed | train wall | what the budget decided | automed's own CV Dice | held-out anterior / posterior | held-out mean | vs nnU-Net | predict per case |
@@ -104,7 +123,7 @@ command's wall time (start-up included) divided by 12.
 
 | | nnU-Net v2.8.1 (fold 0, 5 epochs) | automed default, {len(runs)} seeds | ratio | target |
 |---|---|---|---|---|
-| held-out mean Dice | {nn_dice["mean"]:.4f} ({nn_dice["anterior"]:.4f} / {nn_dice["posterior"]:.4f}) | mean {mean:.4f}, spread (max - min) {spread:.4f} | **{mean / nn_dice["mean"]:.3f}** | >= 1.03, spread <= 0.01 |
+| held-out mean Dice | {nn_dice["mean"]:.4f} ({nn_dice["anterior"]:.4f} / {nn_dice["posterior"]:.4f}) | mean {mean:.4f}, spread (max - min) {spread} | **{mean / nn_dice["mean"]:.3f}** | >= 1.03, spread <= 0.01 |
 | prediction per case | {nn_case:.2f} s (`nnUNetv2_predict -f 0`, 8 mirrors, `-npp 1 -nps 1`) | {statistics.fmean(r["predict_s_per_case"] for r in runs):.2f} s (mean) | {statistics.fmean(r["predict_s_per_case"] for r in runs) / nn_case:.2f} | <= 1 |
 
 nnU-Net's epoch times (s): {", ".join(f"{e:.0f}" for e in nn["epoch_s"])}; its own fold-0 validation Dice: {nn["val_dice"]}.
@@ -112,17 +131,22 @@ nnU-Net's epoch times (s): {", ".join(f"{e:.0f}" for e in nn["epoch_s"])}; its o
 
 
 def curve_text(nn_dice: dict[str, float] | None, plot: Path) -> str:
-    """The RESULTS.md section for held-out Dice against budget (seed 0 of each budget), with a plot."""
+    """The RESULTS.md section for held-out Dice against budget (seed 0 of each budget), with a plot; empty while
+    only one budget has run."""
+    runs = sorted((r for r in _runs() if r["seed"] == 0), key=lambda r: r["budget_s"])
+    if len({r["budget_s"] for r in runs}) < 2:
+        return ""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = sorted((r for r in _runs() if r["seed"] == 0), key=lambda r: r["budget_s"])
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     minutes = [r["budget_s"] / 60 for r in runs]
     ax.plot(minutes, [r["heldout"]["mean"] for r in runs], "o-", label="automed default (held-out mean Dice)")
-    ax.plot(minutes, [r["cv_dice"] for r in runs], "s--", alpha=0.6, label="automed's own CV Dice")
+    ax.plot(
+        minutes, [r["cv_dice"] or float("nan") for r in runs], "s--", alpha=0.6, label="automed's own CV Dice"
+    )
     ax.axhline(
         PUBLISHED_NNUNET, color="k", ls=":", label="nnU-Net fully trained, MSD test (published, unverified)"
     )
@@ -136,14 +160,14 @@ def curve_text(nn_dice: dict[str, float] | None, plot: Path) -> str:
     fig.savefig(plot)
     plt.close(fig)
     rows = "\n".join(
-        f"| {r['budget_s'] / 60:.1f} min | {r['folds_reason']} | {r['cv_dice']:.4f} | {r['heldout']['mean']:.4f} | "
+        f"| {r['budget_s'] / 60:.1f} min | {r['folds_reason']} | {_num(r['cv_dice'])} | {r['heldout']['mean']:.4f} | "
         f"{r['predict_s_per_case']:.2f} s |"
         for r in runs
     )
     return f"""## Held-out Dice against budget: automed's default command (MSD Hippocampus, 48 train / 12 held out)
 
-Command: `.venv/bin/python bench/hippocampus_budget.py --skip-nnunet --curve MINUTES,...` (seed 0 of each budget; the
-budget equal to nnU-Net's 5 epochs comes from the seeded runs). The line to reach: nnU-Net fully trained on the MSD
+Command: `.venv/bin/python bench/hippocampus_budget.py --skip-nnunet --seeds "" --curve MINUTES,...` (seed 0 of each
+budget; the point at nnU-Net's 5-epoch wall time is seed 0 of the seeded runs). The line to reach: nnU-Net fully trained on the MSD
 test set, about 0.90 / 0.89 (mean {PUBLISHED_NNUNET}; unverified, `../shared/reference/nnunet.md`).
 
 ![held-out Dice against budget]({plot.name})

@@ -229,14 +229,18 @@ def render_default(labels: Path) -> None:
     """The RESULTS.md sections of the default command, from the runs recorded so far."""
     from _budget_default import curve_text, seeds_text
 
-    nn = json.loads((WORK / "nnunet_this_run.json").read_text())
+    state = WORK / "nnunet_this_run.json"
+    if not state.is_file():
+        raise SystemExit(f"{state} is missing: run the default-command benchmark first (without --render)")
+    nn = json.loads(state.read_text())
     nn_dice = dice_table(WORK / "pred_nnunet", labels)
     n_cases = len(list(labels.glob("*.nii.gz")))
     results = ROOT / "bench" / "RESULTS.md"
     text = seeds_text(nn, nn_dice, n_cases, nn["command"])
     write_section(results, "hippocampus_default", f"Machine: {machine()}.\n\n{text}")
     curve = curve_text(nn_dice, ROOT / "bench" / "hippocampus_curve.png")
-    write_section(results, "hippocampus_curve", f"Machine: {machine()}.\n\n{curve}")
+    if curve:  # only once a budget other than nnU-Net's has run
+        write_section(results, "hippocampus_curve", f"Machine: {machine()}.\n\n{curve}")
     print(text + "\n" + curve)
 
 
