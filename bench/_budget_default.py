@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from _measure import machine, run_measured
+from _measure import Measurement, machine, run_measured
 
 ROOT = Path(__file__).resolve().parents[1]
 AUTOMED = ROOT / ".venv" / "bin" / "automed"
@@ -42,6 +42,24 @@ def _inference(inf: dict[str, Any] | None) -> str:
     return f"{folds}, mirror TTA {'on' if inf.get('tta') else 'off'}, step {inf.get('step')}"
 
 
+def train_and_predict(
+    train_cmd: list[str], wd: Path, images: Path, out: Path, log_stem: str
+) -> tuple[Measurement, Measurement]:
+    """Run an ``automed train`` command into ``wd``, then ``automed predict wd`` on ``images``; both measured,
+    logs ``WORK/<log_stem>.log`` and ``WORK/<log_stem>_predict.log``."""
+    a = run_measured(train_cmd, None, WORK / f"{log_stem}.log")
+    if a.returncode:
+        raise SystemExit(f"automed training failed: {WORK / f'{log_stem}.log'}")
+    p = run_measured(
+        [str(AUTOMED), "-q", "predict", str(wd), "-i", str(images), "-o", str(out)],
+        None,
+        WORK / f"{log_stem}_predict.log",
+    )
+    if p.returncode:
+        raise SystemExit(f"automed prediction failed: {WORK / f'{log_stem}_predict.log'}")
+    return a, p
+
+
 def run_default(
     ds: Path, images: Path, labels: Path, budget_s: float, seed: int, tag: str, dice_table: Any
 ) -> dict[str, Any]:
@@ -56,16 +74,7 @@ def run_default(
         cfg.write_text(f"seed: {seed}\n")
         cmd += ["--config", str(cfg)]
     cmd += ["--tracking-uri", f"sqlite:///{WORK / 'mlflow_default.db'}"]
-    a = run_measured(cmd, None, WORK / f"default_{tag}.log")
-    if a.returncode:
-        raise SystemExit(f"automed training failed: {WORK / f'default_{tag}.log'}")
-    p = run_measured(
-        [str(AUTOMED), "-q", "predict", str(wd), "-i", str(images), "-o", str(out)],
-        None,
-        WORK / f"default_{tag}_predict.log",
-    )
-    if p.returncode:
-        raise SystemExit(f"automed prediction failed: {WORK / f'default_{tag}_predict.log'}")
+    a, p = train_and_predict(cmd, wd, images, out, f"default_{tag}")
     opts = json.loads((wd / "train_config.json").read_text())["options"]
     cv = json.loads((wd / "cv" / "summary.json").read_text())["foreground_mean"]["dice"]
     model = json.loads((wd / "model.json").read_text())

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _budget_default import curve_text, run_default, seeds_text, train_and_predict
 from _measure import machine, run_measured, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,16 +185,7 @@ def run_variant(name: str, config: Path, ds: Path, images: Path, labels: Path, b
     if config.stat().st_size:
         cmd += ["--config", str(config)]
     cmd += ["--tracking-uri", f"sqlite:///{WORK / f'mlflow_{name}.db'}"]
-    a = run_measured(cmd, None, WORK / f"automed_{name}.log")
-    if a.returncode:
-        raise SystemExit(f"automed training failed: {WORK / f'automed_{name}.log'}")
-    p = run_measured(
-        [str(AUTOMED), "-q", "predict", str(wd), "-i", str(images), "-o", str(out)],
-        None,
-        WORK / f"automed_{name}_predict.log",
-    )
-    if p.returncode:
-        raise SystemExit(f"automed prediction failed: {WORK / f'automed_{name}_predict.log'}")
+    a, _ = train_and_predict(cmd, wd, images, out, f"automed_{name}")
     hist = json.loads((wd / "train" / "3d_fullres" / "fold_0" / "progress.json").read_text())
     entry = {
         "variant": name,
@@ -214,8 +206,6 @@ def default_command(
     args: argparse.Namespace, nn: dict[str, float], ds: Path, images: Path, labels: Path
 ) -> None:
     """The issue-14 benchmark: automed's default command at nnU-Net's wall time over seeds, and a budget curve."""
-    from _budget_default import run_default
-
     command = f".venv/bin/python bench/hippocampus_budget.py{''.join(' ' + a for a in sys.argv[1:])}"
     (WORK / "nnunet_this_run.json").write_text(json.dumps({**nn, "command": command}))
     for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
@@ -227,8 +217,6 @@ def default_command(
 
 def render_default(labels: Path) -> None:
     """The RESULTS.md sections of the default command, from the runs recorded so far."""
-    from _budget_default import curve_text, seeds_text
-
     state = WORK / "nnunet_this_run.json"
     if not state.is_file():
         raise SystemExit(f"{state} is missing: run the default-command benchmark first (without --render)")
