@@ -43,19 +43,21 @@ def finite_json(obj: Any) -> Any:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as pretty JSON to ``path`` through a temporary file and an atomic rename. Undefined (NaN or
-    infinite) numbers are written as null (see :func:`finite_json`): JSON has no NaN, and artifacts are read by
-    other tools."""
+    """Write ``obj`` as pretty JSON to ``path`` atomically (:func:`write_bytes_atomic`). Undefined (NaN or infinite)
+    numbers are written as null (see :func:`finite_json`): JSON has no NaN, and artifacts are read by other tools."""
+    text = json.dumps(finite_json(obj), indent=1, sort_keys=False, allow_nan=False) + "\n"
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename (a crash leaves one or the other)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(finite_json(obj), fh, indent=1, sort_keys=False, allow_nan=False)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
-            os.fsync(
-                fh.fileno()
-            )  # on disk before it replaces the earlier file (a crash leaves one or the other)
+            os.fsync(fh.fileno())  # on disk before it replaces the earlier file
         Path(tmp).replace(path)
         fsync_dir(path.parent)
     except BaseException:

@@ -19,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed import api
+from automed.errors import ArtifactError
 from automed.testing.synthetic import make_dataset
 from tests.conftest import automed_ui
 
@@ -496,3 +497,26 @@ def test_predict_msd_4d_input(tmp_path: Path) -> None:
         tmp_path / "W", ds / "imagesTr" / "case_000.nii.gz", tmp_path / "pred", show_progress=False
     )
     assert sitk.ReadImage(str(out[0])).GetDimension() == 3
+
+
+def test_a_refused_retraining_leaves_the_earlier_plan(tmp_path: Path) -> None:
+    """Training into a work dir whose folds another plan made is refused, and the refusal puts back the plan and
+    fingerprint it had re-written (they still describe the folds on disk)."""
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=8)
+    cfg = _tiny_config(tmp_path / "cfg.yaml", epochs=1, iterations_per_epoch=2)
+    kw: dict[str, Any] = {
+        "config": cfg,
+        "folds": 2,
+        "only_folds": [0],
+        "workers": 0,
+        "show_progress": False,
+        "register": False,
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    api.train(ds, tmp_path / "W", **kw)
+    plan_before = (tmp_path / "W" / "plan.json").read_bytes()
+    other = tmp_path / "other.yaml"  # a preset that plans a smaller memory target: another plan
+    other.write_text("extends: cpu\nname: other\nmemory:\n  target_gb: 0.05\n  device: cpu\n")
+    with pytest.raises(ArtifactError, match="one plan and config"):
+        api.train(ds, tmp_path / "W", preset=str(other), **kw)
+    assert (tmp_path / "W" / "plan.json").read_bytes() == plan_before

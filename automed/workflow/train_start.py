@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
@@ -63,9 +63,16 @@ def start_training(
 ) -> tuple[Dataset, TrainConfig, TrainOptions]:
     """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
     ds = load_dataset(dataset, opts.task)
+    wdir = WorkDir(wd)
+    earlier = {p: p.read_bytes() for p in (wdir.fingerprint, wdir.plan) if p.is_file()}
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
-    check_existing_folds(wd, planned, config)
+    try:
+        check_existing_folds(wd, planned, config)
+    except ArtifactError:  # the refused training leaves the work dir as the earlier one wrote it
+        for path, content in earlier.items():
+            write_bytes_atomic(path, content)
+        raise
     evidence(opts.cv_workdir, planned)  # --cv is checked before any training
     shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
     free = shaped and opts.auto_configuration and not opts.previous_workdir
