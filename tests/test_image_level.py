@@ -60,6 +60,27 @@ def test_plan_for_classification_and_regression(tmp_path: Path) -> None:
     assert affine and all(tuple(a.scales) == (1.0, 1.0) * 3 for a in affine)  # rotations only
     assert task_for("classification", "c").augmentation(plan, cfg0) == cfg0.augmentation
     assert cfg0.augmentation.scale_p > 0
+    # instance norm + average pooling erases "how much" (a volume): a regression encoder normalizes per batch
+    from torch import nn
+
+    from automed.train.classifier import image_network
+
+    assert reg.target.norm == "batch" and "how much" in reg.target.reasons["norm"]
+    assert plan.target is not None and plan.target.norm == "instance"
+    reg_net = image_network(reg, reg.configurations["3d_fullres"], cfg0)
+    cls_net = image_network(plan, plan.configurations["2d"], cfg0.model_copy(update={"configuration": "2d"}))
+    assert any(isinstance(m, nn.BatchNorm3d) for m in reg_net.modules())
+    assert not any(isinstance(m, nn.InstanceNorm3d) for m in reg_net.modules())
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in cls_net.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in cls_net.modules())
+    from automed.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="batches of 2 or more"
+    ):  # batch statistics of one image = instance norm
+        task_for("regression", "r").build_network(
+            reg, reg.configurations["3d_fullres"], cfg0.model_copy(update={"batch_size": 1})
+        )
 
 
 def test_imbalanced_classes_get_weights_and_big_images_a_coarser_spacing(tmp_path: Path) -> None:

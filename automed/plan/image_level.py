@@ -100,7 +100,15 @@ def plan_target(fp: Fingerprint, preset: Preset) -> TargetPlan:
         loss=rules.regression_loss,
         dropout=rules.dropout,
         scale_augmentation=rules.regression_scale_augmentation,
+        norm=rules.regression_norm,
         reasons={
+            "norm": (
+                "batch normalization in the encoder: per-image instance normalization followed by average pooling "
+                "removes how much of something an image holds (a volume, a count), which a regression target may be "
+                "(preset image_level.regression_norm)"
+                if rules.regression_norm == "batch"
+                else "instance normalization in the encoder (preset image_level.regression_norm)"
+            ),
             "scale_augmentation": (
                 "images are rescaled in training (preset image_level.regression_scale_augmentation)"
                 if rules.regression_scale_augmentation

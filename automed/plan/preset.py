@@ -116,6 +116,9 @@ class ImageLevelRules(_Strict):
     regression_scale_augmentation: bool = (
         False  # a regression target may be a size: rescaling would change it
     )
+    # instance normalization then average pooling removes how much of something an image holds (a volume, a count);
+    # batch normalization keeps it (its statistics are over the batch)
+    regression_norm: Literal["instance", "batch"] = "batch"
 
 
 class Preset(_Strict):

@@ -108,6 +108,7 @@ class TargetPlan(_Model):
     loss: Literal["cross_entropy", "huber", "mse"]
     dropout: float = 0.2  # before the network's linear head
     scale_augmentation: bool = True  # False: training never rescales images (the target may be a size)
+    norm: Literal["instance", "batch"] = "instance"  # normalization layers of the image-level encoder
     reasons: dict[str, str]
 
     def index_of(self, value: float) -> int:

@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset
 from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset
+from automed.errors import ConfigError
 from automed.evaluate.image_level import (
     classification_metrics,
     classification_score,
@@ -39,6 +40,7 @@ from automed.train.classifier import image_network
 from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import CaseStore, SamplerSpec
 from automed.train.image_data import WholeImageStream
+from automed.train.meta import resolve_training
 from automed.workdir import WorkDir
 
 PREFIX = "probability_"
@@ -84,6 +86,14 @@ class ImageLevelTask:
     image_level = True
 
     def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
+        batch = resolve_training(plan, config).batch_size
+        if _target(plan).norm == "batch" and batch < 2:
+            raise ConfigError.single(
+                "batch_size",
+                "a batch-normalized encoder (plan target.norm: batch, for regression) trains on batches of 2 or more",
+                str(batch),
+                "set batch_size to 2 or more in the training config or search space",
+            )
         return image_network(plan, cfg_plan, config)
 
     def build_loss(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> nn.Module:

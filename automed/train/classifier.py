@@ -1,5 +1,6 @@
 """The image-level network: the plan's encoder (the U-Net's stages, plain or residual), global average pooling,
-dropout and a linear head with one output per class (classification) or one value (regression)."""
+dropout and a linear head with one output per class (classification) or one value (regression). The encoder
+normalizes per image (instance norm) or, where the plan says so (regression), per batch."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ from torch import nn
 
 from automed.plan.schema import ConfigurationPlan, NetworkPlan, Plan
 from automed.train.config import TrainConfig
-from automed.train.networks import ConvBlock, ResEncUNet, ResidualBlock
+from automed.train.networks import ConvBlock, NormKind, ResEncUNet, ResidualBlock
 
 
 class EncoderHead(nn.Module):
     """Encoder stages from ``plan.json`` (kernels, strides, features), pooled to one vector per image."""
 
-    def __init__(self, net: NetworkPlan, n_outputs: int, dropout: float) -> None:
+    def __init__(self, net: NetworkPlan, n_outputs: int, dropout: float, norm: NormKind = "instance") -> None:
         super().__init__()
         dim, f = net.dimension, net.features_per_stage
         residual = net.architecture == "resenc_unet"
@@ -22,15 +23,17 @@ class EncoderHead(nn.Module):
         cin = net.in_channels
         for i in range(net.n_stages):
             if residual:
-                blocks: list[nn.Module] = [ResidualBlock(dim, cin, f[i], net.kernel_sizes[i], net.strides[i])]
+                blocks: list[nn.Module] = [
+                    ResidualBlock(dim, cin, f[i], net.kernel_sizes[i], net.strides[i], norm)
+                ]
                 n = ResEncUNet.BLOCKS[min(i, len(ResEncUNet.BLOCKS) - 1)]
                 blocks += [
-                    ResidualBlock(dim, f[i], f[i], net.kernel_sizes[i], [1] * dim) for _ in range(n - 1)
+                    ResidualBlock(dim, f[i], f[i], net.kernel_sizes[i], [1] * dim, norm) for _ in range(n - 1)
                 ]
                 self.encoder.append(nn.Sequential(*blocks))
             else:
                 self.encoder.append(
-                    ConvBlock(dim, cin, f[i], net.kernel_sizes[i], net.strides[i], net.convs_per_stage)
+                    ConvBlock(dim, cin, f[i], net.kernel_sizes[i], net.strides[i], net.convs_per_stage, norm)
                 )
             cin = f[i]
         self.pool = nn.AdaptiveAvgPool3d(1) if dim == 3 else nn.AdaptiveAvgPool2d(1)
@@ -49,8 +52,10 @@ class EncoderHead(nn.Module):
         return out
 
 
-def build_classifier(net: NetworkPlan, n_outputs: int, dropout: float) -> EncoderHead:
-    return EncoderHead(net, n_outputs, dropout)
+def build_classifier(
+    net: NetworkPlan, n_outputs: int, dropout: float, norm: NormKind = "instance"
+) -> EncoderHead:
+    return EncoderHead(net, n_outputs, dropout, norm)
 
 
 def image_network(plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> EncoderHead:
@@ -59,4 +64,5 @@ def image_network(plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) 
         update={"architecture": config.architecture or cfg_plan.network.architecture}
     )
     dropout = plan.target.dropout if plan.target is not None else 0.0
-    return build_classifier(net, net.n_classes, dropout)
+    norm = plan.target.norm if plan.target is not None else "instance"
+    return build_classifier(net, net.n_classes, dropout, norm)

@@ -1,12 +1,13 @@
 """Networks built from a plan's topology: a plain dynamic U-Net in 2D or 3D.
 
 conv -> InstanceNorm(affine) -> LeakyReLU blocks, strided-conv downsampling, transposed-conv upsampling and a 1x1
-segmentation head per decoder stage (deep supervision).
+segmentation head per decoder stage (deep supervision). Blocks take ``norm_kind="batch"`` for the image-level
+encoder of a regression plan (see :mod:`automed.train.classifier`).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
@@ -23,17 +24,28 @@ class Network(Protocol):
 
 
 NETWORKS: Registry[Network] = Registry("network architecture")
+NormKind = Literal["instance", "batch"]  # per image (segmentation, classification) or per batch (regression)
 
 
-def _ops(dim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
+def _ops(dim: int, norm: NormKind = "instance") -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
+    """Convolution, normalization (``instance``, or ``batch`` for image-level regression) and up-convolution."""
     if dim == 3:
-        return nn.Conv3d, nn.InstanceNorm3d, nn.ConvTranspose3d
-    return nn.Conv2d, nn.InstanceNorm2d, nn.ConvTranspose2d
+        return nn.Conv3d, nn.BatchNorm3d if norm == "batch" else nn.InstanceNorm3d, nn.ConvTranspose3d
+    return nn.Conv2d, nn.BatchNorm2d if norm == "batch" else nn.InstanceNorm2d, nn.ConvTranspose2d
 
 
 class ConvBlock(nn.Sequential):
-    def __init__(self, dim: int, cin: int, cout: int, kernel: list[int], stride: list[int], n: int) -> None:
-        conv, norm, _ = _ops(dim)
+    def __init__(
+        self,
+        dim: int,
+        cin: int,
+        cout: int,
+        kernel: list[int],
+        stride: list[int],
+        n: int,
+        norm_kind: NormKind = "instance",
+    ) -> None:
+        conv, norm, _ = _ops(dim, norm_kind)
         layers: list[nn.Module] = []
         for i in range(n):
             layers += [
@@ -103,9 +115,17 @@ NETWORKS.add("unet", PlainUNet)
 class ResidualBlock(nn.Module):
     """conv-norm-act-conv-norm plus a (1x1 strided when needed) skip, then act."""
 
-    def __init__(self, dim: int, cin: int, cout: int, kernel: list[int], stride: list[int]) -> None:
+    def __init__(
+        self,
+        dim: int,
+        cin: int,
+        cout: int,
+        kernel: list[int],
+        stride: list[int],
+        norm_kind: NormKind = "instance",
+    ) -> None:
         super().__init__()
-        conv, norm, _ = _ops(dim)
+        conv, norm, _ = _ops(dim, norm_kind)
         pad = [k // 2 for k in kernel]
         self.body = nn.Sequential(
             conv(cin, cout, kernel_size=kernel, stride=stride, padding=pad),

@@ -26,6 +26,7 @@ from automed.train.config import TrainConfig, resolve_optimizer
 from automed.train.data import CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, deterministic_mode, pick_device
 from automed.train.meta import resolve_training
+from automed.train.precise_bn import batch_norm_layers, recompute_batch_norm
 from automed.train.schedule import Phase, learning_rate, plan_budget, refit_iterations
 from automed.train.state import EpochLog, FoldResult, TrainState, load_checkpoint, save_checkpoint
 from automed.workdir import WorkDir
@@ -294,6 +295,7 @@ class FoldTrainer:
 
     def validate_epoch(self) -> tuple[list[float], float, list[float]]:
         """Validation losses, the task's per-class epoch score and its mean on random validation patches."""
+        self.recompute_batch_norm()
         self.model.eval()
         scorer = self.task.epoch_scorer(self.plan, self.n_classes)
         vlosses = []
@@ -313,6 +315,16 @@ class FoldTrainer:
                 scorer.add(logits.float(), y)
         per_class, mean = scorer.result()
         return vlosses, mean, per_class
+
+    def recompute_batch_norm(self) -> None:
+        """A batch-normalized network's statistics for its current weights, from about one pass over the training
+        cases without augmentation (at most 50 batches; seeded by epoch): see :mod:`automed.train.precise_bn`."""
+        if not batch_norm_layers(self.model):
+            return
+        n = min(50, -(-len(self.train_cases) // self.batch_size))
+        seed = (self.config.seed + 104729, self.seed_fold, self.st.epoch)
+        stream = self.task.batches(self.plan, self.store, self.train_cases, self.val_spec, n, seed)
+        recompute_batch_norm(self.model, (x for x, _ in make_loader(stream, 0)), self.dev)
 
     def end_epoch(
         self, t_epoch: float, losses: list[float], wait: float, train_time: float, callback: Callback | None
