@@ -133,3 +133,16 @@ def test_kernel_rule_is_strict_at_twice_the_finest_spacing() -> None:
     assert topo.kernel_sizes[0] == [1, 3, 3] and topo.strides[1] == [1, 2, 2]
     odd = derive_topology([1.0, 1.0, 1.0], [15, 15, 15], min_edge=4, max_stages=10)
     assert odd.pools_per_axis == [2, 2, 2]  # 15 -> 8 -> 4 (sizes round up, as nnU-Net)
+
+
+def test_patch_rounding_inside_or_past_the_median_image() -> None:
+    # the hippocampus geometry: a 36 x 50 x 36 median image at 1 mm; nnU-Net plans 40 x 56 x 40 (one window per case)
+    fp = synthetic_fingerprint((1.0, 1.0, 1.0), (36, 50, 36), n_cases=60)
+    preset = load_preset("default")
+    inside = make_plan(fp, preset).configurations["3d_fullres"]
+    assert inside.median_shape == [36, 50, 36]
+    assert inside.patch_size == [32, 48, 32] and "round_up_past_median: false" in inside.reasons["patch_size"]
+    up = preset.model_copy(update={"patch": preset.patch.model_copy(update={"round_up_past_median": True})})
+    past = make_plan(fp, up).configurations["3d_fullres"]
+    assert past.patch_size == [40, 56, 40] and "one window covers a median case" in past.reasons["patch_size"]
+    assert past.network.n_stages == inside.network.n_stages == 4

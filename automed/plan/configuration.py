@@ -49,8 +49,10 @@ class PlanContext:
 
 
 def _fit_patch(spacing: list[float], patch: list[int], median: list[int], preset: Preset) -> Topology:
-    """Topology for ``patch`` with the patch rounded to its pooling divisor without exceeding ``median``."""
+    """Topology for ``patch`` clipped to ``median`` and rounded up to its pooling divisor (down where that would
+    exceed ``median``, unless the preset's ``patch.round_up_past_median``)."""
     rules = preset.network
+    past = preset.patch.round_up_past_median
     cur = [max(1, min(p, m)) for p, m in zip(patch, median, strict=True)]
     topo = derive_topology(spacing, cur, min_edge=rules.min_bottleneck_edge, max_stages=rules.max_stages)
     for _ in range(8):
@@ -58,7 +60,7 @@ def _fit_patch(spacing: list[float], patch: list[int], median: list[int], preset
         new = []
         for c, d, m in zip(cur, div, median, strict=True):
             up = int(math.ceil(c / d) * d)
-            new.append(up if up <= m else max(d, int(c // d) * d))
+            new.append(up if up <= m or past else max(d, int(c // d) * d))
         nxt = derive_topology(spacing, new, min_edge=rules.min_bottleneck_edge, max_stages=rules.max_stages)
         if nxt.patch_size == new:
             return nxt
@@ -136,10 +138,15 @@ def plan_configuration(
     if bs == min_bs and min(bs_mem, bs_data) < min_bs:
         batch_reason += f"; raised to the minimum {min_bs}"
     estimate = fixed + bs * per_sample
+    rounding = (
+        "up, past the median image where needed, so one window covers a median case (nnU-Net's rule; training "
+        "pads; preset patch.round_up_past_median)"
+        if preset.patch.round_up_past_median
+        else "down where rounding up would exceed the median image (preset patch.round_up_past_median: false)"
+    )
     patch_reason = (
         f"started from {initial} (a {edge}^{dim} volume shaped by 1/spacing), clipped to the median shape "
-        f"{median} and rounded to multiples of {topo.divisor} (down where rounding up would exceed the median "
-        "image; nnU-Net pads past it)"
+        f"{median} and rounded to multiples of {topo.divisor}: {rounding}"
     )
     if shrunk:
         patch_reason += f"; shrunk {shrunk} step(s) along the axes most oversized vs the median to fit memory"

@@ -58,6 +58,7 @@ class SpacingRules(_Strict):
 class PatchRules(_Strict):
     initial_edge_3d: int = Field(256, ge=8)
     initial_edge_2d: int = Field(2048, ge=8)
+    round_up_past_median: bool = False
 
 
 class BatchRules(_Strict):
