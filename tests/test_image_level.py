@@ -211,6 +211,11 @@ def test_regression_3d_trains_and_predicts_values(tmp_path: Path) -> None:
     assert res.model.task == "regression" and res.model.score_name == "cv_r2"
     assert {"mae", "rmse", "r2", "pearson_r"} <= set(res.cv_summary)
     assert (res.workdir / "cv" / "regression.png").is_file()
+    # mirror TTA only when it scored higher on this CV; the CV summary and score are of the chosen inference
+    choice = json.loads((res.workdir / "selection" / "tta_choice.json").read_text())["choice"]
+    assert res.model.inference.tta == choice["tta"]
+    chosen = choice["score_with_tta"] if choice["tta"] else choice["score_without_tta"]
+    assert res.model.cv_score == pytest.approx(chosen)
     pred = pd.read_csv(
         api.predict(res.workdir, tmp_path / "d" / "images", tmp_path / "P", show_progress=False)[0]
     )

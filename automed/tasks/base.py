@@ -44,6 +44,8 @@ class OwnChoice:
     artifact: Path | None = None  # logged under selection/
     # prediction settings chosen on measured cost (tta, step, folds), None: every fold with TTA at step 0.5
     inference: dict[str, Any] | None = None
+    # the CV rows of the chosen inference when it differs from the validation's (they replace the CV table)
+    rows: list[dict[str, Any]] | None = None
 
 
 class Task(Protocol):
@@ -131,10 +133,14 @@ class Task(Protocol):
         dataset: str,
         out: Path,
         latency_cap: bool = True,
+        *,
+        rows: list[dict[str, Any]],
+        tta: bool,
     ) -> OwnChoice:
-        """What a training decides for its inference on its own CV (segmentation: largest-component
-        postprocessing, and with ``latency_cap`` folds/TTA/step so that a case predicts in no more time than one
-        network with nnU-Net's default inference); ``out`` receives the decision's artifacts."""
+        """What a training decides for its inference on its own CV ``rows`` (validated with mirror TTA when
+        ``tta``): segmentation, largest-component postprocessing, and with ``latency_cap`` folds/TTA/step so that a
+        case predicts in no more time than one network with nnU-Net's default inference; image-level tasks, whether
+        TTA helps. ``out`` receives the decision's artifacts."""
         ...
 
     def summary_figures(

@@ -22,7 +22,7 @@ from torch.utils.data import IterableDataset
 
 from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
-from automed.data.dataset import Dataset
+from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ConfigError
 from automed.evaluate.image_level import (
     classification_metrics,
@@ -154,10 +154,20 @@ class ImageLevelTask:
         """Each validation case predicted from its raw image; the fold's table kept as
         ``validation/predictions.csv``."""
         pred = ImagePredictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta)
+        rows = self._predict_rows(pred, plan, fold, ds, val_ids)
+        out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
+        out.mkdir(exist_ok=True)
+        pd.DataFrame(rows).to_csv(out / "predictions.csv", index=False)
+        return rows
+
+    def _predict_rows(
+        self, pred: ImagePredictor, plan: Plan, fold: int, ds: Dataset, case_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """One CV row per case: its target and ``pred``'s prediction from the raw image."""
         t = _target(plan)
         by_id = {c.case_id: c for c in ds.cases}
         rows: list[dict[str, Any]] = []
-        for cid in val_ids:
+        for cid in case_ids:
             case = by_id[cid]
             cd = read_case(case, ds.images_are_4d)
             res = pred.predict_arrays(cd.channels, cd.geometry)
@@ -166,9 +176,6 @@ class ImageLevelTask:
                 t.class_names[t.index_of(case.value)] if t.kind == "classification" else case.value
             )
             rows.append({"case": cid, "fold": fold, "target": target, **res.row(t)})
-        out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
-        out.mkdir(exist_ok=True)
-        pd.DataFrame(rows).to_csv(out / "predictions.csv", index=False)
         return rows
 
     def fold_figures(
@@ -197,10 +204,46 @@ class ImageLevelTask:
         dataset: str,
         out: Path,
         latency_cap: bool = True,
+        *,
+        rows: list[dict[str, Any]],
+        tta: bool,
     ) -> OwnChoice:
-        return OwnChoice()  # no postprocessing to decide
+        """Mirror TTA kept only when it scores higher on this training's own CV than one plain prediction: flipped
+        inputs are not always predicted alike (hippocampus volume regression, 2,050 iterations: R² 0.663 without,
+        0.491 with, every flip biased upwards). No postprocessing to decide for a table."""
+        if not tta or not rows:
+            return OwnChoice()
+        ds = load_dataset(dataset)
+        plain: list[dict[str, Any]] = []
+        for fold in folds:
+            pred = ImagePredictor.from_folds(workdir, plan, config, [fold], tta=False)
+            plain += self._predict_rows(pred, plan, fold, ds, [r["case"] for r in rows if r["fold"] == fold])
+        with_tta, without = self.summarize(rows), self.summarize(plain)
+        s_tta, s_plain = self.score(with_tta), self.score(without)
+        keep = s_tta > s_plain
+        label = self.score_name.removeprefix("cv_")
+        reason = (
+            f"mirror TTA {'kept' if keep else 'off'}: CV {label} {s_tta:.4f} with, {s_plain:.4f} without "
+            f"({'higher' if keep else 'not higher'} with it; without it a case runs one network pass per fold)"
+        )
+        choice = {"tta": keep, "score_with_tta": s_tta, "score_without_tta": s_plain, "reason": reason}
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            WorkDir(out).root / "tta_choice.json",
+            {"choice": choice, "summary_with_tta": with_tta, "summary_without_tta": without},
+        )
+        return OwnChoice(
+            metrics={f"{self.score_name}_tta": s_tta, f"{self.score_name}_no_tta": s_plain},
+            tags={"inference": reason},
+            artifact=WorkDir(out).root / "tta_choice.json",
+            inference={"tta": keep},
+            rows=None if keep else plain,
+        )
 
     def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def score(self, summary: dict[str, Any]) -> float:
         raise NotImplementedError
 
     def summary_figures(

@@ -175,6 +175,9 @@ class Segmentation:
         dataset: str,
         out: Path,
         latency_cap: bool = True,
+        *,
+        rows: list[dict[str, Any]],
+        tta: bool,
     ) -> OwnChoice:
         """Largest-component postprocessing, each step kept only if it helps on this training's own CV; with
         several folds and ``latency_cap``, the most accurate (TTA, step, folds) that predicts a case in no more time

@@ -71,7 +71,10 @@ def conclude_all_data(
         labels=plan.labels,
         score_name=task.score_name,
         cv_score=cv_meta.cv_score if cv_meta is not None else None,
-        inference=InferenceSettings(tta=validation_tta, postprocessing=post),
+        # the cross-validation's own choices: postprocessing, and whether mirror TTA helped
+        inference=InferenceSettings(
+            tta=cv_meta.inference.tta if cv_meta else validation_tta, postprocessing=post
+        ),
     )
     meta.save(WorkDir(wd).model)
     link = {

@@ -169,13 +169,24 @@ def _conclude(
 ) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
     """CV summary, postprocessing decided on this training's own CV, ``model.json`` (once), registration."""
     wdir, parent = WorkDir(wd), track.parent_run_id
+    dataset = json.loads(wdir.train_config.read_text())["dataset"]
+    own = task.own_choice(
+        wd,
+        plan,
+        config,
+        folds,
+        dataset,
+        wdir.own_selection,
+        opts.latency_cap,
+        rows=rows,
+        tta=opts.validation_tta,
+    )
+    rows = own.rows if own.rows is not None else rows  # the CV of the inference the model will use
     cv = task.write_summary(rows, wdir.cv_metrics, wdir.cv_summary)
     tracker.log_metrics(parent, task.summary_metrics(cv))
     tracker.log_artifact(parent, wdir.cv_metrics, "cv")
     tracker.log_artifact(parent, wdir.cv_summary, "cv")
     log_summary_figures(tracker, parent, task, rows, cv, wdir.cv_metrics.parent)
-    dataset = json.loads(wdir.train_config.read_text())["dataset"]
-    own = task.own_choice(wd, plan, config, folds, dataset, wdir.own_selection, opts.latency_cap)
     for artifact in (own.artifact, wdir.own_selection / "inference_cost.json"):
         if artifact is not None and artifact.is_file():
             tracker.log_artifact(parent, artifact, "selection")
