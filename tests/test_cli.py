@@ -138,6 +138,7 @@ def test_demo_trains_registers_and_predicts(
     assert res["folds_reason"].startswith(
         "folds auto: 1 of 5"
     )  # a tiny budget trains one model, and says why
+    assert "width auto: 16 base features" in res["folds_reason"]  # a narrower one, for more iterations
     assert set(res["dice"]) == {"case_000", "case_001"}
     for d in res["dice"].values():
         assert d["large"] >= 0.80

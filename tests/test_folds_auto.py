@@ -13,7 +13,7 @@ from automed import api
 from automed.errors import ConfigError
 from automed.select.inference_cost import single_model_seconds
 from automed.testing.synthetic import make_dataset
-from automed.train.schedule import choose_fold_count, choose_screening
+from automed.train.schedule import choose_fold_count, choose_screening, choose_width
 from automed.workdir import ALL_DATA
 from automed.workflow.shape import fold_count
 
@@ -32,6 +32,19 @@ def test_rule_picks_one_fold_for_a_small_budget_and_five_for_a_large_one() -> No
     assert (
         choose_fold_count(8 * 3600, 0.9, 3, 1500, [1, 5]).folds == 1
     )  # a count beyond the split is not allowed
+
+
+def test_width_rule_narrows_the_network_only_when_one_model_would_be_short_of_iterations() -> None:
+    # the hippocampus volume regression at 15 minutes: 1.6 s per step at 32 base features, 0.43 s at 16
+    narrow = choose_width(15 * 60, {32: 1.6, 16: 0.43}, 1, 1500)
+    assert narrow.base_features == 16 and narrow.iterations_per_model == int(15 * 60 * 0.75 / 0.43)
+    assert "width auto: 16 base features instead of the plan's 32" in narrow.reason
+    assert "32: 421" in narrow.reason and "widest that gets them" in narrow.reason
+    # both fit: the wider one stays; none fits: the one that trains the most iterations
+    assert choose_width(3600, {32: 1.6, 16: 0.43}, 1, 1500).base_features == 32
+    short = choose_width(60, {32: 1.6, 16: 0.9, 8: 0.5}, 1, 1500)
+    assert short.base_features == 8 and "one that gets the most" in short.reason
+    assert choose_width(15 * 60, {32: 1.6, 16: 0.43}, 2, 1500).iterations_per_model == int(675 / 0.43) // 2
 
 
 def test_folds_option_parsing() -> None:

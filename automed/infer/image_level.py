@@ -1,8 +1,9 @@
 """A fold ensemble of image-level networks (classification, regression): raw image in, one row out.
 
 The image goes through the plan's preprocessing in memory (transpose, crop to non-zero, normalize, resample), is
-centre-cropped or padded to the plan's input shape, and every fold network predicts it under every combination of
-flipped axes (test-time mirroring, as in training's augmentation). Classification averages the softmax
+centre-cropped or padded to the plan's input shape, and every fold network predicts it, under every combination of
+flipped axes when ``tta`` (test-time mirroring, as in training's augmentation; a training keeps it only when it
+scored higher on its CV, :meth:`automed.tasks.image_level.ImageLevelTask.own_choice`). Classification averages the softmax
 probabilities; regression averages the standardized outputs and maps them back to the target's units.
 """
 

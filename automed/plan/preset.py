@@ -98,6 +98,10 @@ class BudgetRules(_Strict):
     min_iterations_per_model: int = Field(1500, ge=1)
     fold_counts: list[int] = [1, 5]
     screen_configurations: bool = True  # screen the planned configurations on fold 0 when the budget allows
+    # when even one model falls short of min_iterations_per_model: halve the network width (base features), each
+    # width timed, down to min_base_features, until one does (measured: bench/RESULTS.md, volume regression)
+    shrink_width: bool = True
+    min_base_features: int = Field(16, ge=1)
 
 
 class ImageLevelRules(_Strict):

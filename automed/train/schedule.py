@@ -88,6 +88,42 @@ class FoldChoice:
     folds: int
     iterations_per_model: int
     reason: str
+    step_s: float = 0.0  # the measured seconds per step it was decided from
+
+
+@dataclass(frozen=True)
+class WidthChoice:
+    """The network width (features of the first stage) a budget trains: ``iterations_per_model`` each."""
+
+    base_features: int
+    iterations_per_model: int
+    reason: str
+
+
+def choose_width(
+    seconds: float,
+    step_s: dict[int, float],
+    folds: int,
+    min_iterations: int,
+    overhead: float = 0.75,
+) -> WidthChoice:
+    """Of the widths timed in ``step_s`` (base features -> seconds per step), the widest whose ``folds`` models
+    each still get ``min_iterations`` in ``seconds``, else the one that gets the most (a small network that
+    converges beats a large one that has barely started)."""
+    its = {w: int(max(0.0, seconds) * overhead / s) // folds for w, s in step_s.items()}
+    fits = [w for w, n in its.items() if n >= min_iterations]
+    w = max(fits) if fits else max(its, key=lambda k: (its[k], k))
+    planned = max(step_s)
+    timed = ", ".join(f"{k}: {its[k]}" for k in sorted(its, reverse=True))
+    if w == planned:
+        reason = f"width: the plan's {planned} base features ({its[w]} iterations per model)"
+    else:
+        reason = (
+            f"width auto: {w} base features instead of the plan's {planned} - iterations per model by width "
+            f"({timed}); each model needs {min_iterations} (budget.min_iterations_per_model), so the "
+            + ("widest that gets them" if fits else "one that gets the most")
+        )
+    return WidthChoice(w, its[w], reason)
 
 
 def choose_fold_count(
@@ -111,7 +147,7 @@ def choose_fold_count(
         f"planner preset), so {k} fold(s) of about {total // k} iterations"
         + ("" if fits else " (fewer than that: one model gets them all)")
     )
-    return FoldChoice(k, total // k, reason)
+    return FoldChoice(k, total // k, reason, step_s)
 
 
 @dataclass(frozen=True)

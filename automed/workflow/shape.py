@@ -13,7 +13,14 @@ from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.tasks.base import Task
 from automed.train.config import TrainConfig
-from automed.train.schedule import FoldChoice, ScreenChoice, choose_fold_count, choose_screening
+from automed.train.schedule import (
+    FoldChoice,
+    ScreenChoice,
+    WidthChoice,
+    choose_fold_count,
+    choose_screening,
+    choose_width,
+)
 from automed.train.trainer import step_seconds
 from automed.workdir import ALL_DATA, WorkDir
 from automed.workflow.fold_runs import FINAL_RESERVE_S
@@ -53,6 +60,43 @@ def auto_folds(
     rules = load_preset(preset).budget
     left = deadline - time.perf_counter() - FINAL_RESERVE_S
     return choose_fold_count(left, step, _n_folds(wd), rules.min_iterations_per_model, rules.fold_counts)
+
+
+def auto_width(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    task: Task,
+    folds: FoldChoice,
+    *,
+    preset: str,
+    deadline: float,
+    device: str | None,
+    workers: int | None,
+) -> WidthChoice | None:
+    """A narrower network when even ``folds``' models would fall short of the preset's iterations per model:
+    the width halved (each timed on fold 0) down to ``budget.min_base_features`` until one gets them; ``None``
+    when the config sets the width itself, the preset turns the rule off or the plan's width is the best."""
+    rules = load_preset(preset).budget
+    planned = plan.configurations[config.configuration].network.features_per_stage[0]
+    if (
+        not rules.shrink_width
+        or config.base_features is not None
+        or folds.iterations_per_model >= rules.min_iterations_per_model
+        or planned // 2 < rules.min_base_features
+    ):
+        return None
+    steps = {planned: folds.step_s or _fold0_step(wd, plan, config, task, device, workers)}
+    width, pick = planned, None
+    while width // 2 >= rules.min_base_features:
+        width //= 2
+        narrow = config.model_copy(update={"base_features": width})
+        steps[width] = _fold0_step(wd, plan, narrow, task, device, workers)
+        left = deadline - time.perf_counter() - FINAL_RESERVE_S
+        pick = choose_width(left, steps, folds.folds, rules.min_iterations_per_model)
+        if pick.iterations_per_model >= rules.min_iterations_per_model:
+            break
+    return pick if pick is not None and pick.base_features != planned else None
 
 
 def screening_candidates(plan: Plan, preset: str) -> list[str]:

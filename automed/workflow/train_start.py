@@ -19,7 +19,7 @@ from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import WorkDir
 from automed.workflow.all_data import evidence
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
-from automed.workflow.shape import auto_folds, plan_screening, screening_candidates
+from automed.workflow.shape import auto_folds, auto_width, plan_screening, screening_candidates
 from automed.workflow.train_options import TrainOptions
 
 
@@ -112,6 +112,13 @@ def start_training(
                 step_s=probed,
             )  # fmt: skip
             why = f"{screen.reason}; {choice.reason}" if screen is not None else choice.reason
+            width = auto_width(
+                wd, planned, config, task, choice,
+                preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
+            )  # fmt: skip
+            if width is not None:
+                config = config.model_copy(update={"base_features": width.base_features})
+                why = f"{why}; {width.reason}"
             opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=why)
     write_json_atomic(
         WorkDir(wd).train_config,
