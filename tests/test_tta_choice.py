@@ -10,6 +10,7 @@ import pytest
 
 import automed.tasks.image_level as il
 from automed.infer.image_level import ImagePredictor
+from automed.tasks.base import OwnChoice
 from automed.tasks.image_level import Classification, Regression
 
 _UNUSED: Any = None  # the plan and config: only the patched predictor would read them
@@ -46,20 +47,18 @@ def plain_predictions(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return made
 
 
+def _choose(
+    task: Regression | Classification, tmp: Path, rows: list[dict[str, Any]], tta: bool, folds: list[int]
+) -> OwnChoice:
+    """The task's own choice for CV ``rows`` of ``folds``, its artifacts under ``tmp/selection``."""
+    return task.own_choice(tmp, _UNUSED, _UNUSED, folds, "data", tmp / "selection", rows=rows, tta=tta)
+
+
 def test_tta_that_scores_lower_is_turned_off_and_its_cv_replaced(
     tmp_path: Path, plain_predictions: list[dict[str, Any]]
 ) -> None:
     rows = _rows({0: 2.0, 1: -2.0})  # with TTA: 2 off per case, worse than 0.5
-    own = Regression().own_choice(
-        tmp_path,
-        _UNUSED,
-        _UNUSED,
-        [0, 1],
-        "data",
-        tmp_path / "selection",
-        rows=rows,
-        tta=True,
-    )
+    own = _choose(Regression(), tmp_path, rows, True, [0, 1])
     assert own.inference == {"tta": False}
     assert own.rows is not None and sorted(r["case"] for r in own.rows) == sorted(r["case"] for r in rows)
     assert all(r["prediction"] == r["target"] + 0.5 for r in own.rows)
@@ -76,16 +75,7 @@ def test_tta_that_scores_higher_is_kept_with_the_validation_rows(
     tmp_path: Path, plain_predictions: list[dict[str, Any]]
 ) -> None:
     rows = _rows({0: 0.1, 1: -0.1})
-    own = Regression().own_choice(
-        tmp_path,
-        _UNUSED,
-        _UNUSED,
-        [0, 1],
-        "data",
-        tmp_path / "sel",
-        rows=rows,
-        tta=True,
-    )
+    own = _choose(Regression(), tmp_path, rows, True, [0, 1])
     assert own.inference == {"tta": True} and own.rows is None
     assert "mirror TTA kept" in own.tags["inference"]
     assert len(plain_predictions) == 10  # every validated case was predicted once without TTA
@@ -94,15 +84,6 @@ def test_tta_that_scores_higher_is_kept_with_the_validation_rows(
 def test_validation_without_tta_decides_nothing(
     tmp_path: Path, plain_predictions: list[dict[str, Any]]
 ) -> None:
-    own = Classification().own_choice(
-        tmp_path,
-        _UNUSED,
-        _UNUSED,
-        [0],
-        "data",
-        tmp_path / "sel",
-        rows=_rows({0: 0, 1: 0}),
-        tta=False,
-    )
+    own = _choose(Classification(), tmp_path, _rows({0: 0, 1: 0}), False, [0])
     assert own.inference is None and own.rows is None and plain_predictions == []
-    assert not (tmp_path / "sel").exists()
+    assert not (tmp_path / "selection").exists()

@@ -88,7 +88,7 @@ class FoldChoice:
     folds: int
     iterations_per_model: int
     reason: str
-    step_s: float = 0.0  # the measured seconds per step it was decided from
+    step_s: float  # the measured seconds per step it was decided from
 
 
 @dataclass(frozen=True)

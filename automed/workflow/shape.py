@@ -86,7 +86,7 @@ def auto_width(
         or planned // 2 < rules.min_base_features
     ):
         return None
-    steps = {planned: folds.step_s or _fold0_step(wd, plan, config, task, device, workers)}
+    steps = {planned: folds.step_s}
     width, pick = planned, None
     while width // 2 >= rules.min_base_features:
         width //= 2
