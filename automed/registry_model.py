@@ -50,7 +50,9 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
     if plan.target is not None:  # classification, regression
         from automed.infer.image_level import ImagePredictor
 
-        return ImagePredictor.from_checkpoints(plan, meta.config, weights, device=device, tta=inf.tta)
+        return ImagePredictor.from_checkpoints(
+            plan, meta.config, weights, device=device, tta=inf.tta, mirrors=inf.mirrors
+        )
     first = folder / PREVIOUS
     return Predictor.from_checkpoints(
         plan,
@@ -60,6 +62,7 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
         device=device,
         step=inf.step,
         tta=inf.tta,
+        mirrors=inf.mirrors,
         whole_image_factor=inf.whole_image_factor,
         postprocessing=inf.postprocessing,
     )

@@ -140,6 +140,10 @@ def test_demo_trains_registers_and_predicts(
     )  # a tiny budget trains one model, and says why
     assert "width auto: 16 base features" in res["folds_reason"]  # a narrower one, for more iterations
     assert set(res["dice"]) == {"case_000", "case_001"}
+    model = json.loads((tmp_path / "demo" / "work" / "model.json").read_text())
+    assert (
+        model["inference"]["mirrors"] == "even"
+    )  # the preset's mirror set, also what its CV was scored with
     for d in res["dice"].values():
         assert d["large"] >= 0.80
     plan = json.loads((tmp_path / "demo" / "work" / "plan.json").read_text())

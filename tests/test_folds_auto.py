@@ -99,6 +99,11 @@ def test_budgeted_training_trains_the_folds_the_rule_picks(
         choice["tta"],
         choice["step"],
     )
+    # the preset's even mirror set is what the candidates use; nnU-Net's all-eight is timed only as the cap
+    assert inf.mirrors == choice["mirrors"] == "even" or not inf.tta
+    (ref,) = [r for r in table["settings"] if not r["candidate"]]
+    assert ref["mirrors"] == "all" and ref["step"] == 0.5
+    assert {r["mirrors"] for r in table["settings"] if r["candidate"]} == {"even", "none"}
 
 
 def test_screening_rule_needs_enough_iterations_for_every_model() -> None:

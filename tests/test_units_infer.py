@@ -191,6 +191,35 @@ def test_mirror_sets() -> None:
     assert mirror_axes_sets(3, False) == [()]
     assert mirror_axes_sets(3, True) == [(), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4)]
     assert mirror_axes_sets(2, True) == [(), (2,), (3,), (2, 3)]
+    # the even half: the identity and the 180-degree rotations, a group (any two compose to a member)
+    even = mirror_axes_sets(3, True, "even")
+    assert even == [(), (2, 3), (2, 4), (3, 4)]
+    assert all(tuple(sorted(set(a) ^ set(b))) in even for a in even for b in even)
+    assert mirror_axes_sets(2, True, "even") == [(), (2, 3)]
+    assert mirror_axes_sets(3, False, "even") == [()]
+    with pytest.raises(ValueError, match="mirrors must be one of"):
+        mirror_axes_sets(3, True, "half")
+
+
+def test_numpy_and_torch_windows_average_the_same_mirrors() -> None:
+    """The bundle's numpy sliding window and the torch one average the same (even) mirror set: a network whose
+    output depends on orientation gives the same probabilities in both."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(1, 12, 10, 9)).astype(np.float32)
+    conv = torch.nn.Conv3d(1, 2, 3, padding=1)
+    torch.manual_seed(0)
+    torch.nn.init.normal_(conv.weight)
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            out: np.ndarray = conv(torch.from_numpy(x)).numpy()
+            return out
+
+    ref = predict_volume([conv.eval()], data, [8, 8, 8], 2, [1, 1, 1], tta=True, mirrors="even")
+    out = predict_windows([forward], data, [8, 8, 8], 2, tta=True, mirrors="even")
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    every = predict_windows([forward], data, [8, 8, 8], 2, tta=True, mirrors="all")
+    assert not np.allclose(out, every, atol=1e-4)  # a different set gives different probabilities
 
 
 @pytest.mark.parametrize(

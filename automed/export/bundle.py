@@ -73,6 +73,7 @@ def _member_meta(predictor: Predictor, files: dict[str, list[str]], ov_precision
             "n_classes": predictor.cfg.network.n_classes,
             "step": predictor.step,
             "tta": predictor.tta,
+            "mirrors": predictor.mirrors,
             "openvino_precision": ov_precision,
             "postprocessing": predictor.postprocessing,
         },

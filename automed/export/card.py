@@ -14,6 +14,12 @@ from automed.infer.predictor import Predictor
 from automed.workdir import WorkDir
 
 
+def _tta_words(predictor: Any) -> str:
+    if not predictor.tta:
+        return "off"
+    return "on (the even half of the mirrorings)" if predictor.mirrors == "even" else "on (all mirrorings)"
+
+
 def _f(x: Any, digits: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -71,7 +77,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         ]
     lines += [*_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
     lines += [
-        f"- {len(predictor.models)} fold network(s), mirror TTA {'on' if predictor.tta else 'off'}, window step {predictor.step}"
+        f"- {len(predictor.models)} fold network(s), mirror TTA {_tta_words(predictor)}, window step {predictor.step}"
     ]
     cost = choice.get("inference_cost")
     if cost:
@@ -154,5 +160,5 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
             f"{_f(sel['cv_dice_final']['foreground_mean'])}.",
         ]
     lines += ["", *_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
-    lines += [f"- mirror TTA {'on' if predictor.tta else 'off'}, window step {predictor.members[0].step}"]
+    lines += [f"- mirror TTA {_tta_words(predictor.members[0])}, window step {predictor.members[0].step}"]
     return "\n".join(lines + _export_lines(report)) + "\n"

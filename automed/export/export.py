@@ -83,6 +83,7 @@ def _runtime_predictor(base: Predictor, modules: list[torch.nn.Module]) -> Predi
         amp=False,
         step=base.step,
         tta=base.tta,
+        mirrors=base.mirrors,
         patch=base.patch,
         postprocessing=base.postprocessing,
     )
@@ -160,6 +161,7 @@ def export_predictor(
         "members": len(members),
         "patch": [p.patch for p in members] if len(members) > 1 else members[0].patch,
         "tta": members[0].tta,
+        "mirrors": members[0].mirrors,
         "step": members[0].step,
         "thresholds": THRESHOLDS,
         "files": {},

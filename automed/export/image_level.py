@@ -31,7 +31,12 @@ THRESHOLDS = {"f32": 1e-3, "bf16": 0.1}  # max |dp| of probabilities, or |dv| / 
 
 def _with(predictor: ImagePredictor, modules: list[torch.nn.Module]) -> ImagePredictor:
     return ImagePredictor(
-        predictor.plan, predictor.cfg.name, modules, device=torch.device("cpu"), tta=predictor.tta
+        predictor.plan,
+        predictor.cfg.name,
+        modules,
+        device=torch.device("cpu"),
+        tta=predictor.tta,
+        mirrors=predictor.mirrors,
     )
 
 
@@ -114,6 +119,7 @@ def _bundle_meta(predictor: ImagePredictor, files: dict[str, list[str]], ov_prec
             "patch": list(predictor.cfg.patch_size),
             "n_classes": predictor.cfg.network.n_classes,
             "tta": predictor.tta,
+            "mirrors": predictor.mirrors,
             "openvino_precision": ov_precision,
         },
         "target": {"kind": t.kind, "class_names": t.class_names, "mean": t.mean, "std": t.std},
@@ -142,6 +148,7 @@ def export_image_predictor(
         "openvino_precision": ov_precision,
         "patch": list(predictor.cfg.patch_size),
         "tta": predictor.tta,
+        "mirrors": predictor.mirrors,
         "thresholds": THRESHOLDS,
         "export_seconds": {},
     }

@@ -63,13 +63,14 @@ class ImagePredictor:
         *,
         device: torch.device,
         tta: bool,
+        mirrors: str = "all",
     ) -> None:
         assert plan.target is not None, "an image-level plan has a target"
         self.plan, self.target = plan, plan.target
         self.cfg = plan.configurations[configuration]
         self.spec = spec_for(plan, self.cfg)
         self.models = [m.eval().to(device) for m in models]
-        self.device, self.tta = device, tta
+        self.device, self.tta, self.mirrors = device, tta, mirrors
 
     @classmethod
     def from_folds(
@@ -82,11 +83,12 @@ class ImagePredictor:
         checkpoint: str = "final",
         device: str | None = None,
         tta: bool = True,
+        mirrors: str = "all",
     ) -> ImagePredictor:
         paths = [
             WorkDir(workdir).fold(config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds
         ]
-        return cls.from_checkpoints(plan, config, paths, device=device, tta=tta)
+        return cls.from_checkpoints(plan, config, paths, device=device, tta=tta, mirrors=mirrors)
 
     @classmethod
     def from_checkpoints(
@@ -97,6 +99,7 @@ class ImagePredictor:
         *,
         device: str | None = None,
         tta: bool = True,
+        mirrors: str = "all",
     ) -> ImagePredictor:
         patch = resolve_training(plan, config).patch_size
         plan = effective_plan(plan, config)
@@ -114,7 +117,7 @@ class ImagePredictor:
             m = image_network(plan, cfg, config)
             m.load_state_dict(load_checkpoint(path)["model"])
             models.append(m)
-        return cls(plan, config.configuration, models, device=pick_device(device), tta=tta)
+        return cls(plan, config.configuration, models, device=pick_device(device), tta=tta, mirrors=mirrors)
 
     @classmethod
     def from_workdir(
@@ -131,6 +134,7 @@ class ImagePredictor:
             checkpoint=meta.checkpoint,
             device=device,
             tta=meta.inference.tta,
+            mirrors=meta.inference.mirrors,
         )
 
     def input_tensor(self, channels: np.ndarray, geometry: Geometry) -> torch.Tensor:
@@ -153,7 +157,7 @@ class ImagePredictor:
         """Predict one case given as ``(C, z, y, x)`` arrays with its geometry (classification always gives its
         probabilities)."""
         x = self.input_tensor(channels, geometry).to(self.device)
-        flips = mirror_axes_sets(x.ndim - 2, self.tta)
+        flips = mirror_axes_sets(x.ndim - 2, self.tta, self.mirrors)
         outs = []
         with torch.no_grad():
             for model in self.models:

@@ -46,6 +46,7 @@ class Predictor:
         amp: bool = True,
         step: float = 0.5,
         tta: bool = True,
+        mirrors: str = "all",
         whole_image_factor: float = 0.0,
         patch: list[int] | None = None,
         postprocessing: list[dict[str, Any]] | None = None,
@@ -60,6 +61,7 @@ class Predictor:
         self.amp_dtype = autocast_dtype(device, amp)
         self.step = step
         self.tta = tta
+        self.mirrors = mirrors  # which mirrorings tta averages (automed.runtime.sliding.mirror_axes_sets)
         self.whole_image_factor = whole_image_factor
         self.postprocessing = list(postprocessing or [])  # steps chosen on CV (automed.select)
         self.label_values = sorted(int(k) for k in plan.labels)
@@ -93,7 +95,13 @@ class Predictor:
             WorkDir(workdir).fold(config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds
         ]
         if plan.configurations[config.configuration].previous_stage and "previous" not in kwargs:
-            kwargs["previous"] = previous_stage(workdir, folds, device=device, tta=kwargs.get("tta", True))
+            kwargs["previous"] = previous_stage(
+                workdir,
+                folds,
+                device=device,
+                tta=kwargs.get("tta", True),
+                mirrors=kwargs.get("mirrors", "all"),
+            )
         return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
 
     @classmethod
@@ -132,6 +140,7 @@ class Predictor:
         inf = meta.inference
         kwargs.setdefault("postprocessing", inf.postprocessing)
         kwargs.setdefault("tta", inf.tta)
+        kwargs.setdefault("mirrors", inf.mirrors)
         kwargs.setdefault("step", inf.step)
         return cls.from_folds(
             wd,
@@ -159,6 +168,7 @@ class Predictor:
             divisor=net.divisor,
             step=self.step,
             tta=self.tta,
+            mirrors=self.mirrors,
             device=self.device,
             amp_dtype=self.amp_dtype,
             whole_image_factor=self.whole_image_factor,
@@ -182,7 +192,9 @@ class Predictor:
         return Prediction(labels, out_probs)
 
 
-def previous_stage(workdir: Path, folds: list[int], *, device: str | None, tta: bool) -> Predictor:
+def previous_stage(
+    workdir: Path, folds: list[int], *, device: str | None, tta: bool, mirrors: str = "all"
+) -> Predictor:
     """A cascade's first stage: the linked 3d_lowres training's models of the same ``folds`` (a validation fold sees
     the prediction of the model that held its cases out, as in training), without postprocessing (training saw
     its raw validation predictions)."""
@@ -197,4 +209,5 @@ def previous_stage(workdir: Path, folds: list[int], *, device: str | None, tta: 
         checkpoint=meta.checkpoint,
         device=device,
         tta=tta,
+        mirrors=mirrors,
     )

@@ -69,6 +69,7 @@ def predict_volume(
     *,
     step: float = 0.5,
     tta: bool = True,
+    mirrors: str = "all",
     device: torch.device | None = None,
     amp_dtype: torch.dtype | None = None,
     whole_image_factor: float = 0.0,
@@ -78,7 +79,7 @@ def predict_volume(
     dev = device or torch.device("cpu")
     nsp = len(patch)
     x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))[None].to(dev)
-    flips = mirror_axes_sets(nsp, tta)
+    flips = mirror_axes_sets(nsp, tta, mirrors)
     padded_whole = [math.ceil(s / d) * d for s, d in zip(x.shape[2:], divisor, strict=True)]
     whole = [max(p, w) for p, w in zip(patch, padded_whole, strict=True)]
     if whole_image_factor > 0 and math.prod(whole) <= whole_image_factor * math.prod(patch):

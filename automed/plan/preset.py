@@ -104,6 +104,13 @@ class BudgetRules(_Strict):
     min_base_features: int = Field(16, ge=1)
 
 
+class InferenceRules(_Strict):
+    """How a training's model predicts by default (its validation predicts the same way)."""
+
+    # mirror TTA over all flip combinations (nnU-Net) or the even half (automed.runtime.sliding.mirror_axes_sets)
+    mirrors: Literal["all", "even"] = "all"
+
+
 class ImageLevelRules(_Strict):
     """Classification and regression: one prediction per image from the whole image."""
 
@@ -145,6 +152,7 @@ class Preset(_Strict):
     sampling: SamplingRules = SamplingRules()
     budget: BudgetRules = BudgetRules()
     image_level: ImageLevelRules = ImageLevelRules()
+    inference: InferenceRules = InferenceRules()
 
 
 def available_presets(directory: Path = PRESETS_DIR) -> list[str]:

@@ -77,6 +77,7 @@ class ImageBundleModel:
         self.spec = Spec.from_json(meta["spec"])
         self.shape = list(meta["inference"]["patch"])
         self.tta = bool(meta["inference"]["tta"])
+        self.mirrors = str(meta["inference"].get("mirrors", "all"))
         self.target = dict(meta["target"])
         self.n_channels = self.spec.n_channels
 
@@ -84,7 +85,7 @@ class ImageBundleModel:
         x = network_input(channels, spacing_zyx, self.spec, self.shape)
         outs = []
         for forward in self.forwards:
-            for axes in mirror_axes_sets(x.ndim - 2, self.tta):
+            for axes in mirror_axes_sets(x.ndim - 2, self.tta, self.mirrors):
                 xi = np.ascontiguousarray(np.flip(x, axes)) if axes else x
                 outs.append(np.asarray(forward(xi), dtype=np.float64))
         return combine(outs, self.target)

@@ -39,6 +39,7 @@ class _Member:
         self.n_classes = int(inf["n_classes"])
         self.step = float(inf["step"])
         self.tta = bool(inf["tta"])
+        self.mirrors = str(inf.get("mirrors", "all"))  # bundles before the even mirror set: all
         self.postprocessing = list(inf.get("postprocessing") or [])
 
     def probabilities(
@@ -48,7 +49,15 @@ class _Member:
         data, props, _ = preprocess_image(channels, spacing_zyx, self.spec)
 
         def run(x: np.ndarray) -> np.ndarray:
-            return predict_windows(self.forwards, x, self.patch, self.n_classes, step=self.step, tta=self.tta)
+            return predict_windows(
+                self.forwards,
+                x,
+                self.patch,
+                self.n_classes,
+                step=self.step,
+                tta=self.tta,
+                mirrors=self.mirrors,
+            )
 
         if self.spec.dimension == 2:
             return np.stack([run(data[:, z]) for z in range(data.shape[1])], axis=1), props

@@ -32,12 +32,21 @@ def window_starts(size: int, patch: int, step: float) -> list[int]:
     return [round(i * gap) for i in range(n)]
 
 
-def mirror_axes_sets(n_spatial: int, tta: bool) -> list[tuple[int, ...]]:
-    """Every combination of flipped spatial axes (of a ``(N, C, *spatial)`` batch) when ``tta``."""
+MIRRORS = ("all", "even")
+
+
+def mirror_axes_sets(n_spatial: int, tta: bool, mirrors: str = "all") -> list[tuple[int, ...]]:
+    """The combinations of flipped spatial axes (of a ``(N, C, *spatial)`` batch) that ``tta`` averages: ``all``
+    of them (nnU-Net's 8 in 3D, 4 in 2D), or the ``even`` half that flips an even number of axes (the identity and
+    the 180-degree rotations: 4 in 3D, 2 in 2D). Held-out hippocampus, three trainings: the even half scored the
+    same Dice as all eight (0.8504 vs 0.8503) in 0.47x the time (bench/RESULTS.md)."""
     if not tta:
         return [()]
+    if mirrors not in MIRRORS:
+        raise ValueError(f"mirrors must be one of {MIRRORS}, got {mirrors!r}")
     axes = range(2, 2 + n_spatial)
-    return [c for r in range(n_spatial + 1) for c in itertools.combinations(axes, r)]
+    every = [c for r in range(n_spatial + 1) for c in itertools.combinations(axes, r)]
+    return every if mirrors == "all" else [c for c in every if len(c) % 2 == 0]
 
 
 def padding(shape: Sequence[int], target: Sequence[int]) -> tuple[list[tuple[int, int]], list[slice]]:
@@ -65,6 +74,7 @@ def predict_windows(
     *,
     step: float = 0.5,
     tta: bool = True,
+    mirrors: str = "all",
     batch: int = 2,
 ) -> np.ndarray:
     """Class probabilities ``(K, *spatial)`` of ``data`` ``(C, *spatial)``: Gaussian-weighted windows, mean softmax
@@ -78,7 +88,7 @@ def predict_windows(
     g = gaussian_importance(tuple(patch))
     acc = np.zeros((n_classes, *size), dtype=np.float32)
     norm = np.zeros(tuple(size), dtype=np.float32)
-    flips = mirror_axes_sets(len(patch), tta)
+    flips = mirror_axes_sets(len(patch), tta, mirrors)
     corners = list(itertools.product(*starts))
     for i in range(0, len(corners), batch):
         chunk = corners[i : i + batch]

@@ -94,6 +94,7 @@ class Task(Protocol):
         *,
         device: str | None,
         tta: bool,
+        mirrors: str = "all",
     ) -> list[dict[str, Any]]:
         """Predict the fold's validation cases from the raw images, keep the predictions in the fold's
         ``validation/`` folder and return the per-case metric rows."""
@@ -136,6 +137,7 @@ class Task(Protocol):
         *,
         rows: list[dict[str, Any]],
         tta: bool,
+        mirrors: str = "all",
     ) -> OwnChoice:
         """What a training decides for its inference on its own CV ``rows`` (validated with mirror TTA when
         ``tta``): segmentation, largest-component postprocessing, and with ``latency_cap`` folds/TTA/step so that a

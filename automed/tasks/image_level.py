@@ -150,10 +150,13 @@ class ImageLevelTask:
         *,
         device: str | None,
         tta: bool,
+        mirrors: str = "all",
     ) -> list[dict[str, Any]]:
         """Each validation case predicted from its raw image; the fold's table kept as
         ``validation/predictions.csv``."""
-        pred = ImagePredictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta)
+        pred = ImagePredictor.from_folds(
+            workdir, plan, config, [fold], device=device, tta=tta, mirrors=mirrors
+        )
         rows = self._predict_rows(pred, plan, fold, ds, val_ids)
         out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
         out.mkdir(exist_ok=True)
@@ -207,6 +210,7 @@ class ImageLevelTask:
         *,
         rows: list[dict[str, Any]],
         tta: bool,
+        mirrors: str = "all",
     ) -> OwnChoice:
         """Mirror TTA kept only when it scores higher on this training's own CV than one plain prediction: flipped
         inputs are not always predicted alike (hippocampus volume regression, 2,050 iterations: R² 0.663 without,

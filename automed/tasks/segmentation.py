@@ -102,10 +102,11 @@ class Segmentation:
         *,
         device: str | None,
         tta: bool,
+        mirrors: str = "all",
     ) -> list[dict[str, Any]]:
         """Sliding-window prediction of each validation case, label map and probabilities kept for selection,
         metrics in the original geometry."""
-        pred = Predictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta)
+        pred = Predictor.from_folds(workdir, plan, config, [fold], device=device, tta=tta, mirrors=mirrors)
         out = WorkDir(workdir).fold(config.configuration, fold) / "validation"
         out.mkdir(exist_ok=True)
         names = {int(k): v for k, v in plan.labels.items() if int(k) != 0}
@@ -178,6 +179,7 @@ class Segmentation:
         *,
         rows: list[dict[str, Any]],
         tta: bool,
+        mirrors: str = "all",
     ) -> OwnChoice:
         """Largest-component postprocessing, each step kept only if it helps on this training's own CV; with
         several folds and ``latency_cap``, the most accurate (TTA, step, folds) that predicts a case in no more time
@@ -189,15 +191,22 @@ class Segmentation:
         tags = {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"}
         inference = None
         if latency_cap and len(folds) > 1:
-            table = measure_folds(workdir, plan, config, folds, dataset, sel["postprocessing"])
+            table = measure_folds(
+                workdir, plan, config, folds, dataset, sel["postprocessing"], mirrors=mirrors
+            )
             cap = single_model_seconds(table)
             choice = choose(table, len(folds), cap)
             choice["reason"] = (
-                f"{choice['reason']} (one network with mirror TTA at step 0.5, nnU-Net's single-fold default, "
+                f"{choice['reason']} (one network with all eight mirrorings at step 0.5, nnU-Net's single-fold default, "
                 f"measured here; --full-ensemble keeps all {len(folds)} folds with TTA)"
             )
             write_json_atomic(WorkDir(out).root / "inference_cost.json", {"table": table, "choice": choice})
-            inference = {"tta": choice["tta"], "step": choice["step"], "folds": folds[: choice["folds"]]}
+            inference = {
+                "tta": choice["tta"],
+                "mirrors": choice["mirrors"],
+                "step": choice["step"],
+                "folds": folds[: choice["folds"]],
+            }
             metrics["expected_seconds_per_case"] = choice["expected_seconds_per_case"]
             tags["inference"] = (
                 f"{choice['folds']} fold(s), tta {choice['tta']}, step {choice['step']}: " + choice["reason"]

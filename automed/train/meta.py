@@ -34,6 +34,9 @@ class _Strict(BaseModel):
 class InferenceSettings(_Strict):
     step: float = Field(0.5, gt=0, le=1)
     tta: bool = True
+    # which mirrorings tta averages: all (nnU-Net) or the even half (automed.runtime.sliding.mirror_axes_sets);
+    # a model.json written before this field predicts with all
+    mirrors: Literal["all", "even"] = "all"
     whole_image_factor: float = 0.0
     folds: list[int] | None = None  # None: every trained fold
     postprocessing: list[dict[str, Any]] = []

@@ -55,6 +55,7 @@ def conclude_all_data(
     cv_workdir: str | None,
     validation_tta: bool,
     register: bool,
+    validation_mirrors: str = "all",
 ) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
     """``model.json`` (folds ``[ALL_DATA]``; CV score and postprocessing from ``cv_workdir``) and registration with
     tags linking the evidence."""
@@ -73,7 +74,9 @@ def conclude_all_data(
         cv_score=cv_meta.cv_score if cv_meta is not None else None,
         # the cross-validation's own choices: postprocessing, and whether mirror TTA helped
         inference=InferenceSettings(
-            tta=cv_meta.inference.tta if cv_meta else validation_tta, postprocessing=post
+            tta=cv_meta.inference.tta if cv_meta else validation_tta,
+            mirrors=cv_meta.inference.mirrors if cv_meta else validation_mirrors,
+            postprocessing=post,
         ),
     )
     meta.save(WorkDir(wd).model)

@@ -21,7 +21,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
-from automed.runtime.sliding import window_starts
+from automed.runtime.sliding import mirror_axes_sets, window_starts
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker
@@ -68,14 +68,14 @@ class MlflowEpochs:
                 time.sleep(0.5 * 2**attempt)
 
 
-def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool) -> int:
+def validation_passes(plan: Plan, config: TrainConfig, n_cases: int, tta: bool, mirrors: str = "all") -> int:
     """Forward passes of one window that validating ``n_cases`` median-sized cases costs (windows x mirrorings)."""
     cfg = plan.configurations[config.configuration]
     patch = resolve_training(plan, config).patch_size
     windows = math.prod(len(window_starts(s, p, 0.5)) for s, p in zip(cfg.median_shape, patch, strict=True))
     full = plan.configurations.get("3d_fullres")
     slices = full.median_shape[0] if cfg.network.dimension == 2 and full is not None else 1
-    flips = 2**cfg.network.dimension if tta else 1
+    flips = len(mirror_axes_sets(cfg.network.dimension, tta, mirrors))
     return max(1, n_cases) * windows * flips * (1 if cfg.network.dimension == 3 else slices)
 
 
@@ -155,6 +155,7 @@ class FoldJob:
     experiment: str
     workers: int | None
     validation_tta: bool
+    validation_mirrors: str = "all"
     validation_passes: int = 0
     threads: int | None = None
     cuda_device: int | None = None
@@ -218,7 +219,15 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
                 )
         tv = time.perf_counter()
         rows = task.validate(
-            wd, plan, config, job.fold, ds, job.val_ids, device=device, tta=job.validation_tta
+            wd,
+            plan,
+            config,
+            job.fold,
+            ds,
+            job.val_ids,
+            device=device,
+            tta=job.validation_tta,
+            mirrors=job.validation_mirrors,
         )
         val_cost = time.perf_counter() - tv
         title = f"{config.configuration} fold {job.fold}"

@@ -73,7 +73,10 @@ def _screen_fold(
         experiment=track.experiment,
         workers=opts.workers,
         validation_tta=opts.validation_tta,
-        validation_passes=validation_passes(plan, config, len(fold0["val"]), opts.validation_tta),
+        validation_mirrors=opts.validation_mirrors,
+        validation_passes=validation_passes(
+            plan, config, len(fold0["val"]), opts.validation_tta, opts.validation_mirrors
+        ),
         redactor=tracker.redactor,
         progress=progress,
     )

@@ -43,7 +43,12 @@ def _choose_for_one(
         table = measure(workdir, max_cases=max_cases, device=device, postprocessing=res["postprocessing"])
         choice = choose(table, len(meta.folds), latency_target)
         settings = settings.model_copy(
-            update={"tta": choice["tta"], "step": choice["step"], "folds": meta.folds[: choice["folds"]]}
+            update={
+                "tta": choice["tta"],
+                "mirrors": choice["mirrors"],
+                "step": choice["step"],
+                "folds": meta.folds[: choice["folds"]],
+            }
         )
         cost = res["inference_cost"] = {"table": table, "choice": choice}
     InferenceChoice(

@@ -147,7 +147,10 @@ def _fold_jobs(
                 experiment=track.experiment,
                 workers=opts.workers,
                 validation_tta=opts.validation_tta,
-                validation_passes=validation_passes(plan, config, len(fsplit["val"]), opts.validation_tta),
+                validation_mirrors=opts.validation_mirrors,
+                validation_passes=validation_passes(
+                    plan, config, len(fsplit["val"]), opts.validation_tta, opts.validation_mirrors
+                ),
                 overlays=opts.overlays,
                 redactor=tracker.redactor,
                 progress=progress,
@@ -180,6 +183,7 @@ def _conclude(
         opts.latency_cap,
         rows=rows,
         tta=opts.validation_tta,
+        mirrors=opts.validation_mirrors,
     )
     rows = own.rows if own.rows is not None else rows  # the CV of the inference the model will use
     cv = task.write_summary(rows, wdir.cv_metrics, wdir.cv_summary)
@@ -204,7 +208,8 @@ def _conclude(
         score_name=task.score_name,
         cv_score=task.score(cv),
         inference=InferenceSettings(
-            **{"tta": opts.validation_tta, **(own.inference or {})}, postprocessing=own.postprocessing
+            **{"tta": opts.validation_tta, "mirrors": opts.validation_mirrors, **(own.inference or {})},
+            postprocessing=own.postprocessing,
         ),
     )
     meta.save(wdir.model)
@@ -256,7 +261,7 @@ def train_dataset(
             if folds == [ALL_DATA]:
                 cv, meta, registered = conclude_all_data(
                     wd, plan, config, task, tracker, track.parent_run_id, opts.cv_workdir, opts.validation_tta,
-                    opts.register,
+                    opts.register, opts.validation_mirrors,
                 )  # fmt: skip
             else:
                 cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)

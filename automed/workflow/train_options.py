@@ -20,6 +20,7 @@ class TrainOptions:
     tracking_uri: str | None = None
     register: bool = True
     validation_tta: bool = True
+    validation_mirrors: str = "all"  # which mirrorings TTA averages (the preset's inference.mirrors)
     workers: int | None = None
     preset: str | None = None
     parallel_folds: int = 1

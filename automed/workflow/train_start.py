@@ -10,6 +10,7 @@ from pathlib import Path
 from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ArtifactError
+from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import link_previous, write_previous_stage
 from automed.privacy import strip_credentials
@@ -120,6 +121,7 @@ def start_training(
                 config = config.model_copy(update={"base_features": width.base_features})
                 why = f"{why}; {width.reason}"
             opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=why)
+    opts = replace(opts, validation_mirrors=load_preset(preset).inference.mirrors)
     write_json_atomic(
         WorkDir(wd).train_config,
         {
