@@ -16,7 +16,7 @@ import torch
 
 from automed.infer.sliding_window import predict_volume
 from automed.runtime.sliding import gaussian_importance, mirror_axes_sets, predict_windows, window_starts
-from automed.select.inference_cost import choose
+from automed.select.inference_cost import choose, single_model_seconds
 
 # --- windows and the Gaussian importance map ----------------------------------------------------------------------
 
@@ -326,3 +326,31 @@ def test_an_unreachable_target_takes_the_fastest_setting_with_one_fold() -> None
     c = choose(_table(), 5, latency_target=0.4)
     assert (c["tta"], c["step"], c["folds"]) == (False, 0.75, 1)  # 0.5 s, the fastest with one fold
     assert "no setting meets" in c["reason"]
+
+
+def test_the_all_mirrors_reference_row_is_the_cap_but_never_a_candidate() -> None:
+    """With the even mirror set the table also times nnU-Net's all-mirrors at step 0.5: it sets the cap
+    (single_model_seconds) but is never picked, and the choice keeps the training's set even when TTA is off."""
+    t = _table()
+    for r in t["settings"]:
+        r.update(mirrors="even" if r["tta"] else "none", candidate=True)
+    t["settings"].append(
+        {
+            "tta": True,
+            "mirrors": "all",
+            "step": 0.5,
+            "folds": 1,
+            "dice": 0.99,
+            "seconds_per_case": 8.0,
+            "candidate": False,
+        }
+    )
+    assert single_model_seconds(t) == 8.0  # the reference, not the even candidate's 4 s
+    c = choose(t, 5, tolerance=0.001)
+    assert (c["tta"], c["mirrors"], c["step"]) == (
+        True,
+        "even",
+        0.5,
+    )  # 0.99 of the reference is not a candidate
+    c = choose(t, 5)
+    assert (c["tta"], c["mirrors"]) == (False, "even")  # TTA off now; a later --tta uses the training's set

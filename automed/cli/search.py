@@ -171,11 +171,16 @@ def select(
     if "inference_cost" in res:
         c = res["inference_cost"]
         t = Table(title=f"inference cost on {len(c['table']['cases'])} CV cases (fold 0 network)")
-        for col in ("TTA", "step", "Dice", "s/case"):
+        for col in ("TTA mirrors", "step", "Dice", "s/case"):
             t.add_column(col)
         for r in c["table"]["settings"]:
-            t.add_row(str(r["tta"]), str(r["step"]), f"{r['dice']:.4f}", f"{r['seconds_per_case']:.2f}")
+            m = r.get("mirrors", "all" if r["tta"] else "none")
+            m += "" if r.get("candidate", True) else " (reference)"
+            t.add_row(m, str(r["step"]), f"{r['dice']:.4f}", f"{r['seconds_per_case']:.2f}")
         out.print(t)
         ch = c["choice"]
-        out.print(f"inference: TTA {ch['tta']}, step {ch['step']}, {ch['folds']} fold(s) ({ch['reason']})")
+        mirrors = f" ({ch.get('mirrors', 'all')} mirrors)" if ch["tta"] else ""
+        out.print(
+            f"inference: TTA {ch['tta']}{mirrors}, step {ch['step']}, {ch['folds']} fold(s) ({ch['reason']})"
+        )
     out.print(f"chosen: {res['chosen']['candidate']}; evidence in {output / 'selection.json'}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import automed.runtime as runtime_pkg
 from automed.artifacts import write_json_atomic
+from automed.export.card import tta_words
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 
@@ -132,7 +133,7 @@ def write_bundle(
         files = member_files[0]
         settings = (
             f"patch {list(predictor.patch)}, window step {predictor.step}, mirror TTA "
-            f"{'on' if predictor.tta else 'off'}, one network per cross-validation fold, probabilities averaged"
+            f"{tta_words(predictor)}, one network per cross-validation fold, probabilities averaged"
         )
     write_json_atomic(out / "preprocess.json", meta)
     write_requirements(out, files)

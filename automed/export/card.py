@@ -14,7 +14,14 @@ from automed.infer.predictor import Predictor
 from automed.workdir import WorkDir
 
 
-def _tta_words(predictor: Any) -> str:
+def _mirror_cell(row: dict[str, Any]) -> str:
+    """A cost-table row's mirroring; nnU-Net's all-mirrors reference is timed but not a candidate."""
+    m = row.get("mirrors", "all" if row["tta"] else "none")
+    return f"{m} (reference, not a candidate)" if not row.get("candidate", True) else m
+
+
+def tta_words(predictor: Any) -> str:
+    """``off``, or ``on`` with the mirror set (a Predictor or ImagePredictor)."""
     if not predictor.tta:
         return "off"
     return "on (the even half of the mirrorings)" if predictor.mirrors == "even" else "on (all mirrorings)"
@@ -77,13 +84,13 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         ]
     lines += [*_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
     lines += [
-        f"- {len(predictor.models)} fold network(s), mirror TTA {_tta_words(predictor)}, window step {predictor.step}"
+        f"- {len(predictor.models)} fold network(s), mirror TTA {tta_words(predictor)}, window step {predictor.step}"
     ]
     cost = choice.get("inference_cost")
     if cost:
-        lines += ["", "| TTA | step | Dice (fold 0, CV) | s/case |", "|---|---|---|---|"]
+        lines += ["", "| TTA mirrors | step | Dice (fold 0, CV) | s/case |", "|---|---|---|---|"]
         lines += [
-            f"| {r['tta']} | {r['step']} | {_f(r['dice'])} | {r['seconds_per_case']:.2f} |"
+            f"| {_mirror_cell(r)} | {r['step']} | {_f(r['dice'])} | {r['seconds_per_case']:.2f} |"
             for r in cost["table"]["settings"]
         ]
         lines += ["", f"Choice: {cost['choice']['reason']}."]
@@ -160,5 +167,5 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
             f"{_f(sel['cv_dice_final']['foreground_mean'])}.",
         ]
     lines += ["", *_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
-    lines += [f"- mirror TTA {_tta_words(predictor.members[0])}, window step {predictor.members[0].step}"]
+    lines += [f"- mirror TTA {tta_words(predictor.members[0])}, window step {predictor.members[0].step}"]
     return "\n".join(lines + _export_lines(report)) + "\n"

@@ -27,6 +27,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.errors import ArtifactError, ConfigError
 from automed.export.bundle import all_files, readable, write_bundle
+from automed.export.card import tta_words
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
@@ -283,7 +284,7 @@ def _check(
         "parity": parity,
         "latency_seconds": latency,
         "latency_note": f"full-case prediction (preprocessing, {_networks(predictor)}, "
-        f"TTA {'on' if predictor.tta else 'off'}, step {parts(predictor)[0].step}), best of {repeats}, "
+        f"TTA {tta_words(parts(predictor)[0])}, step {parts(predictor)[0].step}), best of {repeats}, "
         f"{threads or torch.get_num_threads()} threads",
         "default_vs_fp32_dice": _dice(default.labels, ref.labels),
     }

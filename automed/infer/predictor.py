@@ -100,7 +100,6 @@ class Predictor:
                 folds,
                 device=device,
                 tta=kwargs.get("tta", True),
-                mirrors=kwargs.get("mirrors", "all"),
             )
         return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
 
@@ -192,9 +191,7 @@ class Predictor:
         return Prediction(labels, out_probs)
 
 
-def previous_stage(
-    workdir: Path, folds: list[int], *, device: str | None, tta: bool, mirrors: str = "all"
-) -> Predictor:
+def previous_stage(workdir: Path, folds: list[int], *, device: str | None, tta: bool) -> Predictor:
     """A cascade's first stage: the linked 3d_lowres training's models of the same ``folds`` (a validation fold sees
     the prediction of the model that held its cases out, as in training), without postprocessing (training saw
     its raw validation predictions)."""
@@ -209,5 +206,5 @@ def previous_stage(
         checkpoint=meta.checkpoint,
         device=device,
         tta=tta,
-        mirrors=mirrors,
+        mirrors=meta.inference.mirrors,  # its own mirror set, as its registered bundle predicts
     )

@@ -31,6 +31,7 @@ class SweepContext:
     threads: int = 1
     workers: int = 0
     validation_tta: bool = False
+    validation_mirrors: str = "all"  # the planner preset's inference.mirrors
     keep_case_ids: bool = False
 
 

@@ -159,7 +159,8 @@ def choose(
             reason = f"most accurate setting within {latency_target:.2f} s per case"
     return {
         "tta": pick["tta"],
-        "mirrors": pick.get("mirrors", "all") if pick["tta"] else "all",
+        # the training's mirror set stays whatever the pick (a later --tta, select or --folds all uses it)
+        "mirrors": next((r.get("mirrors", "all") for r in rows if r["tta"]), "all"),
         "step": pick["step"],
         "folds": n,
         "expected_seconds_per_case": scaled(pick, n),

@@ -197,7 +197,7 @@ class Segmentation:
             cap = single_model_seconds(table)
             choice = choose(table, len(folds), cap)
             choice["reason"] = (
-                f"{choice['reason']} (one network with all eight mirrorings at step 0.5, nnU-Net's single-fold default, "
+                f"{choice['reason']} (one network with every mirroring at step 0.5, nnU-Net's single-fold default, "
                 f"measured here; --full-ensemble keeps all {len(folds)} folds with TTA)"
             )
             write_json_atomic(WorkDir(out).root / "inference_cost.json", {"table": table, "choice": choice})
@@ -209,7 +209,8 @@ class Segmentation:
             }
             metrics["expected_seconds_per_case"] = choice["expected_seconds_per_case"]
             tags["inference"] = (
-                f"{choice['folds']} fold(s), tta {choice['tta']}, step {choice['step']}: " + choice["reason"]
+                f"{choice['folds']} fold(s), tta {choice['tta']} ({choice['mirrors']} mirrors), "
+                f"step {choice['step']}: " + choice["reason"]
             )
         return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference)
 

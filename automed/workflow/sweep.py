@@ -29,6 +29,7 @@ from automed.config import parse_duration
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.summary import score
+from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.privacy import strip_credentials
 from automed.registry import check_choice
@@ -109,7 +110,7 @@ def _new_state(
     space = load_space(opts.space) if opts.space else grid_space(str(opts.grid))
     ENGINES.get(opts.engine)  # an unknown engine fails before any work
     ds = load_dataset(dataset)
-    plan, _ = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
+    plan, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     base = choose_configuration(base_config or TrainConfig(), plan, auto=True)
     if (
         opts.grid is None
@@ -143,6 +144,7 @@ def _new_state(
         },
         "space": space.model_dump(mode="json"),
         "base_config": base.model_dump(mode="json"),
+        "mirrors": load_preset(preset).inference.mirrors,  # how trials validate and predict with TTA
         "stages": {},
     }
     write_json_atomic(wd / STATE_FILE, state)
@@ -203,6 +205,7 @@ def _sweep(
             device=opts.device,
             workers=0 if opts.trial_resources.get("cpu", 1) <= 1 else 1,
             validation_tta=opts.validation_tta,
+            validation_mirrors=str(state.get("mirrors", "all")),
             keep_case_ids=opts.keep_case_ids,
         )
         run = SweepRun(wd, state, opts, engine, ctx, engine.concurrency(), t0, resume)

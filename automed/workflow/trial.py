@@ -203,7 +203,10 @@ def run_trial(
                 experiment=ctx.experiment,
                 workers=ctx.workers,
                 validation_tta=ctx.validation_tta,
-                validation_passes=validation_passes(plan, config, len(fsplit["val"]), ctx.validation_tta),
+                validation_mirrors=ctx.validation_mirrors,
+                validation_passes=validation_passes(
+                    plan, config, len(fsplit["val"]), ctx.validation_tta, ctx.validation_mirrors
+                ),
                 redactor=redactor,
             )
             tc = time.perf_counter()
@@ -263,7 +266,7 @@ def _write_model(
         labels=plan.labels,
         score_name=task.score_name,
         cv_score=task.score(cv),
-        inference=InferenceSettings(tta=ctx.validation_tta),
+        inference=InferenceSettings(tta=ctx.validation_tta, mirrors=ctx.validation_mirrors),
     ).save(wd.model)
     write_json_atomic(
         wd.train_config, {"dataset": ctx.dataset, "config": config.model_dump(mode="json"), "options": {}}
