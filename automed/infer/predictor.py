@@ -95,12 +95,7 @@ class Predictor:
             WorkDir(workdir).fold(config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds
         ]
         if plan.configurations[config.configuration].previous_stage and "previous" not in kwargs:
-            kwargs["previous"] = previous_stage(
-                workdir,
-                folds,
-                device=device,
-                tta=kwargs.get("tta", True),
-            )
+            kwargs["previous"] = previous_stage(workdir, folds, device=device, tta=kwargs.get("tta", True))
         return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
 
     @classmethod

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from automed.config import load_yaml_model
 from automed.errors import ConfigError
 from automed.registry import did_you_mean
+from automed.runtime.sliding import Mirrors
 
 PRESET_SCHEMA_VERSION = 1
 
@@ -108,7 +109,7 @@ class InferenceRules(_Strict):
     """How a training's model predicts by default (its validation predicts the same way)."""
 
     # mirror TTA over all flip combinations (nnU-Net) or the even half (automed.runtime.sliding.mirror_axes_sets)
-    mirrors: Literal["all", "even"] = "all"
+    mirrors: Mirrors = "all"
 
 
 class ImageLevelRules(_Strict):

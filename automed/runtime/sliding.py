@@ -7,6 +7,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from functools import cache
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -32,7 +33,8 @@ def window_starts(size: int, patch: int, step: float) -> list[int]:
     return [round(i * gap) for i in range(n)]
 
 
-MIRRORS = ("all", "even")
+Mirrors = Literal["all", "even"]  # the mirror sets TTA can average (model.json, planner presets)
+MIRRORS: tuple[str, ...] = get_args(Mirrors)
 
 
 def mirror_axes_sets(n_spatial: int, tta: bool, mirrors: str = "all") -> list[tuple[int, ...]]:

@@ -21,6 +21,7 @@ from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
+from automed.runtime.sliding import Mirrors
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 
@@ -36,7 +37,7 @@ class InferenceSettings(_Strict):
     tta: bool = True
     # which mirrorings tta averages: all (nnU-Net) or the even half (automed.runtime.sliding.mirror_axes_sets);
     # a model.json written before this field predicts with all
-    mirrors: Literal["all", "even"] = "all"
+    mirrors: Mirrors = "all"
     whole_image_factor: float = 0.0
     folds: list[int] | None = None  # None: every trained fold
     postprocessing: list[dict[str, Any]] = []
