@@ -175,3 +175,16 @@ def test_splits_stratify_with_gaps_in_class_values() -> None:
     values = [0.0 if i % 2 else 2.0 for i in range(20)]
     s = make_splits(_ds([f"s{i}" for i in range(20)], values), 5, 0)
     assert s["method"] == "StratifiedGroupKFold"
+
+
+def test_splits_stratify_regression_values_by_quantile() -> None:
+    # a skewed target: every fold still gets one of the 4 smallest, one of the 4 largest values, and so on
+    values = [float(v) for v in np.random.default_rng(3).lognormal(8.0, 0.5, 40)]
+    s = make_splits(_ds([f"s{i}" for i in range(40)], list(values)), 4, 0)
+    assert s["method"] == "StratifiedGroupKFold" and "10 quantile bins" in s["reason"]
+    order = sorted(range(40), key=lambda i: values[i])
+    for f in s["folds"]:
+        ranks = sorted(order.index(int(c[1:])) for c in f["val"])
+        assert [r // 4 for r in ranks] == list(range(10))
+    few = make_splits(_ds(["a", "b", "c"], [1.5, 2.5, 3.5]), 3, 0)
+    assert few["method"] == "GroupKFold"  # one case per fold: nothing to stratify

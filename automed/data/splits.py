@@ -1,4 +1,6 @@
-"""``splits.json``: seeded k-fold cross-validation, grouped by subject, stratified when a class target exists."""
+"""``splits.json``: seeded k-fold cross-validation, grouped by subject, stratified when a target exists: by class, or
+for regression by quantile bins of the value (every fold then spans the range of values; unstratified, one 12-case
+fold of the hippocampus volumes had a mean 330 mm³ below the others and three quarters of their spread)."""
 
 from __future__ import annotations
 
@@ -34,16 +36,12 @@ def make_splits(ds: Dataset, n_folds: int = 5, seed: int = 12345) -> dict[str, A
         method = "all"
     else:
         x = np.zeros(len(ids))
-        strat = ds.task_type == "classification"
-        if strat:
-            y = np.array([int(c.value or 0) for c in cases])
-            min_class = int(np.unique(y, return_counts=True)[1].min()) if y.size else 0
-            strat = min_class >= k
-        if strat:
+        y, why = _strata(ds.task_type, [c.value for c in cases], k)
+        if y is not None:
             splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
             it = splitter.split(x, y, groups)
             method = "StratifiedGroupKFold"
-            reason += ", stratified by ValueToPredict"
+            reason += f", stratified by {why}"
         else:
             splitter = GroupKFold(n_splits=k, shuffle=True, random_state=seed)
             it = splitter.split(x, groups=groups)
@@ -59,6 +57,22 @@ def make_splits(ds: Dataset, n_folds: int = 5, seed: int = 12345) -> dict[str, A
         "reason": reason,
         "folds": folds,
     }
+
+
+def _strata(task: str, values: list[float | None], k: int) -> tuple[np.ndarray | None, str]:
+    """Class indices, or regression values binned at quantiles into bins of at least ``k`` cases (each fold then
+    draws about one case of every bin); ``None`` when a class has fewer than ``k`` cases or a value is missing."""
+    if task not in ("classification", "regression") or any(v is None for v in values) or not values:
+        return None, ""
+    v = np.array([float(x) for x in values if x is not None])
+    if task == "classification":
+        y = v.astype(np.int64)
+        return (y, "ValueToPredict") if int(np.unique(y, return_counts=True)[1].min()) >= k else (None, "")
+    n_bins = len(v) // k
+    if n_bins < 2:
+        return None, ""
+    ranks = np.argsort(np.argsort(v, kind="stable"), kind="stable")
+    return np.minimum(ranks * n_bins // len(v), n_bins - 1), f"{n_bins} quantile bins of ValueToPredict"
 
 
 def write_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -> dict[str, Any]:
