@@ -182,3 +182,24 @@ def test_full_ensemble_and_explicit_folds_turn_the_prediction_time_cap_off(
     api.train("D", "W", budget="1h", full_ensemble=True)
     api.train("D", "W", budget="1h", folds=5)  # the user asked for five folds
     assert seen == [True, False, False]
+
+
+def test_a_finished_fold_is_reused_only_when_validated_the_way_asked(tmp_path: Path) -> None:
+    from automed.workflow.fold import VALIDATED_WITH, validated_rows
+
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    rows = [{"case": "c1", "fold": 0, "dice_mean": 0.8}]
+    (fold / "validation_metrics.json").write_text(json.dumps(rows))
+    assert validated_rows(fold, True, "even") is None  # training not finished
+    (fold / "checkpoint_final.pt").write_bytes(b"")
+    (fold / "progress.json").write_text(json.dumps({"finished": True, "history": []}))
+    # validated before the file existed: nnU-Net's all mirrors; a training asking for the even half validates again
+    assert validated_rows(fold, True, "even") is None
+    assert validated_rows(fold, True, "all") == rows
+    assert validated_rows(fold, False, "even") is None
+    (fold / VALIDATED_WITH).write_text(json.dumps({"tta": True, "mirrors": "even"}))
+    assert validated_rows(fold, True, "even") == rows
+    assert validated_rows(fold, True, "all") is None and validated_rows(fold, False, "even") is None
+    (fold / VALIDATED_WITH).write_text(json.dumps({"tta": False, "mirrors": "even"}))
+    assert validated_rows(fold, False, "all") == rows  # no TTA: the mirror set does not matter

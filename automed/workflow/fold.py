@@ -6,6 +6,7 @@ in the original geometry with the task's metrics, log everything into the fold's
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import socket
@@ -166,6 +167,25 @@ class FoldJob:
     )
 
 
+VALIDATED_WITH = "validation_inference.json"  # how the fold's validation rows were predicted
+
+
+def validated_rows(folder: Path, tta: bool, mirrors: str) -> list[dict[str, Any]] | None:
+    """A finished fold's validation rows when they were predicted as asked (mirror TTA on or off, which mirror
+    set); ``None`` when the fold must be validated (again): not finished, or scored another way (a fold validated
+    before the file was written counts as the defaults of then: TTA over nnU-Net's all eight mirrors). One CV
+    table never mixes two inferences."""
+    metrics = folder / "validation_metrics.json"
+    if not (fold_finished(folder) and metrics.is_file()):
+        return None
+    how = folder / VALIDATED_WITH
+    done = json.loads(how.read_text()) if how.is_file() else {"tta": True, "mirrors": "all"}
+    if bool(done["tta"]) != tta or (tta and done["mirrors"] != mirrors):
+        return None
+    rows: list[dict[str, Any]] = json.loads(metrics.read_text())
+    return rows
+
+
 @dataclass
 class FoldOutcome:
     fold: int
@@ -245,6 +265,9 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
                 "host": socket.gethostname(),
                 **({"ray.node": node} if (node := _ray_node()) else {}),
             },
+        )
+        write_json_atomic(
+            folder / VALIDATED_WITH, {"tta": job.validation_tta, "mirrors": job.validation_mirrors}
         )
         # last: a fold with validation_metrics.json is finished and logged (a resumed training skips it)
         write_json_atomic(folder / "validation_metrics.json", rows)

@@ -21,9 +21,8 @@ from automed.plan.schema import Plan
 from automed.tasks.base import Task
 from automed.tracking import Tracker, safe_key
 from automed.train.config import TrainConfig
-from automed.train.state import fold_finished
 from automed.workdir import WorkDir
-from automed.workflow.fold import FoldJob, validation_passes
+from automed.workflow.fold import FoldJob, validated_rows, validation_passes
 from automed.workflow.fold_runs import Placement, run_fold_jobs
 from automed.workflow.live import Mode
 from automed.workflow.train_options import TrackingState, TrainOptions
@@ -55,8 +54,9 @@ def _screen_fold(
         tracker.log_params(run_id, {"fold": 0, "config": config.model_dump(mode="json")})
         track.fold_runs[key] = run_id
         track.save()
-    if fold_finished(folder) and (folder / "validation_metrics.json").is_file():
-        return json.loads((folder / "validation_metrics.json").read_text()), run_id
+    reused = validated_rows(folder, opts.validation_tta, opts.validation_mirrors)
+    if reused is not None:
+        return reused, run_id
     job = FoldJob(
         workdir=str(wd),
         dataset=json.loads(WorkDir(wd).train_config.read_text())["dataset"],

@@ -33,7 +33,7 @@ from automed.train.state import fold_finished
 from automed.workdir import ALL_DATA, WorkDir, locked
 from automed.workflow.all_data import all_data_split, conclude_all_data
 from automed.workflow.disclosure import redactor_for
-from automed.workflow.fold import FoldJob, log_summary_figures, validation_passes
+from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows, validation_passes
 from automed.workflow.fold_runs import Placement, run_fold_jobs
 from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration
@@ -115,8 +115,9 @@ def _fold_jobs(
         fsplit = all_data_split(splits) if fold == ALL_DATA else splits["folds"][fold]
         folder = WorkDir(wd).fold(config.configuration, fold)
         done = fold_finished(folder)
-        if done and not extend and (folder / "validation_metrics.json").is_file():
-            rows += json.loads((folder / "validation_metrics.json").read_text())
+        reused = validated_rows(folder, opts.validation_tta, opts.validation_mirrors) if not extend else None
+        if reused is not None:
+            rows += reused
             epochs[fold] = len(json.loads((folder / "progress.json").read_text())["history"])
             continue
         run_id = track.fold_runs.get(str(fold))
