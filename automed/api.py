@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the "as" form re-exports the names for type checkers
     from automed.data.verify import VerifyReport as VerifyReport
     from automed.export.export import ExportResult as ExportResult
     from automed.package.mlcube import PackageResult as PackageResult
+    from automed.select.inference_cost import mirror_label as mirror_label
     from automed.workflow.anonymize import AnonymizeResult as AnonymizeResult
     from automed.workflow.anonymize import anonymize as anonymize
     from automed.workflow.anonymize import check_anonymized as check_anonymized
@@ -55,6 +56,7 @@ _WHERE = {
     "VerifyReport": "automed.data.verify",
     "ExportResult": "automed.export.export",
     "PackageResult": "automed.package.mlcube",
+    "mirror_label": "automed.select.inference_cost",
     "AnonymizeResult": "automed.workflow.anonymize",
     "anonymize": "automed.workflow.anonymize",
     "check_anonymized": "automed.workflow.anonymize",

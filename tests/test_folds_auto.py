@@ -203,3 +203,14 @@ def test_a_finished_fold_is_reused_only_when_validated_the_way_asked(tmp_path: P
     assert validated_rows(fold, True, "all") is None and validated_rows(fold, False, "even") is None
     (fold / VALIDATED_WITH).write_text(json.dumps({"tta": False, "mirrors": "even"}))
     assert validated_rows(fold, False, "all") == rows  # no TTA: the mirror set does not matter
+
+
+def test_cost_table_rows_say_which_mirrors() -> None:
+    assert api.mirror_label({"tta": True, "mirrors": "even", "candidate": True}) == "even"
+    assert (
+        api.mirror_label({"tta": False, "step": 0.5}) == "none"
+    )  # a table written before the mirror set existed
+    assert (
+        api.mirror_label({"tta": True, "mirrors": "all", "candidate": False})
+        == "all (reference, not a candidate)"
+    )

@@ -174,9 +174,7 @@ def select(
         for col in ("TTA mirrors", "step", "Dice", "s/case"):
             t.add_column(col)
         for r in c["table"]["settings"]:
-            m = r.get("mirrors", "all" if r["tta"] else "none")
-            m += "" if r.get("candidate", True) else " (reference)"
-            t.add_row(m, str(r["step"]), f"{r['dice']:.4f}", f"{r['seconds_per_case']:.2f}")
+            t.add_row(api.mirror_label(r), str(r["step"]), f"{r['dice']:.4f}", f"{r['seconds_per_case']:.2f}")
         out.print(t)
         ch = c["choice"]
         mirrors = f" ({ch.get('mirrors', 'all')} mirrors)" if ch["tta"] else ""

@@ -11,13 +11,8 @@ from typing import Any
 
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
+from automed.select.inference_cost import mirror_label
 from automed.workdir import WorkDir
-
-
-def _mirror_cell(row: dict[str, Any]) -> str:
-    """A cost-table row's mirroring; nnU-Net's all-mirrors reference is timed but not a candidate."""
-    m = row.get("mirrors", "all" if row["tta"] else "none")
-    return f"{m} (reference, not a candidate)" if not row.get("candidate", True) else m
 
 
 def tta_words(predictor: Any) -> str:
@@ -90,7 +85,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
     if cost:
         lines += ["", "| TTA mirrors | step | Dice (fold 0, CV) | s/case |", "|---|---|---|---|"]
         lines += [
-            f"| {_mirror_cell(r)} | {r['step']} | {_f(r['dice'])} | {r['seconds_per_case']:.2f} |"
+            f"| {mirror_label(r)} | {r['step']} | {_f(r['dice'])} | {r['seconds_per_case']:.2f} |"
             for r in cost["table"]["settings"]
         ]
         lines += ["", f"Choice: {cost['choice']['reason']}."]

@@ -123,6 +123,13 @@ def measure_folds(
     return {"cases": ids, "settings": rows, "fold_seconds_per_case": fold_times, "base_folds": 1}
 
 
+def mirror_label(row: dict[str, Any]) -> str:
+    """A cost-table row's mirroring in words (tables of the model card and ``automed select``); nnU-Net's
+    all-mirrors reference row is timed as the latency cap but is not a candidate."""
+    m = str(row.get("mirrors", "all" if row["tta"] else "none"))
+    return m if row.get("candidate", True) else f"{m} (reference, not a candidate)"
+
+
 def single_model_seconds(table: dict[str, Any]) -> float:
     """Seconds per case of one fold network with nnU-Net's default inference (all eight mirrorings, window step
     0.5): the time ``nnUNetv2_predict`` of a single fold takes with a network of this size on this machine."""
