@@ -1,6 +1,6 @@
 """``splits.json``: seeded k-fold cross-validation, grouped by subject, stratified when a target exists: by class, or
 for regression by quantile bins of the value (every fold then spans the range of values; unstratified, one 12-case
-fold of the hippocampus volumes had a mean 330 mm³ below the others and three quarters of their spread)."""
+fold of the hippocampus volumes had a mean 330 mm³ below the others and four fifths of their spread)."""
 
 from __future__ import annotations
 
