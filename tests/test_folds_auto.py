@@ -124,6 +124,30 @@ def test_screening_rule_needs_enough_iterations_for_every_model() -> None:
 
 
 @pytest.mark.slow
+def test_folds_the_user_fixes_still_get_a_width_the_budget_can_train(tmp_path: Path) -> None:
+    """``--folds 2 --budget``: the folds are the user's, the width is still the budget's (preset rule)."""
+    ds = make_dataset(tmp_path / "data", n_cases=5, shape=(12, 24, 24), seed=2)
+    preset = tmp_path / "preset.yaml"  # no model can get this many iterations: the narrowest width is chosen
+    preset.write_text(
+        yaml.safe_dump({"extends": "cpu", "name": "w", "budget": {"min_iterations_per_model": 10**7}})
+    )
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 1000\nval_iterations: 1\nnum_workers: 0\n")
+    res = api.train(
+        ds, tmp_path / "W", config=cfg, budget="30s", folds=2, preset=str(preset),
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", workers=0, show_progress=False, register=False,
+    )  # fmt: skip
+    assert sorted(res.fold_epochs) == [0, 1]
+    assert res.folds_reason.startswith("folds as asked: 2 model(s) of about ")
+    assert "width auto: 16 base features instead of the plan's 32" in res.folds_reason
+    saved = json.loads((res.workdir / "train_config.json").read_text())
+    assert saved["config"]["base_features"] == 16 and saved["options"]["folds_reason"] == res.folds_reason
+    assert res.model.config.base_features == 16
+    net = json.loads((res.workdir / "plan.json").read_text())["configurations"]["3d_fullres"]["network"]
+    assert net["features_per_stage"][0] == 32  # the plan stays as planned; the training config narrows it
+
+
+@pytest.mark.slow
 def test_budget_screens_configurations_and_promotes_the_best(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -83,6 +83,11 @@ def refit_iterations(
     return full * iterations_per_epoch + partial
 
 
+OVERHEAD = (
+    0.75  # the share of a fold's time that goes to training steps (validation and start-up take the rest)
+)
+
+
 @dataclass(frozen=True)
 class FoldChoice:
     folds: int
@@ -105,7 +110,7 @@ def choose_width(
     step_s: dict[int, float],
     folds: int,
     min_iterations: int,
-    overhead: float = 0.75,
+    overhead: float = OVERHEAD,
 ) -> WidthChoice:
     """Of the widths timed in ``step_s`` (base features -> seconds per step), the widest whose ``folds`` models
     each still get ``min_iterations`` in ``seconds``, else the one that gets the most (a small network that
@@ -132,7 +137,7 @@ def choose_fold_count(
     n_folds: int,
     min_iterations: int,
     counts: list[int],
-    overhead: float = 0.75,
+    overhead: float = OVERHEAD,
 ) -> FoldChoice:
     """How many folds (of an ``n_folds`` split) a budget of ``seconds`` can train well: the most in ``counts`` that
     each still get ``min_iterations``, else the fewest. ``overhead`` is the share of a fold's time that goes to
@@ -170,7 +175,7 @@ def choose_screening(
     n_folds: int,
     min_iterations: int,
     counts: list[int],
-    overhead: float = 0.75,
+    overhead: float = OVERHEAD,
 ) -> ScreenChoice:
     """Screen the configurations of ``step_s`` (seconds per training step of each) when every screening model and
     every later fold of the winner can get ``min_iterations``: the most folds in ``counts`` that allows, else no

@@ -14,6 +14,7 @@ from automed.plan.schema import Plan
 from automed.tasks.base import Task
 from automed.train.config import TrainConfig
 from automed.train.schedule import (
+    OVERHEAD,
     FoldChoice,
     ScreenChoice,
     WidthChoice,
@@ -60,6 +61,35 @@ def auto_folds(
     rules = load_preset(preset).budget
     left = deadline - time.perf_counter() - FINAL_RESERVE_S
     return choose_fold_count(left, step, _n_folds(wd), rules.min_iterations_per_model, rules.fold_counts)
+
+
+def width_rule_applies(plan: Plan, config: TrainConfig, preset: str) -> bool:
+    """Whether the budget's width rule may narrow ``config``'s network at all (so a probe is worth timing)."""
+    rules = load_preset(preset).budget
+    planned = plan.configurations[config.configuration].network.features_per_stage[0]
+    return rules.shrink_width and config.base_features is None and planned // 2 >= rules.min_base_features
+
+
+def asked_folds(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    task: Task,
+    n_models: int,
+    *,
+    deadline: float,
+    device: str | None,
+    workers: int | None,
+) -> FoldChoice:
+    """The iterations each of the ``n_models`` folds the user asked for (``--folds N``, ``--fold``, ``--folds all``)
+    gets in the time left until ``deadline``, from a timed probe of fold 0 (what the width rule decides from)."""
+    step = _fold0_step(wd, plan, config, task, device, workers)
+    left = deadline - time.perf_counter() - FINAL_RESERVE_S
+    total = int(max(0.0, left) * OVERHEAD / step)
+    reason = (
+        f"folds as asked: {n_models} model(s) of about {total // n_models} iterations at {step:.3f} s each"
+    )
+    return FoldChoice(n_models, total // n_models, reason, step)
 
 
 def auto_width(

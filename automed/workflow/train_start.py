@@ -20,7 +20,14 @@ from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import WorkDir
 from automed.workflow.all_data import evidence
 from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
-from automed.workflow.shape import auto_folds, auto_width, plan_screening, screening_candidates
+from automed.workflow.shape import (
+    asked_folds,
+    auto_folds,
+    auto_width,
+    plan_screening,
+    screening_candidates,
+    width_rule_applies,
+)
 from automed.workflow.train_options import TrainOptions
 
 
@@ -121,6 +128,21 @@ def start_training(
                 config = config.model_copy(update={"base_features": width.base_features})
                 why = f"{why}; {width.reason}"
             opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=why)
+    elif deadline is not None and width_rule_applies(planned, config, preset):
+        # folds fixed by the user (--folds N, --fold, --folds all): the budget still decides the width
+        task = task_for(planned.task_type, ds.source)
+        n_models = len(opts.only_folds) if opts.only_folds is not None else opts.folds
+        asked = asked_folds(
+            wd, planned, config, task, n_models,
+            deadline=deadline, device=opts.device, workers=opts.workers,
+        )  # fmt: skip
+        width = auto_width(
+            wd, planned, config, task, asked,
+            preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
+        )  # fmt: skip
+        if width is not None:
+            config = config.model_copy(update={"base_features": width.base_features})
+            opts = replace(opts, folds_reason=f"{asked.reason}; {width.reason}")
     opts = replace(opts, validation_mirrors=load_preset(preset).inference.mirrors)
     write_json_atomic(
         WorkDir(wd).train_config,
