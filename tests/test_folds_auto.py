@@ -4,6 +4,7 @@ folds of a five-fold split the budget trains well; the reason is recorded and sh
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -125,26 +126,34 @@ def test_screening_rule_needs_enough_iterations_for_every_model() -> None:
 
 @pytest.mark.slow
 def test_folds_the_user_fixes_still_get_a_width_the_budget_can_train(tmp_path: Path) -> None:
-    """``--folds 2 --budget``: the folds are the user's, the width is still the budget's (preset rule)."""
+    """``--folds 2 --budget``: the folds are the user's, the width is still the budget's (preset rule); a width in
+    the config is kept. The training that follows trains ``config`` as the auto path's does (the demo test)."""
+    from automed.train.config import TrainConfig
+    from automed.workflow.train_options import TrainOptions
+    from automed.workflow.train_start import start_training
+
     ds = make_dataset(tmp_path / "data", n_cases=5, shape=(12, 24, 24), seed=2)
     preset = tmp_path / "preset.yaml"  # no model can get this many iterations: the narrowest width is chosen
     preset.write_text(
         yaml.safe_dump({"extends": "cpu", "name": "w", "budget": {"min_iterations_per_model": 10**7}})
     )
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("epochs: 1000\nval_iterations: 1\nnum_workers: 0\n")
-    res = api.train(
-        ds, tmp_path / "W", config=cfg, budget="30s", folds=2, preset=str(preset),
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", workers=0, show_progress=False, register=False,
-    )  # fmt: skip
-    assert sorted(res.fold_epochs) == [0, 1]
-    assert res.folds_reason.startswith("folds as asked: 2 model(s) of about ")
-    assert "width auto: 16 base features instead of the plan's 32" in res.folds_reason
-    saved = json.loads((res.workdir / "train_config.json").read_text())
-    assert saved["config"]["base_features"] == 16 and saved["options"]["folds_reason"] == res.folds_reason
-    assert res.model.config.base_features == 16
-    net = json.loads((res.workdir / "plan.json").read_text())["configurations"]["3d_fullres"]["network"]
-    assert net["features_per_stage"][0] == 32  # the plan stays as planned; the training config narrows it
+    opts = TrainOptions(folds=2, budget_s=60.0, preset=str(preset), workers=0, auto_configuration=True)
+    for given, width in ((None, 16), (32, 32)):
+        wd = tmp_path / f"W{given}"
+        config = TrainConfig(num_workers=0, base_features=given)
+        _, chosen, out = start_training(ds, wd, config, opts, False, time.perf_counter() + 60)
+        assert chosen.base_features == width and out.only_folds is None  # the user's folds stay as asked
+        saved = json.loads((wd / "train_config.json").read_text())
+        assert (
+            saved["config"]["base_features"] == width and saved["options"]["folds_reason"] == out.folds_reason
+        )
+        net = json.loads((wd / "plan.json").read_text())["configurations"]["3d_fullres"]["network"]
+        assert net["features_per_stage"][0] == 32  # the plan stays as planned; the training config narrows it
+        if given is None:
+            assert out.folds_reason.startswith("folds as asked: 2 model(s) of about ")
+            assert "width auto: 16 base features instead of the plan's 32" in out.folds_reason
+        else:
+            assert out.folds_reason == ""
 
 
 @pytest.mark.slow
