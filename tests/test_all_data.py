@@ -31,12 +31,13 @@ def test_all_data_model_trains_registers_predicts_and_exports(tmp_path: Path) ->
     assert inf.folds is None and inf.tta  # --folds 2 asked for that ensemble: every fold, mirror TTA
     assert not (tmp_path / "CV" / "selection" / "inference_cost.json").exists()
     r = subprocess.run(
-        [sys.executable, "-m", "automed.cli", "-q", "train", str(ds), "-o", str(tmp_path / "ALL"), "--folds", "all",
+        [sys.executable, "-m", "automed.cli", "train", str(ds), "-o", str(tmp_path / "ALL"), "--folds", "all",
          "--config", str(cfg), "--cv", str(tmp_path / "CV"), "--tracking-uri", uri, "--workers", "0"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"inherited from {tmp_path / 'CV'}" in " ".join(r.stdout.split())  # rich wraps long lines
+    assert "3d_fullres fold all  epoch 1/2" in r.stdout and "fold -1" not in r.stdout  # one line per epoch
     wd = tmp_path / "ALL"
     meta = json.loads((wd / "model.json").read_text())
     assert meta["folds"] == [ALL_DATA] and meta["cv_score"] == pytest.approx(cv.model.cv_score)

@@ -30,7 +30,7 @@ from automed.train.config import TrainConfig
 from automed.train.meta import resolve_training
 from automed.train.state import EpochLog, FoldResult, finished_result, fold_finished
 from automed.train.trainer import Callback, train_fold
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, fold_name
 from automed.workflow.live import Both, FoldDisplay, Mode
 
 
@@ -217,7 +217,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
         if job.extend == 0 and fold_finished(folder):  # trained earlier, killed before its validation ended
             res = finished_result(folder, job.fold)
         else:
-            label = f"{config.configuration} fold {job.fold}"
+            label = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
             display = FoldDisplay(label, job.budget_s, job.progress, score_label=task.epoch_label)
             tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))
             with display:
@@ -250,7 +250,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
             mirrors=job.validation_mirrors,
         )
         val_cost = time.perf_counter() - tv
-        title = f"{config.configuration} fold {job.fold}"
+        title = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
         log_fold_artifacts(
             tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title, task
         )
