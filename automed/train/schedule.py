@@ -83,9 +83,8 @@ def refit_iterations(
     return full * iterations_per_epoch + partial
 
 
-OVERHEAD = (
-    0.75  # the share of a fold's time that goes to training steps (validation and start-up take the rest)
-)
+# the share of a fold's time that goes to training steps (validation and start-up take the rest)
+OVERHEAD = 0.75
 
 
 @dataclass(frozen=True)

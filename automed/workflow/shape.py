@@ -110,10 +110,8 @@ def auto_width(
     rules = load_preset(preset).budget
     planned = plan.configurations[config.configuration].network.features_per_stage[0]
     if (
-        not rules.shrink_width
-        or config.base_features is not None
+        not width_rule_applies(plan, config, preset)
         or folds.iterations_per_model >= rules.min_iterations_per_model
-        or planned // 2 < rules.min_base_features
     ):
         return None
     steps = {planned: folds.step_s}
