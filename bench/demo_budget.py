@@ -30,22 +30,10 @@ N_HELD_OUT = 10
 
 
 def make_data() -> tuple[Path, Path]:
-    from automed.testing.demo import DEMO_SHAPE, DEMO_SPACING, make_demo_data
-    from automed.testing.synthetic import make_dataset
+    from automed.testing.demo import demo_cases, make_demo_data
 
     train, _ = make_demo_data(WORK)
-    held = make_dataset(
-        WORK / "heldout10",
-        n_cases=N_HELD_OUT,
-        shape=DEMO_SHAPE,
-        spacing=DEMO_SPACING,
-        n_channels=2,
-        layout="nnunetv2",
-        modality="MR",
-        seed=2024,
-        name="DemoHeldout10",
-    )
-    return train, held
+    return train, demo_cases(WORK / "heldout10", N_HELD_OUT, 2024, "DemoHeldout10")
 
 
 def held_out_dice(pred_dir: Path, labels: Path) -> dict[str, float]:

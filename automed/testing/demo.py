@@ -21,35 +21,30 @@ DEMO_SPACING = (3.0, 1.0, 1.0)
 DEMO_LABELS = LabelLayout(absent={2: (3, 11, 17)})  # training cases without the small structure
 
 
+def demo_cases(dest: Path, n_cases: int, seed: int, name: str, labels: LabelLayout | None = None) -> Path:
+    """``n_cases`` cases of the demo's generator (shape, spacing, two MR channels, nnU-Net v2 layout), deterministic."""
+    return make_dataset(
+        dest,
+        n_cases=n_cases,
+        shape=DEMO_SHAPE,
+        spacing=DEMO_SPACING,
+        n_channels=2,
+        layout="nnunetv2",
+        modality="MR",
+        seed=seed,
+        name=name,
+        labels=labels,
+    )
+
+
 def make_demo_data(root: Path) -> tuple[Path, Path]:
     """The training dataset (20 cases) and the held-out cases (2), deterministic."""
     train = root / "data"
     held = root / "heldout"
     if not (train / "dataset.json").is_file():
-        make_dataset(
-            train,
-            n_cases=20,
-            shape=DEMO_SHAPE,
-            spacing=DEMO_SPACING,
-            n_channels=2,
-            layout="nnunetv2",
-            modality="MR",
-            seed=7,
-            name="AutomedDemo",
-            labels=DEMO_LABELS,
-        )
+        demo_cases(train, 20, 7, "AutomedDemo", DEMO_LABELS)
     if not (held / "dataset.json").is_file():
-        make_dataset(
-            held,
-            n_cases=2,
-            shape=DEMO_SHAPE,
-            spacing=DEMO_SPACING,
-            n_channels=2,
-            layout="nnunetv2",
-            modality="MR",
-            seed=1007,
-            name="AutomedDemoHeldout",
-        )
+        demo_cases(held, 2, 1007, "AutomedDemoHeldout")
     return train, held
 
 

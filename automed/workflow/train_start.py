@@ -14,8 +14,10 @@ from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import link_previous, write_previous_stage
 from automed.privacy import strip_credentials
+from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
+from automed.train.schedule import FoldChoice
 from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import WorkDir
 from automed.workflow.all_data import evidence
@@ -120,13 +122,7 @@ def start_training(
                 step_s=probed,
             )  # fmt: skip
             why = f"{screen.reason}; {choice.reason}" if screen is not None else choice.reason
-            width = auto_width(
-                wd, planned, config, task, choice,
-                preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
-            )  # fmt: skip
-            if width is not None:
-                config = config.model_copy(update={"base_features": width.base_features})
-                why = f"{why}; {width.reason}"
+            config, why = _narrowed(wd, planned, config, task, choice, why, opts, preset, deadline)
             opts = replace(opts, only_folds=list(range(choice.folds)), folds_reason=why)
     elif deadline is not None and width_rule_applies(planned, config, preset):
         # folds fixed by the user (--folds N, --fold, --folds all): the budget still decides the width
@@ -136,13 +132,9 @@ def start_training(
             wd, planned, config, task, n_models,
             deadline=deadline, device=opts.device, workers=opts.workers,
         )  # fmt: skip
-        width = auto_width(
-            wd, planned, config, task, asked,
-            preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
-        )  # fmt: skip
-        if width is not None:
-            config = config.model_copy(update={"base_features": width.base_features})
-            opts = replace(opts, folds_reason=f"{asked.reason}; {width.reason}")
+        narrow, why = _narrowed(wd, planned, config, task, asked, asked.reason, opts, preset, deadline)
+        if narrow is not config:  # the reason is recorded only when the budget changed the width
+            config, opts = narrow, replace(opts, folds_reason=why)
     opts = replace(opts, validation_mirrors=load_preset(preset).inference.mirrors)
     write_json_atomic(
         WorkDir(wd).train_config,
@@ -157,6 +149,28 @@ def start_training(
         },
     )
     return ds, config, opts
+
+
+def _narrowed(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    task: Task,
+    folds: FoldChoice,
+    why: str,
+    opts: TrainOptions,
+    preset: str,
+    deadline: float,
+) -> tuple[TrainConfig, str]:
+    """``config`` at the width the budget gives ``folds``' models (``shape.auto_width``) and ``why`` with its
+    reason; ``config`` itself when the width stays."""
+    width = auto_width(
+        wd, plan, config, task, folds,
+        preset=preset, deadline=deadline, device=opts.device, workers=opts.workers,
+    )  # fmt: skip
+    if width is None:
+        return config, why
+    return config.model_copy(update={"base_features": width.base_features}), f"{why}; {width.reason}"
 
 
 def check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
