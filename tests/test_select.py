@@ -19,7 +19,9 @@ from automed.train.config import TrainConfig
 
 def _fake_training(root: Path, name: str, ds_path: Path, labels: dict[str, np.ndarray], edit: str) -> Path:
     """A finished training work dir whose CV probabilities are the reference, edited: ``islands`` adds small spurious
-    blobs of label 1 far from the structures; ``eroded`` removes a slab of every structure."""
+    blobs of label 1 far from the structures; ``eroded`` removes a slab of every structure; ``grown``: label 2 also
+    wins, narrowly (0.55 against 0.45), in a one-voxel shell of background around it (a model that draws it too
+    large)."""
     wd = root / name
     cases = sorted(labels)
     folds = [cases[::2], cases[1::2]]
@@ -47,6 +49,11 @@ def _fake_training(root: Path, name: str, ds_path: Path, labels: dict[str, np.nd
                 zs = np.flatnonzero(lab.any(axis=(1, 2)))
                 lab[zs[: max(1, len(zs) // 3)]] = 0
             probs = np.stack([(lab == v).astype(np.float32) * 0.9 + 0.05 for v in (0, 1, 2)])
+            if edit == "grown":
+                from scipy import ndimage
+
+                shell = ndimage.binary_dilation(lab == 2) & (lab == 0)
+                probs[:, shell] = np.array([0.45, 0.0, 0.55], dtype=np.float32)[:, None]
             np.savez_compressed(vdir / f"{cid}.npz", probabilities=probs.astype(np.float16))
     return wd
 
@@ -119,3 +126,55 @@ def test_postprocessing_rejected_when_it_hurts(
     steps = [{"kind": "largest_component", "labels": [1]}]
     lab = next(iter(split.values()))
     assert (apply(lab, steps) == 1).sum() == largest_component(lab == 1).sum()
+
+
+def test_class_bias_corrects_a_label_drawn_too_large(
+    dataset: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    """Label 2 narrowly wins a shell of background around it: a negative offset for label 2 (and none for label 1)
+    restores the reference; the step leads the postprocessing, and the runtime's argmax applies it."""
+    from automed.runtime.model import average
+    from automed.runtime.postprocess import class_bias, decide
+
+    ds_path, labels = dataset
+    grown = _fake_training(tmp_path, "grown", ds_path, labels, "grown")
+    res = select([grown], tmp_path / "sel")
+    (bias,) = [d for d in res["decisions"] if d["step"] == "class bias"]
+    assert (
+        bias["kept"]
+        and bias["before"]["dice"]["2"] < 0.95
+        and bias["after"]["dice"]["2"] == pytest.approx(1.0)
+    )
+    assert bias["after"]["dice"]["1"] == pytest.approx(bias["before"]["dice"]["1"])
+    offsets = class_bias(res["postprocessing"])
+    assert res["postprocessing"][0]["kind"] == "class_bias" and offsets is not None
+    assert offsets[0] == 0.0 and offsets[1] == 0.0 and offsets[2] < 0
+    assert res["cv_dice_final"]["foreground_mean"] == pytest.approx(1.0)
+    # the runtime decides labels with the offsets; the label-map steps skip the bias step
+    cid = sorted(labels)[0]
+    probs = np.load(next(grown.rglob(f"{cid}.npz")))["probabilities"].astype(np.float32)
+    values = np.array([0, 1, 2], dtype=np.int16)
+    assert (values[decide(probs)] == 2).sum() > (labels[cid] == 2).sum()
+    out, _ = average([probs], values, res["postprocessing"])
+    assert np.array_equal(out, labels[cid])
+    from automed.runtime.pipeline import Spec, to_original
+
+    spec = Spec([0, 1, 2], [0, 1, 2], [1.0] * 3, 3, [], 3, 0, 3.0, [0, 1, 2], 1)
+    shape = list(probs.shape[1:])
+    props = {"separate_axis": None, "shape_after_crop": shape, "shape_before_crop": shape}
+    props["crop_box"] = [[0, n] for n in shape]
+    assert np.array_equal(to_original(probs, props, spec, class_bias=offsets)[0], labels[cid])
+    assert not np.array_equal(to_original(probs, props, spec)[0], labels[cid])
+    assert np.array_equal(
+        apply(labels[cid], res["postprocessing"]), apply(labels[cid], res["postprocessing"][1:])
+    )
+
+
+def test_class_bias_is_not_kept_without_a_gain(
+    dataset: tuple[Path, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    ds_path, labels = dataset
+    res = select([_fake_training(tmp_path, "exact", ds_path, labels, "none")], tmp_path / "sel")
+    (bias,) = [d for d in res["decisions"] if d["step"] == "class bias"]
+    assert not bias["kept"] and "kept when it rises by at least" in bias["reason"]
+    assert all(s["kind"] != "class_bias" for s in res["postprocessing"])

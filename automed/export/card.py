@@ -11,6 +11,7 @@ from typing import Any
 
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
+from automed.runtime.postprocess import describe
 from automed.select.inference_cost import mirror_label
 from automed.workdir import WorkDir
 
@@ -94,8 +95,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
 
 def _postprocessing_lines(post: list[dict[str, Any]]) -> list[str]:
     return ["## Postprocessing", ""] + (
-        [f"- largest connected component of labels {s['labels']}" for s in post]
-        or ["- none (chosen on CV: no step helped)"]
+        [f"- {describe(s)}" for s in post] or ["- none (chosen on CV: no step helped)"]
     )
 
 

@@ -24,6 +24,7 @@ from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess_arrays, preprocess_label, spec_for
 from automed.runtime.pipeline import to_original
 from automed.runtime.postprocess import apply as apply_postprocessing
+from automed.runtime.postprocess import class_bias
 from automed.train.config import TrainConfig
 from automed.train.data import with_previous
 from automed.train.device import autocast_dtype, pick_device
@@ -180,7 +181,9 @@ class Predictor:
 
     def export(self, probs: np.ndarray, props: dict[str, Any], probabilities: bool) -> Prediction:
         """Map probabilities at the target spacing back to the original image grid, then postprocess the labels."""
-        labels, out_probs = to_original(probs, props, self.spec, probabilities)
+        labels, out_probs = to_original(
+            probs, props, self.spec, probabilities, class_bias(self.postprocessing)
+        )
         if self.postprocessing:
             labels = apply_postprocessing(labels, self.postprocessing)
         return Prediction(labels, out_probs)

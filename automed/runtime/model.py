@@ -18,6 +18,7 @@ import numpy as np
 from .backends import Forward, forwards_for
 from .pipeline import Spec, preprocess_image, to_original
 from .postprocess import apply as postprocess
+from .postprocess import class_bias, decide
 from .sliding import predict_windows
 
 INFERENCE_OVERRIDES = ("tta", "step", "postprocessing")
@@ -105,7 +106,7 @@ class BundleModel:
         if not self.ensemble:
             m = self.members[0]
             probs, props = m.probabilities(channels, spacing_zyx)
-            labels, out = to_original(probs, props, m.spec, probabilities)
+            labels, out = to_original(probs, props, m.spec, probabilities, class_bias(m.postprocessing))
             return (postprocess(labels, m.postprocessing) if m.postprocessing else labels), out
 
         def member_probabilities(m: _Member) -> np.ndarray:
@@ -124,7 +125,8 @@ def average(
     probabilities: Iterable[np.ndarray], label_values: np.ndarray, postprocessing: list[dict[str, Any]]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Several trainings' class probabilities (each in the input geometry) -> (label values of the mean's argmax,
-    postprocessed; the mean). Shared with automed's torch ensemble (:mod:`automed.infer.ensemble`)."""
+    with the class bias among ``postprocessing`` and its label-map steps; the mean). Shared with automed's torch
+    ensemble (:mod:`automed.infer.ensemble`)."""
     total: np.ndarray | None = None
     n = 0
     for p in probabilities:
@@ -132,5 +134,5 @@ def average(
         n += 1
     assert total is not None
     mean = total / n
-    labels = label_values[mean.argmax(0)]
+    labels = label_values[decide(mean, class_bias(postprocessing))]
     return (postprocess(labels, postprocessing) if postprocessing else labels), mean

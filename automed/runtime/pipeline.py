@@ -11,6 +11,7 @@ import numpy as np
 
 from .crop import bbox_of, nonzero_mask, slicer
 from .normalize import ChannelScheme, normalize
+from .postprocess import decide
 from .resample import new_shape, resample_data, separate_axis
 
 NORM_KEYS = ("channel", "scheme", "use_nonzero_mask", "clip_low", "clip_high", "mean", "std")
@@ -82,10 +83,15 @@ def preprocess_image(
 
 
 def to_original(
-    probs: np.ndarray, props: dict[str, Any], spec: Spec, probabilities: bool = False
+    probs: np.ndarray,
+    props: dict[str, Any],
+    spec: Spec,
+    probabilities: bool = False,
+    class_bias: list[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Probabilities ``(K, ...)`` at the target spacing -> label values in the original grid ``(z, y, x)`` (and the
-    probabilities there, background 1 outside the crop, when asked)."""
+    probabilities there, background 1 outside the crop, when asked). ``class_bias``: log-probability offsets
+    added before the argmax (a postprocessing step chosen on CV, :mod:`automed.runtime.postprocess`)."""
     axis = props["separate_axis"]
     p = resample_data(
         probs, list(props["shape_after_crop"]), 1, axis if isinstance(axis, int) else None, spec.z_order
@@ -94,7 +100,7 @@ def to_original(
     full_shape = list(props["shape_before_crop"])
     sl = tuple(slice(a, b) for a, b in box)
     seg = np.zeros(full_shape, dtype=np.int16)
-    seg[sl] = p.argmax(0).astype(np.int16)
+    seg[sl] = decide(p, class_bias).astype(np.int16)
     back = spec.transpose_backward
     values = np.array(spec.label_values, dtype=np.int16)
     labels = np.ascontiguousarray(values[seg].transpose(*back))

@@ -1,5 +1,8 @@
-"""Postprocessing chosen on cross-validation: keep only the largest connected component (face connectivity) of all
-foreground together and/or of single labels. Applied to label maps in the original geometry."""
+"""Postprocessing chosen on cross-validation, applied in the original geometry: a class bias (``{"kind":
+"class_bias", "offsets": [one per class]}``: log-probability offsets added before the argmax, so that a model
+that systematically over- or under-segments a label is corrected; it acts where probabilities become labels, see
+:func:`decide`), then keeping only the largest connected component (face connectivity) of all foreground together
+and/or of single labels (label maps)."""
 
 from __future__ import annotations
 
@@ -20,11 +23,44 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+CLASS_BIAS = "class_bias"
+
+
+def class_bias(steps: Sequence[dict[str, Any]]) -> list[float] | None:
+    """The class-bias offsets among ``steps`` (``None``: no such step)."""
+    found = [s for s in steps if s["kind"] == CLASS_BIAS]
+    return [float(x) for x in found[-1]["offsets"]] if found else None
+
+
+def decide(probs: np.ndarray, offsets: Sequence[float] | None = None) -> np.ndarray:
+    """Class indices of ``(K, ...)`` probabilities: the argmax, after adding ``offsets`` to the log-probabilities
+    (multiplying the probabilities by their exponentials: the same order, no logarithm of the volume)."""
+    if not offsets or not any(offsets):
+        out: np.ndarray = probs.argmax(0)
+        return out
+    if len(offsets) != probs.shape[0]:
+        raise ValueError(f"class bias has {len(offsets)} offsets for {probs.shape[0]} classes")
+    weights = np.exp(np.asarray(offsets, dtype=np.float32)).reshape(-1, *([1] * (probs.ndim - 1)))
+    out = (probs * weights).argmax(0)
+    return out
+
+
+def describe(step: dict[str, Any]) -> str:
+    """One line for a person (model card, MLflow tags)."""
+    if step["kind"] == CLASS_BIAS:
+        offsets = ", ".join(f"{x:+.2f}" for x in step["offsets"])
+        return f"class bias (log-probability offsets per class, background first): {offsets}"
+    return f"largest connected component of labels {step['labels']}"
+
+
 def apply(labels: np.ndarray, steps: Sequence[dict[str, Any]]) -> np.ndarray:
-    """Apply steps ``{"kind": "largest_component", "labels": [values]}`` in order; voxels removed become 0.
-    ``labels`` holding every foreground value means "all foreground as one mask"."""
+    """Apply the label-map steps ``{"kind": "largest_component", "labels": [values]}`` in order; voxels removed
+    become 0. ``labels`` holding every foreground value means "all foreground as one mask". A class-bias step was
+    applied where the labels were decided (:func:`decide`) and is skipped here."""
     out = labels.copy()
     for step in steps:
+        if step["kind"] == CLASS_BIAS:
+            continue
         if step["kind"] != "largest_component":
             raise ValueError(f"unknown postprocessing step {step['kind']!r}")
         values = [int(v) for v in step["labels"]]

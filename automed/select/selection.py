@@ -4,10 +4,11 @@
 Evidence: every fold's validation probabilities (``train/<cfg>/fold_<k>/validation/<case>.npz``, original geometry)
 and the reference label maps. Candidates: each training (one configuration, all its folds) and, with several
 trainings, each pair averaged (mean probabilities). The candidate with the best CV foreground Dice (mean over labels
-of the mean over cases; cases where both masks are empty excluded) is chosen. Postprocessing is then decided on it,
-nnU-Net's way: first "largest connected component of all foreground", then per label "largest component of that
-label", each kept only if the foreground mean Dice improves and no label's Dice gets worse. ``selection.json``
-records the evidence table and every decision.
+of the mean over cases; cases where both masks are empty excluded) is chosen. Postprocessing is then decided on it:
+first a class bias (log-probability offsets before the argmax, :mod:`automed.select.class_bias`), then nnU-Net's
+way: "largest connected component of all foreground", then per label "largest component of that label", each kept
+only if the foreground mean Dice improves and no label's Dice gets worse. ``selection.json`` records the evidence
+table and every decision.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
-from automed.runtime.postprocess import apply
+from automed.runtime.postprocess import CLASS_BIAS, apply, decide
+from automed.select.class_bias import decide_class_bias
 from automed.train.config import TrainConfig
 from automed.workdir import SELECTION, WorkDir, require
 
@@ -100,13 +102,17 @@ def dice_summary(per_case: list[dict[int, float]], values: list[int]) -> dict[st
     return {"dice": per_label, "foreground_mean": float(np.mean(fg)) if fg else math.nan}
 
 
-def _labels(prob_files: list[Path], values: list[int]) -> np.ndarray:
+def _mean(prob_files: list[Path]) -> np.ndarray:
     total: np.ndarray | None = None
     for f in prob_files:
         p = np.load(f)["probabilities"].astype(np.float32)
         total = p if total is None else total + p
     assert total is not None
-    out: np.ndarray = np.asarray(values, dtype=np.int16)[total.argmax(0)]
+    return total / len(prob_files)
+
+
+def _labels(prob_files: list[Path], values: list[int], offsets: list[float] | None = None) -> np.ndarray:
+    out: np.ndarray = np.asarray(values, dtype=np.int16)[decide(_mean(prob_files), offsets)]
     return out
 
 
@@ -177,12 +183,25 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
     decisions: list[dict[str, Any]] = []
     steps: list[dict[str, Any]] = []
     current = base
-    # 1) largest component of all foreground together (it can change every label)
+    # 1) a class bias: offsets before the argmax (they change the labels every later step sees)
+    bias = decide_class_bias(((_mean([m.probs[c] for m in chosen]), reference(c)) for c in cases), values)
+    decisions.append(
+        {"step": "class bias", "kind": CLASS_BIAS, **{k: v for k, v in bias.items() if k != "step"}}
+    )
+    offsets = bias["offsets"] if bias["kept"] else None
+    if bias["kept"]:
+        steps.append(bias["step"])
+        current = bias["after"]
+    # 2) largest component of all foreground together (it can change every label)
     if len(fg_values) > 1:
         step = {"kind": "largest_component", "labels": fg_values}
         after = dice_summary(
             [
-                dice_table(apply(_labels([m.probs[c] for m in chosen], values), [step]), reference(c), values)
+                dice_table(
+                    apply(_labels([m.probs[c] for m in chosen], values, offsets), [step]),
+                    reference(c),
+                    values,
+                )
                 for c in cases
             ],
             values,
@@ -192,11 +211,11 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
         if keep:
             steps.append(step)
             current = after
-    # 2) per label: its largest component only changes that label, so every label is measured in one pass
+    # 3) per label: its largest component only changes that label, so every label is measured in one pass
     per_label: dict[int, list[dict[int, float]]] = {v: [] for v in fg_values}
     for c in cases:
         ref = reference(c)
-        pred = apply(_labels([m.probs[c] for m in chosen], values), steps)
+        pred = apply(_labels([m.probs[c] for m in chosen], values, offsets), steps)
         for v in fg_values:
             per_label[v].append(
                 dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, values)

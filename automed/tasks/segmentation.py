@@ -21,6 +21,7 @@ from automed.evaluate.metrics import case_metrics
 from automed.evaluate.summary import metrics_rows, score, summarize, write_summary
 from automed.infer.predictor import Predictor
 from automed.plan.schema import ConfigurationPlan, Plan
+from automed.runtime.postprocess import describe
 from automed.select.inference_cost import choose, measure_folds, single_model_seconds
 from automed.select.selection import Training, select_trainings
 from automed.tasks.base import OwnChoice
@@ -181,14 +182,13 @@ class Segmentation:
         tta: bool,
         mirrors: str = "all",
     ) -> OwnChoice:
-        """Largest-component postprocessing, each step kept only if it helps on this training's own CV; with
-        several folds and ``latency_cap``, the most accurate (TTA, step, folds) that predicts a case in no more time
+        """Postprocessing (a class bias, largest components), each step kept only if it helps on this training's own
+        CV; with several folds and ``latency_cap``, the most accurate (TTA, step, folds) that predicts a case in no more time
         than one network with nnU-Net's default inference (measured on fold 0's validation cases)."""
         own = Training.of(workdir, config.configuration, folds, sorted(int(k) for k in plan.labels), dataset)
         sel = select_trainings([own], out)
-        steps = [d["step"] for d in sel["decisions"] if d["kept"]]
         metrics = {"cv_dice_fg_mean_postprocessed": sel["cv_dice_final"]["foreground_mean"]}
-        tags = {"postprocessing": ", ".join(f"largest component of {s}" for s in steps) or "none"}
+        tags = {"postprocessing": "; ".join(describe(s) for s in sel["postprocessing"]) or "none"}
         inference = None
         if latency_cap and len(folds) > 1:
             table = measure_folds(

@@ -1,0 +1,121 @@
+"""A class bias decided on cross-validation: log-probability offsets per foreground label, added before the argmax.
+
+A model trained for a short budget often draws a label systematically too large or too small (on the MSD
+Hippocampus cases, 15 minutes of training drew the posterior label 18 % too large: twice as many false positive
+voxels as false negative ones). Offsets from :data:`GRID` are searched label by label (coordinate ascent, two
+rounds) on the chosen candidate's CV probabilities, maximizing the CV foreground mean Dice with no label's Dice
+lower than without offsets; they are kept only when that mean rises by at least :data:`MIN_GAIN` (the step is
+then applied wherever probabilities become labels: :func:`automed.runtime.postprocess.decide`).
+
+Only voxels whose two most likely classes are closer than the widest offset difference can change label; each
+case is reduced to those voxels (and the counts of the others) once, so the search does not scale with image size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from automed.runtime.postprocess import CLASS_BIAS
+
+GRID = (-2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
+MIN_GAIN = 0.002  # CV foreground mean Dice: less than this is within what ten validation cases move by chance
+ROUNDS = 2
+_SPAN = max(GRID) - min(GRID)
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One CV case reduced to what an offset can change."""
+
+    log_probs: np.ndarray  # (K, M) the voxels that an offset can move
+    ref: np.ndarray  # (M,) their reference class index (-1: a value that is no class)
+    fixed: np.ndarray  # (K, 3) per class: TP, FP, FN among the other voxels
+
+
+def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
+    k = probs.shape[0]
+    flat = probs.reshape(k, -1).astype(np.float32)
+    ref = ref_index.reshape(-1)
+    top2 = -np.partition(-flat, 1, axis=0)[:2]
+    lp1, lp2 = np.log(np.maximum(top2, 1e-6))
+    movable = (lp1 - lp2) < _SPAN
+    pred = flat.argmax(0)
+    keep = ~movable
+    fixed = np.zeros((k, 3), dtype=np.int64)
+    for c in range(k):
+        p, r = pred[keep] == c, ref[keep] == c
+        fixed[c] = [int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())]
+    return _Case(np.log(np.maximum(flat[:, movable], 1e-6)), ref[movable], fixed)
+
+
+def _summary(cases: list[_Case], offsets: np.ndarray) -> dict[str, Any]:
+    """Foreground mean Dice (mean over labels of the mean over cases, both-empty excluded) under ``offsets``."""
+    k = offsets.size
+    per_label: list[list[float]] = [[] for _ in range(k)]
+    for case in cases:
+        pred = (case.log_probs + offsets[:, None]).argmax(0)
+        for c in range(1, k):
+            p, r = pred == c, case.ref == c
+            tp = case.fixed[c, 0] + int((p & r).sum())
+            fp = case.fixed[c, 1] + int((p & ~r).sum())
+            fn = case.fixed[c, 2] + int((~p & r).sum())
+            if 2 * tp + fp + fn:
+                per_label[c].append(2.0 * tp / (2 * tp + fp + fn))
+    dice = [float(np.mean(x)) if x else math.nan for x in per_label[1:]]
+    defined = [d for d in dice if not math.isnan(d)]
+    return {"dice": dice, "foreground_mean": float(np.mean(defined)) if defined else math.nan}
+
+
+def _allowed(after: dict[str, Any], base: dict[str, Any]) -> bool:
+    return all(math.isnan(b) or a >= b - 1e-9 for a, b in zip(after["dice"], base["dice"], strict=True))
+
+
+def decide_class_bias(
+    cases: Iterable[tuple[np.ndarray, np.ndarray]],
+    values: list[int],
+) -> dict[str, Any]:
+    """``cases``: (mean CV probabilities ``(K, ...)``, reference label map in label values) of each validation case.
+    The decision: ``step`` (the postprocessing step, or ``None`` when no offset helps by :data:`MIN_GAIN`), Dice
+    before and after (per label value) and the reason."""
+    index = np.full(int(max(values)) + 1, -1, dtype=np.int64)
+    index[np.asarray(values)] = np.arange(len(values))
+    reduced = [_reduce(p, index[np.clip(r, 0, index.size - 1)]) for p, r in cases]
+    offsets = np.zeros(len(values), dtype=np.float32)
+    base = _summary(reduced, offsets)
+    best = base
+    for _ in range(ROUNDS):
+        for c in range(1, len(values)):
+            for x in GRID:
+                trial = offsets.copy()
+                trial[c] = x
+                s = _summary(reduced, trial)
+                if _allowed(s, base) and s["foreground_mean"] > best["foreground_mean"] + 1e-9:
+                    best, offsets = s, trial
+    gain = (
+        best["foreground_mean"] - base["foreground_mean"] if not math.isnan(base["foreground_mean"]) else 0.0
+    )
+    kept = gain >= MIN_GAIN
+    step = {"kind": CLASS_BIAS, "offsets": [float(x) for x in offsets]} if kept else None
+
+    def labelled(s: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "dice": {str(v): d for v, d in zip(values[1:], s["dice"], strict=True)},
+            "foreground_mean": s["foreground_mean"],
+        }
+
+    return {
+        "step": step,
+        "offsets": [float(x) for x in offsets],
+        "before": labelled(base),
+        "after": labelled(best if kept else base),
+        "kept": kept,
+        "reason": (
+            f"CV foreground mean Dice {base['foreground_mean']:.4f} -> {best['foreground_mean']:.4f} with offsets "
+            f"{[round(float(x), 2) for x in offsets]} (kept when it rises by at least {MIN_GAIN} and no label falls)"
+        ),
+    }
