@@ -38,13 +38,21 @@ class _Case:
 
 
 def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
+    """Class by class, so that memory stays a few arrays of one volume (a large CT's probabilities are gigabytes)."""
     k = probs.shape[0]
-    flat = probs.reshape(k, -1).astype(np.float32)
+    flat = np.asarray(probs, dtype=np.float32).reshape(k, -1)
     ref = ref_index.reshape(-1)
-    top2 = -np.partition(-flat, 1, axis=0)[:2]
-    lp1, lp2 = np.log(np.maximum(top2, 1e-6))
-    movable = (lp1 - lp2) < _SPAN
-    pred = flat.argmax(0)
+    first = np.full(flat.shape[1], -1.0, dtype=np.float32)  # the largest probability, then the second
+    second = first.copy()
+    pred = np.zeros(flat.shape[1], dtype=np.int64)
+    for c in range(k):
+        x = flat[c]
+        top = x > first
+        second = np.where(top, first, np.maximum(second, x))
+        first = np.where(top, x, first)
+        pred[top] = c
+    # an offset difference of at most _SPAN can only move voxels whose two best classes are closer than that
+    movable = np.log(np.maximum(first, 1e-6)) - np.log(np.maximum(second, 1e-6)) < _SPAN
     keep = ~movable
     fixed = np.zeros((k, 3), dtype=np.int64)
     for c in range(k):
