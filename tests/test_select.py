@@ -178,3 +178,16 @@ def test_class_bias_is_not_kept_without_a_gain(
     (bias,) = [d for d in res["decisions"] if d["step"] == "class bias"]
     assert not bias["kept"] and "kept when it rises by at least" in bias["reason"]
     assert all(s["kind"] != "class_bias" for s in res["postprocessing"])
+
+
+def test_class_bias_search_that_would_not_fit_in_memory_is_skipped(
+    dataset: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import automed.select.class_bias as cb
+
+    monkeypatch.setattr(cb, "MAX_VALUES", 10)
+    ds_path, labels = dataset
+    res = select([_fake_training(tmp_path, "grown", ds_path, labels, "grown")], tmp_path / "sel")
+    (bias,) = [d for d in res["decisions"] if d["step"] == "class bias"]
+    assert not bias["kept"] and bias["reason"].startswith("not searched")
+    assert bias["before"] == bias["after"] == res["cv_dice_before_postprocessing"]

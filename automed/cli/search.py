@@ -164,9 +164,9 @@ def select(
     out.print(t)
     for d in res["decisions"]:
         verdict = "kept" if d["kept"] else "rejected"
+        what = f"{d['step']} {d['offsets']}" if "offsets" in d else f"largest component of {d['step']}"
         out.print(
-            f"largest component of {d['step']}: {d['before']['foreground_mean']:.4f} -> "
-            f"{d['after']['foreground_mean']:.4f} ({verdict})"
+            f"{what}: {d['before']['foreground_mean']:.4f} -> {d['after']['foreground_mean']:.4f} ({verdict})"
         )
     if "inference_cost" in res:
         c = res["inference_cost"]

@@ -24,6 +24,8 @@ from automed.runtime.postprocess import CLASS_BIAS
 
 GRID = (-2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
 MIN_GAIN = 0.002  # CV foreground mean Dice: less than this is within what ten validation cases move by chance
+# uncertain voxels x classes held for the search (4 bytes each: 200 MB); beyond it the step is not searched
+MAX_VALUES = 50_000_000
 ROUNDS = 2
 _SPAN = max(GRID) - min(GRID)
 
@@ -84,15 +86,27 @@ def _allowed(after: dict[str, Any], base: dict[str, Any]) -> bool:
 
 
 def decide_class_bias(
-    cases: Iterable[tuple[np.ndarray, np.ndarray]],
-    values: list[int],
+    cases: Iterable[tuple[np.ndarray, np.ndarray]], values: list[int], baseline: dict[str, Any]
 ) -> dict[str, Any]:
-    """``cases``: (mean CV probabilities ``(K, ...)``, reference label map in label values) of each validation case.
-    The decision: ``step`` (the postprocessing step, or ``None`` when no offset helps by :data:`MIN_GAIN`), Dice
-    before and after (per label value) and the reason."""
+    """``cases``: (mean CV probabilities ``(K, ...)``, reference label map in label values) of each validation case;
+    ``baseline``: their CV Dice without the step (reported as is when the search does not fit in memory). The
+    decision: ``step`` (the postprocessing step, or ``None`` when no offset helps by :data:`MIN_GAIN`), Dice before
+    and after (per label value) and the reason."""
     index = np.full(int(max(values)) + 1, -1, dtype=np.int64)
     index[np.asarray(values)] = np.arange(len(values))
-    reduced = [_reduce(p, index[np.clip(r, 0, index.size - 1)]) for p, r in cases]
+    reduced: list[_Case] = []
+    for p, r in cases:
+        reduced.append(_reduce(p, index[np.clip(r, 0, index.size - 1)]))
+        held = sum(c.log_probs.size for c in reduced)
+        if held > MAX_VALUES:
+            return {
+                "step": None,
+                "offsets": [0.0] * len(values),
+                "before": baseline,
+                "after": baseline,
+                "kept": False,
+                "reason": f"not searched: the CV cases' uncertain voxels exceed {MAX_VALUES:,} values in memory",
+            }
     offsets = np.zeros(len(values), dtype=np.float32)
     base = _summary(reduced, offsets)
     best = base

@@ -184,7 +184,9 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
     steps: list[dict[str, Any]] = []
     current = base
     # 1) a class bias: offsets before the argmax (they change the labels every later step sees)
-    bias = decide_class_bias(((_mean([m.probs[c] for m in chosen]), reference(c)) for c in cases), values)
+    bias = decide_class_bias(
+        ((_mean([m.probs[c] for m in chosen]), reference(c)) for c in cases), values, baseline=base
+    )
     decisions.append(
         {"step": "class bias", "kind": CLASS_BIAS, **{k: v for k, v in bias.items() if k != "step"}}
     )
