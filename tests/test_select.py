@@ -191,3 +191,15 @@ def test_class_bias_search_that_would_not_fit_in_memory_is_skipped(
     (bias,) = [d for d in res["decisions"] if d["step"] == "class bias"]
     assert not bias["kept"] and bias["reason"].startswith("not searched")
     assert bias["before"] == bias["after"] == res["cv_dice_before_postprocessing"]
+
+
+def test_decide_is_the_argmax_of_offset_log_probabilities() -> None:
+    from automed.runtime.postprocess import decide
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), size=(6, 7, 8)).transpose(3, 0, 1, 2).astype(np.float32)
+    for offsets in ([0.0, -2.0, 0.5, 1.0], [0.0, 0.0, -0.25, -1.5], [0.0] * 4):
+        expected = (np.log(p) + np.asarray(offsets)[:, None, None, None]).argmax(0)
+        assert (decide(p, offsets) == expected).mean() > 0.999
+    with pytest.raises(ValueError, match="3 offsets for 4 classes"):
+        decide(p, [0.0, 1.0, 0.0])

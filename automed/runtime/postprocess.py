@@ -34,14 +34,21 @@ def class_bias(steps: Sequence[dict[str, Any]]) -> list[float] | None:
 
 def decide(probs: np.ndarray, offsets: Sequence[float] | None = None) -> np.ndarray:
     """Class indices of ``(K, ...)`` probabilities: the argmax, after adding ``offsets`` to the log-probabilities
-    (multiplying the probabilities by their exponentials: the same order, no logarithm of the volume)."""
+    (multiplying each class's probabilities by the exponential: the same order, no logarithm of the volume). Class
+    by class: memory of two volumes, not a second copy of all probabilities (a large CT's are gigabytes)."""
     if not offsets or not any(offsets):
         out: np.ndarray = probs.argmax(0)
         return out
     if len(offsets) != probs.shape[0]:
         raise ValueError(f"class bias has {len(offsets)} offsets for {probs.shape[0]} classes")
-    weights = np.exp(np.asarray(offsets, dtype=np.float32)).reshape(-1, *([1] * (probs.ndim - 1)))
-    out = (probs * weights).argmax(0)
+    weights = np.exp(np.asarray(offsets, dtype=np.float64))
+    best = probs[0] * np.float32(weights[0])
+    out = np.zeros(probs.shape[1:], dtype=np.int64)
+    for c in range(1, probs.shape[0]):
+        x = probs[c] * np.float32(weights[c])
+        higher = x > best  # ties keep the lower class, as argmax does
+        out[higher] = c
+        np.maximum(best, x, out=best)
     return out
 
 

@@ -54,7 +54,9 @@ def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
         first = np.where(top, x, first)
         pred[top] = c
     # an offset difference of at most _SPAN can only move voxels whose two best classes are closer than that
-    movable = np.log(np.maximum(first, 1e-6)) - np.log(np.maximum(second, 1e-6)) < _SPAN
+    # (<=, with a margin: a tie at exactly the span goes to the lower class index, and the runtime multiplies
+    # probabilities by exp(offset) instead of adding logarithms, which rounds differently)
+    movable = np.log(np.maximum(first, 1e-6)) - np.log(np.maximum(second, 1e-6)) <= _SPAN + 1e-3
     keep = ~movable
     fixed = np.zeros((k, 3), dtype=np.int64)
     for c in range(k):
@@ -96,7 +98,10 @@ def decide_class_bias(
     index[np.asarray(values)] = np.arange(len(values))
     reduced: list[_Case] = []
     for p, r in cases:
-        reduced.append(_reduce(p, index[np.clip(r, 0, index.size - 1)]))
+        known = (r >= 0) & (
+            r < index.size
+        )  # a value that is no class counts for none (as selection's dice_table)
+        reduced.append(_reduce(p, np.where(known, index[np.where(known, r, 0)], -1)))
         held = sum(c.log_probs.size for c in reduced)
         if held > MAX_VALUES:
             return {
