@@ -68,19 +68,25 @@ def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
 def _summary(cases: list[_Case], offsets: np.ndarray) -> dict[str, Any]:
     """Foreground mean Dice (mean over labels of the mean over cases, both-empty excluded) under ``offsets``."""
     k = offsets.size
-    per_label: list[list[float]] = [[] for _ in range(k)]
+    total = np.zeros(k)
+    count = np.zeros(k, dtype=np.int64)
     for case in cases:
         pred = (case.log_probs + offsets[:, None]).argmax(0)
-        for c in range(1, k):
-            p, r = pred == c, case.ref == c
-            tp = case.fixed[c, 0] + int((p & r).sum())
-            fp = case.fixed[c, 1] + int((p & ~r).sum())
-            fn = case.fixed[c, 2] + int((~p & r).sum())
-            if 2 * tp + fp + fn:
-                per_label[c].append(2.0 * tp / (2 * tp + fp + fn))
-    dice = [float(np.mean(x)) if x else math.nan for x in per_label[1:]]
-    defined = [d for d in dice if not math.isnan(d)]
-    return {"dice": dice, "foreground_mean": float(np.mean(defined)) if defined else math.nan}
+        # one confusion table per evaluation (rows: predicted class; columns: reference class, the last one for
+        # values that are no class), all labels at once: many-label datasets search hundreds of offsets
+        ref = np.where(case.ref < 0, k, case.ref)
+        conf = np.bincount(pred * (k + 1) + ref, minlength=k * (k + 1)).reshape(k, k + 1)
+        hits = np.diagonal(conf)
+        tp = case.fixed[:, 0] + hits
+        fp = case.fixed[:, 1] + conf.sum(axis=1) - hits
+        fn = case.fixed[:, 2] + conf[:, :k].sum(axis=0) - hits
+        denom = 2 * tp + fp + fn
+        defined = denom > 0
+        total[defined] += 2.0 * tp[defined] / denom[defined]
+        count += defined
+    dice = [float(total[c] / count[c]) if count[c] else math.nan for c in range(1, k)]
+    defined_dice = [d for d in dice if not math.isnan(d)]
+    return {"dice": dice, "foreground_mean": float(np.mean(defined_dice)) if defined_dice else math.nan}
 
 
 def _allowed(after: dict[str, Any], base: dict[str, Any]) -> bool:
