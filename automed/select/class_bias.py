@@ -58,11 +58,16 @@ def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
     # probabilities by exp(offset) instead of adding logarithms, which rounds differently)
     movable = np.log(np.maximum(first, 1e-6)) - np.log(np.maximum(second, 1e-6)) <= _SPAN + 1e-3
     keep = ~movable
-    fixed = np.zeros((k, 3), dtype=np.int64)
-    for c in range(k):
-        p, r = pred[keep] == c, ref[keep] == c
-        fixed[c] = [int((p & r).sum()), int((p & ~r).sum()), int((~p & r).sum())]
+    fixed = _counts(pred[keep], ref[keep], k)
     return _Case(np.log(np.maximum(flat[:, movable], 1e-6)), ref[movable], fixed)
+
+
+def _counts(pred: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
+    """``(K, 3)``: per class TP, FP, FN of class indices ``pred`` against ``ref`` (-1: a value that is no class),
+    from one confusion table (rows: predicted class; columns: reference class, the last one for no class)."""
+    conf = np.bincount(pred * (k + 1) + np.where(ref < 0, k, ref), minlength=k * (k + 1)).reshape(k, k + 1)
+    hits = np.diagonal(conf)
+    return np.stack([hits, conf.sum(axis=1) - hits, conf[:, :k].sum(axis=0) - hits], axis=1)
 
 
 def _summary(cases: list[_Case], offsets: np.ndarray) -> dict[str, Any]:
@@ -72,14 +77,7 @@ def _summary(cases: list[_Case], offsets: np.ndarray) -> dict[str, Any]:
     count = np.zeros(k, dtype=np.int64)
     for case in cases:
         pred = (case.log_probs + offsets[:, None]).argmax(0)
-        # one confusion table per evaluation (rows: predicted class; columns: reference class, the last one for
-        # values that are no class), all labels at once: many-label datasets search hundreds of offsets
-        ref = np.where(case.ref < 0, k, case.ref)
-        conf = np.bincount(pred * (k + 1) + ref, minlength=k * (k + 1)).reshape(k, k + 1)
-        hits = np.diagonal(conf)
-        tp = case.fixed[:, 0] + hits
-        fp = case.fixed[:, 1] + conf.sum(axis=1) - hits
-        fn = case.fixed[:, 2] + conf[:, :k].sum(axis=0) - hits
+        tp, fp, fn = (case.fixed + _counts(pred, case.ref, k)).T
         denom = 2 * tp + fp + fn
         defined = denom > 0
         total[defined] += 2.0 * tp[defined] / denom[defined]
@@ -104,9 +102,8 @@ def decide_class_bias(
     index[np.asarray(values)] = np.arange(len(values))
     reduced: list[_Case] = []
     for p, r in cases:
-        known = (r >= 0) & (
-            r < index.size
-        )  # a value that is no class counts for none (as selection's dice_table)
+        # a value that is no class counts for none (as selection's dice_table)
+        known = (r >= 0) & (r < index.size)
         reduced.append(_reduce(p, np.where(known, index[np.where(known, r, 0)], -1)))
         held = sum(c.log_probs.size for c in reduced)
         if held > MAX_VALUES:

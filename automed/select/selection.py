@@ -26,7 +26,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
-from automed.runtime.postprocess import CLASS_BIAS, apply, decide
+from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
 from automed.train.config import TrainConfig
 from automed.workdir import SELECTION, WorkDir, require
@@ -190,10 +190,10 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
     decisions.append(
         {"step": "class bias", "kind": CLASS_BIAS, **{k: v for k, v in bias.items() if k != "step"}}
     )
-    offsets = bias["offsets"] if bias["kept"] else None
     if bias["kept"]:
         steps.append(bias["step"])
         current = bias["after"]
+    offsets = class_bias(steps)
     # 2) largest component of all foreground together (it can change every label)
     if len(fg_values) > 1:
         step = {"kind": "largest_component", "labels": fg_values}
