@@ -340,3 +340,10 @@ def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path
         cli.main(args, bundle=exported["bundle"])
     assert cli.main([*args, "--nan-to", "0"], bundle=exported["bundle"]) == 0
     assert (tmp_path / "out" / "nan.mha").is_file()
+
+
+def test_every_openvino_precision_has_parity_thresholds() -> None:
+    """`--ov-precision` offers exactly the precisions both parity checks can judge (f16 was offered without)."""
+    from automed.export import export, image_level
+
+    assert set(export.THRESHOLDS) == set(image_level.THRESHOLDS) == {"f32", "bf16", "f16"}

@@ -26,7 +26,11 @@ from automed.infer.image_level import ImagePrediction, ImagePredictor
 from automed.preprocess.pipeline import spec_for
 from automed.workdir import WorkDir
 
-THRESHOLDS = {"f32": 1e-3, "bf16": 0.1}  # max |dp| of probabilities, or |dv| / std of regression values
+THRESHOLDS = {
+    "f32": 1e-3,
+    "bf16": 0.1,
+    "f16": 0.1,
+}  # max |dp| of probabilities, or |dv| / std of regression values
 
 
 def _with(predictor: ImagePredictor, modules: list[torch.nn.Module]) -> ImagePredictor:

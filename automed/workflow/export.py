@@ -40,7 +40,13 @@ def export(
     from automed.data.dataset import Case
     from automed.export.bundle import readable
     from automed.export.card import model_card, pair_card
-    from automed.export.export import export_predictor, first_validation_case, parity_failures, parse_formats
+    from automed.export.export import (
+        THRESHOLDS,
+        export_predictor,
+        first_validation_case,
+        parity_failures,
+        parse_formats,
+    )
     from automed.export.image_level import export_image_predictor, image_card
     from automed.export.link import write_link
     from automed.export.mlflow_attach import attach_export
@@ -51,9 +57,7 @@ def export(
     from automed.train.device import cpu_has_native_bf16
 
     fmts = parse_formats(formats)
-    check_choice(
-        ov_precision, ["auto", "f32", "bf16", "f16"], what="the OpenVINO precision", where="--ov-precision"
-    )
+    check_choice(ov_precision, ["auto", *THRESHOLDS], what="the OpenVINO precision", where="--ov-precision")
     if ov_precision == "auto":
         ov_precision = "bf16" if cpu_has_native_bf16() else "f32"
     is_uri = str(model).startswith("models:/")
