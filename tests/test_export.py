@@ -347,3 +347,4 @@ def test_every_openvino_precision_has_parity_thresholds() -> None:
     from automed.export import export, image_level
 
     assert set(export.THRESHOLDS) == set(image_level.THRESHOLDS) == {"f32", "bf16", "f16"}
+    assert image_level.THRESHOLDS == {"f32": 1e-3, "bf16": 0.1, "f16": 0.1}

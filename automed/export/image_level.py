@@ -20,17 +20,15 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.export.bundle import copy_runtime, readable, write_requirements
+from automed.export.export import THRESHOLDS as SEGMENTATION_THRESHOLDS
 from automed.export.export import ExportResult
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.image_level import ImagePrediction, ImagePredictor
 from automed.preprocess.pipeline import spec_for
 from automed.workdir import WorkDir
 
-THRESHOLDS = {
-    "f32": 1e-3,
-    "bf16": 0.1,
-    "f16": 0.1,
-}  # max |dp| of probabilities, or |dv| / std of regression values
+# max |dp| of probabilities, or |dv| / std of regression values: the label maps' thresholds, one table of precisions
+THRESHOLDS = {prec: th["max_abs_prob"] for prec, th in SEGMENTATION_THRESHOLDS.items()}
 
 
 def _with(predictor: ImagePredictor, modules: list[torch.nn.Module]) -> ImagePredictor:
