@@ -305,8 +305,13 @@ def test_classification_export_parity_and_torch_free_bundle(
     import sys
 
     wd, root = classified["res"].workdir, classified["root"]
-    res = api.export(wd, tmp_path / "E", tracking_uri=classified["uri"])
-    report = res.report
+    # through the command line, as the README shows it: its parity table has the image-level columns
+    r = CliRunner().invoke(
+        app, ["export", str(wd), "-o", str(tmp_path / "E"), "--tracking-uri", classified["uri"]]
+    )
+    assert r.exit_code == 0, r.output
+    assert "same prediction" in r.output and "reference" in r.output
+    report = json.loads((tmp_path / "E" / "export.json").read_text())
     assert report["task"] == "classification" and set(report["parity"]) >= {"onnxruntime", "openvino_f32"}
     assert all(r["passed"] and r["same_prediction"] for r in report["parity"].values()), report["parity"]
     assert report["parity"]["onnxruntime"]["max_difference"] <= 1e-3
@@ -424,6 +429,15 @@ def test_select_compares_classification_trainings_and_their_pair(
     assert "<script" not in page and (tmp_path / "R" / "W_roc_pr.png").is_file()
     (test,) = rep.tests
     assert test["test"] == "McNemar (exact)" and test["n_cases"] == 24 and 0 <= test["p_holm"] <= 1
+    # the same two commands as the README shows them print their image-level tables and tests
+    runner = CliRunner()
+    r = runner.invoke(app, ["select", str(a), str(other.workdir), "-o", str(tmp_path / "S2"),
+                            "--tracking-uri", classified["uri"]])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "classification CV score" in r.output and "W + B" in r.output
+    r = runner.invoke(app, ["report", str(a), str(other.workdir), "-o", str(tmp_path / "R2"), "--no-mlflow"])
+    assert r.exit_code == 0, r.output
+    assert "McNemar (exact): W vs B" in r.output and "Holm" in r.output
     cases = pd.read_csv(tmp_path / "R" / "cases.csv")
     right = cases.pivot_table(index="case", columns="run", values="correct")
     assert test["only_a_right"] == int(((right["W"] > 0) & (right["B"] == 0)).sum())

@@ -51,6 +51,28 @@ def test_paired_wilcoxon_equals_scipy_and_names_the_better_run() -> None:
     assert t["p_holm"] == pytest.approx(t["p_value"])  # one test: nothing to correct
 
 
+def test_regression_runs_get_a_wilcoxon_on_absolute_errors_and_a_printable_line() -> None:
+    from automed.cli.tools import _test_line
+    from automed.evaluate.report import paired_image_tests
+
+    rng = np.random.default_rng(3)
+    err_a = rng.uniform(0, 100, 15)
+    err_b = err_a + rng.uniform(5, 20, 15)  # run b is worse on every case
+    table = pd.concat(
+        [
+            pd.DataFrame({"run": r, "case": [f"c{i}" for i in range(15)], "abs_error": e})
+            for r, e in (("a", err_a), ("b", err_b))
+        ]
+    )
+    (test,) = paired_image_tests(table, "regression")
+    assert test["p_value"] == pytest.approx(stats.wilcoxon(err_a, err_b).pvalue)
+    assert test["better"] == "a" and test["median_difference"] == pytest.approx(np.median(err_b - err_a))
+    line = _test_line(test)  # what `automed report` prints for it (it once expected a structure name)
+    assert (
+        line.startswith("Wilcoxon (absolute errors): a vs b") and f"{test['median_difference']:+.4g}" in line
+    )
+
+
 def test_outliers_list_the_worst_and_those_beyond_the_fence() -> None:
     dice = np.array([0.9, 0.91, 0.92, 0.9, 0.89, 0.91, 0.2])
     out = outliers(_table("A", dice), worst=2)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -67,18 +67,7 @@ def export(
     )
     rep = res.report
     if "parity" in rep:
-        t = Table(title=f"parity and latency on {rep['parity_case']}")
-        for col in ("runtime", "max |dp|", "Dice vs torch", "seconds"):
-            t.add_column(col)
-        for name, sec in rep["latency_seconds"].items():
-            p = rep["parity"].get(name, {})
-            t.add_row(
-                name,
-                f"{p['max_abs_prob']:.2e}" if p else "reference" if name == "torch_fp32" else "",
-                f"{p['dice_vs_torch']:.4f}" if p else "",
-                f"{sec:.2f}",
-            )
-        out.print(t)
+        out.print(_parity_table(rep))
     out.print(f"exported to {res.folder} (report: {res.folder / 'export.json'})")
     link = rep.get("link")
     if link is not None:
@@ -257,3 +246,24 @@ def explain(
         show_progress=progress(),
     )
     out.print(f"wrote {len(paths) // 2} attention map(s) to {output}")
+
+
+def _parity_table(rep: dict[str, Any]) -> Table:
+    """Each runtime against torch: a segmentation export's largest probability difference and Dice, an image-level
+    export's largest difference (probabilities, or values in target standard deviations) and same prediction."""
+    image_level = any("max_difference" in p for p in rep["parity"].values())
+    cols = ("max |d|", "same prediction") if image_level else ("max |dp|", "Dice vs torch")
+    t = Table(title=f"parity and latency on {rep['parity_case']}")
+    for col in ("runtime", *cols, "seconds"):
+        t.add_column(col)
+    for name, sec in rep["latency_seconds"].items():
+        p = rep["parity"].get(name, {})
+        if not p:
+            t.add_row(name, "reference" if name == "torch_fp32" else "", "", f"{sec:.2f}")
+        elif image_level:
+            t.add_row(
+                name, f"{p['max_difference']:.2e}", "yes" if p["same_prediction"] else "no", f"{sec:.2f}"
+            )
+        else:
+            t.add_row(name, f"{p['max_abs_prob']:.2e}", f"{p['dice_vs_torch']:.4f}", f"{sec:.2f}")
+    return t

@@ -156,11 +156,15 @@ def select(
         latency_target=latency_target,
         keep_case_ids=keep_case_ids,
     )
-    t = Table(title="candidates (CV foreground Dice)")
+    image_level = "task" in res  # classification/regression: each candidate has its task's CV score
+    score = "score" if image_level else "foreground_mean"
+    t = Table(
+        title=f"candidates ({res['task']} CV score)" if image_level else "candidates (CV foreground Dice)"
+    )
     t.add_column("candidate")
-    t.add_column("Dice")
+    t.add_column("CV score" if image_level else "Dice")
     for row in res["candidates"]:
-        t.add_row(row["candidate"], f"{row['foreground_mean']:.4f}")
+        t.add_row(row["candidate"], f"{row[score]:.4f}")
     out.print(t)
     for d in res["decisions"]:
         verdict = "kept" if d["kept"] else "rejected"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -192,8 +192,16 @@ def report(
 
     res = api.report(runs, output, overwrite=overwrite, tracking_uri=tracking_uri, log_to_mlflow=mlflow)
     for t in res.tests:
-        out.print(
-            f"{t['name']}: {t['run_a']} vs {t['run_b']}, median Dice difference {t['median_difference']:+.4f}, "
-            f"p {t['p_value']:.3g} (Holm {t['p_holm']:.3g}), better: {t['better']}"
-        )
+        out.print(f"{_test_line(t)}, p {t['p_value']:.3g} (Holm {t['p_holm']:.3g}), better: {t['better']}")
     out.print(f"report: {res.page}")
+
+
+def _test_line(t: dict[str, Any]) -> str:
+    """One paired test's runs and effect: per structure the median Dice difference (segmentation), the cases only
+    one run classified right (McNemar) or the median difference of absolute errors (regression)."""
+    pair = f"{t['run_a']} vs {t['run_b']}"
+    if "only_a_right" in t:
+        return f"{t['test']}: {pair}, right only by the first {t['only_a_right']}, only by the second {t['only_b_right']}"
+    if "name" not in t:
+        return f"{t['test']}: {pair}, median difference of absolute errors (second minus first) {t['median_difference']:+.4g}"
+    return f"{t['name']}: {pair}, median Dice difference {t['median_difference']:+.4f}"
