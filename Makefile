@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch is pinned here so pip takes the CPU wheel and never resolves a CUDA build.
+	# torch is pinned first (here pip's configuration finds the CPU wheel on disk; see README for a stock machine).
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]' torch==2.13.0
 	touch $@

@@ -166,17 +166,22 @@ class Redactor:
                 channel = re.fullmatch(r"(.+)(_\d{4})", stem)  # nnU-Net channel files: ID_0000.nii.gz
                 if channel and channel.group(1) in self.case_ids:
                     return self.case(channel.group(1)) + channel.group(2) + suffix
+        head, dot, rest = part.partition(".")  # ID.data.npy, ID.anything of a cache or a tool
+        if dot and head in self.case_ids and _strong(head):
+            return self.case(head) + dot + rest
         return part
 
     def path_text(self, text: str) -> str:
         """A path-like string: known folders become placeholders, then ID components become pseudonyms."""
-        for folder, mark in self.places:
+        for folder, mark in self.places:  # every occurrence of every folder, the most specific first
             idx = text.find(folder)
-            end = idx + len(folder)
-            # the whole folder, at the start or inside a URI (sqlite:////home/x/db), never a longer name
-            if idx >= 0 and text[end : end + 1] in ("", "/") and (idx == 0 or not text[idx - 1].isalnum()):
-                text = text[:idx] + mark + text[end:]
-                break
+            while idx >= 0:
+                end = idx + len(folder)
+                # the whole folder, at the start or inside a URI (sqlite:////home/x/db), never a longer name
+                if text[end : end + 1] in ("", "/") and (idx == 0 or not text[idx - 1].isalnum()):
+                    text = text[:idx] + mark + text[end:]
+                    end = idx + len(mark)
+                idx = text.find(folder, end)
         if self.keep_case_ids or not self.case_ids:
             return text
         return "/".join(self._component(p) for p in text.split("/"))
@@ -211,6 +216,22 @@ class Redactor:
             return self._component(tok) if any(tok.endswith(s) for s in FILE_SUFFIXES) else tok
 
         return _TOKEN.sub(one, text)
+
+    def message(self, text: str) -> str:
+        """An error message (free text from any library): as :meth:`text`, and an absolute path outside every known
+        folder keeps only its file name (its folders may name a person or a site)."""
+
+        redacted = self.text(text)
+
+        def short(m: re.Match[str]) -> str:
+            tok, after_mark = m.group(0), redacted[m.start() - 1 : m.start()] == ">"  # <workdir>/... is known
+            return (
+                "…/" + tok.rsplit("/", 1)[-1]
+                if tok.startswith("/") and tok.count("/") > 1 and not after_mark
+                else tok
+            )
+
+        return _TOKEN.sub(short, redacted)
 
     def csv_text(self, text: str) -> str:
         rows = list(csv.reader(io.StringIO(text)))

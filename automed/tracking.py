@@ -132,7 +132,10 @@ class Tracker:
         self.experiment = experiment
 
     def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:
-        t = dict(tags or {})
+        # as set_tags redacts them, except the key find_run looks the run up by
+        t = {
+            k: v if k == "automed_key" else str(self.redactor.value(str(v))) for k, v in (tags or {}).items()
+        }
         t["mlflow.runName"] = name
         if parent:
             t["mlflow.parentRunId"] = parent

@@ -77,6 +77,55 @@ def test_csv_text_and_keep_case_ids() -> None:
     }
 
 
+def test_free_text_errors_lose_every_path_and_id() -> None:
+    # a trial's error message goes to an MLflow tag: every folder, a cache file's ID and a KeyError's ID
+    r = _redactor()
+    msg = (
+        "No such file or directory: '/scratch/w/preprocessed/3d_fullres/MRN12345670.data.npy' "
+        "(also /scratch/w/x and /data/site/Smith/MRN12345671_0000.nii.gz); KeyError: 'MRN12345671'"
+    )
+    got = r.text(msg)
+    assert "MRN" not in got and "/scratch" not in got and "Smith" not in got, got
+    assert f"<workdir>/preprocessed/3d_fullres/{r.case('MRN12345670')}.data.npy" in got
+    assert r.value("/scratch/w/a + /scratch/w/b") == "<workdir>/a + <workdir>/b"  # a pair of members
+    assert r.text("checkpoint_7.pt after 7.5 epochs") == "checkpoint_7.pt after 7.5 epochs"  # weak IDs stay
+    # a folder the redactor does not know (images kept outside the dataset's folder) keeps only the file name
+    assert (
+        r.message("cannot read /mnt/Jones/img/MRN12345670.nii.gz")
+        == f"cannot read …/{r.case('MRN12345670')}.nii.gz"
+    )
+    assert r.message(msg) == got and r.text("</div> /mnt/x/y") == "</div> /mnt/x/y"  # pages, texts as before
+
+
+def test_start_run_tags_are_redacted_like_set_tags(tmp_path: Path) -> None:
+    from automed.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", "x", _redactor())
+    run = tracker.start_run(
+        "select", tags={"chosen": "/scratch/w/a + /scratch/w/b", "automed_key": "t1/fold0"}
+    )
+    tags = tracker.client.get_run(run).data.tags
+    assert tags["chosen"] == "<workdir>/a + <workdir>/b" and tags["automed_key"] == "t1/fold0"
+    assert tracker.find_run("t1/fold0") is not None
+
+
+def test_option_files_keep_their_names_only() -> None:
+    from automed.workflow.disclosure import public_options
+
+    got = public_options(
+        {"preset": "/site/Smith/presets/gpu.yaml", "space": "default", "folds": 5, "grid": None}
+    )
+    assert got == {"preset": "gpu.yaml", "space": "default", "folds": 5, "grid": None}
+
+
+def test_candidate_names_are_unique_without_local_paths() -> None:
+    from automed.select.names import candidate_names
+
+    assert candidate_names([Path("/x/a/w3d"), Path("/x/b/w2d")]) == ["w3d", "w2d"]
+    assert candidate_names([Path("/x/a/train"), Path("/x/b/train")]) == ["a/train", "b/train"]
+    assert candidate_names([Path("/x/a/train"), Path("/y/a/train")]) == ["train", "train-2"]
+
+
 @pytest.mark.parametrize(
     ("uri", "public", "stored"),
     [

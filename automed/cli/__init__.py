@@ -18,7 +18,8 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="automed",
-    help="AutoML for medical imaging: verify, fingerprint, plan and preprocess a dataset (more stages to come).",
+    help="AutoML for medical imaging: segmentation, classification and regression from one dataset to a registered, "
+    "exported model.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -64,7 +64,7 @@ def grid_as_space(path: Path) -> SearchSpace:
     strategy = load_strategy(path)
     space = SearchSpace(
         name=f"grid-{path.stem}",
-        description=f"grid from {path}",
+        description=f"grid from {path.name}",
         parameters={k: Parameter(type="categorical", choices=v) for k, v in strategy.items()},
     )
     validate_space(space, str(path))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from automed.errors import ArtifactError
+from automed.select.names import candidate_names
 from automed.tasks.image_level import PREFIX
 from automed.workdir import WorkDir
 
@@ -61,12 +62,13 @@ def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
         )
     tables = {wd: t.loc[cases] for wd, t in tables.items()}
     combos = [(wd,) for wd in workdirs] + list(itertools.combinations(workdirs, 2))
+    name = dict(zip(workdirs, candidate_names(workdirs), strict=True))
     candidates: list[dict[str, Any]] = []
     for combo in combos:
         summary = task.summarize(combine([tables[wd] for wd in combo]))
         candidates.append(
             {
-                "candidate": " + ".join(wd.name for wd in combo),
+                "candidate": " + ".join(name[wd] for wd in combo),
                 "members": [str(wd) for wd in combo],
                 "score": task.score(summary),
                 "summary": summary,

@@ -28,6 +28,7 @@ from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
 from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
+from automed.select.names import candidate_names
 from automed.train.config import TrainConfig
 from automed.workdir import SELECTION, WorkDir, require
 
@@ -152,9 +153,7 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
         assert label is not None
         return label
 
-    names = [
-        t.name if len({x.name for x in trainings}) == len(trainings) else str(t.workdir) for t in trainings
-    ]
+    names = candidate_names([t.workdir for t in trainings])
     candidates: list[tuple[str, list[int]]] = [(n, [i]) for i, n in enumerate(names)]
     candidates += [
         (f"{names[i]} + {names[j]}", [i, j]) for i, j in itertools.combinations(range(len(trainings)), 2)

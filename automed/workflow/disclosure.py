@@ -8,6 +8,7 @@ import json
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from automed.data.schema import Dataset
 from automed.privacy import KEY_BYTES, Redactor, load_key
@@ -54,3 +55,20 @@ def redactor_for(
         for j, folder in enumerate(folders):
             places.setdefault(f"data{j}", folder)
     return Redactor.build(key, ids, places, keep_case_ids=keep_case_ids)
+
+
+FILE_OPTIONS = (
+    "preset",
+    "space",
+    "grid",
+    "config",
+)  # options that may name a YAML file anywhere on the machine
+
+
+def public_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Run options as MLflow params: a preset, search space, grid or config given as a file keeps its name only
+    (the folder it sits in may be a user's or a site's, outside every folder the redactor knows)."""
+    return {
+        k: Path(v).name if k in FILE_OPTIONS and isinstance(v, str) and ("/" in v or "\\" in v) else v
+        for k, v in options.items()
+    }

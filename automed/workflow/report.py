@@ -209,7 +209,8 @@ def _selection_sections(selections: list[dict[str, Any]]) -> list[tuple[str, str
     dirs' names: no local paths, so the MLflow copy can show the table too)."""
 
     def name(candidate: str) -> str:
-        return " + ".join(Path(part).name for part in candidate.split(" + "))
+        # selections written before names were path-free held absolute paths where names collided
+        return " + ".join(Path(p).name if Path(p).is_absolute() else p for p in candidate.split(" + "))
 
     out = []
     for sel in selections:

@@ -25,7 +25,7 @@ from automed.search.report import trials_table
 from automed.search.space import SearchSpace
 from automed.tracking import Tracker, git_commit, resolve_uri
 from automed.train.config import TrainConfig
-from automed.workflow.disclosure import redactor_for
+from automed.workflow.disclosure import public_options, redactor_for
 from automed.workflow.trial import run_trial
 
 STATE_FILE = "sweep.json"
@@ -148,7 +148,7 @@ def open_tracking(
         tracker.log_params(
             run,
             {
-                "options": {**asdict(opts), "tracking_uri": public_uri(uri)},
+                "options": {**public_options(asdict(opts)), "tracking_uri": public_uri(uri)},
                 "space": space.model_dump(mode="json"),
                 "base": base.model_dump(mode="json"),
             },
@@ -197,7 +197,9 @@ def _mark_stopped(tracker: Any, sweep_run: str, outcomes: list[TrialOutcome]) ->
             continue
         status = "FINISHED" if o.status == "stopped" else "FAILED"
         rid = str(run.info.run_id)
-        tracker.set_tags(rid, {"screen.outcome": o.status, **({"error": o.error[:500]} if o.error else {})})
+        # the error is free text (paths, file names, a KeyError's case ID): redacted word by word
+        error = {"error": tracker.redactor.message(o.error)[:500]} if o.error else {}
+        tracker.set_tags(rid, {"screen.outcome": o.status, **error})
         for fold_run in tracker.client.search_runs(
             [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{rid}'"
         ):

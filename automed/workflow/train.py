@@ -32,7 +32,7 @@ from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import fold_finished
 from automed.workdir import ALL_DATA, WorkDir, locked
 from automed.workflow.all_data import all_data_split, conclude_all_data
-from automed.workflow.disclosure import redactor_for
+from automed.workflow.disclosure import public_options, redactor_for
 from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows, validation_passes
 from automed.workflow.fold_runs import Placement, run_fold_jobs
 from automed.workflow.live import Mode
@@ -84,7 +84,7 @@ def _open_tracking(
             track.parent_run_id,
             {
                 **({} if opts.screen else chosen),
-                "options": {**asdict(opts), "tracking_uri": public_uri(uri)},
+                "options": {**public_options(asdict(opts)), "tracking_uri": public_uri(uri)},
             },
         )
         tracker.log_dataset(track.parent_run_id, plan.dataset_name, fp.hash, str(ds.source))
