@@ -52,7 +52,17 @@ ID_KEYS = frozenset(
 TEXT_SUFFIXES = (".json", ".csv", ".md", ".txt", ".yaml", ".yml", ".html")
 FILE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".png", ".npz", ".npy", ".pt", ".json", ".dcm")
 _SECRET_QUERY = re.compile(r"(pass|secret|token|key|auth|credential|signature)", re.IGNORECASE)
-_TOKEN = re.compile(r"[^\s`'\"()\[\]{},;<>|*]+")
+_TOKEN = re.compile(r"[^\s`'\"()\[\]{},;<>|*=]+")
+
+
+def _folder_ends(text: str, end: int) -> bool:
+    """Whether a folder name found in ``text`` ends at ``end`` (not a longer name: ``/w`` in ``/w2`` or ``/w.d``)."""
+    nxt = text[end : end + 1]
+    if nxt in ("", "/"):
+        return True
+    if nxt == ".":  # the end of a sentence, not a longer name
+        return text[end + 1 : end + 2] in ("", " ", "\n")
+    return not (nxt.isalnum() or nxt in "_-")
 
 
 def load_key(path: Path, *, create: bool = True) -> bytes:
@@ -166,9 +176,13 @@ class Redactor:
                 channel = re.fullmatch(r"(.+)(_\d{4})", stem)  # nnU-Net channel files: ID_0000.nii.gz
                 if channel and channel.group(1) in self.case_ids:
                     return self.case(channel.group(1)) + channel.group(2) + suffix
-        head, dot, rest = part.partition(".")  # ID.data.npy, ID.anything of a cache or a tool
-        if dot and head in self.case_ids and _strong(head):
-            return self.case(head) + dot + rest
+        # ID.anything of a cache or a tool (ID.data.npy, a hidden temporary .ID.data.123.npy; IDs may hold dots)
+        lead = "." if part.startswith(".") else ""
+        body = part[len(lead) :]
+        dots = [i for i, ch in enumerate(body) if ch == "."]
+        for i in reversed(dots):  # the longest ID first
+            if body[:i] in self.case_ids and _strong(body[:i]):
+                return lead + self.case(body[:i]) + body[i:]
         return part
 
     def path_text(self, text: str) -> str:
@@ -178,7 +192,7 @@ class Redactor:
             while idx >= 0:
                 end = idx + len(folder)
                 # the whole folder, at the start or inside a URI (sqlite:////home/x/db), never a longer name
-                if text[end : end + 1] in ("", "/") and (idx == 0 or not text[idx - 1].isalnum()):
+                if _folder_ends(text, end) and (idx == 0 or not text[idx - 1].isalnum()):
                     text = text[:idx] + mark + text[end:]
                     end = idx + len(mark)
                 idx = text.find(folder, end)
@@ -211,25 +225,39 @@ class Redactor:
             tok = m.group(0)
             if "/" in tok:
                 return self.path_text(tok)
-            if tok in self.case_ids and _strong(tok):
-                return self.case(tok)
-            return self._component(tok) if any(tok.endswith(s) for s in FILE_SUFFIXES) else tok
+            # a word with sentence punctuation around it ("MRN1:", "found MRN1.", ":MRN1")
+            core = tok.strip(".:")
+            if not core:
+                return tok
+            i = tok.find(core)
+            if core in self.case_ids and _strong(core):
+                return tok[:i] + self.case(core) + tok[i + len(core) :]
+            return self._component(tok) if "." in tok.strip(".") else tok
 
         return _TOKEN.sub(one, text)
 
     def message(self, text: str) -> str:
         """An error message (free text from any library): as :meth:`text`, and an absolute path outside every known
-        folder keeps only its file name (its folders may name a person or a site)."""
-
+        folder keeps only its file name (its folders may name a person or a site; a bare folder becomes ``…``)."""
         redacted = self.text(text)
+        marks = tuple(mark for _, mark in self.places)
 
         def short(m: re.Match[str]) -> str:
-            tok, after_mark = m.group(0), redacted[m.start() - 1 : m.start()] == ">"  # <workdir>/... is known
-            return (
-                "…/" + tok.rsplit("/", 1)[-1]
-                if tok.startswith("/") and tok.count("/") > 1 and not after_mark
-                else tok
-            )
+            tok = m.group(0)
+            if redacted[: m.start()].endswith(marks):  # <workdir>/...: a known folder, already a placeholder
+                return tok
+            windows = re.match(r"(.*?)([A-Za-z]:\\.*)$", tok)
+            if windows:
+                prefix, path, sep = windows.group(1), windows.group(2).rstrip("\\"), "\\"
+            else:
+                i = tok.find("/")
+                prefix, path, sep = tok[:i], tok[i:].rstrip("/"), "/"
+                if i < 0 or (prefix and not prefix.endswith(":")):  # a relative path, or not a path
+                    return tok
+                if path.lstrip("/").count("/") == 0:  # one name after the root (/div, /tmp): nothing to hide
+                    return tok
+            last = path.rsplit(sep, 1)[-1]
+            return prefix + ("…" + sep + self._component(last) if "." in last else "…")
 
         return _TOKEN.sub(short, redacted)
 

@@ -95,6 +95,22 @@ def test_free_text_errors_lose_every_path_and_id() -> None:
         == f"cannot read …/{r.case('MRN12345670')}.nii.gz"
     )
     assert r.message(msg) == got and r.text("</div> /mnt/x/y") == "</div> /mnt/x/y"  # pages, texts as before
+    # punctuation around an ID or a folder, automed's own "found VALUE." errors, a key=value, an ID with a dot
+    for raw in ("case MRN12345671: shape mismatch", "failed on MRN12345671.", "case=MRN12345671 failed",
+                "cannot read MRN12345671.pkl", "a/case.1.data.npy", "lock /scratch/w: busy",
+                "/scratch/w/.MRN12345670.data.4242.npy"):  # fmt: skip
+        out = r.message(raw)
+        assert "MRN" not in out and "scratch" not in out and "case.1" not in out, (raw, out)
+    assert r.value("/scratch/w + /data/site/Smith, x") == "<workdir> + <dataset>, x"
+    assert r.value("/scratch/w2/x") == "/scratch/w2/x"  # a longer folder name is another folder
+    for raw, want in [
+        ("<p>/mnt/Jones/x.nii.gz</p>", "<p>…/x.nii.gz</p>"),
+        ("file:///mnt/Jones/x.nii.gz", "file:…/x.nii.gz"),
+        ("path=/mnt/Jones/img/x.nii.gz", "path=…/x.nii.gz"),
+        ("in '/mnt/site/Jones/'", "in '…'"),
+        (r"cannot read C:\Users\Jones\MRN12345670.nii.gz", f"cannot read …\\{r.case('MRN12345670')}.nii.gz"),
+    ]:
+        assert r.message(raw) == want, (raw, r.message(raw))
 
 
 def test_start_run_tags_are_redacted_like_set_tags(tmp_path: Path) -> None:
@@ -109,21 +125,46 @@ def test_start_run_tags_are_redacted_like_set_tags(tmp_path: Path) -> None:
     assert tracker.find_run("t1/fold0") is not None
 
 
+def test_a_failed_trials_error_tag_is_redacted() -> None:
+    from types import SimpleNamespace
+
+    from automed.search.engine import TrialOutcome
+    from automed.workflow.sweep_stages import _mark_stopped
+
+    tags: dict[str, dict[str, str]] = {}
+    tracker = SimpleNamespace(
+        redactor=_redactor(),
+        find_run=lambda key, parent: SimpleNamespace(info=SimpleNamespace(run_id="r1")),
+        set_tags=lambda rid, t: tags.setdefault(rid, {}).update(t),
+        client=SimpleNamespace(search_runs=lambda *a, **k: []),
+        end_run=lambda rid, status: None,
+        experiment_id="0",
+    )
+    error = "KeyError: 'MRN12345670' reading /mnt/Jones/img/MRN12345671.nii.gz"
+    _mark_stopped(tracker, "sweep", [TrialOutcome("t1", "error", error)])
+    assert tags["r1"]["screen.outcome"] == "error"
+    assert "MRN" not in tags["r1"]["error"] and "Jones" not in tags["r1"]["error"], tags
+
+
 def test_option_files_keep_their_names_only() -> None:
     from automed.workflow.disclosure import public_options
 
     got = public_options(
-        {"preset": "/site/Smith/presets/gpu.yaml", "space": "default", "folds": 5, "grid": None}
-    )
-    assert got == {"preset": "gpu.yaml", "space": "default", "folds": 5, "grid": None}
+        {"preset": "/site/Smith/presets/gpu.yaml", "space": "default", "folds": 5, "grid": None,
+         "config": r"C:\site\Smith\cfg.yaml"}
+    )  # fmt: skip
+    assert got == {"preset": "gpu.yaml", "space": "default", "folds": 5, "grid": None, "config": "cfg.yaml"}
 
 
 def test_candidate_names_are_unique_without_local_paths() -> None:
     from automed.select.names import candidate_names
 
     assert candidate_names([Path("/x/a/w3d"), Path("/x/b/w2d")]) == ["w3d", "w2d"]
-    assert candidate_names([Path("/x/a/train"), Path("/x/b/train")]) == ["a/train", "b/train"]
-    assert candidate_names([Path("/x/a/train"), Path("/y/a/train")]) == ["train", "train-2"]
+    assert candidate_names([Path("/x/Smith/train"), Path("/x/Jones/train")]) == ["train", "train-2"]
+    # a number already taken by another work dir's own name is skipped
+    got = candidate_names([Path("/x/a/train"), Path("/y/a/train"), Path("/z/train-2")])
+    assert got == ["train", "train-2", "train-2-2"] and len(set(got)) == 3
+    assert candidate_names([Path()]) == [Path.cwd().name or "workdir"]
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,8 @@ def export(
 ) -> None:
     """Export fold networks to ONNX / OpenVINO IR; check parity with torch and time each runtime on a real case.
 
-    Exporting a work dir links the export to it: `automed predict WORKDIR` then runs the export (OpenVINO) while its
-    checkpoints are unchanged.
+    Exporting a segmentation work dir links the export to it: `automed predict WORKDIR` then runs the export
+    (OpenVINO) while its checkpoints are unchanged; a classification/regression export runs through its predict.py.
 
     Example: automed export work --format onnx,openvino
     """

@@ -10,6 +10,7 @@ from typing import Any
 
 from automed.artifacts import write_json_atomic
 from automed.privacy import Redactor
+from automed.select.names import candidate_names
 from automed.select.register import register_members, registered_version, write_choice_bundle
 from automed.select.selection import SELECTION_FILE
 from automed.tracking import Tracker, resolve_uri
@@ -26,7 +27,7 @@ def open_select_run(
         resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor
     )
     run = tracker.start_run("select", tags={"chosen": chosen})
-    tracker.log_params(run, {"trainings": [w.name for w in workdirs]})
+    tracker.log_params(run, {"trainings": candidate_names(workdirs)})
     return tracker, run
 
 

@@ -7,7 +7,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from automed.data.schema import Dataset
@@ -69,6 +69,6 @@ def public_options(options: dict[str, Any]) -> dict[str, Any]:
     """Run options as MLflow params: a preset, search space, grid or config given as a file keeps its name only
     (the folder it sits in may be a user's or a site's, outside every folder the redactor knows)."""
     return {
-        k: Path(v).name if k in FILE_OPTIONS and isinstance(v, str) and ("/" in v or "\\" in v) else v
+        k: PureWindowsPath(str(v)).name if k in FILE_OPTIONS and isinstance(v, str | Path) else v
         for k, v in options.items()
     }

@@ -29,8 +29,8 @@ def export(
     ``model`` is a work dir, a ``models:/`` URI or an ``automed select`` folder (its choice: one training, or a pair
     exported as one bundle that averages both). ``output`` defaults to ``MODEL/export`` for a folder.
     ``ov_precision`` ``auto`` is bf16 on CPUs with native bf16 (AVX512-BF16/AMX, the same rule as torch's autocast
-    in automed) and f32 elsewhere. Exporting a folder links the export to it (``export_link.json``), so
-    ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
+    in automed) and f32 elsewhere. Exporting a segmentation folder links the export to it (``export_link.json``),
+    so ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
     ``output`` is never the model folder, a folder holding it or the sample case, and an existing folder is replaced
     only when it is an earlier export (or with ``overwrite``). The parity case is named by its pseudonym (unless
     ``keep_case_ids``); no local path is written into the export.
