@@ -75,6 +75,8 @@ def test_csv_relative_paths_and_targets(tmp_path: Path) -> None:
 
 
 def test_construct_csv(tmp_path: Path) -> None:
+    from automed.errors import DatasetError
+
     for s in ("sub1", "sub2"):
         d = tmp_path / "tree" / s
         d.mkdir(parents=True)
@@ -90,6 +92,15 @@ def test_construct_csv(tmp_path: Path) -> None:
     ds = load_dataset(out)
     assert len(ds.cases) == 2 and ds.n_channels == 2
     api.verify(ds, workers=1, show_progress=False)
+    # a CSV already there may be the user's own, edited by hand: replaced only when asked
+    out.write_text("SubjectID,Channel_0,ValueToPredict\nsub1,x.nii.gz,3\n")
+    with pytest.raises(DatasetError, match="never replaces an existing file") as err:
+        construct_csv(tmp_path / "tree", ["_t1.nii.gz"], None, out)
+    assert "--overwrite" in err.value.problems[0].fix and "ValueToPredict" in out.read_text()
+    construct_csv(tmp_path / "tree", ["_t1.nii.gz"], None, out, overwrite=True)
+    assert out.read_text().splitlines()[0] == "SubjectID,Channel_0"
+    with pytest.raises(DatasetError, match=re.escape("writes a .csv file")):
+        construct_csv(tmp_path / "tree", ["_t1.nii.gz"], None, tmp_path / "tree")
 
 
 def test_construct_csv_reports_ambiguous_endings(tmp_path: Path) -> None:

@@ -101,7 +101,24 @@ def test_two_inputs_with_one_output_name(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as err:
         discover(tmp_path, 1)
     (p,) = err.value.problems
-    assert "own prediction file name" in p.rule and "a.nii.gz from" in p.value and "rename" in p.fix
+    assert "own case ID" in p.rule and "a from" in p.value and "rename" in p.fix
+    # another file type with the same ID: one map, one review, two table rows for "a" otherwise
+    (tmp_path / "a.png").unlink()
+    _img(tmp_path / "A.mha", np.zeros((1, 5, 6), np.float32))
+    with pytest.raises(DatasetError, match="own case ID"):
+        discover(tmp_path, 1)
+
+
+def test_a_subject_id_cannot_write_outside_the_output(tmp_path: Path) -> None:
+    # predict/explain name files by the ID: ../x or an absolute path would land outside OUT
+    _img(tmp_path / "img" / "a.nii.gz", np.zeros((4, 5, 6), np.float32))
+    (tmp_path / "in.csv").write_text(
+        f"SubjectID,Channel_0\n../../escape,img/a.nii.gz\n{tmp_path / 'victim'},img/a.nii.gz\nok,img/a.nii.gz\n"
+    )
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path / "in.csv", 1)
+    bad = [p for p in err.value.problems if "safe file names" in p.rule]
+    assert len(bad) == 2 and "'../../escape'" in bad[0].value and "SubjectID" in bad[0].fix
 
 
 @pytest.fixture(scope="module")
@@ -250,3 +267,24 @@ def test_mlflow_failures_inside_an_epoch_never_kill_a_fold(
     down = Flaky(100)
     fold.MlflowEpochs(down, "run", seg, ["a"]).on_epoch_end(0, log)  # type: ignore[arg-type]
     assert down.logged == 0 and "did not take the metrics of epoch 1" in caplog.text
+
+
+def test_files_a_csv_lists_are_protected_from_the_output(tmp_path: Path) -> None:
+    from automed import api
+
+    imgs = tmp_path / "imgs"  # the images a predict CSV lists live here, not beside the CSV
+    _img(imgs / "case1.nii.gz", np.zeros((4, 5, 6), np.float32))
+    (tmp_path / "csvs").mkdir()
+    (tmp_path / "csvs" / "in.csv").write_text(f"SubjectID,Channel_0\ncase1,{imgs / 'case1.nii.gz'}\n")
+    with pytest.raises(ArtifactError, match="must not be, or hold"):  # before any model is loaded
+        api.predict(tmp_path / "model", tmp_path / "csvs" / "in.csv", imgs, overwrite=True)
+    # automed metrics: the references a CSV lists
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / "a.nii.gz").write_bytes(b"reference")
+    (tmp_path / "csvs" / "scores.csv").write_text(
+        f"SubjectID,Target,Prediction\na,{refs / 'a.nii.gz'},x.nii.gz\n"
+    )
+    with pytest.raises(ArtifactError, match="must not be, or hold"):
+        api.metrics(tmp_path / "csvs" / "scores.csv", refs, overwrite=True)
+    assert (refs / "a.nii.gz").read_bytes() == b"reference" and (imgs / "case1.nii.gz").is_file()

@@ -194,3 +194,24 @@ def test_grid_dedupes_and_writes_configs(tmp_path: Path, plan: Plan) -> None:
     with pytest.raises(ConfigError) as e:
         write_grid(base, strategy, tmp_path / "bad")
     assert "Did you mean 'loss'?" in str(e.value) and not (tmp_path / "bad").exists()
+
+
+def test_grid_output_is_claimed_and_replaced_whole(tmp_path: Path) -> None:
+    from automed import api
+    from automed.errors import ArtifactError
+
+    base, strategy = tmp_path / "cfg" / "base.yaml", tmp_path / "cfg" / "strategy.yaml"
+    base.parent.mkdir()
+    base.write_text("epochs: 3\n")
+    strategy.write_text(yaml.safe_dump({"loss": ["dice_ce", "ce"], "learning_rate": [0.01, 0.001]}))
+    assert len(api.grid(base, strategy, tmp_path / "g")) == 4
+    strategy.write_text(yaml.safe_dump({"loss": ["ce"]}))  # a smaller grid into the same folder
+    assert len(api.grid(base, strategy, tmp_path / "g")) == 1
+    assert sorted(f.name for f in (tmp_path / "g").glob("config_*.yaml")) == ["config_000.yaml"]  # none stale
+    with pytest.raises(ArtifactError, match="must not be, or hold"):  # the base config's own folder
+        api.grid(base, strategy, tmp_path / "cfg")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(ArtifactError, match="only folders it wrote"):
+        api.grid(base, strategy, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep" and base.read_text() == "epochs: 3\n"

@@ -157,6 +157,7 @@ def construct_csv(
     channels: Annotated[str, typer.Option(help="Comma-separated file endings, one per channel.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="CSV file to write.")],
     label: Annotated[str | None, typer.Option(help="File ending of the label map.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing CSV at --output.")] = False,
 ) -> None:
     """Write a GaNDLF-style CSV (SubjectID, Channel_*, Label) for a DIR/<subject>/<files> tree.
 
@@ -164,5 +165,6 @@ def construct_csv(
     """
     from automed.data.dataset import construct_csv as _construct
 
-    path = _construct(root, [c.strip() for c in channels.split(",") if c.strip()], label, output)
+    endings = [c.strip() for c in channels.split(",") if c.strip()]
+    path = _construct(root, endings, label, output, overwrite=overwrite)
     out.print(f"wrote {path}")

@@ -12,6 +12,7 @@ from automed.cli._common import (
     DeviceOpt,
     FoldsOpt,
     KeepCaseIdsOpt,
+    OverwriteOpt,
     PresetOpt,
     TrackingUriOpt,
     TrainDatasetArg,
@@ -115,6 +116,7 @@ def grid_cmd(
     base: Annotated[Path, typer.Argument(help="Base training config YAML.")],
     strategy: Annotated[Path, typer.Argument(help="Grid strategy YAML: keys -> lists of values.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the generated configs.")],
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Write one training config per distinct combination of a grid strategy (GaNDLF-style).
 
@@ -122,7 +124,7 @@ def grid_cmd(
     """
     from automed import api
 
-    df = api.grid(base, strategy, output)
+    df = api.grid(base, strategy, output, overwrite=overwrite)
     out.print(f"{len(df)} configs written to {output} (index: {output / 'grid.csv'})")
 
 

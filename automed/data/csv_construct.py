@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from automed.artifacts import write_bytes_atomic
 from automed.errors import DatasetError, Problem
 
 
 def construct_csv(
-    root: str | Path, channels: list[str], label: str | None, output: str | Path, *, relative: bool = True
+    root: str | Path,
+    channels: list[str],
+    label: str | None,
+    output: str | Path,
+    *,
+    relative: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write a GaNDLF-style CSV for a ``ROOT/<subject>/<files>`` tree.
 
@@ -19,11 +27,26 @@ def construct_csv(
         label: file-name ending of the label map, or ``None``.
         output: CSV path to write.
         relative: write paths relative to the CSV's folder (portable) instead of absolute.
+        overwrite: replace an existing file at ``output`` (never without it: it may be a hand-edited CSV).
 
     Every subject must have exactly one file per ending; all problems are reported together.
     """
     rootp = Path(root).expanduser().resolve()
     out = Path(output).expanduser().resolve()
+    if out.suffix.lower() != ".csv" or out.is_dir():
+        raise DatasetError.single(
+            out,
+            "construct-csv writes a .csv file",
+            "a folder" if out.is_dir() else out.name,
+            "pass -o NAME.csv",
+        )
+    if out.exists() and not overwrite:
+        raise DatasetError.single(
+            out,
+            "construct-csv never replaces an existing file",
+            "the file exists",
+            "choose a new file name, or pass --overwrite to replace it",
+        )
     if not rootp.is_dir():
         raise DatasetError.single(
             rootp,
@@ -67,13 +90,12 @@ def construct_csv(
     if problems:
         raise DatasetError(problems, "cannot construct the CSV")
     header = ["SubjectID"] + [f"Channel_{i}" for i in range(len(channels))] + (["Label"] if label else [])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(out)
+    write_bytes_atomic(out, buf.getvalue().encode("utf-8"))  # a kill leaves the earlier file whole
     return out
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix
+from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
 
 
@@ -80,25 +81,51 @@ def _extra_channels(
     return out
 
 
-def _check_output_names(cases: list[InputCase], root: Path) -> None:
-    """Two inputs that would write the same prediction file (``a.png`` and ``a.nii.gz`` both give ``a.nii.gz``)."""
+def _check_case_ids(cases: list[InputCase], root: Path) -> None:
+    """Every prediction, map and review file is named by its case ID: IDs must be safe file names (a CSV's
+    ``SubjectID`` of ``../x`` or ``/home/u/x`` would write outside the output folder) and unique ignoring letter case
+    and file type (``a.png`` and ``a.nii.gz`` would write one ``a_gcam.png``, one review, two table rows)."""
+    problems = [
+        Problem(
+            str(root),
+            "case IDs must be safe file names: letters, digits, '.', '_' and '-' only, not starting with '.'",
+            f"case ID {c.case_id!r} of {', '.join(p.name for p in c.images)}",
+            "rename the SubjectID (or the file): outputs are named by it",
+        )
+        for c in cases
+        if not SAFE_ID.fullmatch(c.case_id) or c.case_id.startswith(".")
+    ]
     by_name: dict[str, list[str]] = {}
     for c in cases:
-        by_name.setdefault(f"{c.case_id}{c.suffix}".lower(), []).append(", ".join(p.name for p in c.images))
-    dup = {k: v for k, v in by_name.items() if len(v) > 1}
-    if dup:
-        raise DatasetError(
-            [
-                Problem(
-                    str(root),
-                    "every input must give its own prediction file name (case-insensitively)",
-                    f"{name} from {files}",
-                    "rename one of the inputs, or predict them from separate folders",
-                )
-                for name, files in sorted(dup.items())
-            ],
-            f"cannot predict {root}",
+        by_name.setdefault(c.case_id.casefold(), []).append(", ".join(p.name for p in c.images))
+    problems += [
+        Problem(
+            str(root),
+            "every input must have its own case ID (case-insensitively, whatever its file type)",
+            f"{name} from {files}",
+            "rename one of the inputs, or predict them from separate folders",
         )
+        for name, files in sorted(by_name.items())
+        if len(files) > 1
+    ]
+    if problems:
+        raise DatasetError(problems, f"cannot predict {root}")
+
+
+def listed_files(input_path: str | Path) -> list[Path]:
+    """The images (and labels) a CSV input lists, wherever they are: outputs must not replace them (a folder input
+    protects itself). Read from the CSV alone, before any model is loaded; a CSV that cannot be read lists none here
+    (:func:`discover` reports it)."""
+    root = Path(input_path).expanduser()
+    if not (root.is_file() and root.suffix.lower() == ".csv"):
+        return []
+    from automed.data.dataset import load_csv
+
+    try:
+        ds = load_csv(root.resolve())
+    except DatasetError:
+        return []
+    return [p for c in ds.cases for p in (*c.images, *([c.label] if c.label else []))]
 
 
 def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
@@ -162,7 +189,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
-    _check_output_names(cases, root)
+    _check_case_ids(cases, root)
     if not cases:
         raise DatasetError.single(
             root,

@@ -54,7 +54,7 @@ def explain(
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
-    from automed.infer.inputs import discover
+    from automed.infer.inputs import discover, listed_files
     from automed.interpret.attention import BACKENDS, Explainer, check_layer
     from automed.parallel import progress_bar
 
@@ -70,6 +70,7 @@ def explain(
 
     protected = [
         Path(input_path),
+        *listed_files(input_path),  # a CSV's images may sit in any folder
         Path(model),
         model_dir(Path(model)),
     ]  # a selection folder's chosen work dir

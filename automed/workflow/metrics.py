@@ -182,6 +182,10 @@ def metrics(
     if not pairs:
         raise DatasetError.single(src, "there is something to score", "no cases", "check the input")
     protected = [src] + ([Path(reference)] if reference else [])
+    listed = [x for pair in pairs for x in (pair.target, pair.prediction, pair.mask) if x]
+    protected += [
+        Path(x) for x in listed if ("/" in x or "\\" in x) and Path(x).is_file()
+    ]  # files a CSV lists
     out = claim_output(Path(output), "metrics", protected=protected, overwrite=overwrite)
     kind = detect_kind(pairs) if problem == "auto" else problem
     pairs = _fill_missing(pairs, kind, missing_value, src)

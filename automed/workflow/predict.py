@@ -146,7 +146,7 @@ def predict(
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
-    from automed.infer.inputs import discover
+    from automed.infer.inputs import discover, listed_files
     from automed.parallel import progress_bar
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
@@ -155,7 +155,9 @@ def predict(
         from automed.workflow.review_log import training_run
 
         training_run(model, tracking_uri)
-    protected = [Path(input_path)] + ([] if str(model).startswith("models:/") else [Path(model)])
+    protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
+    if not str(model).startswith("models:/"):
+        protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
     out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
     predictor = load_predictor(model, tracking_uri, device, runtime)
     if on_load is not None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 import automed.search.optuna_engine
 import automed.search.ray_engine  # noqa: F401  (registers the "ray" engine)
-from automed.artifacts import write_json_atomic
+from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
 from automed.config import parse_duration
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError
@@ -355,8 +355,18 @@ def sweep(
     return sweep_dataset(dataset, workdir, opts, base_config=base, resume=resume, show_progress=show_progress)
 
 
-def grid(base: str | Path, strategy: str | Path, output: str | Path) -> pd.DataFrame:
-    """Write one training config YAML per distinct combination of a grid strategy (and ``grid.csv``)."""
+def grid(
+    base: str | Path, strategy: str | Path, output: str | Path, *, overwrite: bool = False
+) -> pd.DataFrame:
+    """Write one training config YAML per distinct combination of a grid strategy (and ``grid.csv``).
+
+    ``output`` is claimed first (never the folder of the base config or the strategy; an existing folder only when
+    it is an earlier grid, or with ``overwrite``) and replaced whole: no config of an earlier, larger grid stays
+    beside the new ``grid.csv``, and a kill leaves the earlier grid as it was."""
     from automed.search.grid import write_grid
 
-    return write_grid(Path(base), Path(strategy), Path(output))
+    out = claim_output(Path(output), "grid", protected=[Path(base), Path(strategy)], overwrite=overwrite)
+    with atomic_directory(out) as tmp:
+        df = write_grid(Path(base), Path(strategy), tmp)
+        mark_output(tmp, "grid")
+    return df
