@@ -330,3 +330,39 @@ def test_task_override(tmp_path: Path) -> None:
         load_dataset(floats, task="classification")
     with pytest.raises(Exception, match="Did you mean 'regression'"):
         load_dataset(csv_path, task="regresion")
+
+
+def test_a_missing_value_marker_is_not_a_class(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, ["normal", "NA", "pneumonia", "normal"])
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(csv)
+    (p,) = exc.value.problems
+    assert p.file == f"{csv}:3" and p.value == "'NA'" and "class name" in p.fix and "missing-value" in p.rule
+
+
+def test_a_csv_without_any_target_is_refused_before_work(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, ["", "", ""])  # a ValueToPredict column left empty: no target anywhere
+    with pytest.raises(DatasetError) as exc:
+        verify(load_dataset(csv), show_progress=False)
+    (p,) = [p for p in exc.value.problems if "needs a target" in p.rule]
+    assert p.file == str(csv) and "ValueToPredict" in p.fix and "Label" in p.fix
+
+
+def test_alpha_channels_and_mixed_dimensions_are_refused(tmp_path: Path) -> None:
+    rows = ["SubjectID,Channel_0,ValueToPredict"]
+    for i in range(4):
+        _png(tmp_path / "img" / f"p{i}.png", seed=i)
+        rows.append(f"p{i},img/p{i}.png,{i % 2}")
+    rgba = np.random.default_rng(9).integers(1, 255, size=(12, 10, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "img" / "a.png")
+    rows.append("a,img/a.png,1")
+    _nifti(tmp_path / "img" / "v.nii.gz", seed=7)  # a volume among pictures
+    rows.append("v,img/v.nii.gz,0")
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DatasetError) as exc:
+        verify(load_dataset(tmp_path / "d.csv"), show_progress=False)
+    rules = {p.rule: p for p in exc.value.problems}
+    alpha = rules["a 2D image must be grayscale or RGB, without an alpha channel"]
+    assert alpha.file.endswith("a.png") and "RGBA" in alpha.value and "convert" in alpha.fix
+    mixed = rules["every case must be 2D (pictures, volumes of one slice) or every case 3D"]
+    assert "1 3D" in mixed.value and "'v'" in mixed.value and "two datasets" in mixed.fix

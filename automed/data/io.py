@@ -215,11 +215,16 @@ def _missing(path: Path) -> DatasetError:
 
 
 def _unreadable(path: Path, exc: Exception) -> DatasetError:
+    photo = path.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg")
     return DatasetError.single(
         path,
         "images must be readable by SimpleITK (NIfTI, NRRD, MHA, DICOM, PNG, TIFF)",
         _first_line(exc),
-        "re-export the file in one of these formats or replace the corrupt file",
+        # SimpleITK cannot read a gray + alpha PNG at all: the likeliest cause of an unreadable picture
+        "save it as grayscale or RGB without an alpha channel (e.g. PIL: Image.open(f).convert('L') or 'RGB'), "
+        "or replace the corrupt file"
+        if photo
+        else "re-export the file in one of these formats or replace the corrupt file",
     )
 
 

@@ -96,10 +96,20 @@ class CaseCheck:
     label_values: list[int]
     n_channels: int  # channels this case yields (components of RGB images and 4D volumes counted)
     content: str | None = None  # digest of the first channel's voxels (the same image under two IDs)
+    flat: bool | None = None  # 2D (a picture, or a volume of one slice); None: no readable header
 
 
 def _image_problems(p: Path, h: Header, images_are_4d: bool, n_channels: int) -> list[Problem]:
-    is_2d_rgb = h.geometry.dimension == 2 and h.components in (3, 4)
+    is_2d_rgb = h.geometry.dimension == 2 and h.components == 3
+    if h.geometry.dimension == 2 and h.components in (2, 4):  # the alpha would be trained as a channel
+        return [
+            Problem(
+                str(p),
+                "a 2D image must be grayscale or RGB, without an alpha channel",
+                f"{h.components} components ({'gray + alpha' if h.components == 2 else 'RGBA'})",
+                "save it without the alpha channel (e.g. PIL: Image.open(f).convert('RGB') or 'L')",
+            )
+        ]
     if images_are_4d:
         if h.geometry.dimension != 4 and n_channels > 1:
             return [
@@ -201,6 +211,8 @@ def check_case(
         problems += _image_problems(p, h, images_are_4d, n_channels)
     image_ok = image_ok and not problems
     content: str | None = None
+    g0 = headers[0][1].geometry if headers else None
+    flat = None if g0 is None else g0.dimension == 2 or g0.size[2] == 1
     channels = 0
     for _, h in headers:
         channels += h.geometry.size[3] if h.geometry.dimension == 4 else h.components
@@ -232,12 +244,12 @@ def check_case(
     label_values: list[int] = []
     if case.label is not None:
         if (missing := access_problem(case.label, "label")) is not None:
-            return CaseCheck([*problems, missing], [], channels, content)
+            return CaseCheck([*problems, missing], [], channels, content, flat)
         lh = _header_or_problem(case.label, problems)
         if lh is None:
-            return CaseCheck(problems, [], channels, content)
+            return CaseCheck(problems, [], channels, content, flat)
         if bad_header := header_problems(case.label, lh, "label", max_voxels):
-            return CaseCheck(problems + bad_header, [], channels, content)
+            return CaseCheck(problems + bad_header, [], channels, content, flat)
         if lh.components > 1 or lh.geometry.dimension > 3:
             problems.append(
                 Problem(
@@ -247,14 +259,14 @@ def check_case(
                     "store one integer label per voxel",
                 )
             )
-            return CaseCheck(problems, [], channels, content)
+            return CaseCheck(problems, [], channels, content, flat)
         if image_ok:
             problems += _geometry_problems(
                 headers[0][0], _first3(headers[0][1].geometry), case.label, lh.geometry, "label", tol
             )
         label_problems, label_values = _label_voxel_problems(case.label, declared_labels)
         problems += label_problems
-    return CaseCheck(problems, label_values, channels, content)
+    return CaseCheck(problems, label_values, channels, content, flat)
 
 
 def _first3(g: Geometry) -> Geometry:
@@ -329,6 +341,7 @@ def verify(
     seen: set[int] = set()
     hashed: list[tuple[Case, str]] = []
     counts: dict[int, list[str]] = {}
+    by_flat: dict[bool, list[str]] = {}
     results = parallel_map(fn, ds.cases, workers=workers, description="verify", show_progress=show_progress)
     for case, res in zip(ds.cases, results, strict=True):
         problems += res.problems
@@ -337,6 +350,8 @@ def verify(
             hashed.append((case, res.content))
         if not res.problems:
             counts.setdefault(res.n_channels, []).append(case.case_id)
+        if res.flat is not None:
+            by_flat.setdefault(res.flat, []).append(case.case_id)
     if len(counts) > 1:
         common = max(counts, key=lambda k: len(counts[k]))
         odd = {k: v[:5] for k, v in counts.items() if k != common}
@@ -346,6 +361,16 @@ def verify(
                 f"every case must give the same number of channels ({common})",
                 f"other counts: {odd}",
                 "convert RGB images to grayscale (or all to RGB) so the cases agree",
+            )
+        )
+    if len(by_flat) > 1:  # a picture among volumes would train as a volume of one slice
+        problems.append(
+            Problem(
+                str(ds.source),
+                "every case must be 2D (pictures, volumes of one slice) or every case 3D",
+                f"{len(by_flat[True])} 2D case(s) (e.g. {by_flat[True][:5]}) and {len(by_flat[False])} 3D "
+                f"(e.g. {by_flat[False][:5]})",
+                "train the 2D and the 3D images as two datasets, or remove the odd ones",
             )
         )
     duplicates, warns = duplicate_content_problems(hashed)

@@ -135,6 +135,16 @@ def _description_problems(ds: Dataset) -> list[Problem]:
             )
         )
     valued = [c for c in ds.cases if c.value is not None]
+    if ds.cases and not labeled and not valued:  # else it would train a background-only segmentation
+        out.append(
+            Problem(
+                src,
+                "a training dataset needs a target for its cases: a label map or a ValueToPredict",
+                "no case has a label map or a value",
+                "add a Label column (label map paths: segmentation) or a ValueToPredict column (a class or a "
+                "number per case), or labelsTr files",
+            )
+        )
     if valued and len(valued) != len(ds.cases):
         missing = [c.case_id for c in ds.cases if c.value is None][:10]
         out.append(
