@@ -182,3 +182,39 @@ def test_synthesized_images_inside_a_mask_match_scikit_image(tmp_path: Path) -> 
     assert row["ssim"] == pytest.approx(float(smap[inside].mean()), rel=1e-6)
     assert row["ncc"] == pytest.approx(float(np.corrcoef(ref[inside], pred[inside])[0, 1]), rel=1e-6)
     assert res.summary["psnr"]["mean"] == pytest.approx(row["psnr"])
+
+
+def test_a_bad_csv_lists_every_row_problem_with_its_row(tmp_path: Path) -> None:
+    csv = tmp_path / "scores.csv"
+    csv.write_text(
+        "\ufeffSubjectID,Target,Prediction,probability_one\n"  # Excel's byte-order mark is not a column name
+        "a,1,1,0.9\n"
+        "b,,0,0.2\n"  # no target
+        "c,0\n"  # a short row
+        "a,0,0,high\n"  # a repeated SubjectID and a probability that is not a number
+        "d,nan,1,0.5\n"
+    )
+    with pytest.raises(DatasetError) as err:
+        api.metrics(csv, tmp_path / "out")
+    where = sorted((p.file.rsplit(":", 1)[1], p.rule) for p in err.value.problems)
+    assert [w for w, _ in where] == ["3", "4", "5", "5", "6"], where
+    assert any("once" in r for _, r in where) and any("between 0 and 1" in r for _, r in where)
+    assert not (tmp_path / "out").exists()
+    csv.write_text("\ufeffSubjectID,Target,Prediction\na,1.5,1.0\nb,2.5,2.0\nc,3.5,3.0\nd,0.5,0.7\n")
+    assert api.metrics(csv, tmp_path / "out").kind == "regression"  # the mark dropped, the CSV scores
+
+
+def test_folder_mode_takes_images_only_and_bad_labels_are_named(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from automed.errors import ConfigError
+
+    pred_dir, ref_dir = folders
+    np.savez(pred_dir / "case0.npz", probabilities=np.zeros(3))  # what predict --save-probabilities adds
+    res = api.metrics(pred_dir, tmp_path / "out", reference=ref_dir)
+    assert res.kind == "segmentation"
+    (tmp_path / "bad.json").write_text('{"name": "x"}')
+    with pytest.raises(ConfigError, match="'labels' mapping"):
+        api.metrics(pred_dir, tmp_path / "out2", reference=ref_dir, labels=tmp_path / "bad.json")
+    with pytest.raises(DatasetError, match="must exist"):
+        api.metrics(pred_dir, tmp_path / "out3", reference=tmp_path / "nowhere")

@@ -64,7 +64,7 @@ def _channel_name(col: str) -> str:
     return ""
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def read_rows(path: Path) -> list[list[str]]:
     """The CSV's rows; a UTF-8 byte-order mark (as Excel writes it) is dropped, not taken as part of the first
     column's name."""
     try:
@@ -95,7 +95,7 @@ def load_csv(path: Path) -> Dataset:
     Without label maps, a classification dataset (class names, or at most 20 distinct integers: see
     :attr:`Dataset.task_type`) gets ``labels`` = class index to class name; see :func:`parse_targets`."""
     problems: list[Problem] = []
-    rows = _read_rows(path)
+    rows = read_rows(path)
     if not rows:
         raise DatasetError.single(
             path,

@@ -44,6 +44,7 @@ class Pair:
     prediction: str | None
     probabilities: dict[str, float] = field(default_factory=dict)
     mask: str | None = None  # synthesis: where to score
+    where: str = ""  # the CSV row it came from (``file:row``), named in errors
 
 
 def _number(text: str) -> float | None:
@@ -189,10 +190,10 @@ def regression_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict[str
         pred = _number(pair.prediction) if pair.prediction is not None else None
         if target is None or pred is None:
             raise DatasetError.single(
-                pair.case,
+                pair.where or pair.case,
                 "regression targets and predictions are finite numbers",
-                f"{pair.target!r}, {pair.prediction!r}",
-                "fix the CSV",
+                f"case {pair.case}: target {pair.target!r}, prediction {pair.prediction!r}",
+                "write a finite number in both columns, or drop the row",
             )
         t.append(target)
         p.append(pred)

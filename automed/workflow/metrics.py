@@ -9,7 +9,6 @@ missing prediction is listed in one error before any scoring, unless ``missing_v
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ import pandas as pd
 
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
 from automed.data.class_folders import image_stem
+from automed.data.csv_layout import read_rows
+from automed.data.io import has_image_suffix
 from automed.errors import ConfigError, DatasetError, Problem
 from automed.evaluate.compare import (
     KINDS,
@@ -47,10 +48,12 @@ class MetricsResult:
 
 
 def _from_csv(path: Path) -> list[Pair]:
-    with path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = list(reader.fieldnames or [])
-        rows = list(reader)
+    """The CSV's rows as pairs; every row problem (a short row, an empty or non-finite target, a probability that is
+    not a number, a SubjectID given twice) reported at once with its ``file:row``."""
+    rows = read_rows(path)
+    if not rows:
+        raise DatasetError.single(path, "a metrics CSV has a header row", "an empty file", "write the header")
+    columns = [c.strip() for c in rows[0]]
     unknown = [c for c in columns if c not in (*CSV_COLUMNS, MASK) and not c.startswith(PROBABILITY)]
     missing = [c for c in CSV_COLUMNS if c not in columns]
     if unknown or missing:
@@ -66,30 +69,68 @@ def _from_csv(path: Path) -> list[Pair]:
         p = Path(text)
         return str(base / p) if text and not p.is_absolute() and (base / p).exists() else text
 
-    pairs = []
-    for r in rows:
-        probs = {c[len(PROBABILITY) :]: float(r[c]) for c in columns if c.startswith(PROBABILITY) and r[c]}
-        pred = r["Prediction"].strip()
-        mask = (r.get(MASK) or "").strip()
+    pairs: list[Pair] = []
+    problems: list[Problem] = []
+    first_row: dict[str, int] = {}
+    for n, cells in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue  # a blank line
+        where = f"{path}:{n}"
+        if len(cells) != len(columns):
+            problems.append(Problem(where, f"every row has the header's {len(columns)} cells",
+                                    f"{len(cells)} cells", "fill in or remove the row's cells"))  # fmt: skip
+            continue
+        r = {c: cell.strip() for c, cell in zip(columns, cells, strict=True)}
+        target, cid = r["Target"], r["SubjectID"]
+        if not target or target.lower() in ("nan", "inf", "-inf", "+inf"):
+            problems.append(Problem(where, "every row has a Target (a path, a class or a finite number)",
+                                    repr(target), "fill in the reference, or drop the row"))  # fmt: skip
+        if cid in first_row:
+            problems.append(Problem(where, "every SubjectID is scored once", f"{cid!r}, also in row {first_row[cid]}",
+                                    "remove the repeated row"))  # fmt: skip
+        first_row.setdefault(cid, n)
+        probs: dict[str, float] = {}
+        for c in columns:
+            if c.startswith(PROBABILITY) and r[c]:
+                try:
+                    probs[c[len(PROBABILITY) :]] = float(r[c])
+                except ValueError:
+                    problems.append(Problem(where, f"{c} is a number between 0 and 1", repr(r[c]),
+                                            "write the probability, or leave the cell empty"))  # fmt: skip
+        pred, mask = r["Prediction"], r.get(MASK, "")
         pairs.append(
             Pair(
-                r["SubjectID"],
-                value(r["Target"].strip()),
-                value(pred) if pred else None,
-                probs,
-                value(mask) if mask else None,
+                cid, value(target), value(pred) if pred else None, probs, value(mask) if mask else None, where
             )
         )
+    if problems:
+        raise DatasetError(problems, f"cannot score {path}")
     return pairs
 
 
 def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
-    refs = {
-        image_stem(p): p for p in sorted(reference.iterdir()) if p.is_file() and not p.name.startswith(".")
-    }
-    preds = {
-        image_stem(p): p for p in sorted(predictions.iterdir()) if p.is_file() and not p.name.startswith(".")
-    }
+    """Image files matched by case name (``a.nii.gz`` to ``a.nii.gz``; other files, e.g. the ``.npz`` probabilities
+    of ``automed predict --save-probabilities``, are not predictions); two images of one case in a folder are an
+    error, not a silent choice."""
+    problems: list[Problem] = []
+
+    def images(folder: Path) -> dict[str, Path]:
+        if not folder.is_dir():
+            raise DatasetError.single(folder, "the folder must exist", "missing", "pass an existing folder")
+        found: dict[str, Path] = {}
+        for p in sorted(folder.iterdir()):
+            if not (p.is_file() and has_image_suffix(p)) or p.name.startswith("."):
+                continue
+            stem = image_stem(p)
+            if stem in found:
+                problems.append(Problem(str(p), "one image per case in a folder", f"{found[stem].name} and {p.name}",
+                                        "remove or move one of them"))  # fmt: skip
+            found.setdefault(stem, p)
+        return found
+
+    refs, preds = images(reference), images(predictions)
+    if problems:
+        raise DatasetError(problems, "cannot match predictions to references")
     return [Pair(cid, str(ref), str(preds[cid]) if cid in preds else None) for cid, ref in refs.items()]
 
 
@@ -97,7 +138,15 @@ def _labels(dataset_json: Path | None) -> dict[int, str] | None:
     """Label names from a ``dataset.json`` (MSD ``{"1": "name"}`` or nnU-Net v2 ``{"name": 1}``)."""
     if dataset_json is None:
         return None
-    raw = json.loads(dataset_json.read_text())["labels"]
+    try:
+        raw = json.loads(dataset_json.read_text())["labels"]
+        if not isinstance(raw, dict):
+            raise TypeError(type(raw).__name__)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError.single(
+            dataset_json, "--labels is a dataset.json with a 'labels' mapping", f"{type(exc).__name__}: {exc}",
+            'pass the dataset.json of the training data (e.g. {"labels": {"0": "background", "1": "liver"}})',
+        ) from exc  # fmt: skip
     out: dict[int, str] = {}
     for k, v in raw.items():
         if isinstance(v, int) or (isinstance(v, str) and v.isdigit() and not k.isdigit()):
@@ -164,6 +213,10 @@ def metrics(
     ``segmentation``, ``synthesis``, ``classification``, ``regression``."""
     src = Path(input_path)
     check_choice(problem, ("auto", *KINDS), what="the problem type", where="--problem")
+    if not src.exists():
+        raise ConfigError.single(
+            src, "the input must exist", "missing", "pass a CSV or a folder of predictions"
+        )
     if src.is_dir():
         if reference is None:
             raise ConfigError.single(
