@@ -135,7 +135,10 @@ def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwr
         )
     if res.is_dir() and any(res.iterdir()) and not overwrite:
         marker = res / OUTPUT_MARKER
-        found = json.loads(marker.read_text()).get("kind") if marker.is_file() else None
+        try:
+            found = json.loads(marker.read_text()).get("kind") if marker.is_file() else None
+        except (ValueError, AttributeError):  # a damaged marker: not proof that automed wrote the folder
+            found = None
         if found != kind:
             raise ArtifactError.single(
                 out,

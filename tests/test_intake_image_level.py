@@ -366,3 +366,15 @@ def test_alpha_channels_and_mixed_dimensions_are_refused(tmp_path: Path) -> None
     assert alpha.file.endswith("a.png") and "RGBA" in alpha.value and "convert" in alpha.fix
     mixed = rules["every case must be 2D (pictures, volumes of one slice) or every case 3D"]
     assert "1 3D" in mixed.value and "'v'" in mixed.value and "two datasets" in mixed.fix
+
+
+def test_a_folder_meant_as_classes_gets_the_class_layout_rules_too(tmp_path: Path) -> None:
+    _class_folders(tmp_path / "one", {"pneumonia": 3})  # one class folder is not the layout yet
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(tmp_path / "one")
+    rules = " | ".join(p.rule + " " + p.fix for p in exc.value.problems)
+    assert "must contain dataset.json" in rules and "at least two classes" in rules
+    (tmp_path / "seg" / "imagesTr").mkdir(parents=True)  # a segmentation layout without dataset.json
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(tmp_path / "seg")
+    assert [p.rule for p in exc.value.problems] == ["a dataset folder must contain dataset.json"]

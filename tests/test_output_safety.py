@@ -288,3 +288,12 @@ def test_files_a_csv_lists_are_protected_from_the_output(tmp_path: Path) -> None
     with pytest.raises(ArtifactError, match="must not be, or hold"):
         api.metrics(tmp_path / "csvs" / "scores.csv", refs, overwrite=True)
     assert (refs / "a.nii.gz").read_bytes() == b"reference" and (imgs / "case1.nii.gz").is_file()
+
+
+def test_a_picture_with_other_channels_is_told_to_convert(tmp_path: Path) -> None:
+    rgb = np.zeros((5, 6, 3), np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "x.png"))
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path, 1)  # a grayscale model
+    (p,) = err.value.problems
+    assert "3 channel(s)" in p.value and "grayscale" in p.fix and "4D" not in p.fix

@@ -45,6 +45,16 @@ def looks_like_class_folders(root: Path) -> bool:
     return any(f.is_file() and has_image_suffix(f) for d in dirs for f in d.iterdir())
 
 
+def may_be_class_folders(root: Path) -> bool:
+    """Whether ``root`` (no ``dataset.json``, no CSV) has visible sub-folders, none named like a segmentation
+    layout's: then the folder-per-class rules explain what is wrong better than "add a dataset.json" (one class
+    folder, or folders of ``.jpeg`` files, are not the layout yet)."""
+    if (root / "dataset.json").exists() or any(root.glob("*.csv")):
+        return False
+    dirs = _class_dirs(root)
+    return bool(dirs) and not any(d.name.lower() in SEGMENTATION_FOLDERS for d in dirs)
+
+
 def image_stem(path: Path) -> str:
     """The file name without its image suffix (``a.nii.gz`` -> ``a``)."""
     low = path.name.lower()

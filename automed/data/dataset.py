@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automed.data.class_folders import load_class_folders, looks_like_class_folders
+from automed.data.class_folders import load_class_folders, looks_like_class_folders, may_be_class_folders
 from automed.data.csv_construct import construct_csv
 from automed.data.csv_layout import (
     CHANNEL_PREFIXES,
@@ -27,7 +27,7 @@ from automed.data.csv_layout import (
 from automed.data.json_layouts import load_dataset_json
 from automed.data.paths import os_problem
 from automed.data.schema import Case, Dataset, Layout, TaskType
-from automed.errors import DatasetError
+from automed.errors import DatasetError, Problem
 
 __all__ = [
     "CHANNEL_PREFIXES",
@@ -114,12 +114,16 @@ def _load(p: Path) -> Dataset:
                 if csvs
                 else " or build a CSV with `automed construct-csv`"
             )
-            raise DatasetError.single(
-                p,
-                "a dataset folder must contain dataset.json",
-                "no dataset.json",
+            missing = Problem(
+                str(p), "a dataset folder must contain dataset.json", "no dataset.json",
                 f"add one (MSD or nnU-Net v2){hint}",
-            )
+            )  # fmt: skip
+            if may_be_class_folders(p):  # meant as folders of classes? then say what that layout lacks too
+                try:
+                    return load_class_folders(p)
+                except DatasetError as exc:
+                    raise DatasetError([missing, *exc.problems], f"cannot read {p}") from exc
+            raise DatasetError([missing], f"cannot read {p}")
         return load_dataset_json(dj)
     if not p.exists():
         raise DatasetError.single(p, "the dataset path must exist", "missing", "check the path")

@@ -177,12 +177,16 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
             if n == n_channels:  # one channel per file, or a 4D / RGB file holding all of them
                 cases.append(InputCase(_strip(f), (f,), _suffix(f), is_4d))
             else:
+                picture = f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+                kind = {1: "grayscale", 3: "RGB"}.get(n_channels, f"{n_channels} channels")
                 problems.append(
                     Problem(
                         str(f),
                         f"the model needs {n_channels} channel(s) per case",
                         f"{n} channel(s) in the file and no _XXXX channel index",
-                        "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ... or store all channels "
+                        f"save the picture as {kind} (without an alpha channel), as the training images were"
+                        if picture
+                        else "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ... or store all channels "
                         "in one 4D file",
                     )
                 )

@@ -94,11 +94,14 @@ def load_predictor(
     ).is_file():  # an `automed select` output that chose a pair
         return load_bundle(Path(model) / "model_bundle", device)
     if str(model).startswith("models:/"):
+        import atexit
+        import shutil
         import tempfile
 
         from automed.tracking import download_model
 
         tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
+        atexit.register(shutil.rmtree, tmp, True)  # the downloaded copy goes when the command ends
         return load_bundle(download_model(str(model), tmp, tracking_uri), device)
     wd = WorkDir(Path(model))
     wd.require_model()
@@ -344,10 +347,10 @@ class TableWriter:
     def close(self) -> list[Path]:
         import pandas as pd
 
-        path = self.out / "predictions.csv"
-        tmp = self.out / ".predictions.partial.csv"
-        pd.DataFrame(self.rows).to_csv(tmp, index=False)
-        tmp.replace(path)
+        from automed.artifacts import write_bytes_atomic
+
+        path = self.out / "predictions.csv"  # on disk (fsync) before it replaces an earlier table
+        write_bytes_atomic(path, pd.DataFrame(self.rows).to_csv(index=False).encode("utf-8"))
         return [path]
 
 
