@@ -81,6 +81,17 @@ def test_non_square_pixels_are_refused(tmp_path: Path) -> None:
         tw.write(data[::2, ::2], tile=(256, 256), photometric="rgb", subfiletype=1)
     with pytest.raises(AutomedError, match="square pixels"):
         patch_miner([path], tmp_path / "m", show_progress=False)
+    with pytest.raises(
+        AutomedError, match="square pixels"
+    ):  # --mpp is a target, not the slide's own size here
+        patch_miner([path], tmp_path / "m", mpp=0.5, show_progress=False)
+
+
+@pytest.mark.parametrize("kw", [{"mpp": 0.0}, {"slide_mpp": 0.0}, {"slide_mpp": -0.5}])
+def test_a_pixel_size_must_be_positive(slide: Path, tmp_path: Path, kw: dict[str, float]) -> None:
+    with pytest.raises(AutomedError, match="positive number of micrometres"):
+        patch_miner([slide], tmp_path / "m", show_progress=False, **kw)
+    assert not (tmp_path / "m").exists()
 
 
 def test_tilewise_thumbnail_matches_openslide(slide: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -171,3 +182,10 @@ def test_artifact_checks_in_integers_match_the_rules() -> None:
     assert artifact(np.full((64, 64, 3), 230, np.uint8)) == "white"
     assert artifact(np.full((64, 64, 3), 10, np.uint8)) == "black"
     assert artifact(np.full((64, 64, 3), (196, 110, 168), np.uint8)) is None
+
+
+def test_label_names_cannot_name_folders_in_slide_outputs() -> None:
+    from automed.workflow.predict_wsi import file_part
+
+    assert file_part("tumor/necrosis") == "tumor_necrosis" and file_part("../../x") == "_.._x"
+    assert "/" not in file_part("/etc/passwd") and file_part("...") == "label" and file_part("a b") == "a_b"

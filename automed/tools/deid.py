@@ -71,6 +71,7 @@ _CHARACTERISTICS = (
 )
 # modalities whose pixels often carry burned-in text when the header does not say otherwise
 BURNED_IN_MODALITIES = ("US", "SC", "XC", "ES", "OT", "GM")
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture and its multi-frame classes (.7.1-.7.4)
 _UID_CODES = {"U", "D", "X/Z/U*", "X/D", "X/Z/D", "Z/D"}
 _BIRTH_DATE = Tag(0x0010, 0x0030)
 _PATIENT_ID = Tag(0x0010, 0x0020)
@@ -121,6 +122,11 @@ def burned_in(ds: Dataset) -> str | None:
     modality = str(ds.get("Modality", ""))
     if not flag and modality in BURNED_IN_MODALITIES:
         return f"BurnedInAnnotation is absent for modality {modality}, which often carries burned-in text"
+    sop = str(ds.get("SOPClassUID", ""))
+    image_type = {str(t).upper() for t in (ds.get("ImageType") or [])}
+    if not flag and (sop.startswith(SECONDARY_CAPTURE) or image_type & {"SCREEN", "SECONDARY"}):
+        # a screenshot (dose report, annotated key image) under any modality: names are often in the pixels
+        return "BurnedInAnnotation is absent for a secondary capture or screenshot, which often carries burned-in text"
     return None
 
 
@@ -205,6 +211,9 @@ class Deidentifier:
         ds[_PATIENT_NAME] = pydicom.DataElement(_PATIENT_NAME, "PN", pseudonym)
         seen |= {("PatientID", "D (pseudonym)"), ("PatientName", "D (pseudonym)")}
         self._mark(ds)
+        ds.preamble = (
+            b"\0" * 128
+        )  # the preamble is free bytes: vendors (and TIFF/DICOM dual files) put text there
         meta = getattr(ds, "file_meta", None)
         if meta is not None:
             for tag in [e.tag for e in meta if e.tag not in _META_KEPT]:

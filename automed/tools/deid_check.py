@@ -208,6 +208,10 @@ def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
         out += [Finding(shown, name, r) for r in _pattern_findings(elem, name, texts, shifted)]
     if str(ds.get("PatientIdentityRemoved", "")) != "YES":
         out.append(Finding(shown, "PatientIdentityRemoved", "is not YES"))
+    if any(
+        getattr(ds, "preamble", None) or b""
+    ):  # 128 free bytes before DICM: text there is not an attribute
+        out.append(Finding(shown, "preamble", "is not zeroed (it may hold text of the original)"))
     return out
 
 

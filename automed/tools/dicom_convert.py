@@ -7,6 +7,7 @@ key made of its modality, series number and a digest of its UID - no patient or 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,9 @@ class Series:
 
 def _key(modality: str, number: str, uid: str, taken: set[str]) -> str:
     num = f"{int(number):03d}" if number.lstrip("-").isdigit() else "000"
-    key = f"{modality or 'OT'}-{num}-{hashlib.sha256(uid.encode()).hexdigest()[:8]}"
+    # the Modality is a tag's text: never a path (../ or /) in a file name, whatever a file holds
+    safe = re.sub(r"[^A-Z0-9]", "", modality.upper())[:16] or "OT"
+    key = f"{safe}-{num}-{hashlib.sha256(uid.encode()).hexdigest()[:8]}"
     k, i = key, 2
     while k in taken:
         k, i = f"{key}-{i}", i + 1

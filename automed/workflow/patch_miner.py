@@ -11,6 +11,7 @@ the tissue mask and the patches kept). Built in a hidden sibling folder, renamed
 from __future__ import annotations
 
 import csv
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from automed.wsi.miner import Chunk, Grid, mine_chunk
 from automed.wsi.overview import write_overview
 from automed.wsi.slide import (
     SLIDE_SUFFIXES,
+    UNKNOWN_MPP_RULE,
     SlideInfo,
     one_per_dicom_series,
     slide_handle,
@@ -140,8 +142,10 @@ def _info(s: SlideInput, mpp: float | None, slide_mpp: float | None) -> SlideInf
         return slide_info(s.path, slide_mpp, given_as="--slide-mpp")
     try:
         return slide_info(s.path, None, given_as="--mpp")
-    except DatasetError:
-        if mpp is None:
+    except (
+        DatasetError
+    ) as exc:  # only a file without a pixel size takes --mpp as its own (not non-square pixels)
+        if mpp is None or exc.problems[0].rule != UNKNOWN_MPP_RULE:
             raise
         return slide_info(s.path, mpp, given_as="--mpp")  # no pixel size in the file: level 0 is at --mpp
 
@@ -171,6 +175,10 @@ def patch_miner(
     if not 0.0 <= overlap < 1.0 or not 0.0 <= min_tissue <= 1.0:
         raise ConfigError.single("--overlap/--min-tissue", "overlap in [0, 1), min-tissue in [0, 1]",
                                  f"{overlap}, {min_tissue}", "choose values in range")  # fmt: skip
+    for name, v in (("--mpp", mpp), ("--slide-mpp", slide_mpp)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ConfigError.single(name, "a pixel size is a positive number of micrometres", v,
+                                     f"pass e.g. {name} 0.5")  # fmt: skip
     px, um = parse_patch_size(patch_size)
     vmap = parse_value_map(value_map)
     slides = _inputs([Path(p).expanduser().resolve() for p in inputs])

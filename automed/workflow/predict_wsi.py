@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from functools import partial
 from pathlib import Path
@@ -25,6 +26,12 @@ from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
 from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail
 from automed.wsi.tissue import tissue_mask
+
+
+def file_part(label_name: str) -> str:
+    """A label's name as part of a file name: letters, digits, '.', '_' and '-' (dataset.json allows any text, and
+    ``tumor/necrosis`` or ``../x`` must not name a folder)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label_name).strip(".") or "label"
 
 
 def model_mpp(model: str | Path, given: float | None) -> float:
@@ -80,7 +87,7 @@ def _pictures(
             continue
         prob = thumbnail_values(BlockReader(grid, store, "P", k)).astype(np.float32) / 255.0
         Image.fromarray((turbo(prob)[..., :3] * 255).astype(np.uint8)).save(
-            out / f"{stem}_heatmap_{name}.png"
+            out / f"{stem}_heatmap_{file_part(name)}.png"
         )
     thumb = Image.fromarray(thumbnail(slide_handle(grid.info.path), max(labels.shape))).resize(
         labels.shape[::-1]
@@ -126,11 +133,14 @@ def predict_slides(
     """Predict each slide into ``out`` (see the module docstring); return the label TIFFs."""
     written = []
     stems: set[str] = set()
-    for path in slides:
-        info = slide_info(path, slide_mpp, given_as="--slide-mpp")
+    infos = [
+        slide_info(path, slide_mpp, given_as="--slide-mpp") for path in slides
+    ]  # every slide before any work
+    for path, info in zip(slides, infos, strict=True):
         if mpp < info.mpp * 0.999:
             raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
                                      f"slide {info.mpp:.4g} um/px, model {mpp:.4g}", "use a finer scan")  # fmt: skip
+    for path, info in zip(slides, infos, strict=True):
         grid = BlockGrid(info, mpp)
         base, stem, i = slide_name(path), slide_name(path), 2
         while stem in stems:  # e.tif and e.tiff, a.x.svs and a.y.svs: outputs of their own
@@ -148,7 +158,9 @@ def predict_slides(
             write_pyramid(BlockReader(grid, store, "L"), out / f"{stem}_labels.tif")
             if save_probabilities:
                 for k, (_, name) in enumerate(sorted(names.items())):
-                    write_pyramid(BlockReader(grid, store, "P", k), out / f"{stem}_prob_{name}.tif")
+                    write_pyramid(
+                        BlockReader(grid, store, "P", k), out / f"{stem}_prob_{file_part(name)}.tif"
+                    )
             _pictures(grid, store, out, stem, names, rows)
             _tiles_csv(out / f"{stem}_tiles.csv", rows, names)
         finally:

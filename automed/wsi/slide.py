@@ -14,7 +14,7 @@ import numpy as np
 import openslide
 from PIL import Image
 
-from automed.errors import DatasetError
+from automed.errors import ConfigError, DatasetError
 
 SLIDE_SUFFIXES = (
     ".svs",
@@ -30,6 +30,10 @@ SLIDE_SUFFIXES = (
     ".dcm",
 )
 _OPEN: dict[str, openslide.AbstractSlide] = {}
+
+UNKNOWN_MPP_RULE = (
+    "the slide's pixel size (micrometres per pixel) must be known to mine or predict at a resolution"
+)
 
 
 def slide_handle(path: Path) -> openslide.AbstractSlide:
@@ -62,6 +66,9 @@ class SlideInfo:
 
 def slide_info(path: Path, mpp: float | None = None, *, given_as: str = "--slide-mpp") -> SlideInfo:
     """Open ``path`` and read its geometry; the pixel size comes from the metadata, else from ``mpp``."""
+    if mpp is not None and not (math.isfinite(mpp) and mpp > 0):
+        raise ConfigError.single(given_as, "a pixel size is a positive number of micrometres", mpp,
+                                 f"pass e.g. {given_as} 0.25 (40x) or 0.5 (20x)")  # fmt: skip
     try:
         slide = openslide.OpenSlide(str(path))
     except (openslide.OpenSlideError, OSError) as exc:
@@ -79,7 +86,7 @@ def slide_info(path: Path, mpp: float | None = None, *, given_as: str = "--slide
     if mpp is None and not (math.isfinite(meta) and meta > 0):
         raise DatasetError.single(
             path,
-            "the slide's pixel size (micrometres per pixel) must be known to mine or predict at a resolution",
+            UNKNOWN_MPP_RULE,
             "none in its metadata (openslide.mpp-x)",
             f"pass {given_as} with the level-0 pixel size, e.g. {given_as} 0.5 for a 20x scan",
         )
