@@ -124,7 +124,8 @@ def burned_in(ds: Dataset) -> str | None:
         return f"BurnedInAnnotation is absent for modality {modality}, which often carries burned-in text"
     sop = str(ds.get("SOPClassUID", ""))
     image_type = {str(t).upper() for t in (ds.get("ImageType") or [])}
-    if not flag and (sop.startswith(SECONDARY_CAPTURE) or image_type & {"SCREEN", "SECONDARY"}):
+    # (ImageType SECONDARY alone means derived, e.g. a reformat: not a screenshot)
+    if not flag and (sop.startswith(SECONDARY_CAPTURE) or image_type & {"SCREEN", "SCREEN SAVE"}):
         # a screenshot (dose report, annotated key image) under any modality: names are often in the pixels
         return "BurnedInAnnotation is absent for a secondary capture or screenshot, which often carries burned-in text"
     return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,23 @@ def _nifti(
 ) -> None:
     """Scrub one NIfTI file into ``tmp/nifti/``, named from its path inside the input (two ``T1.nii.gz`` of two
     folders get two names); an unreadable one is a problem."""
-    if problems:
+    import nibabel as nib
+
+    try:  # judged even after other problems: every broken file in one list
+        nib.load(path).header  # noqa: B018
+    except Exception as exc:  # nibabel raises several types for a broken file
+        problems.append(Problem(shown, "a .nii/.nii.gz file must be a readable NIfTI image",
+                                f"unreadable ({type(exc).__name__})", "copy it again or move it out"))  # fmt: skip
         return
+    if problems:
+        return  # nothing more is written
     name = shown[: -len(".nii.gz")] if shown.lower().endswith(".nii.gz") else shown[: -len(".nii")]
     (tmp / "nifti").mkdir(exist_ok=True)
+    dst, k = tmp / "nifti" / f"{deid.key.file_name(name)}.nii.gz", 2
+    while dst.exists():  # T1.nii beside T1.nii.gz: both kept
+        dst, k = tmp / "nifti" / f"{deid.key.file_name(name)}-{k}.nii.gz", k + 1
     try:
-        changed = scrub_nifti(path, tmp / "nifti" / f"{deid.key.file_name(name)}.nii.gz")
+        changed = scrub_nifti(path, dst)
     except Exception as exc:  # nibabel raises several types for a broken file
         problems.append(Problem(shown, "a .nii/.nii.gz file must be a readable NIfTI image",
                                 f"unreadable ({type(exc).__name__})", "copy it again or move it out"))  # fmt: skip
@@ -95,6 +107,11 @@ def _check_paths(src: Path, out: Path, key: Path | None) -> None:
                 "inside " + ("the output" if inside(k, out) else "the input"),
                 "keep the key file in a separate, access-controlled place",
             )
+        writable = os.access(k, os.W_OK) if k.exists() else k.parent.is_dir() and os.access(k.parent, os.W_OK)
+        if not writable:  # checked before work: the key is saved with the output
+            raise ConfigError.single(key, "the key file must be writable (its folder must exist)",
+                                     "not writable" if k.exists() else "its folder is missing or read-only",
+                                     "pass --key in a folder you can write to")  # fmt: skip
 
 
 def anonymize(
@@ -175,7 +192,7 @@ def anonymize(
         report["burned_in_allowed"] = len(burned)
         write_json_atomic(tmp / REPORT, report)
         mark_output(tmp, "anonymize")
-    deid.key.save()
+        deid.key.save()  # before the output appears: no output whose pseudonyms a lost key cannot reproduce
     for w in warnings:
         log.warning(w)
     return AnonymizeResult(
