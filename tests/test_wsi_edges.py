@@ -189,3 +189,17 @@ def test_label_names_cannot_name_folders_in_slide_outputs() -> None:
 
     assert file_part("tumor/necrosis") == "tumor_necrosis" and file_part("../../x") == "_.._x"
     assert "/" not in file_part("/etc/passwd") and file_part("...") == "label" and file_part("a b") == "a_b"
+
+
+def test_slide_csv_rows_and_patch_size_are_judged_before_work(slide: Path, tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text(
+        f"SubjectID,Channel_0\na,{slide}\nb\n,{slide}\n"
+    )  # a short and a blank row
+    with pytest.raises(AutomedError, match="SubjectID and Channel_0 filled in") as err:
+        patch_miner([tmp_path / "s.csv"], tmp_path / "m", show_progress=False)
+    assert "3" in err.value.problems[0].value and "4" in err.value.problems[0].value
+    with pytest.raises(AutomedError, match="must exist"):
+        patch_miner([tmp_path / "none.csv"], tmp_path / "m", show_progress=False)
+    with pytest.raises(AutomedError, match="a patch must fit in the slide"):  # 2048 px > the 768 px side
+        patch_miner([slide], tmp_path / "m", patch_size="2048", show_progress=False)
+    assert not (tmp_path / "m").exists()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
-from automed.errors import ConfigError, DatasetError
+from automed.data.csv_layout import read_rows
+from automed.errors import ConfigError, DatasetError, Problem
 from automed.parallel import WorkerPool, default_workers, parallel_map
 from automed.registry import check_choice
 from automed.wsi.miner import Chunk, Grid, mine_chunk
@@ -95,8 +96,23 @@ def _key(text: str, taken: set[str]) -> str:
 def _inputs(paths: list[Path]) -> list[SlideInput]:
     if len(paths) == 1 and paths[0].suffix.lower() == ".csv":
         src = paths[0]
-        with src.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        if not src.is_file():
+            raise DatasetError.single(src, "the slide CSV must exist", "missing", "check the path")
+        table = read_rows(src)  # UTF-8 (a byte-order mark dropped), else a clear error
+        header = [h.strip() for h in table[0]] if table else []
+        rows = [
+            dict(zip(header, cells, strict=False)) for cells in table[1:] if any(c.strip() for c in cells)
+        ]
+        short = [
+            n
+            for n, cells in enumerate(table[1:], start=2)
+            if any(c.strip() for c in cells) and len(cells) < 2
+        ]
+        blank = [n for n, r in enumerate(rows, start=2) if not r.get("SubjectID", "x").strip() or not
+                 r.get("Channel_0", "x").strip()]  # fmt: skip
+        if short or blank:
+            raise DatasetError.single(src, "every row names its slide: SubjectID and Channel_0 filled in",
+                                      f"rows {sorted(set(short + blank))[:10]}", "fill in or remove those rows")  # fmt: skip
         need = {"SubjectID", "Channel_0"}
         if not rows or not need <= set(rows[0]):
             raise DatasetError.single(
@@ -135,6 +151,13 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
         )  # fmt: skip
     used: set[str] = set()
     return [SlideInput(_key(slide_name(p), used), p) for p in found]
+
+
+def _grid(info: SlideInfo, px: int | None, um: float | None, mpp: float | None, overlap: float) -> Grid:
+    """The patch grid of one slide: ``px`` pixels, or ``um`` micrometres, at ``mpp`` (default: the slide's own)."""
+    target = mpp if mpp is not None else info.mpp
+    side = px if px is not None else max(1, round((um or 0.0) / target))
+    return Grid(info, side, target, overlap)
 
 
 def _info(s: SlideInput, mpp: float | None, slide_mpp: float | None) -> SlideInfo:
@@ -196,13 +219,20 @@ def patch_miner(
             raise DatasetError.single(s.path, "patches are mined at or above the slide's own resolution",
                                       f"--mpp {mpp} finer than the slide's {info.mpp:.4g} um/px",
                                       f"use --mpp {info.mpp:.4g} or coarser")  # fmt: skip
+    too_small = []
+    for s, info in zip(slides, infos, strict=True):
+        if (g := _grid(info, px, um, mpp, overlap)).size0 > min(info.width, info.height):
+            too_small.append(Problem(str(s.path), "a patch must fit in the slide", f"patches of {g.size0} px at "
+                                     f"level 0, slide {info.width} x {info.height} px",
+                                     "choose a smaller --patch-size or a finer --mpp"))  # fmt: skip
+    if too_small:
+        raise DatasetError(too_small, "nothing was mined")
     rows: list[dict[str, Any]] = []
     report: list[dict[str, Any]] = []
     n_pool = workers if workers is not None else default_workers()
     with atomic_directory(out) as tmp, WorkerPool(n_pool, PRELOAD) as pool:  # one pool for every slide
         for s, info in zip(slides, infos, strict=True):
-            target = mpp if mpp is not None else info.mpp
-            grid = Grid(info, px if px is not None else max(1, round(um / target)), target, overlap)  # type: ignore[operator]
+            grid = _grid(info, px, um, mpp, overlap)
             mask = tissue_mask(slide_handle(s.path))
             positions = grid.positions()
             if read == "random":
@@ -248,7 +278,7 @@ def patch_miner(
             rows += slide_rows
             report.append({
                 "slide": s.key, "width": info.width, "height": info.height, "mpp": info.mpp,
-                "mpp_source": info.mpp_source, "vendor": info.vendor, "target_mpp": target, "patch_px": grid.patch_px,
+                "mpp_source": info.mpp_source, "vendor": info.vendor, "target_mpp": grid.target_mpp, "patch_px": grid.patch_px,
                 "level": grid.level, "read_px": grid.read_px, "size0": grid.size0, "positions": len(positions),
                 "patches": len(slide_rows), "rejected": rejected, "tissue_fraction": float(mask.mask.mean()),
                 "tissue_threshold": mask.threshold,
