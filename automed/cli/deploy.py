@@ -166,7 +166,9 @@ def predict(
     ] = None,
     slide_mpp: Annotated[
         float | None,
-        typer.Option(help="Whole slides: the level-0 pixel size of slides whose metadata lacks it."),
+        typer.Option(
+            help="Whole slides: the level-0 pixel size in um (overrides their metadata; needed where it lacks one)."
+        ),
     ] = None,
 ) -> None:
     """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).

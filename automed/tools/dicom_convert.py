@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from automed.errors import Problem
+from automed.errors import DatasetError, Problem
 from automed.tools.dicom_files import input_files, is_nifti, read_image, relative
 
 
@@ -139,11 +139,20 @@ def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
 
 
 def read_series(s: Series) -> sitk.Image:
-    """The series as one image, slices in GDCM's order (a multi-frame file is read as it is)."""
-    if s.multiframe or len(s.files) == 1:
-        single: sitk.Image = sitk.ReadImage(str(s.files[0]))
-        return single
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames([str(p) for p in s.files])  # sorted along the slice normal by _volumes
-    image: sitk.Image = reader.Execute()
-    return image
+    """The series as one image, slices in GDCM's order (a multi-frame file is read as it is); pixel data GDCM
+    cannot decode (a transfer syntax it lacks, slices of other sizes) is a :class:`DatasetError` naming the series."""
+    try:
+        if s.multiframe or len(s.files) == 1:
+            single: sitk.Image = sitk.ReadImage(str(s.files[0]))
+            return single
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames([str(p) for p in s.files])  # sorted along the slice normal by _volumes
+        image: sitk.Image = reader.Execute()
+        return image
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise DatasetError.single(
+            s.files[0].parent, "a series' pixel data must be decodable (SimpleITK/GDCM)",
+            f"series {s.number or '?'} of {len(s.files)} file(s): {lines[-1] if lines else 'unreadable'}"[:300],
+            "decompress it first (e.g. `gdcmconv --raw` or dcmtk's `dcmdjpeg`), or move the series out",
+        ) from exc  # fmt: skip

@@ -86,8 +86,9 @@ def _pictures(
         if value == 0:
             continue
         prob = thumbnail_values(BlockReader(grid, store, "P", k)).astype(np.float32) / 255.0
-        Image.fromarray((turbo(prob)[..., :3] * 255).astype(np.uint8)).save(
-            out / f"{stem}_heatmap_{file_part(name)}.png"
+        _save(
+            Image.fromarray((turbo(prob)[..., :3] * 255).astype(np.uint8)),
+            out / f"{stem}_heatmap_{file_part(name)}.png",
         )
     thumb = Image.fromarray(thumbnail(slide_handle(grid.info.path), max(labels.shape))).resize(
         labels.shape[::-1]
@@ -98,7 +99,7 @@ def _pictures(
         if value:
             sel = labels == value
             base[sel] = 0.5 * base[sel] + 0.5 * np.array(tab(int(value) % 10)[:3]) * 255
-    Image.fromarray(base.clip(0, 255).astype(np.uint8)).save(out / f"{stem}_overlay.png")
+    _save(Image.fromarray(base.clip(0, 255).astype(np.uint8)), out / f"{stem}_overlay.png")
     nbx, nby = grid.n_blocks
     counts = np.zeros((nby, nbx), dtype=np.float32)
     for r in rows:
@@ -106,17 +107,26 @@ def _pictures(
             counts[r["block_y"], r["block_x"]] = (1.0 - r["fractions"].get(0, 0.0)) * grid.block**2
     scaled = counts / counts.max() if counts.max() > 0 else counts
     img = Image.fromarray((turbo(scaled)[..., :3] * 255).astype(np.uint8))
-    img.resize((nbx * 16, nby * 16), Image.Resampling.NEAREST).save(out / f"{stem}_counts.png")
+    _save(img.resize((nbx * 16, nby * 16), Image.Resampling.NEAREST), out / f"{stem}_counts.png")
+
+
+def _save(img: Any, path: Path) -> None:
+    """A picture through a temporary name and a rename: a kill never leaves half a PNG in place of an earlier one."""
+    tmp = path.with_name(f".{path.name}.partial.png")
+    img.save(tmp)
+    tmp.replace(path)
 
 
 def _tiles_csv(path: Path, rows: list[dict[str, Any]], names: dict[int, str]) -> None:
     cols = ["block_x", "block_y", "x0", "y0", "tissue_fraction", "predicted"]
+    final, path = path, path.with_name(f".{path.name}.partial")
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols + [f"fraction_{n}" for _, n in sorted(names.items())])
         for r in rows:
             fr = r.get("fractions", {})
             w.writerow([r[c] for c in cols] + [round(fr.get(v, 0.0), 4) for v in sorted(names)])
+    path.replace(final)
 
 
 def predict_slides(
