@@ -71,6 +71,16 @@ def test_label_maps_in_palette_and_16_bit_and_value_maps(slide: Path, tmp_path: 
     (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0,Label\nA,{slide},missing.png\n")
     with pytest.raises(AutomedError, match="must exist"):
         patch_miner([tmp_path / "s.csv"], tmp_path / "x", show_progress=False)
+    # judged before any mining: another slide's (transposed) map, colours without a value map, not an image
+    Image.fromarray(truth.T.copy()).save(tmp_path / "transposed.png")
+    Image.fromarray(np.stack([truth * 80] * 3, axis=-1).astype(np.uint8)).save(tmp_path / "rgb.png")
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    for name, rule in (("transposed.png", "the same aspect ratio"), ("rgb.png", "one value per pixel"),
+                       ("junk.png", "Pillow or OpenSlide reads")):  # fmt: skip
+        (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0,Label\nA,{slide},{name}\n")
+        with pytest.raises(AutomedError, match=rule):
+            patch_miner([tmp_path / "s.csv"], tmp_path / "y", patch_size="64", show_progress=False)
+        assert not (tmp_path / "y").exists()
 
 
 def test_non_square_pixels_are_refused(tmp_path: Path) -> None:

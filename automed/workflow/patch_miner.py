@@ -23,7 +23,7 @@ from automed.data.csv_layout import read_rows
 from automed.errors import ConfigError, DatasetError, Problem
 from automed.parallel import WorkerPool, default_workers, parallel_map
 from automed.registry import check_choice
-from automed.wsi.miner import Chunk, Grid, mine_chunk
+from automed.wsi.miner import Chunk, Grid, label_problems, mine_chunk
 from automed.wsi.overview import write_overview
 from automed.wsi.slide import (
     SLIDE_SUFFIXES,
@@ -219,14 +219,20 @@ def patch_miner(
             raise DatasetError.single(s.path, "patches are mined at or above the slide's own resolution",
                                       f"--mpp {mpp} finer than the slide's {info.mpp:.4g} um/px",
                                       f"use --mpp {info.mpp:.4g} or coarser")  # fmt: skip
-    too_small = []
+    problems: list[Problem] = []  # and the label maps' problems
     for s, info in zip(slides, infos, strict=True):
         if (g := _grid(info, px, um, mpp, overlap)).size0 > min(info.width, info.height):
-            too_small.append(Problem(str(s.path), "a patch must fit in the slide", f"patches of {g.size0} px at "
+            problems.append(Problem(str(s.path), "a patch must fit in the slide", f"patches of {g.size0} px at "
                                      f"level 0, slide {info.width} x {info.height} px",
                                      "choose a smaller --patch-size or a finer --mpp"))  # fmt: skip
-    if too_small:
-        raise DatasetError(too_small, "nothing was mined")
+    problems += [
+        p
+        for s, info in zip(slides, infos, strict=True)
+        if s.label
+        for p in label_problems(s.label, info, bool(vmap))
+    ]
+    if problems:
+        raise DatasetError(problems, "nothing was mined")
     rows: list[dict[str, Any]] = []
     report: list[dict[str, Any]] = []
     n_pool = workers if workers is not None else default_workers()

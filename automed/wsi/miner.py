@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from automed.errors import Problem
 from automed.wsi.slide import SlideInfo, read_rgb
 
 # artifact checks on the patch itself (after the tissue mask): mostly glass, mostly black, or colourless
@@ -116,13 +117,43 @@ def _label_region(path: Path, box: tuple[int, int, int, int], info_size: tuple[i
     return slide_handle(path).read_region((x0, y0), 0, (w, h)).getchannel(0)
 
 
+LABEL_MODES = ("L", "P", "I;16", "I", "1")  # one value per pixel: values stay values
+
+
+def label_problems(path: Path, info: SlideInfo, value_map: bool) -> list[Problem]:
+    """What is wrong with a slide's label map, judged from its header before any mining: unreadable, another
+    slide's (its aspect ratio differs by more than 1 %), or colours (RGB: luminances would become classes) without
+    a ``--value-map`` that says which values mean what."""
+    import openslide
+
+    try:
+        if openslide.OpenSlide.detect_format(str(path)) is not None:
+            size, mode = openslide.OpenSlide(str(path)).dimensions, "L"  # its first channel is read
+        else:
+            with Image.open(path) as img:
+                size, mode = img.size, img.mode
+    except (OSError, Image.DecompressionBombError, openslide.OpenSlideError) as exc:
+        return [Problem(str(path), "a label map must be an image Pillow or OpenSlide reads",
+                        f"unreadable ({type(exc).__name__})", "write it as PNG or a tiled TIFF")]  # fmt: skip
+    out = []
+    ratio, slide_ratio = size[0] / size[1], info.width / info.height
+    if abs(ratio - slide_ratio) > 0.01 * slide_ratio:
+        out.append(Problem(str(path), "a label map covers its slide (the same aspect ratio, any scale)",
+                           f"{size[0]} x {size[1]} for a slide of {info.width} x {info.height}",
+                           "check that it is this slide's map and not transposed"))  # fmt: skip
+    if mode not in LABEL_MODES and not mode.startswith("I;16") and not value_map:
+        out.append(Problem(str(path), "a label map holds one value per pixel (grayscale, palette or 16-bit)",
+                           f"mode {mode}", "save it as a grayscale or palette PNG, or pass --value-map RAW:LABEL,..."))  # fmt: skip
+    return out
+
+
 def _label_patch(chunk: Chunk, x: int, y: int) -> np.ndarray:
     """The label map under the patch, nearest-neighbour, mapped by ``value_map`` (a value it does not map is an
     error: silently calling it background would teach the model wrong)."""
     assert chunk.label_path is not None
     g = chunk.grid
     crop = _label_region(chunk.label_path, (x, y, g.size0, g.size0), (g.info.width, g.info.height))
-    if crop.mode not in ("L", "P", "I;16", "I", "1"):
+    if crop.mode not in LABEL_MODES:
         crop = crop.convert("L")
     raw = np.asarray(crop.resize((g.patch_px, g.patch_px), Image.Resampling.NEAREST)).astype(np.int64)
     if chunk.value_map:
