@@ -16,6 +16,7 @@ import pydicom
 from pydicom.sr.codedict import codes
 
 from automed._version import __version__
+from automed.errors import Problem
 
 SEG_SERIES_NUMBER = 9901
 
@@ -59,6 +60,30 @@ def _source(path: str) -> pydicom.Dataset:
         if kw not in ds:
             setattr(ds, kw, "")
     return ds
+
+
+SEG_NEEDS = ("Rows", "Columns", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
+
+
+def series_problems(folder: Path, source_files: list[str]) -> list[Problem]:
+    """What keeps a series from getting a SEG over it, from its headers (before any prediction): multi-frame files
+    (one file, many slices: the slices of the label map would not match the files), attributes highdicom needs,
+    slices of different sizes."""
+    out = []
+    sizes = set()
+    for f in source_files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        lacks = [kw for kw in SEG_NEEDS if kw not in ds]
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1 or lacks:
+            out.append(Problem(f, "--output-format dicom-seg needs single-frame image slices with their geometry",
+                               f"{ds.get('NumberOfFrames')} frames" if not lacks else f"no {', '.join(lacks)}",
+                               "use --output-format nifti for this series"))  # fmt: skip
+            break
+        sizes.add((int(ds.Rows), int(ds.Columns)))
+    if len(sizes) > 1:
+        out.append(Problem(str(folder), "a series' slices share one size", str(sorted(sizes)),
+                           "use --output-format nifti for this series"))  # fmt: skip
+    return out
 
 
 def write_seg(label_map: np.ndarray, source_files: list[str], labels: dict[int, str], out: Path) -> Path:

@@ -292,6 +292,12 @@ class DicomSegWriter:
                 else f"{len(bad)} input(s) not a DICOM series folder",
                 "pass DICOM series folders to a segmentation model, or use --output-format nifti",
             )
+        from automed.data.io import dicom_series_files
+        from automed.tools.dicom_seg import series_problems
+
+        problems = [p for c in cases for p in series_problems(c.images[0], dicom_series_files(c.images[0]))]
+        if problems:  # before any prediction
+            raise DatasetError(problems, "cannot write DICOM SEG for these inputs")
         self.inner, self.labels = inner, labels
 
     def add(self, case: Any, geometry: Any, res: Any) -> None:
@@ -300,7 +306,12 @@ class DicomSegWriter:
 
         self.inner.add(case, geometry, res)
         tmp = self.inner.out / f".{case.case_id}.partial.seg.dcm"
-        write_seg(res.labels, dicom_series_files(case.images[0]), self.labels, tmp)
+        try:
+            write_seg(res.labels, dicom_series_files(case.images[0]), self.labels, tmp)
+        except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source images
+            tmp.unlink(missing_ok=True)
+            raise DatasetError.single(case.images[0], "a DICOM SEG must be writable over the series",
+                                      f"{type(exc).__name__}: {exc}"[:300], "use --output-format nifti") from exc  # fmt: skip
         tmp.replace(self.inner.out / f"{case.case_id}.seg.dcm")
 
     def close(self) -> list[Path]:
