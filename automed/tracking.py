@@ -302,11 +302,14 @@ def register_ensemble(
     client = tracker.client
     client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
     client.set_registered_model_alias(name, "candidate", version)
+    from mlflow.exceptions import MlflowException
+
     champion = None
     try:
         champion = client.get_model_version_by_alias(name, "champion")
-    except Exception:
-        champion = None
+    except MlflowException as exc:  # only "no champion yet": a store that fails must not crown a worse model
+        if "not found" not in str(exc).lower():
+            raise
     if (
         champion is None
         or score >= float(champion.tags.get("cv_score", champion.tags.get("cv_fg_dice", "-1"))) - 1e-6

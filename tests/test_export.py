@@ -144,12 +144,20 @@ def test_failed_parity_keeps_the_earlier_export(
     monkeypatch.setitem(export_mod.THRESHOLDS, "f32", {"max_abs_prob": -1.0, "min_dice": 2.0})
     with pytest.raises(ConfigError) as e:
         api.export(exported["work"], bundle, formats="onnx")
-    kept = root / "bundle.parity-failed.json"
+    kept = exported["work"] / "bundle.parity-failed.json"  # in the work dir, not among the user's files
     assert str(kept) in str(e.value) and "onnxruntime: max |dp|" in str(e.value)
     assert json.loads(kept.read_text())["parity"]["onnxruntime"]["passed"] is False
     after = {p.relative_to(bundle): p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
     assert after == before  # the earlier export is untouched
     assert not [p for p in root.iterdir() if p.name.startswith(".bundle.tmp-")]  # nothing half-written
+    assert not (root / "bundle.parity-failed.json").exists()
+
+
+def test_package_without_an_export_keeps_the_work_dirs_link(exported: dict[str, Path]) -> None:
+    link = exported["work"] / "export_link.json"
+    before = json.loads(link.read_text())["path"]
+    api.package(exported["work"], exported["root"] / "cube_tmp_export")  # exports into a temporary folder
+    assert json.loads(link.read_text())["path"] == before == str(exported["bundle"].resolve())
 
 
 def test_package_cube(exported: dict[str, Path]) -> None:

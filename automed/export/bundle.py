@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def copy_runtime(out: Path) -> None:
     for f in sorted(src.glob("*.py")):
         shutil.copy(f, dest / f.name)
     (out / "predict.py").write_text(PREDICT_PY)
+
+
+def python_needed() -> str:
+    """The Python the pinned requirements install on: this one's minor version or newer (the pins are this
+    machine's versions, and e.g. numpy 2.3+ needs 3.11)."""
+    return f"Python {sys.version_info.major}.{sys.version_info.minor}+"
 
 
 def write_requirements(out: Path, files: dict[str, list[str]]) -> None:
@@ -141,7 +148,7 @@ def write_bundle(
     (out / "README.md").write_text(
         f"""# automed model: {plan.dataset_name} ({meta["configuration"]})
 
-Runs without torch or automed. Set-up (Python 3.10+): `pip install -r requirements-onnx.txt` (or
+Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requirements-onnx.txt` (or
 `requirements-openvino.txt`). Then
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]

@@ -19,7 +19,7 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
-from automed.export.bundle import copy_runtime, readable, write_requirements
+from automed.export.bundle import copy_runtime, python_needed, readable, write_requirements
 from automed.export.export import THRESHOLDS as SEGMENTATION_THRESHOLDS
 from automed.export.export import ExportResult
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
@@ -198,7 +198,7 @@ def write_image_bundle(
     (out / "README.md").write_text(
         f"""# automed {t.kind} model: {predictor.plan.dataset_name} ({predictor.cfg.name})
 
-Runs without torch or automed. Set-up (Python 3.10+): `pip install -r requirements-onnx.txt` (or
+Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requirements-onnx.txt` (or
 `requirements-openvino.txt`). Then
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]

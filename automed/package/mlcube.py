@@ -14,6 +14,8 @@ validated against :mod:`automed.package.schemas` before the cube is published.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import string
 import sys
@@ -63,18 +65,51 @@ def _render(name: str, values: dict[str, str]) -> str:
     return string.Template(path.read_text()).substitute(values)
 
 
+def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A tar member without this machine's user and group (they would travel with the cube)."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def _installed(dist: str) -> bool:
+    try:
+        metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _pin(dist: str) -> str:
     return f"{dist}=={metadata.version(dist)}"
 
 
+IMAGE_REF = re.compile(
+    r"(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+)  # Docker's reference grammar (host[:port]/path[:tag]), lower case
+
+
 def _image_name(dataset: str) -> str:
-    clean = "".join(c if c.isalnum() else "-" for c in dataset.lower()).strip("-") or "model"
+    """``automed/<dataset>:0.1.0`` in the letters an image reference allows (ASCII: ``Größe`` is not one)."""
+    clean = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", dataset.lower())).strip("-") or "model"
     return f"automed/{clean}:0.1.0"
+
+
+def _cuda_image(image: str) -> str:
+    """The CUDA variant's name: ``-cuda`` before the tag (a registry's port is not a tag)."""
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        return image[: len(image) - len(last)] + last.replace(":", "-cuda:", 1)
+    return image + "-cuda"
 
 
 def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None = None) -> PackageResult:
     """Turn an export bundle into a cube folder at ``out`` (see the module docstring)."""
     image = image or _image_name(str(meta["dataset"]))
+    if not IMAGE_REF.fullmatch(image):
+        raise ConfigError.single("--image", "a container image is a Docker reference: [host[:port]/]name[:tag]",
+                                 image, "use lower-case letters, digits, '.', '_', '-' and '/', e.g. "
+                                 "registry.example.org/automed/liver:1.0")  # fmt: skip
     with atomic_directory(out) as tmp:  # an earlier cube stays until this one is complete
         project = tmp / "project"
         project.mkdir(parents=True)
@@ -87,7 +122,11 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
         (project / "requirements.txt").write_text(
             "\n".join([_pin("numpy"), _pin("SimpleITK"), _pin("openvino")]) + "\n"
         )
-        ort_gpu = f"onnxruntime-gpu[cuda,cudnn]=={metadata.version('onnxruntime')}"
+        ort = next((d for d in ("onnxruntime", "onnxruntime-gpu") if _installed(d)), None)
+        if ort is None:
+            raise ConfigError.single("onnxruntime", "packaging pins the CUDA image's onnxruntime to the one "
+                                     "installed here", "not installed", "pip install onnxruntime")  # fmt: skip
+        ort_gpu = f"onnxruntime-gpu[cuda,cudnn]=={metadata.version(ort)}"
         (project / "requirements-cuda.txt").write_text(
             "\n".join([_pin("numpy"), _pin("SimpleITK"), ort_gpu]) + "\n"
         )
@@ -97,17 +136,22 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
         for f in ("preprocess.json", "export.json"):
             shutil.copy(bundle / f, weights / f)
         (tmp / "mlcube" / "workspace" / "parameters.yaml").write_text(
-            "# automed model parameters (flat key: value)\nruntime: openvino  # or onnx\ntta: true\nthreads: 2\n"
+            "# automed model parameters (flat key: value)\n"
+            "# runtime: openvino  # or onnx; default: the one the image has (CPU: openvino, CUDA: onnx)\n"
+            "tta: true\nthreads: 2\n"
         )
         desc = (
             f"automed {meta['configuration']} {meta.get('task', 'segmentation')} model for {meta['dataset']}"
         )
-        text = {"NAME": image.split("/")[-1].split(":")[0], "DESCRIPTION": desc, "IMAGE": image}
+        name = image.split("/")[-1].split(":")[0]
+        text = {
+            k: json.dumps(v) for k, v in (("NAME", name), ("DESCRIPTION", desc), ("IMAGE", image))
+        }  # quoted
         (tmp / "mlcube" / "mlcube.yaml").write_text(_render("mlcube.yaml.template", text))
         (tmp / "container_config.yaml").write_text(_render("container_config.yaml.template", text))
         with tarfile.open(tmp / "additional_files.tar.gz", "w:gz") as tar:
             for p in sorted(weights.iterdir()):
-                tar.add(p, arcname=p.name)
+                tar.add(p, arcname=p.name, filter=_anonymous)
         (tmp / "README.md").write_text(_readme(image, meta))
         validate_cube(tmp)
         mark_output(tmp, "cube")
@@ -156,7 +200,7 @@ reads its inputs.
 ## Build
 
     docker build -t {image} project/                               # CPU (OpenVINO)
-    docker build -t {image.replace(":", "-cuda:")} -f project/Dockerfile.cuda project/    # NVIDIA GPU (onnxruntime-gpu)
+    docker build -t {_cuda_image(image)} -f project/Dockerfile.cuda project/    # NVIDIA GPU (onnxruntime-gpu)
 
 Pin the base image by digest at your site: `docker pull {BASE_IMAGE}`, then add
 `--build-arg BASE_IMAGE=python@sha256:<digest>`.

@@ -57,8 +57,10 @@ def choose_runtime(runtime: str | None, files: dict[str, list[str]]) -> str | No
     """The runtime to use: ``runtime`` if the export has it, else OpenVINO, then onnxruntime, whichever is
     installed; ``None`` when none is."""
     have = [r for r in ("openvino", "onnx") if r in files]
-    if runtime:
-        return runtime if runtime in have else None
+    if (
+        runtime
+    ):  # asked for by name: it must be in the export and installed (else a clear error, not an import)
+        return runtime if runtime in have and installed(runtime) else None
     return next((r for r in have if installed(r)), None)
 
 

@@ -27,8 +27,14 @@ from .model import BundleModel
 def _runtime(runtime: str | None, meta: dict[str, Any]) -> str:
     chosen = choose_runtime(runtime, meta["files"])
     if chosen is None:
+        if runtime and runtime not in meta["files"]:
+            raise SystemExit(
+                f"--runtime {runtime}: this bundle has {sorted(meta['files'])}; choose one of them"
+            )
         if runtime:
-            raise SystemExit(f"--runtime {runtime}: this bundle has {sorted(meta['files'])}")
+            raise SystemExit(
+                f"--runtime {runtime} is not installed: pip install -r requirements-{runtime}.txt"
+            )
         raise SystemExit("install onnxruntime or openvino (see requirements-*.txt in the bundle)")
     return chosen
 
@@ -45,6 +51,9 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         "--runtime", choices=["onnx", "openvino"], help="default: openvino if installed, else onnx"
     )
     ap.add_argument("--no-tta", action="store_true", help="skip mirror test-time augmentation (faster)")
+    ap.add_argument(
+        "--overwrite", action="store_true", help="replace predictions already in the output folder"
+    )
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
     ap.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: onnxruntime-gpu's CUDA provider"
@@ -62,6 +71,12 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             f"{args.output}: the output folder must not be, or hold, the input {args.input} (predictions would "
             "mix with or replace the images); choose another -o"
         )
+    if not inp.exists():  # before any network is loaded
+        raise SystemExit(
+            f"{args.input}: the input does not exist; pass a folder of images, an image or a DICOM folder"
+        )
+    if outp.is_file():
+        raise SystemExit(f"{args.output}: the output must be a folder, not a file; choose another -o")
     root = bundle or Path(sys.argv[0]).resolve().parent
     meta = json.loads((root / "preprocess.json").read_text())
     runtime = _runtime(args.runtime, meta)
@@ -72,6 +87,13 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     if args.no_tta:
         model.tta = False
     cases = find_cases(args.input.resolve(), model.n_channels)
+    planned = ["predictions.csv"] if image_level else [f"{c.case_id}{c.suffix}" for c in cases]
+    taken = [n for n in planned if (outp / n).exists()]
+    if taken and not args.overwrite:  # files of a user's (or an earlier run's) are replaced only when asked
+        raise SystemExit(
+            f"{args.output}: already holds {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}; choose an empty "
+            "folder or pass --overwrite"
+        )
     args.output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, 1):

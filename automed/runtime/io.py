@@ -8,6 +8,8 @@ Outputs: ``CASE`` + the input's ending (``.nii.gz`` for DICOM and 2D formats), l
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,10 +109,23 @@ def _read(path: Path) -> sitk.Image:
             )
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-        image: sitk.Image = reader.Execute()
+        try:
+            image: sitk.Image = reader.Execute()
+        except RuntimeError as exc:
+            raise SystemExit(f"{path}: the DICOM series is not readable ({_last_line(exc)}); decompress it or "
+                             "convert it to NIfTI") from exc  # fmt: skip
         return image
-    single: sitk.Image = sitk.ReadImage(str(path))
+    try:
+        single: sitk.Image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise SystemExit(f"{path}: not readable as an image ({_last_line(exc)}); give NIfTI, NRRD, MHA, PNG, TIFF "
+                         "or DICOM, or move the file out") from exc  # fmt: skip
     return single
+
+
+def _last_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else type(exc).__name__
 
 
 def _as_3d(arr: np.ndarray, dim: int) -> np.ndarray:
@@ -152,6 +167,17 @@ def write_labels(labels: np.ndarray, ref: sitk.Image, path: Path) -> None:
     if n == out.GetDimension():
         out.SetDirection(d)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.lower().endswith(".mhd"):  # a header and a data file: both written under their final names
+        tmpdir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
+        try:
+            sitk.WriteImage(out, str(tmpdir / path.name), useCompression=True)
+            for f in sorted(
+                tmpdir.iterdir(), key=lambda f: f.name == path.name
+            ):  # the data first, the header last
+                f.replace(path.parent / f.name)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        return
     tmp = path.with_name(".tmp-" + path.name)
     sitk.WriteImage(out, str(tmp), useCompression=True)
     tmp.replace(path)

@@ -3,13 +3,17 @@ card, the link that lets ``automed predict`` run it) and ``automed package`` (an
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from automed.errors import ArtifactError, ConfigError
 from automed.export.export import ExportResult
 from automed.package.mlcube import PackageResult
+from automed.workdir import WorkDir
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.predict import load_predictor, model_dir, pair_workdirs
+
+log = logging.getLogger(__name__)
 
 
 def export(
@@ -23,6 +27,7 @@ def export(
     tracking_uri: str | None = None,
     overwrite: bool = False,
     keep_case_ids: bool = False,
+    link: bool = True,
 ) -> ExportResult:
     """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
 
@@ -33,8 +38,8 @@ def export(
     so ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
     ``output`` is never the model folder, a folder holding it or the sample case, and an existing folder is replaced
     only when it is an earlier export (or with ``overwrite``). The parity case is named by its pseudonym (unless
-    ``keep_case_ids``); no local path is written into the export.
-    """
+    ``keep_case_ids``); no local path is written into the export. ``link`` False (``automed package``'s temporary
+    export) leaves the work dir's link as it was."""
     from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
     from automed.data.cases import read_case
     from automed.data.dataset import Case
@@ -67,13 +72,19 @@ def export(
                 "--output", "exporting a registered model needs an output folder", "none", "pass -o DIR"
             )
         output = Path(model) / "export"
+    given = Path(model)
     if not is_uri:
-        model = model_dir(Path(model))
+        model = model_dir(given)
     out = Path(output)
     earlier = (out / "export.json").is_file() and (
         out / "preprocess.json"
     ).is_file()  # exports before the marker
-    protected = [Path(model)] if not is_uri else []
+    # the folder as given (a selection), the training it chose, a chosen pair's members
+    protected = (
+        []
+        if is_uri
+        else [given, Path(model), *(pair_workdirs(given) if WorkDir(given).pair.is_file() else [])]
+    )
     claim_output(
         out, "export", protected=protected + ([Path(case)] if case else []), overwrite=overwrite or earlier
     )
@@ -109,8 +120,10 @@ def export(
         else:
             res = export_predictor(predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats)
         failed = parity_failures(res.report)
-        if failed:
-            kept = final.with_name(f"{final.name}.parity-failed.json")
+        if (
+            failed
+        ):  # the report goes to the work dir (automed's folder), never beside -o among the user's files
+            kept = (workdir or final.parent) / f"{final.name}.parity-failed.json"
             write_json_atomic(kept, res.report)
             raise ConfigError.single(
                 kept,
@@ -130,11 +143,20 @@ def export(
         mark_output(tmp, "export")
         readable(tmp)
     res.folder = final
-    res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
-    write_json_atomic(final / "export.json", res.report)
-    readable(final)
-    if workdir is not None and not image_level:  # image-level exports run through their bundle's predict.py
+    if workdir is not None:
+        (workdir / f"{final.name}.parity-failed.json").unlink(missing_ok=True)  # an earlier failure's report
+    if link and workdir is not None and not image_level:  # image-level exports run through their predict.py
         res.report["link"] = write_link(workdir, final, res.report)
+    try:  # the export is in place: a registry that fails now is reported, not an export that failed
+        res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
+    except Exception as exc:  # MLflow raises many types (unreachable store, deleted version)
+        res.report["registered"] = {
+            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        }
+        log.warning("the export is written but was not attached to the registered model: %s", exc)
+    # the link names this machine's folder: it stays in the work dir, never in the export
+    write_json_atomic(final / "export.json", {k: v for k, v in res.report.items() if k != "link"})
+    readable(final)
     return res
 
 
@@ -166,7 +188,11 @@ def package(
     if export_dir is None:
         with tempfile.TemporaryDirectory(prefix="automed-export-") as tmp:
             bundle = export(
-                model, Path(tmp) / "bundle", tracking_uri=tracking_uri, keep_case_ids=keep_case_ids
+                model,
+                Path(tmp) / "bundle",
+                tracking_uri=tracking_uri,
+                keep_case_ids=keep_case_ids,
+                link=False,
             ).folder
             meta = json.loads((bundle / "preprocess.json").read_text())
             return write_cube(bundle, Path(mlcube), meta, image)

@@ -1,0 +1,59 @@
+"""Pieces of the standalone bundle and the cube that need no trained model: MetaImage outputs whole, unreadable
+inputs named, a runtime asked for by name that is not installed, image references and tar members of the cube."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+
+def test_a_metaimage_prediction_keeps_its_data_file_under_its_name(tmp_path: Path) -> None:
+    from automed.runtime.io import write_labels
+
+    ref = sitk.GetImageFromArray(np.zeros((3, 4, 5), np.float32))
+    labels = np.zeros((3, 4, 5), np.uint8)
+    labels[1, 2, 3] = 2
+    write_labels(labels, ref, tmp_path / "CASE.mhd")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CASE.mhd", "CASE.zraw"]  # nothing hidden left
+    assert "ElementDataFile = CASE.zraw" in (tmp_path / "CASE.mhd").read_text()
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "CASE.mhd")))[1, 2, 3] == 2
+
+
+def test_an_unreadable_image_names_the_file_and_the_formats(tmp_path: Path) -> None:
+    from automed.runtime.io import Case, read_case
+
+    (tmp_path / "x.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(SystemExit) as err:
+        read_case(Case("x", (tmp_path / "x.nii.gz",), ".nii.gz"))
+    assert "x.nii.gz: not readable as an image" in str(err.value) and "NIfTI" in str(err.value)
+
+
+def test_a_runtime_asked_for_by_name_must_be_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from automed.runtime import backends, cli
+
+    files = {"onnx": ["networks/onnx/fold_0.onnx"], "openvino": ["networks/openvino/fold_0.xml"]}
+    monkeypatch.setattr(backends, "installed", lambda r: r == "onnx")
+    assert (
+        backends.choose_runtime(None, files) == "onnx" and backends.choose_runtime("openvino", files) is None
+    )
+    with pytest.raises(
+        SystemExit, match=r"--runtime openvino is not installed: pip install -r requirements-openvino"
+    ):
+        cli._runtime("openvino", {"files": files})
+    with pytest.raises(SystemExit, match="this bundle has"):
+        cli._runtime("openvino", {"files": {"onnx": files["onnx"]}})
+
+
+def test_cube_image_names_and_tar_members() -> None:
+    from automed.package.mlcube import IMAGE_REF, _anonymous, _cuda_image, _image_name
+
+    assert _image_name("Größe: T1 (brain)") == "automed/gr-e-t1-brain:0.1.0"
+    assert all(IMAGE_REF.fullmatch(n) for n in ("automed/liver:0.1.0", "host:5000/a/b:1.0", "busybox"))
+    assert not any(IMAGE_REF.fullmatch(n) for n in ("automed/Größe:1", "Upper/x:1", "a b:1"))
+    assert _cuda_image("host:5000/a/b:1.0") == "host:5000/a/b-cuda:1.0" and _cuda_image("x") == "x-cuda"
+    info = _anonymous(tarfile.TarInfo("networks"))
+    assert (info.uid, info.gid, info.uname, info.gname) == (0, 0, "", "")
