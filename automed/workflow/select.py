@@ -11,10 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
 from automed.evaluate.summary import score
 from automed.select.inference_cost import choose, measure
 from automed.select.register import registered_version, reregister
+from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
 from automed.train.meta import InferenceChoice, read_meta
 from automed.workdir import WorkDir
@@ -87,6 +89,10 @@ def select(
     final = score(res["cv_dice_final"]["foreground_mean"])
     if len(members) == 1:
         _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device)
+        out.mkdir(
+            parents=True, exist_ok=True
+        )  # the choice is in force now: its record must not wait on MLflow
+        write_json_atomic(out / SELECTION_FILE, res)
         if registered_version(members[0]):  # the champion applies what was chosen: register again with it
             res["registered"] = reregister(members[0], final, redactor)
     tracker, run = open_select_run(
