@@ -89,11 +89,14 @@ def select(
     final = score(res["cv_dice_final"]["foreground_mean"])
     if len(members) == 1:
         _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device)
-        out.mkdir(
-            parents=True, exist_ok=True
-        )  # the choice is in force now: its record must not wait on MLflow
-        write_json_atomic(out / SELECTION_FILE, res)
-        if registered_version(members[0]):  # the champion applies what was chosen: register again with it
+        registered = registered_version(members[0])
+        # the choice is in force now: its record must not wait on MLflow (completed below)
+        out.mkdir(parents=True, exist_ok=True)
+        pending = (
+            {"registered": {"state": "pending: the registry had not answered yet"}} if registered else {}
+        )
+        write_json_atomic(out / SELECTION_FILE, {**res, **pending})
+        if registered:  # the champion applies what was chosen: register again with it
             res["registered"] = reregister(members[0], final, redactor)
     tracker, run = open_select_run(
         [Path(w) for w in workdirs], res["chosen"]["candidate"], tracking_uri, redactor
