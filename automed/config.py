@@ -153,6 +153,14 @@ def parse_duration(value: str | float | None) -> float | None:
     """``45m``, ``2h``, ``90s``, ``1h30m`` or seconds as a number -> seconds."""
     if value is None:
         return None
+    seconds = _seconds(value)
+    if not seconds > 0:  # 0 would read as "no budget" downstream: the whole default schedule, no deadline
+        raise ConfigError.single("--budget", "a budget is a positive duration", repr(value),
+                                 "give at least a few minutes, e.g. 10m (or leave --budget out)")  # fmt: skip
+    return seconds
+
+
+def _seconds(value: str | float) -> float:
     if isinstance(value, int | float):
         return float(value)
     import re

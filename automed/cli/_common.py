@@ -50,8 +50,8 @@ WorkersOpt = Annotated[
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="cuda, cpu or auto.")]
 PresetOpt = Annotated[str | None, typer.Option(help="Planner preset (default: by device).")]
-FoldsOpt = Annotated[int, typer.Option(help="Cross-validation folds.")]
-SplitFoldsOpt = Annotated[int, typer.Option(help="Cross-validation folds for splits.json.")]
+FoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-validation folds.")]
+SplitFoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-validation folds for splits.json.")]
 OverwriteOpt = Annotated[
     bool,
     typer.Option(help="Replace an existing output folder that automed did not write as this kind of output."),

@@ -53,8 +53,8 @@ def anonymize(
     safe_private: Annotated[
         Path | None,
         typer.Option(
-            help='With --option retain-safe-private: YAML/JSON {creator: [element offsets]}, e.g. {"SIEMENS MR '
-            'HEADER": ["08"]}, the private attributes your scanners\' conformance statements call safe.'
+            help='With --option retain-safe-private: YAML/JSON {creator: ["GGGG,EE", ...]}, e.g. {"SIEMENS MR '
+            'HEADER": ["0019,08"]}, the private attributes your scanners\' conformance statements call safe.'
         ),
     ] = None,
     check: Annotated[

@@ -31,10 +31,10 @@ def sweep(
     space: Annotated[Path | None, typer.Option(help="Search space YAML (see search_spaces/).")] = None,
     grid: Annotated[Path | None, typer.Option(help="Grid strategy YAML: evaluate every combination.")] = None,
     config: Annotated[Path | None, typer.Option(help="Base training config YAML.")] = None,
-    trials: Annotated[int, typer.Option(help="Trials sampled in the search stage.")] = 8,
+    trials: Annotated[int, typer.Option(min=1, help="Trials sampled in the search stage.")] = 8,
     budget: Annotated[str | None, typer.Option(help="Wall-clock budget of the whole sweep: 30m, 2h.")] = None,
     folds: FoldsOpt = 5,
-    promote: Annotated[int, typer.Option(help="Best screened trials promoted to all folds.")] = 2,
+    promote: Annotated[int, typer.Option(min=0, help="Best screened trials promoted to all folds.")] = 2,
     screen: Annotated[
         bool,
         typer.Option(help="Screen trials on fold 0 and promote the best (else: every trial on all folds)."),

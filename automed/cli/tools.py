@@ -122,7 +122,7 @@ def metrics(
         list[str] | None,
         typer.Option(help="A union of labels scored as one structure, NAME=1,2,4 (repeatable)."),
     ] = None,
-    tolerance: Annotated[float, typer.Option(help="NSD tolerance in mm.")] = 1.0,
+    tolerance: Annotated[float, typer.Option(min=0.0, help="NSD tolerance in mm.")] = 1.0,
     missing_value: Annotated[
         float | None,
         typer.Option(

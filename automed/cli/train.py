@@ -30,7 +30,7 @@ def train(
     budget: Annotated[
         str | None, typer.Option(help="Wall-clock budget for the whole command: 45m, 2h, 90s.")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per fold (instead of a budget).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per fold (instead of a budget).")] = None,
     folds: Annotated[
         str | None,
         typer.Option(
@@ -39,7 +39,9 @@ def train(
             "no validation fold: see --cv)."
         ),
     ] = None,
-    fold: Annotated[list[int] | None, typer.Option(help="Train only these folds (repeatable).")] = None,
+    fold: Annotated[
+        list[int] | None, typer.Option(min=0, help="Train only these folds (repeatable).")
+    ] = None,
     configuration: Annotated[
         str | None,
         typer.Option("--configuration", "-c", help="Plan configuration (default: 3d_fullres, else 2d)."),
@@ -52,10 +54,12 @@ def train(
     tracking_uri: TrackingUriOpt = None,
     register: Annotated[bool, typer.Option(help="Register the fold ensemble in the MLflow registry.")] = True,
     resume: Annotated[Path | None, typer.Option(help="Continue the training work dir WORKDIR.")] = None,
-    extend: Annotated[int, typer.Option(help="With --resume: add N epochs to finished folds.")] = 0,
+    extend: Annotated[int, typer.Option(min=0, help="With --resume: add N epochs to finished folds.")] = 0,
     parallel_folds: Annotated[
         int,
-        typer.Option(help="Folds trained at once in worker processes (one GPU each when there are enough)."),
+        typer.Option(
+            min=1, help="Folds trained at once in worker processes (one GPU each when there are enough)."
+        ),
     ] = 1,
     workers: WorkersOpt = None,
     keep_case_ids: KeepCaseIdsOpt = False,
@@ -100,7 +104,7 @@ def train(
     overlays: Annotated[
         int,
         typer.Option(
-            help="Validation cases drawn (image, reference, prediction) into each fold's MLflow run."
+            min=0, help="Validation cases drawn (image, reference, prediction) into each fold's MLflow run."
         ),
     ] = 0,
 ) -> None:

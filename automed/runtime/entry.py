@@ -29,8 +29,12 @@ MEDPERF = {
 def read_parameters(path: Path) -> dict[str, Any]:
     """A flat YAML mapping of scalars (no PyYAML in the image)."""
     out: dict[str, Any] = {}
-    if not path.is_file():
+    if str(path) in ("", "."):
         return out
+    if not path.is_file():
+        raise SystemExit(
+            f"{path}: the parameters file does not exist; pass the cube's workspace/parameters.yaml"
+        )
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if not line or ":" not in line:
@@ -46,6 +50,21 @@ def read_parameters(path: Path) -> dict[str, Any]:
             if low in ("", "null", "~")
             else (int(value) if value.lstrip("-").isdigit() else value)
         )
+    for key, value in out.items():  # a misspelt key or a bad value would otherwise be ignored silently
+        ok = {
+            "runtime": value in ("openvino", "onnx", None),
+            "tta": isinstance(value, bool),
+            "threads": value is None
+            or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+        }.get(key)
+        if ok is None:
+            raise SystemExit(
+                f"{path}: unknown parameter {key!r}; the parameters are runtime, tta and threads"
+            )
+        if not ok:
+            raise SystemExit(
+                f"{path}: {key}: {value!r} is not valid; runtime is openvino or onnx, tta true or false, threads >= 1"
+            )
     return out
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import pandas as pd
 import yaml
+from pydantic import ValidationError
 
 from automed.artifacts import content_hash
 from automed.config import load_yaml_model, read_yaml
-from automed.errors import ConfigError
+from automed.errors import ConfigError, Problem
 from automed.plan.schema import Plan
 from automed.search.space import Parameter, SearchSpace, resolve, validate_space
 from automed.train.config import TrainConfig
@@ -62,11 +63,16 @@ def load_strategy(path: Path) -> dict[str, list[Any]]:
 def grid_as_space(path: Path) -> SearchSpace:
     """The strategy as a search space of categorical parameters (validated like any space)."""
     strategy = load_strategy(path)
-    space = SearchSpace(
-        name=f"grid-{path.stem}",
-        description=f"grid from {path.name}",
-        parameters={k: Parameter(type="categorical", choices=v) for k, v in strategy.items()},
-    )
+    parameters, problems = {}, []
+    for k, v in strategy.items():
+        try:
+            parameters[k] = Parameter(type="categorical", choices=v)
+        except ValidationError:  # e.g. a list of ranges, or null, among an axis's values
+            problems.append(Problem(str(path), "a grid axis lists numbers, words, booleans or lists of whole numbers",
+                                    f"{k}: {v!r}", "list plain values for this key"))  # fmt: skip
+    if problems:
+        raise ConfigError(problems, f"invalid grid strategy {path}")
+    space = SearchSpace(name=f"grid-{path.stem}", description=f"grid from {path.name}", parameters=parameters)
     validate_space(space, str(path))
     return space
 

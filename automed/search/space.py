@@ -53,6 +53,10 @@ def load_space(path: str | Path) -> SearchSpace:
     # `extends: NAME` is NAME.yaml beside it, or a path
     data = read_extending(p, what="the search-space file", fix="check the path (see search_spaces/)")
     problems: list[Problem] = []
+    if isinstance(data, dict) and not isinstance(data.get("parameters") or {}, dict):
+        raise ConfigError.single(p, "'parameters' maps each parameter name to its spec",
+                                 type(data["parameters"]).__name__,
+                                 "write e.g. parameters: {learning_rate: {type: float, low: 1e-4, high: 1e-2}}")  # fmt: skip
     if isinstance(data, dict):
         for name, spec in (data.get("parameters") or {}).items():
             if isinstance(spec, dict):

@@ -99,6 +99,8 @@ def load_safe_private(path: Path) -> SafePrivate:
         data = yaml.safe_load(path.read_text())
         pairs: SafePrivate = set()
         for creator, els in data.items():
+            if not isinstance(els, list):
+                raise TypeError(f"{creator!r} maps to {els!r}, not a list")
             for e in els:
                 group, offset = (int(v, 16) for v in str(e).split(","))
                 pairs.add((group, str(creator), offset))

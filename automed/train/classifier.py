@@ -9,7 +9,7 @@ from torch import nn
 
 from automed.plan.schema import ConfigurationPlan, NetworkPlan, Plan
 from automed.train.config import TrainConfig
-from automed.train.networks import ConvBlock, NormKind, ResEncUNet, ResidualBlock
+from automed.train.networks import NETWORKS, ConvBlock, NormKind, ResEncUNet, ResidualBlock
 
 
 class EncoderHead(nn.Module):
@@ -63,6 +63,7 @@ def image_network(plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) 
     net = cfg_plan.network.model_copy(
         update={"architecture": config.architecture or cfg_plan.network.architecture}
     )
+    NETWORKS.get(net.architecture)  # a misspelt name: did-you-mean, never a silent plain encoder
     dropout = plan.target.dropout if plan.target is not None else 0.0
     norm = plan.target.norm if plan.target is not None else "instance"
     return build_classifier(net, net.n_classes, dropout, norm)

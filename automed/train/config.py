@@ -8,16 +8,31 @@ rejected with a did-you-mean).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt
 
 from automed.artifacts import content_hash
 from automed.config import load_yaml_model
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False
+    )  # inf is no learning rate either
+
+
+def _ordered(v: tuple[float, float]) -> tuple[float, float]:
+    if not v[0] <= v[1]:
+        raise ValueError(f"a range is (low, high) with low <= high, got {list(v)}")
+    return v
+
+
+# a (low, high) range of positive finite numbers, low <= high (a zoom or sigma of 0 divides by zero; a reversed
+# range is a typo)
+Range = Annotated[
+    tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]], AfterValidator(_ordered)
+]
 
 
 class Augmentation(_Strict):
@@ -26,26 +41,26 @@ class Augmentation(_Strict):
     rotation_p: float = Field(0.2, ge=0, le=1)
     rotation_degrees: float = Field(30.0, ge=0, le=180)
     scale_p: float = Field(0.2, ge=0, le=1)
-    scale_range: tuple[float, float] = (0.7, 1.4)
+    scale_range: Range = (0.7, 1.4)
     flip_p: float = Field(0.5, ge=0, le=1)
     noise_p: float = Field(0.1, ge=0, le=1)
     noise_std: float = Field(0.3, ge=0)
     blur_p: float = Field(0.2, ge=0, le=1)
-    blur_sigma: tuple[float, float] = (0.5, 1.0)
+    blur_sigma: Range = (0.5, 1.0)
     brightness_p: float = Field(0.15, ge=0, le=1)
-    brightness_range: tuple[float, float] = (0.75, 1.25)
+    brightness_range: Range = (0.75, 1.25)
     contrast_p: float = Field(0.15, ge=0, le=1)
-    contrast_range: tuple[float, float] = (0.75, 1.25)
+    contrast_range: Range = (0.75, 1.25)
     lowres_p: float = Field(0.25, ge=0, le=1)
-    lowres_zoom: tuple[float, float] = (0.5, 1.0)
+    lowres_zoom: Range = (0.5, 1.0)
     gamma_p: float = Field(0.3, ge=0, le=1)
-    gamma_range: tuple[float, float] = (0.7, 1.5)
+    gamma_range: Range = (0.7, 1.5)
 
 
 class TrainConfig(_Strict):
     """Everything that decides how one fold trains. Defaults follow nnU-Net v2 unless noted."""
 
-    schema_version: int = 1
+    schema_version: Literal[1] = 1
     configuration: str = "3d_fullres"
     architecture: str | None = None  # None: the plan's; else a registered network name (e.g. "resenc_unet")
     base_features: int | None = Field(
@@ -67,7 +82,9 @@ class TrainConfig(_Strict):
     iterations_per_epoch: int = Field(250, ge=1)
     val_iterations: int = Field(50, ge=1)
     batch_size: int | None = Field(None, ge=1)  # None: the plan's
-    patch_size: list[int] | None = None  # None: the plan's; must be divisible by the network's pooling
+    patch_size: list[PositiveInt] | None = (
+        None  # None: the plan's; must be divisible by the network's pooling
+    )
     foreground_oversample: float | None = Field(None, ge=0, le=1)  # None: the plan's
     augmentation: Augmentation = Augmentation()
     ema_decay: float = Field(0.9, ge=0, lt=1)

@@ -14,7 +14,16 @@ import torch
 def pick_device(requested: str | None) -> torch.device:
     if requested in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        from automed.errors import ConfigError
+
+        raise ConfigError.single("--device", "a device is cpu, cuda, cuda:N or auto", requested,
+                                 "write e.g. --device cuda or --device cpu")  # fmt: skip
+    return device
 
 
 @cache

@@ -151,8 +151,13 @@ def _labels(dataset_json: Path | None) -> dict[int, str] | None:
     for k, v in raw.items():
         if isinstance(v, int) or (isinstance(v, str) and v.isdigit() and not k.isdigit()):
             out[int(v)] = k
-        else:
+        elif str(k).isdigit():
             out[int(k)] = str(v)
+        else:  # nnU-Net v2 regions ({"whole tumor": [1, 2, 3]}) or float values: not one label value per name
+            raise ConfigError.single(
+                dataset_json, "--labels names one integer label value per name", f"{k!r}: {v!r}",
+                "score regions with --region NAME=1,2,3 and keep plain labels in --labels",
+            )  # fmt: skip
     return {v: n for v, n in out.items() if v != 0}
 
 
@@ -160,15 +165,20 @@ def parse_regions(specs: list[str]) -> dict[str, list[int]]:
     """``NAME=1,2,4`` -> ``{"NAME": [1, 2, 4]}`` (a region is the union of its labels)."""
     out: dict[str, list[int]] = {}
     for spec in specs:
+        if spec.partition("=")[0].strip() in out:
+            raise ConfigError.single(
+                "--region", "each region is named once", spec, "merge the two --region flags"
+            )
         name, _, values = spec.partition("=")
         try:
             labels = [int(v) for v in values.split(",") if v.strip()]
         except ValueError:
             labels = []
-        if not name.strip() or not labels:
+        if not name.strip() or not labels or min(labels) < 1:  # background (0) is no structure to score
             raise ConfigError.single(
-                "--region", "a region is NAME=LABEL[,LABEL...]", spec, "write e.g. --region whole_tumor=1,2,4"
-            )
+                "--region", "a region is NAME=LABEL[,LABEL...] of foreground labels (1 and up)", spec,
+                "write e.g. --region whole_tumor=1,2,4",
+            )  # fmt: skip
         out[name.strip()] = labels
     return out
 

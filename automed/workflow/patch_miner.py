@@ -62,10 +62,11 @@ class MineResult:
 def parse_patch_size(text: str) -> tuple[int | None, float | None]:
     """``256`` (pixels at the target resolution) or ``100um`` (micrometres)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(um|µm|micron|microns)?\s*", text)
-    if not m or float(m.group(1)) <= 0:
+    pixels_not_whole = bool(m) and not m.group(2) and not float(m.group(1)).is_integer()  # type: ignore[union-attr]
+    if not m or float(m.group(1)) <= 0 or pixels_not_whole:
         raise ConfigError.single(
             "--patch-size",
-            "a patch size is pixels (256) or micrometres (100um)",
+            "a patch size is whole pixels (256) or micrometres (100um)",
             text,
             "write e.g. 256 or 100um",
         )
@@ -76,11 +77,16 @@ def parse_value_map(text: str | None) -> dict[int, int] | None:
     if not text:
         return None
     try:
-        return {int(a): int(b) for a, b in (pair.split(":") for pair in text.split(","))}
+        pairs = [(int(a), int(b)) for a, b in (pair.split(":") for pair in text.split(","))]
     except ValueError as exc:
         raise ConfigError.single(
             "--value-map", "a value map is RAW:LABEL pairs", text, "write e.g. 0:0,255:1,128:2"
         ) from exc
+    raws = [a for a, _ in pairs]
+    if len(set(raws)) < len(raws) or any(not 0 <= b <= 255 for _, b in pairs):  # patches are 8-bit label PNGs
+        raise ConfigError.single("--value-map", "each raw value is mapped once, to a label 0-255", text,
+                                 "remove the repeated raw values, keep labels within 0-255")  # fmt: skip
+    return dict(pairs)
 
 
 def _key(text: str, taken: set[str]) -> str:
@@ -198,6 +204,9 @@ def patch_miner(
     if not 0.0 <= overlap < 1.0 or not 0.0 <= min_tissue <= 1.0:
         raise ConfigError.single("--overlap/--min-tissue", "overlap in [0, 1), min-tissue in [0, 1]",
                                  f"{overlap}, {min_tissue}", "choose values in range")  # fmt: skip
+    if num_patches == 0 or num_patches < -1:
+        raise ConfigError.single("--num-patches", "patches per slide: a number of at least 1, or -1 for every one",
+                                 num_patches, "write e.g. --num-patches 500")  # fmt: skip
     for name, v in (("--mpp", mpp), ("--slide-mpp", slide_mpp)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise ConfigError.single(name, "a pixel size is a positive number of micrometres", v,

@@ -165,7 +165,7 @@ def fold_count(
     ``all`` or unset) and ``--fold``."""
     text = folds.strip().lower() if isinstance(folds, str) else None
     if folds is None:
-        return SPLIT_FOLDS, budget_s is not None and only_folds is None, only_folds
+        return SPLIT_FOLDS, budget_s is not None and only_folds is None, _checked(only_folds, SPLIT_FOLDS)
     if text == "all":
         if only_folds is not None:
             raise ConfigError.single(
@@ -183,7 +183,7 @@ def fold_count(
                 "auto without --budget",
                 "add --budget or a number",
             )
-        return SPLIT_FOLDS, only_folds is None, only_folds
+        return SPLIT_FOLDS, only_folds is None, _checked(only_folds, SPLIT_FOLDS)
     try:
         n = int(folds)
     except ValueError:
@@ -193,6 +193,17 @@ def fold_count(
             repr(folds),
             "write e.g. --folds 5 or --folds auto",
         ) from None
-    if n < 1:
-        raise ConfigError.single("--folds", "--folds must be at least 1", n, "write e.g. --folds 5")
-    return n, False, only_folds
+    if n < 2:  # one fold would validate on its own training cases
+        raise ConfigError.single("--folds", "a cross-validation split has at least 2 folds", n,
+                                 "write e.g. --folds 5, or --folds all for one model on every case")  # fmt: skip
+    return n, False, _checked(only_folds, n)
+
+
+def _checked(only_folds: list[int] | None, n: int) -> list[int] | None:
+    """``--fold`` values: folds of the ``n``-fold split, each once."""
+    if only_folds is not None and (
+        any(not 0 <= f < n for f in only_folds) or len(set(only_folds)) < len(only_folds)
+    ):
+        raise ConfigError.single("--fold", f"--fold names folds of the {n}-fold split (0 to {n - 1}), each once",
+                                 only_folds, f"pick among 0-{n - 1}, or change --folds")  # fmt: skip
+    return only_folds

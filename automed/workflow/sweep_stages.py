@@ -70,16 +70,19 @@ class SweepResult:
 def parse_resources(text: str) -> dict[str, float]:
     """``cpu=1,gpu=0.5`` -> ``{"cpu": 1.0, "gpu": 0.5}``."""
     out = {"cpu": 1.0, "gpu": 0.0}
+    seen: set[str] = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
         k, _, v = part.partition("=")
         try:
             value = float(v)
         except ValueError:
             value = -1.0
-        if k not in out or value < 0 or (k == "cpu" and value <= 0):
+        bad = not math.isfinite(value) or value < 0 or (k == "cpu" and value <= 0) or k in seen
+        seen.add(k)
+        if k not in out or bad:
             raise ConfigError.single(
                 "--trial-resources",
-                "resources are cpu=N (N > 0) and gpu=F (F >= 0, fractions allowed), comma-separated",
+                "resources are cpu=N (N > 0) and gpu=F (F >= 0, fractions allowed), each once, comma-separated",
                 part,
                 "e.g. --trial-resources cpu=2,gpu=0.5",
             )

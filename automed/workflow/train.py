@@ -19,6 +19,7 @@ from automed._version import __version__
 from automed.artifacts import write_json_atomic
 from automed.config import parse_duration
 from automed.data.dataset import Dataset
+from automed.errors import ConfigError
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
 from automed.privacy import public_uri, strip_credentials
@@ -322,6 +323,10 @@ def train(
     n_folds, folds_auto, only_folds = fold_count(folds, budget_s, only_folds)
     auto = configuration is None and "configuration" not in cfg.model_fields_set
     updates: dict[str, Any] = {"configuration": configuration} if configuration else {}
+    for name, value, least in (("--epochs", epochs, 1), ("--extend", extend, 0), ("--overlays", overlays, 0)):
+        if value is not None and value < least:  # model_copy below does not validate
+            raise ConfigError.single(name, f"{name} is a whole number of at least {least}", value,
+                                     f"write e.g. {name} {max(least, 1)}")  # fmt: skip
     if epochs is not None:
         updates["epochs"] = epochs
     opts = TrainOptions(
