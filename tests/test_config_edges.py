@@ -125,3 +125,16 @@ def test_a_safe_private_entry_must_be_a_list(tmp_path: Path) -> None:
         load_safe_private(tmp_path / "sp.yaml")
     (tmp_path / "sp.yaml").write_text('{"SIEMENS MR HEADER": ["0019,08"]}')
     assert load_safe_private(tmp_path / "sp.yaml") == {(0x19, "SIEMENS MR HEADER", 0x08)}
+
+
+def test_preset_fields_that_contradict_each_other(tmp_path: Path) -> None:
+    from automed.plan.preset import load_preset
+
+    for body, what in (("batch: {min_batch_size: 8, max_batch_size: 2}", "min_batch_size <= max_batch_size"),
+                       ("configurations: [3d_fullres, 3d_fullres]", "each once"),
+                       ("budget: {fold_counts: [0, 5]}", "fold_counts"), ("planner: nnunet_resenc", "planner"),
+                       ("network: {base_features: 64, max_features_3d: 8}", "base_features <=")):  # fmt: skip
+        f = tmp_path / "p.yaml"
+        f.write_text(f"schema_version: 1\nname: p\nextends: default\n{body}\n")
+        with pytest.raises(ConfigError, match=what):
+            load_preset(f)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +28,7 @@ PRESETS_DIR = _presets_dir()
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MemoryModel(_Strict):
@@ -97,7 +97,7 @@ class BudgetRules(_Strict):
     """How a ``--budget`` shapes the training (``--folds auto``): measured on CPU budgets (bench/RESULTS.md)."""
 
     min_iterations_per_model: int = Field(1500, ge=1)
-    fold_counts: list[int] = [1, 5]
+    fold_counts: list[Annotated[int, Field(ge=1)]] = Field([1, 5], min_length=1)
     screen_configurations: bool = True  # screen the planned configurations on fold 0 when the budget allows
     # when even one model falls short of min_iterations_per_model: halve the network width (base features), each
     # width timed, down to min_base_features, until one does (measured: bench/RESULTS.md, volume regression)
@@ -140,8 +140,10 @@ class Preset(_Strict):
     schema_version: int = PRESET_SCHEMA_VERSION
     name: str
     description: str = ""
-    planner: str = "default"
-    configurations: list[Literal["2d", "3d_fullres", "3d_lowres"]] = ["2d", "3d_fullres", "3d_lowres"]
+    planner: Literal["default"] = "default"  # the one planner there is (automed.plan.planner)
+    configurations: list[Literal["2d", "3d_fullres", "3d_lowres"]] = Field(
+        ["2d", "3d_fullres", "3d_lowres"], min_length=1
+    )
     memory: MemoryModel = MemoryModel()
     network: NetworkRules = NetworkRules()
     spacing: SpacingRules = SpacingRules()
@@ -175,6 +177,18 @@ def load_preset(name_or_path: str | Path) -> Preset:
             )
         p = cand
     preset = load_yaml_model(Preset, p, PRESETS_DIR)
+    rules = [
+        (len(set(preset.configurations)) == len(preset.configurations), "configurations: each once",
+         preset.configurations, "remove the repeated entries"),
+        (preset.batch.min_batch_size <= preset.batch.max_batch_size, "batch: min_batch_size <= max_batch_size",
+         f"{preset.batch.min_batch_size} > {preset.batch.max_batch_size}", "lower min_batch_size or raise the max"),
+        (preset.network.base_features <= min(preset.network.max_features_3d, preset.network.max_features_2d),
+         "network: base_features <= max_features_3d and max_features_2d", preset.network.base_features,
+         "lower base_features or raise the maxima"),
+    ]  # fmt: skip
+    for ok, rule, value, fix in rules:
+        if not ok:
+            raise ConfigError.single(p, rule, value, fix)
     if "3d_lowres" in preset.configurations and "3d_fullres" not in preset.configurations:
         raise ConfigError.single(
             p,

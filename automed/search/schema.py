@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 SPECIAL_TARGETS = ("patch_size_scale", "batch_size_scale", "augmentation_strength")
 Value = str | int | float | bool
@@ -15,7 +15,7 @@ Choice = str | int | float | bool | list[int]  # a list: e.g. a patch size in a 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Parameter(_Strict):
@@ -24,7 +24,7 @@ class Parameter(_Strict):
     low: float | None = None
     high: float | None = None
     log: bool = False
-    step: float | None = None
+    step: float | None = Field(None, gt=0)  # an int step of 0 or a negative float step is no grid
     choices: list[Choice] | None = None
     default: Value | None = None
     when: dict[str, Value | list[Value]] | None = None
