@@ -138,3 +138,21 @@ def test_preset_fields_that_contradict_each_other(tmp_path: Path) -> None:
         f.write_text(f"schema_version: 1\nname: p\nextends: default\n{body}\n")
         with pytest.raises(ConfigError, match=what):
             load_preset(f)
+
+
+def test_a_switched_off_scale_or_rotation_does_not_ride_along() -> None:
+    import torchio as tio
+
+    from automed.train.augment import build_augmentation
+    from automed.train.config import Augmentation
+
+    aug = Augmentation(scale_p=0.0, rotation_p=0.5)  # rotation on, scaling off (e.g. a size to regress)
+    (affine,) = [
+        t for t in build_augmentation(aug, [1.0, 1.0, 1.0], False, False) if isinstance(t, tio.RandomAffine)
+    ]
+    assert affine.scales == (1.0, 1.0, 1.0, 1.0, 1.0, 1.0) and affine.degrees[1] == 30
+    aug = Augmentation(scale_p=0.5, rotation_p=0.0)
+    (affine,) = [
+        t for t in build_augmentation(aug, [1.0, 1.0, 1.0], False, False) if isinstance(t, tio.RandomAffine)
+    ]
+    assert affine.degrees == (0, 0, 0, 0, 0, 0) and affine.scales[1] == 1.4

@@ -73,9 +73,14 @@ def build_augmentation(aug: Augmentation, spacing: list[float], dummy_2d: bool, 
             )
         else:
             degrees = (-d, d, -d, d, -d, d)
+        if (
+            aug.rotation_p == 0
+        ):  # one affine does both: a switched-off part must not ride along with the other
+            degrees = (0, 0, 0, 0, 0, 0)
+        scales = aug.scale_range if aug.scale_p > 0 else (1.0, 1.0)
         transforms.append(
             tio.RandomAffine(
-                scales=aug.scale_range, degrees=degrees, isotropic=True, default_pad_value=0.0, p=p_affine
+                scales=scales, degrees=degrees, isotropic=True, default_pad_value=0.0, p=p_affine
             )
         )
     if aug.flip_p > 0:
