@@ -180,8 +180,12 @@ class Redactor:
         lead = "." if part.startswith(".") else ""
         body = part[len(lead) :]
         dots = [i for i, ch in enumerate(body) if ch == "."]
-        for i in reversed(dots):  # the longest ID first
-            if body[:i] in self.case_ids and _strong(body[:i]):
+        for i in reversed(dots):  # the longest ID first; "10234.5" is a number, not ID 10234 with a suffix
+            if (
+                body[:i] in self.case_ids
+                and _strong(body[:i])
+                and not body[i + 1 :].replace(".", "").isdigit()
+            ):
                 return lead + self.case(body[:i]) + body[i:]
         return part
 

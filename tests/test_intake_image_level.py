@@ -332,20 +332,26 @@ def test_task_override(tmp_path: Path) -> None:
         load_dataset(csv_path, task="regresion")
 
 
-def test_a_missing_value_marker_is_not_a_class(tmp_path: Path) -> None:
-    csv = _csv(tmp_path, ["normal", "NA", "pneumonia", "normal"])
-    with pytest.raises(DatasetError) as exc:
-        load_dataset(csv)
-    (p,) = exc.value.problems
-    assert p.file == f"{csv}:3" and p.value == "'NA'" and "class name" in p.fix and "missing-value" in p.rule
+def test_a_class_name_that_often_means_missing_is_a_warning(tmp_path: Path) -> None:
+    # "unknown" may be a real class (most of ISIC 2020's diagnoses) or a marker for missing: trained, with a warning
+    csv = _csv(
+        tmp_path, ["normal", "NA", "pneumonia", "normal", "NA", "pneumonia", "normal", "NA", "pneumonia"]
+    )
+    ds = load_dataset(csv)
+    assert ds.labels == {0: "NA", 1: "normal", 2: "pneumonia"}
+    report = verify(ds, show_progress=False)
+    (w,) = [w for w in report.warnings if "often means 'no value'" in w.rule]
+    assert "'NA' (3 case(s))" in w.value and "drop those rows" in w.fix
 
 
-def test_a_csv_without_any_target_is_refused_before_work(tmp_path: Path) -> None:
+def test_a_csv_without_any_target_is_refused_before_training(tmp_path: Path) -> None:
     csv = _csv(tmp_path, ["", "", ""])  # a ValueToPredict column left empty: no target anywhere
+    verify(load_dataset(csv), show_progress=False)  # images alone may be verified (e.g. inputs to predict)
     with pytest.raises(DatasetError) as exc:
-        verify(load_dataset(csv), show_progress=False)
-    (p,) = [p for p in exc.value.problems if "needs a target" in p.rule]
-    assert p.file == str(csv) and "ValueToPredict" in p.fix and "Label" in p.fix
+        api.train(csv, tmp_path / "W", show_progress=False)
+    (p,) = exc.value.problems
+    assert p.file == str(csv) and "needs a target" in p.rule and "ValueToPredict" in p.fix
+    assert not (tmp_path / "W" / "fingerprint.json").exists()
 
 
 def test_alpha_channels_and_mixed_dimensions_are_refused(tmp_path: Path) -> None:

@@ -119,6 +119,12 @@ def test_a_subject_id_cannot_write_outside_the_output(tmp_path: Path) -> None:
         discover(tmp_path / "in.csv", 1)
     bad = [p for p in err.value.problems if "safe file names" in p.rule]
     assert len(bad) == 2 and "'../../escape'" in bad[0].value and "SubjectID" in bad[0].fix
+    # a name taken from a file (or a DICOM folder) is one name already: spaces, '+' or umlauts are fine there
+    for name in ("1.000000-CT Abdomen-12345", "T1+C", "Müller_01"):
+        _img(tmp_path / "named" / f"{name}.nii.gz", np.zeros((4, 5, 6), np.float32))
+    assert sorted(c.case_id for c in discover(tmp_path / "named", 1)) == sorted(
+        ["1.000000-CT Abdomen-12345", "T1+C", "Müller_01"]
+    )
 
 
 @pytest.fixture(scope="module")

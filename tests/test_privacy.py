@@ -113,6 +113,13 @@ def test_free_text_errors_lose_every_path_and_id() -> None:
         assert r.message(raw) == want, (raw, r.message(raw))
 
 
+def test_numbers_beside_numeric_ids_stay_numbers() -> None:
+    r = Redactor.build(KEY, ["10234"], {})
+    assert r.text("volume 10234.5 ml, case 10234, file 10234.nii.gz") == (
+        f"volume 10234.5 ml, case {r.case('10234')}, file {r.case('10234')}.nii.gz"
+    )
+
+
 def test_start_run_tags_are_redacted_like_set_tags(tmp_path: Path) -> None:
     from automed.tracking import Tracker
 

@@ -199,6 +199,9 @@ def test_label_names_cannot_name_folders_in_slide_outputs() -> None:
 
     assert file_part("tumor/necrosis") == "tumor_necrosis" and file_part("../../x") == "_.._x"
     assert "/" not in file_part("/etc/passwd") and file_part("...") == "label" and file_part("a b") == "a_b"
+    from automed.workflow.predict_wsi import file_parts
+
+    assert file_parts({0: "bg", 1: "grade 1", 2: "grade/1"}) == {0: "bg", 1: "grade_1_1", 2: "grade_1_2"}
 
 
 def test_slide_csv_rows_and_patch_size_are_judged_before_work(slide: Path, tmp_path: Path) -> None:

@@ -21,9 +21,9 @@ LABEL_COLUMNS = ("label", "mask", "segmentation")
 VALUE_COLUMNS = ("valuetopredict",)
 MIXED_VALUES_RULE = "ValueToPredict must be all numbers (regression or class indices) or all class names"
 MAX_ROWS_REPORTED = 10
-# "nan" is not one: it parses as a number and verify refuses it as not finite
+# words that often mean "no value" (verify warns when one is a class name: it may be a real class, e.g. ISIC's
+# "unknown"); "nan" is not one: it parses as a number and verify refuses it as not finite
 MISSING_MARKERS = frozenset({"na", "n/a", "none", "null", "missing", "unknown", "?", "-", "--", "#n/a"})
-MISSING_RULE = "ValueToPredict must hold a target in every row, not a missing-value marker"
 KNOWN_CSV_COLUMNS = (
     "SubjectID",
     "PatientID",
@@ -231,15 +231,6 @@ def parse_targets(
     names are returned as ``{index: name}``. A mix of both is a problem on each row of the rarer kind (text on a
     tie), at most :data:`MAX_ROWS_REPORTED` of them."""
     filled = [(n, c) for n, c in cells if c]
-    marked = [(n, c) for n, c in filled if c.casefold() in MISSING_MARKERS]
-    if marked:  # "NA" among class names would become a class of its own
-        numeric = all(_number(c) is not None for n, c in filled if (n, c) not in marked)
-        fix = f"write {'a number' if numeric else 'its class name'} here like the other rows, or drop the row"
-        return (
-            [],
-            None,
-            [Problem(f"{path}:{n}", MISSING_RULE, repr(c), fix) for n, c in marked[:MAX_ROWS_REPORTED]],
-        )
     numbers = {n: v for n, c in filled if (v := _number(c)) is not None}
     if numbers and len(numbers) < len(filled):
         odd_is_number = len(numbers) < len(filled) - len(numbers)

@@ -28,9 +28,37 @@ def dataset_problems(ds: Dataset) -> list[Problem]:
     )
 
 
+def no_target_problems(ds: Dataset) -> list[Problem]:
+    """A dataset to train on needs targets (else it would plan a background-only segmentation and fail in training).
+    ``automed verify`` and ``fingerprint`` may check images alone; training checks this first."""
+    if not ds.cases or any(c.label is not None or c.value is not None for c in ds.cases):
+        return []
+    return [
+        Problem(
+            str(ds.source),
+            "a training dataset needs a target for its cases: a label map or a ValueToPredict",
+            "no case has a label map or a value",
+            "add a Label column (label map paths: segmentation) or a ValueToPredict column (a class or a number per "
+            "case), or labelsTr files",
+        )
+    ]
+
+
 def dataset_warnings(ds: Dataset) -> list[Problem]:
     """What the description allows but makes training worse (reported, never fatal)."""
-    return target_problems(ds)[1]
+    from automed.data.csv_layout import MISSING_MARKERS
+
+    marked = [
+        Problem(
+            str(ds.source),
+            "a class name that often means 'no value' is trained as a class of its own",
+            f"class {name!r} ({sum(c.value == k for c in ds.cases)} case(s))",
+            "if it marks missing targets, drop those rows; if it is a real class, nothing to do",
+        )
+        for k, name in sorted((ds.labels or {}).items())
+        if ds.task_type == "classification" and str(name).strip().casefold() in MISSING_MARKERS
+    ]
+    return target_problems(ds)[1] + marked
 
 
 def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
@@ -135,16 +163,6 @@ def _description_problems(ds: Dataset) -> list[Problem]:
             )
         )
     valued = [c for c in ds.cases if c.value is not None]
-    if ds.cases and not labeled and not valued:  # else it would train a background-only segmentation
-        out.append(
-            Problem(
-                src,
-                "a training dataset needs a target for its cases: a label map or a ValueToPredict",
-                "no case has a label map or a value",
-                "add a Label column (label map paths: segmentation) or a ValueToPredict column (a class or a "
-                "number per case), or labelsTr files",
-            )
-        )
     if valued and len(valued) != len(ds.cases):
         missing = [c.case_id for c in ds.cases if c.value is None][:10]
         out.append(

@@ -81,19 +81,27 @@ def _extra_channels(
     return out
 
 
-def _check_case_ids(cases: list[InputCase], root: Path) -> None:
-    """Every prediction, map and review file is named by its case ID: IDs must be safe file names (a CSV's
-    ``SubjectID`` of ``../x`` or ``/home/u/x`` would write outside the output folder) and unique ignoring letter case
-    and file type (``a.png`` and ``a.nii.gz`` would write one ``a_gcam.png``, one review, two table rows)."""
+def _check_case_ids(cases: list[InputCase], root: Path, from_csv: bool) -> None:
+    """Every prediction, map and review file is named by its case ID. A CSV's ``SubjectID`` is free text: it must be
+    a safe file name (``../x`` or ``/home/u/x`` would write outside the output folder). An ID from a file or folder
+    name is one name already (``1.000000-CT Abdomen-12345`` is fine); only ``.``, ``..`` or a hidden name are not.
+    IDs are unique ignoring letter case and file type (``a.png`` and ``a.nii.gz`` would write one ``a_gcam.png``,
+    one review, two table rows)."""
+
+    def unsafe(cid: str) -> bool:
+        return (not SAFE_ID.fullmatch(cid) if from_csv else "/" in cid or "\\" in cid) or cid.startswith(".")
+
     problems = [
         Problem(
             str(root),
-            "case IDs must be safe file names: letters, digits, '.', '_' and '-' only, not starting with '.'",
+            "case IDs must be safe file names: letters, digits, '.', '_' and '-' only, not starting with '.'"
+            if from_csv
+            else "an input's name must not start with '.'",
             f"case ID {c.case_id!r} of {', '.join(p.name for p in c.images)}",
-            "rename the SubjectID (or the file): outputs are named by it",
+            "rename the SubjectID: outputs are named by it" if from_csv else "rename the file or folder",
         )
         for c in cases
-        if not SAFE_ID.fullmatch(c.case_id) or c.case_id.startswith(".")
+        if not c.case_id or unsafe(c.case_id)
     ]
     by_name: dict[str, list[str]] = {}
     for c in cases:
@@ -184,7 +192,9 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
                         str(f),
                         f"the model needs {n_channels} channel(s) per case",
                         f"{n} channel(s) in the file and no _XXXX channel index",
-                        f"save the picture as {kind} (without an alpha channel), as the training images were"
+                        f"save the picture as {kind}"
+                        + (" (without an alpha channel)" if n_channels in (1, 3) else "")
+                        + ", as the training images were"
                         if picture
                         else "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ... or store all channels "
                         "in one 4D file",
@@ -193,7 +203,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
-    _check_case_ids(cases, root)
+    _check_case_ids(cases, root, root.is_file() and root.suffix.lower() == ".csv")
     if not cases:
         raise DatasetError.single(
             root,

@@ -88,7 +88,8 @@ def infer(opts: dict[str, str]) -> int:
 
     params = read_parameters(Path(opts.get("parameters_file", "")))
     weights = Path(opts.get("additional_files") or Path(__file__).resolve().parent)
-    argv = ["-i", opts["data_path"], "-o", opts["output_path"]]
+    # the output volume is the cube's own: a rerun (mlcube run twice, a MedPerf retry) replaces its predictions
+    argv = ["-i", opts["data_path"], "-o", opts["output_path"], "--overwrite"]
     if params.get("runtime"):
         argv += ["--runtime", str(params["runtime"])]
     if params.get("tta") is False:

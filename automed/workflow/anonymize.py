@@ -107,7 +107,9 @@ def _check_paths(src: Path, out: Path, key: Path | None) -> None:
                 "inside " + ("the output" if inside(k, out) else "the input"),
                 "keep the key file in a separate, access-controlled place",
             )
-        writable = os.access(k, os.W_OK) if k.exists() else k.parent.is_dir() and os.access(k.parent, os.W_OK)
+        writable = k.parent.is_dir() and os.access(
+            k.parent, os.W_OK
+        )  # saved as a temporary file, then renamed
         if not writable:  # checked before work: the key is saved with the output
             raise ConfigError.single(key, "the key file must be writable (its folder must exist)",
                                      "not writable" if k.exists() else "its folder is missing or read-only",

@@ -28,6 +28,13 @@ from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail
 from automed.wsi.tissue import tissue_mask
 
 
+def file_parts(names: dict[int, str]) -> dict[int, str]:
+    """Each label's :func:`file_part`, its value appended where two names give one (``grade 1``, ``grade/1``)."""
+    parts = {v: file_part(n) for v, n in names.items()}
+    taken = list(parts.values())
+    return {v: p if taken.count(p) == 1 else f"{p}_{v}" for v, p in parts.items()}
+
+
 def file_part(label_name: str) -> str:
     """A label's name as part of a file name: letters, digits, '.', '_' and '-' (dataset.json allows any text, and
     ``tumor/necrosis`` or ``../x`` must not name a folder)."""
@@ -82,13 +89,14 @@ def _pictures(
 
     labels = thumbnail_values(BlockReader(grid, store, "L"))
     turbo = colormaps["turbo"]
-    for k, (value, name) in enumerate(sorted(names.items())):
+    parts = file_parts(names)
+    for k, value in enumerate(sorted(names)):
         if value == 0:
             continue
         prob = thumbnail_values(BlockReader(grid, store, "P", k)).astype(np.float32) / 255.0
         _save(
             Image.fromarray((turbo(prob)[..., :3] * 255).astype(np.uint8)),
-            out / f"{stem}_heatmap_{file_part(name)}.png",
+            out / f"{stem}_heatmap_{parts[value]}.png",
         )
     thumb = Image.fromarray(thumbnail(slide_handle(grid.info.path), max(labels.shape))).resize(
         labels.shape[::-1]
@@ -167,10 +175,9 @@ def predict_slides(
         try:
             write_pyramid(BlockReader(grid, store, "L"), out / f"{stem}_labels.tif")
             if save_probabilities:
-                for k, (_, name) in enumerate(sorted(names.items())):
-                    write_pyramid(
-                        BlockReader(grid, store, "P", k), out / f"{stem}_prob_{file_part(name)}.tif"
-                    )
+                parts = file_parts(names)
+                for k, value in enumerate(sorted(names)):
+                    write_pyramid(BlockReader(grid, store, "P", k), out / f"{stem}_prob_{parts[value]}.tif")
             _pictures(grid, store, out, stem, names, rows)
             _tiles_csv(out / f"{stem}_tiles.csv", rows, names)
         finally:

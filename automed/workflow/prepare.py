@@ -12,8 +12,9 @@ from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
+from automed.data.verify_dataset import no_target_problems
 from automed.data.verify_rules import DEFAULT_MAX_VOXELS
-from automed.errors import ArtifactError, ConfigError
+from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
 from automed.fingerprint.schema import Fingerprint
 from automed.parallel import default_workers
@@ -237,6 +238,8 @@ def plan_for_training(
     """Verify, fingerprint and plan ``ds`` into ``wd`` (no preprocessing yet) with the preset for the device that
     will train (``default`` on CUDA, ``cpu`` otherwise, unless ``preset`` names one). A dataset whose task cannot be
     trained fails here, before any training."""
+    if problems := no_target_problems(ds):  # before verify reads a voxel
+        raise DatasetError(problems, f"nothing to train on in {ds.source}")
     dev = pick_device(device)
     name = preset or ("default" if dev.type == "cuda" else "cpu")
     res = plan_dataset(
