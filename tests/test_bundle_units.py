@@ -57,3 +57,26 @@ def test_cube_image_names_and_tar_members() -> None:
     assert _cuda_image("host:5000/a/b:1.0") == "host:5000/a/b-cuda:1.0" and _cuda_image("x") == "x-cuda"
     info = _anonymous(tarfile.TarInfo("networks"))
     assert (info.uid, info.gid, info.uname, info.gname) == (0, 0, "", "")
+
+
+def test_the_cube_entry_point_replaces_its_own_predictions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+    import types
+
+    from automed.runtime.entry import infer
+
+    seen: list[list[str]] = []
+    fake = types.ModuleType("runtime.cli")
+    fake.main = lambda argv, bundle: seen.append(argv) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "runtime.cli", fake)
+    (tmp_path / "p.yaml").write_text("tta: false\n")
+    opts = {
+        "data_path": "d",
+        "output_path": "o",
+        "parameters_file": str(tmp_path / "p.yaml"),
+        "additional_files": ".",
+    }
+    assert infer(opts) == 0
+    assert seen == [["-i", "d", "-o", "o", "--overwrite", "--no-tta"]]  # a rerun into its output volume works
