@@ -143,7 +143,8 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         raise DatasetError.single(
             root, "the input must exist", "missing", "pass a folder, a DICOM folder or a CSV"
         )
-    if root.is_file() and root.suffix.lower() == ".csv":
+    from_csv = root.is_file() and root.suffix.lower() == ".csv"
+    if from_csv:
         from automed.data.dataset import load_csv
 
         ds = load_csv(root)
@@ -203,7 +204,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
-    _check_case_ids(cases, root, root.is_file() and root.suffix.lower() == ".csv")
+    _check_case_ids(cases, root, from_csv)
     if not cases:
         raise DatasetError.single(
             root,

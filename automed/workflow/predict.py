@@ -295,19 +295,20 @@ class DicomSegWriter:
         from automed.data.io import dicom_series_files
         from automed.tools.dicom_seg import series_problems
 
-        problems = [p for c in cases for p in series_problems(c.images[0], dicom_series_files(c.images[0]))]
-        if problems:  # before any prediction
+        # each series' files, found once: checked now (before any prediction), referenced by its SEG later
+        self.files = {c.case_id: dicom_series_files(c.images[0]) for c in cases}
+        problems = [p for c in cases for p in series_problems(c.images[0], self.files[c.case_id])]
+        if problems:
             raise DatasetError(problems, "cannot write DICOM SEG for these inputs")
         self.inner, self.labels = inner, labels
 
     def add(self, case: Any, geometry: Any, res: Any) -> None:
-        from automed.data.io import dicom_series_files
         from automed.tools.dicom_seg import write_seg
 
         self.inner.add(case, geometry, res)
         tmp = self.inner.out / f".{case.case_id}.partial.seg.dcm"
         try:
-            write_seg(res.labels, dicom_series_files(case.images[0]), self.labels, tmp)
+            write_seg(res.labels, self.files[case.case_id], self.labels, tmp)
         except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source images
             tmp.unlink(missing_ok=True)
             raise DatasetError.single(case.images[0], "a DICOM SEG must be writable over the series",
