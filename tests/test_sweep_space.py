@@ -63,6 +63,7 @@ def test_bad_bounds(tmp_path: Path) -> None:
                 "weight_decay": {"type": "float", "low": 0.0, "high": 0.1, "log": True},
                 "epochs": {"type": "int", "low": 2},
                 "momentum": {"type": "float", "low": 0.5, "high": 0.9, "default": 0.95},
+                "batch_size": {"type": "int", "low": 2, "high": 8, "step": 1.5},
             },
         )
     )
@@ -71,6 +72,7 @@ def test_bad_bounds(tmp_path: Path) -> None:
     assert "weight_decay: a log-scale range must be positive | low=0.0" in text
     assert "epochs: a int parameter needs low and high" in text
     assert "momentum: the default must lie within [low, high] | 0.95" in text
+    assert "batch_size: an int parameter needs a whole step | step=1.5" in text
 
 
 def test_unknown_parameter_key_and_field(tmp_path: Path) -> None:
@@ -87,6 +89,18 @@ def test_unknown_parameter_key_and_field(tmp_path: Path) -> None:
         _space(tmp_path, {"loss": {"type": "categorical", "choices": ["ce"]}}, fixed={"epoch": 3})
     )
     assert "fixed: keys must be training-config fields" in probs[0] and "Did you mean 'epochs'?" in probs[0]
+    # fixed augmentation values are judged before any trial (over the defaults they are merged onto)
+    for bad, why in (({"flip_pp": 0.0}, "flip_pp"), ({"flip_p": 2.0}, "flip_p"), ("none", "augmentation")):
+        probs = _problems(
+            _space(
+                tmp_path, {"loss": {"type": "categorical", "choices": ["ce"]}}, fixed={"augmentation": bad}
+            )
+        )
+        assert "fixed.augmentation: invalid value" in probs[0] and why in probs[0], probs
+    ok = _space(
+        tmp_path, {"loss": {"type": "categorical", "choices": ["ce"]}}, fixed={"augmentation": {"flip_p": 0}}
+    )
+    assert load_space(ok).fixed == {"augmentation": {"flip_p": 0}}
 
 
 def test_bad_conditions(tmp_path: Path) -> None:

@@ -93,6 +93,15 @@ def _check_parameter(
                     "use whole numbers",
                 )
             )
+        if p.type == "int" and p.step is not None and not float(p.step).is_integer():
+            out.append(
+                Problem(
+                    file,
+                    f"{where}: an int parameter needs a whole step",
+                    f"step={p.step}",
+                    "use a whole number",
+                )
+            )
         if p.default is not None and not (
             isinstance(p.default, int | float) and p.low <= float(p.default) <= p.high
         ):
@@ -208,7 +217,9 @@ def validate_space(space: SearchSpace, file: str) -> None:
     problems: list[Problem] = []
     fixed = dict(space.fixed)
     for key in list(fixed):
-        why = _config_error({}, key, fixed[key]) if key != "augmentation" else None
+        # augmentation: the partial dict is merged over the base config's (resolve), so it is judged over the
+        # defaults here (an unknown key, a wrong type or a reversed range fails before any trial starts)
+        why = _config_error({}, key, fixed[key])
         if key not in TrainConfig.model_fields or key == "schema_version":
             problems.append(
                 Problem(
