@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 from functools import partial
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from automed.data.class_folders import safe_id
 from automed.data.io import Geometry
 from automed.errors import ConfigError
 from automed.parallel import progress_bar
@@ -38,7 +38,7 @@ def file_parts(names: dict[int, str]) -> dict[int, str]:
 def file_part(label_name: str) -> str:
     """A label's name as part of a file name: letters, digits, '.', '_' and '-' (dataset.json allows any text, and
     ``tumor/necrosis`` or ``../x`` must not name a folder)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label_name).strip(".") or "label"
+    return safe_id(label_name).strip(".") or "label"
 
 
 def model_mpp(model: str | Path, given: float | None) -> float:
