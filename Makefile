@@ -25,7 +25,7 @@ lint: install
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-# lint, then the tests not marked slow (no training runs, sweeps or exports): a few minutes on 2 CPU cores
+# lint, then the tests not marked slow (no training runs, sweeps or exports): under 3 minutes on 2 CPU cores
 test-fast: lint
 	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
 

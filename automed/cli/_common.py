@@ -46,7 +46,10 @@ TrainDatasetArg = Annotated[Path | None, typer.Argument(help="Dataset (folder wi
 ModelArg = Annotated[str, typer.Argument(help="Training work dir or models:/NAME@ALIAS.")]
 WorkdirOpt = Annotated[Path, typer.Option("--output", "-o", help="Work directory for the artifacts.")]
 WorkersOpt = Annotated[
-    int | None, typer.Option("--workers", "-w", help="Worker processes (default: CPU count).")
+    int | None,
+    typer.Option(
+        "--workers", "-w", help="Worker processes (default: AUTOMED_WORKERS, else one per core, at most 8)."
+    ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="cuda, cpu or auto.")]
 PresetOpt = Annotated[str | None, typer.Option(help="Planner preset (default: by device).")]
