@@ -247,3 +247,51 @@ def test_cost_table_rows_say_which_mirrors() -> None:
         api.mirror_label({"tta": True, "mirrors": "all", "candidate": False})
         == "all (reference, not a candidate)"
     )
+
+
+def test_finished_folds_are_reused_only_with_their_final_config_and_split(tmp_path: Path) -> None:
+    """The budget's width rule decides after the work dir's finished folds are first checked: a rerun of the same
+    budgeted command may reuse folds of the narrowed width; folds of another width (or another split) are refused
+    before they could be mixed into the new model, and the refused run leaves the work dir as it was."""
+    from automed.errors import ArtifactError
+    from automed.plan.schema import Plan
+    from automed.train.config import TrainConfig
+    from automed.train.state import save_checkpoint
+    from automed.workflow.train_options import TrainOptions
+    from automed.workflow.train_start import start_training
+
+    ds = make_dataset(tmp_path / "data", n_cases=5, shape=(12, 24, 24), seed=2)
+    preset = tmp_path / "preset.yaml"  # no model can get this many iterations: the narrowest width is chosen
+    preset.write_text(
+        yaml.safe_dump({"extends": "cpu", "name": "w", "budget": {"min_iterations_per_model": 10**7}})
+    )
+    opts = TrainOptions(folds=2, budget_s=60.0, preset=str(preset), workers=0, auto_configuration=True)
+    wd = tmp_path / "W"
+
+    def start() -> TrainConfig:
+        return start_training(ds, wd, TrainConfig(num_workers=0), opts, False, time.perf_counter() + 60)[1]
+
+    def finished_fold(config: TrainConfig) -> None:
+        folder = wd / "train" / "3d_fullres" / "fold_0"
+        folder.mkdir(parents=True, exist_ok=True)
+        plan = Plan.load(wd / "plan.json")
+        save_checkpoint(
+            folder / "checkpoint_final.pt", {"config_digest": config.digest(), "plan_hash": plan.hash}
+        )
+        (folder / "progress.json").write_text(json.dumps({"finished": True, "history": []}))
+
+    narrow = start()
+    assert narrow.base_features == 16
+    finished_fold(narrow)
+    assert start() == narrow  # the same command again: its narrowed fold passes both checks
+    finished_fold(narrow.model_copy(update={"base_features": None}))  # a fold of the plan's width (32)
+    before = {f: (wd / f).read_bytes() for f in ("plan.json", "splits.json", "train_config.json")}
+    with pytest.raises(ArtifactError, match="a work dir holds the training of one plan and config"):
+        start()
+    assert {f: (wd / f).read_bytes() for f in before} == before
+    finished_fold(narrow)
+    opts = TrainOptions(folds=3, budget_s=60.0, preset=str(preset), workers=0, auto_configuration=True)
+    with pytest.raises(ArtifactError) as e:  # --folds 3 over folds trained on a 2-fold split
+        start()
+    assert "keep its splits.json" in str(e.value) and "2 folds trained, 3 asked" in str(e.value)
+    assert {f: (wd / f).read_bytes() for f in before} == before

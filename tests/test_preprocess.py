@@ -123,6 +123,12 @@ def test_cache_is_rebuilt_when_the_plan_changes(tmp_path: Path) -> None:
     assert api.preprocess(root, wd, configurations=["3d_fullres"], workers=1, show_progress=False) == {
         "3d_fullres": "skipped"
     }
+    # a cache written by another version of preprocessing is redone, not trusted
+    mfile = wd / "preprocessed" / "3d_fullres" / "manifest.json"
+    mfile.write_text(json.dumps({**manifest, "schema_version": 0}))
+    assert api.preprocess(root, wd, configurations=["3d_fullres"], workers=1, show_progress=False) == {
+        "3d_fullres": "written"
+    }
     # a preset with another normalization threshold changes the configuration hash -> rebuilt
     preset = tmp_path / "p.yaml"
     preset.write_text("schema_version: 1\nname: masked\nnormalization:\n  mask_if_relative_size_below: 0.1\n")
@@ -188,3 +194,25 @@ def test_splits_stratify_regression_values_by_quantile() -> None:
         assert [r // 4 for r in ranks] == list(range(10))
     few = make_splits(_ds(["a", "b", "c"], [1.5, 2.5, 3.5]), 3, 0)
     assert few["method"] == "GroupKFold"  # one case per fold: nothing to stratify
+
+
+def test_trained_folds_keep_their_split(tmp_path: Path) -> None:
+    from automed.errors import ArtifactError
+
+    root = make_dataset(tmp_path / "d", n_cases=4, shape=(8, 10, 10))
+    wd = tmp_path / "W"
+    api.plan_dataset(root, wd, workers=1, show_progress=False, folds=2, configurations=["3d_fullres"])
+    api.preprocess(
+        root, wd, configurations=["3d_fullres"], folds=3, workers=1, show_progress=False
+    )  # no folds yet
+    fold = wd / "train" / "3d_fullres" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_latest.pt").write_bytes(b"")
+    before = (wd / "splits.json").read_text()
+    api.preprocess(
+        root, wd, configurations=["3d_fullres"], folds=3, workers=1, show_progress=False
+    )  # the same
+    with pytest.raises(ArtifactError) as e:
+        api.preprocess(root, wd, configurations=["3d_fullres"], folds=2, workers=1, show_progress=False)
+    assert "keep its splits.json" in str(e.value) and "3 folds trained, 2 asked" in str(e.value)
+    assert (wd / "splits.json").read_text() == before

@@ -4,6 +4,7 @@ fold of the hippocampus volumes had a mean 330 mm³ below the others and four fi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from automed.artifacts import content_hash, write_json_atomic
 from automed.data.dataset import Dataset
+from automed.errors import ArtifactError
 
 SCHEMA_VERSION = 1
 
@@ -73,6 +75,29 @@ def _strata(task: str, values: list[float | None], k: int) -> tuple[np.ndarray |
         return None, ""
     ranks = np.argsort(np.argsort(v, kind="stable"), kind="stable")
     return np.minimum(ranks * n_bins // len(v), n_bins - 1), f"{n_bins} quantile bins of ValueToPredict"
+
+
+def check_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -> None:
+    """Folds trained on a work dir's ``splits.json`` keep it: another fold count (or another case list) for the
+    same work dir is refused before anything is written, instead of replacing the split under finished folds."""
+    trained = any(path.parent.glob("train/*/fold_*/checkpoint_*.pt"))
+    if not (trained and path.is_file()):
+        return
+    old = json.loads(path.read_text())
+    new = json.loads(json.dumps(make_splits(ds, n_folds, seed)))
+    if old == new:
+        return
+    differs = (
+        f"{old.get('n_folds')} folds trained, {n_folds} asked"
+        if old.get("n_folds") != n_folds
+        else "the cases or their grouping changed since the folds were trained"
+    )
+    raise ArtifactError.single(
+        path,
+        "the folds trained in a work dir keep its splits.json",
+        differs,
+        f"train into a new --output (or ask for --folds {old.get('n_folds')} to continue this one)",
+    )
 
 
 def write_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from automed.runtime.crop import slicer
 from automed.runtime.pipeline import Spec, preprocess_image
 from automed.runtime.resample import resample_seg
 
+# the cache's version: raise it whenever preprocessing writes something else for the same plan (a cache of another
+# version is then redone, never trusted)
 MANIFEST_VERSION = 1
 
 
@@ -171,6 +173,8 @@ def _manifest_ok(folder: Path, config_hash: str, case_ids: list[str]) -> bool:
     try:
         data = read_json(m, what="manifest.json")
     except Exception:
+        return False
+    if data.get("schema_version") != MANIFEST_VERSION:
         return False
     if data.get("configuration_hash") != config_hash or data.get("cases") != case_ids:
         return False

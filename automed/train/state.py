@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,10 +185,14 @@ def finished_result(folder: Path, fold: int) -> FoldResult:
     )
 
 
-def checkpoint_matches(folder: Path, plan: Plan, config: TrainConfig) -> bool | None:
-    """Whether the fold's checkpoint was made by this plan and config (``None``: no checkpoint)."""
+def checkpoint_matches(
+    folder: Path, plan: Plan, config: TrainConfig, alternatives: Sequence[TrainConfig] = ()
+) -> bool | None:
+    """Whether the fold's checkpoint was made by this plan and config, or one of ``alternatives`` (``None``: no
+    checkpoint)."""
+    digests = {c.digest() for c in (config, *alternatives)}
     for name in ("checkpoint_final.pt", "checkpoint_latest.pt"):
         if (folder / name).is_file():
             ck = load_checkpoint(folder / name)
-            return bool(ck.get("config_digest") == config.digest() and ck.get("plan_hash") == plan.hash)
+            return bool(ck.get("config_digest") in digests and ck.get("plan_hash") == plan.hash)
     return None

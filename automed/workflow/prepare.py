@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from automed.data.dataset import Dataset, load_dataset
-from automed.data.splits import write_splits
+from automed.data.splits import check_splits, write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
 from automed.data.verify_dataset import no_target_problems
@@ -153,6 +153,7 @@ def preprocess(
     ``train_configs``: also write the caches their overrides need (a normalization override has its own)."""
     ds = as_dataset(dataset)
     wd = Path(workdir)
+    check_splits(ds, wd / SPLITS_FILE, folds, split_seed)  # before any work: trained folds keep their split
     p = Plan.load(wd / PLAN_FILE)
     fp = Fingerprint.load(wd / FINGERPRINT_FILE)
     if fp.hash != p.fingerprint_hash or inputs_hash(ds, fp.samples_per_case, fp.seed) != fp.inputs_hash:

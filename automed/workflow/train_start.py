@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
+from automed.data.splits import check_splits
 from automed.errors import ArtifactError
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
@@ -77,12 +80,9 @@ def start_training(
     earlier = {p: p.read_bytes() for p in (wdir.fingerprint, wdir.plan) if p.is_file()}
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
-    try:
-        check_existing_folds(wd, planned, config)
-    except ArtifactError:  # the refused training leaves the work dir as the earlier one wrote it
-        for path, content in earlier.items():
-            write_bytes_atomic(path, content)
-        raise
+    with _restored_if_refused(earlier):
+        check_splits(ds, wdir.splits, opts.folds)
+        check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
     evidence(opts.cv_workdir, planned)  # --cv is checked before any training
     shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
     free = shaped and opts.auto_configuration and not opts.previous_workdir
@@ -136,6 +136,8 @@ def start_training(
         if narrow is not config:  # the reason is recorded only when the budget changed the width
             config, opts = narrow, replace(opts, folds_reason=why)
     opts = replace(opts, validation_mirrors=load_preset(preset).inference.mirrors)
+    with _restored_if_refused(earlier):  # the config is final now: finished folds must be of this one
+        check_existing_folds(wd, planned, config)
     write_json_atomic(
         WorkDir(wd).train_config,
         {
@@ -173,14 +175,33 @@ def _narrowed(
     return config.model_copy(update={"base_features": width.base_features}), f"{why}; {width.reason}"
 
 
-def check_existing_folds(wd: Path, plan: Plan, config: TrainConfig) -> None:
+@contextmanager
+def _restored_if_refused(earlier: dict[Path, bytes]) -> Iterator[None]:
+    """A training refused inside leaves ``earlier``'s files (fingerprint, plan) as the earlier training wrote them."""
+    try:
+        yield
+    except ArtifactError:
+        for path, content in earlier.items():
+            write_bytes_atomic(path, content)
+        raise
+
+
+def check_existing_folds(wd: Path, plan: Plan, config: TrainConfig, *, open_width: bool = False) -> None:
     """A fresh ``automed train`` into a work dir may reuse finished folds only if the same plan and config made
-    them; anything else would mix models."""
+    them; anything else would mix models. ``open_width``: the budget's width rule has yet to run, so folds of the
+    config at a narrower width (a halving of the plan's) pass here and are checked again on the final config."""
     root = wd / "train" / config.configuration
     if not root.is_dir():
         return
+    widths: list[TrainConfig] = []
+    cfgp = plan.configurations.get(config.configuration)
+    if open_width and config.base_features is None and cfgp is not None:
+        width = cfgp.network.features_per_stage[0] // 2
+        while width >= 1:
+            widths.append(config.model_copy(update={"base_features": width}))
+            width //= 2
     for folder in sorted(root.glob("fold_*")):
-        match = checkpoint_matches(folder, plan, config)
+        match = checkpoint_matches(folder, plan, config, widths)
         if match is False:
             raise ArtifactError.single(
                 folder,
