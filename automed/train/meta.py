@@ -10,7 +10,9 @@ rewrites it: ``inference.json`` overrides the inference settings (postprocessing
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +28,7 @@ from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 
 MODEL_SCHEMA = 2
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -83,6 +86,8 @@ class InferenceChoice(_Strict):
     inference: InferenceSettings
     decisions: list[dict[str, Any]] = []
     inference_cost: dict[str, Any] | None = None
+    # the model.json it was decided for (model_digest); None: written before this was recorded
+    model_digest: str | None = None
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.model_dump(mode="json"))
@@ -139,11 +144,44 @@ def _upgrade_v1(raw: dict[str, Any], plan_file: Path) -> dict[str, Any]:
     return out
 
 
+def model_digest(path: Path) -> str:
+    """SHA-256 of a ``model.json``'s bytes: which training an ``inference.json`` was decided for."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def load_model(workdir: Path) -> ModelMeta:
-    """A training work dir's model metadata with ``automed select``'s choice (``inference.json``) applied."""
+    """A training work dir's model metadata with ``automed select``'s choice (``inference.json``) applied when it
+    was decided for this ``model.json`` (a training extended or redone since then keeps its own settings until
+    ``automed select`` runs again). Refused when ``plan.json`` is not the plan the weights were trained on."""
     wd = WorkDir(workdir)
     meta = read_meta(wd.require_model())
+    _check_plan(wd, meta)
     if wd.choice.is_file():
         choice = InferenceChoice.model_validate_json(wd.choice.read_text())
-        meta = meta.model_copy(update={"inference": choice.inference})
+        if choice.model_digest in (None, model_digest(wd.model)):
+            meta = meta.model_copy(update={"inference": choice.inference})
+        else:
+            log.warning(
+                "%s was decided for an earlier training of this work dir: its inference settings are not applied "
+                "(run `automed select` again to choose for this one)",
+                wd.choice,
+            )
     return meta
+
+
+def _check_plan(wd: WorkDir, meta: ModelMeta) -> None:
+    """``plan.json`` beside ``model.json`` must be the plan of the training (``automed plan`` or a training of other
+    data into the same folder replaces it: the weights would then run with another spacing or normalization)."""
+    if not wd.plan.is_file():
+        return
+    try:
+        stored = json.loads(wd.plan.read_text()).get("hash")
+    except (OSError, json.JSONDecodeError):
+        stored = None
+    if stored and stored != meta.plan_hash:
+        raise ArtifactError.single(
+            wd.plan,
+            "the plan must be the one the model was trained on (model.json's plan_hash)",
+            f"plan {stored} vs model {meta.plan_hash}",
+            "re-run the training in this folder, or train the new plan into another work dir",
+        )

@@ -18,7 +18,7 @@ from automed.select.inference_cost import choose, measure
 from automed.select.register import registered_version, reregister
 from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
-from automed.train.meta import InferenceChoice, read_meta
+from automed.train.meta import InferenceChoice, model_digest, read_meta
 from automed.workdir import WorkDir
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
@@ -54,7 +54,11 @@ def _choose_for_one(
         )
         cost = res["inference_cost"] = {"table": table, "choice": choice}
     InferenceChoice(
-        selection=str(out.resolve()), inference=settings, decisions=res["decisions"], inference_cost=cost
+        selection=str(out.resolve()),
+        inference=settings,
+        decisions=res["decisions"],
+        inference_cost=cost,
+        model_digest=model_digest(wd.model),
     ).save(wd.choice)
 
 
