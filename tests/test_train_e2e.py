@@ -261,6 +261,19 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     hist = json.loads(progress.read_text())["history"]
     assert len(hist) == 8 and hist[6]["learning_rate"] < 1e-2 * 0.1 + 1e-9
+    # as if that extension had been killed before it finished (its latest checkpoint written, progress.json not
+    # yet "finished") and the last validation were of the earlier weights: typing --extend again continues the
+    # fold from its latest checkpoint (no retraining from epoch 0) and validates the new weights
+    prog = json.loads(progress.read_text())
+    progress.write_text(json.dumps({**prog, "finished": False}))
+    metrics = progress.parent / "validation_metrics.json"
+    stale = [{**row, "dice_mean": -1.0} for row in json.loads(metrics.read_text())]
+    metrics.write_text(json.dumps(stale))
+    again = [sys.executable, "-m", "automed.cli", "-q", "train", "--resume", str(wd), "--extend", "2"]
+    r = subprocess.run([*again, "--workers", "0"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [h["epoch"] for h in json.loads(progress.read_text())["history"]] == list(range(1, 9))
+    assert json.loads(progress.read_text())["finished"] and json.loads(metrics.read_text()) != stale
 
 
 def _assert_same_training(a: Path, b: Path) -> None:

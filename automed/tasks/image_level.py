@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.utils.data import IterableDataset
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ConfigError
@@ -194,7 +194,8 @@ class ImageLevelTask:
     def write_summary(self, rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -> dict[str, Any]:
         summary = self.summarize(rows)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_csv(csv_path, index=False)
+        # select trusts this table as the CV evidence: a kill mid-write must not leave half of it
+        write_bytes_atomic(csv_path, pd.DataFrame(rows).to_csv(index=False).encode())
         write_json_atomic(json_path, summary)
         return summary
 

@@ -217,6 +217,10 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
         if job.extend == 0 and fold_finished(folder):  # trained earlier, killed before its validation ended
             res = finished_result(folder, job.fold)
         else:
+            # new weights are coming: the earlier weights' validation must never be taken for theirs (a kill during
+            # the new validation would otherwise leave it behind a finished fold)
+            for stale in ("validation_metrics.json", VALIDATED_WITH):
+                (folder / stale).unlink(missing_ok=True)
             label = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
             display = FoldDisplay(label, job.budget_s, job.progress, score_label=task.epoch_label)
             tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))

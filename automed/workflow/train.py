@@ -142,7 +142,9 @@ def _fold_jobs(
                 val_ids=fsplit["val"],
                 budget_s=None,
                 device=opts.device,
-                resume=resume and (folder / "checkpoint_latest.pt").is_file() and not done,
+                # a fold killed during its --extend continues from its latest checkpoint when --extend is typed again
+                # (not retrained from epoch 0); a finished one is extended
+                resume=(resume or extend > 0) and (folder / "checkpoint_latest.pt").is_file() and not done,
                 extend=extend if done else 0,
                 run_id=run_id,
                 uri=tracker.uri,  # with its credentials (tracking.json keeps none)
