@@ -295,3 +295,31 @@ def test_finished_folds_are_reused_only_with_their_final_config_and_split(tmp_pa
         start()
     assert "keep its splits.json" in str(e.value) and "2 folds trained, 3 asked" in str(e.value)
     assert {f: (wd / f).read_bytes() for f in before} == before
+
+
+def test_a_resume_needs_the_cases_it_was_split_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from automed.errors import ArtifactError
+    from automed.train.config import TrainConfig
+    from automed.workflow.train_options import TrainOptions
+    from automed.workflow.train_start import restore_training, start_training
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=2)
+    wd = tmp_path / "W"
+    opts = TrainOptions(folds=2, workers=0)
+    start_training(ds, wd, TrainConfig(num_workers=0), opts, False, None)
+    assert restore_training(wd, opts)[0].source == ds / "dataset.json"
+    first = sorted((ds / "imagesTr").iterdir())[0]
+    first.touch()  # a changed file: the resume goes on, saying so
+    with caplog.at_level(logging.WARNING, logger="automed.workflow.train_start"):
+        restore_training(wd, opts)
+    assert "changed since this training began" in caplog.text
+    meta = json.loads((ds / "dataset.json").read_text())
+    gone = meta["training"].pop(0)
+    meta["numTraining"] -= 1
+    (ds / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError) as e:  # a case of the split is gone: refused before any training
+        restore_training(wd, opts)
+    case = Path(gone["image"]).name.removesuffix(".nii.gz")
+    assert "needs the cases it was split on" in str(e.value) and case in str(e.value)
