@@ -216,3 +216,14 @@ def test_trained_folds_keep_their_split(tmp_path: Path) -> None:
         api.preprocess(root, wd, configurations=["3d_fullres"], folds=2, workers=1, show_progress=False)
     assert "keep its splits.json" in str(e.value) and "3 folds trained, 2 asked" in str(e.value)
     assert (wd / "splits.json").read_text() == before
+    # nor is its plan replaced: the weights would load with another normalization
+    preset = tmp_path / "p.yaml"
+    preset.write_text("schema_version: 1\nname: masked\nnormalization:\n  mask_if_relative_size_below: 0.1\n")
+    kept = {f: (wd / f).read_bytes() for f in ("plan.json", "fingerprint.json")}
+    with pytest.raises(ArtifactError) as e:
+        api.plan_dataset(root, wd, preset=preset, workers=1, show_progress=False, run_preprocess=False)
+    assert "keeps its plan.json" in str(e.value) and "new --output" in str(e.value)
+    assert {f: (wd / f).read_bytes() for f in kept} == kept
+    api.plan_dataset(
+        root, wd, workers=1, show_progress=False, folds=3, configurations=["3d_fullres"]
+    )  # same plan

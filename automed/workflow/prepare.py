@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from automed.artifacts import write_bytes_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import check_splits, write_splits
 from automed.data.verify import VerifyReport
@@ -125,6 +126,14 @@ def plan(
         result = result.model_copy(update={"calibration": cal}).with_hash()
     out = wd / PLAN_FILE
     if _stored_plan_hash(out) != result.hash:
+        trained = sorted(wd.glob("train/*/fold_*/checkpoint_*.pt"))
+        if trained and out.is_file():  # its weights would then load with another spacing or normalization
+            raise ArtifactError.single(
+                out,
+                "a work dir with trained folds keeps its plan.json",
+                f"another plan ({result.hash} instead of {_stored_plan_hash(out)}) over {trained[0].parent}",
+                "plan into a new --output (or delete that work dir's train/ folder to start over)",
+            )
         result.save(out)
     return result
 
@@ -217,8 +226,14 @@ def plan_dataset(
     verify(ds, workers=workers, show_progress=show_progress)
     wd = Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
+    earlier = (wd / FINGERPRINT_FILE).read_bytes() if (wd / FINGERPRINT_FILE).is_file() else None
     fp, reused = fingerprint(ds, wd, workers=workers, show_progress=show_progress)
-    p = plan(wd, preset=pre, device=device, memory_gb=memory_gb, calibrate=calibrate)
+    try:
+        p = plan(wd, preset=pre, device=device, memory_gb=memory_gb, calibrate=calibrate)
+    except ArtifactError:  # a plan refused over trained folds: the work dir stays as its training left it
+        if earlier is not None:
+            write_bytes_atomic(wd / FINGERPRINT_FILE, earlier)
+        raise
     res = PlanResult(wd, fp, p, reused)
     if run_preprocess:
         res.preprocessed = preprocess(
