@@ -156,3 +156,30 @@ def test_previous_stage_must_have_validated_every_case(cascade: dict[str, Path])
     assert "out-of-fold prediction" in p.rule and "--folds 5" in p.fix
     with pytest.raises(ArtifactError, match="refines 3d_lowres"):
         link_previous(casc, casc, plan, "3d_cascade_fullres")  # a cascade is no first stage
+
+
+@pytest.mark.slow
+def test_cascade_folds_are_not_reused_over_another_first_stage(cascade: dict[str, Path]) -> None:
+    root, low, casc = cascade["root"], cascade["low"], cascade["casc"]
+    common = {
+        "config": root / "cfg.yaml",
+        "folds": 2,
+        "preset": str(root / "preset.yaml"),
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "workers": 0,
+        "show_progress": False,
+        "register": False,
+    }
+    link = (casc / "previous_stage.json").read_bytes()
+    # the same command again: the same first stage, the finished cascade folds are reused
+    api.train(cascade["data"], casc, configuration="3d_cascade_fullres", previous=low, **common)  # type: ignore[arg-type]
+    assert (casc / "previous_stage.json").read_bytes() == link
+    model = (low / "model.json").read_bytes()
+    try:  # the first stage is another model now (as after `automed train --resume LOW --extend N`)
+        (low / "model.json").write_text(json.dumps({**json.loads(model), "cv_score": 0.123}))
+        with pytest.raises(ArtifactError) as err:
+            api.train(cascade["data"], casc, configuration="3d_cascade_fullres", previous=low, **common)  # type: ignore[arg-type]
+        assert "cascade folds keep the first-stage model they were trained on" in str(err.value)
+        assert (casc / "previous_stage.json").read_bytes() == link
+    finally:
+        (low / "model.json").write_bytes(model)

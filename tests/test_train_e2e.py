@@ -531,7 +531,7 @@ def test_a_refused_retraining_leaves_the_earlier_plan(tmp_path: Path) -> None:
     other = tmp_path / "other.yaml"  # a preset that plans a smaller memory target: another plan
     other.write_text("extends: cpu\nname: other\nmemory:\n  target_gb: 0.05\n  device: cpu\n")
     fingerprint_before = (tmp_path / "W" / "fingerprint.json").read_bytes()
-    with pytest.raises(ArtifactError, match="a work dir with trained folds keeps its plan.json"):
+    with pytest.raises(ArtifactError, match=r"a work dir with trained folds keeps its plan\.json"):
         api.train(ds, tmp_path / "W", preset=str(other), **kw)
     assert (tmp_path / "W" / "plan.json").read_bytes() == plan_before
     assert (tmp_path / "W" / "fingerprint.json").read_bytes() == fingerprint_before

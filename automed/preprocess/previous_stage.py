@@ -97,8 +97,8 @@ def _prediction(prev_root: Path, stage: str, prev_splits: dict[str, Any], cid: s
 
 
 def _digest(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    """The first stage's ``model.json`` by content (a rerun that rewrites the same model is the same model)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_progress: bool = True) -> str:

@@ -124,7 +124,11 @@ def start_training(
         train_configs=configs,
     )
     if opts.previous_workdir:  # a cascade: the first stage's out-of-fold predictions as extra inputs
-        link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
+        if wdir.previous_link.is_file():
+            earlier[wdir.previous_link] = wdir.previous_link.read_bytes()
+        link = link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
+        with _restored_if_refused(earlier):
+            _check_same_previous(wdir, config, earlier.get(wdir.previous_link), link)
         write_previous_stage(wd, planned, config.configuration, show_progress)
     if shaped and deadline is not None:
         task = task_for(planned.task_type, ds.source)
@@ -210,6 +214,22 @@ def _restored_if_refused(earlier: dict[Path, bytes]) -> Iterator[None]:
         for path, content in earlier.items():
             write_bytes_atomic(path, content)
         raise
+
+
+def _check_same_previous(
+    wdir: WorkDir, config: TrainConfig, before: bytes | None, link: dict[str, str]
+) -> None:
+    """Cascade folds trained on the predictions of one first-stage model are not reused over another (the first
+    stage extended or retrained since: its ``model.json`` digest changed)."""
+    trained = sorted((wdir.root / "train" / config.configuration).glob("fold_*/checkpoint_*.pt"))
+    if not trained or before is None or json.loads(before) == link:
+        return
+    raise ArtifactError.single(
+        wdir.previous_link,
+        "cascade folds keep the first-stage model they were trained on",
+        f"{trained[0].parent}: trained on {json.loads(before)['workdir']} as it was before; it changed since",
+        "train the cascade into a new --output (its folds need the new first stage's predictions)",
+    )
 
 
 def check_existing_folds(wd: Path, plan: Plan, config: TrainConfig, *, open_width: bool = False) -> None:
