@@ -229,3 +229,19 @@ def test_grid_output_is_claimed_and_replaced_whole(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="only folders it wrote"):
         api.grid(base, strategy, tmp_path / "mine")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep" and base.read_text() == "epochs: 3\n"
+
+
+def test_processes_sampling_one_study_draw_different_configurations() -> None:
+    """The optuna engine runs its trials in several processes on one study: each process's sampler gets its own
+    seed (alike, every process drew the same configuration), and the same process index draws the same again."""
+    from automed.search.engine import Engine, SearchSpec
+
+    def first_draws(sampler_name: str, worker: int) -> list[float]:
+        spec = SearchSpec(n_trials=9, folds=[0], concurrency=3, sampler=sampler_name, seed=5)  # type: ignore[arg-type]
+        study = optuna.create_study(sampler=Engine.sampler(spec, worker))
+        return [study.ask().suggest_float("lr", 1e-4, 1e-1, log=True) for _ in range(2)]
+
+    for name in ("tpe", "random"):
+        draws = [first_draws(name, w) for w in range(3)]
+        assert len({d[0] for d in draws}) == 3, draws
+        assert first_draws(name, 1) == draws[1]

@@ -102,13 +102,15 @@ class Engine(ABC):
         return replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
 
     @staticmethod
-    def sampler(spec: SearchSpec) -> Any:
-        """Optuna's seeded sampler for ``spec`` (both engines sample with Optuna)."""
+    def sampler(spec: SearchSpec, worker: int = 0) -> Any:
+        """Optuna's seeded sampler for ``spec`` (both engines sample with Optuna); ``worker``: the index of a process
+        sampling the same study beside others (each gets its own seed, else all draw the same values)."""
         import optuna
 
+        seed = spec.seed + 7919 * worker
         if spec.sampler == "tpe":
-            return optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=max(2, spec.n_trials // 3))
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, spec.n_trials // 3))
+        return optuna.samplers.RandomSampler(seed=seed)
 
 
 ENGINES: Registry[type[Engine]] = Registry("sweep engine")

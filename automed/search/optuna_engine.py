@@ -33,10 +33,12 @@ def _storage(ctx: SweepContext) -> Any:
     return JournalStorage(JournalFileBackend(str(folder / "journal.log")))
 
 
-def _study(ctx: SweepContext, spec: SearchSpec) -> Any:
+def _study(ctx: SweepContext, spec: SearchSpec, worker: int = 0) -> Any:
+    """The shared study; ``worker``: the process's index, which offsets its sampler's seed (processes seeded alike
+    would draw the same configurations)."""
     import optuna
 
-    sampler = Engine.sampler(spec)
+    sampler = Engine.sampler(spec, worker)
     pruner: Any = (
         optuna.pruners.SuccessiveHalvingPruner(
             min_resource=spec.grace_epochs, reduction_factor=spec.reduction_factor
@@ -76,12 +78,14 @@ def _with_retries(
     raise AssertionError("unreachable")
 
 
-def _search_worker(objective: Objective, ctx: SweepContext, spec: SearchSpec, quota: int) -> None:
+def _search_worker(
+    objective: Objective, ctx: SweepContext, spec: SearchSpec, quota: int, worker: int
+) -> None:
     """One process: run ``quota`` trials of the shared study (or until time is up)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _study(ctx, spec)
+    study = _study(ctx, spec, worker)
     space = SearchSpace.model_validate(ctx.space)
 
     def run(trial: optuna.Trial) -> float:
@@ -191,7 +195,9 @@ class OptunaEngine(Engine):
         n = max(1, min(spec.concurrency, remaining))
         quotas = [remaining // n + (1 if w < remaining % n else 0) for w in range(n)]
         with self._pool(n) as pool:  # each process runs its share, so exactly n_trials run in all
-            futures = [pool.submit(_search_worker, objective, ctx, spec, q) for q in quotas if q > 0]
+            futures = [
+                pool.submit(_search_worker, objective, ctx, spec, q, w) for w, q in enumerate(quotas) if q > 0
+            ]
             for f in futures:
                 f.result()
         out = []
