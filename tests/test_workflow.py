@@ -72,3 +72,33 @@ def test_train_records_resolved_values_and_select_leaves_model_json(tmp_path: Pa
         read_meta(wd / "model_bundle" / "model.json").inference == choice.inference
     )  # registered again with it
     assert sel["registered"]["version"] == "2"
+
+
+def test_a_resumed_budgeted_training_gives_unstarted_folds_their_share_in_every_placement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``automed train --resume`` without ``--budget`` after a budgeted run: folds that had not started get their
+    share of the original budget (``fallback``) whether they run here, in parallel processes or on a Ray cluster
+    (the last two trained them without any budget)."""
+    from automed.workflow import fold_runs
+    from automed.workflow.fold import FoldJob
+
+    def job(fold: int, resume: bool) -> FoldJob:
+        return FoldJob(str(tmp_path), "DS", {}, fold, [], [], None, None, resume, 0, "r", "u", "e", 0, False)
+
+    (tmp_path / "train_config.json").write_text(json.dumps({"dataset": "DS"}))
+    seen: dict[str, list[float | None]] = {}
+    monkeypatch.setattr(
+        fold_runs,
+        "run_jobs_on_ray",
+        lambda jobs, *a: seen.setdefault("ray", [j.budget_s for j in jobs]) and [],
+    )
+    monkeypatch.setattr(
+        fold_runs,
+        "_run_parallel",
+        lambda jobs, *a: seen.setdefault("parallel", [j.budget_s for j in jobs]) and [],
+    )
+    jobs = [job(0, True), job(1, False)]  # fold 0 resumes from its checkpoint (its schedule is in it)
+    fold_runs.run_fold_jobs(jobs, fold_runs.Placement(ray_address="auto"), tmp_path, None, 600.0)
+    fold_runs.run_fold_jobs(jobs, fold_runs.Placement(parallel_folds=2), tmp_path, None, 600.0)
+    assert seen == {"ray": [None, 600.0], "parallel": [None, 600.0]}

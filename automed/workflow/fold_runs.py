@@ -35,28 +35,26 @@ def run_fold_jobs(
     deadline: float | None,
     fallback: float | None,
 ) -> list[FoldOutcome]:
-    """The fold jobs on this machine, or as Ray tasks when a cluster is named."""
+    """The fold jobs on this machine, or as Ray tasks when a cluster is named; ``fallback``: the budget of a fold that
+    had not started when a budgeted run was resumed without a budget (in every placement)."""
+    if fallback:
+        jobs = [j if j.resume or j.extend else replace(j, budget_s=fallback) for j in jobs]
     address = where.ray_address or os.environ.get("RAY_ADDRESS")
     if not address or not jobs:
-        return run_jobs(jobs, where.parallel_folds, deadline, fallback)
+        return run_jobs(jobs, where.parallel_folds, deadline)
     wdir = WorkDir(wd)
     dataset = json.loads(wdir.train_config.read_text())["dataset"]
     shared = [dataset, str(wdir.plan), str(wdir.preprocessed), str(wd)]
     return run_jobs_on_ray(jobs, address, where.resources, deadline, shared)  # run_fold tags each run's node
 
 
-def run_jobs(
-    jobs: list[FoldJob], parallel_folds: int, deadline: float | None, fallback: float | None
-) -> list[FoldOutcome]:
-    """Run the folds one after another (each with its share of the time left) or ``parallel_folds`` at once;
-    ``fallback``: the budget of a fold that had not started when a budgeted run was resumed without a budget."""
+def run_jobs(jobs: list[FoldJob], parallel_folds: int, deadline: float | None) -> list[FoldOutcome]:
+    """Run the folds one after another (each with its share of the time left) or ``parallel_folds`` at once."""
     parallel = max(1, min(parallel_folds, len(jobs)))
     if parallel > 1:
         return _run_parallel(jobs, parallel, deadline)
     out = []
     for i, job in enumerate(jobs):
-        if fallback and not job.resume and not job.extend:
-            job = replace(job, budget_s=fallback)
         if deadline is not None:
             left = deadline - time.perf_counter() - FINAL_RESERVE_S
             # each fold reserves its own validation time from its share (see validation_passes)
@@ -86,7 +84,7 @@ def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[F
                     run_fold,
                     replace(
                         job,
-                        budget_s=budget,
+                        budget_s=budget if budget is not None else job.budget_s,
                         threads=threads,
                         cuda_device=k if gpus >= n else None,
                         progress="plain" if job.progress != "off" else "off",  # workers share one terminal
