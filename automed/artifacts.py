@@ -28,6 +28,16 @@ def content_hash(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
 
 
+def tree_hash(folder: Path) -> str:
+    """SHA-256 of a folder's files: each relative path and the hash of its bytes, in sorted order (the same files
+    give the same hash wherever the folder lies)."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def finite_json(obj: Any) -> Any:
     """``obj`` with every non-finite float (NaN: an undefined metric, e.g. a label absent from reference and
     prediction) replaced by ``None`` (JSON null), in dicts, lists and tuples, numpy scalars included."""

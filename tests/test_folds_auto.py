@@ -312,7 +312,7 @@ def test_a_resume_needs_the_cases_it_was_split_on(tmp_path: Path, caplog: pytest
     assert restore_training(wd, opts)[0].source == ds / "dataset.json"
     first = sorted((ds / "imagesTr").iterdir())[0]
     first.touch()  # a changed file: the resume goes on, saying so
-    with caplog.at_level(logging.WARNING, logger="automed.workflow.train_start"):
+    with caplog.at_level(logging.WARNING, logger="automed.workflow.prepare"):
         restore_training(wd, opts)
     assert "changed since this training began" in caplog.text
     meta = json.loads((ds / "dataset.json").read_text())

@@ -161,7 +161,7 @@ def test_classification_trains_registers_and_predicts_a_table(classified: dict[s
     # the registered pyfunc returns the same table for arrays
     mlflow.set_tracking_uri(classified["uri"])
     mlflow.set_registry_uri(classified["uri"])
-    model = mlflow.pyfunc.load_model("models:/automed-dataset@champion")
+    model = mlflow.pyfunc.load_model("models:/automed-dataset-classification@champion")
     x = np.random.default_rng(0).normal(size=(2, 1, 1, 32, 32)).astype(np.float32)
     frame = model.predict(x, params={"spacing_z": 1.0, "spacing_y": 1.0, "spacing_x": 1.0})
     assert list(frame.columns) == ["prediction", "probability_one", "probability_two"] and len(frame) == 2

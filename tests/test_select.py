@@ -203,3 +203,21 @@ def test_decide_is_the_argmax_of_offset_log_probabilities() -> None:
         assert (decide(p, offsets) == expected).mean() > 0.999
     with pytest.raises(ValueError, match="3 offsets for 4 classes"):
         decide(p, [0.0, 1.0, 0.0])
+
+
+def test_each_task_of_a_dataset_has_its_own_registered_name() -> None:
+    # a classification and a regression of one dataset (--task) must not share a name: the champion rule would
+    # compare an AUC with an R²
+    from automed.plan.planner import make_plan
+    from automed.plan.preset import load_preset
+    from automed.plan.schema import TargetPlan
+    from automed.select.register import model_name_for
+    from automed.testing.fingerprints import synthetic_fingerprint
+
+    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (32, 32, 32)), load_preset("default"))
+    plan = plan.model_copy(update={"dataset_name": "My Data/1"})
+    names = {model_name_for(plan)}
+    for kind, loss in (("classification", "cross_entropy"), ("regression", "huber")):
+        target = TargetPlan(kind=kind, loss=loss, reasons={})  # type: ignore[arg-type]
+        names.add(model_name_for(plan.model_copy(update={"target": target})))
+    assert names == {"automed-My_Data_1", "automed-My_Data_1-classification", "automed-My_Data_1-regression"}

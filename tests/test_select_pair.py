@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
+from mlflow.tracking import MlflowClient
 
 from automed import api
 from automed.data.io import read_image
@@ -63,6 +64,13 @@ def test_selection_of_two_trainings_is_recorded(pair: dict[str, Path | str]) -> 
     assert res["registered"]["uri"].startswith("models:/automed-Synthetic/")
     assert (root / "sel" / "model_bundle" / "ensemble.json").is_file()
     assert res["registered"]["champion"] == res["registered"]["version"]  # better CV than either member
+    # the same selection again: the same bundle, byte for byte, so no new version in the registry
+    client = MlflowClient(str(pair["uri"]))
+    name = res["registered"]["name"]
+    before = len(client.search_model_versions(f"name='{name}'"))
+    again = api.select([pair["w0"], pair["w1"]], root / "sel", inference=False)
+    assert again["registered"]["version"] == res["registered"]["version"]
+    assert len(client.search_model_versions(f"name='{name}'")) == before
 
 
 def test_registered_pair_predicts_the_mean_of_its_members(pair: dict[str, Path | str]) -> None:
@@ -111,8 +119,6 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
     """`automed export SEL` on a selection that chose a pair: every member's networks, parity of the averaged
     prediction, the bundle's predict.py and `automed predict SEL` (linked export, no torch) agree with torch; the
     cube packs both members."""
-    from mlflow.tracking import MlflowClient
-
     root = Path(pair["root"])
     sel = root / "sel"
     if not (sel / "model_bundle" / "ensemble.json").is_file():

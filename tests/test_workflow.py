@@ -102,3 +102,31 @@ def test_a_resumed_budgeted_training_gives_unstarted_folds_their_share_in_every_
     fold_runs.run_fold_jobs(jobs, fold_runs.Placement(ray_address="auto"), tmp_path, None, 600.0)
     fold_runs.run_fold_jobs(jobs, fold_runs.Placement(parallel_folds=2), tmp_path, None, 600.0)
     assert seen == {"ray": [None, 600.0], "parallel": [None, 600.0]}
+
+
+def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from automed.data.dataset import load_dataset
+    from automed.errors import ConfigError
+    from automed.workflow.prepare import dataset_source
+    from automed.workflow.sweep import _resume_state
+    from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(8, 12, 12), seed=3)
+    other = make_dataset(tmp_path / "other", n_cases=4, shape=(8, 12, 12), seed=4)
+    wd = tmp_path / "S"
+    api.plan_dataset(ds, wd, workers=1, show_progress=False, folds=2, run_preprocess=True)
+    saved = SweepOptions(space="space.yaml", trials=20, seed=3)
+    source = dataset_source(load_dataset(ds))
+    (wd / STATE_FILE).write_text(json.dumps({"options": asdict(saved), "dataset": source}))
+    # options left at their defaults, and those a resume takes (budget, device, workers): accepted
+    _, opts = _resume_state(wd, SweepOptions(budget_s=60.0, device="cpu", workers=1), ds)
+    assert (opts.trials, opts.seed, opts.space, opts.budget_s, opts.device, opts.workers) == (
+        20, 3, "space.yaml", 60.0, "cpu", 1,
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        _resume_state(wd, SweepOptions(trials=30, sampler="random"), other)
+    text = str(e.value)
+    assert "keeps its own trials" in text and "30 asked, 20 saved" in text and "keeps its own sampler" in text
+    assert "a resumed sweep keeps its dataset" in text and "-o NEW_WORKDIR" in text

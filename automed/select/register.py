@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import atomic_directory, write_json_atomic
+from automed.artifacts import atomic_directory, tree_hash, write_json_atomic
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
 from automed.registry_model import ENSEMBLE_FILE, PREVIOUS, EnsembleModel
@@ -21,11 +21,16 @@ from automed.train.state import load_checkpoint, save_checkpoint
 from automed.workdir import MODEL_BUNDLE, WorkDir, fold_name
 
 BUNDLE_DIR = MODEL_BUNDLE
+BUNDLE_TAG = "bundle_sha256"  # model version tag (and registry entry key): the registered bundle's tree_hash
 
 
-def model_name_for(dataset_name: str) -> str:
-    clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset_name).strip("_")
-    return f"automed-{clean or 'model'}"
+def model_name_for(plan: Plan) -> str:
+    """``automed-<dataset>`` for segmentation, ``automed-<dataset>-<classification|regression>`` for an image-level
+    task: models of one dataset for different tasks (``--task``) never share a name, so never a champion rule that
+    would compare a Dice with an AUC or an R²."""
+    clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in plan.dataset_name).strip("_")
+    task = f"-{plan.target.kind}" if plan.target is not None else ""
+    return f"automed-{clean or 'model'}{task}"
 
 
 def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None) -> Path:
@@ -47,19 +52,46 @@ def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None)
     return dest
 
 
-def _register(bundle: Path, plan: Plan, score: float, tracker: Tracker, run_id: str) -> dict[str, Any]:
-    """Register ``bundle`` as a version of the dataset's model (MLflow pyfunc) on ``run_id``."""
-    return register_ensemble(
+def _register(
+    bundle: Path, plan: Plan, score: float, tracker: Tracker, run_id: str, previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Register ``bundle`` as a version of the dataset's model (MLflow pyfunc) on ``run_id``, unless ``previous``
+    (the entry remembered for it) is a version of the same bundle, byte for byte: then that version stands."""
+    digest = tree_hash(bundle)
+    same = _unchanged(tracker, previous, digest)
+    if same is not None:
+        return same
+    registered = register_ensemble(
         tracker,
         run_id,
         bundle,
-        model_name_for(plan.dataset_name),
+        model_name_for(plan),
         score,
         plan.n_channels,
         plan.original_median_spacing,
         EnsembleModel(),
         output_columns(plan),
     )
+    tracker.client.set_model_version_tag(registered["name"], registered["version"], BUNDLE_TAG, digest)
+    return {**registered, BUNDLE_TAG: digest}
+
+
+def _unchanged(tracker: Tracker, previous: dict[str, Any] | None, digest: str) -> dict[str, Any] | None:
+    """``previous`` with the registry's current champion when its version still exists and holds ``digest`` (an
+    ``automed select`` re-run that changed nothing registers no new version); else ``None``."""
+    if not previous or previous.get(BUNDLE_TAG) != digest:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    client = tracker.client
+    try:
+        version = client.get_model_version(previous["name"], previous["version"])
+        champion = client.get_model_version_by_alias(previous["name"], "champion").version
+    except MlflowException:  # deleted, or no champion any more: register again
+        return None
+    if version.tags.get(BUNDLE_TAG) != digest:
+        return None
+    return {**previous, "champion": str(champion)}
 
 
 def output_columns(plan: Plan) -> list[tuple[str, str]] | None:
@@ -92,8 +124,9 @@ def registered_version(workdir: Path) -> dict[str, Any] | None:
 def register_training(workdir: Path, tracker: Tracker, run_id: str, score: float) -> dict[str, Any]:
     """Write the training's bundle (its model metadata with ``automed select``'s choice applied) and register it on
     ``run_id``; the entry is remembered in ``tracking.json``."""
+    previous = registered_version(workdir)
     bundle = write_model_bundle(workdir, load_model(workdir))
-    registered = _register(bundle, Plan.load(WorkDir(workdir).plan), score, tracker, run_id)
+    registered = _register(bundle, Plan.load(WorkDir(workdir).plan), score, tracker, run_id, previous)
     _remember(workdir, registered)
     return registered
 
@@ -154,6 +187,8 @@ def register_members(
     tracker: Tracker,
     run_id: str,
 ) -> dict[str, Any]:
-    """Write ``OUT/model_bundle`` for ``workdirs`` and register it on ``run_id``; the registry entry."""
+    """Write ``OUT/model_bundle`` for ``workdirs`` and register it on ``run_id`` (unless OUT's earlier selection
+    registered the same bundle); the registry entry."""
+    previous = registered_version(out)
     bundle = write_ensemble_bundle(workdirs, out / BUNDLE_DIR, postprocessing, score)
-    return _register(bundle, Plan.load(WorkDir(workdirs[0]).plan), score, tracker, run_id)
+    return _register(bundle, Plan.load(WorkDir(workdirs[0]).plan), score, tracker, run_id, previous)

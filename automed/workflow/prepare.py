@@ -5,6 +5,8 @@ preset for the training device and the task checked before any training."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,9 @@ from automed.train.device import pick_device
 from automed.workdir import FINGERPRINT as FINGERPRINT_FILE
 from automed.workdir import PLAN as PLAN_FILE
 from automed.workdir import SPLITS as SPLITS_FILE
+from automed.workdir import WorkDir
+
+log = logging.getLogger(__name__)
 
 
 def resolve_workers(workers: int | None) -> int:
@@ -240,6 +245,30 @@ def plan_dataset(
             ds, wd, configurations=configurations, folds=folds, workers=workers, show_progress=show_progress
         )
     return res
+
+
+def check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
+    """A resumed training (or sweep) trains on its preprocessed cache and validates against the dataset: the cases of its
+    split must still be the dataset's (refused otherwise); changed files (sizes, times) only warn."""
+    fp = Fingerprint.load(wdir.fingerprint)
+    if inputs_hash(ds, fp.samples_per_case, fp.seed) == fp.inputs_hash:
+        return
+    splits = json.loads(wdir.splits.read_text())
+    split_ids = {c for f in splits["folds"] for part in ("train", "val") for c in f[part]}
+    ids = {c.case_id for c in ds.cases}
+    if split_ids != ids:
+        gone, new = sorted(split_ids - ids), sorted(ids - split_ids)
+        raise ArtifactError.single(
+            ds.source,
+            "a resumed training needs the cases it was split on",
+            f"missing {gone[:5]}{' ...' if len(gone) > 5 else ''}, new {new[:5]}{' ...' if len(new) > 5 else ''}",
+            "restore the dataset as it was, or start a new training with -o NEW_WORKDIR",
+        )
+    log.warning(
+        "%s: the dataset's files changed since this training began (sizes or times); the resumed folds train on "
+        "the preprocessed cache of then",
+        ds.source,
+    )
 
 
 def dataset_source(ds: Dataset) -> str:

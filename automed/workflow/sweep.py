@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import automed.search.ray_engine  # noqa: F401  (registers the "ray" engine)
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
 from automed.config import parse_duration
 from automed.data.dataset import load_dataset
-from automed.errors import ArtifactError, ConfigError
+from automed.errors import ArtifactError, ConfigError, Problem
 from automed.evaluate.summary import score
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
@@ -42,8 +42,14 @@ from automed.select.selection import SELECTION_FILE, select
 from automed.tasks.registry import require_segmentation
 from automed.tracking import Tracker
 from automed.train.config import TrainConfig, load_train_config
-from automed.workdir import locked
-from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
+from automed.workdir import WorkDir, locked
+from automed.workflow.prepare import (
+    check_same_cases,
+    choose_configuration,
+    dataset_source,
+    plan_for_training,
+    preprocess,
+)
 from automed.workflow.sweep_stages import (
     STATE_FILE,
     SweepOptions,
@@ -59,9 +65,16 @@ from automed.workflow.sweep_stages import (
 )
 from automed.workflow.trials_live import TrialsDisplay
 
+# what a resumed sweep takes from this call; every other option is the sweep's own (sweep.json)
+_RESUME_OPTIONS = ("budget_s", "ray_address", "tracking_uri", "device", "workers")
 
-def _resume_state(wd: Path, opts: SweepOptions) -> tuple[dict[str, Any], SweepOptions]:
-    """A sweep work dir's saved state and options (this call's budget, address and store win)."""
+
+def _resume_state(
+    wd: Path, opts: SweepOptions, dataset: str | Path | None = None
+) -> tuple[dict[str, Any], SweepOptions]:
+    """A sweep work dir's saved state and options (this call's budget, address, store, device and workers win);
+    another dataset or another value of a sweep option is refused (it would be silently ignored), and the cases the
+    sweep was split on must still be the dataset's."""
     sfile = wd / STATE_FILE
     if not sfile.is_file():
         raise ArtifactError.single(
@@ -72,11 +85,39 @@ def _resume_state(wd: Path, opts: SweepOptions) -> tuple[dict[str, Any], SweepOp
         )
     state = json.loads(sfile.read_text())
     saved = SweepOptions(**state["options"])
+    default = SweepOptions()
+    problems = [
+        Problem(
+            str(sfile),
+            f"a resumed sweep keeps its own {f.name} (only --budget, --ray-address, --tracking-uri, --device and "
+            "--workers apply to a resume)",
+            f"{getattr(opts, f.name)!r} asked, {getattr(saved, f.name)!r} saved",
+            "drop that option, or start a new sweep with -o NEW_WORKDIR",
+        )
+        for f in fields(SweepOptions)
+        if f.name not in _RESUME_OPTIONS
+        and getattr(opts, f.name) != getattr(default, f.name)
+        and getattr(opts, f.name) != getattr(saved, f.name)
+    ]
+    if dataset is not None and dataset_source(load_dataset(dataset)) != state["dataset"]:
+        problems.append(
+            Problem(
+                str(sfile),
+                "a resumed sweep keeps its dataset",
+                f"{dataset} asked, {state['dataset']} saved",
+                "drop DATASET (the sweep knows it), or start a new sweep with -o NEW_WORKDIR",
+            )
+        )
+    if problems:
+        raise ConfigError(problems, f"cannot resume the sweep in {wd}")
+    check_same_cases(load_dataset(state["dataset"]), WorkDir(wd))
     opts = replace(
         saved,
         budget_s=opts.budget_s,
         ray_address=opts.ray_address or saved.ray_address,
         tracking_uri=opts.tracking_uri or saved.tracking_uri,
+        device=opts.device or saved.device,
+        workers=opts.workers if opts.workers is not None else saved.workers,
     )
     return state, opts
 
@@ -178,7 +219,7 @@ def _sweep(
 ) -> SweepResult:
     t0 = time.perf_counter()
     if resume:
-        state, opts = _resume_state(wd, opts)
+        state, opts = _resume_state(wd, opts, dataset)
     else:
         state = _new_state(dataset, wd, opts, base_config, show_progress)
     base = TrainConfig.model_validate(state["base_config"])

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -14,8 +13,6 @@ from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import check_splits
 from automed.errors import ArtifactError
-from automed.fingerprint.extract import inputs_hash
-from automed.fingerprint.schema import Fingerprint
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import link_previous, write_previous_stage
@@ -27,7 +24,13 @@ from automed.train.schedule import FoldChoice
 from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import WorkDir
 from automed.workflow.all_data import evidence
-from automed.workflow.prepare import choose_configuration, dataset_source, plan_for_training, preprocess
+from automed.workflow.prepare import (
+    check_same_cases,
+    choose_configuration,
+    dataset_source,
+    plan_for_training,
+    preprocess,
+)
 from automed.workflow.shape import (
     asked_folds,
     auto_folds,
@@ -37,8 +40,6 @@ from automed.workflow.shape import (
     width_rule_applies,
 )
 from automed.workflow.train_options import TrainOptions
-
-log = logging.getLogger(__name__)
 
 
 def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
@@ -64,32 +65,8 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
     n = len(restored.only_folds) if restored.only_folds else restored.folds
     fallback = kept["budget_s"] / max(1, n) if kept.get("budget_s") and not opts.budget_s else None
     ds = load_dataset(saved["dataset"], restored.task)
-    _check_same_cases(ds, wdir)
+    check_same_cases(ds, wdir)
     return ds, TrainConfig.model_validate(saved["config"]), restored, fallback
-
-
-def _check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
-    """A resumed training trains on its preprocessed cache and validates against the dataset: the cases of its
-    split must still be the dataset's (refused otherwise); changed files (sizes, times) only warn."""
-    fp = Fingerprint.load(wdir.fingerprint)
-    if inputs_hash(ds, fp.samples_per_case, fp.seed) == fp.inputs_hash:
-        return
-    splits = json.loads(wdir.splits.read_text())
-    split_ids = {c for f in splits["folds"] for part in ("train", "val") for c in f[part]}
-    ids = {c.case_id for c in ds.cases}
-    if split_ids != ids:
-        gone, new = sorted(split_ids - ids), sorted(ids - split_ids)
-        raise ArtifactError.single(
-            ds.source,
-            "a resumed training needs the cases it was split on",
-            f"missing {gone[:5]}{' ...' if len(gone) > 5 else ''}, new {new[:5]}{' ...' if len(new) > 5 else ''}",
-            "restore the dataset as it was, or start a new training with -o NEW_WORKDIR",
-        )
-    log.warning(
-        "%s: the dataset's files changed since this training began (sizes or times); the resumed folds train on "
-        "the preprocessed cache of then",
-        ds.source,
-    )
 
 
 def start_training(
