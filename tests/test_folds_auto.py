@@ -249,14 +249,19 @@ def test_cost_table_rows_say_which_mirrors() -> None:
     )
 
 
-def test_finished_folds_are_reused_only_with_their_final_config_and_split(tmp_path: Path) -> None:
+def test_finished_folds_are_reused_only_with_their_final_config_and_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The budget's width rule decides after the work dir's finished folds are first checked: a rerun of the same
     budgeted command may reuse folds of the narrowed width; folds of another width (or another split) are refused
     before they could be mixed into the new model, and the refused run leaves the work dir as it was."""
+    from types import SimpleNamespace
+
     from automed.errors import ArtifactError
     from automed.plan.schema import Plan
     from automed.train.config import TrainConfig
     from automed.train.state import save_checkpoint
+    from automed.workflow import train_start
     from automed.workflow.train_options import TrainOptions
     from automed.workflow.train_start import start_training
 
@@ -267,6 +272,10 @@ def test_finished_folds_are_reused_only_with_their_final_config_and_split(tmp_pa
     )
     opts = TrainOptions(folds=2, budget_s=60.0, preset=str(preset), workers=0, auto_configuration=True)
     wd = tmp_path / "W"
+    # the width rule's choice as data (on these tiny images 16 and 32 features time alike: a timed probe could pick
+    # either on a busy machine)
+    narrowed = SimpleNamespace(base_features=16, reason="width auto: 16 base features")
+    monkeypatch.setattr(train_start, "auto_width", lambda *a, **k: narrowed)
 
     def start() -> TrainConfig:
         return start_training(ds, wd, TrainConfig(num_workers=0), opts, False, time.perf_counter() + 60)[1]
