@@ -10,12 +10,14 @@ driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` in its environment
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from automed.artifacts import write_json_atomic
 from automed.errors import ConfigError, Problem
 from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
@@ -89,10 +91,18 @@ def _trial_id_from_path(path: str | None) -> str:
     return m.group(1) if m else ""
 
 
+def _read_times(path: Path) -> dict[str, dict[str, Any]]:
+    """The trial start/end times recorded so far (a file cut short by a kill starts them afresh)."""
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _progress_callback(stage: str, total: int, show: bool, times_file: Path) -> Any:
     """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only) and records, in the
     driver, when each trial started and ended (``times_file``: the orchestration-overhead benchmark reads it)."""
-    import json
     import time
 
     from ray.tune import Callback
@@ -101,9 +111,7 @@ def _progress_callback(stage: str, total: int, show: bool, times_file: Path) -> 
         def __init__(self) -> None:
             self.done = 0
             self.bar: Any = None
-            self.times: dict[str, dict[str, Any]] = (
-                json.loads(times_file.read_text()) if times_file.is_file() else {}
-            )
+            self.times: dict[str, dict[str, Any]] = _read_times(times_file)
 
         def setup(self, *args: Any, **info: Any) -> None:
             if show:
@@ -134,7 +142,7 @@ def _progress_callback(stage: str, total: int, show: bool, times_file: Path) -> 
                 self.bar.update(self.task, completed=self.done)
 
         def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-            times_file.write_text(json.dumps(self.times, indent=1))
+            write_json_atomic(times_file, self.times)
             if self.bar is not None:
                 self.bar.stop()
 

@@ -24,7 +24,13 @@ import pandas as pd
 
 import automed.search.optuna_engine
 import automed.search.ray_engine  # noqa: F401  (registers the "ray" engine)
-from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
+from automed.artifacts import (
+    atomic_directory,
+    claim_output,
+    mark_output,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from automed.config import parse_duration
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
@@ -298,7 +304,7 @@ def _finish(
     task = task_for(Plan.load(wd / "plan.json").task_type, wd)
     score_name = task.score_name
     table = trials_table(wd, n_folds)
-    table.to_csv(wd / "trials.csv", index=False)
+    write_bytes_atomic(wd / "trials.csv", table.to_csv(index=False).encode())
     run = state["sweep_run_id"]
     full = table[table["folds_done"] == n_folds] if not table.empty else table
     best = {str(k): v for k, v in full.iloc[0].to_dict().items()} if len(full) else None
