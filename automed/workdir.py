@@ -149,6 +149,16 @@ class WorkDir:
     def fold(self, configuration: str, fold: int) -> Path:
         return self.root / "train" / configuration / fold_name(fold)
 
+    def trained_checkpoints(self) -> list[Path]:
+        """Checkpoints of folds trained in this work dir (a training's, or a sweep's trials'): while there are any,
+        its plan and split stay as they were trained on."""
+        return sorted(
+            [
+                *self.root.glob("train/*/fold_*/checkpoint_*.pt"),
+                *self.root.glob("trials/*/train/*/fold_*/checkpoint_*.pt"),
+            ]
+        )
+
     def require_model(self) -> Path:
         """``model.json``, or the error telling to train first."""
         return require(

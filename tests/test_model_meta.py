@@ -49,6 +49,12 @@ def test_a_choice_applies_only_to_the_model_it_was_decided_for(
     chosen = InferenceSettings(tta=False, step=0.75, folds=[0])
     InferenceChoice(selection="S", inference=chosen, model_digest=model_digest(wd.model)).save(wd.choice)
     assert load_model(wd.root).inference == chosen
+    # a rerun that only re-chose the training's own inference settings (or another automed version) is the same model
+    meta = ModelMeta.model_validate_json(wd.model.read_text())
+    meta.model_copy(update={"inference": InferenceSettings(step=0.6), "automed_version": "0.0.1"}).save(
+        wd.model
+    )
+    assert load_model(wd.root).inference == chosen
     # the training is redone (or extended) after the selection: its own settings, and a warning saying why
     _trained(wd.root, 0.85)
     with caplog.at_level(logging.WARNING, logger="automed.train.meta"):

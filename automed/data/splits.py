@@ -13,6 +13,7 @@ import numpy as np
 from automed.artifacts import content_hash, write_json_atomic
 from automed.data.dataset import Dataset
 from automed.errors import ArtifactError
+from automed.workdir import WorkDir
 
 SCHEMA_VERSION = 1
 
@@ -80,24 +81,21 @@ def _strata(task: str, values: list[float | None], k: int) -> tuple[np.ndarray |
 def check_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -> None:
     """Folds trained on a work dir's ``splits.json`` keep it: another fold count (or another case list) for the
     same work dir is refused before anything is written, instead of replacing the split under finished folds."""
-    trained = any(path.parent.glob("train/*/fold_*/checkpoint_*.pt"))
-    if not (trained and path.is_file()):
+    if not (path.is_file() and WorkDir(path.parent).trained_checkpoints()):
         return
     old = json.loads(path.read_text())
     new = json.loads(json.dumps(make_splits(ds, n_folds, seed)))
     if old == new:
         return
-    differs = (
-        f"{old.get('n_folds')} folds trained, {n_folds} asked"
-        if old.get("n_folds") != n_folds
-        else "the cases or their grouping changed since the folds were trained"
-    )
-    raise ArtifactError.single(
-        path,
-        "the folds trained in a work dir keep its splits.json",
-        differs,
-        f"train into a new --output (or ask for --folds {old.get('n_folds')} to continue this one)",
-    )
+    if old.get("n_folds") != new["n_folds"] and old.get("folds") == json.loads(
+        json.dumps(make_splits(ds, int(old.get("n_folds", 0)) or 1, seed))
+    ).get("folds"):  # the same cases, another fold count: asking for the trained one continues
+        differs = f"{old.get('n_folds')} folds trained, {new['n_folds']} asked"
+        fix = f"train into a new --output (or ask for --folds {old.get('n_folds')} to continue this one)"
+    else:
+        differs = "the cases or their grouping changed since the folds were trained"
+        fix = "train into a new --output, or restore the dataset as it was"
+    raise ArtifactError.single(path, "the folds trained in a work dir keep its splits.json", differs, fix)
 
 
 def write_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -> dict[str, Any]:

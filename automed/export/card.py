@@ -13,6 +13,7 @@ from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 from automed.runtime.postprocess import describe
 from automed.select.inference_cost import mirror_label
+from automed.train.meta import applied_choice
 from automed.workdir import WorkDir
 
 
@@ -31,8 +32,9 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
     plan, cfg = predictor.plan, predictor.cfg
     lines = [f"# {plan.dataset_name}: automed {predictor.configuration} model", ""]
     choice: dict[str, Any] = {}  # what `automed select` chose for this training (inference.json)
-    if workdir is not None and WorkDir(workdir).choice.is_file():
-        choice = json.loads(WorkDir(workdir).choice.read_text())
+    applied = applied_choice(WorkDir(workdir)) if workdir is not None else None
+    if applied is not None:
+        choice = applied.model_dump(mode="json")
     fp_file = workdir / "fingerprint.json" if workdir is not None else None
     lines += ["## Data", ""]
     if fp_file is not None and fp_file.is_file():

@@ -24,6 +24,7 @@ from automed.errors import ArtifactError
 from automed.parallel import progress_bar
 from automed.plan.schema import Plan
 from automed.preprocess.pipeline import preprocess_label
+from automed.train.meta import model_digest
 from automed.workdir import WorkDir
 
 MANIFEST_VERSION = 1
@@ -97,8 +98,16 @@ def _prediction(prev_root: Path, stage: str, prev_splits: dict[str, Any], cid: s
 
 
 def _digest(path: Path) -> str:
-    """The first stage's ``model.json`` by content (a rerun that rewrites the same model is the same model)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    """The first stage's model by what identifies its training (``meta.model_digest``: a rerun that rewrites the same
+    model, or re-chooses its inference settings, is the same model)."""
+    return model_digest(path)[:16]
+
+
+def legacy_digest(path: Path) -> str:
+    """How links written before 2026-12-04 named the first stage's ``model.json`` (path, size, mtime): such a link
+    still holds while that file is untouched."""
+    st = path.stat()
+    return hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
 def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_progress: bool = True) -> str:

@@ -102,12 +102,13 @@ class Engine(ABC):
         return replace(ctx, threads=max(1, int(self.resources.get("cpu", 1))))
 
     @staticmethod
-    def sampler(spec: SearchSpec, worker: int = 0) -> Any:
+    def sampler(spec: SearchSpec, worker: int = 0, started: int = 0) -> Any:
         """Optuna's seeded sampler for ``spec`` (both engines sample with Optuna); ``worker``: the index of a process
-        sampling the same study beside others (each gets its own seed, else all draw the same values)."""
+        sampling the same study beside others (each gets its own seed, else all draw the same values); ``started``:
+        trials the study holds already (a resumed search)."""
         import optuna
 
-        seed = spec.seed + 7919 * worker
+        seed = spec.seed + 7919 * worker + 104729 * started
         if spec.sampler == "tpe":
             return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, spec.n_trials // 3))
         return optuna.samplers.RandomSampler(seed=seed)

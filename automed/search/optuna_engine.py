@@ -35,10 +35,10 @@ def _storage(ctx: SweepContext) -> Any:
 
 def _study(ctx: SweepContext, spec: SearchSpec, worker: int = 0) -> Any:
     """The shared study; ``worker``: the process's index, which offsets its sampler's seed (processes seeded alike
-    would draw the same configurations)."""
+    would draw the same configurations), as do the trials already in the study (a resumed search draws new points,
+    not the killed run's first ones again)."""
     import optuna
 
-    sampler = Engine.sampler(spec, worker)
     pruner: Any = (
         optuna.pruners.SuccessiveHalvingPruner(
             min_resource=spec.grace_epochs, reduction_factor=spec.reduction_factor
@@ -46,14 +46,17 @@ def _study(ctx: SweepContext, spec: SearchSpec, worker: int = 0) -> Any:
         if spec.scheduler == "asha"
         else optuna.pruners.NopPruner()
     )
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name="search",
         storage=_storage(ctx),
         direction="maximize",
-        sampler=sampler,
+        sampler=Engine.sampler(spec, worker),
         pruner=pruner,
         load_if_exists=True,
     )
+    if started := len(study.get_trials(deepcopy=False)):
+        study.sampler = Engine.sampler(spec, worker, started)
+    return study
 
 
 def _with_retries(

@@ -56,9 +56,10 @@ def _register(
     bundle: Path, plan: Plan, score: float, tracker: Tracker, run_id: str, previous: dict[str, Any] | None
 ) -> dict[str, Any]:
     """Register ``bundle`` as a version of the dataset's model (MLflow pyfunc) on ``run_id``, unless ``previous``
-    (the entry remembered for it) is a version of the same bundle, byte for byte: then that version stands."""
+    (the entry remembered for it) is a version of the same bundle, byte for byte, registered with the same score:
+    then that version stands."""
     digest = tree_hash(bundle)
-    same = _unchanged(tracker, previous, digest)
+    same = _unchanged(tracker, previous, digest, score)
     if same is not None:
         return same
     registered = register_ensemble(
@@ -76,9 +77,13 @@ def _register(
     return {**registered, BUNDLE_TAG: digest}
 
 
-def _unchanged(tracker: Tracker, previous: dict[str, Any] | None, digest: str) -> dict[str, Any] | None:
-    """``previous`` with the registry's current champion when its version still exists and holds ``digest`` (an
-    ``automed select`` re-run that changed nothing registers no new version); else ``None``."""
+def _unchanged(
+    tracker: Tracker, previous: dict[str, Any] | None, digest: str, score: float
+) -> dict[str, Any] | None:
+    """``previous`` with the registry's current champion when its version still exists, holds ``digest`` and was
+    registered with ``score`` (an ``automed select`` re-run that changed nothing registers no new version; one that
+    scores the same bundle higher, e.g. after postprocessing, registers it again so the champion rule sees it);
+    else ``None``."""
     if not previous or previous.get(BUNDLE_TAG) != digest:
         return None
     from mlflow.exceptions import MlflowException
@@ -89,7 +94,7 @@ def _unchanged(tracker: Tracker, previous: dict[str, Any] | None, digest: str) -
         champion = client.get_model_version_by_alias(previous["name"], "champion").version
     except MlflowException:  # deleted, or no champion any more: register again
         return None
-    if version.tags.get(BUNDLE_TAG) != digest:
+    if version.tags.get(BUNDLE_TAG) != digest or version.tags.get("cv_score") != f"{score:.6f}":
         return None
     return {**previous, "champion": str(champion)}
 

@@ -10,7 +10,6 @@ rewrites it: ``inference.json`` overrides the inference settings (postprocessing
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from automed._version import __version__
-from automed.artifacts import write_json_atomic
+from automed.artifacts import content_hash, write_json_atomic
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
@@ -145,8 +144,27 @@ def _upgrade_v1(raw: dict[str, Any], plan_file: Path) -> dict[str, Any]:
 
 
 def model_digest(path: Path) -> str:
-    """SHA-256 of a ``model.json``'s bytes: which training an ``inference.json`` was decided for."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Which training a ``model.json`` describes: a hash of it without the inference settings and the automed
+    version (a re-run that only re-chose its own inference settings, or an upgrade, is the same model; a training
+    redone or extended has other scores)."""
+    raw = json.loads(path.read_text())
+    return content_hash({k: v for k, v in raw.items() if k not in ("inference", "automed_version")})
+
+
+def applied_choice(wd: WorkDir) -> InferenceChoice | None:
+    """``automed select``'s ``inference.json`` when it was decided for this ``model.json`` (``None``: none, or one
+    decided for an earlier training of the work dir, with a warning)."""
+    if not wd.choice.is_file():
+        return None
+    choice = InferenceChoice.model_validate_json(wd.choice.read_text())
+    if choice.model_digest in (None, model_digest(wd.model)):
+        return choice
+    log.warning(
+        "%s was decided for an earlier training of this work dir: its inference settings are not applied "
+        "(run `automed select` again to choose for this one)",
+        wd.choice,
+    )
+    return None
 
 
 def load_model(workdir: Path) -> ModelMeta:
@@ -156,17 +174,8 @@ def load_model(workdir: Path) -> ModelMeta:
     wd = WorkDir(workdir)
     meta = read_meta(wd.require_model())
     _check_plan(wd, meta)
-    if wd.choice.is_file():
-        choice = InferenceChoice.model_validate_json(wd.choice.read_text())
-        if choice.model_digest in (None, model_digest(wd.model)):
-            meta = meta.model_copy(update={"inference": choice.inference})
-        else:
-            log.warning(
-                "%s was decided for an earlier training of this work dir: its inference settings are not applied "
-                "(run `automed select` again to choose for this one)",
-                wd.choice,
-            )
-    return meta
+    choice = applied_choice(wd)
+    return meta if choice is None else meta.model_copy(update={"inference": choice.inference})
 
 
 def _check_plan(wd: WorkDir, meta: ModelMeta) -> None:

@@ -186,6 +186,23 @@ def validated_rows(folder: Path, tta: bool, mirrors: str) -> list[dict[str, Any]
     return rows
 
 
+def _place(job: FoldJob) -> str | None:
+    """This process's threads and GPU for ``job``; the device its fold trains on."""
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    if job.cuda_device is None:
+        return job.device
+    torch.cuda.set_device(job.cuda_device)
+    return f"cuda:{job.cuda_device}"
+
+
+def _forget_validation(folder: Path) -> None:
+    """New weights are coming: the earlier weights' validation must never be taken for theirs (a kill during the new
+    validation would otherwise leave it behind a finished fold)."""
+    for stale in ("validation_metrics.json", VALIDATED_WITH):
+        (folder / stale).unlink(missing_ok=True)
+
+
 @dataclass
 class FoldOutcome:
     fold: int
@@ -200,12 +217,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
     """Train, validate and log one fold into its (existing) MLflow run. Safe to call in a worker process.
 
     ``callback`` replaces the default per-epoch MLflow logging (a sweep trial adds its engine report)."""
-    if job.threads:
-        torch.set_num_threads(job.threads)
-    device = job.device
-    if job.cuda_device is not None:
-        torch.cuda.set_device(job.cuda_device)
-        device = f"cuda:{job.cuda_device}"
+    device = _place(job)
     wd = Path(job.workdir)
     plan = Plan.load(WorkDir(wd).plan)
     task = task_for(plan.task_type, wd)
@@ -217,10 +229,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
         if job.extend == 0 and fold_finished(folder):  # trained earlier, killed before its validation ended
             res = finished_result(folder, job.fold)
         else:
-            # new weights are coming: the earlier weights' validation must never be taken for theirs (a kill during
-            # the new validation would otherwise leave it behind a finished fold)
-            for stale in ("validation_metrics.json", VALIDATED_WITH):
-                (folder / stale).unlink(missing_ok=True)
+            _forget_validation(folder)
             label = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
             display = FoldDisplay(label, job.budget_s, job.progress, score_label=task.epoch_label)
             tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))

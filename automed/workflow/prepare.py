@@ -131,7 +131,7 @@ def plan(
         result = result.model_copy(update={"calibration": cal}).with_hash()
     out = wd / PLAN_FILE
     if _stored_plan_hash(out) != result.hash:
-        trained = sorted(wd.glob("train/*/fold_*/checkpoint_*.pt"))
+        trained = WorkDir(wd).trained_checkpoints()
         if trained and out.is_file():  # its weights would then load with another spacing or normalization
             raise ArtifactError.single(
                 out,

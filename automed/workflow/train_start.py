@@ -15,7 +15,7 @@ from automed.data.splits import check_splits
 from automed.errors import ArtifactError
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
-from automed.preprocess.previous_stage import link_previous, write_previous_stage
+from automed.preprocess.previous_stage import legacy_digest, link_previous, write_previous_stage
 from automed.privacy import strip_credentials
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
@@ -201,6 +201,10 @@ def _check_same_previous(
     trained = sorted((wdir.root / "train" / config.configuration).glob("fold_*/checkpoint_*.pt"))
     if not trained or before is None or json.loads(before) == link:
         return
+    old = json.loads(before)
+    model = WorkDir(Path(link["workdir"])).model
+    if {**old, "model": link["model"]} == link and old.get("model") == legacy_digest(model):
+        return  # a link of the earlier format to the same, untouched model.json
     raise ArtifactError.single(
         wdir.previous_link,
         "cascade folds keep the first-stage model they were trained on",
