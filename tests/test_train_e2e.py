@@ -274,6 +274,16 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert [h["epoch"] for h in json.loads(progress.read_text())["history"]] == list(range(1, 9))
     assert json.loads(progress.read_text())["finished"] and json.loads(metrics.read_text()) != stale
+    # a kill after this fold completed its part of an --extend 2 (others had not): typed again, the command
+    # completes the extension without extending this fold a second time, and forgets it once concluded
+    saved = json.loads((wd / "train_config.json").read_text())
+    assert "extension" not in saved
+    pending = {"epochs": 2, "targets": {"0": 8}}
+    (wd / "train_config.json").write_text(json.dumps({**saved, "extension": pending}))
+    r = subprocess.run([*again, "--workers", "0"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(json.loads(progress.read_text())["history"]) == 8
+    assert "extension" not in json.loads((wd / "train_config.json").read_text())
 
 
 def _assert_same_training(a: Path, b: Path) -> None:

@@ -50,6 +50,27 @@ def _save_config(wd: Path, config: TrainConfig) -> None:
     write_json_atomic(WorkDir(wd).train_config, {**saved, "config": config.model_dump(mode="json")})
 
 
+def _epochs_done(folder: Path) -> int:
+    progress = folder / "progress.json"
+    return len(json.loads(progress.read_text())["history"]) if progress.is_file() else 0
+
+
+def _extension_targets(wd: Path, config: TrainConfig, folds: list[int], extend: int) -> dict[str, int]:
+    """The epoch count each fold reaches with this ``--extend``, kept in ``train_config.json`` until the training
+    concludes: typed again after a kill, the same ``--extend`` completes the extension (folds that had finished it
+    are not extended twice)."""
+    if not extend:
+        return {}
+    wdir = WorkDir(wd)
+    saved = json.loads(wdir.train_config.read_text())
+    pending = saved.get("extension")
+    if pending and pending.get("epochs") == extend:
+        return {str(k): int(v) for k, v in pending["targets"].items()}
+    targets = {str(f): _epochs_done(wdir.fold(config.configuration, f)) + extend for f in folds}
+    write_json_atomic(wdir.train_config, {**saved, "extension": {"epochs": extend, "targets": targets}})
+    return targets
+
+
 def _open_tracking(
     wd: Path, plan: Plan, config: TrainConfig, opts: TrainOptions, ds: Dataset, reopen: bool
 ) -> tuple[Tracker, TrackingState]:
@@ -112,11 +133,14 @@ def _fold_jobs(
     rows: list[dict[str, Any]] = []
     epochs: dict[int, int] = {}
     jobs: list[FoldJob] = []
+    targets = _extension_targets(wd, config, folds, extend)
     for fold in folds:
         fsplit = all_data_split(splits) if fold == ALL_DATA else splits["folds"][fold]
         folder = WorkDir(wd).fold(config.configuration, fold)
         done = fold_finished(folder)
-        reused = validated_rows(folder, opts.validation_tta, opts.validation_mirrors) if not extend else None
+        # a fold that completed this --extend before a kill is not extended again when the command is retyped
+        more = extend if _epochs_done(folder) < targets.get(str(fold), 0) else 0
+        reused = validated_rows(folder, opts.validation_tta, opts.validation_mirrors) if not more else None
         if reused is not None:
             rows += reused
             epochs[fold] = len(json.loads((folder / "progress.json").read_text())["history"])
@@ -145,7 +169,7 @@ def _fold_jobs(
                 # a fold killed during its --extend continues from its latest checkpoint when --extend is typed again
                 # (not retrained from epoch 0); a finished one is extended
                 resume=(resume or extend > 0) and (folder / "checkpoint_latest.pt").is_file() and not done,
-                extend=extend if done else 0,
+                extend=more if done else 0,
                 run_id=run_id,
                 uri=tracker.uri,  # with its credentials (tracking.json keeps none)
                 experiment=track.experiment,
@@ -273,6 +297,9 @@ def train_dataset(
             tracker.end_run(track.parent_run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
             raise
         tracker.end_run(track.parent_run_id)
+        saved = json.loads(WorkDir(wd).train_config.read_text())
+        if saved.pop("extension", None) is not None:  # the extension is complete
+            write_json_atomic(WorkDir(wd).train_config, saved)
         return TrainResult(wd, cv, meta, epochs, registered, opts.folds_reason)
 
 
