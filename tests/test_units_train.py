@@ -349,3 +349,29 @@ def test_ema_follows_its_recurrence_and_the_stop_follows_the_rule(planned: tuple
     expected = stop if stop is not None else epochs
     assert len(hist) == expected and res.epochs == expected
     assert progress["stopped_early"] is (stop is not None)
+
+
+def test_augmented_patches_reach_every_border_and_keep_the_forced_voxel() -> None:
+    """With augmentation the sampler crops an enlarged region and the network patch is its centre: that centre must
+    reach the image's borders (the enlarged crop then extends past the image, padded) and hold the forced voxel even
+    next to a border (the crop was kept inside the image, so a border band never reached the network and a voxel
+    near the border fell outside the patch)."""
+    from automed.train.augment import center_crop
+
+    shape, patch, crop = (20, 60, 20), [8, 16, 8], [12, 26, 12]
+    seg = np.zeros(shape, np.int16)
+    seg[10, 2, 10] = 1
+    ys = np.broadcast_to(
+        np.arange(1, shape[1] + 1, dtype=np.float32)[None, :, None], shape
+    )  # row + 1; padding 0
+    case = CaseArrays(ys[None].copy(), seg, {1: np.array([[10, 2, 10]], np.int32)})
+    spec = SamplerSpec(patch, 1, 1.0, 2, [1.0, 1.0, 1.0], Augmentation())
+    rng = np.random.default_rng(0)
+    seen_y: set[int] = set()
+    for _ in range(400):
+        d, _, _ = sample_patch(rng, case, spec, crop, force_fg=False)
+        inner = center_crop(d, patch)
+        seen_y |= {int(v) for v in np.unique(inner[0, :, :, :])}
+    assert seen_y == set(range(1, shape[1] + 1))  # every row, both borders included, and no padding inside
+    _, s, _ = sample_patch(rng, case, spec, crop, force_fg=True)
+    assert center_crop(s, patch).any()  # the forced voxel two rows from the border is in the network patch

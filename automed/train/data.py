@@ -108,15 +108,20 @@ def n_forced(batch_size: int, oversample: float) -> int:
 def sample_patch(
     rng: np.random.Generator, case: CaseArrays, spec: SamplerSpec, crop: list[int], force_fg: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """One (data, seg, previous-stage) crop of size ``crop`` (3 axes; 2D configurations use a slice of depth 1)."""
+    """One (data, seg, previous-stage) crop of size ``crop`` (3 axes; 2D configurations use a slice of depth 1) around
+    the network patch that augmentation centre-crops from it (``crop`` = ``spec.patch`` without augmentation)."""
     is_2d = len(spec.patch) == 2
     assert case.seg is not None, "a segmentation case has a label map"
     shape = list(case.seg.shape)
     classes = [k for k, v in case.locs.items() if len(v)]
     size = [1, *crop] if is_2d else list(crop)
-    # the patch stays inside the image on every axis the image covers; a shorter axis is padded
-    lo_min = [min(0, s - n) for s, n in zip(shape, size, strict=True)]
-    lo_max = [max(0, s - n) for s, n in zip(shape, size, strict=True)]
+    final = [1, *spec.patch] if is_2d else list(spec.patch)
+    # the network patch (the crop's centre) reaches every border of the image and stays inside it on every axis the
+    # image covers (a shorter axis is padded); the enlarged crop around it may extend past the image (padding, as
+    # nnU-Net's does): bounds of the crop's lower corner
+    margin = [(n - p) // 2 for n, p in zip(size, final, strict=True)]
+    lo_min = [min(0, s - p) - m for s, p, m in zip(shape, final, margin, strict=True)]
+    lo_max = [max(0, s - p) - m for s, p, m in zip(shape, final, margin, strict=True)]
     if force_fg and classes:
         k = classes[int(rng.integers(len(classes)))]
         loc = case.locs[k][int(rng.integers(len(case.locs[k])))]
