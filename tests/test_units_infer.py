@@ -354,3 +354,20 @@ def test_the_all_mirrors_reference_row_is_the_cap_but_never_a_candidate() -> Non
     )  # 0.99 of the reference is not a candidate
     c = choose(t, 5)
     assert (c["tta"], c["mirrors"]) == (False, "even")  # TTA off now; a later --tta uses the training's set
+
+
+def test_preprocessing_leaves_the_callers_image_as_it_was() -> None:
+    """The same image goes to every fold, ensemble member, cascade stage and parity run: preprocessing must not
+    normalize it in place (a float32 CT image with nothing to crop and the identity transpose was changed, and a
+    second pass saw an image normalized twice)."""
+    from automed.runtime.pipeline import Spec, preprocess_image
+
+    ct = {"channel": 0, "scheme": "ct", "use_nonzero_mask": False}
+    ct |= {"clip_low": -1000.0, "clip_high": 1000.0, "mean": 40.0, "std": 300.0}
+    spec = Spec([0, 1, 2], [0, 1, 2], [1.0, 1.0, 1.0], 3, [ct], 3, 0, 3.0, [0, 1], 1)
+    image = np.random.default_rng(0).uniform(-1000, 1000, (1, 6, 8, 8)).astype(np.float32)
+    before = image.copy()
+    first, _, _ = preprocess_image(image, [1.0, 1.0, 1.0], spec)
+    assert np.array_equal(image, before)
+    second, _, _ = preprocess_image(image, [1.0, 1.0, 1.0], spec)
+    assert np.array_equal(first, second)

@@ -60,7 +60,10 @@ def preprocess_image(
     mask = nonzero_mask(data)
     box = bbox_of(mask)
     sl = slicer(box)
-    data = np.ascontiguousarray(data[(slice(None), *sl)])
+    # a copy of its own: normalization works in place, and neither the transpose (identity, float32 input) nor the
+    # crop (nothing to crop) need copy, so the caller's image (read once, then given to every fold, ensemble member,
+    # cascade stage and parity run) would come back normalized
+    data = np.array(data[(slice(None), *sl)], dtype=np.float32, order="C", copy=True)
     mask = mask[sl]
     data = normalize(data, spec.schemes(), mask)
     target = target_spacing(spec, spacing_t)
