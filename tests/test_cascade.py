@@ -122,8 +122,15 @@ def test_cascade_predicts_through_both_stages_from_workdir_and_bundle(cascade: d
 
     casc, root = cascade["casc"], cascade["root"]
     image = cascade["data"] / "imagesTr" / "case_001.nii.gz"
-    pred = Predictor.from_workdir(casc, tta=False)
-    assert pred.previous is not None and len(pred.previous.models) == 2
+    from automed.train.meta import load_model
+
+    pred = Predictor.from_workdir(casc)
+    own = load_model(
+        cascade["low"]
+    ).inference  # the first stage predicts with its own settings, as its bundle does
+    assert pred.previous is not None and (pred.previous.tta, pred.previous.step) == (own.tta, own.step)
+    pred.tta = False  # `automed predict --no-tta`: both stages
+    assert pred.previous.tta is False and len(pred.previous.models) == 2
     assert pred.previous.postprocessing == []  # the cascade trained on raw first-stage predictions
     calls: list[int] = []
     inner = pred.previous.predict_arrays

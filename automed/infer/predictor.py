@@ -61,7 +61,7 @@ class Predictor:
         self.device = device
         self.amp_dtype = autocast_dtype(device, amp)
         self.step = step
-        self.tta = tta
+        self._tta = tta  # its own setting; the cascade's first stage keeps its own (see the tta setter)
         self.mirrors = mirrors  # which mirrorings tta averages (automed.runtime.sliding.mirror_axes_sets)
         self.whole_image_factor = whole_image_factor
         self.postprocessing = list(postprocessing or [])  # steps chosen on CV (automed.select)
@@ -80,6 +80,17 @@ class Predictor:
     def n_channels(self) -> int:
         return self.plan.n_channels
 
+    @property
+    def tta(self) -> bool:
+        return self._tta
+
+    @tta.setter
+    def tta(self, value: bool) -> None:
+        """Mirror TTA on or off, for a cascade's first stage too (``automed predict --no-tta``)."""
+        self._tta = value
+        if self.previous is not None:
+            self.previous.tta = value
+
     @classmethod
     def from_folds(
         cls,
@@ -96,7 +107,7 @@ class Predictor:
             WorkDir(workdir).fold(config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds
         ]
         if plan.configurations[config.configuration].previous_stage and "previous" not in kwargs:
-            kwargs["previous"] = previous_stage(workdir, folds, device=device, tta=kwargs.get("tta", True))
+            kwargs["previous"] = previous_stage(workdir, folds, device=device)
         return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
 
     @classmethod
@@ -137,6 +148,7 @@ class Predictor:
         kwargs.setdefault("tta", inf.tta)
         kwargs.setdefault("mirrors", inf.mirrors)
         kwargs.setdefault("step", inf.step)
+        kwargs.setdefault("whole_image_factor", inf.whole_image_factor)
         return cls.from_folds(
             wd,
             Plan.load(WorkDir(wd).plan),
@@ -189,10 +201,11 @@ class Predictor:
         return Prediction(labels, out_probs)
 
 
-def previous_stage(workdir: Path, folds: list[int], *, device: str | None, tta: bool) -> Predictor:
+def previous_stage(workdir: Path, folds: list[int], *, device: str | None) -> Predictor:
     """A cascade's first stage: the linked 3d_lowres training's models of the same ``folds`` (a validation fold sees
     the prediction of the model that held its cases out, as in training), without postprocessing (training saw
-    its raw validation predictions)."""
+    its raw validation predictions), with its own TTA, mirror set and window step (as its registered bundle
+    predicts)."""
     link = json.loads(WorkDir(workdir).previous_link.read_text())
     prev = Path(link["workdir"])
     meta = load_model(prev)
@@ -203,6 +216,8 @@ def previous_stage(workdir: Path, folds: list[int], *, device: str | None, tta: 
         folds,
         checkpoint=meta.checkpoint,
         device=device,
-        tta=tta,
-        mirrors=meta.inference.mirrors,  # its own mirror set, as its registered bundle predicts
+        tta=meta.inference.tta,
+        mirrors=meta.inference.mirrors,
+        step=meta.inference.step,
+        whole_image_factor=meta.inference.whole_image_factor,
     )
