@@ -375,3 +375,18 @@ def test_augmented_patches_reach_every_border_and_keep_the_forced_voxel() -> Non
     assert seen_y == set(range(1, shape[1] + 1))  # every row, both borders included, and no padding inside
     _, s, _ = sample_patch(rng, case, spec, crop, force_fg=True)
     assert center_crop(s, patch).any()  # the forced voxel two rows from the border is in the network patch
+
+
+def test_the_first_epoch_sets_the_best_score_mark() -> None:
+    """An R² can start below -1 (the old floor): the first epoch is the best so far, later ones improve on it; an
+    undefined epoch leaves the EMA as it was."""
+    from automed.train.state import TrainState
+
+    st = TrainState()
+    marks = []
+    for score in (-3.0, -3.5, float("nan"), -1.0):
+        marks.append(st.record_score(score, 0.9))
+        st.epoch += 1
+    assert marks == [True, False, False, True]
+    assert st.best_ema == pytest.approx(0.9 * (0.9 * -3.0 + 0.1 * -3.5) + 0.1 * -1.0)
+    assert st.epochs_without_improvement == 0

@@ -9,6 +9,7 @@ history (undefined values as null).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -78,6 +79,21 @@ class TrainState:
     stopped_early: bool = False
     optimizer: str = ""  # resolved (never "auto"); with lr0, fixed when the schedule is laid out
     lr0: float = 0.0
+
+    def record_score(self, mean: float, decay: float) -> bool:
+        """This epoch's validation score into the EMA; whether the EMA improved (the best checkpoint, early
+        stopping). An undefined score (no class in any validation patch, none predicted) leaves the EMA as it was
+        (0 before the first defined epoch): no evidence either way. The first epoch sets the mark: a score can
+        start below any fixed floor (an R² of -3)."""
+        if not math.isnan(mean):
+            self.ema = mean if self.ema is None else decay * self.ema + (1 - decay) * mean
+        elif self.ema is None:
+            self.ema = 0.0
+        improved = self.epoch == 0 or self.ema > self.best_ema
+        self.best_ema = self.ema if self.epoch == 0 else max(self.best_ema, self.ema)
+        self.epochs_without_improvement = 0 if improved else self.epochs_without_improvement + 1
+        return improved
+
     last_epoch_iterations: int = 0  # a budget's last epoch may be shorter (0: as long as the others)
 
     def to_dict(self) -> dict[str, Any]:

@@ -332,15 +332,7 @@ class FoldTrainer:
         """Validate, update the EMA and early stopping, log the epoch, write checkpoints and progress."""
         st, config = self.st, self.config
         vlosses, mean, per_class = self.validate_epoch()
-        # an epoch where the score is undefined (no class in any validation patch, none predicted) leaves the EMA
-        # as it was (0 before the first defined epoch): it is no evidence either way
-        if not np.isnan(mean):
-            st.ema = mean if st.ema is None else config.ema_decay * st.ema + (1 - config.ema_decay) * mean
-        elif st.ema is None:
-            st.ema = 0.0
-        improved = st.ema > st.best_ema
-        st.best_ema = max(st.best_ema, st.ema)
-        st.epochs_without_improvement = 0 if improved else st.epochs_without_improvement + 1
+        improved = st.record_score(mean, config.ema_decay)
         st.epoch += 1
         log = EpochLog(
             st.epoch,
@@ -348,7 +340,7 @@ class FoldTrainer:
             float(np.mean(vlosses)),
             per_class,
             mean,
-            float(st.ema),
+            float(st.ema if st.ema is not None else 0.0),  # set by record_score
             float(self.opt.param_groups[0]["lr"]),
             time.perf_counter() - t_epoch,
             wait / max(train_time, 1e-9),
