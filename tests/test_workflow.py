@@ -130,3 +130,11 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     text = str(e.value)
     assert "keeps its own trials" in text and "30 asked, 20 saved" in text and "keeps its own sampler" in text
     assert "a resumed sweep keeps its dataset" in text and "-o NEW_WORKDIR" in text
+
+
+def test_mirror_tta_only_for_networks_trained_on_mirrored_images() -> None:
+    from automed.workflow.train import mirror_tta
+
+    assert mirror_tta(True, TrainConfig())
+    assert not mirror_tta(True, TrainConfig.model_validate({"augmentation": {"flip_p": 0}}))
+    assert not mirror_tta(False, TrainConfig())

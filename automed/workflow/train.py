@@ -50,6 +50,12 @@ def _save_config(wd: Path, config: TrainConfig) -> None:
     write_json_atomic(WorkDir(wd).train_config, {**saved, "config": config.model_dump(mode="json")})
 
 
+def mirror_tta(asked: bool, config: TrainConfig) -> bool:
+    """Mirror TTA only for a network trained on mirrored images (``augmentation.flip_p`` > 0): averaging flips it
+    never saw would mix in predictions of another model (left and right swapped, for lateral structures)."""
+    return asked and config.augmentation.flip_p > 0
+
+
 def _epochs_done(folder: Path) -> int:
     progress = folder / "progress.json"
     return len(json.loads(progress.read_text())["history"]) if progress.is_file() else 0
@@ -271,6 +277,7 @@ def train_dataset(
             ds, config, opts = start_training(dataset, wd, config, opts, show_progress, deadline0)
         plan = Plan.load(WorkDir(wd).plan)
         config = choose_configuration(config, plan, auto=False, previous=opts.previous_workdir)
+        opts = replace(opts, validation_tta=mirror_tta(opts.validation_tta, config))
         task = task_for(plan.task_type, ds.source)
         tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
         try:
