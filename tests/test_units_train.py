@@ -379,14 +379,21 @@ def test_augmented_patches_reach_every_border_and_keep_the_forced_voxel() -> Non
 
 def test_the_first_epoch_sets_the_best_score_mark() -> None:
     """An R² can start below -1 (the old floor): the first epoch is the best so far, later ones improve on it; an
-    undefined epoch leaves the EMA as it was."""
-    from automed.train.state import TrainState
+    undefined epoch leaves the EMA as it was, and after an undefined first epoch the first defined score starts the
+    EMA and sets the mark (not the placeholder 0)."""
+    from automed.train.state import EpochLog, TrainState
 
-    st = TrainState()
-    marks = []
-    for score in (-3.0, -3.5, float("nan"), -1.0):
-        marks.append(st.record_score(score, 0.9))
-        st.epoch += 1
+    def run(scores: list[float]) -> tuple[list[bool], TrainState]:
+        st, marks = TrainState(), []
+        for score in scores:
+            marks.append(st.record_score(score, 0.9))
+            st.epoch += 1
+            st.history.append(EpochLog(st.epoch, 0.0, 0.0, [], score, st.ema or 0.0, 0.0, 0.0, 0.0, 0))
+        return marks, st
+
+    marks, st = run([-3.0, -3.5, float("nan"), -1.0])
     assert marks == [True, False, False, True]
     assert st.best_ema == pytest.approx(0.9 * (0.9 * -3.0 + 0.1 * -3.5) + 0.1 * -1.0)
     assert st.epochs_without_improvement == 0
+    marks, st = run([float("nan"), -3.0, -2.5])
+    assert marks == [True, True, True] and st.best_ema == pytest.approx(0.9 * -3.0 + 0.1 * -2.5)

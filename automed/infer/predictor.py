@@ -107,7 +107,8 @@ class Predictor:
             WorkDir(workdir).fold(config.configuration, f) / f"checkpoint_{checkpoint}.pt" for f in folds
         ]
         if plan.configurations[config.configuration].previous_stage and "previous" not in kwargs:
-            kwargs["previous"] = previous_stage(workdir, folds, device=device)
+            # a cascade fold's validation: the first stage as it made the training inputs (its validation TTA)
+            kwargs["previous"] = previous_stage(workdir, folds, device=device, tta=kwargs.get("tta", True))
         return cls.from_checkpoints(plan, config, paths, device=device, **kwargs)
 
     @classmethod
@@ -149,6 +150,9 @@ class Predictor:
         kwargs.setdefault("mirrors", inf.mirrors)
         kwargs.setdefault("step", inf.step)
         kwargs.setdefault("whole_image_factor", inf.whole_image_factor)
+        if Plan.load(WorkDir(wd).plan).configurations[meta.config.configuration].previous_stage:
+            # prediction: the first stage with its own inference settings, as the registered bundle predicts
+            kwargs.setdefault("previous", previous_stage(wd, folds or meta.predict_folds, device=device))
         return cls.from_folds(
             wd,
             Plan.load(WorkDir(wd).plan),
@@ -201,11 +205,14 @@ class Predictor:
         return Prediction(labels, out_probs)
 
 
-def previous_stage(workdir: Path, folds: list[int], *, device: str | None) -> Predictor:
+def previous_stage(
+    workdir: Path, folds: list[int], *, device: str | None, tta: bool | None = None
+) -> Predictor:
     """A cascade's first stage: the linked 3d_lowres training's models of the same ``folds`` (a validation fold sees
     the prediction of the model that held its cases out, as in training), without postprocessing (training saw
-    its raw validation predictions), with its own TTA, mirror set and window step (as its registered bundle
-    predicts)."""
+    its raw validation predictions), with its own mirror set. ``tta`` ``None`` (prediction): its own TTA and window
+    step, as its registered bundle predicts; a bool (a cascade fold's validation): that TTA at the default step, as
+    its validation predictions that the cascade trained on were made."""
     link = json.loads(WorkDir(workdir).previous_link.read_text())
     prev = Path(link["workdir"])
     meta = load_model(prev)
@@ -216,8 +223,14 @@ def previous_stage(workdir: Path, folds: list[int], *, device: str | None) -> Pr
         folds,
         checkpoint=meta.checkpoint,
         device=device,
-        tta=meta.inference.tta,
         mirrors=meta.inference.mirrors,
-        step=meta.inference.step,
-        whole_image_factor=meta.inference.whole_image_factor,
+        **(
+            {
+                "tta": meta.inference.tta,
+                "step": meta.inference.step,
+                "whole_image_factor": meta.inference.whole_image_factor,
+            }
+            if tta is None
+            else {"tta": tta}
+        ),
     )

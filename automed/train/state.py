@@ -83,14 +83,17 @@ class TrainState:
     def record_score(self, mean: float, decay: float) -> bool:
         """This epoch's validation score into the EMA; whether the EMA improved (the best checkpoint, early
         stopping). An undefined score (no class in any validation patch, none predicted) leaves the EMA as it was
-        (0 before the first defined epoch): no evidence either way. The first epoch sets the mark: a score can
-        start below any fixed floor (an R² of -3)."""
-        if not math.isnan(mean):
-            self.ema = mean if self.ema is None else decay * self.ema + (1 - decay) * mean
+        (a placeholder 0 before the first defined epoch): no evidence either way. The first epoch, and the first
+        defined score, set the mark and start the EMA: a score can start below any fixed floor (an R² of -3)."""
+        defined = not math.isnan(mean)
+        first = defined and all(math.isnan(h.val_score) for h in self.history)
+        if defined:
+            self.ema = mean if first or self.ema is None else decay * self.ema + (1 - decay) * mean
         elif self.ema is None:
             self.ema = 0.0
-        improved = self.epoch == 0 or self.ema > self.best_ema
-        self.best_ema = self.ema if self.epoch == 0 else max(self.best_ema, self.ema)
+        mark = self.epoch == 0 or first
+        improved = mark or self.ema > self.best_ema
+        self.best_ema = self.ema if mark else max(self.best_ema, self.ema)
         self.epochs_without_improvement = 0 if improved else self.epochs_without_improvement + 1
         return improved
 

@@ -46,7 +46,8 @@ def _choose_for_one(
         choice = choose(table, len(meta.folds), latency_target)
         settings = settings.model_copy(
             update={
-                "tta": choice["tta"],
+                "tta": choice["tta"]
+                and meta.config.augmentation.flip_p > 0,  # flips only for a mirror-trained net
                 "mirrors": choice["mirrors"],
                 "step": choice["step"],
                 "folds": meta.folds[: choice["folds"]],

@@ -242,7 +242,10 @@ def _conclude(
         score_name=task.score_name,
         cv_score=task.score(cv),
         inference=InferenceSettings(
-            **{"tta": opts.validation_tta, "mirrors": opts.validation_mirrors, **(own.inference or {})},
+            **{"tta": opts.validation_tta, "mirrors": opts.validation_mirrors, **(own.inference or {})}
+            | (
+                {} if mirror_tta(True, config) else {"tta": False}
+            ),  # no flips in training: none in prediction
             postprocessing=own.postprocessing,
         ),
     )
