@@ -66,13 +66,9 @@ def test_previous_stage_is_one_hot_and_moves_with_the_image() -> None:
     assert not (s == seg).all()
 
 
-@pytest.fixture(scope="module")
-def cascade(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("cascade")
-    ds = make_dataset(root / "data", n_cases=4, shape=(40, 40, 40), shape_jitter=0, seed=3)
-    (root / "preset.yaml").write_text(PRESET)
-    (root / "cfg.yaml").write_text(CONFIG)
-    common = {
+def _train_options(root: Path) -> dict[str, object]:
+    """The options both stages of the fixture train with (the tests that train again use the same)."""
+    return {
         "config": root / "cfg.yaml",
         "folds": 2,
         "preset": str(root / "preset.yaml"),
@@ -80,6 +76,15 @@ def cascade(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "workers": 0,
         "show_progress": False,
     }
+
+
+@pytest.fixture(scope="module")
+def cascade(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cascade")
+    ds = make_dataset(root / "data", n_cases=4, shape=(40, 40, 40), shape_jitter=0, seed=3)
+    (root / "preset.yaml").write_text(PRESET)
+    (root / "cfg.yaml").write_text(CONFIG)
+    common = _train_options(root)
     api.train(ds, root / "LOW", configuration="3d_lowres", **common)  # type: ignore[arg-type]
     api.train(ds, root / "CASC", configuration="3d_cascade_fullres", previous=root / "LOW", **common)  # type: ignore[arg-type]
     return {"root": root, "data": ds, "low": root / "LOW", "casc": root / "CASC"}
@@ -168,15 +173,7 @@ def test_previous_stage_must_have_validated_every_case(cascade: dict[str, Path])
 @pytest.mark.slow
 def test_cascade_folds_are_not_reused_over_another_first_stage(cascade: dict[str, Path]) -> None:
     root, low, casc = cascade["root"], cascade["low"], cascade["casc"]
-    common = {
-        "config": root / "cfg.yaml",
-        "folds": 2,
-        "preset": str(root / "preset.yaml"),
-        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-        "workers": 0,
-        "show_progress": False,
-        "register": False,
-    }
+    common = {**_train_options(root), "register": False}
     link = (casc / "previous_stage.json").read_bytes()
     # the same command again: the same first stage, the finished cascade folds are reused
     api.train(cascade["data"], casc, configuration="3d_cascade_fullres", previous=low, **common)  # type: ignore[arg-type]

@@ -150,14 +150,15 @@ class Predictor:
         kwargs.setdefault("mirrors", inf.mirrors)
         kwargs.setdefault("step", inf.step)
         kwargs.setdefault("whole_image_factor", inf.whole_image_factor)
-        if Plan.load(WorkDir(wd).plan).configurations[meta.config.configuration].previous_stage:
+        plan, chosen = Plan.load(WorkDir(wd).plan), folds or meta.predict_folds
+        if plan.configurations[meta.config.configuration].previous_stage and "previous" not in kwargs:
             # prediction: the first stage with its own inference settings, as the registered bundle predicts
-            kwargs.setdefault("previous", previous_stage(wd, folds or meta.predict_folds, device=device))
+            kwargs["previous"] = previous_stage(wd, chosen, device=device)
         return cls.from_folds(
             wd,
-            Plan.load(WorkDir(wd).plan),
+            plan,
             meta.config,
-            folds or meta.predict_folds,
+            chosen,
             checkpoint=meta.checkpoint,
             device=device,
             **kwargs,

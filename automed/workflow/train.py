@@ -230,6 +230,9 @@ def _conclude(
             tracker.log_artifact(parent, artifact, "selection")
     tracker.log_metrics(parent, own.metrics)
     tracker.set_tags(parent, own.tags)
+    settings = {"tta": opts.validation_tta, "mirrors": opts.validation_mirrors, **(own.inference or {})}
+    # no flips in training: none in prediction, whatever the training's own inference choice timed
+    settings["tta"] = mirror_tta(bool(settings["tta"]), config)
     meta = ModelMeta(
         dataset=plan.dataset_name,
         task=task.name,
@@ -241,13 +244,7 @@ def _conclude(
         labels=plan.labels,
         score_name=task.score_name,
         cv_score=task.score(cv),
-        inference=InferenceSettings(
-            **{"tta": opts.validation_tta, "mirrors": opts.validation_mirrors, **(own.inference or {})}
-            | (
-                {} if mirror_tta(True, config) else {"tta": False}
-            ),  # no flips in training: none in prediction
-            postprocessing=own.postprocessing,
-        ),
+        inference=InferenceSettings(**settings, postprocessing=own.postprocessing),
     )
     meta.save(wdir.model)
     if config.explain:
