@@ -241,13 +241,18 @@ def stage_grid(run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan)
     from automed.search.grid import grid_points
 
     points = grid_points(space, base, plan)
+    units = _units(run.wd, points, list(range(run.ctx.n_folds)))
     if run.state.get("fold_budget_s") is None or (run.opts.budget_s is not None and not run.resume):
         run.state["fold_budget_s"] = _fold_budget(
             run.opts, len(points), 0, run.ctx.n_folds, run.conc, run.left()
         )
+    elif run.opts.budget_s is not None:
+        # a resume keeps the folds comparable (the first run's share), shorter only if the new budget cannot
+        # give the units still to run that much
+        share = _fold_budget(run.opts, 0, len(units), 1, run.conc, run.left())
+        run.state["fold_budget_s"] = _min_budget(run.state["fold_budget_s"], share)
     ctx = replace(run.ctx, fold_budget_s=run.state["fold_budget_s"])
     ts = time.perf_counter()
-    units = _units(run.wd, points, list(range(run.ctx.n_folds)))
     out = run.engine.evaluate(run_trial, ctx, units, run.conc, run.opts.retries, run.resume, stage="grid")
     run.timed("grid", ts)
     return out
@@ -299,12 +304,21 @@ def stage_promote(run: SweepRun) -> list[TrialOutcome]:
         (key, json.loads((run.wd / "trials" / key / "trial.json").read_text())["values"])
         for key in dict.fromkeys(keys)
     ]
-    share_s = _fold_budget(run.opts, 0, len(chosen) * (n_folds - 1), 1, run.conc, run.left())
+    units = _units(run.wd, chosen, list(range(n_folds)))
+    if units and run.opts.budget_s is not None and run.left() <= 0:
+        # nothing starts after the deadline (a unit would get the 20 s floor and run past the budget)
+        run.state["stages"]["promote_skipped"] = (
+            f"the budget was spent before promotion: {len(units)} fold trainings of "
+            f"{len({u[0] for u in units})} trial(s) not run (`automed sweep --resume WORKDIR --budget ...` runs them)"
+        )
+        run.save()
+        return []
+    run.state["stages"].pop("promote_skipped", None)
+    share_s = _fold_budget(run.opts, 0, len(units), 1, run.conc, run.left())
     # promoted folds train as long as screened ones did (comparable CV), less only if time is short
     ctx = replace(run.ctx, fold_budget_s=_min_budget(share_s, run.state.get("fold_budget_s")))
     ts = time.perf_counter()
     resume = run.resume and bool(run.state["stages"].get("promote_started"))
-    units = _units(run.wd, chosen, list(range(n_folds)))
     out = run.engine.evaluate(run_trial, ctx, units, run.conc, run.opts.retries, resume)
     run.state["stages"]["promote_started"] = True
     run.timed("promote", ts)
