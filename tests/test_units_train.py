@@ -397,3 +397,41 @@ def test_the_first_epoch_sets_the_best_score_mark() -> None:
     assert st.epochs_without_improvement == 0
     marks, st = run([float("nan"), -3.0, -2.5])
     assert marks == [True, True, True] and st.best_ema == pytest.approx(0.9 * -3.0 + 0.1 * -2.5)
+
+
+def test_a_resumed_epoch_replays_the_networks_randomness_with_loader_processes(tmp_path: Path) -> None:
+    """Dropout draws from the main process's generator, which is not checkpointed: with batches drawn in a loader
+    process nothing reseeded it, so a fold resumed after a kill trained on with other dropout masks."""
+    import shutil
+
+    from automed import api
+    from automed.testing.synthetic_image_level import make_classification
+
+    csv = make_classification(tmp_path / "d", 8, shape=(16, 16))
+    api.plan_dataset(csv, tmp_path / "A", workers=1, show_progress=False)
+    shutil.copytree(tmp_path / "A", tmp_path / "B")
+    plan = api.plan(tmp_path / "A")
+    (conf,) = plan.configurations
+    ids = sorted(p.stem for p in (tmp_path / "A" / "preprocessed").glob("*/*.npz"))
+    assert len(ids) == 8
+    cfg = TrainConfig.model_validate(
+        {"epochs": 3, "iterations_per_epoch": 2, "val_iterations": 1, "batch_size": 2, "configuration": conf}
+    )
+
+    class Kill:
+        def on_epoch_end(self, fold: int, log: Any) -> None:
+            if log.epoch == 2:
+                raise KeyboardInterrupt
+
+    def run(wd: Path, **kw: Any) -> FoldResult:
+        return train_fold(
+            wd, plan, cfg, 0, ids[:6], ids[6:], task=task_for(plan.task_type, wd), workers=1, **kw
+        )
+
+    whole = run(tmp_path / "A")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "B", callback=Kill())
+    resumed = run(tmp_path / "B", resume=True)
+    a = torch.load(whole.folder / "checkpoint_final.pt", weights_only=True)["model"]
+    b = torch.load(resumed.folder / "checkpoint_final.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -275,6 +275,10 @@ class FoldTrainer:
         st = self.st
         self.model.train()
         t0 = time.perf_counter()
+        # the network's own randomness (dropout) follows (seed, fold, epoch) like the batches, so a resumed epoch
+        # replays it even when loader processes draw the batches (the main process's generator is not checkpointed)
+        epoch_rng = np.random.default_rng([self.config.seed + 15485863, self.seed_fold, st.epoch])
+        torch.manual_seed(int(epoch_rng.integers(2**31)))
         last = st.epoch == st.epochs_total - 1 and st.last_epoch_iterations
         n_iterations = st.last_epoch_iterations if last else st.iterations_per_epoch
         stream = self.task.batches(
