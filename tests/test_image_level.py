@@ -227,6 +227,8 @@ def test_regression_3d_trains_and_predicts_values(tmp_path: Path) -> None:
     report = api.export(res.workdir, tmp_path / "E", formats="onnx").report
     assert report["task"] == "regression" and report["parity"]["onnxruntime"]["passed"]
     assert report["parity"]["onnxruntime"]["max_difference"] <= 1e-3  # in standard deviations of the target
+    assert report["parity"]["bundle_onnx"]["passed"]  # the bundle's own code, run at export
+    assert report["parity"]["bundle_onnx"]["max_difference"] <= 1e-3
 
 
 @pytest.mark.slow
@@ -315,6 +317,7 @@ def test_classification_export_parity_and_torch_free_bundle(
     assert report["task"] == "classification" and set(report["parity"]) >= {"onnxruntime", "openvino_f32"}
     assert all(r["passed"] and r["same_prediction"] for r in report["parity"].values()), report["parity"]
     assert report["parity"]["onnxruntime"]["max_difference"] <= 1e-3
+    assert report["parity"]["bundle_onnx"]["max_difference"] <= 1e-3  # the bundle's own code, run at export
     for f in ("networks/onnx/fold_0.onnx", "networks/openvino/fold_1.xml", "predict.py", "runtime/image_model.py",
               "preprocess.json", "MODEL_CARD.md", "README.md", "requirements-onnx.txt"):  # fmt: skip
         assert (tmp_path / "E" / f).is_file(), f

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -256,9 +257,13 @@ def test_grid_sweep_survives_a_failing_trial(data: tuple[Path, Path], tmp_path: 
         )
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tmp = Path(tempfile.gettempdir())
+    before = {*tmp.glob("ray/session_*"), *tmp.glob("automed-ray-*")}
     res = api.sweep(
         ds, tmp_path / "W", grid=strategy, folds=2, tracking_uri=uri, workers=1, show_progress=False
     )
+    # automed's own Ray cluster kept its session files (logs naming paths) in a private folder, removed at the end
+    assert {*tmp.glob("ray/session_*"), *tmp.glob("automed-ray-*")} <= before
     table = res.table.set_index("trial")
     assert list(table.index) == ["g000", "g001"]
     assert table.loc["g000", "folds_done"] == 2 and table.loc["g001", "folds_done"] == 0

@@ -4,8 +4,10 @@ Output folder (a standalone bundle, see :mod:`automed.export.bundle`): ``network
 ``networks/openvino/fold_<k>.xml|.bin`` (a pair chosen by selection: ``networks/member_<i>/...`` per training),
 ``predict.py`` + ``runtime/``, ``preprocess.json``, ``requirements-*.txt``, ``README.md``, ``export.json`` (formats,
 opset, precision, parity and latency reports). Parity: one real case is predicted end to end (preprocessing, sliding
-window, fold and pair averaging, TTA, mapping back) by torch in float32 and by each runtime through the same code;
-the report gives the largest absolute difference of class probabilities and the Dice between the two label maps.
+window, fold and pair averaging, TTA, mapping back) by torch in float32 and by each runtime through the same code,
+and by the written bundle's own code (``bundle_onnx``, or ``bundle_openvino`` at the bundle's precision: ``runtime/``
+with its ``preprocess.json``, as ``predict.py`` runs it); the report gives the largest absolute difference of class
+probabilities and the Dice between the two label maps.
 Thresholds (enforced by :func:`automed.api.export`, which then keeps the earlier export): float32 runtimes max |dp| <= 1e-3 and Dice >= 0.999; OpenVINO bf16 (and f16) max |dp| <= 0.1
 and Dice >= 0.98 (bf16 keeps 8 bits of mantissa). Latency: full prediction of that case with each runtime, best of
 ``repeats``.
@@ -39,6 +41,14 @@ THRESHOLDS = {
     "bf16": {"max_abs_prob": 0.1, "min_dice": 0.98},
     "f16": {"max_abs_prob": 0.1, "min_dice": 0.98},  # reduced precision: held to bf16's thresholds
 }
+
+
+@dataclass
+class PredictionLike:
+    """The bundle's output in the shape of automed's prediction result (label values, probabilities)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
 
 
 @dataclass
@@ -188,7 +198,9 @@ def export_predictor(
     report["files"] = all_files(member_files)
     write_bundle(predictor, out, member_files, ov_precision)
     if case is not None:
-        report.update(_check(predictor, formats, onnx_files, ov_files, case, ov_precision, repeats, threads))
+        report.update(
+            _check(predictor, formats, onnx_files, ov_files, case, ov_precision, repeats, threads, out)
+        )
     write_json_atomic(out / "export.json", report)
     readable(out)
     return ExportResult(out, report)
@@ -218,6 +230,22 @@ def _runtime_prediction(
     return _timed(with_modules(predictor, modules), channels, geometry, repeats)
 
 
+def _bundle_prediction(
+    folder: Path, runtime: str, threads: int | None, channels: np.ndarray, spacing_zyx: list[float]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The written bundle's own code (``runtime/``, as ``predict.py`` runs it, settings from its
+    ``preprocess.json``) on the parity case: label values, probabilities, seconds."""
+    from automed.runtime.model import BundleModel
+
+    meta = json.loads((folder / "preprocess.json").read_text())
+    t0 = time.perf_counter()
+    labels, probs = BundleModel(folder, meta, runtime, threads=threads).predict(
+        channels.astype(np.float32), spacing_zyx, probabilities=True
+    )
+    assert probs is not None
+    return labels, probs, time.perf_counter() - t0
+
+
 def _child() -> ProcessPoolExecutor:
     """One fresh process for every runtime's prediction (started once per export: a spawn costs seconds of
     imports). OpenVINO's CPU plugin swaps the thread's signal stack and later restores one it freed; a process that
@@ -237,6 +265,7 @@ def _check(
     ov_precision: str,
     repeats: int,
     threads: int | None,
+    folder: Path,
 ) -> dict[str, Any]:
     cid, channels, geometry = case
     ref_pred = with_modules(predictor, [[m.float().cpu() for m in p.models] for p in parts(predictor)])
@@ -253,6 +282,9 @@ def _check(
         if ov_precision != "f32":
             runs[f"openvino_{ov_precision}"] = ("openvino", ov_files, ov_precision)
     parity: dict[str, Any] = {}
+    # the bundle as shipped (its own runtime code, not automed's torch pipeline around the runtime's networks)
+    bundle_runtime = "onnx" if "onnx" in formats else "openvino"
+    bundle_prec = "f32" if bundle_runtime == "onnx" else ov_precision
     with _child() as child:
         outputs = {
             name: child.submit(
@@ -260,7 +292,13 @@ def _check(
             )
             for name, (runtime, files, prec) in runs.items()
         }
+        shipped = child.submit(
+            _bundle_prediction, folder, bundle_runtime, threads, channels, list(geometry.spacing_zyx)
+        )
         done = {name: out.result() for name, out in outputs.items()}
+        labels, probs, seconds = shipped.result()
+        done[f"bundle_{bundle_runtime}"] = (PredictionLike(labels, probs), seconds)
+    runs[f"bundle_{bundle_runtime}"] = (bundle_runtime, [], bundle_prec)
     for name, (_, _, prec) in runs.items():
         res, seconds = done[name]
         latency[name] = seconds

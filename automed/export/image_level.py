@@ -69,6 +69,25 @@ def _runtime_modules(runtime: str, files: list[Path], precision: str) -> list[to
     return [OpenVinoModule(p, precision) for p in files]
 
 
+def _bundle_prediction(
+    folder: Path, runtime: str, channels: np.ndarray, geometry: Geometry, target: Any
+) -> tuple[ImagePrediction, float]:
+    """The written bundle's own code (``runtime/`` with its ``preprocess.json``, as ``predict.py`` runs it) on the
+    parity case, as a prediction comparable with torch's."""
+    from automed.runtime.image_model import ImageBundleModel
+
+    meta = json.loads((folder / "preprocess.json").read_text())
+    t0 = time.perf_counter()
+    row = ImageBundleModel(folder, meta, runtime).predict(
+        channels.astype(np.float32), list(geometry.spacing_zyx)
+    )
+    seconds = time.perf_counter() - t0
+    if target.kind == "regression":
+        return ImagePrediction(None, None, None, float(row["prediction"])), seconds
+    probs = np.asarray([row[f"probability_{n}"] for n in target.class_names])
+    return ImagePrediction(probs, None, str(row["prediction"]), None), seconds
+
+
 def _check(
     predictor: ImagePredictor,
     formats: list[str],
@@ -76,6 +95,7 @@ def _check(
     case: tuple[str, np.ndarray, Geometry],
     ov_precision: str,
     repeats: int,
+    folder: Path,
 ) -> dict[str, Any]:
     cid, channels, geometry = case
     ref_pred = _with(predictor, [m.float().cpu() for m in predictor.models])
@@ -90,10 +110,16 @@ def _check(
             runs[f"openvino_{ov_precision}"] = ("openvino", ov_precision)
     std = predictor.target.std
     parity: dict[str, Any] = {}
+    # and the bundle as shipped: its own runtime code, not automed's torch pipeline around the runtime's networks
+    shipped = "onnx" if "onnx" in formats else "openvino"
+    runs[f"bundle_{shipped}"] = (shipped, "f32" if shipped == "onnx" else ov_precision)
     for name, (runtime, prec) in runs.items():
-        res, seconds = _timed(
-            _with(predictor, _runtime_modules(runtime, files[runtime], prec)), channels, geometry, 1
-        )
+        if name.startswith("bundle_"):
+            res, seconds = _bundle_prediction(folder, runtime, channels, geometry, predictor.target)
+        else:
+            res, seconds = _timed(
+                _with(predictor, _runtime_modules(runtime, files[runtime], prec)), channels, geometry, 1
+            )
         latency[name] = seconds
         diff, same = _difference(res, ref, std)
         ok = diff <= THRESHOLDS[prec] and same
@@ -172,7 +198,7 @@ def export_image_predictor(
     report["files"] = files
     write_image_bundle(predictor, out, files, ov_precision)
     if case is not None:
-        report.update(_check(predictor, formats, paths, case, ov_precision, repeats))
+        report.update(_check(predictor, formats, paths, case, ov_precision, repeats, out))
     write_json_atomic(out / "export.json", report)
     readable(out)
     return ExportResult(out, report)

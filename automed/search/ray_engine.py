@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -165,6 +167,7 @@ class RayEngine(Engine):
 
         super().__init__(address, resources, temp_dir, show_progress)
         self.own_cluster = not (address or os.environ.get("RAY_ADDRESS"))
+        self.own_temp: str | None = None
         if not self.own_cluster and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
             logging.getLogger("automed").warning(
                 "connecting to the Ray cluster at %s without RAY_AUTH_MODE=token: if the cluster was started without "
@@ -176,8 +179,11 @@ class RayEngine(Engine):
         if self.own_cluster:
             kwargs["num_cpus"] = os.cpu_count() or 1
             kwargs["_node_ip_address"] = "127.0.0.1"  # automed's own cluster listens on loopback only
-            if temp_dir:
-                kwargs["_temp_dir"] = temp_dir
+            # Ray's session files (logs naming paths, object spill) go to a private folder removed at close, not to
+            # a /tmp/ray that outlives the run; short, as its Unix sockets' paths are limited to 107 bytes
+            if not (temp_dir or ray.is_initialized()):
+                self.own_temp = tempfile.mkdtemp(prefix="automed-ray-")
+            kwargs["_temp_dir"] = temp_dir or self.own_temp
         if not ray.is_initialized():
             ray.init(address=address, **kwargs)
 
@@ -366,6 +372,8 @@ class RayEngine(Engine):
 
         if self.own_cluster and ray.is_initialized():
             ray.shutdown()
+        if self.own_cluster and self.own_temp:
+            shutil.rmtree(self.own_temp, ignore_errors=True)
 
 
 ENGINES.add("ray", RayEngine)

@@ -311,8 +311,9 @@ def _finish(
     default_rows = table[table["default"]] if not table.empty else table
     default = {str(k): v for k, v in default_rows.iloc[0].to_dict().items()} if len(default_rows) else None
     verdict = _verdict(best, default, n_folds)
-    if state["stages"].get("promote_skipped"):
-        verdict += f"; {state['stages']['promote_skipped']}"
+    for stage in ("grid", "promote"):
+        if state["stages"].get(f"{stage}_skipped"):
+            verdict += f"; {state['stages'][f'{stage}_skipped']}"
     metrics: dict[str, float | None] = {"n_trials": float(len(table))}
     if best is not None:
         cfg = json.loads((wd / "trials" / best["trial"] / "trial.json").read_text())["config"]

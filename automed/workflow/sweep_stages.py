@@ -164,14 +164,35 @@ def open_tracking(
     return tracker
 
 
+MIN_FOLD_S = 20.0  # the least a budgeted fold training is started with
+
+
 def _fold_budget(
     opts: SweepOptions, n_first: int, n_second: int, folds_first: int, concurrency: int, left: float
 ) -> float | None:
     if opts.budget_s is None:
         return None
-    fold_trainings = n_first * folds_first + n_second
-    waves = max(1.0, fold_trainings / concurrency)
-    return max(20.0, 0.85 * left / waves)
+    return max(MIN_FOLD_S, _share(n_first * folds_first + n_second, concurrency, left))
+
+
+def _share(fold_trainings: int, concurrency: int, left: float) -> float:
+    return 0.85 * left / max(1.0, fold_trainings / concurrency)
+
+
+def _skipped(run: SweepRun, stage: str, units: list[tuple[str, dict[str, Any], list[int]]]) -> bool:
+    """Whether a budgeted stage's ``units`` would start too late (each would get less than MIN_FOLD_S of the
+    time left): then none starts, and the sweep's state and verdict say what was not run."""
+    key = f"{stage}_skipped"
+    if units and run.opts.budget_s is not None and _share(len(units), run.conc, run.left()) < MIN_FOLD_S:
+        run.state["stages"][key] = (
+            f"the budget was spent before {'promotion' if stage == 'promote' else 'the grid'}: {len(units)} fold "
+            f"trainings of "
+            f"{len({u[0] for u in units})} trial(s) not run (`automed sweep --resume WORKDIR --budget ...` runs them)"
+        )
+        run.save()
+        return True
+    run.state["stages"].pop(key, None)
+    return False
 
 
 def _units(
@@ -242,15 +263,13 @@ def stage_grid(run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan)
 
     points = grid_points(space, base, plan)
     units = _units(run.wd, points, list(range(run.ctx.n_folds)))
-    if run.state.get("fold_budget_s") is None or (run.opts.budget_s is not None and not run.resume):
-        run.state["fold_budget_s"] = _fold_budget(
-            run.opts, len(points), 0, run.ctx.n_folds, run.conc, run.left()
-        )
-    elif run.opts.budget_s is not None:
-        # a resume keeps the folds comparable (the first run's share), shorter only if the new budget cannot
-        # give the units still to run that much
-        share = _fold_budget(run.opts, 0, len(units), 1, run.conc, run.left())
-        run.state["fold_budget_s"] = _min_budget(run.state["fold_budget_s"], share)
+    if _skipped(run, "grid", units):
+        return []
+    # the time left over the folds still to run; a resume keeps the folds comparable (the first run's share),
+    # shorter only if the new budget cannot give them that much
+    share = _fold_budget(run.opts, 0, len(units), 1, run.conc, run.left())
+    first = run.state.get("fold_budget_s") if run.resume else None
+    run.state["fold_budget_s"] = _min_budget(first, share)
     ctx = replace(run.ctx, fold_budget_s=run.state["fold_budget_s"])
     ts = time.perf_counter()
     out = run.engine.evaluate(run_trial, ctx, units, run.conc, run.opts.retries, run.resume, stage="grid")
@@ -305,15 +324,8 @@ def stage_promote(run: SweepRun) -> list[TrialOutcome]:
         for key in dict.fromkeys(keys)
     ]
     units = _units(run.wd, chosen, list(range(n_folds)))
-    if units and run.opts.budget_s is not None and run.left() <= 0:
-        # nothing starts after the deadline (a unit would get the 20 s floor and run past the budget)
-        run.state["stages"]["promote_skipped"] = (
-            f"the budget was spent before promotion: {len(units)} fold trainings of "
-            f"{len({u[0] for u in units})} trial(s) not run (`automed sweep --resume WORKDIR --budget ...` runs them)"
-        )
-        run.save()
+    if _skipped(run, "promote", units):  # a unit would get the 20 s floor and run past the budget
         return []
-    run.state["stages"].pop("promote_skipped", None)
     share_s = _fold_budget(run.opts, 0, len(units), 1, run.conc, run.left())
     # promoted folds train as long as screened ones did (comparable CV), less only if time is short
     ctx = replace(run.ctx, fold_budget_s=_min_budget(share_s, run.state.get("fold_budget_s")))
