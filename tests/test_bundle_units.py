@@ -80,3 +80,20 @@ def test_the_cube_entry_point_replaces_its_own_predictions(
     }
     assert infer(opts) == 0
     assert seen == [["-i", "d", "-o", "o", "--overwrite", "--no-tta"]]  # a rerun into its output volume works
+
+
+def test_cube_evaluate_matches_integer_classes_written_as_floats(tmp_path: Path) -> None:
+    """A reference CSV saved by pandas or a spreadsheet holds 1.0 where the model's table names class 1."""
+    import json
+
+    from automed.runtime.entry import evaluate_table
+
+    (tmp_path / "pred.csv").write_text("SubjectID,prediction\na,0\nb,1\nc,1\nd,0\n")
+    (tmp_path / "ref.csv").write_text("SubjectID,ValueToPredict\na,0.0\nb,1.0\nc, 1\nd,1.0\n")
+    assert evaluate_table(tmp_path / "pred.csv", tmp_path / "ref.csv", tmp_path / "r.json") == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["accuracy"] == 0.75 and result["sensitivity"] == {"0": 1.0, "1": 2 / 3}
+    (tmp_path / "names.csv").write_text("SubjectID,prediction\na,cat\nb,dog\nc,dog\nd,cat\n")
+    (tmp_path / "ref2.csv").write_text("SubjectID,ValueToPredict\na,cat\nb,dog\nc,cat\nd,cat\n")
+    evaluate_table(tmp_path / "names.csv", tmp_path / "ref2.csv", tmp_path / "r2.json")
+    assert json.loads((tmp_path / "r2.json").read_text())["sensitivity"] == {"cat": 2 / 3, "dog": 1.0}
