@@ -138,3 +138,13 @@ def test_mirror_tta_only_for_networks_trained_on_mirrored_images() -> None:
     assert mirror_tta(True, TrainConfig())
     assert not mirror_tta(True, TrainConfig.model_validate({"augmentation": {"flip_p": 0}}))
     assert not mirror_tta(False, TrainConfig())
+
+
+def test_an_unstarted_fold_resumed_without_a_budget_gets_the_share_its_wave_had() -> None:
+    """Five folds of a 1,000 s budget: one after another 200 s each; two at once (three waves) 333 s; five at
+    once (one wave) all of it - not the sequential 200 s the parallel run never gave them."""
+    from automed.workflow.train_start import unstarted_share
+
+    assert unstarted_share(1000.0, 5, 1) == 200.0
+    assert round(unstarted_share(1000.0, 5, 2), 1) == 333.3
+    assert unstarted_share(1000.0, 5, 5) == 1000.0 and unstarted_share(1000.0, 5, 8) == 1000.0

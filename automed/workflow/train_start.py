@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -42,6 +44,12 @@ from automed.workflow.shape import (
 from automed.workflow.train_options import TrainOptions
 
 
+def unstarted_share(budget_s: float, n_folds: int, slots: int) -> float:
+    """The time a fold that had not started gets when a budgeted training resumes without ``--budget``: the original
+    budget over the waves of ``slots`` folds that ran at once (``--parallel-folds``; 1: one after another)."""
+    return budget_s / math.ceil(max(1, n_folds) / max(1, slots))
+
+
 def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
     """What ``--resume``/``--extend`` continue: the saved config and options (this call's budget, device, workers)
     and, for folds that had not started, their share of the original budget."""
@@ -63,7 +71,11 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
     }
     restored = TrainOptions(**{**kept, **new})
     n = len(restored.only_folds) if restored.only_folds else restored.folds
-    fallback = kept["budget_s"] / max(1, n) if kept.get("budget_s") and not opts.budget_s else None
+    # on a Ray cluster the first run's concurrency is not known here: one fold after another (the least share)
+    slots = 1 if restored.ray_address or os.environ.get("RAY_ADDRESS") else restored.parallel_folds
+    fallback = (
+        unstarted_share(kept["budget_s"], n, slots) if kept.get("budget_s") and not opts.budget_s else None
+    )
     ds = load_dataset(saved["dataset"], restored.task)
     check_same_cases(ds, wdir)
     return ds, TrainConfig.model_validate(saved["config"]), restored, fallback
