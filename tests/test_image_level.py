@@ -317,7 +317,8 @@ def test_classification_export_parity_and_torch_free_bundle(
     assert report["task"] == "classification" and set(report["parity"]) >= {"onnxruntime", "openvino_f32"}
     assert all(r["passed"] and r["same_prediction"] for r in report["parity"].values()), report["parity"]
     assert report["parity"]["onnxruntime"]["max_difference"] <= 1e-3
-    assert report["parity"]["bundle_onnx"]["max_difference"] <= 1e-3  # the bundle's own code, run at export
+    # the bundle's own code, run at export on the runtime its predict.py picks here (OpenVINO when installed)
+    assert report["parity"]["bundle_openvino"]["passed"]
     for f in ("networks/onnx/fold_0.onnx", "networks/openvino/fold_1.xml", "predict.py", "runtime/image_model.py",
               "preprocess.json", "MODEL_CARD.md", "README.md", "requirements-onnx.txt"):  # fmt: skip
         assert (tmp_path / "E" / f).is_file(), f

@@ -130,7 +130,11 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
         assert (b / f).is_file(), f
     meta = json.loads((b / "preprocess.json").read_text())
     assert len(meta["members"]) == 2 and all(m["inference"]["postprocessing"] == [] for m in meta["members"])
-    assert set(res.report["parity"]) == {"onnxruntime", "openvino_f32"}
+    assert set(res.report["parity"]) == {
+        "onnxruntime",
+        "openvino_f32",
+        "bundle_openvino",
+    }  # + the bundle's code
     assert all(p["passed"] and p["max_abs_prob"] <= 1e-3 for p in res.report["parity"].values())
     assert res.report["link"]["parity_passed"] and len(res.report["link"]["checkpoints"]) == 4
 

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -55,6 +59,25 @@ def copy_runtime(out: Path) -> None:
     for f in sorted(src.glob("*.py")):
         shutil.copy(f, dest / f.name)
     (out / "predict.py").write_text(PREDICT_PY)
+
+
+@contextmanager
+def shipped_runtime(folder: Path) -> Iterator[Any]:
+    """The bundle's own copy of the runtime package (``folder/runtime/``, what its ``predict.py`` imports), loaded
+    under a private name for the duration (not automed's installed ``automed.runtime``)."""
+    name = f"_automed_bundle_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(
+        name, folder / "runtime" / "__init__.py", submodule_search_locations=[str(folder / "runtime")]
+    )
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    try:
+        spec.loader.exec_module(package)
+        yield package
+    finally:
+        for key in [k for k in sys.modules if k == name or k.startswith(f"{name}.")]:
+            del sys.modules[key]
 
 
 def python_needed() -> str:

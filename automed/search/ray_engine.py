@@ -182,10 +182,17 @@ class RayEngine(Engine):
             # Ray's session files (logs naming paths, object spill) go to a private folder removed at close, not to
             # a /tmp/ray that outlives the run; short, as its Unix sockets' paths are limited to 107 bytes
             if not (temp_dir or ray.is_initialized()):
-                self.own_temp = tempfile.mkdtemp(prefix="automed-ray-")
+                # where Ray itself would go (RAY_TMPDIR, else /tmp: a macOS TMPDIR is too long for the sockets)
+                base = os.environ.get("RAY_TMPDIR") or ("/tmp" if os.name == "posix" else None)
+                self.own_temp = tempfile.mkdtemp(prefix="automed-ray-", dir=base)
             kwargs["_temp_dir"] = temp_dir or self.own_temp
         if not ray.is_initialized():
-            ray.init(address=address, **kwargs)
+            try:
+                ray.init(address=address, **kwargs)
+            except BaseException:
+                if self.own_temp:
+                    shutil.rmtree(self.own_temp, ignore_errors=True)
+                raise
 
     def concurrency(self) -> int:
         import ray
