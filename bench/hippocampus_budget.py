@@ -19,6 +19,8 @@ its planning, training, validation and registration all inside T), at three seed
         --config bench/configs/it2100.yaml  # the default at a fixed iteration count (14 x 150), independent of machine speed
     .venv/bin/python bench/hippocampus_budget.py --automed-only 1169
         # automed's --fold 0 default alone at a given budget (no nnU-Net needed), recorded the same way
+    .venv/bin/python bench/hippocampus_budget.py --automed-only 4081 --tag sampler_seed0 --seeds 0
+        # the default command itself at a recorded budget, outside the seed series (default_runs.json)
 """
 
 from __future__ import annotations
@@ -250,6 +252,12 @@ def main() -> None:
     )
     ap.add_argument("--config", help="TrainConfig YAML for --variant")
     ap.add_argument(
+        "--tag",
+        help="with --automed-only SECONDS: automed's DEFAULT command (no --fold: the budget decides folds and width) "
+        "at that budget and the first of --seeds, recorded under this tag in default_runs.json outside the seed "
+        "series (e.g. a rerun after a code change); RESULTS.md is not rewritten",
+    )
+    ap.add_argument(
         "--fixed-schedule",
         action="store_true",
         help="with --automed-only: no --budget, the --config's epochs x iterations_per_epoch (a result that does "
@@ -298,6 +306,12 @@ def main() -> None:
         if not args.config:
             config.write_text("")
         budget = None if args.fixed_schedule else args.automed_only
+        if (
+            args.tag
+        ):  # the default command itself (the budget decides folds and width), outside the seed series
+            seed = int(args.seeds.split(",")[0] or 0)
+            run_default(ds, images, labels, args.automed_only, seed, args.tag, dice_table)
+            return
         run_variant(args.variant or "default", config, ds, images, labels, budget)
         return
     env = nnunet_env()
