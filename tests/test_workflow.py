@@ -133,11 +133,9 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
 
 
 def test_mirror_tta_only_for_networks_trained_on_mirrored_images() -> None:
-    from automed.workflow.train import mirror_tta
-
-    assert mirror_tta(True, TrainConfig())
-    assert not mirror_tta(True, TrainConfig.model_validate({"augmentation": {"flip_p": 0}}))
-    assert not mirror_tta(False, TrainConfig())
+    assert TrainConfig().mirror_tta(True)
+    assert not TrainConfig.model_validate({"augmentation": {"flip_p": 0}}).mirror_tta(True)
+    assert not TrainConfig().mirror_tta(False)
 
 
 def test_an_unstarted_fold_resumed_without_a_budget_gets_the_share_its_wave_had() -> None:

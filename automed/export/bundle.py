@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import shutil
 import sys
 import uuid
@@ -62,19 +64,28 @@ def copy_runtime(out: Path) -> None:
 
 
 @contextmanager
-def shipped_runtime(folder: Path) -> Iterator[Any]:
-    """The bundle's own copy of the runtime package (``folder/runtime/``, what its ``predict.py`` imports), loaded
-    under a private name for the duration (not automed's installed ``automed.runtime``)."""
+def shipped_model(folder: Path, threads: int | None = None) -> Iterator[tuple[str, Any]]:
+    """The written bundle's own model as its ``predict.py`` builds it: its copy of the runtime package
+    (``folder/runtime/``, loaded under a private name for the duration, not automed's installed
+    ``automed.runtime``), its ``preprocess.json``, the runtime ``predict.py`` would choose here. Yields (runtime,
+    model)."""
+    meta = json.loads((folder / "preprocess.json").read_text())
     name = f"_automed_bundle_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(
         name, folder / "runtime" / "__init__.py", submodule_search_locations=[str(folder / "runtime")]
     )
     assert spec is not None and spec.loader is not None
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
+    sys.modules[name] = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(package)
-        yield package
+        spec.loader.exec_module(sys.modules[name])
+        runtime = importlib.import_module(f"{name}.backends").choose_runtime(None, meta["files"])
+        assert runtime is not None, "the exporting environment has neither onnxruntime nor openvino"
+        image_level = meta.get("task") in ("classification", "regression")
+        module = importlib.import_module(f"{name}.{'image_model' if image_level else 'model'}")
+        model = (module.ImageBundleModel if image_level else module.BundleModel)(
+            folder, meta, runtime, threads=threads
+        )
+        yield runtime, model
     finally:
         for key in [k for k in sys.modules if k == name or k.startswith(f"{name}.")]:
             del sys.modules[key]

@@ -7,8 +7,7 @@ opset, precision, parity and latency reports). Parity: one real case is predicte
 window, fold and pair averaging, TTA, mapping back) by torch in float32 and by each runtime through the same code,
 and by the written bundle's own code (``bundle_<runtime>``: its ``runtime/`` copy with its ``preprocess.json``,
 on the runtime its ``predict.py`` would choose here, on the same arrays; its image reader is tested separately);
-the report gives the largest absolute difference of class
-probabilities and the Dice between the two label maps.
+the report gives the largest absolute difference of class probabilities and the Dice between the two label maps.
 Thresholds (enforced by :func:`automed.api.export`, which then keeps the earlier export): float32 runtimes max |dp| <= 1e-3 and Dice >= 0.999; OpenVINO bf16 (and f16) max |dp| <= 0.1
 and Dice >= 0.98 (bf16 keeps 8 bits of mantissa). Latency: full prediction of that case with each runtime, best of
 ``repeats``.
@@ -16,7 +15,6 @@ and Dice >= 0.98 (bf16 keeps 8 bits of mantissa). Latency: full prediction of th
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -30,10 +28,11 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.errors import ArtifactError, ConfigError
-from automed.export.bundle import all_files, readable, shipped_runtime, write_bundle
+from automed.export.bundle import all_files, readable, shipped_model, write_bundle
 from automed.export.card import tta_words
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.infer.ensemble import EnsemblePredictor
+from automed.infer.prediction import Prediction
 from automed.infer.predictor import Predictor
 from automed.workdir import WorkDir
 
@@ -43,14 +42,6 @@ THRESHOLDS = {
     "bf16": {"max_abs_prob": 0.1, "min_dice": 0.98},
     "f16": {"max_abs_prob": 0.1, "min_dice": 0.98},  # reduced precision: held to bf16's thresholds
 }
-
-
-@dataclass
-class PredictionLike:
-    """The bundle's output in the shape of automed's prediction result (label values, probabilities)."""
-
-    labels: np.ndarray
-    probabilities: np.ndarray
 
 
 @dataclass
@@ -234,25 +225,17 @@ def _runtime_prediction(
 
 def _bundle_prediction(
     folder: Path, threads: int | None, channels: np.ndarray, spacing_zyx: list[float], repeats: int
-) -> tuple[str, np.ndarray, np.ndarray, float]:
-    """The written bundle's own code (its ``runtime/`` copy, the runtime and settings its ``predict.py`` would
-    choose here) on the parity case: runtime, label values, probabilities, seconds (best of ``repeats``, the model
-    loaded before timing like the other rows)."""
-    meta = json.loads((folder / "preprocess.json").read_text())
-    with shipped_runtime(folder) as pkg:
-        backends = importlib.import_module(f"{pkg.__name__}.backends")
-        runtime = backends.choose_runtime(None, meta["files"])
-        assert runtime is not None, "the exporting environment has neither onnxruntime nor openvino"
-        model = importlib.import_module(f"{pkg.__name__}.model").BundleModel(
-            folder, meta, runtime, threads=threads
-        )
+) -> tuple[str, Prediction, float]:
+    """The written bundle's own model (:func:`shipped_model`) on the parity case: runtime, prediction, seconds
+    (best of ``repeats``, the model loaded before timing like the other rows)."""
+    with shipped_model(folder, threads) as (runtime, model):
         best, out = float("inf"), None
         for _ in range(repeats):
             t0 = time.perf_counter()
             out = model.predict(channels.astype(np.float32), spacing_zyx, probabilities=True)
             best = min(best, time.perf_counter() - t0)
-    assert out is not None and out[1] is not None
-    return runtime, out[0], out[1], best
+    assert out is not None
+    return runtime, Prediction(*out), best
 
 
 def _child() -> ProcessPoolExecutor:
@@ -303,8 +286,8 @@ def _check(
             _bundle_prediction, folder, threads, channels, list(geometry.spacing_zyx), repeats
         )
         done = {name: out.result() for name, out in outputs.items()}
-        runtime, labels, probs, seconds = shipped.result()
-        done[f"bundle_{runtime}"] = (PredictionLike(labels, probs), seconds)
+        runtime, bundled, seconds = shipped.result()
+        done[f"bundle_{runtime}"] = (bundled, seconds)
     runs[f"bundle_{runtime}"] = (runtime, [], "f32" if runtime == "onnx" else ov_precision)
     for name, (_, _, prec) in runs.items():
         res, seconds = done[name]

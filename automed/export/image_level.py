@@ -9,7 +9,6 @@ standard deviation (<= 1e-3 in float32, <= 0.1 in bf16).
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
-from automed.export.bundle import copy_runtime, python_needed, readable, shipped_runtime, write_requirements
+from automed.export.bundle import copy_runtime, python_needed, readable, shipped_model, write_requirements
 from automed.export.export import THRESHOLDS as SEGMENTATION_THRESHOLDS
 from automed.export.export import ExportResult
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
@@ -73,14 +72,9 @@ def _runtime_modules(runtime: str, files: list[Path], precision: str) -> list[to
 def _bundle_prediction(
     folder: Path, channels: np.ndarray, geometry: Geometry, target: Any, repeats: int
 ) -> tuple[str, ImagePrediction, float]:
-    """The written bundle's own code (its ``runtime/`` copy with its ``preprocess.json``, on the runtime its
-    ``predict.py`` would choose here) on the parity case: runtime, prediction comparable with torch's, seconds
-    (best of ``repeats``, the model loaded before timing)."""
-    meta = json.loads((folder / "preprocess.json").read_text())
-    with shipped_runtime(folder) as pkg:
-        runtime = importlib.import_module(f"{pkg.__name__}.backends").choose_runtime(None, meta["files"])
-        assert runtime is not None, "the exporting environment has neither onnxruntime nor openvino"
-        model = importlib.import_module(f"{pkg.__name__}.image_model").ImageBundleModel(folder, meta, runtime)
+    """The written bundle's own model (:func:`shipped_model`) on the parity case: runtime, prediction comparable
+    with torch's, seconds (best of ``repeats``, the model loaded before timing)."""
+    with shipped_model(folder) as (runtime, model):
         best, row = float("inf"), {}
         for _ in range(repeats):
             t0 = time.perf_counter()

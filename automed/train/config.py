@@ -107,6 +107,11 @@ class TrainConfig(_Strict):
     def digest(self) -> str:
         return content_hash(self.model_dump(mode="json"))
 
+    def mirror_tta(self, asked: bool) -> bool:
+        """Mirror TTA only for a network trained on mirrored images (``augmentation.flip_p`` > 0): averaging flips
+        it never saw would mix in predictions of another model (left and right swapped, for lateral structures)."""
+        return asked and self.augmentation.flip_p > 0
+
 
 # Below this many planned iterations, "auto" picks AdamW instead of nnU-Net's SGD (see resolve_optimizer).
 SHORT_TRAINING_ITERATIONS = 10_000

@@ -46,8 +46,7 @@ def _choose_for_one(
         choice = choose(table, len(meta.folds), latency_target)
         settings = settings.model_copy(
             update={
-                "tta": choice["tta"]
-                and meta.config.augmentation.flip_p > 0,  # flips only for a mirror-trained net
+                "tta": meta.config.mirror_tta(choice["tta"]),
                 "mirrors": choice["mirrors"],
                 "step": choice["step"],
                 "folds": meta.folds[: choice["folds"]],

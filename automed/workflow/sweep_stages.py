@@ -184,10 +184,11 @@ def _skipped(run: SweepRun, stage: str, units: list[tuple[str, dict[str, Any], l
     time left): then none starts, and the sweep's state and verdict say what was not run."""
     key = f"{stage}_skipped"
     if units and run.opts.budget_s is not None and _share(len(units), run.conc, run.left()) < MIN_FOLD_S:
+        what = "promotion" if stage == "promote" else "the grid"
+        trials = len({u[0] for u in units})
         run.state["stages"][key] = (
-            f"the budget was spent before {'promotion' if stage == 'promote' else 'the grid'}: {len(units)} fold "
-            f"trainings of "
-            f"{len({u[0] for u in units})} trial(s) not run (`automed sweep --resume WORKDIR --budget ...` runs them)"
+            f"the budget was spent before {what}: {len(units)} fold trainings of {trials} trial(s) not run "
+            "(`automed sweep --resume WORKDIR --budget ...` runs them)"
         )
         run.save()
         return True

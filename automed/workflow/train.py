@@ -50,12 +50,6 @@ def _save_config(wd: Path, config: TrainConfig) -> None:
     write_json_atomic(WorkDir(wd).train_config, {**saved, "config": config.model_dump(mode="json")})
 
 
-def mirror_tta(asked: bool, config: TrainConfig) -> bool:
-    """Mirror TTA only for a network trained on mirrored images (``augmentation.flip_p`` > 0): averaging flips it
-    never saw would mix in predictions of another model (left and right swapped, for lateral structures)."""
-    return asked and config.augmentation.flip_p > 0
-
-
 def _epochs_done(folder: Path) -> int:
     progress = folder / "progress.json"
     return len(json.loads(progress.read_text())["history"]) if progress.is_file() else 0
@@ -232,7 +226,7 @@ def _conclude(
     tracker.set_tags(parent, own.tags)
     settings = {"tta": opts.validation_tta, "mirrors": opts.validation_mirrors, **(own.inference or {})}
     # no flips in training: none in prediction, whatever the training's own inference choice timed
-    settings["tta"] = mirror_tta(bool(settings["tta"]), config)
+    settings["tta"] = config.mirror_tta(bool(settings["tta"]))
     meta = ModelMeta(
         dataset=plan.dataset_name,
         task=task.name,
@@ -277,7 +271,7 @@ def train_dataset(
             ds, config, opts = start_training(dataset, wd, config, opts, show_progress, deadline0)
         plan = Plan.load(WorkDir(wd).plan)
         config = choose_configuration(config, plan, auto=False, previous=opts.previous_workdir)
-        opts = replace(opts, validation_tta=mirror_tta(opts.validation_tta, config))
+        opts = replace(opts, validation_tta=config.mirror_tta(opts.validation_tta))
         task = task_for(plan.task_type, ds.source)
         tracker, track = _open_tracking(wd, plan, config, opts, ds, reopen=bool(resume or extend))
         try:
