@@ -16,7 +16,6 @@ and Dice >= 0.98 (bf16 keeps 8 bits of mantissa). Latency: full prediction of th
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from automed.errors import ArtifactError, ConfigError
 from automed.export.bundle import all_files, readable, shipped_model, write_bundle
 from automed.export.card import tta_words
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
+from automed.export.timing import best_of
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.prediction import Prediction
 from automed.infer.predictor import Predictor
@@ -105,12 +105,7 @@ def with_modules(predictor: Any, modules: list[list[torch.nn.Module]]) -> Any:
 def _timed(
     pred: Predictor | EnsemblePredictor, channels: np.ndarray, geometry: Geometry, repeats: int
 ) -> tuple[Any, float]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = pred.predict_arrays(channels, geometry, probabilities=True)
-        best = min(best, time.perf_counter() - t0)
-    return out, best
+    return best_of(lambda: pred.predict_arrays(channels, geometry, probabilities=True), repeats)
 
 
 def _export_networks(
@@ -228,14 +223,10 @@ def _bundle_prediction(
 ) -> tuple[str, Prediction, float]:
     """The written bundle's own model (:func:`shipped_model`) on the parity case: runtime, prediction, seconds
     (best of ``repeats``, the model loaded before timing like the other rows)."""
+    image = channels.astype(np.float32)
     with shipped_model(folder, threads) as (runtime, model):
-        best, out = float("inf"), None
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            out = model.predict(channels.astype(np.float32), spacing_zyx, probabilities=True)
-            best = min(best, time.perf_counter() - t0)
-    assert out is not None
-    return runtime, Prediction(*out), best
+        out, seconds = best_of(lambda: model.predict(image, spacing_zyx, probabilities=True), repeats)
+    return runtime, Prediction(*out), seconds
 
 
 def _child() -> ProcessPoolExecutor:

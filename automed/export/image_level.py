@@ -10,7 +10,6 @@ standard deviation (<= 1e-3 in float32, <= 0.1 in bf16).
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from automed.export.bundle import copy_runtime, python_needed, readable, shipped
 from automed.export.export import THRESHOLDS as SEGMENTATION_THRESHOLDS
 from automed.export.export import ExportResult
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
+from automed.export.timing import best_of
 from automed.infer.image_level import ImagePrediction, ImagePredictor
 from automed.preprocess.pipeline import spec_for
 from automed.workdir import WorkDir
@@ -45,13 +45,7 @@ def _with(predictor: ImagePredictor, modules: list[torch.nn.Module]) -> ImagePre
 def _timed(
     pred: ImagePredictor, channels: np.ndarray, geometry: Geometry, repeats: int
 ) -> tuple[ImagePrediction, float]:
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = pred.predict_arrays(channels, geometry)
-        best = min(best, time.perf_counter() - t0)
-    assert out is not None
-    return out, best
+    return best_of(lambda: pred.predict_arrays(channels, geometry), repeats)
 
 
 def _difference(a: ImagePrediction, b: ImagePrediction, std: float) -> tuple[float, bool]:
@@ -74,12 +68,9 @@ def _bundle_prediction(
 ) -> tuple[str, ImagePrediction, float]:
     """The written bundle's own model (:func:`shipped_model`) on the parity case: runtime, prediction comparable
     with torch's, seconds (best of ``repeats``, the model loaded before timing)."""
+    image, spacing = channels.astype(np.float32), list(geometry.spacing_zyx)
     with shipped_model(folder) as (runtime, model):
-        best, row = float("inf"), {}
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            row = model.predict(channels.astype(np.float32), list(geometry.spacing_zyx))
-            best = min(best, time.perf_counter() - t0)
+        row, best = best_of(lambda: model.predict(image, spacing), repeats)
     if target.kind == "regression":
         return runtime, ImagePrediction(None, None, None, float(row["prediction"])), best
     probs = np.asarray([row[f"probability_{n}"] for n in target.class_names])
