@@ -8,7 +8,7 @@ A training work dir (``automed train``; a sweep trial folder looks the same)::
     screen.json                                                                (configurations screened on fold 0)
     train/<configuration>/fold_<k>/  cv/metrics.csv  cv/summary.json           (folds, cross-validation)
     previous_stage.json  previous_stage/                                       (a cascade: its 3d_lowres training)
-    model.json                                                                 (model metadata, written once)
+    model.json                                                                 (model metadata, on conclusion)
     selection/selection.json                                                   (the training's own postprocessing)
     inference.json                                                             (`automed select`'s choice, optional)
     model_bundle/                                                              (what is registered)

@@ -114,6 +114,13 @@ def test_usage_error_is_clicks_message(tmp_path: Path) -> None:
     assert "unexpected error" not in r.stderr and "Traceback" not in r.stderr
 
 
+def test_resume_refuses_another_output(tmp_path: Path) -> None:
+    """``--resume W -o W2`` would train W while the user expects W2: refused before anything runs."""
+    r = runner.invoke(app, ["-q", "train", "--resume", str(tmp_path / "W"), "-o", str(tmp_path / "W2")])
+    assert r.exit_code != 0 and "--resume continues its own work dir" in str(r.exception)
+    assert not (tmp_path / "W").exists() and not (tmp_path / "W2").exists()
+
+
 @pytest.mark.slow
 def test_demo_trains_registers_and_predicts(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder

@@ -88,6 +88,11 @@ def test_budgeted_training_trains_the_folds_the_rule_picks(
     saved = json.loads((res.workdir / "train_config.json").read_text())["options"]
     assert saved["only_folds"] == list(range(expected)) and saved["folds_reason"] == res.folds_reason
     assert json.loads((res.workdir / "splits.json").read_text())["n_folds"] == 5
+    for k in range(
+        expected
+    ):  # each fold records the wall time it was given (a resume's share for unstarted folds)
+        given = json.loads((res.workdir / "train" / "3d_fullres" / f"fold_{k}" / "progress.json").read_text())
+        assert 0 < given["budget_s"] <= 60
     # five folds predict within one network's time with nnU-Net's default inference, measured on fold 0's cases
     table, choice = (
         json.loads((res.workdir / "selection" / "inference_cost.json").read_text())[k]

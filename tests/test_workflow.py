@@ -146,3 +146,101 @@ def test_an_unstarted_fold_resumed_without_a_budget_gets_the_share_its_wave_had(
     assert unstarted_share(1000.0, 5, 1) == 200.0
     assert round(unstarted_share(1000.0, 5, 2), 1) == 333.3
     assert unstarted_share(1000.0, 5, 5) == 1000.0 and unstarted_share(1000.0, 5, 8) == 1000.0
+
+
+def test_an_unstarted_fold_resumed_without_a_budget_gets_the_share_a_started_fold_was_given(
+    tmp_path: Path,
+) -> None:
+    """The highest-numbered fold that started recorded its share wherever it ran (Ray: the first run's concurrency
+    is known only through it); a screened fold 0's screening share is not a fold's; none recorded: None."""
+    from automed.workflow.train_start import recorded_share
+
+    def started(fold: int, budget: float | None) -> None:
+        folder = tmp_path / "train" / "3d_fullres" / f"fold_{fold}"
+        folder.mkdir(parents=True)
+        (folder / "progress.json").write_text(json.dumps({"budget_s": budget, "history": []}))
+
+    assert recorded_share(tmp_path, "3d_fullres", [0, 1, 2], screened=False) is None
+    started(0, 120.0)
+    assert recorded_share(tmp_path, "3d_fullres", [0, 1, 2], screened=False) == 120.0
+    assert recorded_share(tmp_path, "3d_fullres", [0, 1, 2], screened=True) is None
+    started(1, 300.0)
+    assert recorded_share(tmp_path, "3d_fullres", [0, 1, 2], screened=True) == 300.0
+    assert recorded_share(tmp_path, "2d", [0, 1, 2], screened=False) is None
+    started(2, None)  # a fold written before folds recorded their budget
+    assert recorded_share(tmp_path, "3d_fullres", [0, 1, 2], screened=False) == 300.0
+
+
+def test_a_resumed_training_refuses_options_it_would_ignore(tmp_path: Path) -> None:
+    """``automed train --resume W`` continues W's saved dataset, config and options: another --folds, --epochs,
+    --config value, dataset, ... would be silently ignored, so they are refused (each named, with the fix) before
+    anything runs; the saved values typed again, and the options a resume takes, are accepted."""
+    from automed.data.dataset import load_dataset
+    from automed.errors import ConfigError
+    from automed.workflow.prepare import dataset_source
+    from automed.workflow.train_start import refuse_ignored_on_resume
+
+    ds = make_dataset(tmp_path / "data", n_cases=3, shape=(8, 12, 12), seed=1)
+    other = make_dataset(tmp_path / "other", n_cases=3, shape=(8, 12, 12), seed=2)
+    wd = tmp_path / "W"
+    api.plan_dataset(
+        ds, wd, workers=1, show_progress=False, run_preprocess=False
+    )  # the fingerprint a resume checks
+    options = {"folds": 5, "only_folds": [0], "folds_auto": True, "preset": "cpu", "register": True,
+               "parallel_folds": 1, "keep_case_ids": False, "overlays": 0, "cv_workdir": None,
+               "previous_workdir": None, "fold_resources": {"cpu": 1.0, "gpu": 0.0}, "latency_cap": True,
+               "task": None, "tracking_uri": "sqlite:////x/mlflow.db"}  # fmt: skip
+    config = TrainConfig.model_validate({"configuration": "3d_fullres", "epochs": 40}).model_dump(mode="json")
+    source = dataset_source(load_dataset(ds))
+    (wd / "train_config.json").write_text(
+        json.dumps({"dataset": source, "config": config, "options": options})
+    )
+    same_cfg, other_cfg = tmp_path / "same.yaml", tmp_path / "other.yaml"
+    same_cfg.write_text("epochs: 40\n")
+    other_cfg.write_text("epochs: 80\n")
+    refuse_ignored_on_resume(wd, {"--budget": None, "--folds": None})  # nothing asked: fine
+    refuse_ignored_on_resume(  # the saved values typed again
+        wd,
+        {"DATASET": ds, "--folds": "auto", "--preset": "cpu", "--epochs": 40, "--configuration": "3d_fullres",
+         "--config": same_cfg, "--tracking-uri": "sqlite:////x/mlflow.db"},
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        refuse_ignored_on_resume(
+            wd,
+            {"DATASET": other, "--folds": "3", "--fold": [0, 1], "--epochs": 10, "--config": other_cfg,
+             "--parallel-folds": 2, "--full-ensemble": True, "--task": "regression", "--preset": "default"},
+        )  # fmt: skip
+    text = str(e.value)
+    assert len(e.value.problems) == 9 and "train_config.json" in text
+    for name in ("DATASET", "folds", "fold ", "epochs", "config ", "parallel-folds", "full-ensemble", "task"):
+        assert f"keeps its own {name}" in text
+    assert "only --budget, --device, --workers, --ray-address and --trial-resources apply" in text
+    assert "new --output" in text
+    # a config file typed again with the -c/--epochs it was given with; the store a run without one logged to
+    other_cfg.write_text("epochs: 10\n")
+    refuse_ignored_on_resume(wd, {"--config": other_cfg, "--epochs": 40})
+    options.update(tracking_uri=None, folds_auto=False, budget_s=600.0)  # --budget 10m --folds auto --fold 0
+    (wd / "train_config.json").write_text(
+        json.dumps({"dataset": source, "config": config, "options": options})
+    )
+    (wd / "tracking.json").write_text(json.dumps({"uri": "sqlite:////y/mlflow.db"}))
+    refuse_ignored_on_resume(
+        wd, {"--tracking-uri": "sqlite:////y/mlflow.db", "--folds": "auto", "--fold": [0]}
+    )
+    with pytest.raises(ConfigError, match="keeps its own tracking-uri"):
+        refuse_ignored_on_resume(wd, {"--tracking-uri": "sqlite:////z/mlflow.db"})
+    # what a resume takes: a cluster's resources (the default asked: the saved ones) and the store's credentials
+    from automed.workflow.train_options import TrainOptions
+    from automed.workflow.train_start import restore_training
+
+    options["fold_resources"] = {"cpu": 4.0, "gpu": 0.0}
+    (wd / "train_config.json").write_text(
+        json.dumps({"dataset": source, "config": config, "options": options})
+    )
+    assert restore_training(wd, TrainOptions())[2].fold_resources == {"cpu": 4.0, "gpu": 0.0}
+    asked = TrainOptions(fold_resources={"cpu": 2.0, "gpu": 1.0}, tracking_uri="sqlite:////y/mlflow.db")
+    restored = restore_training(wd, asked)[2]
+    assert (
+        restored.fold_resources == {"cpu": 2.0, "gpu": 1.0}
+        and restored.tracking_uri == "sqlite:////y/mlflow.db"
+    )

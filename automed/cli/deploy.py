@@ -114,7 +114,12 @@ def package(
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Argument(help="Training work dir, or models:/NAME@ALIAS (MLflow registry).")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Training work dir, `automed select` folder, or models:/NAME@ALIAS (MLflow registry)."
+        ),
+    ],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the label maps.")],
     tta: Annotated[

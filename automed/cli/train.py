@@ -122,6 +122,13 @@ def train(
             f"dataset={dataset}, output={output}",
             "pass both, or --resume WORKDIR to continue a run",
         )
+    if resume is not None and output is not None and output.resolve() != resume.resolve():
+        raise ConfigError.single(
+            "--output",
+            "--resume continues its own work dir",
+            f"--output {output} with --resume {resume}",
+            "drop --output (or give the same folder), or start a new training into --output without --resume",
+        )
     if extend and resume is None:
         raise ConfigError.single(
             "--extend", "--extend continues a finished work dir", extend, "add --resume WORKDIR"
@@ -240,7 +247,9 @@ def _print_scores(summary: dict[str, object]) -> None:
 @app.command()
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Work directory.")] = Path("demo_work"),
-    budget: Annotated[str, typer.Option(help="Training budget (CPU: at most 10 minutes).")] = "5m",
+    budget: Annotated[
+        str, typer.Option(help="Training budget (5m trains the small synthetic data well on 2 CPU cores).")
+    ] = "5m",
     workers: WorkersOpt = None,
 ) -> None:
     """Train on a synthetic dataset within a budget, register the model, predict two held-out cases, print Dice.

@@ -1,4 +1,4 @@
-"""Model metadata (``model.json``, written once by training) and the inference choice ``automed select`` records
+"""Model metadata (``model.json``, written when a training concludes) and the inference choice ``automed select`` records
 beside it (``inference.json``); torch-free.
 
 ``model.json`` says what was trained: task, configuration, folds, the frozen config *and* the values it resolved to

@@ -98,6 +98,7 @@ class TrainState:
         return improved
 
     last_epoch_iterations: int = 0  # a budget's last epoch may be shorter (0: as long as the others)
+    budget_s: float | None = None  # the wall time this fold was given (None: a fixed schedule)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +121,7 @@ class TrainState:
             d.get("optimizer", "sgd"),  # checkpoints written before the optimizer was resolved per fold
             d.get("lr0", 1e-2),
             d.get("last_epoch_iterations", 0),
+            d.get("budget_s"),  # checkpoints written before folds recorded their budget
         )
 
     @property
@@ -133,6 +135,7 @@ class TrainState:
             {
                 "schedule": self.schedule_reason,
                 "optimizer": self.optimizer_text,
+                "budget_s": self.budget_s,
                 "history": [asdict(h) for h in self.history],
                 **extra,
             },

@@ -230,6 +230,7 @@ class FoldTrainer:
             st.epochs_total = min(bp.epochs, config.epochs)
             st.iterations_per_epoch, st.val_iterations = bp.iterations_per_epoch, bp.val_iterations
             st.schedule_reason = "budget: " + bp.reason
+            st.budget_s = round(budget_s, 1)
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         else:
             st.epochs_total = config.epochs

@@ -1,5 +1,5 @@
 """``automed train``: plan -> train every fold within the budget -> validate -> CV summary -> postprocessing on the
-training's own CV -> model metadata (``model.json``, once) -> bundle -> MLflow registry.
+training's own CV -> model metadata (``model.json``, again after a resume) -> bundle -> MLflow registry.
 
 One parent MLflow run per command, one child run per configuration x fold (created by the driver, so workers only
 log into existing runs). ``train_config.json`` keeps the frozen config and options (for ``--resume``),
@@ -42,7 +42,7 @@ from automed.workflow.screen import run_screening
 from automed.workflow.shape import fold_count
 from automed.workflow.sweep_stages import parse_resources
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
-from automed.workflow.train_start import restore_training, start_training
+from automed.workflow.train_start import refuse_ignored_on_resume, restore_training, start_training
 
 
 def _save_config(wd: Path, config: TrainConfig) -> None:
@@ -198,7 +198,7 @@ def _conclude(
     rows: list[dict[str, Any]],
     folds: list[int],
 ) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
-    """CV summary, postprocessing decided on this training's own CV, ``model.json`` (once), registration."""
+    """CV summary, postprocessing decided on this training's own CV, ``model.json``, registration."""
     wdir, parent = WorkDir(wd), track.parent_run_id
     dataset = json.loads(wdir.train_config.read_text())["dataset"]
     own = task.own_choice(
@@ -348,6 +348,19 @@ def train(
     folds/TTA/step that fit are recorded in ``model.json``; ``full_ensemble`` (or an explicit number of ``folds``)
     keeps every fold with TTA however long it takes. ``task``: segmentation, classification or regression instead of
     what the targets suggest (integer ages as a regression, say); recorded for ``--resume``."""
+    if resume or extend:
+        refuse_ignored_on_resume(
+            Path(workdir).resolve(),
+            {
+                "DATASET": dataset or None, "--config": config, "--configuration": configuration,
+                "--epochs": epochs, "--folds": folds, "--fold": only_folds, "--preset": preset,
+                "--tracking-uri": tracking_uri, "--no-register": None if register else True,
+                "--parallel-folds": None if parallel_folds == 1 else parallel_folds,
+                "--keep-case-ids": keep_case_ids or None, "--overlays": overlays or None, "--cv": cv,
+                "--previous": previous,
+                "--full-ensemble": full_ensemble or None, "--task": None if task in (None, "auto") else task,
+            },
+        )  # fmt: skip
     cfg = load_train_config(config) if config else TrainConfig()
     budget_s = parse_duration(budget)
     n_folds, folds_auto, only_folds = fold_count(folds, budget_s, only_folds)

@@ -10,6 +10,8 @@ from typing import Any
 from automed.artifacts import write_json_atomic
 from automed.train.meta import ModelMeta
 
+DEFAULT_RESOURCES = {"cpu": 1.0, "gpu": 0.0}  # a fold's Ray resources unless --trial-resources says otherwise
+
 
 @dataclass
 class TrainOptions:
@@ -32,7 +34,7 @@ class TrainOptions:
     previous_workdir: str | None = None  # 3d_cascade_fullres: the 3d_lowres training it refines
     cv_workdir: str | None = None  # --folds all: the cross-validation training whose evidence it inherits
     ray_address: str | None = None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else here)
-    fold_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    fold_resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
     latency_cap: bool = (
         True  # several folds predict within one network's nnU-Net-default time (--full-ensemble: off)

@@ -6,25 +6,26 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import check_splits
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, ConfigError, Problem
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import legacy_digest, link_previous, write_previous_stage
 from automed.privacy import strip_credentials
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
-from automed.train.config import TrainConfig
+from automed.train.config import TrainConfig, load_train_config
 from automed.train.schedule import FoldChoice
 from automed.train.state import checkpoint_matches, fold_finished
-from automed.workdir import WorkDir
+from automed.workdir import ALL_DATA, WorkDir
 from automed.workflow.all_data import evidence
 from automed.workflow.prepare import (
     check_same_cases,
@@ -34,6 +35,7 @@ from automed.workflow.prepare import (
     preprocess,
 )
 from automed.workflow.shape import (
+    SPLIT_FOLDS,
     asked_folds,
     auto_folds,
     auto_width,
@@ -41,13 +43,93 @@ from automed.workflow.shape import (
     screening_candidates,
     width_rule_applies,
 )
-from automed.workflow.train_options import TrainOptions
+from automed.workflow.train_options import DEFAULT_RESOURCES, TrainOptions
 
 
 def unstarted_share(budget_s: float, n_folds: int, slots: int) -> float:
     """The time a fold that had not started gets when a budgeted training resumes without ``--budget``: the original
     budget over the waves of ``slots`` folds that ran at once (``--parallel-folds``; 1: one after another)."""
     return budget_s / math.ceil(max(1, n_folds) / max(1, slots))
+
+
+def recorded_share(wd: Path, configuration: str, folds: list[int], screened: bool) -> float | None:
+    """The wall time the highest-numbered fold of ``folds`` that started was given (its ``progress.json``; a fold
+    screened on fold 0 had a screening share, not a fold's): what its wave's folds that had not started would have
+    got, wherever they ran (one after another, ``--parallel-folds`` or a Ray cluster). None when none recorded one."""
+    for fold in sorted(folds, reverse=True):
+        p = WorkDir(wd).fold(configuration, fold) / "progress.json"
+        if (screened and fold == 0) or not p.is_file():
+            continue
+        share = json.loads(p.read_text()).get("budget_s")
+        if isinstance(share, int | float) and share > 0:
+            return float(share)
+    return None
+
+
+RESUME_TAKES = "--budget, --device, --workers, --ray-address and --trial-resources"
+
+
+def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
+    """``--resume``/``--extend`` continue a work dir with its saved dataset, config and options: an option given
+    (``asked``: flag -> value, None when not given) that differs from what was saved would be silently ignored, so
+    it is refused before anything runs (as a resumed sweep does); the same value typed again is accepted."""
+    wdir = WorkDir(wd)
+    if not wdir.train_config.is_file():
+        return  # restore_training names the missing file
+    saved = json.loads(wdir.train_config.read_text())
+    o, c = saved["options"], TrainConfig.model_validate(saved["config"])
+    only = o.get("only_folds")
+    folds = {"auto"} if o.get("folds_auto") else {"all"} if only == [ALL_DATA] else {str(o.get("folds"))}
+    if o.get("budget_s") and only != [ALL_DATA] and o.get("folds") == SPLIT_FOLDS:
+        folds.add("auto")  # --folds auto with --fold: the folds were the user's, the split the budget's
+    stores = {o.get("tracking_uri")} | ({_tracked_uri(wdir)} if not o.get("tracking_uri") else set())
+    overrides = {
+        k: asked.get(f"--{k}") for k in ("configuration", "epochs") if asked.get(f"--{k}") is not None
+    }
+    same: dict[str, Callable[[Any], bool]] = {
+        "DATASET": lambda v: dataset_source(load_dataset(v)) == saved["dataset"],
+        "--config": lambda v: _same_fields(load_train_config(v), overrides, c),
+        "--configuration": lambda v: v == c.configuration,
+        "--epochs": lambda v: v == c.epochs,
+        "--folds": lambda v: str(v).strip().lower() in folds,
+        "--fold": lambda v: not o.get("folds_auto") and sorted(v) == sorted(only or []),
+        "--preset": lambda v: v == o.get("preset"),
+        "--tracking-uri": lambda v: strip_credentials(v) in stores,
+        "--no-register": lambda v: not o.get("register", True),
+        "--parallel-folds": lambda v: v == o.get("parallel_folds", 1),
+        "--keep-case-ids": lambda v: bool(o.get("keep_case_ids")),
+        "--overlays": lambda v: v == o.get("overlays", 0),
+        "--cv": lambda v: str(Path(v).resolve()) == o.get("cv_workdir"),
+        "--previous": lambda v: str(Path(v).resolve()) == o.get("previous_workdir"),
+        "--full-ensemble": lambda v: not o.get("latency_cap"),
+        "--task": lambda v: v == o.get("task"),
+    }
+    problems = [
+        Problem(
+            str(wdir.train_config),
+            f"a resumed training keeps its own {flag.lstrip('-')} (only {RESUME_TAKES} apply to a resume)",
+            f"{value!r} asked",
+            "drop that option, or train into a new --output",
+        )
+        for flag, value in asked.items()
+        if value is not None and not same[flag](value)
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def _same_fields(given: TrainConfig, overrides: dict[str, Any], saved: TrainConfig) -> bool:
+    """Whether every field the given config file sets (with the ``-c``/``--epochs`` typed with it) has the saved
+    config's value."""
+    fields = set(given.model_fields_set) | set(overrides)
+    given = given.model_copy(update=overrides)
+    return given.model_dump(include=fields) == saved.model_dump(include=fields)
+
+
+def _tracked_uri(wdir: WorkDir) -> str | None:
+    """The store a training that named none logs to (``tracking.json``: the environment's or the default)."""
+    uri = json.loads(wdir.tracking.read_text()).get("uri") if wdir.tracking.is_file() else None
+    return str(uri) if uri else None
 
 
 def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
@@ -68,17 +150,27 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
         "device": opts.device or kept.get("device"),
         "workers": opts.workers,
         "ray_address": opts.ray_address or kept.get("ray_address"),  # a restarted cluster has a new address
+        # a cluster's resources may differ too (the default asked: the saved ones)
+        "fold_resources": opts.fold_resources
+        if opts.fold_resources != DEFAULT_RESOURCES
+        else kept.get("fold_resources", DEFAULT_RESOURCES),
+        # the same store (checked), typed with its credentials, which train_config.json never keeps
+        "tracking_uri": opts.tracking_uri or kept.get("tracking_uri"),
     }
     restored = TrainOptions(**{**kept, **new})
     n = len(restored.only_folds) if restored.only_folds else restored.folds
-    # on a Ray cluster the first run's concurrency is not known here: one fold after another (the least share)
-    slots = 1 if restored.ray_address or os.environ.get("RAY_ADDRESS") else restored.parallel_folds
-    fallback = (
-        unstarted_share(kept["budget_s"], n, slots) if kept.get("budget_s") and not opts.budget_s else None
-    )
+    config = TrainConfig.model_validate(saved["config"])
+    fallback = None
+    if kept.get("budget_s") and not opts.budget_s:
+        folds = list(restored.only_folds) if restored.only_folds else list(range(restored.folds))
+        # with no started fold to read it from, a Ray cluster's concurrency is not known: one fold after another
+        slots = 1 if restored.ray_address or os.environ.get("RAY_ADDRESS") else restored.parallel_folds
+        fallback = recorded_share(
+            wd, config.configuration, folds, restored.screen is not None
+        ) or unstarted_share(kept["budget_s"], n, slots)
     ds = load_dataset(saved["dataset"], restored.task)
     check_same_cases(ds, wdir)
-    return ds, TrainConfig.model_validate(saved["config"]), restored, fallback
+    return ds, config, restored, fallback
 
 
 def start_training(
