@@ -199,6 +199,11 @@ def test_a_resumed_training_refuses_options_it_would_ignore(tmp_path: Path) -> N
     same_cfg.write_text("epochs: 40\n")
     other_cfg.write_text("epochs: 80\n")
     refuse_ignored_on_resume(wd, {"--budget": None, "--folds": None})  # nothing asked: fine
+    # options whose typed value looks like a default: compared too (the CLI passes None when they are not typed)
+    refuse_ignored_on_resume(wd, {"--register": True, "--parallel-folds": 1, "--task": "auto"})
+    with pytest.raises(ConfigError) as e:
+        refuse_ignored_on_resume(wd, {"--register": False, "--parallel-folds": 1, "--task": "regression"})
+    assert len(e.value.problems) == 2
     refuse_ignored_on_resume(  # the saved values typed again
         wd,
         {"DATASET": ds, "--folds": "auto", "--preset": "cpu", "--epochs": 40, "--configuration": "3d_fullres",

@@ -52,15 +52,18 @@ def train(
     preset: PresetOpt = None,
     device: DeviceOpt = None,
     tracking_uri: TrackingUriOpt = None,
-    register: Annotated[bool, typer.Option(help="Register the fold ensemble in the MLflow registry.")] = True,
+    register: Annotated[
+        bool | None, typer.Option(help="Register the fold ensemble in the MLflow registry (default: yes).")
+    ] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the training work dir WORKDIR.")] = None,
     extend: Annotated[int, typer.Option(min=0, help="With --resume: add N epochs to finished folds.")] = 0,
     parallel_folds: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=1, help="Folds trained at once in worker processes (one GPU each when there are enough)."
+            min=1,
+            help="Folds trained at once in worker processes (one GPU each when there are enough; default 1).",
         ),
-    ] = 1,
+    ] = None,
     workers: WorkersOpt = None,
     keep_case_ids: KeepCaseIdsOpt = False,
     cv: Annotated[
@@ -95,12 +98,12 @@ def train(
         ),
     ] = False,
     task: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="auto (from the targets: label maps -> segmentation, class names or <= 20 distinct integers -> "
+            help="auto (the default: from the targets: label maps -> segmentation, class names or <= 20 distinct integers -> "
             "classification, other numbers -> regression), or segmentation, classification, regression."
         ),
-    ] = "auto",
+    ] = None,
     overlays: Annotated[
         int,
         typer.Option(

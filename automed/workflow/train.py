@@ -316,12 +316,12 @@ def train(
     only_folds: list[int] | None = None,
     device: str | None = None,
     tracking_uri: str | None = None,
-    register: bool = True,
+    register: bool | None = None,
     resume: bool = False,
     extend: int = 0,
     preset: str | None = None,
     workers: int | None = None,
-    parallel_folds: int = 1,
+    parallel_folds: int | None = None,
     show_progress: bool = True,
     keep_case_ids: bool = False,
     overlays: int = 0,
@@ -346,7 +346,8 @@ def train(
     When the budget chose several folds (``--folds auto``), they predict within the time of one network with
     nnU-Net's default inference (mirror TTA, step 0.5), measured on fold 0's validation cases: the most accurate
     folds/TTA/step that fit are recorded in ``model.json``; ``full_ensemble`` (or an explicit number of ``folds``)
-    keeps every fold with TTA however long it takes. ``task``: segmentation, classification or regression instead of
+    keeps every fold with TTA however long it takes. ``register`` and ``parallel_folds`` left None: yes and 1 (on a
+    resume: the saved ones; a value given is checked against them). ``task``: segmentation, classification or regression instead of
     what the targets suggest (integer ages as a regression, say); recorded for ``--resume``."""
     if resume or extend:
         refuse_ignored_on_resume(
@@ -354,11 +355,10 @@ def train(
             {
                 "DATASET": dataset or None, "--config": config, "--configuration": configuration,
                 "--epochs": epochs, "--folds": folds, "--fold": only_folds, "--preset": preset,
-                "--tracking-uri": tracking_uri, "--no-register": None if register else True,
-                "--parallel-folds": None if parallel_folds == 1 else parallel_folds,
+                "--tracking-uri": tracking_uri, "--register": register, "--parallel-folds": parallel_folds,
                 "--keep-case-ids": keep_case_ids or None, "--overlays": overlays or None, "--cv": cv,
                 "--previous": previous,
-                "--full-ensemble": full_ensemble or None, "--task": None if task in (None, "auto") else task,
+                "--full-ensemble": full_ensemble or None, "--task": task,
             },
         )  # fmt: skip
     cfg = load_train_config(config) if config else TrainConfig()
@@ -378,10 +378,10 @@ def train(
         budget_s=budget_s,
         device=device,
         tracking_uri=tracking_uri,
-        register=register,
+        register=True if register is None else register,
         workers=workers,
         preset=preset,
-        parallel_folds=parallel_folds,
+        parallel_folds=parallel_folds or 1,
         auto_configuration=auto,
         keep_case_ids=keep_case_ids,
         overlays=overlays,

@@ -95,14 +95,14 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
         "--fold": lambda v: not o.get("folds_auto") and sorted(v) == sorted(only or []),
         "--preset": lambda v: v == o.get("preset"),
         "--tracking-uri": lambda v: strip_credentials(v) in stores,
-        "--no-register": lambda v: not o.get("register", True),
+        "--register": lambda v: v == o.get("register", True),
         "--parallel-folds": lambda v: v == o.get("parallel_folds", 1),
         "--keep-case-ids": lambda v: bool(o.get("keep_case_ids")),
         "--overlays": lambda v: v == o.get("overlays", 0),
         "--cv": lambda v: str(Path(v).resolve()) == o.get("cv_workdir"),
         "--previous": lambda v: str(Path(v).resolve()) == o.get("previous_workdir"),
         "--full-ensemble": lambda v: not o.get("latency_cap"),
-        "--task": lambda v: v == o.get("task"),
+        "--task": lambda v: (None if v == "auto" else v) == o.get("task"),
     }
     problems = [
         Problem(
