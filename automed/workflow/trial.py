@@ -115,6 +115,7 @@ def _aggregate(
     folds: dict[str, Any] = {}
     compute = unit = 0.0
     rows: list[dict[str, Any]] = []
+    nodes = {_ray_node()}  # the Ray nodes its folds ran on (a fold of a trial runs wherever a slot is free)
     for folder in sorted((td / "train" / config.configuration).glob("fold_*"), key=lambda p: int(p.name[5:])):
         done, partial = folder / "fold_result.json", folder / "fold_partial.json"
         if done.is_file() and (folder / "validation_metrics.json").is_file():
@@ -122,6 +123,7 @@ def _aggregate(
             folds[folder.name[5:]] = {"score": r["score"], "epochs": r["epochs"]}
             compute += r["compute_s"]
             unit += r["unit_s"]
+            nodes.add(str(r.get("node", "")))
             rows += json.loads((folder / "validation_metrics.json").read_text())
         elif (
             partial.is_file()
@@ -135,7 +137,7 @@ def _aggregate(
         "compute_s": compute,
         "trial_s": unit,
         "host": socket.gethostname(),
-        "node": _ray_node(),
+        "node": ",".join(sorted(nodes - {""})),
     }
     summary = task.summarize(rows) if rows else None
     if summary is not None:
@@ -220,7 +222,13 @@ def run_trial(
             now = time.perf_counter()
             write_json_atomic(
                 folder / "fold_result.json",
-                {"score": out.score, "epochs": out.epochs, "compute_s": now - tc, "unit_s": now - t0},
+                {
+                    "score": out.score,
+                    "epochs": out.epochs,
+                    "compute_s": now - tc,
+                    "unit_s": now - t0,
+                    "node": _ray_node(),
+                },
             )
             t0 = now
             with _locked(td):
