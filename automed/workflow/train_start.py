@@ -158,7 +158,6 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
         "tracking_uri": opts.tracking_uri or kept.get("tracking_uri"),
     }
     restored = TrainOptions(**{**kept, **new})
-    n = len(restored.only_folds) if restored.only_folds else restored.folds
     config = TrainConfig.model_validate(saved["config"])
     fallback = None
     if kept.get("budget_s") and not opts.budget_s:
@@ -167,7 +166,7 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
         slots = 1 if restored.ray_address or os.environ.get("RAY_ADDRESS") else restored.parallel_folds
         fallback = recorded_share(
             wd, config.configuration, folds, restored.screen is not None
-        ) or unstarted_share(kept["budget_s"], n, slots)
+        ) or unstarted_share(kept["budget_s"], len(folds), slots)
     ds = load_dataset(saved["dataset"], restored.task)
     check_same_cases(ds, wdir)
     return ds, config, restored, fallback
