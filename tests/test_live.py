@@ -74,11 +74,18 @@ def test_sweep_trials_show_a_line_per_finished_fold_when_not_a_terminal(tmp_path
     _trial(tmp_path, "old", {"lr": 0.01}, 2, 0.7)  # finished before a resume: not shown again
     buf = io.StringIO()
     console = Console(file=buf, width=200, force_terminal=False)
+
+    def shown(n_lines: int) -> None:  # until the display's thread has polled (a busy machine may delay it)
+        deadline = time.monotonic() + 60
+        while len(buf.getvalue().splitlines()) < n_lines:
+            assert time.monotonic() < deadline, buf.getvalue()
+            time.sleep(0.02)
+
     with TrialsDisplay(tmp_path, 2, "live", console=console, interval=0.05):
         _trial(tmp_path, "a1", {"lr": 0.003, "batch": 2}, 0, None)  # started, no fold yet: nothing to say
         time.sleep(0.2)
         _trial(tmp_path, "a1", {"lr": 0.003, "batch": 2}, 1, 0.81234)
-        time.sleep(0.2)
+        shown(1)
         _trial(tmp_path, "a1", {"lr": 0.003, "batch": 2}, 2, 0.8)
         _trial(tmp_path, "b2", {}, 1, 0.5)  # between two polls: the exit poll shows it
     lines = buf.getvalue().splitlines()
