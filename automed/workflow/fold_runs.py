@@ -14,6 +14,7 @@ import torch
 
 from automed.workdir import WorkDir
 from automed.workflow.fold import FoldJob, FoldOutcome, run_fold
+from automed.workflow.train_options import DEFAULT_RESOURCES
 
 FINAL_RESERVE_S = 20.0  # CV summary, bundle and registration at the end of a budgeted run
 
@@ -25,7 +26,7 @@ class Placement:
 
     parallel_folds: int = 1
     ray_address: str | None = None
-    resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
 
 def run_fold_jobs(

@@ -26,6 +26,7 @@ from automed.search.space import SearchSpace
 from automed.tracking import Tracker, git_commit, resolve_uri
 from automed.train.config import TrainConfig
 from automed.workflow.disclosure import public_options, redactor_for
+from automed.workflow.train_options import DEFAULT_RESOURCES
 from automed.workflow.trial import run_trial
 
 STATE_FILE = "sweep.json"
@@ -46,7 +47,7 @@ class SweepOptions:
     grace_epochs: int = 2
     engine: str = "ray"
     ray_address: str | None = None
-    trial_resources: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "gpu": 0.0})
+    trial_resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     seed: int = 0
     retries: int = 1
     tracking_uri: str | None = None
@@ -69,7 +70,7 @@ class SweepResult:
 
 def parse_resources(text: str) -> dict[str, float]:
     """``cpu=1,gpu=0.5`` -> ``{"cpu": 1.0, "gpu": 0.5}``."""
-    out = {"cpu": 1.0, "gpu": 0.0}
+    out = dict(DEFAULT_RESOURCES)
     seen: set[str] = set()
     for part in filter(None, (p.strip() for p in text.split(","))):
         k, _, v = part.partition("=")
