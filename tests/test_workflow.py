@@ -234,7 +234,8 @@ def test_a_resumed_training_refuses_options_it_would_ignore(tmp_path: Path) -> N
     )
     with pytest.raises(ConfigError, match="keeps its own tracking-uri"):
         refuse_ignored_on_resume(wd, {"--tracking-uri": "sqlite:////z/mlflow.db"})
-    # what a resume takes: a cluster's resources (the default asked: the saved ones) and the store's credentials
+    # what a resume takes: a cluster's resources (none typed: the saved ones; typed, even as the default's values:
+    # those) and the store's credentials
     from automed.workflow.train_options import TrainOptions
     from automed.workflow.train_start import restore_training
 
@@ -243,6 +244,8 @@ def test_a_resumed_training_refuses_options_it_would_ignore(tmp_path: Path) -> N
         json.dumps({"dataset": source, "config": config, "options": options})
     )
     assert restore_training(wd, TrainOptions())[2].fold_resources == {"cpu": 4.0, "gpu": 0.0}
+    typed_default = TrainOptions(fold_resources={"cpu": 1.0, "gpu": 0.0})  # --trial-resources cpu=1,gpu=0
+    assert restore_training(wd, typed_default)[2].resources() == {"cpu": 1.0, "gpu": 0.0}
     asked = TrainOptions(fold_resources={"cpu": 2.0, "gpu": 1.0}, tracking_uri="sqlite:////y/mlflow.db")
     restored = restore_training(wd, asked)[2]
     assert (

@@ -88,8 +88,12 @@ def train(
         ),
     ] = None,
     trial_resources: Annotated[
-        str, typer.Option(help="With --ray-address: resources per fold, e.g. cpu=4,gpu=1.")
-    ] = "cpu=1,gpu=0",
+        str | None,
+        typer.Option(
+            help="With --ray-address: resources per fold, e.g. cpu=4,gpu=1 (default cpu=1,gpu=0; on a resume: the "
+            "saved ones)."
+        ),
+    ] = None,
     full_ensemble: Annotated[
         bool,
         typer.Option(

@@ -80,7 +80,7 @@ def _screen_fold(
         redactor=tracker.redactor,
         progress=progress,
     )
-    where = Placement(1, opts.ray_address, opts.fold_resources)
+    where = Placement(1, opts.ray_address, opts.resources())
     (out,) = run_fold_jobs([job], where, wd, time.perf_counter() + share_s, None)
     return out.rows, run_id
 

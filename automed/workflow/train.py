@@ -282,7 +282,7 @@ def train_dataset(
                 opts = replace(opts, folds_reason=f"{opts.folds_reason}; {line}")
             rows, epochs, jobs = _fold_jobs(wd, plan, config, opts, tracker, track, resume, extend, progress)
             deadline = t0 + opts.budget_s if opts.budget_s else None
-            where = Placement(opts.parallel_folds, opts.ray_address, opts.fold_resources)
+            where = Placement(opts.parallel_folds, opts.ray_address, opts.resources())
             for out in run_fold_jobs(jobs, where, wd, deadline, fallback):
                 rows += out.rows
                 epochs[out.fold] = out.epochs
@@ -328,7 +328,7 @@ def train(
     cv: str | Path | None = None,
     previous: str | Path | None = None,
     ray_address: str | None = None,
-    trial_resources: str = "cpu=1,gpu=0",
+    trial_resources: str | None = None,
     full_ensemble: bool = False,
     task: str | None = None,
 ) -> TrainResult:
@@ -389,7 +389,7 @@ def train(
         cv_workdir=str(Path(cv).resolve()) if cv else None,
         previous_workdir=str(Path(previous).resolve()) if previous else None,
         ray_address=ray_address,
-        fold_resources=parse_resources(trial_resources),
+        fold_resources=parse_resources(trial_resources) if trial_resources is not None else None,
         latency_cap=folds_auto and not full_ensemble,  # explicit --folds N: the user asked for that ensemble
         task=None if task in (None, "auto") else task,
     )

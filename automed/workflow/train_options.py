@@ -37,13 +37,18 @@ class TrainOptions:
     previous_workdir: str | None = None  # 3d_cascade_fullres: the 3d_lowres training it refines
     cv_workdir: str | None = None  # --folds all: the cross-validation training whose evidence it inherits
     ray_address: str | None = None  # folds as Ray tasks on this cluster (default: RAY_ADDRESS, else here)
-    fold_resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    # None: not typed (DEFAULT_RESOURCES; on a resume, the saved ones); a new training records what it used
+    fold_resources: dict[str, float] | None = None
     keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
     latency_cap: bool = (
         True  # several folds predict within one network's nnU-Net-default time (--full-ensemble: off)
     )
     overlays: int = 0  # validation cases drawn into each fold's MLflow run (opt-in: they show patient images)
     task: str | None = None  # --task: the task chosen by the user instead of by the targets
+
+    def resources(self) -> dict[str, float]:
+        """A fold's Ray resources: what ``--trial-resources`` asked, else the default."""
+        return dict(self.fold_resources) if self.fold_resources is not None else dict(DEFAULT_RESOURCES)
 
 
 @dataclass

@@ -150,10 +150,10 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
         "device": opts.device or kept.get("device"),
         "workers": opts.workers,
         "ray_address": opts.ray_address or kept.get("ray_address"),  # a restarted cluster has a new address
-        # a cluster's resources may differ too (the default asked: the saved ones)
+        # a cluster's resources may differ too (typed: these, even the default's values; else the saved ones)
         "fold_resources": opts.fold_resources
-        if opts.fold_resources != DEFAULT_RESOURCES
-        else kept.get("fold_resources", DEFAULT_RESOURCES),
+        if opts.fold_resources is not None
+        else kept.get("fold_resources") or dict(DEFAULT_RESOURCES),
         # the same store (checked), typed with its credentials, which train_config.json never keeps
         "tracking_uri": opts.tracking_uri or kept.get("tracking_uri"),
     }
@@ -245,7 +245,10 @@ def start_training(
         narrow, why = _narrowed(wd, planned, config, task, asked, asked.reason, opts, preset, deadline)
         if narrow is not config:  # the reason is recorded only when the budget changed the width
             config, opts = narrow, replace(opts, folds_reason=why)
-    opts = replace(opts, validation_mirrors=load_preset(preset).inference.mirrors)
+    # the resources the folds ask of Ray are recorded as used (a resume that types none keeps them)
+    opts = replace(
+        opts, validation_mirrors=load_preset(preset).inference.mirrors, fold_resources=opts.resources()
+    )
     with _restored_if_refused(earlier):  # the config is final now: finished folds must be of this one
         check_existing_folds(wd, planned, config)
     write_json_atomic(
