@@ -180,7 +180,9 @@ def _screened(result: Path) -> bool:
         return False
 
 
-def test_resume_after_killed_driver(data: tuple[Path, Path], tmp_path: Path) -> None:
+def test_resume_after_killed_driver(
+    data: tuple[Path, Path], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     ds, space = data
     wd = tmp_path / "W"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -188,6 +190,7 @@ def test_resume_after_killed_driver(data: tuple[Path, Path], tmp_path: Path) -> 
     # outside the driver's group may still create folders in it for a moment); short: Ray's sockets' paths are
     # limited to 107 bytes
     ray_tmp = tempfile.mkdtemp(prefix="r", dir=tempfile.gettempdir())
+    request.addfinalizer(lambda: shutil.rmtree(ray_tmp, ignore_errors=True))  # also when the test fails
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmp}
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "automed.cli", "sweep", str(ds), "-o", str(wd), "--space", str(space),
@@ -230,7 +233,6 @@ def test_resume_after_killed_driver(data: tuple[Path, Path], tmp_path: Path) -> 
         assert ck.stat().st_mtime_ns == ckpts[key]  # fold 0 was not trained again
     assert (wd / "best_config.yaml").is_file()
     _check_mlflow(uri, wd, 2)
-    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_bad_engine_and_resources_fail_fast(data: tuple[Path, Path], tmp_path: Path) -> None:

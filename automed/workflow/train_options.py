@@ -10,10 +10,8 @@ from typing import Any
 from automed.artifacts import write_json_atomic
 from automed.train.meta import ModelMeta
 
-DEFAULT_RESOURCES = {
-    "cpu": 1.0,
-    "gpu": 0.0,
-}  # a fold's or a trial's Ray resources unless --trial-resources says otherwise
+# a fold's or a trial's Ray resources unless --trial-resources says otherwise
+DEFAULT_RESOURCES = {"cpu": 1.0, "gpu": 0.0}
 
 
 @dataclass

@@ -43,7 +43,7 @@ from automed.workflow.shape import (
     screening_candidates,
     width_rule_applies,
 )
-from automed.workflow.train_options import DEFAULT_RESOURCES, TrainOptions
+from automed.workflow.train_options import TrainOptions
 
 
 def unstarted_share(budget_s: float, n_folds: int, slots: int) -> float:
@@ -153,7 +153,7 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
         # a cluster's resources may differ too (typed: these, even the default's values; else the saved ones)
         "fold_resources": opts.fold_resources
         if opts.fold_resources is not None
-        else kept.get("fold_resources") or dict(DEFAULT_RESOURCES),
+        else kept.get("fold_resources"),
         # the same store (checked), typed with its credentials, which train_config.json never keeps
         "tracking_uri": opts.tracking_uri or kept.get("tracking_uri"),
     }
