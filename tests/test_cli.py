@@ -53,6 +53,22 @@ def test_verify_fingerprint_plan_preprocess(tmp_path: Path) -> None:
     assert (wd / "splits.json").is_file()
 
 
+def test_dataset_verbs_do_not_import_torch(tmp_path: Path) -> None:
+    """verify, plan and preprocess need no torch: a mistyped path is answered in a second, not after torch loads."""
+    root = make_dataset(tmp_path / "d", n_cases=3, shape=(10, 12, 12))
+    code = (
+        "import sys, runpy\ntry:\n    runpy.run_module('automed.cli', run_name='__main__')\n"
+        "finally:\n    print('torch imported:', 'torch' in sys.modules)"
+    )
+    for args in (["verify", str(root)], ["plan", str(root), "-o", str(tmp_path / "W"), "--device", "cpu"]):
+        r = subprocess.run(
+            [sys.executable, "-c", code, "-q", *args], capture_output=True, text=True, check=False
+        )
+        assert r.returncode == 0, r.stderr
+        assert "torch imported: False" in r.stdout
+    assert (tmp_path / "W" / "preprocessed" / "3d_fullres").is_dir()
+
+
 def test_info_runs() -> None:
     r = runner.invoke(app, ["info"])
     assert r.exit_code == 0 and "torch" in r.output and "cuda available" in r.output

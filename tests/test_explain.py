@@ -157,7 +157,6 @@ def test_segmentation_map_in_the_volumes_geometry(models: dict[str, Any], backen
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cls", "seg"])
 def test_explain_true_logs_validation_maps_to_mlflow(models: dict[str, Any], kind: str) -> None:
     """``explain: true`` in the training config: three validation cases' maps under ``explain/`` of the training's
@@ -173,6 +172,7 @@ def test_explain_true_logs_validation_maps_to_mlflow(models: dict[str, Any], kin
     assert not any("case_" in f for f in files)  # pseudonyms, not the case IDs
 
 
+@pytest.mark.slow  # the `models` fixture trains two models (10 s)
 def test_the_cli_verb_runs(models: dict[str, Any]) -> None:
     out = models["root"] / "CLI"
     args = ["-q", "explain", str(models["seg"]), "-i", str(models["seg_in"]), "-o", str(out)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automed.errors import ArtifactError, DatasetError, Problem
+from automed.errors import DatasetError, Problem
 from automed.registry import Registry
 from automed.tasks.base import Task
 from automed.tasks.image_level import Classification, Regression
@@ -32,19 +32,3 @@ def task_for(task_type: str, source: str | Path) -> Task:
         )
     return TASKS.get(task_type)
 
-
-# the verbs built for segmentation models only so far (classification and regression train, sweep, select,
-# register, predict and export)
-SEGMENTATION_ONLY: tuple[str, ...] = ()  # verbs that do not handle image-level models yet: none at present
-
-
-def require_segmentation(task_type: str, verb: str, source: str | Path) -> None:
-    """A clear error (before any work) for a verb that does not handle image-level models yet."""
-    if task_type != "segmentation" and verb in SEGMENTATION_ONLY:
-        raise ArtifactError.single(
-            source,
-            f"`automed {verb}` handles segmentation models so far",
-            f"a {task_type} model",
-            "train it with `automed train`, register and predict (MLflow registry, `automed predict`); "
-            f"{verb} for classification and regression is not built yet",
-        )

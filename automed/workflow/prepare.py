@@ -27,9 +27,7 @@ from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess as _preprocess
 from automed.registry import check_choice
-from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
-from automed.train.device import pick_device
 from automed.workdir import FINGERPRINT as FINGERPRINT_FILE
 from automed.workdir import PLAN as PLAN_FILE
 from automed.workdir import SPLITS as SPLITS_FILE
@@ -285,6 +283,10 @@ def plan_for_training(
     trained fails here, before any training."""
     if problems := no_target_problems(ds):  # before verify reads a voxel
         raise DatasetError(problems, f"nothing to train on in {ds.source}")
+    # torch and the task plug-ins load here, for the training verbs only: `automed verify/plan` start in a second
+    from automed.tasks.registry import task_for
+    from automed.train.device import pick_device
+
     dev = pick_device(device)
     name = preset or ("default" if dev.type == "cuda" else "cpu")
     res = plan_dataset(

@@ -45,7 +45,6 @@ from automed.search.report import best_config_yaml, study_plots, trials_table
 from automed.search.space import SearchSpace, default_point, load_space
 from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
-from automed.tasks.registry import require_segmentation
 from automed.tracking import Tracker
 from automed.train.config import TrainConfig, load_train_config
 from automed.workdir import WorkDir, locked
@@ -231,7 +230,6 @@ def _sweep(
     base = TrainConfig.model_validate(state["base_config"])
     space = SearchSpace.model_validate(state["space"])
     plan = Plan.load(wd / "plan.json")
-    require_segmentation(plan.task_type, "sweep", state["dataset"])
     tracker = open_tracking(wd, state, opts, plan, space, base, state["dataset"])
     n_folds = int(json.loads((wd / "splits.json").read_text())["n_folds"])
     point = default_point(space, base, plan) if opts.grid is None else {}
