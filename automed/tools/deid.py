@@ -9,13 +9,15 @@ level) and replace three of its behaviours where the profile asks for more than 
 - Patient ID and Patient's Name become one pseudonym per patient;
 - with ``retain-longitudinal-modified-dates``, dates move back by one offset per patient instead of being removed.
 
-Private attributes are removed. Each file records what was done (``PatientIdentityRemoved``, the method and its
+Attributes the table does not list but that may hold a name, free text or a date (:func:`unlisted_identifying`)
+are removed too, at every depth. Private attributes are removed. Each file records what was done (``PatientIdentityRemoved``, the method and its
 codes, ``LongitudinalTemporalInformationModified``); :class:`Deidentifier` counts, per attribute, the action and the
 number of files it touched, never a value."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Callable
 from importlib import metadata
@@ -74,6 +76,7 @@ BURNED_IN_MODALITIES = ("US", "SC", "XC", "ES", "OT", "GM")
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture and its multi-frame classes (.7.1-.7.4)
 _UID_CODES = {"U", "D", "X/Z/U*", "X/D", "X/Z/D", "Z/D"}
 _BIRTH_DATE = Tag(0x0010, 0x0030)
+_BIRTH_TIME = Tag(0x0010, 0x0032)  # removed with the birth date, also when other dates are kept shifted
 _PATIENT_ID = Tag(0x0010, 0x0020)
 _PATIENT_NAME = Tag(0x0010, 0x0010)
 _TIMES_KEPT = "K (kept with shifted dates)"
@@ -81,6 +84,12 @@ _TIMES_KEPT = "K (kept with shifted dates)"
 _META_KEPT = {Tag(0x0002, e) for e in (0x0000, 0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013)}
 
 Action = Callable[[Dataset, Any], None]
+# value representations that can hold a person's name or free text: unlisted attributes of these go
+NAME_OR_TEXT_VRS = ("PN", "ST", "LT", "UT", "UC")
+# short strings (LO, SH) of unlisted attributes go when their keyword says they hold one of these
+_TEXT_KEYWORD = re.compile(r"Name|Date|Time|Calendar|Comment|Address|Telephone|Text|Note|Remark|Report")
+# names of things, not people: kept (ManufacturerModelName, SequenceName, TransmitCoilName, CodingSchemeName, ...)
+_TECHNICAL_NAME = re.compile(r"(Model|Coil|Sequence|Scheme|Algorithm|Software|Filter|Kernel|Code)Name$")
 
 
 def check_options(options: list[str]) -> list[str]:
@@ -131,6 +140,16 @@ def burned_in(ds: Dataset) -> str | None:
         # a screenshot (dose report, annotated key image) under any modality: names are often in the pixels
         return "BurnedInAnnotation is absent for a secondary capture or screenshot, which often carries burned-in text"
     return None
+
+
+def unlisted_identifying(tag: BaseTag, vr: str) -> bool:
+    """Whether a public attribute the profile's table does not list may identify someone: a person name, free
+    text, a date or time, or a short string whose keyword names a date, a name, a comment, an address and the like
+    (``PatientBirthDateInAlternativeCalendar``, ``TextValue``, ``EvaluatorName``, ...)."""
+    if vr in NAME_OR_TEXT_VRS or vr in ("DA", "DT", "TM"):
+        return True
+    keyword = keyword_for_tag(tag) or ""
+    return vr in ("LO", "SH") and bool(_TEXT_KEYWORD.search(keyword)) and not _TECHNICAL_NAME.search(keyword)
 
 
 def _values(elem: pydicom.DataElement) -> list[Any]:
@@ -288,7 +307,7 @@ class Deidentifier:
                 seen.add((name, code))
                 continue
             if action is None:
-                self._unlisted(ds, tag, elem, seen)
+                self._unlisted(ds, tag, elem, shift, seen)
                 continue
             if code == "K":
                 continue
@@ -298,7 +317,7 @@ class Deidentifier:
                     elem.value = moved
                     seen.add((name, "C (date shifted)"))
                     continue
-            if shift is not None and elem.VR == "TM":
+            if shift is not None and elem.VR == "TM" and tag != _BIRTH_TIME:
                 seen.add((name, _TIMES_KEPT))
                 continue
             if elem.VR == "UI" and code in _UID_CODES:
@@ -313,16 +332,36 @@ class Deidentifier:
             seen.add((name, code or "?"))
 
     def _unlisted(
-        self, ds: Dataset, tag: BaseTag, elem: pydicom.DataElement, seen: set[tuple[str, str]]
+        self,
+        ds: Dataset,
+        tag: BaseTag,
+        elem: pydicom.DataElement,
+        shift: dt.timedelta | None,
+        seen: set[tuple[str, str]],
     ) -> None:
-        """Attributes the profile's table does not list: public ones unknown to the DICOM dictionary and UN values
-        go (their meaning is unknown); UIDs that are not registered DICOM UIDs are keyed like listed ones (they may
-        embed device serials and dates, and references to replaced UIDs must follow)."""
+        """Attributes the profile's table does not list (PS3.15 asks that identifying ones be handled too):
+        public ones unknown to the DICOM dictionary, UN values, and those that can hold a name, free text or a date
+        (:func:`unlisted_identifying`) go - dates move instead under ``retain-longitudinal-modified-dates``; UIDs
+        that are not registered DICOM UIDs are keyed like listed ones (they may embed device serials and dates, and
+        references to replaced UIDs must follow)."""
         if tag.element == 0:  # group length
             return
         if not dictionary_has_tag(tag) or elem.VR == "UN":
             del ds[tag]
             seen.add((tag_name(tag), "X (unknown attribute)" if elem.VR != "UN" else "X (UN value)"))
+        elif shift is not None and elem.VR in ("DA", "DT") and tag != _BIRTH_DATE:
+            moved = [_shift(str(v), shift) for v in _values(elem)]
+            if all(m is not None for m in moved):
+                elem.value = moved[0] if len(moved) == 1 else moved
+                seen.add((tag_name(tag), "C (date shifted, not in the table)"))
+            else:
+                del ds[tag]
+                seen.add((tag_name(tag), "X (not a date to shift, not in the table)"))
+        elif shift is not None and elem.VR == "TM" and tag != _BIRTH_TIME:
+            seen.add((tag_name(tag), _TIMES_KEPT))
+        elif unlisted_identifying(tag, elem.VR):
+            del ds[tag]
+            seen.add((tag_name(tag), "X (name, text or date not in the table)"))
         elif elem.VR == "UI" and any(not _registered(str(v)) for v in _values(elem)):
             self._replace_uid(elem, keep_registered=True)
             seen.add((tag_name(tag), "U (keyed, not in the table)"))

@@ -7,7 +7,8 @@ Two kinds of evidence, reported per file and attribute and never with the value 
   names;
 - patterns that need no original: private attributes, public attributes unknown to the DICOM dictionary, UN values,
   file meta beyond the transfer essentials, UIDs that are neither DICOM's own nor keyed (``2.25.``), person names and
-  identifiers that are not pseudonyms, real dates where dates were removed, date-like free text,
+  identifiers that are not pseudonyms, real dates where dates were removed, date-like free text, names, text or dates
+  in attributes the profile's table does not list,
   ``PatientIdentityRemoved`` not YES, NIfTI header text and extensions.
 
 Every file under the folder is checked - hidden ones and DICOMDIR too - except automed's own marker and report."""
@@ -26,7 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from automed.artifacts import OUTPUT_MARKER
-from automed.tools.deid import Deidentifier, tag_name
+from automed.tools.deid import OPTIONS, Deidentifier, tag_name, unlisted_identifying
 from automed.tools.deid_keys import PSEUDONYM_PREFIX, DeidKey
 from automed.tools.dicom_files import DEID_REPORT, is_nifti, relative
 from automed.tools.nifti_deid import nifti_findings
@@ -53,6 +54,7 @@ _OWN = {
     "PatientIdentityRemoved",
 }
 _META_KEPT = {0x0000, 0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013}
+_TABLE = Deidentifier(DeidKey(b"\0" * 32))  # which attributes the profile's table lists
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,37 @@ def files_to_check(root: Path) -> list[Path]:
     return out
 
 
-def identifying_values(originals: Path) -> Needles:
-    """The originals' values that must not survive (see the module docstring)."""
-    rules = Deidentifier(DeidKey(b"\0" * 32))
+def _rules(options: list[str] | None = None) -> Deidentifier:
+    """The profile's actions (with the run's options: what they keep is not a finding)."""
+    return Deidentifier(DeidKey(b"\0" * 32), options)
+
+
+def options_used(root: Path) -> list[str]:
+    """The de-identification options of an anonymized folder: its report's, else those coded in its files."""
+    report = root / DEID_REPORT
+    try:
+        return sorted(o for o in json.loads(report.read_text())["options"] if o in OPTIONS)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    by_code = {code.value: name for name, code in OPTIONS.items()}
+    found: set[str] = set()
+    for path in files_to_check(root):
+        if is_nifti(path):
+            continue
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
+            continue
+        for item in ds.get("DeidentificationMethodCodeSequence", []):
+            if (name := by_code.get(str(item.get("CodeValue", "")))) is not None:
+                found.add(name)
+    return sorted(found)
+
+
+def identifying_values(originals: Path, options: list[str] | None = None) -> Needles:
+    """The originals' values that must not survive (see the module docstring); ``options``: those of the run,
+    whose kept attributes (e.g. ``PatientAge`` under ``retain-patient-characteristics``) are not searched for."""
+    rules = _rules(options)
     every: set[str] = set()
     public: set[str] = set()
     kept: set[str] = set()
@@ -146,6 +176,7 @@ def identifying_values(originals: Path) -> Needles:
             action = rules.action_for(elem.tag)
             in_meta = elem.tag.group == 0x0002 and elem.tag.element not in _META_KEPT
             removed = elem.tag.is_private or in_meta or (action is not None and action.__name__ != "keep")
+            removed |= elem.tag.group != 0x0002 and action is None and unlisted_identifying(elem.tag, elem.VR)
             # unregistered UIDs outside the file meta (ImplementationClassUID names software, not a patient)
             removed |= (
                 elem.VR == "UI" and elem.tag.group != 0x0002 and any(UID(t).name == t for t in _texts(elem))
@@ -185,6 +216,10 @@ def _pattern_findings(elem: DataElement, name: str, texts: list[str], shifted: b
         rules.append("a real date where dates were removed")
     if elem.VR in FREE_TEXT_VRS and name not in _OWN and any(_DATE_TEXT.search(t) for t in texts):
         rules.append("date-like text in a free-text attribute")
+    unlisted = not tag.is_private and tag.group != 0x0002 and _TABLE.action_for(tag) is None
+    kept_shifted = shifted and elem.VR in ("DA", "DT", "TM")
+    if unlisted and texts and not kept_shifted and unlisted_identifying(tag, elem.VR) and name not in _OWN:
+        rules.append("a name, free text or date in an attribute the profile's table does not list")
     return rules
 
 
@@ -217,7 +252,9 @@ def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
 
 def check_folder(root: Path, original: Path | None = None) -> list[Finding]:
     """Every finding in the files under ``root`` (sorted by file)."""
-    needles = identifying_values(original) if original is not None else Needles(None, None)
+    needles = (
+        identifying_values(original, options_used(root)) if original is not None else Needles(None, None)
+    )
     findings: list[Finding] = []
     for path in files_to_check(root):
         shown = relative(path, root)

@@ -209,4 +209,9 @@ def check_anonymized(folder: str | Path, original: str | Path | None = None) -> 
         raise ConfigError.single(
             root, "the folder to check must exist", "missing", "pass the anonymized folder"
         )
-    return check_folder(root, Path(original).expanduser().resolve() if original is not None else None)
+    orig = Path(original).expanduser().resolve() if original is not None else None
+    if orig is not None and not orig.exists():  # a mistyped --original would check against nothing
+        raise ConfigError.single(
+            orig, "the originals to compare with must exist", "missing", "pass the folder that was anonymized"
+        )
+    return check_folder(root, orig)
