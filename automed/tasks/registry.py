@@ -31,4 +31,3 @@ def task_for(task_type: str, source: str | Path) -> Task:
             "this dataset cannot be trained",
         )
     return TASKS.get(task_type)
-
