@@ -97,7 +97,42 @@ def test_mismatched_geometry_names_the_file(folders: tuple[Path, Path], tmp_path
     with pytest.raises(DatasetError) as err:
         api.metrics(pred, tmp_path / "out", reference=ref)
     p = err.value.problems[0]
-    assert p.file.endswith("case2.nii.gz") and "shape" in p.rule and "(6, 12, 10)" in p.value
+    assert p.file.endswith("case2.nii.gz") and "voxel grid" in p.rule and "size (10, 12, 6)" in p.value
+
+
+def test_the_same_voxels_in_another_orientation_are_matched_and_another_place_refused(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A prediction stored flipped and transposed with its affine adjusted is the same mask (Dice 1); the same
+    array under a mirrored affine lies elsewhere in space (an error, not Dice 1)."""
+    pred, ref = folders
+    img = sitk.ReadImage(str(ref / "case1.nii.gz"))
+    moved = sitk.DICOMOrient(sitk.PermuteAxes(img, [1, 0, 2]), "RAI")  # other axis order and directions
+    assert moved.GetDirection() != img.GetDirection()
+    sitk.WriteImage(moved, str(pred / "case1.nii.gz"))
+    res = api.metrics(pred, tmp_path / "out", reference=ref)
+    rows = pd.read_csv(res.folder / "metrics.csv")
+    assert (rows[rows["case"] == "case1"]["dice"] == 1.0).all()
+    mirrored = sitk.ReadImage(str(ref / "case1.nii.gz"))
+    mirrored.SetDirection((-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    sitk.WriteImage(mirrored, str(pred / "case1.nii.gz"))
+    with pytest.raises(DatasetError, match="voxel grid"):
+        api.metrics(pred, tmp_path / "out2", reference=ref)
+
+
+def test_a_label_only_predictions_hold_is_scored_or_named(folders: tuple[Path, Path], tmp_path: Path) -> None:
+    pred, ref = folders
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(pred / "case1.nii.gz")))
+    arr[5, 10:12, 10:12] = 3
+    _write(arr, pred / "case1.nii.gz")
+    res = api.metrics(pred, tmp_path / "out", reference=ref)
+    rows = pd.read_csv(res.folder / "metrics.csv")
+    three = rows[rows["label"] == 3]
+    assert len(three) == 3  # every case gets the label's row
+    assert three[three["case"] == "case1"]["dice"].iloc[0] == 0.0  # predicted where the reference has none
+    assert res.summary["foreground_mean"]["dice"] < 1.0
+    res = api.metrics(pred, tmp_path / "out2", reference=ref, labels=tmp_path / "dataset.json")
+    assert res.summary["unscored_prediction_labels"] == [3]
 
 
 def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
@@ -119,6 +154,19 @@ def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
     assert s["confusion_matrix"][1][1] == int(((pred == "pneumonia") & (y == 1)).sum())
     rows = pd.read_csv(res.folder / "metrics.csv")
     assert rows["correct"].sum() == int((pred == names[y]).sum())
+    # decisions from a tuned threshold: the Prediction column counts for accuracy and confusion, the
+    # probabilities for AUC; one probability column of two classes gets its complement
+    tuned = names[(p1 > 0.7).astype(int)]
+    pd.DataFrame(
+        {"SubjectID": [f"c{i}" for i in range(40)], "Target": names[y], "Prediction": tuned,
+         "probability_pneumonia": p1}
+    ).to_csv(csv, index=False)  # fmt: skip
+    s = api.metrics(csv, tmp_path / "out2").summary
+    assert s["accuracy"] == pytest.approx(accuracy_score(names[y], tuned))
+    assert s["confusion_matrix"][0][0] == int(((tuned == "normal") & (y == 0)).sum())
+    assert s["auc_macro"] == pytest.approx(roc_auc_score(y, p1))
+    rows = pd.read_csv(tmp_path / "out2" / "metrics.csv")
+    assert rows["correct"].sum() == round(s["accuracy"] * 40)
 
 
 def test_values_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:

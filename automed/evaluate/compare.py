@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from automed.data.io import read_image
+from automed.data.io import Geometry, read_image
 from automed.errors import DatasetError
+from automed.evaluate.grid import on_reference_grid
 from automed.evaluate.image_level import classification_metrics, regression_metrics
 from automed.evaluate.metrics import METRIC_DEFINITIONS, label_metrics
 from automed.evaluate.summary import METRICS, summarize
@@ -72,33 +73,21 @@ def detect_kind(pairs: list[Pair]) -> Kind:
     return "regression"
 
 
-def _load(path: str, case: str, what: str) -> tuple[np.ndarray, tuple[float, ...]]:
+def _load(path: str, case: str, what: str) -> tuple[np.ndarray, Geometry]:
     try:
         arrays, geo = read_image(Path(path))
     except Exception as exc:
         raise DatasetError.single(
             path, f"the {what} of {case} must be a readable image", str(exc)[:200], "fix the path"
         ) from exc
-    return arrays[0], geo.spacing_zyx
+    return arrays[0], geo
 
 
-def _check_geometry(
-    p: Pair, ref: np.ndarray, spacing: tuple[float, ...], pred: np.ndarray, ps: tuple[float, ...]
-) -> None:
-    if pred.shape != ref.shape:
-        raise DatasetError.single(
-            str(p.prediction),
-            "a prediction has its reference's shape",
-            f"{pred.shape} vs {ref.shape}",
-            "predict in the reference's geometry",
-        )
-    if not np.allclose(ps, spacing, rtol=1e-3):
-        raise DatasetError.single(
-            str(p.prediction),
-            "a prediction has its reference's spacing",
-            f"{ps} vs {spacing}",
-            "predict in the reference's geometry",
-        )
+def _prediction(p: Pair, ref_geo: Geometry) -> np.ndarray:
+    """The prediction's voxels on the reference's grid (:func:`automed.evaluate.grid.on_reference_grid`)."""
+    assert p.prediction is not None
+    pred, geo = _load(p.prediction, p.case, "prediction")
+    return on_reference_grid(pred, geo, ref_geo, p.prediction)
 
 
 def segmentation_rows(
@@ -108,34 +97,51 @@ def segmentation_rows(
     *,
     tolerance: float = 1.0,
     missing_value: float | None = None,
-) -> list[dict[str, Any]]:
-    """Per case, label and region: the metrics of :func:`automed.evaluate.metrics.label_metrics`. Without
-    ``labels`` every foreground value found in a reference is a label. One case in memory at a time."""
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Per case, label and region: the metrics of :func:`automed.evaluate.metrics.label_metrics`, and the values
+    predictions hold that were not scored. Without ``labels`` every foreground value found in a reference or a
+    prediction is a label (one only predicted scores Dice 0 where the prediction has it: the one-empty rule); with
+    ``labels``, values outside them are not scored and returned. One case in memory at a time."""
     names = labels or {
         int(v): str(int(v))
         for p in pairs
         for v in np.unique(_load(p.target, p.case, "reference")[0]).tolist()
         if int(v) != 0
     }
+    rows, extra = _label_rows(pairs, names, regions, tolerance, missing_value)
+    if labels is None and extra:  # a value only predictions hold: a second pass for those labels alone
+        more, _ = _label_rows(pairs, {v: str(v) for v in sorted(extra)}, {}, tolerance, missing_value)
+        return rows + more, []
+    return rows, sorted(extra)
+
+
+def _label_rows(
+    pairs: list[Pair],
+    names: dict[int, str],
+    regions: dict[str, list[int]],
+    tolerance: float,
+    missing_value: float | None,
+) -> tuple[list[dict[str, Any]], set[int]]:
+    """The rows of ``names`` and ``regions``, and the foreground values predictions hold outside ``names``."""
     groups = {str(v): ([v], n) for v, n in sorted(names.items()) if v != 0}
     groups.update({f"region:{n}": (vals, n) for n, vals in regions.items()})
     rows: list[dict[str, Any]] = []
+    extra: set[int] = set()
     for p in pairs:
-        ref, spacing = _load(p.target, p.case, "reference")
-        pred = None
-        if p.prediction is not None:
-            pred, ps = _load(p.prediction, p.case, "prediction")
-            _check_geometry(p, ref, spacing, pred, ps)
+        ref, geo = _load(p.target, p.case, "reference")
+        pred = None if p.prediction is None else _prediction(p, geo)
+        if pred is not None:
+            extra |= {int(v) for v in np.unique(pred).tolist() if int(v) != 0 and int(v) not in names}
         for key, (values, name) in groups.items():
             row: dict[str, Any] = {"case": p.case, "label": key, "name": name}
             if pred is None:
                 assert missing_value is not None, "the caller refuses missing predictions without a value"
                 row.update({m: missing_value for m in METRICS}, missing=True)
             else:
-                m = label_metrics(np.isin(ref, values), np.isin(pred, values), spacing, tolerance)
+                m = label_metrics(np.isin(ref, values), np.isin(pred, values), geo.spacing_zyx, tolerance)
                 row.update(m.to_dict(), missing=False)
             rows.append(row)
-    return rows
+    return rows, extra
 
 
 def segmentation_summary(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
@@ -160,8 +166,10 @@ def _classes(pairs: list[Pair]) -> list[str]:
 
 
 def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Per-case rows (target, prediction, correct) and the classification metrics. Without probability columns
-    the predicted class counts as probability 1 (AUC from hard labels, said in the summary)."""
+    """Per-case rows (target, prediction, correct) and the classification metrics: accuracy, confusion and the
+    per-class rates count the Prediction column (it may come from a tuned threshold), AUC and calibration the
+    probability columns. Two classes with one probability column: the other is its complement. Without
+    probability columns the predicted class counts as probability 1 (AUC from hard labels, said in the summary)."""
     scored = [p for p in pairs if p.prediction is not None]  # the caller filled or refused missing ones
     classes = _classes(scored)
     index = {c: i for i, c in enumerate(classes)}
@@ -169,11 +177,16 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     soft = bool(scored) and all(p.probabilities for p in scored)
     for i, p in enumerate(scored):
         if soft:
-            proba[i] = [p.probabilities.get(c, 0.0) for c in classes]
+            given = dict(p.probabilities)
+            if len(classes) == 2 and len(given) == 1:  # binary with only probability_<positive>
+                other = next(c for c in classes if c not in given)
+                given[other] = 1.0 - next(iter(given.values()))
+            proba[i] = [given.get(c, 0.0) for c in classes]
         else:
             proba[i, index[str(p.prediction)]] = 1.0
     y = np.array([index[p.target] for p in scored])
-    summary = classification_metrics(y, proba, classes)
+    decisions = np.array([index[str(p.prediction)] for p in scored])
+    summary = classification_metrics(y, proba, classes, decisions)
     summary.update(classes=classes, auc_from="probabilities" if soft else "hard labels")
     rows = [
         {"case": p.case, "target": p.target, "prediction": p.prediction, "correct": p.prediction == p.target}
@@ -222,14 +235,13 @@ def synthesis_row(ref: np.ndarray, pred: np.ndarray, mask: np.ndarray | None) ->
 def synthesis_rows(pairs: list[Pair], missing_value: float | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for p in pairs:
-        ref, spacing = _load(p.target, p.case, "reference")
+        ref, geo = _load(p.target, p.case, "reference")
         if p.prediction is None:
             rows.append(
                 {"case": p.case, **dict.fromkeys(SYNTHESIS_DEFINITIONS, missing_value), "missing": True}
             )
             continue
-        pred, ps = _load(p.prediction, p.case, "prediction")
-        _check_geometry(p, ref, spacing, pred, ps)
+        pred = _prediction(p, geo)
         mask = None if p.mask is None else _load(p.mask, p.case, "mask")[0]
         if mask is not None and mask.shape != ref.shape:
             raise DatasetError.single(

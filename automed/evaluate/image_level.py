@@ -143,13 +143,17 @@ def expected_calibration_error(
     )
 
 
-def classification_metrics(y_true: np.ndarray, proba: np.ndarray, class_names: list[str]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy, macro AUC and F1, ECE, the confusion matrix and per-class metrics."""
+def classification_metrics(
+    y_true: np.ndarray, proba: np.ndarray, class_names: list[str], decisions: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro AUC and F1, ECE, the confusion matrix and per-class metrics.
+    ``decisions``: the predicted class indices when they are not the most probable class (a tuned threshold);
+    accuracy, the confusion matrix, sensitivity, specificity and F1 count them, AUC and ECE the probabilities."""
     y, p = _check_classification(y_true, proba)
     n_classes = p.shape[1]
     if len(class_names) != n_classes:
         raise ValueError(f"{len(class_names)} class names for {n_classes} probability columns")
-    pred = p.argmax(axis=1)
+    pred = p.argmax(axis=1) if decisions is None else np.asarray(decisions, dtype=np.int64)
     labels = list(range(n_classes))
     cm = confusion_matrix(y, pred, labels=labels)
     with warnings.catch_warnings():  # "y_pred contains classes not in y_true": documented, not an error

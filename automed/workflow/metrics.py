@@ -10,6 +10,7 @@ missing prediction is listed in one error before any scoring, unless ``missing_v
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ from automed.registry import check_choice
 CSV_COLUMNS = ("SubjectID", "Target", "Prediction")
 MASK = "Mask"  # synthesis: score inside this mask
 PROBABILITY = "probability_"
+
+log = logging.getLogger("automed")
 
 
 @dataclass
@@ -254,7 +257,7 @@ def metrics(
     pairs = _fill_missing(pairs, kind, missing_value, src)
     region_map = parse_regions(regions or [])
     if kind == "segmentation":
-        rows = segmentation_rows(
+        rows, unscored = segmentation_rows(
             pairs,
             _labels(Path(labels) if labels else None),
             region_map,
@@ -262,6 +265,11 @@ def metrics(
             missing_value=missing_value,
         )
         summary = segmentation_summary(rows, tolerance)
+        if unscored:
+            summary["unscored_prediction_labels"] = unscored
+            log.warning(
+                "predictions hold label value(s) %s that --labels does not name: not scored", unscored
+            )
     elif kind == "synthesis":
         rows = synthesis_rows(pairs, missing_value)
         summary = synthesis_summary(rows)

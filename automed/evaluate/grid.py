@@ -1,0 +1,64 @@
+"""A prediction on its reference's voxel grid: the same voxels stored in another axis order or direction (RAS vs LPS,
+a transposed array with its affine adjusted) are re-indexed exactly; a prediction elsewhere in space is refused.
+
+Comparing arrays without this would score a flipped-but-correct mask as Dice 0, and a mask under a mirrored affine
+as Dice 1."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from automed.data.io import Geometry
+from automed.errors import DatasetError
+
+_VOXEL_TOL = 1e-2  # in voxels: how far a prediction's voxel centre may lie from the reference's
+_FIX = "predict in the reference's geometry, or resample the prediction onto the reference"
+
+
+def _matrix(geo: Geometry) -> np.ndarray:
+    n = geo.dimension
+    return np.asarray(geo.direction, np.float64).reshape(n, n) @ np.diag(np.asarray(geo.spacing, np.float64))
+
+
+def on_reference_grid(pred: np.ndarray, pred_geo: Geometry, ref_geo: Geometry, where: str) -> np.ndarray:
+    """``pred`` (a ``(z, y, x)`` array of ``pred_geo``) as an array of ``ref_geo``'s grid, or a clear error."""
+    n = ref_geo.dimension
+    if pred_geo.dimension != n:
+        raise DatasetError.single(
+            where, "a prediction has its reference's dimension", f"{pred_geo.dimension}D vs {n}D", _FIX
+        )
+    # index of the prediction = a @ index of the reference + b (x, y, z order)
+    inv = np.linalg.inv(_matrix(pred_geo))
+    a = inv @ _matrix(ref_geo)
+    b = inv @ (np.asarray(ref_geo.origin, np.float64) - np.asarray(pred_geo.origin, np.float64))
+    perm = np.abs(a).argmax(axis=0)  # the prediction's axis holding each reference axis
+    sign = np.sign(a[perm, np.arange(n)])
+    expect = np.zeros((n, n))
+    expect[perm, np.arange(n)] = sign
+    size = np.asarray(pred_geo.size)
+    ref_size = np.asarray(ref_geo.size)
+    start = np.where(sign[np.argsort(perm)] > 0, 0, size - 1)  # where index 0 of each reference axis lands
+    aligned = (
+        sorted(perm.tolist()) == list(range(n))
+        and np.abs(a - expect).max() < _VOXEL_TOL
+        and np.abs(b - start).max() < _VOXEL_TOL
+        and np.array_equal(size[perm], ref_size)
+    )
+    if not aligned:
+        raise DatasetError.single(
+            where,
+            "a prediction lies on its reference's voxel grid (same voxels, any axis order or direction)",
+            f"size {tuple(pred_geo.size)} vs {tuple(ref_geo.size)}, spacing "
+            f"{tuple(round(s, 4) for s in pred_geo.spacing)} vs {tuple(round(s, 4) for s in ref_geo.spacing)}, "
+            f"origin {tuple(round(o, 3) for o in pred_geo.origin)} vs {tuple(round(o, 3) for o in ref_geo.origin)}, "
+            f"direction {tuple(round(d, 3) for d in pred_geo.direction)} vs "
+            f"{tuple(round(d, 3) for d in ref_geo.direction)}",
+            _FIX,
+        )
+    if np.array_equal(perm, np.arange(n)) and (sign > 0).all():
+        return pred
+    xyz = (pred[0] if n == 2 else pred).T  # array axes in x, y, z order
+    out = np.transpose(xyz, perm)
+    out = out[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in sign)]
+    zyx = np.ascontiguousarray(out.T)
+    return zyx[None] if n == 2 else zyx
