@@ -127,8 +127,10 @@ def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwr
 
     Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
     an existing non-empty folder only when automed wrote it as the same kind (:data:`OUTPUT_MARKER`), or with
-    ``overwrite``."""
+    ``overwrite`` - but never, ``overwrite`` or not, an unmarked folder inside a protected one (``MODEL/train``
+    holds the model's checkpoints)."""
     res = out.expanduser().resolve()
+    within = False
     for p in protected:
         pr = p.expanduser().resolve()
         folder = pr if pr.is_dir() else pr.parent
@@ -139,11 +141,12 @@ def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwr
                 f"{res} holds {pr}",
                 "choose another output folder (e.g. a new folder beside it)",
             )
+        within |= inside(res, folder)
     if res.is_file():
         raise ArtifactError.single(
             out, f"an output ({kind}) must be a folder", "an existing file", "choose a folder"
         )
-    if res.is_dir() and any(res.iterdir()) and not overwrite:
+    if res.is_dir() and any(res.iterdir()) and (within or not overwrite):
         marker = res / OUTPUT_MARKER
         try:
             found = json.loads(marker.read_text()).get("kind") if marker.is_file() else None
@@ -154,7 +157,12 @@ def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwr
                 out,
                 f"automed replaces only folders it wrote as {kind} output",
                 f"a non-empty folder ({'a ' + found + ' output' if found else 'not written by automed'})",
-                "choose a new or empty folder, or pass --overwrite to replace it",
+                "choose a new or empty folder"
+                + (
+                    " (--overwrite does not replace a folder inside the model or the inputs)"
+                    if within
+                    else ", or pass --overwrite to replace it"
+                ),
             )
     return res
 

@@ -35,6 +35,14 @@ def test_claim_refuses_the_model_its_parents_and_the_inputs(tmp_path: Path) -> N
             claim_output(out, "export", protected=[model, inputs / "a.nii.gz"], overwrite=True)
         assert "choose another output folder" in str(err.value)
     assert claim_output(model / "export", "export", protected=[model]) == (model / "export").resolve()
+    # inside the model or the inputs, --overwrite never replaces a folder automed did not write as that output
+    for holder in (model, inputs):
+        (holder / "train").mkdir()
+        (holder / "train" / "checkpoint_final.pt").write_bytes(b"weights")
+        with pytest.raises(ArtifactError, match="does not replace a folder inside the model or the inputs"):
+            claim_output(holder / "train", "export", protected=[model, inputs / "a.nii.gz"], overwrite=True)
+    mark_output(model / "train", "export")  # an earlier export there is replaced as usual
+    assert claim_output(model / "train", "export", protected=[model]) == (model / "train").resolve()
 
 
 def test_claim_refuses_foreign_and_other_kind_folders_unless_overwrite(tmp_path: Path) -> None:
