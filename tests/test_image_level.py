@@ -469,3 +469,27 @@ def test_task_override_trains_integer_classes_as_a_regression(tmp_path: Path) ->
     assert saved["options"]["task"] == "regression"
     again = api.train(None, res.workdir, resume=True, workers=0, show_progress=False)
     assert again.model.task == "regression"
+
+
+def test_two_datasets_of_one_name_never_share_a_registered_model(tmp_path: Path) -> None:
+    """Two ``dataset.csv`` of other classes (or dimensions) plan the same model name: the second is registered under
+    the name with its contract's digest, so no champion compares or swaps models that take or give other things."""
+    from mlflow.tracking import MlflowClient
+
+    from automed.select.register import CONTRACT_TAG, contract, model_name_for, registry_name
+
+    two = make_classification(tmp_path / "a", 8, shape=(24, 24), n_classes=2)
+    three = make_classification(tmp_path / "b", 9, shape=(24, 24), n_classes=3)
+    plans = [
+        api.plan_dataset(csv, tmp_path / f"W{i}", run_preprocess=False, show_progress=False).plan
+        for i, csv in enumerate((two, three))
+    ]
+    assert model_name_for(plans[0]) == model_name_for(plans[1])
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    name = registry_name(plans[0], client)
+    assert name == model_name_for(plans[0])  # a new name is taken as it is
+    client.create_registered_model(name, tags={CONTRACT_TAG: json.dumps(contract(plans[0]), sort_keys=True)})
+    assert registry_name(plans[0], client) == name  # the same contract keeps its name
+    other = registry_name(plans[1], client)
+    assert other.startswith(name + "-") and other != name
+    assert contract(plans[1])["outputs"] == ["one", "three", "two"] and contract(plans[0])["images"] == "2D"

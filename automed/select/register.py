@@ -6,7 +6,9 @@ version, champion) is kept in the work dir's ``tracking.json``, never in ``model
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from automed.train.meta import ModelMeta, load_model
 from automed.train.state import load_checkpoint, save_checkpoint
 from automed.workdir import MODEL_BUNDLE, WorkDir, fold_name
 
+log = logging.getLogger("automed")
 BUNDLE_DIR = MODEL_BUNDLE
 BUNDLE_TAG = "bundle_sha256"  # model version tag (and registry entry key): the registered bundle's tree_hash
 
@@ -31,6 +34,46 @@ def model_name_for(plan: Plan) -> str:
     clean = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in plan.dataset_name).strip("_")
     task = f"-{plan.target.kind}" if plan.target is not None else ""
     return f"automed-{clean or 'model'}{task}"
+
+
+CONTRACT_TAG = "automed_contract"  # registered model tag: what its versions take and give (one per name)
+
+
+def contract(plan: Plan) -> dict[str, Any]:
+    """What a model takes and gives: versions of one registered model are compared (champion) and swapped for one
+    another (``@champion``), so they must agree on it."""
+    t = plan.target
+    outputs: Any = dict(sorted(plan.labels.items())) if t is None else "value"
+    if t is not None and t.kind == "classification":
+        outputs = list(t.class_names)
+    images = "3D" if any(c.network.dimension == 3 for c in plan.configurations.values()) else "2D"
+    return {"task": plan.task_type if t is None else t.kind, "images": images, "channels": plan.n_channels,
+            "outputs": outputs}  # fmt: skip
+
+
+def registry_name(plan: Plan, client: Any) -> str:
+    """:func:`model_name_for`, unless that name holds models of another contract (another dataset under the same
+    name, e.g. two ``dataset.csv``): then the name with a digest of this contract, and a warning."""
+    from mlflow.exceptions import MlflowException
+
+    name = model_name_for(plan)
+    wanted = json.dumps(contract(plan), sort_keys=True)
+    for candidate in (name, f"{name}-{hashlib.sha256(wanted.encode()).hexdigest()[:8]}"):
+        try:
+            held = client.get_registered_model(candidate).tags.get(CONTRACT_TAG)
+        except MlflowException:  # not registered yet
+            return candidate
+        if held is None or held == wanted:  # (a name registered before the tag existed is taken as it is)
+            if candidate != name:
+                log.warning(
+                    "registered model %s holds models of another dataset or task (%s); this one is registered "
+                    "as %s",
+                    name,
+                    client.get_registered_model(name).tags.get(CONTRACT_TAG),
+                    candidate,
+                )
+            return candidate
+    return candidate  # the digest's name cannot hold another contract (a digest collision is not expected)
 
 
 def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None) -> Path:
@@ -62,11 +105,12 @@ def _register(
     same = _unchanged(tracker, previous, digest, score)
     if same is not None:
         return same
+    name = registry_name(plan, tracker.client)
     registered = register_ensemble(
         tracker,
         run_id,
         bundle,
-        model_name_for(plan),
+        name,
         score,
         plan.n_channels,
         plan.original_median_spacing,
@@ -74,6 +118,7 @@ def _register(
         output_columns(plan),
     )
     tracker.client.set_model_version_tag(registered["name"], registered["version"], BUNDLE_TAG, digest)
+    tracker.client.set_registered_model_tag(name, CONTRACT_TAG, json.dumps(contract(plan), sort_keys=True))
     return {**registered, BUNDLE_TAG: digest}
 
 
