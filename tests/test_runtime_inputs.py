@@ -56,3 +56,30 @@ def test_bundle_cli_refuses_output_into_inputs_and_nan(tmp_path: Path) -> None:
         with pytest.raises(SystemExit, match="must not be, or hold, the input"):
             cli.main(["-i", str(inputs), "-o", str(out)], bundle=bundle)
     assert sorted(p.name for p in inputs.iterdir()) == ["a.nii.gz"]
+
+
+def test_the_bundle_reads_every_image_type_automed_reads(tmp_path: Path) -> None:
+    """A model trained on JPEG, BMP or single DICOM files predicts them from its bundle too (its reader had fewer
+    endings than automed's and answered 'no images found')."""
+    from automed.data.io import IMAGE_SUFFIXES
+    from automed.runtime.io import SUFFIXES
+
+    assert set(SUFFIXES) == set(IMAGE_SUFFIXES)
+    pic = np.arange(30, dtype=np.uint8).reshape(5, 6)
+    for name in ("a.jpg", "b.bmp", "c.png"):
+        sitk.WriteImage(sitk.GetImageFromArray(pic), str(tmp_path / name))
+    _img(tmp_path / "d.nhdr")
+    cases = find_cases(tmp_path, 1)
+    assert [(c.case_id, c.suffix) for c in cases] == [
+        ("a", ".nii.gz"),
+        ("b", ".nii.gz"),
+        ("c", ".nii.gz"),
+        ("d", ".nhdr"),
+    ]
+    assert read_case(cases[1])[0].shape == (1, 1, 5, 6)  # a grey-palette BMP is one channel (ITK expands it)
+    from automed.data.io import read_header, read_image
+
+    assert read_header(tmp_path / "b.bmp").components == 1 and len(read_image(tmp_path / "b.bmp")[0]) == 1
+    rgb = np.stack([pic, pic // 2, pic // 3], axis=-1)
+    sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "e.bmp"))
+    assert read_header(tmp_path / "e.bmp").components == 3

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 
 from automed.data.paths import os_problem
 from automed.errors import DatasetError
+from automed.runtime.io import grey_palette_bmp, read_picture
 
 IMAGE_SUFFIXES = (
     ".nii.gz",
@@ -141,7 +142,7 @@ def _read_sitk(path: Path) -> sitk.Image:
     if not path.exists():
         raise _missing(path)
     try:
-        return sitk.ReadImage(str(path))
+        return read_picture(path)
     except RuntimeError as exc:
         raise _unreadable(path, exc) from exc
 
@@ -173,7 +174,10 @@ def _read_header(path: Path) -> Header:
         tuple(float(v) for v in reader.GetDirection()),
     )
     pixel = sitk.GetPixelIDValueAsString(reader.GetPixelID())
-    return Header(geo, pixel, int(reader.GetNumberOfComponents()))
+    components = 1 if grey_palette_bmp(path) else int(reader.GetNumberOfComponents())
+    if components == 1 and reader.GetNumberOfComponents() > 1:  # read as one channel (see read_picture)
+        pixel = sitk.GetPixelIDValueAsString(sitk.sitkUInt8)
+    return Header(geo, pixel, components)
 
 
 def nifti_spatial_pixdim(path: Path) -> tuple[float, ...] | None:

@@ -16,7 +16,23 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".tif", ".tiff")
+# the image endings automed reads (``automed.data.io.IMAGE_SUFFIXES``; a test keeps the two equal: this module
+# imports nothing of automed); 2D pictures and single DICOM files give ``.nii.gz`` outputs
+SUFFIXES = (
+    ".nii.gz",
+    ".nii",
+    ".nrrd",
+    ".nhdr",
+    ".mha",
+    ".mhd",
+    ".png",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".jpg",
+    ".dcm",
+)
+_TO_NIFTI = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".dcm")
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
 
@@ -30,7 +46,7 @@ class Case:
 def _split(name: str) -> tuple[str, str] | None:
     for s in SUFFIXES:
         if name.lower().endswith(s):
-            return name[: -len(s)], s if s in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd") else ".nii.gz"
+            return name[: -len(s)], ".nii.gz" if s in _TO_NIFTI else s
     return None
 
 
@@ -116,11 +132,42 @@ def _read(path: Path) -> sitk.Image:
                              "convert it to NIfTI") from exc  # fmt: skip
         return image
     try:
-        single: sitk.Image = sitk.ReadImage(str(path))
+        single = read_picture(path)
     except RuntimeError as exc:
         raise SystemExit(f"{path}: not readable as an image ({_last_line(exc)}); give NIfTI, NRRD, MHA, PNG, TIFF "
                          "or DICOM, or move the file out") from exc  # fmt: skip
     return single
+
+
+def grey_palette_bmp(path: Path) -> bool:
+    """Whether ``path`` is a BMP of at most 8 bits per pixel whose palette holds only greys: ITK expands it to RGB,
+    but the picture has one channel (as Pillow and every viewer read it)."""
+    if not path.name.lower().endswith(".bmp"):
+        return False
+    try:
+        with path.open("rb") as f:
+            head = f.read(14 + 40)
+            if len(head) < 54 or head[:2] != b"BM":
+                return False
+            dib = int.from_bytes(head[14:18], "little")
+            bits = int.from_bytes(head[28:30], "little")
+            if bits > 8 or dib < 40:
+                return False
+            n_colours = int.from_bytes(head[46:50], "little") or 1 << bits
+            f.seek(14 + dib)
+            palette = f.read(4 * n_colours)
+    except OSError:
+        return False
+    entries = [palette[i : i + 3] for i in range(0, len(palette) - 3, 4)]
+    return bool(entries) and all(e[0] == e[1] == e[2] for e in entries)
+
+
+def read_picture(path: Path) -> sitk.Image:
+    """``sitk.ReadImage``, with a grey-palette BMP read as one channel."""
+    image: sitk.Image = sitk.ReadImage(str(path))
+    if image.GetNumberOfComponentsPerPixel() > 1 and grey_palette_bmp(path):
+        image = sitk.VectorIndexSelectionCast(image, 0)
+    return image
 
 
 def _last_line(exc: Exception) -> str:
