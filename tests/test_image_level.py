@@ -493,3 +493,16 @@ def test_two_datasets_of_one_name_never_share_a_registered_model(tmp_path: Path)
     other = registry_name(plans[1], client)
     assert other.startswith(name + "-") and other != name
     assert contract(plans[1])["outputs"] == ["one", "three", "two"] and contract(plans[0])["images"] == "2D"
+
+
+def test_a_regression_target_in_tiny_units_keeps_its_spread(tmp_path: Path) -> None:
+    """Values of order 1e-6 (a volume in m³): the plan's standardization keeps significant digits (rounding to six
+    decimals made the standard deviation 0 and training divided by it)."""
+    csv = make_regression(tmp_path / "r", 8)
+    table = pd.read_csv(csv)
+    table["ValueToPredict"] = table["ValueToPredict"] * 1e-9
+    table.to_csv(csv, index=False)
+    t = api.plan_dataset(csv, tmp_path / "W", run_preprocess=False, show_progress=False).plan.target
+    assert t is not None
+    assert t.std == pytest.approx(float(table["ValueToPredict"].std(ddof=0)), rel=1e-6) and t.std > 0
+    assert t.mean == pytest.approx(float(table["ValueToPredict"].mean()), rel=1e-6)

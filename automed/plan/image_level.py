@@ -95,8 +95,8 @@ def plan_target(fp: Fingerprint, preset: Preset) -> TargetPlan:
     mean, std = float(arr.mean()), float(arr.std()) or 1.0
     return TargetPlan(
         kind="regression",
-        mean=round(mean, 6),
-        std=round(std, 6),
+        mean=float(f"{mean:.9g}"),  # significant digits: a target in 1e-7 units must not round to a std of 0
+        std=float(f"{std:.9g}"),
         loss=rules.regression_loss,
         dropout=rules.dropout,
         scale_augmentation=rules.regression_scale_augmentation,
