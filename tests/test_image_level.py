@@ -158,6 +158,16 @@ def test_classification_trains_registers_and_predicts_a_table(classified: dict[s
     assert list(pred.columns) == ["SubjectID", "prediction", "probability_one", "probability_two"]
     assert len(pred) == 24 and set(pred["prediction"]) <= {"one", "two"}
     assert np.allclose(pred[["probability_one", "probability_two"]].sum(axis=1), 1.0, atol=1e-5)
+    # a model of pictures refuses volumes (it would take their middle slice), before writing anything
+    import SimpleITK as sitk
+
+    from automed.errors import DatasetError
+
+    (root / "vol").mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 32, 32), np.float32)), str(root / "vol" / "v.nii.gz"))
+    with pytest.raises(DatasetError, match="trained on pictures or single slices"):
+        api.predict(wd, root / "vol", root / "P_vol", show_progress=False)
+    assert not (root / "P_vol").exists()
     # the registered pyfunc returns the same table for arrays
     mlflow.set_tracking_uri(classified["uri"])
     mlflow.set_registry_uri(classified["uri"])

@@ -83,3 +83,15 @@ def test_the_bundle_reads_every_image_type_automed_reads(tmp_path: Path) -> None
     rgb = np.stack([pic, pic // 2, pic // 3], axis=-1)
     sitk.WriteImage(sitk.GetImageFromArray(rgb, isVector=True), str(tmp_path / "e.bmp"))
     assert read_header(tmp_path / "e.bmp").components == 3
+
+
+def test_a_dicom_series_is_one_channel_for_a_two_channel_model() -> None:
+    from automed.errors import DatasetError
+    from automed.infer.inputs import discover
+
+    series = shared("dicom", "hippo_crop_series", "Study1")
+    with pytest.raises(DatasetError, match="needs 2 channels per case; a DICOM series folder is one"):
+        discover(series, 2)
+    with pytest.raises(DatasetError, match="needs 2 channels per case; a DICOM series folder is one"):
+        discover(series.parent, 2)
+    assert len(discover(series, 1)) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from automed.data.io import IMAGE_SUFFIXES, has_image_suffix
+from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
 
@@ -136,6 +136,42 @@ def listed_files(input_path: str | Path) -> list[Path]:
     return [p for c in ds.cases for p in (*c.images, *([c.label] if c.label else []))]
 
 
+def _one_channel_series(folder: Path, n_channels: int) -> None:
+    if n_channels != 1:
+        raise DatasetError.single(
+            folder,
+            f"the model needs {n_channels} channels per case; a DICOM series folder is one",
+            "a DICOM series",
+            "convert each series to NIfTI (`automed convert`) and name the files CASE_0000.nii.gz, "
+            "CASE_0001.nii.gz, ... or list them per channel in a CSV",
+        )
+
+
+def check_dimension(cases: list[InputCase], dimension: int) -> None:
+    """Every case is a volume (``dimension`` 3) or a picture / single slice (2), as the model's training images
+    were (an image-level network would otherwise take a volume's middle slice, or pad a picture into a volume);
+    all mismatches at once. A DICOM series folder counts as a volume."""
+    problems = []
+    for c in cases:
+        first = c.images[0]
+        if first.is_dir():
+            found = 3
+        else:
+            size = read_header(first).geometry.size
+            found = 3 if len(size) > 2 and size[2] > 1 else 2
+        if found != dimension:
+            problems.append(
+                Problem(
+                    str(first),
+                    f"the model was trained on {'volumes (3D)' if dimension == 3 else 'pictures or single slices (2D)'}",
+                    f"a {'volume' if found == 3 else 'picture or single slice'}",
+                    "predict with a model trained on images like this one",
+                )
+            )
+    if problems:
+        raise DatasetError(problems, "the input's images are not what the model takes")
+
+
 def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
     """Cases under ``input_path`` with exactly ``n_channels`` images each; all problems reported at once."""
     root = Path(input_path).expanduser().resolve()
@@ -152,6 +188,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
     elif root.is_file():
         cases = [InputCase(_strip(root), (root,), _suffix(root), _channels_in_file(root)[1])]
     elif _is_dicom_dir(root):
+        _one_channel_series(root, n_channels)
         cases = [InputCase(root.name, (root,), ".nii.gz")]
     else:
         pat = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
@@ -201,7 +238,10 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
                         "in one 4D file",
                     )
                 )
-        cases += [InputCase(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
+        series = [d for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
+        if series and n_channels != 1:
+            _one_channel_series(series[0], n_channels)
+        cases += [InputCase(d.name, (d,), ".nii.gz") for d in series]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
     _check_case_ids(cases, root, from_csv)

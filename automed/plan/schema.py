@@ -152,6 +152,11 @@ class Plan(_Model):
     def with_hash(self) -> Plan:
         return self.model_copy(update={"hash": self.compute_hash()})
 
+    @property
+    def image_dimension(self) -> int:
+        """3 for a dataset of volumes (a 3D configuration was planned), 2 for pictures and single slices."""
+        return 3 if any(c.network.dimension == 3 for c in self.configurations.values()) else 2
+
     def configuration_hash(self, name: str) -> str:
         """Hash of what preprocessing of one configuration depends on."""
         c = self.configurations[name]

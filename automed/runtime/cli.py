@@ -112,6 +112,14 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
                 f"{case.paths[0]}: the model needs {model.n_channels} channel(s), found {channels.shape[0]}"
             )
         if image_level:
+            volume = channels.shape[1] > 1  # (C, z, y, x): more than one slice
+            if volume != (len(model.shape) == 3):
+                raise SystemExit(
+                    f"{case.paths[0]}: the model was trained on "
+                    f"{'volumes (3D)' if len(model.shape) == 3 else 'pictures or single slices (2D)'}, this is a "
+                    f"{'volume' if volume else 'picture or single slice'}; predict with a model trained on images "
+                    "like this one"
+                )
             rows.append({"SubjectID": case.case_id, **model.predict(channels, spacing_zyx(ref))})
         else:
             labels, _ = model.predict(channels, spacing_zyx(ref))

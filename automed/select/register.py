@@ -46,7 +46,7 @@ def contract(plan: Plan) -> dict[str, Any]:
     outputs: Any = dict(sorted(plan.labels.items())) if t is None else "value"
     if t is not None and t.kind == "classification":
         outputs = list(t.class_names)
-    images = "3D" if any(c.network.dimension == 3 for c in plan.configurations.values()) else "2D"
+    images = f"{plan.image_dimension}D"
     return {"task": plan.task_type if t is None else t.kind, "images": images, "channels": plan.n_channels,
             "outputs": outputs}  # fmt: skip
 

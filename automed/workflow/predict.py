@@ -149,7 +149,7 @@ def predict(
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
-    from automed.infer.inputs import discover, listed_files
+    from automed.infer.inputs import check_dimension, discover, listed_files
     from automed.parallel import progress_bar
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
@@ -183,9 +183,11 @@ def predict(
         return predict_slides(predictor, slides, out, mpp=model_mpp(model, mpp), names=_label_names(model, predictor),
                               slide_mpp=slide_mpp, save_probabilities=save_probabilities, show_progress=show_progress)  # fmt: skip
     cases = discover(input_path, predictor.n_channels)
+    image_level = hasattr(predictor, "target")
+    if image_level:  # before anything is written
+        check_dimension(cases, predictor.plan.image_dimension)
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
-    image_level = hasattr(predictor, "target")
     writer: Any = TableWriter(out, predictor.target) if image_level else LabelMapWriter(out)
     if output_format == "dicom-seg":
         writer = DicomSegWriter(writer, cases, image_level, _label_names(model, predictor))
