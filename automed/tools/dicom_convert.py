@@ -93,6 +93,13 @@ def _volumes(
                                         f"{files[0][1].get('SeriesNumber', '?')} (echo {key[0] or '-'}, temporal "
                                         f"position {key[1] or '-'})", "remove the duplicate files, or split the "
                                         "series into one folder per volume"))  # fmt: skip
+            elif len(gaps) > 1 and gaps.max() - gaps.min() > max(0.01, 0.01 * float(np.median(gaps))):
+                # a missing file: ITK would spread the remaining slices evenly and write a wrong volume
+                problems.append(Problem(relative(folder, root) or ".", "the slices of one volume are evenly "
+                                        "spaced (no slice missing)", f"gaps from {gaps.min():.3f} to "
+                                        f"{gaps.max():.3f} mm in series {files[0][1].get('SeriesNumber', '?')} "
+                                        f"(echo {key[0] or '-'}, temporal position {key[1] or '-'})",
+                                        "add the missing slice files (check the transfer was complete)"))  # fmt: skip
         else:
             files = sorted(files, key=lambda f: int(f[1].get("InstanceNumber", 0) or 0))
         tag = f"e{key[0]}t{key[1]}o{i}" if len(subs) > 1 else ""
