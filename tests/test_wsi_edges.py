@@ -34,6 +34,13 @@ def test_slide_keys_are_unique_and_safe(slide: Path, tmp_path: Path) -> None:
     rows = _rows(res.csv)
     assert len(rows) == len(list((res.folder / "patches").rglob("*.png")))
     assert all((res.folder / r["Channel_0"]).resolve().is_relative_to(res.folder / "patches") for r in rows)
+    assert {r["PatientID"] for r in rows} == {s["slide"] for s in res.slides}  # no PatientID: one per slide
+    # a CSV's PatientID groups slides of one patient (their patches must share folds)
+    (tmp_path / "p.csv").write_text(
+        f"SubjectID,Channel_0,PatientID\nA,{slide}, P001\nB,{slide},P001\nC,{slide},\n"
+    )
+    res = patch_miner([tmp_path / "p.csv"], tmp_path / "m2", patch_size="128", show_progress=False)
+    assert {r["PatientID"] for r in _rows(res.csv)} == {"P001", "C"}
 
 
 def test_num_patches_with_workers_leaves_no_extra_files(slide: Path, tmp_path: Path) -> None:

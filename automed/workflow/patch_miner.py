@@ -1,10 +1,10 @@
 """``automed patch-miner``: whole slides -> PNG patches + a CSV that ``automed train`` reads directly.
 
-Inputs: slide files, a folder of slides, or a CSV ``SubjectID,Channel_0[,Label][,ValueToPredict]`` (one slide per
+Inputs: slide files, a folder of slides, or a CSV ``SubjectID,Channel_0[,Label][,ValueToPredict][,PatientID]`` (one slide per
 row; a label map - a PNG/TIFF mask at any scale of the slide - or a slide-level class/value; with
 ``class_from_label`` each patch's class is the label covering most of it, for patch classification). Output folder:
-``patches/<slide>/<x>_<y>.png`` (+ ``labels/...``), ``patches.csv`` (``SubjectID``, ``PatientID`` = the slide, so
-folds are grouped by slide, ``Channel_0``, ``Label``/``ValueToPredict``, and ``Info_*`` columns: level-0 position and
+``patches/<slide>/<x>_<y>.png`` (+ ``labels/...``), ``patches.csv`` (``SubjectID``, ``PatientID`` = the CSV's
+``PatientID`` column, else the slide, so folds are grouped by patient, ``Channel_0``, ``Label``/``ValueToPredict``, and ``Info_*`` columns: level-0 position and
 size, micrometres per pixel, tissue and label fractions), ``mining.json`` and ``tissue/<slide>.png`` (the thumbnail,
 the tissue mask and the patches kept). Built in a hidden sibling folder, renamed into place when complete."""
 
@@ -49,6 +49,7 @@ class SlideInput:
     path: Path
     label: Path | None = None
     value: str | None = None
+    patient: str | None = None  # the CSV's PatientID: slides of one patient stay in one fold
 
 
 @dataclass
@@ -132,7 +133,7 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
         taken: set[str] = set()
         slides = [
             SlideInput(_key(r["SubjectID"], taken), rel(r["Channel_0"]), rel(r["Label"]) if r.get("Label") else None,
-                       r.get("ValueToPredict") or None)
+                       r.get("ValueToPredict") or None, (r.get("PatientID") or "").strip() or None)
             for r in rows
         ]  # fmt: skip
         missing = [p for s in slides for p in (s.path, s.label) if p is not None and not p.is_file()]
@@ -255,7 +256,7 @@ def patch_miner(
             tissue = [(x, y, mask.fraction(x, y, grid.size0, grid.size0)) for x, y in positions]
             kept_pos = [(x, y, t) for x, y, t in tissue if t >= min_tissue]
             extra: dict[str, Any] = {
-                "patient": s.key,
+                "patient": s.patient or s.key,
                 "min_tissue": min_tissue,
                 "class_from_label": class_from_label,
             }
