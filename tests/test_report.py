@@ -95,6 +95,26 @@ def two_runs(tmp_path: Path) -> list[Path]:
     return paths
 
 
+def test_a_moved_training_gets_its_report_but_no_new_store(two_runs: list[Path], tmp_path: Path) -> None:
+    """A work dir whose MLflow store is gone (moved, copied) or no longer holds its run: the report is written and
+    the MLflow copy skipped with a warning - no empty store is created, the command does not fail."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    gone = tmp_path / "gone.db"
+    (two_runs[0] / "tracking.json").write_text(
+        json.dumps({"uri": f"sqlite:///{gone}", "experiment": "x", "parent_run_id": "0" * 32})
+    )
+    empty = tmp_path / "empty.db"
+    MlflowClient(tracking_uri=f"sqlite:///{empty}").search_experiments()  # a store without the run
+    (two_runs[1] / "tracking.json").write_text(
+        json.dumps({"uri": f"sqlite:///{empty}", "experiment": "x", "parent_run_id": "0" * 32})
+    )
+    res = api.report(two_runs, tmp_path / "R")
+    assert res.page.is_file() and res.logged == [] and not gone.exists()
+
+
 def test_report_page_holds_every_section_offline(two_runs: list[Path], tmp_path: Path) -> None:
     res = api.report(two_runs, tmp_path / "R")
     page = res.page.read_text()

@@ -13,6 +13,7 @@ to MLflow has no thumbnails: pictures of patients leave the machine only when as
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from automed.errors import ArtifactError
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
+
+log = logging.getLogger("automed")
 
 MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
 MAX_THUMB_CASES = 24  # per run: the worst cases by mean Dice get thumbnails (the rest are in cases.csv)
@@ -152,6 +155,8 @@ def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], ob
     logged."""
     import tempfile
 
+    from mlflow.exceptions import MlflowException
+
     from automed.tracking import Tracker
     from automed.workflow.disclosure import redactor_for
 
@@ -159,13 +164,21 @@ def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], ob
     if not (path.is_dir() and wd.tracking.is_file()):
         return False
     track = json.loads(wd.tracking.read_text())
+    uri = str(track["uri"])
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():  # never create a store
+        log.warning("report not logged to MLflow for %s: its store is gone (work dir moved?)", path.name)
+        return False
     red = redactor_for([path])
-    tracker = Tracker(track["uri"], track["experiment"], red)
-    with tempfile.TemporaryDirectory(prefix="automed-report-") as tmp:
-        folder = Path(tmp) / "report"
-        folder.mkdir()
-        render(folder, lambda c: red.case(str(c)))
-        tracker.log_artifact(track["parent_run_id"], folder)
+    try:
+        tracker = Tracker(uri, track["experiment"], red)
+        with tempfile.TemporaryDirectory(prefix="automed-report-") as tmp:
+            folder = Path(tmp) / "report"
+            folder.mkdir()
+            render(folder, lambda c: red.case(str(c)))
+            tracker.log_artifact(track["parent_run_id"], folder)
+    except MlflowException as exc:  # the report is written; only its copy in MLflow is missing
+        log.warning("report not logged to MLflow for %s: %s", path.name, str(exc).splitlines()[0][:200])
+        return False
     return True
 
 
