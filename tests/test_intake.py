@@ -101,6 +101,15 @@ def test_construct_csv(tmp_path: Path) -> None:
     assert out.read_text().splitlines()[0] == "SubjectID,Channel_0"
     with pytest.raises(DatasetError, match=re.escape("writes a .csv file")):
         construct_csv(tmp_path / "tree", ["_t1.nii.gz"], None, tmp_path / "tree")
+    # hidden folders and files are no subjects or images; a file both a channel and the label is refused
+    (tmp_path / "tree" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "tree" / "sub1" / ".sub1_t1.nii.gz").write_bytes(b"x")
+    construct_csv(tmp_path / "tree", ["_t1.nii.gz"], "_seg.nii.gz", out, overwrite=True)
+    assert len(out.read_text().splitlines()) == 3
+    with pytest.raises(DatasetError, match="never two of them"):
+        construct_csv(tmp_path / "tree", ["_seg.nii.gz"], "_seg.nii.gz", out, overwrite=True)
+    with pytest.raises(DatasetError, match="at least one channel ending"):
+        construct_csv(tmp_path / "tree", ["", " "], None, out, overwrite=True)
 
 
 def test_construct_csv_reports_ambiguous_endings(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 from automed.artifacts import write_bytes_atomic
@@ -54,14 +55,37 @@ def construct_csv(
             "not a folder",
             "pass the folder that holds one sub-folder per subject",
         )
+    channels = [c.strip() for c in channels if c.strip()]
+    label = label.strip() if label and label.strip() else None
+    if not channels:
+        raise DatasetError.single(
+            "--channels",
+            "construct-csv needs at least one channel ending",
+            "none",
+            "pass e.g. --channels _t1.nii.gz",
+        )
     endings = list(channels) + ([label] if label else [])
     problems: list[Problem] = []
     rows: list[list[str]] = []
-    for subj in sorted(d for d in rootp.iterdir() if d.is_dir()):
-        files = sorted(f for f in subj.iterdir() if f.is_file())
+    # hidden folders and files (.ipynb_checkpoints, .DS_Store) are no subjects or images
+    for subj in sorted(d for d in rootp.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        files = sorted(f for f in subj.iterdir() if f.is_file() and not f.name.startswith("."))
+        matched = {end: [f for f in files if f.name.endswith(end)] for end in endings}
+        counts = Counter(f.name for end in endings for f in matched[end])  # one ending twice counts twice
+        shared = {name for name, n in counts.items() if n > 1}
+        if shared:  # e.g. a label ending that a channel ending also matches: the label would become an input
+            problems.append(
+                Problem(
+                    str(subj),
+                    "each file is one channel or the label, never two of them",
+                    f"{sorted(shared)} match more than one of {endings}",
+                    "make the endings specific (e.g. _t1.nii.gz and _seg.nii.gz)",
+                )
+            )
+            continue
         row = [subj.name]
         for end in endings:
-            hits = [f for f in files if f.name.endswith(end)]
+            hits = matched[end]
             if len(hits) != 1:
                 problems.append(
                     Problem(
