@@ -193,6 +193,7 @@ def test_classification_cli_prints_scores_and_predicts(classified: dict[str, Any
     )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "P" / "predictions.csv").is_file()
+    assert "wrote 24 prediction(s)" in " ".join(r.output.split())  # one per image, not one file
     r = runner.invoke(
         app,
         [

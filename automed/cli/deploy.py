@@ -121,7 +121,14 @@ def predict(
         ),
     ],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the label maps.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for the label maps (or predictions.csv of a classification or regression model).",
+        ),
+    ],
     tta: Annotated[
         bool | None, typer.Option(help="Mirror test-time augmentation (default: the model's setting).")
     ] = None,
@@ -176,7 +183,8 @@ def predict(
         ),
     ] = None,
 ) -> None:
-    """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out).
+    """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out), or, for a
+    classification or regression model, OUT/predictions.csv (SubjectID, prediction, probability_<class>).
 
     Example: automed predict models:/automed-Hippocampus@champion -i images/ -o predictions/
     """
@@ -201,7 +209,14 @@ def predict(
         mpp=mpp,
         slide_mpp=slide_mpp,
     )
-    out.print(f"wrote {len(paths)} prediction(s) to {output}")
+    if len(paths) == 1 and paths[0].name == "predictions.csv":  # an image-level model: one table row per case
+        import csv
+
+        with paths[0].open(newline="") as f:
+            n_rows = sum(1 for _ in csv.reader(f)) - 1
+        out.print(f"wrote {n_rows} prediction(s) to {paths[0]}")
+    else:
+        out.print(f"wrote {len(paths)} prediction(s) to {output}")
     if review or log_review:
         out.print(f"review: {Path(output) / 'review' / 'index.html'}")
 

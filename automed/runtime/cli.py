@@ -46,7 +46,13 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     ap.add_argument(
         "-i", "--input", required=True, type=Path, help="folder of images, one image, or a DICOM folder"
     )
-    ap.add_argument("-o", "--output", required=True, type=Path, help="folder for the label maps")
+    ap.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        help="folder for the label maps (or predictions.csv of a classification or regression model)",
+    )
     ap.add_argument(
         "--runtime", choices=["onnx", "openvino"], help="default: openvino if installed, else onnx"
     )
