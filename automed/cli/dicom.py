@@ -79,6 +79,12 @@ def anonymize(
     from automed import api
     from automed.registry import check_choice
 
+    if check and (output is not None or option or key is not None or safe_private is not None):
+        print_error("error: --check writes nothing: leave out --output, --option, --key and --safe-private")
+        raise typer.Exit(2)
+    if not check and original is not None:
+        print_error("error: --original goes with --check (the originals to search the checked folder for)")
+        raise typer.Exit(2)
     if check:
         findings = api.check_anonymized(input_path, original)
         for f in findings[:200]:

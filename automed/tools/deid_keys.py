@@ -76,6 +76,10 @@ def load_key(path: Path | None) -> DeidKey:
     if path is None:
         return DeidKey(secrets.token_bytes(32))
     path = path.expanduser().resolve()
+    if path.is_dir():
+        raise ConfigError.single(
+            path, "a key is a file", "a folder", "pass a file path, e.g. --key FOLDER/study.key"
+        )
     if not path.exists():
         if not path.parent.is_dir():
             raise ConfigError.single(

@@ -32,6 +32,17 @@ def input_files(root: Path) -> list[Path]:
     )
 
 
+def skipped_files(root: Path) -> list[str]:
+    """The files under ``root`` that :func:`input_files` leaves out (relative names, for a warning)."""
+    if root.is_file():
+        return []
+    kept = set(input_files(root))
+    own = {root / DEID_REPORT, root / OUTPUT_MARKER}
+    return sorted(
+        relative(p, root) for p in root.rglob("*") if p.is_file() and p not in kept and p not in own
+    )
+
+
 def _native_length(ds: pydicom.Dataset) -> int | None:
     """Bytes of uncompressed pixel data the header promises (``None`` for compressed data)."""
     if ds.file_meta.get("TransferSyntaxUID") is None or ds.file_meta.TransferSyntaxUID.is_compressed:

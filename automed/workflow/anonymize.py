@@ -26,7 +26,7 @@ from automed.parallel import progress_bar
 from automed.tools.deid import SAFE_PRIVATE, Deidentifier, burned_in, load_safe_private
 from automed.tools.deid_check import Finding, check_folder
 from automed.tools.deid_keys import load_key
-from automed.tools.dicom_files import DEID_REPORT, input_files, is_nifti, read_image, relative
+from automed.tools.dicom_files import DEID_REPORT, input_files, is_nifti, read_image, relative, skipped_files
 from automed.tools.nifti_deid import scrub_nifti
 
 log = logging.getLogger("automed")
@@ -187,7 +187,13 @@ def anonymize(
         if burned:
             warnings.append(
                 f"{len(burned)} file(s) may show burned-in text in their pixels (allowed by --allow-burned-in): "
-                "the header was cleaned, the pixels were not"
+                f"the header was cleaned, the pixels were not: {', '.join(burned[:10])}"
+                + (f" and {len(burned) - 10} more" if len(burned) > 10 else "")
+            )
+        if skipped := skipped_files(src):
+            warnings.append(
+                f"{len(skipped)} hidden or DICOMDIR-like file(s) not copied (not images): {', '.join(skipped[:5])}"
+                + (" ..." if len(skipped) > 5 else "")
             )
         report: dict[str, Any] = {"schema_version": 1, "dicom": deid.report(), "nifti": nifti}
         report["patients"] = len(deid.patients)

@@ -5,6 +5,7 @@ is built in a hidden sibling folder and renamed into place when complete; it nev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from automed.artifacts import atomic_directory, claim_output, inside, mark_outpu
 from automed.errors import ConfigError, DatasetError
 from automed.parallel import progress_bar
 from automed.tools.dicom_convert import find_series, read_series
+from automed.tools.dicom_files import skipped_files
+
+log = logging.getLogger("automed")
 
 INDEX = "series.json"
 
@@ -56,4 +60,7 @@ def convert(
             bar.advance(task)
         write_json_atomic(tmp / INDEX, {"schema_version": 1, "series": rows})
         mark_output(tmp, "convert")
+    if skipped := skipped_files(src):
+        log.warning("%d hidden or DICOMDIR-like file(s) not read (not images): %s%s", len(skipped),
+                    ", ".join(skipped[:5]), " ..." if len(skipped) > 5 else "")  # fmt: skip
     return ConvertResult(out, rows)
