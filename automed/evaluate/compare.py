@@ -76,6 +76,8 @@ def detect_kind(pairs: list[Pair]) -> Kind:
 def _load(path: str, case: str, what: str) -> tuple[np.ndarray, Geometry]:
     try:
         arrays, geo = read_image(Path(path))
+    except DatasetError:  # already names the file, the rule and the fix
+        raise
     except Exception as exc:
         raise DatasetError.single(
             path, f"the {what} of {case} must be a readable image", str(exc)[:200], "fix the path"

@@ -119,7 +119,12 @@ def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
 
     def images(folder: Path) -> dict[str, Path]:
         if not folder.is_dir():
-            raise DatasetError.single(folder, "the folder must exist", "missing", "pass an existing folder")
+            raise DatasetError.single(
+                folder,
+                "the reference folder must exist (predictions in a folder are matched to references in a folder)",
+                "a file" if folder.exists() else "missing",
+                "pass an existing folder (a CSV of Target and Prediction columns goes alone, without --reference)",
+            )
         found: dict[str, Path] = {}
         for p in sorted(folder.iterdir()):
             if not (p.is_file() and has_image_suffix(p)) or p.name.startswith("."):
