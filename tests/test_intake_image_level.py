@@ -344,6 +344,14 @@ def test_a_class_name_that_often_means_missing_is_a_warning(tmp_path: Path) -> N
     assert "'NA' (3 case(s))" in w.value and "drop those rows" in w.fix
 
 
+def test_class_names_differing_only_in_case_or_spaces_are_a_warning(tmp_path: Path) -> None:
+    csv = _csv(tmp_path, ["Normal", "normal ", "pneumonia", "Normal", "normal ", "pneumonia"])
+    ds = load_dataset(csv)
+    assert len(ds.labels or {}) == 3  # trained as written, but said
+    (w,) = [w for w in verify(ds, show_progress=False).warnings if "letter case or spaces" in w.rule]
+    assert "['Normal', 'normal']" in w.value  # (cells are read stripped: "normal " is "normal")
+
+
 def test_a_csv_without_any_target_is_refused_before_training(tmp_path: Path) -> None:
     csv = _csv(tmp_path, ["", "", ""])  # a ValueToPredict column left empty: no target anywhere
     verify(load_dataset(csv), show_progress=False)  # images alone may be verified (e.g. inputs to predict)

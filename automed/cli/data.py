@@ -32,7 +32,8 @@ def verify(
     from automed import api
 
     rep = api.verify(dataset, workers=workers, show_progress=progress(), max_voxels=max_voxels)
-    out.print(f"[green]OK[/green]: {rep.n_cases} cases, label values {list(rep.label_values)}")
+    what = f"label values {list(rep.label_values)}" if rep.label_values else "targets from ValueToPredict"
+    out.print(f"[green]OK[/green]: {rep.n_cases} cases, {what}")
 
 
 @app.command()

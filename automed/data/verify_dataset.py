@@ -58,6 +58,20 @@ def dataset_warnings(ds: Dataset) -> list[Problem]:
         for k, name in sorted((ds.labels or {}).items())
         if ds.task_type == "classification" and str(name).strip().casefold() in MISSING_MARKERS
     ]
+    if ds.task_type == "classification":  # "Normal" and "normal " are two classes: almost always a typo
+        by_folded: dict[str, list[str]] = {}
+        for name in sorted(str(n) for n in (ds.labels or {}).values()):
+            by_folded.setdefault(name.strip().casefold(), []).append(name)
+        marked += [
+            Problem(
+                str(ds.source),
+                "class names that differ only in letter case or spaces are trained as different classes",
+                f"classes {names!r}",
+                "write each class one way in ValueToPredict, or keep them if they really are different classes",
+            )
+            for names in by_folded.values()
+            if len(names) > 1
+        ]
     return target_problems(ds)[1] + marked
 
 
