@@ -167,6 +167,17 @@ def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
     assert s["auc_macro"] == pytest.approx(roc_auc_score(y, p1))
     rows = pd.read_csv(tmp_path / "out2" / "metrics.csv")
     assert rows["correct"].sum() == round(s["accuracy"] * 40)
+    assert s["rows_whose_probabilities_do_not_sum_to_1"] == 0
+    # three classes: a class without its probability column is refused (its AUC would be from zeros)
+    three = pd.DataFrame(
+        {"SubjectID": ["a", "b", "c"], "Target": ["x", "y", "z"], "Prediction": ["x", "y", "y"],
+         "probability_x": [0.9, 0.1, 0.2], "probability_y": [0.1, 0.9, 0.8]}
+    )  # fmt: skip
+    three.to_csv(csv, index=False)
+    with pytest.raises(DatasetError, match="no probability_z"):
+        api.metrics(csv, tmp_path / "out3")
+    three.assign(probability_z=[0.3, 0.3, 0.3]).to_csv(csv, index=False)
+    assert api.metrics(csv, tmp_path / "out4").summary["rows_whose_probabilities_do_not_sum_to_1"] == 3
 
 
 def test_values_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:

@@ -177,6 +177,16 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     index = {c: i for i, c in enumerate(classes)}
     proba = np.zeros((len(scored), len(classes)))
     soft = bool(scored) and all(p.probabilities for p in scored)
+    named = {c for p in scored for c in p.probabilities}
+    uncovered = [c for c in classes if c not in named]
+    if soft and uncovered and not (len(classes) == 2 and len(named) == 1):
+        raise DatasetError.single(
+            scored[0].where.split(":")[0] or scored[0].case,
+            "probability columns cover every class (targets and predictions), or there are none",
+            f"no probability_{uncovered[0]}"
+            + (f" (and {len(uncovered) - 1} more)" if len(uncovered) > 1 else ""),
+            "add the missing probability columns, or leave out all of them (AUC from hard labels)",
+        )
     for i, p in enumerate(scored):
         if soft:
             given = dict(p.probabilities)
@@ -190,6 +200,9 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     decisions = np.array([index[str(p.prediction)] for p in scored])
     summary = classification_metrics(y, proba, classes, decisions)
     summary.update(classes=classes, auc_from="probabilities" if soft else "hard labels")
+    if soft:  # scores that are not probabilities (per-class sigmoids, percentages) make ECE meaningless
+        off = int((np.abs(proba.sum(axis=1) - 1.0) > 0.01).sum())
+        summary["rows_whose_probabilities_do_not_sum_to_1"] = off
     rows = [
         {"case": p.case, "target": p.target, "prediction": p.prediction, "correct": p.prediction == p.target}
         for p in pairs

@@ -280,6 +280,10 @@ def metrics(
         summary = synthesis_summary(rows)
     elif kind == "classification":
         rows, summary = classification_result(pairs)
+        if n_off := summary.get("rows_whose_probabilities_do_not_sum_to_1"):
+            log.warning(
+                "%d row(s) have probabilities that do not sum to 1: calibration (ECE) assumes they do", n_off
+            )
     else:
         rows, summary = regression_result(pairs)
     summary = {"schema_version": 1, "problem": kind, **summary}
