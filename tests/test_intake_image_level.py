@@ -145,6 +145,9 @@ def test_class_folders_layout(tmp_path: Path) -> None:
     rep = verify(ds, show_progress=False)
     assert rep.n_cases == 12 and rep.warnings == ()
     assert load_dataset(dataset_source(ds)) == ds  # a work dir's record reloads the same dataset
+    (root / "notes.csv").write_text("who,when\n")  # a stray CSV makes the folder ambiguous: said how to fix
+    with pytest.raises(DatasetError, match="for one sub-folder of images per class, move the CSV out"):
+        load_dataset(root)
 
 
 def test_class_folders_verify_cli(tmp_path: Path) -> None:

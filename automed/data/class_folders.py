@@ -34,10 +34,11 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
 
 
-def looks_like_class_folders(root: Path) -> bool:
-    """Whether ``root`` (a folder without ``dataset.json``) is meant as the folder-per-class layout: no CSV, at
-    least two visible sub-folders, none named like a segmentation layout's, and image files in at least one."""
-    if (root / "dataset.json").exists() or any(root.glob("*.csv")):
+def looks_like_class_folders(root: Path, *, ignore_csv: bool = False) -> bool:
+    """Whether ``root`` (a folder without ``dataset.json``) is meant as the folder-per-class layout: no CSV (unless
+    ``ignore_csv``), at least two visible sub-folders, none named like a segmentation layout's, and image files in
+    at least one."""
+    if (root / "dataset.json").exists() or (not ignore_csv and any(root.glob("*.csv"))):
         return False
     dirs = _class_dirs(root)
     if len(dirs) < 2 or any(d.name.lower() in SEGMENTATION_FOLDERS for d in dirs):

@@ -114,6 +114,8 @@ def _load(p: Path) -> Dataset:
                 if csvs
                 else " or build a CSV with `automed construct-csv`"
             )
+            if csvs and looks_like_class_folders(p, ignore_csv=True):  # a stray CSV beside folders of classes
+                hint += "; for one sub-folder of images per class, move the CSV out of this folder"
             missing = Problem(
                 str(p), "a dataset folder must contain dataset.json", "no dataset.json",
                 f"add one (MSD or nnU-Net v2){hint}",
