@@ -40,9 +40,18 @@ def print_error(message: str) -> None:
 
 
 DatasetArg = Annotated[
-    Path, typer.Argument(help="Dataset folder with dataset.json (MSD or nnU-Net v2), or a CSV.")
+    Path,
+    typer.Argument(
+        help="Dataset folder with dataset.json (MSD or nnU-Net v2), a CSV (SubjectID, Channel_0.., Label or "
+        "ValueToPredict), or a folder with one sub-folder of images per class."
+    ),
 ]
-TrainDatasetArg = Annotated[Path | None, typer.Argument(help="Dataset (folder with dataset.json, or CSV).")]
+TrainDatasetArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Dataset (folder with dataset.json, a CSV, or a folder of one sub-folder per class)."
+    ),
+]
 ModelArg = Annotated[str, typer.Argument(help="Training work dir or models:/NAME@ALIAS.")]
 WorkdirOpt = Annotated[Path, typer.Option("--output", "-o", help="Work directory for the artifacts.")]
 WorkersOpt = Annotated[
