@@ -95,3 +95,15 @@ def test_a_dicom_series_is_one_channel_for_a_two_channel_model() -> None:
     with pytest.raises(DatasetError, match="needs 2 channels per case; a DICOM series folder is one"):
         discover(series.parent, 2)
     assert len(discover(series, 1)) == 1
+
+
+def test_two_files_of_one_channel_are_refused_not_one_dropped(tmp_path: Path) -> None:
+    from automed.errors import DatasetError
+    from automed.infer.inputs import discover
+
+    _img(tmp_path / "x_0000.nii.gz")
+    _img(tmp_path / "x_0000.nrrd")
+    with pytest.raises(
+        DatasetError, match=r"one file per channel of a case.*x_0000\.nii\.gz and x_0000\.nrrd"
+    ):
+        discover(tmp_path, 1)

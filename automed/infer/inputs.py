@@ -194,16 +194,29 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         pat = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
         groups: dict[str, dict[int, Path]] = {}
         singles: list[Path] = []
+        problems_early: list[Problem] = []
         for f in sorted(root.iterdir()):
             if f.is_file() and has_image_suffix(f):
                 m = pat.match(_strip(f))
                 if (m and n_channels > 1) or (m and m["ch"] == "0000"):
                     assert m is not None
-                    groups.setdefault(m["case"], {})[int(m["ch"])] = f
+                    chans = groups.setdefault(m["case"], {})
+                    if int(m["ch"]) in chans:  # x_0000.nii.gz and x_0000.nrrd: one would be dropped unseen
+                        problems_early.append(
+                            Problem(
+                                str(f),
+                                "one file per channel of a case",
+                                f"{chans[int(m['ch'])].name} and {f.name}",
+                                "remove or move one of them",
+                            )
+                        )
+                    chans[int(m["ch"])] = f
                 else:
                     singles.append(f)
         cases = []
-        problems: list[Problem] = _extra_channels(groups, singles, pat, root) if n_channels == 1 else []
+        problems: list[Problem] = problems_early + (
+            _extra_channels(groups, singles, pat, root) if n_channels == 1 else []
+        )
         for cid, chans in sorted(groups.items()):
             want = list(range(n_channels))
             if sorted(chans) != want:
