@@ -205,8 +205,14 @@ def test_predict_into_the_inputs_is_refused_and_nan_is_an_error(
     (out,) = api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0)
     assert out.is_file() and (tmp_path / "P" / OUTPUT_MARKER).is_file()
     assert not list((tmp_path / "P").glob(".*partial*"))
-    again = api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0)
-    assert again == [out]  # the same folder of earlier predictions takes new ones
+    # earlier predictions are never mixed with new ones: refused, or replaced with --overwrite
+    (tmp_path / "P" / "other.mha").write_bytes(b"an earlier run's prediction of another case")
+    with pytest.raises(ArtifactError, match=r"earlier predictions.*--overwrite"):
+        api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0)
+    again = api.predict(
+        trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0, overwrite=True
+    )
+    assert again == [out] and out.is_file() and not (tmp_path / "P" / "other.mha").exists()
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:

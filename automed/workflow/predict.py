@@ -4,9 +4,12 @@ usable, else torch), an ``automed select`` folder (its choice) or a registered m
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
+from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
@@ -137,9 +140,9 @@ def predict(
     is still the model's (same checkpoints, parity passed), else torch; ``torch``, ``openvino``, ``onnx`` force one.
     ``on_load(text)`` is told which one runs.
 
-    ``output`` is never the model or the input folder (or one holding them); an existing folder is written into only
-    when it holds earlier predictions (or with ``overwrite``); each file is written under a temporary name and
-    renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
+    ``output`` is never the model or the input folder (or one holding them); a folder that is not empty is replaced
+    only with ``overwrite`` (what the new run did not write is removed when it has finished, so a killed run leaves
+    the earlier predictions); each file is written under a temporary name and renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
     ``OUT/review/``: per input an annotated PNG and a JSON (label maps: the structures found; classification and
     regression: the class and probabilities, or the value), and ``index.html``; ``log_review`` (implies ``review``)
     also attaches it to the model's MLflow training run (:mod:`automed.workflow.review_log`). ``output_format`` ``dicom-seg``
@@ -162,6 +165,16 @@ def predict(
     if not str(model).startswith("models:/"):
         protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
     out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
+    earlier = out.is_dir() and any(p.name != OUTPUT_MARKER for p in out.iterdir())
+    if earlier and not overwrite:  # another model's (or input's) predictions would mix with these
+        raise ArtifactError.single(
+            out,
+            "predict writes into a new or empty folder",
+            "earlier predictions",
+            "choose a new folder, or pass --overwrite to replace them (what the new run does not write is removed "
+            "when it has finished)",
+        )
+    started_ns = time.time_ns()
     predictor = load_predictor(model, tracking_uri, device, runtime)
     if on_load is not None:
         kind = getattr(predictor, "runtime", None)
@@ -208,11 +221,26 @@ def predict(
     if reviewer is not None:
         reviewer.close()
     written: list[Path] = writer.close()
+    if (
+        earlier
+    ):  # --overwrite: only now (a killed run leaves the earlier predictions), what this run did not write
+        _remove_older(out, started_ns)
     if log_review:
         from automed.workflow.review_log import log_review as attach
 
         attach(model, out / "review", out, tracking_uri)
     return written
+
+
+def _remove_older(out: Path, started_ns: int) -> None:
+    """Remove the entries of ``out`` not written since ``started_ns`` (an earlier run's predictions)."""
+    for p in out.iterdir():
+        if p.name == OUTPUT_MARKER or p.stat().st_mtime_ns >= started_ns:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 class ReviewWriter:
