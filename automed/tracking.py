@@ -329,15 +329,29 @@ def register_ensemble(
 def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
     """Download a registered model (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``); return its bundle folder."""
     import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from automed.errors import ArtifactError
 
     resolved = resolve_uri(tracking_uri)
+    if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///") :]).is_file():
+        raise ArtifactError.single(  # never create an empty store where none was
+            uri,
+            "a models:/ URI is looked up in an MLflow store",
+            f"no store at {resolved}",
+            "pass --tracking-uri of the store the model was registered in (or run from its folder)",
+        )
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except MlflowException as exc:
+        raise ArtifactError.single(
+            uri, "a models:/ URI names a registered model and an @alias or /version of it",
+            str(exc).splitlines()[0][:200], "registered here: " + _registered_summary(mlflow.MlflowClient(resolved)),
+        ) from exc  # fmt: skip
     hits = sorted(local.rglob(ENSEMBLE)) or sorted(local.rglob(MODEL))
     if not hits:
-        from automed.errors import ArtifactError
-
         raise ArtifactError.single(
             uri,
             "a registered automed model must contain model.json",
@@ -345,3 +359,22 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
             "register it with `automed train` (or check the model name and alias)",
         )
     return hits[0].parent
+
+
+def _registered_summary(client: Any) -> str:
+    """The registered models of a store with their aliases and versions, for an error's fix (at most 10)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        models = client.search_registered_models(max_results=10)
+    except MlflowException:
+        return "(the store cannot be read)"
+    if not models:
+        return "none (register one with `automed train`)"
+    parts = []
+    for m in models:
+        aliases = sorted(getattr(m, "aliases", {}) or {})
+        versions = sorted(int(v.version) for v in (m.latest_versions or []))
+        parts.append(f"{m.name} (aliases {', '.join('@' + a for a in aliases) or 'none'}; latest version "
+                     f"{versions[-1] if versions else '-'})")  # fmt: skip
+    return "; ".join(parts)

@@ -221,3 +221,20 @@ def test_each_task_of_a_dataset_has_its_own_registered_name() -> None:
         target = TargetPlan(kind=kind, loss=loss, reasons={})  # type: ignore[arg-type]
         names.add(model_name_for(plan.model_copy(update={"target": target})))
     assert names == {"automed-My_Data_1", "automed-My_Data_1-classification", "automed-My_Data_1-regression"}
+
+
+def test_a_models_uri_that_names_nothing_lists_what_is_registered(tmp_path: Path) -> None:
+    """No store where one is looked up: an error, and no empty store created; an unknown name or alias: the
+    registered models with their aliases instead of MLflow's raw exception."""
+    from mlflow.tracking import MlflowClient
+
+    from automed.errors import ArtifactError
+    from automed.tracking import download_model
+
+    with pytest.raises(ArtifactError, match="no store at"):
+        download_model("models:/x@champion", tmp_path / "d", f"sqlite:///{tmp_path / 'none.db'}")
+    assert not (tmp_path / "none.db").exists()
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("automed-A")
+    with pytest.raises(ArtifactError, match=r"registered here: automed-A \(aliases none"):
+        download_model("models:/automed-B@champion", tmp_path / "d", uri)
