@@ -347,3 +347,14 @@ def test_preset_lowres_needs_fullres(tmp_path: Path) -> None:
     y.write_text("schema_version: 1\nname: x\nconfigurations: [3d_lowres]\n")
     with pytest.raises(ConfigError, match="add 3d_fullres"):
         load_preset(y)
+
+
+def test_resume_of_a_folder_that_is_no_work_dir_leaves_no_trace(tmp_path: Path) -> None:
+    """``--resume DATASET`` by mistake: a clear error before the lock file is created in the user's folder."""
+    from automed.errors import ArtifactError
+
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    before = sorted(p.name for p in data.iterdir())
+    with pytest.raises(ArtifactError, match="need a training work dir"):
+        api.train(None, data, resume=True, show_progress=False)
+    assert sorted(p.name for p in data.iterdir()) == before

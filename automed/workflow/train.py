@@ -42,7 +42,12 @@ from automed.workflow.screen import run_screening
 from automed.workflow.shape import fold_count
 from automed.workflow.sweep_stages import parse_resources
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
-from automed.workflow.train_start import refuse_ignored_on_resume, restore_training, start_training
+from automed.workflow.train_start import (
+    refuse_ignored_on_resume,
+    require_training_workdir,
+    restore_training,
+    start_training,
+)
 
 
 def _save_config(wd: Path, config: TrainConfig) -> None:
@@ -262,6 +267,8 @@ def train_dataset(
     """Train (or ``resume``, or ``extend`` by N epochs) every fold of one configuration; see the module docstring."""
     t0 = time.perf_counter()
     wd = Path(workdir).resolve()
+    if resume or extend:
+        require_training_workdir(wd)
     with locked(wd, "automed train"):
         fallback = None
         if resume or extend:

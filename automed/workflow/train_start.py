@@ -132,17 +132,23 @@ def _tracked_uri(wdir: WorkDir) -> str | None:
     return str(uri) if uri else None
 
 
-def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
-    """What ``--resume``/``--extend`` continue: the saved config and options (this call's budget, device, workers)
-    and, for folds that had not started, their share of the original budget."""
-    wdir = WorkDir(wd)
-    if not wdir.train_config.is_file():
+def require_training_workdir(wd: Path) -> None:
+    """A clear error, before anything is written or locked there, when ``wd`` is not a training work dir (a dataset
+    folder given to ``--resume`` must not get a lock file)."""
+    if not WorkDir(wd).train_config.is_file():
         raise ArtifactError.single(
-            wdir.train_config,
+            WorkDir(wd).train_config,
             "--resume/--extend need a training work dir",
             "no train_config.json",
             "start with `automed train DATASET -o WORKDIR`",
         )
+
+
+def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
+    """What ``--resume``/``--extend`` continue: the saved config and options (this call's budget, device, workers)
+    and, for folds that had not started, their share of the original budget."""
+    wdir = WorkDir(wd)
+    require_training_workdir(wd)
     saved = json.loads(wdir.train_config.read_text())
     kept = {k: v for k, v in saved["options"].items() if k in TrainOptions.__dataclass_fields__}
     new = {
