@@ -238,3 +238,15 @@ def test_a_models_uri_that_names_nothing_lists_what_is_registered(tmp_path: Path
     MlflowClient(tracking_uri=uri, registry_uri=uri).create_registered_model("automed-A")
     with pytest.raises(ArtifactError, match=r"registered here: automed-A \(aliases none"):
         download_model("models:/automed-B@champion", tmp_path / "d", uri)
+
+
+def test_select_of_a_folder_that_is_no_training_leaves_no_trace(tmp_path: Path) -> None:
+    """``automed select DATASET`` by mistake: refused before a pseudonym key (or anything) is written there."""
+    from automed import api
+    from automed.errors import AutomedError
+
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    before = sorted(p.name for p in data.iterdir())
+    with pytest.raises(AutomedError):
+        api.select([data], tmp_path / "S")
+    assert sorted(p.name for p in data.iterdir()) == before and not (tmp_path / "S").exists()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import inside, write_json_atomic
 from automed.errors import ArtifactError
 from automed.evaluate.summary import score
 from automed.select.inference_cost import choose, measure
@@ -62,6 +62,19 @@ def _choose_for_one(
     ).save(wd.choice)
 
 
+def _check_output(out: Path, workdirs: list[Path]) -> None:
+    """The selection folder is new, empty or an earlier selection (``selection.json``); never a training work dir or
+    a folder holding one, never a folder of the user's (a dataset)."""
+    res = out.expanduser().resolve()
+    for w in workdirs:
+        if inside(w.expanduser().resolve(), res):
+            raise ArtifactError.single(out, "a selection folder must not be, or hold, a training it compares",
+                                       f"holds {w.name}", "choose a new folder, e.g. beside the work dirs")  # fmt: skip
+    if res.is_dir() and any(res.iterdir()) and not (res / SELECTION_FILE).is_file():
+        raise ArtifactError.single(out, "select writes into a new folder or an earlier selection",
+                                   "a non-empty folder without selection.json", "choose a new folder")  # fmt: skip
+
+
 def select(
     workdirs: list[str | Path],
     output: str | Path,
@@ -77,8 +90,9 @@ def select(
     inference settings, log the evidence to MLflow and register the choice: a single training again with its
     settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
     out = Path(output)
+    tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}  # before anything is written
+    _check_output(out, [Path(w) for w in workdirs])
     redactor = redactor_for([Path(w) for w in workdirs], keep_case_ids=keep_case_ids, outputs=[out])
-    tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}
     if len(tasks) > 1:
         raise ArtifactError.single(
             workdirs[0],
