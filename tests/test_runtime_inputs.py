@@ -107,3 +107,16 @@ def test_two_files_of_one_channel_are_refused_not_one_dropped(tmp_path: Path) ->
         DatasetError, match=r"one file per channel of a case.*x_0000\.nii\.gz and x_0000\.nrrd"
     ):
         discover(tmp_path, 1)
+
+
+def test_a_4d_or_vector_file_for_a_one_channel_model_is_named(tmp_path: Path) -> None:
+    from automed.errors import DatasetError
+    from automed.infer.inputs import discover
+
+    four = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32))] * 2)
+    sitk.WriteImage(four, str(tmp_path / "four_0000.nii.gz"))
+    with pytest.raises(DatasetError, match=r"a CASE_XXXX file holds one channel.*2 channels"):
+        discover(tmp_path, 1)  # was a ValueError deep in preprocessing
+    (tmp_path / "four_0000.nii.gz").rename(tmp_path / "four.nii.gz")
+    with pytest.raises(DatasetError, match=r"needs 1 channel\(s\) per case.*2 channel\(s\) in the file"):
+        discover(tmp_path / "four.nii.gz", 1)  # one file as the input

@@ -172,6 +172,25 @@ def check_dimension(cases: list[InputCase], dimension: int) -> None:
         raise DatasetError(problems, "the input's images are not what the model takes")
 
 
+def _single_file_case(f: Path, n_channels: int) -> InputCase | Problem:
+    """One file holding a whole case: one channel per file, or a 4D / RGB file holding all of them."""
+    n, is_4d = _channels_in_file(f)
+    if n == n_channels:
+        return InputCase(_strip(f), (f,), _suffix(f), is_4d)
+    picture = f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+    kind = {1: "grayscale", 3: "RGB"}.get(n_channels, f"{n_channels} channels")
+    return Problem(
+        str(f),
+        f"the model needs {n_channels} channel(s) per case",
+        f"{n} channel(s) in the file and no _XXXX channel index",
+        f"save the picture as {kind}"
+        + (" (without an alpha channel)" if n_channels in (1, 3) else "")
+        + ", as the training images were"
+        if picture
+        else "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ... or store all channels in one 4D file",
+    )
+
+
 def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
     """Cases under ``input_path`` with exactly ``n_channels`` images each; all problems reported at once."""
     root = Path(input_path).expanduser().resolve()
@@ -186,7 +205,10 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         ds = load_csv(root)
         cases = [InputCase(c.case_id, c.images, _suffix(c.images[0])) for c in ds.cases]
     elif root.is_file():
-        cases = [InputCase(_strip(root), (root,), _suffix(root), _channels_in_file(root)[1])]
+        one = _single_file_case(root, n_channels)
+        if isinstance(one, Problem):  # a 4D file of other volumes, a picture of other channels
+            raise DatasetError([one], f"cannot read the input {root}")
+        cases = [one]
     elif _is_dicom_dir(root):
         _one_channel_series(root, n_channels)
         cases = [InputCase(root.name, (root,), ".nii.gz")]
@@ -229,28 +251,20 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
                     )
                 )
                 continue
+            many = [chans[c] for c in want if _channels_in_file(chans[c])[0] != 1]
+            if many:  # a 4D or vector file named as one channel
+                problems.append(Problem(str(many[0]), "a CASE_XXXX file holds one channel",
+                                        f"{_channels_in_file(many[0])[0]} channels (volumes or components)",
+                                        "split it into one file per channel, or drop the _XXXX index"))  # fmt: skip
+                continue
             first = chans[0]
             cases.append(InputCase(cid, tuple(chans[c] for c in want), _suffix(first)))
         for f in singles:
-            n, is_4d = _channels_in_file(f)
-            if n == n_channels:  # one channel per file, or a 4D / RGB file holding all of them
-                cases.append(InputCase(_strip(f), (f,), _suffix(f), is_4d))
+            one = _single_file_case(f, n_channels)
+            if isinstance(one, Problem):
+                problems.append(one)
             else:
-                picture = f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-                kind = {1: "grayscale", 3: "RGB"}.get(n_channels, f"{n_channels} channels")
-                problems.append(
-                    Problem(
-                        str(f),
-                        f"the model needs {n_channels} channel(s) per case",
-                        f"{n} channel(s) in the file and no _XXXX channel index",
-                        f"save the picture as {kind}"
-                        + (" (without an alpha channel)" if n_channels in (1, 3) else "")
-                        + ", as the training images were"
-                        if picture
-                        else "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ... or store all channels "
-                        "in one 4D file",
-                    )
-                )
+                cases.append(one)
         series = [d for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
         if series and n_channels != 1:
             _one_channel_series(series[0], n_channels)
