@@ -150,10 +150,7 @@ def predict(
     Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
     ``mpp`` (default: the patch miner's resolution of its training data)."""
     from automed.artifacts import claim_output, mark_output
-    from automed.data.cases import read_case
-    from automed.data.dataset import Case
     from automed.infer.inputs import check_dimension, discover, listed_files
-    from automed.parallel import progress_bar
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
     review = review or log_review
@@ -199,8 +196,44 @@ def predict(
     image_level = hasattr(predictor, "target")
     if image_level:  # before anything is written
         check_dimension(cases, predictor.plan.image_dimension)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
+    try:
+        written = _predict_cases(predictor, cases, out, model, output_format, review, save_probabilities, nan_to,
+                                 show_progress)  # fmt: skip
+    except (
+        BaseException
+    ):  # a folder this run made holds nothing half-written (an earlier one stays as it was)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    if earlier:  # --overwrite: only now, so a killed run leaves the earlier predictions
+        _remove_older(out, started_ns)
+    if log_review:
+        from automed.workflow.review_log import log_review as attach
+
+        attach(model, out / "review", out, tracking_uri)
+    return written
+
+
+def _predict_cases(
+    predictor: Any,
+    cases: list[Any],
+    out: Path,
+    model: str | Path,
+    output_format: str,
+    review: bool,
+    save_probabilities: bool,
+    nan_to: float | None,
+    show_progress: bool,
+) -> list[Path]:
+    """Predict every case into ``out``; the files written."""
+    from automed.data.cases import read_case
+    from automed.data.dataset import Case
+    from automed.parallel import progress_bar
+
+    image_level = hasattr(predictor, "target")
     writer: Any = TableWriter(out, predictor.target) if image_level else LabelMapWriter(out)
     if output_format == "dicom-seg":
         writer = DicomSegWriter(writer, cases, image_level, _label_names(model, predictor))
@@ -221,14 +254,6 @@ def predict(
     if reviewer is not None:
         reviewer.close()
     written: list[Path] = writer.close()
-    if (
-        earlier
-    ):  # --overwrite: only now (a killed run leaves the earlier predictions), what this run did not write
-        _remove_older(out, started_ns)
-    if log_review:
-        from automed.workflow.review_log import log_review as attach
-
-        attach(model, out / "review", out, tracking_uri)
     return written
 
 
