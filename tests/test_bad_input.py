@@ -358,3 +358,12 @@ def test_resume_of_a_folder_that_is_no_work_dir_leaves_no_trace(tmp_path: Path) 
     with pytest.raises(ArtifactError, match="need a training work dir"):
         api.train(None, data, resume=True, show_progress=False)
     assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_cv_without_folds_all_is_refused(tmp_path: Path) -> None:
+    from automed.errors import ConfigError
+
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    with pytest.raises(ConfigError, match="--cv goes with --folds all"):
+        api.train(data, tmp_path / "W", folds=2, cv=tmp_path / "CV", show_progress=False)
+    assert not (tmp_path / "W").exists()

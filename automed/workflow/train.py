@@ -368,6 +368,11 @@ def train(
                 "--full-ensemble": full_ensemble or None, "--task": task,
             },
         )  # fmt: skip
+    if cv is not None and not (resume or extend) and str(folds).strip().lower() != "all":
+        raise ConfigError.single(
+            "--cv", "--cv goes with --folds all (the all-data model inherits that cross-validation's evidence)",
+            f"--folds {folds}", "add --folds all, or leave out --cv",
+        )  # fmt: skip
     cfg = load_train_config(config) if config else TrainConfig()
     budget_s = parse_duration(budget)
     n_folds, folds_auto, only_folds = fold_count(folds, budget_s, only_folds)
