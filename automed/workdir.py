@@ -160,7 +160,21 @@ class WorkDir:
         )
 
     def require_model(self) -> Path:
-        """``model.json``, or the error telling to train first."""
+        """``model.json``, or the error telling to train first (or, for a sweep's folder or a dataset, what to
+        pass instead: never to train into them)."""
+        if not self.model.exists() and (self.root / "sweep.json").is_file():
+            raise ArtifactError.single(
+                self.root, "a model is a training work dir", "a sweep's folder",
+                f"pass its best trial's work dir ({self.root.name}/trials/<key>, see trials.csv), or train "
+                f"`automed train DATASET --config {self.root.name}/best_config.yaml -o NEW_DIR`",
+            )  # fmt: skip
+        if not self.model.exists() and any(
+            (self.root / f).exists() for f in ("dataset.json", "imagesTr", "labelsTr")
+        ):
+            raise ArtifactError.single(
+                self.root, "a model is a training work dir", "a dataset folder",
+                "train it first into a new folder: `automed train DATASET -o NEW_DIR`, then pass NEW_DIR",
+            )  # fmt: skip
         return require(
             self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
         )

@@ -250,3 +250,16 @@ def test_select_of_a_folder_that_is_no_training_leaves_no_trace(tmp_path: Path) 
     with pytest.raises(AutomedError):
         api.select([data], tmp_path / "S")
     assert sorted(p.name for p in data.iterdir()) == before and not (tmp_path / "S").exists()
+
+
+def test_a_sweep_folder_or_dataset_as_a_model_says_what_to_pass(tmp_path: Path) -> None:
+    from automed.errors import ArtifactError
+    from automed.workdir import WorkDir
+
+    (tmp_path / "sw").mkdir()
+    (tmp_path / "sw" / "sweep.json").write_text("{}")
+    with pytest.raises(ArtifactError, match=r"a sweep's folder.*trials/<key>"):
+        WorkDir(tmp_path / "sw").require_model()
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    with pytest.raises(ArtifactError, match=r"a dataset folder.*into a new folder"):
+        WorkDir(data).require_model()
