@@ -204,4 +204,4 @@ def _test_line(t: dict[str, Any]) -> str:
         return f"{t['test']}: {pair}, right only by the first {t['only_a_right']}, only by the second {t['only_b_right']}"
     if "name" not in t:
         return f"{t['test']}: {pair}, median difference of absolute errors (second minus first) {t['median_difference']:+.4g}"
-    return f"{t['name']}: {pair}, median Dice difference {t['median_difference']:+.4f}"
+    return f"{t['name']}: {pair}, median Dice difference (second minus first) {t['median_difference']:+.4f}"
