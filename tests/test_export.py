@@ -174,6 +174,14 @@ def test_package_cube(exported: dict[str, Path]) -> None:
     from automed.package.schemas import validate_cube
 
     cube = api.package(exported["work"], exported["root"] / "cube", export_dir=exported["bundle"]).folder
+    # an export of other weights (another model, or this one before retraining) is refused
+    other = exported["root"] / "other_export"
+    sh.copytree(exported["bundle"], other)
+    report = json.loads((other / "export.json").read_text())
+    assert report["checkpoints"] and all(len(d) == 64 for d in report["checkpoints"])
+    (other / "export.json").write_text(json.dumps({**report, "checkpoints": ["0" * 64]}))
+    with pytest.raises(ArtifactError, match="another model's export"):
+        api.package(exported["work"], exported["root"] / "cube_other", export_dir=other)
     mlcube, container = validate_cube(cube)
     infer = mlcube.tasks["infer"].parameters
     assert set(infer.inputs) == {"data_path", "parameters_file", "additional_files"} and set(

@@ -45,6 +45,12 @@ def model_checkpoints(workdir: Path) -> list[Path]:
     return [root / fold_name(f) / f"checkpoint_{meta.checkpoint}.pt" for f in meta.predict_folds]
 
 
+def checkpoint_digests(workdir: Path) -> list[str]:
+    """SHA-256 of the checkpoints the model predicts with (:func:`model_checkpoints`), in ensemble order: recorded in
+    an export and its link, so a package or a predict can tell whether an export is this model's."""
+    return [_sha256(p) for p in model_checkpoints(workdir)]
+
+
 def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
     """Record ``folder`` as ``workdir``'s export; ``usable`` says whether predict may use it."""
     parity = report.get("parity", {})
@@ -52,7 +58,7 @@ def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str,
         "schema_version": 1,
         "path": str(folder.resolve()),
         "formats": sorted(report.get("files", {})),
-        "checkpoints": [_sha256(p) for p in model_checkpoints(workdir)],
+        "checkpoints": checkpoint_digests(workdir),
         "parity_passed": bool(parity) and all(p.get("passed") for p in parity.values()),
     }
     write_json_atomic(workdir / LINK_FILE, link)
@@ -71,7 +77,7 @@ def usable_export(workdir: Path) -> tuple[Path | None, str]:
     if not link.get("parity_passed"):
         return None, "the export's parity check did not pass (or did not run)"
     try:
-        now = [_sha256(p) for p in model_checkpoints(workdir)]
+        now = checkpoint_digests(workdir)
     except FileNotFoundError as exc:
         return None, f"a checkpoint is missing: {exc.filename}"
     if now != link["checkpoints"]:

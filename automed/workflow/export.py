@@ -53,7 +53,7 @@ def export(
         parse_formats,
     )
     from automed.export.image_level import export_image_predictor, image_card
-    from automed.export.link import write_link
+    from automed.export.link import checkpoint_digests, write_link
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
     from automed.infer.image_level import ImageEnsemble, ImagePredictor
@@ -154,6 +154,8 @@ def export(
             "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         }
         log.warning("the export is written but was not attached to the registered model: %s", exc)
+    if workdir is not None:  # which weights this export holds (package checks an --export against them)
+        res.report["checkpoints"] = checkpoint_digests(workdir)
     # the link names this machine's folder: it stays in the work dir, never in the export
     write_json_atomic(final / "export.json", {k: v for k, v in res.report.items() if k != "link"})
     readable(final)
@@ -204,4 +206,28 @@ def package(
             "no preprocess.json",
             "run `automed export MODEL -o DIR`",
         )
+    _check_export_is_the_models(bundle, model)
     return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)
+
+
+def _check_export_is_the_models(bundle: Path, model: str | Path) -> None:
+    """``--export`` must hold the model's own weights (recorded in its ``export.json``); exports written before
+    the record are taken with a warning, a registered model's bundle is not checked (no work dir here)."""
+    import json
+
+    from automed.export.link import checkpoint_digests
+
+    if str(model).startswith("models:/"):
+        return
+    recorded = json.loads((bundle / "export.json").read_text()).get("checkpoints") if (
+        bundle / "export.json").is_file() else None  # fmt: skip
+    if recorded is None:
+        log.warning(
+            "%s records no weights (an export of an earlier automed): not checked against %s", bundle, model
+        )
+        return
+    if recorded != checkpoint_digests(model_dir(Path(model))):
+        raise ArtifactError.single(
+            bundle, "--export holds this model's weights", "another model's export (or older weights)",
+            f"run `automed export {model}` (or `automed package {model}` without --export)",
+        )  # fmt: skip
