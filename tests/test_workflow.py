@@ -72,6 +72,16 @@ def test_train_records_resolved_values_and_select_leaves_model_json(tmp_path: Pa
         read_meta(wd / "model_bundle" / "model.json").inference == choice.inference
     )  # registered again with it
     assert sel["registered"]["version"] == "2"
+    # a later selection of the same training replaces its settings: the first selection folder says so instead of
+    # predicting with settings it did not choose
+    from automed.errors import ArtifactError
+    from automed.workflow.predict import model_dir
+
+    assert model_dir(tmp_path / "S") == wd
+    api.select([wd], tmp_path / "S2", tracking_uri=uri, inference=False)
+    with pytest.raises(ArtifactError, match=r"chosen since by another selection \(S2\)"):
+        model_dir(tmp_path / "S")
+    assert model_dir(tmp_path / "S2") == wd
 
 
 def test_a_resumed_budgeted_training_gives_unstarted_folds_their_share_in_every_placement(

@@ -35,6 +35,18 @@ def model_dir(folder: Path) -> Path:
             "missing (selections made before pairs got a bundle lack it)",
             f"run `automed select {' '.join(members)} -o {folder}` again",
         )
+    chosen = WorkDir(Path(members[0])).choice
+    by = json.loads(chosen.read_text()).get("selection") if chosen.is_file() else None
+    if (
+        by and Path(by) != folder.expanduser().resolve()
+    ):  # a later select of that training chose other settings
+        raise ArtifactError.single(
+            folder,
+            "a selection folder predicts with the settings it chose",
+            f"{Path(members[0]).name}'s inference settings were chosen since by another selection ({Path(by).name})",
+            f"predict with {Path(by).name} (or the work dir itself), or run `automed select {members[0]} -o {folder}` "
+            "again",
+        )
     return Path(members[0])
 
 
