@@ -263,3 +263,11 @@ def test_a_sweep_folder_or_dataset_as_a_model_says_what_to_pass(tmp_path: Path) 
     data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
     with pytest.raises(ArtifactError, match=r"a dataset folder.*into a new folder"):
         WorkDir(data).require_model()
+
+
+def test_a_latency_target_is_positive(tmp_path: Path) -> None:
+    from automed import api
+    from automed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="positive number of seconds"):
+        api.select([tmp_path], tmp_path / "S", latency_target=-1)

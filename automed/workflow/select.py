@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import inside, write_json_atomic
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.summary import score
 from automed.select.inference_cost import choose, measure
 from automed.select.register import registered_version, reregister
@@ -89,6 +89,9 @@ def select(
     """Compare trainings (and their pairs) on CV, decide postprocessing and (for a single chosen training) the
     inference settings, log the evidence to MLflow and register the choice: a single training again with its
     settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
+    if latency_target is not None and not latency_target > 0:
+        raise ConfigError.single("--latency-target", "a latency target is a positive number of seconds per case",
+                                 str(latency_target), "pass e.g. --latency-target 2")  # fmt: skip
     out = Path(output)
     tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}  # before anything is written
     _check_output(out, [Path(w) for w in workdirs])
