@@ -276,7 +276,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         raise DatasetError.single(
             root,
             "the input must hold at least one image",
-            "none found",
+            "none",
             "put NIfTI/NRRD/MHA files, DICOM series or a CSV there",
         )
     return sorted(cases, key=lambda c: c.case_id)

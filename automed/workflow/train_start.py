@@ -108,7 +108,7 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
         Problem(
             str(wdir.train_config),
             f"a resumed training keeps its own {flag.lstrip('-')} (only {RESUME_TAKES} apply to a resume)",
-            f"{value!r} asked",
+            f"'{value}' asked" if isinstance(value, str | Path) else f"{value!r} asked",
             "drop that option, or train into a new --output",
         )
         for flag, value in asked.items()
