@@ -62,6 +62,36 @@ def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
 
 
 MODEL_URI = "models:/"
+# the stores MLflow itself serves (a SQLAlchemy database may name its driver: postgresql+psycopg2)
+STORE_SCHEMES = (
+    "sqlite",
+    "file",
+    "http",
+    "https",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+
+
+def check_tracking_uri(uri: str | None) -> None:
+    """A clear error before any work for a tracking URI no MLflow store answers to (``bogus://x`` failed only after
+    planning and preprocessing); a path without a scheme is a file store."""
+    if not uri or ":" not in uri.split("/")[0]:
+        return
+    from automed.errors import ConfigError
+    from automed.privacy import strip_credentials
+    from automed.registry import did_you_mean
+
+    scheme = uri.split(":", 1)[0].lower().split("+", 1)[0]
+    if len(scheme) > 1 and scheme not in STORE_SCHEMES:  # (one letter: a Windows drive)
+        raise ConfigError.single(
+            "--tracking-uri", f"a tracking URI names an MLflow store ({', '.join(STORE_SCHEMES)})",
+            strip_credentials(uri), f"write e.g. sqlite:///FILE.db or http://HOST:5000.{did_you_mean(scheme, STORE_SCHEMES)}",
+        )  # fmt: skip
 
 
 def split_model_uri(model_uri: str) -> tuple[str, str]:

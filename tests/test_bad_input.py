@@ -367,3 +367,22 @@ def test_cv_without_folds_all_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--cv goes with --folds all"):
         api.train(data, tmp_path / "W", folds=2, cv=tmp_path / "CV", show_progress=False)
     assert not (tmp_path / "W").exists()
+
+
+def test_a_tracking_uri_no_store_answers_to_is_refused_before_work(tmp_path: Path) -> None:
+    from automed.errors import ConfigError
+    from automed.tracking import check_tracking_uri
+
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    with pytest.raises(ConfigError, match=r"names an MLflow store.*Did you mean 'sqlite'"):
+        api.train(data, tmp_path / "W", tracking_uri="sqlit:///x.db", show_progress=False)
+    assert not (tmp_path / "W").exists()
+    for fine in (
+        None,
+        "sqlite:///a.db",
+        "postgresql+psycopg2://u@h/db",
+        "https://mlflow.example",
+        "mlruns",
+        "/abs/mlruns",
+    ):
+        check_tracking_uri(fine)

@@ -45,7 +45,7 @@ from automed.search.report import best_config_yaml, study_plots, trials_table
 from automed.search.space import SearchSpace, default_point, load_space
 from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
-from automed.tracking import Tracker
+from automed.tracking import Tracker, check_tracking_uri
 from automed.train.config import TrainConfig, load_train_config
 from automed.workdir import WorkDir, locked
 from automed.workflow.prepare import (
@@ -377,6 +377,7 @@ def sweep(
     keep_case_ids: bool = False,
 ) -> SweepResult:
     """Search training configs over folds (screen on fold 0 with ASHA, promote the best to full CV)."""
+    check_tracking_uri(tracking_uri)
     check_choice(sampler, ["tpe", "random"], what="the sampler", where="--sampler")
     check_choice(scheduler, ["asha", "none"], what="the scheduler", where="--scheduler")
     opts = SweepOptions(

@@ -26,7 +26,7 @@ from automed.privacy import public_uri, strip_credentials
 from automed.select.register import register_training
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
-from automed.tracking import Tracker, git_commit, resolve_uri
+from automed.tracking import Tracker, check_tracking_uri, git_commit, resolve_uri
 from automed.train.config import TrainConfig, load_train_config
 from automed.train.device import pick_device
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
@@ -368,6 +368,7 @@ def train(
                 "--full-ensemble": full_ensemble or None, "--task": task,
             },
         )  # fmt: skip
+    check_tracking_uri(tracking_uri)
     if cv is not None and not (resume or extend) and str(folds).strip().lower() != "all":
         raise ConfigError.single(
             "--cv", "--cv goes with --folds all (the all-data model inherits that cross-validation's evidence)",
