@@ -53,12 +53,21 @@ def git_commit() -> str:
 def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
     """``uri``, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``root`` (the current dir)."""
     if uri:
-        return uri
+        return _absolute_sqlite(uri)
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
-        return env
+        return _absolute_sqlite(env)
     base = (root or Path.cwd()).resolve()
     return f"sqlite:///{base / DB_NAME}"
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """A relative SQLite store (``sqlite:///x.db``) made absolute: recorded in a work dir, it must name the same
+    store when a resume runs from another folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and uri != prefix + ":memory:":
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
 
 
 MODEL_URI = "models:/"

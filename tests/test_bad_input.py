@@ -386,3 +386,15 @@ def test_a_tracking_uri_no_store_answers_to_is_refused_before_work(tmp_path: Pat
         "/abs/mlruns",
     ):
         check_tracking_uri(fine)
+
+
+def test_a_relative_sqlite_store_is_recorded_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A work dir records the store it logged to; a relative one would name another store when resumed elsewhere."""
+    from automed.tracking import resolve_uri
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri("sqlite:///runs/x.db") == f"sqlite:///{tmp_path.resolve() / 'runs' / 'x.db'}"
+    assert resolve_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+    assert resolve_uri("http://h:5000") == "http://h:5000"
