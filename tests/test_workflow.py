@@ -262,3 +262,22 @@ def test_a_resumed_training_refuses_options_it_would_ignore(tmp_path: Path) -> N
         restored.fold_resources == {"cpu": 2.0, "gpu": 1.0}
         and restored.tracking_uri == "sqlite:////y/mlflow.db"
     )
+
+
+def test_a_copied_work_dir_does_not_resume_into_the_originals_runs(tmp_path: Path) -> None:
+    import shutil
+
+    from automed.errors import ArtifactError
+    from automed.workflow.train_options import TrackingState
+    from automed.workflow.train_start import refuse_a_copy
+
+    (tmp_path / "W").mkdir()
+    TrackingState(tmp_path / "W" / "tracking.json", "sqlite:///m.db", "e", "run1").save()
+    saved = json.loads((tmp_path / "W" / "tracking.json").read_text())
+    assert saved["workdir"] == str((tmp_path / "W").resolve())
+    refuse_a_copy(tmp_path / "W", saved)  # itself: fine
+    shutil.copytree(tmp_path / "W", tmp_path / "C")
+    with pytest.raises(ArtifactError, match=r"a copy of .*W, whose runs it shares"):
+        refuse_a_copy(tmp_path / "C", saved)
+    shutil.rmtree(tmp_path / "W")  # moved, not copied: the runs are its own
+    refuse_a_copy(tmp_path / "C", saved)

@@ -43,6 +43,7 @@ from automed.workflow.shape import fold_count
 from automed.workflow.sweep_stages import parse_resources
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 from automed.workflow.train_start import (
+    refuse_a_copy,
     refuse_ignored_on_resume,
     require_training_workdir,
     restore_training,
@@ -82,6 +83,7 @@ def _open_tracking(
     """The store, experiment and parent run (reopened on resume; the driver creates them before any worker)."""
     wdir = WorkDir(wd)
     saved = json.loads(wdir.tracking.read_text()) if reopen and wdir.tracking.is_file() else {}
+    refuse_a_copy(wd, saved)
     uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
     linked = [Path(w) for w in (opts.previous_workdir, opts.cv_workdir) if w]  # placeholders in MLflow too
     tracker = Tracker(

@@ -72,4 +72,6 @@ class TrackingState:
     def save(self) -> None:
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
         state = {k: v for k, v in asdict(self).items() if k != "path"}
+        # where this work dir was when it logged (local only): a copy resumed elsewhere is told from a moved one
+        state["workdir"] = str(self.path.parent.resolve())
         write_json_atomic(self.path, {**saved, **state})

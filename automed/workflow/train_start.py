@@ -132,6 +132,26 @@ def _tracked_uri(wdir: WorkDir) -> str | None:
     return str(uri) if uri else None
 
 
+def refuse_a_copy(wd: Path, saved: dict[str, Any]) -> None:
+    """A resumed work dir that is a copy of another one still there (same MLflow parent run) would log into the
+    original's runs and register from them: refused. A moved work dir (the original is gone) continues its runs."""
+    origin = saved.get("workdir")
+    if not origin or Path(origin) == wd.resolve():
+        return
+    other = WorkDir(Path(origin)).tracking
+    try:
+        same_runs = other.is_file() and json.loads(other.read_text()).get("parent_run_id") == saved.get(
+            "parent_run_id"
+        )
+    except (OSError, ValueError):
+        same_runs = False
+    if same_runs:
+        raise ArtifactError.single(
+            wd, "a resumed work dir logs to its own MLflow runs",
+            f"a copy of {origin}, whose runs it shares", f"resume {origin} itself, or train anew into {wd.name}",
+        )  # fmt: skip
+
+
 def require_training_workdir(wd: Path) -> None:
     """A clear error, before anything is written or locked there, when ``wd`` is not a training work dir (a dataset
     folder given to ``--resume`` must not get a lock file)."""
