@@ -61,6 +61,26 @@ def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
     return f"sqlite:///{base / DB_NAME}"
 
 
+def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
+    """A tracking server that does not answer is an error before any work (MLflow's own retries would stall a
+    training for minutes per request)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from automed.errors import ConfigError
+    from automed.privacy import strip_credentials
+
+    parts = urlsplit(uri)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError.single(
+            "--tracking-uri", "the tracking server answers", f"{strip_credentials(uri)}: {exc.strerror or exc}",
+            "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)",
+        ) from exc  # fmt: skip
+
+
 def _absolute_sqlite(uri: str) -> str:
     """A relative SQLite store (``sqlite:///x.db``) made absolute: recorded in a work dir, it must name the same
     store when a resume runs from another folder."""
@@ -96,6 +116,8 @@ def check_tracking_uri(uri: str | None) -> None:
     from automed.registry import did_you_mean
 
     scheme = uri.split(":", 1)[0].lower().split("+", 1)[0]
+    if scheme in ("http", "https"):
+        _probe_server(uri)
     if len(scheme) > 1 and scheme not in STORE_SCHEMES:  # (one letter: a Windows drive)
         raise ConfigError.single(
             "--tracking-uri", f"a tracking URI names an MLflow store ({', '.join(STORE_SCHEMES)})",

@@ -381,11 +381,15 @@ def test_a_tracking_uri_no_store_answers_to_is_refused_before_work(tmp_path: Pat
         None,
         "sqlite:///a.db",
         "postgresql+psycopg2://u@h/db",
-        "https://mlflow.example",
         "mlruns",
         "/abs/mlruns",
     ):
         check_tracking_uri(fine)
+    with pytest.raises(ConfigError, match=r"the tracking server answers.*127\.0\.0\.1:9") as err:
+        check_tracking_uri("http://alice:s3cret@127.0.0.1:9")  # nothing listens on the discard port
+    assert "s3cret" not in str(
+        err.value
+    )  # (the server is asked before any work, not after minutes of retries)
 
 
 def test_a_relative_sqlite_store_is_recorded_absolute(
