@@ -402,3 +402,16 @@ def test_a_relative_sqlite_store_is_recorded_absolute(
     assert resolve_uri("sqlite:///runs/x.db") == f"sqlite:///{tmp_path.resolve() / 'runs' / 'x.db'}"
     assert resolve_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
     assert resolve_uri("http://h:5000") == "http://h:5000"
+
+
+def test_a_work_dir_inside_the_dataset_folder_is_refused(tmp_path: Path) -> None:
+    from automed.errors import ArtifactError
+
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    before = sorted(p.name for p in data.iterdir())
+    for out in (data, data / "work"):
+        with pytest.raises(ArtifactError, match="a work dir lies outside the dataset folder"):
+            api.train(data, out, show_progress=False)
+        with pytest.raises(ArtifactError, match="a work dir lies outside the dataset folder"):
+            api.sweep(data, out, show_progress=False)
+    assert sorted(p.name for p in data.iterdir()) == before

@@ -68,6 +68,7 @@ from automed.workflow.sweep_stages import (
     stage_promote,
     stage_search,
 )
+from automed.workflow.train_start import refuse_workdir_in_dataset
 from automed.workflow.trials_live import TrialsDisplay
 
 # what a resumed sweep takes from this call; every other option is the sweep's own (sweep.json)
@@ -210,6 +211,8 @@ def sweep_dataset(
     """Run (or ``resume``) a sweep; see the module docstring for the policy and the work dir layout. The work dir
     is locked while it runs (a second sweep into it is refused)."""
     wd = Path(workdir).resolve()
+    if not resume:
+        refuse_workdir_in_dataset(dataset, wd)
     with locked(wd, "automed sweep"):
         return _sweep(dataset, wd, opts, base_config, resume, show_progress)
 

@@ -45,6 +45,7 @@ from automed.workflow.train_options import TrackingState, TrainOptions, TrainRes
 from automed.workflow.train_start import (
     refuse_a_copy,
     refuse_ignored_on_resume,
+    refuse_workdir_in_dataset,
     require_training_workdir,
     restore_training,
     start_training,
@@ -271,6 +272,8 @@ def train_dataset(
     wd = Path(workdir).resolve()
     if resume or extend:
         require_training_workdir(wd)
+    else:
+        refuse_workdir_in_dataset(dataset, wd)
     with locked(wd, "automed train"):
         fallback = None
         if resume or extend:
