@@ -14,6 +14,7 @@ from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
 from automed.workdir import WorkDir
+from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
 OUTPUT_FORMATS = ("nifti", "dicom-seg")
@@ -280,61 +281,6 @@ def _remove_older(out: Path, started_ns: int) -> None:
             p.unlink()
 
 
-class ReviewWriter:
-    """``OUT/review/``: per case ``<case>.json`` (structures, components, boxes, mean probabilities) and
-    ``<case>.png`` (contours), then ``index.html`` (automed.evaluate.review)."""
-
-    def __init__(self, folder: Path, predictor: Any) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.entries = folder, list[dict[str, Any]]()
-        self.target = getattr(predictor, "target", None)  # classification, regression: one row per image
-        plan = getattr(predictor, "plan", None)
-        values = getattr(predictor, "label_values", None)
-        if values is None:  # an exported bundle's model
-            values = getattr(getattr(predictor, "model", None), "label_values", [])
-        values = [int(v) for v in values]
-        known = {int(k): str(v) for k, v in plan.labels.items()} if plan is not None else {}
-        self.names = {v: known.get(v, str(v)) for v in values if v != 0}
-        self.index = {v: i for i, v in enumerate(values)}
-
-    def add(self, case_id: str, channels: Any, geometry: Any, res: Any) -> None:
-        from automed.artifacts import write_json_atomic
-        from automed.evaluate.review import describe, image_figure, review_figure
-
-        if self.target is not None:  # the class (and probabilities) or the value, over the image
-            row = res.row(self.target)
-            write_json_atomic(self.folder / f"{case_id}.json", {"case": case_id, **row})
-            self._save(case_id, image_figure(channels[0], case_id, row))
-            summary = ", ".join(
-                f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
-            )
-            self.entries.append(
-                {"case": case_id, "png": f"{case_id}.png", "json": f"{case_id}.json", "summary": summary}
-            )
-            return
-        found = describe(res.labels, res.probabilities, geometry, self.names, self.index)
-        write_json_atomic(self.folder / f"{case_id}.json", {"case": case_id, **found})
-        self._save(case_id, review_figure(channels[0], res.labels, self.names, case_id))
-        unit = found["unit"]
-        summary = "; ".join(
-            f"{n}: {e[f'size_{unit}']:.0f} {unit} in {e['n_components']} component(s)"
-            for n, e in found["labels"].items()
-        )
-        self.entries.append(
-            {"case": case_id, "png": f"{case_id}.png", "json": f"{case_id}.json", "summary": summary}
-        )
-
-    def _save(self, case_id: str, fig: Any) -> None:
-        tmp = self.folder / f".{case_id}.partial.png"
-        fig.savefig(tmp, dpi=90, format="png")
-        tmp.replace(self.folder / f"{case_id}.png")
-
-    def close(self) -> None:
-        from automed.evaluate.review import write_index
-
-        write_index(self.folder, self.entries)
-
-
 def _label_names(model: str | Path, predictor: Any) -> dict[int, str]:
     """Label value -> name from the model's plan (dataset.json's labels); plain numbers when there is no plan."""
     from automed.plan.schema import Plan
@@ -343,94 +289,6 @@ def _label_names(model: str | Path, predictor: Any) -> dict[int, str]:
     if plan is not None and plan.is_file():
         return {int(k): v for k, v in Plan.load(plan).labels.items()}
     return {int(v): f"label {v}" for v in getattr(predictor, "label_values", [])}
-
-
-class DicomSegWriter:
-    """The label maps, plus per case ``<case>.seg.dcm``: a DICOM Segmentation over the input series (highdicom)."""
-
-    def __init__(self, inner: Any, cases: list[Any], image_level: bool, labels: dict[int, str]) -> None:
-        bad = [c.case_id for c in cases if len(c.images) != 1 or not c.images[0].is_dir()]
-        if image_level or bad:
-            raise DatasetError.single(
-                bad[0] if bad else "the model",
-                "--output-format dicom-seg writes segmentations of DICOM series inputs",
-                "a classification/regression model"
-                if image_level
-                else f"{len(bad)} input(s) not a DICOM series folder",
-                "pass DICOM series folders to a segmentation model, or use --output-format nifti",
-            )
-        from automed.data.io import dicom_series_files
-        from automed.tools.dicom_seg import series_problems
-
-        # each series' files, found once: checked now (before any prediction), referenced by its SEG later
-        self.files = {c.case_id: dicom_series_files(c.images[0]) for c in cases}
-        problems = [p for c in cases for p in series_problems(c.images[0], self.files[c.case_id])]
-        if problems:
-            raise DatasetError(problems, "cannot write DICOM SEG for these inputs")
-        self.inner, self.labels = inner, labels
-
-    def add(self, case: Any, geometry: Any, res: Any) -> None:
-        from automed.tools.dicom_seg import write_seg
-
-        self.inner.add(case, geometry, res)
-        tmp = self.inner.out / f".{case.case_id}.partial.seg.dcm"
-        try:
-            write_seg(res.labels, self.files[case.case_id], self.labels, tmp)
-        except (ValueError, AttributeError, TypeError) as exc:  # highdicom's checks of the source images
-            tmp.unlink(missing_ok=True)
-            raise DatasetError.single(case.images[0], "a DICOM SEG must be writable over the series",
-                                      f"{type(exc).__name__}: {exc}"[:300], "use --output-format nifti") from exc  # fmt: skip
-        tmp.replace(self.inner.out / f"{case.case_id}.seg.dcm")
-
-    def close(self) -> list[Path]:
-        return list(self.inner.close())
-
-
-class LabelMapWriter:
-    """A label map per case in its own geometry and format (and ``<case>.npz`` probabilities when asked)."""
-
-    def __init__(self, out: Path) -> None:
-        self.out, self.written = out, list[Path]()
-
-    def add(self, case: Any, geometry: Any, res: Any) -> None:
-        import numpy as np
-
-        from automed.data.io import write_image
-
-        path = self.out / f"{case.case_id}{case.suffix}"
-        tmp = (
-            self.out / f".{case.case_id}.partial{case.suffix}"
-        )  # same ending: the writer picks the format from it
-        write_image(res.labels, geometry, tmp)
-        tmp.replace(path)
-        if res.probabilities is not None:
-            ptmp = self.out / f".{case.case_id}.partial.npz"
-            np.savez_compressed(ptmp, probabilities=res.probabilities)
-            ptmp.replace(self.out / f"{case.case_id}.npz")
-        self.written.append(path)
-
-    def close(self) -> list[Path]:
-        return self.written
-
-
-class TableWriter:
-    """An image-level model's predictions: ``predictions.csv`` with ``SubjectID``, ``prediction`` (the class name or
-    the value) and, for classification, ``probability_<class>`` per class; written once, when every case is done."""
-
-    def __init__(self, out: Path, target: Any) -> None:
-        self.out, self.target, self.rows = out, target, list[dict[str, Any]]()
-
-    def add(self, case: Any, geometry: Any, res: Any) -> None:
-        self.rows.append({"SubjectID": case.case_id, **res.row(self.target)})
-
-    def close(self) -> list[Path]:
-        import pandas as pd
-
-        from automed.artifacts import write_bytes_atomic
-
-        path = self.out / "predictions.csv"  # on disk (fsync) before it replaces an earlier table
-        write_bytes_atomic(path, pd.DataFrame(self.rows).to_csv(index=False).encode("utf-8"))
-        return [path]
 
 
 def _finite(channels: Any, images: tuple[Path, ...], nan_to: float | None) -> Any:
