@@ -120,3 +120,13 @@ def test_a_4d_or_vector_file_for_a_one_channel_model_is_named(tmp_path: Path) ->
     (tmp_path / "four_0000.nii.gz").rename(tmp_path / "four.nii.gz")
     with pytest.raises(DatasetError, match=r"needs 1 channel\(s\) per case.*2 channel\(s\) in the file"):
         discover(tmp_path / "four.nii.gz", 1)  # one file as the input
+
+
+def test_one_file_named_case_0000_writes_the_case_name_as_a_folder_does(tmp_path: Path) -> None:
+    from automed.infer.inputs import discover
+
+    _img(tmp_path / "aniso_0000.nii.gz")
+    (one,) = discover(tmp_path / "aniso_0000.nii.gz", 1)
+    (from_folder,) = discover(tmp_path, 1)
+    assert one.case_id == from_folder.case_id == "aniso"
+    assert [c.case_id for c in find_cases(tmp_path / "aniso_0000.nii.gz", 1)] == ["aniso"]  # the bundle too

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -208,6 +208,8 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         one = _single_file_case(root, n_channels)
         if isinstance(one, Problem):  # a 4D file of other volumes, a picture of other channels
             raise DatasetError([one], f"cannot read the input {root}")
+        if (m := re.match(r"^(?P<case>.+)_0000$", one.case_id)) and n_channels == 1:
+            one = replace(one, case_id=m["case"])  # CASE_0000.nii.gz -> CASE.nii.gz, as from a folder
         cases = [one]
     elif _is_dicom_dir(root):
         _one_channel_series(root, n_channels)

@@ -64,7 +64,10 @@ def find_cases(root: Path, n_channels: int) -> list[Case]:
         parts = _split(root.name)
         if parts is None:
             raise SystemExit(f"{root}: not an image file (expected one of {', '.join(SUFFIXES)})")
-        return [Case(parts[0], (root,), parts[1])]
+        m = CHANNEL.match(parts[0])  # CASE_0000.nii.gz alone writes CASE.nii.gz, as from a folder
+        return [
+            Case(m["case"] if m and m["ch"] == "0000" and n_channels == 1 else parts[0], (root,), parts[1])
+        ]
     if _dicom_series(root):
         return [Case(root.name, (root,), ".nii.gz")]
     groups: dict[str, dict[int, Path]] = {}
