@@ -122,13 +122,16 @@ def inside(a: Path, b: Path) -> bool:
     return a == b or b in a.parents
 
 
-def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwrite: bool = False) -> Path:
+def claim_output(
+    out: Path, kind: str, *, protected: Sequence[Path] = (), overwrite: bool = False, earlier: bool = False
+) -> Path:
     """Check, before any work, that ``out`` may receive a ``kind`` output; return it resolved.
 
     Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
     an existing non-empty folder only when automed wrote it as the same kind (:data:`OUTPUT_MARKER`), or with
     ``overwrite`` - but never, ``overwrite`` or not, an unmarked folder inside a protected one (``MODEL/train``
-    holds the model's checkpoints)."""
+    holds the model's checkpoints). ``earlier``: the caller recognised ``out`` as an earlier ``kind`` output written
+    before the marker existed (replaced like a marked one)."""
     res = out.expanduser().resolve()
     within = False
     for p in protected:
@@ -146,7 +149,7 @@ def claim_output(out: Path, kind: str, *, protected: Sequence[Path] = (), overwr
         raise ArtifactError.single(
             out, f"an output ({kind}) must be a folder", "an existing file", "choose a folder"
         )
-    if res.is_dir() and any(res.iterdir()) and (within or not overwrite):
+    if res.is_dir() and any(res.iterdir()) and not earlier and (within or not overwrite):
         marker = res / OUTPUT_MARKER
         try:
             found = json.loads(marker.read_text()).get("kind") if marker.is_file() else None

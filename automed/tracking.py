@@ -61,6 +61,13 @@ def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
     return f"sqlite:///{base / DB_NAME}"
 
 
+def _plugin_schemes() -> tuple[str, ...]:
+    """The schemes installed MLflow plugins serve (``azureml``, SageMaker's ``arn``, ...)."""
+    from importlib.metadata import entry_points
+
+    return tuple(ep.name.lower() for ep in entry_points(group="mlflow.tracking_store"))
+
+
 def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
     """A tracking server that does not answer is an error before any work (MLflow's own retries would stall a
     training for minutes per request)."""
@@ -68,15 +75,17 @@ def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
     from urllib.parse import urlsplit
 
     from automed.errors import ConfigError
-    from automed.privacy import strip_credentials
 
+    if any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
+        return  # MLflow may reach it through the proxy: a direct connection says nothing
     parts = urlsplit(uri)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ConfigError.single(
-            "--tracking-uri", "the tracking server answers", f"{strip_credentials(uri)}: {exc.strerror or exc}",
+            "--tracking-uri", "the tracking server answers",
+            f"{re.sub(r'//[^@/]*@', '//', uri)}: {getattr(exc, 'strerror', None) or exc}",  # no credentials shown
             "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)",
         ) from exc  # fmt: skip
 
@@ -118,7 +127,8 @@ def check_tracking_uri(uri: str | None) -> None:
     scheme = uri.split(":", 1)[0].lower().split("+", 1)[0]
     if scheme in ("http", "https"):
         _probe_server(uri)
-    if len(scheme) > 1 and scheme not in STORE_SCHEMES:  # (one letter: a Windows drive)
+    known = (*STORE_SCHEMES, *_plugin_schemes())
+    if len(scheme) > 1 and scheme not in known:  # (one letter: a Windows drive)
         raise ConfigError.single(
             "--tracking-uri", f"a tracking URI names an MLflow store ({', '.join(STORE_SCHEMES)})",
             strip_credentials(uri), f"write e.g. sqlite:///FILE.db or http://HOST:5000.{did_you_mean(scheme, STORE_SCHEMES)}",

@@ -11,7 +11,9 @@ import numpy as np
 from automed.data.io import Geometry
 from automed.errors import DatasetError
 
-_VOXEL_TOL = 1e-2  # in voxels: how far a prediction's voxel centre may lie from the reference's
+_VOXEL_TOL = (
+    0.1  # in voxels: how far a prediction's voxel centre may lie from the reference's (header rounding)
+)
 _FIX = "predict in the reference's geometry, or resample the prediction onto the reference"
 
 
@@ -23,6 +25,9 @@ def _matrix(geo: Geometry) -> np.ndarray:
 def on_reference_grid(pred: np.ndarray, pred_geo: Geometry, ref_geo: Geometry, where: str) -> np.ndarray:
     """``pred`` (a ``(z, y, x)`` array of ``pred_geo``) as an array of ``ref_geo``'s grid, or a clear error."""
     n = ref_geo.dimension
+    # a picture and a one-slice volume of the same pixels (as verify accepts them for training)
+    if pred_geo.dimension != n and pred.shape == ref_geo.shape_zyx:
+        return pred
     if pred_geo.dimension != n:
         raise DatasetError.single(
             where, "a prediction has its reference's dimension", f"{pred_geo.dimension}D vs {n}D", _FIX

@@ -89,6 +89,7 @@ NAME_OR_TEXT_VRS = ("PN", "ST", "LT", "UT", "UC")
 # short strings (LO, SH) of unlisted attributes go when their keyword says they hold one of these
 _TEXT_KEYWORD = re.compile(r"Name|Date|Time|Calendar|Comment|Address|Telephone|Text|Note|Remark|Report")
 # names of things, not people: kept (ManufacturerModelName, SequenceName, TransmitCoilName, CodingSchemeName, ...)
+_CODES = {Tag(tag_for_keyword(k) or 0) for k in ("LongCodeValue", "CodeValue", "CodeMeaning")}
 _TECHNICAL_NAME = re.compile(r"(Model|Coil|Sequence|Scheme|Algorithm|Software|Filter|Kernel|Code)Name$")
 
 
@@ -146,6 +147,8 @@ def unlisted_identifying(tag: BaseTag, vr: str) -> bool:
     """Whether a public attribute the profile's table does not list may identify someone: a person name, free
     text, a date or time, or a short string whose keyword names a date, a name, a comment, an address and the like
     (``PatientBirthDateInAlternativeCalendar``, ``TextValue``, ``EvaluatorName``, ...)."""
+    if tag in _CODES:  # a code's value, in a code item: no one's text
+        return False
     if vr in NAME_OR_TEXT_VRS or vr in ("DA", "DT", "TM"):
         return True
     keyword = keyword_for_tag(tag) or ""

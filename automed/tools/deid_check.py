@@ -138,7 +138,7 @@ def options_used(root: Path) -> list[str]:
     """The de-identification options of an anonymized folder: its report's, else those coded in its files."""
     report = root / DEID_REPORT
     try:
-        return sorted(o for o in json.loads(report.read_text())["options"] if o in OPTIONS)
+        return sorted(o for o in json.loads(report.read_text())["dicom"]["options"] if o in OPTIONS)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     by_code = {code.value: name for name, code in OPTIONS.items()}

@@ -93,7 +93,7 @@ def _volumes(
                                         f"{files[0][1].get('SeriesNumber', '?')} (echo {key[0] or '-'}, temporal "
                                         f"position {key[1] or '-'})", "remove the duplicate files, or split the "
                                         "series into one folder per volume"))  # fmt: skip
-            elif len(gaps) > 1 and gaps.max() - gaps.min() > max(0.01, 0.01 * float(np.median(gaps))):
+            elif len(gaps) > 1 and gaps.max() - gaps.min() > max(0.05, 0.05 * float(np.median(gaps))):
                 # a missing file: ITK would spread the remaining slices evenly and write a wrong volume
                 problems.append(Problem(relative(folder, root) or ".", "the slices of one volume are evenly "
                                         "spaced (no slice missing)", f"gaps from {gaps.min():.3f} to "

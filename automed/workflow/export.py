@@ -86,7 +86,11 @@ def export(
         else [given, Path(model), *(pair_workdirs(given) if WorkDir(given).pair.is_file() else [])]
     )
     claim_output(
-        out, "export", protected=protected + ([Path(case)] if case else []), overwrite=overwrite or earlier
+        out,
+        "export",
+        protected=protected + ([Path(case)] if case else []),
+        overwrite=overwrite,
+        earlier=earlier,
     )
     predictor = load_predictor(model, tracking_uri, runtime="torch")
     pair = isinstance(predictor, EnsemblePredictor)
@@ -185,7 +189,7 @@ def package(
     if not str(model).startswith("models:/"):
         protected.append(Path(model))
     earlier = (Path(mlcube) / "mlcube" / "mlcube.yaml").is_file()  # cubes written before the marker
-    claim_output(Path(mlcube), "cube", protected=protected, overwrite=overwrite or earlier)
+    claim_output(Path(mlcube), "cube", protected=protected, overwrite=overwrite, earlier=earlier)
 
     if export_dir is None:
         with tempfile.TemporaryDirectory(prefix="automed-export-") as tmp:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,8 @@ def model_dir(folder: Path) -> Path:
         )
     chosen = WorkDir(Path(members[0])).choice
     by = json.loads(chosen.read_text()).get("selection") if chosen.is_file() else None
-    if (
-        by and Path(by) != folder.expanduser().resolve()
-    ):  # a later select of that training chose other settings
+    # a later select of that training (into a folder still there) chose other settings; a moved selection is fine
+    if by and Path(by) != folder.expanduser().resolve() and (Path(by) / "selection.json").is_file():
         raise ArtifactError.single(
             folder,
             "a selection folder predicts with the settings it chose",
@@ -184,7 +182,6 @@ def predict(
             "choose a new folder, or pass --overwrite to replace them (what the new run does not write is removed "
             "when it has finished)",
         )
-    started_ns = time.time_ns()
     predictor = load_predictor(model, tracking_uri, device, runtime)
     if on_load is not None:
         kind = getattr(predictor, "runtime", None)
@@ -195,6 +192,9 @@ def predict(
 
     slides = slide_inputs(Path(input_path).expanduser().resolve())
     if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
+        if earlier:  # slide outputs are many files per slide: never mixed with an earlier run's
+            raise ArtifactError.single(out, "slides are predicted into a new or empty folder", "earlier predictions",
+                                       "choose a new folder")  # fmt: skip
         if review:
             raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
                                      f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
@@ -213,8 +213,8 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
     try:
-        written = _predict_cases(predictor, cases, out, model, output_format, review, save_probabilities, nan_to,
-                                 show_progress)  # fmt: skip
+        written, produced = _predict_cases(predictor, cases, out, model, output_format, review,
+                                           save_probabilities, nan_to, show_progress)  # fmt: skip
     except (
         BaseException
     ):  # a folder this run made holds nothing half-written (an earlier one stays as it was)
@@ -222,7 +222,7 @@ def predict(
             shutil.rmtree(out, ignore_errors=True)
         raise
     if earlier:  # --overwrite: only now, so a killed run leaves the earlier predictions
-        _remove_older(out, started_ns)
+        _remove_older(out, produced)
     if log_review:
         from automed.workflow.review_log import log_review as attach
 
@@ -240,8 +240,9 @@ def _predict_cases(
     save_probabilities: bool,
     nan_to: float | None,
     show_progress: bool,
-) -> list[Path]:
-    """Predict every case into ``out``; the files written."""
+) -> tuple[list[Path], set[Path]]:
+    """Predict every case into ``out``; the predictions written and every file this run wrote (review pages,
+    probabilities and segmentations too)."""
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.parallel import progress_bar
@@ -267,18 +268,32 @@ def _predict_cases(
     if reviewer is not None:
         reviewer.close()
     written: list[Path] = writer.close()
-    return written
+    produced = set(writer.written_files()) | (reviewer.written_files() if reviewer is not None else set())
+    return written, produced
 
 
-def _remove_older(out: Path, started_ns: int) -> None:
-    """Remove the entries of ``out`` not written since ``started_ns`` (an earlier run's predictions)."""
+def _remove_older(out: Path, produced: set[Path]) -> None:
+    """Remove what an earlier run left in ``out`` (top level and ``review/``): every entry this run did not write."""
     for p in out.iterdir():
-        if p.name == OUTPUT_MARKER or p.stat().st_mtime_ns >= started_ns:
+        if p.name == OUTPUT_MARKER or p in produced:
             continue
         if p.is_dir() and not p.is_symlink():
+            if any(q.parent == p for q in produced):  # this run's review/ folder: its stale files only
+                _remove_older_in(p, produced)
+                continue
             shutil.rmtree(p)
         else:
             p.unlink()
+
+
+def _remove_older_in(folder: Path, produced: set[Path]) -> None:
+    for q in folder.iterdir():
+        if q in produced:
+            continue
+        if q.is_dir() and not q.is_symlink():
+            shutil.rmtree(q)
+        else:
+            q.unlink()
 
 
 def _label_names(model: str | Path, predictor: Any) -> dict[int, str]:

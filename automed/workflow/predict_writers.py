@@ -64,6 +64,11 @@ class ReviewWriter:
 
         write_index(self.folder, self.entries)
 
+    def written_files(self) -> set[Path]:
+        """Every file this run wrote under ``review/``."""
+        names = {self.folder / "index.html"}
+        return names | {self.folder / e[k] for e in self.entries for k in ("png", "json")}
+
 
 class DicomSegWriter:
     """The label maps, plus per case ``<case>.seg.dcm``: a DICOM Segmentation over the input series (highdicom)."""
@@ -88,6 +93,7 @@ class DicomSegWriter:
         if problems:
             raise DatasetError(problems, "cannot write DICOM SEG for these inputs")
         self.inner, self.labels = inner, labels
+        self.segs: set[Path] = set()
 
     def add(self, case: Any, geometry: Any, res: Any) -> None:
         from automed.tools.dicom_seg import write_seg
@@ -101,9 +107,14 @@ class DicomSegWriter:
             raise DatasetError.single(case.images[0], "a DICOM SEG must be writable over the series",
                                       f"{type(exc).__name__}: {exc}"[:300], "use --output-format nifti") from exc  # fmt: skip
         tmp.replace(self.inner.out / f"{case.case_id}.seg.dcm")
+        self.segs.add(self.inner.out / f"{case.case_id}.seg.dcm")
 
     def close(self) -> list[Path]:
         return list(self.inner.close())
+
+    def written_files(self) -> set[Path]:
+        """Every file this run wrote (label maps or table, probabilities, segmentations)."""
+        return set(self.inner.written_files()) | self.segs
 
 
 class LabelMapWriter:
@@ -111,6 +122,7 @@ class LabelMapWriter:
 
     def __init__(self, out: Path) -> None:
         self.out, self.written = out, list[Path]()
+        self.extra: set[Path] = set()
 
     def add(self, case: Any, geometry: Any, res: Any) -> None:
         import numpy as np
@@ -127,10 +139,15 @@ class LabelMapWriter:
             ptmp = self.out / f".{case.case_id}.partial.npz"
             np.savez_compressed(ptmp, probabilities=res.probabilities)
             ptmp.replace(self.out / f"{case.case_id}.npz")
+            self.extra.add(self.out / f"{case.case_id}.npz")
         self.written.append(path)
 
     def close(self) -> list[Path]:
         return self.written
+
+    def written_files(self) -> set[Path]:
+        """Every file this run wrote (label maps and probabilities)."""
+        return set(self.written) | self.extra
 
 
 class TableWriter:
@@ -151,3 +168,6 @@ class TableWriter:
         path = self.out / "predictions.csv"  # on disk (fsync) before it replaces an earlier table
         write_bytes_atomic(path, pd.DataFrame(self.rows).to_csv(index=False).encode("utf-8"))
         return [path]
+
+    def written_files(self) -> set[Path]:
+        return {self.out / "predictions.csv"}
