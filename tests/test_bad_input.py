@@ -387,9 +387,9 @@ def test_a_tracking_uri_no_store_answers_to_is_refused_before_work(tmp_path: Pat
         check_tracking_uri(fine)
     with pytest.raises(ConfigError, match=r"the tracking server answers.*127\.0\.0\.1:9") as err:
         check_tracking_uri("http://alice:s3cret@127.0.0.1:9")  # nothing listens on the discard port
-    assert "s3cret" not in str(
-        err.value
-    )  # (the server is asked before any work, not after minutes of retries)
+    assert "s3cret" not in str(err.value)  # asked before any work, not after minutes of MLflow retries
+    with pytest.raises(ConfigError, match="Port could not be cast"):
+        check_tracking_uri("http://host:abc")
 
 
 def test_a_relative_sqlite_store_is_recorded_absolute(

@@ -208,12 +208,15 @@ def test_predict_into_the_inputs_is_refused_and_nan_is_an_error(
     assert not list((tmp_path / "P").glob(".*partial*"))
     # earlier predictions are never mixed with new ones: refused, or replaced with --overwrite
     (tmp_path / "P" / "other.mha").write_bytes(b"an earlier run's prediction of another case")
+    (tmp_path / "P" / "review").mkdir()
+    (tmp_path / "P" / "review" / "other.png").write_bytes(b"an earlier run's review page")
     with pytest.raises(ArtifactError, match=r"earlier predictions.*--overwrite"):
         api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0)
     again = api.predict(
         trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0, overwrite=True
     )
     assert again == [out] and out.is_file() and not (tmp_path / "P" / "other.mha").exists()
+    assert not (tmp_path / "P" / "review").exists()  # not written by this run: gone with its pages
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
