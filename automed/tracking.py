@@ -440,12 +440,9 @@ def _registered_summary(client: Any) -> str:
         models = client.search_registered_models(max_results=10)
     except MlflowException:
         return "(the store cannot be read)"
-    if not models:
-        return "none (register one with `automed train`)"
-    parts = []
-    for m in models:
-        aliases = sorted(getattr(m, "aliases", {}) or {})
-        versions = sorted(int(v.version) for v in (m.latest_versions or []))
-        parts.append(f"{m.name} (aliases {', '.join('@' + a for a in aliases) or 'none'}; latest version "
-                     f"{versions[-1] if versions else '-'})")  # fmt: skip
-    return "; ".join(parts)
+    parts = [
+        f"{m.name} (aliases {', '.join('@' + a for a in sorted(getattr(m, 'aliases', {}) or {})) or 'none'}; "
+        f"latest version {max((int(v.version) for v in m.latest_versions or []), default='-')})"
+        for m in models
+    ]
+    return "; ".join(parts) or "none (register one with `automed train`)"
