@@ -18,22 +18,10 @@ import SimpleITK as sitk
 
 from automed.data.paths import os_problem
 from automed.errors import DatasetError
-from automed.runtime.io import grey_palette_bmp, read_picture
+from automed.runtime.io import SUFFIXES, grey_palette_bmp, read_picture
 
-IMAGE_SUFFIXES = (
-    ".nii.gz",
-    ".nii",
-    ".nrrd",
-    ".nhdr",
-    ".mha",
-    ".mhd",
-    ".png",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".jpg",
-    ".dcm",  # one DICOM file (an X-ray, one slice, or a multi-frame volume); a series is a folder
-)
+# the endings automed reads (one DICOM file: an X-ray, a slice or a multi-frame volume; a series is a folder)
+IMAGE_SUFFIXES = SUFFIXES
 SUFFIXES_2D = (".png", ".tif", ".tiff", ".bmp", ".jpg")
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-# the image endings automed reads (``automed.data.io.IMAGE_SUFFIXES``; a test keeps the two equal: this module
-# imports nothing of automed); 2D pictures and single DICOM files give ``.nii.gz`` outputs
+# the image endings automed reads (``automed.data.io.IMAGE_SUFFIXES`` is this tuple: the bundle reads what training
+# reads); 2D pictures and single DICOM files give ``.nii.gz`` outputs
 SUFFIXES = (
     ".nii.gz",
     ".nii",

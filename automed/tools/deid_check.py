@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,17 @@ def _rules(options: list[str] | None = None) -> Deidentifier:
     return Deidentifier(DeidKey(b"\0" * 32), options)
 
 
+def _headers(root: Path) -> Iterator[Dataset]:
+    """The DICOM headers (no pixels) of the readable DICOM files under ``root``."""
+    for path in files_to_check(root):
+        if is_nifti(path):
+            continue
+        try:
+            yield pydicom.dcmread(path, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
+            continue
+
+
 def options_used(root: Path) -> list[str]:
     """The de-identification options of an anonymized folder: its report's, else those coded in its files."""
     report = root / DEID_REPORT
@@ -143,13 +155,7 @@ def options_used(root: Path) -> list[str]:
         pass
     by_code = {code.value: name for name, code in OPTIONS.items()}
     found: set[str] = set()
-    for path in files_to_check(root):
-        if is_nifti(path):
-            continue
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
-            continue
+    for ds in _headers(root):
         for item in ds.get("DeidentificationMethodCodeSequence", []):
             if (name := by_code.get(str(item.get("CodeValue", "")))) is not None:
                 found.add(name)
@@ -163,13 +169,7 @@ def identifying_values(originals: Path, options: list[str] | None = None) -> Nee
     every: set[str] = set()
     public: set[str] = set()
     kept: set[str] = set()
-    for path in files_to_check(originals):
-        if is_nifti(path):
-            continue
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
-            continue
+    for ds in _headers(originals):
         for elem in _elements(ds):
             if elem.VR not in TEXT_VRS and not (elem.tag.is_private and elem.VR in ("OB", "UN")):
                 continue
