@@ -158,6 +158,12 @@ def test_classification_trains_registers_and_predicts_a_table(classified: dict[s
     assert list(pred.columns) == ["SubjectID", "prediction", "probability_one", "probability_two"]
     assert len(pred) == 24 and set(pred["prediction"]) <= {"one", "two"}
     assert np.allclose(pred[["probability_one", "probability_two"]].sum(axis=1), 1.0, atol=1e-5)
+    # automed metrics scores that table against the dataset CSV (SubjectID, ValueToPredict) as it is
+    scored = api.metrics(out[0], root / "M", reference=classified["csv"]).summary
+    assert scored["problem"] == "classification" and scored["n_cases"] == 24
+    truth = pd.read_csv(classified["csv"]).set_index("SubjectID")["ValueToPredict"]
+    agree = (pred.set_index("SubjectID")["prediction"] == truth.reindex(pred["SubjectID"]).values).mean()
+    assert scored["accuracy"] == pytest.approx(agree)
     # a model of pictures refuses volumes (it would take their middle slice), before writing anything
     import SimpleITK as sitk
 

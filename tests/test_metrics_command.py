@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, roc_auc_score
 
 from automed import api
-from automed.errors import ArtifactError, DatasetError
+from automed.errors import ArtifactError, ConfigError, DatasetError
 
 
 def _write(arr: np.ndarray, path: Path, spacing: tuple[float, float, float] = (0.5, 1.0, 2.0)) -> None:
@@ -192,6 +192,50 @@ def test_values_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
     assert res.kind == "regression"
     assert res.summary["mae"] == pytest.approx(mean_absolute_error(t, p))
     assert res.summary["r2"] == pytest.approx(r2_score(t, p))
+
+
+def test_predict_table_is_scored_against_the_cases_csv(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """automed predict's predictions.csv (SubjectID, prediction, probability_<class>) against the dataset CSV the
+    images came from (SubjectID, Channel_0, ValueToPredict), matched by SubjectID in any row order."""
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 20)
+    p1 = np.clip(y * 0.5 + rng.random(20) * 0.6, 0, 1)
+    names = np.array(["normal", "pneumonia"])
+    ids = [f"c{i}" for i in range(20)]
+    cases = tmp_path / "test_cases.csv"
+    pd.DataFrame(
+        {"SubjectID": ids, "Channel_0": [f"img/{i}.png" for i in ids], "ValueToPredict": names[y]}
+    ).to_csv(cases, index=False)
+    pred = pd.DataFrame({"SubjectID": [*ids, "extra"], "prediction": [*names[(p1 > 0.5).astype(int)], "normal"],
+                         "probability_normal": [*(1 - p1), 1.0], "probability_pneumonia": [*p1, 0.0]})  # fmt: skip
+    table = tmp_path / "out" / "predictions.csv"
+    table.parent.mkdir()
+    pred.iloc[::-1].to_csv(table, index=False)
+    with caplog.at_level("WARNING", logger="automed"):
+        s = api.metrics(table, tmp_path / "scores", reference=cases).summary
+    assert s["problem"] == "classification" and s["n_cases"] == 20
+    assert s["accuracy"] == pytest.approx(accuracy_score(names[y], names[(p1 > 0.5).astype(int)]))
+    assert s["auc_macro"] == pytest.approx(roc_auc_score(y, p1))
+    assert "1 prediction(s) of cases test_cases.csv does not list" in caplog.text
+    # a missing prediction is named (or scored with --missing-value); values against ValueToPredict
+    pred.iloc[1:].to_csv(table, index=False)
+    with pytest.raises(DatasetError, match="c0"):
+        api.metrics(table, tmp_path / "scores2", reference=cases)
+    t = rng.normal(50, 10, 20)
+    pd.DataFrame({"SubjectID": ids, "Channel_0": ids, "ValueToPredict": t}).to_csv(cases, index=False)
+    pd.DataFrame({"SubjectID": ids, "prediction": t + 1}).to_csv(table, index=False)
+    s = api.metrics(table, tmp_path / "scores3", reference=cases).summary
+    assert s["problem"] == "regression" and s["mae"] == pytest.approx(1.0)
+    # the table alone says what to add; a reference folder for a table is refused
+    with pytest.raises(DatasetError, match=r"--reference DATASET\.csv"):
+        api.metrics(table, tmp_path / "scores4")
+    with pytest.raises(ConfigError, match="a reference CSV"):
+        api.metrics(table, tmp_path / "scores5", reference=tmp_path)
+    pd.DataFrame({"SubjectID": ids, "Channel_0": ids}).to_csv(cases, index=False)
+    with pytest.raises(DatasetError, match="ValueToPredict"):
+        api.metrics(table, tmp_path / "scores6", reference=cases)
 
 
 def test_cli_verb_prints_the_headline(folders: tuple[Path, Path], tmp_path: Path) -> None:

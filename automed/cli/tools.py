@@ -103,13 +103,17 @@ def metrics(
         Path,
         typer.Argument(
             help="A CSV (SubjectID,Target,Prediction with image paths or values; optional Mask and "
-            "probability_<class> columns) or a folder of predictions (with --reference)."
+            "probability_<class> columns), automed predict's predictions.csv (with --reference CASES.csv) or a "
+            "folder of predictions (with --reference)."
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.csv and summary.json.")],
     reference: Annotated[
         Path | None,
-        typer.Option(help="Folder of reference label maps, matched to the predictions by case name."),
+        typer.Option(
+            help="Folder of reference label maps, matched to the predictions by case name; or, for a "
+            "predictions.csv, the CSV of the cases (SubjectID and ValueToPredict or Target)."
+        ),
     ] = None,
     problem: Annotated[
         str,
@@ -140,6 +144,8 @@ def metrics(
     MSE, PSNR, SSIM and normalized cross-correlation for synthesized images (inside a Mask column's mask).
 
     Example: automed metrics predictions/ --reference labelsTr/ -o scores --labels dataset.json --region all=1,2
+
+    Example: automed metrics out/predictions.csv --reference test_cases.csv -o scores
     """
     from automed import api
     from automed.workflow.metrics import headline

@@ -1,6 +1,7 @@
 """``automed metrics``: score predictions against references - a CSV (``SubjectID,Target,Prediction`` with paths or
 values, optional ``Mask`` for synthesized images, optional ``probability_<class>`` columns as ``automed predict``
-writes them) or a folder of predictions
+writes them), the ``predictions.csv`` of ``automed predict`` matched by ``SubjectID`` to a reference CSV
+(``--reference``: the dataset CSV with ``ValueToPredict``, or ``Target``), or a folder of predictions
 matched by case name to ``--reference``'s files (nnU-Net's evaluate-folder habit).
 
 Writes ``OUT/metrics.csv`` (one row per case, and label or region for label maps) and ``OUT/summary.json``; every
@@ -37,6 +38,8 @@ from automed.evaluate.compare import (
 from automed.registry import check_choice
 
 CSV_COLUMNS = ("SubjectID", "Target", "Prediction")
+REFERENCE_COLUMNS = ("ValueToPredict", "Target", "target")  # a reference CSV's target column, first found
+PREDICT_COLUMN = "prediction"  # automed predict's predictions.csv
 MASK = "Mask"  # synthesis: score inside this mask
 PROBABILITY = "probability_"
 
@@ -64,7 +67,9 @@ def _from_csv(path: Path) -> list[Pair]:
             path,
             f"a metrics CSV has the columns {', '.join(CSV_COLUMNS)} (and optional {MASK}, {PROBABILITY}<class>)",
             f"missing {missing}, unknown {unknown}",
-            "rename the columns",
+            f"score automed predict's {path.name} with --reference DATASET.csv (SubjectID, ValueToPredict)"
+            if PREDICT_COLUMN in columns
+            else "rename the columns",
         )
     base = path.parent
 
@@ -108,6 +113,79 @@ def _from_csv(path: Path) -> list[Pair]:
         )
     if problems:
         raise DatasetError(problems, f"cannot score {path}")
+    return pairs
+
+
+def _table(path: Path, needed: tuple[str, ...], what: str) -> tuple[str, list[str], list[dict[str, str]]]:
+    """A CSV's value column (the first of ``needed`` its header holds), its columns and its rows as dicts."""
+    rows = read_rows(path)
+    columns = [c.strip() for c in rows[0]] if rows else []
+    found = [c for c in needed if c in columns]
+    if "SubjectID" not in columns or not found:
+        raise DatasetError.single(
+            path,
+            f"{what} has a SubjectID column and one of {', '.join(needed)}",
+            f"the columns {columns}" if columns else "an empty file",
+            "pass automed predict's predictions.csv and, as --reference, the CSV of the cases (e.g. the dataset "
+            "CSV the images came from, with ValueToPredict)",
+        )
+    table = [
+        {c: cell.strip() for c, cell in zip(columns, cells, strict=False)}
+        for cells in rows[1:]
+        if any(c.strip() for c in cells)
+    ]
+    return found[0], columns, table
+
+
+def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
+    """``automed predict``'s ``predictions.csv`` (``SubjectID``, ``prediction``, ``probability_<class>``) matched by
+    ``SubjectID`` to a reference CSV's target (``ValueToPredict``, as the dataset CSV holds it, or ``Target``);
+    every reference case is scored (missing predictions as for folders), predictions of other cases are ignored with
+    a warning, a SubjectID twice in either file is an error."""
+    pred_col, pred_columns, pred_rows = _table(
+        predictions, (PREDICT_COLUMN, "Prediction"), "a predictions CSV"
+    )
+    ref_col, _, ref_rows = _table(reference, REFERENCE_COLUMNS, "a reference CSV")
+    problems: list[Problem] = []
+    by_id: dict[str, dict[str, str]] = {}
+    for source, rows in ((predictions, pred_rows), (reference, ref_rows)):
+        seen: set[str] = set()
+        for r in rows:
+            cid = r.get("SubjectID", "")
+            if cid in seen:
+                problems.append(Problem(str(source), "every SubjectID appears once", repr(cid),
+                                        "remove the repeated row"))  # fmt: skip
+            seen.add(cid)
+            if source == predictions:
+                by_id[cid] = r
+    pairs: list[Pair] = []
+    for n, r in enumerate(ref_rows, start=2):
+        cid, target = r.get("SubjectID", ""), r.get(ref_col, "")
+        where = f"{reference}:{n}"
+        if not target or target.lower() in ("nan", "inf", "-inf", "+inf"):
+            problems.append(Problem(where, f"every reference row has its {ref_col}", repr(target),
+                                    "fill in the reference, or drop the row"))  # fmt: skip
+        pred = by_id.get(cid)
+        probs: dict[str, float] = {}
+        for c in pred_columns if pred else ():
+            if c.startswith(PROBABILITY) and pred and pred.get(c):
+                try:
+                    probs[c[len(PROBABILITY) :]] = float(pred[c])
+                except ValueError:
+                    problems.append(Problem(f"{predictions} ({cid})", f"{c} is a number between 0 and 1",
+                                            repr(pred[c]), "write the probability"))  # fmt: skip
+        value = pred.get(pred_col) if pred else None
+        pairs.append(Pair(cid, target, value or None, probs, None, where))
+    if problems:
+        raise DatasetError(problems, f"cannot score {predictions} against {reference}")
+    extra = sorted(set(by_id) - {p.case for p in pairs})
+    if extra:
+        log.warning(
+            "%d prediction(s) of cases %s does not list are not scored (e.g. %s)",
+            len(extra),
+            reference.name,
+            extra[0],
+        )
     return pairs
 
 
@@ -244,6 +322,16 @@ def metrics(
                 "add --reference REF_DIR",
             )
         pairs = _from_folders(src, Path(reference))
+    elif src.suffix.lower() == ".csv" and reference is not None:
+        ref = Path(reference)
+        if not (ref.is_file() and ref.suffix.lower() == ".csv"):
+            raise ConfigError.single(
+                ref,
+                "a predictions CSV is scored against a reference CSV (SubjectID and ValueToPredict or Target)",
+                "a folder" if ref.is_dir() else ("missing" if not ref.exists() else "not a .csv file"),
+                "pass the CSV of the cases as --reference (a folder goes with a folder of predictions)",
+            )
+        pairs = _from_tables(src, ref)
     elif src.suffix.lower() == ".csv":
         pairs = _from_csv(src)
     else:
