@@ -337,3 +337,39 @@ def test_a_resume_needs_the_cases_it_was_split_on(tmp_path: Path, caplog: pytest
         restore_training(wd, opts)
     case = Path(gone["image"]).name.removesuffix(".nii.gz")
     assert "needs the cases it was split on" in str(e.value) and case in str(e.value)
+
+
+def test_a_moved_dataset_is_resumed_from_its_new_place(tmp_path: Path) -> None:
+    """A dataset moved after the training began: the resume names the missing place and how to give the new one; the
+    new place (with the cases of the split) is taken and recorded; while the saved one exists, another is refused."""
+    from automed.errors import ArtifactError, ConfigError
+    from automed.train.config import TrainConfig
+    from automed.workflow.train_options import TrainOptions
+    from automed.workflow.train_start import refuse_ignored_on_resume, restore_training, start_training
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=2)
+    wd = tmp_path / "W"
+    opts = TrainOptions(folds=2, workers=0)
+    start_training(ds, wd, TrainConfig(num_workers=0), opts, False, None)
+    import shutil
+
+    other = tmp_path / "copy"
+    shutil.copytree(ds, other)
+    with pytest.raises(ConfigError, match="keeps its own DATASET"):  # the saved dataset is still there
+        refuse_ignored_on_resume(wd, {"DATASET": other})
+    shutil.rmtree(ds)
+    with pytest.raises(ArtifactError) as e:
+        restore_training(wd, opts)
+    assert "moved or deleted" in str(e.value) and "automed train NEW_PLACE --resume" in str(e.value)
+    refuse_ignored_on_resume(wd, {"DATASET": other})  # accepted: the saved place is gone
+    assert restore_training(wd, opts, other)[0].source == other / "dataset.json"
+    assert json.loads((wd / "train_config.json").read_text())["dataset"] == str(other)
+    assert restore_training(wd, opts)[0].source == other / "dataset.json"  # recorded: no need to repeat it
+    meta = json.loads((other / "dataset.json").read_text())
+    meta["training"].pop(0)
+    meta["numTraining"] -= 1
+    (other / "dataset.json").write_text(json.dumps(meta))
+    (tmp_path / "third").mkdir()
+    shutil.move(other, tmp_path / "third" / "d")
+    with pytest.raises(ArtifactError, match="needs the cases it was split on"):  # other cases: refused
+        restore_training(wd, opts, tmp_path / "third" / "d")

@@ -277,7 +277,7 @@ def train_dataset(
     with locked(wd, "automed train"):
         fallback = None
         if resume or extend:
-            ds, config, opts, fallback = restore_training(wd, opts)
+            ds, config, opts, fallback = restore_training(wd, opts, dataset or None)
         else:
             deadline0 = t0 + opts.budget_s if opts.budget_s else None
             ds, config, opts = start_training(dataset, wd, config, opts, show_progress, deadline0)

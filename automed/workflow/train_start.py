@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -44,6 +45,8 @@ from automed.workflow.shape import (
     width_rule_applies,
 )
 from automed.workflow.train_options import TrainOptions
+
+log = logging.getLogger("automed")
 
 
 def unstarted_share(budget_s: float, n_folds: int, slots: int) -> float:
@@ -87,7 +90,10 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
         k: asked.get(f"--{k}") for k in ("configuration", "epochs") if asked.get(f"--{k}") is not None
     }
     same: dict[str, Callable[[Any], bool]] = {
-        "DATASET": lambda v: dataset_source(load_dataset(v)) == saved["dataset"],
+        # a dataset moved elsewhere is given by its new place (restore_training checks its cases)
+        "DATASET": lambda v: (
+            dataset_source(load_dataset(v)) == saved["dataset"] or not Path(saved["dataset"]).exists()
+        ),
         "--config": lambda v: _same_fields(load_train_config(v), overrides, c),
         "--configuration": lambda v: v == c.configuration,
         "--epochs": lambda v: v == c.epochs,
@@ -179,9 +185,12 @@ def require_training_workdir(wd: Path) -> None:
         )
 
 
-def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
+def restore_training(
+    wd: Path, opts: TrainOptions, dataset: str | Path | None = None
+) -> tuple[Dataset, TrainConfig, TrainOptions, float | None]:
     """What ``--resume``/``--extend`` continue: the saved config and options (this call's budget, device, workers)
-    and, for folds that had not started, their share of the original budget."""
+    and, for folds that had not started, their share of the original budget. A dataset moved since is given by its
+    new place (``dataset``): with the cases the training was split on, it is recorded as the work dir's dataset."""
     wdir = WorkDir(wd)
     require_training_workdir(wd)
     saved = json.loads(wdir.train_config.read_text())
@@ -208,9 +217,28 @@ def restore_training(wd: Path, opts: TrainOptions) -> tuple[Dataset, TrainConfig
         fallback = recorded_share(
             wd, config.configuration, folds, restored.screen is not None
         ) or unstarted_share(kept["budget_s"], len(folds), slots)
-    ds = load_dataset(saved["dataset"], restored.task)
+    ds = load_dataset(_moved_dataset(wdir, saved, dataset), restored.task)
     check_same_cases(ds, wdir)
+    if dataset_source(ds) != saved["dataset"]:
+        log.warning("the dataset moved from %s to %s: recorded in %s", saved["dataset"], dataset_source(ds),
+                    wdir.train_config.name)  # fmt: skip
+        write_json_atomic(wdir.train_config, {**saved, "dataset": dataset_source(ds)})
     return ds, config, restored, fallback
+
+
+def _moved_dataset(wdir: WorkDir, saved: dict[str, Any], given: str | Path | None) -> str | Path:
+    """The dataset to continue with: the saved one, or where a moved one is now (a missing one without a new place
+    is a clear error, not a missing-file message from deep in loading)."""
+    if Path(saved["dataset"]).exists():
+        return saved["dataset"]
+    if not given:
+        raise ArtifactError.single(
+            saved["dataset"],
+            "a resumed training reads the dataset it was started on (validation is scored on its images)",
+            "missing: moved or deleted",
+            f"if it moved, give its new place: automed train NEW_PLACE --resume {wdir.root}",
+        )
+    return given
 
 
 def start_training(
