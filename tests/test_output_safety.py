@@ -321,3 +321,31 @@ def test_a_picture_with_other_channels_is_told_to_convert(tmp_path: Path) -> Non
         discover(tmp_path, 1)  # a grayscale model
     (p,) = err.value.problems
     assert "3 channel(s)" in p.value and "grayscale" in p.fix and "4D" not in p.fix
+
+
+def test_a_metaimage_prediction_is_written_whole_and_listed_with_its_data_file(tmp_path: Path) -> None:
+    """``CASE.mhd`` names its data file: both land under their final names (no hidden partial file the header points
+    to), both count as written (an --overwrite run's clean-up keeps them), and labels are uint8 as the bundle's."""
+    from types import SimpleNamespace
+
+    import SimpleITK as sitk
+
+    from automed.data.io import Geometry
+    from automed.workflow.predict_writers import LabelMapWriter
+
+    geo = Geometry((6, 5, 4), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tuple(float(v) for v in np.eye(3).ravel()))
+    labels = np.zeros((4, 5, 6), np.int16)
+    labels[1:3, 2:4, 2:5] = 2
+    writer = LabelMapWriter(tmp_path)
+    for suffix in (".mhd", ".nii.gz"):
+        writer.add(
+            SimpleNamespace(case_id=f"c{suffix[1:4]}", suffix=suffix),
+            geo,
+            SimpleNamespace(labels=labels, probabilities=None),
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmhd.mhd", "cmhd.zraw", "cnii.nii.gz"]
+    assert writer.written_files() == {tmp_path / "cmhd.mhd", tmp_path / "cmhd.zraw", tmp_path / "cnii.nii.gz"}
+    for name in ("cmhd.mhd", "cnii.nii.gz"):
+        img = sitk.ReadImage(str(tmp_path / name))
+        assert img.GetPixelID() == sitk.sitkUInt8 and img.GetSpacing() == (1.0, 1.0, 2.0)
+        assert np.array_equal(sitk.GetArrayFromImage(img), labels)

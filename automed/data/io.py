@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from automed.data.paths import os_problem
 from automed.errors import DatasetError
-from automed.runtime.io import SUFFIXES, grey_palette_bmp, read_picture
+from automed.runtime.io import SUFFIXES, grey_palette_bmp, read_picture, write_atomic
 
 # the endings automed reads (one DICOM file: an X-ray, a slice or a multi-frame volume; a series is a folder)
 IMAGE_SUFFIXES = SUFFIXES
@@ -244,12 +244,22 @@ def read_image(path: Path) -> tuple[list[np.ndarray], Geometry]:
     return image_to_arrays(img), _geometry(img)
 
 
-def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> None:
-    """Write a ``(z, y, x)`` array with ``geometry`` (2D geometries drop the leading axis)."""
+def _sitk_image(array: np.ndarray, geometry: Geometry) -> sitk.Image:
     arr = array[0] if geometry.dimension == 2 and array.ndim == 3 else array
     img = sitk.GetImageFromArray(arr)
     img.SetSpacing(geometry.spacing)
     img.SetOrigin(geometry.origin)
     img.SetDirection(geometry.direction)
+    return img
+
+
+def write_image(array: np.ndarray, geometry: Geometry, path: Path) -> None:
+    """Write a ``(z, y, x)`` array with ``geometry`` (2D geometries drop the leading axis)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(img, str(path), useCompression=True)
+    sitk.WriteImage(_sitk_image(array, geometry), str(path), useCompression=True)
+
+
+def write_image_atomic(array: np.ndarray, geometry: Geometry, path: Path) -> list[Path]:
+    """:func:`write_image` with no half-written file under a final name (a killed run); the files written (a
+    ``.mhd`` header and its data file)."""
+    return write_atomic(_sitk_image(array, geometry), path)

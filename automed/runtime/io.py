@@ -216,18 +216,26 @@ def write_labels(labels: np.ndarray, ref: sitk.Image, path: Path) -> None:
     n = ref.GetDimension()
     if n == out.GetDimension():
         out.SetDirection(d)
+    write_atomic(out, path)
+
+
+def write_atomic(image: sitk.Image, path: Path) -> list[Path]:
+    """Write ``image`` to ``path`` so that a killed run leaves no half-written file under a final name; the files
+    written (a MetaImage ``.mhd`` header names its data file, so both are written under their final names in a
+    temporary folder beside them and moved, the data first, the header last)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.lower().endswith(".mhd"):  # a header and a data file: both written under their final names
+    if path.name.lower().endswith(".mhd"):
         tmpdir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
         try:
-            sitk.WriteImage(out, str(tmpdir / path.name), useCompression=True)
-            for f in sorted(
-                tmpdir.iterdir(), key=lambda f: f.name == path.name
-            ):  # the data first, the header last
+            sitk.WriteImage(image, str(tmpdir / path.name), useCompression=True)
+            moved = []
+            for f in sorted(tmpdir.iterdir(), key=lambda f: f.name == path.name):
                 f.replace(path.parent / f.name)
+                moved.append(path.parent / f.name)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
-        return
+        return moved
     tmp = path.with_name(".tmp-" + path.name)
-    sitk.WriteImage(out, str(tmp), useCompression=True)
+    sitk.WriteImage(image, str(tmp), useCompression=True)
     tmp.replace(path)
+    return [path]

@@ -127,14 +127,11 @@ class LabelMapWriter:
     def add(self, case: Any, geometry: Any, res: Any) -> None:
         import numpy as np
 
-        from automed.data.io import write_image
+        from automed.data.io import write_image_atomic
 
         path = self.out / f"{case.case_id}{case.suffix}"
-        tmp = (
-            self.out / f".{case.case_id}.partial{case.suffix}"
-        )  # same ending: the writer picks the format from it
-        write_image(res.labels, geometry, tmp)
-        tmp.replace(path)
+        labels = res.labels.astype(np.uint8 if res.labels.max(initial=0) < 256 else np.int16)  # as the bundle
+        self.extra.update(p for p in write_image_atomic(labels, geometry, path) if p != path)
         if res.probabilities is not None:
             ptmp = self.out / f".{case.case_id}.partial.npz"
             np.savez_compressed(ptmp, probabilities=res.probabilities)
