@@ -128,12 +128,11 @@ def claim_output(
     """Check, before any work, that ``out`` may receive a ``kind`` output; return it resolved.
 
     Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
-    an existing non-empty folder only when automed wrote it as the same kind (:data:`OUTPUT_MARKER`), or with
-    ``overwrite`` - but never, ``overwrite`` or not, an unmarked folder inside a protected one (``MODEL/train``
-    holds the model's checkpoints). ``earlier``: the caller recognised ``out`` as an earlier ``kind`` output written
+    an existing non-empty folder only when automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another
+    kind with ``overwrite``. A non-empty folder automed did not write is never replaced, ``overwrite`` or not (it may
+    hold anything of the user's). ``earlier``: the caller recognised ``out`` as an earlier ``kind`` output written
     before the marker existed (replaced like a marked one)."""
     res = out.expanduser().resolve()
-    within = False
     for p in protected:
         pr = p.expanduser().resolve()
         folder = pr if pr.is_dir() else pr.parent
@@ -144,30 +143,38 @@ def claim_output(
                 f"{res} holds {pr}",
                 "choose another output folder (e.g. a new folder beside it)",
             )
-        within |= inside(res, folder)
     if res.is_file():
         raise ArtifactError.single(
             out, f"an output ({kind}) must be a folder", "an existing file", "choose a folder"
         )
-    if res.is_dir() and any(res.iterdir()) and not earlier and (within or not overwrite):
-        marker = res / OUTPUT_MARKER
-        try:
-            found = json.loads(marker.read_text()).get("kind") if marker.is_file() else None
-        except (ValueError, AttributeError):  # a damaged marker: not proof that automed wrote the folder
-            found = None
-        if found != kind:
+    if res.is_dir() and any(res.iterdir()) and not earlier:
+        found = output_kind(res)
+        if found is None:
             raise ArtifactError.single(
                 out,
-                f"automed replaces only folders it wrote as {kind} output",
-                f"a non-empty folder ({'a ' + found + ' output' if found else 'not written by automed'})",
-                "choose a new or empty folder"
-                + (
-                    " (--overwrite does not replace a folder inside the model or the inputs)"
-                    if within
-                    else ", or pass --overwrite to replace it"
-                ),
+                "automed never replaces a folder it did not write (--overwrite replaces only its own outputs)",
+                "a non-empty folder not written by automed",
+                "choose a new or empty folder",
+            )
+        if found != kind and not overwrite:
+            raise ArtifactError.single(
+                out,
+                f"automed replaces a folder it wrote as another output only with --overwrite ({kind} asked)",
+                f"a {found} output",
+                "choose a new or empty folder, or pass --overwrite to replace it",
             )
     return res
+
+
+def output_kind(folder: Path) -> str | None:
+    """The kind of output automed recorded in ``folder`` (:func:`mark_output`); None: not written by automed (or a
+    damaged marker, which is no proof that it was)."""
+    marker = folder / OUTPUT_MARKER
+    try:
+        found = json.loads(marker.read_text()).get("kind") if marker.is_file() else None
+    except (ValueError, AttributeError, OSError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def mark_output(folder: Path, kind: str) -> None:

@@ -21,6 +21,7 @@ A selection folder (``automed select -o S``): ``selection.json`` and, for a chos
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -221,3 +222,38 @@ def locked(root: Path, command: str) -> Iterator[None]:
         if created and [p.name for p in root.iterdir()] == [LOCK]:  # failed before writing anything: no trace
             path.unlink()
             root.rmdir()
+
+
+def claim_workdir(root: Path, command: str) -> None:
+    """Before anything is written there: a work dir (``-o`` of fingerprint, plan, preprocess, train, sweep) is a new
+    or empty folder, or one automed wrote as a work dir (its ``fingerprint.json``, the first thing every work dir
+    gets); automed's own lock and temporary files do not count. A folder of the user's is never written into: its
+    ``plan.json`` or ``preprocessed/`` would be replaced."""
+    if root.is_file():
+        raise ArtifactError.single(
+            root, f"{command} writes a work dir folder", "an existing file", "choose a folder"
+        )
+    if not root.is_dir() or _is_earlier_workdir(root):
+        return
+    foreign = sorted(p.name for p in root.iterdir() if not _automed_leftover(p.name))
+    if not foreign:
+        return
+    raise ArtifactError.single(
+        root,
+        f"{command} writes into a new or empty folder, or a work dir automed wrote (it holds its fingerprint.json)",
+        f"a folder holding {', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''}",
+        "choose a new or empty folder for -o (automed never writes among files it did not write)",
+    )
+
+
+def _is_earlier_workdir(root: Path) -> bool:
+    try:
+        found = json.loads((root / FINGERPRINT).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and "schema_version" in found and "inputs_hash" in found
+
+
+def _automed_leftover(name: str) -> bool:
+    """The lock, or a temporary file of an atomic write killed part-way (``.NAME.tmp-PID...``)."""
+    return name == LOCK or (name.startswith(".") and any(t in name for t in (".tmp-", ".old-", ".partial")))

@@ -159,6 +159,24 @@ def test_failed_parity_keeps_the_earlier_export(
     assert not (root / "bundle.parity-failed.json").exists()
 
 
+def test_a_registry_failure_leaves_no_url_or_path_in_the_export(
+    exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export.json travels (package ships it): a failing registry's message, which may hold the store's password
+    or a local path, stays on the console."""
+    import automed.export.mlflow_attach as attach
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("API request to http://alice:s3cret@10.0.0.1/api failed; see /home/alice/secret/x")
+
+    monkeypatch.setattr(attach, "attach_export", fail)
+    out = exported["root"] / "export_registry_down"
+    api.export(exported["work"], out, formats="onnx", link=False)
+    text = (out / "export.json").read_text()
+    assert "s3cret" not in text and "/home/alice" not in text
+    assert json.loads(text)["registered"]["error"].startswith("RuntimeError")
+
+
 def test_package_without_an_export_keeps_the_work_dirs_link(exported: dict[str, Path]) -> None:
     link = exported["work"] / "export_link.json"
     before = json.loads(link.read_text())["path"]
@@ -181,6 +199,10 @@ def test_package_cube(exported: dict[str, Path]) -> None:
     assert report["checkpoints"] and all(len(d) == 64 for d in report["checkpoints"])
     (other / "export.json").write_text(json.dumps({**report, "checkpoints": ["0" * 64]}))
     with pytest.raises(ArtifactError, match="another model's export"):
+        api.package(exported["work"], exported["root"] / "cube_other", export_dir=other)
+    # an export of one format would build an image that cannot predict (CPU: OpenVINO, CUDA: ONNX)
+    (other / "export.json").write_text(json.dumps({**report, "formats": ["onnx"]}))
+    with pytest.raises(ArtifactError, match="formats \\['onnx'\\]: no openvino"):
         api.package(exported["work"], exported["root"] / "cube_other", export_dir=other)
     mlcube, container = validate_cube(cube)
     infer = mlcube.tasks["infer"].parameters

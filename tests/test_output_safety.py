@@ -39,26 +39,28 @@ def test_claim_refuses_the_model_its_parents_and_the_inputs(tmp_path: Path) -> N
     for holder in (model, inputs):
         (holder / "train").mkdir()
         (holder / "train" / "checkpoint_final.pt").write_bytes(b"weights")
-        with pytest.raises(ArtifactError, match="does not replace a folder inside the model or the inputs"):
+        with pytest.raises(ArtifactError, match="never replaces a folder it did not write"):
             claim_output(holder / "train", "export", protected=[model, inputs / "a.nii.gz"], overwrite=True)
     mark_output(model / "train", "export")  # an earlier export there is replaced as usual
     assert claim_output(model / "train", "export", protected=[model]) == (model / "train").resolve()
 
 
-def test_claim_refuses_foreign_and_other_kind_folders_unless_overwrite(tmp_path: Path) -> None:
+def test_claim_never_replaces_a_foreign_folder_and_another_kind_only_with_overwrite(tmp_path: Path) -> None:
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(ArtifactError, match="replaces only folders it wrote as cube output") as err:
-        claim_output(foreign, "cube")
-    assert "not written by automed" in str(err.value) and "--overwrite" in str(err.value)
-    assert claim_output(foreign, "cube", overwrite=True) == foreign.resolve()
+    for overwrite in (False, True):  # a folder automed did not write may hold anything of the user's
+        with pytest.raises(ArtifactError, match="never replaces a folder it did not write") as err:
+            claim_output(foreign, "cube", overwrite=overwrite)
+        assert "not written by automed" in str(err.value) and "choose a new or empty folder" in str(err.value)
     other = tmp_path / "preds"
     other.mkdir()
     mark_output(other, "predictions")
     (other / "x.nii.gz").write_bytes(b"x")
-    with pytest.raises(ArtifactError, match="a predictions output"):
+    with pytest.raises(ArtifactError, match="a predictions output") as err:
         claim_output(other, "export")
+    assert "--overwrite" in str(err.value)
+    assert claim_output(other, "export", overwrite=True) == other.resolve()  # automed's own output
     assert claim_output(other, "predictions") == other.resolve()
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -217,6 +219,12 @@ def test_predict_into_the_inputs_is_refused_and_nan_is_an_error(
     )
     assert again == [out] and out.is_file() and not (tmp_path / "P" / "other.mha").exists()
     assert not (tmp_path / "P" / "review").exists()  # not written by this run: gone with its pages
+    mine = tmp_path / "mine"  # a folder of the user's: never replaced, --overwrite or not
+    mine.mkdir()
+    (mine / "manual_seg.nii.gz").write_bytes(b"the user's")
+    with pytest.raises(ArtifactError, match="never replaces a folder it did not write"):
+        api.predict(trained["W"], tmp_path / "nan.mha", mine, show_progress=False, nan_to=0.0, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["manual_seg.nii.gz"]
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
@@ -349,3 +357,35 @@ def test_a_metaimage_prediction_is_written_whole_and_listed_with_its_data_file(t
         img = sitk.ReadImage(str(tmp_path / name))
         assert img.GetPixelID() == sitk.sitkUInt8 and img.GetSpacing() == (1.0, 1.0, 2.0)
         assert np.array_equal(sitk.GetArrayFromImage(img), labels)
+
+
+def test_a_work_dir_is_never_a_folder_of_the_users(tmp_path: Path) -> None:
+    """fingerprint, plan, preprocess, train and sweep ``-o`` a folder holding the user's files (a plan.json of their
+    own, notes in preprocessed/) are refused before anything is written there, lock included; a new, empty or
+    earlier work dir (its fingerprint.json), or one holding only automed's lock, is taken."""
+    from automed import api
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(8, 16, 16), seed=4)
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "quick.yaml"
+    mine = tmp_path / "mine"
+    (mine / "preprocessed" / "3d_fullres").mkdir(parents=True)
+    (mine / "preprocessed" / "3d_fullres" / "notes.txt").write_text("keep")
+    (mine / "plan.json").write_text("my plan")
+    before = _tree(mine)
+    calls = [
+        lambda: api.fingerprint(ds, mine, show_progress=False),
+        lambda: api.plan_dataset(ds, mine, show_progress=False),
+        lambda: api.train(ds, mine, epochs=1, show_progress=False),
+        lambda: api.sweep(ds, mine, space=space, trials=1, show_progress=False),
+    ]
+    for call in calls:
+        with pytest.raises(ArtifactError, match="never writes among files it did not write") as err:
+            call()
+        assert "plan.json" in str(err.value)
+        assert _tree(mine) == before  # no lock, no fingerprint
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".automed.lock").write_text("")  # a killed run's lock: automed's own
+    fp, _ = api.fingerprint(ds, fresh, show_progress=False)
+    (fresh / "notes.txt").write_text("the user's, beside an earlier work dir")  # an earlier work dir is taken
+    assert api.fingerprint(ds, fresh, show_progress=False)[0].hash == fp.hash

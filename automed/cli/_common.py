@@ -66,7 +66,10 @@ FoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-validation folds.")]
 SplitFoldsOpt = Annotated[int, typer.Option(min=2, help="Cross-validation folds for splits.json.")]
 OverwriteOpt = Annotated[
     bool,
-    typer.Option(help="Replace an existing output folder that automed did not write as this kind of output."),
+    typer.Option(
+        help="Replace earlier outputs: predictions of an earlier run, or a folder automed wrote as another "
+        "output (a folder automed did not write is never replaced)."
+    ),
 ]
 KeepCaseIdsOpt = Annotated[
     bool,

@@ -66,7 +66,10 @@ def anonymize(
         typer.Option(help="With --check: the originals, whose identifying values are searched for."),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
+        bool,
+        typer.Option(
+            help="Replace an output folder automed wrote as another output (never one it did not write)."
+        ),
     ] = False,
 ) -> None:
     """De-identify DICOM files (PS3.15 Basic Application Level Confidentiality Profile; dicom-anonymizer's action
@@ -122,7 +125,10 @@ def convert(
         Path, typer.Option("--output", "-o", help="New folder for the NIfTI files and series.json.")
     ],
     overwrite: Annotated[
-        bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
+        bool,
+        typer.Option(
+            help="Replace an output folder automed wrote as another output (never one it did not write)."
+        ),
     ] = False,
 ) -> None:
     """Convert every DICOM series of a folder (multi-frame files included) to NIfTI with the scanner's geometry, named

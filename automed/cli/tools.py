@@ -135,7 +135,10 @@ def metrics(
         ),
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
+        bool,
+        typer.Option(
+            help="Replace an output folder automed wrote as another output (never one it did not write)."
+        ),
     ] = False,
 ) -> None:
     """Score predictions against references: Dice, IoU, sensitivity, precision, HD95, ASSD, NSD and volume difference
@@ -176,7 +179,10 @@ def report(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and its PNGs/CSVs.")],
     overwrite: Annotated[
-        bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
+        bool,
+        typer.Option(
+            help="Replace an output folder automed wrote as another output (never one it did not write)."
+        ),
     ] = False,
     tracking_uri: TrackingUriOpt = None,
     mlflow: Annotated[

@@ -65,7 +65,10 @@ def patch_miner(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of --read random.")] = 0,
     overwrite: Annotated[
-        bool, typer.Option(help="Replace a non-empty output folder automed did not write.")
+        bool,
+        typer.Option(
+            help="Replace an output folder automed wrote as another output (never one it did not write)."
+        ),
     ] = False,
 ) -> None:
     """Mine PNG patches from whole slides over tissue only (saturation/Otsu tissue mask on a thumbnail; white, black

@@ -154,9 +154,9 @@ def export(
     try:  # the export is in place: a registry that fails now is reported, not an export that failed
         res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
     except Exception as exc:  # MLflow raises many types (unreachable store, deleted version)
-        res.report["registered"] = {
-            "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        }
+        # export.json travels (package ships it): the exception's text may hold the store's URL with its
+        # password, or a local path; the console (this machine) gets it whole
+        res.report["registered"] = {"error": f"{type(exc).__name__} (the export command's console shows it)"}
         log.warning("the export is written but was not attached to the registered model: %s", exc)
     if workdir is not None:  # which weights this export holds (package checks an --export against them)
         res.report["checkpoints"] = checkpoint_digests(workdir)
@@ -211,7 +211,24 @@ def package(
             "run `automed export MODEL -o DIR`",
         )
     _check_export_is_the_models(bundle, model)
+    _check_export_has_both_runtimes(bundle)
     return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)
+
+
+def _check_export_has_both_runtimes(bundle: Path) -> None:
+    """A cube's CPU image runs the OpenVINO networks and its CUDA image the ONNX ones: an export of one format would
+    build an image that cannot predict."""
+    import json
+
+    formats = json.loads((bundle / "export.json").read_text()).get("formats") if (
+        bundle / "export.json").is_file() else None  # fmt: skip
+    missing = [f for f in ("onnx", "openvino") if formats is not None and f not in formats]
+    if missing:
+        raise ArtifactError.single(
+            bundle, "a cube's export holds ONNX (its CUDA image) and OpenVINO (its CPU image) networks",
+            f"formats {formats}: no {' or '.join(missing)}",
+            "export with both formats (the default: `automed export MODEL -o DIR`), or package without --export",
+        )  # fmt: skip
 
 
 def _check_export_is_the_models(bundle: Path, model: str | Path) -> None:

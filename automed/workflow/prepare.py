@@ -31,7 +31,7 @@ from automed.train.config import TrainConfig
 from automed.workdir import FINGERPRINT as FINGERPRINT_FILE
 from automed.workdir import PLAN as PLAN_FILE
 from automed.workdir import SPLITS as SPLITS_FILE
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, claim_workdir
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def fingerprint(
     show_progress: bool = True,
 ) -> tuple[Fingerprint, bool]:
     """Write ``WORKDIR/fingerprint.json``. Returns it and whether it was reused (inputs unchanged)."""
+    claim_workdir(Path(workdir), "automed fingerprint")
     ds = as_dataset(dataset)
     out = Path(workdir) / FINGERPRINT_FILE
     per_case = max(1, sample_budget // max(1, len(ds.cases)))
@@ -103,6 +104,7 @@ def plan(
 ) -> Plan:
     """Write ``WORKDIR/plan.json`` from ``WORKDIR/fingerprint.json`` and a preset."""
     wd = Path(workdir)
+    claim_workdir(wd, "automed plan")
     fp = Fingerprint.load(wd / FINGERPRINT_FILE)
     pre = preset if isinstance(preset, Preset) else load_preset(preset)
     result = make_plan(fp, pre, device=device, memory_gb=memory_gb)
@@ -165,6 +167,7 @@ def preprocess(
     ``train_configs``: also write the caches their overrides need (a normalization override has its own)."""
     ds = as_dataset(dataset)
     wd = Path(workdir)
+    claim_workdir(wd, "automed preprocess")
     check_splits(ds, wd / SPLITS_FILE, folds, split_seed)  # before any work: trained folds keep their split
     p = Plan.load(wd / PLAN_FILE)
     fp = Fingerprint.load(wd / FINGERPRINT_FILE)
@@ -228,6 +231,7 @@ def plan_dataset(
     pre = load_preset(preset)
     verify(ds, workers=workers, show_progress=show_progress)
     wd = Path(workdir)
+    claim_workdir(wd, "automed plan")
     wd.mkdir(parents=True, exist_ok=True)
     earlier = (wd / FINGERPRINT_FILE).read_bytes() if (wd / FINGERPRINT_FILE).is_file() else None
     fp, reused = fingerprint(ds, wd, workers=workers, show_progress=show_progress)

@@ -47,7 +47,7 @@ from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
 from automed.tracking import Tracker, check_tracking_uri
 from automed.train.config import TrainConfig, load_train_config
-from automed.workdir import WorkDir, locked
+from automed.workdir import WorkDir, claim_workdir, locked
 from automed.workflow.prepare import (
     check_same_cases,
     choose_configuration,
@@ -213,6 +213,7 @@ def sweep_dataset(
     wd = Path(workdir).resolve()
     if not resume:
         refuse_workdir_in_dataset(dataset, wd)
+        claim_workdir(wd, "automed sweep")
     with locked(wd, "automed sweep"):
         return _sweep(dataset, wd, opts, base_config, resume, show_progress)
 

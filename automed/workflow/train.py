@@ -31,7 +31,7 @@ from automed.train.config import TrainConfig, load_train_config
 from automed.train.device import pick_device
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import fold_finished
-from automed.workdir import ALL_DATA, WorkDir, locked
+from automed.workdir import ALL_DATA, WorkDir, claim_workdir, locked
 from automed.workflow.all_data import all_data_split, conclude_all_data
 from automed.workflow.disclosure import public_options, redactor_for
 from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows, validation_passes
@@ -274,6 +274,7 @@ def train_dataset(
         require_training_workdir(wd)
     else:
         refuse_workdir_in_dataset(dataset, wd)
+        claim_workdir(wd, "automed train")
     with locked(wd, "automed train"):
         fallback = None
         if resume or extend:

@@ -230,7 +230,7 @@ def _moved_dataset(wdir: WorkDir, saved: dict[str, Any], given: str | Path | Non
     """The dataset to continue with: the saved one, or where a moved one is now (a missing one without a new place
     is a clear error, not a missing-file message from deep in loading)."""
     if Path(saved["dataset"]).exists():
-        return saved["dataset"]
+        return str(saved["dataset"])
     if not given:
         raise ArtifactError.single(
             saved["dataset"],
