@@ -6,3 +6,8 @@ import os as _os
 # that later starts subprocesses (pools, venvs, exported bundles) was seen crashing in vfork with them alive. The
 # system allocator avoids that at no measurable cost for the few tables automed handles.
 _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+# no usage telemetry from the libraries automed runs (onnxruntime, MLflow, Ray; OpenVINO where it is imported)
+from automed.runtime.telemetry import environment_off as _telemetry_off
+
+_telemetry_off()

@@ -315,3 +315,34 @@ def test_a_password_in_the_tracking_uri_is_never_logged_or_stored(tmp_path: Path
     for f in (res.workdir / "tracking.json", res.workdir / "train_config.json"):
         assert "s3cret" not in f.read_text(), f
     assert json.loads((res.workdir / "tracking.json").read_text())["uri"] == f"http://127.0.0.1:{port}"
+
+
+def test_library_telemetry_is_off_and_nothing_lands_in_the_home_folder(tmp_path: Path) -> None:
+    """onnxruntime, MLflow and Ray read opt-out variables (set when automed is imported, unless the user set them);
+    OpenVINO's import sent Google Analytics events and wrote a client ID under ~/intel: declined, nothing written.
+    AUTOMED_ALLOW_TELEMETRY=1 leaves the libraries alone."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, os, automed; from automed.runtime.telemetry import openvino_off; openvino_off(); "
+        "import openvino as ov; ov.Core(); "
+        "print(json.dumps({k: os.environ.get(k) for k in ('ORT_DISABLE_TELEMETRY', 'MLFLOW_DISABLE_TELEMETRY', "
+        "'RAY_USAGE_STATS_ENABLED')}))"
+    )
+    env = {k: v for k, v in os.environ.items() if "TELEMETRY" not in k and k not in ("DO_NOT_TRACK", "CI")}
+    env["RAY_USAGE_STATS_ENABLED"] = "1"  # a user's own setting is kept
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(tmp_path)}, capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen == {
+        "ORT_DISABLE_TELEMETRY": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "RAY_USAGE_STATS_ENABLED": "1",
+    }
+    assert not list(tmp_path.rglob("*"))  # no ~/intel/openvino_ga_cid, no stats
+    home = tmp_path / "allowed"
+    home.mkdir()
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(home), "AUTOMED_ALLOW_TELEMETRY": "1"},
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1])["ORT_DISABLE_TELEMETRY"] is None

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from automed.registry import Registry
+from automed.runtime.telemetry import openvino_off
 
 RUNTIMES: Registry[type[RuntimeModule]] = Registry("runtime")
 OPSET = 20
@@ -79,6 +80,7 @@ def _export_dynamo(
 
 
 def export_openvino(onnx_path: Path, xml_path: Path) -> float:
+    openvino_off()
     import openvino as ov
 
     t0 = time.perf_counter()
@@ -117,6 +119,7 @@ class OnnxModule(RuntimeModule):
 class OpenVinoModule(RuntimeModule):
     def __init__(self, path: Path, precision: str = "f32", threads: int | None = None) -> None:
         super().__init__()
+        openvino_off()
         import openvino as ov
 
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}

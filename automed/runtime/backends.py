@@ -12,11 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from .telemetry import environment_off, openvino_off
+
 Forward = Callable[[np.ndarray], np.ndarray]
 RUNTIME_MODULES = {"openvino": "openvino", "onnx": "onnxruntime"}
 
 
 def onnx_forwards(files: list[Path], threads: int | None, device: str = "cpu") -> list[Forward]:
+    environment_off()
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -35,6 +38,7 @@ def onnx_forwards(files: list[Path], threads: int | None, device: str = "cpu") -
 
 
 def openvino_forwards(files: list[Path], threads: int | None, precision: str) -> list[Forward]:
+    openvino_off()
     import openvino as ov
 
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
