@@ -346,3 +346,25 @@ def test_library_telemetry_is_off_and_nothing_lands_in_the_home_folder(tmp_path:
     out = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(home), "AUTOMED_ALLOW_TELEMETRY": "1"},
                          capture_output=True, text=True, check=True)  # fmt: skip
     assert json.loads(out.stdout.strip().splitlines()[-1])["ORT_DISABLE_TELEMETRY"] is None
+
+
+def test_a_folder_per_class_dataset_is_named_dataset_not_by_its_folder(tmp_path: Path) -> None:
+    """``DIR/<class>/<images>``: the dataset is the folder itself, so its own name (which may be anything the user
+    typed) becomes ``<dataset>`` as a dataset.json's folder does."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from automed.data.dataset import load_dataset
+    from automed.workflow.disclosure import redactor_for
+
+    root = tmp_path / "Doe_John_MRN-777700"
+    for cls in ("normal", "pneumonia"):
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            sitk.WriteImage(
+                sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(root / cls / f"{cls}{i}.png")
+            )
+    ds = load_dataset(root)
+    red = redactor_for([], ds=ds)
+    assert red.text(f"dataset at {root}") == "dataset at <dataset>"
+    assert "Doe_John" not in red.text(str(root / "normal" / "normal0.png"))

@@ -43,18 +43,25 @@ def redactor_for(
         case_ids, source = _fingerprint_facts(WorkDir(root))
         ids.update(case_ids)
         if source:
-            places.setdefault("dataset", Path(source).resolve().parent)
+            places.setdefault("dataset", _dataset_place(source))
     for i, out in enumerate(outputs):
         places[f"output{i or ''}"] = Path(out).resolve()
     if ds is not None:
         ids.update(c.case_id for c in ds.cases)
-        places["dataset"] = Path(ds.source).resolve().parent
+        places["dataset"] = _dataset_place(ds.source)
         folders = sorted(
             {p.resolve().parent for c in ds.cases for p in (*c.images, *([c.label] if c.label else []))}
         )
         for j, folder in enumerate(folders):
             places.setdefault(f"data{j}", folder)
     return Redactor.build(key, ids, places, keep_case_ids=keep_case_ids)
+
+
+def _dataset_place(source: str | Path) -> Path:
+    """What ``<dataset>`` stands for: the folder of a dataset.json or CSV, or a folder-per-class dataset itself
+    (its own name would otherwise be logged as ``<dataset>/NAME``)."""
+    p = Path(source).resolve()
+    return p if p.is_dir() else p.parent
 
 
 FILE_OPTIONS = (
