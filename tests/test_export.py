@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed import api
-from automed.errors import ArtifactError, ConfigError
+from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.testing.synthetic import make_dataset
 
 pytestmark = pytest.mark.slow
@@ -392,3 +392,21 @@ def test_every_openvino_precision_has_parity_thresholds() -> None:
 
     assert set(export.THRESHOLDS) == set(image_level.THRESHOLDS) == {"f32", "bf16", "f16"}
     assert image_level.THRESHOLDS == {"f32": 1e-3, "bf16": 0.1, "f16": 0.1}
+
+
+def test_a_3d_segmentation_model_refuses_a_picture(exported: dict[str, Path], tmp_path: Path) -> None:
+    """A 3D network over a PNG wrote a meaningless 2D label map: refused before writing, by automed predict (the
+    export, or torch) and by the bundle."""
+    from automed.runtime import cli
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((32, 32), np.uint8)), str(pics / "x.png"))
+    for runtime in ("auto", "torch"):
+        with pytest.raises(DatasetError, match=r"trained on volumes \(3D\)"):
+            api.predict(
+                exported["work"], pics, tmp_path / f"p_{runtime}", show_progress=False, runtime=runtime
+            )
+        assert not (tmp_path / f"p_{runtime}").exists()
+    with pytest.raises(SystemExit, match=r"trained on volumes \(3D\), this is a picture"):
+        cli.main(["-i", str(pics), "-o", str(tmp_path / "b"), "--runtime", "onnx"], bundle=exported["bundle"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 
@@ -170,6 +171,20 @@ def check_dimension(cases: list[InputCase], dimension: int) -> None:
             )
     if problems:
         raise DatasetError(problems, "the input's images are not what the model takes")
+
+
+def check_takes(cases: list[InputCase], predictor: Any) -> None:
+    """The cases are images the predictor takes: an image-level model what it was trained on (volumes or pictures),
+    a 3D segmentation network volumes (a 2D one predicts a volume slice by slice, or a picture)."""
+    if hasattr(predictor, "target"):
+        check_dimension(cases, predictor.plan.image_dimension)
+        return
+    for holder in (predictor, getattr(predictor, "model", None), *getattr(predictor, "members", [])[:1]):
+        spec = getattr(holder, "spec", None)  # a fold ensemble, an export's model, a pair's first training
+        if spec is not None:
+            if spec.dimension == 3:
+                check_dimension(cases, 3)
+            return
 
 
 def _single_file_case(f: Path, n_channels: int) -> InputCase | Problem:

@@ -117,15 +117,18 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             raise SystemExit(
                 f"{case.paths[0]}: the model needs {model.n_channels} channel(s), found {channels.shape[0]}"
             )
+        volume = channels.shape[1] > 1  # (C, z, y, x): more than one slice
+        # an image-level model takes what it was trained on; a 3D segmentation network no picture (a 2D one
+        # predicts volumes slice by slice)
+        wants = (len(model.shape) == 3) if image_level else (True if model.spec.dimension == 3 else volume)
+        if volume != wants:
+            raise SystemExit(
+                f"{case.paths[0]}: the model was trained on "
+                f"{'volumes (3D)' if wants else 'pictures or single slices (2D)'}, this is a "
+                f"{'volume' if volume else 'picture or single slice'}; predict with a model trained on images "
+                "like this one"
+            )
         if image_level:
-            volume = channels.shape[1] > 1  # (C, z, y, x): more than one slice
-            if volume != (len(model.shape) == 3):
-                raise SystemExit(
-                    f"{case.paths[0]}: the model was trained on "
-                    f"{'volumes (3D)' if len(model.shape) == 3 else 'pictures or single slices (2D)'}, this is a "
-                    f"{'volume' if volume else 'picture or single slice'}; predict with a model trained on images "
-                    "like this one"
-                )
             rows.append({"SubjectID": case.case_id, **model.predict(channels, spacing_zyx(ref))})
         else:
             labels, _ = model.predict(channels, spacing_zyx(ref))

@@ -54,7 +54,7 @@ def explain(
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
-    from automed.infer.inputs import check_dimension, discover, listed_files
+    from automed.infer.inputs import check_takes, discover, listed_files
     from automed.interpret.attention import BACKENDS, Explainer, check_layer
     from automed.parallel import progress_bar
 
@@ -77,8 +77,7 @@ def explain(
     out = claim_output(Path(output), "explanations", protected=protected, overwrite=overwrite)
     predictor = load_torch_predictor(Path(model), device)
     cases = discover(input_path, predictor.n_channels)
-    if hasattr(predictor, "target"):  # an image-level network: volumes or pictures, as it was trained on
-        check_dimension(cases, predictor.plan.image_dimension)
+    check_takes(cases, predictor)
     channel, explains = explained_target(predictor, label)
     name = check_layer(predictor.models[0], layer)
     explainer = Explainer(predictor.models, backend=backend, layer=name, channel=channel)

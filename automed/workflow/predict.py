@@ -161,7 +161,7 @@ def predict(
     Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
     ``mpp`` (default: the patch miner's resolution of its training data)."""
     from automed.artifacts import claim_output, mark_output
-    from automed.infer.inputs import check_dimension, discover, listed_files
+    from automed.infer.inputs import check_takes, discover, listed_files
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
     review = review or log_review
@@ -206,9 +206,7 @@ def predict(
         return predict_slides(predictor, slides, out, mpp=model_mpp(model, mpp), names=_label_names(model, predictor),
                               slide_mpp=slide_mpp, save_probabilities=save_probabilities, show_progress=show_progress)  # fmt: skip
     cases = discover(input_path, predictor.n_channels)
-    image_level = hasattr(predictor, "target")
-    if image_level:  # before anything is written
-        check_dimension(cases, predictor.plan.image_dimension)
+    check_takes(cases, predictor)  # before anything is written
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
