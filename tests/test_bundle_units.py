@@ -62,15 +62,11 @@ def test_cube_image_names_and_tar_members() -> None:
 def test_the_cube_entry_point_replaces_its_own_predictions(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import sys
-    import types
-
+    from automed.runtime import cli
     from automed.runtime.entry import infer
 
     seen: list[list[str]] = []
-    fake = types.ModuleType("runtime.cli")
-    fake.main = lambda argv, bundle: seen.append(argv) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "runtime.cli", fake)
+    monkeypatch.setattr(cli, "main", lambda argv, bundle: seen.append(argv) or 0)
     (tmp_path / "p.yaml").write_text("tta: false\n")
     opts = {
         "data_path": "d",
@@ -97,3 +93,29 @@ def test_cube_evaluate_matches_integer_classes_written_as_floats(tmp_path: Path)
     (tmp_path / "ref2.csv").write_text("SubjectID,ValueToPredict\na,cat\nb,dog\nc,cat\nd,cat\n")
     evaluate_table(tmp_path / "names.csv", tmp_path / "ref2.csv", tmp_path / "r2.json")
     assert json.loads((tmp_path / "r2.json").read_text())["sensitivity"] == {"cat": 2 / 3, "dog": 1.0}
+
+
+def test_cube_evaluate_scores_label_maps_only_and_names_a_grid_mismatch(tmp_path: Path) -> None:
+    """A labels folder holding its dataset.json ("missing prediction for dataset.json") and a reference of another
+    grid (a numpy broadcast traceback) were errors without a word of what to fix."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from automed.runtime.entry import evaluate
+
+    labels, preds = tmp_path / "labels", tmp_path / "preds"
+    labels.mkdir()
+    preds.mkdir()
+    ref = np.zeros((4, 8, 8), np.uint8)
+    ref[1:3, 2:6, 2:6] = 1
+    sitk.WriteImage(sitk.GetImageFromArray(ref), str(labels / "a.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(ref), str(preds / "a.nii.gz"))
+    (labels / "dataset.json").write_text("{}")
+    opts = {"predictions": str(preds), "labels": str(labels), "output_path": str(tmp_path / "r.yaml")}
+    assert evaluate(opts) == 0
+    assert json.loads((tmp_path / "r.yaml").read_text())["dice_mean"] == {"1": 1.0}
+    sitk.WriteImage(sitk.GetImageFromArray(ref[:, :6]), str(preds / "a.nii.gz"))
+    with pytest.raises(SystemExit, match=r"grid \(8, 6, 4\) differs from its reference"):
+        evaluate(opts)

@@ -81,10 +81,15 @@ def _args(argv: list[str]) -> tuple[str, dict[str, str]]:
     return task, opts
 
 
-def infer(opts: dict[str, str]) -> int:
+def _runtime(module: str) -> Any:
+    """A module of the runtime package: the cube's copy (``runtime.``, beside this file) or automed's own."""
     import importlib
 
-    main = importlib.import_module("runtime.cli").main  # the cube's copy of automed.runtime
+    return importlib.import_module(f"{__package__}.{module}" if __package__ else f"runtime.{module}")
+
+
+def infer(opts: dict[str, str]) -> int:
+    main = _runtime("cli").main  # the cube's copy of automed.runtime
 
     params = read_parameters(Path(opts.get("parameters_file", "")))
     weights = Path(opts.get("additional_files") or Path(__file__).resolve().parent)
@@ -183,14 +188,26 @@ def evaluate(opts: dict[str, str]) -> int:
     pred_dir, ref_dir, out = Path(opts["predictions"]), Path(opts["labels"]), Path(opts["output_path"])
     if (pred_dir / "predictions.csv").is_file():
         return evaluate_table(pred_dir / "predictions.csv", ref_dir, out)
+    suffixes = _runtime("io").SUFFIXES  # label maps only: a dataset.json or notes beside them are no cases
+    refs = sorted(
+        p
+        for p in ref_dir.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(suffixes)
+    )
+    if not refs:
+        raise SystemExit(f"{ref_dir}: no reference label maps (image files) found")
     per_case: dict[str, dict[str, float]] = {}
-    for ref in sorted(p for p in ref_dir.iterdir() if p.is_file()):
+    for ref in refs:
         pred = pred_dir / ref.name
         if not pred.is_file():
             raise SystemExit(f"{pred}: missing prediction for {ref.name}")
-        a = sitk.GetArrayFromImage(sitk.ReadImage(str(pred)))
-        b = sitk.GetArrayFromImage(sitk.ReadImage(str(ref)))
-        per_case[ref.name] = dice_per_label(a, b)
+        a_img, b_img = sitk.ReadImage(str(pred)), sitk.ReadImage(str(ref))
+        if a_img.GetSize() != b_img.GetSize():
+            raise SystemExit(
+                f"{pred}: the prediction's grid {a_img.GetSize()} differs from its reference {ref} "
+                f"{b_img.GetSize()}; score predictions of the reference's own images"
+            )
+        per_case[ref.name] = dice_per_label(sitk.GetArrayFromImage(a_img), sitk.GetArrayFromImage(b_img))
     labels = sorted({k for s in per_case.values() for k in s}, key=int)
     mean = {k: float(np.mean([s[k] for s in per_case.values() if k in s])) for k in labels}
     out.parent.mkdir(parents=True, exist_ok=True)
