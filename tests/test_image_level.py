@@ -4,6 +4,7 @@ CSV through the API, the CLI and the registered pyfunc; the folder-per-class lay
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -339,7 +340,9 @@ def test_classification_export_parity_and_torch_free_bundle(
     for f in ("networks/onnx/fold_0.onnx", "networks/openvino/fold_1.xml", "predict.py", "runtime/image_model.py",
               "preprocess.json", "MODEL_CARD.md", "README.md", "requirements-onnx.txt"):  # fmt: skip
         assert (tmp_path / "E" / f).is_file(), f
-    assert "auc macro" in (tmp_path / "E" / "MODEL_CARD.md").read_text()
+    card = (tmp_path / "E" / "MODEL_CARD.md").read_text()
+    assert "auc macro" in card and "## Intended use" in card
+    assert re.search(r"^- n cases: \d+$", card, re.M)  # a count, not 24.0000
     # the bundle without torch or automed: the same table as automed predict (onnxruntime, float32)
     script = (
         "import sys, runpy; sys.modules['torch'] = None; sys.modules['automed'] = None; "

@@ -28,6 +28,16 @@ def _f(x: Any, digits: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+INTENDED_USE = [
+    "",
+    "## Intended use",
+    "",
+    "Research use on images like the training data (same modality, acquisition and population). Not a medical "
+    "device; check it on local data before relying on it. Its cross-validation numbers describe the training "
+    "cases only.",
+]
+
+
 def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | None) -> str:
     plan, cfg = predictor.plan, predictor.cfg
     lines = [f"# {plan.dataset_name}: automed {predictor.configuration} model", ""]
@@ -92,7 +102,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
             for r in cost["table"]["settings"]
         ]
         lines += ["", f"Choice: {cost['choice']['reason']}."]
-    return "\n".join(lines + _export_lines(report)) + "\n"
+    return "\n".join(lines + _export_lines(report) + INTENDED_USE) + "\n"
 
 
 def _postprocessing_lines(post: list[dict[str, Any]]) -> list[str]:
@@ -165,4 +175,4 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
         ]
     lines += ["", *_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
     lines += [f"- mirror TTA {tta_words(predictor.members[0])}, window step {predictor.members[0].step}"]
-    return "\n".join(lines + _export_lines(report)) + "\n"
+    return "\n".join(lines + _export_lines(report) + INTENDED_USE) + "\n"

@@ -19,6 +19,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.export.bundle import copy_runtime, python_needed, readable, shipped_model, write_requirements
+from automed.export.card import INTENDED_USE
 from automed.export.export import THRESHOLDS as SEGMENTATION_THRESHOLDS
 from automed.export.export import ExportResult
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
@@ -248,7 +249,8 @@ def image_card(predictor: ImagePredictor, report: dict[str, Any], workdir: Path 
     if summary is not None and summary.is_file():
         cv = json.loads(summary.read_text())
         keys = [k for k, v in cv.items() if isinstance(v, int | float)]
-        lines += ["## Cross-validation", "", *[f"- {k.replace('_', ' ')}: {cv[k]:.4f}" for k in keys], ""]
+        shown = [f"- {k.replace('_', ' ')}: {_number(k, cv[k])}" for k in keys]
+        lines += ["## Cross-validation", "", *shown, ""]
     if report.get("parity"):
         lines += ["## Export checks", ""]
         for name, r in report["parity"].items():
@@ -256,10 +258,9 @@ def image_card(predictor: ImagePredictor, report: dict[str, Any], workdir: Path 
                 f"- {name}: difference {r['max_difference']:.2e}, {'passed' if r['passed'] else 'FAILED'}"
             )
         lines.append("")
-    lines += [
-        "## Intended use",
-        "",
-        "Research use on images like the training data (same modality, acquisition and population). Not a medical "
-        "device; check it on local data before relying on it.",
-    ]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + INTENDED_USE) + "\n"
+
+
+def _number(v: float) -> str:
+    """A count as a count (``n cases: 16``), a score to four decimals."""
+    return str(int(v)) if isinstance(v, int) or (float(v).is_integer() and abs(v) >= 1) else f"{v:.4f}"
