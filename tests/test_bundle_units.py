@@ -40,12 +40,22 @@ def test_a_runtime_asked_for_by_name_must_be_installed(monkeypatch: pytest.Monke
     assert (
         backends.choose_runtime(None, files) == "onnx" and backends.choose_runtime("openvino", files) is None
     )
-    with pytest.raises(
-        SystemExit, match=r"--runtime openvino is not installed: pip install -r requirements-openvino"
-    ):
+    with pytest.raises(SystemExit, match=r"--runtime openvino is not installed here: pip install openvino$"):
         cli._runtime("openvino", {"files": files})
     with pytest.raises(SystemExit, match="this bundle has"):
         cli._runtime("openvino", {"files": {"onnx": files["onnx"]}})
+    # CUDA is onnxruntime-gpu's: OpenVINO installed first no longer runs a --device cuda request on the CPU
+    monkeypatch.setattr(backends, "installed", lambda r: True)
+    assert (
+        backends.choose_runtime(None, files) == "openvino"
+        and cli._runtime(None, {"files": files}, "cuda") == "onnx"
+    )
+    with pytest.raises(SystemExit, match="--device cuda runs the ONNX networks"):
+        cli._runtime("openvino", {"files": files}, "cuda")
+    with pytest.raises(SystemExit, match=r"needs onnx"):
+        cli._runtime(None, {"files": {"openvino": files["openvino"]}}, "cuda")
+    with pytest.raises(SystemExit):  # --threads is a whole number of at least 1 (OpenVINO raised a traceback)
+        cli.main(["-i", ".", "-o", "x", "--threads", "-2"])
 
 
 def test_cube_image_names_and_tar_members() -> None:

@@ -207,6 +207,10 @@ def test_package_cube(exported: dict[str, Path]) -> None:
     with pytest.raises(ArtifactError, match="formats \\['onnx'\\]: no openvino"):
         api.package(exported["work"], exported["root"] / "cube_other", export_dir=other)
     mlcube, container = validate_cube(cube)
+    assert (
+        "## Intended use" in (cube / "MODEL_CARD.md").read_text()
+        and "MODEL_CARD.md" in (cube / "README.md").read_text()
+    )
     infer = mlcube.tasks["infer"].parameters
     assert set(infer.inputs) == {"data_path", "parameters_file", "additional_files"} and set(
         infer.outputs

@@ -6,7 +6,7 @@ Layout (built in ``OUT.tmp`` and renamed when complete; an existing ``OUT`` is o
   templates, their pinned requirements, ``entry.py`` (MLCube and MedPerf conventions), ``predict.py``, ``runtime/``;
 - ``mlcube/mlcube.yaml`` and ``mlcube/workspace/{parameters.yaml, additional_files/}``;
 - ``container_config.yaml`` (MedPerf) and ``additional_files.tar.gz`` (the weights MedPerf hosts and mounts);
-- ``README.md`` for the receiving site.
+- ``README.md`` and the export's ``MODEL_CARD.md`` for the receiving site.
 
 Weights and ``preprocess.json`` are mounted (``additional_files``), not baked into the image. Both YAML files are
 validated against :mod:`automed.package.schemas` before the cube is published.
@@ -153,6 +153,8 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
             for p in sorted(weights.iterdir()):
                 tar.add(p, arcname=p.name, filter=_anonymous)
         (tmp / "README.md").write_text(_readme(image, meta))
+        if (bundle / "MODEL_CARD.md").is_file():  # what the receiving site reads before running it
+            shutil.copy(bundle / "MODEL_CARD.md", tmp / "MODEL_CARD.md")
         validate_cube(tmp)
         mark_output(tmp, "cube")
         readable(tmp)
@@ -192,7 +194,8 @@ def _readme(image: str, meta: dict[str, Any]) -> str:
     model, io_text, evaluation = _what(meta)
     return f"""# {meta["dataset"]}: automed model container
 
-{model} Trained and exported by automed.
+{model} Trained and exported by automed; `MODEL_CARD.md` beside this file gives its data, plan,
+cross-validation and intended use.
 The container holds inference code only (numpy, SimpleITK, OpenVINO or onnxruntime); the weights and the
 pre/post-processing (`additional_files/`) are mounted. It needs no network access, runs as user 1000 and only
 reads its inputs.

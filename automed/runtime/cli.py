@@ -18,25 +18,41 @@ from typing import Any
 
 import numpy as np
 
-from .backends import choose_runtime
+from .backends import RUNTIME_MODULES, choose_runtime
 from .image_model import ImageBundleModel
 from .io import find_cases, read_case, spacing_zyx, write_labels
 from .model import BundleModel
 
 
-def _runtime(runtime: str | None, meta: dict[str, Any]) -> str:
+def _runtime(runtime: str | None, meta: dict[str, Any], device: str = "cpu") -> str:
+    if device == "cuda":  # OpenVINO runs on the CPU here: CUDA is onnxruntime-gpu's
+        if runtime == "openvino":
+            raise SystemExit(
+                "--device cuda runs the ONNX networks (onnxruntime-gpu); drop --runtime openvino"
+            )
+        runtime = "onnx"
     chosen = choose_runtime(runtime, meta["files"])
     if chosen is None:
         if runtime and runtime not in meta["files"]:
             raise SystemExit(
                 f"--runtime {runtime}: this bundle has {sorted(meta['files'])}; choose one of them"
+                + (" (--device cuda needs onnx)" if device == "cuda" else "")
             )
         if runtime:
-            raise SystemExit(
-                f"--runtime {runtime} is not installed: pip install -r requirements-{runtime}.txt"
-            )
+            package = "onnxruntime-gpu" if device == "cuda" else RUNTIME_MODULES[runtime]
+            raise SystemExit(f"--runtime {runtime} is not installed here: pip install {package}")
         raise SystemExit("install onnxruntime or openvino (see requirements-*.txt in the bundle)")
     return chosen
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return n
 
 
 def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
@@ -60,7 +76,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     ap.add_argument(
         "--overwrite", action="store_true", help="replace predictions already in the output folder"
     )
-    ap.add_argument("--threads", type=int, default=None, help="CPU threads for the runtime")
+    ap.add_argument("--threads", type=_positive, default=None, help="CPU threads for the runtime")
     ap.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: onnxruntime-gpu's CUDA provider"
     )
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         raise SystemExit(f"{args.output}: the output must be a folder, not a file; choose another -o")
     root = bundle or Path(sys.argv[0]).resolve().parent
     meta = json.loads((root / "preprocess.json").read_text())
-    runtime = _runtime(args.runtime, meta)
+    runtime = _runtime(args.runtime, meta, args.device)
     image_level = meta.get("task") in ("classification", "regression")
     model: Any = (ImageBundleModel if image_level else BundleModel)(
         root, meta, runtime, threads=args.threads, device=args.device
