@@ -261,6 +261,6 @@ def image_card(predictor: ImagePredictor, report: dict[str, Any], workdir: Path 
     return "\n".join(lines + INTENDED_USE) + "\n"
 
 
-def _number(v: float) -> str:
+def _number(key: str, v: float) -> str:
     """A count as a count (``n cases: 16``), a score to four decimals."""
-    return str(int(v)) if isinstance(v, int) or (float(v).is_integer() and abs(v) >= 1) else f"{v:.4f}"
+    return str(int(v)) if key.startswith("n_") else f"{v:.4f}"
