@@ -91,6 +91,11 @@ class BundleModel:
         self.label_values = np.asarray(first.label_values, dtype=np.int16)
 
     @property
+    def spec(self) -> Any:
+        """The first member's preprocessing (its ``dimension``: 2 or 3)."""
+        return self.members[0].spec
+
+    @property
     def tta(self) -> bool:
         return self.members[0].tta
 
