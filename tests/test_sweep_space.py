@@ -226,8 +226,9 @@ def test_grid_output_is_claimed_and_replaced_whole(tmp_path: Path) -> None:
         api.grid(base, strategy, tmp_path / "cfg")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    with pytest.raises(ArtifactError, match="only folders it wrote"):
-        api.grid(base, strategy, tmp_path / "mine")
+    for overwrite in (False, True):  # a folder of the user's is never replaced
+        with pytest.raises(ArtifactError, match="never replaces a folder it did not write"):
+            api.grid(base, strategy, tmp_path / "mine", overwrite=overwrite)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep" and base.read_text() == "epochs: 3\n"
 
 

@@ -414,7 +414,7 @@ def grid(
     """Write one training config YAML per distinct combination of a grid strategy (and ``grid.csv``).
 
     ``output`` is claimed first (never the folder of the base config or the strategy; an existing folder only when
-    it is an earlier grid, or with ``overwrite``) and replaced whole: no config of an earlier, larger grid stays
+    it is an earlier grid, or with ``overwrite`` another output of automed) and replaced whole: no config of an earlier, larger grid stays
     beside the new ``grid.csv``, and a kill leaves the earlier grid as it was."""
     from automed.search.grid import write_grid
 
