@@ -182,3 +182,29 @@ def test_importing_the_registered_model_class_warns_nothing() -> None:
         text=True,
     )
     assert r.returncode == 0 and "Warning" not in r.stderr, r.stderr[-2000:]
+
+
+def test_an_end_of_file_deep_in_a_command_is_a_message_not_a_silent_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """click turns an EOFError (np.load of a truncated file) into Abort: the command exited 1 printing nothing,
+    even with --debug. A damaged validation file is also a clear error of its own in select."""
+    from automed import api
+    from automed.cli import main
+    from automed.errors import ArtifactError
+    from automed.select.selection import _probabilities
+
+    def truncated(*args: object, **kwargs: object) -> None:
+        raise EOFError("No data left in file")
+
+    monkeypatch.setattr(api, "verify", truncated, raising=False)
+    monkeypatch.setattr(sys, "argv", ["automed", "verify", str(tmp_path)])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 1 and "unexpected error: EOFError: No data left in file" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["automed", "--debug", "verify", str(tmp_path)])
+    with pytest.raises(EOFError):
+        main()
+    (tmp_path / "case.npz").write_bytes(b"")
+    with pytest.raises(ArtifactError, match="automed train --resume"):
+        _probabilities(tmp_path / "case.npz")

@@ -62,7 +62,20 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except (typer.Exit, typer.Abort) as exc:
+    except typer.Abort as exc:  # click turns an EOFError anywhere below into a silent Abort
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            err.print("interrupted")
+            sys.exit(130)
+        if cause is not None:
+            if state["debug"]:
+                raise cause from None
+            print_error(
+                f"unexpected error: {type(cause).__name__}: {cause or 'end of file'} "
+                "(re-run with --debug for the traceback)"
+            )
+        sys.exit(1)
+    except typer.Exit as exc:
         sys.exit(getattr(exc, "exit_code", 1))
     except Exception as exc:  # usage errors and anything unexpected
         # click's usage errors (typer >= 0.29: those of its own copy of click) show themselves

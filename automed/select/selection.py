@@ -161,9 +161,9 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
     per_candidate: list[list[dict[int, float]]] = [[] for _ in candidates]
     for cid in cases:
         ref = reference(cid)
-        probs = [np.load(t.probs[cid])["probabilities"].astype(np.float32) for t in trainings]
+        probs = [_probabilities(t.probs[cid]) for t in trainings]
         for k, (_, members) in enumerate(candidates):
-            mean = sum(probs[m] for m in members)
+            mean = np.sum([probs[m] for m in members], axis=0)
             per_candidate[k].append(
                 dice_table(np.asarray(values, dtype=np.int16)[mean.argmax(0)], ref, values)
             )
@@ -251,3 +251,16 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / SELECTION_FILE, result)
     return result
+
+
+def _probabilities(path: Path) -> np.ndarray:
+    """A validation case's saved probabilities; a damaged file (a run killed while writing it) is a clear error."""
+    try:
+        return np.asarray(np.load(path)["probabilities"], dtype=np.float32)
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        raise ArtifactError.single(
+            path,
+            "a validation case's probabilities are readable",
+            f"{type(exc).__name__}: {exc}"[:200] or "an empty file",
+            "re-validate the fold: automed train --resume WORKDIR (or train again)",
+        ) from exc

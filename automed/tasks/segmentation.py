@@ -16,7 +16,7 @@ from torch.utils.data import IterableDataset
 from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset
-from automed.data.io import read_image, write_image
+from automed.data.io import read_image, write_image_atomic
 from automed.evaluate.metrics import case_metrics
 from automed.evaluate.summary import metrics_rows, score, summarize, write_summary
 from automed.infer.predictor import Predictor
@@ -116,9 +116,12 @@ class Segmentation:
         for cid in val_ids:
             cd = read_case(by_id[cid], ds.images_are_4d)
             res = pred.predict_arrays(cd.channels, cd.geometry, probabilities=True)
-            write_image(res.labels, cd.geometry, out / f"{cid}.nii.gz")
+            # under final names only when whole: a run killed here leaves no truncated file for select to read
+            write_image_atomic(res.labels, cd.geometry, out / f"{cid}.nii.gz")
             assert res.probabilities is not None and cd.label is not None
-            np.savez_compressed(out / f"{cid}.npz", probabilities=res.probabilities.astype(np.float16))
+            tmp = out / f".{cid}.partial.npz"
+            np.savez_compressed(tmp, probabilities=res.probabilities.astype(np.float16))
+            tmp.replace(out / f"{cid}.npz")
             per = case_metrics(cd.label, res.labels, sorted(names), cd.geometry.spacing_zyx)
             rows += metrics_rows(cid, fold, per, names)
         return rows
