@@ -373,3 +373,26 @@ def test_a_moved_dataset_is_resumed_from_its_new_place(tmp_path: Path) -> None:
     shutil.move(other, tmp_path / "third" / "d")
     with pytest.raises(ArtifactError, match="needs the cases it was split on"):  # other cases: refused
         restore_training(wd, opts, tmp_path / "third" / "d")
+
+
+def test_more_folds_than_cases_is_said_and_a_fold_beyond_them_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--folds 7 on 5 cases trained 5 folds saying nothing (train_config kept 7); with --fold 6 it crashed with an
+    IndexError after planning, and every resume crashed again."""
+    import logging
+
+    from automed.errors import ConfigError
+    from automed.train.config import TrainConfig
+    from automed.workflow.train_options import TrainOptions
+    from automed.workflow.train_start import start_training
+
+    ds = make_dataset(tmp_path / "data", n_cases=5, shape=(12, 24, 24), seed=2)
+    with pytest.raises(ConfigError, match=r"folds 0 to 4") as e:
+        start_training(ds, tmp_path / "W1", TrainConfig(num_workers=0), TrainOptions(folds=7, only_folds=[6], workers=0), False, None)  # fmt: skip
+    assert "--folds 5 or fewer" in str(e.value) and not (tmp_path / "W1").exists()
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        _, _, opts = start_training(ds, tmp_path / "W2", TrainConfig(num_workers=0), TrainOptions(folds=7, workers=0), False, None)  # fmt: skip
+    assert "7 folds asked, but the dataset has 5 subject group(s): 5 folds" in caplog.text and opts.folds == 5
+    saved = json.loads((tmp_path / "W2" / "train_config.json").read_text())["options"]
+    assert saved["folds"] == 5 and json.loads((tmp_path / "W2" / "splits.json").read_text())["n_folds"] == 5

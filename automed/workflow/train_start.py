@@ -241,6 +241,25 @@ def _moved_dataset(wdir: WorkDir, saved: dict[str, Any], given: str | Path | Non
     return given
 
 
+def _fit_folds(ds: Dataset, opts: TrainOptions) -> TrainOptions:
+    """Before any work: more folds than subject groups is as many folds as groups (said, and recorded so), and
+    ``--fold K`` must name a fold of that split (it crashed after planning, and every resume crashed again)."""
+    groups = len({c.subject for c in ds.cases})
+    k = min(opts.folds, groups)
+    bad = [f for f in opts.only_folds or [] if f != ALL_DATA and f >= k]
+    if bad:
+        raise ConfigError.single(
+            "--fold", f"--fold names a fold of the {k}-fold split ({groups} subject group(s): folds 0 to {k - 1})",
+            f"--fold {bad}", f"pick folds below {k}" + (f", or ask for --folds {groups} or fewer" if k < opts.folds else ""),
+        )  # fmt: skip
+    if opts.folds > groups >= 2:
+        log.warning(
+            "%d folds asked, but the dataset has %d subject group(s): %d folds", opts.folds, groups, groups
+        )
+        return replace(opts, folds=groups)
+    return opts
+
+
 def start_training(
     dataset: str | Path,
     wd: Path,
@@ -251,6 +270,7 @@ def start_training(
 ) -> tuple[Dataset, TrainConfig, TrainOptions]:
     """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
     ds = load_dataset(dataset, opts.task)
+    opts = _fit_folds(ds, opts)
     wdir = WorkDir(wd)
     earlier = {p: p.read_bytes() for p in (wdir.fingerprint, wdir.plan) if p.is_file()}
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
