@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from typing import TypeVar
@@ -40,6 +42,33 @@ def progress_bar(disable: bool = False) -> Progress:
     )
 
 
+def end_with(driver: int) -> None:
+    """A worker pool's initializer: the worker ends when the command that started it is gone, so a ``kill -9`` of
+    automed leaves no workers behind (they kept training into the work dir, then hung, under PID 1)."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(driver, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, another user's (a reused PID would be too: then nothing changes)
+                pass
+
+    threading.Thread(target=watch, daemon=True, name="automed-driver-watch").start()
+
+
+def process_pool(workers: int, context: str, preload: list[str] | None = None) -> ProcessPoolExecutor:
+    """A process pool whose workers end with this process (:func:`end_with`)."""
+    ctx = mp.get_context(context)
+    if preload is not None:
+        ctx.set_forkserver_preload(preload)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=end_with, initargs=(os.getpid(),)
+    )
+
+
 class WorkerPool:
     """Worker processes shared by several :func:`parallel_map` calls (e.g. one per slide), started on first use and
     stopped on exit. ``preload``: modules the fork server imports once, so every worker starts with them (the fork
@@ -52,9 +81,7 @@ class WorkerPool:
 
     def executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(self.preload)
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = process_pool(self.workers, "forkserver", self.preload)
         return self._pool
 
     def __enter__(self) -> WorkerPool:

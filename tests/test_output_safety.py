@@ -3,6 +3,7 @@ predict checks its inputs against the model (channels, finite voxels, distinct o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -389,3 +390,48 @@ def test_a_work_dir_is_never_a_folder_of_the_users(tmp_path: Path) -> None:
     fp, _ = api.fingerprint(ds, fresh, show_progress=False)
     (fresh / "notes.txt").write_text("the user's, beside an earlier work dir")  # an earlier work dir is taken
     assert api.fingerprint(ds, fresh, show_progress=False)[0].hash == fp.hash
+
+
+def test_pool_workers_end_with_a_killed_command(tmp_path: Path) -> None:
+    """``kill -9`` of automed left its worker processes (fingerprint, preprocess, optuna trials, parallel folds)
+    running under PID 1, still writing the work dir."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\n"
+        "from automed.parallel import process_pool\n"
+        "def pid(_):\n    import os; return os.getpid()\n"
+        "if __name__ == '__main__':\n"
+        "    for ctx in ('forkserver', 'spawn'):\n"
+        "        pool = process_pool(2, ctx)\n"
+        "        print(*pool.map(pid, range(4)), flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    (tmp_path / "driver.py").write_text(script)
+    driver = subprocess.Popen(
+        [sys.executable, str(tmp_path / "driver.py")], stdout=subprocess.PIPE, text=True
+    )
+    assert driver.stdout is not None
+    workers = {int(p) for _ in range(2) for p in driver.stdout.readline().split()}
+    assert workers and driver.pid not in workers
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with contextlib.suppress(OSError):  # a zombie (reaped by init later) counts as gone
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                return False
+        return True
+
+    deadline = time.monotonic() + 15
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in workers if alive(p)]

@@ -34,6 +34,7 @@ from automed.export.timing import best_of
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.prediction import Prediction
 from automed.infer.predictor import Predictor
+from automed.parallel import process_pool
 from automed.workdir import WorkDir
 
 FORMATS = ("onnx", "openvino")
@@ -234,9 +235,8 @@ def _child() -> ProcessPoolExecutor:
     imports). OpenVINO's CPU plugin swaps the thread's signal stack and later restores one it freed; a process that
     has a Python signal handler (torch's DataLoader installs one for SIGCHLD) then dies on the next such signal.
     Keeping the runtimes out of the caller's process avoids that."""
-    import multiprocessing as mp
 
-    return ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    return process_pool(1, "spawn")
 
 
 def _check(

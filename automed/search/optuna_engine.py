@@ -9,7 +9,6 @@ checkpoint in their own folder.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import socket
 from concurrent.futures import ProcessPoolExecutor
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from automed.errors import ConfigError, Problem
+from automed.parallel import process_pool
 from automed.search.context import Objective, Report, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.space import SearchSpace, choice_label, suggest
@@ -165,7 +165,7 @@ class OptunaEngine(Engine):
         return [socket.gethostname()]
 
     def _pool(self, n: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"))
+        return process_pool(n, "spawn")
 
     def search(
         self,

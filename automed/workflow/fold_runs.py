@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from automed.parallel import process_pool
 from automed.workdir import WorkDir
 from automed.workflow.fold import FoldJob, FoldOutcome, run_fold
 from automed.workflow.train_options import DEFAULT_RESOURCES
@@ -67,14 +68,12 @@ def run_jobs(jobs: list[FoldJob], parallel_folds: int, deadline: float | None) -
 def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[FoldOutcome]:
     """Run folds ``n`` at a time in spawned processes: CPU threads split evenly, one GPU each when there are
     enough. Each wave of ``n`` folds shares the time left equally with the waves after it."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
 
     gpus = torch.cuda.device_count()
     threads = max(1, (os.cpu_count() or 1) // n)
     results: list[FoldOutcome] = []
     waves = [jobs[i : i + n] for i in range(0, len(jobs), n)]
-    with ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn")) as pool:
+    with process_pool(n, "spawn") as pool:
         for w, wave in enumerate(waves):
             budget = None
             if deadline is not None:
