@@ -140,6 +140,11 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     text = str(e.value)
     assert "keeps its own trials" in text and "30 asked, 20 saved" in text and "keeps its own sampler" in text
     assert "a resumed sweep keeps its dataset" in text and "-o NEW_WORKDIR" in text
+    # an option typed with its default value (--trials 8 over a saved 20) is another value all the same: refused
+    # (compared with the defaults, it went through and was ignored)
+    with pytest.raises(ConfigError, match="8 asked, 20 saved"):
+        _resume_state(wd, SweepOptions(trials=8), ds, asked={"trials"})
+    _resume_state(wd, SweepOptions(trials=20), ds, asked={"trials"})  # the same value again: accepted
 
 
 def test_mirror_tta_only_for_networks_trained_on_mirrored_images() -> None:

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from automed.cli._common import (
     DeviceOpt,
-    FoldsOpt,
     KeepCaseIdsOpt,
     OverwriteOpt,
     PresetOpt,
@@ -31,24 +30,39 @@ def sweep(
     space: Annotated[Path | None, typer.Option(help="Search space YAML (see search_spaces/).")] = None,
     grid: Annotated[Path | None, typer.Option(help="Grid strategy YAML: evaluate every combination.")] = None,
     config: Annotated[Path | None, typer.Option(help="Base training config YAML.")] = None,
-    trials: Annotated[int, typer.Option(min=1, help="Trials sampled in the search stage.")] = 8,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Trials sampled in the search stage (default 8).")
+    ] = None,
     budget: Annotated[str | None, typer.Option(help="Wall-clock budget of the whole sweep: 30m, 2h.")] = None,
-    folds: FoldsOpt = 5,
-    promote: Annotated[int, typer.Option(min=0, help="Best screened trials promoted to all folds.")] = 2,
+    folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds (default 5).")] = None,
+    promote: Annotated[
+        int | None, typer.Option(min=0, help="Best screened trials promoted to all folds (default 2).")
+    ] = None,
     screen: Annotated[
-        bool,
-        typer.Option(help="Screen trials on fold 0 and promote the best (else: every trial on all folds)."),
-    ] = True,
-    sampler: Annotated[str, typer.Option(help="tpe (seeded, multivariate) or random.")] = "tpe",
-    scheduler: Annotated[str, typer.Option(help="asha (stop weak trials early) or none.")] = "asha",
+        bool | None,
+        typer.Option(
+            help="Screen trials on fold 0 and promote the best (default; --no-screen: every trial on all folds)."
+        ),
+    ] = None,
+    sampler: Annotated[
+        str | None, typer.Option(help="tpe (seeded, multivariate; default) or random.")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="asha (stop weak trials early; default) or none.")
+    ] = None,
     engine: Annotated[
-        str, typer.Option(help="ray (one machine or a cluster) or optuna (this machine, no Ray daemons).")
-    ] = "ray",
+        str | None,
+        typer.Option(
+            help="ray (one machine or a cluster; default) or optuna (this machine, no Ray daemons)."
+        ),
+    ] = None,
     ray_address: Annotated[
         str | None, typer.Option(help="Existing Ray cluster: auto, or HOST:PORT (also RAY_ADDRESS).")
     ] = None,
-    trial_resources: Annotated[str, typer.Option(help="Per trial, e.g. cpu=1,gpu=0.5.")] = "cpu=1,gpu=0",
-    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    trial_resources: Annotated[
+        str | None, typer.Option(help="Per trial, e.g. cpu=1,gpu=0.5 (default cpu=1,gpu=0).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampler seed (default 0).")] = None,
     tracking_uri: TrackingUriOpt = None,
     preset: PresetOpt = None,
     device: DeviceOpt = None,

@@ -76,7 +76,7 @@ _RESUME_OPTIONS = ("budget_s", "ray_address", "tracking_uri", "device", "workers
 
 
 def _resume_state(
-    wd: Path, opts: SweepOptions, dataset: str | Path | None = None
+    wd: Path, opts: SweepOptions, dataset: str | Path | None = None, asked: set[str] | None = None
 ) -> tuple[dict[str, Any], SweepOptions]:
     """A sweep work dir's saved state and options (this call's budget, address, store, device and workers win);
     another dataset or another value of a sweep option is refused (it would be silently ignored), and the cases the
@@ -102,7 +102,7 @@ def _resume_state(
         )
         for f in fields(SweepOptions)
         if f.name not in _RESUME_OPTIONS
-        and getattr(opts, f.name) != getattr(default, f.name)
+        and (f.name in asked if asked is not None else getattr(opts, f.name) != getattr(default, f.name))
         and getattr(opts, f.name) != getattr(saved, f.name)
     ]
     if dataset is not None and dataset_source(load_dataset(dataset)) != state["dataset"]:
@@ -207,15 +207,17 @@ def sweep_dataset(
     resume: bool = False,
     show_progress: bool = True,
     keep_case_ids: bool = False,
+    asked: set[str] | None = None,
 ) -> SweepResult:
     """Run (or ``resume``) a sweep; see the module docstring for the policy and the work dir layout. The work dir
-    is locked while it runs (a second sweep into it is refused)."""
+    is locked while it runs (a second sweep into it is refused). ``asked``: the options the user gave (a resume
+    refuses each that differs from the saved one; None: those that differ from the defaults)."""
     wd = Path(workdir).resolve()
     if not resume:
         refuse_workdir_in_dataset(dataset, wd)
         claim_workdir(wd, "automed sweep")
     with locked(wd, "automed sweep"):
-        return _sweep(dataset, wd, opts, base_config, resume, show_progress)
+        return _sweep(dataset, wd, opts, base_config, resume, show_progress, asked)
 
 
 def _sweep(
@@ -225,10 +227,11 @@ def _sweep(
     base_config: TrainConfig | None,
     resume: bool,
     show_progress: bool,
+    asked: set[str] | None = None,
 ) -> SweepResult:
     t0 = time.perf_counter()
     if resume:
-        state, opts = _resume_state(wd, opts, dataset)
+        state, opts = _resume_state(wd, opts, dataset, asked)
     else:
         state = _new_state(dataset, wd, opts, base_config, show_progress)
     base = TrainConfig.model_validate(state["base_config"])
@@ -361,17 +364,17 @@ def sweep(
     space: str | Path | None = None,
     grid: str | Path | None = None,
     config: str | Path | None = None,
-    trials: int = 8,
+    trials: int | None = None,
     budget: str | float | None = None,
-    folds: int = 5,
-    promote: int = 2,
-    screen: bool = True,
-    sampler: str = "tpe",
-    scheduler: str = "asha",
-    engine: str = "ray",
+    folds: int | None = None,
+    promote: int | None = None,
+    screen: bool | None = None,
+    sampler: str | None = None,
+    scheduler: str | None = None,
+    engine: str | None = None,
     ray_address: str | None = None,
-    trial_resources: str = "cpu=1,gpu=0",
-    seed: int = 0,
+    trial_resources: str | None = None,
+    seed: int | None = None,
     tracking_uri: str | None = None,
     preset: str | None = None,
     device: str | None = None,
@@ -380,32 +383,40 @@ def sweep(
     show_progress: bool = True,
     keep_case_ids: bool = False,
 ) -> SweepResult:
-    """Search training configs over folds (screen on fold 0 with ASHA, promote the best to full CV)."""
+    """Search training configs over folds (screen on fold 0 with ASHA, promote the best to full CV). An option left
+    None takes :class:`SweepOptions`' default (8 trials, 5 folds, 2 promoted, TPE, ASHA, Ray, ``cpu=1,gpu=0``, seed
+    0); on ``resume`` every option given must equal the saved one."""
     check_tracking_uri(tracking_uri)
-    check_choice(sampler, ["tpe", "random"], what="the sampler", where="--sampler")
-    check_choice(scheduler, ["asha", "none"], what="the scheduler", where="--scheduler")
+    check_choice(sampler or "tpe", ["tpe", "random"], what="the sampler", where="--sampler")
+    check_choice(scheduler or "asha", ["asha", "none"], what="the scheduler", where="--scheduler")
+    given: dict[str, Any] = {
+        "space": str(space) if space else None,
+        "grid": str(grid) if grid else None,
+        "trials": trials,
+        "folds": folds,
+        "promote": promote,
+        "screen": screen,
+        "sampler": sampler,
+        "scheduler": scheduler,
+        "engine": engine,
+        "trial_resources": parse_resources(trial_resources) if trial_resources is not None else None,
+        "seed": seed,
+        "preset": preset,
+        "keep_case_ids": keep_case_ids or None,
+    }
+    asked = {k: v for k, v in given.items() if v is not None}
     opts = SweepOptions(
-        space=str(space) if space else None,
-        grid=str(grid) if grid else None,
-        trials=trials,
+        **asked,
         budget_s=parse_duration(budget),
-        folds=folds,
-        promote=promote,
-        screen=screen,
-        sampler=sampler,
-        scheduler=scheduler,
-        engine=engine,
         ray_address=ray_address,
-        trial_resources=parse_resources(trial_resources),
-        seed=seed,
         tracking_uri=tracking_uri,
-        preset=preset,
         device=device,
         workers=workers,
-        keep_case_ids=keep_case_ids,
     )
     base = load_train_config(config) if config else None
-    return sweep_dataset(dataset, workdir, opts, base_config=base, resume=resume, show_progress=show_progress)
+    return sweep_dataset(
+        dataset, workdir, opts, base_config=base, resume=resume, show_progress=show_progress, asked=set(asked)
+    )
 
 
 def grid(
