@@ -257,3 +257,33 @@ def _is_earlier_workdir(root: Path) -> bool:
 def _automed_leftover(name: str) -> bool:
     """The lock, or a temporary file of an atomic write killed part-way (``.NAME.tmp-PID...``)."""
     return name == LOCK or (name.startswith(".") and any(t in name for t in (".tmp-", ".old-", ".partial")))
+
+
+def refuse_unfinished(root: Path) -> None:
+    """A model is read only when no other command is writing its work dir (a training or ``--extend`` holding the
+    lock: its checkpoints change under the reader) and no ``--extend`` was left unfinished (its folds are at
+    different epochs, ``model.json`` and the CV are those of before)."""
+    import fcntl
+
+    lock = root / LOCK
+    if lock.is_file():
+        with lock.open("r") as fh:
+            try:
+                fcntl.lockf(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # this process's own lock never refuses it
+            except OSError:
+                holder = fh.read().strip() or "another process"
+                raise ArtifactError.single(
+                    root, "a model is read when no command is writing its work dir", f"in use by {holder}",
+                    "wait for that command to finish (or stop it and resume it)",
+                ) from None  # fmt: skip
+            fcntl.lockf(fh, fcntl.LOCK_UN)
+    try:
+        pending = json.loads((root / TRAIN_CONFIG).read_text()).get("extension")
+    except (OSError, ValueError, AttributeError):
+        return
+    if pending:
+        raise ArtifactError.single(
+            root / TRAIN_CONFIG, "a model's folds finished their training",
+            f"an --extend {pending.get('epochs')} that did not finish",
+            f"complete it: automed train --resume {root} --extend {pending.get('epochs')}",
+        )  # fmt: skip

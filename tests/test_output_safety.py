@@ -435,3 +435,35 @@ def test_pool_workers_end_with_a_killed_command(tmp_path: Path) -> None:
     while any(alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [p for p in workers if alive(p)]
+
+
+def test_a_model_being_written_or_half_extended_is_not_read(tmp_path: Path) -> None:
+    """select, export and predict read a training while another command held its lock (checkpoints changing under
+    them), or after a killed --extend (folds at different epochs, model.json and CV from before): refused."""
+    import json
+    import subprocess
+    import sys
+
+    from automed.workdir import locked, refuse_unfinished
+
+    wd = tmp_path / "W"
+    wd.mkdir()
+    refuse_unfinished(wd)  # nothing in progress
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from automed.workdir import locked\n"
+         f"with locked(Path({str(wd)!r}), 'automed train'):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ArtifactError, match=r"in use by PID \d+ \(automed train\)"):
+            refuse_unfinished(wd)
+    finally:
+        holder.kill()
+        holder.wait()
+    refuse_unfinished(wd)
+    with locked(wd, "automed train"):  # this process's own lock (a training registering itself) is no refusal
+        refuse_unfinished(wd)
+    (wd / "train_config.json").write_text(json.dumps({"extension": {"epochs": 3, "targets": {"0": 5}}}))
+    with pytest.raises(ArtifactError, match=r"complete it: automed train --resume .* --extend 3"):
+        refuse_unfinished(wd)

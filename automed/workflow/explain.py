@@ -167,10 +167,11 @@ def load_torch_predictor(model: Path, device: str | None) -> Any:
     from automed.infer.image_level import ImagePredictor
     from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
-    from automed.workdir import WorkDir
+    from automed.workdir import WorkDir, refuse_unfinished
     from automed.workflow.predict import model_dir
 
     folder = model_dir(model)
+    refuse_unfinished(folder)
     wd = WorkDir(folder)
     wd.require_model()
     if Plan.load(wd.plan).target is not None:

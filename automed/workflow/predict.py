@@ -12,7 +12,7 @@ from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, refuse_unfinished
 from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
@@ -87,6 +87,7 @@ def load_predictor(
     check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
     if not str(model).startswith("models:/"):
         model = model_dir(Path(model))
+        refuse_unfinished(Path(model))
     if runtime != "torch":
         exported, why = exported_predictor(model, runtime, device)
         if exported is not None:

@@ -19,7 +19,7 @@ from automed.select.register import registered_version, reregister
 from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
 from automed.train.meta import InferenceChoice, model_digest, read_meta
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, refuse_unfinished
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.select_image import select_image_level
@@ -93,6 +93,8 @@ def select(
         raise ConfigError.single("--latency-target", "a latency target is a positive number of seconds per case",
                                  str(latency_target), "pass e.g. --latency-target 2")  # fmt: skip
     out = Path(output)
+    for w in workdirs:
+        refuse_unfinished(Path(w))
     tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}  # before anything is written
     _check_output(out, [Path(w) for w in workdirs])
     redactor = redactor_for([Path(w) for w in workdirs], keep_case_ids=keep_case_ids, outputs=[out])
