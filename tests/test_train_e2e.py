@@ -469,11 +469,15 @@ def test_fresh_run_refuses_another_config_in_the_same_workdir(tmp_path: Path) ->
         )
 
     train(_tiny_config(tmp_path / "a.yaml"))
+    first = json.loads((tmp_path / "W" / "tracking.json").read_text())
     with pytest.raises(ArtifactError, match="new --output"):
         train(_tiny_config(tmp_path / "b.yaml", learning_rate=0.001))
-    # the same config reuses the finished fold instead of training it again
+    # the same config reuses the finished fold instead of training it again, in the same MLflow parent run (it
+    # opened an empty one and pointed tracking.json, and later registrations, at it)
     res = train(_tiny_config(tmp_path / "a.yaml"))
     assert res.fold_epochs == {0: 2}
+    again = json.loads((tmp_path / "W" / "tracking.json").read_text())
+    assert again["parent_run_id"] == first["parent_run_id"] and again["fold_runs"] == first["fold_runs"]
 
 
 def test_2d_dataset_trains_with_the_2d_configuration(tmp_path: Path) -> None:

@@ -81,9 +81,13 @@ def _extension_targets(wd: Path, config: TrainConfig, folds: list[int], extend: 
 def _open_tracking(
     wd: Path, plan: Plan, config: TrainConfig, opts: TrainOptions, ds: Dataset, reopen: bool
 ) -> tuple[Tracker, TrackingState]:
-    """The store, experiment and parent run (reopened on resume; the driver creates them before any worker)."""
+    """The store, experiment and parent run (reopened on resume, and when the same command runs again into the same
+    store: a finished training's parent run is not replaced by an empty one; the driver creates them before any
+    worker)."""
     wdir = WorkDir(wd)
-    saved = json.loads(wdir.tracking.read_text()) if reopen and wdir.tracking.is_file() else {}
+    saved = json.loads(wdir.tracking.read_text()) if wdir.tracking.is_file() else {}
+    if not reopen and saved.get("uri") != strip_credentials(resolve_uri(opts.tracking_uri)):
+        saved = {}  # another store: a new parent run there
     refuse_a_copy(wd, saved)
     uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
     linked = [Path(w) for w in (opts.previous_workdir, opts.cv_workdir) if w]  # placeholders in MLflow too
