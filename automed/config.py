@@ -34,33 +34,44 @@ def _unknown_keys(model: type[BaseModel], data: Any, where: str, out: list[Probl
             _unknown_keys(ann, value, f"{where}{key}.", out, file)
 
 
+_LAYOUT = {  # where each kind of file's keys are shown
+    "Preset": "planners/default.yaml",
+    "SearchSpace": "search_spaces/quick.yaml",
+    "TrainConfig": "automed/train/config.py (every training-config key with its default)",
+}
+
+
 def load_model(model: type[M], data: Any, *, file: str) -> M:
     """Validate ``data`` as ``model``; every unknown key and bad value is reported in one :class:`ConfigError`."""
+    layout = _LAYOUT.get(model.__name__, "the README")
     problems: list[Problem] = []
     if not isinstance(data, dict):
         raise ConfigError.single(
             file,
             "the file must hold a mapping of keys to values",
             type(data).__name__,
-            "see planners/default.yaml for the layout",
+            f"see {layout} for the layout",
         )
     _unknown_keys(model, data, "", problems, file)
-    if problems:
-        raise ConfigError(problems, f"invalid {file}")
     try:
-        return model.model_validate(data)
-    except ValidationError as exc:
+        result = model.model_validate(data)
+    except ValidationError as exc:  # reported with the unknown keys: one run shows every problem
         for err in exc.errors():
+            if err["type"] == "extra_forbidden":  # already named, with did-you-mean
+                continue
             loc = ".".join(str(x) for x in err["loc"])
             problems.append(
                 Problem(
                     file,
                     f"'{loc}': {err['msg']}",
                     repr(err.get("input")),
-                    "set a value of the right type and range (see planners/default.yaml)",
+                    f"set a value of the right type and range (see {layout})",
                 )
             )
         raise ConfigError(problems, f"invalid {file}") from exc
+    if problems:
+        raise ConfigError(problems, f"invalid {file}")
+    return result
 
 
 def read_yaml(path: Path, what: str = "the config file", fix: str = "check the path") -> Any:
@@ -70,8 +81,11 @@ def read_yaml(path: Path, what: str = "the config file", fix: str = "check the p
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what_went_wrong = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError.single(
-            path, "the file must be valid YAML", str(exc).splitlines()[0], "fix the YAML syntax"
+            path, "the file must be valid YAML", f"{what_went_wrong}{where}", "fix the YAML syntax there"
         ) from exc
 
 

@@ -156,3 +156,21 @@ def test_a_switched_off_scale_or_rotation_does_not_ride_along() -> None:
         t for t in build_augmentation(aug, [1.0, 1.0, 1.0], False, False) if isinstance(t, tio.RandomAffine)
     ]
     assert affine.degrees == (0, 0, 0, 0, 0, 0) and affine.scales[1] == 1.4
+
+
+def test_one_run_names_unknown_keys_and_bad_values_and_yaml_errors_say_where(tmp_path: Path) -> None:
+    """An unknown key and a bad value took two runs to see (the first stopped at the unknown key), the fix named the
+    planner preset for a training config, and a YAML syntax error gave no line."""
+    from automed.errors import ConfigError
+    from automed.train.config import load_train_config
+
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("learning_rat: 0.01\nepochs: -3\n")
+    with pytest.raises(ConfigError) as e:
+        load_train_config(cfg)
+    text = str(e.value)
+    assert "learning_rat" in text and "learning_rate" in text and "'epochs'" in text
+    assert "automed/train/config.py" in text and "planners/default.yaml" not in text
+    cfg.write_text("epochs: 3\naugmentation:\n  flip_p: [0.5\n")
+    with pytest.raises(ConfigError, match=r"at line 4, column 1"):
+        load_train_config(cfg)
