@@ -344,8 +344,9 @@ def test_a_moved_dataset_is_resumed_from_its_new_place(tmp_path: Path) -> None:
     new place (with the cases of the split) is taken and recorded; while the saved one exists, another is refused."""
     from automed.errors import ArtifactError, ConfigError
     from automed.train.config import TrainConfig
+    from automed.workflow.resume_checks import refuse_ignored_on_resume
     from automed.workflow.train_options import TrainOptions
-    from automed.workflow.train_start import refuse_ignored_on_resume, restore_training, start_training
+    from automed.workflow.train_start import restore_training, start_training
 
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=2)
     wd = tmp_path / "W"

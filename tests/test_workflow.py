@@ -193,7 +193,7 @@ def test_a_resumed_training_refuses_options_it_would_ignore(tmp_path: Path) -> N
     from automed.data.dataset import load_dataset
     from automed.errors import ConfigError
     from automed.workflow.prepare import dataset_source
-    from automed.workflow.train_start import refuse_ignored_on_resume
+    from automed.workflow.resume_checks import refuse_ignored_on_resume
 
     ds = make_dataset(tmp_path / "data", n_cases=3, shape=(8, 12, 12), seed=1)
     other = make_dataset(tmp_path / "other", n_cases=3, shape=(8, 12, 12), seed=2)
@@ -232,6 +232,11 @@ def test_a_resumed_training_refuses_options_it_would_ignore(tmp_path: Path) -> N
         )  # fmt: skip
     text = str(e.value)
     assert len(e.value.problems) == 9 and "train_config.json" in text
+    assert (
+        "10 asked, 40 saved" in text and "'regression' asked, 'segmentation' saved" in text
+    )  # what was saved
+    # a training saved without --task took its data's task: typing that task is no change
+    refuse_ignored_on_resume(wd, {"--task": "segmentation"})
     for name in ("DATASET", "folds", "fold ", "epochs", "config ", "parallel-folds", "full-ensemble", "task"):
         assert f"keeps its own {name}" in text
     assert "only --budget, --device, --workers, --ray-address and --trial-resources apply" in text
@@ -273,8 +278,8 @@ def test_a_copied_work_dir_does_not_resume_into_the_originals_runs(tmp_path: Pat
     import shutil
 
     from automed.errors import ArtifactError
+    from automed.workflow.resume_checks import refuse_a_copy
     from automed.workflow.train_options import TrackingState
-    from automed.workflow.train_start import refuse_a_copy
 
     (tmp_path / "W").mkdir()
     TrackingState(tmp_path / "W" / "tracking.json", "sqlite:///m.db", "e", "run1").save()

@@ -33,7 +33,10 @@ def sweep(
     trials: Annotated[
         int | None, typer.Option(min=1, help="Trials sampled in the search stage (default 8).")
     ] = None,
-    budget: Annotated[str | None, typer.Option(help="Wall-clock budget of the whole sweep: 30m, 2h.")] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Wall-clock budget of the whole sweep: 30m, 2h (a bare number is seconds)."),
+    ] = None,
     folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds (default 5).")] = None,
     promote: Annotated[
         int | None, typer.Option(min=0, help="Best screened trials promoted to all folds (default 2).")

@@ -28,7 +28,10 @@ def train(
     dataset: TrainDatasetArg = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Work directory.")] = None,
     budget: Annotated[
-        str | None, typer.Option(help="Wall-clock budget for the whole command: 45m, 2h, 90s.")
+        str | None,
+        typer.Option(
+            help="Wall-clock budget for the whole command: 45m, 2h, 1h30m, 90s (a bare number is seconds)."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per fold (instead of a budget).")] = None,
     folds: Annotated[

@@ -38,13 +38,12 @@ from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows, 
 from automed.workflow.fold_runs import Placement, run_fold_jobs
 from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration
+from automed.workflow.resume_checks import refuse_a_copy, refuse_ignored_on_resume
 from automed.workflow.screen import run_screening
 from automed.workflow.shape import fold_count
 from automed.workflow.sweep_stages import parse_resources
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 from automed.workflow.train_start import (
-    refuse_a_copy,
-    refuse_ignored_on_resume,
     refuse_workdir_in_dataset,
     require_training_workdir,
     restore_training,

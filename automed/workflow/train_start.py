@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -16,14 +16,14 @@ from typing import Any
 from automed.artifacts import inside, write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import check_splits
-from automed.errors import ArtifactError, ConfigError, Problem
+from automed.errors import ArtifactError, ConfigError
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import legacy_digest, link_previous, write_previous_stage
 from automed.privacy import strip_credentials
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
-from automed.train.config import TrainConfig, load_train_config
+from automed.train.config import TrainConfig
 from automed.train.schedule import FoldChoice
 from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import ALL_DATA, WorkDir
@@ -36,7 +36,6 @@ from automed.workflow.prepare import (
     preprocess,
 )
 from automed.workflow.shape import (
-    SPLIT_FOLDS,
     asked_folds,
     auto_folds,
     auto_width,
@@ -67,95 +66,6 @@ def recorded_share(wd: Path, configuration: str, folds: list[int], screened: boo
         if isinstance(share, int | float) and share > 0:
             return float(share)
     return None
-
-
-RESUME_TAKES = "--budget, --device, --workers, --ray-address and --trial-resources"
-
-
-def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
-    """``--resume``/``--extend`` continue a work dir with its saved dataset, config and options: an option given
-    (``asked``: flag -> value, None when not given) that differs from what was saved would be silently ignored, so
-    it is refused before anything runs (as a resumed sweep does); the same value typed again is accepted."""
-    wdir = WorkDir(wd)
-    if not wdir.train_config.is_file():
-        return  # restore_training names the missing file
-    saved = json.loads(wdir.train_config.read_text())
-    o, c = saved["options"], TrainConfig.model_validate(saved["config"])
-    only = o.get("only_folds")
-    folds = {"auto"} if o.get("folds_auto") else {"all"} if only == [ALL_DATA] else {str(o.get("folds"))}
-    if o.get("budget_s") and only != [ALL_DATA] and o.get("folds") == SPLIT_FOLDS:
-        folds.add("auto")  # --folds auto with --fold: the folds were the user's, the split the budget's
-    stores = {o.get("tracking_uri")} | ({_tracked_uri(wdir)} if not o.get("tracking_uri") else set())
-    overrides = {
-        k: asked.get(f"--{k}") for k in ("configuration", "epochs") if asked.get(f"--{k}") is not None
-    }
-    same: dict[str, Callable[[Any], bool]] = {
-        # a dataset moved elsewhere is given by its new place (restore_training checks its cases)
-        "DATASET": lambda v: (
-            dataset_source(load_dataset(v)) == saved["dataset"] or not Path(saved["dataset"]).exists()
-        ),
-        "--config": lambda v: _same_fields(load_train_config(v), overrides, c),
-        "--configuration": lambda v: v == c.configuration,
-        "--epochs": lambda v: v == c.epochs,
-        "--folds": lambda v: str(v).strip().lower() in folds,
-        "--fold": lambda v: not o.get("folds_auto") and sorted(v) == sorted(only or []),
-        "--preset": lambda v: v == o.get("preset"),
-        "--tracking-uri": lambda v: strip_credentials(v) in stores,
-        "--register": lambda v: v == o.get("register", True),
-        "--parallel-folds": lambda v: v == o.get("parallel_folds", 1),
-        "--keep-case-ids": lambda v: bool(o.get("keep_case_ids")),
-        "--overlays": lambda v: v == o.get("overlays", 0),
-        "--cv": lambda v: str(Path(v).resolve()) == o.get("cv_workdir"),
-        "--previous": lambda v: str(Path(v).resolve()) == o.get("previous_workdir"),
-        "--full-ensemble": lambda v: not o.get("latency_cap"),
-        "--task": lambda v: (None if v == "auto" else v) == o.get("task"),
-    }
-    problems = [
-        Problem(
-            str(wdir.train_config),
-            f"a resumed training keeps its own {flag.lstrip('-')} (only {RESUME_TAKES} apply to a resume)",
-            f"'{value}' asked" if isinstance(value, str | Path) else f"{value!r} asked",
-            "drop that option, or train into a new --output",
-        )
-        for flag, value in asked.items()
-        if value is not None and not same[flag](value)
-    ]
-    if problems:
-        raise ConfigError(problems)
-
-
-def _same_fields(given: TrainConfig, overrides: dict[str, Any], saved: TrainConfig) -> bool:
-    """Whether every field the given config file sets (with the ``-c``/``--epochs`` typed with it) has the saved
-    config's value."""
-    fields = set(given.model_fields_set) | set(overrides)
-    given = given.model_copy(update=overrides)
-    return given.model_dump(include=fields) == saved.model_dump(include=fields)
-
-
-def _tracked_uri(wdir: WorkDir) -> str | None:
-    """The store a training that named none logs to (``tracking.json``: the environment's or the default)."""
-    uri = json.loads(wdir.tracking.read_text()).get("uri") if wdir.tracking.is_file() else None
-    return str(uri) if uri else None
-
-
-def refuse_a_copy(wd: Path, saved: dict[str, Any]) -> None:
-    """A resumed work dir that is a copy of another one still there (same MLflow parent run) would log into the
-    original's runs and register from them: refused. A moved work dir (the original is gone) continues its runs."""
-    origin = saved.get("workdir")
-    if not origin or Path(origin) == wd.resolve():
-        return
-    other = WorkDir(Path(origin)).tracking
-    try:
-        same_runs = other.is_file() and json.loads(other.read_text()).get("parent_run_id") == saved.get(
-            "parent_run_id"
-        )
-    except (OSError, ValueError):
-        same_runs = False
-    if same_runs:
-        raise ArtifactError.single(
-            wd, "a resumed work dir logs to its own MLflow runs",
-            f"a copy of {origin}, whose runs it shares", f"resume {origin} itself, or train anew into {wd.name}",
-        )  # fmt: skip
 
 
 def refuse_workdir_in_dataset(dataset: str | Path | None, wd: Path) -> None:

@@ -1,0 +1,125 @@
+"""What a resumed training (``--resume``/``--extend``) checks before anything runs: options that it would silently
+ignore are refused, and a copied work dir does not continue its original's MLflow runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from automed.data.dataset import load_dataset
+from automed.errors import ArtifactError, ConfigError, Problem
+from automed.privacy import strip_credentials
+from automed.train.config import TrainConfig, load_train_config
+from automed.workdir import ALL_DATA, WorkDir
+from automed.workflow.prepare import dataset_source
+from automed.workflow.shape import SPLIT_FOLDS
+
+RESUME_TAKES = "--budget, --device, --workers, --ray-address and --trial-resources"
+
+
+def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
+    """``--resume``/``--extend`` continue a work dir with its saved dataset, config and options: an option given
+    (``asked``: flag -> value, None when not given) that differs from what was saved would be silently ignored, so
+    it is refused before anything runs (as a resumed sweep does); the same value typed again is accepted."""
+    wdir = WorkDir(wd)
+    if not wdir.train_config.is_file():
+        return  # restore_training names the missing file
+    saved = json.loads(wdir.train_config.read_text())
+    o, c = saved["options"], TrainConfig.model_validate(saved["config"])
+    only = o.get("only_folds")
+    folds = {"auto"} if o.get("folds_auto") else {"all"} if only == [ALL_DATA] else {str(o.get("folds"))}
+    if o.get("budget_s") and only != [ALL_DATA] and o.get("folds") == SPLIT_FOLDS:
+        folds.add("auto")  # --folds auto with --fold: the folds were the user's, the split the budget's
+    stores = {o.get("tracking_uri")} | ({_tracked_uri(wdir)} if not o.get("tracking_uri") else set())
+    overrides = {
+        k: asked.get(f"--{k}") for k in ("configuration", "epochs") if asked.get(f"--{k}") is not None
+    }
+    same: dict[str, Callable[[Any], bool]] = {
+        # a dataset moved elsewhere is given by its new place (restore_training checks its cases)
+        "DATASET": lambda v: (
+            dataset_source(load_dataset(v)) == saved["dataset"] or not Path(saved["dataset"]).exists()
+        ),
+        "--config": lambda v: _same_fields(load_train_config(v), overrides, c),
+        "--configuration": lambda v: v == c.configuration,
+        "--epochs": lambda v: v == c.epochs,
+        "--folds": lambda v: str(v).strip().lower() in folds,
+        "--fold": lambda v: not o.get("folds_auto") and sorted(v) == sorted(only or []),
+        "--preset": lambda v: v == o.get("preset"),
+        "--tracking-uri": lambda v: strip_credentials(v) in stores,
+        "--register": lambda v: v == o.get("register", True),
+        "--parallel-folds": lambda v: v == o.get("parallel_folds", 1),
+        "--keep-case-ids": lambda v: bool(o.get("keep_case_ids")),
+        "--overlays": lambda v: v == o.get("overlays", 0),
+        "--cv": lambda v: str(Path(v).resolve()) == o.get("cv_workdir"),
+        "--previous": lambda v: str(Path(v).resolve()) == o.get("previous_workdir"),
+        "--full-ensemble": lambda v: not o.get("latency_cap"),
+        # a training saved without --task took its data's task: typing that task again is no change
+        "--task": lambda v: (
+            (None if v == "auto" else v) in {o.get("task"), o.get("task") or _planned_task(wdir)}
+        ),
+    }
+    kept = {
+        "DATASET": saved["dataset"], "--configuration": c.configuration, "--epochs": c.epochs,
+        "--folds": " or ".join(sorted(folds)), "--fold": only, "--preset": o.get("preset"),
+        "--register": o.get("register", True), "--parallel-folds": o.get("parallel_folds", 1),
+        "--task": o.get("task") or _planned_task(wdir), "--overlays": o.get("overlays", 0),
+    }  # fmt: skip
+    problems = [
+        Problem(
+            str(wdir.train_config),
+            f"a resumed training keeps its own {flag.lstrip('-')} (only {RESUME_TAKES} apply to a resume)",
+            (f"'{value}' asked" if isinstance(value, str | Path) else f"{value!r} asked")
+            + (f", {kept[flag]!r} saved" if flag in kept else ""),
+            "drop that option, or train into a new --output",
+        )
+        for flag, value in asked.items()
+        if value is not None and not same[flag](value)
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
+def _planned_task(wdir: WorkDir) -> str | None:
+    """The task the work dir's plan trains (segmentation, classification, regression)."""
+    try:
+        plan = json.loads(wdir.plan.read_text())
+    except (OSError, ValueError):
+        return None
+    target = plan.get("target")
+    return str(target["kind"]) if isinstance(target, dict) and "kind" in target else plan.get("task_type")
+
+
+def _same_fields(given: TrainConfig, overrides: dict[str, Any], saved: TrainConfig) -> bool:
+    """Whether every field the given config file sets (with the ``-c``/``--epochs`` typed with it) has the saved
+    config's value."""
+    fields = set(given.model_fields_set) | set(overrides)
+    given = given.model_copy(update=overrides)
+    return given.model_dump(include=fields) == saved.model_dump(include=fields)
+
+
+def _tracked_uri(wdir: WorkDir) -> str | None:
+    """The store a training that named none logs to (``tracking.json``: the environment's or the default)."""
+    uri = json.loads(wdir.tracking.read_text()).get("uri") if wdir.tracking.is_file() else None
+    return str(uri) if uri else None
+
+
+def refuse_a_copy(wd: Path, saved: dict[str, Any]) -> None:
+    """A resumed work dir that is a copy of another one still there (same MLflow parent run) would log into the
+    original's runs and register from them: refused. A moved work dir (the original is gone) continues its runs."""
+    origin = saved.get("workdir")
+    if not origin or Path(origin) == wd.resolve():
+        return
+    other = WorkDir(Path(origin)).tracking
+    try:
+        same_runs = other.is_file() and json.loads(other.read_text()).get("parent_run_id") == saved.get(
+            "parent_run_id"
+        )
+    except (OSError, ValueError):
+        same_runs = False
+    if same_runs:
+        raise ArtifactError.single(
+            wd, "a resumed work dir logs to its own MLflow runs",
+            f"a copy of {origin}, whose runs it shares", f"resume {origin} itself, or train anew into {wd.name}",
+        )  # fmt: skip
