@@ -136,11 +136,38 @@ def plan(
             raise ArtifactError.single(
                 out,
                 "a work dir with trained folds keeps its plan.json",
-                f"another plan ({result.hash} instead of {_stored_plan_hash(out)}) over {trained[0].parent}",
+                f"another plan ({result.hash} instead of {_stored_plan_hash(out)}) over {trained[0].parent}: "
+                f"{_why_plan_differs(out, result)}",
                 "plan into a new --output (or delete that work dir's train/ folder to start over)",
             )
         result.save(out)
     return result
+
+
+def _why_plan_differs(path: Path, new: Plan) -> str:
+    """What changed between the stored plan and ``new``: the data (its fingerprint: cases added or removed, labels
+    or images edited, another task), the preset, or the planner's rules."""
+    try:
+        old = Plan.load(path)
+    except Exception:
+        return "the stored plan is unreadable"
+    why = []
+    if old.fingerprint_hash != new.fingerprint_hash:
+        why.append(
+            "the dataset changed since it was trained (its fingerprint differs: cases added or removed, images or "
+            + (
+                "labels edited"
+                if old.task_type == new.task_type
+                else f"another task, {old.task_type} -> {new.task_type}"
+            )
+            + ")"
+        )
+    if old.preset_hash != new.preset_hash:
+        why.append(f"another planner preset ({old.preset_name} -> {new.preset_name}, or its values changed)")
+    return (
+        "; ".join(why)
+        or f"the planner's rules changed (automed {old.automed_version} -> {new.automed_version})"
+    )
 
 
 def _stored_plan_hash(path: Path) -> str | None:
@@ -268,7 +295,8 @@ def check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
         )
     log.warning(
         "%s: the dataset's files changed since this training began (sizes or times); the resumed folds train on "
-        "the preprocessed cache of then",
+        "the preprocessed cache of then while validation reads the files as they are now (edited labels mix two "
+        "versions in the CV): to train on the changed data, train into a new --output",
         ds.source,
     )
 
