@@ -223,7 +223,9 @@ def test_trained_folds_keep_their_split(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError) as e:
         api.plan_dataset(root, wd, preset=preset, workers=1, show_progress=False, run_preprocess=False)
     assert "keeps its plan.json" in str(e.value) and "new --output" in str(e.value)
-    assert "another planner preset (default -> masked" in str(e.value)  # what changed, not just "another plan"
+    assert "another planner preset (default -> masked" in str(
+        e.value
+    )  # what changed, not just "another plan"
     assert {f: (wd / f).read_bytes() for f in kept} == kept
     api.plan_dataset(
         root, wd, workers=1, show_progress=False, folds=3, configurations=["3d_fullres"]

@@ -246,3 +246,38 @@ def test_processes_sampling_one_study_draw_different_configurations() -> None:
         draws = [first_draws(name, w) for w in range(3)]
         assert len({d[0] for d in draws}) == 3, draws
         assert first_draws(name, 1) == draws[1]
+
+
+def test_trials_table_tells_a_stopped_trial_from_one_that_never_ran(tmp_path: Path) -> None:
+    """A trial stopped by ASHA mid-fold showed folds_done 0 and compute 0.0, like one that never ran."""
+    import json
+
+    from automed.search.report import trials_table
+
+    def trial(key: str, folds: dict[str, float], partial: float | None = None, epochs: int = 0) -> None:
+        td = tmp_path / "trials" / key
+        td.mkdir(parents=True)
+        (td / "trial.json").write_text(json.dumps({"key": key, "values": {"lr": 0.01}}))
+        done = {k: {"score": v, "epochs": 2} for k, v in folds.items()}
+        (td / "result.json").write_text(
+            json.dumps({"folds": done, "score": 0.8, "compute_s": 10.0 * len(folds)})
+        )
+        for k in folds:
+            f = td / "train" / "3d_fullres" / f"fold_{k}"
+            f.mkdir(parents=True)
+            (f / "fold_result.json").write_text("{}")
+            (f / "progress.json").write_text(json.dumps({"history": [{}, {}]}))
+        if partial is not None:
+            f = td / "train" / "3d_fullres" / f"fold_{len(folds)}"
+            f.mkdir(parents=True)
+            (f / "fold_partial.json").write_text(json.dumps({"compute_s": partial}))
+            (f / "progress.json").write_text(json.dumps({"history": [{}] * epochs}))
+
+    trial("a", {"0": 0.7, "1": 0.8})
+    trial("b", {"0": 0.75})
+    trial("c", {}, partial=30.0, epochs=3)
+    trial("d", {})
+    table = trials_table(tmp_path, 2).set_index("trial")
+    assert table["status"].to_dict() == {"a": "cv", "b": "screened", "c": "stopped early", "d": "not run"}
+    assert table.loc["c", "epochs"] == 3 and table.loc["c", "compute_s"] == 30.0
+    assert table.loc["a", "epochs"] == 4 and table.loc["d", "compute_s"] == 0.0

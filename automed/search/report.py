@@ -3,6 +3,7 @@ plots (from a study rebuilt from the trial results, so both engines get the same
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -14,21 +15,48 @@ import yaml
 from automed.search.space import SearchSpace, choice_label, distributions
 
 
+def _fold_work(trial_dir: Path) -> tuple[int, float]:
+    """Epochs trained over the trial's fold folders (finished or not) and the compute of folds stopped part-way
+    (``fold_partial.json``: a scheduler's early stop, a failure), which ``result.json`` does not count."""
+    epochs, partial = 0, 0.0
+    for folder in trial_dir.glob("train/*/fold_*"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            epochs += len(json.loads((folder / "progress.json").read_text())["history"])
+        if (folder / "fold_partial.json").is_file() and not (folder / "fold_result.json").is_file():
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                partial += float(json.loads((folder / "fold_partial.json").read_text())["compute_s"])
+    return epochs, partial
+
+
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
-    """One row per trial folder: key, sampled values, folds done, screening and CV Dice, status."""
+    """One row per trial folder: key, sampled values, status (``cv``: every fold; ``screened``: some folds;
+    ``stopped early``: stopped by the scheduler (or failed) before a fold finished; ``not run``), folds done, epochs,
+    screening and CV score, compute."""
     rows = []
     for tfile in sorted((sweep_dir / "trials").glob("*/trial.json")):
         t = json.loads(tfile.read_text())
         rfile = tfile.parent / "result.json"
         r = json.loads(rfile.read_text()) if rfile.is_file() else {"folds": {}}
         folds = r.get("folds", {})
+        epochs, partial = _fold_work(tfile.parent)
+        status = (
+            "cv"
+            if len(folds) == n_folds
+            else "screened"
+            if folds
+            else "stopped early"
+            if epochs or partial
+            else "not run"
+        )
         row: dict[str, Any] = {
             "trial": t["key"],
             "default": bool(t.get("is_default")),
+            "status": status,
             "folds_done": len(folds),
+            "epochs": epochs,
             "fold0_score": folds.get("0", {}).get("score", math.nan),
             "cv_score": r.get("score", math.nan) if len(folds) == n_folds else math.nan,
-            "compute_s": round(float(r.get("compute_s", 0.0)), 1),
+            "compute_s": round(float(r.get("compute_s", 0.0)) + partial, 1),
             "trial_s": round(float(r.get("trial_s", 0.0)), 1),
             "host": r.get("host", ""),
             "node": r.get("node", ""),
