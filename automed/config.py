@@ -53,13 +53,16 @@ def load_model(model: type[M], data: Any, *, file: str) -> M:
             f"see {layout} for the layout",
         )
     _unknown_keys(model, data, "", problems, file)
+    named = {
+        p.value for p in problems
+    }  # the unknown keys _unknown_keys reported (it follows nested models only)
     try:
         result = model.model_validate(data)
     except ValidationError as exc:  # reported with the unknown keys: one run shows every problem
         for err in exc.errors():
-            if err["type"] == "extra_forbidden":  # already named, with did-you-mean
-                continue
             loc = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden" and repr(str(err["loc"][-1])) in named:
+                continue  # already named, with did-you-mean
             problems.append(
                 Problem(
                     file,

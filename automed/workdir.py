@@ -182,6 +182,7 @@ class WorkDir:
 
 
 LOCK = ".automed.lock"
+_HELD: set[Path] = set()  # work dirs this process holds the lock of (:func:`locked`)
 
 
 @contextlib.contextmanager
@@ -195,6 +196,7 @@ def locked(root: Path, command: str) -> Iterator[None]:
     created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
     path = root / LOCK
+    _HELD.add(root.resolve())  # refuse_unfinished must not touch this process's own lock
     try:
         with path.open("a+") as fh:
             try:
@@ -219,6 +221,7 @@ def locked(root: Path, command: str) -> Iterator[None]:
                 fh.truncate()
                 fcntl.lockf(fh, fcntl.LOCK_UN)
     finally:
+        _HELD.discard(root.resolve())
         if created and [p.name for p in root.iterdir()] == [LOCK]:  # failed before writing anything: no trace
             path.unlink()
             root.rmdir()
@@ -266,10 +269,12 @@ def refuse_unfinished(root: Path) -> None:
     import fcntl
 
     lock = root / LOCK
-    if lock.is_file():
+    # a process's lockf locks are its own whatever the file handle: taking and dropping a shared lock here would
+    # drop the exclusive lock this process holds (a training reading its own model while it concludes)
+    if lock.is_file() and root.resolve() not in _HELD:
         with lock.open("r") as fh:
             try:
-                fcntl.lockf(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)  # this process's own lock never refuses it
+                fcntl.lockf(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except OSError:
                 holder = fh.read().strip() or "another process"
                 raise ArtifactError.single(

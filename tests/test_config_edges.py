@@ -171,6 +171,13 @@ def test_one_run_names_unknown_keys_and_bad_values_and_yaml_errors_say_where(tmp
     text = str(e.value)
     assert "learning_rat" in text and "learning_rate" in text and "'epochs'" in text
     assert "automed/train/config.py" in text and "planners/default.yaml" not in text
+    space = tmp_path / "s.yaml"  # a key inside a parameter (a dict of models _unknown_keys does not descend)
+    space.write_text("parameters:\n  lr: {type: float, lo: 0.0001, high: 0.01}\n")
+    from automed.search.space import load_space
+
+    with pytest.raises(ConfigError) as e:
+        load_space(space)
+    assert e.value.problems and "parameters.lr" in str(e.value) and "'lo'" in str(e.value)
     cfg.write_text("epochs: 3\naugmentation:\n  flip_p: [0.5\n")
     with pytest.raises(ConfigError, match=r"at line 4, column 1"):
         load_train_config(cfg)

@@ -464,6 +464,14 @@ def test_a_model_being_written_or_half_extended_is_not_read(tmp_path: Path) -> N
     refuse_unfinished(wd)
     with locked(wd, "automed train"):  # this process's own lock (a training registering itself) is no refusal
         refuse_unfinished(wd)
+        # ... and it still holds it: another process is refused (a shared lock taken and dropped on a second
+        # handle released this process's exclusive one)
+        other = subprocess.run(
+            [sys.executable, "-c", "from pathlib import Path; from automed.workdir import locked\n"
+             f"with locked(Path({str(wd)!r}), 'automed train'):\n    pass"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert other.returncode != 0 and "one automed command writes a work dir at a time" in other.stderr
     (wd / "train_config.json").write_text(json.dumps({"extension": {"epochs": 3, "targets": {"0": 5}}}))
     with pytest.raises(ArtifactError, match=r"complete it: automed train --resume .* --extend 3"):
         refuse_unfinished(wd)

@@ -134,7 +134,9 @@ def log_validation_maps(
     from automed.train.meta import load_model
     from automed.workdir import WorkDir
 
-    predictor = load_torch_predictor(wd, None)
+    predictor = load_torch_predictor(
+        wd, None, finished=False
+    )  # the training concluding (its --extend pending)
     folds = load_model(wd).folds
     channel, explains = explained_target(predictor, None)
     layer = check_layer(predictor.models[0], None)
@@ -162,8 +164,9 @@ def log_validation_maps(
     return min(n_cases, len(chosen))
 
 
-def load_torch_predictor(model: Path, device: str | None) -> Any:
-    """The work dir's fold networks with torch: an image-level or a segmentation predictor."""
+def load_torch_predictor(model: Path, device: str | None, *, finished: bool = True) -> Any:
+    """The work dir's fold networks with torch: an image-level or a segmentation predictor. ``finished``: refuse a
+    work dir another command is writing or with an unfinished ``--extend`` (False: the training itself, concluding)."""
     from automed.infer.image_level import ImagePredictor
     from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
@@ -171,7 +174,8 @@ def load_torch_predictor(model: Path, device: str | None) -> Any:
     from automed.workflow.predict import model_dir
 
     folder = model_dir(model)
-    refuse_unfinished(folder)
+    if finished:
+        refuse_unfinished(folder)
     wd = WorkDir(folder)
     wd.require_model()
     if Plan.load(wd.plan).target is not None:
