@@ -475,3 +475,18 @@ def test_a_model_being_written_or_half_extended_is_not_read(tmp_path: Path) -> N
     (wd / "train_config.json").write_text(json.dumps({"extension": {"epochs": 3, "targets": {"0": 5}}}))
     with pytest.raises(ArtifactError, match=r"complete it: automed train --resume .* --extend 3"):
         refuse_unfinished(wd)
+
+
+def test_a_pair_with_a_3d_member_refuses_a_picture(tmp_path: Path) -> None:
+    """Only the first member was looked at: a 2D + 3D pair let a picture through to its 3D network."""
+    from types import SimpleNamespace as Ns
+
+    from automed.infer.inputs import check_takes
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((16, 16), np.uint8)), str(tmp_path / "x.png"))
+    cases = discover(tmp_path, 1)
+    two, three = Ns(spec=Ns(dimension=2)), Ns(spec=Ns(dimension=3))
+    check_takes(cases, Ns(members=[two, two]))  # 2D networks take pictures
+    for pair in (Ns(members=[two, three]), Ns(model=Ns(members=[two, three]))):  # torch pair, exported pair
+        with pytest.raises(DatasetError, match=r"trained on volumes \(3D\)"):
+            check_takes(cases, pair)

@@ -179,12 +179,11 @@ def check_takes(cases: list[InputCase], predictor: Any) -> None:
     if hasattr(predictor, "target"):
         check_dimension(cases, predictor.plan.image_dimension)
         return
-    for holder in (predictor, getattr(predictor, "model", None), *getattr(predictor, "members", [])[:1]):
-        spec = getattr(holder, "spec", None)  # a fold ensemble, an export's model, a pair's first training
-        if spec is not None:
-            if spec.dimension == 3:
-                check_dimension(cases, 3)
-            return
+    model = getattr(predictor, "model", None)  # an export's networks
+    holders = (predictor, *getattr(predictor, "members", []), *getattr(model, "members", []))
+    dims = {int(h.spec.dimension) for h in holders if getattr(h, "spec", None) is not None}
+    if 3 in dims:  # a fold ensemble, or any training of a pair, with a 3D network
+        check_dimension(cases, 3)
 
 
 def _single_file_case(f: Path, n_channels: int) -> InputCase | Problem:

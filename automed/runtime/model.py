@@ -91,9 +91,9 @@ class BundleModel:
         self.label_values = np.asarray(first.label_values, dtype=np.int16)
 
     @property
-    def spec(self) -> Any:
-        """The first member's preprocessing (its ``dimension``: 2 or 3)."""
-        return self.members[0].spec
+    def dimension(self) -> int:
+        """3 when any member's network is 3D (it takes volumes only), else 2."""
+        return max(int(m.spec.dimension) for m in self.members)
 
     @property
     def tta(self) -> bool:

@@ -77,6 +77,23 @@ def _extension_targets(wd: Path, config: TrainConfig, folds: list[int], extend: 
     return targets
 
 
+def _same_training(wd: Path, saved: dict[str, Any], config: TrainConfig, opts: TrainOptions) -> bool:
+    """The same command again (not a resume): the same store, this work dir (not a copy) and a configuration whose
+    folds this work dir holds. Then its parent run goes on instead of an empty new one."""
+    return (
+        saved.get("uri") == strip_credentials(resolve_uri(opts.tracking_uri))
+        and saved.get("workdir") == str(wd.resolve())
+        and WorkDir(wd).fold(config.configuration, 0).parent.is_dir()
+    )
+
+
+def _live_run(tracker: Tracker, run_id: str) -> bool:
+    try:
+        return bool(tracker.client.get_run(run_id).info.lifecycle_stage == "active")
+    except Exception:  # deleted for good, another store
+        return False
+
+
 def _open_tracking(
     wd: Path, plan: Plan, config: TrainConfig, opts: TrainOptions, ds: Dataset, reopen: bool
 ) -> tuple[Tracker, TrackingState]:
@@ -85,8 +102,8 @@ def _open_tracking(
     worker)."""
     wdir = WorkDir(wd)
     saved = json.loads(wdir.tracking.read_text()) if wdir.tracking.is_file() else {}
-    if not reopen and saved.get("uri") != strip_credentials(resolve_uri(opts.tracking_uri)):
-        saved = {}  # another store: a new parent run there
+    if not reopen and not _same_training(wd, saved, config, opts):
+        saved = {}  # another store, configuration or place: a new parent run
     refuse_a_copy(wd, saved)
     uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
     linked = [Path(w) for w in (opts.previous_workdir, opts.cv_workdir) if w]  # placeholders in MLflow too
@@ -97,6 +114,8 @@ def _open_tracking(
         wdir.tracking, strip_credentials(uri), plan.dataset_name, saved.get("parent_run_id", "")
     )
     track.fold_runs = dict(saved.get("fold_runs", {}))
+    if track.parent_run_id and not reopen and not _live_run(tracker, track.parent_run_id):
+        track.parent_run_id, track.fold_runs = "", {}  # deleted in MLflow since: a new parent run
     if not track.parent_run_id:
         fp = Fingerprint.load(wdir.fingerprint)
         track.parent_run_id = tracker.start_run(
