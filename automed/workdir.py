@@ -268,6 +268,8 @@ def refuse_unfinished(root: Path) -> None:
     different epochs, ``model.json`` and the CV are those of before)."""
     import fcntl
 
+    if root.parent.name == "trials" and (root.parent.parent / "sweep.json").is_file():
+        refuse_unfinished(root.parent.parent)  # a sweep's trial: its sweep holds the lock while it trains
     lock = root / LOCK
     # a process's lockf locks are its own whatever the file handle: taking and dropping a shared lock here would
     # drop the exclusive lock this process holds (a training reading its own model while it concludes)

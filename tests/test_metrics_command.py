@@ -228,6 +228,14 @@ def test_predict_table_is_scored_against_the_cases_csv(
     pd.DataFrame({"SubjectID": ids, "prediction": t + 1}).to_csv(table, index=False)
     s = api.metrics(table, tmp_path / "scores3", reference=cases).summary
     assert s["problem"] == "regression" and s["mae"] == pytest.approx(1.0)
+    # integer classes a spreadsheet wrote as 1.0 / 0.0 are the classes 1 / 0 of the model's table
+    pd.DataFrame({"SubjectID": ids, "Channel_0": ids, "ValueToPredict": y.astype(float)}).to_csv(
+        cases, index=False
+    )
+    pd.DataFrame({"SubjectID": ids, "prediction": (p1 > 0.5).astype(int), "probability_0": 1 - p1,
+                  "probability_1": p1}).to_csv(table, index=False)  # fmt: skip
+    s = api.metrics(table, tmp_path / "scores_int", reference=cases).summary
+    assert s["problem"] == "classification" and s["auc_macro"] == pytest.approx(roc_auc_score(y, p1))
     # the table alone says what to add; a reference folder for a table is refused
     with pytest.raises(DatasetError, match=r"--reference DATASET\.csv"):
         api.metrics(table, tmp_path / "scores4")

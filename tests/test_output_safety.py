@@ -346,15 +346,22 @@ def test_a_metaimage_prediction_is_written_whole_and_listed_with_its_data_file(t
     labels = np.zeros((4, 5, 6), np.int16)
     labels[1:3, 2:4, 2:5] = 2
     writer = LabelMapWriter(tmp_path)
-    for suffix in (".mhd", ".nii.gz"):
+    for suffix in (".mhd", ".nii.gz", ".nhdr"):
         writer.add(
             SimpleNamespace(case_id=f"c{suffix[1:4]}", suffix=suffix),
             geo,
             SimpleNamespace(labels=labels, probabilities=None),
         )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmhd.mhd", "cmhd.zraw", "cnii.nii.gz"]
-    assert writer.written_files() == {tmp_path / "cmhd.mhd", tmp_path / "cmhd.zraw", tmp_path / "cnii.nii.gz"}
-    for name in ("cmhd.mhd", "cnii.nii.gz"):
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "cmhd.mhd",
+        "cmhd.zraw",
+        "cnhd.nhdr",
+        "cnhd.raw.gz",
+        "cnii.nii.gz",
+    ]  # no hidden data file
+    assert writer.written_files() == {tmp_path / n for n in names}
+    for name in ("cmhd.mhd", "cnii.nii.gz", "cnhd.nhdr"):
         img = sitk.ReadImage(str(tmp_path / name))
         assert img.GetPixelID() == sitk.sitkUInt8 and img.GetSpacing() == (1.0, 1.0, 2.0)
         assert np.array_equal(sitk.GetArrayFromImage(img), labels)

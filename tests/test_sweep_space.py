@@ -265,7 +265,7 @@ def test_trials_table_tells_a_stopped_trial_from_one_that_never_ran(tmp_path: Pa
         for k in folds:
             f = td / "train" / "3d_fullres" / f"fold_{k}"
             f.mkdir(parents=True)
-            (f / "fold_result.json").write_text("{}")
+            (f / "fold_result.json").write_text(json.dumps({"compute_s": 10.0}))
             (f / "progress.json").write_text(json.dumps({"history": [{}, {}]}))
         if partial is not None:
             f = td / "train" / "3d_fullres" / f"fold_{len(folds)}"
@@ -274,10 +274,11 @@ def test_trials_table_tells_a_stopped_trial_from_one_that_never_ran(tmp_path: Pa
             (f / "progress.json").write_text(json.dumps({"history": [{}] * epochs}))
 
     trial("a", {"0": 0.7, "1": 0.8})
-    trial("b", {"0": 0.75})
+    trial("b", {"0": 0.75}, partial=5.0, epochs=1)  # screened, then stopped in fold 1: counted once
     trial("c", {}, partial=30.0, epochs=3)
     trial("d", {})
     table = trials_table(tmp_path, 2).set_index("trial")
     assert table["status"].to_dict() == {"a": "cv", "b": "screened", "c": "stopped early", "d": "not run"}
     assert table.loc["c", "epochs"] == 3 and table.loc["c", "compute_s"] == 30.0
     assert table.loc["a", "epochs"] == 4 and table.loc["d", "compute_s"] == 0.0
+    assert table.loc["b", "compute_s"] == 15.0 and table.loc["b", "epochs"] == 3

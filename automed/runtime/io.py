@@ -221,10 +221,10 @@ def write_labels(labels: np.ndarray, ref: sitk.Image, path: Path) -> None:
 
 def write_atomic(image: sitk.Image, path: Path) -> list[Path]:
     """Write ``image`` to ``path`` so that a killed run leaves no half-written file under a final name; the files
-    written (a MetaImage ``.mhd`` header names its data file, so both are written under their final names in a
-    temporary folder beside them and moved, the data first, the header last)."""
+    written (a MetaImage ``.mhd`` or NRRD ``.nhdr`` header names its data file, so both are written under their
+    final names in a temporary folder beside them and moved, the data first, the header last)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.lower().endswith(".mhd"):
+    if path.name.lower().endswith((".mhd", ".nhdr")):  # a header naming its data file
         tmpdir = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
         try:
             sitk.WriteImage(image, str(tmpdir / path.name), useCompression=True)

@@ -15,17 +15,19 @@ import yaml
 from automed.search.space import SearchSpace, choice_label, distributions
 
 
-def _fold_work(trial_dir: Path) -> tuple[int, float]:
-    """Epochs trained over the trial's fold folders (finished or not) and the compute of folds stopped part-way
-    (``fold_partial.json``: a scheduler's early stop, a failure), which ``result.json`` does not count."""
-    epochs, partial = 0, 0.0
+def _fold_work(trial_dir: Path) -> tuple[int, float | None]:
+    """Epochs trained over the trial's fold folders (finished or not) and their compute: finished folds'
+    ``fold_result.json`` plus folds stopped part-way (``fold_partial.json``: a scheduler's early stop, a failure),
+    which ``result.json`` counts only when it was written after them. None: no fold folder."""
+    epochs, compute, seen = 0, 0.0, False
     for folder in trial_dir.glob("train/*/fold_*"):
+        seen = True
         with contextlib.suppress(OSError, ValueError, KeyError):
             epochs += len(json.loads((folder / "progress.json").read_text())["history"])
-        if (folder / "fold_partial.json").is_file() and not (folder / "fold_result.json").is_file():
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                partial += float(json.loads((folder / "fold_partial.json").read_text())["compute_s"])
-    return epochs, partial
+        done, partial = folder / "fold_result.json", folder / "fold_partial.json"
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            compute += float(json.loads((done if done.is_file() else partial).read_text())["compute_s"])
+    return epochs, compute if seen else None
 
 
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
@@ -38,14 +40,14 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
         rfile = tfile.parent / "result.json"
         r = json.loads(rfile.read_text()) if rfile.is_file() else {"folds": {}}
         folds = r.get("folds", {})
-        epochs, partial = _fold_work(tfile.parent)
+        epochs, compute = _fold_work(tfile.parent)
         status = (
             "cv"
             if len(folds) == n_folds
             else "screened"
             if folds
             else "stopped early"
-            if epochs or partial
+            if epochs
             else "not run"
         )
         row: dict[str, Any] = {
@@ -56,7 +58,7 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
             "epochs": epochs,
             "fold0_score": folds.get("0", {}).get("score", math.nan),
             "cv_score": r.get("score", math.nan) if len(folds) == n_folds else math.nan,
-            "compute_s": round(float(r.get("compute_s", 0.0)) + partial, 1),
+            "compute_s": round(compute if compute is not None else float(r.get("compute_s", 0.0)), 1),
             "trial_s": round(float(r.get("trial_s", 0.0)), 1),
             "host": r.get("host", ""),
             "node": r.get("node", ""),

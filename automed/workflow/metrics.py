@@ -175,7 +175,9 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
                     problems.append(Problem(f"{predictions} ({cid})", f"{c} is a number between 0 and 1",
                                             repr(pred[c]), "write the probability"))  # fmt: skip
         value = pred.get(pred_col) if pred else None
-        pairs.append(Pair(cid, target, value or None, probs, None, where))
+        # a class written 1.0 by a spreadsheet or pandas is class 1 (as the probability_1 column names it)
+        probs = {_as_class(k): v for k, v in probs.items()}
+        pairs.append(Pair(cid, _as_class(target), _as_class(value) if value else None, probs, None, where))
     if problems:
         raise DatasetError(problems, f"cannot score {predictions} against {reference}")
     extra = sorted(set(by_id) - {p.case for p in pairs})
@@ -187,6 +189,15 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
             extra[0],
         )
     return pairs
+
+
+def _as_class(text: str) -> str:
+    """``1.0`` -> ``1`` (an integer written as a float); anything else as it is."""
+    try:
+        v = float(text)
+    except ValueError:
+        return text
+    return str(int(v)) if v.is_integer() and math.isfinite(v) else text
 
 
 def _from_folders(predictions: Path, reference: Path) -> list[Pair]:

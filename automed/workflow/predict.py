@@ -88,6 +88,9 @@ def load_predictor(
     if not str(model).startswith("models:/"):
         model = model_dir(Path(model))
         refuse_unfinished(Path(model))
+        if WorkDir(Path(model)).pair.is_file():  # a pair's trainings too
+            for member in pair_workdirs(Path(model)):
+                refuse_unfinished(member)
     if runtime != "torch":
         exported, why = exported_predictor(model, runtime, device)
         if exported is not None:
