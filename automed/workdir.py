@@ -257,9 +257,15 @@ def _is_earlier_workdir(root: Path) -> bool:
     return isinstance(found, dict) and "schema_version" in found and "inputs_hash" in found
 
 
+_SYSTEM_FILES = (".DS_Store", "lost+found", "Thumbs.db", "desktop.ini")  # what an OS puts in any folder
+
+
 def _automed_leftover(name: str) -> bool:
-    """The lock, or a temporary file of an atomic write killed part-way (``.NAME.tmp-PID...``)."""
-    return name == LOCK or (name.startswith(".") and any(t in name for t in (".tmp-", ".old-", ".partial")))
+    """The lock, a temporary file of an atomic write killed part-way (``.NAME.tmp-PID...``), or a file the
+    operating system keeps in any folder (Finder's ``.DS_Store``, a mount point's ``lost+found``, NFS's ``.nfs*``)."""
+    if name == LOCK or name in _SYSTEM_FILES or name.startswith(".nfs"):
+        return True
+    return name.startswith(".") and any(t in name for t in (".tmp-", ".old-", ".partial"))
 
 
 def refuse_unfinished(root: Path) -> None:

@@ -52,7 +52,9 @@ def test_a_runtime_asked_for_by_name_must_be_installed(monkeypatch: pytest.Monke
     )
     with pytest.raises(SystemExit, match="--device cuda runs the ONNX networks"):
         cli._runtime("openvino", {"files": files}, "cuda")
-    with pytest.raises(SystemExit, match=r"needs onnx"):
+    with pytest.raises(
+        SystemExit, match=r"--device cuda runs ONNX networks; this bundle has \['openvino'\] only"
+    ):
         cli._runtime(None, {"files": {"openvino": files["openvino"]}}, "cuda")
     with pytest.raises(SystemExit):  # --threads is a whole number of at least 1 (OpenVINO raised a traceback)
         cli.main(["-i", ".", "-o", "x", "--threads", "-2"])

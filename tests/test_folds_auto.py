@@ -397,3 +397,7 @@ def test_more_folds_than_cases_is_said_and_a_fold_beyond_them_refused(
     assert "7 folds asked, but the dataset has 5 subject group(s): 5 folds" in caplog.text and opts.folds == 5
     saved = json.loads((tmp_path / "W2" / "train_config.json").read_text())["options"]
     assert saved["folds"] == 5 and json.loads((tmp_path / "W2" / "splits.json").read_text())["n_folds"] == 5
+    from automed.workflow.resume_checks import refuse_ignored_on_resume
+
+    refuse_ignored_on_resume(tmp_path / "W2", {"--folds": "7"})  # the command as it was typed, resumed
+    refuse_ignored_on_resume(tmp_path / "W2", {"--folds": "5"})

@@ -394,6 +394,8 @@ def test_a_work_dir_is_never_a_folder_of_the_users(tmp_path: Path) -> None:
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / ".automed.lock").write_text("")  # a killed run's lock: automed's own
+    (fresh / ".DS_Store").write_bytes(b"")  # and what an operating system keeps in any folder
+    (fresh / "lost+found").mkdir()
     fp, _ = api.fingerprint(ds, fresh, show_progress=False)
     (fresh / "notes.txt").write_text("the user's, beside an earlier work dir")  # an earlier work dir is taken
     assert api.fingerprint(ds, fresh, show_progress=False)[0].hash == fp.hash

@@ -30,13 +30,16 @@ def _runtime(runtime: str | None, meta: dict[str, Any], device: str = "cpu") -> 
             raise SystemExit(
                 "--device cuda runs the ONNX networks (onnxruntime-gpu); drop --runtime openvino"
             )
+        if "onnx" not in meta["files"]:
+            raise SystemExit(
+                f"--device cuda runs ONNX networks; this bundle has {sorted(meta['files'])} only"
+            )
         runtime = "onnx"
     chosen = choose_runtime(runtime, meta["files"])
     if chosen is None:
         if runtime and runtime not in meta["files"]:
             raise SystemExit(
                 f"--runtime {runtime}: this bundle has {sorted(meta['files'])}; choose one of them"
-                + (" (--device cuda needs onnx)" if device == "cuda" else "")
             )
         if runtime:
             package = "onnxruntime-gpu" if device == "cuda" else RUNTIME_MODULES[runtime]

@@ -261,6 +261,8 @@ def _probabilities(path: Path) -> np.ndarray:
         raise ArtifactError.single(
             path,
             "a validation case's probabilities are readable",
-            f"{type(exc).__name__}: {exc}"[:200] or "an empty file",
+            (f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (an empty or cut file)")[
+                :200
+            ],
             "re-validate the fold: automed train --resume WORKDIR (or train again)",
         ) from exc

@@ -164,10 +164,11 @@ def _why_plan_differs(path: Path, new: Plan) -> str:
         )
     if old.preset_hash != new.preset_hash:
         why.append(f"another planner preset ({old.preset_name} -> {new.preset_name}, or its values changed)")
-    return (
-        "; ".join(why)
-        or f"the planner's rules changed (automed {old.automed_version} -> {new.automed_version})"
-    )
+    if why:
+        return "; ".join(why)
+    if old.automed_version != new.automed_version:
+        return f"the planner's rules changed (automed {old.automed_version} -> {new.automed_version})"
+    return "other planning options (--device, --memory-gb, --calibrate)"
 
 
 def _stored_plan_hash(path: Path) -> str | None:

@@ -30,6 +30,8 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
     o, c = saved["options"], TrainConfig.model_validate(saved["config"])
     only = o.get("only_folds")
     folds = {"auto"} if o.get("folds_auto") else {"all"} if only == [ALL_DATA] else {str(o.get("folds"))}
+    if o.get("folds_asked"):
+        folds.add(str(o["folds_asked"]))  # the command as typed (more folds than subject groups)
     if o.get("budget_s") and only != [ALL_DATA] and o.get("folds") == SPLIT_FOLDS:
         folds.add("auto")  # --folds auto with --fold: the folds were the user's, the split the budget's
     stores = {o.get("tracking_uri")} | ({_tracked_uri(wdir)} if not o.get("tracking_uri") else set())

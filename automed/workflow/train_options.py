@@ -22,6 +22,7 @@ class TrainOptions:
     device: str | None = None
     tracking_uri: str | None = None
     register: bool = True
+    folds_asked: int | None = None  # --folds N beyond the subject groups: what was typed (folds: what trains)
     validation_tta: bool = True
     validation_mirrors: str = "all"  # which mirrorings TTA averages (the preset's inference.mirrors)
     workers: int | None = None

@@ -166,7 +166,7 @@ def _fit_folds(ds: Dataset, opts: TrainOptions) -> TrainOptions:
         log.warning(
             "%d folds asked, but the dataset has %d subject group(s): %d folds", opts.folds, groups, groups
         )
-        return replace(opts, folds=groups)
+        return replace(opts, folds=groups, folds_asked=opts.folds)
     return opts
 
 
