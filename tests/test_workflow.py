@@ -145,6 +145,13 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="8 asked, 20 saved"):
         _resume_state(wd, SweepOptions(trials=8), ds, asked={"trials"})
     _resume_state(wd, SweepOptions(trials=20), ds, asked={"trials"})  # the same value again: accepted
+    # the command line passes what was typed (None otherwise): --trials 8, the default value, reaches the check
+    from typer.testing import CliRunner
+
+    from automed.cli import app
+
+    r = CliRunner().invoke(app, ["sweep", "--resume", str(wd), "--trials", "8"])
+    assert isinstance(r.exception, ConfigError) and "8 asked, 20 saved" in str(r.exception)
 
 
 def test_mirror_tta_only_for_networks_trained_on_mirrored_images() -> None:
