@@ -60,7 +60,7 @@ def done(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     api.train(ds, root / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
-    api.export(root / "W", root / "E", formats="onnx")
+    api.export(root / "W", root / "E")  # both runtimes: a cube's images run OpenVINO (CPU) and ONNX (CUDA)
     api.package(root / "W", root / "C", export_dir=root / "E")
     api.select([root / "W"], root / "S")
     return {"root": root, "W": root / "W", "E": root / "E", "C": root / "C", "S": root / "S"}

@@ -178,8 +178,9 @@ def test_package_onto_a_foreign_folder_is_refused(trained: dict[str, Path], tmp_
     foreign = tmp_path / "dist"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("years of work")
-    with pytest.raises(ArtifactError, match="replaces only folders it wrote as cube output"):
-        api.package(trained["W"], foreign)
+    for overwrite in (False, True):
+        with pytest.raises(ArtifactError, match="never replaces a folder it did not write"):
+            api.package(trained["W"], foreign, overwrite=overwrite)
     assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
 
 
