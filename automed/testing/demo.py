@@ -8,6 +8,7 @@ held-out cases -> their Dice per label.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ def run_demo(
     output = Path(output)
     train_dir, held = make_demo_data(output)
     con.print(f"demo data: {train_dir} (20 cases), held out: {held / 'imagesTr'} (2 cases)")
+    earlier = output / "work"
+    if (earlier / "fingerprint.json").is_file():  # an earlier demo's training: the demo trains afresh
+        con.print(f"replacing the earlier demo's training in {earlier}")
+        shutil.rmtree(earlier)
     res = api.train(
         train_dir,
         output / "work",
