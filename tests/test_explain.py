@@ -256,3 +256,14 @@ def test_undo_fit_inverts_the_centre_crop_and_padding(size: list[int]) -> None:
     kept = back != 0
     assert np.array_equal(back[kept], data[0][kept])
     assert kept.sum() == min(8, size[1]) * min(7, size[2])
+
+
+@pytest.mark.slow  # last in this file: it extends the module's segmentation model
+def test_a_training_with_explain_true_concludes_its_extend(models: dict[str, Any]) -> None:
+    """Concluding, the training reads its own model to log the maps while its --extend is still pending: that read
+    was refused as "an --extend that did not finish", so every retry trained and failed at the same point."""
+    import json
+
+    res = api.train(None, models["seg"], resume=True, extend=1, workers=0, show_progress=False)
+    assert "extension" not in json.loads((models["seg"] / "train_config.json").read_text())
+    assert res.fold_epochs and all(e >= 2 for e in res.fold_epochs.values())
