@@ -71,3 +71,7 @@ def test_cv_of_another_plan_is_refused(tmp_path: Path) -> None:
             b, tmp_path / "ALL", config=cfg, folds="all", cv=tmp_path / "CV", tracking_uri=uri, workers=0,
             show_progress=False,
         )  # fmt: skip
+    # refused before any work: the new work dir keeps no fingerprint or plan of its own
+    assert (
+        not (tmp_path / "ALL" / "plan.json").exists() and not (tmp_path / "ALL" / "fingerprint.json").exists()
+    )

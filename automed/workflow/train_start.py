@@ -182,13 +182,13 @@ def start_training(
     ds = load_dataset(dataset, opts.task)
     opts = _fit_folds(ds, opts)
     wdir = WorkDir(wd)
-    earlier = {p: p.read_bytes() for p in (wdir.fingerprint, wdir.plan) if p.is_file()}
+    earlier = {p: p.read_bytes() if p.is_file() else None for p in (wdir.fingerprint, wdir.plan)}
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
     with _restored_if_refused(earlier):
         check_splits(ds, wdir.splits, opts.folds)
         check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
-    evidence(opts.cv_workdir, planned)  # --cv is checked before any training
+        evidence(opts.cv_workdir, planned)  # --cv is checked before any training
     shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
     free = shaped and opts.auto_configuration and not opts.previous_workdir
     names = screening_candidates(planned, preset) if free else []
@@ -288,13 +288,17 @@ def _narrowed(
 
 
 @contextmanager
-def _restored_if_refused(earlier: dict[Path, bytes]) -> Iterator[None]:
-    """A training refused inside leaves ``earlier``'s files (fingerprint, plan) as the earlier training wrote them."""
+def _restored_if_refused(earlier: dict[Path, bytes | None]) -> Iterator[None]:
+    """A training refused inside leaves ``earlier``'s files (fingerprint, plan) as the earlier training wrote them,
+    or absent where there were none (a new work dir refused for its --cv keeps no plan of its own)."""
     try:
         yield
-    except ArtifactError:
+    except (ArtifactError, ConfigError):
         for path, content in earlier.items():
-            write_bytes_atomic(path, content)
+            if content is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_bytes_atomic(path, content)
         raise
 
 
