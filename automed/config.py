@@ -53,9 +53,8 @@ def load_model(model: type[M], data: Any, *, file: str) -> M:
             f"see {layout} for the layout",
         )
     _unknown_keys(model, data, "", problems, file)
-    named = {
-        p.value for p in problems
-    }  # the unknown keys _unknown_keys reported (it follows nested models only)
+    # the unknown keys _unknown_keys reported (it follows nested models only: pydantic names the others)
+    named = {p.value for p in problems}
     try:
         result = model.model_validate(data)
     except ValidationError as exc:  # reported with the unknown keys: one run shows every problem

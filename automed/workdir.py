@@ -236,10 +236,10 @@ def claim_workdir(root: Path, command: str) -> None:
         raise ArtifactError.single(
             root, f"{command} writes a work dir folder", "an existing file", "choose a folder"
         )
-    if not root.is_dir() or _is_earlier_workdir(root):
+    if not root.is_dir():
         return
-    foreign = sorted(p.name for p in root.iterdir() if not _automed_leftover(p.name))
-    if not foreign:
+    foreign = sorted(p.name for p in root.iterdir() if not _ignored(p.name))
+    if not foreign or _is_earlier_workdir(root):
         return
     raise ArtifactError.single(
         root,
@@ -260,7 +260,7 @@ def _is_earlier_workdir(root: Path) -> bool:
 _SYSTEM_FILES = (".DS_Store", "lost+found", "Thumbs.db", "desktop.ini")  # what an OS puts in any folder
 
 
-def _automed_leftover(name: str) -> bool:
+def _ignored(name: str) -> bool:
     """The lock, a temporary file of an atomic write killed part-way (``.NAME.tmp-PID...``), or a file the
     operating system keeps in any folder (Finder's ``.DS_Store``, a mount point's ``lost+found``, NFS's ``.nfs*``)."""
     if name == LOCK or name in _SYSTEM_FILES or name.startswith(".nfs"):

@@ -235,7 +235,6 @@ def _child() -> ProcessPoolExecutor:
     imports). OpenVINO's CPU plugin swaps the thread's signal stack and later restores one it freed; a process that
     has a Python signal handler (torch's DataLoader installs one for SIGCHLD) then dies on the next such signal.
     Keeping the runtimes out of the caller's process avoids that."""
-
     return process_pool(1, "spawn")
 
 

@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         volume = channels.shape[1] > 1  # (C, z, y, x): more than one slice
         # an image-level model takes what it was trained on; a 3D segmentation network no picture (a 2D one
         # predicts volumes slice by slice)
-        wants = (len(model.shape) == 3) if image_level else (True if model.dimension == 3 else volume)
+        wants = (len(model.shape) == 3) if image_level else (model.dimension == 3 or volume)
         if volume != wants:
             raise SystemExit(
                 f"{case.paths[0]}: the model was trained on "

@@ -130,7 +130,7 @@ def _table(path: Path) -> dict[str, str]:
     return {r["SubjectID"]: r[col] for r in rows}
 
 
-def _class(value: str) -> str:
+def as_class(value: str) -> str:
     """A class as written in either table: ``1``, ``1.0`` and `` 1 `` are the same class (a reference CSV written
     by pandas or a spreadsheet holds floats where the model's table names integer classes); names stay names."""
     text = value.strip()
@@ -167,10 +167,10 @@ def evaluate_table(pred_csv: Path, ref: Path, out: Path) -> int:
             "n": len(ids),
         }
     else:
-        same = [_class(pred[i]) == _class(truth[i]) for i in ids]
-        classes = sorted({_class(truth[i]) for i in ids})
+        same = [as_class(pred[i]) == as_class(truth[i]) for i in ids]
+        classes = sorted({as_class(truth[i]) for i in ids})
         sens = {
-            c: float(np.mean([s for i, s in zip(ids, same, strict=True) if _class(truth[i]) == c]))
+            c: float(np.mean([s for i, s in zip(ids, same, strict=True) if as_class(truth[i]) == c]))
             for c in classes
         }
         result = {"accuracy": float(np.mean(same)), "sensitivity": sens, "n": len(ids)}

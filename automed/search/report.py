@@ -30,6 +30,14 @@ def _fold_work(trial_dir: Path) -> tuple[int, float | None]:
     return epochs, compute if seen else None
 
 
+def _status(done: int, n_folds: int, epochs: int) -> str:
+    if done == n_folds:
+        return "cv"
+    if done:
+        return "screened"
+    return "stopped early" if epochs else "not run"
+
+
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
     """One row per trial folder: key, sampled values, status (``cv``: every fold; ``screened``: some folds;
     ``stopped early``: stopped by the scheduler (or failed) before a fold finished; ``not run``), folds done, epochs,
@@ -41,15 +49,7 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
         r = json.loads(rfile.read_text()) if rfile.is_file() else {"folds": {}}
         folds = r.get("folds", {})
         epochs, compute = _fold_work(tfile.parent)
-        status = (
-            "cv"
-            if len(folds) == n_folds
-            else "screened"
-            if folds
-            else "stopped early"
-            if epochs
-            else "not run"
-        )
+        status = _status(len(folds), n_folds, epochs)
         row: dict[str, Any] = {
             "trial": t["key"],
             "default": bool(t.get("is_default")),

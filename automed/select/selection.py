@@ -261,8 +261,6 @@ def _probabilities(path: Path) -> np.ndarray:
         raise ArtifactError.single(
             path,
             "a validation case's probabilities are readable",
-            (f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (an empty or cut file)")[
-                :200
-            ],
+            f"{type(exc).__name__}: {str(exc) or 'an empty or cut file'}"[:200],
             "re-validate the fold: automed train --resume WORKDIR (or train again)",
         ) from exc

@@ -88,15 +88,14 @@ def run_demo(
     con.print(
         f"registered {name} version {res.registered['version']}; predicting the held-out cases with {uri}"
     )
-    preds = (
-        api.predict(  # the demo's own predictions of an earlier run are replaced (never a folder of yours)
-            uri,
-            held / "imagesTr",
-            output / "predictions",
-            tracking_uri=tracking_uri,
-            show_progress=show_progress,
-            overwrite=True,
-        )
+    # the demo's own predictions of an earlier run are replaced (never a folder of yours)
+    preds = api.predict(
+        uri,
+        held / "imagesTr",
+        output / "predictions",
+        tracking_uri=tracking_uri,
+        show_progress=show_progress,
+        overwrite=True,
     )
     t = Table(title="held-out Dice")
     t.add_column("case")

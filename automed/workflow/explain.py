@@ -134,9 +134,8 @@ def log_validation_maps(
     from automed.train.meta import load_model
     from automed.workdir import WorkDir
 
-    predictor = load_torch_predictor(
-        wd, None, finished=False
-    )  # the training concluding (its --extend pending)
+    # the training itself, concluding: its own lock is held and its --extend still pending
+    predictor = load_torch_predictor(wd, None, finished=False)
     folds = load_model(wd).folds
     channel, explains = explained_target(predictor, None)
     layer = check_layer(predictor.models[0], None)

@@ -37,8 +37,8 @@ def export(
     in automed) and f32 elsewhere. Exporting a segmentation folder links the export to it (``export_link.json``),
     so ``automed predict MODEL`` then runs it instead of torch. A failed parity check keeps any earlier export.
     ``output`` is never the model folder, a folder holding it or the sample case, and an existing folder is replaced
-    only when it is an earlier export (or, with ``overwrite``, another output automed wrote). The parity case is named by its pseudonym (unless
-    ``keep_case_ids``); no local path is written into the export. ``link`` False (``automed package``'s temporary
+    only when it is an earlier export (or, with ``overwrite``, another output automed wrote). The parity case is
+    named by its pseudonym (unless ``keep_case_ids``); no local path is written into the export. ``link`` False (``automed package``'s temporary
     export) leaves the work dir's link as it was."""
     from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
     from automed.data.cases import read_case

@@ -68,7 +68,6 @@ def run_jobs(jobs: list[FoldJob], parallel_folds: int, deadline: float | None) -
 def _run_parallel(jobs: list[FoldJob], n: int, deadline: float | None) -> list[FoldOutcome]:
     """Run folds ``n`` at a time in spawned processes: CPU threads split evenly, one GPU each when there are
     enough. Each wave of ``n`` folds shares the time left equally with the waves after it."""
-
     gpus = torch.cuda.device_count()
     threads = max(1, (os.cpu_count() or 1) // n)
     results: list[FoldOutcome] = []

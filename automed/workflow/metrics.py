@@ -36,6 +36,7 @@ from automed.evaluate.compare import (
     synthesis_summary,
 )
 from automed.registry import check_choice
+from automed.runtime.entry import as_class
 
 CSV_COLUMNS = ("SubjectID", "Target", "Prediction")
 REFERENCE_COLUMNS = ("ValueToPredict", "Target", "target")  # a reference CSV's target column, first found
@@ -97,14 +98,7 @@ def _from_csv(path: Path) -> list[Pair]:
             problems.append(Problem(where, "every SubjectID is scored once", f"{cid!r}, also in row {first_row[cid]}",
                                     "remove the repeated row"))  # fmt: skip
         first_row.setdefault(cid, n)
-        probs: dict[str, float] = {}
-        for c in columns:
-            if c.startswith(PROBABILITY) and r[c]:
-                try:
-                    probs[c[len(PROBABILITY) :]] = float(r[c])
-                except ValueError:
-                    problems.append(Problem(where, f"{c} is a number between 0 and 1", repr(r[c]),
-                                            "write the probability, or leave the cell empty"))  # fmt: skip
+        probs = _probabilities(r, where, problems)
         pred, mask = r["Prediction"], r.get(MASK, "")
         pairs.append(
             Pair(
@@ -116,8 +110,8 @@ def _from_csv(path: Path) -> list[Pair]:
     return pairs
 
 
-def _table(path: Path, needed: tuple[str, ...], what: str) -> tuple[str, list[str], list[dict[str, str]]]:
-    """A CSV's value column (the first of ``needed`` its header holds), its columns and its rows as dicts."""
+def _table(path: Path, needed: tuple[str, ...], what: str) -> tuple[str, list[dict[str, str]]]:
+    """A CSV's value column (the first of ``needed`` its header holds) and its rows as dicts."""
     rows = read_rows(path)
     columns = [c.strip() for c in rows[0]] if rows else []
     found = [c for c in needed if c in columns]
@@ -134,7 +128,7 @@ def _table(path: Path, needed: tuple[str, ...], what: str) -> tuple[str, list[st
         for cells in rows[1:]
         if any(c.strip() for c in cells)
     ]
-    return found[0], columns, table
+    return found[0], table
 
 
 def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
@@ -142,10 +136,8 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
     ``SubjectID`` to a reference CSV's target (``ValueToPredict``, as the dataset CSV holds it, or ``Target``);
     every reference case is scored (missing predictions as for folders), predictions of other cases are ignored with
     a warning, a SubjectID twice in either file is an error."""
-    pred_col, pred_columns, pred_rows = _table(
-        predictions, (PREDICT_COLUMN, "Prediction"), "a predictions CSV"
-    )
-    ref_col, _, ref_rows = _table(reference, REFERENCE_COLUMNS, "a reference CSV")
+    pred_col, pred_rows = _table(predictions, (PREDICT_COLUMN, "Prediction"), "a predictions CSV")
+    ref_col, ref_rows = _table(reference, REFERENCE_COLUMNS, "a reference CSV")
     problems: list[Problem] = []
     by_id: dict[str, dict[str, str]] = {}
     for source, rows in ((predictions, pred_rows), (reference, ref_rows)):
@@ -166,18 +158,11 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
             problems.append(Problem(where, f"every reference row has its {ref_col}", repr(target),
                                     "fill in the reference, or drop the row"))  # fmt: skip
         pred = by_id.get(cid)
-        probs: dict[str, float] = {}
-        for c in pred_columns if pred else ():
-            if c.startswith(PROBABILITY) and pred and pred.get(c):
-                try:
-                    probs[c[len(PROBABILITY) :]] = float(pred[c])
-                except ValueError:
-                    problems.append(Problem(f"{predictions} ({cid})", f"{c} is a number between 0 and 1",
-                                            repr(pred[c]), "write the probability"))  # fmt: skip
+        probs = _probabilities(pred, f"{predictions} ({cid})", problems) if pred else {}
         value = pred.get(pred_col) if pred else None
         # a class written 1.0 by a spreadsheet or pandas is class 1 (as the probability_1 column names it)
-        probs = {_as_class(k): v for k, v in probs.items()}
-        pairs.append(Pair(cid, _as_class(target), _as_class(value) if value else None, probs, None, where))
+        probs = {as_class(k): v for k, v in probs.items()}
+        pairs.append(Pair(cid, as_class(target), as_class(value) if value else None, probs, None, where))
     if problems:
         raise DatasetError(problems, f"cannot score {predictions} against {reference}")
     extra = sorted(set(by_id) - {p.case for p in pairs})
@@ -191,13 +176,17 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
     return pairs
 
 
-def _as_class(text: str) -> str:
-    """``1.0`` -> ``1`` (an integer written as a float); anything else as it is."""
-    try:
-        v = float(text)
-    except ValueError:
-        return text
-    return str(int(v)) if v.is_integer() and math.isfinite(v) else text
+def _probabilities(row: dict[str, str], where: str, problems: list[Problem]) -> dict[str, float]:
+    """A row's ``probability_<class>`` cells by class (empty cells left out; a cell that is no number a problem)."""
+    probs: dict[str, float] = {}
+    for c, cell in row.items():
+        if c.startswith(PROBABILITY) and cell:
+            try:
+                probs[c[len(PROBABILITY) :]] = float(cell)
+            except ValueError:
+                problems.append(Problem(where, f"{c} is a number between 0 and 1", repr(cell),
+                                        "write the probability, or leave the cell empty"))  # fmt: skip
+    return probs
 
 
 def _from_folders(predictions: Path, reference: Path) -> list[Pair]:

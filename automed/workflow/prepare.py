@@ -259,7 +259,7 @@ def plan_dataset(
     pre = load_preset(preset)
     verify(ds, workers=workers, show_progress=show_progress)
     wd = Path(workdir)
-    claim_workdir(wd, "automed plan")
+    claim_workdir(wd, "automed plan")  # before the folder is made: a file or a folder of yours is refused
     wd.mkdir(parents=True, exist_ok=True)
     earlier = (wd / FINGERPRINT_FILE).read_bytes() if (wd / FINGERPRINT_FILE).is_file() else None
     fp, reused = fingerprint(ds, wd, workers=workers, show_progress=show_progress)
