@@ -120,7 +120,7 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     from automed.data.dataset import load_dataset
     from automed.errors import ConfigError
     from automed.workflow.prepare import dataset_source
-    from automed.workflow.sweep import _resume_state
+    from automed.workflow.sweep_resume import resume_state
     from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
 
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(8, 12, 12), seed=3)
@@ -131,20 +131,20 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     source = dataset_source(load_dataset(ds))
     (wd / STATE_FILE).write_text(json.dumps({"options": asdict(saved), "dataset": source}))
     # options left at their defaults, and those a resume takes (budget, device, workers): accepted
-    _, opts = _resume_state(wd, SweepOptions(budget_s=60.0, device="cpu", workers=1), ds)
+    _, opts = resume_state(wd, SweepOptions(budget_s=60.0, device="cpu", workers=1), ds)
     assert (opts.trials, opts.seed, opts.space, opts.budget_s, opts.device, opts.workers) == (
         20, 3, "space.yaml", 60.0, "cpu", 1,
     )  # fmt: skip
     with pytest.raises(ConfigError) as e:
-        _resume_state(wd, SweepOptions(trials=30, sampler="random"), other)
+        resume_state(wd, SweepOptions(trials=30, sampler="random"), other)
     text = str(e.value)
     assert "keeps its own trials" in text and "30 asked, 20 saved" in text and "keeps its own sampler" in text
     assert "a resumed sweep keeps its dataset" in text and "-o NEW_WORKDIR" in text
     # an option typed with its default value (--trials 8 over a saved 20) is another value all the same: refused
     # (compared with the defaults, it went through and was ignored)
     with pytest.raises(ConfigError, match="8 asked, 20 saved"):
-        _resume_state(wd, SweepOptions(trials=8), ds, asked={"trials"})
-    _resume_state(wd, SweepOptions(trials=20), ds, asked={"trials"})  # the same value again: accepted
+        resume_state(wd, SweepOptions(trials=8), ds, asked={"trials"})
+    resume_state(wd, SweepOptions(trials=20), ds, asked={"trials"})  # the same value again: accepted
     # the command line passes what was typed (None otherwise): --trials 8, the default value, reaches the check
     from typer.testing import CliRunner
 
@@ -152,6 +152,38 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
 
     r = CliRunner().invoke(app, ["sweep", "--resume", str(wd), "--trials", "8"])
     assert isinstance(r.exception, ConfigError) and "8 asked, 20 saved" in str(r.exception)
+
+
+def test_a_sweep_whose_dataset_moved_resumes_from_its_new_place(tmp_path: Path) -> None:
+    """Like a training: the missing saved place is named with the command that gives the new one; the new place
+    (the cases of the split) is taken and recorded in sweep.json and in the finished trials' train_config.json."""
+    import shutil
+    from dataclasses import asdict
+
+    from automed.data.dataset import load_dataset
+    from automed.errors import ArtifactError
+    from automed.workflow.prepare import dataset_source
+    from automed.workflow.sweep_resume import resume_state
+    from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(8, 12, 12), seed=3)
+    wd = tmp_path / "S"
+    api.plan_dataset(ds, wd, workers=1, show_progress=False, folds=2, run_preprocess=True)
+    source = dataset_source(load_dataset(ds))
+    (wd / STATE_FILE).write_text(json.dumps({"options": asdict(SweepOptions(trials=4)), "dataset": source}))
+    trial = wd / "trials" / "t1" / "train_config.json"
+    trial.parent.mkdir(parents=True)
+    trial.write_text(json.dumps({"dataset": source, "config": {}, "options": {}}))
+    moved = tmp_path / "elsewhere"
+    shutil.move(ds, moved)
+    with pytest.raises(ArtifactError) as e:
+        resume_state(wd, SweepOptions())
+    assert "moved or deleted" in str(e.value) and f"automed sweep NEW_PLACE --resume {wd}" in str(e.value)
+    state, _ = resume_state(wd, SweepOptions(), moved)
+    now = dataset_source(load_dataset(moved))
+    assert state["dataset"] == now and json.loads((wd / STATE_FILE).read_text())["dataset"] == now
+    assert json.loads(trial.read_text())["dataset"] == now
+    assert resume_state(wd, SweepOptions())[0]["dataset"] == now  # recorded: no need to repeat it
 
 
 def test_mirror_tta_only_for_networks_trained_on_mirrored_images() -> None:

@@ -302,6 +302,22 @@ def check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
     )
 
 
+def dataset_now(saved: str, given: str | Path | None, resume: str) -> str | Path:
+    """The dataset a resume continues with: the saved place, or where a moved one is now (``given``; its cases are
+    checked by ``check_same_cases``). A missing one without a new place is a clear error naming the ``resume``
+    command, not a missing-file message from deep in loading."""
+    if Path(saved).exists():
+        return saved
+    if not given:
+        raise ArtifactError.single(
+            saved,
+            "a resumed training or sweep reads the dataset it was started on (validation is scored on its images)",
+            "missing: moved or deleted",
+            f"if it moved, give its new place: {resume}",
+        )
+    return given
+
+
 def dataset_source(ds: Dataset) -> str:
     """What a work dir records as the dataset (``load_dataset`` of it gives ``ds`` again): the CSV, the folder of
     class folders, or the folder holding ``dataset.json``."""

@@ -15,8 +15,9 @@ Work dir: the planning artifacts (shared by every trial through links), ``sweep.
 from __future__ import annotations
 
 import json
+import logging
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from automed.artifacts import (
 )
 from automed.config import parse_duration
 from automed.data.dataset import load_dataset
-from automed.errors import ArtifactError, ConfigError, Problem
+from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.summary import score
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
@@ -47,14 +48,14 @@ from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
 from automed.tracking import Tracker, check_tracking_uri
 from automed.train.config import TrainConfig, load_train_config
-from automed.workdir import WorkDir, claim_workdir, locked
+from automed.workdir import claim_workdir, locked
 from automed.workflow.prepare import (
-    check_same_cases,
     choose_configuration,
     dataset_source,
     plan_for_training,
     preprocess,
 )
+from automed.workflow.sweep_resume import resume_state
 from automed.workflow.sweep_stages import (
     STATE_FILE,
     SweepOptions,
@@ -71,61 +72,7 @@ from automed.workflow.sweep_stages import (
 from automed.workflow.train_start import refuse_workdir_in_dataset
 from automed.workflow.trials_live import TrialsDisplay
 
-# what a resumed sweep takes from this call; every other option is the sweep's own (sweep.json)
-_RESUME_OPTIONS = ("budget_s", "ray_address", "tracking_uri", "device", "workers")
-
-
-def _resume_state(
-    wd: Path, opts: SweepOptions, dataset: str | Path | None = None, asked: set[str] | None = None
-) -> tuple[dict[str, Any], SweepOptions]:
-    """A sweep work dir's saved state and options (this call's budget, address, store, device and workers win);
-    another dataset or another value of a sweep option is refused (it would be silently ignored), and the cases the
-    sweep was split on must still be the dataset's."""
-    sfile = wd / STATE_FILE
-    if not sfile.is_file():
-        raise ArtifactError.single(
-            sfile,
-            "--resume needs a sweep work dir",
-            "no sweep.json",
-            "start with `automed sweep DATASET -o WORKDIR`",
-        )
-    state = json.loads(sfile.read_text())
-    saved = SweepOptions(**state["options"])
-    default = SweepOptions()
-    problems = [
-        Problem(
-            str(sfile),
-            f"a resumed sweep keeps its own {f.name} (only --budget, --ray-address, --tracking-uri, --device and "
-            "--workers apply to a resume)",
-            f"{getattr(opts, f.name)!r} asked, {getattr(saved, f.name)!r} saved",
-            "drop that option, or start a new sweep with -o NEW_WORKDIR",
-        )
-        for f in fields(SweepOptions)
-        if f.name not in _RESUME_OPTIONS
-        and (f.name in asked if asked is not None else getattr(opts, f.name) != getattr(default, f.name))
-        and getattr(opts, f.name) != getattr(saved, f.name)
-    ]
-    if dataset is not None and dataset_source(load_dataset(dataset)) != state["dataset"]:
-        problems.append(
-            Problem(
-                str(sfile),
-                "a resumed sweep keeps its dataset",
-                f"{dataset} asked, {state['dataset']} saved",
-                "drop DATASET (the sweep knows it), or start a new sweep with -o NEW_WORKDIR",
-            )
-        )
-    if problems:
-        raise ConfigError(problems, f"cannot resume the sweep in {wd}")
-    check_same_cases(load_dataset(state["dataset"]), WorkDir(wd))
-    opts = replace(
-        saved,
-        budget_s=opts.budget_s,
-        ray_address=opts.ray_address or saved.ray_address,
-        tracking_uri=opts.tracking_uri or saved.tracking_uri,
-        device=opts.device or saved.device,
-        workers=opts.workers if opts.workers is not None else saved.workers,
-    )
-    return state, opts
+log = logging.getLogger(__name__)
 
 
 def _new_state(
@@ -231,7 +178,7 @@ def _sweep(
 ) -> SweepResult:
     t0 = time.perf_counter()
     if resume:
-        state, opts = _resume_state(wd, opts, dataset, asked)
+        state, opts = resume_state(wd, opts, dataset, asked)
     else:
         state = _new_state(dataset, wd, opts, base_config, show_progress)
     base = TrainConfig.model_validate(state["base_config"])

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 from automed.artifacts import inside, write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
@@ -31,6 +30,7 @@ from automed.workflow.all_data import evidence
 from automed.workflow.prepare import (
     check_same_cases,
     choose_configuration,
+    dataset_now,
     dataset_source,
     plan_for_training,
     preprocess,
@@ -127,28 +127,14 @@ def restore_training(
         fallback = recorded_share(
             wd, config.configuration, folds, restored.screen is not None
         ) or unstarted_share(kept["budget_s"], len(folds), slots)
-    ds = load_dataset(_moved_dataset(wdir, saved, dataset), restored.task)
+    place = dataset_now(saved["dataset"], dataset, f"automed train NEW_PLACE --resume {wdir.root}")
+    ds = load_dataset(place, restored.task)
     check_same_cases(ds, wdir)
     if dataset_source(ds) != saved["dataset"]:
         log.warning("the dataset moved from %s to %s: recorded in %s", saved["dataset"], dataset_source(ds),
                     wdir.train_config.name)  # fmt: skip
         write_json_atomic(wdir.train_config, {**saved, "dataset": dataset_source(ds)})
     return ds, config, restored, fallback
-
-
-def _moved_dataset(wdir: WorkDir, saved: dict[str, Any], given: str | Path | None) -> str | Path:
-    """The dataset to continue with: the saved one, or where a moved one is now (a missing one without a new place
-    is a clear error, not a missing-file message from deep in loading)."""
-    if Path(saved["dataset"]).exists():
-        return str(saved["dataset"])
-    if not given:
-        raise ArtifactError.single(
-            saved["dataset"],
-            "a resumed training reads the dataset it was started on (validation is scored on its images)",
-            "missing: moved or deleted",
-            f"if it moved, give its new place: automed train NEW_PLACE --resume {wdir.root}",
-        )
-    return given
 
 
 def _fit_folds(ds: Dataset, opts: TrainOptions) -> TrainOptions:

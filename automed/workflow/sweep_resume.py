@@ -1,0 +1,92 @@
+"""Resuming a sweep (``automed sweep --resume W``): its saved state and options, what this call may change, and a
+dataset moved since the sweep began."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import write_json_atomic
+from automed.data.dataset import load_dataset
+from automed.errors import ArtifactError, ConfigError, Problem
+from automed.workdir import WorkDir
+from automed.workflow.prepare import check_same_cases, dataset_now, dataset_source
+from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
+
+log = logging.getLogger(__name__)
+
+# what a resumed sweep takes from this call; every other option is the sweep's own (sweep.json)
+_RESUME_OPTIONS = ("budget_s", "ray_address", "tracking_uri", "device", "workers")
+
+
+def resume_state(
+    wd: Path, opts: SweepOptions, dataset: str | Path | None = None, asked: set[str] | None = None
+) -> tuple[dict[str, Any], SweepOptions]:
+    """A sweep work dir's saved state and options (this call's budget, address, store, device and workers win);
+    another dataset or another value of a sweep option is refused (it would be silently ignored), and the cases the
+    sweep was split on must still be the dataset's."""
+    sfile = wd / STATE_FILE
+    if not sfile.is_file():
+        raise ArtifactError.single(
+            sfile,
+            "--resume needs a sweep work dir",
+            "no sweep.json",
+            "start with `automed sweep DATASET -o WORKDIR`",
+        )
+    state = json.loads(sfile.read_text())
+    saved = SweepOptions(**state["options"])
+    default = SweepOptions()
+    problems = [
+        Problem(
+            str(sfile),
+            f"a resumed sweep keeps its own {f.name} (only --budget, --ray-address, --tracking-uri, --device and "
+            "--workers apply to a resume)",
+            f"{getattr(opts, f.name)!r} asked, {getattr(saved, f.name)!r} saved",
+            "drop that option, or start a new sweep with -o NEW_WORKDIR",
+        )
+        for f in fields(SweepOptions)
+        if f.name not in _RESUME_OPTIONS
+        and (f.name in asked if asked is not None else getattr(opts, f.name) != getattr(default, f.name))
+        and getattr(opts, f.name) != getattr(saved, f.name)
+    ]
+    saved_place = Path(state["dataset"]).exists()  # a moved dataset is given by its new place (cases checked)
+    if saved_place and dataset is not None and dataset_source(load_dataset(dataset)) != state["dataset"]:
+        problems.append(
+            Problem(
+                str(sfile),
+                "a resumed sweep keeps its dataset",
+                f"{dataset} asked, {state['dataset']} saved",
+                "drop DATASET (the sweep knows it), or start a new sweep with -o NEW_WORKDIR",
+            )
+        )
+    if problems:
+        raise ConfigError(problems, f"cannot resume the sweep in {wd}")
+    ds = load_dataset(dataset_now(state["dataset"], dataset, f"automed sweep NEW_PLACE --resume {wd}"))
+    check_same_cases(ds, WorkDir(wd))
+    if dataset_source(ds) != state["dataset"]:
+        state = _record_moved(wd, state, dataset_source(ds))
+    opts = replace(
+        saved,
+        budget_s=opts.budget_s,
+        ray_address=opts.ray_address or saved.ray_address,
+        tracking_uri=opts.tracking_uri or saved.tracking_uri,
+        device=opts.device or saved.device,
+        workers=opts.workers if opts.workers is not None else saved.workers,
+    )
+    return state, opts
+
+
+def _record_moved(wd: Path, state: dict[str, Any], place: str) -> dict[str, Any]:
+    """A sweep resumed from its dataset's new place records it: in ``sweep.json`` and in the finished trials'
+    ``train_config.json`` (select, export and explain of a trial read the dataset there)."""
+    log.warning("the dataset moved from %s to %s: recorded in %s", state["dataset"], place, STATE_FILE)
+    for cfg in sorted((wd / "trials").glob("*/train_config.json")):
+        saved = json.loads(cfg.read_text())
+        if saved.get("dataset") == state["dataset"]:
+            write_json_atomic(cfg, {**saved, "dataset": place})
+    state = {**state, "dataset": place}
+    write_json_atomic(wd / STATE_FILE, state)
+    return state
