@@ -146,3 +146,20 @@ def test_patch_rounding_inside_or_past_the_median_image() -> None:
     past = make_plan(fp, up).configurations["3d_fullres"]
     assert past.patch_size == [40, 56, 40] and "one window covers a median case" in past.reasons["patch_size"]
     assert past.network.n_stages == inside.network.n_stages == 4
+
+
+def test_the_data_dimension_is_the_datas_not_the_planned_networks() -> None:
+    """A 2d-only preset on volumes plans a 2D network, but the model takes volumes: its registry contract says 3D,
+    as a 3d_fullres model of the same data does (they are versions of one registered model), and a plan written
+    before the field existed (None) keeps its old reading and its hash."""
+    from automed.select.register import contract
+
+    volumes, pictures = contract_fingerprints()[0], contract_fingerprints()[3]
+    preset = load_preset("default")
+    only_2d = preset.model_copy(update={"configurations": ["2d"]})
+    full, flat = make_plan(volumes, preset), make_plan(volumes, only_2d)
+    assert list(flat.configurations) == ["2d"] and flat.image_dimension == 3 == full.image_dimension
+    assert contract(flat) == contract(full) and contract(flat)["images"] == "3D"
+    assert make_plan(pictures, preset).image_dimension == 2
+    old = flat.model_copy(update={"data_dimension": None})
+    assert old.compute_hash() == flat.hash and old.image_dimension == 2  # the earlier reading

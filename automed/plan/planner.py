@@ -127,5 +127,6 @@ def make_plan(
         configurations=configs,
         reasons=reasons,
         target=plan_target(fp, preset) if image_level else None,
+        data_dimension=3 if want_3d else 2,
     )
     return plan.with_hash()

@@ -144,17 +144,26 @@ class Plan(_Model):
     reasons: dict[str, str]
     calibration: Calibration | None = None
     target: TargetPlan | None = None  # classification and regression only
+    # the data's: 3 for volumes, 2 for pictures and single slices, whatever the networks planned (a 2d-only preset
+    # on volumes); derived from the fingerprint (hashed in fingerprint_hash), so not hashed again. None: a plan
+    # written before it was recorded
+    data_dimension: Literal[2, 3] | None = None
     hash: str = ""
 
     def compute_hash(self) -> str:
-        return content_hash(self.model_dump(mode="json", exclude={"hash", "automed_version"}))
+        return content_hash(
+            self.model_dump(mode="json", exclude={"hash", "automed_version", "data_dimension"})
+        )
 
     def with_hash(self) -> Plan:
         return self.model_copy(update={"hash": self.compute_hash()})
 
     @property
     def image_dimension(self) -> int:
-        """3 for a dataset of volumes (a 3D configuration was planned), 2 for pictures and single slices."""
+        """3 for a dataset of volumes, 2 for pictures and single slices (a plan without ``data_dimension``: 3 when a
+        3D configuration was planned)."""
+        if self.data_dimension is not None:
+            return self.data_dimension
         return 3 if any(c.network.dimension == 3 for c in self.configurations.values()) else 2
 
     def configuration_hash(self, name: str) -> str:
