@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -307,6 +308,16 @@ class Tracker:
         return f"#/experiments/{self.experiment_id}/runs/{run_id}"
 
 
+def _requirements() -> list[str]:
+    """The registered model's pip requirements: the automed package's own (it goes with the model as code)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        return [r for r in requires("automed") or [] if "extra ==" not in r]
+    except PackageNotFoundError:  # run from a source tree without installing it
+        return ["torch", "numpy", "scipy", "SimpleITK", "pandas", "pydantic", "PyYAML", "mlflow", "torchio"]
+
+
 def register_ensemble(
     tracker: Tracker,
     run_id: str,
@@ -315,11 +326,12 @@ def register_ensemble(
     score: float,
     n_channels: int,
     median_spacing: list[float],
-    python_model: Any,
     columns: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Log ``bundle`` as the pyfunc ``python_model`` (an :class:`automed.registry_model.EnsembleModel`) on
-    ``run_id``, register it as ``name`` and maintain the aliases.
+    """Log ``bundle`` as an MLflow pyfunc on ``run_id``, register it as ``name`` and maintain the aliases. The
+    model is logged from code (``automed/registry_entry.py`` names :class:`automed.registry_model.EnsembleModel`):
+    no pickle; the automed package goes with it (``code/automed``), so a clean environment with the pip
+    requirements loads it (``mlflow.pyfunc.load_model``, ``mlflow models serve``).
 
     The new version always becomes ``candidate``; it becomes ``champion`` when there is none yet or its CV score
     (the task's: foreground Dice, AUC, R²) is at least the champion's (tag ``cv_score``). ``columns`` (name, MLflow
@@ -354,18 +366,24 @@ def register_ensemble(
         warnings.catch_warnings(),
         tempfile.TemporaryDirectory(prefix="automed-bundle-") as tmp,
     ):
-        # the model class is importable from automed (no code is pickled by value); no input example on purpose:
-        # it would run a full prediction at logging time. The bundle goes redacted, from a neutral temp path (the
-        # MLmodel file records where it came from), and the source tag does not name the local script.
+        # no input example on purpose: it would run a full prediction at logging time. The bundle goes redacted,
+        # from a neutral temp path (the MLmodel file records where it came from), and the source tag does not name
+        # the local script; the package is copied without its byte-code caches.
         warnings.simplefilter("ignore")
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
         shipped = tracker.redactor.tree(bundle, Path(tmp) / "model_bundle")
+        package = Path(__file__).resolve().parent
+        code = shutil.copytree(
+            package, Path(tmp) / "code" / "automed", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        entry = shutil.copy(package / "registry_entry.py", tmp)  # MLmodel records its path: a neutral one
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=python_model,
+            python_model=str(entry),
             artifacts={"bundle": str(shipped)},
+            code_paths=[str(code)],
             signature=sig,
-            pip_requirements=["torch", "numpy", "SimpleITK", "pydantic"],
+            pip_requirements=_requirements(),
             registered_model_name=name,
             tags={"mlflow.source.name": "automed", "mlflow.source.type": "LOCAL"},
         )

@@ -166,6 +166,42 @@ def test_pyfunc_predict(trained: dict[str, object]) -> None:
     assert y.shape == (1, 12, 24, 24) and y.dtype == np.int64
 
 
+def test_the_registered_model_is_code_not_a_pickle(trained: dict[str, object], tmp_path: Path) -> None:
+    """Logged from code: no pickle in the model; the automed package it carries is what a new process loads."""
+    import subprocess
+    import sys
+
+    import mlflow
+
+    mlflow.set_tracking_uri(str(trained["uri"]))
+    mlflow.set_registry_uri(str(trained["uri"]))
+    local = Path(
+        mlflow.artifacts.download_artifacts("models:/automed-Synthetic@champion", dst_path=str(tmp_path))
+    )
+    files = [p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()]
+    assert (
+        not [f for f in files if f.endswith((".pkl", ".pickle"))]
+        and "code/automed/registry_model.py" in files
+    )
+    assert not [f for f in files if "__pycache__" in f]
+    import automed
+
+    assert str(Path(automed.__file__).resolve().parent.parent) not in (local / "MLmodel").read_text()
+    assert {"torch", "torchio", "SimpleITK"} <= {
+        r.split("<")[0].split(">")[0].split("=")[0] for r in (local / "requirements.txt").read_text().split()
+    }
+    probe = (
+        "import mlflow, numpy as np, sys; m = mlflow.pyfunc.load_model(sys.argv[1]); import automed; "
+        "y = m.predict(np.zeros((1, 1, 12, 24, 24), np.float32)); print(automed.__file__ + '|' + str(y.shape))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(local)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    where, shape = out.stdout.strip().splitlines()[-1].split("|")
+    assert Path(where).resolve().is_relative_to(local.resolve()) and shape == "(1, 12, 24, 24)"
+
+
 def _epochs_done(progress: Path) -> int:
     """Epochs recorded in a fold's progress.json (0 before the first; it is replaced atomically)."""
     return len(json.loads(progress.read_text())["history"]) if progress.is_file() else 0

@@ -16,7 +16,7 @@ from typing import Any
 from automed.artifacts import atomic_directory, tree_hash, write_json_atomic
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
-from automed.registry_model import ENSEMBLE_FILE, PREVIOUS, EnsembleModel
+from automed.registry_model import ENSEMBLE_FILE, PREVIOUS
 from automed.tracking import Tracker, register_ensemble
 from automed.train.meta import ModelMeta, load_model
 from automed.train.state import load_checkpoint, save_checkpoint
@@ -114,7 +114,6 @@ def _register(
         score,
         plan.n_channels,
         plan.original_median_spacing,
-        EnsembleModel(),
         output_columns(plan),
     )
     tracker.client.set_model_version_tag(registered["name"], registered["version"], BUNDLE_TAG, digest)
