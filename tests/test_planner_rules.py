@@ -163,3 +163,27 @@ def test_the_data_dimension_is_the_datas_not_the_planned_networks() -> None:
     assert make_plan(pictures, preset).image_dimension == 2
     old = flat.model_copy(update={"data_dimension": None})
     assert old.compute_hash() == flat.hash and old.image_dimension == 2  # the earlier reading
+
+
+def test_a_wider_training_config_keeps_the_presets_feature_cap() -> None:
+    """The cap on features per stage is the preset's (recorded in the plan), not a constant of the variant code:
+    base_features 64 on a preset capped at 128 stops at 128; the recorded cap leaves the plan's hash alone."""
+    from automed.plan.variants import effective_plan
+    from automed.train.config import TrainConfig
+
+    preset = load_preset("default")
+    capped = preset.model_copy(update={"network": preset.network.model_copy(update={"max_features_3d": 128})})
+    plan = make_plan(contract_fingerprints()[4], capped)
+    net = plan.configurations["3d_fullres"].network
+    assert net.max_features == 128 and max(net.features_per_stage) == 128
+    wide = effective_plan(plan, TrainConfig(base_features=64)).configurations["3d_fullres"].network
+    assert wide.features_per_stage[0] == 64 and max(wide.features_per_stage) == 128
+    legacy = plan.model_copy(
+        update={
+            "configurations": {
+                k: c.model_copy(update={"network": c.network.model_copy(update={"max_features": None})})
+                for k, c in plan.configurations.items()
+            }
+        }
+    )
+    assert legacy.compute_hash() == plan.hash

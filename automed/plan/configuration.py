@@ -171,6 +171,7 @@ def plan_configuration(
         strides=topo.strides,
         convs_per_stage=preset.network.convs_per_stage,
         convs_per_stage_decoder=preset.network.convs_per_stage_decoder,
+        max_features=preset.network.max_features_3d if dim == 3 else preset.network.max_features_2d,
     )
     memory = MemoryEstimate(
         device=target.device,

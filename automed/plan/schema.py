@@ -29,6 +29,10 @@ class NetworkPlan(_Model):
     convs_per_stage: int
     convs_per_stage_decoder: int
     deep_supervision: bool = True
+    # the preset's cap on features per stage, which a wider base_features of a training config or search space
+    # respects too; a decision of the preset (hashed in preset_hash), so not hashed again. None: a plan written
+    # before it was recorded (the default presets' caps apply)
+    max_features: int | None = None
 
     @property
     def divisor(self) -> list[int]:
@@ -151,8 +155,12 @@ class Plan(_Model):
     hash: str = ""
 
     def compute_hash(self) -> str:
+        recorded = {"configurations": {"__all__": {"network": {"max_features"}}}}  # derived, see above
         return content_hash(
-            self.model_dump(mode="json", exclude={"hash", "automed_version", "data_dimension"})
+            self.model_dump(
+                mode="json",
+                exclude={"hash": True, "automed_version": True, "data_dimension": True, **recorded},
+            )
         )
 
     def with_hash(self) -> Plan:

@@ -17,7 +17,8 @@ from automed.plan.topology import features_per_stage
 if TYPE_CHECKING:
     from automed.train.config import TrainConfig
 
-MAX_FEATURES = {2: 512, 3: 320}
+# the default presets' caps, for a plan written before NetworkPlan recorded its preset's
+_LEGACY_MAX_FEATURES = {2: 512, 3: 320}
 
 
 def _network(cfg: ConfigurationPlan, config: TrainConfig) -> ConfigurationPlan:
@@ -33,7 +34,7 @@ def _network(cfg: ConfigurationPlan, config: TrainConfig) -> ConfigurationPlan:
     base = config.base_features or net.features_per_stage[0]
     if n == net.n_stages and base == net.features_per_stage[0]:
         return cfg
-    cap = max(MAX_FEATURES[net.dimension], *net.features_per_stage)
+    cap = max(net.max_features or _LEGACY_MAX_FEATURES[net.dimension], *net.features_per_stage)
     new = net.model_copy(
         update={
             "n_stages": n,
