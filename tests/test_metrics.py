@@ -140,3 +140,22 @@ def test_spleen_masks_assd_against_scipy() -> None:
     m = label_metrics(ref, pred, spacing)
     assert m.assd == pytest.approx(_assd_brute_force(ref, pred, spacing), rel=1e-6)
     assert 0 < m.assd < m.hd95
+
+
+def test_cv_rows_are_written_by_fold_and_case_whatever_order_the_folds_finished() -> None:
+    from automed.evaluate.summary import cv_order
+
+    rows = [
+        {"case": "b", "fold": 1, "label": 1},
+        {"case": "b", "fold": 1, "label": 2},
+        {"case": "a", "fold": 0, "label": 1},
+        {"case": "a", "fold": 0, "label": 2},
+        {"case": "c", "fold": 0, "label": 1},
+    ]
+    assert [(r["case"], r["label"]) for r in cv_order(rows)] == [
+        ("a", 1),
+        ("a", 2),
+        ("c", 1),
+        ("b", 1),
+        ("b", 2),
+    ]

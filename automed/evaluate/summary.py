@@ -80,11 +80,17 @@ def score(value: float | None) -> float:
     return float(value) if value is not None and math.isfinite(value) else 0.0
 
 
+def cv_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """CV rows by fold and case (a stable sort keeps each case's labels in order): folds finished before a resume,
+    or in another order by parallel workers, give the same table as one uninterrupted run."""
+    return sorted(rows, key=lambda r: (int(r.get("fold", 0)), str(r.get("case", ""))))
+
+
 def write_summary(rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -> dict[str, Any]:
-    """Write the per-case CSV and the summary JSON (NaN as null); return the summary."""
+    """Write the per-case CSV (in :func:`cv_order`) and the summary JSON (NaN as null); return the summary."""
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
+    pd.DataFrame(cv_order(rows)).to_csv(tmp, index=False)
     tmp.replace(csv_path)
     summary = summarize(rows)
     write_json_atomic(json_path, summary)

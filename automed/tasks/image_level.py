@@ -32,6 +32,7 @@ from automed.evaluate.image_level import (
     regression_metrics,
     regression_score,
 )
+from automed.evaluate.summary import cv_order
 from automed.infer.image_level import ImagePredictor
 from automed.plan.schema import ConfigurationPlan, Plan, TargetPlan
 from automed.tasks.base import OwnChoice
@@ -195,7 +196,7 @@ class ImageLevelTask:
         summary = self.summarize(rows)
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         # select trusts this table as the CV evidence: a kill mid-write must not leave half of it
-        write_bytes_atomic(csv_path, pd.DataFrame(rows).to_csv(index=False).encode())
+        write_bytes_atomic(csv_path, pd.DataFrame(cv_order(rows)).to_csv(index=False).encode())
         write_json_atomic(json_path, summary)
         return summary
 
