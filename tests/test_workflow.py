@@ -330,3 +330,29 @@ def test_a_copied_work_dir_does_not_resume_into_the_originals_runs(tmp_path: Pat
         refuse_a_copy(tmp_path / "C", saved)
     shutil.rmtree(tmp_path / "W")  # moved, not copied: the runs are its own
     refuse_a_copy(tmp_path / "C", saved)
+
+
+def test_only_a_missing_run_counts_as_gone_when_the_same_training_runs_again(tmp_path: Path) -> None:
+    """A deleted or unknown parent run is gone (a new one is opened); a store failing for a moment is raised, not
+    taken as a reason for a second parent run."""
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from automed.workflow.train import _live_run
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    run = client.create_run(client.create_experiment("e")).info.run_id
+    tracker = SimpleNamespace(client=client)
+    assert _live_run(tracker, run)  # type: ignore[arg-type]
+    client.delete_run(run)
+    assert not _live_run(tracker, run)  # type: ignore[arg-type]
+    assert not _live_run(tracker, "0123456789abcdef0123456789abcdef")  # type: ignore[arg-type]
+
+    class Down:
+        def get_run(self, run_id: str) -> None:
+            raise MlflowException("database is locked", error_code="INTERNAL_ERROR")
+
+    with pytest.raises(MlflowException, match="locked"):
+        _live_run(SimpleNamespace(client=Down()), run)  # type: ignore[arg-type]

@@ -88,10 +88,16 @@ def _same_training(wd: Path, saved: dict[str, Any], config: TrainConfig, opts: T
 
 
 def _live_run(tracker: Tracker, run_id: str) -> bool:
+    """The run exists in the store and is not deleted. Only "no such run" counts as gone: any other failure (the
+    store down for a moment) is raised, not taken as a reason to open a second parent run."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return bool(tracker.client.get_run(run_id).info.lifecycle_stage == "active")
-    except Exception:  # deleted for good, another store
-        return False
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # deleted for good, another store
+            return False
+        raise
 
 
 def _open_tracking(
