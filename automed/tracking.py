@@ -304,9 +304,6 @@ class Tracker:
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
-    def run_url(self, run_id: str) -> str:
-        return f"#/experiments/{self.experiment_id}/runs/{run_id}"
-
 
 def _requirements() -> list[str]:
     """The registered model's pip requirements: the automed package's own (it goes with the model as code)."""

@@ -454,6 +454,32 @@ def test_predict_review_writes_json_png_and_index(trained: dict[str, object], tm
     assert str(tmp_path) not in page  # no local paths
 
 
+def read_seg_labels(path: Path, source_files: list[str]) -> np.ndarray:
+    """The label map (slices x rows x columns, label values) of a SEG written by automed's ``write_seg``, in the
+    order of ``source_files`` (the test's reader: highdicom's frames back to a volume)."""
+    import highdicom as hd
+    import pydicom
+
+    seg = hd.seg.segread(path)
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in source_files]
+    values = []
+    for number in seg.segment_numbers:
+        tracking = str(seg.get_segment_description(number).TrackingID)
+        values.append(int(tracking.split(":")[0].removeprefix("label ")))
+    rows, cols = int(seg.Rows), int(seg.Columns)
+    out = np.zeros((len(uids), rows, cols), dtype=np.int64)
+    referenced = {str(u) for (_, _, u) in seg.get_source_image_uids()}
+    present = [i for i, u in enumerate(uids) if u in referenced]
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[uids[i] for i in present],
+        ignore_spatial_locations=True,
+        assert_missing_frames_are_empty=True,
+    )  # (frames, rows, columns, segments), binary
+    for k, value in enumerate(values):
+        out[present] = np.where(pixels[..., k] > 0, value, out[present])
+    return out
+
+
 def test_predict_dicom_seg_round_trip(trained: dict[str, object], tmp_path: Path) -> None:
     """``--output-format dicom-seg`` on DICOM series: one SEG per series, referencing it, one segment per label named
     from the plan, read back with highdicom equal to the NIfTI label map voxel for voxel (issue 17)."""
@@ -462,7 +488,6 @@ def test_predict_dicom_seg_round_trip(trained: dict[str, object], tmp_path: Path
 
     from automed.data.io import dicom_series_files
     from automed.errors import AutomedError
-    from automed.tools.dicom_seg import read_seg_labels
     from tests.conftest import shared
 
     series = shared("dicom", "hippo_crop_series")

@@ -15,9 +15,8 @@ from typing import Any
 
 from automed.artifacts import write_json_atomic
 from automed.train.meta import load_model, read_meta
-from automed.workdir import ENSEMBLE, EXPORT_LINK, MODEL, MODEL_BUNDLE, fold_name
+from automed.workdir import ENSEMBLE, MODEL, MODEL_BUNDLE, WorkDir, fold_name
 
-LINK_FILE = EXPORT_LINK
 MODEL_FILE = MODEL
 PAIR_FILE = Path(MODEL_BUNDLE) / ENSEMBLE  # an `automed select` folder that chose a pair
 
@@ -61,13 +60,13 @@ def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str,
         "checkpoints": checkpoint_digests(workdir),
         "parity_passed": bool(parity) and all(p.get("passed") for p in parity.values()),
     }
-    write_json_atomic(workdir / LINK_FILE, link)
+    write_json_atomic(WorkDir(workdir).export_link, link)
     return link
 
 
 def usable_export(workdir: Path) -> tuple[Path | None, str]:
     """The linked export folder if ``automed predict`` may use it, else ``None``; and why, in words."""
-    f = workdir / LINK_FILE
+    f = WorkDir(workdir).export_link
     if not f.is_file() or not ((workdir / MODEL_FILE).is_file() or (workdir / PAIR_FILE).is_file()):
         return None, "no export (run `automed export WORKDIR`)"
     link = json.loads(f.read_text())

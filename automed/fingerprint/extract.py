@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -277,7 +276,3 @@ def _label_fingerprints(ds: Dataset, cases: list[CaseFingerprint]) -> list[Label
             )
         )
     return out
-
-
-def fingerprint_path(workdir: Path) -> Path:
-    return workdir / "fingerprint.json"

@@ -115,7 +115,3 @@ class Fingerprint(_Model):
     @property
     def spacings(self) -> list[list[float]]:
         return [c.spacing for c in self.cases]
-
-    @property
-    def foreground_labels(self) -> list[int]:
-        return [lab.value for lab in self.labels if lab.value != 0]

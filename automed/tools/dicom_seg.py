@@ -125,26 +125,3 @@ def _segmentation(
         series_description="automed segmentation",
         content_label="AUTOMED",
     )
-
-
-def read_seg_labels(path: Path, source_files: list[str]) -> np.ndarray:
-    """The label map (slices x rows x columns, label values) of a SEG written by :func:`write_seg`, in the order
-    of ``source_files``."""
-    seg = hd.seg.segread(path)
-    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in source_files]
-    values = []
-    for number in seg.segment_numbers:
-        tracking = str(seg.get_segment_description(number).TrackingID)
-        values.append(int(tracking.split(":")[0].removeprefix("label ")))
-    rows, cols = int(seg.Rows), int(seg.Columns)
-    out = np.zeros((len(uids), rows, cols), dtype=np.int64)
-    referenced = {str(u) for (_, _, u) in seg.get_source_image_uids()}
-    present = [i for i, u in enumerate(uids) if u in referenced]
-    pixels = seg.get_pixels_by_source_instance(
-        source_sop_instance_uids=[uids[i] for i in present],
-        ignore_spatial_locations=True,
-        assert_missing_frames_are_empty=True,
-    )  # (frames, rows, columns, segments), binary
-    for k, value in enumerate(values):
-        out[present] = np.where(pixels[..., k] > 0, value, out[present])
-    return out
