@@ -23,49 +23,26 @@ PREVIOUS = "previous"  # a cascade bundle's first stage: a bundle folder of its 
 
 
 def load_bundle(folder: Path, device: str | None = None) -> Any:
-    """A predictor from a bundle folder: one training (plan.json, model.json, fold_*.pt) as a
-    :class:`automed.infer.predictor.Predictor`, or several (``ensemble.json`` + one such folder per member, written
-    when ``automed select`` chose a pair) as an :class:`automed.infer.ensemble.EnsemblePredictor`. A cascade's
-    bundle holds its first stage in ``previous/``, loaded the same way."""
-    from automed.infer.predictor import Predictor
+    """A predictor from a bundle folder: one training (plan.json, model.json, fold_*.pt), or several
+    (``ensemble.json`` + one such folder per member, written when ``automed select`` chose a pair) as their
+    ensemble; the plan's task builds them. A cascade's bundle holds its first stage in ``previous/``, loaded the
+    same way."""
     from automed.plan.schema import Plan
-
-    if (folder / ENSEMBLE_FILE).is_file():
-        from automed.infer.ensemble import EnsemblePredictor
-
-        ens = json.loads((folder / ENSEMBLE_FILE).read_text())
-        members = [load_bundle(folder / m["folder"], device) for m in ens["members"]]
-        if hasattr(members[0], "target"):  # classification, regression
-            from automed.infer.image_level import ImageEnsemble
-
-            return ImageEnsemble(members)
-        return EnsemblePredictor(members, ens.get("postprocessing", []))
+    from automed.tasks.registry import task_for
     from automed.train.meta import read_meta
     from automed.workdir import WorkDir
 
+    if (folder / ENSEMBLE_FILE).is_file():
+        ens = json.loads((folder / ENSEMBLE_FILE).read_text())
+        members = [load_bundle(folder / m["folder"], device) for m in ens["members"]]
+        task = task_for(members[0].plan.task_type, folder)
+        return task.ensemble_predictor(members, ens.get("postprocessing", []))
     meta = read_meta(WorkDir(folder).model)
-    inf = meta.inference
     weights = [folder / f"{fold_name(f)}.pt" for f in meta.predict_folds]
     plan = Plan.load(folder / "plan.json")
-    if plan.target is not None:  # classification, regression
-        from automed.infer.image_level import ImagePredictor
-
-        return ImagePredictor.from_checkpoints(
-            plan, meta.config, weights, device=device, tta=inf.tta, mirrors=inf.mirrors
-        )
     first = folder / PREVIOUS
-    return Predictor.from_checkpoints(
-        plan,
-        meta.config,
-        weights,
-        previous=load_bundle(first, device) if first.is_dir() else None,
-        device=device,
-        step=inf.step,
-        tta=inf.tta,
-        mirrors=inf.mirrors,
-        whole_image_factor=inf.whole_image_factor,
-        postprocessing=inf.postprocessing,
-    )
+    previous = load_bundle(first, device) if first.is_dir() else None
+    return task_for(plan.task_type, folder).bundle_predictor(plan, meta, weights, device, previous)
 
 
 class EnsembleModel(PythonModel):

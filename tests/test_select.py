@@ -229,7 +229,7 @@ def test_a_models_uri_that_names_nothing_lists_what_is_registered(tmp_path: Path
     from mlflow.tracking import MlflowClient
 
     from automed.errors import ArtifactError
-    from automed.tracking import download_model
+    from automed.model_store import download_model
 
     with pytest.raises(ArtifactError, match="no store at"):
         download_model("models:/x@champion", tmp_path / "d", f"sqlite:///{tmp_path / 'none.db'}")

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import atomic_directory, tree_hash, write_json_atomic
+from automed.model_store import register_ensemble
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
 from automed.registry_model import ENSEMBLE_FILE, PREVIOUS
-from automed.tracking import Tracker, register_ensemble
+from automed.tracking import Tracker
 from automed.train.meta import ModelMeta, load_model
 from automed.train.state import load_checkpoint, save_checkpoint
 from automed.workdir import MODEL_BUNDLE, WorkDir, fold_name

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from automed.plan.schema import ConfigurationPlan, Plan
     from automed.train.config import Augmentation, TrainConfig
     from automed.train.data import CaseStore, SamplerSpec
+    from automed.train.meta import ModelMeta
 
 
 class EpochScorer(Protocol):
@@ -149,4 +150,23 @@ class Task(Protocol):
         self, rows: list[dict[str, Any]], summary: dict[str, Any]
     ) -> list[tuple[str, Figure]]:
         """Figures of a CV summary (ROC, confusion matrix, ...); none for segmentation yet."""
+        ...
+
+    def load_predictor(self, workdir: Path, device: str | None) -> Any:
+        """The torch predictor of a concluded training's work dir (its model.json, inference settings in force)."""
+        ...
+
+    def bundle_predictor(
+        self,
+        plan: Plan,
+        meta: ModelMeta,
+        weights: list[Path],
+        device: str | None,
+        previous: Any = None,
+    ) -> Any:
+        """The predictor of a model bundle's weight files (``previous``: a cascade's first stage, loaded)."""
+        ...
+
+    def ensemble_predictor(self, members: list[Any], postprocessing: list[dict[str, Any]]) -> Any:
+        """The mean of several trainings' predictors (a pair ``automed select`` chose)."""
         ...

@@ -41,7 +41,7 @@ from automed.train.classifier import image_network
 from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import CaseStore, SamplerSpec
 from automed.train.image_data import WholeImageStream
-from automed.train.meta import resolve_training
+from automed.train.meta import ModelMeta, resolve_training
 from automed.workdir import WorkDir
 
 PREFIX = "probability_"
@@ -256,6 +256,27 @@ class ImageLevelTask:
         self, rows: list[dict[str, Any]], summary: dict[str, Any]
     ) -> list[tuple[str, Figure]]:
         raise NotImplementedError
+
+    def load_predictor(self, workdir: Path, device: str | None) -> ImagePredictor:
+        return ImagePredictor.from_workdir(workdir, device=device)
+
+    def bundle_predictor(
+        self,
+        plan: Plan,
+        meta: ModelMeta,
+        weights: list[Path],
+        device: str | None,
+        previous: Any = None,
+    ) -> ImagePredictor:
+        inf = meta.inference
+        return ImagePredictor.from_checkpoints(
+            plan, meta.config, weights, device=device, tta=inf.tta, mirrors=inf.mirrors
+        )
+
+    def ensemble_predictor(self, members: list[Any], postprocessing: list[dict[str, Any]]) -> Any:
+        from automed.infer.image_level import ImageEnsemble
+
+        return ImageEnsemble(members)
 
 
 class _CrossEntropy(nn.Module):

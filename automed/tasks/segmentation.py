@@ -29,6 +29,7 @@ from automed.tracking import safe_key
 from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import BatchStream, CaseStore, SamplerSpec
 from automed.train.losses import DeepSupervisionLoss, build_loss
+from automed.train.meta import ModelMeta
 from automed.train.networks import segmentation_network
 from automed.workdir import WorkDir
 
@@ -221,3 +222,33 @@ class Segmentation:
         self, rows: list[dict[str, Any]], summary: dict[str, Any]
     ) -> list[tuple[str, Figure]]:
         return []
+
+    def load_predictor(self, workdir: Path, device: str | None) -> Predictor:
+        return Predictor.from_workdir(workdir, device=device)
+
+    def bundle_predictor(
+        self,
+        plan: Plan,
+        meta: ModelMeta,
+        weights: list[Path],
+        device: str | None,
+        previous: Any = None,
+    ) -> Predictor:
+        inf = meta.inference
+        return Predictor.from_checkpoints(
+            plan,
+            meta.config,
+            weights,
+            previous=previous,
+            device=device,
+            step=inf.step,
+            tta=inf.tta,
+            mirrors=inf.mirrors,
+            whole_image_factor=inf.whole_image_factor,
+            postprocessing=inf.postprocessing,
+        )
+
+    def ensemble_predictor(self, members: list[Any], postprocessing: list[dict[str, Any]]) -> Any:
+        from automed.infer.ensemble import EnsemblePredictor
+
+        return EnsemblePredictor(members, postprocessing)

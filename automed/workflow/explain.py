@@ -166,9 +166,8 @@ def log_validation_maps(
 def load_torch_predictor(model: Path, device: str | None, *, finished: bool = True) -> Any:
     """The work dir's fold networks with torch: an image-level or a segmentation predictor. ``finished``: refuse a
     work dir another command is writing or with an unfinished ``--extend`` (False: the training itself, concluding)."""
-    from automed.infer.image_level import ImagePredictor
-    from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
+    from automed.tasks.registry import task_for
     from automed.workdir import WorkDir, refuse_unfinished
     from automed.workflow.predict import model_dir
 
@@ -177,9 +176,7 @@ def load_torch_predictor(model: Path, device: str | None, *, finished: bool = Tr
         refuse_unfinished(folder)
     wd = WorkDir(folder)
     wd.require_model()
-    if Plan.load(wd.plan).target is not None:
-        return ImagePredictor.from_workdir(folder, device=device)
-    return Predictor.from_workdir(folder, device=device)
+    return task_for(Plan.load(wd.plan).task_type, folder).load_predictor(folder, device)
 
 
 def explained_target(predictor: Any, label: str | int | float | None) -> tuple[int | None, str]:

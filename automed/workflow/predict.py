@@ -102,10 +102,9 @@ def load_predictor(
                 why,
                 f"run `automed export {model}` first, or use --runtime torch",
             )
-    from automed.infer.image_level import ImagePredictor
-    from automed.infer.predictor import Predictor
     from automed.plan.schema import Plan
     from automed.registry_model import ENSEMBLE_FILE, load_bundle
+    from automed.tasks.registry import task_for
 
     if (
         Path(model) / "model_bundle" / ENSEMBLE_FILE
@@ -116,16 +115,14 @@ def load_predictor(
         import shutil
         import tempfile
 
-        from automed.tracking import download_model
+        from automed.model_store import download_model
 
         tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
         atexit.register(shutil.rmtree, tmp, True)  # the downloaded copy goes when the command ends
         return load_bundle(download_model(str(model), tmp, tracking_uri), device)
     wd = WorkDir(Path(model))
     wd.require_model()
-    if Plan.load(wd.plan).target is not None:  # classification, regression
-        return ImagePredictor.from_workdir(model, device=device)
-    return Predictor.from_workdir(model, device=device)
+    return task_for(Plan.load(wd.plan).task_type, wd.root).load_predictor(wd.root, device)
 
 
 def predict(

@@ -88,8 +88,7 @@ def _same_training(wd: Path, saved: dict[str, Any], config: TrainConfig, opts: T
 
 
 def _live_run(tracker: Tracker, run_id: str) -> bool:
-    """The run exists in the store and is not deleted. Only "no such run" counts as gone: any other failure (the
-    store down for a moment) is raised, not taken as a reason to open a second parent run."""
+    """The run exists and is not deleted; any other store failure is raised (no second parent run for it)."""
     from mlflow.exceptions import MlflowException
 
     try:

@@ -1,0 +1,169 @@
+"""The MLflow model registry: a bundle logged and registered as a pyfunc with automed's aliases (``candidate``,
+``champion``), and a registered model downloaded again for ``automed predict models:/...``."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from automed.tracking import Tracker, resolve_uri
+from automed.workdir import ENSEMBLE, MODEL
+
+
+def _requirements() -> list[str]:
+    """The registered model's pip requirements: the automed package's own (it goes with the model as code)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        return [r for r in requires("automed") or [] if "extra ==" not in r]
+    except PackageNotFoundError:  # run from a source tree without installing it
+        return ["torch", "numpy", "scipy", "SimpleITK", "pandas", "pydantic", "PyYAML", "mlflow", "torchio"]
+
+
+def register_ensemble(
+    tracker: Tracker,
+    run_id: str,
+    bundle: Path,
+    name: str,
+    score: float,
+    n_channels: int,
+    median_spacing: list[float],
+    columns: list[tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Log ``bundle`` as an MLflow pyfunc on ``run_id``, register it as ``name`` and maintain the aliases. The
+    model is logged from code (``automed/registry_entry.py`` names :class:`automed.registry_model.EnsembleModel`):
+    no pickle; the automed package goes with it (``code/automed``), so a clean environment with the pip
+    requirements loads it (``mlflow.pyfunc.load_model``, ``mlflow models serve``).
+
+    The new version always becomes ``candidate``; it becomes ``champion`` when there is none yet or its CV score
+    (the task's: foreground Dice, AUC, R²) is at least the champion's (tag ``cv_score``). ``columns`` (name, MLflow
+    type): the table an image-level model returns; ``None``: label maps.
+    """
+    import mlflow
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+
+    outputs = (
+        Schema([TensorSpec(np.dtype(np.int64), (-1, -1, -1, -1))])
+        if columns is None
+        else Schema([ColSpec(kind, col) for col, kind in columns])
+    )
+    sig = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_channels, -1, -1, -1))]),
+        outputs=outputs,
+        params=ParamSchema(
+            [
+                ParamSpec(f"spacing_{a}", "double", float(s))
+                for a, s in zip("zyx", median_spacing, strict=True)
+            ]
+        ),
+    )
+    import logging
+    import tempfile
+    import warnings
+
+    with (
+        mlflow.start_run(run_id=run_id),
+        warnings.catch_warnings(),
+        tempfile.TemporaryDirectory(prefix="automed-bundle-") as tmp,
+    ):
+        # no input example on purpose: it would run a full prediction at logging time. The bundle goes redacted,
+        # from a neutral temp path (the MLmodel file records where it came from), and the source tag does not name
+        # the local script; the package is copied without its byte-code caches.
+        warnings.simplefilter("ignore")
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+        shipped = tracker.redactor.tree(bundle, Path(tmp) / "model_bundle")
+        package = Path(__file__).resolve().parent
+        code = shutil.copytree(
+            package, Path(tmp) / "code" / "automed", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        entry = shutil.copy(package / "registry_entry.py", tmp)  # MLmodel records its path: a neutral one
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(entry),
+            artifacts={"bundle": str(shipped)},
+            code_paths=[str(code)],
+            signature=sig,
+            pip_requirements=_requirements(),
+            registered_model_name=name,
+            tags={"mlflow.source.name": "automed", "mlflow.source.type": "LOCAL"},
+        )
+    version = str(info.registered_model_version)
+    client = tracker.client
+    client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
+    client.set_registered_model_alias(name, "candidate", version)
+    from mlflow.exceptions import MlflowException
+
+    champion = None
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except MlflowException as exc:  # only "no champion yet": a store that fails must not crown a worse model
+        if "not found" not in str(exc).lower():
+            raise
+    if (
+        champion is None
+        or score >= float(champion.tags.get("cv_score", champion.tags.get("cv_fg_dice", "-1"))) - 1e-6
+    ):  # tag kept to 6 digits
+        client.set_registered_model_alias(name, "champion", version)
+        champion_version = version
+    else:
+        champion_version = str(champion.version)
+    return {
+        "name": name,
+        "version": version,
+        "champion": champion_version,
+        "uri": f"models:/{name}/{version}",
+    }
+
+
+def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
+    """Download a registered model (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``); return its bundle folder."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from automed.errors import ArtifactError
+
+    resolved = resolve_uri(tracking_uri)
+    if resolved.startswith("sqlite:///") and not Path(resolved[len("sqlite:///") :]).is_file():
+        raise ArtifactError.single(  # never create an empty store where none was
+            uri,
+            "a models:/ URI is looked up in an MLflow store",
+            f"no store at {resolved}",
+            "pass --tracking-uri of the store the model was registered in (or run from its folder)",
+        )
+    mlflow.set_tracking_uri(resolved)
+    mlflow.set_registry_uri(resolved)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except MlflowException as exc:
+        raise ArtifactError.single(
+            uri, "a models:/ URI names a registered model and an @alias or /version of it",
+            str(exc).splitlines()[0][:200], "registered here: " + _registered_summary(mlflow.MlflowClient(resolved)),
+        ) from exc  # fmt: skip
+    hits = sorted(local.rglob(ENSEMBLE)) or sorted(local.rglob(MODEL))
+    if not hits:
+        raise ArtifactError.single(
+            uri,
+            "a registered automed model must contain model.json",
+            "not found",
+            "register it with `automed train` (or check the model name and alias)",
+        )
+    return hits[0].parent
+
+
+def _registered_summary(client: Any) -> str:
+    """The registered models of a store with their aliases and versions, for an error's fix (at most 10)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        models = client.search_registered_models(max_results=10)
+    except MlflowException:
+        return "(the store cannot be read)"
+    parts = [
+        f"{m.name} (aliases {', '.join('@' + a for a in sorted(getattr(m, 'aliases', {}) or {})) or 'none'}; "
+        f"latest version {max((int(v.version) for v in m.latest_versions or []), default='-')})"
+        for m in models
+    ]
+    return "; ".join(parts) or "none (register one with `automed train`)"
