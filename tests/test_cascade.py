@@ -185,5 +185,49 @@ def test_cascade_folds_are_not_reused_over_another_first_stage(cascade: dict[str
             api.train(cascade["data"], casc, configuration="3d_cascade_fullres", previous=low, **common)  # type: ignore[arg-type]
         assert "cascade folds keep the first-stage model they were trained on" in str(err.value)
         assert (casc / "previous_stage.json").read_bytes() == link
+        # nor does the finished cascade predict, go on, or register over it (it predicted from the new model)
+        from automed.infer.predictor import Predictor
+
+        with pytest.raises(ArtifactError, match="keeps the first-stage model it was trained on"):
+            Predictor.from_workdir(casc)
+        with pytest.raises(ArtifactError, match="keeps the first-stage model it was trained on"):
+            api.train(None, casc, resume=True, extend=1, show_progress=False, workers=0)  # type: ignore[arg-type]
     finally:
         (low / "model.json").write_bytes(model)
+    assert Predictor.from_workdir(casc).previous is not None  # the same model again: predicts
+
+
+@pytest.mark.slow
+def test_a_cascade_on_all_data_takes_the_first_stage_split_and_its_fold_ensemble(
+    cascade: dict[str, Path],
+) -> None:
+    """--folds all on a cascade: the split is the first stage's (no --folds to match), every case trains, and
+    prediction runs the first stage's fold ensemble (it has no all-data model) - it crashed after training."""
+    from automed.infer.predictor import Predictor
+
+    root, low = cascade["root"], cascade["low"]
+    common = {**_train_options(root), "register": False, "folds": "all"}
+    api.train(cascade["data"], root / "CALL", configuration="3d_cascade_fullres", previous=low, **common)  # type: ignore[arg-type]
+    assert json.loads((root / "CALL" / "model.json").read_text())["folds"] == [-1]
+    pred = Predictor.from_workdir(root / "CALL")
+    assert pred.previous is not None and len(pred.previous.models) == 2  # LOW's two folds
+    pred.tta = False
+    arrays, geo = read_image(cascade["data"] / "imagesTr" / "case_001.nii.gz")
+    assert pred.predict_arrays(np.stack(arrays), geo).labels.shape == arrays[0].shape
+
+
+def test_a_new_work_dir_refused_for_its_cascade_options_keeps_nothing(tmp_path: Path) -> None:
+    """-c 3d_cascade_fullres without --previous (or --previous without it) into a new folder: refused, and the
+    folder holds no fingerprint, plan, split or cache of the refused run."""
+    from automed.errors import AutomedError
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(40, 40, 40), shape_jitter=0, seed=3)
+    (tmp_path / "preset.yaml").write_text(PRESET)
+    (tmp_path / "cfg.yaml").write_text(CONFIG)
+    common = {**_train_options(tmp_path), "register": False}
+    for kwargs in ({"configuration": "3d_cascade_fullres"}, {"previous": tmp_path / "data"}):
+        out = tmp_path / f"W{len(kwargs)}{sorted(kwargs)[0]}"
+        with pytest.raises(AutomedError):
+            api.train(ds, out, **common, **kwargs)  # type: ignore[arg-type]
+        left = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        assert not {"fingerprint.json", "plan.json", "splits.json", "preprocessed"} & set(left), left

@@ -7,7 +7,6 @@ axis separately), arg-max, pasted into the uncropped volume, transposed back, cl
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from automed.infer.sliding_window import predict_volume
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess_arrays, preprocess_label, spec_for
+from automed.preprocess.previous_stage import check_first_stage
 from automed.runtime.pipeline import to_original
 from automed.runtime.postprocess import apply as apply_postprocessing
 from automed.runtime.postprocess import class_bias
@@ -214,14 +214,13 @@ def previous_stage(
     its raw validation predictions), with its own mirror set. ``tta`` ``None`` (prediction): its own TTA and window
     step, as its registered bundle predicts; a bool (a cascade fold's validation): that TTA at the default step, as
     its validation predictions that the cascade trained on were made."""
-    link = json.loads(WorkDir(workdir).previous_link.read_text())
-    prev = Path(link["workdir"])
+    prev = check_first_stage(workdir)
     meta = load_model(prev)
     return Predictor.from_folds(
         prev,
         Plan.load(WorkDir(prev).plan),
         meta.config,
-        folds,
+        meta.first_stage_folds(folds),
         checkpoint=meta.checkpoint,
         device=device,
         mirrors=meta.inference.mirrors,

@@ -69,7 +69,7 @@ def link_previous(workdir: Path, previous_wd: Path, plan: Plan, configuration: s
             prev.splits,
             "a cascade and its previous stage share one split",
             "other folds",
-            "use --seed/--folds as for the first stage",
+            "give the cascade the first stage's --folds (and the same `seed:` in --config)",
         )
     missing = [cid for cid in _all_cases(splits) if _prediction(prev.root, stage, prev_splits, cid) is None]
     if missing:
@@ -101,6 +101,27 @@ def _digest(path: Path) -> str:
     """The first stage's model by what identifies its training (``meta.model_digest``: a rerun that rewrites the same
     model, or re-chooses its inference settings, is the same model)."""
     return model_digest(path)[:16]
+
+
+def check_first_stage(workdir: Path) -> Path:
+    """The first-stage work dir of the cascade in ``workdir``, refused when its model changed since the cascade was
+    trained on its predictions (extended or retrained: its ``model.json`` digest differs from the link's): the
+    cascade's folds learnt from the earlier model's predictions and would predict from another's."""
+    wd = WorkDir(workdir)
+    link = json.loads(wd.previous_link.read_text())
+    prev = WorkDir(Path(link["workdir"]))
+    if not prev.model.is_file():
+        raise _fail(prev.root, "a cascade predicts through its first stage", "no model.json (moved or deleted?)",
+                    "restore the first-stage work dir where it was")  # fmt: skip
+    if link.get("model") not in (_digest(prev.model), legacy_digest(prev.model)):
+        raise _fail(
+            wd.previous_link,
+            "a cascade keeps the first-stage model it was trained on",
+            f"{prev.root.name}'s model changed since (extended or retrained)",
+            "train the cascade again into a new --output on the changed first stage (or predict with the first "
+            "stage alone)",
+        )
+    return prev.root
 
 
 def legacy_digest(path: Path) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from automed.artifacts import atomic_directory, tree_hash, write_json_atomic
 from automed.model_store import register_ensemble
 from automed.plan.schema import Plan
+from automed.preprocess.previous_stage import check_first_stage
 from automed.privacy import Redactor
 from automed.registry_model import ENSEMBLE_FILE, PREVIOUS
 from automed.tracking import Tracker
@@ -89,9 +90,10 @@ def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None)
             save_checkpoint(tmp / f"{fold_name(f)}.pt", {"model": state["model"]})
         meta.save(WorkDir(tmp).model)
         if wd.previous_link.is_file():  # a cascade carries its first stage (raw: no postprocessing)
-            prev = Path(json.loads(wd.previous_link.read_text())["workdir"])
+            prev = check_first_stage(wd.root)  # the model the cascade was trained on, unchanged
             first = load_model(prev)  # the folds the cascade predicts with, as in its training and validation
-            raw = first.inference.model_copy(update={"postprocessing": [], "folds": meta.predict_folds})
+            folds = first.first_stage_folds(meta.predict_folds)
+            raw = first.inference.model_copy(update={"postprocessing": [], "folds": folds})
             write_model_bundle(prev, first.model_copy(update={"inference": raw}), tmp / PREVIOUS)
     return dest
 

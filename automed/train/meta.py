@@ -24,7 +24,7 @@ from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.runtime.sliding import Mirrors
 from automed.train.config import TrainConfig
-from automed.workdir import WorkDir
+from automed.workdir import ALL_DATA, WorkDir
 
 MODEL_SCHEMA = 2
 log = logging.getLogger(__name__)
@@ -72,6 +72,14 @@ class ModelMeta(_Strict):
     @property
     def predict_folds(self) -> list[int]:
         return list(self.inference.folds or self.folds)
+
+    def first_stage_folds(self, folds: list[int]) -> list[int]:
+        """The folds of this (a cascade's first stage) that serve the cascade's ``folds``: the same folds (each
+        cascade fold trained on the predictions of the first-stage fold that held its cases out), or, for a
+        cascade trained on all data, this model's own prediction folds (it has no all-data fold of its own)."""
+        if ALL_DATA in folds and ALL_DATA not in self.folds:
+            return self.predict_folds
+        return folds
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.model_dump(mode="json"))

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -18,7 +19,12 @@ from automed.data.splits import check_splits
 from automed.errors import ArtifactError, ConfigError
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
-from automed.preprocess.previous_stage import legacy_digest, link_previous, write_previous_stage
+from automed.preprocess.previous_stage import (
+    check_first_stage,
+    legacy_digest,
+    link_previous,
+    write_previous_stage,
+)
 from automed.privacy import strip_credentials
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
@@ -130,6 +136,8 @@ def restore_training(
     place = dataset_now(saved["dataset"], dataset, f"automed train NEW_PLACE --resume {wdir.root}")
     ds = load_dataset(place, restored.task)
     check_same_cases(ds, wdir)
+    if wdir.previous_link.is_file():  # a cascade goes on only over the first-stage model it began on
+        check_first_stage(wd)
     if dataset_source(ds) != saved["dataset"]:
         log.warning("the dataset moved from %s to %s: recorded in %s", saved["dataset"], dataset_source(ds),
                     wdir.train_config.name)  # fmt: skip
@@ -170,8 +178,15 @@ def start_training(
     wdir = WorkDir(wd)
     earlier = {p: p.read_bytes() if p.is_file() else None for p in (wdir.fingerprint, wdir.plan)}
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
-    config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
-    with _restored_if_refused(earlier):
+    with _restored_if_refused(earlier, wdir):
+        config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
+    if opts.previous_workdir and opts.only_folds == [ALL_DATA]:
+        # a cascade on all data takes its first stage's split (each case's first-stage input is the prediction of
+        # the first-stage fold that held it out): no --folds to match by hand
+        first = WorkDir(Path(opts.previous_workdir)).splits
+        if first.is_file():
+            opts = replace(opts, folds=int(json.loads(first.read_text())["n_folds"]))
+    with _restored_if_refused(earlier, wdir):
         check_splits(ds, wdir.splits, opts.folds)
         check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
         evidence(opts.cv_workdir, planned)  # --cv is checked before any training
@@ -191,8 +206,8 @@ def start_training(
     if opts.previous_workdir:  # a cascade: the first stage's out-of-fold predictions as extra inputs
         if wdir.previous_link.is_file():
             earlier[wdir.previous_link] = wdir.previous_link.read_bytes()
-        link = link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
-        with _restored_if_refused(earlier):
+        with _restored_if_refused(earlier, wdir):
+            link = link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
             _check_same_previous(wdir, config, earlier.get(wdir.previous_link), link)
         write_previous_stage(wd, planned, config.configuration, show_progress)
     if shaped and deadline is not None:
@@ -234,7 +249,7 @@ def start_training(
     opts = replace(
         opts, validation_mirrors=load_preset(preset).inference.mirrors, fold_resources=opts.resources()
     )
-    with _restored_if_refused(earlier):  # the config is final now: finished folds must be of this one
+    with _restored_if_refused(earlier, wdir):  # the config is final now: finished folds must be of this one
         check_existing_folds(wd, planned, config)
     write_json_atomic(
         WorkDir(wd).train_config,
@@ -274,7 +289,7 @@ def _narrowed(
 
 
 @contextmanager
-def _restored_if_refused(earlier: dict[Path, bytes | None]) -> Iterator[None]:
+def _restored_if_refused(earlier: dict[Path, bytes | None], wdir: WorkDir) -> Iterator[None]:
     """A training refused inside leaves ``earlier``'s files (fingerprint, plan) as the earlier training wrote them,
     or absent where there were none (a new work dir refused for its --cv keeps no plan of its own)."""
     try:
@@ -285,6 +300,11 @@ def _restored_if_refused(earlier: dict[Path, bytes | None]) -> Iterator[None]:
                 path.unlink(missing_ok=True)
             else:
                 write_bytes_atomic(path, content)
+        if earlier.get(wdir.fingerprint, b"") is None:  # a new work dir: all that it holds is this run's
+            wdir.splits.unlink(missing_ok=True)
+            wdir.previous_link.unlink(missing_ok=True)
+            for folder in (wdir.preprocessed, wdir.previous_stage):
+                shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
