@@ -190,6 +190,9 @@ def test_budget_screens_configurations_and_promotes_the_best(tmp_path: Path) -> 
     assert res.model.configuration == winner and res.model.folds == [0, 1]  # promoted: its fold 1 trained too
     for name in ("2d", "3d_fullres"):
         assert (wd / "train" / name / "fold_0" / "validation_metrics.json").is_file()
+        # each screened fold trains for the share the reason states (the end-of-run reserve was taken twice)
+        given = json.loads((wd / "train" / name / "fold_0" / "progress.json").read_text())["budget_s"]
+        assert given == pytest.approx(screen["share_s"], abs=2.0), (given, screen["share_s"])
     assert not (wd / "train" / ({"2d", "3d_fullres"} - {winner}).pop() / "fold_1").exists()
     saved = json.loads((wd / "train_config.json").read_text())
     assert saved["config"]["configuration"] == winner  # --resume continues with the winner

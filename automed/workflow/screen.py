@@ -23,7 +23,7 @@ from automed.tracking import Tracker, safe_key
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 from automed.workflow.fold import FoldJob, validated_rows, validation_passes
-from automed.workflow.fold_runs import Placement, run_fold_jobs
+from automed.workflow.fold_runs import FINAL_RESERVE_S, Placement, run_fold_jobs
 from automed.workflow.live import Mode
 from automed.workflow.train_options import TrackingState, TrainOptions
 
@@ -81,7 +81,9 @@ def _screen_fold(
         progress=progress,
     )
     where = Placement(1, opts.ray_address, opts.resources())
-    (out,) = run_fold_jobs([job], where, wd, time.perf_counter() + share_s, None)
+    # the fold gets its share: run_fold_jobs keeps the end-of-run reserve from what a deadline leaves, and the
+    # share was already counted without it
+    (out,) = run_fold_jobs([job], where, wd, time.perf_counter() + share_s + FINAL_RESERVE_S, None)
     return out.rows, run_id
 
 
