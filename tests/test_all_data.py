@@ -75,3 +75,37 @@ def test_cv_of_another_plan_is_refused(tmp_path: Path) -> None:
     assert (
         not (tmp_path / "ALL" / "plan.json").exists() and not (tmp_path / "ALL" / "fingerprint.json").exists()
     )
+
+
+def test_folds_one_command_at_a_time_an_all_data_model_beside_them_and_its_cv_of_another_width(
+    tmp_path: Path,
+) -> None:
+    """--fold 0 then --fold 1 into one work dir: the model and its CV take both. --folds all into that work dir:
+    refused (its CV files would describe another model). --folds all --cv W takes W's width when its config leaves
+    it to the plan, and refuses a config of another width (the inherited score would describe another model)."""
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=7)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\nbase_features: 8\n"
+    )
+    common = {"tracking_uri": uri, "workers": 0, "show_progress": False, "register": False}
+    api.train(ds, tmp_path / "W", config=cfg, folds=2, only_folds=[0], **common)  # type: ignore[arg-type]
+    res = api.train(ds, tmp_path / "W", config=cfg, folds=2, only_folds=[1], **common)  # type: ignore[arg-type]
+    assert res.model.folds == [0, 1]
+    cv_rows = (tmp_path / "W" / "cv" / "metrics.csv").read_text().splitlines()[1:]
+    assert {r.split(",")[1] for r in cv_rows} == {"0", "1"}  # the fold column
+    with pytest.raises(ArtifactError, match="not both|keep its splits.json"):
+        api.train(ds, tmp_path / "W", config=cfg, folds="all", **common)  # type: ignore[arg-type]
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
+    done = api.train(ds, tmp_path / "ALL", config=plain, folds="all", cv=tmp_path / "W", **common)  # type: ignore[arg-type]
+    assert done.model.config.base_features == 8  # the width of the models the CV measured
+    with pytest.raises(ArtifactError, match="not both"):  # a CV fold beside the all-data model
+        api.train(ds, tmp_path / "ALL", config=cfg, only_folds=[0], **common)  # type: ignore[arg-type]
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(
+        "epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\nbase_features: 16\n"
+    )
+    with pytest.raises(ArtifactError, match="same model"):
+        api.train(ds, tmp_path / "ALL2", config=wide, folds="all", cv=tmp_path / "W", **common)  # type: ignore[arg-type]

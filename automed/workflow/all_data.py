@@ -13,6 +13,7 @@ from typing import Any
 
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
+from automed.plan.variants import effective_plan
 from automed.select.register import register_training
 from automed.tasks.base import Task
 from automed.tracking import Tracker
@@ -43,6 +44,52 @@ def evidence(cv_workdir: str | None, plan: Plan) -> tuple[ModelMeta | None, dict
         )
     track = json.loads(wd.tracking.read_text()) if wd.tracking.is_file() else {}
     return meta, track
+
+
+def inherit_shape(cv_workdir: str | None, config: TrainConfig) -> TrainConfig:
+    """An all-data model of a cross-validation takes its network's width and depth where its own config leaves them
+    to the plan (the budget's width rule may have narrowed the CV's models): the model it inherits evidence from."""
+    if not cv_workdir:
+        return config
+    cv = load_model(WorkDir(Path(cv_workdir)).root).config
+    update = {
+        k: getattr(cv, k)
+        for k in ("base_features", "n_stages")
+        if getattr(config, k) is None and getattr(cv, k) is not None
+    }
+    return config.model_copy(update=update) if update else config
+
+
+def check_same_model(cv_workdir: str | None, plan: Plan, config: TrainConfig) -> None:
+    """The all-data model is the model the cross-validation measured (configuration, network, patch and batch, loss,
+    normalization; the schedule may differ): else its inherited CV score would describe another model."""
+    if not cv_workdir:
+        return
+    wd = WorkDir(Path(cv_workdir))
+    cv = load_model(wd.root).config
+
+    def shape(c: TrainConfig) -> dict[str, Any]:
+        if c.configuration not in plan.configurations:
+            return {"configuration": c.configuration}
+        net = effective_plan(plan, c).configurations[c.configuration].network
+        return {
+            "configuration": c.configuration,
+            "network": [net.n_stages, net.features_per_stage],
+            "patch and batch": resolve_training(plan, c).model_dump(),
+            "loss": c.loss,
+            "normalization": c.normalization,
+        }
+
+    mine, theirs = shape(config), shape(cv)
+    differ = [k for k in theirs if mine.get(k) != theirs[k]]
+    if differ:
+        raise ArtifactError.single(
+            wd.model,
+            "--cv names a cross-validation of the same model (the all-data model inherits its CV score)",
+            "; ".join(f"{k}: {mine.get(k)} here, {theirs[k]} there" for k in differ)[:400],
+            f"train --folds all with that training's config (`config` in {wd.train_config.name}, or a sweep's "
+            "best_config.yaml), or leave --cv out",
+        )
 
 
 def conclude_all_data(

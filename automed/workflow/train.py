@@ -1,10 +1,8 @@
 """``automed train``: plan -> train every fold within the budget -> validate -> CV summary -> postprocessing on the
 training's own CV -> model metadata (``model.json``, again after a resume) -> bundle -> MLflow registry.
 
-One parent MLflow run per command, one child run per configuration x fold (created by the driver, so workers only
-log into existing runs). ``train_config.json`` keeps the frozen config and options (for ``--resume``),
-``tracking.json`` the store, run ids and registry entry. Work dir layout: :mod:`automed.workdir`.
-"""
+One parent MLflow run per command, one child run per configuration x fold (made by the driver; workers log into
+them). ``train_config.json``: the frozen config and options; ``tracking.json``: store, runs, registry entry."""
 
 from __future__ import annotations
 
@@ -44,6 +42,7 @@ from automed.workflow.shape import fold_count
 from automed.workflow.sweep_stages import parse_resources
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 from automed.workflow.train_start import (
+    fold_list,
     refuse_workdir_in_dataset,
     require_training_workdir,
     restore_training,
@@ -164,7 +163,7 @@ def _fold_jobs(
 ) -> tuple[list[dict[str, Any]], dict[int, int], list[FoldJob]]:
     """Rows and epochs of folds finished before, and a job (with its MLflow run) for every other fold."""
     splits = json.loads(WorkDir(wd).splits.read_text())
-    folds = opts.only_folds if opts.only_folds is not None else list(range(splits["n_folds"]))
+    folds = fold_list(wd, config, opts, splits["n_folds"], extend)
     rows: list[dict[str, Any]] = []
     epochs: dict[int, int] = {}
     jobs: list[FoldJob] = []

@@ -32,7 +32,8 @@ from automed.train.config import TrainConfig
 from automed.train.schedule import FoldChoice
 from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import ALL_DATA, WorkDir
-from automed.workflow.all_data import evidence
+from automed.workflow.all_data import check_same_model, evidence, inherit_shape
+from automed.workflow.fold import validated_rows
 from automed.workflow.prepare import (
     check_same_cases,
     choose_configuration,
@@ -186,6 +187,7 @@ def start_training(
         first = WorkDir(Path(opts.previous_workdir)).splits
         if first.is_file():
             opts = replace(opts, folds=int(json.loads(first.read_text())["n_folds"]))
+    config = inherit_shape(opts.cv_workdir, config)  # --folds all --cv W: W's network, before the width rule
     with _restored_if_refused(earlier, wdir):
         check_splits(ds, wdir.splits, opts.folds)
         check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
@@ -251,6 +253,8 @@ def start_training(
     )
     with _restored_if_refused(earlier, wdir):  # the config is final now: finished folds must be of this one
         check_existing_folds(wd, planned, config)
+        _check_one_kind(wd, config, opts.only_folds)
+        check_same_model(opts.cv_workdir, planned, config)
     write_json_atomic(
         WorkDir(wd).train_config,
         {
@@ -326,6 +330,44 @@ def _check_same_previous(
         f"{trained[0].parent}: trained on {json.loads(before)['workdir']} as it was before; it changed since",
         "train the cascade into a new --output (its folds need the new first stage's predictions)",
     )
+
+
+def fold_list(wd: Path, config: TrainConfig, opts: TrainOptions, n_folds: int, extend: int) -> list[int]:
+    """The folds a training runs and concludes with: those asked, and with ``--fold K`` the folds of this work dir
+    that finished before (folds trained one command at a time, nnU-Net's way: the model and its CV take them all)."""
+    folds = opts.only_folds if opts.only_folds is not None else list(range(n_folds))
+    if opts.only_folds is None or opts.folds_auto or extend or ALL_DATA in folds:
+        return folds
+    before = [
+        k
+        for k in range(n_folds)
+        if k not in folds
+        and validated_rows(
+            WorkDir(wd).fold(config.configuration, k), opts.validation_tta, opts.validation_mirrors
+        )
+        is not None
+    ]
+    if before:
+        log.info("fold(s) %s of this work dir finished before: the model and its CV include them", before)
+    return sorted([*folds, *before])
+
+
+def _check_one_kind(wd: Path, config: TrainConfig, only_folds: list[int] | None) -> None:
+    """A work dir holds a cross-validation or an all-data model, never both (its CV files would describe the other)."""
+    root = wd / "train" / config.configuration
+    names = (
+        {p.name for p in root.glob("fold_*") if any(p.glob("checkpoint_*.pt"))} if root.is_dir() else set()
+    )
+    asked_all = only_folds == [ALL_DATA]
+    if (asked_all and names - {"fold_all"}) or (not asked_all and "fold_all" in names):
+        raise ArtifactError.single(
+            root,
+            "a work dir holds a cross-validation or an all-data model (--folds all), not both",
+            f"{'cross-validation folds' if asked_all else 'an all-data model'} trained here before",
+            "train --folds all into a new --output and name this cross-validation with --cv"
+            if asked_all
+            else "train the cross-validation into a new --output",
+        )
 
 
 def check_existing_folds(wd: Path, plan: Plan, config: TrainConfig, *, open_width: bool = False) -> None:
