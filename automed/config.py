@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,7 +15,39 @@ from automed.registry import did_you_mean
 M = TypeVar("M", bound=BaseModel)
 
 
-def _unknown_keys(model: type[BaseModel], data: Any, where: str, out: list[Problem], file: str) -> None:
+Layers = list[tuple[Path, Any]]
+"""An ``extends:`` chain as read: each file with its own YAML data (``extends`` removed), the root parent first."""
+
+
+def _holds(data: Any, loc: tuple[Any, ...]) -> bool:
+    for key in loc:
+        if not isinstance(data, dict):
+            return False
+        found = [v for k, v in data.items() if str(k) == str(key)]
+        if not found:
+            return False
+        data = found[0]
+    return True
+
+
+def source_file(layers: Layers, loc: tuple[Any, ...], default: str) -> str:
+    """The file of ``layers`` whose value at ``loc`` (a key path into the merged mapping) is the one used: the
+    last file holding it (the child wins when several do); the longest such prefix of ``loc`` decides (a missing
+    key, an item of a list), else ``default``."""
+    for n in range(len(loc), 0, -1):
+        for path, data in reversed(layers):
+            if _holds(data, loc[:n]):
+                return str(path)
+    return default
+
+
+def _unknown_keys(
+    model: type[BaseModel],
+    data: Any,
+    loc: tuple[str, ...],
+    out: list[Problem],
+    file: Callable[[tuple[Any, ...]], str],
+) -> None:
     if not isinstance(data, dict):
         return
     fields = model.model_fields
@@ -22,8 +55,8 @@ def _unknown_keys(model: type[BaseModel], data: Any, where: str, out: list[Probl
         if key not in fields:
             out.append(
                 Problem(
-                    file,
-                    f"unknown key '{where}{key}'",
+                    file((*loc, key)),
+                    f"unknown key '{'.'.join((*loc, str(key)))}'",
                     repr(key),
                     f"remove it or use one of {sorted(fields)}.{did_you_mean(str(key), fields)}",
                 )
@@ -31,7 +64,7 @@ def _unknown_keys(model: type[BaseModel], data: Any, where: str, out: list[Probl
             continue
         ann = fields[key].annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            _unknown_keys(ann, value, f"{where}{key}.", out, file)
+            _unknown_keys(ann, value, (*loc, key), out, file)
 
 
 _LAYOUT = {  # where each kind of file's keys are shown
@@ -41,8 +74,15 @@ _LAYOUT = {  # where each kind of file's keys are shown
 }
 
 
-def load_model(model: type[M], data: Any, *, file: str) -> M:
-    """Validate ``data`` as ``model``; every unknown key and bad value is reported in one :class:`ConfigError`."""
+def load_model(model: type[M], data: Any, *, file: str, layers: Layers | None = None) -> M:
+    """Validate ``data`` as ``model``; every unknown key and bad value is reported in one :class:`ConfigError`.
+
+    ``layers``: the ``extends:`` chain ``data`` was merged from; each problem then names the file of the chain
+    that holds the offending key (see :func:`source_file`), not ``file``."""
+
+    def where(loc: tuple[Any, ...]) -> str:
+        return source_file(layers, loc, file) if layers else file
+
     layout = _LAYOUT.get(model.__name__, "the README")
     problems: list[Problem] = []
     if not isinstance(data, dict):
@@ -52,7 +92,7 @@ def load_model(model: type[M], data: Any, *, file: str) -> M:
             type(data).__name__,
             f"see {layout} for the layout",
         )
-    _unknown_keys(model, data, "", problems, file)
+    _unknown_keys(model, data, (), problems, where)
     # the unknown keys _unknown_keys reported (it follows nested models only: pydantic names the others)
     named = {p.value for p in problems}
     try:
@@ -64,7 +104,7 @@ def load_model(model: type[M], data: Any, *, file: str) -> M:
                 continue  # already named, with did-you-mean
             problems.append(
                 Problem(
-                    file,
+                    where(tuple(err["loc"])),
                     f"'{loc}': {err['msg']}",
                     repr(err.get("input")),
                     f"set a value of the right type and range (see {layout})",
@@ -92,8 +132,10 @@ def read_yaml(path: Path, what: str = "the config file", fix: str = "check the p
 
 
 def load_yaml_model(model: type[M], path: Path, names: Path | None = None) -> M:
-    """Load ``path`` as ``model``, after resolving its ``extends:`` chain (see :func:`read_extending`)."""
-    return load_model(model, read_extending(path, names), file=str(path))
+    """Load ``path`` as ``model``, after resolving its ``extends:`` chain (see :func:`read_extending`); a problem
+    names the file of the chain that holds the offending key."""
+    layers = read_layers(path, names)
+    return load_model(model, merge_layers(layers), file=str(path), layers=layers)
 
 
 EXTENDS = "extends"
@@ -111,7 +153,7 @@ def merge(base: Any, child: Any) -> Any:
 
 def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
     """``extends: NAME`` (a file ``NAME.yaml`` of ``names``, else of the child's folder) or ``extends: PATH``
-    (relative to the child's folder)."""
+    (relative to the child's folder); the path as found, not resolved (errors name it as the user wrote it)."""
     if not isinstance(ref, str) or not ref.strip():
         raise ConfigError.single(
             child,
@@ -123,13 +165,19 @@ def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
         p = Path(ref)
         found = p if p.is_absolute() else child.parent / p
         if found.is_file():
-            return found.resolve()
-        where, options = found.parent, []
+            return found
+        where = found.parent
+        # the YAML files beside the one named, written as the reference would name them
+        options = sorted(
+            str(p.with_name(q.name))
+            for q in (where.iterdir() if where.is_dir() else [])
+            if q.suffix in (".yaml", ".yml") and q.is_file() and q.resolve() != child.resolve()
+        )
     else:
         where = names or child.parent
         found = where / f"{ref}.yaml"
         if found.is_file():
-            return found.resolve()
+            return found
         options = sorted(q.stem for q in where.glob("*.yaml") if q.resolve() != child.resolve())
     raise ConfigError.single(
         child,
@@ -141,28 +189,58 @@ def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
     )
 
 
-def read_extending(
+def read_layers(
     path: Path,
     names: Path | None = None,
     _chain: tuple[Path, ...] = (),
     *,
     what: str = "the config file",
     fix: str = "check the path",
+) -> Layers:
+    """``path`` and its ``extends:`` ancestors, each with its own YAML data, the root parent first.
+
+    A cycle, an unknown parent or a parent that is not a mapping is a :class:`ConfigError` naming the chain, the
+    names there are or the parent (``what``/``fix``: the error for a missing ``path``)."""
+    data = read_yaml(path, what, fix)
+    if _chain and not isinstance(data, dict):
+        found = "an empty file" if data is None else f"a YAML {type(data).__name__}"
+        raise ConfigError.single(
+            path,
+            "an extends: parent must be a mapping of keys to values",
+            f"{found} (the parent of {_chain[-1]})",
+            f"write {path.name} as key: value lines, or make extends: in {_chain[-1]} name another file",
+        )
+    if not isinstance(data, dict) or EXTENDS not in data:
+        return [(path, data)]
+    data = dict(data)
+    parent = _parent_path(data.pop(EXTENDS), path, names)
+    chain = (*_chain, path)
+    if parent.resolve() in {p.resolve() for p in chain}:
+        loop = " -> ".join(p.name for p in (*chain, parent))
+        raise ConfigError.single(path, "'extends' chains must not loop", loop, "break the cycle")
+    return [*read_layers(parent, names, chain), (path, data)]
+
+
+def merge_layers(layers: Layers) -> Any:
+    """The data of an ``extends:`` chain (see :func:`read_layers`), each file merged over its parent."""
+    out = layers[0][1]
+    for _, data in layers[1:]:
+        out = merge(out, data)
+    return out
+
+
+def read_extending(
+    path: Path,
+    names: Path | None = None,
+    *,
+    what: str = "the config file",
+    fix: str = "check the path",
 ) -> Any:
     """The YAML mapping of ``path`` merged over its ``extends:`` parent, recursively (InnerEye-style base configs).
 
-    The child's keys win; nested mappings merge key by key. A cycle or an unknown parent is a :class:`ConfigError`
-    naming the chain or offering the names there are (``what``/``fix``: the error for a missing ``path``)."""
-    data = read_yaml(path, what, fix)
-    if not isinstance(data, dict) or EXTENDS not in data:
-        return data
-    here = path.resolve()
-    parent = _parent_path(data.pop(EXTENDS), path, names)
-    chain = (*_chain, here)
-    if parent in chain:
-        loop = " -> ".join(p.name for p in (*chain, parent))
-        raise ConfigError.single(path, "'extends' chains must not loop", loop, "break the cycle")
-    return merge(read_extending(parent, names, chain), data)
+    The child's keys win; nested mappings merge key by key. A cycle, an unknown parent or a parent that is not a
+    mapping is a :class:`ConfigError` (see :func:`read_layers`)."""
+    return merge_layers(read_layers(path, names, what=what, fix=fix))
 
 
 def parse_duration(value: str | float | None) -> float | None:

@@ -80,3 +80,78 @@ def test_unknown_key_in_a_parent_is_still_reported(tmp_path: Path) -> None:
     child = _write(tmp_path / "child.yaml", {"extends": "base.yaml", "epochs": 2})
     with pytest.raises(ConfigError, match="unknown key 'epochz'"):
         load_train_config(child)
+
+
+def test_a_bad_key_is_reported_in_the_file_that_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the files are named as the user wrote them, relative to here
+    (tmp_path / "ext").mkdir()
+    _write(tmp_path / "ext" / "badparent_p.yaml", {"iterations_per_epch": 5, "epochs": "many"})
+    child = _write(tmp_path / "ext" / "badparent.yaml", {"extends": "badparent_p", "learning_rate": "fast"})
+    with pytest.raises(ConfigError) as err:
+        load_train_config(child)
+    by_rule = {p.rule: p.file for p in err.value.problems}
+    parent = str(tmp_path / "ext" / "badparent_p.yaml")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(Path("ext/badparent.yaml"))
+    assert "  - ext/badparent_p.yaml: unknown key 'iterations_per_epch'" in str(err.value)
+    assert by_rule["unknown key 'iterations_per_epch'"] == parent
+    assert any(r.startswith("'epochs'") and f == parent for r, f in by_rule.items())
+    assert any(r.startswith("'learning_rate'") and f == str(child) for r, f in by_rule.items())
+    # both define it: the child's value wins, so the child is named
+    _write(tmp_path / "both_p.yaml", {"augmentation": {"rotaton_p": 0.1, "scale_p": "x"}})
+    both = _write(tmp_path / "both.yaml", {"extends": "both_p", "augmentation": {"scale_p": "y"}})
+    with pytest.raises(ConfigError) as err:
+        load_train_config(both)
+    by_rule = {p.rule: p.file for p in err.value.problems}
+    assert by_rule["unknown key 'augmentation.rotaton_p'"] == str(tmp_path / "both_p.yaml")
+    assert any(r.startswith("'augmentation.scale_p'") and f == str(both) for r, f in by_rule.items())
+
+
+def test_a_bad_key_in_a_parent_preset_or_search_space_names_the_parent(tmp_path: Path) -> None:
+    _write(tmp_path / "parent.yaml", {"extends": "cpu", "name": "p", "memory": {"target_gbb": 4}})
+    child = _write(tmp_path / "child.yaml", {"extends": "parent.yaml", "name": "c"})
+    with pytest.raises(ConfigError) as err:
+        load_preset(child)
+    (problem,) = err.value.problems
+    assert problem.rule == "unknown key 'memory.target_gbb'" and problem.file == str(tmp_path / "parent.yaml")
+    _write(tmp_path / "sp.yaml", {"name": "sp", "parameters": {"lr": {"type": "float", "low": 1e-4, "high": 1e-2,
+                                                                      "target": "learning_rate", "lgo": True}}})  # fmt: skip
+    mine = _write(tmp_path / "mine.yaml", {"extends": "sp", "name": "mine", "fixde": {"epochs": 1}})
+    with pytest.raises(ConfigError) as err:
+        load_space(mine)
+    by_rule = {p.rule: p.file for p in err.value.problems}
+    assert by_rule == {"unknown key 'parameters.lr.lgo'": str(tmp_path / "sp.yaml")}
+    _write(tmp_path / "sp.yaml", {"name": "sp", "parameters": {}, "fixde": {"epochs": 1}})
+    with pytest.raises(ConfigError) as err:
+        load_space(mine)
+    assert {p.rule: p.file for p in err.value.problems} == {
+        "unknown key 'fixde'": str(mine)  # both define it: the child's value is the one used
+    }
+
+
+@pytest.mark.parametrize("body", ["- epochs: 3\n", "3\n", "", "# only a comment\n"])
+def test_a_parent_that_is_not_a_mapping_is_an_error_naming_it(tmp_path: Path, body: str) -> None:
+    (tmp_path / "base.yaml").write_text(body)
+    child = _write(tmp_path / "child.yaml", {"extends": "base", "epochs": 2})
+    with pytest.raises(ConfigError) as err:
+        load_train_config(child)
+    (problem,) = err.value.problems
+    assert (
+        problem.file == str(tmp_path / "base.yaml") and "an extends: parent must be a mapping" in problem.rule
+    )
+    assert "child.yaml" in str(err.value)
+
+
+def test_a_mistyped_parent_path_offers_did_you_mean(tmp_path: Path) -> None:
+    _write(tmp_path / "base.yaml", {"epochs": 7})
+    child = _write(tmp_path / "child.yaml", {"extends": "bse.yaml", "epochs": 2})
+    with pytest.raises(ConfigError) as err:
+        load_train_config(child)
+    assert "Did you mean 'base.yaml'?" in str(err.value) and str(child) in str(err.value)
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "sub" / "base.yaml", {"epochs": 7})
+    child = _write(tmp_path / "child.yaml", {"extends": "sub/bas.yaml", "epochs": 2})
+    with pytest.raises(ConfigError, match=r"Did you mean 'sub/base\.yaml'"):
+        load_train_config(child)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automed.config import load_model, read_extending
+from automed.config import load_model, merge_layers, read_layers, source_file
 from automed.errors import ConfigError, Problem
 from automed.registry import did_you_mean
 from automed.search.resolve import default_point, resolve
@@ -51,10 +51,11 @@ def load_space(path: str | Path) -> SearchSpace:
     """Load and validate a search-space YAML file."""
     p = Path(path)
     # `extends: NAME` is NAME.yaml beside it, or a path
-    data = read_extending(p, what="the search-space file", fix="check the path (see search_spaces/)")
+    layers = read_layers(p, what="the search-space file", fix="check the path (see search_spaces/)")
+    data = merge_layers(layers)
     problems: list[Problem] = []
     if isinstance(data, dict) and not isinstance(data.get("parameters") or {}, dict):
-        raise ConfigError.single(p, "'parameters' maps each parameter name to its spec",
+        raise ConfigError.single(source_file(layers, ("parameters",), str(p)), "'parameters' maps each parameter name to its spec",
                                  type(data["parameters"]).__name__,
                                  "write e.g. parameters: {learning_rate: {type: float, low: 1e-4, high: 1e-2}}")  # fmt: skip
     if isinstance(data, dict):
@@ -64,7 +65,7 @@ def load_space(path: str | Path) -> SearchSpace:
                     if key not in Parameter.model_fields:
                         problems.append(
                             Problem(
-                                str(p),
+                                source_file(layers, ("parameters", name, key), str(p)),
                                 f"unknown key 'parameters.{name}.{key}'",
                                 repr(key),
                                 f"remove it or use one of {sorted(Parameter.model_fields)}.{did_you_mean(str(key), Parameter.model_fields)}",
@@ -72,6 +73,6 @@ def load_space(path: str | Path) -> SearchSpace:
                         )
     if problems:
         raise ConfigError(problems, f"invalid search space {p}")
-    space = load_model(SearchSpace, data, file=str(p))
+    space = load_model(SearchSpace, data, file=str(p), layers=layers)
     validate_space(space, str(p))
     return space
