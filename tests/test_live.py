@@ -98,3 +98,41 @@ def test_sweep_trials_show_a_line_per_finished_fold_when_not_a_terminal(tmp_path
     with TrialsDisplay(tmp_path, 2, "off", console=Console(file=off), interval=0.05):
         _trial(tmp_path, "c3", {}, 1, 0.1)
     assert off.getvalue() == ""
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_live_bar_keeps_its_label_and_status_whole_on_an_ordinary_terminal(width: int) -> None:
+    log = EpochLog(12, 0.91, 0.88, [0.7, 0.72], 0.812, 0.784, 0.003, 12.0, 0.04, 1800, 40, 6000)
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, record=True)
+    with FoldDisplay("3d_fullres fold 0", 3600.0, "live", console) as d:
+        d.on_epoch_end(0, log)
+    text = console.export_text()
+    last = text[text.rindex("3d_fullres fold 0") :].splitlines()  # the last frame the live display drew
+    assert re.fullmatch(r"3d_fullres fold 0 ━[━╺╸]+━ \d:\d\d:\d\d", last[0].rstrip()), last
+    assert all(len(line) <= width and "…" not in line for line in last)
+    status = epoch_line("", log, 0.0, 3600.0).strip().split("  ")  # the items of the plain line
+    shown = [line.strip() for line in last[1:] if line.strip()]
+    assert len(shown) == (1 if width >= 120 else 2)  # the status under the bar: one line, or two at most
+    items = [item for line in shown for item in line.split("  ")]  # each item whole on one line
+    clock_item = re.compile(r"\d+[hm]\d\d[ms] \(\d+[hm]\d\d[ms] left\)")  # the elapsed time may have ticked
+    assert len(items) == len(status) and all(
+        a == b or (clock_item.fullmatch(a) and clock_item.fullmatch(b))
+        for a, b in zip(items, status, strict=True)
+    ), (items, status)
+
+
+def test_the_live_trials_table_wraps_values_and_cuts_nothing_at_80_columns(tmp_path: Path) -> None:
+    from automed.workflow.trials_live import TrialsDisplay
+
+    values = {
+        "augmentation.rotation_p": 0.3,
+        "architecture": "resenc_unet_large_channels",
+        "learning_rate": 0.003,
+    }
+    row = {"key": "train_fn_8b3d3_00000", "values": values, "folds": 3, "score": 0.81234, "compute_s": 3725.0}
+    console = Console(file=io.StringIO(), width=80, force_terminal=True, record=True)
+    console.print(TrialsDisplay(tmp_path, 5, "live", console=console, score_label="pseudo-Dice").table([row]))
+    text = console.export_text()
+    assert "…" not in text and "train_fn_8b3d3_00000" in text and "pseudo-Dice" in text and "0.8123" in text
+    cells = "".join(line.split("│")[2].strip() for line in text.splitlines() if line.count("│") == 6)
+    assert cells == "augmentation.rotation_p=0.3architecture=resenc_unet_large_channelslearning_rate=0.003"

@@ -1,15 +1,23 @@
 """What a running fold shows: on a terminal a live bar per fold (epochs and iterations of the planned schedule,
 elapsed and remaining budget, the latest pseudo-Dice and its EMA, data waiting); elsewhere (CI, log files, folds in
-worker processes) one plain line per epoch."""
+worker processes) one plain line per epoch.
+
+The live bar is two lines, so an 80-column terminal shows it whole: the fold's label (never cut), the bar (40
+columns, fewer when the label leaves less) and the elapsed time; under them the epoch's status, on a second line
+where the first is full."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Literal
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.padding import Padding
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
+from rich.text import Text
 
 from automed.train.state import EpochLog
 from automed.train.trainer import Callback
@@ -36,6 +44,34 @@ def epoch_line(
     )
 
 
+class _Status:
+    """An epoch's status under its bar, indented: its items (``epoch 3/10``, ``it 450/1500``... two spaces apart)
+    fill each line and move whole to the next one when the line is full."""
+
+    def __init__(self, text: str) -> None:
+        self.items = text.split("  ")
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width, lines = max(1, options.max_width - 2), [""]
+        for item in self.items:
+            if lines[-1] and len(lines[-1]) + 2 + len(item) > width:
+                lines.append(item)
+            else:
+                lines[-1] = f"{lines[-1]}  {item}" if lines[-1] else item
+        for line in lines:  # an item wider than the whole line is wrapped there
+            yield Padding(Text(line), (0, 0, 0, 2), expand=False)
+
+
+class _TwoLineProgress(Progress):
+    """A :class:`Progress` whose tasks' ``status`` field is shown under the bars (see :class:`_Status`)."""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            if task.visible:
+                yield _Status(str(task.fields.get("status", "")))
+
+
 class FoldDisplay:
     """A callback (and context manager) showing one fold's epochs; ``mode`` ``live`` falls back to plain lines when
     the console is not a terminal."""
@@ -56,11 +92,12 @@ class FoldDisplay:
 
     def __enter__(self) -> FoldDisplay:
         if self.mode == "live" and self.console.is_terminal:
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
+            self.progress = _TwoLineProgress(
+                TextColumn(
+                    "{task.description}", table_column=Column(no_wrap=True, min_width=len(self.label))
+                ),
+                BarColumn(bar_width=None, table_column=Column(max_width=40)),
                 TimeElapsedColumn(),
-                TextColumn("{task.fields[status]}"),
                 console=self.console,
             )
             self.progress.start()

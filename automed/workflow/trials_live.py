@@ -79,8 +79,9 @@ class TrialsDisplay:
 
     def table(self, rows: list[dict[str, Any]]) -> Table:
         t = Table(title="trials")
+        # on a narrow terminal only the values wrap (a name=value too long for its column folds, never cut)
         for col in ("trial", "values", "folds", self.score_label, "compute"):
-            t.add_column(col)
+            t.add_column(col, no_wrap=col != "values", overflow="fold")
         for r in rows:
             score = "" if r["score"] is None else f"{r['score']:.4f}"
             t.add_row(
