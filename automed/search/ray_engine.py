@@ -4,14 +4,14 @@ Searching = a ``Tuner`` with ``OptunaSearch`` (seeded TPE or random, the planner
 ``ASHAScheduler`` on the per-epoch EMA pseudo-Dice. Evaluating fixed configs (promotion, grids) = a ``Tuner`` over
 ``tune.grid_search`` of trial keys. Tuner state lives in ``SWEEP/ray/<stage>`` so ``--resume`` restores it; trial
 state lives in the trial's own folder (see :mod:`automed.workflow.trial`), so a restarted trial continues its
-fold from its latest checkpoint. Token authentication: clusters made by ``ray start`` (Ray 2.60) require it; a
-driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` in its environment (``--ray-address auto`` finds it).
+fold from its latest checkpoint. Token authentication: clusters made by ``ray start`` (Ray 2.60) require it where a
+token exists; a driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` and the token in its environment
+(``--ray-address auto`` finds it); see :mod:`automed.search.ray_connect`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +23,7 @@ from automed.artifacts import write_json_atomic
 from automed.errors import ConfigError, Problem
 from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
+from automed.search.ray_connect import connect
 from automed.search.space import SearchSpace, choice_label, decode, suggest
 
 
@@ -168,13 +169,6 @@ class RayEngine(Engine):
         super().__init__(address, resources, temp_dir, show_progress)
         self.own_cluster = not (address or os.environ.get("RAY_ADDRESS"))
         self.own_temp: str | None = None
-        if not self.own_cluster and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-            logging.getLogger("automed").warning(
-                "connecting to the Ray cluster at %s without RAY_AUTH_MODE=token: if the cluster was started without "
-                "token authentication, anyone reaching its ports can run code on its nodes and read the data "
-                "(README 'Run on a cluster')",
-                address or os.environ.get("RAY_ADDRESS"),
-            )
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.own_cluster:
             kwargs["num_cpus"] = os.cpu_count() or 1
@@ -188,7 +182,10 @@ class RayEngine(Engine):
             kwargs["_temp_dir"] = temp_dir or self.own_temp
         if not ray.is_initialized():
             try:
-                ray.init(address=address, **kwargs)
+                if self.own_cluster:
+                    ray.init(address=address, **kwargs)
+                else:  # a refused connection is a ConfigError saying what to set
+                    connect(address, **kwargs)
             except BaseException:
                 if self.own_temp:
                     shutil.rmtree(self.own_temp, ignore_errors=True)

@@ -1,0 +1,86 @@
+"""Connecting this driver to an existing Ray cluster (``--ray-address``, ``RAY_ADDRESS``), for sweeps and trainings.
+
+Ray 2.60's token authentication decides whether that works. ``ray start`` switches it on when ``RAY_AUTH_MODE=token``
+is set or a token exists on the node (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``; every local
+``ray.init`` writes one); such a cluster then refuses a driver that has not set ``RAY_AUTH_MODE=token`` (Ray logs
+``InvalidAuthToken`` while it retries, then raises ``ConnectionError``). A driver given ``auto`` switches token
+authentication on by itself where it finds a token; one given ``HOST:PORT`` never does. A cluster started without
+token authentication lets in any driver, and anyone who reaches its ports."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from automed.errors import ConfigError, Problem
+
+AUTH_MODE = "RAY_AUTH_MODE"
+
+
+def _token_mode() -> bool:
+    return os.environ.get(AUTH_MODE, "").lower() == "token"
+
+
+def _target(address: str | None) -> tuple[str, str]:
+    """The address Ray will connect to (``RAY_ADDRESS`` overrides none and ``auto``, as in ``ray.init``) and where
+    it was given."""
+    env = os.environ.get("RAY_ADDRESS")
+    if env and address in (None, "auto"):
+        return env, "RAY_ADDRESS"
+    return address or "auto", "--ray-address"
+
+
+def refused(address: str | None, exc: BaseException) -> ConfigError:
+    """The :class:`ConfigError` for a connection to the cluster at ``address`` that Ray refused or could not make."""
+    where, source = _target(address)
+    said = " ".join(str(exc).split())
+    found = f"{where} ({type(exc).__name__}: {said[:200]}{'...' if len(said) > 200 else ''})"
+    rule = (
+        "the driver must reach a running Ray cluster at its head's HOST:PORT, and a Ray 2.60 cluster started with "
+        "`ray start` (where a token exists or RAY_AUTH_MODE=token) accepts drivers with token authentication only"
+    )
+    if _token_mode():
+        fix = (
+            "give this driver the cluster's own token: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or else "
+            "~/.ray/auth_token must hold what `ray get-auth-token` prints on the head node; or check the address "
+            "(`ray status` on the head node)"
+        )
+    else:
+        fix = (
+            "set RAY_AUTH_MODE=token and the cluster's token in this shell: export RAY_AUTH_MODE=token and "
+            "RAY_AUTH_TOKEN_PATH=<a copy of the head node's ~/.ray/auth_token> (or RAY_AUTH_TOKEN=<what "
+            "`ray get-auth-token` prints there>; ~/.ray/auth_token is read when neither is set); or check the "
+            "address (`ray status` on the head node); see README 'Run on a cluster'"
+        )
+    return ConfigError([Problem(source, rule, found, fix)], f"cannot connect to the Ray cluster at {where}")
+
+
+def connect(address: str | None, **kwargs: Any) -> None:
+    """``ray.init`` on the existing cluster at ``address`` (None: ``RAY_ADDRESS``).
+
+    A refused or failed connection is a :class:`ConfigError` naming the address, the rule and the fix (see
+    :func:`refused`); a cluster that lets this driver in without a token is warned about, as it is open to anyone
+    who reaches its ports."""
+    import ray
+    from ray.exceptions import AuthenticationError
+
+    where, _ = _target(address)
+    log = logging.getLogger("automed")
+    if not _token_mode() and where != "auto":
+        log.warning(
+            "connecting to the Ray cluster at %s without %s=token: a cluster with token authentication refuses "
+            "this driver (Ray logs InvalidAuthToken until it gives up)",
+            where,
+            AUTH_MODE,
+        )
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, AuthenticationError) as exc:
+        raise refused(address, exc) from exc
+    if not _token_mode():  # ray.init sets it where `auto` found a token
+        log.warning(
+            "the Ray cluster at %s let this driver in without a token: it runs without token authentication, so "
+            "anyone who reaches its ports can run code on its nodes and read the data (README 'Run on a cluster')",
+            where,
+        )

@@ -1,0 +1,99 @@
+"""Connecting to an existing Ray cluster (``--ray-address``, ``RAY_ADDRESS``): a refused connection (Ray 2.60's
+token authentication, a wrong address) is a ConfigError naming the address, the rule and the fix. ``ray.init`` is
+replaced: no cluster is started."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automed.errors import ConfigError
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")  # RayEngine sets these: restored after the test
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+
+def _refuse(exc: BaseException) -> Any:
+    def init(*args: Any, **kwargs: Any) -> None:
+        raise exc
+
+    return init
+
+
+def test_a_refused_training_connection_says_to_set_token_authentication(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from automed.workflow.fold_runs import run_jobs_on_ray
+
+    monkeypatch.setattr(
+        ray, "init", _refuse(ConnectionError("Failed to connect to Ray cluster at 10.0.0.7:6379"))
+    )
+    with caplog.at_level(logging.WARNING, logger="automed"), pytest.raises(ConfigError) as err:
+        run_jobs_on_ray(
+            [], "10.0.0.7:6379", {"cpu": 1.0, "gpu": 0.0}, None, ["/d", "/w"]
+        )  # automed train's path
+    (problem,) = err.value.problems
+    assert str(err.value).startswith("cannot connect to the Ray cluster at 10.0.0.7:6379:\n")
+    assert problem.file == "--ray-address" and problem.value.startswith(
+        "10.0.0.7:6379 (ConnectionError: Failed"
+    )
+    assert (
+        "Ray 2.60 cluster started with `ray start`" in problem.rule and "token authentication" in problem.rule
+    )
+    assert "RAY_AUTH_MODE=token" in problem.fix and "RAY_AUTH_TOKEN_PATH" in problem.fix
+    assert "RAY_AUTH_TOKEN=" in problem.fix and "check the address" in problem.fix
+    assert isinstance(err.value.__cause__, ConnectionError)
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "10.0.0.7:6379 without RAY_AUTH_MODE=token: a cluster with token authentication refuses" in warning
+    assert "if the cluster was started without" not in warning
+
+
+def test_with_token_mode_set_the_fix_is_the_clusters_own_token(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ray.exceptions import AuthenticationError
+
+    from automed.search.ray_engine import RayEngine
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_ADDRESS", "head:6379")
+    missing = AuthenticationError("Token authentication is enabled but no authentication token was found")
+    monkeypatch.setattr(ray, "init", _refuse(missing))
+    with caplog.at_level(logging.WARNING, logger="automed"), pytest.raises(ConfigError) as err:
+        RayEngine(None, {"cpu": 1.0}, show_progress=False)
+    (problem,) = err.value.problems
+    assert problem.file == "RAY_ADDRESS" and problem.value.startswith("head:6379 (AuthenticationError: Token")
+    assert "the cluster's own token" in problem.fix and "`ray get-auth-token`" in problem.fix
+    assert caplog.records == []  # token mode: nothing to warn about before connecting
+
+
+def test_a_cluster_that_lets_a_driver_in_without_a_token_is_named_open(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from automed.search.ray_connect import connect
+
+    calls: list[str | None] = []
+    monkeypatch.setattr(ray, "init", lambda address=None, **kw: calls.append(address))
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        connect("10.0.0.7:6379")
+    assert calls == ["10.0.0.7:6379"]
+    assert (
+        "let this driver in without a token: it runs without token authentication"
+        in caplog.records[-1].getMessage()
+    )
+    caplog.clear()
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        connect("10.0.0.7:6379")
+    assert caplog.records == []
