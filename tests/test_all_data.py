@@ -95,7 +95,7 @@ def test_folds_one_command_at_a_time_an_all_data_model_beside_them_and_its_cv_of
     assert res.model.folds == [0, 1]
     cv_rows = (tmp_path / "W" / "cv" / "metrics.csv").read_text().splitlines()[1:]
     assert {r.split(",")[1] for r in cv_rows} == {"0", "1"}  # the fold column
-    with pytest.raises(ArtifactError, match="not both|keep its splits.json"):
+    with pytest.raises(ArtifactError, match=r"not both|keep its splits\.json"):
         api.train(ds, tmp_path / "W", config=cfg, folds="all", **common)  # type: ignore[arg-type]
     plain = tmp_path / "plain.yaml"
     plain.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
