@@ -57,6 +57,8 @@ def test_all_data_model_trains_registers_predicts_and_exports(tmp_path: Path) ->
     exp = api.export(wd, tmp_path / "E", formats="onnx")
     assert [p.name for p in (exp.folder / "networks" / "onnx").iterdir()] == ["fold_0.onnx"]  # one network
     assert exp.report["parity"]["onnxruntime"]["passed"]
+    card = (exp.folder / "MODEL_CARD.md").read_text()
+    assert "one model trained on every case" in card and f"CV score {cv.model.cv_score:.4f}" in card
 
 
 def test_cv_of_another_plan_is_refused(tmp_path: Path) -> None:

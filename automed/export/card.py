@@ -13,8 +13,8 @@ from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 from automed.runtime.postprocess import describe
 from automed.select.inference_cost import mirror_label
-from automed.train.meta import applied_choice
-from automed.workdir import WorkDir
+from automed.train.meta import applied_choice, read_meta
+from automed.workdir import ALL_DATA, WorkDir
 
 
 def tta_words(predictor: Any) -> str:
@@ -68,6 +68,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         f"- normalization: {', '.join(f'channel {n.channel}: {n.scheme}' for n in cfg.normalization)}",
         "",
     ]
+    lines += _all_data_lines(workdir)
     summary = workdir / "cv" / "summary.json" if workdir is not None else None
     if summary is not None and summary.is_file():
         cv = json.loads(summary.read_text())
@@ -103,6 +104,29 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         ]
         lines += ["", f"Choice: {cost['choice']['reason']}."]
     return "\n".join(lines + _export_lines(report) + INTENDED_USE) + "\n"
+
+
+def _all_data_lines(workdir: Path | None) -> list[str]:
+    """What an all-data model (``--folds all``) rests on: no CV of its own, the score it inherited, if any."""
+    model = WorkDir(workdir).model if workdir is not None else None
+    if model is None or not model.is_file():
+        return []
+    meta = read_meta(model)
+    if ALL_DATA not in meta.folds:
+        return []
+    evidence = (
+        f"the cross-validation it was trained after (`--cv`: the same plan and model): CV score {_f(meta.cv_score)}"
+        if meta.cv_score is not None
+        else "none: trained without `--cv`, so no measured score stands behind it"
+    )
+    return [
+        "## Training",
+        "",
+        "- one model trained on every case (`--folds all`, nnU-Net's fold all): no validation fold, no "
+        "cross-validation of its own",
+        f"- evidence: {evidence}",
+        "",
+    ]
 
 
 def _postprocessing_lines(post: list[dict[str, Any]]) -> list[str]:
