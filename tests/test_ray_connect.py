@@ -97,3 +97,49 @@ def test_a_cluster_that_lets_a_driver_in_without_a_token_is_named_open(
     with caplog.at_level(logging.WARNING, logger="automed"):
         connect("10.0.0.7:6379")
     assert caplog.records == []
+
+
+def test_a_killed_drivers_private_ray_folder_is_removed_by_the_next_one(tmp_path: Path) -> None:
+    """A kill -9 leaves automed's Ray session folder (logs naming the sweep's paths): the next local engine removes
+    this user's folders whose driver is gone, and no other."""
+    import os
+    import subprocess
+    import sys
+
+    from automed.search.ray_engine import _remove_stale
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead, alive, unknown = (tmp_path / f"automed-ray-{n}" for n in ("dead", "alive", "unknown"))
+    for folder in (dead, alive, unknown):
+        (folder / "r" / "logs").mkdir(parents=True)
+    (dead / "driver.pid").write_text(gone.stdout.strip())
+    (alive / "driver.pid").write_text(str(os.getpid()))
+    _remove_stale(str(tmp_path))
+    assert not dead.exists() and alive.is_dir() and unknown.is_dir()
+
+
+@pytest.mark.slow
+def test_automeds_own_ray_cluster_keeps_its_session_files_in_a_private_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ray opens its session folder to everyone (0777); it lies inside automed's 0700 folder, removed at close."""
+    import shutil
+    import stat
+    import tempfile
+
+    from automed.search.ray_engine import RayEngine
+
+    base = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are limited to 107 bytes
+    monkeypatch.setenv("RAY_TMPDIR", base)
+    try:
+        engine = RayEngine(None, {"cpu": 1}, None, False)
+        try:
+            own = Path(str(engine.own_temp))
+            assert stat.S_IMODE(own.stat().st_mode) == 0o700 and (own / "r").is_dir()
+        finally:
+            engine.close()
+        assert not own.exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -178,8 +178,11 @@ class RayEngine(Engine):
             if not (temp_dir or ray.is_initialized()):
                 # where Ray itself would go (RAY_TMPDIR, else /tmp: a macOS TMPDIR is too long for the sockets)
                 base = os.environ.get("RAY_TMPDIR") or ("/tmp" if os.name == "posix" else None)
-                self.own_temp = tempfile.mkdtemp(prefix="automed-ray-", dir=base)
-            kwargs["_temp_dir"] = temp_dir or self.own_temp
+                _remove_stale(base)
+                self.own_temp = tempfile.mkdtemp(prefix="automed-ray-", dir=base)  # 0700
+                Path(self.own_temp, "driver.pid").write_text(str(os.getpid()))
+            # Ray opens its own folder to everyone (0777): inside ours, only this user reaches it
+            kwargs["_temp_dir"] = temp_dir or (str(Path(self.own_temp, "r")) if self.own_temp else None)
         if not ray.is_initialized():
             try:
                 if self.own_cluster:
@@ -378,6 +381,23 @@ class RayEngine(Engine):
             ray.shutdown()
         if self.own_cluster and self.own_temp:
             shutil.rmtree(self.own_temp, ignore_errors=True)
+
+
+def _remove_stale(base: str | None) -> None:
+    """This user's private Ray folders whose driver is gone (killed, so it could not remove its own)."""
+    for folder in Path(base or tempfile.gettempdir()).glob("automed-ray-*"):
+        try:
+            if folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / "driver.pid").read_text())
+        except (OSError, ValueError):  # another user's, or one without a record (not ours to judge)
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # alive, another user's process
+            pass
 
 
 ENGINES.add("ray", RayEngine)
