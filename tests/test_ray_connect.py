@@ -143,3 +143,21 @@ def test_automeds_own_ray_cluster_keeps_its_session_files_in_a_private_folder(
         assert not own.exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_trial_the_scheduler_stopped_is_pruned_for_tpe_not_complete() -> None:
+    """Ray's OptunaSearch told a trial ASHA stopped as COMPLETE with its last per-epoch EMA; TPE gets it as PRUNED
+    (as the optuna engine does), and a validated trial's fold score as COMPLETE."""
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from automed.search.ray_engine import _finished_only
+
+    search = _finished_only(OptunaSearch)(space={"x": tune.choice([1, 2, 3])}, metric="score", mode="max")
+    search.suggest("a")
+    search.suggest("b")
+    search.on_trial_complete("a", {"epoch": 2.0, "score": 0.3})  # stopped at a rung: no "validated"
+    search.on_trial_complete("b", {"epoch": 9.0, "score": 0.8, "validated": 1.0})
+    states = [t.state for t in search._ot_study.trials]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]

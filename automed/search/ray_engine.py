@@ -56,6 +56,21 @@ def _fixed_trainable(config: dict[str, Any], objective: Objective, ctx: SweepCon
     tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
 
 
+def _finished_only(base: type) -> type:
+    """OptunaSearch that tells TPE a trial the scheduler stopped early as PRUNED, as the optuna engine does: Ray's
+    own told it COMPLETE with its last per-epoch EMA, so TPE fitted early proxies mixed with final fold scores."""
+
+    class FinishedOnly(base):  # type: ignore[misc]
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            if result is not None and not error and not result.get("validated"):
+                result = {k: v for k, v in result.items() if k != self.metric}  # no value: PRUNED
+            super().on_trial_complete(trial_id, result, error)
+
+    return FinishedOnly
+
+
 def _run_task(fn: Callable[[Any], Any], arg: Any) -> Any:
     """Run on one node: ``fn(arg)``."""
     return fn(arg)
@@ -295,7 +310,7 @@ class RayEngine(Engine):
         )
 
         def make() -> Any:
-            search = OptunaSearch(
+            search = _finished_only(OptunaSearch)(
                 space=_DefineByRun(space.model_dump(mode="json")),
                 metric="score",
                 mode="max",
