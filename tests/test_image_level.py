@@ -526,3 +526,21 @@ def test_a_regression_target_in_tiny_units_keeps_its_spread(tmp_path: Path) -> N
     assert t is not None
     assert t.std == pytest.approx(float(table["ValueToPredict"].std(ddof=0)), rel=1e-6) and t.std > 0
     assert t.mean == pytest.approx(float(table["ValueToPredict"].mean()), rel=1e-6)
+
+
+def test_settings_a_classification_model_does_not_use_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """loss and deep supervision in a classification's training config: said to be ignored (not silently)."""
+    import logging
+
+    from automed.train.config import TrainConfig
+    from automed.workflow.train_options import TrainOptions
+    from automed.workflow.train_start import start_training
+
+    csv = make_classification(tmp_path / "d", 8, shape=(16, 16))
+    config = TrainConfig.model_validate({"loss": "ce", "deep_supervision": False, "num_workers": 0})
+    opts = TrainOptions(folds=2, workers=0, auto_configuration=True)
+    with caplog.at_level(logging.WARNING):
+        start_training(csv, tmp_path / "W", config, opts, False, None)
+    assert "sets deep_supervision, loss: a classification model does not use it" in caplog.text

@@ -55,6 +55,9 @@ class Task(Protocol):
     epoch_metric: str  # the MLflow metric of the per-epoch validation score
     epoch_label: str  # how a person reads it ("pseudo-Dice", "AUC", "R²")
     image_level: bool  # one prediction per image (a table) rather than per voxel (label maps)
+    ignored_settings: tuple[
+        str, ...
+    ]  # training config fields the task does not use (set: said; searched: refused)
 
     def build_network(
         self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig

@@ -85,6 +85,8 @@ class ImageLevelTask:
     epoch_metric = ""
     epoch_label = ""
     image_level = True
+    # whole images into an encoder and a linear head: no per-voxel loss, no decoder outputs, no foreground patches
+    ignored_settings: tuple[str, ...] = ("loss", "deep_supervision", "foreground_oversample")
 
     def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
         batch = resolve_training(plan, config).batch_size

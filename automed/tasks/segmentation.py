@@ -65,6 +65,7 @@ class Segmentation:
     epoch_metric = "pseudo_dice"
     epoch_label = "pseudo-Dice"
     image_level = False
+    ignored_settings: tuple[str, ...] = ()
 
     def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
         return segmentation_network(cfg_plan, config)

@@ -188,6 +188,11 @@ def start_training(
         if first.is_file():
             opts = replace(opts, folds=int(json.loads(first.read_text())["n_folds"]))
     config = inherit_shape(opts.cv_workdir, config)  # --folds all --cv W: W's network, before the width rule
+    if unused := sorted(
+        config.model_fields_set & set(task_for(planned.task_type, ds.source).ignored_settings)
+    ):
+        log.warning("the training config sets %s: a %s model does not use it (ignored)", ", ".join(unused),
+                    planned.task_type)  # fmt: skip
     with _restored_if_refused(earlier, wdir):
         check_splits(ds, wdir.splits, opts.folds)
         check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
