@@ -176,6 +176,14 @@ class WorkDir:
                 self.root, "a model is a training work dir", "a dataset folder",
                 "train it first into a new folder: `automed train DATASET -o NEW_DIR`, then pass NEW_DIR",
             )  # fmt: skip
+        if (
+            not self.model.exists() and (self.root / "trial.json").is_file()
+        ):  # a sweep trial screened on fold 0 only
+            raise ArtifactError.single(
+                self.root, "a model is a fully cross-validated training", "a sweep trial screened on fold 0 only",
+                "pass a trial that reached full CV (trials.csv status cv), or train this one's config (`config` in "
+                f"{self.root.name}/trial.json, saved as a YAML file) with `automed train DATASET --config FILE -o NEW_DIR`",
+            )  # fmt: skip
         return require(
             self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
         )

@@ -356,3 +356,16 @@ def test_only_a_missing_run_counts_as_gone_when_the_same_training_runs_again(tmp
 
     with pytest.raises(MlflowException, match="locked"):
         _live_run(SimpleNamespace(client=Down()), run)  # type: ignore[arg-type]
+
+
+def test_a_screened_only_trial_given_as_a_model_gets_a_fix_that_works(tmp_path: Path) -> None:
+    """It said "run `automed train DATASET -o TRIAL` first", which is then refused (the trial's checkpoints)."""
+    from automed.errors import ArtifactError
+    from automed.workdir import WorkDir
+
+    trial = tmp_path / "S" / "trials" / "t0001"
+    trial.mkdir(parents=True)
+    (trial / "trial.json").write_text("{}")
+    with pytest.raises(ArtifactError) as e:
+        WorkDir(trial).require_model()
+    assert "screened on fold 0 only" in str(e.value) and f"-o {trial}" not in str(e.value)
