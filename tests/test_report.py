@@ -187,3 +187,44 @@ def test_runs_without_common_cases_are_named_not_tested(tmp_path: Path) -> None:
         (tmp_path / "m.csv").write_text(columns + "\n")
         assert _task_of({}, tmp_path / "m.csv") == task
     assert _task_of({"cv_auc": 0.5}, tmp_path / "m.csv") == "classification"
+
+
+def test_selection_tables_name_candidates_as_the_page_names_their_runs() -> None:
+    """Two selections of trainings with the same folder names: the page renames the second pair (t0001-3 ...);
+    the selection tables said t0001 for both. Each table names its selection folder; postprocessing in words."""
+    from automed.workflow.report import _selection_sections
+
+    def sel(folder: str, root: str) -> dict[str, object]:
+        a, b = f"{root}/trials/t0000", f"{root}/trials/t0001"
+        cands = [
+            {"candidate": "t0001", "members": [b], "foreground_mean": 0.4},
+            {"candidate": "t0000", "members": [a]},
+        ]
+        post = [{"kind": "largest_component", "labels": [1]}]
+        return {"folder": folder, "candidates": cands, "chosen": cands[0], "postprocessing": post}
+
+    shown = {"/x/S6/trials/t0000": "t0000", "/x/S6/trials/t0001": "t0001",
+             "/x/S7/trials/t0001": "t0001-3", "/x/S7/trials/t0000": "t0000-4"}  # fmt: skip
+    (h6, t6), (h7, t7) = _selection_sections([sel("S6", "/x/S6"), sel("S7", "/x/S7")], shown)
+    assert "Selection S6" in h6 and "Selection S7" in h7 and "largest connected component of labels [1]" in h7
+    assert "t0001-3" in t7 and "t0000-4" in t7 and "t0001-3" not in t6
+
+
+def test_a_sweep_folder_or_a_trial_run_given_to_report_gets_a_fix_that_works(tmp_path: Path) -> None:
+    """A sweep folder was told to "train it first"; a trial's MLflow run (no cv/ artifacts) to pass the store's
+    --tracking-uri, which was right already."""
+    from mlflow.tracking import MlflowClient
+
+    from automed import api
+    from automed.errors import ArtifactError
+
+    sweep = tmp_path / "S1"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    with pytest.raises(ArtifactError, match="S1/selection"):
+        api.report([sweep], tmp_path / "R1", log_to_mlflow=False)
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    run = client.create_run(client.create_experiment("e"), tags={"trial": "t0001"}).info.run_id
+    with pytest.raises(ArtifactError, match="a sweep trial's run without cv/"):
+        api.report([f"runs:/{run}"], tmp_path / "R2", tracking_uri=uri, log_to_mlflow=False)

@@ -227,5 +227,8 @@ def test_report_of_an_mlflow_run_and_of_a_selection(pair: dict[str, Path | str],
     api.select([pair["w0"], pair["w1"]], sel, inference=False)
     res = api.report([sel], tmp_path / "S", log_to_mlflow=False)
     page = res.page.read_text()
-    assert "Selection (" in page and "W0 + W1" in page and str(root) not in page.split("Per case")[0]
+    assert (
+        "Selection sel-report (" in page and "W0 + W1" in page and str(root) not in page.split("Per case")[0]
+    )
+    assert "{'kind'" not in page and "{&#x27;kind" not in page  # postprocessing in words, not a Python repr
     assert {t["run_a"] for t in res.tests} == {"W0"}  # its two candidate trainings, compared

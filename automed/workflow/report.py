@@ -24,6 +24,7 @@ import pandas as pd
 from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
+from automed.runtime.postprocess import describe
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 
@@ -55,6 +56,10 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
         table = pd.read_csv(csv)
         if {"case", "label", "dice"} <= set(table.columns):
             return table, {}
+    if (path / "sweep.json").is_file():
+        raise ArtifactError.single(path, "a report compares trainings", "a sweep's folder",
+                                   f"pass its selection folder ({path.name}/selection) or its trials' work dirs "
+                                   f"({path.name}/trials/<key>, those trials.csv says reached cv)")  # fmt: skip
     raise ArtifactError.single(
         path,
         "a report compares segmentation runs: training work dirs or `automed metrics` outputs",
@@ -161,6 +166,10 @@ def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], ob
     from automed.workflow.disclosure import redactor_for
 
     wd = WorkDir(path)
+    if path.is_dir() and (path / "trial.json").is_file() and not wd.tracking.is_file():
+        log.warning("report not logged to MLflow for %s: a sweep trial's report goes with the sweep's runs, which "
+                    "this report does not write to (the page is written)", path.name)  # fmt: skip
+        return False
     if not (path.is_dir() and wd.tracking.is_file()):
         return False
     track = json.loads(wd.tracking.read_text())
@@ -217,28 +226,31 @@ def _image_level_report(
     return ReportResult(out, out / "report.html", tests, logged)
 
 
-def _selection_sections(selections: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """One table per selection: every candidate with its CV score, the chosen one marked (candidates by their work
-    dirs' names: no local paths, so the MLflow copy can show the table too)."""
+def _selection_sections(selections: list[dict[str, Any]], shown: dict[str, str]) -> list[tuple[str, str]]:
+    """One table per selection (its folder's name in the heading): every candidate with its CV score, the chosen one
+    marked; candidates named as the rest of the page names their trainings (``shown``: path -> name; a name two
+    inputs share is told apart there), never by local paths, so the MLflow copy can show the table too."""
 
-    def name(candidate: str) -> str:
+    def name(candidate: dict[str, Any]) -> str:
+        members = candidate.get("members") or candidate["candidate"].split(" + ")
         # selections written before names were path-free held absolute paths where names collided
-        return " + ".join(Path(p).name if Path(p).is_absolute() else p for p in candidate.split(" + "))
+        return " + ".join(shown.get(str(Path(m)), Path(m).name) for m in members)
 
     out = []
     for sel in selections:
         rows = [
             {
-                "candidate": name(c["candidate"]),
+                "candidate": name(c),
                 "cv score": c.get("foreground_mean", c.get("score")),
                 "chosen": c["candidate"] == sel["chosen"]["candidate"],
             }
             for c in sel.get("candidates", [])
         ]
-        steps = sel.get("postprocessing")
-        note = f"postprocessing kept: {steps}" if steps else ""
+        steps = sel.get("postprocessing") or []
+        kept = "; ".join(describe(s) for s in steps)
+        heading = f"Selection {sel.get('folder', '')} ({sel.get('criterion', 'CV score')})".replace("  ", " ")
         out.append(
-            (f"Selection ({sel.get('criterion', 'CV score')}) {note}".strip(), table(pd.DataFrame(rows)))
+            (f"{heading}: postprocessing kept: {kept}" if kept else heading, table(pd.DataFrame(rows)))
         )
     return out
 
@@ -264,8 +276,9 @@ def report(
         local = [Path(r) for r in runs if not str(r).startswith(RUN_PREFIX)]
         names = _names(inputs.paths)
         names = [inputs.names.get(p, n) for p, n in zip(inputs.paths, names, strict=True)]
+        shown = {str(p): n for p, n in zip(inputs.paths, names, strict=True)}
         return _report(inputs.paths, names, output, local, overwrite, log_to_mlflow,
-                       _selection_sections(inputs.selections))  # fmt: skip
+                       _selection_sections(inputs.selections, shown))  # fmt: skip
 
 
 def _report(

@@ -57,7 +57,7 @@ def resolve(runs: list[str | Path], scratch: Path, tracking_uri: str | None = No
                                            f"missing: {missing[:3]}" if missing else "no candidates",
                                            "report the training work dirs themselves")  # fmt: skip
             out.paths += [Path(m) for m in members if Path(m) not in out.paths]
-            out.selections.append(data)
+            out.selections.append({**data, "folder": sel.parent.name})  # named on the page
             continue
         out.paths.append(p)
     return out
@@ -72,14 +72,22 @@ def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
     from automed.tracking import resolve_uri
 
     client = mlflow.MlflowClient(resolve_uri(tracking_uri))
+    rule = "an MLflow run given to a report is an automed training run with its cv/ artifacts"
     try:
         run = client.get_run(run_id)
+    except (MlflowException, OSError) as exc:  # not in this store
+        raise ArtifactError.single(f"{RUN_PREFIX}{run_id}", rule, str(exc).splitlines()[0][:200],
+                                   "pass --tracking-uri of the store that holds it, or a training work dir") from exc  # fmt: skip
+    try:
         dest.mkdir(parents=True, exist_ok=True)
         client.download_artifacts(run_id, "cv", str(dest))
-    except (MlflowException, OSError) as exc:
-        raise ArtifactError.single(f"{RUN_PREFIX}{run_id}", "an MLflow run given to a report is an automed "
-                                   "training run with its cv/ artifacts", str(exc).splitlines()[0][:200],
-                                   "pass --tracking-uri of the store that holds it, or a training work dir") from exc  # fmt: skip
+    except (MlflowException, OSError) as exc:  # in the store, but no CV of its own
+        tags = run.data.tags
+        what = "a sweep trial's run" if "trial" in tags else "a fold's run" if "fold" in tags else "a run"
+        raise ArtifactError.single(
+            f"{RUN_PREFIX}{run_id}", rule, f"{what} without cv/ (not a concluded training's parent run)",
+            "give the training's parent run (a sweep's trials: their work dirs, or the sweep's selection folder)",
+        ) from exc  # fmt: skip
     if not (dest / "cv" / "metrics.csv").is_file():
         raise ArtifactError.single(f"{RUN_PREFIX}{run_id}", "the run has cv/metrics.csv", "absent (not a "
                                    "finished training run)", "give the training's parent run")  # fmt: skip
