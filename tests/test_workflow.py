@@ -369,3 +369,27 @@ def test_a_screened_only_trial_given_as_a_model_gets_a_fix_that_works(tmp_path: 
     with pytest.raises(ArtifactError) as e:
         WorkDir(trial).require_model()
     assert "screened on fold 0 only" in str(e.value) and f"-o {trial}" not in str(e.value)
+
+
+def test_a_resumed_fold_logs_the_epochs_its_mlflow_run_missed(tmp_path: Path) -> None:
+    """A kill between the checkpoint and the MLflow call lost that epoch from the run for good."""
+    from dataclasses import asdict
+
+    from mlflow.tracking import MlflowClient
+
+    from automed.tasks.segmentation import Segmentation
+    from automed.tracking import Tracker
+    from automed.train.state import EpochLog
+    from automed.workflow.fold import MlflowEpochs, catch_up
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = Tracker(uri, "e")
+    run = tracker.start_run("fold0")
+    epochs = MlflowEpochs(tracker, run, Segmentation(), ["a"])
+    logs = [EpochLog(e, 1.0 / e, 1.0, [0.5], 0.5, 0.4, 0.01, 1.0, 0.0, 10 * e) for e in (1, 2, 3)]
+    for log in (logs[0], logs[2]):  # epoch 2 was checkpointed, then the process was killed before MLflow
+        epochs.on_epoch_end(0, log)
+    (tmp_path / "progress.json").write_text(json.dumps({"history": [asdict(x) for x in logs]}))
+    catch_up(epochs, tmp_path / "progress.json")
+    steps = sorted(m.step for m in MlflowClient(uri).get_metric_history(run, "train_loss"))
+    assert steps == [1, 2, 3]  # the gap filled, nothing logged twice
