@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from automed.errors import ArtifactError
 
@@ -187,6 +188,26 @@ class WorkDir:
         return require(
             self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
         )
+
+
+def with_relative_members(chosen: dict[str, Any], selection_folder: Path) -> dict[str, Any]:
+    """A selection's choice with its members' places relative to the selection folder too (``relative``): a
+    project folder moved whole (selection and work dirs together) still finds them."""
+    base = selection_folder.expanduser().resolve()
+    return {**chosen, "relative": [os.path.relpath(Path(m).resolve(), base) for m in chosen["members"]]}
+
+
+def chosen_members(selection_folder: Path, chosen: dict[str, Any]) -> list[Path]:
+    """The work dirs a selection chose: where they were, or, moved with the selection folder, at their recorded
+    place relative to it."""
+    relative = chosen.get("relative") or [None] * len(chosen["members"])
+    out = []
+    for member, rel in zip(chosen["members"], relative, strict=True):
+        p = Path(member)
+        if not p.exists() and rel is not None and (selection_folder / rel).exists():
+            p = (selection_folder / rel).resolve()
+        out.append(p)
+    return out
 
 
 LOCK = ".automed.lock"

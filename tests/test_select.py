@@ -271,3 +271,22 @@ def test_a_latency_target_is_positive(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="positive number of seconds"):
         api.select([tmp_path], tmp_path / "S", latency_target=-1)
+
+
+def test_a_selection_moved_with_its_trainings_still_finds_them(tmp_path: Path) -> None:
+    """selection.json named its trainings by absolute path only: a project folder moved whole (selection and work
+    dirs together) could not predict with the selection."""
+    import shutil
+
+    from automed.workdir import with_relative_members
+    from automed.workflow.predict import model_dir
+
+    proj = tmp_path / "proj"
+    (proj / "runs" / "W").mkdir(parents=True)
+    (proj / "runs" / "W" / "model.json").write_text("{}")
+    (proj / "S").mkdir()
+    chosen = with_relative_members({"candidate": "W", "members": [str(proj / "runs" / "W")]}, proj / "S")
+    (proj / "S" / "selection.json").write_text(json.dumps({"chosen": chosen}))
+    assert model_dir(proj / "S") == proj / "runs" / "W"
+    shutil.move(proj, tmp_path / "moved")
+    assert model_dir(tmp_path / "moved" / "S") == (tmp_path / "moved" / "runs" / "W").resolve()

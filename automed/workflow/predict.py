@@ -12,7 +12,7 @@ from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
-from automed.workdir import WorkDir, refuse_unfinished
+from automed.workdir import WorkDir, chosen_members, refuse_unfinished
 from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
@@ -27,7 +27,7 @@ def model_dir(folder: Path) -> Path:
     sel = wd.selection
     if wd.model.is_file() or wd.pair.is_file() or not sel.is_file():
         return folder
-    members = json.loads(sel.read_text())["chosen"]["members"]
+    members = [str(m) for m in chosen_members(folder, json.loads(sel.read_text())["chosen"])]
     if len(members) > 1:
         raise ArtifactError.single(
             wd.pair,

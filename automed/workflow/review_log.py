@@ -12,7 +12,7 @@ from pathlib import Path
 
 from automed.errors import ConfigError
 from automed.tracking import MODEL_URI, Tracker, model_version, resolve_uri, split_model_uri
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, chosen_members
 
 
 def training_run(model: str | Path, tracking_uri: str | None) -> tuple[str, str, str, Path | None]:
@@ -33,7 +33,7 @@ def training_run(model: str | Path, tracking_uri: str | None) -> tuple[str, str,
     root = Path(model)
     selection = root / "selection.json"
     if selection.is_file():
-        root = Path(json.loads(selection.read_text())["chosen"]["members"][0])
+        root = chosen_members(root, json.loads(selection.read_text())["chosen"])[0]
     track = WorkDir(root).tracking
     if not track.is_file():
         raise ConfigError.single(model, "--log-review attaches the review to the model's training run",

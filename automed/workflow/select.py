@@ -19,7 +19,7 @@ from automed.select.register import registered_version, reregister
 from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
 from automed.train.meta import InferenceChoice, model_digest, read_meta
-from automed.workdir import WorkDir, refuse_unfinished
+from automed.workdir import WorkDir, refuse_unfinished, with_relative_members
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.select_image import select_image_level
@@ -108,6 +108,7 @@ def select(
     if tasks != {"segmentation"}:
         return select_image_level([Path(w) for w in workdirs], out, tracking_uri, redactor)
     res = compare([Path(w) for w in workdirs], out, write=False)  # written once, complete, at the end
+    res["chosen"] = with_relative_members(res["chosen"], out)
     members = [Path(m) for m in res["chosen"]["members"]]
     final = score(res["cv_dice_final"]["foreground_mean"])
     if len(members) == 1:

@@ -13,7 +13,7 @@ from automed.plan.schema import Plan
 from automed.privacy import Redactor
 from automed.select.image_level import compare_image_level
 from automed.tasks.registry import task_for
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, with_relative_members
 from automed.workflow.choice import open_select_run, record_choice
 
 
@@ -23,6 +23,7 @@ def select_image_level(
     """The choice among image-level trainings, ``OUT/selection.json`` written once at the end."""
     task = task_for(Plan.load(WorkDir(workdirs[0]).plan).task_type, workdirs[0])
     res = compare_image_level(workdirs, task)
+    res["chosen"] = with_relative_members(res["chosen"], out)
     final = float(res["cv_score_final"])
     tracker, run = open_select_run(workdirs, res["chosen"]["candidate"], tracking_uri, redactor)
     metrics: dict[str, float | None] = {f"{task.score_name}_chosen": final}
