@@ -208,7 +208,8 @@ def _sweep(
             keep_case_ids=opts.keep_case_ids,
         )
         run = SweepRun(wd, state, opts, engine, ctx, engine.concurrency(), t0, resume)
-        with TrialsDisplay(wd, n_folds, "live" if show_progress else "off"):
+        label = _score_label(plan, state["dataset"])
+        with TrialsDisplay(wd, n_folds, "live" if show_progress else "off", score_label=label):
             if opts.grid is not None:
                 outcomes = stage_grid(run, space, base, plan)
             else:
@@ -224,6 +225,14 @@ def _sweep(
     finally:
         engine.close()
     return _finish(wd, tracker, state, space, n_folds, outcomes)
+
+
+def _score_label(plan: Plan, dataset: str) -> str:
+    """What a trial's fold score is called: its task's score (AUC, R²), or Dice (validation Dice, not pseudo)."""
+    from automed.tasks.registry import task_for
+
+    task = task_for(plan.task_type, dataset)
+    return task.epoch_label if task.image_level else "Dice"
 
 
 def _verdict(best: dict[str, Any] | None, default: dict[str, Any] | None, n_folds: int) -> str:

@@ -1,0 +1,120 @@
+"""What ``automed sweep`` checks before any work and on resume, run through a scripted engine that trains nothing
+(it writes the trial folders a real engine's trials would): the options a sweep refuses, what it leaves behind when
+it refuses them, and what its live lines call the score."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from automed import api
+from automed.search.context import SweepContext
+from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
+from automed.search.space import SearchSpace
+from automed.testing.synthetic import make_dataset
+
+FIXED = {"epochs": 2, "iterations_per_epoch": 2, "val_iterations": 1, "num_workers": 0}
+
+
+def _space(path: Path, fixed: dict[str, Any] | None = None) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "schema_version": 1,
+                "name": "tiny",
+                "fixed": FIXED if fixed is None else fixed,
+                "parameters": {"loss": {"type": "categorical", "choices": ["dice_ce", "dice_focal"]}},
+            }
+        )
+    )
+    return path
+
+
+class ScriptedEngine(Engine):
+    """Runs no trial: ``script(ctx, stage, units)`` writes what the stage's trials would have (nothing by default)."""
+
+    name = "scripted"
+    script: Callable[[SweepContext, str, list[Unit]], None] = staticmethod(lambda ctx, stage, units: None)
+
+    def concurrency(self) -> int:
+        return 1
+
+    def check_nodes(self, readable: list[str], writable: str) -> list[str]:
+        return ["here"]
+
+    def search(
+        self,
+        objective: Any,
+        ctx: SweepContext,
+        space: SearchSpace,
+        points: list[dict[str, Any]],
+        spec: SearchSpec,
+        resume: bool,
+    ) -> list[TrialOutcome]:
+        ScriptedEngine.script(ctx, "search", [(f"t{i}", {}, spec.folds) for i in range(spec.n_trials)])
+        return []
+
+    def evaluate(
+        self,
+        objective: Any,
+        ctx: SweepContext,
+        units: list[Unit],
+        concurrency: int,
+        retries: int,
+        resume: bool,
+        stage: str = "promote",
+    ) -> list[TrialOutcome]:
+        ScriptedEngine.script(ctx, stage, units)
+        return []
+
+
+@pytest.fixture()
+def scripted(monkeypatch: pytest.MonkeyPatch) -> type[ScriptedEngine]:
+    monkeypatch.setitem(ENGINES._items, "scripted", ScriptedEngine)
+    monkeypatch.setattr(ScriptedEngine, "script", staticmethod(lambda ctx, stage, units: None))
+    return ScriptedEngine
+
+
+@pytest.fixture(scope="module")
+def seg(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("seg") / "ds", n_cases=4, shape=(8, 12, 12), seed=3)
+
+
+def _store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_the_live_lines_of_a_classification_sweep_say_auc(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trial lines of a classification sweep said "Dice" for its AUC."""
+    import automed.workflow.sweep as sweep_module
+    from automed.testing.synthetic_image_level import make_classification
+
+    labels: list[str] = []
+
+    class Display:
+        def __init__(self, *args: Any, score_label: str = "Dice", **kw: Any) -> None:
+            labels.append(score_label)
+
+        def __enter__(self) -> Display:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    monkeypatch.setattr(sweep_module, "TrialsDisplay", Display)
+    csv = make_classification(tmp_path / "d", 8, shape=(16, 16))
+    api.sweep(
+        csv, tmp_path / "S", space=_space(tmp_path / "space.yaml"), trials=1, folds=2, screen=False, engine="scripted",
+        tracking_uri=_store(tmp_path), workers=0, show_progress=False,
+    )  # fmt: skip
+    api.sweep(
+        seg, tmp_path / "S2", space=_space(tmp_path / "space.yaml"), trials=1, folds=2, screen=False, engine="scripted",
+        tracking_uri=_store(tmp_path), workers=0, show_progress=False,
+    )  # fmt: skip
+    assert labels == ["AUC", "Dice"]
