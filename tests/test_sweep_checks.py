@@ -118,3 +118,23 @@ def test_the_live_lines_of_a_classification_sweep_say_auc(
         tracking_uri=_store(tmp_path), workers=0, show_progress=False,
     )  # fmt: skip
     assert labels == ["AUC", "Dice"]
+
+
+def test_a_grid_without_a_budget_or_epochs_is_refused_like_a_space(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine]
+) -> None:
+    """A --grid sweep without --budget trained 1000 epochs per fold without a word (a --space sweep was refused)."""
+    from automed.errors import ConfigError
+
+    strategy = tmp_path / "grid.yaml"
+    strategy.write_text(yaml.safe_dump({"loss": ["dice_ce", "dice_focal"]}))
+    with pytest.raises(ConfigError) as e:
+        api.sweep(seg, tmp_path / "G0", grid=strategy, folds=2, engine="scripted", show_progress=False)
+    assert "a sweep needs a time budget or a fixed number of epochs per trial" in str(e.value)
+    assert "epochs: [N]" in str(e.value) and "--budget" in str(e.value)
+    # a grid whose points fix the epochs runs
+    strategy.write_text(yaml.safe_dump({"loss": ["dice_ce", "dice_focal"], "epochs": [2]}))
+    api.sweep(
+        seg, tmp_path / "G1", grid=strategy, folds=2, engine="scripted", tracking_uri=_store(tmp_path),
+        show_progress=False,
+    )  # fmt: skip

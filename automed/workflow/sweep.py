@@ -107,9 +107,8 @@ def _new_state(
     plan, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     base = choose_configuration(base_config or TrainConfig(), plan, auto=True)
     if (
-        opts.grid is None
-        and opts.budget_s is None
-        and not any(space.target(n) in ("epochs",) for n in space.parameters)
+        opts.budget_s is None
+        and not any(space.target(n) == "epochs" for n in space.parameters)
         and "epochs" not in space.fixed
         and (base_config is None or base_config.epochs == TrainConfig().epochs)
     ):
@@ -117,7 +116,9 @@ def _new_state(
             "--budget",
             "a sweep needs a time budget or a fixed number of epochs per trial",
             "neither given (the default is 1000 epochs per fold)",
-            "pass --budget 2h, or set `fixed: {epochs: N}` in the search space",
+            "pass --budget 2h, or list `epochs: [N]` in the grid strategy"
+            if opts.grid is not None
+            else "pass --budget 2h, or set `fixed: {epochs: N}` in the search space",
         )
     names, variants = needed_variants(space, base, plan)
     preprocess(
