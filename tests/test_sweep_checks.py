@@ -138,3 +138,19 @@ def test_a_grid_without_a_budget_or_epochs_is_refused_like_a_space(
         seg, tmp_path / "G1", grid=strategy, folds=2, engine="scripted", tracking_uri=_store(tmp_path),
         show_progress=False,
     )  # fmt: skip
+
+
+def test_a_sweep_without_a_budget_is_refused_before_any_work(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine]
+) -> None:
+    """The check ran after verify, fingerprint and plan: the new work dir kept fingerprint.json, plan.json and the
+    lock (README: nothing half-written)."""
+    from automed.errors import ConfigError
+
+    strategy = tmp_path / "grid.yaml"
+    strategy.write_text(yaml.safe_dump({"loss": ["dice_ce", "dice_focal"]}))
+    space = _space(tmp_path / "space.yaml", fixed={})
+    for kind, path in (("grid", strategy), ("space", space)):
+        with pytest.raises(ConfigError, match="a time budget or a fixed number of epochs"):
+            api.sweep(seg, tmp_path / kind, folds=2, engine="scripted", show_progress=False, **{kind: path})
+        assert not (tmp_path / kind).exists()
