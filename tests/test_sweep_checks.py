@@ -154,3 +154,42 @@ def test_a_sweep_without_a_budget_is_refused_before_any_work(
         with pytest.raises(ConfigError, match="a time budget or a fixed number of epochs"):
             api.sweep(seg, tmp_path / kind, folds=2, engine="scripted", show_progress=False, **{kind: path})
         assert not (tmp_path / kind).exists()
+
+
+def test_a_gpu_share_this_machine_lacks_is_refused_without_a_cluster(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--trial-resources cpu=1,gpu=1 on a machine without a GPU (Ray on this machine) waited forever for the GPU."""
+    import torch
+
+    from automed.errors import ConfigError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    gpus = {"n": 0}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus["n"])
+    space = _space(tmp_path / "space.yaml")
+    with pytest.raises(ConfigError) as e:
+        api.sweep(
+            seg, tmp_path / "W", space=space, trial_resources="cpu=1,gpu=1", screen=False, engine="scripted",
+            tracking_uri=_store(tmp_path), show_progress=False,
+        )  # fmt: skip
+    text = str(e.value)
+    assert (
+        "--trial-resources" in text
+        and "gpu=1 asked, 0 GPU(s) on this machine" in text
+        and "--ray-address" in text
+    )
+    assert not (tmp_path / "W").exists()  # refused before any work
+    # a cluster's GPUs are its own (--ray-address): not checked here; a share of this machine's GPU: taken
+    gpus["n"] = 1
+    wd = tmp_path / "S"
+    api.sweep(
+        seg, wd, space=space, trials=1, folds=2, screen=False, trial_resources="cpu=1,gpu=0.5", engine="scripted",
+        tracking_uri=_store(tmp_path), show_progress=False,
+    )  # fmt: skip
+    gpus["n"] = 0  # resumed on a machine without one: refused too
+    with pytest.raises(ConfigError, match=r"gpu=0\.5 asked, 0 GPU"):
+        api.sweep(None, wd, resume=True, show_progress=False)
+    from automed.workflow.sweep_stages import SweepOptions, check_gpus
+
+    check_gpus(SweepOptions(trial_resources={"cpu": 1.0, "gpu": 1.0}, ray_address="auto"))

@@ -61,6 +61,7 @@ from automed.workflow.sweep_stages import (
     SweepOptions,
     SweepResult,
     SweepRun,
+    check_gpus,
     grid_space,
     needed_variants,
     open_tracking,
@@ -123,6 +124,7 @@ def _new_state(
     space = load_space(opts.space) if opts.space else grid_space(str(opts.grid))
     ENGINES.get(opts.engine)  # an unknown engine fails before any work
     _refuse_unbounded(opts, space, base_config)
+    check_gpus(opts)
     ds = load_dataset(dataset)
     plan, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     base = choose_configuration(base_config or TrainConfig(), plan, auto=True)

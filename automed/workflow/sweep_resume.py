@@ -14,7 +14,7 @@ from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.workdir import WorkDir
 from automed.workflow.prepare import check_same_cases, dataset_now, dataset_source
-from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
+from automed.workflow.sweep_stages import STATE_FILE, SweepOptions, check_gpus
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def resume_state(
         device=opts.device or saved.device,
         workers=opts.workers if opts.workers is not None else saved.workers,
     )
+    check_gpus(opts)  # resumed on another machine, or without the cluster it began on
     return state, opts
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -89,6 +90,25 @@ def parse_resources(text: str) -> dict[str, float]:
             )
         out[k] = value
     return out
+
+
+def check_gpus(opts: SweepOptions) -> None:
+    """A GPU share per trial that this machine's GPUs cannot give is refused before any work when the sweep runs here
+    (no ``--ray-address``, no ``RAY_ADDRESS``): Ray would wait for the GPU forever. A cluster's GPUs are its own."""
+    gpu = opts.trial_resources.get("gpu", 0.0)
+    if gpu <= 0 or opts.ray_address or os.environ.get("RAY_ADDRESS"):
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    if have < gpu:
+        raise ConfigError.single(
+            "--trial-resources",
+            "a trial's GPU share must be one this machine has (Ray would wait for it forever)",
+            f"gpu={gpu:g} asked, {have} GPU(s) on this machine",
+            "drop gpu= (or lower it), or run on a machine with GPUs, or pass --ray-address of a cluster with "
+            "GPUs",
+        )
 
 
 def needed_variants(space: SearchSpace, base: TrainConfig, plan: Plan) -> tuple[list[str], list[TrainConfig]]:
