@@ -193,3 +193,31 @@ def test_a_gpu_share_this_machine_lacks_is_refused_without_a_cluster(
     from automed.workflow.sweep_stages import SweepOptions, check_gpus
 
     check_gpus(SweepOptions(trial_resources={"cpu": 1.0, "gpu": 1.0}, ray_address="auto"))
+
+
+def test_a_resumed_sweep_refuses_another_base_config(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine]
+) -> None:
+    """`automed sweep --resume S --config other.yaml` went through and ignored the other config."""
+    from typer.testing import CliRunner
+
+    from automed.cli import app
+    from automed.errors import ConfigError
+
+    first, same, other = (tmp_path / f"{n}.yaml" for n in ("first", "same", "other"))
+    first.write_text("learning_rate: 0.01\nloss: dice_ce\n")
+    same.write_text("loss: dice_ce\nlearning_rate: 0.01\n")  # the same content, written otherwise
+    other.write_text("learning_rate: 0.001\nloss: dice_ce\n")
+    wd = tmp_path / "S"
+    api.sweep(
+        seg, wd, space=_space(tmp_path / "space.yaml"), config=first, trials=1, folds=2, screen=False,
+        engine="scripted", tracking_uri=_store(tmp_path), show_progress=False,
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        api.sweep(None, wd, config=other, resume=True, show_progress=False)
+    text = str(e.value)
+    assert "a resumed sweep keeps its own base config (--config)" in text
+    assert "learning_rate: 0.001 asked, 0.01 saved" in text and "sweep.json" in text
+    r = CliRunner().invoke(app, ["sweep", "--resume", str(wd), "--config", str(other)])
+    assert isinstance(r.exception, ConfigError) and "keeps its own base config" in str(r.exception)
+    api.sweep(None, wd, config=same, resume=True, show_progress=False)  # the same content: accepted

@@ -187,7 +187,7 @@ def _sweep(
 ) -> SweepResult:
     t0 = time.perf_counter()
     if resume:
-        state, opts = resume_state(wd, opts, dataset, asked)
+        state, opts = resume_state(wd, opts, dataset, asked, base_config)
     else:
         state = _new_state(dataset, wd, opts, base_config, show_progress)
     base = TrainConfig.model_validate(state["base_config"])

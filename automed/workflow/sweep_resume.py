@@ -3,6 +3,7 @@ dataset moved since the sweep began."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import fields, replace
@@ -12,8 +13,10 @@ from typing import Any
 from automed.artifacts import write_json_atomic
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
+from automed.plan.schema import Plan
+from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
-from automed.workflow.prepare import check_same_cases, dataset_now, dataset_source
+from automed.workflow.prepare import check_same_cases, choose_configuration, dataset_now, dataset_source
 from automed.workflow.sweep_stages import STATE_FILE, SweepOptions, check_gpus
 
 log = logging.getLogger(__name__)
@@ -23,11 +26,15 @@ _RESUME_OPTIONS = ("budget_s", "ray_address", "tracking_uri", "device", "workers
 
 
 def resume_state(
-    wd: Path, opts: SweepOptions, dataset: str | Path | None = None, asked: set[str] | None = None
+    wd: Path,
+    opts: SweepOptions,
+    dataset: str | Path | None = None,
+    asked: set[str] | None = None,
+    base_config: TrainConfig | None = None,
 ) -> tuple[dict[str, Any], SweepOptions]:
     """A sweep work dir's saved state and options (this call's budget, address, store, device and workers win);
-    another dataset or another value of a sweep option is refused (it would be silently ignored), and the cases the
-    sweep was split on must still be the dataset's."""
+    another dataset, base config (``--config``) or value of a sweep option is refused (it would be silently
+    ignored), and the cases the sweep was split on must still be the dataset's."""
     sfile = wd / STATE_FILE
     if not sfile.is_file():
         raise ArtifactError.single(
@@ -62,6 +69,8 @@ def resume_state(
                 "drop DATASET (the sweep knows it), or start a new sweep with -o NEW_WORKDIR",
             )
         )
+    if base_config is not None:
+        problems += _other_base_config(sfile, state, base_config)
     if problems:
         raise ConfigError(problems, f"cannot resume the sweep in {wd}")
     ds = load_dataset(dataset_now(state["dataset"], dataset, f"automed sweep NEW_PLACE --resume {wd}"))
@@ -78,6 +87,26 @@ def resume_state(
     )
     check_gpus(opts)  # resumed on another machine, or without the cluster it began on
     return state, opts
+
+
+def _other_base_config(sfile: Path, state: dict[str, Any], given: TrainConfig) -> list[Problem]:
+    """A ``--config`` given to a resume must have the content the sweep began with (its configuration chosen on
+    the sweep's plan, as a new sweep chose it): another one would be ignored."""
+    saved = state["base_config"]
+    with contextlib.suppress(ConfigError):  # a configuration the plan lacks: it differs, as said below
+        given = choose_configuration(given, Plan.load(sfile.parent / "plan.json"), auto=True)
+    now = given.model_dump(mode="json")
+    differ = [k for k in now if now[k] != saved.get(k)]
+    if not differ:
+        return []
+    return [
+        Problem(
+            str(sfile),
+            "a resumed sweep keeps its own base config (--config)",
+            "; ".join(f"{k}: {now[k]} asked, {saved.get(k)} saved" for k in differ),
+            "drop --config (the sweep keeps the config it began with), or start a new sweep with -o NEW_WORKDIR",
+        )
+    ]
 
 
 def _record_moved(wd: Path, state: dict[str, Any], place: str) -> dict[str, Any]:
