@@ -4,6 +4,7 @@ it refuses them, and what its live lines call the score."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,38 @@ def test_a_resumed_sweep_refuses_another_base_config(
     r = CliRunner().invoke(app, ["sweep", "--resume", str(wd), "--config", str(other)])
     assert isinstance(r.exception, ConfigError) and "keeps its own base config" in str(r.exception)
     api.sweep(None, wd, config=same, resume=True, show_progress=False)  # the same content: accepted
+
+
+def test_a_resumed_sweep_logs_into_the_store_its_runs_are_in(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--resume S --tracking-uri sqlite:////other.db` created other.db, then crashed with "unexpected error:
+    MlflowException: Run with id=... not found" (the sweep's run id is the old store's)."""
+    from automed.errors import ConfigError
+
+    (tmp_path / "stores").mkdir()
+    first = tmp_path / "stores" / "first.db"
+    wd = tmp_path / "S"
+    api.sweep(
+        seg, wd, space=_space(tmp_path / "space.yaml"), trials=1, folds=2, screen=False, engine="scripted",
+        tracking_uri=f"sqlite:///{first}", show_progress=False,
+    )  # fmt: skip
+    other = tmp_path / "other.db"
+    with pytest.raises(ConfigError) as e:
+        api.sweep(None, wd, tracking_uri=f"sqlite:///{other}", resume=True, show_progress=False)
+    text = str(e.value)
+    assert "a resumed sweep logs into the store its runs are in" in text and f"sqlite:///{first}" in text
+    assert "drop --tracking-uri" in text and not other.exists()  # nothing created
+    monkeypatch.chdir(tmp_path / "stores")  # the same store, named relative to here: accepted
+    api.sweep(None, wd, tracking_uri="sqlite:///first.db", resume=True, show_progress=False)
+    # a store file moved since: refused at its old place, taken (and recorded) at its new one when its runs are there
+    moved = tmp_path / "moved.db"
+    first.rename(moved)
+    with pytest.raises(ConfigError, match="the sweep's store is not where it was") as e:
+        api.sweep(None, wd, resume=True, show_progress=False)
+    assert "--tracking-uri" in str(e.value) and not first.exists()
+    api.sweep(None, wd, tracking_uri=f"sqlite:///{moved}", resume=True, show_progress=False)
+    state = json.loads((wd / "sweep.json").read_text())
+    assert state["uri"] == f"sqlite:///{moved}" and state["options"]["tracking_uri"] == f"sqlite:///{moved}"
+    api.sweep(None, wd, resume=True, show_progress=False)  # no need to name it again
+    assert not first.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sqlite3
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from automed.artifacts import write_json_atomic
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.plan.schema import Plan
+from automed.privacy import strip_credentials
+from automed.tracking import resolve_uri
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 from automed.workflow.prepare import check_same_cases, choose_configuration, dataset_now, dataset_source
@@ -71,6 +74,7 @@ def resume_state(
         )
     if base_config is not None:
         problems += _other_base_config(sfile, state, base_config)
+    problems += _other_store(sfile, state, opts.tracking_uri)
     if problems:
         raise ConfigError(problems, f"cannot resume the sweep in {wd}")
     ds = load_dataset(dataset_now(state["dataset"], dataset, f"automed sweep NEW_PLACE --resume {wd}"))
@@ -81,11 +85,13 @@ def resume_state(
         saved,
         budget_s=opts.budget_s,
         ray_address=opts.ray_address or saved.ray_address,
-        tracking_uri=opts.tracking_uri or saved.tracking_uri,
+        tracking_uri=opts.tracking_uri or state.get("uri") or saved.tracking_uri,  # as resolved when it began
         device=opts.device or saved.device,
         workers=opts.workers if opts.workers is not None else saved.workers,
     )
     check_gpus(opts)  # resumed on another machine, or without the cluster it began on
+    if state.get("sweep_run_id") and strip_credentials(resolve_uri(opts.tracking_uri)) != state["uri"]:
+        state = _record_store(wd, state, str(opts.tracking_uri))  # a moved store file, found at its new place
     return state, opts
 
 
@@ -107,6 +113,63 @@ def _other_base_config(sfile: Path, state: dict[str, Any], given: TrainConfig) -
             "drop --config (the sweep keeps the config it began with), or start a new sweep with -o NEW_WORKDIR",
         )
     ]
+
+
+def _other_store(sfile: Path, state: dict[str, Any], asked: str | None) -> list[Problem]:
+    """A resumed sweep logs into the MLflow store its runs are in (another store lacks the sweep's run: MLflow failed
+    after creating it). The same store, named otherwise or with credentials, is taken; so is a SQLite store file moved
+    since, at its new place, when the sweep's run is in it. Nothing is created to find out."""
+    saved, run = state.get("uri"), state.get("sweep_run_id")
+    if not saved or not run:
+        return []  # nothing logged yet: any store
+    if asked is None:
+        path = _sqlite_file(saved)
+        if path is None or path.is_file():
+            return []
+        return [
+            Problem(
+                str(sfile),
+                "the sweep's store is not where it was (a resumed sweep logs into the store its runs are in)",
+                f"{saved} saved, no such file",
+                "give the store file's new place: --tracking-uri sqlite:///NEW/PLACE.db",
+            )
+        ]
+    uri = resolve_uri(asked)
+    if strip_credentials(uri) == saved or _holds_run(uri, run):
+        return []
+    return [
+        Problem(
+            str(sfile),
+            "a resumed sweep logs into the store its runs are in",
+            f"{strip_credentials(uri)} asked (the sweep's run is not in it), {saved} saved",
+            "drop --tracking-uri, or give the same store (a SQLite file moved since: its new place)",
+        )
+    ]
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0]) if uri.startswith("sqlite:///") else None
+
+
+def _holds_run(uri: str, run_id: str) -> bool:
+    """Whether a SQLite store file holds the run (read only: a file that is not there is not made)."""
+    path = _sqlite_file(uri)
+    if path is None or not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT 1 FROM runs WHERE run_uuid = ?", (run_id,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
+
+
+def _record_store(wd: Path, state: dict[str, Any], asked: str) -> dict[str, Any]:
+    """A store moved since, given at its new place, is recorded (a later resume needs no --tracking-uri)."""
+    uri = strip_credentials(resolve_uri(asked))
+    log.warning("the sweep's MLflow store moved from %s to %s: recorded in %s", state["uri"], uri, STATE_FILE)
+    state = {**state, "uri": uri, "options": {**state["options"], "tracking_uri": uri}}
+    write_json_atomic(wd / STATE_FILE, state)
+    return state
 
 
 def _record_moved(wd: Path, state: dict[str, Any], place: str) -> dict[str, Any]:
