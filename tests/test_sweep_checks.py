@@ -257,3 +257,38 @@ def test_a_resumed_sweep_logs_into_the_store_its_runs_are_in(
     assert state["uri"] == f"sqlite:///{moved}" and state["options"]["tracking_uri"] == f"sqlite:///{moved}"
     api.sweep(None, wd, resume=True, show_progress=False)  # no need to name it again
     assert not first.exists()
+
+
+def test_a_resumed_sweep_compares_its_space_by_content(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--space was compared as typed: the same file by its absolute path was refused, and a relative name that does
+    not exist from the current folder was accepted."""
+    from automed.errors import ConfigError
+
+    (tmp_path / "here").mkdir()
+    _space(tmp_path / "here" / "slow.yaml")
+    monkeypatch.chdir(tmp_path / "here")
+    wd = tmp_path / "S"
+    api.sweep(
+        seg, wd, space="slow.yaml", trials=1, folds=2, screen=False, engine="scripted",
+        tracking_uri=_store(tmp_path), show_progress=False,
+    )  # fmt: skip
+    saved = json.loads((wd / "sweep.json").read_text())["options"]["space"]
+    assert saved == str(tmp_path / "here" / "slow.yaml")  # where it was, whatever the folder of a resume
+    api.sweep(None, wd, space=tmp_path / "here" / "slow.yaml", resume=True, show_progress=False)
+    (tmp_path / "copy.yaml").write_text((tmp_path / "here" / "slow.yaml").read_text())
+    api.sweep(None, wd, space=tmp_path / "copy.yaml", resume=True, show_progress=False)  # the same content
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as e:  # no slow.yaml here
+        api.sweep(None, wd, space="slow.yaml", resume=True, show_progress=False)
+    assert "slow.yaml" in str(e.value) and "search-space file" in str(e.value)
+    _space(tmp_path / "other.yaml", fixed={"epochs": 5})
+    with pytest.raises(ConfigError) as e:
+        api.sweep(None, wd, space=tmp_path / "other.yaml", resume=True, show_progress=False)
+    text = str(e.value)
+    assert "a resumed sweep keeps its own search space (--space)" in text and "other.yaml" in text
+    strategy = tmp_path / "grid.yaml"
+    strategy.write_text(yaml.safe_dump({"loss": ["dice_ce"], "epochs": [2]}))
+    with pytest.raises(ConfigError, match="a resumed sweep keeps its own search space"):
+        api.sweep(None, wd, grid=strategy, resume=True, show_progress=False)

@@ -144,6 +144,8 @@ def _new_state(
         "options": {
             **asdict(opts),
             "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
+            "space": opts.space and str(Path(opts.space).resolve()),  # a resume may run from another folder
+            "grid": opts.grid and str(Path(opts.grid).resolve()),
         },
         "space": space.model_dump(mode="json"),
         "base_config": base.model_dump(mode="json"),

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # what a resumed sweep takes from this call; every other option is the sweep's own (sweep.json)
 _RESUME_OPTIONS = ("budget_s", "ray_address", "tracking_uri", "device", "workers")
+_SEARCH_OPTIONS = ("space", "grid")  # compared by the content they load, not as typed
 
 
 def resume_state(
@@ -58,7 +59,7 @@ def resume_state(
             "drop that option, or start a new sweep with -o NEW_WORKDIR",
         )
         for f in fields(SweepOptions)
-        if f.name not in _RESUME_OPTIONS
+        if f.name not in (*_RESUME_OPTIONS, *_SEARCH_OPTIONS)
         and (f.name in asked if asked is not None else getattr(opts, f.name) != getattr(default, f.name))
         and getattr(opts, f.name) != getattr(saved, f.name)
     ]
@@ -72,6 +73,9 @@ def resume_state(
                 "drop DATASET (the sweep knows it), or start a new sweep with -o NEW_WORKDIR",
             )
         )
+    for name in _SEARCH_OPTIONS:
+        if getattr(opts, name) is not None:
+            problems += _other_space(sfile, state, name, str(getattr(opts, name)), getattr(saved, name))
     if base_config is not None:
         problems += _other_base_config(sfile, state, base_config)
     problems += _other_store(sfile, state, opts.tracking_uri)
@@ -93,6 +97,33 @@ def resume_state(
     if state.get("sweep_run_id") and strip_credentials(resolve_uri(opts.tracking_uri)) != state["uri"]:
         state = _record_store(wd, state, str(opts.tracking_uri))  # a moved store file, found at its new place
     return state, opts
+
+
+def _other_space(
+    sfile: Path, state: dict[str, Any], name: str, given: str, saved: str | None
+) -> list[Problem]:
+    """A ``--space`` (``--grid``) given to a resume must load to the space the sweep searches (``sweep.json``'s
+    ``space``): the same file by another path, or a copy, is taken; another space, or a file not there, is not."""
+    from automed.search.space import load_space
+    from automed.workflow.sweep_stages import grid_space
+
+    rule = f"a resumed sweep keeps its own search space (--{name})"
+    fix = f"drop --{name}, or start a new sweep with -o NEW_WORKDIR"
+    if saved is None:
+        other = "grid" if name == "space" else "space"
+        return [Problem(str(sfile), rule, f"{given} asked, the sweep searches a --{other}", fix)]
+    try:
+        space = load_space(given) if name == "space" else grid_space(given)
+    except ConfigError as exc:
+        return list(exc.problems)
+    now, was = space.model_dump(mode="json"), dict(state["space"])
+    if (
+        name == "grid"
+    ):  # a grid's space is named after its file: the same strategy under another name is the same
+        now, was = ({k: v for k, v in d.items() if k not in ("name", "description")} for d in (now, was))
+    if now == was:
+        return []
+    return [Problem(str(sfile), rule, f"{given} asked: not the space the sweep began with ({saved})", fix)]
 
 
 def _other_base_config(sfile: Path, state: dict[str, Any], given: TrainConfig) -> list[Problem]:
