@@ -99,3 +99,66 @@ def test_a_grid_resumed_with_a_budget_after_one_without_shares_the_time_over_the
     ((units, fold_budget),) = engine.calls
     assert [k for k, _, _ in units] == ["b", "b", "b"]
     assert fold_budget is not None and abs(fold_budget - share) < 0.5
+
+
+def test_the_default_never_takes_a_promotion_slot(tmp_path: Path) -> None:
+    """The default screened best took one of the --promote slots (the top N plus the default, then de-duplicated):
+    with --promote 1 no other trial reached full CV, and the verdict called the default the best trial."""
+    for key, score, default in (("a", 0.8, False), ("b", 0.6, False), ("d", 0.9, True)):
+        (tmp_path / "trials" / key).mkdir(parents=True)
+        (tmp_path / "trials" / key / "trial.json").write_text(
+            json.dumps({"key": key, "values": {"lr": score}, "is_default": default})
+        )
+        (tmp_path / "trials" / key / "result.json").write_text(json.dumps({"folds": {"0": {"score": score}}}))
+    engine = RecordingEngine()
+    stage_promote(_run(tmp_path, engine, budget_s=10_000.0, started_s_ago=0.0))
+    ((units, _),) = engine.calls
+    assert sorted({k for k, _, _ in units}) == ["a", "d"]
+
+
+def _table(tmp_path: Path, rows: list[tuple[str, bool, dict[str, float]]], n_folds: int = 3) -> Any:
+    from automed.search.report import trials_table
+
+    for key, default, folds in rows:
+        td = tmp_path / "trials" / key
+        td.mkdir(parents=True)
+        (td / "trial.json").write_text(json.dumps({"key": key, "values": {}, "is_default": default}))
+        done = {f: {"score": s} for f, s in folds.items()}
+        cv = sum(folds.values()) / len(folds) if folds else 0.0
+        (td / "result.json").write_text(json.dumps({"folds": done, "score": cv}))
+    return trials_table(tmp_path, n_folds)
+
+
+@pytest.mark.parametrize("promote", [0, 2])
+def test_the_verdict_says_when_only_the_default_was_cross_validated(tmp_path: Path, promote: int) -> None:
+    """ "the planner default is the best trial" when no other trial reached full CV (others screened higher)."""
+    from automed.workflow.sweep import _verdict
+
+    table = _table(
+        tmp_path,
+        [("d", True, {"0": 0.7, "1": 0.7, "2": 0.7}), ("a", False, {"0": 0.9}), ("b", False, {"0": 0.5})],
+    )
+    best = table[table["folds_done"] == 3].iloc[0].to_dict()
+    default = table[table["default"]].iloc[0].to_dict()
+    verdict = _verdict(table, best, default, 3, promote)
+    assert "best trial" not in verdict and "beat" not in verdict.replace("not known to beat", "")
+    assert "the planner default is the only fully cross-validated trial (CV score 0.7000)" in verdict
+    assert "best screened: trial a, fold-0 score 0.9000" in verdict
+    assert ("--promote 0" in verdict) == (promote == 0)
+
+
+def test_the_verdict_compares_the_default_with_cross_validated_trials_only(tmp_path: Path) -> None:
+    from automed.workflow.sweep import _verdict
+
+    table = _table(
+        tmp_path,
+        [
+            ("d", True, {"0": 0.7, "1": 0.7, "2": 0.7}),
+            ("a", False, {"0": 0.6, "1": 0.6, "2": 0.6}),
+            ("b", False, {"0": 0.9}),
+        ],
+    )
+    best = table[table["folds_done"] == 3].iloc[0].to_dict()
+    default = table[table["default"]].iloc[0].to_dict()
+    verdict = _verdict(table, best, default, 3, 1)
+    assert verdict.startswith("the planner default is the best of 2 fully cross-validated trials"), verdict

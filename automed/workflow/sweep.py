@@ -2,8 +2,9 @@
 
 Policy (multi-fidelity): **screen, then promote.** Every sampled trial trains and validates fold 0 only; ASHA
 stops weak ones early on their per-epoch EMA pseudo-Dice (rungs at ``grace``, ``grace*2``, ... epochs). The
-``--promote`` best screened trials, and always the planner's default trial, then train the remaining folds, and the
-winner is picked by full cross-validation Dice, so "best vs default" compares like with like. ``--no-screen``
+``--promote`` best screened trials other than the default, and always the planner's default trial, then train the
+remaining folds, and the winner is picked by full cross-validation Dice, so "best vs default" compares like with like
+(and the verdict says so when the default was the only trial cross-validated). ``--no-screen``
 trains every trial on all folds (the baseline the benchmark compares against). ``--grid`` evaluates every config
 of a grid on all folds.
 
@@ -246,15 +247,42 @@ def _score_label(plan: Plan, dataset: str) -> str:
     return task.epoch_label if task.image_level else "Dice"
 
 
-def _verdict(best: dict[str, Any] | None, default: dict[str, Any] | None, n_folds: int) -> str:
+def _verdict(
+    table: pd.DataFrame,
+    best: dict[str, Any] | None,
+    default: dict[str, Any] | None,
+    n_folds: int,
+    promote: int,
+) -> str:
+    """The best trial against the planner default, each at full CV; never a claim over trials that were screened
+    only (a fold-0 score is no CV score)."""
     if best is None:
         return "no trial finished every fold: no best config"
     if default is None:
         return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (no planner-default trial in this sweep)"
     if default["folds_done"] < n_folds:
         return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (the planner default did not finish every fold)"
+    others = table[~table["default"]]
+    n_cv = int((others["folds_done"] == n_folds).sum())
+    if n_cv == 0:
+        text = f"the planner default is the only fully cross-validated trial (CV score {default['cv_score']:.4f})"
+        screened = others[others["folds_done"] >= 1].sort_values("fold0_score", ascending=False)
+        if screened.empty:
+            return text + (
+                "; no other trial was screened" if len(others) else "; no other trial in this sweep"
+            )
+        top = screened.iloc[0]
+        why = (
+            "with --promote 0 the other trials were screened on fold 0 only"
+            if promote == 0
+            else "no other trial finished every fold"
+        )
+        return (
+            f"{text}; {why} (best screened: trial {top['trial']}, fold-0 score {top['fold0_score']:.4f}), so it is "
+            "not known to beat them"
+        )
     if best["trial"] == default["trial"]:
-        return f"the planner default is the best trial (CV score {default['cv_score']:.4f})"
+        return f"the planner default is the best of {n_cv + 1} fully cross-validated trials (CV score {default['cv_score']:.4f})"
     if best["cv_score"] <= default["cv_score"]:
         return f"no trial beat the planner default (default CV score {default['cv_score']:.4f}, best other {best['cv_score']:.4f})"
     gain = best["cv_score"] - default["cv_score"]
@@ -282,7 +310,7 @@ def _finish(
     best = {str(k): v for k, v in full.iloc[0].to_dict().items()} if len(full) else None
     default_rows = table[table["default"]] if not table.empty else table
     default = {str(k): v for k, v in default_rows.iloc[0].to_dict().items()} if len(default_rows) else None
-    verdict = _verdict(best, default, n_folds)
+    verdict = _verdict(table, best, default, n_folds, int(state["options"].get("promote", 2)))
     for stage in ("grid", "promote"):
         if state["stages"].get(f"{stage}_skipped"):
             verdict += f"; {state['stages'][f'{stage}_skipped']}"

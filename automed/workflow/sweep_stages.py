@@ -335,11 +335,15 @@ def stage_search(
 
 
 def stage_promote(run: SweepRun) -> list[TrialOutcome]:
-    """The ``--promote`` best screened trials and always the planner default train the remaining folds, so the
-    verdict compares the best trial with the default at full CV."""
+    """The ``--promote`` best screened trials other than the planner default, and the default, train the remaining
+    folds, so the verdict compares the best trial with the default at full CV (the default never takes a slot)."""
     n_folds = run.ctx.n_folds
     table = trials_table(run.wd, n_folds)
-    screened = table[table["folds_done"] >= 1].sort_values("fold0_score", ascending=False)
+    if table.empty:
+        return []
+    screened = table[(table["folds_done"] >= 1) & ~table["default"]].sort_values(
+        "fold0_score", ascending=False
+    )
     keys = list(screened["trial"][: run.opts.promote]) + list(table[table["default"]]["trial"])
     chosen = [
         (key, json.loads((run.wd / "trials" / key / "trial.json").read_text())["values"])
