@@ -92,6 +92,43 @@ def grid_points(space: SearchSpace, base: TrainConfig, plan: Plan) -> list[tuple
     return out
 
 
+def space_points(space: SearchSpace, limit: int) -> list[dict[str, Any]] | None:
+    """Every point of a finite space (categorical, bool and int parameters; a conditional parameter only where its
+    condition holds), in the space's order; None for a space with a float parameter or more than ``limit`` points."""
+    points: list[dict[str, Any]] = [{}]
+    for name, p in space.parameters.items():
+        if p.type == "float":
+            return None
+        if p.type == "int":
+            assert p.low is not None and p.high is not None
+            options: list[Any] = list(range(int(p.low), int(p.high) + 1, int(p.step or 1)))
+        else:
+            options = p.options()
+        active = [p.active(pt) for pt in points]
+        if sum(len(options) if a else 1 for a in active) > limit:
+            return None
+        points = [
+            extended
+            for pt, a in zip(points, active, strict=True)
+            for extended in ([{**pt, name: v} for v in options] if a else [pt])
+        ]
+    return points
+
+
+def distinct_configs(space: SearchSpace, base: TrainConfig, plan: Plan, more_than: int) -> int | None:
+    """How many distinct training configs a finite space resolves to (points that resolve alike count once); None
+    when the space is not finite, or has more than ``more_than`` (counting stops there)."""
+    points = space_points(space, 10_000)
+    if points is None:
+        return None
+    seen: set[str] = set()
+    for values in points:
+        seen.add(resolve(space, base, plan, values).digest())
+        if len(seen) > more_than:
+            return None
+    return len(seen)
+
+
 def write_grid(base_file: Path, strategy_file: Path, out: Path) -> pd.DataFrame:
     """``automed grid``: one validated config YAML per distinct combination, plus ``grid.csv`` (the index)."""
     base = load_yaml_model(TrainConfig, base_file)

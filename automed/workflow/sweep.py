@@ -225,7 +225,7 @@ def _sweep(
             if opts.grid is not None:
                 outcomes = stage_grid(run, space, base, plan)
             else:
-                outcomes = stage_search(run, space, point, tracker)
+                outcomes = stage_search(run, space, base, plan, point, tracker)
                 if opts.screen and n_folds > 1:
                     outcomes += stage_promote(run)
         state["stages"]["done"] = True
@@ -311,9 +311,9 @@ def _finish(
     default_rows = table[table["default"]] if not table.empty else table
     default = {str(k): v for k, v in default_rows.iloc[0].to_dict().items()} if len(default_rows) else None
     verdict = _verdict(table, best, default, n_folds, int(state["options"].get("promote", 2)))
-    for stage in ("grid", "promote"):
-        if state["stages"].get(f"{stage}_skipped"):
-            verdict += f"; {state['stages'][f'{stage}_skipped']}"
+    for note in ("search_capped", "grid_skipped", "promote_skipped"):
+        if state["stages"].get(note):
+            verdict += f"; {state['stages'][note]}"
     metrics: dict[str, float | None] = {"n_trials": float(len(table))}
     if best is not None:
         cfg = json.loads((wd / "trials" / best["trial"] / "trial.json").read_text())["config"]

@@ -4,6 +4,7 @@ MLflow bookkeeping they need. :mod:`automed.workflow.sweep` runs them in order."
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -22,6 +23,7 @@ from automed.plan.schema import Plan
 from automed.privacy import public_uri, strip_credentials
 from automed.search.context import SweepContext
 from automed.search.engine import Engine, SearchSpec, TrialOutcome
+from automed.search.grid import distinct_configs
 from automed.search.report import trials_table
 from automed.search.space import SearchSpace
 from automed.tracking import Tracker, git_commit, resolve_uri
@@ -29,6 +31,8 @@ from automed.train.config import TrainConfig
 from automed.workflow.disclosure import public_options, redactor_for
 from automed.workflow.train_options import DEFAULT_RESOURCES
 from automed.workflow.trial import run_trial
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "sweep.json"
 FINAL_RESERVE_S = 30.0
@@ -299,23 +303,40 @@ def stage_grid(run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan)
     return out
 
 
+def n_search_trials(run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan) -> int:
+    """``--trials``, capped at the number of distinct configs of a finite space (categorical, bool and int
+    parameters): more trials could only draw configs again. The cap is logged and kept for the verdict."""
+    distinct = distinct_configs(space, base, plan, more_than=run.opts.trials)
+    if distinct is None:
+        run.state["stages"].pop("search_capped", None)
+        return run.opts.trials
+    note = (
+        f"the search space has {distinct} distinct config(s): {distinct} trial(s) sampled, not --trials "
+        f"{run.opts.trials}"
+    )
+    log.warning("%s", note)
+    run.state["stages"]["search_capped"] = note
+    return distinct
+
+
 def stage_search(
-    run: SweepRun, space: SearchSpace, point: dict[str, Any], tracker: Tracker
+    run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan, point: dict[str, Any], tracker: Tracker
 ) -> list[TrialOutcome]:
     """Screen sampled trials (fold 0, or every fold with --no-screen) with early stopping."""
     opts, n_folds = run.opts, run.ctx.n_folds
+    n_trials = n_search_trials(run, space, base, plan)
     screen_folds = [0] if opts.screen else list(range(n_folds))
     n_promote = (opts.promote + 1) * (n_folds - 1) if opts.screen else 0
     if run.state.get("fold_budget_s") is None or (opts.budget_s is not None and not run.resume):
         run.state["fold_budget_s"] = _fold_budget(
-            opts, opts.trials, n_promote, len(screen_folds), run.conc, run.left()
+            opts, n_trials, n_promote, len(screen_folds), run.conc, run.left()
         )
     run.ctx = replace(run.ctx, fold_budget_s=run.state["fold_budget_s"])
     if run.state["stages"].get("search"):
         return []
-    share = opts.trials * len(screen_folds) / max(1, opts.trials * len(screen_folds) + n_promote)
+    share = n_trials * len(screen_folds) / max(1, n_trials * len(screen_folds) + n_promote)
     spec = SearchSpec(
-        n_trials=opts.trials,
+        n_trials=n_trials,
         folds=screen_folds,
         concurrency=run.conc,
         sampler=opts.sampler,  # type: ignore[arg-type]
