@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,137 @@ def test_trials_are_capped_at_a_finite_spaces_distinct_configs(
     run = _run(tmp_path, trials=3)
     stage_search(run, _space(FOUR), TrainConfig(), plan, {}, None)  # type: ignore[arg-type]
     assert run.engine.n_trials == [3] and "search_capped" not in run.state["stages"]  # type: ignore[attr-defined]
+
+
+def _trial_ctx(sweep_dir: Path, plan_dir: Path, default: dict[str, Any]) -> SweepContext:
+    shutil.copy(plan_dir / "plan.json", sweep_dir / "plan.json")
+    space = _space({**FOUR, "batch_size_scale": {"type": "categorical", "choices": [1.0, 0.989]}})
+    return SweepContext(
+        str(sweep_dir), "ds", TrainConfig().model_dump(mode="json"), space.model_dump(mode="json"), default, 2,
+        "sqlite:///x.db", "e", "r",
+    )  # fmt: skip
+
+
+def _fake_training(monkeypatch: pytest.MonkeyPatch, scores: dict[str, float | None]) -> list[str]:
+    """Trials "train" by writing their fold-0 result (None: stopped before fold 0 finished); the keys trained."""
+    import automed.workflow.trial as trial
+
+    trained: list[str] = []
+
+    def train(
+        ctx: Any, key: str, values: Any, folds: Any, report: Any, plan: Any, td: Path, config: Any
+    ) -> Any:
+        trained.append(key)
+        score = scores[key]
+        result = {"key": key, "folds": {}, "n_folds_done": 0}
+        if score is not None:
+            result = {
+                "key": key,
+                "folds": {"0": {"score": score, "epochs": 2}},
+                "n_folds_done": 1,
+                "score": score,
+            }
+        (td / "result.json").write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(trial, "_train", train)
+    return trained
+
+
+DEFAULT = {"optimizer": "sgd", "loss": "dice_ce", "batch_size_scale": 1.0}
+
+
+def test_a_trial_with_an_earlier_trials_config_reuses_its_result(
+    tmp_path: Path, planned: tuple[Path, Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ray engine once ran three trials of one point, all flagged default and all promoted; batch_size_scale
+    1.0 and 0.989 (both batch 2) trained twice."""
+    from automed.search.report import trials_table
+    from automed.workflow.sweep_stages import stage_promote
+    from automed.workflow.trial import run_trial
+
+    ctx = _trial_ctx(tmp_path, planned[0], DEFAULT)
+    trained = _fake_training(monkeypatch, {"a": 0.7, "b": 0.9, "c": 0.5})
+    reports: list[dict[str, float]] = []
+    # a drew values that resolve to the default's config before the default trial itself started
+    run_trial(ctx, "a", {**DEFAULT, "batch_size_scale": 0.989}, [0], reports.append)
+    out = run_trial(ctx, "d", DEFAULT, [0], reports.append)  # the enqueued default: a's config
+    again = run_trial(ctx, "e", {**DEFAULT, "batch_size_scale": 0.989}, [0], reports.append)  # a re-draw
+    run_trial(ctx, "b", {**DEFAULT, "optimizer": "adamw"}, [0], reports.append)
+    run_trial(ctx, "c", {**DEFAULT, "loss": "dice_focal"}, [0], reports.append)
+    assert trained == ["a", "b", "c"]  # each config trained once
+    assert out == {"key": "d", "duplicate_of": "a", "folds": {}, "n_folds_done": 0, "score": 0.7}
+    assert again["duplicate_of"] == "a" and reports == [{"epoch": 0.0, "score": 0.7, "validated": 1.0}] * 2
+    saved = {k: json.loads((tmp_path / "trials" / k / "trial.json").read_text()) for k in "abcde"}
+    assert [k for k, t in saved.items() if t["is_default"]] == ["a"]  # by config: one default
+    assert (
+        saved["d"]["digest"]
+        == saved["a"]["digest"]
+        == TrainConfig.model_validate(saved["a"]["config"]).digest()
+    )
+    table = trials_table(tmp_path, 2).set_index("trial")
+    assert table.loc[["d", "e"], "status"].tolist() == ["duplicate"] * 2
+    assert table.loc[["d", "e"], "duplicate_of"].tolist() == ["a", "a"]
+    assert table.loc[["d", "e"], "fold0_score"].isna().all()  # no score of their own: never ranked
+    assert table["default"].sum() == 1
+    # a restarted duplicate stays one (and trains nothing)
+    assert run_trial(ctx, "d", DEFAULT, [0])["duplicate_of"] == "a" and trained == ["a", "b", "c"]
+
+    promoted: list[Any] = []
+
+    class Recorder:
+        def evaluate(self, fn: Any, ctx: Any, units: list[Any], *args: Any, **kw: Any) -> list[Any]:
+            promoted.extend(units)
+            return []
+
+    run = _run(tmp_path, trials=5)
+    run.engine = Recorder()  # type: ignore[assignment]
+    stage_promote(run)  # --promote 1: the best other than the default (b), and the default (a); never d or e
+    assert sorted({k for k, _, _ in promoted}) == ["a", "b"]
+
+
+def test_a_duplicate_waits_while_the_trial_it_repeats_runs(
+    tmp_path: Path, planned: tuple[Path, Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+    import threading
+
+    from automed.workflow.trial import run_trial
+
+    ctx = _trial_ctx(tmp_path, planned[0], DEFAULT)
+    trained = _fake_training(monkeypatch, {"a": None})
+    run_trial(ctx, "a", DEFAULT, [0])  # stopped before fold 0 finished
+    assert "score" not in run_trial(ctx, "b", DEFAULT, [0])  # its duplicate has no score either
+    # a still runs (its lock held): the duplicate waits, then takes the result a finished with
+    with (tmp_path / "trials" / "a" / ".running").open("a") as running:
+        fcntl.flock(running, fcntl.LOCK_SH)
+        got: list[dict[str, Any]] = []
+        waiting = threading.Thread(target=lambda: got.append(run_trial(ctx, "c", DEFAULT, [0])))
+        waiting.start()
+        time.sleep(1.0)
+        assert waiting.is_alive() and not got
+        (tmp_path / "trials" / "a" / "result.json").write_text(
+            json.dumps({"folds": {"0": {"score": 0.8}}, "score": 0.8, "n_folds_done": 1})
+        )
+        fcntl.flock(running, fcntl.LOCK_UN)
+    waiting.join(timeout=30)
+    assert got and got[0]["score"] == 0.8 and got[0]["duplicate_of"] == "a" and trained == ["a"]
+
+
+def duplicate_objective(ctx: Any, key: str, values: Any, folds: Any, report: Any) -> dict[str, Any]:
+    """Stands in for run_trial in the optuna engine's processes: every trial repeats one that was stopped early."""
+    return {"key": key, "duplicate_of": "t0000", "folds": {}, "n_folds_done": 0}
+
+
+def test_the_optuna_engine_counts_a_duplicate_without_a_score_as_stopped(tmp_path: Path) -> None:
+    """A duplicate of a trial stopped early returns no score: the optuna engine failed it on the missing key."""
+    from automed.search.engine import SearchSpec
+    from automed.search.optuna_engine import OptunaEngine
+
+    ctx = SweepContext(
+        str(tmp_path), "ds", {}, _space(FOUR).model_dump(mode="json"), {}, 2, "sqlite:///x", "e", "r"
+    )
+    spec = SearchSpec(n_trials=2, folds=[0], concurrency=1, seed=0)
+    engine = OptunaEngine(None, {"cpu": 1.0, "gpu": 0.0})
+    outcomes = engine.search(duplicate_objective, ctx, _space(FOUR), [], spec, False)
+    assert [o.status for o in outcomes] == ["stopped", "stopped"], outcomes

@@ -113,6 +113,10 @@ def _search_worker(
         except Exception as exc:
             trial.set_user_attr("error", " ".join(str(exc).split())[:1000])
             raise
+        if out.get("duplicate_of"):
+            trial.set_user_attr("duplicate_of", str(out["duplicate_of"]))
+            if "score" not in out:  # the trial it repeats was stopped early or failed: so is this one
+                raise optuna.TrialPruned()
         return float(out["score"])
 
     study.optimize(run, n_trials=quota, timeout=spec.time_budget_s, catch=(Exception,))

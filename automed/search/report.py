@@ -40,8 +40,9 @@ def _status(done: int, n_folds: int, epochs: int) -> str:
 
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
     """One row per trial folder: key, sampled values, status (``cv``: every fold; ``screened``: some folds;
-    ``stopped early``: stopped by the scheduler (or failed) before a fold finished; ``not run``), folds done, epochs,
-    screening and CV score, compute."""
+    ``stopped early``: stopped by the scheduler (or failed) before a fold finished; ``not run``; ``duplicate``: an
+    earlier trial, ``duplicate_of``, has its config, so it trained nothing and has no score of its own), folds done,
+    epochs, screening and CV score, compute."""
     rows = []
     for tfile in sorted((sweep_dir / "trials").glob("*/trial.json")):
         t = json.loads(tfile.read_text())
@@ -49,11 +50,12 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
         r = json.loads(rfile.read_text()) if rfile.is_file() else {"folds": {}}
         folds = r.get("folds", {})
         epochs, compute = _fold_work(tfile.parent)
-        status = _status(len(folds), n_folds, epochs)
+        status = "duplicate" if t.get("duplicate_of") else _status(len(folds), n_folds, epochs)
         row: dict[str, Any] = {
             "trial": t["key"],
             "default": bool(t.get("is_default")),
             "status": status,
+            "duplicate_of": str(t.get("duplicate_of") or ""),
             "folds_done": len(folds),
             "epochs": epochs,
             "fold0_score": folds.get("0", {}).get("score", math.nan),

@@ -262,7 +262,7 @@ def _verdict(
         return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (no planner-default trial in this sweep)"
     if default["folds_done"] < n_folds:
         return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (the planner default did not finish every fold)"
-    others = table[~table["default"]]
+    others = table[~table["default"] & (table["status"] != "duplicate")]
     n_cv = int((others["folds_done"] == n_folds).sum())
     if n_cv == 0:
         text = f"the planner default is the only fully cross-validated trial (CV score {default['cv_score']:.4f})"
@@ -314,6 +314,11 @@ def _finish(
     for note in ("search_capped", "grid_skipped", "promote_skipped"):
         if state["stages"].get(note):
             verdict += f"; {state['stages'][note]}"
+    n_dup = int((table["status"] == "duplicate").sum()) if not table.empty else 0
+    if n_dup:
+        verdict += (
+            f"; {n_dup} trial(s) drew the config of an earlier trial and took its result (not trained again)"
+        )
     metrics: dict[str, float | None] = {"n_trials": float(len(table))}
     if best is not None:
         cfg = json.loads((wd / "trials" / best["trial"] / "trial.json").read_text())["config"]

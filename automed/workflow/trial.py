@@ -5,7 +5,8 @@ A trial's state lives in ``SWEEP/trials/<key>/`` on the shared file system: ``tr
 resolved config, written once, verbatim), fold checkpoints under ``train/``, ``result.json`` (fold scores, CV score,
 compute seconds). A restarted trial reuses finished folds, resumes an interrupted fold from its latest checkpoint and
 logs into the MLflow runs it created before (found by their ``automed_key`` tag), so nothing is trained or logged
-twice. A fully cross-validated trial gets ``model.json`` like a training work dir.
+twice. A fully cross-validated trial gets ``model.json`` like a training work dir. A trial whose resolved config an
+earlier trial has trains nothing: it is that trial's duplicate and takes its result (:mod:`.trial_claim`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import contextlib
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from automed.artifacts import write_json_atomic
-from automed.errors import ArtifactError
 from automed.plan.schema import Plan
-from automed.search.context import Report, SweepContext, trial_dir
-from automed.search.space import SearchSpace, resolve
+from automed.search.context import Report, SweepContext
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker
@@ -34,39 +32,15 @@ from automed.train.state import EpochLog
 from automed.workdir import PLANNING, WorkDir
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.fold import FoldJob, MlflowEpochs, run_fold, validation_passes
+from automed.workflow.trial_claim import claim, flocked, reuse
 
 
-def _prepare(ctx: SweepContext, key: str, values: dict[str, Any], plan: Plan) -> tuple[Path, TrainConfig]:
-    td = trial_dir(ctx, key)
-    td.mkdir(parents=True, exist_ok=True)
+def _link_planning(td: Path) -> None:
     for name in PLANNING:
         link = td / name
         if not link.exists():
             with contextlib.suppress(FileExistsError):  # another attempt of this trial made it first
                 link.symlink_to(Path("..") / ".." / name)
-    tfile = td / "trial.json"
-    space = SearchSpace.model_validate(ctx.space)
-    config = resolve(space, TrainConfig.model_validate(ctx.base_config), plan, values)
-    if tfile.is_file():
-        saved = json.loads(tfile.read_text())
-        if saved["config"] != config.model_dump(mode="json"):
-            raise ArtifactError.single(
-                tfile,
-                "a restarted trial must have the config it started with",
-                f"sampled values {values}",
-                "start the sweep in a new work dir",
-            )
-    else:
-        write_json_atomic(
-            tfile,
-            {
-                "key": key,
-                "values": values,
-                "is_default": values == ctx.default_point,
-                "config": config.model_dump(mode="json"),
-            },
-        )
-    return td, config
 
 
 class _Epochs(MlflowEpochs):
@@ -86,18 +60,10 @@ class _Epochs(MlflowEpochs):
             )
 
 
-@contextlib.contextmanager
-def _locked(td: Path) -> Iterator[None]:
+def _locked(td: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock on a trial folder: folds of one trial may run at once in different processes (promotion
     schedules (trial, fold) units) and must not race on result.json or create the trial's MLflow run twice."""
-    import fcntl
-
-    with (td / ".lock").open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return flocked(td / ".lock")
 
 
 def _aggregate(
@@ -162,12 +128,30 @@ def _fold_run(tracker: Tracker, run_id: str, key: str, fold: int, fsplit: dict[s
 def run_trial(
     ctx: SweepContext, key: str, values: dict[str, Any], folds: list[int], report: Report | None = None
 ) -> dict[str, Any]:
-    """Train and validate ``folds`` of one trial (reusing folds it finished before) and return its result."""
-    t0 = time.perf_counter()
+    """Train and validate ``folds`` of one trial (reusing folds it finished before) and return its result; a trial
+    whose config an earlier trial has trains nothing and takes that trial's result (:mod:`trial_claim`)."""
     torch.set_num_threads(max(1, ctx.threads))
     plan = Plan.load(Path(ctx.sweep_dir) / "plan.json")
+    with contextlib.ExitStack() as running:
+        td, config, original = claim(ctx, key, values, plan, running)
+        if original is not None:
+            return reuse(ctx, key, original, folds, report)
+        _link_planning(td)
+        return _train(ctx, key, values, folds, report, plan, td, config)
+
+
+def _train(
+    ctx: SweepContext,
+    key: str,
+    values: dict[str, Any],
+    folds: list[int],
+    report: Report | None,
+    plan: Plan,
+    td: Path,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
     task = task_for(plan.task_type, ctx.dataset)
-    td, config = _prepare(ctx, key, values, plan)
     splits = json.loads((Path(ctx.sweep_dir) / "splits.json").read_text())
     redactor = redactor_for([Path(ctx.sweep_dir)], keep_case_ids=ctx.keep_case_ids)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment, redactor)
