@@ -16,7 +16,7 @@ import pytest
 from automed import api
 from automed.plan.schema import Plan
 from automed.search.context import SweepContext
-from automed.search.grid import distinct_configs, space_points
+from automed.search.grid import distinct_points, space_points
 from automed.search.space import SearchSpace
 from automed.testing.synthetic import make_dataset
 from automed.train.config import TrainConfig
@@ -43,29 +43,31 @@ def planned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Plan]:
 def test_a_finite_space_counts_its_distinct_configs(planned: tuple[Path, Plan]) -> None:
     _, plan = planned
     base = TrainConfig()
-    assert distinct_configs(_space(FOUR), base, plan, more_than=100) == 4
+
+    def count(parameters: dict[str, Any], more_than: int = 100) -> int | None:
+        found = distinct_points(_space(parameters), base, plan, more_than)
+        return None if found is None else len(found)
+
+    assert count(FOUR) == 4
     # two values of a plan-aware scale that give the same batch are one config (the plan's batch is 2)
     scales = {**FOUR, "batch_size_scale": {"type": "categorical", "choices": [1.0, 0.989]}}
-    assert len(space_points(_space(scales), 100) or []) == 8
-    assert distinct_configs(_space(scales), base, plan, more_than=100) == 4
+    assert len(space_points(_space(scales), 100) or []) == 8 and count(scales) == 4
     # a conditional parameter counts where its condition holds; int ranges are finite
     conditional = {
         "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
         "momentum": {"type": "categorical", "choices": [0.9, 0.99], "when": {"optimizer": "sgd"}},
         "base_features": {"type": "int", "low": 8, "high": 16, "step": 8},
     }
-    assert distinct_configs(_space(conditional), base, plan, more_than=100) == 6
-    assert distinct_configs(_space(conditional), base, plan, more_than=5) is None  # counting stops there
-    floats = {**FOUR, "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2}}
-    assert distinct_configs(_space(floats), base, plan, more_than=100) is None
+    assert count(conditional) == 6 and count(conditional, more_than=5) is None  # counting stops there
+    assert count({**FOUR, "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2}}) is None
 
 
 class SearchRecorder:
     def __init__(self) -> None:
-        self.n_trials: list[int] = []
+        self.calls: list[tuple[list[dict[str, Any]], int]] = []
 
     def search(self, objective: Any, ctx: Any, space: Any, points: Any, spec: Any, resume: bool) -> list[Any]:
-        self.n_trials.append(spec.n_trials)
+        self.calls.append((points, spec.n_trials))
         return []
 
 
@@ -76,20 +78,40 @@ def _run(wd: Path, trials: int) -> SweepRun:
     return SweepRun(wd, state, opts, SearchRecorder(), ctx, 1, time.perf_counter(), False)  # type: ignore[arg-type]
 
 
-def test_trials_are_capped_at_a_finite_spaces_distinct_configs(
+def test_a_finite_space_is_evaluated_once_per_config_up_to_trials(
     tmp_path: Path, planned: tuple[Path, Plan], caplog: pytest.LogCaptureFixture
 ) -> None:
     """3 trials of a 4-point space often drew one point twice; 8 trials of it could only draw points again."""
     _, plan = planned
+    default = {"optimizer": "adamw", "loss": "dice_focal"}
     run = _run(tmp_path, trials=8)
     with caplog.at_level(logging.WARNING):
-        stage_search(run, _space(FOUR), TrainConfig(), plan, {}, None)  # type: ignore[arg-type]
-    assert run.engine.n_trials == [4]  # type: ignore[attr-defined]
-    note = "the search space has 4 distinct config(s): 4 trial(s) sampled, not --trials 8"
+        stage_search(run, _space(FOUR), TrainConfig(), plan, default, None)  # type: ignore[arg-type]
+    ((points, n_trials),) = run.engine.calls  # type: ignore[attr-defined]
+    # every config once, the default's first: no sampling left to repeat one
+    assert n_trials == 4 and points[0] == default
+    assert sorted((p["optimizer"], p["loss"]) for p in points) == [
+        ("adamw", "dice_ce"), ("adamw", "dice_focal"), ("sgd", "dice_ce"), ("sgd", "dice_focal"),
+    ]  # fmt: skip
+    note = "the search space has 4 distinct config(s): 4 trial(s) evaluate each once (not --trials 8)"
     assert run.state["stages"]["search_capped"] == note and note in caplog.text
-    run = _run(tmp_path, trials=3)
-    stage_search(run, _space(FOUR), TrainConfig(), plan, {}, None)  # type: ignore[arg-type]
-    assert run.engine.n_trials == [3] and "search_capped" not in run.state["stages"]  # type: ignore[attr-defined]
+    # as many trials as configs: each once, nothing said; fewer: the default, then sampled
+    for trials, want in ((4, 4), (3, 1)):
+        run = _run(tmp_path, trials=trials)
+        stage_search(run, _space(FOUR), TrainConfig(), plan, default, None)  # type: ignore[arg-type]
+        ((points, n_trials),) = run.engine.calls  # type: ignore[attr-defined]
+        assert (n_trials, len(points), points[0]) == (trials, want, default)
+        assert "search_capped" not in run.state["stages"]
+    # a partial default (the base's optimizer is none of the choices) would be completed by sampling: left out
+    run = _run(tmp_path, trials=8)
+    stage_search(run, _space(FOUR), TrainConfig(), plan, {"loss": "dice_ce"}, None)  # type: ignore[arg-type]
+    ((points, n_trials),) = run.engine.calls  # type: ignore[attr-defined]
+    assert n_trials == 4 and len({(p["optimizer"], p["loss"]) for p in points}) == 4
+    # a space of floats: the default point, then --trials sampled
+    floats = _space({"learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2}})
+    run = _run(tmp_path, trials=8)
+    stage_search(run, floats, TrainConfig(), plan, {"learning_rate": 0.01}, None)  # type: ignore[arg-type]
+    assert run.engine.calls == [([{"learning_rate": 0.01}], 8)]  # type: ignore[attr-defined]
 
 
 def _trial_ctx(sweep_dir: Path, plan_dir: Path, default: dict[str, Any]) -> SweepContext:

@@ -115,18 +115,21 @@ def space_points(space: SearchSpace, limit: int) -> list[dict[str, Any]] | None:
     return points
 
 
-def distinct_configs(space: SearchSpace, base: TrainConfig, plan: Plan, more_than: int) -> int | None:
-    """How many distinct training configs a finite space resolves to (points that resolve alike count once); None
-    when the space is not finite, or has more than ``more_than`` (counting stops there)."""
+def distinct_points(
+    space: SearchSpace, base: TrainConfig, plan: Plan, more_than: int
+) -> list[tuple[str, dict[str, Any]]] | None:
+    """``(config digest, values)`` of each distinct training config a finite space resolves to, the first point of
+    each (points that resolve alike count once); None when the space is not finite, or has more than ``more_than``
+    (counting stops there)."""
     points = space_points(space, 10_000)
     if points is None:
         return None
-    seen: set[str] = set()
+    seen: dict[str, dict[str, Any]] = {}
     for values in points:
-        seen.add(resolve(space, base, plan, values).digest())
+        seen.setdefault(resolve(space, base, plan, values).digest(), values)
         if len(seen) > more_than:
             return None
-    return len(seen)
+    return list(seen.items())
 
 
 def write_grid(base_file: Path, strategy_file: Path, out: Path) -> pd.DataFrame:

@@ -269,7 +269,7 @@ def _verdict(
         screened = others[others["folds_done"] >= 1].sort_values("fold0_score", ascending=False)
         if screened.empty:
             return text + (
-                "; no other trial was screened" if len(others) else "; no other trial in this sweep"
+                "; no other trial was screened" if len(others) else "; no other config in this sweep"
             )
         top = screened.iloc[0]
         why = (

@@ -23,9 +23,9 @@ from automed.plan.schema import Plan
 from automed.privacy import public_uri, strip_credentials
 from automed.search.context import SweepContext
 from automed.search.engine import Engine, SearchSpec, TrialOutcome
-from automed.search.grid import distinct_configs
+from automed.search.grid import distinct_points
 from automed.search.report import trials_table
-from automed.search.space import SearchSpace
+from automed.search.space import SearchSpace, resolve
 from automed.tracking import Tracker, git_commit, resolve_uri
 from automed.train.config import TrainConfig
 from automed.workflow.disclosure import public_options, redactor_for
@@ -303,20 +303,31 @@ def stage_grid(run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan)
     return out
 
 
-def n_search_trials(run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan) -> int:
-    """``--trials``, capped at the number of distinct configs of a finite space (categorical, bool and int
-    parameters): more trials could only draw configs again. The cap is logged and kept for the verdict."""
-    distinct = distinct_configs(space, base, plan, more_than=run.opts.trials)
-    if distinct is None:
+def search_points(
+    run: SweepRun, space: SearchSpace, base: TrainConfig, plan: Plan, point: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int]:
+    """The points enqueued before sampling and the number of trials. A finite space (categorical, bool and int
+    parameters) with no more distinct configs than ``--trials`` is evaluated whole, each config once, the default's
+    first (a sampler would draw some again and miss others); fewer trials than ``--trials`` are logged and noted for
+    the verdict. Otherwise the default point, then ``--trials`` sampled."""
+    found = distinct_points(space, base, plan, more_than=run.opts.trials)
+    if found is None:
         run.state["stages"].pop("search_capped", None)
-        return run.opts.trials
-    note = (
-        f"the search space has {distinct} distinct config(s): {distinct} trial(s) sampled, not --trials "
-        f"{run.opts.trials}"
-    )
-    log.warning("%s", note)
-    run.state["stages"]["search_capped"] = note
-    return distinct
+        return ([point] if point else []), run.opts.trials
+    default = resolve(space, base, plan, point).digest() if point else None
+    # a default point the space's own points lack: enqueued as it is when complete (an int off the step grid, say);
+    # a partial one (a value the choices lack) is left out, as a sampler would complete it into another point
+    complete = all(n in point for n, p in space.parameters.items() if p.active(point))
+    points = [v for d, v in found if d == default] or ([point] if point and complete else [])
+    points = (points + [v for d, v in found if d != default])[: run.opts.trials]
+    if len(points) < run.opts.trials:
+        note = (
+            f"the search space has {len(found)} distinct config(s): {len(points)} trial(s) evaluate each once "
+            f"(not --trials {run.opts.trials})"
+        )
+        log.warning("%s", note)
+        run.state["stages"]["search_capped"] = note
+    return points, len(points)
 
 
 def stage_search(
@@ -324,7 +335,7 @@ def stage_search(
 ) -> list[TrialOutcome]:
     """Screen sampled trials (fold 0, or every fold with --no-screen) with early stopping."""
     opts, n_folds = run.opts, run.ctx.n_folds
-    n_trials = n_search_trials(run, space, base, plan)
+    points, n_trials = search_points(run, space, base, plan, point)
     screen_folds = [0] if opts.screen else list(range(n_folds))
     n_promote = (opts.promote + 1) * (n_folds - 1) if opts.screen else 0
     if run.state.get("fold_budget_s") is None or (opts.budget_s is not None and not run.resume):
@@ -347,7 +358,7 @@ def stage_search(
         retries=opts.retries,
     )
     ts = time.perf_counter()
-    out = run.engine.search(run_trial, run.ctx, space, [point] if point else [], spec, run.resume)
+    out = run.engine.search(run_trial, run.ctx, space, points, spec, run.resume)
     run.timed("search", ts)
     _mark_stopped(tracker, run.state["sweep_run_id"], out)
     run.state["stages"]["search"] = True
