@@ -292,3 +292,19 @@ def test_a_resumed_sweep_compares_its_space_by_content(
     strategy.write_text(yaml.safe_dump({"loss": ["dice_ce"], "epochs": [2]}))
     with pytest.raises(ConfigError, match="a resumed sweep keeps its own search space"):
         api.sweep(None, wd, grid=strategy, resume=True, show_progress=False)
+
+
+def test_a_classification_sweep_over_a_setting_its_models_do_not_use_is_refused() -> None:
+    """Its dice_ce and ce trials trained bit-identical weights: the same model under several names."""
+    from automed.errors import ConfigError
+    from automed.search.space import SearchSpace
+    from automed.workflow.sweep_checks import refuse_ignored
+
+    space = SearchSpace.model_validate(
+        {"name": "s", "parameters": {"loss": {"type": "categorical", "choices": ["dice_ce", "ce"]},
+                                     "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True,
+                                            "target": "learning_rate"}}}
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"searches settings its models use.*loss"):
+        refuse_ignored(space, "classification", "clsloss.yaml")
+    refuse_ignored(space, "segmentation", "clsloss.yaml")  # a segmentation model uses its loss

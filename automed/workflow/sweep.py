@@ -56,6 +56,7 @@ from automed.workflow.prepare import (
     plan_for_training,
     preprocess,
 )
+from automed.workflow.sweep_checks import refuse_ignored, refuse_unbounded
 from automed.workflow.sweep_resume import resume_state
 from automed.workflow.sweep_stages import (
     STATE_FILE,
@@ -75,25 +76,6 @@ from automed.workflow.train_start import refuse_workdir_in_dataset
 from automed.workflow.trials_live import TrialsDisplay
 
 log = logging.getLogger(__name__)
-
-
-def _refuse_unbounded(opts: SweepOptions, space: SearchSpace, base_config: TrainConfig | None) -> None:
-    """A sweep with neither a time budget nor trials that fix their epochs (each fold would train 1000 epochs) is
-    refused before any work: the work dir gets nothing (no fingerprint, plan or lock)."""
-    if (
-        opts.budget_s is None
-        and not any(space.target(n) == "epochs" for n in space.parameters)
-        and "epochs" not in space.fixed
-        and (base_config is None or base_config.epochs == TrainConfig().epochs)
-    ):
-        raise ConfigError.single(
-            "--budget",
-            "a sweep needs a time budget or a fixed number of epochs per trial",
-            "neither given (the default is 1000 epochs per fold)",
-            "pass --budget 2h, or list `epochs: [N]` in the grid strategy"
-            if opts.grid is not None
-            else "pass --budget 2h, or set `fixed: {epochs: N}` in the search space",
-        )
 
 
 def _new_state(
@@ -124,9 +106,10 @@ def _new_state(
         )
     space = load_space(opts.space) if opts.space else grid_space(str(opts.grid))
     ENGINES.get(opts.engine)  # an unknown engine fails before any work
-    _refuse_unbounded(opts, space, base_config)
+    refuse_unbounded(opts, space, base_config)
     check_gpus(opts)
     ds = load_dataset(dataset)
+    refuse_ignored(space, ds.task_type, str(opts.space or opts.grid))
     plan, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
     base = choose_configuration(base_config or TrainConfig(), plan, auto=True)
     names, variants = needed_variants(space, base, plan)
