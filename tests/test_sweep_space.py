@@ -282,3 +282,37 @@ def test_trials_table_tells_a_stopped_trial_from_one_that_never_ran(tmp_path: Pa
     assert table.loc["c", "epochs"] == 3 and table.loc["c", "compute_s"] == 30.0
     assert table.loc["a", "epochs"] == 4 and table.loc["d", "compute_s"] == 0.0
     assert table.loc["b", "compute_s"] == 15.0 and table.loc["b", "epochs"] == 3
+
+
+def test_conflicts_and_silent_edge_cases_are_reported_in_one_run(tmp_path: Path) -> None:
+    """A fixed value a parameter overrides, an unconditional and a conditional parameter of one target, a bool
+    with choices, an int default of 4.5, a step wider than its range and repeated choices: each was accepted
+    silently (and a bad fixed value hid every parameter problem until fixed)."""
+    space = {
+        "name": "edge",
+        "fixed": {"optimizer": "sgd", "learning_rate": 0.01, "weight_decay": -1},
+        "parameters": {
+            "optimizer": {"type": "categorical", "choices": ["sgd", "sgd", "adamw"]},
+            "lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True, "target": "learning_rate"},
+            "lr2": {"type": "float", "low": 0.01, "high": 0.1, "target": "learning_rate",
+                    "when": {"optimizer": "adamw"}},
+            "deterministic": {"type": "bool", "choices": [True]},
+            "epochs": {"type": "int", "low": 1, "high": 9, "default": 4.5},
+            "momentum": {"type": "float", "low": 0.001, "high": 0.002, "step": 0.01},
+        },
+    }  # fmt: skip
+    f = tmp_path / "edge.yaml"
+    f.write_text(yaml.safe_dump(space))
+    with pytest.raises(ConfigError) as e:
+        load_space(f)
+    text = str(e.value)
+    for rule in (
+        "fixed.weight_decay: invalid value",
+        "a parameter and `fixed:` set the same field",
+        "one of them always applies",
+        "each choice is listed once",
+        "a bool parameter tries false and true",
+        "an int parameter's default is a whole number",
+        "the step must fit in [low, high]",
+    ):
+        assert rule in text, rule

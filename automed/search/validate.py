@@ -102,6 +102,24 @@ def _check_parameter(
                     "use a whole number",
                 )
             )
+        if p.step is not None and p.step > 0 and p.step > p.high - p.low:
+            out.append(
+                Problem(
+                    file,
+                    f"{where}: the step must fit in [low, high] (else the range is one value)",
+                    f"step={p.step}, low={p.low}, high={p.high}",
+                    "use a smaller step or a wider range",
+                )
+            )
+        if p.type == "int" and isinstance(p.default, float) and not p.default.is_integer():
+            out.append(
+                Problem(
+                    file,
+                    f"{where}: an int parameter's default is a whole number",
+                    repr(p.default),
+                    "use a whole number",
+                )
+            )
         if p.default is not None and not (
             isinstance(p.default, int | float) and p.low <= float(p.default) <= p.high
         ):
@@ -124,6 +142,25 @@ def _check_parameter(
                     "list the values to try under `choices:`",
                 )
             ]
+        if p.type == "bool" and p.choices is not None:
+            out.append(
+                Problem(
+                    file,
+                    f"{where}: a bool parameter tries false and true (it takes no choices)",
+                    repr(p.choices),
+                    "remove `choices:`, or use a categorical parameter, or fix the value",
+                )
+            )
+        labels = [str(c) for c in p.choices or []]
+        if len(set(labels)) < len(labels):
+            out.append(
+                Problem(
+                    file,
+                    f"{where}: each choice is listed once",
+                    repr(p.choices),
+                    "remove the repeated values (a repeat only weighs the sampler)",
+                )
+            )
         if p.low is not None or p.high is not None or p.log or p.step is not None:
             out.append(
                 Problem(
@@ -238,20 +275,41 @@ def validate_space(space: SearchSpace, file: str) -> None:
                     "use a value the training config accepts",
                 )
             )
-    if problems:
-        raise ConfigError(problems, f"invalid search space {file}")
+    # the parameters are judged over the valid fixed values (every problem reported in one run)
+    fixed = {
+        k: v
+        for k, v in fixed.items()
+        if k in TrainConfig.model_fields and k != "schema_version" and _config_error({}, k, v) is None
+    }
     earlier: dict[str, Parameter] = {}
     targets: dict[str, str] = {}
     for name, p in space.parameters.items():
         problems += _check_parameter(file, name, p, earlier, fixed, list(space.parameters))
         t = p.target or name
-        if t in targets and not (p.when or space.parameters[targets[t]].when):
+        head, _, sub = t.partition(".")
+        if (
+            (t in space.fixed)
+            if not sub
+            else (isinstance(space.fixed.get(head), dict) and sub in space.fixed[head])
+        ):
             problems.append(
                 Problem(
                     file,
-                    f"parameters.{name}: two unconditional parameters set the same target",
+                    f"parameters.{name}: a parameter and `fixed:` set the same field (the parameter "
+                    "would silently win)",
+                    t,
+                    "remove it from `fixed:` or remove the parameter",
+                )
+            )
+        # two parameters of one target: only when both are conditional (on different values), else one silently
+        # overrides the other
+        if t in targets and not (p.when and space.parameters[targets[t]].when):
+            problems.append(
+                Problem(
+                    file,
+                    f"parameters.{name}: two parameters set the same target and one of them always applies",
                     f"{t} (also {targets[t]})",
-                    "keep one, or make them conditional",
+                    "keep one, or make both conditional on different values",
                 )
             )
         targets.setdefault(t, name)
