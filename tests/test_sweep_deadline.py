@@ -162,3 +162,12 @@ def test_the_verdict_compares_the_default_with_cross_validated_trials_only(tmp_p
     default = table[table["default"]].iloc[0].to_dict()
     verdict = _verdict(table, best, default, 3, 1)
     assert verdict.startswith("the planner default is the best of 2 fully cross-validated trials"), verdict
+
+
+def test_the_screening_stage_gives_its_first_trials_time_to_score() -> None:
+    """A 90 s sweep gave the screening stage about 20 s while each fold got the 20 s floor: Tune stopped every trial
+    before it scored. The stage now lasts at least one fold's budget plus a trial's start."""
+    from automed.workflow.sweep_stages import TRIAL_START_S, _search_time
+
+    assert _search_time(20.0, 20.0) == pytest.approx(22.0 + TRIAL_START_S)
+    assert _search_time(300.0, 20.0) == 300.0  # a share that holds them is kept

@@ -189,6 +189,7 @@ def open_tracking(
     return tracker
 
 
+TRIAL_START_S = 15.0  # a trial's start before its fold trains (process, data, network)
 MIN_FOLD_S = 20.0  # the least a budgeted fold training is started with
 
 
@@ -198,6 +199,13 @@ def _fold_budget(
     if opts.budget_s is None:
         return None
     return max(MIN_FOLD_S, _share(n_first * folds_first + n_second, concurrency, left))
+
+
+def _search_time(stage_s: float, fold_s: float | None) -> float:
+    """The screening stage's time: its share, but never less than its first wave of trials needs to finish their
+    fold (the fold's budget, which holds its validation, and the start of a trial): with a small budget the share
+    fell below the 20 s fold floor and every trial was stopped before it scored."""
+    return max(stage_s, 1.1 * float(fold_s or 0.0) + TRIAL_START_S)
 
 
 def _share(fold_trainings: int, concurrency: int, left: float) -> float:
@@ -354,7 +362,7 @@ def stage_search(
         scheduler=opts.scheduler,  # type: ignore[arg-type]
         seed=opts.seed,
         grace_epochs=opts.grace_epochs,
-        time_budget_s=run.left() * share if opts.budget_s else None,
+        time_budget_s=_search_time(run.left() * share, run.state["fold_budget_s"]) if opts.budget_s else None,
         retries=opts.retries,
     )
     ts = time.perf_counter()
