@@ -277,8 +277,12 @@ def test_trials_table_tells_a_stopped_trial_from_one_that_never_ran(tmp_path: Pa
     trial("b", {"0": 0.75}, partial=5.0, epochs=1)  # screened, then stopped in fold 1: counted once
     trial("c", {}, partial=30.0, epochs=3)
     trial("d", {})
+    trial("e", {}, partial=12.0, epochs=2)
+    (tmp_path / "trials" / "e" / "failed.json").write_text(json.dumps({"error": "RuntimeError"}))
     table = trials_table(tmp_path, 2).set_index("trial")
-    assert table["status"].to_dict() == {"a": "cv", "b": "screened", "c": "stopped early", "d": "not run"}
+    assert table["status"].to_dict() == {
+        "a": "cv", "b": "screened", "c": "stopped early", "d": "not run", "e": "failed",
+    }  # fmt: skip
     assert table.loc["c", "epochs"] == 3 and table.loc["c", "compute_s"] == 30.0
     assert table.loc["a", "epochs"] == 4 and table.loc["d", "compute_s"] == 0.0
     assert table.loc["b", "compute_s"] == 15.0 and table.loc["b", "epochs"] == 3

@@ -126,6 +126,8 @@ def sweep(
     if res.best is not None:
         out.print(f"best config: {res.workdir / 'best_config.yaml'} (automed train DATASET --config ...)")
     out.print(f"work dir: {res.workdir}")
+    if res.best is None and res.outcomes and all(o.status == "error" for o in res.outcomes):
+        raise typer.Exit(1)  # every trial failed: a script must not take the sweep for done
 
 
 @app.command("grid")

@@ -30,9 +30,14 @@ def _fold_work(trial_dir: Path) -> tuple[int, float | None]:
     return epochs, compute if seen else None
 
 
-def _status(done: int, n_folds: int, epochs: int) -> str:
+FAILED = "failed.json"  # in a trial folder whose last attempt raised (the exception's type)
+
+
+def _status(done: int, n_folds: int, epochs: int, failed: bool = False) -> str:
     if done == n_folds:
         return "cv"
+    if failed:
+        return "failed"
     if done:
         return "screened"
     return "stopped early" if epochs else "not run"
@@ -40,7 +45,8 @@ def _status(done: int, n_folds: int, epochs: int) -> str:
 
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
     """One row per trial folder: key, sampled values, status (``cv``: every fold; ``screened``: some folds;
-    ``stopped early``: stopped by the scheduler (or failed) before a fold finished; ``not run``; ``duplicate``: an
+    ``failed``: its last attempt raised; ``stopped early``: stopped by the scheduler (or the budget) before a fold
+    finished; ``not run``; ``duplicate``: an
     earlier trial, ``duplicate_of``, has its config, so it trained nothing and has no score of its own), folds done,
     epochs, screening and CV score, compute."""
     rows = []
@@ -50,7 +56,8 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
         r = json.loads(rfile.read_text()) if rfile.is_file() else {"folds": {}}
         folds = r.get("folds", {})
         epochs, compute = _fold_work(tfile.parent)
-        status = "duplicate" if t.get("duplicate_of") else _status(len(folds), n_folds, epochs)
+        failed = (tfile.parent / FAILED).is_file()
+        status = "duplicate" if t.get("duplicate_of") else _status(len(folds), n_folds, epochs, failed)
         row: dict[str, Any] = {
             "trial": t["key"],
             "default": bool(t.get("is_default")),

@@ -384,7 +384,9 @@ def stage_promote(run: SweepRun) -> list[TrialOutcome]:
     screened = table[(table["folds_done"] >= 1) & ~table["default"]].sort_values(
         "fold0_score", ascending=False
     )
-    keys = list(screened["trial"][: run.opts.promote]) + list(table[table["default"]]["trial"])
+    screened = screened[screened["status"] != "failed"]  # a failed trial fails again: never promoted
+    default = table[table["default"] & (table["status"] != "failed")]
+    keys = list(screened["trial"][: run.opts.promote]) + list(default["trial"])
     chosen = [
         (key, json.loads((run.wd / "trials" / key / "trial.json").read_text())["values"])
         for key in dict.fromkeys(keys)

@@ -23,6 +23,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.plan.schema import Plan
 from automed.search.context import Report, SweepContext
+from automed.search.report import FAILED
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker
@@ -199,8 +200,10 @@ def _train(
             try:
                 out = run_fold(job, _Epochs(tracker, frun, task, task.epoch_names(plan), report, epochs_done))
             except BaseException:
-                if folder.is_dir():
-                    write_json_atomic(folder / "fold_partial.json", {"compute_s": time.perf_counter() - tc})
+                if folder.is_dir():  # a retried fold's attempts add up
+                    partial = folder / "fold_partial.json"
+                    before = json.loads(partial.read_text())["compute_s"] if partial.is_file() else 0.0
+                    write_json_atomic(partial, {"compute_s": before + time.perf_counter() - tc})
                 raise
             epochs_done += out.epochs
             now = time.perf_counter()
@@ -234,8 +237,11 @@ def _train(
             # every fold was done before (the trial finished, then its driver died): tell the engine again
             report({"epoch": float(epochs_done), "score": result["score"], "validated": 1.0})
     except BaseException as exc:
+        if isinstance(exc, Exception):  # trials.csv says failed (only the type: the message may name paths)
+            write_json_atomic(td / FAILED, {"error": type(exc).__name__})
         tracker.end_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
+    (td / FAILED).unlink(missing_ok=True)  # a retry that succeeded
     tracker.end_run(run_id)
     return result
 
