@@ -320,3 +320,14 @@ def test_conflicts_and_silent_edge_cases_are_reported_in_one_run(tmp_path: Path)
         "the step must fit in [low, high]",
     ):
         assert rule in text, rule
+
+
+def test_a_grid_of_plan_aware_scales_is_accepted(tmp_path: Path, plan: Plan) -> None:
+    """batch_size_scale: [1.0, 0.5] in a grid was refused with a fix a grid cannot follow ("use type float")."""
+    strategy = tmp_path / "scales.yaml"
+    strategy.write_text(yaml.safe_dump({"batch_size_scale": [1.0, 0.5], "loss": ["ce"]}))
+    space = grid_as_space(strategy)
+    assert len(grid_points(space, TrainConfig(), plan)) in (1, 2)  # 0.5 may resolve to the same batch
+    strategy.write_text(yaml.safe_dump({"batch_size_scale": [1.0, -2]}))
+    with pytest.raises(ConfigError, match="takes positive numbers"):
+        grid_as_space(strategy)

@@ -66,7 +66,9 @@ def grid_as_space(path: Path) -> SearchSpace:
     parameters, problems = {}, []
     for k, v in strategy.items():
         try:
-            parameters[k] = Parameter(type="categorical", choices=v)
+            # a value listed twice runs once (a grid has no sampling weights to keep)
+            once = list({str(c): c for c in v}.values()) if isinstance(v, list) else v
+            parameters[k] = Parameter(type="categorical", choices=once)
         except ValidationError:  # e.g. a list of ranges, or null, among an axis's values
             problems.append(Problem(str(path), "a grid axis lists numbers, words, booleans or lists of whole numbers",
                                     f"{k}: {v!r}", "list plain values for this key"))  # fmt: skip

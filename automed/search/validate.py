@@ -205,13 +205,24 @@ def _check_parameter(
                         "use values the training config accepts",
                     )
                 )
+    elif p.type == "categorical":  # a grid axis of scales (or a space's list of them)
+        bad = [c for c in p.options() if isinstance(c, bool) or not isinstance(c, int | float) or c <= 0]
+        if bad:
+            out.append(
+                Problem(
+                    file,
+                    f"{where}: `{target}` takes positive numbers",
+                    repr(bad),
+                    "list positive numbers such as [0.75, 1.0, 1.25]",
+                )
+            )
     elif p.type not in ("float", "int") or (p.low is not None and p.low <= 0):
         out.append(
             Problem(
                 file,
                 f"{where}: `{target}` takes a positive number",
                 f"type={p.type}, low={p.low}",
-                "use type float with low > 0",
+                "use type float with low > 0 (or a list of positive numbers)",
             )
         )
     for cond, want in (p.when or {}).items():
