@@ -170,7 +170,7 @@ def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
         # the YAML files beside the one named, written as the reference would name them
         options = sorted(
             str(p.with_name(q.name))
-            for q in (where.iterdir() if where.is_dir() else [])
+            for q in (where.iterdir() if where.is_dir() and p.name else [])  # `extends: ./` names no file
             if q.suffix in (".yaml", ".yml") and q.is_file() and q.resolve() != child.resolve()
         )
     else:

@@ -18,7 +18,8 @@ def _requirements() -> list[str]:
     try:
         return [r for r in requires("automed") or [] if "extra ==" not in r]
     except PackageNotFoundError:  # run from a source tree without installing it
-        return ["torch", "numpy", "scipy", "SimpleITK", "pandas", "pydantic", "PyYAML", "mlflow", "torchio"]
+        return ["torch", "numpy", "scipy", "SimpleITK", "pandas", "pydantic", "PyYAML", "mlflow", "torchio",
+                "scikit-learn", "matplotlib"]  # fmt: skip
 
 
 def register_ensemble(

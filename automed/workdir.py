@@ -181,7 +181,8 @@ class WorkDir:
             not self.model.exists() and (self.root / "trial.json").is_file()
         ):  # a sweep trial screened on fold 0 only
             raise ArtifactError.single(
-                self.root, "a model is a fully cross-validated training", "a sweep trial screened on fold 0 only",
+                self.root, "a model is a fully cross-validated training",
+                "a sweep trial that did not reach full CV (screened only, stopped, failed or a duplicate)",
                 "pass a trial that reached full CV (trials.csv status cv), or train this one's config (`config` in "
                 f"{self.root.name}/trial.json, saved as a YAML file) with `automed train DATASET --config FILE -o NEW_DIR`",
             )  # fmt: skip

@@ -155,3 +155,13 @@ def test_a_mistyped_parent_path_offers_did_you_mean(tmp_path: Path) -> None:
     child = _write(tmp_path / "child.yaml", {"extends": "sub/bas.yaml", "epochs": 2})
     with pytest.raises(ConfigError, match=r"Did you mean 'sub/base\.yaml'"):
         load_train_config(child)
+
+
+@pytest.mark.parametrize("ref", ["./", "/"])
+def test_extends_naming_a_folder_is_a_clear_error(tmp_path: Path, ref: str) -> None:
+    from automed.config import read_extending
+
+    child = tmp_path / "child.yaml"
+    child.write_text(f"extends: {ref}\nepochs: 3\n")
+    with pytest.raises(ConfigError, match="must name an existing preset or YAML file"):
+        read_extending(child)

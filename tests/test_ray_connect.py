@@ -102,45 +102,52 @@ def test_a_cluster_that_lets_a_driver_in_without_a_token_is_named_open(
 def test_a_killed_drivers_private_ray_folder_is_removed_by_the_next_one(tmp_path: Path) -> None:
     """A kill -9 leaves automed's Ray session folder (logs naming the sweep's paths): the next local engine removes
     this user's folders whose driver is gone, and no other."""
-    import os
     import subprocess
     import sys
 
-    from automed.search.ray_engine import _remove_stale
+    from automed.search.ray_engine import _driver_id, _remove_stale
 
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    dead, alive, unknown = (tmp_path / f"automed-ray-{n}" for n in ("dead", "alive", "unknown"))
-    for folder in (dead, alive, unknown):
+    here = _driver_id().rsplit(" ", 1)[0]
+    names = ("dead", "alive", "unknown", "elsewhere")
+    dead, alive, unknown, elsewhere = (tmp_path / f"automed-ray-{n}" for n in names)
+    for folder in (dead, alive, unknown, elsewhere):
         (folder / "r" / "logs").mkdir(parents=True)
-    (dead / "driver.pid").write_text(gone.stdout.strip())
-    (alive / "driver.pid").write_text(str(os.getpid()))
+    (dead / "driver.pid").write_text(f"{here} {gone.stdout.strip()}")
+    (alive / "driver.pid").write_text(_driver_id())
+    (elsewhere / "driver.pid").write_text(
+        f"otherhost pid:[1] {gone.stdout.strip()}"
+    )  # its pid means nothing here
     _remove_stale(str(tmp_path))
-    assert not dead.exists() and alive.is_dir() and unknown.is_dir()
+    assert not dead.exists() and alive.is_dir() and unknown.is_dir() and elsewhere.is_dir()
 
 
 @pytest.mark.slow
-def test_automeds_own_ray_cluster_keeps_its_session_files_in_a_private_folder(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Ray opens its session folder to everyone (0777); it lies inside automed's 0700 folder, removed at close."""
+def test_automeds_own_ray_cluster_keeps_its_session_files_in_a_private_folder() -> None:
+    """Ray opens its session folder to everyone (0777); it lies inside automed's 0700 folder, removed at close. In
+    a process of its own: Ray keeps its session folder in process-wide state, which later tests' clusters would
+    inherit once the folder is gone."""
     import shutil
-    import stat
+    import subprocess
+    import sys
     import tempfile
 
-    from automed.search.ray_engine import RayEngine
-
     base = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are limited to 107 bytes
-    monkeypatch.setenv("RAY_TMPDIR", base)
+    probe = (
+        "import stat; from pathlib import Path; from automed.search.ray_engine import RayEngine\n"
+        "e = RayEngine(None, {'cpu': 1}, None, False); own = Path(str(e.own_temp))\n"
+        "ok = stat.S_IMODE(own.stat().st_mode) == 0o700 and (own / 'r').is_dir()\n"
+        "e.close(); print(ok, own.exists())\n"
+    )
     try:
-        engine = RayEngine(None, {"cpu": 1}, None, False)
-        try:
-            own = Path(str(engine.own_temp))
-            assert stat.S_IMODE(own.stat().st_mode) == 0o700 and (own / "r").is_dir()
-        finally:
-            engine.close()
-        assert not own.exists()
+        env = {**__import__("os").environ, "RAY_TMPDIR": base}
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip().splitlines()[-1] == "True False"
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

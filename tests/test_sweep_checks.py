@@ -110,8 +110,11 @@ def test_the_live_lines_of_a_classification_sweep_say_auc(
 
     monkeypatch.setattr(sweep_module, "TrialsDisplay", Display)
     csv = make_classification(tmp_path / "d", 8, shape=(16, 16))
+    lr = tmp_path / "lr.yaml"  # a classification model has no loss to search (refused): its learning rate
+    lr.write_text(yaml.safe_dump({"name": "lr", "fixed": FIXED, "parameters": {
+        "learning_rate": {"type": "categorical", "choices": [0.01, 0.001]}}}))  # fmt: skip
     api.sweep(
-        csv, tmp_path / "S", space=_space(tmp_path / "space.yaml"), trials=1, folds=2, screen=False, engine="scripted",
+        csv, tmp_path / "S", space=lr, trials=1, folds=2, screen=False, engine="scripted",
         tracking_uri=_store(tmp_path), workers=0, show_progress=False,
     )  # fmt: skip
     api.sweep(

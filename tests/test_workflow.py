@@ -368,7 +368,7 @@ def test_a_screened_only_trial_given_as_a_model_gets_a_fix_that_works(tmp_path: 
     (trial / "trial.json").write_text("{}")
     with pytest.raises(ArtifactError) as e:
         WorkDir(trial).require_model()
-    assert "screened on fold 0 only" in str(e.value) and f"-o {trial}" not in str(e.value)
+    assert "did not reach full CV" in str(e.value) and f"-o {trial}" not in str(e.value)
 
 
 def test_a_resumed_fold_logs_the_epochs_its_mlflow_run_missed(tmp_path: Path) -> None:
@@ -390,6 +390,13 @@ def test_a_resumed_fold_logs_the_epochs_its_mlflow_run_missed(tmp_path: Path) ->
     for log in (logs[0], logs[2]):  # epoch 2 was checkpointed, then the process was killed before MLflow
         epochs.on_epoch_end(0, log)
     (tmp_path / "progress.json").write_text(json.dumps({"history": [asdict(x) for x in logs]}))
-    catch_up(epochs, tmp_path / "progress.json")
+    catch_up(epochs, tmp_path)
     steps = sorted(m.step for m in MlflowClient(uri).get_metric_history(run, "train_loss"))
     assert steps == [1, 2, 3]  # the gap filled, nothing logged twice
+    # the checkpoint is what a resume continues from (progress.json is written after it): its epochs count
+    from automed.train.state import save_checkpoint
+
+    logs.append(EpochLog(4, 0.2, 1.0, [0.5], 0.5, 0.4, 0.01, 1.0, 0.0, 40))
+    save_checkpoint(tmp_path / "checkpoint_latest.pt", {"state": {"history": [asdict(x) for x in logs]}})
+    catch_up(epochs, tmp_path)
+    assert sorted(m.step for m in MlflowClient(uri).get_metric_history(run, "train_loss")) == [1, 2, 3, 4]

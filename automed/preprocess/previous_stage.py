@@ -69,7 +69,7 @@ def link_previous(workdir: Path, previous_wd: Path, plan: Plan, configuration: s
             prev.splits,
             "a cascade and its previous stage share one split",
             "other folds",
-            "give the cascade the first stage's --folds (and the same `seed:` in --config)",
+            "train the cascade on the first stage's dataset with its --folds (or retrain both into new --output)",
         )
     missing = [cid for cid in _all_cases(splits) if _prediction(prev.root, stage, prev_splits, cid) is None]
     if missing:

@@ -195,7 +195,7 @@ class RayEngine(Engine):
                 base = os.environ.get("RAY_TMPDIR") or ("/tmp" if os.name == "posix" else None)
                 _remove_stale(base)
                 self.own_temp = tempfile.mkdtemp(prefix="automed-ray-", dir=base)  # 0700
-                Path(self.own_temp, "driver.pid").write_text(str(os.getpid()))
+                Path(self.own_temp, "driver.pid").write_text(_driver_id())
             # Ray opens its own folder to everyone (0777): inside ours, only this user reaches it
             kwargs["_temp_dir"] = temp_dir or (str(Path(self.own_temp, "r")) if self.own_temp else None)
         if not ray.is_initialized():
@@ -398,14 +398,31 @@ class RayEngine(Engine):
             shutil.rmtree(self.own_temp, ignore_errors=True)
 
 
+def _driver_id() -> str:
+    """This process as a driver record: host, PID namespace and pid (a pid is only judged where it means the same
+    process: a temp folder shared between hosts or containers holds other drivers' folders)."""
+    import socket
+
+    try:
+        namespace = str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()} {namespace} {os.getpid()}"
+
+
 def _remove_stale(base: str | None) -> None:
-    """This user's private Ray folders whose driver is gone (killed, so it could not remove its own)."""
+    """This user's private Ray folders whose driver, on this host and in this PID namespace, is gone (killed, so it
+    could not remove its own)."""
+    here = _driver_id().rsplit(" ", 1)[0]
     for folder in Path(base or tempfile.gettempdir()).glob("automed-ray-*"):
         try:
             if folder.stat().st_uid != os.getuid():
                 continue
-            pid = int((folder / "driver.pid").read_text())
+            where, _, pid_text = (folder / "driver.pid").read_text().rpartition(" ")
+            pid = int(pid_text)
         except (OSError, ValueError):  # another user's, or one without a record (not ours to judge)
+            continue
+        if where != here:  # another host's or container's driver: its pid means nothing here
             continue
         try:
             os.kill(pid, 0)

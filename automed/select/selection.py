@@ -30,7 +30,7 @@ from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
 from automed.select.names import candidate_names
 from automed.train.config import TrainConfig
-from automed.workdir import SELECTION, WorkDir, require
+from automed.workdir import SELECTION, WorkDir, require, with_relative_members
 
 SELECTION_FILE = SELECTION
 EPS = 1e-6
@@ -232,7 +232,7 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
         if keep:
             steps.append(step)
             current = after
-    result = {
+    result: dict[str, Any] = {
         "schema_version": 1,
         "criterion": "CV foreground mean Dice (mean over labels of the mean over cases; both-empty cases excluded)",
         "n_cases": len(cases),
@@ -247,8 +247,9 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
         "cv_dice_before_postprocessing": base,
         "cv_dice_final": current,
     }
-    if write:
+    if write:  # a sweep's selection: its trials beside it, found again when the sweep folder moves whole
         out.mkdir(parents=True, exist_ok=True)
+        result["chosen"] = with_relative_members(result["chosen"], out)
         write_json_atomic(out / SELECTION_FILE, result)
     return result
 

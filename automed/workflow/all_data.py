@@ -46,16 +46,22 @@ def evidence(cv_workdir: str | None, plan: Plan) -> tuple[ModelMeta | None, dict
     return meta, track
 
 
-def inherit_shape(cv_workdir: str | None, config: TrainConfig) -> TrainConfig:
+def inherit_shape(cv_workdir: str | None, config: TrainConfig, plan: Plan) -> TrainConfig:
     """An all-data model of a cross-validation takes its network's width and depth where its own config leaves them
-    to the plan (the budget's width rule may have narrowed the CV's models): the model it inherits evidence from."""
+    to the plan: the CV's (the budget's width rule may have narrowed them), or, where the CV kept the plan's, the
+    plan's, pinned (so the all-data model's own budget does not narrow it): the model it inherits evidence from."""
     if not cv_workdir:
         return config
     cv = load_model(WorkDir(Path(cv_workdir)).root).config
+    cfgp = plan.configurations.get(cv.configuration)
+    planned = {
+        "base_features": cfgp.network.features_per_stage[0] if cfgp else None,
+        "n_stages": cfgp.network.n_stages if cfgp else None,
+    }
     update = {
-        k: getattr(cv, k)
+        k: getattr(cv, k) if getattr(cv, k) is not None else planned[k]
         for k in ("base_features", "n_stages")
-        if getattr(config, k) is None and getattr(cv, k) is not None
+        if getattr(config, k) is None and (getattr(cv, k) is not None or planned[k] is not None)
     }
     return config.model_copy(update=update) if update else config
 

@@ -46,6 +46,12 @@ def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker
             raise
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SELECTION_FILE, res)
-    tracker.log_artifact(run, out / SELECTION_FILE)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="automed-selection-") as tmp:
+        # the places relative to the selection (for a folder moved whole) name local folders: they stay here
+        chosen = {k: v for k, v in res["chosen"].items() if k != "relative"}
+        write_json_atomic(Path(tmp) / SELECTION_FILE, {**res, "chosen": chosen})
+        tracker.log_artifact(run, Path(tmp) / SELECTION_FILE)
     tracker.end_run(run)
     return res

@@ -28,7 +28,14 @@ from automed.tasks.registry import task_for
 from automed.tracking import Tracker
 from automed.train.config import TrainConfig
 from automed.train.meta import resolve_training
-from automed.train.state import EpochLog, FoldResult, epoch_log, finished_result, fold_finished
+from automed.train.state import (
+    EpochLog,
+    FoldResult,
+    epoch_log,
+    finished_result,
+    fold_finished,
+    load_checkpoint,
+)
 from automed.train.trainer import Callback, train_fold
 from automed.workdir import WorkDir, fold_name
 from automed.workflow.live import Both, FoldDisplay, Mode
@@ -69,16 +76,21 @@ class MlflowEpochs:
                 time.sleep(0.5 * 2**attempt)
 
 
-def catch_up(tracking: MlflowEpochs, progress: Path) -> None:
-    """A resumed fold's epochs that its checkpoint holds but its MLflow run never got (a kill between the two
-    writes): logged now, so the run's curves have no gap."""
-    if not progress.is_file():
+def catch_up(tracking: MlflowEpochs, folder: Path) -> None:
+    """A resumed fold's epochs that its latest checkpoint holds (what the resume continues from; progress.json is
+    written after it) but its MLflow run never got (a kill between the writes): logged now, no gap in its curves."""
+    latest, progress = folder / "checkpoint_latest.pt", folder / "progress.json"
+    if latest.is_file():
+        history = load_checkpoint(latest)["state"]["history"]
+    elif progress.is_file():
+        history = json.loads(progress.read_text()).get("history", [])
+    else:
         return
     try:
         logged = {m.step for m in tracking.tracker.client.get_metric_history(tracking.run_id, "train_loss")}
     except Exception:  # the store cannot say: nothing is re-logged (a gap rather than a failed fold)
         return
-    for entry in json.loads(progress.read_text()).get("history", []):
+    for entry in history:
         log = epoch_log(entry)
         if log.epoch not in logged:  # the MLflow part only: a sweep's engine is not told old epochs again
             MlflowEpochs.on_epoch_end(tracking, -1, log)
@@ -249,7 +261,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
             display = FoldDisplay(label, job.budget_s, job.progress, score_label=task.epoch_label)
             tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))
             if job.resume and isinstance(tracking, MlflowEpochs):
-                catch_up(tracking, folder / "progress.json")
+                catch_up(tracking, folder)
             with display:
                 res = train_fold(
                     wd,

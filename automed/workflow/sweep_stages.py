@@ -100,7 +100,8 @@ def check_gpus(opts: SweepOptions) -> None:
     """A GPU share per trial that this machine's GPUs cannot give is refused before any work when the sweep runs here
     (no ``--ray-address``, no ``RAY_ADDRESS``): Ray would wait for the GPU forever. A cluster's GPUs are its own."""
     gpu = opts.trial_resources.get("gpu", 0.0)
-    if gpu <= 0 or opts.ray_address or os.environ.get("RAY_ADDRESS"):
+    # the optuna engine's processes take no GPU share (only Ray waits for resources)
+    if gpu <= 0 or opts.engine == "optuna" or opts.ray_address or os.environ.get("RAY_ADDRESS"):
         return
     import torch
 

@@ -187,13 +187,15 @@ def start_training(
         first = WorkDir(Path(opts.previous_workdir)).splits
         if first.is_file():
             opts = replace(opts, folds=int(json.loads(first.read_text())["n_folds"]))
-    config = inherit_shape(opts.cv_workdir, config)  # --folds all --cv W: W's network, before the width rule
-    if unused := sorted(
-        config.model_fields_set & set(task_for(planned.task_type, ds.source).ignored_settings)
-    ):
+    ignored = task_for(planned.task_type, ds.source).ignored_settings
+    default = TrainConfig()
+    if unused := sorted(k for k in ignored if getattr(config, k) != getattr(default, k)):
         log.warning("the training config sets %s: a %s model does not use it (ignored)", ", ".join(unused),
                     planned.task_type)  # fmt: skip
+    config = _earlier_width(wdir, config, opts)
     with _restored_if_refused(earlier, wdir):
+        # --folds all --cv W: W's network (its width when the plan's), before the budget's width rule
+        config = inherit_shape(opts.cv_workdir, config, planned)
         check_splits(ds, wdir.splits, opts.folds)
         check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
         evidence(opts.cv_workdir, planned)  # --cv is checked before any training
@@ -335,6 +337,22 @@ def _check_same_previous(
         f"{trained[0].parent}: trained on {json.loads(before)['workdir']} as it was before; it changed since",
         "train the cascade into a new --output (its folds need the new first stage's predictions)",
     )
+
+
+def _earlier_width(wdir: WorkDir, config: TrainConfig, opts: TrainOptions) -> TrainConfig:
+    """``--fold K`` into a work dir whose earlier folds the budget narrowed: the same width (each command's own
+    timing could choose another, and the folds of one model must match), unless the config sets one."""
+    if (
+        opts.only_folds is None
+        or opts.folds_auto
+        or config.base_features is not None
+        or not wdir.train_config.is_file()
+    ):
+        return config
+    before = TrainConfig.model_validate(json.loads(wdir.train_config.read_text())["config"])
+    if before.configuration != config.configuration or before.base_features is None:
+        return config
+    return config.model_copy(update={"base_features": before.base_features})
 
 
 def fold_list(wd: Path, config: TrainConfig, opts: TrainOptions, n_folds: int, extend: int) -> list[int]:
