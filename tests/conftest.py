@@ -25,6 +25,18 @@ def shared(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    """A sweep trial sets torch's thread count for its process (its worker's share); tests that run trials in this
+    process must not leave later in-process trainings another count (other float sums: other weights)."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and before is not None and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def hippocampus() -> Path:
     return shared("msd_hippocampus_dev")

@@ -54,10 +54,7 @@ def inherit_shape(cv_workdir: str | None, config: TrainConfig, plan: Plan) -> Tr
         return config
     cv = load_model(WorkDir(Path(cv_workdir)).root).config
     cfgp = plan.configurations.get(cv.configuration)
-    planned = {
-        "base_features": cfgp.network.features_per_stage[0] if cfgp else None,
-        "n_stages": cfgp.network.n_stages if cfgp else None,
-    }
+    planned = {"base_features": cfgp.network.features_per_stage[0] if cfgp else None, "n_stages": None}
     update = {
         k: getattr(cv, k) if getattr(cv, k) is not None else planned[k]
         for k in ("base_features", "n_stages")

@@ -197,6 +197,7 @@ def start_training(
         # --folds all --cv W: W's network (its width when the plan's), before the budget's width rule
         config = inherit_shape(opts.cv_workdir, config, planned)
         check_splits(ds, wdir.splits, opts.folds)
+        _check_one_kind(wd, config, opts.only_folds)  # before the folds' configs: the clearer refusal
         check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
         evidence(opts.cv_workdir, planned)  # --cv is checked before any training
     shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
@@ -260,7 +261,6 @@ def start_training(
     )
     with _restored_if_refused(earlier, wdir):  # the config is final now: finished folds must be of this one
         check_existing_folds(wd, planned, config)
-        _check_one_kind(wd, config, opts.only_folds)
         check_same_model(opts.cv_workdir, planned, config)
     write_json_atomic(
         WorkDir(wd).train_config,
