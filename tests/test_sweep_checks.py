@@ -311,3 +311,18 @@ def test_a_classification_sweep_over_a_setting_its_models_do_not_use_is_refused(
     with pytest.raises(ConfigError, match=r"searches settings its models use.*loss"):
         refuse_ignored(space, "classification", "clsloss.yaml")
     refuse_ignored(space, "segmentation", "clsloss.yaml")  # a segmentation model uses its loss
+
+
+def test_the_optuna_engine_takes_no_gpu_share_so_none_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only Ray waits for a GPU share; an optuna-engine sweep with gpu=1 on a GPU-less machine ran before the check
+    and must still run."""
+    import torch
+
+    from automed.errors import ConfigError
+    from automed.workflow.sweep_stages import SweepOptions, check_gpus
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    check_gpus(SweepOptions(engine="optuna", trial_resources={"cpu": 1.0, "gpu": 1.0}))
+    with pytest.raises(ConfigError, match="Ray would wait"):
+        check_gpus(SweepOptions(engine="ray", trial_resources={"cpu": 1.0, "gpu": 1.0}))
