@@ -237,7 +237,9 @@ def _train(
             # every fold was done before (the trial finished, then its driver died): tell the engine again
             report({"epoch": float(epochs_done), "score": result["score"], "validated": 1.0})
     except BaseException as exc:
-        if isinstance(exc, Exception):  # trials.csv says failed (only the type: the message may name paths)
+        # trials.csv says failed (only the type: the message may name paths); a pruned trial (the engine's early
+        # stop, raised through its report) is stopped, not failed
+        if isinstance(exc, Exception) and type(exc).__name__ != "TrialPruned":
             write_json_atomic(td / FAILED, {"error": type(exc).__name__})
         tracker.end_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
