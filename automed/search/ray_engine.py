@@ -11,6 +11,7 @@ token exists; a driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` an
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -56,6 +57,7 @@ def _fixed_trainable(config: dict[str, Any], objective: Objective, ctx: SweepCon
     tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
 
 
+@functools.cache  # one class per base (Tune's make() is called again on resume)
 def _finished_only(base: type) -> type:
     """OptunaSearch that tells TPE a trial the scheduler stopped early as PRUNED, as the optuna engine does: Ray's
     own told it COMPLETE with its last per-epoch EMA, so TPE fitted early proxies mixed with final fold scores."""

@@ -5,6 +5,7 @@ once, complete, at the end."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,6 @@ def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker
             raise
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SELECTION_FILE, res)
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="automed-selection-") as tmp:
         # the places relative to the selection (for a folder moved whole) name local folders: they stay here
         chosen = {k: v for k, v in res["chosen"].items() if k != "relative"}
