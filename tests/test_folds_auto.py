@@ -162,7 +162,9 @@ def test_folds_the_user_fixes_still_get_a_width_the_budget_can_train(tmp_path: P
 
 
 @pytest.mark.slow
-def test_budget_screens_configurations_and_promotes_the_best(tmp_path: Path) -> None:
+def test_budget_screens_configurations_and_promotes_the_best(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow.tracking import MlflowClient
 
     ds = make_dataset(tmp_path / "data", n_cases=5, shape=(12, 24, 24), seed=2)
@@ -208,6 +210,29 @@ def test_budget_screens_configurations_and_promotes_the_best(tmp_path: Path) -> 
     assert names == sorted(["2d-fold0", "3d_fullres-fold0", f"{winner}-fold1"])  # fold 0 not trained twice
     promoted = [r for r in children if r.data.tags.get("screen.promoted") == "true"]
     assert [r.data.tags["configuration"] for r in promoted] == [winner]
+
+    # the same command typed again: the recorded decisions stand (no second probe, no second screening) and the
+    # recorded reason is not rewritten; the finished folds are reused
+    import automed.workflow.train_start as start
+
+    def no_probe(*a: object, **k: object) -> None:
+        raise AssertionError("the budget was probed again")
+
+    monkeypatch.setattr(start, "plan_screening", no_probe)
+    monkeypatch.setattr(start, "auto_folds", no_probe)
+    before = json.loads((wd / "train_config.json").read_text())
+    again = api.train(
+        ds, tmp_path / "W", config=cfg, budget="60s", preset=str(preset), tracking_uri=uri, workers=0,
+        show_progress=False, register=False,
+    )  # fmt: skip
+    assert again.folds_reason == res.folds_reason and again.model.folds == [0, 1]
+    assert json.loads((wd / "train_config.json").read_text()) == before
+    # another budget is another command: the budget decides anew
+    with pytest.raises(AssertionError, match="probed again"):
+        api.train(
+            ds, tmp_path / "W", config=cfg, budget="90s", preset=str(preset), tracking_uri=uri, workers=0,
+            show_progress=False, register=False,
+        )  # fmt: skip
 
 
 def test_full_ensemble_and_explicit_folds_turn_the_prediction_time_cap_off(

@@ -42,6 +42,7 @@ from automed.workflow.prepare import (
     plan_for_training,
     preprocess,
 )
+from automed.workflow.retyped import keep_decisions, recorded_decisions, typed_digest
 from automed.workflow.shape import (
     asked_folds,
     auto_folds,
@@ -175,12 +176,17 @@ def start_training(
 ) -> tuple[Dataset, TrainConfig, TrainOptions]:
     """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
     ds = load_dataset(dataset, opts.task)
+    typed = typed_digest(dataset_source(ds), config, opts)
     opts = _fit_folds(ds, opts)
     wdir = WorkDir(wd)
     earlier = {p: p.read_bytes() if p.is_file() else None for p in (wdir.fingerprint, wdir.plan)}
     planned, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
+    unchanged = all(b is not None and p.read_bytes() == b for p, b in earlier.items())
+    again = recorded_decisions(wdir, typed, unchanged)  # the same command again: no second probe
     with _restored_if_refused(earlier, wdir):
         config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
+    if again is not None:
+        config, opts = keep_decisions(again, opts)
     if opts.previous_workdir and opts.only_folds == [ALL_DATA]:
         # a cascade on all data takes its first stage's split (each case's first-stage input is the prediction of
         # the first-stage fold that held it out): no --folds to match by hand
@@ -203,6 +209,8 @@ def start_training(
     shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
     free = shaped and opts.auto_configuration and not opts.previous_workdir
     names = screening_candidates(planned, preset) if free else []
+    if again is not None and opts.screen:
+        names = list(opts.screen["configurations"])
     configs = [config.model_copy(update={"configuration": n}) for n in names] or [config]
     preprocess(
         ds,
@@ -220,7 +228,9 @@ def start_training(
             link = link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
             _check_same_previous(wdir, config, earlier.get(wdir.previous_link), link)
         write_previous_stage(wd, planned, config.configuration, show_progress)
-    if shaped and deadline is not None:
+    if again is not None:
+        pass  # decided by the first run of this command (recorded_decisions)
+    elif shaped and deadline is not None:
         task = task_for(planned.task_type, ds.source)
         screen = None
         if names:
@@ -266,6 +276,7 @@ def start_training(
         WorkDir(wd).train_config,
         {
             "dataset": dataset_source(ds),
+            "typed": typed,  # the command as typed: typed again, it keeps these decisions
             "config": config.model_dump(mode="json"),
             "options": {
                 **asdict(opts),
