@@ -180,7 +180,7 @@ def test_budget_screens_configurations_and_promotes_the_best(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     res = api.train(
         ds, tmp_path / "W", config=cfg, budget="60s", preset=str(preset), tracking_uri=uri, workers=0,
-        show_progress=False, register=False,
+        show_progress=False, register=False, overlays=1,
     )  # fmt: skip
     wd = res.workdir
     screen = json.loads((wd / "screen.json").read_text())
@@ -210,6 +210,8 @@ def test_budget_screens_configurations_and_promotes_the_best(
     assert names == sorted(["2d-fold0", "3d_fullres-fold0", f"{winner}-fold1"])  # fold 0 not trained twice
     promoted = [r for r in children if r.data.tags.get("screen.promoted") == "true"]
     assert [r.data.tags["configuration"] for r in promoted] == [winner]
+    for run in children:  # --overlays reaches the screened folds too (their jobs were built apart and lacked it)
+        assert "overlays" in {a.path for a in client.list_artifacts(run.info.run_id)}, run.data.tags
 
     # the same command typed again: the recorded decisions stand (no second probe, no second screening) and the
     # recorded reason is not rewritten; the finished folds are reused
@@ -223,7 +225,7 @@ def test_budget_screens_configurations_and_promotes_the_best(
     before = json.loads((wd / "train_config.json").read_text())
     again = api.train(
         ds, tmp_path / "W", config=cfg, budget="60s", preset=str(preset), tracking_uri=uri, workers=0,
-        show_progress=False, register=False,
+        show_progress=False, register=False, overlays=1,
     )  # fmt: skip
     assert again.folds_reason == res.folds_reason and again.model.folds == [0, 1]
     assert json.loads((wd / "train_config.json").read_text()) == before

@@ -13,9 +13,13 @@ from pathlib import Path
 import torch
 
 from automed.parallel import process_pool
+from automed.plan.schema import Plan
+from automed.tracking import Tracker
+from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
-from automed.workflow.fold import FoldJob, FoldOutcome, run_fold
-from automed.workflow.train_options import DEFAULT_RESOURCES
+from automed.workflow.fold import FoldJob, FoldOutcome, run_fold, validation_passes
+from automed.workflow.live import Mode
+from automed.workflow.train_options import DEFAULT_RESOURCES, TrackingState, TrainOptions
 
 FINAL_RESERVE_S = 20.0  # CV summary, bundle and registration at the end of a budgeted run
 
@@ -28,6 +32,48 @@ class Placement:
     parallel_folds: int = 1
     ray_address: str | None = None
     resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+
+
+def training_job(
+    wd: Path,
+    plan: Plan,
+    config: TrainConfig,
+    opts: TrainOptions,
+    tracker: Tracker,
+    track: TrackingState,
+    fold: int,
+    split: dict[str, list[str]],
+    run_id: str,
+    *,
+    resume: bool,
+    extend: int = 0,
+    progress: Mode = "off",
+) -> FoldJob:
+    """The job of one fold of a training (``automed train``'s folds and its screened fold 0s alike)."""
+    return FoldJob(
+        workdir=str(wd),
+        dataset=json.loads(WorkDir(wd).train_config.read_text())["dataset"],
+        config=config.model_dump(mode="json"),
+        fold=fold,
+        train_ids=split["train"],
+        val_ids=split["val"],
+        budget_s=None,
+        device=opts.device,
+        resume=resume,
+        extend=extend,
+        run_id=run_id,
+        uri=tracker.uri,  # with its credentials (tracking.json keeps none)
+        experiment=track.experiment,
+        workers=opts.workers,
+        validation_tta=opts.validation_tta,
+        validation_mirrors=opts.validation_mirrors,
+        validation_passes=validation_passes(
+            plan, config, len(split["val"]), opts.validation_tta, opts.validation_mirrors
+        ),
+        overlays=opts.overlays,
+        redactor=tracker.redactor,
+        progress=progress,
+    )
 
 
 def run_fold_jobs(

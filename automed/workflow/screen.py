@@ -22,8 +22,8 @@ from automed.tasks.base import Task
 from automed.tracking import Tracker, safe_key
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
-from automed.workflow.fold import FoldJob, validated_rows, validation_passes
-from automed.workflow.fold_runs import FINAL_RESERVE_S, Placement, run_fold_jobs
+from automed.workflow.fold import validated_rows
+from automed.workflow.fold_runs import FINAL_RESERVE_S, Placement, run_fold_jobs, training_job
 from automed.workflow.live import Mode
 from automed.workflow.train_options import TrackingState, TrainOptions
 
@@ -57,28 +57,9 @@ def _screen_fold(
     reused = validated_rows(folder, opts.validation_tta, opts.validation_mirrors)
     if reused is not None:
         return reused, run_id
-    job = FoldJob(
-        workdir=str(wd),
-        dataset=json.loads(WorkDir(wd).train_config.read_text())["dataset"],
-        config=config.model_dump(mode="json"),
-        fold=0,
-        train_ids=fold0["train"],
-        val_ids=fold0["val"],
-        budget_s=None,
-        device=opts.device,
-        resume=(folder / "checkpoint_latest.pt").is_file(),
-        extend=0,
-        run_id=run_id,
-        uri=tracker.uri,
-        experiment=track.experiment,
-        workers=opts.workers,
-        validation_tta=opts.validation_tta,
-        validation_mirrors=opts.validation_mirrors,
-        validation_passes=validation_passes(
-            plan, config, len(fold0["val"]), opts.validation_tta, opts.validation_mirrors
-        ),
-        redactor=tracker.redactor,
-        progress=progress,
+    resume = (folder / "checkpoint_latest.pt").is_file()
+    job = training_job(
+        wd, plan, config, opts, tracker, track, 0, fold0, run_id, resume=resume, progress=progress
     )
     where = Placement(1, opts.ray_address, opts.resources())
     # the fold gets its share: run_fold_jobs keeps the end-of-run reserve from what a deadline leaves, and the

@@ -32,8 +32,8 @@ from automed.train.state import fold_finished
 from automed.workdir import ALL_DATA, WorkDir, claim_workdir, locked
 from automed.workflow.all_data import all_data_split, conclude_all_data
 from automed.workflow.disclosure import public_options, redactor_for
-from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows, validation_passes
-from automed.workflow.fold_runs import Placement, run_fold_jobs
+from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows
+from automed.workflow.fold_runs import Placement, run_fold_jobs, training_job
 from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration
 from automed.workflow.resume_checks import refuse_a_copy, refuse_ignored_on_resume
@@ -190,34 +190,14 @@ def _fold_jobs(
             tracker.log_params(run_id, {"fold": fold, **n, "config": config.model_dump(mode="json")})
             track.fold_runs[str(fold)] = run_id
             track.save()
-        jobs.append(
-            FoldJob(
-                workdir=str(wd),
-                dataset=json.loads(WorkDir(wd).train_config.read_text())["dataset"],
-                config=config.model_dump(mode="json"),
-                fold=fold,
-                train_ids=fsplit["train"],
-                val_ids=fsplit["val"],
-                budget_s=None,
-                device=opts.device,
-                # a fold killed during its --extend continues from its latest checkpoint when --extend is typed again
-                # (not retrained from epoch 0); a finished one is extended
-                resume=(resume or extend > 0) and (folder / "checkpoint_latest.pt").is_file() and not done,
-                extend=more if done else 0,
-                run_id=run_id,
-                uri=tracker.uri,  # with its credentials (tracking.json keeps none)
-                experiment=track.experiment,
-                workers=opts.workers,
-                validation_tta=opts.validation_tta,
-                validation_mirrors=opts.validation_mirrors,
-                validation_passes=validation_passes(
-                    plan, config, len(fsplit["val"]), opts.validation_tta, opts.validation_mirrors
-                ),
-                overlays=opts.overlays,
-                redactor=tracker.redactor,
-                progress=progress,
-            )
-        )
+        # a fold killed during its --extend continues from its latest checkpoint when --extend is typed again
+        # (not retrained from epoch 0); a finished one is extended
+        again = (resume or extend > 0) and (folder / "checkpoint_latest.pt").is_file() and not done
+        job = training_job(
+            wd, plan, config, opts, tracker, track, fold, fsplit, run_id,
+            resume=again, extend=more if done else 0, progress=progress,
+        )  # fmt: skip
+        jobs.append(job)
     return rows, epochs, jobs
 
 
