@@ -71,6 +71,12 @@ OverwriteOpt = Annotated[
         "output (a folder automed did not write is never replaced)."
     ),
 ]
+ReplaceOutputOpt = Annotated[  # commands that write one output folder (no earlier predictions to replace)
+    bool,
+    typer.Option(
+        help="Replace an output folder automed wrote as another output (never one it did not write)."
+    ),
+]
 KeepCaseIdsOpt = Annotated[
     bool,
     typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from automed.cli._common import out, print_error, progress
+from automed.cli._common import ReplaceOutputOpt, out, print_error, progress
 
 app = typer.Typer()
 
@@ -65,12 +65,7 @@ def anonymize(
         Path | None,
         typer.Option(help="With --check: the originals, whose identifying values are searched for."),
     ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace an output folder automed wrote as another output (never one it did not write)."
-        ),
-    ] = False,
+    overwrite: ReplaceOutputOpt = False,
 ) -> None:
     """De-identify DICOM files (PS3.15 Basic Application Level Confidentiality Profile; dicom-anonymizer's action
     table applied at every depth, keyed UIDs, patient pseudonyms, private attributes removed) and scrub NIfTI header
@@ -124,12 +119,7 @@ def convert(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="New folder for the NIfTI files and series.json.")
     ],
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace an output folder automed wrote as another output (never one it did not write)."
-        ),
-    ] = False,
+    overwrite: ReplaceOutputOpt = False,
 ) -> None:
     """Convert every DICOM series of a folder (multi-frame files included) to NIfTI with the scanner's geometry, named
     by a key without patient text, and index them in series.json (modality, description, size, spacing).

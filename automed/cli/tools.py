@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from automed.cli._common import TrackingUriOpt, out
+from automed.cli._common import ReplaceOutputOpt, TrackingUriOpt, out
 
 app = typer.Typer()
 
@@ -134,12 +134,7 @@ def metrics(
             "value; for classes and values it is the prediction."
         ),
     ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace an output folder automed wrote as another output (never one it did not write)."
-        ),
-    ] = False,
+    overwrite: ReplaceOutputOpt = False,
 ) -> None:
     """Score predictions against references: Dice, IoU, sensitivity, precision, HD95, ASSD, NSD and volume difference
     per label and region for label maps (spacing-aware); accuracy, balanced accuracy, AUC, F1, per-class
@@ -178,12 +173,7 @@ def report(
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and its PNGs/CSVs.")],
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace an output folder automed wrote as another output (never one it did not write)."
-        ),
-    ] = False,
+    overwrite: ReplaceOutputOpt = False,
     tracking_uri: TrackingUriOpt = None,
     mlflow: Annotated[
         bool,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from automed.cli._common import out, progress
+from automed.cli._common import ReplaceOutputOpt, out, progress
 
 app = typer.Typer()
 
@@ -64,12 +64,7 @@ def patch_miner(
         ),
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of --read random.")] = 0,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace an output folder automed wrote as another output (never one it did not write)."
-        ),
-    ] = False,
+    overwrite: ReplaceOutputOpt = False,
 ) -> None:
     """Mine PNG patches from whole slides over tissue only (saturation/Otsu tissue mask on a thumbnail; white, black
     and colourless patches rejected) at a resolution in micrometres per pixel, with label-map patches and per-label
