@@ -1,4 +1,5 @@
-"""Loading YAML configs into strict pydantic models: unknown keys are rejected with a did-you-mean."""
+"""The strict pydantic base of every config and artifact schema, and loading YAML configs into such models: unknown
+keys are rejected with a did-you-mean."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from automed.errors import ConfigError, Problem
 from automed.registry import did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class Strict(BaseModel):
+    """The base of every config and artifact schema (presets, search spaces, training configs, fingerprint, plan,
+    model metadata, container configs): an unknown key is refused (a typo is never silently ignored), a model is
+    immutable once validated, and a NaN or infinite number is refused (a defect in any config or artifact: JSON
+    artifacts never hold one, :func:`automed.artifacts.finite_json`, so only one computed in memory is caught)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Layers = list[tuple[Path, Any]]

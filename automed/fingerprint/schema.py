@@ -8,18 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from automed.artifacts import check_schema_version, content_hash, read_json, write_json_atomic
+from automed.config import Strict
 
 SCHEMA_VERSION = 1
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CaseFingerprint(_Model):
+class CaseFingerprint(Strict):
     case_id: str
     spacing: list[float]
     shape: list[int]
@@ -30,7 +25,7 @@ class CaseFingerprint(_Model):
     value: float | None = None
 
 
-class IntensityStats(_Model):
+class IntensityStats(Strict):
     mean: float
     std: float
     median: float
@@ -41,7 +36,7 @@ class IntensityStats(_Model):
     n_samples: int
 
 
-class ChannelFingerprint(_Model):
+class ChannelFingerprint(Strict):
     index: int
     declared: str
     modality: str
@@ -53,7 +48,7 @@ class ChannelFingerprint(_Model):
     integer_valued: bool
 
 
-class LabelFingerprint(_Model):
+class LabelFingerprint(Strict):
     value: int
     name: str
     total_voxels: int
@@ -66,7 +61,7 @@ class LabelFingerprint(_Model):
     component_size_max_voxels: int
 
 
-class Fingerprint(_Model):
+class Fingerprint(Strict):
     schema_version: int = SCHEMA_VERSION
     automed_version: str
     dataset_name: str

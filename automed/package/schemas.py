@@ -8,45 +8,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import field_validator
 
-from automed.config import load_yaml_model
+from automed.config import Strict, load_yaml_model
 from automed.errors import ConfigError
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class IOParam(_Strict):
+class IOParam(Strict):
     type: Literal["file", "directory"]
     default: str
     opts: Literal["ro", "rw"] | None = None
 
 
-class TaskParams(_Strict):
+class TaskParams(Strict):
     inputs: dict[str, IOParam]
     outputs: dict[str, IOParam]
 
 
-class Task(_Strict):
+class Task(Strict):
     parameters: TaskParams
     entrypoint: str | None = None
 
 
-class Author(_Strict):
+class Author(Strict):
     name: str
     email: str = ""
     org: str = ""
 
 
-class Platform(_Strict):
+class Platform(Strict):
     accelerator_count: int = 0
     need_internet_access: bool = False
     host_memory_gb: float | None = None
 
 
-class DockerSection(_Strict):
+class DockerSection(Strict):
     image: str
     build_context: str
     build_file: str
@@ -54,7 +50,7 @@ class DockerSection(_Strict):
     cpu_args: str | None = None
 
 
-class MLCube(_Strict):
+class MLCube(Strict):
     name: str
     description: str
     authors: list[Author]
@@ -76,7 +72,7 @@ class MLCube(_Strict):
         return tasks
 
 
-class Volume(_Strict):
+class Volume(Strict):
     mount_path: str
     type: Literal["file", "directory"]
 
@@ -88,12 +84,12 @@ class Volume(_Strict):
         return v
 
 
-class ContainerTask(_Strict):
+class ContainerTask(Strict):
     input_volumes: dict[str, Volume]
     output_volumes: dict[str, Volume]
 
 
-class ContainerConfig(_Strict):
+class ContainerConfig(Strict):
     container_type: Literal["DockerImage", "SingularityFile"]
     image: str
     tasks: dict[str, ContainerTask]

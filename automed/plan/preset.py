@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from automed.config import load_yaml_model
+from automed.config import Strict, load_yaml_model
 from automed.errors import ConfigError
 from automed.registry import did_you_mean
 from automed.runtime.sliding import Mirrors
@@ -27,11 +27,7 @@ def _presets_dir() -> Path:
 PRESETS_DIR = _presets_dir()
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class MemoryModel(_Strict):
+class MemoryModel(Strict):
     target_gb: float = Field(8.0, gt=0)
     device: Literal["cuda", "cpu"] = "cuda"
     bytes_per_element_cuda: float = Field(7.14, gt=0)
@@ -40,7 +36,7 @@ class MemoryModel(_Strict):
     fixed_overhead_gb: float = Field(0.0, ge=0)
 
 
-class NetworkRules(_Strict):
+class NetworkRules(Strict):
     architecture: str = "unet"
     base_features: int = Field(32, ge=1)
     max_features_3d: int = Field(320, ge=1)
@@ -51,49 +47,49 @@ class NetworkRules(_Strict):
     max_stages: int = Field(10, ge=2)
 
 
-class SpacingRules(_Strict):
+class SpacingRules(Strict):
     anisotropy_threshold: float = Field(3.0, gt=1)
     thick_axis_percentile: float = Field(10.0, ge=0, le=100)
 
 
-class PatchRules(_Strict):
+class PatchRules(Strict):
     initial_edge_3d: int = Field(256, ge=8)
     initial_edge_2d: int = Field(2048, ge=8)
     round_up_past_median: bool = False
 
 
-class BatchRules(_Strict):
+class BatchRules(Strict):
     min_batch_size: int = Field(2, ge=1)
     max_batch_size: int = Field(512, ge=1)
     max_dataset_fraction: float = Field(0.05, gt=0, le=1)
 
 
-class LowresRules(_Strict):
+class LowresRules(Strict):
     enabled: bool = True
     coverage_threshold: float = Field(0.25, gt=0, le=1)
     spacing_step: float = Field(1.03, gt=1)
     min_size_reduction: float = Field(2.0, ge=1)
 
 
-class NormalizationRules(_Strict):
+class NormalizationRules(Strict):
     mask_if_relative_size_below: float = Field(0.75, gt=0, le=1)
 
 
-class ResamplingRules(_Strict):
+class ResamplingRules(Strict):
     image_order: int = Field(3, ge=0, le=5)
     label_order: int = Field(1, ge=0, le=1)
     separate_z_threshold: float = Field(3.0, gt=1)
     z_order: int = Field(0, ge=0, le=3)
 
 
-class SamplingRules(_Strict):
+class SamplingRules(Strict):
     foreground_oversample: float = Field(0.33, ge=0, le=1)
     class_locations_max: int = Field(10000, ge=1)
     class_locations_min_fraction: float = Field(0.01, ge=0, le=1)
     seed: int = 1234
 
 
-class BudgetRules(_Strict):
+class BudgetRules(Strict):
     """How a ``--budget`` shapes the training (``--folds auto``): measured on CPU budgets (bench/RESULTS.md)."""
 
     min_iterations_per_model: int = Field(1500, ge=1)
@@ -105,14 +101,14 @@ class BudgetRules(_Strict):
     min_base_features: int = Field(16, ge=1)
 
 
-class InferenceRules(_Strict):
+class InferenceRules(Strict):
     """How a training's model predicts by default (its validation predicts the same way)."""
 
     # mirror TTA over all flip combinations (nnU-Net) or the even half (automed.runtime.sliding.mirror_axes_sets)
     mirrors: Mirrors = "all"
 
 
-class ImageLevelRules(_Strict):
+class ImageLevelRules(Strict):
     """Classification and regression: one prediction per image from the whole image."""
 
     max_input_edge_2d: int = Field(
@@ -134,7 +130,7 @@ class ImageLevelRules(_Strict):
     regression_norm: Literal["instance", "batch"] = "batch"
 
 
-class Preset(_Strict):
+class Preset(Strict):
     """A planner preset. Every field has nnU-Net v2's value as default unless its comment in the YAML says why not."""
 
     schema_version: int = PRESET_SCHEMA_VERSION

@@ -6,18 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from automed.artifacts import check_schema_version, content_hash, read_json, write_json_atomic
+from automed.config import Strict
 
 SCHEMA_VERSION = 1
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NetworkPlan(_Model):
+class NetworkPlan(Strict):
     architecture: str
     dimension: Literal[2, 3]
     in_channels: int
@@ -40,7 +37,7 @@ class NetworkPlan(_Model):
         return [2 ** sum(1 for s in self.strides if s[ax] == 2) for ax in range(self.dimension)]
 
 
-class ChannelNormalization(_Model):
+class ChannelNormalization(Strict):
     channel: int
     scheme: Literal["ct", "zscore", "none", "rescale_0_1", "rgb_0_1"]
     use_nonzero_mask: bool
@@ -51,7 +48,7 @@ class ChannelNormalization(_Model):
     reason: str
 
 
-class ResamplingPlan(_Model):
+class ResamplingPlan(Strict):
     image_order: int
     label_order: int
     separate_z_threshold: float
@@ -59,7 +56,7 @@ class ResamplingPlan(_Model):
     reason: str
 
 
-class MemoryEstimate(_Model):
+class MemoryEstimate(Strict):
     device: Literal["cuda", "cpu"]
     target_gb: float
     estimate_gb: float
@@ -71,7 +68,7 @@ class MemoryEstimate(_Model):
     calibrated: bool = False
 
 
-class ClassLocations(_Model):
+class ClassLocations(Strict):
     """Foreground voxels stored per class for oversampling: up to ``max_per_class``, at least ``min_fraction``."""
 
     max_per_class: int
@@ -79,7 +76,7 @@ class ClassLocations(_Model):
     seed: int
 
 
-class ConfigurationPlan(_Model):
+class ConfigurationPlan(Strict):
     name: str
     data_identifier: str
     spacing: list[float]
@@ -98,14 +95,14 @@ class ConfigurationPlan(_Model):
     reasons: dict[str, str]
 
 
-class TargetPlan(_Model):
+class TargetPlan(Strict):
     """What an image-level task predicts: class names and counts (classification) or the target's standardization
     (regression), and the loss chosen for it."""
 
     kind: Literal["classification", "regression"]
-    class_values: list[float] = []  # ValueToPredict of each class, in class-index order
-    class_names: list[str] = []
-    class_counts: list[int] = []
+    class_values: list[float] = Field(default_factory=list)  # ValueToPredict of each class, by class index
+    class_names: list[str] = Field(default_factory=list)
+    class_counts: list[int] = Field(default_factory=list)
     class_weights: list[float] | None = None  # cross-entropy weights (None: unweighted)
     mean: float = 0.0  # regression: the network predicts (value - mean) / std
     std: float = 1.0
@@ -120,7 +117,7 @@ class TargetPlan(_Model):
         return self.class_values.index(float(value))
 
 
-class Calibration(_Model):
+class Calibration(Strict):
     device: str
     patch_size: list[int]
     measured_gb: dict[str, float]
@@ -131,7 +128,7 @@ class Calibration(_Model):
     note: str
 
 
-class Plan(_Model):
+class Plan(Strict):
     schema_version: int = SCHEMA_VERSION
     automed_version: str
     dataset_name: str

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from automed.config import Strict
 
 SPECIAL_TARGETS = ("patch_size_scale", "batch_size_scale", "augmentation_strength")
 Value = str | int | float | bool
 Choice = str | int | float | bool | list[int]  # a list: e.g. a patch size in a grid
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class Parameter(_Strict):
+class Parameter(Strict):
     type: Literal["float", "int", "categorical", "bool"]
     target: str | None = None  # None: the parameter's own name
     low: float | None = None
@@ -49,11 +47,11 @@ def choice_label(c: Choice) -> Value:
     return "x".join(str(v) for v in c) if isinstance(c, list) else c
 
 
-class SearchSpace(_Strict):
+class SearchSpace(Strict):
     schema_version: Literal[1] = 1
     name: str
     description: str = ""
-    fixed: dict[str, Any] = {}
+    fixed: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Parameter]
 
     def target(self, name: str) -> str:

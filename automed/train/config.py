@@ -10,16 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import AfterValidator, Field, PositiveInt
 
 from automed.artifacts import content_hash
-from automed.config import load_yaml_model
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False
-    )  # inf is no learning rate either
+from automed.config import Strict, load_yaml_model
 
 
 def _ordered(v: tuple[float, float]) -> tuple[float, float]:
@@ -35,7 +29,7 @@ Range = Annotated[
 ]
 
 
-class Augmentation(_Strict):
+class Augmentation(Strict):
     """Probabilities and ranges of the torchio augmentations (nnU-Net v2's values by default).
 
     Rotation and scaling are one affine resampling (as nnU-Net's spatial transform): it fires with probability
@@ -62,7 +56,7 @@ class Augmentation(_Strict):
     gamma_range: Range = (0.7, 1.5)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """Everything that decides how one fold trains. Defaults follow nnU-Net v2 unless noted."""
 
     schema_version: Literal[1] = 1

@@ -15,10 +15,11 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from automed._version import __version__
 from automed.artifacts import content_hash, write_json_atomic
+from automed.config import Strict
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
@@ -30,11 +31,7 @@ MODEL_SCHEMA = 2
 log = logging.getLogger(__name__)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class InferenceSettings(_Strict):
+class InferenceSettings(Strict):
     step: float = Field(0.5, gt=0, le=1)
     tta: bool = True
     # which mirrorings tta averages: all (nnU-Net) or the even half (automed.runtime.sliding.mirror_axes_sets);
@@ -42,10 +39,10 @@ class InferenceSettings(_Strict):
     mirrors: Mirrors = "all"
     whole_image_factor: float = 0.0
     folds: list[int] | None = None  # None: every trained fold
-    postprocessing: list[dict[str, Any]] = []
+    postprocessing: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class ResolvedTraining(_Strict):
+class ResolvedTraining(Strict):
     """The training config's values on this plan (the plan's unless the config overrides them)."""
 
     patch_size: list[int]
@@ -53,7 +50,7 @@ class ResolvedTraining(_Strict):
     foreground_oversample: float
 
 
-class ModelMeta(_Strict):
+class ModelMeta(Strict):
     schema_version: Literal[2] = 2
     automed_version: str = __version__
     dataset: str
@@ -85,13 +82,13 @@ class ModelMeta(_Strict):
         write_json_atomic(path, self.model_dump(mode="json"))
 
 
-class InferenceChoice(_Strict):
+class InferenceChoice(Strict):
     """What ``automed select`` chose for one training (``WORKDIR/inference.json``)."""
 
     schema_version: Literal[1] = 1
     selection: str  # the selection folder that decided it
     inference: InferenceSettings
-    decisions: list[dict[str, Any]] = []
+    decisions: list[dict[str, Any]] = Field(default_factory=list)
     inference_cost: dict[str, Any] | None = None
     # the model.json it was decided for (model_digest); None: written before this was recorded
     model_digest: str | None = None
