@@ -101,15 +101,25 @@ def read_json(path: Path, *, what: str) -> Any:
         ) from exc
 
 
-def check_schema_version(path: Path, data: dict[str, Any], expected: int, *, what: str) -> None:
-    found = data.get("schema_version")
-    if found != expected:
-        raise ArtifactError.single(
-            path,
-            f"{what} schema_version must be {expected}",
-            repr(found),
-            "re-run the stage with this automed version to regenerate it",
-        )
+def check_schema_version(
+    path: Path, data: dict[str, Any], expected: int, *, what: str, missing: int | None = None
+) -> None:
+    """Refuse ``data`` (read from ``path``) unless its ``schema_version`` is ``expected``. ``missing``: the version
+    of an artifact without the key (written before it carried one); None: the key is required. A higher version is
+    a newer automed's: the error says so (regenerating it here would drop what that version wrote)."""
+    found = data.get("schema_version", missing)
+    if type(found) is int and found == expected:
+        return
+    newer = type(found) is int and found > expected
+    raise ArtifactError.single(
+        path,
+        f"{what} schema_version must be {expected}",
+        repr(data.get("schema_version")) + (" (written by a newer automed)" if newer else ""),
+        "use the automed version that wrote it (or a newer one), or re-run the stage with this automed version "
+        "to regenerate it"
+        if newer
+        else "re-run the stage with this automed version to regenerate it",
+    )
 
 
 OUTPUT_MARKER = (

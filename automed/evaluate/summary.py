@@ -24,6 +24,7 @@ import pandas as pd
 
 from automed.artifacts import write_json_atomic
 from automed.evaluate.metrics import METRIC_DEFINITIONS, LabelMetrics
+from automed.records import CV_SUMMARY_VERSION, stamped
 
 METRICS = ("dice", "iou", "sensitivity", "precision", "hd95", "assd", "nsd", "volume_diff_mm3")
 
@@ -93,5 +94,5 @@ def write_summary(rows: list[dict[str, Any]], csv_path: Path, json_path: Path) -
     pd.DataFrame(cv_order(rows)).to_csv(tmp, index=False)
     tmp.replace(csv_path)
     summary = summarize(rows)
-    write_json_atomic(json_path, summary)
+    write_json_atomic(json_path, stamped(summary, CV_SUMMARY_VERSION))
     return summary

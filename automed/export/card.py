@@ -11,6 +11,7 @@ from typing import Any
 
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
+from automed.records import read_cv_summary
 from automed.runtime.postprocess import describe
 from automed.select.inference_cost import mirror_label
 from automed.train.meta import applied_choice, read_meta
@@ -69,9 +70,9 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         "",
     ]
     lines += _all_data_lines(workdir)
-    summary = workdir / "cv" / "summary.json" if workdir is not None else None
+    summary = WorkDir(workdir).cv_summary if workdir is not None else None
     if summary is not None and summary.is_file():
-        cv = json.loads(summary.read_text())
+        cv = read_cv_summary(summary)
         lines += [
             "## Cross-validation (before postprocessing)",
             "",

@@ -35,6 +35,7 @@ from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.prediction import Prediction
 from automed.infer.predictor import Predictor
 from automed.parallel import process_pool
+from automed.records import read_train_config
 from automed.workdir import WorkDir
 
 FORMATS = ("onnx", "openvino")
@@ -324,7 +325,7 @@ def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | N
     cfg_file, splits_file = WorkDir(workdir).train_config, WorkDir(workdir).splits
     if not cfg_file.is_file() or not splits_file.is_file():
         return None
-    ds = load_dataset(json.loads(cfg_file.read_text())["dataset"])
+    ds = load_dataset(read_train_config(cfg_file)["dataset"])
     cid = json.loads(splits_file.read_text())["folds"][0]["val"][0]
     case = next(c for c in ds.cases if c.case_id == cid)
     cd = read_case(case, ds.images_are_4d)

@@ -9,7 +9,6 @@ standard deviation (<= 1e-3 in float32, <= 0.1 in bf16).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onn
 from automed.export.timing import best_of
 from automed.infer.image_level import ImagePrediction, ImagePredictor
 from automed.preprocess.pipeline import spec_for
+from automed.records import read_cv_summary
 from automed.workdir import WorkDir
 
 # max |dp| of probabilities, or |dv| / std of regression values: the label maps' thresholds, one table of precisions
@@ -247,8 +247,8 @@ def image_card(predictor: ImagePredictor, report: dict[str, Any], workdir: Path 
     ]
     summary = WorkDir(workdir).cv_summary if workdir is not None else None
     if summary is not None and summary.is_file():
-        cv = json.loads(summary.read_text())
-        keys = [k for k, v in cv.items() if isinstance(v, int | float)]
+        cv = read_cv_summary(summary)
+        keys = [k for k, v in cv.items() if isinstance(v, int | float) and k != "schema_version"]
         shown = [f"- {k.replace('_', ' ')}: {_number(k, cv[k])}" for k in keys]
         lines += ["## Cross-validation", "", *shown, ""]
     if report.get("parity"):

@@ -15,6 +15,7 @@ def _version_of(model: str, tracking_uri: str | None) -> tuple[str, str, str] | 
 
     if model.startswith(MODEL_URI):
         return resolve_uri(tracking_uri), *split_model_uri(model)
+    from automed.records import read_tracking
     from automed.select.register import registered_version
     from automed.workdir import WorkDir
 
@@ -24,12 +25,12 @@ def _version_of(model: str, tracking_uri: str | None) -> tuple[str, str, str] | 
         return None
     if not wd.model.is_file() and wd.pair.is_file():  # a pair registered by `automed select`
         first = WorkDir(Path(json.loads(wd.pair.read_text())["members"][0]["workdir"])).tracking
-        uri = tracking_uri or (json.loads(first.read_text()).get("uri") if first.is_file() else None)
+        uri = tracking_uri or (read_tracking(first).get("uri") if first.is_file() else None)
         return resolve_uri(uri), reg["name"], str(reg["version"])
     if not wd.tracking.is_file():
         return None
     return (
-        resolve_uri(tracking_uri or json.loads(wd.tracking.read_text()).get("uri")),
+        resolve_uri(tracking_uri or read_tracking(wd.tracking).get("uri")),
         reg["name"],
         str(reg["version"]),
     )

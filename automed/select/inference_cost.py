@@ -26,6 +26,7 @@ from automed.data.dataset import load_dataset
 from automed.evaluate.summary import score
 from automed.infer.predictor import Predictor
 from automed.plan.schema import Plan
+from automed.records import read_train_config
 from automed.select.selection import dice_summary, dice_table
 from automed.train.config import TrainConfig
 from automed.train.meta import read_meta
@@ -46,7 +47,7 @@ def measure(
     the training's own) applied."""
     meta = read_meta(WorkDir(workdir).require_model())
     post = meta.inference.postprocessing if postprocessing is None else postprocessing
-    dataset = json.loads(WorkDir(workdir).train_config.read_text())["dataset"]
+    dataset = read_train_config(WorkDir(workdir).train_config)["dataset"]
     plan = Plan.load(WorkDir(workdir).plan)
     return measure_folds(
         workdir, plan, meta.config, meta.folds, dataset, post, max_cases=max_cases, device=device,

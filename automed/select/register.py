@@ -18,6 +18,7 @@ from automed.model_store import register_ensemble
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import check_first_stage
 from automed.privacy import Redactor
+from automed.records import TRACKING_VERSION, read_tracking, stamped
 from automed.registry_model import ENSEMBLE_FILE, PREVIOUS
 from automed.tracking import Tracker
 from automed.train.meta import ModelMeta, load_model
@@ -158,16 +159,16 @@ def output_columns(plan: Plan) -> list[tuple[str, str]] | None:
 
 def _remember(workdir: Path, registered: dict[str, Any]) -> None:
     track = WorkDir(workdir).tracking
-    saved = json.loads(track.read_text()) if track.is_file() else {}
-    write_json_atomic(track, {**saved, "registered": registered})
+    saved = read_tracking(track) if track.is_file() else {}
+    write_json_atomic(track, stamped({**saved, "registered": registered}, TRACKING_VERSION))
 
 
 def registered_version(workdir: Path) -> dict[str, Any] | None:
     """The registry entry of a training work dir or of a selection folder's pair (``None``: not registered)."""
     wd = WorkDir(workdir)
-    for f in (wd.tracking, wd.selection):
+    for f, read in ((wd.tracking, read_tracking), (wd.selection, lambda p: json.loads(p.read_text()))):
         if f.is_file():
-            reg = json.loads(f.read_text()).get("registered")
+            reg = read(f).get("registered")
             if reg:
                 return dict(reg)
     return None
@@ -185,7 +186,7 @@ def register_training(workdir: Path, tracker: Tracker, run_id: str, score: float
 
 def reregister(workdir: Path, score: float, redactor: Redactor) -> dict[str, Any]:
     """Register ``workdir``'s model again with the inference settings now in force (after ``automed select``)."""
-    track = json.loads(WorkDir(workdir).tracking.read_text())
+    track = read_tracking(WorkDir(workdir).tracking)
     tracker = Tracker(track["uri"], track["experiment"], redactor)
     return register_training(workdir, tracker, track["parent_run_id"], score)
 

@@ -26,6 +26,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
+from automed.records import read_train_config
 from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
 from automed.select.names import candidate_names
@@ -77,7 +78,7 @@ def load_training(workdir: Path) -> Training:
         wd.require_model().read_text()
     )  # only what selection needs: configuration, folds, labels
     configuration = TrainConfig.model_validate(meta["config"]).configuration
-    dataset = json.loads(wd.train_config.read_text())["dataset"]
+    dataset = read_train_config(wd.train_config)["dataset"]
     return Training.of(workdir, configuration, meta["folds"], [int(k) for k in meta["labels"]], dataset)
 
 

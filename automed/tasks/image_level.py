@@ -35,6 +35,7 @@ from automed.evaluate.image_level import (
 from automed.evaluate.summary import cv_order
 from automed.infer.image_level import ImagePredictor
 from automed.plan.schema import ConfigurationPlan, Plan, TargetPlan
+from automed.records import CV_SUMMARY_VERSION, stamped
 from automed.tasks.base import OwnChoice
 from automed.tracking import safe_key
 from automed.train.classifier import image_network
@@ -199,7 +200,7 @@ class ImageLevelTask:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         # select trusts this table as the CV evidence: a kill mid-write must not leave half of it
         write_bytes_atomic(csv_path, pd.DataFrame(cv_order(rows)).to_csv(index=False).encode())
-        write_json_atomic(json_path, summary)
+        write_json_atomic(json_path, stamped(summary, CV_SUMMARY_VERSION))
         return summary
 
     def own_choice(

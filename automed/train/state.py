@@ -8,7 +8,6 @@ history (undefined values as null).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ import torch
 from automed.artifacts import fsync_dir, write_json_atomic
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
+from automed.records import PROGRESS, PROGRESS_VERSION, read_progress, stamped
 from automed.train.config import TrainConfig
 from automed.train.schedule import Phase
 
@@ -130,16 +130,14 @@ class TrainState:
 
     def write_progress(self, folder: Path, finished: bool = False) -> None:
         extra = {"finished": True, "stopped_early": self.stopped_early} if finished else {}
-        write_json_atomic(
-            folder / "progress.json",
-            {
-                "schedule": self.schedule_reason,
-                "optimizer": self.optimizer_text,
-                "budget_s": self.budget_s,
-                "history": [asdict(h) for h in self.history],
-                **extra,
-            },
-        )
+        record = {
+            "schedule": self.schedule_reason,
+            "optimizer": self.optimizer_text,
+            "budget_s": self.budget_s,
+            "history": [asdict(h) for h in self.history],
+            **extra,
+        }
+        write_json_atomic(folder / PROGRESS, stamped(record, PROGRESS_VERSION))
 
     def result(self, fold: int, folder: Path) -> FoldResult:
         return FoldResult(
@@ -183,17 +181,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def fold_finished(folder: Path) -> bool:
-    p = folder / "progress.json"
+    p = folder / PROGRESS
     return (
-        (folder / "checkpoint_final.pt").is_file()
-        and p.is_file()
-        and bool(json.loads(p.read_text()).get("finished"))
+        (folder / "checkpoint_final.pt").is_file() and p.is_file() and bool(read_progress(p).get("finished"))
     )
 
 
 def finished_result(folder: Path, fold: int) -> FoldResult:
     """The result of a fold whose training already finished (from its ``progress.json``)."""
-    prog = json.loads((folder / "progress.json").read_text())
+    prog = read_progress(folder / PROGRESS)
     history = [epoch_log(h) for h in prog["history"]]
     return FoldResult(
         fold,

@@ -4,13 +4,13 @@ once, complete, at the end."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
 from automed.privacy import Redactor
+from automed.records import read_tracking
 from automed.select.names import candidate_names
 from automed.select.register import register_members, registered_version, write_choice_bundle
 from automed.select.selection import SELECTION_FILE
@@ -23,7 +23,7 @@ def open_select_run(
 ) -> tuple[Tracker, str]:
     """The store of the first training (or ``tracking_uri``) and a ``select`` run tagged with the choice."""
     track = WorkDir(workdirs[0]).tracking
-    saved = json.loads(track.read_text()) if track.is_file() else {}
+    saved = read_tracking(track) if track.is_file() else {}
     tracker = Tracker(
         resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor
     )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from automed.errors import ArtifactError, ConfigError, DatasetError
+from automed.records import read_train_config
 from automed.registry import check_choice, did_you_mean
 
 log = logging.getLogger("automed")
@@ -124,7 +125,6 @@ def log_validation_maps(
     """``explain: true`` in the training config: attention maps of the first ``n_cases`` validation cases, each by
     the fold network that held it out, logged as PNG overlays under ``explain/`` of the training's MLflow run (case
     IDs as pseudonyms; the user asked for these pictures by setting ``explain``). Returns how many were logged."""
-    import json
     import tempfile
 
     from automed.data.cases import read_case
@@ -139,9 +139,7 @@ def log_validation_maps(
     folds = load_model(wd).folds
     channel, explains = explained_target(predictor, None)
     layer = check_layer(predictor.models[0], None)
-    cases = {
-        c.case_id: c for c in load_dataset(json.loads(WorkDir(wd).train_config.read_text())["dataset"]).cases
-    }
+    cases = {c.case_id: c for c in load_dataset(read_train_config(WorkDir(wd).train_config)["dataset"]).cases}
     chosen = list(
         dict.fromkeys((str(r["case"]), int(r["fold"])) for r in rows if str(r.get("case")) in cases)
     )

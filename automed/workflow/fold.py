@@ -22,6 +22,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
+from automed.records import PROGRESS, read_progress
 from automed.runtime.sliding import mirror_axes_sets, window_starts
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
@@ -79,11 +80,11 @@ class MlflowEpochs:
 def catch_up(tracking: MlflowEpochs, folder: Path) -> None:
     """A resumed fold's epochs that its latest checkpoint holds (what the resume continues from; progress.json is
     written after it) but its MLflow run never got (a kill between the writes): logged now, no gap in its curves."""
-    latest, progress = folder / "checkpoint_latest.pt", folder / "progress.json"
+    latest, progress = folder / "checkpoint_latest.pt", folder / PROGRESS
     if latest.is_file():
         history = load_checkpoint(latest)["state"]["history"]
     elif progress.is_file():
-        history = json.loads(progress.read_text()).get("history", [])
+        history = read_progress(progress).get("history", [])
     else:
         return
     try:
@@ -131,7 +132,7 @@ def log_fold_artifacts(
     plt.close(fig)
     pd.DataFrame(rows).to_csv(folder / "validation_metrics.csv", index=False)
     tracker.log_artifact(run_id, folder / "validation_metrics.csv")
-    tracker.log_artifact(run_id, folder / "progress.json")
+    tracker.log_artifact(run_id, folder / PROGRESS)
     shown = {cid: tracker.redactor.case(cid) for cid in overlay_ids}
     for name, fig in task.fold_figures(folder, rows, ds, overlay_ids, shown):
         tracker.log_figure(run_id, fig, name)

@@ -4,7 +4,6 @@ or as Ray tasks on a cluster (``--ray-address``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -14,6 +13,7 @@ import torch
 
 from automed.parallel import process_pool
 from automed.plan.schema import Plan
+from automed.records import read_train_config
 from automed.tracking import Tracker
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
@@ -52,7 +52,7 @@ def training_job(
     """The job of one fold of a training (``automed train``'s folds and its screened fold 0s alike)."""
     return FoldJob(
         workdir=str(wd),
-        dataset=json.loads(WorkDir(wd).train_config.read_text())["dataset"],
+        dataset=read_train_config(WorkDir(wd).train_config)["dataset"],
         config=config.model_dump(mode="json"),
         fold=fold,
         train_ids=split["train"],
@@ -91,7 +91,7 @@ def run_fold_jobs(
     if not address or not jobs:
         return run_jobs(jobs, where.parallel_folds, deadline)
     wdir = WorkDir(wd)
-    dataset = json.loads(wdir.train_config.read_text())["dataset"]
+    dataset = read_train_config(wdir.train_config)["dataset"]
     shared = [dataset, str(wdir.plan), str(wdir.preprocessed), str(wd)]
     return run_jobs_on_ray(jobs, address, where.resources, deadline, shared)  # run_fold tags each run's node
 

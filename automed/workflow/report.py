@@ -12,7 +12,6 @@ to MLflow has no thumbnails: pictures of patients leave the machine only when as
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pandas as pd
 from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
+from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
@@ -48,8 +48,8 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
     if path.is_dir() and wd.cv_metrics.is_file():
         table = pd.read_csv(wd.cv_metrics)
         hist = {}
-        for prog in sorted((path / "train").glob("*/fold_*/progress.json")):
-            hist[f"{prog.parent.parent.name} {prog.parent.name}"] = json.loads(prog.read_text())["history"]
+        for prog in sorted((path / "train").glob(f"*/fold_*/{PROGRESS}")):
+            hist[f"{prog.parent.parent.name} {prog.parent.name}"] = read_progress(prog)["history"]
         return table, hist
     csv = path / "metrics.csv" if path.is_dir() else path
     if csv.is_file() and csv.suffix == ".csv":
@@ -172,7 +172,7 @@ def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], ob
         return False
     if not (path.is_dir() and wd.tracking.is_file()):
         return False
-    track = json.loads(wd.tracking.read_text())
+    track = read_tracking(wd.tracking)
     uri = str(track["uri"])
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():  # never create a store
         log.warning("report not logged to MLflow for %s: its store is gone (work dir moved?)", path.name)

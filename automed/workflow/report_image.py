@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from automed.evaluate.report import curves, paired_image_tests
+from automed.records import PROGRESS, read_progress
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 
@@ -36,8 +37,8 @@ def read_image_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, A
     wd = WorkDir(path)
     if path.is_dir() and wd.cv_metrics.is_file():
         hist = {}
-        for prog in sorted((path / "train").glob("*/fold_*/progress.json")):
-            hist[f"{prog.parent.parent.name} {prog.parent.name}"] = json.loads(prog.read_text())["history"]
+        for prog in sorted((path / "train").glob(f"*/fold_*/{PROGRESS}")):
+            hist[f"{prog.parent.parent.name} {prog.parent.name}"] = read_progress(prog)["history"]
         return pd.read_csv(wd.cv_metrics), hist
     return pd.read_csv(path / "metrics.csv" if path.is_dir() else path), {}
 

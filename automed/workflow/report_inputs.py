@@ -16,6 +16,7 @@ from typing import Any
 
 from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
+from automed.records import PROGRESS, PROGRESS_VERSION, stamped
 from automed.select.selection import SELECTION_FILE
 
 RUN_PREFIX = "runs:/"
@@ -93,7 +94,9 @@ def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
                                    "finished training run)", "give the training's parent run")  # fmt: skip
     task = _task_of(run.data.metrics, dest / "cv" / "metrics.csv")
     if task != "segmentation":
-        write_json_atomic(dest / "summary.json", {"problem": task})
+        write_json_atomic(
+            dest / "summary.json", {"schema_version": 1, "problem": task}
+        )  # as `automed metrics`
     parent = f"tags.`mlflow.parentRunId` = '{run_id}'"
     for child in client.search_runs([run.info.experiment_id], filter_string=parent, max_results=1000):
         fold = child.data.tags.get("fold")
@@ -103,7 +106,8 @@ def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
         history = _history(client, child.info.run_id, child.data.metrics)
         if history:
             write_json_atomic(
-                dest / "train" / config / f"fold_{fold}" / "progress.json", {"history": history}
+                dest / "train" / config / f"fold_{fold}" / PROGRESS,
+                stamped({"history": history}, PROGRESS_VERSION),
             )
     return dest
 

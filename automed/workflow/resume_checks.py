@@ -8,11 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from automed.artifacts import check_schema_version
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.privacy import strip_credentials
+from automed.records import TRACKING_VERSION, UNVERSIONED, read_tracking, read_train_config
 from automed.train.config import TrainConfig, load_train_config
-from automed.workdir import ALL_DATA, WorkDir
+from automed.workdir import ALL_DATA, TRACKING, WorkDir
 from automed.workflow.prepare import dataset_source
 from automed.workflow.shape import SPLIT_FOLDS
 
@@ -26,7 +28,7 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
     wdir = WorkDir(wd)
     if not wdir.train_config.is_file():
         return  # restore_training names the missing file
-    saved = json.loads(wdir.train_config.read_text())
+    saved = read_train_config(wdir.train_config)  # another automed's schema is refused before anything runs
     o, c = saved["options"], TrainConfig.model_validate(saved["config"])
     only = o.get("only_folds")
     folds = {"auto"} if o.get("folds_auto") else {"all"} if only == [ALL_DATA] else {str(o.get("folds"))}
@@ -103,13 +105,15 @@ def _same_fields(given: TrainConfig, overrides: dict[str, Any], saved: TrainConf
 
 def _tracked_uri(wdir: WorkDir) -> str | None:
     """The store a training that named none logs to (``tracking.json``: the environment's or the default)."""
-    uri = json.loads(wdir.tracking.read_text()).get("uri") if wdir.tracking.is_file() else None
+    uri = read_tracking(wdir.tracking).get("uri") if wdir.tracking.is_file() else None
     return str(uri) if uri else None
 
 
 def refuse_a_copy(wd: Path, saved: dict[str, Any]) -> None:
     """A resumed work dir that is a copy of another one still there (same MLflow parent run) would log into the
-    original's runs and register from them: refused. A moved work dir (the original is gone) continues its runs."""
+    original's runs and register from them: refused. A moved work dir (the original is gone) continues its runs.
+    ``saved``: the work dir's ``tracking.json`` as read (another automed's schema is refused here)."""
+    check_schema_version(WorkDir(wd).tracking, saved, TRACKING_VERSION, what=TRACKING, missing=UNVERSIONED)
     origin = saved.get("workdir")
     if not origin or Path(origin) == wd.resolve():
         return

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from automed.errors import ConfigError
+from automed.records import read_tracking
 from automed.tracking import MODEL_URI, Tracker, model_version, resolve_uri, split_model_uri
 from automed.workdir import WorkDir, chosen_members
 
@@ -38,7 +39,7 @@ def training_run(model: str | Path, tracking_uri: str | None) -> tuple[str, str,
     if not track.is_file():
         raise ConfigError.single(model, "--log-review attaches the review to the model's training run",
                                  "no tracking.json (trained without MLflow?)", "drop --log-review")  # fmt: skip
-    saved = json.loads(track.read_text())
+    saved = read_tracking(track)
     return resolve_uri(tracking_uri or saved["uri"]), saved["experiment"], saved["parent_run_id"], root
 
 

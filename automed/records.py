@@ -1,0 +1,62 @@
+"""The work dir's plain JSON records, those without a pydantic schema of their own: ``train_config.json`` (dataset,
+training config, options), ``tracking.json`` (MLflow store, runs, registry entry), each fold's ``progress.json``
+(schedule, optimizer, per-epoch history) and ``cv/summary.json`` (the cross-validation summary).
+
+Each is written with its ``schema_version`` (:func:`stamped`) and read through :func:`read_record`, which refuses
+another version (a newer automed's) naming the file, the version found and the fix. A record written before these
+carried a version has no ``schema_version``: it is version 1, so the work dirs of earlier automed versions keep
+working (resume, select, export, report). Only the reading is checked: whether a stage is skipped or resumed never
+compares whole records, so the added key makes no earlier work dir look changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import check_schema_version, read_json
+from automed.errors import ArtifactError
+
+TRAIN_CONFIG_VERSION = 1
+TRACKING_VERSION = 1
+PROGRESS_VERSION = 1
+CV_SUMMARY_VERSION = 1
+UNVERSIONED = 1  # the version of a record written before it carried ``schema_version``
+
+PROGRESS = "progress.json"  # in each fold's folder
+
+
+def stamped(record: dict[str, Any], version: int) -> dict[str, Any]:
+    """``record`` as written: ``schema_version`` first, then its keys."""
+    return {"schema_version": version, **{k: v for k, v in record.items() if k != "schema_version"}}
+
+
+def read_record(path: Path, version: int) -> dict[str, Any]:
+    """The JSON object at ``path``, of schema ``version`` (none recorded: :data:`UNVERSIONED`); an
+    :class:`ArtifactError` when it is missing, not JSON, not an object, or of another version."""
+    data = read_json(path, what=path.name)
+    if not isinstance(data, dict):
+        raise ArtifactError.single(
+            path, f"{path.name} must be a JSON object", type(data).__name__, "delete it and re-run the stage"
+        )
+    check_schema_version(path, data, version, what=path.name, missing=UNVERSIONED)
+    return data
+
+
+def read_train_config(path: Path) -> dict[str, Any]:
+    """A work dir's ``train_config.json``."""
+    return read_record(path, TRAIN_CONFIG_VERSION)
+
+
+def read_tracking(path: Path) -> dict[str, Any]:
+    """A work dir's ``tracking.json``."""
+    return read_record(path, TRACKING_VERSION)
+
+
+def read_progress(path: Path) -> dict[str, Any]:
+    """A fold's ``progress.json``."""
+    return read_record(path, PROGRESS_VERSION)
+
+
+def read_cv_summary(path: Path) -> dict[str, Any]:
+    """A work dir's ``cv/summary.json``."""
+    return read_record(path, CV_SUMMARY_VERSION)
