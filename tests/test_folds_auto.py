@@ -198,6 +198,7 @@ def test_budget_screens_configurations_and_promotes_the_best(
     assert not (wd / "train" / ({"2d", "3d_fullres"} - {winner}).pop() / "fold_1").exists()
     saved = json.loads((wd / "train_config.json").read_text())
     assert saved["config"]["configuration"] == winner  # --resume continues with the winner
+    assert saved["schema_version"] == 1
     client = MlflowClient(tracking_uri=uri)
     parent = client.get_run(json.loads((wd / "tracking.json").read_text())["parent_run_id"])
     assert parent.data.tags["screen.winner"] == winner
@@ -210,7 +211,9 @@ def test_budget_screens_configurations_and_promotes_the_best(
     assert names == sorted(["2d-fold0", "3d_fullres-fold0", f"{winner}-fold1"])  # fold 0 not trained twice
     promoted = [r for r in children if r.data.tags.get("screen.promoted") == "true"]
     assert [r.data.tags["configuration"] for r in promoted] == [winner]
-    for run in children:  # --overlays reaches the screened folds too (their jobs were built apart and lacked it)
+    for (
+        run
+    ) in children:  # --overlays reaches the screened folds too (their jobs were built apart and lacked it)
         assert "overlays" in {a.path for a in client.list_artifacts(run.info.run_id)}, run.data.tags
 
     # the same command typed again: the recorded decisions stand (no second probe, no second screening) and the

@@ -141,3 +141,19 @@ def test_a_resume_refuses_a_newer_train_config_or_tracking_before_anything_runs(
     refuse_a_copy(tmp_path, {"uri": "sqlite:///m.db", "workdir": str(tmp_path.resolve())})  # an earlier one
     with pytest.raises(ArtifactError, match=r"tracking.json schema_version must be 1"):
         refuse_a_copy(tmp_path, {"schema_version": 2, "workdir": str(tmp_path.resolve())})
+
+
+def test_the_training_state_stamps_tracking_json_and_keeps_what_it_held(tmp_path: Path) -> None:
+    from automed.workflow.train_options import TrackingState
+
+    path = WorkDir(tmp_path).tracking
+    path.write_text(
+        json.dumps({"registered": {"name": "m", "version": "1"}})
+    )  # an earlier, unversioned record
+    TrackingState(path, uri="sqlite:///x.db", experiment="e", parent_run_id="p").save()
+    saved = json.loads(path.read_text())
+    assert saved["schema_version"] == 1 and saved["registered"] == {"name": "m", "version": "1"}
+    assert saved["parent_run_id"] == "p"
+    path.write_text(json.dumps({**saved, "schema_version": 2}))
+    with pytest.raises(ArtifactError, match=r"tracking.json schema_version must be 1"):
+        TrackingState(path, uri="sqlite:///x.db", experiment="e").save()

@@ -7,13 +7,13 @@ export and package take it like any model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
+from automed.records import read_tracking
 from automed.select.register import register_training
 from automed.tasks.base import Task
 from automed.tracking import Tracker
@@ -42,7 +42,7 @@ def evidence(cv_workdir: str | None, plan: Plan) -> tuple[ModelMeta | None, dict
             f"plan {meta.plan_hash} vs {plan.hash}",
             "train the cross-validation in a work dir of this dataset with the same preset, or leave --cv out",
         )
-    track = json.loads(wd.tracking.read_text()) if wd.tracking.is_file() else {}
+    track = read_tracking(wd.tracking) if wd.tracking.is_file() else {}
     return meta, track
 
 

@@ -5,12 +5,12 @@ finished folds then refuse, or rewrite the recorded reason with numbers no fold 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, replace
 from typing import Any
 
 from automed.artifacts import content_hash
+from automed.records import read_train_config
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 from automed.workflow.train_options import TrainOptions
@@ -42,11 +42,8 @@ def recorded_decisions(wdir: WorkDir, typed: str, unchanged: bool) -> dict[str, 
     fingerprint and plan are ``unchanged`` by this call's planning; else None (the budget decides anew)."""
     if not unchanged or not wdir.train_config.is_file():
         return None
-    try:
-        saved = json.loads(wdir.train_config.read_text())
-    except ValueError:
-        return None
-    if not isinstance(saved, dict) or saved.get("typed") != typed or saved.get("extension"):
+    saved = read_train_config(wdir.train_config)
+    if saved.get("typed") != typed or saved.get("extension"):
         return None
     return saved
 

@@ -21,6 +21,7 @@ from automed.errors import ConfigError
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
 from automed.privacy import public_uri, strip_credentials
+from automed.records import read_progress, read_tracking, read_train_config
 from automed.select.register import register_training
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
@@ -51,13 +52,13 @@ from automed.workflow.train_start import (
 
 
 def _save_config(wd: Path, config: TrainConfig) -> None:
-    saved = json.loads(WorkDir(wd).train_config.read_text())
+    saved = read_train_config(WorkDir(wd).train_config)
     write_json_atomic(WorkDir(wd).train_config, {**saved, "config": config.model_dump(mode="json")})
 
 
 def _epochs_done(folder: Path) -> int:
     progress = folder / "progress.json"
-    return len(json.loads(progress.read_text())["history"]) if progress.is_file() else 0
+    return len(read_progress(progress)["history"]) if progress.is_file() else 0
 
 
 def _extension_targets(wd: Path, config: TrainConfig, folds: list[int], extend: int) -> dict[str, int]:
@@ -67,7 +68,7 @@ def _extension_targets(wd: Path, config: TrainConfig, folds: list[int], extend: 
     if not extend:
         return {}
     wdir = WorkDir(wd)
-    saved = json.loads(wdir.train_config.read_text())
+    saved = read_train_config(wdir.train_config)
     pending = saved.get("extension")
     if pending and pending.get("epochs") == extend:
         return {str(k): int(v) for k, v in pending["targets"].items()}
@@ -105,7 +106,7 @@ def _open_tracking(
     store: a finished training's parent run is not replaced by an empty one; the driver creates them before any
     worker)."""
     wdir = WorkDir(wd)
-    saved = json.loads(wdir.tracking.read_text()) if wdir.tracking.is_file() else {}
+    saved = read_tracking(wdir.tracking) if wdir.tracking.is_file() else {}
     if not reopen and not _same_training(wd, saved, config, opts):
         saved = {}  # another store, configuration or place: a new parent run
     refuse_a_copy(wd, saved)
@@ -177,7 +178,7 @@ def _fold_jobs(
         reused = validated_rows(folder, opts.validation_tta, opts.validation_mirrors) if not more else None
         if reused is not None:
             rows += reused
-            epochs[fold] = len(json.loads((folder / "progress.json").read_text())["history"])
+            epochs[fold] = len(read_progress(folder / "progress.json")["history"])
             continue
         run_id = track.fold_runs.get(str(fold))
         if run_id is None:
@@ -214,7 +215,7 @@ def _conclude(
 ) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
     """CV summary, postprocessing decided on this training's own CV, ``model.json``, registration."""
     wdir, parent = WorkDir(wd), track.parent_run_id
-    dataset = json.loads(wdir.train_config.read_text())["dataset"]
+    dataset = read_train_config(wdir.train_config)["dataset"]
     own = task.own_choice(
         wd,
         plan,
@@ -317,7 +318,7 @@ def train_dataset(
             tracker.end_run(track.parent_run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
             raise
         tracker.end_run(track.parent_run_id)
-        saved = json.loads(WorkDir(wd).train_config.read_text())
+        saved = read_train_config(WorkDir(wd).train_config)
         if saved.pop("extension", None) is not None:  # the extension is complete
             write_json_atomic(WorkDir(wd).train_config, saved)
         return TrainResult(wd, cv, meta, epochs, registered, opts.folds_reason)

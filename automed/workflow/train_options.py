@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
+from automed.records import TRACKING_VERSION, read_tracking, stamped
 from automed.train.meta import ModelMeta
 
 # a fold's or a trial's Ray resources unless --trial-resources says otherwise
@@ -71,8 +71,8 @@ class TrackingState:
     fold_runs: dict[str, str] = field(default_factory=dict)
 
     def save(self) -> None:
-        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        saved = read_tracking(self.path) if self.path.is_file() else {}
         state = {k: v for k, v in asdict(self).items() if k != "path"}
         # where this work dir was when it logged (local only): a copy resumed elsewhere is told from a moved one
         state["workdir"] = str(self.path.parent.resolve())
-        write_json_atomic(self.path, {**saved, **state})
+        write_json_atomic(self.path, stamped({**saved, **state}, TRACKING_VERSION))

@@ -26,6 +26,7 @@ from automed.preprocess.previous_stage import (
     write_previous_stage,
 )
 from automed.privacy import strip_credentials
+from automed.records import TRAIN_CONFIG_VERSION, read_train_config, stamped
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
@@ -111,7 +112,7 @@ def restore_training(
     new place (``dataset``): with the cases the training was split on, it is recorded as the work dir's dataset."""
     wdir = WorkDir(wd)
     require_training_workdir(wd)
-    saved = json.loads(wdir.train_config.read_text())
+    saved = read_train_config(wdir.train_config)
     kept = {k: v for k, v in saved["options"].items() if k in TrainOptions.__dataclass_fields__}
     new = {
         "budget_s": opts.budget_s,
@@ -274,16 +275,19 @@ def start_training(
         check_same_model(opts.cv_workdir, planned, config)
     write_json_atomic(
         WorkDir(wd).train_config,
-        {
-            "dataset": dataset_source(ds),
-            "typed": typed,  # the command as typed: typed again, it keeps these decisions
-            "config": config.model_dump(mode="json"),
-            "options": {
-                **asdict(opts),
-                "preset": preset,
-                "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
+        stamped(
+            {
+                "dataset": dataset_source(ds),
+                "typed": typed,  # the command as typed: typed again, it keeps these decisions
+                "config": config.model_dump(mode="json"),
+                "options": {
+                    **asdict(opts),
+                    "preset": preset,
+                    "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
+                },
             },
-        },
+            TRAIN_CONFIG_VERSION,
+        ),
     )
     return ds, config, opts
 
@@ -360,7 +364,7 @@ def _earlier_width(wdir: WorkDir, config: TrainConfig, opts: TrainOptions) -> Tr
         or not wdir.train_config.is_file()
     ):
         return config
-    before = TrainConfig.model_validate(json.loads(wdir.train_config.read_text())["config"])
+    before = TrainConfig.model_validate(read_train_config(wdir.train_config)["config"])
     if before.configuration != config.configuration or before.base_features is None:
         return config
     return config.model_copy(update={"base_features": before.base_features})
