@@ -132,7 +132,7 @@ def _table(tmp_path: Path, rows: list[tuple[str, bool, dict[str, float]]], n_fol
 @pytest.mark.parametrize("promote", [0, 2])
 def test_the_verdict_says_when_only_the_default_was_cross_validated(tmp_path: Path, promote: int) -> None:
     """ "the planner default is the best trial" when no other trial reached full CV (others screened higher)."""
-    from automed.workflow.sweep import _verdict
+    from automed.workflow.sweep_verdict import sweep_verdict as _verdict
 
     table = _table(
         tmp_path,
@@ -148,7 +148,7 @@ def test_the_verdict_says_when_only_the_default_was_cross_validated(tmp_path: Pa
 
 
 def test_the_verdict_compares_the_default_with_cross_validated_trials_only(tmp_path: Path) -> None:
-    from automed.workflow.sweep import _verdict
+    from automed.workflow.sweep_verdict import sweep_verdict as _verdict
 
     table = _table(
         tmp_path,

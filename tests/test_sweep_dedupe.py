@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -183,7 +184,9 @@ def test_a_trial_with_an_earlier_trials_config_reuses_its_result(
     table = trials_table(tmp_path, 2).set_index("trial")
     assert table.loc[["d", "e"], "status"].tolist() == ["duplicate"] * 2
     assert table.loc[["d", "e"], "duplicate_of"].tolist() == ["a", "a"]
-    assert table.loc[["d", "e"], "fold0_score"].isna().all()  # no score of their own: never ranked
+    # the score of the trial they repeat, but no fold of their own: never promoted or best
+    assert table.loc[["d", "e"], "fold0_score"].tolist() == [0.7, 0.7]
+    assert table.loc[["d", "e"], "folds_done"].tolist() == [0, 0]
     assert table["default"].sum() == 1
     # a restarted duplicate stays one (and trains nothing)
     assert run_trial(ctx, "d", DEFAULT, [0])["duplicate_of"] == "a" and trained == ["a", "b", "c"]
@@ -201,32 +204,64 @@ def test_a_trial_with_an_earlier_trials_config_reuses_its_result(
     assert sorted({k for k, _, _ in promoted}) == ["a", "b"]
 
 
-def test_a_duplicate_waits_while_the_trial_it_repeats_runs(
+def test_a_duplicate_of_a_running_trial_frees_its_slot_and_takes_the_final_score(
     tmp_path: Path, planned: tuple[Path, Plan], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A duplicate waited (holding a Ray or worker slot) while the trial it repeats ran, and had no score when that
+    trial was between a failed attempt and its retry. It now returns at once, and the trials table takes the
+    score the original ends with."""
     import fcntl
     import threading
 
+    from automed.search.report import trials_table
     from automed.workflow.trial import run_trial
 
     ctx = _trial_ctx(tmp_path, planned[0], DEFAULT)
     trained = _fake_training(monkeypatch, {"a": None})
-    run_trial(ctx, "a", DEFAULT, [0])  # stopped before fold 0 finished
-    assert "score" not in run_trial(ctx, "b", DEFAULT, [0])  # its duplicate has no score either
-    # a still runs (its lock held): the duplicate waits, then takes the result a finished with
+    run_trial(ctx, "a", DEFAULT, [0])  # its first attempt ended before fold 0 finished (then a retry runs)
+    reports: list[dict[str, float]] = []
+    assert "score" not in run_trial(ctx, "b", DEFAULT, [0], reports.append)  # between the attempts: none yet
     with (tmp_path / "trials" / "a" / ".running").open("a") as running:
-        fcntl.flock(running, fcntl.LOCK_SH)
+        fcntl.flock(running, fcntl.LOCK_SH)  # a's retry runs
         got: list[dict[str, Any]] = []
-        waiting = threading.Thread(target=lambda: got.append(run_trial(ctx, "c", DEFAULT, [0])))
-        waiting.start()
-        time.sleep(1.0)
-        assert waiting.is_alive() and not got
+        dup = threading.Thread(target=lambda: got.append(run_trial(ctx, "c", DEFAULT, [0], reports.append)))
+        dup.start()
+        dup.join(timeout=10)
+        assert not dup.is_alive() and got, "the duplicate waited for the trial it repeats"
+        assert got[0] == {"key": "c", "duplicate_of": "a", "folds": {}, "n_folds_done": 0, "pending": True}
         (tmp_path / "trials" / "a" / "result.json").write_text(
             json.dumps({"folds": {"0": {"score": 0.8}}, "score": 0.8, "n_folds_done": 1})
         )
         fcntl.flock(running, fcntl.LOCK_UN)
-    waiting.join(timeout=30)
-    assert got and got[0]["score"] == 0.8 and got[0]["duplicate_of"] == "a" and trained == ["a"]
+    assert reports == [] and trained == ["a"]  # no score told to the engine while a ran, nothing trained
+    table = trials_table(tmp_path, 2).set_index("trial")
+    # both duplicates get the score a ended with, but count no fold of their own (never promoted or best)
+    assert table.loc[["b", "c"], "fold0_score"].tolist() == [0.8, 0.8]
+    assert table.loc[["b", "c"], "folds_done"].tolist() == [0, 0]
+    assert table.loc[["b", "c"], "status"].tolist() == ["duplicate"] * 2
+    # a duplicate that comes after a finished: its score at once, told to the engine
+    assert run_trial(ctx, "d", DEFAULT, [0], reports.append)["score"] == 0.8
+    assert reports == [{"epoch": 0.0, "score": 0.8, "validated": 1.0}]
+
+
+def test_the_verdict_says_which_duplicates_have_no_score(
+    tmp_path: Path, planned: tuple[Path, Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from automed.search.report import trials_table
+    from automed.workflow.sweep_verdict import duplicates_note
+    from automed.workflow.trial import run_trial
+
+    ctx = _trial_ctx(tmp_path, planned[0], DEFAULT)
+    _fake_training(monkeypatch, {"a": None, "b": 0.6})
+    other = {**DEFAULT, "optimizer": "adamw"}
+    for key, values in (("a", DEFAULT), ("b", other), ("c", DEFAULT), ("d", other)):
+        run_trial(ctx, key, values, [0])
+    table = trials_table(tmp_path, 2).set_index("trial")
+    assert math.isnan(table.loc["c", "fold0_score"]) and table.loc["d", "fold0_score"] == 0.6
+    assert duplicates_note(table.reset_index()) == (
+        "2 trial(s) drew the config of an earlier trial and took its result (not trained again); "
+        "1 of them (c) has no score: the trial it repeats has none"
+    )
 
 
 def duplicate_objective(ctx: Any, key: str, values: Any, folds: Any, report: Any) -> dict[str, Any]:

@@ -46,9 +46,9 @@ def _status(done: int, n_folds: int, epochs: int, failed: bool = False) -> str:
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
     """One row per trial folder: key, sampled values, status (``cv``: every fold; ``screened``: some folds;
     ``failed``: its last attempt raised; ``stopped early``: stopped by the scheduler (or the budget) before a fold
-    finished; ``not run``; ``duplicate``: an
-    earlier trial, ``duplicate_of``, has its config, so it trained nothing and has no score of its own), folds done,
-    epochs, screening and CV score, compute."""
+    finished; ``not run``; ``duplicate``: an earlier trial, ``duplicate_of``, has its config, so it trained nothing:
+    its scores are that trial's, as it ended, and it counts no fold of its own), folds done, epochs, screening and CV
+    score, compute."""
     rows = []
     for tfile in sorted((sweep_dir / "trials").glob("*/trial.json")):
         t = json.loads(tfile.read_text())
@@ -76,6 +76,11 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
         rows.append(row)
     df = pd.DataFrame(rows)
     if not df.empty:
+        # a duplicate's scores are its original's final ones (a duplicate never waits for them)
+        dup = df["status"] == "duplicate"
+        scores = df.set_index("trial")[["fold0_score", "cv_score"]]
+        for col in ("fold0_score", "cv_score"):
+            df.loc[dup, col] = df.loc[dup, "duplicate_of"].map(scores[col]).astype(float)
         df = df.sort_values(["cv_score", "fold0_score"], ascending=False, na_position="last").reset_index(
             drop=True
         )
@@ -105,7 +110,7 @@ def study_plots(space: SearchSpace, df: pd.DataFrame, out: Path) -> dict[str, st
     warnings.filterwarnings("ignore", message="Some regimes for parameter")  # PED-ANOVA on few trials
     dists = distributions(space)
     study = optuna.create_study(direction="maximize")
-    for _, row in df.iterrows():
+    for _, row in df[df["status"] != "duplicate"].iterrows():  # a duplicate's score is its original's
         score = row["fold0_score"]
         if not isinstance(score, float) or math.isnan(score):
             continue

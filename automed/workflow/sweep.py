@@ -72,6 +72,7 @@ from automed.workflow.sweep_stages import (
     stage_promote,
     stage_search,
 )
+from automed.workflow.sweep_verdict import duplicates_note, sweep_verdict
 from automed.workflow.train_start import refuse_workdir_in_dataset
 from automed.workflow.trials_live import TrialsDisplay
 
@@ -230,48 +231,6 @@ def _score_label(plan: Plan, dataset: str) -> str:
     return task.epoch_label if task.image_level else "Dice"
 
 
-def _verdict(
-    table: pd.DataFrame,
-    best: dict[str, Any] | None,
-    default: dict[str, Any] | None,
-    n_folds: int,
-    promote: int,
-) -> str:
-    """The best trial against the planner default, each at full CV; never a claim over trials that were screened
-    only (a fold-0 score is no CV score)."""
-    if best is None:
-        return "no trial finished every fold: no best config"
-    if default is None:
-        return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (no planner-default trial in this sweep)"
-    if default["folds_done"] < n_folds:
-        return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (the planner default did not finish every fold)"
-    others = table[~table["default"] & (table["status"] != "duplicate")]
-    n_cv = int((others["folds_done"] == n_folds).sum())
-    if n_cv == 0:
-        text = f"the planner default is the only fully cross-validated trial (CV score {default['cv_score']:.4f})"
-        screened = others[others["folds_done"] >= 1].sort_values("fold0_score", ascending=False)
-        if screened.empty:
-            return text + (
-                "; no other trial was screened" if len(others) else "; no other config in this sweep"
-            )
-        top = screened.iloc[0]
-        why = (
-            "with --promote 0 the other trials were screened on fold 0 only"
-            if promote == 0
-            else "no other trial finished every fold"
-        )
-        return (
-            f"{text}; {why} (best screened: trial {top['trial']}, fold-0 score {top['fold0_score']:.4f}), so it is "
-            "not known to beat them"
-        )
-    if best["trial"] == default["trial"]:
-        return f"the planner default is the best of {n_cv + 1} fully cross-validated trials (CV score {default['cv_score']:.4f})"
-    if best["cv_score"] <= default["cv_score"]:
-        return f"no trial beat the planner default (default CV score {default['cv_score']:.4f}, best other {best['cv_score']:.4f})"
-    gain = best["cv_score"] - default["cv_score"]
-    return f"best trial {best['trial']} beats the planner default: CV score {best['cv_score']:.4f} vs {default['cv_score']:.4f} (+{gain:.4f})"
-
-
 def _finish(
     wd: Path,
     tracker: Tracker,
@@ -293,15 +252,12 @@ def _finish(
     best = {str(k): v for k, v in full.iloc[0].to_dict().items()} if len(full) else None
     default_rows = table[table["default"]] if not table.empty else table
     default = {str(k): v for k, v in default_rows.iloc[0].to_dict().items()} if len(default_rows) else None
-    verdict = _verdict(table, best, default, n_folds, int(state["options"].get("promote", 2)))
+    verdict = sweep_verdict(table, best, default, n_folds, int(state["options"].get("promote", 2)))
     for note in ("search_capped", "grid_skipped", "promote_skipped"):
         if state["stages"].get(note):
             verdict += f"; {state['stages'][note]}"
-    n_dup = int((table["status"] == "duplicate").sum()) if not table.empty else 0
-    if n_dup:
-        verdict += (
-            f"; {n_dup} trial(s) drew the config of an earlier trial and took its result (not trained again)"
-        )
+    if note := duplicates_note(table):
+        verdict += f"; {note}"
     metrics: dict[str, float | None] = {"n_trials": float(len(table))}
     if best is not None:
         cfg = json.loads((wd / "trials" / best["trial"] / "trial.json").read_text())["config"]

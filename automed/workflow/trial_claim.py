@@ -6,11 +6,13 @@ This happens where every engine's trial starts (:func:`automed.workflow.trial.ru
 engines both get it. Under a sweep-wide lock (``SWEEP/.claims.lock``) the first trial with a config writes its
 ``trial.json`` (the config and its digest) and holds its ``.running`` lock for as long as it runs (shared: its
 folds may run at once in several processes). A duplicate's ``trial.json`` names the trial it repeats
-(``duplicate_of``); it waits while that trial runs, then reports that trial's score on the folds asked (Optuna's
-documented pattern for a repeated sample: tell the study the same value) and returns it. A duplicate of a trial
-stopped early or failed has no score either (the engine counts it stopped). ``trials.csv`` lists duplicates with
-that status; they are never the default, never promoted and never selected. The planner default is the trial
-whose config is the default point's, whatever values drew it.
+(``duplicate_of``). When that trial no longer runs, the duplicate reports its score on the folds asked (Optuna's
+documented pattern for a repeated sample: tell the study the same value) and returns it; while it runs, the
+duplicate returns at once with no score (it never holds a trial slot waiting; the engine counts it stopped). A
+duplicate of a trial stopped early or failed has no score either. ``trials.csv`` lists duplicates with that status
+and the score their original ends with (a retry or resume of the original included); they count no fold of their
+own, so they are never the default, never promoted and never selected. The planner default is the trial whose
+config is the default point's, whatever values drew it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from automed.search.space import SearchSpace, resolve
 from automed.train.config import TrainConfig
 
 CLAIMS = ".claims.lock"  # in the sweep dir (trials/ holds trial folders only): held while a trial claims its config
-RUNNING = ".running"  # in a trial's folder: held (shared) while it runs; a duplicate waits on it
+RUNNING = (
+    ".running"  # in a trial's folder: held (shared) while it runs; a duplicate takes its result when free
+)
 
 
 @contextlib.contextmanager
@@ -103,14 +107,19 @@ def _same_config(trials: Path, config: dict[str, Any]) -> str | None:
 def reuse(
     ctx: SweepContext, key: str, original: str, folds: list[int], report: Report | None
 ) -> dict[str, Any]:
-    """A duplicate's result: none of its own; once ``original`` has stopped running, its score on ``folds`` (reported
-    to the engine as validated), or no score when it has not validated them all."""
+    """A duplicate's result: none of its own. When ``original`` no longer runs, its score on ``folds`` (reported to
+    the engine as validated), or no score when it has not validated them all; while it runs, no score and
+    ``pending`` at once: a duplicate never holds a trial slot waiting (the trials table gives it the score the
+    original ends with, :func:`automed.search.report.trials_table`)."""
     otd = trial_dir(ctx, original)
-    with flocked(otd / RUNNING):  # waits while the original runs
-        rfile = otd / "result.json"
-        result = json.loads(rfile.read_text()) if rfile.is_file() else {}
-    done = result.get("folds", {})
     out: dict[str, Any] = {"key": key, "duplicate_of": original, "folds": {}, "n_folds_done": 0}
+    try:
+        with flocked(otd / RUNNING, fcntl.LOCK_EX | fcntl.LOCK_NB):
+            rfile = otd / "result.json"
+            result = json.loads(rfile.read_text()) if rfile.is_file() else {}
+    except BlockingIOError:  # the original runs (or runs another fold)
+        return {**out, "pending": True}
+    done = result.get("folds", {})
     if folds and all(str(f) in done for f in folds) and "score" in result:
         out["score"] = float(done[str(folds[0])]["score"] if len(folds) == 1 else result["score"])
         if report is not None:

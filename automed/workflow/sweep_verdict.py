@@ -1,0 +1,67 @@
+"""What a sweep concludes: the best trial against the planner default (each at full CV), and the notes the verdict
+adds (duplicate trials)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def sweep_verdict(
+    table: pd.DataFrame,
+    best: dict[str, Any] | None,
+    default: dict[str, Any] | None,
+    n_folds: int,
+    promote: int,
+) -> str:
+    """The best trial against the planner default, each at full CV; never a claim over trials that were screened
+    only (a fold-0 score is no CV score)."""
+    if best is None:
+        return "no trial finished every fold: no best config"
+    if default is None:
+        return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (no planner-default trial in this sweep)"
+    if default["folds_done"] < n_folds:
+        return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (the planner default did not finish every fold)"
+    others = table[~table["default"] & (table["status"] != "duplicate")]
+    n_cv = int((others["folds_done"] == n_folds).sum())
+    if n_cv == 0:
+        text = f"the planner default is the only fully cross-validated trial (CV score {default['cv_score']:.4f})"
+        screened = others[others["folds_done"] >= 1].sort_values("fold0_score", ascending=False)
+        if screened.empty:
+            return text + (
+                "; no other trial was screened" if len(others) else "; no other config in this sweep"
+            )
+        top = screened.iloc[0]
+        why = (
+            "with --promote 0 the other trials were screened on fold 0 only"
+            if promote == 0
+            else "no other trial finished every fold"
+        )
+        return (
+            f"{text}; {why} (best screened: trial {top['trial']}, fold-0 score {top['fold0_score']:.4f}), so it is "
+            "not known to beat them"
+        )
+    if best["trial"] == default["trial"]:
+        return f"the planner default is the best of {n_cv + 1} fully cross-validated trials (CV score {default['cv_score']:.4f})"
+    if best["cv_score"] <= default["cv_score"]:
+        return f"no trial beat the planner default (default CV score {default['cv_score']:.4f}, best other {best['cv_score']:.4f})"
+    gain = best["cv_score"] - default["cv_score"]
+    return f"best trial {best['trial']} beats the planner default: CV score {best['cv_score']:.4f} vs {default['cv_score']:.4f} (+{gain:.4f})"
+
+
+def duplicates_note(table: pd.DataFrame) -> str:
+    """How many trials repeated an earlier trial's config, and which of them have no score (their original has
+    none: it stopped early, failed or did not run); "" when none did."""
+    if table.empty:
+        return ""
+    dups = table[table["status"] == "duplicate"]
+    if dups.empty:
+        return ""
+    note = f"{len(dups)} trial(s) drew the config of an earlier trial and took its result (not trained again)"
+    none = sorted(str(k) for k in dups[dups["fold0_score"].isna()]["trial"])
+    if none:
+        has = "has" if len(none) == 1 else "have"
+        it = "it repeats has" if len(none) == 1 else "they repeat have"
+        note += f"; {len(none)} of them ({', '.join(none)}) {has} no score: the trial {it} none"
+    return note
