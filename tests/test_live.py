@@ -129,10 +129,15 @@ def test_the_live_trials_table_wraps_values_and_cuts_nothing_at_80_columns(tmp_p
         "architecture": "resenc_unet_large_channels",
         "learning_rate": 0.003,
     }
-    row = {"key": "train_fn_8b3d3_00000", "values": values, "folds": 3, "score": 0.81234, "compute_s": 3725.0}
+    row = {
+        "key": "train_fn_8b3d3_00000", "values": values, "folds": 3, "score": 0.81234, "compute_s": 3725.0,
+        "status": "timed out",
+    }  # fmt: skip
     console = Console(file=io.StringIO(), width=80, force_terminal=True, record=True)
     console.print(TrialsDisplay(tmp_path, 5, "live", console=console, score_label="pseudo-Dice").table([row]))
     text = console.export_text()
     assert "…" not in text and "train_fn_8b3d3_00000" in text and "pseudo-Dice" in text and "0.8123" in text
-    cells = "".join(line.split("│")[2].strip() for line in text.splitlines() if line.count("│") == 6)
+    lines = [line.split("│") for line in text.splitlines() if line.count("│") == 7]
+    assert "".join(cells[6].strip() for cells in lines) == "timed out"
+    cells = "".join(line[2].strip() for line in lines)
     assert cells == "augmentation.rotation_p=0.3architecture=resenc_unet_large_channelslearning_rate=0.003"

@@ -40,7 +40,7 @@ class SearchSpec:
 @dataclass(frozen=True)
 class TrialOutcome:
     key: str
-    status: Literal["complete", "stopped", "error"]
+    status: Literal["complete", "stopped", "timed out", "error"]  # stopped: by the scheduler (or a duplicate)
     error: str = ""
 
 

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from automed.errors import ConfigError, Problem
 from automed.parallel import process_pool
-from automed.search.context import Objective, Report, SweepContext
+from automed.search.context import Objective, Report, SweepContext, trial_dir
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
+from automed.search.report import mark_stopped
 from automed.search.space import SearchSpace, choice_label, suggest
 
 KEY_ATTR = "automed_key"
@@ -104,6 +105,7 @@ def _search_worker(
             last["step"] = step
             trial.report(m["score"], step)
             if trial.should_prune():
+                mark_stopped(trial_dir(ctx, key), "scheduler", step)  # not the budget's stop (trials.csv)
                 raise optuna.TrialPruned()
 
         try:

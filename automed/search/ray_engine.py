@@ -12,19 +12,19 @@ token exists; a driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` an
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from automed.artifacts import write_json_atomic
 from automed.errors import ConfigError, Problem
 from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.ray_connect import connect
+from automed.search.ray_hooks import budget_stops, progress_callback, recording_scheduler
 from automed.search.space import SearchSpace, choice_label, decode, suggest
 
 
@@ -109,64 +109,6 @@ def _trial_id_from_path(path: str | None) -> str:
 
     m = re.search(r"_([0-9a-f]{5}_\d{5})", Path(path or "").name)
     return m.group(1) if m else ""
-
-
-def _read_times(path: Path) -> dict[str, dict[str, Any]]:
-    """The trial start/end times recorded so far (a file cut short by a kill starts them afresh)."""
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _progress_callback(stage: str, total: int, show: bool, times_file: Path) -> Any:
-    """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only) and records, in the
-    driver, when each trial started and ended (``times_file``: the orchestration-overhead benchmark reads it)."""
-    import time
-
-    from ray.tune import Callback
-
-    class _Progress(Callback):
-        def __init__(self) -> None:
-            self.done = 0
-            self.bar: Any = None
-            self.times: dict[str, dict[str, Any]] = _read_times(times_file)
-
-        def setup(self, *args: Any, **info: Any) -> None:
-            if show:
-                from rich.progress import Progress
-
-                self.bar = Progress(transient=False)
-                self.bar.start()
-                self.task = self.bar.add_task(f"sweep {stage}", total=total)
-
-        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            unit = trial.config.get("__trial")
-            self.times[trial.trial_id] = {
-                "start": time.time(),
-                "key": unit[0] if unit else trial.trial_id,
-                "folds": unit[2] if unit else None,
-            }
-
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._step(trial)
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._step(trial)
-
-        def _step(self, trial: Any) -> None:
-            self.done += 1
-            self.times.setdefault(trial.trial_id, {})["end"] = time.time()
-            if self.bar is not None:
-                self.bar.update(self.task, completed=self.done)
-
-        def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-            write_json_atomic(times_file, self.times)
-            if self.bar is not None:
-                self.bar.stop()
-
-    return _Progress()
 
 
 class RayEngine(Engine):
@@ -260,7 +202,7 @@ class RayEngine(Engine):
             failure_config=tune.FailureConfig(max_failures=retries),
             verbose=0,
             callbacks=[
-                _progress_callback(
+                progress_callback(
                     stage,
                     total,
                     self.show_progress,
@@ -301,7 +243,8 @@ class RayEngine(Engine):
         )
         sampler = self.sampler(spec)
         scheduler: Any = (
-            ASHAScheduler(
+            recording_scheduler(ASHAScheduler)(
+                ctx.sweep_dir,
                 time_attr="epoch",
                 max_t=spec.max_epochs,
                 grace_period=spec.grace_epochs,
@@ -333,8 +276,12 @@ class RayEngine(Engine):
                 run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials),
             )
 
+        started = time.monotonic()
         grid = self._fit(make, trainable, ctx, "search", resume)
-        return self._outcomes(grid)
+        outcomes = self._outcomes(grid)
+        if spec.time_budget_s is not None and time.monotonic() - started >= spec.time_budget_s:
+            outcomes = budget_stops(ctx, outcomes)  # Tune stopped the trials still running at the deadline
+        return outcomes
 
     def evaluate(
         self,
@@ -374,7 +321,7 @@ class RayEngine(Engine):
             cfg = r.config or {}
             metrics = r.metrics or {}
             key = cfg["__trial"][0] if fixed else metrics.get("trial_id") or _trial_id_from_path(r.path)
-            status: Literal["complete", "stopped", "error"] = (
+            status: Literal["complete", "stopped", "timed out", "error"] = (
                 "error" if r.error else ("complete" if metrics.get("validated") else "stopped")
             )
             out.append(TrialOutcome(str(key), status, _error_text(r.error)))

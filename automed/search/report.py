@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from automed.artifacts import write_json_atomic
 from automed.search.space import SearchSpace, choice_label, distributions
 
 
@@ -31,22 +32,41 @@ def _fold_work(trial_dir: Path) -> tuple[int, float | None]:
 
 
 FAILED = "failed.json"  # in a trial folder whose last attempt raised (the exception's type)
+STOPPED = (
+    "stopped.json"  # in a trial folder the engine stopped: by the scheduler (ASHA, pruning) or the budget
+)
 
 
-def _status(done: int, n_folds: int, epochs: int, failed: bool = False) -> str:
+def mark_stopped(td: Path, by: str, epoch: float | None = None) -> None:
+    """Record who stopped the trial in ``td``: ``scheduler`` (it looked poor) or ``budget`` (time ran out)."""
+    write_json_atomic(td / STOPPED, {"by": by, **({"epoch": epoch} if epoch is not None else {})})
+
+
+def stopped_by(td: Path) -> str:
+    """``scheduler``, ``budget`` or "" (not stopped, or stopped before sweeps recorded who stopped a trial)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return str(json.loads((td / STOPPED).read_text())["by"])
+    return ""
+
+
+def _status(done: int, n_folds: int, epochs: int, failed: bool = False, stopped: str = "") -> str:
     if done == n_folds:
         return "cv"
     if failed:
         return "failed"
     if done:
-        return "screened"
-    return "stopped early" if epochs else "not run"
+        return "screened"  # a score, however it ended (a time-out in a later fold is no bad trial)
+    if stopped == "budget":
+        return "timed out"
+    # the scheduler's stop; unmarked (sweeps before the mark, or a killed driver's trial): as before
+    return "stopped early" if epochs or stopped else "not run"
 
 
 def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
     """One row per trial folder: key, sampled values, status (``cv``: every fold; ``screened``: some folds;
-    ``failed``: its last attempt raised; ``stopped early``: stopped by the scheduler (or the budget) before a fold
-    finished; ``not run``; ``duplicate``: an earlier trial, ``duplicate_of``, has its config, so it trained nothing:
+    ``failed``: its last attempt raised; ``stopped early``: stopped by the scheduler (ASHA, pruning) before a fold
+    finished; ``timed out``: still training when the search's time budget ran out, before a fold finished (a trial
+    with a score is ``screened`` however it ended); ``not run``; ``duplicate``: an earlier trial, ``duplicate_of``, has its config, so it trained nothing:
     its scores are that trial's, as it ended, and it counts no fold of its own), folds done, epochs, screening and CV
     score, compute."""
     rows = []
@@ -57,7 +77,10 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
         folds = r.get("folds", {})
         epochs, compute = _fold_work(tfile.parent)
         failed = (tfile.parent / FAILED).is_file()
-        status = "duplicate" if t.get("duplicate_of") else _status(len(folds), n_folds, epochs, failed)
+        stopped = stopped_by(tfile.parent)
+        status = (
+            "duplicate" if t.get("duplicate_of") else _status(len(folds), n_folds, epochs, failed, stopped)
+        )
         row: dict[str, Any] = {
             "trial": t["key"],
             "default": bool(t.get("is_default")),

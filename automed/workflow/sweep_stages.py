@@ -248,13 +248,14 @@ def _min_budget(a: float | None, b: float | None) -> float | None:
 
 
 def _mark_stopped(tracker: Any, sweep_run: str, outcomes: list[TrialOutcome]) -> None:
-    """Trials the scheduler stopped end as FINISHED with a tag (Ray kills them mid-fold, which reads KILLED); failed
-    ones as FAILED. A trial stopped before it logged anything has no run and gets none."""
+    """Trials the scheduler stopped or the budget timed out end as FINISHED with a tag (``screen.outcome``: stopped,
+    timed out; Ray kills them mid-fold, which reads KILLED); failed ones as FAILED. A trial stopped before it logged
+    anything has no run and gets none."""
     for o in outcomes:
         run = None if o.status == "complete" or not o.key else tracker.find_run(o.key, sweep_run)
         if run is None:
             continue
-        status = "FINISHED" if o.status == "stopped" else "FAILED"
+        status = "FINISHED" if o.status in ("stopped", "timed out") else "FAILED"
         rid = str(run.info.run_id)
         # the error is free text (paths, file names, a KeyError's case ID): redacted word by word
         error = {"error": tracker.redactor.message(o.error)[:500]} if o.error else {}

@@ -15,11 +15,25 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from automed.search.report import FAILED, stopped_by
 from automed.workflow.live import Mode, clock
 
 
+def live_status(td: Path, trial: dict[str, Any], result: dict[str, Any]) -> str:
+    """What the live view says of a trial that ended without a score: ``duplicate of KEY`` (it takes that trial's),
+    ``failed``, ``stopped early`` (the scheduler), ``timed out`` (the budget); "" otherwise (running, or scored)."""
+    if trial.get("duplicate_of"):
+        return f"duplicate of {trial['duplicate_of']}"
+    if "score" in result:
+        return ""
+    if (td / FAILED).is_file():
+        return "failed"
+    return {"scheduler": "stopped early", "budget": "timed out"}.get(stopped_by(td), "")
+
+
 def read_trials(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per trial folder: key, sampled values, folds done, score (absent until a fold finished)."""
+    """One row per trial folder: key, sampled values, folds done, score (absent until a fold finished), status
+    (:func:`live_status`)."""
     rows = []
     for tfile in sorted((sweep_dir / "trials").glob("*/trial.json")):
         try:
@@ -35,6 +49,7 @@ def read_trials(sweep_dir: Path) -> list[dict[str, Any]]:
                 "folds": int(result.get("n_folds_done", 0)),
                 "score": result.get("score"),
                 "compute_s": float(result.get("compute_s", 0.0)),
+                "status": live_status(tfile.parent, trial, result),
             }
         )
     return rows
@@ -48,11 +63,12 @@ def _values(values: dict[str, Any]) -> str:
 
 
 def trial_line(row: dict[str, Any], n_folds: int, score_label: str) -> str:
-    """``trial 3f2a  lr=0.003 batch=2  folds 1/5  Dice 0.8123  compute 2m10s``."""
+    """``trial 3f2a  lr=0.003 batch=2  folds 1/5  Dice 0.8123  compute 2m10s`` (and the status, if any)."""
     score = "n/a" if row["score"] is None else f"{row['score']:.4f}"
+    status = f"  {row['status']}" if row.get("status") else ""
     return (
         f"trial {row['key']}  {_values(row['values'])}  folds {row['folds']}/{n_folds}  {score_label} {score}"
-        f"  compute {clock(row['compute_s'])}"
+        f"  compute {clock(row['compute_s'])}{status}"
     )
 
 
@@ -73,6 +89,7 @@ class TrialsDisplay:
         self.console = console or Console()
         self.interval = interval
         self.seen: dict[str, int] = {}  # folds already reported per trial (lines mode)
+        self.said: dict[str, str] = {}  # the status reported per trial (lines mode)
         self.live: Live | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,12 +97,17 @@ class TrialsDisplay:
     def table(self, rows: list[dict[str, Any]]) -> Table:
         t = Table(title="trials")
         # on a narrow terminal only the values wrap (a name=value too long for its column folds, never cut)
-        for col in ("trial", "values", "folds", self.score_label, "compute"):
-            t.add_column(col, no_wrap=col != "values", overflow="fold")
+        for col in ("trial", "values", "folds", self.score_label, "compute", "status"):
+            t.add_column(col, no_wrap=col not in ("values", "status"), overflow="fold")
         for r in rows:
             score = "" if r["score"] is None else f"{r['score']:.4f}"
             t.add_row(
-                r["key"], _values(r["values"]), f"{r['folds']}/{self.n_folds}", score, clock(r["compute_s"])
+                r["key"],
+                _values(r["values"]),
+                f"{r['folds']}/{self.n_folds}",
+                score,
+                clock(r["compute_s"]),
+                r.get("status", ""),
             )
         return t
 
@@ -96,8 +118,10 @@ class TrialsDisplay:
             self.live.update(self.table(rows))
             return
         for r in rows:
-            if r["folds"] > self.seen.get(r["key"], 0):
-                self.seen[r["key"]] = r["folds"]
+            # a new fold, or a new status (a failure is said once, with its error, at the end of the sweep)
+            news = r["status"] != self.said.get(r["key"], "") and r["status"] not in ("", "failed")
+            if r["folds"] > self.seen.get(r["key"], 0) or news:
+                self.seen[r["key"]], self.said[r["key"]] = r["folds"], r["status"]
                 self.console.print(
                     trial_line(r, self.n_folds, self.score_label),
                     markup=False,
@@ -115,7 +139,9 @@ class TrialsDisplay:
         if self.mode == "live" and self.console.is_terminal:
             self.live = Live(self.table([]), console=self.console, refresh_per_second=1)
             self.live.start()
-        self.seen = {r["key"]: r["folds"] for r in read_trials(self.sweep_dir)}  # a resumed sweep: only news
+        rows = read_trials(self.sweep_dir)  # a resumed sweep: only news
+        self.seen = {r["key"]: r["folds"] for r in rows}
+        self.said = {r["key"]: r["status"] for r in rows}
         self._thread = threading.Thread(target=self._loop, name="automed-trials", daemon=True)
         self._thread.start()
         return self

@@ -1,0 +1,114 @@
+"""What the Ray engine adds to Tune in the driver: a progress bar and trial times (:func:`progress_callback`), an early
+stopping scheduler that records the trials it stops (:func:`recording_scheduler`), and the trials Tune stopped at
+the search's deadline (:func:`budget_stops`), so trials.csv tells the scheduler's stops from the budget's."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from automed.artifacts import write_json_atomic
+from automed.search.context import SweepContext, trial_dir
+from automed.search.engine import TrialOutcome
+from automed.search.report import STOPPED, mark_stopped
+
+
+@functools.cache  # one class per base (Tune's make() is called again on resume)
+def recording_scheduler(base: type) -> type:
+    """``base`` (ASHA) that writes ``stopped.json`` (``by: scheduler``) into the folder of each trial it stops before
+    the trial validated its folds: Tune ends those trials as it ends the ones its time budget stops."""
+
+    class RecordingStops(base):  # type: ignore[misc]
+        def __init__(self, sweep_dir: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.sweep_dir = sweep_dir
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+            action = str(super().on_trial_result(tune_controller, trial, result))
+            td = Path(self.sweep_dir) / "trials" / str(trial.trial_id)
+            if action == "STOP" and not result.get("validated") and td.is_dir():
+                mark_stopped(td, "scheduler", result.get("epoch"))
+            return action
+
+    return RecordingStops
+
+
+def budget_stops(ctx: SweepContext, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
+    """After a search that ran to its time budget: a trial Tune stopped (neither the scheduler, which marked it,
+    nor a duplicate, which ends at once) was still running at the deadline, so it timed out; its folder is marked
+    (``by: budget``) and its outcome is ``timed out``."""
+    out = []
+    for o in outcomes:
+        td = trial_dir(ctx, o.key)
+        tfile = td / "trial.json"
+        marked = (td / STOPPED).is_file()
+        if o.status == "stopped" and tfile.is_file() and not marked and not _duplicate(tfile):
+            mark_stopped(td, "budget")
+            o = replace(o, status="timed out")
+        out.append(o)
+    return out
+
+
+def _duplicate(tfile: Path) -> bool:
+    return bool(json.loads(tfile.read_text()).get("duplicate_of"))
+
+
+def _read_times(path: Path) -> dict[str, dict[str, Any]]:
+    """The trial start/end times recorded so far (a file cut short by a kill starts them afresh)."""
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> Any:
+    """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only) and records, in the
+    driver, when each trial started and ended (``times_file``: the orchestration-overhead benchmark reads it)."""
+    import time
+
+    from ray.tune import Callback
+
+    class _Progress(Callback):
+        def __init__(self) -> None:
+            self.done = 0
+            self.bar: Any = None
+            self.times: dict[str, dict[str, Any]] = _read_times(times_file)
+
+        def setup(self, *args: Any, **info: Any) -> None:
+            if show:
+                from rich.progress import Progress
+
+                self.bar = Progress(transient=False)
+                self.bar.start()
+                self.task = self.bar.add_task(f"sweep {stage}", total=total)
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            unit = trial.config.get("__trial")
+            self.times[trial.trial_id] = {
+                "start": time.time(),
+                "key": unit[0] if unit else trial.trial_id,
+                "folds": unit[2] if unit else None,
+            }
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._step(trial)
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._step(trial)
+
+        def _step(self, trial: Any) -> None:
+            self.done += 1
+            self.times.setdefault(trial.trial_id, {})["end"] = time.time()
+            if self.bar is not None:
+                self.bar.update(self.task, completed=self.done)
+
+        def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+            write_json_atomic(times_file, self.times)
+            if self.bar is not None:
+                self.bar.stop()
+
+    return _Progress()

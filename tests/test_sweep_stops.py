@@ -1,0 +1,189 @@
+"""Who stopped a sweep trial: the scheduler (ASHA, or the optuna engine's pruner: the trial looked poor) or the
+search's time budget (it was still training at the deadline). Both read ``stopped early`` in trials.csv and
+``stopped`` in MLflow; now the budget's stop is ``timed out``, and a trial with a score is screened however it
+ended (promoted like any)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from automed.search.context import SweepContext
+from automed.search.engine import TrialOutcome
+from automed.search.report import STOPPED, trials_table
+
+
+def _ctx(wd: Path, space: dict[str, Any] | None = None) -> SweepContext:
+    return SweepContext(str(wd), "ds", {}, space or {}, {}, 2, "sqlite:///x.db", "e", "r")
+
+
+def _trial(wd: Path, key: str, score: float | None = None, epochs: int = 0, **extra: Any) -> Path:
+    td = wd / "trials" / key
+    td.mkdir(parents=True)
+    (td / "trial.json").write_text(json.dumps({"key": key, "values": {"lr": 0.01}, **extra}))
+    folds = {"0": {"score": score, "epochs": 2}} if score is not None else {}
+    (td / "result.json").write_text(json.dumps({"folds": folds, **({"score": score} if folds else {})}))
+    if epochs:
+        fold = td / "train" / "3d_fullres" / ("fold_1" if folds else "fold_0")
+        fold.mkdir(parents=True)
+        (fold / "progress.json").write_text(json.dumps({"history": [{}] * epochs}))
+    return td
+
+
+class _Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def test_the_ray_scheduler_records_the_trials_it_stops(tmp_path: Path) -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    from automed.search.ray_hooks import recording_scheduler
+
+    sched = recording_scheduler(ASHAScheduler)(
+        str(tmp_path), time_attr="epoch", metric="score", mode="max", grace_period=1, reduction_factor=2
+    )
+    good, poor = _Trial("good"), _Trial("poor")
+    for t in (good, poor):
+        _trial(tmp_path, t.trial_id, epochs=1)
+        sched.on_trial_add(None, t)
+    assert sched.on_trial_result(None, good, {"epoch": 1.0, "score": 0.9}) == "CONTINUE"
+    assert sched.on_trial_result(None, poor, {"epoch": 1.0, "score": 0.1}) == "STOP"
+    assert json.loads((tmp_path / "trials" / "poor" / STOPPED).read_text()) == {
+        "by": "scheduler",
+        "epoch": 1.0,
+    }
+    assert not (tmp_path / "trials" / "good" / STOPPED).exists()
+    assert trials_table(tmp_path, 2).set_index("trial").loc["poor", "status"] == "stopped early"
+
+
+def test_the_budget_stop_is_timed_out_not_the_schedulers(tmp_path: Path) -> None:
+    """A search that ran to its time budget: Tune stopped the trials still running, which trials.csv called
+    'stopped early' as if ASHA had found them poor, and MLflow tagged them 'stopped'."""
+    from automed.search.ray_hooks import budget_stops
+
+    _trial(tmp_path, "asha", epochs=2)
+    (tmp_path / "trials" / "asha" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
+    _trial(tmp_path, "late", epochs=3)  # still training fold 0 at the deadline
+    _trial(tmp_path, "scored", score=0.7, epochs=1)  # --no-screen: fold 0 done, timed out in fold 1
+    _trial(tmp_path, "dup", duplicate_of="late")
+    _trial(tmp_path, "old", epochs=2)  # a sweep from before the mark: as it was
+    outcomes = [TrialOutcome(k, "stopped") for k in ("asha", "late", "scored", "dup")]
+    got = budget_stops(_ctx(tmp_path), [*outcomes, TrialOutcome("done", "complete")])
+    assert [(o.key, o.status) for o in got] == [
+        ("asha", "stopped"), ("late", "timed out"), ("scored", "timed out"), ("dup", "stopped"), ("done", "complete"),
+    ]  # fmt: skip
+    status = trials_table(tmp_path, 2).set_index("trial")["status"].to_dict()
+    assert status == {
+        "asha": "stopped early", "late": "timed out", "scored": "screened", "dup": "duplicate", "old": "stopped early",
+    }  # fmt: skip
+
+
+def test_a_timed_out_trial_with_a_score_is_promoted_and_ends_finished_in_mlflow(tmp_path: Path) -> None:
+    from automed.search.ray_hooks import budget_stops
+    from automed.workflow.sweep_stages import SweepOptions, SweepRun, _mark_stopped, stage_promote
+
+    _trial(tmp_path, "scored", score=0.7, epochs=1)
+    _trial(tmp_path, "poor", score=0.5)
+    (tmp_path / "trials" / "poor" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
+    outcomes = budget_stops(_ctx(tmp_path), [TrialOutcome("scored", "stopped")])
+    units: list[Any] = []
+
+    class Recorder:
+        def evaluate(self, fn: Any, ctx: Any, us: list[Any], *args: Any, **kw: Any) -> list[Any]:
+            units.extend(us)
+            return []
+
+    opts = SweepOptions(trials=2, folds=2, promote=1)
+    run = SweepRun(tmp_path, {"stages": {}}, opts, Recorder(), _ctx(tmp_path), 1, time.perf_counter(), False)  # type: ignore[arg-type]
+    stage_promote(run)
+    assert [(k, f) for k, _, f in units] == [("scored", [1])]
+
+    class Tracker:
+        def __init__(self) -> None:
+            self.tags: dict[str, dict[str, str]] = {}
+            self.ended: dict[str, str] = {}
+            self.redactor = None
+            self.experiment_id = "0"
+            self.client = self
+
+        def find_run(self, key: str, parent: str) -> Any:
+            return type("Run", (), {"info": type("Info", (), {"run_id": f"run-{key}"})})
+
+        def search_runs(self, *args: Any, **kw: Any) -> list[Any]:
+            return []
+
+        def set_tags(self, run: str, tags: dict[str, str]) -> None:
+            self.tags[run] = tags
+
+        def end_run(self, run: str, status: str = "FINISHED") -> None:
+            self.ended[run] = status
+
+    tracker = Tracker()
+    _mark_stopped(tracker, "sweep", outcomes)
+    assert tracker.tags == {"run-scored": {"screen.outcome": "timed out"}}
+    assert tracker.ended == {"run-scored": "FINISHED"}
+
+
+def pruned_objective(ctx: SweepContext, key: str, values: Any, folds: Any, report: Any) -> dict[str, Any]:
+    """Stands in for run_trial in the optuna engine's processes: the first trial scores well, the others poorly,
+    so the pruner stops them at their first rung."""
+    td = Path(ctx.sweep_dir) / "trials" / key
+    td.mkdir(parents=True, exist_ok=True)
+    (td / "trial.json").write_text(json.dumps({"key": key, "values": values}))
+    score = 0.9 if key == "t0000" else 0.1
+    for epoch in range(1, 5):
+        report({"epoch": float(epoch), "score": score})
+    return {"key": key, "folds": {"0": {"score": score}}, "n_folds_done": 1, "score": score}
+
+
+def test_the_optuna_engine_marks_the_trials_it_prunes(tmp_path: Path) -> None:
+    from automed.search.engine import SearchSpec
+    from automed.search.optuna_engine import OptunaEngine
+    from automed.search.space import SearchSpace
+
+    space = SearchSpace.model_validate(
+        {"name": "t", "parameters": {"lr": {"type": "float", "low": 0.001, "high": 0.01}}}
+    )
+    spec = SearchSpec(n_trials=3, folds=[0], concurrency=1, grace_epochs=1, seed=0)
+    ctx = _ctx(tmp_path, space.model_dump(mode="json"))
+    outcomes = OptunaEngine(None, {"cpu": 1.0, "gpu": 0.0}).search(
+        pruned_objective, ctx, space, [], spec, False
+    )
+    assert {o.key: o.status for o in outcomes} == {
+        "t0000": "complete",
+        "t0001": "stopped",
+        "t0002": "stopped",
+    }
+    for key in ("t0001", "t0002"):
+        assert json.loads((tmp_path / "trials" / key / STOPPED).read_text())["by"] == "scheduler"
+    assert not (tmp_path / "trials" / "t0000" / STOPPED).exists()
+
+
+def test_the_live_lines_say_once_who_stopped_a_trial_and_which_trial_a_duplicate_repeats(
+    tmp_path: Path,
+) -> None:
+    """The live view showed a stopped, a timed-out and a duplicate trial alike (no line: they finish no fold)."""
+    import io
+
+    from rich.console import Console
+
+    from automed.workflow.trials_live import TrialsDisplay
+
+    buf = io.StringIO()
+    display = TrialsDisplay(tmp_path, 2, "plain", console=Console(file=buf, width=200))
+    _trial(tmp_path, "a", epochs=2)
+    (tmp_path / "trials" / "a" / STOPPED).write_text(json.dumps({"by": "budget"}))
+    _trial(tmp_path, "b", duplicate_of="a")
+    _trial(tmp_path, "c", epochs=1)
+    (tmp_path / "trials" / "c" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
+    _trial(tmp_path, "d", epochs=1)
+    (tmp_path / "trials" / "d" / "failed.json").write_text(json.dumps({"error": "RuntimeError"}))
+    display.poll()
+    display.poll()  # nothing new: nothing said again
+    lines = buf.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == ["a", "b", "c"], lines  # a failure is said once, at the end
+    assert lines[0].endswith("timed out") and lines[1].endswith("duplicate of a")
+    assert lines[2].endswith("stopped early")
