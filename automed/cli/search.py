@@ -119,9 +119,8 @@ def sweep(
     for _, row in res.table.iterrows():
         t.add_row(*[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols])
     out.print(t)
-    for o in res.outcomes:
-        if o.status == "error":
-            out.print(f"trial {o.key} failed: {o.error}")
+    for line in res.failures:  # each failed trial once (not per fold unit or attempt), its traceback's place
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(res.verdict)
     if res.best is not None:
         out.print(f"best config: {res.workdir / 'best_config.yaml'} (automed train DATASET --config ...)")

@@ -88,7 +88,9 @@ def _search_worker(
     """One process: run ``quota`` trials of the shared study (or until time is up)."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # not Optuna's "Trial N failed ... because of the following error" and traceback: the sweep's summary says a
+    # failed trial once (its traceback in its failed.json)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = _study(ctx, spec, worker)
     space = SearchSpace.model_validate(ctx.space)
 

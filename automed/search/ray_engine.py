@@ -24,7 +24,12 @@ from automed.errors import ConfigError, Problem
 from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.ray_connect import connect
-from automed.search.ray_hooks import budget_stops, progress_callback, recording_scheduler
+from automed.search.ray_hooks import (
+    budget_stops,
+    progress_callback,
+    quiet_incomplete_trials,
+    recording_scheduler,
+)
 from automed.search.space import SearchSpace, choice_label, decode, suggest
 
 
@@ -123,6 +128,10 @@ class RayEngine(Engine):
     ) -> None:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables would interleave with ours
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        # a failed trial is said once, in the sweep's summary (its traceback in its failed.json): not by Tune at each
+        # attempt, nor again in its list of trials that did not complete
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        quiet_incomplete_trials()
         import ray
 
         super().__init__(address, resources, temp_dir, show_progress)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ def budget_stops(ctx: SweepContext, outcomes: list[TrialOutcome]) -> list[TrialO
             o = replace(o, status="timed out")
         out.append(o)
     return out
+
+
+def _no_incomplete_trials(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trials did not complete")
+
+
+def quiet_incomplete_trials() -> None:
+    """Tune's closing "Trials did not complete: [...]" error names the failed trials again: left out (once)."""
+    logger = logging.getLogger("ray.tune.tune")
+    if _no_incomplete_trials not in logger.filters:
+        logger.addFilter(_no_incomplete_trials)
 
 
 def _duplicate(tfile: Path) -> bool:

@@ -72,7 +72,7 @@ from automed.workflow.sweep_stages import (
     stage_promote,
     stage_search,
 )
-from automed.workflow.sweep_verdict import duplicates_note, sweep_verdict
+from automed.workflow.sweep_verdict import duplicates_note, failure_lines, sweep_verdict
 from automed.workflow.train_start import refuse_workdir_in_dataset
 from automed.workflow.trials_live import TrialsDisplay
 
@@ -293,7 +293,7 @@ def _finish(
     state["verdict"] = verdict
     write_json_atomic(wd / STATE_FILE, state)
     tracker.end_run(run)
-    return SweepResult(wd, table, best, default, verdict, outcomes)
+    return SweepResult(wd, table, best, default, verdict, outcomes, failure_lines(wd, outcomes))
 
 
 def sweep(

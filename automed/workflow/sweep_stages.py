@@ -71,6 +71,9 @@ class SweepResult:
     default: dict[str, Any] | None
     verdict: str
     outcomes: list[TrialOutcome]
+    failures: list[str] = field(
+        default_factory=list
+    )  # one line per failed trial (sweep_verdict.failure_lines)
 
 
 def parse_resources(text: str) -> dict[str, float]:

@@ -1,11 +1,18 @@
-"""What a sweep concludes: the best trial against the planner default (each at full CV), and the notes the verdict
-adds (duplicate trials)."""
+"""What a sweep concludes: the best trial against the planner default (each at full CV), the notes the verdict
+adds (duplicate trials), and one line per failed trial."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from automed.search.engine import TrialOutcome
+from automed.search.report import FAILED
+from automed.search.space import values_key
 
 
 def sweep_verdict(
@@ -65,3 +72,31 @@ def duplicates_note(table: pd.DataFrame) -> str:
         it = "it repeats has" if len(none) == 1 else "they repeat have"
         note += f"; {len(none)} of them ({', '.join(none)}) {has} no score: the trial {it} none"
     return note
+
+
+def failure_lines(wd: Path, outcomes: list[TrialOutcome]) -> list[str]:
+    """One line per failed trial (a grid's or promotion's trial fails in each of its fold units, and every attempt
+    of it): its key, sampled values, its error's last line and where its full traceback is (``failed.json``)."""
+    errors: dict[str, str] = {}
+    for o in outcomes:
+        if o.status == "error":
+            errors.setdefault(o.key, o.error)
+    lines = []
+    for key, error in errors.items():
+        td = wd / "trials" / key
+        saved: dict[str, Any] = {}
+        values: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads((td / FAILED).read_text())
+        with contextlib.suppress(OSError, ValueError):
+            values = json.loads((td / "trial.json").read_text())["values"]
+        last = [line.strip() for line in error.splitlines() if line.strip()]
+        message = saved.get("message") or (last[-1] if last else "no message")
+        kind = f"{saved['error']}: " if saved.get("error") else ""
+        where = (
+            f"traceback: {td / FAILED}"
+            if saved.get("traceback")
+            else "no traceback saved (the engine's logs)"
+        )
+        lines.append(f"trial {key} failed ({values_key(values) or 'no values'}): {kind}{message}; {where}")
+    return lines

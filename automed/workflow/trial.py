@@ -15,6 +15,7 @@ import contextlib
 import json
 import socket
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.plan.schema import Plan
-from automed.search.context import Report, SweepContext
+from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.report import FAILED
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
@@ -133,12 +134,36 @@ def run_trial(
     whose config an earlier trial has trains nothing and takes that trial's result (:mod:`trial_claim`)."""
     torch.set_num_threads(max(1, ctx.threads))
     plan = Plan.load(Path(ctx.sweep_dir) / "plan.json")
-    with contextlib.ExitStack() as running:
-        td, config, original = claim(ctx, key, values, plan, running)
-        if original is not None:
-            return reuse(ctx, key, original, folds, report)
-        _link_planning(td)
-        return _train(ctx, key, values, folds, report, plan, td, config)
+    try:
+        with contextlib.ExitStack() as running:
+            td, config, original = claim(ctx, key, values, plan, running)
+            if original is not None:
+                return reuse(ctx, key, original, folds, report)
+            _link_planning(td)
+            result = _train(ctx, key, values, folds, report, plan, td, config)
+    except Exception as exc:
+        # a pruned trial (the engine's early stop, raised through its report) is stopped, not failed
+        if type(exc).__name__ != "TrialPruned":
+            record_failure(trial_dir(ctx, key), exc)
+        raise
+    (td / FAILED).unlink(missing_ok=True)  # a retry that succeeded
+    return result
+
+
+def record_failure(td: Path, exc: BaseException) -> None:
+    """``failed.json`` in the trial's folder: the exception's type (trials.csv says failed), its last line (the
+    sweep's summary prints it once) and the full traceback (the place the summary names). It stays on this file
+    system: nothing of it goes to MLflow, where the message could name paths."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    td.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(
+        td / FAILED,
+        {
+            "error": type(exc).__name__,
+            "message": lines[-1] if lines else "",
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+    )
 
 
 def _train(
@@ -237,13 +262,8 @@ def _train(
             # every fold was done before (the trial finished, then its driver died): tell the engine again
             report({"epoch": float(epochs_done), "score": result["score"], "validated": 1.0})
     except BaseException as exc:
-        # trials.csv says failed (only the type: the message may name paths); a pruned trial (the engine's early
-        # stop, raised through its report) is stopped, not failed
-        if isinstance(exc, Exception) and type(exc).__name__ != "TrialPruned":
-            write_json_atomic(td / FAILED, {"error": type(exc).__name__})
         tracker.end_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
-    (td / FAILED).unlink(missing_ok=True)  # a retry that succeeded
     tracker.end_run(run_id)
     return result
 
