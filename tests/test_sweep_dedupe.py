@@ -281,3 +281,54 @@ def test_the_optuna_engine_counts_a_duplicate_without_a_score_as_stopped(tmp_pat
     engine = OptunaEngine(None, {"cpu": 1.0, "gpu": 0.0})
     outcomes = engine.search(duplicate_objective, ctx, _space(FOUR), [], spec, False)
     assert [o.status for o in outcomes] == ["stopped", "stopped"], outcomes
+
+
+def test_a_partial_default_point_is_said_and_its_trial_is_not_the_default(
+    tmp_path: Path,
+    planned: tuple[Path, Plan],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The planner's learning rate is automatic (none of a float range) and its optimizer 'auto' none of the choices:
+    the default point fixed only the loss and was enqueued without a word, its first trial sampling the rest."""
+    from automed.search.report import trials_table
+    from automed.workflow.trial import run_trial
+
+    _, plan = planned
+    space = _space(
+        {
+            "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
+            "loss": {"type": "categorical", "choices": ["dice_ce", "dice_focal"]},
+            "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2},
+        }
+    )
+    point = {"loss": "dice_ce"}  # default_point's answer for this space and the base config
+    run = _run(tmp_path, trials=4)
+    with caplog.at_level(logging.WARNING):
+        stage_search(run, space, TrainConfig(), plan, point, None)  # type: ignore[arg-type]
+    assert run.engine.calls == [([point], 4)]  # type: ignore[attr-defined]
+    note = (
+        "the planner's default point fixes loss and leaves optimizer, learning_rate to the sampler (their default "
+        "values are none the space holds; give them a `default:`): its first trial samples them, so no trial is "
+        "the planner default"
+    )
+    assert caplog.text.count(note) == 1 and run.state["stages"]["default_partial"] == note
+    # the trial the partial point drew is not flagged the default (its config is not the planner's)
+    shutil.copy(planned[0] / "plan.json", tmp_path / "plan.json")
+    ctx = SweepContext(
+        str(tmp_path), "ds", TrainConfig().model_dump(mode="json"), space.model_dump(mode="json"), point, 2,
+        "sqlite:///x.db", "e", "r",
+    )  # fmt: skip
+    _fake_training(monkeypatch, {"first": 0.7})
+    run_trial(ctx, "first", {"optimizer": "sgd", "loss": "dice_ce", "learning_rate": 0.004}, [0])
+    assert not trials_table(tmp_path, 2)["default"].any()
+    # a complete default point says nothing; a finite space leaves a partial one out and says so
+    run = _run(tmp_path, trials=4)
+    stage_search(run, space, TrainConfig(), plan, {**point, "optimizer": "sgd", "learning_rate": 0.01}, None)  # type: ignore[arg-type]
+    assert "default_partial" not in run.state["stages"]
+    run = _run(tmp_path, trials=8)
+    stage_search(run, _space(FOUR), TrainConfig(), plan, point, None)  # type: ignore[arg-type]
+    assert run.state["stages"]["default_partial"].endswith(
+        "leaves optimizer to the sampler (their default values are none the space holds; give them a `default:`): "
+        "it is not evaluated, so no trial is the planner default"
+    )

@@ -253,7 +253,7 @@ def _finish(
     default_rows = table[table["default"]] if not table.empty else table
     default = {str(k): v for k, v in default_rows.iloc[0].to_dict().items()} if len(default_rows) else None
     verdict = sweep_verdict(table, best, default, n_folds, int(state["options"].get("promote", 2)))
-    for note in ("search_capped", "grid_skipped", "promote_skipped"):
+    for note in ("default_partial", "search_capped", "grid_skipped", "promote_skipped"):
         if state["stages"].get(note):
             verdict += f"; {state['stages'][note]}"
     if note := duplicates_note(table):

@@ -324,6 +324,7 @@ def search_points(
     first (a sampler would draw some again and miss others); fewer trials than ``--trials`` are logged and noted for
     the verdict. Otherwise the default point, then ``--trials`` sampled."""
     found = distinct_points(space, base, plan, more_than=run.opts.trials)
+    _note_partial_default(run, space, point, enqueued=found is None)
     if found is None:
         run.state["stages"].pop("search_capped", None)
         return ([point] if point else []), run.opts.trials
@@ -341,6 +342,24 @@ def search_points(
         log.warning("%s", note)
         run.state["stages"]["search_capped"] = note
     return points, len(points)
+
+
+def _note_partial_default(run: SweepRun, space: SearchSpace, point: dict[str, Any], enqueued: bool) -> None:
+    """Say (log and verdict) which parameters the planner's default point leaves to the sampler: the base config's
+    value is none the space holds (not among the choices, or unset such as an automatic learning rate). The first
+    trial then samples them (or, in a finite space, is not enqueued), so no trial is the planner default."""
+    missing = [n for n, p in space.parameters.items() if p.active(point) and n not in point]
+    if not missing:
+        run.state["stages"].pop("default_partial", None)
+        return
+    fixed = f"fixes {', '.join(sorted(point))} and " if point else ""
+    first = "its first trial samples them" if enqueued and point else "it is not evaluated"
+    note = (
+        f"the planner's default point {fixed}leaves {', '.join(missing)} to the sampler (their default values are "
+        f"none the space holds; give them a `default:`): {first}, so no trial is the planner default"
+    )
+    log.warning("%s", note)
+    run.state["stages"]["default_partial"] = note
 
 
 def stage_search(
