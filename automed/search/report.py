@@ -13,6 +13,8 @@ import pandas as pd
 import yaml
 
 from automed.artifacts import write_json_atomic
+from automed.errors import ArtifactError
+from automed.records import read_progress
 from automed.search.space import SearchSpace, choice_label, distributions
 
 
@@ -23,8 +25,8 @@ def _fold_work(trial_dir: Path) -> tuple[int, float | None]:
     epochs, compute, seen = 0, 0.0, False
     for folder in trial_dir.glob("train/*/fold_*"):
         seen = True
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            epochs += len(json.loads((folder / "progress.json").read_text())["history"])
+        with contextlib.suppress(OSError, ValueError, KeyError, ArtifactError):  # a fold not started yet
+            epochs += len(read_progress(folder / "progress.json")["history"])
         done, partial = folder / "fold_result.json", folder / "fold_partial.json"
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             compute += float(json.loads((done if done.is_file() else partial).read_text())["compute_s"])

@@ -16,6 +16,7 @@ from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.plan.schema import Plan
 from automed.privacy import strip_credentials
+from automed.records import read_train_config
 from automed.tracking import resolve_uri
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
@@ -208,7 +209,7 @@ def _record_moved(wd: Path, state: dict[str, Any], place: str) -> dict[str, Any]
     ``train_config.json`` (select, export and explain of a trial read the dataset there)."""
     log.warning("the dataset moved from %s to %s: recorded in %s", state["dataset"], place, STATE_FILE)
     for cfg in sorted((wd / "trials").glob("*/train_config.json")):
-        saved = json.loads(cfg.read_text())
+        saved = read_train_config(cfg)
         if saved.get("dataset") == state["dataset"]:
             write_json_atomic(cfg, {**saved, "dataset": place})
     state = {**state, "dataset": place}

@@ -23,6 +23,7 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.plan.schema import Plan
+from automed.records import TRAIN_CONFIG_VERSION, stamped
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.report import FAILED
 from automed.tasks.base import Task
@@ -289,7 +290,11 @@ def _write_model(
         inference=InferenceSettings(tta=ctx.validation_tta, mirrors=ctx.validation_mirrors),
     ).save(wd.model)
     write_json_atomic(
-        wd.train_config, {"dataset": ctx.dataset, "config": config.model_dump(mode="json"), "options": {}}
+        wd.train_config,
+        stamped(
+            {"dataset": ctx.dataset, "config": config.model_dump(mode="json"), "options": {}},
+            TRAIN_CONFIG_VERSION,
+        ),
     )
 
 
