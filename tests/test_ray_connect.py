@@ -168,3 +168,24 @@ def test_a_trial_the_scheduler_stopped_is_pruned_for_tpe_not_complete() -> None:
     search.on_trial_complete("b", {"epoch": 9.0, "score": 0.8, "validated": 1.0})
     states = [t.state for t in search._ot_study.trials]
     assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+
+
+def test_the_node_probe_refuses_a_sweep_dir_without_file_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The work-dir locks and the trials' config claims are flocks: a node whose mount of the sweep dir cannot lock
+    (NFS without lock support answers ENOLCK) would train one config twice unseen; the probe names it."""
+    import errno
+    import fcntl
+
+    from automed.search.ray_engine import _probe
+
+    assert _probe([str(tmp_path)], str(tmp_path))["problems"] == []
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    (problem,) = _probe([str(tmp_path)], str(tmp_path))["problems"]
+    assert problem == f"cannot lock files in {tmp_path} (No locks available): mount it with lock support"
+    assert not list(tmp_path.glob(".node-probe-*"))  # the probe's file is gone

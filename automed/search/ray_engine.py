@@ -84,7 +84,8 @@ def _run_task(fn: Callable[[Any], Any], arg: Any) -> Any:
 
 
 def _probe(paths: list[str], writable: str) -> dict[str, Any]:
-    """Run on one node: can it read the dataset and write the sweep dir?"""
+    """Run on one node: can it read the dataset, and write and lock files in the sweep dir?"""
+    import fcntl
     import socket
     import tempfile
 
@@ -93,8 +94,14 @@ def _probe(paths: list[str], writable: str) -> dict[str, Any]:
         if not os.access(p, os.R_OK) or not Path(p).exists():
             problems.append(f"cannot read {p}")
     try:
-        with tempfile.NamedTemporaryFile(dir=writable, prefix=".node-probe-"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=writable, prefix=".node-probe-") as fh:
+            try:  # the work-dir locks and the trials' config claims (an NFS mount without lock support: ENOLCK)
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            except OSError as exc:
+                problems.append(
+                    f"cannot lock files in {writable} ({exc.strerror}): mount it with lock support"
+                )
     except OSError as exc:
         problems.append(f"cannot write {writable} ({exc.strerror})")
     return {"host": socket.gethostname(), "problems": problems}
