@@ -191,24 +191,48 @@ class WorkDir:
         )
 
 
+def relative_place(target: Path, folder: Path) -> str:
+    """``target``'s place relative to ``folder`` (``relative`` in an artifact of ``folder``): a project folder moved
+    or copied whole still finds it. Such places name local folders: :func:`without_local_places` before anything
+    leaves the machine."""
+    return os.path.relpath(Path(target).expanduser().resolve(), Path(folder).expanduser().resolve())
+
+
+def recorded_place(folder: Path, absolute: str | None, relative: str | None) -> Path:
+    """Where a place an artifact of ``folder`` recorded is now: at its ``relative`` place when that exists (the
+    artifact's folder moved or copied together with it), else at its ``absolute`` one (an artifact written before
+    relative places were recorded, or a folder moved alone)."""
+    if relative is not None and (folder / relative).exists():
+        return (folder / relative).resolve()
+    if absolute is not None:
+        return Path(absolute)
+    assert relative is not None, "a recorded place is absolute, relative or both"
+    return (folder / relative).resolve()  # gone: the caller's check names where it was looked for
+
+
+def without_local_places(record: Any) -> Any:
+    """``record`` (a JSON value) without its ``relative`` entries: what may be logged, exported or registered."""
+    if isinstance(record, dict):
+        return {k: without_local_places(v) for k, v in record.items() if k != "relative"}
+    if isinstance(record, list):
+        return [without_local_places(v) for v in record]
+    return record
+
+
 def with_relative_members(chosen: dict[str, Any], selection_folder: Path) -> dict[str, Any]:
     """A selection's choice with its members' places relative to the selection folder too (``relative``): a
     project folder moved whole (selection and work dirs together) still finds them."""
-    base = selection_folder.expanduser().resolve()
-    return {**chosen, "relative": [os.path.relpath(Path(m).resolve(), base) for m in chosen["members"]]}
+    return {**chosen, "relative": [relative_place(Path(m), selection_folder) for m in chosen["members"]]}
 
 
 def chosen_members(selection_folder: Path, chosen: dict[str, Any]) -> list[Path]:
-    """The work dirs a selection chose: where they were, or, moved with the selection folder, at their recorded
-    place relative to it."""
+    """The work dirs a selection chose: moved or copied with the selection folder, at their recorded place relative
+    to it; else where they were."""
     relative = chosen.get("relative") or [None] * len(chosen["members"])
-    out = []
-    for member, rel in zip(chosen["members"], relative, strict=True):
-        p = Path(member)
-        if not p.exists() and rel is not None and (selection_folder / rel).exists():
-            p = (selection_folder / rel).resolve()
-        out.append(p)
-    return out
+    return [
+        recorded_place(selection_folder, member, rel)
+        for member, rel in zip(chosen["members"], relative, strict=True)
+    ]
 
 
 LOCK = ".automed.lock"

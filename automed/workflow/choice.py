@@ -15,7 +15,7 @@ from automed.select.names import candidate_names
 from automed.select.register import register_members, registered_version, write_choice_bundle
 from automed.select.selection import SELECTION_FILE
 from automed.tracking import Tracker, resolve_uri
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, without_local_places
 
 
 def open_select_run(
@@ -49,8 +49,7 @@ def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker
     write_json_atomic(out / SELECTION_FILE, res)
     with tempfile.TemporaryDirectory(prefix="automed-selection-") as tmp:
         # the places relative to the selection (for a folder moved whole) name local folders: they stay here
-        chosen = {k: v for k, v in res["chosen"].items() if k != "relative"}
-        write_json_atomic(Path(tmp) / SELECTION_FILE, {**res, "chosen": chosen})
+        write_json_atomic(Path(tmp) / SELECTION_FILE, without_local_places(res))
         tracker.log_artifact(run, Path(tmp) / SELECTION_FILE)
     tracker.end_run(run)
     return res

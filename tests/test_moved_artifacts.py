@@ -1,0 +1,79 @@
+"""Artifacts that name another folder (a pair's ``ensemble.json``, ``export_link.json``, ``inference.json``,
+``previous_stage.json``) record it relative to their own folder too: a project folder moved or copied whole still
+finds it, an artifact written before still reads by its absolute path, and no absolute path of the work dirs
+leaves the machine in the registered bundle or the model card."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from automed.plan.planner import make_plan
+from automed.plan.preset import load_preset
+from automed.plan.schema import Plan
+from automed.testing.fingerprints import synthetic_fingerprint
+from automed.train.config import TrainConfig
+from automed.train.meta import ModelMeta, resolve_training
+from automed.workdir import (
+    WorkDir,
+    chosen_members,
+    recorded_place,
+    with_relative_members,
+    without_local_places,
+)
+
+
+def _plan(shape: int = 40) -> Plan:
+    return make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (shape,) * 3), load_preset("default"))
+
+
+def _trained(wd: Path) -> Path:
+    """A finished training work dir, cheaply: a valid plan and model.json, and two folds whose final checkpoints
+    hold a one-tensor state (enough to bundle and hash them)."""
+    plan = _plan()
+    wd.mkdir(parents=True)
+    plan.save(wd / "plan.json")
+    cfg = TrainConfig(configuration="3d_fullres")
+    ModelMeta(
+        dataset=plan.dataset_name, configuration="3d_fullres", folds=[0, 1], config=cfg,
+        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.5,
+    ).save(wd / "model.json")  # fmt: skip
+    for k in (0, 1):
+        fold = WorkDir(wd).fold("3d_fullres", k)
+        fold.mkdir(parents=True)
+        torch.save({"model": {"w": torch.full((2,), float(k))}}, fold / "checkpoint_final.pt")
+    return wd
+
+
+def _texts(folder: Path) -> str:
+    return "\n".join(
+        f.read_text() for f in sorted(folder.rglob("*")) if f.suffix in (".json", ".md", ".txt", ".yaml")
+    )
+
+
+def test_a_recorded_place_prefers_the_relative_one_and_falls_back(tmp_path: Path) -> None:
+    (tmp_path / "a" / "x").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    # the relative place exists: it wins over an absolute one that also exists (a copied project)
+    assert recorded_place(tmp_path / "a", str(tmp_path / "b"), "x") == tmp_path / "a" / "x"
+    # gone relative: the absolute one (a folder moved alone); none recorded: the absolute one (an older artifact)
+    assert recorded_place(tmp_path / "a", str(tmp_path / "b"), "y") == tmp_path / "b"
+    assert recorded_place(tmp_path / "a", str(tmp_path / "b"), None) == tmp_path / "b"
+    record = {
+        "relative": ["../w"],
+        "chosen": {"members": ["/w"], "relative": ["../w"]},
+        "rows": [{"relative": 1}],
+    }
+    assert without_local_places(record) == {"chosen": {"members": ["/w"]}, "rows": [{}]}
+
+
+def test_a_copied_selection_uses_the_copied_trainings(tmp_path: Path) -> None:
+    """A project copied elsewhere (the original kept): its selection finds the copies, not the originals."""
+    proj = tmp_path / "proj"
+    (proj / "runs" / "W").mkdir(parents=True)
+    (proj / "S").mkdir()
+    chosen = with_relative_members({"members": [str(proj / "runs" / "W")]}, proj / "S")
+    shutil.copytree(proj, tmp_path / "copy")
+    assert chosen_members(tmp_path / "copy" / "S", chosen) == [tmp_path / "copy" / "runs" / "W"]
