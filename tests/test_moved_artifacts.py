@@ -5,6 +5,7 @@ leaves the machine in the registered bundle or the model card."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -77,3 +78,26 @@ def test_a_copied_selection_uses_the_copied_trainings(tmp_path: Path) -> None:
     chosen = with_relative_members({"members": [str(proj / "runs" / "W")]}, proj / "S")
     shutil.copytree(proj, tmp_path / "copy")
     assert chosen_members(tmp_path / "copy" / "S", chosen) == [tmp_path / "copy" / "runs" / "W"]
+
+
+def test_the_export_link_follows_a_moved_work_dir(tmp_path: Path) -> None:
+    from automed.export.link import usable_export, write_link
+
+    proj = tmp_path / "proj"
+    wd = _trained(proj / "W")
+    report = {"files": {"onnx": []}, "parity": {"onnxruntime": {"passed": True}}}
+    for export in (wd / "export", proj / "E"):  # the default place, and one beside the work dir
+        export.mkdir()
+        (export / "preprocess.json").write_text("{}")
+    link = write_link(wd, proj / "E", report)
+    assert link["relative"] == "../E" and usable_export(wd)[0] == proj / "E"
+    write_link(wd, wd / "export", report)
+    shutil.move(proj, tmp_path / "moved")
+    moved = tmp_path / "moved" / "W"
+    assert usable_export(moved)[0] == moved / "export"
+    # a link written before relative places were recorded: its absolute place, gone since the move
+    old = json.loads(WorkDir(moved).export_link.read_text())
+    old.pop("relative")
+    WorkDir(moved).export_link.write_text(json.dumps(old))
+    folder, why = usable_export(moved)
+    assert folder is None and str(proj / "W" / "export") in why

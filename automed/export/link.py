@@ -15,7 +15,7 @@ from typing import Any
 
 from automed.artifacts import write_json_atomic
 from automed.train.meta import load_model, read_meta
-from automed.workdir import ENSEMBLE, MODEL, MODEL_BUNDLE, WorkDir, fold_name
+from automed.workdir import ENSEMBLE, MODEL, MODEL_BUNDLE, WorkDir, fold_name, recorded_place, relative_place
 
 MODEL_FILE = MODEL
 PAIR_FILE = Path(MODEL_BUNDLE) / ENSEMBLE  # an `automed select` folder that chose a pair
@@ -51,11 +51,13 @@ def checkpoint_digests(workdir: Path) -> list[str]:
 
 
 def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
-    """Record ``folder`` as ``workdir``'s export; ``usable`` says whether predict may use it."""
+    """Record ``folder`` as ``workdir``'s export: where it is, and where it is relative to the work dir (found again
+    when both move together, e.g. the default ``WORKDIR/export``); ``usable`` says whether predict may use it."""
     parity = report.get("parity", {})
     link = {
         "schema_version": 1,
         "path": str(folder.resolve()),
+        "relative": relative_place(folder, workdir),
         "formats": sorted(report.get("files", {})),
         "checkpoints": checkpoint_digests(workdir),
         "parity_passed": bool(parity) and all(p.get("passed") for p in parity.values()),
@@ -70,7 +72,7 @@ def usable_export(workdir: Path) -> tuple[Path | None, str]:
     if not f.is_file() or not ((workdir / MODEL_FILE).is_file() or (workdir / PAIR_FILE).is_file()):
         return None, "no export (run `automed export WORKDIR`)"
     link = json.loads(f.read_text())
-    folder = Path(link["path"])
+    folder = recorded_place(workdir, link["path"], link.get("relative"))
     if not (folder / "preprocess.json").is_file():
         return None, f"the linked export {folder} is gone"
     if not link.get("parity_passed"):
