@@ -9,6 +9,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from automed.plan.planner import make_plan
@@ -101,3 +102,33 @@ def test_the_export_link_follows_a_moved_work_dir(tmp_path: Path) -> None:
     WorkDir(moved).export_link.write_text(json.dumps(old))
     folder, why = usable_export(moved)
     assert folder is None and str(proj / "W" / "export") in why
+
+
+def test_a_selections_choice_is_found_in_a_copied_project(tmp_path: Path) -> None:
+    """inference.json names the selection that decided it: in a copy of the project it is the copied selection (it
+    named the original one, still there, so predicting with the copy was refused as chosen by another selection)."""
+    from automed.errors import ArtifactError
+    from automed.workflow.predict import model_dir
+    from automed.workflow.select import _choose_for_one
+
+    proj = tmp_path / "proj"
+    wd = _trained(proj / "runs" / "W")
+    sel = proj / "S"
+    sel.mkdir()
+    chosen = with_relative_members({"candidate": "W", "members": [str(wd)]}, sel)
+    (sel / "selection.json").write_text(json.dumps({"chosen": chosen}))
+    _choose_for_one(wd, sel, {"postprocessing": [], "decisions": []}, False, None, 1, None)
+    choice = json.loads(WorkDir(wd).choice.read_text())
+    assert choice["selection"] == str(sel) and choice["relative"] == "../../S"
+    shutil.copytree(proj, tmp_path / "copy")
+    copied = tmp_path / "copy"
+    assert model_dir(copied / "S") == copied / "runs" / "W"
+    # another selection decided since, and it is still there: refused, as before
+    other = copied / "S2"
+    other.mkdir()
+    (other / "selection.json").write_text(json.dumps({"chosen": chosen}))
+    _choose_for_one(
+        copied / "runs" / "W", other, {"postprocessing": [], "decisions": []}, False, None, 1, None
+    )
+    with pytest.raises(ArtifactError, match=r"chosen since by another selection \(S2\)"):
+        model_dir(copied / "S")

@@ -92,6 +92,9 @@ class InferenceChoice(Strict):
     inference_cost: dict[str, Any] | None = None
     # the model.json it was decided for (model_digest); None: written before this was recorded
     model_digest: str | None = None
+    # the selection folder relative to the work dir (a project folder moved or copied whole); None: written before
+    # this was recorded. A local place: it stays in the work dir
+    relative: str | None = None
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.model_dump(mode="json"))

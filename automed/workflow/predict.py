@@ -12,7 +12,7 @@ from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
-from automed.workdir import WorkDir, chosen_members, refuse_unfinished
+from automed.workdir import WorkDir, chosen_members, recorded_place, refuse_unfinished
 from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
@@ -35,10 +35,9 @@ def model_dir(folder: Path) -> Path:
             "missing (selections made before pairs got a bundle lack it)",
             f"run `automed select {' '.join(members)} -o {folder}` again",
         )
-    chosen = WorkDir(Path(members[0])).choice
-    by = json.loads(chosen.read_text()).get("selection") if chosen.is_file() else None
+    by = _deciding_selection(Path(members[0]))
     # a later select of that training (into a folder still there) chose other settings; a moved selection is fine
-    if by and Path(by) != folder.expanduser().resolve() and (Path(by) / "selection.json").is_file():
+    if by and by != folder.expanduser().resolve() and (by / "selection.json").is_file():
         raise ArtifactError.single(
             folder,
             "a selection folder predicts with the settings it chose",
@@ -47,6 +46,14 @@ def model_dir(folder: Path) -> Path:
             "again",
         )
     return Path(members[0])
+
+
+def _deciding_selection(workdir: Path) -> Path | None:
+    """The selection folder whose choice is in force for ``workdir`` (its ``inference.json``), where it is now: moved
+    or copied with the work dir, or where it was; ``None``: no choice."""
+    chosen = WorkDir(workdir).choice
+    raw = json.loads(chosen.read_text()) if chosen.is_file() else {}
+    return recorded_place(workdir, raw["selection"], raw.get("relative")) if raw.get("selection") else None
 
 
 def pair_workdirs(folder: Path) -> list[Path]:

@@ -19,7 +19,7 @@ from automed.select.register import registered_version, reregister
 from automed.select.selection import SELECTION_FILE
 from automed.select.selection import select as compare
 from automed.train.meta import InferenceChoice, model_digest, read_meta
-from automed.workdir import WorkDir, refuse_unfinished, with_relative_members
+from automed.workdir import WorkDir, refuse_unfinished, relative_place, with_relative_members
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.select_image import select_image_level
@@ -55,6 +55,7 @@ def _choose_for_one(
         cost = res["inference_cost"] = {"table": table, "choice": choice}
     InferenceChoice(
         selection=str(out.resolve()),
+        relative=relative_place(out, workdir),
         inference=settings,
         decisions=res["decisions"],
         inference_cost=cost,
