@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from automed.artifacts import write_json_atomic
 from automed.tracking import Tracker, resolve_uri
-from automed.workdir import ENSEMBLE, MODEL
+from automed.workdir import ENSEMBLE, MODEL, without_local_places
 
 
 def _requirements() -> list[str]:
@@ -76,6 +78,11 @@ def register_ensemble(
         warnings.simplefilter("ignore")
         logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
         shipped = tracker.redactor.tree(bundle, Path(tmp) / "model_bundle")
+        if (
+            shipped / ENSEMBLE
+        ).is_file():  # a pair's members' places relative to the bundle name local folders
+            pair = without_local_places(json.loads((shipped / ENSEMBLE).read_text()))
+            write_json_atomic(shipped / ENSEMBLE, pair)
         package = Path(__file__).resolve().parent
         code = shutil.copytree(
             package, Path(tmp) / "code" / "automed", ignore=shutil.ignore_patterns("__pycache__")

@@ -235,6 +235,22 @@ def chosen_members(selection_folder: Path, chosen: dict[str, Any]) -> list[Path]
     ]
 
 
+def pair_members(folder: Path) -> list[Path]:
+    """The work dirs of the pair in a selection folder's ``model_bundle/ensemble.json``: at their place relative to
+    the bundle; else (the selection folder moved alone) where ``selection.json`` recorded them; else (a bundle
+    written before relative places) at the absolute place its ``workdir`` recorded."""
+    wd = WorkDir(folder)
+    members = json.loads(wd.pair.read_text())["members"]
+    chosen = json.loads(wd.selection.read_text()).get("chosen") if wd.selection.is_file() else None
+    recorded: list[str | None] = [None] * len(members)
+    if chosen and len(chosen["members"]) == len(members):  # the selection of this pair, in the same order
+        recorded = [str(p) for p in chosen_members(folder, chosen)]
+    return [
+        recorded_place(wd.bundle, m.get("workdir") or absolute, m.get("relative"))
+        for m, absolute in zip(members, recorded, strict=True)
+    ]
+
+
 LOCK = ".automed.lock"
 _HELD: set[Path] = set()  # work dirs this process holds the lock of (:func:`locked`)
 

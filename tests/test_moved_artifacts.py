@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -132,3 +134,79 @@ def test_a_selections_choice_is_found_in_a_copied_project(tmp_path: Path) -> Non
     )
     with pytest.raises(ArtifactError, match=r"chosen since by another selection \(S2\)"):
         model_dir(copied / "S")
+
+
+def _pair(proj: Path) -> tuple[Path, list[Path]]:
+    from automed.select.register import write_ensemble_bundle
+
+    work = [_trained(proj / "runs" / name) for name in ("W0", "W1")]
+    sel = proj / "S"
+    write_ensemble_bundle(work, sel / "model_bundle", [], 0.6)
+    chosen = with_relative_members({"candidate": "W0 + W1", "members": [str(w) for w in work]}, sel)
+    (sel / "selection.json").write_text(json.dumps({"chosen": chosen}))
+    return sel, work
+
+
+def test_a_pairs_bundle_names_no_path_and_finds_its_trainings_when_moved(tmp_path: Path) -> None:
+    from automed.workflow.predict import pair_workdirs
+
+    proj = tmp_path / "proj"
+    sel, work = _pair(proj)
+    ens = json.loads(WorkDir(sel).pair.read_text())
+    assert [(m["name"], m["relative"]) for m in ens["members"]] == [
+        ("W0", "../../runs/W0"),
+        ("W1", "../../runs/W1"),
+    ]
+    assert str(tmp_path) not in _texts(sel / "model_bundle")
+    assert pair_workdirs(sel) == work
+    shutil.move(proj, tmp_path / "moved")  # the whole project
+    assert pair_workdirs(tmp_path / "moved" / "S") == [tmp_path / "moved" / "runs" / n for n in ("W0", "W1")]
+    shutil.move(
+        tmp_path / "moved" / "S", tmp_path / "S"
+    )  # the selection alone: selection.json's absolute places
+    shutil.move(tmp_path / "moved", proj)
+    assert pair_workdirs(tmp_path / "S") == work
+    # a bundle written before: the trainings by their absolute place
+    shutil.rmtree(tmp_path / "S")
+    old = {"members": [{"folder": f"member_{i}", "workdir": str(w), "configuration": "3d_fullres"} for i, w in
+                       enumerate(work)]}  # fmt: skip
+    WorkDir(tmp_path / "S").pair.parent.mkdir(parents=True)
+    WorkDir(tmp_path / "S").pair.write_text(json.dumps(old))
+    assert pair_workdirs(tmp_path / "S") == work
+
+
+def test_a_pairs_card_names_its_trainings_by_name(tmp_path: Path) -> None:
+    from automed.export.card import pair_card
+
+    sel, _ = _pair(tmp_path / "proj")
+    (sel / "selection.json").unlink()  # the card's members only
+    member = SimpleNamespace(configuration="3d_fullres", patch=[8, 8, 8], models=[0, 1], tta=False, step=0.5)
+    pred: Any = SimpleNamespace(plan=_plan(), members=[member, member], postprocessing=[])
+    card = pair_card(pred, {}, sel)
+    assert "| 0 | `W0` | 3d_fullres |" in card and "| 1 | `W1` |" in card and str(tmp_path) not in card
+    old = json.loads(WorkDir(sel).pair.read_text())
+    for m in old["members"]:  # a bundle written before names were recorded: the name of its absolute place
+        m["workdir"] = str(tmp_path / "proj" / "runs" / m.pop("name"))
+    WorkDir(sel).pair.write_text(json.dumps(old))
+    assert "| 1 | `W1` |" in pair_card(pred, {}, sel) and str(tmp_path) not in pair_card(pred, {}, sel)
+
+
+@pytest.mark.slow
+def test_a_registered_pair_ships_no_local_place(tmp_path: Path) -> None:
+    from automed.model_store import download_model
+    from automed.select.register import register_members
+    from automed.tracking import Tracker
+
+    proj = tmp_path / "proj"
+    work = [_trained(proj / "runs" / name) for name in ("W0", "W1")]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "moved")
+    run = tracker.start_run("select-test")
+    reg = register_members(work, proj / "S", [], 0.6, tracker, run)
+    tracker.end_run(run)
+    assert (
+        "relative" in WorkDir(proj / "S").pair.read_text()
+    )  # kept locally: the selection finds its trainings
+    shipped = download_model(reg["uri"], tmp_path / "download", uri)
+    text = _texts(shipped)
+    assert '"name": "W0"' in text and "relative" not in text and str(proj) not in text

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from automed.infer.ensemble import EnsemblePredictor
@@ -156,6 +156,12 @@ def _export_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def member_name(member: dict[str, Any]) -> str:
+    """A pair member's training by its folder's name (a bundle written before names were recorded: the name of the
+    absolute path it recorded), never a path: a parent folder may name a person."""
+    return str(member.get("name") or PureWindowsPath(member.get("workdir", "?")).name)
+
+
 def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: Path | None) -> str:
     """The card of a pair chosen by ``automed select``: its members, the CV evidence (from the selection folder,
     when given), postprocessing and export."""
@@ -164,7 +170,7 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
     ens = (
         json.loads(ens_file.read_text())
         if ens_file is not None and ens_file.is_file()
-        else {"members": [{"workdir": "?", "configuration": p.configuration} for p in predictor.members]}
+        else {"members": [{"name": "?", "configuration": p.configuration} for p in predictor.members]}
     )
     lines = [f"# {plan.dataset_name}: automed ensemble of {len(predictor.members)} trainings", ""]
     lines += [
@@ -179,7 +185,7 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
     ]
     for i, (m, p) in enumerate(zip(ens["members"], predictor.members, strict=False)):
         lines.append(
-            f"| {i} | `{m['workdir']}` | {m['configuration']} | {p.patch} | {len(p.models)} | "
+            f"| {i} | `{member_name(m)}` | {m['configuration']} | {p.patch} | {len(p.models)} | "
             f"{_f(m.get('cv_score'))} |"
         )
     sel_file = WorkDir(select_dir).selection if select_dir is not None else None

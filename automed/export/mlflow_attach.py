@@ -4,7 +4,6 @@ parity results as version tags."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,14 @@ def _version_of(model: str, tracking_uri: str | None) -> tuple[str, str, str] | 
         return resolve_uri(tracking_uri), *split_model_uri(model)
     from automed.records import read_tracking
     from automed.select.register import registered_version
-    from automed.workdir import WorkDir
+    from automed.workdir import WorkDir, pair_members
 
     wd = WorkDir(Path(model))
     reg = registered_version(wd.root)
     if not reg:
         return None
     if not wd.model.is_file() and wd.pair.is_file():  # a pair registered by `automed select`
-        first = WorkDir(Path(json.loads(wd.pair.read_text())["members"][0]["workdir"])).tracking
+        first = WorkDir(pair_members(wd.root)[0]).tracking
         uri = tracking_uri or (read_tracking(first).get("uri") if first.is_file() else None)
         return resolve_uri(uri), reg["name"], str(reg["version"])
     if not wd.tracking.is_file():

@@ -20,10 +20,11 @@ from automed.preprocess.previous_stage import check_first_stage
 from automed.privacy import Redactor
 from automed.records import TRACKING_VERSION, read_tracking, stamped
 from automed.registry_model import ENSEMBLE_FILE, PREVIOUS
+from automed.select.names import candidate_names
 from automed.tracking import Tracker
 from automed.train.meta import ModelMeta, load_model
 from automed.train.state import load_checkpoint, save_checkpoint
-from automed.workdir import MODEL_BUNDLE, WorkDir, fold_name
+from automed.workdir import MODEL_BUNDLE, WorkDir, fold_name, relative_place
 
 log = logging.getLogger("automed")
 BUNDLE_DIR = MODEL_BUNDLE
@@ -194,10 +195,12 @@ def reregister(workdir: Path, score: float, redactor: Redactor) -> dict[str, Any
 def write_ensemble_bundle(
     workdirs: list[Path], dest: Path, postprocessing: list[dict[str, Any]], score: float
 ) -> Path:
-    """``dest/``: ``ensemble.json`` and ``member_<i>/`` (plan.json, model.json, fold weights) per training."""
+    """``dest/``: ``ensemble.json`` and ``member_<i>/`` (plan.json, model.json, fold weights) per training. Each
+    member's training is named by its folder's name and found again by its place relative to ``dest`` (never its
+    absolute path: the bundle is registered and exported; the relative place is removed before it leaves)."""
     with atomic_directory(dest) as tmp:
         members = []
-        for i, wd in enumerate(workdirs):
+        for i, (wd, name) in enumerate(zip(workdirs, candidate_names(workdirs), strict=True)):
             meta = load_model(wd)
             # members give probabilities; the pair's own postprocessing (decided on the averaged CV) applies after
             inference = meta.inference.model_copy(update={"postprocessing": []})
@@ -205,7 +208,8 @@ def write_ensemble_bundle(
             members.append(
                 {
                     "folder": f"member_{i}",
-                    "workdir": str(wd),
+                    "name": name,
+                    "relative": relative_place(wd, dest),
                     "configuration": meta.configuration,
                     "cv_score": meta.cv_score,
                 }

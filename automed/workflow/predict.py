@@ -12,7 +12,7 @@ from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
-from automed.workdir import WorkDir, chosen_members, recorded_place, refuse_unfinished
+from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
 from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
@@ -59,7 +59,7 @@ def _deciding_selection(workdir: Path) -> Path | None:
 def pair_workdirs(folder: Path) -> list[Path]:
     """The members' work dirs of a pair an ``automed select`` folder registered."""
 
-    return [Path(m["workdir"]) for m in json.loads(WorkDir(folder).pair.read_text())["members"]]
+    return pair_members(folder)
 
 
 def exported_predictor(model: str | Path, runtime: str, device: str | None) -> tuple[Any, str]:
