@@ -210,3 +210,58 @@ def test_a_registered_pair_ships_no_local_place(tmp_path: Path) -> None:
     shipped = download_model(reg["uri"], tmp_path / "download", uri)
     text = _texts(shipped)
     assert '"name": "W0"' in text and "relative" not in text and str(proj) not in text
+
+
+def _cascade_pair(proj: Path) -> tuple[Path, Path, Plan]:
+    """A cascade work dir and its finished first stage: one plan, one split, every case validated."""
+    plan = _plan(512)
+    assert "3d_cascade_fullres" in plan.configurations
+    splits = {"folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
+    low, casc = proj / "LOW", proj / "CASC"
+    for wd in (low, casc):
+        wd.mkdir(parents=True)
+        plan.save(wd / "plan.json")
+        (wd / "splits.json").write_text(json.dumps(splits))
+    (low / "model.json").write_text(json.dumps({"configuration": "3d_lowres", "cv_score": 0.4}))
+    for k, cid in enumerate(("a", "b")):
+        val = WorkDir(low).fold("3d_lowres", k) / "validation"
+        val.mkdir(parents=True)
+        (val / f"{cid}.nii.gz").write_bytes(b"")
+    return low, casc, plan
+
+
+def test_a_cascade_finds_its_first_stage_moved_with_it(tmp_path: Path) -> None:
+    from automed.preprocess.previous_stage import check_first_stage, link_previous
+
+    proj = tmp_path / "proj"
+    low, casc, plan = _cascade_pair(proj)
+    link = link_previous(casc, low, plan, "3d_cascade_fullres")
+    assert link["relative"] == "../LOW" and check_first_stage(casc) == low
+    shutil.copytree(proj, tmp_path / "copy")
+    shutil.rmtree(proj)
+    copy = tmp_path / "copy"
+    assert check_first_stage(copy / "CASC") == copy / "LOW"
+    written = WorkDir(copy / "CASC").previous_link.read_bytes()
+    # the same first stage given at its new place: the link stays as it was (its folds were trained from it)
+    assert link_previous(copy / "CASC", copy / "LOW", plan, "3d_cascade_fullres") == link
+    assert WorkDir(copy / "CASC").previous_link.read_bytes() == written
+
+
+def test_a_cascade_link_of_the_earlier_format_stays_in_it(tmp_path: Path) -> None:
+    """No migration: a link without ``relative`` is read by its absolute place, and the same first stage linked
+    again keeps the format (the training's check of an unchanged link compares the links whole)."""
+    from automed.errors import ArtifactError
+    from automed.preprocess.previous_stage import check_first_stage, legacy_digest, link_previous
+
+    low, casc, plan = _cascade_pair(tmp_path / "proj")
+    link = link_previous(casc, low, plan, "3d_cascade_fullres")
+    old = {k: v for k, v in link.items() if k != "relative"}
+    WorkDir(casc).previous_link.write_text(json.dumps(old))
+    assert check_first_stage(casc) == low
+    assert link_previous(casc, low, plan, "3d_cascade_fullres") == old
+    legacy = {**old, "model": legacy_digest(WorkDir(low).model)}  # a link of before model digests
+    WorkDir(casc).previous_link.write_text(json.dumps(legacy))
+    assert link_previous(casc, low, plan, "3d_cascade_fullres") == old
+    shutil.move(low, tmp_path / "LOW-moved")  # an old link cannot follow its first stage
+    with pytest.raises(ArtifactError, match="moved or deleted"):
+        check_first_stage(casc)

@@ -25,7 +25,7 @@ from automed.parallel import progress_bar
 from automed.plan.schema import Plan
 from automed.preprocess.pipeline import preprocess_label
 from automed.train.meta import model_digest
-from automed.workdir import WorkDir
+from automed.workdir import WorkDir, recorded_place, relative_place
 
 MANIFEST_VERSION = 1
 
@@ -79,9 +79,43 @@ def link_previous(workdir: Path, previous_wd: Path, plan: Plan, configuration: s
             f"{len(missing)} case(s) never validated, e.g. fold of {missing[0]!r} not trained",
             _lowres_fix(stage),
         )
-    link = {"workdir": str(prev.root), "configuration": stage, "model": _digest(prev.model)}
+    link = {
+        "workdir": str(prev.root),
+        "relative": relative_place(prev.root, workdir),
+        "configuration": stage,
+        "model": _digest(prev.model),
+    }
+    link = _kept_link(workdir, link) or link
     write_json_atomic(WorkDir(workdir).previous_link, link)
     return link
+
+
+def _kept_link(workdir: Path, link: dict[str, Any]) -> dict[str, Any] | None:
+    """The link already recorded when it names the same first-stage model, found where ``link`` found it: kept as
+    it is (the cascade's folds and ``previous_stage/`` were made from it; its folders may have moved together), a
+    link of the earlier format (no ``relative``) only brought to the current model digest (no migration: the
+    training's check of an unchanged link compares them whole)."""
+    f = WorkDir(workdir).previous_link
+    kept = json.loads(f.read_text()) if f.is_file() else None
+    if (
+        not isinstance(kept, dict)
+        or "workdir" not in kept
+        or kept.get("configuration") != link["configuration"]
+    ):
+        return None
+    root = Path(link["workdir"])
+    if first_stage_root(workdir, kept).resolve() != root:
+        return None
+    if "relative" in kept:
+        return kept if kept.get("model") == link["model"] else None
+    legacy = legacy_digest(WorkDir(root).model)
+    return {**kept, "model": link["model"]} if kept.get("model") in (link["model"], legacy) else None
+
+
+def first_stage_root(workdir: Path, link: dict[str, Any]) -> Path:
+    """The first-stage work dir a cascade's link names: moved or copied with the cascade's work dir, at its place
+    relative to it; else where it was."""
+    return recorded_place(workdir, link["workdir"], link.get("relative"))
 
 
 def _all_cases(splits: dict[str, Any]) -> list[str]:
@@ -109,7 +143,7 @@ def check_first_stage(workdir: Path) -> Path:
     cascade's folds learnt from the earlier model's predictions and would predict from another's."""
     wd = WorkDir(workdir)
     link = json.loads(wd.previous_link.read_text())
-    prev = WorkDir(Path(link["workdir"]))
+    prev = WorkDir(first_stage_root(workdir, link))
     if not prev.model.is_file():
         raise _fail(prev.root, "a cascade predicts through its first stage", "no model.json (moved or deleted?)",
                     "restore the first-stage work dir where it was")  # fmt: skip
@@ -136,7 +170,7 @@ def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_pro
     Returns ``"written"`` or ``"skipped"`` (same link, plan and case list as before)."""
     wd = WorkDir(workdir)
     link = read_json(wd.previous_link, what="previous_stage.json")
-    prev_root = Path(link["workdir"])
+    prev_root = first_stage_root(workdir, link)
     prev_splits = json.loads(WorkDir(prev_root).splits.read_text())
     cases = _all_cases(json.loads(wd.splits.read_text()))
     cfg = plan.configurations[configuration]
