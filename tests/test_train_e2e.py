@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from automed import api
 from automed.errors import ArtifactError
 from automed.testing.synthetic import make_dataset
+from automed.workdir import WorkDir
 from tests.conftest import automed_ui
 
 pytestmark = pytest.mark.slow
@@ -78,7 +79,7 @@ def test_train_writes_everything(trained: dict[str, object]) -> None:
     assert res.registered["version"] == "1" and res.registered["champion"] == "1"  # type: ignore[attr-defined]
 
 
-def test_mlflow_contents(trained: dict[str, object]) -> None:
+def test_mlflow_contents(trained: dict[str, object], tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=str(trained["uri"]), registry_uri=str(trained["uri"]))
@@ -98,6 +99,11 @@ def test_mlflow_contents(trained: dict[str, object]) -> None:
     assert parent.inputs.dataset_inputs[0].dataset.digest == parent.data.tags["dataset.fingerprint"]
     art = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"fingerprint.json", "plan.json", "splits.json", "cv"} <= art
+    # the training's own selection is logged without the places relative to it (local folders stay here)
+    own = Path(client.download_artifacts(parent.info.run_id, "selection/selection.json", str(tmp_path)))
+    local = WorkDir(trained["res"].workdir).own_selection / "selection.json"  # type: ignore[attr-defined]
+    assert '"relative"' in local.read_text()
+    assert '"relative"' not in own.read_text() and str(trained["root"]) not in own.read_text()
     child = children[0]
     assert child.data.tags["optimizer"] == "adamw lr 0.003"  # auto: a few iterations are a short schedule
     hist = client.get_metric_history(child.info.run_id, "train_loss")

@@ -4,6 +4,7 @@ once, complete, at the end."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,14 @@ def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker
             raise
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SELECTION_FILE, res)
-    with tempfile.TemporaryDirectory(prefix="automed-selection-") as tmp:
-        # the places relative to the selection (for a folder moved whole) name local folders: they stay here
-        write_json_atomic(Path(tmp) / SELECTION_FILE, without_local_places(res))
-        tracker.log_artifact(run, Path(tmp) / SELECTION_FILE)
+    log_record(tracker, run, out / SELECTION_FILE)
     tracker.end_run(run)
     return res
+
+
+def log_record(tracker: Tracker, run: str, path: Path, artifact_path: str | None = None) -> None:
+    """A JSON record logged to MLflow without its ``relative`` places (for a folder moved whole they name local
+    folders: they stay here; the tracker's redactor then hides what else is local)."""
+    with tempfile.TemporaryDirectory(prefix="automed-record-") as tmp:
+        write_json_atomic(Path(tmp) / path.name, without_local_places(json.loads(path.read_text())))
+        tracker.log_artifact(run, Path(tmp) / path.name, artifact_path)

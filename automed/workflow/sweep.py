@@ -50,6 +50,7 @@ from automed.select.selection import SELECTION_FILE, select
 from automed.tracking import Tracker, check_tracking_uri
 from automed.train.config import TrainConfig, load_train_config
 from automed.workdir import claim_workdir, locked
+from automed.workflow.choice import log_record
 from automed.workflow.prepare import (
     choose_configuration,
     dataset_source,
@@ -287,7 +288,7 @@ def _finish(
         sel = select(full_dirs, wd / "selection")
         # a chosen pair: predict/export/package take the selection folder
         write_choice_bundle(sel, wd / "selection", score(sel["cv_dice_final"]["foreground_mean"]))
-        tracker.log_artifact(run, wd / "selection" / SELECTION_FILE, "selection")
+        log_record(tracker, run, wd / "selection" / SELECTION_FILE, "selection")
         tracker.set_tags(run, {"selection.chosen": sel["chosen"]["candidate"]})
         tracker.log_metrics(run, {f"selection_{score_name}": sel["cv_dice_final"]["foreground_mean"]})
     state["verdict"] = verdict

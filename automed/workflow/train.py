@@ -32,6 +32,7 @@ from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import fold_finished
 from automed.workdir import ALL_DATA, WorkDir, claim_workdir, locked
 from automed.workflow.all_data import all_data_split, conclude_all_data
+from automed.workflow.choice import log_record
 from automed.workflow.disclosure import public_options, redactor_for
 from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows
 from automed.workflow.fold_runs import Placement, run_fold_jobs, training_job
@@ -236,7 +237,7 @@ def _conclude(
     log_summary_figures(tracker, parent, task, rows, cv, wdir.cv_metrics.parent)
     for artifact in (own.artifact, wdir.own_selection / "inference_cost.json"):
         if artifact is not None and artifact.is_file():
-            tracker.log_artifact(parent, artifact, "selection")
+            log_record(tracker, parent, artifact, "selection")
     tracker.log_metrics(parent, own.metrics)
     tracker.set_tags(parent, own.tags)
     settings = {"tta": opts.validation_tta, "mirrors": opts.validation_mirrors, **(own.inference or {})}
