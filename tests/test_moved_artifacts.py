@@ -175,6 +175,24 @@ def test_a_pairs_bundle_names_no_path_and_finds_its_trainings_when_moved(tmp_pat
     assert pair_workdirs(tmp_path / "S") == work
 
 
+def test_a_later_selection_of_one_training_is_not_predicted_with_an_earlier_pair(tmp_path: Path) -> None:
+    """``automed select A B -o S`` chose the pair, a later one into S chose A alone: S predicts with A (it took the
+    earlier pair's bundle, still in S), and the later selection removes that bundle."""
+    from automed.workflow.choice import record_choice
+    from automed.workflow.predict import model_dir
+
+    sel, work = _pair(tmp_path / "proj")
+    assert model_dir(sel) == sel  # the pair: its bundle
+    one = {"chosen": with_relative_members({"candidate": "W0", "members": [str(work[0])]}, sel)}
+    (sel / "selection.json").write_text(
+        json.dumps(one)
+    )  # a kill after selection.json: the bundle is still there
+    assert WorkDir(sel).pair.is_file() and model_dir(sel) == work[0]
+    tracker = SimpleNamespace(log_artifact=lambda *a: None, end_run=lambda *a: None)
+    record_choice(one, sel, 0.6, tracker, "run")  # type: ignore[arg-type]
+    assert not (sel / "model_bundle").exists() and model_dir(sel) == work[0]
+
+
 def test_a_pairs_card_names_its_trainings_by_name(tmp_path: Path) -> None:
     from automed.export.card import pair_card
 

@@ -5,6 +5,7 @@ once, complete, at the end."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,11 @@ def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker
             raise
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SELECTION_FILE, res)
+    stale = WorkDir(out).pair
+    if (
+        len(members) == 1 and stale.is_file()
+    ):  # an earlier selection's pair (selection.json no longer chooses it)
+        shutil.rmtree(stale.parent)
     log_record(tracker, run, out / SELECTION_FILE)
     tracker.end_run(run)
     return res

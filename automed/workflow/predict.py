@@ -25,9 +25,12 @@ def model_dir(folder: Path) -> Path:
 
     wd = WorkDir(folder)
     sel = wd.selection
-    if wd.model.is_file() or wd.pair.is_file() or not sel.is_file():
+    if wd.model.is_file() or not sel.is_file():
         return folder
+    # selection.json decides: a pair's bundle left by an earlier selection into this folder is not its choice
     members = [str(m) for m in chosen_members(folder, json.loads(sel.read_text())["chosen"])]
+    if len(members) > 1 and wd.pair.is_file():
+        return folder
     if len(members) > 1:
         raise ArtifactError.single(
             wd.pair,
