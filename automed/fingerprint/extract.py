@@ -11,7 +11,8 @@ import numpy as np
 from scipy import ndimage
 
 from automed._version import __version__
-from automed.data.cases import read_case
+from automed.artifacts import canonical_json
+from automed.data.cases import CaseData, read_case
 from automed.data.dataset import Case, Dataset
 from automed.fingerprint.schema import (
     CaseFingerprint,
@@ -26,6 +27,9 @@ from automed.runtime.crop import bbox_of, box_shape, nonzero_mask, slicer
 DEFAULT_SAMPLE_BUDGET = 10_000_000  # foreground intensity samples in total, split equally over cases
 RAW_SAMPLES_PER_CASE = 20_000
 MAX_COMPONENTS_KEPT = 50
+# how ``inputs_hash`` stamps the files: 1 by size and modification time (fingerprints written before 2 existed),
+# 2 with the status-change time too (an edit whose size and modification time were kept, or set back, is seen)
+INPUTS_VERSION = 2
 
 
 @dataclass
@@ -36,6 +40,7 @@ class _CaseResult:
     raw_min: np.ndarray
     raw_max: np.ndarray
     integer_valued: np.ndarray
+    digest: str  # of the voxels and geometry read (_digest)
 
 
 def _case_worker(item: tuple[int, Case], *, images_are_4d: bool, n_samples: int, seed: int) -> _CaseResult:
@@ -88,11 +93,28 @@ def _case_worker(item: tuple[int, Case], *, images_are_4d: bool, n_samples: int,
         ch.reshape(ch.shape[0], -1).min(axis=1),
         ch.reshape(ch.shape[0], -1).max(axis=1),
         np.array([bool(np.all(np.mod(ch[c], 1) == 0)) for c in range(ch.shape[0])]),
+        _digest(data),
     )
 
 
-def inputs_hash(ds: Dataset, samples_per_case: int, seed: int) -> str:
-    """Cheap hash of what the fingerprint depends on: description, file sizes/mtimes, sampling settings."""
+def _digest(data: CaseData) -> str:
+    """SHA-256 of a case as preprocessing reads it: its voxels (channels, label) and geometry. The fingerprint's
+    statistics may stay the same over an edit (background voxels edited, a label moved); the digest of the cases'
+    digests does not, so the plan and the preprocessed cache that hash the fingerprint are redone."""
+    h = hashlib.sha256()
+    for arr in (data.channels, data.label):
+        if arr is None:
+            h.update(b"none|")
+            continue
+        h.update(f"{arr.dtype}|{arr.shape}|".encode())
+        h.update(np.ascontiguousarray(arr).data)
+    h.update(canonical_json(data.geometry.to_json()).encode())
+    return h.hexdigest()
+
+
+def inputs_hash(ds: Dataset, samples_per_case: int, seed: int, version: int = INPUTS_VERSION) -> str:
+    """Cheap hash of what the fingerprint depends on: description, file sizes and times, sampling settings (the
+    files are not read: a changed stamp has the fingerprint recomputed, whose voxel digest tells a real change)."""
     h = hashlib.sha256()
     # the description file; a folder-per-class dataset has none (its classes and files are the paths below)
     h.update(ds.source.read_bytes() if not ds.source.is_dir() else f"{ds.layout}|{ds.source}".encode())
@@ -103,8 +125,15 @@ def inputs_hash(ds: Dataset, samples_per_case: int, seed: int) -> str:
         for p in (*c.images, *([c.label] if c.label else [])):
             st = p.stat() if p.exists() else None
             h.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}".encode())
+            if version >= 2:  # any write, or a modification time set back, sets the status-change time to now
+                h.update(f"|{st.st_ctime_ns if st else -1}".encode())
         h.update(f"{c.case_id}|{c.value}|{c.group}".encode())
     return h.hexdigest()[:16]
+
+
+def inputs_unchanged(ds: Dataset, fp: Fingerprint) -> bool:
+    """Whether ``ds``'s files are as they were when ``fp`` was taken (stamped the way ``fp`` stamped them)."""
+    return fp.inputs_hash == inputs_hash(ds, fp.samples_per_case, fp.seed, fp.inputs_version)
 
 
 def _stats(x: np.ndarray) -> IntensityStats:
@@ -163,6 +192,7 @@ def extract_fingerprint(
     fg_parts: list[np.ndarray] = []
     raw_parts: list[np.ndarray] = []
     mins, maxs, ints = [], [], []
+    voxels = hashlib.sha256()
     for r in parallel_map(
         fn, list(enumerate(ds.cases)), workers=workers, description="fingerprint", show_progress=show_progress
     ):
@@ -172,6 +202,7 @@ def extract_fingerprint(
         mins.append(r.raw_min)
         maxs.append(r.raw_max)
         ints.append(r.integer_valued)
+        voxels.update(f"{r.fp.case_id}|{r.digest}|".encode())
     fg = np.concatenate(fg_parts, axis=1)
     raw = np.concatenate(raw_parts, axis=1)
     cmin, cmax = np.min(np.stack(mins), axis=0), np.max(np.stack(maxs), axis=0)
@@ -211,6 +242,7 @@ def extract_fingerprint(
         samples_per_case=per_case,
         seed=seed,
         inputs_hash=inputs_hash(ds, per_case, seed),
+        inputs_version=INPUTS_VERSION,
         median_spacing=[float(v) for v in np.median(np.array([c.spacing for c in case_fps]), axis=0)],
         median_shape_after_crop=[
             int(v) for v in np.median(np.array([c.shape_after_crop for c in case_fps]), axis=0)
@@ -220,6 +252,7 @@ def extract_fingerprint(
         labels=labels,
         cases=case_fps,
         class_names=class_names(ds),
+        voxels_digest=voxels.hexdigest(),
     )
     return fp.with_hash()
 

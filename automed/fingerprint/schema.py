@@ -75,6 +75,8 @@ class Fingerprint(Strict):
     samples_per_case: int
     seed: int
     inputs_hash: str
+    # how inputs_hash stamps the files (extract.INPUTS_VERSION); 1: written before the version was recorded
+    inputs_version: int = 1
     median_spacing: list[float]
     median_shape_after_crop: list[int]
     median_relative_size_after_crop: float
@@ -84,16 +86,26 @@ class Fingerprint(Strict):
     # classification: class index (a case's ``value`` as a decimal integer, "0", "1", ...) to class name; None for
     # segmentation, regression and fingerprints written before class names were recorded
     class_names: dict[str, str] | None = None
+    # SHA-256 over every case's voxels and geometry as read (extract_fingerprint); None: a fingerprint written
+    # before it was recorded. One digest for the dataset, none per case: it tells an edit, not which image was used
+    voxels_digest: str | None = None
     hash: str = ""
 
     def compute_hash(self) -> str:
         """Content hash: everything but ``hash``, ``automed_version``, ``source`` and ``inputs_hash`` (paths and
-        modification times), so a copied, moved or touched dataset with the same content keeps it. ``class_names``
-        counts only when set, so fingerprints without classes keep the hash they had before the field existed."""
-        d = self.model_dump(mode="json", exclude={"hash", "automed_version", "source", "inputs_hash"})
-        if d.get("class_names") is None:
-            d.pop("class_names", None)
+        file times), so a copied, moved or touched dataset with the same content keeps it; the voxel digest counts,
+        so an edit does not. ``class_names`` and ``voxels_digest`` count only when set, so earlier fingerprints
+        keep the hash they had before those fields existed."""
+        exclude = {"hash", "automed_version", "source", "inputs_hash", "inputs_version"}
+        d = self.model_dump(mode="json", exclude=exclude)
+        for key in ("class_names", "voxels_digest"):
+            if d.get(key) is None:
+                d.pop(key, None)
         return content_hash(d)
+
+    def without_digest(self) -> Fingerprint:
+        """This fingerprint as an automed that recorded no voxel digest would have written it."""
+        return self.model_copy(update={"voxels_digest": None}).with_hash()
 
     def with_hash(self) -> Fingerprint:
         return self.model_copy(update={"hash": self.compute_hash()})

@@ -18,7 +18,7 @@ from automed.data.verify import verify as _verify
 from automed.data.verify_dataset import no_target_problems
 from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError, DatasetError
-from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_hash
+from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_unchanged
 from automed.fingerprint.schema import Fingerprint
 from automed.parallel import default_workers
 from automed.plan.planner import make_plan
@@ -76,13 +76,15 @@ def fingerprint(
     ds = as_dataset(dataset)
     out = Path(workdir) / FINGERPRINT_FILE
     per_case = max(1, sample_budget // max(1, len(ds.cases)))
-    if out.is_file() and not force:
+    old = None
+    if out.is_file():
         try:
             old = Fingerprint.load(out)
         except Exception:
             old = None
-        if old is not None and old.inputs_hash == inputs_hash(ds, per_case, seed):
-            return old, True
+    same_sampling = old is not None and (old.samples_per_case, old.seed) == (per_case, seed)
+    if old is not None and same_sampling and not force and inputs_unchanged(ds, old):
+        return old, True
     fp = extract_fingerprint(
         ds,
         workers=resolve_workers(workers),
@@ -90,8 +92,21 @@ def fingerprint(
         sample_budget=sample_budget,
         show_progress=show_progress,
     )
+    if old is not None and _earlier_of_trained(old, fp, Path(workdir)):
+        fp = old.model_copy(
+            update={"inputs_hash": fp.inputs_hash, "inputs_version": fp.inputs_version, "source": fp.source}
+        )
     fp.save(out)
     return fp, False
+
+
+def _earlier_of_trained(old: Fingerprint, new: Fingerprint, wd: Path) -> bool:
+    """Whether ``old`` is kept for ``new``: written by an automed that recorded no voxel digest, with the same
+    statistics, under trained folds. Their plan would otherwise be refused as another one (the fingerprint's hash
+    now counts the digest) while nothing shows that the data changed; the earlier rule holds for them."""
+    if old.voxels_digest is not None or new.without_digest().hash != old.hash:
+        return False
+    return bool(WorkDir(wd).trained_checkpoints())
 
 
 def plan(
@@ -199,7 +214,7 @@ def preprocess(
     check_splits(ds, wd / SPLITS_FILE, folds, split_seed)  # before any work: trained folds keep their split
     p = Plan.load(wd / PLAN_FILE)
     fp = Fingerprint.load(wd / FINGERPRINT_FILE)
-    if fp.hash != p.fingerprint_hash or inputs_hash(ds, fp.samples_per_case, fp.seed) != fp.inputs_hash:
+    if fp.hash != p.fingerprint_hash or not inputs_unchanged(ds, fp):
         raise ArtifactError.single(
             wd / FINGERPRINT_FILE,
             "the dataset, fingerprint.json and plan.json must belong together",
@@ -281,7 +296,7 @@ def check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
     """A resumed training (or sweep) trains on its preprocessed cache and validates against the dataset: the cases of its
     split must still be the dataset's (refused otherwise); changed files (sizes, times) only warn."""
     fp = Fingerprint.load(wdir.fingerprint)
-    if inputs_hash(ds, fp.samples_per_case, fp.seed) == fp.inputs_hash:
+    if inputs_unchanged(ds, fp):
         return
     splits = json.loads(wdir.splits.read_text())
     split_ids = {c for f in splits["folds"] for part in ("train", "val") for c in f[part]}
