@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from automed import api
@@ -135,3 +136,40 @@ def test_trained_folds_over_an_earlier_fingerprint_keep_their_plan_when_the_data
         == json.loads(kept["fingerprint.json"])["hash"]
     )
     assert again.preprocessed == {"3d_fullres": "skipped"}
+
+
+def test_trained_folds_keep_their_fingerprint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``automed fingerprint`` of an edited dataset into a work dir with trained folds is refused: its fingerprint
+    still describes what the folds trained on (and what their cache holds), and a resume still warns that the files
+    changed (with the new fingerprint in place it said nothing, and trained on the cache of before)."""
+    from automed.errors import ArtifactError
+    from automed.workdir import WorkDir
+    from automed.workflow.prepare import check_same_cases
+
+    root = make_dataset(tmp_path / "d", n_cases=3, shape=(10, 12, 12))
+    wd = tmp_path / "W"
+    api.plan_dataset(root, wd, **KW)
+    fold = wd / "train" / "3d_fullres" / "fold_0"
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_latest.pt").write_bytes(b"")
+    assert api.fingerprint(root, wd, workers=1, force=True, show_progress=False)[
+        0
+    ].hash  # the same data: fine
+    before = (wd / "fingerprint.json").read_bytes()
+    f = root / "labelsTr" / "case_001.nii.gz"
+    img = sitk.ReadImage(str(f))
+    arr = sitk.GetArrayFromImage(img)
+    arr[arr == 2] = 1
+    _rewrite(f, arr, img)
+    with pytest.raises(ArtifactError, match=r"keeps its fingerprint\.json") as e:
+        api.fingerprint(root, wd, workers=1, show_progress=False)
+    assert "the dataset changed since its folds were trained" in str(e.value) and "new --output" in str(
+        e.value
+    )
+    assert (wd / "fingerprint.json").read_bytes() == before
+    with pytest.raises(ArtifactError, match=r"keeps its fingerprint\.json"):
+        api.plan_dataset(root, wd, **KW)
+    assert (wd / "fingerprint.json").read_bytes() == before
+    with caplog.at_level("WARNING"):
+        check_same_cases(load_dataset(root), WorkDir(wd))
+    assert "changed since this training began" in caplog.text

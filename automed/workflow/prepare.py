@@ -96,6 +96,16 @@ def fingerprint(
         fp = old.model_copy(
             update={"inputs_hash": fp.inputs_hash, "inputs_version": fp.inputs_version, "source": fp.source}
         )
+    if old is not None and old.hash != fp.hash and (trained := WorkDir(Path(workdir)).trained_checkpoints()):
+        raise ArtifactError.single(  # the folds trained on the cache of the data it describes
+            out,
+            "a work dir with trained folds keeps its fingerprint.json",
+            f"the dataset changed since its folds were trained ({trained[0].parent}): fingerprint {fp.hash} "
+            f"instead of {old.hash} (cases added or removed, images or labels edited"
+            + (f", another task {old.task_type} -> {fp.task_type}" if old.task_type != fp.task_type else "")
+            + ", or another sample budget)",
+            "train or plan the changed dataset into a new --output (or restore the dataset as it was)",
+        )
     fp.save(out)
     return fp, False
 
