@@ -64,8 +64,10 @@ def test_folds_option_parsing() -> None:
 
 
 @pytest.mark.slow
-# one fold for a tiny budget: tests/test_cli.py's demo (75 s, the default rule) checks it end to end
-@pytest.mark.parametrize(("min_iterations", "expected"), [(5, 5)])
+# one fold for a tiny budget: tests/test_cli.py's demo (75 s, the default rule) checks it end to end. Five folds
+# of at least one iteration each: the 60 s budget affords that even on a loaded machine (5 iterations each failed
+# when other tests ran beside it: the probe timed steps slow enough that five folds no longer fit)
+@pytest.mark.parametrize(("min_iterations", "expected"), [(1, 5)])
 def test_budgeted_training_trains_the_folds_the_rule_picks(
     tmp_path: Path, min_iterations: int, expected: int
 ) -> None:
