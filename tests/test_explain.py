@@ -62,7 +62,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         tracking_uri=f"sqlite:///{root / 'm.db'}",
     )
     csv = make_classification(root / "c", 6, shape=(32, 28))
-    seg = make_dataset(root / "s", n_cases=4, shape=(12, 24, 24))
+    seg = make_dataset(root / "s", n_cases=4, shape=(12, 24, 24), n_channels=2)  # MSD: one 4D file per case
     out = {
         "cls": api.train(csv, root / "Wc", **common).workdir,
         "seg": api.train(seg, root / "Ws", configuration="3d_fullres", **common).workdir,
@@ -80,11 +80,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _same_geometry(a: Path, b: Path) -> np.ndarray:
-    """The map at ``a`` as an array, after checking it has the geometry of the image at ``b``."""
+    """The map at ``a`` as an array, after checking it has the geometry of the image at ``b`` (a 4D image's channels
+    on the last axis: the geometry of its first three axes)."""
     m, img = sitk.ReadImage(str(a)), sitk.ReadImage(str(b))
-    assert m.GetSize() == img.GetSize() and m.GetDimension() == img.GetDimension()
-    assert np.allclose(m.GetSpacing(), img.GetSpacing()) and np.allclose(m.GetOrigin(), img.GetOrigin())
-    assert np.allclose(m.GetDirection(), img.GetDirection())
+    n = m.GetDimension()
+    assert n == min(img.GetDimension(), 3) and m.GetSize() == img.GetSize()[:n]
+    assert np.allclose(m.GetSpacing(), img.GetSpacing()[:n]) and np.allclose(
+        m.GetOrigin(), img.GetOrigin()[:n]
+    )
+    d = np.asarray(img.GetDirection()).reshape(img.GetDimension(), -1)[:n, :n]
+    assert np.allclose(np.asarray(m.GetDirection()).reshape(n, n), d)
     arr = sitk.GetArrayFromImage(m)
     assert arr.dtype == np.float32 and arr.min() >= 0.0 and arr.max() <= 1.0 and arr.max() > arr.min()
     return arr

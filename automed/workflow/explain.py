@@ -139,7 +139,8 @@ def log_validation_maps(
     folds = load_model(wd).folds
     channel, explains = explained_target(predictor, None)
     layer = check_layer(predictor.models[0], None)
-    cases = {c.case_id: c for c in load_dataset(read_train_config(WorkDir(wd).train_config)["dataset"]).cases}
+    ds = load_dataset(read_train_config(WorkDir(wd).train_config)["dataset"])
+    cases = {c.case_id: c for c in ds.cases}
     chosen = list(
         dict.fromkeys((str(r["case"]), int(r["fold"])) for r in rows if str(r.get("case")) in cases)
     )
@@ -150,7 +151,7 @@ def log_validation_maps(
             explainer = Explainer(
                 [predictor.models[folds.index(fold)]], backend=backend, layer=layer, channel=channel
             )
-            cd = read_case(cases[cid])
+            cd = read_case(cases[cid], ds.images_are_4d)  # an MSD dataset's channels: one 4D file
             cm = case_map(predictor, explainer, cd, channel, explains, None)
             shown = tracker.redactor.case(cid)
             title = f"{shown} | fold {fold} | {backend} | layer {explainer.layer_text} | {cm.explains}"
