@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from automed import api
 from automed.cli import app
-from automed.errors import ConfigError
+from automed.errors import ArtifactError, ConfigError
 from automed.interpret.attention import BACKENDS, ExplainedOutput, check_layer, default_layer, guided_copy
 from automed.interpret.geometry import undo_fit
 from automed.plan.schema import NetworkPlan
@@ -190,6 +190,23 @@ def test_an_unknown_backend_names_the_closest(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Did you mean 'gcampp'"):
         api.explain(tmp_path, tmp_path, tmp_path / "out", backend="gcamp")
     assert not (tmp_path / "out").exists()  # checked before any work
+
+
+def test_a_selection_that_chose_a_pair_names_its_trainings(tmp_path: Path) -> None:
+    """A pair's selection folder holds no fold networks of its own: explain says to explain each training (it told
+    to train into the selection folder)."""
+    import json
+
+    members = [str(tmp_path / "W3d"), str(tmp_path / "W2d")]
+    (tmp_path / "sel" / "model_bundle").mkdir(parents=True)
+    (tmp_path / "sel" / "selection.json").write_text(json.dumps({"chosen": {"members": members}}))
+    bundle = {"members": [{"folder": Path(m).name, "workdir": m} for m in members]}
+    (tmp_path / "sel" / "model_bundle" / "ensemble.json").write_text(json.dumps(bundle))
+    (tmp_path / "in").mkdir()
+    with pytest.raises(ArtifactError, match=r"explain each.*W3d.*W2d") as err:
+        api.explain(tmp_path / "sel", tmp_path / "in", tmp_path / "out", show_progress=False)
+    assert "automed train" not in str(err.value)
+    assert not (tmp_path / "out").exists()
 
 
 def test_default_layers_and_medcams_auto_choice() -> None:

@@ -167,13 +167,23 @@ def load_torch_predictor(model: Path, device: str | None, *, finished: bool = Tr
     work dir another command is writing or with an unfinished ``--extend`` (False: the training itself, concluding)."""
     from automed.plan.schema import Plan
     from automed.tasks.registry import task_for
-    from automed.workdir import WorkDir, refuse_unfinished
+    from automed.workdir import WorkDir, pair_members, refuse_unfinished
     from automed.workflow.predict import model_dir
 
     folder = model_dir(model)
+    wd = WorkDir(folder)
+    if (
+        wd.pair.is_file()
+    ):  # a selection that chose a pair: two trainings, each with its own networks and layers
+        members = [str(m) for m in pair_members(folder)]
+        raise ArtifactError.single(
+            model,
+            "automed explain reads the fold networks of one training",
+            f"a selection that chose a pair ({', '.join(Path(m).name for m in members)})",
+            "explain each of its trainings: " + "; ".join(f"`automed explain {m} ...`" for m in members),
+        )
     if finished:
         refuse_unfinished(folder)
-    wd = WorkDir(folder)
     wd.require_model()
     return task_for(Plan.load(wd.plan).task_type, folder).load_predictor(folder, device)
 
