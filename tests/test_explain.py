@@ -3,6 +3,7 @@ model (tiny models trained on CPU), every backend, the documented medcam facts, 
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -64,7 +65,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     csv = make_classification(root / "c", 6, shape=(32, 28))
     seg = make_dataset(root / "s", n_cases=4, shape=(12, 24, 24), n_channels=2)  # MSD: one 4D file per case
     out = {
-        "cls": api.train(csv, root / "Wc", **common).workdir,
+        "cls": api.train(csv, root / "Wc", **{**common, "register": True}).workdir,
         "seg": api.train(seg, root / "Ws", configuration="3d_fullres", **common).workdir,
         "cls_in": root / "cls_in",
         "seg_in": root / "seg_in",
@@ -118,6 +119,43 @@ def test_classification_map_in_the_png_inputs_geometry(models: dict[str, Any]) -
     _same_geometry(out[0], models["cls_in"] / "case_001.png")
     with pytest.raises(ConfigError, match="Did you mean 'two'"):
         api.explain(models["cls"], models["cls_in"], models["root"] / "E1b", label="tow", show_progress=False)
+
+
+@pytest.mark.slow
+def test_a_registered_model_explains_as_its_work_dir(models: dict[str, Any]) -> None:
+    """``automed explain models:/NAME@ALIAS`` (as predict takes it): the registered bundle's fold networks give the
+    work dir's map; a registered model that is not there is named as predict names it."""
+    uri = f"sqlite:///{models['root'] / 'm.db'}"
+    name = json.loads((models["cls"] / "tracking.json").read_text())["registered"]["name"]
+    root = models["root"]
+    own = api.explain(models["cls"], models["cls_in"], root / "R_wd", show_progress=False)
+    out = api.explain(
+        f"models:/{name}@champion", models["cls_in"], root / "R_reg", tracking_uri=uri, show_progress=False
+    )
+    assert [p.name for p in out] == [p.name for p in own]
+    np.testing.assert_allclose(
+        _same_geometry(out[0], models["cls_in"] / "case_001.png"),
+        _same_geometry(own[0], models["cls_in"] / "case_001.png"),
+        atol=1e-6,
+    )
+    with pytest.raises(ArtifactError, match="registered here"):
+        api.explain("models:/nope@champion", models["cls_in"], root / "R_bad", tracking_uri=uri)
+    r = CliRunner().invoke(
+        app,
+        [
+            "-q",
+            "explain",
+            f"models:/{name}@champion",
+            "-i",
+            str(models["cls_in"]),
+            "-o",
+            str(root / "R_cli"),
+            "--tracking-uri",
+            uri,
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert len(list((root / "R_cli").glob("*.nii.gz"))) == 1
 
 
 @pytest.mark.slow

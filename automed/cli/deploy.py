@@ -223,7 +223,12 @@ def predict(
 
 @app.command()
 def explain(
-    model: Annotated[Path, typer.Argument(help="Training work dir (or an `automed select` folder).")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="Training work dir, `automed select` folder, or models:/NAME@ALIAS (a registered training)."
+        ),
+    ],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the attention maps.")],
     backend: Annotated[
@@ -248,6 +253,7 @@ def explain(
     ] = None,
     device: DeviceOpt = None,
     overwrite: OverwriteOpt = False,
+    tracking_uri: RegistryUriOpt = None,
 ) -> None:
     """Attention maps (medcam) of a model for each input case: CASE_BACKEND.nii.gz in the input's geometry (values
     in [0, 1]) and CASE_BACKEND.png (the slice with the strongest attention over the image).
@@ -266,6 +272,7 @@ def explain(
         device=device,
         overwrite=overwrite,
         show_progress=progress(),
+        tracking_uri=tracking_uri,
     )
     out.print(f"wrote {len(paths) // 2} attention map(s) to {output}")
 

@@ -45,10 +45,11 @@ def explain(
     device: str | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    tracking_uri: str | None = None,
 ) -> list[Path]:
-    """Attention maps of every case under ``input_path`` (as ``automed predict`` reads it) with a training work dir
-    (or an ``automed select`` folder that chose one training): ``OUT/<case>_<backend>.nii.gz`` and ``.png`` per
-    case, returned in that order.
+    """Attention maps of every case under ``input_path`` (as ``automed predict`` reads it) with a training work dir,
+    an ``automed select`` folder that chose one training, or a registered ``models:/NAME@ALIAS`` of one training
+    (looked up in ``tracking_uri``): ``OUT/<case>_<backend>.nii.gz`` and ``.png`` per case, returned in that order.
 
     ``backend``: gcam, gbp, ggcam or gcampp; ``layer``: a module name of the network (default: a U-Net's last
     decoder block, an image-level network's last encoder stage). ``output`` is claimed as predict's output is."""
@@ -60,23 +61,18 @@ def explain(
     from automed.parallel import progress_bar
 
     check_choice(backend, BACKENDS, what="the attention backend", where="--backend")
-    if str(model).startswith("models:/"):
-        raise ArtifactError.single(
-            model,
-            "automed explain reads the fold networks of a training work dir",
-            "a registered model URI",
-            "pass the work dir the model was trained in",
-        )
     from automed.workflow.predict import model_dir
 
-    protected = [
-        Path(input_path),
-        *listed_files(input_path),  # a CSV's images may sit in any folder
-        Path(model),
-        model_dir(Path(model)),
-    ]  # a selection folder's chosen work dir
+    registered = str(model).startswith("models:/")
+    protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
+    if not registered:
+        protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
     out = claim_output(Path(output), "explanations", protected=protected, overwrite=overwrite)
-    predictor = load_torch_predictor(Path(model), device)
+    predictor = (
+        registered_predictor(str(model), tracking_uri, device)
+        if registered
+        else load_torch_predictor(Path(model), device)
+    )
     cases = discover(input_path, predictor.n_channels)
     check_takes(cases, predictor)
     channel, explains = explained_target(predictor, label)
@@ -186,6 +182,29 @@ def load_torch_predictor(model: Path, device: str | None, *, finished: bool = Tr
         refuse_unfinished(folder)
     wd.require_model()
     return task_for(Plan.load(wd.plan).task_type, folder).load_predictor(folder, device)
+
+
+def registered_predictor(uri: str, tracking_uri: str | None, device: str | None) -> Any:
+    """The fold networks of a registered model (``models:/NAME@ALIAS`` or ``/VERSION``), downloaded to a temporary
+    folder removed when the command ends; a registered pair is refused (two trainings, each with its own layers)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from automed.model_store import download_model
+    from automed.registry_model import ENSEMBLE_FILE, load_bundle
+
+    tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    bundle = download_model(uri, tmp, tracking_uri)
+    if (bundle / ENSEMBLE_FILE).is_file():
+        raise ArtifactError.single(
+            uri,
+            "automed explain reads the fold networks of one training",
+            "a registered pair of trainings",
+            "explain each of the pair's training work dirs (or the selection folder's members)",
+        )
+    return load_bundle(bundle, device)
 
 
 def explained_target(predictor: Any, label: str | int | float | None) -> tuple[int | None, str]:
