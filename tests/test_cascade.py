@@ -156,6 +156,21 @@ def test_cascade_predicts_through_both_stages_from_workdir_and_bundle(cascade: d
 
 
 @pytest.mark.slow
+def test_explain_gives_the_cascade_its_first_stages_prediction(cascade: dict[str, Path]) -> None:
+    """``automed explain`` of a cascade: the network's input holds the first stage's one-hot prediction too (it was
+    given the image alone, and medcam's failure told to choose another layer)."""
+    inputs = cascade["root"] / "explain_in"
+    inputs.mkdir(exist_ok=True)
+    image = cascade["data"] / "imagesTr" / "case_001.nii.gz"
+    shutil.copy(image, inputs / image.name)
+    out = api.explain(cascade["casc"], inputs, cascade["root"] / "explained", show_progress=False)
+    m, img = sitk.ReadImage(str(out[0])), sitk.ReadImage(str(image))
+    assert m.GetSize() == img.GetSize() and np.allclose(m.GetSpacing(), img.GetSpacing())
+    arr = sitk.GetArrayFromImage(m)
+    assert arr.min() >= 0.0 and arr.max() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
 def test_previous_stage_must_have_validated_every_case(cascade: dict[str, Path]) -> None:
     casc, low, root = cascade["casc"], cascade["low"], cascade["root"]
     plan = Plan.load(casc / "plan.json")

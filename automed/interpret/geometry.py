@@ -11,6 +11,7 @@ back the same way: the crop or padding undone (voxels the network never saw get 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +44,19 @@ def image_level_input(
 
 
 def segmentation_input(
-    channels: np.ndarray, spacing_zyx: tuple[float, ...], spec: Spec, patch: list[int], divisor: list[int]
+    channels: np.ndarray,
+    spacing_zyx: tuple[float, ...],
+    spec: Spec,
+    patch: list[int],
+    divisor: list[int],
+    extra: Callable[[np.ndarray, dict[str, Any]], np.ndarray] | None = None,
 ) -> NetworkInput:
     """A U-Net's input: the whole preprocessed image, each in-network axis padded to at least the patch and to a
-    multiple of ``divisor`` (a 2D configuration keeps its slices)."""
+    multiple of ``divisor`` (a 2D configuration keeps its slices). ``extra(data, props)``: the preprocessed image
+    with the channels a cascade stage adds (its first stage's one-hot prediction)."""
     data, props, _ = preprocess_image(channels.astype(np.float32, copy=False), list(spacing_zyx), spec)
+    if extra is not None:
+        data = extra(data, props)
     spatial = list(data.shape[1:])
     net_axes = spatial[-len(patch) :]
     size = [max(p, -(-s // d) * d) for s, p, d in zip(net_axes, patch, divisor, strict=True)]

@@ -6,7 +6,8 @@ the strongest attention (``OUT/<case>_<backend>.png``).
 What a map explains: a classification model's predicted class (or ``label``: a class name or ValueToPredict), a
 regression model's output, a segmentation model's class ``label`` (a label value or name; default the first
 foreground label) summed over the image. The map of a fold ensemble is the mean of its networks' maps (no test-time
-mirroring). A segmentation image goes through the network whole (padded to the patch at least): memory grows with
+mirroring). A cascade stage's network also gets its first stage's one-hot prediction, as in prediction (a
+``gbp`` map then holds the gradient on those channels too). A segmentation image goes through the network whole (padded to the patch at least): memory grows with
 the image; a 2D configuration's slices each get their own map, normalized on its own by medcam.
 """
 
@@ -290,8 +291,22 @@ def segmentation_map(predictor: Any, explainer: Any, channels: np.ndarray, geome
     from automed.interpret.geometry import back_to_input, segmentation_input
 
     net = predictor.cfg.network
+    extra = None
+    if (
+        getattr(predictor, "previous", None) is not None
+    ):  # a cascade stage: its first stage's prediction as input
+        from automed.preprocess.pipeline import preprocess_label
+        from automed.train.data import with_previous
+
+        first = predictor.previous.predict_arrays(channels, geometry).labels
+
+        def extra(data: np.ndarray, props: dict[str, Any]) -> np.ndarray:
+            prev = preprocess_label(first, props, predictor.plan, predictor.cfg, predictor.label_values)
+            out: np.ndarray = with_previous(data, prev, net.n_classes)
+            return out
+
     inp = segmentation_input(
-        channels, geometry.spacing_zyx, predictor.spec, list(predictor.patch), net.divisor
+        channels, geometry.spacing_zyx, predictor.spec, list(predictor.patch), net.divisor, extra
     )
 
     def one(x: np.ndarray) -> np.ndarray:
