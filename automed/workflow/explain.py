@@ -152,8 +152,9 @@ def log_validation_maps(
             cm = case_map(predictor, explainer, cd, channel, explains, None)
             shown = tracker.redactor.case(cid)
             title = f"{shown} | fold {fold} | {backend} | layer {explainer.layer_text} | {cm.explains}"
+            png = folder / f"{shown}_{backend}.png"
             write_overlay(
-                cd.channels[0], cm.values, cd.geometry.spacing_zyx, title, folder / f"{shown}_{backend}.png"
+                cd.channels[0], cm.values, cd.geometry.spacing_zyx, title, png, cd.geometry.direction
             )
         tracker.log_artifact(run_id, folder)
     return min(n_cases, len(chosen))
@@ -332,6 +333,6 @@ def write_case(out: Path, stem: str, values: np.ndarray, cd: Any, title: str) ->
     write_image(values.astype(np.float32), cd.geometry, tmp)
     tmp.replace(nii)
     ptmp = out / f".{stem}.partial.png"
-    write_overlay(cd.channels[0], values, cd.geometry.spacing_zyx, title, ptmp)
+    write_overlay(cd.channels[0], values, cd.geometry.spacing_zyx, title, ptmp, cd.geometry.direction)
     ptmp.replace(png)
     return [nii, png]
