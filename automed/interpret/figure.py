@@ -39,7 +39,7 @@ def as_viewed(a: np.ndarray, order: tuple[list[int], list[bool]] | None) -> np.n
         return a
     axes, flips = order
     out = a.transpose(axes)
-    return np.flip(out, [j for j in range(3) if flips[j]]) if any(flips) else out
+    return np.flip(out, tuple(j for j in range(3) if flips[j])) if any(flips) else out
 
 
 def write_overlay(
