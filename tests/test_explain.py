@@ -289,6 +289,17 @@ def test_default_layers_and_medcams_auto_choice() -> None:
     assert net.medcam_dict["current_layer"] == "heads.0"
 
 
+def test_a_container_of_blocks_is_no_layer() -> None:
+    """``--layer decoder`` (a ModuleList: no forward of its own) was accepted and medcam failed on the first case;
+    the list of layers offered named such containers too."""
+    unet = PlainUNet(_net(3))
+    with pytest.raises(ConfigError, match=r"Did you mean 'decoder\.0'") as err:
+        check_layer(unet, "decoder")
+    listed = str(err.value).split("(PlainUNet: ")[1].split(")")[0]
+    assert listed.startswith("encoder.0, encoder.1") and "decoder.0" in listed
+    assert not {"encoder", "decoder", "up", "heads"} & set(listed.split(", "))
+
+
 def test_guided_backprop_on_leaky_relu_networks() -> None:
     """medcam's gbp rectifies only at nn.ReLU: on automed's LeakyReLU networks it is the plain gradient; on
     guided_copy it is guided backpropagation (full backward hooks as the reference), with unchanged outputs; with

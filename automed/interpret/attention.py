@@ -108,7 +108,8 @@ def check_layer(network: nn.Module, layer: str | None) -> str:
     """``layer`` when ``network`` has such a module (did-you-mean otherwise), or the default layer."""
     if layer is None:
         return default_layer(network)
-    names = [n for n, _ in network.named_modules() if n]
+    # a ModuleList or ModuleDict only holds blocks: it has no forward for medcam to hook
+    names = [n for n, m in network.named_modules() if n and not isinstance(m, nn.ModuleList | nn.ModuleDict)]
     if layer in names:
         return layer
     blocks = [n for n in names if n.count(".") <= 1]
