@@ -107,6 +107,15 @@ def test_classification_map_in_the_png_inputs_geometry(models: dict[str, Any]) -
     arr = _same_geometry(out[0], models["cls_in"] / "case_001.png")
     assert arr.shape == (32, 28)  # a 2D input gives a 2D map
     _png(out[1])
+    # the same names again (here: another --label) replace the earlier maps only with --overwrite
+    before = out[0].read_bytes()
+    with pytest.raises(ArtifactError, match=r"earlier maps.*case_001_gcam"):
+        api.explain(models["cls"], models["cls_in"], models["root"] / "E1", label="one", show_progress=False)
+    assert out[0].read_bytes() == before
+    # another backend's maps go beside them
+    assert api.explain(
+        models["cls"], models["cls_in"], models["root"] / "E1", backend="gcampp", show_progress=False
+    )
     # a class given by name; an unknown one names the closest
     out = api.explain(
         models["cls"],

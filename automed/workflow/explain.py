@@ -53,7 +53,8 @@ def explain(
     (looked up in ``tracking_uri``): ``OUT/<case>_<backend>.nii.gz`` and ``.png`` per case, returned in that order.
 
     ``backend``: gcam, gbp, ggcam or gcampp; ``layer``: a module name of the network (default: a U-Net's last
-    decoder block, an image-level network's last encoder stage). ``output`` is claimed as predict's output is."""
+    decoder block, an image-level network's last encoder stage). ``output`` is claimed as predict's output is; maps
+    already there under the same names (another ``label`` or ``layer``) are replaced only with ``overwrite``."""
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
@@ -76,6 +77,15 @@ def explain(
     )
     cases = discover(input_path, predictor.n_channels)
     check_takes(cases, predictor)
+    stems = [f"{c.case_id}_{backend}" for c in cases]
+    earlier = [s for s in stems if (out / f"{s}.nii.gz").exists() or (out / f"{s}.png").exists()]
+    if earlier and not overwrite:  # maps of another --label or --layer have the same names
+        raise ArtifactError.single(
+            out,
+            "automed explain replaces earlier maps only with --overwrite",
+            f"earlier maps {', '.join(earlier[:3])}{' ...' if len(earlier) > 3 else ''}",
+            "choose a new folder, or pass --overwrite to replace them",
+        )
     channel, explains = explained_target(predictor, label)
     name = check_layer(predictor.models[0], layer)
     explainer = Explainer(predictor.models, backend=backend, layer=name, channel=channel)
