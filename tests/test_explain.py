@@ -241,6 +241,35 @@ def test_the_overlay_shows_the_axial_slice_as_a_viewer_does(
 
 
 @pytest.mark.slow
+def test_a_2d_segmentation_maps_each_slice_and_says_so_once(
+    models: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 2d configuration explains slice by slice, each normalized on its own: said once per run (it was said for
+    every case), as is guided backpropagation's hook warning."""
+    import yaml
+
+    root = models["root"]
+    (root / "two.yaml").write_text(
+        yaml.safe_dump({"extends": "cpu", "name": "two", "configurations": ["2d"]})
+    )
+    wd = api.train(
+        root / "s", root / "W2d", configuration="2d", preset=str(root / "two.yaml"), config=root / "cfg.yaml",
+        folds=2, workers=0, show_progress=False, register=False, tracking_uri=f"sqlite:///{root / 'm.db'}",
+    ).workdir  # fmt: skip
+    images = sorted((root / "s" / "imagesTr").iterdir())[:2]
+    caplog.clear()  # the training's own (explain: true)
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        out = api.explain(wd, root / "s" / "imagesTr", root / "E2d", backend="gbp", show_progress=False)
+    assert len(out) == 8
+    for image in images:
+        stem = image.name.removesuffix(".nii.gz")
+        arr = _same_geometry(root / "E2d" / f"{stem}_gbp.nii.gz", image)
+        assert arr.ndim == 3
+    assert caplog.text.count("normalized per slice") == 1
+    assert caplog.text.count("deprecated non-full backward hooks") == 1
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["cls", "seg"])
 def test_explain_true_logs_validation_maps_to_mlflow(models: dict[str, Any], kind: str) -> None:
     """``explain: true`` in the training config: three validation cases' maps under ``explain/`` of the training's

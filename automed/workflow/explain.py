@@ -89,6 +89,8 @@ def explain(
     channel, explains = explained_target(predictor, label)
     name = check_layer(predictor.models[0], layer)
     explainer = Explainer(predictor.models, backend=backend, layer=name, channel=channel)
+    if channel is not None and predictor.cfg.network.dimension == 2:
+        log.warning("a 2D configuration's map is normalized per slice: compare attention within a slice only")
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "explanations")
     written: list[Path] = []
@@ -326,8 +328,6 @@ def segmentation_map(predictor: Any, explainer: Any, channels: np.ndarray, geome
 
     if net.dimension == 3:
         return back_to_input(one(inp.data), inp, predictor.spec)
-    if inp.data.shape[1] > 1:
-        log.warning("a 2D configuration's map is normalized per slice: compare attention within a slice only")
     values = np.stack([one(inp.data[:, z]) for z in range(inp.data.shape[1])])
     return back_to_input(values, inp, predictor.spec)
 
