@@ -408,3 +408,25 @@ def test_a_training_with_explain_true_concludes_its_extend(models: dict[str, Any
     res = api.train(None, models["seg"], resume=True, extend=1, workers=0, show_progress=False)
     assert "extension" not in json.loads((models["seg"] / "train_config.json").read_text())
     assert res.fold_epochs and all(e >= 2 for e in res.fold_epochs.values())
+
+
+@pytest.mark.slow
+def test_maps_that_fail_are_said_and_the_training_concludes(
+    models: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``explain: true``'s maps are pictures, not the model: a failure making them is a warning and the training
+    concludes with its model (it failed the conclusion, and each ``--resume`` failed again)."""
+    import automed.workflow.explain as explain_module
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("hook failed")
+
+    monkeypatch.setattr(explain_module, "log_validation_maps", broken)
+    root = models["root"]
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        res = api.train(
+            root / "s", root / "Wfail", config=root / "cfg.yaml", folds=2, workers=0, show_progress=False,
+            register=False, tracking_uri=f"sqlite:///{root / 'm.db'}",
+        )  # fmt: skip
+    assert (res.workdir / "model.json").is_file() and res.model.folds == [0, 1]
+    assert "attention maps were not logged (RuntimeError: hook failed)" in caplog.text

@@ -7,6 +7,7 @@ them). ``train_config.json``: the frozen config and options; ``tracking.json``: 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from dataclasses import asdict, replace
@@ -50,6 +51,8 @@ from automed.workflow.train_start import (
     restore_training,
     start_training,
 )
+
+log = logging.getLogger("automed")
 
 
 def _save_config(wd: Path, config: TrainConfig) -> None:
@@ -258,11 +261,22 @@ def _conclude(
     )
     meta.save(wdir.model)
     if config.explain:
-        from automed.workflow.explain import log_validation_maps
-
-        log_validation_maps(wd, tracker, parent, rows, config.explain_backend)
+        _log_maps(wd, tracker, parent, rows, config.explain_backend)
     registered = register_training(wd, tracker, parent, task.score(cv)) if opts.register else None
     return cv, meta, registered
+
+
+def _log_maps(wd: Path, tracker: Tracker, parent: str, rows: list[dict[str, Any]], backend: str) -> None:
+    """``explain: true``: validation cases' attention maps in the MLflow run. Pictures, not the model: a failure is
+    said and the training concludes (it failed the conclusion, and every ``--resume`` failed again)."""
+    from automed.workflow.explain import log_validation_maps
+
+    try:
+        log_validation_maps(wd, tracker, parent, rows, backend)
+    except Exception as exc:
+        log.warning("explain: true - the validation cases' attention maps were not logged (%s: %s); the training "
+                    "is complete, `automed explain %s -i IMAGES -o OUT` makes maps from it", type(exc).__name__,
+                    exc, wd)  # fmt: skip
 
 
 def train_dataset(
