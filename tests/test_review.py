@@ -63,3 +63,35 @@ def test_review_index_opens_in_headless_chromium(tmp_path: Path) -> None:
     page = write_index(tmp_path, [{"case": "c1", "png": "c1.png", "json": "c1.json", "summary": "organ"}])
     log = headless_chromium(page.as_uri(), tmp_path / "shot.png")
     assert "INFO:CONSOLE" not in log and not page_requests(log)
+
+
+def test_a_review_shows_a_rotated_volume_as_a_viewer_does() -> None:
+    """Each label's three slices are shown as a viewer shows them (axial: anterior up, the patient's right on the
+    left; coronal and sagittal: head up), whatever the image's direction: an image stored rotated in-plane and head
+    to foot was drawn in voxel order, rotated and upside down. The titles name the image's own voxel index."""
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(1)
+    image = rng.random((6, 8, 10))
+    labels = np.zeros((6, 8, 10), dtype=np.uint8)
+    labels[1:3, 2:5, 6:9] = 1  # centre z=1.5 (rounded 2), y=3, x=7 in the image's own grid
+    direction = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, -1.0)  # x index runs posterior, y right, z down
+
+    def lps(a: np.ndarray) -> np.ndarray:
+        img = sitk.GetImageFromArray(a)
+        img.SetDirection(direction)
+        return sitk.GetArrayFromImage(sitk.DICOMOrient(img, "LPS"))
+
+    fig = review_figure(image, labels, {1: "organ"}, "c1", direction)
+    shown = [np.asarray(ax.images[0].get_array()) for ax in fig.axes]
+    viewed, viewed_labels = lps(image), lps(labels)
+    centre = [round(float(c)) for c in np.argwhere(viewed_labels == 1).mean(axis=0)]
+    for axis in range(3):
+        assert np.array_equal(shown[axis], np.take(viewed, centre[axis], axis=axis)), axis
+    titles = [ax.get_title() for ax in fig.axes]
+    assert (
+        titles[0] == f"organ z={5 - centre[0]}"
+    )  # the viewed axial slice is the image's z, counted from its end
+    assert {t.split()[1][0] for t in titles} == {"z", "y", "x"}
+    plain = review_figure(image, labels, {1: "organ"}, "c1")  # no direction: voxel order, as before
+    assert np.array_equal(np.asarray(plain.axes[0].images[0].get_array()), image[2])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from automed.data.io import Geometry
+from automed.evaluate.viewing import as_viewed, lps_order, viewed_index
 
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
@@ -82,9 +84,15 @@ def _slices(labels: np.ndarray, names: dict[int, str]) -> list[tuple[str, int, i
     return out
 
 
-def review_figure(image: np.ndarray, labels: np.ndarray, names: dict[int, str], title: str) -> Figure:
+def review_figure(
+    image: np.ndarray, labels: np.ndarray, names: dict[int, str], title: str, direction: Sequence[float] = ()
+) -> Figure:
     """The image with every label's contour: one panel for a 2D image, three orthogonal slices through the largest
-    component of each label for a volume (the middle slices when nothing was found)."""
+    component of each label for a volume (the middle slices when nothing was found), shown as a viewer shows them
+    whatever the image's ``direction`` (``viewing.lps_order``); panel titles name the image's own voxel index."""
+    shape = labels.shape
+    order = lps_order(direction) if labels.shape[0] > 1 else None
+    image, labels = as_viewed(image, order), as_viewed(labels, order)
     values = sorted(names)
     panels = (
         [("", 0, 0)]
@@ -102,7 +110,7 @@ def review_figure(image: np.ndarray, labels: np.ndarray, names: dict[int, str], 
         for j, v in enumerate(values):
             if (lab == v).any():
                 ax.contour(lab == v, levels=[0.5], colors=COLOURS[j % len(COLOURS)], linewidths=1.0)
-        ax.set_title(f"{name} {'zyx'[axis]}={index}" if name else "", fontsize=8)
+        ax.set_title(f"{name} {viewed_index(order, shape, axis, index)}" if name else "", fontsize=8)
         ax.axis("off")
     legend = "  ".join(f"{names[v]}" for v in values)
     fig.suptitle(f"{title}   {legend}", fontsize=9)

@@ -9,37 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from automed.evaluate.viewing import as_viewed, lps_order
+
 
 def strongest_slice(values: np.ndarray) -> int:
     """The index on the first axis of ``values`` ``(z, y, x)`` whose slice holds the most attention (the middle
     slice when the map is empty)."""
     totals = values.reshape(values.shape[0], -1).sum(axis=1)
     return int(np.argmax(totals)) if float(totals.max()) > 0 else values.shape[0] // 2
-
-
-def lps_order(direction: Sequence[float]) -> tuple[list[int], list[bool]] | None:
-    """How a ``(z, y, x)`` array of a 3D image with ``direction`` becomes ``(S, P, L)`` (each index axis taken as
-    the patient axis nearest to it, as ``SimpleITK.DICOMOrient(image, "LPS")``): the array axes to transpose to and
-    whether each new axis is flipped; ``None`` for a 2D image or two index axes nearest the same patient axis."""
-    if len(direction) != 9:
-        return None
-    d = np.asarray(direction, dtype=np.float64).reshape(3, 3)  # column i: index axis i (x, y, z) in LPS
-    nearest = [int(np.argmax(np.abs(d[:, i]))) for i in range(3)]
-    if sorted(nearest) != [0, 1, 2]:
-        return None
-    index_axis = [
-        nearest.index(2 - j) for j in range(3)
-    ]  # new array axis j holds patient axis 2 - j (S, P, L)
-    return [2 - i for i in index_axis], [bool(d[nearest[i], i] < 0) for i in index_axis]
-
-
-def as_viewed(a: np.ndarray, order: tuple[list[int], list[bool]] | None) -> np.ndarray:
-    """``a`` ``(z, y, x)`` reordered by :func:`lps_order` (unchanged when ``order`` is None)."""
-    if order is None:
-        return a
-    axes, flips = order
-    out = a.transpose(axes)
-    return np.flip(out, tuple(j for j in range(3) if flips[j])) if any(flips) else out
 
 
 def write_overlay(

@@ -44,7 +44,7 @@ class ReviewWriter:
             return
         found = describe(res.labels, res.probabilities, geometry, self.names, self.index)
         write_json_atomic(self.folder / f"{case_id}.json", {"case": case_id, **found})
-        self._save(case_id, review_figure(channels[0], res.labels, self.names, case_id))
+        self._save(case_id, review_figure(channels[0], res.labels, self.names, case_id, geometry.direction))
         unit = found["unit"]
         summary = "; ".join(
             f"{n}: {e[f'size_{unit}']:.0f} {unit} in {e['n_components']} component(s)"
