@@ -170,11 +170,10 @@ class WorkDir:
                 f"pass its best trial's work dir ({self.root.name}/trials/<key>, see trials.csv), or train "
                 f"`automed train DATASET --config {self.root.name}/best_config.yaml -o NEW_DIR`",
             )  # fmt: skip
-        if not self.model.exists() and any(
-            (self.root / f).exists() for f in ("dataset.json", "imagesTr", "labelsTr")
-        ):
+        if not self.model.exists() and _is_dataset(self.root):
             raise ArtifactError.single(
-                self.root, "a model is a training work dir", "a dataset folder",
+                self.root, "a model is a training work dir",
+                "a dataset file" if self.root.is_file() else "a dataset folder",
                 "train it first into a new folder: `automed train DATASET -o NEW_DIR`, then pass NEW_DIR",
             )  # fmt: skip
         if (
@@ -189,6 +188,29 @@ class WorkDir:
         return require(
             self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
         )
+
+
+# automed's own files in a work dir: a folder holding one is never taken for a dataset
+_WORKDIR_MARKERS = ("plan.json", "fingerprint.json", "train_config.json", "tracking.json", "splits.json")
+_IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # fmt: skip
+
+
+def _is_dataset(root: Path) -> bool:
+    """Whether ``root`` (no ``model.json``) is a dataset: an MSD / nnU-Net folder, a CSV dataset or its folder (a
+    ``.csv`` with a SubjectID column), a ``dataset.json``, or a folder of one sub-folder of images per class."""
+    if any((root / f).exists() for f in ("dataset.json", "imagesTr", "labelsTr")):
+        return True
+    if root.is_file():
+        return root.suffix.lower() == ".csv" or root.name == "dataset.json"
+    if not root.is_dir() or any((root / m).exists() for m in _WORKDIR_MARKERS):
+        return False
+    for csv in root.glob("*.csv"):
+        with contextlib.suppress(OSError, UnicodeDecodeError), csv.open(encoding="utf-8-sig") as f:
+            if "subjectid" in f.readline().lower():
+                return True
+    dirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    with_images = [d for d in dirs if any(f.name.lower().endswith(_IMAGE_ENDINGS) for f in d.iterdir())]
+    return len(dirs) >= 2 and len(with_images) >= 2
 
 
 def relative_place(target: Path, folder: Path) -> str:

@@ -265,6 +265,25 @@ def test_a_sweep_folder_or_dataset_as_a_model_says_what_to_pass(tmp_path: Path) 
         WorkDir(data).require_model()
 
 
+def test_a_csv_or_class_folder_dataset_as_a_model_is_named_a_dataset(tmp_path: Path) -> None:
+    """A CSV dataset's folder, or a folder of one sub-folder of images per class, was told to train into itself."""
+    from automed.errors import ArtifactError
+    from automed.testing.synthetic_image_level import make_classification
+    from automed.workdir import WorkDir
+
+    csv = make_classification(tmp_path / "c", n_cases=4)
+    for data in (csv.parent, csv):  # the CSV's folder, or the CSV itself
+        with pytest.raises(ArtifactError, match=r"a dataset.*into a new folder") as exc:
+            WorkDir(data).require_model()
+        assert "-o " + str(data) not in str(exc.value)
+    classes = tmp_path / "by_class"
+    for name in ("benign", "malignant"):
+        (classes / name).mkdir(parents=True)
+        (classes / name / "a.png").write_bytes(b"")
+    with pytest.raises(ArtifactError, match=r"a dataset folder"):
+        WorkDir(classes).require_model()
+
+
 def test_a_latency_target_is_positive(tmp_path: Path) -> None:
     from automed import api
     from automed.errors import ConfigError
