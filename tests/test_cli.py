@@ -130,6 +130,16 @@ def test_usage_error_is_clicks_message(tmp_path: Path) -> None:
     assert "unexpected error" not in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("verb", ["train", "plan", "sweep", "patch-miner"])
+def test_negative_workers_is_refused_before_any_work(tmp_path: Path, verb: str) -> None:
+    """--workers -1 planned and preprocessed, then failed in torch's DataLoader with an unexpected ValueError."""
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    r = runner.invoke(app, ["-q", verb, str(data), "-o", str(tmp_path / "W"), "--workers", "-1"])
+    said = " ".join(r.output.replace("│", " ").split())  # click's box, wrapped at the terminal's width
+    assert r.exit_code == 2 and "'--workers'" in said and "greater than or equal to 0" in said
+    assert not (tmp_path / "W").exists()
+
+
 def test_resume_refuses_another_output(tmp_path: Path) -> None:
     """``--resume W -o W2`` would train W while the user expects W2: refused before anything runs."""
     r = runner.invoke(app, ["-q", "train", "--resume", str(tmp_path / "W"), "-o", str(tmp_path / "W2")])

@@ -57,7 +57,10 @@ WorkdirOpt = Annotated[Path, typer.Option("--output", "-o", help="Work directory
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        "--workers", "-w", help="Worker processes (default: AUTOMED_WORKERS, else one per core, at most 8)."
+        "--workers",
+        "-w",
+        min=0,
+        help="Worker processes, 0 for none (default: AUTOMED_WORKERS, else one per core, at most 8).",
     ),
 ]
 DeviceOpt = Annotated[str | None, typer.Option(help="cuda, cpu or auto.")]

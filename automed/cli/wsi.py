@@ -47,6 +47,7 @@ def patch_miner(
         typer.Option(
             "--workers",
             "-w",
+            min=0,
             help="Worker processes, each with its own slide readers (default: one per core, at most 8; "
             "AUTOMED_WORKERS).",
         ),
