@@ -27,6 +27,13 @@ def default_workers() -> int:
     """Worker count from ``AUTOMED_WORKERS`` or the CPU count (at most 8)."""
     env = os.environ.get("AUTOMED_WORKERS")
     if env:
+        if not env.strip().isdigit():
+            from automed.errors import ConfigError
+
+            raise ConfigError.single(
+                "AUTOMED_WORKERS", "a worker count is a whole number of at least 0", repr(env),
+                "set it to e.g. 4 (0 or 1: no worker processes), or unset it for one per core",
+            )  # fmt: skip
         return max(1, int(env))
     return max(1, min(8, os.cpu_count() or 1))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,31 @@ def test_negative_workers_is_refused_before_any_work(tmp_path: Path, verb: str) 
     said = " ".join(r.output.replace("│", " ").split())  # click's box, wrapped at the terminal's width
     assert r.exit_code == 2 and "'--workers'" in said and "greater than or equal to 0" in said
     assert not (tmp_path / "W").exists()
+
+
+@pytest.mark.parametrize("value", ["abc", "-2", "2.5"])
+def test_a_bad_automed_workers_names_the_variable(tmp_path: Path, value: str) -> None:
+    """AUTOMED_WORKERS=abc ended in an unexpected ValueError (invalid literal for int()) naming no variable."""
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    env = {**os.environ, "AUTOMED_WORKERS": value}
+    r = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "-q", "plan", str(data), "-o", str(tmp_path / "W")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "unexpected error" not in said, said
+    assert f"AUTOMED_WORKERS: a worker count is a whole number of at least 0; found {value!r}" in said
+    assert "Fix: " in said and not (tmp_path / "W").exists()
+
+
+def test_export_repeats_is_at_least_one(tmp_path: Path) -> None:
+    """--repeats -1 exported and reported a timing of no timed prediction."""
+    r = runner.invoke(app, ["-q", "export", str(tmp_path / "M"), "--repeats", "0"])
+    said = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 2 and "'--repeats'" in said and "greater than or equal to 1" in said
 
 
 def test_resume_refuses_another_output(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def export(
             "f32, bf16 or f16."
         ),
     ] = "auto",
-    repeats: Annotated[int, typer.Option(help="Timed predictions per runtime (best is kept).")] = 1,
+    repeats: Annotated[int, typer.Option(min=1, help="Timed predictions per runtime (best is kept).")] = 1,
     tracking_uri: RegistryUriOpt = None,
     overwrite: OverwriteOpt = False,
     keep_case_ids: KeepCaseIdsOpt = False,
