@@ -4,6 +4,7 @@ from a CSV, checked against hand-computed values and scikit-learn; outputs never
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,6 +256,9 @@ def test_cli_verb_prints_the_headline(folders: tuple[Path, Path], tmp_path: Path
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     assert "segmentation: 3 cases, foreground mean Dice" in " ".join(r.stdout.split())
+    assert re.search(
+        r"metrics .*3/3", r.stdout + r.stderr
+    )  # the cases' progress (its final line off a terminal)
     bad = subprocess.run(
         [sys.executable, "-m", "automed.cli", "metrics", str(pred), "--reference", str(ref), "-o", str(tmp_path / "p"),
          "--region", "whole"],

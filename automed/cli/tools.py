@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from automed.cli._common import ReplaceOutputOpt, TrackingUriOpt, out
+from automed.cli._common import ReplaceOutputOpt, TrackingUriOpt, out, progress
 
 app = typer.Typer()
 
@@ -158,6 +158,7 @@ def metrics(
         tolerance=tolerance,
         missing_value=missing_value,
         overwrite=overwrite,
+        show_progress=progress(),
     )
     out.print(f"{res.kind}: {headline(res)}")
     out.print(f"written: {res.folder / 'metrics.csv'}, {res.folder / 'summary.json'}")

@@ -22,6 +22,7 @@ from automed.evaluate.grid import on_reference_grid
 from automed.evaluate.image_level import classification_metrics, regression_metrics
 from automed.evaluate.metrics import METRIC_DEFINITIONS, label_metrics
 from automed.evaluate.summary import METRICS, summarize
+from automed.parallel import progress_bar
 
 Kind = Literal["segmentation", "classification", "regression", "synthesis"]
 KINDS: tuple[Kind, ...] = ("segmentation", "classification", "regression", "synthesis")
@@ -99,6 +100,7 @@ def segmentation_rows(
     *,
     tolerance: float = 1.0,
     missing_value: float | None = None,
+    show_progress: bool = False,
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """Per case, label and region: the metrics of :func:`automed.evaluate.metrics.label_metrics`, and the values
     predictions hold that were not scored. Without ``labels`` every foreground value found in a reference or a
@@ -110,9 +112,11 @@ def segmentation_rows(
         for v in np.unique(_load(p.target, p.case, "reference")[0]).tolist()
         if int(v) != 0
     }
-    rows, extra = _label_rows(pairs, names, regions, tolerance, missing_value)
+    rows, extra = _label_rows(pairs, names, regions, tolerance, missing_value, show_progress)
     if labels is None and extra:  # a value only predictions hold: a second pass for those labels alone
-        more, _ = _label_rows(pairs, {v: str(v) for v in sorted(extra)}, {}, tolerance, missing_value)
+        more, _ = _label_rows(
+            pairs, {v: str(v) for v in sorted(extra)}, {}, tolerance, missing_value, show_progress
+        )
         return rows + more, []
     return rows, sorted(extra)
 
@@ -123,27 +127,45 @@ def _label_rows(
     regions: dict[str, list[int]],
     tolerance: float,
     missing_value: float | None,
+    show_progress: bool = False,
 ) -> tuple[list[dict[str, Any]], set[int]]:
     """The rows of ``names`` and ``regions``, and the foreground values predictions hold outside ``names``."""
     groups = {str(v): ([v], n) for v, n in sorted(names.items()) if v != 0}
     groups.update({f"region:{n}": (vals, n) for n, vals in regions.items()})
     rows: list[dict[str, Any]] = []
     extra: set[int] = set()
-    for p in pairs:
-        ref, geo = _load(p.target, p.case, "reference")
-        pred = None if p.prediction is None else _prediction(p, geo)
-        if pred is not None:
-            extra |= {int(v) for v in np.unique(pred).tolist() if int(v) != 0 and int(v) not in names}
-        for key, (values, name) in groups.items():
-            row: dict[str, Any] = {"case": p.case, "label": key, "name": name}
-            if pred is None:
-                assert missing_value is not None, "the caller refuses missing predictions without a value"
-                row.update({m: missing_value for m in METRICS}, missing=True)
-            else:
-                m = label_metrics(np.isin(ref, values), np.isin(pred, values), geo.spacing_zyx, tolerance)
-                row.update(m.to_dict(), missing=False)
-            rows.append(row)
+    with progress_bar(disable=not show_progress) as bar:  # HD95/ASSD/NSD of large volumes take seconds a case
+        task = bar.add_task("metrics", total=len(pairs))
+        for p in pairs:
+            rows += _case_rows(p, groups, names, tolerance, missing_value, extra)
+            bar.advance(task)
     return rows, extra
+
+
+def _case_rows(
+    p: Pair,
+    groups: dict[str, tuple[list[int], str]],
+    names: dict[int, str],
+    tolerance: float,
+    missing_value: float | None,
+    extra: set[int],
+) -> list[dict[str, Any]]:
+    """One case's rows (``extra`` takes the foreground values its prediction holds outside ``names``)."""
+    rows: list[dict[str, Any]] = []
+    ref, geo = _load(p.target, p.case, "reference")
+    pred = None if p.prediction is None else _prediction(p, geo)
+    if pred is not None:
+        extra |= {int(v) for v in np.unique(pred).tolist() if int(v) != 0 and int(v) not in names}
+    for key, (values, name) in groups.items():
+        row: dict[str, Any] = {"case": p.case, "label": key, "name": name}
+        if pred is None:
+            assert missing_value is not None, "the caller refuses missing predictions without a value"
+            row.update({m: missing_value for m in METRICS}, missing=True)
+        else:
+            m = label_metrics(np.isin(ref, values), np.isin(pred, values), geo.spacing_zyx, tolerance)
+            row.update(m.to_dict(), missing=False)
+        rows.append(row)
+    return rows
 
 
 def segmentation_summary(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:

@@ -303,6 +303,7 @@ def metrics(
     tolerance: float = 1.0,
     missing_value: float | None = None,
     overwrite: bool = False,
+    show_progress: bool = False,
 ) -> MetricsResult:
     """Score ``input_path`` (a CSV, or a folder of predictions with ``reference``) into ``output``; see the module
     docstring. ``problem``: ``auto`` (label maps, intensity images, classes or values, from the targets) or one of
@@ -356,6 +357,7 @@ def metrics(
             region_map,
             tolerance=tolerance,
             missing_value=missing_value,
+            show_progress=show_progress,
         )
         summary = segmentation_summary(rows, tolerance)
         if unscored:
