@@ -228,3 +228,13 @@ def test_a_sweep_folder_or_a_trial_run_given_to_report_gets_a_fix_that_works(tmp
     run = client.create_run(client.create_experiment("e"), tags={"trial": "t0001"}).info.run_id
     with pytest.raises(ArtifactError, match="a sweep trial's run without cv/"):
         api.report([f"runs:/{run}"], tmp_path / "R2", tracking_uri=uri, log_to_mlflow=False)
+
+
+def test_an_output_named_like_a_page_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``-o rep.html`` became a folder named like a page with report.html inside it: refused, naming a folder."""
+    from automed import api
+    from automed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"is a folder.*-o .*rep\b") as err:
+        api.report([tmp_path / "nowhere"], tmp_path / "rep.html")
+    assert "rep.html" in str(err.value) and not (tmp_path / "rep.html").exists()

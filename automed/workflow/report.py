@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from automed.artifacts import atomic_directory, claim_output, mark_output
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
 from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
@@ -271,6 +271,11 @@ def report(
 
     from automed.workflow.report_inputs import RUN_PREFIX, resolve
 
+    if Path(output).suffix.lower() in (".html", ".htm") and not Path(output).is_dir():
+        raise ConfigError.single(  # it became a folder named like a page, the page inside it
+            "--output", "the report's output is a folder (report.html, its pictures and tables go inside)",
+            str(output), f"pass a folder, e.g. -o {Path(output).with_suffix('')}",
+        )  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="automed-report-inputs-") as scratch:
         inputs = resolve(list(runs), Path(scratch), tracking_uri)
         local = [Path(r) for r in runs if not str(r).startswith(RUN_PREFIX)]
