@@ -261,8 +261,9 @@ def test_preset_bad_value(tmp_path: Path) -> None:
 
 
 def test_unknown_preset_name() -> None:
-    with pytest.raises(ConfigError, match="Did you mean 'default'"):
+    with pytest.raises(ConfigError, match="Did you mean 'default'") as err:
         load_preset("defualt")
+    assert str(err.value.problems[0].file) == "--preset"  # what the user typed, not automed's presets folder
 
 
 def test_cli_error_is_one_message_without_traceback(ds: Path, tmp_path: Path) -> None:

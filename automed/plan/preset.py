@@ -166,7 +166,7 @@ def load_preset(name_or_path: str | Path) -> Preset:
         cand = PRESETS_DIR / f"{p}.yaml"
         if not cand.is_file():
             raise ConfigError.single(
-                PRESETS_DIR,
+                "--preset",  # what the user typed (the presets' folder is automed's)
                 f"the preset must be one of {names} or a YAML path",
                 repr(str(p)),
                 f"pick a listed preset.{did_you_mean(str(p), names)}",
