@@ -331,6 +331,8 @@ def test_classification_export_parity_and_torch_free_bundle(
     )
     assert r.exit_code == 0, r.output
     assert "same prediction" in r.output and "reference" in r.output
+    # its steps (two folds to ONNX and OpenVINO, the bundle, parity) as a progress bar; off a terminal, its last state
+    assert re.search(r"export .*6/6", r.output), r.output
     report = json.loads((tmp_path / "E" / "export.json").read_text())
     assert report["task"] == "classification" and set(report["parity"]) >= {"onnxruntime", "openvino_f32"}
     assert all(r["passed"] and r["same_prediction"] for r in report["parity"].values()), report["parity"]

@@ -64,6 +64,7 @@ def export(
         tracking_uri=tracking_uri,
         overwrite=overwrite,
         keep_case_ids=keep_case_ids,
+        show_progress=progress(),
     )
     rep = res.report
     if "parity" in rep:
@@ -106,6 +107,7 @@ def package(
         tracking_uri=tracking_uri,
         overwrite=overwrite,
         keep_case_ids=keep_case_ids,
+        show_progress=progress(),
     )
     out.print(
         f"cube written to {res.folder} (image {res.image}); build with: docker build -t {res.image} {res.folder / 'project'}"

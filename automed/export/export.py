@@ -16,6 +16,7 @@ and Dice >= 0.98 (bf16 keeps 8 bits of mantissa). Latency: full prediction of th
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,13 +111,23 @@ def _timed(
     return best_of(lambda: pred.predict_arrays(channels, geometry, probabilities=True), repeats)
 
 
+def quiet(what: str) -> None:
+    """A step of an export, not shown (the default of ``step``)."""
+
+
 def _export_networks(
-    predictor: Predictor, folder: Path, formats: list[str], report: dict[str, Any], tag: str
+    predictor: Predictor,
+    folder: Path,
+    formats: list[str],
+    report: dict[str, Any],
+    tag: str,
+    step: Callable[[str], None] = quiet,
 ) -> tuple[list[Path], list[Path]]:
     """One training's fold networks to ``folder/onnx`` (and ``folder/openvino``); their paths."""
     net = predictor.cfg.network
     onnx_files, ov_files = [], []
     for k, model in enumerate(predictor.models):
+        step(f"{tag}ONNX fold {k}")
         path = folder / "onnx" / f"fold_{k}.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         report["export_seconds"][f"{tag}onnx_fold_{k}"] = export_onnx(
@@ -125,6 +136,7 @@ def _export_networks(
         onnx_files.append(path)
     if "openvino" in formats:
         for k, path in enumerate(onnx_files):
+            step(f"{tag}OpenVINO fold {k}")
             xml = folder / "openvino" / f"fold_{k}.xml"
             xml.parent.mkdir(parents=True, exist_ok=True)
             report["export_seconds"][f"{tag}openvino_fold_{k}"] = export_openvino(path, xml)
@@ -141,9 +153,10 @@ def export_predictor(
     ov_precision: str = "f32",
     repeats: int = 1,
     threads: int | None = None,
+    step: Callable[[str], None] = quiet,
 ) -> ExportResult:
     """Export ``predictor``'s fold networks (every member's, for a pair), then check parity and time them on
-    ``case`` (id, channels, geometry)."""
+    ``case`` (id, channels, geometry); ``step`` is told each step as it starts (a progress display)."""
     members = parts(predictor)
     cascade = [m.configuration for m in members if m.previous is not None]
     if cascade:
@@ -176,7 +189,7 @@ def export_predictor(
         # networks/..., not ./onnx: it would shadow the package; a pair's members under networks/member_<i>/
         folder = out / "networks" if len(members) == 1 else out / "networks" / f"member_{i}"
         tag = "" if len(members) == 1 else f"member_{i}_"
-        onnx_i, ov_i = _export_networks(p, folder, formats, report, tag)
+        onnx_i, ov_i = _export_networks(p, folder, formats, report, tag, step)
         onnx_files.append(onnx_i)
         ov_files.append(ov_i)
         files = {"onnx": [str(f.relative_to(out)) for f in onnx_i]}
@@ -186,8 +199,10 @@ def export_predictor(
             files.pop("onnx")
         member_files.append(files)
     report["files"] = all_files(member_files)
+    step("bundle")
     write_bundle(predictor, out, member_files, ov_precision)
     if case is not None:
+        step("parity and latency on one case")
         report.update(
             _check(predictor, formats, onnx_files, ov_files, case, ov_precision, repeats, threads, out)
         )

@@ -9,6 +9,7 @@ standard deviation (<= 1e-3 in float32, <= 0.1 in bf16).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from automed.data.io import Geometry
 from automed.export.bundle import copy_runtime, python_needed, readable, shipped_model, write_requirements
 from automed.export.card import INTENDED_USE
 from automed.export.export import THRESHOLDS as SEGMENTATION_THRESHOLDS
-from automed.export.export import ExportResult
+from automed.export.export import ExportResult, quiet
 from automed.export.formats import OPSET, OnnxModule, OpenVinoModule, export_onnx, export_openvino
 from automed.export.timing import best_of
 from automed.infer.image_level import ImagePrediction, ImagePredictor
@@ -153,9 +154,10 @@ def export_image_predictor(
     *,
     ov_precision: str = "f32",
     repeats: int = 1,
+    step: Callable[[str], None] = quiet,
 ) -> ExportResult:
     """Export the fold networks, write the bundle, and check parity and latency on ``case`` (id, channels,
-    geometry)."""
+    geometry); ``step`` is told each step as it starts (a progress display)."""
     out.mkdir(parents=True, exist_ok=True)
     net = predictor.cfg.network
     report: dict[str, Any] = {
@@ -172,6 +174,7 @@ def export_image_predictor(
     }
     onnx_files, ov_files = [], []
     for k, model in enumerate(predictor.models):
+        step(f"ONNX fold {k}")
         path = out / "networks" / "onnx" / f"fold_{k}.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
         report["export_seconds"][f"onnx_fold_{k}"] = export_onnx(
@@ -179,6 +182,7 @@ def export_image_predictor(
         )
         onnx_files.append(path)
         if "openvino" in formats:
+            step(f"OpenVINO fold {k}")
             xml = out / "networks" / "openvino" / f"fold_{k}.xml"
             xml.parent.mkdir(parents=True, exist_ok=True)
             report["export_seconds"][f"openvino_fold_{k}"] = export_openvino(path, xml)
@@ -186,8 +190,10 @@ def export_image_predictor(
     paths = {"onnx": onnx_files, "openvino": ov_files}
     files = {r: [str(p.relative_to(out)) for p in paths[r]] for r in formats}
     report["files"] = files
+    step("bundle")
     write_image_bundle(predictor, out, files, ov_precision)
     if case is not None:
+        step("parity and latency on one case")
         report.update(_check(predictor, formats, paths, case, ov_precision, repeats, out))
     write_json_atomic(out / "export.json", report)
     readable(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 from automed.errors import ArtifactError, ConfigError
 from automed.export.export import ExportResult
 from automed.package.mlcube import PackageResult
+from automed.parallel import progress_bar
 from automed.workdir import WorkDir
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.predict import load_predictor, model_dir, pair_workdirs
@@ -28,6 +29,7 @@ def export(
     overwrite: bool = False,
     keep_case_ids: bool = False,
     link: bool = True,
+    show_progress: bool = False,
 ) -> ExportResult:
     """Export a trained model's fold networks to ONNX / OpenVINO and check parity and latency on a real case.
 
@@ -116,13 +118,22 @@ def export(
             "a pair chosen by automed select",
             "export each member's work dir (the pair's model_bundle predicts with `automed predict`)",
         )
-    with atomic_directory(final) as tmp:  # a failed export leaves the earlier one (and its link) in place
+    with atomic_directory(final) as tmp, progress_bar(disable=not show_progress) as bar:
+        # a failed export leaves the earlier one (and its link) in place
+        task = bar.add_task("export", total=None)
+
+        def step(what: str) -> None:  # each network's conversion, the bundle, the parity and latency check
+            bar.update(task, description=f"export: {what}", advance=1)
+
         if image_level:
             res = export_image_predictor(
-                predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats
+                predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats, step=step
             )
         else:
-            res = export_predictor(predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats)
+            res = export_predictor(
+                predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats, step=step
+            )
+        bar.update(task, description="export", total=bar.tasks[0].completed)
         failed = parity_failures(res.report)
         if (
             failed
@@ -175,6 +186,7 @@ def package(
     tracking_uri: str | None = None,
     overwrite: bool = False,
     keep_case_ids: bool = False,
+    show_progress: bool = False,
 ) -> PackageResult:
     """An MLCube / MedPerf cube folder for a trained model (exported first unless ``export_dir`` is given).
     ``mlcube`` is never the model or export folder (or one holding them); an existing folder is replaced only when
@@ -199,6 +211,7 @@ def package(
                 tracking_uri=tracking_uri,
                 keep_case_ids=keep_case_ids,
                 link=False,
+                show_progress=show_progress,
             ).folder
             meta = json.loads((bundle / "preprocess.json").read_text())
             return write_cube(bundle, Path(mlcube), meta, image)
