@@ -310,6 +310,8 @@ def test_files_a_csv_lists_are_protected_from_the_output(tmp_path: Path) -> None
     _img(imgs / "case1.nii.gz", np.zeros((4, 5, 6), np.float32))
     (tmp_path / "csvs").mkdir()
     (tmp_path / "csvs" / "in.csv").write_text(f"SubjectID,Channel_0\ncase1,{imgs / 'case1.nii.gz'}\n")
+    (tmp_path / "model").mkdir()  # a model folder (its weights are never read: the output is refused first)
+    (tmp_path / "model" / "model.json").write_text("{}")
     with pytest.raises(ArtifactError, match="must not be, or hold"):  # before any model is loaded
         api.predict(tmp_path / "model", tmp_path / "csvs" / "in.csv", imgs, overwrite=True)
     # automed metrics: the references a CSV lists

@@ -284,6 +284,21 @@ def test_a_csv_or_class_folder_dataset_as_a_model_is_named_a_dataset(tmp_path: P
         WorkDir(classes).require_model()
 
 
+def test_predict_names_a_model_that_is_none_before_its_output(tmp_path: Path) -> None:
+    """``automed predict DATASET -i IN -o OUT`` with OUT holding earlier predictions: the model is the first thing to
+    fix (it was told of the output first, then, that fixed, of the model)."""
+    from automed import api
+    from automed.errors import ArtifactError
+
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    out = tmp_path / "P"
+    out.mkdir()
+    (out / "earlier.nii.gz").write_bytes(b"")
+    with pytest.raises(ArtifactError, match=r"a dataset folder.*into a new folder"):
+        api.predict(data, data / "imagesTr", out)
+    assert sorted(p.name for p in out.iterdir()) == ["earlier.nii.gz"]
+
+
 def test_a_latency_target_is_positive(tmp_path: Path) -> None:
     from automed import api
     from automed.errors import ConfigError

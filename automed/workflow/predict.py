@@ -182,7 +182,10 @@ def predict(
         training_run(model, tracking_uri)
     protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
     if not str(model).startswith("models:/"):
-        protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
+        chosen = model_dir(Path(model))
+        protected += [Path(model), chosen]  # a selection folder's chosen work dir too
+        if not WorkDir(chosen).pair.is_file():  # no model here is the first thing to fix, before the output
+            WorkDir(chosen).require_model()
     out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
     earlier = out.is_dir() and any(p.name != OUTPUT_MARKER for p in out.iterdir())
     if earlier and not overwrite:  # another model's (or input's) predictions would mix with these
