@@ -49,10 +49,8 @@ def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker
             raise
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / SELECTION_FILE, res)
-    stale = WorkDir(out).pair
-    if (
-        len(members) == 1 and stale.is_file()
-    ):  # an earlier selection's pair (selection.json no longer chooses it)
+    stale = WorkDir(out).pair  # an earlier selection's pair: selection.json no longer chooses it
+    if len(members) == 1 and stale.is_file():
         shutil.rmtree(stale.parent)
     log_record(tracker, run, out / SELECTION_FILE)
     tracker.end_run(run)

@@ -51,8 +51,8 @@ def recorded_decisions(wdir: WorkDir, typed: str, unchanged: bool) -> dict[str, 
 def keep_decisions(saved: dict[str, Any], opts: TrainOptions) -> tuple[TrainConfig, TrainOptions]:
     """The config and options the first run of this command decided, with this call's other options."""
     options = saved["options"]
-    if opts.folds_reason or options.get("folds_reason"):
+    if options.get("folds_reason"):  # the budget decided something
         log.info("the same command as before: its recorded decisions are kept (not probed again): %s",
-                 options.get("folds_reason") or "folds as typed")  # fmt: skip
+                 options["folds_reason"])  # fmt: skip
     kept = {k: options[k] for k in DECIDED if k in options}
     return TrainConfig.model_validate(saved["config"]), replace(opts, **kept)
