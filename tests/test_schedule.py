@@ -55,11 +55,11 @@ def test_refit_uses_the_budget_to_the_iteration_and_never_overruns() -> None:
 
 
 def test_refit_reason_stays_one_line() -> None:
-    from automed.train.trainer import _refit_reason
+    from automed.train.schedule import refit_reason
 
     reason = "budget: 100 s at 0.1 s per iteration; optimizer adamw lr 0.003"
     for k in range(50):  # a long budgeted run re-fits after many epochs
-        reason = _refit_reason(reason, 1000 + k, 10, 3.0)
+        reason = refit_reason(reason, 1000 + k, 10, 3.0)
     assert reason.startswith("budget: 100 s") and reason.count("re-fitted") == 1
     assert "re-fitted 50 times" in reason and reason.endswith(
         "last to 1049 iterations (10 epochs) at 3.0 s/epoch"

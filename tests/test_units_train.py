@@ -316,6 +316,45 @@ def test_early_stopping_after_patience_epochs_without_ema_improvement(
     assert last["epoch"] == 3 and last["epochs_without_improvement"] == 2
 
 
+def test_an_epoch_slowed_past_the_budget_is_cut_short_not_run_to_its_end(
+    planned: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget re-fits the schedule at each epoch's start; a machine that slows down after the probe (other jobs
+    on the node) used to run the whole epoch past the budget. A probe of 0.01 s per step, steps of 0.25 s: the first
+    epoch stops a little past the budget, is validated and closes the fold, and the reason says why."""
+    import time
+
+    from automed.train import trainer
+
+    step = trainer.FoldTrainer.step
+
+    def slowed(self: trainer.FoldTrainer, x: torch.Tensor, y: torch.Tensor) -> float:
+        time.sleep(0.25)
+        return step(self, x, y)
+
+    monkeypatch.setattr(
+        trainer.FoldTrainer, "probe_step_seconds", lambda self: 0.01
+    )  # the probe saw a fast node
+    monkeypatch.setattr(trainer.FoldTrainer, "step", slowed)
+    wd, ids = planned
+    cfg = TrainConfig.model_validate(
+        {"iterations_per_epoch": 400, "val_iterations": 1, "batch_size": 2, "num_workers": 0, "epochs": 2}
+    )
+    plan = __import__("automed.api", fromlist=["plan"]).plan(wd)
+    t0 = time.perf_counter()
+    res = train_fold(
+        wd, plan, cfg, 2, ids[:-1], [ids[-1]], task=task_for(plan.task_type, wd), budget_s=3.0, workers=0
+    )
+    progress = json.loads((res.folder / "progress.json").read_text())
+    assert progress["finished"] is True and len(progress["history"]) == 1
+    per_epoch = load_checkpoint(res.folder / "checkpoint_final.pt")["state"]["iterations_per_epoch"]
+    done = progress["history"][0]["iterations"]
+    assert per_epoch > 20  # uncut, the epoch would have run over 5 s past the budget
+    assert 0 < done < per_epoch and progress["history"][0]["planned_epochs"] == 1
+    assert f"stopped in epoch 1 after {done} of its {per_epoch} iterations" in progress["schedule"]
+    assert time.perf_counter() - t0 < 3.0 + 1.0 + per_epoch * 0.25  # not the whole epoch
+
+
 def test_patience_zero_disables_early_stopping(planned: tuple[Path, list[str]]) -> None:
     wd, ids = planned
     res, progress = _train(wd, 1, [ids[-1]], ids, epochs=4, early_stopping_patience=0)

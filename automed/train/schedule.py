@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 
@@ -207,4 +208,24 @@ def choose_screening(
         f"iterations each (< {min_iterations}, budget.min_iterations_per_model), so the default configuration "
         "gets the whole budget",
         dict(step_s),
+    )
+
+
+def refit_reason(reason: str, iterations: int, epochs: int, epoch_s: float) -> str:
+    """The schedule's reason with its re-fit part replaced: how many re-fits and the latest (one line however long
+    the run)."""
+    base, _, old = reason.partition("; re-fitted")
+    m = re.match(r" (\d+) times", old)
+    n = int(m.group(1)) + 1 if m else (2 if old else 1)
+    times = f" {n} times" if n > 1 else ""
+    last = f"last to {iterations} iterations ({epochs} epochs) at {epoch_s:.1f} s/epoch"
+    return f"{base}; re-fitted{times} to measured epoch times, {last}"
+
+
+def cut_reason(epoch: int, done: int, planned: int, step_s: float, probed_s: float | None) -> str:
+    """What the schedule's reason gains when a budget's hard end cuts epoch ``epoch`` short."""
+    probed = f" where the probe measured {probed_s:.3f} s" if probed_s else ""
+    return (
+        f"; stopped in epoch {epoch} after {done} of its {planned} iterations: the budget is used up"
+        f" ({step_s:.3f} s per step{probed}: the machine ran slower than when probed)"
     )

@@ -11,7 +11,6 @@ so a run killed mid-epoch resumes at the start of that epoch and replays it iden
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,7 +26,14 @@ from automed.train.data import CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, deterministic_mode, pick_device
 from automed.train.meta import resolve_training
 from automed.train.precise_bn import batch_norm_layers, recompute_batch_norm
-from automed.train.schedule import Phase, learning_rate, plan_budget, refit_iterations
+from automed.train.schedule import (
+    Phase,
+    cut_reason,
+    learning_rate,
+    plan_budget,
+    refit_iterations,
+    refit_reason,
+)
 from automed.train.state import EpochLog, FoldResult, TrainState, load_checkpoint, save_checkpoint
 from automed.workdir import WorkDir
 
@@ -56,15 +62,7 @@ def _optimizer(name: str, lr: float, cfg: TrainConfig, params: Any) -> torch.opt
     return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
 
 
-def _refit_reason(reason: str, iterations: int, epochs: int, epoch_s: float) -> str:
-    """The schedule's reason with its re-fit part replaced: how many re-fits and the latest (one line however long
-    the run)."""
-    base, _, old = reason.partition("; re-fitted")
-    m = re.match(r" (\d+) times", old)
-    n = int(m.group(1)) + 1 if m else (2 if old else 1)
-    times = f" {n} times" if n > 1 else ""
-    last = f"last to {iterations} iterations ({epochs} epochs) at {epoch_s:.1f} s/epoch"
-    return f"{base}; re-fitted{times} to measured epoch times, {last}"
+HARD_STOP_GRACE = 0.05  # a share of the fold's budget an epoch may overrun it before it is cut short
 
 
 class FoldTrainer:
@@ -123,6 +121,7 @@ class FoldTrainer:
         self.train_cases = sorted(train_ids)
         self.val_cases = sorted(val_ids) or self.train_cases
         self.st = TrainState()
+        self.probed_step_s: float | None = None  # a budgeted fresh fold's timed probe
 
     # -- checkpoints ------------------------------------------------------------------------------------------
 
@@ -221,7 +220,7 @@ class FoldTrainer:
         st, config = self.st, self.config
         val_reserve = 0.0
         if budget_s is not None:
-            step_s = self.probe_step_seconds()
+            step_s = self.probed_step_s = self.probe_step_seconds()
             # keep time for the fold's full validation: one forward pass costs about a third of a training step
             # per sample
             val_reserve = 1.2 * validation_passes * step_s / (3 * self.batch_size)
@@ -266,13 +265,14 @@ class FoldTrainer:
                 if st.last_epoch_iterations == st.iterations_per_epoch:
                     st.last_epoch_iterations = 0
                 st.phases[0] = Phase(0, new_its, st.lr0)
-                st.schedule_reason = _refit_reason(st.schedule_reason, new_its, st.epochs_total, per_epoch)
+                st.schedule_reason = refit_reason(st.schedule_reason, new_its, st.epochs_total, per_epoch)
         return True
 
     # -- one epoch -------------------------------------------------------------------------------------------------
 
-    def train_epoch(self) -> tuple[list[float], float, float]:
-        """Losses, data-wait seconds and training seconds of one epoch."""
+    def train_epoch(self, stop_at: float | None = None) -> tuple[list[float], float, float]:
+        """Losses, data-wait seconds and training seconds of one epoch; past ``stop_at`` (a budget's hard end) the
+        epoch ends after the step in flight, noted in the schedule's reason."""
         st = self.st
         self.model.train()
         t0 = time.perf_counter()
@@ -296,6 +296,13 @@ class FoldTrainer:
             wait += time.perf_counter() - t_wait
             losses.append(self.step(x, y))
             t_wait = time.perf_counter()
+            if stop_at is not None and t_wait >= stop_at and len(losses) < n_iterations:
+                st.epochs_total = st.epoch + 1  # this epoch is the last
+                step_s = (t_wait - t0) / len(losses)
+                st.schedule_reason += cut_reason(
+                    st.epochs_total, len(losses), n_iterations, step_s, self.probed_step_s
+                )
+                break
         return losses, wait, time.perf_counter() - t0
 
     def validate_epoch(self) -> tuple[list[float], float, list[float]]:
@@ -426,14 +433,17 @@ def _drive(
     if resume or extend_epochs:
         ft.restore(extend_epochs)
     val_reserve = ft.lay_schedule(budget_s, validation_passes) if not ft.st.phases else 0.0
-    deadline = None
+    deadline = stop_at = None
     if budget_s is not None and not (resume or extend_epochs):
         deadline = ft.t_start + budget_s - val_reserve
+        # the re-fit at each epoch's start keeps the fold inside its budget while the machine runs about as fast as
+        # probed; a machine slowed down mid-epoch (other jobs, thermal limits) is cut short a little past the end
+        stop_at = deadline + max(1.0, HARD_STOP_GRACE * budget_s)
     st = ft.st
     while st.epoch < st.epochs_total and not st.stopped_early:
         if deadline is not None and st.history and not ft.refit(deadline):
             break  # never overrun the fold's budget
         t_epoch = time.perf_counter()
-        losses, wait, train_time = ft.train_epoch()
+        losses, wait, train_time = ft.train_epoch(stop_at)
         ft.end_epoch(t_epoch, losses, wait, train_time, callback)
     return ft.finish()
