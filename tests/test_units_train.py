@@ -351,6 +351,9 @@ def test_an_epoch_slowed_past_the_budget_is_cut_short_not_run_to_its_end(
     done = progress["history"][0]["iterations"]
     assert per_epoch > 20  # uncut, the epoch would have run over 5 s past the budget
     assert 0 < done < per_epoch and progress["history"][0]["planned_epochs"] == 1
+    assert (
+        progress["history"][0]["planned_iterations"] == done
+    )  # the display's "it N/N", not N of the old plan
     assert f"stopped in epoch 1 after {done} of its {per_epoch} iterations" in progress["schedule"]
     assert time.perf_counter() - t0 < 3.0 + 1.0 + per_epoch * 0.25  # not the whole epoch
 

@@ -297,10 +297,11 @@ class FoldTrainer:
             losses.append(self.step(x, y))
             t_wait = time.perf_counter()
             if stop_at is not None and t_wait >= stop_at and len(losses) < n_iterations:
-                st.epochs_total = st.epoch + 1  # this epoch is the last
-                step_s = (t_wait - t0) / len(losses)
+                st.epochs_total = st.epoch + 1  # this epoch is the last, and its last step the schedule's end
+                ph, step_s = st.phases[-1], (t_wait - t0) / len(losses)
+                st.phases[-1] = Phase(ph.start, st.iteration - ph.start, ph.lr0)
                 st.schedule_reason += cut_reason(
-                    st.epochs_total, len(losses), n_iterations, step_s, self.probed_step_s
+                    st.epoch + 1, len(losses), n_iterations, step_s, self.probed_step_s
                 )
                 break
         return losses, wait, time.perf_counter() - t0
