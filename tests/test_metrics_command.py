@@ -136,7 +136,7 @@ def test_a_label_only_predictions_hold_is_scored_or_named(folders: tuple[Path, P
     assert res.summary["unscored_prediction_labels"] == [3]
 
 
-def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
+def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 40)
     p1 = np.clip(y * 0.6 + rng.random(40) * 0.5, 0, 1)
@@ -179,6 +179,18 @@ def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:
         api.metrics(csv, tmp_path / "out3")
     three.assign(probability_z=[0.3, 0.3, 0.3]).to_csv(csv, index=False)
     assert api.metrics(csv, tmp_path / "out4").summary["rows_whose_probabilities_do_not_sum_to_1"] == 3
+    assert "3 row(s) have probabilities that do not sum to 1" in caplog.text
+
+
+def test_every_problem_type_has_a_scorer_and_a_headline() -> None:
+    """automed metrics looks the problem up (no branch per type): each type the option accepts has its scorer."""
+    from automed.evaluate.compare import KINDS
+    from automed.evaluate.problems import PROBLEMS
+
+    assert set(PROBLEMS) == set(KINDS)
+    assert PROBLEMS["regression"].headline({"n_cases": 2, "mae": 1.0, "rmse": 2.0, "r2": float("nan")}) == (
+        "2 cases, MAE 1.0000, RMSE 2.0000, R2 n/a"
+    )
 
 
 def test_values_from_a_csv_match_scikit_learn(tmp_path: Path) -> None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -24,17 +23,8 @@ from automed.data.class_folders import image_stem
 from automed.data.csv_layout import read_rows
 from automed.data.io import has_image_suffix
 from automed.errors import ConfigError, DatasetError, Problem
-from automed.evaluate.compare import (
-    KINDS,
-    Pair,
-    classification_result,
-    detect_kind,
-    regression_result,
-    segmentation_rows,
-    segmentation_summary,
-    synthesis_rows,
-    synthesis_summary,
-)
+from automed.evaluate.compare import KINDS, Kind, Pair, detect_kind
+from automed.evaluate.problems import PROBLEMS, ScoreOptions
 from automed.registry import check_choice
 from automed.runtime.entry import as_class
 
@@ -50,7 +40,7 @@ log = logging.getLogger("automed")
 @dataclass
 class MetricsResult:
     folder: Path
-    kind: str
+    kind: Kind
     summary: dict[str, Any]
 
 
@@ -269,7 +259,7 @@ def parse_regions(specs: list[str]) -> dict[str, list[int]]:
     return out
 
 
-def _fill_missing(pairs: list[Pair], kind: str, missing_value: float | None, source: Path) -> list[Pair]:
+def _fill_missing(pairs: list[Pair], kind: Kind, missing_value: float | None, source: Path) -> list[Pair]:
     missing = [p.case for p in pairs if p.prediction is None]
     if not missing:
         return pairs
@@ -286,7 +276,7 @@ def _fill_missing(pairs: list[Pair], kind: str, missing_value: float | None, sou
             ],
             f"{len(missing)} missing prediction(s)",
         )
-    if kind in ("segmentation", "synthesis"):
+    if PROBLEMS[kind].missing_per_metric:
         return pairs  # scored as missing_value per metric (automed.evaluate.compare)
     text = str(int(missing_value)) if float(missing_value).is_integer() else str(missing_value)
     return [p if p.prediction is not None else Pair(p.case, p.target, text) for p in pairs]
@@ -347,36 +337,20 @@ def metrics(
         Path(x) for x in listed if ("/" in x or "\\" in x) and Path(x).is_file()
     ]  # files a CSV lists
     out = claim_output(Path(output), "metrics", protected=protected, overwrite=overwrite)
-    kind = detect_kind(pairs) if problem == "auto" else problem
+    kind: Kind = detect_kind(pairs) if problem == "auto" else cast("Kind", problem)  # checked above
     pairs = _fill_missing(pairs, kind, missing_value, src)
-    region_map = parse_regions(regions or [])
-    if kind == "segmentation":
-        rows, unscored = segmentation_rows(
-            pairs,
-            _labels(Path(labels) if labels else None),
-            region_map,
-            tolerance=tolerance,
-            missing_value=missing_value,
-            show_progress=show_progress,
-        )
-        summary = segmentation_summary(rows, tolerance)
-        if unscored:
-            summary["unscored_prediction_labels"] = unscored
-            log.warning(
-                "predictions hold label value(s) %s that --labels does not name: not scored", unscored
-            )
-    elif kind == "synthesis":
-        rows = synthesis_rows(pairs, missing_value)
-        summary = synthesis_summary(rows)
-    elif kind == "classification":
-        rows, summary = classification_result(pairs)
-        if n_off := summary.get("rows_whose_probabilities_do_not_sum_to_1"):
-            log.warning(
-                "%d row(s) have probabilities that do not sum to 1: calibration (ECE) assumes they do", n_off
-            )
-    else:
-        rows, summary = regression_result(pairs)
-    summary = {"schema_version": 1, "problem": kind, **summary}
+    options = ScoreOptions(
+        _labels(Path(labels) if labels else None),
+        parse_regions(regions or []),
+        tolerance,
+        missing_value,
+        show_progress,
+    )
+    scored = PROBLEMS[kind].score(pairs, options)
+    for said in scored.warnings:
+        log.warning("%s", said)
+    rows = scored.rows
+    summary = {"schema_version": 1, "problem": kind, **scored.summary}
     with atomic_directory(out) as tmp:
         pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False, na_rep="")
         write_json_atomic(tmp / "summary.json", summary)
@@ -386,16 +360,4 @@ def metrics(
 
 def headline(res: MetricsResult) -> str:
     """One line for the console."""
-    s = res.summary
-    if res.kind == "segmentation":
-        fg = s["foreground_mean"]
-        return f"{s['n_cases']} cases, foreground mean Dice {_fmt(fg['dice'])}, HD95 {_fmt(fg['hd95'])} mm, ASSD {_fmt(fg['assd'])} mm"
-    if res.kind == "classification":
-        return f"{s['n_cases']} cases, accuracy {_fmt(s['accuracy'])}, balanced accuracy {_fmt(s['balanced_accuracy'])}, macro AUC {_fmt(s['auc_macro'])} ({s['auc_from']})"
-    if res.kind == "synthesis":
-        return f"{s['n_cases']} cases, PSNR {_fmt(s['psnr']['mean'])} dB, SSIM {_fmt(s['ssim']['mean'])}, NCC {_fmt(s['ncc']['mean'])}"
-    return f"{s['n_cases']} cases, MAE {_fmt(s['mae'])}, RMSE {_fmt(s['rmse'])}, R2 {_fmt(s['r2'])}"
-
-
-def _fmt(v: Any) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
+    return PROBLEMS[res.kind].headline(res.summary)
