@@ -152,16 +152,18 @@ def test_automeds_own_ray_cluster_keeps_its_session_files_in_a_private_folder() 
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_trial_the_scheduler_stopped_is_pruned_for_tpe_not_complete() -> None:
+def test_a_trial_the_scheduler_stopped_is_pruned_for_tpe_not_complete(tmp_path: Path) -> None:
     """Ray's OptunaSearch told a trial ASHA stopped as COMPLETE with its last per-epoch EMA; TPE gets it as PRUNED
     (as the optuna engine does), and a validated trial's fold score as COMPLETE."""
     import optuna
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    from automed.search.ray_engine import _finished_only
+    from automed.search.ray_hooks import truthful_search
 
-    search = _finished_only(OptunaSearch)(space={"x": tune.choice([1, 2, 3])}, metric="score", mode="max")
+    search = truthful_search(OptunaSearch)(
+        str(tmp_path), space={"x": tune.choice([1, 2, 3])}, metric="score", mode="max"
+    )
     search.suggest("a")
     search.suggest("b")
     search.on_trial_complete("a", {"epoch": 2.0, "score": 0.3})  # stopped at a rung: no "validated"

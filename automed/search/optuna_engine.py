@@ -23,6 +23,7 @@ from automed.search.report import mark_stopped
 from automed.search.space import SearchSpace, choice_label, suggest
 
 KEY_ATTR = "automed_key"
+DUPLICATE_ATTR = "duplicate_of"  # the key of the trial a duplicate repeats
 
 
 def _storage(ctx: SweepContext) -> Any:
@@ -118,12 +119,49 @@ def _search_worker(
             trial.set_user_attr("error", " ".join(str(exc).split())[:1000])
             raise
         if out.get("duplicate_of"):
-            trial.set_user_attr("duplicate_of", str(out["duplicate_of"]))
-            if "score" not in out:  # the trial it repeats was stopped early or failed: so is this one
-                raise optuna.TrialPruned()
+            trial.set_user_attr(DUPLICATE_ATTR, str(out["duplicate_of"]))
+            if "score" not in out:  # its original runs, or ended without a score: told later, or never
+                raise _NoObservationError()
         return float(out["score"])
 
-    study.optimize(run, n_trials=quota, timeout=spec.time_budget_s, catch=(Exception,))
+    def resolve(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        _tell_duplicates(ctx, study)
+
+    study.optimize(run, n_trials=quota, timeout=spec.time_budget_s, catch=(Exception,), callbacks=[resolve])
+
+
+class _NoObservationError(Exception):
+    """A duplicate with no score of its own yet: the trial ends FAIL (TPE skips it), not PRUNED (TPE would rank
+    it below every trial, its config judged worst before its original ended)."""
+
+
+def _tell_duplicates(ctx: SweepContext, study: Any) -> None:
+    """Each duplicate that ended without a score (:class:`_NoObservationError`) whose original now has one is told that
+    score: a COMPLETE trial under the duplicate's key supersedes its FAIL one. Run after every trial ends, in the
+    process that ran it, so whichever of a duplicate and its original ends last tells it; under a lock, so two
+    processes never tell it twice. A duplicate of a trial that ends without a score stays FAIL: no observation."""
+    import fcntl
+
+    import optuna
+    from optuna.trial import TrialState
+
+    with (Path(ctx.sweep_dir) / "optuna" / "duplicates.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        latest: dict[str, Any] = {}
+        for t in study.get_trials(deepcopy=False):
+            if KEY_ATTR in t.user_attrs and t.state.is_finished():
+                latest[t.user_attrs[KEY_ATTR]] = t
+        for t in latest.values():
+            original = latest.get(t.user_attrs.get(DUPLICATE_ATTR, ""))
+            if t.state == TrialState.FAIL and original is not None and original.state == TrialState.COMPLETE:
+                study.add_trial(
+                    optuna.trial.create_trial(
+                        params=t.params,
+                        distributions=t.distributions,
+                        value=original.value,
+                        user_attrs=t.user_attrs,
+                    )
+                )
 
 
 def _evaluate_one(
@@ -222,7 +260,10 @@ class OptunaEngine(Engine):
             if KEY_ATTR in t.user_attrs and t.state in state_map:
                 latest[t.user_attrs[KEY_ATTR]] = t  # a re-run of a key supersedes its failed attempt
         for key, t in latest.items():
-            out.append(TrialOutcome(key, state_map[t.state], str(t.user_attrs.get("error", ""))))
+            status = state_map[t.state]
+            if DUPLICATE_ATTR in t.user_attrs and status == "error":  # no score to tell: stopped, not failed
+                status = "stopped"
+            out.append(TrialOutcome(key, status, str(t.user_attrs.get("error", ""))))
         return out
 
     def evaluate(

@@ -11,7 +11,6 @@ token exists; a driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` an
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ from automed.search.ray_hooks import (
     progress_callback,
     quiet_incomplete_trials,
     recording_scheduler,
+    truthful_search,
 )
 from automed.search.space import SearchSpace, choice_label, decode, suggest
 
@@ -60,22 +60,6 @@ def _fixed_trainable(config: dict[str, Any], objective: Objective, ctx: SweepCon
     key, values, folds = config["__trial"]
     out = objective(ctx, key, values, folds, None)
     tune.report({"epoch": 0.0, "score": float(out.get("score", 0.0)), "validated": 1.0})
-
-
-@functools.cache  # one class per base (Tune's make() is called again on resume)
-def _finished_only(base: type) -> type:
-    """OptunaSearch that tells TPE a trial the scheduler stopped early as PRUNED, as the optuna engine does: Ray's
-    own told it COMPLETE with its last per-epoch EMA, so TPE fitted early proxies mixed with final fold scores."""
-
-    class FinishedOnly(base):  # type: ignore[misc]
-        def on_trial_complete(
-            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
-        ) -> None:
-            if result is not None and not error and not result.get("validated"):
-                result = {k: v for k, v in result.items() if k != self.metric}  # no value: PRUNED
-            super().on_trial_complete(trial_id, result, error)
-
-    return FinishedOnly
 
 
 def _run_task(fn: Callable[[Any], Any], arg: Any) -> Any:
@@ -271,7 +255,8 @@ class RayEngine(Engine):
         )
 
         def make() -> Any:
-            search = _finished_only(OptunaSearch)(
+            search = truthful_search(OptunaSearch)(
+                ctx.sweep_dir,
                 space=_DefineByRun(space.model_dump(mode="json")),
                 metric="score",
                 mode="max",

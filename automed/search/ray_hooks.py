@@ -1,5 +1,6 @@
 """What the Ray engine adds to Tune in the driver: a progress bar and trial times (:func:`progress_callback`), an early
-stopping scheduler that records the trials it stops (:func:`recording_scheduler`), and the trials Tune stopped at
+stopping scheduler that records the trials it stops (:func:`recording_scheduler`), a searcher that tells TPE only
+what trials showed (:func:`truthful_search`), and the trials Tune stopped at
 the search's deadline (:func:`budget_stops`), so trials.csv tells the scheduler's stops from the budget's."""
 
 from __future__ import annotations
@@ -37,6 +38,56 @@ def recording_scheduler(base: type) -> type:
     return RecordingStops
 
 
+@functools.cache  # one class per base (Tune's make() is called again on resume)
+def truthful_search(base: type) -> type:
+    """``base`` (Ray's OptunaSearch) telling TPE only what a trial showed. A trial the scheduler stopped early is
+    PRUNED, as the optuna engine does (Ray's own told it COMPLETE with its last per-epoch EMA, so TPE fitted early
+    proxies mixed with final fold scores). A duplicate (:mod:`automed.workflow.trial_claim`) trained nothing: it
+    is told its original's score once the original has one, and is no observation otherwise (FAIL, which TPE
+    skips). Ray told a duplicate of a running trial PRUNED with no intermediate value, which TPE ranks below every
+    other trial: a config judged worst before its own trial ended. Its slot is still freed at once: only the
+    Optuna trial waits (RUNNING, which TPE ignores) for the original."""
+    import optuna
+
+    class TruthfulSearch(base):  # type: ignore[misc]
+        def __init__(self, sweep_dir: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.sweep_dir = sweep_dir
+            self.told: dict[str, float | None] = {}  # trials told so far: their score, None: no score
+            self.waiting: dict[str, list[str]] = {}  # original -> its duplicates not told yet
+
+        def on_trial_complete(
+            self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+        ) -> None:
+            result = result or {}
+            score = result.get(self.metric) if result.get("validated") and not error else None
+            original = _duplicate_of(Path(self.sweep_dir) / "trials" / trial_id / "trial.json")
+            if original and score is None and not error:
+                self.waiting.setdefault(original, []).append(trial_id)
+                self._tell_duplicates(original)
+                return
+            if not original:
+                self.told[trial_id] = None if score is None else float(score)
+            if score is None:  # no value: PRUNED (FAIL on an error)
+                result = {k: v for k, v in result.items() if k != self.metric}
+            super().on_trial_complete(trial_id, result, error)
+            self._tell_duplicates(trial_id)
+
+        def _tell_duplicates(self, original: str) -> None:
+            if original not in self.told:  # it still runs
+                return
+            score = self.told[original]
+            for dup in self.waiting.pop(original, []):
+                ot_trial = self._ot_trials[dup]
+                if score is None:
+                    self._ot_study.tell(ot_trial, None, state=optuna.trial.TrialState.FAIL)
+                else:
+                    self._ot_study.tell(ot_trial, score)
+                self._completed_trials.add(dup)
+
+    return TruthfulSearch
+
+
 def budget_stops(ctx: SweepContext, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
     """After a search that ran to its time budget: a trial Tune stopped (neither the scheduler, which marked it,
     nor a duplicate, which ends at once) was still running at the deadline, so it timed out; its folder is marked
@@ -65,7 +116,15 @@ def quiet_incomplete_trials() -> None:
 
 
 def _duplicate(tfile: Path) -> bool:
-    return bool(json.loads(tfile.read_text()).get("duplicate_of"))
+    return bool(_duplicate_of(tfile))
+
+
+def _duplicate_of(tfile: Path) -> str:
+    """The trial a trial repeats ("": none, or no trial.json: it failed before it claimed its config)."""
+    try:
+        return str(json.loads(tfile.read_text()).get("duplicate_of") or "")
+    except (OSError, ValueError):
+        return ""
 
 
 def _read_times(path: Path) -> dict[str, dict[str, Any]]:

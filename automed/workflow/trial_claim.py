@@ -8,8 +8,10 @@ engines both get it. Under a sweep-wide lock (``SWEEP/.claims.lock``) the first 
 folds may run at once in several processes). A duplicate's ``trial.json`` names the trial it repeats
 (``duplicate_of``). When that trial no longer runs, the duplicate reports its score on the folds asked (Optuna's
 documented pattern for a repeated sample: tell the study the same value) and returns it; while it runs, the
-duplicate returns at once with no score (it never holds a trial slot waiting; the engine counts it stopped). A
-duplicate of a trial stopped early or failed has no score either. ``trials.csv`` lists duplicates with that status
+duplicate returns at once with no score (it never holds a trial slot waiting; the engine counts it stopped, and
+tells the sampler the original's score once the original has one). A duplicate of a trial stopped early or failed
+has no score either, and is no observation for the sampler (FAIL: TPE skips it; PRUNED would rank the config
+below every other trial). ``trials.csv`` lists duplicates with that status
 and the score their original ends with (a retry or resume of the original included); they count no fold of their
 own, so they are never the default, never promoted and never selected. The planner default is the trial whose
 config is the default point's, whatever values drew it.
