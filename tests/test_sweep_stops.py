@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from automed.search.context import SweepContext
 from automed.search.engine import TrialOutcome
 from automed.search.report import STOPPED, trials_table
@@ -59,36 +61,139 @@ def test_the_ray_scheduler_records_the_trials_it_stops(tmp_path: Path) -> None:
     assert trials_table(tmp_path, 2).set_index("trial").loc["poor", "status"] == "stopped early"
 
 
+class _Live:
+    """A Tune trial as a callback sees it."""
+
+    def __init__(self, trial_id: str, status: str = "RUNNING", last: dict[str, float] | None = None) -> None:
+        self.trial_id, self.status, self.last_result = trial_id, status, last or {}
+
+
+def _budget_step(tmp_path: Path, trials: list[_Live], ended: set[str], budget_s: float) -> None:
+    """One Tune step with the budget's stopper and marks: ``ended`` are the trials Tune terminates in it."""
+    from automed.search.ray_hooks import budget_marks, budget_stopper
+
+    signal = tmp_path / "ray" / "search_budget_reached.json"
+    signal.parent.mkdir(exist_ok=True)
+    stopper, marks = budget_stopper(budget_s, signal), budget_marks(str(tmp_path), signal)
+    marks.on_step_begin(0, trials)
+    if stopper.stop_all():
+        for t in trials:
+            t.status = "TERMINATED"
+    for t in trials:
+        t.status = "TERMINATED" if t.trial_id in ended else t.status
+    marks.on_step_end(1, trials)
+
+
 def test_the_budget_stop_is_timed_out_not_the_schedulers(tmp_path: Path) -> None:
     """A search that ran to its time budget: Tune stopped the trials still running, which trials.csv called
-    'stopped early' as if ASHA had found them poor, and MLflow tagged them 'stopped'."""
-    from automed.search.ray_hooks import budget_stops
+    'stopped early' as if ASHA had found them poor, and MLflow tagged them 'stopped'. The budget's stop is marked
+    where Tune's stopper ends the experiment, and the outcome comes from the mark."""
+    from automed.search.ray_hooks import budget_outcomes
 
     _trial(tmp_path, "asha", epochs=2)
     (tmp_path / "trials" / "asha" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
     _trial(tmp_path, "late", epochs=3)  # still training fold 0 at the deadline
     _trial(tmp_path, "scored", score=0.7, epochs=1)  # --no-screen: fold 0 done, timed out in fold 1
     _trial(tmp_path, "dup", duplicate_of="late")
+    _trial(tmp_path, "done", score=0.8)  # validated its fold in this step
     _trial(tmp_path, "old", epochs=2)  # a sweep from before the mark: as it was
+    live = [_Live(k) for k in ("late", "scored", "dup")] + [_Live("done", last={"validated": 1.0})]
+    live += [_Live("waiting", status="PENDING")]  # never started: no folder to mark
+    _budget_step(tmp_path, live, set(), budget_s=0.0)
     outcomes = [TrialOutcome(k, "stopped") for k in ("asha", "late", "scored", "dup")]
-    got = budget_stops(_ctx(tmp_path), [*outcomes, TrialOutcome("done", "complete")])
+    got = budget_outcomes(_ctx(tmp_path), [*outcomes, TrialOutcome("done", "complete")])
     assert [(o.key, o.status) for o in got] == [
         ("asha", "stopped"), ("late", "timed out"), ("scored", "timed out"), ("dup", "stopped"), ("done", "complete"),
     ]  # fmt: skip
     status = trials_table(tmp_path, 2).set_index("trial")["status"].to_dict()
     assert status == {
-        "asha": "stopped early", "late": "timed out", "scored": "screened", "dup": "duplicate", "old": "stopped early",
+        "asha": "stopped early", "late": "timed out", "scored": "screened", "dup": "duplicate", "done": "screened",
+        "old": "stopped early",
     }  # fmt: skip
 
 
+def test_no_trial_is_marked_timed_out_before_the_budget_stops_the_search(tmp_path: Path) -> None:
+    """A trial that ends unvalidated while the budget holds (a duplicate, one the scheduler stopped) is no time-out,
+    and a signal a killed driver left behind is dropped at the restored stopper's first check."""
+    _trial(tmp_path, "poor", epochs=2)
+    (tmp_path / "trials" / "poor" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
+    _trial(tmp_path, "running", epochs=1)
+    signal = tmp_path / "ray" / "search_budget_reached.json"
+    signal.parent.mkdir()
+    signal.write_text("{}")  # the killed driver's stopper had fired
+    _budget_step(tmp_path, [_Live("poor"), _Live("running")], {"poor"}, budget_s=3600.0)
+    assert not signal.exists()
+    assert json.loads((tmp_path / "trials" / "poor" / STOPPED).read_text())["by"] == "scheduler"
+    assert not (tmp_path / "trials" / "running" / STOPPED).exists()
+
+
+def test_a_restored_search_marks_the_trials_its_restored_budget_stops(tmp_path: Path) -> None:
+    """Tune restores the stopper and the callbacks from its pickle (with cloudpickle) as separate copies, and counts
+    the first run's budget afresh from the restore: the driver's own clock and budget say nothing of it."""
+    import ray.cloudpickle as pickle
+
+    from automed.search.ray_hooks import budget_marks, budget_stopper
+
+    _trial(tmp_path, "resumed", epochs=1)
+    signal = tmp_path / "ray" / "search_budget_reached.json"
+    signal.parent.mkdir()
+    stopper = pickle.loads(pickle.dumps(budget_stopper(0.0, signal)))
+    marks = pickle.loads(pickle.dumps(budget_marks(str(tmp_path), signal)))
+    trials = [_Live("resumed")]
+    marks.on_step_begin(0, trials)
+    assert stopper.stop_all()
+    trials[0].status = "TERMINATED"
+    marks.on_step_end(1, trials)
+    assert json.loads((tmp_path / "trials" / "resumed" / STOPPED).read_text()) == {"by": "budget"}
+
+
+def test_the_ray_engine_takes_a_time_out_from_the_mark_not_its_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine relabelled stopped trials only when its own clock said the search had used its time budget: a
+    restored search, whose budget Tune counts from the restore with the first run's value, ended sooner than the
+    new driver's budget and its budget stops read 'stopped early'."""
+    from ray import tune
+
+    from automed.search.engine import SearchSpec
+    from automed.search.ray_engine import RayEngine
+    from automed.search.space import SearchSpace
+
+    _trial(tmp_path, "late", epochs=2)
+    (tmp_path / "trials" / "late" / STOPPED).write_text(json.dumps({"by": "budget"}))
+    _trial(tmp_path, "poor", epochs=2)
+    (tmp_path / "trials" / "poor" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
+
+    class Result:
+        def __init__(self, key: str) -> None:
+            self.config: dict[str, Any] = {}
+            self.metrics = {"trial_id": key, "epoch": 2.0}
+            self.error = None
+            self.path = ""
+
+    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
+    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    monkeypatch.setattr(RayEngine, "_fit", lambda *a: [Result("late"), Result("poor")])
+    engine = object.__new__(RayEngine)
+    engine.resources, engine.show_progress = {"cpu": 1.0}, False
+    space = SearchSpace.model_validate(
+        {"name": "t", "parameters": {"lr": {"type": "float", "low": 0.001, "high": 0.01}}}
+    )
+    spec = SearchSpec(n_trials=2, folds=[0], concurrency=1, time_budget_s=3600.0)
+    ctx = _ctx(tmp_path, space.model_dump(mode="json"))
+    outcomes = engine.search(None, ctx, space, [], spec, True)  # type: ignore[arg-type]
+    assert {o.key: o.status for o in outcomes} == {"late": "timed out", "poor": "stopped"}
+
+
 def test_a_timed_out_trial_with_a_score_is_promoted_and_ends_finished_in_mlflow(tmp_path: Path) -> None:
-    from automed.search.ray_hooks import budget_stops
+    from automed.search.ray_hooks import budget_outcomes
     from automed.workflow.sweep_stages import SweepOptions, SweepRun, _mark_stopped, stage_promote
 
     _trial(tmp_path, "scored", score=0.7, epochs=1)
+    (tmp_path / "trials" / "scored" / STOPPED).write_text(json.dumps({"by": "budget"}))
     _trial(tmp_path, "poor", score=0.5)
     (tmp_path / "trials" / "poor" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
-    outcomes = budget_stops(_ctx(tmp_path), [TrialOutcome("scored", "stopped")])
+    outcomes = budget_outcomes(_ctx(tmp_path), [TrialOutcome("scored", "stopped")])
     units: list[Any] = []
 
     class Recorder:

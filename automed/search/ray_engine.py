@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +23,9 @@ from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.ray_connect import connect
 from automed.search.ray_hooks import (
-    budget_stops,
+    budget_marks,
+    budget_outcomes,
+    budget_stopper,
     progress_callback,
     quiet_incomplete_trials,
     recording_scheduler,
@@ -193,22 +194,25 @@ class RayEngine(Engine):
     def _tuner_path(self, ctx: SweepContext, stage: str) -> Path:
         return Path(ctx.sweep_dir) / "ray" / stage
 
-    def _run_config(self, ctx: SweepContext, stage: str, retries: int, total: int) -> Any:
+    def _run_config(
+        self, ctx: SweepContext, stage: str, retries: int, total: int, budget_s: float | None = None
+    ) -> Any:
         from ray import tune
 
+        times = Path(ctx.sweep_dir) / "ray" / f"{stage}_trial_times.json"
+        callbacks = [progress_callback(stage, total, self.show_progress, times)]
+        stop = None
+        if budget_s is not None:  # not TuneConfig's time_budget_s: it tells no one which trials it stopped
+            signal = Path(ctx.sweep_dir) / "ray" / f"{stage}_budget_reached.json"
+            stop = budget_stopper(budget_s, signal)
+            callbacks.append(budget_marks(ctx.sweep_dir, signal))
         return tune.RunConfig(
             name=stage,
             storage_path=str(Path(ctx.sweep_dir) / "ray"),
             failure_config=tune.FailureConfig(max_failures=retries),
             verbose=0,
-            callbacks=[
-                progress_callback(
-                    stage,
-                    total,
-                    self.show_progress,
-                    Path(ctx.sweep_dir) / "ray" / f"{stage}_trial_times.json",
-                )
-            ],
+            stop=stop,
+            callbacks=callbacks,
         )
 
     def _fit(self, tuner_fn: Any, trainable: Any, ctx: SweepContext, stage: str, resume: bool) -> Any:
@@ -272,17 +276,11 @@ class RayEngine(Engine):
                     scheduler=scheduler,
                     num_samples=spec.n_trials,
                     max_concurrent_trials=spec.concurrency,
-                    time_budget_s=spec.time_budget_s,
                 ),
-                run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials),
+                run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials, spec.time_budget_s),
             )
 
-        started = time.monotonic()
-        grid = self._fit(make, trainable, ctx, "search", resume)
-        outcomes = self._outcomes(grid)
-        if spec.time_budget_s is not None and time.monotonic() - started >= spec.time_budget_s:
-            outcomes = budget_stops(ctx, outcomes)  # Tune stopped the trials still running at the deadline
-        return outcomes
+        return budget_outcomes(ctx, self._outcomes(self._fit(make, trainable, ctx, "search", resume)))
 
     def evaluate(
         self,

@@ -1,7 +1,7 @@
 """What the Ray engine adds to Tune in the driver: a progress bar and trial times (:func:`progress_callback`), an early
 stopping scheduler that records the trials it stops (:func:`recording_scheduler`), a searcher that tells TPE only
-what trials showed (:func:`truthful_search`), and the trials Tune stopped at
-the search's deadline (:func:`budget_stops`), so trials.csv tells the scheduler's stops from the budget's."""
+what trials showed (:func:`truthful_search`), and a time budget that marks the trials it stops
+(:func:`budget_stopper`, :func:`budget_marks`), so trials.csv tells the scheduler's stops from the budget's."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 from automed.artifacts import write_json_atomic
 from automed.search.context import SweepContext, trial_dir
 from automed.search.engine import TrialOutcome
-from automed.search.report import STOPPED, mark_stopped
+from automed.search.report import STOPPED, mark_stopped, stopped_by
 
 
 @functools.cache  # one class per base (Tune's make() is called again on resume)
@@ -88,20 +88,68 @@ def truthful_search(base: type) -> type:
     return TruthfulSearch
 
 
-def budget_stops(ctx: SweepContext, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
-    """After a search that ran to its time budget: a trial Tune stopped (neither the scheduler, which marked it,
-    nor a duplicate, which ends at once) was still running at the deadline, so it timed out; its folder is marked
-    (``by: budget``) and its outcome is ``timed out``."""
-    out = []
-    for o in outcomes:
-        td = trial_dir(ctx, o.key)
-        tfile = td / "trial.json"
-        marked = (td / STOPPED).is_file()
-        if o.status == "stopped" and tfile.is_file() and not marked and not _duplicate(tfile):
-            mark_stopped(td, "budget")
-            o = replace(o, status="timed out")
-        out.append(o)
-    return out
+def budget_stopper(budget_s: float, signal: Path) -> Any:
+    """Tune's stopper of the search's time budget (``RunConfig(stop=...)``, in place of ``time_budget_s``) that
+    writes ``signal`` when it stops the experiment, for :func:`budget_marks` (Tune copies the stopper and the
+    callbacks apart on a restore, so they share a file, not an object). A signal left by a killed driver is removed
+    at the stopper's first check (a restored stopper's budget is counted afresh from the restore)."""
+    from ray.tune.stopper import TimeoutStopper
+
+    class BudgetStopper(TimeoutStopper):
+        def stop_all(self) -> bool:
+            if self._last_check is None:  # the first check of this driver
+                signal.unlink(missing_ok=True)
+            reached = bool(super().stop_all())  # type: ignore[no-untyped-call]
+            if reached and not signal.is_file():
+                write_json_atomic(signal, {"reached": True})
+            return reached
+
+    return BudgetStopper(budget_s)
+
+
+def budget_marks(sweep_dir: str, signal: Path) -> Any:
+    """A Tune callback that writes ``stopped.json`` (``by: budget``) into the folder of each trial the search's time
+    budget stopped before it validated its folds: the trials that ran when the step began in which the
+    :func:`budget_stopper` stopped the experiment (``signal``) and ended in it. Tune stops them without telling
+    callbacks or the searcher that they completed, so this is the one place their stop is known; their outcome
+    (:func:`budget_outcomes`) and status in trials.csv come from the mark, never from the driver's clock (a restored
+    search counts its budget with the stopper Tune restores, not the one the new driver made)."""
+    from ray.tune import Callback
+
+    class BudgetMarks(Callback):
+        def __init__(self) -> None:
+            self.running: set[str] = set()
+            self.marked = False
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            self.running = {t.trial_id for t in trials if t.status == "RUNNING"}
+
+        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if self.marked or not signal.is_file():
+                return
+            self.marked = True
+            for t in trials:
+                if (
+                    t.trial_id in self.running
+                    and t.status == "TERMINATED"
+                    and not (t.last_result or {}).get("validated")
+                ):
+                    td = Path(sweep_dir) / "trials" / str(t.trial_id)
+                    tfile = td / "trial.json"  # none: stopped before it claimed its config
+                    if tfile.is_file() and not (td / STOPPED).is_file() and not _duplicate(tfile):
+                        mark_stopped(td, "budget")
+
+    return BudgetMarks()
+
+
+def budget_outcomes(ctx: SweepContext, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
+    """A stopped trial whose folder the budget marked (:func:`budget_marks`) timed out."""
+    return [
+        replace(o, status="timed out")
+        if o.status == "stopped" and stopped_by(trial_dir(ctx, o.key)) == "budget"
+        else o
+        for o in outcomes
+    ]
 
 
 def _no_incomplete_trials(record: logging.LogRecord) -> bool:
