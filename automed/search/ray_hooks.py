@@ -176,7 +176,7 @@ def _duplicate_of(tfile: Path) -> str:
 
 
 def _read_times(path: Path) -> dict[str, dict[str, Any]]:
-    """The trial start/end times recorded so far (a file cut short by a kill starts them afresh)."""
+    """The trial times recorded so far (a file cut short by a kill starts them afresh)."""
     try:
         data = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, json.JSONDecodeError):
@@ -186,7 +186,12 @@ def _read_times(path: Path) -> dict[str, dict[str, Any]]:
 
 def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> Any:
     """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only) and records, in the
-    driver, when each trial started and ended (``times_file``: the orchestration-overhead benchmark reads it)."""
+    driver, how long each trial ran (``times_file``, for the orchestration-overhead benchmark): per trial ``wall_s``,
+    the seconds from Tune starting each of its ``attempts`` to its end, summed, measured on the monotonic clock (a
+    wall-clock step changes nothing), and ``start``/``end``, the wall-clock times of its first start and last end
+    (for reading only: a difference of them is no duration). The file is written as each trial ends, and read again
+    when a restored search starts, so a killed driver's finished trials keep their times; an attempt the kill cut
+    short is not counted."""
     import time
 
     from ray.tune import Callback
@@ -195,9 +200,14 @@ def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> A
         def __init__(self) -> None:
             self.done = 0
             self.bar: Any = None
-            self.times: dict[str, dict[str, Any]] = _read_times(times_file)
+            self.times: dict[str, dict[str, Any]] = {}
+            self.began: dict[str, float] = {}  # trials running now: when their attempt began (monotonic)
 
         def setup(self, *args: Any, **info: Any) -> None:
+            self.times = _read_times(
+                times_file
+            )  # not the copy Tune pickled with the callback at the first start
+            self.began = {}
             if show:
                 from rich.progress import Progress
 
@@ -207,11 +217,15 @@ def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> A
 
         def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             unit = trial.config.get("__trial")
-            self.times[trial.trial_id] = {
-                "start": time.time(),
-                "key": unit[0] if unit else trial.trial_id,
-                "folds": unit[2] if unit else None,
-            }
+            entry = self.times.setdefault(
+                trial.trial_id, {"start": time.time(), "wall_s": 0.0, "attempts": 0}
+            )
+            entry.update(key=unit[0] if unit else trial.trial_id, folds=unit[2] if unit else None)
+            entry["attempts"] = int(entry.get("attempts", 0)) + 1
+            self.began[trial.trial_id] = time.monotonic()
+
+        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._ended(trial.trial_id)  # a failed attempt Tune starts again: its time counts
 
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self._step(trial)
@@ -219,13 +233,23 @@ def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> A
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self._step(trial)
 
+        def _ended(self, trial_id: str) -> None:
+            began = self.began.pop(trial_id, None)
+            if began is not None:
+                entry = self.times.setdefault(trial_id, {"key": trial_id})
+                entry["wall_s"] = float(entry.get("wall_s", 0.0)) + time.monotonic() - began
+                entry["end"] = time.time()
+
         def _step(self, trial: Any) -> None:
             self.done += 1
-            self.times.setdefault(trial.trial_id, {})["end"] = time.time()
+            self._ended(trial.trial_id)
+            write_json_atomic(times_file, self.times)
             if self.bar is not None:
                 self.bar.update(self.task, completed=self.done)
 
         def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+            for trial_id in list(self.began):  # stopped by the time budget: Tune says no trial ended
+                self._ended(trial_id)
             write_json_atomic(times_file, self.times)
             if self.bar is not None:
                 self.bar.stop()
