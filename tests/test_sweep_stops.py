@@ -74,7 +74,9 @@ def _budget_step(tmp_path: Path, trials: list[_Live], ended: set[str], budget_s:
 
     signal = tmp_path / "ray" / "search_budget_reached.json"
     signal.parent.mkdir(exist_ok=True)
-    stopper, marks = budget_stopper(budget_s, signal), budget_marks(str(tmp_path), signal)
+    (tmp_path / "ray" / "search_budget.json").write_text(json.dumps({"budget_s": budget_s}))
+    stopper = budget_stopper(tmp_path / "ray" / "search_budget.json", signal)
+    marks = budget_marks(str(tmp_path), signal)
     marks.on_step_begin(0, trials)
     if stopper.stop_all():
         for t in trials:
@@ -137,7 +139,8 @@ def test_a_restored_search_marks_the_trials_its_restored_budget_stops(tmp_path: 
     _trial(tmp_path, "resumed", epochs=1)
     signal = tmp_path / "ray" / "search_budget_reached.json"
     signal.parent.mkdir()
-    stopper = pickle.loads(pickle.dumps(budget_stopper(0.0, signal)))
+    (tmp_path / "ray" / "search_budget.json").write_text(json.dumps({"budget_s": 0.0}))
+    stopper = pickle.loads(pickle.dumps(budget_stopper(tmp_path / "ray" / "search_budget.json", signal)))
     marks = pickle.loads(pickle.dumps(budget_marks(str(tmp_path), signal)))
     trials = [_Live("resumed")]
     marks.on_step_begin(0, trials)
@@ -145,6 +148,28 @@ def test_a_restored_search_marks_the_trials_its_restored_budget_stops(tmp_path: 
     trials[0].status = "TERMINATED"
     marks.on_step_end(1, trials)
     assert json.loads((tmp_path / "trials" / "resumed" / STOPPED).read_text()) == {"by": "budget"}
+
+
+def test_a_resumed_search_is_stopped_by_the_resumed_drivers_budget(tmp_path: Path) -> None:
+    """Tune restores a search with the stopper it pickled when the search first started: TuneConfig's time_budget_s
+    gave `automed sweep --resume WD --budget 10m` the first run's whole search budget (hours) again, and a resume
+    without --budget too. The stopper reads the budget the driver that runs it wrote."""
+    import ray.cloudpickle as pickle
+
+    from automed.search.ray_hooks import budget_stopper
+
+    ray_dir = tmp_path / "ray"
+    ray_dir.mkdir()
+    budget, signal = ray_dir / "search_budget.json", ray_dir / "search_budget_reached.json"
+    budget.write_text(json.dumps({"budget_s": 3600.0}))
+    first = budget_stopper(budget, signal)
+    pickled = pickle.dumps(first)  # Tune's tuner.pkl, at the first start
+    assert not first.stop_all()
+    budget.write_text(json.dumps({"budget_s": 0.0}))  # the resume has no time left for the search
+    assert pickle.loads(pickled).stop_all() and signal.is_file()
+    assert pickle.loads(pickle.dumps(first)).stop_all()  # a copy made while it ran counts afresh too
+    budget.write_text(json.dumps({"budget_s": None}))  # resumed without --budget
+    assert not pickle.loads(pickled).stop_all() and not signal.exists()
 
 
 def test_the_ray_engine_takes_a_time_out_from_the_mark_not_its_clock(
@@ -183,6 +208,8 @@ def test_the_ray_engine_takes_a_time_out_from_the_mark_not_its_clock(
     ctx = _ctx(tmp_path, space.model_dump(mode="json"))
     outcomes = engine.search(None, ctx, space, [], spec, True)  # type: ignore[arg-type]
     assert {o.key: o.status for o in outcomes} == {"late": "timed out", "poor": "stopped"}
+    # the budget this driver gives the search, for its stopper (a restored one included)
+    assert json.loads((tmp_path / "ray" / "search_budget.json").read_text()) == {"budget_s": 3600.0}
 
 
 def test_a_timed_out_trial_with_a_score_is_promoted_and_ends_finished_in_mlflow(tmp_path: Path) -> None:

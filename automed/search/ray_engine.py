@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from automed.artifacts import write_json_atomic
 from automed.errors import ConfigError, Problem
 from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
@@ -195,25 +196,36 @@ class RayEngine(Engine):
         return Path(ctx.sweep_dir) / "ray" / stage
 
     def _run_config(
-        self, ctx: SweepContext, stage: str, retries: int, total: int, budget_s: float | None = None
+        self, ctx: SweepContext, stage: str, retries: int, total: int, budgeted: bool = False
     ) -> Any:
+        """``budgeted``: the stage has a time budget, read from ``ray/<stage>_budget.json`` (:meth:`_budget`), which
+        its stopper marks the trials it stops by."""
         from ray import tune
 
-        times = Path(ctx.sweep_dir) / "ray" / f"{stage}_trial_times.json"
-        callbacks = [progress_callback(stage, total, self.show_progress, times)]
+        ray_dir = Path(ctx.sweep_dir) / "ray"
+        callbacks = [
+            progress_callback(stage, total, self.show_progress, ray_dir / f"{stage}_trial_times.json")
+        ]
         stop = None
-        if budget_s is not None:  # not TuneConfig's time_budget_s: it tells no one which trials it stopped
-            signal = Path(ctx.sweep_dir) / "ray" / f"{stage}_budget_reached.json"
-            stop = budget_stopper(budget_s, signal)
+        if budgeted:  # not TuneConfig's time_budget_s: a restore keeps its first value, and it tells no one
+            signal = ray_dir / f"{stage}_budget_reached.json"
+            stop = budget_stopper(ray_dir / f"{stage}_budget.json", signal)
             callbacks.append(budget_marks(ctx.sweep_dir, signal))
         return tune.RunConfig(
             name=stage,
-            storage_path=str(Path(ctx.sweep_dir) / "ray"),
+            storage_path=str(ray_dir),
             failure_config=tune.FailureConfig(max_failures=retries),
             verbose=0,
             stop=stop,
             callbacks=callbacks,
         )
+
+    @staticmethod
+    def _budget(ctx: SweepContext, stage: str, budget_s: float | None) -> None:
+        """This driver's time budget for ``stage`` (None: none), read by its stopper, a restored one included."""
+        ray_dir = Path(ctx.sweep_dir) / "ray"
+        ray_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(ray_dir / f"{stage}_budget.json", {"budget_s": budget_s})
 
     def _fit(self, tuner_fn: Any, trainable: Any, ctx: SweepContext, stage: str, resume: bool) -> Any:
         from ray import tune
@@ -277,9 +289,10 @@ class RayEngine(Engine):
                     num_samples=spec.n_trials,
                     max_concurrent_trials=spec.concurrency,
                 ),
-                run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials, spec.time_budget_s),
+                run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials, budgeted=True),
             )
 
+        self._budget(ctx, "search", spec.time_budget_s)
         return budget_outcomes(ctx, self._outcomes(self._fit(make, trainable, ctx, "search", resume)))
 
     def evaluate(

@@ -1,6 +1,6 @@
 """What the Ray engine adds to Tune in the driver: a progress bar and trial times (:func:`progress_callback`), an early
 stopping scheduler that records the trials it stops (:func:`recording_scheduler`), a searcher that tells TPE only
-what trials showed (:func:`truthful_search`), and a time budget that marks the trials it stops
+what trials showed (:func:`truthful_search`), and a time budget (this driver's) that marks the trials it stops
 (:func:`budget_stopper`, :func:`budget_marks`), so trials.csv tells the scheduler's stops from the budget's."""
 
 from __future__ import annotations
@@ -88,23 +88,42 @@ def truthful_search(base: type) -> type:
     return TruthfulSearch
 
 
-def budget_stopper(budget_s: float, signal: Path) -> Any:
-    """Tune's stopper of the search's time budget (``RunConfig(stop=...)``, in place of ``time_budget_s``) that
-    writes ``signal`` when it stops the experiment, for :func:`budget_marks` (Tune copies the stopper and the
-    callbacks apart on a restore, so they share a file, not an object). A signal left by a killed driver is removed
-    at the stopper's first check (a restored stopper's budget is counted afresh from the restore)."""
-    from ray.tune.stopper import TimeoutStopper
+def budget_stopper(budget_file: Path, signal: Path) -> Any:
+    """Tune's stopper of the search's time budget (``RunConfig(stop=...)``, in place of ``time_budget_s``). Its
+    budget is read from ``budget_file`` (``{"budget_s": seconds or null}``, written by the driver before each fit) at
+    its first check and counted from there: Tune restores a search with the stopper it pickled when the search first
+    started, so ``time_budget_s`` gave a resumed sweep the first run's whole search budget again, whatever
+    ``--budget`` the resume was given (or none). When the budget runs out it writes ``signal`` for
+    :func:`budget_marks` (Tune copies the stopper and the callbacks apart on a restore, so they share a file, not
+    an object); a signal left by a killed driver is removed at the first check."""
+    import math
+    import time
 
-    class BudgetStopper(TimeoutStopper):
+    from ray.tune.stopper import Stopper
+
+    class BudgetStopper(Stopper):
+        def __init__(self) -> None:
+            self.deadline: float | None = None
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            self.__dict__.update(state, deadline=None)  # a restored copy counts this driver's budget
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
         def stop_all(self) -> bool:
-            if self._last_check is None:  # the first check of this driver
+            if self.deadline is None:  # the first check of this driver
                 signal.unlink(missing_ok=True)
-            reached = bool(super().stop_all())  # type: ignore[no-untyped-call]
+                budget = (
+                    json.loads(budget_file.read_text()).get("budget_s") if budget_file.is_file() else None
+                )
+                self.deadline = math.inf if budget is None else time.monotonic() + float(budget)
+            reached = time.monotonic() >= self.deadline
             if reached and not signal.is_file():
                 write_json_atomic(signal, {"reached": True})
             return reached
 
-    return BudgetStopper(budget_s)
+    return BudgetStopper()
 
 
 def budget_marks(sweep_dir: str, signal: Path) -> Any:
