@@ -6,6 +6,7 @@ ended (promoted like any)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,13 @@ def test_a_resumed_search_is_stopped_by_the_resumed_drivers_budget(tmp_path: Pat
     assert pickle.loads(pickle.dumps(first)).stop_all()  # a copy made while it ran counts afresh too
     budget.write_text(json.dumps({"budget_s": None}))  # resumed without --budget
     assert not pickle.loads(pickled).stop_all() and not signal.exists()
+    # the sweep dir moved before the resume (Tune keeps the first run's paths): the first budget, no error
+    budget.unlink()
+    signal.parent.rename(tmp_path / "moved")
+    stopper = pickle.loads(pickle.dumps(budget_stopper(budget, signal)))
+    assert stopper.made_with is None and not stopper.stop_all()
+    moved = pickle.loads(pickled)
+    assert moved.made_with == 3600.0 and not moved.stop_all() and moved.deadline < math.inf
 
 
 def test_the_ray_engine_takes_a_time_out_from_the_mark_not_its_clock(

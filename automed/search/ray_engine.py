@@ -292,6 +292,7 @@ class RayEngine(Engine):
                 run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials, budgeted=True),
             )
 
+        # before make(): its stopper keeps this budget for a sweep dir moved before a restore
         self._budget(ctx, "search", spec.time_budget_s)
         return budget_outcomes(ctx, self._outcomes(self._fit(make, trainable, ctx, "search", resume)))
 

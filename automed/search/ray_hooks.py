@@ -5,6 +5,7 @@ what trials showed (:func:`truthful_search`), and a time budget (this driver's) 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -95,7 +96,8 @@ def budget_stopper(budget_file: Path, signal: Path) -> Any:
     started, so ``time_budget_s`` gave a resumed sweep the first run's whole search budget again, whatever
     ``--budget`` the resume was given (or none). When the budget runs out it writes ``signal`` for
     :func:`budget_marks` (Tune copies the stopper and the callbacks apart on a restore, so they share a file, not
-    an object); a signal left by a killed driver is removed at the first check."""
+    an object); a signal left by a killed driver is removed at the first check. No ``budget_file`` (a sweep dir
+    moved since the search first started: Tune keeps the first run's paths): the budget it was made with."""
     import math
     import time
 
@@ -104,6 +106,7 @@ def budget_stopper(budget_file: Path, signal: Path) -> Any:
     class BudgetStopper(Stopper):
         def __init__(self) -> None:
             self.deadline: float | None = None
+            self.made_with = _budget_s(budget_file, None)
 
         def __setstate__(self, state: dict[str, Any]) -> None:
             self.__dict__.update(state, deadline=None)  # a restored copy counts this driver's budget
@@ -114,16 +117,23 @@ def budget_stopper(budget_file: Path, signal: Path) -> Any:
         def stop_all(self) -> bool:
             if self.deadline is None:  # the first check of this driver
                 signal.unlink(missing_ok=True)
-                budget = (
-                    json.loads(budget_file.read_text()).get("budget_s") if budget_file.is_file() else None
-                )
+                budget = _budget_s(budget_file, self.made_with)
                 self.deadline = math.inf if budget is None else time.monotonic() + float(budget)
             reached = time.monotonic() >= self.deadline
             if reached and not signal.is_file():
-                write_json_atomic(signal, {"reached": True})
+                with contextlib.suppress(OSError):  # a sweep dir moved since the first start: no marks
+                    write_json_atomic(signal, {"reached": True})
             return reached
 
     return BudgetStopper()
+
+
+def _budget_s(budget_file: Path, otherwise: float | None) -> float | None:
+    try:
+        budget = json.loads(budget_file.read_text())["budget_s"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return otherwise
+    return None if budget is None else float(budget)
 
 
 def budget_marks(sweep_dir: str, signal: Path) -> Any:
