@@ -62,6 +62,10 @@ def test_the_ray_scheduler_records_the_trials_it_stops(tmp_path: Path) -> None:
     assert trials_table(tmp_path, 2).set_index("trial").loc["poor", "status"] == "stopped early"
 
 
+def _signal(wd: Path) -> Path:
+    return wd / "ray" / "search_budget_reached.json"
+
+
 class _Live:
     """A Tune trial as a callback sees it."""
 
@@ -100,18 +104,21 @@ def test_the_budget_stop_is_timed_out_not_the_schedulers(tmp_path: Path) -> None
     _trial(tmp_path, "dup", duplicate_of="late")
     _trial(tmp_path, "done", score=0.8)  # validated its fold in this step
     _trial(tmp_path, "old", epochs=2)  # a sweep from before the mark: as it was
-    live = [_Live(k) for k in ("late", "scored", "dup")] + [_Live("done", last={"validated": 1.0})]
+    live = [_Live(k) for k in ("late", "scored", "dup", "claimed late")] + [
+        _Live("done", last={"validated": 1.0})
+    ]
     live += [_Live("waiting", status="PENDING")]  # never started: no folder to mark
     _budget_step(tmp_path, live, set(), budget_s=0.0)
     outcomes = [TrialOutcome(k, "stopped") for k in ("asha", "late", "scored", "dup")]
-    got = budget_outcomes(_ctx(tmp_path), [*outcomes, TrialOutcome("done", "complete")])
+    _trial(tmp_path, "claimed late", epochs=0)  # claimed its config while Tune stopped its actor
+    got = budget_outcomes(_ctx(tmp_path), [*outcomes, TrialOutcome("done", "complete")], _signal(tmp_path))
     assert [(o.key, o.status) for o in got] == [
         ("asha", "stopped"), ("late", "timed out"), ("scored", "timed out"), ("dup", "stopped"), ("done", "complete"),
     ]  # fmt: skip
     status = trials_table(tmp_path, 2).set_index("trial")["status"].to_dict()
     assert status == {
         "asha": "stopped early", "late": "timed out", "scored": "screened", "dup": "duplicate", "done": "screened",
-        "old": "stopped early",
+        "old": "stopped early", "claimed late": "timed out",
     }  # fmt: skip
 
 
@@ -228,7 +235,7 @@ def test_a_timed_out_trial_with_a_score_is_promoted_and_ends_finished_in_mlflow(
     (tmp_path / "trials" / "scored" / STOPPED).write_text(json.dumps({"by": "budget"}))
     _trial(tmp_path, "poor", score=0.5)
     (tmp_path / "trials" / "poor" / STOPPED).write_text(json.dumps({"by": "scheduler"}))
-    outcomes = budget_outcomes(_ctx(tmp_path), [TrialOutcome("scored", "stopped")])
+    outcomes = budget_outcomes(_ctx(tmp_path), [TrialOutcome("scored", "stopped")], _signal(tmp_path))
     units: list[Any] = []
 
     class Recorder:

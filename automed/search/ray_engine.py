@@ -294,7 +294,8 @@ class RayEngine(Engine):
 
         # before make(): its stopper keeps this budget for a sweep dir moved before a restore
         self._budget(ctx, "search", spec.time_budget_s)
-        return budget_outcomes(ctx, self._outcomes(self._fit(make, trainable, ctx, "search", resume)))
+        outcomes = self._outcomes(self._fit(make, trainable, ctx, "search", resume))
+        return budget_outcomes(ctx, outcomes, Path(ctx.sweep_dir) / "ray" / "search_budget_reached.json")
 
     def evaluate(
         self,

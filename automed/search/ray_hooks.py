@@ -137,12 +137,12 @@ def _budget_s(budget_file: Path, otherwise: float | None) -> float | None:
 
 
 def budget_marks(sweep_dir: str, signal: Path) -> Any:
-    """A Tune callback that writes ``stopped.json`` (``by: budget``) into the folder of each trial the search's time
-    budget stopped before it validated its folds: the trials that ran when the step began in which the
-    :func:`budget_stopper` stopped the experiment (``signal``) and ended in it. Tune stops them without telling
-    callbacks or the searcher that they completed, so this is the one place their stop is known; their outcome
-    (:func:`budget_outcomes`) and status in trials.csv come from the mark, never from the driver's clock (a restored
-    search counts its budget with the stopper Tune restores, not the one the new driver made)."""
+    """A Tune callback that records, in ``signal``, the trials the search's time budget stopped before they validated
+    their folds (the trials that ran when the step began in which the :func:`budget_stopper` stopped the
+    experiment, and ended in it) and marks their folders (:func:`mark_budget_stops`). Tune stops them without
+    telling callbacks or the searcher that they completed, so this is the one place their stop is known; their
+    outcome (:func:`budget_outcomes`) and status in trials.csv come from the mark, never from the driver's clock (a
+    restored search counts its budget with the stopper Tune restores, not the one the new driver made)."""
     from ray.tune import Callback
 
     class BudgetMarks(Callback):
@@ -157,22 +157,38 @@ def budget_marks(sweep_dir: str, signal: Path) -> Any:
             if self.marked or not signal.is_file():
                 return
             self.marked = True
-            for t in trials:
-                if (
-                    t.trial_id in self.running
-                    and t.status == "TERMINATED"
-                    and not (t.last_result or {}).get("validated")
-                ):
-                    td = Path(sweep_dir) / "trials" / str(t.trial_id)
-                    tfile = td / "trial.json"  # none: stopped before it claimed its config
-                    if tfile.is_file() and not (td / STOPPED).is_file() and not _duplicate(tfile):
-                        mark_stopped(td, "budget")
+            stopped = [
+                str(t.trial_id)
+                for t in trials
+                if t.trial_id in self.running
+                and t.status == "TERMINATED"
+                and not (t.last_result or {}).get("validated")
+            ]
+            with contextlib.suppress(OSError):  # a sweep dir moved since the first start: no marks
+                write_json_atomic(signal, {"reached": True, "trials": stopped})
+            mark_budget_stops(sweep_dir, signal)
 
     return BudgetMarks()
 
 
-def budget_outcomes(ctx: SweepContext, outcomes: list[TrialOutcome]) -> list[TrialOutcome]:
-    """A stopped trial whose folder the budget marked (:func:`budget_marks`) timed out."""
+def mark_budget_stops(sweep_dir: str, signal: Path) -> None:
+    """``stopped.json`` (``by: budget``) in the folder of each trial ``signal`` lists, unless the scheduler stopped
+    it first or it is a duplicate. Again after the search: a trial whose process had not yet claimed its config
+    when Tune stopped it (it claims it while its actor stops) is marked once it has."""
+    try:
+        listed = json.loads(signal.read_text()).get("trials", [])
+    except (OSError, ValueError):
+        return
+    for key in listed:
+        td = Path(sweep_dir) / "trials" / str(key)
+        tfile = td / "trial.json"  # none: stopped before it claimed its config
+        if tfile.is_file() and not (td / STOPPED).is_file() and not _duplicate(tfile):
+            mark_stopped(td, "budget")
+
+
+def budget_outcomes(ctx: SweepContext, outcomes: list[TrialOutcome], signal: Path) -> list[TrialOutcome]:
+    """A stopped trial whose folder the budget marked (:func:`budget_marks`, :func:`mark_budget_stops`) timed out."""
+    mark_budget_stops(ctx.sweep_dir, signal)
     return [
         replace(o, status="timed out")
         if o.status == "stopped" and stopped_by(trial_dir(ctx, o.key)) == "budget"
