@@ -154,3 +154,23 @@ def test_the_optuna_engine_tells_a_duplicate_its_originals_score_once_known(tmp_
     ]
     t0000 = [t for t in study.trials if t.user_attrs[KEY_ATTR] == "t0000"]
     assert t0000[0].params == t0000[1].params
+
+
+def test_a_restarted_trials_epochs_reach_tpe_at_their_epoch(tmp_path: Path) -> None:
+    """Ray's OptunaSearch reported each per-epoch score at Tune's training_iteration, which a trial restarted by a
+    retry or a restored search counts from 1 again: Optuna ignored the restarted trial's values ("step already
+    reported") until its count passed the old one, so a pruned trial was ranked on stale values. The fold's
+    validated score was an intermediate value too."""
+    search = _searcher(tmp_path)
+    search.suggest("a")
+    _claimed(tmp_path, "a")
+    for i, score in enumerate((0.1, 0.2, 0.3), start=1):
+        search.on_trial_result("a", {"epoch": float(i), "score": score, "training_iteration": i})
+    # the driver was killed; the restored trial resumes fold 0 from its epoch-2 checkpoint
+    for i, (epoch, score) in enumerate(((3.0, 0.35), (4.0, 0.5)), start=1):
+        search.on_trial_result("a", {"epoch": epoch, "score": score, "training_iteration": i})
+    search.on_trial_result("a", {"epoch": 4.0, "score": 0.9, "validated": 1.0, "training_iteration": 3})
+    search.on_trial_complete("a", {"epoch": 4.0, "score": 0.9, "validated": 1.0})
+    trial = search._ot_study.trials[0]
+    assert trial.intermediate_values == {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.5}
+    assert (trial.state.name, trial.value) == ("COMPLETE", 0.9)

@@ -56,6 +56,19 @@ def truthful_search(base: type) -> type:
             self.sweep_dir = sweep_dir
             self.told: dict[str, float | None] = {}  # trials told so far: their score, None: no score
             self.waiting: dict[str, list[str]] = {}  # original -> its duplicates not told yet
+            self.steps: dict[str, int] = {}  # the last epoch told of each trial
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            """The per-epoch score as the trial's intermediate value at its epoch (ASHA's time): Ray's reported it
+            at Tune's training_iteration, which a trial restarted by a retry or a restored search counts from 1
+            again, so Optuna ignored its values (step already reported) until it passed its old count; a fold's
+            validated score is no intermediate value (it is told when the trial completes)."""
+            step = int(result.get("epoch", 0))
+            if result.get("validated") or trial_id in self._completed_trials or "epoch" not in result:
+                return
+            if step > self.steps.get(trial_id, 0) and self.metric in result:
+                self.steps[trial_id] = step
+                self._ot_trials[trial_id].report(float(result[self.metric]), step)
 
         def on_trial_complete(
             self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
