@@ -85,7 +85,7 @@ def summary(mode: str) -> dict[str, float | str]:
         if not f.is_file():
             continue
         for t in json.loads(f.read_text()).values():
-            if "start" not in t or "end" not in t:
+            if "wall_s" not in t:  # a trial still running when the driver was killed
                 continue
             trial = wd / "trials" / str(t["key"])
             folds = (
@@ -93,7 +93,7 @@ def summary(mode: str) -> dict[str, float | str]:
                 if t["folds"] is not None
                 else ([0] if state["options"]["screen"] else range(n_folds))
             )
-            ray_wall += t["end"] - t["start"]
+            ray_wall += t["wall_s"]  # its attempts' monotonic durations, summed
             compute += sum(_fold_compute(trial, k, stage) for k in folds)
     stage_wall = timing.get("search_s", 0.0) + timing.get("promote_s", 0.0)
     full = table[table["folds_done"] == n_folds]
