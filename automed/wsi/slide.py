@@ -212,5 +212,18 @@ def slide_inputs(input_path: Path) -> list[Path] | None:
     if bad:
         raise DatasetError.single(bad[0], "a whole slide must be readable by OpenSlide", "unreadable (truncated or "
                                   "not a slide)", "copy it again, or move it out of the input")  # fmt: skip
-    found = one_per_dicom_series([p for p in files if p.is_file() and is_slide(p)])
+    slides = [p for p in files if p.is_file() and is_slide(p)]
+    if slides:  # images beside slides would be left out unseen: predict takes one kind of input per run
+        from automed.data.io import has_image_suffix
+
+        images = [p.name for p in files if p.is_file() and p not in slides and has_image_suffix(p)]
+        if images:
+            raise DatasetError.single(
+                input_path,
+                "a folder of whole slides holds slides only (images are predicted in a run of their own)",
+                f"{len(slides)} slide(s) and {len(images)} image(s): {', '.join(images[:5])}"
+                + (" ..." if len(images) > 5 else ""),
+                "move the images (or the slides) into a folder of their own and predict each folder",
+            )
+    found = one_per_dicom_series(slides)
     return found or None
