@@ -10,6 +10,7 @@ from PIL import Image
 
 from automed.errors import AutomedError
 from automed.testing.synthetic_wsi import default_scene, write_slide
+from automed.workflow.patch_miner import patch_miner
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +32,14 @@ def test_a_folder_of_slides_and_pictures_is_refused_not_half_predicted(slide: Pa
     with pytest.raises(AutomedError, match=r"slides only") as err:
         slide_inputs(folder)
     assert "patch.png" in err.value.problems[0].value
+
+
+def test_patches_of_a_few_pixels_are_refused_before_work(slide: Path, tmp_path: Path) -> None:
+    """--patch-size 1 (or 0.5um at 0.5 um/px) mined millions of one-pixel PNGs: nothing a network can learn from,
+    and a position list that grows with the slide's pixel count."""
+    for size in ("1", "8", "2um"):
+        with pytest.raises(AutomedError, match=r"at least 16 pixels"):
+            patch_miner([slide], tmp_path / "m", patch_size=size, show_progress=False)
+    assert not (tmp_path / "m").exists()
+    res = patch_miner([slide], tmp_path / "m", patch_size="16", num_patches=2, show_progress=False)
+    assert res.patches == 2

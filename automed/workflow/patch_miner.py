@@ -37,6 +37,8 @@ from automed.wsi.slide import (
 from automed.wsi.tissue import tissue_mask
 
 CHUNK = 32
+# smaller patches hold too little for a network, and their grid grows with the slide's pixel count
+MIN_PATCH_PX = 16
 POOL_MIN_PATCHES = 1000  # below this a process pool's start costs more than it saves (default --workers only)
 # what a mining worker needs, imported once by the fork server
 PRELOAD = ["numpy", "PIL.Image", "openslide", "automed.wsi.miner"]
@@ -231,7 +233,11 @@ def patch_miner(
                                       f"use --mpp {info.mpp:.4g} or coarser")  # fmt: skip
     problems: list[Problem] = []  # and the label maps' problems
     for s, info in zip(slides, infos, strict=True):
-        if (g := _grid(info, px, um, mpp, overlap)).size0 > min(info.width, info.height):
+        if (g := _grid(info, px, um, mpp, overlap)).patch_px < MIN_PATCH_PX:
+            problems.append(Problem(str(s.path), f"a patch is at least {MIN_PATCH_PX} pixels a side at the "
+                                    "mining resolution", f"--patch-size {patch_size}: {g.patch_px} px at "
+                                    f"{g.target_mpp:.4g} um/px", "choose a larger --patch-size (256 pixels is usual)"))  # fmt: skip
+        elif g.size0 > min(info.width, info.height):
             problems.append(Problem(str(s.path), "a patch must fit in the slide", f"patches of {g.size0} px at "
                                      f"level 0, slide {info.width} x {info.height} px",
                                      "choose a smaller --patch-size or a finer --mpp"))  # fmt: skip
