@@ -148,6 +148,15 @@ def _one_channel_series(folder: Path, n_channels: int) -> None:
         )
 
 
+def _series_problems(folders: list[Path]) -> list[Problem]:
+    """A DICOM series folder is read as one volume, slices in GDCM's order: one with a slice missing or several
+    volumes in it would be predicted on a wrong grid, so it is refused before any model runs."""
+    from automed.data.io import dicom_series_files
+    from automed.tools.dicom_convert import series_volume_problems
+
+    return [p for d in folders for p in series_volume_problems(d, dicom_series_files(d))]
+
+
 def check_dimension(cases: list[InputCase], dimension: int) -> None:
     """Every case is a volume (``dimension`` 3) or a picture / single slice (2), as the model's training images
     were (an image-level network would otherwise take a volume's middle slice, or pad a picture into a volume);
@@ -227,6 +236,8 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         cases = [one]
     elif _is_dicom_dir(root):
         _one_channel_series(root, n_channels)
+        if problems_series := _series_problems([root]):
+            raise DatasetError(problems_series, f"cannot read the input {root}")
         cases = [InputCase(root.name, (root,), ".nii.gz")]
     else:
         pat = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
@@ -285,6 +296,7 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         if series and n_channels != 1:
             _one_channel_series(series[0], n_channels)
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in series]
+        problems += _series_problems(series)
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
     _check_case_ids(cases, root, from_csv)

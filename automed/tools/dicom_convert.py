@@ -68,7 +68,7 @@ def _normal_position(ds: Any) -> float | None:
 
 
 def _volumes(
-    members: list[tuple[Path, Any]], folder: Path, root: Path, problems: list[Problem]
+    members: list[tuple[Path, Any]], shown: str, problems: list[Problem]
 ) -> list[tuple[list[Path], str]]:
     """The single-frame files of one series split into volumes - one per echo, temporal position and orientation
     (a multi-echo or dynamic series, a three-plane localizer) - each sorted along the slice normal; two slices at
@@ -88,16 +88,16 @@ def _volumes(
             files = [files[j] for j in order]
             gaps = np.diff(np.sort(np.asarray(pos, float)))
             if len(gaps) and gaps.min() < 1e-3:
-                problems.append(Problem(relative(folder, root) or ".", "the slices of one volume lie at distinct "
+                problems.append(Problem(shown, "the slices of one volume lie at distinct "
                                         "positions", f"{int((gaps < 1e-3).sum())} repeated position(s) in series "
-                                        f"{files[0][1].get('SeriesNumber', '?')} (echo {key[0] or '-'}, temporal "
+                                        f"{files[0][1].get('SeriesNumber') or '?'} (echo {key[0] or '-'}, temporal "
                                         f"position {key[1] or '-'})", "remove the duplicate files, or split the "
                                         "series into one folder per volume"))  # fmt: skip
             elif len(gaps) > 1 and gaps.max() - gaps.min() > max(0.05, 0.05 * float(np.median(gaps))):
                 # a missing file: ITK would spread the remaining slices evenly and write a wrong volume
-                problems.append(Problem(relative(folder, root) or ".", "the slices of one volume are evenly "
+                problems.append(Problem(shown, "the slices of one volume are evenly "
                                         "spaced (no slice missing)", f"gaps from {gaps.min():.3f} to "
-                                        f"{gaps.max():.3f} mm in series {files[0][1].get('SeriesNumber', '?')} "
+                                        f"{gaps.max():.3f} mm in series {files[0][1].get('SeriesNumber') or '?'} "
                                         f"(echo {key[0] or '-'}, temporal position {key[1] or '-'})",
                                         "add the missing slice files (check the transfer was complete)"))  # fmt: skip
         else:
@@ -105,6 +105,32 @@ def _volumes(
         tag = f"e{key[0]}t{key[1]}o{i}" if len(subs) > 1 else ""
         out.append(([p for p, _ in files], tag))
     return out
+
+
+def series_volume_problems(folder: Path, files: list[str]) -> list[Problem]:
+    """What keeps the files of one series folder (in the order GDCM gives) from being read as one volume, from their
+    headers: a missing slice (GDCM would spread the others evenly), two slices at one position, or several volumes
+    in one series (echoes, temporal positions, orientations: they would be stacked into one). A multi-frame file is
+    read as it is."""
+    import pydicom
+
+    members = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
+            return []  # GDCM listed it, so it parses there: reading the series reports a broken file
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            return []
+        members.append((Path(f), ds))
+    problems: list[Problem] = []
+    volumes = _volumes(members, str(folder), problems)
+    if len(volumes) > 1:
+        problems.append(Problem(str(folder), "a DICOM series folder holds one volume",
+                                f"{len(volumes)} volumes in series {members[0][1].get('SeriesNumber') or '?'} (echoes, "
+                                "temporal positions or orientations)", "split it with `automed convert` (one NIfTI "
+                                "per volume) and predict those files"))  # fmt: skip
+    return problems
 
 
 def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
@@ -139,7 +165,7 @@ def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
             for p in frames:
                 series.append(Series(_key(common[0], common[2], uid, taken), folder, uid, [p], *common, True))
             members = [(p, ds) for p, ds in members if p not in frames]
-        for sub, extra in _volumes(members, folder, root, problems):
+        for sub, extra in _volumes(members, relative(folder, root) or ".", problems):
             key = _key(common[0], common[2], uid + extra, taken)
             series.append(Series(key, folder, uid, sub, *common, False))
     return series, problems
