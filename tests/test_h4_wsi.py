@@ -43,3 +43,40 @@ def test_patches_of_a_few_pixels_are_refused_before_work(slide: Path, tmp_path: 
     assert not (tmp_path / "m").exists()
     res = patch_miner([slide], tmp_path / "m", patch_size="16", num_patches=2, show_progress=False)
     assert res.patches == 2
+
+
+class _ImageLevel:
+    """Stands for a classification model: one class per image, no label map."""
+
+    target = object()
+
+    def predict_arrays(self, channels: np.ndarray, geometry: object, probabilities: bool = False) -> object:
+        raise AssertionError("an image-level model must be refused before any block is read")
+
+
+class _Failing:
+    def predict_arrays(self, channels: np.ndarray, geometry: object, probabilities: bool = False) -> object:
+        raise RuntimeError("out of memory")
+
+
+def test_an_image_level_model_on_a_slide_is_refused_with_the_way_to_go(slide: Path, tmp_path: Path) -> None:
+    """A classification model trained on mined patches, given a slide, crashed with "IndexError: too many indices"
+    after the tissue mask and left its block store in the output."""
+    from automed.workflow.predict_wsi import predict_slides
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(AutomedError, match=r"segmentation model") as err:
+        predict_slides(_ImageLevel(), [slide], out, mpp=1.0, names={0: "a", 1: "b"}, show_progress=False)
+    assert "patch-miner" in err.value.problems[0].fix
+    assert not list(out.iterdir())
+
+
+def test_a_failed_slide_prediction_leaves_no_block_store(slide: Path, tmp_path: Path) -> None:
+    from automed.workflow.predict_wsi import predict_slides
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(RuntimeError, match=r"out of memory"):
+        predict_slides(_Failing(), [slide], out, mpp=1.0, names={0: "a", 1: "b"}, show_progress=False)
+    assert not list(out.iterdir())  # the hidden .a.blocks folder is gone too

@@ -149,6 +149,14 @@ def predict_slides(
     show_progress: bool = True,
 ) -> list[Path]:
     """Predict each slide into ``out`` (see the module docstring); return the label TIFFs."""
+    if getattr(predictor, "target", None) is not None:  # classification or regression: no label map to tile
+        raise ConfigError.single(
+            slides[0],
+            "whole slides are predicted by a segmentation model (a label per pixel, tiled over the slide)",
+            "a classification or regression model (one class or value per image)",
+            "mine the slide's patches with `automed patch-miner` at the model's resolution and predict "
+            "patches/patches.csv, one class or value per patch",
+        )
     written = []
     stems: set[str] = set()
     infos = [
@@ -167,12 +175,12 @@ def predict_slides(
         store = out / f".{stem}.blocks"
         shutil.rmtree(store, ignore_errors=True)
         mask = tissue_mask(slide_handle(path))
-        with progress_bar(disable=not show_progress) as bar:
-            task = bar.add_task(f"predict {stem}", total=grid.n_blocks[0] * grid.n_blocks[1])
-            rows = predict_blocks(
-                grid, mask, _predict_fn(predictor), store, on_block=partial(bar.advance, task)
-            )
-        try:
+        try:  # the block store goes whatever happens
+            with progress_bar(disable=not show_progress) as bar:
+                task = bar.add_task(f"predict {stem}", total=grid.n_blocks[0] * grid.n_blocks[1])
+                rows = predict_blocks(
+                    grid, mask, _predict_fn(predictor), store, on_block=partial(bar.advance, task)
+                )
             write_pyramid(BlockReader(grid, store, "L"), out / f"{stem}_labels.tif")
             if save_probabilities:
                 parts = file_parts(names)
