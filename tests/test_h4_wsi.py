@@ -80,3 +80,21 @@ def test_a_failed_slide_prediction_leaves_no_block_store(slide: Path, tmp_path: 
     with pytest.raises(RuntimeError, match=r"out of memory"):
         predict_slides(_Failing(), [slide], out, mpp=1.0, names={0: "a", 1: "b"}, show_progress=False)
     assert not list(out.iterdir())  # the hidden .a.blocks folder is gone too
+
+
+def test_a_linked_slide_is_named_as_the_user_named_it(slide: Path, tmp_path: Path) -> None:
+    """Slides are often linked into a project under case IDs (the archive's own names may be barcodes or names of
+    people). A linked file passed by itself was named after its target (a folder of the same links was not)."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    target = archive / "Doe_John_2015.tif"
+    target.write_bytes(slide.read_bytes())
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "case_017.tif").symlink_to(target)
+    res = patch_miner([project / "case_017.tif"], tmp_path / "m", patch_size="64", num_patches=2,
+                      show_progress=False)  # fmt: skip
+    assert [s["slide"] for s in res.slides] == ["case_017"]
+    written = [p.relative_to(res.folder).as_posix() for p in res.folder.rglob("*")]
+    texts = [p.read_text() for p in res.folder.rglob("*") if p.suffix in (".csv", ".json")]
+    assert not any("Doe" in t for t in written + texts)

@@ -104,7 +104,7 @@ def _key(text: str, taken: set[str]) -> str:
 
 def _inputs(paths: list[Path]) -> list[SlideInput]:
     if len(paths) == 1 and paths[0].suffix.lower() == ".csv":
-        src = paths[0]
+        src = paths[0].resolve()  # its relative paths are relative to the CSV's own folder
         if not src.is_file():
             raise DatasetError.single(src, "the slide CSV must exist", "missing", "check the path")
         table = read_rows(src)  # UTF-8 (a byte-order mark dropped), else a clear error
@@ -216,7 +216,8 @@ def patch_miner(
                                      f"pass e.g. {name} 0.5")  # fmt: skip
     px, um = parse_patch_size(patch_size)
     vmap = parse_value_map(value_map)
-    slides = _inputs([Path(p).expanduser().resolve() for p in inputs])
+    # absolute, not resolved: a slide linked under a case ID keeps that name (its target's may name a person)
+    slides = _inputs([Path(p).expanduser().absolute() for p in inputs])
     if class_from_label and (
         any(s.label is None for s in slides) or any(s.value is not None for s in slides)
     ):
