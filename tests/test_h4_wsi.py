@@ -18,20 +18,24 @@ def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_slide(default_scene(1024, 768, mpp=0.5, seed=3), tmp_path_factory.mktemp("s") / "a.tif")
 
 
-def test_a_folder_of_slides_and_pictures_is_refused_not_half_predicted(slide: Path, tmp_path: Path) -> None:
+def test_images_beside_slides_are_named_not_skipped_silently(
+    slide: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """`automed predict` on a folder holding slides and plain images predicted the slides and skipped the images
-    without a word; the user must split them (one run per kind)."""
+    without a word (a slide's label map beside it is fine to skip, a picture the user meant to predict is not)."""
     from automed.wsi.slide import slide_inputs
 
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "s.tif").write_bytes(slide.read_bytes())
     (folder / "notes.txt").write_text("not an image: ignored, as in a folder of images")
-    assert [p.name for p in slide_inputs(folder) or []] == ["s.tif"]
+    with caplog.at_level("WARNING", logger="automed"):
+        assert [p.name for p in slide_inputs(folder) or []] == ["s.tif"]
+    assert not caplog.text
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "patch.png")
-    with pytest.raises(AutomedError, match=r"slides only") as err:
-        slide_inputs(folder)
-    assert "patch.png" in err.value.problems[0].value
+    with caplog.at_level("WARNING", logger="automed"):
+        assert [p.name for p in slide_inputs(folder) or []] == ["s.tif"]
+    assert "1 image(s) beside them are not (patch.png)" in caplog.text
 
 
 def test_patches_of_a_few_pixels_are_refused_before_work(slide: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ reads a slide opens it itself."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,17 +214,14 @@ def slide_inputs(input_path: Path) -> list[Path] | None:
         raise DatasetError.single(bad[0], "a whole slide must be readable by OpenSlide", "unreadable (truncated or "
                                   "not a slide)", "copy it again, or move it out of the input")  # fmt: skip
     slides = [p for p in files if p.is_file() and is_slide(p)]
-    if slides:  # images beside slides would be left out unseen: predict takes one kind of input per run
+    if slides:  # images beside slides (label maps, thumbnails, pictures) are not predicted: said, not silent
         from automed.data.io import has_image_suffix
 
         images = [p.name for p in files if p.is_file() and p not in slides and has_image_suffix(p)]
         if images:
-            raise DatasetError.single(
-                input_path,
-                "a folder of whole slides holds slides only (images are predicted in a run of their own)",
-                f"{len(slides)} slide(s) and {len(images)} image(s): {', '.join(images[:5])}"
-                + (" ..." if len(images) > 5 else ""),
-                "move the images (or the slides) into a folder of their own and predict each folder",
-            )
+            logging.getLogger("automed").warning(
+                "%d slide(s) predicted; %d image(s) beside them are not (%s%s): predict images from a folder of "
+                "their own", len(slides), len(images), ", ".join(images[:5]), " ..." if len(images) > 5 else "",
+            )  # fmt: skip
     found = one_per_dicom_series(slides)
     return found or None
