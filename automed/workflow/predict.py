@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -196,29 +197,26 @@ def predict(
             "choose a new folder, or pass --overwrite to replace them (what the new run does not write is removed "
             "when it has finished)",
         )
+    from automed.wsi.slide import slide_inputs
+
+    slides = slide_inputs(Path(input_path).expanduser().resolve())
+    if slides is not None and review:  # before the model loads
+        raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
+                                 f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
+                                 "count map and tile CSV are its review")  # fmt: skip
     predictor = load_predictor(model, tracking_uri, device, runtime)
     if on_load is not None:
         kind = getattr(predictor, "runtime", None)
         on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
     if tta is not None:  # else the model's own setting (chosen by `automed select` when it ran)
         predictor.tta = tta
-    from automed.wsi.slide import slide_inputs
-
-    slides = slide_inputs(Path(input_path).expanduser().resolve())
     if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
-        if earlier:  # slide outputs are many files per slide: never mixed with an earlier run's
-            raise ArtifactError.single(out, "slides are predicted into a new or empty folder", "earlier predictions",
-                                       "choose a new folder")  # fmt: skip
-        if review:
-            raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
-                                     f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
-                                     "count map and tile CSV are its review")  # fmt: skip
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
-        out.mkdir(parents=True, exist_ok=True)
-        mark_output(out, "predictions")
-        return predict_slides(predictor, slides, out, mpp=model_mpp(model, mpp), names=_label_names(model, predictor),
-                              slide_mpp=slide_mpp, save_probabilities=save_probabilities, show_progress=show_progress)  # fmt: skip
+        at_mpp, names = model_mpp(model, mpp), _label_names(model, predictor)  # before the output is touched
+        return _into_output(out, earlier, lambda dest: predict_slides(
+            predictor, slides, dest, mpp=at_mpp, names=names, slide_mpp=slide_mpp,
+            save_probabilities=save_probabilities, show_progress=show_progress))  # fmt: skip
     cases = discover(input_path, predictor.n_channels)
     check_takes(cases, predictor)  # before anything is written
     created = not out.exists()
@@ -282,6 +280,33 @@ def _predict_cases(
     written: list[Path] = writer.close()
     produced = set(writer.written_files()) | (reviewer.written_files() if reviewer is not None else set())
     return written, produced
+
+
+def _into_output(out: Path, earlier: bool, run: Callable[[Path], list[Path]]) -> list[Path]:
+    """``run`` writing many files per input (whole slides) into ``out``: a folder this run made goes if it fails;
+    with earlier predictions (``--overwrite``), it writes into a hidden folder inside ``out`` that replaces them
+    only once it has finished, so a failed or killed run leaves the earlier predictions as they were."""
+    from automed.artifacts import mark_output
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, "predictions")
+    staging = out / ".automed-new-predictions"
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's
+    dest = staging if earlier else out
+    dest.mkdir(exist_ok=True)
+    try:
+        written = run(dest)
+    except BaseException:
+        shutil.rmtree(out if created else staging, ignore_errors=True)
+        raise
+    if not earlier:
+        return written
+    _remove_older(out, {staging})
+    for p in staging.iterdir():
+        p.rename(out / p.name)
+    staging.rmdir()
+    return [out / p.relative_to(staging) for p in written]
 
 
 def _remove_older(out: Path, produced: set[Path]) -> None:

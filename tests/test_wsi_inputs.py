@@ -119,3 +119,35 @@ def test_a_slide_of_glass_only_has_no_tissue(tmp_path: Path) -> None:
     c = (np.arange(mask.mask.shape[1]) + 0.5) * mask.scale
     r = (np.arange(mask.mask.shape[0]) + 0.5) * mask.scale
     assert (mask.mask == (scene.labels(*np.meshgrid(c, r)) > 0)).mean() > 0.98
+
+
+def test_slide_outputs_replace_earlier_ones_only_when_finished(tmp_path: Path) -> None:
+    """Slides write many files each: a run into a new folder that fails leaves no folder (it left one holding only
+    automed's marker); with --overwrite, a run writes beside the earlier predictions and replaces them only once it
+    has finished (it was refused), so a failed or killed one leaves them as they were."""
+    from automed.workflow.predict import _into_output
+
+    def writes(*names: str) -> object:
+        def run(dest: Path) -> list[Path]:
+            for n in names:
+                (dest / n).write_text(n)
+            return [dest / n for n in names]
+
+        return run
+
+    def fails(dest: Path) -> list[Path]:
+        (dest / "half.tif").write_text("half")
+        raise RuntimeError("the slide has no pixel size")
+
+    out = tmp_path / "P"
+    with pytest.raises(RuntimeError):
+        _into_output(out, False, fails)
+    assert not out.exists()
+    assert _into_output(out, False, writes("a_labels.tif", "a_overlay.png")) == [out / "a_labels.tif", out / "a_overlay.png"]  # fmt: skip
+    with pytest.raises(RuntimeError):
+        _into_output(out, True, fails)
+    assert sorted(p.name for p in out.iterdir()) == [".automed-output.json", "a_labels.tif", "a_overlay.png"]
+    (out / ".automed-new-predictions").mkdir()  # a killed run's
+    (out / ".automed-new-predictions" / "x.tif").write_text("x")
+    assert _into_output(out, True, writes("b_labels.tif")) == [out / "b_labels.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [".automed-output.json", "b_labels.tif"]
