@@ -9,6 +9,8 @@ import math
 import re
 from collections import Counter, defaultdict
 
+import numpy as np
+
 from automed.data.schema import Dataset
 from automed.data.verify_rules import LABEL_MAX
 from automed.errors import Problem
@@ -78,7 +80,8 @@ def dataset_warnings(ds: Dataset) -> list[Problem]:
 def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
     """Errors and warnings about the targets (``ValueToPredict``, class folders).
 
-    Errors: a target that is not a finite number (NaN, inf: a regression loss becomes NaN); a classification dataset
+    Errors: a target that is not a finite number (NaN, inf: a regression loss becomes NaN); regression targets that
+    are all one value or too spread to standardize in float64; a classification dataset
     of one class; a class with fewer than :data:`MIN_CLASS_CASES` cases (it cannot be both learnt and validated). Warnings: a class with fewer cases than
     the default number of folds (:data:`DEFAULT_FOLDS`): the folds are then not stratified (``splits.json`` falls
     back to plain grouped folds) and some validation folds hold no case of the class; fewer folds
@@ -94,6 +97,8 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
             "write the measured value, or drop the rows that have none",
         )
         return [err], []
+    if ds.task_type == "regression":
+        return _regression_problems(ds), []
     if ds.task_type != "classification":
         return [], []
     counts = Counter(int(c.value) for c in ds.cases if c.value is not None)
@@ -132,6 +137,38 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
                 )
             )
     return errors, warnings
+
+
+def _regression_problems(ds: Dataset) -> list[Problem]:
+    """Finite targets training still cannot use: one value for every case (nothing to learn, R² undefined), or a
+    spread whose standard deviation overflows float64 (the network predicts the standardized value)."""
+    values = [(c.case_id, float(c.value)) for c in ds.cases if c.value is not None]
+    if not values:
+        return []
+    arr = np.array([v for _, v in values], dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        std = float(arr.std())
+    if not math.isfinite(std):
+        largest = sorted(values, key=lambda cv: -abs(cv[1]))[:3]
+        return [
+            Problem(
+                str(ds.source),
+                "the standard deviation of the regression targets must be a finite float64 number (automed "
+                "standardizes them)",
+                "largest values " + ", ".join(f"{cid}: {v:g}" for cid, v in largest),
+                "check those values for a typo, or write the target in other units (e.g. thousands)",
+            )
+        ]
+    if std == 0.0 and len(values) > 1:
+        return [
+            Problem(
+                str(ds.source),
+                "a regression target must vary between cases (a model cannot learn one value)",
+                f"every case has ValueToPredict {arr[0]:g}",
+                "check the ValueToPredict column: it may have been filled with one value by mistake",
+            )
+        ]
+    return []
 
 
 def _description_problems(ds: Dataset) -> list[Problem]:
