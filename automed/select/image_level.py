@@ -17,7 +17,7 @@ import pandas as pd
 
 from automed.errors import ArtifactError
 from automed.select.names import candidate_names
-from automed.tasks.image_level import PREFIX
+from automed.tasks.image_level import PREFIX, read_case_table
 from automed.workdir import WorkDir
 
 if TYPE_CHECKING:
@@ -26,13 +26,13 @@ if TYPE_CHECKING:
 EPS = 1e-9
 
 
-def _table(workdir: Path) -> pd.DataFrame:
+def _table(workdir: Path, kind: str) -> pd.DataFrame:
     path = WorkDir(workdir).cv_metrics
     if not path.is_file():
         raise ArtifactError.single(
             path, "a training's CV table must exist", "missing", f"train {workdir} first"
         )
-    return pd.read_csv(path, dtype={"case": str, "target": str}).set_index("case").sort_index()
+    return read_case_table(path, kind).set_index("case").sort_index()
 
 
 def combine(tables: list[pd.DataFrame]) -> list[dict[str, Any]]:
@@ -51,7 +51,7 @@ def combine(tables: list[pd.DataFrame]) -> list[dict[str, Any]]:
 
 def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
     """Every training and pair scored on the cases all of them validated; the choice and the evidence."""
-    tables = {wd: _table(wd) for wd in workdirs}
+    tables = {wd: _table(wd, task.name) for wd in workdirs}
     cases = sorted(set.intersection(*(set(t.index) for t in tables.values())))
     if not cases:
         raise ArtifactError.single(

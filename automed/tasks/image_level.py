@@ -307,6 +307,14 @@ class _Regression(nn.Module):
         return out
 
 
+def read_case_table(path: Path, kind: str) -> pd.DataFrame:
+    """A per-case table (``cv/metrics.csv``, ``automed metrics``' ``metrics.csv``) as written: case IDs, and for
+    classification the target and predicted class names, stay text; only empty cells are missing. pandas' defaults
+    would read a class ``None`` or ``NA`` and a case ``null`` as missing, and a case ``007`` as the number 7."""
+    text = {"case": str} | ({"target": str, "prediction": str} if kind == "classification" else {})
+    return pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
+
+
 def class_arrays(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """True class indices, probabilities and class names of classification rows."""
     names = [k.removeprefix(PREFIX) for k in rows[0] if k.startswith(PREFIX)]

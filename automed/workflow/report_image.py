@@ -14,6 +14,7 @@ import pandas as pd
 
 from automed.evaluate.report import curves, paired_image_tests
 from automed.records import PROGRESS, read_progress
+from automed.tasks.image_level import read_case_table
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 
@@ -35,12 +36,13 @@ def image_level_kind(path: Path) -> str | None:
 
 def read_image_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
     wd = WorkDir(path)
+    kind = image_level_kind(path) or ""
     if path.is_dir() and wd.cv_metrics.is_file():
         hist = {}
         for prog in sorted((path / "train").glob(f"*/fold_*/{PROGRESS}")):
             hist[f"{prog.parent.parent.name} {prog.parent.name}"] = read_progress(prog)["history"]
-        return pd.read_csv(wd.cv_metrics), hist
-    return pd.read_csv(path / "metrics.csv" if path.is_dir() else path), {}
+        return read_case_table(wd.cv_metrics, kind), hist
+    return read_case_table(path / "metrics.csv" if path.is_dir() else path, kind), {}
 
 
 def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
