@@ -46,3 +46,20 @@ def test_regression_with_one_value_for_every_case_is_an_error(tmp_path: Path) ->
 def test_ordinary_regression_values_pass(tmp_path: Path) -> None:
     ds = load_dataset(_csv(tmp_path, ["0.5", "1e12", "-3.25", "2.5"]))
     verify(ds, show_progress=False)
+
+
+def test_integer_targets_read_as_classes_name_the_regression_option(tmp_path: Path) -> None:
+    # ages: at most 20 distinct integers are read as classes, so a rare age is a class of one case
+    ds = load_dataset(_csv(tmp_path, ["31", "31", "34", "40", "40", "31"]))
+    assert ds.task_type == "classification"
+    with pytest.raises(DatasetError) as exc:
+        verify(ds, show_progress=False)
+    (rare,) = [p for p in exc.value.problems if "'34'" in p.value]
+    assert "--task regression" in rare.fix
+
+
+def test_named_classes_are_not_told_of_regression(tmp_path: Path) -> None:
+    ds = load_dataset(_csv(tmp_path, ["normal", "normal", "rare", "effusion", "effusion", "normal"]))
+    with pytest.raises(DatasetError) as exc:
+        verify(ds, show_progress=False)
+    assert all("--task" not in p.fix for p in exc.value.problems)

@@ -105,6 +105,17 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
     names = ds.labels or {}
     errors: list[Problem] = []
     warnings: list[Problem] = []
+    guessed = (
+        ds.layout != "folders"
+        and ds.extra.get("task") is None
+        and all(str(n) == str(v) for v, n in names.items())
+    )
+    regression = (
+        "; or, if ValueToPredict is a quantity (an age, a score), train it as a regression: automed train "
+        "DATASET --task regression (at most 20 distinct integers are read as classes)"
+        if guessed
+        else ""
+    )
     if len(counts) < 2:
         errors.append(
             Problem(
@@ -123,7 +134,7 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
                     f"every class needs at least {MIN_CLASS_CASES} cases (one to learn from, one to validate on), "
                     f"better as many as there are folds ({DEFAULT_FOLDS})",
                     found,
-                    "add cases of this class, or merge it into another class",
+                    f"add cases of this class, or merge it into another class{regression}",
                 )
             )
         elif n < DEFAULT_FOLDS:
@@ -133,7 +144,7 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
                     f"every class needs at least as many cases as there are folds ({DEFAULT_FOLDS}); with fewer, "
                     "the folds are not stratified and some validation folds lack the class",
                     found,
-                    "add cases, merge the class, or train with fewer folds (--folds 2..)",
+                    f"add cases, merge the class, or train with fewer folds (--folds 2..){regression}",
                 )
             )
     return errors, warnings
