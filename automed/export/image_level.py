@@ -200,6 +200,18 @@ def export_image_predictor(
     return ExportResult(out, report)
 
 
+def bundle_input_text(n_channels: int) -> str:
+    """The bundle README's sentence on its input, for a model of ``n_channels`` channels."""
+    if n_channels == 1:
+        return (
+            "Input: a folder of images, one file per case (or a sub-folder per DICOM series), or one image."
+        )
+    return (
+        f"Input: a folder of images with the {n_channels} channels of a case as `CASE_0000`, `CASE_0001`, ... (or "
+        f"one file holding all {n_channels}, such as an RGB picture), or one image."
+    )
+
+
 def write_image_bundle(
     predictor: ImagePredictor, out: Path, files: dict[str, list[str]], ov_precision: str
 ) -> None:
@@ -225,8 +237,7 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 
-Input: a folder of images (one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the model has
-{predictor.plan.n_channels} channels). Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
+{bundle_input_text(predictor.plan.n_channels)} Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
 {len(predictor.models)} fold network(s){" and mirrored inputs" if predictor.tta else ""}.
 
 `preprocess.json` holds the preprocessing (transpose, crop, normalization, resampling, input shape
