@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from automed.data.dataset import Case, Dataset
-from automed.data.io import Geometry, Header, image_to_arrays, read_header, read_sitk
+from automed.data.io import SUFFIXES_2D, Geometry, Header, image_to_arrays, read_header, read_sitk
 from automed.data.paths import access_problem
 from automed.data.verify_dataset import dataset_problems, dataset_warnings
 from automed.data.verify_rules import (
@@ -97,6 +97,8 @@ class CaseCheck:
     n_channels: int  # channels this case yields (components of RGB images and 4D volumes counted)
     content: str | None = None  # digest of the first channel's voxels (the same image under two IDs)
     flat: bool | None = None  # 2D (a picture, or a volume of one slice); None: no readable header
+    # in-plane spacing of a 2D case's first image, None for a picture format without one (PNG, TIFF, ...: 1 mm)
+    plane_spacing: float | None = None
 
 
 def _image_problems(p: Path, h: Header, images_are_4d: bool, n_channels: int) -> list[Problem]:
@@ -213,6 +215,9 @@ def check_case(
     content: str | None = None
     g0 = headers[0][1].geometry if headers else None
     flat = None if g0 is None else g0.dimension == 2 or g0.size[2] == 1
+    plane = None
+    if flat and not headers[0][0].name.lower().endswith(SUFFIXES_2D):
+        plane = min(headers[0][1].geometry.spacing_zyx[1:])
     channels = 0
     for _, h in headers:
         channels += h.geometry.size[3] if h.geometry.dimension == 4 else h.components
@@ -266,7 +271,29 @@ def check_case(
             )
         label_problems, label_values = _label_voxel_problems(case.label, declared_labels)
         problems += label_problems
-    return CaseCheck(problems, label_values, channels, content, flat)
+    return CaseCheck(problems, label_values, channels, content, flat, plane)
+
+
+def _spacing_mix_warnings(ds: Dataset, results: list[CaseCheck]) -> list[Problem]:
+    """2D pictures without a pixel spacing (read as 1 mm) beside images whose spacing is far from 1 mm: resampling
+    to one spacing shows the two kinds to the network at different scales."""
+    flat = [(c.case_id, r.plane_spacing) for c, r in zip(ds.cases, results, strict=True) if r.flat]
+    pictures = [cid for cid, sp in flat if sp is None]
+    far = [(cid, sp) for cid, sp in flat if sp is not None and not 0.8 <= sp <= 1.25]
+    if not pictures or not far:
+        return []
+    return [
+        Problem(
+            str(ds.source),
+            "2D pictures without a pixel spacing (PNG, TIFF, JPEG, BMP: read as 1 mm) and images that carry one "
+            "(DICOM, NIfTI) are resampled to one spacing, so the two kinds reach the network at different scales",
+            f"{len(pictures)} picture(s) (e.g. {pictures[:3]}) and {len(far)} image(s) with another spacing (e.g. "
+            + ", ".join(f"{cid}: {sp:g} mm" for cid, sp in far[:3])
+            + ")",
+            "convert every image to one format (the pictures to NIfTI with their real pixel spacing, or the others "
+            "to pictures)",
+        )
+    ]
 
 
 def _first3(g: Geometry) -> Geometry:
@@ -342,7 +369,9 @@ def verify(
     hashed: list[tuple[Case, str]] = []
     counts: dict[int, list[str]] = {}
     by_flat: dict[bool, list[str]] = {}
-    results = parallel_map(fn, ds.cases, workers=workers, description="verify", show_progress=show_progress)
+    results = list(
+        parallel_map(fn, ds.cases, workers=workers, description="verify", show_progress=show_progress)
+    )
     for case, res in zip(ds.cases, results, strict=True):
         problems += res.problems
         seen.update(res.label_values)
@@ -375,6 +404,7 @@ def verify(
         )
     duplicates, warns = duplicate_content_problems(hashed)
     problems += duplicates
+    warns += _spacing_mix_warnings(ds, results)
     warns += dataset_warnings(ds)
     if not problems:
         errors, absent = _label_presence(ds, seen)
