@@ -18,8 +18,16 @@ from automed.workdir import WorkDir
 SCHEMA_VERSION = 1
 
 
-def make_splits(ds: Dataset, n_folds: int = 5, seed: int = 12345) -> dict[str, Any]:
-    """Folds over case ids: cases of one subject (``PatientID``) never straddle train and validation."""
+def make_splits(
+    ds: Dataset, n_folds: int = 5, seed: int = 12345, *, stratify_rare_classes: bool = True
+) -> dict[str, Any]:
+    """Folds over case ids: cases of one subject (``PatientID``) never straddle train and validation.
+
+    A class with fewer cases than folds still stratifies (its cases go to different folds);
+    ``stratify_rare_classes=False`` is the split automed made before, unstratified then, which work dirs trained on
+    it keep (:func:`check_splits`)."""
+    import warnings
+
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
     cases = sorted(ds.cases, key=lambda c: c.case_id)
@@ -39,10 +47,14 @@ def make_splits(ds: Dataset, n_folds: int = 5, seed: int = 12345) -> dict[str, A
         method = "all"
     else:
         x = np.zeros(len(ids))
-        y, why = _strata(ds.task_type, [c.value for c in cases], k)
+        y, why = _strata(ds.task_type, [c.value for c in cases], k, stratify_rare_classes)
         if y is not None:
             splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            it = splitter.split(x, y, groups)
+            with (
+                warnings.catch_warnings()
+            ):  # "least populated class ... less than n_splits": said in the reason
+                warnings.simplefilter("ignore", UserWarning)
+                it = list(splitter.split(x, y, groups))
             method = "StratifiedGroupKFold"
             reason += f", stratified by {why}"
         else:
@@ -62,15 +74,25 @@ def make_splits(ds: Dataset, n_folds: int = 5, seed: int = 12345) -> dict[str, A
     }
 
 
-def _strata(task: str, values: list[float | None], k: int) -> tuple[np.ndarray | None, str]:
+def _strata(
+    task: str, values: list[float | None], k: int, rare_classes: bool = True
+) -> tuple[np.ndarray | None, str]:
     """Class indices, or regression values binned at quantiles into bins of at least ``k`` cases (each fold then
-    draws about one case of every bin); ``None`` when a class has fewer than ``k`` cases or a value is missing."""
+    draws about one case of every bin); ``None`` when a value is missing (or, ``rare_classes`` false, when a class
+    has fewer than ``k`` cases)."""
     if task not in ("classification", "regression") or any(v is None for v in values) or not values:
         return None, ""
     v = np.array([float(x) for x in values if x is not None])
     if task == "classification":
         y = v.astype(np.int64)
-        return (y, "ValueToPredict") if int(np.unique(y, return_counts=True)[1].min()) >= k else (None, "")
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if smallest >= k:
+            return y, "ValueToPredict"
+        if not rare_classes:
+            return None, ""
+        return y, (
+            f"ValueToPredict (a class has fewer cases than folds, {smallest}: those folds validate none of it)"
+        )
     n_bins = len(v) // k
     if n_bins < 2:
         return None, ""
@@ -85,7 +107,7 @@ def check_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -
         return
     old = json.loads(path.read_text())
     new = json.loads(json.dumps(make_splits(ds, n_folds, seed)))
-    if old == new:
+    if old == new or _earlier_split(ds, path, n_folds, seed) is not None:
         return
     if old.get("n_folds") != new["n_folds"] and old.get("folds") == json.loads(
         json.dumps(make_splits(ds, int(old.get("n_folds", 0)) or 1, seed))
@@ -98,7 +120,19 @@ def check_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -
     raise ArtifactError.single(path, "the folds trained in a work dir keep its splits.json", differs, fix)
 
 
+def _earlier_split(ds: Dataset, path: Path, n_folds: int, seed: int) -> dict[str, Any] | None:
+    """``path``'s split when folds were trained on it and it is the one automed made before rare classes were
+    stratified; else ``None``."""
+    if not (path.is_file() and WorkDir(path.parent).trained_checkpoints()):
+        return None
+    old: dict[str, Any] = json.loads(path.read_text())
+    earlier = json.loads(json.dumps(make_splits(ds, n_folds, seed, stratify_rare_classes=False)))
+    return old if old == earlier and old.get("method") == "GroupKFold" else None
+
+
 def write_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -> dict[str, Any]:
+    if (earlier := _earlier_split(ds, path, n_folds, seed)) is not None:
+        return earlier  # folds trained on it continue on it
     splits = make_splits(ds, n_folds, seed)
     write_json_atomic(path, splits)
     return splits

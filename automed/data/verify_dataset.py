@@ -83,9 +83,8 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
     Errors: a target that is not a finite number (NaN, inf: a regression loss becomes NaN); regression targets that
     are all one value or too spread to standardize in float64; a classification dataset
     of one class; a class with fewer than :data:`MIN_CLASS_CASES` cases (it cannot be both learnt and validated). Warnings: a class with fewer cases than
-    the default number of folds (:data:`DEFAULT_FOLDS`): the folds are then not stratified (``splits.json`` falls
-    back to plain grouped folds) and some validation folds hold no case of the class; fewer folds
-    (``--folds 2``) or more cases fix it."""
+    the default number of folds (:data:`DEFAULT_FOLDS`): its cases go to different folds, so some validation folds
+    hold no case of it and its per-fold scores are undefined; fewer folds (``--folds 2``) or more cases fix it."""
     src = str(ds.source)
     bad = [c.case_id for c in ds.cases if c.value is not None and not math.isfinite(c.value)]
     if bad:
@@ -142,7 +141,7 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
                 Problem(
                     src,
                     f"every class needs at least as many cases as there are folds ({DEFAULT_FOLDS}); with fewer, "
-                    "the folds are not stratified and some validation folds lack the class",
+                    "some validation folds hold no case of the class",
                     found,
                     f"add cases, merge the class, or train with fewer folds (--folds 2..){regression}",
                 )
