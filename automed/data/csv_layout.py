@@ -122,7 +122,9 @@ def load_csv(path: Path) -> Dataset:
                     "CSV columns must be SubjectID, PatientID, Channel_*/Modality_*/"
                     "Image_*, Label/Mask/Segmentation, ValueToPredict or Info_* (ignored)",
                     repr(h),
-                    f"rename or remove the column.{did_you_mean(h, KNOWN_CSV_COLUMNS)}",
+                    f"rename or remove the column.{hint}"
+                    if (hint := did_you_mean(h, KNOWN_CSV_COLUMNS))
+                    else f"rename it Info_{h} to keep it in the CSV (Info_* columns are ignored), or remove it",
                 )
             )
     if "subject" not in kinds:
