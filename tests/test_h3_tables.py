@@ -3,6 +3,7 @@ values (``None``, ``NA``, ``null``) or numbers (``007``) stay text in ``automed 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,24 @@ def test_report_keeps_class_names_and_case_ids_as_text(tmp_path: Path) -> None:
     out.mkdir()
     write_image_level([table], {}, ["run"], "classification", out)
     assert "007" in (out / "cases.csv").read_text()
+
+
+def test_report_of_a_metrics_output_shows_its_numbers(tmp_path: Path) -> None:
+    # `automed metrics` writes per-case rows without probabilities: the numbers live in its summary.json
+    run = tmp_path / "scores"
+    run.mkdir()
+    (run / "metrics.csv").write_text("case,target,prediction,correct\na,x,x,True\nb,y,x,False\n")
+    summary = {
+        "schema_version": 1,
+        "problem": "classification",
+        "n_cases": 2,
+        "accuracy": 0.5,
+        "auc_macro": 0.75,
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    table, _ = read_image_run(run)
+    out = tmp_path / "rep"
+    out.mkdir()
+    write_image_level([table], {}, ["scores"], "classification", out)
+    page = (out / "report.html").read_text()
+    assert "auc_macro" in page and "0.75" in page

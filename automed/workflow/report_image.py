@@ -19,6 +19,7 @@ from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 
 KINDS = ("classification", "regression")
+SHOWN_METRICS = ("n_cases", "accuracy", "balanced_accuracy", "auc_macro", "f1_macro", "ece")
 
 
 def image_level_kind(path: Path) -> str | None:
@@ -42,7 +43,11 @@ def read_image_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, A
         for prog in sorted((path / "train").glob(f"*/fold_*/{PROGRESS}")):
             hist[f"{prog.parent.parent.name} {prog.parent.name}"] = read_progress(prog)["history"]
         return read_case_table(wd.cv_metrics, kind), hist
-    return read_case_table(path / "metrics.csv" if path.is_dir() else path, kind), {}
+    table = read_case_table(path / "metrics.csv" if path.is_dir() else path, kind)
+    summary = (path if path.is_dir() else path.parent) / "summary.json"
+    if summary.is_file():  # an `automed metrics` output: its numbers, as its rows carry no probabilities
+        table.attrs["summary"] = json.loads(summary.read_text())
+    return table, {}
 
 
 def _rows(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -70,6 +75,15 @@ def write_image_level(
         has_proba = any(k.startswith("probability_") for k in rows[0])
         summary = task.summarize(rows) if kind == "regression" or has_proba else {}
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float)}
+        if (
+            not summary
+        ):  # hard labels only: the numbers `automed metrics` computed (AUC from its probabilities)
+            given = df.attrs.get("summary", {})
+            numbers = {
+                k: v
+                for k, v in given.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and k in SHOWN_METRICS
+            }
         means.append({"run": name, "cases": len(rows), **numbers})
         if summary:
             figures = "".join(
