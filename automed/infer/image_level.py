@@ -20,7 +20,7 @@ from automed.errors import ArtifactError
 from automed.plan.schema import Plan, TargetPlan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import spec_for
-from automed.runtime.image_model import network_input
+from automed.runtime.image_model import prepared_input, scale_note
 from automed.runtime.sliding import mirror_axes_sets
 from automed.train.classifier import image_network
 from automed.train.config import TrainConfig
@@ -39,6 +39,9 @@ class ImagePrediction:
     label: float | None
     name: str | None
     value: float | None
+    note: str | None = (
+        None  # the network saw only part of the image (:func:`automed.runtime.image_model.scale_note`)
+    )
 
     def row(self, target: TargetPlan) -> dict[str, float | str]:
         """The prediction as a table row: ``prediction`` (class name or value), ``probability_<class>`` columns."""
@@ -139,13 +142,14 @@ class ImagePredictor:
 
     def input_tensor(self, channels: np.ndarray, geometry: Geometry) -> torch.Tensor:
         """The preprocessed image at the network's input shape, as a batch of one (the bundle's own code)."""
-        x = network_input(
-            channels.astype(np.float32, copy=False),
-            list(geometry.spacing_zyx),
-            self.spec,
-            list(self.cfg.patch_size),
+        return self._prepared(channels, geometry)[0]
+
+    def _prepared(self, channels: np.ndarray, geometry: Geometry) -> tuple[torch.Tensor, str | None]:
+        shape = list(self.cfg.patch_size)
+        x, own = prepared_input(
+            channels.astype(np.float32, copy=False), list(geometry.spacing_zyx), self.spec, shape
         )
-        return torch.from_numpy(x)
+        return torch.from_numpy(x), scale_note(own, shape)
 
     @property
     def n_channels(self) -> int:
@@ -156,7 +160,8 @@ class ImagePredictor:
     ) -> ImagePrediction:
         """Predict one case given as ``(C, z, y, x)`` arrays with its geometry (classification always gives its
         probabilities)."""
-        x = self.input_tensor(channels, geometry).to(self.device)
+        x, note = self._prepared(channels, geometry)
+        x = x.to(self.device)
         flips = mirror_axes_sets(x.ndim - 2, self.tta, self.mirrors)
         outs = []
         with torch.no_grad():
@@ -166,9 +171,11 @@ class ImagePredictor:
                     outs.append(torch.softmax(out, 1) if self.target.kind == "classification" else out)
         mean = torch.stack(outs).mean(0)[0].cpu().numpy().astype(np.float64)
         if self.target.kind == "regression":
-            return ImagePrediction(None, None, None, float(mean[0] * self.target.std + self.target.mean))
+            return ImagePrediction(
+                None, None, None, float(mean[0] * self.target.std + self.target.mean), note
+            )
         k = int(np.argmax(mean))
-        return ImagePrediction(mean, self.target.class_values[k], self.target.class_names[k], None)
+        return ImagePrediction(mean, self.target.class_values[k], self.target.class_names[k], None, note)
 
 
 class ImageEnsemble:
@@ -205,8 +212,9 @@ class ImageEnsemble:
         self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = True
     ) -> ImagePrediction:
         outs = [m.predict_arrays(channels, geometry) for m in self.members]
+        note = outs[0].note
         if self.target.kind == "regression":
-            return ImagePrediction(None, None, None, float(np.mean([o.value for o in outs])))
+            return ImagePrediction(None, None, None, float(np.mean([o.value for o in outs])), note)
         mean = np.mean([np.asarray(o.probabilities) for o in outs], axis=0)
         k = int(np.argmax(mean))
-        return ImagePrediction(mean, self.target.class_values[k], self.target.class_names[k], None)
+        return ImagePrediction(mean, self.target.class_values[k], self.target.class_names[k], None, note)

@@ -42,10 +42,31 @@ def softmax(x: np.ndarray) -> np.ndarray:
 
 def network_input(channels: np.ndarray, spacing_zyx: list[float], spec: Spec, shape: list[int]) -> np.ndarray:
     """The preprocessed image at the network's input shape, as a float32 batch of one."""
+    return prepared_input(channels, spacing_zyx, spec, shape)[0]
+
+
+def prepared_input(
+    channels: np.ndarray, spacing_zyx: list[float], spec: Spec, shape: list[int]
+) -> tuple[np.ndarray, tuple[int, ...]]:
+    """:func:`network_input` and the preprocessed image's own spatial shape (before the centre crop or padding)."""
     data, _, _ = preprocess_image(channels, spacing_zyx, spec)
     # a 2D configuration's image is one slice
     x = fit_centre(data, [1, *shape])[:, 0] if len(shape) == 2 else fit_centre(data, shape)
-    return np.ascontiguousarray(x[None], dtype=np.float32)
+    own = tuple(int(n) for n in data.shape[-len(shape) :])
+    return np.ascontiguousarray(x[None], dtype=np.float32), own
+
+
+def scale_note(own: tuple[int, ...], shape: list[int]) -> str | None:
+    """A warning when the network sees less than half of the preprocessed image along an axis (an image at another
+    resolution than the training images: it is centre-cropped), else ``None``."""
+    if all(n <= 2 * s for n, s in zip(own, shape, strict=True)):
+        return None
+    seen = " x ".join(f"{min(1.0, s / n):.0%}" for n, s in zip(own, shape, strict=True))
+    return (
+        f"at the model's spacing the image is {' x '.join(map(str, own))}, the network takes "
+        f"{' x '.join(map(str, shape))}: it sees the central {seen} of it (larger images are centre-cropped, as in "
+        "training). If the image has another resolution than the training images, resample it to theirs first"
+    )
 
 
 def combine(outputs: list[np.ndarray], target: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,8 @@ class TableWriter:
 
     def add(self, case: Any, geometry: Any, res: Any) -> None:
         self.rows.append({"SubjectID": case.case_id, **res.row(self.target)})
+        if getattr(res, "note", None):  # the network saw only part of this image
+            logging.getLogger(__name__).warning("warning: %s: %s", case.case_id, res.note)
 
     def close(self) -> list[Path]:
         import pandas as pd
