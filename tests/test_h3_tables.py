@@ -70,3 +70,4 @@ def test_report_of_a_metrics_output_shows_its_numbers(tmp_path: Path) -> None:
     write_image_level([table], {}, ["scores"], "classification", out)
     page = (out / "report.html").read_text()
     assert "auc_macro" in page and "0.75" in page
+    assert "n_cases" not in page  # the cases column counts them once

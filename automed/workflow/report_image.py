@@ -19,7 +19,7 @@ from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 
 KINDS = ("classification", "regression")
-SHOWN_METRICS = ("n_cases", "accuracy", "balanced_accuracy", "auc_macro", "f1_macro", "ece")
+SHOWN_METRICS = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro", "ece")
 
 
 def image_level_kind(path: Path) -> str | None:
@@ -84,6 +84,7 @@ def write_image_level(
                 for k, v in given.items()
                 if isinstance(v, int | float) and not isinstance(v, bool) and k in SHOWN_METRICS
             }
+        numbers.pop("n_cases", None)  # the "cases" column already counts them
         means.append({"run": name, "cases": len(rows), **numbers})
         if summary:
             figures = "".join(
