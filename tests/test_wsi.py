@@ -267,7 +267,8 @@ def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> N
     values = np.unique(np.asarray(labels.read_region((0, 0), 1, labels.level_dimensions[1]))[..., 0])
     assert set(values.tolist()) <= {0, 1, 2}
     again = api.predict(out.workdir, synthetic["slideA"], tmp_path / "P", overwrite=True, show_progress=False)
-    assert again == pred and not (tmp_path / "P" / ".automed-new-predictions").exists()  # --overwrite replaces
+    assert again == pred  # --overwrite replaces the earlier predictions
+    assert not (tmp_path / "P" / ".automed-new-predictions").exists()
     from automed.errors import AutomedError
 
     with pytest.raises(AutomedError, match="not whole slides"):  # --review is for images; refused before work
