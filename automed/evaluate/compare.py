@@ -10,7 +10,7 @@ every metric of that case is that value (and the case is counted in ``n_missing`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -183,6 +183,22 @@ def segmentation_summary(rows: list[dict[str, Any]], tolerance: float) -> dict[s
     return out
 
 
+def _class_name(text: str) -> str:
+    """One spelling per class: integer-valued text (``1``, ``1.0``, `` 1``) is the integer (``1``), as a reference
+    folder's labels are; other text is kept."""
+    value = _number(text)
+    return str(int(value)) if value is not None and value.is_integer() else text
+
+
+def _named_classes(p: Pair) -> Pair:
+    return replace(
+        p,
+        target=_class_name(p.target),
+        prediction=None if p.prediction is None else _class_name(p.prediction),
+        probabilities={_class_name(k): v for k, v in p.probabilities.items()},
+    )
+
+
 def _classes(pairs: list[Pair]) -> list[str]:
     found = {p.target for p in pairs} | {p.prediction for p in pairs if p.prediction is not None}
     named = {k for p in pairs for k in p.probabilities}
@@ -194,6 +210,7 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     per-class rates count the Prediction column (it may come from a tuned threshold), AUC and calibration the
     probability columns. Two classes with one probability column: the other is its complement. Without
     probability columns the predicted class counts as probability 1 (AUC from hard labels, said in the summary)."""
+    pairs = [_named_classes(p) for p in pairs]
     scored = [p for p in pairs if p.prediction is not None]  # the caller filled or refused missing ones
     classes = _classes(scored)
     index = {c: i for i, c in enumerate(classes)}

@@ -1,0 +1,35 @@
+"""``automed metrics`` on a CSV whose Target and Prediction spell one class two ways (``1`` and ``1.0``, as a
+spreadsheet or pandas writes an integer column with gaps): one class, scored as scikit-learn scores the integers.
+Before, ``1`` and ``1.0`` were two classes and every correct ``1.0`` prediction counted as wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+from automed import api
+
+
+def test_integer_valued_class_names_are_one_class(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 30)
+    pred = np.where(rng.random(30) < 0.8, y, 1 - y)
+    p1 = np.clip(pred * 0.7 + rng.random(30) * 0.3, 0, 1)
+    csv = tmp_path / "scores.csv"
+    pd.DataFrame(
+        {"SubjectID": [f"c{i}" for i in range(30)], "Target": [str(v) for v in y],
+         "Prediction": [f"{v}.0" for v in pred], "probability_0.0": 1 - p1, "probability_1": p1}
+    ).to_csv(csv, index=False)  # fmt: skip
+    res = api.metrics(csv, tmp_path / "out")
+    s = res.summary
+    assert s["classes"] == ["0", "1"]
+    assert s["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert s["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert s["f1_macro"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert s["auc_macro"] == pytest.approx(roc_auc_score(y, p1))
+    rows = pd.read_csv(res.folder / "metrics.csv")
+    assert rows["correct"].sum() == int((pred == y).sum())
