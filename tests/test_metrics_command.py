@@ -169,9 +169,9 @@ def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path, caplog: pytest.Lo
     rows = pd.read_csv(tmp_path / "out2" / "metrics.csv")
     assert rows["correct"].sum() == round(s["accuracy"] * 40)
     assert s["rows_whose_probabilities_do_not_sum_to_1"] == 0
-    # three classes: a class without its probability column is refused (its AUC would be from zeros)
+    # three classes: a predicted class without its probability column is refused (its AUC would be from zeros)
     three = pd.DataFrame(
-        {"SubjectID": ["a", "b", "c"], "Target": ["x", "y", "z"], "Prediction": ["x", "y", "y"],
+        {"SubjectID": ["a", "b", "c"], "Target": ["x", "y", "z"], "Prediction": ["x", "y", "z"],
          "probability_x": [0.9, 0.1, 0.2], "probability_y": [0.1, 0.9, 0.8]}
     )  # fmt: skip
     three.to_csv(csv, index=False)

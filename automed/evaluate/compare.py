@@ -9,6 +9,7 @@ every metric of that case is that value (and the case is counted in ``n_missing`
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from automed.evaluate.metrics import METRIC_DEFINITIONS, label_metrics
 from automed.evaluate.summary import METRICS, summarize
 from automed.parallel import progress_bar
 
+log = logging.getLogger("automed")
 Kind = Literal["segmentation", "classification", "regression", "synthesis"]
 KINDS: tuple[Kind, ...] = ("segmentation", "classification", "regression", "synthesis")
 MAX_CLASSES = 20  # integer values with more distinct values than this are a regression target
@@ -205,6 +207,28 @@ def _classes(pairs: list[Pair]) -> list[str]:
     return sorted(found | named, key=lambda c: (_number(c) is None, _number(c) or 0.0, c))
 
 
+def _refuse_or_warn_uncovered(scored: list[Pair], uncovered: list[str]) -> None:
+    """Classes without a probability column. One the Prediction column names is refused (its AUC would come from
+    zeros); one only references hold is a class the model does not predict (a reference of more classes than the
+    model's own ``predictions.csv``): it is scored with probability 0, and said."""
+    predicted = {p.prediction for p in scored}
+    if named_but_missing := [c for c in uncovered if c in predicted]:
+        raise DatasetError.single(
+            scored[0].where.split(":")[0] or scored[0].case,
+            "probability columns cover every predicted class, or there are none",
+            f"no probability_{named_but_missing[0]}"
+            + (f" (and {len(named_but_missing) - 1} more)" if len(named_but_missing) > 1 else ""),
+            "add the missing probability columns, or leave out all of them (AUC from hard labels)",
+        )
+    n = sum(p.target in uncovered for p in scored)
+    log.warning(
+        "the predictions never name class(es) %s of the reference (no probability column, never predicted; %d "
+        "case(s)): scored as predicted with probability 0, so their AUC is 0.5 and every such case is wrong",
+        ", ".join(uncovered),
+        n,
+    )
+
+
 def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per-case rows (target, prediction, correct) and the classification metrics: accuracy, confusion and the
     per-class rates count the Prediction column (it may come from a tuned threshold), AUC and calibration the
@@ -219,13 +243,7 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     named = {c for p in scored for c in p.probabilities}
     uncovered = [c for c in classes if c not in named]
     if soft and uncovered and not (len(classes) == 2 and len(named) == 1):
-        raise DatasetError.single(
-            scored[0].where.split(":")[0] or scored[0].case,
-            "probability columns cover every class (targets and predictions), or there are none",
-            f"no probability_{uncovered[0]}"
-            + (f" (and {len(uncovered) - 1} more)" if len(uncovered) > 1 else ""),
-            "add the missing probability columns, or leave out all of them (AUC from hard labels)",
-        )
+        _refuse_or_warn_uncovered(scored, uncovered)
     for i, p in enumerate(scored):
         if soft:
             given = dict(p.probabilities)
