@@ -1,14 +1,12 @@
 """A folder of single-file DICOM X-rays (one picture per file, each its own series) holds one case per file, as the
-README's "one .dcm file such as an X-ray" promises. Both ``automed predict``'s input discovery and the torch-free
-bundle's read such a folder as one DICOM series (the folder itself is the case): a folder of three radiographs is
-refused as "a volume" or "3 series", and a PNG beside one .dcm is silently dropped by the bundle.
-
-Known defect, not fixed here: the fix belongs in ``automed/infer/inputs.py::discover`` and
-``automed/runtime/io.py::find_cases`` (outside this audit's files); the tests are strict xfails so that the fix
-turns them into passes."""
+README's "one .dcm file such as an X-ray" promises, in ``automed predict``'s input discovery and in the torch-free
+bundle alike (both read it as one series before: three radiographs were refused as "a volume" or "3 series", and a
+PNG beside one .dcm was dropped by the bundle). A folder holding one multi-file series stays one case, unless the
+model takes pictures (then one case per file); images beside such a series are refused, not dropped."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +16,10 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+from automed.errors import DatasetError
 from automed.infer.inputs import discover
 from automed.runtime.io import find_cases
+from tests.conftest import shared, two_series_folder
 
 
 def _xray(path: Path, seed: int) -> None:
@@ -49,11 +49,36 @@ def xrays(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.xfail(strict=True, reason="infer/inputs.py reads a folder of DICOM X-rays as one series")
 def test_predict_input_folder_of_dicom_xrays_is_one_case_per_file(xrays: Path) -> None:
     assert sorted(c.case_id for c in discover(xrays, 1)) == ["png0", "xr0", "xr1", "xr2"]
 
 
-@pytest.mark.xfail(strict=True, reason="runtime/io.py reads a folder of DICOM X-rays as one series")
 def test_bundle_input_folder_of_dicom_xrays_is_one_case_per_file(xrays: Path) -> None:
     assert sorted(c.case_id for c in find_cases(xrays, 1)) == ["png0", "xr0", "xr1", "xr2"]
+
+
+def test_a_series_folder_is_one_case_unless_the_model_takes_pictures() -> None:
+    series = shared("dicom", "hippo_crop_series", "Study1")
+    slices = sorted(p.stem for p in series.glob("*.dcm"))
+    assert len(slices) > 1
+    assert [c.case_id for c in discover(series, 1)] == ["Study1"]
+    assert [c.case_id for c in find_cases(series, 1)] == ["Study1"]
+    assert [c.case_id for c in discover(series, 1, dimension=3)] == ["Study1"]
+    assert sorted(c.case_id for c in discover(series, 1, dimension=2)) == slices
+    assert sorted(c.case_id for c in find_cases(series, 1, dimension=2)) == slices
+
+
+def test_an_image_beside_a_series_is_refused_not_dropped(tmp_path: Path) -> None:
+    folder = tmp_path / "series"
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), folder)
+    _xray(folder / "xr0.dcm", 0)
+    with pytest.raises(DatasetError, match=r"must hold only that series.*also xr0\.dcm"):
+        discover(folder, 1)
+    with pytest.raises(SystemExit, match=r"also holds xr0\.dcm; move those into another folder"):
+        find_cases(folder, 1)
+
+
+def test_several_series_in_one_folder_stay_a_clear_error(tmp_path: Path) -> None:
+    mixed = two_series_folder(tmp_path / "mixed")
+    with pytest.raises(DatasetError, match=r"exactly one DICOM series"):
+        discover(mixed, 1)

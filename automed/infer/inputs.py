@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
+from automed.runtime.io import is_series_folder, series_strays
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,15 @@ def _is_dicom_dir(p: Path) -> bool:
         return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _strays_problem(folder: Path, strays: list[Path]) -> Problem:
+    return Problem(
+        str(folder),
+        "a DICOM series folder is read as one volume and must hold only that series",
+        f"also {', '.join(f.name for f in strays[:5])}{' ...' if len(strays) > 5 else ''}",
+        "move the other images into another folder",
+    )
 
 
 def _channels_in_file(f: Path) -> tuple[int, bool]:
@@ -182,6 +192,12 @@ def check_dimension(cases: list[InputCase], dimension: int) -> None:
         raise DatasetError(problems, "the input's images are not what the model takes")
 
 
+def takes_dimension(predictor: Any) -> int | None:
+    """The images an image-level predictor was trained on (2: pictures, so a DICOM folder is one case per file; 3:
+    volumes); ``None`` for a segmentation predictor (a 2D network predicts volumes slice by slice too)."""
+    return int(predictor.plan.image_dimension) if hasattr(predictor, "target") else None
+
+
 def check_takes(cases: list[InputCase], predictor: Any) -> None:
     """The cases are images the predictor takes: an image-level model what it was trained on (volumes or pictures),
     a 3D segmentation network volumes (a 2D one predicts a volume slice by slice, or a picture)."""
@@ -214,8 +230,12 @@ def _single_file_case(f: Path, n_channels: int) -> InputCase | Problem:
     )
 
 
-def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
-    """Cases under ``input_path`` with exactly ``n_channels`` images each; all problems reported at once."""
+def discover(input_path: str | Path, n_channels: int, dimension: int | None = None) -> list[InputCase]:
+    """Cases under ``input_path`` with exactly ``n_channels`` images each; all problems reported at once.
+
+    A folder is one DICOM series case when it holds a series of several files (:func:`is_series_folder`); single-file
+    DICOM (X-rays) are one case per file, and so is every file for a model on pictures (``dimension`` 2: an
+    image-level model's ``plan.image_dimension``; ``None`` when the model takes volumes or either)."""
     root = Path(input_path).expanduser().resolve()
     if not root.exists():
         raise DatasetError.single(
@@ -234,8 +254,10 @@ def discover(input_path: str | Path, n_channels: int) -> list[InputCase]:
         if (m := re.match(r"^(?P<case>.+)_0000$", one.case_id)) and n_channels == 1:
             one = replace(one, case_id=m["case"])  # CASE_0000.nii.gz -> CASE.nii.gz, as from a folder
         cases = [one]
-    elif _is_dicom_dir(root):
+    elif is_series_folder(root, dimension):
         _one_channel_series(root, n_channels)
+        if strays := series_strays(root):
+            raise DatasetError([_strays_problem(root, strays)], f"cannot read the input {root}")
         if problems_series := _series_problems([root]):
             raise DatasetError(problems_series, f"cannot read the input {root}")
         cases = [InputCase(root.name, (root,), ".nii.gz")]

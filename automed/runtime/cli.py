@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     )
     if args.no_tta:
         model.tta = False
-    cases = find_cases(args.input.resolve(), model.n_channels)
+    cases = find_cases(args.input.resolve(), model.n_channels, len(model.shape) if image_level else None)
     planned = ["predictions.csv"] if image_level else [f"{c.case_id}{c.suffix}" for c in cases]
     taken = [n for n in planned if (outp / n).exists()]
     if taken and not args.overwrite:  # files of a user's (or an earlier run's) are replaced only when asked

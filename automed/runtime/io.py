@@ -59,7 +59,59 @@ def _dicom_series(folder: Path) -> list[str]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def find_cases(root: Path, n_channels: int) -> list[Case]:
+def _series_uid(path: Path) -> str | None:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:  # not an image (a notes file, a DICOMDIR)
+        return None
+    return reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else None
+
+
+def dicom_series_in(folder: Path) -> dict[str, list[Path]]:
+    """The DICOM series directly in ``folder``, each with its files. One series takes one GDCM scan; several are
+    grouped by each file's SeriesInstanceUID (one header read per file, not one folder scan per series)."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        if len(ids) == 1:
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
+            return {ids[0]: [Path(f) for f in files]}
+        series: dict[str, list[Path]] = {}
+        for f in sorted(folder.iterdir()) if ids else []:
+            other_image = _split(f.name) is not None and not f.name.lower().endswith(".dcm")
+            if f.is_file() and not f.name.startswith(".") and not other_image and (uid := _series_uid(f)):
+                series.setdefault(uid, []).append(f)
+        return series
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def is_series_folder(folder: Path, dimension: int | None = None) -> bool:
+    """Whether ``folder`` is one case read as a DICOM series volume: it holds a series of several files (several
+    such series are refused when read). A folder of single-file series (X-rays, one series per file) holds one case
+    per file, and so does any folder given to a model on pictures (``dimension`` 2)."""
+    if dimension == 2 or not folder.is_dir():
+        return False
+    return any(len(files) > 1 for files in dicom_series_in(folder).values())
+
+
+def series_strays(folder: Path) -> list[Path]:
+    """Images in a DICOM series folder outside its multi-file series (a PNG, a single-file X-ray): they would be
+    dropped unseen, since the folder is read as one volume."""
+    series = dicom_series_in(folder)
+    inside = {f for files in series.values() if len(files) > 1 for f in files}
+    singles = {f for files in series.values() if len(files) == 1 for f in files}
+    return sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file() and f not in inside and (f in singles or _split(f.name) is not None)
+    )
+
+
+def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> list[Case]:
     if root.is_file():
         parts = _split(root.name)
         if parts is None:
@@ -68,7 +120,13 @@ def find_cases(root: Path, n_channels: int) -> list[Case]:
         return [
             Case(m["case"] if m and m["ch"] == "0000" and n_channels == 1 else parts[0], (root,), parts[1])
         ]
-    if _dicom_series(root):
+    if is_series_folder(root, dimension):
+        if strays := series_strays(root):
+            raise SystemExit(
+                f"{root}: a DICOM series folder is read as one volume, but it also holds "
+                f"{', '.join(f.name for f in strays[:5])}{' ...' if len(strays) > 5 else ''}; move those into "
+                "another folder"
+            )
         return [Case(root.name, (root,), ".nii.gz")]
     groups: dict[str, dict[int, Path]] = {}
     suffix: dict[str, str] = {}

@@ -59,7 +59,7 @@ def export(
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
     from automed.infer.image_level import ImageEnsemble, ImagePredictor
-    from automed.infer.inputs import discover
+    from automed.infer.inputs import discover, takes_dimension
     from automed.registry import check_choice
     from automed.train.device import cpu_has_native_bf16
 
@@ -100,7 +100,7 @@ def export(
     redactor = redactor_for(members, keep_case_ids=keep_case_ids, outputs=[out])
     sample = None
     if case is not None:
-        found = discover(case, predictor.plan.n_channels)
+        found = discover(case, predictor.plan.n_channels, takes_dimension(predictor))
         c = found[0]
         cd = read_case(Case(c.case_id, c.images), c.is_4d)
         sample = (c.case_id, cd.channels, cd.geometry)

@@ -173,7 +173,7 @@ def predict(
     Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
     ``mpp`` (default: the patch miner's resolution of its training data)."""
     from automed.artifacts import claim_output, mark_output
-    from automed.infer.inputs import check_takes, discover, listed_files
+    from automed.infer.inputs import check_takes, discover, listed_files, takes_dimension
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
     review = review or log_review
@@ -217,7 +217,7 @@ def predict(
         return _into_output(out, earlier, lambda dest: predict_slides(
             predictor, slides, dest, mpp=at_mpp, names=names, slide_mpp=slide_mpp,
             save_probabilities=save_probabilities, show_progress=show_progress))  # fmt: skip
-    cases = discover(input_path, predictor.n_channels)
+    cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
     check_takes(cases, predictor)  # before anything is written
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
