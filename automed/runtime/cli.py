@@ -148,7 +148,10 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
                 "like this one"
             )
         if image_level:
-            rows.append({"SubjectID": case.case_id, **model.predict(channels, spacing_zyx(ref))})
+            row, note = model.predict_noted(channels, spacing_zyx(ref))
+            if note:  # the network saw only part of this image (centre-cropped), as automed predict warns
+                print(f"warning: {case.case_id}: {note}", file=sys.stderr, flush=True)
+            rows.append({"SubjectID": case.case_id, **row})
         else:
             labels, _ = model.predict(channels, spacing_zyx(ref))
             write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")

@@ -103,10 +103,17 @@ class ImageBundleModel:
         self.n_channels = self.spec.n_channels
 
     def predict(self, channels: np.ndarray, spacing_zyx: list[float]) -> dict[str, Any]:
-        x = network_input(channels, spacing_zyx, self.spec, self.shape)
+        return self.predict_noted(channels, spacing_zyx)[0]
+
+    def predict_noted(
+        self, channels: np.ndarray, spacing_zyx: list[float]
+    ) -> tuple[dict[str, Any], str | None]:
+        """The table row and :func:`scale_note`'s warning (the network saw only part of the image), as ``automed
+        predict`` gives them."""
+        x, own = prepared_input(channels, spacing_zyx, self.spec, self.shape)
         outs = []
         for forward in self.forwards:
             for axes in mirror_axes_sets(x.ndim - 2, self.tta, self.mirrors):
                 xi = np.ascontiguousarray(np.flip(x, axes)) if axes else x
                 outs.append(np.asarray(forward(xi), dtype=np.float64))
-        return combine(outs, self.target)
+        return combine(outs, self.target), scale_note(own, self.shape)

@@ -1,0 +1,44 @@
+"""The bundle's ``predict.py`` warns when an image-level network sees less than half of an image along an axis (a
+picture at another resolution than the training images is centre-cropped), as ``automed predict`` does; before, it
+predicted such an image without a word."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed.runtime import cli, image_model
+
+
+def _bundle(root: Path) -> Path:
+    norm = {"channel": 0, "scheme": "zscore", "use_nonzero_mask": False, "clip_low": None, "clip_high": None,
+            "mean": None, "std": None}  # fmt: skip
+    spec = {"transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "spacing": [1.0, 1.0],
+            "dimension": 2, "normalization": [norm], "image_order": 3, "z_order": 0, "separate_z_threshold": 3.0,
+            "label_values": [], "n_channels": 1}  # fmt: skip
+    meta = {"task": "classification", "files": {"onnx": ["fold_0.onnx"]}, "spec": spec,
+            "inference": {"patch": [28, 28], "tta": False},
+            "target": {"kind": "classification", "class_names": ["a", "b"]}}  # fmt: skip
+    root.mkdir()
+    (root / "preprocess.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_the_bundle_warns_when_the_network_sees_part_of_an_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(image_model, "forwards_for", lambda *a, **k: [lambda x: np.array([[0.0, 1.0]])])
+    monkeypatch.setattr(cli, "_runtime", lambda *a: "onnx")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((112, 112), np.uint8)), str(inputs / "big.png"))
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((30, 28), np.uint8)), str(inputs / "fit.png"))
+    assert cli.main(["-i", str(inputs), "-o", str(tmp_path / "out")], bundle=_bundle(tmp_path / "b")) == 0
+    err = capsys.readouterr().err
+    assert "warning: big: at the model's spacing the image is 112 x 112" in err and "25% x 25%" in err
+    assert "fit:" not in err
+    assert (tmp_path / "out" / "predictions.csv").read_text().count("\n") == 3
