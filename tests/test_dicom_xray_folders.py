@@ -82,3 +82,13 @@ def test_several_series_in_one_folder_stay_a_clear_error(tmp_path: Path) -> None
     mixed = two_series_folder(tmp_path / "mixed")
     with pytest.raises(DatasetError, match=r"exactly one DICOM series"):
         discover(mixed, 1)
+
+
+def test_predict_and_export_pass_the_image_level_models_dimension() -> None:
+    from types import SimpleNamespace
+
+    from automed.infer.inputs import takes_dimension
+
+    image_level = SimpleNamespace(target=object(), plan=SimpleNamespace(image_dimension=2))
+    assert takes_dimension(image_level) == 2
+    assert takes_dimension(SimpleNamespace(plan=SimpleNamespace(n_channels=1))) is None  # segmentation
