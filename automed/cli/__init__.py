@@ -6,13 +6,14 @@ stays top level (``automed train ...``, not ``automed training train ...``).
 
 from __future__ import annotations
 
+import signal
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from automed.cli import data, deploy, dicom, search, tools, train, wsi
-from automed.cli._common import err, print_error, show_warnings, state
+from automed.cli._common import SIGTERM_EXIT, err, handle_sigterm, print_error, show_warnings, state
 
 __all__ = ["app", "main"]
 
@@ -48,8 +49,31 @@ def _debug_first(args: list[str]) -> list[str]:
     return args if len(head) == end else ["--debug", *head, *args[end:]]
 
 
+def _interrupted() -> NoReturn:
+    """Ctrl-C (exit 130) or SIGTERM (exit 143), after everything below cleaned up as for Ctrl-C."""
+    if state["terminated"]:
+        err.print("terminated (SIGTERM)")
+        sys.exit(SIGTERM_EXIT)
+    err.print("interrupted")
+    sys.exit(130)
+
+
 def main() -> None:
-    """Console entry point: errors print one clear message (traceback only with --debug) and exit 1."""
+    """Console entry point: errors print one clear message (traceback only with --debug) and exit 1; Ctrl-C and
+    SIGTERM stop cleanly, everything cleaned up (exit 130 and 143)."""
+    handle_sigterm()
+    try:
+        _run()
+    except SystemExit as exc:
+        # Ray's driver handler (ray.init replaces automed's) exits with 15; a SIGTERM that reached the DataLoader
+        # workers too may end the clean-up in their error: either way the command was terminated
+        if exc.code != SIGTERM_EXIT and (state["terminated"] or exc.code == signal.SIGTERM):
+            state["terminated"] = True
+            _interrupted()
+        raise
+
+
+def _run() -> None:
     from automed.errors import AutomedError
 
     try:
@@ -60,13 +84,11 @@ def main() -> None:
         print_error(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        _interrupted()
     except typer.Abort as exc:  # click turns an EOFError anywhere below into a silent Abort
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, KeyboardInterrupt):
-            err.print("interrupted")
-            sys.exit(130)
+            _interrupted()
         if cause is not None:
             if state["debug"]:
                 raise cause from None
@@ -89,5 +111,5 @@ def main() -> None:
         sys.exit(1)
     if isinstance(rc, int) and rc:  # typer >= 0.29 returns Exit codes (Ctrl-C: 130) instead of raising
         if rc == 130:
-            err.print("interrupted")
+            _interrupted()
         sys.exit(rc)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -11,8 +15,39 @@ from rich.console import Console
 
 out = Console()
 err = Console(stderr=True)
-# set by the top-level callback (--debug, --quiet) for the command that runs next
-state = {"debug": False, "quiet": False}
+# set by the top-level callback (--debug, --quiet) for the command that runs next; terminated: by handle_sigterm
+state = {"debug": False, "quiet": False, "terminated": False}
+
+SIGTERM_EXIT = 128 + signal.SIGTERM  # 143: the status a shell reports for a process SIGTERM ended
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the CLI's main thread: everything that cleans up after Ctrl-C (``finally`` blocks, MLflow
+    runs ended as KILLED, temporary folders removed by ``atexit``) cleans up after it too."""
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM (sent by SLURM, ``timeout``, ``docker stop``, ``kill``) end this command as Ctrl-C does, with
+    exit status 143 instead of 130 (:data:`SIGTERM_EXIT`); without this Python dies at once, skipping every
+    ``finally`` and ``atexit``.
+
+    Only this process: a process forked from it (a DataLoader worker) dies at once as it did, and a second SIGTERM
+    during the clean-up ends the command at once. Spawned pools and Ray workers do not run this (Ray's ``init``
+    puts its own handler in place: ``sys.exit(15)``, which :func:`automed.cli.main` reads as SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (a caller embedding main() elsewhere)
+    owner = os.getpid()
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != owner or state["terminated"]:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        state["terminated"] = True
+        raise Terminated
+
+    state["terminated"] = False
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def progress() -> bool:

@@ -1,0 +1,157 @@
+"""SIGTERM (SLURM, ``timeout``, ``docker stop``) ends an ``automed`` command as Ctrl-C does: ``finally`` blocks and
+``atexit`` run, MLflow runs end as KILLED, exit status 143; a process forked from the command still dies at once,
+and a second SIGTERM during the clean-up ends it at once. Each case runs the CLI in a subprocess and signals it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a test verb added to the real app: it marks where it got to in the folder argv[1], then waits (or exits as Ray's
+# SIGTERM handler does); the rest is automed.cli.main as the console script runs it
+_WAITING_VERB = textwrap.dedent(
+    """
+    import atexit, multiprocessing, sys, time
+    from pathlib import Path
+    from automed import cli
+
+    marks = Path(sys.argv[1])
+    how = sys.argv[2]
+    atexit.register(lambda: (marks / "atexit").touch())
+
+    @cli.app.command("h1-wait")
+    def wait() -> None:
+        if how == "ray":
+            try:
+                sys.exit(15)  # what ray.init's handler does on SIGTERM
+            finally:
+                (marks / "finally").touch()
+        child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+        child.start()
+        try:
+            (marks / "started").touch()
+            time.sleep(60)
+        finally:
+            child.join(20)
+            (marks / "child").write_text(str(child.exitcode))
+            child.kill()
+            if how == "slow-cleanup":
+                time.sleep(30)
+            (marks / "finally").touch()
+
+    sys.argv = ["automed", "h1-wait"]
+    cli.main()
+    """
+)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], seconds: float = 120) -> None:
+    end = time.monotonic() + seconds
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"ended before {path.name}: {proc.communicate()}")
+        assert time.monotonic() < end, f"{path.name} never appeared"
+        time.sleep(0.05)
+
+
+def _start(marks: Path, how: str) -> subprocess.Popen[str]:
+    marks.mkdir()
+    return subprocess.Popen(
+        [sys.executable, "-c", _WAITING_VERB, str(marks), how],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as under `timeout` or SLURM
+    )
+
+
+def test_sigterm_cleans_up_as_ctrl_c_and_exits_143(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    proc = _start(marks, "wait")
+    _wait_for(marks / "started", proc)
+    os.killpg(proc.pid, signal.SIGTERM)  # the whole group, as `timeout` and SLURM send it
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert (marks / "finally").is_file() and (marks / "atexit").is_file()
+    # the forked child died of the signal itself (it did not raise in automed's handler)
+    assert (marks / "child").read_text() == str(-signal.SIGTERM)
+
+
+def test_a_second_sigterm_during_the_clean_up_ends_the_command_at_once(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    proc = _start(marks, "slow-cleanup")
+    _wait_for(marks / "started", proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _wait_for(marks / "child", proc, 30)  # the clean-up now sleeps
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == -signal.SIGTERM and not (marks / "finally").exists()
+
+
+def test_rays_sigterm_exit_reads_as_sigterm(tmp_path: Path) -> None:
+    """ray.init replaces the handler with one that calls sys.exit(15): the command still reports SIGTERM."""
+    marks = tmp_path / "marks"
+    proc = _start(marks, "ray")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in err
+    assert (marks / "finally").is_file()
+
+
+def _statuses(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as c:
+        return dict(c.execute("select name, status from runs").fetchall())
+
+
+@pytest.mark.slow
+def test_a_training_terminated_in_its_first_fold_ends_its_runs_and_resumes(tmp_path: Path) -> None:
+    from automed.testing.synthetic import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", n_cases=4, shape=(12, 16, 14), seed=1)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 2\niterations_per_epoch: 6\nval_iterations: 1\nnum_workers: 0\n")
+    wd, db = tmp_path / "W", tmp_path / "ml.db"
+    common = ["--config", str(cfg), "--workers", "0", "--tracking-uri", f"sqlite:///{db}", "--no-register"]
+    cli = [sys.executable, "-m", "automed.cli", "-q", "train"]
+    proc = subprocess.Popen(
+        [*cli, str(ds), "-o", str(wd), "--folds", "2", *common],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    fold0 = wd / "train" / "3d_fullres" / "fold_0"
+    _wait_for(fold0, proc, 300)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+    runs = _statuses(db)
+    assert runs["train-3d_fullres"] == "KILLED" and runs["3d_fullres-fold0"] == "KILLED"
+    assert not (fold0 / "validation_metrics.json").exists()  # fold 0 was cut short
+    before = (wd / "train_config.json").read_text()
+    done = subprocess.run(
+        [*cli, "--resume", str(wd), "--workers", "0"], env=_env(), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((wd / "model.json").read_text())["folds"] == [0, 1]
+    assert json.loads((wd / "train_config.json").read_text())["config"] == json.loads(before)["config"]
+    runs = _statuses(db)
+    assert runs["train-3d_fullres"] == "FINISHED" and runs["3d_fullres-fold0"] == "FINISHED"
