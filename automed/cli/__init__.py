@@ -49,6 +49,18 @@ def _debug_first(args: list[str]) -> list[str]:
     return args if len(head) == end else ["--debug", *head, *args[end:]]
 
 
+def _name_the_value(exc: Exception) -> None:
+    """typer checks an option's type, ``min`` and ``max`` with pydantic, whose message leaves out what was typed
+    ("Invalid value for '--workers' / '-w': Input should be greater than or equal to 0"): add it."""
+    errors = getattr(exc.__cause__, "errors", None)
+    message = getattr(exc, "message", None)
+    if not callable(errors) or not isinstance(message, str):
+        return
+    typed = [e["input"] for e in errors() if isinstance(e, dict) and "input" in e]
+    if typed and typed[0] is not None:
+        exc.message = f"{message}; found {typed[0]!r}"  # type: ignore[attr-defined]
+
+
 def _interrupted() -> NoReturn:
     """Ctrl-C (exit 130) or SIGTERM (exit 143), after everything below cleaned up as for Ctrl-C."""
     if state["terminated"]:
@@ -103,6 +115,7 @@ def _run() -> None:
         # click's usage errors (typer >= 0.29: those of its own copy of click) show themselves
         show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
         if callable(show) and isinstance(code, int):
+            _name_the_value(exc)
             show()
             sys.exit(code)
         if state["debug"]:

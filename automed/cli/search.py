@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from automed.cli._common import (
+    BUDGET_HELP,
     DeviceOpt,
     KeepCaseIdsOpt,
     OverwriteOpt,
@@ -16,6 +17,7 @@ from automed.cli._common import (
     TrackingUriOpt,
     TrainDatasetArg,
     WorkersOpt,
+    checked_budget,
     out,
     progress,
 )
@@ -35,7 +37,9 @@ def sweep(
     ] = None,
     budget: Annotated[
         str | None,
-        typer.Option(help="Wall-clock budget of the whole sweep: 30m, 2h (a bare number is seconds)."),
+        typer.Option(
+            callback=checked_budget, help=f"Wall-clock budget of the whole sweep: 30m, 2h ({BUDGET_HELP})."
+        ),
     ] = None,
     folds: Annotated[int | None, typer.Option(min=2, help="Cross-validation folds (default 5).")] = None,
     promote: Annotated[

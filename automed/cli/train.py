@@ -10,12 +10,14 @@ import typer
 from rich.table import Table
 
 from automed.cli._common import (
+    BUDGET_HELP,
     DeviceOpt,
     KeepCaseIdsOpt,
     PresetOpt,
     TrackingUriOpt,
     TrainDatasetArg,
     WorkersOpt,
+    checked_budget,
     out,
     progress,
 )
@@ -30,7 +32,8 @@ def train(
     budget: Annotated[
         str | None,
         typer.Option(
-            help="Wall-clock budget for the whole command: 45m, 2h, 1h30m, 90s (a bare number is seconds)."
+            callback=checked_budget,
+            help=f"Wall-clock budget for the whole command: 45m, 2h, 1h30m, 90s ({BUDGET_HELP}).",
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs per fold (instead of a budget).")] = None,
@@ -258,7 +261,11 @@ def _print_scores(summary: dict[str, object]) -> None:
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o", help="Work directory.")] = Path("demo_work"),
     budget: Annotated[
-        str, typer.Option(help="Training budget (5m trains the small synthetic data well on 2 CPU cores).")
+        str,
+        typer.Option(
+            callback=checked_budget,
+            help=f"Training budget (5m trains the small synthetic data well on 2 CPU cores; {BUDGET_HELP}).",
+        ),
     ] = "5m",
     workers: WorkersOpt = None,
 ) -> None:
