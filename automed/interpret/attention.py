@@ -20,8 +20,9 @@ medcam 0.1.22 on torch 2.13, as measured (``tests/test_explain.py`` keeps them t
   subclass computing the same leaky ReLU, so the outputs are unchanged and medcam's rule applies).
 - ``gbp`` and ``ggcam`` register torch's non-full module backward hooks (``register_backward_hook``); torch 2.13
   warns ``FutureWarning: Using a non-full backward hook when the forward contains multiple autograd Nodes is
-  deprecated`` for every module whose forward has several autograd nodes. automed collects those and logs one warning; should a later torch drop
-  the hooks, these backends fail with a :class:`~automed.errors.ConfigError` naming ``gcam``/``gcampp`` instead.
+  deprecated`` for every module whose forward has several autograd nodes. automed collects those and logs one warning
+  per command (:class:`HookWarnings`); should a later torch drop the hooks, these backends fail with a
+  :class:`~automed.errors.ConfigError` naming ``gcam``/``gcampp`` instead.
 - medcam rescales the signed input gradient of ``gbp`` (and the product of ``ggcam``) to [0, 1], so a region without
   gradient sits mid-scale and looks attended. automed's wrapper (:class:`ExplainedOutput`) passes the gradient's
   magnitude to the input, so 0 means no gradient for every backend.
@@ -151,17 +152,45 @@ def _medcam() -> Any:
         ) from exc
 
 
+class HookWarnings:
+    """torch's deprecation warnings for medcam's non-full backward hooks (``gbp``, ``ggcam``): counted over every
+    map of a command, said once (at the first map), however many :class:`Explainer` objects share it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, backend: str, n: int) -> None:
+        if n and not self.count:
+            log.warning(
+                "--backend %s: medcam 0.1.22 uses torch's deprecated non-full backward hooks (torch warned %d "
+                "times for the first map; said once per command); the maps are right on torch 2.13, a later torch "
+                "may drop these hooks (--backend gcam or gcampp do without them)",
+                backend,
+                n,
+            )
+        self.count += n
+
+
 class Explainer:
     """medcam around each fold network of a model, for one backend and layer; calling it gives the fold-mean map of
     a batch of one.
 
     ``channel``: the segmentation class index explained (each call then passes ``label`` 0); ``None`` for
-    image-level networks (each call passes the class index)."""
+    image-level networks (each call passes the class index). ``hooks``: shared by the explainers of one command,
+    so that torch's hook warnings are said once (default: this explainer's own)."""
 
-    def __init__(self, networks: list[nn.Module], *, backend: str, layer: str, channel: int | None) -> None:
+    def __init__(
+        self,
+        networks: list[nn.Module],
+        *,
+        backend: str,
+        layer: str,
+        channel: int | None,
+        hooks: HookWarnings | None = None,
+    ) -> None:
         self.backend = check_choice(backend, BACKENDS, what="the attention backend", where="--backend")
         self.layer = layer
-        self.hook_warnings = 0
+        self.hooks = hooks if hooks is not None else HookWarnings()
         medcam = _medcam()
         self.models = [
             medcam.inject(
@@ -219,14 +248,7 @@ class Explainer:
         for w in caught:
             if w not in hooks:
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if hooks and not self.hook_warnings:
-            log.warning(
-                "--backend %s: medcam 0.1.22 uses torch's deprecated non-full backward hooks (torch warned %d "
-                "times); the maps are right on torch 2.13, a later torch may drop these hooks",
-                self.backend,
-                len(hooks),
-            )
-        self.hook_warnings += len(hooks)
+        self.hooks.add(self.backend, len(hooks))
         for line in printed.splitlines():
             if line.strip():
                 log.warning("medcam: %s", line.strip())

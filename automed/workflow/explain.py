@@ -138,7 +138,7 @@ def log_validation_maps(
 
     from automed.data.cases import read_case
     from automed.data.dataset import load_dataset
-    from automed.interpret.attention import Explainer, check_layer
+    from automed.interpret.attention import Explainer, HookWarnings, check_layer
     from automed.interpret.figure import write_overlay
     from automed.train.meta import load_model
     from automed.workdir import WorkDir
@@ -153,12 +153,19 @@ def log_validation_maps(
     chosen = list(
         dict.fromkeys((str(r["case"]), int(r["fold"])) for r in rows if str(r.get("case")) in cases)
     )
+    hooks = (
+        HookWarnings()
+    )  # one explainer per case (the fold that held it out): torch's hook warnings said once
     with tempfile.TemporaryDirectory(prefix="automed-explain-") as tmp:
         folder = Path(tmp) / "explain"
         folder.mkdir()
         for cid, fold in chosen[:n_cases]:
             explainer = Explainer(
-                [predictor.models[folds.index(fold)]], backend=backend, layer=layer, channel=channel
+                [predictor.models[folds.index(fold)]],
+                backend=backend,
+                layer=layer,
+                channel=channel,
+                hooks=hooks,
             )
             cd = read_case(cases[cid], ds.images_are_4d)  # an MSD dataset's channels: one 4D file
             cm = case_map(predictor, explainer, cd, channel, explains, None)
