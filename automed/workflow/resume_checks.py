@@ -11,10 +11,11 @@ from typing import Any
 from automed.artifacts import check_schema_version
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
+from automed.preprocess.previous_stage import first_stage_root
 from automed.privacy import strip_credentials
 from automed.records import TRACKING_VERSION, UNVERSIONED, read_tracking, read_train_config
 from automed.train.config import TrainConfig, load_train_config
-from automed.workdir import ALL_DATA, TRACKING, WorkDir
+from automed.workdir import ALL_DATA, TRACKING, WorkDir, recorded_place
 from automed.workflow.prepare import dataset_source
 from automed.workflow.shape import SPLIT_FOLDS
 
@@ -40,6 +41,7 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
     overrides = {
         k: asked.get(f"--{k}") for k in ("configuration", "epochs") if asked.get(f"--{k}") is not None
     }
+    first = previous_place(wd, o)
     same: dict[str, Callable[[Any], bool]] = {
         # a dataset moved elsewhere is given by its new place (restore_training checks its cases)
         "DATASET": lambda v: (
@@ -57,7 +59,8 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
         "--keep-case-ids": lambda v: bool(o.get("keep_case_ids")),
         "--overlays": lambda v: v == o.get("overlays", 0),
         "--cv": lambda v: str(Path(v).resolve()) == o.get("cv_workdir"),
-        "--previous": lambda v: str(Path(v).resolve()) == o.get("previous_workdir"),
+        # the first stage as first typed, or where it is now (moved with the cascade)
+        "--previous": lambda v: Path(v).resolve() in {Path(str(o.get("previous_workdir"))), first},
         "--full-ensemble": lambda v: not o.get("latency_cap"),
         # a training saved without --task took its data's task: typing that task again is no change
         "--task": lambda v: (
@@ -70,6 +73,8 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
         "--register": o.get("register", True), "--parallel-folds": o.get("parallel_folds", 1),
         "--task": o.get("task") or _planned_task(wdir), "--overlays": o.get("overlays", 0),
     }  # fmt: skip
+    if first is not None:
+        kept["--previous"] = str(first)
     problems = [
         Problem(
             str(wdir.train_config),
@@ -83,6 +88,20 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
     ]
     if problems:
         raise ConfigError(problems)
+
+
+def previous_place(wd: Path, options: dict[str, Any]) -> Path | None:
+    """Where a cascade's first stage (``options``: its ``train_config.json`` options) is now: at its place relative
+    to the cascade's work dir ``wd`` (both moved or copied together), else, for a record written before relative
+    places, where the cascade's ``previous_stage.json`` finds it, else where it was. ``None``: no cascade."""
+    absolute = options.get("previous_workdir")
+    if not absolute:
+        return None
+    relative = options.get("previous_relative")
+    link = WorkDir(wd).previous_link
+    if relative is None and link.is_file():
+        return first_stage_root(wd, json.loads(link.read_text())).resolve()
+    return recorded_place(wd, str(absolute), relative)
 
 
 def _planned_task(wdir: WorkDir) -> str | None:

@@ -32,7 +32,7 @@ from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
 from automed.train.schedule import FoldChoice
 from automed.train.state import checkpoint_matches, fold_finished
-from automed.workdir import ALL_DATA, WorkDir
+from automed.workdir import ALL_DATA, WorkDir, relative_place
 from automed.workflow.all_data import check_same_model, evidence, inherit_shape
 from automed.workflow.fold import validated_rows
 from automed.workflow.prepare import (
@@ -43,6 +43,7 @@ from automed.workflow.prepare import (
     plan_for_training,
     preprocess,
 )
+from automed.workflow.resume_checks import previous_place
 from automed.workflow.retyped import keep_decisions, recorded_decisions, typed_digest
 from automed.workflow.shape import (
     asked_folds,
@@ -127,6 +128,8 @@ def restore_training(
         "tracking_uri": opts.tracking_uri or kept.get("tracking_uri"),
     }
     restored = TrainOptions(**{**kept, **new})
+    if (previous := previous_place(wd, saved["options"])) is not None:  # a cascade moved with its first stage
+        restored = replace(restored, previous_workdir=str(previous))
     config = TrainConfig.model_validate(saved["config"])
     fallback = None
     if kept.get("budget_s") and not opts.budget_s:
@@ -284,6 +287,12 @@ def start_training(
                     **asdict(opts),
                     "preset": preset,
                     "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
+                    # a project moved or copied whole: --resume finds the first stage here (previous_place)
+                    **(
+                        {"previous_relative": relative_place(Path(opts.previous_workdir), wd)}
+                        if opts.previous_workdir
+                        else {}
+                    ),
                 },
             },
             TRAIN_CONFIG_VERSION,
