@@ -253,14 +253,27 @@ def read_extending(
     return merge_layers(read_layers(path, names, what=what, fix=fix))
 
 
+MAX_BUDGET_DAYS = (
+    30  # a longer budget is a typo (99999h) more often than a plan: refused, as --budget's help says
+)
+
+
 def parse_duration(value: str | float | None) -> float | None:
-    """``45m``, ``2h``, ``90s``, ``1h30m`` or seconds as a number -> seconds."""
+    """``45m``, ``2h``, ``90s``, ``1h30m`` or seconds as a number -> seconds (positive, at most
+    :data:`MAX_BUDGET_DAYS` days: the API's callers are held to what the command line is)."""
     if value is None:
         return None
     seconds = _seconds(value)
     if not seconds > 0:  # 0 would read as "no budget" downstream: the whole default schedule, no deadline
         raise ConfigError.single("--budget", "a budget is a positive duration", repr(value),
                                  "give at least a few minutes, e.g. 10m (or leave --budget out)")  # fmt: skip
+    if seconds > MAX_BUDGET_DAYS * 86400:
+        raise ConfigError.single(
+            "--budget",
+            f"a budget is at most {MAX_BUDGET_DAYS} days ({MAX_BUDGET_DAYS * 24}h)",
+            f"{value!r}, which is {seconds / 86400:,.1f} days",
+            f"give the wall-clock time the command may take, at most {MAX_BUDGET_DAYS * 24}h (e.g. 48h)",
+        )
     return seconds
 
 

@@ -70,3 +70,14 @@ def test_a_number_typer_refuses_is_echoed_with_its_option(
     err = capsys.readouterr().err.replace("\n", " ")
     assert f"Invalid value for {option}" in err and f"found {value}" in err
     assert not (tmp_path / "W").exists()
+
+
+def test_the_api_holds_a_budget_to_the_same_limit() -> None:
+    """api.train(budget="99999h") and the other verbs parse budgets through config.parse_duration: the command
+    line's limit holds for Python callers too."""
+    from automed.config import parse_duration
+    from automed.errors import ConfigError
+
+    assert parse_duration("720h") == 720 * 3600
+    with pytest.raises(ConfigError, match=r"at most 30 days"):
+        parse_duration("99999h")
