@@ -301,3 +301,12 @@ class Tracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
+
+    def end_open_runs_under(self, parent: str, status: str) -> None:
+        """End ``parent``'s runs still open at any depth (folds created up front but never started, or left by a
+        process that died) as ``status``: a stopped command leaves no run RUNNING in the UI. A ``--resume`` reopens
+        the ones it continues."""
+        filt = f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'RUNNING'"
+        for run in self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1000):
+            self.end_open_runs_under(run.info.run_id, status)
+            self.client.set_terminated(run.info.run_id, status)

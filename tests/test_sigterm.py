@@ -145,6 +145,7 @@ def test_a_training_terminated_in_its_first_fold_ends_its_runs_and_resumes(tmp_p
     assert "terminated (SIGTERM)" in err
     runs = _statuses(db)
     assert runs["train-3d_fullres"] == "KILLED" and runs["3d_fullres-fold0"] == "KILLED"
+    assert runs["3d_fullres-fold1"] == "KILLED"  # created up front, never started: it stayed RUNNING
     assert not (fold0 / "validation_metrics.json").exists()  # fold 0 was cut short
     before = (wd / "train_config.json").read_text()
     done = subprocess.run(
@@ -155,3 +156,4 @@ def test_a_training_terminated_in_its_first_fold_ends_its_runs_and_resumes(tmp_p
     assert json.loads((wd / "train_config.json").read_text())["config"] == json.loads(before)["config"]
     runs = _statuses(db)
     assert runs["train-3d_fullres"] == "FINISHED" and runs["3d_fullres-fold0"] == "FINISHED"
+    assert runs["3d_fullres-fold1"] == "FINISHED"

@@ -330,7 +330,9 @@ def train_dataset(
             else:
                 cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)
         except BaseException as exc:
-            tracker.end_run(track.parent_run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
+            status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+            tracker.end_open_runs_under(track.parent_run_id, status)
+            tracker.end_run(track.parent_run_id, status)
             raise
         tracker.end_run(track.parent_run_id)
         saved = read_train_config(WorkDir(wd).train_config)
