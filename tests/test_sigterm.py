@@ -30,7 +30,7 @@ _WAITING_VERB = textwrap.dedent(
     how = sys.argv[2]
     atexit.register(lambda: (marks / "atexit").touch())
 
-    @cli.app.command("h1-wait")
+    @cli.app.command("test-wait")
     def wait() -> None:
         if how == "ray":
             try:
@@ -50,7 +50,7 @@ _WAITING_VERB = textwrap.dedent(
                 time.sleep(30)
             (marks / "finally").touch()
 
-    sys.argv = ["automed", "h1-wait"]
+    sys.argv = ["automed", "test-wait"]
     cli.main()
     """
 )
@@ -157,3 +157,32 @@ def test_a_training_terminated_in_its_first_fold_ends_its_runs_and_resumes(tmp_p
     runs = _statuses(db)
     assert runs["train-3d_fullres"] == "FINISHED" and runs["3d_fullres-fold0"] == "FINISHED"
     assert runs["3d_fullres-fold1"] == "FINISHED"
+
+
+@pytest.mark.slow
+def test_a_sweep_terminated_mid_trials_ends_every_run(tmp_path: Path) -> None:
+    """The optuna engine's trials run in pool processes that die of the signal without ending their MLflow runs:
+    the sweep's clean-up ends every run under it (they stayed RUNNING)."""
+    from automed.testing.synthetic import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", n_cases=4, shape=(12, 16, 14), seed=1)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("epochs: 2\niterations_per_epoch: 40\nval_iterations: 1\nnum_workers: 0\n")
+    db, out = tmp_path / "ml.db", tmp_path / "S"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "automed.cli", "-q", "sweep", str(ds), "-o", str(out), "--space",
+         str(ROOT / "search_spaces" / "quick.yaml"), "--config", str(cfg), "--trials", "2", "--folds", "2",
+         "--engine", "optuna", "--tracking-uri", f"sqlite:///{db}"],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    end = time.monotonic() + 300
+    while not list(out.glob("trials/*/train/*/fold_0")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, "no trial started"
+        time.sleep(0.1)
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    runs = _statuses(db)
+    assert len(runs) >= 3 and "RUNNING" not in runs.values(), runs

@@ -217,7 +217,9 @@ def _sweep(
         state["concurrency"] = run.conc
         run.save()
     except BaseException as exc:
-        tracker.end_run(state["sweep_run_id"], "FAILED" if isinstance(exc, Exception) else "KILLED")
+        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+        tracker.end_open_runs_under(state["sweep_run_id"], status)  # trials and folds a killed worker left open
+        tracker.end_run(state["sweep_run_id"], status)
         raise
     finally:
         engine.close()
