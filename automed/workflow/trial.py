@@ -190,11 +190,16 @@ def _train(
             tracker.log_params(run_id, {"sampled": values, "config": config.model_dump(mode="json")})
             tracker.log_artifact(run_id, td / "trial.json")
         result, _ = _aggregate(td, key, values, config, ctx, plan, task)
-    epochs_done = 0
+    epochs_done = (
+        0  # the engine's time axis (ASHA's, TPE's steps): the trial's epochs over its folds, in order
+    )
     trained_any = False
     try:
         for fold in folds:
-            if str(fold) in result["folds"]:
+            if (
+                str(fold) in result["folds"]
+            ):  # done before (a restored or retried trial): its epochs still count
+                epochs_done += int(result["folds"][str(fold)]["epochs"])
                 continue
             trained_any = True
             fsplit = splits["folds"][fold]
