@@ -80,8 +80,8 @@ def _budget_step(tmp_path: Path, trials: list[_Live], ended: set[str], budget_s:
     signal = tmp_path / "ray" / "search_budget_reached.json"
     signal.parent.mkdir(exist_ok=True)
     (tmp_path / "ray" / "search_budget.json").write_text(json.dumps({"budget_s": budget_s}))
-    stopper = budget_stopper(tmp_path / "ray" / "search_budget.json", signal)
-    marks = budget_marks(str(tmp_path), signal)
+    stopper = budget_stopper(str(tmp_path), "search")
+    marks = budget_marks(str(tmp_path), "search")
     marks.on_step_begin(0, trials)
     if stopper.stop_all():
         for t in trials:
@@ -148,8 +148,8 @@ def test_a_restored_search_marks_the_trials_its_restored_budget_stops(tmp_path: 
     signal = tmp_path / "ray" / "search_budget_reached.json"
     signal.parent.mkdir()
     (tmp_path / "ray" / "search_budget.json").write_text(json.dumps({"budget_s": 0.0}))
-    stopper = pickle.loads(pickle.dumps(budget_stopper(tmp_path / "ray" / "search_budget.json", signal)))
-    marks = pickle.loads(pickle.dumps(budget_marks(str(tmp_path), signal)))
+    stopper = pickle.loads(pickle.dumps(budget_stopper(str(tmp_path), "search")))
+    marks = pickle.loads(pickle.dumps(budget_marks(str(tmp_path), "search")))
     trials = [_Live("resumed")]
     marks.on_step_begin(0, trials)
     assert stopper.stop_all()
@@ -170,7 +170,7 @@ def test_a_resumed_search_is_stopped_by_the_resumed_drivers_budget(tmp_path: Pat
     ray_dir.mkdir()
     budget, signal = ray_dir / "search_budget.json", ray_dir / "search_budget_reached.json"
     budget.write_text(json.dumps({"budget_s": 3600.0}))
-    first = budget_stopper(budget, signal)
+    first = budget_stopper(str(tmp_path), "search")
     pickled = pickle.dumps(first)  # Tune's tuner.pkl, at the first start
     assert not first.stop_all()
     budget.write_text(json.dumps({"budget_s": 0.0}))  # the resume has no time left for the search
@@ -178,10 +178,10 @@ def test_a_resumed_search_is_stopped_by_the_resumed_drivers_budget(tmp_path: Pat
     assert pickle.loads(pickle.dumps(first)).stop_all()  # a copy made while it ran counts afresh too
     budget.write_text(json.dumps({"budget_s": None}))  # resumed without --budget
     assert not pickle.loads(pickled).stop_all() and not signal.exists()
-    # the sweep dir moved before the resume (Tune keeps the first run's paths): the first budget, no error
+    # no budget file to read: the budget it was made with, no error
     budget.unlink()
-    signal.parent.rename(tmp_path / "moved")
-    stopper = pickle.loads(pickle.dumps(budget_stopper(budget, signal)))
+    ray_dir.rename(tmp_path / "moved")
+    stopper = pickle.loads(pickle.dumps(budget_stopper(str(tmp_path), "search")))
     assert stopper.made_with is None and not stopper.stop_all()
     moved = pickle.loads(pickled)
     assert moved.made_with == 3600.0 and not moved.stop_all() and moved.deadline < math.inf

@@ -45,8 +45,8 @@ def test_a_trials_wall_time_is_a_monotonic_duration_over_its_attempts(
     from automed.search.ray_hooks import progress_callback
 
     clocks = _Clocks(monkeypatch)
-    path = tmp_path / "search_trial_times.json"
-    cb = progress_callback("search", 3, False, path)
+    path = tmp_path / "ray" / "search_trial_times.json"
+    cb = progress_callback("search", 3, False, str(tmp_path))
     cb.setup(stop=None, num_samples=3, total_num_samples=3)
     a, b = _Trial("a"), _Trial("b")
     cb.on_trial_start(0, [], a)
@@ -79,8 +79,8 @@ def test_a_restored_search_keeps_the_killed_drivers_finished_trials(
     from automed.search.ray_hooks import progress_callback
 
     clocks = _Clocks(monkeypatch)
-    path = tmp_path / "search_trial_times.json"
-    pickled = pickle.dumps(progress_callback("search", 2, False, path))  # Tune's tuner.pkl
+    path = tmp_path / "ray" / "search_trial_times.json"
+    pickled = pickle.dumps(progress_callback("search", 2, False, str(tmp_path)))  # Tune's tuner.pkl
     first = pickle.loads(pickled)
     first.setup()
     first.on_trial_start(0, [], _Trial("a"))

@@ -30,6 +30,7 @@ from automed.search.ray_hooks import (
     progress_callback,
     quiet_incomplete_trials,
     recording_scheduler,
+    sweep_place,
     truthful_search,
 )
 from automed.search.space import SearchSpace, choice_label, decode, suggest
@@ -202,18 +203,14 @@ class RayEngine(Engine):
         its stopper marks the trials it stops by."""
         from ray import tune
 
-        ray_dir = Path(ctx.sweep_dir) / "ray"
-        callbacks = [
-            progress_callback(stage, total, self.show_progress, ray_dir / f"{stage}_trial_times.json")
-        ]
+        callbacks = [progress_callback(stage, total, self.show_progress, ctx.sweep_dir)]
         stop = None
         if budgeted:  # not TuneConfig's time_budget_s: a restore keeps its first value, and it tells no one
-            signal = ray_dir / f"{stage}_budget_reached.json"
-            stop = budget_stopper(ray_dir / f"{stage}_budget.json", signal)
-            callbacks.append(budget_marks(ctx.sweep_dir, signal))
+            stop = budget_stopper(ctx.sweep_dir, stage)
+            callbacks.append(budget_marks(ctx.sweep_dir, stage))
         return tune.RunConfig(
             name=stage,
-            storage_path=str(ray_dir),
+            storage_path=str(Path(ctx.sweep_dir) / "ray"),
             failure_config=tune.FailureConfig(max_failures=retries),
             verbose=0,
             stop=stop,
@@ -228,6 +225,8 @@ class RayEngine(Engine):
         write_json_atomic(ray_dir / f"{stage}_budget.json", {"budget_s": budget_s})
 
     def _fit(self, tuner_fn: Any, trainable: Any, ctx: SweepContext, stage: str, resume: bool) -> Any:
+        """A new Tuner, or the stage's Tuner restored (``resume``); its hooks, however Tune restored them, read and
+        write in this driver's sweep dir (a sweep dir moved or copied whole before the resume)."""
         from ray import tune
 
         path = self._tuner_path(ctx, stage)
@@ -237,7 +236,8 @@ class RayEngine(Engine):
             )
         else:
             tuner = tuner_fn()
-        return tuner.fit()
+        with sweep_place(ctx.sweep_dir):
+            return tuner.fit()
 
     def search(
         self,
@@ -292,7 +292,6 @@ class RayEngine(Engine):
                 run_config=self._run_config(ctx, "search", spec.retries, spec.n_trials, budgeted=True),
             )
 
-        # before make(): its stopper keeps this budget for a sweep dir moved before a restore
         self._budget(ctx, "search", spec.time_budget_s)
         outcomes = self._outcomes(self._fit(make, trainable, ctx, "search", resume))
         return budget_outcomes(ctx, outcomes, Path(ctx.sweep_dir) / "ray" / "search_budget_reached.json")

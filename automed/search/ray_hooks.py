@@ -1,7 +1,10 @@
 """What the Ray engine adds to Tune in the driver: a progress bar and trial times (:func:`progress_callback`), an early
 stopping scheduler that records the trials it stops (:func:`recording_scheduler`), a searcher that tells TPE only
 what trials showed (:func:`truthful_search`), and a time budget (this driver's) that marks the trials it stops
-(:func:`budget_stopper`, :func:`budget_marks`), so trials.csv tells the scheduler's stops from the budget's."""
+(:func:`budget_stopper`, :func:`budget_marks`), so trials.csv tells the scheduler's stops from the budget's.
+
+Tune pickles these hooks when a search first starts and restores them from that pickle: their paths are taken, at
+use, under the sweep dir of the driver that runs them (:func:`sweep_place`), not the one they were made in."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,38 @@ from automed.artifacts import write_json_atomic
 from automed.search.context import SweepContext, trial_dir
 from automed.search.engine import TrialOutcome
 from automed.search.report import STOPPED, mark_stopped, stopped_by
+
+_PLACE: dict[str, Path] = {}  # "sweep_dir": the sweep dir of the search this driver runs now
+
+
+@contextlib.contextmanager
+def sweep_place(sweep_dir: str | Path) -> Iterator[None]:
+    """Within it, every hook of this module reads and writes under ``sweep_dir``, the sweep dir this driver runs,
+    whatever sweep dir it was made with. Tune pickles the hooks (with the first run's absolute paths) when a search
+    first starts and restores them from that pickle, the searcher's from its own checkpoint: a sweep dir moved
+    before ``--resume`` had its scheduler marks and trial times written to the old place (its folders made again)
+    or lost, its searcher look for duplicates there, and its budget read from there; a sweep dir copied whole had
+    them written into the original."""
+    _PLACE["sweep_dir"] = Path(sweep_dir)
+    try:
+        yield
+    finally:
+        _PLACE.pop("sweep_dir", None)
+
+
+def sweep_path(made_in: str | Path, *parts: str) -> Path:
+    """``parts`` under the sweep dir of this driver (:func:`sweep_place`); outside one, under ``made_in``. A
+    module-level function, so a hook Tune pickled calls this module's (cloudpickle pickles it by name), not a copy
+    of its state."""
+    return _PLACE.get("sweep_dir", Path(made_in)).joinpath(*parts)
+
+
+def budget_files(sweep_dir: str | Path, stage: str) -> tuple[Path, Path]:
+    """A stage's budget (``{"budget_s": seconds or null}``, written by the driver before each fit) and its signal
+    (written when the budget runs out), under the sweep dir of this driver."""
+    return sweep_path(sweep_dir, "ray", f"{stage}_budget.json"), sweep_path(
+        sweep_dir, "ray", f"{stage}_budget_reached.json"
+    )
 
 
 @functools.cache  # one class per base (Tune's make() is called again on resume)
@@ -31,7 +67,7 @@ def recording_scheduler(base: type) -> type:
 
         def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
             action = str(super().on_trial_result(tune_controller, trial, result))
-            td = Path(self.sweep_dir) / "trials" / str(trial.trial_id)
+            td = sweep_path(self.sweep_dir, "trials", str(trial.trial_id))
             if action == "STOP" and not result.get("validated") and td.is_dir():
                 mark_stopped(td, "scheduler", result.get("epoch"))
             return action
@@ -75,7 +111,7 @@ def truthful_search(base: type) -> type:
         ) -> None:
             result = result or {}
             score = result.get(self.metric) if result.get("validated") and not error else None
-            original = _duplicate_of(Path(self.sweep_dir) / "trials" / trial_id / "trial.json")
+            original = _duplicate_of(sweep_path(self.sweep_dir, "trials", trial_id, "trial.json"))
             if original and score is None and not error:
                 self.waiting.setdefault(original, []).append(trial_id)
                 self._tell_duplicates(original)
@@ -102,15 +138,15 @@ def truthful_search(base: type) -> type:
     return TruthfulSearch
 
 
-def budget_stopper(budget_file: Path, signal: Path) -> Any:
-    """Tune's stopper of the search's time budget (``RunConfig(stop=...)``, in place of ``time_budget_s``). Its
-    budget is read from ``budget_file`` (``{"budget_s": seconds or null}``, written by the driver before each fit) at
-    its first check and counted from there: Tune restores a search with the stopper it pickled when the search first
-    started, so ``time_budget_s`` gave a resumed sweep the first run's whole search budget again, whatever
-    ``--budget`` the resume was given (or none). When the budget runs out it writes ``signal`` for
+def budget_stopper(sweep_dir: str, stage: str) -> Any:
+    """Tune's stopper of a stage's time budget (``RunConfig(stop=...)``, in place of ``time_budget_s``). Its budget
+    is read from the stage's budget file (:func:`budget_files`, this driver's) at its first check and counted from
+    there: Tune restores a search with the stopper it pickled when the search first started, so ``time_budget_s``
+    gave a resumed sweep the first run's whole search budget again, whatever ``--budget`` the resume was given (or
+    none), and none at all to one whose first run had no budget. When the budget runs out it writes the signal for
     :func:`budget_marks` (Tune copies the stopper and the callbacks apart on a restore, so they share a file, not
-    an object); a signal left by a killed driver is removed at the first check. No ``budget_file`` (a sweep dir
-    moved since the search first started: Tune keeps the first run's paths): the budget it was made with."""
+    an object); a signal left by a killed driver is removed at the first check. No budget file to read: the budget
+    it was made with."""
     import math
     import time
 
@@ -119,7 +155,7 @@ def budget_stopper(budget_file: Path, signal: Path) -> Any:
     class BudgetStopper(Stopper):
         def __init__(self) -> None:
             self.deadline: float | None = None
-            self.made_with = _budget_s(budget_file, None)
+            self.made_with = _budget_s(budget_files(sweep_dir, stage)[0], None)
 
         def __setstate__(self, state: dict[str, Any]) -> None:
             self.__dict__.update(state, deadline=None)  # a restored copy counts this driver's budget
@@ -128,13 +164,14 @@ def budget_stopper(budget_file: Path, signal: Path) -> Any:
             return False
 
         def stop_all(self) -> bool:
+            budget_file, signal = budget_files(sweep_dir, stage)
             if self.deadline is None:  # the first check of this driver
                 signal.unlink(missing_ok=True)
                 budget = _budget_s(budget_file, self.made_with)
                 self.deadline = math.inf if budget is None else time.monotonic() + float(budget)
             reached = time.monotonic() >= self.deadline
             if reached and not signal.is_file():
-                with contextlib.suppress(OSError):  # a sweep dir moved since the first start: no marks
+                with contextlib.suppress(OSError):  # not written: the trials it stops are not marked
                     write_json_atomic(signal, {"reached": True})
             return reached
 
@@ -149,10 +186,10 @@ def _budget_s(budget_file: Path, otherwise: float | None) -> float | None:
     return None if budget is None else float(budget)
 
 
-def budget_marks(sweep_dir: str, signal: Path) -> Any:
-    """A Tune callback that records, in ``signal``, the trials the search's time budget stopped before they validated
-    their folds (the trials that ran when the step began in which the :func:`budget_stopper` stopped the
-    experiment, and ended in it) and marks their folders (:func:`mark_budget_stops`). Tune stops them without
+def budget_marks(sweep_dir: str, stage: str) -> Any:
+    """A Tune callback that records, in the stage's signal (:func:`budget_files`), the trials the search's time
+    budget stopped before they validated their folds (the trials that ran when the step began in which the
+    :func:`budget_stopper` stopped the experiment, and ended in it) and marks their folders (:func:`mark_budget_stops`). Tune stops them without
     telling callbacks or the searcher that they completed, so this is the one place their stop is known; their
     outcome (:func:`budget_outcomes`) and status in trials.csv come from the mark, never from the driver's clock (a
     restored search counts its budget with the stopper Tune restores, not the one the new driver made)."""
@@ -167,6 +204,7 @@ def budget_marks(sweep_dir: str, signal: Path) -> Any:
             self.running = {t.trial_id for t in trials if t.status == "RUNNING"}
 
         def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            signal = budget_files(sweep_dir, stage)[1]
             if self.marked or not signal.is_file():
                 return
             self.marked = True
@@ -177,9 +215,9 @@ def budget_marks(sweep_dir: str, signal: Path) -> Any:
                 and t.status == "TERMINATED"
                 and not (t.last_result or {}).get("validated")
             ]
-            with contextlib.suppress(OSError):  # a sweep dir moved since the first start: no marks
+            with contextlib.suppress(OSError):  # not written: the trials it stopped are not marked
                 write_json_atomic(signal, {"reached": True, "trials": stopped})
-            mark_budget_stops(sweep_dir, signal)
+            mark_budget_stops(str(sweep_path(sweep_dir)), signal)
 
     return BudgetMarks()
 
@@ -242,9 +280,10 @@ def _read_times(path: Path) -> dict[str, dict[str, Any]]:
     return data if isinstance(data, dict) else {}
 
 
-def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> Any:
+def progress_callback(stage: str, total: int, show: bool, sweep_dir: str) -> Any:
     """A Tune callback that moves a rich progress bar as trials end (``show=False``: counts only) and records, in the
-    driver, how long each trial ran (``times_file``, for the orchestration-overhead benchmark): per trial ``wall_s``,
+    driver, how long each trial ran (``ray/<stage>_trial_times.json`` under this driver's sweep dir, for the
+    orchestration-overhead benchmark): per trial ``wall_s``,
     the seconds from Tune starting each of its ``attempts`` to its end, summed, measured on the monotonic clock (a
     wall-clock step changes nothing), and ``start``/``end``, the wall-clock times of its first start and last end
     (for reading only: a difference of them is no duration). The file is written as each trial ends, and read again
@@ -262,9 +301,8 @@ def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> A
             self.began: dict[str, float] = {}  # trials running now: when their attempt began (monotonic)
 
         def setup(self, *args: Any, **info: Any) -> None:
-            self.times = _read_times(
-                times_file
-            )  # not the copy Tune pickled with the callback at the first start
+            # not the copy Tune pickled with the callback at the first start
+            self.times = _read_times(self.times_file())
             self.began = {}
             if show:
                 from rich.progress import Progress
@@ -291,6 +329,9 @@ def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> A
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self._step(trial)
 
+        def times_file(self) -> Path:
+            return sweep_path(sweep_dir, "ray", f"{stage}_trial_times.json")
+
         def _ended(self, trial_id: str) -> None:
             began = self.began.pop(trial_id, None)
             if began is not None:
@@ -301,14 +342,14 @@ def progress_callback(stage: str, total: int, show: bool, times_file: Path) -> A
         def _step(self, trial: Any) -> None:
             self.done += 1
             self._ended(trial.trial_id)
-            write_json_atomic(times_file, self.times)
+            write_json_atomic(self.times_file(), self.times)
             if self.bar is not None:
                 self.bar.update(self.task, completed=self.done)
 
         def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
             for trial_id in list(self.began):  # stopped by the time budget: Tune says no trial ended
                 self._ended(trial_id)
-            write_json_atomic(times_file, self.times)
+            write_json_atomic(self.times_file(), self.times)
             if self.bar is not None:
                 self.bar.stop()
 
