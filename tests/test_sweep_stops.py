@@ -334,3 +334,43 @@ def test_the_live_lines_say_once_who_stopped_a_trial_and_which_trial_a_duplicate
     assert [line.split()[1] for line in lines] == ["a", "b", "c"], lines  # a failure is said once, at the end
     assert lines[0].endswith("timed out") and lines[1].endswith("duplicate of a")
     assert lines[2].endswith("stopped early")
+
+
+def test_a_search_without_a_budget_keeps_a_stopper_for_a_resume_with_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tune restores a search with the run config it pickled at the first start: a first run without --budget must
+    still carry the budget's stopper and marks, or `automed sweep --resume WD --budget X` is not limited."""
+    from ray import tune
+
+    from automed.search.engine import SearchSpec
+    from automed.search.ray_engine import RayEngine
+    from automed.search.space import SearchSpace
+
+    made: list[Any] = []
+
+    class Tuner:
+        def __init__(self, trainable: Any, tune_config: Any, run_config: Any) -> None:
+            made.append(run_config)
+
+        def fit(self) -> list[Any]:
+            return []
+
+        @staticmethod
+        def can_restore(path: str) -> bool:
+            return False
+
+    monkeypatch.setattr(tune, "Tuner", Tuner)
+    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
+    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    engine = object.__new__(RayEngine)
+    engine.resources, engine.show_progress = {"cpu": 1.0}, False
+    space = SearchSpace.model_validate(
+        {"name": "t", "parameters": {"lr": {"type": "float", "low": 0.001, "high": 0.01}}}
+    )
+    spec = SearchSpec(n_trials=2, folds=[0], concurrency=1, time_budget_s=None)
+    engine.search(None, _ctx(tmp_path, space.model_dump(mode="json")), space, [], spec, False)  # type: ignore[arg-type]
+    (run_config,) = made
+    assert run_config.stop is not None and not run_config.stop.stop_all()  # no budget now: never stops
+    assert json.loads((tmp_path / "ray" / "search_budget.json").read_text()) == {"budget_s": None}
+    assert [type(c).__name__ for c in run_config.callbacks] == ["_Progress", "BudgetMarks"]
