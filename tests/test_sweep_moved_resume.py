@@ -121,3 +121,36 @@ def test_the_ray_engine_runs_a_stage_under_its_drivers_sweep_dir(tmp_path: Path)
     ctx = SweepContext(str(tmp_path), "ds", {}, {}, {}, 2, "sqlite:///x.db", "e", "r")
     assert engine._fit(Tuner, None, ctx, "search", False) == tmp_path / "ray"
     assert sweep_path("/where/the/first/run/was") == Path("/where/the/first/run/was")  # only while it runs
+
+
+def test_a_trial_tune_started_after_restoring_a_moved_sweep_keeps_its_outcome(tmp_path: Path) -> None:
+    """Tune's search generator keeps the first run's storage path: for a trial it starts after restoring a moved
+    sweep dir it finds no metrics ("Failed to fetch metrics ... not found at OLD/ray/search/..."), and a trial that
+    validated its fold read 'stopped'. Its result.json is where Tune wrote it, in this driver's stage folder."""
+    from automed.search.ray_engine import RayEngine
+
+    stage = tmp_path / "now" / "ray" / "search"
+    name = "_search_trainable_7a78d733_4_lr=0.0100_2026-12-06_07-17-12"
+    (stage / name).mkdir(parents=True)
+    reports = [
+        {"epoch": 1.0, "score": 0.4},
+        {"epoch": 2.0, "score": 0.5, "validated": 1.0, "trial_id": "7a78d733"},
+    ]
+    (stage / name / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reports))
+
+    class Result:
+        def __init__(self, path: str, metrics: dict[str, Any]) -> None:
+            self.config: dict[str, Any] = {}
+            self.metrics, self.path, self.error = metrics, path, None
+
+    first = str(tmp_path / "first" / "ray" / "search")
+    grid = [
+        Result(f"{first}/{name}", {}),  # Tune could not fetch its metrics
+        Result(
+            f"{first}/_search_trainable_a05bc9c7_2_lr=0.0020_2026-12-06_07-16-09", {"trial_id": "a05bc9c7"}
+        ),
+    ]
+    outcomes = RayEngine._outcomes(grid, stage)
+    assert [(o.key, o.status) for o in outcomes] == [
+        ("7a78d733", "complete"), ("a05bc9c7", "stopped"),
+    ]  # fmt: skip

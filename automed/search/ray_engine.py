@@ -102,6 +102,22 @@ def _error_text(error: BaseException | None) -> str:
     return " ".join(line.strip() for line in str(cause).splitlines() if line.strip())[:1000]
 
 
+def _last_result(result: Any, stage_dir: Path) -> dict[str, Any]:
+    """What a trial reported last. Tune gives nothing for a trial it started after restoring a stage whose sweep dir
+    was moved since the stage first started (its search generator keeps the first run's storage path, and looks
+    there): a trial that validated its folds read 'stopped'. Then its ``result.json`` (one JSON line per report)
+    is read in this driver's stage folder, where Tune wrote it."""
+    if result.metrics:
+        return dict(result.metrics)
+    import json
+
+    try:
+        lines = (stage_dir / Path(result.path or "").name / "result.json").read_text().splitlines()
+        return dict(json.loads(lines[-1])) if lines and result.path else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def _trial_id_from_path(path: str | None) -> str:
     """Tune names trial folders ``<trainable>_<trial id>_<index>_<params>`` (ids: 8 hex digits in Ray 2.60)."""
     import re
@@ -293,7 +309,9 @@ class RayEngine(Engine):
             )
 
         self._budget(ctx, "search", spec.time_budget_s)
-        outcomes = self._outcomes(self._fit(make, trainable, ctx, "search", resume))
+        outcomes = self._outcomes(
+            self._fit(make, trainable, ctx, "search", resume), self._tuner_path(ctx, "search")
+        )
         return budget_outcomes(ctx, outcomes, Path(ctx.sweep_dir) / "ray" / "search_budget_reached.json")
 
     def evaluate(
@@ -322,17 +340,18 @@ class RayEngine(Engine):
                 run_config=self._run_config(ctx, stage, retries, len(units)),
             )
 
-        return self._outcomes(self._fit(make, trainable, ctx, stage, resume), fixed=True)
+        fit = self._fit(make, trainable, ctx, stage, resume)
+        return self._outcomes(fit, self._tuner_path(ctx, stage), fixed=True)
 
     def _ray_resources(self) -> dict[str, float]:
         return {"cpu": self.resources.get("cpu", 1), "gpu": self.resources.get("gpu", 0)}
 
     @staticmethod
-    def _outcomes(grid: Any, fixed: bool = False) -> list[TrialOutcome]:
+    def _outcomes(grid: Any, stage_dir: Path, fixed: bool = False) -> list[TrialOutcome]:
         out = []
         for r in grid:
             cfg = r.config or {}
-            metrics = r.metrics or {}
+            metrics = _last_result(r, stage_dir)
             key = cfg["__trial"][0] if fixed else metrics.get("trial_id") or _trial_id_from_path(r.path)
             status: Literal["complete", "stopped", "timed out", "error"] = (
                 "error" if r.error else ("complete" if metrics.get("validated") else "stopped")
