@@ -110,3 +110,23 @@ def test_the_optuna_engine_prints_nothing_of_a_failed_trial(
     assert [(o.status, o.error) for o in outcomes] == [("error", "the unmistakable trial error")]
     out, err = capfd.readouterr()
     assert "unmistakable" not in out + err and "Traceback" not in out + err, err
+
+
+def test_a_ray_trial_that_failed_before_it_reported_is_named_by_its_folder() -> None:
+    """Tune gives no metrics for a trial that failed before its first report: its key comes from its folder's name,
+    which Ray 2.60 spells with an 8-hex-digit id that was not matched (key '': one nameless summary line for every
+    such trial)."""
+    from automed.search.ray_engine import RayEngine
+
+    class Result:
+        def __init__(self, name: str) -> None:
+            self.config: dict[str, Any] = {}
+            self.metrics: dict[str, Any] = {}
+            self.path, self.error = f"/sweep/ray/search/{name}", RuntimeError("patch does not fit")
+
+    grid = [
+        Result("_search_trainable_46f9ae6e_1_loss=dice_ce_2026-12-06_07-16-09"),  # Ray 2.60
+        Result("_search_trainable_9e59f_00002_2_loss=dice_focal_2026-12-06_07-16-09"),  # earlier Rays
+    ]
+    outcomes = RayEngine._outcomes(grid, Path("/nowhere"))
+    assert [(o.key, o.status) for o in outcomes] == [("46f9ae6e", "error"), ("9e59f_00002", "error")]

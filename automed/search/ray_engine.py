@@ -119,10 +119,13 @@ def _last_result(result: Any, stage_dir: Path) -> dict[str, Any]:
 
 
 def _trial_id_from_path(path: str | None) -> str:
-    """Tune names trial folders ``<trainable>_<trial id>_<index>_<params>`` (ids: 8 hex digits in Ray 2.60)."""
+    """Tune names trial folders ``<trainable>_<trial id>_<index>_<params>`` (ids: 8 hex digits in Ray 2.60; 5 hex
+    digits, ``_`` and a 5-digit count in earlier Rays). Only the earlier form was matched: a trial that reported
+    nothing (failed before its first epoch) had no key, and the summary said ``trial  failed (no values)`` once for
+    all such trials."""
     import re
 
-    m = re.search(r"_([0-9a-f]{5}_\d{5})", Path(path or "").name)
+    m = re.search(r"_([0-9a-f]{5}_\d{5}|[0-9a-f]{8})_\d+_", Path(path or "").name)
     return m.group(1) if m else ""
 
 
