@@ -332,3 +332,34 @@ def test_a_partial_default_point_is_said_and_its_trial_is_not_the_default(
         "leaves optimizer to the sampler (their default values are none the space holds; give them a `default:`): "
         "it is not evaluated, so no trial is the planner default"
     )
+
+
+@pytest.mark.parametrize("reports", [0, 2])
+def test_a_ray_duplicate_that_takes_no_score_still_reports_the_metric(
+    monkeypatch: pytest.MonkeyPatch, reports: int
+) -> None:
+    """A duplicate of a trial still running (or one that ended unvalidated) reported nothing: Tune ended it with a
+    result of its config alone and refused it ("Trial returned a result which did not include the specified
+    metric(s) `score`"), which ended a resumed sweep whose space has two parameters. It reports no score (NaN) at
+    epoch 0; a trial that reported is left as it is."""
+    from ray import tune
+
+    from automed.search.ray_engine import _search_trainable
+
+    got: list[dict[str, float]] = []
+    monkeypatch.setattr(tune, "report", got.append)
+    monkeypatch.setattr(tune, "get_context", lambda: type("C", (), {"get_trial_id": lambda self: "dup"})())
+
+    def objective(ctx: Any, key: str, values: Any, folds: Any, report: Any) -> dict[str, Any]:
+        for epoch in range(1, reports + 1):
+            report({"epoch": float(epoch), "score": 0.5})
+        return {"key": key, "duplicate_of": "orig", "folds": {}, "n_folds_done": 0, "pending": True}
+
+    space = _space({"loss": {"type": "categorical", "choices": ["dice_ce", "dice_focal"]}})
+    ctx = SweepContext("/sweep", "ds", {}, space.model_dump(mode="json"), {}, 2, "sqlite:///x.db", "e", "r")
+    _search_trainable({"loss": "dice_ce"}, objective, ctx, [0])
+    if reports:
+        assert got == [{"epoch": 1.0, "score": 0.5}, {"epoch": 2.0, "score": 0.5}]
+    else:
+        ((only,),) = [got]
+        assert only["epoch"] == 0.0 and math.isnan(only["score"])

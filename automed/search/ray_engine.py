@@ -11,6 +11,7 @@ token exists; a driver given ``HOST:PORT`` then needs ``RAY_AUTH_MODE=token`` an
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -54,7 +55,19 @@ def _search_trainable(
     key = tune.get_context().get_trial_id()
     space = SearchSpace.model_validate(ctx.space)
     values = decode(space, {k: v for k, v in config.items() if not k.startswith("__")})
-    objective(ctx, key, values, folds, lambda m: tune.report(m))
+    told: list[dict[str, float]] = []
+
+    def report(m: dict[str, float]) -> None:
+        told.append(m)
+        tune.report(m)
+
+    objective(ctx, key, values, folds, report)
+    if not told:
+        # a duplicate that took no score (its original still runs, or ended unvalidated): Tune ends a trial that
+        # reported nothing with a result of its config alone and refuses it for lacking the metric ("Trial returned
+        # a result which did not include the specified metric(s) `score`", seen resuming a killed sweep), which
+        # ended the whole sweep; no score (NaN) at epoch 0, which neither ASHA nor the searcher takes
+        tune.report({"epoch": 0.0, "score": math.nan})
 
 
 def _fixed_trainable(config: dict[str, Any], objective: Objective, ctx: SweepContext) -> None:
