@@ -218,7 +218,8 @@ def _sweep(
         run.save()
     except BaseException as exc:
         status = "FAILED" if isinstance(exc, Exception) else "KILLED"
-        tracker.end_open_runs_under(state["sweep_run_id"], status)  # trials and folds a killed worker left open
+        # trials and folds a killed worker left open
+        tracker.end_open_runs_under(state["sweep_run_id"], status)
         tracker.end_run(state["sweep_run_id"], status)
         raise
     finally:
