@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -66,14 +66,35 @@ def end_with(driver: int) -> None:
     threading.Thread(target=watch, daemon=True, name="automed-driver-watch").start()
 
 
+class _StoppablePool(ProcessPoolExecutor):
+    """Left by Ctrl-C or SIGTERM (a ``KeyboardInterrupt``), it stops its workers instead of waiting for their tasks:
+    a SIGTERM sent to this process alone (``kill PID``, a container's PID 1) reaches none of them, and the ``with``
+    block's ``shutdown(wait=True)`` then waited for every running fold or trial to end."""
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            stop_pool(self)
+            return None
+        return super().__exit__(exc_type, exc, tb)
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started, terminate the running workers and wait briefly for them."""
+    procs = list(getattr(pool, "_processes", {}).values())  # the executor's own record of its workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+
+
 def process_pool(workers: int, context: str, preload: list[str] | None = None) -> ProcessPoolExecutor:
-    """A process pool whose workers end with this process (:func:`end_with`)."""
+    """A process pool whose workers end with this process (:func:`end_with`) and stop when it is interrupted."""
     ctx = mp.get_context(context)
     if preload is not None:
         ctx.set_forkserver_preload(preload)
-    return ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=end_with, initargs=(os.getpid(),)
-    )
+    return _StoppablePool(max_workers=workers, mp_context=ctx, initializer=end_with, initargs=(os.getpid(),))
 
 
 class WorkerPool:
@@ -94,8 +115,10 @@ class WorkerPool:
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if self._pool is not None and exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            stop_pool(self._pool)
+        elif self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 

@@ -186,3 +186,41 @@ def test_a_sweep_terminated_mid_trials_ends_every_run(tmp_path: Path) -> None:
     assert proc.returncode == 143, err
     runs = _statuses(db)
     assert len(runs) >= 3 and "RUNNING" not in runs.values(), runs
+
+
+_POOL_VERB = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from automed import cli
+    from automed.parallel import process_pool
+
+    @cli.app.command("test-pool")
+    def pool_verb() -> None:
+        with process_pool(1, "spawn") as pool:
+            running = pool.submit(time.sleep, 60)  # a fold, or a worker's trials
+            time.sleep(1)
+            Path(mark).touch()
+            running.result()
+
+    mark = sys.argv[1]
+    sys.argv = ["automed", "test-pool"]
+    cli.main()
+    """
+)
+
+
+def test_sigterm_to_the_command_alone_stops_its_worker_pool(tmp_path: Path) -> None:
+    """``kill PID`` (or a container's PID 1) signals the command only, not its pool's workers: leaving the pool
+    waited for the running task (a whole fold) before the command could end; now it stops the workers."""
+    mark = tmp_path / "started"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _POOL_VERB, str(mark)],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    _wait_for(mark, proc, 120)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # the main process only
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert time.monotonic() - t0 < 20  # not the 60 s task
