@@ -302,10 +302,15 @@ class Tracker:
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
+    def reopen(self, run_id: str) -> None:
+        """A run that ended (a stopped command's) set RUNNING again, as the work it tracks resumes."""
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+
     def end_open_runs_under(self, parent: str, status: str) -> None:
         """End ``parent``'s runs still open at any depth (folds created up front but never started, or left by a
         process that died) as ``status``: a stopped command leaves no run RUNNING in the UI. A ``--resume`` reopens
-        the ones it continues."""
+        the ones it continues (:meth:`reopen`)."""
         filt = f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'RUNNING'"
         for run in self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1000):
             self.end_open_runs_under(run.info.run_id, status)

@@ -224,3 +224,23 @@ def test_sigterm_to_the_command_alone_stops_its_worker_pool(tmp_path: Path) -> N
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert time.monotonic() - t0 < 20  # not the 60 s task
+
+
+def test_a_stopped_trainings_runs_end_and_reopen_as_it_resumes(tmp_path: Path) -> None:
+    """Stopping ends every open run under the parent (at any depth); a resume sets the runs it continues RUNNING
+    again (they showed KILLED while they trained, until they ended FINISHED)."""
+    from automed.privacy import Redactor
+    from automed.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", "x", Redactor.build(b"k" * 32, [], {}))
+    parent = tracker.start_run("train")
+    fold = tracker.start_run("fold0", parent=parent)
+    nested = tracker.start_run("maps", parent=fold)
+    tracker.end_open_runs_under(parent, "KILLED")
+    tracker.end_run(parent, "KILLED")
+    status = {r: tracker.client.get_run(r).info.status for r in (parent, fold, nested)}
+    assert set(status.values()) == {"KILLED"}
+    tracker.reopen(parent)
+    tracker.reopen(fold)
+    assert tracker.client.get_run(parent).info.status == "RUNNING"
+    assert tracker.client.get_run(fold).info.status == "RUNNING"

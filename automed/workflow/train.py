@@ -106,9 +106,8 @@ def _live_run(tracker: Tracker, run_id: str) -> bool:
 def _open_tracking(
     wd: Path, plan: Plan, config: TrainConfig, opts: TrainOptions, ds: Dataset, reopen: bool
 ) -> tuple[Tracker, TrackingState]:
-    """The store, experiment and parent run (reopened on resume, and when the same command runs again into the same
-    store: a finished training's parent run is not replaced by an empty one; the driver creates them before any
-    worker)."""
+    """The store, experiment and parent run (reopened on resume and when the same command runs again into the same
+    store, not replaced by an empty one; the driver creates them before any worker)."""
     wdir = WorkDir(wd)
     saved = read_tracking(wdir.tracking) if wdir.tracking.is_file() else {}
     if not reopen and not _same_training(wd, saved, config, opts):
@@ -151,6 +150,8 @@ def _open_tracking(
         tracker.log_dataset(track.parent_run_id, plan.dataset_name, fp.hash, str(ds.source))
         for f in (wdir.fingerprint, wdir.plan, wdir.splits):
             tracker.log_artifact(track.parent_run_id, f)
+    else:  # a stopped training's parent (KILLED) runs again
+        tracker.reopen(track.parent_run_id)
     track.save()
     return tracker, track
 
@@ -185,7 +186,9 @@ def _fold_jobs(
             epochs[fold] = len(read_progress(folder / "progress.json")["history"])
             continue
         run_id = track.fold_runs.get(str(fold))
-        if run_id is None:
+        if run_id is not None:  # ended KILLED or FAILED when the training stopped: it trains again
+            tracker.reopen(run_id)
+        else:
             run_id = tracker.start_run(
                 f"{config.configuration}-fold{fold}",
                 parent=track.parent_run_id,
