@@ -92,3 +92,17 @@ def test_predict_and_export_pass_the_image_level_models_dimension() -> None:
     image_level = SimpleNamespace(target=object(), plan=SimpleNamespace(image_dimension=2))
     assert takes_dimension(image_level) == 2
     assert takes_dimension(SimpleNamespace(plan=SimpleNamespace(n_channels=1))) is None  # segmentation
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_dicom_files_without_a_suffix_are_a_case_each(tmp_path: Path, n: int) -> None:
+    """PACS exports often name files IM0000 or by UID, with no suffix: one such X-ray in a folder was read as the
+    folder's series before single-file series became a case per file, and then none was read at all."""
+    from automed.infer.inputs import discover
+    from automed.runtime.io import find_cases
+
+    names = ["IM0000", "1.2.840.99.1", "IM0002"][:n]
+    for i, name in enumerate(names):
+        _xray(tmp_path / name, i)
+    assert sorted(c.case_id for c in discover(tmp_path, 1)) == sorted(names)
+    assert sorted(c.case_id for c in find_cases(tmp_path, 1)) == sorted(names)

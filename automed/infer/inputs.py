@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
-from automed.runtime.io import is_series_folder, series_strays
+from automed.runtime.io import is_series_folder, lone_dicom_files, series_strays
 
 
 @dataclass(frozen=True)
@@ -308,12 +308,12 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
                 continue
             first = chans[0]
             cases.append(InputCase(cid, tuple(chans[c] for c in want), _suffix(first)))
-        for f in singles:
+        for f in singles + lone_dicom_files(root):
             one = _single_file_case(f, n_channels)
             if isinstance(one, Problem):
                 problems.append(one)
             else:
-                cases.append(one)
+                cases.append(one if has_image_suffix(f) else replace(one, case_id=f.name, suffix=".nii.gz"))
         series = [d for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
         if series and n_channels != 1:
             _one_channel_series(series[0], n_channels)

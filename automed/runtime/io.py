@@ -98,6 +98,17 @@ def is_series_folder(folder: Path, dimension: int | None = None) -> bool:
     return any(len(files) > 1 for files in dicom_series_in(folder).values())
 
 
+def lone_dicom_files(folder: Path) -> list[Path]:
+    """DICOM files without an image suffix that are each a series of their own (PACS exports name files IM0001 or by
+    UID): a case each, like ``.dcm`` X-rays."""
+    if not any(
+        f.is_file() and _split(f.name) is None and not f.name.startswith(".") for f in folder.iterdir()
+    ):
+        return []
+    series = dicom_series_in(folder).values()
+    return sorted(files[0] for files in series if len(files) == 1 and _split(files[0].name) is None)
+
+
 def series_strays(folder: Path) -> list[Path]:
     """Images in a DICOM series folder outside its multi-file series (a PNG, a single-file X-ray): they would be
     dropped unseen, since the folder is read as one volume."""
@@ -149,6 +160,8 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
                 f"{groups[cid][-1]}: a second channel file beside {groups[m['case']][0].name}, but the model takes "
                 "1 channel; remove it, or predict with a model trained on these channels"
             )
+    for f in lone_dicom_files(root):
+        groups.setdefault(f.name, {})[-1], suffix[f.name] = f, ".nii.gz"
     cases = []
     for cid, chans in sorted(groups.items()):
         if -1 in chans:
