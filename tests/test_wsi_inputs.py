@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,11 +124,12 @@ def test_a_slide_of_glass_only_has_no_tissue(tmp_path: Path) -> None:
 
 def test_slide_outputs_replace_earlier_ones_only_when_finished(tmp_path: Path) -> None:
     """Slides write many files each: a run into a new folder that fails leaves no folder (it left one holding only
-    automed's marker); with --overwrite, a run writes beside the earlier predictions and replaces them only once it
-    has finished (it was refused), so a failed or killed one leaves them as they were."""
-    from automed.workflow.predict import _into_output
+    automed's marker); into an existing folder (--overwrite of earlier predictions, or an empty one) a run writes
+    beside what is there and replaces it only once it has finished (it was refused), so a failed or killed one
+    leaves the folder as it was."""
+    from automed.workflow.predict import STAGING, _into_output
 
-    def writes(*names: str) -> object:
+    def writes(*names: str) -> Any:
         def run(dest: Path) -> list[Path]:
             for n in names:
                 (dest / n).write_text(n)
@@ -141,13 +143,17 @@ def test_slide_outputs_replace_earlier_ones_only_when_finished(tmp_path: Path) -
 
     out = tmp_path / "P"
     with pytest.raises(RuntimeError):
-        _into_output(out, False, fails)
+        _into_output(out, fails)
     assert not out.exists()
-    assert _into_output(out, False, writes("a_labels.tif", "a_overlay.png")) == [out / "a_labels.tif", out / "a_overlay.png"]  # fmt: skip
+    out.mkdir()  # made by the user, empty: a failed run leaves it empty, not holding half an output
     with pytest.raises(RuntimeError):
-        _into_output(out, True, fails)
+        _into_output(out, fails)
+    assert sorted(p.name for p in out.iterdir()) == [".automed-output.json"]
+    assert _into_output(out, writes("a_labels.tif", "a_overlay.png")) == [out / "a_labels.tif", out / "a_overlay.png"]  # fmt: skip
+    with pytest.raises(RuntimeError):
+        _into_output(out, fails)
     assert sorted(p.name for p in out.iterdir()) == [".automed-output.json", "a_labels.tif", "a_overlay.png"]
-    (out / ".automed-new-predictions").mkdir()  # a killed run's
-    (out / ".automed-new-predictions" / "x.tif").write_text("x")
-    assert _into_output(out, True, writes("b_labels.tif")) == [out / "b_labels.tif"]
+    (out / STAGING).mkdir()  # a killed run's
+    (out / STAGING / "x.tif").write_text("x")
+    assert _into_output(out, writes("b_labels.tif")) == [out / "b_labels.tif"]
     assert sorted(p.name for p in out.iterdir()) == [".automed-output.json", "b_labels.tif"]

@@ -17,6 +17,7 @@ from automed.workdir import WorkDir, chosen_members, pair_members, recorded_plac
 from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
+STAGING = ".automed-new-predictions"  # slide outputs of a run into an existing folder, until it has finished
 OUTPUT_FORMATS = ("nifti", "dicom-seg")
 
 
@@ -188,7 +189,7 @@ def predict(
         if not WorkDir(chosen).pair.is_file():  # no model here is the first thing to fix, before the output
             WorkDir(chosen).require_model()
     out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
-    earlier = out.is_dir() and any(p.name != OUTPUT_MARKER for p in out.iterdir())
+    earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, STAGING) for p in out.iterdir())
     if earlier and not overwrite:  # another model's (or input's) predictions would mix with these
         raise ArtifactError.single(
             out,
@@ -197,6 +198,7 @@ def predict(
             "choose a new folder, or pass --overwrite to replace them (what the new run does not write is removed "
             "when it has finished)",
         )
+    shutil.rmtree(out / STAGING, ignore_errors=True)  # a killed slide run's, in a folder claimed as ours
     from automed.wsi.slide import slide_inputs
 
     slides = slide_inputs(Path(input_path).expanduser().resolve())
@@ -214,7 +216,7 @@ def predict(
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
         at_mpp, names = model_mpp(model, mpp), _label_names(model, predictor)  # before the output is touched
-        return _into_output(out, earlier, lambda dest: predict_slides(
+        return _into_output(out, lambda dest: predict_slides(
             predictor, slides, dest, mpp=at_mpp, names=names, slide_mpp=slide_mpp,
             save_probabilities=save_probabilities, show_progress=show_progress))  # fmt: skip
     cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
@@ -282,25 +284,26 @@ def _predict_cases(
     return written, produced
 
 
-def _into_output(out: Path, earlier: bool, run: Callable[[Path], list[Path]]) -> list[Path]:
-    """``run`` writing many files per input (whole slides) into ``out``: a folder this run made goes if it fails;
-    with earlier predictions (``--overwrite``), it writes into a hidden folder inside ``out`` that replaces them
-    only once it has finished, so a failed or killed run leaves the earlier predictions as they were."""
+def _into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:
+    """``run`` writing many files per input (whole slides) into ``out``: a folder this run made goes if it fails; in
+    a folder that was there (earlier predictions replaced with ``--overwrite``, or an empty one) it writes into a
+    hidden folder inside ``out`` that takes its place only once it has finished, so a failed or killed run leaves
+    the folder as it was."""
     from automed.artifacts import mark_output
 
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
-    staging = out / ".automed-new-predictions"
+    staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)  # a killed run's
-    dest = staging if earlier else out
+    dest = out if created else staging
     dest.mkdir(exist_ok=True)
     try:
         written = run(dest)
     except BaseException:
-        shutil.rmtree(out if created else staging, ignore_errors=True)
+        shutil.rmtree(dest if not created else out, ignore_errors=True)
         raise
-    if not earlier:
+    if created:
         return written
     _remove_older(out, {staging})
     for p in staging.iterdir():
