@@ -33,3 +33,20 @@ def test_integer_valued_class_names_are_one_class(tmp_path: Path) -> None:
     assert s["auc_macro"] == pytest.approx(roc_auc_score(y, p1))
     rows = pd.read_csv(res.folder / "metrics.csv")
     assert rows["correct"].sum() == int((pred == y).sum())
+
+
+def test_long_integer_codes_keep_every_digit() -> None:
+    """Class codes as long integers were rewritten through a float (12345678901234567890 became
+    12345678901234567168); an integer's spelling is read exactly, and names stay names."""
+    from automed.runtime.entry import as_class
+
+    assert as_class("12345678901234567890") == "12345678901234567890"
+    assert as_class("12345678901234567890.0") == "12345678901234567890"
+    assert [as_class(t) for t in ("1", "1.0", " 1 ", "-2.00", "1.5", "abc")] == [
+        "1",
+        "1",
+        "1",
+        "-2",
+        "1.5",
+        "abc",
+    ]

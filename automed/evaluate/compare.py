@@ -24,6 +24,7 @@ from automed.evaluate.image_level import classification_metrics, regression_metr
 from automed.evaluate.metrics import METRIC_DEFINITIONS, label_metrics
 from automed.evaluate.summary import METRICS, summarize
 from automed.parallel import progress_bar
+from automed.runtime.entry import as_class
 
 log = logging.getLogger("automed")
 Kind = Literal["segmentation", "classification", "regression", "synthesis"]
@@ -188,8 +189,7 @@ def segmentation_summary(rows: list[dict[str, Any]], tolerance: float) -> dict[s
 def _class_name(text: str) -> str:
     """One spelling per class: integer-valued text (``1``, ``1.0``, `` 1``) is the integer (``1``), as a reference
     folder's labels are; other text is kept."""
-    value = _number(text)
-    return str(int(value)) if value is not None and value.is_integer() else text
+    return as_class(text)
 
 
 def _named_classes(p: Pair) -> Pair:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -134,11 +135,13 @@ def as_class(value: str) -> str:
     """A class as written in either table: ``1``, ``1.0`` and `` 1 `` are the same class (a reference CSV written
     by pandas or a spreadsheet holds floats where the model's table names integer classes); names stay names."""
     text = value.strip()
+    if whole := re.fullmatch(r"([+-]?\d+)(\.0*)?", text):  # exactly, however many digits (codes, not floats)
+        return str(int(whole[1]))
     try:
         number = float(text)
     except ValueError:
         return text
-    return str(int(number)) if number.is_integer() else text
+    return str(int(number)) if number.is_integer() and abs(number) < 2**53 else text
 
 
 def evaluate_table(pred_csv: Path, ref: Path, out: Path) -> int:
