@@ -71,3 +71,19 @@ def test_a_dicom_series_of_several_volumes_is_refused_for_prediction(tmp_path: P
     echoes = write_series(tmp_path / "echo", [0.0, 2.0, 4.0], echoes=2)
     with pytest.raises(AutomedError, match=r"series folder holds one volume"):
         discover(echoes, 1)
+
+
+def test_orientation_noise_does_not_split_a_series_into_volumes(tmp_path: Path) -> None:
+    """Orientations were keyed by their text to 3 decimals: -0.0001 and 0.0001 (noise a scanner writes) read
+    '-0.000' and '0.000', two volumes, and predict refused the series as several volumes."""
+    import pydicom
+
+    from automed.infer.inputs import discover
+
+    series = write_series(tmp_path / "s", [0.0, 2.0, 4.0, 6.0])
+    for i, f in enumerate(sorted(series.glob("*.dcm"))):
+        ds = pydicom.dcmread(f)
+        noise = 1e-4 if i % 2 else -1e-4
+        ds.ImageOrientationPatient = [1.0, noise, 0.0, -noise, 1.0, 0.0]
+        ds.save_as(f, enforce_file_format=True)
+    assert [c.case_id for c in discover(series, 1)] == ["s"]

@@ -67,6 +67,18 @@ def _normal_position(ds: Any) -> float | None:
     return float(np.dot(normal, np.asarray(ipp, float)))
 
 
+def _orientation_key(iop: Any, seen: list[tuple[np.ndarray, str]]) -> str:
+    """One key per orientation, within 1e-3 of the first met (rounding each to a text split values that differ by
+    noise across a rounding boundary or in sign: -0.0001 and 0.0001 made two volumes of one series)."""
+    v = np.asarray([float(x) for x in iop])
+    for w, key in seen:
+        if w.shape == v.shape and float(np.abs(w - v).max()) < 1e-3:
+            return key
+    key = ",".join(f"{x + 0.0:.3f}" for x in np.round(v, 3))
+    seen.append((v, key))
+    return key
+
+
 def _volumes(
     members: list[tuple[Path, Any]], shown: str, problems: list[Problem]
 ) -> list[tuple[list[Path], str]]:
@@ -74,9 +86,10 @@ def _volumes(
     (a multi-echo or dynamic series, a three-plane localizer) - each sorted along the slice normal; two slices at
     one position in a volume are a problem (the volume would be wrong)."""
     subs: dict[tuple[str, str, str], list[tuple[Path, Any]]] = defaultdict(list)
+    seen: list[tuple[np.ndarray, str]] = []  # orientations met, with the key of their volume
     for p, ds in members:
         iop = ds.get("ImageOrientationPatient")
-        orient = ",".join(f"{float(v):.3f}" for v in iop) if iop is not None else ""
+        orient = _orientation_key(iop, seen) if iop is not None else ""
         subs[(str(ds.get("EchoNumbers", "")), str(ds.get("TemporalPositionIdentifier", "")), orient)].append(
             (p, ds)
         )
