@@ -309,9 +309,19 @@ class Tracker:
 
     def end_open_runs_under(self, parent: str, status: str) -> None:
         """End ``parent``'s runs still open at any depth (folds created up front but never started, or left by a
-        process that died) as ``status``: a stopped command leaves no run RUNNING in the UI. A ``--resume`` reopens
-        the ones it continues (:meth:`reopen`)."""
-        filt = f"tags.`mlflow.parentRunId` = '{parent}' and attributes.status = 'RUNNING'"
-        for run in self.client.search_runs([self.experiment_id], filter_string=filt, max_results=1000):
-            self.end_open_runs_under(run.info.run_id, status)
-            self.client.set_terminated(run.info.run_id, status)
+        process that died, under a trial that ended or not) as ``status``: a stopped command leaves no run RUNNING in
+        the UI. A ``--resume`` reopens the ones it continues (:meth:`reopen`)."""
+        filt = "attributes.status = 'RUNNING'"
+        open_runs = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=5000)
+        parent_of = {r.info.run_id: r.data.tags.get("mlflow.parentRunId") for r in open_runs}
+        for run_id in parent_of:
+            up, hops = parent_of[run_id], 0
+            while up and up != parent and hops < 16:  # through ended runs too, one lookup each
+                up = (
+                    parent_of[up]
+                    if up in parent_of
+                    else self.client.get_run(up).data.tags.get("mlflow.parentRunId")
+                )
+                hops += 1
+            if up == parent:
+                self.client.set_terminated(run_id, status)

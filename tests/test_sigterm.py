@@ -236,10 +236,15 @@ def test_a_stopped_trainings_runs_end_and_reopen_as_it_resumes(tmp_path: Path) -
     parent = tracker.start_run("train")
     fold = tracker.start_run("fold0", parent=parent)
     nested = tracker.start_run("maps", parent=fold)
+    ended = tracker.start_run("trial", parent=parent)
+    under_ended = tracker.start_run("trial-fold0", parent=ended)  # a worker died: its trial had ended
+    tracker.end_run(ended, "FINISHED")
+    other = tracker.start_run("another training")  # not this command's
     tracker.end_open_runs_under(parent, "KILLED")
     tracker.end_run(parent, "KILLED")
-    status = {r: tracker.client.get_run(r).info.status for r in (parent, fold, nested)}
+    status = {r: tracker.client.get_run(r).info.status for r in (parent, fold, nested, under_ended)}
     assert set(status.values()) == {"KILLED"}
+    assert tracker.client.get_run(other).info.status == "RUNNING"
     tracker.reopen(parent)
     tracker.reopen(fold)
     assert tracker.client.get_run(parent).info.status == "RUNNING"
