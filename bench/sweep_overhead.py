@@ -85,7 +85,7 @@ def summary(mode: str) -> dict[str, float | str]:
         if not f.is_file():
             continue
         for t in json.loads(f.read_text()).values():
-            if "wall_s" not in t:  # a trial still running when the driver was killed
+            if "end" not in t:  # a trial still running when the driver was killed (its wall_s is 0 so far)
                 continue
             trial = wd / "trials" / str(t["key"])
             folds = (
