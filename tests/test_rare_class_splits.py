@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from automed.data.schema import Case, Dataset
 from automed.data.splits import check_splits, make_splits, write_splits
+from automed.errors import ArtifactError
 
 
 def _ds(counts: list[int]) -> Dataset:
@@ -41,6 +44,8 @@ def test_work_dirs_split_before_keep_their_unstratified_folds(tmp_path: Path) ->
     fold.mkdir(parents=True)
     (fold / "checkpoint_final.pt").write_bytes(b"x")
     check_splits(ds, path, 5, 12345)  # no error: the trained folds continue on their split
+    with pytest.raises(ArtifactError, match=r"5 folds trained, 3 asked"):  # not "the cases changed"
+        check_splits(ds, path, 3, 12345)
     write_splits(ds, path, 5, 12345)
     assert json.loads(path.read_text()) == old
     (fold / "checkpoint_final.pt").unlink()  # nothing trained: a new split, stratified

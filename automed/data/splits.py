@@ -109,9 +109,13 @@ def check_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -
     new = json.loads(json.dumps(make_splits(ds, n_folds, seed)))
     if old == new or _earlier_split(ds, path, n_folds, seed) is not None:
         return
-    if old.get("n_folds") != new["n_folds"] and old.get("folds") == json.loads(
-        json.dumps(make_splits(ds, int(old.get("n_folds", 0)) or 1, seed))
-    ).get("folds"):  # the same cases, another fold count: asking for the trained one continues
+    k_old = int(old.get("n_folds", 0)) or 1
+    same_cases = any(  # the split this automed makes of k_old folds, or the one an earlier automed made
+        old.get("folds")
+        == json.loads(json.dumps(make_splits(ds, k_old, seed, stratify_rare_classes=r))).get("folds")
+        for r in (True, False)
+    )
+    if old.get("n_folds") != new["n_folds"] and same_cases:  # another fold count: the trained one continues
         differs = f"{old.get('n_folds')} folds trained, {new['n_folds']} asked"
         fix = f"train into a new --output (or ask for --folds {old.get('n_folds')} to continue this one)"
     else:
