@@ -34,6 +34,13 @@ def test_a_rare_class_is_spread_over_the_folds() -> None:
     assert big == [4] * 5
 
 
+def test_classes_all_smaller_than_the_fold_count_are_split_unstratified() -> None:
+    """scikit-learn's StratifiedGroupKFold refuses when every class has fewer cases than folds (4 and 4, 5 folds):
+    those are split as before, unstratified, not stopped with a ValueError."""
+    s = make_splits(_ds([4, 4]), 5, 12345)
+    assert s["method"] == "GroupKFold" and len(s["folds"]) == 5
+
+
 def test_work_dirs_split_before_keep_their_unstratified_folds(tmp_path: Path) -> None:
     ds = _ds([20, 17, 3])
     old = make_splits(ds, 5, 12345, stratify_rare_classes=False)

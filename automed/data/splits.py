@@ -85,10 +85,13 @@ def _strata(
     v = np.array([float(x) for x in values if x is not None])
     if task == "classification":
         y = v.astype(np.int64)
-        smallest = int(np.unique(y, return_counts=True)[1].min())
+        counts = np.unique(y, return_counts=True)[1]
+        smallest = int(counts.min())
         if smallest >= k:
             return y, "ValueToPredict"
-        if not rare_classes:
+        if (
+            not rare_classes or int(counts.max()) < k
+        ):  # every class under the fold count: nothing to stratify by
             return None, ""
         return y, (
             f"ValueToPredict (a class has fewer cases than folds, {smallest}: those folds validate none of it)"
