@@ -11,8 +11,12 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from automed.plan.schema import NetworkPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -86,3 +90,44 @@ def two_series_folder(dest: Path) -> Path:
         for f in (src / study).glob("*.dcm"):
             shutil.copy(f, dest / f"{study}_{f.name}")
     return dest
+
+
+# a tiny memory target makes 40^3 images need 3d_lowres (the full-resolution patch covers < 25 % of them)
+CASCADE_PRESET = (
+    "schema_version: 1\nname: cascade-test\nextends: cpu\nconfigurations: [3d_fullres, 3d_lowres]\n"
+)
+CASCADE_PRESET += "memory:\n  target_gb: 0.02\n"
+CASCADE_CONFIG = "epochs: 2\niterations_per_epoch: 3\nval_iterations: 1\nnum_workers: 0\n"
+
+
+def cascade_options(root: Path) -> dict[str, object]:
+    """``root/preset.yaml`` (a cascade planned for 40^3 images) and ``root/cfg.yaml`` (a short training), and the
+    options both stages of a cascade test train with."""
+    (root / "preset.yaml").write_text(CASCADE_PRESET)
+    (root / "cfg.yaml").write_text(CASCADE_CONFIG)
+    return {
+        "config": root / "cfg.yaml",
+        "folds": 2,
+        "preset": str(root / "preset.yaml"),
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "workers": 0,
+        "show_progress": False,
+    }
+
+
+def tiny_unet_plan(dim: int = 3) -> NetworkPlan:
+    """A two-stage U-Net of 4 and 8 features, 3 classes, one input channel (``dim`` 2 or 3)."""
+    from automed.plan.schema import NetworkPlan
+
+    return NetworkPlan(
+        architecture="unet",
+        dimension=2 if dim == 2 else 3,
+        in_channels=1,
+        n_classes=3,
+        n_stages=2,
+        features_per_stage=[4, 8],
+        kernel_sizes=[[3] * dim] * 2,
+        strides=[[1] * dim, [2] * dim],
+        convs_per_stage=1,
+        convs_per_stage_decoder=1,
+    )

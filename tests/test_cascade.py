@@ -27,11 +27,7 @@ from automed.testing.synthetic import make_dataset
 from automed.train.config import TrainConfig
 from automed.train.data import augment_pair, with_previous
 from automed.workflow.prepare import choose_configuration
-
-# a tiny memory target makes 40^3 images need 3d_lowres (the full-resolution patch covers < 25 % of them)
-PRESET = "schema_version: 1\nname: cascade-test\nextends: cpu\nconfigurations: [3d_fullres, 3d_lowres]\n"
-PRESET += "memory:\n  target_gb: 0.02\n"
-CONFIG = "epochs: 2\niterations_per_epoch: 3\nval_iterations: 1\nnum_workers: 0\n"
+from tests.conftest import cascade_options
 
 
 def test_cascade_needs_its_previous_stage_and_only_it_takes_one() -> None:
@@ -66,25 +62,11 @@ def test_previous_stage_is_one_hot_and_moves_with_the_image() -> None:
     assert not (s == seg).all()
 
 
-def _train_options(root: Path) -> dict[str, object]:
-    """The options both stages of the fixture train with (the tests that train again use the same)."""
-    return {
-        "config": root / "cfg.yaml",
-        "folds": 2,
-        "preset": str(root / "preset.yaml"),
-        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-        "workers": 0,
-        "show_progress": False,
-    }
-
-
 @pytest.fixture(scope="module")
 def cascade(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("cascade")
     ds = make_dataset(root / "data", n_cases=4, shape=(40, 40, 40), shape_jitter=0, seed=3)
-    (root / "preset.yaml").write_text(PRESET)
-    (root / "cfg.yaml").write_text(CONFIG)
-    common = _train_options(root)
+    common = cascade_options(root)
     api.train(ds, root / "LOW", configuration="3d_lowres", **common)  # type: ignore[arg-type]
     api.train(ds, root / "CASC", configuration="3d_cascade_fullres", previous=root / "LOW", **common)  # type: ignore[arg-type]
     return {"root": root, "data": ds, "low": root / "LOW", "casc": root / "CASC"}
@@ -188,7 +170,7 @@ def test_previous_stage_must_have_validated_every_case(cascade: dict[str, Path])
 @pytest.mark.slow
 def test_cascade_folds_are_not_reused_over_another_first_stage(cascade: dict[str, Path]) -> None:
     root, low, casc = cascade["root"], cascade["low"], cascade["casc"]
-    common = {**_train_options(root), "register": False}
+    common = {**cascade_options(root), "register": False}
     link = (casc / "previous_stage.json").read_bytes()
     # the same command again: the same first stage, the finished cascade folds are reused
     api.train(cascade["data"], casc, configuration="3d_cascade_fullres", previous=low, **common)  # type: ignore[arg-type]
@@ -221,7 +203,7 @@ def test_a_cascade_on_all_data_takes_the_first_stage_split_and_its_fold_ensemble
     from automed.infer.predictor import Predictor
 
     root, low = cascade["root"], cascade["low"]
-    common = {**_train_options(root), "register": False, "folds": "all"}
+    common = {**cascade_options(root), "register": False, "folds": "all"}
     api.train(cascade["data"], root / "CALL", configuration="3d_cascade_fullres", previous=low, **common)  # type: ignore[arg-type]
     assert json.loads((root / "CALL" / "model.json").read_text())["folds"] == [-1]
     pred = Predictor.from_workdir(root / "CALL")
@@ -237,9 +219,7 @@ def test_a_new_work_dir_refused_for_its_cascade_options_keeps_nothing(tmp_path: 
     from automed.errors import AutomedError
 
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(40, 40, 40), shape_jitter=0, seed=3)
-    (tmp_path / "preset.yaml").write_text(PRESET)
-    (tmp_path / "cfg.yaml").write_text(CONFIG)
-    common = {**_train_options(tmp_path), "register": False}
+    common = {**cascade_options(tmp_path), "register": False}
     for kwargs in ({"configuration": "3d_cascade_fullres"}, {"previous": tmp_path / "data"}):
         out = tmp_path / f"W{len(kwargs)}{sorted(kwargs)[0]}"
         with pytest.raises(AutomedError):

@@ -14,11 +14,7 @@ from automed import api
 from automed.errors import ConfigError
 from automed.testing.synthetic import make_dataset
 from automed.workflow.resume_checks import refuse_ignored_on_resume
-
-# as tests/test_cascade.py: a tiny memory target makes 40^3 images need 3d_lowres
-PRESET = "schema_version: 1\nname: cascade-test\nextends: cpu\nconfigurations: [3d_fullres, 3d_lowres]\n"
-PRESET += "memory:\n  target_gb: 0.02\n"
-CONFIG = "epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n"
+from tests.conftest import cascade_options
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +22,7 @@ def moved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Both stages trained in ``proj/``, then ``proj/`` moved to ``moved/`` (the old place is gone)."""
     root = tmp_path_factory.mktemp("cascade_moved")
     ds = make_dataset(root / "data", n_cases=4, shape=(40, 40, 40), shape_jitter=0, seed=3)
-    (root / "preset.yaml").write_text(PRESET)
-    (root / "cfg.yaml").write_text(CONFIG)
-    common: dict[str, Any] = {
-        "config": root / "cfg.yaml",
-        "folds": 2,
-        "preset": str(root / "preset.yaml"),
-        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-        "workers": 0,
-        "show_progress": False,
-        "register": False,
-    }
+    common: dict[str, Any] = {**cascade_options(root), "register": False}
     proj = root / "proj"
     api.train(ds, proj / "LOW", configuration="3d_lowres", **common)
     api.train(ds, proj / "CASC", configuration="3d_cascade_fullres", previous=proj / "LOW", **common)

@@ -20,27 +20,12 @@ from automed.cli import app
 from automed.errors import ArtifactError, ConfigError
 from automed.interpret.attention import BACKENDS, ExplainedOutput, check_layer, default_layer, guided_copy
 from automed.interpret.geometry import undo_fit
-from automed.plan.schema import NetworkPlan
 from automed.runtime.image_model import fit_centre
 from automed.testing.synthetic import make_dataset
 from automed.testing.synthetic_image_level import make_classification
 from automed.train.classifier import EncoderHead
 from automed.train.networks import PlainUNet
-
-
-def _net(dim: int) -> NetworkPlan:
-    return NetworkPlan(
-        architecture="unet",
-        dimension=2 if dim == 2 else 3,
-        in_channels=1,
-        n_classes=3,
-        n_stages=2,
-        features_per_stage=[4, 8],
-        kernel_sizes=[[3] * dim] * 2,
-        strides=[[1] * dim, [2] * dim],
-        convs_per_stage=1,
-        convs_per_stage_decoder=1,
-    )
+from tests.conftest import tiny_unet_plan
 
 
 def _medcam() -> Any:
@@ -318,7 +303,7 @@ def test_a_selection_that_chose_a_pair_names_its_trainings(tmp_path: Path) -> No
 
 
 def test_default_layers_and_medcams_auto_choice() -> None:
-    unet, head = PlainUNet(_net(3)), EncoderHead(_net(2), 2, 0.0)
+    unet, head = PlainUNet(tiny_unet_plan(3)), EncoderHead(tiny_unet_plan(2), 2, 0.0)
     assert default_layer(unet) == "decoder.0" and default_layer(head) == "encoder.1"
     assert check_layer(unet, None) == "decoder.0" and check_layer(unet, "heads.0") == "heads.0"
     # medcam's `auto` picks the U-Net's 1x1 output head: a map of the logits, hence the named default
@@ -330,7 +315,7 @@ def test_default_layers_and_medcams_auto_choice() -> None:
 def test_a_container_of_blocks_is_no_layer() -> None:
     """``--layer decoder`` (a ModuleList: no forward of its own) was accepted and medcam failed on the first case;
     the list of layers offered named such containers too."""
-    unet = PlainUNet(_net(3))
+    unet = PlainUNet(tiny_unet_plan(3))
     with pytest.raises(ConfigError, match=r"Did you mean 'decoder\.0'") as err:
         check_layer(unet, "decoder")
     listed = str(err.value).split("(PlainUNet: ")[1].split(")")[0]
@@ -343,7 +328,7 @@ def test_guided_backprop_on_leaky_relu_networks() -> None:
     guided_copy it is guided backpropagation (full backward hooks as the reference), with unchanged outputs; with
     ExplainedOutput's magnitude, the guided gradient's magnitude."""
     torch.manual_seed(0)
-    net = EncoderHead(_net(2), 2, 0.0).eval()
+    net = EncoderHead(tiny_unet_plan(2), 2, 0.0).eval()
     x = torch.randn(1, 1, 16, 16)
     reference = guided_copy(net)  # before medcam marks net's modules for non-full hooks
     for m in reference.modules():
@@ -377,7 +362,7 @@ def test_guided_backprop_on_leaky_relu_networks() -> None:
 
 
 def test_gcampp_on_a_unet_layer_needs_the_one_class_output() -> None:
-    unet = PlainUNet(_net(3)).eval()
+    unet = PlainUNet(tiny_unet_plan(3)).eval()
     x = torch.randn(1, 1, 8, 8, 8)
     medcam = _medcam()
     with pytest.raises(RuntimeError, match="must match"):

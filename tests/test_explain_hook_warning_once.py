@@ -12,27 +12,15 @@ import torch
 
 from automed import api
 from automed.interpret.attention import Explainer, HookWarnings
-from automed.plan.schema import NetworkPlan
 from automed.testing.synthetic import make_dataset
 from automed.train.networks import PlainUNet
+from tests.conftest import tiny_unet_plan
 
 _SAID = "deprecated non-full backward hooks"
 
 
 def _unet() -> PlainUNet:
-    plan = NetworkPlan(
-        architecture="unet",
-        dimension=3,
-        in_channels=1,
-        n_classes=3,
-        n_stages=2,
-        features_per_stage=[4, 8],
-        kernel_sizes=[[3, 3, 3]] * 2,
-        strides=[[1, 1, 1], [2, 2, 2]],
-        convs_per_stage=1,
-        convs_per_stage_decoder=1,
-    )
-    return PlainUNet(plan)
+    return PlainUNet(tiny_unet_plan(3))
 
 
 def test_explainers_sharing_one_notice_say_the_hook_warning_once(caplog: pytest.LogCaptureFixture) -> None:
