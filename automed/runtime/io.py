@@ -7,6 +7,7 @@ Outputs: ``CASE`` + the input's ending (``.nii.gz`` for DICOM and 2D formats), l
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import tempfile
@@ -71,20 +72,27 @@ def _series_uid(path: Path) -> str | None:
 
 def dicom_series_in(folder: Path) -> dict[str, list[Path]]:
     """The DICOM series directly in ``folder``, each with its files. One series takes one GDCM scan; several are
-    grouped by each file's SeriesInstanceUID (one header read per file, not one folder scan per series)."""
+    grouped by each file's SeriesInstanceUID (one header read per file, not one folder scan per series). Scanned
+    once per folder listing: telling a series folder, its strays and its lone files apart asks several times."""
+    return {uid: list(files) for uid, files in _scanned(str(folder), folder.stat().st_mtime_ns).items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _scanned(folder_text: str, _mtime_ns: int) -> dict[str, tuple[Path, ...]]:
+    folder = Path(folder_text)
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
         ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
         if len(ids) == 1:
             files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
-            return {ids[0]: [Path(f) for f in files]}
+            return {ids[0]: tuple(Path(f) for f in files)}
         series: dict[str, list[Path]] = {}
         for f in sorted(folder.iterdir()) if ids else []:
             other_image = _split(f.name) is not None and not f.name.lower().endswith(".dcm")
             if f.is_file() and not f.name.startswith(".") and not other_image and (uid := _series_uid(f)):
                 series.setdefault(uid, []).append(f)
-        return series
+        return {uid: tuple(files) for uid, files in series.items()}
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
