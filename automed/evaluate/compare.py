@@ -186,18 +186,13 @@ def segmentation_summary(rows: list[dict[str, Any]], tolerance: float) -> dict[s
     return out
 
 
-def _class_name(text: str) -> str:
-    """One spelling per class: integer-valued text (``1``, ``1.0``, `` 1``) is the integer (``1``), as a reference
-    folder's labels are; other text is kept."""
-    return as_class(text)
-
-
 def _named_classes(p: Pair) -> Pair:
+    """One spelling per class (:func:`automed.runtime.entry.as_class`: ``1``, ``1.0`` and `` 1`` are class ``1``)."""
     return replace(
         p,
-        target=_class_name(p.target),
-        prediction=None if p.prediction is None else _class_name(p.prediction),
-        probabilities={_class_name(k): v for k, v in p.probabilities.items()},
+        target=as_class(p.target),
+        prediction=None if p.prediction is None else as_class(p.prediction),
+        probabilities={as_class(k): v for k, v in p.probabilities.items()},
     )
 
 
