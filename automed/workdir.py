@@ -273,6 +273,20 @@ def pair_members(folder: Path) -> list[Path]:
     ]
 
 
+@contextlib.contextmanager
+def flocked(path: Path, mode: int | None = None) -> Iterator[None]:
+    """``flock`` on ``path`` (made if absent; exclusive unless ``mode`` says) until the block ends; released by the
+    kernel if the process dies. Shared locks of a sweep (claims, running trials, the sampler's record)."""
+    import fcntl
+
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX if mode is None else mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 LOCK = ".automed.lock"
 _HELD: set[Path] = set()  # work dirs this process holds the lock of (:func:`locked`)
 

@@ -21,6 +21,7 @@ from automed.search.context import Objective, Report, SweepContext, trial_dir
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.report import mark_stopped
 from automed.search.space import SearchSpace, choice_label, suggest
+from automed.workdir import flocked
 
 KEY_ATTR = "automed_key"
 DUPLICATE_ATTR = "duplicate_of"  # the key of the trial a duplicate repeats
@@ -140,13 +141,10 @@ def _tell_duplicates(ctx: SweepContext, study: Any) -> None:
     score: a COMPLETE trial under the duplicate's key supersedes its FAIL one. Run after every trial ends, in the
     process that ran it, so whichever of a duplicate and its original ends last tells it; under a lock, so two
     processes never tell it twice. A duplicate of a trial that ends without a score stays FAIL: no observation."""
-    import fcntl
-
     import optuna
     from optuna.trial import TrialState
 
-    with (Path(ctx.sweep_dir) / "optuna" / "duplicates.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with flocked(Path(ctx.sweep_dir) / "optuna" / "duplicates.lock"):
         latest: dict[str, Any] = {}
         for t in study.get_trials(deepcopy=False):
             if KEY_ATTR in t.user_attrs and t.state.is_finished():

@@ -32,10 +32,10 @@ from automed.tracking import Tracker
 from automed.train.config import TrainConfig
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import EpochLog
-from automed.workdir import PLANNING, WorkDir
+from automed.workdir import PLANNING, WorkDir, flocked
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.fold import FoldJob, MlflowEpochs, run_fold, validation_passes
-from automed.workflow.trial_claim import claim, flocked, reuse
+from automed.workflow.trial_claim import claim, reuse
 
 
 def _link_planning(td: Path) -> None:
@@ -190,15 +190,12 @@ def _train(
             tracker.log_params(run_id, {"sampled": values, "config": config.model_dump(mode="json")})
             tracker.log_artifact(run_id, td / "trial.json")
         result, _ = _aggregate(td, key, values, config, ctx, plan, task)
-    epochs_done = (
-        0  # the engine's time axis (ASHA's, TPE's steps): the trial's epochs over its folds, in order
-    )
+    # the engine's time axis (ASHA's, TPE's steps): the trial's epochs over its folds, in order
+    epochs_done = 0
     trained_any = False
     try:
         for fold in folds:
-            if (
-                str(fold) in result["folds"]
-            ):  # done before (a restored or retried trial): its epochs still count
+            if str(fold) in result["folds"]:  # done before (a restored or retried trial): its epochs count
                 epochs_done += int(result["folds"][str(fold)]["epochs"])
                 continue
             trained_any = True

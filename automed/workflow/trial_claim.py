@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +31,12 @@ from automed.plan.schema import Plan
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.space import SearchSpace, resolve
 from automed.train.config import TrainConfig
+from automed.workdir import flocked
 
 CLAIMS = ".claims.lock"  # in the sweep dir (trials/ holds trial folders only): held while a trial claims its config
 RUNNING = (
     ".running"  # in a trial's folder: held (shared) while it runs; a duplicate takes its result when free
 )
-
-
-@contextlib.contextmanager
-def flocked(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[None]:
-    """``flock`` on ``path`` (made if absent) until the block ends; released by the kernel if the process dies."""
-    with path.open("a") as fh:
-        fcntl.flock(fh, mode)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def claim(
