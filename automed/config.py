@@ -253,9 +253,8 @@ def read_extending(
     return merge_layers(read_layers(path, names, what=what, fix=fix))
 
 
-MAX_BUDGET_DAYS = (
-    30  # a longer budget is a typo (99999h) more often than a plan: refused, as --budget's help says
-)
+# a longer budget is a typo (99999h) more often than a plan: refused, as --budget's help says
+MAX_BUDGET_DAYS = 30
 
 
 def parse_duration(value: str | float | None) -> float | None:

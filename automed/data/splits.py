@@ -50,9 +50,8 @@ def make_splits(
         y, why = _strata(ds.task_type, [c.value for c in cases], k, stratify_rare_classes)
         if y is not None:
             splitter: Any = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-            with (
-                warnings.catch_warnings()
-            ):  # "least populated class ... less than n_splits": said in the reason
+            # "least populated class ... less than n_splits": said in the reason
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 it = list(splitter.split(x, y, groups))
             method = "StratifiedGroupKFold"
@@ -89,9 +88,7 @@ def _strata(
         smallest = int(counts.min())
         if smallest >= k:
             return y, "ValueToPredict"
-        if (
-            not rare_classes or int(counts.max()) < k
-        ):  # every class under the fold count: nothing to stratify by
+        if not rare_classes or int(counts.max()) < k:  # every class under the fold count: none to stratify
             return None, ""
         return y, (
             f"ValueToPredict (a class has fewer cases than folds, {smallest}: those folds validate none of it)"
