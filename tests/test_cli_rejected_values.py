@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from automed import cli
-from automed.cli._common import MAX_BUDGET_DAYS, checked_budget
+from automed.cli._common import BUDGET_HELP, checked_budget
+from automed.config import MAX_BUDGET_DAYS
 from automed.errors import ConfigError
 
 
@@ -26,6 +27,9 @@ def test_a_budget_beyond_the_maximum_is_refused_before_any_work(tmp_path: Path, 
     assert isinstance(r.exception, ConfigError), r.output
     text = str(r.exception)
     assert "--budget" in text and f"at most {MAX_BUDGET_DAYS} days (720h)" in text
+    assert (
+        f"at most {MAX_BUDGET_DAYS} days ({MAX_BUDGET_DAYS * 24}h)" in BUDGET_HELP
+    )  # the help says the limit
     assert "'99999h', which is 4,166.6 days" in text  # the value as typed, restated in days
     assert not (tmp_path / "OUT").exists()
 
