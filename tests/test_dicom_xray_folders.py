@@ -106,3 +106,22 @@ def test_dicom_files_without_a_suffix_are_a_case_each(tmp_path: Path, n: int) ->
         _xray(tmp_path / name, i)
     assert sorted(c.case_id for c in discover(tmp_path, 1)) == sorted(names)
     assert sorted(c.case_id for c in find_cases(tmp_path, 1)) == sorted(names)
+
+
+def test_a_sub_folder_of_xrays_is_one_case_per_file(tmp_path: Path) -> None:
+    """IN/ward3/*.dcm, each file its own series, was read as one series folder and refused ("exactly one DICOM
+    series; found 3") by predict, and by the bundle once read; the top level already gave a case per file. IDs carry
+    the sub-folder's name, so two wards' IM0001 do not write one prediction."""
+    for ward, suffix in (("ward3", ".dcm"), ("ward4", "")):  # PACS exports often name files without a suffix
+        (tmp_path / ward).mkdir()
+        for i in range(2):
+            _xray(tmp_path / ward / f"IM000{i}{suffix}", i)
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "mr")
+    want = ["mr", "ward3_IM0000", "ward3_IM0001", "ward4_IM0000", "ward4_IM0001"]
+    found = discover(tmp_path, 1)
+    assert [c.case_id for c in found] == want
+    assert [c.images for c in found][1:3] == [
+        (tmp_path / "ward3" / "IM0000.dcm",),
+        (tmp_path / "ward3" / "IM0001.dcm",),
+    ]
+    assert [c.case_id for c in find_cases(tmp_path, 1)] == want

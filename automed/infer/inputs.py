@@ -8,12 +8,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import SimpleITK as sitk
-
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
-from automed.runtime.io import is_series_folder, lone_dicom_files, series_strays
+from automed.runtime.io import is_series_folder, lone_dicom_files, series_strays, subfolder_files
 
 
 @dataclass(frozen=True)
@@ -38,17 +36,6 @@ def _strip(p: Path) -> str:
         if name.lower().endswith(s):
             return name[: -len(s)]
     return p.stem
-
-
-def _is_dicom_dir(p: Path) -> bool:
-    if not p.is_dir():
-        return False
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # GDCM warns on every folder without a series
-    try:
-        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p)))
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _strays_problem(folder: Path, strays: list[Path]) -> Problem:
@@ -235,7 +222,8 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
 
     A folder is one DICOM series case when it holds a series of several files (:func:`is_series_folder`); single-file
     DICOM (X-rays) are one case per file, and so is every file for a model on pictures (``dimension`` 2: an
-    image-level model's ``plan.image_dimension``; ``None`` when the model takes volumes or either)."""
+    image-level model's ``plan.image_dimension``; ``None`` when the model takes volumes or either). Sub-folders are
+    read for DICOM alone, by the same rule: a series volume each, or a case per file named ``FOLDER_FILE``."""
     root = Path(input_path).expanduser().resolve()
     if not root.exists():
         raise DatasetError.single(
@@ -314,10 +302,17 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
                 problems.append(one)
             else:
                 cases.append(one if has_image_suffix(f) else replace(one, case_id=f.name, suffix=".nii.gz"))
-        series = [d for d in sorted(root.iterdir()) if _is_dicom_dir(d)]
+        folders = [d for d in sorted(root.iterdir()) if d.is_dir()]
+        series = [d for d in folders if is_series_folder(d, dimension)]
         if series and n_channels != 1:
             _one_channel_series(series[0], n_channels)
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in series]
+        for cid, f in [one for d in folders if d not in series for one in subfolder_files(d, dimension)]:
+            each = _single_file_case(f, n_channels)
+            if isinstance(each, Problem):
+                problems.append(each)
+            else:
+                cases.append(replace(each, case_id=cid, suffix=".nii.gz"))
         problems += _series_problems(series)
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")

@@ -1,7 +1,8 @@
 """Reading inputs and writing label maps for the standalone bundle (SimpleITK only).
 
 Inputs: a folder of images, one file per case, or ``CASE_0000``, ``CASE_0001``, ... per channel (nnU-Net naming);
-single 4D or RGB files holding every channel; DICOM series folders (the input folder itself or its sub-folders).
+single 4D or RGB files holding every channel; DICOM series folders (the input folder itself or its sub-folders); a
+sub-folder of single-file DICOM (X-rays) gives a case per file, ``FOLDER_FILE``.
 Outputs: ``CASE`` + the input's ending (``.nii.gz`` for DICOM and 2D formats), like ``automed predict``.
 """
 
@@ -106,15 +107,36 @@ def is_series_folder(folder: Path, dimension: int | None = None) -> bool:
     return any(len(files) > 1 for files in dicom_series_in(folder).values())
 
 
-def lone_dicom_files(folder: Path) -> list[Path]:
-    """DICOM files without an image suffix that are each a series of their own (PACS exports name files IM0001 or by
-    UID): a case each, like ``.dcm`` X-rays."""
+def _one_per_file(folder: Path, dimension: int | None) -> list[Path]:
+    """The DICOM files of ``folder`` that are a case each: single-file series (X-rays), or every file of every series
+    for a model on pictures (``dimension`` 2), as :func:`is_series_folder` tells."""
+    series = dicom_series_in(folder).values()
+    return sorted(f for files in series if len(files) == 1 or dimension == 2 for f in files)
+
+
+def lone_dicom_files(folder: Path, dimension: int | None = None) -> list[Path]:
+    """DICOM files without an image suffix that are a case each (PACS exports name files IM0001 or by UID), like
+    ``.dcm`` files: each a series of its own, or, for a model on pictures (``dimension`` 2), each slice of a series."""
     if not any(
         f.is_file() and _split(f.name) is None and not f.name.startswith(".") for f in folder.iterdir()
     ):
         return []
-    series = dicom_series_in(folder).values()
-    return sorted(files[0] for files in series if len(files) == 1 and _split(files[0].name) is None)
+    return [f for f in _one_per_file(folder, dimension) if _split(f.name) is None]
+
+
+def subfolder_files(folder: Path, dimension: int | None = None) -> list[tuple[str, Path]]:
+    """``(case ID, file)`` for the DICOM files of a sub-folder of the input that are a case each (a ward's X-rays,
+    one series per file; any slice for a model on pictures); none when the sub-folder is one series volume
+    (:func:`is_series_folder`). An ID is ``FOLDER_FILE`` (without the image suffix): two folders' IM0001 stay
+    apart."""
+    if is_series_folder(folder, dimension):
+        return []
+    return [(f"{folder.name}_{_stem(f)}", f) for f in _one_per_file(folder, dimension)]
+
+
+def _stem(f: Path) -> str:
+    parts = _split(f.name)
+    return parts[0] if parts else f.name
 
 
 def series_strays(folder: Path) -> list[Path]:
@@ -180,9 +202,11 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
             raise SystemExit(
                 f"{root / cid}: needs channels 0..{n_channels - 1} (CASE_0000 naming), found {sorted(chans)}"
             )
-    cases += [
-        Case(d.name, (d,), ".nii.gz") for d in sorted(root.iterdir()) if d.is_dir() and _dicom_series(d)
-    ]
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and is_series_folder(d, dimension):
+            cases.append(Case(d.name, (d,), ".nii.gz"))
+        elif d.is_dir():
+            cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(d, dimension)]
     if not cases:
         raise SystemExit(f"{root}: no images found")
     outputs: dict[str, Case] = {}
