@@ -125,3 +125,14 @@ def test_a_sub_folder_of_xrays_is_one_case_per_file(tmp_path: Path) -> None:
         (tmp_path / "ward3" / "IM0001.dcm",),
     ]
     assert [c.case_id for c in find_cases(tmp_path, 1)] == want
+
+
+def test_a_suffix_less_series_gives_its_slices_to_a_model_on_pictures(tmp_path: Path) -> None:
+    """A model on pictures takes each file of a .dcm series folder as a case; the same series with files named
+    IM0001 (no suffix) gave no case at all: 'no images' alone, and dropped unseen beside a PNG."""
+    for f in shared("dicom", "hippo_crop_series", "Study1").glob("*.dcm"):
+        shutil.copy(f, tmp_path / f"IM{int(f.stem):04d}")
+    slices = sorted(p.name for p in tmp_path.iterdir())
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 16), np.uint8)), str(tmp_path / "png0.png"))
+    assert [c.case_id for c in discover(tmp_path, 1, dimension=2)] == [*slices, "png0"]
+    assert [c.case_id for c in find_cases(tmp_path, 1, dimension=2)] == [*slices, "png0"]

@@ -296,7 +296,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
                 continue
             first = chans[0]
             cases.append(InputCase(cid, tuple(chans[c] for c in want), _suffix(first)))
-        for f in singles + lone_dicom_files(root):
+        for f in singles + lone_dicom_files(root, dimension):
             one = _single_file_case(f, n_channels)
             if isinstance(one, Problem):
                 problems.append(one)

@@ -190,7 +190,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
                 f"{groups[cid][-1]}: a second channel file beside {groups[m['case']][0].name}, but the model takes "
                 "1 channel; remove it, or predict with a model trained on these channels"
             )
-    for f in lone_dicom_files(root):
+    for f in lone_dicom_files(root, dimension):
         groups.setdefault(f.name, {})[-1], suffix[f.name] = f, ".nii.gz"
     cases = []
     for cid, chans in sorted(groups.items()):
