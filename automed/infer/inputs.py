@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,7 +12,16 @@ from typing import Any
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
-from automed.runtime.io import is_series_folder, lone_dicom_files, series_strays, subfolder_files
+from automed.runtime.io import (
+    is_series_folder,
+    lone_dicom_files,
+    series_strays,
+    subfolder_files,
+    unread,
+    unread_note,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
             root, "the input must exist", "missing", "pass a folder, a DICOM folder or a CSV"
         )
     from_csv = root.is_file() and root.suffix.lower() == ".csv"
+    skipped: list[str] = []  # what a folder holds that no case reads
     if from_csv:
         from automed.data.dataset import load_csv
 
@@ -316,12 +327,15 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         problems += _series_problems(series)
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
+        skipped = unread(root, {p for c in cases for p in c.images})
+        if skipped and cases:
+            log.warning("%s: %s", root, unread_note(skipped))
     _check_case_ids(cases, root, from_csv)
     if not cases:
         raise DatasetError.single(
             root,
             "the input must hold at least one image",
-            "none",
+            f"none; {unread_note(skipped)}" if skipped else "none",
             "put NIfTI/NRRD/MHA files, DICOM series or a CSV there",
         )
     return sorted(cases, key=lambda c: c.case_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,35 @@ def subfolder_files(folder: Path, dimension: int | None = None) -> list[tuple[st
     return [(f"{folder.name}_{_stem(f)}", f) for f in _one_per_file(folder, dimension)]
 
 
+def unread(root: Path, used: set[Path]) -> list[str]:
+    """What the input folder holds that no case reads (``used``: the cases' files and folders), named so that it is
+    not dropped unseen: files neither images nor DICOM, broken links, sub-folders with no DICOM directly in them (a
+    series two levels deep, a folder of NIfTI) and what a sub-folder read file by file holds besides its DICOM.
+    Hidden entries (``.DS_Store``) and empty folders are left out."""
+    out = []
+    for f in sorted(root.iterdir()):
+        if f.name.startswith(".") or f in used:
+            continue
+        if not f.is_dir():
+            out.append(f.name + ("" if f.exists() else " (a broken link)"))
+            continue
+        inside = [g for g in sorted(f.iterdir()) if not g.name.startswith(".")]
+        if any(g in used for g in inside):
+            out += [f"{f.name}/{g.name}" for g in inside if g not in used]
+        elif inside:
+            out.append(f"{f.name}/")
+    return out
+
+
+def unread_note(names: list[str]) -> str:
+    """``names`` (from :func:`unread`), a few of them, with what the input folder's entries must be."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"{len(names)} not read, neither images ({' '.join(SUFFIXES)}) nor DICOM: {shown} (a sub-folder is read "
+        "for the DICOM directly in it: pass a deeper folder itself)"
+    )
+
+
 def _stem(f: Path) -> str:
     parts = _split(f.name)
     return parts[0] if parts else f.name
@@ -207,8 +237,11 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
             cases.append(Case(d.name, (d,), ".nii.gz"))
         elif d.is_dir():
             cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(d, dimension)]
+    skipped = unread(root, {p for c in cases for p in c.paths})
     if not cases:
-        raise SystemExit(f"{root}: no images found")
+        raise SystemExit(f"{root}: no images found" + (f"; {unread_note(skipped)}" if skipped else ""))
+    if skipped:
+        print(f"warning: {root}: {unread_note(skipped)}", file=sys.stderr, flush=True)
     outputs: dict[str, Case] = {}
     for c in cases:
         name = c.case_id + c.suffix

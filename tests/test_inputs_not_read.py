@@ -1,0 +1,67 @@
+"""What an input folder holds that predict (and the bundle) do not read is named, not dropped unseen: suffix-less files
+that are not DICOM gave 'no images' without a word about them, and beside images they were skipped silently; so were
+series nested two levels deep (a PACS or CD export's PATIENT/SERIES/IM0001), sub-folders of NIfTI and broken links."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed.errors import DatasetError
+from automed.infer.inputs import discover
+from automed.runtime.io import find_cases
+from tests.conftest import shared
+
+
+def _nifti(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 5), np.float32)), str(path))
+
+
+def _not_dicom(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "IM0001").write_bytes(b"\x00" * 300)  # a PACS-like name, but not DICOM
+    (folder / "notes").write_text("scanned on the old CT")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # hidden: never named
+    (folder / "empty").mkdir()  # nothing to name
+    return folder
+
+
+def test_a_folder_of_files_that_are_not_images_names_them(tmp_path: Path) -> None:
+    folder = _not_dicom(tmp_path / "in")
+    with pytest.raises(
+        DatasetError, match=r"found none; 2 not read, neither images .* nor DICOM: IM0001, notes \("
+    ):
+        discover(folder, 1)
+    with pytest.raises(SystemExit, match=r"no images found; 2 not read, .*: IM0001, notes \("):
+        find_cases(folder, 1)
+
+
+def test_what_is_not_read_beside_images_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _not_dicom(tmp_path / "in")
+    _nifti(folder / "a.nii.gz")
+    _nifti(folder / "nifti" / "b.nii.gz")  # sub-folders are read for DICOM only
+    (folder / "gone.nii.gz").symlink_to(tmp_path / "moved.nii.gz")
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        assert [c.case_id for c in discover(folder, 1)] == ["a"]
+    said = "4 not read, neither images .* nor DICOM: IM0001, gone.nii.gz \\(a broken link\\), nifti/, notes"
+    assert any(re.search(said, r.getMessage()) for r in caplog.records)
+    assert [c.case_id for c in find_cases(folder, 1)] == ["a"]
+    assert re.search(said, capsys.readouterr().err)
+
+
+def test_a_series_two_levels_deep_is_named(tmp_path: Path) -> None:
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "in" / "patient" / "series")
+    with pytest.raises(
+        DatasetError, match=r"found none; 1 not read.*: patient/ \(a sub-folder is read for the DICOM"
+    ):
+        discover(tmp_path / "in", 1)
+    assert [c.case_id for c in discover(tmp_path / "in" / "patient", 1)] == ["series"]
