@@ -65,3 +65,19 @@ def test_a_series_two_levels_deep_is_named(tmp_path: Path) -> None:
     ):
         discover(tmp_path / "in", 1)
     assert [c.case_id for c in discover(tmp_path / "in" / "patient", 1)] == ["series"]
+
+
+def test_macos_hidden_files_are_no_inputs(tmp_path: Path) -> None:
+    """macOS writes an AppleDouble ``._NAME`` beside each file copied to a foreign disk: beside a NIfTI it was an
+    unreadable case ('._a'), in a series folder a stray that refused the series."""
+    apple_double = b"\x00\x05\x16\x07" + b"\x00" * 80
+    _nifti(tmp_path / "in" / "a.nii.gz")
+    (tmp_path / "in" / "._a.nii.gz").write_bytes(apple_double)
+    assert [c.case_id for c in discover(tmp_path / "in", 1)] == ["a"]
+    assert [c.case_id for c in find_cases(tmp_path / "in", 1)] == ["a"]
+    series = tmp_path / "series"
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), series)
+    (series / "._1.dcm").write_bytes(apple_double)
+    (series / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    assert [c.case_id for c in discover(series, 1)] == ["series"]
+    assert [c.case_id for c in find_cases(series, 1)] == ["series"]

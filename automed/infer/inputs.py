@@ -13,6 +13,7 @@ from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
 from automed.runtime.io import (
+    entries,
     is_series_folder,
     lone_dicom_files,
     series_strays,
@@ -265,7 +266,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         groups: dict[str, dict[int, Path]] = {}
         singles: list[Path] = []
         problems_early: list[Problem] = []
-        for f in sorted(root.iterdir()):
+        for f in entries(root):
             if f.is_file() and has_image_suffix(f):
                 m = pat.match(_strip(f))
                 if (m and n_channels > 1) or (m and m["ch"] == "0000"):
@@ -313,7 +314,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
                 problems.append(one)
             else:
                 cases.append(one if has_image_suffix(f) else replace(one, case_id=f.name, suffix=".nii.gz"))
-        folders = [d for d in sorted(root.iterdir()) if d.is_dir()]
+        folders = [d for d in entries(root) if d.is_dir()]
         series = [d for d in folders if is_series_folder(d, dimension)]
         if series and n_channels != 1:
             _one_channel_series(series[0], n_channels)

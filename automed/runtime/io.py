@@ -53,6 +53,12 @@ def _split(name: str) -> tuple[str, str] | None:
     return None
 
 
+def entries(folder: Path) -> list[Path]:
+    """``folder``'s entries, sorted, without hidden ones: macOS writes ``.DS_Store`` and an AppleDouble ``._NAME`` (not
+    an image) beside each file copied to a foreign disk, and these are no inputs."""
+    return sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+
+
 def _dicom_series(folder: Path) -> list[str]:
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
@@ -90,9 +96,9 @@ def _scanned(folder_text: str, _mtime_ns: int) -> dict[str, tuple[Path, ...]]:
             files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
             return {ids[0]: tuple(Path(f) for f in files)}
         series: dict[str, list[Path]] = {}
-        for f in sorted(folder.iterdir()) if ids else []:
+        for f in entries(folder) if ids else []:
             other_image = _split(f.name) is not None and not f.name.lower().endswith(".dcm")
-            if f.is_file() and not f.name.startswith(".") and not other_image and (uid := _series_uid(f)):
+            if f.is_file() and not other_image and (uid := _series_uid(f)):
                 series.setdefault(uid, []).append(f)
         return {uid: tuple(files) for uid, files in series.items()}
     finally:
@@ -118,9 +124,7 @@ def _one_per_file(folder: Path, dimension: int | None) -> list[Path]:
 def lone_dicom_files(folder: Path, dimension: int | None = None) -> list[Path]:
     """DICOM files without an image suffix that are a case each (PACS exports name files IM0001 or by UID), like
     ``.dcm`` files: each a series of its own, or, for a model on pictures (``dimension`` 2), each slice of a series."""
-    if not any(
-        f.is_file() and _split(f.name) is None and not f.name.startswith(".") for f in folder.iterdir()
-    ):
+    if not any(f.is_file() and _split(f.name) is None for f in entries(folder)):
         return []
     return [f for f in _one_per_file(folder, dimension) if _split(f.name) is None]
 
@@ -141,13 +145,13 @@ def unread(root: Path, used: set[Path]) -> list[str]:
     series two levels deep, a folder of NIfTI) and what a sub-folder read file by file holds besides its DICOM.
     Hidden entries (``.DS_Store``) and empty folders are left out."""
     out = []
-    for f in sorted(root.iterdir()):
-        if f.name.startswith(".") or f in used:
+    for f in entries(root):
+        if f in used:
             continue
         if not f.is_dir():
             out.append(f.name + ("" if f.exists() else " (a broken link)"))
             continue
-        inside = [g for g in sorted(f.iterdir()) if not g.name.startswith(".")]
+        inside = entries(f)
         if any(g in used for g in inside):
             out += [f"{f.name}/{g.name}" for g in inside if g not in used]
         elif inside:
@@ -177,7 +181,7 @@ def series_strays(folder: Path) -> list[Path]:
     singles = {f for files in series.values() if len(files) == 1 for f in files}
     return sorted(
         f
-        for f in folder.iterdir()
+        for f in entries(folder)
         if f.is_file() and f not in inside and (f in singles or _split(f.name) is not None)
     )
 
@@ -201,7 +205,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
         return [Case(root.name, (root,), ".nii.gz")]
     groups: dict[str, dict[int, Path]] = {}
     suffix: dict[str, str] = {}
-    for f in sorted(root.iterdir()):
+    for f in entries(root):
         parts = _split(f.name) if f.is_file() else None
         if parts is None:
             continue
@@ -232,7 +236,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
             raise SystemExit(
                 f"{root / cid}: needs channels 0..{n_channels - 1} (CASE_0000 naming), found {sorted(chans)}"
             )
-    for d in sorted(root.iterdir()):
+    for d in entries(root):
         if d.is_dir() and is_series_folder(d, dimension):
             cases.append(Case(d.name, (d,), ".nii.gz"))
         elif d.is_dir():
