@@ -18,7 +18,16 @@ import SimpleITK as sitk
 
 from automed.data.paths import os_problem
 from automed.errors import DatasetError
-from automed.runtime.io import SUFFIXES, grey_palette_bmp, read_picture, write_atomic
+from automed.runtime.io import (
+    SUFFIXES,
+    UTF8_FIX,
+    UTF8_RULE,
+    grey_palette_bmp,
+    read_picture,
+    shown,
+    utf8,
+    write_atomic,
+)
 
 # the endings automed reads (one DICOM file: an X-ray, a slice or a multi-frame volume; a series is a folder)
 IMAGE_SUFFIXES = SUFFIXES
@@ -116,7 +125,13 @@ def read_sitk(path: Path) -> sitk.Image:
         raise DatasetError([os_problem(path, exc, "image")]) from exc
 
 
+def _not_utf8(path: Path) -> DatasetError:
+    return DatasetError.single(shown(path), UTF8_RULE, "another encoding", UTF8_FIX)
+
+
 def _read_sitk(path: Path) -> sitk.Image:
+    if not utf8(path):
+        raise _not_utf8(path)
     if path.is_dir():
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(dicom_series_files(path))
@@ -144,6 +159,8 @@ def read_header(path: Path) -> Header:
 
 
 def _read_header(path: Path) -> Header:
+    if not utf8(path):
+        raise _not_utf8(path)
     if path.is_dir():
         img = read_sitk(path)
         return Header(_geometry(img), img.GetPixelIDTypeAsString(), img.GetNumberOfComponentsPerPixel())

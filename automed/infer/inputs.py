@@ -13,10 +13,15 @@ from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
 from automed.runtime.io import (
+    UTF8_FIX,
+    UTF8_RULE,
     entries,
     is_series_folder,
+    listed,
     lone_dicom_files,
+    not_utf8,
     series_strays,
+    shown,
     subfolder_files,
     unread,
     unread_note,
@@ -240,6 +245,8 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         raise DatasetError.single(
             root, "the input must exist", "missing", "pass a folder, a DICOM folder or a CSV"
         )
+    if bad := not_utf8(root):
+        raise DatasetError.single(shown(root), UTF8_RULE, listed(bad), UTF8_FIX)
     from_csv = root.is_file() and root.suffix.lower() == ".csv"
     skipped: list[str] = []  # what a folder holds that no case reads
     if from_csv:

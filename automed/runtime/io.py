@@ -9,6 +9,7 @@ Outputs: ``CASE`` + the input's ending (``.nii.gz`` for DICOM and 2D formats), l
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import sys
@@ -57,6 +58,46 @@ def entries(folder: Path) -> list[Path]:
     """``folder``'s entries, sorted, without hidden ones: macOS writes ``.DS_Store`` and an AppleDouble ``._NAME`` (not
     an image) beside each file copied to a foreign disk, and these are no inputs."""
     return sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+
+
+def utf8(path: Path) -> bool:
+    """Whether ``path`` is UTF-8 text: SimpleITK aborts the whole process (a C++ ``terminate``, no Python error) when
+    given a name that is not, such as a Latin-1 ``caf\\xe9.nii.gz`` from an old PACS or a Windows share."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(path: Path | str) -> str:
+    """``path`` printable whatever its bytes (a name that is not UTF-8 shows its bytes as ``\\xe9``)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def not_utf8(root: Path) -> list[Path]:
+    """What input discovery would give SimpleITK under ``root`` (itself, its entries and theirs) that is not UTF-8
+    (:func:`utf8`): refused before any of it is opened."""
+    if not utf8(root):
+        return [root]
+    if not root.is_dir():
+        return []
+    found = []
+    for f in entries(root):
+        if not utf8(f):
+            found.append(f)
+        elif f.is_dir():
+            found += [g for g in entries(f) if not utf8(g)]
+    return found
+
+
+UTF8_RULE = "file names must be UTF-8 (SimpleITK opens no others)"
+UTF8_FIX = "rename them (convmv -f latin1 -t utf8 -r --notest FOLDER renames a folder's Latin-1 names)"
+
+
+def listed(paths: list[Path]) -> str:
+    """The first five of ``paths``, printable (:func:`shown`), and how many more."""
+    return ", ".join(shown(f) for f in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
 
 
 def _dicom_series(folder: Path) -> list[str]:
@@ -187,6 +228,8 @@ def series_strays(folder: Path) -> list[Path]:
 
 
 def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> list[Case]:
+    if bad := not_utf8(root):
+        raise SystemExit(f"{shown(root)}: {UTF8_RULE}, found {listed(bad)}; {UTF8_FIX}")
     if root.is_file():
         parts = _split(root.name)
         if parts is None:
@@ -258,6 +301,8 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
 
 
 def _read(path: Path) -> sitk.Image:
+    if not utf8(path):
+        raise SystemExit(f"{shown(path)}: {UTF8_RULE}; {UTF8_FIX}")
     if path.is_dir():
         series = _dicom_series(path)
         if len(series) != 1:
