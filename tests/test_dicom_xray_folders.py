@@ -18,7 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 
 from automed.errors import DatasetError
 from automed.infer.inputs import discover
-from automed.runtime.io import find_cases
+from automed.runtime.inputs import find_cases
 from tests.conftest import shared, two_series_folder
 
 
@@ -99,7 +99,7 @@ def test_dicom_files_without_a_suffix_are_a_case_each(tmp_path: Path, n: int) ->
     """PACS exports often name files IM0000 or by UID, with no suffix: one such X-ray in a folder was read as the
     folder's series before single-file series became a case per file, and then none was read at all."""
     from automed.infer.inputs import discover
-    from automed.runtime.io import find_cases
+    from automed.runtime.inputs import find_cases
 
     names = ["IM0000", "1.2.840.99.1", "IM0002"][:n]
     for i, name in enumerate(names):

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from automed.errors import DatasetError
 from automed.infer.inputs import discover
-from automed.runtime.io import find_cases
+from automed.runtime.inputs import find_cases
 from tests.conftest import shared
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from automed.runtime.io import find_cases, read_case
+from automed.runtime.inputs import find_cases
+from automed.runtime.io import read_case
 from tests.conftest import shared, two_series_folder
 
 

@@ -12,20 +12,18 @@ from typing import Any
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
-from automed.runtime.io import (
-    UTF8_FIX,
-    UTF8_RULE,
+from automed.runtime.inputs import (
     entries,
     is_series_folder,
     listed,
     lone_dicom_files,
     not_utf8,
     series_strays,
-    shown,
     subfolder_files,
     unread,
     unread_note,
 )
+from automed.runtime.io import UTF8_FIX, UTF8_RULE, shown
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from .backends import RUNTIME_MODULES, choose_runtime
 from .image_model import ImageBundleModel
-from .io import find_cases, read_case, spacing_zyx, write_labels
+from .inputs import find_cases
+from .io import read_case, spacing_zyx, write_labels
 from .model import BundleModel
 
 

@@ -1,0 +1,236 @@
+"""Which files of an input folder are cases, for the standalone bundle (SimpleITK only) and ``automed predict``
+(:mod:`automed.infer.inputs`).
+
+Inputs: a folder of images, one file per case, or ``CASE_0000``, ``CASE_0001``, ... per channel (nnU-Net naming);
+single 4D or RGB files holding every channel; DICOM series folders (the input folder itself or its sub-folders); a
+sub-folder of single-file DICOM (X-rays) gives a case per file, ``FOLDER_FILE``. Hidden files are no inputs; what
+else is not read is named.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from .io import CHANNEL, SUFFIXES, UTF8_FIX, UTF8_RULE, Case, shown, split_suffix, utf8
+
+
+def entries(folder: Path) -> list[Path]:
+    """``folder``'s entries, sorted, without hidden ones: macOS writes ``.DS_Store`` and an AppleDouble ``._NAME`` (not
+    an image) beside each file copied to a foreign disk, and these are no inputs."""
+    return sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+
+
+def not_utf8(root: Path) -> list[Path]:
+    """What input discovery would give SimpleITK under ``root`` (itself, its entries and theirs) that is not UTF-8
+    (:func:`utf8`): refused before any of it is opened."""
+    if not utf8(root):
+        return [root]
+    if not root.is_dir():
+        return []
+    found = []
+    for f in entries(root):
+        if not utf8(f):
+            found.append(f)
+        elif f.is_dir():
+            found += [g for g in entries(f) if not utf8(g)]
+    return found
+
+
+def listed(paths: list[Path]) -> str:
+    """The first five of ``paths``, printable (:func:`shown`), and how many more."""
+    return ", ".join(shown(f) for f in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+
+
+def _series_uid(path: Path) -> str | None:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:  # not an image (a notes file, a DICOMDIR)
+        return None
+    return reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else None
+
+
+def dicom_series_in(folder: Path) -> dict[str, list[Path]]:
+    """The DICOM series directly in ``folder``, each with its files. One series takes one GDCM scan; several are
+    grouped by each file's SeriesInstanceUID (one header read per file, not one folder scan per series). Scanned
+    once per folder listing: telling a series folder, its strays and its lone files apart asks several times."""
+    return {uid: list(files) for uid, files in _scanned(str(folder), folder.stat().st_mtime_ns).items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _scanned(folder_text: str, _mtime_ns: int) -> dict[str, tuple[Path, ...]]:
+    folder = Path(folder_text)
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        if len(ids) == 1:
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
+            return {ids[0]: tuple(Path(f) for f in files)}
+        series: dict[str, list[Path]] = {}
+        for f in entries(folder) if ids else []:
+            other_image = split_suffix(f.name) is not None and not f.name.lower().endswith(".dcm")
+            if f.is_file() and not other_image and (uid := _series_uid(f)):
+                series.setdefault(uid, []).append(f)
+        return {uid: tuple(files) for uid, files in series.items()}
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def is_series_folder(folder: Path, dimension: int | None = None) -> bool:
+    """Whether ``folder`` is one case read as a DICOM series volume: it holds a series of several files (several
+    such series are refused when read). A folder of single-file series (X-rays, one series per file) holds one case
+    per file, and so does any folder given to a model on pictures (``dimension`` 2)."""
+    if dimension == 2 or not folder.is_dir():
+        return False
+    return any(len(files) > 1 for files in dicom_series_in(folder).values())
+
+
+def _one_per_file(folder: Path, dimension: int | None) -> list[Path]:
+    """The DICOM files of ``folder`` that are a case each: single-file series (X-rays), or every file of every series
+    for a model on pictures (``dimension`` 2), as :func:`is_series_folder` tells."""
+    series = dicom_series_in(folder).values()
+    return sorted(f for files in series if len(files) == 1 or dimension == 2 for f in files)
+
+
+def lone_dicom_files(folder: Path, dimension: int | None = None) -> list[Path]:
+    """DICOM files without an image suffix that are a case each (PACS exports name files IM0001 or by UID), like
+    ``.dcm`` files: each a series of its own, or, for a model on pictures (``dimension`` 2), each slice of a series."""
+    if not any(f.is_file() and split_suffix(f.name) is None for f in entries(folder)):
+        return []
+    return [f for f in _one_per_file(folder, dimension) if split_suffix(f.name) is None]
+
+
+def subfolder_files(folder: Path, dimension: int | None = None) -> list[tuple[str, Path]]:
+    """``(case ID, file)`` for the DICOM files of a sub-folder of the input that are a case each (a ward's X-rays,
+    one series per file; any slice for a model on pictures); none when the sub-folder is one series volume
+    (:func:`is_series_folder`). An ID is ``FOLDER_FILE`` (without the image suffix): two folders' IM0001 stay
+    apart."""
+    if is_series_folder(folder, dimension):
+        return []
+    return [(f"{folder.name}_{_stem(f)}", f) for f in _one_per_file(folder, dimension)]
+
+
+def unread(root: Path, used: set[Path]) -> list[str]:
+    """What the input folder holds that no case reads (``used``: the cases' files and folders), named so that it is
+    not dropped unseen: files neither images nor DICOM, broken links, sub-folders with no DICOM directly in them (a
+    series two levels deep, a folder of NIfTI) and what a sub-folder read file by file holds besides its DICOM.
+    Hidden entries (``.DS_Store``) and empty folders are left out."""
+    out = []
+    for f in entries(root):
+        if f in used:
+            continue
+        if not f.is_dir():
+            out.append(f.name + ("" if f.exists() else " (a broken link)"))
+            continue
+        inside = entries(f)
+        if any(g in used for g in inside):
+            out += [f"{f.name}/{g.name}" for g in inside if g not in used]
+        elif inside:
+            out.append(f"{f.name}/")
+    return out
+
+
+def unread_note(names: list[str]) -> str:
+    """``names`` (from :func:`unread`), a few of them, with what the input folder's entries must be."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"{len(names)} not read, neither images ({' '.join(SUFFIXES)}) nor DICOM: {shown} (a sub-folder is read "
+        "for the DICOM directly in it: pass a deeper folder itself)"
+    )
+
+
+def _stem(f: Path) -> str:
+    parts = split_suffix(f.name)
+    return parts[0] if parts else f.name
+
+
+def series_strays(folder: Path) -> list[Path]:
+    """Images in a DICOM series folder outside its multi-file series (a PNG, a single-file X-ray): they would be
+    dropped unseen, since the folder is read as one volume."""
+    series = dicom_series_in(folder)
+    inside = {f for files in series.values() if len(files) > 1 for f in files}
+    singles = {f for files in series.values() if len(files) == 1 for f in files}
+    return sorted(
+        f
+        for f in entries(folder)
+        if f.is_file() and f not in inside and (f in singles or split_suffix(f.name) is not None)
+    )
+
+
+def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> list[Case]:
+    if bad := not_utf8(root):
+        raise SystemExit(f"{shown(root)}: {UTF8_RULE}, found {listed(bad)}; {UTF8_FIX}")
+    if root.is_file():
+        parts = split_suffix(root.name)
+        if parts is None:
+            raise SystemExit(f"{root}: not an image file (expected one of {', '.join(SUFFIXES)})")
+        m = CHANNEL.match(parts[0])  # CASE_0000.nii.gz alone writes CASE.nii.gz, as from a folder
+        return [
+            Case(m["case"] if m and m["ch"] == "0000" and n_channels == 1 else parts[0], (root,), parts[1])
+        ]
+    if is_series_folder(root, dimension):
+        if strays := series_strays(root):
+            raise SystemExit(
+                f"{root}: a DICOM series folder is read as one volume, but it also holds "
+                f"{', '.join(f.name for f in strays[:5])}{' ...' if len(strays) > 5 else ''}; move those into "
+                "another folder"
+            )
+        return [Case(root.name, (root,), ".nii.gz")]
+    groups: dict[str, dict[int, Path]] = {}
+    suffix: dict[str, str] = {}
+    for f in entries(root):
+        parts = split_suffix(f.name) if f.is_file() else None
+        if parts is None:
+            continue
+        m = CHANNEL.match(parts[0])
+        cid, ch = (m["case"], int(m["ch"])) if m and (n_channels > 1 or m["ch"] == "0000") else (parts[0], -1)
+        if ch in groups.get(cid, {}):
+            raise SystemExit(
+                f"{f} and {groups[cid][ch]}: both would write the prediction {cid}{parts[1]}; rename one of them"
+            )
+        groups.setdefault(cid, {})[ch] = f
+        suffix[cid] = parts[1]
+    for cid in groups:
+        m = CHANNEL.match(cid)
+        if n_channels == 1 and m and m["case"] in groups and 0 in groups[m["case"]]:
+            raise SystemExit(
+                f"{groups[cid][-1]}: a second channel file beside {groups[m['case']][0].name}, but the model takes "
+                "1 channel; remove it, or predict with a model trained on these channels"
+            )
+    for f in lone_dicom_files(root, dimension):
+        groups.setdefault(f.name, {})[-1], suffix[f.name] = f, ".nii.gz"
+    cases = []
+    for cid, chans in sorted(groups.items()):
+        if -1 in chans:
+            cases.append(Case(cid, (chans[-1],), suffix[cid]))
+        elif sorted(chans) == list(range(n_channels)):
+            cases.append(Case(cid, tuple(chans[c] for c in range(n_channels)), suffix[cid]))
+        else:
+            raise SystemExit(
+                f"{root / cid}: needs channels 0..{n_channels - 1} (CASE_0000 naming), found {sorted(chans)}"
+            )
+    for d in entries(root):
+        if d.is_dir() and is_series_folder(d, dimension):
+            cases.append(Case(d.name, (d,), ".nii.gz"))
+        elif d.is_dir():
+            cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(d, dimension)]
+    skipped = unread(root, {p for c in cases for p in c.paths})
+    if not cases:
+        raise SystemExit(f"{root}: no images found" + (f"; {unread_note(skipped)}" if skipped else ""))
+    if skipped:
+        print(f"warning: {root}: {unread_note(skipped)}", file=sys.stderr, flush=True)
+    outputs: dict[str, Case] = {}
+    for c in cases:
+        name = c.case_id + c.suffix
+        if name in outputs:
+            raise SystemExit(
+                f"{c.paths[0]} and {outputs[name].paths[0]}: both would write the prediction {name}; rename one"
+            )
+        outputs[name] = c
+    return cases
