@@ -136,3 +136,17 @@ def test_a_suffix_less_series_gives_its_slices_to_a_model_on_pictures(tmp_path: 
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 16), np.uint8)), str(tmp_path / "png0.png"))
     assert [c.case_id for c in discover(tmp_path, 1, dimension=2)] == [*slices, "png0"]
     assert [c.case_id for c in find_cases(tmp_path, 1, dimension=2)] == [*slices, "png0"]
+
+
+def test_an_image_beside_a_series_in_a_sub_folder_is_refused_not_dropped(tmp_path: Path) -> None:
+    """The input folder itself refused a PNG or an X-ray beside its series; the same in a sub-folder was dropped
+    unseen, the sub-folder read as its series alone."""
+    folder = tmp_path / "in" / "mr"
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), folder)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 16), np.uint8)), str(folder / "scout.png"))
+    with pytest.raises(
+        DatasetError, match=r"mr: a DICOM series folder .* must hold only that series.*also scout\.png"
+    ):
+        discover(tmp_path / "in", 1)
+    with pytest.raises(SystemExit, match=r"mr: a DICOM series folder .* also holds scout\.png; move those"):
+        find_cases(tmp_path / "in", 1)

@@ -324,6 +324,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         if series and n_channels != 1:
             _one_channel_series(series[0], n_channels)
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in series]
+        problems += [_strays_problem(d, strays) for d in series if (strays := series_strays(d))]
         for cid, f in [one for d in folders if d not in series for one in subfolder_files(d, dimension)]:
             each = _single_file_case(f, n_channels)
             if isinstance(each, Problem):

@@ -163,6 +163,15 @@ def series_strays(folder: Path) -> list[Path]:
     )
 
 
+def _no_strays(folder: Path) -> None:
+    if strays := series_strays(folder):
+        raise SystemExit(
+            f"{folder}: a DICOM series folder is read as one volume, but it also holds "
+            f"{', '.join(f.name for f in strays[:5])}{' ...' if len(strays) > 5 else ''}; move those into "
+            "another folder"
+        )
+
+
 def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> list[Case]:
     if bad := not_utf8(root):
         raise SystemExit(f"{shown(root)}: {UTF8_RULE}, found {listed(bad)}; {UTF8_FIX}")
@@ -175,12 +184,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
             Case(m["case"] if m and m["ch"] == "0000" and n_channels == 1 else parts[0], (root,), parts[1])
         ]
     if is_series_folder(root, dimension):
-        if strays := series_strays(root):
-            raise SystemExit(
-                f"{root}: a DICOM series folder is read as one volume, but it also holds "
-                f"{', '.join(f.name for f in strays[:5])}{' ...' if len(strays) > 5 else ''}; move those into "
-                "another folder"
-            )
+        _no_strays(root)
         return [Case(root.name, (root,), ".nii.gz")]
     groups: dict[str, dict[int, Path]] = {}
     suffix: dict[str, str] = {}
@@ -217,6 +221,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
             )
     for d in entries(root):
         if d.is_dir() and is_series_folder(d, dimension):
+            _no_strays(d)
             cases.append(Case(d.name, (d,), ".nii.gz"))
         elif d.is_dir():
             cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(d, dimension)]
