@@ -22,7 +22,7 @@ from automed.runtime.inputs import find_cases
 from tests.conftest import shared, two_series_folder
 
 
-def _xray(path: Path, seed: int) -> None:
+def xray_dicom(path: Path, seed: int) -> None:
     arr = np.random.default_rng(seed).integers(0, 4095, size=(20, 16), dtype=np.uint16)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -44,7 +44,7 @@ def _xray(path: Path, seed: int) -> None:
 @pytest.fixture
 def xrays(tmp_path: Path) -> Path:
     for i in range(3):
-        _xray(tmp_path / f"xr{i}.dcm", i)
+        xray_dicom(tmp_path / f"xr{i}.dcm", i)
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((20, 16), np.uint8)), str(tmp_path / "png0.png"))
     return tmp_path
 
@@ -71,7 +71,7 @@ def test_a_series_folder_is_one_case_unless_the_model_takes_pictures() -> None:
 def test_an_image_beside_a_series_is_refused_not_dropped(tmp_path: Path) -> None:
     folder = tmp_path / "series"
     shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), folder)
-    _xray(folder / "xr0.dcm", 0)
+    xray_dicom(folder / "xr0.dcm", 0)
     with pytest.raises(DatasetError, match=r"must hold only that series.*also xr0\.dcm"):
         discover(folder, 1)
     with pytest.raises(SystemExit, match=r"also holds xr0\.dcm; move those into another folder"):
@@ -103,7 +103,7 @@ def test_dicom_files_without_a_suffix_are_a_case_each(tmp_path: Path, n: int) ->
 
     names = ["IM0000", "1.2.840.99.1", "IM0002"][:n]
     for i, name in enumerate(names):
-        _xray(tmp_path / name, i)
+        xray_dicom(tmp_path / name, i)
     assert sorted(c.case_id for c in discover(tmp_path, 1)) == sorted(names)
     assert sorted(c.case_id for c in find_cases(tmp_path, 1)) == sorted(names)
 
@@ -115,7 +115,7 @@ def test_a_sub_folder_of_xrays_is_one_case_per_file(tmp_path: Path) -> None:
     for ward, suffix in (("ward3", ".dcm"), ("ward4", "")):  # PACS exports often name files without a suffix
         (tmp_path / ward).mkdir()
         for i in range(2):
-            _xray(tmp_path / ward / f"IM000{i}{suffix}", i)
+            xray_dicom(tmp_path / ward / f"IM000{i}{suffix}", i)
     shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "mr")
     want = ["mr", "ward3_IM0000", "ward3_IM0001", "ward4_IM0000", "ward4_IM0001"]
     found = discover(tmp_path, 1)

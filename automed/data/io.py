@@ -19,9 +19,11 @@ import SimpleITK as sitk
 from automed.data.paths import os_problem
 from automed.errors import DatasetError
 from automed.runtime.io import (
+    DECOMPRESS,
     SUFFIXES,
     UTF8_FIX,
     UTF8_RULE,
+    compressed_dicom,
     grey_palette_bmp,
     read_picture,
     shown,
@@ -134,11 +136,14 @@ def _read_sitk(path: Path) -> sitk.Image:
         raise _not_utf8(path)
     if path.is_dir():
         reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(dicom_series_files(path))
+        files = dicom_series_files(path)
+        reader.SetFileNames(files)
         try:
             img: sitk.Image = reader.Execute()
             return img
         except RuntimeError as exc:
+            if how := compressed_dicom(Path(files[0])):
+                raise _undecodable(path, how, exc) from exc
             raise DatasetError.single(
                 path, "a DICOM series must be readable", _first_line(exc), "check the series is complete"
             ) from exc
@@ -223,7 +228,18 @@ def _missing(path: Path) -> DatasetError:
     )
 
 
+def _undecodable(path: Path, how: str, exc: Exception) -> DatasetError:
+    return DatasetError.single(
+        path,
+        "DICOM pixels must be uncompressed or in a compression SimpleITK decodes",
+        f"{how}: {_first_line(exc)}",
+        DECOMPRESS,
+    )
+
+
 def _unreadable(path: Path, exc: Exception) -> DatasetError:
+    if how := compressed_dicom(path):
+        return _undecodable(path, how, exc)
     photo = path.suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg")
     return DatasetError.single(
         path,

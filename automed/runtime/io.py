@@ -69,6 +69,41 @@ UTF8_RULE = "file names must be UTF-8 (SimpleITK opens no others)"
 UTF8_FIX = "rename them (convmv -f latin1 -t utf8 -r --notest FOLDER renames a folder's Latin-1 names)"
 
 
+_CODECS = {
+    **dict.fromkeys(("50", "51", "57", "70"), "JPEG"),
+    **dict.fromkeys(("80", "81"), "JPEG-LS"),
+    **dict.fromkeys(("90", "91", "92", "93"), "JPEG 2000"),
+    **dict.fromkeys(("100", "101", "102", "103", "104", "105", "106", "107", "108"), "video"),
+    **dict.fromkeys(("110", "111", "112"), "JPEG XL"),
+    **dict.fromkeys(("201", "202", "203"), "HTJ2K"),
+}
+DECOMPRESS = "decompress it (gdcmconv --raw IN OUT, or dcmdjpeg IN OUT) or convert it to NIfTI"
+
+
+def compressed_dicom(path: Path) -> str | None:
+    """What compresses a DICOM file's pixels, from its meta header (group 0002, always explicit VR little endian):
+    ``"transfer syntax 1.2.840.10008.1.2.4.201 (HTJ2K)"``; ``None`` for uncompressed DICOM and other files. Said
+    when SimpleITK cannot read the file: the fix is to decompress it, not to replace a corrupt file."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    at = 132
+    while head[128:132] == b"DICM" and at + 8 <= len(head) and head[at : at + 2] == b"\x02\x00":
+        long = head[at + 4 : at + 6] in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN")
+        size = int.from_bytes(head[at + 8 : at + 12] if long else head[at + 6 : at + 8], "little")
+        start = at + (12 if long else 8)
+        if head[at + 2 : at + 4] == b"\x10\x00":  # (0002,0010) Transfer Syntax UID
+            uid = head[start : start + size].rstrip(b"\x00 ").decode("ascii", "replace")
+            if uid.startswith("1.2.840.10008.1.2.4.") or uid == "1.2.840.10008.1.2.5":
+                codec = "RLE" if uid.endswith(".5") else _CODECS.get(uid.rsplit(".", 1)[1], "compressed")
+                return f"transfer syntax {uid} ({codec})"
+            return None
+        at = start + size
+    return None
+
+
 def _dicom_series(folder: Path) -> list[str]:
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
@@ -90,16 +125,21 @@ def _read(path: Path) -> sitk.Image:
                 + "; move each series into its own folder"
             )
         reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        files = reader.GetGDCMSeriesFileNames(str(path), series[0])
+        reader.SetFileNames(files)
         try:
             image: sitk.Image = reader.Execute()
         except RuntimeError as exc:
-            raise SystemExit(f"{path}: the DICOM series is not readable ({_last_line(exc)}); decompress it or "
-                             "convert it to NIfTI") from exc  # fmt: skip
+            how = compressed_dicom(Path(files[0]))
+            raise SystemExit(f"{path}: the DICOM series is not readable ({how + ': ' if how else ''}"
+                             f"{_last_line(exc)}); {DECOMPRESS}") from exc  # fmt: skip
         return image
     try:
         single = read_picture(path)
     except RuntimeError as exc:
+        if how := compressed_dicom(path):
+            raise SystemExit(f"{path}: SimpleITK cannot decode its pixels ({how}: {_last_line(exc)}); "
+                             f"{DECOMPRESS}") from exc  # fmt: skip
         raise SystemExit(f"{path}: not readable as an image ({_last_line(exc)}); give NIfTI, NRRD, MHA, PNG, TIFF "
                          "or DICOM, or move the file out") from exc  # fmt: skip
     return single

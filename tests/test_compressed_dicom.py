@@ -1,0 +1,71 @@
+"""DICOM whose pixels SimpleITK cannot decode (HTJ2K from a newer PACS, video) was refused as a corrupt file to
+replace ('re-export the file ... or replace the corrupt file'; a series: 'check the series is complete'): the file
+is fine, its compression is the problem. The error names the transfer syntax and says to decompress it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.encaps import encapsulate
+
+from automed.data.io import read_header, read_sitk
+from automed.errors import DatasetError
+from automed.runtime.io import Case, compressed_dicom, read_case
+from tests.conftest import shared
+from tests.test_dicom_xray_folders import xray_dicom
+
+HTJ2K = "1.2.840.10008.1.2.4.201"
+
+
+def _compressed(path: Path, syntax: str) -> Path:
+    xray_dicom(path, 0)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([b"\xff\x4f" + b"\x00" * 62])  # not a decodable code stream
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_the_transfer_syntax_is_read_from_the_meta_header(tmp_path: Path) -> None:
+    assert compressed_dicom(_compressed(tmp_path / "a.dcm", HTJ2K)) == f"transfer syntax {HTJ2K} (HTJ2K)"
+    assert (
+        compressed_dicom(_compressed(tmp_path / "b", "1.2.840.10008.1.2.5"))
+        == "transfer syntax 1.2.840.10008.1.2.5 (RLE)"
+    )
+    xray_dicom(tmp_path / "raw.dcm", 0)
+    (tmp_path / "notes.txt").write_text("x" * 200)
+    assert compressed_dicom(tmp_path / "raw.dcm") is None
+    assert compressed_dicom(tmp_path / "notes.txt") is None
+
+
+def test_an_undecodable_dicom_says_decompress_it(tmp_path: Path) -> None:
+    f = _compressed(tmp_path / "x.dcm", HTJ2K)
+    said = rf"transfer syntax {HTJ2K} \(HTJ2K\).*decompress it \(gdcmconv --raw"
+    with pytest.raises(
+        DatasetError, match=r"DICOM pixels must be uncompressed or in a compression SimpleITK decodes"
+    ):
+        read_sitk(f)
+    with pytest.raises(DatasetError, match=said):
+        read_sitk(f)
+    with pytest.raises(SystemExit, match=said):
+        read_case(Case("x", (f,), ".nii.gz"))
+    read_header(f)  # the header alone is readable: discovery takes the file as a case
+
+
+def test_an_undecodable_series_says_decompress_it(tmp_path: Path) -> None:
+    series = tmp_path / "mr"
+    series.mkdir()
+    for src in sorted(shared("dicom", "hippo_crop_series", "Study1").glob("*.dcm"))[:3]:
+        ds = pydicom.dcmread(src)
+        ds.file_meta.TransferSyntaxUID = HTJ2K
+        ds.PixelData = encapsulate([b"\xff\x4f" + b"\x00" * 62])
+        ds["PixelData"].VR = "OB"
+        ds.save_as(series / src.name, enforce_file_format=True)
+    said = rf"transfer syntax {HTJ2K} \(HTJ2K\).*decompress it"
+    with pytest.raises(DatasetError, match=said):
+        read_sitk(series)
+    with pytest.raises(SystemExit, match=said):
+        read_case(Case("mr", (series,), ".nii.gz"))
