@@ -81,3 +81,17 @@ def test_macos_hidden_files_are_no_inputs(tmp_path: Path) -> None:
     (series / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     assert [c.case_id for c in discover(series, 1)] == ["series"]
     assert [c.case_id for c in find_cases(series, 1)] == ["series"]
+
+
+def test_a_cds_dicomdir_is_not_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DICOM CD's index (``DICOMDIR``, DICOM without pixels) beside its series folders was named as 'neither an
+    image nor DICOM' on every run."""
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "cd" / "mr")
+    (tmp_path / "cd" / "DICOMDIR").write_bytes(b"\x00" * 128 + b"DICM" + b"\x00" * 64)
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        assert [c.case_id for c in discover(tmp_path / "cd", 1)] == ["mr"]
+    assert not caplog.records
+    assert [c.case_id for c in find_cases(tmp_path / "cd", 1)] == ["mr"]
+    assert not capsys.readouterr().err

@@ -120,10 +120,11 @@ def unread(root: Path, used: set[Path]) -> list[str]:
     """What the input folder holds that no case reads (``used``: the cases' files and folders), named so that it is
     not dropped unseen: files neither images nor DICOM, broken links, sub-folders with no DICOM directly in them (a
     series two levels deep, a folder of NIfTI) and what a sub-folder read file by file holds besides its DICOM.
-    Hidden entries (``.DS_Store``) and empty folders are left out."""
+    Hidden entries (``.DS_Store``), empty folders and a CD's ``DICOMDIR`` (the index of its series, no image) are
+    left out."""
     out = []
     for f in entries(root):
-        if f in used:
+        if f in used or f.name.upper() == "DICOMDIR":
             continue
         if not f.is_dir():
             out.append(f.name + ("" if f.exists() else " (a broken link)"))
