@@ -150,3 +150,18 @@ def test_an_image_beside_a_series_in_a_sub_folder_is_refused_not_dropped(tmp_pat
         discover(tmp_path / "in", 1)
     with pytest.raises(SystemExit, match=r"mr: a DICOM series folder .* also holds scout\.png; move those"):
         find_cases(tmp_path / "in", 1)
+
+
+def test_each_series_sub_folder_is_scanned_twice_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GDCM's folder scan is the slow part of discovery (seconds for a PACS export): one to tell a sub-folder's
+    kind and strays (cached), one to read its series' slice order. With more sub-folders than the cache holds, a
+    discovery that asked all folders their kind first scanned each a third time."""
+    for i in range(10):
+        shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / f"s{i}")
+    scans = []
+    scan = sitk.ImageSeriesReader.GetGDCMSeriesIDs
+    monkeypatch.setattr(sitk.ImageSeriesReader, "GetGDCMSeriesIDs", lambda *a: scans.append(a) or scan(*a))
+    assert len(discover(tmp_path, 1)) == 10
+    assert len(scans) <= 1 + 2 * 10

@@ -319,19 +319,23 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
                 problems.append(one)
             else:
                 cases.append(one if has_image_suffix(f) else replace(one, case_id=f.name, suffix=".nii.gz"))
-        folders = [d for d in entries(root) if d.is_dir()]
-        series = [d for d in folders if is_series_folder(d, dimension)]
-        if series and n_channels != 1:
-            _one_channel_series(series[0], n_channels)
+        series = []
+        for d in (
+            d for d in entries(root) if d.is_dir()
+        ):  # one folder at a time: its scan is cached meanwhile
+            if is_series_folder(d, dimension):
+                _one_channel_series(d, n_channels)
+                series.append(d)
+                problems += [_strays_problem(d, strays)] if (strays := series_strays(d)) else []
+                problems += _series_problems([d])
+                continue
+            for cid, f in subfolder_files(d, dimension):
+                each = _single_file_case(f, n_channels)
+                if isinstance(each, Problem):
+                    problems.append(each)
+                else:
+                    cases.append(replace(each, case_id=cid, suffix=".nii.gz"))
         cases += [InputCase(d.name, (d,), ".nii.gz") for d in series]
-        problems += [_strays_problem(d, strays) for d in series if (strays := series_strays(d))]
-        for cid, f in [one for d in folders if d not in series for one in subfolder_files(d, dimension)]:
-            each = _single_file_case(f, n_channels)
-            if isinstance(each, Problem):
-                problems.append(each)
-            else:
-                cases.append(replace(each, case_id=cid, suffix=".nii.gz"))
-        problems += _series_problems(series)
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
         skipped = unread(root, {p for c in cases for p in c.images})
