@@ -165,3 +165,14 @@ def test_each_series_sub_folder_is_scanned_twice_at_most(
     monkeypatch.setattr(sitk.ImageSeriesReader, "GetGDCMSeriesIDs", lambda *a: scans.append(a) or scan(*a))
     assert len(discover(tmp_path, 1)) == 10
     assert len(scans) <= 1 + 2 * 10
+
+
+def test_one_suffix_less_dicom_file_given_alone_keeps_its_whole_name(tmp_path: Path) -> None:
+    """Given alone, a DICOM file named by its UID was cut at its last dot by predict (1.2.840.99.nii.gz, while the
+    same file in a folder wrote 1.2.840.99.1.nii.gz), and refused by the bundle as 'not an image file'."""
+    xray_dicom(tmp_path / "1.2.840.99.1", 0)
+    assert [c.case_id for c in discover(tmp_path / "1.2.840.99.1", 1)] == ["1.2.840.99.1"]
+    assert [c.case_id for c in find_cases(tmp_path / "1.2.840.99.1", 1)] == ["1.2.840.99.1"]
+    (tmp_path / "notes").write_text("not an image " * 20)
+    with pytest.raises(SystemExit, match=r"notes: not an image file \(expected one of .*\.dcm, or DICOM\)"):
+        find_cases(tmp_path / "notes", 1)

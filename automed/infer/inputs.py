@@ -49,7 +49,7 @@ def _strip(p: Path) -> str:
     for s in IMAGE_SUFFIXES:
         if name.lower().endswith(s):
             return name[: -len(s)]
-    return p.stem
+    return name  # a DICOM file named IM0001 or by its UID (1.2.840.99.1): all of it
 
 
 def _strays_problem(folder: Path, strays: list[Path]) -> Problem:
@@ -318,7 +318,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
             if isinstance(one, Problem):
                 problems.append(one)
             else:
-                cases.append(one if has_image_suffix(f) else replace(one, case_id=f.name, suffix=".nii.gz"))
+                cases.append(one)
         series = []
         for d in (
             d for d in entries(root) if d.is_dir()

@@ -178,8 +178,10 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
         raise SystemExit(f"{shown(root)}: {UTF8_RULE}, found {listed(bad)}; {UTF8_FIX}")
     if root.is_file():
         parts = split_suffix(root.name)
+        if parts is None and _series_uid(root):  # DICOM named IM0001 or by its UID, as in a folder
+            return [Case(root.name, (root,), ".nii.gz")]
         if parts is None:
-            raise SystemExit(f"{root}: not an image file (expected one of {', '.join(SUFFIXES)})")
+            raise SystemExit(f"{root}: not an image file (expected one of {', '.join(SUFFIXES)}, or DICOM)")
         m = CHANNEL.match(parts[0])  # CASE_0000.nii.gz alone writes CASE.nii.gz, as from a folder
         return [
             Case(m["case"] if m and m["ch"] == "0000" and n_channels == 1 else parts[0], (root,), parts[1])
