@@ -131,3 +131,19 @@ def test_one_file_named_case_0000_writes_the_case_name_as_a_folder_does(tmp_path
     (from_folder,) = discover(tmp_path, 1)
     assert one.case_id == from_folder.case_id == "aniso"
     assert [c.case_id for c in find_cases(tmp_path / "aniso_0000.nii.gz", 1)] == ["aniso"]  # the bundle too
+
+
+def test_a_dicom_file_named_like_an_image_beside_it_is_refused_not_dropped(tmp_path: Path) -> None:
+    """The bundle kept one of a.nii.gz and a DICOM file named a (both case a) and dropped the other unseen, and
+    predicted A and a.dcm into A.nii.gz and a.nii.gz, one file on macOS and Windows; predict refuses both."""
+    from tests.test_dicom_xray_folders import xray_dicom
+
+    _img(tmp_path / "one" / "a.nii.gz")
+    xray_dicom(tmp_path / "one" / "a", 0)
+    with pytest.raises(SystemExit, match=r"one/a and .*one/a\.nii\.gz: both would be case a .*rename one"):
+        find_cases(tmp_path / "one", 1)
+    (tmp_path / "two").mkdir()
+    xray_dicom(tmp_path / "two" / "A", 0)
+    xray_dicom(tmp_path / "two" / "a.dcm", 1)
+    with pytest.raises(SystemExit, match=r"both would write the prediction (A|a)\.nii\.gz; rename one"):
+        find_cases(tmp_path / "two", 1)

@@ -211,7 +211,13 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
                 "1 channel; remove it, or predict with a model trained on these channels"
             )
     for f in lone_dicom_files(root, dimension):
-        groups.setdefault(f.name, {})[-1], suffix[f.name] = f, ".nii.gz"
+        if f.name in groups:  # a.nii.gz beside a DICOM file named a: one would be dropped unseen
+            beside = next(iter(groups[f.name].values()))
+            raise SystemExit(
+                f"{f} and {beside}: both would be case {f.name} (a case needs its own name: its prediction is "
+                "named by it); rename one of them"
+            )
+        groups[f.name], suffix[f.name] = {-1: f}, ".nii.gz"
     cases = []
     for cid, chans in sorted(groups.items()):
         if -1 in chans:
@@ -234,11 +240,11 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
     if skipped:
         print(f"warning: {root}: {unread_note(skipped)}", file=sys.stderr, flush=True)
     outputs: dict[str, Case] = {}
-    for c in cases:
+    for c in cases:  # case-insensitively: A.nii.gz and a.nii.gz are one file on macOS and Windows
         name = c.case_id + c.suffix
-        if name in outputs:
+        if (same := outputs.get(name.casefold())) is not None:
             raise SystemExit(
-                f"{c.paths[0]} and {outputs[name].paths[0]}: both would write the prediction {name}; rename one"
+                f"{c.paths[0]} and {same.paths[0]}: both would write the prediction {name}; rename one"
             )
-        outputs[name] = c
+        outputs[name.casefold()] = c
     return cases
