@@ -36,10 +36,11 @@ def _not_dicom(folder: Path) -> Path:
 def test_a_folder_of_files_that_are_not_images_names_them(tmp_path: Path) -> None:
     folder = _not_dicom(tmp_path / "in")
     with pytest.raises(
-        DatasetError, match=r"found none; 2 not read, neither images .* nor DICOM: IM0001, notes \("
+        DatasetError,
+        match=r"found none; 2 not read: IM0001, notes \(read are images \(\.nii\.gz .*\) and DICOM",
     ):
         discover(folder, 1)
-    with pytest.raises(SystemExit, match=r"no images found; 2 not read, .*: IM0001, notes \("):
+    with pytest.raises(SystemExit, match=r"no images found; 2 not read: IM0001, notes \(read are"):
         find_cases(folder, 1)
 
 
@@ -52,7 +53,7 @@ def test_what_is_not_read_beside_images_is_a_warning(
     (folder / "gone.nii.gz").symlink_to(tmp_path / "moved.nii.gz")
     with caplog.at_level(logging.WARNING, logger="automed"):
         assert [c.case_id for c in discover(folder, 1)] == ["a"]
-    said = "4 not read, neither images .* nor DICOM: IM0001, gone.nii.gz \\(a broken link\\), nifti/, notes"
+    said = "4 not read: IM0001, gone.nii.gz \\(a broken link\\), nifti/, notes \\(read are images"
     assert any(re.search(said, r.getMessage()) for r in caplog.records)
     assert [c.case_id for c in find_cases(folder, 1)] == ["a"]
     assert re.search(said, capsys.readouterr().err)
@@ -61,7 +62,8 @@ def test_what_is_not_read_beside_images_is_a_warning(
 def test_a_series_two_levels_deep_is_named(tmp_path: Path) -> None:
     shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "in" / "patient" / "series")
     with pytest.raises(
-        DatasetError, match=r"found none; 1 not read.*: patient/ \(a sub-folder is read for the DICOM"
+        DatasetError,
+        match=r"found none; 1 not read: patient/ \(.* DICOM alone in its sub-folders: pass a deeper",
     ):
         discover(tmp_path / "in", 1)
     assert [c.case_id for c in discover(tmp_path / "in" / "patient", 1)] == ["series"]

@@ -138,11 +138,11 @@ def unread(root: Path, used: set[Path]) -> list[str]:
 
 
 def unread_note(names: list[str]) -> str:
-    """``names`` (from :func:`unread`), a few of them, with what the input folder's entries must be."""
+    """``names`` (from :func:`unread`), a few of them, with what is read where."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return (
-        f"{len(names)} not read, neither images ({' '.join(SUFFIXES)}) nor DICOM: {shown} (a sub-folder is read "
-        "for the DICOM directly in it: pass a deeper folder itself)"
+        f"{len(names)} not read: {shown} (read are images ({' '.join(SUFFIXES)}) and DICOM in the input folder, "
+        "DICOM alone in its sub-folders: pass a deeper folder itself)"
     )
 
 
