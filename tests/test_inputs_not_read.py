@@ -97,3 +97,19 @@ def test_a_cds_dicomdir_is_not_named(
     assert not caplog.records
     assert [c.case_id for c in find_cases(tmp_path / "cd", 1)] == ["mr"]
     assert not capsys.readouterr().err
+
+
+def test_what_a_series_folder_holds_besides_its_dicom_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A series folder is read as one volume; its notes or a folder inside it were skipped without a word."""
+    series = tmp_path / "mr"
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), series)
+    (series / "notes").write_text("contrast at 2 min")
+    _nifti(series / "old" / "a.nii.gz")
+    (series / "DICOMDIR").write_bytes(b"\x00" * 132)  # a CD's index: not named
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        assert [c.case_id for c in discover(series, 1)] == ["mr"]
+    assert any(re.search(r"mr: 2 not read: notes, old/ \(", r.getMessage()) for r in caplog.records)
+    assert [c.case_id for c in find_cases(series, 1)] == ["mr"]
+    assert re.search(r"mr: 2 not read: notes, old/ \(", capsys.readouterr().err)

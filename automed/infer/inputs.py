@@ -19,6 +19,7 @@ from automed.runtime.inputs import (
     lone_dicom_files,
     not_utf8,
     series_strays,
+    series_unread,
     subfolder_files,
     unread,
     unread_note,
@@ -266,6 +267,8 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         if problems_series := _series_problems([root]):
             raise DatasetError(problems_series, f"cannot read the input {root}")
         cases = [InputCase(root.name, (root,), ".nii.gz")]
+        if skipped := series_unread(root):
+            log.warning("%s: %s", root, unread_note(skipped))
     else:
         pat = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
         groups: dict[str, dict[int, Path]] = {}

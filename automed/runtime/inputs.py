@@ -137,6 +137,12 @@ def unread(root: Path, used: set[Path]) -> list[str]:
     return out
 
 
+def series_unread(folder: Path) -> list[str]:
+    """:func:`unread` for a DICOM series folder read as one volume: what it holds besides its DICOM files (its
+    other images are refused: :func:`series_strays`)."""
+    return unread(folder, {f for files in dicom_series_in(folder).values() for f in files})
+
+
 def unread_note(names: list[str]) -> str:
     """``names`` (from :func:`unread`), a few of them, with what is read where."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
@@ -188,6 +194,8 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
         ]
     if is_series_folder(root, dimension):
         _no_strays(root)
+        if skipped := series_unread(root):
+            print(f"warning: {root}: {unread_note(skipped)}", file=sys.stderr, flush=True)
         return [Case(root.name, (root,), ".nii.gz")]
     groups: dict[str, dict[int, Path]] = {}
     suffix: dict[str, str] = {}
