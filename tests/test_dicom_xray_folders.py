@@ -176,3 +176,24 @@ def test_one_suffix_less_dicom_file_given_alone_keeps_its_whole_name(tmp_path: P
     (tmp_path / "notes").write_text("not an image " * 20)
     with pytest.raises(SystemExit, match=r"notes: not an image file \(expected one of .*\.dcm, or DICOM\)"):
         find_cases(tmp_path / "notes", 1)
+
+
+def test_a_report_saved_beside_a_series_is_named_not_a_stray(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A structured report (DICOM without pixels) saved as report.dcm into a series folder refused the whole series
+    as holding another image; it is no image: the series is read and the report named as not read."""
+    folder = tmp_path / "series"
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), folder)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    report = Dataset()
+    report.file_meta = meta
+    report.SOPClassUID, report.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    report.StudyInstanceUID, report.SeriesInstanceUID, report.Modality = generate_uid(), generate_uid(), "SR"
+    pydicom.dcmwrite(str(folder / "report.dcm"), report, enforce_file_format=True)
+    assert [c.case_id for c in discover(folder, 1)] == ["series"]
+    assert [c.case_id for c in find_cases(folder, 1)] == ["series"]
+    assert "1 not read: report.dcm" in capsys.readouterr().err

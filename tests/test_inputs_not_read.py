@@ -63,7 +63,7 @@ def test_a_series_two_levels_deep_is_named(tmp_path: Path) -> None:
     shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "in" / "patient" / "series")
     with pytest.raises(
         DatasetError,
-        match=r"found none; 1 not read: patient/ \(.* DICOM alone in its sub-folders: pass a deeper",
+        match=r"found none; 1 not read: patient/ \(.* DICOM images alone in its sub-folders: pass a deeper",
     ):
         discover(tmp_path / "in", 1)
     assert [c.case_id for c in discover(tmp_path / "in" / "patient", 1)] == ["series"]

@@ -74,8 +74,7 @@ def _scanned(folder_text: str, _mtime_ns: int) -> dict[str, tuple[Path, ...]]:
             return {ids[0]: tuple(Path(f) for f in files)}
         series: dict[str, list[Path]] = {}
         for f in entries(folder) if ids else []:
-            other_image = split_suffix(f.name) is not None and not f.name.lower().endswith(".dcm")
-            if f.is_file() and not other_image and (uid := _series_uid(f)):
+            if f.is_file() and not _other_image(f) and (uid := _series_uid(f)):
                 series.setdefault(uid, []).append(f)
         return {uid: tuple(files) for uid, files in series.items()}
     finally:
@@ -147,8 +146,8 @@ def unread_note(names: list[str]) -> str:
     """``names`` (from :func:`unread`), a few of them, with what is read where."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return (
-        f"{len(names)} not read: {shown} (read are images ({' '.join(SUFFIXES)}) and DICOM in the input folder, "
-        "DICOM alone in its sub-folders: pass a deeper folder itself)"
+        f"{len(names)} not read: {shown} (read are images ({' '.join(SUFFIXES)}) and DICOM images in the input "
+        "folder, DICOM images alone in its sub-folders: pass a deeper folder itself)"
     )
 
 
@@ -159,15 +158,19 @@ def _stem(f: Path) -> str:
 
 def series_strays(folder: Path) -> list[Path]:
     """Images in a DICOM series folder outside its multi-file series (a PNG, a single-file X-ray): they would be
-    dropped unseen, since the folder is read as one volume."""
+    dropped unseen, since the folder is read as one volume. A ``.dcm`` file that is no image (a report, a
+    presentation state saved beside the series) is not one: :func:`series_unread` names it."""
     series = dicom_series_in(folder)
     inside = {f for files in series.values() if len(files) > 1 for f in files}
     singles = {f for files in series.values() if len(files) == 1 for f in files}
     return sorted(
-        f
-        for f in entries(folder)
-        if f.is_file() and f not in inside and (f in singles or split_suffix(f.name) is not None)
+        f for f in entries(folder) if f.is_file() and f not in inside and (f in singles or _other_image(f))
     )
+
+
+def _other_image(f: Path) -> bool:
+    """Whether ``f`` is named as an image of another kind than DICOM (a DICOM file is one when it has pixels)."""
+    return split_suffix(f.name) is not None and not f.name.lower().endswith(".dcm")
 
 
 def _no_strays(folder: Path) -> None:
