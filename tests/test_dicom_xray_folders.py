@@ -41,6 +41,19 @@ def xray_dicom(path: Path, seed: int) -> None:
     pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
 
 
+def _report(path: Path) -> None:
+    """A Basic Text SR: DICOM without pixels, as a reporting system saves beside the images."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    report = Dataset()
+    report.file_meta = meta
+    report.SOPClassUID, report.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    report.StudyInstanceUID, report.SeriesInstanceUID, report.Modality = generate_uid(), generate_uid(), "SR"
+    pydicom.dcmwrite(str(path), report, enforce_file_format=True)
+
+
 @pytest.fixture
 def xrays(tmp_path: Path) -> Path:
     for i in range(3):
@@ -185,15 +198,26 @@ def test_a_report_saved_beside_a_series_is_named_not_a_stray(
     as holding another image; it is no image: the series is read and the report named as not read."""
     folder = tmp_path / "series"
     shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), folder)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    report = Dataset()
-    report.file_meta = meta
-    report.SOPClassUID, report.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    report.StudyInstanceUID, report.SeriesInstanceUID, report.Modality = generate_uid(), generate_uid(), "SR"
-    pydicom.dcmwrite(str(folder / "report.dcm"), report, enforce_file_format=True)
+    _report(folder / "report.dcm")
     assert [c.case_id for c in discover(folder, 1)] == ["series"]
     assert [c.case_id for c in find_cases(folder, 1)] == ["series"]
     assert "1 not read: report.dcm" in capsys.readouterr().err
+
+
+def test_a_report_beside_xrays_is_named_not_a_refused_image(
+    xrays: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """report.dcm (DICOM without pixels) beside X-rays refused the whole folder in predict ('images must be readable
+    ... replace the corrupt file') and failed the bundle's run when read; it is named as not read, like the same
+    report saved without a suffix."""
+    import logging
+
+    _report(xrays / "report.dcm")
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        assert [c.case_id for c in discover(xrays, 1)] == ["png0", "xr0", "xr1", "xr2"]
+    assert any("1 not read: report.dcm" in r.getMessage() for r in caplog.records)
+    assert [c.case_id for c in find_cases(xrays, 1)] == ["png0", "xr0", "xr1", "xr2"]
+    assert "1 not read: report.dcm" in capsys.readouterr().err
+    (xrays / "broken.dcm").write_bytes(b"not DICOM at all")  # no DICOM preamble: still refused as unreadable
+    with pytest.raises(DatasetError, match=r"broken\.dcm: images must be readable"):
+        discover(xrays, 1)

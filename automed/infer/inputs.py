@@ -18,6 +18,7 @@ from automed.runtime.inputs import (
     listed,
     lone_dicom_files,
     not_utf8,
+    pixel_less_dicom,
     series_strays,
     series_unread,
     subfolder_files,
@@ -317,7 +318,12 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
             first = chans[0]
             cases.append(InputCase(cid, tuple(chans[c] for c in want), _suffix(first)))
         for f in singles + lone_dicom_files(root, dimension):
-            one = _single_file_case(f, n_channels)
+            try:
+                one = _single_file_case(f, n_channels)
+            except DatasetError:
+                if pixel_less_dicom(f):  # a report beside the X-rays: named as not read
+                    continue
+                raise
             if isinstance(one, Problem):
                 problems.append(one)
             else:

@@ -45,14 +45,31 @@ def listed(paths: list[Path]) -> str:
     return ", ".join(shown(f) for f in paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
 
 
-def _series_uid(path: Path) -> str | None:
+def _header(path: Path) -> sitk.ImageFileReader | None:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
-    except RuntimeError:  # not an image (a notes file, a DICOMDIR)
+    except RuntimeError:  # not an image (a notes file, a DICOMDIR, a report)
         return None
-    return reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else None
+    return reader
+
+
+def _series_uid(path: Path) -> str | None:
+    if (reader := _header(path)) is None or not reader.HasMetaDataKey("0020|000e"):
+        return None
+    return str(reader.GetMetaData("0020|000e")).strip()
+
+
+def pixel_less_dicom(path: Path) -> bool:
+    """Whether ``path`` is DICOM holding no image SimpleITK opens (a structured report, a key-object note, a
+    presentation state saved beside the images; a broken file): no input, named as not read (:func:`unread`)."""
+    try:
+        with path.open("rb") as f:
+            dicom = f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+    return dicom and _header(path) is None
 
 
 def dicom_series_in(folder: Path) -> dict[str, list[Path]]:
@@ -204,7 +221,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
     suffix: dict[str, str] = {}
     for f in entries(root):
         parts = split_suffix(f.name) if f.is_file() else None
-        if parts is None:
+        if parts is None or (f.name.lower().endswith(".dcm") and pixel_less_dicom(f)):
             continue
         m = CHANNEL.match(parts[0])
         cid, ch = (m["case"], int(m["ch"])) if m and (n_channels > 1 or m["ch"] == "0000") else (parts[0], -1)
