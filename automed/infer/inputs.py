@@ -328,14 +328,13 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
                 problems.append(one)
             else:
                 cases.append(one)
-        series = []
-        for d in (
-            d for d in entries(root) if d.is_dir()
-        ):  # one folder at a time: its scan is cached meanwhile
+        series = []  # each sub-folder whole before the next: its GDCM scan stays cached meanwhile
+        for d in [d for d in entries(root) if d.is_dir()]:
             if is_series_folder(d, dimension):
                 _one_channel_series(d, n_channels)
                 series.append(d)
-                problems += [_strays_problem(d, strays)] if (strays := series_strays(d)) else []
+                if strays := series_strays(d):
+                    problems.append(_strays_problem(d, strays))
                 problems += _series_problems([d])
                 continue
             for cid, f in subfolder_files(d, dimension):

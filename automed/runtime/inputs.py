@@ -134,8 +134,9 @@ def subfolder_files(folder: Path, dimension: int | None = None) -> list[tuple[st
 
 def unread(root: Path, used: set[Path]) -> list[str]:
     """What the input folder holds that no case reads (``used``: the cases' files and folders), named so that it is
-    not dropped unseen: files neither images nor DICOM, broken links, sub-folders with no DICOM directly in them (a
-    series two levels deep, a folder of NIfTI) and what a sub-folder read file by file holds besides its DICOM.
+    not dropped unseen: files that are neither images nor DICOM images, broken links, sub-folders with no DICOM
+    directly in them (a series two levels deep, a folder of NIfTI) and what a sub-folder read file by file holds
+    besides its DICOM.
     Hidden entries (``.DS_Store``), empty folders and a CD's ``DICOMDIR`` (the index of its series, no image) are
     left out."""
     out = []
