@@ -21,12 +21,17 @@ HTJ2K = "1.2.840.10008.1.2.4.201"
 
 def _compressed(path: Path, syntax: str) -> Path:
     xray_dicom(path, 0)
-    ds = pydicom.dcmread(path)
+    return _compressed_copy(path, path, syntax)
+
+
+def _compressed_copy(src: Path, dest: Path, syntax: str = HTJ2K) -> Path:
+    """``src`` written to ``dest`` as if compressed with ``syntax`` (its code stream is not decodable)."""
+    ds = pydicom.dcmread(src)
     ds.file_meta.TransferSyntaxUID = syntax
-    ds.PixelData = encapsulate([b"\xff\x4f" + b"\x00" * 62])  # not a decodable code stream
+    ds.PixelData = encapsulate([b"\xff\x4f" + b"\x00" * 62])
     ds["PixelData"].VR = "OB"
-    ds.save_as(path, enforce_file_format=True)
-    return path
+    ds.save_as(dest, enforce_file_format=True)
+    return dest
 
 
 def test_the_transfer_syntax_is_read_from_the_meta_header(tmp_path: Path) -> None:
@@ -43,7 +48,7 @@ def test_the_transfer_syntax_is_read_from_the_meta_header(tmp_path: Path) -> Non
 
 def test_an_undecodable_dicom_says_decompress_it(tmp_path: Path) -> None:
     f = _compressed(tmp_path / "x.dcm", HTJ2K)
-    said = rf"transfer syntax {HTJ2K} \(HTJ2K\).*decompress it \(gdcmconv --raw"
+    said = rf"transfer syntax {HTJ2K} \(HTJ2K\).*decompress \(gdcmconv --raw"
     with pytest.raises(
         DatasetError, match=r"DICOM pixels must be uncompressed or in a compression SimpleITK decodes"
     ):
@@ -59,13 +64,37 @@ def test_an_undecodable_series_says_decompress_it(tmp_path: Path) -> None:
     series = tmp_path / "mr"
     series.mkdir()
     for src in sorted(shared("dicom", "hippo_crop_series", "Study1").glob("*.dcm"))[:3]:
-        ds = pydicom.dcmread(src)
-        ds.file_meta.TransferSyntaxUID = HTJ2K
-        ds.PixelData = encapsulate([b"\xff\x4f" + b"\x00" * 62])
-        ds["PixelData"].VR = "OB"
-        ds.save_as(series / src.name, enforce_file_format=True)
-    said = rf"transfer syntax {HTJ2K} \(HTJ2K\).*decompress it"
+        _compressed_copy(src, series / src.name)
+    said = rf"transfer syntax {HTJ2K} \(HTJ2K\).*decompress"
     with pytest.raises(DatasetError, match=said):
         read_sitk(series)
     with pytest.raises(SystemExit, match=said):
         read_case(Case("mr", (series,), ".nii.gz"))
+
+
+def test_an_undecodable_input_is_refused_before_any_model_runs(tmp_path: Path) -> None:
+    """It was found at its turn: predict stopped there and removed the predictions it had made (a folder it created
+    holds nothing half-done), the bundle stopped half-way. RLE, which SimpleITK decodes, passes."""
+    from pydicom.uid import RLELossless
+
+    from automed.infer.inputs import discover
+    from automed.runtime.inputs import find_cases
+
+    for i in range(2):
+        xray_dicom(tmp_path / f"a{i}.dcm", i)
+    rle = pydicom.dcmread(tmp_path / "a1.dcm")
+    rle.compress(RLELossless)
+    rle.save_as(tmp_path / "a1.dcm")
+    assert [c.case_id for c in discover(tmp_path, 1)] == ["a0", "a1"]
+    _compressed(tmp_path / "b.dcm", HTJ2K)
+    series = shared("dicom", "hippo_crop_series", "Study1")
+    (tmp_path / "mr").mkdir()
+    for src in sorted(series.glob("*.dcm"))[:2]:
+        _compressed_copy(src, tmp_path / "mr" / src.name)
+    said = rf"transfer syntax {HTJ2K} \(HTJ2K\) in 2 input\(s\): .*b\.dcm, .*mr\. Fix: decompress"
+    with pytest.raises(DatasetError, match=said):
+        discover(tmp_path, 1)
+    with pytest.raises(
+        SystemExit, match=rf"cannot decode the pixels of .*b\.dcm, .*mr \(transfer syntax {HTJ2K}"
+    ):
+        find_cases(tmp_path, 1)

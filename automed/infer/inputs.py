@@ -22,10 +22,11 @@ from automed.runtime.inputs import (
     series_strays,
     series_unread,
     subfolder_files,
+    undecodable,
     unread,
     unread_note,
 )
-from automed.runtime.io import UTF8_FIX, UTF8_RULE, shown
+from automed.runtime.io import DECOMPRESS, UTF8_FIX, UTF8_RULE, shown
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,15 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         if skipped and cases:
             log.warning("%s: %s", root, unread_note(skipped))
     _check_case_ids(cases, root, from_csv)
+    if undecoded := undecodable([c.images[0] for c in cases]):
+        raise DatasetError(
+            [
+                Problem(str(root), "DICOM pixels must be uncompressed or in a compression SimpleITK decodes",
+                        f"{how} in {len(inputs)} input(s): {listed(inputs)}", DECOMPRESS)
+                for how, inputs in undecoded.items()
+            ],
+            f"cannot read the input {root}",
+        )  # fmt: skip
     if not cases:
         raise DatasetError.single(
             root,

@@ -15,7 +15,18 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .io import CHANNEL, SUFFIXES, UTF8_FIX, UTF8_RULE, Case, shown, split_suffix, utf8
+from .io import (
+    CHANNEL,
+    DECOMPRESS,
+    SUFFIXES,
+    UTF8_FIX,
+    UTF8_RULE,
+    Case,
+    compressed_dicom,
+    shown,
+    split_suffix,
+    utf8,
+)
 
 
 def entries(folder: Path) -> list[Path]:
@@ -61,15 +72,19 @@ def _series_uid(path: Path) -> str | None:
     return str(reader.GetMetaData("0020|000e")).strip()
 
 
+def _dicom(path: Path) -> bool:
+    """Whether ``path`` is a DICOM file (its preamble says so)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def pixel_less_dicom(path: Path) -> bool:
     """Whether ``path`` is DICOM holding no image SimpleITK opens (a structured report, a key-object note, a
     presentation state saved beside the images; a broken file): no input, named as not read (:func:`unread`)."""
-    try:
-        with path.open("rb") as f:
-            dicom = f.read(132)[128:] == b"DICM"
-    except OSError:
-        return False
-    return dicom and _header(path) is None
+    return _dicom(path) and _header(path) is None
 
 
 def dicom_series_in(folder: Path) -> dict[str, list[Path]]:
@@ -191,6 +206,26 @@ def _other_image(f: Path) -> bool:
     return split_suffix(f.name) is not None and not f.name.lower().endswith(".dcm")
 
 
+def undecodable(inputs: list[Path]) -> dict[str, list[Path]]:
+    """The ``inputs`` (DICOM files, series folders by one of their files) compressed in a way SimpleITK cannot decode,
+    by compression (:func:`compressed_dicom`): one file of each compression is decoded to tell. Checked before any
+    model runs: found at its turn, such an input stopped a batch and took the predictions made so far with it."""
+    found: dict[str, list[Path]] = {}
+    sample: dict[str, Path] = {}
+    for p in inputs:
+        one = next((f for f in entries(p) if f.is_file() and _dicom(f)), None) if p.is_dir() else p
+        if one is not None and (how := compressed_dicom(one)):
+            found.setdefault(how, []).append(p)
+            sample.setdefault(how, one)
+    bad = {}
+    for how, one in sample.items():
+        try:
+            sitk.ReadImage(str(one))
+        except RuntimeError:
+            bad[how] = found[how]
+    return bad
+
+
 def _no_strays(folder: Path) -> None:
     if strays := series_strays(folder):
         raise SystemExit(
@@ -268,6 +303,10 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
         raise SystemExit(f"{root}: no images found" + (f"; {unread_note(skipped)}" if skipped else ""))
     if skipped:
         print(f"warning: {root}: {unread_note(skipped)}", file=sys.stderr, flush=True)
+    for how, inputs in undecodable([c.paths[0] for c in cases]).items():
+        raise SystemExit(
+            f"{root}: SimpleITK cannot decode the pixels of {listed(inputs)} ({how}); {DECOMPRESS}"
+        )
     outputs: dict[str, Case] = {}
     for c in cases:  # case-insensitively: A.nii.gz and a.nii.gz are one file on macOS and Windows
         name = c.case_id + c.suffix

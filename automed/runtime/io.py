@@ -77,7 +77,7 @@ _CODECS = {
     **dict.fromkeys(("110", "111", "112"), "JPEG XL"),
     **dict.fromkeys(("201", "202", "203"), "HTJ2K"),
 }
-DECOMPRESS = "decompress it (gdcmconv --raw IN OUT, or dcmdjpeg IN OUT) or convert it to NIfTI"
+DECOMPRESS = "decompress (gdcmconv --raw IN OUT, or dcmdjpeg IN OUT) or convert to NIfTI"
 
 
 def compressed_dicom(path: Path) -> str | None:
