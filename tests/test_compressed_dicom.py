@@ -63,7 +63,9 @@ def test_an_undecodable_dicom_says_decompress_it(tmp_path: Path) -> None:
 def test_an_undecodable_series_says_decompress_it(tmp_path: Path) -> None:
     series = tmp_path / "mr"
     series.mkdir()
-    for src in sorted(shared("dicom", "hippo_crop_series", "Study1").glob("*.dcm"))[:3]:
+    for src in sorted(
+        shared("dicom", "hippo_crop_series", "Study1").glob("*.dcm"), key=lambda f: int(f.stem)
+    )[:3]:
         _compressed_copy(src, series / src.name)
     said = rf"transfer syntax {HTJ2K} \(HTJ2K\).*decompress"
     with pytest.raises(DatasetError, match=said):
@@ -89,7 +91,7 @@ def test_an_undecodable_input_is_refused_before_any_model_runs(tmp_path: Path) -
     _compressed(tmp_path / "b.dcm", HTJ2K)
     series = shared("dicom", "hippo_crop_series", "Study1")
     (tmp_path / "mr").mkdir()
-    for src in sorted(series.glob("*.dcm"))[:2]:
+    for src in sorted(series.glob("*.dcm"), key=lambda f: int(f.stem))[:2]:  # neighbouring slices
         _compressed_copy(src, tmp_path / "mr" / src.name)
     said = rf"transfer syntax {HTJ2K} \(HTJ2K\) in 2 input\(s\): .*b\.dcm, .*mr\. Fix: decompress"
     with pytest.raises(DatasetError, match=said):

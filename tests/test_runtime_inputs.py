@@ -147,3 +147,41 @@ def test_a_dicom_file_named_like_an_image_beside_it_is_refused_not_dropped(tmp_p
     xray_dicom(tmp_path / "two" / "a.dcm", 1)
     with pytest.raises(SystemExit, match=r"both would write the prediction (A|a)\.nii\.gz; rename one"):
         find_cases(tmp_path / "two", 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ("localizer", r"must hold one volume, found 2 \(echoes, temporal positions or orientations"),
+        (
+            "missing",
+            r"must be evenly spaced, found gaps from .* \(a slice missing\?\); add the missing files",
+        ),
+        ("duplicate", r"must lie at distinct positions, found 1 repeated; remove the duplicate files"),
+    ],
+)
+def test_a_series_that_is_not_one_volume_is_refused_by_the_bundle(
+    tmp_path: Path, change: str, said: str
+) -> None:
+    """automed predict refuses a series holding a localizer's other orientation, a missing slice or a slice twice
+    (pydicom header checks); the torch-free bundle read it as one volume on a wrong grid, silently."""
+    import shutil
+
+    import pydicom
+
+    series = tmp_path / "mr"
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), series)
+    files = sorted(series.glob("*.dcm"), key=lambda f: int(f.stem))
+    if change == "localizer":
+        ds = pydicom.dcmread(files[0])
+        ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+        ds.save_as(files[0])
+    elif change == "missing":
+        files[len(files) // 2].unlink()
+    else:
+        ds = pydicom.dcmread(files[1])
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.save_as(series / "again.dcm")
+    (case,) = find_cases(series, 1)
+    with pytest.raises(SystemExit, match=said):
+        read_case(case)

@@ -113,6 +113,42 @@ def _dicom_series(folder: Path) -> list[str]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
+def series_volume_problem(files: list[str]) -> str | None:
+    """What keeps one series' files (single-frame slices) from being one volume, from their headers, as ``automed
+    predict`` checks it (:func:`automed.tools.dicom_convert.series_volume_problems`, with pydicom): several volumes
+    (echoes, temporal positions, a localizer's other orientation: they would be stacked into one), two slices at
+    one position, or a missing slice (the others would be spread evenly). ``None`` when it is one volume."""
+    kinds: dict[tuple[str, str, tuple[float, ...]], list[float]] = {}
+    for f in files:
+        head = sitk.ImageFileReader()
+        head.SetFileName(f)
+        try:
+            head.ReadImageInformation()
+        except RuntimeError:
+            return None  # reading the series reports the broken file
+        if len(head.GetSize()) > 2 and head.GetSize()[2] > 1:
+            return None  # a multi-frame file is read as it is
+        tag = [
+            head.GetMetaData(k).strip() if head.HasMetaDataKey(k) else "" for k in ("0018|0086", "0020|0100")
+        ]
+        axes = np.asarray(head.GetDirection(), float).reshape(3, 3)
+        key = (tag[0], tag[1], tuple(np.round(axes[:, :2].ravel(), 3)))
+        kinds.setdefault(key, []).append(float(np.dot(head.GetOrigin(), axes[:, 2])))
+    if len(kinds) > 1:
+        return (
+            f"a DICOM series folder must hold one volume, found {len(kinds)} (echoes, temporal positions or "
+            "orientations, such as a localizer); move each volume's files into a folder of its own"
+        )
+    gaps = np.diff(np.sort(next(iter(kinds.values()), [])))
+    if len(gaps) and gaps.min() < 1e-3:
+        return f"the slices of a volume must lie at distinct positions, found {int((gaps < 1e-3).sum())} repeated; " \
+               "remove the duplicate files"  # fmt: skip
+    if len(gaps) > 1 and gaps.max() - gaps.min() > max(0.05, 0.05 * float(np.median(gaps))):
+        return f"the slices of a volume must be evenly spaced, found gaps from {gaps.min():.3f} to " \
+               f"{gaps.max():.3f} mm (a slice missing?); add the missing files"  # fmt: skip
+    return None
+
+
 def _read(path: Path) -> sitk.Image:
     if not utf8(path):
         raise SystemExit(f"{shown(path)}: {UTF8_RULE}; {UTF8_FIX}")
@@ -126,6 +162,8 @@ def _read(path: Path) -> sitk.Image:
             )
         reader = sitk.ImageSeriesReader()
         files = reader.GetGDCMSeriesFileNames(str(path), series[0])
+        if problem := series_volume_problem(list(files)):
+            raise SystemExit(f"{path}: {problem}")
         reader.SetFileNames(files)
         try:
             image: sitk.Image = reader.Execute()
