@@ -157,13 +157,10 @@ def test_a_trial_the_scheduler_stopped_is_pruned_for_tpe_not_complete(tmp_path: 
     (as the optuna engine does), and a validated trial's fold score as COMPLETE."""
     import optuna
     from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
-    from automed.search.ray_hooks import truthful_search
+    from automed.search.ray_tune_hooks import TruthfulSearch
 
-    search = truthful_search(OptunaSearch)(
-        str(tmp_path), space={"x": tune.choice([1, 2, 3])}, metric="score", mode="max"
-    )
+    search = TruthfulSearch(str(tmp_path), space={"x": tune.choice([1, 2, 3])}, metric="score", mode="max")
     search.suggest("a")
     search.suggest("b")
     search.on_trial_complete("a", {"epoch": 2.0, "score": 0.3})  # stopped at a rung: no "validated"

@@ -28,12 +28,11 @@ def _claimed(sweep: Path, key: str, original: str = "") -> None:
 
 def _searcher(sweep: Path) -> Any:
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     from automed.search.ray_engine import _DefineByRun
-    from automed.search.ray_hooks import truthful_search
+    from automed.search.ray_tune_hooks import TruthfulSearch
 
-    search = truthful_search(OptunaSearch)(
+    search = TruthfulSearch(
         str(sweep),
         space=_DefineByRun(SPACE.model_dump(mode="json")),
         metric="score",

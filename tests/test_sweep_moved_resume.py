@@ -35,17 +35,15 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("how", ["moved", "copied"])
 def test_restored_hooks_work_in_the_resuming_drivers_sweep_dir(tmp_path: Path, how: str) -> None:
     import ray.cloudpickle as pickle
-    from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
     from automed.search.ray_engine import _DefineByRun
-    from automed.search.ray_hooks import (
-        budget_marks,
-        budget_stopper,
-        progress_callback,
-        recording_scheduler,
-        sweep_place,
-        truthful_search,
+    from automed.search.ray_hooks import sweep_place
+    from automed.search.ray_tune_hooks import (
+        BudgetMarks,
+        BudgetStopper,
+        RecordingStops,
+        TrialProgress,
+        TruthfulSearch,
     )
 
     first, now = tmp_path / "first", tmp_path / "now"
@@ -58,14 +56,14 @@ def test_restored_hooks_work_in_the_resuming_drivers_sweep_dir(tmp_path: Path, h
     _trial(first, "dup", duplicate_of="late")
     wd = str(first)
     space = _DefineByRun({"name": "t", "parameters": {"lr": {"type": "float", "low": 0.001, "high": 0.01}}})
-    searcher = truthful_search(OptunaSearch)(wd, space=space, metric="score", mode="max")
-    scheduler = recording_scheduler(ASHAScheduler)(
+    searcher = TruthfulSearch(wd, space=space, metric="score", mode="max")
+    scheduler = RecordingStops(
         wd, time_attr="epoch", metric="score", mode="max", grace_period=1, reduction_factor=2
     )
     hooks = (
-        progress_callback("search", 4, False, wd),
-        budget_stopper(wd, "search"),
-        budget_marks(wd, "search"),
+        TrialProgress("search", 4, False, wd),
+        BudgetStopper(wd, "search"),
+        BudgetMarks(wd, "search"),
     )
     pickled = pickle.dumps((scheduler, searcher, hooks))  # Tune's tuner.pkl at the first start
     searcher.save(str(tmp_path / "searcher-state.pkl"))  # the searcher's checkpoint, restored over it

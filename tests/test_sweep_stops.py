@@ -41,11 +41,10 @@ class _Trial:
 
 
 def test_the_ray_scheduler_records_the_trials_it_stops(tmp_path: Path) -> None:
-    from ray.tune.schedulers import ASHAScheduler
 
-    from automed.search.ray_hooks import recording_scheduler
+    from automed.search.ray_tune_hooks import RecordingStops
 
-    sched = recording_scheduler(ASHAScheduler)(
+    sched = RecordingStops(
         str(tmp_path), time_attr="epoch", metric="score", mode="max", grace_period=1, reduction_factor=2
     )
     good, poor = _Trial("good"), _Trial("poor")
@@ -75,13 +74,13 @@ class _Live:
 
 def _budget_step(tmp_path: Path, trials: list[_Live], ended: set[str], budget_s: float) -> None:
     """One Tune step with the budget's stopper and marks: ``ended`` are the trials Tune terminates in it."""
-    from automed.search.ray_hooks import budget_marks, budget_stopper
+    from automed.search.ray_tune_hooks import BudgetMarks, BudgetStopper
 
     signal = tmp_path / "ray" / "search_budget_reached.json"
     signal.parent.mkdir(exist_ok=True)
     (tmp_path / "ray" / "search_budget.json").write_text(json.dumps({"budget_s": budget_s}))
-    stopper = budget_stopper(str(tmp_path), "search")
-    marks = budget_marks(str(tmp_path), "search")
+    stopper = BudgetStopper(str(tmp_path), "search")
+    marks = BudgetMarks(str(tmp_path), "search")
     marks.on_step_begin(0, trials)
     if stopper.stop_all():
         for t in trials:
@@ -142,14 +141,14 @@ def test_a_restored_search_marks_the_trials_its_restored_budget_stops(tmp_path: 
     the first run's budget afresh from the restore: the driver's own clock and budget say nothing of it."""
     import ray.cloudpickle as pickle
 
-    from automed.search.ray_hooks import budget_marks, budget_stopper
+    from automed.search.ray_tune_hooks import BudgetMarks, BudgetStopper
 
     _trial(tmp_path, "resumed", epochs=1)
     signal = tmp_path / "ray" / "search_budget_reached.json"
     signal.parent.mkdir()
     (tmp_path / "ray" / "search_budget.json").write_text(json.dumps({"budget_s": 0.0}))
-    stopper = pickle.loads(pickle.dumps(budget_stopper(str(tmp_path), "search")))
-    marks = pickle.loads(pickle.dumps(budget_marks(str(tmp_path), "search")))
+    stopper = pickle.loads(pickle.dumps(BudgetStopper(str(tmp_path), "search")))
+    marks = pickle.loads(pickle.dumps(BudgetMarks(str(tmp_path), "search")))
     trials = [_Live("resumed")]
     marks.on_step_begin(0, trials)
     assert stopper.stop_all()
@@ -164,13 +163,13 @@ def test_a_resumed_search_is_stopped_by_the_resumed_drivers_budget(tmp_path: Pat
     without --budget too. The stopper reads the budget the driver that runs it wrote."""
     import ray.cloudpickle as pickle
 
-    from automed.search.ray_hooks import budget_stopper
+    from automed.search.ray_tune_hooks import BudgetStopper
 
     ray_dir = tmp_path / "ray"
     ray_dir.mkdir()
     budget, signal = ray_dir / "search_budget.json", ray_dir / "search_budget_reached.json"
     budget.write_text(json.dumps({"budget_s": 3600.0}))
-    first = budget_stopper(str(tmp_path), "search")
+    first = BudgetStopper(str(tmp_path), "search")
     pickled = pickle.dumps(first)  # Tune's tuner.pkl, at the first start
     assert not first.stop_all()
     budget.write_text(json.dumps({"budget_s": 0.0}))  # the resume has no time left for the search
@@ -181,7 +180,7 @@ def test_a_resumed_search_is_stopped_by_the_resumed_drivers_budget(tmp_path: Pat
     # no budget file to read: the budget it was made with, no error
     budget.unlink()
     ray_dir.rename(tmp_path / "moved")
-    stopper = pickle.loads(pickle.dumps(budget_stopper(str(tmp_path), "search")))
+    stopper = pickle.loads(pickle.dumps(BudgetStopper(str(tmp_path), "search")))
     assert stopper.made_with is None and not stopper.stop_all()
     moved = pickle.loads(pickled)
     assert moved.made_with == 3600.0 and not moved.stop_all() and moved.deadline < math.inf
@@ -373,4 +372,4 @@ def test_a_search_without_a_budget_keeps_a_stopper_for_a_resume_with_one(
     (run_config,) = made
     assert run_config.stop is not None and not run_config.stop.stop_all()  # no budget now: never stops
     assert json.loads((tmp_path / "ray" / "search_budget.json").read_text()) == {"budget_s": None}
-    assert [type(c).__name__ for c in run_config.callbacks] == ["_Progress", "BudgetMarks"]
+    assert [type(c).__name__ for c in run_config.callbacks] == ["TrialProgress", "BudgetMarks"]

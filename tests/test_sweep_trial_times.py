@@ -42,11 +42,11 @@ def _times(path: Path) -> dict[str, Any]:
 def test_a_trials_wall_time_is_a_monotonic_duration_over_its_attempts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from automed.search.ray_hooks import progress_callback
+    from automed.search.ray_tune_hooks import TrialProgress
 
     clocks = _Clocks(monkeypatch)
     path = tmp_path / "ray" / "search_trial_times.json"
-    cb = progress_callback("search", 3, False, str(tmp_path))
+    cb = TrialProgress("search", 3, False, str(tmp_path))
     cb.setup(stop=None, num_samples=3, total_num_samples=3)
     a, b = _Trial("a"), _Trial("b")
     cb.on_trial_start(0, [], a)
@@ -76,11 +76,11 @@ def test_a_restored_search_keeps_the_killed_drivers_finished_trials(
     """Tune restores the callback from the pickle it made when the first run started (no trial times in it)."""
     import ray.cloudpickle as pickle
 
-    from automed.search.ray_hooks import progress_callback
+    from automed.search.ray_tune_hooks import TrialProgress
 
     clocks = _Clocks(monkeypatch)
     path = tmp_path / "ray" / "search_trial_times.json"
-    pickled = pickle.dumps(progress_callback("search", 2, False, str(tmp_path)))  # Tune's tuner.pkl
+    pickled = pickle.dumps(TrialProgress("search", 2, False, str(tmp_path)))  # Tune's tuner.pkl
     first = pickle.loads(pickled)
     first.setup()
     first.on_trial_start(0, [], _Trial("a"))

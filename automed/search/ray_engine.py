@@ -24,16 +24,7 @@ from automed.errors import ConfigError, Problem
 from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.ray_connect import connect
-from automed.search.ray_hooks import (
-    budget_marks,
-    budget_outcomes,
-    budget_stopper,
-    progress_callback,
-    quiet_incomplete_trials,
-    recording_scheduler,
-    sweep_place,
-    truthful_search,
-)
+from automed.search.ray_hooks import budget_outcomes, quiet_incomplete_trials, sweep_place
 from automed.search.space import SearchSpace, choice_label, decode, suggest
 
 
@@ -235,11 +226,13 @@ class RayEngine(Engine):
         its stopper marks the trials it stops by."""
         from ray import tune
 
-        callbacks = [progress_callback(stage, total, self.show_progress, ctx.sweep_dir)]
+        from automed.search.ray_tune_hooks import BudgetMarks, BudgetStopper, TrialProgress
+
+        callbacks: list[Any] = [TrialProgress(stage, total, self.show_progress, ctx.sweep_dir)]
         stop = None
         if budgeted:  # not TuneConfig's time_budget_s: a restore keeps its first value, and it tells no one
-            stop = budget_stopper(ctx.sweep_dir, stage)
-            callbacks.append(budget_marks(ctx.sweep_dir, stage))
+            stop = BudgetStopper(ctx.sweep_dir, stage)
+            callbacks.append(BudgetMarks(ctx.sweep_dir, stage))
         return tune.RunConfig(
             name=stage,
             storage_path=str(Path(ctx.sweep_dir) / "ray"),
@@ -281,8 +274,9 @@ class RayEngine(Engine):
         resume: bool,
     ) -> list[TrialOutcome]:
         from ray import tune
-        from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-        from ray.tune.search.optuna import OptunaSearch
+        from ray.tune.schedulers import FIFOScheduler
+
+        from automed.search.ray_tune_hooks import RecordingStops, TruthfulSearch
 
         ctx = self.trial_context(ctx)
         trainable = tune.with_resources(
@@ -291,7 +285,7 @@ class RayEngine(Engine):
         )
         sampler = self.sampler(spec)
         scheduler: Any = (
-            recording_scheduler(ASHAScheduler)(
+            RecordingStops(
                 ctx.sweep_dir,
                 time_attr="epoch",
                 max_t=spec.max_epochs,
@@ -303,7 +297,7 @@ class RayEngine(Engine):
         )
 
         def make() -> Any:
-            search = truthful_search(OptunaSearch)(
+            search = TruthfulSearch(
                 ctx.sweep_dir,
                 space=_DefineByRun(space.model_dump(mode="json")),
                 metric="score",
