@@ -423,7 +423,11 @@ def stage_promote(run: SweepRun) -> list[TrialOutcome]:
     ctx = replace(run.ctx, fold_budget_s=_min_budget(share_s, run.state.get("fold_budget_s")))
     ts = time.perf_counter()
     resume = run.resume and bool(run.state["stages"].get("promote_started"))
-    out = run.engine.evaluate(run_trial, ctx, units, run.conc, run.opts.retries, resume)
+    # saved before the engine starts: set only once it returned, it never reached sweep.json when the driver was
+    # killed during promotion, and the resume started a fresh Tuner beside the first one's (a unit the kill cut
+    # short ran again as a new Tune trial, the units finished before were left out of the outcomes)
     run.state["stages"]["promote_started"] = True
+    run.save()
+    out = run.engine.evaluate(run_trial, ctx, units, run.conc, run.opts.retries, resume)
     run.timed("promote", ts)
     return out
