@@ -6,7 +6,9 @@ resolved config, written once, verbatim), fold checkpoints under ``train/``, ``r
 compute seconds). A restarted trial reuses finished folds, resumes an interrupted fold from its latest checkpoint and
 logs into the MLflow runs it created before (found by their ``automed_key`` tag), so nothing is trained or logged
 twice. A fully cross-validated trial gets ``model.json`` like a training work dir. A trial whose resolved config an
-earlier trial has trains nothing: it is that trial's duplicate and takes its result (:mod:`.trial_claim`).
+earlier trial has trains nothing: it is that trial's duplicate and takes its result (:mod:`.trial_claim`); a budgeted
+``optimizer: auto`` trial is checked again after its first epoch, once its optimizer is resolved, and stops there
+as a duplicate when that makes its training an earlier trial's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.plan.schema import Plan
-from automed.records import TRAIN_CONFIG_VERSION, stamped
+from automed.records import PROGRESS, TRAIN_CONFIG_VERSION, read_progress, stamped
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.report import FAILED
 from automed.tasks.base import Task
@@ -35,7 +38,7 @@ from automed.train.state import EpochLog
 from automed.workdir import PLANNING, WorkDir, flocked
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.fold import FoldJob, MlflowEpochs, run_fold, validation_passes
-from automed.workflow.trial_claim import claim, reuse
+from automed.workflow.trial_claim import SameTraining, claim, reuse, settle
 
 
 def _link_planning(td: Path) -> None:
@@ -47,15 +50,26 @@ def _link_planning(td: Path) -> None:
 
 
 class _Epochs(MlflowEpochs):
-    """Per-epoch MLflow metrics of a fold, plus a report to the engine (ASHA / pruning decide on it)."""
+    """Per-epoch MLflow metrics of a fold, plus a report to the engine (ASHA / pruning decide on it). ``settle``:
+    the trial's second duplicate check, run once, after the first epoch (its optimizer is resolved by then)."""
 
     def __init__(
-        self, tracker: Tracker, run_id: str, task: Task, names: list[str], report: Report | None, offset: int
+        self,
+        tracker: Tracker,
+        run_id: str,
+        task: Task,
+        names: list[str],
+        report: Report | None,
+        offset: int,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(tracker, run_id, task, names)
-        self.report, self.offset = report, offset
+        self.report, self.offset, self.settle = report, offset, settle
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
+        if self.settle is not None:
+            check, self.settle = self.settle, None
+            check()  # before this epoch is logged or reported: a duplicate shows no epoch of its own
         super().on_epoch_end(fold, log)
         if self.report is not None:
             self.report(
@@ -138,10 +152,14 @@ def run_trial(
     try:
         with contextlib.ExitStack() as running:
             td, config, original = claim(ctx, key, values, plan, running)
+            if original is None:
+                _link_planning(td)
+                try:
+                    result = _train(ctx, key, values, folds, report, plan, td, config)
+                except SameTraining as same:  # its optimizer resolved to an earlier trial's training
+                    original = same.original
             if original is not None:
                 return reuse(ctx, key, original, folds, report)
-            _link_planning(td)
-            result = _train(ctx, key, values, folds, report, plan, td, config)
     except Exception as exc:
         # a pruned trial (the engine's early stop, raised through its report) is stopped, not failed
         if type(exc).__name__ != "TrialPruned":
@@ -193,6 +211,10 @@ def _train(
     # the engine's time axis (ASHA's, TPE's steps): the trial's epochs over its folds, in order
     epochs_done = 0
     trained_any = False
+    # an auto optimizer under a fold budget resolves after the fold's timed probe: checked again then (not in a
+    # trial with a finished fold: one claimed before trial.json recorded identities keeps what it trained)
+    unsettled = config.optimizer == "auto" and not result["folds"]
+    unsettled = unsettled and json.loads((td / "trial.json").read_text()).get("identity") is None
     try:
         for fold in folds:
             if str(fold) in result["folds"]:  # done before (a restored or retried trial): its epochs count
@@ -224,9 +246,12 @@ def _train(
                 ),
                 redactor=redactor,
             )
+            check = (lambda f=folder: _settle(ctx, key, f)) if unsettled else None
+            unsettled = False
             tc = time.perf_counter()
             try:
-                out = run_fold(job, _Epochs(tracker, frun, task, task.epoch_names(plan), report, epochs_done))
+                epochs = _Epochs(tracker, frun, task, task.epoch_names(plan), report, epochs_done, check)
+                out = run_fold(job, epochs)
             except BaseException:
                 if folder.is_dir():  # a retried fold's attempts add up
                     partial = folder / "fold_partial.json"
@@ -264,11 +289,37 @@ def _train(
         if report is not None and not trained_any and "score" in result:
             # every fold was done before (the trial finished, then its driver died): tell the engine again
             report({"epoch": float(epochs_done), "score": result["score"], "validated": 1.0})
+    except SameTraining as same:
+        _end_as_duplicate(tracker, run_id, same.original)
+        raise
     except BaseException as exc:
         tracker.end_run(run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     tracker.end_run(run_id)
     return result
+
+
+def _settle(ctx: SweepContext, key: str, folder: Path) -> None:
+    """The second duplicate check of an ``auto`` trial, with the optimizer its first fold resolved
+    (``progress.json``: "adamw lr 0.003"): :class:`SameTraining` when an earlier trial trains that way."""
+    resolved = str(read_progress(folder / PROGRESS)["optimizer"]).split()[0]
+    original = settle(ctx, key, resolved)
+    if original is not None:
+        raise SameTraining(original)
+
+
+def _end_as_duplicate(tracker: Tracker, run_id: str, original: str) -> None:
+    """The MLflow runs a trial opened before it turned out a duplicate, and its fold runs, end FINISHED and tagged
+    with the trial it repeats (not deleted: another fold of it, started at the same time, may still log into them
+    until its own first epoch)."""
+    tags = {"duplicate_of": original}
+    for fold_run in tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'"
+    ):
+        tracker.set_tags(fold_run.info.run_id, tags)
+        tracker.end_run(fold_run.info.run_id)
+    tracker.set_tags(run_id, tags)
+    tracker.end_run(run_id)
 
 
 def _write_model(

@@ -15,6 +15,13 @@ below every other trial). ``trials.csv`` lists duplicates with that status
 and the score their original ends with (a retry or resume of the original included); they count no fold of their
 own, so they are never the default, never promoted and never selected. The planner default is the trial whose
 config is the default point's, whatever values drew it.
+
+Configs are compared as they train (:func:`training_identity`): ``optimizer: auto`` resolved by the fold's planned
+iterations (AdamW for a short schedule, SGD for a long one) and no learning rate as that optimizer's default, so an
+``auto`` trial that becomes AdamW and an ``adamw`` trial are one training. Without a fold budget the planned
+iterations are the config's own and ``auto`` resolves at the claim; a budgeted fold plans them from its timed
+probe, so an ``auto`` trial there is checked again when its first fold's schedule is laid out (:func:`settle`): an
+earlier trial with that training makes it a duplicate then, with what any duplicate gets.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.space import SearchSpace, resolve
-from automed.train.config import TrainConfig
+from automed.train.config import TrainConfig, resolve_optimizer
 from automed.workdir import flocked
 
 CLAIMS = ".claims.lock"  # in the sweep dir (trials/ holds trial folders only): held while a trial claims its config
@@ -49,6 +56,7 @@ def claim(
     base = TrainConfig.model_validate(ctx.base_config)
     config = resolve(space, base, plan, values)
     dumped = config.model_dump(mode="json")
+    identity = training_identity(config, _planned(ctx, config))
     tfile = td / "trial.json"
     td.parent.mkdir(parents=True, exist_ok=True)
     with flocked(Path(ctx.sweep_dir) / CLAIMS):
@@ -63,11 +71,12 @@ def claim(
                 )
             original = saved.get("duplicate_of")
         else:
-            original = _same_config(td.parent, dumped)
+            original = _same_training(td.parent, dumped, identity)
             default = bool(ctx.default_point) and original is None
-            default = default and dumped == resolve(space, base, plan, ctx.default_point).model_dump(
-                mode="json"
-            )
+            if default:
+                planner = resolve(space, base, plan, ctx.default_point)
+                same = identity is not None and identity == training_identity(planner, _planned(ctx, planner))
+                default = same or dumped == planner.model_dump(mode="json")
             td.mkdir(exist_ok=True)
             write_json_atomic(
                 tfile,
@@ -77,6 +86,7 @@ def claim(
                     "is_default": default,
                     "config": dumped,
                     "digest": config.digest(),
+                    **({"identity": identity} if identity is not None else {}),
                     **({"duplicate_of": original} if original else {}),
                 },
             )
@@ -85,14 +95,81 @@ def claim(
     return td, config, original
 
 
-def _same_config(trials: Path, config: dict[str, Any]) -> str | None:
-    """The trial (not itself a duplicate) that claimed ``config`` first, if any."""
+def training_identity(config: TrainConfig, iterations: int | None) -> dict[str, Any] | None:
+    """What ``config`` trains: its dump with the optimizer and initial learning rate it resolves to at ``iterations``
+    planned iterations (:func:`~automed.train.config.resolve_optimizer`). None: ``auto`` whose iterations are not
+    known yet (a budgeted fold plans them from its timed probe)."""
+    if config.optimizer == "auto" and iterations is None:
+        return None
+    name, lr, _ = resolve_optimizer(config, iterations or 0)  # an explicit optimizer ignores the iterations
+    return {**config.model_dump(mode="json"), "optimizer": name, "learning_rate": lr}
+
+
+def _planned(ctx: SweepContext, config: TrainConfig) -> int | None:
+    """A fold's planned iterations when known before it trains: the config's own without a fold budget."""
+    return config.epochs * config.iterations_per_epoch if ctx.fold_budget_s is None else None
+
+
+def _identity_of(t: dict[str, Any]) -> dict[str, Any] | None:
+    """A claimed trial's training identity: recorded, else (a trial.json written before it was) its explicit
+    optimizer's."""
+    if t.get("identity") is not None:
+        return dict(t["identity"])
+    return training_identity(TrainConfig.model_validate(t["config"]), None)
+
+
+def _same_training(
+    trials: Path, config: dict[str, Any] | None, identity: dict[str, Any] | None, besides: str = ""
+) -> str | None:
+    """The trial (not itself a duplicate, nor ``besides``) that claimed ``config``, or a config that trains as
+    ``identity`` says, first, if any."""
     for tfile in sorted(trials.glob("*/trial.json")):
         with contextlib.suppress(OSError, ValueError):
             t = json.loads(tfile.read_text())
-            if not t.get("duplicate_of") and t.get("config") == config:
+            if t.get("duplicate_of") or t["key"] == besides:
+                continue
+            if t.get("config") == config or (identity is not None and _identity_of(t) == identity):
                 return str(t["key"])
     return None
+
+
+class SameTraining(Exception):  # noqa: N818  (an outcome that ends training, not an error)
+    """Raised in a trial whose ``auto`` optimizer resolved to the training of ``original``: it stops and is that
+    trial's duplicate (:func:`settle`)."""
+
+    def __init__(self, original: str) -> None:
+        super().__init__(f"trains as trial {original}")
+        self.original = original
+
+
+def settle(ctx: SweepContext, key: str, optimizer: str) -> str | None:
+    """The second check of an ``auto`` trial, once its first fold resolved ``optimizer``: records its training
+    identity in its ``trial.json`` and returns the trial that claimed that training before (None: none, it trains
+    on). That trial is then the original of this one (``duplicate_of``) and of this one's duplicates, and the
+    planner default if this one was."""
+    tfile = trial_dir(ctx, key) / "trial.json"
+    with flocked(Path(ctx.sweep_dir) / CLAIMS):
+        saved = json.loads(tfile.read_text())
+        if (
+            saved.get("identity") is not None
+        ):  # settled before: by another fold of it running at once, or a restart
+            return str(saved["duplicate_of"]) if saved.get("duplicate_of") else None
+        config = TrainConfig.model_validate(saved["config"]).model_copy(update={"optimizer": optimizer})
+        identity = training_identity(config, None)
+        original = _same_training(tfile.parent.parent, None, identity, besides=key)
+        update: dict[str, Any] = {"identity": identity}
+        if original is not None:
+            update.update(duplicate_of=original, is_default=False)
+            if saved.get("is_default"):  # the default's training is the original's
+                ofile = tfile.parent.parent / original / "trial.json"
+                write_json_atomic(ofile, {**json.loads(ofile.read_text()), "is_default": True})
+            for dfile in tfile.parent.parent.glob("*/trial.json"):  # its own duplicates repeat the original
+                with contextlib.suppress(OSError, ValueError):
+                    dup = json.loads(dfile.read_text())
+                    if dup.get("duplicate_of") == key:
+                        write_json_atomic(dfile, {**dup, "duplicate_of": original})
+        write_json_atomic(tfile, {**saved, **update})
+    return original
 
 
 def reuse(
