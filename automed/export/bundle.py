@@ -64,8 +64,9 @@ def copy_runtime(out: Path) -> None:
 
 
 @contextmanager
-def shipped_model(folder: Path, threads: int | None = None) -> Iterator[tuple[str, Any]]:
-    """The written bundle's own model as its ``predict.py`` builds it: its copy of the runtime package
+def shipped_model(folder: Path, model_class: str, threads: int | None = None) -> Iterator[tuple[str, Any]]:
+    """The written bundle's own model as its ``predict.py`` builds it: ``model_class`` (``module.Class`` of the
+    runtime package, the one the exporter wrote the bundle for) from its copy of the runtime package
     (``folder/runtime/``, loaded under a private name for the duration, not automed's installed
     ``automed.runtime``), its ``preprocess.json``, the runtime ``predict.py`` would choose here. Yields (runtime,
     model)."""
@@ -80,9 +81,8 @@ def shipped_model(folder: Path, threads: int | None = None) -> Iterator[tuple[st
         spec.loader.exec_module(sys.modules[name])
         runtime = importlib.import_module(f"{name}.backends").choose_runtime(None, meta["files"])
         assert runtime is not None, "the exporting environment has neither onnxruntime nor openvino"
-        image_level = meta.get("task") in ("classification", "regression")
-        module = importlib.import_module(f"{name}.{'image_model' if image_level else 'model'}")
-        model = (module.ImageBundleModel if image_level else module.BundleModel)(
+        module, cls = model_class.rsplit(".", 1)
+        model = getattr(importlib.import_module(f"{name}.{module}"), cls)(
             folder, meta, runtime, threads=threads
         )
         yield runtime, model

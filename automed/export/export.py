@@ -40,6 +40,7 @@ from automed.records import read_train_config
 from automed.workdir import WorkDir
 
 FORMATS = ("onnx", "openvino")
+BUNDLE_MODEL = "model.BundleModel"  # the runtime class a label-map bundle's predict.py runs
 THRESHOLDS = {
     "f32": {"max_abs_prob": 1e-3, "min_dice": 0.999},
     "bf16": {"max_abs_prob": 0.1, "min_dice": 0.98},
@@ -241,7 +242,7 @@ def _bundle_prediction(
     """The written bundle's own model (:func:`shipped_model`) on the parity case: runtime, prediction, seconds
     (best of ``repeats``, the model loaded before timing like the other rows)."""
     image = channels.astype(np.float32)
-    with shipped_model(folder, threads) as (runtime, model):
+    with shipped_model(folder, BUNDLE_MODEL, threads) as (runtime, model):
         out, seconds = best_of(lambda: model.predict(image, spacing_zyx, probabilities=True), repeats)
     return runtime, Prediction(*out), seconds
 

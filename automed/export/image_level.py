@@ -29,6 +29,7 @@ from automed.preprocess.pipeline import spec_for
 from automed.records import read_cv_summary
 from automed.workdir import WorkDir
 
+BUNDLE_MODEL = "image_model.ImageBundleModel"  # the runtime class an image-level bundle's predict.py runs
 # max |dp| of probabilities, or |dv| / std of regression values: the label maps' thresholds, one table of precisions
 THRESHOLDS = {prec: th["max_abs_prob"] for prec, th in SEGMENTATION_THRESHOLDS.items()}
 
@@ -71,7 +72,7 @@ def _bundle_prediction(
     """The written bundle's own model (:func:`shipped_model`) on the parity case: runtime, prediction comparable
     with torch's, seconds (best of ``repeats``, the model loaded before timing)."""
     image, spacing = channels.astype(np.float32), list(geometry.spacing_zyx)
-    with shipped_model(folder) as (runtime, model):
+    with shipped_model(folder, BUNDLE_MODEL) as (runtime, model):
         row, best = best_of(lambda: model.predict(image, spacing), repeats)
     if target.kind == "regression":
         return runtime, ImagePrediction(None, None, None, float(row["prediction"])), best

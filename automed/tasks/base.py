@@ -9,16 +9,20 @@ the task (:func:`automed.tasks.registry.task_for`); nothing else names a metric.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
     from matplotlib.figure import Figure
     from torch.utils.data import IterableDataset
 
     from automed.data.dataset import Dataset
+    from automed.data.io import Geometry
+    from automed.export.export import ExportResult
     from automed.plan.schema import ConfigurationPlan, Plan
     from automed.train.config import Augmentation, TrainConfig
     from automed.train.data import CaseStore, SamplerSpec
@@ -58,6 +62,9 @@ class Task(Protocol):
     ignored_settings: tuple[
         str, ...
     ]  # training config fields the task does not use (set: said; searched: refused)
+    links_export: (
+        bool  # `automed predict` on the training runs its export (export_link.json) instead of torch
+    )
 
     def build_network(
         self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig
@@ -172,4 +179,25 @@ class Task(Protocol):
 
     def ensemble_predictor(self, members: list[Any], postprocessing: list[dict[str, Any]]) -> Any:
         """The mean of several trainings' predictors (a pair ``automed select`` chose)."""
+        ...
+
+    def export(
+        self,
+        predictor: Any,
+        source: str | Path,
+        out: Path,
+        formats: list[str],
+        sample: tuple[str, np.ndarray, Geometry] | None,
+        *,
+        ov_precision: str,
+        repeats: int,
+        step: Callable[[str], None],
+    ) -> ExportResult:
+        """``predictor``'s networks converted to ``formats`` with the standalone bundle in ``out``, checked against
+        torch (parity, latency) on ``sample``; ``step`` is told each step as it starts. Refuses what the task cannot
+        export (a cascade, an image-level pair), naming ``source`` (the model as given)."""
+        ...
+
+    def model_card(self, predictor: Any, report: dict[str, Any], workdir: Path | None) -> str:
+        """The export's MODEL_CARD.md (``report``: the export's checks; ``workdir``: None for a registered model)."""
         ...

@@ -10,8 +10,9 @@ fold's table with :mod:`automed.evaluate.image_level` (scikit-learn).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,7 @@ from torch.utils.data import IterableDataset
 from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset, load_dataset
-from automed.errors import ConfigError
+from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.image_level import (
     classification_metrics,
     classification_score,
@@ -44,6 +45,10 @@ from automed.train.data import CaseStore, SamplerSpec
 from automed.train.image_data import WholeImageStream
 from automed.train.meta import ModelMeta, resolve_training
 from automed.workdir import WorkDir
+
+if TYPE_CHECKING:
+    from automed.data.io import Geometry
+    from automed.export.export import ExportResult
 
 PREFIX = "probability_"
 
@@ -88,6 +93,7 @@ class ImageLevelTask:
     image_level = True
     # whole images into an encoder and a linear head: no per-voxel loss, no decoder outputs, no foreground patches
     ignored_settings: tuple[str, ...] = ("loss", "deep_supervision", "foreground_oversample")
+    links_export = False  # the export runs through its own predict.py
 
     def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
         batch = resolve_training(plan, config).batch_size
@@ -280,6 +286,37 @@ class ImageLevelTask:
         from automed.infer.image_level import ImageEnsemble
 
         return ImageEnsemble(members)
+
+    def export(
+        self,
+        predictor: Any,
+        source: str | Path,
+        out: Path,
+        formats: list[str],
+        sample: tuple[str, np.ndarray, Geometry] | None,
+        *,
+        ov_precision: str,
+        repeats: int,
+        step: Callable[[str], None],
+    ) -> ExportResult:
+        from automed.export.image_level import export_image_predictor
+        from automed.infer.image_level import ImageEnsemble
+
+        if isinstance(predictor, ImageEnsemble):
+            raise ArtifactError.single(
+                source,
+                "an export holds one classification or regression training",
+                "a pair chosen by automed select",
+                "export each member's work dir (the pair's model_bundle predicts with `automed predict`)",
+            )
+        return export_image_predictor(
+            predictor, out, formats, sample, ov_precision=ov_precision, repeats=repeats, step=step
+        )
+
+    def model_card(self, predictor: Any, report: dict[str, Any], workdir: Path | None) -> str:
+        from automed.export.image_level import image_card
+
+        return image_card(predictor, report, workdir)
 
 
 class _CrossEntropy(nn.Module):

@@ -5,8 +5,9 @@ maps written in the input geometry, and the largest-component postprocessing dec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +33,10 @@ from automed.train.losses import DeepSupervisionLoss, build_loss
 from automed.train.meta import ModelMeta
 from automed.train.networks import segmentation_network
 from automed.workdir import WorkDir
+
+if TYPE_CHECKING:
+    from automed.data.io import Geometry
+    from automed.export.export import ExportResult
 
 
 class PseudoDice:
@@ -66,6 +71,7 @@ class Segmentation:
     epoch_label = "pseudo-Dice"
     image_level = False
     ignored_settings: tuple[str, ...] = ()
+    links_export = True
 
     def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
         return segmentation_network(cfg_plan, config)
@@ -253,3 +259,30 @@ class Segmentation:
         from automed.infer.ensemble import EnsemblePredictor
 
         return EnsemblePredictor(members, postprocessing)
+
+    def export(
+        self,
+        predictor: Any,
+        source: str | Path,
+        out: Path,
+        formats: list[str],
+        sample: tuple[str, np.ndarray, Geometry] | None,
+        *,
+        ov_precision: str,
+        repeats: int,
+        step: Callable[[str], None],
+    ) -> ExportResult:
+        from automed.export.export import export_predictor
+
+        return export_predictor(
+            predictor, out, formats, sample, ov_precision=ov_precision, repeats=repeats, step=step
+        )
+
+    def model_card(self, predictor: Any, report: dict[str, Any], workdir: Path | None) -> str:
+        """A pair's card names its members and the pair's own postprocessing."""
+        from automed.export.card import model_card, pair_card
+        from automed.infer.ensemble import EnsemblePredictor
+
+        if isinstance(predictor, EnsemblePredictor):
+            return pair_card(predictor, report, workdir)
+        return model_card(predictor, report, workdir)

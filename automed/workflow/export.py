@@ -46,21 +46,13 @@ def export(
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.export.bundle import readable
-    from automed.export.card import model_card, pair_card
-    from automed.export.export import (
-        THRESHOLDS,
-        export_predictor,
-        first_validation_case,
-        parity_failures,
-        parse_formats,
-    )
-    from automed.export.image_level import export_image_predictor, image_card
+    from automed.export.export import THRESHOLDS, first_validation_case, parity_failures, parse_formats
     from automed.export.link import checkpoint_digests, write_link
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
-    from automed.infer.image_level import ImageEnsemble, ImagePredictor
     from automed.infer.inputs import discover, takes_dimension
     from automed.registry import check_choice
+    from automed.tasks.registry import task_for
     from automed.train.device import cpu_has_native_bf16
 
     fmts = parse_formats(formats)
@@ -110,30 +102,18 @@ def export(
         sample = (redactor.case(sample[0]), sample[1], sample[2])
     final = Path(output)
     workdir = None if is_uri else Path(model)
-    image_level = isinstance(predictor, ImagePredictor)
-    if isinstance(predictor, ImageEnsemble):
-        raise ArtifactError.single(
-            model,
-            "an export holds one classification or regression training",
-            "a pair chosen by automed select",
-            "export each member's work dir (the pair's model_bundle predicts with `automed predict`)",
-        )
+    task = task_for(predictor.plan.task_type, model)
     with atomic_directory(final) as tmp, progress_bar(disable=not show_progress) as bar:
         # a failed export leaves the earlier one (and its link) in place
-        task = bar.add_task("export", total=None)
+        shown = bar.add_task("export", total=None)
 
         def step(what: str) -> None:  # each network's conversion, the bundle, the parity and latency check
-            bar.update(task, description=f"export: {what}", advance=1)
+            bar.update(shown, description=f"export: {what}", advance=1)
 
-        if image_level:
-            res = export_image_predictor(
-                predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats, step=step
-            )
-        else:
-            res = export_predictor(
-                predictor, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats, step=step
-            )
-        bar.update(task, description="export", total=bar.tasks[0].completed)
+        res = task.export(
+            predictor, model, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats, step=step
+        )
+        bar.update(shown, description="export", total=bar.tasks[0].completed)
         failed = parity_failures(res.report)
         if (
             failed
@@ -147,20 +127,14 @@ def export(
                 "report this model with that file; predict with the torch model meanwhile (an earlier export, if "
                 "any, is unchanged)",
             )
-        if image_level:
-            card = image_card(predictor, res.report, workdir)
-        elif isinstance(predictor, EnsemblePredictor):
-            card = pair_card(predictor, res.report, workdir)
-        else:
-            card = model_card(predictor, res.report, workdir)
-        card = redactor.text(card)
+        card = redactor.text(task.model_card(predictor, res.report, workdir))
         (tmp / "MODEL_CARD.md").write_text(card)
         mark_output(tmp, "export")
         readable(tmp)
     res.folder = final
     if workdir is not None:
         (workdir / f"{final.name}.parity-failed.json").unlink(missing_ok=True)  # an earlier failure's report
-    if link and workdir is not None and not image_level:  # image-level exports run through their predict.py
+    if link and workdir is not None and task.links_export:
         res.report["link"] = write_link(workdir, final, res.report)
     try:  # the export is in place: a registry that fails now is reported, not an export that failed
         res.report["registered"] = attach_export(final, res.report, card, str(model), tracking_uri)
