@@ -110,8 +110,8 @@ def test_a_selections_choice_is_found_in_a_copied_project(tmp_path: Path) -> Non
     """inference.json names the selection that decided it: in a copy of the project it is the copied selection (it
     named the original one, still there, so predicting with the copy was refused as chosen by another selection)."""
     from automed.errors import ArtifactError
+    from automed.select.segmentation import _choose_for_one
     from automed.workflow.predict import model_dir
-    from automed.workflow.select import _choose_for_one
 
     proj = tmp_path / "proj"
     wd = _trained(proj / "runs" / "W")

@@ -3,11 +3,15 @@ per-image outputs, so a task registered in ``automed.tasks.registry`` needs no b
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from automed.errors import ArtifactError
+from automed.tasks.base import Selected
 from automed.tasks.registry import TASKS
 
 
@@ -56,3 +60,70 @@ def test_the_bundle_model_is_the_class_its_exporter_names(tmp_path: Path) -> Non
     with shipped_model(tmp_path, "table_model.TableModel", threads=2) as (name, model):
         assert name == "onnx"
         assert type(model).__name__ == "TableModel" and model.threads == 2
+
+
+class _Ordinal:
+    """A fourth task as a plug-in would add it: ``automed select`` must take its choice as it is."""
+
+    def __init__(self) -> None:
+        self.asked: dict[str, Any] = {}
+
+    def select(self, workdirs: list[Path], out: Path, **options: Any) -> Selected:
+        self.asked = {"workdirs": workdirs, "out": out, **options}
+        chosen = {"candidate": "A", "members": [str(workdirs[0])]}
+        return Selected({"chosen": chosen, "postprocessing": []}, 0.7, {"cv_kappa_chosen": 0.7})
+
+
+def test_select_takes_the_tasks_choice_and_records_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import automed.workflow.select as wf
+
+    work = tmp_path / "A"
+    work.mkdir()
+    (work / "model.json").write_text("{}")
+    task, logged = _Ordinal(), {}
+
+    class Tracker:
+        def log_metrics(self, run: str, metrics: dict[str, float | None]) -> None:
+            logged[run] = metrics
+
+    monkeypatch.setattr(wf, "read_meta", lambda path: SimpleNamespace(task="ordinal"))
+    monkeypatch.setattr(wf, "task_for", lambda name, source: task if name == "ordinal" else None)
+    monkeypatch.setattr(
+        wf, "open_select_run", lambda workdirs, chosen, uri, red: (Tracker(), f"run-{chosen}")
+    )
+    monkeypatch.setattr(wf, "record_choice", lambda res, out, score, tracker, run: {**res, "score": score})
+    res = wf.select([work], tmp_path / "S", latency_target=2.0, max_cases=3)
+    assert task.asked == {
+        "workdirs": [work],
+        "out": tmp_path / "S",
+        "inference": True,
+        "latency_target": 2.0,
+        "max_cases": 3,
+        "device": None,
+    }
+    assert logged == {"run-A": {"cv_kappa_chosen": 0.7}}
+    assert res["score"] == 0.7 and "registered" not in res  # not settled: nothing registered again
+
+
+def test_a_settled_training_is_registered_again_after_its_choice_is_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import automed.workflow.select as wf
+
+    out, seen = tmp_path / "S", {}
+
+    def reregister(member: Path, score: float, redactor: Any) -> dict[str, Any]:
+        seen["on_disk"] = json.loads((out / "selection.json").read_text())
+        seen["args"] = (member, score)
+        return {"version": 4}
+
+    monkeypatch.setattr(wf, "registered_version", lambda member: 3)
+    monkeypatch.setattr(wf, "reregister", reregister)
+    chosen = {"candidate": "A", "members": [str(tmp_path / "A")]}
+    sel = Selected({"chosen": chosen}, 0.8, {}, settled=True)
+    wf._register_settled(sel, out, cast(Any, None))
+    assert seen["on_disk"]["registered"] == {"state": "pending: the registry had not answered yet"}
+    assert seen["args"] == (tmp_path / "A", 0.8)
+    assert sel.record["registered"] == {"version": 4}

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from automed.errors import ArtifactError
+from automed.evaluate.case_tables import PREFIX, read_case_table
 from automed.select.names import candidate_names
-from automed.tasks.image_level import PREFIX, read_case_table
-from automed.workdir import WorkDir
+from automed.tasks.base import Selected
+from automed.workdir import WorkDir, with_relative_members
 
 if TYPE_CHECKING:
     from automed.tasks.base import Task
@@ -87,3 +88,15 @@ def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
         "postprocessing": [],
         "decisions": [],
     }
+
+
+def select_image_level(workdirs: list[Path], out: Path, task: Task) -> Selected:
+    """The choice among image-level trainings, its CV score and the select run's metrics. A single training is the
+    model as it is (nothing to postprocess, no ``inference.json``)."""
+    res = compare_image_level(workdirs, task)
+    res["chosen"] = with_relative_members(res["chosen"], out)
+    final = float(res["cv_score_final"])
+    metrics: dict[str, float | None] = {f"{task.score_name}_chosen": final}
+    for i, row in enumerate(res["candidates"]):
+        metrics[f"candidate_{i}_{task.score_name}"] = row["score"]
+    return Selected(res, final, metrics)

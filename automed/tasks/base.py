@@ -53,6 +53,19 @@ class OwnChoice:
     rows: list[dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True)
+class Selected:
+    """What ``automed select`` chose among a task's trainings and pairs, before it is recorded and logged."""
+
+    record: dict[
+        str, Any
+    ]  # selection.json: candidates, the chosen one (members also relative to the folder), ...
+    score: float  # the chosen candidate's CV score (after its postprocessing), always finite
+    metrics: dict[str, float | None]  # for the select run in MLflow
+    # a single chosen training got new inference settings (inference.json): registered again with them
+    settled: bool = False
+
+
 class Task(Protocol):
     name: str
     score_name: str  # the MLflow metric a CV summary's score is logged as
@@ -200,4 +213,20 @@ class Task(Protocol):
 
     def model_card(self, predictor: Any, report: dict[str, Any], workdir: Path | None) -> str:
         """The export's MODEL_CARD.md (``report``: the export's checks; ``workdir``: None for a registered model)."""
+        ...
+
+    def select(
+        self,
+        workdirs: list[Path],
+        out: Path,
+        *,
+        inference: bool,
+        latency_target: float | None,
+        max_cases: int,
+        device: str | None,
+    ) -> Selected:
+        """``automed select``'s choice among concluded trainings of this task and their pairs on CV (``out``: the
+        selection folder), with what it settles for a single chosen training: segmentation, its postprocessing and
+        (``inference``: measured, within ``latency_target``) TTA, step and folds in ``inference.json``; image-level,
+        nothing (the model as it is). Writes no ``selection.json`` (the caller records the choice)."""
         ...

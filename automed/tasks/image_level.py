@@ -25,6 +25,7 @@ from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ArtifactError, ConfigError
+from automed.evaluate.case_tables import PREFIX
 from automed.evaluate.image_level import (
     classification_metrics,
     classification_score,
@@ -49,8 +50,7 @@ from automed.workdir import WorkDir
 if TYPE_CHECKING:
     from automed.data.io import Geometry
     from automed.export.export import ExportResult
-
-PREFIX = "probability_"
+    from automed.tasks.base import Selected
 
 
 def _target(plan: Plan) -> TargetPlan:
@@ -261,6 +261,9 @@ class ImageLevelTask:
     def score(self, summary: dict[str, Any]) -> float:
         raise NotImplementedError
 
+    def summary_metrics(self, summary: dict[str, Any]) -> dict[str, float | None]:
+        raise NotImplementedError
+
     def summary_figures(
         self, rows: list[dict[str, Any]], summary: dict[str, Any]
     ) -> list[tuple[str, Figure]]:
@@ -286,6 +289,20 @@ class ImageLevelTask:
         from automed.infer.image_level import ImageEnsemble
 
         return ImageEnsemble(members)
+
+    def select(
+        self,
+        workdirs: list[Path],
+        out: Path,
+        *,
+        inference: bool,
+        latency_target: float | None,
+        max_cases: int,
+        device: str | None,
+    ) -> Selected:
+        from automed.select.image_level import select_image_level
+
+        return select_image_level(workdirs, out, self)
 
     def export(
         self,
@@ -342,14 +359,6 @@ class _Regression(nn.Module):
     def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.loss(outputs.float(), target.float())
         return out
-
-
-def read_case_table(path: Path, kind: str) -> pd.DataFrame:
-    """A per-case table (``cv/metrics.csv``, ``automed metrics``' ``metrics.csv``) as written: case IDs, and for
-    classification the target and predicted class names, stay text; only empty cells are missing. pandas' defaults
-    would read a class ``None`` or ``NA`` and a case ``null`` as missing, and a case ``007`` as the number 7."""
-    text = {"case": str} | ({"target": str, "prediction": str} if kind == "classification" else {})
-    return pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
 
 
 def class_arrays(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[str]]:

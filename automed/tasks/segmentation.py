@@ -37,6 +37,7 @@ from automed.workdir import WorkDir
 if TYPE_CHECKING:
     from automed.data.io import Geometry
     from automed.export.export import ExportResult
+    from automed.tasks.base import Selected
 
 
 class PseudoDice:
@@ -286,3 +287,24 @@ class Segmentation:
         if isinstance(predictor, EnsemblePredictor):
             return pair_card(predictor, report, workdir)
         return model_card(predictor, report, workdir)
+
+    def select(
+        self,
+        workdirs: list[Path],
+        out: Path,
+        *,
+        inference: bool,
+        latency_target: float | None,
+        max_cases: int,
+        device: str | None,
+    ) -> Selected:
+        from automed.select.segmentation import select_segmentation
+
+        return select_segmentation(
+            workdirs,
+            out,
+            inference=inference,
+            latency_target=latency_target,
+            max_cases=max_cases,
+            device=device,
+        )

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automed.evaluate.case_tables import read_case_table
 from automed.evaluate.report import curves, paired_image_tests
 from automed.records import PROGRESS, read_progress
-from automed.tasks.image_level import read_case_table
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 

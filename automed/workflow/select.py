@@ -1,9 +1,11 @@
 """``automed select``: compare trainings and their pairs on CV, decide postprocessing and (for one chosen training)
 the inference settings, record the choice and register it.
 
-The choice never rewrites a training's ``model.json``: a single chosen training gets ``WORKDIR/inference.json``
-(postprocessing, TTA, window step, folds, with the evidence), which predict, export and registration apply; a chosen
-pair gets ``OUT/model_bundle`` (registered as a new version when its members were registered).
+The comparison and what it settles are the task's (``Task.select``: :mod:`automed.select.segmentation`,
+:mod:`automed.select.image_level`). The choice never rewrites a training's ``model.json``: a single chosen
+segmentation training gets ``WORKDIR/inference.json`` (postprocessing, TTA, window step, folds, with the evidence),
+which predict, export and registration apply; a chosen pair gets ``OUT/model_bundle`` (registered as a new version
+when its members were registered).
 """
 
 from __future__ import annotations
@@ -13,54 +15,15 @@ from typing import Any
 
 from automed.artifacts import inside, write_json_atomic
 from automed.errors import ArtifactError, ConfigError
-from automed.evaluate.summary import score
-from automed.select.inference_cost import choose, measure
+from automed.privacy import Redactor
 from automed.select.register import registered_version, reregister
 from automed.select.selection import SELECTION_FILE
-from automed.select.selection import select as compare
-from automed.train.meta import InferenceChoice, model_digest, read_meta
-from automed.workdir import WorkDir, refuse_unfinished, relative_place, with_relative_members
+from automed.tasks.base import Selected
+from automed.tasks.registry import task_for
+from automed.train.meta import read_meta
+from automed.workdir import WorkDir, refuse_unfinished
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
-from automed.workflow.select_image import select_image_level
-
-
-def _choose_for_one(
-    workdir: Path,
-    out: Path,
-    res: dict[str, Any],
-    inference: bool,
-    latency_target: float | None,
-    max_cases: int,
-    device: str | None,
-) -> None:
-    """Write the chosen training's ``inference.json`` (postprocessing, then the measured inference cost)."""
-    wd = WorkDir(workdir)
-    # the training's own settings (model.json), not an earlier choice; that choice stays in force until the new one
-    # replaces it (a select killed part-way leaves it intact)
-    meta = read_meta(wd.require_model())
-    settings = meta.inference.model_copy(update={"postprocessing": res["postprocessing"]})
-    cost = None
-    if inference:
-        table = measure(workdir, max_cases=max_cases, device=device, postprocessing=res["postprocessing"])
-        choice = choose(table, len(meta.folds), latency_target)
-        settings = settings.model_copy(
-            update={
-                "tta": meta.config.mirror_tta(choice["tta"]),
-                "mirrors": choice["mirrors"],
-                "step": choice["step"],
-                "folds": meta.folds[: choice["folds"]],
-            }
-        )
-        cost = res["inference_cost"] = {"table": table, "choice": choice}
-    InferenceChoice(
-        selection=str(out.resolve()),
-        relative=relative_place(out, workdir),
-        inference=settings,
-        decisions=res["decisions"],
-        inference_cost=cost,
-        model_digest=model_digest(wd.model),
-    ).save(wd.choice)
 
 
 def _check_output(out: Path, workdirs: list[Path]) -> None:
@@ -74,6 +37,18 @@ def _check_output(out: Path, workdirs: list[Path]) -> None:
     if res.is_dir() and any(res.iterdir()) and not (res / SELECTION_FILE).is_file():
         raise ArtifactError.single(out, "select writes into a new folder or an earlier selection",
                                    "a non-empty folder without selection.json", "choose a new folder")  # fmt: skip
+
+
+def _register_settled(sel: Selected, out: Path, redactor: Redactor) -> None:
+    """A single chosen training whose inference settings the choice changed is registered again with them (when it
+    was registered); the choice is in force already, so its record is written first, the registration pending."""
+    member = Path(sel.record["chosen"]["members"][0])
+    registered = registered_version(member)
+    out.mkdir(parents=True, exist_ok=True)
+    pending = {"registered": {"state": "pending: the registry had not answered yet"}} if registered else {}
+    write_json_atomic(out / SELECTION_FILE, {**sel.record, **pending})
+    if registered:  # the champion applies what was chosen: register again with it
+        sel.record["registered"] = reregister(member, sel.score, redactor)
 
 
 def select(
@@ -106,31 +81,19 @@ def select(
             sorted(tasks),
             "select them separately",
         )
-    if tasks != {"segmentation"}:
-        return select_image_level([Path(w) for w in workdirs], out, tracking_uri, redactor)
-    res = compare([Path(w) for w in workdirs], out, write=False)  # written once, complete, at the end
-    res["chosen"] = with_relative_members(res["chosen"], out)
-    members = [Path(m) for m in res["chosen"]["members"]]
-    final = score(res["cv_dice_final"]["foreground_mean"])
-    if len(members) == 1:
-        _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device)
-        registered = registered_version(members[0])
-        # the choice is in force now: its record must not wait on MLflow (completed below)
-        out.mkdir(parents=True, exist_ok=True)
-        pending = (
-            {"registered": {"state": "pending: the registry had not answered yet"}} if registered else {}
-        )
-        write_json_atomic(out / SELECTION_FILE, {**res, **pending})
-        if registered:  # the champion applies what was chosen: register again with it
-            res["registered"] = reregister(members[0], final, redactor)
-    tracker, run = open_select_run(
-        [Path(w) for w in workdirs], res["chosen"]["candidate"], tracking_uri, redactor
+    task = task_for(tasks.pop(), workdirs[0])
+    sel = task.select(
+        [Path(w) for w in workdirs],
+        out,
+        inference=inference,
+        latency_target=latency_target,
+        max_cases=max_cases,
+        device=device,
     )
-    metrics: dict[str, float | None] = {
-        "cv_dice_fg_mean_chosen": res["cv_dice_before_postprocessing"]["foreground_mean"],
-        "cv_dice_fg_mean_postprocessed": res["cv_dice_final"]["foreground_mean"],
-    }
-    for i, row in enumerate(res["candidates"]):
-        metrics[f"candidate_{i}_cv_dice_fg_mean"] = row["foreground_mean"]
-    tracker.log_metrics(run, metrics)
-    return record_choice(res, out, final, tracker, run)
+    if sel.settled:
+        _register_settled(sel, out, redactor)
+    tracker, run = open_select_run(
+        [Path(w) for w in workdirs], sel.record["chosen"]["candidate"], tracking_uri, redactor
+    )
+    tracker.log_metrics(run, sel.metrics)
+    return record_choice(sel.record, out, sel.score, tracker, run)
