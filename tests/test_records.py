@@ -93,7 +93,7 @@ def test_the_cv_summary_carries_its_version_in_the_file_only(tmp_path: Path) -> 
     """Segmentation and image-level tasks write it; the summary a training returns (and logs) has no version."""
     from automed.evaluate.metrics import label_metrics
     from automed.evaluate.summary import metrics_rows, write_summary
-    from automed.tasks.image_level import Regression
+    from automed.tasks.regression import Regression
 
     full = np.zeros((4, 4, 4), bool)
     full[1:3, 1:3, 1:3] = True

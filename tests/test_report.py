@@ -53,7 +53,7 @@ def test_paired_wilcoxon_equals_scipy_and_names_the_better_run() -> None:
 
 def test_regression_runs_get_a_wilcoxon_on_absolute_errors_and_a_printable_line() -> None:
     from automed.cli.tools import _test_line
-    from automed.evaluate.report import paired_image_tests
+    from automed.evaluate.report import paired_error_tests
 
     rng = np.random.default_rng(3)
     err_a = rng.uniform(0, 100, 15)
@@ -64,7 +64,7 @@ def test_regression_runs_get_a_wilcoxon_on_absolute_errors_and_a_printable_line(
             for r, e in (("a", err_a), ("b", err_b))
         ]
     )
-    (test,) = paired_image_tests(table, "regression")
+    (test,) = paired_error_tests(table)
     assert test["p_value"] == pytest.approx(stats.wilcoxon(err_a, err_b).pvalue)
     assert test["better"] == "a" and test["median_difference"] == pytest.approx(np.median(err_b - err_a))
     line = _test_line(test)  # what `automed report` prints for it (it once expected a structure name)

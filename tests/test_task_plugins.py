@@ -8,7 +8,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pandas as pd
 import pytest
+from scipy import stats
 
 from automed.errors import ArtifactError
 from automed.tasks.base import Selected
@@ -127,3 +129,46 @@ def test_a_settled_training_is_registered_again_after_its_choice_is_on_disk(
     assert seen["on_disk"]["registered"] == {"state": "pending: the registry had not answered yet"}
     assert seen["args"] == (tmp_path / "A", 0.8)
     assert sel.record["registered"] == {"version": 4}
+
+
+def test_classification_runs_are_compared_by_mcnemar_on_the_cases_one_gets_right(tmp_path: Path) -> None:
+    task = TASKS.get("classification")
+    cases = [f"c{i}" for i in range(12)]
+    target = ["a", "b"] * 6
+    wrong_b = {"c0", "c1", "c2", "c3", "c4", "c5", "c6"}  # b errs on 7 cases, a on 1 of them and on c11
+    flip = {"a": "b", "b": "a"}
+
+    def run(name: str, wrong: set[str]) -> pd.DataFrame:
+        predicted = [flip[t] if c in wrong else t for c, t in zip(cases, target, strict=True)]
+        return pd.DataFrame({"run": name, "case": cases, "target": target, "prediction": predicted})
+
+    table = pd.concat([run("A", {"c0", "c11"}), run("B", wrong_b)])
+    both = task.case_outcomes(table)
+    assert both["correct"].tolist() == [float(c not in {"c0", "c11"}) for c in cases] + [
+        float(c not in wrong_b) for c in cases
+    ]
+    (test,) = task.paired_tests(both)
+    assert (test["test"], test["only_a_right"], test["only_b_right"], test["better"]) == (
+        "McNemar (exact)",
+        6,
+        1,
+        "A",
+    )
+    assert test["p_value"] == pytest.approx(stats.binomtest(1, 7, 0.5).pvalue)
+    assert task.summary_figures_title == "ROC / PR, confusion, calibration"
+    assert not task.summarizable([{"case": "c0", "target": "a", "prediction": "a"}])  # hard labels only
+
+
+def test_a_report_reads_a_run_as_image_level_when_its_task_says_so(tmp_path: Path) -> None:
+    from automed.workflow.report_image import image_level_kind
+
+    for problem, kind in (("regression", "regression"), ("classification", "classification"),
+                          ("segmentation", None), ("synthesis", None)):  # fmt: skip
+        run = tmp_path / problem
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps({"schema_version": 1, "problem": problem}))
+        assert image_level_kind(run) == kind
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "model.json").write_text(json.dumps({"task": "regression"}))
+    assert image_level_kind(work) == "regression"

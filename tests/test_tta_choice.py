@@ -11,7 +11,8 @@ import pytest
 import automed.tasks.image_level as il
 from automed.infer.image_level import ImagePredictor
 from automed.tasks.base import OwnChoice
-from automed.tasks.image_level import Classification, Regression
+from automed.tasks.classification import Classification
+from automed.tasks.regression import Regression
 
 _UNUSED: Any = None  # the plan and config: only the patched predictor would read them
 

@@ -156,33 +156,47 @@ def curves(histories: dict[str, list[dict[str, Any]]]) -> Figure:
     return fig
 
 
-def paired_image_tests(table: pd.DataFrame, kind: str) -> list[dict[str, Any]]:
-    """Every pair of image-level runs on the cases both predicted: for classification the exact McNemar test on the
-    cases one run got right and the other wrong (binomial, scipy), for regression the Wilcoxon signed-rank test on
-    the absolute errors; the better run (more correct, or smaller median absolute error); Holm over all pairs."""
-    rows: list[dict[str, Any]] = []
+def _paired(table: pd.DataFrame, value: str) -> list[tuple[str, str, pd.DataFrame]]:
+    """Every two runs with the per-case ``value`` of the cases both predicted (runs sharing none left out)."""
     runs = list(dict.fromkeys(table["run"]))
-    value = "correct" if kind == "classification" else "abs_error"
     wide = table.pivot_table(index="case", columns="run", values=value, aggfunc="first")
-    for a, b in itertools.combinations([r for r in runs if r in wide], 2):
-        both = wide[[a, b]].dropna()
-        if both.empty:  # no case predicted by both under one name
-            continue
-        entry: dict[str, Any] = {"run_a": a, "run_b": b, "n_cases": len(both)}
-        if kind == "classification":
-            only_a = int(((both[a] > 0) & (both[b] == 0)).sum())
-            only_b = int(((both[b] > 0) & (both[a] == 0)).sum())
-            n = only_a + only_b
-            p = float(stats.binomtest(min(only_a, only_b), n, 0.5).pvalue) if n else 1.0
-            entry.update(test="McNemar (exact)", only_a_right=only_a, only_b_right=only_b, p_value=p)
-            entry["better"] = "-" if only_a == only_b else (a if only_a > only_b else b)
-        else:
-            diff = (both[b] - both[a]).to_numpy()
-            p = float(stats.wilcoxon(both[a], both[b]).pvalue) if len(diff) and np.any(diff != 0) else 1.0
-            med = float(np.median(diff)) if len(diff) else math.nan
-            entry.update(test="Wilcoxon (absolute errors)", median_difference=med, p_value=p)
-            entry["better"] = "-" if not med or math.isnan(med) else (a if med > 0 else b)
-        rows.append(entry)
+    pairs = [
+        (a, b, wide[[a, b]].dropna()) for a, b in itertools.combinations([r for r in runs if r in wide], 2)
+    ]
+    return [(a, b, both) for a, b, both in pairs if not both.empty]  # empty: no case under one name in both
+
+
+def _holm_corrected(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry, adj in zip(rows, holm([r["p_value"] for r in rows]), strict=True):
         entry["p_holm"] = adj
     return rows
+
+
+def paired_correct_tests(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every pair of classification runs on the cases both predicted (``correct``: 1 or 0 per case): the exact
+    McNemar test on the cases one run got right and the other wrong (binomial, scipy), the run with more right, Holm
+    over all pairs."""
+    rows: list[dict[str, Any]] = []
+    for a, b, both in _paired(table, "correct"):
+        only_a = int(((both[a] > 0) & (both[b] == 0)).sum())
+        only_b = int(((both[b] > 0) & (both[a] == 0)).sum())
+        n = only_a + only_b
+        p = float(stats.binomtest(min(only_a, only_b), n, 0.5).pvalue) if n else 1.0
+        rows.append({"run_a": a, "run_b": b, "n_cases": len(both), "test": "McNemar (exact)",
+                     "only_a_right": only_a, "only_b_right": only_b, "p_value": p,
+                     "better": "-" if only_a == only_b else (a if only_a > only_b else b)})  # fmt: skip
+    return _holm_corrected(rows)
+
+
+def paired_error_tests(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Every pair of regression runs on the cases both predicted (``abs_error`` per case): the Wilcoxon signed-rank
+    test on the absolute errors, the run with the smaller median absolute error, Holm over all pairs."""
+    rows: list[dict[str, Any]] = []
+    for a, b, both in _paired(table, "abs_error"):
+        diff = (both[b] - both[a]).to_numpy()
+        p = float(stats.wilcoxon(both[a], both[b]).pvalue) if len(diff) and np.any(diff != 0) else 1.0
+        med = float(np.median(diff)) if len(diff) else math.nan
+        rows.append({"run_a": a, "run_b": b, "n_cases": len(both), "test": "Wilcoxon (absolute errors)",
+                     "median_difference": med, "p_value": p,
+                     "better": "-" if not med or math.isnan(med) else (a if med > 0 else b)})  # fmt: skip
+    return _holm_corrected(rows)

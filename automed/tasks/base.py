@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
     import torch
     from matplotlib.figure import Figure
     from torch.utils.data import IterableDataset
@@ -75,9 +76,9 @@ class Task(Protocol):
     ignored_settings: tuple[
         str, ...
     ]  # training config fields the task does not use (set: said; searched: refused)
-    links_export: (
-        bool  # `automed predict` on the training runs its export (export_link.json) instead of torch
-    )
+    # `automed predict` on the training runs its export (export_link.json) instead of torch
+    links_export: bool
+    summary_figures_title: str  # what summary_figures draws, as a report heading ("" when none)
 
     def build_network(
         self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig
@@ -173,6 +174,19 @@ class Task(Protocol):
         self, rows: list[dict[str, Any]], summary: dict[str, Any]
     ) -> list[tuple[str, Figure]]:
         """Figures of a CV summary (ROC, confusion matrix, ...); none for segmentation yet."""
+        ...
+
+    def summarizable(self, rows: list[dict[str, Any]]) -> bool:
+        """Whether per-case rows hold what :meth:`summarize` needs (a classification table of hard labels, as
+        ``automed metrics`` takes, has no class probabilities)."""
+        ...
+
+    def case_outcomes(self, table: pd.DataFrame) -> pd.DataFrame:
+        """A per-case table of runs (``run``, ``case``, ...) with the column its paired tests compare."""
+        ...
+
+    def paired_tests(self, table: pd.DataFrame) -> list[dict[str, Any]]:
+        """Tests between every two runs of :meth:`case_outcomes`' table on the cases both predicted, Holm-corrected."""
         ...
 
     def load_predictor(self, workdir: Path, device: str | None) -> Any:

@@ -25,14 +25,9 @@ from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset, load_dataset
 from automed.errors import ArtifactError, ConfigError
-from automed.evaluate.case_tables import PREFIX
 from automed.evaluate.image_level import (
-    classification_metrics,
-    classification_score,
     epoch_auc,
     epoch_r2,
-    regression_metrics,
-    regression_score,
 )
 from automed.evaluate.summary import cv_order
 from automed.infer.image_level import ImagePredictor
@@ -94,6 +89,7 @@ class ImageLevelTask:
     # whole images into an encoder and a linear head: no per-voxel loss, no decoder outputs, no foreground patches
     ignored_settings: tuple[str, ...] = ("loss", "deep_supervision", "foreground_oversample")
     links_export = False  # the export runs through its own predict.py
+    summary_figures_title = ""
 
     def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
         batch = resolve_training(plan, config).batch_size
@@ -269,6 +265,15 @@ class ImageLevelTask:
     ) -> list[tuple[str, Figure]]:
         raise NotImplementedError
 
+    def summarizable(self, rows: list[dict[str, Any]]) -> bool:
+        raise NotImplementedError
+
+    def case_outcomes(self, table: pd.DataFrame) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def paired_tests(self, table: pd.DataFrame) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
     def load_predictor(self, workdir: Path, device: str | None) -> ImagePredictor:
         return ImagePredictor.from_workdir(workdir, device=device)
 
@@ -359,81 +364,3 @@ class _Regression(nn.Module):
     def forward(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.loss(outputs.float(), target.float())
         return out
-
-
-def class_arrays(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """True class indices, probabilities and class names of classification rows."""
-    names = [k.removeprefix(PREFIX) for k in rows[0] if k.startswith(PREFIX)]
-    proba = np.array([[float(r[PREFIX + n]) for n in names] for r in rows])
-    y = np.array([names.index(str(r["target"])) for r in rows], dtype=np.int64)
-    return y, proba, names
-
-
-class Classification(ImageLevelTask):
-    name = "classification"
-    score_name = "cv_auc"
-    epoch_metric = "val_auc"
-    epoch_label = "AUC"
-
-    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        y, proba, names = class_arrays(rows)
-        return classification_metrics(y, proba, names)
-
-    def score(self, summary: dict[str, Any]) -> float:
-        return classification_score(summary)
-
-    def summary_metrics(self, summary: dict[str, Any]) -> dict[str, float | None]:
-        out: dict[str, float | None] = {
-            self.score_name: summary["auc_macro"],
-            "cv_accuracy": summary["accuracy"],
-            "cv_balanced_accuracy": summary["balanced_accuracy"],
-            "cv_f1_macro": summary["f1_macro"],
-            "cv_ece": summary["ece"],
-        }
-        for name, m in summary["per_class"].items():
-            for key in ("sensitivity", "specificity", "auc"):
-                out[f"cv_{key}_{safe_key(name)}"] = m[key]
-        return out
-
-    def summary_figures(
-        self, rows: list[dict[str, Any]], summary: dict[str, Any]
-    ) -> list[tuple[str, Figure]]:
-        from automed.evaluate.image_plots import calibration_figure, confusion_figure, roc_pr_figure
-
-        y, proba, names = class_arrays(rows)
-        return [
-            ("roc_pr.png", roc_pr_figure(y, proba, names)),
-            ("confusion_matrix.png", confusion_figure(summary["confusion_matrix"], names)),
-            ("calibration.png", calibration_figure(y, proba, names)),
-        ]
-
-
-class Regression(ImageLevelTask):
-    name = "regression"
-    score_name = "cv_r2"
-    epoch_metric = "val_r2"
-    epoch_label = "R²"
-
-    def summarize(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        y = np.array([float(r["target"]) for r in rows])
-        return regression_metrics(y, np.array([float(r["prediction"]) for r in rows]))
-
-    def score(self, summary: dict[str, Any]) -> float:
-        return regression_score(summary)
-
-    def summary_metrics(self, summary: dict[str, Any]) -> dict[str, float | None]:
-        return {
-            self.score_name: summary["r2"],
-            "cv_mae": summary["mae"],
-            "cv_rmse": summary["rmse"],
-            "cv_pearson_r": summary["pearson_r"],
-            "cv_mean_error": summary["mean_error"],
-        }
-
-    def summary_figures(
-        self, rows: list[dict[str, Any]], summary: dict[str, Any]
-    ) -> list[tuple[str, Figure]]:
-        from automed.evaluate.image_plots import regression_figure
-
-        y = np.array([float(r["target"]) for r in rows])
-        return [("regression.png", regression_figure(y, np.array([float(r["prediction"]) for r in rows])))]

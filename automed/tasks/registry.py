@@ -7,7 +7,8 @@ from pathlib import Path
 from automed.errors import DatasetError, Problem
 from automed.registry import Registry
 from automed.tasks.base import Task
-from automed.tasks.image_level import Classification, Regression
+from automed.tasks.classification import Classification
+from automed.tasks.regression import Regression
 from automed.tasks.segmentation import Segmentation
 
 TASKS: Registry[Task] = Registry("task")

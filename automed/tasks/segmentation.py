@@ -35,6 +35,8 @@ from automed.train.networks import segmentation_network
 from automed.workdir import WorkDir
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from automed.data.io import Geometry
     from automed.export.export import ExportResult
     from automed.tasks.base import Selected
@@ -73,6 +75,7 @@ class Segmentation:
     image_level = False
     ignored_settings: tuple[str, ...] = ()
     links_export = True
+    summary_figures_title = ""
 
     def build_network(self, plan: Plan, cfg_plan: ConfigurationPlan, config: TrainConfig) -> torch.nn.Module:
         return segmentation_network(cfg_plan, config)
@@ -230,6 +233,18 @@ class Segmentation:
         self, rows: list[dict[str, Any]], summary: dict[str, Any]
     ) -> list[tuple[str, Figure]]:
         return []
+
+    def summarizable(self, rows: list[dict[str, Any]]) -> bool:
+        return "dice" in rows[0]
+
+    def case_outcomes(self, table: pd.DataFrame) -> pd.DataFrame:
+        return table  # Dice (and the distances) per case and structure already
+
+    def paired_tests(self, table: pd.DataFrame) -> list[dict[str, Any]]:
+        """Wilcoxon signed-rank on Dice per structure."""
+        from automed.evaluate.report import paired_tests
+
+        return paired_tests(table)
 
     def load_predictor(self, workdir: Path, device: str | None) -> Predictor:
         return Predictor.from_workdir(workdir, device=device)

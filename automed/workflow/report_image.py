@@ -1,7 +1,8 @@
-"""``automed report`` for classification and regression runs (training work dirs, or ``automed metrics`` outputs of
-those problems): per run the cross-validation numbers, ROC/PR curves, confusion matrix and calibration (classification)
-or the predicted-vs-true plot (regression), training curves of every fold, paired tests between runs (exact McNemar on
-the cases one run gets right and the other wrong; Wilcoxon on absolute errors) and the per-case table."""
+"""``automed report`` for runs of image-level tasks (training work dirs, or ``automed metrics`` outputs of those
+problems): per run the cross-validation numbers and the task's summary figures (classification: ROC/PR curves,
+confusion matrix and calibration; regression: predicted vs true), training curves of every fold, the task's paired
+tests between runs (exact McNemar on the cases one run gets right and the other wrong; Wilcoxon on absolute errors)
+and the per-case table."""
 
 from __future__ import annotations
 
@@ -13,25 +14,28 @@ import numpy as np
 import pandas as pd
 
 from automed.evaluate.case_tables import read_case_table
-from automed.evaluate.report import curves, paired_image_tests
+from automed.evaluate.report import curves
 from automed.records import PROGRESS, read_progress
+from automed.tasks.registry import TASKS, task_for
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 
-KINDS = ("classification", "regression")
 SHOWN_METRICS = ("accuracy", "balanced_accuracy", "auc_macro", "f1_macro", "ece")
 
 
+def _image_level(name: str) -> str | None:
+    return name if name in TASKS and TASKS.get(name).image_level else None
+
+
 def image_level_kind(path: Path) -> str | None:
-    """``classification``/``regression`` for a run of that problem, else ``None``."""
+    """The task of a run whose task predicts one row per image (``classification``, ``regression``), else
+    ``None``: a training's (``model.json``) or an ``automed metrics`` output's problem (``summary.json``)."""
     wd = WorkDir(path)
     if path.is_dir() and wd.model.is_file():
-        task = str(json.loads(wd.model.read_text()).get("task", ""))
-        return task if task in KINDS else None
+        return _image_level(str(json.loads(wd.model.read_text()).get("task", "")))
     summary = (path if path.is_dir() else path.parent) / "summary.json"
     if summary.is_file():
-        problem = json.loads(summary.read_text()).get("problem")
-        return str(problem) if problem in KINDS else None
+        return _image_level(str(json.loads(summary.read_text()).get("problem")))
     return None
 
 
@@ -65,15 +69,12 @@ def write_image_level(
     folder: Path,
     extra: list[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    from automed.tasks.registry import task_for
-
     task = task_for(kind, "report")
     sections: list[tuple[str, str]] = []
     means = []
     for name, df in zip(names, tables, strict=True):
         rows = _rows(df)
-        has_proba = any(k.startswith("probability_") for k in rows[0])
-        summary = task.summarize(rows) if kind == "regression" or has_proba else {}
+        summary = task.summarize(rows) if task.summarizable(rows) else {}
         numbers = {k: v for k, v in summary.items() if isinstance(v, int | float)}
         if (
             not summary
@@ -90,27 +91,14 @@ def write_image_level(
             figures = "".join(
                 png(fig, folder / f"{name}_{file}") for file, fig in task.summary_figures(rows, summary)
             )
-            sections.append(
-                (
-                    f"{name}: "
-                    + (
-                        "ROC / PR, confusion, calibration"
-                        if kind == "classification"
-                        else "predicted vs true"
-                    ),
-                    figures,
-                )
-            )
+            sections.append((f"{name}: {task.summary_figures_title}", figures))
     sections.insert(0, ("Cross-validation numbers per run", table(pd.DataFrame(means))))
     sections[1:1] = extra or []
     if histories:
         sections.append(("Training curves (every fold)", png(curves(histories), folder / "curves.png")))
     both = pd.concat([df.assign(run=n) for n, df in zip(names, tables, strict=True)], ignore_index=True)
-    if kind == "classification":
-        both["correct"] = (both["prediction"].astype(str) == both["target"].astype(str)).astype(float)
-    else:
-        both["abs_error"] = (both["prediction"].astype(float) - both["target"].astype(float)).abs()
-    tests = paired_image_tests(both, kind) if len(names) > 1 else []
+    both = task.case_outcomes(both)
+    tests = task.paired_tests(both) if len(names) > 1 else []
     if tests:
         pd.DataFrame(tests).to_csv(folder / "paired_tests.csv", index=False)
         sections.append(("Paired tests between runs (Holm-corrected)", table(pd.DataFrame(tests))))

@@ -70,6 +70,7 @@ def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from automed.tasks.registry import TASKS
     from automed.tracking import resolve_uri
 
     client = mlflow.MlflowClient(resolve_uri(tracking_uri))
@@ -93,10 +94,9 @@ def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
         raise ArtifactError.single(f"{RUN_PREFIX}{run_id}", "the run has cv/metrics.csv", "absent (not a "
                                    "finished training run)", "give the training's parent run")  # fmt: skip
     task = _task_of(run.data.metrics, dest / "cv" / "metrics.csv")
-    if task != "segmentation":
-        write_json_atomic(
-            dest / "summary.json", {"schema_version": 1, "problem": task}
-        )  # as `automed metrics`
+    if TASKS.get(task).image_level:
+        # the problem named as `automed metrics` names it, so that the report reads the table as its task's
+        write_json_atomic(dest / "summary.json", {"schema_version": 1, "problem": task})
     parent = f"tags.`mlflow.parentRunId` = '{run_id}'"
     for child in client.search_runs([run.info.experiment_id], filter_string=parent, max_results=1000):
         fold = child.data.tags.get("fold")
