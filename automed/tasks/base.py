@@ -3,8 +3,9 @@
 A task owns everything that depends on what is predicted: the network head and loss, the training and validation
 batches, the per-epoch validation score (best checkpoint, early stopping, ASHA reports), the validation of a fold's
 cases with their metrics and cross-validation summary, the one score that ranks folds, trials and trainings (sweep
-objective, selection, registry champion), and what training decides on its own CV for inference. The workflow asks
-the task (:func:`automed.tasks.registry.task_for`); nothing else names a metric.
+objective, selection, registry champion), and what training decides on its own CV for inference; after training,
+the choice ``automed select`` makes among its trainings, its export and model card, and what a report compares between
+its runs. The workflow asks the task (:func:`automed.tasks.registry.task_for`); nothing else names a metric.
 """
 
 from __future__ import annotations
