@@ -59,9 +59,8 @@ class OwnChoice:
 class Selected:
     """What ``automed select`` chose among a task's trainings and pairs, before it is recorded and logged."""
 
-    record: dict[
-        str, Any
-    ]  # selection.json: candidates, the chosen one (members also relative to the folder), ...
+    # selection.json: candidates, the chosen one (members also relative to the folder), ...
+    record: dict[str, Any]
     score: float  # the chosen candidate's CV score (after its postprocessing), always finite
     metrics: dict[str, float | None]  # for the select run in MLflow
     # a single chosen training got new inference settings (inference.json): registered again with them
