@@ -185,3 +185,32 @@ def test_a_series_that_is_not_one_volume_is_refused_by_the_bundle(
     (case,) = find_cases(series, 1)
     with pytest.raises(SystemExit, match=said):
         read_case(case)
+
+
+def test_channel_files_off_the_first_ones_grid_are_named(tmp_path: Path) -> None:
+    from automed.runtime.grid import channel_grid_mismatch
+
+    first = _img(tmp_path / "pat_0000.nii.gz")
+    same = _img(tmp_path / "pat_0001.nii.gz", 2.0)
+    assert channel_grid_mismatch([first, same]) is None
+    assert channel_grid_mismatch([first]) is None
+    changes = {
+        "origin": lambda img: img.SetOrigin((5.0, 0.0, 0.0)),
+        "spacing": lambda img: img.SetSpacing((1.0, 1.0, 3.0)),
+        "direction": lambda img: img.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, -1)),
+    }
+    for what, change in changes.items():
+        img = sitk.ReadImage(str(same))
+        change(img)
+        sitk.WriteImage(img, str(tmp_path / "pat_0002.nii.gz"))
+        found = channel_grid_mismatch([first, tmp_path / "pat_0002.nii.gz"])
+        assert found is not None and f"channel {what} must equal that of pat_0000.nii.gz" in found
+        assert "resample pat_0002.nii.gz onto pat_0000.nii.gz" in found
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.zeros((4, 5, 7), np.float32)), str(tmp_path / "pat_0002.nii.gz")
+    )
+    found = channel_grid_mismatch([first, tmp_path / "pat_0002.nii.gz"])
+    assert (
+        found is not None
+        and "channel size must equal that of pat_0000.nii.gz (6, 5, 4), found (7, 5, 4)" in found
+    )

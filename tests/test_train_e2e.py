@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed import api
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, DatasetError
 from automed.testing.synthetic import make_dataset
 from automed.workdir import WorkDir
 from tests.conftest import automed_ui
@@ -591,6 +591,29 @@ def test_predict_msd_4d_input(tmp_path: Path) -> None:
         tmp_path / "W", ds / "imagesTr" / "case_000.nii.gz", tmp_path / "pred", show_progress=False
     )
     assert sitk.ReadImage(str(out[0])).GetDimension() == 3
+    # the same case as nnU-Net channel files: channels in order (the 4D file's prediction); a channel on another
+    # grid (here shifted 5 mm) is refused before anything is written, not stacked voxel by voxel
+    four = sitk.ReadImage(str(ds / "imagesTr" / "case_000.nii.gz"))
+    size = [*four.GetSize()[:3], 0]
+    for folder in ("split", "shifted"):
+        (tmp_path / folder).mkdir()
+    for ch in (0, 1):
+        img = sitk.Extract(four, size, [0, 0, 0, ch])
+        sitk.WriteImage(img, str(tmp_path / "split" / f"case_000_{ch:04d}.nii.gz"))
+        if ch == 1:
+            img.SetOrigin(tuple(o + d for o, d in zip(img.GetOrigin(), (5.0, 0.0, 0.0), strict=True)))
+        sitk.WriteImage(img, str(tmp_path / "shifted" / f"case_000_{ch:04d}.nii.gz"))
+    (split,) = api.predict(tmp_path / "W", tmp_path / "split", tmp_path / "pred_split", show_progress=False)
+    assert np.array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(split))),
+        sitk.GetArrayFromImage(sitk.ReadImage(str(out[0]))),
+    )
+    with pytest.raises(DatasetError, match="one voxel grid") as err:
+        api.predict(tmp_path / "W", tmp_path / "shifted", tmp_path / "pred_shifted", show_progress=False)
+    (p,) = err.value.problems
+    assert p.file.endswith("case_000_0001.nii.gz") and "channel origin must equal" in p.rule
+    assert "resample case_000_0001.nii.gz onto case_000_0000.nii.gz" in p.fix
+    assert not (tmp_path / "pred_shifted").exists()
 
 
 def test_a_refused_retraining_leaves_the_earlier_plan(tmp_path: Path) -> None:

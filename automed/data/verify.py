@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -80,6 +81,25 @@ def _geometry_problems(
             )
         )
     return out
+
+
+def channel_grid_problems(images: Sequence[Path], tol: Tolerance | None = None) -> list[Problem]:
+    """The channel files of one case (``CASE_0000``, ``CASE_0001``, ... in order) that are not on the first one's
+    voxel grid: stacked voxel by voxel, channels of other sizes, spacings, origins or directions pair intensities of
+    different places of the body. The rule ``verify`` applies to a training case, for the inputs of ``predict``
+    (headers only; unreadable files are left to the reading that follows)."""
+    if len(images) < 2:  # one file (a 4D, RGB or one-channel image) is one grid
+        return []
+    grids: list[tuple[Path, Geometry]] = []
+    for p in images:
+        try:
+            grids.append((p, _first3(read_header(p).geometry)))
+        except DatasetError:
+            return []
+    (ref_path, ref), others = grids[0], grids[1:]
+    return [
+        q for p, g in others for q in _geometry_problems(ref_path, ref, p, g, "channel", tol or Tolerance())
+    ]
 
 
 def _header_or_problem(path: Path, problems: list[Problem]) -> Header | None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .backends import RUNTIME_MODULES, choose_runtime
+from .grid import channel_grid_mismatch
 from .image_model import ImageBundleModel
 from .inputs import find_cases
 from .io import read_case, spacing_zyx, write_labels
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     if args.no_tta:
         model.tta = False
     cases = find_cases(args.input.resolve(), model.n_channels, len(model.shape) if image_level else None)
+    for case in cases:  # every case before any prediction is written
+        if (off_grid := channel_grid_mismatch(case.paths)) is not None:
+            raise SystemExit(off_grid)
     planned = ["predictions.csv"] if image_level else [f"{c.case_id}{c.suffix}" for c in cases]
     taken = [n for n in planned if (outp / n).exists()]
     if taken and not args.overwrite:  # files of a user's (or an earlier run's) are replaced only when asked
