@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from automed import api
 from automed.cli import app
-from automed.errors import ArtifactError, ConfigError
+from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.interpret.attention import BACKENDS, ExplainedOutput, check_layer, default_layer, guided_copy
 from automed.interpret.geometry import undo_fit
 from automed.runtime.image_model import fit_centre
@@ -191,6 +191,22 @@ def test_segmentation_map_in_the_volumes_geometry(models: dict[str, Any], backen
         )  # unused in eval
     with pytest.raises(ConfigError, match="label value or name"):
         api.explain(models["seg"], models["seg_in"], models["root"] / "S_bad", label="7")
+
+
+@pytest.mark.slow
+def test_channel_files_on_different_grids_are_refused(models: dict[str, Any]) -> None:
+    four = sitk.ReadImage(str(next(models["seg_in"].iterdir())))  # the two-channel model's 4D input
+    folder = models["root"] / "off_grid_in"
+    folder.mkdir()
+    for ch in (0, 1):
+        img = sitk.Extract(four, [*four.GetSize()[:3], 0], [0, 0, 0, ch])
+        if ch == 1:
+            img.SetSpacing((1.0, 1.0, 2.0))
+        sitk.WriteImage(img, str(folder / f"pat_{ch:04d}.nii.gz"))
+    with pytest.raises(DatasetError, match="one voxel grid") as err:
+        api.explain(models["seg"], folder, models["root"] / "off_grid_maps", show_progress=False)
+    assert "pat_0001.nii.gz: channel spacing must equal" in str(err.value)
+    assert not (models["root"] / "off_grid_maps").exists()
 
 
 @pytest.mark.slow

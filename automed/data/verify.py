@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -100,6 +100,14 @@ def channel_grid_problems(images: Sequence[Path], tol: Tolerance | None = None) 
     return [
         q for p, g in others for q in _geometry_problems(ref_path, ref, p, g, "channel", tol or Tolerance())
     ]
+
+
+def check_channel_grids(cases: Iterable[Sequence[Path]]) -> None:
+    """Refuse, listing them all, the channel files of any case (one sequence of files each) off its first file's
+    grid: what ``predict`` and ``explain`` check before anything is written."""
+    off_grid = [q for images in cases for q in channel_grid_problems(images)]
+    if off_grid:
+        raise DatasetError(off_grid, "the channels of a case must lie on one voxel grid")
 
 
 def _header_or_problem(path: Path, problems: list[Problem]) -> Header | None:

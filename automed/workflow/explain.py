@@ -58,6 +58,7 @@ def explain(
     from automed.artifacts import claim_output, mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
+    from automed.data.verify import check_channel_grids
     from automed.infer.inputs import check_takes, discover, listed_files, takes_dimension
     from automed.interpret.attention import BACKENDS, Explainer, check_layer
     from automed.parallel import progress_bar
@@ -79,6 +80,7 @@ def explain(
         input_path, predictor.n_channels, takes_dimension(predictor)
     )  # a 2D model: a case per file
     check_takes(cases, predictor)
+    check_channel_grids(c.images for c in cases)
     stems = [f"{c.case_id}_{backend}" for c in cases]
     earlier = [s for s in stems if (out / f"{s}.nii.gz").exists() or (out / f"{s}.png").exists()]
     if earlier and not overwrite:  # maps of another --label or --layer have the same names

@@ -174,7 +174,7 @@ def predict(
     Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
     ``mpp`` (default: the patch miner's resolution of its training data)."""
     from automed.artifacts import claim_output, mark_output
-    from automed.data.verify import channel_grid_problems
+    from automed.data.verify import check_channel_grids
     from automed.infer.inputs import check_takes, discover, listed_files, takes_dimension
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
@@ -222,9 +222,7 @@ def predict(
             save_probabilities=save_probabilities, show_progress=show_progress))  # fmt: skip
     cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
     check_takes(cases, predictor)  # before anything is written
-    off_grid = [q for c in cases for q in channel_grid_problems(c.images)]
-    if off_grid:  # stacked as they are, the channels would pair voxels of different places
-        raise DatasetError(off_grid, "the channels of a case must lie on one voxel grid")
+    check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
