@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed.artifacts import OUTPUT_MARKER, atomic_directory, claim_output, mark_output
-from automed.errors import ArtifactError, DatasetError
+from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.infer.inputs import discover
 from automed.testing.synthetic import make_dataset
 
@@ -227,6 +227,37 @@ def test_predict_into_the_inputs_is_refused_and_nan_is_an_error(
     with pytest.raises(ArtifactError, match="never replaces a folder it did not write"):
         api.predict(trained["W"], tmp_path / "nan.mha", mine, show_progress=False, nan_to=0.0, overwrite=True)
     assert [p.name for p in mine.iterdir()] == ["manual_seg.nii.gz"]
+
+
+@pytest.mark.slow
+def test_continue_predicts_only_the_cases_an_unfinished_run_left_out(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    from automed import api
+
+    images, inputs, out = trained["ds"] / "imagesTr", tmp_path / "in", tmp_path / "P"
+    inputs.mkdir()
+    for name in ("a", "c"):
+        (inputs / f"{name}.nii.gz").write_bytes((images / f"case_00{'ac'.index(name)}.nii.gz").read_bytes())
+    img = sitk.ReadImage(str(images / "case_001.nii.gz"))
+    arr = sitk.GetArrayFromImage(img).astype(np.float32)
+    arr[0, 0, 0] = np.nan
+    bad = sitk.GetImageFromArray(arr)
+    bad.CopyInformation(img)
+    sitk.WriteImage(bad, str(inputs / "b.mha"))
+    with pytest.raises(DatasetError, match="must be finite"):  # a long run stopped by its second case
+        api.predict(trained["W"], inputs, out, show_progress=False, resume=True)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["a.nii.gz"]  # kept
+    first = (out / "a.nii.gz").stat().st_mtime_ns
+    (inputs / "b.mha").unlink()
+    done = api.predict(trained["W"], inputs, out, show_progress=False, resume=True)
+    assert done == [out / "a.nii.gz", out / "c.nii.gz"] and (out / "a.nii.gz").stat().st_mtime_ns == first
+    with pytest.raises(ArtifactError, match=r"same model and settings.*\['tta'\].*--overwrite instead"):
+        api.predict(trained["W"], inputs, out, show_progress=False, resume=True, tta=False)
+    with pytest.raises(ConfigError, match=r"--continue keeps the predictions.*--overwrite replaces them"):
+        api.predict(trained["W"], inputs, out, show_progress=False, resume=True, overwrite=True)
+    with pytest.raises(ArtifactError, match=r"earlier predictions.*or --continue"):
+        api.predict(trained["W"], inputs, out, show_progress=False)
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:

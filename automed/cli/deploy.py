@@ -149,6 +149,15 @@ def predict(
         typer.Option(help="Value for NaN/infinite input voxels (default: refuse such inputs with an error)."),
     ] = None,
     overwrite: OverwriteOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Continue an unfinished run into OUTPUT (Ctrl-C, a killed job, an input that failed): predict only "
+            "the cases whose outputs are not there yet (same model and settings only); a failed run keeps the "
+            "cases it finished.",
+        ),
+    ] = False,
     review: Annotated[
         bool,
         typer.Option(
@@ -205,6 +214,7 @@ def predict(
         on_load=lambda text: out.print(f"predicting with {text}"),
         nan_to=nan_to,
         overwrite=overwrite,
+        resume=resume,
         review=review,
         log_review=log_review,
         output_format=output_format,
@@ -218,7 +228,12 @@ def predict(
             n_rows = sum(1 for _ in csv.reader(f)) - 1
         out.print(f"wrote {n_rows} prediction(s) to {paths[0]}")
     else:
-        out.print(f"wrote {len(paths)} prediction(s) to {output}")
+        done = (
+            f"{output} holds {len(paths)} prediction(s)"
+            if resume
+            else f"wrote {len(paths)} prediction(s) to {output}"
+        )
+        out.print(done)
     if review or log_review:
         out.print(f"review: {Path(output) / 'review' / 'index.html'}")
 

@@ -14,6 +14,14 @@ from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
 from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
+from automed.workflow.predict_continue import (
+    RECORD,
+    case_files,
+    check_record,
+    refuse_unless_continuable,
+    run_settings,
+    write_record,
+)
 from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
@@ -151,6 +159,7 @@ def predict(
     on_load: Any = None,
     nan_to: float | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     review: bool = False,
     log_review: bool = False,
     output_format: str = "nifti",
@@ -166,7 +175,9 @@ def predict(
 
     ``output`` is never the model or the input folder (or one holding them); a folder that is not empty is replaced
     only with ``overwrite`` (what the new run did not write is removed when it has finished, so a killed run leaves
-    the earlier predictions); each file is written under a temporary name and renamed. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
+    the earlier predictions); each file is written under a temporary name and renamed. ``resume`` (``--continue``)
+    predicts only the cases whose outputs are not in ``output`` yet, when an earlier run of the same model and
+    settings wrote them (:mod:`automed.workflow.predict_continue`), and keeps what it finished if it fails. Non-finite input voxels are an error unless ``nan_to`` gives their value. ``review`` adds
     ``OUT/review/``: per input an annotated PNG and a JSON (label maps: the structures found; classification and
     regression: the class and probabilities, or the value), and ``index.html``; ``log_review`` (implies ``review``)
     also attaches it to the model's MLflow training run (:mod:`automed.workflow.review_log`). ``output_format`` ``dicom-seg``
@@ -179,6 +190,8 @@ def predict(
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
     review = review or log_review
+    if resume:
+        refuse_unless_continuable(overwrite, review)
     if log_review:  # before any work: the model must have a training run to attach to
         from automed.workflow.review_log import training_run
 
@@ -190,14 +203,16 @@ def predict(
         if not WorkDir(chosen).pair.is_file():  # no model here is the first thing to fix, before the output
             WorkDir(chosen).require_model()
     out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
-    earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, STAGING) for p in out.iterdir())
-    if earlier and not overwrite:  # another model's (or input's) predictions would mix with these
+    earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, STAGING, RECORD) for p in out.iterdir())
+    if (
+        earlier and not overwrite and not resume
+    ):  # another model's (or input's) predictions would mix with these
         raise ArtifactError.single(
             out,
             "predict writes into a new or empty folder",
             "earlier predictions",
-            "choose a new folder, or pass --overwrite to replace them (what the new run does not write is removed "
-            "when it has finished)",
+            "choose a new folder, pass --overwrite to replace them (what the new run does not write is removed "
+            "when it has finished), or --continue to predict only the cases an unfinished run left out",
         )
     shutil.rmtree(out / STAGING, ignore_errors=True)  # a killed slide run's, in a folder claimed as ours
     from automed.wsi.slide import slide_inputs
@@ -213,6 +228,10 @@ def predict(
         on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
     if tta is not None:  # else the model's own setting (chosen by `automed select` when it ran)
         predictor.tta = tta
+    if resume and (slides is not None or hasattr(predictor, "target")):
+        raise ConfigError.single(input_path, "--continue takes up label maps of images, case by case",
+                                 "whole slides" if slides is not None else "a classification/regression model "
+                                 "(one predictions.csv for all cases)", "drop --continue")  # fmt: skip
     if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
@@ -223,20 +242,38 @@ def predict(
     cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
     check_takes(cases, predictor)  # before anything is written
     check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places
+    holder = None if str(model).startswith("models:/") else model_dir(Path(model))
+    settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format)
+    done: list[Path] = []
+    if resume:  # the cases whose every file an earlier run of this model and these settings wrote
+        check_record(out, settings, earlier)
+        finished = {
+            c.case_id
+            for c in cases
+            if all(f.is_file() for f in case_files(out, c, save_probabilities, output_format))
+        }
+        done = [out / f"{c.case_id}{c.suffix}" for c in cases if c.case_id in finished]
+        cases = [c for c in cases if c.case_id not in finished]
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "predictions")
+    record = out / RECORD  # replacing earlier predictions: recorded once they are replaced
+    if not (earlier and overwrite):
+        write_record(out, settings)
     try:
         written, produced = _predict_cases(predictor, cases, out, model, output_format, review,
                                            save_probabilities, nan_to, show_progress)  # fmt: skip
     except (
         BaseException
-    ):  # a folder this run made holds nothing half-written (an earlier one stays as it was)
-        if created:
+    ):  # a folder this run made holds nothing half-written (an earlier one stays as it was); --continue keeps
+        if created and not resume:  # the cases it finished, to be continued
             shutil.rmtree(out, ignore_errors=True)
         raise
+    if resume:
+        return done + written
     if earlier:  # --overwrite: only now, so a killed run leaves the earlier predictions
-        _remove_older(out, produced)
+        write_record(out, settings)
+        _remove_older(out, produced | {record})
     if log_review:
         from automed.workflow.review_log import log_review as attach
 

@@ -1,0 +1,96 @@
+"""``automed predict --continue`` (nnU-Net's ``--continue_prediction``): a run into a folder that an earlier run
+left unfinished (Ctrl-C, a killed job, an input that failed) predicts only the cases whose outputs are not there yet.
+
+Every predict run of label maps records in ``OUT/.automed-predict.json`` what decides a case's outputs (the model,
+its ``model.json`` and ``automed select`` choice, TTA, probabilities, output format); ``--continue`` refuses a folder
+whose record differs, so label maps of two models or settings never mix. A case counts as finished when all its
+files are there (each is written under a temporary name and renamed, so a file there is whole)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from automed.errors import ArtifactError, ConfigError
+
+RECORD = ".automed-predict.json"
+
+
+def _digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+
+def run_settings(
+    model: str | Path, folder: Path | None, tta: bool | None, save_probabilities: bool, output_format: str
+) -> dict[str, Any]:
+    """What decides a case's outputs: the model (``folder``: the work dir or selection folder that holds it, with
+    digests of its ``model.json`` and ``inference.json``, so a retraining or a new selection is another model; a
+    registry URI as given) and the settings."""
+    where: dict[str, Any] = {"model": str(model)}
+    if folder is not None:
+        where = {
+            "model": str(folder.expanduser().resolve()),
+            "model_json": _digest(folder / "model.json"),
+            "inference_json": _digest(folder / "inference.json"),
+        }
+    return {
+        **where,
+        "tta": tta,
+        "save_probabilities": save_probabilities,
+        "output_format": output_format,
+        "schema_version": 1,
+    }
+
+
+def refuse_unless_continuable(overwrite: bool, review: bool) -> None:
+    """``--continue`` keeps earlier predictions: not with ``--overwrite`` (which replaces them) nor ``--review``
+    (its index lists the cases of one run)."""
+    clash = "--overwrite" if overwrite else "--review" if review else None
+    if clash is not None:
+        raise ConfigError.single(
+            "--continue",
+            f"--continue keeps the predictions an earlier run finished; {clash} "
+            + ("replaces them" if overwrite else "writes the pages of the cases one run predicts"),
+            f"--continue with {clash}",
+            f"drop {clash}, or drop --continue to predict every case again",
+        )
+
+
+def check_record(out: Path, now: dict[str, Any], earlier: bool) -> None:
+    """An earlier run's predictions in ``out`` are continued only with the same model and settings."""
+    if not earlier:
+        return
+    path = out / RECORD
+    before = json.loads(path.read_text()) if path.is_file() else None
+    if before == now:
+        return
+    differ = (
+        sorted(k for k in {*now, *before} if now.get(k) != before.get(k))
+        if before is not None
+        else "no record of the model that wrote them"
+    )
+    raise ArtifactError.single(
+        out,
+        "--continue adds to predictions of the same model and settings",
+        f"earlier predictions; differing: {differ}",
+        "predict into a new folder, or pass --overwrite instead of --continue to replace them",
+    )
+
+
+def write_record(out: Path, now: dict[str, Any]) -> Path:
+    from automed.artifacts import write_json_atomic
+
+    write_json_atomic(out / RECORD, now)
+    return out / RECORD
+
+
+def case_files(out: Path, case: Any, save_probabilities: bool, output_format: str) -> list[Path]:
+    """Every file a run writes for ``case`` into ``out``."""
+    files = [out / f"{case.case_id}{case.suffix}"]
+    if save_probabilities:
+        files.append(out / f"{case.case_id}.npz")
+    if output_format == "dicom-seg":
+        files.append(out / f"{case.case_id}.seg.dcm")
+    return files
