@@ -379,7 +379,7 @@ def test_a_metaimage_prediction_is_written_whole_and_listed_with_its_data_file(t
     geo = Geometry((6, 5, 4), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tuple(float(v) for v in np.eye(3).ravel()))
     labels = np.zeros((4, 5, 6), np.int16)
     labels[1:3, 2:4, 2:5] = 2
-    writer = LabelMapWriter(tmp_path)
+    writer = LabelMapWriter(tmp_path, [0, 2])
     for suffix in (".mhd", ".nii.gz", ".nhdr"):
         writer.add(
             SimpleNamespace(case_id=f"c{suffix[1:4]}", suffix=suffix),
@@ -533,3 +533,21 @@ def test_a_pair_with_a_3d_member_refuses_a_picture(tmp_path: Path) -> None:
     for pair in (Ns(members=[two, three]), Ns(model=Ns(members=[two, three]))):  # torch pair, exported pair
         with pytest.raises(DatasetError, match=r"trained on volumes \(3D\)"):
             check_takes(cases, pair)
+
+
+def test_saved_probabilities_name_the_label_of_each_channel(tmp_path: Path) -> None:
+    """With label IDs 0, 1, 4 the third probability channel is label 4: ``CASE.npz`` says so (``labels``)."""
+    from types import SimpleNamespace
+
+    from automed.data.io import Geometry
+    from automed.workflow.predict_writers import LabelMapWriter
+
+    geo = Geometry((6, 5, 4), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), tuple(float(v) for v in np.eye(3).ravel()))
+    probs = np.zeros((3, 4, 5, 6), np.float32)
+    probs[2] = 1.0
+    writer = LabelMapWriter(tmp_path, [0, 1, 4])
+    res = SimpleNamespace(labels=np.full((4, 5, 6), 4, np.int16), probabilities=probs)
+    writer.add(SimpleNamespace(case_id="c", suffix=".nii.gz"), geo, res)
+    with np.load(tmp_path / "c.npz") as z:
+        assert z["labels"].tolist() == [0, 1, 4] and np.array_equal(z["probabilities"], probs)
+        assert z["labels"][z["probabilities"].argmax(0)].max() == 4

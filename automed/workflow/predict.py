@@ -22,7 +22,13 @@ from automed.workflow.predict_continue import (
     run_settings,
     write_record,
 )
-from automed.workflow.predict_writers import DicomSegWriter, LabelMapWriter, ReviewWriter, TableWriter
+from automed.workflow.predict_writers import (
+    DicomSegWriter,
+    LabelMapWriter,
+    ReviewWriter,
+    TableWriter,
+    label_values,
+)
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
 STAGING = ".automed-new-predictions"  # slide outputs of a run into an existing folder, until it has finished
@@ -299,7 +305,9 @@ def _predict_cases(
     from automed.parallel import progress_bar
 
     image_level = hasattr(predictor, "target")
-    writer: Any = TableWriter(out, predictor.target) if image_level else LabelMapWriter(out)
+    writer: Any = (
+        TableWriter(out, predictor.target) if image_level else LabelMapWriter(out, label_values(predictor))
+    )
     if output_format == "dicom-seg":
         writer = DicomSegWriter(writer, cases, image_level, _label_names(model, predictor))
     reviewer = ReviewWriter(out / "review", predictor) if review else None

@@ -11,6 +11,14 @@ from typing import Any
 from automed.errors import DatasetError
 
 
+def label_values(predictor: Any) -> list[int]:
+    """The label value of each class (probability channel) of a segmentation predictor: torch, pair or export."""
+    values = getattr(predictor, "label_values", None)
+    if values is None:  # an exported bundle's model
+        values = getattr(getattr(predictor, "model", None), "label_values", [])
+    return [int(v) for v in values]
+
+
 class ReviewWriter:
     """``OUT/review/``: per case ``<case>.json`` (structures, components, boxes, mean probabilities) and
     ``<case>.png`` (contours), then ``index.html`` (automed.evaluate.review)."""
@@ -20,10 +28,7 @@ class ReviewWriter:
         self.folder, self.entries = folder, list[dict[str, Any]]()
         self.target = getattr(predictor, "target", None)  # classification, regression: one row per image
         plan = getattr(predictor, "plan", None)
-        values = getattr(predictor, "label_values", None)
-        if values is None:  # an exported bundle's model
-            values = getattr(getattr(predictor, "model", None), "label_values", [])
-        values = [int(v) for v in values]
+        values = label_values(predictor)
         known = {int(k): str(v) for k, v in plan.labels.items()} if plan is not None else {}
         self.names = {v: known.get(v, str(v)) for v in values if v != 0}
         self.index = {v: i for i, v in enumerate(values)}
@@ -119,10 +124,12 @@ class DicomSegWriter:
 
 
 class LabelMapWriter:
-    """A label map per case in its own geometry and format (and ``<case>.npz`` probabilities when asked)."""
+    """A label map per case in its own geometry and format (and ``<case>.npz`` probabilities when asked:
+    ``probabilities`` ``(K, z, y, x)`` in the input's array order, ``labels`` the label value of each of the K
+    channels, which with label IDs such as 0, 1, 4 is not the channel's index)."""
 
-    def __init__(self, out: Path) -> None:
-        self.out, self.written = out, list[Path]()
+    def __init__(self, out: Path, label_values: list[int]) -> None:
+        self.out, self.written, self.label_values = out, list[Path](), label_values
         self.extra: set[Path] = set()
 
     def add(self, case: Any, geometry: Any, res: Any) -> None:
@@ -135,7 +142,12 @@ class LabelMapWriter:
         self.extra.update(p for p in write_image_atomic(labels, geometry, path) if p != path)
         if res.probabilities is not None:
             ptmp = self.out / f".{case.case_id}.partial.npz"
-            np.savez_compressed(ptmp, probabilities=res.probabilities)
+            if len(self.label_values) != res.probabilities.shape[0]:
+                raise ValueError(
+                    f"{len(self.label_values)} label values for {res.probabilities.shape[0]} classes"
+                )
+            labels_of = np.asarray(self.label_values, dtype=np.int16)
+            np.savez_compressed(ptmp, probabilities=res.probabilities, labels=labels_of)
             ptmp.replace(self.out / f"{case.case_id}.npz")
             self.extra.add(self.out / f"{case.case_id}.npz")
         self.written.append(path)
