@@ -14,6 +14,7 @@ from automed import api
 from automed.data.cases import read_case
 from automed.data.dataset import construct_csv, load_dataset
 from automed.data.io import read_image
+from automed.errors import DatasetError
 from automed.testing.synthetic import make_dataset
 from tests.conftest import shared
 
@@ -205,3 +206,15 @@ def test_fingerprint_contents(tmp_path: Path) -> None:
     st = fp.channels[0].foreground
     assert st.percentile_00_5 <= st.median <= st.percentile_99_5 and st.min <= st.percentile_00_5
     assert fp.compute_hash() == fp.hash
+
+
+def test_nnunet_ignore_label_is_refused_not_trained_as_a_structure(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "nn", n_cases=3, layout="nnunetv2", shape=(8, 10, 12))
+    meta = json.loads((root / "dataset.json").read_text())
+    meta["labels"]["ignore"] = 3  # nnU-Net v2: unannotated voxels, left out of the loss
+    (root / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetError) as err:
+        load_dataset(root)
+    (p,) = err.value.problems
+    assert "'ignore' label" in p.rule and "would train and score it as a structure" in p.rule
+    assert p.value == "ignore: 3" and "remove 'ignore' from 'labels'" in p.fix

@@ -125,6 +125,17 @@ def _labels_nnunet(path: Path, value: Any, problems: list[Problem]) -> dict[int,
                     "declare one integer value per label",
                 )
             )
+        elif str(name).lower() == "ignore":  # nnU-Net v2's reserved name: voxels the loss leaves out
+            problems.append(
+                Problem(
+                    str(path),
+                    "nnU-Net's 'ignore' label (unannotated voxels left out of the loss) is not supported yet: "
+                    "automed would train and score it as a structure",
+                    f"{name}: {v!r}",
+                    "annotate those voxels (e.g. as background) and remove 'ignore' from 'labels', or train with "
+                    "nnU-Net",
+                )
+            )
         elif isinstance(v, int) and not isinstance(v, bool):
             out[v] = str(name)
         else:
