@@ -250,8 +250,10 @@ def test_continue_predicts_only_the_cases_an_unfinished_run_left_out(
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["a.nii.gz"]  # kept
     first = (out / "a.nii.gz").stat().st_mtime_ns
     (inputs / "b.mha").unlink()
+    (out / ".tmp-c.nii.gz").write_bytes(b"half of c, written when the run was killed")
     done = api.predict(trained["W"], inputs, out, show_progress=False, resume=True)
     assert done == [out / "a.nii.gz", out / "c.nii.gz"] and (out / "a.nii.gz").stat().st_mtime_ns == first
+    assert not (out / ".tmp-c.nii.gz").exists()
     with pytest.raises(ArtifactError, match=r"same model and settings.*\['tta'\].*--overwrite instead"):
         api.predict(trained["W"], inputs, out, show_progress=False, resume=True, tta=False)
     with pytest.raises(ConfigError, match=r"--continue keeps the predictions.*--overwrite replaces them"):

@@ -19,6 +19,7 @@ from automed.workflow.predict_continue import (
     case_files,
     check_record,
     refuse_unless_continuable,
+    remove_partial,
     run_settings,
     write_record,
 )
@@ -253,6 +254,8 @@ def predict(
     done: list[Path] = []
     if resume:  # the cases whose every file an earlier run of this model and these settings wrote
         check_record(out, settings, earlier)
+        if earlier:
+            remove_partial(out)
         finished = {
             c.case_id
             for c in cases

@@ -94,3 +94,15 @@ def case_files(out: Path, case: Any, save_probabilities: bool, output_format: st
     if output_format == "dicom-seg":
         files.append(out / f"{case.case_id}.seg.dcm")
     return files
+
+
+def remove_partial(out: Path) -> None:
+    """What a killed run left half-written under automed's temporary names (``.tmp-CASE...``, a MetaImage's
+    ``.tmp-*/`` folder, ``.CASE.partial...``): never a finished case's, so it goes before the run continues."""
+    import shutil
+
+    for p in out.glob(".*"):
+        if p.is_dir() and not p.is_symlink() and p.name.startswith(".tmp-"):
+            shutil.rmtree(p)
+        elif p.is_file() and (p.name.startswith(".tmp-") or ".partial." in p.name):
+            p.unlink()
