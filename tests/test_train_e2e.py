@@ -161,6 +161,21 @@ def test_predict_geometry_and_registry_uri(trained: dict[str, object], tmp_path:
     assert np.array_equal(a, sitk.GetArrayFromImage(sitk.ReadImage(str(paths3[0]))))
 
 
+def test_a_csv_naming_other_channels_than_the_training_is_refused(
+    trained: dict[str, object], tmp_path: Path
+) -> None:
+    image = trained["ds"] / "imagesTr" / "case_000.nii.gz"  # type: ignore[operator]
+    workdir = trained["res"].workdir  # type: ignore[attr-defined]
+    (tmp_path / "ct.csv").write_text(f"SubjectID,Channel_CT\na,{image}\n")  # the model was trained on MRI
+    with pytest.raises(DatasetError, match=r"trained on, in its order \(MRI\)") as err:
+        api.predict(workdir, tmp_path / "ct.csv", tmp_path / "out_ct", show_progress=False)
+    assert "name the columns Channel_MRI" in str(err.value) and not (tmp_path / "out_ct").exists()
+    for column in ("Channel_MRI", "Channel_0"):
+        (tmp_path / "in.csv").write_text(f"SubjectID,{column}\na,{image}\n")
+        (done,) = api.predict(workdir, tmp_path / "in.csv", tmp_path / f"out_{column}", show_progress=False)
+        assert done.name == "a.nii.gz"
+
+
 def test_pyfunc_predict(trained: dict[str, object]) -> None:
     import mlflow
 

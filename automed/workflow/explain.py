@@ -65,6 +65,7 @@ def explain(
 
     check_choice(backend, BACKENDS, what="the attention backend", where="--backend")
     from automed.workflow.predict import model_dir
+    from automed.workflow.predict_channels import check_csv_channels
 
     registered = str(model).startswith("models:/")
     protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
@@ -81,6 +82,7 @@ def explain(
     )  # a 2D model: a case per file
     check_takes(cases, predictor)
     check_channel_grids(c.images for c in cases)
+    check_csv_channels(input_path, None if registered else model_dir(Path(model)))
     stems = [f"{c.case_id}_{backend}" for c in cases]
     earlier = [s for s in stems if (out / f"{s}.nii.gz").exists() or (out / f"{s}.png").exists()]
     if earlier and not overwrite:  # maps of another --label or --layer have the same names

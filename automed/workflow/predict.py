@@ -14,6 +14,7 @@ from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.registry import check_choice
 from automed.train.meta import load_model
 from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
+from automed.workflow.predict_channels import check_csv_channels
 from automed.workflow.predict_continue import (
     RECORD,
     case_files,
@@ -250,6 +251,7 @@ def predict(
     check_takes(cases, predictor)  # before anything is written
     check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places
     holder = None if str(model).startswith("models:/") else model_dir(Path(model))
+    check_csv_channels(input_path, holder)  # named columns in the training's order
     settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format)
     done: list[Path] = []
     if resume:  # the cases whose every file an earlier run of this model and these settings wrote

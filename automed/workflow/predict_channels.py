@@ -1,0 +1,59 @@
+"""Named channel columns of a CSV given to ``automed predict`` against those the model was trained on.
+
+A CSV's images are stacked in column order. A training CSV with ``Channel_T1,Channel_T2`` declared which image is
+which (``fingerprint.json`` keeps the names); a prediction CSV with ``Channel_T2,Channel_T1``, or with a channel the
+model never saw (``Channel_FLAIR``), would feed the network the wrong images in each input position, silently.
+Positional columns (``Channel_0``, ``Channel_1``) on either side declare nothing and are taken in order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automed.errors import DatasetError, Problem
+from automed.workdir import WorkDir
+
+
+def trained_channel_names(workdir: Path) -> list[str] | None:
+    """The channel names the training declared, in network order; ``None`` when it has no fingerprint."""
+    from automed.fingerprint.schema import Fingerprint
+
+    path = WorkDir(workdir).fingerprint
+    if not path.is_file():
+        return None
+    return [c.declared for c in Fingerprint.load(path).channels]
+
+
+def channel_order_problem(csv: Path, given: list[str], trained: list[str]) -> Problem | None:
+    """A problem when every column and every trained channel is named and the names differ (order or names)."""
+    if not all(given) or not all(trained) or len(given) != len(trained):
+        return None
+    if [g.casefold() for g in given] == [t.casefold() for t in trained]:
+        return None
+    wanted = ",".join(f"Channel_{t}" for t in trained)
+    same_set = sorted(g.casefold() for g in given) == sorted(t.casefold() for t in trained)
+    return Problem(
+        str(csv),
+        "a CSV's named channel columns must be those the model was trained on, in its order "
+        f"({', '.join(trained)}): its images are stacked in column order",
+        f"columns {', '.join(f'Channel_{g}' for g in given)}"
+        + (" (the same channels in another order)" if same_set else ""),
+        f"order the columns as {wanted}"
+        if same_set
+        else f"name the columns {wanted} for the images of those channels (or Channel_0, Channel_1, ... to give "
+        "them by position)",
+    )
+
+
+def check_csv_channels(input_path: str | Path, workdir: Path | None) -> None:
+    """Refuse a prediction CSV whose named channel columns are not the training's, in order (see the module)."""
+    csv = Path(input_path)
+    if workdir is None or not (csv.is_file() and csv.suffix.lower() == ".csv"):
+        return
+    trained = trained_channel_names(workdir)
+    if trained is None:
+        return
+    from automed.data.dataset import load_csv
+
+    problem = channel_order_problem(csv, list(load_csv(csv).channels), trained)
+    if problem is not None:
+        raise DatasetError([problem], f"cannot predict {csv}")
