@@ -25,3 +25,4 @@ def test_the_training_order_and_positional_columns_pass() -> None:
     assert channel_order_problem(csv, ["t1", "t2"], ["T1", "T2"]) is None  # names are case-insensitive
     assert channel_order_problem(csv, ["", ""], ["T1", "T2"]) is None  # Channel_0, Channel_1: by position
     assert channel_order_problem(csv, ["T2", "T1"], ["", ""]) is None  # a training that named none
+    assert channel_order_problem(csv, ["T1"], ["MRI"]) is None  # one channel: no order to get wrong

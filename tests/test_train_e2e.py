@@ -161,21 +161,6 @@ def test_predict_geometry_and_registry_uri(trained: dict[str, object], tmp_path:
     assert np.array_equal(a, sitk.GetArrayFromImage(sitk.ReadImage(str(paths3[0]))))
 
 
-def test_a_csv_naming_other_channels_than_the_training_is_refused(
-    trained: dict[str, object], tmp_path: Path
-) -> None:
-    image = trained["ds"] / "imagesTr" / "case_000.nii.gz"  # type: ignore[operator]
-    workdir = trained["res"].workdir  # type: ignore[attr-defined]
-    (tmp_path / "ct.csv").write_text(f"SubjectID,Channel_CT\na,{image}\n")  # the model was trained on MRI
-    with pytest.raises(DatasetError, match=r"trained on, in its order \(MRI\)") as err:
-        api.predict(workdir, tmp_path / "ct.csv", tmp_path / "out_ct", show_progress=False)
-    assert "name the columns Channel_MRI" in str(err.value) and not (tmp_path / "out_ct").exists()
-    for column in ("Channel_MRI", "Channel_0"):
-        (tmp_path / "in.csv").write_text(f"SubjectID,{column}\na,{image}\n")
-        (done,) = api.predict(workdir, tmp_path / "in.csv", tmp_path / f"out_{column}", show_progress=False)
-        assert done.name == "a.nii.gz"
-
-
 def test_pyfunc_predict(trained: dict[str, object]) -> None:
     import mlflow
 
@@ -629,6 +614,21 @@ def test_predict_msd_4d_input(tmp_path: Path) -> None:
     assert p.file.endswith("case_000_0001.nii.gz") and "channel origin must equal" in p.rule
     assert "resample case_000_0001.nii.gz onto case_000_0000.nii.gz" in p.fix
     assert not (tmp_path / "pred_shifted").exists()
+    # a CSV names the channels (MSD's modality names MRI0, MRI1 here): its columns in the training's order only
+    csv = "SubjectID,Channel_{},Channel_{}\na,{},{}\n"
+    split_files = [tmp_path / "split" / f"case_000_{ch:04d}.nii.gz" for ch in (0, 1)]
+    (tmp_path / "swapped.csv").write_text(csv.format("MRI1", "MRI0", *reversed(split_files)))
+    with pytest.raises(DatasetError, match=r"trained on, in its order \(MRI0, MRI1\)") as err:
+        api.predict(tmp_path / "W", tmp_path / "swapped.csv", tmp_path / "pred_csv", show_progress=False)
+    assert "order the columns as Channel_MRI0,Channel_MRI1" in str(err.value)
+    (tmp_path / "ordered.csv").write_text(csv.format("MRI0", "MRI1", *split_files))
+    (by_csv,) = api.predict(
+        tmp_path / "W", tmp_path / "ordered.csv", tmp_path / "pred_csv", show_progress=False
+    )
+    assert np.array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(by_csv))),
+        sitk.GetArrayFromImage(sitk.ReadImage(str(split))),
+    )
 
 
 def test_a_refused_retraining_leaves_the_earlier_plan(tmp_path: Path) -> None:

@@ -24,8 +24,10 @@ def trained_channel_names(workdir: Path) -> list[str] | None:
 
 
 def channel_order_problem(csv: Path, given: list[str], trained: list[str]) -> Problem | None:
-    """A problem when every column and every trained channel is named and the names differ (order or names)."""
-    if not all(given) or not all(trained) or len(given) != len(trained):
+    """A problem when a model of several channels and every column are named and the names differ (order or
+    names). One channel has no order to get wrong: a column named otherwise (``Channel_T1`` for a model whose
+    dataset said ``MRI``) is taken."""
+    if len(trained) < 2 or not all(given) or not all(trained) or len(given) != len(trained):
         return None
     if [g.casefold() for g in given] == [t.casefold() for t in trained]:
         return None
