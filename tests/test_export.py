@@ -392,6 +392,25 @@ def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path
     assert (tmp_path / "out" / "nan.mha").is_file()
 
 
+def test_the_bundle_continues_an_unfinished_run(exported: dict[str, Path], tmp_path: Path) -> None:
+    from automed.runtime import cli
+
+    out = tmp_path / "out"
+    args = ["-i", str(exported["inputs"]), "-o", str(out), "--runtime", "onnx"]
+    assert cli.main(args, bundle=exported["bundle"]) == 0
+    first, second = sorted(p for p in out.iterdir() if not p.name.startswith("."))
+    second.unlink()  # the run was killed before its second case
+    before = first.stat().st_mtime_ns
+    with pytest.raises(SystemExit, match="already holds"):
+        cli.main(args, bundle=exported["bundle"])
+    with pytest.raises(SystemExit, match=r"same --no-tta setting.*new folder"):
+        cli.main([*args, "--continue", "--no-tta"], bundle=exported["bundle"])
+    with pytest.raises(SystemExit, match=r"--continue keeps .* --overwrite replaces"):
+        cli.main([*args, "--continue", "--overwrite"], bundle=exported["bundle"])
+    assert cli.main([*args, "--continue"], bundle=exported["bundle"]) == 0
+    assert second.is_file() and first.stat().st_mtime_ns == before  # only the missing case was predicted
+
+
 def test_every_openvino_precision_has_parity_thresholds() -> None:
     """`--ov-precision` offers exactly the precisions both parity checks can judge (f16 was offered without)."""
     from automed.export import export, image_level

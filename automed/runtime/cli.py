@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import sys
 import time
@@ -24,6 +25,8 @@ from .image_model import ImageBundleModel
 from .inputs import find_cases
 from .io import read_case, spacing_zyx, write_labels
 from .model import BundleModel
+
+RECORD = ".bundle-predict.json"  # the bundle and TTA setting that wrote a folder's label maps
 
 
 def _runtime(runtime: str | None, meta: dict[str, Any], device: str = "cpu") -> str:
@@ -81,6 +84,13 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     ap.add_argument(
         "--overwrite", action="store_true", help="replace predictions already in the output folder"
     )
+    ap.add_argument(
+        "--continue",
+        dest="resume",
+        action="store_true",
+        help="continue an unfinished run into the output folder: predict only the cases whose label maps are not "
+        "there yet (the same bundle and --no-tta setting only)",
+    )
     ap.add_argument("--threads", type=_positive, default=None, help="CPU threads for the runtime")
     ap.add_argument(
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: onnxruntime-gpu's CUDA provider"
@@ -92,6 +102,10 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         help="value for NaN/infinite input voxels (default: refuse such inputs with an error)",
     )
     args = ap.parse_args(argv)
+    if args.resume and args.overwrite:
+        raise SystemExit(
+            "--continue keeps the label maps an earlier run wrote, --overwrite replaces them; drop one"
+        )
     inp, outp = args.input.resolve(), args.output.resolve()
     if outp == inp or outp in inp.parents:
         raise SystemExit(
@@ -119,12 +133,32 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             raise SystemExit(off_grid)
     planned = ["predictions.csv"] if image_level else [f"{c.case_id}{c.suffix}" for c in cases]
     taken = [n for n in planned if (outp / n).exists()]
+    settings = {
+        "bundle": hashlib.sha256((root / "preprocess.json").read_bytes()).hexdigest()[:16],
+        "tta": model.tta,
+    }
+    if args.resume:
+        if image_level:
+            raise SystemExit(
+                "--continue takes up label maps case by case; this bundle writes one predictions.csv"
+            )
+        record = outp / RECORD
+        if taken and (not record.is_file() or json.loads(record.read_text()) != settings):
+            raise SystemExit(
+                f"{args.output}: --continue adds to label maps of this bundle with the same --no-tta setting, and "
+                f"{RECORD} there says otherwise (or is missing); predict into a new folder, or pass --overwrite "
+                "instead of --continue"
+            )
+        cases = [c for c in cases if f"{c.case_id}{c.suffix}" not in taken]
+        taken = []
     if taken and not args.overwrite:  # files of a user's (or an earlier run's) are replaced only when asked
         raise SystemExit(
             f"{args.output}: already holds {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}; choose an empty "
             "folder or pass --overwrite"
         )
     args.output.mkdir(parents=True, exist_ok=True)
+    if not image_level:  # what --continue checks before it adds to these label maps
+        (outp / RECORD).write_text(json.dumps(settings) + "\n")
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
