@@ -230,3 +230,21 @@ def test_trained_folds_keep_their_split(tmp_path: Path) -> None:
     api.plan_dataset(
         root, wd, workers=1, show_progress=False, folds=3, configurations=["3d_fullres"]
     )  # same plan
+
+
+def test_a_configuration_the_preset_did_not_plan_names_the_preset_that_does(tmp_path: Path) -> None:
+    from automed.errors import ConfigError
+    from automed.plan.schema import Plan
+    from automed.train.config import TrainConfig
+    from automed.workflow.prepare import choose_configuration
+
+    root = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 10, 10))
+    api.plan_dataset(root, tmp_path / "W", workers=1, show_progress=False, run_preprocess=False, preset="cpu")
+    plan = Plan.load(tmp_path / "W" / "plan.json")
+    with pytest.raises(ConfigError, match=r"preset 'cpu' planned \['3d_fullres'\]") as err:
+        choose_configuration(TrainConfig(configuration="2d"), plan, auto=False)
+    assert "`--preset default` plans 2d" in str(err.value)
+    assert (
+        choose_configuration(TrainConfig(configuration="3d_fullres"), plan, auto=False).configuration
+        == "3d_fullres"
+    )

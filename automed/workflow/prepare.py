@@ -376,6 +376,9 @@ def plan_for_training(
     return res.plan, name
 
 
+NNUNET_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
+
+
 def choose_configuration(
     config: TrainConfig, plan: Plan, auto: bool, previous: str | None = None
 ) -> TrainConfig:
@@ -384,6 +387,16 @@ def choose_configuration(
     if auto and config.configuration not in plan.configurations:
         config = config.model_copy(
             update={"configuration": "3d_fullres" if "3d_fullres" in plan.configurations else "2d"}
+        )
+    if config.configuration in NNUNET_CONFIGURATIONS and config.configuration not in plan.configurations:
+        raise ConfigError.single(  # a name every nnU-Net user knows, which this plan's preset did not plan
+            "--configuration",
+            f"the configuration must be one the plan holds: preset '{plan.preset_name}' planned "
+            f"{sorted(plan.configurations)}",
+            repr(config.configuration),
+            "plan it with a preset that does (`--preset default` plans 2d and 3d_fullres, and 3d_lowres with "
+            "3d_cascade_fullres when the full-resolution patch covers under a quarter of the median image; the "
+            "cpu preset, a CPU's default, plans 3d_fullres only), or choose one of the planned configurations",
         )
     check_choice(config.configuration, plan.configurations, what="the configuration", where="--configuration")
     stage = plan.configurations[config.configuration].previous_stage
