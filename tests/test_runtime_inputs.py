@@ -110,6 +110,22 @@ def test_two_files_of_one_channel_are_refused_not_one_dropped(tmp_path: Path) ->
         discover(tmp_path, 1)
 
 
+def test_a_case_missing_or_beyond_the_models_channels_names_the_files(tmp_path: Path) -> None:
+    """The message read "found found [0]" and told to add missing files when a case had one too many."""
+    from automed.errors import DatasetError
+    from automed.infer.inputs import discover
+
+    _img(tmp_path / "a_0000.nii.gz")
+    with pytest.raises(DatasetError) as missing:
+        discover(tmp_path, 2)
+    text = str(missing.value)
+    assert "found found" not in text and "found channels [0]" in text and "add a_0001.nii.gz" in text
+    for c in (1, 2):
+        _img(tmp_path / f"a_000{c}.nii.gz")
+    with pytest.raises(DatasetError, match=r"remove or move a_0002\.nii\.gz \(the model takes 2 channel"):
+        discover(tmp_path, 2)
+
+
 def test_a_4d_or_vector_file_for_a_one_channel_model_is_named(tmp_path: Path) -> None:
     from automed.errors import DatasetError
     from automed.infer.inputs import discover

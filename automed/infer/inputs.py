@@ -301,14 +301,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         for cid, chans in sorted(groups.items()):
             want = list(range(n_channels))
             if sorted(chans) != want:
-                problems.append(
-                    Problem(
-                        str(root / cid),
-                        f"each case needs channels {want} (CASE_0000 ... naming)",
-                        f"found {sorted(chans)}",
-                        "add the missing channel files",
-                    )
-                )
+                problems.append(_channel_set_problem(root, cid, chans, want))
                 continue
             many = [chans[c] for c in want if _channels_in_file(chans[c])[0] != 1]
             if many:  # a 4D or vector file named as one channel
@@ -368,3 +361,20 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
             "put NIfTI/NRRD/MHA files, DICOM series or a CSV there",
         )
     return sorted(cases, key=lambda c: c.case_id)
+
+
+def _channel_set_problem(root: Path, cid: str, chans: dict[int, Path], want: list[int]) -> Problem:
+    """A case whose channel files are not the model's: the files missing and those beyond its channels, named."""
+    suffix = _suffix(next(iter(chans.values())))
+    missing = [f"{cid}_{c:04d}{suffix}" for c in want if c not in chans]
+    extra = [chans[c].name for c in sorted(chans) if c not in want]
+    fix = "; ".join(
+        ([f"add {', '.join(missing)}"] if missing else [])
+        + ([f"remove or move {', '.join(extra)} (the model takes {len(want)} channel(s))"] if extra else [])
+    )
+    return Problem(
+        str(root / cid),
+        f"each case needs channels {want} (CASE_0000 ... naming)",
+        f"channels {sorted(chans)}",
+        fix,
+    )
