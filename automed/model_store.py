@@ -43,6 +43,7 @@ def register_ensemble(
     (the task's: foreground Dice, AUC, R²) is at least the champion's (tag ``cv_score``). ``columns`` (name, MLflow
     type): the table an image-level model returns; ``None``: label maps.
     """
+    tracker.check_store()
     import mlflow
     import numpy as np
     from mlflow.models import ModelSignature

@@ -67,7 +67,18 @@ def _plugin_schemes() -> tuple[str, ...]:
     return tuple(ep.name.lower() for ep in entry_points(group="mlflow.tracking_store"))
 
 
-def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
+SERVER_FIX = (
+    "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)"
+)
+GONE_FIX = (
+    "start the server again (or restore the network), then run the same command with --resume: the work dir keeps "
+    "what was done (finished folds, checkpoints)"
+)
+RECHECK_S = 30.0  # a server found down is not asked again for this long (each call fails at once meanwhile)
+_down: dict[str, tuple[float, str]] = {}  # tracking URI -> (when it was found down, why)
+
+
+def _probe_server(uri: str, timeout_s: float = 5.0, fix: str = SERVER_FIX) -> None:
     """A tracking server that does not answer is an error before any work (MLflow's own retries would stall a
     training for minutes per request)."""
     import socket
@@ -85,8 +96,28 @@ def _probe_server(uri: str, timeout_s: float = 5.0) -> None:
         raise ConfigError.single(
             "--tracking-uri", "the tracking server answers",
             f"{re.sub(r'//[^@/]*@', '//', uri)}: {getattr(exc, 'strerror', None) or exc}",  # no credentials shown
-            "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)",
+            fix,
         ) from exc  # fmt: skip
+
+
+def _still_answers(uri: str) -> None:
+    """Before each request to a tracking server: a quick connection, so that a server gone mid-command is a clear
+    error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had held every epoch of
+    a training, so a training whose server went away stalled for hours. A server found down fails every call at once
+    for :data:`RECHECK_S` seconds, then is asked again."""
+    from automed.errors import ConfigError
+
+    if uri.split(":", 1)[0].lower() not in ("http", "https"):
+        return
+    down = _down.get(uri)
+    if down is not None and time.monotonic() - down[0] < RECHECK_S:
+        raise ConfigError.single("--tracking-uri", "the tracking server answers", down[1], GONE_FIX)
+    try:
+        _probe_server(uri, fix=GONE_FIX)
+    except ConfigError as exc:
+        _down[uri] = (time.monotonic(), exc.problems[0].value)
+        raise
+    _down.pop(uri, None)
 
 
 def _absolute_sqlite(uri: str) -> str:
@@ -185,6 +216,7 @@ class Tracker:
 
         self.uri = uri
         self.redactor = redactor or no_redaction()
+        self.check_store()
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -201,7 +233,12 @@ class Tracker:
                 self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         self.experiment = experiment
 
+    def check_store(self) -> None:
+        """A clear error in seconds when the tracking server stopped answering (see :func:`_still_answers`)."""
+        _still_answers(self.uri)
+
     def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:
+        self.check_store()
         # as set_tags redacts them, except the key find_run looks the run up by
         t = {
             k: v if k == "automed_key" else str(self.redactor.value(str(v))) for k, v in (tags or {}).items()
@@ -214,6 +251,7 @@ class Tracker:
 
     def find_run(self, key: str, parent: str | None = None) -> Any:
         """The run tagged ``automed_key=key`` under ``parent``, or None."""
+        self.check_store()
         filt = f"tags.automed_key = '{key}'"
         if parent:
             filt += f" and tags.`mlflow.parentRunId` = '{parent}'"
@@ -235,6 +273,7 @@ class Tracker:
         return self.start_run(name, parent=parent, tags={**(tags or {}), "automed_key": key}), True
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        self.check_store()
         from mlflow.entities import Param
 
         flat = flatten(self.redactor.value(params))
@@ -243,6 +282,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float | None], step: int | None = None) -> None:
+        self.check_store()
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
@@ -256,6 +296,7 @@ class Tracker:
             self.client.log_batch(run_id, metrics=items)
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.check_store()
         from mlflow.entities import RunTag
 
         r = self.redactor
@@ -263,6 +304,7 @@ class Tracker:
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         """Log a redacted copy of ``path`` (a file or a folder) under its redacted name."""
+        self.check_store()
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="automed-artifact-") as tmp:
@@ -274,9 +316,11 @@ class Tracker:
             self.client.log_artifact(run_id, str(dest), artifact_path)
 
     def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+        self.check_store()
         self.client.log_figure(run_id, figure, "/".join(self.redactor.name(p) for p in name.split("/")))
 
     def log_dataset(self, run_id: str, name: str, digest: str, source: str) -> None:
+        self.check_store()
         import warnings
 
         from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -296,14 +340,17 @@ class Tracker:
 
     def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
         """Tags on a registered model version (redacted like everything else)."""
+        self.check_store()
         for k, v in tags.items():
             self.client.set_model_version_tag(name, version, k, str(self.redactor.value(str(v))))
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.check_store()
         self.client.set_terminated(run_id, status)
 
     def reopen(self, run_id: str) -> None:
         """A run that ended (a stopped command's) set RUNNING again, as the work it tracks resumes."""
+        self.check_store()
         if self.client.get_run(run_id).info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
 
@@ -311,6 +358,7 @@ class Tracker:
         """End ``parent``'s runs still open at any depth (folds created up front but never started, or left by a
         process that died, under a trial that ended or not) as ``status``: a stopped command leaves no run RUNNING in
         the UI. A ``--resume`` reopens the ones it continues (:meth:`reopen`)."""
+        self.check_store()
         filt = "attributes.status = 'RUNNING'"
         open_runs = self.client.search_runs([self.experiment_id], filter_string=filt, max_results=5000)
         parent_of = {r.info.run_id: r.data.tags.get("mlflow.parentRunId") for r in open_runs}

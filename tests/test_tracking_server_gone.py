@@ -1,0 +1,73 @@
+"""A tracking server that goes away in the middle of a command: every call of the Tracker fails in seconds with an
+error that says how to continue, instead of MLflow's minutes of retries per request (hours over a training)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import pytest
+
+from automed import tracking
+from automed.errors import ConfigError
+from automed.privacy import no_redaction
+
+
+class _Client:
+    """Stands for MlflowClient: records the batches it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[Any] = []
+
+    def log_batch(self, run_id: str, **kw: Any) -> None:
+        self.batches.append((run_id, kw))
+
+
+def _tracker(uri: str) -> tuple[tracking.Tracker, _Client]:
+    t = object.__new__(tracking.Tracker)
+    client = _Client()
+    t.uri, t.redactor, t.client, t.experiment_id, t.experiment = uri, no_redaction(), client, "1", "x"
+    return t, client
+
+
+def _listen(port: int = 0) -> socket.socket:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen()
+    return s
+
+
+def test_a_server_gone_mid_command_fails_each_call_at_once_then_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    server = _listen()
+    port = server.getsockname()[1]
+    tracker, client = _tracker(f"http://127.0.0.1:{port}")
+    tracker.log_metrics("run", {"loss": 1.0}, step=1)
+    assert len(client.batches) == 1
+
+    server.close()  # the server goes away
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        tracker.log_metrics("run", {"loss": 0.9}, step=2)
+    assert "the tracking server answers" in str(err.value) and "--resume" in str(err.value)
+    probes: list[str] = []
+    monkeypatch.setattr(tracking, "_probe_server", lambda uri, **kw: probes.append(uri))
+    with pytest.raises(ConfigError):  # found down a moment ago: not even a connection is tried
+        tracker.set_tags("run", {"a": "b"})
+    assert time.monotonic() - t0 < 10 and probes == [] and len(client.batches) == 1
+
+    monkeypatch.setattr(tracking, "RECHECK_S", 0.0)  # later: it is asked again, and answers
+    tracker.log_metrics("run", {"loss": 0.8}, step=3)
+    assert probes == [f"http://127.0.0.1:{port}"] and len(client.batches) == 2
+
+
+def test_a_local_store_is_never_probed(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setattr(tracking, "_probe_server", lambda uri, **kw: pytest.fail(f"probed {uri}"))
+    tracker, client = _tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracker.log_metrics("run", {"loss": 1.0}, step=1)
+    assert len(client.batches) == 1
