@@ -3,8 +3,8 @@
 Store: embedded by default, ``sqlite:///<project root>/mlflow.db`` for runs and the model registry with artifacts in
 ``<project root>/mlruns/<experiment>``, the project root being the current directory (this repository's top level
 when run from it). ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` choose another store (e.g. a server). The driver
-creates the database and experiment before any worker logs (a fresh SQLite store opened by several processes at
-once crashes in its migrations). Runs nest through the ``mlflow.parentRunId`` tag, so processes can add children.
+creates the database and experiment before any worker logs, and a lock beside a SQLite store lets one process at a
+time create or migrate it (several at once crash in its migrations). Runs nest through the ``mlflow.parentRunId`` tag, so processes can add children.
 Metrics go in one ``log_batch`` call per epoch (per-call logging is slow).
 
 Everything a :class:`Tracker` sends (params, tags, artifacts and their names, dataset sources, registered bundles)
@@ -13,10 +13,12 @@ passes through its :class:`~automed.privacy.Redactor`: case IDs become pseudonym
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +184,22 @@ def model_version(client: Any, name: str, ref: str) -> Any:
     return client.get_model_version(name, ref)
 
 
+@contextlib.contextmanager
+def _store_opened(uri: str) -> Iterator[None]:
+    """For a SQLite store, one process at a time opens it (MLflow builds or migrates its tables then) and makes its
+    experiment: two commands started together on a fresh store had crashed in the migrations ("table ... already
+    exists", "duplicate column name"), and two of one dataset on the experiment's name. The lock is a flock on
+    ``.<db name>.lock`` beside the database; a folder where it cannot be made (read-only) goes without it."""
+    from automed.workdir import flocked
+
+    with contextlib.ExitStack() as stack:
+        if uri.startswith("sqlite:///") and ":memory:" not in uri:
+            db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+            with contextlib.suppress(OSError):
+                stack.enter_context(flocked(db.with_name(f".{db.name}.lock")))
+        yield
+
+
 def _artifact_root(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR
@@ -219,19 +237,32 @@ class Tracker:
         self.check_store()
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        with _store_opened(uri):
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            self.experiment_id = self._experiment_id(experiment)
+        self.experiment = experiment
+
+    def _experiment_id(self, experiment: str) -> str:
+        """The id of ``experiment``, made if absent (by this process or, at the same moment, by another one)."""
+        from mlflow.exceptions import MlflowException
+
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
-            root = _artifact_root(uri)
+            root = _artifact_root(self.uri)
             location = str(root / experiment) if root is not None else None
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
-            )
-        else:
-            self.experiment_id = exp.experiment_id
-            if exp.tags.get(EXPERIMENT_KIND) is None:  # made before automed set it
-                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
-        self.experiment = experiment
+            try:
+                return str(
+                    self.client.create_experiment(
+                        experiment, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
+                    )
+                )
+            except MlflowException:  # another command made it first (a server: no lock covers it)
+                exp = self.client.get_experiment_by_name(experiment)
+                if exp is None:
+                    raise
+        if exp.tags.get(EXPERIMENT_KIND) is None:  # made before automed set it
+            self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        return str(exp.experiment_id)
 
     def check_store(self) -> None:
         """A clear error in seconds when the tracking server stopped answering (see :func:`_still_answers`)."""
