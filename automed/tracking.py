@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from automed.privacy import Redactor, no_redaction
+from automed.tracking_uri import DB_NAME as DB_NAME
+from automed.tracking_uri import check_tracking_uri as check_tracking_uri
+from automed.tracking_uri import resolve_uri as resolve_uri
+from automed.tracking_uri import still_answers
 
-DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
 
@@ -51,120 +54,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
-    """``uri``, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``root`` (the current dir)."""
-    if uri:
-        return _absolute_sqlite(uri)
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return _absolute_sqlite(env)
-    base = (root or Path.cwd()).resolve()
-    return f"sqlite:///{base / DB_NAME}"
-
-
-def _plugin_schemes() -> tuple[str, ...]:
-    """The schemes installed MLflow plugins serve (``azureml``, SageMaker's ``arn``, ...)."""
-    from importlib.metadata import entry_points
-
-    return tuple(ep.name.lower() for ep in entry_points(group="mlflow.tracking_store"))
-
-
-SERVER_FIX = (
-    "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)"
-)
-GONE_FIX = (
-    "start the server again (or restore the network), then run the same command with --resume: the work dir keeps "
-    "what was done (finished folds, checkpoints)"
-)
-RECHECK_S = 30.0  # a server found down is not asked again for this long (each call fails at once meanwhile)
-_down: dict[str, tuple[float, str]] = {}  # tracking URI -> (when it was found down, why)
-
-
-def _probe_server(uri: str, timeout_s: float = 5.0, fix: str = SERVER_FIX) -> None:
-    """A tracking server that does not answer is an error before any work (MLflow's own retries would stall a
-    training for minutes per request)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    from automed.errors import ConfigError
-
-    if any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
-        return  # MLflow may reach it through the proxy: a direct connection says nothing
-    parts = urlsplit(uri)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
-    except (OSError, ValueError) as exc:
-        raise ConfigError.single(
-            "--tracking-uri", "the tracking server answers",
-            f"{re.sub(r'//[^@/]*@', '//', uri)}: {getattr(exc, 'strerror', None) or exc}",  # no credentials shown
-            fix,
-        ) from exc  # fmt: skip
-
-
-def _still_answers(uri: str) -> None:
-    """Before each request to a tracking server: a quick connection, so that a server gone mid-command is a clear
-    error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had held every epoch of
-    a training, so a training whose server went away stalled for hours. A server found down fails every call at once
-    for :data:`RECHECK_S` seconds, then is asked again."""
-    from automed.errors import ConfigError
-
-    if uri.split(":", 1)[0].lower() not in ("http", "https"):
-        return
-    down = _down.get(uri)
-    if down is not None and time.monotonic() - down[0] < RECHECK_S:
-        raise ConfigError.single("--tracking-uri", "the tracking server answers", down[1], GONE_FIX)
-    try:
-        _probe_server(uri, fix=GONE_FIX)
-    except ConfigError as exc:
-        _down[uri] = (time.monotonic(), exc.problems[0].value)
-        raise
-    _down.pop(uri, None)
-
-
-def _absolute_sqlite(uri: str) -> str:
-    """A relative SQLite store (``sqlite:///x.db``) made absolute: recorded in a work dir, it must name the same
-    store when a resume runs from another folder."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and uri != prefix + ":memory:":
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
-
-
 MODEL_URI = "models:/"
-# the stores MLflow itself serves (a SQLAlchemy database may name its driver: postgresql+psycopg2)
-STORE_SCHEMES = (
-    "sqlite",
-    "file",
-    "http",
-    "https",
-    "postgresql",
-    "mysql",
-    "mssql",
-    "databricks",
-    "databricks-uc",
-    "uc",
-)
-
-
-def check_tracking_uri(uri: str | None) -> None:
-    """A clear error before any work for a tracking URI no MLflow store answers to (``bogus://x`` failed only after
-    planning and preprocessing); a path without a scheme is a file store."""
-    if not uri or ":" not in uri.split("/")[0]:
-        return
-    from automed.errors import ConfigError
-    from automed.privacy import strip_credentials
-    from automed.registry import did_you_mean
-
-    scheme = uri.split(":", 1)[0].lower().split("+", 1)[0]
-    if scheme in ("http", "https"):
-        _probe_server(uri)
-    known = (*STORE_SCHEMES, *_plugin_schemes())
-    if len(scheme) > 1 and scheme not in known:  # (one letter: a Windows drive)
-        raise ConfigError.single(
-            "--tracking-uri", f"a tracking URI names an MLflow store ({', '.join(STORE_SCHEMES)})",
-            strip_credentials(uri), f"write e.g. sqlite:///FILE.db or http://HOST:5000.{did_you_mean(scheme, STORE_SCHEMES)}",
-        )  # fmt: skip
 
 
 def split_model_uri(model_uri: str) -> tuple[str, str]:
@@ -265,8 +155,8 @@ class Tracker:
         return str(exp.experiment_id)
 
     def check_store(self) -> None:
-        """A clear error in seconds when the tracking server stopped answering (see :func:`_still_answers`)."""
-        _still_answers(self.uri)
+        """A clear error in seconds when the tracking server stopped answering (see :func:`~automed.tracking_uri.still_answers`)."""
+        still_answers(self.uri)
 
     def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:
         self.check_store()

@@ -370,9 +370,15 @@ def test_cv_without_folds_all_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "W").exists()
 
 
-def test_a_tracking_uri_no_store_answers_to_is_refused_before_work(tmp_path: Path) -> None:
+def test_a_tracking_uri_no_store_answers_to_is_refused_before_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from automed.errors import ConfigError
     from automed.tracking import check_tracking_uri
+
+    monkeypatch.setenv(
+        "MLFLOW_ALLOW_FILE_STORE", "true"
+    )  # folder stores (mlruns) taken: MLflow 3 asks for it
 
     data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
     with pytest.raises(ConfigError, match=r"names an MLflow store.*Did you mean 'sqlite'"):

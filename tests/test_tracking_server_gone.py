@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from automed import tracking
+from automed import tracking, tracking_uri
 from automed.errors import ConfigError
 from automed.privacy import no_redaction
 
@@ -56,18 +56,18 @@ def test_a_server_gone_mid_command_fails_each_call_at_once_then_is_asked_again(
         tracker.log_metrics("run", {"loss": 0.9}, step=2)
     assert "the tracking server answers" in str(err.value) and "--resume" in str(err.value)
     probes: list[str] = []
-    monkeypatch.setattr(tracking, "_probe_server", lambda uri, **kw: probes.append(uri))
+    monkeypatch.setattr(tracking_uri, "_probe_server", lambda uri, **kw: probes.append(uri))
     with pytest.raises(ConfigError):  # found down a moment ago: not even a connection is tried
         tracker.set_tags("run", {"a": "b"})
     assert time.monotonic() - t0 < 10 and probes == [] and len(client.batches) == 1
 
-    monkeypatch.setattr(tracking, "RECHECK_S", 0.0)  # later: it is asked again, and answers
+    monkeypatch.setattr(tracking_uri, "RECHECK_S", 0.0)  # later: it is asked again, and answers
     tracker.log_metrics("run", {"loss": 0.8}, step=3)
     assert probes == [f"http://127.0.0.1:{port}"] and len(client.batches) == 2
 
 
 def test_a_local_store_is_never_probed(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.setattr(tracking, "_probe_server", lambda uri, **kw: pytest.fail(f"probed {uri}"))
+    monkeypatch.setattr(tracking_uri, "_probe_server", lambda uri, **kw: pytest.fail(f"probed {uri}"))
     tracker, client = _tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
     tracker.log_metrics("run", {"loss": 1.0}, step=1)
     assert len(client.batches) == 1

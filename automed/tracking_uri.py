@@ -1,0 +1,169 @@
+"""Which MLflow store a tracking URI names, and whether it answers: checked before any work (a typo, a server that is
+not running) and, for a tracking server, before each request of a command (a server that went away)."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+DB_NAME = "mlflow.db"
+
+
+def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
+    """``uri``, else ``MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``root`` (the current dir)."""
+    if uri:
+        return _absolute_sqlite(uri)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return _absolute_sqlite(env)
+    base = (root or Path.cwd()).resolve()
+    return f"sqlite:///{base / DB_NAME}"
+
+
+def _plugin_schemes() -> tuple[str, ...]:
+    """The schemes installed MLflow plugins serve (``azureml``, SageMaker's ``arn``, ...)."""
+    from importlib.metadata import entry_points
+
+    return tuple(ep.name.lower() for ep in entry_points(group="mlflow.tracking_store"))
+
+
+SERVER_FIX = (
+    "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)"
+)
+GONE_FIX = (
+    "start the server again (or restore the network), then run the same command with --resume: the work dir keeps "
+    "what was done (finished folds, checkpoints)"
+)
+RECHECK_S = 30.0  # a server found down is not asked again for this long (each call fails at once meanwhile)
+_down: dict[str, tuple[float, str]] = {}  # tracking URI -> (when it was found down, why)
+
+
+def _probe_server(
+    uri: str, timeout_s: float = 5.0, fix: str = SERVER_FIX, where: str = "--tracking-uri"
+) -> None:
+    """A tracking server that does not answer is an error before any work (MLflow's own retries would stall a
+    training for minutes per request)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from automed.errors import ConfigError
+
+    if any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
+        return  # MLflow may reach it through the proxy: a direct connection says nothing
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError.single(
+            where, "the tracking server answers",
+            f"{re.sub(r'//[^@/]*@', '//', uri)}: {getattr(exc, 'strerror', None) or exc}",  # no credentials shown
+            fix,
+        ) from exc  # fmt: skip
+
+
+def still_answers(uri: str) -> None:
+    """Before each request to a tracking server: a quick connection, so that a server gone mid-command is a clear
+    error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had held every epoch of
+    a training, so a training whose server went away stalled for hours. A server found down fails every call at once
+    for :data:`RECHECK_S` seconds, then is asked again."""
+    from automed.errors import ConfigError
+
+    if uri.split(":", 1)[0].lower() not in ("http", "https"):
+        return
+    down = _down.get(uri)
+    if down is not None and time.monotonic() - down[0] < RECHECK_S:
+        raise ConfigError.single("--tracking-uri", "the tracking server answers", down[1], GONE_FIX)
+    try:
+        _probe_server(uri, fix=GONE_FIX)
+    except ConfigError as exc:
+        _down[uri] = (time.monotonic(), exc.problems[0].value)
+        raise
+    _down.pop(uri, None)
+
+
+def _absolute_sqlite(uri: str) -> str:
+    """A relative SQLite store (``sqlite:///x.db``) made absolute: recorded in a work dir, it must name the same
+    store when a resume runs from another folder."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and uri != prefix + ":memory:":
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+# the stores MLflow itself serves (a SQLAlchemy database may name its driver: postgresql+psycopg2)
+STORE_SCHEMES = (
+    "sqlite",
+    "file",
+    "http",
+    "https",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+)
+
+
+def check_tracking_uri(uri: str | None) -> None:
+    """A clear error before any work for a tracking URI (``uri``, else ``MLFLOW_TRACKING_URI``) no MLflow store
+    answers to: ``bogus://x``, a server that is not running, a SQLite URL without its three slashes, an in-memory
+    store, a folder store that MLflow refuses (each had failed only after planning and preprocessing, most as an
+    "unexpected error"). A path without a scheme is a folder store."""
+    from automed.errors import ConfigError
+    from automed.privacy import strip_credentials
+    from automed.registry import did_you_mean
+
+    where = "--tracking-uri"
+    if not uri:
+        uri, where = os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI"
+    if not uri:
+        return
+    scheme = uri.split(":", 1)[0].lower().split("+", 1)[0] if ":" in uri.split("/")[0] else "file"
+    if scheme in ("http", "https"):
+        _probe_server(uri, where=where)
+    elif scheme == "sqlite":
+        _check_sqlite(uri, where)
+    elif scheme == "file" or len(scheme) == 1:  # (one letter: a Windows drive)
+        _check_folder_store(uri, where)
+    known = (*STORE_SCHEMES, *_plugin_schemes())
+    if len(scheme) > 1 and scheme not in known:
+        raise ConfigError.single(
+            where, f"a tracking URI names an MLflow store ({', '.join(STORE_SCHEMES)})",
+            strip_credentials(uri), f"write e.g. sqlite:///FILE.db or http://HOST:5000.{did_you_mean(scheme, STORE_SCHEMES)}",
+        )  # fmt: skip
+
+
+def _check_sqlite(uri: str, where: str) -> None:
+    from automed.errors import ConfigError
+
+    path = uri.split(":", 1)[1].split("?", 1)[0]
+    if not path.startswith("///") or path in ("///", "///:memory:"):
+        rest = path.lstrip("/")
+        if not rest or rest == ":memory:":
+            raise ConfigError.single(
+                where, "the store outlives the command (an in-memory SQLite store is gone when it ends)", uri,
+                "name a file: sqlite:///mlflow.db",
+            )  # fmt: skip
+        raise ConfigError.single(
+            where, "a SQLite store is sqlite:/// and a path (three slashes, four for an absolute path)", uri,
+            f"write sqlite:///{rest} (from the current folder) or sqlite:////{rest} (absolute)",
+        )  # fmt: skip
+
+
+def _check_folder_store(uri: str, where: str) -> None:
+    import mlflow.environment_variables as mlflow_env
+
+    from automed.errors import ConfigError
+
+    if not hasattr(mlflow_env, "MLFLOW_ALLOW_FILE_STORE"):  # an MLflow that still takes folder stores
+        return
+    if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1"):
+        raise ConfigError.single(
+            where, "this MLflow takes a folder store (a path, file:) only with MLFLOW_ALLOW_FILE_STORE=true", uri,
+            "use a SQLite store, e.g. sqlite:///mlflow.db (`mlflow migrate-filestore` moves an existing folder "
+            "store into one), or set MLFLOW_ALLOW_FILE_STORE=true",
+        )  # fmt: skip
