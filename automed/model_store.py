@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
-from automed.tracking import Tracker, resolve_uri
+from automed.tracking import Tracker, registry_uri, resolve_uri
 from automed.workdir import ENSEMBLE, MODEL, without_local_places
 
 
@@ -143,13 +143,13 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
             "pass --tracking-uri of the store the model was registered in (or run from its folder)",
         )
     mlflow.set_tracking_uri(resolved)
-    mlflow.set_registry_uri(resolved)
+    mlflow.set_registry_uri(registry_uri(resolved))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except MlflowException as exc:
         raise ArtifactError.single(
             uri, "a models:/ URI names a registered model and an @alias or /version of it",
-            str(exc).splitlines()[0][:200], "registered here: " + _registered_summary(mlflow.MlflowClient(resolved)),
+            str(exc).splitlines()[0][:200], "registered here: " + _registered_summary(mlflow.MlflowClient(resolved, registry_uri(resolved))),
         ) from exc  # fmt: skip
     hits = sorted(local.rglob(ENSEMBLE)) or sorted(local.rglob(MODEL))
     if not hits:

@@ -25,6 +25,7 @@ from typing import Any
 from automed.privacy import Redactor, no_redaction
 from automed.tracking_uri import DB_NAME as DB_NAME
 from automed.tracking_uri import check_tracking_uri as check_tracking_uri
+from automed.tracking_uri import registry_uri as registry_uri
 from automed.tracking_uri import resolve_uri as resolve_uri
 from automed.tracking_uri import still_answers
 
@@ -126,9 +127,9 @@ class Tracker:
         self.redactor = redactor or no_redaction()
         self.check_store()
         mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
+        mlflow.set_registry_uri(registry_uri(uri))
         with _store_opened(uri):
-            self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
             self.experiment_id = self._experiment_id(experiment)
         self.experiment = experiment
 

@@ -22,6 +22,13 @@ def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
     return f"sqlite:///{base / DB_NAME}"
 
 
+def registry_uri(tracking_uri: str) -> str:
+    """The model registry's store: ``MLFLOW_REGISTRY_URI`` when the user set one (e.g. a registry shared by
+    several tracking stores), else the tracking store."""
+    env = os.environ.get("MLFLOW_REGISTRY_URI")
+    return _absolute_sqlite(env) if env else tracking_uri
+
+
 def _plugin_schemes() -> tuple[str, ...]:
     """The schemes installed MLflow plugins serve (``azureml``, SageMaker's ``arn``, ...)."""
     from importlib.metadata import entry_points

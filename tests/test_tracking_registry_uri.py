@@ -1,0 +1,62 @@
+"""``MLFLOW_REGISTRY_URI`` set by the user (a registry apart from the tracking store) is where automed registers
+and looks models up; without it the tracking store holds the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+import mlflow
+import mlflow.tracking
+import pytest
+
+from automed.model_store import download_model
+from automed.tracking import EXPERIMENT_KIND, MODEL_TRAINING, Tracker
+
+
+class _Client:
+    made: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, **kw: Any) -> None:
+        _Client.made.append(kw)
+
+    def get_experiment_by_name(self, name: str) -> Any:
+        return SimpleNamespace(experiment_id="1", tags={EXPERIMENT_KIND: MODEL_TRAINING})
+
+
+SET: list[str] = []  # what automed gave mlflow.set_registry_uri
+
+
+@pytest.fixture()
+def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", _Client)
+    monkeypatch.setattr(mlflow, "set_registry_uri", SET.append)  # mlflow's own setting is left alone
+    _Client.made.clear()
+    SET.clear()
+    return uri
+
+
+def test_the_tracker_registers_in_the_users_registry(registry: str, tmp_path: Path) -> None:
+    Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "x")
+    assert _Client.made[-1]["registry_uri"] == registry and [registry] == SET
+
+
+def test_a_models_uri_is_looked_up_in_the_users_registry(
+    registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "mlflow.db").touch()
+    seen: list[str] = []
+
+    def download(artifact_uri: str, dst_path: str) -> str:
+        seen.append(SET[-1])  # the registry in force when the model is fetched
+        (Path(dst_path) / "model.json").write_text("{}")
+        return dst_path
+
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", download)
+    dest = tmp_path / "d"
+    dest.mkdir()
+    download_model("models:/m@champion", dest, f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert seen == [registry]
