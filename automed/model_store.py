@@ -88,7 +88,7 @@ def register_ensemble(
         code = shutil.copytree(
             package, Path(tmp) / "code" / "automed", ignore=shutil.ignore_patterns("__pycache__")
         )
-        entry = shutil.copy(package / "registry_entry.py", tmp)  # MLmodel records its path: a neutral one
+        entry = shutil.copy(package / "registry_entry.py", tmp)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(entry),
@@ -96,10 +96,10 @@ def register_ensemble(
             code_paths=[str(code)],
             signature=sig,
             pip_requirements=_requirements(),
-            registered_model_name=name,
             tags={"mlflow.source.name": "automed", "mlflow.source.type": "LOCAL"},
         )
-    version = str(info.registered_model_version)
+        _without_temp_folder(tracker.client, info.model_id, Path(tmp))
+        version = str(mlflow.register_model(info.model_uri, name).version)
     client = tracker.client
     client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
     client.set_registered_model_alias(name, "candidate", version)
@@ -125,6 +125,25 @@ def register_ensemble(
         "champion": champion_version,
         "uri": f"models:/{name}/{version}",
     }
+
+
+def _without_temp_folder(client: Any, model_id: str, tmp: Path) -> None:
+    """The logged model's MLmodel file with the temp folder it was logged from as ``<tmp>``: MLflow records the
+    bundle's and the entry's absolute paths there (loading uses only their names), and a TMPDIR such as
+    ``/scratch/<user>/`` or ``/home/<user>/tmp`` named a person in every registered model sent to the store."""
+    import os
+    import tempfile
+
+    import mlflow
+
+    location = client.get_logged_model(model_id).artifact_location
+    with tempfile.TemporaryDirectory(prefix="automed-mlmodel-") as d:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/MLmodel", dst_path=d))
+        text = local.read_text()
+        fixed = text.replace(os.path.realpath(tmp), "<tmp>").replace(str(tmp), "<tmp>")
+        if fixed != text:
+            local.write_text(fixed)
+            client.log_model_artifact(model_id, str(local))
 
 
 def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Path:
