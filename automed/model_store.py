@@ -172,12 +172,14 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
         ) from exc  # fmt: skip
     hits = sorted(local.rglob(ENSEMBLE)) or sorted(local.rglob(MODEL))
     if not hits:
+        found = "no files at all (deleted from the store's artifacts?)" if not any(local.rglob("*")) else (
+            "files without model.json (not an automed model)")  # fmt: skip
         raise ArtifactError.single(
-            uri,
-            "a registered automed model must contain model.json",
-            "not found",
-            "register it with `automed train` (or check the model name and alias)",
-        )
+            uri, "a registered automed model holds its bundle (model.json and the fold weights) in the store", found,
+            "use another version or alias (registered here: " + _registered_summary(mlflow.MlflowClient(resolved, registry_uri(resolved)))
+            + "), or register the training again: `automed select WORKDIR -o OUT` registers a new version when the "
+            "registered one lost its files",
+        )  # fmt: skip
     return hits[0].parent
 
 

@@ -145,7 +145,25 @@ def _unchanged(
         return None
     if version.tags.get(BUNDLE_TAG) != digest or version.tags.get("cv_score") != f"{score:.6f}":
         return None
+    if not _has_files(
+        client, version
+    ):  # its files deleted from the store: registered anew, not kept as it is
+        return None
     return {**previous, "champion": str(champion)}
+
+
+def _has_files(client: Any, version: Any) -> bool:
+    """Whether the store still holds a registered version's files (a version MLflow logged without a model id
+    cannot be asked: taken as whole)."""
+    from mlflow.exceptions import MlflowException
+
+    model_id = getattr(version, "model_id", None)
+    if not model_id:
+        return True
+    try:
+        return bool(client.list_logged_model_artifacts(model_id))
+    except (MlflowException, OSError):
+        return False
 
 
 def output_columns(plan: Plan) -> list[tuple[str, str]] | None:
