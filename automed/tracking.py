@@ -25,9 +25,9 @@ from typing import Any
 from automed.privacy import Redactor, no_redaction
 from automed.tracking_uri import DB_NAME as DB_NAME
 from automed.tracking_uri import check_tracking_uri as check_tracking_uri
+from automed.tracking_uri import check_writable, still_answers
 from automed.tracking_uri import registry_uri as registry_uri
 from automed.tracking_uri import resolve_uri as resolve_uri
-from automed.tracking_uri import still_answers
 
 ARTIFACTS_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
@@ -126,6 +126,7 @@ class Tracker:
         self.uri = uri
         self.redactor = redactor or no_redaction()
         self.check_store()
+        check_writable(uri)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(registry_uri(uri))
         with _store_opened(uri):

@@ -118,8 +118,9 @@ STORE_SCHEMES = (
 def check_tracking_uri(uri: str | None) -> None:
     """A clear error before any work for a tracking URI (``uri``, else ``MLFLOW_TRACKING_URI``) no MLflow store
     answers to: ``bogus://x``, a server that is not running, a SQLite URL without its three slashes, an in-memory
-    store, a folder store that MLflow refuses (each had failed only after planning and preprocessing, most as an
-    "unexpected error"). A path without a scheme is a folder store."""
+    store, a SQLite store in a read-only folder, a folder store that MLflow refuses (each had
+    failed only after planning and preprocessing, most as an "unexpected error"). A path without a scheme is a folder
+    store."""
     from automed.errors import ConfigError
     from automed.privacy import strip_credentials
     from automed.registry import did_you_mean
@@ -127,7 +128,7 @@ def check_tracking_uri(uri: str | None) -> None:
     where = "--tracking-uri"
     if not uri:
         uri, where = os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI"
-    if not uri:
+    if not uri:  # the default store, or the one a resumed work dir names: checked as the Tracker opens it
         return
     scheme = uri.split(":", 1)[0].lower().split("+", 1)[0] if ":" in uri.split("/")[0] else "file"
     if scheme in ("http", "https"):
@@ -158,6 +159,25 @@ def _check_sqlite(uri: str, where: str) -> None:
         raise ConfigError.single(
             where, "a SQLite store is sqlite:/// and a path (three slashes, four for an absolute path)", uri,
             f"write sqlite:///{rest} (from the current folder) or sqlite:////{rest} (absolute)",
+        )  # fmt: skip
+    check_writable(uri, where)
+
+
+def check_writable(uri: str, where: str = "--tracking-uri") -> None:
+    """A SQLite store (``uri``) that cannot be written is a clear error (SQLAlchemy's "unable to open database
+    file" came as an "unexpected error" after MLflow's retries, or "attempt to write a readonly database")."""
+    from automed.errors import ConfigError
+
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return
+    db = Path(uri[len("sqlite:///") :].split("?", 1)[0]).resolve()
+    # (the store makes the folders that are missing)
+    folder = next(p for p in (db.parent, *db.parent.parents) if p.exists())
+    if not os.access(folder, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+        raise ConfigError.single(
+            where, "a SQLite store and its folder can be written (SQLite writes its journal beside the database)",
+            db if db.exists() else f"{folder} (read-only)",
+            f"run from a folder you can write, or pass --tracking-uri sqlite:////WRITABLE/FOLDER/{DB_NAME}",
         )  # fmt: skip
 
 

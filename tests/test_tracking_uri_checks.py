@@ -10,7 +10,7 @@ import pytest
 from automed import api
 from automed.errors import ConfigError
 from automed.testing.synthetic import make_dataset
-from automed.tracking import check_tracking_uri
+from automed.tracking import Tracker, check_tracking_uri, resolve_uri
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,25 @@ def test_a_typo_in_mlflow_tracking_uri_is_refused_before_work(
     with pytest.raises(ConfigError, match=r"MLFLOW_TRACKING_URI: a tracking URI names an MLflow store"):
         api.train(data, tmp_path / "W", show_progress=False)
     assert not (tmp_path / "W").exists()
+
+
+def test_a_store_in_a_read_only_folder_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from automed import tracking_uri
+
+    shelf = tmp_path / "shelf"  # (a read-only mount: root passes chmod, so access() says so here)
+    shelf.mkdir()
+    access = os.access
+    monkeypatch.setattr(tracking_uri.os, "access", lambda p, mode: Path(p) != shelf and access(p, mode))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(shelf)
+    with pytest.raises(
+        ConfigError, match=r"--tracking-uri: a SQLite store .*can be written.*shelf \(read-only\)"
+    ):
+        Tracker(resolve_uri(), "x")  # the default store, in the current folder
+    with pytest.raises(ConfigError, match=r"--tracking-uri: a SQLite store and its folder can be written"):
+        check_tracking_uri(f"sqlite:///{shelf / 'new' / 'mlflow.db'}")  # the folder it would make is in shelf
+    check_tracking_uri(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}")
