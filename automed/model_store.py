@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
-from automed.tracking import Tracker, registry_uri, resolve_uri
+from automed.tracking import Tracker, registry_uri, resolve_uri, store_lock
 from automed.workdir import ENSEMBLE, MODEL, without_local_places
 
 
@@ -103,6 +103,19 @@ def register_ensemble(
     client = tracker.client
     client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
     client.set_registered_model_alias(name, "candidate", version)
+    with store_lock(tracker.uri):  # two registrations at once: each compares with the champion the other left
+        champion_version = _crown(client, name, version, score)
+    return {
+        "name": name,
+        "version": version,
+        "champion": champion_version,
+        "uri": f"models:/{name}/{version}",
+    }
+
+
+def _crown(client: Any, name: str, version: str, score: float) -> str:
+    """Make ``version`` (CV score ``score``) the champion when there is none or its score is at least the
+    champion's (tag ``cv_score``); the champion's version."""
     from mlflow.exceptions import MlflowException
 
     champion = None
@@ -111,20 +124,11 @@ def register_ensemble(
     except MlflowException as exc:  # only "no champion yet": a store that fails must not crown a worse model
         if "not found" not in str(exc).lower():
             raise
-    if (
-        champion is None
-        or score >= float(champion.tags.get("cv_score", champion.tags.get("cv_fg_dice", "-1"))) - 1e-6
-    ):  # tag kept to 6 digits
+    held = None if champion is None else champion.tags.get("cv_score", champion.tags.get("cv_fg_dice", "-1"))
+    if held is None or score >= float(held) - 1e-6:  # tag kept to 6 digits
         client.set_registered_model_alias(name, "champion", version)
-        champion_version = version
-    else:
-        champion_version = str(champion.version)
-    return {
-        "name": name,
-        "version": version,
-        "champion": champion_version,
-        "uri": f"models:/{name}/{version}",
-    }
+        return version
+    return str(champion.version)  # type: ignore[union-attr]
 
 
 def _without_temp_folder(client: Any, model_id: str, tmp: Path) -> None:

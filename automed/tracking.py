@@ -76,10 +76,11 @@ def model_version(client: Any, name: str, ref: str) -> Any:
 
 
 @contextlib.contextmanager
-def _store_opened(uri: str) -> Iterator[None]:
+def store_lock(uri: str) -> Iterator[None]:
     """For a SQLite store, one process at a time opens it (MLflow builds or migrates its tables then) and makes its
-    experiment: two commands started together on a fresh store had crashed in the migrations ("table ... already
-    exists", "duplicate column name"), and two of one dataset on the experiment's name. The lock is a flock on
+    experiment, or moves a registered model's champion: two commands started together on a fresh store had crashed
+    in the migrations ("table ... already exists", "duplicate column name"), and two of one dataset on the
+    experiment's name. The lock is a flock on
     ``.<db name>.lock`` beside the database; a folder where it cannot be made (read-only) goes without it."""
     from automed.workdir import flocked
 
@@ -129,7 +130,7 @@ class Tracker:
         check_writable(uri)
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(registry_uri(uri))
-        with _store_opened(uri):
+        with store_lock(uri):
             self.client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
             self.experiment_id = self._experiment_id(experiment)
         self.experiment = experiment
