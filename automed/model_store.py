@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
-from automed.tracking import Tracker, registry_uri, resolve_uri, store_lock
+from automed.tracking import Tracker, registry_uri, resolve_uri, set_mlflow_uris, store_lock
 from automed.workdir import ENSEMBLE, MODEL, without_local_places
 
 
@@ -165,14 +165,14 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
             f"no store at {resolved}",
             "pass --tracking-uri of the store the model was registered in (or run from its folder)",
         )
-    mlflow.set_tracking_uri(resolved)
-    mlflow.set_registry_uri(registry_uri(resolved))
+    set_mlflow_uris(resolved, registry_uri(resolved))
+    registry = mlflow.MlflowClient(resolved, registry_uri(resolved))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except MlflowException as exc:
         raise ArtifactError.single(
             uri, "a models:/ URI names a registered model and an @alias or /version of it",
-            str(exc).splitlines()[0][:200], "registered here: " + _registered_summary(mlflow.MlflowClient(resolved, registry_uri(resolved))),
+            str(exc).splitlines()[0][:200], "registered here: " + _registered_summary(registry),
         ) from exc  # fmt: skip
     hits = sorted(local.rglob(ENSEMBLE)) or sorted(local.rglob(MODEL))
     if not hits:
@@ -180,9 +180,9 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
             "files without model.json (not an automed model)")  # fmt: skip
         raise ArtifactError.single(
             uri, "a registered automed model holds its bundle (model.json and the fold weights) in the store", found,
-            "use another version or alias (registered here: " + _registered_summary(mlflow.MlflowClient(resolved, registry_uri(resolved)))
-            + "), or register the training again: `automed select WORKDIR -o OUT` registers a new version when the "
-            "registered one lost its files",
+            f"use another version or alias (registered here: {_registered_summary(registry)}), or register the "
+            "training again: `automed select WORKDIR -o OUT` registers a new version when the registered one lost "
+            "its files",
         )  # fmt: skip
     return hits[0].parent
 

@@ -4,8 +4,8 @@ Store: embedded by default, ``sqlite:///<project root>/mlflow.db`` for runs and 
 ``<project root>/mlruns/<experiment>``, the project root being the current directory (this repository's top level
 when run from it). ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` choose another store (e.g. a server). The driver
 creates the database and experiment before any worker logs, and a lock beside a SQLite store lets one process at a
-time create or migrate it (several at once crash in its migrations). Runs nest through the ``mlflow.parentRunId`` tag, so processes can add children.
-Metrics go in one ``log_batch`` call per epoch (per-call logging is slow).
+time create or migrate it (several at once crash in its migrations). Runs nest through the ``mlflow.parentRunId``
+tag, so processes can add children. Metrics go in one ``log_batch`` call per epoch (per-call logging is slow).
 
 Everything a :class:`Tracker` sends (params, tags, artifacts and their names, dataset sources, registered bundles)
 passes through its :class:`~automed.privacy.Redactor`: case IDs become pseudonyms and local folders placeholders.
@@ -28,6 +28,7 @@ from automed.tracking_uri import check_tracking_uri as check_tracking_uri
 from automed.tracking_uri import check_writable, still_answers
 from automed.tracking_uri import registry_uri as registry_uri
 from automed.tracking_uri import resolve_uri as resolve_uri
+from automed.tracking_uri import set_mlflow_uris as set_mlflow_uris
 
 ARTIFACTS_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
@@ -80,8 +81,8 @@ def store_lock(uri: str) -> Iterator[None]:
     """For a SQLite store, one process at a time opens it (MLflow builds or migrates its tables then) and makes its
     experiment, or moves a registered model's champion: two commands started together on a fresh store had crashed
     in the migrations ("table ... already exists", "duplicate column name"), and two of one dataset on the
-    experiment's name. The lock is a flock on
-    ``.<db name>.lock`` beside the database; a folder where it cannot be made (read-only) goes without it."""
+    experiment's name. The lock is a flock on ``.<db name>.lock`` beside the database; a folder where it cannot be
+    made (read-only) goes without it."""
     from automed.workdir import flocked
 
     with contextlib.ExitStack() as stack:
@@ -121,15 +122,13 @@ class Tracker:
     """A thin wrapper over ``MlflowClient`` for one experiment; every value it sends is redacted."""
 
     def __init__(self, uri: str, experiment: str, redactor: Redactor | None = None) -> None:
-        import mlflow
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
         self.redactor = redactor or no_redaction()
         self.check_store()
         check_writable(uri)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(registry_uri(uri))
+        set_mlflow_uris(uri, registry_uri(uri))
         with store_lock(uri):
             self.client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
             self.experiment_id = self._experiment_id(experiment)
@@ -158,7 +157,8 @@ class Tracker:
         return str(exp.experiment_id)
 
     def check_store(self) -> None:
-        """A clear error in seconds when the tracking server stopped answering (see :func:`~automed.tracking_uri.still_answers`)."""
+        """A clear error in seconds when the tracking server stopped answering
+        (:func:`~automed.tracking_uri.still_answers`)."""
         still_answers(self.uri)
 
     def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:

@@ -29,6 +29,23 @@ def registry_uri(tracking_uri: str) -> str:
     return _absolute_sqlite(env) if env else tracking_uri
 
 
+def set_mlflow_uris(tracking: str, registry: str) -> None:
+    """MLflow's own tracking and registry URIs (its fluent API: runs, logged models, downloads) without the copies
+    MLflow makes of them in ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``: those say what the user chose, and
+    automed reads them (:func:`resolve_uri`, :func:`registry_uri`). With the copies, every later store of the same
+    process (a second training from Python, a test) went to the first one's tracking store and registry."""
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(tracking)
+    mlflow.set_registry_uri(registry)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def _plugin_schemes() -> tuple[str, ...]:
     """The schemes installed MLflow plugins serve (``azureml``, SageMaker's ``arn``, ...)."""
     from importlib.metadata import entry_points

@@ -12,7 +12,7 @@ import mlflow.tracking
 import pytest
 
 from automed.model_store import download_model
-from automed.tracking import EXPERIMENT_KIND, MODEL_TRAINING, Tracker
+from automed.tracking import EXPERIMENT_KIND, MODEL_TRAINING, Tracker, registry_uri, resolve_uri
 
 
 class _Client:
@@ -60,3 +60,20 @@ def test_a_models_uri_is_looked_up_in_the_users_registry(
     dest.mkdir()
     download_model("models:/m@champion", dest, f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert seen == [registry]
+
+
+def test_a_store_opened_earlier_in_the_process_does_not_become_the_users_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow copies the URIs it is given into MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI; a second store of the same
+    process (a second training from Python) must not read them as the user's."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", _Client)
+    monkeypatch.chdir(tmp_path)
+    first = f"sqlite:///{tmp_path / 'first' / 'mlflow.db'}"
+    Tracker(first, "x")
+    assert mlflow.get_tracking_uri() == first and mlflow.get_registry_uri() == first  # MLflow's own: set
+    assert resolve_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"  # the default store, not the first one's
+    second = f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"
+    assert registry_uri(second) == second
