@@ -76,3 +76,45 @@ def test_a_store_opened_earlier_in_the_process_does_not_become_the_users_choice(
     assert resolve_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"  # the default store, not the first one's
     second = f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}"
     assert registry_uri(second) == second
+
+
+def test_an_export_attaches_to_the_version_in_the_users_registry(
+    registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`automed export models:/...` found the version in the tracking store, not in MLFLOW_REGISTRY_URI's."""
+    import automed.tracking
+    from automed.export.mlflow_attach import attach_export
+
+    class StopError(Exception):
+        pass
+
+    def version(client: Any, name: str, version: str) -> Any:
+        raise StopError  # the client is made; what follows needs a real registry
+
+    monkeypatch.setattr(automed.tracking, "model_version", version)
+    with pytest.raises(StopError):
+        attach_export(Path("unused"), {}, "card", "models:/m@champion", "http://127.0.0.1:9")
+    assert _Client.made[-1]["registry_uri"] == registry
+
+
+def test_a_review_logged_to_a_registered_models_run_looks_in_the_users_registry(
+    registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    import automed.workflow.review_log as review_log
+
+    made: list[str] = []
+
+    class Client:
+        def __init__(self, uri: str, registry_uri: str) -> None:
+            made.append(registry_uri)
+
+    def version(client: Any, name: str, version: str) -> Any:
+        return SimpleNamespace(run_id="")  # no run: refused after the lookup
+
+    monkeypatch.setattr(mlflow, "MlflowClient", Client)
+    monkeypatch.setattr(review_log, "model_version", version)
+    with pytest.raises(Exception, match="names no run"):
+        review_log.training_run("models:/m@champion", "http://127.0.0.1:9")
+    assert made == [registry]

@@ -43,10 +43,10 @@ def attach_export(
         return None
     from mlflow.tracking import MlflowClient
 
-    from automed.tracking import model_version
+    from automed.tracking import model_version, registry_uri
 
     uri, name, version = found
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
     mv = model_version(client, name, version)
     version = str(mv.version)
     run_id = mv.run_id

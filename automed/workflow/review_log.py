@@ -12,7 +12,7 @@ from pathlib import Path
 
 from automed.errors import ConfigError
 from automed.records import read_tracking
-from automed.tracking import MODEL_URI, Tracker, model_version, resolve_uri, split_model_uri
+from automed.tracking import MODEL_URI, Tracker, model_version, registry_uri, resolve_uri, split_model_uri
 from automed.workdir import WorkDir, chosen_members
 
 
@@ -24,7 +24,7 @@ def training_run(model: str | Path, tracking_uri: str | None) -> tuple[str, str,
         import mlflow
 
         uri = resolve_uri(tracking_uri)
-        client = mlflow.MlflowClient(uri, registry_uri=uri)
+        client = mlflow.MlflowClient(uri, registry_uri=registry_uri(uri))
         version = model_version(client, *split_model_uri(text))
         if not version.run_id:
             raise ConfigError.single(model, "--log-review attaches the review to the model's training run",
