@@ -185,6 +185,22 @@ def test_classification_trains_registers_and_predicts_a_table(classified: dict[s
 
 
 @pytest.mark.slow
+def test_an_image_level_model_predicts_with_the_folds_asked_and_has_no_window(
+    classified: dict[str, Any],
+) -> None:
+    from automed.errors import ConfigError
+
+    wd = classified["res"].workdir
+    assert len(api.load_predictor(wd, None, folds=[1]).models) == 1
+    assert len(api.load_predictor(wd, None).models) == 2
+    with pytest.raises(ConfigError, match=r"has \(0, 1\); found --folds 3 \(no fold 3\)"):
+        api.load_predictor(wd, None, folds=[3])
+    with pytest.raises(ConfigError, match="no window"):
+        api.predict(wd, classified["root"] / "d" / "images", classified["root"] / "S", step=0.5)
+    assert not (classified["root"] / "S").exists()
+
+
+@pytest.mark.slow
 def test_classification_cli_prints_scores_and_predicts(classified: dict[str, Any], tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(

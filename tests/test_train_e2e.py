@@ -19,7 +19,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed import api
-from automed.errors import ArtifactError, DatasetError
+from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.testing.synthetic import make_dataset
 from automed.workdir import WorkDir
 from tests.conftest import automed_ui
@@ -654,3 +654,25 @@ def test_a_refused_retraining_leaves_the_earlier_plan(tmp_path: Path) -> None:
         api.train(ds, tmp_path / "W", preset=str(other), **kw)
     assert (tmp_path / "W" / "plan.json").read_bytes() == plan_before
     assert (tmp_path / "W" / "fingerprint.json").read_bytes() == fingerprint_before
+
+
+def test_predict_with_folds_0_is_fold_0_alone(trained: dict[str, object], tmp_path: Path) -> None:
+    """nnU-Net's ``-f 0``: the probabilities of fold 0's validation cases are those its own validation wrote (same
+    network, TTA and step; the two-fold ensemble differs from them by about 0.1)."""
+    wd = trained["res"].workdir  # type: ignore[attr-defined]
+    fold0 = wd / "train" / "3d_fullres" / "fold_0"
+    val = json.loads((wd / "splits.json").read_text())["folds"][0]["val"]
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for cid in val:
+        (inp / f"{cid}.nii.gz").symlink_to(Path(str(trained["ds"])) / "imagesTr" / f"{cid}.nii.gz")
+    api.predict(wd, inp, tmp_path / "P", folds=[0], save_probabilities=True, show_progress=False)
+    for cid in val:
+        mine = np.load(tmp_path / "P" / f"{cid}.npz")["probabilities"]
+        own = np.load(fold0 / "validation" / f"{cid}.npz")["probabilities"].astype(np.float32)
+        assert np.abs(mine - own).max() < 1e-3  # float16 storage of the validation's
+    one = api.load_predictor(wd, None, folds=[1], step=0.25)
+    assert len(one.models) == 1 and one.step == 0.25
+    with pytest.raises(ConfigError, match=r"has \(0, 1\); found --folds 2"):
+        api.predict(wd, inp, tmp_path / "P2", folds=[2], show_progress=False)
+    assert not (tmp_path / "P2").exists()

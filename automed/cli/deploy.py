@@ -193,6 +193,24 @@ def predict(
             help="Whole slides: the level-0 pixel size in um (overrides their metadata; needed where it lacks one)."
         ),
     ] = None,
+    folds: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Predict with only these folds of a training work dir (or of a selection folder's one training), "
+            "nnU-Net's -f: --folds 0,1 or --folds 0 --folds 1; all: the all-data model (default: the model's own "
+            "folds, those automed select kept, else all). Each fold predicts with its final weights, the ones CV, "
+            "postprocessing and selection measured (no -chk: a fold's checkpoint_best.pt, its best epoch on validation "
+            "patches, was never validated on whole cases).",
+        ),
+    ] = None,
+    step_size: Annotated[
+        float | None,
+        typer.Option(
+            help="Segmentation: the sliding window moves by this fraction of the patch, 0 < s <= 1 (nnU-Net's "
+            "-step_size; default: the model's own, 0.5 unless automed select chose another); smaller overlaps "
+            "more and is slower. A training work dir only.",
+        ),
+    ] = None,
 ) -> None:
     """Predict label maps in each input's own geometry (CASE_0000.nii.gz ... in, CASE.nii.gz out), or, for a
     classification or regression model, OUT/predictions.csv (SubjectID, prediction, probability_<class>).
@@ -200,6 +218,7 @@ def predict(
     Example: automed predict models:/automed-Hippocampus@champion -i images/ -o predictions/
     """
     from automed import api
+    from automed.infer.predict_options import parse_folds
 
     paths = api.predict(
         model,
@@ -220,6 +239,8 @@ def predict(
         output_format=output_format,
         mpp=mpp,
         slide_mpp=slide_mpp,
+        folds=parse_folds(folds),
+        step=step_size,
     )
     if len(paths) == 1 and paths[0].name == "predictions.csv":  # an image-level model: one table row per case
         import csv

@@ -17,6 +17,7 @@ import torch
 
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
+from automed.infer.predict_options import chosen_folds
 from automed.plan.schema import Plan, TargetPlan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import spec_for
@@ -126,14 +127,14 @@ class ImagePredictor:
     def from_workdir(
         cls, workdir: str | Path, *, device: str | None = None, folds: list[int] | None = None
     ) -> ImagePredictor:
-        """The model ``automed train`` recorded in ``WORKDIR/model.json``."""
+        """The model ``automed train`` recorded in ``WORKDIR/model.json`` (``folds``: some of its trained folds)."""
         wd = Path(workdir)
         meta = load_model(wd)
         return cls.from_folds(
             wd,
             Plan.load(WorkDir(wd).plan),
             meta.config,
-            folds or meta.predict_folds,
+            chosen_folds(folds, meta.folds, meta.predict_folds, wd),
             checkpoint=meta.checkpoint,
             device=device,
             tta=meta.inference.tta,

@@ -16,6 +16,7 @@ import torch
 
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
+from automed.infer.predict_options import chosen_folds
 from automed.infer.prediction import Prediction
 from automed.infer.sliding_window import predict_volume
 from automed.plan.schema import Plan
@@ -141,7 +142,8 @@ class Predictor:
         **kwargs: Any,
     ) -> Predictor:
         """Load the model that ``automed train`` recorded in ``WORKDIR/model.json``, with the inference settings in
-        force (``automed select``'s choice, ``inference.json``, when there is one)."""
+        force (``automed select``'s choice, ``inference.json``, when there is one); ``folds``: some of its trained
+        folds instead (a cascade's first stage follows them)."""
         wd = Path(workdir)
         meta = load_model(wd)
         inf = meta.inference
@@ -150,7 +152,7 @@ class Predictor:
         kwargs.setdefault("mirrors", inf.mirrors)
         kwargs.setdefault("step", inf.step)
         kwargs.setdefault("whole_image_factor", inf.whole_image_factor)
-        plan, chosen = Plan.load(WorkDir(wd).plan), folds or meta.predict_folds
+        plan, chosen = Plan.load(WorkDir(wd).plan), chosen_folds(folds, meta.folds, meta.predict_folds, wd)
         if plan.configurations[meta.config.configuration].previous_stage and "previous" not in kwargs:
             # prediction: the first stage with its own inference settings, as the registered bundle predicts
             kwargs["previous"] = previous_stage(wd, chosen, device=device)

@@ -189,8 +189,17 @@ class Task(Protocol):
         """Tests between every two runs of :meth:`case_outcomes`' table on the cases both predicted, Holm-corrected."""
         ...
 
-    def load_predictor(self, workdir: Path, device: str | None) -> Any:
-        """The torch predictor of a concluded training's work dir (its model.json, inference settings in force)."""
+    def load_predictor(
+        self,
+        workdir: Path,
+        device: str | None,
+        *,
+        folds: list[int] | None = None,
+        step: float | None = None,
+    ) -> Any:
+        """The torch predictor of a concluded training's work dir (its model.json, inference settings in force);
+        ``folds``: some of its trained folds instead of its own (refused when it lacks one), ``step``: another
+        sliding-window step (refused by a task that has no window)."""
         ...
 
     def bundle_predictor(

@@ -31,6 +31,7 @@ from automed.evaluate.image_level import (
 )
 from automed.evaluate.summary import cv_order
 from automed.infer.image_level import ImagePredictor
+from automed.infer.predict_options import no_window
 from automed.plan.schema import ConfigurationPlan, Plan, TargetPlan
 from automed.records import CV_SUMMARY_VERSION, stamped
 from automed.tasks.base import OwnChoice
@@ -274,8 +275,16 @@ class ImageLevelTask:
     def paired_tests(self, table: pd.DataFrame) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def load_predictor(self, workdir: Path, device: str | None) -> ImagePredictor:
-        return ImagePredictor.from_workdir(workdir, device=device)
+    def load_predictor(
+        self,
+        workdir: Path,
+        device: str | None,
+        *,
+        folds: list[int] | None = None,
+        step: float | None = None,
+    ) -> ImagePredictor:
+        no_window(step, workdir)
+        return ImagePredictor.from_workdir(workdir, device=device, folds=folds)
 
     def bundle_predictor(
         self,

@@ -20,6 +20,7 @@ from automed.data.dataset import Dataset
 from automed.data.io import read_image, write_image_atomic
 from automed.evaluate.metrics import case_metrics
 from automed.evaluate.summary import metrics_rows, score, summarize, write_summary
+from automed.infer.predict_options import checked_step
 from automed.infer.predictor import Predictor
 from automed.plan.schema import ConfigurationPlan, Plan
 from automed.runtime.postprocess import describe
@@ -246,8 +247,17 @@ class Segmentation:
 
         return paired_tests(table)
 
-    def load_predictor(self, workdir: Path, device: str | None) -> Predictor:
-        return Predictor.from_workdir(workdir, device=device)
+    def load_predictor(
+        self,
+        workdir: Path,
+        device: str | None,
+        *,
+        folds: list[int] | None = None,
+        step: float | None = None,
+    ) -> Predictor:
+        """A cascade's first stage predicts with the same ``folds`` but keeps its own step."""
+        own_step = {} if checked_step(step, workdir) is None else {"step": step}
+        return Predictor.from_workdir(workdir, device=device, folds=folds, **own_step)
 
     def bundle_predictor(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 
 from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
+from automed.infer.predict_options import checked_step, run_overrides
 from automed.registry import check_choice
 from automed.train.meta import load_model
 from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
@@ -107,10 +108,17 @@ def exported_predictor(model: str | Path, runtime: str, device: str | None) -> t
 
 
 def load_predictor(
-    model: str | Path, tracking_uri: str | None, device: str | None = None, runtime: str = "torch"
+    model: str | Path,
+    tracking_uri: str | None,
+    device: str | None = None,
+    runtime: str = "torch",
+    *,
+    folds: list[int] | None = None,
+    step: float | None = None,
 ) -> Any:
     """A work dir or a ``models:/NAME@ALIAS`` URI as a predictor: the work dir's export for ``runtime`` auto (when
-    usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`."""
+    usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`. ``folds`` and ``step``
+    (``--folds``, ``--step-size``) change a training's own inference: torch only, and a work dir's task decides."""
 
     check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
     if not str(model).startswith("models:/"):
@@ -119,6 +127,9 @@ def load_predictor(
         if WorkDir(Path(model)).pair.is_file():  # a pair's trainings too
             for member in pair_workdirs(Path(model)):
                 refuse_unfinished(member)
+    overrides = run_overrides(model, runtime, folds, step)
+    if runtime != "torch" and overrides:
+        runtime = "torch"  # auto: the export's folds and window step were fixed when it was made
     if runtime != "torch":
         exported, why = exported_predictor(model, runtime, device)
         if exported is not None:
@@ -150,7 +161,8 @@ def load_predictor(
         return load_bundle(download_model(str(model), tmp, tracking_uri), device)
     wd = WorkDir(Path(model))
     wd.require_model()
-    return task_for(Plan.load(wd.plan).task_type, wd.root).load_predictor(wd.root, device)
+    task = task_for(Plan.load(wd.plan).task_type, wd.root)
+    return task.load_predictor(wd.root, device, folds=folds, step=step)
 
 
 def predict(
@@ -173,6 +185,8 @@ def predict(
     output_format: str = "nifti",
     mpp: float | None = None,
     slide_mpp: float | None = None,
+    folds: list[int] | None = None,
+    step: float | None = None,
 ) -> list[Path]:
     """Predict every case under ``input_path`` with a training work dir, an ``automed select`` folder (its choice)
     or a registered model URI.
@@ -191,12 +205,15 @@ def predict(
     also attaches it to the model's MLflow training run (:mod:`automed.workflow.review_log`). ``output_format`` ``dicom-seg``
     (segmentation of DICOM series inputs) adds ``<case>.seg.dcm``, a DICOM Segmentation referencing the series.
     Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
-    ``mpp`` (default: the patch miner's resolution of its training data)."""
+    ``mpp`` (default: the patch miner's resolution of its training data). ``folds`` (nnU-Net's ``-f``) predicts with
+    only those of a training's folds, ``step`` (``-step_size``) moves a segmentation model's sliding window by that
+    fraction of the patch instead of its own (0.5 unless ``automed select`` chose another); both run torch."""
     from automed.artifacts import claim_output, mark_output
     from automed.data.verify import check_channel_grids
     from automed.infer.inputs import check_takes, discover, listed_files, takes_dimension
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
+    checked_step(step, model)  # before anything is written; the model's task decides whether it has a window
     review = review or log_review
     if resume:
         refuse_unless_continuable(overwrite, review)
@@ -230,7 +247,7 @@ def predict(
         raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
                                  f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
                                  "count map and tile CSV are its review")  # fmt: skip
-    predictor = load_predictor(model, tracking_uri, device, runtime)
+    predictor = load_predictor(model, tracking_uri, device, runtime, folds=folds, step=step)
     if on_load is not None:
         kind = getattr(predictor, "runtime", None)
         on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
@@ -252,7 +269,8 @@ def predict(
     check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places
     holder = None if str(model).startswith("models:/") else model_dir(Path(model))
     check_csv_channels(input_path, holder)  # named columns in the training's order
-    settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format)
+    settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format,
+                            folds=folds, step=step)  # fmt: skip
     done: list[Path] = []
     if resume:  # the cases whose every file an earlier run of this model and these settings wrote
         check_record(out, settings, earlier)

@@ -2,9 +2,10 @@
 left unfinished (Ctrl-C, a killed job, an input that failed) predicts only the cases whose outputs are not there yet.
 
 Every predict run of label maps records in ``OUT/.automed-predict.json`` what decides a case's outputs (the model,
-its ``model.json`` and ``automed select`` choice, TTA, probabilities, output format); ``--continue`` refuses a folder
-whose record differs, so label maps of two models or settings never mix. A case counts as finished when all its
-files are there (each is written under a temporary name and renamed, so a file there is whole)."""
+its ``model.json`` and ``automed select`` choice, TTA, ``--folds``, ``--step-size``, probabilities, output format);
+``--continue`` refuses a folder whose record differs, so label maps of two models or settings never mix. A case
+counts as finished when all its files are there (each is written under a temporary name and renamed, so a file
+there is whole)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,19 @@ def _digest(path: Path) -> str | None:
 
 
 def run_settings(
-    model: str | Path, folder: Path | None, tta: bool | None, save_probabilities: bool, output_format: str
+    model: str | Path,
+    folder: Path | None,
+    tta: bool | None,
+    save_probabilities: bool,
+    output_format: str,
+    *,
+    folds: list[int] | None = None,
+    step: float | None = None,
 ) -> dict[str, Any]:
     """What decides a case's outputs: the model (``folder``: the work dir or selection folder that holds it, with
     digests of its ``model.json`` and ``inference.json``, so a retraining or a new selection is another model; a
-    registry URI as given) and the settings."""
+    registry URI as given) and the settings (``--folds``, ``--step-size`` only when given: a record written
+    before they existed is of the model's own)."""
     where: dict[str, Any] = {"model": str(model)}
     if folder is not None:
         where = {
@@ -40,6 +49,8 @@ def run_settings(
         "tta": tta,
         "save_probabilities": save_probabilities,
         "output_format": output_format,
+        **({} if folds is None else {"folds": folds}),
+        **({} if step is None else {"step": step}),
         "schema_version": 1,
     }
 

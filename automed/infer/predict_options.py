@@ -1,0 +1,111 @@
+"""What ``automed predict`` may change of a trained model's inference for one run: which of its folds predict
+(nnU-Net's ``-f``) and how far the sliding window moves (``-step_size``). Checked here, before any weight loads,
+against what the work dir holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automed.errors import ConfigError
+from automed.workdir import ALL_DATA, WorkDir
+
+
+def fold_names(folds: list[int]) -> str:
+    """Folds as the command line takes them: ``0, 1``, or ``all`` for the all-data model."""
+    return ", ".join("all" if f == ALL_DATA else str(f) for f in folds)
+
+
+def parse_folds(values: list[str] | None) -> list[int] | None:
+    """``--folds 0,1`` or ``--folds 0 --folds 1`` (``all``: the all-data model) as sorted fold numbers; ``None``
+    when not given (the model's own folds)."""
+    if not values:
+        return None
+    out: set[int] = set()
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().lower()
+            if name == "all":
+                out.add(ALL_DATA)
+            elif name.isdigit():
+                out.add(int(name))
+            else:
+                raise ConfigError.single(
+                    "--folds",
+                    "folds are fold numbers (or all, the all-data model), comma-separated or repeated",
+                    repr(value),
+                    "write e.g. --folds 0,1 or --folds 0 --folds 1",
+                )
+    return sorted(out)
+
+
+def chosen_folds(
+    folds: list[int] | None, trained: list[int], default: list[int], source: str | Path
+) -> list[int]:
+    """The folds that predict: ``folds`` when the model ``source`` has each of them (``trained``), else its own
+    ``default`` (``automed select``'s choice, or every fold)."""
+    if folds is None:
+        return list(default)
+    missing = [f for f in folds if f not in trained]
+    if not folds or missing:
+        raise ConfigError.single(
+            source,
+            f"--folds chooses among the folds the model has ({fold_names(trained)})",
+            f"--folds {fold_names(folds)}" + (f" (no fold {fold_names(missing)})" if missing else ""),
+            f"pass some of {fold_names(trained)}, or drop --folds to predict with "
+            f"{fold_names(default)} (the model's own choice)",
+        )
+    return list(folds)
+
+
+def checked_step(step: float | None, source: str | Path) -> float | None:
+    """A sliding-window step as a fraction of the patch: more than 0 (it must move), at most 1 (no gaps)."""
+    if step is not None and not 0 < step <= 1:
+        raise ConfigError.single(
+            source,
+            "--step-size is the fraction of the patch the window moves: 0 < step <= 1",
+            step,
+            "pass e.g. 0.5 (nnU-Net's default: windows overlap by half) or 1 (no overlap, fastest)",
+        )
+    return step
+
+
+def no_window(step: float | None, source: str | Path) -> None:
+    """Image-level models see the whole (resized) image at once: there is no window to step."""
+    if step is not None:
+        raise ConfigError.single(
+            source,
+            "--step-size moves the sliding window of a segmentation model",
+            f"--step-size {step} for an image-level model (one prediction per whole image, no window)",
+            "drop --step-size",
+        )
+
+
+def run_overrides(model: str | Path, runtime: str, folds: list[int] | None, step: float | None) -> str:
+    """The options that change a training's inference for this run (``--folds``, ``--step-size``), refused where
+    there is no training of the user's to change: a registered model or a pair's bundle holds the folds and
+    settings it was registered with, an export the ones it was exported with."""
+    given = " and ".join(name for name, v in (("--folds", folds), ("--step-size", step)) if v is not None)
+    if not given:
+        return ""
+    bundle = (
+        "a registered model"
+        if str(model).startswith("models:/")
+        else "a selection that chose a pair"
+        if WorkDir(Path(model)).pair.is_file()
+        else None
+    )
+    if bundle is not None:
+        raise ConfigError.single(
+            model,
+            "--folds and --step-size apply to a training work dir (or a selection folder that chose one training)",
+            f"{bundle} (its bundle holds the folds and settings it was saved with)",
+            f"predict with the training's work dir instead (the one `automed train -o` wrote), or drop {given}",
+        )
+    if runtime in ("openvino", "onnx"):
+        raise ConfigError.single(
+            model,
+            f"--runtime {runtime} runs the export with the folds and window step it was exported with",
+            f"{given} with --runtime {runtime}",
+            f"use --runtime torch (or auto, which then runs torch), or drop {given}",
+        )
+    return given

@@ -1,0 +1,104 @@
+"""``automed predict --folds`` and ``--step-size`` (nnU-Net's ``-f`` and ``-step_size``): parsed as the command line
+takes lists, checked against the model before any weight loads, refused where the model has no such choice, and
+recorded for ``--continue``. The end-to-end check (``--folds 0`` predicts as fold 0 alone) is in test_train_e2e."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from automed.cli import app
+from automed.errors import ConfigError
+from automed.infer.predict_options import checked_step, chosen_folds, parse_folds, run_overrides
+from automed.tasks.classification import Classification
+from automed.tasks.segmentation import Segmentation
+from automed.workdir import ALL_DATA, WorkDir
+from automed.workflow.predict_continue import run_settings
+
+
+def test_folds_are_comma_separated_or_repeated_and_all_names_the_all_data_model() -> None:
+    assert parse_folds(None) is None and parse_folds([]) is None
+    assert parse_folds(["0,1"]) == [0, 1]
+    assert parse_folds(["2", "0, 1", "1"]) == [0, 1, 2]  # repeated, spaced, a fold twice counts once
+    assert parse_folds(["all"]) == [ALL_DATA]
+    for bad in ("0 1", "-1", "fold_0", "0,,1"):
+        with pytest.raises(ConfigError, match="fold numbers") as err:
+            parse_folds([bad])
+        assert repr(bad) in str(err.value) and "--folds 0,1" in str(err.value)
+
+
+def test_a_fold_the_model_lacks_is_refused_naming_the_folds_it_has() -> None:
+    assert chosen_folds(None, [0, 1, 2], [0, 1], "W") == [0, 1]  # not given: the model's own choice
+    assert chosen_folds([2], [0, 1, 2], [0, 1], "W") == [2]  # any trained fold, not only the chosen ones
+    with pytest.raises(ConfigError) as err:
+        chosen_folds([0, 5], [0, 1, 2], [0, 1], "W")
+    (p,) = err.value.problems
+    assert p.file == "W" and "(0, 1, 2)" in p.rule and p.value == "--folds 0, 5 (no fold 5)"
+    assert "0, 1 (the model's own choice)" in p.fix
+    with pytest.raises(ConfigError, match=r"has \(all\); found --folds 0 \(no fold 0\)"):
+        chosen_folds([0], [ALL_DATA], [ALL_DATA], "W")
+
+
+@pytest.mark.parametrize("step", [0.0, -0.5, 1.5])
+def test_a_step_outside_0_to_1_is_refused(step: float) -> None:
+    with pytest.raises(ConfigError, match=r"0 < step <= 1; found") as err:
+        checked_step(step, "W")
+    assert "0.5" in str(err.value)
+
+
+def test_steps_in_range_pass() -> None:
+    assert checked_step(None, "W") is None
+    assert checked_step(1.0, "W") == 1.0 and checked_step(0.25, "W") == 0.25
+
+
+def test_each_task_refuses_a_step_before_it_loads_anything(tmp_path: Path) -> None:
+    # tmp_path holds no model: the refusal must come first, not a missing model.json
+    with pytest.raises(ConfigError, match="image-level model"):
+        Classification().load_predictor(tmp_path, None, step=0.5)
+    with pytest.raises(ConfigError, match="0 < step <= 1"):
+        Segmentation().load_predictor(tmp_path, None, step=2.0)
+
+
+def test_options_that_change_a_trainings_inference_need_a_training_and_torch(tmp_path: Path) -> None:
+    assert run_overrides(tmp_path, "auto", None, None) == ""
+    assert run_overrides(tmp_path, "auto", [0], 0.25) == "--folds and --step-size"
+    assert run_overrides(tmp_path, "torch", None, 0.25) == "--step-size"
+    for runtime in ("onnx", "openvino"):
+        with pytest.raises(ConfigError, match=f"--runtime {runtime} runs the export") as err:
+            run_overrides(tmp_path, runtime, [0], None)
+        assert "--runtime torch" in str(err.value)
+    with pytest.raises(ConfigError, match="a registered model") as err:
+        run_overrides("models:/automed-X@champion", "auto", [0], None)
+    assert "predict with the training's work dir" in str(err.value)
+    pair = WorkDir(tmp_path).pair
+    pair.parent.mkdir()
+    pair.write_text("{}")
+    with pytest.raises(ConfigError, match="a selection that chose a pair"):
+        run_overrides(tmp_path, "torch", None, 0.5)
+
+
+def test_continue_records_folds_and_step_only_when_given(tmp_path: Path) -> None:
+    own = run_settings(tmp_path, tmp_path, True, False, "nifti")
+    assert "folds" not in own and "step" not in own  # records of earlier runs stay continuable
+    chosen = run_settings(tmp_path, tmp_path, True, False, "nifti", folds=[0], step=0.25)
+    assert chosen == {**own, "folds": [0], "step": 0.25}
+
+
+def test_the_command_line_passes_folds_and_step(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake_predict(*args: Any, **kwargs: Any) -> list[Path]:
+        seen.update(kwargs)
+        return []
+
+    monkeypatch.setattr("automed.api.predict", fake_predict)
+    base = ["-q", "predict", "W", "-i", str(tmp_path), "-o", str(tmp_path / "o")]
+    r = CliRunner().invoke(app, [*base, "--folds", "0", "--folds", "2,3", "--step-size", "0.25"])
+    assert r.exit_code == 0, r.output
+    assert seen["folds"] == [0, 2, 3] and seen["step"] == 0.25
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code == 0, r.output
+    assert seen["folds"] is None and seen["step"] is None
