@@ -70,14 +70,13 @@ def test_options_that_change_a_trainings_inference_need_a_training_and_torch(tmp
         with pytest.raises(ConfigError, match=f"--runtime {runtime} runs the export") as err:
             run_overrides(tmp_path, runtime, [0], None)
         assert "--runtime torch" in str(err.value)
-    with pytest.raises(ConfigError, match="a registered model") as err:
-        run_overrides("models:/automed-X@champion", "auto", [0], None)
-    assert "predict with the training's work dir" in str(err.value)
+    assert run_overrides("models:/automed-X@champion", "auto", [0], None) == "--folds"  # its bundle decides
     pair = WorkDir(tmp_path).pair
     pair.parent.mkdir()
     pair.write_text("{}")
-    with pytest.raises(ConfigError, match="a selection that chose a pair"):
+    with pytest.raises(ConfigError, match="a selection that chose a pair") as err:
         run_overrides(tmp_path, "torch", None, 0.5)
+    assert "predict with the training's work dir" in str(err.value)
 
 
 def test_continue_records_folds_and_step_only_when_given(tmp_path: Path) -> None:
@@ -102,3 +101,19 @@ def test_the_command_line_passes_folds_and_step(monkeypatch: pytest.MonkeyPatch,
     r = CliRunner().invoke(app, base)
     assert r.exit_code == 0, r.output
     assert seen["folds"] is None and seen["step"] is None
+
+
+def test_a_registered_pair_or_cascade_bundle_refuses_what_its_parts_would_have_to_follow(
+    tmp_path: Path,
+) -> None:
+    from automed.workflow.predict_bundle import bundle_predictor
+
+    pair, cascade = tmp_path / "pair", tmp_path / "cascade"
+    pair.mkdir()
+    (pair / "ensemble.json").write_text("{}")
+    (cascade / "previous").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="a pair of trainings") as err:
+        bundle_predictor(pair, None, "models:/automed-X@champion", folds=None, step=0.5)
+    assert "--step-size on a registered model" in str(err.value) and "work dir" in str(err.value)
+    with pytest.raises(ConfigError, match="a cascade"):
+        bundle_predictor(cascade, None, "models:/automed-X@champion", folds=[0], step=None)

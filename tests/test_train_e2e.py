@@ -671,6 +671,14 @@ def test_predict_with_folds_0_is_fold_0_alone(trained: dict[str, object], tmp_pa
         mine = np.load(tmp_path / "P" / f"{cid}.npz")["probabilities"]
         own = np.load(fold0 / "validation" / f"{cid}.npz")["probabilities"].astype(np.float32)
         assert np.abs(mine - own).max() < 1e-3  # float16 storage of the validation's
+    # the registered model holds both folds' weights: --folds 0 predicts as the work dir's fold 0
+    api.predict("models:/automed-Synthetic@champion", inp, tmp_path / "R", folds=[0], save_probabilities=True,
+                tracking_uri=str(trained["uri"]), show_progress=False)  # fmt: skip
+    for cid in val:
+        registered = np.load(tmp_path / "R" / f"{cid}.npz")["probabilities"]
+        assert np.allclose(registered, np.load(tmp_path / "P" / f"{cid}.npz")["probabilities"], atol=1e-5)
+    with pytest.raises(ConfigError, match=r"has \(0, 1\); found --folds 2"):
+        api.load_predictor("models:/automed-Synthetic@champion", str(trained["uri"]), folds=[2])
     one = api.load_predictor(wd, None, folds=[1], step=0.25)
     assert len(one.models) == 1 and one.step == 0.25
     with pytest.raises(ConfigError, match=r"has \(0, 1\); found --folds 2"):

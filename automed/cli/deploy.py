@@ -196,8 +196,8 @@ def predict(
     folds: Annotated[
         list[str] | None,
         typer.Option(
-            help="Predict with only these folds of a training work dir (or of a selection folder's one training), "
-            "nnU-Net's -f: --folds 0,1 or --folds 0 --folds 1; all: the all-data model (default: the model's own "
+            help="Predict with only these folds of a training (work dir, a selection folder's one training, or a "
+            "registered model's bundle), nnU-Net's -f: --folds 0,1 or --folds 0 --folds 1; all: the all-data model (default: the model's own "
             "folds, those automed select kept, else all). Each fold predicts with its final weights, the ones CV, "
             "postprocessing and selection measured (no -chk: a fold's checkpoint_best.pt, its best epoch on validation "
             "patches, was never validated on whole cases).",
@@ -208,7 +208,7 @@ def predict(
         typer.Option(
             help="Segmentation: the sliding window moves by this fraction of the patch, 0 < s <= 1 (nnU-Net's "
             "-step_size; default: the model's own, 0.5 unless automed select chose another); smaller overlaps "
-            "more and is slower. A training work dir only.",
+            "more and is slower. Not for a selected pair.",
         ),
     ] = None,
 ) -> None:

@@ -81,24 +81,18 @@ def no_window(step: float | None, source: str | Path) -> None:
 
 
 def run_overrides(model: str | Path, runtime: str, folds: list[int] | None, step: float | None) -> str:
-    """The options that change a training's inference for this run (``--folds``, ``--step-size``), refused where
-    there is no training of the user's to change: a registered model or a pair's bundle holds the folds and
-    settings it was registered with, an export the ones it was exported with."""
+    """The options that change a training's inference for this run (``--folds``, ``--step-size``), refused for a
+    pair (each member has folds of its own) and for an export's runtime (its folds and step were fixed when it was
+    made)."""
     given = " and ".join(name for name, v in (("--folds", folds), ("--step-size", step)) if v is not None)
     if not given:
         return ""
-    bundle = (
-        "a registered model"
-        if str(model).startswith("models:/")
-        else "a selection that chose a pair"
-        if WorkDir(Path(model)).pair.is_file()
-        else None
-    )
-    if bundle is not None:
+    if not str(model).startswith("models:/") and WorkDir(Path(model)).pair.is_file():
         raise ConfigError.single(
             model,
-            "--folds and --step-size apply to a training work dir (or a selection folder that chose one training)",
-            f"{bundle} (its bundle holds the folds and settings it was saved with)",
+            "--folds and --step-size apply to one training (a work dir, a selection folder that chose one, or its "
+            "registered model)",
+            "a selection that chose a pair (each member would need its own folds)",
             f"predict with the training's work dir instead (the one `automed train -o` wrote), or drop {given}",
         )
     if runtime in ("openvino", "onnx"):

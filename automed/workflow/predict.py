@@ -118,7 +118,7 @@ def load_predictor(
 ) -> Any:
     """A work dir or a ``models:/NAME@ALIAS`` URI as a predictor: the work dir's export for ``runtime`` auto (when
     usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`. ``folds`` and ``step``
-    (``--folds``, ``--step-size``) change a training's own inference: torch only, and a work dir's task decides."""
+    (``--folds``, ``--step-size``) change a training's own inference: torch only, and the model's task decides."""
 
     check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
     if not str(model).startswith("models:/"):
@@ -158,7 +158,12 @@ def load_predictor(
 
         tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
         atexit.register(shutil.rmtree, tmp, True)  # the downloaded copy goes when the command ends
-        return load_bundle(download_model(str(model), tmp, tracking_uri), device)
+        bundle = download_model(str(model), tmp, tracking_uri)
+        if overrides:
+            from automed.workflow.predict_bundle import bundle_predictor
+
+            return bundle_predictor(bundle, device, str(model), folds=folds, step=step)
+        return load_bundle(bundle, device)
     wd = WorkDir(Path(model))
     wd.require_model()
     task = task_for(Plan.load(wd.plan).task_type, wd.root)
