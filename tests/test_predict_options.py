@@ -103,6 +103,38 @@ def test_the_command_line_passes_folds_and_step(monkeypatch: pytest.MonkeyPatch,
     assert seen["folds"] is None and seen["step"] is None
 
 
+def test_folds_written_as_nnunet_writes_them_are_taken(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--folds 0 1` (nnU-Net's `-f 0 1`) was typer's "Got unexpected extra argument(s) (1)"."""
+    import sys
+
+    from automed.cli import _folds_as_nnunet_writes_them, main
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr("automed.api.predict", lambda *a, **kw: seen.update(kw) or [])
+    argv = [
+        "automed",
+        "-q",
+        "predict",
+        "W",
+        "--folds",
+        "0",
+        "1",
+        "-i",
+        str(tmp_path),
+        "-o",
+        str(tmp_path / "o"),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    main()
+    assert seen["folds"] == [0, 1]
+    train = ["train", "D", "--folds", "5", "-o", "w"]
+    assert _folds_as_nnunet_writes_them(train) == train  # train's --folds takes one value: left alone
+    after = ["predict", "W", "--folds", "2", "--", "3"]
+    assert _folds_as_nnunet_writes_them(after) == after
+
+
 def test_a_registered_pair_or_cascade_bundle_refuses_what_its_parts_would_have_to_follow(
     tmp_path: Path,
 ) -> None:

@@ -49,6 +49,26 @@ def _debug_first(args: list[str]) -> list[str]:
     return args if len(head) == end else ["--debug", *head, *args[end:]]
 
 
+def _folds_as_nnunet_writes_them(args: list[str]) -> list[str]:
+    """``automed predict ... --folds 0 1 2`` (nnU-Net's ``-f 0 1 2``) read as ``--folds 0,1,2``: an option takes one
+    value, so the other numbers were "unexpected extra arguments"."""
+    if "predict" not in args:
+        return args
+    end = args.index("--") if "--" in args else len(args)
+    out, i = list(args[: args.index("predict") + 1]), args.index("predict") + 1
+    while i < end:
+        out.append(args[i])
+        if args[i] == "--folds":
+            taken = []
+            while i + 1 < end and args[i + 1].isdigit():
+                taken.append(args[i + 1])
+                i += 1
+            if taken:
+                out.append(",".join(taken))
+        i += 1
+    return out + args[end:]
+
+
 def _name_the_value(exc: Exception) -> None:
     """typer checks an option's type, ``min`` and ``max`` with pydantic, whose message leaves out what was typed
     ("Invalid value for '--workers' / '-w': Input should be greater than or equal to 0"): add it."""
@@ -89,7 +109,7 @@ def _run() -> None:
     from automed.errors import AutomedError
 
     try:
-        rc = app(args=_debug_first(sys.argv[1:]), standalone_mode=False)
+        rc = app(args=_folds_as_nnunet_writes_them(_debug_first(sys.argv[1:])), standalone_mode=False)
     except AutomedError as exc:
         if state["debug"]:
             raise
