@@ -8,7 +8,10 @@ Contents: mean per run and structure; per-case table; boxplots per structure (Di
 folds on shared axes; paired Wilcoxon signed-rank tests per structure between every two runs with Holm's correction
 and the better run; a run-vs-run scatter; outliers (worst cases, beyond 1.5 IQR); for training work dirs, max-slice
 thumbnails per structure of the worst cases (image, reference and out-of-fold prediction contours). The copy logged
-to MLflow has no thumbnails: pictures of patients leave the machine only when asked (``train --overlays``)."""
+to MLflow has no thumbnails: pictures of patients leave the machine only when asked (``train --overlays``).
+
+Runs are paired by case ID: work dirs of different datasets (their fingerprints hold other images under a case ID
+they share) are refused (:mod:`automed.workflow.report_datasets`)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from automed.evaluate.report import boxplots, curves, outliers, paired_tests, sc
 from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
 from automed.workdir import WorkDir
+from automed.workflow.report_datasets import refuse_other_datasets
 from automed.workflow.report_page import not_compared, page, png, table
 
 log = logging.getLogger("automed")
@@ -306,6 +310,7 @@ def _report(
                 "report segmentation, classification and regression runs separately",
             )  # fmt: skip
         return _image_level_report(paths, names, out, str(kinds.pop()), log_to_mlflow, extra)
+    refuse_other_datasets(paths, names)
     tables: list[pd.DataFrame] = []
     histories: dict[str, list[dict[str, Any]]] = {}
     for p, name in zip(paths, names, strict=True):
