@@ -1,11 +1,22 @@
 """Max-slice thumbnails for ``automed report``: per case and structure, the slice where the reference (else the
 prediction) shows most of that structure, with the reference (green) and prediction (red) contours over the image.
-Pure figure code; :mod:`automed.workflow.report` finds the images, references and predictions."""
+Which cases and structures get one (:func:`worst_scored`) and the figure; :mod:`automed.workflow.report` finds the
+images, references and predictions."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
+
+
+def worst_scored(table: pd.DataFrame, n: int) -> list[tuple[str, pd.DataFrame]]:
+    """The ``n`` cases of lowest mean Dice, each with its rows (one per structure) to draw. A structure absent from
+    both the reference and the prediction has no Dice (NaN): it is no failure and nothing to show, so its rows are
+    left out, and a case with no Dice at all is never among the worst."""
+    scored = table[table["dice"].notna()]
+    order = scored.groupby("case")["dice"].mean().sort_values(kind="stable").index[:n]
+    return [(str(case), scored[scored["case"] == case]) for case in order]
 
 
 def max_slice(mask: np.ndarray) -> tuple[int, int]:

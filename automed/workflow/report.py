@@ -84,7 +84,7 @@ def _thumbnails(path: Path, run: str, table: pd.DataFrame, folder: Path) -> str:
 
     from automed.data.dataset import load_dataset
     from automed.data.io import read_image
-    from automed.evaluate.report_thumbs import thumbnail
+    from automed.evaluate.report_thumbs import thumbnail, worst_scored
     from automed.fingerprint.schema import Fingerprint
     from automed.train.meta import load_model
 
@@ -98,11 +98,9 @@ def _thumbnails(path: Path, run: str, table: pd.DataFrame, folder: Path) -> str:
     ):  # the dataset moved or changed since training: no thumbnails, the rest of the report stays
         return ""
     configuration = load_model(path).configuration
-    worst = table.groupby("case")["dice"].mean().sort_values().index[:MAX_THUMB_CASES]
     rows = []
     (folder / "thumbnails").mkdir(exist_ok=True)
-    for cid in worst:
-        sub = table[table["case"] == cid]
+    for cid, sub in worst_scored(table, MAX_THUMB_CASES):
         pred_file = wd.fold(configuration, int(sub["fold"].iloc[0])) / "validation" / f"{cid}.nii.gz"
         case = cases.get(str(cid))
         if case is None or case.label is None or not pred_file.is_file():
