@@ -37,6 +37,13 @@ raise SystemExit(main(bundle=HERE))
 '''
 
 
+# the README's line on an unfinished run (runtime/cli.py's --continue)
+CONTINUE_TEXT = (
+    "`--continue` (the same `-o`) takes up an unfinished run: it predicts only the cases whose label maps are not "
+    "there yet, and stops if those there came from another bundle or `--no-tta` setting."
+)
+
+
 def _pin(dist: str) -> str:
     try:
         return f"{dist}=={metadata.version(dist)}"
@@ -186,6 +193,8 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 `requirements-openvino.txt`). Then
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
+
+{CONTINUE_TEXT}
 
 Input: a folder of images (NIfTI, NRRD, MHA; one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the
 model has {plan.n_channels} channels), one image, or DICOM series folders. Output: one label map per case,
