@@ -1,6 +1,7 @@
 """``automed report RUN [RUN ...] -o DIR``: one self-contained HTML page (figures inlined, no scripts, no network)
 plus its PNGs and CSVs, comparing segmentation runs. A RUN is a training work dir (its ``cv/metrics.csv`` and every
-fold's ``progress.json``), an ``automed metrics`` output folder or its ``metrics.csv``.
+fold's ``progress.json``), an ``automed metrics`` output folder or its ``metrics.csv``; a model trained on all data
+(``train --folds all``) shows its curve, plan and inherited cross-validation (:mod:`automed.workflow.report_all_data`).
 
 Each training work dir's MLflow run also gets the report under ``report/``, rendered with the case pseudonyms.
 
@@ -29,12 +30,14 @@ from automed.evaluate.report import boxplots, curves, outliers, paired_tests, sc
 from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
 from automed.workdir import WorkDir
+from automed.workflow.report_all_data import all_data_run
 from automed.workflow.report_datasets import refuse_other_datasets
 from automed.workflow.report_page import not_compared, page, png, table
 
 log = logging.getLogger("automed")
 
 MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
+NO_CASES = ("run", "case", "label", "name", "dice")  # the columns of a report without per-case rows
 MAX_THUMB_CASES = 24  # per run: the worst cases by mean Dice get thumbnails (the rest are in cases.csv)
 
 
@@ -127,6 +130,12 @@ def _write(
     extra: list[tuple[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """The page, its PNGs and CSVs into ``folder``; returns the paired tests."""
+    if cases.empty:  # all-data models without a cross-validation: their sections and training curves only
+        sections = [*(extra or [])]
+        if histories:
+            sections.append(("Training curves", png(curves(histories), folder / "curves.png")))
+        (folder / "report.html").write_text(page(names, sections))
+        return []
     tests = paired_tests(cases) if len(names) > 1 else []
     worst = outliers(cases)
     metrics = [m for m in ("dice", "hd95", "nsd") if m in cases]
@@ -311,14 +320,24 @@ def _report(
     refuse_other_datasets(paths, names)
     tables: list[pd.DataFrame] = []
     histories: dict[str, list[dict[str, Any]]] = {}
+    thumbs = dict(zip(names, paths, strict=True))
+    extra = list(extra)
     for p, name in zip(paths, names, strict=True):
-        run_table, hist = _read_run(p)
-        tables.append(run_table.assign(run=name))
+        alone = all_data_run(p, name, paths)  # trained on every case: no CV table of its own
+        if alone is not None:
+            extra.append(alone.section)
+            hist = alone.histories
+            if alone.cases is not None and alone.images_from is not None:
+                tables.append(alone.cases.assign(run=name))
+                thumbs[name] = alone.images_from
+        else:
+            run_table, hist = _read_run(p)
+            tables.append(run_table.assign(run=name))
         histories.update({f"{name} {k}": v for k, v in hist.items()})
-    cases = pd.concat(tables, ignore_index=True)
+    cases = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NO_CASES)
     cases = cases[~cases["label"].astype(str).str.startswith("region:")] if "label" in cases else cases
     with atomic_directory(out) as tmp:
-        tests = _write(cases, histories, names, tmp, thumbs=dict(zip(names, paths, strict=True)), extra=extra)
+        tests = _write(cases, histories, names, tmp, thumbs=thumbs, extra=extra)
         mark_output(tmp, "report")
 
     def render(folder: Path, pseudonym: Callable[[str], str]) -> object:
