@@ -44,3 +44,14 @@ def test_runs_of_one_dataset_or_of_it_grown_still_compare(tmp_path: Path) -> Non
     res = api.report([w1, w3, grown], tmp_path / "R", log_to_mlflow=False)
     assert {(t["run_a"], t["run_b"]) for t in res.tests} == {("W1", "W3"), ("W1", "W4"), ("W3", "W4")}
     assert {t["n_cases"] for t in res.tests} == {3}
+
+
+def test_classification_trainings_of_two_datasets_are_refused_too(tmp_path: Path) -> None:
+    """Image-level runs are paired by case ID as well (McNemar, Wilcoxon): the same check, before any table."""
+    runs = [_run(tmp_path, n, n, 3, shape) for n, shape in (("C1", (1, 64, 64)), ("C2", (1, 80, 64)))]
+    for wd in runs:
+        (wd / "model.json").write_text(
+            '{"task": "classification"}'
+        )  # what tells the report an image-level run
+    with pytest.raises(ArtifactError, match="of one dataset"):
+        api.report(runs, tmp_path / "R", log_to_mlflow=False)

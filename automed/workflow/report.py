@@ -309,6 +309,7 @@ def _report(
     from automed.workflow.report_image import image_level_kind
 
     out = claim_output(Path(output), "report", protected=protected + paths, overwrite=overwrite)
+    refuse_other_datasets(paths, names)
     kinds = {image_level_kind(p) for p in paths}
     if kinds - {None}:
         if len(kinds) > 1:
@@ -317,7 +318,6 @@ def _report(
                 "report segmentation, classification and regression runs separately",
             )  # fmt: skip
         return _image_level_report(paths, names, out, str(kinds.pop()), log_to_mlflow, extra)
-    refuse_other_datasets(paths, names)
     tables: list[pd.DataFrame] = []
     histories: dict[str, list[dict[str, Any]]] = {}
     thumbs = dict(zip(names, paths, strict=True))
