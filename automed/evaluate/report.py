@@ -134,23 +134,34 @@ def scatter(table: pd.DataFrame, a: str, b: str, metric: str = "dice") -> Figure
     return fig
 
 
+def _number(value: Any) -> float:
+    """A history value as a plotted number: missing or non-numeric (an undefined score) is a gap."""
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
 def curves(histories: dict[str, list[dict[str, Any]]]) -> Figure:
     """Training loss, validation loss, epoch score (and its EMA) and learning rate of every fold on shared axes
     (``histories``: label ``run fold k`` -> ``progress.json`` history)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(12, 3.2))
+    # per panel: the solid line's key, the dashed one's (same colour: the same fold), the title
     panels = (
-        ("train_loss", "training loss"),
-        ("val_score", "epoch score"),
-        ("learning_rate", "learning rate"),
+        ("train_loss", "val_loss", "loss (solid: training, dashed: validation)"),
+        ("val_score", "val_score_ema", "epoch score (dashed: its moving average)"),
+        ("learning_rate", None, "learning rate"),
     )
     axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
     for label, hist in histories.items():
         epochs = [h["epoch"] for h in hist]
-        for ax, (key, _) in zip(axes, panels, strict=True):
-            ax.plot(epochs, [h.get(key, math.nan) for h in hist], label=label, lw=1)
-    for ax, (_, title) in zip(axes, panels, strict=True):
+        for ax, (key, dashed, _) in zip(axes, panels, strict=True):
+            (line,) = ax.plot(epochs, [_number(h.get(key)) for h in hist], label=label, lw=1)
+            if dashed is not None and any(h.get(dashed) is not None for h in hist):
+                ax.plot(epochs, [_number(h.get(dashed)) for h in hist], lw=1, ls="--", color=line.get_color())
+    for ax, (_, _, title) in zip(axes, panels, strict=True):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 1.2, 1.4 ticks
     axes[0].legend(fontsize=6)
     fig.tight_layout()
     return fig
