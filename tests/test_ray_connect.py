@@ -22,6 +22,8 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")  # RayEngine sets these: restored after the test
     monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    # ray.init is replaced below: no head to reach (an address nothing answers at: test_ray_address_check.py)
+    monkeypatch.setattr("automed.search.ray_connect.check_reachable", lambda address: None)
 
 
 def _refuse(exc: BaseException) -> Any:

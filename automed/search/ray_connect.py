@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from automed.errors import ConfigError, Problem
@@ -56,16 +57,62 @@ def refused(address: str | None, exc: BaseException) -> ConfigError:
     return ConfigError([Problem(source, rule, found, fix)], f"cannot connect to the Ray cluster at {where}")
 
 
+def _head(where: str) -> tuple[str, int] | str:
+    """The head's ``(host, port)`` that ``where`` names, or why it names none (``auto``: the cluster that
+    ``ray start`` last started on this machine)."""
+    if where == "auto":
+        from ray._private.services import canonicalize_bootstrap_address
+
+        try:
+            found = canonicalize_bootstrap_address("auto")
+        except (ConnectionError, ValueError) as exc:
+            return " ".join(str(exc).split())[:200].rstrip(".")
+        if found is None:
+            return "no Ray cluster runs on this machine"
+        where = found
+    host, _, port = where.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return "not HOST:PORT"
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
+    """Refuse, before any work, a cluster address (``--ray-address``, ``RAY_ADDRESS``) that nothing answers at:
+    ``ray.init`` retried such an address for ever (a training had planned and preprocessed the dataset first)."""
+    where, source = _target(address)
+    head = _head(where)
+    if not isinstance(head, str):
+        try:
+            socket.create_connection(head, timeout=timeout_s).close()
+            return
+        except OSError as exc:
+            head = f"nothing answers at {head[0]}:{head[1]} ({type(exc).__name__}: {exc})"
+    raise ConfigError(
+        [
+            Problem(
+                source,
+                "the address of a running Ray cluster's head node, HOST:PORT (its GCS port, 6379 unless `ray start "
+                "--head --port` said otherwise), or auto on a node of that cluster",
+                f"{where}: {head}",
+                "start the cluster (`ray start --head` on the head node) or correct the address: `ray status` on "
+                "the head node prints it; leave out --ray-address (and RAY_ADDRESS) to run here",
+            )
+        ],
+        f"cannot connect to the Ray cluster at {where}",
+    )
+
+
 def connect(address: str | None, **kwargs: Any) -> None:
     """``ray.init`` on the existing cluster at ``address`` (None: ``RAY_ADDRESS``).
 
-    A refused or failed connection is a :class:`ConfigError` naming the address, the rule and the fix (see
-    :func:`refused`); a cluster that lets this driver in without a token is warned about, as it is open to anyone
+    An address nothing answers at (:func:`check_reachable`), or a refused or failed connection, is a
+    :class:`ConfigError` naming the address, the rule and the fix (see :func:`refused`); a cluster that lets this driver in without a token is warned about, as it is open to anyone
     who reaches its ports."""
     import ray
     from ray.exceptions import AuthenticationError
 
     where, _ = _target(address)
+    check_reachable(address)
     log = logging.getLogger("automed")
     if not _token_mode() and where != "auto":
         log.warning(

@@ -34,6 +34,16 @@ class Placement:
     resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
 
+def check_cluster(address: str | None) -> None:
+    """A cluster named (``--ray-address``, else ``RAY_ADDRESS``) that nothing answers at is refused before any work,
+    not once the folds are due: then the dataset had been planned and preprocessed and the MLflow run opened, and
+    Ray retried the address for ever."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        from automed.search.ray_connect import check_reachable
+
+        check_reachable(address)
+
+
 def training_job(
     wd: Path,
     plan: Plan,

@@ -36,7 +36,7 @@ from automed.workflow.all_data import all_data_split, conclude_all_data
 from automed.workflow.choice import log_record
 from automed.workflow.disclosure import public_options, redactor_for
 from automed.workflow.fold import FoldJob, log_summary_figures, validated_rows
-from automed.workflow.fold_runs import Placement, run_fold_jobs, training_job
+from automed.workflow.fold_runs import Placement, check_cluster, run_fold_jobs, training_job
 from automed.workflow.live import Mode
 from automed.workflow.prepare import choose_configuration
 from automed.workflow.resume_checks import refuse_a_copy, refuse_ignored_on_resume
@@ -298,12 +298,14 @@ def train_dataset(
     if resume or extend:
         require_training_workdir(wd)
     else:
+        check_cluster(opts.ray_address)  # before the work dir, the plan and the preprocessing
         refuse_workdir_in_dataset(dataset, wd)
         claim_workdir(wd, "automed train")
     with locked(wd, "automed train"):
         fallback = None
         if resume or extend:
             ds, config, opts, fallback = restore_training(wd, opts, dataset or None)
+            check_cluster(opts.ray_address)  # the one given, else the saved one
         else:
             deadline0 = t0 + opts.budget_s if opts.budget_s else None
             ds, config, opts = start_training(dataset, wd, config, opts, show_progress, deadline0)
