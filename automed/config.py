@@ -177,6 +177,7 @@ def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
         if found.is_file():
             return found
         where = found.parent
+        place = str(where)
         # the YAML files beside the one named, written as the reference would name them
         options = sorted(
             str(p.with_name(q.name))
@@ -184,16 +185,22 @@ def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
             if q.suffix in (".yaml", ".yml") and q.is_file() and q.resolve() != child.resolve()
         )
     else:
-        where = names or child.parent
-        found = where / f"{ref}.yaml"
-        if found.is_file():
-            return found
-        options = sorted(q.stem for q in where.glob("*.yaml") if q.resolve() != child.resolve())
+        # a preset names automed's presets first, then the YAML files beside it (`extends: base` was refused
+        # where base.yaml lay beside the child, though the names listed were only automed's)
+        folders = [f for f in (names, child.parent) if f is not None]
+        for where in folders:
+            found = where / f"{ref}.yaml"
+            if found.is_file():
+                return found
+        place = " or ".join(str(f.resolve()) for f in folders)
+        options = sorted(
+            {q.stem for f in folders for q in f.glob("*.yaml") if q.resolve() != child.resolve()}
+        )
     raise ConfigError.single(
         child,
         "'extends' must name an existing preset or YAML file",
         repr(ref),
-        f"use one of {options} in {where}, or a path to a YAML file.{did_you_mean(ref, options)}"
+        f"use one of {options} in {place}, or a path to a YAML file.{did_you_mean(ref, options)}"
         if options
         else f"check the path (looked for {found})",
     )

@@ -165,3 +165,18 @@ def test_extends_naming_a_folder_is_a_clear_error(tmp_path: Path, ref: str) -> N
     child.write_text(f"extends: {ref}\nepochs: 3\n")
     with pytest.raises(ConfigError, match="must name an existing preset or YAML file"):
         read_extending(child)
+
+
+def test_a_preset_extends_a_sibling_by_name_and_automeds_presets_come_first(tmp_path: Path) -> None:
+    """`extends: base` beside base.yaml was refused, the error listing only automed's own presets."""
+    _write(tmp_path / "base.yaml", {"extends": "default", "name": "base", "batch": {"max_batch_size": 4}})
+    child = _write(tmp_path / "child.yaml", {"extends": "base", "name": "child"})
+    p = load_preset(child)
+    assert p.name == "child" and p.batch.max_batch_size == 4
+    _write(tmp_path / "default.yaml", {"extends": "default", "name": "shadow"})  # names automed's, not itself
+    assert load_preset(tmp_path / "default.yaml").network == load_preset("default").network
+    with pytest.raises(ConfigError) as err:
+        load_preset(_write(tmp_path / "typo.yaml", {"extends": "bsae"}))
+    assert "'base', 'child', 'cpu', 'default'" in err.value.problems[0].fix
+    assert f"{PRESETS_DIR.resolve()} or {tmp_path.resolve()}" in err.value.problems[0].fix
+    assert "Did you mean 'base'?" in err.value.problems[0].fix
