@@ -153,13 +153,23 @@ class TrainState:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``path`` through a temporary file flushed to disk, then an atomic rename."""
+    """Write ``path`` through a temporary file flushed to disk, then an atomic rename.
+
+    One process writes a fold's folder: another's temporary file there is what a killed writer left (a node that
+    died, a ``kill -9``), a partial checkpoint that stayed beside the model for good; it is removed."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if stale != tmp:
+            stale.unlink(missing_ok=True)
+    try:
+        with tmp.open("wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:  # a full disk, Ctrl-C: no partial file is left
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
