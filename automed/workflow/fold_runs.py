@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from automed.errors import Problem, ProblemsError
 from automed.parallel import process_pool
 from automed.plan.schema import Plan
 from automed.records import read_train_config
@@ -178,8 +179,33 @@ def run_jobs_on_ray(
             for j in jobs
         ]
         done: list[FoldOutcome] = engine.run_tasks(run_fold, ready)
+    except Exception as exc:
+        raise _lost(exc, jobs) from exc
     finally:
         import ray
 
         ray.shutdown()  # the driver disconnects; a cluster started with `ray start` keeps running
     return done
+
+
+def _lost(exc: Exception, jobs: list[FoldJob]) -> Exception:
+    """A fold task that Ray lost (its node died, its worker was killed or ran out of memory) as an error that says
+    what is kept and how to go on (Ray's own message said neither); a fold's own error is itself."""
+    from ray.exceptions import RayError, RayTaskError
+
+    if not isinstance(exc, RayError) or isinstance(exc, RayTaskError):
+        return exc
+    said = " ".join(str(exc).split())
+    wd = jobs[0].workdir
+    return ProblemsError(
+        [
+            Problem(
+                f"folds {[j.fold for j in jobs]} on the Ray cluster",
+                "a fold's Ray task must end on its node: Ray does not move a fold whose node died",
+                f"{type(exc).__name__}: {said[:300]}{'...' if len(said) > 300 else ''}",
+                f"`automed train --resume {wd}` trains the folds that did not finish on the nodes there are, "
+                "each from its last checkpoint; finished folds are kept",
+            )
+        ],
+        "a fold's Ray task was lost",
+    )
