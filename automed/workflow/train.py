@@ -190,7 +190,7 @@ def _fold_jobs(
             tracker.reopen(run_id)
         else:
             run_id = tracker.start_run(
-                f"{config.configuration}-fold{fold}",
+                f"{config.configuration}-fold{'_all' if fold == ALL_DATA else fold}",  # not `fold-1`
                 parent=track.parent_run_id,
                 tags={"fold": str(fold), "configuration": config.configuration},
             )
