@@ -30,6 +30,9 @@ def test_rule_picks_one_fold_for_a_small_budget_and_five_for_a_large_one() -> No
     assert choose_fold_count(2 * 3600, 0.9, 5, 1500, [1, 2, 3, 5]).folds == 3
     tiny = choose_fold_count(30, 0.9, 5, 1500, [1, 5])
     assert tiny.folds == 1 and "one model gets them all" in tiny.reason
+    # what a budget that buys almost nothing would need: 1500 iterations at 0.9 s, a 0.75 share training
+    assert "1500 take about 30m of training here" in tiny.reason and "about 30m" in small.reason
+    assert "take about" not in large.reason
     assert (
         choose_fold_count(8 * 3600, 0.9, 3, 1500, [1, 5]).folds == 1
     )  # a count beyond the split is not allowed

@@ -64,3 +64,11 @@ def test_refit_reason_stays_one_line() -> None:
     assert "re-fitted 50 times" in reason and reason.endswith(
         "last to 1049 iterations (10 epochs) at 3.0 s/epoch"
     )
+
+
+def test_a_share_the_probe_used_up_says_so_not_a_negative_budget() -> None:
+    """A 20 s --budget: the probe and the validation reserve left -10 s, and the run said 'budget: -10 s ...'."""
+    bp = plan_budget(-10, 1.68, 5, 1)
+    assert bp.epochs == 1 and bp.reason.startswith("0 s at 1.680 s per iteration: 1 epochs x 5 iterations")
+    assert "too little time for one epoch" in bp.reason
+    assert "too little" not in plan_budget(60, 1.0, 250, 50).reason

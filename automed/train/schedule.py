@@ -55,9 +55,12 @@ def plan_budget(
         vit = max(1, min(val_iterations, int(per * 0.1 / (step_s / 3))))
         ipe = max(5, int((per - vit * step_s / 3) // step_s))
         epochs = max(1, int(seconds // (ipe * step_s + vit * step_s / 3)))
+    # the probe and the validation reserve took the whole share: the run said "budget: -10 s ... 1 epochs"
+    short = seconds < ipe * step_s + vit * step_s / 3
     reason = (
-        f"{seconds:.0f} s at {step_s:.3f} s per iteration: {epochs} epochs x {ipe} iterations "
+        f"{max(0.0, seconds):.0f} s at {step_s:.3f} s per iteration: {max(1, epochs)} epochs x {ipe} iterations "
         f"(+ {vit} validation iterations per epoch)"
+        + ("; too little time for one epoch, so the shortest (a model barely trained)" if short else "")
     )
     return BudgetPlan(max(1, epochs), ipe, vit, reason)
 
@@ -131,6 +134,14 @@ def choose_width(
     return WidthChoice(w, its[w], reason)
 
 
+def _hms(seconds: float) -> str:
+    """``1h05m``, ``12m`` or ``40s``: a duration as ``--budget`` takes it (minutes rounded up)."""
+    if seconds < 60:
+        return f"{max(1, math.ceil(seconds))}s"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
 def choose_fold_count(
     seconds: float,
     step_s: float,
@@ -150,7 +161,12 @@ def choose_fold_count(
         f"folds auto: {k} of {n_folds} - the budget buys about {total} training iterations at {step_s:.3f} s "
         f"each; each model needs at least {min_iterations} to converge (budget.min_iterations_per_model of the "
         f"planner preset), so {k} fold(s) of about {total // k} iterations"
-        + ("" if fits else " (fewer than that: one model gets them all)")
+        + (
+            ""
+            if fits
+            else f" (fewer than that: one model gets them all; {min_iterations} take about "
+            f"{_hms(min_iterations * step_s / overhead)} of training here)"
+        )
     )
     return FoldChoice(k, total // k, reason, step_s)
 
