@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from automed.errors import Problem, ProblemsError
+from automed.errors import ConfigError, Problem, ProblemsError
 from automed.parallel import process_pool
 from automed.plan.schema import Plan
 from automed.records import read_train_config
@@ -35,14 +35,30 @@ class Placement:
     resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
 
-def check_cluster(address: str | None) -> None:
+def check_cluster(address: str | None, dataset: str | Path | None = None, wd: Path | None = None) -> None:
     """A cluster named (``--ray-address``, else ``RAY_ADDRESS``) that nothing answers at is refused before any work,
     not once the folds are due: then the dataset had been planned and preprocessed and the MLflow run opened, and
-    Ray retried the address for ever."""
-    if address or os.environ.get("RAY_ADDRESS"):
-        from automed.search.ray_connect import check_reachable
+    Ray retried the address for ever. With ``dataset`` and ``wd`` (the work dir, existing): every node must read the
+    one and write the other, checked before the plan and the preprocessing (found after them, it failed the run)."""
+    if not (address or os.environ.get("RAY_ADDRESS")):
+        return
+    from automed.search.ray_connect import check_reachable
 
-        check_reachable(address)
+    check_reachable(address)
+    if dataset is None or wd is None:
+        return
+    import ray
+
+    from automed.search.ray_engine import RayEngine
+
+    engine = RayEngine(address, dict(DEFAULT_RESOURCES), show_progress=False)
+    try:
+        engine.check_nodes([str(Path(dataset).resolve())], str(wd))
+    except ConfigError as exc:  # the engine's words are a sweep's
+        said = [replace(p, rule=p.rule.replace("the sweep dir", "the work dir")) for p in exc.problems]
+        raise ConfigError(said, "the cluster cannot run this training") from exc
+    finally:
+        ray.shutdown()  # the folds connect again; a cluster started with `ray start` keeps running
 
 
 def training_job(
