@@ -48,6 +48,7 @@ def test_a_fold_lost_with_its_node_says_resume(monkeypatch: pytest.MonkeyPatch, 
     )
     monkeypatch.setattr("automed.search.ray_engine.RayEngine", _engine(died))
     monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     with pytest.raises(ProblemsError) as err:
         run_jobs_on_ray([_job(tmp_path, 0), _job(tmp_path, 1)], "head:6379", {"cpu": 1.0}, None, ["/d", "/w"])
     (problem,) = err.value.problems
@@ -64,6 +65,7 @@ def test_a_folds_own_error_is_not_called_lost(monkeypatch: pytest.MonkeyPatch, t
     own = ConfigError.single("cfg.yaml", "a rule", "a value", "a fix")
     monkeypatch.setattr("automed.search.ray_engine.RayEngine", _engine(own))
     monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}}])
     with pytest.raises(ConfigError) as err:
         run_jobs_on_ray([_job(tmp_path, 0)], "head:6379", {"cpu": 1.0}, None, ["/d", "/w"])
     assert err.value is own

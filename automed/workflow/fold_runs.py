@@ -35,11 +35,39 @@ class Placement:
     resources: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
 
-def check_cluster(address: str | None, dataset: str | Path | None = None, wd: Path | None = None) -> None:
+def check_fits(resources: dict[str, float]) -> None:
+    """One fold's ``--trial-resources`` must fit on one alive node of the connected cluster: Ray keeps a task no
+    node can hold pending for ever (cpu=2 on nodes of 1 CPU each hung the training, though the cluster's 2 CPUs in
+    all made it look feasible)."""
+    import ray
+
+    need = {"CPU": resources.get("cpu", 1.0), "GPU": resources.get("gpu", 0.0)}
+    have = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(all(r.get(k, 0.0) >= v for k, v in need.items() if v > 0) for r in have):
+        return
+    sizes = sorted({(r.get("CPU", 0.0), r.get("GPU", 0.0)) for r in have}, reverse=True)
+    raise ConfigError.single(
+        "--trial-resources",
+        "one fold's resources must fit on one node of the cluster (Ray waits for ever for a node that has them)",
+        f"cpu={need['CPU']:g},gpu={need['GPU']:g}; its nodes have "
+        + ", ".join(f"cpu={c:g},gpu={g:g}" for c, g in sizes),
+        f"ask for at most what its largest node has, e.g. --trial-resources cpu={sizes[0][0]:g},gpu={sizes[0][1]:g}"
+        if sizes
+        else "start the cluster's nodes (`ray status` on the head node lists them)",
+    )
+
+
+def check_cluster(
+    address: str | None,
+    dataset: str | Path | None = None,
+    wd: Path | None = None,
+    resources: dict[str, float] | None = None,
+) -> None:
     """A cluster named (``--ray-address``, else ``RAY_ADDRESS``) that nothing answers at is refused before any work,
     not once the folds are due: then the dataset had been planned and preprocessed and the MLflow run opened, and
     Ray retried the address for ever. With ``dataset`` and ``wd`` (the work dir, existing): every node must read the
-    one and write the other, checked before the plan and the preprocessing (found after them, it failed the run)."""
+    one and write the other, and one fold's ``resources`` fit on one of them (:func:`check_fits`), checked before the
+    plan and the preprocessing (found after them, the run failed or hung)."""
     if not (address or os.environ.get("RAY_ADDRESS")):
         return
     from automed.search.ray_connect import check_reachable
@@ -53,6 +81,7 @@ def check_cluster(address: str | None, dataset: str | Path | None = None, wd: Pa
 
     engine = RayEngine(address, dict(DEFAULT_RESOURCES), show_progress=False)
     try:
+        check_fits(resources or dict(DEFAULT_RESOURCES))
         engine.check_nodes([str(Path(dataset).resolve())], str(wd))
     except ConfigError as exc:  # the engine's words are a sweep's
         said = [replace(p, rule=p.rule.replace("the sweep dir", "the work dir")) for p in exc.problems]
@@ -184,6 +213,7 @@ def run_jobs_on_ray(
 
     engine = RayEngine(address, resources, show_progress=False)
     try:
+        check_fits(resources)  # a resumed training's cluster may have other nodes
         engine.check_nodes(shared[:-1], shared[-1])
         waves = math.ceil(len(jobs) / max(1, min(engine.concurrency(), len(jobs))))
         budget = None

@@ -307,7 +307,7 @@ def train_dataset(
             ds, config, opts, fallback = restore_training(wd, opts, dataset or None)
             check_cluster(opts.ray_address)  # the one given, else the saved one
         else:
-            check_cluster(opts.ray_address, dataset, wd)  # every node reads the dataset, writes the work dir
+            check_cluster(opts.ray_address, dataset, wd, opts.resources())  # each node: paths, a fold's size
             deadline0 = t0 + opts.budget_s if opts.budget_s else None
             ds, config, opts = start_training(dataset, wd, config, opts, show_progress, deadline0)
         plan = Plan.load(WorkDir(wd).plan)
