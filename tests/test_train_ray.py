@@ -49,12 +49,15 @@ def _fold_workers() -> list[str]:
 
 
 def _fold_runs(uri: str) -> list[dict[str, str]]:
+    """The fold runs' tags, once every run of the experiment has ended FINISHED (no RUNNING one left by the kill)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("Synthetic")
     assert exp is not None
-    return [r.data.tags for r in client.search_runs([exp.experiment_id]) if "fold" in r.data.tags]
+    runs = client.search_runs([exp.experiment_id])
+    assert {r.info.run_name: r.info.status for r in runs if r.info.status != "FINISHED"} == {}
+    return [r.data.tags for r in runs if "fold" in r.data.tags]
 
 
 def test_folds_on_a_cluster_survive_a_killed_driver(cluster: str, tmp_path: Path) -> None:
