@@ -47,6 +47,10 @@ def test_an_address_nothing_answers_at_is_refused_at_once_naming_it(monkeypatch:
         connect(None)
     (problem,) = err.value.problems
     assert problem.file == "RAY_ADDRESS" and problem.value == "head-without-port: not HOST:PORT"
+    monkeypatch.setenv("RAY_ADDRESS", "local")  # Ray's own word for a new cluster here: nothing to reach
+    from automed.search.ray_connect import check_reachable
+
+    check_reachable(None)
 
 
 def test_a_training_on_a_wrong_address_is_refused_before_any_work(tmp_path: Path) -> None:

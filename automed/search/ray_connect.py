@@ -80,6 +80,8 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
     """Refuse, before any work, a cluster address (``--ray-address``, ``RAY_ADDRESS``) that nothing answers at:
     ``ray.init`` retried such an address for ever (a training had planned and preprocessed the dataset first)."""
     where, source = _target(address)
+    if where == "local":  # Ray starts a cluster of its own here: nothing to reach
+        return
     head = _head(where)
     if not isinstance(head, str):
         try:
@@ -95,7 +97,8 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
                 "--head --port` said otherwise), or auto on a node of that cluster",
                 f"{where}: {head}",
                 "start the cluster (`ray start --head` on the head node) or correct the address: `ray status` on "
-                "the head node prints it; leave out --ray-address (and RAY_ADDRESS) to run here",
+                "the head node prints it (a --resume uses the address the training saved unless --ray-address "
+                "gives the cluster's new one); leave out --ray-address (and RAY_ADDRESS) to run here",
             )
         ],
         f"cannot connect to the Ray cluster at {where}",
