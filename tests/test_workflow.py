@@ -400,3 +400,20 @@ def test_a_resumed_fold_logs_the_epochs_its_mlflow_run_missed(tmp_path: Path) ->
     save_checkpoint(tmp_path / "checkpoint_latest.pt", {"state": {"history": [asdict(x) for x in logs]}})
     catch_up(epochs, tmp_path)
     assert sorted(m.step for m in MlflowClient(uri).get_metric_history(run, "train_loss")) == [1, 2, 3, 4]
+    # a fold that finished while its tracking server was down (epochs 5-6 never logged), then resumed: its whole
+    # progress.json counts (its latest checkpoint may be older than its end); run_fold now catches up before
+    # it skips the finished training
+    logs += [EpochLog(e, 0.1, 1.0, [0.5], 0.5, 0.4, 0.01, 1.0, 0.0, 10 * e) for e in (5, 6)]
+    (tmp_path / "progress.json").write_text(
+        json.dumps({"history": [asdict(x) for x in logs], "finished": True})
+    )
+    save_checkpoint(tmp_path / "checkpoint_final.pt", {"state": {"history": [asdict(x) for x in logs]}})
+    catch_up(epochs, tmp_path)
+    assert sorted(m.step for m in MlflowClient(uri).get_metric_history(run, "train_loss")) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]

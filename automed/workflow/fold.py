@@ -79,9 +79,10 @@ class MlflowEpochs:
 
 def catch_up(tracking: MlflowEpochs, folder: Path) -> None:
     """A resumed fold's epochs that its latest checkpoint holds (what the resume continues from; progress.json is
-    written after it) but its MLflow run never got (a kill between the writes): logged now, no gap in its curves."""
+    written after it) but its MLflow run never got (a kill between the writes, a tracking server down for a while):
+    logged now, no gap in its curves. A finished fold's are its whole ``progress.json``."""
     latest, progress = folder / "checkpoint_latest.pt", folder / PROGRESS
-    if latest.is_file():
+    if latest.is_file() and not fold_finished(folder):
         history = load_checkpoint(latest)["state"]["history"]
     elif progress.is_file():
         history = read_progress(progress).get("history", [])
@@ -254,15 +255,15 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
     tracker = Tracker(job.uri, job.experiment, job.redactor)
     folder = WorkDir(wd).fold(config.configuration, job.fold)
     try:
+        tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))
+        if job.resume and isinstance(tracking, MlflowEpochs):  # epochs its run missed (a kill, a store down)
+            catch_up(tracking, folder)
         if job.extend == 0 and fold_finished(folder):  # trained earlier, killed before its validation ended
             res = finished_result(folder, job.fold)
         else:
             _forget_validation(folder)
             label = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
             display = FoldDisplay(label, job.budget_s, job.progress, score_label=task.epoch_label)
-            tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))
-            if job.resume and isinstance(tracking, MlflowEpochs):
-                catch_up(tracking, folder)
             with display:
                 res = train_fold(
                     wd,
