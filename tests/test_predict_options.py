@@ -5,6 +5,7 @@ recorded for ``--continue``. The end-to-end check (``--folds 0`` predicts as fol
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -84,6 +85,31 @@ def test_continue_records_folds_and_step_only_when_given(tmp_path: Path) -> None
     assert "folds" not in own and "step" not in own  # records of earlier runs stay continuable
     chosen = run_settings(tmp_path, tmp_path, True, False, "nifti", folds=[0], step=0.25)
     assert chosen == {**own, "folds": [0], "step": 0.25}
+
+
+def test_continue_records_which_pair_or_registered_version_wrote_the_predictions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A selection that chose a pair has no model.json or inference.json, and a models:/ alias moves: both were
+    recorded the same whatever model predicted, so --continue mixed two models' label maps."""
+    import mlflow
+
+    import automed.tracking
+    from automed.workflow.predict_continue import registered_version
+
+    bundle = tmp_path / "S" / "model_bundle"
+    (bundle / "m0").mkdir(parents=True)
+    (bundle / "ensemble.json").write_text('{"members": []}')
+    (bundle / "m0" / "fold_0.pt").write_bytes(b"weights 1")
+    first = run_settings(tmp_path / "S", tmp_path / "S", True, False, "nifti")
+    (bundle / "m0" / "fold_0.pt").write_bytes(b"weights 2")  # another pair selected into the same folder
+    assert run_settings(tmp_path / "S", tmp_path / "S", True, False, "nifti") != first
+    monkeypatch.setattr(mlflow, "MlflowClient", lambda uri, registry_uri: None)
+    monkeypatch.setattr(automed.tracking, "model_version", lambda c, name, ref: SimpleNamespace(version=7))
+    version = registered_version("models:/m@champion", "http://127.0.0.1:9")
+    assert version == "7"
+    by_alias = run_settings("models:/m@champion", None, True, False, "nifti", version=version)
+    assert by_alias != run_settings("models:/m@champion", None, True, False, "nifti", version="8")
 
 
 def test_the_command_line_passes_folds_and_step(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

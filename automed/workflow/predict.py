@@ -20,7 +20,9 @@ from automed.workflow.predict_continue import (
     RECORD,
     case_files,
     check_record,
+    keep_finished,
     refuse_unless_continuable,
+    registered_version,
     remove_partial,
     run_settings,
     write_record,
@@ -274,8 +276,9 @@ def predict(
     check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places
     holder = None if str(model).startswith("models:/") else model_dir(Path(model))
     check_csv_channels(input_path, holder)  # named columns in the training's order
+    version = registered_version(str(model), tracking_uri) if holder is None else None
     settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format,
-                            folds=folds, step=step)  # fmt: skip
+                            folds=folds, step=step, version=version)  # fmt: skip
     done: list[Path] = []
     if resume:  # the cases whose every file an earlier run of this model and these settings wrote
         check_record(out, settings, earlier)
@@ -299,9 +302,9 @@ def predict(
                                            save_probabilities, nan_to, show_progress)  # fmt: skip
     except (
         BaseException
-    ):  # a folder this run made holds nothing half-written (an earlier one stays as it was); --continue keeps
-        if created and not resume:  # the cases it finished, to be continued
-            shutil.rmtree(out, ignore_errors=True)
+    ):  # an earlier run's folder stays as it was; one this run made keeps the cases it finished
+        if created and not resume:
+            keep_finished(out, cases, save_probabilities, output_format, review)
         raise
     if resume:
         return done + written

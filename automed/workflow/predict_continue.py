@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from automed.errors import ArtifactError, ConfigError
 
 RECORD = ".automed-predict.json"
+log = logging.getLogger("automed")
 
 
 def _digest(path: Path) -> str | None:
@@ -32,18 +34,25 @@ def run_settings(
     *,
     folds: list[int] | None = None,
     step: float | None = None,
+    version: str | None = None,
 ) -> dict[str, Any]:
     """What decides a case's outputs: the model (``folder``: the work dir or selection folder that holds it, with
     digests of its ``model.json`` and ``inference.json``, so a retraining or a new selection is another model; a
-    registry URI as given) and the settings (``--folds``, ``--step-size`` only when given: a record written
-    before they existed is of the model's own)."""
-    where: dict[str, Any] = {"model": str(model)}
+    selection that chose a pair: the content hash of its pair bundle, since it has neither file; a registry URI with
+    the ``version`` its alias named) and the settings (``--folds``, ``--step-size`` only when given: a record
+    written before they existed is of the model's own)."""
+    where: dict[str, Any] = {"model": str(model), **({} if version is None else {"version": version})}
     if folder is not None:
         where = {
             "model": str(folder.expanduser().resolve()),
             "model_json": _digest(folder / "model.json"),
             "inference_json": _digest(folder / "inference.json"),
         }
+        pair = folder / "model_bundle"
+        if (pair / "ensemble.json").is_file() and not (folder / "model.json").is_file():
+            from automed.artifacts import tree_hash
+
+            where["pair_bundle"] = tree_hash(pair)[:16]
     return {
         **where,
         "tta": tta,
@@ -53,6 +62,18 @@ def run_settings(
         **({} if step is None else {"step": step}),
         "schema_version": 1,
     }
+
+
+def registered_version(model: str, tracking_uri: str | None) -> str:
+    """The version a ``models:/NAME@ALIAS`` (or ``/VERSION``) URI names now: an alias moved to another version is
+    another model."""
+    import mlflow
+
+    from automed.tracking import model_version, registry_uri, resolve_uri, split_model_uri
+
+    uri = resolve_uri(tracking_uri)
+    client = mlflow.MlflowClient(uri, registry_uri=registry_uri(uri))
+    return str(model_version(client, *split_model_uri(model)).version)
 
 
 def refuse_unless_continuable(overwrite: bool, review: bool) -> None:
@@ -117,3 +138,22 @@ def remove_partial(out: Path) -> None:
             shutil.rmtree(p)
         elif p.is_file() and (p.name.startswith(".tmp-") or ".partial." in p.name):
             p.unlink()
+
+
+def keep_finished(out: Path, cases: list[Any], probabilities: bool, output_format: str, review: bool) -> None:
+    """A failed or stopped run into a folder it made: the cases it finished stay (each file was renamed into place
+    whole) for ``--continue`` to take up, its half-written files go; nothing finished (or a ``--review`` run, whose
+    index covers one run): the folder goes."""
+    finished = [
+        c for c in cases if all(f.is_file() for f in case_files(out, c, probabilities, output_format))
+    ]
+    if review or not finished:
+        import shutil
+
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    remove_partial(out)
+    log.warning(
+        "%d of %d case(s) finished are kept in %s: the same command with --continue predicts the rest",
+        len(finished), len(cases), out,
+    )  # fmt: skip
