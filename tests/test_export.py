@@ -406,7 +406,7 @@ def test_the_bundle_continues_an_unfinished_run(exported: dict[str, Path], tmp_p
     before = first.stat().st_mtime_ns
     with pytest.raises(SystemExit, match="already holds"):
         cli.main(args, bundle=exported["bundle"])
-    with pytest.raises(SystemExit, match=r"same --no-tta setting.*new folder"):
+    with pytest.raises(SystemExit, match=r"same --no-tta, --folds and --step-size settings.*new folder"):
         cli.main([*args, "--continue", "--no-tta"], bundle=exported["bundle"])
     with pytest.raises(SystemExit, match=r"--continue keeps .* --overwrite replaces"):
         cli.main([*args, "--continue", "--overwrite"], bundle=exported["bundle"])

@@ -20,6 +20,7 @@ from automed.artifacts import write_json_atomic
 from automed.export.card import tta_words
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
+from automed.workdir import ALL_DATA
 
 PREDICT_PY = '''#!/usr/bin/env python3
 """Predict images with this automed bundle (needs numpy, SimpleITK and onnxruntime or openvino only):
@@ -40,8 +41,30 @@ raise SystemExit(main(bundle=HERE))
 # the README's line on an unfinished run (runtime/cli.py's --continue)
 CONTINUE_TEXT = (
     "`--continue` (the same `-o`) takes up an unfinished run: it predicts only the cases whose label maps are not "
-    "there yet, and stops if those there came from another bundle or `--no-tta` setting."
+    "there yet, and stops if those there came from another bundle or other `--no-tta`, `--folds` or `--step-size` "
+    "settings."
 )
+
+
+def folds_text(folds: list[int] | None, step: float | None = None, *, pair: bool = False) -> str:
+    """The README's line on ``predict.py --folds`` and ``--step-size`` (``runtime/options.py``): ``folds`` the fold
+    numbers of the networks (``None``: not recorded), ``step`` the bundle's window step (``None``: an image-level
+    bundle, no window)."""
+    names = ", ".join("all" if f == ALL_DATA else str(f) for f in folds or [])
+    chosen = (
+        "`--folds` does not apply to a pair (each member has its own folds)"
+        if pair
+        else f"`--folds 0,1` (or `--folds 0 1`) predicts with only those of its folds ({names})"
+        if folds is not None
+        else "`--folds` needs fold numbers this export did not record (export the work dir again)"
+    )
+    own = "each member's own" if pair else str(step)
+    window = (
+        "there is no `--step-size` (no sliding window)"
+        if step is None and not pair
+        else f"`--step-size S` (0 < S <= 1) moves the sliding window S x the patch instead of {own}"
+    )
+    return f"{chosen}; {window}."
 
 
 def _pin(dist: str) -> str:
@@ -113,9 +136,13 @@ def write_requirements(out: Path, files: dict[str, list[str]]) -> None:
         (out / "requirements-openvino.txt").write_text("\n".join([*base, _pin("openvino")]) + "\n")
 
 
-def _member_meta(predictor: Predictor, files: dict[str, list[str]], ov_precision: str) -> dict[str, Any]:
+def _member_meta(
+    predictor: Predictor, files: dict[str, list[str]], ov_precision: str, folds: list[int] | None
+) -> dict[str, Any]:
     return {
         "configuration": predictor.configuration,
+        # the training's fold numbers of the networks, in file order (predict.py --folds); absent when unknown
+        **({} if folds is None else {"folds": list(folds)}),
         "spec": predictor.spec.to_json(),
         "inference": {
             "patch": list(predictor.patch),
@@ -140,15 +167,18 @@ def write_bundle(
     out: Path,
     member_files: list[dict[str, list[str]]],
     ov_precision: str,
+    folds: list[list[int]] | None = None,
 ) -> None:
     """Make ``out`` (which already holds the exported networks, one file list per training) runnable without torch
-    or automed."""
+    or automed; ``folds``: each training's fold numbers of those networks, when known."""
+    each: list[list[int] | None] = list(folds) if folds else [None] * len(member_files)
     copy_runtime(out)
     plan = predictor.plan
     meta: dict[str, Any]
     if isinstance(predictor, EnsemblePredictor):
         members = [
-            _member_meta(p, f, ov_precision) for p, f in zip(predictor.members, member_files, strict=True)
+            _member_meta(p, f, ov_precision, k)
+            for p, f, k in zip(predictor.members, member_files, each, strict=True)
         ]
         for m in members:
             m["inference"]["postprocessing"] = []  # the pair's own postprocessing applies after averaging
@@ -176,7 +206,7 @@ def write_bundle(
             "schema_version": 1,
             "dataset": plan.dataset_name,
             "labels": plan.labels,
-            **_member_meta(predictor, member_files[0], ov_precision),
+            **_member_meta(predictor, member_files[0], ov_precision, each[0]),
         }
         files = member_files[0]
         settings = (
@@ -185,6 +215,10 @@ def write_bundle(
         )
     write_json_atomic(out / "preprocess.json", meta)
     write_requirements(out, files)
+    if isinstance(predictor, EnsemblePredictor):
+        options = folds_text(None, None, pair=True)
+    else:
+        options = folds_text(each[0], predictor.step)
     labels = ", ".join(f"{k} = {v}" for k, v in sorted(plan.labels.items(), key=lambda kv: int(kv[0])))
     (out / "README.md").write_text(
         f"""# automed model: {plan.dataset_name} ({meta["configuration"]})
@@ -194,7 +228,7 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 
-{CONTINUE_TEXT}
+{CONTINUE_TEXT} {options}
 
 Input: a folder of images (NIfTI, NRRD, MHA; one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the
 model has {plan.n_channels} channels), one image, or DICOM series folders. Output: one label map per case,

@@ -155,9 +155,11 @@ def export_predictor(
     repeats: int = 1,
     threads: int | None = None,
     step: Callable[[str], None] = quiet,
+    folds: list[list[int]] | None = None,
 ) -> ExportResult:
     """Export ``predictor``'s fold networks (every member's, for a pair), then check parity and time them on
-    ``case`` (id, channels, geometry); ``step`` is told each step as it starts (a progress display)."""
+    ``case`` (id, channels, geometry); ``step`` is told each step as it starts (a progress display); ``folds``: each
+    training's fold numbers of its networks, recorded for the bundle's ``--folds`` (:mod:`automed.export.link`)."""
     members = parts(predictor)
     cascade = [m.configuration for m in members if m.previous is not None]
     if cascade:
@@ -201,7 +203,7 @@ def export_predictor(
         member_files.append(files)
     report["files"] = all_files(member_files)
     step("bundle")
-    write_bundle(predictor, out, member_files, ov_precision)
+    write_bundle(predictor, out, member_files, ov_precision, folds)
     if case is not None:
         step("parity and latency on one case")
         report.update(

@@ -18,7 +18,14 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
-from automed.export.bundle import copy_runtime, python_needed, readable, shipped_model, write_requirements
+from automed.export.bundle import (
+    copy_runtime,
+    folds_text,
+    python_needed,
+    readable,
+    shipped_model,
+    write_requirements,
+)
 from automed.export.card import INTENDED_USE
 from automed.export.export import THRESHOLDS as SEGMENTATION_THRESHOLDS
 from automed.export.export import ExportResult, quiet
@@ -126,9 +133,13 @@ def _check(
     return {"parity_case": cid, "parity": parity, "latency_seconds": latency}
 
 
-def _bundle_meta(predictor: ImagePredictor, files: dict[str, list[str]], ov_precision: str) -> dict[str, Any]:
+def _bundle_meta(
+    predictor: ImagePredictor, files: dict[str, list[str]], ov_precision: str, folds: list[int] | None
+) -> dict[str, Any]:
     t = predictor.target
     return {
+        # the training's fold numbers of the networks, in file order (predict.py --folds); absent when unknown
+        **({} if folds is None else {"folds": list(folds)}),
         "schema_version": 1,
         "task": t.kind,
         "dataset": predictor.plan.dataset_name,
@@ -156,9 +167,11 @@ def export_image_predictor(
     ov_precision: str = "f32",
     repeats: int = 1,
     step: Callable[[str], None] = quiet,
+    folds: list[int] | None = None,
 ) -> ExportResult:
     """Export the fold networks, write the bundle, and check parity and latency on ``case`` (id, channels,
-    geometry); ``step`` is told each step as it starts (a progress display)."""
+    geometry); ``step`` is told each step as it starts (a progress display); ``folds``: the training's fold numbers
+    of its networks, recorded for the bundle's ``--folds``."""
     out.mkdir(parents=True, exist_ok=True)
     net = predictor.cfg.network
     report: dict[str, Any] = {
@@ -192,7 +205,7 @@ def export_image_predictor(
     files = {r: [str(p.relative_to(out)) for p in paths[r]] for r in formats}
     report["files"] = files
     step("bundle")
-    write_image_bundle(predictor, out, files, ov_precision)
+    write_image_bundle(predictor, out, files, ov_precision, folds)
     if case is not None:
         step("parity and latency on one case")
         report.update(_check(predictor, formats, paths, case, ov_precision, repeats, out))
@@ -214,12 +227,16 @@ def bundle_input_text(n_channels: int) -> str:
 
 
 def write_image_bundle(
-    predictor: ImagePredictor, out: Path, files: dict[str, list[str]], ov_precision: str
+    predictor: ImagePredictor,
+    out: Path,
+    files: dict[str, list[str]],
+    ov_precision: str,
+    folds: list[int] | None = None,
 ) -> None:
     """``out`` runnable without torch or automed: ``predict.py`` + ``runtime/``, ``preprocess.json``,
     requirements, README."""
     copy_runtime(out)
-    meta = _bundle_meta(predictor, files, ov_precision)
+    meta = _bundle_meta(predictor, files, ov_precision, folds)
     write_json_atomic(out / "preprocess.json", meta)
     write_requirements(out, files)
     t = predictor.target
@@ -239,7 +256,7 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 
 {bundle_input_text(predictor.plan.n_channels)} Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
-{len(predictor.models)} fold network(s){" and mirrored inputs" if predictor.tta else ""}.
+{len(predictor.models)} fold network(s){" and mirrored inputs" if predictor.tta else ""}. {folds_text(folds)}
 
 `preprocess.json` holds the preprocessing (transpose, crop, normalization, resampling, input shape
 {list(predictor.cfg.patch_size)}) and the target's decoding. `export.json` has the parity check against torch.

@@ -44,6 +44,20 @@ def model_checkpoints(workdir: Path) -> list[Path]:
     return [root / fold_name(f) / f"checkpoint_{meta.checkpoint}.pt" for f in meta.predict_folds]
 
 
+def exported_folds(source: str | Path) -> list[list[int]] | None:
+    """The fold numbers of the networks an export of ``source`` holds, per training, in the order of
+    :func:`model_checkpoints` (recorded in the bundle for its ``--folds``); ``None`` for a registered model (``models:/``:
+    its downloaded bundle is not read here)."""
+    if str(source).startswith("models:/"):
+        return None
+    workdir = Path(source)
+    if not (workdir / MODEL_FILE).is_file() and (workdir / PAIR_FILE).is_file():
+        bundle = (workdir / PAIR_FILE).parent
+        members = json.loads((workdir / PAIR_FILE).read_text())["members"]
+        return [read_meta(bundle / m["folder"] / MODEL_FILE).predict_folds for m in members]
+    return [load_model(workdir).predict_folds]
+
+
 def checkpoint_digests(workdir: Path) -> list[str]:
     """SHA-256 of the checkpoints the model predicts with (:func:`model_checkpoints`), in ensemble order: recorded in
     an export and its link, so a package or a predict can tell whether an export is this model's."""

@@ -1,8 +1,8 @@
 """The bundle's entry point: ``python predict.py -i INPUT -o OUTPUT [--runtime onnx|openvino]``.
 
 Needs numpy, SimpleITK and onnxruntime or openvino only. Reads ``preprocess.json`` (the plan's pre/post-processing
-and the inference settings automed chose) next to ``predict.py``, runs every fold network (of every member, for a pair)
-on every case with the Gaussian sliding window and mirror TTA, and writes label maps in each input's geometry
+and the inference settings automed chose) next to ``predict.py``, runs every fold network (of every member, for a pair;
+``--folds``: only those of a training's folds, :mod:`.options`) on every case with the Gaussian sliding window and mirror TTA, and writes label maps in each input's geometry
 (``CASE.nii.gz``); a classification or regression bundle writes ``predictions.csv`` (one row per case) instead.
 """
 
@@ -25,8 +25,9 @@ from .image_model import ImageBundleModel
 from .inputs import find_cases
 from .io import read_case, spacing_zyx, write_labels
 from .model import BundleModel
+from .options import OptionError, checked_step, parse_folds, with_folds
 
-RECORD = ".bundle-predict.json"  # the bundle and TTA setting that wrote a folder's label maps
+RECORD = ".bundle-predict.json"  # the bundle, TTA, --folds and --step-size that wrote a folder's label maps
 
 
 def _runtime(runtime: str | None, meta: dict[str, Any], device: str = "cpu") -> str:
@@ -89,7 +90,22 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         dest="resume",
         action="store_true",
         help="continue an unfinished run into the output folder: predict only the cases whose label maps are not "
-        "there yet (the same bundle and --no-tta setting only)",
+        "there yet (the same bundle, --no-tta, --folds and --step-size only)",
+    )
+    ap.add_argument(
+        "--folds",
+        nargs="+",
+        action="extend",
+        metavar="FOLD",
+        help="predict with only these of the bundle's folds (nnU-Net's -f): --folds 0,1 or --folds 0 1 (all: the "
+        "all-data model); default: every fold it holds",
+    )
+    ap.add_argument(
+        "--step-size",
+        type=float,
+        default=None,
+        help="segmentation: the sliding window moves this fraction of the patch, 0 < S <= 1 (nnU-Net's "
+        "-step_size); default: the bundle's own (preprocess.json)",
     )
     ap.add_argument("--threads", type=_positive, default=None, help="CPU threads for the runtime")
     ap.add_argument(
@@ -120,10 +136,25 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         raise SystemExit(f"{args.output}: the output must be a folder, not a file; choose another -o")
     root = bundle or Path(sys.argv[0]).resolve().parent
     meta = json.loads((root / "preprocess.json").read_text())
+    try:  # before any network loads or output is written
+        folds = parse_folds(args.folds)
+        meta = with_folds(meta, folds, root / "preprocess.json")
+        step = checked_step(args.step_size, meta, root / "preprocess.json")
+    except OptionError as exc:
+        raise SystemExit(str(exc)) from None
     runtime = _runtime(args.runtime, meta, args.device)
     image_level = meta.get("task") in ("classification", "regression")
-    model: Any = (ImageBundleModel if image_level else BundleModel)(
-        root, meta, runtime, threads=args.threads, device=args.device
+    model: Any = (
+        ImageBundleModel(root, meta, runtime, threads=args.threads, device=args.device)
+        if image_level
+        else BundleModel(
+            root,
+            meta,
+            runtime,
+            threads=args.threads,
+            device=args.device,
+            overrides={} if step is None else {"step": step},
+        )
     )
     if args.no_tta:
         model.tta = False
@@ -136,6 +167,9 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     settings = {
         "bundle": hashlib.sha256((root / "preprocess.json").read_bytes()).hexdigest()[:16],
         "tta": model.tta,
+        # only when given: a record of an earlier bundle (or run) without them stays continuable
+        **({} if folds is None else {"folds": folds}),
+        **({} if step is None else {"step": step}),
     }
     if args.resume:
         if image_level:
@@ -145,7 +179,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         record = outp / RECORD
         if taken and (not record.is_file() or json.loads(record.read_text()) != settings):
             raise SystemExit(
-                f"{args.output}: --continue adds to label maps of this bundle with the same --no-tta setting, and "
+                f"{args.output}: --continue adds to label maps of this bundle with the same --no-tta, --folds and "
+                f"--step-size settings ({json.dumps(settings)}), and "
                 f"{RECORD} there says otherwise (or is missing); predict into a new folder, or pass --overwrite "
                 "instead of --continue"
             )

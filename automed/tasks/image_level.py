@@ -340,8 +340,18 @@ class ImageLevelTask:
                 "a pair chosen by automed select",
                 "export each member's work dir (the pair's model_bundle predicts with `automed predict`)",
             )
+        from automed.export.link import exported_folds
+
+        folds = exported_folds(source)
         return export_image_predictor(
-            predictor, out, formats, sample, ov_precision=ov_precision, repeats=repeats, step=step
+            predictor,
+            out,
+            formats,
+            sample,
+            ov_precision=ov_precision,
+            repeats=repeats,
+            step=step,
+            folds=None if folds is None else folds[0],
         )
 
     def model_card(self, predictor: Any, report: dict[str, Any], workdir: Path | None) -> str:

@@ -299,9 +299,17 @@ class Segmentation:
         step: Callable[[str], None],
     ) -> ExportResult:
         from automed.export.export import export_predictor
+        from automed.export.link import exported_folds
 
         return export_predictor(
-            predictor, out, formats, sample, ov_precision=ov_precision, repeats=repeats, step=step
+            predictor,
+            out,
+            formats,
+            sample,
+            ov_precision=ov_precision,
+            repeats=repeats,
+            step=step,
+            folds=exported_folds(source),
         )
 
     def model_card(self, predictor: Any, report: dict[str, Any], workdir: Path | None) -> str:

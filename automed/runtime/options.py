@@ -1,0 +1,98 @@
+"""``predict.py --folds`` and ``--step-size``: which of the bundle's fold networks predict (nnU-Net's ``-f``) and how
+far the sliding window moves (``-step_size``), checked against ``preprocess.json`` before any output is written.
+
+The rules and words of ``automed predict``'s options (:mod:`automed.infer.predict_options`), without automed: the
+bundle names its folds as the training did (``preprocess.json``'s ``folds``, in the order of its network files).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ALL_DATA = -1  # the model of `automed train --folds all` (every case trains), named `all`
+
+
+class OptionError(ValueError):
+    """A ``--folds`` or ``--step-size`` the bundle cannot take; the message names the file, rule, value and fix."""
+
+
+def fold_names(folds: list[int]) -> str:
+    """Folds as the command line takes them: ``0, 1``, or ``all`` for the all-data model."""
+    return ", ".join("all" if f == ALL_DATA else str(f) for f in folds)
+
+
+def parse_folds(values: list[str] | None) -> list[int] | None:
+    """``--folds 0,1``, ``--folds 0 1`` or ``--folds 0 --folds 1`` (``all``: the all-data model) as sorted fold
+    numbers; ``None`` when not given (every fold the bundle holds)."""
+    if not values:
+        return None
+    out: set[int] = set()
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().lower()
+            if name == "all":
+                out.add(ALL_DATA)
+            elif name.isdigit():
+                out.add(int(name))
+            else:
+                raise OptionError(
+                    f"--folds: folds are fold numbers (or all, the all-data model), comma-separated or repeated; "
+                    f"found {value!r}; write e.g. --folds 0,1 or --folds 0 1"
+                )
+    return sorted(out)
+
+
+def held_folds(meta: dict[str, Any]) -> list[int] | None:
+    """The folds whose networks the bundle holds, in file order; ``None`` for a bundle that does not say (exported
+    before bundles recorded them, or from a registered model)."""
+    folds = meta.get("folds")
+    return None if folds is None else [int(f) for f in folds]
+
+
+def with_folds(meta: dict[str, Any], folds: list[int] | None, where: Path) -> dict[str, Any]:
+    """``preprocess.json`` (``meta``, read from ``where``) narrowed to the networks of ``folds``; unchanged when
+    ``folds`` is ``None``. A pair (each member has folds of its own) and a bundle that does not record its folds
+    are refused, and so is a fold it does not hold, naming those it does."""
+    if folds is None:
+        return meta
+    if "members" in meta:
+        raise OptionError(
+            f"{where}: --folds applies to one training's bundle; found a pair of trainings (each member would need "
+            "its own folds); export the training's work dir instead, or drop --folds"
+        )
+    held = held_folds(meta)
+    if held is None:
+        raise OptionError(
+            f"{where}: --folds chooses among the folds the bundle records (preprocess.json 'folds'); found none "
+            "recorded (an export made before bundles recorded them, or of a registered model); export the "
+            "training's work dir again with `automed export`, or drop --folds"
+        )
+    missing = [f for f in folds if f not in held]
+    if not folds or missing:
+        raise OptionError(
+            f"{where}: --folds chooses among the folds the bundle holds ({fold_names(held)}); found --folds "
+            f"{fold_names(folds)}{f' (no fold {fold_names(missing)})' if missing else ''}; pass some of "
+            f"{fold_names(held)}, or drop --folds to predict with all of them"
+        )
+    picked = [held.index(f) for f in folds]
+    files = {rt: [names[i] for i in picked] for rt, names in meta["files"].items()}
+    return {**meta, "folds": list(folds), "files": files}
+
+
+def checked_step(step: float | None, meta: dict[str, Any], where: Path) -> float | None:
+    """A sliding-window step as a fraction of the patch: more than 0 (it must move), at most 1 (no gaps); refused
+    for a classification or regression bundle (one prediction per whole image, no window)."""
+    if step is None:
+        return None
+    if meta.get("task") in ("classification", "regression"):
+        raise OptionError(
+            f"{where}: --step-size moves the sliding window of a segmentation model; found --step-size {step} for "
+            "an image-level model (one prediction per whole image, no window); drop --step-size"
+        )
+    if not 0 < step <= 1:
+        raise OptionError(
+            f"{where}: --step-size is the fraction of the patch the window moves: 0 < step <= 1; found {step}; "
+            "pass e.g. 0.5 (nnU-Net's default: windows overlap by half) or 1 (no overlap, fastest)"
+        )
+    return step

@@ -1,0 +1,145 @@
+"""The standalone bundle's ``predict.py --folds`` and ``--step-size`` (automed/runtime/options.py): only folds the
+bundle holds, a step in (0, 1] for a sliding window, both refused before anything is written, and recorded for
+``--continue``. The networks are stand-ins here; test_export runs the real ones."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed.export.bundle import folds_text
+from automed.runtime import cli
+from automed.runtime.options import OptionError, checked_step, parse_folds, with_folds
+
+FILES = {"onnx": ["networks/onnx/fold_0.onnx", "networks/onnx/fold_1.onnx", "networks/onnx/fold_2.onnx"]}
+
+
+def _meta(**extra: Any) -> dict[str, Any]:
+    return {"inference": {"step": 0.5, "tta": True}, "files": {k: list(v) for k, v in FILES.items()}, **extra}
+
+
+def test_folds_are_comma_separated_spaced_or_repeated() -> None:
+    assert parse_folds(None) is None
+    assert parse_folds(["0,2"]) == parse_folds(["0", "2"]) == parse_folds(["2", "0, 2"]) == [0, 2]
+    assert parse_folds(["all"]) == [-1]
+    with pytest.raises(OptionError, match=r"fold numbers .* found 'fold_0'; write e.g. --folds 0,1"):
+        parse_folds(["fold_0"])
+
+
+def test_folds_narrow_the_networks_to_those_folds_in_file_order() -> None:
+    meta = _meta(folds=[1, 3, 4])  # a selection kept three of five folds: file k is not fold k
+    got = with_folds(meta, [1, 4], Path("B/preprocess.json"))
+    assert got["files"]["onnx"] == ["networks/onnx/fold_0.onnx", "networks/onnx/fold_2.onnx"]
+    assert got["folds"] == [1, 4] and meta["files"] == FILES  # the bundle's own meta is left as it was
+    assert with_folds(meta, None, Path("B")) is meta
+
+
+def test_a_fold_the_bundle_lacks_is_refused_naming_those_it_holds() -> None:
+    with pytest.raises(OptionError) as err:
+        with_folds(_meta(folds=[1, 3, 4]), [0, 1], Path("B/preprocess.json"))
+    text = str(err.value)
+    assert text.startswith("B/preprocess.json: ") and "holds (1, 3, 4)" in text
+    assert "found --folds 0, 1 (no fold 0)" in text and "drop --folds" in text
+
+
+def test_folds_are_refused_for_a_pair_and_for_a_bundle_that_does_not_record_them() -> None:
+    with pytest.raises(OptionError, match="a pair of trainings"):
+        with_folds({**_meta(), "members": [_meta(folds=[0])]}, [0], Path("B"))
+    with pytest.raises(OptionError, match=r"found none recorded .* `automed export`"):
+        with_folds(_meta(), [0], Path("B"))
+
+
+@pytest.mark.parametrize("step", [0.0, -0.5, 1.5])
+def test_a_step_outside_0_to_1_is_refused(step: float) -> None:
+    with pytest.raises(OptionError, match=rf"0 < step <= 1; found {step}; pass e.g. 0.5"):
+        checked_step(step, _meta(), Path("B"))
+
+
+def test_a_step_is_taken_by_segmentation_and_refused_without_a_window() -> None:
+    assert checked_step(1.0, _meta(), Path("B")) == 1.0 and checked_step(None, _meta(), Path("B")) is None
+    for task in ("classification", "regression"):
+        assert (
+            with_folds(_meta(task=task, folds=[0, 1, 2]), [2], Path("B"))["files"]["onnx"]
+            == FILES["onnx"][2:]
+        )
+        with pytest.raises(OptionError, match=r"image-level model .* drop --step-size"):
+            checked_step(0.5, _meta(task=task), Path("B"))
+
+
+class _Model:
+    """A stand-in for the bundle's networks: what it was built with, and an empty label map per case."""
+
+    built: ClassVar[list[tuple[dict[str, Any], dict[str, Any]]]] = []
+
+    def __init__(self, root: Path, meta: dict[str, Any], runtime: str, **kw: Any) -> None:
+        self.built.append((meta, kw.get("overrides") or {}))
+        self.n_channels, self.dimension, self.tta = 1, 3, True
+
+    def predict(self, channels: np.ndarray, spacing: list[float]) -> tuple[np.ndarray, None]:
+        return np.zeros(channels.shape[1:], dtype=np.int16), None
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    root = tmp_path / "bundle"
+    root.mkdir()
+    (root / "preprocess.json").write_text(json.dumps(_meta(folds=[0, 1, 2])))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        sitk.WriteImage(
+            sitk.GetImageFromArray(np.ones((3, 4, 4), np.float32)), str(inputs / f"{name}.nii.gz")
+        )
+    _Model.built = []
+    monkeypatch.setattr(cli, "BundleModel", _Model)
+    monkeypatch.setattr(cli, "_runtime", lambda *a: "onnx")
+    return {"root": root, "in": inputs, "out": tmp_path / "out"}
+
+
+def test_predict_py_refuses_bad_folds_and_steps_before_writing_anything(bundle: dict[str, Path]) -> None:
+    args = ["-i", str(bundle["in"]), "-o", str(bundle["out"])]
+    with pytest.raises(SystemExit, match=r"holds \(0, 1, 2\); found --folds 5"):
+        cli.main([*args, "--folds", "5"], bundle=bundle["root"])
+    with pytest.raises(SystemExit, match=r"0 < step <= 1; found 0\.0"):
+        cli.main([*args, "--step-size", "0"], bundle=bundle["root"])
+    assert not bundle["out"].exists() and not _Model.built  # no folder made, no network loaded
+
+
+def test_predict_py_runs_the_chosen_folds_and_step_and_continues_only_with_them(
+    bundle: dict[str, Path],
+) -> None:
+    args = ["-i", str(bundle["in"]), "-o", str(bundle["out"]), "--folds", "0", "2", "--step-size", "0.25"]
+    assert cli.main(args, bundle=bundle["root"]) == 0
+    meta, overrides = _Model.built[0]
+    assert meta["files"]["onnx"] == [FILES["onnx"][0], FILES["onnx"][2]] and overrides == {"step": 0.25}
+    record = json.loads((bundle["out"] / cli.RECORD).read_text())
+    assert record["folds"] == [0, 2] and record["step"] == 0.25
+    (bundle["out"] / "b.nii.gz").unlink()  # the run was killed before its second case
+    for other in (["--folds", "0,2"], ["--folds", "1", "--step-size", "0.25"], ["--step-size", "0.25"]):
+        other_args = ["-i", str(bundle["in"]), "-o", str(bundle["out"]), "--continue", *other]
+        with pytest.raises(SystemExit, match=r"same --no-tta, --folds and --step-size settings"):
+            cli.main(other_args, bundle=bundle["root"])
+    assert cli.main([*args, "--continue"], bundle=bundle["root"]) == 0
+    assert (bundle["out"] / "b.nii.gz").is_file()
+
+
+def test_the_readme_line_names_the_folds_and_step_the_bundle_takes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    accepted = set(re.findall(r"--[a-z-]+", capsys.readouterr().out))
+    assert set(re.findall(r"--[a-z-]+", folds_text([0], 0.5))) == {"--folds", "--step-size"} <= accepted
+    line = folds_text([0, 1, -1], 0.5)
+    assert "its folds (0, 1, all)" in line and "instead of 0.5" in line
+    assert "there is no `--step-size`" in folds_text([0], None)
+    assert "does not apply to a pair" in folds_text(
+        None, None, pair=True
+    ) and "each member's own" in folds_text(None, None, pair=True)
+    assert "did not record" in folds_text(None, 0.5)
