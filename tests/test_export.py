@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -102,11 +103,12 @@ def _venv(root: Path, packages: list[str]) -> Path:
     return venv / "bin" / "python"
 
 
-def _reference(work: Path, image: Path) -> np.ndarray:
+def _reference(work: Path, image: Path, **options: Any) -> np.ndarray:
+    """Torch's label map of ``image`` in float32; ``options``: ``folds``, ``step`` (automed predict's)."""
     from automed.data.io import read_image
     from automed.infer.predictor import Predictor
 
-    pred = Predictor.from_workdir(work)
+    pred = Predictor.from_workdir(work, **options)
     pred.amp_dtype = None  # float32, as the exported networks run
     arrays, geo = read_image(image)
     return pred.predict_arrays(np.stack(arrays).astype(np.float32), geo).labels
@@ -374,6 +376,31 @@ def test_predict_runs_the_linked_export_without_torch(exported: dict[str, Path])
             moved, exported["inputs"], exported["root"] / "pred-x", show_progress=False, runtime="openvino"
         )
     assert "folds changed" in str(e.value) and "automed export" in str(e.value)
+
+
+def test_folds_and_step_run_through_the_export_and_its_bundle(exported: dict[str, Path]) -> None:
+    """`automed predict --runtime onnx --folds 1 --step-size 1` was refused ("runs the export with the folds and window
+    step it was exported with"); it now runs the export's fold 1 alone at that step, as torch does, and so does the
+    bundle's predict.py (the export records which fold each network is)."""
+    from automed.runtime import cli
+
+    work, bundle, inputs = exported["work"], exported["bundle"], exported["inputs"]
+    assert json.loads((bundle / "preprocess.json").read_text())["folds"] == [0, 1]
+    with pytest.raises(ConfigError, match=r"has \(0, 1\); found --folds 3"):
+        api.predict(work, inputs, exported["root"] / "no", show_progress=False, runtime="onnx", folds=[3])
+    assert not (exported["root"] / "no").exists()
+    seen: list[str] = []
+    out, own = exported["root"] / "pred-fold1", exported["root"] / "bundle-fold1"
+    api.predict(
+        work, inputs, out, show_progress=False, runtime="onnx", folds=[1], step=1.0, on_load=seen.append
+    )
+    assert seen[0].startswith("onnx export"), seen
+    args = ["-i", str(inputs), "-o", str(own), "--runtime", "onnx", "--folds", "1", "--step-size", "1"]
+    assert cli.main(args, bundle=bundle) == 0
+    for image in sorted(inputs.iterdir()):
+        got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / image.name)))
+        assert np.array_equal(got, sitk.GetArrayFromImage(sitk.ReadImage(str(own / image.name))))
+        assert (got == _reference(work, image, folds=[1], step=1.0)).mean() >= 0.999
 
 
 def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path], tmp_path: Path) -> None:

@@ -63,20 +63,16 @@ def test_each_task_refuses_a_step_before_it_loads_anything(tmp_path: Path) -> No
         Segmentation().load_predictor(tmp_path, None, step=2.0)
 
 
-def test_options_that_change_a_trainings_inference_need_a_training_and_torch(tmp_path: Path) -> None:
-    assert run_overrides(tmp_path, "auto", None, None) == ""
-    assert run_overrides(tmp_path, "auto", [0], 0.25) == "--folds and --step-size"
-    assert run_overrides(tmp_path, "torch", None, 0.25) == "--step-size"
-    for runtime in ("onnx", "openvino"):
-        with pytest.raises(ConfigError, match=f"--runtime {runtime} runs the export") as err:
-            run_overrides(tmp_path, runtime, [0], None)
-        assert "--runtime torch" in str(err.value)
-    assert run_overrides("models:/automed-X@champion", "auto", [0], None) == "--folds"  # its bundle decides
+def test_options_that_change_a_trainings_inference_need_one_training(tmp_path: Path) -> None:
+    assert run_overrides(tmp_path, None, None) == ""
+    assert run_overrides(tmp_path, [0], 0.25) == "--folds and --step-size"
+    assert run_overrides(tmp_path, None, 0.25) == "--step-size"
+    assert run_overrides("models:/automed-X@champion", [0], None) == "--folds"  # its bundle decides
     pair = WorkDir(tmp_path).pair
     pair.parent.mkdir()
     pair.write_text("{}")
     with pytest.raises(ConfigError, match="a selection that chose a pair") as err:
-        run_overrides(tmp_path, "torch", None, 0.5)
+        run_overrides(tmp_path, None, 0.5)
     assert "predict with the training's work dir" in str(err.value)
 
 

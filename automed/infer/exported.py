@@ -1,8 +1,10 @@
 """Predict with an export's networks (OpenVINO or onnxruntime) through :mod:`automed.runtime`: no torch.
 
 Same preprocessing, Gaussian sliding window, mirror TTA, fold (and pair) averaging and mapping back to the input
-geometry as the bundle's ``predict.py`` (the code is shared: :class:`automed.runtime.model.BundleModel`); the inference settings (TTA, window step, postprocessing) come from
-the work dir's ``model.json`` when given, so a later ``automed select`` still applies without re-exporting.
+geometry as the bundle's ``predict.py`` (the code is shared: :class:`automed.runtime.model.BundleModel`); the inference
+settings (TTA, window step, postprocessing) come from the work dir's ``model.json`` when given, so a later ``automed
+select`` still applies without re-exporting. ``automed predict --folds`` runs only those of the export's fold networks
+and ``--step-size`` moves its window, as ``predict.py``'s own options do (:mod:`automed.runtime.options`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import numpy as np
 
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
+from automed.infer.predict_options import checked_step, chosen_folds
 from automed.infer.prediction import Prediction
 from automed.runtime.backends import choose_runtime
 from automed.runtime.model import BundleModel
+from automed.runtime.options import held_folds, with_folds
 
 
 class ExportedPredictor:
@@ -30,8 +34,20 @@ class ExportedPredictor:
         runtime: str | None = None,
         threads: int | None = None,
         inference: dict[str, Any] | None = None,
+        folds: list[int] | None = None,
+        step: float | None = None,
+        held: list[int] | None = None,
     ) -> None:
+        """``folds``: only these of the export's folds predict; ``step``: the window's step instead of the model's;
+        ``held``: the fold numbers of its networks for an export that does not record them (the linked work dir's
+        folds: its link proves the networks are those checkpoints, in that order)."""
         meta = json.loads((folder / "preprocess.json").read_text())
+        if folds is not None:
+            where = folder / "preprocess.json"
+            have = held_folds(meta) or held or []
+            # automed predict's own check and words; a pair never gets here (run_overrides refuses it)
+            meta = with_folds({**meta, "folds": have}, chosen_folds(folds, have, have, where), where)
+        inference = {**(inference or {}), **({} if checked_step(step, folder) is None else {"step": step})}
         chosen = choose_runtime(runtime, meta["files"])
         if chosen is None:
             raise ArtifactError.single(

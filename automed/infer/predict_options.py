@@ -80,10 +80,10 @@ def no_window(step: float | None, source: str | Path) -> None:
         )
 
 
-def run_overrides(model: str | Path, runtime: str, folds: list[int] | None, step: float | None) -> str:
+def run_overrides(model: str | Path, folds: list[int] | None, step: float | None) -> str:
     """The options that change a training's inference for this run (``--folds``, ``--step-size``), refused for a
-    pair (each member has folds of its own) and for an export's runtime (its folds and step were fixed when it was
-    made)."""
+    pair (each member has folds of its own). Torch and an export's runtime take them (``--runtime auto`` then runs
+    torch: the training's folds, not only those exported)."""
     given = " and ".join(name for name, v in (("--folds", folds), ("--step-size", step)) if v is not None)
     if not given:
         return ""
@@ -94,12 +94,5 @@ def run_overrides(model: str | Path, runtime: str, folds: list[int] | None, step
             "registered model)",
             "a selection that chose a pair (each member would need its own folds)",
             f"predict with the training's work dir instead (the one `automed train -o` wrote), or drop {given}",
-        )
-    if runtime in ("openvino", "onnx"):
-        raise ConfigError.single(
-            model,
-            f"--runtime {runtime} runs the export with the folds and window step it was exported with",
-            f"{given} with --runtime {runtime}",
-            f"use --runtime torch (or auto, which then runs torch), or drop {given}",
         )
     return given

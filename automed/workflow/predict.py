@@ -86,8 +86,16 @@ def pair_workdirs(folder: Path) -> list[Path]:
     return pair_members(folder)
 
 
-def exported_predictor(model: str | Path, runtime: str, device: str | None) -> tuple[Any, str]:
-    """The work dir's linked export as a predictor when ``runtime`` allows it; ``(None, why not)`` otherwise."""
+def exported_predictor(
+    model: str | Path,
+    runtime: str,
+    device: str | None,
+    *,
+    folds: list[int] | None = None,
+    step: float | None = None,
+) -> tuple[Any, str]:
+    """The work dir's linked export as a predictor when ``runtime`` allows it (with ``--folds`` among those it
+    holds and ``--step-size``); ``(None, why not)`` otherwise."""
 
     from automed.export.link import usable_export
     from automed.infer.exported import ExportedPredictor
@@ -101,9 +109,17 @@ def exported_predictor(model: str | Path, runtime: str, device: str | None) -> t
     if folder is None:
         return None, why
     # the settings in force (automed select's choice applied); a pair's selection folder has none: the export's
-    inference = load_model(wd).inference.model_dump() if WorkDir(wd).model.is_file() else {}
+    meta = load_model(wd) if WorkDir(wd).model.is_file() else None
+    inference = meta.inference.model_dump() if meta is not None else {}
     try:
-        pred = ExportedPredictor(folder, runtime=None if runtime == "auto" else runtime, inference=inference)
+        pred = ExportedPredictor(
+            folder,
+            runtime=None if runtime == "auto" else runtime,
+            inference=inference,
+            folds=folds,
+            step=step,
+            held=None if meta is None else meta.predict_folds,
+        )
     except ArtifactError as exc:  # the export lacks that runtime, or none of its runtimes is installed
         return None, str(exc)
     return pred, f"{pred.runtime} ({why})"
@@ -120,7 +136,8 @@ def load_predictor(
 ) -> Any:
     """A work dir or a ``models:/NAME@ALIAS`` URI as a predictor: the work dir's export for ``runtime`` auto (when
     usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`. ``folds`` and ``step``
-    (``--folds``, ``--step-size``) change a training's own inference: torch only, and the model's task decides."""
+    (``--folds``, ``--step-size``) change a training's own inference: with torch, or the export's for ``--runtime
+    openvino|onnx`` (among the folds it holds); the model's task decides."""
 
     check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
     if not str(model).startswith("models:/"):
@@ -129,11 +146,11 @@ def load_predictor(
         if WorkDir(Path(model)).pair.is_file():  # a pair's trainings too
             for member in pair_workdirs(Path(model)):
                 refuse_unfinished(member)
-    overrides = run_overrides(model, runtime, folds, step)
-    if runtime != "torch" and overrides:
-        runtime = "torch"  # auto: the export's folds and window step were fixed when it was made
+    overrides = run_overrides(model, folds, step)
+    if runtime == "auto" and overrides:
+        runtime = "torch"  # auto: the training's own folds (any it trained, not only the export's) with torch
     if runtime != "torch":
-        exported, why = exported_predictor(model, runtime, device)
+        exported, why = exported_predictor(model, runtime, device, folds=folds, step=step)
         if exported is not None:
             return exported
         if runtime != "auto":
