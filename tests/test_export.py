@@ -401,6 +401,24 @@ def test_folds_and_step_run_through_the_export_and_its_bundle(exported: dict[str
         got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / image.name)))
         assert np.array_equal(got, sitk.GetArrayFromImage(sitk.ReadImage(str(own / image.name))))
         assert (got == _reference(work, image, folds=[1], step=1.0)).mean() >= 0.999
+    # fold 1's network, not fold 0's: the probabilities match torch's fold 1 and not its fold 0
+    from automed.data.io import read_image
+    from automed.infer.exported import ExportedPredictor
+    from automed.infer.predictor import Predictor
+
+    arrays, geo = read_image(sorted(inputs.iterdir())[0])
+    channels = np.stack(arrays).astype(np.float32)
+    mine = ExportedPredictor(bundle, runtime="onnx", folds=[1], step=1.0).predict_arrays(
+        channels, geo, probabilities=True
+    )
+    gaps = []
+    for fold in (1, 0):
+        torch_pred = Predictor.from_workdir(work, folds=[fold], step=1.0)
+        torch_pred.amp_dtype = None
+        theirs = torch_pred.predict_arrays(channels, geo, probabilities=True)
+        assert mine.probabilities is not None and theirs.probabilities is not None
+        gaps.append(float(np.abs(mine.probabilities - theirs.probabilities).max()))
+    assert gaps[0] <= 1e-3 < gaps[1], gaps
 
 
 def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path], tmp_path: Path) -> None:
