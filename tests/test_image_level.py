@@ -375,6 +375,18 @@ def test_classification_export_parity_and_torch_free_bundle(
     ref = pd.read_csv(torch_out).sort_values("SubjectID").reset_index(drop=True)
     assert list(bundle.columns) == list(ref.columns) and (bundle["prediction"] == ref["prediction"]).all()
     assert np.abs(bundle["probability_one"] - ref["probability_one"]).max() < 1e-3
+    # predict.py --folds 1: fold 1's network alone, as automed predict --folds 1; --step-size has no window here
+    from automed.runtime import cli
+
+    args = ["-i", str(root / "d" / "images"), "-o", str(tmp_path / "B1"), "--runtime", "onnx"]
+    with pytest.raises(SystemExit, match="image-level model"):
+        cli.main([*args, "--step-size", "0.5"], bundle=tmp_path / "E")
+    assert not (tmp_path / "B1").exists()
+    assert cli.main([*args, "--folds", "1"], bundle=tmp_path / "E") == 0
+    one = pd.read_csv(tmp_path / "B1" / "predictions.csv").sort_values("SubjectID").reset_index(drop=True)
+    torch_one = api.predict(wd, root / "d" / "images", tmp_path / "T1", show_progress=False, folds=[1])[0]
+    ref_one = pd.read_csv(torch_one).sort_values("SubjectID").reset_index(drop=True)
+    assert np.abs(one["probability_one"] - ref_one["probability_one"]).max() < 1e-3
 
 
 @pytest.mark.slow
