@@ -127,6 +127,12 @@ def test_predict_py_runs_the_chosen_folds_and_step_and_continues_only_with_them(
             cli.main(other_args, bundle=bundle["root"])
     assert cli.main([*args, "--continue"], bundle=bundle["root"]) == 0
     assert (bundle["out"] / "b.nii.gz").is_file()
+    # a retrained model exported with the same settings: the same preprocess.json, other weights
+    (bundle["out"] / "b.nii.gz").unlink()
+    (bundle["root"] / "networks" / "onnx").mkdir(parents=True)
+    (bundle["root"] / "networks" / "onnx" / "fold_0.onnx").write_bytes(b"retrained")
+    with pytest.raises(SystemExit, match=r"same --no-tta, --folds and --step-size settings"):
+        cli.main([*args, "--continue"], bundle=bundle["root"])
 
 
 def test_the_readme_line_names_the_folds_and_step_the_bundle_takes(

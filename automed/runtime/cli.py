@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     planned = ["predictions.csv"] if image_level else [f"{c.case_id}{c.suffix}" for c in cases]
     taken = [n for n in planned if (outp / n).exists()]
     settings = {
-        "bundle": hashlib.sha256((root / "preprocess.json").read_bytes()).hexdigest()[:16],
+        "bundle": _bundle_digest(root),
         "tta": model.tta,
         # only when given: a record of an earlier bundle (or run) without them stays continuable
         **({} if folds is None else {"folds": folds}),
@@ -243,3 +243,12 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+def _bundle_digest(root: Path) -> str:
+    """What makes this bundle's label maps: its ``preprocess.json`` and its networks' bytes (a retrained model
+    exported with the same settings has the same ``preprocess.json``)."""
+    h = hashlib.sha256((root / "preprocess.json").read_bytes())
+    for f in sorted(p for p in (root / "networks").rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()[:16]
