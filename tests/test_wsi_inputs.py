@@ -127,7 +127,7 @@ def test_slide_outputs_replace_earlier_ones_only_when_finished(tmp_path: Path) -
     automed's marker); into an existing folder (--overwrite of earlier predictions, or an empty one) a run writes
     beside what is there and replaces it only once it has finished (it was refused), so a failed or killed one
     leaves the folder as it was."""
-    from automed.workflow.predict import STAGING, _into_output
+    from automed.workflow.predict_output import STAGING, into_output
 
     def writes(*names: str) -> Any:
         def run(dest: Path) -> list[Path]:
@@ -143,17 +143,17 @@ def test_slide_outputs_replace_earlier_ones_only_when_finished(tmp_path: Path) -
 
     out = tmp_path / "P"
     with pytest.raises(RuntimeError):
-        _into_output(out, fails)
+        into_output(out, fails)
     assert not out.exists()
     out.mkdir()  # made by the user, empty: a failed run leaves it empty, not holding half an output
     with pytest.raises(RuntimeError):
-        _into_output(out, fails)
+        into_output(out, fails)
     assert sorted(p.name for p in out.iterdir()) == [".automed-output.json"]
-    assert _into_output(out, writes("a_labels.tif", "a_overlay.png")) == [out / "a_labels.tif", out / "a_overlay.png"]  # fmt: skip
+    assert into_output(out, writes("a_labels.tif", "a_overlay.png")) == [out / "a_labels.tif", out / "a_overlay.png"]  # fmt: skip
     with pytest.raises(RuntimeError):
-        _into_output(out, fails)
+        into_output(out, fails)
     assert sorted(p.name for p in out.iterdir()) == [".automed-output.json", "a_labels.tif", "a_overlay.png"]
     (out / STAGING).mkdir()  # a killed run's
     (out / STAGING / "x.tif").write_text("x")
-    assert _into_output(out, writes("b_labels.tif")) == [out / "b_labels.tif"]
+    assert into_output(out, writes("b_labels.tif")) == [out / "b_labels.tif"]
     assert sorted(p.name for p in out.iterdir()) == [".automed-output.json", "b_labels.tif"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from automed.workflow.predict_continue import (
     run_settings,
     write_record,
 )
+from automed.workflow.predict_output import STAGING, into_output, remove_older
 from automed.workflow.predict_writers import (
     DicomSegWriter,
     LabelMapWriter,
@@ -36,7 +36,6 @@ from automed.workflow.predict_writers import (
 )
 
 RUNTIMES = ("auto", "torch", "openvino", "onnx")
-STAGING = ".automed-new-predictions"  # slide outputs of a run into an existing folder, until it has finished
 OUTPUT_FORMATS = ("nifti", "dicom-seg")
 
 
@@ -285,7 +284,7 @@ def predict(
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
         at_mpp, names = model_mpp(model, mpp), _label_names(model, predictor)  # before the output is touched
-        return _into_output(out, lambda dest: predict_slides(
+        return into_output(out, lambda dest: predict_slides(
             predictor, slides, dest, mpp=at_mpp, names=names, slide_mpp=slide_mpp,
             save_probabilities=save_probabilities, show_progress=show_progress))  # fmt: skip
     cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
@@ -327,7 +326,7 @@ def predict(
         return done + written
     if earlier:  # --overwrite: only now, so a killed run leaves the earlier predictions
         write_record(out, settings)
-        _remove_older(out, produced | {record})
+        remove_older(out, produced | {record})
     if log_review:
         from automed.workflow.review_log import log_review as attach
 
@@ -377,58 +376,6 @@ def _predict_cases(
     written: list[Path] = writer.close()
     produced = set(writer.written_files()) | (reviewer.written_files() if reviewer is not None else set())
     return written, produced
-
-
-def _into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:
-    """``run`` writing many files per input (whole slides) into ``out``: a folder this run made goes if it fails; in
-    a folder that was there (earlier predictions replaced with ``--overwrite``, or an empty one) it writes into a
-    hidden folder inside ``out`` that takes its place only once it has finished, so a failed or killed run leaves
-    the folder as it was."""
-    from automed.artifacts import mark_output
-
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    mark_output(out, "predictions")
-    staging = out / STAGING
-    shutil.rmtree(staging, ignore_errors=True)  # a killed run's
-    dest = out if created else staging
-    dest.mkdir(exist_ok=True)
-    try:
-        written = run(dest)
-    except BaseException:
-        shutil.rmtree(dest if not created else out, ignore_errors=True)
-        raise
-    if created:
-        return written
-    _remove_older(out, {staging})
-    for p in staging.iterdir():
-        p.rename(out / p.name)
-    staging.rmdir()
-    return [out / p.relative_to(staging) for p in written]
-
-
-def _remove_older(out: Path, produced: set[Path]) -> None:
-    """Remove what an earlier run left in ``out`` (top level and ``review/``): every entry this run did not write."""
-    for p in out.iterdir():
-        if p.name == OUTPUT_MARKER or p in produced:
-            continue
-        if p.is_dir() and not p.is_symlink():
-            if any(q.parent == p for q in produced):  # this run's review/ folder: its stale files only
-                _remove_older_in(p, produced)
-                continue
-            shutil.rmtree(p)
-        else:
-            p.unlink()
-
-
-def _remove_older_in(folder: Path, produced: set[Path]) -> None:
-    for q in folder.iterdir():
-        if q in produced:
-            continue
-        if q.is_dir() and not q.is_symlink():
-            shutil.rmtree(q)
-        else:
-            q.unlink()
 
 
 def _label_names(model: str | Path, predictor: Any) -> dict[int, str]:

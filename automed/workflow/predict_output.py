@@ -1,0 +1,64 @@
+"""Where a prediction run's files land: a hidden staging folder for whole-slide runs into an existing folder (moved
+in once finished), and the removal of what an earlier run left when ``--overwrite`` replaced it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from automed.artifacts import OUTPUT_MARKER
+
+STAGING = ".automed-new-predictions"  # slide outputs of a run into an existing folder, until it has finished
+
+
+def into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:
+    """``run`` writing many files per input (whole slides) into ``out``: a folder this run made goes if it fails; in
+    a folder that was there (earlier predictions replaced with ``--overwrite``, or an empty one) it writes into a
+    hidden folder inside ``out`` that takes its place only once it has finished, so a failed or killed run leaves
+    the folder as it was."""
+    from automed.artifacts import mark_output
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    mark_output(out, "predictions")
+    staging = out / STAGING
+    shutil.rmtree(staging, ignore_errors=True)  # a killed run's
+    dest = out if created else staging
+    dest.mkdir(exist_ok=True)
+    try:
+        written = run(dest)
+    except BaseException:
+        shutil.rmtree(dest if not created else out, ignore_errors=True)
+        raise
+    if created:
+        return written
+    remove_older(out, {staging})
+    for p in staging.iterdir():
+        p.rename(out / p.name)
+    staging.rmdir()
+    return [out / p.relative_to(staging) for p in written]
+
+
+def remove_older(out: Path, produced: set[Path]) -> None:
+    """Remove what an earlier run left in ``out`` (top level and ``review/``): every entry this run did not write."""
+    for p in out.iterdir():
+        if p.name == OUTPUT_MARKER or p in produced:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            if any(q.parent == p for q in produced):  # this run's review/ folder: its stale files only
+                _remove_older_in(p, produced)
+                continue
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _remove_older_in(folder: Path, produced: set[Path]) -> None:
+    for q in folder.iterdir():
+        if q in produced:
+            continue
+        if q.is_dir() and not q.is_symlink():
+            shutil.rmtree(q)
+        else:
+            q.unlink()
