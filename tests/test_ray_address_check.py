@@ -42,6 +42,7 @@ def test_an_address_nothing_answers_at_is_refused_at_once_naming_it(monkeypatch:
         f"{address}: nothing answers at {address}"
     )
     assert "HOST:PORT" in problem.rule and "`ray status` on the head node" in problem.fix
+    assert "a --resume: pass --ray-address local" in problem.fix  # leaving it out reuses the saved address
     monkeypatch.setenv("RAY_ADDRESS", "head-without-port")
     with pytest.raises(ConfigError) as err:
         connect(None)

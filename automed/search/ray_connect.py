@@ -98,7 +98,8 @@ def check_reachable(address: str | None, timeout_s: float = 5.0) -> None:
                 f"{where}: {head}",
                 "start the cluster (`ray start --head` on the head node) or correct the address: `ray status` on "
                 "the head node prints it (a --resume uses the address the training saved unless --ray-address "
-                "gives the cluster's new one); leave out --ray-address (and RAY_ADDRESS) to run here",
+                "gives the cluster's new one); to run here, leave out --ray-address and RAY_ADDRESS (a --resume: pass "
+                "--ray-address local)",
             )
         ],
         f"cannot connect to the Ray cluster at {where}",
