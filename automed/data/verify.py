@@ -23,6 +23,7 @@ from automed.data.verify_rules import (
 )
 from automed.errors import DatasetError, Problem
 from automed.parallel import parallel_map
+from automed.runtime.grid import DIRECTION_ABS, ORIGIN_MM, SPACING_REL
 
 log = logging.getLogger("automed")
 
@@ -31,9 +32,9 @@ log = logging.getLogger("automed")
 class Tolerance:
     """How far channel and label geometries may differ (spacing relative, origin in mm, direction absolute)."""
 
-    spacing_rel: float = 1e-3
-    origin_mm: float = 1e-2
-    direction_abs: float = 1e-3
+    spacing_rel: float = SPACING_REL  # the bundle's channel check (runtime/grid.py) uses the same numbers
+    origin_mm: float = ORIGIN_MM
+    direction_abs: float = DIRECTION_ABS
 
 
 def _geometry_problems(
