@@ -149,3 +149,99 @@ def test_a_settled_duplicate_hands_its_own_duplicates_to_its_original(
         assert settle(ctx, "planner", "adamw") == "early"  # its first fold's first epoch
         assert settle(ctx, "planner", "adamw") == "early"  # its other fold, started at the same time
     assert _saved(tmp_path, "again")["duplicate_of"] == "early"
+
+
+class _Runs:
+    """Stands in for the MLflow store a trial's ``Tracker`` talks to: runs by id, with their parent, tags, status
+    and metrics; ``client.search_runs`` answers the parent filter that ends a duplicate's fold runs."""
+
+    experiment_id = "0"
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.client = self
+
+    def find_or_start_run(
+        self, name: str, key: str, *, parent: str | None = None, tags: dict[str, str] | None = None
+    ) -> tuple[str, bool]:
+        if name in self.runs:
+            self.runs[name]["status"] = "RUNNING"
+            return name, False
+        self.runs[name] = {"parent": parent, "tags": dict(tags or {}), "status": "RUNNING", "metrics": []}
+        return name, True
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        assert run_id in self.runs
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        assert path.is_file()
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float | None], step: int | None = None) -> None:
+        self.runs[run_id]["metrics"].append(metrics)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.runs[run_id]["tags"].update(tags)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.runs[run_id]["status"] = status
+
+    def search_runs(self, experiment_ids: list[str], filter_string: str) -> list[Any]:
+        import re
+        from types import SimpleNamespace
+
+        found = re.fullmatch(r"tags\.`mlflow\.parentRunId` = '([^']+)'", filter_string)
+        assert experiment_ids == [self.experiment_id] and found is not None, filter_string
+        children = [k for k, run in self.runs.items() if run["parent"] == found[1]]
+        return [SimpleNamespace(info=SimpleNamespace(run_id=k)) for k in children]
+
+
+def test_a_budgeted_auto_trial_stops_as_a_duplicate_at_its_first_epoch(
+    tmp_path: Path,
+    planned: tuple[Path, Plan],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the trial's own wiring (only run_fold and MLflow stood in for): its first fold's first epoch runs the
+    check with the optimizer the fold resolved, and the trial ends as the earlier AdamW trial's duplicate."""
+    from types import SimpleNamespace
+
+    import automed.workflow.trial as trial
+    from automed.train.state import EpochLog
+
+    runs = _Runs()
+    folds: list[str] = []
+
+    def run_fold(job: Any, callback: Any) -> Any:  # as the trainer: the schedule first, then the epochs
+        folds.append(Path(job.workdir).name)
+        folder = Path(job.workdir) / "train" / job.config["configuration"] / f"fold_{job.fold}"
+        folder.mkdir(parents=True, exist_ok=True)
+        progress = {"optimizer": "adamw lr 0.003", "epochs": []}
+        (folder / PROGRESS).write_text(json.dumps(stamped(progress, PROGRESS_VERSION)))
+        for epoch in (1, 2):
+            callback.on_epoch_end(job.fold, EpochLog(epoch, 1.0, 1.0, [0.7], 0.7, 0.7, 0.003, 1.0, 0.0, 3))
+        rows = [{"case": c, "fold": job.fold, "label": 1, "name": "fg", "dice": 0.7, "n_ref": 1, "n_pred": 1}
+                for c in job.val_ids]  # fmt: skip
+        (folder / "validation_metrics.json").write_text(json.dumps(rows))
+        return SimpleNamespace(score=0.7, epochs=2)
+
+    monkeypatch.setattr(trial, "run_fold", run_fold)
+    monkeypatch.setattr(trial, "Tracker", lambda *args: runs)
+    ctx = _ctx(tmp_path, planned[0], TrainConfig(epochs=3, iterations_per_epoch=3), 60.0)
+    cases = [f"case_{i}" for i in range(4)]
+    splits = [{"train": cases[:2], "val": cases[2:]}, {"train": cases[2:], "val": cases[:2]}]
+    (tmp_path / "splits.json").write_text(json.dumps({"n_folds": 2, "folds": splits}))
+    assert trial.run_trial(ctx, "early", {"optimizer": "adamw"}, [0])["score"] == 0.7
+    reports: list[dict[str, float]] = []
+    out = trial.run_trial(ctx, "planner", AUTO, [0], reports.append)
+    assert folds == ["early", "planner"]  # it started: its optimizer comes from its fold's timed probe
+    assert out == {"key": "planner", "duplicate_of": "early", "folds": {}, "n_folds_done": 0, "score": 0.7}
+    # no epoch of its own told to the engine: the original's score, as validated
+    assert reports == [{"epoch": 0.0, "score": 0.7, "validated": 1.0}]
+    saved = _saved(tmp_path, "planner")
+    assert saved["duplicate_of"] == "early" and saved["identity"]["optimizer"] == "adamw"
+    # its MLflow runs (the trial's, its fold's) end FINISHED, tagged with the trial it repeats, with no epoch logged
+    mine = {k: run for k, run in runs.runs.items() if k.startswith("trial-planner")}
+    assert sorted(mine) == ["trial-planner", "trial-planner-fold0"]
+    for run in mine.values():
+        assert run["status"] == "FINISHED" and run["tags"]["duplicate_of"] == "early" and run["metrics"] == []
+    early = runs.runs["trial-early"]
+    assert early["status"] == "FINISHED" and "duplicate_of" not in early["tags"]
