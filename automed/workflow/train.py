@@ -43,6 +43,7 @@ from automed.workflow.resume_checks import refuse_a_copy, refuse_ignored_on_resu
 from automed.workflow.screen import run_screening
 from automed.workflow.shape import fold_count
 from automed.workflow.sweep_stages import parse_resources
+from automed.workflow.train_extension import epochs_done, extension_targets, forget_extension
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 from automed.workflow.train_start import (
     fold_list,
@@ -58,27 +59,6 @@ log = logging.getLogger("automed")
 def _save_config(wd: Path, config: TrainConfig) -> None:
     saved = read_train_config(WorkDir(wd).train_config)
     write_json_atomic(WorkDir(wd).train_config, {**saved, "config": config.model_dump(mode="json")})
-
-
-def _epochs_done(folder: Path) -> int:
-    progress = folder / "progress.json"
-    return len(read_progress(progress)["history"]) if progress.is_file() else 0
-
-
-def _extension_targets(wd: Path, config: TrainConfig, folds: list[int], extend: int) -> dict[str, int]:
-    """The epoch count each fold reaches with this ``--extend``, kept in ``train_config.json`` until the training
-    concludes: typed again after a kill, the same ``--extend`` completes the extension (folds that had finished it
-    are not extended twice)."""
-    if not extend:
-        return {}
-    wdir = WorkDir(wd)
-    saved = read_train_config(wdir.train_config)
-    pending = saved.get("extension")
-    if pending and pending.get("epochs") == extend:
-        return {str(k): int(v) for k, v in pending["targets"].items()}
-    targets = {str(f): _epochs_done(wdir.fold(config.configuration, f)) + extend for f in folds}
-    write_json_atomic(wdir.train_config, {**saved, "extension": {"epochs": extend, "targets": targets}})
-    return targets
 
 
 def _same_training(wd: Path, saved: dict[str, Any], config: TrainConfig, opts: TrainOptions) -> bool:
@@ -173,13 +153,13 @@ def _fold_jobs(
     rows: list[dict[str, Any]] = []
     epochs: dict[int, int] = {}
     jobs: list[FoldJob] = []
-    targets = _extension_targets(wd, config, folds, extend)
+    targets = extension_targets(wd, config, folds, extend)
     for fold in folds:
         fsplit = all_data_split(splits) if fold == ALL_DATA else splits["folds"][fold]
         folder = WorkDir(wd).fold(config.configuration, fold)
         done = fold_finished(folder)
         # a fold that completed this --extend before a kill is not extended again when the command is retyped
-        more = extend if _epochs_done(folder) < targets.get(str(fold), 0) else 0
+        more = extend if epochs_done(folder) < targets.get(str(fold), 0) else 0
         reused = validated_rows(folder, opts.validation_tta, opts.validation_mirrors) if not more else None
         if reused is not None:
             rows += reused
@@ -341,9 +321,7 @@ def train_dataset(
             tracker.end_run(track.parent_run_id, status)
             raise
         tracker.end_run(track.parent_run_id)
-        saved = read_train_config(WorkDir(wd).train_config)
-        if saved.pop("extension", None) is not None:  # the extension is complete
-            write_json_atomic(WorkDir(wd).train_config, saved)
+        forget_extension(wd)
         return TrainResult(wd, cv, meta, epochs, registered, opts.folds_reason)
 
 
