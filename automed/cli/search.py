@@ -12,8 +12,8 @@ from automed.cli._common import (
     BUDGET_HELP,
     DeviceOpt,
     KeepCaseIdsOpt,
-    OverwriteOpt,
     PresetOpt,
+    ReplaceOutputOpt,
     TrackingUriOpt,
     TrainDatasetArg,
     WorkersOpt,
@@ -138,7 +138,7 @@ def grid_cmd(
     base: Annotated[Path, typer.Argument(help="Base training config YAML.")],
     strategy: Annotated[Path, typer.Argument(help="Grid strategy YAML: keys -> lists of values.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the generated configs.")],
-    overwrite: OverwriteOpt = False,
+    overwrite: ReplaceOutputOpt = False,
 ) -> None:
     """Write one training config per distinct combination of a grid strategy (GaNDLF-style).
 

@@ -17,7 +17,7 @@ def patch_miner(
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="Slides, a folder of slides, or a CSV SubjectID,Channel_0[,Label][,ValueToPredict]."
+            help="Slides, a folder of slides, or a CSV SubjectID,Channel_0[,Label][,ValueToPredict][,PatientID]."
         ),
     ],
     output: Annotated[
@@ -69,7 +69,8 @@ def patch_miner(
 ) -> None:
     """Mine PNG patches from whole slides over tissue only (saturation/Otsu tissue mask on a thumbnail; white, black
     and colourless patches rejected) at a resolution in micrometres per pixel, with label-map patches and per-label
-    fractions; write patches.csv (PatientID = the slide, so folds are grouped by slide) for `automed train`.
+    fractions; write patches.csv (PatientID = the slide CSV's PatientID, else the slide, so folds are grouped by
+    patient) for `automed train`.
 
     Example: automed patch-miner slides/ -o patches --patch-size 256 --mpp 0.5 --num-patches 500 --workers 2
     """
