@@ -113,6 +113,8 @@ def _run() -> None:
     except AutomedError as exc:
         if state["debug"]:
             raise
+        if state["terminated"]:
+            _interrupted()
         print_error(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
@@ -132,6 +134,10 @@ def _run() -> None:
     except typer.Exit as exc:
         sys.exit(getattr(exc, "exit_code", 1))
     except Exception as exc:  # usage errors and anything unexpected
+        if state["terminated"] and not state["debug"]:
+            # SIGTERM reached the DataLoader workers too (`timeout`, SLURM and `docker stop` signal the whole
+            # group): their death surfaces here as a RuntimeError, which is not an error of the command
+            _interrupted()
         # click's usage errors (typer >= 0.29: those of its own copy of click) show themselves
         show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
         if callable(show) and isinstance(code, int):
