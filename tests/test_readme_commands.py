@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import typer.main
 
 from automed.cli import app
@@ -52,9 +53,12 @@ def _help(verb: str) -> str:
     return " ".join(result.output.replace("│", " ").split())
 
 
-def test_grid_overwrite_help_speaks_of_its_output_not_predictions() -> None:
-    # grid writes a folder of configs: its --overwrite replaces an automed output, it has no earlier predictions
-    assert "predictions" not in _help("grid")
+@pytest.mark.parametrize("verb", ["grid", "export", "package", "explain"])
+def test_overwrite_help_speaks_of_the_verbs_output_not_predictions(verb: str) -> None:
+    # these write configs, exports, cubes and maps: their --overwrite replaces an automed output, not predictions
+    commands = dict(getattr(typer.main.get_command(app), "commands", {}))
+    (said,) = [p.help or "" for p in commands[verb].params if "--overwrite" in p.opts]
+    assert "predictions" not in said and "automed" in said
 
 
 def test_patch_miner_help_says_a_slide_csv_patient_id_groups_the_folds() -> None:

@@ -42,7 +42,12 @@ def export(
     ] = "auto",
     repeats: Annotated[int, typer.Option(min=1, help="Timed predictions per runtime (best is kept).")] = 1,
     tracking_uri: RegistryUriOpt = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace a folder automed wrote as another output (an earlier export there is replaced without it; a folder automed did not write never is)."
+        ),
+    ] = False,
     keep_case_ids: KeepCaseIdsOpt = False,
 ) -> None:
     """Export fold networks to ONNX / OpenVINO IR; check parity with torch and time each runtime on a real case.
@@ -90,7 +95,12 @@ def package(
         str | None, typer.Option(help="Container image name (default: automed/<dataset>:0.1.0).")
     ] = None,
     tracking_uri: RegistryUriOpt = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace a folder automed wrote as another output (an earlier cube there is replaced without it; a folder automed did not write never is)."
+        ),
+    ] = False,
     keep_case_ids: KeepCaseIdsOpt = False,
 ) -> None:
     """Package a model as an MLCube + MedPerf container folder (Dockerfiles, entry point, weights, README).
@@ -290,7 +300,12 @@ def explain(
         ),
     ] = None,
     device: DeviceOpt = None,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace earlier maps of the same names in OUT (another --label or --layer), or a folder automed wrote as another output (never one it did not write)."
+        ),
+    ] = False,
     tracking_uri: RegistryUriOpt = None,
 ) -> None:
     """Attention maps (medcam) of a model for each input case: CASE_BACKEND.nii.gz in the input's geometry (values
