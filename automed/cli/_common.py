@@ -128,6 +128,21 @@ ReplaceOutputOpt = Annotated[  # commands that write one output folder (no earli
         help="Replace an output folder automed wrote as another output (never one it did not write)."
     ),
 ]
+MaxVoxelsOpt = Annotated[
+    int,
+    typer.Option(
+        help="Largest image (voxels, all components), checked from headers before reading; the default "
+        "500,000,000 fits preprocessing on a 24 GB machine."
+    ),
+]
+TrainMaxVoxelsOpt = Annotated[  # None: verify's default; a resume keeps what its planning took
+    int | None,
+    typer.Option(
+        min=1,
+        help="Largest image verify lets through (voxels, all components; default 500,000,000, sized for a 24 GB "
+        "machine): raise it on a machine with the memory for larger images.",
+    ),
+]
 KeepCaseIdsOpt = Annotated[
     bool,
     typer.Option(

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automed.cli._common import DatasetArg, SplitFoldsOpt, WorkdirOpt, WorkersOpt, out, progress
+from automed.cli._common import (
+    DatasetArg,
+    MaxVoxelsOpt,
+    SplitFoldsOpt,
+    WorkdirOpt,
+    WorkersOpt,
+    out,
+    progress,
+)
 
 app = typer.Typer()
 
@@ -17,13 +25,7 @@ app = typer.Typer()
 def verify(
     dataset: DatasetArg,
     workers: WorkersOpt = None,
-    max_voxels: Annotated[
-        int,
-        typer.Option(
-            help="Largest image (voxels, all components), checked from headers before reading; the default "
-            "500,000,000 fits preprocessing on a 24 GB machine."
-        ),
-    ] = 500_000_000,
+    max_voxels: MaxVoxelsOpt = 500_000_000,
 ) -> None:
     """Check a dataset and report every problem at once (file, rule, value, fix). Writes nothing.
 
@@ -78,6 +80,7 @@ def plan(
     ] = None,
     folds: SplitFoldsOpt = 5,
     workers: WorkersOpt = None,
+    max_voxels: MaxVoxelsOpt = 500_000_000,
 ) -> None:
     """verify -> fingerprint -> plan -> preprocess in one go; each stage is skipped when its inputs are unchanged.
 
@@ -98,6 +101,7 @@ def plan(
         folds=folds,
         workers=workers,
         show_progress=progress(),
+        max_voxels=max_voxels,
     )
     _print_plan(res.plan)
     for ident, st in res.preprocessed.items():

@@ -16,6 +16,7 @@ from automed.cli._common import (
     ReplaceOutputOpt,
     TrackingUriOpt,
     TrainDatasetArg,
+    TrainMaxVoxelsOpt,
     WorkersOpt,
     checked_budget,
     out,
@@ -76,6 +77,7 @@ def sweep(
     resume: Annotated[Path | None, typer.Option(help="Continue the sweep work dir WORKDIR.")] = None,
     workers: WorkersOpt = None,
     keep_case_ids: KeepCaseIdsOpt = False,
+    max_voxels: TrainMaxVoxelsOpt = None,
 ) -> None:
     """Search training configs with Ray Tune + Optuna over folds; log sweep/trial/fold runs to MLflow.
 
@@ -115,6 +117,7 @@ def sweep(
         resume=resume is not None,
         show_progress=progress(),
         keep_case_ids=keep_case_ids,
+        max_voxels=max_voxels,
     )
     t = Table(title="sweep trials (best first)")
     cols = [c for c in res.table.columns if c not in ("host", "node", "trial_s")]

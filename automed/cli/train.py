@@ -16,6 +16,7 @@ from automed.cli._common import (
     PresetOpt,
     TrackingUriOpt,
     TrainDatasetArg,
+    TrainMaxVoxelsOpt,
     WorkersOpt,
     checked_budget,
     out,
@@ -72,6 +73,7 @@ def train(
     ] = None,
     workers: WorkersOpt = None,
     keep_case_ids: KeepCaseIdsOpt = False,
+    max_voxels: TrainMaxVoxelsOpt = None,
     cv: Annotated[
         Path | None,
         typer.Option(
@@ -172,6 +174,7 @@ def train(
         trial_resources=trial_resources,
         full_ensemble=full_ensemble,
         task=task,
+        max_voxels=max_voxels,
     )
     if res.folds_reason:
         out.print(res.folds_reason)

@@ -71,7 +71,7 @@ def header_problems(path: Path, header: Header, what: str, max_voxels: int) -> l
                 f"{DEFAULT_MAX_VOXELS:,} is sized for a 24 GB machine: {MAX_VOXELS_MEMORY})",
                 f"{n:,} voxels (size {g.size}, {header.components} component(s))",
                 "crop or downsample the image first, or on a machine with the memory pass a larger limit "
-                "(`automed verify --max-voxels N`, or max_voxels= in the Python API)",
+                "(`--max-voxels N` of automed verify, plan, train and sweep, or max_voxels= in the Python API)",
             )
         )
     return out

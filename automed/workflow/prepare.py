@@ -278,11 +278,13 @@ def plan_dataset(
     folds: int = 5,
     workers: int | None = None,
     show_progress: bool = True,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
 ) -> PlanResult:
-    """verify -> fingerprint -> plan -> preprocess (what ``automed plan`` runs). Nothing is written if verify fails."""
+    """verify -> fingerprint -> plan -> preprocess (what ``automed plan`` runs). Nothing is written if verify fails;
+    ``max_voxels`` bounds one image, as in :func:`verify`."""
     ds = as_dataset(dataset)
     pre = load_preset(preset)
-    verify(ds, workers=workers, show_progress=show_progress)
+    verify(ds, workers=workers, show_progress=show_progress, max_voxels=max_voxels)
     wd = Path(workdir)
     claim_workdir(wd, "automed plan")  # before the folder is made: a file or a folder of yours is refused
     wd.mkdir(parents=True, exist_ok=True)
@@ -350,7 +352,13 @@ def dataset_source(ds: Dataset) -> str:
 
 
 def plan_for_training(
-    ds: Dataset, wd: Path, device: str | None, preset: str | None, workers: int | None, show_progress: bool
+    ds: Dataset,
+    wd: Path,
+    device: str | None,
+    preset: str | None,
+    workers: int | None,
+    show_progress: bool,
+    max_voxels: int | None = None,
 ) -> tuple[Plan, str]:
     """Verify, fingerprint and plan ``ds`` into ``wd`` (no preprocessing yet) with the preset for the device that
     will train (``default`` on CUDA, ``cpu`` otherwise, unless ``preset`` names one). A dataset whose task cannot be
@@ -371,6 +379,7 @@ def plan_for_training(
         run_preprocess=False,
         workers=workers,
         show_progress=show_progress,
+        max_voxels=max_voxels or DEFAULT_MAX_VOXELS,
     )
     task_for(res.plan.task_type, ds.source)
     return res.plan, name

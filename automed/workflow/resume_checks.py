@@ -10,6 +10,7 @@ from typing import Any
 
 from automed.artifacts import check_schema_version
 from automed.data.dataset import load_dataset
+from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.preprocess.previous_stage import first_stage_root
 from automed.privacy import strip_credentials
@@ -62,6 +63,9 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
         # the first stage as first typed, or where it is now (moved with the cascade)
         "--previous": lambda v: Path(v).resolve() in {Path(str(o.get("previous_workdir"))), first},
         "--full-ensemble": lambda v: not o.get("latency_cap"),
+        "--max-voxels": lambda v: (
+            v == (o.get("max_voxels") or DEFAULT_MAX_VOXELS)
+        ),  # planned before: no change
         # a training saved without --task took its data's task: typing that task again is no change
         "--task": lambda v: (
             (None if v == "auto" else v) in {o.get("task"), o.get("task") or _planned_task(wdir)}
@@ -72,6 +76,7 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
         "--folds": " or ".join(sorted(folds)), "--fold": only, "--preset": o.get("preset"),
         "--register": o.get("register", True), "--parallel-folds": o.get("parallel_folds", 1),
         "--task": o.get("task") or _planned_task(wdir), "--overlays": o.get("overlays", 0),
+        "--max-voxels": o.get("max_voxels") or DEFAULT_MAX_VOXELS,
     }  # fmt: skip
     if first is not None:
         kept["--previous"] = str(first)

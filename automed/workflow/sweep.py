@@ -112,7 +112,9 @@ def _new_state(
     check_gpus(opts)
     ds = load_dataset(dataset)
     refuse_ignored(space, ds.task_type, str(opts.space or opts.grid))
-    plan, preset = plan_for_training(ds, wd, opts.device, opts.preset, opts.workers, show_progress)
+    plan, preset = plan_for_training(
+        ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels
+    )
     base = choose_configuration(base_config or TrainConfig(), plan, auto=True)
     names, variants = needed_variants(space, base, plan)
     preprocess(
@@ -325,6 +327,7 @@ def sweep(
     resume: bool = False,
     show_progress: bool = True,
     keep_case_ids: bool = False,
+    max_voxels: int | None = None,
 ) -> SweepResult:
     """Search training configs over folds (screen on fold 0 with ASHA, promote the best to full CV). An option left
     None takes :class:`SweepOptions`' default (8 trials, 5 folds, 2 promoted, TPE, ASHA, Ray, ``cpu=1,gpu=0``, seed
@@ -346,6 +349,7 @@ def sweep(
         "seed": seed,
         "preset": preset,
         "keep_case_ids": keep_case_ids or None,
+        "max_voxels": max_voxels,
     }
     asked = {k: v for k, v in given.items() if v is not None}
     opts = SweepOptions(

@@ -61,6 +61,7 @@ class SweepOptions:
     workers: int | None = None
     validation_tta: bool = False
     keep_case_ids: bool = False  # case IDs as they are in MLflow (default: keyed pseudonyms, automed.privacy)
+    max_voxels: int | None = None  # --max-voxels: the largest image verify lets through (None: its default)
 
 
 @dataclass

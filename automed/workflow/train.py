@@ -352,6 +352,7 @@ def train(
     trial_resources: str | None = None,
     full_ensemble: bool = False,
     task: str | None = None,
+    max_voxels: int | None = None,
 ) -> TrainResult:
     """Train every fold of a configuration within a budget, validate, summarise CV and register the ensemble.
 
@@ -379,7 +380,7 @@ def train(
                 "--tracking-uri": tracking_uri, "--register": register, "--parallel-folds": parallel_folds,
                 "--keep-case-ids": keep_case_ids or None, "--overlays": overlays or None, "--cv": cv,
                 "--previous": previous,
-                "--full-ensemble": full_ensemble or None, "--task": task,
+                "--full-ensemble": full_ensemble or None, "--task": task, "--max-voxels": max_voxels,
             },
         )  # fmt: skip
     check_tracking_uri(tracking_uri)
@@ -419,6 +420,7 @@ def train(
         fold_resources=parse_resources(trial_resources) if trial_resources is not None else None,
         latency_cap=folds_auto and not full_ensemble,  # explicit --folds N: the user asked for that ensemble
         task=None if task in (None, "auto") else task,
+        max_voxels=max_voxels,
     )
     return train_dataset(
         dataset or "",

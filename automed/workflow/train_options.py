@@ -44,6 +44,7 @@ class TrainOptions:
     )
     overlays: int = 0  # validation cases drawn into each fold's MLflow run (opt-in: they show patient images)
     task: str | None = None  # --task: the task chosen by the user instead of by the targets
+    max_voxels: int | None = None  # --max-voxels: the largest image verify lets through (None: its default)
 
     def resources(self) -> dict[str, float]:
         """A fold's Ray resources: what ``--trial-resources`` asked, else the default."""
