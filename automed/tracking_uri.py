@@ -132,21 +132,30 @@ STORE_SCHEMES = (
 )
 
 
-def check_tracking_uri(uri: str | None) -> None:
+# the stores MLflow takes by a bare name, with no colon (a workspace from the environment or the CLI's profile)
+BARE_STORES = ("databricks", "databricks-uc", "uc")
+
+
+def check_tracking_uri(uri: str | None, *, resume: bool = False) -> None:
     """A clear error before any work for a tracking URI (``uri``, else ``MLFLOW_TRACKING_URI``) no MLflow store
     answers to: ``bogus://x``, a server that is not running, a SQLite URL without its three slashes, an in-memory
     store, a SQLite store in a read-only folder, a folder store that MLflow refuses (each had
     failed only after planning and preprocessing, most as an "unexpected error"). A path without a scheme is a folder
-    store."""
+    store, except MLflow's bare names (:data:`BARE_STORES`: ``databricks`` is Databricks' usual setting).
+
+    ``resume``: the command continues a work dir, which uses the store saved in it (checked as the Tracker opens it),
+    not ``MLFLOW_TRACKING_URI``: a variable naming a server that is down had refused the resume of a local store."""
     from automed.errors import ConfigError
     from automed.privacy import strip_credentials
     from automed.registry import did_you_mean
 
     where = "--tracking-uri"
-    if not uri:
+    if not uri and not resume:
         uri, where = os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI"
     if not uri:  # the default store, or the one a resumed work dir names: checked as the Tracker opens it
         return
+    if uri in BARE_STORES:  # (as MLflow compares them: exactly)
+        return  # MLflow reads the workspace and its credentials from the environment or the CLI's profile
     scheme = uri.split(":", 1)[0].lower().split("+", 1)[0] if ":" in uri.split("/")[0] else "file"
     if scheme in ("http", "https"):
         _probe_server(uri, where=where)

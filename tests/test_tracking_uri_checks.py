@@ -68,3 +68,22 @@ def test_a_store_in_a_read_only_folder_is_a_clear_error(
     with pytest.raises(ConfigError, match=r"--tracking-uri: a SQLite store and its folder can be written"):
         check_tracking_uri(f"sqlite:///{shelf / 'new' / 'mlflow.db'}")  # the folder it would make is in shelf
     check_tracking_uri(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}")
+
+
+@pytest.mark.parametrize("name", ["databricks", "databricks-uc", "uc"])
+def test_the_bare_store_names_mlflow_takes_are_not_folder_stores(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    check_tracking_uri(name)  # Databricks' usual --tracking-uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", name)
+    check_tracking_uri(None)
+
+
+def test_a_resume_does_not_check_mlflow_tracking_uri_it_will_not_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the shell's server, down
+    with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI: the tracking server answers"):
+        check_tracking_uri(None)
+    check_tracking_uri(None, resume=True)  # the work dir's own store is what a resume opens
