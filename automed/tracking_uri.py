@@ -56,9 +56,10 @@ def _plugin_schemes() -> tuple[str, ...]:
 SERVER_FIX = (
     "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)"
 )
+# (one text for every command that tracks: train and sweep go on with --resume, the others have none)
 GONE_FIX = (
-    "start the server again (or restore the network), then run the same command with --resume: the work dir keeps "
-    "what was done (finished folds, checkpoints)"
+    "start the server again (or restore the network), then run the command again: `automed train` or `automed "
+    "sweep` with --resume (the work dir keeps finished folds and checkpoints), any other command as it was"
 )
 RECHECK_S = 30.0  # a server found down is not asked again for this long (each call fails at once meanwhile)
 _down: dict[str, tuple[float, str]] = {}  # tracking URI -> (when it was found down, why)

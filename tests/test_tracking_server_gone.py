@@ -71,3 +71,13 @@ def test_a_local_store_is_never_probed(monkeypatch: pytest.MonkeyPatch, tmp_path
     tracker, client = _tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
     tracker.log_metrics("run", {"loss": 1.0}, step=1)
     assert len(client.batches) == 1
+
+
+def test_the_server_gone_fix_fits_commands_without_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(tracking_uri, "_down", {})
+    with pytest.raises(ConfigError) as err:
+        tracking_uri.still_answers("http://127.0.0.1:9")
+    fix = err.value.problems[0].fix
+    assert "`automed train` or `automed sweep` with --resume" in fix and "any other command as it was" in fix

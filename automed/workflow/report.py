@@ -199,6 +199,13 @@ def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], ob
     except MlflowException as exc:  # the report is written; only its copy in MLflow is missing
         log.warning("report not logged to MLflow for %s: %s", path.name, str(exc).splitlines()[0][:200])
         return False
+    except (
+        ConfigError
+    ) as exc:  # the store's own checks (a server that is down): the page is written all the same
+        p = exc.problems[0]
+        log.warning("report not logged to MLflow for %s: %s (rule: %s). Fix: %s, then run the report again",
+                    path.name, p.value, p.rule, "start its tracking server" if "server" in p.rule else p.fix)  # fmt: skip
+        return False
     return True
 
 
