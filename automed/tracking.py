@@ -156,10 +156,11 @@ class Tracker:
             self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
         return str(exp.experiment_id)
 
-    def check_store(self) -> None:
+    def check_store(self, recheck: bool = False) -> None:
         """A clear error in seconds when the tracking server stopped answering
-        (:func:`~automed.tracking_uri.still_answers`)."""
-        still_answers(self.uri)
+        (:func:`~automed.tracking_uri.still_answers`); ``recheck``: ask it now, even if it was found down a moment
+        ago (a retry)."""
+        still_answers(self.uri, recheck)
 
     def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:
         self.check_store()

@@ -89,17 +89,17 @@ def _probe_server(
         ) from exc  # fmt: skip
 
 
-def still_answers(uri: str) -> None:
+def still_answers(uri: str, recheck: bool = False) -> None:
     """Before each request to a tracking server: a quick connection, so that a server gone mid-command is a clear
     error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had held every epoch of
     a training, so a training whose server went away stalled for hours. A server found down fails every call at once
-    for :data:`RECHECK_S` seconds, then is asked again."""
+    for :data:`RECHECK_S` seconds, then is asked again; ``recheck`` (a caller's retry) asks it now."""
     from automed.errors import ConfigError
 
     if uri.split(":", 1)[0].lower() not in ("http", "https"):
         return
     down = _down.get(uri)
-    if down is not None and time.monotonic() - down[0] < RECHECK_S:
+    if down is not None and not recheck and time.monotonic() - down[0] < RECHECK_S:
         raise ConfigError.single("--tracking-uri", "the tracking server answers", down[1], GONE_FIX)
     try:
         _probe_server(uri, fix=GONE_FIX)

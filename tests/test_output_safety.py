@@ -320,6 +320,9 @@ def test_mlflow_failures_inside_an_epoch_never_kill_a_fold(
         def __init__(self, failures: int) -> None:
             self.failures, self.logged = failures, 0
 
+        def check_store(self, recheck: bool = False) -> None:  # (a store that answers the retry's check)
+            pass
+
         def log_metrics(self, run_id: str, metrics: dict[str, float | None], step: int | None = None) -> None:
             if self.failures:
                 self.failures -= 1

@@ -61,9 +61,12 @@ class MlflowEpochs:
         }
         for name, d in zip(self.names, log.val_per_class, strict=False):
             m[f"{self.metric}_{name}"] = d
-        # a tracking store that fails now and then (a busy server, a locked SQLite file) never kills a fold
+        # a tracking store that fails now and then (a busy server, a locked SQLite file, a server restarting) never
+        # kills a fold; a retry asks the server again (not the Tracker's memory of finding it down a moment ago)
         for attempt in range(4):
             try:
+                if attempt:
+                    self.tracker.check_store(recheck=True)
                 self.tracker.log_metrics(self.run_id, m, step=log.epoch)
                 return
             except Exception as exc:
