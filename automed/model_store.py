@@ -99,12 +99,14 @@ def register_ensemble(
             tags={"mlflow.source.name": "automed", "mlflow.source.type": "LOCAL"},
         )
         _without_temp_folder(tracker.client, info.model_id, Path(tmp))
-        version = str(mlflow.register_model(info.model_uri, name).version)
-    client = tracker.client
-    client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
-    client.set_registered_model_alias(name, "candidate", version)
-    with store_lock(tracker.uri):  # two registrations at once: each compares with the champion the other left
-        champion_version = _crown(client, name, version, score)
+        # the registry's lock, not the tracking store's: two registrations at once (from different tracking stores
+        # into one registry too) each compare with the champion the other left
+        with store_lock(tracker.registry):
+            version = str(mlflow.register_model(info.model_uri, name).version)
+            client = tracker.client
+            client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
+            client.set_registered_model_alias(name, "candidate", version)
+            champion_version = _crown(client, name, version, score)
     return {
         "name": name,
         "version": version,

@@ -81,14 +81,16 @@ def store_lock(uri: str) -> Iterator[None]:
     """For a SQLite store, one process at a time opens it (MLflow builds or migrates its tables then) and makes its
     experiment, or moves a registered model's champion: two commands started together on a fresh store had crashed
     in the migrations ("table ... already exists", "duplicate column name"), and two of one dataset on the
-    experiment's name. The lock is a flock on ``.<db name>.lock`` beside the database; a folder where it cannot be
-    made (read-only) goes without it."""
+    experiment's name. The lock is a flock on ``.<db name>.lock`` beside the database, whose folder is made first
+    (the store would make it: the first command on a new store had gone without the lock); a folder where it cannot
+    be made (read-only) goes without it."""
     from automed.workdir import flocked
 
     with contextlib.ExitStack() as stack:
         if uri.startswith("sqlite:///") and ":memory:" not in uri:
             db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
             with contextlib.suppress(OSError):
+                db.parent.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(flocked(db.with_name(f".{db.name}.lock")))
         yield
 
@@ -127,11 +129,18 @@ class Tracker:
         self.uri = uri
         self.redactor = redactor or no_redaction()
         self.check_store()
+        self.registry = registry_uri(uri)  # the model registry's store (MLFLOW_REGISTRY_URI, else the same)
         check_writable(uri)
-        set_mlflow_uris(uri, registry_uri(uri))
+        set_mlflow_uris(uri, self.registry)
         with store_lock(uri):
-            self.client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
+            self.client = MlflowClient(tracking_uri=uri, registry_uri=self.registry)
             self.experiment_id = self._experiment_id(experiment)
+        if self.registry != uri and self.registry.startswith("sqlite:///"):
+            check_writable(self.registry, "MLFLOW_REGISTRY_URI")
+            with store_lock(
+                self.registry
+            ):  # a registry of its own is opened (built, migrated) under its own lock
+                self.client.search_registered_models(max_results=1)
         self.experiment = experiment
 
     def _experiment_id(self, experiment: str) -> str:
