@@ -80,10 +80,17 @@ def test_the_bare_store_names_mlflow_takes_are_not_folder_stores(
     check_tracking_uri(None)
 
 
-def test_a_resume_does_not_check_mlflow_tracking_uri_it_will_not_use(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_resume_does_not_check_mlflow_tracking_uri_it_will_not_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # the shell's server, down
     with pytest.raises(ConfigError, match="MLFLOW_TRACKING_URI: the tracking server answers"):
         check_tracking_uri(None)
     check_tracking_uri(None, resume=True)  # the work dir's own store is what a resume opens
+    from automed import api
+    from automed.errors import ArtifactError
+
+    with pytest.raises(ArtifactError):  # train --resume reaches the work dir (missing here), not the variable
+        api.train(None, tmp_path / "W", resume=True, show_progress=False)

@@ -383,7 +383,7 @@ def train(
                 "--full-ensemble": full_ensemble or None, "--task": task, "--max-voxels": max_voxels,
             },
         )  # fmt: skip
-    check_tracking_uri(tracking_uri)
+    check_tracking_uri(tracking_uri, resume=resume or bool(extend))
     if cv is not None and not (resume or extend) and str(folds).strip().lower() != "all":
         raise ConfigError.single(
             "--cv", "--cv goes with --folds all (the all-data model inherits that cross-validation's evidence)",
