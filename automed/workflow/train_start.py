@@ -184,9 +184,8 @@ def start_training(
     opts = _fit_folds(ds, opts)
     wdir = WorkDir(wd)
     earlier = {p: p.read_bytes() if p.is_file() else None for p in (wdir.fingerprint, wdir.plan)}
-    planned, preset = plan_for_training(
-        ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels
-    )
+    o = opts
+    planned, preset = plan_for_training(ds, wd, o.device, o.preset, o.workers, show_progress, o.max_voxels)
     unchanged = all(b is not None and p.read_bytes() == b for p, b in earlier.items())
     again = recorded_decisions(wdir, typed, unchanged)  # the same command again: no second probe
     with _restored_if_refused(earlier, wdir):
