@@ -41,6 +41,25 @@ def _torch_threads_restored() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uri_variables_restored() -> Iterator[None]:
+    """A test that reads a store with ``mlflow.set_tracking_uri`` / ``set_registry_uri`` has MLflow copy the URI into
+    ``MLFLOW_TRACKING_URI`` / ``MLFLOW_REGISTRY_URI``, which automed reads as the user's choice: every later test
+    of the session registered its models into that one registry (name clashes, other tests' versions)."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:  # MLflow's own settings too: a client made without a registry URI reads them
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def hippocampus() -> Path:
     return shared("msd_hippocampus_dev")

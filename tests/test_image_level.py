@@ -535,7 +535,8 @@ def test_two_datasets_of_one_name_never_share_a_registered_model(tmp_path: Path)
         for i, csv in enumerate((two, three))
     ]
     assert model_name_for(plans[0]) == model_name_for(plans[1])
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)  # (not the registry an earlier test set)
     name = registry_name(plans[0], client)
     assert name == model_name_for(plans[0])  # a new name is taken as it is
     client.create_registered_model(name, tags={CONTRACT_TAG: json.dumps(contract(plans[0]), sort_keys=True)})
