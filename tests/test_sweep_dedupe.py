@@ -269,6 +269,7 @@ def duplicate_objective(ctx: Any, key: str, values: Any, folds: Any, report: Any
     return {"key": key, "duplicate_of": "t0000", "folds": {}, "n_folds_done": 0}
 
 
+@pytest.mark.slow  # about 5 s (a process pool; a short training): make test-fast stays under 3 minutes
 def test_the_optuna_engine_counts_a_duplicate_without_a_score_as_stopped(tmp_path: Path) -> None:
     """A duplicate of a trial stopped early returns no score: the optuna engine failed it on the missing key."""
     from automed.search.engine import SearchSpec

@@ -316,6 +316,7 @@ def test_early_stopping_after_patience_epochs_without_ema_improvement(
     assert last["epoch"] == 3 and last["epochs_without_improvement"] == 2
 
 
+@pytest.mark.slow  # about 5 s (a process pool; a short training): make test-fast stays under 3 minutes
 def test_an_epoch_slowed_past_the_budget_is_cut_short_not_run_to_its_end(
     planned: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
