@@ -7,35 +7,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from automed.errors import ConfigError
-from automed.workdir import ALL_DATA, WorkDir
-
-
-def fold_names(folds: list[int]) -> str:
-    """Folds as the command line takes them: ``0, 1``, or ``all`` for the all-data model."""
-    return ", ".join("all" if f == ALL_DATA else str(f) for f in folds)
+from automed.runtime import options
+from automed.runtime.options import fold_names as fold_names
+from automed.workdir import WorkDir
 
 
 def parse_folds(values: list[str] | None) -> list[int] | None:
     """``--folds 0,1`` or ``--folds 0 --folds 1`` (``all``: the all-data model) as sorted fold numbers; ``None``
-    when not given (the model's own folds)."""
-    if not values:
-        return None
-    out: set[int] = set()
-    for value in values:
-        for part in value.split(","):
-            name = part.strip().lower()
-            if name == "all":
-                out.add(ALL_DATA)
-            elif name.isdigit():
-                out.add(int(name))
-            else:
-                raise ConfigError.single(
-                    "--folds",
-                    "folds are fold numbers (or all, the all-data model), comma-separated or repeated",
-                    repr(value),
-                    "write e.g. --folds 0,1 or --folds 0 --folds 1",
-                )
-    return sorted(out)
+    when not given (the model's own folds). The bundle's rule (:func:`automed.runtime.options.parse_folds`), as a
+    :class:`ConfigError`."""
+    try:
+        return options.parse_folds(values)
+    except options.OptionError as exc:
+        raise ConfigError.single(
+            "--folds",
+            "folds are fold numbers (or all, the all-data model), comma-separated or repeated",
+            repr(exc.value),
+            "write e.g. --folds 0,1 or --folds 0 --folds 1",
+        ) from exc
 
 
 def chosen_folds(

@@ -14,7 +14,12 @@ ALL_DATA = -1  # the model of `automed train --folds all` (every case trains), n
 
 
 class OptionError(ValueError):
-    """A ``--folds`` or ``--step-size`` the bundle cannot take; the message names the file, rule, value and fix."""
+    """A ``--folds`` or ``--step-size`` the bundle cannot take; the message names the file, rule, value and fix
+    (``value``: what was typed, when one value is at fault)."""
+
+    def __init__(self, message: str, value: str | None = None) -> None:
+        super().__init__(message)
+        self.value = value
 
 
 def fold_names(folds: list[int]) -> str:
@@ -38,7 +43,8 @@ def parse_folds(values: list[str] | None) -> list[int] | None:
             else:
                 raise OptionError(
                     f"--folds: folds are fold numbers (or all, the all-data model), comma-separated or repeated; "
-                    f"found {value!r}; write e.g. --folds 0,1 or --folds 0 1"
+                    f"found {value!r}; write e.g. --folds 0,1 or --folds 0 1",
+                    value,
                 )
     return sorted(out)
 
