@@ -1,8 +1,10 @@
 """Which MLflow store a tracking URI names, and whether it answers: checked before any work (a typo, a server that is
-not running) and, for a tracking server, before each request of a command (a server that went away)."""
+not running) and, for a tracking server, before the requests of a command (a server that went away; a server that
+answered a moment ago is not asked again)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -62,11 +64,15 @@ GONE_FIX = (
     "sweep` with --resume (the work dir keeps finished folds and checkpoints), any other command as it was"
 )
 RECHECK_S = 30.0  # a server found down is not asked again for this long (each call fails at once meanwhile)
+# a server that answered a probe this recently is not probed again (a burst of requests: one probe)
+FRESH_S = 2.0
+PROBE_TIMEOUT_S = 5.0  # how long a probe waits for a connection
 _down: dict[str, tuple[float, str]] = {}  # tracking URI -> (when it was found down, why)
+_answered: dict[str, float] = {}  # tracking URI -> when a probe last found it answering (time.monotonic())
 
 
 def _probe_server(
-    uri: str, timeout_s: float = 5.0, fix: str = SERVER_FIX, where: str = "--tracking-uri"
+    uri: str, timeout_s: float = PROBE_TIMEOUT_S, fix: str = SERVER_FIX, where: str = "--tracking-uri"
 ) -> None:
     """A tracking server that does not answer is an error before any work (MLflow's own retries would stall a
     training for minutes per request)."""
@@ -93,20 +99,30 @@ def still_answers(uri: str, recheck: bool = False) -> None:
     """Before each request to a tracking server: a quick connection, so that a server gone mid-command is a clear
     error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had held every epoch of
     a training, so a training whose server went away stalled for hours. A server found down fails every call at once
-    for :data:`RECHECK_S` seconds, then is asked again; ``recheck`` (a caller's retry) asks it now."""
+    for :data:`RECHECK_S` seconds, then is asked again; ``recheck`` (a caller's retry) asks it now.
+
+    A server that answered a probe less than :data:`FRESH_S` seconds ago is not probed again (a burst of requests,
+    e.g. a fold's artifacts, tags and end, had opened one connection per request): a server that goes away inside
+    that window is found by the first probe after it, and a request sent in it meets MLflow's retries (the same race
+    as between a probe and its request, seconds wide instead of milliseconds)."""
     from automed.errors import ConfigError
 
     if uri.split(":", 1)[0].lower() not in ("http", "https"):
         return
+    now = time.monotonic()
     down = _down.get(uri)
-    if down is not None and not recheck and time.monotonic() - down[0] < RECHECK_S:
+    if down is not None and not recheck and now - down[0] < RECHECK_S:
         raise ConfigError.single("--tracking-uri", "the tracking server answers", down[1], GONE_FIX)
+    if down is None and not recheck and now - _answered.get(uri, -math.inf) < FRESH_S:
+        return
     try:
         _probe_server(uri, fix=GONE_FIX)
     except ConfigError as exc:
+        _answered.pop(uri, None)
         _down[uri] = (time.monotonic(), exc.problems[0].value)
         raise
     _down.pop(uri, None)
+    _answered[uri] = time.monotonic()
 
 
 def _absolute_sqlite(uri: str) -> str:

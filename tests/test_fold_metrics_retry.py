@@ -42,6 +42,7 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(v, raising=False)
     monkeypatch.setattr(tracking_uri, "_down", {})
+    monkeypatch.setattr(tracking_uri, "_answered", {})
 
 
 @pytest.mark.usefixtures("no_proxy")

@@ -44,6 +44,8 @@ def test_a_server_gone_mid_command_fails_each_call_at_once_then_is_asked_again(
 ) -> None:
     for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(tracking_uri, "_down", {})
+    monkeypatch.setattr(tracking_uri, "_answered", {})
     server = _listen()
     port = server.getsockname()[1]
     tracker, client = _tracker(f"http://127.0.0.1:{port}")
@@ -51,6 +53,9 @@ def test_a_server_gone_mid_command_fails_each_call_at_once_then_is_asked_again(
     assert len(client.batches) == 1
 
     server.close()  # the server goes away
+    monkeypatch.setattr(
+        tracking_uri, "FRESH_S", 0.0
+    )  # (its last answer is no longer fresh: the next call asks)
     t0 = time.monotonic()
     with pytest.raises(ConfigError) as err:
         tracker.log_metrics("run", {"loss": 0.9}, step=2)
@@ -81,3 +86,34 @@ def test_the_server_gone_fix_fits_commands_without_resume(monkeypatch: pytest.Mo
         tracking_uri.still_answers("http://127.0.0.1:9")
     fix = err.value.problems[0].fix
     assert "`automed train` or `automed sweep` with --resume" in fix and "any other command as it was" in fix
+
+
+def test_a_burst_of_requests_probes_the_server_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fold's end sends its artifacts, metrics, tags and end of run back to back: one connection was opened to the
+    server before each (40 probes for 76 requests in a 2-fold, 3-epoch training); an answer a moment ago is enough."""
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(tracking_uri, "_down", {})
+    monkeypatch.setattr(tracking_uri, "_answered", {})
+    monkeypatch.setattr(tracking_uri, "FRESH_S", 60.0)  # (a slow machine never ages the first answer here)
+    server = _listen()
+    uri = f"http://127.0.0.1:{server.getsockname()[1]}"
+    probes: list[str] = []
+    real = tracking_uri._probe_server
+    monkeypatch.setattr(tracking_uri, "_probe_server", lambda u, **kw: (probes.append(u), real(u, **kw)))
+    tracker, client = _tracker(uri)
+    for step in range(5):
+        tracker.log_metrics("run", {"loss": 1.0}, step=step)
+        tracker.set_tags("run", {"a": "b"})
+    assert probes == [uri] and len(client.batches) == 10
+    tracker.check_store(recheck=True)  # a retry always asks
+    assert len(probes) == 2
+    server.close()
+    monkeypatch.setattr(tracking_uri, "FRESH_S", 0.0)  # the answer aged: the server gone is found at once
+    with pytest.raises(ConfigError, match="the tracking server answers"):
+        tracker.set_tags("run", {"a": "c"})
+    assert len(probes) == 3 and len(client.batches) == 10
+    monkeypatch.setattr(tracking_uri, "FRESH_S", 60.0)  # and a server found down is never taken as fresh
+    with pytest.raises(ConfigError, match="the tracking server answers"):
+        tracker.set_tags("run", {"a": "d"})
+    assert len(client.batches) == 10
