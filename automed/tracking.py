@@ -24,8 +24,8 @@ from typing import Any
 
 from automed.privacy import Redactor, no_redaction
 from automed.tracking_uri import DB_NAME as DB_NAME
+from automed.tracking_uri import Down, check_writable, found_down, still_answers
 from automed.tracking_uri import check_tracking_uri as check_tracking_uri
-from automed.tracking_uri import check_writable, still_answers
 from automed.tracking_uri import registry_uri as registry_uri
 from automed.tracking_uri import resolve_uri as resolve_uri
 from automed.tracking_uri import set_mlflow_uris as set_mlflow_uris
@@ -170,6 +170,10 @@ class Tracker:
         (:func:`~automed.tracking_uri.still_answers`); ``recheck``: ask it now, even if it was found down a moment
         ago (a retry)."""
         still_answers(self.uri, recheck)
+
+    def found_down(self) -> Down | None:
+        """How this process last found the tracking server down (None: it answers, or was never asked)."""
+        return found_down(self.uri)
 
     def start_run(self, name: str, *, parent: str | None = None, tags: dict[str, str] | None = None) -> str:
         self.check_store()

@@ -9,6 +9,7 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 DB_NAME = "mlflow.db"
 
@@ -67,7 +68,20 @@ RECHECK_S = 30.0  # a server found down is not asked again for this long (each c
 # a server that answered a probe this recently is not probed again (a burst of requests: one probe)
 FRESH_S = 2.0
 PROBE_TIMEOUT_S = 5.0  # how long a probe waits for a connection
-_down: dict[str, tuple[float, str]] = {}  # tracking URI -> (when it was found down, why)
+# ... to a host found silent (dropping connections): a host that is back answers in one round trip
+SILENT_RECHECK_S = 2.0
+
+
+class Down(NamedTuple):
+    """A tracking server found down: when (``time.monotonic()``), why, and whether its host was silent (the
+    connection timed out: packets dropped, no refusal), which makes every later probe wait its whole timeout."""
+
+    since: float
+    why: str
+    silent: bool
+
+
+_down: dict[str, Down] = {}  # tracking URI -> when and why it was found down
 _answered: dict[str, float] = {}  # tracking URI -> when a probe last found it answering (time.monotonic())
 
 
@@ -95,6 +109,12 @@ def _probe_server(
         ) from exc  # fmt: skip
 
 
+def found_down(uri: str) -> Down | None:
+    """How the tracking server at ``uri`` was found down by the last probe of this process (None: not found down,
+    or answering since)."""
+    return _down.get(uri)
+
+
 def still_answers(uri: str, recheck: bool = False) -> None:
     """Before each request to a tracking server: a quick connection, so that a server gone mid-command is a clear
     error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had held every epoch of
@@ -104,22 +124,25 @@ def still_answers(uri: str, recheck: bool = False) -> None:
     A server that answered a probe less than :data:`FRESH_S` seconds ago is not probed again (a burst of requests,
     e.g. a fold's artifacts, tags and end, had opened one connection per request): a server that goes away inside
     that window is found by the first probe after it, and a request sent in it meets MLflow's retries (the same race
-    as between a probe and its request, seconds wide instead of milliseconds)."""
+    as between a probe and its request, seconds wide instead of milliseconds). A host found silent (connections
+    time out) is probed with :data:`SILENT_RECHECK_S`, not the whole :data:`PROBE_TIMEOUT_S`."""
     from automed.errors import ConfigError
 
     if uri.split(":", 1)[0].lower() not in ("http", "https"):
         return
     now = time.monotonic()
     down = _down.get(uri)
-    if down is not None and not recheck and now - down[0] < RECHECK_S:
-        raise ConfigError.single("--tracking-uri", "the tracking server answers", down[1], GONE_FIX)
+    if down is not None and not recheck and now - down.since < RECHECK_S:
+        raise ConfigError.single("--tracking-uri", "the tracking server answers", down.why, GONE_FIX)
     if down is None and not recheck and now - _answered.get(uri, -math.inf) < FRESH_S:
         return
     try:
-        _probe_server(uri, fix=GONE_FIX)
+        _probe_server(
+            uri, timeout_s=SILENT_RECHECK_S if down and down.silent else PROBE_TIMEOUT_S, fix=GONE_FIX
+        )
     except ConfigError as exc:
         _answered.pop(uri, None)
-        _down[uri] = (time.monotonic(), exc.problems[0].value)
+        _down[uri] = Down(time.monotonic(), exc.problems[0].value, isinstance(exc.__cause__, TimeoutError))
         raise
     _down.pop(uri, None)
     _answered[uri] = time.monotonic()

@@ -66,7 +66,62 @@ def test_a_server_gone_for_good_costs_each_epoch_a_warning_not_the_fold(
     epochs, client = _epochs("http://127.0.0.1:9")  # nothing listens on the discard port
     waits: list[float] = []
     monkeypatch.setattr(fold.time, "sleep", waits.append)
+    probes: list[float] = []
+    real = tracking_uri._probe_server
+    monkeypatch.setattr(tracking_uri, "_probe_server", lambda u, **kw: (probes.append(1), real(u, **kw)))
     with caplog.at_level(logging.WARNING, logger="automed"):
         epochs.on_epoch_end(0, _log(1))
-    assert waits == [0.5, 1.0, 2.0] and client.batches == []
+    assert waits == [0.5, 1.0, 2.0] and client.batches == [] and len(probes) == 4
     assert "MLflow did not take the metrics of epoch 1" in caplog.text and "training goes on" in caplog.text
+    # found down before the next epoch: asked once (it could be back), no retries (they had cost 3.5 s per epoch)
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        epochs.on_epoch_end(0, _log(2))
+    assert waits == [0.5, 1.0, 2.0] and client.batches == [] and len(probes) == 5
+    assert "MLflow did not take the metrics of epoch 2" in caplog.text
+
+
+def _silent_host() -> tuple[socket.socket, list[socket.socket]]:
+    """A server whose host drops new connections (no refusal: they time out), as a firewall or a host that went
+    off the network does: a listening socket whose backlog is full."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    held: list[socket.socket] = []
+    for _ in range(16):
+        c = socket.socket()
+        c.settimeout(0.2)
+        try:
+            c.connect(server.getsockname())
+        except TimeoutError:
+            c.close()
+            return server, held
+        held.append(c)
+    pytest.skip("this kernel never dropped a connection to a full backlog")
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_a_silent_host_costs_each_epoch_one_short_probe(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host that drops packets made each probe wait its whole timeout: 4 probes and 3.5 s of waits (23.5 s) for
+    the first epoch, 3 probes (18.5 s) for every later one."""
+    server, held = _silent_host()
+    monkeypatch.setattr(tracking_uri, "PROBE_TIMEOUT_S", 0.4)  # (5 s and 2 s: scaled down, same ratio)
+    monkeypatch.setattr(tracking_uri, "SILENT_RECHECK_S", 0.16)
+    timeouts: list[float] = []
+    real = tracking_uri._probe_server
+    monkeypatch.setattr(
+        tracking_uri,
+        "_probe_server",
+        lambda u, **kw: (timeouts.append(kw.get("timeout_s", -1.0)), real(u, **kw)),
+    )
+    epochs, client = _epochs(f"http://127.0.0.1:{server.getsockname()[1]}")
+    waits: list[float] = []
+    monkeypatch.setattr(fold.time, "sleep", waits.append)
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        for epoch in (1, 2, 3):
+            epochs.on_epoch_end(0, _log(epoch))
+    for c in (*held, server):
+        c.close()
+    assert timeouts == [0.4, 0.16, 0.16] and waits == [] and client.batches == []
+    assert caplog.text.count("MLflow did not take the metrics of epoch") == 3 and "timed out" in caplog.text

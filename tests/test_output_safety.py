@@ -323,6 +323,9 @@ def test_mlflow_failures_inside_an_epoch_never_kill_a_fold(
         def check_store(self, recheck: bool = False) -> None:  # (a store that answers the retry's check)
             pass
 
+        def found_down(self) -> None:  # (never found down: its failures are MLflow's, retried)
+            return None
+
         def log_metrics(self, run_id: str, metrics: dict[str, float | None], step: int | None = None) -> None:
             if self.failures:
                 self.failures -= 1

@@ -50,6 +50,15 @@ class MlflowEpochs:
         self.metric = task.epoch_metric
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
+        """Log the epoch's metrics; a tracking store that fails never kills the fold.
+
+        A store that fails now and then (a busy server, a locked SQLite file, a server restarting) gets 3 retries,
+        0.5-2 s apart, each asking the server again (not the Tracker's memory of finding it down a moment ago). A
+        server found down before this epoch, or whose host is silent (connections time out, 5 s each, instead of
+        being refused), is asked once, with no retries: their probes had cost a silent host 18 s of every epoch. The
+        training goes on rather than failing at once: its epochs are the costly part, and the metrics the store did
+        not take are kept (``progress.json``, the checkpoint) for :func:`catch_up` on ``--resume``; the fold's end
+        (artifacts, end of run) still fails with the clear error if the server is gone for good."""
         m: dict[str, float | None] = {
             "train_loss": log.train_loss,
             "val_loss": log.val_loss,
@@ -61,16 +70,16 @@ class MlflowEpochs:
         }
         for name, d in zip(self.names, log.val_per_class, strict=False):
             m[f"{self.metric}_{name}"] = d
-        # a tracking store that fails now and then (a busy server, a locked SQLite file, a server restarting) never
-        # kills a fold; a retry asks the server again (not the Tracker's memory of finding it down a moment ago)
+        known = self.tracker.found_down()
         for attempt in range(4):
             try:
-                if attempt:
+                if attempt or known:
                     self.tracker.check_store(recheck=True)
                 self.tracker.log_metrics(self.run_id, m, step=log.epoch)
                 return
             except Exception as exc:
-                if attempt == 3:
+                down = self.tracker.found_down()
+                if attempt == 3 or known or (down is not None and down.silent):
                     logging.getLogger("automed").warning(
                         "warning: MLflow did not take the metrics of epoch %d (%s); training goes on",
                         log.epoch,
