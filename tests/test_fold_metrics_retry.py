@@ -30,6 +30,7 @@ def _epochs(uri: str) -> tuple[fold.MlflowEpochs, _Client]:
     tracker.uri, tracker.redactor, tracker.client, tracker.experiment_id = uri, no_redaction(), client, "1"
     epochs = object.__new__(fold.MlflowEpochs)
     epochs.tracker, epochs.run_id, epochs.names, epochs.metric = tracker, "run", [], "dice"
+    epochs.missed = []
     return epochs, client
 
 
@@ -78,6 +79,23 @@ def test_a_server_gone_for_good_costs_each_epoch_a_warning_not_the_fold(
         epochs.on_epoch_end(0, _log(2))
     assert waits == [0.5, 1.0, 2.0] and client.batches == [] and len(probes) == 5
     assert "MLflow did not take the metrics of epoch 2" in caplog.text
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_the_epochs_a_server_missed_go_with_the_first_epoch_it_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a --resume (catch_up), the epochs logged while the server was down had left a gap in the run's
+    curves for good."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+    epochs, client = _epochs(f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setattr(fold.time, "sleep", lambda s: None)
+    epochs.on_epoch_end(0, _log(1))
+    epochs.on_epoch_end(0, _log(2))
+    assert client.batches == [] and [e for e, _ in epochs.missed] == [1, 2]
+    server.listen()  # the server is back
+    epochs.on_epoch_end(0, _log(3))
+    server.close()
+    assert [b["metrics"][0].step for b in client.batches] == [3, 1, 2] and epochs.missed == []
 
 
 def _silent_host() -> tuple[socket.socket, list[socket.socket]]:

@@ -48,6 +48,7 @@ class MlflowEpochs:
     def __init__(self, tracker: Tracker, run_id: str, task: Task, class_names: list[str]) -> None:
         self.tracker, self.run_id, self.names = tracker, run_id, class_names
         self.metric = task.epoch_metric
+        self.missed: list[tuple[int, dict[str, float | None]]] = []  # (epoch, metrics) the store did not take
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
         """Log the epoch's metrics; a tracking store that fails never kills the fold.
@@ -57,8 +58,9 @@ class MlflowEpochs:
         server found down before this epoch, or whose host is silent (connections time out, 5 s each, instead of
         being refused), is asked once, with no retries: their probes had cost a silent host 18 s of every epoch. The
         training goes on rather than failing at once: its epochs are the costly part, and the metrics the store did
-        not take are kept (``progress.json``, the checkpoint) for :func:`catch_up` on ``--resume``; the fold's end
-        (artifacts, end of run) still fails with the clear error if the server is gone for good."""
+        not take are sent with the first epoch it takes (or by :func:`catch_up` on ``--resume``, from
+        ``progress.json`` and the checkpoint); the fold's end (artifacts, end of run) still fails with the clear
+        error if the server is gone for good."""
         m: dict[str, float | None] = {
             "train_loss": log.train_loss,
             "val_loss": log.val_loss,
@@ -76,17 +78,26 @@ class MlflowEpochs:
                 if attempt or known:
                     self.tracker.check_store(recheck=True)
                 self.tracker.log_metrics(self.run_id, m, step=log.epoch)
-                return
+                break
             except Exception as exc:
                 down = self.tracker.found_down()
                 if attempt == 3 or known or (down is not None and down.silent):
                     logging.getLogger("automed").warning(
-                        "warning: MLflow did not take the metrics of epoch %d (%s); training goes on",
+                        "warning: MLflow did not take the metrics of epoch %d (%s); training goes on (they are "
+                        "sent once the store takes an epoch's again)",
                         log.epoch,
                         exc,
                     )
+                    self.missed.append((log.epoch, m))
                     return
                 time.sleep(0.5 * 2**attempt)
+        while self.missed:  # the store answers again: the epochs it missed, oldest first
+            epoch, metrics = self.missed[0]
+            try:
+                self.tracker.log_metrics(self.run_id, metrics, step=epoch)
+            except Exception:
+                return  # (the rest go with a later epoch, or catch_up on --resume)
+            self.missed.pop(0)
 
 
 def catch_up(tracking: MlflowEpochs, folder: Path) -> None:
