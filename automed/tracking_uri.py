@@ -70,11 +70,13 @@ FRESH_S = 2.0
 PROBE_TIMEOUT_S = 5.0  # how long a probe waits for a connection
 # ... to a host found silent (dropping connections): a host that is back answers in one round trip
 SILENT_RECHECK_S = 2.0
+SILENT_S = 1.0  # a probe that took this long to fail (whatever the error) found the host silent
 
 
 class Down(NamedTuple):
     """A tracking server found down: when (``time.monotonic()``), why, and whether its host was silent (the
-    connection timed out: packets dropped, no refusal), which makes every later probe wait its whole timeout."""
+    connection timed out, or took :data:`SILENT_S` or more to fail: no prompt refusal), which makes every later
+    probe wait seconds, not a round trip."""
 
     since: float
     why: str
@@ -125,7 +127,8 @@ def still_answers(uri: str, recheck: bool = False) -> None:
     e.g. a fold's artifacts, tags and end, had opened one connection per request): a server that goes away inside
     that window is found by the first probe after it, and a request sent in it meets MLflow's retries (the same race
     as between a probe and its request, seconds wide instead of milliseconds). A host found silent (connections
-    time out) is probed with :data:`SILENT_RECHECK_S`, not the whole :data:`PROBE_TIMEOUT_S`."""
+    time out, or take :data:`SILENT_S` to fail) is probed with :data:`SILENT_RECHECK_S`, not the whole
+    :data:`PROBE_TIMEOUT_S`."""
     from automed.errors import ConfigError
 
     if uri.split(":", 1)[0].lower() not in ("http", "https"):
@@ -142,7 +145,9 @@ def still_answers(uri: str, recheck: bool = False) -> None:
         )
     except ConfigError as exc:
         _answered.pop(uri, None)
-        _down[uri] = Down(time.monotonic(), exc.problems[0].value, isinstance(exc.__cause__, TimeoutError))
+        end = time.monotonic()
+        silent = isinstance(exc.__cause__, TimeoutError) or end - now >= SILENT_S
+        _down[uri] = Down(end, exc.problems[0].value, silent)
         raise
     _down.pop(uri, None)
     _answered[uri] = time.monotonic()

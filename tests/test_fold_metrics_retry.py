@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -143,3 +144,32 @@ def test_a_silent_host_costs_each_epoch_one_short_probe(
         c.close()
     assert timeouts == [0.4, 0.16, 0.16] and waits == [] and client.batches == []
     assert caplog.text.count("MLflow did not take the metrics of epoch") == 3 and "timed out" in caplog.text
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_a_host_that_takes_seconds_to_fail_is_silent_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A probe that fails slowly with an error other than a timeout (a host off the network: no route after the
+    kernel's own waits) is as costly to repeat as a timeout; it was retried 3 times per epoch."""
+    from automed.errors import ConfigError
+
+    monkeypatch.setattr(tracking_uri, "SILENT_S", 0.05)
+    timeouts: list[float] = []
+
+    def unreachable(uri: str, **kw: Any) -> None:
+        timeouts.append(kw["timeout_s"])
+        threading.Event().wait(0.1)  # the probe takes its time (time.sleep is the test's: it records waits)
+        try:
+            raise OSError(113, "No route to host")
+        except OSError as exc:
+            raise ConfigError.single(
+                "--tracking-uri", "the tracking server answers", f"{uri}: No route to host", "x"
+            ) from exc
+
+    monkeypatch.setattr(tracking_uri, "_probe_server", unreachable)
+    epochs, client = _epochs("http://10.1.2.3:5000")
+    waits: list[float] = []
+    monkeypatch.setattr(fold.time, "sleep", waits.append)
+    epochs.on_epoch_end(0, _log(1))
+    epochs.on_epoch_end(0, _log(2))
+    assert timeouts == [tracking_uri.PROBE_TIMEOUT_S, tracking_uri.SILENT_RECHECK_S] and waits == []
+    assert tracking_uri.found_down("http://10.1.2.3:5000").silent and client.batches == []  # type: ignore[union-attr]

@@ -55,8 +55,8 @@ class MlflowEpochs:
 
         A store that fails now and then (a busy server, a locked SQLite file, a server restarting) gets 3 retries,
         0.5-2 s apart, each asking the server again (not the Tracker's memory of finding it down a moment ago). A
-        server found down before this epoch, or whose host is silent (connections time out, 5 s each, instead of
-        being refused), is asked once, with no retries: their probes had cost a silent host 18 s of every epoch. The
+        server found down before this epoch, or whose host is silent (connections time out, 5 s each, or take seconds
+        to fail, instead of being refused), is asked once, with no retries: their probes had cost a silent host 18 s of every epoch. The
         training goes on rather than failing at once: its epochs are the costly part, and the metrics the store did
         not take are sent with the first epoch it takes (or by :func:`catch_up` on ``--resume``, from
         ``progress.json`` and the checkpoint); the fold's end (artifacts, end of run) still fails with the clear
