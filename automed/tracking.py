@@ -167,8 +167,8 @@ class Tracker:
 
     def check_store(self, recheck: bool = False) -> None:
         """A clear error in seconds when the tracking server stopped answering
-        (:func:`~automed.tracking_uri.still_answers`); ``recheck``: ask it now, even if it was found down a moment
-        ago (a retry)."""
+        (:func:`~automed.tracking_uri.still_answers`: a probe, unless one found it answering a moment ago);
+        ``recheck``: ask it now, even if it was found down or answering a moment ago (a retry)."""
         still_answers(self.uri, recheck)
 
     def found_down(self) -> Down | None:
