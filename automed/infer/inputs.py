@@ -26,7 +26,7 @@ from automed.runtime.inputs import (
     unread,
     unread_note,
 )
-from automed.runtime.io import DECOMPRESS, UTF8_FIX, UTF8_RULE, shown
+from automed.runtime.io import DECOMPRESS, DICOM_SUFFIXES, UTF8_FIX, UTF8_RULE, shown
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _suffix(p: Path) -> str:
     name = p.name.lower()
     for s in IMAGE_SUFFIXES:
         if name.endswith(s):
-            return s if s not in (".png", ".tif", ".tiff", ".bmp", ".jpg", ".dcm") else ".nii.gz"
+            return s if s not in (".png", ".tif", ".tiff", ".bmp", ".jpg", *DICOM_SUFFIXES) else ".nii.gz"
     return ".nii.gz"
 
 

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from .io import (
     CHANNEL,
     DECOMPRESS,
+    DICOM_SUFFIXES,
     SUFFIXES,
     UTF8_FIX,
     UTF8_RULE,
@@ -203,7 +204,7 @@ def series_strays(folder: Path) -> list[Path]:
 
 def _other_image(f: Path) -> bool:
     """Whether ``f`` is named as an image of another kind than DICOM (a DICOM file is one when it has pixels)."""
-    return split_suffix(f.name) is not None and not f.name.lower().endswith(".dcm")
+    return split_suffix(f.name) is not None and not f.name.lower().endswith(DICOM_SUFFIXES)
 
 
 def undecodable(inputs: list[Path]) -> dict[str, list[Path]]:
@@ -257,7 +258,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
     suffix: dict[str, str] = {}
     for f in entries(root):
         parts = split_suffix(f.name) if f.is_file() else None
-        if parts is None or (f.name.lower().endswith(".dcm") and pixel_less_dicom(f)):
+        if parts is None or (f.name.lower().endswith(DICOM_SUFFIXES) and pixel_less_dicom(f)):
             continue
         m = CHANNEL.match(parts[0])
         cid, ch = (m["case"], int(m["ch"])) if m and (n_channels > 1 or m["ch"] == "0000") else (parts[0], -1)

@@ -17,7 +17,9 @@ import numpy as np
 import SimpleITK as sitk
 
 # the image endings automed reads (``automed.data.io.IMAGE_SUFFIXES`` is this tuple: the bundle reads what training
-# reads); 2D pictures and single DICOM files give ``.nii.gz`` outputs
+# reads); 2D pictures and single DICOM files give ``.nii.gz`` outputs. DICOM files end in ``.dcm``, or ``.IMA`` as
+# Siemens scanners export them (SUBJ.MR.HEAD.0001.0001.2026.IMA); endings are matched ignoring letter case
+DICOM_SUFFIXES = (".dcm", ".ima")
 SUFFIXES = (
     ".nii.gz",
     ".nii",
@@ -30,9 +32,9 @@ SUFFIXES = (
     ".tiff",
     ".bmp",
     ".jpg",
-    ".dcm",
+    *DICOM_SUFFIXES,
 )
-_TO_NIFTI = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".dcm")
+_TO_NIFTI = (".png", ".tif", ".tiff", ".bmp", ".jpg", *DICOM_SUFFIXES)
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
 
