@@ -59,14 +59,18 @@ def test_what_is_not_read_beside_images_is_a_warning(
     assert re.search(said, capsys.readouterr().err)
 
 
-def test_a_series_two_levels_deep_is_named(tmp_path: Path) -> None:
+def test_a_series_two_levels_deep_is_read_and_nifti_deep_named(tmp_path: Path) -> None:
+    """A series two levels deep (PATIENT/SERIES) was named as not read; it is a case (tests/test_dicom_deep_folders.py
+    has the PACS layouts). Other images in sub-folders, at any depth, are still named, not read."""
     shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "in" / "patient" / "series")
+    assert [c.case_id for c in discover(tmp_path / "in", 1)] == ["patient_series"]
+    assert [c.case_id for c in discover(tmp_path / "in" / "patient", 1)] == ["series"]
+    _nifti(tmp_path / "nifti" / "patient" / "a.nii.gz")
     with pytest.raises(
         DatasetError,
-        match=r"found none; 1 not read: patient/ \(.* DICOM images alone in its sub-folders: pass a deeper",
+        match=r"found none; 1 not read: patient/ \(.* DICOM images alone in its sub-folders at any depth: pass",
     ):
-        discover(tmp_path / "in", 1)
-    assert [c.case_id for c in discover(tmp_path / "in" / "patient", 1)] == ["series"]
+        discover(tmp_path / "nifti", 1)
 
 
 def test_macos_hidden_files_are_no_inputs(tmp_path: Path) -> None:

@@ -53,3 +53,15 @@ def test_a_latin1_slice_in_a_series_sub_folder_is_refused(tmp_path: Path) -> Non
         discover(tmp_path / "in", 1)
     with pytest.raises(SystemExit, match=r"file names must be UTF-8 .*mr/IM\\xe9\.dcm"):
         find_cases(tmp_path / "in", 1)
+
+
+def test_a_latin1_slice_in_a_deep_series_folder_is_refused(tmp_path: Path) -> None:
+    """Series are read at any depth (PATIENT/STUDY/SERIES): the check reaches as deep, or SimpleITK aborts."""
+    series = tmp_path / "in" / "patient" / "study" / "mr"
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), series)
+    _latin1(series, b"IM\xe9.dcm")
+    said = r"file names must be UTF-8 .*patient/study/mr/IM\\xe9\.dcm"
+    with pytest.raises(DatasetError, match=said):
+        discover(tmp_path / "in", 1)
+    with pytest.raises(SystemExit, match=said):
+        find_cases(tmp_path / "in", 1)

@@ -12,8 +12,8 @@ from typing import Any
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
+from automed.runtime.folders import entries, folder_id, sub_folders
 from automed.runtime.inputs import (
-    entries,
     is_series_folder,
     listed,
     lone_dicom_files,
@@ -118,9 +118,13 @@ def _check_case_ids(cases: list[InputCase], root: Path, from_csv: bool) -> None:
         for c in cases
         if not c.case_id or unsafe(c.case_id)
     ]
+
+    def named(p: Path) -> str:  # where in the input folder: two series folders are both SERIES1
+        return p.relative_to(root).as_posix() if p.is_relative_to(root) else p.name
+
     by_name: dict[str, list[str]] = {}
     for c in cases:
-        by_name.setdefault(c.case_id.casefold(), []).append(", ".join(p.name for p in c.images))
+        by_name.setdefault(c.case_id.casefold(), []).append(", ".join(named(p) for p in c.images))
     problems += [
         Problem(
             str(root),
@@ -240,7 +244,8 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
     A folder is one DICOM series case when it holds a series of several files (:func:`is_series_folder`); single-file
     DICOM (X-rays) are one case per file, and so is every file for a model on pictures (``dimension`` 2: an
     image-level model's ``plan.image_dimension``; ``None`` when the model takes volumes or either). Sub-folders are
-    read for DICOM alone, by the same rule: a series volume each, or a case per file named ``FOLDER_FILE``."""
+    read for DICOM alone, at any depth, by the same rule: a series volume each (``PATIENT_STUDY_SERIES`` for
+    ``PATIENT/STUDY/SERIES``), or a case per file named ``FOLDER_FILE``; each folder once (:func:`sub_folders`)."""
     root = Path(input_path).expanduser().resolve()
     if not root.exists():
         raise DatasetError.single(
@@ -323,7 +328,8 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
             else:
                 cases.append(one)
         series = []  # each sub-folder whole before the next: its GDCM scan stays cached meanwhile
-        for d in [d for d in entries(root) if d.is_dir()]:
+        folders, links = sub_folders(root)
+        for d in folders:
             if is_series_folder(d, dimension):
                 _one_channel_series(d, n_channels)
                 series.append(d)
@@ -331,16 +337,16 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
                     problems.append(_strays_problem(d, strays))
                 problems += _series_problems([d])
                 continue
-            for cid, f in subfolder_files(d, dimension):
+            for cid, f in subfolder_files(root, d, dimension):
                 each = _single_file_case(f, n_channels)
                 if isinstance(each, Problem):
                     problems.append(each)
                 else:
                     cases.append(replace(each, case_id=cid, suffix=".nii.gz"))
-        cases += [InputCase(d.name, (d,), ".nii.gz") for d in series]
+        cases += [InputCase(folder_id(root, d), (d,), ".nii.gz") for d in series]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
-        skipped = unread(root, {p for c in cases for p in c.images})
+        skipped = unread(root, {p for c in cases for p in c.images}, links)
         if skipped and cases:
             log.warning("%s: %s", root, unread_note(skipped))
     _check_case_ids(cases, root, from_csv)

@@ -2,9 +2,10 @@
 (:mod:`automed.infer.inputs`).
 
 Inputs: a folder of images, one file per case, or ``CASE_0000``, ``CASE_0001``, ... per channel (nnU-Net naming);
-single 4D or RGB files holding every channel; DICOM series folders (the input folder itself or its sub-folders); a
-sub-folder of single-file DICOM (X-rays) gives a case per file, ``FOLDER_FILE``. Hidden files are no inputs; what
-else is not read is named.
+single 4D or RGB files holding every channel; DICOM series folders (the input folder itself or its sub-folders at any
+depth, ``PATIENT/STUDY/SERIES``, a case ``PATIENT_STUDY_SERIES``); a sub-folder of single-file DICOM (X-rays) gives a
+case per file, ``FOLDER_FILE``. Hidden files are no inputs; what else is not read is named, and so are links that
+would loop or read a folder twice (:mod:`.folders`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from .folders import entries, folder_id, sub_folders
 from .io import (
     CHANNEL,
     DECOMPRESS,
@@ -30,25 +32,17 @@ from .io import (
 )
 
 
-def entries(folder: Path) -> list[Path]:
-    """``folder``'s entries, sorted, without hidden ones: macOS writes ``.DS_Store`` and an AppleDouble ``._NAME`` (not
-    an image) beside each file copied to a foreign disk, and these are no inputs."""
-    return sorted(f for f in folder.iterdir() if not f.name.startswith("."))
-
-
 def not_utf8(root: Path) -> list[Path]:
-    """What input discovery would give SimpleITK under ``root`` (itself, its entries and theirs) that is not UTF-8
-    (:func:`utf8`): refused before any of it is opened."""
+    """What input discovery would give SimpleITK under ``root`` (itself, its entries and those of every folder it
+    reads: :func:`sub_folders`) that is not UTF-8 (:func:`utf8`): refused before any of it is opened."""
     if not utf8(root):
         return [root]
     if not root.is_dir():
         return []
-    found = []
-    for f in entries(root):
-        if not utf8(f):
-            found.append(f)
-        elif f.is_dir():
-            found += [g for g in entries(f) if not utf8(g)]
+    found = [f for f in entries(root) if not utf8(f)]
+    for d in sub_folders(root)[0]:
+        if utf8(d):
+            found += [g for g in entries(d) if not utf8(g) and g not in found]
     return found
 
 
@@ -138,35 +132,40 @@ def lone_dicom_files(folder: Path, dimension: int | None = None) -> list[Path]:
     return [f for f in _one_per_file(folder, dimension) if split_suffix(f.name) is None]
 
 
-def subfolder_files(folder: Path, dimension: int | None = None) -> list[tuple[str, Path]]:
-    """``(case ID, file)`` for the DICOM files of a sub-folder of the input that are a case each (a ward's X-rays,
-    one series per file; any slice for a model on pictures); none when the sub-folder is one series volume
-    (:func:`is_series_folder`). An ID is ``FOLDER_FILE`` (without the image suffix): two folders' IM0001 stay
-    apart."""
+def subfolder_files(root: Path, folder: Path, dimension: int | None = None) -> list[tuple[str, Path]]:
+    """``(case ID, file)`` for the DICOM files of a sub-folder of the input ``root`` that are a case each (a ward's
+    X-rays, one series per file; any slice for a model on pictures); none when the sub-folder is one series volume
+    (:func:`is_series_folder`). An ID is ``FOLDER_FILE`` (without the image suffix; ``PATIENT_STUDY_FILE`` deeper:
+    :func:`folder_id`): two folders' IM0001 stay apart."""
     if is_series_folder(folder, dimension):
         return []
-    return [(f"{folder.name}_{_stem(f)}", f) for f in _one_per_file(folder, dimension)]
+    return [(folder_id(root, folder, _stem(f)), f) for f in _one_per_file(folder, dimension)]
 
 
-def unread(root: Path, used: set[Path]) -> list[str]:
+def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) -> list[str]:
     """What the input folder holds that no case reads (``used``: the cases' files and folders), named so that it is
     not dropped unseen: files that are neither images nor DICOM images, broken links, sub-folders with no DICOM
-    directly in them (a series two levels deep, a folder of NIfTI) and what a sub-folder read file by file holds
-    besides its DICOM.
+    anywhere in them (a folder of NIfTI), what a sub-folder read file by file holds besides its DICOM, and the
+    sub-folders discovery did not follow (``skipped``, each with why: :func:`sub_folders`).
     Hidden entries (``.DS_Store``), empty folders and a CD's ``DICOMDIR`` (the index of its series, no image) are
     left out."""
-    out = []
-    for f in entries(root):
-        if f in used or f.name.upper() == "DICOMDIR":
-            continue
-        if not f.is_dir():
-            out.append(f.name + ("" if f.exists() else " (a broken link)"))
-            continue
-        inside = entries(f)
-        if any(g in used for g in inside):
-            out += [f"{f.name}/{g.name}" for g in inside if g not in used]
-        elif inside:
-            out.append(f"{f.name}/")
+    skipped = skipped or {}  # named first, wherever they are (in a series folder too)
+    out = [f"{f.relative_to(root).as_posix()}/ ({why})" for f, why in sorted(skipped.items())]
+    holding = {p for f in used for p in f.parents}
+
+    def visit(folder: Path, prefix: str) -> None:
+        for f in entries(folder):
+            name = prefix + f.name
+            if f in skipped or f in used or f.name.upper() == "DICOMDIR":
+                continue
+            elif not f.is_dir():
+                out.append(name + ("" if f.exists() else " (a broken link)"))
+            elif f in holding:
+                visit(f, f"{name}/")
+            elif entries(f):
+                out.append(f"{name}/")
+
+    visit(root, "")
     return out
 
 
@@ -181,7 +180,7 @@ def unread_note(names: list[str]) -> str:
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return (
         f"{len(names)} not read: {shown} (read are images ({' '.join(SUFFIXES)}) and DICOM images in the input "
-        "folder, DICOM images alone in its sub-folders: pass a deeper folder itself)"
+        "folder, DICOM images alone in its sub-folders at any depth: pass a sub-folder of other images itself)"
     )
 
 
@@ -293,13 +292,14 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
             raise SystemExit(
                 f"{root / cid}: needs channels 0..{n_channels - 1} (CASE_0000 naming), found {sorted(chans)}"
             )
-    for d in entries(root):
-        if d.is_dir() and is_series_folder(d, dimension):
+    folders, links = sub_folders(root)
+    for d in folders:
+        if is_series_folder(d, dimension):
             _no_strays(d)
-            cases.append(Case(d.name, (d,), ".nii.gz"))
-        elif d.is_dir():
-            cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(d, dimension)]
-    skipped = unread(root, {p for c in cases for p in c.paths})
+            cases.append(Case(folder_id(root, d), (d,), ".nii.gz"))
+        else:
+            cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(root, d, dimension)]
+    skipped = unread(root, {p for c in cases for p in c.paths}, links)
     if not cases:
         raise SystemExit(f"{root}: no images found" + (f"; {unread_note(skipped)}" if skipped else ""))
     if skipped:

@@ -1,0 +1,77 @@
+"""Which folders under an input folder discovery reads for DICOM (:mod:`.inputs`), at any depth: a PACS or CD export
+nests its series as ``PATIENT/STUDY/SERIES/IM0001``. Each folder is read once: a sub-folder that is a link to the
+input folder or a folder above it would loop, and one to a folder read already would predict its cases twice; such
+links are not followed, and named with why (as are folders that cannot be listed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def entries(folder: Path) -> list[Path]:
+    """``folder``'s entries, sorted, without hidden ones: macOS writes ``.DS_Store`` and an AppleDouble ``._NAME`` (not
+    an image) beside each file copied to a foreign disk, and these are no inputs."""
+    return sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+
+
+def folder_id(root: Path, folder: Path, *more: str) -> str:
+    """The case ID of ``folder`` (under ``root``) or of a file in it (``more``): the relative path's parts joined by
+    ``_`` (``patient1/study1/series1`` -> ``patient1_study1_series1``): one file name, never a path, deterministic.
+    Two folders joining to one ID (``a_b/c``, ``a/b_c``) are refused by the callers' check of unique IDs."""
+    return "_".join((*folder.relative_to(root).parts, *more))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """The folder itself, whatever the path to it (a link, a bind mount): device and inode."""
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def sub_folders(root: Path) -> tuple[list[Path], dict[Path, str]]:
+    """The folders under ``root`` at any depth (not ``root``), sorted (each before what it holds), each folder once;
+    and the sub-folders not read, each with why. Folders reached without a link come first, so a folder keeps its own
+    name when a link elsewhere points to it too; links are then followed in name order unless they point to ``root``
+    or a folder above it (a loop) or to a folder read already (its cases twice)."""
+    if not root.is_dir():
+        return [], {}
+    top = _identity(root)
+    above = {_identity(p) for p in root.resolve().parents}
+    read_as: dict[tuple[int, int], Path] = {top: root}
+    found: list[Path] = []
+    skipped: dict[Path, str] = {}
+    links: list[Path] = []
+
+    def visit(folder: Path) -> None:
+        try:
+            inside = [e for e in entries(folder) if e.is_dir()]
+        except OSError as exc:
+            skipped[folder] = f"cannot be listed: {exc.strerror or exc}"
+            return
+        found.append(folder)
+        for e in inside:
+            if e.is_symlink():
+                links.append(e)
+            elif (same := read_as.get(_identity(e))) is not None:  # a bind mount of a folder read already
+                skipped[e] = _same(root, same)
+            else:
+                read_as[_identity(e)] = e
+                visit(e)
+
+    visit(root)
+    while links:
+        link = min(links)
+        links.remove(link)
+        key = _identity(link)
+        if key == top or key in above:
+            skipped[link] = "a link to the input folder or a folder above it: not followed, it would loop"
+        elif (same := read_as.get(key)) is not None:
+            skipped[link] = _same(root, same)
+        else:
+            read_as[key] = link
+            visit(link)
+    return sorted(f for f in found if f != root), skipped
+
+
+def _same(root: Path, folder: Path) -> str:
+    where = "the input folder" if folder == root else f"{folder.relative_to(root).as_posix()}/"
+    return f"the same folder as {where}, read once there"

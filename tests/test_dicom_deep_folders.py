@@ -1,0 +1,119 @@
+"""A PACS or CD export nests its DICOM series as PATIENT/STUDY/SERIES/files: a series two levels deep or more was
+named as not read instead of predicted, in ``automed predict`` and the bundle alike. Each folder under the input, at
+any depth, is read for DICOM by the rule of the input's sub-folders: one holding a series is a case, its ID the
+relative path's parts joined by ``_``; single-file DICOM are a case each. A sub-folder that is a link to the input
+or a folder above it (a loop), or to a folder read already (its cases twice), is not followed and named."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from automed.errors import DatasetError
+from automed.infer.inputs import discover
+from automed.runtime.folders import sub_folders
+from automed.runtime.inputs import find_cases
+from tests.conftest import shared, two_series_folder
+from tests.test_dicom_xray_folders import xray_dicom
+
+
+def _series(dest: Path, ending: str = ".dcm") -> None:
+    dest.mkdir(parents=True)
+    for f in shared("dicom", "hippo_crop_series", "Study1").glob("*.dcm"):
+        shutil.copy(f, dest / f"IM{int(f.stem):04d}{ending}")
+
+
+def _both(
+    root: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> tuple[list[str], str]:
+    """The case IDs predict and the bundle find under ``root`` (the same, or the test fails) and predict's warning
+    (the bundle's, printed, the same)."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        found = [c.case_id for c in discover(root, 1)]
+    said = " | ".join(r.getMessage() for r in caplog.records)
+    capsys.readouterr()
+    assert sorted(c.case_id for c in find_cases(root, 1)) == found
+    assert said in capsys.readouterr().err
+    return found, said
+
+
+def test_a_pacs_export_gives_a_case_per_series_folder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "IN"
+    _series(root / "patient1" / "study1" / "series1")
+    _series(root / "patient1" / "study1" / "series2", ".IMA")
+    _series(root / "patient2" / "study1" / "1.2.840.99", "")  # folders and files named by UID, no ending
+    (root / "patient3" / "xr").mkdir(parents=True)
+    for i in range(2):
+        xray_dicom(root / "patient3" / "xr" / f"IM000{i}", i)
+    (root / "patient1" / "notes.txt").write_text("contrast at 2 min")
+    (root / "patient1" / "DICOMDIR").write_bytes(b"\x00" * 132)  # a CD's index: not named
+    (root / "patient2" / "old").mkdir()
+    (root / "patient2" / "old" / "a.nii.gz").write_bytes(b"\x00" * 10)  # sub-folders are read for DICOM only
+    found, said = _both(root, caplog, capsys)
+    assert found == [
+        "patient1_study1_series1",
+        "patient1_study1_series2",
+        "patient2_study1_1.2.840.99",
+        "patient3_xr_IM0000",
+        "patient3_xr_IM0001",
+    ]
+    assert "2 not read: patient1/notes.txt, patient2/old/ (" in said
+    cases = {c.case_id: c for c in discover(root, 1)}
+    assert cases["patient1_study1_series1"].images == (root / "patient1" / "study1" / "series1",)
+    assert cases["patient3_xr_IM0001"].images == (root / "patient3" / "xr" / "IM0001",)
+
+
+def test_folders_joining_to_one_case_id_are_refused(tmp_path: Path) -> None:
+    _series(tmp_path / "a_b" / "c")
+    _series(tmp_path / "a" / "b_c")
+    with pytest.raises(
+        DatasetError, match=r"every input must have its own case ID.*a_b_c from \['a/b_c', 'a_b/c'\]"
+    ):
+        discover(tmp_path, 1)
+    with pytest.raises(SystemExit, match=r"both would write the prediction a_b_c\.nii\.gz; rename one"):
+        find_cases(tmp_path, 1)
+
+
+def test_two_series_in_one_deep_folder_are_refused(tmp_path: Path) -> None:
+    two_series_folder(tmp_path / "p1" / "s1" / "mixed")
+    with pytest.raises(DatasetError, match=r"mixed.*exactly one DICOM series"):
+        discover(tmp_path, 1)
+
+
+def test_links_that_loop_or_repeat_a_folder_are_not_followed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "IN"
+    _series(root / "p1" / "mr")
+    _series(tmp_path / "elsewhere" / "ct")  # a link out of the input to a folder of its own: read
+    (root / "p1" / "up").symlink_to("..")  # the input folder: a loop
+    (root / "above").symlink_to(tmp_path)  # a folder above the input: a loop
+    (root / "p1" / "mr_again").symlink_to("mr")  # a folder read already
+    (root / "a_first").symlink_to(root / "p1")  # sorts before p1, which keeps its own name
+    (root / "ext").symlink_to(tmp_path / "elsewhere")
+    (root / "ext2").symlink_to(root / "ext")  # the same folder as ext
+    (tmp_path / "elsewhere" / "ct" / "back").symlink_to(root)  # back into the input from outside it
+    _series(root / "ct0")
+    (root / "ct1").symlink_to("ct0")  # one level deep too: ct0 was predicted twice, as ct0 and ct1
+    found, said = _both(root, caplog, capsys)
+    assert found == ["ct0", "ext_ct", "p1_mr"]  # each once, and the walk ended
+    assert said.startswith(
+        f"{root}: 7 not read: a_first/ (the same folder as p1/, read once there), above/ (a link"
+    )
+    assert "ext/ct/back/ (a link to the input folder" in said  # inside a series folder, named too
+    loop = "a link to the input folder or a folder above it: not followed, it would loop"
+    assert sub_folders(root)[1] == {
+        root / "a_first": "the same folder as p1/, read once there",
+        root / "above": loop,
+        root / "ct1": "the same folder as ct0/, read once there",
+        root / "ext2": "the same folder as ext/, read once there",
+        root / "p1" / "mr_again": "the same folder as p1/mr/, read once there",
+        root / "p1" / "up": loop,
+        root / "ext" / "ct" / "back": loop,
+    }
