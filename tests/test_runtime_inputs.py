@@ -4,6 +4,7 @@ prediction, an output folder that is or holds the inputs, non-finite voxels (unl
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed.runtime.inputs import find_cases
-from automed.runtime.io import read_case
+from automed.runtime.io import Case, read_case
 from tests.conftest import shared, two_series_folder
 
 
@@ -22,10 +23,17 @@ def _img(path: Path, value: float = 1.0) -> Path:
 
 
 def test_two_dicom_series_in_one_folder(tmp_path: Path) -> None:
-    mixed = two_series_folder(tmp_path / "mixed")
-    (case,) = find_cases(mixed, 1)
+    """Refused when the cases are found, before any is predicted: found when read, a second series stopped a batch
+    at its turn (the input folder itself, or any of its series folders)."""
+    mixed = two_series_folder(tmp_path / "in" / "p1" / "mixed")
+    shutil.copytree(shared("dicom", "hippo_crop_series", "Study1"), tmp_path / "in" / "p0")
+    for root in (mixed, tmp_path / "in"):
+        with pytest.raises(
+            SystemExit, match=r"mixed: an image folder must hold exactly one DICOM series, found 2;"
+        ):
+            find_cases(root, 1)
     with pytest.raises(SystemExit, match=r"exactly one DICOM series, found 2 .*its own folder"):
-        read_case(case)
+        read_case(Case("mixed", (mixed,), ".nii.gz"))
     (one,) = find_cases(shared("dicom", "hippo_crop_series", "Study1"), 1)
     assert read_case(one)[0].shape[0] == 1
 

@@ -227,6 +227,13 @@ def undecodable(inputs: list[Path]) -> dict[str, list[Path]]:
 
 
 def _no_strays(folder: Path) -> None:
+    """``folder``, read as one series volume, holds that series alone: refused before any case is predicted (found
+    when read, a second series stopped the batch at its turn)."""
+    if (n := sum(len(files) > 1 for files in dicom_series_in(folder).values())) > 1:
+        raise SystemExit(
+            f"{folder}: an image folder must hold exactly one DICOM series, found {n}; move each series into its "
+            "own folder"
+        )
     if strays := series_strays(folder):
         raise SystemExit(
             f"{folder}: a DICOM series folder is read as one volume, but it also holds "
