@@ -1,6 +1,7 @@
-"""DICOM files end in ``.dcm``, or in ``.IMA`` as Siemens scanners export them (``SUBJ.MR.HEAD.0001.0001.2026.IMA``);
-endings are matched ignoring letter case. An ``.IMA`` file kept its ending in its case ID and so in its prediction's
-name (``b.ima.nii.gz``), and a report saved as ``.IMA`` in a series folder refused the series as another image."""
+"""Image endings are matched ignoring letter case, and DICOM files end in ``.dcm``, or in ``.IMA`` as Siemens scanners
+export them (``SUBJ.MR.HEAD.0001.0001.2026.IMA``). An ``.IMA`` file kept its ending in its case ID and so in its
+prediction's name (``b.ima.nii.gz``), a report saved as ``.IMA`` in a series folder refused the series as another
+image, and a MetaImage ``A.MHA`` was found as an input but not read."""
 
 from __future__ import annotations
 
@@ -60,3 +61,20 @@ def test_a_class_folder_of_ima_files_gives_ids_without_the_ending(tmp_path: Path
         xray_dicom(tmp_path / cls / f"{SIEMENS}.IMA", i)
     ds = load_class_folders(tmp_path)
     assert [c.case_id for c in ds.cases] == [f"effusion_{SIEMENS}", f"normal_{SIEMENS}"]
+
+
+@pytest.mark.parametrize("ending", [".MHA", ".Mhd"])
+def test_a_metaimage_ending_in_capitals_is_read(tmp_path: Path, ending: str) -> None:
+    """``A.MHA`` was found as an input (endings are matched ignoring case) but SimpleITK picks MetaImage by the
+    lower-case ending alone: predict refused it as unreadable ('give ... MHA'), the bundle failed at its turn."""
+    from automed.data.io import read_sitk
+    from automed.runtime.io import read_case
+
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.ones((3, 4, 5), np.float32)), str(tmp_path / f"a{ending.lower()}")
+    )
+    (tmp_path / f"a{ending.lower()}").rename(tmp_path / f"A{ending}")  # a .mhd's .raw keeps its name
+    assert [(c.case_id, c.suffix) for c in discover(tmp_path, 1)] == [("A", ending.lower())]
+    (case,) = find_cases(tmp_path, 1)
+    assert read_case(case)[0].shape == (1, 3, 4, 5)
+    assert read_sitk(tmp_path / f"A{ending}").GetSize() == (5, 4, 3)

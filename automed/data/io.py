@@ -25,6 +25,7 @@ from automed.runtime.io import (
     UTF8_RULE,
     compressed_dicom,
     grey_palette_bmp,
+    image_io,
     read_picture,
     shown,
     utf8,
@@ -173,6 +174,7 @@ def _read_header(path: Path) -> Header:
         raise _missing(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    reader.SetImageIO(image_io(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:

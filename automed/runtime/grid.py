@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .io import image_io
+
 # as automed.data.verify.Tolerance: spacing relative, origin in mm, direction absolute
 SPACING_REL, ORIGIN_MM, DIRECTION_ABS = 1e-3, 1e-2, 1e-3
 
@@ -18,6 +20,7 @@ def _grid(path: Path) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarr
     """Size, spacing, origin and direction of the first three axes, from the header alone."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
+    reader.SetImageIO(image_io(path))
     reader.ReadImageInformation()
     n = reader.GetDimension()
     k = min(n, 3)

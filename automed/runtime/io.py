@@ -208,9 +208,18 @@ def grey_palette_bmp(path: Path) -> bool:
     return bool(entries) and all(e[0] == e[1] == e[2] for e in entries)
 
 
+def image_io(path: Path) -> str:
+    """The ImageIO to read ``path`` with: ``MetaImageIO`` for ``.MHA``/``.MHD`` in another letter case (ITK picks
+    MetaImage by the lower-case ending alone: ``A.MHA`` was found as an input, then "Unable to determine ImageIO
+    reader"), else ``""``, ITK's own choice (the other formats are told by their content or either case)."""
+    name = path.name
+    meta = name.lower().endswith((".mha", ".mhd")) and not name.endswith((".mha", ".mhd"))
+    return "MetaImageIO" if meta else ""
+
+
 def read_picture(path: Path) -> sitk.Image:
     """``sitk.ReadImage``, with a grey-palette BMP read as one channel."""
-    image: sitk.Image = sitk.ReadImage(str(path))
+    image: sitk.Image = sitk.ReadImage(str(path), imageIO=image_io(path))
     if image.GetNumberOfComponentsPerPixel() > 1 and grey_palette_bmp(path):
         image = sitk.VectorIndexSelectionCast(image, 0)
     return image
