@@ -117,3 +117,16 @@ def test_links_that_loop_or_repeat_a_folder_are_not_followed(
         root / "p1" / "up": loop,
         root / "ext" / "ct" / "back": loop,
     }
+
+
+def test_a_cds_dicomdir_given_as_the_input_reads_its_folder(tmp_path: Path) -> None:
+    """A viewer opens a CD by its DICOMDIR (the index, no image): given as the input it was refused as unreadable,
+    'replace the corrupt file'. It stands for the CD's folder: DICOM/PA000000/ST000000/SE000000/IM000000."""
+    cd = tmp_path / "cd"
+    _series(cd / "DICOM" / "PA000000" / "ST000000" / "SE000000", "")
+    (cd / "DICOMDIR").write_bytes(b"\x00" * 128 + b"DICM" + b"\x00" * 64)
+    for given in (cd, cd / "DICOMDIR", cd / "dicomdir"):
+        if given.name == "dicomdir":
+            (cd / "DICOMDIR").rename(given)
+        assert [c.case_id for c in discover(given, 1)] == ["DICOM_PA000000_ST000000_SE000000"]
+        assert [c.case_id for c in find_cases(given, 1)] == ["DICOM_PA000000_ST000000_SE000000"]

@@ -14,6 +14,7 @@ from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
 from automed.runtime.folders import entries, folder_id, sub_folders
 from automed.runtime.inputs import (
+    cd_folder,
     is_series_folder,
     listed,
     lone_dicom_files,
@@ -246,7 +247,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
     image-level model's ``plan.image_dimension``; ``None`` when the model takes volumes or either). Sub-folders are
     read for DICOM alone, at any depth, by the same rule: a series volume each (``PATIENT_STUDY_SERIES`` for
     ``PATIENT/STUDY/SERIES``), or a case per file named ``FOLDER_FILE``; each folder once (:func:`sub_folders`)."""
-    root = Path(input_path).expanduser().resolve()
+    root = cd_folder(Path(input_path).expanduser().resolve())
     if not root.exists():
         raise DatasetError.single(
             root, "the input must exist", "missing", "pass a folder, a DICOM folder or a CSV"

@@ -242,7 +242,14 @@ def _no_strays(folder: Path) -> None:
         )
 
 
+def cd_folder(root: Path) -> Path:
+    """The input ``root``, or for a CD's ``DICOMDIR`` (the index of its series, no image: what a viewer opens) the
+    folder holding it, read like any input folder; given alone it was refused as an unreadable or corrupt image."""
+    return root.parent if root.is_file() and root.name.upper() == "DICOMDIR" else root
+
+
 def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> list[Case]:
+    root = cd_folder(root)
     if bad := not_utf8(root):
         raise SystemExit(f"{shown(root)}: {UTF8_RULE}, found {listed(bad)}; {UTF8_FIX}")
     if root.is_file():
