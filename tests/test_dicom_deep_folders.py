@@ -130,3 +130,26 @@ def test_a_cds_dicomdir_given_as_the_input_reads_its_folder(tmp_path: Path) -> N
             (cd / "DICOMDIR").rename(given)
         assert [c.case_id for c in discover(given, 1)] == ["DICOM_PA000000_ST000000_SE000000"]
         assert [c.case_id for c in find_cases(given, 1)] == ["DICOM_PA000000_ST000000_SE000000"]
+
+
+def test_a_folder_that_cannot_be_listed_is_named_not_a_traceback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A sub-folder without read permission (another user's export on a shared disk; the tests run as any user,
+    so the permission error is simulated) is named with why, beside the cases read."""
+    _series(tmp_path / "IN" / "p1" / "mr")
+    (tmp_path / "IN" / "p2" / "locked").mkdir(parents=True)
+    listing = Path.iterdir
+
+    def iterdir(self: Path):  # type: ignore[no-untyped-def]
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    found, said = _both(tmp_path / "IN", caplog, capsys)
+    assert found == ["p1_mr"]
+    assert "1 not read: p2/locked/ (cannot be listed: Permission denied) (" in said

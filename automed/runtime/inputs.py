@@ -151,7 +151,7 @@ def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) 
     left out."""
     skipped = skipped or {}  # named first, wherever they are (in a series folder too)
     out = [f"{f.relative_to(root).as_posix()}/ ({why})" for f, why in sorted(skipped.items())]
-    holding = {p for f in used for p in f.parents}
+    holding = {p for f in (*used, *skipped) for p in f.parents}  # named inside, not as a whole
 
     def visit(folder: Path, prefix: str) -> None:
         for f in entries(folder):
