@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from automed.data.class_folders import load_class_folders
 from automed.data.io import read_header
+from automed.errors import DatasetError
 from automed.infer.inputs import discover
 from automed.runtime.inputs import find_cases
 from tests.conftest import shared
@@ -78,3 +79,23 @@ def test_a_metaimage_ending_in_capitals_is_read(tmp_path: Path, ending: str) -> 
     (case,) = find_cases(tmp_path, 1)
     assert read_case(case)[0].shape == (1, 3, 4, 5)
     assert read_sitk(tmp_path / f"A{ending}").GetSize() == (5, 4, 3)
+
+
+def test_a_siemens_study_folder_of_several_series_says_how_to_split_it(tmp_path: Path) -> None:
+    """Siemens exports a study's series into one folder of .IMA files: refused (read as one volume it would stack two
+    series), now with both ways out, the bundle's too."""
+    from tests.conftest import two_series_folder
+
+    study = two_series_folder(tmp_path / "in" / "study")
+    for f in study.iterdir():
+        f.rename(f.with_suffix(".IMA"))
+    with pytest.raises(
+        DatasetError,
+        match=r"study: an image folder must hold exactly one DICOM series; found 2 series: .*"
+        r"Fix: move each series into its own folder .*automed convert .*study -o OUT",
+    ):
+        discover(tmp_path / "in", 1)
+    with pytest.raises(
+        SystemExit, match=r"study: .* exactly one DICOM series, found 2; move each series into"
+    ):
+        find_cases(tmp_path / "in", 1)

@@ -115,7 +115,8 @@ def dicom_series_files(folder: Path) -> list[str]:
             folder,
             "an image folder must hold exactly one DICOM series",
             f"{len(ids)} series: {', '.join(ids)}",
-            "move each series into its own folder",
+            "move each series into its own folder (a Siemens .IMA export keeps a study's series in one), or convert "
+            f"them to NIfTI (`automed convert {shown(folder)} -o OUT`) and use those files",
         )
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
