@@ -153,3 +153,41 @@ def test_a_folder_that_cannot_be_listed_is_named_not_a_traceback(
     found, said = _both(tmp_path / "IN", caplog, capsys)
     assert found == ["p1_mr"]
     assert "1 not read: p2/locked/ (cannot be listed: Permission denied) (" in said
+
+
+def test_a_dicom_segmentation_is_no_case(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DICOM Segmentation holds pixels but no picture of the body: predict's own CASE.seg.dcm in an output folder
+    inside the input, or one a PACS export holds beside its images, was predicted as an X-ray ('pred_mr.seg'). It is
+    named as not read, wherever it is, and refused when given alone."""
+    import numpy as np
+
+    from automed.data.io import dicom_series_files, read_image
+    from automed.tools.dicom_seg import write_seg
+
+    root = tmp_path / "IN"
+    _series(root / "p1" / "mr")
+    files = dicom_series_files(root / "p1" / "mr")
+    image = read_image(root / "p1" / "mr")[0][0]
+    (root / "pred").mkdir()
+    seg = write_seg(
+        (image > image.mean()).astype(np.uint8), files, {1: "hippo"}, root / "pred" / "mr.seg.dcm"
+    )
+    shutil.copy(seg, root / "top.seg.dcm")
+    (root / "xr").mkdir()
+    xray_dicom(root / "xr" / "IM0001", 0)
+    shutil.copy(seg, root / "xr" / "SEG0001")  # beside X-rays, no ending
+    found, said = _both(root, caplog, capsys)
+    assert found == ["p1_mr", "xr_IM0001"]
+    assert said.startswith(
+        f"{root}: 3 not read: pred/, top.seg.dcm (a DICOM Segmentation, no image), xr/SEG0001 (a DICOM Segmentation"
+    )
+    with pytest.raises(
+        DatasetError, match=r"top\.seg\.dcm: an input must be an image; found a DICOM Segmentation"
+    ):
+        discover(root / "top.seg.dcm", 1)
+    with pytest.raises(
+        SystemExit, match=r"top\.seg\.dcm: an input must be an image, found a DICOM Segmentation"
+    ):
+        find_cases(root / "top.seg.dcm", 1)

@@ -18,8 +18,8 @@ from automed.runtime.inputs import (
     is_series_folder,
     listed,
     lone_dicom_files,
+    no_image_dicom,
     not_utf8,
-    pixel_less_dicom,
     series_strays,
     series_unread,
     subfolder_files,
@@ -27,7 +27,7 @@ from automed.runtime.inputs import (
     unread,
     unread_note,
 )
-from automed.runtime.io import DECOMPRESS, DICOM_SUFFIXES, UTF8_FIX, UTF8_RULE, shown
+from automed.runtime.io import DECOMPRESS, DICOM_SUFFIXES, UTF8_FIX, UTF8_RULE, not_an_image, shown
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ def _suffix(p: Path) -> str:
         if name.endswith(s):
             return s if s not in (".png", ".tif", ".tiff", ".bmp", ".jpg", *DICOM_SUFFIXES) else ".nii.gz"
     return ".nii.gz"
+
+
+def _dicom_ending(p: Path) -> bool:
+    return p.name.lower().endswith(DICOM_SUFFIXES)
 
 
 def _strip(p: Path) -> str:
@@ -262,6 +266,10 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         ds = load_csv(root)
         cases = [InputCase(c.case_id, c.images, _suffix(c.images[0])) for c in ds.cases]
     elif root.is_file():
+        if kind := not_an_image(root):
+            raise DatasetError.single(
+                root, "an input must be an image", kind, "pass the images it was made from"
+            )
         one = _single_file_case(root, n_channels)
         if isinstance(one, Problem):  # a 4D file of other volumes, a picture of other channels
             raise DatasetError([one], f"cannot read the input {root}")
@@ -283,7 +291,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
         singles: list[Path] = []
         problems_early: list[Problem] = []
         for f in entries(root):
-            if f.is_file() and has_image_suffix(f):
+            if f.is_file() and has_image_suffix(f) and not (_dicom_ending(f) and not_an_image(f)):
                 m = pat.match(_strip(f))
                 if (m and n_channels > 1) or (m and m["ch"] == "0000"):
                     assert m is not None
@@ -321,7 +329,7 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
             try:
                 one = _single_file_case(f, n_channels)
             except DatasetError:
-                if pixel_less_dicom(f):  # a report beside the X-rays: named as not read
+                if no_image_dicom(f):  # a report beside the X-rays: named as not read
                     continue
                 raise
             if isinstance(one, Problem):

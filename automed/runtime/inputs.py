@@ -26,6 +26,7 @@ from .io import (
     UTF8_RULE,
     Case,
     compressed_dicom,
+    not_an_image,
     shown,
     split_suffix,
     utf8,
@@ -76,10 +77,11 @@ def _dicom(path: Path) -> bool:
         return False
 
 
-def pixel_less_dicom(path: Path) -> bool:
+def no_image_dicom(path: Path) -> bool:
     """Whether ``path`` is DICOM holding no image SimpleITK opens (a structured report, a key-object note, a
-    presentation state saved beside the images; a broken file): no input, named as not read (:func:`unread`)."""
-    return _dicom(path) and _header(path) is None
+    presentation state saved beside the images; a broken file) or pixels that picture no body (a segmentation, a
+    dose grid: :func:`not_an_image`): no input, named as not read (:func:`unread`)."""
+    return _dicom(path) and (not_an_image(path) is not None or _header(path) is None)
 
 
 def dicom_series_in(folder: Path) -> dict[str, list[Path]]:
@@ -121,7 +123,8 @@ def _one_per_file(folder: Path, dimension: int | None) -> list[Path]:
     """The DICOM files of ``folder`` that are a case each: single-file series (X-rays), or every file of every series
     for a model on pictures (``dimension`` 2), as :func:`is_series_folder` tells."""
     series = dicom_series_in(folder).values()
-    return sorted(f for files in series if len(files) == 1 or dimension == 2 for f in files)
+    each = (f for files in series if len(files) == 1 or dimension == 2 for f in files)
+    return sorted(f for f in each if not_an_image(f) is None)  # a segmentation beside X-rays: no case
 
 
 def lone_dicom_files(folder: Path, dimension: int | None = None) -> list[Path]:
@@ -159,7 +162,8 @@ def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) 
             if f in skipped or f in used or f.name.upper() == "DICOMDIR":
                 continue
             elif not f.is_dir():
-                out.append(name + ("" if f.exists() else " (a broken link)"))
+                kind = not_an_image(f) if f.exists() else "a broken link"
+                out.append(name + (f" ({kind}{', no image' if f.exists() else ''})" if kind else ""))
             elif f in holding:
                 visit(f, f"{name}/")
             elif entries(f):
@@ -253,6 +257,10 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
     if bad := not_utf8(root):
         raise SystemExit(f"{shown(root)}: {UTF8_RULE}, found {listed(bad)}; {UTF8_FIX}")
     if root.is_file():
+        if kind := not_an_image(root):
+            raise SystemExit(
+                f"{root}: an input must be an image, found {kind}; pass the images it was made from"
+            )
         parts = split_suffix(root.name)
         if parts is None and _series_uid(root):  # DICOM named IM0001 or by its UID, as in a folder
             return [Case(root.name, (root,), ".nii.gz")]
@@ -271,7 +279,7 @@ def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> lis
     suffix: dict[str, str] = {}
     for f in entries(root):
         parts = split_suffix(f.name) if f.is_file() else None
-        if parts is None or (f.name.lower().endswith(DICOM_SUFFIXES) and pixel_less_dicom(f)):
+        if parts is None or (f.name.lower().endswith(DICOM_SUFFIXES) and no_image_dicom(f)):
             continue
         m = CHANNEL.match(parts[0])
         cid, ch = (m["case"], int(m["ch"])) if m and (n_channels > 1 or m["ch"] == "0000") else (parts[0], -1)

@@ -82,10 +82,9 @@ _CODECS = {
 DECOMPRESS = "decompress (gdcmconv --raw IN OUT, or dcmdjpeg IN OUT) or convert to NIfTI"
 
 
-def compressed_dicom(path: Path) -> str | None:
-    """What compresses a DICOM file's pixels, from its meta header (group 0002, always explicit VR little endian):
-    ``"transfer syntax 1.2.840.10008.1.2.4.201 (HTJ2K)"``; ``None`` for uncompressed DICOM and other files. Said
-    when SimpleITK cannot read the file: the fix is to decompress it, not to replace a corrupt file."""
+def _meta(path: Path, element: bytes) -> str | None:
+    """One UID of a DICOM file's meta header (group 0002, always explicit VR little endian), by its element number
+    (little endian: ``b"\\x10\\x00"`` for (0002,0010)); ``None`` for other files or when absent."""
     try:
         with path.open("rb") as f:
             head = f.read(4096)
@@ -96,14 +95,37 @@ def compressed_dicom(path: Path) -> str | None:
         long = head[at + 4 : at + 6] in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN")
         size = int.from_bytes(head[at + 8 : at + 12] if long else head[at + 6 : at + 8], "little")
         start = at + (12 if long else 8)
-        if head[at + 2 : at + 4] == b"\x10\x00":  # (0002,0010) Transfer Syntax UID
-            uid = head[start : start + size].rstrip(b"\x00 ").decode("ascii", "replace")
-            if uid.startswith("1.2.840.10008.1.2.4.") or uid == "1.2.840.10008.1.2.5":
-                codec = "RLE" if uid.endswith(".5") else _CODECS.get(uid.rsplit(".", 1)[1], "compressed")
-                return f"transfer syntax {uid} ({codec})"
-            return None
+        if head[at + 2 : at + 4] == element:
+            return head[start : start + size].rstrip(b"\x00 ").decode("ascii", "replace")
         at = start + size
     return None
+
+
+def compressed_dicom(path: Path) -> str | None:
+    """What compresses a DICOM file's pixels, from its meta header's transfer syntax (0002,0010):
+    ``"transfer syntax 1.2.840.10008.1.2.4.201 (HTJ2K)"``; ``None`` for uncompressed DICOM and other files. Said
+    when SimpleITK cannot read the file: the fix is to decompress it, not to replace a corrupt file."""
+    uid = _meta(path, b"\x10\x00")
+    if uid is not None and (uid.startswith("1.2.840.10008.1.2.4.") or uid == "1.2.840.10008.1.2.5"):
+        codec = "RLE" if uid.endswith(".5") else _CODECS.get(uid.rsplit(".", 1)[1], "compressed")
+        return f"transfer syntax {uid} ({codec})"
+    return None
+
+
+# DICOM objects with pixels that picture no body: a segmentation (predict's own CASE.seg.dcm, or one a PACS export
+# holds beside its images) and a radiotherapy dose grid; by their SOP class (the meta header's (0002,0002))
+NOT_IMAGES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation",
+    "1.2.840.10008.5.1.4.1.1.481.2": "RT Dose",
+}
+
+
+def not_an_image(path: Path) -> str | None:
+    """``"a DICOM Segmentation"`` (and the like, :data:`NOT_IMAGES`) for a DICOM file that SimpleITK would read as
+    a picture but holds none: no case to predict; ``None`` for images and other files."""
+    kind = NOT_IMAGES.get(_meta(path, b"\x02\x00") or "")
+    return f"a DICOM {kind}" if kind else None
 
 
 def _dicom_series(folder: Path) -> list[str]:
