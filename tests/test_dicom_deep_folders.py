@@ -191,3 +191,15 @@ def test_a_dicom_segmentation_is_no_case(
         SystemExit, match=r"top\.seg\.dcm: an input must be an image, found a DICOM Segmentation"
     ):
         find_cases(root / "top.seg.dcm", 1)
+
+
+def test_a_dose_grid_beside_x_rays_is_no_case(tmp_path: Path) -> None:
+    import pydicom
+
+    for i in range(2):
+        xray_dicom(tmp_path / f"IM000{i}.dcm", i)
+    dose = pydicom.dcmread(tmp_path / "IM0001.dcm")
+    dose.file_meta.MediaStorageSOPClassUID = dose.SOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"  # RT Dose
+    dose.save_as(tmp_path / "IM0001.dcm", enforce_file_format=True)
+    assert [c.case_id for c in discover(tmp_path, 1)] == ["IM0000"]
+    assert [c.case_id for c in find_cases(tmp_path, 1)] == ["IM0000"]
