@@ -203,3 +203,25 @@ def test_a_dose_grid_beside_x_rays_is_no_case(tmp_path: Path) -> None:
     dose.save_as(tmp_path / "IM0001.dcm", enforce_file_format=True)
     assert [c.case_id for c in discover(tmp_path, 1)] == ["IM0000"]
     assert [c.case_id for c in find_cases(tmp_path, 1)] == ["IM0000"]
+
+
+def test_folders_on_a_share_without_inode_numbers_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some network and Windows shares give every file inode 0: told apart by device and inode, every folder there
+    would be 'the same folder' as the first. Their resolved paths tell them apart; a loop is still not followed."""
+    import os
+
+    _series(tmp_path / "IN" / "p1" / "mr")
+    _series(tmp_path / "IN" / "p2" / "mr")
+    (tmp_path / "IN" / "p2" / "up").symlink_to("..")
+    stat = Path.stat
+
+    def no_inode(self: Path, **kw: bool) -> os.stat_result:
+        st = stat(self, **kw)
+        return os.stat_result((st.st_mode, 0, *tuple(st)[2:]))
+
+    monkeypatch.setattr(Path, "stat", no_inode)
+    folders, skipped = sub_folders(tmp_path / "IN")
+    assert [f.relative_to(tmp_path / "IN").as_posix() for f in folders] == ["p1", "p1/mr", "p2", "p2/mr"]
+    assert list(skipped) == [tmp_path / "IN" / "p2" / "up"]

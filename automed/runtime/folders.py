@@ -21,10 +21,11 @@ def folder_id(root: Path, folder: Path, *more: str) -> str:
     return "_".join((*folder.relative_to(root).parts, *more))
 
 
-def _identity(path: Path) -> tuple[int, int]:
-    """The folder itself, whatever the path to it (a link, a bind mount): device and inode."""
+def _identity(path: Path) -> tuple[int, int] | str:
+    """The folder itself, whatever the path to it (a link, a bind mount): device and inode; its resolved path where
+    the file system gives no inode numbers (0: some network and Windows shares)."""
     st = path.stat()
-    return st.st_dev, st.st_ino
+    return (st.st_dev, st.st_ino) if st.st_ino else str(path.resolve())
 
 
 def sub_folders(root: Path) -> tuple[list[Path], dict[Path, str]]:
@@ -36,10 +37,19 @@ def sub_folders(root: Path) -> tuple[list[Path], dict[Path, str]]:
         return [], {}
     top = _identity(root)
     above = {_identity(p) for p in root.resolve().parents}
-    read_as: dict[tuple[int, int], Path] = {top: root}
+    read_as: dict[tuple[int, int] | str, Path] = {top: root}
     found: list[Path] = []
     skipped: dict[Path, str] = {}
     links: list[Path] = []
+
+    def not_read(e: Path) -> str | None:  # why the folder at e is not read (again)
+        key = _identity(e)
+        if key == top or key in above:
+            return "a link to the input folder or a folder above it: not followed, it would loop"
+        if (same := read_as.get(key)) is not None:
+            return _same(root, same)
+        read_as[key] = e
+        return None
 
     def visit(folder: Path) -> None:
         try:
@@ -51,23 +61,18 @@ def sub_folders(root: Path) -> tuple[list[Path], dict[Path, str]]:
         for e in inside:
             if e.is_symlink():
                 links.append(e)
-            elif (same := read_as.get(_identity(e))) is not None:  # a bind mount of a folder read already
-                skipped[e] = _same(root, same)
+            elif (why := not_read(e)) is not None:  # a bind mount
+                skipped[e] = why
             else:
-                read_as[_identity(e)] = e
                 visit(e)
 
     visit(root)
     while links:
         link = min(links)
         links.remove(link)
-        key = _identity(link)
-        if key == top or key in above:
-            skipped[link] = "a link to the input folder or a folder above it: not followed, it would loop"
-        elif (same := read_as.get(key)) is not None:
-            skipped[link] = _same(root, same)
+        if (why := not_read(link)) is not None:
+            skipped[link] = why
         else:
-            read_as[key] = link
             visit(link)
     return sorted(f for f in found if f != root), skipped
 
