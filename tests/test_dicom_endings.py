@@ -1,7 +1,8 @@
-"""Image endings are matched ignoring letter case, and DICOM files end in ``.dcm``, or in ``.IMA`` as Siemens scanners
-export them (``SUBJ.MR.HEAD.0001.0001.2026.IMA``). An ``.IMA`` file kept its ending in its case ID and so in its
-prediction's name (``b.ima.nii.gz``), a report saved as ``.IMA`` in a series folder refused the series as another
-image, and a MetaImage ``A.MHA`` was found as an input but not read."""
+"""Image endings are matched ignoring letter case, and DICOM files end in ``.dcm``, in ``.IMA`` as Siemens scanners
+export them (``SUBJ.MR.HEAD.0001.0001.2026.IMA``) or in ``.dicom`` (VinDr-CXR). An ``.IMA`` or ``.dicom`` file kept
+its ending in its case ID and so in its prediction's name (``b.ima.nii.gz``), and was no image in a class folder; a
+report saved as ``.IMA`` in a series folder refused the series as another image, and a MetaImage ``A.MHA`` was found
+as an input but not read."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ def test_ima_and_upper_case_endings_are_dicom_endings(tmp_path: Path) -> None:
     xray_dicom(tmp_path / f"{SIEMENS}.IMA", 0)
     xray_dicom(tmp_path / "b.ima", 1)
     xray_dicom(tmp_path / "c.DCM", 2)
+    xray_dicom(tmp_path / "e.dicom", 3)  # VinDr-CXR's ending
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 4, 5), np.float32)), str(tmp_path / "d.nii.gz"))
     (tmp_path / "d.nii.gz").rename(tmp_path / "d.NII.GZ")  # SimpleITK writes lower-case endings only
-    want = [(SIEMENS, ".nii.gz"), ("b", ".nii.gz"), ("c", ".nii.gz"), ("d", ".nii.gz")]
+    want = [(SIEMENS, ".nii.gz"), ("b", ".nii.gz"), ("c", ".nii.gz"), ("d", ".nii.gz"), ("e", ".nii.gz")]
     assert [(c.case_id, c.suffix) for c in discover(tmp_path, 1)] == want
     assert [(c.case_id, c.suffix) for c in find_cases(tmp_path, 1)] == want
     alone = tmp_path / f"{SIEMENS}.IMA"
@@ -60,8 +62,14 @@ def test_a_class_folder_of_ima_files_gives_ids_without_the_ending(tmp_path: Path
     for i, cls in enumerate(("normal", "effusion")):
         (tmp_path / cls).mkdir()
         xray_dicom(tmp_path / cls / f"{SIEMENS}.IMA", i)
+        xray_dicom(tmp_path / cls / "x.dicom", i + 2)
     ds = load_class_folders(tmp_path)
-    assert [c.case_id for c in ds.cases] == [f"effusion_{SIEMENS}", f"normal_{SIEMENS}"]
+    assert [c.case_id for c in ds.cases] == [
+        f"effusion_{SIEMENS}",
+        "effusion_x",
+        f"normal_{SIEMENS}",
+        "normal_x",
+    ]
 
 
 @pytest.mark.parametrize("ending", [".MHA", ".Mhd"])

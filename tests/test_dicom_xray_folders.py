@@ -188,7 +188,7 @@ def test_one_suffix_less_dicom_file_given_alone_keeps_its_whole_name(tmp_path: P
     assert [c.case_id for c in find_cases(tmp_path / "1.2.840.99.1", 1)] == ["1.2.840.99.1"]
     (tmp_path / "notes").write_text("not an image " * 20)
     with pytest.raises(
-        SystemExit, match=r"notes: not an image file \(expected one of .*\.dcm, \.ima, or DICOM\)"
+        SystemExit, match=r"notes: not an image file \(expected one of .*\.dcm, \.ima, \.dicom, or DICOM\)"
     ):
         find_cases(tmp_path / "notes", 1)
 

@@ -17,9 +17,10 @@ import numpy as np
 import SimpleITK as sitk
 
 # the image endings automed reads (``automed.data.io.IMAGE_SUFFIXES`` is this tuple: the bundle reads what training
-# reads); 2D pictures and single DICOM files give ``.nii.gz`` outputs. DICOM files end in ``.dcm``, or ``.IMA`` as
-# Siemens scanners export them (SUBJ.MR.HEAD.0001.0001.2026.IMA); endings are matched ignoring letter case
-DICOM_SUFFIXES = (".dcm", ".ima")
+# reads); 2D pictures and single DICOM files give ``.nii.gz`` outputs. DICOM files end in ``.dcm``, ``.IMA`` as
+# Siemens scanners export them (SUBJ.MR.HEAD.0001.0001.2026.IMA) or ``.dicom`` (VinDr-CXR's X-rays); endings are
+# matched ignoring letter case
+DICOM_SUFFIXES = (".dcm", ".ima", ".dicom")
 SUFFIXES = (
     ".nii.gz",
     ".nii",
