@@ -153,6 +153,12 @@ def test_a_folder_that_cannot_be_listed_is_named_not_a_traceback(
     found, said = _both(tmp_path / "IN", caplog, capsys)
     assert found == ["p1_mr"]
     assert "1 not read: p2/locked/ (cannot be listed: Permission denied) (" in said
+    (
+        tmp_path / "IN" / "p1" / "mr" / "locked"
+    ).mkdir()  # in a series folder given itself: a PermissionError before
+    found, said = _both(tmp_path / "IN" / "p1" / "mr", caplog, capsys)
+    assert found == ["mr"]
+    assert "1 not read: locked/ (cannot be listed) (" in said
 
 
 def test_a_dicom_segmentation_is_no_case(

@@ -147,7 +147,8 @@ def subfolder_files(root: Path, folder: Path, dimension: int | None = None) -> l
 
 def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) -> list[str]:
     """What the input folder holds that no case reads (``used``: the cases' files and folders), named so that it is
-    not dropped unseen: files that are neither images nor DICOM images, broken links, sub-folders with no DICOM
+    not dropped unseen: files that are neither images nor DICOM images, DICOM picturing no body (a segmentation,
+    said so: :func:`not_an_image`), broken links, sub-folders with no DICOM
     anywhere in them (a folder of NIfTI), what a sub-folder read file by file holds besides its DICOM, and the
     sub-folders discovery did not follow (``skipped``, each with why: :func:`sub_folders`).
     Hidden entries (``.DS_Store``), empty folders and a CD's ``DICOMDIR`` (the index of its series, no image) are
@@ -162,15 +163,26 @@ def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) 
             if f in skipped or f in used or f.name.upper() == "DICOMDIR":
                 continue
             elif not f.is_dir():
-                kind = not_an_image(f) if f.exists() else "a broken link"
-                out.append(name + (f" ({kind}{', no image' if f.exists() else ''})" if kind else ""))
+                why = (
+                    "a broken link"
+                    if not f.exists()
+                    else (f"{kind}, no image" if (kind := not_an_image(f)) else "")
+                )
+                out.append(f"{name} ({why})" if why else name)
             elif f in holding:
                 visit(f, f"{name}/")
-            elif entries(f):
-                out.append(f"{name}/")
+            elif _listed(f) != []:  # an empty folder is no loss
+                out.append(f"{name}/" + ("" if _listed(f) else " (cannot be listed)"))
 
     visit(root, "")
     return out
+
+
+def _listed(folder: Path) -> list[Path] | None:
+    try:
+        return entries(folder)
+    except OSError:  # no permission
+        return None
 
 
 def series_unread(folder: Path) -> list[str]:
