@@ -1,5 +1,6 @@
 """What ``automed predict -i INPUT`` accepts, turned into cases: a folder of images (nnU-Net channel naming
-``CASE_0000.nii.gz`` for several channels), a DICOM series folder, a folder of DICOM series folders, a CSV, or a file."""
+``CASE_0000.nii.gz`` for several channels), a DICOM series folder, a folder of DICOM series folders at any depth (a
+PACS export's ``PATIENT/STUDY/SERIES``), a CD's ``DICOMDIR``, a CSV, or a file."""
 
 from __future__ import annotations
 
