@@ -20,6 +20,57 @@ from automed.workdir import fold_name
 
 ENSEMBLE_FILE = "ensemble.json"
 PREVIOUS = "previous"  # a cascade bundle's first stage: a bundle folder of its own
+# a bundle's channel names in network order (its dataset's, from the fingerprint, which stays in the work dir): a
+# prediction CSV's named channel columns are checked against them
+CHANNELS_FILE = "channels.json"
+
+
+def trained_channel_names(workdir: Path) -> list[str] | None:
+    """The channel names a training work dir's dataset declared, in network order; ``None`` without a fingerprint."""
+    from automed.fingerprint.schema import Fingerprint
+    from automed.workdir import WorkDir
+
+    path = WorkDir(workdir).fingerprint
+    if not path.is_file():
+        return None
+    return [c.declared for c in Fingerprint.load(path).channels]
+
+
+def write_channel_names(workdir: Path, bundle: Path) -> None:
+    """``bundle/channels.json``: the channel names of ``workdir``'s training (none written when it has no
+    fingerprint)."""
+    from automed.artifacts import write_json_atomic
+
+    names = trained_channel_names(workdir)
+    if names is not None:
+        write_json_atomic(bundle / CHANNELS_FILE, {"schema_version": 1, "channels": names})
+
+
+def channel_names(folder: Path) -> list[str] | None:
+    """The channel names the model in ``folder`` was trained on, in network order: a training work dir's (its
+    fingerprint), a bundle's (``channels.json``; a pair's: its first member's, the members are trainings of one
+    dataset), an ``automed select`` folder's that chose a pair (its bundle's, else its members' work dirs'). ``None``
+    when the model does not record them (a bundle written before bundles carried them)."""
+    import json
+
+    from automed.workdir import WorkDir, pair_members
+
+    wd = WorkDir(folder)
+    if wd.fingerprint.is_file():
+        return trained_channel_names(folder)
+    if (folder / CHANNELS_FILE).is_file():
+        return [str(c) for c in json.loads((folder / CHANNELS_FILE).read_text())["channels"]]
+    if (folder / ENSEMBLE_FILE).is_file():  # a pair's bundle
+        members = json.loads((folder / ENSEMBLE_FILE).read_text())["members"]
+        return channel_names(folder / members[0]["folder"]) if members else None
+    if wd.pair.is_file():  # a selection folder that chose a pair
+        found = channel_names(wd.bundle)
+        if found is None:  # a bundle written before they were recorded: its members' trainings
+            found = next(
+                (n for m in pair_members(folder) if (n := trained_channel_names(m)) is not None), None
+            )
+        return found
+    return None
 
 
 def load_bundle(folder: Path, device: str | None = None) -> Any:

@@ -583,7 +583,6 @@ def test_predict_msd_4d_input(tmp_path: Path) -> None:
         only_folds=[0],
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         workers=0,
-        register=False,
         show_progress=False,
     )
     assert res.model.folds == [0]
@@ -627,6 +626,23 @@ def test_predict_msd_4d_input(tmp_path: Path) -> None:
     )
     assert np.array_equal(
         sitk.GetArrayFromImage(sitk.ReadImage(str(by_csv))),
+        sitk.GetArrayFromImage(sitk.ReadImage(str(split))),
+    )
+    # the registered model has no fingerprint: the names travel in its bundle (a swapped CSV was predicted silently)
+    assert json.loads((tmp_path / "W" / "model_bundle" / "channels.json").read_text())["channels"] == [
+        "MRI0",
+        "MRI1",
+    ]
+    assert res.registered is not None
+    uri, store = res.registered["uri"], f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(DatasetError, match=r"trained on, in its order \(MRI0, MRI1\)"):
+        api.predict(
+            uri, tmp_path / "swapped.csv", tmp_path / "reg_csv", tracking_uri=store, show_progress=False
+        )
+    (registered,) = api.predict(uri, tmp_path / "ordered.csv", tmp_path / "reg_csv", tracking_uri=store,
+                                show_progress=False)  # fmt: skip
+    assert np.array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(registered))),
         sitk.GetArrayFromImage(sitk.ReadImage(str(split))),
     )
 

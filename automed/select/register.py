@@ -19,7 +19,7 @@ from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import check_first_stage
 from automed.privacy import Redactor
 from automed.records import TRACKING_VERSION, read_tracking, stamped
-from automed.registry_model import ENSEMBLE_FILE, PREVIOUS
+from automed.registry_model import ENSEMBLE_FILE, PREVIOUS, write_channel_names
 from automed.select.names import candidate_names
 from automed.tracking import Tracker
 from automed.train.meta import ModelMeta, load_model
@@ -82,11 +82,13 @@ def registry_name(plan: Plan, client: Any) -> str:
 
 def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None) -> Path:
     """``dest`` (default ``WORKDIR/model_bundle/``), replaced atomically: plan.json, model.json (``meta``, with
-    the inference settings in force) and the final weights of the folds the model predicts with."""
+    the inference settings in force), channels.json (the dataset's channel names: a prediction CSV's columns are
+    checked against them) and the final weights of the folds the model predicts with."""
     wd = WorkDir(workdir)
     dest = dest or wd.bundle
     with atomic_directory(dest) as tmp:
         shutil.copy(wd.plan, tmp / "plan.json")
+        write_channel_names(wd.root, tmp)
         for f in meta.predict_folds:  # the folds selection kept, else all
             state = load_checkpoint(wd.fold(meta.configuration, f) / "checkpoint_final.pt")
             save_checkpoint(tmp / f"{fold_name(f)}.pt", {"model": state["model"]})

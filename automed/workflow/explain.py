@@ -65,6 +65,7 @@ def explain(
 
     check_choice(backend, BACKENDS, what="the attention backend", where="--backend")
     from automed.workflow.predict import model_dir
+    from automed.workflow.predict_bundle import fetch_registered
     from automed.workflow.predict_channels import check_csv_channels
 
     registered = str(model).startswith("models:/")
@@ -72,9 +73,10 @@ def explain(
     if not registered:
         protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
     out = claim_output(Path(output), "explanations", protected=protected, overwrite=overwrite)
+    bundle = fetch_registered(str(model), tracking_uri) if registered else None
     predictor = (
-        registered_predictor(str(model), tracking_uri, device)
-        if registered
+        registered_predictor(str(model), bundle, device)
+        if bundle is not None
         else load_torch_predictor(Path(model), device)
     )
     cases = discover(
@@ -82,7 +84,7 @@ def explain(
     )  # a 2D model: a case per file
     check_takes(cases, predictor)
     check_channel_grids(c.images for c in cases)
-    check_csv_channels(input_path, None if registered else model_dir(Path(model)))
+    check_csv_channels(input_path, bundle if bundle is not None else model_dir(Path(model)))
     stems = [f"{c.case_id}_{backend}" for c in cases]
     earlier = [s for s in stems if (out / f"{s}.nii.gz").exists() or (out / f"{s}.png").exists()]
     if earlier and not overwrite:  # maps of another --label or --layer have the same names
@@ -211,19 +213,11 @@ def load_torch_predictor(model: Path, device: str | None, *, finished: bool = Tr
     return task_for(Plan.load(wd.plan).task_type, folder).load_predictor(folder, device)
 
 
-def registered_predictor(uri: str, tracking_uri: str | None, device: str | None) -> Any:
-    """The fold networks of a registered model (``models:/NAME@ALIAS`` or ``/VERSION``), downloaded to a temporary
-    folder removed when the command ends; a registered pair is refused (two trainings, each with its own layers)."""
-    import atexit
-    import shutil
-    import tempfile
-
-    from automed.model_store import download_model
+def registered_predictor(uri: str, bundle: Path, device: str | None) -> Any:
+    """The fold networks of a registered model (``models:/NAME@ALIAS`` or ``/VERSION``) from its downloaded
+    ``bundle``; a registered pair is refused (two trainings, each with its own layers)."""
     from automed.registry_model import ENSEMBLE_FILE, load_bundle
 
-    tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
-    atexit.register(shutil.rmtree, tmp, True)
-    bundle = download_model(uri, tmp, tracking_uri)
     if (bundle / ENSEMBLE_FILE).is_file():
         raise ArtifactError.single(
             uri,

@@ -14,6 +14,7 @@ from automed.infer.predict_options import checked_step, run_overrides
 from automed.registry import check_choice
 from automed.train.meta import load_model
 from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
+from automed.workflow.predict_bundle import fetch_registered
 from automed.workflow.predict_channels import check_csv_channels
 from automed.workflow.predict_continue import (
     RECORD,
@@ -132,11 +133,13 @@ def load_predictor(
     *,
     folds: list[int] | None = None,
     step: float | None = None,
+    registered: Path | None = None,
 ) -> Any:
     """A work dir or a ``models:/NAME@ALIAS`` URI as a predictor: the work dir's export for ``runtime`` auto (when
     usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`. ``folds`` and ``step``
     (``--folds``, ``--step-size``) change a training's own inference: with torch, or the export's for ``--runtime
-    openvino|onnx`` (among the folds it holds); the model's task decides."""
+    openvino|onnx`` (among the folds it holds); the model's task decides. ``registered``: the URI's bundle when the
+    caller downloaded it already (:func:`~automed.workflow.predict_bundle.fetch_registered`)."""
 
     check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
     if not str(model).startswith("models:/"):
@@ -168,18 +171,10 @@ def load_predictor(
     ).is_file():  # an `automed select` output that chose a pair
         return load_bundle(Path(model) / "model_bundle", device)
     if str(model).startswith("models:/"):
-        import atexit
-        import shutil
-        import tempfile
+        from automed.workflow.predict_bundle import bundle_predictor, fetch_registered
 
-        from automed.model_store import download_model
-
-        tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
-        atexit.register(shutil.rmtree, tmp, True)  # the downloaded copy goes when the command ends
-        bundle = download_model(str(model), tmp, tracking_uri)
+        bundle = registered or fetch_registered(str(model), tracking_uri)
         if overrides:
-            from automed.workflow.predict_bundle import bundle_predictor
-
             return bundle_predictor(bundle, device, str(model), folds=folds, step=step)
         return load_bundle(bundle, device)
     wd = WorkDir(Path(model))
@@ -270,7 +265,11 @@ def predict(
         raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
                                  f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
                                  "count map and tile CSV are its review")  # fmt: skip
-    predictor = load_predictor(model, tracking_uri, device, runtime, folds=folds, step=step)
+    # a registered model is downloaded once: its bundle holds the channel names a CSV's columns are checked against
+    registered = fetch_registered(str(model), tracking_uri) if str(model).startswith("models:/") else None
+    predictor = load_predictor(
+        model, tracking_uri, device, runtime, folds=folds, step=step, registered=registered
+    )
     if on_load is not None:
         kind = getattr(predictor, "runtime", None)
         on_load(f"{kind} export {predictor.folder}" if kind else f"torch on {predictor.device}")
@@ -290,8 +289,10 @@ def predict(
     cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
     check_takes(cases, predictor)  # before anything is written
     check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places
-    holder = None if str(model).startswith("models:/") else model_dir(Path(model))
-    check_csv_channels(input_path, holder)  # named columns in the training's order
+    holder = None if registered is not None else model_dir(Path(model))
+    check_csv_channels(
+        input_path, registered if registered is not None else model_dir(Path(model))
+    )  # named columns
     version = registered_version(str(model), tracking_uri) if holder is None else None
     settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format,
                             folds=folds, step=step, version=version)  # fmt: skip

@@ -1,5 +1,6 @@
-"""A registered model's bundle with ``automed predict --folds``/``--step-size``: some of the folds it holds, or
-another sliding-window step, built by the bundle's task as :func:`automed.registry_model.load_bundle` builds it."""
+"""A registered model's bundle: downloaded once per command (:func:`fetch_registered`, for predict, export and
+explain), and with ``automed predict --folds``/``--step-size`` (some of the folds it holds, or another
+sliding-window step) built by the bundle's task as :func:`automed.registry_model.load_bundle` builds it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from typing import Any
 from automed.errors import ConfigError
 from automed.infer.predict_options import checked_step, chosen_folds, no_window
 from automed.workdir import WorkDir, fold_name
+
+
+def fetch_registered(uri: str, tracking_uri: str | None) -> Path:
+    """The bundle folder of the registered model ``uri`` (``models:/NAME@ALIAS`` or ``/VERSION``), downloaded into
+    a temporary folder removed when the command ends."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from automed.model_store import download_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="automed-model-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the downloaded copy goes when the command ends
+    return download_model(uri, tmp, tracking_uri)
 
 
 def bundle_predictor(

@@ -3,24 +3,15 @@
 A CSV's images are stacked in column order. A training CSV with ``Channel_T1,Channel_T2`` declared which image is
 which (``fingerprint.json`` keeps the names); a prediction CSV with ``Channel_T2,Channel_T1``, or with a channel the
 model never saw (``Channel_FLAIR``), would feed the network the wrong images in each input position, silently.
-Positional columns (``Channel_0``, ``Channel_1``) on either side declare nothing and are taken in order."""
+Positional columns (``Channel_0``, ``Channel_1``) on either side declare nothing and are taken in order. The names
+travel with the model (:func:`automed.registry_model.channel_names`): a work dir's fingerprint, a registered model's
+or a pair's bundle (``channels.json``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from automed.errors import DatasetError, Problem
-from automed.workdir import WorkDir
-
-
-def trained_channel_names(workdir: Path) -> list[str] | None:
-    """The channel names the training declared, in network order; ``None`` when it has no fingerprint."""
-    from automed.fingerprint.schema import Fingerprint
-
-    path = WorkDir(workdir).fingerprint
-    if not path.is_file():
-        return None
-    return [c.declared for c in Fingerprint.load(path).channels]
 
 
 def channel_order_problem(csv: Path, given: list[str], trained: list[str]) -> Problem | None:
@@ -46,12 +37,16 @@ def channel_order_problem(csv: Path, given: list[str], trained: list[str]) -> Pr
     )
 
 
-def check_csv_channels(input_path: str | Path, workdir: Path | None) -> None:
-    """Refuse a prediction CSV whose named channel columns are not the training's, in order (see the module)."""
+def check_csv_channels(input_path: str | Path, model: Path) -> None:
+    """Refuse a prediction CSV whose named channel columns are not the training's, in order (see the module);
+    ``model``: a training work dir, an ``automed select`` folder or a (downloaded registered) bundle. A model that
+    records no names (a bundle written before bundles carried them) is not checked."""
     csv = Path(input_path)
-    if workdir is None or not (csv.is_file() and csv.suffix.lower() == ".csv"):
+    if not (csv.is_file() and csv.suffix.lower() == ".csv"):
         return
-    trained = trained_channel_names(workdir)
+    from automed.registry_model import channel_names
+
+    trained = channel_names(model)
     if trained is None:
         return
     from automed.data.dataset import load_csv
