@@ -421,6 +421,33 @@ def test_folds_and_step_run_through_the_export_and_its_bundle(exported: dict[str
     assert gaps[0] <= 1e-3 < gaps[1], gaps
 
 
+def test_a_registered_models_export_knows_its_folds(exported: dict[str, Path]) -> None:
+    """`automed export models:/...` recorded no fold numbers (the downloaded bundle was not read), so its bundle's
+    predict.py refused --folds that the work dir's export takes; the registered bundle's model.json gives them."""
+    from automed.runtime import cli
+
+    store = f"sqlite:///{exported['root'] / 'mlflow.db'}"
+    reg = api.export(
+        "models:/automed-Synthetic@champion",
+        exported["root"] / "reg_bundle",
+        formats="onnx",
+        tracking_uri=store,
+    ).folder
+    assert json.loads((reg / "preprocess.json").read_text())["folds"] == [0, 1]
+    assert "predicts with only those of its folds (0, 1)" in (reg / "README.md").read_text()
+    outs = {name: exported["root"] / f"{name}-fold1" for name in ("registered", "work")}
+    for name, bundle in (("registered", reg), ("work", exported["bundle"])):
+        args = ["-i", str(exported["inputs"]), "-o", str(outs[name]), "--runtime", "onnx", "--folds", "1"]
+        assert cli.main(args, bundle=bundle) == 0
+    for image in sorted(exported["inputs"].iterdir()):
+        mine, theirs = (sitk.GetArrayFromImage(sitk.ReadImage(str(outs[n] / image.name))) for n in outs)
+        assert np.array_equal(mine, theirs)
+    with pytest.raises(SystemExit, match=r"holds \(0, 1\); found --folds 2"):
+        cli.main(
+            ["-i", str(exported["inputs"]), "-o", str(exported["root"] / "no2"), "--folds", "2"], bundle=reg
+        )
+
+
 def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path], tmp_path: Path) -> None:
     from automed.runtime import cli
 

@@ -56,7 +56,7 @@ def folds_text(folds: list[int] | None, step: float | None = None, *, pair: bool
         if pair
         else f"`--folds 0,1` (or `--folds 0 1`) predicts with only those of its folds ({names})"
         if folds is not None
-        else "`--folds` needs fold numbers this export did not record (export the work dir again)"
+        else "`--folds` needs fold numbers this export did not record (export the model again)"
     )
     own = "each member's own" if pair else str(step)
     window = (

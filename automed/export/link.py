@@ -46,15 +46,17 @@ def model_checkpoints(workdir: Path) -> list[Path]:
 
 def exported_folds(source: str | Path) -> list[list[int]] | None:
     """The fold numbers of the networks an export of ``source`` holds, per training, in the order of
-    :func:`model_checkpoints` (recorded in the bundle for its ``--folds``); ``None`` for a registered model (``models:/``:
-    its downloaded bundle is not read here)."""
+    :func:`model_checkpoints` (recorded in the bundle for its ``--folds``). ``source``: a work dir, a selection
+    folder, or a registered model's downloaded bundle (``model.json`` with its fold weights, or a pair's
+    ``ensemble.json`` and member folders; ``automed export models:/...`` passes it); ``None`` for a bare
+    ``models:/`` URI (no bundle to read)."""
     if str(source).startswith("models:/"):
         return None
     workdir = Path(source)
-    if not (workdir / MODEL_FILE).is_file() and (workdir / PAIR_FILE).is_file():
-        bundle = (workdir / PAIR_FILE).parent
-        members = json.loads((workdir / PAIR_FILE).read_text())["members"]
-        return [read_meta(bundle / m["folder"] / MODEL_FILE).predict_folds for m in members]
+    pair = workdir / ENSEMBLE if (workdir / ENSEMBLE).is_file() else workdir / PAIR_FILE
+    if not (workdir / MODEL_FILE).is_file() and pair.is_file():
+        members = json.loads(pair.read_text())["members"]
+        return [read_meta(pair.parent / m["folder"] / MODEL_FILE).predict_folds for m in members]
     return [load_model(workdir).predict_folds]
 
 

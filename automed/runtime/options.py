@@ -51,7 +51,7 @@ def parse_folds(values: list[str] | None) -> list[int] | None:
 
 def held_folds(meta: dict[str, Any]) -> list[int] | None:
     """The folds whose networks the bundle holds, in file order; ``None`` for a bundle that does not say (exported
-    before bundles recorded them, or from a registered model)."""
+    before bundles recorded them: from a work dir, or from a registered model before those were recorded too)."""
     folds = meta.get("folds")
     return None if folds is None else [int(f) for f in folds]
 
@@ -71,8 +71,8 @@ def with_folds(meta: dict[str, Any], folds: list[int] | None, where: Path) -> di
     if held is None:
         raise OptionError(
             f"{where}: --folds chooses among the folds the bundle records (preprocess.json 'folds'); found none "
-            "recorded (an export made before bundles recorded them, or of a registered model); export the "
-            "training's work dir again with `automed export`, or drop --folds"
+            "recorded (an export made before bundles recorded them); export the model again with `automed export` "
+            "(its work dir, or its models:/ URI: a registered model's bundle records them too), or drop --folds"
         )
     missing = [f for f in folds if f not in held]
     if not folds or missing:

@@ -4,15 +4,19 @@ card, the link that lets ``automed predict`` run it) and ``automed package`` (an
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
-from automed.errors import ArtifactError, ConfigError
+from automed.errors import ArtifactError, ConfigError, ProblemsError
 from automed.export.export import ExportResult
 from automed.package.mlcube import PackageResult
 from automed.parallel import progress_bar
 from automed.workdir import WorkDir
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.predict import load_predictor, model_dir, pair_workdirs
+from automed.workflow.predict_bundle import fetch_registered
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,9 @@ def export(
         overwrite=overwrite,
         earlier=earlier,
     )
-    predictor = load_predictor(model, tracking_uri, runtime="torch")
+    # a registered model's downloaded bundle is what the export reads (its fold numbers, for predict.py --folds)
+    registered = fetch_registered(str(model), tracking_uri) if is_uri else None
+    predictor = load_predictor(model, tracking_uri, runtime="torch", registered=registered)
     pair = isinstance(predictor, EnsemblePredictor)
     members = [] if is_uri else (pair_workdirs(Path(model)) if pair else [Path(model)])
     redactor = redactor_for(members, keep_case_ids=keep_case_ids, outputs=[out])
@@ -110,9 +116,11 @@ def export(
         def step(what: str) -> None:  # each network's conversion, the bundle, the parity and latency check
             bar.update(shown, description=f"export: {what}", advance=1)
 
-        res = task.export(
-            predictor, model, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats, step=step
-        )
+        with _named_by(registered, str(model)):
+            res = task.export(
+                predictor, registered or model, tmp, fmts, sample, ov_precision=ov_precision, repeats=repeats,
+                step=step,
+            )  # fmt: skip
         bar.update(shown, description="export", total=bar.tasks[0].completed)
         failed = parity_failures(res.report)
         if (
@@ -149,6 +157,18 @@ def export(
     write_json_atomic(final / "export.json", {k: v for k, v in res.report.items() if k != "link"})
     readable(final)
     return res
+
+
+@contextmanager
+def _named_by(bundle: Path | None, uri: str) -> Iterator[None]:
+    """A refusal that names ``bundle`` (a registered model's temporary download) names ``uri``, as it was given."""
+    try:
+        yield
+    except ProblemsError as exc:
+        if bundle is None or not any(p.file == str(bundle) for p in exc.problems):
+            raise
+        named = [replace(p, file=uri) if p.file == str(bundle) else p for p in exc.problems]
+        raise type(exc)(named, exc.headline) from exc
 
 
 def package(
