@@ -90,6 +90,63 @@ def test_the_cube_entry_point_replaces_its_own_predictions(
     assert seen == [["-i", "d", "-o", "o", "--overwrite", "--no-tta"]]  # a rerun into its output volume works
 
 
+def test_the_cube_entry_point_passes_folds_and_step_size_to_the_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``automed predict`` and the bundle's ``predict.py`` take ``--folds`` and ``--step-size``; a cube took
+    neither. Its parameters file's ``folds`` and ``step_size`` are now passed through, checked first against the
+    bundle's ``preprocess.json`` and named as the parameters file names them."""
+    import json
+
+    from automed.runtime import cli
+    from automed.runtime.entry import infer
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(cli, "main", lambda argv, bundle: seen.append(argv) or 0)
+    weights = tmp_path / "additional_files"
+    weights.mkdir()
+    files = {"onnx": ["networks/onnx/fold_0.onnx", "networks/onnx/fold_2.onnx"]}
+    meta = {"task": "segmentation", "folds": [0, 2], "files": files, "inference": {"step": 0.5}}
+    (weights / "preprocess.json").write_text(json.dumps(meta))
+    params = tmp_path / "p.yaml"
+    opts = {
+        "data_path": "d",
+        "output_path": "o",
+        "parameters_file": str(params),
+        "additional_files": str(weights),
+    }
+    params.write_text("folds: 2\nstep_size: 0.25\n")
+    assert infer(opts) == 0
+    assert seen == [["-i", "d", "-o", "o", "--overwrite", "--folds", "2", "--step-size", "0.25"]]
+    params.write_text("folds: 0,1\n")
+    with pytest.raises(
+        SystemExit, match=r"p.yaml: folds and step_size are the bundle's predict.py --folds"
+    ) as e:
+        infer(opts)
+    assert "holds (0, 2); found --folds 0, 1 (no fold 1)" in str(e.value) and len(seen) == 1
+    (weights / "preprocess.json").write_text(json.dumps({**meta, "task": "classification"}))
+    params.write_text("step_size: 0.5\n")
+    with pytest.raises(SystemExit, match="an image-level model"):
+        infer(opts)
+
+
+def test_the_cube_parameters_file_shows_folds_and_step_size(tmp_path: Path) -> None:
+    """The generated ``parameters.yaml`` names both, commented out, with the folds the export holds; uncommented,
+    they are values the entry point takes."""
+    from automed.package.mlcube import parameters_text
+    from automed.runtime.entry import read_parameters
+
+    seg = parameters_text({"folds": [0, 1], "inference": {"step": 0.5}})
+    assert "# folds: 0,1  # only these" in seg and "# step_size: 0.5" in seg and "(default: 0.5)" in seg
+    image = parameters_text({"task": "classification", "folds": [-1]})
+    assert "# folds: all  #" in image and "step_size" not in image  # no sliding window
+    pair = parameters_text({"members": [{}, {}]})
+    assert "folds" not in pair and "(default: each member's own)" in pair
+    lines = [ln.removeprefix("# ") for ln in seg.splitlines() if ln.startswith(("# folds", "# step_size"))]
+    (tmp_path / "p.yaml").write_text("\n".join(lines) + "\n")
+    assert read_parameters(tmp_path / "p.yaml") == {"folds": "0,1", "step_size": 0.5}
+
+
 def test_cube_evaluate_matches_integer_classes_written_as_floats(tmp_path: Path) -> None:
     """A reference CSV saved by pandas or a spreadsheet holds 1.0 where the model's table names class 1."""
     import json

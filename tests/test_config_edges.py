@@ -103,6 +103,22 @@ def test_cube_parameters_are_checked(tmp_path: Path) -> None:
             read_parameters(f)
     with pytest.raises(SystemExit, match="does not exist"):
         read_parameters(tmp_path / "none.yaml")
+    # predict.py's --folds and --step-size, as a cube takes them (the bundle checks them against its folds)
+    for text, folds in (
+        ("folds: 0,1", "0,1"),
+        ("folds: [0, 1]", "0,1"),
+        ("folds: 1", "1"),
+        ("folds: ALL", "all"),
+    ):
+        f.write_text(f"{text}\nstep_size: 0.25\n")
+        assert read_parameters(f) == {"folds": folds, "step_size": 0.25}
+    for text, what in (("folds: fold_0\n", "folds: 'fold_0' is not valid"), ("step_size: 0\n", "step_size: 0 "),
+                       ("step_size: 1.5\n", "step_size: '1.5'"), ("step_size: true\n", "step_size: True"),
+                       ("stepsize: 0.5\n", "unknown parameter 'stepsize'; the parameters are runtime, tta, "
+                        "threads, folds and step_size")):  # fmt: skip
+        f.write_text(text)
+        with pytest.raises(SystemExit, match=what):
+            read_parameters(f)
 
 
 def test_grid_axes_and_space_shapes_are_config_errors(tmp_path: Path) -> None:

@@ -448,6 +448,33 @@ def test_a_registered_models_export_knows_its_folds(exported: dict[str, Path]) -
         )
 
 
+def test_the_cube_takes_folds_and_step_size(exported: dict[str, Path]) -> None:
+    """A cube's parameters file sets ``folds`` and ``step_size`` (``automed predict`` and ``predict.py`` took them, a
+    cube did not): its entry point, run as MLCube runs it, predicts as the bundle's ``--folds 1 --step-size 1``."""
+    from automed.runtime import cli
+
+    root, inputs = exported["root"], exported["inputs"]
+    cube = api.package(exported["work"], root / "cube_folds", export_dir=exported["bundle"]).folder
+    ws = cube / "mlcube" / "workspace"
+    assert "# folds: 0,1" in (ws / "parameters.yaml").read_text()
+    assert "`folds`" in (cube / "README.md").read_text() and "`step_size`" in (cube / "README.md").read_text()
+    (root / "cube_params.yaml").write_text("runtime: onnx\nthreads: 1\nfolds: 1\nstep_size: 1\n")
+    entry = [sys.executable, str(cube / "project" / "entry.py"), "infer", f"--data_path={inputs}",
+             f"--parameters_file={root / 'cube_params.yaml'}", f"--additional_files={ws / 'additional_files'}"]  # fmt: skip
+    run = subprocess.run([*entry, f"--output_path={root / 'cube_out'}"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    own = root / "cube_ref"
+    args = ["-i", str(inputs), "-o", str(own), "--runtime", "onnx", "--folds", "1", "--step-size", "1"]
+    assert cli.main(args, bundle=exported["bundle"]) == 0
+    for image in sorted(inputs.iterdir()):
+        got = sitk.GetArrayFromImage(sitk.ReadImage(str(root / "cube_out" / image.name)))
+        assert np.array_equal(got, sitk.GetArrayFromImage(sitk.ReadImage(str(own / image.name))))
+    (root / "cube_params.yaml").write_text("runtime: onnx\nfolds: 3\n")
+    bad = subprocess.run([*entry, f"--output_path={root / 'cube_out3'}"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "holds (0, 1); found --folds 3" in bad.stderr
+    assert not (root / "cube_out3").exists()
+
+
 def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path], tmp_path: Path) -> None:
     from automed.runtime import cli
 

@@ -29,6 +29,7 @@ from automed.artifacts import atomic_directory, mark_output
 from automed.errors import ConfigError
 from automed.export.bundle import readable
 from automed.package.schemas import validate_cube
+from automed.workdir import ALL_DATA
 
 BASE_IMAGE = "python:3.11.14-slim-bookworm"
 TEMPLATES = (
@@ -135,11 +136,7 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
         shutil.copytree(bundle / "networks", weights / "networks")
         for f in ("preprocess.json", "export.json"):
             shutil.copy(bundle / f, weights / f)
-        (tmp / "mlcube" / "workspace" / "parameters.yaml").write_text(
-            "# automed model parameters (flat key: value)\n"
-            "# runtime: openvino  # or onnx; default: the one the image has (CPU: openvino, CUDA: onnx)\n"
-            "tta: true\nthreads: 2\n"
-        )
+        (tmp / "mlcube" / "workspace" / "parameters.yaml").write_text(parameters_text(meta))
         desc = (
             f"automed {meta['configuration']} {meta.get('task', 'segmentation')} model for {meta['dataset']}"
         )
@@ -159,6 +156,27 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
         mark_output(tmp, "cube")
         readable(tmp)
     return PackageResult(out, image)
+
+
+def parameters_text(meta: dict[str, Any]) -> str:
+    """The cube's ``parameters.yaml``: runtime, TTA and threads, and, commented out with what they take, ``folds``
+    and ``step_size`` (the bundle's ``predict.py --folds``/``--step-size``, per the export's ``preprocess.json``)."""
+    lines = [
+        "# automed model parameters (flat key: value)",
+        "# runtime: openvino  # or onnx; default: the one the image has (CPU: openvino, CUDA: onnx)",
+        "tta: true",
+        "threads: 2",
+    ]
+    held = meta.get("folds")
+    if "members" not in meta and held is not None:
+        names = ",".join("all" if int(f) == ALL_DATA else str(f) for f in held)
+        lines.append(f"# folds: {names}  # only these of the model's folds predict (default: all of them)")
+    if meta.get("task") not in ("classification", "regression"):  # a segmentation model's sliding window
+        own = "each member's own" if "members" in meta else meta.get("inference", {}).get("step", 0.5)
+        lines.append(
+            f"# step_size: 0.5  # the window moves this fraction of the patch, 0 < S <= 1 (default: {own})"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _what(meta: dict[str, Any]) -> tuple[str, str, str]:
@@ -222,6 +240,10 @@ Plain Docker (what MLCube runs):
 
 {io_text}
 {evaluation} `... evaluate --predictions=/out --labels=/labels --parameters_file=/ws/parameters.yaml --output_path=/out/results.yaml`.
+
+`mlcube/workspace/parameters.yaml` (MedPerf: the parameters file) sets `runtime`, `tta`, `threads` and, as the
+bundle's `predict.py --folds` and `--step-size` take them, `folds` (e.g. `0,1`: only those of the model's folds)
+and `step_size` (0 < S <= 1: the sliding window's step as a fraction of the patch; segmentation only).
 
 Without Docker: `pip install -r project/requirements.txt`, then
 `python project/entry.py infer --data_path=IN --parameters_file=mlcube/workspace/parameters.yaml --additional_files=mlcube/workspace/additional_files --output_path=OUT`.

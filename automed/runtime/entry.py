@@ -7,7 +7,9 @@ onnxruntime/openvino only, no network access).
   additional_files, predictions}``.
 
 Inputs are only read; outputs go to the output path (and nothing else is written). ``parameters.yaml`` is a flat
-``key: value`` file: ``runtime`` (onnx|openvino), ``tta`` (true|false), ``threads`` (an integer).
+``key: value`` file: ``runtime`` (onnx|openvino), ``tta`` (true|false), ``threads`` (an integer), ``folds`` (fold
+numbers, e.g. ``0,1``, or ``all``) and ``step_size`` (0 < S <= 1): the bundle's ``predict.py --folds`` and
+``--step-size`` (:mod:`.options`), checked against its ``preprocess.json`` before anything is predicted.
 """
 
 from __future__ import annotations
@@ -27,8 +29,30 @@ MEDPERF = {
 }  # under /mlcommons/volumes (MLCOMMONS_VOLUMES overrides the root, e.g. for Singularity or a local dry run)
 
 
+PARAMETERS = "runtime, tta, threads, folds and step_size"
+
+
+def _folds(value: Any) -> str | None:
+    """``folds: 0,1`` (also ``0 1``, ``[0, 1]``, ``1``, ``all``) as ``--folds`` takes it; ``None`` when invalid."""
+    parts = [p for p in re.split(r"[\s,]+", str(value).strip().strip("[]")) if p]
+    ok = bool(parts) and all(p.isdigit() or p.lower() == "all" for p in parts)
+    return ",".join(p.lower() for p in parts) if ok else None
+
+
+def _step(value: Any) -> float | None:
+    """``step_size: 0.5`` as a float in (0, 1]; ``None`` when invalid."""
+    if isinstance(value, bool):
+        return None
+    try:
+        step = float(value)
+    except (TypeError, ValueError):
+        return None
+    return step if 0 < step <= 1 else None
+
+
 def read_parameters(path: Path) -> dict[str, Any]:
-    """A flat YAML mapping of scalars (no PyYAML in the image)."""
+    """A flat YAML mapping of scalars (no PyYAML in the image); ``folds`` comes back as ``--folds`` takes it
+    (``0,1``), ``step_size`` as a float."""
     out: dict[str, Any] = {}
     if str(path) in ("", "."):
         return out
@@ -57,16 +81,40 @@ def read_parameters(path: Path) -> dict[str, Any]:
             "tta": isinstance(value, bool),
             "threads": value is None
             or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+            "folds": value is None or _folds(value) is not None,
+            "step_size": value is None or _step(value) is not None,
         }.get(key)
         if ok is None:
-            raise SystemExit(
-                f"{path}: unknown parameter {key!r}; the parameters are runtime, tta and threads"
-            )
+            raise SystemExit(f"{path}: unknown parameter {key!r}; the parameters are {PARAMETERS}")
         if not ok:
             raise SystemExit(
-                f"{path}: {key}: {value!r} is not valid; runtime is openvino or onnx, tta true or false, threads >= 1"
+                f"{path}: {key}: {value!r} is not valid; runtime is openvino or onnx, tta true or false, threads "
+                ">= 1, folds fold numbers of the model (e.g. 0,1) or all, step_size a fraction 0 < S <= 1 (e.g. 0.5)"
             )
+    if out.get("folds") is not None:
+        out["folds"] = _folds(out["folds"])
+    if out.get("step_size") is not None:
+        out["step_size"] = _step(out["step_size"])
     return out
+
+
+def _check_options(params: dict[str, Any], weights: Path, where: Path) -> None:
+    """``folds`` and ``step_size`` against the bundle's ``preprocess.json`` (folds it holds, a window to move),
+    before anything is predicted, named as the parameters file names them."""
+    meta_file = weights / "preprocess.json"
+    if (params.get("folds") is None and params.get("step_size") is None) or not meta_file.is_file():
+        return  # without preprocess.json the bundle itself says what is missing
+    options = _runtime("options")
+    meta = json.loads(meta_file.read_text())
+    try:
+        folds = options.parse_folds(None if params.get("folds") is None else [params["folds"]])
+        options.with_folds(meta, folds, meta_file)
+        options.checked_step(params.get("step_size"), meta, meta_file)
+    except options.OptionError as exc:
+        raise SystemExit(
+            f"{where}: folds and step_size are the bundle's predict.py --folds and --step-size; {exc} (here: "
+            "change or remove folds/step_size in the parameters file)"
+        ) from None
 
 
 def _args(argv: list[str]) -> tuple[str, dict[str, str]]:
@@ -102,6 +150,11 @@ def infer(opts: dict[str, str]) -> int:
         argv.append("--no-tta")
     if params.get("threads"):
         argv += ["--threads", str(params["threads"])]
+    _check_options(params, weights, Path(opts.get("parameters_file", "")))
+    if params.get("folds") is not None:
+        argv += ["--folds", str(params["folds"])]
+    if params.get("step_size") is not None:
+        argv += ["--step-size", str(params["step_size"])]
     if os.environ.get("AUTOMED_DEVICE") == "cuda":
         argv += ["--device", "cuda"]
     return int(main(argv, bundle=weights))
