@@ -171,3 +171,19 @@ def test_a_registered_pair_or_cascade_bundle_refuses_what_its_parts_would_have_t
     assert "--step-size on a registered model" in str(err.value) and "work dir" in str(err.value)
     with pytest.raises(ConfigError, match="a cascade"):
         bundle_predictor(cascade, None, "models:/automed-X@champion", folds=[0], step=None)
+
+
+def test_an_export_refusal_of_a_registered_model_names_its_uri_not_the_download(tmp_path: Path) -> None:
+    """``automed export models:/...`` hands the task the downloaded bundle (its fold numbers are read there); a
+    refusal naming that temporary folder (an image-level pair) names the URI as it was given."""
+    from automed.errors import ArtifactError, Problem
+    from automed.workflow.export import _named_by
+
+    bundle = tmp_path / "automed-model-x" / "model_bundle"
+    other = Problem("case.nii.gz", "rule", "value", "fix")
+    with pytest.raises(ArtifactError) as err, _named_by(bundle, "models:/automed-X@champion"):
+        raise ArtifactError([Problem(str(bundle), "an export holds one training", "a pair", "fix"), other])
+    assert [p.file for p in err.value.problems] == ["models:/automed-X@champion", "case.nii.gz"]
+    assert str(bundle) not in str(err.value)
+    with pytest.raises(ConfigError, match=r"case\.nii\.gz"), _named_by(None, "W"):
+        raise ConfigError([other])  # a work dir's refusals are left as they are

@@ -174,6 +174,11 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
         champion, root / "exp-uri", formats="onnx", case=pair["image"], tracking_uri=str(pair["uri"])
     )
     assert by_uri.report["members"] == 2 and by_uri.report["parity"]["onnxruntime"]["passed"]
+    # its members' fold numbers, read from the registered bundle as the selection folder's export has them
+    by_uri_meta = json.loads((by_uri.folder / "preprocess.json").read_text())
+    assert (
+        [m["folds"] for m in by_uri_meta["members"]] == [m["folds"] for m in meta["members"]] == [[0, 1]] * 2
+    )
     champ = MlflowClient(str(pair["uri"])).get_model_version_by_alias("automed-Synthetic", "champion")
     assert champ.description.startswith("# Synthetic: automed ensemble of 2 trainings")
 
