@@ -3,7 +3,10 @@ order, so ``Channel_T2,Channel_T1`` for a model trained on ``Channel_T1,Channel_
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from automed.workflow.predict_channels import channel_order_problem
 
@@ -31,7 +34,7 @@ def test_the_training_order_and_positional_columns_pass() -> None:
 def _csv(folder: Path, first: str, second: str) -> Path:
     for name in ("a0.nii.gz", "a1.nii.gz"):
         (folder / name).write_bytes(b"")
-    csv = folder / "in.csv"
+    csv = folder / f"{first}_{second}.csv"
     csv.write_text(
         f"SubjectID,Channel_{first},Channel_{second}\na,{folder / 'a0.nii.gz'},{folder / 'a1.nii.gz'}\n"
     )
@@ -46,13 +49,13 @@ def _bundle(folder: Path, names: list[str]) -> Path:
     return folder
 
 
-def test_registered_and_pair_bundles_carry_the_channel_names(tmp_path: Path) -> None:
+def test_registered_and_pair_bundles_carry_the_channel_names(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A registered model's bundle and a pair's (an ``automed select`` folder's ``model_bundle``) have no
     fingerprint: the check was skipped for them, so a CSV with swapped columns fed the network swapped images.
     Their ``channels.json`` now gives the names (a pair's: its first member's)."""
     import json
-
-    import pytest
 
     from automed.errors import DatasetError
     from automed.registry_model import channel_names
@@ -72,9 +75,13 @@ def test_registered_and_pair_bundles_carry_the_channel_names(tmp_path: Path) -> 
             check_csv_channels(swapped, model)
         assert "order the columns as Channel_T1,Channel_T2" in str(err.value)
     check_csv_channels(_csv(tmp_path, "T1", "T2"), single)  # the training's order passes
-    # a bundle registered before bundles carried the names: nothing to check against, taken as before
+    # a bundle registered before bundles carried the names: nothing to check against, taken as before, and said
     assert channel_names(tmp_path / "old") is None
-    check_csv_channels(swapped, tmp_path / "old")
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        check_csv_channels(swapped, tmp_path / "old")
+    assert (
+        "records no channel names" in caplog.text and "Channel_T2, Channel_T1 is not checked" in caplog.text
+    )
 
 
 def test_a_bundle_records_its_training_channel_names(tmp_path: Path) -> None:

@@ -9,9 +9,12 @@ or a pair's bundle (``channels.json``)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from automed.errors import DatasetError, Problem
+
+log = logging.getLogger("automed")
 
 
 def channel_order_problem(csv: Path, given: list[str], trained: list[str]) -> Problem | None:
@@ -40,17 +43,25 @@ def channel_order_problem(csv: Path, given: list[str], trained: list[str]) -> Pr
 def check_csv_channels(input_path: str | Path, model: Path) -> None:
     """Refuse a prediction CSV whose named channel columns are not the training's, in order (see the module);
     ``model``: a training work dir, an ``automed select`` folder or a (downloaded registered) bundle. A model that
-    records no names (a bundle written before bundles carried them) is not checked."""
+    records no names (a bundle written before bundles carried them) is not checked, and a warning says so when the
+    CSV names several channels."""
     csv = Path(input_path)
     if not (csv.is_file() and csv.suffix.lower() == ".csv"):
         return
+    from automed.data.dataset import load_csv
     from automed.registry_model import channel_names
 
-    trained = channel_names(model)
+    trained, given = channel_names(model), list(load_csv(csv).channels)
     if trained is None:
+        if len(given) > 1 and all(given):
+            log.warning(
+                "%s: the model records no channel names (a bundle written before automed recorded them), so the "
+                "order of the columns %s is not checked: they are stacked as they stand; register the training "
+                "again (`automed select WORKDIR -o OUT`) or predict with its work dir to have them checked",
+                csv,
+                ", ".join(f"Channel_{g}" for g in given),
+            )
         return
-    from automed.data.dataset import load_csv
-
-    problem = channel_order_problem(csv, list(load_csv(csv).channels), trained)
+    problem = channel_order_problem(csv, given, trained)
     if problem is not None:
         raise DatasetError([problem], f"cannot predict {csv}")
