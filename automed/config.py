@@ -3,6 +3,7 @@ keys are rejected with a did-you-mean."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -139,6 +140,15 @@ def read_yaml(path: Path, what: str = "the config file", fix: str = "check the p
         raise ConfigError.single(
             path, "the file must be valid YAML", f"{what_went_wrong}{where}", "fix the YAML syntax there"
         ) from exc
+
+
+def data_dir(name: str) -> Path:
+    """automed's shipped YAML folder ``name`` (``planners``, ``search_spaces``): the source tree's (editable
+    install), else the copy installed under ``share/automed``; the folder ``extends: NAME`` looks in first."""
+    src = Path(__file__).resolve().parents[1] / name
+    if src.is_dir():
+        return src
+    return Path(sys.prefix) / "share" / "automed" / name
 
 
 def load_yaml_model(model: type[M], path: Path, names: Path | None = None) -> M:

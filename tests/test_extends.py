@@ -180,3 +180,35 @@ def test_a_preset_extends_a_sibling_by_name_and_automeds_presets_come_first(tmp_
     assert "'base', 'child', 'cpu', 'default'" in err.value.problems[0].fix
     assert f"{PRESETS_DIR.resolve()} or {tmp_path.resolve()}" in err.value.problems[0].fix
     assert "Did you mean 'base'?" in err.value.problems[0].fix
+
+
+def test_a_users_search_space_extends_a_shipped_one_by_name(tmp_path: Path) -> None:
+    """`extends: default` in a user's space (not beside search_spaces/) was refused: names looked only beside it."""
+    from automed.search.space import SPACES_DIR
+
+    shipped = load_space(SPACES_DIR / "default.yaml")
+    mine = _write(tmp_path / "mine.yaml", {"extends": "default", "name": "mine", "fixed": {"epochs": 2}})
+    s = load_space(mine)
+    assert s.name == "mine" and s.fixed["epochs"] == 2 and s.parameters == shipped.parameters
+    # a chain of two through a sibling, ending at automed's quick.yaml
+    _write(tmp_path / "team.yaml", {"extends": "quick", "name": "team", "fixed": {"epochs": 3}})
+    child = _write(tmp_path / "child.yaml", {"extends": "team", "name": "child"})
+    assert load_space(child).parameters == load_space(SPACES_DIR / "quick.yaml").parameters
+    assert load_space(child).fixed["epochs"] == 3
+
+
+def test_a_search_spaces_unknown_parent_or_cycle_is_the_presets_error(tmp_path: Path) -> None:
+    from automed.search.space import SPACES_DIR
+
+    typo = _write(tmp_path / "typo.yaml", {"extends": "defualt", "name": "t"})
+    with pytest.raises(ConfigError) as err:
+        load_space(typo)
+    (problem,) = err.value.problems
+    assert problem.file == str(typo) and problem.value == "'defualt'"
+    assert "must name an existing preset or YAML file" in problem.rule
+    assert "Did you mean 'default'?" in problem.fix and "'quick'" in problem.fix
+    assert f"{SPACES_DIR.resolve()} or {tmp_path.resolve()}" in problem.fix
+    _write(tmp_path / "a.yaml", {"extends": "b", "name": "a"})
+    _write(tmp_path / "b.yaml", {"extends": "a.yaml", "name": "b"})
+    with pytest.raises(ConfigError, match=r"must not loop.*a\.yaml -> b\.yaml -> a\.yaml"):
+        load_space(tmp_path / "a.yaml")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field
 
-from automed.config import Strict, load_yaml_model
+from automed.config import Strict, data_dir, load_yaml_model
 from automed.errors import ConfigError
 from automed.registry import did_you_mean
 from automed.runtime.sliding import Mirrors
@@ -16,15 +15,7 @@ from automed.runtime.sliding import Mirrors
 PRESET_SCHEMA_VERSION = 1
 
 
-def _presets_dir() -> Path:
-    """``planners/`` of the source tree (editable install), else the copy installed under ``share/automed``."""
-    src = Path(__file__).resolve().parents[2] / "planners"
-    if src.is_dir():
-        return src
-    return Path(sys.prefix) / "share" / "automed" / "planners"
-
-
-PRESETS_DIR = _presets_dir()
+PRESETS_DIR = data_dir("planners")
 
 
 class MemoryModel(Strict):

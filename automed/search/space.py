@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automed.config import load_model, merge_layers, read_layers, source_file
+from automed.config import data_dir, load_model, merge_layers, read_layers, source_file
 from automed.errors import ConfigError, Problem
 from automed.registry import did_you_mean
 from automed.search.resolve import default_point, resolve
@@ -46,12 +46,17 @@ __all__ = [
     "values_key",
 ]
 
+SPACES_DIR = data_dir("search_spaces")
+"""automed's search spaces: ``extends: NAME`` names ``NAME.yaml`` here first, then beside the file (as presets do)."""
+
 
 def load_space(path: str | Path) -> SearchSpace:
     """Load and validate a search-space YAML file."""
     p = Path(path)
-    # `extends: NAME` is NAME.yaml beside it, or a path
-    layers = read_layers(p, what="the search-space file", fix="check the path (see search_spaces/)")
+    # `extends: NAME` is automed's search_spaces/NAME.yaml, else NAME.yaml beside it; or a path
+    layers = read_layers(
+        p, SPACES_DIR, what="the search-space file", fix="check the path (see search_spaces/)"
+    )
     data = merge_layers(layers)
     problems: list[Problem] = []
     if isinstance(data, dict) and not isinstance(data.get("parameters") or {}, dict):
