@@ -19,21 +19,16 @@ from automed.data.splits import check_splits
 from automed.errors import ArtifactError, ConfigError
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
-from automed.preprocess.previous_stage import (
-    check_first_stage,
-    legacy_digest,
-    link_previous,
-    write_previous_stage,
-)
+from automed.preprocess.previous_stage import check_first_stage, link_previous, write_previous_stage
 from automed.privacy import strip_credentials
 from automed.records import TRAIN_CONFIG_VERSION, read_train_config, stamped
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
 from automed.train.schedule import FoldChoice
-from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import ALL_DATA, WorkDir, relative_place
 from automed.workflow.all_data import check_same_model, evidence, inherit_shape
+from automed.workflow.existing_folds import check_existing_folds, check_one_kind, check_same_previous
 from automed.workflow.fold import validated_rows
 from automed.workflow.prepare import (
     check_same_cases,
@@ -184,8 +179,9 @@ def start_training(
     opts = _fit_folds(ds, opts)
     wdir = WorkDir(wd)
     earlier = {p: p.read_bytes() if p.is_file() else None for p in (wdir.fingerprint, wdir.plan)}
-    o = opts
-    planned, preset = plan_for_training(ds, wd, o.device, o.preset, o.workers, show_progress, o.max_voxels)
+    planned, preset = plan_for_training(
+        ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels
+    )
     unchanged = all(b is not None and p.read_bytes() == b for p, b in earlier.items())
     again = recorded_decisions(wdir, typed, unchanged)  # the same command again: no second probe
     with _restored_if_refused(earlier, wdir):
@@ -208,7 +204,7 @@ def start_training(
         # --folds all --cv W: W's network (its width when the plan's), before the budget's width rule
         config = inherit_shape(opts.cv_workdir, config, planned)
         check_splits(ds, wdir.splits, opts.folds)
-        _check_one_kind(wd, config, opts.only_folds)  # before the folds' configs: the clearer refusal
+        check_one_kind(wd, config, opts.only_folds)  # before the folds' configs: the clearer refusal
         check_existing_folds(wd, planned, config, open_width=True)  # the budget may still narrow it
         evidence(opts.cv_workdir, planned)  # --cv is checked before any training
     shaped = opts.folds_auto and deadline is not None and opts.only_folds is None
@@ -231,7 +227,7 @@ def start_training(
             earlier[wdir.previous_link] = wdir.previous_link.read_bytes()
         with _restored_if_refused(earlier, wdir):
             link = link_previous(wd, Path(opts.previous_workdir), planned, config.configuration)
-            _check_same_previous(wdir, config, earlier.get(wdir.previous_link), link)
+            check_same_previous(wdir, config, earlier.get(wdir.previous_link), link)
         write_previous_stage(wd, planned, config.configuration, show_progress)
     if again is not None:
         pass  # decided by the first run of this command (recorded_decisions)
@@ -344,26 +340,6 @@ def _restored_if_refused(earlier: dict[Path, bytes | None], wdir: WorkDir) -> It
         raise
 
 
-def _check_same_previous(
-    wdir: WorkDir, config: TrainConfig, before: bytes | None, link: dict[str, str]
-) -> None:
-    """Cascade folds trained on the predictions of one first-stage model are not reused over another (the first
-    stage extended or retrained since: its ``model.json`` digest changed)."""
-    trained = sorted((wdir.root / "train" / config.configuration).glob("fold_*/checkpoint_*.pt"))
-    if not trained or before is None or json.loads(before) == link:
-        return
-    old = json.loads(before)
-    model = WorkDir(Path(link["workdir"])).model
-    if {**old, "model": link["model"]} == link and old.get("model") == legacy_digest(model):
-        return  # a link of the earlier format to the same, untouched model.json
-    raise ArtifactError.single(
-        wdir.previous_link,
-        "cascade folds keep the first-stage model they were trained on",
-        f"{trained[0].parent}: trained on {json.loads(before)['workdir']} as it was before; it changed since",
-        "train the cascade into a new --output (its folds need the new first stage's predictions)",
-    )
-
-
 def _earlier_width(wdir: WorkDir, config: TrainConfig, opts: TrainOptions) -> TrainConfig:
     """``--fold K`` into a work dir whose earlier folds the budget narrowed: the same width (each command's own
     timing could choose another, and the folds of one model must match), unless the config sets one."""
@@ -398,53 +374,3 @@ def fold_list(wd: Path, config: TrainConfig, opts: TrainOptions, n_folds: int, e
     if before:
         log.info("fold(s) %s of this work dir finished before: the model and its CV include them", before)
     return sorted([*folds, *before])
-
-
-def _check_one_kind(wd: Path, config: TrainConfig, only_folds: list[int] | None) -> None:
-    """A work dir holds a cross-validation or an all-data model, never both (its CV files would describe the other)."""
-    root = wd / "train" / config.configuration
-    names = (
-        {p.name for p in root.glob("fold_*") if any(p.glob("checkpoint_*.pt"))} if root.is_dir() else set()
-    )
-    asked_all = only_folds == [ALL_DATA]
-    if (asked_all and names - {"fold_all"}) or (not asked_all and "fold_all" in names):
-        raise ArtifactError.single(
-            root,
-            "a work dir holds a cross-validation or an all-data model (--folds all), not both",
-            f"{'cross-validation folds' if asked_all else 'an all-data model'} trained here before",
-            "train --folds all into a new --output and name this cross-validation with --cv"
-            if asked_all
-            else "train the cross-validation into a new --output",
-        )
-
-
-def check_existing_folds(wd: Path, plan: Plan, config: TrainConfig, *, open_width: bool = False) -> None:
-    """A fresh ``automed train`` into a work dir may reuse finished folds only if the same plan and config made
-    them; anything else would mix models. ``open_width``: the budget's width rule has yet to run, so folds of the
-    config at a narrower width (a halving of the plan's) pass here and are checked again on the final config."""
-    root = wd / "train" / config.configuration
-    if not root.is_dir():
-        return
-    widths: list[TrainConfig] = []
-    cfgp = plan.configurations.get(config.configuration)
-    if open_width and config.base_features is None and cfgp is not None:
-        width = cfgp.network.features_per_stage[0] // 2
-        while width >= 1:
-            widths.append(config.model_copy(update={"base_features": width}))
-            width //= 2
-    for folder in sorted(root.glob("fold_*")):
-        match = checkpoint_matches(folder, plan, config, widths)
-        if match is False:
-            raise ArtifactError.single(
-                folder,
-                "a work dir holds the training of one plan and config",
-                "checkpoints of another plan or training config",
-                "use a new --output, or delete that training folder",
-            )
-        if match and not fold_finished(folder):
-            raise ArtifactError.single(
-                folder,
-                "an interrupted training continues only with --resume",
-                "an unfinished fold",
-                f"run `automed train --resume {wd}`",
-            )
