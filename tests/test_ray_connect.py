@@ -24,6 +24,7 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     # ray.init is replaced below: no head to reach (an address nothing answers at: test_ray_address_check.py)
     monkeypatch.setattr("automed.search.ray_connect.check_reachable", lambda address: None)
+    monkeypatch.setattr("automed.search.ray_connect._WARNED", set())  # each test's connections say them anew
 
 
 def _refuse(exc: BaseException) -> Any:
@@ -99,6 +100,23 @@ def test_a_cluster_that_lets_a_driver_in_without_a_token_is_named_open(
     with caplog.at_level(logging.WARNING, logger="automed"):
         connect("10.0.0.7:6379")
     assert caplog.records == []
+
+
+def test_a_second_connection_to_a_cluster_does_not_warn_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """automed train connects for its node check, again for its folds (and its screening): each said both warnings."""
+    from automed.search.ray_connect import connect
+
+    monkeypatch.setattr(ray, "init", lambda address=None, **kw: None)
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        for _ in range(3):
+            connect("10.0.0.7:6379")
+        connect("10.0.0.8:6379")  # another cluster is warned about
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 4 and len(set(said)) == 4, said
+    assert sum("10.0.0.7:6379 without RAY_AUTH_MODE=token" in m for m in said) == 1
+    assert sum("10.0.0.7:6379 let this driver in without a token" in m for m in said) == 1
 
 
 def test_a_killed_drivers_private_ray_folder_is_removed_by_the_next_one(tmp_path: Path) -> None:

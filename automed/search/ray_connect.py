@@ -19,6 +19,18 @@ from automed.errors import ConfigError, Problem
 AUTH_MODE = "RAY_AUTH_MODE"
 
 
+_WARNED: set[str] = (
+    set()
+)  # said in this process: a training connects more than once (node check, screening, folds)
+
+
+def _warn_once(message: str) -> None:
+    """``message`` (about a cluster, naming its address) once per process: each later connection said it again."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logging.getLogger("automed").warning(message)
+
+
 def _token_mode() -> bool:
     return os.environ.get(AUTH_MODE, "").lower() == "token"
 
@@ -117,21 +129,17 @@ def connect(address: str | None, **kwargs: Any) -> None:
 
     where, _ = _target(address)
     check_reachable(address)
-    log = logging.getLogger("automed")
     if not _token_mode() and where != "auto":
-        log.warning(
-            "connecting to the Ray cluster at %s without %s=token: a cluster with token authentication refuses "
-            "this driver (Ray logs InvalidAuthToken until it gives up)",
-            where,
-            AUTH_MODE,
+        _warn_once(
+            f"connecting to the Ray cluster at {where} without {AUTH_MODE}=token: a cluster with token "
+            "authentication refuses this driver (Ray logs InvalidAuthToken until it gives up)"
         )
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, AuthenticationError) as exc:
         raise refused(address, exc) from exc
     if not _token_mode():  # ray.init sets it where `auto` found a token
-        log.warning(
-            "the Ray cluster at %s let this driver in without a token: it runs without token authentication, so "
-            "anyone who reaches its ports can run code on its nodes and read the data (README 'Run on a cluster')",
-            where,
+        _warn_once(
+            f"the Ray cluster at {where} let this driver in without a token: it runs without token authentication, "
+            "so anyone who reaches its ports can run code on its nodes and read the data (README 'Run on a cluster')"
         )
