@@ -3,6 +3,7 @@ killed mid-training then resumed without retraining the folds it had finished.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -60,7 +61,11 @@ def _fold_runs(uri: str) -> list[dict[str, str]]:
     return [r.data.tags for r in runs if "fold" in r.data.tags]
 
 
-def test_folds_on_a_cluster_survive_a_killed_driver(cluster: str, tmp_path: Path) -> None:
+def test_folds_on_a_cluster_survive_a_killed_driver(
+    cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Also: the cluster warnings are said once (the node check and the folds each connected, each said them), and
+    the driver shows each fold's epochs and its end (the folds' own output stays on their nodes: nothing was shown)."""
     ds = make_dataset(tmp_path / "data", n_cases=6, shape=(12, 24, 24), seed=9)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("epochs: 4\niterations_per_epoch: 3\nval_iterations: 1\nnum_workers: 0\n")
@@ -86,8 +91,29 @@ def test_folds_on_a_cluster_survive_a_killed_driver(cluster: str, tmp_path: Path
     finished = {p.parent.name: (p.parent / "checkpoint_final.pt").stat().st_mtime_ns
                 for p in folds.glob("fold_*/validation_metrics.json")}  # fmt: skip
     assert 1 <= len(finished) < 3 and not (wd / "model.json").exists()
+    said = (tmp_path / "first.log").read_text()
+    for warning in (
+        "without RAY_AUTH_MODE=token: a cluster with token",
+        "let this driver in without a token",
+    ):
+        assert said.count(warning) == 1, said[-3000:]
 
-    res = api.train(None, wd, resume=True, ray_address=cluster, show_progress=False)
+    left = {f"fold_{k}" for k in range(3)} - set(finished)  # the folds the resume trains (or only validates)
+    before = {n: len(json.loads(p.read_text())["history"]) if (p := folds / n / "progress.json").is_file() else 0
+              for n in left}  # fmt: skip
+
+    capsys.readouterr()
+    res = api.train(None, wd, resume=True, ray_address=cluster, show_progress=True)
+    shown = capsys.readouterr().out
+    assert "  epoch 4/4  it 12/12  " in shown, shown[-3000:]  # the fold that waited for a node trained here
+    for name, done in before.items():
+        label = f"3d_fullres {name.replace('_', ' ')}"
+        assert f"{label}  finished: 4 epochs, validation dice_fg_mean " in shown, shown[-3000:]
+        if done < 4:  # its epochs from its checkpoint on, the earlier ones not again
+            assert f"{label}  epoch 4/4  it 12/12" in shown and f"{label}  epoch {done + 1}/4" in shown
+            assert done == 0 or f"{label}  epoch {done}/4" not in shown
+    for name in finished:  # kept, not trained again: nothing shown for them
+        assert f"3d_fullres {name.replace('_', ' ')}  " not in shown
     assert sorted(res.fold_epochs) == [0, 1, 2] and res.model.folds == [0, 1, 2]
     for name, mtime in finished.items():  # finished folds were not trained again
         assert (folds / name / "checkpoint_final.pt").stat().st_mtime_ns == mtime

@@ -369,16 +369,36 @@ class RayEngine(Engine):
             out.append(TrialOutcome(str(key), status, _error_text(r.error)))
         return out
 
-    def run_tasks(self, fn: Callable[[Any], Any], args: list[Any]) -> list[Any]:
+    def run_tasks(
+        self,
+        fn: Callable[[Any], Any],
+        args: list[Any],
+        watch: Callable[[dict[int, Any]], None] | None = None,
+        every_s: float = 2.0,
+    ) -> list[Any]:
         """``fn(arg)`` for every ``arg`` as a Ray task with the engine's per-unit resources (``--trial-resources``),
-        as many at once as the cluster holds: the results, in order. ``fn`` must be
-        importable on every node (a module-level function of automed)."""
+        as many at once as the cluster holds: the results, in order (the first task's error raised once all have
+        ended). ``fn`` must be importable on every node (a module-level function of automed).
+
+        ``watch``: called every ``every_s`` seconds while tasks run, and once they all have ended, with the tasks
+        ended so far (their index in ``args``: the result, or the exception the task raised)."""
         import ray
 
         task = ray.remote(
             num_cpus=self.resources.get("cpu", 1.0), num_gpus=self.resources.get("gpu", 0.0), max_retries=0
         )(_run_task)
-        return list(ray.get([task.remote(fn, a) for a in args]))
+        refs = [task.remote(fn, a) for a in args]
+        if watch is not None:
+            pending, ended = list(refs), dict[int, Any]()
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=len(pending), timeout=every_s)
+                for ref in ready:
+                    try:
+                        ended[refs.index(ref)] = ray.get(ref)
+                    except Exception as exc:  # raised below, in order, once every task has ended
+                        ended[refs.index(ref)] = exc
+                watch(ended)
+        return list(ray.get(refs))
 
     def close(self) -> None:
         import ray

@@ -19,6 +19,7 @@ from automed.tracking import Tracker
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 from automed.workflow.fold import FoldJob, FoldOutcome, run_fold, validation_passes
+from automed.workflow.fold_watch import FoldWatch
 from automed.workflow.live import Mode
 from automed.workflow.train_options import DEFAULT_RESOURCES, TrackingState, TrainOptions
 
@@ -224,7 +225,9 @@ def run_jobs_on_ray(
             replace(j, budget_s=budget if budget is not None else j.budget_s, threads=threads, progress="off")
             for j in jobs
         ]
-        done: list[FoldOutcome] = engine.run_tasks(run_fold, ready)
+        # the folds' own output stays on their nodes: the driver shows their epochs from their progress.json
+        watch = FoldWatch(ready) if any(j.progress != "off" for j in jobs) else None
+        done: list[FoldOutcome] = engine.run_tasks(run_fold, ready, watch)
     except Exception as exc:
         raise _lost(exc, jobs) from exc
     finally:
