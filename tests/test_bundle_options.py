@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from automed.export.bundle import folds_text
 from automed.runtime import cli
-from automed.runtime.options import OptionError, checked_step, parse_folds, with_folds
+from automed.runtime.options import OptionError, checked_step, common_folds, parse_folds, with_folds
 
 FILES = {"onnx": ["networks/onnx/fold_0.onnx", "networks/onnx/fold_1.onnx", "networks/onnx/fold_2.onnx"]}
 
@@ -48,11 +48,65 @@ def test_a_fold_the_bundle_lacks_is_refused_naming_those_it_holds() -> None:
     assert "found --folds 0, 1 (no fold 0)" in text and "drop --folds" in text
 
 
-def test_folds_are_refused_for_a_pair_and_for_a_bundle_that_does_not_record_them() -> None:
-    with pytest.raises(OptionError, match="a pair of trainings"):
-        with_folds({**_meta(), "members": [_meta(folds=[0])]}, [0], Path("B"))
+def test_folds_are_refused_for_a_bundle_that_does_not_record_them() -> None:
     with pytest.raises(OptionError, match=r"found none recorded .* `automed export`"):
         with_folds(_meta(), [0], Path("B"))
+
+
+def _pair(first: list[int] | None, second: list[int] | None) -> dict[str, Any]:
+    """A pair's preprocess.json: member k's networks under member_k/, the top-level list holding both."""
+    members = []
+    for k, (cfg, folds) in enumerate((("3d_fullres", first), ("3d_lowres", second)), start=1):
+        files = [f"networks/member_{k}/onnx/fold_{i}.onnx" for i in range(len(folds or [0, 1, 2]))]
+        members.append(
+            {
+                "configuration": cfg,
+                **({} if folds is None else {"folds": folds}),
+                **_meta(),
+                "files": {"onnx": files},
+            }
+        )
+    return {
+        "members": members,
+        "inference": {},
+        "files": {"onnx": [f for m in members for f in m["files"]["onnx"]]},
+    }
+
+
+def test_a_pairs_folds_take_the_same_fold_numbers_from_each_member() -> None:
+    """A pair's bundle records each member's folds; ``--folds`` was refused for it ("each member would need its own
+    folds"). Its members were trained on the same splits: fold 1 is fold 1 of each, wherever its file is."""
+    meta = _pair([0, 1, 2], [1, 2])  # the second kept two of three folds: its file 0 is fold 1
+    got = with_folds(meta, [1], Path("B/preprocess.json"))
+    assert [m["files"]["onnx"] for m in got["members"]] == [
+        ["networks/member_1/onnx/fold_1.onnx"],
+        ["networks/member_2/onnx/fold_0.onnx"],
+    ]
+    assert [m["folds"] for m in got["members"]] == [[1], [1]]
+    assert got["files"]["onnx"] == [
+        "networks/member_1/onnx/fold_1.onnx",
+        "networks/member_2/onnx/fold_0.onnx",
+    ]
+    assert meta["members"][0]["folds"] == [0, 1, 2]  # the bundle's own meta is left as it was
+    assert with_folds(meta, None, Path("B")) is meta
+    assert common_folds(meta) == [1, 2] and common_folds(_meta(folds=[0, 2])) == [0, 2]
+    assert common_folds(_pair([0], [1])) is None and common_folds(_pair([0], None)) is None
+
+
+def test_a_pairs_folds_refuse_the_member_that_lacks_one_by_name() -> None:
+    with pytest.raises(OptionError) as err:
+        with_folds(_pair([0, 1, 2], [1, 2]), [0, 1], Path("B/preprocess.json"))
+    text = str(err.value)
+    assert text.startswith("B/preprocess.json: ") and "member 2 (3d_lowres) of this pair holds (1, 2)" in text
+    assert "found --folds 0, 1 (no fold 0); pass some of 1, 2 (those every member holds)" in text
+    with pytest.raises(
+        OptionError, match=r"member 1 \(3d_fullres\) of this pair holds \(0\); .* share no fold"
+    ):
+        with_folds(_pair([0], [1]), [1], Path("B"))
+    with pytest.raises(
+        OptionError, match=r"'folds' of member 2 \(3d_lowres\) of this pair\); found none recorded"
+    ):
+        with_folds(_pair([0, 1], None), [0], Path("B"))
 
 
 @pytest.mark.parametrize("step", [0.0, -0.5, 1.5])
@@ -135,6 +189,24 @@ def test_predict_py_runs_the_chosen_folds_and_step_and_continues_only_with_them(
         cli.main([*args, "--continue"], bundle=bundle["root"])
 
 
+def test_predict_py_runs_a_pairs_chosen_folds_and_refuses_a_member_without_them(
+    bundle: dict[str, Path],
+) -> None:
+    (bundle["root"] / "preprocess.json").write_text(json.dumps(_pair([0, 1], [0, 1])))
+    args = ["-i", str(bundle["in"]), "-o", str(bundle["out"]), "--folds", "1"]
+    assert cli.main(args, bundle=bundle["root"]) == 0
+    meta, _ = _Model.built[0]
+    assert [m["files"]["onnx"] for m in meta["members"]] == [
+        ["networks/member_1/onnx/fold_1.onnx"],
+        ["networks/member_2/onnx/fold_1.onnx"],
+    ]
+    assert json.loads((bundle["out"] / cli.RECORD).read_text())["folds"] == [1]
+    (bundle["root"] / "preprocess.json").write_text(json.dumps(_pair([0, 1], [0])))
+    with pytest.raises(SystemExit, match=r"member 2 \(3d_lowres\) of this pair holds \(0\); found --folds 1"):
+        cli.main([*args, "-o", str(bundle["out"] / "x")], bundle=bundle["root"])
+    assert len(_Model.built) == 1 and not (bundle["out"] / "x").exists()
+
+
 def test_the_readme_line_names_the_folds_and_step_the_bundle_takes(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -145,7 +217,7 @@ def test_the_readme_line_names_the_folds_and_step_the_bundle_takes(
     line = folds_text([0, 1, -1], 0.5)
     assert "its folds (0, 1, all)" in line and "instead of 0.5" in line
     assert "there is no `--step-size`" in folds_text([0], None)
-    assert "does not apply to a pair" in folds_text(
-        None, None, pair=True
-    ) and "each member's own" in folds_text(None, None, pair=True)
+    pair = folds_text([0, 1], None, pair=True)
+    assert "only those folds of each member (0, 1)" in pair and "instead of each member's own" in pair
+    assert "every member records and shares; this export has none" in folds_text(None, None, pair=True)
     assert "did not record" in folds_text(None, 0.5)

@@ -124,6 +124,18 @@ def test_the_cube_entry_point_passes_folds_and_step_size_to_the_bundle(
     ) as e:
         infer(opts)
     assert "holds (0, 2); found --folds 0, 1 (no fold 1)" in str(e.value) and len(seen) == 1
+    member = {**meta, "configuration": "3d_fullres"}  # a pair: the same fold numbers of each member
+    pair = {"members": [member, {**member, "folds": [2, 0]}], "files": files, "inference": {}}
+    (weights / "preprocess.json").write_text(json.dumps(pair))
+    params.write_text("folds: 2\n")
+    assert infer(opts) == 0 and seen[-1][-2:] == ["--folds", "2"]
+    pair["members"][1] = {**member, "folds": [0]}
+    (weights / "preprocess.json").write_text(json.dumps(pair))
+    with pytest.raises(
+        SystemExit, match=r"member 2 \(3d_fullres\) of this pair holds \(0\); found --folds 2"
+    ):
+        infer(opts)
+    assert len(seen) == 2
     (weights / "preprocess.json").write_text(json.dumps({**meta, "task": "classification"}))
     params.write_text("step_size: 0.5\n")
     with pytest.raises(SystemExit, match="an image-level model"):
@@ -140,8 +152,10 @@ def test_the_cube_parameters_file_shows_folds_and_step_size(tmp_path: Path) -> N
     assert "# folds: 0,1  # only these" in seg and "# step_size: 0.5" in seg and "(default: 0.5)" in seg
     image = parameters_text({"task": "classification", "folds": [-1]})
     assert "# folds: all  #" in image and "step_size" not in image  # no sliding window
-    pair = parameters_text({"members": [{}, {}]})
+    pair = parameters_text({"members": [{}, {}]})  # a pair exported before bundles recorded folds
     assert "folds" not in pair and "(default: each member's own)" in pair
+    pair = parameters_text({"members": [{"folds": [0, 1, 2]}, {"folds": [2, 1]}]})
+    assert "# folds: 1,2  # only these folds of each member predict" in pair  # those both hold
     lines = [ln.removeprefix("# ") for ln in seg.splitlines() if ln.startswith(("# folds", "# step_size"))]
     (tmp_path / "p.yaml").write_text("\n".join(lines) + "\n")
     assert read_parameters(tmp_path / "p.yaml") == {"folds": "0,1", "step_size": 0.5}

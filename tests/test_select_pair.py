@@ -163,6 +163,16 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
     )
     for name, labels in got.items():
         assert (labels == expected).mean() >= 0.999, name
+    # --folds on a pair takes those fold numbers from each member (it was refused: "each member would need its own")
+    assert "only those folds of each member (0, 1)" in (b / "README.md").read_text()
+    one = subprocess.run(
+        [sys.executable, str(b / "predict.py"), "-i", str(pair["inputs"]), "-o", str(root / "out-fold1"),
+         "--runtime", "onnx", "--folds", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert json.loads((root / "out-fold1" / ".bundle-predict.json").read_text())["folds"] == [1]
+    assert (root / "out-fold1" / Path(pair["image"]).name).is_file()
 
     reg = json.loads((sel / "selection.json").read_text())["registered"]
     version = MlflowClient(str(pair["uri"])).get_model_version(reg["name"], reg["version"])
@@ -186,6 +196,10 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
     packed = json.loads((cube / "mlcube" / "workspace" / "additional_files" / "preprocess.json").read_text())
     assert len(packed["members"]) == 2
     assert (cube / "mlcube" / "workspace" / "additional_files" / "networks" / "member_1" / "onnx").is_dir()
+    assert (
+        "# folds: 0,1  # only these folds of each member"
+        in (cube / "mlcube" / "workspace" / "parameters.yaml").read_text()
+    )
 
 
 def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from automed.artifacts import write_json_atomic
 from automed.export.card import tta_words
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
+from automed.runtime.options import common_folds
 from automed.workdir import ALL_DATA
 
 PREDICT_PY = '''#!/usr/bin/env python3
@@ -48,11 +49,13 @@ CONTINUE_TEXT = (
 
 def folds_text(folds: list[int] | None, step: float | None = None, *, pair: bool = False) -> str:
     """The README's line on ``predict.py --folds`` and ``--step-size`` (``runtime/options.py``): ``folds`` the fold
-    numbers of the networks (``None``: not recorded), ``step`` the bundle's window step (``None``: an image-level
-    bundle, no window)."""
+    numbers of the networks (a pair: those every member holds; ``None``: not recorded, or none shared), ``step`` the
+    bundle's window step (``None``: an image-level bundle, no window)."""
     names = ", ".join("all" if f == ALL_DATA else str(f) for f in folds or [])
     chosen = (
-        "`--folds` does not apply to a pair (each member has its own folds)"
+        f"`--folds 0,1` (or `--folds 0 1`) predicts with only those folds of each member ({names})"
+        if pair and folds is not None
+        else "`--folds` needs fold numbers that every member records and shares; this export has none"
         if pair
         else f"`--folds 0,1` (or `--folds 0 1`) predicts with only those of its folds ({names})"
         if folds is not None
@@ -216,7 +219,7 @@ def write_bundle(
     write_json_atomic(out / "preprocess.json", meta)
     write_requirements(out, files)
     if isinstance(predictor, EnsemblePredictor):
-        options = folds_text(None, None, pair=True)
+        options = folds_text(common_folds(meta), None, pair=True)
     else:
         options = folds_text(each[0], predictor.step)
     labels = ", ".join(f"{k} = {v}" for k, v in sorted(plan.labels.items(), key=lambda kv: int(kv[0])))

@@ -29,6 +29,7 @@ from automed.artifacts import atomic_directory, mark_output
 from automed.errors import ConfigError
 from automed.export.bundle import readable
 from automed.package.schemas import validate_cube
+from automed.runtime.options import common_folds
 from automed.workdir import ALL_DATA
 
 BASE_IMAGE = "python:3.11.14-slim-bookworm"
@@ -160,17 +161,19 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
 
 def parameters_text(meta: dict[str, Any]) -> str:
     """The cube's ``parameters.yaml``: runtime, TTA and threads, and, commented out with what they take, ``folds``
-    and ``step_size`` (the bundle's ``predict.py --folds``/``--step-size``, per the export's ``preprocess.json``)."""
+    (a pair's: the fold numbers every member holds) and ``step_size`` (the bundle's ``predict.py
+    --folds``/``--step-size``, per the export's ``preprocess.json``)."""
     lines = [
         "# automed model parameters (flat key: value)",
         "# runtime: openvino  # or onnx; default: the one the image has (CPU: openvino, CUDA: onnx)",
         "tta: true",
         "threads: 2",
     ]
-    held = meta.get("folds")
-    if "members" not in meta and held is not None:
+    held = common_folds(meta)  # a pair: the fold numbers every member holds, taken from each
+    if held is not None:
         names = ",".join("all" if int(f) == ALL_DATA else str(f) for f in held)
-        lines.append(f"# folds: {names}  # only these of the model's folds predict (default: all of them)")
+        which = "these folds of each member" if "members" in meta else "these of the model's folds"
+        lines.append(f"# folds: {names}  # only {which} predict (default: all of them)")
     if meta.get("task") not in ("classification", "regression"):  # a segmentation model's sliding window
         own = "each member's own" if "members" in meta else meta.get("inference", {}).get("step", 0.5)
         lines.append(
@@ -242,8 +245,8 @@ Plain Docker (what MLCube runs):
 {evaluation} `... evaluate --predictions=/out --labels=/labels --parameters_file=/ws/parameters.yaml --output_path=/out/results.yaml`.
 
 `mlcube/workspace/parameters.yaml` (MedPerf: the parameters file) sets `runtime`, `tta`, `threads` and, as the
-bundle's `predict.py --folds` and `--step-size` take them, `folds` (e.g. `0,1`: only those of the model's folds)
-and `step_size` (0 < S <= 1: the sliding window's step as a fraction of the patch; segmentation only).
+bundle's `predict.py --folds` and `--step-size` take them, `folds` (e.g. `0,1`: only those of the model's folds;
+for a pair, those folds of each member) and `step_size` (0 < S <= 1: the sliding window's step as a fraction of the patch; segmentation only).
 
 Without Docker: `pip install -r project/requirements.txt`, then
 `python project/entry.py infer --data_path=IN --parameters_file=mlcube/workspace/parameters.yaml --additional_files=mlcube/workspace/additional_files --output_path=OUT`.

@@ -58,28 +58,62 @@ def held_folds(meta: dict[str, Any]) -> list[int] | None:
 
 def with_folds(meta: dict[str, Any], folds: list[int] | None, where: Path) -> dict[str, Any]:
     """``preprocess.json`` (``meta``, read from ``where``) narrowed to the networks of ``folds``; unchanged when
-    ``folds`` is ``None``. A pair (each member has folds of its own) and a bundle that does not record its folds
-    are refused, and so is a fold it does not hold, naming those it does."""
+    ``folds`` is ``None``. A bundle that does not record its folds is refused, and so is a fold it does not hold,
+    naming those it does. A pair takes the same fold numbers from each member (the members were trained on the
+    same splits); a member that lacks one, or records none, is refused by its number and configuration."""
     if folds is None:
         return meta
     if "members" in meta:
-        raise OptionError(
-            f"{where}: --folds applies to one training's bundle; found a pair of trainings (each member would need "
-            "its own folds); export the training's work dir instead, or drop --folds"
-        )
+        shared = common_folds(meta)
+        members = [
+            _member_folds(m, folds, where, f"member {k} ({m.get('configuration', '?')}) of this pair", shared)
+            for k, m in enumerate(meta["members"], start=1)
+        ]
+        files = {rt: [f for m in members for f in m["files"][rt]] for rt in meta["files"]}
+        return {**meta, "members": members, "files": files}
+    return _member_folds(meta, folds, where, "", held_folds(meta))
+
+
+def common_folds(meta: dict[str, Any]) -> list[int] | None:
+    """The folds ``--folds`` can take: a single training's own, or those every member of a pair holds (``None``
+    when one does not record its folds, or they share none)."""
+    if "members" not in meta:
+        return held_folds(meta)
+    each = [held_folds(m) for m in meta["members"]]
+    if any(h is None for h in each):
+        return None
+    first = each[0] or []
+    shared = [f for f in first if all(f in (h or []) for h in each[1:])]
+    return shared or None
+
+
+def _member_folds(
+    meta: dict[str, Any], folds: list[int], where: Path, member: str, choices: list[int] | None
+) -> dict[str, Any]:
+    """One training's ``preprocess.json`` entry narrowed to ``folds``; ``member`` names a pair's member in the
+    refusal ("" for a single training), ``choices`` the folds the refusal suggests (a pair's: those every member
+    holds)."""
+    whose = f" of {member}" if member else ""
     held = held_folds(meta)
     if held is None:
         raise OptionError(
-            f"{where}: --folds chooses among the folds the bundle records (preprocess.json 'folds'); found none "
-            "recorded (an export made before bundles recorded them); export the model again with `automed export` "
-            "(its work dir, or its models:/ URI: a registered model's bundle records them too), or drop --folds"
+            f"{where}: --folds chooses among the folds the bundle records (preprocess.json 'folds'{whose}); found "
+            "none recorded (an export made before bundles recorded them); export the model again with `automed "
+            "export` (its work dir, or its models:/ URI: a registered model's bundle records them too), or drop "
+            "--folds"
         )
     missing = [f for f in folds if f not in held]
     if not folds or missing:
+        holder = member or "the bundle"
+        fix = (
+            f"pass some of {fold_names(choices)}{' (those every member holds)' if member else ''}, or drop --folds"
+            " to predict with all of them"
+            if choices
+            else "drop --folds (the members share no fold number) to predict with all of them"
+        )
         raise OptionError(
-            f"{where}: --folds chooses among the folds the bundle holds ({fold_names(held)}); found --folds "
-            f"{fold_names(folds)}{f' (no fold {fold_names(missing)})' if missing else ''}; pass some of "
-            f"{fold_names(held)}, or drop --folds to predict with all of them"
+            f"{where}: --folds chooses among the folds {holder} holds ({fold_names(held)}); found --folds "
+            f"{fold_names(folds)}{f' (no fold {fold_names(missing)})' if missing else ''}; {fix}"
         )
     picked = [held.index(f) for f in folds]
     files = {rt: [names[i] for i in picked] for rt, names in meta["files"].items()}
