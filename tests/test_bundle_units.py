@@ -178,6 +178,38 @@ def test_cube_evaluate_matches_integer_classes_written_as_floats(tmp_path: Path)
     assert json.loads((tmp_path / "r2.json").read_text())["sensitivity"] == {"cat": 2 / 3, "dog": 1.0}
 
 
+def test_cube_evaluate_reads_upper_case_metaimage_as_the_bundle_reads_its_inputs(tmp_path: Path) -> None:
+    """Inputs ``A.MHA``/``B.MHD`` are read (runtime/io.py's MetaImageIO) and predicted as ``A.mha``/``B.mhd``;
+    evaluate read references with ITK's own choice of reader ("Unable to determine ImageIO reader") and looked for a
+    prediction named like the reference."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from automed.runtime.entry import evaluate
+    from automed.runtime.io import write_atomic
+
+    labels, preds = tmp_path / "labels", tmp_path / "preds"
+    ref = np.zeros((4, 8, 8), np.uint8)
+    ref[1:3, 2:6, 2:6] = 1
+    for name in ("A", "B"):
+        ending = ".mha" if name == "A" else ".mhd"
+        for where in (labels, preds):
+            write_atomic(sitk.GetImageFromArray(ref), where / f"{name}{ending}")
+        (labels / f"{name}{ending}").rename(labels / f"{name}{ending.upper()}")
+    opts = {"predictions": str(preds), "labels": str(labels), "output_path": str(tmp_path / "r.yaml")}
+    assert evaluate(opts) == 0
+    assert json.loads((tmp_path / "r.yaml").read_text())["dice_per_case"] == {
+        "A.MHA": {"1": 1.0},
+        "B.MHD": {"1": 1.0},
+    }
+    write_atomic(sitk.GetImageFromArray(ref), preds / "C.mha")
+    (labels / "C.MHA").write_text("not an image")
+    with pytest.raises(SystemExit, match=r"labels/C.MHA: not readable as a label map \(.*\); give NIfTI"):
+        evaluate(opts)
+
+
 def test_cube_evaluate_scores_label_maps_only_and_names_a_grid_mismatch(tmp_path: Path) -> None:
     """A labels folder holding its dataset.json ("missing prediction for dataset.json") and a reference of another
     grid (a numpy broadcast traceback) were errors without a word of what to fix."""

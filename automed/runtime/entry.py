@@ -235,6 +235,18 @@ def evaluate_table(pred_csv: Path, ref: Path, out: Path) -> int:
     return 0
 
 
+def _label_map(io: Any, path: Path) -> Any:
+    """A label map read as the bundle reads its inputs (``io.read_picture``: ``.MHA``/``.MHD`` in upper case too,
+    which ITK's own choice of reader by the lower-case ending could not open); an unreadable one is named."""
+    try:
+        return io.read_picture(path)
+    except RuntimeError as exc:
+        raise SystemExit(
+            f"{path}: not readable as a label map ({(str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]}); give NIfTI, NRRD or "
+            "MHA label maps, or move the file out"
+        ) from None
+
+
 def evaluate(opts: dict[str, str]) -> int:
     """Dice per label between ``predictions`` and ``labels`` (same file names), or an image-level model's
     ``predictions.csv`` against a reference CSV; writes a YAML (JSON) summary."""
@@ -244,7 +256,8 @@ def evaluate(opts: dict[str, str]) -> int:
     pred_dir, ref_dir, out = Path(opts["predictions"]), Path(opts["labels"]), Path(opts["output_path"])
     if (pred_dir / "predictions.csv").is_file():
         return evaluate_table(pred_dir / "predictions.csv", ref_dir, out)
-    suffixes = _runtime("io").SUFFIXES  # label maps only: a dataset.json or notes beside them are no cases
+    io = _runtime("io")
+    suffixes = io.SUFFIXES  # label maps only: a dataset.json or notes beside them are no cases
     refs = sorted(
         p
         for p in ref_dir.iterdir()
@@ -255,9 +268,13 @@ def evaluate(opts: dict[str, str]) -> int:
     per_case: dict[str, dict[str, float]] = {}
     for ref in refs:
         pred = pred_dir / ref.name
+        if not pred.is_file() and (
+            parts := io.split_suffix(ref.name)
+        ):  # A.MHA's label map: predict wrote A.mha
+            pred = pred_dir / "".join(parts) if (pred_dir / "".join(parts)).is_file() else pred
         if not pred.is_file():
             raise SystemExit(f"{pred}: missing prediction for {ref.name}")
-        a_img, b_img = sitk.ReadImage(str(pred)), sitk.ReadImage(str(ref))
+        a_img, b_img = _label_map(io, pred), _label_map(io, ref)
         if a_img.GetSize() != b_img.GetSize():
             raise SystemExit(
                 f"{pred}: the prediction's grid {a_img.GetSize()} differs from its reference {ref} "
