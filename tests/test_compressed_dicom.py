@@ -100,3 +100,36 @@ def test_an_undecodable_input_is_refused_before_any_model_runs(tmp_path: Path) -
         SystemExit, match=rf"cannot decode the pixels of .*b\.dcm, .*mr \(transfer syntax {HTJ2K}"
     ):
         find_cases(tmp_path, 1)
+
+
+def _report(path: Path) -> Path:
+    """An uncompressed structured report (no pixels) saved beside a series, as PACS exports do."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "SR", generate_uid(), generate_uid()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_compressed_series_is_told_by_its_images_not_by_a_report_filed_first(tmp_path: Path) -> None:
+    """The up-front check sampled a folder's first DICOM file: an uncompressed report named ``0000_report.dcm``
+    hid the series' compression, and the series stopped the batch at its turn."""
+    from automed.runtime.inputs import find_cases
+
+    xray_dicom(tmp_path / "a.dcm", 0)
+    (tmp_path / "mr").mkdir()
+    for src in sorted(
+        shared("dicom", "hippo_crop_series", "Study1").glob("*.dcm"), key=lambda f: int(f.stem)
+    )[:2]:
+        _compressed_copy(src, tmp_path / "mr" / src.name)
+    _report(tmp_path / "mr" / "0000_report.dcm")
+    with pytest.raises(SystemExit, match=rf"cannot decode the pixels of .*mr \(transfer syntax {HTJ2K}"):
+        find_cases(tmp_path, 1)

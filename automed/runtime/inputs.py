@@ -229,7 +229,7 @@ def undecodable(inputs: list[Path]) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     sample: dict[str, Path] = {}
     for p in inputs:
-        one = next((f for f in entries(p) if f.is_file() and _dicom(f)), None) if p.is_dir() else p
+        one = _series_file(p) if p.is_dir() else p
         if one is not None and (how := compressed_dicom(one)):
             found.setdefault(how, []).append(p)
             sample.setdefault(how, one)
@@ -240,6 +240,13 @@ def undecodable(inputs: list[Path]) -> dict[str, list[Path]]:
         except RuntimeError:
             bad[how] = found[how]
     return bad
+
+
+def _series_file(folder: Path) -> Path | None:
+    """A file of the series a series folder is read as (its largest): the folder's first DICOM file may be a report
+    or a segmentation saved beside the images, uncompressed while the images are not."""
+    files = max(dicom_series_in(folder).values(), key=len, default=[])
+    return files[0] if files else None
 
 
 def _no_strays(folder: Path) -> None:
