@@ -47,6 +47,25 @@ CONTINUE_TEXT = (
 )
 
 
+def dicom_input_text(*, pictures: bool = False) -> str:
+    """The README's sentences on the DICOM layouts and links input discovery reads (``runtime/inputs.py``,
+    ``runtime/folders.py``); ``pictures``: a model on 2D pictures, which takes every DICOM file as a case."""
+    series = (
+        "every DICOM file is a case, a series' slices too"
+        if pictures
+        else "a folder holding one DICOM series is one case (given itself, or as a sub-folder: a PACS export's "
+        "`PATIENT/STUDY/SERIES` is case `PATIENT_STUDY_SERIES`), and single DICOM files (X-rays) are a case each"
+    )
+    return (
+        f"DICOM (one channel): {series}, in the input folder or its sub-folders at any depth (a file in a sub-folder "
+        "is case `FOLDER_FILE`); files ending `.dcm`, `.IMA` or `.dicom`, or with no ending (`IM0001`); a CD's "
+        "`DICOMDIR` given as the input reads the folder holding it. Endings are matched ignoring letter case. Linked "
+        "folders are read, except a link to the input folder or a folder above it (a loop) or to a folder read "
+        "already; those, and files that are not read (reports, DICOM segmentations, other files), are named in a "
+        "warning. Hidden files are ignored."
+    )
+
+
 def folds_text(folds: list[int] | None, step: float | None = None, *, pair: bool = False) -> str:
     """The README's line on ``predict.py --folds`` and ``--step-size`` (``runtime/options.py``): ``folds`` the fold
     numbers of the networks (a pair: those every member holds; ``None``: not recorded, or none shared), ``step`` the
@@ -234,7 +253,7 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 {CONTINUE_TEXT} {options}
 
 Input: a folder of images (NIfTI, NRRD, MHA; one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the
-model has {plan.n_channels} channels), one image, or DICOM series folders. Output: one label map per case,
+model has {plan.n_channels} channels), one image, or DICOM. {dicom_input_text()} Output: one label map per case,
 `CASE.nii.gz` (or the input's ending), with the input's size, spacing, origin and direction. Labels: {labels}.
 
 `preprocess.json` holds the pre/post-processing (transpose, crop, normalization, resampling) and the inference

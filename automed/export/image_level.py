@@ -20,6 +20,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.export.bundle import (
     copy_runtime,
+    dicom_input_text,
     folds_text,
     python_needed,
     readable,
@@ -214,11 +215,12 @@ def export_image_predictor(
     return ExportResult(out, report)
 
 
-def bundle_input_text(n_channels: int) -> str:
-    """The bundle README's sentence on its input, for a model of ``n_channels`` channels."""
+def bundle_input_text(n_channels: int, *, pictures: bool = False) -> str:
+    """The bundle README's sentences on its input, for a model of ``n_channels`` channels (``pictures``: on 2D
+    pictures, every DICOM file a case)."""
     if n_channels == 1:
-        return (
-            "Input: a folder of images, one file per case (or a sub-folder per DICOM series), or one image."
+        return "Input: a folder of images, one file per case, one image, or DICOM. " + dicom_input_text(
+            pictures=pictures
         )
     return (
         f"Input: a folder of images with the {n_channels} channels of a case as `CASE_0000`, `CASE_0001`, ... (or "
@@ -255,7 +257,7 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 
-{bundle_input_text(predictor.plan.n_channels)} Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
+{bundle_input_text(predictor.plan.n_channels, pictures=len(predictor.cfg.patch_size) == 2)} Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
 {len(predictor.models)} fold network(s){" and mirrored inputs" if predictor.tta else ""}. {folds_text(folds)}
 
 `preprocess.json` holds the preprocessing (transpose, crop, normalization, resampling, input shape
