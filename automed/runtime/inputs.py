@@ -243,10 +243,10 @@ def undecodable(inputs: list[Path]) -> dict[str, list[Path]]:
 
 
 def _series_file(folder: Path) -> Path | None:
-    """A file of the series a series folder is read as (its largest): the folder's first DICOM file may be a report
-    or a segmentation saved beside the images, uncompressed while the images are not."""
-    files = max(dicom_series_in(folder).values(), key=len, default=[])
-    return files[0] if files else None
+    """The first DICOM file of a series folder that holds an image: the first DICOM file may be a report or a
+    segmentation saved beside the images, uncompressed while the images are not. By headers, not a GDCM scan of
+    the folder (the slow part of discovery, done already and cached only for a few folders)."""
+    return next((f for f in entries(folder) if f.is_file() and _dicom(f) and not no_image_dicom(f)), None)
 
 
 def _no_strays(folder: Path) -> None:
