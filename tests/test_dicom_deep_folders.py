@@ -231,3 +231,43 @@ def test_folders_on_a_share_without_inode_numbers_are_told_apart(
     folders, skipped = sub_folders(tmp_path / "IN")
     assert [f.relative_to(tmp_path / "IN").as_posix() for f in folders] == ["p1", "p1/mr", "p2", "p2/mr"]
     assert list(skipped) == [tmp_path / "IN" / "p2" / "up"]
+
+
+def test_an_input_folder_larger_than_an_export_is_refused_not_read_to_its_end(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``automed predict -i ~`` by mistake walked the whole home tree (every folder also scanned for DICOM) before
+    saying 'no images found'. Past the folder limit (entries: a hundred times it) discovery stops and says why and
+    how to go on; ``AUTOMED_MAX_INPUT_FOLDERS`` raises it for an export that large."""
+    from automed.runtime.folders import MAX_FOLDERS, MAX_FOLDERS_VAR
+
+    assert MAX_FOLDERS >= 10_000  # a PACS export is tens to a few thousand folders
+    (tmp_path / "in").mkdir()
+    xray_dicom(tmp_path / "in" / "a.dcm", 0)
+    for p in range(3):  # PATIENT/STUDY/SERIES: 1 + 3 + 6 + 12 folders
+        for s in range(2):
+            for k in range(2):
+                (tmp_path / "in" / f"p{p}" / f"s{s}" / f"se{k}").mkdir(parents=True)
+    root = tmp_path / "in"
+    monkeypatch.setenv(MAX_FOLDERS_VAR, "21")
+    rule = r"at most 21 folders or 2100 files and folders in all; found 22 folder\(s\) and \d+ entries so far"
+    with pytest.raises(SystemExit, match=rf"{root}: an input folder holds images or DICOM .*{rule}"):
+        find_cases(root, 1)
+    with pytest.raises(DatasetError, match=rf"{rule} .* set AUTOMED_MAX_INPUT_FOLDERS to more than 21"):
+        discover(root, 1)
+    monkeypatch.setenv(MAX_FOLDERS_VAR, "22")
+    assert _both(root, caplog, capsys)[0] == ["a"]
+    monkeypatch.setenv(MAX_FOLDERS_VAR, "3")  # entries: 301 files in one folder, past 3 x 100
+    (tmp_path / "flat").mkdir()
+    for i in range(301):
+        (tmp_path / "flat" / f"n{i}.txt").write_text("")
+    with pytest.raises(
+        SystemExit, match=r"found 1 folder\(s\) and 301 entries so far \(discovery stopped at \./\)"
+    ):
+        find_cases(tmp_path / "flat", 1)
+    monkeypatch.setenv(MAX_FOLDERS_VAR, "many")
+    with pytest.raises(DatasetError, match=r"positive whole number.*'many'.*or unset it for 10000"):
+        discover(root, 1)

@@ -13,7 +13,7 @@ from typing import Any
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
-from automed.runtime.folders import entries, folder_id, sub_folders
+from automed.runtime.folders import InputTooLargeError, entries, folder_id, sub_folders
 from automed.runtime.inputs import (
     cd_folder,
     is_series_folder,
@@ -251,7 +251,15 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
     DICOM (X-rays) are one case per file, and so is every file for a model on pictures (``dimension`` 2: an
     image-level model's ``plan.image_dimension``; ``None`` when the model takes volumes or either). Sub-folders are
     read for DICOM alone, at any depth, by the same rule: a series volume each (``PATIENT_STUDY_SERIES`` for
-    ``PATIENT/STUDY/SERIES``), or a case per file named ``FOLDER_FILE``; each folder once (:func:`sub_folders`)."""
+    ``PATIENT/STUDY/SERIES``), or a case per file named ``FOLDER_FILE``; each folder once (:func:`sub_folders`), up
+    to a limit on folders and entries (a home folder given by mistake is refused, not read: ``InputTooLargeError``)."""
+    try:
+        return _discover(input_path, n_channels, dimension)
+    except InputTooLargeError as exc:
+        raise DatasetError.single(exc.where, exc.rule, exc.value, exc.fix) from None
+
+
+def _discover(input_path: str | Path, n_channels: int, dimension: int | None) -> list[InputCase]:
     root = cd_folder(Path(input_path).expanduser().resolve())
     if not root.exists():
         raise DatasetError.single(

@@ -1,11 +1,44 @@
 """Which folders under an input folder discovery reads for DICOM (:mod:`.inputs`), at any depth: a PACS or CD export
 nests its series as ``PATIENT/STUDY/SERIES/IM0001``. Each folder is read once: a sub-folder that is a link to the
 input folder or a folder above it would loop, and one to a folder read already would predict its cases twice; such
-links are not followed, and named with why (as are folders that cannot be listed)."""
+links are not followed, and named with why (as are folders that cannot be listed). The walk stops at
+:data:`MAX_FOLDERS` folders or a hundred times as many entries (:class:`InputTooLargeError`): ``-i ~`` given by
+mistake would read a whole home folder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# a PACS or CD export is tens to a few thousand folders (PATIENT/STUDY/SERIES) of up to thousands of files each; a
+# home folder or a disk is far more. AUTOMED_MAX_INPUT_FOLDERS raises the limit for an export larger still
+MAX_FOLDERS = 10_000
+MAX_FOLDERS_VAR = "AUTOMED_MAX_INPUT_FOLDERS"
+ENTRIES_PER_FOLDER = 100  # the entries limit: this many times the folder limit
+
+
+class InputTooLargeError(ValueError):
+    """The input folder holds more folders or entries than an image export does; ``rule``, ``value`` and ``fix``
+    for callers that report problems in those parts, ``str()`` the whole sentence."""
+
+    def __init__(self, where: Path | str, rule: str, value: str, fix: str) -> None:
+        super().__init__(f"{where}: {rule}; found {value}; {fix}")
+        self.where, self.rule, self.value, self.fix = where, rule, value, fix
+
+
+def max_folders() -> int:
+    """The folder limit: :data:`MAX_FOLDERS`, or ``AUTOMED_MAX_INPUT_FOLDERS`` when set (a positive whole number)."""
+    text = os.environ.get(MAX_FOLDERS_VAR, "").strip()
+    if not text:
+        return MAX_FOLDERS
+    if not text.isdigit() or int(text) < 1:
+        raise InputTooLargeError(
+            MAX_FOLDERS_VAR,
+            "the most folders input discovery reads must be a positive whole number",
+            repr(text),
+            f"set e.g. {MAX_FOLDERS_VAR}={2 * MAX_FOLDERS}, or unset it for {MAX_FOLDERS}",
+        )
+    return int(text)
 
 
 def entries(folder: Path) -> list[Path]:
@@ -51,13 +84,20 @@ def sub_folders(root: Path) -> tuple[list[Path], dict[Path, str]]:
         read_as[key] = e
         return None
 
+    limit = max_folders()
+    seen = [0]  # entries listed so far
+
     def visit(folder: Path) -> None:
         try:
-            inside = [e for e in entries(folder) if e.is_dir()]
+            listing = entries(folder)
+            inside = [e for e in listing if e.is_dir()]
         except OSError as exc:
             skipped[folder] = f"cannot be listed: {exc.strerror or exc}"
             return
         found.append(folder)
+        seen[0] += len(listing)
+        if len(found) > limit or seen[0] > ENTRIES_PER_FOLDER * limit:
+            raise _too_large(root, folder, len(found), seen[0], limit)
         for e in inside:
             if e.is_symlink():
                 links.append(e)
@@ -75,6 +115,18 @@ def sub_folders(root: Path) -> tuple[list[Path], dict[Path, str]]:
         else:
             visit(link)
     return sorted(f for f in found if f != root), skipped
+
+
+def _too_large(root: Path, folder: Path, folders: int, listed: int, limit: int) -> InputTooLargeError:
+    return InputTooLargeError(
+        root,
+        f"an input folder holds images or DICOM (a PACS export: PATIENT/STUDY/SERIES folders), at most {limit} "
+        f"folders or {ENTRIES_PER_FOLDER * limit} files and folders in all",
+        f"{folders} folder(s) and {listed} entries so far (discovery stopped at "
+        f"{folder.relative_to(root).as_posix() or '.'}/)",
+        "pass the folder that holds the images (was a home folder or a disk given?); for an export this large, "
+        f"predict it in parts or set {MAX_FOLDERS_VAR} to more than {limit}",
+    )
 
 
 def _same(root: Path, folder: Path) -> str:

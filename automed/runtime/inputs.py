@@ -16,7 +16,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .folders import entries, folder_id, sub_folders
+from .folders import InputTooLargeError, entries, folder_id, sub_folders
 from .io import (
     CHANNEL,
     DECOMPRESS,
@@ -272,6 +272,15 @@ def cd_folder(root: Path) -> Path:
 
 
 def find_cases(root: Path, n_channels: int, dimension: int | None = None) -> list[Case]:
+    """The cases under ``root`` (module docstring); a folder holding more folders or entries than an image export
+    is refused, not read to its end (:class:`.folders.InputTooLargeError`)."""
+    try:
+        return _find_cases(root, n_channels, dimension)
+    except InputTooLargeError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def _find_cases(root: Path, n_channels: int, dimension: int | None) -> list[Case]:
     root = cd_folder(root)
     if bad := not_utf8(root):
         raise SystemExit(f"{shown(root)}: {UTF8_RULE}, found {listed(bad)}; {UTF8_FIX}")
