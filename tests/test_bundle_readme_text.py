@@ -50,6 +50,11 @@ def test_bundle_readme_names_the_dicom_layouts_discovery_reads(
     assert "`PATIENT_STUDY_SERIES`" in text and "`FOLDER_FILE`" in text and "at any depth" in text
     assert "every DICOM file is a case" in bundle_input_text(1, pictures=True)
     assert "DICOM (one channel)" in bundle_input_text(1) and "DICOM" not in bundle_input_text(3)
+    from automed.package.mlcube import _what  # the cube's README: the same runtime reads its data
+
+    assert text in _what({"configuration": "3d_fullres", "labels": {"0": "background", "1": "a"}})[1]
+    image = {"configuration": "2d", "task": "classification", "target": {}, "inference": {"patch": [64, 64]}}
+    assert dicom_input_text(pictures=True) in _what(image)[1]
     series = tmp_path / "P1" / "ST1" / "SE1"
     series.mkdir(parents=True)
     for src in sorted(

@@ -27,7 +27,7 @@ from typing import Any
 
 from automed.artifacts import atomic_directory, mark_output
 from automed.errors import ConfigError
-from automed.export.bundle import readable
+from automed.export.bundle import dicom_input_text, readable
 from automed.package.schemas import validate_cube
 from automed.runtime.options import common_folds
 from automed.workdir import ALL_DATA
@@ -192,9 +192,11 @@ def _what(meta: dict[str, Any]) -> tuple[str, str, str]:
             if task == "classification"
             else f"Regression model ({meta['configuration']})."
         )
+        pictures = len(meta.get("inference", {}).get("patch") or []) == 2
         io_text = (
-            "Input: image files (PNG, TIFF, NIfTI, NRRD, MHA; `CASE_0000.*`, `CASE_0001.*` per channel) or DICOM series\n"
-            "folders. Output: `predictions.csv` (`SubjectID`, `prediction`"
+            "Input: image files (PNG, TIFF, NIfTI, NRRD, MHA; `CASE_0000.*`, `CASE_0001.*` per channel) or DICOM.\n"
+            + dicom_input_text(pictures=pictures)
+            + "\nOutput: `predictions.csv` (`SubjectID`, `prediction`"
             + (", `probability_<class>` per class)." if task == "classification" else ").")
         )
         evaluation = (
@@ -206,7 +208,7 @@ def _what(meta: dict[str, Any]) -> tuple[str, str, str]:
     return (
         f"Segmentation model ({meta['configuration']}). Labels: {labels}.",
         "Input: NIfTI/NRRD/MHA files (`CASE_0000.nii.gz`, `CASE_0001.nii.gz`, ... per channel for multi-channel\n"
-        "models) or DICOM series folders. Output: `CASE.nii.gz` label maps with the input's geometry.",
+        f"models) or DICOM.\n{dicom_input_text()}\nOutput: `CASE.nii.gz` label maps with the input's geometry.",
         "`evaluate` computes Dice against reference labels (same file names).",
     )
 
