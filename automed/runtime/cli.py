@@ -2,7 +2,8 @@
 
 Needs numpy, SimpleITK and onnxruntime or openvino only. Reads ``preprocess.json`` (the plan's pre/post-processing
 and the inference settings automed chose) next to ``predict.py``, runs every fold network (of every member, for a pair;
-``--folds``: only those of a training's folds, :mod:`.options`) on every case with the Gaussian sliding window and mirror TTA, and writes label maps in each input's geometry
+``--folds``: only those of a training's folds, the same fold numbers of each member for a pair, :mod:`.options`) on
+every case with the Gaussian sliding window and mirror TTA, and writes label maps in each input's geometry
 (``CASE.nii.gz``); a classification or regression bundle writes ``predictions.csv`` (one row per case) instead.
 """
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         action="extend",
         metavar="FOLD",
         help="predict with only these of the bundle's folds (nnU-Net's -f): --folds 0,1 or --folds 0 1 (all: the "
-        "all-data model); default: every fold it holds",
+        "all-data model; a pair: those folds of each member); default: every fold it holds",
     )
     ap.add_argument(
         "--step-size",
