@@ -50,8 +50,50 @@ def combine(tables: list[pd.DataFrame]) -> list[dict[str, Any]]:
     return [{"case": cid, **row} for cid, row in out.iterrows()]
 
 
+def _same_target(a: Any, b: Any) -> bool:
+    """One target: the same class name, or regression values equal to their printed precision."""
+    if isinstance(a, str) or isinstance(b, str):
+        return str(a) == str(b)
+    return bool(np.isclose(float(a), float(b), rtol=1e-9, atol=0.0))
+
+
+def _shown(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else f"{float(v):g}"
+
+
+def _refuse_other_datasets(tables: dict[Path, pd.DataFrame], name: dict[Path, str]) -> None:
+    """Trainings compared on their shared cases must predict the same classes and hold one target per shared case:
+    a pair averages its members' probabilities column by column and is scored on the first member's targets, so
+    another labeling of the same images (or another dataset numbering its cases alike) would be compared, paired
+    and chosen as if it were the same question."""
+    (first, a), *rest = tables.items()
+    classes = sorted(c.removeprefix(PREFIX) for c in a.columns if c.startswith(PREFIX))
+    for wd, t in rest:
+        other = sorted(c.removeprefix(PREFIX) for c in t.columns if c.startswith(PREFIX))
+        if other != classes:
+            raise ArtifactError.single(
+                WorkDir(wd).cv_metrics,
+                "trainings compared in one selection predict the same classes",
+                f"{name[first]}: {', '.join(classes) or 'a value'}; {name[wd]}: {', '.join(other) or 'a value'}",
+                "select trainings of one dataset together (train again on the same CSV or folders)",
+            )
+        differ = [c for c in a.index if not _same_target(a.at[c, "target"], t.at[c, "target"])]
+        if differ:
+            shown = "; ".join(
+                f"{c}: {_shown(a.at[c, 'target'])} in {name[first]}, {_shown(t.at[c, 'target'])} in {name[wd]}"
+                for c in differ[:3]
+            )
+            raise ArtifactError.single(
+                WorkDir(wd).cv_metrics,
+                "trainings compared on CV hold one target in every training for each case they share (one dataset)",
+                f"{len(differ)} of {len(a.index)} shared case(s) with another target ({shown})",
+                "select trainings of one version of the dataset together: train the others again on it",
+            )
+
+
 def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
-    """Every training and pair scored on the cases all of them validated; the choice and the evidence."""
+    """Every training and pair scored on the cases all of them validated; the choice and the evidence. Trainings
+    of other classes, or with another target for a shared case, are refused (:func:`_refuse_other_datasets`)."""
     tables = {wd: _table(wd, task.name) for wd in workdirs}
     cases = sorted(set.intersection(*(set(t.index) for t in tables.values())))
     if not cases:
@@ -62,8 +104,9 @@ def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
             "train them on the same dataset",
         )
     tables = {wd: t.loc[cases] for wd, t in tables.items()}
-    combos = [(wd,) for wd in workdirs] + list(itertools.combinations(workdirs, 2))
     name = dict(zip(workdirs, candidate_names(workdirs), strict=True))
+    _refuse_other_datasets(tables, name)
+    combos = [(wd,) for wd in workdirs] + list(itertools.combinations(workdirs, 2))
     candidates: list[dict[str, Any]] = []
     for combo in combos:
         summary = task.summarize(combine([tables[wd] for wd in combo]))
