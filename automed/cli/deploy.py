@@ -296,7 +296,8 @@ def explain(
         str | None,
         typer.Option(
             help="Segmentation: the label value or name (default: the first foreground label); classification: "
-            "the class name or ValueToPredict (default: the predicted class)."
+            "the class as ValueToPredict names it: its name, or its number for integer classes (default: the "
+            "predicted class)."
         ),
     ] = None,
     device: DeviceOpt = None,

@@ -262,20 +262,24 @@ def explained_target(predictor: Any, label: str | int | float | None) -> tuple[i
 
 
 def class_index(target: Any, label: str | int | float) -> int:
-    """The class index of ``label``, a class name or ValueToPredict."""
+    """The class index of ``label``: a class name, or for integer classes (``ValueToPredict`` numbers) the number
+    in any spelling (``2``, ``2.0``). Classes named by text (CSV names, class folders) hold their sorted position as
+    a value, which the user never wrote: a number is no name of theirs and is refused."""
     text = str(label)
     if text in target.class_names:
         return int(target.class_names.index(text))
-    try:
-        return int(target.index_of(float(text)))
-    except ValueError:
-        options = list(target.class_names) + [f"{v:g}" for v in target.class_values]
-        raise ConfigError.single(
-            "--label",
-            f"a classification model explains one of its classes ({', '.join(target.class_names)})",
-            repr(label),
-            f"pass a class name or its ValueToPredict.{did_you_mean(text, options)}",
-        ) from None
+    numbered = all(n == f"{int(v)}" for n, v in zip(target.class_names, target.class_values, strict=True))
+    if numbered:
+        try:
+            return int(target.index_of(float(text)))
+        except ValueError:
+            pass
+    raise ConfigError.single(
+        "--label",
+        f"a classification model explains one of its classes ({', '.join(target.class_names)})",
+        repr(label),
+        f"pass {'a class number' if numbered else 'a class name'}.{did_you_mean(text, list(target.class_names))}",
+    )
 
 
 def image_level_map(
