@@ -192,11 +192,15 @@ class Explainer:
         self.layer = layer
         self.hooks = hooks if hooks is not None else HookWarnings()
         medcam = _medcam()
+        self.wrapped = [
+            ExplainedOutput(guided_copy(n), channel, True)
+            if backend in GUIDED
+            else ExplainedOutput(n, channel)
+            for n in networks
+        ]
         self.models = [
             medcam.inject(
-                ExplainedOutput(guided_copy(n), channel, True)
-                if backend in GUIDED
-                else ExplainedOutput(n, channel),
+                w,
                 backend=backend,
                 layer=_PREFIX + layer,
                 label=0 if channel is not None else None,
@@ -204,7 +208,7 @@ class Explainer:
                 replace=False,
                 save_maps=False,
             )
-            for n in networks
+            for w in self.wrapped
         ]
 
     @property
@@ -215,19 +219,49 @@ class Explainer:
     def __call__(self, x: torch.Tensor, label: int) -> np.ndarray:
         """``x`` ``(1, C, *spatial)`` on the networks' device -> the map ``(*spatial)`` in [0, 1] for output
         ``label`` (the class index; 0 for segmentation, whose networks output the explained class only)."""
-        maps = [self._one(m, x, label) for m in self.models]
+        maps = [self._one(m, w, x, label) for m, w in zip(self.models, self.wrapped, strict=True)]
         return normalized(np.mean(maps, axis=0))
 
-    def _one(self, model: Any, x: torch.Tensor, label: int) -> np.ndarray:
+    def _one(self, model: Any, wrapped: ExplainedOutput, x: torch.Tensor, label: int) -> np.ndarray:
         printed = io.StringIO()
+        shapes: list[tuple[int, ...]] = []
+
+        def seen(module: nn.Module, args: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                shapes.append(tuple(output.shape))
+
+        hook = wrapped.net.get_submodule(self.layer).register_forward_hook(seen)
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(printed):
             warnings.simplefilter("always")
             try:
                 _, attention = model(x.detach().clone(), label=label)
-            except (ValueError, RuntimeError, AttributeError) as exc:
+            except (ValueError, RuntimeError, AttributeError, IndexError) as exc:
+                self._check_place(wrapped, shapes)
                 raise self._failure(exc) from exc
+            finally:
+                hook.remove()
+        self._check_place(wrapped, shapes)
         self._report(caught, printed.getvalue())
         return normalized(attention.detach().float().cpu().numpy()[0, 0])
+
+    def _check_place(self, wrapped: ExplainedOutput, shapes: list[tuple[int, ...]]) -> None:
+        """A map comes from a layer whose output has a place (spatial axes longer than 1): after global pooling
+        (an image-level network's ``pool``, ``dropout``, ``head``) every channel is one number per image, and
+        Grad-CAM's map is constant. Guided backpropagation (``gbp``) takes the input's gradient, whatever the
+        layer."""
+        if self.backend == "gbp" or not shapes:
+            return
+        shape = shapes[0]
+        if len(shape) > 2 and any(n > 1 for n in shape[2:]):
+            return
+        raise ConfigError.single(
+            f"--layer {self.layer}",
+            f"--backend {self.backend} computes its map at a layer with a spatial output (channels over the image "
+            "or volume); a layer after global pooling holds one number per channel",
+            f"output of shape {shape}",
+            f"choose a convolutional block, e.g. {default_layer(wrapped.net)} (the default: leave --layer out), "
+            "or use --backend gbp (the input's gradient, no layer)",
+        )
 
     def _failure(self, exc: Exception) -> ConfigError:
         fix = (
