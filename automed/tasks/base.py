@@ -31,6 +31,18 @@ if TYPE_CHECKING:
     from automed.train.meta import ModelMeta
 
 
+def metric_keys(names: list[str]) -> list[str]:
+    """One MLflow key part per class or label name (:func:`automed.tracking.safe_key`), distinct: names that become
+    the same key (other scripts turn into underscores: 良性 and 悪性 are both ``__``) get their position appended,
+    so one class's metrics never replace another's; names that stay distinct keep their keys."""
+    from automed.tracking import safe_key
+
+    keys = [safe_key(n) for n in names]
+    clash = {k for k in keys if keys.count(k) > 1}
+    out = [f"{k}_{i}" if k in clash else k for i, k in enumerate(keys)]
+    return out if len(set(out)) == len(out) else [f"{k}_{i}" for i, k in enumerate(keys)]
+
+
 class EpochScorer(Protocol):
     """Accumulates one epoch's validation batches into the task's epoch score."""
 

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 
 from automed.evaluate.case_tables import PREFIX
 from automed.evaluate.image_level import classification_metrics, classification_score
+from automed.tasks.base import metric_keys
 from automed.tasks.image_level import ImageLevelTask
-from automed.tracking import safe_key
 
 
 def class_arrays(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -46,9 +46,10 @@ class Classification(ImageLevelTask):
             "cv_f1_macro": summary["f1_macro"],
             "cv_ece": summary["ece"],
         }
-        for name, m in summary["per_class"].items():
+        per_class = summary["per_class"]
+        for name, m in zip(metric_keys(list(per_class)), per_class.values(), strict=True):
             for key in ("sensitivity", "specificity", "auc"):
-                out[f"cv_{key}_{safe_key(name)}"] = m[key]
+                out[f"cv_{key}_{name}"] = m[key]
         return out
 
     def summary_figures(

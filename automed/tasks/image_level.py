@@ -34,8 +34,7 @@ from automed.infer.image_level import ImagePredictor
 from automed.infer.predict_options import no_window
 from automed.plan.schema import ConfigurationPlan, Plan, TargetPlan
 from automed.records import CV_SUMMARY_VERSION, stamped
-from automed.tasks.base import OwnChoice
-from automed.tracking import safe_key
+from automed.tasks.base import OwnChoice, metric_keys
 from automed.train.classifier import image_network
 from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import CaseStore, SamplerSpec
@@ -144,7 +143,7 @@ class ImageLevelTask:
 
     def epoch_names(self, plan: Plan) -> list[str]:
         t = _target(plan)
-        return [safe_key(n) for n in t.class_names] if t.kind == "classification" else ["value"]
+        return metric_keys(t.class_names) if t.kind == "classification" else ["value"]
 
     def validate(
         self,

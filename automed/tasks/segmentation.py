@@ -26,8 +26,7 @@ from automed.plan.schema import ConfigurationPlan, Plan
 from automed.runtime.postprocess import describe
 from automed.select.inference_cost import choose, measure_folds, single_model_seconds
 from automed.select.selection import Training, select_trainings
-from automed.tasks.base import OwnChoice
-from automed.tracking import safe_key
+from automed.tasks.base import OwnChoice, metric_keys
 from automed.train.config import Augmentation, TrainConfig
 from automed.train.data import BatchStream, CaseStore, SamplerSpec
 from automed.train.losses import DeepSupervisionLoss, build_loss
@@ -103,7 +102,7 @@ class Segmentation:
 
     def epoch_names(self, plan: Plan) -> list[str]:
         values = sorted(int(k) for k in plan.labels)
-        return [safe_key(plan.labels[str(v)]) for v in values if v != 0]
+        return metric_keys([plan.labels[str(v)] for v in values if v != 0])
 
     def validate(
         self,
@@ -177,8 +176,9 @@ class Segmentation:
             "cv_hd95_fg_mean": fg["hd95"],
             "cv_nsd_fg_mean": fg["nsd"],
         }
-        for lab, entry in summary["mean"].items():
-            nm = safe_key(str(summary["label_names"].get(lab, lab)))
+        means = summary["mean"]
+        keys = metric_keys([str(summary["label_names"].get(lab, lab)) for lab in means])
+        for nm, entry in zip(keys, means.values(), strict=True):
             out[f"cv_dice_{nm}"] = entry["dice"]
             out[f"cv_hd95_{nm}"] = entry["hd95"]
             out[f"cv_cases_both_empty_{nm}"] = entry["n_both_empty"]  # cases where the label is undefined
