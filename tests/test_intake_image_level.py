@@ -112,6 +112,16 @@ def test_csv_mixed_reports_the_text_among_numbers(tmp_path: Path) -> None:
     assert "a number" in exc.value.problems[0].fix
 
 
+def test_csv_mixed_half_and_half_says_neither_kind_is_most(tmp_path: Path) -> None:
+    """Two class names and two numbers: the fix said 'most rows hold numbers' of rows that were half of them."""
+    csv = _csv(tmp_path, ["grade1", "2", "grade1", "2"])
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(csv)
+    assert [p.value for p in exc.value.problems] == ["'grade1'", "'grade1'"]
+    fix = exc.value.problems[0].fix
+    assert "most rows" not in fix and "as many rows hold numbers as class names" in fix and "a number" in fix
+
+
 def test_regression_nan_and_inf_are_errors(tmp_path: Path) -> None:
     ds = load_dataset(_csv(tmp_path, ["0.5", "nan", "1.5", "inf"]))
     assert ds.task_type == "regression"

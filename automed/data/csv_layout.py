@@ -238,8 +238,10 @@ def parse_targets(
         odd_is_number = len(numbers) < len(filled) - len(numbers)
         odd = [(n, c) for n, c in filled if (n in numbers) == odd_is_number]
         most, want = ("class names", "a class name") if odd_is_number else ("numbers", "a number")
+        tie = len(numbers) * 2 == len(filled)  # the text rows are reported, the numbers' kind asked for
+        held = "as many rows hold numbers as class names" if tie else f"most rows hold {most}"
         fix = (
-            f"most rows hold {most}: write {want} here too (class names in every row, or numbers in every row: "
+            f"{held}: write {want} here too (class names in every row, or numbers in every row: "
             "class indices or regression targets), or drop the row"
         )
         problems = [
