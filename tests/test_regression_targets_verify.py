@@ -63,3 +63,15 @@ def test_named_classes_are_not_told_of_regression(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as exc:
         verify(ds, show_progress=False)
     assert all("--task" not in p.fix for p in exc.value.problems)
+
+
+def test_numbers_with_a_unit_are_told_to_drop_it(tmp_path: Path) -> None:
+    """Volumes written '250.5 ml' are text, so classes: a regression of N cases became N classes of one case each,
+    and each class was told 'add cases of this class, or merge it', with no word of the unit."""
+    ds = load_dataset(_csv(tmp_path, ["250.5 ml", "117.0 ml", "132 ml", "250.5 ml"]))
+    assert ds.task_type == "classification"
+    with pytest.raises(DatasetError) as exc:
+        verify(ds, show_progress=False)
+    (rare,) = [p for p in exc.value.problems if "'117.0 ml'" in p.value]
+    assert "numbers with a unit" in rare.fix and "'117.0 ml'" in rare.fix and "117.0" in rare.fix
+    assert "--task" not in rare.fix  # class names: no integer guess to override

@@ -20,6 +20,21 @@ DEFAULT_FOLDS = 5  # what `automed train` and `automed plan` split into unless t
 MIN_CLASS_CASES = 2  # one case to train on, one to validate
 
 
+NUMBER_WITH_UNIT = re.compile(r"\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*[^\d\s.,;:]\S*\s*")
+
+
+def _unit_hint(names: list[str], name: str) -> str:
+    """When every class name of a CSV is a number followed by a unit (``250.5 ml``): those are text, so classes, and
+    a regression of N cases reads as N classes; the fix names the plain number to write for class ``name``."""
+    number = NUMBER_WITH_UNIT.fullmatch(name)
+    if number is None or not all(NUMBER_WITH_UNIT.fullmatch(n) for n in names):
+        return ""
+    return (
+        f"; or, if ValueToPredict holds numbers with a unit ({name!r}), write the plain numbers ({number[1]}) "
+        "for a regression: text is read as class names"
+    )
+
+
 def dataset_problems(ds: Dataset) -> list[Problem]:
     """Every problem of the description itself (no file opened)."""
     return (
@@ -115,6 +130,7 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
         if guessed
         else ""
     )
+    texts = list(names.values()) if ds.layout != "folders" else []
     if len(counts) < 2:
         errors.append(
             Problem(
@@ -133,7 +149,8 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
                     f"every class needs at least {MIN_CLASS_CASES} cases (one to learn from, one to validate on), "
                     f"better as many as there are folds ({DEFAULT_FOLDS})",
                     found,
-                    f"add cases of this class, or merge it into another class{regression}",
+                    f"add cases of this class, or merge it into another class{regression}"
+                    + _unit_hint(texts, names.get(value, str(value))),
                 )
             )
         elif n < DEFAULT_FOLDS:
