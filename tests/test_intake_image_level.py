@@ -292,6 +292,28 @@ def test_rgb_class_folders_verify_and_fingerprint_as_three_channels(tmp_path: Pa
     assert fp.n_channels == 3 and fp.class_names == {"0": "a", "1": "b"}
 
 
+def test_rgb_pictures_are_compared_on_every_colour(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Single-stain fluorescence saved as RGB (red and blue empty, the signal green): verify's same-image check read
+    only the red channel, so every picture was 'blank (every voxel the same value)' and 'the same voxels' as the
+    first; pictures that shared their red channel alone were refused as one image under two case IDs."""
+    rng = np.random.default_rng(3)
+    for k, name in enumerate(("a", "b")):
+        for i in range(3):
+            arr = np.zeros((12, 10, 3), np.uint8)
+            arr[..., 1] = rng.integers(1, 255, size=(12, 10), dtype=np.uint8)
+            if i == 2:  # the same red channel as another picture, other green and blue
+                arr[..., 0] = 90
+                arr[3:6, 2:5, 0] = 200
+                arr[..., 2] = k + 1
+            path = tmp_path / "ds" / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(sitk.GetImageFromArray(arr, isVector=True), str(path))
+    with caplog.at_level("WARNING", logger="automed"):
+        rep = verify(load_dataset(tmp_path / "ds"), show_progress=False)
+    assert rep.n_cases == 6 and not [w for w in rep.warnings if "blank" in w.rule]
+    assert "blank" not in caplog.text and "same voxels" not in caplog.text
+
+
 def test_mixed_gray_and_rgb_class_folders_are_an_error(tmp_path: Path) -> None:
     root = _class_folders(tmp_path / "ds", {"a": 5, "b": 5})
     _png(root / "b" / "color.png", seed=77, rgb=True)
