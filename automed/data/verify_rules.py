@@ -89,8 +89,8 @@ def content_hash(arr: np.ndarray) -> str:
 
 
 def duplicate_content_problems(hashed: list[tuple[Case, str]]) -> tuple[list[Problem], list[Problem]]:
-    """Errors and warnings about cases of different subjects whose first channel file holds identical voxels, every component of it (``hashed``:
-    each case with its :func:`content_hash`).
+    """Errors and warnings about cases of different subjects whose first channel file holds identical voxels in
+    every component (``hashed``: each case with its :func:`content_hash`).
 
     The same image would be trained on and validated against in cross-validation: an error. Cases of one subject
     (CSV ``PatientID``) stay in one fold and may share an image (e.g. two raters' labels). Blank (constant) images
