@@ -201,6 +201,28 @@ def test_an_image_level_model_predicts_with_the_folds_asked_and_has_no_window(
 
 
 @pytest.mark.slow
+def test_save_probabilities_on_a_table_says_where_they_are(
+    classified: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--save-probabilities writes label maps' CASE.npz; a classification model writes a table, and the flag did
+    nothing without a word."""
+    images = sorted((classified["root"] / "d" / "images").iterdir())[:2]
+    (tmp_path / "in").mkdir()
+    for f in images:
+        (tmp_path / "in" / f.name).write_bytes(f.read_bytes())
+    with caplog.at_level("WARNING", logger="automed"):
+        out = api.predict(
+            classified["res"].workdir,
+            tmp_path / "in",
+            tmp_path / "P",
+            save_probabilities=True,
+            show_progress=False,
+        )
+    assert out == [tmp_path / "P" / "predictions.csv"] and not list((tmp_path / "P").glob("*.npz"))
+    assert "--save-probabilities" in caplog.text and "probability_<class> columns" in caplog.text
+
+
+@pytest.mark.slow
 def test_classification_cli_prints_scores_and_predicts(classified: dict[str, Any], tmp_path: Path) -> None:
     runner = CliRunner()
     r = runner.invoke(

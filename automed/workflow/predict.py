@@ -279,6 +279,13 @@ def predict(
         raise ConfigError.single(input_path, "--continue takes up label maps of images, case by case",
                                  "whole slides" if slides is not None else "a classification/regression model "
                                  "(one predictions.csv for all cases)", "drop --continue")  # fmt: skip
+    if save_probabilities and hasattr(predictor, "target"):  # one table: no CASE.npz to write
+        import logging
+
+        logging.getLogger("automed").warning(
+            "--save-probabilities writes label maps' probabilities (CASE.npz); a classification model's are the "
+            "probability_<class> columns of predictions.csv, a regression model has none"
+        )
     if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
