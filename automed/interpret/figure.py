@@ -1,6 +1,6 @@
 """A PNG of one attention map: the axial slice with the strongest attention, as a viewer shows it (radiological
-convention: anterior up, the patient's right on the left, whatever the image's direction), the image in grey, the
-map in turbo."""
+convention: anterior up, the patient's right on the left, whatever the image's direction), the image in grey (an RGB
+picture in its colours), the map in turbo."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ def strongest_slice(values: np.ndarray) -> int:
     return int(np.argmax(totals)) if float(totals.max()) > 0 else values.shape[0] // 2
 
 
+def overlay_image(channels: np.ndarray) -> np.ndarray:
+    """What the overlay draws of a case's ``(C, z, y, x)`` channels: a picture of three channels (RGB) whole, in
+    colour; anything else its first channel, in grey."""
+    if channels.shape[0] == 3 and channels.shape[1] == 1:
+        return channels
+    first: np.ndarray = channels[0]
+    return first
+
+
 def write_overlay(
     image: np.ndarray,
     values: np.ndarray,
@@ -27,25 +36,36 @@ def write_overlay(
     path: Path,
     direction: Sequence[float] = (),
 ) -> int:
-    """Draw ``values`` (in [0, 1]) over ``image`` (both ``(z, y, x)``, the input's grid with ``direction``) at the
-    axial slice with the strongest attention and write a PNG to ``path``; return that slice's index on the image's
-    own axis (the one its title names)."""
+    """Draw ``values`` (in [0, 1]) over ``image`` (both ``(z, y, x)``, the input's grid with ``direction``; or an
+    RGB picture ``(3, 1, y, x)``, :func:`overlay_image`) at the axial slice with the strongest attention and write a
+    PNG to ``path``; return that slice's index on the image's own axis (the one its title names)."""
     from matplotlib.figure import Figure
 
     order = lps_order(direction)
-    image, values = as_viewed(image, order), as_viewed(values, order)
+    colour = image.ndim == 4
+    image = np.stack([as_viewed(c, order) for c in image]) if colour else as_viewed(image, order)
+    values = as_viewed(values, order)
     axes, flips = order if order is not None else ([0, 1, 2], [False] * 3)
     spacing = [float(spacing_zyx[a]) for a in axes]
     z = strongest_slice(values)
     own = values.shape[0] - 1 - z if flips[0] else z  # the slice's index on the input's own axis
-    img = np.asarray(image[z], dtype=np.float32)
-    lo, hi = (float(v) for v in np.percentile(img, [1, 99]))
     aspect = spacing[1] / spacing[2]
     fig = Figure(figsize=(5.5, 5.0))
     ax = fig.add_subplot()
-    ax.imshow(
-        img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect, interpolation="nearest"
-    )
+    if colour:  # the picture's own colours, its darkest value black and its brightest full
+        rgb = np.moveaxis(np.asarray(image[:, z], dtype=np.float32), 0, -1)
+        lo, hi = float(rgb.min()), float(rgb.max())
+        ax.imshow(
+            np.clip((rgb - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0),
+            aspect=aspect,
+            interpolation="nearest",
+        )
+    else:
+        img = np.asarray(image[z], dtype=np.float32)
+        lo, hi = (float(v) for v in np.percentile(img, [1, 99]))
+        ax.imshow(
+            img, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, aspect=aspect, interpolation="nearest"
+        )
     shown = ax.imshow(values[z], cmap="turbo", alpha=0.45, vmin=0.0, vmax=1.0, aspect=aspect)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="attention")
     if values.shape[0] > 1:

@@ -147,7 +147,7 @@ def log_validation_maps(
     from automed.data.cases import read_case
     from automed.data.dataset import load_dataset
     from automed.interpret.attention import Explainer, HookWarnings, check_layer
-    from automed.interpret.figure import write_overlay
+    from automed.interpret.figure import overlay_image, write_overlay
     from automed.train.meta import load_model
     from automed.workdir import WorkDir
 
@@ -181,7 +181,12 @@ def log_validation_maps(
             title = f"{shown} | fold {fold} | {backend} | layer {explainer.layer_text} | {cm.explains}"
             png = folder / f"{shown}_{backend}.png"
             write_overlay(
-                cd.channels[0], cm.values, cd.geometry.spacing_zyx, title, png, cd.geometry.direction
+                overlay_image(cd.channels),
+                cm.values,
+                cd.geometry.spacing_zyx,
+                title,
+                png,
+                cd.geometry.direction,
             )
         tracker.log_artifact(run_id, folder)
     return min(n_cases, len(chosen))
@@ -347,13 +352,15 @@ def write_case(out: Path, stem: str, values: np.ndarray, cd: Any, title: str) ->
     """``OUT/<stem>.nii.gz`` (the map in the case's geometry) and ``OUT/<stem>.png``, each written under a temporary
     name and renamed."""
     from automed.data.io import write_image
-    from automed.interpret.figure import write_overlay
+    from automed.interpret.figure import overlay_image, write_overlay
 
     nii, png = out / f"{stem}.nii.gz", out / f"{stem}.png"
     tmp = out / f".{stem}.partial.nii.gz"
     write_image(values.astype(np.float32), cd.geometry, tmp)
     tmp.replace(nii)
     ptmp = out / f".{stem}.partial.png"
-    write_overlay(cd.channels[0], values, cd.geometry.spacing_zyx, title, ptmp, cd.geometry.direction)
+    write_overlay(
+        overlay_image(cd.channels), values, cd.geometry.spacing_zyx, title, ptmp, cd.geometry.direction
+    )
     ptmp.replace(png)
     return [nii, png]
