@@ -117,12 +117,34 @@ def review_figure(
     return fig
 
 
-def image_figure(image: np.ndarray, title: str, row: dict[str, Any]) -> Figure:
-    """An image-level prediction over its image (the middle slice of a volume): the class and its probability, or
-    the value, in the title."""
+def image_figure(
+    image: np.ndarray,
+    title: str,
+    row: dict[str, Any],
+    direction: Sequence[float] = (),
+    spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0),
+) -> Figure:
+    """An image-level prediction over its image ``(z, y, x)``, or an RGB picture ``(3, 1, y, x)`` in its colours
+    (:func:`~automed.evaluate.viewing.shown_image`): a volume's middle axial slice as a viewer shows it (anterior up,
+    the patient's right on the left, whatever ``direction``) at its spacing's aspect; the class and its
+    probability, or the value, in the title."""
+    # a single slice (an X-ray stored coronal) is shown as stored: its axial view would be one row of voxels
+    order = lps_order(direction) if min(image.shape[-3:]) > 1 else None
+    colour = image.ndim == 4
+    viewed = np.stack([as_viewed(c, order) for c in image]) if colour else as_viewed(image, order)
+    axes = order[0] if order is not None else [0, 1, 2]
+    spacing = [float(spacing_zyx[a]) for a in axes]
+    mid = viewed.shape[-3] // 2
     fig = Figure(figsize=(3.6, 3.9))
     ax = fig.add_subplot(1, 1, 1)
-    ax.imshow(image[image.shape[0] // 2], cmap="gray")
+    if colour:
+        rgb = np.moveaxis(np.asarray(viewed[:, mid], dtype=np.float32), 0, -1)
+        lo, hi = float(rgb.min()), float(rgb.max())
+        ax.imshow(
+            np.clip((rgb - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0), aspect=spacing[1] / spacing[2]
+        )
+    else:
+        ax.imshow(viewed[mid], cmap="gray", aspect=spacing[1] / spacing[2])
     ax.axis("off")
     pred = row["prediction"]
     prob = row.get(f"probability_{pred}")

@@ -26,6 +26,15 @@ def lps_order(direction: Sequence[float]) -> tuple[list[int], list[bool]] | None
     return [2 - i for i in index_axis], [bool(d[nearest[i], i] < 0) for i in index_axis]
 
 
+def shown_image(channels: np.ndarray) -> np.ndarray:
+    """What a picture of a case's ``(C, z, y, x)`` channels draws: a picture of three channels (RGB) whole, in
+    colour; anything else its first channel, in grey."""
+    if channels.shape[0] == 3 and channels.shape[1] == 1:
+        return channels
+    first: np.ndarray = channels[0]
+    return first
+
+
 def as_viewed(a: np.ndarray, order: tuple[list[int], list[bool]] | None) -> np.ndarray:
     """``a`` ``(z, y, x)`` reordered by :func:`lps_order` (unchanged when ``order`` is None)."""
     if order is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from automed.evaluate.viewing import as_viewed, lps_order
+from automed.evaluate.viewing import as_viewed, lps_order, shown_image
 
 
 def strongest_slice(values: np.ndarray) -> int:
@@ -20,12 +20,9 @@ def strongest_slice(values: np.ndarray) -> int:
 
 
 def overlay_image(channels: np.ndarray) -> np.ndarray:
-    """What the overlay draws of a case's ``(C, z, y, x)`` channels: a picture of three channels (RGB) whole, in
-    colour; anything else its first channel, in grey."""
-    if channels.shape[0] == 3 and channels.shape[1] == 1:
-        return channels
-    first: np.ndarray = channels[0]
-    return first
+    """What the overlay draws of a case's ``(C, z, y, x)`` channels (:func:`automed.evaluate.viewing.shown_image`):
+    a picture of three channels (RGB) whole, in colour; anything else its first channel, in grey."""
+    return shown_image(channels)
 
 
 def write_overlay(
@@ -41,7 +38,8 @@ def write_overlay(
     PNG to ``path``; return that slice's index on the image's own axis (the one its title names)."""
     from matplotlib.figure import Figure
 
-    order = lps_order(direction)
+    # a single slice (an X-ray stored coronal) is shown as stored: its axial view would be one row of voxels
+    order = lps_order(direction) if min(values.shape) > 1 else None
     colour = image.ndim == 4
     image = np.stack([as_viewed(c, order) for c in image]) if colour else as_viewed(image, order)
     values = as_viewed(values, order)

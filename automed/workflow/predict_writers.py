@@ -36,11 +36,15 @@ class ReviewWriter:
     def add(self, case_id: str, channels: Any, geometry: Any, res: Any) -> None:
         from automed.artifacts import write_json_atomic
         from automed.evaluate.review import describe, image_figure, review_figure
+        from automed.evaluate.viewing import shown_image
 
         if self.target is not None:  # the class (and probabilities) or the value, over the image
             row = res.row(self.target)
             write_json_atomic(self.folder / f"{case_id}.json", {"case": case_id, **row})
-            self._save(case_id, image_figure(channels[0], case_id, row))
+            picture = image_figure(
+                shown_image(channels), case_id, row, geometry.direction, geometry.spacing_zyx
+            )
+            self._save(case_id, picture)
             summary = ", ".join(
                 f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
             )
