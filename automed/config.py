@@ -198,10 +198,21 @@ def _parent_path(ref: Any, child: Path, names: Path | None) -> Path:
         # a preset names automed's presets first, then the YAML files beside it (`extends: base` was refused
         # where base.yaml lay beside the child, though the names listed were only automed's)
         folders = [f for f in (names, child.parent) if f is not None]
-        for where in folders:
-            found = where / f"{ref}.yaml"
-            if found.is_file():
-                return found
+        candidates = [  # (a file never names itself: `extends: default` in a default.yaml is automed's)
+            f
+            for f in (where / f"{ref}.yaml" for where in folders)
+            if f.is_file() and f.resolve() != child.resolve()
+        ]
+        if len(candidates) == 2 and read_yaml(candidates[0]) != read_yaml(candidates[1]):
+            # a user's edited copy beside the child, named like automed's own: either reading is a surprise
+            raise ConfigError.single(
+                child,
+                "'extends: NAME' must name one file",
+                f"{ref!r} names automed's {candidates[0]} and, beside this file, {candidates[1]} (they differ)",
+                f"write extends: ./{ref}.yaml for the one beside it, or extends: {candidates[0]} for automed's",
+            )
+        if candidates:
+            return candidates[0]
         place = " or ".join(str(f.resolve()) for f in folders)
         options = sorted(
             {q.stem for f in folders for q in f.glob("*.yaml") if q.resolve() != child.resolve()}

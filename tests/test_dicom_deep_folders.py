@@ -240,7 +240,7 @@ def test_an_input_folder_larger_than_an_export_is_refused_not_read_to_its_end(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """``automed predict -i ~`` by mistake walked the whole home tree (every folder also scanned for DICOM) before
-    saying 'no images found'. Past the folder limit (entries: a hundred times it) discovery stops and says why and
+    saying 'no images found'. Past the folder limit (entries: a thousand times it) discovery stops and says why and
     how to go on; ``AUTOMED_MAX_INPUT_FOLDERS`` raises it for an export that large."""
     from automed.runtime.folders import MAX_FOLDERS, MAX_FOLDERS_VAR
 
@@ -253,19 +253,21 @@ def test_an_input_folder_larger_than_an_export_is_refused_not_read_to_its_end(
                 (tmp_path / "in" / f"p{p}" / f"s{s}" / f"se{k}").mkdir(parents=True)
     root = tmp_path / "in"
     monkeypatch.setenv(MAX_FOLDERS_VAR, "21")
-    rule = r"at most 21 folders or 2100 files and folders in all; found 22 folder\(s\) and \d+ entries so far"
+    rule = (
+        r"at most 21 folders or 21000 files and folders in all; found 22 folder\(s\) and \d+ entries so far"
+    )
     with pytest.raises(SystemExit, match=rf"{root}: an input folder holds images or DICOM .*{rule}"):
         find_cases(root, 1)
     with pytest.raises(DatasetError, match=rf"{rule} .* set AUTOMED_MAX_INPUT_FOLDERS to more than 21"):
         discover(root, 1)
     monkeypatch.setenv(MAX_FOLDERS_VAR, "22")
     assert _both(root, caplog, capsys)[0] == ["a"]
-    monkeypatch.setenv(MAX_FOLDERS_VAR, "3")  # entries: 301 files in one folder, past 3 x 100
+    monkeypatch.setenv(MAX_FOLDERS_VAR, "1")  # entries: 1,001 files in one folder, past 1 x 1,000
     (tmp_path / "flat").mkdir()
-    for i in range(301):
+    for i in range(1001):
         (tmp_path / "flat" / f"n{i}.txt").write_text("")
     with pytest.raises(
-        SystemExit, match=r"found 1 folder\(s\) and 301 entries so far \(discovery stopped at \./\)"
+        SystemExit, match=r"found 1 folder\(s\) and 1001 entries so far \(discovery stopped at \./\)"
     ):
         find_cases(tmp_path / "flat", 1)
     monkeypatch.setenv(MAX_FOLDERS_VAR, "many")

@@ -212,3 +212,27 @@ def test_a_search_spaces_unknown_parent_or_cycle_is_the_presets_error(tmp_path: 
     _write(tmp_path / "b.yaml", {"extends": "a.yaml", "name": "b"})
     with pytest.raises(ConfigError, match=r"must not loop.*a\.yaml -> b\.yaml -> a\.yaml"):
         load_space(tmp_path / "a.yaml")
+
+
+def test_a_name_that_is_both_automeds_and_an_edited_sibling_is_refused(tmp_path: Path) -> None:
+    """A team's edited default.yaml beside mine.yaml (`extends: default`) had silently given way to automed's own:
+    the sweep ran automed's ranges. Two different files by one name are refused, naming both; an unchanged copy is
+    no ambiguity; a path says which."""
+    from automed.search.space import SPACES_DIR
+
+    shipped = SPACES_DIR / "default.yaml"
+    (tmp_path / "default.yaml").write_bytes(shipped.read_bytes())
+    mine = _write(tmp_path / "mine.yaml", {"extends": "default", "name": "mine"})
+    assert (
+        load_space(mine).parameters == load_space(shipped).parameters
+    )  # an unchanged copy: either is the same
+    edited = yaml.safe_load(shipped.read_text())
+    edited["name"] = "team-default"
+    _write(tmp_path / "default.yaml", edited)
+    with pytest.raises(ConfigError) as err:
+        load_space(mine)
+    (problem,) = err.value.problems
+    assert str(shipped) in problem.value and str(tmp_path / "default.yaml") in problem.value
+    assert "extends: ./default.yaml" in problem.fix
+    _write(mine, {"extends": "./default.yaml", "name": "mine"})
+    assert load_space(mine).name == "mine"

@@ -54,8 +54,13 @@ def test_the_driver_shows_each_new_epoch_once_and_each_folds_end(tmp_path: Path)
     )
     _epochs(folders[0], 4)
     ended = FoldOutcome(0, [], 4, 1.0, 0.75, None)  # type: ignore[arg-type]
-    watch({0: ended, 1: RuntimeError("CUDA out of memory")})
-    watch({0: ended, 1: RuntimeError("CUDA out of memory")})  # said once
+    # what ray.get raises: its text is the worker's (coloured) traceback; the line says the error it wraps
+    from ray.exceptions import RayTaskError
+
+    trace = "Traceback (most recent call last):\n" + '  File "/site-packages/automed/x.py", line 1\n' * 20
+    failed = RayTaskError("_run_task", trace, RuntimeError("CUDA out of memory")).as_instanceof_cause()
+    watch({0: ended, 1: failed})
+    watch({0: ended, 1: failed})  # said once
     lines = out.getvalue().splitlines()[3:]
     assert [line.split("  it")[0] for line in lines] == [
         "3d_fullres fold 0  epoch 3/4",

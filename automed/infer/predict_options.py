@@ -81,7 +81,8 @@ def run_overrides(model: str | Path, folds: list[int] | None, step: float | None
             model,
             "--folds and --step-size apply to one training (a work dir, a selection folder that chose one, or its "
             "registered model)",
-            "a selection that chose a pair (each member would need its own folds)",
-            f"predict with the training's work dir instead (the one `automed train -o` wrote), or drop {given}",
+            "a selection that chose a pair",
+            f"predict with one training's work dir (the one `automed train -o` wrote), or export the pair (its "
+            f"predict.py takes --folds as those folds of each member), or drop {given}",
         )
     return given

@@ -2,7 +2,7 @@
 nests its series as ``PATIENT/STUDY/SERIES/IM0001``. Each folder is read once: a sub-folder that is a link to the
 input folder or a folder above it would loop, and one to a folder read already would predict its cases twice; such
 links are not followed, and named with why (as are folders that cannot be listed). The walk stops at
-:data:`MAX_FOLDERS` folders or a hundred times as many entries (:class:`InputTooLargeError`): ``-i ~`` given by
+:data:`MAX_FOLDERS` folders or a thousand times as many entries (:class:`InputTooLargeError`): ``-i ~`` given by
 mistake would read a whole home folder."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from pathlib import Path
 # home folder or a disk is far more. AUTOMED_MAX_INPUT_FOLDERS raises the limit for an export larger still
 MAX_FOLDERS = 10_000
 MAX_FOLDERS_VAR = "AUTOMED_MAX_INPUT_FOLDERS"
-ENTRIES_PER_FOLDER = 100  # the entries limit: this many times the folder limit
+ENTRIES_PER_FOLDER = (
+    1_000  # the entries limit: this many times the folder limit (a CT series: hundreds of files)
+)
 
 
 class InputTooLargeError(ValueError):

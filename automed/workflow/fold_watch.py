@@ -73,5 +73,7 @@ class FoldWatch:
                 self._say(f"{self.labels[i]}  finished: {out.epochs} epochs, validation {self.score_name} "
                           f"{out.score:.3f}")  # fmt: skip
             else:
-                said = " ".join(str(out).split())[:200]
-                self._say(f"{self.labels[i]}  failed on the cluster: {type(out).__name__}: {said}")
+                # a RayTaskError's text is its traceback (ANSI-coloured): the error it wraps says what went wrong
+                cause = getattr(out, "cause", None) or out
+                said = " ".join(str(cause).split())[:200]
+                self._say(f"{self.labels[i]}  failed on the cluster: {type(cause).__name__}: {said}")
