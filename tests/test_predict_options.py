@@ -73,7 +73,7 @@ def test_options_that_change_a_trainings_inference_need_one_training(tmp_path: P
     pair.write_text("{}")
     with pytest.raises(ConfigError, match="a selection that chose a pair") as err:
         run_overrides(tmp_path, None, 0.5)
-    assert "predict with the training's work dir" in str(err.value)
+    assert "predict with one training's work dir" in str(err.value)
 
 
 def test_continue_records_folds_and_step_only_when_given(tmp_path: Path) -> None:
