@@ -223,3 +223,24 @@ def test_slide_csv_rows_and_patch_size_are_judged_before_work(slide: Path, tmp_p
     with pytest.raises(AutomedError, match="a patch must fit in the slide"):  # 2048 px > the 768 px side
         patch_miner([slide], tmp_path / "m", patch_size="2048", show_progress=False)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("first_filled", [True, False])
+@pytest.mark.parametrize("column", ["Label", "ValueToPredict"])
+def test_a_slide_csv_column_filled_for_some_slides_only_is_refused_before_work(
+    slide: Path, tmp_path: Path, column: str, first_filled: bool
+) -> None:
+    """Filled in the first row only, mining crashed with KeyError after mining every slide; filled in a later row
+    only, patches.csv silently had no such column although label maps were written."""
+    Image.new("L", (64, 48)).save(tmp_path / "lab.png")
+    value = "lab.png" if column == "Label" else "1"
+    rows = [f"a,{slide},{value}", f"b,{slide},"]
+    (tmp_path / "s.csv").write_text(
+        f"SubjectID,Channel_0,{column}\n" + "\n".join(rows[:: 1 if first_filled else -1])
+    )
+    with pytest.raises(
+        AutomedError, match=f"a {column} column is filled in for every slide or for none"
+    ) as err:
+        patch_miner([tmp_path / "s.csv"], tmp_path / "m", patch_size="64", show_progress=False)
+    assert err.value.problems[0].value == f"empty in rows [{3 if first_filled else 2}]"
+    assert not (tmp_path / "m").exists()

@@ -129,6 +129,13 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
                 "add them (Label and ValueToPredict are optional)",
             )  # fmt: skip
 
+        for col in ("Label", "ValueToPredict"):  # patches.csv has one column for all slides or none
+            empty = [n for n, r in enumerate(rows, start=2) if not (r.get(col) or "").strip()]
+            if col in rows[0] and 0 < len(empty) < len(rows):
+                raise DatasetError.single(src, f"a {col} column is filled in for every slide or for none (a "
+                                          "training on patches.csv needs one for every patch)", f"empty in rows "
+                                          f"{empty[:10]}", f"fill in those rows, or move them to a CSV without {col}")  # fmt: skip
+
         def rel(v: str) -> Path:
             return p if (p := Path(v)).is_absolute() else (src.parent / p)
 
