@@ -11,9 +11,15 @@ from automed.errors import AutomedError
 
 
 def write_series(
-    folder: Path, z: list[float], *, echoes: int = 1, uid: str = "1.2.826.0.1.3680043.8.498.1"
+    folder: Path,
+    z: list[float],
+    *,
+    echoes: int = 1,
+    uid: str = "1.2.826.0.1.3680043.8.498.1",
+    slopes: list[float] | None = None,
 ) -> Path:
-    """A tiny axial MR series: one 8 x 6 slice per position in ``z`` (mm) and echo."""
+    """A tiny axial MR series: one 8 x 6 slice per position in ``z`` (mm) and echo (stored value ``10 k + echo``
+    at the k-th position), each slice with its own RescaleSlope when ``slopes`` gives them."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -41,6 +47,8 @@ def write_series(
             ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
             ds.PixelData = np.full((6, 8), k * 10 + echo, np.uint16).tobytes()
+            if slopes is not None:
+                ds.RescaleSlope, ds.RescaleIntercept = slopes[k], 0
             ds.save_as(folder / f"{n:03d}.dcm", enforce_file_format=True)
     return folder
 
@@ -87,3 +95,27 @@ def test_orientation_noise_does_not_split_a_series_into_volumes(tmp_path: Path) 
         ds.ImageOrientationPatient = [1.0, noise, 0.0, -noise, 1.0, 0.0]
         ds.save_as(f, enforce_file_format=True)
     assert [c.case_id for c in discover(series, 1)] == ["s"]
+
+
+def test_slices_with_their_own_rescale_slope_keep_their_values(tmp_path: Path) -> None:
+    """A PET series (or a CT export) whose slices carry their own RescaleSlope: ITK's series reader cast every slice
+    to the first one's pixel type (slope 1: integers), so 21 x 0.5 = 10.5 came out 10 and 41 x 0.25 came out 10 in
+    training, prediction, the bundle's runtime and `automed convert`, without a word."""
+    import SimpleITK as sitk
+
+    from automed.data.io import read_sitk
+    from automed.runtime.io import Case, read_case
+    from automed.workflow.convert import convert
+
+    slopes = [1.0, 0.5, 0.25, 3.7]
+    series = write_series(tmp_path / "pet", [0.0, 2.0, 4.0, 6.0], slopes=slopes)
+    want = np.array([(10 * k + 1) * s for k, s in enumerate(slopes)])
+    assert sitk.GetArrayFromImage(read_sitk(series))[:, 0, 0] == pytest.approx(want)
+    channels, _ = read_case(Case("pet", (series,), ".nii.gz"))
+    assert channels[0, :, 0, 0] == pytest.approx(want, rel=1e-6)
+    res = convert(series, tmp_path / "nifti", show_progress=False)
+    image = sitk.ReadImage(str(tmp_path / "nifti" / res.series[0]["file"]))
+    assert sitk.GetArrayFromImage(image)[:, 0, 0] == pytest.approx(want)
+    # a series whose slices share their rescale keeps its pixel type
+    plain = write_series(tmp_path / "mr", [0.0, 2.0, 4.0])
+    assert read_sitk(plain).GetPixelIDTypeAsString() == "16-bit unsigned integer"

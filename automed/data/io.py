@@ -27,6 +27,7 @@ from automed.runtime.io import (
     grey_palette_bmp,
     image_io,
     read_picture,
+    read_series,
     shown,
     utf8,
     write_atomic,
@@ -137,12 +138,9 @@ def _read_sitk(path: Path) -> sitk.Image:
     if not utf8(path):
         raise _not_utf8(path)
     if path.is_dir():
-        reader = sitk.ImageSeriesReader()
         files = dicom_series_files(path)
-        reader.SetFileNames(files)
         try:
-            img: sitk.Image = reader.Execute()
-            return img
+            return read_series(files)
         except RuntimeError as exc:
             if how := compressed_dicom(Path(files[0])):
                 raise _undecodable(path, how, exc) from exc

@@ -138,6 +138,29 @@ def _dicom_series(folder: Path) -> list[str]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
+def read_series(files: list[str]) -> sitk.Image:
+    """The slices ``files`` (in this order) as one image. ITK's series reader casts every slice to the first one's
+    pixel type, and a slice's type follows its rescale: a PET series (or a CT export) whose slices carry their own
+    RescaleSlope/RescaleIntercept has integer slices (slope 1) beside float ones, and 3 x 0.5 was read as 1. When
+    the slices' types differ, the series is read as 64-bit float (the type ITK gives a rescaled slice), each slice
+    rescaled by its own values. (One header read per slice, only for series of several files.)"""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    types = set()
+    for f in files if len(files) > 1 else []:
+        head = sitk.ImageFileReader()
+        head.SetFileName(f)
+        try:
+            head.ReadImageInformation()
+        except RuntimeError:
+            break  # reading the series reports the broken file
+        types.add(head.GetPixelID())
+    if len(types) > 1:
+        reader.SetOutputPixelType(sitk.sitkFloat64)
+    image: sitk.Image = reader.Execute()
+    return image
+
+
 def series_volume_problem(files: list[str]) -> str | None:
     """What keeps one series' files (single-frame slices) from being one volume, from their headers, as ``automed
     predict`` checks it (:func:`automed.tools.dicom_convert.series_volume_problems`, with pydicom): several volumes
@@ -185,13 +208,11 @@ def _read(path: Path) -> sitk.Image:
                 + (f" ({', '.join(series)})" if series else "")
                 + "; move each series into its own folder"
             )
-        reader = sitk.ImageSeriesReader()
-        files = reader.GetGDCMSeriesFileNames(str(path), series[0])
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])
         if problem := series_volume_problem(list(files)):
             raise SystemExit(f"{path}: {problem}")
-        reader.SetFileNames(files)
         try:
-            image: sitk.Image = reader.Execute()
+            image = read_series(list(files))
         except RuntimeError as exc:
             how = compressed_dicom(Path(files[0]))
             raise SystemExit(f"{path}: the DICOM series is not readable ({how + ': ' if how else ''}"

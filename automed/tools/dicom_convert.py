@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from automed.errors import DatasetError, Problem
+from automed.runtime.io import read_series as read_slices
 from automed.tools.dicom_files import input_files, is_nifti, read_image, relative
 
 
@@ -191,10 +192,7 @@ def read_series(s: Series) -> sitk.Image:
         if s.multiframe or len(s.files) == 1:
             single: sitk.Image = sitk.ReadImage(str(s.files[0]))
             return single
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames([str(p) for p in s.files])  # sorted along the slice normal by _volumes
-        image: sitk.Image = reader.Execute()
-        return image
+        return read_slices([str(p) for p in s.files])  # sorted along the slice normal by _volumes
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise DatasetError.single(
