@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -88,6 +89,54 @@ def test_label_maps_in_palette_and_16_bit_and_value_maps(slide: Path, tmp_path: 
         with pytest.raises(AutomedError, match=rule):
             patch_miner([tmp_path / "s.csv"], tmp_path / "y", patch_size="64", show_progress=False)
         assert not (tmp_path / "y").exists()
+
+
+def test_tiled_tiff_label_maps_keep_their_values_or_are_refused(slide: Path, tmp_path: Path) -> None:
+    """A tiled TIFF label map is read through OpenSlide (RGBA): a 16-bit map came out all background (16 bits
+    scaled to 8), a palette map its palette's red channel (label 2 became 255, label 3 became 0), a colour map its
+    red channel without the value map a colour PNG needs - every patch mined with wrong labels, without a word."""
+    scene = default_scene(1024, 768, mpp=0.5, seed=3)
+    xx, yy = np.meshgrid(np.arange(128) * 8 + 4, np.arange(96) * 8 + 4)
+    truth = scene.labels(xx, yy).astype(np.uint8)
+    colours = np.array([[0, 0, 0], [200, 30, 30], [30, 200, 30]], np.uint8)
+    palette = np.zeros((3, 256), np.uint16)
+    palette[:, 1:3] = colours[1:].T.astype(np.uint16) * 257
+    tiled = {"tile": (16, 16), "photometric": "minisblack", "compression": "zlib"}
+    tifffile.imwrite(tmp_path / "gray.tif", truth, **tiled)
+    tifffile.imwrite(tmp_path / "deep.tif", truth.astype(np.uint16), **tiled)
+    tifffile.imwrite(
+        tmp_path / "pal.tif",
+        truth,
+        tile=(16, 16),
+        photometric="palette",
+        colormap=palette,
+        compression="zlib",
+    )
+    tifffile.imwrite(
+        tmp_path / "rgb.tif", colours[truth], tile=(16, 16), photometric="rgb", compression="zlib"
+    )
+    lum = [round((299 * int(r) + 587 * int(g) + 114 * int(b)) / 1000) for r, g, b in colours]
+    vmap = ",".join(f"{v}:{k}" for k, v in enumerate(lum))
+    for name, value_map, refusal in (("gray.tif", None, None), ("rgb.tif", vmap, None),
+                                     ("deep.tif", None, "16-bit minisblack"), ("pal.tif", None, "8-bit palette"),
+                                     ("rgb.tif", None, "mode RGB")):  # fmt: skip
+        (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0,Label\nA,{slide},{name}\n")
+        out = tmp_path / f"m_{name}_{value_map}"
+        run: dict[str, Any] = {"patch_size": "64", "mpp": 1.0, "value_map": value_map, "show_progress": False}
+        if refusal:
+            with pytest.raises(AutomedError, match="label map") as err:
+                patch_miner([tmp_path / "s.csv"], out, **run)
+            assert refusal in err.value.problems[0].value and not out.exists()
+            continue
+        res = patch_miner([tmp_path / "s.csv"], out, **run)
+        agree = []
+        for r in _rows(res.csv):
+            x, y, size0 = int(r["Info_X"]), int(r["Info_Y"]), int(r["Info_Size0"])
+            lab = np.asarray(Image.open(res.folder / r["Label"]))
+            c = (np.arange(lab.shape[0]) + 0.5) * size0 / lab.shape[0]
+            want = scene.labels(*np.meshgrid(x + c, y + c))
+            agree.append((lab == want).mean())
+        assert agree and float(np.mean(agree)) > 0.9
 
 
 def test_non_square_pixels_are_refused(tmp_path: Path) -> None:

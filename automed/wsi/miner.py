@@ -114,10 +114,34 @@ def _label_region(path: Path, box: tuple[int, int, int, int], info_size: tuple[i
     x0, y0, w, h = round(x * sx), round(y * sy), max(1, round(w0 * sx)), max(1, round(h0 * sy))
     if img is not None:
         return img.crop((x0, y0, x0 + w, y0 + h))
-    return slide_handle(path).read_region((x0, y0), 0, (w, h)).getchannel(0)
+    # 8-bit grayscale: R = G = B = the value, which the luminance keeps; colours: their luminance, as for a PNG
+    return slide_handle(path).read_region((x0, y0), 0, (w, h)).convert("RGB").convert("L")
 
 
 LABEL_MODES = ("L", "P", "I;16", "I", "1")  # one value per pixel: values stay values
+
+
+def tiff_label_mode(path: Path) -> str:
+    """The mode (Pillow's names) of a label map OpenSlide reads, from its first TIFF page: ``L`` (8-bit grayscale)
+    or ``RGB`` (8-bit colour), the only kinds whose values survive OpenSlide's RGBA; otherwise what it is (16-bit,
+    palette, min-is-white), which it would turn into other values (16 bits scaled to 8, a palette's red channel)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            bits, samples, photometric = page.bitspersample, page.samplesperpixel, page.photometric
+    except (
+        OSError,
+        ValueError,
+        tifffile.TiffFileError,
+    ):  # a slide format that is not TIFF (MRXS, ...): colours
+        return "RGB"
+    kind = {1: "L", 2: "RGB", 6: "RGB"}.get(int(photometric))  # MINISBLACK, RGB, YCBCR (JPEG tiles)
+    if bits == 8 and ((kind == "L" and samples == 1) or (kind == "RGB" and samples in (3, 4))):
+        return kind
+    name = getattr(photometric, "name", str(photometric)).lower()
+    return f"{bits}-bit {name} with {samples} sample(s)"
 
 
 def label_problems(path: Path, info: SlideInfo, value_map: bool) -> list[Problem]:
@@ -128,7 +152,11 @@ def label_problems(path: Path, info: SlideInfo, value_map: bool) -> list[Problem
 
     try:
         if openslide.OpenSlide.detect_format(str(path)) is not None:
-            size, mode = openslide.OpenSlide(str(path)).dimensions, "L"  # its first channel is read
+            size, mode = openslide.OpenSlide(str(path)).dimensions, tiff_label_mode(path)
+            if mode not in ("L", "RGB"):
+                return [Problem(str(path), "a tiled TIFF label map is read through OpenSlide, which keeps the values "
+                                "of 8-bit grayscale (or colour) only", mode, "save it as an 8-bit grayscale tiled "
+                                "TIFF (values 0-255) or as a PNG")]  # fmt: skip
         else:
             with Image.open(path) as img:
                 size, mode = img.size, img.mode
