@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,28 @@ def test_slices_with_their_own_rescale_slope_keep_their_values(tmp_path: Path) -
     # a series whose slices share their rescale keeps its pixel type
     plain = write_series(tmp_path / "mr", [0.0, 2.0, 4.0])
     assert read_sitk(plain).GetPixelIDTypeAsString() == "16-bit unsigned integer"
+
+
+def test_a_series_with_slices_of_another_size_names_the_sizes(tmp_path: Path) -> None:
+    """A slice of another size in a series (a scout saved under the series' UID): convert said "found Size: [8, 4,
+    1]. Fix: decompress it first", training and predict "found Size: [8, 4, 1]" - neither named the rule or the
+    slices."""
+    import pydicom
+
+    from automed.data.io import read_sitk
+    from automed.workflow.convert import convert
+
+    series = write_series(tmp_path / "mixed", [0.0, 2.0, 4.0])
+    odd = sorted(series.iterdir())[1]
+    ds = pydicom.dcmread(odd)
+    ds.Rows, ds.PixelData = 4, np.zeros((4, 8), np.uint16).tobytes()
+    ds.save_as(odd)
+    found = "2 slice(s) of 8 x 6, 1 slice(s) of 8 x 4"
+    with pytest.raises(AutomedError, match="the slices of one volume share one size") as err:
+        convert(series, tmp_path / "nifti", show_progress=False)
+    assert err.value.problems[0].value.startswith(found) and "localizer" in err.value.problems[0].fix
+    assert not (tmp_path / "nifti").exists()
+    with pytest.raises(
+        AutomedError, match=re.escape(f"the slices of one series share one size, found {found}")
+    ):
+        read_sitk(series)

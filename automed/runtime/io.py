@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def read_series(files: list[str]) -> sitk.Image:
     rescaled by its own values. (One header read per slice, only for series of several files.)"""
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
-    types = set()
+    types, sizes = set(), Counter[str]()
     for f in files if len(files) > 1 else []:
         head = sitk.ImageFileReader()
         head.SetFileName(f)
@@ -155,6 +156,11 @@ def read_series(files: list[str]) -> sitk.Image:
         except RuntimeError:
             break  # reading the series reports the broken file
         types.add(head.GetPixelID())
+        sizes[" x ".join(str(v) for v in head.GetSize()[:2])] += 1
+    if len(sizes) > 1:  # ITK's own error gives the odd slice's size alone
+        found = ", ".join(f"{n} slice(s) of {size}" for size, n in sizes.most_common())
+        raise RuntimeError(f"the slices of one series share one size, found {found}: move the slices of the other "
+                           "size (a localizer, a scout) into a folder of their own")  # fmt: skip
     if len(types) > 1:
         reader.SetOutputPixelType(sitk.sitkFloat64)
     image: sitk.Image = reader.Execute()
@@ -216,7 +222,7 @@ def _read(path: Path) -> sitk.Image:
         except RuntimeError as exc:
             how = compressed_dicom(Path(files[0]))
             raise SystemExit(f"{path}: the DICOM series is not readable ({how + ': ' if how else ''}"
-                             f"{_last_line(exc)}); {DECOMPRESS}") from exc  # fmt: skip
+                             f"{_last_line(exc)}){'; ' + DECOMPRESS if how else ''}") from exc  # fmt: skip
         return image
     try:
         single = read_picture(path)

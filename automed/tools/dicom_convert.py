@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,13 @@ def _volumes(
         )
     out = []
     for i, (key, files) in enumerate(sorted(subs.items())):
+        sizes = Counter(f"{ds.get('Columns', '?')} x {ds.get('Rows', '?')}" for _, ds in files)
+        if len(sizes) > 1:  # ITK stops at the first odd slice with only its size to say
+            problems.append(Problem(shown, "the slices of one volume share one size", ", ".join(
+                f"{n} slice(s) of {size}" for size, n in sizes.most_common()) + f" in series "
+                f"{files[0][1].get('SeriesNumber') or '?'}", "move the slices of the other size (a localizer, a "
+                "scout) into a folder of their own"))  # fmt: skip
+            continue
         pos = [_normal_position(ds) for _, ds in files]
         if all(v is not None for v in pos):
             order = np.argsort(np.asarray(pos, float), kind="stable")
