@@ -160,6 +160,26 @@ def test_a_pixel_size_must_be_positive(slide: Path, tmp_path: Path, kw: dict[str
     assert not (tmp_path / "m").exists()
 
 
+def test_a_screen_resolution_in_a_slide_s_metadata_points_to_slide_mpp(tmp_path: Path) -> None:
+    """A tiled TIFF saved by an image editor records 72 dpi, read as 352.8 um/px: the refusals said only "use --mpp
+    352.8 or coarser" and "use a finer scan", not that the file's pixel size may be wrong and how to give the real
+    one."""
+    from automed.workflow.predict_wsi import predict_slides
+
+    rgb = np.full((512, 512, 3), 200, np.uint8)
+    path = tmp_path / "edited.tif"
+    tifffile.imwrite(
+        path, rgb, tile=(256, 256), photometric="rgb", resolution=(72, 72), resolutionunit="INCH"
+    )
+    hint = "352.8 um/px (72 dpi, from the file's metadata) is not its real pixel size, pass --slide-mpp"
+    with pytest.raises(AutomedError, match=r"use --mpp 352\.8 or coarser") as err:
+        patch_miner([path], tmp_path / "m", mpp=0.5, show_progress=False)
+    assert hint in err.value.problems[0].fix
+    with pytest.raises(AutomedError, match="at least as fine as the model's resolution") as err:
+        predict_slides(object(), [path], tmp_path, mpp=0.5, names={0: "bg", 1: "a"}, show_progress=False)
+    assert hint in err.value.problems[0].fix
+
+
 def test_tilewise_thumbnail_matches_openslide(slide: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import automed.wsi.slide as slide_mod
 

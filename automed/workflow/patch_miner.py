@@ -33,6 +33,7 @@ from automed.wsi.slide import (
     slide_handle,
     slide_info,
     slide_name,
+    wrong_mpp_hint,
 )
 from automed.wsi.tissue import tissue_mask
 
@@ -238,7 +239,7 @@ def patch_miner(
         if mpp is not None and mpp < info.mpp * 0.999:
             raise DatasetError.single(s.path, "patches are mined at or above the slide's own resolution",
                                       f"--mpp {mpp} finer than the slide's {info.mpp:.4g} um/px",
-                                      f"use --mpp {info.mpp:.4g} or coarser")  # fmt: skip
+                                      f"use --mpp {info.mpp:.4g} or coarser{wrong_mpp_hint(info)}")  # fmt: skip
     problems: list[Problem] = []  # and the label maps' problems
     for s, info in zip(slides, infos, strict=True):
         if (g := _grid(info, px, um, mpp, overlap)).patch_px < MIN_PATCH_PX:

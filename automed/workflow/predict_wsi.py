@@ -24,7 +24,7 @@ from automed.errors import ConfigError
 from automed.parallel import progress_bar
 from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
-from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail
+from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail, wrong_mpp_hint
 from automed.wsi.tissue import tissue_mask
 
 
@@ -165,7 +165,8 @@ def predict_slides(
     for path, info in zip(slides, infos, strict=True):
         if mpp < info.mpp * 0.999:
             raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
-                                     f"slide {info.mpp:.4g} um/px, model {mpp:.4g}", "use a finer scan")  # fmt: skip
+                                     f"slide {info.mpp:.4g} um/px, model {mpp:.4g}",
+                                     f"use a finer scan{wrong_mpp_hint(info)}")  # fmt: skip
     for path, info in zip(slides, infos, strict=True):
         grid = BlockGrid(info, mpp)
         base, stem, i = slide_name(path), slide_name(path), 2

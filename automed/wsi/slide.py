@@ -117,6 +117,15 @@ def slide_info(path: Path, mpp: float | None = None, *, given_as: str = "--slide
     return info
 
 
+def wrong_mpp_hint(info: SlideInfo) -> str:
+    """The end of a fix when a slide's pixel size came from its metadata, which may be wrong: a TIFF saved by an image
+    editor records a screen resolution (72 dpi reads as 352.8 um/px)."""
+    if info.mpp_source != "metadata":
+        return ""
+    return (f"; if {info.mpp:.4g} um/px ({25400 / info.mpp:.4g} dpi, from the file's metadata) is not its real pixel "
+            "size, pass --slide-mpp with the real one")  # fmt: skip
+
+
 def on_white(region: Image.Image) -> Image.Image:
     """An OpenSlide RGBA region as RGB, transparent pixels (outside the slide) white. Inside the slide every pixel is
     opaque: then the alpha is dropped without compositing (half the cost per patch)."""
