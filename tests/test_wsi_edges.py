@@ -44,10 +44,21 @@ def test_slide_keys_are_unique_and_safe(slide: Path, tmp_path: Path) -> None:
     assert {r["PatientID"] for r in _rows(res.csv)} == {"P001", "C"}
 
 
-def test_num_patches_with_workers_leaves_no_extra_files(slide: Path, tmp_path: Path) -> None:
-    res = patch_miner([slide], tmp_path / "m", patch_size="64", num_patches=5, read="random", workers=2,
-                      show_progress=False)  # fmt: skip
+def test_num_patches_with_workers_leaves_no_extra_files(
+    slide: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="automed"):
+        res = patch_miner([slide], tmp_path / "m", patch_size="64", num_patches=5, read="random", workers=2,
+                          show_progress=False)  # fmt: skip
     assert res.patches == 5 and len(list((res.folder / "patches").rglob("*.png"))) == 5
+    assert "row order" not in caplog.text
+    # in sequential order the patches kept are the slide's top rows: said, with the way to spread them
+    with caplog.at_level("WARNING", logger="automed"):
+        res = patch_miner([slide], tmp_path / "s", patch_size="64", num_patches=5, show_progress=False)
+    assert max(int(r["Info_Y"]) for r in _rows(res.csv)) < 768 // 2
+    assert (
+        "a: the 5 patches kept are the first in row order" in caplog.text and "--read random" in caplog.text
+    )
 
 
 def test_label_maps_in_palette_and_16_bit_and_value_maps(slide: Path, tmp_path: Path) -> None:

@@ -37,7 +37,13 @@ def patch_miner(
         float | None,
         typer.Option(help="Level-0 pixel size of slides whose metadata lacks it (overrides it)."),
     ] = None,
-    num_patches: Annotated[int, typer.Option(help="Patches per slide at most; -1 takes every one.")] = -1,
+    num_patches: Annotated[
+        int,
+        typer.Option(
+            help="Patches per slide at most; -1 takes every one. The first ones in --read order: with "
+            "sequential, the slide's top rows."
+        ),
+    ] = -1,
     overlap: Annotated[float, typer.Option(help="Overlap of neighbouring patches, 0 to 0.9.")] = 0.0,
     read: Annotated[
         str, typer.Option(help="sequential (row by row) or random (seeded) order.")
@@ -72,7 +78,7 @@ def patch_miner(
     fractions; write patches.csv (PatientID = the slide CSV's PatientID, else the slide, so folds are grouped by
     patient) for `automed train`.
 
-    Example: automed patch-miner slides/ -o patches --patch-size 256 --mpp 0.5 --num-patches 500 --workers 2
+    Example: automed patch-miner slides/ -o patches --patch-size 256 --mpp 0.5 --num-patches 500 --read random
     """
     from automed import api
 

@@ -11,6 +11,7 @@ the tissue mask and the patches kept). Built in a hidden sibling folder, renamed
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import random
 import re
@@ -44,6 +45,7 @@ POOL_MIN_PATCHES = 1000  # below this a process pool's start costs more than it 
 # what a mining worker needs, imported once by the fork server
 PRELOAD = ["numpy", "PIL.Image", "openslide", "automed.wsi.miner"]
 READS = ("sequential", "random")
+log = logging.getLogger("automed")
 
 
 @dataclass
@@ -298,6 +300,12 @@ def patch_miner(
                 if 0 < num_patches <= len(slide_rows):
                     break
             if num_patches > 0:
+                if (
+                    read == "sequential" and len(kept_pos) > num_patches
+                ):  # a sample of the slide's top rows only
+                    log.warning("%s: the %d patches kept are the first in row order, from the top of its tissue (%d "
+                                "positions over tissue); pass --read random for patches from all over the slide",
+                                s.key, len(slide_rows[:num_patches]), len(kept_pos))  # fmt: skip
                 slide_rows = slide_rows[:num_patches]
                 # chunks in flight when the count was reached wrote patches of their own: keep the CSV's only
                 kept = {tmp / r[c] for r in slide_rows for c in ("Channel_0", "Label") if c in r}
