@@ -150,6 +150,20 @@ def test_tiled_tiff_label_maps_keep_their_values_or_are_refused(slide: Path, tmp
         assert agree and float(np.mean(agree)) > 0.9
 
 
+def test_a_label_png_too_large_for_pillow_names_the_way_out(
+    slide: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full-resolution label PNG of a large slide: Pillow refuses to open it, and the refusal said "unreadable
+    (DecompressionBombError)" with the fix "write it as PNG or a tiled TIFF" - it is a PNG."""
+    Image.new("L", (256, 192)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the PNG stands for one of billions of pixels
+    (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0,Label\nA,{slide},big.png\n")
+    with pytest.raises(AutomedError, match="small enough for Pillow to open") as err:
+        patch_miner([tmp_path / "s.csv"], tmp_path / "m", patch_size="64", show_progress=False)
+    assert "49152 pixels" in err.value.problems[0].value and "smaller scale" in err.value.problems[0].fix
+    assert not (tmp_path / "m").exists()
+
+
 def test_non_square_pixels_are_refused(tmp_path: Path) -> None:
     data = np.full((512, 512, 3), 200, np.uint8)
     path = tmp_path / "ns.tif"

@@ -160,7 +160,13 @@ def label_problems(path: Path, info: SlideInfo, value_map: bool) -> list[Problem
         else:
             with Image.open(path) as img:
                 size, mode = img.size, img.mode
-    except (OSError, Image.DecompressionBombError, openslide.OpenSlideError) as exc:
+    except (
+        Image.DecompressionBombError
+    ) as exc:  # a full-resolution map of a large slide: Pillow refuses to open it
+        return [Problem(str(path), "a label map in a plain image format must be small enough for Pillow to open",
+                        str(exc).split(",")[0], "save it at a smaller scale of the slide (any scale is read, e.g. "
+                        "downsampled 8 times) or as an 8-bit grayscale tiled TIFF")]  # fmt: skip
+    except (OSError, openslide.OpenSlideError) as exc:
         return [Problem(str(path), "a label map must be an image Pillow or OpenSlide reads",
                         f"unreadable ({type(exc).__name__})", "write it as PNG or a tiled TIFF")]  # fmt: skip
     out = []
