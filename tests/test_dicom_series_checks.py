@@ -145,3 +145,28 @@ def test_a_series_with_slices_of_another_size_names_the_sizes(tmp_path: Path) ->
         AutomedError, match=re.escape(f"the slices of one series share one size, found {found}")
     ):
         read_sitk(series)
+
+
+def test_convert_refuses_a_dicom_segmentation_instead_of_stacking_its_frames(tmp_path: Path) -> None:
+    """A DICOM SEG beside its series (automed predict --output-format dicom-seg writes one; PACS exports hold them):
+    convert wrote it as a volume of its non-empty frames - frames at 0, 2 and 6 mm became slices at 6, 7 and 8 mm -
+    a label map on a wrong grid, without a word (two segments on one slice stopped it with ITK's "Zero-valued
+    spacing")."""
+    from automed.data.io import dicom_series_files
+    from automed.tools.dicom_seg import write_seg
+    from automed.workflow.convert import convert
+
+    series = write_series(tmp_path / "in" / "series", [0.0, 2.0, 4.0, 6.0])
+    labels = np.zeros((4, 6, 8), np.uint8)
+    labels[0, 1:3, 2:5] = labels[1, 1:3, 2:5] = labels[3, 1:3, 2:5] = 1
+    (tmp_path / "in" / "seg").mkdir()
+    write_seg(
+        labels, dicom_series_files(series), {0: "background", 1: "lesion"}, tmp_path / "in" / "seg" / "a.dcm"
+    )
+    with pytest.raises(AutomedError, match="a segmentation's frames are segments, not slices") as err:
+        convert(tmp_path / "in", tmp_path / "nifti", show_progress=False)
+    assert [(p.file, p.value) for p in err.value.problems] == [("seg/a.dcm", "a DICOM Segmentation")]
+    assert not (tmp_path / "nifti").exists()
+    assert (
+        len(convert(series, tmp_path / "nifti", show_progress=False).series) == 1
+    )  # the series alone converts

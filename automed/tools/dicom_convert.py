@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from automed.errors import DatasetError, Problem
+from automed.runtime.io import NOT_IMAGES
 from automed.runtime.io import read_series as read_slices
 from automed.tools.dicom_files import input_files, is_nifti, read_image, relative
 
@@ -169,6 +170,12 @@ def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
         ds, problem = read_image(path, relative(path, root))
         if ds is None:
             problems.append(problem)  # type: ignore[arg-type]
+            continue
+        if (kind := NOT_IMAGES.get(str(ds.get("SOPClassUID", "")), "")).endswith("Segmentation"):
+            problems.append(Problem(relative(path, root), "convert reads DICOM images; a segmentation's frames are "
+                                    "segments, not slices (GDCM stacks them on a wrong grid)", f"a DICOM {kind}",
+                                    "move it out (highdicom reads it; automed predict writes its label map as NIfTI "
+                                    "beside it)"))  # fmt: skip
             continue
         del ds.PixelData  # keep the headers only
         groups[(path.parent, str(ds.get("SeriesInstanceUID", "")))].append((path, ds))
