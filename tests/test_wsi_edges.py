@@ -61,6 +61,22 @@ def test_num_patches_with_workers_leaves_no_extra_files(
     )
 
 
+def test_slides_of_different_pixel_sizes_without_mpp_are_warned_about(
+    slide: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 40x slide beside 20x ones, mined without --mpp: each at its own resolution, so one patch size covered
+    twice the tissue on some slides - a training set of mixed scales, without a word."""
+    fine = write_slide(default_scene(1024, 768, mpp=0.25, seed=3), tmp_path / "fine.tif")
+    with caplog.at_level("WARNING", logger="automed"):
+        patch_miner([slide, fine], tmp_path / "m", patch_size="64", num_patches=1, show_progress=False)
+    assert "pixel sizes differ (0.25, 0.5 um/px)" in caplog.text and "--mpp 0.5" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="automed"):  # one resolution asked: nothing to say
+        patch_miner([slide, fine], tmp_path / "n", patch_size="64", mpp=0.5, num_patches=1, read="random",
+                    show_progress=False)  # fmt: skip
+    assert not caplog.text
+
+
 def test_label_maps_in_palette_and_16_bit_and_value_maps(slide: Path, tmp_path: Path) -> None:
     scene = default_scene(1024, 768, mpp=0.5, seed=3)
     xx, yy = np.meshgrid(np.arange(128) * 8 + 4, np.arange(96) * 8 + 4)

@@ -242,6 +242,12 @@ def patch_miner(
             raise DatasetError.single(s.path, "patches are mined at or above the slide's own resolution",
                                       f"--mpp {mpp} finer than the slide's {info.mpp:.4g} um/px",
                                       f"use --mpp {info.mpp:.4g} or coarser{wrong_mpp_hint(info)}")  # fmt: skip
+    own = sorted({round(i.mpp, 4) for i in infos})
+    if mpp is None and own[-1] > 1.1 * own[0]:  # 20x beside 40x scans: one patch size, two areas of tissue
+        log.warning("the slides' pixel sizes differ (%s um/px) and no --mpp was given: each slide's patches are at "
+                    "its own resolution, so a patch spans %.3g times as many micrometres on some slides as on others; "
+                    "pass --mpp (e.g. --mpp %s) to mine every slide at one resolution",
+                    ", ".join(f"{v:g}" for v in own), own[-1] / own[0], f"{own[-1]:g}")  # fmt: skip
     problems: list[Problem] = []  # and the label maps' problems
     for s, info in zip(slides, infos, strict=True):
         if (g := _grid(info, px, um, mpp, overlap)).patch_px < MIN_PATCH_PX:
