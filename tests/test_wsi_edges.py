@@ -332,6 +332,10 @@ def test_slide_csv_rows_and_patch_size_are_judged_before_work(slide: Path, tmp_p
         patch_miner([tmp_path / "none.csv"], tmp_path / "m", show_progress=False)
     with pytest.raises(AutomedError, match="a patch must fit in the slide"):  # 2048 px > the 768 px side
         patch_miner([slide], tmp_path / "m", patch_size="2048", show_progress=False)
+    with pytest.raises(
+        AutomedError, match="--value-map maps the values of the slides' label maps"
+    ):  # was ignored
+        patch_miner([slide], tmp_path / "m", value_map="0:0,255:1", show_progress=False)
     assert not (tmp_path / "m").exists()
 
 

@@ -234,6 +234,10 @@ def patch_miner(
         raise ConfigError.single("--class-from-label", "a patch class from the label map needs a Label for every "
                                  "slide and no slide-level ValueToPredict", "missing Label or a ValueToPredict",
                                  "give a CSV with a Label column only, or drop --class-from-label")  # fmt: skip
+    if vmap and all(s.label is None for s in slides):  # it would do nothing: said, not ignored
+        raise ConfigError.single("--value-map", "--value-map maps the values of the slides' label maps",
+                                 f"{value_map} with no Label given", "give a slide CSV with a Label column, or drop "
+                                 "--value-map")  # fmt: skip
     protected = [s.path for s in slides] + [s.label for s in slides if s.label]
     out = claim_output(Path(output), "patches", protected=protected, overwrite=overwrite)
     infos = [_info(s, mpp, slide_mpp) for s in slides]  # every slide judged before any work
