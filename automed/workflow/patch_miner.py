@@ -310,9 +310,8 @@ def patch_miner(
                 if 0 < num_patches <= len(slide_rows):
                     break
             if num_patches > 0:
-                if (
-                    read == "sequential" and len(kept_pos) > num_patches
-                ):  # a sample of the slide's top rows only
+                # in sequential order the first ones are a sample of the slide's top rows only
+                if read == "sequential" and len(kept_pos) > num_patches:
                     log.warning("%s: the %d patches kept are the first in row order, from the top of its tissue (%d "
                                 "positions over tissue); pass --read random for patches from all over the slide",
                                 s.key, len(slide_rows[:num_patches]), len(kept_pos))  # fmt: skip
