@@ -157,3 +157,21 @@ def test_slide_outputs_replace_earlier_ones_only_when_finished(tmp_path: Path) -
     (out / STAGING / "x.tif").write_text("x")
     assert into_output(out, writes("b_labels.tif")) == [out / "b_labels.tif"]
     assert sorted(p.name for p in out.iterdir()) == [".automed-output.json", "b_labels.tif"]
+
+
+def test_a_csv_listing_whole_slides_is_refused_with_the_way_that_tiles_them(
+    slide: Path, tmp_path: Path
+) -> None:
+    """`automed predict -i slides.csv`: the CSV's slides were taken as image cases, read whole at the slide's own
+    pixel size rather than tiled at the model's (and a real slide read whole does not fit in memory)."""
+    from automed.wsi.slide import slide_inputs
+
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "patch.png")
+    (tmp_path / "patches.csv").write_text("SubjectID,Channel_0\npatch,patch.png\n")
+    assert slide_inputs(tmp_path / "patches.csv") is None  # a CSV of patches is predicted as images
+    (tmp_path / "slides.csv").write_text(f"SubjectID,Channel_0\npatch,patch.png\ns,{slide}\n")
+    with pytest.raises(
+        AutomedError, match="whole slides are predicted from a slide or a folder of slides"
+    ) as err:
+        slide_inputs(tmp_path / "slides.csv")
+    assert err.value.problems[0].value == f"1 slide(s) listed, e.g. {slide.name}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,6 +216,9 @@ def slide_inputs(input_path: Path) -> list[Path] | None:
     ) -> bool:  # a slide-only format OpenSlide cannot open: a broken slide, not an image
         return p.suffix.lower() in WSI_ONLY and openslide.OpenSlide.detect_format(str(p)) is None
 
+    if input_path.is_file() and input_path.suffix.lower() == ".csv":
+        _no_listed_slides(input_path, is_slide)
+        return None
     files = (
         [input_path] if input_path.is_file() else sorted(input_path.iterdir()) if input_path.is_dir() else []
     )
@@ -234,3 +238,20 @@ def slide_inputs(input_path: Path) -> list[Path] | None:
             )  # fmt: skip
     found = one_per_dicom_series(slides)
     return found or None
+
+
+def _no_listed_slides(csv_path: Path, is_slide: Callable[[Path], bool]) -> None:
+    """A CSV's images are read whole at their own pixel size: a whole slide listed there would be predicted at the
+    slide's resolution, not the model's (and read whole into memory). Refused, with the way that tiles it."""
+    from automed.data.dataset import load_csv
+
+    try:
+        cases = load_csv(csv_path.resolve()).cases
+    except DatasetError:
+        return  # the CSV's own problems are reported when its cases are read
+    slides = [p for c in cases for p in c.images if p.is_file() and is_slide(p)]
+    if slides:
+        raise DatasetError.single(csv_path, "whole slides are predicted from a slide or a folder of slides (tiled, "
+                                  "at the model's resolution); a CSV's images are read whole at their own pixel size",
+                                  f"{len(slides)} slide(s) listed, e.g. {slides[0].name}",
+                                  "pass the slides' folder (or one slide) as the input")  # fmt: skip
