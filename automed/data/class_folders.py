@@ -8,13 +8,13 @@ folders are not supported here (a class folder must hold image files, not folder
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix
 from automed.data.schema import Case, Dataset
 from automed.errors import DatasetError, Problem
+from automed.runtime.folders import safe_id
 
 # Sub-folder names of segmentation layouts (nnU-Net, MSD, common custom trees): a folder holding one of these is a
 # segmentation dataset missing its dataset.json, never a set of classes.
@@ -22,7 +22,6 @@ SEGMENTATION_FOLDERS = frozenset(
     {"imagestr", "labelstr", "imagests", "labelsts", "images", "labels", "image", "label", "masks", "mask"}
 )
 IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini"})  # written by file browsers
-UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 LAYOUT_RULE = "a folder-per-class dataset is DIR/<class name>/<image files>, at least two classes"
 
 
@@ -63,11 +62,6 @@ def image_stem(path: Path) -> str:
         if low.endswith(s):
             return path.name[: -len(s)]
     return path.stem
-
-
-def safe_id(text: str) -> str:
-    """``text`` with every character other than letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``."""
-    return UNSAFE.sub("_", text)
 
 
 def _folder_problems(root: Path, dirs: list[Path]) -> tuple[dict[str, list[Path]], list[Problem]]:

@@ -252,7 +252,9 @@ def discover(input_path: str | Path, n_channels: int, dimension: int | None = No
     image-level model's ``plan.image_dimension``; ``None`` when the model takes volumes or either). Sub-folders are
     read for DICOM alone, at any depth, by the same rule: a series volume each (``PATIENT_STUDY_SERIES`` for
     ``PATIENT/STUDY/SERIES``), or a case per file named ``FOLDER_FILE``; each folder once (:func:`sub_folders`), up
-    to a limit on folders and entries (a home folder given by mistake is refused, not read: ``InputTooLargeError``)."""
+    to a limit on folders and entries (a home folder given by mistake is refused, not read: ``InputTooLargeError``).
+    For an image-level model a sub-folder's other images are a case each too, named as training names a
+    folder-per-class dataset's (``test/<class>/<images>``: ``<class>_<file stem>``; :func:`subfolder_files`)."""
     try:
         return _discover(input_path, n_channels, dimension)
     except InputTooLargeError as exc:

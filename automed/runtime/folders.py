@@ -8,6 +8,7 @@ mistake would read a whole home folder."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 # a PACS or CD export is tens to a few thousand folders (PATIENT/STUDY/SERIES) of up to thousands of files each; a
@@ -54,6 +55,15 @@ def folder_id(root: Path, folder: Path, *more: str) -> str:
     ``_`` (``patient1/study1/series1`` -> ``patient1_study1_series1``): one file name, never a path, deterministic.
     Two folders joining to one ID (``a_b/c``, ``a/b_c``) are refused by the callers' check of unique IDs."""
     return "_".join((*folder.relative_to(root).parts, *more))
+
+
+UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_id(text: str) -> str:
+    """``text`` with every character other than letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``: the case
+    IDs of a folder-per-class dataset (``automed.data.class_folders``), in training and in prediction alike."""
+    return UNSAFE.sub("_", text)
 
 
 def _identity(path: Path) -> tuple[int, int] | str:

@@ -4,7 +4,8 @@
 Inputs: a folder of images, one file per case, or ``CASE_0000``, ``CASE_0001``, ... per channel (nnU-Net naming);
 single 4D or RGB files holding every channel; DICOM series folders (the input folder itself or its sub-folders at any
 depth, ``PATIENT/STUDY/SERIES``, a case ``PATIENT_STUDY_SERIES``); a sub-folder of single-file DICOM (X-rays) gives a
-case per file, ``FOLDER_FILE``. Hidden files are no inputs; what else is not read is named, and so are links that
+case per file, ``FOLDER_FILE``; for an image-level model, other images in a sub-folder are a case each too (a
+folder-per-class test set, ``<class>_<file stem>``). Hidden files are no inputs; what else is not read is named, and so are links that
 would loop or read a folder twice (:mod:`.folders`).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from .folders import InputTooLargeError, entries, folder_id, sub_folders
+from .folders import InputTooLargeError, entries, folder_id, safe_id, sub_folders
 from .io import (
     CHANNEL,
     DECOMPRESS,
@@ -139,10 +140,22 @@ def subfolder_files(root: Path, folder: Path, dimension: int | None = None) -> l
     """``(case ID, file)`` for the DICOM files of a sub-folder of the input ``root`` that are a case each (a ward's
     X-rays, one series per file; any slice for a model on pictures); none when the sub-folder is one series volume
     (:func:`is_series_folder`). An ID is ``FOLDER_FILE`` (without the image suffix; ``PATIENT_STUDY_FILE`` deeper:
-    :func:`folder_id`): two folders' IM0001 stay apart."""
+    :func:`folder_id`): two folders' IM0001 stay apart.
+
+    For an image-level model (``dimension`` given) the sub-folder's other images (PNG, TIFF, NIfTI, ...) are a case
+    each too: a folder-per-class test set (``test/<class>/<images>``, the layout classification trains on) is
+    predicted, each case named as training names it, ``<class>_<file stem>`` with characters other than letters,
+    digits, ``.``, ``_`` and ``-`` as ``_`` (:func:`.folders.safe_id`). A segmentation model reads DICOM alone there."""
     if is_series_folder(folder, dimension):
         return []
-    return [(folder_id(root, folder, _stem(f)), f) for f in _one_per_file(folder, dimension)]
+    found = [(folder_id(root, folder, _stem(f)), f) for f in _one_per_file(folder, dimension)]
+    if dimension is not None:
+        found += [
+            (safe_id(folder_id(root, folder, _stem(f))), f)
+            for f in entries(folder)
+            if f.is_file() and _other_image(f)
+        ]
+    return found
 
 
 def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) -> list[str]:

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from automed.data.class_folders import safe_id
 from automed.data.io import Geometry
 from automed.errors import ConfigError
 from automed.parallel import progress_bar
+from automed.runtime.folders import safe_id
 from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
 from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail, wrong_mpp_hint
