@@ -57,9 +57,9 @@ def _describe(source: _Source, case: str) -> str:
     )
 
 
-def refuse_other_datasets(paths: list[Path], names: list[str]) -> None:
+def refuse_other_datasets(paths: list[Path], names: list[str], verb: str = "report") -> None:
     """Raise :class:`ArtifactError` when two of the training work dirs among ``paths`` hold different images under
-    one case ID (runs of different datasets)."""
+    one case ID (runs of different datasets); the fix names ``automed VERB`` (``report``, ``select``)."""
     sources = [s for p, n in zip(paths, names, strict=True) if (s := _source(p, n)) is not None]
     for a, b in itertools.combinations(sources, 2):
         differ = _differing(a, b)
@@ -72,6 +72,6 @@ def refuse_other_datasets(paths: list[Path], names: list[str]) -> None:
             f"(its fingerprint's shape, spacing and label voxels) in both ({a.file})",
             f"{len(differ)} shared case ID(s) with other images ({shown}); {differ[0]}: {_describe(a, differ[0])}"
             f"; {_describe(b, differ[0])}",
-            f"report each dataset's runs separately (`automed report {a.path} ... -o DIR`, `automed report "
-            f"{b.path} ... -o DIR2`)",
+            f"{verb} each dataset's {'trainings' if verb == 'select' else 'runs'} separately (`automed {verb} "
+            f"{a.path} ... -o DIR`, `automed {verb} {b.path} ... -o DIR2`)",
         )

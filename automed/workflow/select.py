@@ -16,6 +16,7 @@ from typing import Any
 from automed.artifacts import inside, write_json_atomic
 from automed.errors import ArtifactError, ConfigError
 from automed.privacy import Redactor
+from automed.select.names import candidate_names
 from automed.select.register import registered_version, reregister
 from automed.select.selection import SELECTION_FILE
 from automed.tasks.base import Selected
@@ -24,6 +25,7 @@ from automed.train.meta import read_meta
 from automed.workdir import WorkDir, refuse_unfinished
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
+from automed.workflow.report_datasets import refuse_other_datasets
 
 
 def _check_output(out: Path, workdirs: list[Path]) -> None:
@@ -82,6 +84,11 @@ def select(
             "select them separately",
         )
     task = task_for(tasks.pop(), workdirs[0])
+    if (
+        not task.image_level
+    ):  # scored on the first training's label maps: one dataset (image-level: its own check)
+        paths = [Path(w) for w in workdirs]
+        refuse_other_datasets(paths, candidate_names(paths), verb="select")
     sel = task.select(
         [Path(w) for w in workdirs],
         out,
