@@ -68,7 +68,8 @@ def test_a_series_two_levels_deep_is_read_and_nifti_deep_named(tmp_path: Path) -
     _nifti(tmp_path / "nifti" / "patient" / "a.nii.gz")
     with pytest.raises(
         DatasetError,
-        match=r"found none; 1 not read: patient/ \(.* DICOM images alone in its sub-folders at any depth: pass",
+        match=r"found none; 1 not read: patient/ \(.* DICOM images alone in its sub-folders at any depth, besides "
+        r"every image there for a classification or regression model: pass",
     ):
         discover(tmp_path / "nifti", 1)
 

@@ -209,7 +209,8 @@ def unread_note(names: list[str]) -> str:
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return (
         f"{len(names)} not read: {shown} (read are images ({' '.join(SUFFIXES)}) and DICOM images in the input "
-        "folder, DICOM images alone in its sub-folders at any depth: pass a sub-folder of other images itself)"
+        "folder, DICOM images alone in its sub-folders at any depth, besides every image there for a classification "
+        "or regression model: pass a sub-folder of other images itself)"
     )
 
 
