@@ -32,7 +32,7 @@ def _engine(raised: Exception) -> type:
         def concurrency(self) -> int:
             return 2
 
-        def run_tasks(self, fn: Any, args: list[Any]) -> list[Any]:
+        def run_tasks(self, fn: Any, args: list[Any], watch: Any = None) -> list[Any]:
             raise raised
 
     return Engine
