@@ -67,6 +67,8 @@ def test_the_bundle_model_is_the_class_its_exporter_names(tmp_path: Path) -> Non
 class _Ordinal:
     """A fourth task as a plug-in would add it: ``automed select`` must take its choice as it is."""
 
+    image_level = True  # one prediction per image (the Task protocol's attribute)
+
     def __init__(self) -> None:
         self.asked: dict[str, Any] = {}
 

@@ -26,7 +26,10 @@ def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # (an earlier test's ray.init may have set RAY_AUTH_MODE in this process: the cluster and the driver run
+    # without token authentication, whose warnings the test counts)
+    for var in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(var, raising=False)
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
     c.add_node(num_cpus=2)
     c.wait_for_nodes()

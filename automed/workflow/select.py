@@ -86,7 +86,7 @@ def select(
     task = task_for(tasks.pop(), workdirs[0])
     if (
         not task.image_level
-    ):  # scored on the first training's label maps: one dataset (image-level: its own check)
+    ):  # scored on the first training's label maps: one dataset (image-level: own check)
         paths = [Path(w) for w in workdirs]
         refuse_other_datasets(paths, candidate_names(paths), verb="select")
     sel = task.select(
