@@ -194,3 +194,21 @@ def tiny_unet_plan(dim: int = 3) -> NetworkPlan:
         convs_per_stage=1,
         convs_per_stage_decoder=1,
     )
+
+
+@pytest.fixture()
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
+    """What matplotlib's ``imshow`` is given while the test runs, a call at a time: (the array as numpy, the keyword
+    arguments); the pictures are still drawn."""
+    import numpy as np
+    from matplotlib.axes import Axes
+
+    shown: list[tuple[Any, dict[str, Any]]] = []
+    imshow = Axes.imshow
+
+    def capture(self: Axes, x: Any, *args: Any, **kwargs: Any) -> Any:
+        shown.append((np.asarray(x), kwargs))
+        return imshow(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "imshow", capture)
+    return shown

@@ -13,28 +13,13 @@ import pytest
 from automed.interpret.figure import overlay_image, write_overlay
 
 
-def _capture(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
-    from matplotlib.axes import Axes
-
-    shown: list[np.ndarray] = []
-    imshow = Axes.imshow
-
-    def capture(self: Axes, x: Any, *args: Any, **kwargs: Any) -> Any:
-        shown.append(np.asarray(x))
-        return imshow(self, x, *args, **kwargs)
-
-    monkeypatch.setattr(Axes, "imshow", capture)
-    return shown
-
-
-def test_an_rgb_picture_is_drawn_in_colour(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_rgb_picture_is_drawn_in_colour(tmp_path: Path, drawn: list[tuple[Any, dict[str, Any]]]) -> None:
     rgb = np.zeros((3, 1, 12, 10), np.float32)
     rgb[1, 0, 3:9, 2:8] = 200.0  # the stain: green only
     values = np.zeros((1, 12, 10), np.float32)
     values[0, 4:6, 4:6] = 1.0
-    shown = _capture(monkeypatch)
     write_overlay(overlay_image(rgb), values, (1.0, 1.0, 1.0), "c", tmp_path / "c.png")
-    picture = shown[0]
+    picture = drawn[0][0]
     assert picture.shape == (12, 10, 3)
     assert picture[5, 5, 1] == pytest.approx(1.0) and picture[5, 5, 0] == 0.0 and picture[0, 0].max() == 0.0
 
