@@ -139,24 +139,35 @@ def _dicom_series(folder: Path) -> list[str]:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def read_series(files: list[str]) -> sitk.Image:
-    """The slices ``files`` (in this order) as one image. ITK's series reader casts every slice to the first one's
-    pixel type, and a slice's type follows its rescale: a PET series (or a CT export) whose slices carry their own
-    RescaleSlope/RescaleIntercept has integer slices (slope 1) beside float ones, and 3 x 0.5 was read as 1. When
-    the slices' types differ, the series is read as 64-bit float (the type ITK gives a rescaled slice), each slice
-    rescaled by its own values. (One header read per slice, only for series of several files.)"""
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    types, sizes = set(), Counter[str]()
-    for f in files if len(files) > 1 else []:
+def slice_headers(files: list[str]) -> list[sitk.ImageFileReader]:
+    """Each file's header (read once for the checks that need them: :func:`series_volume_problem`,
+    :func:`read_series`), in order, up to the first file that cannot be read (reading the series reports it)."""
+    heads = []
+    for f in files:
         head = sitk.ImageFileReader()
         head.SetFileName(f)
         try:
             head.ReadImageInformation()
         except RuntimeError:
-            break  # reading the series reports the broken file
-        types.add(head.GetPixelID())
-        sizes[" x ".join(str(v) for v in head.GetSize()[:2])] += 1
+            break
+        heads.append(head)
+    return heads
+
+
+def read_series(files: list[str], heads: list[sitk.ImageFileReader] | None = None) -> sitk.Image:
+    """The slices ``files`` (in this order) as one image. ITK's series reader casts every slice to the first one's
+    pixel type, and a slice's type follows its rescale: a PET series (or a CT export) whose slices carry their own
+    RescaleSlope/RescaleIntercept has integer slices (slope 1) beside float ones, and 3 x 0.5 was read as 1. When
+    the slices' types differ, the series is read as 64-bit float (the type ITK gives a rescaled slice), each slice
+    rescaled by its own values. (One header read per slice, only for series of several files; ``heads``: those of
+    :func:`slice_headers`, read already.)"""
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    types, sizes = set(), Counter[str]()
+    if len(files) > 1:
+        for head in heads if heads is not None else slice_headers(files):
+            types.add(head.GetPixelID())
+            sizes[" x ".join(str(v) for v in head.GetSize()[:2])] += 1
     if len(sizes) > 1:  # ITK's own error gives the odd slice's size alone
         found = ", ".join(f"{n} slice(s) of {size}" for size, n in sizes.most_common())
         raise RuntimeError(f"the slices of one series share one size, found {found}: move the slices of the other "
@@ -167,19 +178,16 @@ def read_series(files: list[str]) -> sitk.Image:
     return image
 
 
-def series_volume_problem(files: list[str]) -> str | None:
+def series_volume_problem(files: list[str], heads: list[sitk.ImageFileReader] | None = None) -> str | None:
     """What keeps one series' files (single-frame slices) from being one volume, from their headers, as ``automed
     predict`` checks it (:func:`automed.tools.dicom_convert.series_volume_problems`, with pydicom): several volumes
     (echoes, temporal positions, a localizer's other orientation: they would be stacked into one), two slices at
     one position, or a missing slice (the others would be spread evenly). ``None`` when it is one volume."""
     kinds: dict[tuple[str, str, tuple[float, ...]], list[float]] = {}
-    for f in files:
-        head = sitk.ImageFileReader()
-        head.SetFileName(f)
-        try:
-            head.ReadImageInformation()
-        except RuntimeError:
-            return None  # reading the series reports the broken file
+    heads = heads if heads is not None else slice_headers(files)
+    if len(heads) < len(files):
+        return None  # reading the series reports the broken file
+    for head in heads:
         if len(head.GetSize()) > 2 and head.GetSize()[2] > 1:
             return None  # a multi-frame file is read as it is
         tag = [
@@ -215,10 +223,11 @@ def _read(path: Path) -> sitk.Image:
                 + "; move each series into its own folder"
             )
         files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(path), series[0])
-        if problem := series_volume_problem(list(files)):
+        heads = slice_headers(list(files))
+        if problem := series_volume_problem(list(files), heads):
             raise SystemExit(f"{path}: {problem}")
         try:
-            image = read_series(list(files))
+            image = read_series(list(files), heads)
         except RuntimeError as exc:
             how = compressed_dicom(Path(files[0]))
             raise SystemExit(f"{path}: the DICOM series is not readable ({how + ': ' if how else ''}"
