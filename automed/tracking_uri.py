@@ -74,13 +74,15 @@ SILENT_S = 1.0  # a probe that took this long to fail (whatever the error) found
 
 
 class Down(NamedTuple):
-    """A tracking server found down: when (``time.monotonic()``), why, and whether its host was silent (the
+    """A tracking server found down: when (``time.monotonic()``), why, whether its host was silent (the
     connection timed out, or took :data:`SILENT_S` or more to fail: no prompt refusal), which makes every later
-    probe wait seconds, not a round trip."""
+    probe wait seconds, not a round trip, and whether it was asked by HTTP (``http``: through a proxy, or after a
+    request failed), which the next probes do too: a gateway answering 503 takes TCP connections."""
 
     since: float
     why: str
     silent: bool
+    http: bool = False
 
 
 _down: dict[str, Down] = {}  # tracking URI -> when and why it was found down
@@ -88,27 +90,45 @@ _answered: dict[str, float] = {}  # tracking URI -> when a probe last found it a
 
 
 def _probe_server(
-    uri: str, timeout_s: float = PROBE_TIMEOUT_S, fix: str = SERVER_FIX, where: str = "--tracking-uri"
+    uri: str,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    fix: str = SERVER_FIX,
+    where: str = "--tracking-uri",
+    http: bool = False,
 ) -> None:
     """A tracking server that does not answer is an error before any work (MLflow's own retries would stall a
-    training for minutes per request)."""
-    import socket
+    training for minutes per request), in ``timeout_s`` seconds at most, its DNS lookup included (a resolver that
+    does not answer had held the probe without a bound).
+
+    Directly, a TCP connection to its host (a round trip). Where MLflow's requests go through a proxy
+    (``HTTP_PROXY``/``HTTPS_PROXY``, the host not in ``NO_PROXY``), or with ``http``, an HTTP request of its
+    ``/health`` (:func:`~automed.tracking_probe.ask_health`): a TCP connection to a proxy or a gateway says nothing
+    of the server behind it (the probe had been skipped behind a proxy, so a server down there met MLflow's minutes
+    of retries), and a gateway answering 502, 503 or 504 counts as the server down."""
     from urllib.parse import urlsplit
 
     from automed.errors import ConfigError
+    from automed.tracking_probe import ask_health, proxy_for, reach
 
-    if any(os.environ.get(v) for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")):
-        return  # MLflow may reach it through the proxy: a direct connection says nothing
-    parts = urlsplit(uri)
+    proxy = None
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+        proxy = proxy_for(uri)
+        if proxy or http:
+            ask_health(uri, timeout_s)
+        else:
+            parts = urlsplit(uri)
+            reach(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), timeout_s)
     except (OSError, ValueError) as exc:
+        via = f" (through the proxy {_no_credentials(proxy)})" if proxy else ""
         raise ConfigError.single(
             where, "the tracking server answers",
-            f"{re.sub(r'//[^@/]*@', '//', uri)}: {getattr(exc, 'strerror', None) or exc}",  # no credentials shown
-            fix,
+            f"{_no_credentials(uri)}: {getattr(exc, 'strerror', None) or exc}{via}",
+            fix if not proxy else f"{fix}; behind a proxy, check that it reaches the server (or name the host in NO_PROXY)",
         ) from exc  # fmt: skip
+
+
+def _no_credentials(uri: str) -> str:
+    return re.sub(r"//[^@/]*@", "//", uri)
 
 
 def found_down(uri: str) -> Down | None:
@@ -117,18 +137,20 @@ def found_down(uri: str) -> Down | None:
     return _down.get(uri)
 
 
-def still_answers(uri: str, recheck: bool = False) -> None:
-    """Before each request to a tracking server: a quick connection, so that a server gone mid-command is a clear
-    error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had held every epoch of
-    a training, so a training whose server went away stalled for hours. A server found down fails every call at once
-    for :data:`RECHECK_S` seconds, then is asked again; ``recheck`` (a caller's retry) asks it now.
+def still_answers(uri: str, recheck: bool = False, http: bool = False) -> None:
+    """Before each request to a tracking server: a quick probe (:func:`_probe_server`), so that a server gone
+    mid-command is a clear error in seconds; MLflow's own retries (7, with backoff: about 4 minutes per request) had
+    held every epoch of a training, so a training whose server went away stalled for hours. A server found down
+    fails every call at once for :data:`RECHECK_S` seconds, then is asked again; ``recheck`` (a caller's retry)
+    asks it now; ``http``: by an HTTP request, as after a request that failed (a gateway that takes connections
+    may answer 503), and so are the probes of a server found down that way.
 
     A server that answered a probe less than :data:`FRESH_S` seconds ago is not probed again (a burst of requests,
     e.g. a fold's artifacts, tags and end, had opened one connection per request): a server that goes away inside
-    that window is found by the first probe after it, and a request sent in it meets MLflow's retries (the same race
-    as between a probe and its request, seconds wide instead of milliseconds). A host found silent (connections
-    time out, or take :data:`SILENT_S` to fail) is probed with :data:`SILENT_RECHECK_S`, not the whole
-    :data:`PROBE_TIMEOUT_S`."""
+    that window is found by the first probe after it, and a request sent in it fails after MLflow's retries, bounded
+    to seconds for automed's requests (:func:`~automed.tracking_probe.bounded_requests`), whereupon the Tracker asks
+    the server again for this clear error. A host found silent (connections time out, or take :data:`SILENT_S` to
+    fail) is probed with :data:`SILENT_RECHECK_S`, not the whole :data:`PROBE_TIMEOUT_S`."""
     from automed.errors import ConfigError
 
     if uri.split(":", 1)[0].lower() not in ("http", "https"):
@@ -139,15 +161,19 @@ def still_answers(uri: str, recheck: bool = False) -> None:
         raise ConfigError.single("--tracking-uri", "the tracking server answers", down.why, GONE_FIX)
     if down is None and not recheck and now - _answered.get(uri, -math.inf) < FRESH_S:
         return
+    http = http or (down is not None and down.http)
     try:
         _probe_server(
-            uri, timeout_s=SILENT_RECHECK_S if down and down.silent else PROBE_TIMEOUT_S, fix=GONE_FIX
+            uri,
+            timeout_s=SILENT_RECHECK_S if down and down.silent else PROBE_TIMEOUT_S,
+            fix=GONE_FIX,
+            http=http,
         )
     except ConfigError as exc:
         _answered.pop(uri, None)
         end = time.monotonic()
         silent = isinstance(exc.__cause__, TimeoutError) or end - now >= SILENT_S
-        _down[uri] = Down(end, exc.problems[0].value, silent)
+        _down[uri] = Down(end, exc.problems[0].value, silent, http)
         raise
     _down.pop(uri, None)
     _answered[uri] = time.monotonic()

@@ -1,0 +1,123 @@
+"""How a tracking server is asked whether it answers, each way bounded in time: :func:`reach` (a TCP connection,
+its DNS lookup bounded too) and :func:`ask_health` (an HTTP request through the proxy MLflow would use).
+
+Why each bound: ``socket.getaddrinfo`` has no timeout (a DNS server that does not answer held a probe, and the
+command, for as long as the resolver tried); and a TCP connection to a proxy says nothing of the server behind it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# answers a gateway or proxy gives when the server behind it does not answer
+GATEWAY_DOWN = (502, 503, 504)
+HEALTH = "/health"  # MLflow's server answers it without credentials
+
+
+def within(seconds: float, what: str, work: Callable[[], T]) -> T:
+    """``work()``, or :class:`TimeoutError` naming ``what`` once ``seconds`` have passed. It runs in a daemon
+    thread, left to end on its own after a timeout (a DNS lookup cannot be cancelled) and never holding the
+    process's exit."""
+    done = threading.Event()
+    value: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            value.append(work())
+        except BaseException as exc:  # (handed to the caller, whatever it is)
+            error.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"automed {what}", daemon=True).start()
+    if not done.wait(seconds):
+        raise TimeoutError(f"{what} took more than {seconds:g} s")
+    if error:
+        raise error[0]
+    return value[0]
+
+
+def reach(host: str, port: int, timeout_s: float) -> None:
+    """A TCP connection to ``host:port`` within ``timeout_s`` seconds in all, its DNS lookup included (resolved in
+    a worker thread: :func:`within`). Raises :class:`OSError` (:class:`TimeoutError` for a lookup or connection that
+    took too long)."""
+    deadline = time.monotonic() + timeout_s
+    found = within(
+        timeout_s, f"the DNS lookup of {host}", lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    )
+    last: OSError = OSError(f"{host} has no address")
+    for family, kind, proto, _, address in found:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no connection to {host}:{port} within {timeout_s:g} s")
+        with socket.socket(family, kind, proto) as s:
+            s.settimeout(left)
+            try:
+                s.connect(address)
+                return
+            except OSError as exc:
+                last = exc
+    raise last
+
+
+def proxy_for(uri: str) -> str | None:
+    """The proxy MLflow's requests go through to ``uri`` (``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY``, unless
+    ``NO_PROXY`` names the host: the rules of ``requests``, which MLflow uses), or None."""
+    from requests.utils import get_environ_proxies, select_proxy
+
+    proxy = select_proxy(uri, get_environ_proxies(uri))
+    return str(proxy) if proxy else None
+
+
+def ask_health(uri: str, timeout_s: float) -> None:
+    """An HTTP request of the server's ``/health`` within ``timeout_s`` seconds in all (DNS lookups included),
+    through the proxy MLflow would use. The server answers unless the request fails or the answer is a gateway's
+    "the server behind me does not answer" (502, 503, 504): any other status (404 from a server under a path prefix,
+    401 or 407 for credentials) reached something that MLflow's own requests will reach, and their errors say
+    more. No credentials are sent and the certificate is not checked (only the answer's status is read: a
+    certificate MLflow refuses is its own clear error). Raises :class:`OSError` (:class:`TimeoutError` for one that
+    took too long)."""
+    import warnings
+    from urllib.parse import urlsplit, urlunsplit
+
+    import requests
+
+    parts = urlsplit(uri)
+    netloc = parts.netloc.rsplit("@", 1)[-1]  # (user:password@ in the URI: not sent)
+    url = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + HEALTH, "", ""))
+
+    def get() -> requests.Response:
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "ignore"
+            )  # (InsecureRequestWarning: the certificate is not checked on purpose)
+            return requests.get(url, timeout=timeout_s, verify=False, allow_redirects=False)
+
+    try:
+        answer = within(timeout_s, f"a request of {HEALTH}", get)
+    except requests.Timeout as exc:
+        raise TimeoutError(f"no answer within {timeout_s:g} s") from exc
+    except requests.exceptions.ProxyError as exc:
+        raise OSError(f"no connection to the proxy ({_reason(exc)})") from exc
+    except requests.RequestException as exc:
+        raise OSError(_reason(exc)) from exc
+    if answer.status_code in GATEWAY_DOWN:
+        raise OSError(f"answered {answer.status_code} {answer.reason}")
+
+
+def _reason(exc: BaseException) -> str:
+    """The system's words for a failed request (``Connection refused``, ``Name or service not known``), found
+    among the exceptions ``requests`` and ``urllib3`` wrap it in; else the request's own text."""
+    seen: list[BaseException] = [exc]
+    for e in seen:
+        if isinstance(e, OSError) and e.strerror:
+            return str(e.strerror)
+        more = (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+        seen.extend(m for m in more if isinstance(m, BaseException) and m not in seen)
+    return str(exc)
