@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.privacy import Redactor, no_redaction
+from automed.tracking_probe import bounded_requests
 from automed.tracking_uri import DB_NAME as DB_NAME
 from automed.tracking_uri import Down, check_writable, found_down, still_answers
 from automed.tracking_uri import check_tracking_uri as check_tracking_uri
@@ -120,6 +121,37 @@ MODEL_TRAINING = "custom_model_development"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+class Bounded:
+    """An ``MlflowClient`` whose every call is bounded (:func:`~automed.tracking_probe.bounded_requests`: MLflow's
+    retries of a request to a server take seconds, not minutes) and, when it fails, asks the tracking server again by
+    HTTP (:func:`~automed.tracking_uri.still_answers`): a server that died since the last probe, or a gateway that
+    answers 503, is the clear "the tracking server answers" error (found down: the next calls fail at once), and any
+    other failure (a run not found, a bad request) is MLflow's own. ``Tracker.client`` is one, so the calls that
+    other modules make through it are bounded too."""
+
+    def __init__(self, client: Any, uri: str) -> None:
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_client", "_uri"):  # (copy, pickle: not the client's)
+            raise AttributeError(name)
+        found = getattr(self._client, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with bounded_requests():
+                try:
+                    return found(*args, **kwargs)
+                except Exception:
+                    still_answers(
+                        self._uri, recheck=True, http=True
+                    )  # (raises the clear error if it is down)
+                    raise
+
+        return call
+
+
 class Tracker:
     """A thin wrapper over ``MlflowClient`` for one experiment; every value it sends is redacted."""
 
@@ -133,7 +165,7 @@ class Tracker:
         check_writable(uri)
         set_mlflow_uris(uri, self.registry)
         with store_lock(uri):
-            self.client = MlflowClient(tracking_uri=uri, registry_uri=self.registry)
+            self.client = Bounded(MlflowClient(tracking_uri=uri, registry_uri=self.registry), uri)
             self.experiment_id = self._experiment_id(experiment)
         if self.registry != uri and self.registry.startswith("sqlite:///"):
             check_writable(self.registry, "MLFLOW_REGISTRY_URI")

@@ -1,19 +1,31 @@
-"""How a tracking server is asked whether it answers, each way bounded in time: :func:`reach` (a TCP connection,
-its DNS lookup bounded too) and :func:`ask_health` (an HTTP request through the proxy MLflow would use).
+"""How a tracking server is asked whether it answers, each way bounded in time, and how long automed's own MLflow
+requests may wait: :func:`reach` (a TCP connection, its DNS lookup bounded too), :func:`ask_health` (an HTTP request
+through the proxy MLflow would use) and :func:`bounded_requests` (MLflow's HTTP retries and timeout).
 
 Why each bound: ``socket.getaddrinfo`` has no timeout (a DNS server that does not answer held a probe, and the
-command, for as long as the resolver tried); and a TCP connection to a proxy says nothing of the server behind it."""
+command, for as long as the resolver tried); a TCP connection to a proxy says nothing of the server behind it; and
+MLflow retries a failed request 7 times with backoff (about 4 minutes for a server that refuses connections, hours
+for one that accepts them and never answers: a 120 s timeout per try)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
 
+# MLflow's environment for automed's requests (mlflow.environment_variables; read at every request): 2 retries, 0 s
+# and 2 s apart, and 30 s for a connection or an answer (MLflow: 7 retries, backoff factor 2, 120 s)
+REQUEST_BOUNDS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 # answers a gateway or proxy gives when the server behind it does not answer
 GATEWAY_DOWN = (502, 503, 504)
 HEALTH = "/health"  # MLflow's server answers it without credentials
@@ -121,3 +133,35 @@ def _reason(exc: BaseException) -> str:
         more = (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
         seen.extend(m for m in more if isinstance(m, BaseException) and m not in seen)
     return str(exc)
+
+
+_bounds_lock = threading.Lock()
+_bounds_depth = 0
+_bounds_set: list[str] = []  # the variables bounded_requests set (the user set none of them)
+
+
+@contextlib.contextmanager
+def bounded_requests() -> Iterator[None]:
+    """MLflow's HTTP requests inside it retry and wait as :data:`REQUEST_BOUNDS` says, not for minutes: a request
+    to a server that died after a probe found it answering (a probe is skipped for 2 s after a good one) fails in
+    seconds, and the caller asks the server again for the clear error. A variable the user set keeps its value (a
+    slow server, a rate-limited gateway). Set in ``os.environ`` (MLflow reads nothing else) only while a request is
+    in flight, so MLflow calls outside automed's Tracker (a model's upload or download) keep MLflow's defaults; a
+    request of another thread of the process meanwhile gets the bounds too."""
+    global _bounds_depth
+    with _bounds_lock:
+        if _bounds_depth == 0:
+            for name, value in REQUEST_BOUNDS.items():
+                if name not in os.environ:
+                    os.environ[name] = value
+                    _bounds_set.append(name)
+        _bounds_depth += 1
+    try:
+        yield
+    finally:
+        with _bounds_lock:
+            _bounds_depth -= 1
+            if _bounds_depth == 0:
+                for name in _bounds_set:
+                    os.environ.pop(name, None)
+                _bounds_set.clear()

@@ -3,13 +3,15 @@ error that says how to continue, instead of MLflow's minutes of retries per requ
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 import time
 from typing import Any
 
 import pytest
 
-from automed import tracking, tracking_uri
+from automed import tracking, tracking_probe, tracking_uri
 from automed.errors import ConfigError
 from automed.privacy import no_redaction
 
@@ -117,3 +119,99 @@ def test_a_burst_of_requests_probes_the_server_once(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigError, match="the tracking server answers"):
         tracker.set_tags("run", {"a": "d"})
     assert len(client.batches) == 10
+
+
+def test_a_server_that_dies_right_after_a_good_probe_costs_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request sent within FRESH_S of a good probe is not probed: to a server that had just died it met MLflow's
+    own retries (7, with backoff: minutes per request; still waiting after 25 s when reproduced). automed's requests
+    now retry twice, 2 s apart, and the failure asks the server again for the clear error."""
+    from mlflow.tracking import MlflowClient
+
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    for v in tracking_probe.REQUEST_BOUNDS:
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.setattr(tracking_uri, "_down", {})
+    monkeypatch.setattr(tracking_uri, "_answered", {})
+    server = _listen()
+    uri = f"http://127.0.0.1:{server.getsockname()[1]}"
+    tracker, _ = _tracker(uri)
+    tracker.client = tracking.Bounded(MlflowClient(tracking_uri=uri), uri)
+    tracking_uri.still_answers(uri)  # a good probe: the next requests are not probed for FRESH_S
+    server.close()  # the server dies
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            tracker.log_metrics("run", {"loss": 1.0}, step=1)
+        except BaseException as exc:
+            failed.append(exc)
+
+    t0 = time.monotonic()
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    sender.join(30)
+    assert not sender.is_alive(), "a request to a server that died still waits on MLflow's retries after 30 s"
+    assert time.monotonic() - t0 < 15 and len(failed) == 1 and isinstance(failed[0], ConfigError)
+    assert "the tracking server answers" in str(failed[0]) and "--resume" in str(failed[0])
+    down = tracking_uri.found_down(uri)
+    assert down is not None and down.http  # (found down: the next calls fail at once)
+    assert not any(
+        v in os.environ for v in tracking_probe.REQUEST_BOUNDS
+    )  # (bounds lifted after the request)
+
+
+class _Failing:
+    """Stands for MlflowClient: records MLflow's HTTP settings it was called under, then fails as MLflow does for a
+    run that does not exist."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str | None]] = []
+
+    def get_run(self, run_id: str) -> Any:
+        self.seen.append({v: os.environ.get(v) for v in tracking_probe.REQUEST_BOUNDS})
+        raise LookupError(f"Run '{run_id}' not found")
+
+
+def test_a_bounded_client_keeps_mlflows_errors_and_the_users_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failure of a server that answers is MLflow's own error (not "the server answers"); a bound the user set
+    (a slow server) keeps the user's value, the others apply only while a request is in flight."""
+    import http.server
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    for v in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    monkeypatch.setattr(tracking_uri, "_down", {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    failing = _Failing()
+    client = tracking.Bounded(failing, uri)
+    try:
+        with pytest.raises(LookupError, match="not found"):
+            client.get_run("abc")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failing.seen == [
+        {
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "300",
+        }
+    ]
+    assert tracking_uri.found_down(uri) is None and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
