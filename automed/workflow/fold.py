@@ -41,6 +41,12 @@ from automed.train.trainer import Callback, train_fold
 from automed.workdir import WorkDir, fold_name
 from automed.workflow.live import Both, FoldDisplay, Mode
 
+# after an epoch the store did not take, the next epochs wait this long before it is asked again (doubling after each
+# epoch it does not take, up to the second value): a store that fails (a proxy answering 503, a silent host) is not
+# asked at every epoch, and the epochs meanwhile go with the first one it takes
+BACKOFF_S = (5.0, 60.0)
+_now = time.monotonic
+
 
 class MlflowEpochs:
     """Per-epoch metrics of a fold into its MLflow run, named by the task (undefined values are not logged)."""
@@ -49,18 +55,25 @@ class MlflowEpochs:
         self.tracker, self.run_id, self.names = tracker, run_id, class_names
         self.metric = task.epoch_metric
         self.missed: list[tuple[int, dict[str, float | None]]] = []  # (epoch, metrics) the store did not take
+        self.backoff_s, self.ask_at = (
+            0.0,
+            -math.inf,
+        )  # (after a failed epoch: the store is asked again at ask_at)
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
         """Log the epoch's metrics; a tracking store that fails never kills the fold.
 
         A store that fails now and then (a busy server, a locked SQLite file, a server restarting) gets 3 retries,
         0.5-2 s apart, each asking the server again (not the Tracker's memory of finding it down a moment ago). A
-        server found down before this epoch, or whose host is silent (connections time out, 5 s each, or take seconds
-        to fail, instead of being refused), is asked once, with no retries: their probes had cost a silent host 18 s of every epoch. The
-        training goes on rather than failing at once: its epochs are the costly part, and the metrics the store did
-        not take are sent with the first epoch it takes (or by :func:`catch_up` on ``--resume``, from
-        ``progress.json`` and the checkpoint); the fold's end (artifacts, end of run) still fails with the clear
-        error if the server is gone for good."""
+        server found down before this epoch, whose host is silent (connections time out, 5 s each, or take seconds
+        to fail, instead of being refused), or a store that did not take the epoch before, is asked once, with no
+        retries: their probes had cost a silent host 18 s of every epoch, and a proxy answering 503 3.5 s. After an
+        epoch the store did not take, it is not asked for :data:`BACKOFF_S` (5 s, doubling per failed try, at most
+        60 s): epochs of a few seconds had each paid a probe (up to 2 s) or MLflow's retries of a 503 (seconds).
+        The training goes on rather than failing at once: its epochs are the costly part, and the metrics the store
+        did not take are sent with the first epoch it takes, at the fold's end (:meth:`flush`), or by
+        :func:`catch_up` on ``--resume``, from ``progress.json`` and the checkpoint; the fold's end (artifacts, end
+        of run) still fails with the clear error if the server is gone for good."""
         m: dict[str, float | None] = {
             "train_loss": log.train_loss,
             "val_loss": log.val_loss,
@@ -72,7 +85,10 @@ class MlflowEpochs:
         }
         for name, d in zip(self.names, log.val_per_class, strict=False):
             m[f"{self.metric}_{name}"] = d
-        known = self.tracker.found_down()
+        if self.missed and _now() < self.ask_at:  # the store failed a moment ago: not asked yet
+            self.missed.append((log.epoch, m))
+            return
+        known = self.tracker.found_down() is not None or bool(self.missed)
         for attempt in range(4):
             try:
                 if attempt or known:
@@ -82,21 +98,35 @@ class MlflowEpochs:
             except Exception as exc:
                 down = self.tracker.found_down()
                 if attempt == 3 or known or (down is not None and down.silent):
+                    first, longest = BACKOFF_S
+                    self.backoff_s = min(longest, 2 * self.backoff_s) if self.backoff_s else first
+                    self.ask_at = _now() + self.backoff_s
                     logging.getLogger("automed").warning(
                         "warning: MLflow did not take the metrics of epoch %d (%s); training goes on (they are "
-                        "sent once the store takes an epoch's again)",
+                        "sent once the store takes an epoch's again; it is asked again in %.0f s)",
                         log.epoch,
                         exc,
+                        self.backoff_s,
                     )
                     self.missed.append((log.epoch, m))
                     return
                 time.sleep(0.5 * 2**attempt)
+        self.backoff_s = 0.0
+        self._send_missed()
+
+    def flush(self) -> None:
+        """The epochs the store did not take, sent now whatever the backoff (the fold's end: the last epochs' would
+        otherwise wait for a ``--resume`` that a finished fold never gets); a store that still fails keeps them."""
+        if self.missed:
+            self._send_missed()
+
+    def _send_missed(self) -> None:
         while self.missed:  # the store answers again: the epochs it missed, oldest first
             epoch, metrics = self.missed[0]
             try:
                 self.tracker.log_metrics(self.run_id, metrics, step=epoch)
             except Exception:
-                return  # (the rest go with a later epoch, or catch_up on --resume)
+                return  # (the rest go with a later epoch, the fold's end, or catch_up on --resume)
             self.missed.pop(0)
 
 
@@ -317,6 +347,8 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
             mirrors=job.validation_mirrors,
         )
         val_cost = time.perf_counter() - tv
+        if isinstance(tracking, MlflowEpochs):
+            tracking.flush()  # (epochs the store missed, before the fold's end logs anything)
         title = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
         log_fold_artifacts(
             tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title, task
