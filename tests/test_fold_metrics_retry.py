@@ -201,10 +201,10 @@ class _Store:
     a gateway answering 503 that the probe does not see): each request fails until ``works``."""
 
     def __init__(self) -> None:
-        self.works, self.tries, self.logged = False, 0, []
+        self.works, self.tries, self.rechecks, self.logged = False, 0, 0, []
 
     def check_store(self, recheck: bool = False) -> None:
-        pass
+        self.rechecks += recheck
 
     def found_down(self) -> None:
         return None
@@ -252,5 +252,7 @@ def test_the_epochs_missed_at_a_folds_end_are_sent_with_it(clock: list[float]) -
     epochs.flush()  # the store still fails: they are kept
     assert [e for e, _ in epochs.missed] == [1, 2]
     store.works = True
-    epochs.flush()  # back: sent, whatever the backoff
-    assert store.logged == [1, 2] and epochs.missed == []
+    epochs.flush()  # back: sent, whatever the backoff, the server asked again first (not its memory of it down)
+    assert store.logged == [1, 2] and epochs.missed == [] and store.rechecks == 2
+    epochs.flush()  # nothing missed: nothing asked
+    assert store.rechecks == 2

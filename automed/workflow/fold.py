@@ -116,9 +116,16 @@ class MlflowEpochs:
 
     def flush(self) -> None:
         """The epochs the store did not take, sent now whatever the backoff (the fold's end: the last epochs' would
-        otherwise wait for a ``--resume`` that a finished fold never gets); a store that still fails keeps them."""
-        if self.missed:
-            self._send_missed()
+        otherwise wait for a ``--resume`` that a finished fold never gets); a store that still fails keeps them. The
+        server is asked again first (not the Tracker's memory of finding it down a moment ago): one that is back
+        takes the fold's end too, instead of failing the fold for 30 s more."""
+        if not self.missed:
+            return
+        try:
+            self.tracker.check_store(recheck=True)
+        except Exception:
+            return
+        self._send_missed()
 
     def _send_missed(self) -> None:
         while self.missed:  # the store answers again: the epochs it missed, oldest first
