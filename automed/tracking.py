@@ -144,9 +144,8 @@ class Bounded:
                 try:
                     return found(*args, **kwargs)
                 except Exception:
-                    still_answers(
-                        self._uri, recheck=True, http=True
-                    )  # (raises the clear error if it is down)
+                    # the server asked again: the clear error if it is down, else MLflow's own
+                    still_answers(self._uri, recheck=True, http=True)
                     raise
 
         return call

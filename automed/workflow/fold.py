@@ -55,10 +55,8 @@ class MlflowEpochs:
         self.tracker, self.run_id, self.names = tracker, run_id, class_names
         self.metric = task.epoch_metric
         self.missed: list[tuple[int, dict[str, float | None]]] = []  # (epoch, metrics) the store did not take
-        self.backoff_s, self.ask_at = (
-            0.0,
-            -math.inf,
-        )  # (after a failed epoch: the store is asked again at ask_at)
+        # after an epoch the store did not take: how long it is left alone, and when (_now()) it is asked again
+        self.backoff_s, self.ask_at = 0.0, -math.inf
 
     def on_epoch_end(self, fold: int, log: EpochLog) -> None:
         """Log the epoch's metrics; a tracking store that fails never kills the fold.
