@@ -170,3 +170,75 @@ def test_convert_refuses_a_dicom_segmentation_instead_of_stacking_its_frames(tmp
     assert (
         len(convert(series, tmp_path / "nifti", show_progress=False).series) == 1
     )  # the series alone converts
+
+
+def test_verify_refuses_a_dicom_segmentation_given_as_a_training_image_or_label(tmp_path: Path) -> None:
+    """A DICOM SEG listed as a case's image (a CSV's image column, imagesTr) passed verify: SimpleITK read its
+    frames as a volume. Listed as a label it was refused for a spacing of -1 with 'write the true voxel size', a fix
+    that does not apply. Each is now refused by name, a file or a series folder holding one, and the fix says what
+    to give instead."""
+    import shutil
+
+    import SimpleITK as sitk
+
+    from automed.data.dataset import load_dataset
+    from automed.data.io import dicom_series_files
+    from automed.data.verify import verify
+    from automed.tools.dicom_seg import write_seg
+
+    def seg_over(series: Path, out: Path) -> Path:
+        labels = np.zeros((len(dicom_series_files(series)), 6, 8), np.uint8)
+        labels[:, 1:3, 2:5] = 1
+        return write_seg(labels, dicom_series_files(series), {0: "background", 1: "lesion"}, out)
+
+    def label_on(series: Path, out: Path) -> Path:
+        ref = sitk.ReadImage(dicom_series_files(series))
+        lab = sitk.GetImageFromArray((sitk.GetArrayFromImage(ref) > 5).astype(np.uint8))
+        lab.CopyInformation(ref)
+        sitk.WriteImage(lab, str(out))
+        return out
+
+    a = write_series(tmp_path / "a", [0.0, 1.0, 2.0, 3.0], uid="1.2.826.0.1.3680043.8.498.11")
+    b = write_series(tmp_path / "b", [0.0, 1.0, 2.0], uid="1.2.826.0.1.3680043.8.498.12")
+    c = write_series(tmp_path / "c", [0.0, 2.0], uid="1.2.826.0.1.3680043.8.498.13")
+    seg_a, seg_b = seg_over(a, tmp_path / "a.seg.dcm"), seg_over(b, tmp_path / "b.seg.dcm")
+    (tmp_path / "only_seg").mkdir()
+    shutil.copy(seg_a, tmp_path / "only_seg" / "SEG0001")
+    rows = [
+        ("img", seg_a, label_on(a, tmp_path / "a.nii.gz")),
+        ("folder", tmp_path / "only_seg", tmp_path / "a.nii.gz"),
+        ("lab", b, seg_b),
+        ("ok", c, label_on(c, tmp_path / "c.nii.gz")),
+    ]
+    with pytest.raises(AutomedError) as err:
+        verify(load_dataset(_csv_of(tmp_path / "d.csv", rows)), show_progress=False)
+    seg_class = "a DICOM Segmentation (SOP class 1.2.840.10008.5.1.4.1.1.66.4)"
+    by_file = {p.file: p for p in err.value.problems}
+    assert len(err.value.problems) == 3 and {f: p.value for f, p in by_file.items()} == {
+        str(seg_a): seg_class,
+        str(tmp_path / "only_seg"): f"{seg_class}: SEG0001",
+        str(seg_b): seg_class,
+    }
+    image, folder, label = by_file[str(seg_a)], by_file[str(tmp_path / "only_seg")], by_file[str(seg_b)]
+    assert image.rule == folder.rule and image.rule.startswith(
+        "a training image must picture the body; a DICOM Segmentation is a label, not an image (SimpleITK reads its "
+        "frames, one per segment and slice, as the slices of a volume on a wrong grid)"
+    )
+    assert image.fix.startswith("give the series it was drawn on as the case's image, and this segmentation, "
+                                "converted to a label map on the grid of the series it was drawn on")  # fmt: skip
+    assert "highdicom.seg.segread(file).get_volume()" in image.fix and image.fix.endswith("as its label")
+    assert label.rule.startswith(
+        "a training label must be a label map on its image's voxel grid, not a DICOM Seg"
+    )
+    assert (
+        label.fix.startswith("give this segmentation, converted to a label map")
+        and "spacing" not in label.fix
+    )
+    verify(
+        load_dataset(_csv_of(tmp_path / "good.csv", rows[3:])), show_progress=False
+    )  # the sound case passes
+
+
+def _csv_of(path: Path, rows: list[tuple[str, Path, Path]]) -> Path:
+    path.write_text("SubjectID,Channel_0,Label\n" + "".join(f"{i},{x},{y}\n" for i, x, y in rows))
+    return path

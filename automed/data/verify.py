@@ -13,13 +13,14 @@ import numpy as np
 from automed.data.dataset import Case, Dataset
 from automed.data.io import SUFFIXES_2D, Geometry, Header, image_to_arrays, read_header, read_sitk
 from automed.data.paths import access_problem
-from automed.data.verify_dataset import dataset_problems, dataset_warnings
+from automed.data.verify_dataset import dataset_problems, dataset_warnings, label_presence
 from automed.data.verify_rules import (
     DEFAULT_MAX_VOXELS,
     content_hash,
     duplicate_content_problems,
     header_problems,
     label_range_problem,
+    segmentation_problem,
 )
 from automed.errors import DatasetError, Problem
 from automed.parallel import parallel_map
@@ -111,7 +112,10 @@ def check_channel_grids(cases: Iterable[Sequence[Path]]) -> None:
         raise DatasetError(off_grid, "the channels of a case must lie on one voxel grid")
 
 
-def _header_or_problem(path: Path, problems: list[Problem]) -> Header | None:
+def _header_or_problem(path: Path, problems: list[Problem], what: str = "image") -> Header | None:
+    if (seg := segmentation_problem(path, what)) is not None:
+        problems.append(seg)
+        return None
     try:
         return read_header(path)
     except DatasetError as exc:
@@ -280,7 +284,7 @@ def check_case(
     if case.label is not None:
         if (missing := access_problem(case.label, "label")) is not None:
             return CaseCheck([*problems, missing], [], channels, content, flat)
-        lh = _header_or_problem(case.label, problems)
+        lh = _header_or_problem(case.label, problems, "label")
         if lh is None:
             return CaseCheck(problems, [], channels, content, flat)
         if bad_header := header_problems(case.label, lh, "label", max_voxels):
@@ -339,34 +343,6 @@ class VerifyReport:
     n_cases: int
     label_values: tuple[int, ...]
     warnings: tuple[Problem, ...] = ()
-
-
-def _label_presence(ds: Dataset, seen: set[int]) -> tuple[list[Problem], list[Problem]]:
-    """Errors and warnings about which labels occur at all: a segmentation dataset without any foreground cannot
-    train; a declared label that no case holds cannot be learnt (the model will never predict it)."""
-    if not any(c.label is not None for c in ds.cases):
-        return [], []
-    src = str(ds.source)
-    if not seen - {0}:
-        err = Problem(
-            src,
-            "a segmentation dataset needs foreground (a label value > 0) in at least one case",
-            "every label map is empty",
-            "check that the label files are the right ones (cases without foreground are fine, all of them are not)",
-        )
-        return [err], []
-    warns = [
-        Problem(
-            src,
-            "every declared label should occur in at least one training case",
-            f"label {v} ({ds.labels[v]!r}) occurs in no case",
-            f"remove {v} from 'labels' in dataset.json, or add cases that hold it: "
-            "a model never predicts a structure it has not seen",
-        )
-        for v in sorted(set(ds.labels or {}) - seen - {0})
-        if ds.labels is not None
-    ]
-    return [], warns
 
 
 def verify(
@@ -437,7 +413,7 @@ def verify(
     warns += _spacing_mix_warnings(ds, results)
     warns += dataset_warnings(ds)
     if not problems:
-        errors, absent = _label_presence(ds, seen)
+        errors, absent = label_presence(ds, seen)
         problems += errors
         warns += absent
     if problems:

@@ -1,6 +1,7 @@
 """Dataset-level rules of ``automed verify``: what the description (``dataset.json``, CSV or class folders) says,
 before any file is opened: cases, labels and targets that agree, case IDs that are safe file names, label values
-automed can store, finite targets and classes large enough for cross-validation.
+automed can store, finite targets and classes large enough for cross-validation; and, once every label map is
+read, which labels occur (:func:`label_presence`).
 """
 
 from __future__ import annotations
@@ -330,3 +331,31 @@ def declared_label_problems(ds: Dataset) -> list[Problem]:
             f"renumber the labels to 0..{LABEL_MAX} (e.g. 0, 1, 2, ...) in 'labels' and in the label maps",
         )
     ]
+
+
+def label_presence(ds: Dataset, seen: set[int]) -> tuple[list[Problem], list[Problem]]:
+    """Errors and warnings about which labels occur at all: a segmentation dataset without any foreground cannot
+    train; a declared label that no case holds cannot be learnt (the model will never predict it)."""
+    if not any(c.label is not None for c in ds.cases):
+        return [], []
+    src = str(ds.source)
+    if not seen - {0}:
+        err = Problem(
+            src,
+            "a segmentation dataset needs foreground (a label value > 0) in at least one case",
+            "every label map is empty",
+            "check that the label files are the right ones (cases without foreground are fine, all of them are not)",
+        )
+        return [err], []
+    warns = [
+        Problem(
+            src,
+            "every declared label should occur in at least one training case",
+            f"label {v} ({ds.labels[v]!r}) occurs in no case",
+            f"remove {v} from 'labels' in dataset.json, or add cases that hold it: "
+            "a model never predicts a structure it has not seen",
+        )
+        for v in sorted(set(ds.labels or {}) - seen - {0})
+        if ds.labels is not None
+    ]
+    return [], warns

@@ -1,5 +1,6 @@
 """Per-file safety rules of ``automed verify`` (issue 13): label values automed can store, sane image headers
-(spacing, size) checked before any voxel is read, and the same image under two case IDs.
+(spacing, size) checked before any voxel is read, the same image under two case IDs, and DICOM Segmentations given
+as images or label maps.
 
 Each rule returns :class:`~automed.errors.Problem` s (file + rule + value + fix); :mod:`automed.data.verify` calls
 them and reports everything together.
@@ -17,6 +18,7 @@ import numpy as np
 from automed.data.io import Header, nifti_spatial_pixdim
 from automed.data.schema import Case
 from automed.errors import Problem
+from automed.runtime.io import NOT_IMAGES, not_an_image
 
 # Label maps are held as int16 from reading a case on (automed.data.cases.read_case, the preprocessing lookup table,
 # the label values of a bundle): a larger value wraps around (40000 becomes -25536).
@@ -40,6 +42,37 @@ def label_range_problem(path: Path, values: list[int]) -> Problem | None:
         f"label values must be <= {LABEL_MAX} (automed stores label maps as int16)",
         f"values {big[:10]} (the largest allowed is {LABEL_MAX})",
         f"relabel the map to values 0..{LABEL_MAX} (e.g. consecutive 0, 1, 2, ...) and declare them in 'labels'",
+    )
+
+
+def segmentation_problem(path: Path, what: str) -> Problem | None:
+    """A DICOM Segmentation (SOP class 1.2.840.10008.5.1.4.1.1.66.4, or a label map segmentation) given as a
+    training ``what`` (``"image"`` or ``"label"``), or a series folder holding one: SimpleITK reads its frames, which
+    are segments, as slices (GDCM stacks them on a wrong grid): verify passed one as an image, and refused one as a
+    label for its spacing, with a fix that did not apply. Only the files' meta headers are read (4 kB each)."""
+    try:
+        files = sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else [path]
+        found = next(((f, k) for f in files if (k := not_an_image(f) or "").endswith("Segmentation")), None)
+    except OSError:
+        return None  # reading the header reports it
+    if found is None:
+        return None
+    f, kind = found
+    uid = next(u for u, name in NOT_IMAGES.items() if kind == f"a DICOM {name}")
+    read = "SimpleITK reads its frames, one per segment and slice, as the slices of a volume on a wrong grid"
+    convert = (
+        "converted to a label map on the grid of the series it was drawn on (e.g. NIfTI from highdicom: "
+        "highdicom.seg.segread(file).get_volume(); automed convert converts image series, not segmentations)"
+    )
+    return Problem(
+        str(path),
+        f"a training image must picture the body; a DICOM Segmentation is a label, not an image ({read})"
+        if what == "image"
+        else f"a training label must be a label map on its image's voxel grid, not a DICOM Segmentation ({read})",
+        f"{kind} (SOP class {uid})" + (f": {f.name}" if f != path else ""),
+        f"give the series it was drawn on as the case's image, and this segmentation, {convert}, as its label"
+        if what == "image"
+        else f"give this segmentation, {convert}, as the case's label",
     )
 
 
