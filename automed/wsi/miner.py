@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from automed.errors import Problem
+from automed.wsi.label_tiff import TiledLabel, tiled_label
 from automed.wsi.slide import SlideInfo, read_rgb
 
 # artifact checks on the patch itself (after the tissue mask): mostly glass, mostly black, or colourless
@@ -92,21 +93,25 @@ def artifact(rgb: np.ndarray) -> str | None:
     return None
 
 
-# per process: plain-image label maps (None: read by OpenSlide)
-_LABEL_IMAGES: dict[str, Image.Image | None] = {}
+# per process: plain-image label maps and tiled TIFFs tifffile decodes (None: read by OpenSlide)
+_LABEL_IMAGES: dict[str, Image.Image | TiledLabel | None] = {}
 
 
 def _label_region(path: Path, box: tuple[int, int, int, int], info_size: tuple[int, int]) -> Image.Image:
     """The label map's crop for the level-0 ``box`` (the map may be at any scale of the slide). Plain images (PNG,
-    ...) keep their own mode - palette indices and 16-bit values stay values; a pyramidal TIFF label is read through
-    OpenSlide (its first channel). What a label file is, is decided once per process."""
+    ...) keep their own mode - palette indices and 16-bit values stay values, and so do tiled TIFFs, read tile by
+    tile with tifffile (:mod:`automed.wsi.label_tiff`); a tiled TIFF whose tiles tifffile cannot decode here (JPEG,
+    LZW) is read through OpenSlide (its first channel). What a label file is, is decided once per process."""
     import openslide
 
     from automed.wsi.slide import slide_handle
 
     key = str(path)
     if key not in _LABEL_IMAGES:
-        _LABEL_IMAGES[key] = Image.open(path) if openslide.OpenSlide.detect_format(key) is None else None
+        tiled = tiled_label(path)
+        _LABEL_IMAGES[key] = tiled or (
+            Image.open(path) if openslide.OpenSlide.detect_format(key) is None else None
+        )
     img = _LABEL_IMAGES[key]
     size = img.size if img is not None else slide_handle(path).dimensions
     sx, sy = size[0] / info_size[0], size[1] / info_size[1]
@@ -151,12 +156,20 @@ def label_problems(path: Path, info: SlideInfo, value_map: bool) -> list[Problem
     import openslide
 
     try:
-        if openslide.OpenSlide.detect_format(str(path)) is not None:
+        if (tiled := tiled_label(path)) is not None:
+            size, mode = tiled.size, tiled.mode
+            tiled.close()
+            if mode not in ("L", "I;16", "P", "RGB"):
+                return [Problem(str(path), "a tiled TIFF label map holds unsigned 8-bit grayscale or colour, "
+                                "16-bit grayscale or 8-bit palette values", mode, "save it as an 8-bit or 16-bit "
+                                "grayscale tiled TIFF or as a PNG")]  # fmt: skip
+        elif openslide.OpenSlide.detect_format(str(path)) is not None:
             size, mode = openslide.OpenSlide(str(path)).dimensions, tiff_label_mode(path)
             if mode not in ("L", "RGB"):
-                return [Problem(str(path), "a tiled TIFF label map is read through OpenSlide, which keeps the values "
-                                "of 8-bit grayscale (or colour) only", mode, "save it as an 8-bit grayscale tiled "
-                                "TIFF (values 0-255) or as a PNG")]  # fmt: skip
+                return [Problem(str(path), "a label map read through OpenSlide (a slide format, or a tiled TIFF in "
+                                "a compression tifffile cannot decode here: JPEG, LZW, ...) keeps the values of "
+                                "8-bit grayscale (or colour) only", mode, "save it as a tiled TIFF uncompressed or "
+                                "with Deflate (tifffile keeps 16-bit and palette values), or as a PNG")]  # fmt: skip
         else:
             with Image.open(path) as img:
                 size, mode = img.size, img.mode
