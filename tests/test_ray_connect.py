@@ -125,22 +125,22 @@ def test_a_killed_drivers_private_ray_folder_is_removed_by_the_next_one(tmp_path
     import subprocess
     import sys
 
-    from automed.search.ray_engine import _driver_id, _remove_stale
+    from automed.search.ray_session import driver_id, remove_stale
 
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    here = _driver_id().rsplit(" ", 1)[0]
+    here = driver_id().rsplit(" ", 1)[0]
     names = ("dead", "alive", "unknown", "elsewhere")
     dead, alive, unknown, elsewhere = (tmp_path / f"automed-ray-{n}" for n in names)
     for folder in (dead, alive, unknown, elsewhere):
         (folder / "r" / "logs").mkdir(parents=True)
     (dead / "driver.pid").write_text(f"{here} {gone.stdout.strip()}")
-    (alive / "driver.pid").write_text(_driver_id())
+    (alive / "driver.pid").write_text(driver_id())
     (elsewhere / "driver.pid").write_text(
         f"otherhost pid:[1] {gone.stdout.strip()}"
     )  # its pid means nothing here
-    _remove_stale(str(tmp_path))
+    remove_stale(str(tmp_path))
     assert not dead.exists() and alive.is_dir() and unknown.is_dir() and elsewhere.is_dir()
 
 

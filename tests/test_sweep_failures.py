@@ -116,7 +116,7 @@ def test_a_ray_trial_that_failed_before_it_reported_is_named_by_its_folder() -> 
     """Tune gives no metrics for a trial that failed before its first report: its key comes from its folder's name,
     which Ray 2.60 spells with an 8-hex-digit id that was not matched (key '': one nameless summary line for every
     such trial)."""
-    from automed.search.ray_engine import RayEngine
+    from automed.search.ray_results import outcomes as stage_outcomes
 
     class Result:
         def __init__(self, name: str) -> None:
@@ -128,5 +128,5 @@ def test_a_ray_trial_that_failed_before_it_reported_is_named_by_its_folder() -> 
         Result("_search_trainable_46f9ae6e_1_loss=dice_ce_2026-12-06_07-16-09"),  # Ray 2.60
         Result("_search_trainable_9e59f_00002_2_loss=dice_focal_2026-12-06_07-16-09"),  # earlier Rays
     ]
-    outcomes = RayEngine._outcomes(grid, Path("/nowhere"))
+    outcomes = stage_outcomes(grid, Path("/nowhere"))
     assert [(o.key, o.status) for o in outcomes] == [("46f9ae6e", "error"), ("9e59f_00002", "error")]

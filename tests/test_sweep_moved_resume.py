@@ -125,7 +125,7 @@ def test_a_trial_tune_started_after_restoring_a_moved_sweep_keeps_its_outcome(tm
     """Tune's search generator keeps the first run's storage path: for a trial it starts after restoring a moved
     sweep dir it finds no metrics ("Failed to fetch metrics ... not found at OLD/ray/search/..."), and a trial that
     validated its fold read 'stopped'. Its result.json is where Tune wrote it, in this driver's stage folder."""
-    from automed.search.ray_engine import RayEngine
+    from automed.search.ray_results import outcomes as stage_outcomes
 
     stage = tmp_path / "now" / "ray" / "search"
     name = "_search_trainable_7a78d733_4_lr=0.0100_2026-12-06_07-17-12"
@@ -148,7 +148,7 @@ def test_a_trial_tune_started_after_restoring_a_moved_sweep_keeps_its_outcome(tm
             f"{first}/_search_trainable_a05bc9c7_2_lr=0.0020_2026-12-06_07-16-09", {"trial_id": "a05bc9c7"}
         ),
     ]
-    outcomes = RayEngine._outcomes(grid, stage)
+    outcomes = stage_outcomes(grid, stage)
     assert [(o.key, o.status) for o in outcomes] == [
         ("7a78d733", "complete"), ("a05bc9c7", "stopped"),
     ]  # fmt: skip

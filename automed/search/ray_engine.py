@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from automed.artifacts import write_json_atomic
 from automed.errors import ConfigError, Problem
@@ -25,6 +25,8 @@ from automed.search.context import Objective, SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.ray_connect import connect
 from automed.search.ray_hooks import budget_outcomes, quiet_incomplete_trials, sweep_place
+from automed.search.ray_results import outcomes as stage_outcomes
+from automed.search.ray_session import private_temp
 from automed.search.space import SearchSpace, choice_label, decode, suggest
 
 
@@ -78,7 +80,6 @@ def _probe(paths: list[str], writable: str) -> dict[str, Any]:
     """Run on one node: can it read the dataset, and write and lock files in the sweep dir?"""
     import fcntl
     import socket
-    import tempfile
 
     problems = []
     for p in paths:
@@ -96,41 +97,6 @@ def _probe(paths: list[str], writable: str) -> dict[str, Any]:
     except OSError as exc:
         problems.append(f"cannot write {writable} ({exc.strerror})")
     return {"host": socket.gethostname(), "problems": problems}
-
-
-def _error_text(error: BaseException | None) -> str:
-    """The trial's own exception message on one line (Ray wraps it in a RayTaskError)."""
-    if error is None:
-        return ""
-    cause = getattr(error, "cause", None) or error
-    return " ".join(line.strip() for line in str(cause).splitlines() if line.strip())[:1000]
-
-
-def _last_result(result: Any, stage_dir: Path) -> dict[str, Any]:
-    """What a trial reported last. Tune gives nothing for a trial it started after restoring a stage whose sweep dir
-    was moved since the stage first started (its search generator keeps the first run's storage path, and looks
-    there): a trial that validated its folds read 'stopped'. Then its ``result.json`` (one JSON line per report)
-    is read in this driver's stage folder, where Tune wrote it."""
-    if result.metrics:
-        return dict(result.metrics)
-    import json
-
-    try:
-        lines = (stage_dir / Path(result.path or "").name / "result.json").read_text().splitlines()
-        return dict(json.loads(lines[-1])) if lines and result.path else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _trial_id_from_path(path: str | None) -> str:
-    """Tune names trial folders ``<trainable>_<trial id>_<index>_<params>`` (ids: 8 hex digits in Ray 2.60; 5 hex
-    digits, ``_`` and a 5-digit count in earlier Rays). Only the earlier form was matched: a trial that reported
-    nothing (failed before its first epoch) had no key, and the summary said ``trial  failed (no values)`` once for
-    all such trials."""
-    import re
-
-    m = re.search(r"_([0-9a-f]{5}_\d{5}|[0-9a-f]{8})_\d+_", Path(path or "").name)
-    return m.group(1) if m else ""
 
 
 class RayEngine(Engine):
@@ -161,11 +127,7 @@ class RayEngine(Engine):
             # Ray's session files (logs naming paths, object spill) go to a private folder removed at close, not to
             # a /tmp/ray that outlives the run; short, as its Unix sockets' paths are limited to 107 bytes
             if not (temp_dir or ray.is_initialized()):
-                # where Ray itself would go (RAY_TMPDIR, else /tmp: a macOS TMPDIR is too long for the sockets)
-                base = os.environ.get("RAY_TMPDIR") or ("/tmp" if os.name == "posix" else None)
-                _remove_stale(base)
-                self.own_temp = tempfile.mkdtemp(prefix="automed-ray-", dir=base)  # 0700
-                Path(self.own_temp, "driver.pid").write_text(_driver_id())
+                self.own_temp = private_temp()
             # Ray opens its own folder to everyone (0777): inside ours, only this user reaches it
             kwargs["_temp_dir"] = temp_dir or (str(Path(self.own_temp, "r")) if self.own_temp else None)
         if not ray.is_initialized():
@@ -319,7 +281,7 @@ class RayEngine(Engine):
             )
 
         self._budget(ctx, "search", spec.time_budget_s)
-        outcomes = self._outcomes(
+        outcomes = stage_outcomes(
             self._fit(make, trainable, ctx, "search", resume), self._tuner_path(ctx, "search")
         )
         return budget_outcomes(ctx, outcomes, Path(ctx.sweep_dir) / "ray" / "search_budget_reached.json")
@@ -351,23 +313,10 @@ class RayEngine(Engine):
             )
 
         fit = self._fit(make, trainable, ctx, stage, resume)
-        return self._outcomes(fit, self._tuner_path(ctx, stage), fixed=True)
+        return stage_outcomes(fit, self._tuner_path(ctx, stage), fixed=True)
 
     def _ray_resources(self) -> dict[str, float]:
         return {"cpu": self.resources.get("cpu", 1), "gpu": self.resources.get("gpu", 0)}
-
-    @staticmethod
-    def _outcomes(grid: Any, stage_dir: Path, fixed: bool = False) -> list[TrialOutcome]:
-        out = []
-        for r in grid:
-            cfg = r.config or {}
-            metrics = _last_result(r, stage_dir)
-            key = cfg["__trial"][0] if fixed else metrics.get("trial_id") or _trial_id_from_path(r.path)
-            status: Literal["complete", "stopped", "timed out", "error"] = (
-                "error" if r.error else ("complete" if metrics.get("validated") else "stopped")
-            )
-            out.append(TrialOutcome(str(key), status, _error_text(r.error)))
-        return out
 
     def run_tasks(
         self,
@@ -407,40 +356,6 @@ class RayEngine(Engine):
             ray.shutdown()
         if self.own_cluster and self.own_temp:
             shutil.rmtree(self.own_temp, ignore_errors=True)
-
-
-def _driver_id() -> str:
-    """This process as a driver record: host, PID namespace and pid (a pid is only judged where it means the same
-    process: a temp folder shared between hosts or containers holds other drivers' folders)."""
-    import socket
-
-    try:
-        namespace = str(Path("/proc/self/ns/pid").readlink())
-    except OSError:
-        namespace = ""
-    return f"{socket.gethostname()} {namespace} {os.getpid()}"
-
-
-def _remove_stale(base: str | None) -> None:
-    """This user's private Ray folders whose driver, on this host and in this PID namespace, is gone (killed, so it
-    could not remove its own)."""
-    here = _driver_id().rsplit(" ", 1)[0]
-    for folder in Path(base or tempfile.gettempdir()).glob("automed-ray-*"):
-        try:
-            if folder.stat().st_uid != os.getuid():
-                continue
-            where, _, pid_text = (folder / "driver.pid").read_text().rpartition(" ")
-            pid = int(pid_text)
-        except (OSError, ValueError):  # another user's, or one without a record (not ours to judge)
-            continue
-        if where != here:  # another host's or container's driver: its pid means nothing here
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:  # alive, another user's process
-            pass
 
 
 ENGINES.add("ray", RayEngine)
