@@ -24,16 +24,10 @@ from automed.plan.variants import effective_plan
 from automed.train.config import TrainConfig, resolve_optimizer
 from automed.train.data import CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, deterministic_mode, pick_device
+from automed.train.fold_schedule import extend, lay_out, make_optimizer, refit
 from automed.train.meta import resolve_training
 from automed.train.precise_bn import batch_norm_layers, recompute_batch_norm
-from automed.train.schedule import (
-    Phase,
-    cut_reason,
-    learning_rate,
-    plan_budget,
-    refit_iterations,
-    refit_reason,
-)
+from automed.train.schedule import Phase, cut_reason, learning_rate
 from automed.train.state import EpochLog, FoldResult, TrainState, load_checkpoint, save_checkpoint
 from automed.workdir import WorkDir
 
@@ -43,23 +37,6 @@ if TYPE_CHECKING:
 
 class Callback(Protocol):
     def on_epoch_end(self, fold: int, log: EpochLog) -> None: ...
-
-
-def _optimizer(name: str, lr: float, cfg: TrainConfig, params: Any) -> torch.optim.Optimizer:
-    """torch's fused kernels (CPU and CUDA): one pass over the weights instead of several; on the hippocampus
-    network (5.6 M weights, 2 CPU threads) a step of AdamW takes 4.4 ms instead of 16.6 ms, SGD 2.7 ms instead of 12."""
-    if name == "sgd":
-        return torch.optim.SGD(
-            params,
-            lr=lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-            fused=True,
-        )
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=True)
 
 
 HARD_STOP_GRACE = 0.05  # a share of the fold's budget an epoch may overrun it before it is cut short
@@ -93,7 +70,7 @@ class FoldTrainer:
         self.model = task.build_network(plan, cfgp, config).to(self.dev)
         # the optimizer is final once the schedule is laid out (resolve_optimizer); until then a provisional one
         name0, self.lr_0, _ = resolve_optimizer(config, config.epochs * config.iterations_per_epoch)
-        self.opt = _optimizer(name0, self.lr_0, config, self.model.parameters())
+        self.opt = make_optimizer(name0, self.lr_0, config, self.model.parameters())
         self.amp_dtype = autocast_dtype(self.dev, config.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.loss_fn = task.build_loss(plan, cfgp, config)
@@ -149,22 +126,12 @@ class FoldTrainer:
             )
         self.model.load_state_dict(ck["model"])
         st = self.st = TrainState.from_dict(ck["state"])
-        self.opt = _optimizer(st.optimizer, st.lr0, self.config, self.model.parameters())
+        self.opt = make_optimizer(st.optimizer, st.lr0, self.config, self.model.parameters())
         self.opt.load_state_dict(ck["optimizer"])
         if ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
         if extend_epochs:
-            st.phases.append(
-                Phase(
-                    st.iteration,
-                    extend_epochs * st.iterations_per_epoch,
-                    st.lr0 * self.config.extend_lr_factor,
-                )
-            )
-            st.epochs_total = st.epoch + extend_epochs
-            st.last_epoch_iterations = 0
-            st.stopped_early = False
-            st.epochs_without_improvement = 0
+            extend(st, extend_epochs, self.config.extend_lr_factor)
 
     # -- one step, the schedule ---------------------------------------------------------------------------------
 
@@ -216,57 +183,20 @@ class FoldTrainer:
         return float(np.median(times[1:])) * 1.05
 
     def lay_schedule(self, budget_s: float | None, validation_passes: int) -> float:
-        """Fix a fresh fold's schedule (from a timed probe when there is a budget); the validation reserve (s)."""
-        st, config = self.st, self.config
-        val_reserve = 0.0
+        """Fix a fresh fold's schedule (from a timed probe when there is a budget, see
+        :func:`~automed.train.fold_schedule.lay_out`) and its optimizer; the validation reserve (s)."""
+        budget = None
         if budget_s is not None:
             step_s = self.probed_step_s = self.probe_step_seconds()
-            # keep time for the fold's full validation: one forward pass costs about a third of a training step
-            # per sample
-            val_reserve = 1.2 * validation_passes * step_s / (3 * self.batch_size)
-            left = budget_s - (time.perf_counter() - self.t_start) - val_reserve
-            bp = plan_budget(left, step_s, config.iterations_per_epoch, config.val_iterations)
-            st.epochs_total = min(bp.epochs, config.epochs)
-            st.iterations_per_epoch, st.val_iterations = bp.iterations_per_epoch, bp.val_iterations
-            st.schedule_reason = "budget: " + bp.reason
-            st.budget_s = round(budget_s, 1)
+            budget = (budget_s, step_s, time.perf_counter() - self.t_start)
             self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        else:
-            st.epochs_total = config.epochs
-            st.iterations_per_epoch, st.val_iterations = config.iterations_per_epoch, config.val_iterations
-            st.schedule_reason = f"{config.epochs} epochs x {config.iterations_per_epoch} iterations"
-        planned = st.epochs_total * st.iterations_per_epoch
-        st.optimizer, st.lr0, why = resolve_optimizer(config, planned)
-        st.schedule_reason += f"; optimizer {st.optimizer} lr {st.lr0:g} ({why})"
-        self.opt = _optimizer(st.optimizer, st.lr0, config, self.model.parameters())
-        st.phases = [Phase(0, planned, st.lr0)]
+        val_reserve = lay_out(self.st, self.config, budget, self.batch_size, validation_passes)
+        self.opt = make_optimizer(self.st.optimizer, self.st.lr0, self.config, self.model.parameters())
         return val_reserve
 
     def refit(self, deadline: float) -> bool:
-        """Re-fit the schedule to measured epochs (data waiting and validation included) so it ends at
-        ``deadline``; ``False`` when the budget is used up."""
-        st = self.st
-        per_epoch = float(np.median([h.epoch_seconds for h in st.history[-3:]]))
-        fit = refit_iterations(
-            deadline - time.perf_counter(), per_epoch, st.iterations_per_epoch, st.val_iterations
-        )
-        if fit == 0:
-            st.schedule_reason += f"; stopped at epoch {st.epoch}: the budget is used up"
-            return False
-        fits, planned = st.iteration + fit, st.phases[0].length
-        # follow the machine's speed both ways when it moves the end by more than 1 %: shrinking keeps the fold
-        # inside its budget, growing uses time a faster machine frees (the poly learning rate then steps up by about
-        # as many per cent)
-        if abs(fits - planned) > 0.01 * planned:
-            new_its = min(fits, self.config.epochs * st.iterations_per_epoch)
-            if new_its != planned:
-                st.epochs_total = -(-new_its // st.iterations_per_epoch)
-                st.last_epoch_iterations = new_its - (st.epochs_total - 1) * st.iterations_per_epoch
-                if st.last_epoch_iterations == st.iterations_per_epoch:
-                    st.last_epoch_iterations = 0
-                st.phases[0] = Phase(0, new_its, st.lr0)
-                st.schedule_reason = refit_reason(st.schedule_reason, new_its, st.epochs_total, per_epoch)
-        return True
+        """Re-fit the schedule to measured epochs so it ends at ``deadline``; ``False`` when the budget is used up."""
+        return refit(self.st, self.config.epochs, deadline - time.perf_counter())
 
     # -- one epoch -------------------------------------------------------------------------------------------------
 
