@@ -7,13 +7,15 @@ use, under the sweep dir of the driver that runs them (:func:`sweep_place`), not
 pickled by automed before they were module-level classes carry their own code and call ``sweep_path``,
 ``budget_files``, ``_budget_s``, ``mark_budget_stops``, ``_duplicate_of`` and ``_read_times`` of this module by
 name: those names stay, so such a sweep still resumes, its restored stage with the hooks' code of the automed
-that started it (the stages it starts after the resume get this automed's)."""
+that started it (the stages it starts after the resume get this automed's). Older ones, whose code is not today's,
+are refused before a resume starts (:func:`hooks_of_another_automed`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -120,3 +122,28 @@ def _read_times(path: Path) -> dict[str, dict[str, Any]]:
     except (OSError, json.JSONDecodeError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+# cloudpickle rebuilds a class pickled with its code (by value) through this function; a class made inside a function
+# is named FUNCTION.<locals>.CLASS in the pickle
+_BY_VALUE = b"_make_skeleton_class"
+_LOCAL_CLASS = re.compile(rb"([A-Za-z_]\w*)\.<locals>\.([A-Za-z_]\w*)")
+
+
+def hooks_of_another_automed(stage_dir: Path) -> list[str]:
+    """The Tune hooks a stage's saved state (``tuner.pkl``, read as bytes: nothing is unpickled) holds with the code
+    of the automed that started the stage, which a ``--resume`` would run in place of this automed's: classes made
+    inside functions, pickled by value, by an automed before they were module-level (:mod:`ray_tune_hooks`). An
+    automed before this module existed pickled hooks that call names of ``ray_engine`` gone since (the restore ended
+    in "AttributeError: Can't get attribute '_read_times' on <module 'automed.search.ray_engine'>"); later ones,
+    until the hooks read their paths through :func:`sweep_path`, ran without the fixes made since (the resume's
+    ``--budget`` ignored, a moved sweep dir's marks written at the old place). Hooks that call :func:`sweep_path`
+    (automed from the commit that added it until the hooks became module-level) are the module-level classes' code
+    today, moved verbatim, and are not listed. Empty: no saved state, or only this automed's hooks."""
+    try:
+        data = (stage_dir / "tuner.pkl").read_bytes()
+    except OSError:
+        return []
+    if _BY_VALUE not in data or b"sweep_path" in data:
+        return []
+    return sorted({m.group(2).decode() for m in _LOCAL_CLASS.finditer(data)})

@@ -17,6 +17,7 @@ from automed.errors import ArtifactError, ConfigError, Problem
 from automed.plan.schema import Plan
 from automed.privacy import strip_credentials
 from automed.records import read_train_config
+from automed.search.ray_hooks import hooks_of_another_automed
 from automed.tracking import resolve_uri
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
@@ -80,6 +81,8 @@ def resume_state(
     if base_config is not None:
         problems += _other_base_config(sfile, state, base_config)
     problems += _other_store(sfile, state, opts.tracking_uri)
+    if saved.engine == "ray":
+        problems += _old_tune_hooks(wd, state)
     if problems:
         raise ConfigError(problems, f"cannot resume the sweep in {wd}")
     ds = load_dataset(dataset_now(state["dataset"], dataset, f"automed sweep NEW_PLACE --resume {wd}"))
@@ -176,6 +179,32 @@ def _other_store(sfile: Path, state: dict[str, Any], asked: str | None) -> list[
             f"{strip_credentials(uri)} asked (the sweep's run is not in it), {saved} saved",
             "drop --tracking-uri, or give the same store (a SQLite file moved since: its new place)",
         )
+    ]
+
+
+def _old_tune_hooks(wd: Path, state: dict[str, Any]) -> list[Problem]:
+    """A Ray stage the resume would restore (every one under ``ray/`` but a finished search) whose saved Tune state
+    holds hooks with an older automed's code: Tune would run them in place of this automed's, without the fixes
+    made since, or fail to load them (:func:`~automed.search.ray_hooks.hooks_of_another_automed`)."""
+    finished = {"search"} if state.get("stages", {}).get("search") else set()
+    ray_dir = wd / "ray"
+    stages = (
+        sorted(p for p in ray_dir.iterdir() if p.is_dir() and p.name not in finished)
+        if ray_dir.is_dir()
+        else []
+    )
+    return [
+        Problem(
+            str(stage / "tuner.pkl"),
+            "a resumed sweep runs this automed's Tune hooks (scheduler, searcher, time budget, progress): an "
+            "automed before they were module-level classes saved them with its own code in the stage's Tune state, "
+            "which the resume would run instead",
+            f"stage {stage.name}: {', '.join(hooks)} saved with their code",
+            f"start a new sweep with -o NEW_WORKDIR (this one's finished trials stay in {wd / 'trials'}), or "
+            "finish this one with the automed that started it",
+        )
+        for stage in stages
+        if (hooks := hooks_of_another_automed(stage))
     ]
 
 
