@@ -55,3 +55,68 @@ def test_classification_trainings_of_two_datasets_are_refused_too(tmp_path: Path
         )  # what tells the report an image-level run
     with pytest.raises(ArtifactError, match="of one dataset"):
         api.report(runs, tmp_path / "R", log_to_mlflow=False)
+
+
+def _png(path: Path, seed: int) -> None:
+    import SimpleITK as sitk
+
+    arr = np.random.default_rng(seed).integers(1, 255, size=(12, 10), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+
+
+def test_a_class_folder_dataset_grown_by_a_class_still_compares(tmp_path: Path) -> None:
+    """A class added to a folder-per-class dataset renumbers the classes after it (sorted names): the same images of
+    the same classes had other class indices and were refused as 'other images'. Classes compare by name."""
+    import shutil
+
+    from automed.workflow.prepare import fingerprint
+    from automed.workflow.report_datasets import refuse_other_datasets
+
+    v1 = tmp_path / "v1"
+    for k, name in enumerate(["benign", "malignant"]):
+        for i in range(2):
+            _png(v1 / name / f"img{i}.png", 10 * k + i)
+    v2 = Path(shutil.copytree(v1, tmp_path / "v2"))
+    for i in range(2):
+        _png(v2 / "atypical" / f"img{i}.png", 100 + i)  # sorted first: benign 0 -> 1, malignant 1 -> 2
+    w1, w2 = tmp_path / "W1", tmp_path / "W2"
+    fp1, _ = fingerprint(v1, w1, workers=0, show_progress=False)
+    fp2, _ = fingerprint(v2, w2, workers=0, show_progress=False)
+    assert {c.case_id: c.value for c in fp1.cases}["benign_img0"] == 0.0
+    assert {c.case_id: c.value for c in fp2.cases}["benign_img0"] == 1.0
+    refuse_other_datasets([w1, w2], ["W1", "W2"])  # compared: no error
+
+
+def test_runs_whose_shared_case_has_another_target_are_refused(tmp_path: Path) -> None:
+    """The same images with one case's class changed (a relabelled CSV): the voxel digests agree, and the check
+    stopped there, so the runs were paired against two truths; with a case added as well, the changed case was
+    called 'other images'. Either way it is now refused naming the case and both targets."""
+    from automed.workflow.prepare import fingerprint
+    from automed.workflow.report_datasets import refuse_other_datasets
+
+    rows = ["SubjectID,Channel_0,ValueToPredict"]
+    for i, name in enumerate(["benign", "malignant", "benign", "malignant"]):
+        _png(tmp_path / "img" / f"s{i}.png", 200 + i)
+        rows.append(f"s{i},img/s{i}.png,{name}")
+    (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
+    rows[2] = "s1,img/s1.png,benign"
+    (tmp_path / "b.csv").write_text("\n".join(rows) + "\n")
+    _png(tmp_path / "img" / "s9.png", 300)
+    (tmp_path / "c.csv").write_text("\n".join([*rows, "s9,img/s9.png,malignant"]) + "\n")
+    runs = [tmp_path / n for n in ("A", "B", "C")]
+    fps = [
+        fingerprint(tmp_path / f"{n.lower()}.csv", wd, workers=0, show_progress=False)[0]
+        for n, wd in zip("ABC", runs, strict=True)
+    ]
+    assert fps[0].voxels_digest == fps[1].voxels_digest  # the same images
+    for other in runs[1:]:
+        with pytest.raises(ArtifactError) as err:
+            refuse_other_datasets([runs[0], other], ["A", other.name])
+        (p,) = err.value.problems
+        assert p.file == str(other / "fingerprint.json") and "has one target in both" in p.rule
+        assert (
+            p.value
+            == f"1 shared case ID(s) with another target (s1: 'malignant' in A, 'benign' in {other.name})"
+        )
+        assert "train them again on one version of the dataset" in p.fix
