@@ -13,7 +13,7 @@ from typing import Any
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix, read_header
 from automed.data.verify_dataset import SAFE_ID
 from automed.errors import DatasetError, Problem
-from automed.runtime.folders import InputTooLargeError, entries, folder_id, sub_folders
+from automed.runtime.folders import InputTooLargeError, entries, sub_folders
 from automed.runtime.inputs import (
     cd_folder,
     is_series_folder,
@@ -23,6 +23,7 @@ from automed.runtime.inputs import (
     not_utf8,
     series_strays,
     series_unread,
+    sub_case_id,
     subfolder_files,
     undecodable,
     unread,
@@ -363,7 +364,7 @@ def _discover(input_path: str | Path, n_channels: int, dimension: int | None) ->
                     problems.append(each)
                 else:
                     cases.append(replace(each, case_id=cid, suffix=".nii.gz"))
-        cases += [InputCase(folder_id(root, d), (d,), ".nii.gz") for d in series]
+        cases += [InputCase(sub_case_id(root, d, dimension), (d,), ".nii.gz") for d in series]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
         skipped = unread(root, {p for c in cases for p in c.images}, links)

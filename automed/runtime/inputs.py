@@ -148,14 +148,23 @@ def subfolder_files(root: Path, folder: Path, dimension: int | None = None) -> l
     digits, ``.``, ``_`` and ``-`` as ``_`` (:func:`.folders.safe_id`). A segmentation model reads DICOM alone there."""
     if is_series_folder(folder, dimension):
         return []
-    found = [(folder_id(root, folder, _stem(f)), f) for f in _one_per_file(folder, dimension)]
+    found = [(sub_case_id(root, folder, dimension, _stem(f)), f) for f in _one_per_file(folder, dimension)]
     if dimension is not None:
         found += [
-            (safe_id(folder_id(root, folder, _stem(f))), f)
+            (sub_case_id(root, folder, dimension, _stem(f)), f)
             for f in entries(folder)
             if f.is_file() and _other_image(f)
         ]
     return found
+
+
+def sub_case_id(root: Path, folder: Path, dimension: int | None, *more: str) -> str:
+    """The case ID of a sub-folder of ``root`` (a DICOM series) or of a file in it (``more``: its stem):
+    :func:`folder_id`, made safe (:func:`.folders.safe_id`) for an image-level model (``dimension`` given), whose
+    folder-per-class test set is named as training names it, DICOM included (``x ray 1.dcm`` in ``benign/``:
+    ``benign_x_ray_1``). A segmentation model's keep their names (``1.000000-CT Abdomen-12345``)."""
+    cid = folder_id(root, folder, *more)
+    return cid if dimension is None else safe_id(cid)
 
 
 def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) -> list[str]:
@@ -360,7 +369,7 @@ def _find_cases(root: Path, n_channels: int, dimension: int | None) -> list[Case
     for d in folders:
         if is_series_folder(d, dimension):
             _no_strays(d)
-            cases.append(Case(folder_id(root, d), (d,), ".nii.gz"))
+            cases.append(Case(sub_case_id(root, d, dimension), (d,), ".nii.gz"))
         else:
             cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(root, d, dimension)]
     skipped = unread(root, {p for c in cases for p in c.paths}, links)
