@@ -185,6 +185,30 @@ def test_classification_trains_registers_and_predicts_a_table(classified: dict[s
 
 
 @pytest.mark.slow
+def test_a_folder_per_class_test_set_is_predicted_with_its_truth(
+    classified: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``IN/<class>/<images>`` names each image's class: predictions.csv had no ``truth`` column. A folder that is
+    not one of the model's classes is named and its truth left empty."""
+    root = classified["root"]
+    listed = pd.read_csv(classified["csv"]).head(6)
+    for k, (case, channel, cls) in enumerate(listed.itertuples(index=False)):
+        folder = (
+            tmp_path / "IN" / (cls if k < 4 else "Two")
+        )  # the last two: a spelling the model does not have
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{case}.png").symlink_to(root / "d" / channel)
+    with caplog.at_level("WARNING", logger="automed"):
+        out = api.predict(classified["res"].workdir, tmp_path / "IN", tmp_path / "P", show_progress=False)
+    pred = pd.read_csv(out[0], keep_default_na=False).set_index("SubjectID")
+    assert list(pred.columns) == ["truth", "prediction", "probability_one", "probability_two"]
+    expected = {f"{cls if k < 4 else 'Two'}_{case}": cls if k < 4 else "" for k, (case, _, cls) in
+                enumerate(listed.itertuples(index=False))}  # fmt: skip
+    assert pred["truth"].to_dict() == expected
+    assert "Two/ is not (2 image(s))" in caplog.text and "(Two/ -> two/)" in caplog.text
+
+
+@pytest.mark.slow
 def test_an_image_level_model_predicts_with_the_folds_asked_and_has_no_window(
     classified: dict[str, Any],
 ) -> None:

@@ -5,6 +5,7 @@ found ... pass a sub-folder of other images itself". A segmentation model still 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from automed.data.class_folders import load_class_folders
 from automed.errors import DatasetError
 from automed.infer.inputs import discover
 from automed.runtime.inputs import find_cases
+from automed.workflow.predict_truth import folder_truth
 
 
 def _test_set(root: Path) -> Path:
@@ -60,3 +62,63 @@ def test_a_class_folder_of_the_wrong_channels_is_named(tmp_path: Path) -> None:
     )
     with pytest.raises(DatasetError, match=r"benign/e\.png: the model needs 1 channel\(s\) per case"):
         discover(root, 1, dimension=2)
+
+
+def test_dicom_in_a_class_folder_is_named_as_training_names_it(tmp_path: Path) -> None:
+    """A DICOM X-ray in a class folder kept its space (``benign_x ray 1``) while training and every other image
+    there go through safe_id (``benign_x_ray_1``): the prediction table's IDs did not match the training's."""
+    from tests.test_dicom_xray_folders import xray_dicom
+
+    root = _test_set(tmp_path / "test")
+    xray_dicom(root / "benign" / "x ray 1.dcm", 1)
+    ids = [c.case_id for c in discover(root, 1, dimension=2)]
+    assert "benign_x_ray_1" in ids and "benign_x ray 1" not in ids
+    assert "benign_x_ray_1" in [c.case_id for c in find_cases(root, 1, 2)]  # the bundle's runtime alike
+    assert "benign_x_ray_1" in [c.case_id for c in load_class_folders(root).cases]
+
+
+def test_a_series_in_a_class_folder_of_a_volume_model_gets_a_safe_id(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import shared
+
+    src = shared("dicom", "hippo_crop_series", "Study1")
+    root = tmp_path / "test"
+    shutil.copytree(src, root / "mild case" / "Study 1")
+    (root / "severe").mkdir()
+    for got in (discover(root, 1, dimension=3), find_cases(root, 1, 3)):
+        assert [c.case_id for c in got] == ["mild_case_Study_1"]
+    # a segmentation model keeps a series folder's name as it is (1.000000-CT Abdomen-12345 stays readable)
+    assert [c.case_id for c in discover(root, 1)] == ["mild case_Study 1"]
+
+
+def _classes(*names: str) -> SimpleNamespace:
+    return SimpleNamespace(kind="classification", class_names=list(names))
+
+
+def test_a_folder_per_class_input_gives_each_image_its_folders_class(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = _test_set(tmp_path / "test")
+    cases = discover(root, 1, dimension=2)
+    truth = folder_truth(root, cases, _classes("benign", "malignant"))
+    assert truth == {"benign_a": "benign", "benign_b_c": "benign", "malignant_a": "malignant",
+                     "malignant_d": "malignant"}  # fmt: skip
+    # a folder that is not one of the model's classes: named, its truth left empty (never a wrong class)
+    with caplog.at_level("WARNING", logger="automed"):
+        truth = folder_truth(root, cases, _classes("benign", "Malignant", "normal"))
+    assert truth is not None and truth["benign_a"] == "benign" and truth["malignant_d"] == ""
+    assert "malignant/ is not (2 image(s))" in caplog.text and "(malignant/ -> Malignant/)" in caplog.text
+
+
+def test_no_truth_where_the_folders_are_not_classes(tmp_path: Path) -> None:
+    root = _test_set(tmp_path / "test")
+    cases = discover(root, 1, dimension=2)
+    assert (
+        folder_truth(root, cases, _classes("cat", "dog")) is None
+    )  # patients' or wards' folders, not classes
+    assert folder_truth(root, cases, SimpleNamespace(kind="regression", class_names=[])) is None
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(root / "top.png"))
+    top = discover(root, 1, dimension=2)  # an image at the top: not the folder-per-class layout
+    assert folder_truth(root, top, _classes("benign", "malignant")) is None
+    assert folder_truth(root / "top.png", top[-1:], _classes("benign", "malignant")) is None

@@ -28,6 +28,7 @@ from automed.workflow.predict_continue import (
     write_record,
 )
 from automed.workflow.predict_output import STAGING, into_output, remove_older
+from automed.workflow.predict_truth import folder_truth
 from automed.workflow.predict_writers import (
     DicomSegWriter,
     LabelMapWriter,
@@ -321,9 +322,10 @@ def predict(
     record = out / RECORD  # replacing earlier predictions: recorded once they are replaced
     if not (earlier and overwrite):
         write_record(out, settings)
+    truth = folder_truth(input_path, cases, getattr(predictor, "target", None))  # IN/<class>/<images>
     try:
         written, produced = _predict_cases(predictor, cases, out, model, output_format, review,
-                                           save_probabilities, nan_to, show_progress)  # fmt: skip
+                                           save_probabilities, nan_to, show_progress, truth)  # fmt: skip
     except (
         BaseException
     ):  # an earlier run's folder stays as it was; one this run made keeps the cases it finished
@@ -352,16 +354,19 @@ def _predict_cases(
     save_probabilities: bool,
     nan_to: float | None,
     show_progress: bool,
+    truth: dict[str, str] | None = None,
 ) -> tuple[list[Path], set[Path]]:
     """Predict every case into ``out``; the predictions written and every file this run wrote (review pages,
-    probabilities and segmentations too)."""
+    probabilities and segmentations too). ``truth``: an image-level table's ``truth`` column."""
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.parallel import progress_bar
 
     image_level = hasattr(predictor, "target")
     writer: Any = (
-        TableWriter(out, predictor.target) if image_level else LabelMapWriter(out, label_values(predictor))
+        TableWriter(out, predictor.target, truth)
+        if image_level
+        else LabelMapWriter(out, label_values(predictor))
     )
     if output_format == "dicom-seg":
         writer = DicomSegWriter(writer, cases, image_level, _label_names(model, predictor))

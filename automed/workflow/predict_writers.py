@@ -166,13 +166,17 @@ class LabelMapWriter:
 
 class TableWriter:
     """An image-level model's predictions: ``predictions.csv`` with ``SubjectID``, ``prediction`` (the class name or
-    the value) and, for classification, ``probability_<class>`` per class; written once, when every case is done."""
+    the value) and, for classification, ``probability_<class>`` per class; written once, when every case is done.
+    ``truth`` (case ID -> class) adds a ``truth`` column: a folder-per-class input's class folders
+    (:mod:`automed.workflow.predict_truth`)."""
 
-    def __init__(self, out: Path, target: Any) -> None:
+    def __init__(self, out: Path, target: Any, truth: dict[str, str] | None = None) -> None:
         self.out, self.target, self.rows = out, target, list[dict[str, Any]]()
+        self.truth = truth
 
     def add(self, case: Any, geometry: Any, res: Any) -> None:
-        self.rows.append({"SubjectID": case.case_id, **res.row(self.target)})
+        known = {} if self.truth is None else {"truth": self.truth.get(case.case_id, "")}
+        self.rows.append({"SubjectID": case.case_id, **known, **res.row(self.target)})
         if getattr(res, "note", None):  # the network saw only part of this image
             logging.getLogger(__name__).warning("warning: %s: %s", case.case_id, res.note)
 
