@@ -175,3 +175,54 @@ def test_a_csv_listing_whole_slides_is_refused_with_the_way_that_tiles_them(
     ) as err:
         slide_inputs(tmp_path / "slides.csv")
     assert err.value.problems[0].value == f"1 slide(s) listed, e.g. {slide.name}"
+
+
+def test_slides_are_found_at_any_depth_each_named_by_its_place(
+    slide: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Predict read slides at the top of the input folder alone: `IN/patient 1/s.tif` was "no images found" for a
+    segmentation model and read whole as a picture by an image-level one (other inputs are found at any depth)."""
+    from automed.workflow.predict_slide_inputs import found_slides
+
+    root = tmp_path / "IN"
+    (root / "patient 1" / "scan").mkdir(parents=True)
+    (root / "top.tif").symlink_to(slide)
+    (root / "patient 1" / "s.tif").symlink_to(slide)
+    (root / "patient 1" / "scan" / "s.svs.tif").symlink_to(slide)
+    (root / "other").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "other" / "patch.png")
+    with caplog.at_level("WARNING", logger="automed"):
+        found = found_slides(root)
+    assert found is not None
+    slides, names = found
+    assert names == ["top", "patient_1_s", "patient_1_scan_s"]  # the top's name as before; deeper: safe IDs
+    assert slides == [
+        root / "top.tif",
+        root / "patient 1" / "s.tif",
+        root / "patient 1" / "scan" / "s.svs.tif",
+    ]
+    assert not caplog.text  # a slide at the top: the images elsewhere are a folder's of their own, as before
+    (root / "top.tif").unlink()
+    with caplog.at_level("WARNING", logger="automed"):
+        assert found_slides(root) is not None
+    assert "1 image(s) in other folders are not (other/patch.png)" in caplog.text
+    assert found_slides(root / "other") is None  # no slide: images, predicted as such
+    assert found_slides(root / "patient 1" / "s.tif") == ([root / "patient 1" / "s.tif"], ["s"])
+
+
+def test_two_slides_of_one_output_name_are_refused_naming_both(slide: Path, tmp_path: Path) -> None:
+    from automed.workflow.predict_slide_inputs import found_slides
+
+    root = tmp_path / "IN"
+    (root / "a_b").mkdir(parents=True)
+    (root / "a").mkdir()
+    (root / "a_b" / "c.tif").symlink_to(slide)
+    (root / "a" / "B_c.tif").symlink_to(slide)
+    with pytest.raises(AutomedError, match=r"a/B_c\.tif and a_b/c\.tif are both 'a_b_c'") as err:
+        found_slides(root)
+    assert "rename one of them" in err.value.problems[0].fix
+    (root / "e").mkdir()  # two files of one name in one folder keep their own outputs, as at the top
+    (root / "a" / "B_c.tif").rename(root / "e" / "x.tif")
+    (root / "e" / "x.tiff").symlink_to(slide)
+    found = found_slides(root)
+    assert found is not None and found[1] == ["a_b_c", "e_x", "e_x_2"]

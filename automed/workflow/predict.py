@@ -223,7 +223,7 @@ def predict(
     regression: the class and probabilities, or the value), and ``index.html``; ``log_review`` (implies ``review``)
     also attaches it to the model's MLflow training run (:mod:`automed.workflow.review_log`). ``output_format`` ``dicom-seg``
     (segmentation of DICOM series inputs) adds ``<case>.seg.dcm``, a DICOM Segmentation referencing the series.
-    Whole slides (a slide, or a folder of them) go through :mod:`automed.workflow.predict_wsi` at the model's
+    Whole slides (a slide, or a folder of them at any depth) go through :mod:`automed.workflow.predict_wsi` at the model's
     ``mpp`` (default: the patch miner's resolution of its training data). ``folds`` (nnU-Net's ``-f``) predicts with
     only those of a training's folds, ``step`` (``-step_size``) moves a segmentation model's sliding window by that
     fraction of the patch instead of its own (0.5 unless ``automed select`` chose another); both run torch."""
@@ -259,9 +259,10 @@ def predict(
             "when it has finished), or --continue to predict only the cases an unfinished run left out",
         )
     shutil.rmtree(out / STAGING, ignore_errors=True)  # a killed slide run's, in a folder claimed as ours
-    from automed.wsi.slide import slide_inputs
+    from automed.workflow.predict_slide_inputs import found_slides
 
-    slides = slide_inputs(Path(input_path).expanduser().resolve())
+    found = found_slides(Path(input_path).expanduser().resolve())  # at any depth, each with its output name
+    slides, stems = found if found is not None else (None, None)
     if slides is not None and review:  # before the model loads
         raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
                                  f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
@@ -293,7 +294,7 @@ def predict(
         at_mpp, names = model_mpp(model, mpp), _label_names(model, predictor)  # before the output is touched
         return into_output(out, lambda dest: predict_slides(
             predictor, slides, dest, mpp=at_mpp, names=names, slide_mpp=slide_mpp,
-            save_probabilities=save_probabilities, show_progress=show_progress))  # fmt: skip
+            save_probabilities=save_probabilities, show_progress=show_progress, stems=stems))  # fmt: skip
     cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
     check_takes(cases, predictor)  # before anything is written
     check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places

@@ -147,8 +147,10 @@ def predict_slides(
     slide_mpp: float | None = None,
     save_probabilities: bool = False,
     show_progress: bool = True,
+    stems: list[str] | None = None,
 ) -> list[Path]:
-    """Predict each slide into ``out`` (see the module docstring); return the label TIFFs."""
+    """Predict each slide into ``out`` (see the module docstring); return the label TIFFs. ``stems``: each slide's
+    output name ``S`` (:func:`automed.workflow.predict_slide_inputs.found_slides`); by default its file name's."""
     if getattr(predictor, "target", None) is not None:  # classification or regression: no label map to tile
         raise ConfigError.single(
             slides[0],
@@ -158,7 +160,7 @@ def predict_slides(
             "patches/patches.csv, one class or value per patch",
         )
     written = []
-    stems: set[str] = set()
+    taken: set[str] = set()
     infos = [
         slide_info(path, slide_mpp, given_as="--slide-mpp") for path in slides
     ]  # every slide before any work
@@ -167,12 +169,13 @@ def predict_slides(
             raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
                                      f"slide {info.mpp:.4g} um/px, model {mpp:.4g}",
                                      f"use a finer scan{wrong_mpp_hint(info)}")  # fmt: skip
-    for path, info in zip(slides, infos, strict=True):
+    for k, (path, info) in enumerate(zip(slides, infos, strict=True)):
         grid = BlockGrid(info, mpp)
         base, stem, i = slide_name(path), slide_name(path), 2
-        while stem in stems:  # e.tif and e.tiff, a.x.svs and a.y.svs: outputs of their own
+        while stem in taken:  # e.tif and e.tiff, a.x.svs and a.y.svs: outputs of their own
             stem, i = f"{base}_{i}", i + 1
-        stems.add(stem)
+        stem = stems[k] if stems is not None else stem
+        taken.add(stem)
         store = out / f".{stem}.blocks"
         shutil.rmtree(store, ignore_errors=True)
         mask = tissue_mask(slide_handle(path))
