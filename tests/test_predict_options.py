@@ -63,7 +63,7 @@ def test_each_task_refuses_a_step_before_it_loads_anything(tmp_path: Path) -> No
         Segmentation().load_predictor(tmp_path, None, step=2.0)
 
 
-def test_options_that_change_a_trainings_inference_need_one_training(tmp_path: Path) -> None:
+def test_options_that_change_a_trainings_inference_are_named(tmp_path: Path) -> None:
     assert run_overrides(tmp_path, None, None) == ""
     assert run_overrides(tmp_path, [0], 0.25) == "--folds and --step-size"
     assert run_overrides(tmp_path, None, 0.25) == "--step-size"
@@ -71,9 +71,8 @@ def test_options_that_change_a_trainings_inference_need_one_training(tmp_path: P
     pair = WorkDir(tmp_path).pair
     pair.parent.mkdir()
     pair.write_text("{}")
-    with pytest.raises(ConfigError, match="a selection that chose a pair") as err:
-        run_overrides(tmp_path, None, 0.5)
-    assert "predict with one training's work dir" in str(err.value)
+    # a selection that chose a pair takes them for each member (it was refused; test_select_pair predicts so)
+    assert run_overrides(tmp_path, [1], 0.5) == "--folds and --step-size"
 
 
 def test_continue_records_folds_and_step_only_when_given(tmp_path: Path) -> None:
@@ -157,20 +156,17 @@ def test_folds_written_as_nnunet_writes_them_are_taken(
     assert _folds_as_nnunet_writes_them(after) == after
 
 
-def test_a_registered_pair_or_cascade_bundle_refuses_what_its_parts_would_have_to_follow(
+def test_a_registered_cascade_bundle_refuses_folds_its_first_stage_would_have_to_follow(
     tmp_path: Path,
 ) -> None:
+    """(A pair's bundle takes --folds and --step-size for each member: test_select_pair.)"""
     from automed.workflow.predict_bundle import bundle_predictor
 
-    pair, cascade = tmp_path / "pair", tmp_path / "cascade"
-    pair.mkdir()
-    (pair / "ensemble.json").write_text("{}")
+    cascade = tmp_path / "cascade"
     (cascade / "previous").mkdir(parents=True)
-    with pytest.raises(ConfigError, match="a pair of trainings") as err:
-        bundle_predictor(pair, None, "models:/automed-X@champion", folds=None, step=0.5)
-    assert "--step-size on a registered model" in str(err.value) and "work dir" in str(err.value)
-    with pytest.raises(ConfigError, match="a cascade"):
+    with pytest.raises(ConfigError, match="a cascade") as err:
         bundle_predictor(cascade, None, "models:/automed-X@champion", folds=[0], step=None)
+    assert "predict with the training's work dir" in str(err.value)
 
 
 def test_an_export_refusal_of_a_registered_model_names_its_uri_not_the_download(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from automed import api
 from automed.data.io import read_image
 from automed.errors import AutomedError
 from automed.infer.predictor import Predictor
+from automed.runtime.model import average
 from automed.runtime.postprocess import apply
 from automed.select.register import register_members
 from automed.testing.synthetic import make_dataset
@@ -115,6 +116,34 @@ def test_registered_pair_predicts_the_mean_of_its_members(pair: dict[str, Path |
     assert labels.shape == (1, *channels.shape[1:]) and set(np.unique(labels)) <= {0, 1, 2}
 
 
+def test_a_pair_predicts_with_the_folds_asked_of_each_member(pair: dict[str, Path | str]) -> None:
+    """`automed predict SEL --folds 1` on a selection that chose a pair was refused ("predict with one training's
+    work dir") while the exported pair's predict.py takes it: fold 1 of each member, averaged."""
+    root, w0, w1 = Path(pair["root"]), Path(pair["w0"]), Path(pair["w1"])
+    sel = root / "sel"
+    if not (sel / "model_bundle" / "ensemble.json").is_file():
+        api.select([w0, w1], sel, inference=False)
+    loaded = api.load_predictor(sel, None, folds=[1])
+    assert [len(m.models) for m in loaded.members] == [1, 1]  # fold 1 alone of each
+    arrays, geo = read_image(Path(pair["image"]))
+    channels = np.stack(arrays).astype(np.float32)
+    probs = [
+        Predictor.from_workdir(w, folds=[1], postprocessing=[])
+        .predict_arrays(channels, geo, probabilities=True)
+        .probabilities
+        for w in (w0, w1)
+    ]
+    assert probs[0] is not None and probs[1] is not None
+    values = np.asarray(sorted(int(k) for k in json.loads((w0 / "model.json").read_text())["labels"]))
+    steps = json.loads((sel / "model_bundle" / "ensemble.json").read_text())["postprocessing"]
+    expected, _ = average(probs, values, steps)  # a class bias among the steps is applied at the argmax
+    paths = api.predict(sel, pair["inputs"], root / "out-sel-fold1", folds=[1], show_progress=False)
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(paths[0]))), expected)
+    with pytest.raises(AutomedError, match=r"member 1 \(3d_fullres, member_0\) holds 0, 1, no fold 3") as err:
+        api.predict(sel, pair["inputs"], root / "out-sel-fold3", folds=[3], show_progress=False)
+    assert "pass some of 0, 1 (those every member holds)" in str(err.value)
+
+
 def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
     """`automed export SEL` on a selection that chose a pair: every member's networks, parity of the averaged
     prediction, the bundle's predict.py and `automed predict SEL` (linked export, no torch) agree with torch; the
@@ -173,6 +202,17 @@ def test_pair_is_exported_as_one_bundle(pair: dict[str, Path | str]) -> None:
     assert one.returncode == 0, one.stderr[-2000:]
     assert json.loads((root / "out-fold1" / ".bundle-predict.json").read_text())["folds"] == [1]
     assert (root / "out-fold1" / Path(pair["image"]).name).is_file()
+    # automed predict SEL --folds 1 with the export's runtime: the same folds of each member as predict.py
+    by_automed = api.predict(sel, pair["inputs"], root / "out-onnx-fold1", runtime="onnx", folds=[1],
+                             show_progress=False)  # fmt: skip
+    assert np.array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(by_automed[0]))),
+        sitk.GetArrayFromImage(sitk.ReadImage(str(root / "out-fold1" / Path(pair["image"]).name))),
+    )
+    with pytest.raises(AutomedError, match=r"no fold 3"):
+        api.predict(
+            sel, pair["inputs"], root / "out-onnx-fold3", runtime="onnx", folds=[3], show_progress=False
+        )
 
     reg = json.loads((sel / "selection.json").read_text())["registered"]
     version = MlflowClient(str(pair["uri"])).get_model_version(reg["name"], reg["version"])

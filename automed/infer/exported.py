@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from automed.data.io import Geometry
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, ConfigError
 from automed.infer.predict_options import checked_step, chosen_folds
 from automed.infer.prediction import Prediction
 from automed.runtime.backends import choose_runtime
 from automed.runtime.model import BundleModel
-from automed.runtime.options import held_folds, with_folds
+from automed.runtime.options import OptionError, held_folds, with_folds
 
 
 class ExportedPredictor:
@@ -44,9 +44,11 @@ class ExportedPredictor:
         meta = json.loads((folder / "preprocess.json").read_text())
         if folds is not None:
             where = folder / "preprocess.json"
-            have = held_folds(meta) or held or []
-            # automed predict's own check and words; a pair never gets here (run_overrides refuses it)
-            meta = with_folds({**meta, "folds": have}, chosen_folds(folds, have, have, where), where)
+            if "members" in meta:  # a pair: the same folds of each member, a member lacking one named
+                meta = _pair_folds(meta, folds, where)
+            else:  # automed predict's own check and words
+                have = held_folds(meta) or held or []
+                meta = with_folds({**meta, "folds": have}, chosen_folds(folds, have, have, where), where)
         inference = {**(inference or {}), **({} if checked_step(step, folder) is None else {"step": step})}
         chosen = choose_runtime(runtime, meta["files"])
         if chosen is None:
@@ -77,3 +79,17 @@ class ExportedPredictor:
     ) -> Prediction:
         labels, probs = self.model.predict(channels, list(geometry.spacing_zyx), probabilities)
         return Prediction(labels, probs)
+
+
+def _pair_folds(meta: dict[str, Any], folds: list[int], where: Path) -> dict[str, Any]:
+    """A pair's ``preprocess.json`` narrowed to ``folds`` of each member (:func:`with_folds`, the bundle's rule),
+    its refusal as a :class:`ConfigError`."""
+    try:
+        return with_folds(meta, folds, where)
+    except OptionError as exc:
+        raise ConfigError.single(
+            where,
+            "--folds on a pair predicts with those folds of each member, among the folds the export holds",
+            str(exc).removeprefix(f"{where}: "),
+            "pass fold numbers every member holds, or drop --folds",
+        ) from exc

@@ -9,7 +9,6 @@ from pathlib import Path
 from automed.errors import ConfigError
 from automed.runtime import options
 from automed.runtime.options import fold_names as fold_names
-from automed.workdir import WorkDir
 
 
 def parse_folds(values: list[str] | None) -> list[int] | None:
@@ -70,19 +69,7 @@ def no_window(step: float | None, source: str | Path) -> None:
 
 
 def run_overrides(model: str | Path, folds: list[int] | None, step: float | None) -> str:
-    """The options that change a training's inference for this run (``--folds``, ``--step-size``), refused for a
-    pair (each member has folds of its own). Torch and an export's runtime take them (``--runtime auto`` then runs
-    torch: the training's folds, not only those exported)."""
-    given = " and ".join(name for name, v in (("--folds", folds), ("--step-size", step)) if v is not None)
-    if not given:
-        return ""
-    if not str(model).startswith("models:/") and WorkDir(Path(model)).pair.is_file():
-        raise ConfigError.single(
-            model,
-            "--folds and --step-size apply to one training (a work dir, a selection folder that chose one, or its "
-            "registered model)",
-            "a selection that chose a pair",
-            f"predict with one training's work dir (the one `automed train -o` wrote), or export the pair (its "
-            f"predict.py takes --folds as those folds of each member), or drop {given}",
-        )
-    return given
+    """The options that change a training's inference for this run (``--folds``, ``--step-size``). Torch and an
+    export's runtime take them (``--runtime auto`` then runs torch: the training's folds, not only those exported);
+    a pair takes them for each member (the same fold numbers of each, as its exported ``predict.py`` does)."""
+    return " and ".join(name for name, v in (("--folds", folds), ("--step-size", step)) if v is not None)

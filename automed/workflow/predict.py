@@ -139,7 +139,8 @@ def load_predictor(
     """A work dir or a ``models:/NAME@ALIAS`` URI as a predictor: the work dir's export for ``runtime`` auto (when
     usable), openvino or onnx; else a torch :class:`~automed.infer.predictor.Predictor`. ``folds`` and ``step``
     (``--folds``, ``--step-size``) change a training's own inference: with torch, or the export's for ``--runtime
-    openvino|onnx`` (among the folds it holds); the model's task decides. ``registered``: the URI's bundle when the
+    openvino|onnx`` (among the folds it holds); the model's task decides. A pair (a selection folder's or a registered
+    one) takes them for each member: the same fold numbers of each. ``registered``: the URI's bundle when the
     caller downloaded it already (:func:`~automed.workflow.predict_bundle.fetch_registered`)."""
 
     check_choice(runtime, RUNTIMES, what="the runtime", where="--runtime")
@@ -166,14 +167,14 @@ def load_predictor(
     from automed.plan.schema import Plan
     from automed.registry_model import ENSEMBLE_FILE, load_bundle
     from automed.tasks.registry import task_for
+    from automed.workflow.predict_bundle import bundle_predictor
 
-    if (
-        Path(model) / "model_bundle" / ENSEMBLE_FILE
-    ).is_file():  # an `automed select` output that chose a pair
-        return load_bundle(Path(model) / "model_bundle", device)
+    pair = Path(model) / "model_bundle"  # an `automed select` output that chose a pair
+    if (pair / ENSEMBLE_FILE).is_file():
+        if overrides:  # the same folds of each member
+            return bundle_predictor(pair, device, str(model), folds=folds, step=step)
+        return load_bundle(pair, device)
     if str(model).startswith("models:/"):
-        from automed.workflow.predict_bundle import bundle_predictor, fetch_registered
-
         bundle = registered or fetch_registered(str(model), tracking_uri)
         if overrides:
             return bundle_predictor(bundle, device, str(model), folds=folds, step=step)

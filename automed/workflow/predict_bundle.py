@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.errors import ConfigError
-from automed.infer.predict_options import checked_step, chosen_folds, no_window
+from automed.infer.predict_options import checked_step, chosen_folds, fold_names, no_window
 from automed.workdir import WorkDir, fold_name
 
 
@@ -29,28 +29,23 @@ def fetch_registered(uri: str, tracking_uri: str | None) -> Path:
 def bundle_predictor(
     folder: Path, device: str | None, source: str, *, folds: list[int] | None, step: float | None
 ) -> Any:
-    """The predictor of the bundle in ``folder`` (downloaded for the model URI ``source``) with ``folds`` among
-    those it holds and ``step`` for its window. A pair's bundle and, for ``--folds``, a cascade's are refused: their
-    members' or first stage's folds would have to follow."""
+    """The predictor of the bundle in ``folder`` (downloaded for the model URI ``source``, or a selection folder's
+    ``model_bundle``) with ``folds`` among those it holds and ``step`` for its window. A pair's bundle takes them
+    for each member (:func:`pair_predictor`); a cascade's is refused ``--folds``: its first stage's folds would have
+    to follow."""
     from automed.plan.schema import Plan
     from automed.registry_model import ENSEMBLE_FILE, PREVIOUS, load_bundle
     from automed.tasks.registry import task_for
     from automed.train.meta import read_meta
 
-    kind = (
-        "a pair of trainings"
-        if (folder / ENSEMBLE_FILE).is_file()
-        else "a cascade (its first stage's folds would have to follow)"
-        if folds is not None and (folder / PREVIOUS).is_dir()
-        else None
-    )
-    if kind is not None:
-        given = "--folds" if folds is not None else "--step-size"
+    if (folder / ENSEMBLE_FILE).is_file():
+        return pair_predictor(folder, device, source, folds=folds, step=step)
+    if folds is not None and (folder / PREVIOUS).is_dir():
         raise ConfigError.single(
             source,
-            f"{given} on a registered model applies to one training's bundle",
-            f"{kind}",
-            f"predict with the training's work dir instead (the one `automed train -o` wrote), or drop {given}",
+            "--folds applies to one training's bundle",
+            "a cascade (its first stage's folds would have to follow)",
+            "predict with the training's work dir instead (the one `automed train -o` wrote), or drop --folds",
         )
     meta = read_meta(WorkDir(folder).model)
     plan = Plan.load(folder / "plan.json")
@@ -65,3 +60,38 @@ def bundle_predictor(
     previous = load_bundle(folder / PREVIOUS, device) if (folder / PREVIOUS).is_dir() else None
     weights = [folder / f"{fold_name(f)}.pt" for f in chosen]
     return task.bundle_predictor(plan, meta, weights, device, previous)
+
+
+def pair_predictor(
+    folder: Path, device: str | None, source: str, *, folds: list[int] | None, step: float | None
+) -> Any:
+    """A pair's bundle (``ensemble.json`` and a bundle per member) with the same ``folds`` of each member and
+    ``step`` for each member's window, as the exported pair's ``predict.py`` takes them (the members were trained
+    on the same splits, so fold k is the same cases' held-out model in each). A fold some member's bundle lacks is
+    refused before any weight loads, naming that member, the folds it holds and those every member holds."""
+    import json
+
+    from automed.tasks.registry import task_for
+    from automed.train.meta import read_meta
+
+    ens = json.loads((folder / "ensemble.json").read_text())
+    places = [folder / m["folder"] for m in ens["members"]]
+    metas = [read_meta(WorkDir(p).model) for p in places]
+    if folds is not None:
+        shared = [f for f in metas[0].predict_folds if all(f in m.predict_folds for m in metas[1:])]
+        for k, (place, meta) in enumerate(zip(places, metas, strict=True), start=1):
+            missing = [f for f in folds if f not in meta.predict_folds]
+            if missing:
+                raise ConfigError.single(
+                    place,
+                    "--folds on a pair predicts with those folds of each member, among the folds its bundle holds",
+                    f"--folds {fold_names(folds)}: member {k} ({meta.configuration}, {place.name}) holds "
+                    f"{fold_names(meta.predict_folds)}, no fold {fold_names(missing)}",
+                    f"pass some of {fold_names(shared)} (those every member holds), or drop --folds"
+                    if shared
+                    else "drop --folds (the members share no fold number)",
+                )
+    members = [bundle_predictor(p, device, source, folds=folds, step=step) for p in places]
+    return task_for(members[0].plan.task_type, source).ensemble_predictor(
+        members, ens.get("postprocessing", [])
+    )
