@@ -8,7 +8,7 @@ and ``e_2``); one deeper is named by its place, the folders' names and its own j
 (``patient1/s.svs``: ``patient1_s``; a DICOM whole slide, files of one series in a folder: the folders' names)
 with characters other than letters, digits, ``.``, ``_`` and ``-`` as ``_``. Two slides whose names coincide
 (``a_b/c.svs`` and ``a/b_c.svs``), also in letter case, are refused naming both: their outputs would overwrite
-each other."""
+each other. Images in folders without slides are not predicted beside slides: named in a warning."""
 
 from __future__ import annotations
 
@@ -47,22 +47,20 @@ def found_slides(input_path: Path) -> tuple[list[Path], list[str]] | None:
              for p in found]
         )  # fmt: skip
     _refuse_clashes(input_path, slides, names)
-    if (
-        top is None
-    ):  # images in folders without slides are not predicted: said (those beside slides are, there)
-        others = [
-            p.relative_to(input_path).as_posix()
-            for f in [input_path, *folders]
-            if f not in by_folder
-            for p in entries(f)
-            if p.is_file() and has_image_suffix(p)
-        ]
-        if others:
-            log.warning(
-                "%s: %d slide(s) predicted; %d image(s) in other folders are not (%s%s): predict images from a "
-                "folder of their own", input_path, len(slides), len(others), ", ".join(others[:5]),
-                " ..." if len(others) > 5 else "",
-            )  # fmt: skip
+    # images in folders without slides are not predicted: said (those beside slides are, by slide_inputs)
+    others = [
+        p.relative_to(input_path).as_posix()
+        for f in [input_path, *folders]
+        if f not in by_folder
+        for p in entries(f)
+        if p.is_file() and has_image_suffix(p)
+    ]
+    if others:
+        log.warning(
+            "%s: %d slide(s) predicted; %d image(s) in other folders are not (%s%s): predict images from a "
+            "folder of their own", input_path, len(slides), len(others), ", ".join(others[:5]),
+            " ..." if len(others) > 5 else "",
+        )  # fmt: skip
     return slides, names
 
 
