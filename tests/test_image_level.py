@@ -433,6 +433,23 @@ def test_classification_export_parity_and_torch_free_bundle(
     torch_one = api.predict(wd, root / "d" / "images", tmp_path / "T1", show_progress=False, folds=[1])[0]
     ref_one = pd.read_csv(torch_one).sort_values("SubjectID").reset_index(drop=True)
     assert np.abs(one["probability_one"] - ref_one["probability_one"]).max() < 1e-3
+    # a folder-per-class input (IN/<class>/<images>): the bundle's table has the truth column automed predict's has
+    listed = pd.read_csv(classified["csv"]).head(4)
+    for case, channel, cls in listed.itertuples(index=False):
+        (tmp_path / "IN" / cls).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "IN" / cls / f"{case}.png").symlink_to(root / "d" / channel)
+    assert cli.main(["-i", str(tmp_path / "IN"), "-o", str(tmp_path / "BC"), "--runtime", "onnx"],
+                    bundle=tmp_path / "E") == 0  # fmt: skip
+    by_bundle = pd.read_csv(tmp_path / "BC" / "predictions.csv")
+    assert list(by_bundle.columns) == [
+        "SubjectID",
+        "truth",
+        "prediction",
+        "probability_one",
+        "probability_two",
+    ]
+    expected = {f"{cls}_{case}": cls for case, _, cls in listed.itertuples(index=False)}
+    assert dict(zip(by_bundle["SubjectID"], by_bundle["truth"], strict=True)) == expected
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from .inputs import find_cases
 from .io import read_case, spacing_zyx, write_labels
 from .model import BundleModel
 from .options import OptionError, checked_step, parse_folds, with_folds
+from .truth import folder_truth
 
 RECORD = ".bundle-predict.json"  # the bundle, TTA, --folds and --step-size that wrote a folder's label maps
 
@@ -160,6 +161,14 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     if args.no_tta:
         model.tta = False
     cases = find_cases(args.input.resolve(), model.n_channels, len(model.shape) if image_level else None)
+    truth, warning = (  # a folder-per-class input (IN/<class>/<images>): each image's class beside its prediction
+        folder_truth(args.input.resolve(), [(c.case_id, c.paths[0]) for c in cases], model.target["kind"],
+                     list(model.target.get("class_names", [])))
+        if image_level
+        else (None, None)
+    )  # fmt: skip
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     for case in cases:  # every case before any prediction is written
         if (off_grid := channel_grid_mismatch(case.paths)) is not None:
             raise SystemExit(off_grid)
@@ -226,7 +235,13 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             row, note = model.predict_noted(channels, spacing_zyx(ref))
             if note:  # the network saw only part of this image (centre-cropped), as automed predict warns
                 print(f"warning: {case.case_id}: {note}", file=sys.stderr, flush=True)
-            rows.append({"SubjectID": case.case_id, **row})
+            rows.append(
+                {
+                    "SubjectID": case.case_id,
+                    **({} if truth is None else {"truth": truth[case.case_id]}),
+                    **row,
+                }
+            )
         else:
             labels, _ = model.predict(channels, spacing_zyx(ref))
             write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")
@@ -237,7 +252,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
-    """``predictions.csv`` (``SubjectID``, ``prediction``, ``probability_<class>``), replaced atomically."""
+    """``predictions.csv`` (``SubjectID``, ``truth`` for a folder-per-class input, ``prediction``,
+    ``probability_<class>``), replaced atomically."""
     tmp = path.with_name(f".{path.name}.partial")
     with tmp.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["SubjectID", "prediction"])
