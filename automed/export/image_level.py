@@ -246,7 +246,9 @@ def write_image_bundle(
         "`prediction` (the value)"
         if t.kind == "regression"
         else (
-            "`prediction` (the class: " + ", ".join(t.class_names) + ") and `probability_<class>` per class"
+            "`prediction` (the class: " + ", ".join(t.class_names) + ") and `probability_<class>` per class "
+            "(with `truth` first when INPUT_DIR is a folder per class, `INPUT_DIR/<class>/<images>`: each image's "
+            "folder, empty for a folder that is not one of these classes)"
         )
     )
     (out / "README.md").write_text(
