@@ -222,3 +222,36 @@ def test_two_slides_of_one_output_name_are_refused_naming_both(slide: Path, tmp_
     (root / "e" / "x.tiff").symlink_to(slide)
     found = found_slides(root)
     assert found is not None and found[1] == ["a_b_c", "e_x", "e_x_2"]
+
+
+class _Background:
+    """Stands for a segmentation model that finds nothing: every pixel background, cheaply."""
+
+    def predict_arrays(self, channels: np.ndarray, geometry: object, probabilities: bool = False) -> object:
+        from automed.infer.prediction import Prediction
+
+        h, w = channels.shape[-2:]
+        probs = np.zeros((2, 1, h, w), np.float32)
+        probs[0] = 1.0
+        return Prediction(np.zeros((1, h, w), np.int16), probs)
+
+
+def test_a_slide_below_the_input_folder_writes_outputs_named_by_its_place(
+    slide: Path, tmp_path: Path
+) -> None:
+    """found_slides' names are the outputs' (two slides named s in two folders no longer write one s_labels.tif)."""
+    from automed.workflow.predict_slide_inputs import found_slides
+    from automed.workflow.predict_wsi import predict_slides
+
+    root = tmp_path / "IN"
+    for folder in ("p1", "p2"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "s.tif").symlink_to(slide)
+    found = found_slides(root)
+    assert found is not None
+    out = tmp_path / "out"
+    out.mkdir()
+    written = predict_slides(_Background(), found[0], out, mpp=2.0, names={0: "background", 1: "tumour"},
+                             show_progress=False, stems=found[1])  # fmt: skip
+    assert [p.name for p in written] == ["p1_s_labels.tif", "p2_s_labels.tif"]
+    assert (out / "p2_s_tiles.csv").is_file() and (out / "p1_s_overlay.png").is_file()
