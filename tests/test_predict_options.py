@@ -16,7 +16,7 @@ from automed.errors import ConfigError
 from automed.infer.predict_options import checked_step, chosen_folds, parse_folds, run_overrides
 from automed.tasks.classification import Classification
 from automed.tasks.segmentation import Segmentation
-from automed.workdir import ALL_DATA, WorkDir
+from automed.workdir import ALL_DATA
 from automed.workflow.predict_continue import run_settings
 
 
@@ -63,16 +63,11 @@ def test_each_task_refuses_a_step_before_it_loads_anything(tmp_path: Path) -> No
         Segmentation().load_predictor(tmp_path, None, step=2.0)
 
 
-def test_options_that_change_a_trainings_inference_are_named(tmp_path: Path) -> None:
-    assert run_overrides(tmp_path, None, None) == ""
-    assert run_overrides(tmp_path, [0], 0.25) == "--folds and --step-size"
-    assert run_overrides(tmp_path, None, 0.25) == "--step-size"
-    assert run_overrides("models:/automed-X@champion", [0], None) == "--folds"  # its bundle decides
-    pair = WorkDir(tmp_path).pair
-    pair.parent.mkdir()
-    pair.write_text("{}")
-    # a selection that chose a pair takes them for each member (it was refused; test_select_pair predicts so)
-    assert run_overrides(tmp_path, [1], 0.5) == "--folds and --step-size"
+def test_options_that_change_a_trainings_inference_are_named() -> None:
+    assert run_overrides(None, None) == ""
+    assert run_overrides([0], 0.25) == "--folds and --step-size"
+    assert run_overrides(None, 0.25) == "--step-size"
+    assert run_overrides([1], None) == "--folds"
 
 
 def test_continue_records_folds_and_step_only_when_given(tmp_path: Path) -> None:

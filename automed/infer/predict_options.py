@@ -68,7 +68,7 @@ def no_window(step: float | None, source: str | Path) -> None:
         )
 
 
-def run_overrides(model: str | Path, folds: list[int] | None, step: float | None) -> str:
+def run_overrides(folds: list[int] | None, step: float | None) -> str:
     """The options that change a training's inference for this run (``--folds``, ``--step-size``). Torch and an
     export's runtime take them (``--runtime auto`` then runs torch: the training's folds, not only those exported);
     a pair takes them for each member (the same fold numbers of each, as its exported ``predict.py`` does)."""

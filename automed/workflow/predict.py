@@ -150,7 +150,7 @@ def load_predictor(
         if WorkDir(Path(model)).pair.is_file():  # a pair's trainings too
             for member in pair_workdirs(Path(model)):
                 refuse_unfinished(member)
-    overrides = run_overrides(model, folds, step)
+    overrides = run_overrides(folds, step)
     if runtime == "auto" and overrides:
         runtime = "torch"  # auto: the training's own folds (any it trained, not only the export's) with torch
     if runtime != "torch":
