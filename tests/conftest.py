@@ -109,6 +109,26 @@ def hippocampus() -> Path:
     return shared("msd_hippocampus_dev")
 
 
+@pytest.fixture(scope="session")
+def small_training(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One two-fold training of 4 synthetic cases (12x24x24, one epoch of 2 iterations), registered in its own
+    store: ``root`` holds ``data`` (``ds``), ``W`` and ``mlflow.db``. Trained once per session (two modules trained
+    it each, about 12 s apiece) for the tests that only read it (tests/test_output_safety.py); a test that writes
+    in ``W`` (an export's link, a selection's choice) works on a copy of ``root`` (tests/test_kill_outputs.py).
+    A copy's ``tracking.json`` still names this store, where its export and selection register: a test that reads
+    the store trains its own."""
+    from automed import api
+    from automed.testing.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("small_training")
+    ds = make_dataset(root / "data", n_cases=4, shape=(12, 24, 24), seed=4)
+    cfg = root / "cfg.yaml"
+    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    api.train(ds, root / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    return {"root": root, "ds": ds, "W": root / "W"}
+
+
 @pytest.fixture()
 def tiny_msd(tmp_path: Path) -> Path:
     from automed.testing.synthetic import make_dataset

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from automed.testing.synthetic import make_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -50,16 +49,14 @@ def _kill_when(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A trained work dir with an export, a cube and a selection: the earlier results a killed run must keep."""
+def done(small_training: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A trained work dir with an export, a cube and a selection: the earlier results a killed run must keep. The
+    session's small training (tests/conftest.py), copied whole: the export and the selection write in its work dir
+    (the export's link, the chosen inference settings), which other tests read as trained."""
     from automed import api
 
     root = tmp_path_factory.mktemp("kill")
-    ds = make_dataset(root / "data", n_cases=4, shape=(12, 24, 24), seed=4)
-    cfg = root / "cfg.yaml"
-    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    api.train(ds, root / "W", config=cfg, folds=2, tracking_uri=uri, workers=0, show_progress=False)
+    shutil.copytree(small_training["root"], root, dirs_exist_ok=True)
     api.export(root / "W", root / "E")  # both runtimes: a cube's images run OpenVINO (CPU) and ONNX (CUDA)
     api.package(root / "W", root / "C", export_dir=root / "E")
     api.select([root / "W"], root / "S")

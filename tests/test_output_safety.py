@@ -138,24 +138,10 @@ def test_a_subject_id_cannot_write_outside_the_output(tmp_path: Path) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from automed import api
-
-    root = tmp_path_factory.mktemp("safety")
-    ds = make_dataset(root / "data", n_cases=4, shape=(12, 24, 24), seed=4)
-    cfg = root / "cfg.yaml"
-    cfg.write_text("epochs: 1\niterations_per_epoch: 2\nval_iterations: 1\nnum_workers: 0\n")
-    api.train(
-        ds,
-        root / "W",
-        config=cfg,
-        folds=2,
-        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        workers=0,
-        show_progress=False,
-    )
-    return {"root": root, "ds": ds, "W": root / "W"}
+@pytest.fixture()
+def trained(small_training: dict[str, Path]) -> dict[str, Path]:
+    """The session's small training (tests/conftest.py), read here, never written: ``root``, ``ds`` and ``W``."""
+    return small_training
 
 
 @pytest.mark.slow
