@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
@@ -116,7 +117,13 @@ def ask_health(uri: str, timeout_s: float) -> None:
     except requests.Timeout as exc:
         raise TimeoutError(f"no answer within {timeout_s:g} s") from exc
     except requests.exceptions.ProxyError as exc:
-        raise OSError(f"no connection to the proxy ({_reason(exc)})") from exc
+        tunnel = re.search(r"Tunnel connection failed: (\d{3})", str(exc))
+        if tunnel is None:
+            raise OSError(f"no connection to the proxy ({_reason(exc)})") from exc
+        code = int(tunnel.group(1))  # an https server: the proxy answered the tunnel (CONNECT) itself
+        if code in GATEWAY_DOWN:
+            raise OSError(f"the proxy answered {code} to the tunnel: it does not reach the server") from exc
+        return  # (407 and the like: the proxy answered; MLflow's own requests say more)
     except requests.RequestException as exc:
         raise OSError(_reason(exc)) from exc
     if answer.status_code in GATEWAY_DOWN:
@@ -147,7 +154,9 @@ def bounded_requests() -> Iterator[None]:
     seconds, and the caller asks the server again for the clear error. A variable the user set keeps its value (a
     slow server, a rate-limited gateway). Set in ``os.environ`` (MLflow reads nothing else) only while a request is
     in flight, so MLflow calls outside automed's Tracker (a model's upload or download) keep MLflow's defaults; a
-    request of another thread of the process meanwhile gets the bounds too."""
+    request of another thread of the process meanwhile gets the bounds too. A host that drops connections instead of
+    refusing them costs the three tries' timeouts, about 90 s (measured 98 s with the probe after them): shorter
+    timeouts would cut off a slow server's answer after an artifact upload."""
     global _bounds_depth
     with _bounds_lock:
         if _bounds_depth == 0:

@@ -128,3 +128,42 @@ def test_a_host_named_in_no_proxy_is_probed_directly(monkeypatch: pytest.MonkeyP
     tracking_uri.still_answers(uri, recheck=True)
     server.close()
     assert tracking_uri.found_down(uri) is None
+
+
+class _TunnelProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that answers every tunnel request (CONNECT, how an https server is reached) with ``status``."""
+
+    status = 503
+
+    def do_CONNECT(self) -> None:
+        self.send_response(self.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_https_server_the_proxy_does_not_reach_is_not_blamed_on_the_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy answered the tunnel request 503 (it cannot reach the server): the error said "no connection to the
+    proxy" with urllib3's whole text, though the proxy answered; a 407 (credentials) counted as no connection."""
+    handler = type("Tunnel", (_TunnelProxy,), {"status": 503})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        uri = "https://mlflow.hospital.example"
+        with pytest.raises(ConfigError) as err:
+            tracking_uri.check_tracking_uri(uri)
+        value = err.value.problems[0].value
+        assert "the proxy answered 503 to the tunnel: it does not reach the server" in value
+        assert "no connection to the proxy" not in value and "HTTPSConnectionPool" not in value
+        handler.status = 407  # the proxy answered (it wants credentials): MLflow's own requests say more
+        tracking_uri.check_tracking_uri("https://mlflow2.hospital.example")
+    finally:
+        server.shutdown()
+        server.server_close()
