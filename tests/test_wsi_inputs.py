@@ -255,3 +255,31 @@ def test_a_slide_below_the_input_folder_writes_outputs_named_by_its_place(
                              show_progress=False, stems=found[1])  # fmt: skip
     assert [p.name for p in written] == ["p1_s_labels.tif", "p2_s_labels.tif"]
     assert (out / "p2_s_tiles.csv").is_file() and (out / "p1_s_overlay.png").is_file()
+
+
+def test_patch_miner_says_train_only_when_its_csv_has_a_target(slide: Path, tmp_path: Path) -> None:
+    """A README audit: `automed patch-miner slides/ -o patches` (no label maps, no slide values) ended with "train
+    on it: automed train patches/patches.csv -o WORK", which training then refused (no target). The last line now
+    says why the CSV has no target and how to give one; with a Label column it still says to train."""
+    from typer.testing import CliRunner
+
+    from automed.cli import app
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    (folder / "a.tif").symlink_to(slide)
+    args = ["-q", "patch-miner", "--patch-size", "128", "--mpp", "2", "--num-patches", "2", "--workers", "0"]
+    r = CliRunner().invoke(app, [*args, str(folder), "-o", str(tmp_path / "p")], env={"COLUMNS": "400"})
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "train on it" not in said
+    assert "has no Label or ValueToPredict column" in said and "would refuse it" in said
+    label = tmp_path / "a_label.png"
+    Image.fromarray(np.zeros((96, 128), np.uint8)).save(label)
+    (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0,Label\na,{slide},{label}\n")
+    r = CliRunner().invoke(
+        app, [*args, str(tmp_path / "s.csv"), "-o", str(tmp_path / "q")], env={"COLUMNS": "400"}
+    )
+    said = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert f"train on it: automed train {tmp_path / 'q' / 'patches.csv'} -o WORK" in said

@@ -105,4 +105,17 @@ def patch_miner(
             f"(level {s['level']}, slide {s['mpp']:.3g} um/px from {s['mpp_source']}); rejected {s['rejected']}",
             markup=False,
         )
-    out.print(f"train on it: automed train {res.csv} -o WORK")
+    out.print(next_step(res.csv), markup=False)
+
+
+def next_step(patches_csv: Path) -> str:
+    """What to do with ``patches.csv``: train on it when it has a target column; else say why training would refuse
+    it (no label maps, no slide values were given) and how to give one."""
+    header = patches_csv.read_text(encoding="utf-8").partition("\n")[0].split(",")
+    if "Label" in header or "ValueToPredict" in header:
+        return f"train on it: automed train {patches_csv} -o WORK"
+    return (
+        f"{patches_csv} has no Label or ValueToPredict column (no label maps or slide values were given), so "
+        "`automed train` would refuse it: mine from a slide CSV with a Label column (label maps; "
+        "--class-from-label for patch classes) or a ValueToPredict column (a class or value per slide)"
+    )
