@@ -129,7 +129,7 @@ def choose_width(
         reason = (
             f"width auto: {w} base features instead of the plan's {planned} - iterations per model by width "
             f"({timed}); each model needs {min_iterations} (budget.min_iterations_per_model), so the "
-            + ("widest that gets them" if fits else "one that gets the most")
+            + ("widest that gets them" if fits else "one that gets the most iterations (no width gets them)")
         )
     return WidthChoice(w, its[w], reason)
 
