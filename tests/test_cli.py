@@ -264,3 +264,29 @@ def test_an_end_of_file_deep_in_a_command_is_a_message_not_a_silent_exit(
     (tmp_path / "case.npz").write_bytes(b"")
     with pytest.raises(ArtifactError, match="automed train --resume"):
         _probabilities(tmp_path / "case.npz")
+
+
+def test_sweep_table_is_whole_in_a_log_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A README audit: `automed sweep ... > sweep.log` (CI, a SLURM job) printed the trials table at the 80 columns
+    rich assumes off a terminal, each of its 13 columns cut to `tr…`, `st…`, `p.…`: nothing of it readable. Off a
+    terminal the table is now as wide as its cells need."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from automed import api
+
+    table = pd.DataFrame(
+        [["749cc6c4", False, "timed out", "", 0, 0, float("nan"), float("nan"), 0.0, "sgd", 0.0105, 0.8996, 1.057]],
+        columns=["trial", "default", "status", "duplicate_of", "folds_done", "epochs", "fold0_score", "cv_score",
+                 "compute_s", "p.optimizer", "p.lr_sgd", "p.batch_size_scale", "p.augmentation_strength"],
+    )  # fmt: skip
+    res = SimpleNamespace(
+        table=table, failures=[], verdict="verdict", best=None, workdir=tmp_path, outcomes=[]
+    )
+    monkeypatch.setattr(api, "sweep", lambda *a, **k: res)
+    r = runner.invoke(app, ["-q", "sweep", str(tmp_path), "-o", str(tmp_path / "S")], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    for said in ("trial", "749cc6c4", "timed out", "p.augmentation_strength", "p.batch_size_scale", "0.8996"):
+        assert said in r.output, said
+    assert "…" not in r.output

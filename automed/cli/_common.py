@@ -8,10 +8,13 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 out = Console()
 err = Console(stderr=True)
@@ -48,6 +51,18 @@ def handle_sigterm() -> None:
 
     state["terminated"] = False
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def print_table(table: Table) -> None:
+    """``table`` on stdout. In a terminal at the terminal's width; elsewhere (a log file, CI, a SLURM job's output,
+    where rich assumes 80 columns and cut a sweep's 13 columns to ``tr…``, ``st…``) as wide as its cells need."""
+    if out.is_terminal:
+        out.print(table)
+        return
+    needed = out.measure(table, options=out.options.update_width(10_000)).maximum
+    Console(file=out.file, width=max(out.width, needed)).print(
+        table
+    )  # print(width=) is capped at the console's
 
 
 def progress() -> bool:

@@ -20,6 +20,7 @@ from automed.cli._common import (
     WorkersOpt,
     checked_budget,
     out,
+    print_table,
     progress,
 )
 
@@ -125,7 +126,7 @@ def sweep(
         t.add_column(str(c))
     for _, row in res.table.iterrows():
         t.add_row(*[f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in cols])
-    out.print(t)
+    print_table(t)
     for line in res.failures:  # each failed trial once (not per fold unit or attempt), its traceback's place
         out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(res.verdict)
