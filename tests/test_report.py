@@ -181,6 +181,11 @@ def test_runs_without_common_cases_are_named_not_tested(tmp_path: Path) -> None:
                           "dice": [0.8, 0.7, 0.9, 0.6]})  # fmt: skip
     assert paired_tests(cases) == []
     assert "a / b" in not_compared(cases)[0][1]
+    # two work dirs of other cases (a README audit: the page blamed MLflow pseudonyms): the cause said is theirs
+    assert "validated on different cases" in not_compared(cases)[0][1]
+    assert "pseudonyms" not in not_compared(cases)[0][1]
+    keyed = cases.assign(case=["x", "y", "case-0123456789ab", "case-ba9876543210"])
+    assert "An MLflow run&#x27;s CV table carries its training&#x27;s pseudonyms" in not_compared(keyed)[0][1]
     assert not_compared(cases.assign(case=["x", "y", "x", "y"])) == []
     for columns, task in (("case,label,dice", "segmentation"), ("case,target,prediction,probability_a",
                           "classification"), ("case,target,prediction", "regression")):  # fmt: skip

@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+
+from automed.privacy import PREFIX
 
 
 def png(fig: Figure, path: Path) -> str:
@@ -34,13 +37,27 @@ def page(names: list[str], sections: list[tuple[str, str]]) -> str:
 
 
 def not_compared(cases: pd.DataFrame) -> list[tuple[str, str]]:
-    """A page section naming the runs that share no case ID (so no paired test between them), or none."""
+    """A page section naming the runs that share no case ID (so no paired test between them), or none; the likely
+    cause is said per pair: pseudonyms (an MLflow run's CV table) or cases of their own (another dataset, or one
+    dataset's images under other IDs)."""
     from automed.evaluate.report import unpaired_runs
 
     apart = unpaired_runs(cases)
     if not apart:
         return []
-    pairs = html.escape(", ".join(f"{a} / {b}" for a, b in apart))
-    return [("Not compared", f"<p>{pairs}: no case ID in common, so no paired test. An MLflow run's CV table "
-             "carries its training's pseudonyms; compare work dirs (real IDs) or runs of one sweep (one pseudonym "
-             "key).</p>")]  # fmt: skip
+    shape = re.compile(rf"{re.escape(PREFIX)}[0-9a-f]{{12}}")
+    keyed = {
+        str(r) for r, g in cases.groupby("run", sort=False) if all(shape.fullmatch(str(c)) for c in g["case"])
+    }
+    said = []
+    for a, b in apart:
+        why = (
+            "An MLflow run's CV table carries its training's pseudonyms; compare work dirs (real IDs) or runs of "
+            "one sweep (one pseudonym key)."
+            if {a, b} & keyed
+            else "They were validated on different cases: trainings of different datasets, or of one dataset's "
+            "images under other case IDs (a CSV's SubjectIDs and a folder-per-class tree's <class>_<file> "
+            "differ); train both on one dataset to compare them case by case."
+        )
+        said.append(f"<p>{html.escape(f'{a} / {b}: no case ID in common, so no paired test. {why}')}</p>")
+    return [("Not compared", "".join(said))]
