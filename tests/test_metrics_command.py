@@ -345,3 +345,36 @@ def test_folder_mode_takes_images_only_and_bad_labels_are_named(
         api.metrics(pred_dir, tmp_path / "out2", reference=ref_dir, labels=tmp_path / "bad.json")
     with pytest.raises(DatasetError, match="must exist"):
         api.metrics(pred_dir, tmp_path / "out3", reference=tmp_path / "nowhere")
+
+
+def test_predict_table_is_scored_against_a_folder_per_class_test_set(tmp_path: Path) -> None:
+    """A README audit: `automed predict MODEL -i test/ -o out` on a folder-per-class test set (`test/<class>/<images>`,
+    cases `<class>_<file stem>`) could not be scored: --reference test/ was refused ("found a folder") and the user
+    had to write a CSV of what the folders already say. The class folders are now a reference of their own."""
+    test = tmp_path / "test"
+    truth = {
+        "normal_a 1": "normal",
+        "normal_b": "normal",
+        "pneumonia_c": "pneumonia",
+        "pneumonia_d": "pneumonia",
+    }
+    for cid, name in truth.items():
+        (test / name).mkdir(parents=True, exist_ok=True)
+        stem = cid.split("_", 1)[1]
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(test / name / f"{stem}.png"))
+    ids = ["normal_a_1", "normal_b", "pneumonia_c", "pneumonia_d"]  # as training names them: made safe
+    table = tmp_path / "out" / "predictions.csv"
+    table.parent.mkdir()
+    pd.DataFrame({"SubjectID": ids, "prediction": ["normal", "pneumonia", "pneumonia", "pneumonia"],
+                  "probability_normal": [0.9, 0.4, 0.2, 0.1], "probability_pneumonia": [0.1, 0.6, 0.8, 0.9]}
+                 ).to_csv(table, index=False)  # fmt: skip
+    s = api.metrics(table, tmp_path / "scores", reference=test).summary
+    assert s["problem"] == "classification" and s["n_cases"] == 4
+    assert s["accuracy"] == pytest.approx(0.75) and s["auc_macro"] == pytest.approx(1.0)
+    rows = pd.read_csv(tmp_path / "scores" / "metrics.csv")
+    assert dict(zip(rows["case"], rows["target"], strict=True)) == dict(zip(ids, truth.values(), strict=True))
+    # a folder that is not one of class folders (label maps, say) is still refused, naming both kinds
+    labels = tmp_path / "labelsTr"
+    labels.mkdir()
+    with pytest.raises(ConfigError, match="a folder-per-class test set"):
+        api.metrics(table, tmp_path / "scores2", reference=labels)

@@ -19,7 +19,7 @@ from typing import Any, cast
 import pandas as pd
 
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
-from automed.data.class_folders import image_stem
+from automed.data.class_folders import image_stem, load_class_folders, looks_like_class_folders
 from automed.data.csv_layout import read_rows
 from automed.data.io import has_image_suffix
 from automed.errors import ConfigError, DatasetError, Problem
@@ -121,13 +121,27 @@ def _table(path: Path, needed: tuple[str, ...], what: str) -> tuple[str, list[di
     return found[0], table
 
 
+def _reference_table(reference: Path) -> tuple[str, list[dict[str, str]]]:
+    """A reference CSV's target column and rows; or, for a folder-per-class test set (``DIR/<class>/<images>``),
+    each image's case ID as training and ``automed predict`` give it (``<class>_<file stem>``) with its folder's class.
+    """
+    if reference.is_dir() and looks_like_class_folders(reference):
+        ds = load_class_folders(reference)
+        names = ds.labels or {}
+        return "ValueToPredict", [
+            {"SubjectID": c.case_id, "ValueToPredict": names[int(c.value or 0)]} for c in ds.cases
+        ]
+    return _table(reference, REFERENCE_COLUMNS, "a reference CSV")
+
+
 def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
     """``automed predict``'s ``predictions.csv`` (``SubjectID``, ``prediction``, ``probability_<class>``) matched by
-    ``SubjectID`` to a reference CSV's target (``ValueToPredict``, as the dataset CSV holds it, or ``Target``);
+    ``SubjectID`` to a reference CSV's target (``ValueToPredict``, as the dataset CSV holds it, or ``Target``), or
+    to a folder-per-class test set's classes;
     every reference case is scored (missing predictions as for folders), predictions of other cases are ignored with
     a warning, a SubjectID twice in either file is an error."""
     pred_col, pred_rows = _table(predictions, (PREDICT_COLUMN, "Prediction"), "a predictions CSV")
-    ref_col, ref_rows = _table(reference, REFERENCE_COLUMNS, "a reference CSV")
+    ref_col, ref_rows = _reference_table(reference)
     problems: list[Problem] = []
     by_id: dict[str, dict[str, str]] = {}
     for source, rows in ((predictions, pred_rows), (reference, ref_rows)):
@@ -315,12 +329,15 @@ def metrics(
         pairs = _from_folders(src, Path(reference))
     elif src.suffix.lower() == ".csv" and reference is not None:
         ref = Path(reference)
-        if not (ref.is_file() and ref.suffix.lower() == ".csv"):
+        class_folders = ref.is_dir() and looks_like_class_folders(ref)
+        if not (ref.is_file() and ref.suffix.lower() == ".csv") and not class_folders:
             raise ConfigError.single(
                 ref,
-                "a predictions CSV is scored against a reference CSV (SubjectID and ValueToPredict or Target)",
-                "a folder" if ref.is_dir() else ("missing" if not ref.exists() else "not a .csv file"),
-                "pass the CSV of the cases as --reference (a folder goes with a folder of predictions)",
+                "a predictions CSV is scored against a reference CSV (SubjectID and ValueToPredict or Target) or "
+                "a folder-per-class test set (DIR/<class>/<images>)",
+                "another folder" if ref.is_dir() else ("missing" if not ref.exists() else "not a .csv file"),
+                "pass the CSV of the cases, or the class folders the images were predicted from, as --reference "
+                "(a folder of label maps goes with a folder of predictions)",
             )
         pairs = _from_tables(src, ref)
     elif src.suffix.lower() == ".csv":
