@@ -435,6 +435,17 @@ def test_more_folds_than_cases_is_said_and_a_fold_beyond_them_refused(
     with caplog.at_level(logging.WARNING, logger="automed"):
         _, _, opts = start_training(ds, tmp_path / "W2", TrainConfig(num_workers=0), TrainOptions(folds=7, workers=0), False, None)  # fmt: skip
     assert "7 folds asked, but the dataset has 5 subject group(s): 5 folds" in caplog.text and opts.folds == 5
+    # a README audit: patches of 3 slides trained with --budget said "5 folds asked" where nobody asked for any
+    from automed.data.dataset import load_dataset
+    from automed.workflow.train_start import _fit_folds
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        assert _fit_folds(load_dataset(ds), TrainOptions(folds=5, folds_auto=True)).folds == 5
+        three = load_dataset(make_dataset(tmp_path / "three", n_cases=3, shape=(8, 8, 8)))
+        assert _fit_folds(three, TrainOptions(folds=5, folds_auto=True)).folds == 3
+    assert "--folds auto splits the cases 5 ways, but the dataset has 3 subject group(s)" in caplog.text
+    assert "asked" not in caplog.text
     saved = json.loads((tmp_path / "W2" / "train_config.json").read_text())["options"]
     assert saved["folds"] == 5 and json.loads((tmp_path / "W2" / "splits.json").read_text())["n_folds"] == 5
     from automed.workflow.resume_checks import refuse_ignored_on_resume

@@ -158,9 +158,17 @@ def _fit_folds(ds: Dataset, opts: TrainOptions) -> TrainOptions:
             f"--fold {bad}", f"pick folds below {k}" + (f", or ask for --folds {groups} or fewer" if k < opts.folds else ""),
         )  # fmt: skip
     if opts.folds > groups >= 2:
-        log.warning(
-            "%d folds asked, but the dataset has %d subject group(s): %d folds", opts.folds, groups, groups
-        )
+        if opts.folds_auto:  # nobody asked for a number: --folds auto (a --budget) splits five ways
+            log.warning("--folds auto splits the cases %d ways, but the dataset has %d subject group(s) (the cases "
+                        "of one PatientID, or one slide's patches, stay in one fold): %d folds", opts.folds, groups,
+                        groups)  # fmt: skip
+        else:
+            log.warning(
+                "%d folds asked, but the dataset has %d subject group(s): %d folds",
+                opts.folds,
+                groups,
+                groups,
+            )
         return replace(opts, folds=groups, folds_asked=opts.folds)
     return opts
 
