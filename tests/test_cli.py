@@ -290,3 +290,28 @@ def test_sweep_table_is_whole_in_a_log_file(monkeypatch: pytest.MonkeyPatch, tmp
     for said in ("trial", "749cc6c4", "timed out", "p.augmentation_strength", "p.batch_size_scale", "0.8996"):
         assert said in r.output, said
     assert "…" not in r.output
+
+
+def test_select_says_what_it_times_before_the_silent_minutes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A README audit: `automed select work -o sel` on a segmentation training printed nothing for 12 minutes (a
+    loaded 2-core machine) while it timed TTA/step/fold settings, then everything at once. It now says first what it
+    is about to time and how to skip it; with --no-inference it does not."""
+    from automed import api
+
+    said: list[str] = []
+
+    def select(*a: object, **k: object) -> dict[str, object]:
+        said.append("select ran")
+        return {"candidates": [], "decisions": [], "chosen": {"candidate": "w"}}
+
+    monkeypatch.setattr(api, "select", select)
+    r = runner.invoke(app, ["select", str(tmp_path), "-o", str(tmp_path / "S")], env={"COLUMNS": "400"})
+    assert r.exit_code == 0 and said, r.output
+    text = " ".join(r.output.split())
+    assert (
+        text.startswith("comparing 1 training(s) on cross-validation") and "--no-inference skips it" in text
+    )
+    r = runner.invoke(app, ["select", str(tmp_path), "-o", str(tmp_path / "S"), "--no-inference"])
+    assert r.exit_code == 0 and "comparing" not in r.output

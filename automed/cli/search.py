@@ -176,6 +176,13 @@ def select(
     """
     from automed import api
 
+    if inference:  # it predicts for minutes on a CPU, and said nothing until it had finished
+        out.print(
+            f"comparing {len(workdirs)} training(s) on cross-validation; when one segmentation training is chosen, its "
+            "TTA, window step and fold count are then timed on up to 5 of fold 0's validation cases, each predicted "
+            "several times (minutes on a CPU; --no-inference skips it)",
+            markup=False,
+        )
     res = api.select(
         list(workdirs),
         output,
