@@ -638,3 +638,24 @@ def test_settings_a_classification_model_does_not_use_are_said(
     with caplog.at_level(logging.WARNING):
         start_training(csv, tmp_path / "W", config, opts, False, None)
     assert "sets deep_supervision, loss: a classification model does not use it" in caplog.text
+
+
+@pytest.mark.slow
+def test_an_all_data_classification_model_inherits_its_cv_and_predicts(
+    classified: dict[str, Any], tmp_path: Path
+) -> None:
+    """A README audit: `automed train CSV -o ALL --folds all --cv CV` on a classification dataset trained its whole
+    budget, then ended in "unexpected error: IndexError" (the summary of the all-data fold's validation, which holds
+    no case). It concludes now: the CV score inherited, and it predicts the table like any model."""
+    cv = classified["res"].workdir
+    res = api.train(
+        classified["csv"], tmp_path / "ALL", config=_config(tmp_path / "cfg.yaml", epochs=1, iterations=4),
+        folds="all", cv=cv, tracking_uri=classified["uri"], workers=0, show_progress=False, register=False,
+    )  # fmt: skip
+    meta = json.loads((res.workdir / "model.json").read_text())
+    assert (
+        meta["folds"] == [-1] and meta["cv_score"] == json.loads((cv / "model.json").read_text())["cv_score"]
+    )
+    out = api.predict(res.workdir, classified["root"] / "d" / "images", tmp_path / "P", show_progress=False)
+    pred = pd.read_csv(out[0])
+    assert len(pred) == 24 and set(pred["prediction"]) <= {"one", "two"}

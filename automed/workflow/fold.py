@@ -358,8 +358,10 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
         log_fold_artifacts(
             tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title, task
         )
-        summary = task.summarize(rows)
-        tracker.log_metrics(job.run_id, {f"val_{task.score_name.removeprefix('cv_')}": task.score(summary)})
+        # an all-data fold validates no case: its score is 0, as for any score with nothing defined (the image-level
+        # tasks' summaries of no rows raised, after the whole budget had trained)
+        score = task.score(task.summarize(rows)) if rows else 0.0
+        tracker.log_metrics(job.run_id, {f"val_{task.score_name.removeprefix('cv_')}": score})
         tracker.set_tags(
             job.run_id,
             {
@@ -379,4 +381,4 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
         tracker.end_run(job.run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise
     tracker.end_run(job.run_id)
-    return FoldOutcome(job.fold, rows, res.epochs, val_cost, task.score(summary), res)
+    return FoldOutcome(job.fold, rows, res.epochs, val_cost, score, res)
