@@ -659,3 +659,9 @@ def test_an_all_data_classification_model_inherits_its_cv_and_predicts(
     out = api.predict(res.workdir, classified["root"] / "d" / "images", tmp_path / "P", show_progress=False)
     pred = pd.read_csv(out[0])
     assert len(pred) == 24 and set(pred["prediction"]) <= {"one", "two"}
+    # its report: refused naming the cross-validation to report (it failed with FileNotFoundError: metrics.csv)
+    from automed.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="all-data model") as err:
+        api.report([res.workdir, cv], tmp_path / "R", log_to_mlflow=False)
+    assert f"automed report {cv}" in str(err.value) and not (tmp_path / "R").exists()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from automed.errors import ArtifactError
 from automed.evaluate.case_tables import read_case_table
 from automed.evaluate.report import curves
 from automed.records import PROGRESS, read_progress
@@ -47,6 +48,17 @@ def read_image_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, A
         for prog in sorted((path / "train").glob(f"*/fold_*/{PROGRESS}")):
             hist[f"{prog.parent.parent.name} {prog.parent.name}"] = read_progress(prog)["history"]
         return read_case_table(wd.cv_metrics, kind), hist
+    if path.is_dir() and wd.model.is_file():  # a training without a CV table: an all-data (--folds all) model
+        from automed.workflow.report_all_data import _linked_cv
+
+        cv = _linked_cv(path)
+        raise ArtifactError.single(
+            path,
+            "a classification or regression report compares cross-validations; an all-data model (--folds all) "
+            "has none of its own",
+            "no cv/metrics.csv",
+            f"report the cross-validation it inherits instead: automed report {cv or 'CV_WORKDIR'} ...",
+        )
     table = read_case_table(path / "metrics.csv" if path.is_dir() else path, kind)
     summary = (path if path.is_dir() else path.parent) / "summary.json"
     if summary.is_file():  # an `automed metrics` output: its numbers, as its rows carry no probabilities
