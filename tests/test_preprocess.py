@@ -248,3 +248,14 @@ def test_a_configuration_the_preset_did_not_plan_names_the_preset_that_does(tmp_
         choose_configuration(TrainConfig(configuration="3d_fullres"), plan, auto=False).configuration
         == "3d_fullres"
     )
+    # a README audit: `automed grid` writes configuration: 3d_fullres into every config; such a config on pictures
+    # was told to plan with `--preset default`, which plans 2d only for them too
+    from automed.testing.synthetic_image_level import make_classification
+
+    csv = make_classification(tmp_path / "c", 4, shape=(16, 16))
+    api.plan_dataset(csv, tmp_path / "P", workers=1, show_progress=False, run_preprocess=False, preset="cpu")
+    pictures = Plan.load(tmp_path / "P" / "plan.json")
+    with pytest.raises(ConfigError, match="a dataset of 2D images is planned as 2d only") as err:
+        choose_configuration(TrainConfig(configuration="3d_fullres"), pictures, auto=False)
+    assert "config file's configuration:" in str(err.value) and "--preset default" not in str(err.value)
+    assert choose_configuration(TrainConfig(configuration="2d"), pictures, auto=False).configuration == "2d"

@@ -397,6 +397,14 @@ def choose_configuration(
         config = config.model_copy(
             update={"configuration": "3d_fullres" if "3d_fullres" in plan.configurations else "2d"}
         )
+    pictures = plan.image_dimension == 2
+    if pictures and config.configuration not in plan.configurations:  # no preset plans a 3D network for them
+        raise ConfigError.single(
+            "--configuration",
+            "a dataset of 2D images is planned as 2d only (no preset plans a 3D configuration for it)",
+            f"{config.configuration!r} (from --configuration or the config file's configuration:)",
+            "drop it (training takes 2d), or set configuration: 2d in the config file",
+        )
     if config.configuration in NNUNET_CONFIGURATIONS and config.configuration not in plan.configurations:
         raise ConfigError.single(  # a name every nnU-Net user knows, which this plan's preset did not plan
             "--configuration",
