@@ -300,6 +300,12 @@ class FoldOutcome:
     result: FoldResult
 
 
+def _fold_score(task: Task, rows: list[dict[str, Any]]) -> float:
+    """The fold's validation score; an all-data fold validates no case, so its score is 0, as for any score with
+    nothing defined (the image-level tasks' summaries of no rows raised, after the whole budget had trained)."""
+    return task.score(task.summarize(rows)) if rows else 0.0
+
+
 def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
     """Train, validate and log one fold into its (existing) MLflow run. Safe to call in a worker process.
 
@@ -312,6 +318,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
     ds = load_dataset(job.dataset)
     tracker = Tracker(job.uri, job.experiment, job.redactor)
     folder = WorkDir(wd).fold(config.configuration, job.fold)
+    title = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
     try:
         tracking = callback or MlflowEpochs(tracker, job.run_id, task, task.epoch_names(plan))
         if job.resume and isinstance(tracking, MlflowEpochs):  # epochs its run missed (a kill, a store down)
@@ -320,8 +327,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
             res = finished_result(folder, job.fold)
         else:
             _forget_validation(folder)
-            label = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
-            display = FoldDisplay(label, job.budget_s, job.progress, score_label=task.epoch_label)
+            display = FoldDisplay(title, job.budget_s, job.progress, score_label=task.epoch_label)
             with display:
                 res = train_fold(
                     wd,
@@ -354,13 +360,10 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
         val_cost = time.perf_counter() - tv
         if isinstance(tracking, MlflowEpochs):
             tracking.flush()  # (epochs the store missed, before the fold's end logs anything)
-        title = f"{config.configuration} {fold_name(job.fold).replace('_', ' ')}"
         log_fold_artifacts(
             tracker, job.run_id, folder, res.history, rows, ds, job.val_ids[: job.overlays], title, task
         )
-        # an all-data fold validates no case: its score is 0, as for any score with nothing defined (the image-level
-        # tasks' summaries of no rows raised, after the whole budget had trained)
-        score = task.score(task.summarize(rows)) if rows else 0.0
+        score = _fold_score(task, rows)
         tracker.log_metrics(job.run_id, {f"val_{task.score_name.removeprefix('cv_')}": score})
         tracker.set_tags(
             job.run_id,
