@@ -204,21 +204,30 @@ def test_verify_refuses_a_dicom_segmentation_given_as_a_training_image_or_label(
     seg_a, seg_b = seg_over(a, tmp_path / "a.seg.dcm"), seg_over(b, tmp_path / "b.seg.dcm")
     (tmp_path / "only_seg").mkdir()
     shutil.copy(seg_a, tmp_path / "only_seg" / "SEG0001")
+    mixed = write_series(tmp_path / "mixed", [0.0, 1.0, 2.0], uid="1.2.826.0.1.3680043.8.498.14")
+    shutil.copy(seg_b, mixed / "seg.dcm")  # a stray segmentation among a series' slices: move it out
     rows = [
         ("img", seg_a, label_on(a, tmp_path / "a.nii.gz")),
         ("folder", tmp_path / "only_seg", tmp_path / "a.nii.gz"),
         ("lab", b, seg_b),
+        ("mix", mixed, tmp_path / "a.nii.gz"),
         ("ok", c, label_on(c, tmp_path / "c.nii.gz")),
     ]
     with pytest.raises(AutomedError) as err:
         verify(load_dataset(_csv_of(tmp_path / "d.csv", rows)), show_progress=False)
     seg_class = "a DICOM Segmentation (SOP class 1.2.840.10008.5.1.4.1.1.66.4)"
     by_file = {p.file: p for p in err.value.problems}
-    assert len(err.value.problems) == 3 and {f: p.value for f, p in by_file.items()} == {
+    assert len(err.value.problems) == 4 and {f: p.value for f, p in by_file.items()} == {
         str(seg_a): seg_class,
         str(tmp_path / "only_seg"): f"{seg_class}: SEG0001",
         str(seg_b): seg_class,
+        str(mixed): f"{seg_class}: seg.dcm",
     }
+    stray = by_file[
+        str(mixed)
+    ]  # the folder is the series: the fix moves the segmentation out, not the folder
+    assert "a DICOM Segmentation among them is not a slice" in stray.rule
+    assert stray.fix.startswith("move seg.dcm out of the series folder")
     image, folder, label = by_file[str(seg_a)], by_file[str(tmp_path / "only_seg")], by_file[str(seg_b)]
     assert image.rule == folder.rule and image.rule.startswith(
         "a training image must picture the body; a DICOM Segmentation is a label, not an image (SimpleITK reads its "
@@ -235,7 +244,7 @@ def test_verify_refuses_a_dicom_segmentation_given_as_a_training_image_or_label(
         and "spacing" not in label.fix
     )
     verify(
-        load_dataset(_csv_of(tmp_path / "good.csv", rows[3:])), show_progress=False
+        load_dataset(_csv_of(tmp_path / "good.csv", rows[4:])), show_progress=False
     )  # the sound case passes
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from automed.data.io import Header, nifti_spatial_pixdim
 from automed.data.schema import Case
 from automed.errors import Problem
-from automed.runtime.io import NOT_IMAGES, not_an_image
+from automed.runtime.io import NOT_IMAGES, not_an_image, sop_class
 
 # Label maps are held as int16 from reading a case on (automed.data.cases.read_case, the preprocessing lookup table,
 # the label values of a bundle): a larger value wraps around (40000 becomes -25536).
@@ -59,6 +59,14 @@ def segmentation_problem(path: Path, what: str) -> Problem | None:
         return None
     f, kind = found
     uid = next(u for u, name in NOT_IMAGES.items() if kind == f"a DICOM {name}")
+    if any((c := sop_class(g)) is not None and c not in NOT_IMAGES for g in files if g != f):
+        return Problem(  # a series folder with a segmentation among its slices: the folder is the image
+            str(path),
+            f"a DICOM series folder holds the slices of one {what}; a DICOM Segmentation among them is not a slice",
+            f"{kind} (SOP class {uid}): {f.name}",
+            f"move {f.name} out of the series folder (as the case's label, converted to a label map on this "
+            "series' grid, e.g. with highdicom.seg.segread(file).get_volume())",
+        )
     read = "SimpleITK reads its frames, one per segment and slice, as the slices of a volume on a wrong grid"
     convert = (
         "converted to a label map on the grid of the series it was drawn on (e.g. NIfTI from highdicom: "

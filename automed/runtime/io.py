@@ -123,10 +123,15 @@ NOT_IMAGES = {
 }
 
 
+def sop_class(path: Path) -> str | None:
+    """A DICOM file's SOP class UID from its meta header (0002,0002); ``None`` for other files."""
+    return _meta(path, b"\x02\x00")
+
+
 def not_an_image(path: Path) -> str | None:
     """``"a DICOM Segmentation"`` (and the like, :data:`NOT_IMAGES`) for a DICOM file that SimpleITK would read as
     a picture but holds none: no case to predict; ``None`` for images and other files."""
-    kind = NOT_IMAGES.get(_meta(path, b"\x02\x00") or "")
+    kind = NOT_IMAGES.get(sop_class(path) or "")
     return f"a DICOM {kind}" if kind else None
 
 
