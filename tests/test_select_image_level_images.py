@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from automed import api
 from automed.errors import ArtifactError
+from automed.fingerprint.schema import Fingerprint
 from automed.testing.synthetic_image_level import make_classification
 from automed.train.config import TrainConfig
 from automed.train.meta import ModelMeta, ResolvedTraining
@@ -46,7 +47,7 @@ def _training(root: Path, name: str, csv: Path) -> Path:
 @pytest.fixture(scope="module")
 def trainings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A; B, another dataset numbering its pictures alike (same targets, another size); A2, A with case_001 replaced
-    by a picture of another size; A again (a second training of one dataset)."""
+    by a picture of another size; A again (a second training of one dataset); A grown by a case."""
     root = tmp_path_factory.mktemp("cls_datasets")
     a = make_classification(root / "A", 4, shape=(32, 32), seed=0)
     b = make_classification(root / "B", 4, shape=(24, 24), seed=1)
@@ -54,7 +55,14 @@ def trainings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     sitk.WriteImage(
         sitk.GetImageFromArray(np.full((40, 32), 50, np.uint8)), str(a2.parent / "images" / "case_001.png")
     )
+    grown = Path(shutil.copytree(a.parent, root / "A_grown")) / a.name  # A and one new case: another digest
+    shutil.copy(grown.parent / "images" / "case_000.png", grown.parent / "images" / "case_new.png")
+    listed = pd.read_csv(grown)
+    new = listed.iloc[[0]].assign(SubjectID="case_new")
+    new["Channel_0"] = new["Channel_0"].str.replace("case_000", "case_new")
+    pd.concat([listed, new]).to_csv(grown, index=False)
     return {
+        "A_grown": _training(root, "WA_grown", grown),
         "A": _training(root, "WA", a),
         "A_again": _training(root, "WA_again", a),
         "B": _training(root, "WB", b),
@@ -86,3 +94,8 @@ def test_one_replaced_picture_is_named(trainings: dict[str, Path]) -> None:
 def test_trainings_of_one_dataset_compare(trainings: dict[str, Path]) -> None:
     refuse_other_images([trainings["A"], trainings["A_again"]], ["WA", "WA_again"])  # raises nothing
     refuse_other_images([trainings["A"], trainings["A"].parent / "no_fingerprint"], ["WA", "X"])
+    grown = Fingerprint.load(WorkDir(trainings["A_grown"]).fingerprint)
+    assert grown.voxels_digest != Fingerprint.load(WorkDir(trainings["A"]).fingerprint).voxels_digest
+    refuse_other_images(
+        [trainings["A"], trainings["A_grown"]], ["WA", "WA_grown"]
+    )  # shared cases compared: equal

@@ -214,7 +214,10 @@ def test_two_slides_of_one_output_name_are_refused_naming_both(slide: Path, tmp_
     (root / "a").mkdir()
     (root / "a_b" / "c.tif").symlink_to(slide)
     (root / "a" / "B_c.tif").symlink_to(slide)
-    with pytest.raises(AutomedError, match=r"a/B_c\.tif and a_b/c\.tif are both 'a_b_c'") as err:
+    with pytest.raises(
+        AutomedError,
+        match=r"a/B_c\.tif and a_b/c\.tif are named 'a_B_c' and 'a_b_c', which differ only in letter case",
+    ) as err:
         found_slides(root)
     assert "rename one of them" in err.value.problems[0].fix
     (root / "e").mkdir()  # two files of one name in one folder keep their own outputs, as at the top
@@ -222,6 +225,21 @@ def test_two_slides_of_one_output_name_are_refused_naming_both(slide: Path, tmp_
     (root / "e" / "x.tiff").symlink_to(slide)
     found = found_slides(root)
     assert found is not None and found[1] == ["a_b_c", "e_x", "e_x_2"]
+    same = tmp_path / "same"  # one output name from two places
+    (same / "a_b").mkdir(parents=True)
+    (same / "a").mkdir()
+    (same / "a_b" / "c.tif").symlink_to(slide)
+    (same / "a" / "b_c.tif").symlink_to(slide)
+    with pytest.raises(AutomedError, match=r"a/b_c\.tif and a_b/c\.tif are both 'a_b_c'"):
+        found_slides(same)
+    cased = tmp_path / "cased"  # output names that differ only in letter case: one file on a case-blind disk
+    cased.mkdir()
+    (cased / "A.tif").symlink_to(slide)
+    (cased / "a.tif").symlink_to(slide)
+    with pytest.raises(
+        AutomedError, match=r"A\.tif and a\.tif are named 'A' and 'a', which differ only in letter case"
+    ):
+        found_slides(cased)
 
 
 class _Background:

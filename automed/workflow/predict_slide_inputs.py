@@ -84,14 +84,19 @@ def _deduplicated(names: list[str]) -> list[str]:
 
 
 def _refuse_clashes(root: Path, slides: list[Path], names: list[str]) -> None:
-    first: dict[str, Path] = {}
+    first: dict[str, tuple[Path, str]] = {}
     for p, n in zip(slides, names, strict=True):
-        if (same := first.get(n.casefold())) is not None:
+        if (seen := first.get(n.casefold())) is not None:
+            same, named = seen
+            both = f"{same.relative_to(root).as_posix()} and {p.relative_to(root).as_posix()}"
             raise DatasetError.single(
                 root,
-                "every slide needs its own output name (a slide below the input folder is named by its folders "
-                "and its name joined by '_', characters other than letters, digits, '.', '_' and '-' as '_')",
-                f"{same.relative_to(root).as_posix()} and {p.relative_to(root).as_posix()} are both {n!r}",
+                "every slide needs its own output name, also in letter case (a slide below the input folder is named "
+                "by its folders and its name joined by '_', characters other than letters, digits, '.', '_' and '-' "
+                "as '_')",
+                f"{both} are both {n!r}"
+                if named == n
+                else f"{both} are named {named!r} and {n!r}, which differ only in letter case",
                 "rename one of them (or its folder), or predict them from separate folders",
             )
-        first[n.casefold()] = p
+        first[n.casefold()] = (p, n)

@@ -4,8 +4,8 @@ image in each. The CV tables already refuse other classes and another target for
 targets passed, and a pair was scored on cases that are different pictures in each member.
 
 What each work dir's ``fingerprint.json`` records of an image-level case: its shape, spacing and the box its non-zero
-pixels fill (``shape_after_crop``; the crop rule is the fingerprint's ``inputs_version``'s, so it is compared only
-between fingerprints of one version), besides the target. A shared case whose records differ is another image:
+pixels fill (``shape_after_crop``, computed by one rule since the fingerprint's first version), besides the
+target. A shared case whose records differ is another image:
 refused before anything is written. The fingerprint keeps no digest per image (only the whole dataset's, which a
 dataset grown by new cases changes), so two pictures of one size, spacing and non-zero box cannot be told apart:
 those pass, as they did. Trainings whose datasets' voxel digests agree are one dataset and are not compared."""
@@ -21,9 +21,12 @@ from automed.fingerprint.schema import CaseFingerprint, Fingerprint
 from automed.workdir import WorkDir
 
 
-def _record(case: CaseFingerprint, with_box: bool) -> dict[str, Any]:
-    shown: dict[str, Any] = {"shape": list(case.shape), "spacing": [round(s, 6) for s in case.spacing]}
-    return {**shown, "non-zero box": list(case.shape_after_crop)} if with_box else shown
+def _record(case: CaseFingerprint) -> dict[str, Any]:
+    return {
+        "shape": list(case.shape),
+        "spacing": [round(s, 6) for s in case.spacing],
+        "non-zero box": list(case.shape_after_crop),
+    }
 
 
 def refuse_other_images(workdirs: list[Path], names: list[str]) -> None:
@@ -38,12 +41,11 @@ def refuse_other_images(workdirs: list[Path], names: list[str]) -> None:
     for (wa, na, fa), (wb, nb, fb) in itertools.combinations(found, 2):
         if fa.voxels_digest is not None and fa.voxels_digest == fb.voxels_digest:
             continue
-        box = fa.inputs_version == fb.inputs_version
         cases_b = {c.case_id: c for c in fb.cases}
         differ = [
             (c.case_id, ra, rb)
             for c in fa.cases
-            if c.case_id in cases_b and (ra := _record(c, box)) != (rb := _record(cases_b[c.case_id], box))
+            if c.case_id in cases_b and (ra := _record(c)) != (rb := _record(cases_b[c.case_id]))
         ]
         if not differ:
             continue
