@@ -151,6 +151,9 @@ def test_tiled_tiff_label_maps_keep_their_values_or_are_refused(
     tifffile.imwrite(
         tmp_path / "rgb.tif", colours[truth], tile=(16, 16), photometric="rgb", compression="zlib"
     )
+    ycbcr = tmp_path / "ycbcr.tif"  # colour as JPEG stores it: OpenSlide's RGB, not refused as "8-bit ycbcr"
+    tifffile.imwrite(ycbcr, colours[truth], tile=(16, 16), photometric="ycbcr", subsampling=(1, 1))
+    assert miner.tiled_label(ycbcr) is None and miner.tiled_label(tmp_path / "rgb.tif") is not None
     lum = [round((299 * int(r) + 587 * int(g) + 114 * int(b)) / 1000) for r, g, b in colours]
     vmap = ",".join(f"{v}:{k}" for k, v in enumerate(lum))
     for name, value_map, openslide, refusal in (

@@ -17,6 +17,7 @@ from PIL import Image
 
 # what each kind of first page is read as (Pillow's mode names, as a PNG of the same kind would be)
 _MINISBLACK, _RGB, _PALETTE = 1, 2, 3
+_YCBCR, _JPEG = 6, (6, 7)  # photometric YCbCr; compression old-style and new-style JPEG
 
 
 class TiledLabel:
@@ -72,7 +73,8 @@ class TiledLabel:
 
 def tiled_label(path: Path) -> TiledLabel | None:
     """``path`` as a :class:`TiledLabel` when it is a tiled TIFF whose tiles tifffile decodes here (uncompressed,
-    Deflate, LZMA); ``None`` otherwise (a PNG, a stripped TIFF, a slide format, JPEG or LZW tiles)."""
+    Deflate, LZMA); ``None`` otherwise (a PNG, a stripped TIFF, a slide format, JPEG or LZW tiles, YCbCr colour:
+    OpenSlide's route, the same whether or not the optional imagecodecs is installed)."""
     try:
         tif = tifffile.TiffFile(path)
     except (OSError, ValueError, tifffile.TiffFileError):
@@ -81,6 +83,9 @@ def tiled_label(path: Path) -> TiledLabel | None:
         page = tif.pages.first
         if not isinstance(page, tifffile.TiffPage) or not page.is_tiled or not len(page.dataoffsets):
             tif.close()
+            return None
+        if int(page.photometric) == _YCBCR or int(page.compression) in _JPEG:
+            tif.close()  # colour as JPEG stores it: OpenSlide gives RGB, whether or not imagecodecs is installed
             return None
         page.decode(None, 0)  # the codec is looked up here: tifffile raises for one it lacks (imagecodecs)
         return TiledLabel(tif)
