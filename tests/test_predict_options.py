@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from automed.cli import app
-from automed.errors import ConfigError
+from automed.errors import ConfigError, DatasetError
 from automed.infer.predict_options import checked_step, chosen_folds, parse_folds, run_overrides
 from automed.tasks.classification import Classification
 from automed.tasks.segmentation import Segmentation
@@ -178,3 +178,21 @@ def test_an_export_refusal_of_a_registered_model_names_its_uri_not_the_download(
     assert str(bundle) not in str(err.value)
     with pytest.raises(ConfigError, match=r"case\.nii\.gz"), _named_by(None, "W"):
         raise ConfigError([other])  # a work dir's refusals are left as they are
+
+
+def test_a_missing_input_is_refused_before_any_model_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model was loaded (a registered one downloaded) before a mistyped -i was found missing."""
+    import automed.workflow.predict as predict_module
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was read before the input was checked")
+
+    monkeypatch.setattr(predict_module, "fetch_registered", no_model)
+    monkeypatch.setattr(predict_module, "load_predictor", no_model)
+    with pytest.raises(DatasetError, match="the input must exist") as err:
+        predict_module.predict(
+            "models:/automed-X@champion", tmp_path / "typo", tmp_path / "out", tracking_uri="sqlite:///x.db"
+        )
+    assert err.value.problems[0].file == str(tmp_path / "typo") and not (tmp_path / "out").exists()

@@ -241,6 +241,10 @@ def predict(
         from automed.workflow.review_log import training_run
 
         training_run(model, tracking_uri)
+    if not Path(input_path).expanduser().exists():  # before a model is read or downloaded
+        raise DatasetError.single(
+            input_path, "the input must exist", "missing", "pass a folder, a DICOM folder or a CSV"
+        )
     protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
     if not str(model).startswith("models:/"):
         chosen = model_dir(Path(model))
