@@ -200,6 +200,10 @@ def test_grid_dedupes_and_writes_configs(tmp_path: Path, plan: Plan) -> None:
     assert len(files) == 8 and (tmp_path / "out" / "grid.csv").is_file()
     loaded = [TrainConfig.model_validate(yaml.safe_load(f.read_text())) for f in files]
     assert len({c.digest() for c in loaded}) == 8 and all(c.epochs == 3 for c in loaded)
+    # what neither the base nor the grid sets stays unset: the plan decides it (a pinned 3d_fullres was refused on
+    # a 2D dataset)
+    assert all(c.model_fields_set == {"epochs", "learning_rate", "loss", "augmentation"} for c in loaded)
+    assert all(set(c.augmentation.model_fields_set) == {"flip_p"} for c in loaded)
     # combinations resolving to one config run once: setting the base's own value adds nothing
     strategy.write_text(yaml.safe_dump({"loss": ["dice_ce"], "learning_rate": [0.01], "epochs": [3, 3]}))
     space = grid_as_space(strategy)

@@ -156,19 +156,21 @@ def write_grid(base_file: Path, strategy_file: Path, out: Path) -> pd.DataFrame:
     seen: set[str] = set()
     for combo in itertools.product(*strategy.values()):
         values = dict(zip(strategy, combo, strict=True))
-        d = base.model_dump(mode="json")
+        # what the base sets and the grid's values only: a field neither sets keeps its meaning of "decided by
+        # the plan" (configuration: the plan's own; every config had pinned 3d_fullres, refused on 2D datasets)
+        d = base.model_dump(mode="json", exclude_unset=True)
         for key, v in values.items():
             node = d
             parts = key.split(".")
             for part in parts[:-1]:
-                node = node[part]
+                node = node.setdefault(part, {})
             node[parts[-1]] = v
         cfg = TrainConfig.model_validate(d)
         digest = content_hash(cfg.model_dump(mode="json"))
         if digest in seen:
             continue
         seen.add(digest)
-        configs.append((values, cfg.model_dump(mode="json")))
+        configs.append((values, cfg.model_dump(mode="json", exclude_unset=True)))
     out.mkdir(parents=True, exist_ok=True)
     for i, (values, cfg_dict) in enumerate(configs):
         name = f"config_{i:03d}.yaml"
