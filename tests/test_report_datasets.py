@@ -57,6 +57,54 @@ def test_classification_trainings_of_two_datasets_are_refused_too(tmp_path: Path
         api.report(runs, tmp_path / "R", log_to_mlflow=False)
 
 
+def test_a_shared_case_with_another_non_zero_box_is_refused_by_report_and_select(tmp_path: Path) -> None:
+    """Report and segmentation select compared shape, spacing and label voxels, image-level select shape, spacing and
+    the non-zero box: a case of another box passed the first two. One signature now, every field compared, and one
+    message naming the case, both runs and the values that differ."""
+    from automed.fingerprint.schema import Fingerprint
+    from automed.workflow.one_dataset import refuse_other_datasets
+
+    w1, w2 = _run(tmp_path, "W1", "A", 3, (20, 30, 30)), _run(tmp_path, "W2", "A", 3, (20, 30, 30))
+    fp = Fingerprint.load(w2 / "fingerprint.json")
+    cases = [
+        c.model_copy(update={"shape_after_crop": [5, 6, 7]}) if i == 1 else c for i, c in enumerate(fp.cases)
+    ]
+    fp.model_copy(update={"cases": cases, "voxels_digest": "other"}).with_hash().save(w2 / "fingerprint.json")
+    box = Fingerprint.load(w1 / "fingerprint.json").cases[1].shape_after_crop
+    for verb, runs in (("report", "runs"), ("select", "trainings")):
+        with pytest.raises(ArtifactError) as err:
+            refuse_other_datasets([w1, w2], ["W1", "W2"], verb=verb)
+        (p,) = err.value.problems
+        assert p.file == str(w2 / "fingerprint.json") and str(w1 / "fingerprint.json") in p.rule
+        assert p.rule.startswith(f"{runs} compared case by case are of one dataset")
+        assert "shape, spacing, non-zero box and label voxels" in p.rule
+        assert p.value == (
+            "1 shared case ID(s) with other images (case_001); case_001 in W1 (dataset 'A') vs W2 (dataset 'A'): "
+            f"non-zero box {box} vs [5, 6, 7]"
+        )
+        assert p.fix.startswith(f"{verb} each dataset's {runs} separately (`automed {verb} {w1} ... -o DIR`")
+    with pytest.raises(ArtifactError, match="non-zero box"):
+        api.report([w1, w2], tmp_path / "R", log_to_mlflow=False)
+
+
+def test_a_shared_case_with_other_label_voxels_is_refused(tmp_path: Path) -> None:
+    """Image-level select did not compare label voxels; the one signature does, for every command."""
+    from automed.fingerprint.schema import Fingerprint
+    from automed.workflow.one_dataset import refuse_other_datasets
+
+    w1, w2 = _run(tmp_path, "W1", "A", 3, (20, 30, 30)), _run(tmp_path, "W2", "B", 3, (20, 30, 30))
+    fp = Fingerprint.load(w2 / "fingerprint.json")
+    cases = [
+        c.model_copy(update={"label_voxels": {"0": 7, "1": 3}}) if i == 2 else c
+        for i, c in enumerate(fp.cases)
+    ]
+    fp.model_copy(update={"cases": cases}).with_hash().save(w2 / "fingerprint.json")
+    with pytest.raises(
+        ArtifactError, match=r"\(case_002\); case_002 .*: label voxels \{.*\} vs \{'0': 7, '1': 3\}\. Fix"
+    ):
+        refuse_other_datasets([w1, w2], ["W1", "W2"], verb="select")
+
+
 def _png(path: Path, seed: int) -> None:
     import SimpleITK as sitk
 
@@ -70,8 +118,8 @@ def test_a_class_folder_dataset_grown_by_a_class_still_compares(tmp_path: Path) 
     the same classes had other class indices and were refused as 'other images'. Classes compare by name."""
     import shutil
 
+    from automed.workflow.one_dataset import refuse_other_datasets
     from automed.workflow.prepare import fingerprint
-    from automed.workflow.report_datasets import refuse_other_datasets
 
     v1 = tmp_path / "v1"
     for k, name in enumerate(["benign", "malignant"]):
@@ -92,8 +140,8 @@ def test_runs_whose_shared_case_has_another_target_are_refused(tmp_path: Path) -
     """The same images with one case's class changed (a relabelled CSV): the voxel digests agree, and the check
     stopped there, so the runs were paired against two truths; with a case added as well, the changed case was
     called 'other images'. Either way it is now refused naming the case and both targets."""
+    from automed.workflow.one_dataset import refuse_other_datasets
     from automed.workflow.prepare import fingerprint
-    from automed.workflow.report_datasets import refuse_other_datasets
 
     rows = ["SubjectID,Channel_0,ValueToPredict"]
     for i, name in enumerate(["benign", "malignant", "benign", "malignant"]):

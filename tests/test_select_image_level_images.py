@@ -1,8 +1,9 @@
 """``automed select`` among classification trainings compared the CV tables' targets and classes, not the images: two
 datasets numbering their pictures alike (``case_000``, ...) with the same targets were selected together, a pair
 scored on cases that are different pictures in each member. Each work dir's fingerprint records a case's shape,
-spacing and non-zero box: a shared case whose records differ is refused before anything is written. (Pictures of one
-size, spacing and box cannot be told apart: the fingerprint keeps no digest per image.)"""
+spacing and non-zero box: a shared case whose records differ is refused before anything is written, by the check
+``automed report`` and segmentation select make (:mod:`automed.workflow.one_dataset`). (Pictures of one size, spacing
+and box cannot be told apart: the fingerprint keeps no digest per image.)"""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from automed.testing.synthetic_image_level import make_classification
 from automed.train.config import TrainConfig
 from automed.train.meta import ModelMeta, ResolvedTraining
 from automed.workdir import WorkDir
+from automed.workflow.one_dataset import refuse_other_datasets
 from automed.workflow.prepare import fingerprint
-from automed.workflow.select_images import refuse_other_images
 
 
 def _training(root: Path, name: str, csv: Path) -> Path:
@@ -73,29 +74,38 @@ def trainings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_trainings_of_another_dataset_with_the_same_case_ids_are_refused(
     trainings: dict[str, Path], tmp_path: Path
 ) -> None:
-    with pytest.raises(ArtifactError, match="image-level trainings compared on CV are of one dataset") as err:
+    with pytest.raises(ArtifactError, match="trainings compared case by case are of one dataset") as err:
         api.select(
             [trainings["A"], trainings["B"]], tmp_path / "S", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}"
         )
     (p,) = err.value.problems
     assert p.file == str(WorkDir(trainings["B"]).fingerprint)
-    assert p.value.startswith("4 shared case ID(s) with another image: case_000: {'shape': [1, 32, 32]")
-    assert "[1, 24, 24]" in p.value and "automed select" in p.fix
+    assert p.value.startswith(
+        "4 shared case ID(s) with other images (case_000, case_001, case_002 and 1 more); case_000 in WA "
+        "(dataset 'dataset') vs WB (dataset 'dataset'): shape [1, 32, 32] vs [1, 24, 24]"
+    )
+    assert str(WorkDir(trainings["A"]).fingerprint) in p.rule
+    assert (
+        f"`automed select {trainings['A']} ... -o DIR`, `automed select {trainings['B']} ... -o DIR2`"
+        in p.fix
+    )
     assert not (tmp_path / "S").exists()  # refused before anything is written
 
 
 def test_one_replaced_picture_is_named(trainings: dict[str, Path]) -> None:
     with pytest.raises(
-        ArtifactError, match=r"1 shared case ID\(s\) with another image: case_001: .*\[1, 40, 32\]"
+        ArtifactError,
+        match=r"1 shared case ID\(s\) with other images \(case_001\); case_001 in WA \(dataset 'dataset'\) vs WA2 "
+        r"\(dataset 'dataset'\): shape \[1, 32, 32\] vs \[1, 40, 32\], non-zero box \[1, 32, 32\] vs \[1, 40, 32\]\.",
     ):
-        refuse_other_images([trainings["A"], trainings["A2"]], ["WA", "WA2"])
+        refuse_other_datasets([trainings["A"], trainings["A2"]], ["WA", "WA2"], verb="select")
 
 
 def test_trainings_of_one_dataset_compare(trainings: dict[str, Path]) -> None:
-    refuse_other_images([trainings["A"], trainings["A_again"]], ["WA", "WA_again"])  # raises nothing
-    refuse_other_images([trainings["A"], trainings["A"].parent / "no_fingerprint"], ["WA", "X"])
+    refuse_other_datasets([trainings["A"], trainings["A_again"]], ["WA", "WA_again"])  # raises nothing
+    refuse_other_datasets([trainings["A"], trainings["A"].parent / "no_fingerprint"], ["WA", "X"])
     grown = Fingerprint.load(WorkDir(trainings["A_grown"]).fingerprint)
     assert grown.voxels_digest != Fingerprint.load(WorkDir(trainings["A"]).fingerprint).voxels_digest
-    refuse_other_images(
+    refuse_other_datasets(
         [trainings["A"], trainings["A_grown"]], ["WA", "WA_grown"]
     )  # shared cases compared: equal

@@ -12,7 +12,7 @@ thumbnails per structure of the worst cases (image, reference and out-of-fold pr
 to MLflow has no thumbnails: pictures of patients leave the machine only when asked (``train --overlays``).
 
 Runs are paired by case ID: work dirs of different datasets (their fingerprints hold other images under a case ID
-they share) are refused (:mod:`automed.workflow.report_datasets`)."""
+they share) are refused (:mod:`automed.workflow.one_dataset`)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from automed.evaluate.report import boxplots, curves, outliers, paired_tests, sc
 from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
 from automed.workdir import WorkDir
+from automed.workflow.one_dataset import refuse_other_datasets
 from automed.workflow.report_all_data import all_data_run
-from automed.workflow.report_datasets import refuse_other_datasets
 from automed.workflow.report_page import not_compared, page, png, table
 
 log = logging.getLogger("automed")

@@ -25,8 +25,7 @@ from automed.train.meta import read_meta
 from automed.workdir import WorkDir, refuse_unfinished
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
-from automed.workflow.report_datasets import refuse_other_datasets
-from automed.workflow.select_images import refuse_other_images
+from automed.workflow.one_dataset import refuse_other_datasets
 
 
 def _check_output(out: Path, workdirs: list[Path]) -> None:
@@ -86,10 +85,8 @@ def select(
         )
     task = task_for(tasks.pop(), workdirs[0])
     paths = [Path(w) for w in workdirs]
-    if task.image_level:  # a shared case is one image (the CV tables check its target and the classes)
-        refuse_other_images(paths, candidate_names(paths))
-    else:  # scored on the first training's label maps: one dataset
-        refuse_other_datasets(paths, candidate_names(paths), verb="select")
+    # a case ID the trainings share is one image with one target (the rule report applies)
+    refuse_other_datasets(paths, candidate_names(paths), verb="select")
     sel = task.select(
         [Path(w) for w in workdirs],
         out,
