@@ -221,3 +221,38 @@ def test_the_readme_line_names_the_folds_and_step_the_bundle_takes(
     assert "only those folds of each member (0, 1)" in pair and "instead of each member's own" in pair
     assert "every member records and shares; this export has none" in folds_text(None, None, pair=True)
     assert "did not record" in folds_text(None, 0.5)
+
+
+def test_a_torch_pair_and_an_exported_pair_refuse_a_missing_fold_by_one_rule(tmp_path: Path) -> None:
+    """`automed predict SEL --folds` on a pair's torch bundle checked its members' folds in its own words ("--folds on
+    a pair predicts with those folds of each member ... member 2 (3d_fullres, member_1) holds 1, 2, no fold 0"), the
+    exported pair's predict.py in others; both now say the runtime's rule, found and fix, each naming its member."""
+    from automed.errors import ConfigError
+    from automed.train.config import TrainConfig
+    from automed.train.meta import ModelMeta, ResolvedTraining
+    from automed.workflow.predict_bundle import pair_predictor
+
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": [{"folder": "m0"}, {"folder": "m1"}]}))
+    for name, folds in (("m0", [0, 1, 2]), ("m1", [1, 2])):
+        (tmp_path / name).mkdir()
+        ModelMeta(dataset="d", configuration="3d_lowres" if name == "m1" else "3d_fullres", folds=folds,
+                  config=TrainConfig(), plan_hash="p", labels={},
+                  resolved=ResolvedTraining(patch_size=[8, 8, 8], batch_size=2, foreground_oversample=0.33),
+                  ).save(tmp_path / name / "model.json")  # fmt: skip
+    with pytest.raises(ConfigError) as torch_err:
+        pair_predictor(
+            tmp_path, None, str(tmp_path), folds=[0, 1], step=None
+        )  # refused before any weight loads
+    with pytest.raises(OptionError) as export_err:
+        with_folds(_pair([0, 1, 2], [1, 2]), [0, 1], Path("B/preprocess.json"))
+    (p,) = torch_err.value.problems
+    assert p.file == str(tmp_path / "m1")  # the member at fault
+    assert p.rule == "--folds chooses among the folds member 2 (3d_lowres, m1) of this pair holds (1, 2)"
+    assert (p.value, p.fix) == (export_err.value.found, export_err.value.fix)
+    assert p.value == "--folds 0, 1 (no fold 0)"
+    assert (
+        p.fix == "pass some of 1, 2 (those every member holds), or drop --folds to predict with all of them"
+    )
+    assert export_err.value.rule == p.rule.replace(", m1", "") and export_err.value.member == 1
+    with pytest.raises(ConfigError, match=r"member 1 \(3d_fullres, m0\) of this pair .*\(no fold 5\)"):
+        pair_predictor(tmp_path, None, str(tmp_path), folds=[5], step=None)

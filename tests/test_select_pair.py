@@ -139,7 +139,10 @@ def test_a_pair_predicts_with_the_folds_asked_of_each_member(pair: dict[str, Pat
     expected, _ = average(probs, values, steps)  # a class bias among the steps is applied at the argmax
     paths = api.predict(sel, pair["inputs"], root / "out-sel-fold1", folds=[1], show_progress=False)
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(paths[0]))), expected)
-    with pytest.raises(AutomedError, match=r"member 1 \(3d_fullres, member_0\) holds 0, 1, no fold 3") as err:
+    with pytest.raises(
+        AutomedError,
+        match=r"member 1 \(3d_fullres, member_0\) of this pair holds \(0, 1\); found --folds 3 \(no fold 3\)",
+    ) as err:
         api.predict(sel, pair["inputs"], root / "out-sel-fold3", folds=[3], show_progress=False)
     assert "pass some of 0, 1 (those every member holds)" in str(err.value)
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from automed.data.io import Geometry
-from automed.errors import ArtifactError, ConfigError
-from automed.infer.predict_options import checked_step, chosen_folds
+from automed.errors import ArtifactError
+from automed.infer.predict_options import checked_step, chosen_folds, folds_refused
 from automed.infer.prediction import Prediction
 from automed.runtime.backends import choose_runtime
 from automed.runtime.model import BundleModel
@@ -83,13 +83,8 @@ class ExportedPredictor:
 
 def _pair_folds(meta: dict[str, Any], folds: list[int], where: Path) -> dict[str, Any]:
     """A pair's ``preprocess.json`` narrowed to ``folds`` of each member (:func:`with_folds`, the bundle's rule),
-    its refusal as a :class:`ConfigError`."""
+    its refusal in its words as a :class:`ConfigError`."""
     try:
         return with_folds(meta, folds, where)
     except OptionError as exc:
-        raise ConfigError.single(
-            where,
-            "--folds on a pair predicts with those folds of each member, among the folds the export holds",
-            str(exc).removeprefix(f"{where}: "),
-            "pass fold numbers every member holds, or drop --folds",
-        ) from exc
+        raise folds_refused(exc, [], where) from exc

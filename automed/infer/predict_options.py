@@ -45,6 +45,25 @@ def chosen_folds(
     return list(folds)
 
 
+def folds_refused(exc: options.OptionError, files: list[Path], where: Path) -> ConfigError:
+    """The bundle's refusal of ``--folds`` (:mod:`automed.runtime.options`) in automed's form, in its words: the
+    file is the pair member's at fault (``files``: each member's, where known) or ``where``."""
+    file = files[exc.member] if exc.member is not None and exc.member < len(files) else where
+    return ConfigError.single(file, exc.rule, exc.found, exc.fix)
+
+
+def pair_folds(
+    members: list[tuple[str, list[int]]], folds: list[int], files: list[Path], where: Path
+) -> None:
+    """``--folds`` on a pair: the same fold numbers of each member, by the exported pair's one rule and words
+    (:func:`automed.runtime.options.check_pair_folds`); ``members``: each member's name
+    (:func:`automed.runtime.options.member_name`) and the folds its bundle holds, ``files`` their folders."""
+    try:
+        options.check_pair_folds([(n, list(h)) for n, h in members], folds, where)
+    except options.OptionError as exc:
+        raise folds_refused(exc, files, where) from exc
+
+
 def checked_step(step: float | None, source: str | Path) -> float | None:
     """A sliding-window step as a fraction of the patch: more than 0 (it must move), at most 1 (no gaps)."""
     if step is not None and not 0 < step <= 1:

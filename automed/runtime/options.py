@@ -15,11 +15,22 @@ ALL_DATA = -1  # the model of `automed train --folds all` (every case trains), n
 
 class OptionError(ValueError):
     """A ``--folds`` or ``--step-size`` the bundle cannot take; the message names the file, rule, value and fix
-    (``value``: what was typed, when one value is at fault)."""
+    (``value``: what was typed, when one value is at fault). A refused ``--folds`` also carries its ``rule``,
+    ``found`` and ``fix`` apart, and ``member``: the index of the pair's member at fault (None: not a pair's), so
+    automed says them in the same words (:mod:`automed.infer.predict_options`)."""
 
-    def __init__(self, message: str, value: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        value: str | None = None,
+        *,
+        parts: tuple[str, str, str] = ("", "", ""),
+        member: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.value = value
+        self.rule, self.found, self.fix = parts
+        self.member = member
 
 
 def fold_names(folds: list[int]) -> str:
@@ -59,27 +70,41 @@ def held_folds(meta: dict[str, Any]) -> list[int] | None:
 def with_folds(meta: dict[str, Any], folds: list[int] | None, where: Path) -> dict[str, Any]:
     """``preprocess.json`` (``meta``, read from ``where``) narrowed to the networks of ``folds``; unchanged when
     ``folds`` is ``None``. A bundle that does not record its folds is refused, and so is a fold it does not hold,
-    naming those it does. A pair takes the same fold numbers from each member (the members were trained on the
-    same splits); a member that lacks one, or records none, is refused by its number and configuration."""
+    naming those it does. A pair takes the same fold numbers from each member (:func:`check_pair_folds`)."""
     if folds is None:
         return meta
     if "members" in meta:
-        shared = common_folds(meta)
-        members = [
-            _member_folds(m, folds, where, f"member {k} ({m.get('configuration', '?')}) of this pair", shared)
-            for k, m in enumerate(meta["members"], start=1)
-        ]
+        names = [member_name(k, m.get("configuration", "?")) for k, m in enumerate(meta["members"], start=1)]
+        check_pair_folds(
+            [(n, held_folds(m)) for n, m in zip(names, meta["members"], strict=True)], folds, where
+        )
+        members = [_narrowed(m, folds) for m in meta["members"]]
         files = {rt: [f for m in members for f in m["files"][rt]] for rt in meta["files"]}
         return {**meta, "members": members, "files": files}
-    return _member_folds(meta, folds, where, "", held_folds(meta))
+    _check_held(held_folds(meta), folds, where, "", held_folds(meta), None)
+    return _narrowed(meta, folds)
 
 
-def common_folds(meta: dict[str, Any]) -> list[int] | None:
-    """The folds ``--folds`` can take: a single training's own, or those every member of a pair holds (``None``
-    when one does not record its folds, or they share none)."""
-    if "members" not in meta:
-        return held_folds(meta)
-    each = [held_folds(m) for m in meta["members"]]
+def member_name(k: int, configuration: str, folder: str | None = None) -> str:
+    """A pair's member as a refusal names it: its number (from 1), configuration and, where known, folder."""
+    return f"member {k} ({configuration}{f', {folder}' if folder else ''}) of this pair"
+
+
+def check_pair_folds(
+    members: list[tuple[str, list[int] | None]], folds: list[int], where: Path | str
+) -> None:
+    """The rule of ``--folds`` on a pair, for an exported pair (:func:`with_folds`) and automed's torch pair bundle
+    alike: the same fold numbers of each member (the members were trained on the same splits, so fold k is the same
+    cases' held-out model in each). ``members``: each member's name (:func:`member_name`) and the folds it holds
+    (None: not recorded). The first member that lacks one, or records none, is refused by name, with the folds
+    every member holds."""
+    shared = _shared([held for _, held in members])
+    for k, (name, held) in enumerate(members):
+        _check_held(held, folds, where, name, shared, k)
+
+
+def _shared(each: list[list[int] | None]) -> list[int] | None:
+    """The fold numbers every one of ``each`` holds (None: one does not record its folds, or they share none)."""
     if any(h is None for h in each):
         return None
     first = each[0] or []
@@ -87,34 +112,59 @@ def common_folds(meta: dict[str, Any]) -> list[int] | None:
     return shared or None
 
 
-def _member_folds(
-    meta: dict[str, Any], folds: list[int], where: Path, member: str, choices: list[int] | None
-) -> dict[str, Any]:
-    """One training's ``preprocess.json`` entry narrowed to ``folds``; ``member`` names a pair's member in the
-    refusal ("" for a single training), ``choices`` the folds the refusal suggests (a pair's: those every member
-    holds)."""
+def common_folds(meta: dict[str, Any]) -> list[int] | None:
+    """The folds ``--folds`` can take: a single training's own, or those every member of a pair holds (``None``
+    when one does not record its folds, or they share none)."""
+    if "members" not in meta:
+        return held_folds(meta)
+    return _shared([held_folds(m) for m in meta["members"]])
+
+
+def _refusal(where: Path | str, rule: str, found: str, fix: str, member: int | None) -> OptionError:
+    return OptionError(f"{where}: {rule}; found {found}; {fix}", parts=(rule, found, fix), member=member)
+
+
+def _check_held(
+    held: list[int] | None,
+    folds: list[int],
+    where: Path | str,
+    member: str,
+    choices: list[int] | None,
+    index: int | None,
+) -> None:
+    """Refuse ``folds`` unless ``held`` (one training's folds) has each; ``member`` names a pair's member ("" for a
+    single training, ``index`` its position), ``choices`` the folds the refusal suggests (a pair's: those every
+    member holds)."""
     whose = f" of {member}" if member else ""
-    held = held_folds(meta)
     if held is None:
-        raise OptionError(
-            f"{where}: --folds chooses among the folds the bundle records (preprocess.json 'folds'{whose}); found "
-            "none recorded (an export made before bundles recorded them); export the model again with `automed "
-            "export` (its work dir, or its models:/ URI: a registered model's bundle records them too), or drop "
-            "--folds"
+        raise _refusal(
+            where,
+            f"--folds chooses among the folds the bundle records (preprocess.json 'folds'{whose})",
+            "none recorded (an export made before bundles recorded them)",
+            "export the model again with `automed export` (its work dir, or its models:/ URI: a registered model's "
+            "bundle records them too), or drop --folds",
+            index,
         )
     missing = [f for f in folds if f not in held]
     if not folds or missing:
-        holder = member or "the bundle"
         fix = (
             f"pass some of {fold_names(choices)}{' (those every member holds)' if member else ''}, or drop --folds"
             " to predict with all of them"
             if choices
             else "drop --folds (the members share no fold number) to predict with all of them"
         )
-        raise OptionError(
-            f"{where}: --folds chooses among the folds {holder} holds ({fold_names(held)}); found --folds "
-            f"{fold_names(folds)}{f' (no fold {fold_names(missing)})' if missing else ''}; {fix}"
+        raise _refusal(
+            where,
+            f"--folds chooses among the folds {member or 'the bundle'} holds ({fold_names(held)})",
+            f"--folds {fold_names(folds)}{f' (no fold {fold_names(missing)})' if missing else ''}",
+            fix,
+            index,
         )
+
+
+def _narrowed(meta: dict[str, Any], folds: list[int]) -> dict[str, Any]:
+    """One training's ``preprocess.json`` entry narrowed to ``folds`` (checked: it holds each)."""
+    held = held_folds(meta) or []
     picked = [held.index(f) for f in folds]
     files = {rt: [names[i] for i in picked] for rt, names in meta["files"].items()}
     return {**meta, "folds": list(folds), "files": files}

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from automed.errors import ConfigError
-from automed.infer.predict_options import checked_step, chosen_folds, fold_names, no_window
+from automed.infer.predict_options import checked_step, chosen_folds, no_window, pair_folds
+from automed.runtime.options import member_name
 from automed.workdir import WorkDir, fold_name
 
 
@@ -77,20 +78,12 @@ def pair_predictor(
     ens = json.loads((folder / "ensemble.json").read_text())
     places = [folder / m["folder"] for m in ens["members"]]
     metas = [read_meta(WorkDir(p).model) for p in places]
-    if folds is not None:
-        shared = [f for f in metas[0].predict_folds if all(f in m.predict_folds for m in metas[1:])]
-        for k, (place, meta) in enumerate(zip(places, metas, strict=True), start=1):
-            missing = [f for f in folds if f not in meta.predict_folds]
-            if missing:
-                raise ConfigError.single(
-                    place,
-                    "--folds on a pair predicts with those folds of each member, among the folds its bundle holds",
-                    f"--folds {fold_names(folds)}: member {k} ({meta.configuration}, {place.name}) holds "
-                    f"{fold_names(meta.predict_folds)}, no fold {fold_names(missing)}",
-                    f"pass some of {fold_names(shared)} (those every member holds), or drop --folds"
-                    if shared
-                    else "drop --folds (the members share no fold number)",
-                )
+    if folds is not None:  # the exported pair's rule and words, the member at fault named with its folder
+        names = [
+            member_name(k, m.configuration, p.name)
+            for k, (p, m) in enumerate(zip(places, metas, strict=True), 1)
+        ]
+        pair_folds([(n, m.predict_folds) for n, m in zip(names, metas, strict=True)], folds, places, folder)
     members = [bundle_predictor(p, device, source, folds=folds, step=step) for p in places]
     return task_for(members[0].plan.task_type, source).ensemble_predictor(
         members, ens.get("postprocessing", [])
