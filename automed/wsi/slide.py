@@ -203,12 +203,28 @@ def slide_name(path: Path) -> str:
     return path.parent.name if path.suffix.lower() == ".dcm" else path.name.split(".")[0]
 
 
+# VL Whole Slide Microscopy Image Storage: the one DICOM SOP class OpenSlide opens
+VL_WSI = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
+def may_be_slide(path: Path) -> bool:
+    """Whether OpenSlide need be asked about ``path``: a ``.dcm`` file is a slide to OpenSlide only when its meta
+    header's Media Storage SOP Class (0002,0002) is VL Whole Slide Microscopy Image Storage (openslide.org/formats/
+    dicom), read here from the file's first bytes; asking OpenSlide costs about a millisecond a file, and an input
+    of CT or MR series holds thousands. Other files: always asked."""
+    from automed.runtime.io import sop_class
+
+    return path.suffix.lower() != ".dcm" or sop_class(path) == VL_WSI
+
+
 def slide_inputs(input_path: Path) -> list[Path] | None:
     """The whole slides of ``input_path`` (a slide, or a folder holding slides), or ``None`` when it holds none."""
 
     def is_slide(p: Path) -> bool:
         return (
-            p.name.lower().endswith(SLIDE_SUFFIXES) and openslide.OpenSlide.detect_format(str(p)) is not None
+            p.name.lower().endswith(SLIDE_SUFFIXES)
+            and may_be_slide(p)
+            and openslide.OpenSlide.detect_format(str(p)) is not None
         )
 
     def unreadable(
@@ -219,18 +235,17 @@ def slide_inputs(input_path: Path) -> list[Path] | None:
     if input_path.is_file() and input_path.suffix.lower() == ".csv":
         _no_listed_slides(input_path, is_slide)
         return None
-    files = (
-        [input_path] if input_path.is_file() else sorted(input_path.iterdir()) if input_path.is_dir() else []
-    )
-    bad = [p for p in files if p.is_file() and unreadable(p)]
+    listed = [input_path] if not input_path.is_dir() else sorted(input_path.iterdir())
+    files = [p for p in listed if p.is_file()]  # asked once a file (a folder of thousands of slices)
+    bad = [p for p in files if unreadable(p)]
     if bad:
         raise DatasetError.single(bad[0], "a whole slide must be readable by OpenSlide", "unreadable (truncated or "
                                   "not a slide)", "copy it again, or move it out of the input")  # fmt: skip
-    slides = [p for p in files if p.is_file() and is_slide(p)]
+    slides = [p for p in files if is_slide(p)]
     if slides:  # images beside slides (label maps, thumbnails, pictures) are not predicted: said, not silent
         from automed.data.io import has_image_suffix
 
-        images = [p.name for p in files if p.is_file() and p not in slides and has_image_suffix(p)]
+        images = [p.name for p in files if p not in slides and has_image_suffix(p)]
         if images:
             logging.getLogger("automed").warning(
                 "%d slide(s) predicted; %d image(s) beside them are not (%s%s): predict images from a folder of "
