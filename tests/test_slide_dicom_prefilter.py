@@ -65,6 +65,12 @@ def test_openslide_is_asked_only_about_whole_slide_dicom_files(tmp_path: Path, a
 
 
 def test_only_dicom_files_are_judged_by_their_sop_class(tmp_path: Path) -> None:
-    assert may_be_slide(_dcm(tmp_path / "a.dcm", VL_WSI, "1"))
+    wsi = _dcm(tmp_path / "a.dcm", VL_WSI, "1")
+    assert may_be_slide(wsi) and openslide.OpenSlide.detect_format(str(wsi)) == "dicom"
     assert not may_be_slide(_dcm(tmp_path / "b.DCM", CT, "1"))
     assert may_be_slide(tmp_path / "s.svs")  # other formats: OpenSlide decides, as before
+    # a whole-slide DICOM without its 128-byte preamble (or its DICM prefix too) is no slide to OpenSlide either
+    for cut in (128, 132):
+        bare = tmp_path / f"cut{cut}.dcm"
+        bare.write_bytes(wsi.read_bytes()[cut:])
+        assert not may_be_slide(bare) and openslide.OpenSlide.detect_format(str(bare)) is None
