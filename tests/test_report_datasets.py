@@ -168,3 +168,6 @@ def test_runs_whose_shared_case_has_another_target_are_refused(tmp_path: Path) -
             == f"1 shared case ID(s) with another target (s1: 'malignant' in A, 'benign' in {other.name})"
         )
         assert "train them again on one version of the dataset" in p.fix
+        # image-level select compared only the images here (its CV tables the targets): now the same rule
+        with pytest.raises(ArtifactError, match=r"trainings compared case by case .* has one target in both"):
+            refuse_other_datasets([runs[0], other], ["A", other.name], verb="select")
