@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
-from automed.tracking import Tracker, registry_uri, resolve_uri, set_mlflow_uris, store_lock
+from automed.tracking import (
+    Tracker,
+    bounded,
+    bounded_client,
+    registry_uri,
+    resolve_uri,
+    set_mlflow_uris,
+    store_lock,
+)
 from automed.workdir import ENSEMBLE, MODEL, without_local_places
 
 
@@ -68,7 +76,9 @@ def register_ensemble(
     import tempfile
     import warnings
 
+    # MLflow's fluent calls bounded too: a server gone mid-upload costs seconds, not MLflow's minutes of retries
     with (
+        bounded(tracker.uri),
         mlflow.start_run(run_id=run_id),
         warnings.catch_warnings(),
         tempfile.TemporaryDirectory(prefix="automed-bundle-") as tmp,
@@ -168,9 +178,10 @@ def download_model(uri: str, dest: Path, tracking_uri: str | None = None) -> Pat
             "pass --tracking-uri of the store the model was registered in (or run from its folder)",
         )
     set_mlflow_uris(resolved, registry_uri(resolved))
-    registry = mlflow.MlflowClient(resolved, registry_uri(resolved))
+    registry = bounded_client(resolved)  # a server gone: the clear error in seconds, not MLflow's minutes
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+        with bounded(resolved):
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except MlflowException as exc:
         raise ArtifactError.single(
             uri, "a models:/ URI names a registered model and an @alias or /version of it",

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from automed.errors import AutomedError
 from automed.privacy import Redactor, no_redaction
 from automed.tracking_probe import bounded_requests
 from automed.tracking_uri import DB_NAME as DB_NAME
@@ -121,13 +122,53 @@ MODEL_TRAINING = "custom_model_development"
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+@contextlib.contextmanager
+def _asked_again(uri: str) -> Iterator[None]:
+    """MLflow's requests inside it bounded (:func:`~automed.tracking_probe.bounded_requests`); a failure asks the
+    tracking server again by HTTP (:func:`~automed.tracking_uri.still_answers`) for the clear error if it is down,
+    else it is MLflow's own. automed's own errors pass as they are (the server found down by a call inside it,
+    already the clear error: not asked twice)."""
+    with bounded_requests():
+        try:
+            yield
+        except AutomedError:
+            raise
+        except Exception:
+            still_answers(uri, recheck=True, http=True)
+            raise
+
+
+@contextlib.contextmanager
+def bounded(uri: str) -> Iterator[None]:
+    """MLflow's fluent calls made inside it (``mlflow.start_run``, ``pyfunc.log_model``, ``register_model``,
+    ``artifacts.download_artifacts``) bounded as a :class:`Bounded` client's, for the store ``uri``: an HTTP probe
+    first (a server down, or one that takes connections and never answers, is the clear error in seconds), then
+    requests that retry for seconds, not MLflow's minutes, and a failure that asks the server again. A local store
+    (SQLite, files) is never probed."""
+    still_answers(uri, http=True)
+    with _asked_again(uri):
+        yield
+
+
+def bounded_client(uri: str) -> Bounded:
+    """An ``MlflowClient`` of the store ``uri`` and its registry (:func:`registry_uri`) whose every call is bounded
+    (:class:`Bounded`), after an HTTP probe of the server (as :func:`bounded`): what automed's commands use outside
+    a :class:`Tracker` (a report's ``runs:/``, a registered model's version, an export attached to it). A bare
+    ``MlflowClient`` to a server that had gone waited on MLflow's retries (7, with backoff: 247 s for one request
+    to a closed port; 120 s per try to a server that takes connections and never answers)."""
+    from mlflow.tracking import MlflowClient
+
+    still_answers(uri, http=True)
+    return Bounded(MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri)), uri)
+
+
 class Bounded:
     """An ``MlflowClient`` whose every call is bounded (:func:`~automed.tracking_probe.bounded_requests`: MLflow's
     retries of a request to a server take seconds, not minutes) and, when it fails, asks the tracking server again by
     HTTP (:func:`~automed.tracking_uri.still_answers`): a server that died since the last probe, or a gateway that
     answers 503, is the clear "the tracking server answers" error (found down: the next calls fail at once), and any
     other failure (a run not found, a bad request) is MLflow's own. ``Tracker.client`` is one, so the calls that
-    other modules make through it are bounded too."""
+    other modules make through it are bounded too; :func:`bounded_client` makes one outside a Tracker."""
 
     def __init__(self, client: Any, uri: str) -> None:
         self._client, self._uri = client, uri
@@ -140,13 +181,8 @@ class Bounded:
             return found
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            with bounded_requests():
-                try:
-                    return found(*args, **kwargs)
-                except Exception:
-                    # the server asked again: the clear error if it is down, else MLflow's own
-                    still_answers(self._uri, recheck=True, http=True)
-                    raise
+            with _asked_again(self._uri):
+                return found(*args, **kwargs)
 
         return call
 

@@ -152,9 +152,17 @@ def bounded_requests() -> Iterator[None]:
     """MLflow's HTTP requests inside it retry and wait as :data:`REQUEST_BOUNDS` says, not for minutes: a request
     to a server that died after a probe found it answering (a probe is skipped for 2 s after a good one) fails in
     seconds, and the caller asks the server again for the clear error. A variable the user set keeps its value (a
-    slow server, a rate-limited gateway). Set in ``os.environ`` (MLflow reads nothing else) only while a request is
-    in flight, so MLflow calls outside automed's Tracker (a model's upload or download) keep MLflow's defaults; a
-    request of another thread of the process meanwhile gets the bounds too. A host that drops connections instead of
+    slow server, a rate-limited gateway). Every MLflow call automed makes runs inside it (a Tracker's client, and
+    :func:`~automed.tracking.bounded_client` and :func:`~automed.tracking.bounded` outside one: a report's runs, a
+    registered model's upload, download and export attach), so the bounds are automed's, whichever thread asks.
+
+    Why the process environment, set only while a request is in flight: MLflow 3's stores send every request
+    through ``rest_utils.call_endpoint``, which passes no retries or timeout to ``http_request``; that reads
+    ``MLFLOW_HTTP_REQUEST_*`` from ``os.environ`` at each request, and no client, store or request takes them as
+    arguments. So a request of another thread meanwhile gets the bounds too (all of automed's want them; a library
+    user's own MLflow calls in another thread of the same process are bounded while automed's are in flight). The
+    lock makes the window thread-safe: threads' windows nest (a count), the first sets the variables and the last
+    one out lifts them, and a variable the user set is never set or lifted. A host that drops connections instead of
     refusing them costs the three tries' timeouts, about 90 s (measured 98 s with the probe after them): shorter
     timeouts would cut off a slow server's answer after an artifact upload."""
     global _bounds_depth

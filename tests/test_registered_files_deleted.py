@@ -44,6 +44,7 @@ def test_predicting_with_a_version_that_lost_its_files_says_so(
 ) -> None:
     monkeypatch.setattr(mlflow.artifacts, "download_artifacts", lambda artifact_uri, dst_path: dst_path)
     monkeypatch.setattr("automed.model_store._registered_summary", lambda client: "m (aliases @champion)")
+    monkeypatch.setattr("automed.tracking.still_answers", lambda *a, **kw: None)  # (no server at 127.0.0.1:9)
     dest = tmp_path / "d"
     dest.mkdir()
     with pytest.raises(ArtifactError) as err:

@@ -41,12 +41,10 @@ def attach_export(
     found = _version_of(model, tracking_uri)
     if found is None:
         return None
-    from mlflow.tracking import MlflowClient
-
-    from automed.tracking import model_version, registry_uri
+    from automed.tracking import bounded_client, model_version
 
     uri, name, version = found
-    client = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
+    client = bounded_client(uri)  # a server gone: the clear error in seconds, not MLflow's minutes of retries
     mv = model_version(client, name, version)
     version = str(mv.version)
     run_id = mv.run_id

@@ -67,12 +67,9 @@ def run_settings(
 def registered_version(model: str, tracking_uri: str | None) -> str:
     """The version a ``models:/NAME@ALIAS`` (or ``/VERSION``) URI names now: an alias moved to another version is
     another model."""
-    import mlflow
+    from automed.tracking import bounded_client, model_version, resolve_uri, split_model_uri
 
-    from automed.tracking import model_version, registry_uri, resolve_uri, split_model_uri
-
-    uri = resolve_uri(tracking_uri)
-    client = mlflow.MlflowClient(uri, registry_uri=registry_uri(uri))
+    client = bounded_client(resolve_uri(tracking_uri))  # a server gone: the clear error in seconds
     return str(model_version(client, *split_model_uri(model)).version)
 
 

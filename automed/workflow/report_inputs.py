@@ -67,13 +67,12 @@ def resolve(runs: list[str | Path], scratch: Path, tracking_uri: str | None = No
 def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:
     """The training run ``run_id`` as a work-dir-like folder: ``cv/metrics.csv``, one ``progress.json`` per fold
     run (its per-epoch metrics) and, for image-level runs, ``summary.json`` naming the problem."""
-    import mlflow
     from mlflow.exceptions import MlflowException
 
     from automed.tasks.registry import TASKS
-    from automed.tracking import resolve_uri
+    from automed.tracking import bounded_client, resolve_uri
 
-    client = mlflow.MlflowClient(resolve_uri(tracking_uri))
+    client = bounded_client(resolve_uri(tracking_uri))  # a server gone: the clear error in seconds
     rule = "an MLflow run given to a report is an automed training run with its cv/ artifacts"
     try:
         run = client.get_run(run_id)

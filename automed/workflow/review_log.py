@@ -12,7 +12,7 @@ from pathlib import Path
 
 from automed.errors import ConfigError
 from automed.records import read_tracking
-from automed.tracking import MODEL_URI, Tracker, model_version, registry_uri, resolve_uri, split_model_uri
+from automed.tracking import MODEL_URI, Tracker, bounded_client, model_version, resolve_uri, split_model_uri
 from automed.workdir import WorkDir, chosen_members
 
 
@@ -21,10 +21,8 @@ def training_run(model: str | Path, tracking_uri: str | None) -> tuple[str, str,
     ``tracking.json``), a selection folder (its first member's) or a registered model URI (its version's run)."""
     text = str(model)
     if text.startswith(MODEL_URI):
-        import mlflow
-
         uri = resolve_uri(tracking_uri)
-        client = mlflow.MlflowClient(uri, registry_uri=registry_uri(uri))
+        client = bounded_client(uri)  # a server gone: the clear error in seconds, not MLflow's minutes
         version = model_version(client, *split_model_uri(text))
         if not version.run_id:
             raise ConfigError.single(model, "--log-review attaches the review to the model's training run",
