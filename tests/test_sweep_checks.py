@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from automed import api
+from automed._version import __version__
 from automed.search.context import SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.space import SearchSpace
@@ -280,6 +281,8 @@ def test_a_resumed_sweep_compares_its_space_by_content(
     saved = json.loads((wd / "sweep.json").read_text())["options"]["space"]
     assert saved == str(tmp_path / "here" / "slow.yaml")  # where it was, whatever the folder of a resume
     api.sweep(None, wd, space=tmp_path / "here" / "slow.yaml", resume=True, show_progress=False)
+    # (the automed that started it is recorded, and kept by a resume: tests/test_sweep_version.py)
+    assert json.loads((wd / "sweep.json").read_text())["automed_version"] == __version__
     (tmp_path / "copy.yaml").write_text((tmp_path / "here" / "slow.yaml").read_text())
     api.sweep(None, wd, space=tmp_path / "copy.yaml", resume=True, show_progress=False)  # the same content
     monkeypatch.chdir(tmp_path)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from automed._version import __version__
 from automed.errors import ArtifactError, ConfigError
 from automed.search.ray_hooks import budget_files, hooks_of_another_automed, sweep_path
 from automed.workflow.sweep_resume import resume_state
@@ -49,6 +50,7 @@ def _sweep(tmp_path: Path, stages: dict[str, Any], done: dict[str, Any]) -> Path
         (wd / "ray" / stage).mkdir(parents=True)
         (wd / "ray" / stage / "tuner.pkl").write_bytes(pickle.dumps({"_run_config": {"callbacks": hooks}}))
     state = {
+        "automed_version": __version__,  # this automed's sweep: only its hooks are judged
         "options": asdict(SweepOptions(space="space.yaml")),
         "dataset": str(tmp_path / "data"),
         "stages": done,

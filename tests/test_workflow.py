@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from automed import api
+from automed._version import __version__
 from automed.errors import DatasetError
 from automed.plan.schema import Plan
 from automed.testing.synthetic import make_dataset
@@ -129,7 +130,8 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     api.plan_dataset(ds, wd, workers=1, show_progress=False, folds=2, run_preprocess=True)
     saved = SweepOptions(space="space.yaml", trials=20, seed=3)
     source = dataset_source(load_dataset(ds))
-    (wd / STATE_FILE).write_text(json.dumps({"options": asdict(saved), "dataset": source}))
+    state = {"automed_version": __version__, "options": asdict(saved), "dataset": source}
+    (wd / STATE_FILE).write_text(json.dumps(state))
     # options left at their defaults, and those a resume takes (budget, device, workers): accepted
     _, opts = resume_state(wd, SweepOptions(budget_s=60.0, device="cpu", workers=1), ds)
     assert (opts.trials, opts.seed, opts.space, opts.budget_s, opts.device, opts.workers) == (
@@ -170,7 +172,8 @@ def test_a_sweep_whose_dataset_moved_resumes_from_its_new_place(tmp_path: Path) 
     wd = tmp_path / "S"
     api.plan_dataset(ds, wd, workers=1, show_progress=False, folds=2, run_preprocess=True)
     source = dataset_source(load_dataset(ds))
-    (wd / STATE_FILE).write_text(json.dumps({"options": asdict(SweepOptions(trials=4)), "dataset": source}))
+    state = {"automed_version": __version__, "options": asdict(SweepOptions(trials=4)), "dataset": source}
+    (wd / STATE_FILE).write_text(json.dumps(state))
     trial = wd / "trials" / "t1" / "train_config.json"
     trial.parent.mkdir(parents=True)
     trial.write_text(json.dumps({"dataset": source, "config": {}, "options": {}}))

@@ -26,6 +26,7 @@ import pandas as pd
 
 import automed.search.optuna_engine
 import automed.search.ray_engine  # noqa: F401  (registers the "ray" engine)
+from automed._version import __version__
 from automed.artifacts import (
     atomic_directory,
     claim_output,
@@ -128,6 +129,7 @@ def _new_state(
     )
     state = {
         "schema_version": 1,
+        "automed_version": __version__,  # a resume by another automed is refused (sweep_resume)
         "dataset": dataset_source(ds),
         "options": {
             **asdict(opts),

@@ -11,6 +11,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from automed._version import __version__
 from automed.artifacts import write_json_atomic
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError, ConfigError, Problem
@@ -50,6 +51,7 @@ def resume_state(
             "start with `automed sweep DATASET -o WORKDIR`",
         )
     state = json.loads(sfile.read_text())
+    _refuse_another_automed(sfile, state, wd)  # before anything of it is read as this automed's
     saved = SweepOptions(**state["options"])
     default = SweepOptions()
     problems = [
@@ -180,6 +182,30 @@ def _other_store(sfile: Path, state: dict[str, Any], asked: str | None) -> list[
             "drop --tracking-uri, or give the same store (a SQLite file moved since: its new place)",
         )
     ]
+
+
+def _refuse_another_automed(sfile: Path, state: dict[str, Any], wd: Path) -> None:
+    """A sweep is resumed by the automed version that started it (``sweep.json``'s ``automed_version``; a
+    ``sweep.json`` without it was written by an automed before sweeps recorded theirs, so an older one): its saved
+    options, stages, trials and Tune state are that version's, which this one would read as its own (only the Tune
+    hooks' pickles had told an older sweep apart: :func:`_old_tune_hooks`)."""
+    found = state.get("automed_version")
+    if found == __version__:
+        return
+    wrote = f"automed {found}" if found is not None else "an automed before sweep.json recorded its version"
+    raise ConfigError(
+        [
+            Problem(
+                str(sfile),
+                "a sweep is resumed by the automed version that started it (sweep.json's automed_version): its "
+                "saved options, stages and Tune state are that version's",
+                f"started by {wrote}; this is automed {__version__}",
+                f"finish it with {'the automed that started it' if found is None else wrote}, or start a new "
+                f"sweep with -o NEW_WORKDIR (this one's finished trials stay in {wd / 'trials'})",
+            )
+        ],
+        f"cannot resume the sweep in {wd}",
+    )
 
 
 def _old_tune_hooks(wd: Path, state: dict[str, Any]) -> list[Problem]:
