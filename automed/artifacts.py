@@ -133,15 +133,24 @@ def inside(a: Path, b: Path) -> bool:
 
 
 def claim_output(
-    out: Path, kind: str, *, protected: Sequence[Path] = (), overwrite: bool = False, earlier: bool = False
+    out: Path,
+    kind: str,
+    *,
+    protected: Sequence[Path] = (),
+    inputs: Sequence[Path] = (),
+    overwrite: bool = False,
+    earlier: bool = False,
 ) -> Path:
     """Check, before any work, that ``out`` may receive a ``kind`` output; return it resolved.
 
     Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
-    an existing non-empty folder only when automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another
-    kind with ``overwrite``. A non-empty folder automed did not write is never replaced, ``overwrite`` or not (it may
-    hold anything of the user's). ``earlier``: the caller recognised ``out`` as an earlier ``kind`` output written
-    before the marker existed (replaced like a marked one)."""
+    never inside a folder of ``inputs`` (the folders read as inputs: a later run over that folder would read the
+    outputs as inputs, or a folder-per-class dataset would gain a class); an existing non-empty folder only when
+    automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another kind with ``overwrite``, and never one
+    holding a symbolic link (what is written there would land in the folder it points to). A non-empty folder
+    automed did not write is never replaced, ``overwrite`` or not (it may hold anything of the user's). ``earlier``:
+    the caller recognised ``out`` as an earlier ``kind`` output written before the marker existed (replaced like a
+    marked one)."""
     res = out.expanduser().resolve()
     for p in protected:
         pr = p.expanduser().resolve()
@@ -152,6 +161,15 @@ def claim_output(
                 f"an output ({kind}) must not be, or hold, the model or the inputs",
                 f"{res} holds {pr}",
                 "choose another output folder (e.g. a new folder beside it)",
+            )
+    for src in inputs:
+        folder = src.expanduser().resolve()
+        if folder.is_dir() and inside(res, folder):
+            raise ArtifactError.single(
+                out,
+                f"an output ({kind}) must lie outside the folders it reads",
+                f"{res} is inside the input {folder}",
+                "choose an output folder outside the input (e.g. a new folder beside it)",
             )
     if res.is_file():
         raise ArtifactError.single(
@@ -173,7 +191,26 @@ def claim_output(
                 f"a {found} output",
                 "choose a new or empty folder, or pass --overwrite to replace it",
             )
+    if res.is_dir():
+        links = symbolic_links(res)
+        if links:
+            shown = ", ".join(f"{p.relative_to(res)} -> {p.readlink()}" for p in links[:3])
+            raise ArtifactError.single(
+                out,
+                f"an output folder ({kind}) must not hold symbolic links: automed would write through them into "
+                "the folders they point to",
+                shown + (f" (and {len(links) - 3} more)" if len(links) > 3 else ""),
+                "remove the link(s) from the output folder, or choose a new folder",
+            )
     return res
+
+
+def symbolic_links(folder: Path) -> list[Path]:
+    """The symbolic links inside ``folder``, at any depth (links to folders are not followed), sorted."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        found += [Path(root, n) for n in (*dirs, *files) if Path(root, n).is_symlink()]
+    return sorted(found)
 
 
 def output_kind(folder: Path) -> str | None:

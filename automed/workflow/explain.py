@@ -72,7 +72,9 @@ def explain(
     protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
     if not registered:
         protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
-    out = claim_output(Path(output), "explanations", protected=protected, overwrite=overwrite)
+    out = claim_output(
+        Path(output), "explanations", protected=protected, inputs=[Path(input_path)], overwrite=overwrite
+    )
     bundle = fetch_registered(str(model), tracking_uri) if registered else None
     predictor = (
         registered_predictor(str(model), bundle, device)

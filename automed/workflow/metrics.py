@@ -353,7 +353,9 @@ def metrics(
     protected += [
         Path(x) for x in listed if ("/" in x or "\\" in x) and Path(x).is_file()
     ]  # files a CSV lists
-    out = claim_output(Path(output), "metrics", protected=protected, overwrite=overwrite)
+    out = claim_output(
+        Path(output), "metrics", protected=protected, inputs=protected[:2], overwrite=overwrite
+    )  # the predictions and references folders: never written into
     kind: Kind = detect_kind(pairs) if problem == "auto" else cast("Kind", problem)  # checked above
     pairs = _fill_missing(pairs, kind, missing_value, src)
     options = ScoreOptions(

@@ -239,7 +239,9 @@ def patch_miner(
                                  f"{value_map} with no Label given", "give a slide CSV with a Label column, or drop "
                                  "--value-map")  # fmt: skip
     protected = [s.path for s in slides] + [s.label for s in slides if s.label]
-    out = claim_output(Path(output), "patches", protected=protected, overwrite=overwrite)
+    out = claim_output(
+        Path(output), "patches", protected=protected, inputs=[Path(p) for p in inputs], overwrite=overwrite
+    )
     infos = [_info(s, mpp, slide_mpp) for s in slides]  # every slide judged before any work
     for s, info in zip(slides, infos, strict=True):
         if mpp is not None and mpp < info.mpp * 0.999:

@@ -251,7 +251,9 @@ def predict(
         protected += [Path(model), chosen]  # a selection folder's chosen work dir too
         if not WorkDir(chosen).pair.is_file():  # no model here is the first thing to fix, before the output
             WorkDir(chosen).require_model()
-    out = claim_output(Path(output), "predictions", protected=protected, overwrite=overwrite)
+    out = claim_output(
+        Path(output), "predictions", protected=protected, inputs=[Path(input_path)], overwrite=overwrite
+    )
     earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, STAGING, RECORD) for p in out.iterdir())
     if (
         earlier and not overwrite and not resume

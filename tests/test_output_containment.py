@@ -1,0 +1,113 @@
+"""Every path an output command writes stays inside its output folder: an output is never placed inside a folder the
+command reads (predict, explain, metrics), and an earlier output folder holding a symbolic link is refused before
+work (``review -> ~/notes`` had predict --overwrite --review write its pages into the linked folder)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed import api
+from automed.artifacts import claim_output, mark_output
+from automed.errors import ArtifactError
+
+
+def _tree(root: Path) -> dict[str, str]:
+    """Path -> content hash of every file under ``root`` (links not followed: their own target named)."""
+    return {
+        str(p.relative_to(root)): (
+            "-> " + str(p.readlink()) if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
+
+
+def test_claim_refuses_an_output_inside_an_input_folder(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    (inputs / "deep").mkdir(parents=True)
+    (inputs / "a.csv").write_text("x\n")
+    for out in (inputs / "out", inputs / "deep" / "out"):
+        with pytest.raises(ArtifactError, match="must lie outside the folders it reads") as err:
+            claim_output(out, "predictions", inputs=[inputs])
+        assert str(inputs) in str(err.value) and "beside it" in str(err.value)
+    # the input itself keeps its own message; a file input (a CSV) is no folder: outputs beside it are fine
+    with pytest.raises(ArtifactError, match="must not be, or hold"):
+        claim_output(inputs, "predictions", protected=[inputs], inputs=[inputs])
+    assert claim_output(inputs / "out", "metrics", inputs=[inputs / "a.csv"]) == (inputs / "out").resolve()
+    assert claim_output(tmp_path / "out", "predictions", inputs=[inputs]) == (tmp_path / "out").resolve()
+    assert not (inputs / "out").exists()
+
+
+def test_claim_refuses_an_earlier_output_holding_a_link(tmp_path: Path) -> None:
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "index.html").write_text("the user's page")
+    out = tmp_path / "P"
+    (out / "review").mkdir(parents=True)
+    mark_output(out, "predictions")
+    assert claim_output(out, "predictions", overwrite=True) == out.resolve()  # no link: still accepted
+    shutil.rmtree(out / "review")
+    (out / "review").symlink_to(mine)
+    with pytest.raises(ArtifactError, match="must not hold symbolic links") as err:
+        claim_output(out, "predictions", overwrite=True)
+    assert f"review -> {mine}" in str(err.value) and "remove the link" in str(err.value)
+    (out / "review").unlink()
+    (out / "review").mkdir()
+    (out / "review" / "a.png").symlink_to(mine / "index.html")  # at any depth, a file too
+    with pytest.raises(ArtifactError, match=r"review/a\.png -> "):
+        claim_output(out, "predictions", overwrite=True)
+    assert (mine / "index.html").read_text() == "the user's page"
+
+
+def _label_map(path: Path) -> None:
+    arr = np.zeros((6, 12, 12), np.uint8)
+    arr[1:5, 2:8, 2:8] = 1
+    sitk.WriteImage(sitk.GetImageFromArray(arr), str(path))
+
+
+def test_metrics_never_writes_inside_its_predictions_or_references(tmp_path: Path) -> None:
+    pred, ref = tmp_path / "pred", tmp_path / "ref"
+    pred.mkdir()
+    ref.mkdir()
+    for i in range(2):
+        _label_map(pred / f"case{i}.nii.gz")
+        _label_map(ref / f"case{i}.nii.gz")
+    before = _tree(tmp_path)
+    for out in (pred / "scores", ref / "scores"):
+        with pytest.raises(ArtifactError, match="must lie outside the folders it reads"):
+            api.metrics(pred, out, reference=ref)
+    assert _tree(tmp_path) == before
+    assert api.metrics(pred, tmp_path / "scores", reference=ref).summary["n_cases"] == 2
+
+
+@pytest.mark.slow
+def test_predict_and_explain_write_only_inside_their_output(
+    small_training: dict[str, Path], tmp_path: Path
+) -> None:
+    """The session's small training (tests/conftest.py), read, never written."""
+    wd = small_training["W"]
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(small_training["ds"] / "imagesTr" / "case_000.nii.gz", inputs / "case_000_0000.nii.gz")
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "index.html").write_text("the user's page")
+    before = {"in": _tree(inputs), "notes": _tree(mine)}
+    with pytest.raises(ArtifactError, match="must lie outside the folders it reads"):
+        api.predict(wd, inputs, inputs / "out", show_progress=False)
+    with pytest.raises(ArtifactError, match="must lie outside the folders it reads"):
+        api.explain(wd, inputs, inputs / "maps", show_progress=False)
+    out = tmp_path / "P"
+    api.predict(wd, inputs, out, review=True, show_progress=False)
+    shutil.rmtree(out / "review")
+    (out / "review").symlink_to(mine)  # a link left in an earlier output folder
+    with pytest.raises(ArtifactError, match="must not hold symbolic links"):
+        api.predict(wd, inputs, out, review=True, overwrite=True, show_progress=False)
+    assert {"in": _tree(inputs), "notes": _tree(mine)} == before
+    assert (out / "review").is_symlink()  # refused before work: the folder is as it was
