@@ -333,6 +333,23 @@ def locked(root: Path, command: str) -> Iterator[None]:
             root.rmdir()
 
 
+def refuse_workdir_in_dataset(dataset: str | Path | None, wd: Path) -> None:
+    """A work dir is never a dataset folder or inside one (``-o DATASET`` wrote fingerprint.json, plan.json, the
+    preprocessed cache and the lock among the user's images; a work dir inside a folder-per-class dataset is read
+    as another class); a CSV's folder may hold work dirs beside it. Checked by every command that makes a work dir
+    from a dataset (fingerprint, plan, train, sweep)."""
+    if dataset is None:
+        return
+    src = Path(dataset).expanduser().resolve()
+    if not src.is_dir():
+        return
+    if wd.resolve() == src or src in wd.resolve().parents:
+        raise ArtifactError.single(
+            wd, "a work dir lies outside the dataset folder", f"inside {src.name}",
+            "choose an output folder beside the dataset, e.g. -o work",
+        )  # fmt: skip
+
+
 def claim_workdir(root: Path, command: str) -> None:
     """Before anything is written there: a work dir (``-o`` of fingerprint, plan, preprocess, train, sweep) is a new
     or empty folder, or one automed wrote as a work dir (its ``fingerprint.json``, the first thing every work dir

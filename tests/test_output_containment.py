@@ -111,3 +111,32 @@ def test_predict_and_explain_write_only_inside_their_output(
         api.predict(wd, inputs, out, review=True, overwrite=True, show_progress=False)
     assert {"in": _tree(inputs), "notes": _tree(mine)} == before
     assert (out / "review").is_symlink()  # refused before work: the folder is as it was
+
+
+def _class_folders(root: Path) -> Path:
+    """A folder-per-class dataset: ``root/<class>/PATIENT_<n>.png``, three 16x16 pictures per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("benign", "malignant"):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
+                root / name / f"PATIENT_{i}.png"
+            )
+    return root
+
+
+def test_a_work_dir_is_never_made_inside_the_dataset_folder(tmp_path: Path) -> None:
+    """``automed fingerprint DS -o DS/W`` made a folder that the folder-per-class dataset then read as a class
+    (verify refused the dataset from then on); train and sweep refused it already, fingerprint and plan now too."""
+    ds = _class_folders(tmp_path / "ds")
+    for wd in (ds / "W", ds / "benign" / "W"):
+        with pytest.raises(ArtifactError, match="a work dir lies outside the dataset folder"):
+            api.fingerprint(ds, wd, workers=0, show_progress=False)
+        with pytest.raises(ArtifactError, match="a work dir lies outside the dataset folder"):
+            api.plan_dataset(ds, wd, workers=0, show_progress=False)
+    assert sorted(p.name for p in ds.iterdir()) == ["benign", "malignant"]
+    api.verify(ds, workers=0, show_progress=False)  # the dataset is as it was
+    api.fingerprint(ds, tmp_path / "W", workers=0, show_progress=False)  # beside it: fine
+    assert (tmp_path / "W" / "fingerprint.json").is_file()

@@ -31,7 +31,7 @@ from automed.train.config import TrainConfig
 from automed.workdir import FINGERPRINT as FINGERPRINT_FILE
 from automed.workdir import PLAN as PLAN_FILE
 from automed.workdir import SPLITS as SPLITS_FILE
-from automed.workdir import WorkDir, claim_workdir
+from automed.workdir import WorkDir, claim_workdir, refuse_workdir_in_dataset
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def fingerprint(
     show_progress: bool = True,
 ) -> tuple[Fingerprint, bool]:
     """Write ``WORKDIR/fingerprint.json``. Returns it and whether it was reused (inputs unchanged)."""
+    refuse_workdir_in_dataset(dataset.source if isinstance(dataset, Dataset) else dataset, Path(workdir))
     claim_workdir(Path(workdir), "automed fingerprint")
     ds = as_dataset(dataset)
     out = Path(workdir) / FINGERPRINT_FILE
@@ -286,6 +287,7 @@ def plan_dataset(
     pre = load_preset(preset)
     verify(ds, workers=workers, show_progress=show_progress, max_voxels=max_voxels)
     wd = Path(workdir)
+    refuse_workdir_in_dataset(ds.source if isinstance(dataset, Dataset) else dataset, wd)
     claim_workdir(wd, "automed plan")  # before the folder is made: a file or a folder of yours is refused
     wd.mkdir(parents=True, exist_ok=True)
     earlier = (wd / FINGERPRINT_FILE).read_bytes() if (wd / FINGERPRINT_FILE).is_file() else None

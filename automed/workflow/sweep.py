@@ -50,7 +50,7 @@ from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
 from automed.tracking import Tracker, check_tracking_uri
 from automed.train.config import TrainConfig, load_train_config
-from automed.workdir import claim_workdir, locked
+from automed.workdir import claim_workdir, locked, refuse_workdir_in_dataset
 from automed.workflow.choice import log_record
 from automed.workflow.prepare import (
     choose_configuration,
@@ -75,7 +75,6 @@ from automed.workflow.sweep_stages import (
     stage_search,
 )
 from automed.workflow.sweep_verdict import duplicates_note, failure_lines, sweep_verdict
-from automed.workflow.train_start import refuse_workdir_in_dataset
 from automed.workflow.trials_live import TrialsDisplay
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from automed.train.config import TrainConfig, load_train_config
 from automed.train.device import pick_device
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import fold_finished
-from automed.workdir import ALL_DATA, WorkDir, claim_workdir, locked
+from automed.workdir import ALL_DATA, WorkDir, claim_workdir, locked, refuse_workdir_in_dataset
 from automed.workflow.all_data import all_data_split, conclude_all_data
 from automed.workflow.choice import log_record
 from automed.workflow.disclosure import public_options, redactor_for
@@ -47,7 +47,6 @@ from automed.workflow.train_extension import epochs_done, extension_targets, for
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 from automed.workflow.train_start import (
     fold_list,
-    refuse_workdir_in_dataset,
     require_training_workdir,
     restore_training,
     start_training,

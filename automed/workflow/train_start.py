@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from automed.artifacts import inside, write_bytes_atomic, write_json_atomic
+from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import check_splits
 from automed.errors import ArtifactError, ConfigError
@@ -71,21 +71,6 @@ def recorded_share(wd: Path, configuration: str, folds: list[int], screened: boo
         if isinstance(share, int | float) and share > 0:
             return float(share)
     return None
-
-
-def refuse_workdir_in_dataset(dataset: str | Path | None, wd: Path) -> None:
-    """A work dir is never a dataset folder or inside one (``-o DATASET`` wrote fingerprint.json, plan.json, the
-    preprocessed cache and the lock among the user's images); a CSV's folder may hold work dirs beside it."""
-    if dataset is None:
-        return
-    src = Path(dataset).expanduser().resolve()
-    if not src.is_dir():
-        return
-    if inside(wd.resolve(), src):
-        raise ArtifactError.single(
-            wd, "a work dir lies outside the dataset folder", f"inside {src.name}",
-            "choose an output folder beside the dataset, e.g. -o work",
-        )  # fmt: skip
 
 
 def require_training_workdir(wd: Path) -> None:
