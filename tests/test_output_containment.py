@@ -140,3 +140,26 @@ def test_a_work_dir_is_never_made_inside_the_dataset_folder(tmp_path: Path) -> N
     api.verify(ds, workers=0, show_progress=False)  # the dataset is as it was
     api.fingerprint(ds, tmp_path / "W", workers=0, show_progress=False)  # beside it: fine
     assert (tmp_path / "W" / "fingerprint.json").is_file()
+
+
+def test_the_bundle_writes_only_inside_its_output_folder(tmp_path: Path) -> None:
+    """The torch-free bundle's predict.py wrote its record ``.bundle-predict.json`` through a link of that name in
+    the output folder (the linked file of the user's was replaced), and wrote predictions inside the input folder."""
+    from automed.runtime import cli
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "preprocess.json").write_text('{"files": {"onnx": []}}')  # refused before any network loads
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 5, 6), np.float32)), str(inputs / "a.nii.gz"))
+    with pytest.raises(SystemExit, match="must lie outside the input folder"):
+        cli.main(["-i", str(inputs), "-o", str(inputs / "out")], bundle=bundle)
+    mine = tmp_path / "notes.txt"
+    mine.write_text("the user's notes")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / cli.RECORD).symlink_to(mine)
+    with pytest.raises(SystemExit, match=r"must not hold symbolic links .*found \.bundle-predict\.json"):
+        cli.main(["-i", str(inputs), "-o", str(out), "--overwrite"], bundle=bundle)
+    assert mine.read_text() == "the user's notes" and not (inputs / "out").exists()

@@ -13,6 +13,7 @@ import argparse
 import csv
 import hashlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -136,6 +137,18 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         )
     if outp.is_file():
         raise SystemExit(f"{args.output}: the output must be a folder, not a file; choose another -o")
+    if inp.is_dir() and inp in outp.parents:
+        raise SystemExit(
+            f"{args.output}: the output folder must lie outside the input folder {args.input} (a later run over "
+            "the input would find the predictions among the images); choose an -o beside it"
+        )
+    links = _links(outp)
+    if links:  # a prediction or the record written through one would replace a file elsewhere
+        raise SystemExit(
+            f"{args.output}: the output folder must not hold symbolic links (predictions would be written through "
+            f"them into other folders); found {', '.join(str(p.relative_to(outp)) for p in links[:3])}; remove "
+            "them or choose another -o"
+        )
     root = bundle or Path(sys.argv[0]).resolve().parent
     meta = json.loads((root / "preprocess.json").read_text())
     try:  # before any network loads or output is written
@@ -260,6 +273,14 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+def _links(folder: Path) -> list[Path]:
+    """The symbolic links inside ``folder`` at any depth (links to folders are not followed); none if it is missing."""
+    found: list[Path] = []
+    for top, dirs, files in os.walk(folder):
+        found += [Path(top, n) for n in (*dirs, *files) if Path(top, n).is_symlink()]
+    return sorted(found)
 
 
 def _bundle_digest(root: Path) -> str:
