@@ -243,3 +243,29 @@ def test_an_output_named_like_a_page_is_refused_before_any_work(tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"is a folder.*-o .*rep\b") as err:
         api.report([tmp_path / "nowhere"], tmp_path / "rep.html")
     assert "rep.html" in str(err.value) and not (tmp_path / "rep.html").exists()
+
+
+def test_metrics_outputs_with_and_without_label_names_make_one_page(tmp_path: Path) -> None:
+    """`automed metrics` without --labels names label 1 by its value, with --labels by its name: the report read
+    the names as a mix of numbers and strings and stopped with "'<' not supported between instances of 'str' and
+    'int'"; they are text now, and a case ID 007 stays 007."""
+    import SimpleITK as sitk
+
+    for d in ("pred", "ref"):
+        (tmp_path / d).mkdir()
+    for i in range(3):
+        a = np.zeros((6, 12, 12), np.uint8)
+        a[1:5, 2:8, 2:8] = 1
+        sitk.WriteImage(sitk.GetImageFromArray(a), str(tmp_path / "ref" / f"00{i}.nii.gz"))
+        a[1:5, 2:8, 7 - i : 8] = 0
+        sitk.WriteImage(sitk.GetImageFromArray(a), str(tmp_path / "pred" / f"00{i}.nii.gz"))
+    (tmp_path / "dataset.json").write_text('{"labels": {"background": 0, "outer": 1}}')
+    api.metrics(tmp_path / "pred", tmp_path / "by_value", reference=tmp_path / "ref")
+    api.metrics(
+        tmp_path / "pred", tmp_path / "by_name", reference=tmp_path / "ref", labels=tmp_path / "dataset.json"
+    )
+    res = api.report([tmp_path / "by_value", tmp_path / "by_name"], tmp_path / "R", log_to_mlflow=False)
+    page = res.page.read_text()
+    assert "outer" in page and res.tests == []  # two structures, no pair to test
+    cases = pd.read_csv(res.folder / "cases.csv", dtype=str)
+    assert set(cases["case"]) == {"000", "001", "002"} and set(cases["name"]) == {"1", "outer"}

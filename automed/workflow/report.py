@@ -38,6 +38,9 @@ log = logging.getLogger("automed")
 
 MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
 NO_CASES = ("run", "case", "label", "name", "dice")  # the columns of a report without per-case rows
+# read as text: a label named by its value in one run (1) and by a name in another (outer) made the structure names
+# a mix of numbers and strings that could not be sorted; a case ID 007 stays 007
+TEXT_COLUMNS = {"case": str, "label": str, "name": str}
 MAX_THUMB_CASES = 24  # per run: the worst cases by mean Dice get thumbnails (the rest are in cases.csv)
 
 
@@ -53,14 +56,14 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
     """The per-case table of one run and its folds' histories (work dirs only)."""
     wd = WorkDir(path)
     if path.is_dir() and wd.cv_metrics.is_file():
-        table = pd.read_csv(wd.cv_metrics)
+        table = pd.read_csv(wd.cv_metrics, dtype=TEXT_COLUMNS)
         hist = {}
         for prog in sorted((path / "train").glob(f"*/fold_*/{PROGRESS}")):
             hist[f"{prog.parent.parent.name} {prog.parent.name}"] = read_progress(prog)["history"]
         return table, hist
     csv = path / "metrics.csv" if path.is_dir() else path
     if csv.is_file() and csv.suffix == ".csv":
-        table = pd.read_csv(csv)
+        table = pd.read_csv(csv, dtype=TEXT_COLUMNS)
         if {"case", "label", "dice"} <= set(table.columns):
             return table, {}
     if (path / "sweep.json").is_file():
