@@ -256,3 +256,22 @@ def test_a_torch_pair_and_an_exported_pair_refuse_a_missing_fold_by_one_rule(tmp
     assert export_err.value.rule == p.rule.replace(", m1", "") and export_err.value.member == 1
     with pytest.raises(ConfigError, match=r"member 1 \(3d_fullres, m0\) of this pair .*\(no fold 5\)"):
         pair_predictor(tmp_path, None, str(tmp_path), folds=[5], step=None)
+
+
+def test_predict_py_overwrite_replaces_only_what_a_bundle_wrote(bundle: dict[str, Path]) -> None:
+    out = bundle["out"]
+    out.mkdir()
+    mine = out / "a.nii.gz"  # a file of the user's that happens to carry a prediction's name
+    mine.write_bytes(b"the user's own label map")
+    args = ["-i", str(bundle["in"]), "-o", str(out), "--overwrite"]
+    with pytest.raises(SystemExit, match=r"holds a\.nii\.gz without it: files of yours, not replaced"):
+        cli.main(args, bundle=bundle["root"])
+    assert mine.read_bytes() == b"the user's own label map"
+    mine.unlink()
+    assert (
+        cli.main(args[:-1], bundle=bundle["root"]) == 0
+    )  # the bundle's own predictions, marked by its record
+    assert (out / cli.RECORD).is_file() and mine.is_file()
+    with pytest.raises(SystemExit, match=r"already holds a\.nii\.gz, b\.nii\.gz; .*--overwrite"):
+        cli.main(args[:-1], bundle=bundle["root"])
+    assert cli.main(args, bundle=bundle["root"]) == 0  # a rerun (the cube's) replaces them

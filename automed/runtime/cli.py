@@ -209,14 +209,17 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             )
         cases = [c for c in cases if f"{c.case_id}{c.suffix}" not in taken]
         taken = []
-    if taken and not args.overwrite:  # files of a user's (or an earlier run's) are replaced only when asked
+    held = f"{', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}"
+    if taken and not args.overwrite:  # an earlier run's predictions are replaced only when asked
+        raise SystemExit(f"{args.output}: already holds {held}; choose an empty folder or pass --overwrite")
+    if taken and not (outp / RECORD).is_file():  # files of the user's, never this bundle's: never replaced
         raise SystemExit(
-            f"{args.output}: already holds {', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}; choose an empty "
-            "folder or pass --overwrite"
+            f"{args.output}: --overwrite replaces predictions a bundle wrote there ({RECORD} marks them), and this "
+            f"folder holds {held} without it: files of yours, not replaced; choose an empty folder"
         )
     args.output.mkdir(parents=True, exist_ok=True)
-    if not image_level:  # what --continue checks before it adds to these label maps
-        (outp / RECORD).write_text(json.dumps(settings) + "\n")
+    # the bundle's predictions are here (what --overwrite may replace) and the settings --continue checks
+    (outp / RECORD).write_text(json.dumps(settings) + "\n")
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
