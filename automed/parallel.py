@@ -1,4 +1,4 @@
-"""Bounded parallel map over worker processes with a progress bar.
+"""Bounded parallel map over worker processes with a progress bar; the progress of a command's stages (:class:`Stages`).
 
 At most ``2 * workers`` items are in flight, so memory is bounded by a few cases whatever the dataset size. Results
 come back in input order. ``workers <= 1`` runs inline (no process start-up; used by tests and tiny datasets).
@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
+from rich import get_console
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 T = TypeVar("T")
@@ -38,7 +40,7 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def progress_bar(disable: bool = False) -> Progress:
+def progress_bar(disable: bool = False, console: Console | None = None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -46,7 +48,54 @@ def progress_bar(disable: bool = False) -> Progress:
         TimeElapsedColumn(),
         disable=disable,
         transient=False,
+        console=console,
     )
+
+
+class Stages:
+    """A command's stages, each a count of steps (``automed select``: the candidates scored case by case, the class
+    bias, the largest components, the inference timing): on a terminal a bar per stage (:func:`progress_bar`),
+    elsewhere (a log file, CI) plain lines: the stage as it starts, its count at each tenth reached ``every_s``
+    seconds or more after the stage's last line (a fast stage shows its start and end only) and its end with the
+    time it took; ``show=False``: nothing."""
+
+    def __init__(self, show: bool = True, console: Console | None = None, every_s: float = 5.0) -> None:
+        self.show = show
+        self.console = console
+        self.every_s = every_s
+
+    @contextlib.contextmanager
+    def stage(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        """A stage of ``total`` steps; it yields the function that counts one step done."""
+        console = self.console or get_console()
+        if not self.show:
+            yield lambda: None
+        elif console.is_terminal:
+            with progress_bar(console=console) as bar:
+                task = bar.add_task(description, total=total)
+                yield lambda: bar.advance(task)
+        else:
+            yield from _plain_stage(console, description, total, self.every_s)
+
+
+def _plain_stage(
+    console: Console, description: str, total: int, every_s: float
+) -> Iterator[Callable[[], None]]:
+    t0, done, shown, last = time.perf_counter(), [0], [0], [time.perf_counter()]
+
+    def line(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)  # a log line is never wrapped
+
+    def advance() -> None:
+        done[0] += 1
+        tenth = 10 * done[0] // max(total, 1)
+        if tenth > shown[0] and done[0] < total and time.perf_counter() - last[0] >= every_s:
+            shown[0], last[0] = tenth, time.perf_counter()
+            line(f"{description}: {done[0]}/{total} ({time.perf_counter() - t0:.0f} s)")
+
+    line(f"{description}: 0/{total}")
+    yield advance
+    line(f"{description}: {done[0]}/{total} done in {time.perf_counter() - t0:.0f} s")
 
 
 def end_with(driver: int) -> None:

@@ -7,6 +7,8 @@ axis separately), arg-max, pasted into the uncropped volume, transposed back, cl
 
 from __future__ import annotations
 
+import copy
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,15 @@ from automed.data.io import Geometry
 from automed.errors import ArtifactError
 from automed.infer.predict_options import chosen_folds
 from automed.infer.prediction import Prediction
-from automed.infer.sliding_window import predict_volume
+from automed.infer.sliding_window import predict_volume, window_corners
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
-from automed.preprocess.pipeline import preprocess_arrays, preprocess_label, spec_for
+from automed.preprocess.pipeline import Preprocessed, preprocess_arrays, preprocess_label, spec_for
 from automed.preprocess.previous_stage import check_first_stage
 from automed.runtime.pipeline import to_original
 from automed.runtime.postprocess import apply as apply_postprocessing
 from automed.runtime.postprocess import class_bias
+from automed.runtime.sliding import mirror_axes_sets
 from automed.train.config import TrainConfig
 from automed.train.data import with_previous
 from automed.train.device import autocast_dtype, pick_device
@@ -166,13 +169,53 @@ class Predictor:
             **kwargs,
         )
 
+    def variant(self, n_models: int, *, tta: bool, step: float, mirrors: str) -> Predictor:
+        """This predictor with its first ``n_models`` fold networks and other inference settings; the networks are
+        shared, not loaded again. A cascade's first stage follows as :meth:`from_folds` builds it for a fold's
+        validation (its first ``n_models`` networks, the same TTA, its own step and mirror set)."""
+        other = copy.copy(self)
+        other.models = self.models[:n_models]
+        if self.previous is not None:
+            prev = self.previous
+            other.previous = prev.variant(n_models, tta=tta, step=prev.step, mirrors=prev.mirrors)
+        other.tta, other.step, other.mirrors = tta, step, mirrors
+        return other
+
+    def preprocess(self, channels: np.ndarray, geometry: Geometry) -> Preprocessed:
+        """One case given as ``(C, z, y, x)`` arrays with its geometry, preprocessed by the plan (the same for every
+        :meth:`variant`)."""
+        return preprocess_arrays(
+            channels.astype(np.float32, copy=False), None, geometry, self.plan, self.cfg, self.label_values
+        )
+
+    def work(self, pre: Preprocessed) -> tuple[object, ...]:
+        """What predicting the preprocessed case ``pre`` computes: the networks, their mirrorings, the windows (the
+        step itself when whole images may be predicted), the postprocessing and a cascade's first stage. Two
+        variants of one predictor with equal work predict the case identically, at the same cost."""
+        shape = pre.data.shape[2:] if self.cfg.network.dimension == 2 else pre.data.shape[1:]
+        windows = (
+            tuple(window_corners(shape, self.patch, self.step)) if self.whole_image_factor == 0 else self.step
+        )
+        return (*self._settings(), windows)
+
+    def _settings(self) -> tuple[object, ...]:
+        prev = None if self.previous is None else (*self.previous._settings(), self.previous.step)
+        flips = mirror_axes_sets(len(self.patch), self.tta, self.mirrors)
+        post = json.dumps(self.postprocessing, sort_keys=True)
+        return (tuple(id(m) for m in self.models), tuple(flips), self.whole_image_factor, post, prev)
+
     def predict_arrays(
         self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = False
     ) -> Prediction:
         """Predict one case given as ``(C, z, y, x)`` arrays with its geometry."""
-        pre = preprocess_arrays(
-            channels.astype(np.float32, copy=False), None, geometry, self.plan, self.cfg, self.label_values
+        return self.predict_preprocessed(
+            self.preprocess(channels, geometry), channels, geometry, probabilities
         )
+
+    def predict_preprocessed(
+        self, pre: Preprocessed, channels: np.ndarray, geometry: Geometry, probabilities: bool = False
+    ) -> Prediction:
+        """:meth:`predict_arrays` of a case already preprocessed (``pre``: :meth:`preprocess` of ``channels``)."""
         net = self.cfg.network
         run = partial(
             predict_volume,

@@ -45,6 +45,13 @@ def _forward(
     return total / (len(models) * len(flips))
 
 
+def window_corners(shape: Sequence[int], patch: Sequence[int], step: float) -> list[tuple[int, ...]]:
+    """The corners of the windows :func:`predict_volume` predicts a volume of spatial ``shape`` with (padded up to
+    the patch where smaller): two steps with the same corners predict it identically."""
+    size = [max(p, s) for p, s in zip(patch, shape, strict=True)]
+    return list(itertools.product(*[window_starts(s, p, step) for s, p in zip(size, patch, strict=True)]))
+
+
 def _pad_to(x: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Tensor, list[slice]]:
     """Pad the spatial axes of ``x`` (N, C, ...) symmetrically up to ``shape``; return the crop back."""
     pads: list[int] = []
@@ -89,11 +96,10 @@ def predict_volume(
     target = [max(p, s) for p, s in zip(patch, x.shape[2:], strict=True)]
     xp, crop = _pad_to(x, target)
     size = xp.shape[2:]
-    starts = [window_starts(s, p, step) for s, p in zip(size, patch, strict=True)]
     g = torch.from_numpy(gaussian_importance(tuple(patch))).to(dev)
     acc = torch.zeros((n_classes, *size), dtype=torch.float32, device=dev)
     norm = torch.zeros(tuple(size), dtype=torch.float32, device=dev)
-    corners = list(itertools.product(*starts))
+    corners = window_corners(x.shape[2:], patch, step)
     for i in range(0, len(corners), batch):
         chunk = corners[i : i + batch]
         sls = [tuple(slice(c, c + p) for c, p in zip(corner, patch, strict=True)) for corner in chunk]

@@ -8,7 +8,8 @@ ensemble (1, 3, 5, ... up to the folds trained) is timed on the same cases; its 
 case was in the training set of the other folds), so it is not traded against Dice: all folds are kept unless a
 latency target forces fewer. Choice: with ``latency_target`` the most accurate (tta, step) whose time with the most
 folds that fit is within the target; without one, the cheapest (tta, step) whose Dice is within ``tolerance``
-(0.5 % relative) of the best.
+(0.5 % relative) of the best. Settings that compute the same on a case (a step whose windows are step 0.5's) share
+one prediction and its time, so a tie goes to the one listed first (step 0.5), not to the noise of two timings.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.evaluate.summary import score
 from automed.infer.predictor import Predictor
+from automed.parallel import Stages
 from automed.plan.schema import Plan
 from automed.records import read_train_config
 from automed.select.selection import dice_summary, dice_table
@@ -42,16 +44,17 @@ def measure(
     max_cases: int = 5,
     device: str | None = None,
     postprocessing: list[dict[str, Any]] | None = None,
+    progress: Stages | None = None,
 ) -> dict[str, Any]:
     """The Dice/time table of one training work dir (see the module docstring), with ``postprocessing`` (default:
-    the training's own) applied."""
+    the training's own) applied; ``progress`` shows the predictions as they are timed."""
     meta = read_meta(WorkDir(workdir).require_model())
     post = meta.inference.postprocessing if postprocessing is None else postprocessing
     dataset = read_train_config(WorkDir(workdir).train_config)["dataset"]
     plan = Plan.load(WorkDir(workdir).plan)
     return measure_folds(
         workdir, plan, meta.config, meta.folds, dataset, post, max_cases=max_cases, device=device,
-        checkpoint=meta.checkpoint, mirrors=meta.inference.mirrors,
+        checkpoint=meta.checkpoint, mirrors=meta.inference.mirrors, progress=progress,
     )  # fmt: skip
 
 
@@ -67,40 +70,61 @@ def measure_folds(
     device: str | None = None,
     checkpoint: str = "final",
     mirrors: str = "all",
+    progress: Stages | None = None,
 ) -> dict[str, Any]:
-    """:func:`measure` for ``folds`` of a training that has no ``model.json`` yet (training decides its own)."""
+    """:func:`measure` for ``folds`` of a training that has no ``model.json`` yet (training decides its own).
+
+    Each fold's weights are loaded once and each case preprocessed once (its time counted in every setting's); a
+    setting that would compute exactly what an earlier one did for a case (the same networks, mirrorings and windows:
+    step 0.75 on a case no larger than a few patches, one fold at step 0.5 with TTA) takes that prediction and its
+    time instead of predicting the case again (``reused_cases``)."""
     splits = json.loads(WorkDir(workdir).splits.read_text())
     ds = load_dataset(dataset)
     by_id = {c.case_id: c for c in ds.cases}
     ids = splits["folds"][folds[0]]["val"][:max_cases]
     cases = [read_case(by_id[c], ds.images_are_4d) for c in ids]
     values = sorted(int(k) for k in plan.labels)
-
-    def predictor(chosen: list[int], **kw: Any) -> Predictor:
-        return Predictor.from_folds(
-            workdir,
-            plan,
-            config,
-            chosen,
-            checkpoint=checkpoint,
-            device=device,
-            postprocessing=postprocessing,
-            **kw,
-        )
-
-    rows = []
+    counts = sorted({n for n in (1, 3, 5, len(folds)) if n <= len(folds)})
+    base = Predictor.from_folds(
+        workdir, plan, config, folds[: counts[-1]], checkpoint=checkpoint, device=device,
+        postprocessing=postprocessing, mirrors=mirrors,
+    )  # fmt: skip
     settings = [(tta, mirrors, step) for tta, step in itertools.product(TTA, STEPS)]
     if mirrors != "all":
         settings.append((True, "all", 0.5))  # nnU-Net's default: the reference, not a candidate
-    for tta, mirror_set, step in settings:
-        pred = predictor([folds[0]], tta=tta, step=step, mirrors=mirror_set)
-        per_case, seconds = [], []
+    # the settings on fold 0's network, then the fold counts (TTA over the training's mirror set, step 0.5)
+    runs = [base.variant(1, tta=tta, step=step, mirrors=m) for tta, m, step in settings]
+    runs += [base.variant(n, tta=True, step=0.5, mirrors=mirrors) for n in counts]
+    labels: list[list[np.ndarray]] = [[] for _ in runs]
+    seconds: list[list[float]] = [[] for _ in runs]
+    reused = [0 for _ in runs]
+    what = (
+        f"inference timing: {len(settings)} settings and {len(counts)} fold count(s) on {len(cases)} case(s) "
+        f"of fold {folds[0]}"
+    )
+    with (progress or Stages(show=False)).stage(what, len(runs) * len(cases)) as timed:
         for cd in cases:
             t0 = time.perf_counter()
-            res = pred.predict_arrays(cd.channels, cd.geometry)
-            seconds.append(time.perf_counter() - t0)
+            pre = base.preprocess(cd.channels, cd.geometry)
+            prep = time.perf_counter() - t0
+            done: dict[tuple[object, ...], tuple[np.ndarray, float]] = {}
+            for k, pred in enumerate(runs):
+                work = pred.work(pre)
+                if work in done:
+                    reused[k] += 1
+                else:
+                    t0 = time.perf_counter()
+                    res = pred.predict_preprocessed(pre, cd.channels, cd.geometry)
+                    done[work] = (res.labels, prep + time.perf_counter() - t0)
+                labels[k].append(done[work][0])
+                seconds[k].append(done[work][1])
+                timed()
+    rows = []
+    for k, (tta, mirror_set, step) in enumerate(settings):
+        per_case = []
+        for pred_labels, cd in zip(labels[k], cases, strict=True):
             assert cd.label is not None
-            per_case.append(dice_table(res.labels, cd.label, values))
+            per_case.append(dice_table(pred_labels, cd.label, values))
         s = dice_summary(per_case, values)
         rows.append(
             {
@@ -110,17 +134,11 @@ def measure_folds(
                 "folds": 1,
                 "candidate": mirror_set == mirrors,
                 "dice": s["foreground_mean"],
-                "seconds_per_case": float(np.mean(seconds)),
+                "seconds_per_case": float(np.mean(seconds[k])),
+                "reused_cases": reused[k],
             }
         )
-    counts = sorted({n for n in (1, 3, 5, len(folds)) if n <= len(folds)})
-    fold_times = {}
-    for n in counts:
-        pred = predictor(folds[:n], mirrors=mirrors)
-        t0 = time.perf_counter()
-        for cd in cases:
-            pred.predict_arrays(cd.channels, cd.geometry)
-        fold_times[n] = (time.perf_counter() - t0) / len(cases)
+    fold_times = {n: float(np.mean(seconds[len(settings) + i])) for i, n in enumerate(counts)}
     return {"cases": ids, "settings": rows, "fold_seconds_per_case": fold_times, "base_folds": 1}
 
 
