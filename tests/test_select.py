@@ -11,6 +11,7 @@ import pytest
 
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
+from automed.parallel import Stages
 from automed.runtime.postprocess import apply, largest_component
 from automed.select.selection import select
 from automed.testing.synthetic import make_dataset
@@ -90,6 +91,31 @@ def test_better_configuration_wins_and_postprocessing_helps(
     for k, v in res["cv_dice_final"]["dice"].items():  # ...and no label got worse
         assert v >= res["cv_dice_before_postprocessing"]["dice"][k] - 1e-9
     assert (tmp_path / "sel" / "selection.json").is_file()
+
+
+def test_select_shows_its_stages_as_plain_lines_off_a_terminal(
+    dataset: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each stage that reads the CV cases says when it starts and ends (it printed nothing for minutes)."""
+    ds_path, labels = dataset
+    good = _fake_training(tmp_path, "good", ds_path, labels, "islands")
+    bad = _fake_training(tmp_path, "bad", ds_path, labels, "eroded")
+    select([bad, good], tmp_path / "sel", progress=Stages(every_s=0))
+    lines = capsys.readouterr().out.splitlines()
+    n = len(labels)
+    starts = [line for line in lines if line.endswith(": 0/" + line.rsplit("/", 1)[-1])]
+    assert starts == [
+        f"scoring 3 candidate(s) on {n} CV cases: 0/{n}",
+        f"class bias: 0/{n}",
+        f"largest components: 0/{2 * n}",  # all foreground, then each label
+    ]
+    ends = [line.split(" done in ")[0] for line in lines if " done in " in line]
+    assert ends == [
+        f"scoring 3 candidate(s) on {n} CV cases: {n}/{n}",
+        f"class bias: {n}/{n}",
+        f"largest components: {2 * n}/{2 * n}",
+    ]
+    assert len(lines) > 6  # and the counts between
 
 
 def test_postprocessing_rejected_when_it_hurts(

@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from automed.errors import ArtifactError
+from automed.parallel import Stages
 from automed.tasks.base import Selected
 from automed.tasks.registry import TASKS
 
@@ -99,6 +100,8 @@ def test_select_takes_the_tasks_choice_and_records_it(
     )
     monkeypatch.setattr(wf, "record_choice", lambda res, out, score, tracker, run: {**res, "score": score})
     res = wf.select([work], tmp_path / "S", latency_target=2.0, max_cases=3)
+    shown = task.asked.pop("progress")  # the stages it shows as they go
+    assert isinstance(shown, Stages) and shown.show
     assert task.asked == {
         "workdirs": [work],
         "out": tmp_path / "S",

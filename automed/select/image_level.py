@@ -17,6 +17,7 @@ import pandas as pd
 
 from automed.errors import ArtifactError
 from automed.evaluate.case_tables import PREFIX, read_case_table
+from automed.parallel import Stages
 from automed.select.names import candidate_names
 from automed.tasks.base import Selected
 from automed.workdir import WorkDir, with_relative_members
@@ -91,9 +92,10 @@ def _refuse_other_datasets(tables: dict[Path, pd.DataFrame], name: dict[Path, st
             )
 
 
-def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
+def compare_image_level(workdirs: list[Path], task: Task, progress: Stages | None = None) -> dict[str, Any]:
     """Every training and pair scored on the cases all of them validated; the choice and the evidence. Trainings
-    of other classes, or with another target for a shared case, are refused (:func:`_refuse_other_datasets`)."""
+    of other classes, or with another target for a shared case, are refused (:func:`_refuse_other_datasets`);
+    ``progress`` shows the candidates as they are scored."""
     tables = {wd: _table(wd, task.name) for wd in workdirs}
     cases = sorted(set.intersection(*(set(t.index) for t in tables.values())))
     if not cases:
@@ -108,16 +110,20 @@ def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
     _refuse_other_datasets(tables, name)
     combos = [(wd,) for wd in workdirs] + list(itertools.combinations(workdirs, 2))
     candidates: list[dict[str, Any]] = []
-    for combo in combos:
-        summary = task.summarize(combine([tables[wd] for wd in combo]))
-        candidates.append(
-            {
-                "candidate": " + ".join(name[wd] for wd in combo),
-                "members": [str(wd) for wd in combo],
-                "score": task.score(summary),
-                "summary": summary,
-            }
-        )
+    with (progress or Stages(show=False)).stage(
+        f"scoring candidates on {len(cases)} CV cases", len(combos)
+    ) as done:
+        for combo in combos:
+            summary = task.summarize(combine([tables[wd] for wd in combo]))
+            candidates.append(
+                {
+                    "candidate": " + ".join(name[wd] for wd in combo),
+                    "members": [str(wd) for wd in combo],
+                    "score": task.score(summary),
+                    "summary": summary,
+                }
+            )
+            done()
     best = max(candidates, key=lambda c: c["score"] - EPS * len(c["members"]))
     return {
         "schema_version": 1,
@@ -133,10 +139,12 @@ def compare_image_level(workdirs: list[Path], task: Task) -> dict[str, Any]:
     }
 
 
-def select_image_level(workdirs: list[Path], out: Path, task: Task) -> Selected:
+def select_image_level(
+    workdirs: list[Path], out: Path, task: Task, progress: Stages | None = None
+) -> Selected:
     """The choice among image-level trainings, its CV score and the select run's metrics. A single training is the
     model as it is (nothing to postprocess, no ``inference.json``)."""
-    res = compare_image_level(workdirs, task)
+    res = compare_image_level(workdirs, task, progress)
     res["chosen"] = with_relative_members(res["chosen"], out)
     final = float(res["cv_score_final"])
     metrics: dict[str, float | None] = {f"{task.score_name}_chosen": final}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.evaluate.summary import score
+from automed.parallel import Stages
 from automed.select.inference_cost import choose, measure
 from automed.select.selection import select as compare
 from automed.tasks.base import Selected
@@ -24,6 +25,7 @@ def _choose_for_one(
     latency_target: float | None,
     max_cases: int,
     device: str | None,
+    progress: Stages | None,
 ) -> None:
     """Write the chosen training's ``inference.json`` (postprocessing, then the measured inference cost)."""
     wd = WorkDir(workdir)
@@ -33,7 +35,13 @@ def _choose_for_one(
     settings = meta.inference.model_copy(update={"postprocessing": res["postprocessing"]})
     cost = None
     if inference:
-        table = measure(workdir, max_cases=max_cases, device=device, postprocessing=res["postprocessing"])
+        table = measure(
+            workdir,
+            max_cases=max_cases,
+            device=device,
+            postprocessing=res["postprocessing"],
+            progress=progress,
+        )
         choice = choose(table, len(meta.folds), latency_target)
         settings = settings.model_copy(
             update={
@@ -62,14 +70,16 @@ def select_segmentation(
     latency_target: float | None,
     max_cases: int,
     device: str | None,
+    progress: Stages | None = None,
 ) -> Selected:
-    """The choice (a single training settled as above), its final CV score and the select run's metrics."""
-    res = compare(workdirs, out, write=False)  # written once, complete, by the caller
+    """The choice (a single training settled as above), its final CV score and the select run's metrics
+    (``progress``: its stages shown as they go)."""
+    res = compare(workdirs, out, write=False, progress=progress)  # written once, complete, by the caller
     res["chosen"] = with_relative_members(res["chosen"], out)
     members = [Path(m) for m in res["chosen"]["members"]]
     final = score(res["cv_dice_final"]["foreground_mean"])
     if len(members) == 1:
-        _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device)
+        _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device, progress)
     metrics: dict[str, float | None] = {
         "cv_dice_fg_mean_chosen": res["cv_dice_before_postprocessing"]["foreground_mean"],
         "cv_dice_fg_mean_postprocessed": res["cv_dice_final"]["foreground_mean"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.errors import ArtifactError
+from automed.parallel import Stages
 from automed.records import read_train_config
 from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
@@ -127,14 +129,21 @@ def _better(after: dict[str, Any], before: dict[str, Any]) -> bool:
     )
 
 
-def select(workdirs: list[Path], out: Path, *, write: bool = True) -> dict[str, Any]:
+def select(
+    workdirs: list[Path], out: Path, *, write: bool = True, progress: Stages | None = None
+) -> dict[str, Any]:
     """Compare the trainings and their pairs, decide postprocessing on the best, write ``OUT/selection.json``
-    (unless ``write`` is false: a caller that adds to the result writes it once, complete)."""
-    return select_trainings([load_training(Path(w).resolve()) for w in workdirs], out, write=write)
+    (unless ``write`` is false: a caller that adds to the result writes it once, complete); ``progress`` shows the
+    scoring, the class bias and the largest components case by case."""
+    trainings = [load_training(Path(w).resolve()) for w in workdirs]
+    return select_trainings(trainings, out, write=write, progress=progress)
 
 
-def select_trainings(trainings: list[Training], out: Path, *, write: bool = True) -> dict[str, Any]:
+def select_trainings(
+    trainings: list[Training], out: Path, *, write: bool = True, progress: Stages | None = None
+) -> dict[str, Any]:
     """:func:`select` on trainings given by their CV evidence."""
+    stages = progress or Stages(show=False)
     first = trainings[0]
     for t in trainings[1:]:
         if set(t.probs) != set(first.probs) or t.label_values != first.label_values:
@@ -160,14 +169,16 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
         (f"{names[i]} + {names[j]}", [i, j]) for i, j in itertools.combinations(range(len(trainings)), 2)
     ]
     per_candidate: list[list[dict[int, float]]] = [[] for _ in candidates]
-    for cid in cases:
-        ref = reference(cid)
-        probs = [_probabilities(t.probs[cid]) for t in trainings]
-        for k, (_, members) in enumerate(candidates):
-            mean = np.sum([probs[m] for m in members], axis=0)
-            per_candidate[k].append(
-                dice_table(np.asarray(values, dtype=np.int16)[mean.argmax(0)], ref, values)
-            )
+    with stages.stage(f"scoring {len(candidates)} candidate(s) on {len(cases)} CV cases", len(cases)) as done:
+        for cid in cases:
+            ref = reference(cid)
+            probs = [_probabilities(t.probs[cid]) for t in trainings]
+            for k, (_, members) in enumerate(candidates):
+                mean = np.sum([probs[m] for m in members], axis=0)
+                per_candidate[k].append(
+                    dice_table(np.asarray(values, dtype=np.int16)[mean.argmax(0)], ref, values)
+                )
+            done()
     table = [
         {
             "candidate": name,
@@ -184,9 +195,14 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
     steps: list[dict[str, Any]] = []
     current = base
     # 1) a class bias: offsets before the argmax (they change the labels every later step sees)
-    bias = decide_class_bias(
-        ((_mean([m.probs[c] for m in chosen]), reference(c)) for c in cases), values, baseline=base
-    )
+    with stages.stage("class bias", len(cases)) as done:
+
+        def evidence() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for c in cases:
+                yield _mean([m.probs[c] for m in chosen]), reference(c)
+                done()
+
+        bias = decide_class_bias(evidence(), values, baseline=base)
     decisions.append(
         {"step": "class bias", "kind": CLASS_BIAS, **{k: v for k, v in bias.items() if k != "step"}}
     )
@@ -194,34 +210,34 @@ def select_trainings(trainings: list[Training], out: Path, *, write: bool = True
         steps.append(bias["step"])
         current = bias["after"]
     offsets = class_bias(steps)
-    # 2) largest component of all foreground together (it can change every label)
-    if len(fg_values) > 1:
-        step = {"kind": "largest_component", "labels": fg_values}
-        after = dice_summary(
-            [
-                dice_table(
-                    apply(_labels([m.probs[c] for m in chosen], values, offsets), [step]),
-                    reference(c),
-                    values,
-                )
-                for c in cases
-            ],
-            values,
-        )
-        keep = _better(after, current)
-        decisions.append({"step": "all foreground", **step, "before": current, "after": after, "kept": keep})
-        if keep:
-            steps.append(step)
-            current = after
-    # 3) per label: its largest component only changes that label, so every label is measured in one pass
-    per_label: dict[int, list[dict[int, float]]] = {v: [] for v in fg_values}
-    for c in cases:
-        ref = reference(c)
-        pred = apply(_labels([m.probs[c] for m in chosen], values, offsets), steps)
-        for v in fg_values:
-            per_label[v].append(
-                dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, values)
+    passes = 2 if len(fg_values) > 1 else 1
+    with stages.stage("largest components", passes * len(cases)) as done:
+        # 2) largest component of all foreground together (it can change every label)
+        if len(fg_values) > 1:
+            step = {"kind": "largest_component", "labels": fg_values}
+            all_fg = []
+            for c in cases:
+                pred = apply(_labels([m.probs[c] for m in chosen], values, offsets), [step])
+                all_fg.append(dice_table(pred, reference(c), values))
+                done()
+            after = dice_summary(all_fg, values)
+            keep = _better(after, current)
+            decisions.append(
+                {"step": "all foreground", **step, "before": current, "after": after, "kept": keep}
             )
+            if keep:
+                steps.append(step)
+                current = after
+        # 3) per label: its largest component only changes that label, so every label is measured in one pass
+        per_label: dict[int, list[dict[int, float]]] = {v: [] for v in fg_values}
+        for c in cases:
+            ref = reference(c)
+            pred = apply(_labels([m.probs[c] for m in chosen], values, offsets), steps)
+            for v in fg_values:
+                per_label[v].append(
+                    dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, values)
+                )
+            done()
     for v in fg_values:
         step = {"kind": "largest_component", "labels": [v]}
         variant = dice_summary(per_label[v], values)

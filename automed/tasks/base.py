@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from automed.data.dataset import Dataset
     from automed.data.io import Geometry
     from automed.export.export import ExportResult
+    from automed.parallel import Stages
     from automed.plan.schema import ConfigurationPlan, Plan
     from automed.train.config import Augmentation, TrainConfig
     from automed.train.data import CaseStore, SamplerSpec
@@ -259,9 +260,11 @@ class Task(Protocol):
         latency_target: float | None,
         max_cases: int,
         device: str | None,
+        progress: Stages | None = None,
     ) -> Selected:
         """``automed select``'s choice among concluded trainings of this task and their pairs on CV (``out``: the
         selection folder), with what it settles for a single chosen training: segmentation, its postprocessing and
         (``inference``: measured, within ``latency_target``) TTA, step and folds in ``inference.json``; image-level,
-        nothing (the model as it is). Writes no ``selection.json`` (the caller records the choice)."""
+        nothing (the model as it is). Writes no ``selection.json`` (the caller records the choice). ``progress``
+        shows its stages as they go."""
         ...

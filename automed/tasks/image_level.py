@@ -45,6 +45,7 @@ from automed.workdir import WorkDir
 if TYPE_CHECKING:
     from automed.data.io import Geometry
     from automed.export.export import ExportResult
+    from automed.parallel import Stages
     from automed.tasks.base import Selected
 
 
@@ -312,10 +313,11 @@ class ImageLevelTask:
         latency_target: float | None,
         max_cases: int,
         device: str | None,
+        progress: Stages | None = None,
     ) -> Selected:
         from automed.select.image_level import select_image_level
 
-        return select_image_level(workdirs, out, self)
+        return select_image_level(workdirs, out, self, progress)
 
     def export(
         self,

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from automed.data.io import Geometry
     from automed.export.export import ExportResult
+    from automed.parallel import Stages
     from automed.tasks.base import Selected
 
 
@@ -330,6 +331,7 @@ class Segmentation:
         latency_target: float | None,
         max_cases: int,
         device: str | None,
+        progress: Stages | None = None,
     ) -> Selected:
         from automed.select.segmentation import select_segmentation
 
@@ -340,4 +342,5 @@ class Segmentation:
             latency_target=latency_target,
             max_cases=max_cases,
             device=device,
+            progress=progress,
         )

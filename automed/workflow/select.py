@@ -15,6 +15,7 @@ from typing import Any
 
 from automed.artifacts import inside, write_json_atomic
 from automed.errors import ArtifactError, ConfigError
+from automed.parallel import Stages
 from automed.privacy import Redactor
 from automed.select.names import candidate_names
 from automed.select.register import registered_version, reregister
@@ -63,10 +64,12 @@ def select(
     max_cases: int = 5,
     device: str | None = None,
     keep_case_ids: bool = False,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Compare trainings (and their pairs) on CV, decide postprocessing and (for a single chosen training) the
     inference settings, log the evidence to MLflow and register the choice: a single training again with its
-    settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too)."""
+    settings, a pair as a new ensemble version (``OUT/model_bundle``; ``automed predict OUT`` runs it too).
+    ``show_progress``: its stages (scoring, class bias, largest components, inference timing) as they go."""
     if latency_target is not None and not latency_target > 0:
         raise ConfigError.single("--latency-target", "a latency target is a positive number of seconds per case",
                                  str(latency_target), "pass e.g. --latency-target 2")  # fmt: skip
@@ -94,6 +97,7 @@ def select(
         latency_target=latency_target,
         max_cases=max_cases,
         device=device,
+        progress=Stages(show=show_progress),
     )
     if sel.settled:
         _register_settled(sel, out, redactor)
