@@ -303,7 +303,7 @@ def test_select_says_what_it_times_before_the_silent_minutes(
     said: list[str] = []
 
     def select(*a: object, **k: object) -> dict[str, object]:
-        said.append("select ran")
+        said.append(f"select ran, showing its stages: {k['show_progress']}")
         return {"candidates": [], "decisions": [], "chosen": {"candidate": "w"}}
 
     monkeypatch.setattr(api, "select", select)
@@ -315,3 +315,7 @@ def test_select_says_what_it_times_before_the_silent_minutes(
     )
     r = runner.invoke(app, ["select", str(tmp_path), "-o", str(tmp_path / "S"), "--no-inference"])
     assert r.exit_code == 0 and "comparing" not in r.output
+    r = runner.invoke(app, ["-q", "select", str(tmp_path), "-o", str(tmp_path / "S")])  # no progress with -q
+    assert r.exit_code == 0 and said == [
+        f"select ran, showing its stages: {shown}" for shown in (True, True, False)
+    ]

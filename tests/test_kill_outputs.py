@@ -96,9 +96,23 @@ def test_killed_select_keeps_the_earlier_selection(done: dict[str, Path]) -> Non
     model = (w / "model.json").read_bytes()
     choice = json.loads((w / "inference.json").read_text())
     t0 = time.monotonic()
-    full = _automed("select", w, "-o", s)
-    assert full.wait(timeout=600) == 0
+    full = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "select", w, "-o", s],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert full.returncode == 0, full.stderr
     took = time.monotonic() - t0
+    # its output is no terminal: each stage in plain lines as it starts and ends (it was silent for minutes)
+    for stage in (
+        "scoring 1 candidate(s) on 4 CV cases",
+        "class bias",
+        "largest components",
+        "inference timing",
+    ):
+        ends = [line for line in full.stdout.splitlines() if line.startswith(stage) and " done in " in line]
+        assert len(ends) == 1, full.stdout
     for fraction in (0.3, 0.6, 0.9):  # kill at several moments of a run as long as the one just timed
         proc = _automed("select", w, "-o", s)
         time.sleep(took * fraction)

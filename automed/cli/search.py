@@ -190,6 +190,7 @@ def select(
         inference=inference,
         latency_target=latency_target,
         keep_case_ids=keep_case_ids,
+        show_progress=progress(),
     )
     image_level = "task" in res  # classification/regression: each candidate has its task's CV score
     score = "score" if image_level else "foreground_mean"
