@@ -5,10 +5,12 @@ progress as plain lines off a terminal. Also the plain lines of :class:`automed.
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
@@ -36,6 +38,12 @@ def test_stages_show_plain_lines_at_each_tenth_off_a_terminal(capsys: pytest.Cap
     with Stages(show=False).stage("quiet", 2) as done:
         done()
     assert capsys.readouterr().out == ""
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100)
+    with Stages(console=terminal, every_s=0).stage("timing", 4) as done:  # a bar, not lines
+        for _ in range(4):
+            done()
+    drawn = terminal.file.getvalue()  # type: ignore[attr-defined]
+    assert "timing" in drawn and "4/4" in drawn and "done in" not in drawn and capsys.readouterr().out == ""
 
 
 @pytest.mark.slow
