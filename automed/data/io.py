@@ -26,6 +26,7 @@ from automed.runtime.io import (
     compressed_dicom,
     grey_palette_bmp,
     image_io,
+    picture_spacing,
     read_picture,
     read_series,
     shown,
@@ -180,7 +181,7 @@ def _read_header(path: Path) -> Header:
         raise _unreadable(path, exc) from exc
     geo = Geometry(
         tuple(int(v) for v in reader.GetSize()),
-        tuple(float(v) for v in reader.GetSpacing()),
+        tuple(float(v) for v in picture_spacing(path, reader.GetSpacing())),
         tuple(float(v) for v in reader.GetOrigin()),
         tuple(float(v) for v in reader.GetDirection()),
     )

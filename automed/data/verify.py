@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from automed.data.verify_rules import (
 from automed.errors import DatasetError, Problem
 from automed.parallel import parallel_map
 from automed.runtime.grid import DIRECTION_ABS, ORIGIN_MM, SPACING_REL
+from automed.runtime.io import png_spacing
 
 log = logging.getLogger("automed")
 
@@ -249,7 +250,7 @@ def check_case(
     g0 = headers[0][1].geometry if headers else None
     flat = None if g0 is None else g0.dimension == 2 or g0.size[2] == 1
     plane = None
-    if flat and not headers[0][0].name.lower().endswith(SUFFIXES_2D):
+    if flat and (not headers[0][0].name.lower().endswith(SUFFIXES_2D) or png_spacing(headers[0][0])):
         plane = min(headers[0][1].geometry.spacing_zyx[1:])
     channels = 0
     for _, h in headers:
@@ -300,8 +301,13 @@ def check_case(
             )
             return CaseCheck(problems, [], channels, content, flat)
         if image_ok:
+            lg = lh.geometry
+            if png_spacing(headers[0][0]) and lg.dimension == 2 and not png_spacing(case.label):
+                lg = replace(
+                    lg, spacing=headers[0][1].geometry.spacing[:2]
+                )  # a mask saved without the pixel size
             problems += _geometry_problems(
-                headers[0][0], _first3(headers[0][1].geometry), case.label, lh.geometry, "label", tol
+                headers[0][0], _first3(headers[0][1].geometry), case.label, lg, "label", tol
             )
         label_problems, label_values = _label_voxel_problems(case.label, declared_labels)
         problems += label_problems
@@ -319,8 +325,8 @@ def _spacing_mix_warnings(ds: Dataset, results: list[CaseCheck]) -> list[Problem
     return [
         Problem(
             str(ds.source),
-            "2D pictures without a pixel spacing (PNG, TIFF, JPEG, BMP: read as 1 mm) and images that carry one "
-            "(DICOM, NIfTI) are resampled to one spacing, so the two kinds reach the network at different scales",
+            "2D pictures without a pixel spacing (TIFF, JPEG, BMP, PNG without pHYs: read as 1 mm) and images "
+            "that carry one (DICOM, NIfTI, PNG with pHYs) are resampled to one spacing, so the two kinds reach the network at different scales",
             f"{len(pictures)} picture(s) (e.g. {pictures[:3]}) and {len(far)} image(s) with another spacing (e.g. "
             + ", ".join(f"{cid}: {sp:g} mm" for cid, sp in far[:3])
             + ")",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .io import image_io
+from .io import image_io, picture_spacing
 
 # as automed.data.verify.Tolerance: spacing relative, origin in mm, direction absolute
 SPACING_REL, ORIGIN_MM, DIRECTION_ABS = 1e-3, 1e-2, 1e-3
@@ -27,7 +27,7 @@ def _grid(path: Path) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarr
     direction = np.asarray(reader.GetDirection(), dtype=np.float64).reshape(n, n)[:k, :k]
     return (
         tuple(int(s) for s in reader.GetSize()[:k]),
-        np.asarray(reader.GetSpacing()[:k], dtype=np.float64),
+        np.asarray(picture_spacing(path, reader.GetSpacing())[:k], dtype=np.float64),
         np.asarray(reader.GetOrigin()[:k], dtype=np.float64),
         direction.ravel(),
     )

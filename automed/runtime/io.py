@@ -281,11 +281,47 @@ def image_io(path: Path) -> str:
     return "MetaImageIO" if meta else ""
 
 
+def png_spacing(path: Path) -> tuple[float, float] | None:
+    """The pixel size in mm, ``(x, y)``, that a PNG's ``pHYs`` chunk records in pixels per metre (as
+    ``automed patch-miner`` writes the slide's pixel size, and Pillow's ``dpi=``), or ``None``: not a PNG, no
+    ``pHYs`` before the pixels, or one without a unit (an aspect ratio only). ITK reads every PNG as 1 mm per pixel,
+    so without this a mined patch's distances (HD95, NSD) would be in pixels, not mm."""
+    if not path.name.lower().endswith(".png"):
+        return None
+    try:
+        with path.open("rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            for _ in range(64):  # pHYs comes before IDAT; a PNG has a handful of chunks before its pixels
+                head = f.read(8)
+                if len(head) < 8 or head[4:] in (b"IDAT", b"IEND"):
+                    return None
+                length = int.from_bytes(head[:4], "big")
+                if head[4:] == b"pHYs" and length == 9:
+                    data = f.read(9)
+                    x, y = int.from_bytes(data[:4], "big"), int.from_bytes(data[4:8], "big")
+                    return (1000.0 / x, 1000.0 / y) if data[8:9] == b"\x01" and x > 0 and y > 0 else None
+                f.seek(length + 4, os.SEEK_CUR)  # the chunk's data and CRC
+    except OSError:
+        return None
+    return None
+
+
+def picture_spacing(path: Path, spacing: tuple[float, ...]) -> tuple[float, ...]:
+    """``spacing`` as ITK read it, with a 2D PNG's in-plane pixel size from its ``pHYs`` chunk (:func:`png_spacing`)
+    where it records one in metres; every reader of automed and the bundle takes a picture's spacing from here, so
+    training and prediction agree."""
+    found = png_spacing(path) if len(spacing) == 2 else None
+    return found if found is not None else spacing
+
+
 def read_picture(path: Path) -> sitk.Image:
-    """``sitk.ReadImage``, with a grey-palette BMP read as one channel."""
+    """``sitk.ReadImage``, with a grey-palette BMP read as one channel and a PNG's pixel size from its ``pHYs``."""
     image: sitk.Image = sitk.ReadImage(str(path), imageIO=image_io(path))
     if image.GetNumberOfComponentsPerPixel() > 1 and grey_palette_bmp(path):
         image = sitk.VectorIndexSelectionCast(image, 0)
+    if (spacing := picture_spacing(path, image.GetSpacing())) != image.GetSpacing():
+        image.SetSpacing(spacing)
     return image
 
 
