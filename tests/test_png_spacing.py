@@ -115,7 +115,7 @@ def test_an_earlier_fingerprint_at_one_mm_is_taken_again_and_a_resumed_training_
         c["spacing"] = [1.0, 1.0, 1.0]
     data["median_spacing"], data["inputs_version"] = [1.0, 1.0, 1.0], 2
     data["inputs_hash"] = inputs_hash(ds, data["samples_per_case"], data["seed"], version=2)
-    (wd / "fingerprint.json").write_text(json.dumps(data))
+    Fingerprint.model_validate(data).with_hash().save(wd / "fingerprint.json")
     old = Fingerprint.load(wd / "fingerprint.json")
     assert not inputs_unchanged(
         ds, old
@@ -123,6 +123,17 @@ def test_an_earlier_fingerprint_at_one_mm_is_taken_again_and_a_resumed_training_
     wdir = WorkDir(wd)
     with pytest.raises(ArtifactError, match=r"read every PNG as 1 mm per pixel.*pHYs.*new --output"):
         check_same_cases(ds, wdir)
+    checkpoint = (
+        wd / "train" / "2d" / "fold_0" / "checkpoint_final.pt"
+    )  # folds trained on the 1 mm fingerprint
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"")
+    with pytest.raises(ArtifactError, match=r"keeps its fingerprint.json.*read every PNG as 1 mm per pixel"):
+        api.plan_dataset(root, wd, workers=1, show_progress=False, configurations=["2d"])
+    assert (
+        json.loads((wd / "fingerprint.json").read_text())["inputs_version"] == 2
+    )  # kept as its folds had it
+    checkpoint.unlink()
     again = api.plan_dataset(root, wd, workers=1, show_progress=False, configurations=["2d"])
     assert not again.fingerprint_reused
     assert again.fingerprint.median_spacing == pytest.approx([1.0, UM / 1000, UM / 1000], rel=1e-5)
