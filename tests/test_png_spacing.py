@@ -17,10 +17,18 @@ from automed.data.dataset import load_dataset
 from automed.data.io import read_header, read_image
 from automed.data.verify import verify
 from automed.errors import ArtifactError
-from automed.fingerprint.extract import extract_fingerprint, inputs_hash, inputs_unchanged
+from automed.fingerprint.extract import extract_fingerprint, inputs_hash, inputs_unchanged, png_spacings_read
 from automed.fingerprint.schema import Fingerprint
 from automed.runtime.grid import channel_grid_mismatch
-from automed.runtime.io import Case, png_spacing, read_case, spacing_zyx
+from automed.runtime.io import (
+    LEGACY_PICTURE_SPACING,
+    MICROSCOPE_PIXEL_MM,
+    Case,
+    phys_pixel_mm,
+    png_spacing,
+    read_case,
+    spacing_zyx,
+)
 from automed.workdir import WorkDir
 from automed.workflow.prepare import check_same_cases
 
@@ -63,20 +71,48 @@ def test_without_a_metric_phys_a_png_stays_at_one_mm(tmp_path: Path) -> None:
     assert png_spacing(tmp_path / "text.png") is None
 
 
+@pytest.mark.parametrize("dpi", [72, 96, 300, 600, 2540])
+def test_a_print_or_screen_dpi_is_not_a_pixel_size(tmp_path: Path, dpi: int) -> None:
+    """Photographs and scans saved at a dpi (a rendering hint) read at 1 mm per pixel, as before pHYs was read: a
+    dataset of them at mixed dpis is not resampled, and its earlier fingerprint is not taken anew."""
+    f = _png(tmp_path / "photo.png", np.zeros((4, 5, 3), dtype=np.uint8), dpi=dpi)
+    assert phys_pixel_mm(f) == pytest.approx((25.4 / dpi, 25.4 / dpi), rel=1e-3)  # recorded, per metre
+    assert png_spacing(f) is None and 25.4 / dpi >= MICROSCOPE_PIXEL_MM
+    assert read_image(f)[1].spacing == (1.0, 1.0) and read_header(f).geometry.spacing == (1.0, 1.0)
+    assert spacing_zyx(read_case(Case("x", (f,), ".nii.gz"))[1]) == [1.0, 1.0, 1.0]
+    ds = load_dataset(_png_dataset(tmp_path / "d", label_dpi=None, image_dpi=dpi))
+    assert not png_spacings_read(ds)
+    assert extract_fingerprint(ds, workers=1, show_progress=False).median_spacing == [1.0, 1.0, 1.0]
+
+
+def test_just_under_the_microscope_threshold_is_read(tmp_path: Path) -> None:
+    f = _png(tmp_path / "fine.png", np.zeros((4, 5), dtype=np.uint8), dpi=2600)
+    assert png_spacing(f) == pytest.approx((25.4 / 2600, 25.4 / 2600), rel=1e-4)
+    assert read_image(f)[1].spacing == pytest.approx((25.4 / 2600, 25.4 / 2600), rel=1e-4)
+    # a model trained before pHYs was read (legacy reading) reads it at 1 mm, in automed and the bundle alike
+    assert read_image(f, LEGACY_PICTURE_SPACING)[1].spacing == (1.0, 1.0)
+    assert spacing_zyx(read_case(Case("x", (f,), ".nii.gz"), LEGACY_PICTURE_SPACING)[1]) == [1.0, 1.0, 1.0]
+
+
 def test_channels_of_two_pixel_sizes_are_off_one_grid(tmp_path: Path) -> None:
     a = _png(tmp_path / "a.png", np.zeros((4, 5), dtype=np.uint8))
     b = _png(tmp_path / "b.png", np.zeros((4, 5), dtype=np.uint8), dpi=25400.0)
     problem = channel_grid_mismatch([a, b])
     assert problem is not None and "spacing" in problem
+    assert (
+        channel_grid_mismatch([a, b], LEGACY_PICTURE_SPACING) is None
+    )  # both at 1 mm, as a legacy model read them
 
 
-def _png_dataset(root: Path, label_dpi: float | None = 25400.0 / UM) -> Path:
+def _png_dataset(
+    root: Path, label_dpi: float | None = 25400.0 / UM, image_dpi: float | None = 25400.0 / UM
+) -> Path:
     rng = np.random.default_rng(0)
     training = []
     for i in range(2):
         lab = np.zeros((12, 16), dtype=np.uint8)
         lab[3:8, 4:11] = 1
-        _png(root / "imagesTr" / f"p{i}.png", rng.integers(1, 255, (12, 16), dtype=np.uint8))
+        _png(root / "imagesTr" / f"p{i}.png", rng.integers(1, 255, (12, 16), dtype=np.uint8), dpi=image_dpi)
         _png(root / "labelsTr" / f"p{i}.png", lab, dpi=label_dpi)
         training.append({"image": f"./imagesTr/p{i}.png", "label": f"./labelsTr/p{i}.png"})
     meta = {"name": "Patches", "tensorImageSize": "2D", "modality": {"0": "H&E"},

@@ -20,6 +20,7 @@ from automed.data.paths import os_problem
 from automed.errors import DatasetError
 from automed.runtime.io import (
     DECOMPRESS,
+    PHYS_PICTURE_SPACING,
     SUFFIXES,
     UTF8_FIX,
     UTF8_RULE,
@@ -123,10 +124,11 @@ def dicom_series_files(folder: Path) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
 
-def read_sitk(path: Path) -> sitk.Image:
-    """Read an image file or a DICOM series folder, with a clear error for unreadable input."""
+def read_sitk(path: Path, reading: str = PHYS_PICTURE_SPACING) -> sitk.Image:
+    """Read an image file or a DICOM series folder, with a clear error for unreadable input; a picture's pixel size
+    by ``reading`` (a model's ``picture_spacing``: :func:`automed.runtime.io.picture_spacing`)."""
     try:
-        return _read_sitk(path)
+        return _read_sitk(path, reading)
     except OSError as exc:  # a symlink loop or a folder without permission on the way
         raise DatasetError([os_problem(path, exc, "image")]) from exc
 
@@ -135,7 +137,7 @@ def _not_utf8(path: Path) -> DatasetError:
     return DatasetError.single(shown(path), UTF8_RULE, "another encoding", UTF8_FIX)
 
 
-def _read_sitk(path: Path) -> sitk.Image:
+def _read_sitk(path: Path, reading: str) -> sitk.Image:
     if not utf8(path):
         raise _not_utf8(path)
     if path.is_dir():
@@ -151,7 +153,7 @@ def _read_sitk(path: Path) -> sitk.Image:
     if not path.exists():
         raise _missing(path)
     try:
-        return read_picture(path)
+        return read_picture(path, reading)
     except RuntimeError as exc:
         raise _unreadable(path, exc) from exc
 
@@ -273,9 +275,10 @@ def image_to_arrays(img: sitk.Image) -> list[np.ndarray]:
     return out
 
 
-def read_image(path: Path) -> tuple[list[np.ndarray], Geometry]:
-    """Read ``path`` as a list of ``(z, y, x)`` arrays (one per component) and its geometry."""
-    img = read_sitk(path)
+def read_image(path: Path, reading: str = PHYS_PICTURE_SPACING) -> tuple[list[np.ndarray], Geometry]:
+    """Read ``path`` as a list of ``(z, y, x)`` arrays (one per component) and its geometry (a picture's pixel
+    size by ``reading``: :func:`read_sitk`)."""
+    img = read_sitk(path, reading)
     return image_to_arrays(img), _geometry(img)
 
 

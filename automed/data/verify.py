@@ -325,8 +325,9 @@ def _spacing_mix_warnings(ds: Dataset, results: list[CaseCheck]) -> list[Problem
     return [
         Problem(
             str(ds.source),
-            "2D pictures without a pixel spacing (TIFF, JPEG, BMP, PNG without pHYs: read as 1 mm) and images "
-            "that carry one (DICOM, NIfTI, PNG with pHYs) are resampled to one spacing, so the two kinds reach the network at different scales",
+            "2D pictures without a pixel spacing (JPEG, BMP, TIFF without resolution tags, PNG without a "
+            "microscope's pHYs: read as 1 mm) and images that carry one (DICOM, NIfTI, PNG with a microscope's "
+            "pHYs) are resampled to one spacing, so the two kinds reach the network at different scales",
             f"{len(pictures)} picture(s) (e.g. {pictures[:3]}) and {len(far)} image(s) with another spacing (e.g. "
             + ", ".join(f"{cid}: {sp:g} mm" for cid, sp in far[:3])
             + ")",

@@ -30,7 +30,8 @@ RAW_SAMPLES_PER_CASE = 20_000
 MAX_COMPONENTS_KEPT = 50
 # how ``inputs_hash`` stamps the files: 1 by size and modification time (fingerprints written before 2 existed),
 # 2 with the status-change time too (an edit whose size and modification time were kept, or set back, is seen),
-# 3 read with a PNG's pixel size from its pHYs chunk (earlier: 1 mm per pixel, so a PNG with one is read anew)
+# 3 read with a PNG's pixel size from its pHYs chunk where it is a microscope's (earlier: 1 mm per pixel, so a
+# dataset with such a PNG is read anew; a print or screen dpi is read at 1 mm per pixel in both)
 INPUTS_VERSION = 3
 PNG_SPACING_VERSION = 3
 
@@ -151,13 +152,14 @@ def png_spacing_change(ds: Dataset, fp: Fingerprint) -> str | None:
     return (
         f"fingerprint.json (inputs_version {fp.inputs_version}) was taken by an automed that read every PNG as 1 mm "
         f"per pixel (spacing {fp.median_spacing}, HD95 and NSD in pixels); this one reads a PNG's pixel size from its "
-        "pHYs chunk (as automed patch-miner writes it), in mm"
+        "pHYs chunk where it is a microscope's (as automed patch-miner writes it), in mm"
     )
 
 
 def png_spacings_read(ds: Dataset) -> bool:
-    """Whether any of ``ds``'s images or labels is a PNG with a pixel size in its ``pHYs`` chunk (header bytes
-    only), which automed before :data:`PNG_SPACING_VERSION` read as 1 mm per pixel."""
+    """Whether any of ``ds``'s images or labels is a PNG with a microscope's pixel size in its ``pHYs`` chunk
+    (:func:`automed.runtime.io.png_spacing`, header bytes only), which automed before :data:`PNG_SPACING_VERSION`
+    read as 1 mm per pixel."""
     return any(
         png_spacing(p) is not None for c in ds.cases for p in (*c.images, *([c.label] if c.label else []))
     )
