@@ -206,8 +206,10 @@ def _num(x: object, digits: int) -> str:
 
 
 def _print_cv(summary: dict[str, object]) -> None:
+    from automed.evaluate.metrics import nsd_heading
+
     t = Table(title="cross-validation (mean over the cases where a label is defined)")
-    for col in ("label", "Dice", "HD95 mm", "NSD", "cases (both empty)"):
+    for col in ("label", "Dice", "HD95 mm", nsd_heading(summary), "cases (both empty)"):
         t.add_column(col)
     names = summary.get("label_names", {})
     assert isinstance(names, dict)

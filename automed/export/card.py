@@ -9,6 +9,7 @@ import math
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from automed.evaluate.metrics import nsd_heading
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 from automed.records import read_cv_summary
@@ -76,7 +77,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         lines += [
             "## Cross-validation (before postprocessing)",
             "",
-            "| label | Dice | HD95 mm | NSD | cases scored (both empty) |",
+            f"| label | Dice | HD95 mm | {nsd_heading(cv)} | cases scored (both empty) |",
             "|---|---|---|---|---|",
         ]
         for lab, m in cv["mean"].items():
