@@ -181,3 +181,27 @@ def test_a_bundle_pair_reading_pictures_differently_is_refused_before_work(
     ):
         cli.main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out")], bundle=root)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_automed_predict_with_an_export_reads_as_its_preprocess_json_records(
+    planned: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legacy: bool
+) -> None:
+    """``automed predict`` with an export's networks (a linked or registered bundle): its spec's reading, and slide
+    blocks at its spacing."""
+    from automed.infer import exported
+    from automed.runtime import model
+
+    plan = _plan(planned, legacy=False)
+    spec = spec_for(plan, plan.configurations["2d"]).to_json()
+    if legacy:
+        del spec["picture_spacing"]
+    inference = {"step": 0.5, "tta": True, "patch": [16, 16], "n_classes": 2}
+    root = _mkdir(tmp_path / "export")
+    meta = {"inference": inference, "files": {"onnx": ["networks/onnx/fold_0.onnx"]}, "spec": spec}
+    (root / "preprocess.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(model, "forwards_for", lambda *a, **kw: [])  # no networks needed to read the record
+    monkeypatch.setattr(exported, "choose_runtime", lambda *a: "onnx")
+    predictor = exported.ExportedPredictor(root)
+    assert picture_reading(predictor) == (LEGACY_PICTURE_SPACING if legacy else PHYS_PICTURE_SPACING)
+    assert block_spacing(predictor) == pytest.approx((MM, MM), rel=1e-5)
