@@ -123,7 +123,9 @@ def test_a_pair_of_trainings_reading_pictures_differently_is_refused(planned: Pa
         Predictor(_plan(planned, legacy), "2d", [], device=torch.device("cpu")) for legacy in (False, True)
     ]
     with pytest.raises(ArtifactError, match=r"read pictures alike.*png_1mm.*png_phys_microscope"):
-        picture_reading(EnsemblePredictor(members))
+        EnsemblePredictor(members)  # when the pair is loaded, before predict or export reads a case
+    same = [Predictor(_plan(planned, False), "2d", [], device=torch.device("cpu")) for _ in range(2)]
+    assert picture_reading(EnsemblePredictor(same)) == PHYS_PICTURE_SPACING
 
 
 class _BundleModel:

@@ -78,9 +78,8 @@ def block_spacing(predictor: Any) -> tuple[float, float]:
     spec = specs[0]
     network = [1.0, *spec.spacing] if spec.dimension == 2 else list(spec.spacing)
     zyx = [1.0, 1.0, 1.0]
-    for i, axis in enumerate(
-        spec.transpose_forward
-    ):  # network axis i is the image's axis transpose_forward[i]
+    # network axis i is the image's axis transpose_forward[i]
+    for i, axis in enumerate(spec.transpose_forward):
         zyx[axis] = float(network[i])
     return zyx[2], zyx[1]
 
