@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from automed.evaluate.metrics import label_metrics, nsd_heading, nsd_tolerance
+from automed.evaluate.metrics import label_metrics, mm_text, nsd_heading, nsd_tolerance
 from automed.evaluate.summary import metrics_rows, summarize
 from tests.conftest import shared
 
@@ -186,3 +186,5 @@ def test_nsd_tolerance_is_one_mm_or_two_pixels_of_a_microscope() -> None:
     assert summary["nsd_tolerance_mm"] == pytest.approx(0.004) and nsd_heading(summary) == "NSD @0.004 mm"
     old = summarize([{k: v for k, v in r.items() if k != "nsd_tolerance_mm"} for r in rows])
     assert old["nsd_tolerance_mm"] == 1.0 and nsd_heading({}) == "NSD @1 mm"  # rows before it was recorded
+    # HD95 in mm at micrometre pixels keeps its digits in the CV table and the model card
+    assert mm_text(0.0123) == "0.0123" and mm_text(12.345) == "12.35" and mm_text(float("nan")) == "n/a"

@@ -126,6 +126,7 @@ def test_a_pair_of_trainings_reading_pictures_differently_is_refused(planned: Pa
         EnsemblePredictor(members)  # when the pair is loaded, before predict or export reads a case
     same = [Predictor(_plan(planned, False), "2d", [], device=torch.device("cpu")) for _ in range(2)]
     assert picture_reading(EnsemblePredictor(same)) == PHYS_PICTURE_SPACING
+    assert block_spacing(EnsemblePredictor(same)) == pytest.approx((MM, MM), rel=1e-5)  # a pair on slides
 
 
 class _BundleModel:

@@ -48,6 +48,14 @@ def nsd_heading(summary: dict[str, Any]) -> str:
     return f"NSD @{', '.join(f'{float(v):g}' for v in values)} mm"
 
 
+def mm_text(x: Any) -> str:
+    """A distance in mm for a table: two decimals from 1 mm up, else three significant digits (a microscope's HD95
+    of 0.0123 mm would read 0.01), ``n/a`` when undefined."""
+    if not isinstance(x, int | float) or not math.isfinite(x):
+        return "n/a"
+    return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3g}"
+
+
 def nsd_tolerance(spacing: list[float] | tuple[float, ...]) -> float:
     """NSD's tolerance tau in mm for a training whose plan resamples to ``spacing`` (mm, its configuration's):
     :data:`NSD_TOLERANCE_MM`, or, where every axis of it is a microscope's (under
