@@ -135,6 +135,9 @@ def test_a_label_png_saved_without_the_pixel_size_still_verifies(tmp_path: Path)
         load_dataset(_png_dataset(tmp_path / "d", label_dpi=None)), workers=1, show_progress=False
     )
     assert report.n_cases == 2
+    # the other way round: a mask with a microscope's pHYs beside a picture saved without it (both were 1 mm)
+    swapped = _png_dataset(tmp_path / "e", label_dpi=25400.0 / UM, image_dpi=None)
+    assert verify(load_dataset(swapped), workers=1, show_progress=False).n_cases == 2
 
 
 def test_an_earlier_fingerprint_at_one_mm_is_taken_again_and_a_resumed_training_refused(

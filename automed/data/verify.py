@@ -302,16 +302,22 @@ def check_case(
             return CaseCheck(problems, [], channels, content, flat)
         if image_ok:
             lg = lh.geometry
-            if png_spacing(headers[0][0]) and lg.dimension == 2 and not png_spacing(case.label):
-                lg = replace(
-                    lg, spacing=headers[0][1].geometry.spacing[:2]
-                )  # a mask saved without the pixel size
+            if lg.dimension == 2 and _one_png_pixel_size(headers[0][0], case.label):
+                # a mask saved without the pixel size its picture has (or with one its picture lacks): it takes
+                # the picture's, as training does (a case's geometry is its image's), and as both were read at 1 mm
+                lg = replace(lg, spacing=headers[0][1].geometry.spacing[:2])
             problems += _geometry_problems(
                 headers[0][0], _first3(headers[0][1].geometry), case.label, lg, "label", tol
             )
         label_problems, label_values = _label_voxel_problems(case.label, declared_labels)
         problems += label_problems
     return CaseCheck(problems, label_values, channels, content, flat, plane)
+
+
+def _one_png_pixel_size(image: Path, label: Path) -> bool:
+    """Whether of a PNG picture and its PNG mask only one has a microscope's pixel size in its pHYs."""
+    pngs = image.name.lower().endswith(".png") and label.name.lower().endswith(".png")
+    return pngs and (png_spacing(image) is None) != (png_spacing(label) is None)
 
 
 def _spacing_mix_warnings(ds: Dataset, results: list[CaseCheck]) -> list[Problem]:
