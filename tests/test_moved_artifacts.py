@@ -119,7 +119,7 @@ def test_a_selections_choice_is_found_in_a_copied_project(tmp_path: Path) -> Non
     sel.mkdir()
     chosen = with_relative_members({"candidate": "W", "members": [str(wd)]}, sel)
     (sel / "selection.json").write_text(json.dumps({"chosen": chosen}))
-    _choose_for_one(wd, sel, {"postprocessing": [], "decisions": []}, False, None, 1, None)
+    _choose_for_one(wd, sel, {"postprocessing": [], "decisions": []}, False, None, 1, None, None)
     choice = json.loads(WorkDir(wd).choice.read_text())
     assert choice["selection"] == str(sel) and choice["relative"] == "../../S"
     shutil.copytree(proj, tmp_path / "copy")
@@ -130,7 +130,7 @@ def test_a_selections_choice_is_found_in_a_copied_project(tmp_path: Path) -> Non
     other.mkdir()
     (other / "selection.json").write_text(json.dumps({"chosen": chosen}))
     _choose_for_one(
-        copied / "runs" / "W", other, {"postprocessing": [], "decisions": []}, False, None, 1, None
+        copied / "runs" / "W", other, {"postprocessing": [], "decisions": []}, False, None, 1, None, None
     )
     with pytest.raises(ArtifactError, match=r"chosen since by another selection \(S2\)"):
         model_dir(copied / "S")
