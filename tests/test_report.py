@@ -51,6 +51,21 @@ def test_paired_wilcoxon_equals_scipy_and_names_the_better_run() -> None:
     assert t["p_holm"] == pytest.approx(t["p_value"])  # one test: nothing to correct
 
 
+def test_structures_come_in_the_order_of_their_label_values_and_keep_them() -> None:
+    """Labels are read as text (one run names them, another numbers them); the tests still go 2 before 10 and give
+    a numbered label back as its value."""
+    rng = np.random.default_rng(1)
+    a = rng.uniform(0.7, 0.9, 8)
+    names = tuple(f"s{k}" for k in range(1, 11))  # labels "1" ... "10"
+    tests = paired_tests(pd.concat([_table("A", a, names), _table("B", a + 0.01, names)]))
+    assert [t["label"] for t in tests] == list(range(1, 11))
+    worst = outliers(_table("A", a, names), worst=1)
+    assert [w["label"] for w in worst] == list(range(1, 11))
+    named = _table("A", a).assign(label="outer")  # a name stays a name, after the numbers
+    mixed = pd.concat([_table("A", a, ("x", "y")), named])
+    assert [w["label"] for w in outliers(mixed, worst=1)] == [1, 2, "outer"]
+
+
 def test_regression_runs_get_a_wilcoxon_on_absolute_errors_and_a_printable_line() -> None:
     from automed.cli.tools import _test_line
     from automed.evaluate.report import paired_error_tests

@@ -65,3 +65,14 @@ def test_an_all_data_model_shows_the_cross_validation_it_inherits(tmp_path: Path
     both = api.report([cv, alone], tmp_path / "R2", log_to_mlflow=False)
     assert both.tests == [] and "reported on this page as its own run" in both.page.read_text()
     assert set(pd.read_csv(both.folder / "cases.csv")["run"]) == {"CV"}
+
+
+def test_an_all_data_models_inherited_rows_pair_with_another_run(tmp_path: Path) -> None:
+    """The inherited cross-validation's rows are read as every other run's (labels as text): read with numbers, its
+    label 1 and the other run's "1" were two structures and the paired test between them was silently dropped."""
+    cv = _cross_validation(tmp_path / "CV")
+    other = _cross_validation(tmp_path / "OTHER")
+    alone = _all_data_model(tmp_path / "ALL", cv)
+    res = api.report([alone, other], tmp_path / "R", log_to_mlflow=False)
+    assert [(t["run_a"], t["run_b"], t["label"]) for t in res.tests] == [("ALL", "OTHER", 1)]
+    assert res.tests[0]["n_cases"] > 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,27 @@ HIGHER_IS_BETTER = {
     "hd95": False,
     "assd": False,
 }
+# read as text: a label named by its value in one run (1) and by a name in another (outer) made the structure names
+# a mix of numbers and strings that could not be sorted; a case ID 007 stays 007
+TEXT_COLUMNS = {"case": str, "label": str, "name": str}
+
+
+def read_case_table(path: Path) -> pd.DataFrame:
+    """A per-case table (``cv/metrics.csv``, ``automed metrics``' ``metrics.csv``) as every run of a report reads it:
+    case, label and name as text, so that the runs' rows of one structure group together."""
+    return pd.read_csv(path, dtype=TEXT_COLUMNS)
+
+
+def _label(value: Any) -> Any:
+    """A label as the tables read it (text) given back as its value where it is one (``"2"`` -> 2)."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def _structures(table: pd.DataFrame, by: list[str]) -> list[tuple[Any, pd.DataFrame]]:
+    """``table`` grouped by ``by`` (ending in label and name), labels in the order of their values (2 before 10)."""
+    groups = list(table.groupby(by, sort=False))
+    return sorted(groups, key=lambda kg: [(0, _label(k), "") if isinstance(_label(k), int) else (1, 0, str(k))
+                                          for k in kg[0]])  # fmt: skip
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -43,7 +65,7 @@ def paired_tests(table: pd.DataFrame, metric: str = "dice") -> list[dict[str, An
     all tests of the report."""
     rows: list[dict[str, Any]] = []
     runs = list(dict.fromkeys(table["run"]))
-    for (label, name), g in table.groupby(["label", "name"], sort=True):
+    for (label, name), g in _structures(table, ["label", "name"]):
         wide = g.pivot_table(index="case", columns="run", values=metric, aggfunc="first")
         for a, b in itertools.combinations([r for r in runs if r in wide], 2):
             both = wide[[a, b]].dropna()
@@ -51,7 +73,7 @@ def paired_tests(table: pd.DataFrame, metric: str = "dice") -> list[dict[str, An
                 continue
             diff = (both[b] - both[a]).to_numpy()
             entry: dict[str, Any] = {
-                "label": label,
+                "label": _label(label),
                 "name": name,
                 "run_a": a,
                 "run_b": b,
@@ -82,7 +104,7 @@ def outliers(table: pd.DataFrame, metric: str = "dice", worst: int = 3) -> list[
     """Per run and structure: the ``worst`` cases and every case beyond 1.5 IQR on the bad side."""
     up = HIGHER_IS_BETTER.get(metric, True)
     out: list[dict[str, Any]] = []
-    for (run, label, name), g in table.groupby(["run", "label", "name"], sort=True):
+    for (run, label, name), g in _structures(table, ["run", "label", "name"]):
         vals = g[["case", metric]].dropna()
         if vals.empty:
             continue
@@ -93,7 +115,7 @@ def outliers(table: pd.DataFrame, metric: str = "dice", worst: int = 3) -> list[
         for i, (case, value) in enumerate(zip(ranked["case"], ranked[metric], strict=True)):
             if i < worst or case in beyond:
                 out.append(
-                    {"run": run, "label": label, "name": name, "case": case, metric: float(value),
+                    {"run": run, "label": _label(label), "name": name, "case": case, metric: float(value),
                      "why": "beyond 1.5 IQR" if case in beyond else f"worst {worst}"}
                 )  # fmt: skip
     return out

@@ -27,7 +27,7 @@ import pandas as pd
 from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.metrics import NSD_TOLERANCE_MM
-from automed.evaluate.report import boxplots, curves, outliers, paired_tests, scatter
+from automed.evaluate.report import boxplots, curves, outliers, paired_tests, read_case_table, scatter
 from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
 from automed.workdir import WorkDir
@@ -39,9 +39,6 @@ log = logging.getLogger("automed")
 
 MAX_CASE_ROWS = 300  # per-case rows shown in the page (all are in cases.csv)
 NO_CASES = ("run", "case", "label", "name", "dice")  # the columns of a report without per-case rows
-# read as text: a label named by its value in one run (1) and by a name in another (outer) made the structure names
-# a mix of numbers and strings that could not be sorted; a case ID 007 stays 007
-TEXT_COLUMNS = {"case": str, "label": str, "name": str}
 MAX_THUMB_CASES = 24  # per run: the worst cases by mean Dice get thumbnails (the rest are in cases.csv)
 
 
@@ -57,14 +54,14 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
     """The per-case table of one run and its folds' histories (work dirs only)."""
     wd = WorkDir(path)
     if path.is_dir() and wd.cv_metrics.is_file():
-        table = pd.read_csv(wd.cv_metrics, dtype=TEXT_COLUMNS)
+        table = read_case_table(wd.cv_metrics)
         hist = {}
         for prog in sorted((path / "train").glob(f"*/fold_*/{PROGRESS}")):
             hist[f"{prog.parent.parent.name} {prog.parent.name}"] = read_progress(prog)["history"]
         return table, hist
     csv = path / "metrics.csv" if path.is_dir() else path
     if csv.is_file() and csv.suffix == ".csv":
-        table = pd.read_csv(csv, dtype=TEXT_COLUMNS)
+        table = read_case_table(csv)
         if {"case", "label", "dice"} <= set(table.columns):
             return table, {}
     if (path / "sweep.json").is_file():

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from automed.evaluate.report import read_case_table
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.records import PROGRESS, read_progress, read_train_config
@@ -97,7 +98,7 @@ def all_data_run(path: Path, name: str, runs: list[Path]) -> AllDataRun | None:
                 f"{inherited}: its rows here are that training's out-of-fold predictions (the same model trained "
                 "on fewer cases per fold), not this model's."
             )
-            out.cases, out.images_from = pd.read_csv(WorkDir(cv).cv_metrics), cv
+            out.cases, out.images_from = read_case_table(WorkDir(cv).cv_metrics), cv
         else:
             log.warning("report: %s inherits the cross-validation %s, which has no cv/metrics.csv there (moved?)",
                         path, cv)  # fmt: skip
