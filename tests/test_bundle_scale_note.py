@@ -42,3 +42,25 @@ def test_the_bundle_warns_when_the_network_sees_part_of_an_image(
     assert "warning: big: at the model's spacing the image is 112 x 112" in err and "25% x 25%" in err
     assert "fit:" not in err
     assert (tmp_path / "out" / "predictions.csv").read_text().count("\n") == 3
+
+
+def test_the_bundle_replaces_an_older_bundles_table_but_not_a_users_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image-level bundle before the record wrote only predictions.csv: --overwrite (the cube's rerun) replaces
+    such a table; a predictions.csv of the user's (another header) is never replaced."""
+    monkeypatch.setattr(image_model, "forwards_for", lambda *a, **k: [lambda x: np.array([[0.0, 1.0]])])
+    monkeypatch.setattr(cli, "_runtime", lambda *a: "onnx")
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((30, 28), np.uint8)), str(inputs / "fit.png"))
+    bundle = _bundle(tmp_path / "b")
+    assert cli.main(["-i", str(inputs), "-o", str(out)], bundle=bundle) == 0
+    assert (out / cli.RECORD).is_file()
+    (out / cli.RECORD).unlink()  # as an older image-level bundle left its output
+    assert cli.main(["-i", str(inputs), "-o", str(out), "--overwrite"], bundle=bundle) == 0
+    (out / cli.RECORD).unlink()
+    (out / "predictions.csv").write_text("patient,diagnosis\nfit,1\n")  # the user's own table
+    with pytest.raises(SystemExit, match=r"holds predictions\.csv without it: files of yours, not replaced"):
+        cli.main(["-i", str(inputs), "-o", str(out), "--overwrite"], bundle=bundle)
+    assert (out / "predictions.csv").read_text() == "patient,diagnosis\nfit,1\n"

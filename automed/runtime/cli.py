@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     held = f"{', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}"
     if taken and not args.overwrite:  # an earlier run's predictions are replaced only when asked
         raise SystemExit(f"{args.output}: already holds {held}; choose an empty folder or pass --overwrite")
-    if taken and not (outp / RECORD).is_file():  # files of the user's, never this bundle's: never replaced
+    if taken and not (outp / RECORD).is_file() and not _older_bundle_table(outp, taken):
+        # files of the user's, never this bundle's: never replaced
         raise SystemExit(
             f"{args.output}: --overwrite replaces predictions a bundle wrote there ({RECORD} marks them), and this "
             f"folder holds {held} without it: files of yours, not replaced; choose an empty folder"
@@ -280,6 +281,16 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
+
+
+def _older_bundle_table(folder: Path, taken: list[str]) -> bool:
+    """Whether ``taken`` is only a ``predictions.csv`` as a bundle writes it (``SubjectID`` first, a ``prediction``
+    column): bundles before the record wrote none beside their table, and a rerun (the cube's) replaces it."""
+    if taken != ["predictions.csv"]:
+        return False
+    with (folder / "predictions.csv").open(newline="") as fh:
+        header = next(csv.reader(fh), [])
+    return header[:1] == ["SubjectID"] and "prediction" in header
 
 
 def _links(folder: Path) -> list[Path]:
