@@ -143,7 +143,7 @@ def _check_case_ids(cases: list[InputCase], root: Path, from_csv: bool) -> None:
         if len(files) > 1
     ]
     if problems:
-        raise DatasetError(problems, f"cannot predict {root}")
+        raise DatasetError(problems, f"cannot read the input {root}")
 
 
 def listed_files(input_path: str | Path) -> list[Path]:
