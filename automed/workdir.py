@@ -336,8 +336,10 @@ def locked(root: Path, command: str) -> Iterator[None]:
 def refuse_workdir_in_dataset(dataset: str | Path | None, wd: Path) -> None:
     """A work dir is never a dataset folder or inside one (``-o DATASET`` wrote fingerprint.json, plan.json, the
     preprocessed cache and the lock among the user's images; a work dir inside a folder-per-class dataset is read
-    as another class); a CSV's folder may hold work dirs beside it. Checked by every command that makes a work dir
-    from a dataset (fingerprint, plan, train, sweep)."""
+    as another class); a CSV's folder may hold work dirs beside it. Checked by every command that makes or fills a
+    work dir from a dataset (fingerprint, plan, preprocess, train, sweep), before the dataset is read: a leftover
+    ``DS/W`` would otherwise be refused as a part of the dataset (``DS/W/fingerprint.json`` is no image of a
+    class), a message that hides this rule."""
     if dataset is None:
         return
     src = Path(dataset).expanduser().resolve()

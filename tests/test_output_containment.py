@@ -142,6 +142,28 @@ def test_a_work_dir_is_never_made_inside_the_dataset_folder(tmp_path: Path) -> N
     assert (tmp_path / "W" / "fingerprint.json").is_file()
 
 
+def test_a_leftover_work_dir_inside_the_dataset_is_named_before_the_dataset_is_read(tmp_path: Path) -> None:
+    """``DS/W`` left by an earlier automed (fingerprint DS -o DS/W was accepted): plan, preprocess, train and sweep
+    read the dataset first and refused it over ``DS/W/fingerprint.json`` (not an image of a class), a message that
+    hid the rule; each now names the rule, as fingerprint does, before the dataset is read."""
+    ds = _class_folders(tmp_path / "ds")
+    api.fingerprint(ds, tmp_path / "W", workers=0, show_progress=False)
+    shutil.copytree(tmp_path / "W", ds / "W")
+    before = _tree(ds)
+    calls = {
+        "fingerprint": lambda: api.fingerprint(ds, ds / "W", workers=0, show_progress=False),
+        "plan": lambda: api.plan_dataset(ds, ds / "W", workers=0, show_progress=False),
+        "preprocess": lambda: api.preprocess(ds, ds / "W", workers=0, show_progress=False),
+        "train": lambda: api.train(ds, ds / "W", epochs=1, register=False, workers=0, show_progress=False),
+        "sweep": lambda: api.sweep(ds, ds / "W", trials=1, workers=0, show_progress=False),
+    }
+    for verb, call in calls.items():
+        with pytest.raises(ArtifactError, match="a work dir lies outside the dataset folder") as err:
+            call()
+        assert str(ds / "W") in str(err.value) and "-o work" in str(err.value), verb
+    assert _tree(ds) == before  # nothing written, the leftover included
+
+
 def test_the_bundle_writes_only_inside_its_output_folder(tmp_path: Path) -> None:
     """The torch-free bundle's predict.py wrote its record ``.bundle-predict.json`` through a link of that name in
     the output folder (the linked file of the user's was replaced), and wrote predictions inside the input folder."""

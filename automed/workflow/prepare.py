@@ -225,8 +225,9 @@ def preprocess(
     """Write the preprocessed cache and ``splits.json`` for the plan in ``WORKDIR``.
 
     ``train_configs``: also write the caches their overrides need (a normalization override has its own)."""
-    ds = as_dataset(dataset)
     wd = Path(workdir)
+    refuse_workdir_in_dataset(dataset.source if isinstance(dataset, Dataset) else dataset, wd)
+    ds = as_dataset(dataset)
     claim_workdir(wd, "automed preprocess")
     check_splits(ds, wd / SPLITS_FILE, folds, split_seed)  # before any work: trained folds keep their split
     p = Plan.load(wd / PLAN_FILE)
@@ -289,11 +290,12 @@ def plan_dataset(
 ) -> PlanResult:
     """verify -> fingerprint -> plan -> preprocess (what ``automed plan`` runs). Nothing is written if verify fails;
     ``max_voxels`` bounds one image, as in :func:`verify`."""
+    wd = Path(workdir)
+    # before the dataset is read: a leftover DS/W would be refused as part of the dataset, hiding this rule
+    refuse_workdir_in_dataset(dataset.source if isinstance(dataset, Dataset) else dataset, wd)
     ds = as_dataset(dataset)
     pre = load_preset(preset)
     verify(ds, workers=workers, show_progress=show_progress, max_voxels=max_voxels)
-    wd = Path(workdir)
-    refuse_workdir_in_dataset(ds.source if isinstance(dataset, Dataset) else dataset, wd)
     claim_workdir(wd, "automed plan")  # before the folder is made: a file or a folder of yours is refused
     wd.mkdir(parents=True, exist_ok=True)
     earlier = (wd / FINGERPRINT_FILE).read_bytes() if (wd / FINGERPRINT_FILE).is_file() else None
