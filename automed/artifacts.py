@@ -140,17 +140,20 @@ def claim_output(
     inputs: Sequence[Path] = (),
     overwrite: bool = False,
     earlier: bool = False,
+    in_place: bool = False,
 ) -> Path:
     """Check, before any work, that ``out`` may receive a ``kind`` output; return it resolved.
 
     Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
     never inside a folder of ``inputs`` (the folders read as inputs: a later run over that folder would read the
     outputs as inputs, or a folder-per-class dataset would gain a class); an existing non-empty folder only when
-    automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another kind with ``overwrite``, and never one
-    holding a symbolic link (what is written there would land in the folder it points to). A non-empty folder
-    automed did not write is never replaced, ``overwrite`` or not (it may hold anything of the user's). ``earlier``:
-    the caller recognised ``out`` as an earlier ``kind`` output written before the marker existed (replaced like a
-    marked one)."""
+    automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another kind with ``overwrite``. A non-empty
+    folder automed did not write is never replaced, ``overwrite`` or not (it may hold anything of the user's).
+    ``earlier``: the caller recognised ``out`` as an earlier ``kind`` output written before the marker existed
+    (replaced like a marked one). ``in_place``: the caller writes into the existing folder (predict, explain), so
+    the folder must hold no symbolic link (what is written there would land in the folder it points to); an output
+    replaced whole (:func:`atomic_directory`: the earlier folder is renamed aside and removed, and removal deletes a
+    link, never what it points to) may hold links (a cube's ``mlcube/workspace/data`` linked to a dataset)."""
     res = out.expanduser().resolve()
     for p in protected:
         pr = p.expanduser().resolve()
@@ -191,14 +194,14 @@ def claim_output(
                 f"a {found} output",
                 "choose a new or empty folder, or pass --overwrite to replace it",
             )
-    if res.is_dir():
+    if in_place and res.is_dir():
         links = symbolic_links(res)
         if links:
             shown = ", ".join(f"{p.relative_to(res)} -> {p.readlink()}" for p in links[:3])
             raise ArtifactError.single(
                 out,
-                f"an output folder ({kind}) must not hold symbolic links: automed would write through them into "
-                "the folders they point to",
+                f"an output folder ({kind}) must not hold symbolic links: automed writes into it in place and "
+                "would write through them into the folders they point to",
                 shown + (f" (and {len(links) - 3} more)" if len(links) > 3 else ""),
                 "remove the link(s) from the output folder, or choose a new folder",
             )

@@ -239,6 +239,18 @@ def test_package_cube(exported: dict[str, Path]) -> None:
     with pytest.raises(ConfigError) as e:
         validate_cube(cube)
     assert "/mlcommons/volumes/" in str(e.value)
+    # rebuilt over a cube whose workspace links the user's dataset (MLCube's habit): replaced whole, the link
+    # removed with the earlier cube, the dataset's files untouched (the link was refused as if written through)
+    data = exported["root"] / "users_data"
+    data.mkdir()
+    (data / "case.nii.gz").write_text("the user's image")
+    (cube / "mlcube" / "workspace" / "data").symlink_to(data, target_is_directory=True)
+    again = api.package(exported["work"], cube, export_dir=exported["bundle"]).folder
+    validate_cube(again)  # the broken description above replaced too
+    assert not (again / "mlcube" / "workspace" / "data").exists()
+    assert [p.name for p in data.iterdir()] == ["case.nii.gz"] and (data / "case.nii.gz").read_text() == (
+        "the user's image"
+    )
 
 
 def test_cube_entry_point_offline_unprivileged_read_only(exported: dict[str, Path]) -> None:

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from automed import api
-from automed.artifacts import claim_output, mark_output
+from automed.artifacts import OUTPUT_MARKER, atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError
 
 
@@ -44,25 +44,63 @@ def test_claim_refuses_an_output_inside_an_input_folder(tmp_path: Path) -> None:
     assert not (inputs / "out").exists()
 
 
-def test_claim_refuses_an_earlier_output_holding_a_link(tmp_path: Path) -> None:
+def test_claim_refuses_an_output_written_in_place_holding_a_link(tmp_path: Path) -> None:
+    """Predict and explain write into the existing folder (``in_place``): a link there is written through."""
     mine = tmp_path / "notes"
     mine.mkdir()
     (mine / "index.html").write_text("the user's page")
     out = tmp_path / "P"
     (out / "review").mkdir(parents=True)
     mark_output(out, "predictions")
-    assert claim_output(out, "predictions", overwrite=True) == out.resolve()  # no link: still accepted
+    assert (
+        claim_output(out, "predictions", overwrite=True, in_place=True) == out.resolve()
+    )  # no link: still accepted
     shutil.rmtree(out / "review")
     (out / "review").symlink_to(mine)
     with pytest.raises(ArtifactError, match="must not hold symbolic links") as err:
-        claim_output(out, "predictions", overwrite=True)
+        claim_output(out, "predictions", overwrite=True, in_place=True)
     assert f"review -> {mine}" in str(err.value) and "remove the link" in str(err.value)
     (out / "review").unlink()
     (out / "review").mkdir()
     (out / "review" / "a.png").symlink_to(mine / "index.html")  # at any depth, a file too
     with pytest.raises(ArtifactError, match=r"review/a\.png -> "):
-        claim_output(out, "predictions", overwrite=True)
+        claim_output(out, "predictions", overwrite=True, in_place=True)
     assert (mine / "index.html").read_text() == "the user's page"
+
+
+def test_an_output_replaced_whole_may_hold_links_and_their_targets_stay(tmp_path: Path) -> None:
+    """A cube, export, report, metrics, grid, convert, anonymize or patches folder is replaced whole
+    (``atomic_directory``: renamed aside, then removed): a link in it (MLCube's habit of linking the dataset into
+    ``mlcube/workspace/data``) was refused although the earlier folder's removal deletes the link, never what it
+    points to."""
+    data = tmp_path / "mydata"
+    (data / "sub").mkdir(parents=True)
+    (data / "case.nii.gz").write_text("the user's image")
+    (data / "sub" / "notes.txt").write_text("the user's notes")
+    kept = _tree(data)
+    for kind in ("cube", "export"):
+        out = tmp_path / kind
+        (out / "mlcube" / "workspace").mkdir(parents=True)
+        mark_output(out, kind)
+        (out / "mlcube" / "workspace" / "data").symlink_to(data)  # a link to a folder
+        (out / "card.txt").symlink_to(data / "case.nii.gz")  # and to a file
+        assert claim_output(out, kind) == out.resolve()
+        with pytest.raises(ArtifactError, match="must not hold symbolic links"):  # written in place: refused
+            claim_output(out, kind, in_place=True)
+        with atomic_directory(out) as tmp:
+            (tmp / "new.txt").write_text("the new output")
+            mark_output(tmp, kind)
+        assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "new.txt"]
+        assert not [
+            p for p in tmp_path.iterdir() if p.name.startswith(f".{kind}.")
+        ]  # the earlier one removed
+        assert _tree(data) == kept
+    # what atomic_directory relies on: rmtree removes a link to a folder, never the files of the folder it names
+    doomed = tmp_path / "doomed"
+    doomed.mkdir()
+    (doomed / "data").symlink_to(data, target_is_directory=True)
+    shutil.rmtree(doomed)
+    assert not doomed.exists() and _tree(data) == kept
 
 
 def _label_map(path: Path) -> None:

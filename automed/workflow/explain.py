@@ -74,7 +74,12 @@ def explain(
     if not registered:
         protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
     out = claim_output(
-        Path(output), "explanations", protected=protected, inputs=[Path(input_path)], overwrite=overwrite
+        Path(output),
+        "explanations",
+        protected=protected,
+        inputs=[Path(input_path)],
+        overwrite=overwrite,
+        in_place=True,
     )
     bundle = fetch_registered(str(model), tracking_uri) if registered else None
     predictor = (

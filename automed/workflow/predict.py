@@ -252,7 +252,12 @@ def predict(
         if not WorkDir(chosen).pair.is_file():  # no model here is the first thing to fix, before the output
             WorkDir(chosen).require_model()
     out = claim_output(
-        Path(output), "predictions", protected=protected, inputs=[Path(input_path)], overwrite=overwrite
+        Path(output),
+        "predictions",
+        protected=protected,
+        inputs=[Path(input_path)],
+        overwrite=overwrite,
+        in_place=True,
     )
     earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, STAGING, RECORD) for p in out.iterdir())
     if (
