@@ -267,7 +267,12 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces ``final``, on error it is removed.
 
     The earlier content of ``final`` stays in place until the new one is complete; a kill between the two renames of
-    the replacement leaves the earlier folder under a hidden name, put back by the next call."""
+    the replacement leaves the earlier folder under a hidden name, put back by the next call. ``final`` given as a
+    symbolic link (``-o LINK``) is replaced where it points, as :func:`claim_output` checked it: the link itself was
+    replaced, left behind as ``.NAME.old-PID`` (rmtree never removes a link), and a second replacement in the same
+    process failed on it after all the work."""
+    if final.is_symlink():
+        final = final.resolve()
     final.parent.mkdir(parents=True, exist_ok=True)
     _recover(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))

@@ -103,6 +103,26 @@ def test_an_output_replaced_whole_may_hold_links_and_their_targets_stay(tmp_path
     assert not doomed.exists() and _tree(data) == kept
 
 
+def test_an_output_given_as_a_link_is_replaced_where_it_points(tmp_path: Path) -> None:
+    """``-o cube`` with ``cube -> real_cube`` (an earlier cube): claim_output checks the folder the link names, but
+    the replacement renamed the link itself aside and left it as ``.cube.old-PID`` (rmtree does not remove a link),
+    and a second replacement in the same process (a notebook exporting twice) failed on that name after the work."""
+    real = tmp_path / "real_cube"
+    real.mkdir()
+    mark_output(real, "cube")
+    (real / "old.txt").write_text("the earlier cube")
+    link = tmp_path / "cube"
+    link.symlink_to(real, target_is_directory=True)
+    for n in range(2):
+        assert claim_output(link, "cube") == real.resolve()
+        with atomic_directory(link) as tmp:
+            (tmp / f"new{n}.txt").write_text("the new cube")
+            mark_output(tmp, "cube")
+        assert link.is_symlink() and link.resolve() == real.resolve()
+        assert sorted(p.name for p in real.iterdir()) == [OUTPUT_MARKER, f"new{n}.txt"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cube", "real_cube"]  # nothing left aside
+
+
 def _label_map(path: Path) -> None:
     arr = np.zeros((6, 12, 12), np.uint8)
     arr[1:5, 2:8, 2:8] = 1
