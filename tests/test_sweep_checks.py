@@ -18,6 +18,7 @@ from automed.search.context import SweepContext
 from automed.search.engine import ENGINES, Engine, SearchSpec, TrialOutcome, Unit
 from automed.search.space import SearchSpace
 from automed.testing.synthetic import make_dataset
+from automed.workflow.sweep_stages import STATE_VERSION
 
 FIXED = {"epochs": 2, "iterations_per_epoch": 2, "val_iterations": 1, "num_workers": 0}
 
@@ -281,8 +282,9 @@ def test_a_resumed_sweep_compares_its_space_by_content(
     saved = json.loads((wd / "sweep.json").read_text())["options"]["space"]
     assert saved == str(tmp_path / "here" / "slow.yaml")  # where it was, whatever the folder of a resume
     api.sweep(None, wd, space=tmp_path / "here" / "slow.yaml", resume=True, show_progress=False)
-    # (the automed that started it is recorded, and kept by a resume: tests/test_sweep_version.py)
-    assert json.loads((wd / "sweep.json").read_text())["automed_version"] == __version__
+    # (the automed and sweep state that started it are recorded, and kept by a resume: tests/test_sweep_version.py)
+    recorded = json.loads((wd / "sweep.json").read_text())
+    assert (recorded["automed_version"], recorded["state_version"]) == (__version__, STATE_VERSION)
     (tmp_path / "copy.yaml").write_text((tmp_path / "here" / "slow.yaml").read_text())
     api.sweep(None, wd, space=tmp_path / "copy.yaml", resume=True, show_progress=False)  # the same content
     monkeypatch.chdir(tmp_path)

@@ -62,6 +62,7 @@ from automed.workflow.sweep_checks import refuse_ignored, refuse_unbounded
 from automed.workflow.sweep_resume import resume_state
 from automed.workflow.sweep_stages import (
     STATE_FILE,
+    STATE_VERSION,
     SweepOptions,
     SweepResult,
     SweepRun,
@@ -128,7 +129,8 @@ def _new_state(
     )
     state = {
         "schema_version": 1,
-        "automed_version": __version__,  # a resume by another automed is refused (sweep_resume)
+        "automed_version": __version__,
+        "state_version": STATE_VERSION,  # a resume of another sweep state is refused (sweep_resume)
         "dataset": dataset_source(ds),
         "options": {
             **asdict(opts),

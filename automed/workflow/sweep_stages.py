@@ -35,6 +35,13 @@ from automed.workflow.trial import run_trial
 log = logging.getLogger(__name__)
 
 STATE_FILE = "sweep.json"
+# The sweep state's compatibility number, sweep.json's ``state_version`` (``automed_version`` stays fixed through
+# development, so it cannot tell two states apart). Bump it when a saved sweep would be read otherwise than the code
+# that wrote it meant: a SweepOptions field removed, renamed or given another meaning, a sweep.json key this code
+# needs added, or a stage that records or re-enters otherwise (its ``stages`` keys). An option added with a default
+# that keeps a saved sweep's behaviour needs no bump. A sweep.json without the key is version 1 (written before it
+# was recorded). ``sweep_resume`` refuses another version.
+STATE_VERSION = 1
 FINAL_RESERVE_S = 30.0
 
 
