@@ -52,12 +52,29 @@ def progress_bar(disable: bool = False, console: Console | None = None) -> Progr
     )
 
 
+class Steps:
+    """The steps of one stage: calling it counts one done; :meth:`stop` ends the stage before its count, and the
+    stage's last line (or its bar) says where and why instead of "done"."""
+
+    def __init__(self, advance: Callable[[], None] | None = None) -> None:
+        self._advance = advance
+        self.stopped: str | None = None
+
+    def __call__(self) -> None:
+        if self._advance is not None:
+            self._advance()
+
+    def stop(self, reason: str) -> None:
+        self.stopped = reason
+
+
 class Stages:
     """A command's stages, each a count of steps (``automed select``: the candidates scored case by case, the class
-    bias, the largest components, the inference timing): on a terminal a bar per stage (:func:`progress_bar`),
-    elsewhere (a log file, CI) plain lines: the stage as it starts, its count at each tenth reached ``every_s``
-    seconds or more after the stage's last line (a fast stage shows its start and end only) and its end with the
-    time it took; ``show=False``: nothing."""
+    bias's reading of the cases and its offset search, the largest components, the inference timing): on a terminal
+    a bar per stage (:func:`progress_bar`), elsewhere (a log file, CI) plain lines: the stage as it starts, its count
+    at each tenth reached ``every_s`` seconds or more after the stage's last line (a fast stage shows its start and
+    end only) and its end with the time it took (or where it stopped and why: :meth:`Steps.stop`); a stage not run
+    says so (:meth:`skip`); ``show=False``: nothing."""
 
     def __init__(self, show: bool = True, console: Console | None = None, every_s: float = 5.0) -> None:
         self.show = show
@@ -65,37 +82,49 @@ class Stages:
         self.every_s = every_s
 
     @contextlib.contextmanager
-    def stage(self, description: str, total: int) -> Iterator[Callable[[], None]]:
-        """A stage of ``total`` steps; it yields the function that counts one step done."""
+    def stage(self, description: str, total: int) -> Iterator[Steps]:
+        """A stage of ``total`` steps; it yields the :class:`Steps` that count them."""
         console = self.console or get_console()
         if not self.show:
-            yield lambda: None
+            yield Steps()
         elif console.is_terminal:
             with progress_bar(console=console) as bar:
                 task = bar.add_task(description, total=total)
-                yield lambda: bar.advance(task)
+                steps = Steps(lambda: bar.advance(task))
+                yield steps
+                if steps.stopped is not None:
+                    bar.update(task, description=f"{description} (stopped: {steps.stopped})")
         else:
             yield from _plain_stage(console, description, total, self.every_s)
 
+    def skip(self, description: str, reason: str) -> None:
+        """A stage that is not run, and why (one line, on a terminal too)."""
+        if self.show:
+            _line(self.console or get_console(), f"{description}: skipped ({reason})")
 
-def _plain_stage(
-    console: Console, description: str, total: int, every_s: float
-) -> Iterator[Callable[[], None]]:
+
+def _line(console: Console, text: str) -> None:
+    console.print(text, markup=False, highlight=False, soft_wrap=True)  # a log line is never wrapped
+
+
+def _plain_stage(console: Console, description: str, total: int, every_s: float) -> Iterator[Steps]:
     t0, done, shown, last = time.perf_counter(), [0], [0], [time.perf_counter()]
-
-    def line(text: str) -> None:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)  # a log line is never wrapped
 
     def advance() -> None:
         done[0] += 1
         tenth = 10 * done[0] // max(total, 1)
         if tenth > shown[0] and done[0] < total and time.perf_counter() - last[0] >= every_s:
             shown[0], last[0] = tenth, time.perf_counter()
-            line(f"{description}: {done[0]}/{total} ({time.perf_counter() - t0:.0f} s)")
+            _line(console, f"{description}: {done[0]}/{total} ({time.perf_counter() - t0:.0f} s)")
 
-    line(f"{description}: 0/{total}")
-    yield advance
-    line(f"{description}: {done[0]}/{total} done in {time.perf_counter() - t0:.0f} s")
+    _line(console, f"{description}: 0/{total}")
+    steps = Steps(advance)
+    yield steps
+    took = time.perf_counter() - t0
+    if steps.stopped is not None:
+        _line(console, f"{description}: {done[0]}/{total} stopped in {took:.0f} s: {steps.stopped}")
+    else:
+        _line(console, f"{description}: {done[0]}/{total} done in {took:.0f} s")
 
 
 def end_with(driver: int) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,26 @@ def test_stages_show_plain_lines_at_each_tenth_off_a_terminal(capsys: pytest.Cap
             done()
     drawn = terminal.file.getvalue()  # type: ignore[attr-defined]
     assert "timing" in drawn and "4/4" in drawn and "done in" not in drawn and capsys.readouterr().out == ""
+
+
+def test_a_stage_stopped_or_skipped_says_so_not_done(capsys: pytest.CaptureFixture[str]) -> None:
+    with Stages(every_s=3600).stage("reading", 5) as read:
+        read()
+        read.stop("too large")
+    with Stages(every_s=3600).stage("whole", 2) as steps:  # not stopped: done, as before
+        steps()
+        steps()
+    Stages().skip("searching", "too large")
+    Stages(show=False).skip("quiet", "no reason")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "reading: 0/5" and re.fullmatch(r"reading: 1/5 stopped in \d+ s: too large", lines[1])
+    assert lines[3].startswith("whole: 2/2 done in ") and lines[4:] == ["searching: skipped (too large)"]
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with Stages(console=terminal).stage("reading", 5) as read:  # a bar: its description says where and why
+        read()
+        read.stop("too large")
+    drawn = terminal.file.getvalue()  # type: ignore[attr-defined]
+    assert "reading (stopped: too large)" in drawn and "1/5" in drawn
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@ is kept only when it helps (crafted CV probabilities, so the expected decisions 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.parallel import Stages
 from automed.runtime.postprocess import apply, largest_component
+from automed.select.class_bias import GRID
 from automed.select.selection import select
 from automed.testing.synthetic import make_dataset
 from automed.train.config import TrainConfig
@@ -104,18 +106,21 @@ def test_select_shows_its_stages_as_plain_lines_off_a_terminal(
     lines = capsys.readouterr().out.splitlines()
     n = len(labels)
     starts = [line for line in lines if line.endswith(": 0/" + line.rsplit("/", 1)[-1])]
+    search = f"class bias: searching offsets (2 rounds x 2 labels x {len(GRID)})"
     assert starts == [
         f"scoring 3 candidate(s) on {n} CV cases: 0/{n}",
-        f"class bias: 0/{n}",
+        f"class bias: reading {n} CV cases: 0/{n}",
+        f"{search}: 0/{2 * 2 * len(GRID)}",  # the search is counted too (the bar stood at N/N while it ran)
         f"largest components: 0/{2 * n}",  # all foreground, then each label
     ]
     ends = [line.split(" done in ")[0] for line in lines if " done in " in line]
     assert ends == [
         f"scoring 3 candidate(s) on {n} CV cases: {n}/{n}",
-        f"class bias: {n}/{n}",
+        f"class bias: reading {n} CV cases: {n}/{n}",
+        f"{search}: {2 * 2 * len(GRID)}/{2 * 2 * len(GRID)}",
         f"largest components: {2 * n}/{2 * n}",
     ]
-    assert len(lines) > 6  # and the counts between
+    assert len(lines) > 8  # and the counts between
 
 
 def test_postprocessing_rejected_when_it_hurts(
@@ -207,16 +212,32 @@ def test_class_bias_is_not_kept_without_a_gain(
 
 
 def test_class_bias_search_that_would_not_fit_in_memory_is_skipped(
-    dataset: tuple[Path, dict[str, np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dataset: tuple[Path, dict[str, np.ndarray]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import automed.select.class_bias as cb
 
     monkeypatch.setattr(cb, "MAX_VALUES", 10)
     ds_path, labels = dataset
-    res = select([_fake_training(tmp_path, "grown", ds_path, labels, "grown")], tmp_path / "sel")
+    res = select(
+        [_fake_training(tmp_path, "grown", ds_path, labels, "grown")],
+        tmp_path / "sel",
+        progress=Stages(every_s=3600),
+    )
     (bias,) = [d for d in res["decisions"] if d["step"] == "class bias"]
     assert not bias["kept"] and bias["reason"].startswith("not searched")
     assert bias["before"] == bias["after"] == res["cv_dice_before_postprocessing"]
+    # the plain lines (start and end: every_s) say so: the reading stopped at the first case (it said "0/N done"),
+    # the search was skipped
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("class bias")]
+    n, why = len(labels), "the CV cases' uncertain voxels exceed 10 values in memory"
+    assert lines[0] == f"class bias: reading {n} CV cases: 0/{n}"
+    assert re.fullmatch(rf"class bias: reading {n} CV cases: 1/{n} stopped in \d+ s: {why}", lines[1])
+    assert lines[2:] == [
+        f"class bias: searching offsets (2 rounds x 2 labels x {len(GRID)}): skipped ({why})"
+    ]
 
 
 def test_decide_is_the_argmax_of_offset_log_probabilities() -> None:

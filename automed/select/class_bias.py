@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from automed.parallel import Stages
 from automed.runtime.postprocess import CLASS_BIAS
 
 GRID = (-2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
@@ -92,40 +93,56 @@ def _allowed(after: dict[str, Any], base: dict[str, Any]) -> bool:
 
 
 def decide_class_bias(
-    cases: Iterable[tuple[np.ndarray, np.ndarray]], values: list[int], baseline: dict[str, Any]
+    cases: Iterable[tuple[np.ndarray, np.ndarray]],
+    values: list[int],
+    baseline: dict[str, Any],
+    *,
+    n_cases: int,
+    progress: Stages | None = None,
 ) -> dict[str, Any]:
-    """``cases``: (mean CV probabilities ``(K, ...)``, reference label map in label values) of each validation case;
-    ``baseline``: their CV Dice without the step (reported as is when the search does not fit in memory). The
-    decision: ``step`` (the postprocessing step, or ``None`` when no offset helps by :data:`MIN_GAIN`), Dice before
-    and after (per label value) and the reason."""
+    """``cases``: (mean CV probabilities ``(K, ...)``, reference label map in label values) of each of the
+    ``n_cases`` validation cases; ``baseline``: their CV Dice without the step (reported as is when the search does
+    not fit in memory). The decision: ``step`` (the postprocessing step, or ``None`` when no offset helps by
+    :data:`MIN_GAIN`), Dice before and after (per label value) and the reason. ``progress`` shows two stages: the
+    cases read (stopped where they would not fit) and the offsets tried (skipped then)."""
+    stages = progress or Stages(show=False)
+    search = f"class bias: searching offsets ({ROUNDS} rounds x {len(values) - 1} labels x {len(GRID)})"
     index = np.full(int(max(values)) + 1, -1, dtype=np.int64)
     index[np.asarray(values)] = np.arange(len(values))
     reduced: list[_Case] = []
-    for p, r in cases:
-        # a value that is no class counts for none (as selection's dice_table)
-        known = (r >= 0) & (r < index.size)
-        reduced.append(_reduce(p, np.where(known, index[np.where(known, r, 0)], -1)))
-        held = sum(c.log_probs.size for c in reduced)
-        if held > MAX_VALUES:
-            return {
-                "step": None,
-                "offsets": [0.0] * len(values),
-                "before": baseline,
-                "after": baseline,
-                "kept": False,
-                "reason": f"not searched: the CV cases' uncertain voxels exceed {MAX_VALUES:,} values in memory",
-            }
+    over = f"the CV cases' uncertain voxels exceed {MAX_VALUES:,} values in memory"
+    with stages.stage(f"class bias: reading {n_cases} CV cases", n_cases) as read:
+        for p, r in cases:
+            # a value that is no class counts for none (as selection's dice_table)
+            known = (r >= 0) & (r < index.size)
+            reduced.append(_reduce(p, np.where(known, index[np.where(known, r, 0)], -1)))
+            read()
+            if sum(c.log_probs.size for c in reduced) > MAX_VALUES:
+                read.stop(over)
+                break
+    if read.stopped is not None:
+        stages.skip(search, over)
+        return {
+            "step": None,
+            "offsets": [0.0] * len(values),
+            "before": baseline,
+            "after": baseline,
+            "kept": False,
+            "reason": f"not searched: {over}",
+        }
     offsets = np.zeros(len(values), dtype=np.float32)
     base = _summary(reduced, offsets)
     best = base
-    for _ in range(ROUNDS):
-        for c in range(1, len(values)):
-            for x in GRID:
-                trial = offsets.copy()
-                trial[c] = x
-                s = _summary(reduced, trial)
-                if _allowed(s, base) and s["foreground_mean"] > best["foreground_mean"] + 1e-9:
-                    best, offsets = s, trial
+    with stages.stage(search, ROUNDS * (len(values) - 1) * len(GRID)) as tried:
+        for _ in range(ROUNDS):
+            for c in range(1, len(values)):
+                for x in GRID:
+                    trial = offsets.copy()
+                    trial[c] = x
+                    s = _summary(reduced, trial)
+                    if _allowed(s, base) and s["foreground_mean"] > best["foreground_mean"] + 1e-9:
+                        best, offsets = s, trial
+                    tried()
     gain = (
         best["foreground_mean"] - base["foreground_mean"] if not math.isnan(base["foreground_mean"]) else 0.0
     )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,14 +194,8 @@ def select_trainings(
     steps: list[dict[str, Any]] = []
     current = base
     # 1) a class bias: offsets before the argmax (they change the labels every later step sees)
-    with stages.stage("class bias", len(cases)) as done:
-
-        def evidence() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            for c in cases:
-                yield _mean([m.probs[c] for m in chosen]), reference(c)
-                done()
-
-        bias = decide_class_bias(evidence(), values, baseline=base)
+    evidence = ((_mean([m.probs[c] for m in chosen]), reference(c)) for c in cases)  # read as the search asks
+    bias = decide_class_bias(evidence, values, baseline=base, n_cases=len(cases), progress=stages)
     decisions.append(
         {"step": "class bias", "kind": CLASS_BIAS, **{k: v for k, v in bias.items() if k != "step"}}
     )
