@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from automed.evaluate.metrics import label_metrics, mm_text, nsd_heading, nsd_tolerance
+from automed.evaluate.metrics import label_metrics
 from automed.evaluate.summary import metrics_rows, summarize
 from tests.conftest import shared
 
@@ -159,32 +159,3 @@ def test_cv_rows_are_written_by_fold_and_case_whatever_order_the_folds_finished(
         ("b", 1),
         ("b", 2),
     ]
-
-
-def test_nsd_tolerance_is_one_mm_or_two_pixels_of_a_microscope() -> None:
-    """CV's NSD at 1 mm says nothing on 2 um pixels (every border within 500 pixels): it takes 2 pixels there and
-    records the tolerance, which the CV table's heading shows."""
-    assert nsd_tolerance([0.8, 0.8]) == 1.0 and nsd_tolerance([3.0, 0.7, 0.7]) == 1.0
-    assert nsd_tolerance([0.002, 0.002]) == pytest.approx(0.004)
-    assert nsd_tolerance([0.0005, 0.001]) == pytest.approx(0.002)
-    assert nsd_tolerance([0.01, 0.01]) == 1.0  # 2,540 dpi: not a microscope's
-    # a border one pixel (2 um) off: within 4 um; with 1 mm, any prediction on the patch would be
-    ref = np.zeros((1, 32, 32), bool)
-    ref[0, 8:24, 8:24] = True
-    pred = np.zeros_like(ref)
-    pred[0, 8:24, 9:25] = True  # one pixel to the right
-    far = np.zeros_like(ref)
-    far[0, 2:6, 26:30] = True  # 20 pixels (40 um) away
-    spacing = (1.0, 0.002, 0.002)
-    tau = nsd_tolerance(spacing[1:])
-    assert label_metrics(ref, pred, spacing, tau).nsd == 1.0
-    assert (
-        label_metrics(ref, far, spacing, tau).nsd == 0.0 and label_metrics(ref, far, spacing, 1.0).nsd == 1.0
-    )
-    rows = metrics_rows("c", 0, {1: label_metrics(ref, far, spacing, tau)}, {1: "tumour"}, tau)
-    summary = summarize(rows)
-    assert summary["nsd_tolerance_mm"] == pytest.approx(0.004) and nsd_heading(summary) == "NSD @0.004 mm"
-    old = summarize([{k: v for k, v in r.items() if k != "nsd_tolerance_mm"} for r in rows])
-    assert old["nsd_tolerance_mm"] == 1.0 and nsd_heading({}) == "NSD @1 mm"  # rows before it was recorded
-    # HD95 in mm at micrometre pixels keeps its digits in the CV table and the model card
-    assert mm_text(0.0123) == "0.0123" and mm_text(12.345) == "12.35" and mm_text(float("nan")) == "n/a"

@@ -206,10 +206,8 @@ def _num(x: object, digits: int) -> str:
 
 
 def _print_cv(summary: dict[str, object]) -> None:
-    from automed.evaluate.metrics import mm_text, nsd_heading
-
     t = Table(title="cross-validation (mean over the cases where a label is defined)")
-    for col in ("label", "Dice", "HD95 mm", nsd_heading(summary), "cases (both empty)"):
+    for col in ("label", "Dice", "HD95 mm", "NSD", "cases (both empty)"):
         t.add_column(col)
     names = summary.get("label_names", {})
     assert isinstance(names, dict)
@@ -219,7 +217,7 @@ def _print_cv(summary: dict[str, object]) -> None:
         t.add_row(
             str(names.get(lab, lab)),
             _num(m["dice"], 4),
-            mm_text(m["hd95"]),
+            _num(m["hd95"], 2),
             _num(m["nsd"], 3),
             f"{m['n_cases']} ({m['n_both_empty']})",
         )
@@ -228,7 +226,7 @@ def _print_cv(summary: dict[str, object]) -> None:
     t.add_row(
         "foreground mean",
         _num(fg["dice"], 4),
-        mm_text(fg["hd95"]),
+        _num(fg["hd95"], 2),
         _num(fg["nsd"], 3),
         f"{fg['n_labels']} labels",
     )

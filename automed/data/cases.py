@@ -9,7 +9,6 @@ import numpy as np
 from automed.data.dataset import Case
 from automed.data.io import Geometry, read_image, read_sitk
 from automed.errors import DatasetError
-from automed.runtime.io import PHYS_PICTURE_SPACING
 
 
 @dataclass
@@ -22,11 +21,8 @@ class CaseData:
     geometry: Geometry
 
 
-def read_channels(
-    case: Case, images_are_4d: bool, reading: str = PHYS_PICTURE_SPACING
-) -> tuple[list[np.ndarray], Geometry]:
-    """All channel arrays of a case and the geometry of its first channel (a picture's pixel size by ``reading``, a
-    model's ``picture_spacing``: :func:`automed.runtime.io.picture_spacing`)."""
+def read_channels(case: Case, images_are_4d: bool) -> tuple[list[np.ndarray], Geometry]:
+    """All channel arrays of a case and the geometry of its first channel."""
     if images_are_4d:
         import SimpleITK as sitk
 
@@ -46,17 +42,16 @@ def read_channels(
     chans: list[np.ndarray] = []
     geo0: Geometry | None = None
     for p in case.images:
-        arrs, geo = read_image(p, reading)
+        arrs, geo = read_image(p)
         chans.extend(arrs)
         geo0 = geo0 or geo
     assert geo0 is not None
     return chans, geo0
 
 
-def read_case(case: Case, images_are_4d: bool = False, reading: str = PHYS_PICTURE_SPACING) -> CaseData:
-    """Read a case; channels become float32, the label int16 (values are checked by ``verify``). ``reading``: how a
-    picture's pixel size is read (a model's ``picture_spacing``; training reads as this automed does)."""
-    chans, geo = read_channels(case, images_are_4d, reading)
+def read_case(case: Case, images_are_4d: bool = False) -> CaseData:
+    """Read a case; channels become float32, the label int16 (values are checked by ``verify``)."""
+    chans, geo = read_channels(case, images_are_4d)
     shapes = {c.shape for c in chans}
     if len(shapes) != 1:
         raise DatasetError.single(
@@ -68,6 +63,6 @@ def read_case(case: Case, images_are_4d: bool = False, reading: str = PHYS_PICTU
     data = np.stack([c.astype(np.float32, copy=False) for c in chans])
     label = None
     if case.label is not None:
-        larrs, _ = read_image(case.label, reading)
+        larrs, _ = read_image(case.label)
         label = larrs[0].astype(np.int16, copy=False)
     return CaseData(case.case_id, data, label, geo)

@@ -20,14 +20,12 @@ from automed.data.paths import os_problem
 from automed.errors import DatasetError
 from automed.runtime.io import (
     DECOMPRESS,
-    PHYS_PICTURE_SPACING,
     SUFFIXES,
     UTF8_FIX,
     UTF8_RULE,
     compressed_dicom,
     grey_palette_bmp,
     image_io,
-    picture_spacing,
     read_picture,
     read_series,
     shown,
@@ -124,11 +122,10 @@ def dicom_series_files(folder: Path) -> list[str]:
     return list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0]))
 
 
-def read_sitk(path: Path, reading: str = PHYS_PICTURE_SPACING) -> sitk.Image:
-    """Read an image file or a DICOM series folder, with a clear error for unreadable input; a picture's pixel size
-    by ``reading`` (a model's ``picture_spacing``: :func:`automed.runtime.io.picture_spacing`)."""
+def read_sitk(path: Path) -> sitk.Image:
+    """Read an image file or a DICOM series folder, with a clear error for unreadable input."""
     try:
-        return _read_sitk(path, reading)
+        return _read_sitk(path)
     except OSError as exc:  # a symlink loop or a folder without permission on the way
         raise DatasetError([os_problem(path, exc, "image")]) from exc
 
@@ -137,7 +134,7 @@ def _not_utf8(path: Path) -> DatasetError:
     return DatasetError.single(shown(path), UTF8_RULE, "another encoding", UTF8_FIX)
 
 
-def _read_sitk(path: Path, reading: str) -> sitk.Image:
+def _read_sitk(path: Path) -> sitk.Image:
     if not utf8(path):
         raise _not_utf8(path)
     if path.is_dir():
@@ -153,7 +150,7 @@ def _read_sitk(path: Path, reading: str) -> sitk.Image:
     if not path.exists():
         raise _missing(path)
     try:
-        return read_picture(path, reading)
+        return read_picture(path)
     except RuntimeError as exc:
         raise _unreadable(path, exc) from exc
 
@@ -183,7 +180,7 @@ def _read_header(path: Path) -> Header:
         raise _unreadable(path, exc) from exc
     geo = Geometry(
         tuple(int(v) for v in reader.GetSize()),
-        tuple(float(v) for v in picture_spacing(path, reader.GetSpacing())),
+        tuple(float(v) for v in reader.GetSpacing()),
         tuple(float(v) for v in reader.GetOrigin()),
         tuple(float(v) for v in reader.GetDirection()),
     )
@@ -275,10 +272,9 @@ def image_to_arrays(img: sitk.Image) -> list[np.ndarray]:
     return out
 
 
-def read_image(path: Path, reading: str = PHYS_PICTURE_SPACING) -> tuple[list[np.ndarray], Geometry]:
-    """Read ``path`` as a list of ``(z, y, x)`` arrays (one per component) and its geometry (a picture's pixel
-    size by ``reading``: :func:`read_sitk`)."""
-    img = read_sitk(path, reading)
+def read_image(path: Path) -> tuple[list[np.ndarray], Geometry]:
+    """Read ``path`` as a list of ``(z, y, x)`` arrays (one per component) and its geometry."""
+    img = read_sitk(path)
     return image_to_arrays(img), _geometry(img)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +25,6 @@ from automed.data.verify_rules import (
 from automed.errors import DatasetError, Problem
 from automed.parallel import parallel_map
 from automed.runtime.grid import DIRECTION_ABS, ORIGIN_MM, SPACING_REL
-from automed.runtime.io import png_spacing
 
 log = logging.getLogger("automed")
 
@@ -250,7 +249,7 @@ def check_case(
     g0 = headers[0][1].geometry if headers else None
     flat = None if g0 is None else g0.dimension == 2 or g0.size[2] == 1
     plane = None
-    if flat and (not headers[0][0].name.lower().endswith(SUFFIXES_2D) or png_spacing(headers[0][0])):
+    if flat and not headers[0][0].name.lower().endswith(SUFFIXES_2D):
         plane = min(headers[0][1].geometry.spacing_zyx[1:])
     channels = 0
     for _, h in headers:
@@ -301,23 +300,12 @@ def check_case(
             )
             return CaseCheck(problems, [], channels, content, flat)
         if image_ok:
-            lg = lh.geometry
-            if lg.dimension == 2 and _one_png_pixel_size(headers[0][0], case.label):
-                # a mask saved without the pixel size its picture has (or with one its picture lacks): it takes
-                # the picture's, as training does (a case's geometry is its image's), and as both were read at 1 mm
-                lg = replace(lg, spacing=headers[0][1].geometry.spacing[:2])
             problems += _geometry_problems(
-                headers[0][0], _first3(headers[0][1].geometry), case.label, lg, "label", tol
+                headers[0][0], _first3(headers[0][1].geometry), case.label, lh.geometry, "label", tol
             )
         label_problems, label_values = _label_voxel_problems(case.label, declared_labels)
         problems += label_problems
     return CaseCheck(problems, label_values, channels, content, flat, plane)
-
-
-def _one_png_pixel_size(image: Path, label: Path) -> bool:
-    """Whether of a PNG picture and its PNG mask only one has a microscope's pixel size in its pHYs."""
-    pngs = image.name.lower().endswith(".png") and label.name.lower().endswith(".png")
-    return pngs and (png_spacing(image) is None) != (png_spacing(label) is None)
 
 
 def _spacing_mix_warnings(ds: Dataset, results: list[CaseCheck]) -> list[Problem]:
@@ -331,9 +319,8 @@ def _spacing_mix_warnings(ds: Dataset, results: list[CaseCheck]) -> list[Problem
     return [
         Problem(
             str(ds.source),
-            "2D pictures without a pixel spacing (JPEG, BMP, TIFF without resolution tags, PNG without a "
-            "microscope's pHYs: read as 1 mm) and images that carry one (DICOM, NIfTI, PNG with a microscope's "
-            "pHYs) are resampled to one spacing, so the two kinds reach the network at different scales",
+            "2D pictures without a pixel spacing (PNG, TIFF, JPEG, BMP: read as 1 mm) and images that carry one "
+            "(DICOM, NIfTI) are resampled to one spacing, so the two kinds reach the network at different scales",
             f"{len(pictures)} picture(s) (e.g. {pictures[:3]}) and {len(far)} image(s) with another spacing (e.g. "
             + ", ".join(f"{cid}: {sp:g} mm" for cid, sp in far[:3])
             + ")",

@@ -7,8 +7,7 @@ Definitions (recorded with every logged metric, see ``METRIC_DEFINITIONS``):
   from an exact Euclidean distance transform in millimetres (``spacing``).
 - HD95 = max of the two directed 95th percentiles of border-to-border distances (as MONAI and Metrics Reloaded, not
   MedPy's pooled percentile).
-- NSD at tolerance tau = fraction of both borders within tau mm of the other border (border voxels, not surfels);
-  training's CV takes tau from :func:`nsd_tolerance` (1 mm, or a few pixels of a microscope's) and records it.
+- NSD at tolerance tau = fraction of both borders within tau mm of the other border (border voxels, not surfels).
 - ASSD = mean of all border-to-border distances of both directions (symmetric average surface distance).
 - Volumes in mm³ (voxel count x voxel volume); volume difference = prediction - reference.
 
@@ -27,43 +26,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
-
-from automed.runtime.io import MICROSCOPE_PIXEL_MM
-
-NSD_TOLERANCE_MM = 1.0  # CV's NSD tolerance for images in mm: about a voxel or two of CT or MR
-# CV's NSD tolerance for a microscope's pictures (a plan spacing under MICROSCOPE_PIXEL_MM), in pixels: 1 mm is
-# 2,000 pixels at 0.5 um/px, where every border is within it and NSD near 1 says nothing
-NSD_MICROSCOPE_PIXELS = 2
-
-
-def nsd_heading(summary: dict[str, Any]) -> str:
-    """The NSD column's heading with the tolerance a summary's NSD was measured at (``nsd_tolerance_mm``; one
-    written before it was recorded: :data:`NSD_TOLERANCE_MM`): ``NSD @1 mm``, ``NSD @0.004 mm``."""
-    found = summary.get("nsd_tolerance_mm", NSD_TOLERANCE_MM)
-    values = found if isinstance(found, list) else [found]
-    return f"NSD @{', '.join(f'{float(v):g}' for v in values)} mm"
-
-
-def mm_text(x: Any) -> str:
-    """A distance in mm for a table: two decimals from 1 mm up, else three significant digits (a microscope's HD95
-    of 0.0123 mm would read 0.01), ``n/a`` when undefined."""
-    if not isinstance(x, int | float) or not math.isfinite(x):
-        return "n/a"
-    return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3g}"
-
-
-def nsd_tolerance(spacing: list[float] | tuple[float, ...]) -> float:
-    """NSD's tolerance tau in mm for a training whose plan resamples to ``spacing`` (mm, its configuration's):
-    :data:`NSD_TOLERANCE_MM`, or, where every axis of it is a microscope's (under
-    :data:`automed.runtime.io.MICROSCOPE_PIXEL_MM`), :data:`NSD_MICROSCOPE_PIXELS` of its largest pixel."""
-    if spacing and max(spacing) < MICROSCOPE_PIXEL_MM:
-        return NSD_MICROSCOPE_PIXELS * float(max(spacing))
-    return NSD_TOLERANCE_MM
-
 
 METRIC_DEFINITIONS = {
     "dice": "2TP/(2TP+FP+FN); undefined (null, excluded from means, counted) when reference and prediction are both empty",

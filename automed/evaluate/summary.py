@@ -23,46 +23,19 @@ import numpy as np
 import pandas as pd
 
 from automed.artifacts import write_json_atomic
-from automed.evaluate.metrics import METRIC_DEFINITIONS, NSD_TOLERANCE_MM, LabelMetrics
+from automed.evaluate.metrics import METRIC_DEFINITIONS, LabelMetrics
 from automed.records import CV_SUMMARY_VERSION, stamped
 
 METRICS = ("dice", "iou", "sensitivity", "precision", "hd95", "assd", "nsd", "volume_diff_mm3")
 
 
 def metrics_rows(
-    case_id: str,
-    fold: int,
-    per_label: dict[int, LabelMetrics],
-    names: dict[int, str],
-    nsd_tolerance_mm: float = NSD_TOLERANCE_MM,
+    case_id: str, fold: int, per_label: dict[int, LabelMetrics], names: dict[int, str]
 ) -> list[dict[str, Any]]:
-    """One row per label, with the NSD tolerance its ``nsd`` was measured at."""
     return [
-        {
-            "case": case_id,
-            "fold": fold,
-            "label": lab,
-            "name": names.get(lab, str(lab)),
-            **m.to_dict(),
-            "nsd_tolerance_mm": nsd_tolerance_mm,
-        }
+        {"case": case_id, "fold": fold, "label": lab, "name": names.get(lab, str(lab)), **m.to_dict()}
         for lab, m in per_label.items()
     ]
-
-
-def nsd_tolerances(rows: list[dict[str, Any]]) -> float | list[float]:
-    """The NSD tolerance in mm that ``rows`` were measured at (a list when they mix several); rows written before
-    it was recorded were measured at :data:`NSD_TOLERANCE_MM`."""
-    found = sorted({_tolerance(r.get("nsd_tolerance_mm")) for r in rows}) or [NSD_TOLERANCE_MM]
-    return found[0] if len(found) == 1 else found
-
-
-def _tolerance(value: Any) -> float:
-    try:
-        found = float(value)
-    except (TypeError, ValueError):
-        return NSD_TOLERANCE_MM
-    return found if math.isfinite(found) else NSD_TOLERANCE_MM
 
 
 def _mean(values: Any) -> float:
@@ -100,13 +73,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     fg["n_labels"] = sum(1 for v in per_label.values() if math.isfinite(v["dice"]))
     fg["labels_undefined"] = [k for k, v in per_label.items() if not math.isfinite(v["dice"])]
     names = dict(zip(df["label"].astype(str), df["name"], strict=False)) if len(df) else {}
-    return {
-        "mean": per_label,
-        "foreground_mean": fg,
-        "label_names": names,
-        "nsd_tolerance_mm": nsd_tolerances(rows),
-        "definitions": METRIC_DEFINITIONS,
-    }
+    return {"mean": per_label, "foreground_mean": fg, "label_names": names, "definitions": METRIC_DEFINITIONS}
 
 
 def score(value: float | None) -> float:

@@ -9,7 +9,6 @@ import math
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from automed.evaluate.metrics import mm_text, nsd_heading
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
 from automed.records import read_cv_summary
@@ -77,17 +76,17 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
         lines += [
             "## Cross-validation (before postprocessing)",
             "",
-            f"| label | Dice | HD95 mm | {nsd_heading(cv)} | cases scored (both empty) |",
+            "| label | Dice | HD95 mm | NSD | cases scored (both empty) |",
             "|---|---|---|---|---|",
         ]
         for lab, m in cv["mean"].items():
             scored = f"{m['n_cases'] - m.get('n_both_empty', 0)} ({m.get('n_both_empty', 0)})"
             lines.append(
-                f"| {cv['label_names'].get(lab, lab)} | {_f(m['dice'])} | {mm_text(m['hd95'])} | {_f(m['nsd'], 3)} | {scored} |"
+                f"| {cv['label_names'].get(lab, lab)} | {_f(m['dice'])} | {_f(m['hd95'], 2)} | {_f(m['nsd'], 3)} | {scored} |"
             )
         fg = cv["foreground_mean"]
         lines += [
-            f"| foreground mean | {_f(fg['dice'])} | {mm_text(fg['hd95'])} | {_f(fg['nsd'], 3)} | |",
+            f"| foreground mean | {_f(fg['dice'])} | {_f(fg['hd95'], 2)} | {_f(fg['nsd'], 3)} | |",
             "",
             "A label absent from both the reference and the prediction of a case is undefined there: left out of its "
             "mean and counted as both empty; n/a: no case defines it.",

@@ -335,9 +335,8 @@ def _networks(predictor: Predictor | EnsemblePredictor) -> str:
     return f"{len(members)} trainings with {'+'.join(str(len(p.models)) for p in members)} folds"
 
 
-def first_validation_case(workdir: Path, reading: str) -> tuple[str, np.ndarray, Geometry] | None:
-    """A real case to check parity on: fold 0's first validation case of a training work dir, its pictures read by
-    ``reading`` (the model's ``picture_spacing``)."""
+def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | None:
+    """A real case to check parity on: fold 0's first validation case of a training work dir."""
     from automed.data.cases import read_case
     from automed.data.dataset import load_dataset
 
@@ -347,5 +346,5 @@ def first_validation_case(workdir: Path, reading: str) -> tuple[str, np.ndarray,
     ds = load_dataset(read_train_config(cfg_file)["dataset"])
     cid = json.loads(splits_file.read_text())["folds"][0]["val"][0]
     case = next(c for c in ds.cases if c.case_id == cid)
-    cd = read_case(case, ds.images_are_4d, reading)
+    cd = read_case(case, ds.images_are_4d)
     return cid, cd.channels, cd.geometry

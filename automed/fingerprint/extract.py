@@ -23,17 +23,13 @@ from automed.fingerprint.schema import (
 )
 from automed.parallel import parallel_map
 from automed.runtime.crop import bbox_of, box_shape, nonzero_mask, slicer
-from automed.runtime.io import png_spacing
 
 DEFAULT_SAMPLE_BUDGET = 10_000_000  # foreground intensity samples in total, split equally over cases
 RAW_SAMPLES_PER_CASE = 20_000
 MAX_COMPONENTS_KEPT = 50
 # how ``inputs_hash`` stamps the files: 1 by size and modification time (fingerprints written before 2 existed),
-# 2 with the status-change time too (an edit whose size and modification time were kept, or set back, is seen),
-# 3 read with a PNG's pixel size from its pHYs chunk where it is a microscope's (earlier: 1 mm per pixel, so a
-# dataset with such a PNG is read anew; a print or screen dpi is read at 1 mm per pixel in both)
-INPUTS_VERSION = 3
-PNG_SPACING_VERSION = 3
+# 2 with the status-change time too (an edit whose size and modification time were kept, or set back, is seen)
+INPUTS_VERSION = 2
 
 
 @dataclass
@@ -136,33 +132,8 @@ def inputs_hash(ds: Dataset, samples_per_case: int, seed: int, version: int = IN
 
 
 def inputs_unchanged(ds: Dataset, fp: Fingerprint) -> bool:
-    """Whether ``ds``'s files are as they were when ``fp`` was taken (stamped the way ``fp`` stamped them), and read
-    as this automed reads them: a fingerprint taken before PNG pixel sizes were read (:data:`PNG_SPACING_VERSION`)
-    of a dataset with such a PNG recorded 1 mm per pixel, so it is taken anew."""
-    if fp.inputs_version < PNG_SPACING_VERSION and png_spacings_read(ds):
-        return False
+    """Whether ``ds``'s files are as they were when ``fp`` was taken (stamped the way ``fp`` stamped them)."""
     return fp.inputs_hash == inputs_hash(ds, fp.samples_per_case, fp.seed, fp.inputs_version)
-
-
-def png_spacing_change(ds: Dataset, fp: Fingerprint) -> str | None:
-    """What changed for ``fp`` (taken before :data:`PNG_SPACING_VERSION`) when ``ds`` holds a PNG with a pixel size
-    in its ``pHYs`` chunk, or ``None``: its spacings were 1 mm per pixel, so its distances (HD95, NSD) in pixels."""
-    if fp.inputs_version >= PNG_SPACING_VERSION or not png_spacings_read(ds):
-        return None
-    return (
-        f"fingerprint.json (inputs_version {fp.inputs_version}) was taken by an automed that read every PNG as 1 mm "
-        f"per pixel (spacing {fp.median_spacing}, HD95 and NSD in pixels); this one reads a PNG's pixel size from its "
-        "pHYs chunk where it is a microscope's (as automed patch-miner writes it), in mm"
-    )
-
-
-def png_spacings_read(ds: Dataset) -> bool:
-    """Whether any of ``ds``'s images or labels is a PNG with a microscope's pixel size in its ``pHYs`` chunk
-    (:func:`automed.runtime.io.png_spacing`, header bytes only), which automed before :data:`PNG_SPACING_VERSION`
-    read as 1 mm per pixel."""
-    return any(
-        png_spacing(p) is not None for c in ds.cases for p in (*c.images, *([c.label] if c.label else []))
-    )
 
 
 def _stats(x: np.ndarray) -> IntensityStats:

@@ -10,7 +10,7 @@ import numpy as np
 
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
-from automed.infer.prediction import Prediction, picture_reading
+from automed.infer.prediction import Prediction
 from automed.runtime.model import average
 
 
@@ -29,7 +29,6 @@ class EnsemblePredictor:
                     "ensemble trainings of the same dataset",
                 )
         self.members = members
-        picture_reading(self)  # one reading of the inputs' pictures for every member, refused before any work
         self.postprocessing = list(postprocessing or [])
         self.plan = first.plan
         self.device = first.device

@@ -18,7 +18,6 @@ import torch
 from automed.data.io import Geometry
 from automed.errors import ArtifactError
 from automed.infer.predict_options import chosen_folds
-from automed.infer.prediction import picture_reading
 from automed.plan.schema import Plan, TargetPlan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import spec_for
@@ -195,7 +194,6 @@ class ImageEnsemble:
                     "ensemble trainings of the same dataset",
                 )
         self.members, self.target, self.plan = members, first.target, first.plan
-        picture_reading(self)  # one reading of the inputs' pictures for every member, refused before any work
         self.device = first.device
 
     @property

@@ -27,7 +27,6 @@ from automed.plan.preset import Preset
 from automed.plan.schema import ConfigurationPlan, Plan
 from automed.plan.spacing import median_shape, target_spacing, transpose_for
 from automed.plan.target import Target, resolve_target
-from automed.runtime.io import PHYS_PICTURE_SPACING
 
 __all__ = [
     "DECLARED_SCHEMES",
@@ -129,6 +128,5 @@ def make_plan(
         reasons=reasons,
         target=plan_target(fp, preset) if image_level else None,
         data_dimension=3 if want_3d else 2,
-        picture_spacing=PHYS_PICTURE_SPACING,  # as this automed's fingerprint and training read them
     )
     return plan.with_hash()

@@ -10,7 +10,6 @@ from pydantic import Field
 
 from automed.artifacts import check_schema_version, content_hash, read_json, write_json_atomic
 from automed.config import Strict
-from automed.runtime.io import LEGACY_PICTURE_SPACING
 
 SCHEMA_VERSION = 1
 
@@ -150,11 +149,6 @@ class Plan(Strict):
     # on volumes); derived from the fingerprint (hashed in fingerprint_hash), so not hashed again. None: a plan
     # written before it was recorded
     data_dimension: Literal[2, 3] | None = None
-    # how its pictures were read (:data:`automed.runtime.io.PHYS_PICTURE_SPACING`: a PNG's microscope-scale pHYs),
-    # which every model of this plan reads its inputs by (``spec_for``: the bundle's ``preprocess.json`` too). The
-    # fingerprint's reading (an earlier one of a dataset with such a PNG is taken anew), so not hashed. None: a plan
-    # written before it was recorded, whose models read every PNG at 1 mm per pixel, as they were trained
-    picture_spacing: Literal["png_phys_microscope", "png_1mm"] | None = None
     hash: str = ""
 
     def compute_hash(self) -> str:
@@ -162,23 +156,12 @@ class Plan(Strict):
         return content_hash(
             self.model_dump(
                 mode="json",
-                exclude={
-                    "hash": True,
-                    "automed_version": True,
-                    "data_dimension": True,
-                    "picture_spacing": True,
-                    **recorded,
-                },
+                exclude={"hash": True, "automed_version": True, "data_dimension": True, **recorded},
             )
         )
 
     def with_hash(self) -> Plan:
         return self.model_copy(update={"hash": self.compute_hash()})
-
-    @property
-    def pictures_read(self) -> str:
-        """How this plan's models read a picture's pixel size (``picture_spacing``; legacy without the field)."""
-        return self.picture_spacing or LEGACY_PICTURE_SPACING
 
     @property
     def image_dimension(self) -> int:

@@ -58,7 +58,6 @@ def spec_for(plan: Plan, cfg: ConfigurationPlan) -> Spec:
         separate_z_threshold=cfg.resampling.separate_z_threshold,
         label_values=sorted(int(k) for k in plan.labels),
         n_channels=plan.n_channels,
-        picture_spacing=plan.pictures_read,
     )
 
 
@@ -140,7 +139,7 @@ def preprocess_case(job: _Job) -> dict[str, Any]:
     import SimpleITK as sitk
 
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    cd = read_case(job.case, job.images_are_4d, job.plan.pictures_read)  # as its models will read inputs
+    cd = read_case(job.case, job.images_are_4d)
     try:
         pre = preprocess_arrays(cd.channels, cd.label, cd.geometry, job.plan, job.config, job.label_values)
     except DatasetError as exc:

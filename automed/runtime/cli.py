@@ -26,7 +26,7 @@ from .grid import channel_grid_mismatch
 from .image_model import ImageBundleModel
 from .inputs import find_cases
 from .io import read_case, spacing_zyx, write_labels
-from .model import BundleModel, bundle_reading
+from .model import BundleModel
 from .options import OptionError, checked_step, parse_folds, with_folds
 from .truth import folder_truth
 
@@ -157,10 +157,6 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         step = checked_step(args.step_size, meta, root / "preprocess.json")
     except OptionError as exc:
         raise SystemExit(str(exc)) from None
-    try:  # how its training read a picture's pixel size, which its inputs are read by
-        reading = bundle_reading(meta)
-    except ValueError as exc:
-        raise SystemExit(f"{root / 'preprocess.json'}: {exc}") from None
     runtime = _runtime(args.runtime, meta, args.device)
     image_level = meta.get("task") in ("classification", "regression")
     model: Any = (
@@ -187,7 +183,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     for case in cases:  # every case before any prediction is written
-        if (off_grid := channel_grid_mismatch(case.paths, reading)) is not None:
+        if (off_grid := channel_grid_mismatch(case.paths)) is not None:
             raise SystemExit(off_grid)
     planned = ["predictions.csv"] if image_level else [f"{c.case_id}{c.suffix}" for c in cases]
     taken = [n for n in planned if (outp / n).exists()]
@@ -228,7 +224,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
-        channels, ref = read_case(case, reading)  # as its training read its pictures
+        channels, ref = read_case(case)
         bad = ~np.isfinite(channels)
         if bad.any():
             if args.nan_to is None:

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .io import PHYS_PICTURE_SPACING, image_io, picture_spacing
+from .io import image_io
 
 # as automed.data.verify.Tolerance: spacing relative, origin in mm, direction absolute
 SPACING_REL, ORIGIN_MM, DIRECTION_ABS = 1e-3, 1e-2, 1e-3
 
 
-def _grid(path: Path, reading: str) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray]:
-    """Size, spacing (a picture's by ``reading``: :func:`.io.picture_spacing`), origin and direction of the first
-    three axes, from the header alone."""
+def _grid(path: Path) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """Size, spacing, origin and direction of the first three axes, from the header alone."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.SetImageIO(image_io(path))
@@ -28,22 +27,21 @@ def _grid(path: Path, reading: str) -> tuple[tuple[int, ...], np.ndarray, np.nda
     direction = np.asarray(reader.GetDirection(), dtype=np.float64).reshape(n, n)[:k, :k]
     return (
         tuple(int(s) for s in reader.GetSize()[:k]),
-        np.asarray(picture_spacing(path, reader.GetSpacing(), reading)[:k], dtype=np.float64),
+        np.asarray(reader.GetSpacing()[:k], dtype=np.float64),
         np.asarray(reader.GetOrigin()[:k], dtype=np.float64),
         direction.ravel(),
     )
 
 
-def channel_grid_mismatch(paths: Sequence[Path], reading: str = PHYS_PICTURE_SPACING) -> str | None:
+def channel_grid_mismatch(paths: Sequence[Path]) -> str | None:
     """One line naming the first channel file of a case that is off the first file's grid (the rule, the values
-    and the fix), or ``None``. A case of one file (or a DICOM series folder) has one grid; pictures are read by
-    ``reading`` (the model's ``picture_spacing``)."""
+    and the fix), or ``None``. A case of one file (or a DICOM series folder) has one grid."""
     files = [p for p in paths if not p.is_dir()]
     if len(files) < 2 or len(files) != len(paths):
         return None
-    size, spacing, origin, direction = _grid(files[0], reading)
+    size, spacing, origin, direction = _grid(files[0])
     for other in files[1:]:
-        o_size, o_spacing, o_origin, o_direction = _grid(other, reading)
+        o_size, o_spacing, o_origin, o_direction = _grid(other)
         found = None
         if o_size != size:
             found = ("size", size, o_size)

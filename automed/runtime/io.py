@@ -39,20 +39,6 @@ SUFFIXES = (
 _TO_NIFTI = (".png", ".tif", ".tiff", ".bmp", ".jpg", *DICOM_SUFFIXES)
 CHANNEL = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})$")
 
-# A PNG's pHYs chunk records a pixel size in metres for any PNG saved with a dpi: photographs, scans and screenshots
-# at 72, 96, 300 or 600 dpi (a rendering hint, not the scene's pixel size) as well as a microscope's patches
-# (automed patch-miner: 0.25-2 um per pixel). Only a pixel size under this one, in mm (10 um: above 2,540 dpi), is a
-# microscope's and read as the picture's spacing; a larger one is read at 1 mm per pixel, as a PNG without pHYs, so a
-# dataset of photographs saved at mixed dpis is not resampled. The data layer and the bundle read by this one rule.
-MICROSCOPE_PIXEL_MM = 0.01
-# How a model's pictures were read, recorded in its plan and bundle (``picture_spacing`` of ``plan.json`` and of
-# ``preprocess.json``'s ``spec``) so it predicts as it was trained: PHYS_PICTURE_SPACING, a PNG's microscope-scale
-# pHYs (:data:`MICROSCOPE_PIXEL_MM`); LEGACY_PICTURE_SPACING, every PNG at 1 mm per pixel (a model whose record
-# lacks the field: trained before pHYs was read). TIFF resolution tags are ITK's to read in both (as before).
-PHYS_PICTURE_SPACING = "png_phys_microscope"
-LEGACY_PICTURE_SPACING = "png_1mm"
-PICTURE_SPACINGS = (PHYS_PICTURE_SPACING, LEGACY_PICTURE_SPACING)
-
 
 @dataclass(frozen=True)
 class Case:
@@ -230,7 +216,7 @@ def series_volume_problem(files: list[str], heads: list[sitk.ImageFileReader] | 
     return None
 
 
-def _read(path: Path, reading: str = PHYS_PICTURE_SPACING) -> sitk.Image:
+def _read(path: Path) -> sitk.Image:
     if not utf8(path):
         raise SystemExit(f"{shown(path)}: {UTF8_RULE}; {UTF8_FIX}")
     if path.is_dir():
@@ -253,7 +239,7 @@ def _read(path: Path, reading: str = PHYS_PICTURE_SPACING) -> sitk.Image:
                              f"{_last_line(exc)}){'; ' + DECOMPRESS if how else ''}") from exc  # fmt: skip
         return image
     try:
-        single = read_picture(path, reading)
+        single = read_picture(path)
     except RuntimeError as exc:
         if how := compressed_dicom(path):
             raise SystemExit(f"{path}: SimpleITK cannot decode its pixels ({how}: {_last_line(exc)}); "
@@ -295,59 +281,11 @@ def image_io(path: Path) -> str:
     return "MetaImageIO" if meta else ""
 
 
-def phys_pixel_mm(path: Path) -> tuple[float, float] | None:
-    """The pixel size in mm, ``(x, y)``, that a PNG's ``pHYs`` chunk records in pixels per metre (as
-    ``automed patch-miner`` writes the slide's pixel size, and Pillow's ``dpi=``), whatever its scale, or ``None``:
-    not a PNG, no ``pHYs`` before the pixels, or one without a unit (an aspect ratio only)."""
-    if not path.name.lower().endswith(".png"):
-        return None
-    try:
-        with path.open("rb") as f:
-            if f.read(8) != b"\x89PNG\r\n\x1a\n":
-                return None
-            for _ in range(64):  # pHYs comes before IDAT; a PNG has a handful of chunks before its pixels
-                head = f.read(8)
-                if len(head) < 8 or head[4:] in (b"IDAT", b"IEND"):
-                    return None
-                length = int.from_bytes(head[:4], "big")
-                if head[4:] == b"pHYs" and length == 9:
-                    data = f.read(9)
-                    x, y = int.from_bytes(data[:4], "big"), int.from_bytes(data[4:8], "big")
-                    return (1000.0 / x, 1000.0 / y) if data[8:9] == b"\x01" and x > 0 and y > 0 else None
-                f.seek(length + 4, os.SEEK_CUR)  # the chunk's data and CRC
-    except OSError:
-        return None
-    return None
-
-
-def png_spacing(path: Path) -> tuple[float, float] | None:
-    """The pixel size in mm, ``(x, y)``, of a PNG whose ``pHYs`` records a microscope's (both axes under
-    :data:`MICROSCOPE_PIXEL_MM`), or ``None``: no metric pHYs, or a print or screen dpi. ITK reads every PNG as 1 mm
-    per pixel, so without this a mined patch's distances (HD95, NSD) would be in pixels, not mm."""
-    found = phys_pixel_mm(path)
-    return found if found is not None and max(found) < MICROSCOPE_PIXEL_MM else None
-
-
-def picture_spacing(
-    path: Path, spacing: tuple[float, ...], reading: str = PHYS_PICTURE_SPACING
-) -> tuple[float, ...]:
-    """``spacing`` as ITK read it, with a 2D PNG's in-plane pixel size from its ``pHYs`` chunk (:func:`png_spacing`)
-    where it records a microscope's and ``reading`` (a model's ``picture_spacing``) is :data:`PHYS_PICTURE_SPACING`;
-    every reader of automed and the bundle takes a picture's spacing from here, so training and prediction agree."""
-    if reading not in PICTURE_SPACINGS:
-        raise ValueError(f"picture_spacing must be one of {PICTURE_SPACINGS}, got {reading!r}")
-    found = png_spacing(path) if len(spacing) == 2 and reading == PHYS_PICTURE_SPACING else None
-    return found if found is not None else spacing
-
-
-def read_picture(path: Path, reading: str = PHYS_PICTURE_SPACING) -> sitk.Image:
-    """``sitk.ReadImage``, with a grey-palette BMP read as one channel and a PNG's pixel size from its ``pHYs``
-    (:func:`picture_spacing`, by ``reading``)."""
+def read_picture(path: Path) -> sitk.Image:
+    """``sitk.ReadImage``, with a grey-palette BMP read as one channel."""
     image: sitk.Image = sitk.ReadImage(str(path), imageIO=image_io(path))
     if image.GetNumberOfComponentsPerPixel() > 1 and grey_palette_bmp(path):
         image = sitk.VectorIndexSelectionCast(image, 0)
-    if (spacing := picture_spacing(path, image.GetSpacing(), reading)) != image.GetSpacing():
-        image.SetSpacing(spacing)
     return image
 
 
@@ -360,13 +298,12 @@ def _as_3d(arr: np.ndarray, dim: int) -> np.ndarray:
     return arr[None] if dim == 2 else arr
 
 
-def read_case(case: Case, reading: str = PHYS_PICTURE_SPACING) -> tuple[np.ndarray, sitk.Image]:
-    """``(C, z, y, x)`` float32 channels and a reference image carrying the geometry of the first channel; pictures
-    read by ``reading`` (the model's ``picture_spacing``: :func:`picture_spacing`)."""
+def read_case(case: Case) -> tuple[np.ndarray, sitk.Image]:
+    """``(C, z, y, x)`` float32 channels and a reference image carrying the geometry of the first channel."""
     chans: list[np.ndarray] = []
     ref: sitk.Image | None = None
     for p in case.paths:
-        img = _read(p, reading)
+        img = _read(p)
         arr = sitk.GetArrayFromImage(img).astype(np.float32)
         if img.GetDimension() == 4:  # (t, z, y, x): every channel in one file
             ref = ref or sitk.Extract(img, [*img.GetSize()[:3], 0], [0, 0, 0, 0])

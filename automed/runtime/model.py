@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Forward, forwards_for
-from .io import LEGACY_PICTURE_SPACING
-from .pipeline import Spec, pictures_read, preprocess_image, to_original
+from .pipeline import Spec, preprocess_image, to_original
 from .postprocess import apply as postprocess
 from .postprocess import class_bias, decide
 from .sliding import predict_windows
@@ -28,15 +27,6 @@ INFERENCE_OVERRIDES = ("tta", "step", "postprocessing")
 def members_of(meta: dict[str, Any]) -> list[dict[str, Any]]:
     """The trainings a bundle's ``preprocess.json`` holds (one for a single training)."""
     return list(meta["members"]) if "members" in meta else [meta]
-
-
-def bundle_reading(meta: dict[str, Any]) -> str:
-    """How a bundle (its ``preprocess.json``, ``meta``) reads its inputs' pictures: its trainings' one
-    ``picture_spacing`` (:func:`.io.picture_spacing`); a spec without it was exported before pHYs was read, so every
-    PNG at 1 mm per pixel, as it was trained. ``ValueError`` for a pair whose trainings read them differently."""
-    return pictures_read(
-        m.get("spec", {}).get("picture_spacing", LEGACY_PICTURE_SPACING) for m in members_of(meta)
-    )
 
 
 class _Member:

@@ -3,7 +3,6 @@ the target spacing -> label map in the original image grid), driven by a JSON-ab
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import numpy as np
 
 from .crop import bbox_of, nonzero_mask, slicer
-from .io import LEGACY_PICTURE_SPACING
 from .normalize import ChannelScheme, normalize
 from .postprocess import decide
 from .resample import new_shape, resample_data, separate_axis
@@ -34,9 +32,6 @@ class Spec:
     label_values: list[int]
     n_channels: int
     extra: dict[str, Any] = field(default_factory=dict)
-    # how the model's pictures were read (:func:`.io.picture_spacing`), so its inputs are read alike; a
-    # preprocess.json without it was exported before pHYs was read: every PNG at 1 mm per pixel, as it was trained
-    picture_spacing: str = LEGACY_PICTURE_SPACING
 
     def schemes(self) -> list[ChannelScheme]:
         return [SimpleNamespace(**{k: n.get(k) for k in NORM_KEYS}) for n in self.normalization]
@@ -47,18 +42,6 @@ class Spec:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Spec:
         return cls(**d)
-
-
-def pictures_read(readings: Iterable[str]) -> str:
-    """How a model of one or several trainings reads its inputs: their one ``picture_spacing`` (``readings``).
-    Trainings whose pictures were read differently (one trained before pHYs was read) cannot share one reading."""
-    found = sorted(set(readings))
-    if len(found) != 1:
-        raise ValueError(
-            f"the trainings of a pair must read pictures alike (picture_spacing), found {found}: pair trainings of "
-            "one automed version, or retrain the earlier one"
-        )
-    return found[0]
 
 
 def target_spacing(spec: Spec, case_spacing: list[float]) -> list[float]:

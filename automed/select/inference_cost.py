@@ -82,9 +82,7 @@ def measure_folds(
     ds = load_dataset(dataset)
     by_id = {c.case_id: c for c in ds.cases}
     ids = splits["folds"][folds[0]]["val"][:max_cases]
-    cases = [
-        read_case(by_id[c], ds.images_are_4d, plan.pictures_read) for c in ids
-    ]  # as the model reads them
+    cases = [read_case(by_id[c], ds.images_are_4d) for c in ids]
     values = sorted(int(k) for k in plan.labels)
     counts = sorted({n for n in (1, 3, 5, len(folds)) if n <= len(folds)})
     base = Predictor.from_folds(

@@ -179,7 +179,7 @@ class ImageLevelTask:
         rows: list[dict[str, Any]] = []
         for cid in case_ids:
             case = by_id[cid]
-            cd = read_case(case, ds.images_are_4d, plan.pictures_read)  # as the model reads its inputs
+            cd = read_case(case, ds.images_are_4d)
             res = pred.predict_arrays(cd.channels, cd.geometry)
             assert case.value is not None
             target: float | str = (

@@ -18,7 +18,7 @@ from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import Dataset
 from automed.data.io import read_image, write_image_atomic
-from automed.evaluate.metrics import case_metrics, nsd_tolerance
+from automed.evaluate.metrics import case_metrics
 from automed.evaluate.summary import metrics_rows, score, summarize, write_summary
 from automed.infer.predict_options import checked_step
 from automed.infer.predictor import Predictor
@@ -126,9 +126,8 @@ class Segmentation:
         names = {int(k): v for k, v in plan.labels.items() if int(k) != 0}
         rows: list[dict[str, Any]] = []
         by_id = {c.case_id: c for c in ds.cases}
-        tau = nsd_tolerance(plan.configurations[config.configuration].spacing)  # in mm, recorded in every row
         for cid in val_ids:
-            cd = read_case(by_id[cid], ds.images_are_4d, plan.pictures_read)
+            cd = read_case(by_id[cid], ds.images_are_4d)
             res = pred.predict_arrays(cd.channels, cd.geometry, probabilities=True)
             # under final names only when whole: a run killed here leaves no truncated file for select to read
             write_image_atomic(res.labels, cd.geometry, out / f"{cid}.nii.gz")
@@ -136,8 +135,8 @@ class Segmentation:
             tmp = out / f".{cid}.partial.npz"
             np.savez_compressed(tmp, probabilities=res.probabilities.astype(np.float16))
             tmp.replace(out / f"{cid}.npz")
-            per = case_metrics(cd.label, res.labels, sorted(names), cd.geometry.spacing_zyx, tau)
-            rows += metrics_rows(cid, fold, per, names, tau)
+            per = case_metrics(cd.label, res.labels, sorted(names), cd.geometry.spacing_zyx)
+            rows += metrics_rows(cid, fold, per, names)
         return rows
 
     def fold_figures(

@@ -60,7 +60,6 @@ def explain(
     from automed.data.dataset import Case
     from automed.data.verify import check_channel_grids
     from automed.infer.inputs import check_takes, discover, listed_files, takes_dimension
-    from automed.infer.prediction import picture_reading
     from automed.interpret.attention import BACKENDS, Explainer, check_layer
     from automed.parallel import progress_bar
 
@@ -113,7 +112,7 @@ def explain(
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("explain", total=len(cases))
         for c in cases:
-            cd = read_case(Case(c.case_id, c.images), c.is_4d, picture_reading(predictor))
+            cd = read_case(Case(c.case_id, c.images), c.is_4d)
             if not np.isfinite(cd.channels).all():
                 raise DatasetError.single(
                     c.images[0],
@@ -154,7 +153,6 @@ def log_validation_maps(
 
     from automed.data.cases import read_case
     from automed.data.dataset import load_dataset
-    from automed.infer.prediction import picture_reading
     from automed.interpret.attention import Explainer, HookWarnings, check_layer
     from automed.interpret.figure import overlay_image, write_overlay
     from automed.train.meta import load_model
@@ -184,8 +182,7 @@ def log_validation_maps(
                 channel=channel,
                 hooks=hooks,
             )
-            # an MSD dataset's channels: one 4D file; its pictures as the model reads them
-            cd = read_case(cases[cid], ds.images_are_4d, picture_reading(predictor))
+            cd = read_case(cases[cid], ds.images_are_4d)  # an MSD dataset's channels: one 4D file
             cm = case_map(predictor, explainer, cd, channel, explains, None)
             shown = tracker.redactor.case(cid)
             title = f"{shown} | fold {fold} | {backend} | layer {explainer.layer_text} | {cm.explains}"

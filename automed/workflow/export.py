@@ -55,7 +55,6 @@ def export(
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
     from automed.infer.inputs import discover, takes_dimension
-    from automed.infer.prediction import picture_reading
     from automed.registry import check_choice
     from automed.tasks.registry import task_for
     from automed.train.device import cpu_has_native_bf16
@@ -101,10 +100,10 @@ def export(
     if case is not None:
         found = discover(case, predictor.plan.n_channels, takes_dimension(predictor))
         c = found[0]
-        cd = read_case(Case(c.case_id, c.images), c.is_4d, picture_reading(predictor))
+        cd = read_case(Case(c.case_id, c.images), c.is_4d)
         sample = (c.case_id, cd.channels, cd.geometry)
     elif not is_uri:
-        sample = first_validation_case(members[0], picture_reading(predictor))
+        sample = first_validation_case(members[0])
     if sample is not None:
         sample = (redactor.case(sample[0]), sample[1], sample[2])
     final = Path(output)

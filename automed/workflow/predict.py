@@ -373,7 +373,6 @@ def _predict_cases(
     probabilities and segmentations too). ``truth``: an image-level table's ``truth`` column."""
     from automed.data.cases import read_case
     from automed.data.dataset import Case
-    from automed.infer.prediction import picture_reading
     from automed.parallel import progress_bar
 
     image_level = hasattr(predictor, "target")
@@ -385,11 +384,10 @@ def _predict_cases(
     if output_format == "dicom-seg":
         writer = DicomSegWriter(writer, cases, image_level, _label_names(model, predictor))
     reviewer = ReviewWriter(out / "review", predictor) if review else None
-    reading = picture_reading(predictor)  # a PNG's pixel size as the model's training read it
     with progress_bar(disable=not show_progress) as bar:
         task = bar.add_task("predict", total=len(cases))
         for c in cases:
-            cd = read_case(Case(c.case_id, c.images), c.is_4d, reading)
+            cd = read_case(Case(c.case_id, c.images), c.is_4d)
             channels = _finite(cd.channels, c.images, nan_to)
             wanted = save_probabilities or (reviewer is not None and not image_level)
             res = predictor.predict_arrays(channels, cd.geometry, probabilities=wanted)

@@ -64,33 +64,13 @@ def model_mpp(model: str | Path, given: float | None) -> float:
     )
 
 
-def block_spacing(predictor: Any) -> tuple[float, float]:
-    """The blocks' pixel size ``(x, y)`` in mm: the model's own spacing, since blocks are cut at its resolution
-    (``--mpp`` or its patches'), so the predictor resamples nothing: its patches' pHYs in mm for a model trained on
-    patches read with their pixel size, 1.0 for one trained when every PNG was read as 1 mm per pixel (each as its
-    plan or bundle records). A torch predictor, an export's model or a pair's first member holds it (its spec); a
-    predictor without one (a stand-in that takes the pixels as they are) gets 1.0, as every block had before."""
-    from automed.infer.prediction import specs_of
-
-    specs = specs_of(predictor)
-    if not specs:
-        return 1.0, 1.0
-    spec = specs[0]
-    network = [1.0, *spec.spacing] if spec.dimension == 2 else list(spec.spacing)
-    zyx = [1.0, 1.0, 1.0]
-    # network axis i is the image's axis transpose_forward[i]
-    for i, axis in enumerate(spec.transpose_forward):
-        zyx[axis] = float(network[i])
-    return zyx[2], zyx[1]
-
-
 def _predict_fn(predictor: Any) -> Any:
-    spacing = block_spacing(predictor)
-
     def run(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         h, w = rgb.shape[:2]
         channels = rgb.transpose(2, 0, 1)[:, None].astype(np.float32)
-        geometry = Geometry(size=(w, h), spacing=spacing, origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0))
+        geometry = Geometry(
+            size=(w, h), spacing=(1.0, 1.0), origin=(0.0, 0.0), direction=(1.0, 0.0, 0.0, 1.0)
+        )
         res = predictor.predict_arrays(channels, geometry, probabilities=True)
         probs = res.probabilities[:, 0] if res.probabilities is not None else None
         return res.labels.reshape(h, w), probs

@@ -18,12 +18,7 @@ from automed.data.verify import verify as _verify
 from automed.data.verify_dataset import no_target_problems
 from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError, DatasetError
-from automed.fingerprint.extract import (
-    DEFAULT_SAMPLE_BUDGET,
-    extract_fingerprint,
-    inputs_unchanged,
-    png_spacing_change,
-)
+from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_unchanged
 from automed.fingerprint.schema import Fingerprint
 from automed.parallel import default_workers
 from automed.plan.planner import make_plan
@@ -109,8 +104,7 @@ def fingerprint(
             f"the dataset changed since its folds were trained ({trained[0].parent}): fingerprint {fp.hash} "
             f"instead of {old.hash} (cases added or removed, images or labels edited"
             + (f", another task {old.task_type} -> {fp.task_type}" if old.task_type != fp.task_type else "")
-            + ", or another sample budget)"
-            + (f"; {note}" if (note := png_spacing_change(ds, old)) else ""),
+            + ", or another sample budget)",
             "train or plan the changed dataset into a new --output (or restore the dataset as it was)",
         )
     fp.save(out)
@@ -320,9 +314,6 @@ def check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
     fp = Fingerprint.load(wdir.fingerprint)
     if inputs_unchanged(ds, fp):
         return
-    if note := png_spacing_change(ds, fp):  # its CV would mix distances in pixels and in mm
-        raise ArtifactError.single(wdir.fingerprint, "a resumed training reads its images as its folds were trained",
-                                   note, "train into a new --output (its fingerprint, plan and CV in mm)")  # fmt: skip
     splits = json.loads(wdir.splits.read_text())
     split_ids = {c for f in splits["folds"] for part in ("train", "val") for c in f[part]}
     ids = {c.case_id for c in ds.cases}

@@ -26,7 +26,6 @@ import pandas as pd
 
 from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError, ConfigError
-from automed.evaluate.metrics import NSD_TOLERANCE_MM
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, read_case_table, scatter
 from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
@@ -139,9 +138,7 @@ def _write(
         return []
     tests = paired_tests(cases) if len(names) > 1 else []
     worst = outliers(cases)
-    metrics = [m for m in ("dice", "hd95", "nsd", "nsd_tolerance_mm") if m in cases]
-    if "nsd_tolerance_mm" in cases:  # what each run's NSD was measured at; rows before it was recorded: 1 mm
-        cases = cases.assign(nsd_tolerance_mm=cases["nsd_tolerance_mm"].fillna(NSD_TOLERANCE_MM))
+    metrics = [m for m in ("dice", "hd95", "nsd") if m in cases]
     means = cases.groupby(["run", "name"], sort=False)[metrics].mean()
     sections = [("Mean per run and structure", table(means.reset_index())), *(extra or [])]
     sections.append(("Distributions", png(boxplots(cases), folder / "boxplots.png")))
