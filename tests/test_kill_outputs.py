@@ -107,7 +107,8 @@ def test_killed_select_keeps_the_earlier_selection(done: dict[str, Path]) -> Non
     # its output is no terminal: each stage in plain lines as it starts and ends (it was silent for minutes)
     for stage in (
         "scoring 1 candidate(s) on 4 CV cases",
-        "class bias",
+        "class bias: reading",
+        "class bias: searching offsets",
         "largest components",
         "inference timing",
     ):
