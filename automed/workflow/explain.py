@@ -55,11 +55,11 @@ def explain(
     ``backend``: gcam, gbp, ggcam or gcampp; ``layer``: a module name of the network (default: a U-Net's last
     decoder block, an image-level network's last encoder stage). ``output`` is claimed as predict's output is; maps
     already there under the same names (another ``label`` or ``layer``) are replaced only with ``overwrite``."""
-    from automed.artifacts import claim_output, mark_output
+    from automed.artifacts import mark_output
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.data.verify import check_channel_grids
-    from automed.infer.inputs import check_takes, discover, listed_files, takes_dimension
+    from automed.infer.inputs import check_takes, discover, takes_dimension
     from automed.interpret.attention import BACKENDS, Explainer, check_layer
     from automed.parallel import progress_bar
 
@@ -67,19 +67,12 @@ def explain(
     from automed.workflow.predict import model_dir
     from automed.workflow.predict_bundle import fetch_registered
     from automed.workflow.predict_channels import check_csv_channels
+    from automed.workflow.predict_output import claim_model_output
 
     registered = str(model).startswith("models:/")
-    protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
-    if not registered:
-        protected += [Path(model), model_dir(Path(model))]  # a selection folder's chosen work dir too
-    out = claim_output(
-        Path(output),
-        "explanations",
-        protected=protected,
-        inputs=[Path(input_path)],
-        overwrite=overwrite,
-        in_place=True,
-    )
+    # a selection folder's chosen work dir too
+    model_folders = [] if registered else [Path(model), model_dir(Path(model))]
+    out = claim_model_output(output, "explanations", input_path, model_folders, overwrite)
     bundle = fetch_registered(str(model), tracking_uri) if registered else None
     predictor = (
         registered_predictor(str(model), bundle, device)

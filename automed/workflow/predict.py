@@ -27,7 +27,7 @@ from automed.workflow.predict_continue import (
     run_settings,
     write_record,
 )
-from automed.workflow.predict_output import STAGING, into_output, remove_older
+from automed.workflow.predict_output import STAGING, claim_model_output, into_output, remove_older
 from automed.workflow.predict_truth import folder_truth
 from automed.workflow.predict_writers import (
     DicomSegWriter,
@@ -228,9 +228,9 @@ def predict(
     ``mpp`` (default: the patch miner's resolution of its training data). ``folds`` (nnU-Net's ``-f``) predicts with
     only those of a training's folds, ``step`` (``-step_size``) moves a segmentation model's sliding window by that
     fraction of the patch instead of its own (0.5 unless ``automed select`` chose another); both run torch."""
-    from automed.artifacts import claim_output, mark_output
+    from automed.artifacts import mark_output
     from automed.data.verify import check_channel_grids
-    from automed.infer.inputs import check_takes, discover, listed_files, takes_dimension
+    from automed.infer.inputs import check_takes, discover, takes_dimension
 
     check_choice(output_format, OUTPUT_FORMATS, what="the output format", where="--output-format")
     checked_step(step, model)  # before anything is written; the model's task decides whether it has a window
@@ -245,20 +245,13 @@ def predict(
         raise DatasetError.single(
             input_path, "the input must exist", "missing", "pass a folder, a DICOM folder or a CSV"
         )
-    protected = [Path(input_path), *listed_files(input_path)]  # a CSV's images may sit in any folder
+    model_folders: list[Path] = []
     if not str(model).startswith("models:/"):
         chosen = model_dir(Path(model))
-        protected += [Path(model), chosen]  # a selection folder's chosen work dir too
+        model_folders = [Path(model), chosen]  # a selection folder's chosen work dir too
         if not WorkDir(chosen).pair.is_file():  # no model here is the first thing to fix, before the output
             WorkDir(chosen).require_model()
-    out = claim_output(
-        Path(output),
-        "predictions",
-        protected=protected,
-        inputs=[Path(input_path)],
-        overwrite=overwrite,
-        in_place=True,
-    )
+    out = claim_model_output(output, "predictions", input_path, model_folders, overwrite)
     earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, STAGING, RECORD) for p in out.iterdir())
     if (
         earlier and not overwrite and not resume

@@ -1,5 +1,6 @@
-"""Where a prediction run's files land: a hidden staging folder for whole-slide runs into an existing folder (moved
-in once finished), and the removal of what an earlier run left when ``--overwrite`` replaced it."""
+"""Where a prediction run's files land: the output folder claimed (as ``automed explain``'s too), a hidden staging
+folder for whole-slide runs into an existing folder (moved in once finished), and the removal of what an earlier run
+left when ``--overwrite`` replaced it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,23 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from automed.artifacts import OUTPUT_MARKER
+from automed.artifacts import OUTPUT_MARKER, claim_output
 
 STAGING = ".automed-new-predictions"  # slide outputs of a run into an existing folder, until it has finished
+
+
+def claim_model_output(
+    output: str | Path, kind: str, input_path: str | Path, model_folders: list[Path], overwrite: bool
+) -> Path:
+    """The output folder of a command that reads ``input_path`` with a model and writes into the folder in place
+    (predict, explain): never the input, a file a CSV lists (its images may sit in any folder), nor ``model_folders``
+    (a work dir, or a selection folder and its chosen work dir), nor inside the input (:func:`claim_output`)."""
+    from automed.infer.inputs import listed_files
+
+    protected = [Path(input_path), *listed_files(input_path), *model_folders]
+    return claim_output(
+        Path(output), kind, protected=protected, inputs=[Path(input_path)], overwrite=overwrite, in_place=True
+    )
 
 
 def into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:
