@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from automed.errors import ArtifactError
+from automed.runtime.folders import symbolic_links
 
 
 def canonical_json(obj: Any) -> str:
@@ -206,14 +207,6 @@ def claim_output(
                 "remove the link(s) from the output folder, or choose a new folder",
             )
     return res
-
-
-def symbolic_links(folder: Path) -> list[Path]:
-    """The symbolic links inside ``folder``, at any depth (links to folders are not followed), sorted."""
-    found: list[Path] = []
-    for root, dirs, files in os.walk(folder):
-        found += [Path(root, n) for n in (*dirs, *files) if Path(root, n).is_symlink()]
-    return sorted(found)
 
 
 def output_kind(folder: Path) -> str | None:

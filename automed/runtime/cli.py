@@ -13,7 +13,6 @@ import argparse
 import csv
 import hashlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .backends import RUNTIME_MODULES, choose_runtime
+from .folders import symbolic_links
 from .grid import channel_grid_mismatch
 from .image_model import ImageBundleModel
 from .inputs import find_cases
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             f"{args.output}: the output folder must lie outside the input folder {args.input} (a later run over "
             "the input would find the predictions among the images); choose an -o beside it"
         )
-    links = _links(outp)
+    links = symbolic_links(outp)
     if links:  # a prediction or the record written through one would replace a file elsewhere
         raise SystemExit(
             f"{args.output}: the output folder must not hold symbolic links (predictions would be written through "
@@ -287,14 +287,6 @@ def _older_bundle_table(folder: Path, taken: list[str]) -> bool:
     with (folder / "predictions.csv").open(newline="") as fh:
         header = next(csv.reader(fh), [])
     return header[:1] == ["SubjectID"] and "prediction" in header
-
-
-def _links(folder: Path) -> list[Path]:
-    """The symbolic links inside ``folder`` at any depth (links to folders are not followed); none if it is missing."""
-    found: list[Path] = []
-    for top, dirs, files in os.walk(folder):
-        found += [Path(top, n) for n in (*dirs, *files) if Path(top, n).is_symlink()]
-    return sorted(found)
 
 
 def _bundle_digest(root: Path) -> str:

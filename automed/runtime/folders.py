@@ -144,3 +144,12 @@ def _too_large(root: Path, folder: Path, folders: int, listed: int, limit: int) 
 def _same(root: Path, folder: Path) -> str:
     where = "the input folder" if folder == root else f"{folder.relative_to(root).as_posix()}/"
     return f"the same folder as {where}, read once there"
+
+
+def symbolic_links(folder: Path) -> list[Path]:
+    """The symbolic links inside ``folder`` at any depth (links to folders are not followed), sorted; none if it is
+    missing. An output written into in place must hold none (what is written there would land where they point)."""
+    found: list[Path] = []
+    for top, dirs, files in os.walk(folder):
+        found += [Path(top, n) for n in (*dirs, *files) if Path(top, n).is_symlink()]
+    return sorted(found)
