@@ -72,3 +72,18 @@ def test_a_share_the_probe_used_up_says_so_not_a_negative_budget() -> None:
     assert bp.epochs == 1 and bp.reason.startswith("0 s at 1.680 s per iteration: 1 epochs x 5 iterations")
     assert "too little time for one epoch" in bp.reason
     assert "too little" not in plan_budget(60, 1.0, 250, 50).reason
+
+
+def test_a_cut_epoch_blames_the_machine_only_when_its_steps_ran_slower_than_probed() -> None:
+    """A budget spent before the schedule was laid (the probe, a loaded machine) gets the shortest schedule, which
+    the budget's hard end cuts even when the steps ran faster than probed: the reason said "the machine ran slower
+    than when probed" of steps of 3.9 s where the probe measured 7.9 s."""
+    from automed.train.schedule import cut_reason
+
+    faster = cut_reason(1, 1, 5, 3.896, 7.875)
+    assert "3.896 s per step where the probe measured 7.875 s: too short a budget" in faster
+    assert "slower" not in faster
+    assert cut_reason(1, 1, 5, 10.5, 4.6).endswith("the machine ran slower than when probed)")
+    assert cut_reason(1, 1, 5, 1.0, None).endswith(
+        "(1.000 s per step: the machine ran slower than when probed)"
+    )

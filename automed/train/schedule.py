@@ -241,7 +241,14 @@ def refit_reason(reason: str, iterations: int, epochs: int, epoch_s: float) -> s
 def cut_reason(epoch: int, done: int, planned: int, step_s: float, probed_s: float | None) -> str:
     """What the schedule's reason gains when a budget's hard end cuts epoch ``epoch`` short."""
     probed = f" where the probe measured {probed_s:.3f} s" if probed_s else ""
+    # (a budget already spent when the schedule was laid gets the shortest schedule, which the hard end cuts on a
+    # machine as fast as probed too)
+    why = (
+        "the machine ran slower than when probed"
+        if not probed_s or step_s > probed_s
+        else "too short a budget"
+    )
     return (
         f"; stopped in epoch {epoch} after {done} of its {planned} iterations: the budget is used up"
-        f" ({step_s:.3f} s per step{probed}: the machine ran slower than when probed)"
+        f" ({step_s:.3f} s per step{probed}: {why})"
     )
