@@ -331,3 +331,38 @@ def test_the_optuna_engine_takes_no_gpu_share_so_none_is_checked(monkeypatch: py
     check_gpus(SweepOptions(engine="optuna", trial_resources={"cpu": 1.0, "gpu": 1.0}))
     with pytest.raises(ConfigError, match="Ray would wait"):
         check_gpus(SweepOptions(engine="ray", trial_resources={"cpu": 1.0, "gpu": 1.0}))
+
+
+@pytest.mark.slow
+def test_a_damaged_sweep_json_is_refused_before_any_work(
+    tmp_path: Path, seg: Path, scripted: type[ScriptedEngine]
+) -> None:
+    """A resume read sweep.json as it found it: truncated, a JSONDecodeError; without its space (edited by hand), a
+    bare KeyError once the dataset and store had been checked; a run without its experiment, KeyError too. Each is
+    now refused naming the file and the key (every way of damaging it: tests/test_sweep_state.py)."""
+    from automed.errors import ArtifactError
+
+    wd = tmp_path / "S"
+    api.sweep(
+        seg, wd, space=_space(tmp_path / "space.yaml"), trials=1, folds=2, screen=False, engine="scripted",
+        tracking_uri=_store(tmp_path), show_progress=False,
+    )  # fmt: skip
+    good = (wd / "sweep.json").read_text()
+    state = json.loads(good)
+    assert state["sweep_run_id"] and state["experiment"]  # what the run's MLflow ids are found by
+    damaged = {
+        good[: len(good) // 2]: "sweep.json must be JSON",
+        json.dumps({k: v for k, v in state.items() if k != "space"}): "sweep.json must hold space",
+        json.dumps({k: v for k, v in state.items() if k != "experiment"}): "sweep.json must hold experiment",
+    }
+    files = sorted(p.relative_to(wd) for p in wd.rglob("*"))
+    for text, rule in damaged.items():
+        (wd / "sweep.json").write_text(text)
+        with pytest.raises(ArtifactError, match=rule) as e:
+            api.sweep(None, wd, resume=True, show_progress=False)
+        assert str(wd / "sweep.json") in str(e.value) and "-o NEW_WORKDIR" in str(e.value)
+        assert (wd / "sweep.json").read_text() == text and sorted(
+            p.relative_to(wd) for p in wd.rglob("*")
+        ) == files
+    (wd / "sweep.json").write_text(good)
+    api.sweep(None, wd, resume=True, show_progress=False)  # as automed wrote it: resumed

@@ -19,6 +19,7 @@ from automed.errors import ArtifactError, ConfigError
 from automed.search.ray_hooks import budget_files, hooks_of_another_automed, sweep_path
 from automed.workflow.sweep_resume import resume_state
 from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
+from tests.test_sweep_state import saved_parts
 
 pickle = pytest.importorskip("ray.cloudpickle")
 
@@ -50,6 +51,7 @@ def _sweep(tmp_path: Path, stages: dict[str, Any], done: dict[str, Any]) -> Path
         (wd / "ray" / stage).mkdir(parents=True)
         (wd / "ray" / stage / "tuner.pkl").write_bytes(pickle.dumps({"_run_config": {"callbacks": hooks}}))
     state = {
+        **saved_parts(),
         "automed_version": __version__,  # this automed's sweep: only its hooks are judged
         "options": asdict(SweepOptions(space="space.yaml")),
         "dataset": str(tmp_path / "data"),

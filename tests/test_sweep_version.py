@@ -18,9 +18,10 @@ import pytest
 
 from automed._version import __version__
 from automed.errors import ArtifactError, ConfigError
-from automed.workflow import sweep_resume
+from automed.workflow import sweep_state
 from automed.workflow.sweep_resume import resume_state
 from automed.workflow.sweep_stages import STATE_FILE, STATE_VERSION, SweepOptions
+from tests.test_sweep_state import saved_parts
 
 PAST_THE_STATE = (
     "reads the dataset it was started on"  # what resume judges next: this hand-made sweep lacks it
@@ -32,6 +33,7 @@ def _sweep(tmp_path: Path, options: dict[str, Any] | None = None, **record: Any)
     wd = tmp_path / "S"
     wd.mkdir()
     state = {
+        **saved_parts(),
         **record,
         "options": asdict(SweepOptions(space="space.yaml")) if options is None else options,
         "dataset": str(tmp_path / "data"),
@@ -75,7 +77,7 @@ def test_a_sweep_json_without_state_version_is_the_first(
     wd = _sweep(tmp_path)
     with pytest.raises(ArtifactError, match=PAST_THE_STATE):
         resume_state(wd, SweepOptions())
-    monkeypatch.setattr(sweep_resume, "STATE_VERSION", 2)
+    monkeypatch.setattr(sweep_state, "STATE_VERSION", 2)
     with pytest.raises(ConfigError) as e:
         resume_state(wd, SweepOptions())
     (p,) = e.value.problems
@@ -122,7 +124,7 @@ def test_a_required_option_not_saved_is_refused(tmp_path: Path, monkeypatch: pyt
     class Options(SweepOptions):
         must: int = field(kw_only=True)
 
-    monkeypatch.setattr(sweep_resume, "SweepOptions", Options)
+    monkeypatch.setattr(sweep_state, "SweepOptions", Options)
     wd = _sweep(tmp_path, {"space": "space.yaml", "gone": 1})
     with pytest.raises(ConfigError) as e:
         resume_state(wd, SweepOptions())

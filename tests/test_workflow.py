@@ -123,6 +123,7 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     from automed.workflow.prepare import dataset_source
     from automed.workflow.sweep_resume import resume_state
     from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
+    from tests.test_sweep_state import saved_parts
 
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(8, 12, 12), seed=3)
     other = make_dataset(tmp_path / "other", n_cases=4, shape=(8, 12, 12), seed=4)
@@ -130,7 +131,7 @@ def test_a_resumed_sweep_refuses_options_it_would_ignore(tmp_path: Path) -> None
     api.plan_dataset(ds, wd, workers=1, show_progress=False, folds=2, run_preprocess=True)
     saved = SweepOptions(space="space.yaml", trials=20, seed=3)
     source = dataset_source(load_dataset(ds))
-    state = {"automed_version": __version__, "options": asdict(saved), "dataset": source}
+    state = {**saved_parts(), "automed_version": __version__, "options": asdict(saved), "dataset": source}
     (wd / STATE_FILE).write_text(json.dumps(state))
     # options left at their defaults, and those a resume takes (budget, device, workers): accepted
     _, opts = resume_state(wd, SweepOptions(budget_s=60.0, device="cpu", workers=1), ds)
@@ -167,12 +168,18 @@ def test_a_sweep_whose_dataset_moved_resumes_from_its_new_place(tmp_path: Path) 
     from automed.workflow.prepare import dataset_source
     from automed.workflow.sweep_resume import resume_state
     from automed.workflow.sweep_stages import STATE_FILE, SweepOptions
+    from tests.test_sweep_state import saved_parts
 
     ds = make_dataset(tmp_path / "data", n_cases=4, shape=(8, 12, 12), seed=3)
     wd = tmp_path / "S"
     api.plan_dataset(ds, wd, workers=1, show_progress=False, folds=2, run_preprocess=True)
     source = dataset_source(load_dataset(ds))
-    state = {"automed_version": __version__, "options": asdict(SweepOptions(trials=4)), "dataset": source}
+    state = {
+        **saved_parts(),
+        "automed_version": __version__,
+        "options": asdict(SweepOptions(trials=4)),
+        "dataset": source,
+    }
     (wd / STATE_FILE).write_text(json.dumps(state))
     trial = wd / "trials" / "t1" / "train_config.json"
     trial.parent.mkdir(parents=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ import pandas as pd
 
 import automed.search.optuna_engine
 import automed.search.ray_engine  # noqa: F401  (registers the "ray" engine)
-from automed._version import __version__
 from automed.artifacts import (
     atomic_directory,
     claim_output,
@@ -40,7 +38,6 @@ from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.summary import score
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
-from automed.privacy import strip_credentials
 from automed.registry import check_choice
 from automed.search.context import SweepContext
 from automed.search.engine import ENGINES, TrialOutcome
@@ -62,7 +59,6 @@ from automed.workflow.sweep_checks import refuse_ignored, refuse_unbounded
 from automed.workflow.sweep_resume import resume_state
 from automed.workflow.sweep_stages import (
     STATE_FILE,
-    STATE_VERSION,
     SweepOptions,
     SweepResult,
     SweepRun,
@@ -75,6 +71,7 @@ from automed.workflow.sweep_stages import (
     stage_promote,
     stage_search,
 )
+from automed.workflow.sweep_state import new_state
 from automed.workflow.sweep_verdict import duplicates_note, failure_lines, sweep_verdict
 from automed.workflow.trials_live import TrialsDisplay
 
@@ -127,22 +124,7 @@ def _new_state(
         show_progress=show_progress,
         train_configs=variants,
     )
-    state = {
-        "schema_version": 1,
-        "automed_version": __version__,
-        "state_version": STATE_VERSION,  # a resume of another sweep state is refused (sweep_resume)
-        "dataset": dataset_source(ds),
-        "options": {
-            **asdict(opts),
-            "tracking_uri": opts.tracking_uri and strip_credentials(opts.tracking_uri),
-            "space": opts.space and str(Path(opts.space).resolve()),  # a resume may run from another folder
-            "grid": opts.grid and str(Path(opts.grid).resolve()),
-        },
-        "space": space.model_dump(mode="json"),
-        "base_config": base.model_dump(mode="json"),
-        "mirrors": load_preset(preset).inference.mirrors,  # how trials validate and predict with TTA
-        "stages": {},
-    }
+    state = new_state(dataset_source(ds), opts, space, base, load_preset(preset).inference.mirrors)
     write_json_atomic(wd / STATE_FILE, state)
     return state
 

@@ -4,17 +4,15 @@ dataset moved since the sweep began."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sqlite3
-from dataclasses import MISSING, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-from automed._version import __version__
 from automed.artifacts import write_json_atomic
 from automed.data.dataset import load_dataset
-from automed.errors import ArtifactError, ConfigError, Problem
+from automed.errors import ConfigError, Problem
 from automed.plan.schema import Plan
 from automed.privacy import strip_credentials
 from automed.records import read_train_config
@@ -23,7 +21,8 @@ from automed.tracking import resolve_uri
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
 from automed.workflow.prepare import check_same_cases, choose_configuration, dataset_now, dataset_source
-from automed.workflow.sweep_stages import STATE_FILE, STATE_VERSION, SweepOptions, check_gpus
+from automed.workflow.sweep_stages import STATE_FILE, SweepOptions, check_gpus
+from automed.workflow.sweep_state import read_state
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +42,7 @@ def resume_state(
     another dataset, base config (``--config``) or value of a sweep option is refused (it would be silently
     ignored), and the cases the sweep was split on must still be the dataset's."""
     sfile = wd / STATE_FILE
-    if not sfile.is_file():
-        raise ArtifactError.single(
-            sfile,
-            "--resume needs a sweep work dir",
-            "no sweep.json",
-            "start with `automed sweep DATASET -o WORKDIR`",
-        )
-    state = json.loads(sfile.read_text())
-    _refuse_another_state(sfile, state, wd)  # before anything of it is read as this automed's
-    saved = _saved_options(sfile, state, wd)
+    state, saved = read_state(wd)  # every part checked before any of it is used
     default = SweepOptions()
     problems = [
         Problem(
@@ -182,81 +172,6 @@ def _other_store(sfile: Path, state: dict[str, Any], asked: str | None) -> list[
             "drop --tracking-uri, or give the same store (a SQLite file moved since: its new place)",
         )
     ]
-
-
-def _refuse_another_state(sfile: Path, state: dict[str, Any], wd: Path) -> None:
-    """A sweep is resumed by an automed that reads its sweep state: ``sweep.json``'s ``state_version`` (none: 1, the
-    first) must be this code's :data:`~automed.workflow.sweep_stages.STATE_VERSION`. ``automed_version`` is recorded
-    and named, not compared: it stays fixed through development while the state changes, and a release need not
-    change the state."""
-    found = state.get("state_version", 1)
-    if type(found) is int and found == STATE_VERSION:  # not True, nor 1.0: another writer's
-        return
-    raise ConfigError(
-        [
-            Problem(
-                str(sfile),
-                "a sweep is resumed by an automed that reads its sweep state (sweep.json's state_version): its "
-                "saved options, stages and Tune state are that state's",
-                f"{_state_of(state)}, started by {_started_by(state)}; this automed {__version__} reads sweep state version "
-                f"{STATE_VERSION}",
-                f"finish it with the automed that started it, or start a new sweep with -o NEW_WORKDIR (this "
-                f"one's finished trials stay in {wd / 'trials'})",
-            )
-        ],
-        f"cannot resume the sweep in {wd}",
-    )
-
-
-def _saved_options(sfile: Path, state: dict[str, Any], wd: Path) -> SweepOptions:
-    """The sweep's own options (``sweep.json``'s ``options``) as this automed's :class:`SweepOptions`. An option
-    this automed does not know, or a required one missing, is refused: the sweep was started by an automed whose
-    options differ, though its state_version (or its missing one) says otherwise. A ``sweep.json`` without
-    ``state_version`` whose options all load resumes: everything in it is read by this code as it was written (its
-    Tune hooks, pickled with their code, are judged apart: :func:`_old_tune_hooks`); an option it lacks (added
-    since, with a default that keeps the sweep's behaviour) takes this automed's default, said in a warning."""
-    saved = state["options"]
-    known = {f.name: f for f in fields(SweepOptions)}
-    unknown = sorted(set(saved) - set(known))
-    absent = [n for n in known if n not in saved]
-    required = [n for n in absent if known[n].default is MISSING and known[n].default_factory is MISSING]
-    if unknown or required:
-        parts = [f"options this automed does not know: {', '.join(unknown)}"] if unknown else []
-        parts += [f"options it needs, not saved: {', '.join(required)}"] if required else []
-        raise ConfigError(
-            [
-                Problem(
-                    str(sfile),
-                    "a resumed sweep's options (sweep.json's options) are read as this automed's sweep options: "
-                    "one it does not know would be dropped, one it needs invented",
-                    f"{'; '.join(parts)} (started by {_started_by(state)}, {_state_of(state)}; this is automed "
-                    f"{__version__})",
-                    "finish it with the automed that started it (a development build of the same version number "
-                    "may differ), or start a new sweep with -o NEW_WORKDIR (this one's finished trials stay in "
-                    f"{wd / 'trials'})",
-                )
-            ],
-            f"cannot resume the sweep in {wd}",
-        )
-    if absent:
-        log.warning(
-            "%s: the sweep's options lack %s (added since it started): this automed's defaults taken (%s)",
-            sfile,
-            ", ".join(absent),
-            ", ".join(f"{n}={getattr(SweepOptions(), n)!r}" for n in absent),
-        )
-    return SweepOptions(**saved)
-
-
-def _state_of(state: dict[str, Any]) -> str:
-    if "state_version" not in state:
-        return "sweep state version 1 (sweep.json records none: written before it did)"
-    return f"sweep state version {state['state_version']!r}"
-
-
-def _started_by(state: dict[str, Any]) -> str:
-    found = state.get("automed_version")
-    return f"automed {found}" if found is not None else "an automed before sweep.json recorded its version"
 
 
 def _old_tune_hooks(wd: Path, state: dict[str, Any]) -> list[Problem]:
