@@ -137,12 +137,39 @@ def _digest(path: Path) -> str:
     return model_digest(path)[:16]
 
 
+def read_link(workdir: Path) -> dict[str, Any]:
+    """A cascade's ``previous_stage.json``: an object naming the first stage's work dir (``workdir``, text; its
+    ``relative`` place, text, and the ``model`` digest, text, when recorded). A damaged one (not JSON, edited by hand)
+    is an :class:`ArtifactError` naming the file, the key and the value (it had crashed with a bare KeyError)."""
+    path = WorkDir(workdir).previous_link
+    link = read_json(path, what="previous_stage.json")
+    fix = "put back the previous_stage.json automed wrote (a backup), or train the cascade anew into a new --output"
+    if not isinstance(link, dict):
+        raise _fail(
+            path, "previous_stage.json must hold a JSON object", f"{link!r} ({type(link).__name__})", fix
+        )
+    if not isinstance(link.get("workdir"), str):
+        found = f"{link['workdir']!r} ({type(link['workdir']).__name__})" if "workdir" in link else "none"
+        raise _fail(
+            path, "previous_stage.json must hold workdir, the first stage's work dir (text)", found, fix
+        )
+    for key in ("relative", "model", "configuration"):
+        if key in link and not isinstance(link[key], str):
+            raise _fail(
+                path,
+                f"previous_stage.json's {key} must be text",
+                f"{link[key]!r} ({type(link[key]).__name__})",
+                fix,
+            )
+    return link
+
+
 def check_first_stage(workdir: Path) -> Path:
     """The first-stage work dir of the cascade in ``workdir``, refused when its model changed since the cascade was
     trained on its predictions (extended or retrained: its ``model.json`` digest differs from the link's): the
     cascade's folds learnt from the earlier model's predictions and would predict from another's."""
     wd = WorkDir(workdir)
-    link = json.loads(wd.previous_link.read_text())
+    link = read_link(workdir)
     prev = WorkDir(first_stage_root(workdir, link))
     if not prev.model.is_file():
         raise _fail(prev.root, "a cascade predicts through its first stage", "no model.json (moved or deleted?)",
@@ -169,7 +196,7 @@ def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_pro
     """``WORKDIR/previous_stage/``: every case's previous-stage prediction on ``configuration``'s preprocessed grid.
     Returns ``"written"`` or ``"skipped"`` (same link, plan and case list as before)."""
     wd = WorkDir(workdir)
-    link = read_json(wd.previous_link, what="previous_stage.json")
+    link = read_link(workdir)
     prev_root = first_stage_root(workdir, link)
     prev_splits = json.loads(WorkDir(prev_root).splits.read_text())
     cases = _all_cases(json.loads(wd.splits.read_text()))

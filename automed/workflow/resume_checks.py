@@ -1,26 +1,104 @@
-"""What a resumed training (``--resume``/``--extend``) checks before anything runs: options that it would silently
-ignore are refused, and a copied work dir does not continue its original's MLflow runs."""
+"""What a resumed training (``--resume``/``--extend``) checks before anything runs: its ``train_config.json`` is one
+this automed reads (:func:`read_saved_training`), options that it would silently ignore are refused, and a copied
+work dir does not continue its original's MLflow runs."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import fields
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
+
+from pydantic import TypeAdapter, ValidationError
 
 from automed.artifacts import check_schema_version
+from automed.config import load_model
 from automed.data.dataset import load_dataset
 from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError, Problem
-from automed.preprocess.previous_stage import first_stage_root
+from automed.preprocess.previous_stage import first_stage_root, read_link
 from automed.privacy import strip_credentials
 from automed.records import TRACKING_VERSION, UNVERSIONED, read_tracking, read_train_config
 from automed.train.config import TrainConfig, load_train_config
 from automed.workdir import ALL_DATA, TRACKING, WorkDir, recorded_place
 from automed.workflow.prepare import dataset_source
 from automed.workflow.shape import SPLIT_FOLDS
+from automed.workflow.train_options import TrainOptions
 
 RESUME_TAKES = "--budget, --device, --workers, --ray-address and --trial-resources"
+
+
+@cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def fits(kind: Any, value: Any) -> bool:
+    """Whether ``value`` (read from JSON) is of type ``kind`` strictly: "2" is no number, true no count (a whole
+    number is a number)."""
+    try:
+        _adapter(kind).validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+def read_saved_training(wd: Path) -> dict[str, Any]:
+    """A resumed training's ``train_config.json``, read before anything runs: of this automed's schema
+    (:func:`~automed.records.read_train_config`), with its dataset (text), its config (one this automed reads) and its
+    options (an object; each this automed knows of its type). A damaged one (edited by hand, truncated) had crashed
+    the resume with a bare KeyError, AttributeError or pydantic's ValidationError."""
+    path = WorkDir(wd).train_config
+    saved = read_train_config(path)
+    fix = (
+        "put back the train_config.json automed wrote (a backup), or resume with the automed that wrote it, or "
+        "train anew into a new --output"
+    )
+    problems = [
+        Problem(str(path), f"train_config.json must hold {key} ({what}): a resume reads it", "none", fix)
+        if key not in saved
+        else Problem(str(path), f"train_config.json's {key} must be {what}", _shown(saved[key]), fix)
+        for key, kind, what in (
+            ("dataset", str, "the dataset's place, text"),
+            ("config", dict[str, Any], "the training config, an object"),
+            ("options", dict[str, Any], "the training's options, an object"),
+        )
+        if key not in saved or not fits(kind, saved[key])
+    ]
+    if not problems:
+        kinds = get_type_hints(TrainOptions)
+        problems += [
+            Problem(str(path), f"train_config.json's option {f.name} must be {_named(kinds[f.name])}",
+                    _shown(saved["options"][f.name]), fix)
+            for f in fields(TrainOptions)
+            if f.name in saved["options"] and not fits(kinds[f.name], saved["options"][f.name])
+        ]  # fmt: skip
+        try:
+            load_model(TrainConfig, saved["config"], file=str(path))
+        except ConfigError as exc:
+            problems += [
+                Problem(
+                    str(path),
+                    f"train_config.json's config must be one this automed reads: {p.rule}",
+                    p.value,
+                    fix,
+                )
+                for p in exc.problems
+            ]
+    if problems:
+        raise ArtifactError(problems, f"cannot resume the training in {wd}")
+    return saved
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
+
+
+def _named(kind: Any) -> str:
+    return str(kind).replace("<class '", "").replace("'>", "")
 
 
 def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
@@ -30,7 +108,9 @@ def refuse_ignored_on_resume(wd: Path, asked: dict[str, Any]) -> None:
     wdir = WorkDir(wd)
     if not wdir.train_config.is_file():
         return  # restore_training names the missing file
-    saved = read_train_config(wdir.train_config)  # another automed's schema is refused before anything runs
+    saved = read_saved_training(
+        wd
+    )  # another automed's schema, or a damaged one, is refused before anything runs
     o, c = saved["options"], TrainConfig.model_validate(saved["config"])
     only = o.get("only_folds")
     folds = {"auto"} if o.get("folds_auto") else {"all"} if only == [ALL_DATA] else {str(o.get("folds"))}
@@ -103,9 +183,8 @@ def previous_place(wd: Path, options: dict[str, Any]) -> Path | None:
     if not absolute:
         return None
     relative = options.get("previous_relative")
-    link = WorkDir(wd).previous_link
-    if relative is None and link.is_file():
-        return first_stage_root(wd, json.loads(link.read_text())).resolve()
+    if relative is None and WorkDir(wd).previous_link.is_file():
+        return first_stage_root(wd, read_link(wd)).resolve()
     return recorded_place(wd, str(absolute), relative)
 
 
@@ -133,11 +212,32 @@ def _tracked_uri(wdir: WorkDir) -> str | None:
     return str(uri) if uri else None
 
 
+# what a training reads of its tracking.json: each key's type, in words
+_TRACKED: tuple[tuple[str, Any, str], ...] = (
+    ("uri", str, "the MLflow store (text)"),
+    ("experiment", str, "the MLflow experiment (text)"),
+    ("workdir", str, "the work dir it logged from (text)"),
+    ("parent_run_id", str, "the training's MLflow run id (text)"),
+    ("fold_runs", dict[str, str], "each fold's MLflow run id, an object of text"),
+)
+
+
 def refuse_a_copy(wd: Path, saved: dict[str, Any]) -> None:
     """A resumed work dir that is a copy of another one still there (same MLflow parent run) would log into the
     original's runs and register from them: refused. A moved work dir (the original is gone) continues its runs.
-    ``saved``: the work dir's ``tracking.json`` as read (another automed's schema is refused here)."""
-    check_schema_version(WorkDir(wd).tracking, saved, TRACKING_VERSION, what=TRACKING, missing=UNVERSIONED)
+    ``saved``: the work dir's ``tracking.json`` as read (another automed's schema, or a key of another type, is
+    refused here: it had crashed with a bare TypeError)."""
+    path = WorkDir(wd).tracking
+    check_schema_version(path, saved, TRACKING_VERSION, what=TRACKING, missing=UNVERSIONED)
+    problems = [
+        Problem(str(path), f"tracking.json's {key} must be {what}", _shown(saved[key]),
+                "put back the tracking.json automed wrote (a backup), or delete it (the training then logs to new "
+                "MLflow runs), or resume with the automed that wrote it")
+        for key, kind, what in _TRACKED
+        if key in saved and not fits(kind, saved[key])
+    ]  # fmt: skip
+    if problems:
+        raise ArtifactError(problems, f"cannot resume the training in {wd}")
     origin = saved.get("workdir")
     if not origin or Path(origin) == wd.resolve():
         return

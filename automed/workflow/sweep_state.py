@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import MISSING, asdict, fields
-from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
-
-from pydantic import TypeAdapter, ValidationError
 
 from automed._version import __version__
 from automed.config import load_model
@@ -24,6 +21,7 @@ from automed.privacy import strip_credentials
 from automed.runtime.sliding import Mirrors
 from automed.search.schema import SearchSpace
 from automed.train.config import TrainConfig
+from automed.workflow.resume_checks import fits
 from automed.workflow.sweep_stages import STATE_FILE, STATE_VERSION, SweepOptions
 
 log = logging.getLogger(__name__)
@@ -187,19 +185,6 @@ def _started_by(state: dict[str, Any]) -> str:
     return f"automed {found}" if found is not None else "an automed before sweep.json recorded its version"
 
 
-@cache
-def _adapter(kind: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(kind)
-
-
-def _fits(kind: Any, value: Any) -> bool:
-    try:
-        _adapter(kind).validate_python(value, strict=True)
-    except ValidationError:
-        return False
-    return True
-
-
 def _wrong_keys(sfile: Path, state: dict[str, Any], wd: Path) -> list[Problem]:
     """Each top-level key a resume needs that is missing, and each one of another type."""
     problems = []
@@ -215,7 +200,7 @@ def _wrong_keys(sfile: Path, state: dict[str, Any], wd: Path) -> list[Problem]:
                 problems.append(
                     Problem(str(sfile), f"sweep.json must hold {key} ({what}): {why}", "none", _fix(wd))
                 )
-        elif not _fits(kind, state[key]):
+        elif not fits(kind, state[key]):
             value = f"{_shown(state[key])} ({type(state[key]).__name__})"
             problems.append(Problem(str(sfile), f"sweep.json's {key} must be {what}", value, _fix(wd)))
     return problems
@@ -265,7 +250,7 @@ def _wrong_content(sfile: Path, state: dict[str, Any], wd: Path) -> list[Problem
             _fix(wd),
         )
         for name, value in state["options"].items()
-        if not _fits(kinds[name], value)
+        if not fits(kinds[name], value)
     ]
     for key, model in (("space", SearchSpace), ("base_config", TrainConfig)):
         try:

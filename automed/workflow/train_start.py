@@ -21,7 +21,7 @@ from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import check_first_stage, link_previous, write_previous_stage
 from automed.privacy import strip_credentials
-from automed.records import TRAIN_CONFIG_VERSION, read_train_config, stamped
+from automed.records import TRAIN_CONFIG_VERSION, read_progress, read_train_config, stamped
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.train.config import TrainConfig
@@ -38,7 +38,7 @@ from automed.workflow.prepare import (
     plan_for_training,
     preprocess,
 )
-from automed.workflow.resume_checks import previous_place
+from automed.workflow.resume_checks import previous_place, read_saved_training
 from automed.workflow.retyped import keep_decisions, recorded_decisions, typed_digest
 from automed.workflow.shape import (
     asked_folds,
@@ -67,8 +67,8 @@ def recorded_share(wd: Path, configuration: str, folds: list[int], screened: boo
         p = WorkDir(wd).fold(configuration, fold) / "progress.json"
         if (screened and fold == 0) or not p.is_file():
             continue
-        share = json.loads(p.read_text()).get("budget_s")
-        if isinstance(share, int | float) and share > 0:
+        share = read_progress(p).get("budget_s")  # a damaged one: an ArtifactError naming it
+        if isinstance(share, int | float) and not isinstance(share, bool) and share > 0:
             return float(share)
     return None
 
@@ -93,7 +93,7 @@ def restore_training(
     new place (``dataset``): with the cases the training was split on, it is recorded as the work dir's dataset."""
     wdir = WorkDir(wd)
     require_training_workdir(wd)
-    saved = read_train_config(wdir.train_config)
+    saved = read_saved_training(wd)
     kept = {k: v for k, v in saved["options"].items() if k in TrainOptions.__dataclass_fields__}
     new = {
         "budget_s": opts.budget_s,
