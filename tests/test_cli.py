@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,18 +54,29 @@ def test_verify_fingerprint_plan_preprocess(tmp_path: Path) -> None:
 
 
 def test_dataset_verbs_do_not_import_torch(tmp_path: Path) -> None:
-    """verify, plan and preprocess need no torch: a mistyped path is answered in a second, not after torch loads."""
+    """verify, plan and preprocess need no torch: a mistyped path is answered in a second, not after torch loads.
+    Both verbs run as the console script runs them, one after the other in one interpreter (one start-up instead of
+    two): torch absent from its modules after both means neither imported it."""
     root = make_dataset(tmp_path / "d", n_cases=3, shape=(10, 12, 12))
     code = (
-        "import sys, runpy\ntry:\n    runpy.run_module('automed.cli', run_name='__main__')\n"
-        "finally:\n    print('torch imported:', 'torch' in sys.modules)"
+        "import json, runpy, sys\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    sys.argv = ['automed', '-q', *args]\n"
+        "    try:\n"
+        "        runpy.run_module('automed.cli', run_name='__main__')\n"
+        "    except SystemExit as exc:\n"
+        "        print('exit', args[0], exc.code)\n"
+        "    else:\n"
+        "        print('exit', args[0], 0)\n"
+        "print('torch imported:', 'torch' in sys.modules)"
     )
-    for args in (["verify", str(root)], ["plan", str(root), "-o", str(tmp_path / "W"), "--device", "cpu"]):
-        r = subprocess.run(
-            [sys.executable, "-c", code, "-q", *args], capture_output=True, text=True, check=False
-        )
-        assert r.returncode == 0, r.stderr
-        assert "torch imported: False" in r.stdout
+    verbs = [["verify", str(root)], ["plan", str(root), "-o", str(tmp_path / "W"), "--device", "cpu"]]
+    r = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(verbs)], capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert "exit verify 0" in r.stdout and "exit plan 0" in r.stdout, r.stdout + r.stderr
+    assert "torch imported: False" in r.stdout
     assert (tmp_path / "W" / "preprocessed" / "3d_fullres").is_dir()
 
 
@@ -142,19 +152,21 @@ def test_negative_workers_is_refused_before_any_work(tmp_path: Path, verb: str) 
 
 
 @pytest.mark.parametrize("value", ["abc", "-2", "2.5"])
-def test_a_bad_automed_workers_names_the_variable(tmp_path: Path, value: str) -> None:
-    """AUTOMED_WORKERS=abc ended in an unexpected ValueError (invalid literal for int()) naming no variable."""
+def test_a_bad_automed_workers_names_the_variable(
+    tmp_path: Path, value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """AUTOMED_WORKERS=abc ended in an unexpected ValueError (invalid literal for int()) naming no variable. The
+    console entry point runs in this process (the variable is read when the verb runs, not at start-up)."""
+    from automed import cli
+
     data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
-    env = {**os.environ, "AUTOMED_WORKERS": value}
-    r = subprocess.run(
-        [sys.executable, "-m", "automed.cli", "-q", "plan", str(data), "-o", str(tmp_path / "W")],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    said = " ".join(r.stderr.split())
-    assert r.returncode == 1 and "unexpected error" not in said, said
+    monkeypatch.setenv("AUTOMED_WORKERS", value)
+    monkeypatch.setattr(cli, "handle_sigterm", lambda: None)  # leave pytest's own SIGTERM handling alone
+    monkeypatch.setattr(sys, "argv", ["automed", "-q", "plan", str(data), "-o", str(tmp_path / "W")])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    said = " ".join(capsys.readouterr().err.split())
+    assert exit_.value.code == 1 and "unexpected error" not in said, said
     assert f"AUTOMED_WORKERS: a worker count is a whole number of at least 0; found {value!r}" in said
     assert "Fix: " in said and not (tmp_path / "W").exists()
 
