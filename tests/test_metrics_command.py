@@ -259,7 +259,16 @@ def test_predict_table_is_scored_against_the_cases_csv(
         api.metrics(table, tmp_path / "scores6", reference=cases)
 
 
-def test_cli_verb_prints_the_headline(folders: tuple[Path, Path], tmp_path: Path) -> None:
+def test_cli_verb_prints_the_headline(
+    folders: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The console script prints the headline and the cases' progress; a malformed --region is one message and exit
+    status 1 (the console entry point in this process: one interpreter start-up is enough to test the script)."""
+    from automed import cli
+
     pred, ref = folders
     r = subprocess.run(
         [sys.executable, "-m", "automed.cli", "metrics", str(pred), "--reference", str(ref), "-o", str(tmp_path / "o"),
@@ -271,12 +280,15 @@ def test_cli_verb_prints_the_headline(folders: tuple[Path, Path], tmp_path: Path
     assert re.search(
         r"metrics .*3/3", r.stdout + r.stderr
     )  # the cases' progress (its final line off a terminal)
-    bad = subprocess.run(
-        [sys.executable, "-m", "automed.cli", "metrics", str(pred), "--reference", str(ref), "-o", str(tmp_path / "p"),
-         "--region", "whole"],
-        capture_output=True, text=True,
+    monkeypatch.setattr(cli, "handle_sigterm", lambda: None)  # leave pytest's own SIGTERM handling alone
+    monkeypatch.setattr(
+        sys, "argv",
+        ["automed", "metrics", str(pred), "--reference", str(ref), "-o", str(tmp_path / "p"), "--region", "whole"],
     )  # fmt: skip
-    assert bad.returncode == 1 and "NAME=LABEL" in bad.stdout + bad.stderr
+    with pytest.raises(SystemExit) as bad:
+        cli.main()
+    shown = capsys.readouterr()
+    assert bad.value.code == 1 and "NAME=LABEL" in shown.out + shown.err
 
 
 def test_synthesized_images_inside_a_mask_match_scikit_image(tmp_path: Path) -> None:
