@@ -458,12 +458,12 @@ def test_a_resumed_epoch_replays_the_networks_randomness_with_loader_processes(t
     ids = sorted(p.stem for p in (tmp_path / "A" / "preprocessed").glob("*/*.npz"))
     assert len(ids) == 8
     cfg = TrainConfig.model_validate(
-        {"epochs": 3, "iterations_per_epoch": 2, "val_iterations": 1, "batch_size": 2, "configuration": conf}
+        {"epochs": 2, "iterations_per_epoch": 2, "val_iterations": 1, "batch_size": 2, "configuration": conf}
     )
 
-    class Kill:
+    class Kill:  # after the first epoch: the resumed run trains the second one on the generator it reseeds
         def on_epoch_end(self, fold: int, log: Any) -> None:
-            if log.epoch == 2:
+            if log.epoch == 1:
                 raise KeyboardInterrupt
 
     def run(wd: Path, **kw: Any) -> FoldResult:
