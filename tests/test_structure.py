@@ -5,6 +5,7 @@ contracts themselves are checked by import-linter (`lint-imports`, in `make test
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "automed"
@@ -34,6 +35,7 @@ def _package(name: str) -> str:
     return name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
 
 
+@functools.cache  # the cycle and the private-name checks read the same imports: each module is parsed once
 def _imports(name: str) -> list[tuple[str, str | None]]:
     """(module imported, name imported from it or None) for every import statement of module ``name``."""
     tree = ast.parse(MODULES[name].read_text())
