@@ -284,3 +284,25 @@ def test_metrics_outputs_with_and_without_label_names_make_one_page(tmp_path: Pa
     assert "outer" in page and res.tests == []  # two structures, no pair to test
     cases = pd.read_csv(res.folder / "cases.csv", dtype=str)
     assert set(cases["case"]) == {"000", "001", "002"} and set(cases["name"]) == {"1", "outer"}
+
+
+def test_a_mistyped_run_is_named_as_missing_not_as_another_problem(tmp_path: Path) -> None:
+    """A missing run was "no segmentation run", and beside a classification run "runs of one problem; found
+    ['None', 'classification']": each is now named for what it is, before any output is written."""
+    from automed.errors import ArtifactError
+
+    run = tmp_path / "work_cls"
+    (run / "cv").mkdir(parents=True)
+    (run / "model.json").write_text('{"task": "classification"}')  # what tells the report an image-level run
+    with pytest.raises(
+        ArtifactError, match=r"nowhere.*every run given to a report must exist; found missing"
+    ):
+        api.report([tmp_path / "nowhere"], tmp_path / "R1", log_to_mlflow=False)
+    with pytest.raises(ArtifactError, match=r"nowhere.*must exist"):
+        api.report([run, tmp_path / "nowhere"], tmp_path / "R2", log_to_mlflow=False)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match=r"notes: a report compares runs: .* found no model.json") as err:
+        api.report([run, tmp_path / "notes"], tmp_path / "R3", log_to_mlflow=False)
+    assert "one problem" not in str(err.value)
+    assert not any((tmp_path / r).exists() for r in ("R1", "R2", "R3"))

@@ -69,10 +69,23 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
                                    f"({path.name}/trials/<key>, those trials.csv says reached cv)")  # fmt: skip
     raise ArtifactError.single(
         path,
-        "a report compares segmentation runs: training work dirs or `automed metrics` outputs",
-        "no cv/metrics.csv or metrics.csv with case, label and dice",
+        "a report compares runs: training work dirs, `automed metrics` outputs or selection folders",
+        "no model.json, cv/metrics.csv or metrics.csv with case, label and dice",
         "train it first (`automed train`), or score predictions with `automed metrics`",
     )
+
+
+def _refuse_non_runs(paths: list[Path]) -> None:
+    """Name a folder that is no run at all before the runs' problems are compared (a mistyped folder beside a
+    classification run read as "runs of one problem; found ['None', 'classification']")."""
+    for path in paths:
+        wd = WorkDir(path)
+        if path.is_dir() and (
+            wd.model.is_file() or wd.cv_metrics.is_file() or (path / "summary.json").is_file()
+        ):
+            continue
+        if not (path.is_file() and path.suffix == ".csv"):
+            _read_run(path)  # raises, naming what the folder lacks
 
 
 def _volume(a: Any) -> Any:
@@ -319,6 +332,7 @@ def _report(
     refuse_other_datasets(paths, names)
     kinds = {image_level_kind(p) for p in paths}
     if kinds - {None}:
+        _refuse_non_runs(paths)
         if len(kinds) > 1:
             raise ArtifactError.single(
                 paths[0], "a report compares runs of one problem", f"{sorted(str(k) for k in kinds)}",

@@ -48,6 +48,11 @@ def resolve(runs: list[str | Path], scratch: Path, tracking_uri: str | None = No
             out.names[path] = f"run-{run_id[:8]}"
             continue
         p = Path(r)
+        if not p.exists():  # before any other rule: a mistyped path was told it was "no segmentation run"
+            raise ArtifactError.single(
+                p, "every run given to a report must exist", "missing",
+                "check the path: a training work dir, an `automed metrics` output, a selection folder or runs:/RUN_ID",
+            )  # fmt: skip
         sel = p / SELECTION_FILE if p.is_dir() else p
         if sel.name == SELECTION_FILE and sel.is_file():
             data = json.loads(sel.read_text())
