@@ -3,7 +3,8 @@
 Every input file is read and judged before the run can succeed: a non-DICOM file, a truncated file, an object
 without pixel data or pixels that may show burned-in text stop the run with one list of problems, and nothing is left
 in the output (it is built in a hidden sibling folder and renamed into place only when complete). The output never
-lies inside the input, the key file (the only place the pseudonym mapping is written) never inside the output.
+lies inside the input, the key file (the only place the pseudonym mapping is written) never inside the output nor
+any folder automed wrote as an output (its next run replaces that folder whole).
 
 Output layout, with no identifying text in any name: ``OUT/<pseudonym>/study-<h>/series-<number>-<h>/<instance>.dcm``
 (``<h>``: a digest of the new UID), ``OUT/nifti/<pseudonym>.nii.gz``, and ``OUT/deidentification.json`` saying per
@@ -20,7 +21,14 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from automed.artifacts import atomic_directory, claim_output, inside, mark_output, write_json_atomic
+from automed.artifacts import (
+    atomic_directory,
+    claim_output,
+    inside,
+    mark_output,
+    output_kind,
+    write_json_atomic,
+)
 from automed.errors import ConfigError, DatasetError, Problem
 from automed.parallel import progress_bar
 from automed.tools.deid import SAFE_PRIVATE, Deidentifier, burned_in, load_safe_private
@@ -105,6 +113,15 @@ def _check_paths(src: Path, out: Path, key: Path | None) -> None:
                 key,
                 "the key file (secret and pseudonym mapping) must stay outside the input and the output",
                 "inside " + ("the output" if inside(k, out) else "the input"),
+                "keep the key file in a separate, access-controlled place",
+            )
+        earlier = next((f for f in k.parents if output_kind(f) is not None), None)
+        if earlier is not None:  # that folder is replaced whole by its next run: the mapping would go with it
+            raise ConfigError.single(
+                key,
+                "the key file (secret and pseudonym mapping) must stay outside automed output folders, which a "
+                "later run replaces whole",
+                f"inside {earlier} (automed's {output_kind(earlier)} output)",
                 "keep the key file in a separate, access-controlled place",
             )
         writable = k.parent.is_dir() and os.access(
