@@ -46,6 +46,11 @@ def export(
     only when it is an earlier export (or, with ``overwrite``, another output automed wrote). The parity case is
     named by its pseudonym (unless ``keep_case_ids``); no local path is written into the export. ``link`` False (``automed package``'s temporary
     export) leaves the work dir's link as it was."""
+    if case is not None and not Path(case).exists():  # before anything loads, in the option's own words
+        raise ConfigError.single(
+            "--case", "the parity case must exist (an image, or the folder of a case's DICOM series)", str(case),
+            "check the path, or leave --case out to check parity on a validation case",
+        )  # fmt: skip
     from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
     from automed.data.cases import read_case
     from automed.data.dataset import Case
