@@ -25,7 +25,7 @@ from automed.runtime.image_model import prepared_input, scale_note
 from automed.runtime.sliding import mirror_axes_sets
 from automed.train.classifier import image_network
 from automed.train.config import TrainConfig
-from automed.train.device import pick_device
+from automed.train.device import usable_device
 from automed.train.meta import load_model, resolve_training
 from automed.train.state import load_checkpoint
 from automed.workdir import WorkDir
@@ -121,7 +121,7 @@ class ImagePredictor:
             m = image_network(plan, cfg, config)
             m.load_state_dict(load_checkpoint(path)["model"])
             models.append(m)
-        return cls(plan, config.configuration, models, device=pick_device(device), tta=tta, mirrors=mirrors)
+        return cls(plan, config.configuration, models, device=usable_device(device), tta=tta, mirrors=mirrors)
 
     @classmethod
     def from_workdir(

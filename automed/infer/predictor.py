@@ -31,7 +31,7 @@ from automed.runtime.postprocess import class_bias
 from automed.runtime.sliding import mirror_axes_sets
 from automed.train.config import TrainConfig
 from automed.train.data import with_previous
-from automed.train.device import autocast_dtype, pick_device
+from automed.train.device import autocast_dtype, usable_device
 from automed.train.meta import load_model, resolve_training
 from automed.train.networks import segmentation_network
 from automed.train.state import load_checkpoint
@@ -133,7 +133,7 @@ class Predictor:
             m = segmentation_network(plan.configurations[config.configuration], config)
             m.load_state_dict(load_checkpoint(path)["model"])
             models.append(m)
-        return cls(plan, config.configuration, models, device=pick_device(device), patch=patch, **kwargs)
+        return cls(plan, config.configuration, models, device=usable_device(device), patch=patch, **kwargs)
 
     @classmethod
     def from_workdir(

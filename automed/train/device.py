@@ -26,6 +26,25 @@ def pick_device(requested: str | None) -> torch.device:
     return device
 
 
+def usable_device(requested: str | None) -> torch.device:
+    """:func:`pick_device`, and one this machine has: CUDA asked where torch sees no such device is refused with
+    the fix (torch says "Torch not compiled with CUDA enabled" once the network moves). Planning may name a device
+    the machine lacks (a CUDA plan made on a CPU node): it calls :func:`pick_device`."""
+    device = pick_device(requested)
+    count = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        from automed.errors import ConfigError
+
+        found = f"{count} CUDA device(s) visible to torch {torch.__version__}"
+        if torch.version.cuda is None:
+            found += " (a build without CUDA)"
+        raise ConfigError.single(
+            "--device", f"--device {requested} needs a CUDA device torch can use here", found,
+            "pass --device cpu (or auto: CUDA where there is one), or run on a machine with that GPU",
+        )  # fmt: skip
+    return device
+
+
 @cache
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has AVX512-BF16 or AMX-BF16 (bf16 matmuls then run about 2x faster than fp32)."""

@@ -23,7 +23,7 @@ from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.train.config import TrainConfig, resolve_optimizer
 from automed.train.data import CaseStore, SamplerSpec, make_loader
-from automed.train.device import autocast_dtype, deterministic_mode, pick_device
+from automed.train.device import autocast_dtype, deterministic_mode, usable_device
 from automed.train.fold_schedule import extend, lay_out, make_optimizer, refit
 from automed.train.meta import resolve_training
 from automed.train.precise_bn import batch_norm_layers, recompute_batch_norm
@@ -65,7 +65,7 @@ class FoldTrainer:
         cfgp = effective_plan(plan, config).configurations[config.configuration]
         self.out = WorkDir(workdir).fold(config.configuration, fold)
         self.out.mkdir(parents=True, exist_ok=True)
-        self.dev = pick_device(device)
+        self.dev = usable_device(device)
         torch.manual_seed(config.seed * 1000 + self.seed_fold)
         self.model = task.build_network(plan, cfgp, config).to(self.dev)
         # the optimizer is final once the schedule is laid out (resolve_optimizer); until then a provisional one

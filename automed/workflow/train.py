@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import time
 from dataclasses import asdict, replace
@@ -28,7 +29,7 @@ from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker, check_tracking_uri, git_commit, resolve_uri
 from automed.train.config import TrainConfig, load_train_config
-from automed.train.device import pick_device
+from automed.train.device import pick_device, usable_device
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import fold_finished
 from automed.workdir import ALL_DATA, WorkDir, claim_workdir, locked, refuse_workdir_in_dataset
@@ -383,6 +384,8 @@ def train(
             },
         )  # fmt: skip
     check_tracking_uri(tracking_uri, resume=resume or bool(extend))
+    if not (ray_address or os.environ.get("RAY_ADDRESS")):  # folds train here: the device must be here
+        usable_device(device)
     if cv is not None and not (resume or extend) and str(folds).strip().lower() != "all":
         raise ConfigError.single(
             "--cv", "--cv goes with --folds all (the all-data model inherits that cross-validation's evidence)",
