@@ -427,3 +427,15 @@ def test_a_folder_meant_as_classes_gets_the_class_layout_rules_too(tmp_path: Pat
     with pytest.raises(DatasetError) as exc:
         load_dataset(tmp_path / "seg")
     assert [p.rule for p in exc.value.problems] == ["a dataset folder must contain dataset.json"]
+
+
+def test_a_folder_of_images_without_classes_is_told_both_layouts_that_take_them(tmp_path: Path) -> None:
+    """A folder of pictures (no dataset.json, no CSV, no sub-folders) was told to add a dataset.json or run
+    construct-csv, which takes DIR/<subject>/<files>: neither fits. The fix now names the layouts that do."""
+    for i in range(3):
+        _png(tmp_path / "xrays" / f"p{i}.png", seed=90 + i)
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(tmp_path / "xrays")
+    (p,) = exc.value.problems
+    assert p.rule == "a dataset folder must contain dataset.json" and "3 image files" in p.value
+    assert "xrays/<class>/<images>" in p.fix and "SubjectID, Channel_0, ValueToPredict" in p.fix

@@ -24,6 +24,7 @@ from automed.data.csv_layout import (
     VALUE_COLUMNS,
     load_csv,
 )
+from automed.data.io import has_image_suffix
 from automed.data.json_layouts import load_dataset_json
 from automed.data.paths import os_problem
 from automed.data.schema import Case, Dataset, Layout, TaskType
@@ -116,9 +117,18 @@ def _load(p: Path) -> Dataset:
             )
             if csvs and looks_like_class_folders(p, ignore_csv=True):  # a stray CSV beside folders of classes
                 hint += "; for one sub-folder of images per class, move the CSV out of this folder"
+            found = "no dataset.json"
+            images = [f for f in p.iterdir() if f.is_file() and has_image_suffix(f)]
+            if (
+                images and not csvs
+            ):  # pictures lying loose: construct-csv takes DIR/<subject>/<files>, not them
+                found += f" ({len(images)} image files directly in the folder)"
+                hint = (
+                    f"; for images lying in it, sort them into one sub-folder per class ({p.name}/<class>/<images>) "
+                    "or list them in a CSV (SubjectID, Channel_0, ValueToPredict) beside them"
+                )
             missing = Problem(
-                str(p), "a dataset folder must contain dataset.json", "no dataset.json",
-                f"add one (MSD or nnU-Net v2){hint}",
+                str(p), "a dataset folder must contain dataset.json", found, f"add one (MSD or nnU-Net v2){hint}",
             )  # fmt: skip
             if may_be_class_folders(p):  # meant as folders of classes? then say what that layout lacks too
                 try:
