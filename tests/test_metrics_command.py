@@ -390,3 +390,31 @@ def test_predict_table_is_scored_against_a_folder_per_class_test_set(tmp_path: P
     labels.mkdir()
     with pytest.raises(ConfigError, match="a folder-per-class test set"):
         api.metrics(table, tmp_path / "scores2", reference=labels)
+
+
+def test_predictions_sharing_no_case_id_with_the_references_are_refused_even_with_missing_value(
+    folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Predictions named by their images (``t000`` ...) against a CSV of other SubjectIDs (``patient_00`` ...) were
+    "every reference needs a prediction. Fix: predict it, or pass --missing-value", and with --missing-value every
+    case was scored as missing: now one error names both sets of IDs and how to make them meet."""
+    ids = [f"patient_{i}" for i in range(4)]
+    cases = tmp_path / "cases.csv"
+    pd.DataFrame({"SubjectID": ids, "Channel_0": [f"img/t{i}.png" for i in range(4)],
+                  "ValueToPredict": ["a", "b", "a", "b"]}).to_csv(cases, index=False)  # fmt: skip
+    table = tmp_path / "p" / "predictions.csv"
+    table.parent.mkdir()
+    pd.DataFrame({"SubjectID": [f"t{i}" for i in range(4)], "prediction": ["a", "a", "b", "b"]}).to_csv(
+        table, index=False
+    )
+    for missing in (None, 0.0):
+        with pytest.raises(DatasetError) as err:
+            api.metrics(table, tmp_path / "s", reference=cases, missing_value=missing)
+        (p,) = err.value.problems
+        assert "share no case ID" in p.rule and "patient_0" in p.value and "t0" in p.value
+        assert "automed predict MODEL -i cases.csv" in p.fix and not (tmp_path / "s").exists()
+    pred, ref = folders
+    for f in sorted(pred.iterdir()):
+        f.rename(pred / f"pred_{f.name}")
+    with pytest.raises(DatasetError, match=r"share no case ID.*case0.*pred_case0.*name each prediction"):
+        api.metrics(pred, tmp_path / "s", reference=ref, missing_value=0.0)

@@ -169,6 +169,11 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
         pairs.append(Pair(cid, as_class(target), as_class(value) if value else None, probs, None, where))
     if problems:
         raise DatasetError(problems, f"cannot score {predictions} against {reference}")
+    _refuse_no_common_case(
+        predictions, [p.case for p in pairs], list(by_id),
+        f"predict the reference itself (`automed predict MODEL -i {reference.name}`: the predictions take its "
+        "SubjectIDs), or write each image's name without its suffix as its SubjectID",
+    )  # fmt: skip
     extra = sorted(set(by_id) - {p.case for p in pairs})
     if extra:
         log.warning(
@@ -178,6 +183,18 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
             extra[0],
         )
     return pairs
+
+
+def _refuse_no_common_case(predictions: Path, refs: list[str], preds: list[str], fix: str) -> None:
+    """Predictions that match no reference at all are a naming mismatch, not missing predictions: listed as
+    "predict it, or pass --missing-value", whose value would then have scored every case as missing."""
+    if not refs or not preds or set(refs) & set(preds):
+        return
+    raise DatasetError.single(
+        predictions, "predictions and references are matched by case ID; these share no case ID",
+        f"references {', '.join(sorted(refs)[:3])}{', ...' if len(refs) > 3 else ''}; predictions "
+        f"{', '.join(sorted(preds)[:3])}{', ...' if len(preds) > 3 else ''}", fix,
+    )  # fmt: skip
 
 
 def _probabilities(row: dict[str, str], where: str, problems: list[Problem]) -> dict[str, float]:
@@ -221,6 +238,8 @@ def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
     refs, preds = images(reference), images(predictions)
     if problems:
         raise DatasetError(problems, "cannot match predictions to references")
+    _refuse_no_common_case(predictions, list(refs), list(preds),
+                           "name each prediction as its reference (CASE.nii.gz for the reference CASE.nii.gz)")  # fmt: skip
     return [Pair(cid, str(ref), str(preds[cid]) if cid in preds else None) for cid, ref in refs.items()]
 
 
