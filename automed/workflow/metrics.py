@@ -185,6 +185,10 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
     return pairs
 
 
+def _some(ids: list[str]) -> str:
+    return ", ".join(sorted(ids)[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+
 def _refuse_no_common_case(predictions: Path, refs: list[str], preds: list[str], fix: str) -> None:
     """Predictions that match no reference at all are a naming mismatch, not missing predictions: listed as
     "predict it, or pass --missing-value", whose value would then have scored every case as missing."""
@@ -192,8 +196,7 @@ def _refuse_no_common_case(predictions: Path, refs: list[str], preds: list[str],
         return
     raise DatasetError.single(
         predictions, "predictions and references are matched by case ID; these share no case ID",
-        f"references {', '.join(sorted(refs)[:3])}{', ...' if len(refs) > 3 else ''}; predictions "
-        f"{', '.join(sorted(preds)[:3])}{', ...' if len(preds) > 3 else ''}", fix,
+        f"references {_some(refs)}; predictions {_some(preds)}", fix,
     )  # fmt: skip
 
 
