@@ -418,3 +418,14 @@ def test_predictions_sharing_no_case_id_with_the_references_are_refused_even_wit
         f.rename(pred / f"pred_{f.name}")
     with pytest.raises(DatasetError, match=r"share no case ID.*case0.*pred_case0.*name each prediction"):
         api.metrics(pred, tmp_path / "s", reference=ref, missing_value=0.0)
+
+
+def test_a_predictions_table_of_class_folders_alone_is_told_to_take_those_folders(tmp_path: Path) -> None:
+    """predict over DIR/<class>/<images> writes a truth column; scored alone it was told to pass a DATASET.csv,
+    which such a user does not have: the fix now names the class folders it was predicted from."""
+    table = tmp_path / "predictions.csv"
+    pd.DataFrame({"SubjectID": ["a_1", "b_1"], "truth": ["a", "b"], "prediction": ["a", "a"]}).to_csv(
+        table, index=False
+    )
+    with pytest.raises(DatasetError, match=r"--reference DIR.*DIR/<class>/<images>"):
+        api.metrics(table, tmp_path / "s")

@@ -58,7 +58,10 @@ def _from_csv(path: Path) -> list[Pair]:
             path,
             f"a metrics CSV has the columns {', '.join(CSV_COLUMNS)} (and optional {MASK}, {PROBABILITY}<class>)",
             f"missing {missing}, unknown {unknown}",
-            f"score automed predict's {path.name} with --reference DATASET.csv (SubjectID, ValueToPredict)"
+            f"score automed predict's {path.name} with --reference DIR, the class folders (DIR/<class>/<images>) "
+            "its images were predicted from"
+            if PREDICT_COLUMN in columns and "truth" in columns
+            else f"score automed predict's {path.name} with --reference DATASET.csv (SubjectID, ValueToPredict)"
             if PREDICT_COLUMN in columns
             else "rename the columns",
         )
