@@ -306,3 +306,15 @@ def test_a_mistyped_run_is_named_as_missing_not_as_another_problem(tmp_path: Pat
         api.report([run, tmp_path / "notes"], tmp_path / "R3", log_to_mlflow=False)
     assert "one problem" not in str(err.value)
     assert not any((tmp_path / r).exists() for r in ("R1", "R2", "R3"))
+
+
+def test_an_automed_metrics_output_is_not_called_cross_validation(tmp_path: Path) -> None:
+    """A test set scored by ``automed metrics`` was shown under "Cross-validation numbers per run"."""
+    table = tmp_path / "scored.csv"
+    pd.DataFrame({"SubjectID": ["a", "b", "c", "d"], "Target": ["x", "y", "x", "y"],
+                  "Prediction": ["x", "y", "y", "y"]}).to_csv(table, index=False)  # fmt: skip
+    api.metrics(table, tmp_path / "test_scores")
+    res = api.report([tmp_path / "test_scores"], tmp_path / "R", log_to_mlflow=False)
+    text = res.page.read_text()
+    assert "Cross-validation numbers per run" not in text
+    assert "Numbers per run (test_scores: the cases automed metrics scored)" in text

@@ -104,7 +104,14 @@ def write_image_level(
                 png(fig, folder / f"{name}_{file}") for file, fig in task.summary_figures(rows, summary)
             )
             sections.append((f"{name}: {task.summary_figures_title}", figures))
-    sections.insert(0, ("Cross-validation numbers per run", table(pd.DataFrame(means))))
+    scored = [
+        n for n, df in zip(names, tables, strict=True) if "summary" in df.attrs
+    ]  # automed metrics outputs
+    title = "Cross-validation numbers per run"
+    if scored:  # a test set scored by `automed metrics` is no cross-validation
+        others = "; the others: cross-validation" if len(scored) < len(names) else ""
+        title = f"Numbers per run ({', '.join(scored)}: the cases automed metrics scored{others})"
+    sections.insert(0, (title, table(pd.DataFrame(means))))
     sections[1:1] = extra or []
     if histories:
         sections.append(("Training curves (every fold)", png(curves(histories), folder / "curves.png")))
