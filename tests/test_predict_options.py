@@ -199,3 +199,23 @@ def test_a_missing_input_is_refused_before_any_model_is_read(
             "models:/automed-X@champion", tmp_path / "typo", tmp_path / "out", tracking_uri="sqlite:///x.db"
         )
     assert err.value.problems[0].file == str(tmp_path / "typo") and not (tmp_path / "out").exists()
+
+
+def test_runtime_onnx_for_an_image_level_model_points_at_its_bundle(tmp_path: Path) -> None:
+    """``automed predict work_cls --runtime onnx`` after ``automed export work_cls`` read "found no export (run
+    `automed export WORKDIR`)": an image-level export is never linked, it runs through its bundle's predict.py."""
+    from automed.errors import ArtifactError
+    from automed.workflow.predict import load_predictor
+
+    work = tmp_path / "work_cls"
+    (work / "export").mkdir(parents=True)
+    (work / "model.json").write_text('{"task": "classification"}')
+    (work / "export" / "preprocess.json").write_text("{}")
+    with pytest.raises(ArtifactError) as err:
+        load_predictor(work, None, runtime="onnx")
+    (p,) = err.value.problems
+    assert (
+        "classification model's export runs through its bundle" in p.rule
+        and "run `automed export" not in p.fix
+    )
+    assert f"python {work / 'export' / 'predict.py'} -i IN -o OUT --runtime onnx" in p.fix

@@ -126,6 +126,23 @@ def exported_predictor(
     return pred, f"{pred.runtime} ({why})"
 
 
+def _refuse_unlinked_task(model: Path, runtime: str) -> None:
+    """An image-level export is never linked (``Task.links_export``): its bundle's predict.py runs it."""
+    from automed.tasks.registry import TASKS
+
+    meta = WorkDir(model).model
+    task = str(json.loads(meta.read_text()).get("task", "")) if meta.is_file() else ""
+    if task not in TASKS or TASKS.get(task).links_export:
+        return
+    bundle = model / "export" / "predict.py"
+    raise ArtifactError.single(
+        model, f"--runtime {runtime} predicts with a linked export; a {task} model's export runs through its bundle",
+        f"a {task} model" + ("" if bundle.is_file() else " (not exported yet)"),
+        f"python {bundle} -i IN -o OUT --runtime {runtime} (an export elsewhere: its -o folder's predict.py; none yet: "
+        f"`automed export {model}`), or leave --runtime out: automed predict runs the model with torch",
+    )  # fmt: skip
+
+
 def load_predictor(
     model: str | Path,
     tracking_uri: str | None,
@@ -158,6 +175,7 @@ def load_predictor(
         if exported is not None:
             return exported
         if runtime != "auto":
+            _refuse_unlinked_task(Path(str(model)), runtime)
             raise ArtifactError.single(
                 model,
                 f"--runtime {runtime} predicts with the work dir's export",
