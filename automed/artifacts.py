@@ -128,6 +128,23 @@ OUTPUT_MARKER = (
 )
 
 
+# names of files, not folders: an output given one (nnU-Net's `-o seg.nii.gz`) would become a folder of that name
+FILE_SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".json",
+    ".html",
+    ".htm",
+    ".png",
+    ".jpg",
+    ".nii.gz",
+    ".nii",
+    ".txt",
+    ".pdf",
+    ".xlsx",
+)
+
+
 def inside(a: Path, b: Path) -> bool:
     """Whether ``a`` is ``b`` or lies inside it."""
     return a == b or b in a.parents
@@ -179,6 +196,12 @@ def claim_output(
         raise ArtifactError.single(
             out, f"an output ({kind}) must be a folder", "an existing file", "choose a folder"
         )
+    suffix = next((s for s in FILE_SUFFIXES if res.name.lower().endswith(s)), None)
+    if suffix is not None and not res.is_dir():  # `-o preds.csv` became a folder named preds.csv
+        raise ArtifactError.single(
+            out, f"an output ({kind}) is a folder (automed writes its files inside it)", f"a {suffix} file name",
+            f"pass a folder, e.g. -o {out.with_name(res.name[: -len(suffix)])}",
+        )  # fmt: skip
     if res.is_dir() and any(res.iterdir()) and not earlier:
         found = output_kind(res)
         if found is None:
