@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from automed.errors import ArtifactError
-from automed.runtime.folders import symbolic_links
+from automed.runtime.folders import file_suffix, symbolic_links
 
 
 def canonical_json(obj: Any) -> str:
@@ -128,23 +128,6 @@ OUTPUT_MARKER = (
 )
 
 
-# names of files, not folders: an output given one (nnU-Net's `-o seg.nii.gz`) would become a folder of that name
-FILE_SUFFIXES = (
-    ".csv",
-    ".tsv",
-    ".json",
-    ".html",
-    ".htm",
-    ".png",
-    ".jpg",
-    ".nii.gz",
-    ".nii",
-    ".txt",
-    ".pdf",
-    ".xlsx",
-)
-
-
 def inside(a: Path, b: Path) -> bool:
     """Whether ``a`` is ``b`` or lies inside it."""
     return a == b or b in a.parents
@@ -196,7 +179,7 @@ def claim_output(
         raise ArtifactError.single(
             out, f"an output ({kind}) must be a folder", "an existing file", "choose a folder"
         )
-    suffix = next((s for s in FILE_SUFFIXES if res.name.lower().endswith(s)), None)
+    suffix = file_suffix(res)
     if suffix is not None and not res.is_dir():  # `-o preds.csv` became a folder named preds.csv
         raise ArtifactError.single(
             out, f"an output ({kind}) is a folder (automed writes its files inside it)", f"a {suffix} file name",

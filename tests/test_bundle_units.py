@@ -234,3 +234,13 @@ def test_cube_evaluate_scores_label_maps_only_and_names_a_grid_mismatch(tmp_path
     sitk.WriteImage(sitk.GetImageFromArray(ref[:, :6]), str(preds / "a.nii.gz"))
     with pytest.raises(SystemExit, match=r"grid \(8, 6, 4\) differs from its reference"):
         evaluate(opts)
+
+
+def test_the_bundle_refuses_an_output_named_like_a_file(tmp_path: Path) -> None:
+    """``predict.py -o preds.csv`` made a folder named preds.csv, as automed's own verbs did."""
+    from automed.runtime.cli import main
+
+    (tmp_path / "in").mkdir()
+    with pytest.raises(SystemExit, match=r"preds\.csv: the output is a folder.*-o .*/preds\b"):
+        main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "preds.csv")], bundle=tmp_path)
+    assert not (tmp_path / "preds.csv").exists()

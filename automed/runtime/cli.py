@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .backends import RUNTIME_MODULES, choose_runtime
-from .folders import symbolic_links
+from .folders import file_suffix, symbolic_links
 from .grid import channel_grid_mismatch
 from .image_model import ImageBundleModel
 from .inputs import find_cases
@@ -137,6 +137,12 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         )
     if outp.is_file():
         raise SystemExit(f"{args.output}: the output must be a folder, not a file; choose another -o")
+    suffix = file_suffix(outp)
+    if suffix is not None and not outp.is_dir():  # -o preds.csv would become a folder named preds.csv
+        raise SystemExit(
+            f"{args.output}: the output is a folder (predictions are written inside it), found a {suffix} file "
+            f"name; pass a folder, e.g. -o {args.output.with_name(outp.name[: -len(suffix)])}"
+        )
     if inp.is_dir() and inp in outp.parents:
         raise SystemExit(
             f"{args.output}: the output folder must lie outside the input folder {args.input} (a later run over "

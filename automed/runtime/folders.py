@@ -57,6 +57,15 @@ def folder_id(root: Path, folder: Path, *more: str) -> str:
     return "_".join((*folder.relative_to(root).parts, *more))
 
 
+# names of files, not folders: an output given one (nnU-Net's `-o seg.nii.gz`) would become a folder of that name
+FILE_SUFFIXES = (".csv", ".tsv", ".json", ".html", ".htm", ".png", ".jpg", ".nii.gz", ".nii", ".txt", ".pdf")
+
+
+def file_suffix(path: Path) -> str | None:
+    """The file-name ending of ``path`` (:data:`FILE_SUFFIXES`, any letter case), or None."""
+    return next((s for s in FILE_SUFFIXES if path.name.lower().endswith(s)), None)
+
+
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
