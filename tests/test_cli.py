@@ -331,3 +331,11 @@ def test_select_says_what_it_times_before_the_silent_minutes(
     assert r.exit_code == 0 and said == [
         f"select ran, showing its stages: {shown}" for shown in (True, True, False)
     ]
+
+
+def test_quiet_is_moved_to_the_front_like_debug() -> None:
+    """``automed predict W -i I -o O -q`` was "No such option: -q" (the flag is automed's, before the verb)."""
+    assert _debug_first(["predict", "w", "-q"]) == ["-q", "predict", "w"]
+    assert _debug_first(["train", "d", "--quiet", "--debug"]) == ["--debug", "--quiet", "train", "d"]
+    assert _debug_first(["-q", "verify", "d"]) == ["-q", "verify", "d"]
+    assert _debug_first(["verify", "--", "-q"]) == ["verify", "--", "-q"]

@@ -40,13 +40,15 @@ def _main(
 
 
 def _debug_first(args: list[str]) -> list[str]:
-    """Move --debug to the front so that `automed VERB ... --debug` works as `automed --debug VERB ...`.
+    """Move --debug and --quiet/-q (automed's own flags) to the front so that `automed VERB ... --debug -q` works as
+    `automed --debug -q VERB ...`.
 
     Arguments after a literal `--` are left alone.
     """
     end = args.index("--") if "--" in args else len(args)
-    head = [a for a in args[:end] if a != "--debug"]
-    return args if len(head) == end else ["--debug", *head, *args[end:]]
+    flags = [f for f in ("--debug", "--quiet", "-q") if f in args[:end]]
+    head = [a for a in args[:end] if a not in flags]
+    return args if len(head) == end else [*flags, *head, *args[end:]]
 
 
 def _folds_as_nnunet_writes_them(args: list[str]) -> list[str]:
