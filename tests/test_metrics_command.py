@@ -429,3 +429,21 @@ def test_a_predictions_table_of_class_folders_alone_is_told_to_take_those_folder
     )
     with pytest.raises(DatasetError, match=r"--reference DIR.*DIR/<class>/<images>"):
         api.metrics(table, tmp_path / "s")
+
+
+def test_label_map_options_for_classes_or_values_are_refused_not_ignored(tmp_path: Path) -> None:
+    """``--region`` and ``--labels`` given for a table of classes were silently ignored."""
+    table = tmp_path / "scored.csv"
+    pd.DataFrame({"SubjectID": ["a", "b"], "Target": ["x", "y"], "Prediction": ["x", "x"]}).to_csv(
+        table, index=False
+    )
+    (tmp_path / "dataset.json").write_text('{"labels": {"0": "background", "1": "liver"}}')
+    for given, option in (
+        ({"regions": ["whole=1,2"]}, "--region"),
+        ({"labels": tmp_path / "dataset.json"}, "--labels"),
+    ):
+        with pytest.raises(
+            ConfigError, match=rf"{option}: {option} names structures of label maps.*classification"
+        ):
+            api.metrics(table, tmp_path / "s", **given)  # type: ignore[arg-type]
+        assert not (tmp_path / "s").exists()

@@ -382,6 +382,10 @@ def metrics(
         Path(output), "metrics", protected=protected, inputs=protected[:2], overwrite=overwrite
     )  # the predictions and references folders: never written into
     kind: Kind = detect_kind(pairs) if problem == "auto" else cast("Kind", problem)  # checked above
+    for option, given in (("--region", regions), ("--labels", labels)):
+        if given and kind != "segmentation":  # was ignored without a word
+            raise ConfigError.single(option, f"{option} names structures of label maps (segmentation)",
+                                     f"a {kind} problem", f"drop {option}")  # fmt: skip
     pairs = _fill_missing(pairs, kind, missing_value, src)
     options = ScoreOptions(
         _labels(Path(labels) if labels else None),
