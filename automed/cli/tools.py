@@ -128,10 +128,12 @@ def metrics(
     ] = None,
     tolerance: Annotated[float, typer.Option(min=0.0, help="NSD tolerance in mm.")] = 1.0,
     missing_value: Annotated[
-        float | None,
+        str | None,
         typer.Option(
-            help="Score a missing prediction instead of refusing: every segmentation metric of the case takes this "
-            "value; for classes and values it is the prediction."
+            help="Score a missing prediction instead of refusing: 'empty' scores a missing label map as an empty "
+            "one (Dice 0, worst-case distances where the reference has the label); a number is every segmentation "
+            "metric of the case (HD95 0 would be a perfect score); for classes and values it is the prediction.",
+            metavar="VALUE|empty",
         ),
     ] = None,
     overwrite: ReplaceOutputOpt = False,

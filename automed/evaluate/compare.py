@@ -4,7 +4,9 @@ and their summary for label maps (segmentation), class labels (classification) a
 Segmentation rows: one per case and label (every foreground label of ``labels``) and per region (a union of labels,
 e.g. BraTS' whole tumour ``1,2,4``), with the metrics and empty-mask rules of :mod:`automed.evaluate.metrics`,
 spacing-aware (the reference's spacing). A missing prediction is an error unless ``missing_value`` is given: then
-every metric of that case is that value (and the case is counted in ``n_missing``).
+every metric of that case is that value; or, with ``missing_empty``, it is scored as an empty label map (Dice 0 and
+the worst-case distances where the reference holds the label: the empty-mask rules). Either way the case is counted
+in ``n_missing``.
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def segmentation_rows(
     *,
     tolerance: float = 1.0,
     missing_value: float | None = None,
+    missing_empty: bool = False,
     show_progress: bool = False,
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """Per case, label and region: the metrics of :func:`automed.evaluate.metrics.label_metrics`, and the values
@@ -115,10 +118,11 @@ def segmentation_rows(
         for v in np.unique(_load(p.target, p.case, "reference")[0]).tolist()
         if int(v) != 0
     }
-    rows, extra = _label_rows(pairs, names, regions, tolerance, missing_value, show_progress)
+    missing: float | Literal["empty"] | None = "empty" if missing_empty else missing_value
+    rows, extra = _label_rows(pairs, names, regions, tolerance, missing, show_progress)
     if labels is None and extra:  # a value only predictions hold: a second pass for those labels alone
         more, _ = _label_rows(
-            pairs, {v: str(v) for v in sorted(extra)}, {}, tolerance, missing_value, show_progress
+            pairs, {v: str(v) for v in sorted(extra)}, {}, tolerance, missing, show_progress
         )
         return rows + more, []
     return rows, sorted(extra)
@@ -129,7 +133,7 @@ def _label_rows(
     names: dict[int, str],
     regions: dict[str, list[int]],
     tolerance: float,
-    missing_value: float | None,
+    missing: float | Literal["empty"] | None,
     show_progress: bool = False,
 ) -> tuple[list[dict[str, Any]], set[int]]:
     """The rows of ``names`` and ``regions``, and the foreground values predictions hold outside ``names``."""
@@ -140,7 +144,7 @@ def _label_rows(
     with progress_bar(disable=not show_progress) as bar:  # HD95/ASSD/NSD of large volumes take seconds a case
         task = bar.add_task("metrics", total=len(pairs))
         for p in pairs:
-            rows += _case_rows(p, groups, names, tolerance, missing_value, extra)
+            rows += _case_rows(p, groups, names, tolerance, missing, extra)
             bar.advance(task)
     return rows, extra
 
@@ -150,23 +154,27 @@ def _case_rows(
     groups: dict[str, tuple[list[int], str]],
     names: dict[int, str],
     tolerance: float,
-    missing_value: float | None,
+    missing: float | Literal["empty"] | None,
     extra: set[int],
 ) -> list[dict[str, Any]]:
-    """One case's rows (``extra`` takes the foreground values its prediction holds outside ``names``)."""
+    """One case's rows (``extra`` takes the foreground values its prediction holds outside ``names``). A missing
+    prediction scores ``missing`` per metric, or as an empty label map (``"empty"``)."""
     rows: list[dict[str, Any]] = []
     ref, geo = _load(p.target, p.case, "reference")
     pred = None if p.prediction is None else _prediction(p, geo)
+    empty = pred is None and missing == "empty"
+    if empty:
+        pred = np.zeros_like(ref)
     if pred is not None:
         extra |= {int(v) for v in np.unique(pred).tolist() if int(v) != 0 and int(v) not in names}
     for key, (values, name) in groups.items():
         row: dict[str, Any] = {"case": p.case, "label": key, "name": name}
         if pred is None:
-            assert missing_value is not None, "the caller refuses missing predictions without a value"
-            row.update({m: missing_value for m in METRICS}, missing=True)
+            assert missing is not None, "the caller refuses missing predictions without a value"
+            row.update({m: missing for m in METRICS}, missing=True)
         else:
             m = label_metrics(np.isin(ref, values), np.isin(pred, values), geo.spacing_zyx, tolerance)
-            row.update(m.to_dict(), missing=False)
+            row.update(m.to_dict(), missing=empty)
         rows.append(row)
     return rows
 

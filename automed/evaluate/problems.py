@@ -26,6 +26,7 @@ class ScoreOptions:
     regions: dict[str, list[int]] = field(default_factory=dict)  # label maps: unions of labels
     tolerance: float = 1.0  # label maps: surface distance tolerance (mm)
     missing_value: float | None = None  # label maps and images: every metric of a missing prediction
+    missing_empty: bool = False  # label maps: a missing prediction scored as an empty label map
     show_progress: bool = False
 
 
@@ -59,6 +60,7 @@ class Segmentation:
             options.regions,
             tolerance=options.tolerance,
             missing_value=options.missing_value,
+            missing_empty=options.missing_empty,
             show_progress=options.show_progress,
         )
         summary = segmentation_summary(rows, options.tolerance)

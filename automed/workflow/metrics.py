@@ -5,7 +5,8 @@ writes them), the ``predictions.csv`` of ``automed predict`` matched by ``Subjec
 matched by case name to ``--reference``'s files (nnU-Net's evaluate-folder habit).
 
 Writes ``OUT/metrics.csv`` (one row per case, and label or region for label maps) and ``OUT/summary.json``; every
-missing prediction is listed in one error before any scoring, unless ``missing_value`` scores it.
+missing prediction is listed in one error before any scoring, unless ``missing_value`` scores it (a number, or
+``empty``: a missing label map scored as an empty one, BraTS' habit: Dice 0, the worst-case distances).
 """
 
 from __future__ import annotations
@@ -298,25 +299,52 @@ def parse_regions(specs: list[str]) -> dict[str, list[int]]:
     return out
 
 
-def _fill_missing(pairs: list[Pair], kind: Kind, missing_value: float | None, source: Path) -> list[Pair]:
+def _missing_rule(missing_value: float | str | None) -> tuple[float | None, bool]:
+    """``--missing-value``: a number (every metric of a missing label map or image, or a missing class or value's
+    prediction), or ``empty`` (a missing label map scored as an empty one); as (value, empty)."""
+    if missing_value is None or isinstance(missing_value, float | int):
+        return (None if missing_value is None else float(missing_value)), False
+    if missing_value.strip().lower() == "empty":
+        return None, True
+    try:
+        return float(missing_value), False
+    except ValueError:
+        raise ConfigError.single("--missing-value", "a number, or empty (a missing label map scored as empty)",
+                                 repr(missing_value), "pass e.g. --missing-value empty or --missing-value 0") from None  # fmt: skip
+
+
+def _fill_missing(
+    pairs: list[Pair], kind: Kind, missing_value: float | None, empty: bool, source: Path
+) -> list[Pair]:
     missing = [p.case for p in pairs if p.prediction is None]
+    if (
+        empty and kind != "segmentation"
+    ):  # refused even with nothing missing: the command means something else
+        raise ConfigError.single("--missing-value", "empty scores a missing label map as an empty one",
+                                 f"a {kind} problem", "pass the value a missing prediction takes, e.g. "
+                                 "--missing-value 0")  # fmt: skip
     if not missing:
         return pairs
-    if missing_value is None:
+    if missing_value is None and not empty:
         raise DatasetError(
             [
                 Problem(
                     str(source),
                     "every reference needs a prediction",
                     cid,
-                    "predict it, or pass --missing-value",
+                    "predict it, or pass --missing-value (empty: scored as an empty label map)"
+                    if kind == "segmentation"
+                    else "predict it, or pass --missing-value",
                 )
                 for cid in missing
             ],
             f"{len(missing)} missing prediction(s)",
         )
-    if PROBLEMS[kind].missing_per_metric:
-        return pairs  # scored as missing_value per metric (automed.evaluate.compare)
+    if empty or PROBLEMS[kind].missing_per_metric:
+        return (
+            pairs  # scored as missing_value per metric, or as an empty label map (automed.evaluate.compare)
+        )
+    assert missing_value is not None
     text = str(int(missing_value)) if float(missing_value).is_integer() else str(missing_value)
     return [p if p.prediction is not None else Pair(p.case, p.target, text) for p in pairs]
 
@@ -330,7 +358,7 @@ def metrics(
     labels: str | Path | None = None,
     regions: list[str] | None = None,
     tolerance: float = 1.0,
-    missing_value: float | None = None,
+    missing_value: float | str | None = None,
     overwrite: bool = False,
     show_progress: bool = False,
 ) -> MetricsResult:
@@ -339,6 +367,7 @@ def metrics(
     ``segmentation``, ``synthesis``, ``classification``, ``regression``."""
     src = Path(input_path)
     check_choice(problem, ("auto", *KINDS), what="the problem type", where="--problem")
+    value, empty = _missing_rule(missing_value)
     if not src.exists():
         raise ConfigError.single(
             src, "the input must exist", "missing", "pass a CSV or a folder of predictions"
@@ -386,12 +415,13 @@ def metrics(
         if given and kind != "segmentation":  # was ignored without a word
             raise ConfigError.single(option, f"{option} names structures of label maps (segmentation)",
                                      f"a {kind} problem", f"drop {option}")  # fmt: skip
-    pairs = _fill_missing(pairs, kind, missing_value, src)
+    pairs = _fill_missing(pairs, kind, value, empty, src)
     options = ScoreOptions(
         _labels(Path(labels) if labels else None),
         parse_regions(regions or []),
         tolerance,
-        missing_value,
+        value,
+        empty,
         show_progress,
     )
     scored = PROBLEMS[kind].score(pairs, options)
