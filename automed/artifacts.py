@@ -198,7 +198,7 @@ def claim_output(
             raise ArtifactError.single(
                 out,
                 f"automed replaces a folder it wrote as another output only with --overwrite ({kind} asked)",
-                f"a {found} output",
+                f"an automed output ({found})",
                 "choose a new or empty folder, or pass --overwrite to replace it",
             )
     if in_place and res.is_dir():

@@ -58,7 +58,7 @@ def test_claim_never_replaces_a_foreign_folder_and_another_kind_only_with_overwr
     other.mkdir()
     mark_output(other, "predictions")
     (other / "x.nii.gz").write_bytes(b"x")
-    with pytest.raises(ArtifactError, match="a predictions output") as err:
+    with pytest.raises(ArtifactError, match=r"an automed output \(predictions\)") as err:
         claim_output(other, "export")
     assert "--overwrite" in str(err.value)
     assert claim_output(other, "export", overwrite=True) == other.resolve()  # automed's own output
