@@ -10,8 +10,11 @@ compares whole records, so the added key makes no earlier work dir look changed.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from automed.artifacts import check_schema_version, read_json
 from automed.errors import ArtifactError
@@ -23,6 +26,27 @@ CV_SUMMARY_VERSION = 1
 UNVERSIONED = 1  # the version of a record written before it carried ``schema_version``
 
 PROGRESS = "progress.json"  # in each fold's folder
+
+
+@cache
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(kind)
+
+
+def fits(kind: Any, value: Any) -> bool:
+    """Whether ``value`` (read from JSON) is of type ``kind`` strictly: "2" is no number, true no count (a whole
+    number is a number)."""
+    try:
+        _adapter(kind).validate_python(value, strict=True)
+    except ValidationError:
+        return False
+    return True
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error shows what was found: its repr (cut at 80 characters) and its type."""
+    text = repr(value)
+    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
 
 
 def stamped(record: dict[str, Any], version: int) -> dict[str, Any]:

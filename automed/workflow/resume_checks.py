@@ -7,11 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import fields
-from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
-
-from pydantic import TypeAdapter, ValidationError
 
 from automed.artifacts import check_schema_version
 from automed.config import load_model
@@ -20,7 +17,7 @@ from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.preprocess.previous_stage import first_stage_root, read_link
 from automed.privacy import strip_credentials
-from automed.records import TRACKING_VERSION, UNVERSIONED, read_tracking, read_train_config
+from automed.records import TRACKING_VERSION, UNVERSIONED, fits, read_tracking, read_train_config, shown
 from automed.train.config import TrainConfig, load_train_config
 from automed.workdir import ALL_DATA, TRACKING, WorkDir, recorded_place
 from automed.workflow.prepare import dataset_source
@@ -28,21 +25,6 @@ from automed.workflow.shape import SPLIT_FOLDS
 from automed.workflow.train_options import TrainOptions
 
 RESUME_TAKES = "--budget, --device, --workers, --ray-address and --trial-resources"
-
-
-@cache
-def _adapter(kind: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(kind)
-
-
-def fits(kind: Any, value: Any) -> bool:
-    """Whether ``value`` (read from JSON) is of type ``kind`` strictly: "2" is no number, true no count (a whole
-    number is a number)."""
-    try:
-        _adapter(kind).validate_python(value, strict=True)
-    except ValidationError:
-        return False
-    return True
 
 
 def read_saved_training(wd: Path) -> dict[str, Any]:
@@ -59,7 +41,7 @@ def read_saved_training(wd: Path) -> dict[str, Any]:
     problems = [
         Problem(str(path), f"train_config.json must hold {key} ({what}): a resume reads it", "none", fix)
         if key not in saved
-        else Problem(str(path), f"train_config.json's {key} must be {what}", _shown(saved[key]), fix)
+        else Problem(str(path), f"train_config.json's {key} must be {what}", shown(saved[key]), fix)
         for key, kind, what in (
             ("dataset", str, "the dataset's place, text"),
             ("config", dict[str, Any], "the training config, an object"),
@@ -71,7 +53,7 @@ def read_saved_training(wd: Path) -> dict[str, Any]:
         kinds = get_type_hints(TrainOptions)
         problems += [
             Problem(str(path), f"train_config.json's option {f.name} must be {_named(kinds[f.name])}",
-                    _shown(saved["options"][f.name]), fix)
+                    shown(saved["options"][f.name]), fix)
             for f in fields(TrainOptions)
             if f.name in saved["options"] and not fits(kinds[f.name], saved["options"][f.name])
         ]  # fmt: skip
@@ -90,11 +72,6 @@ def read_saved_training(wd: Path) -> dict[str, Any]:
     if problems:
         raise ArtifactError(problems, f"cannot resume the training in {wd}")
     return saved
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
 
 
 def _named(kind: Any) -> str:
@@ -230,7 +207,7 @@ def refuse_a_copy(wd: Path, saved: dict[str, Any]) -> None:
     path = WorkDir(wd).tracking
     check_schema_version(path, saved, TRACKING_VERSION, what=TRACKING, missing=UNVERSIONED)
     problems = [
-        Problem(str(path), f"tracking.json's {key} must be {what}", _shown(saved[key]),
+        Problem(str(path), f"tracking.json's {key} must be {what}", shown(saved[key]),
                 "put back the tracking.json automed wrote (a backup), or delete it (the training then logs to new "
                 "MLflow runs), or resume with the automed that wrote it")
         for key, kind, what in _TRACKED

@@ -18,10 +18,10 @@ from automed._version import __version__
 from automed.config import load_model
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.privacy import strip_credentials
+from automed.records import fits
 from automed.runtime.sliding import Mirrors
 from automed.search.schema import SearchSpace
 from automed.train.config import TrainConfig
-from automed.workflow.resume_checks import fits
 from automed.workflow.sweep_stages import STATE_FILE, STATE_VERSION, SweepOptions
 
 log = logging.getLogger(__name__)
