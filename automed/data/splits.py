@@ -10,12 +10,66 @@ from typing import Any
 
 import numpy as np
 
-from automed.artifacts import content_hash, write_json_atomic
+from automed.artifacts import check_schema_version, content_hash, read_json, write_json_atomic
 from automed.data.dataset import Dataset
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, Problem
+from automed.records import fits, shown
 from automed.workdir import WorkDir
 
 SCHEMA_VERSION = 1
+
+# what a damaged splits.json can do: never re-split in its place (the folds trained on it would change)
+_KEEP = (
+    "put back the splits.json automed wrote (from a backup): folds trained on a split need that very split, so "
+    "automed never makes a new one in its place; or start anew in a new work dir (-o NEW_WORKDIR)"
+)
+
+
+def read_splits(path: Path) -> dict[str, Any]:
+    """A work dir's ``splits.json``, as every reader of it gets it: a JSON object of this schema
+    (``schema_version`` 1; none recorded: 1) whose ``n_folds`` (a whole number, at least 1) counts its ``folds``,
+    each an object with ``train`` and ``val`` lists of case ids (text). Anything else is refused naming the file,
+    the rule, the value found and the fix (a damaged one had crashed with a bare JSONDecodeError, KeyError or
+    TypeError): never treated as missing, since a new split would change the folds trained on it."""
+    data = read_json(path, what="splits.json")
+    if not isinstance(data, dict):
+        raise ArtifactError.single(path, "splits.json must be a JSON object", shown(data), _KEEP)
+    check_schema_version(path, data, SCHEMA_VERSION, what="splits.json", missing=SCHEMA_VERSION)
+    n, folds = data.get("n_folds"), data.get("folds")
+    problems = [
+        Problem(str(path), f"splits.json must hold {key} ({what})", "none", _KEEP)
+        if key not in data
+        else Problem(str(path), f"splits.json's {key} must be {what}", shown(data[key]), _KEEP)
+        for key, kind, what in (
+            ("n_folds", int, "the number of folds, a whole number"),
+            (
+                "folds",
+                list[dict[str, list[str]]],
+                "a list of folds, each with train and val lists of case ids",
+            ),
+        )
+        if key not in data or not fits(kind, data[key])
+    ]
+    if not problems and isinstance(n, int) and isinstance(folds, list):
+        problems += [
+            Problem(str(path), f"splits.json's fold {i} must hold {part} (a list of case ids)",
+                    shown(sorted(fold)), _KEEP)
+            for i, fold in enumerate(folds)
+            for part in ("train", "val")
+            if part not in fold
+        ]  # fmt: skip
+        if n < 1 or n != len(folds):
+            problems.append(
+                Problem(
+                    str(path),
+                    "splits.json's n_folds must be at least 1 and count its folds",
+                    f"n_folds {n}, {len(folds)} fold(s)",
+                    _KEEP,
+                )
+            )
+    if problems:
+        raise ArtifactError(problems, f"splits.json in {path.parent} is damaged")
+    return data
 
 
 def make_splits(
@@ -105,7 +159,7 @@ def check_splits(ds: Dataset, path: Path, n_folds: int = 5, seed: int = 12345) -
     same work dir is refused before anything is written, instead of replacing the split under finished folds."""
     if not (path.is_file() and WorkDir(path.parent).trained_checkpoints()):
         return
-    old = json.loads(path.read_text())
+    old = read_splits(path)  # folds were trained on it: a damaged one is refused, never split anew
     new = json.loads(json.dumps(make_splits(ds, n_folds, seed)))
     if old == new or _earlier_split(ds, path, n_folds, seed) is not None:
         return
@@ -129,7 +183,7 @@ def _earlier_split(ds: Dataset, path: Path, n_folds: int, seed: int) -> dict[str
     stratified; else ``None``."""
     if not (path.is_file() and WorkDir(path.parent).trained_checkpoints()):
         return None
-    old: dict[str, Any] = json.loads(path.read_text())
+    old = read_splits(path)
     earlier = json.loads(json.dumps(make_splits(ds, n_folds, seed, stratify_rare_classes=False)))
     return old if old == earlier and old.get("method") == "GroupKFold" else None
 

@@ -5,14 +5,13 @@ preset for the training device and the task checked before any training."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from automed.artifacts import write_bytes_atomic
 from automed.data.dataset import Dataset, load_dataset
-from automed.data.splits import check_splits, write_splits
+from automed.data.splits import check_splits, read_splits, write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
 from automed.data.verify_dataset import no_target_problems
@@ -314,7 +313,7 @@ def check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
     fp = Fingerprint.load(wdir.fingerprint)
     if inputs_unchanged(ds, fp):
         return
-    splits = json.loads(wdir.splits.read_text())
+    splits = read_splits(wdir.splits)
     split_ids = {c for f in splits["folds"] for part in ("train", "val") for c in f[part]}
     ids = {c.case_id for c in ds.cases}
     if split_ids != ids:

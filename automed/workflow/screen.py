@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
+from automed.data.splits import read_splits
 from automed.plan.schema import Plan
 from automed.tasks.base import Task
 from automed.tracking import Tracker, safe_key
@@ -85,7 +86,7 @@ def run_screening(
         done = json.loads(wdir.screen.read_text())
         return config.model_copy(update={"configuration": done["winner"]}), done["summary"]
     assert opts.screen is not None
-    fold0 = json.loads(wdir.splits.read_text())["folds"][0]
+    fold0 = read_splits(wdir.splits)["folds"][0]
     scores: dict[str, float] = {}
     runs: dict[str, str] = {}
     for name in opts.screen["configurations"]:

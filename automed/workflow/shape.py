@@ -4,10 +4,10 @@ configurations on fold 0 first (without ``--configuration``) and how many folds 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from automed.data.splits import read_splits
 from automed.errors import ConfigError
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
@@ -33,14 +33,14 @@ def _fold0_step(
     wd: Path, plan: Plan, config: TrainConfig, task: Task, device: str | None, workers: int | None
 ) -> float:
     """Seconds per training step of ``config``'s fold 0 model and data on this machine (a timed probe)."""
-    fold0 = json.loads(WorkDir(wd).splits.read_text())["folds"][0]
+    fold0 = read_splits(WorkDir(wd).splits)["folds"][0]
     return step_seconds(
         wd, plan, config, fold0["train"], fold0["val"], task=task, device=device, workers=workers
     )
 
 
 def _n_folds(wd: Path) -> int:
-    return int(json.loads(WorkDir(wd).splits.read_text())["n_folds"])
+    return int(read_splits(WorkDir(wd).splits)["n_folds"])
 
 
 def auto_folds(

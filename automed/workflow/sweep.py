@@ -34,6 +34,7 @@ from automed.artifacts import (
 )
 from automed.config import parse_duration
 from automed.data.dataset import load_dataset
+from automed.data.splits import read_splits
 from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.summary import score
 from automed.plan.preset import load_preset
@@ -165,11 +166,12 @@ def _sweep(
         state, opts = resume_state(wd, opts, dataset, asked, base_config)
     else:
         state = _new_state(dataset, wd, opts, base_config, show_progress)
+    # the split is read before the sweep's MLflow run opens: a damaged one is refused naming it, never split anew
+    n_folds = int(read_splits(wd / "splits.json")["n_folds"])
     base = TrainConfig.model_validate(state["base_config"])
     space = SearchSpace.model_validate(state["space"])
     plan = Plan.load(wd / "plan.json")
     tracker = open_tracking(wd, state, opts, plan, space, base, state["dataset"])
-    n_folds = int(json.loads((wd / "splits.json").read_text())["n_folds"])
     point = default_point(space, base, plan) if opts.grid is None else {}
     engine = ENGINES.get(opts.engine)(opts.ray_address, opts.trial_resources, None, show_progress)
     outcomes: list[TrialOutcome] = []

@@ -6,7 +6,6 @@ them). ``train_config.json``: the frozen config and options; ``tracking.json``: 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -19,6 +18,7 @@ from automed._version import __version__
 from automed.artifacts import write_json_atomic
 from automed.config import parse_duration
 from automed.data.dataset import Dataset
+from automed.data.splits import read_splits
 from automed.errors import ConfigError
 from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
@@ -148,7 +148,7 @@ def _fold_jobs(
     progress: Mode = "off",
 ) -> tuple[list[dict[str, Any]], dict[int, int], list[FoldJob]]:
     """Rows and epochs of folds finished before, and a job (with its MLflow run) for every other fold."""
-    splits = json.loads(WorkDir(wd).splits.read_text())
+    splits = read_splits(WorkDir(wd).splits)  # damaged: refused, never split anew under trained folds
     folds = fold_list(wd, config, opts, splits["n_folds"], extend)
     rows: list[dict[str, Any]] = []
     epochs: dict[int, int] = {}

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from automed.artifacts import write_bytes_atomic, write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
-from automed.data.splits import check_splits
+from automed.data.splits import check_splits, read_splits
 from automed.errors import ArtifactError, ConfigError
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
@@ -186,7 +185,7 @@ def start_training(
         # the first-stage fold that held it out): no --folds to match by hand
         first = WorkDir(Path(opts.previous_workdir)).splits
         if first.is_file():
-            opts = replace(opts, folds=int(json.loads(first.read_text())["n_folds"]))
+            opts = replace(opts, folds=int(read_splits(first)["n_folds"]))
     ignored = task_for(planned.task_type, ds.source).ignored_settings
     default = TrainConfig()
     if unused := sorted(k for k in ignored if getattr(config, k) != getattr(default, k)):

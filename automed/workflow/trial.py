@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from automed.artifacts import write_json_atomic
+from automed.data.splits import read_splits
 from automed.plan.schema import Plan
 from automed.records import PROGRESS, TRAIN_CONFIG_VERSION, read_progress, stamped
 from automed.search.context import Report, SweepContext, trial_dir
@@ -197,7 +198,7 @@ def _train(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     task = task_for(plan.task_type, ctx.dataset)
-    splits = json.loads((Path(ctx.sweep_dir) / "splits.json").read_text())
+    splits = read_splits(Path(ctx.sweep_dir) / "splits.json")
     redactor = redactor_for([Path(ctx.sweep_dir)], keep_case_ids=ctx.keep_case_ids)
     tracker = Tracker(ctx.tracking_uri, ctx.experiment, redactor)
     with _locked(td):
