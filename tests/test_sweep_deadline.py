@@ -90,7 +90,9 @@ def test_a_grid_resumed_with_a_budget_after_one_without_shares_the_time_over_the
 
     monkeypatch.setattr(grid, "grid_points", lambda *a: [("a", {}), ("b", {})])
     (tmp_path / "trials" / "a").mkdir(parents=True)
-    (tmp_path / "trials" / "a" / "result.json").write_text(json.dumps({"folds": {"0": {}, "1": {}, "2": {}}}))
+    # as a trial writes it: each fold with its score
+    done = {str(f): {"score": 0.5, "epochs": 2} for f in range(3)}
+    (tmp_path / "trials" / "a" / "result.json").write_text(json.dumps({"folds": done}))
     engine = RecordingEngine()
     run = _run(tmp_path, engine, budget_s=300.0, started_s_ago=0.0)
     run.state["fold_budget_s"], run.resume = None, True  # the first run had no --budget

@@ -16,6 +16,7 @@ from automed.artifacts import write_json_atomic
 from automed.errors import ArtifactError
 from automed.records import read_progress
 from automed.search.space import SearchSpace, choice_label, distributions
+from automed.search.trial_records import RESULT, TRIAL, read_result, read_trial
 
 
 def _fold_work(trial_dir: Path) -> tuple[int, float | None]:
@@ -72,10 +73,9 @@ def trials_table(sweep_dir: Path, n_folds: int) -> pd.DataFrame:
     its scores are that trial's, as it ended, and it counts no fold of its own), folds done, epochs, screening and CV
     score, compute."""
     rows = []
-    for tfile in sorted((sweep_dir / "trials").glob("*/trial.json")):
-        t = json.loads(tfile.read_text())
-        rfile = tfile.parent / "result.json"
-        r = json.loads(rfile.read_text()) if rfile.is_file() else {"folds": {}}
+    for tfile in sorted((sweep_dir / "trials").glob(f"*/{TRIAL}")):
+        t = read_trial(tfile)  # a damaged one is refused: it is the config the trial trained
+        r = read_result(tfile.parent / RESULT) or {"folds": {}}  # none, or damaged (recomputed): no fold done
         folds = r.get("folds", {})
         epochs, compute = _fold_work(tfile.parent)
         failed = (tfile.parent / FAILED).is_file()

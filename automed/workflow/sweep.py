@@ -15,7 +15,6 @@ Work dir: the planning artifacts (shared by every trial through links), ``sweep.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from automed.search.context import SweepContext
 from automed.search.engine import ENGINES, TrialOutcome
 from automed.search.report import best_config_yaml, study_plots, trials_table
 from automed.search.space import SearchSpace, default_point, load_space
+from automed.search.trial_records import TRIAL, check_trials, read_trial
 from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
 from automed.tracking import Tracker, check_tracking_uri
@@ -166,8 +166,11 @@ def _sweep(
         state, opts = resume_state(wd, opts, dataset, asked, base_config)
     else:
         state = _new_state(dataset, wd, opts, base_config, show_progress)
-    # the split is read before the sweep's MLflow run opens: a damaged one is refused naming it, never split anew
+    # the split and the trials' configs (a resume's) are read before the sweep's MLflow run opens: a damaged one
+    # is refused naming it, never split or sampled anew
     n_folds = int(read_splits(wd / "splits.json")["n_folds"])
+    if resume:
+        check_trials(wd)
     base = TrainConfig.model_validate(state["base_config"])
     space = SearchSpace.model_validate(state["space"])
     plan = Plan.load(wd / "plan.json")
@@ -253,7 +256,7 @@ def _finish(
         verdict += f"; {note}"
     metrics: dict[str, float | None] = {"n_trials": float(len(table))}
     if best is not None:
-        cfg = json.loads((wd / "trials" / best["trial"] / "trial.json").read_text())["config"]
+        cfg = read_trial(wd / "trials" / best["trial"] / TRIAL, config=True)["config"]
         best_config_yaml(
             cfg,
             wd / "best_config.yaml",

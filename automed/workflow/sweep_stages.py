@@ -3,7 +3,6 @@ MLflow bookkeeping they need. :mod:`automed.workflow.sweep` runs them in order."
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from automed.search.engine import Engine, SearchSpec, TrialOutcome
 from automed.search.grid import distinct_points
 from automed.search.report import trials_table
 from automed.search.space import SearchSpace, resolve
+from automed.search.trial_records import RESULT, TRIAL, read_result, read_trial
 from automed.tracking import Tracker, git_commit, resolve_uri
 from automed.train.config import TrainConfig
 from automed.workflow.disclosure import public_options, redactor_for
@@ -248,8 +248,8 @@ def _units(
     wait on one trial's folds in sequence while other slots idle."""
     units = []
     for key, values in trials:
-        rfile = wd / "trials" / key / "result.json"
-        done = set(json.loads(rfile.read_text())["folds"]) if rfile.is_file() else set()
+        result = read_result(wd / "trials" / key / RESULT)  # damaged: none, with a warning (it is recomputed)
+        done = set(result["folds"]) if result is not None else set()
         units += [(key, values, [f]) for f in folds if str(f) not in done]
     return units
 
@@ -419,10 +419,7 @@ def stage_promote(run: SweepRun) -> list[TrialOutcome]:
     screened = screened[screened["status"] != "failed"]  # a failed trial fails again: never promoted
     default = table[table["default"] & (table["status"] != "failed")]
     keys = list(screened["trial"][: run.opts.promote]) + list(default["trial"])
-    chosen = [
-        (key, json.loads((run.wd / "trials" / key / "trial.json").read_text())["values"])
-        for key in dict.fromkeys(keys)
-    ]
+    chosen = [(key, read_trial(run.wd / "trials" / key / TRIAL)["values"]) for key in dict.fromkeys(keys)]
     units = _units(run.wd, chosen, list(range(n_folds)))
     if _skipped(run, "promote", units):  # a unit would get the 20 s floor and run past the budget
         return []

@@ -10,9 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from automed.errors import ArtifactError
 from automed.search.engine import TrialOutcome
 from automed.search.report import FAILED
 from automed.search.space import values_key
+from automed.search.trial_records import TRIAL, read_trial
 
 
 def sweep_verdict(
@@ -88,8 +90,8 @@ def failure_lines(wd: Path, outcomes: list[TrialOutcome]) -> list[str]:
         values: dict[str, Any] = {}
         with contextlib.suppress(OSError, ValueError):
             saved = json.loads((td / FAILED).read_text())
-        with contextlib.suppress(OSError, ValueError):
-            values = json.loads((td / "trial.json").read_text())["values"]
+        with contextlib.suppress(ArtifactError):  # a damaged one: no values (the line is still written)
+            values = read_trial(td / TRIAL)["values"]
         last = [line.strip() for line in error.splitlines() if line.strip()]
         message = saved.get("message") or (last[-1] if last else "no message")
         kind = f"{saved['error']}: " if saved.get("error") else ""

@@ -37,6 +37,7 @@ from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.space import SearchSpace, resolve
+from automed.search.trial_records import RESULT, read_result, read_trial
 from automed.train.config import TrainConfig, resolve_optimizer
 from automed.workdir import flocked
 
@@ -61,7 +62,9 @@ def claim(
     td.parent.mkdir(parents=True, exist_ok=True)
     with flocked(Path(ctx.sweep_dir) / CLAIMS):
         if tfile.is_file():  # a restarted trial (or another fold of it) keeps what it was
-            saved = json.loads(tfile.read_text())
+            saved = read_trial(
+                tfile, config=True
+            )  # a damaged one is refused: it is the config the trial trained
             if saved["config"] != dumped:
                 raise ArtifactError.single(
                     tfile,
@@ -183,8 +186,7 @@ def reuse(
     out: dict[str, Any] = {"key": key, "duplicate_of": original, "folds": {}, "n_folds_done": 0}
     try:
         with flocked(otd / RUNNING, fcntl.LOCK_EX | fcntl.LOCK_NB):
-            rfile = otd / "result.json"
-            result = json.loads(rfile.read_text()) if rfile.is_file() else {}
+            result = read_result(otd / RESULT) or {}  # none, or damaged (recomputed): no score yet
     except BlockingIOError:  # the original runs (or runs another fold)
         return {**out, "pending": True}
     done = result.get("folds", {})
