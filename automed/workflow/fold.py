@@ -22,8 +22,8 @@ from automed.artifacts import write_json_atomic
 from automed.data.dataset import Dataset, load_dataset
 from automed.plan.schema import Plan
 from automed.privacy import Redactor
-from automed.records import PROGRESS, read_progress
-from automed.runtime.sliding import mirror_axes_sets, window_starts
+from automed.records import PROGRESS, fits, read_progress, shown
+from automed.runtime.sliding import Mirrors, mirror_axes_sets, window_starts
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker
@@ -255,6 +255,10 @@ class FoldJob:
 
 
 VALIDATED_WITH = "validation_inference.json"  # how the fold's validation rows were predicted
+# the fold's validation rows: written last, it marks the fold done
+VALIDATION_METRICS = "validation_metrics.json"
+# how a fold validated before VALIDATED_WITH was written was predicted: the defaults then
+_AS_BEFORE = {"tta": True, "mirrors": "all"}
 
 
 def validated_rows(folder: Path, tta: bool, mirrors: str) -> list[dict[str, Any]] | None:
@@ -262,15 +266,50 @@ def validated_rows(folder: Path, tta: bool, mirrors: str) -> list[dict[str, Any]
     set); ``None`` when the fold must be validated (again): not finished, or scored another way (a fold validated
     before the file was written counts as the defaults of then: TTA over nnU-Net's all eight mirrors). One CV
     table never mixes two inferences."""
-    metrics = folder / "validation_metrics.json"
-    if not (fold_finished(folder) and metrics.is_file()):
+    if not (fold_finished(folder) and (folder / VALIDATION_METRICS).is_file()):
         return None
     how = folder / VALIDATED_WITH
-    done = json.loads(how.read_text()) if how.is_file() else {"tta": True, "mirrors": "all"}
+    done = _validation_record(how, dict[str, Any]) if how.is_file() else _AS_BEFORE
+    if done is None or not fits(bool, done.get("tta")) or not fits(Mirrors, done.get("mirrors")):
+        if done is not None:
+            rule = "validation_inference.json must hold tta (true or false) and mirrors ('all' or 'even')"
+            _redone(how, rule, shown(done))
+        return None
     if bool(done["tta"]) != tta or (tta and done["mirrors"] != mirrors):
         return None
-    rows: list[dict[str, Any]] = json.loads(metrics.read_text())
-    return rows
+    return read_validation_metrics(folder)
+
+
+def read_validation_metrics(folder: Path) -> list[dict[str, Any]] | None:
+    """A fold's ``validation_metrics.json``, its validation rows (a list of objects, one per case). None when there
+    is none, or (with a warning) a damaged one: recomputed, as for a fold without it (validated again from the fold's
+    final weights, its training kept)."""
+    path = folder / VALIDATION_METRICS
+    return _validation_record(path, list[dict[str, Any]]) if path.is_file() else None
+
+
+def _validation_record(path: Path, kind: Any) -> Any:
+    """``path``'s JSON when it is of type ``kind``; None (said in a warning) when it is damaged."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
+        _redone(path, f"{path.name} must be a readable JSON file", str(exc)[:120])
+        return None
+    if fits(kind, data):
+        return data
+    what = "a JSON object" if kind == dict[str, Any] else "a list of JSON objects, one per validated case"
+    _redone(path, f"{path.name} must be {what}", shown(data))
+    return None
+
+
+def _redone(path: Path, rule: str, value: str) -> None:
+    logging.getLogger(__name__).warning(
+        "%s: %s, found %s; the fold is validated again from its final weights (its training is kept), as one "
+        "without the file",
+        path,
+        rule,
+        value,
+    )
 
 
 def _place(job: FoldJob) -> str | None:
@@ -286,7 +325,7 @@ def _place(job: FoldJob) -> str | None:
 def _forget_validation(folder: Path) -> None:
     """New weights are coming: the earlier weights' validation must never be taken for theirs (a kill during the new
     validation would otherwise leave it behind a finished fold)."""
-    for stale in ("validation_metrics.json", VALIDATED_WITH):
+    for stale in (VALIDATION_METRICS, VALIDATED_WITH):
         (folder / stale).unlink(missing_ok=True)
 
 
@@ -379,7 +418,7 @@ def run_fold(job: FoldJob, callback: Callback | None = None) -> FoldOutcome:
             folder / VALIDATED_WITH, {"tta": job.validation_tta, "mirrors": job.validation_mirrors}
         )
         # last: a fold with validation_metrics.json is finished and logged (a resumed training skips it)
-        write_json_atomic(folder / "validation_metrics.json", rows)
+        write_json_atomic(folder / VALIDATION_METRICS, rows)
     except BaseException as exc:
         tracker.end_run(job.run_id, "FAILED" if isinstance(exc, Exception) else "KILLED")
         raise

@@ -38,7 +38,7 @@ from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import EpochLog
 from automed.workdir import PLANNING, WorkDir, flocked
 from automed.workflow.disclosure import redactor_for
-from automed.workflow.fold import FoldJob, MlflowEpochs, run_fold, validation_passes
+from automed.workflow.fold import FoldJob, MlflowEpochs, read_validation_metrics, run_fold, validation_passes
 from automed.workflow.trial_claim import SameTraining, claim, reuse, settle
 
 
@@ -102,13 +102,15 @@ def _aggregate(
     nodes = {_ray_node()}  # the Ray nodes its folds ran on (a fold of a trial runs wherever a slot is free)
     for folder in sorted((td / "train" / config.configuration).glob("fold_*"), key=lambda p: int(p.name[5:])):
         done, partial = folder / "fold_result.json", folder / "fold_partial.json"
-        if done.is_file() and (folder / "validation_metrics.json").is_file():
+        # a damaged validation_metrics.json: none, with a warning (the fold is validated again when it runs)
+        metrics = read_validation_metrics(folder) if done.is_file() else None
+        if done.is_file() and metrics is not None:
             r = json.loads(done.read_text())
             folds[folder.name[5:]] = {"score": r["score"], "epochs": r["epochs"]}
             compute += r["compute_s"]
             unit += r["unit_s"]
             nodes.add(str(r.get("node", "")))
-            rows += json.loads((folder / "validation_metrics.json").read_text())
+            rows += metrics
         elif (
             partial.is_file()
         ):  # stopped by the scheduler (or failed) mid-fold: its work still counts as used
