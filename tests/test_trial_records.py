@@ -12,25 +12,22 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from automed import api
 from automed.errors import ArtifactError
-from automed.plan.schema import Plan
 from automed.search.context import SweepContext
 from automed.search.engine import TrialOutcome
 from automed.search.report import trials_table
 from automed.search.schema import SearchSpace
 from automed.search.trial_records import check_trials, read_result, read_trial
-from automed.testing.synthetic import make_dataset
 from automed.train.config import TrainConfig
-from automed.workflow import sweep
+from automed.workflow import sweep, trial_claim
 from automed.workflow.sweep_stages import SweepOptions, _units
 from automed.workflow.sweep_state import new_state
 from automed.workflow.sweep_verdict import failure_lines
-from automed.workflow.trial_claim import claim, reuse
+from automed.workflow.trial_claim import reuse
 
 FIX = "put back the trial.json automed wrote (from a backup): it is the config the trial trained"
 SPACE = {
@@ -130,6 +127,8 @@ def test_the_trials_table_refuses_a_damaged_trial_json(tmp_path: Path) -> None:
      ({"score": 0.5}, "result.json's folds must be an object of an object per fold"),
      ({"folds": {"0": {"score": "0.5", "epochs": 2}}}, "result.json's folds must each be a fold number"),
      ({"folds": {"zero": {"score": 0.5, "epochs": 2}}}, "result.json's folds must each be a fold number"),
+     ({"folds": {"0": {"score": 0.5, "epochs": 1.5}}}, "result.json's folds must each be a fold number"),
+     ({"folds": {"0": {"epochs": 2}}}, "result.json's folds must each be a fold number"),
      ({**result_json(), "score": None}, "result.json's score must be the trial's score over its folds")],
 )  # fmt: skip
 def test_a_damaged_result_json_is_read_as_none_with_a_warning(
@@ -200,16 +199,12 @@ def test_a_duplicate_of_a_trial_with_a_damaged_result_takes_no_score(tmp_path: P
     }
 
 
-@pytest.fixture(scope="module")
-def plan(tmp_path_factory: pytest.TempPathFactory) -> Plan:
-    root = tmp_path_factory.mktemp("records")
-    ds = make_dataset(root / "ds", n_cases=4, shape=(8, 12, 12), seed=3)
-    return api.plan_dataset(ds, root / "W", preset="cpu", run_preprocess=False, show_progress=False).plan
-
-
-def test_a_restarted_trial_refuses_its_damaged_trial_json(tmp_path: Path, plan: Plan) -> None:
+def test_a_restarted_trial_refuses_its_damaged_trial_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A restarted trial (or another fold of it) compares its config with the one it started with: a trial.json
     without it had crashed the trial with a bare KeyError."""
+    monkeypatch.setattr(trial_claim, "resolve", lambda *a: TrainConfig(loss="dice_focal"))  # (no plan needed)
     td = _trial(tmp_path, trial={k: v for k, v in trial_json().items() if k != "config"})
     before = (td / "trial.json").read_bytes()
     ctx = SweepContext(str(tmp_path), "ds", TrainConfig().model_dump(mode="json"), SPACE, {}, 2, "sqlite:///x.db",
@@ -218,5 +213,5 @@ def test_a_restarted_trial_refuses_its_damaged_trial_json(tmp_path: Path, plan: 
         contextlib.ExitStack() as running,
         pytest.raises(ArtifactError, match=re.escape("trial.json must hold config")),
     ):
-        claim(ctx, "t1", {"loss": "dice_focal"}, plan, running)
+        trial_claim.claim(ctx, "t1", {"loss": "dice_focal"}, cast(Any, None), running)
     assert (td / "trial.json").read_bytes() == before
