@@ -333,6 +333,29 @@ def test_the_optuna_engine_takes_no_gpu_share_so_none_is_checked(monkeypatch: py
         check_gpus(SweepOptions(engine="ray", trial_resources={"cpu": 1.0, "gpu": 1.0}))
 
 
+def test_a_device_this_machine_lacks_is_refused_before_the_sweep_not_in_every_trial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``sweep --device cuda`` on a machine without CUDA failed inside each trial, one by one; it is refused before
+    any work, naming the option. A cluster's devices are its own (--ray-address, RAY_ADDRESS): not checked here."""
+    import torch
+
+    from automed.errors import ConfigError
+    from automed.workflow.sweep_stages import SweepOptions, check_gpus
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for engine in ("ray", "optuna"):
+        with pytest.raises(ConfigError) as err:
+            check_gpus(SweepOptions(engine=engine, device="cuda"))
+        assert err.value.problems[0].file == "--device" and "--device cpu" in err.value.problems[0].fix
+    check_gpus(SweepOptions(device="cpu"))
+    check_gpus(SweepOptions(device="cuda", ray_address="auto"))
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    check_gpus(SweepOptions(device="cuda"))
+
+
 @pytest.mark.slow
 def test_a_damaged_sweep_json_is_refused_before_any_work(
     tmp_path: Path, seg: Path, scripted: type[ScriptedEngine]

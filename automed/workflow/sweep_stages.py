@@ -109,10 +109,18 @@ def parse_resources(text: str) -> dict[str, float]:
 
 def check_gpus(opts: SweepOptions) -> None:
     """A GPU share per trial that this machine's GPUs cannot give is refused before any work when the sweep runs here
-    (no ``--ray-address``, no ``RAY_ADDRESS``): Ray would wait for the GPU forever. A cluster's GPUs are its own."""
+    (no ``--ray-address``, no ``RAY_ADDRESS``): Ray would wait for the GPU forever. A cluster's GPUs are its own. So
+    is a ``--device`` this machine lacks (every trial had failed on it, one by one)."""
+    if opts.ray_address or os.environ.get("RAY_ADDRESS"):
+        return
+    if opts.device is not None:
+        from automed.train.device import usable_device
+
+        usable_device(opts.device)
     gpu = opts.trial_resources.get("gpu", 0.0)
-    # the optuna engine's processes take no GPU share (only Ray waits for resources)
-    if gpu <= 0 or opts.engine == "optuna" or opts.ray_address or os.environ.get("RAY_ADDRESS"):
+    if (
+        gpu <= 0 or opts.engine == "optuna"
+    ):  # the optuna engine's processes take no GPU share (only Ray waits)
         return
     import torch
 
