@@ -69,7 +69,18 @@ def detect_kind(pairs: list[Pair]) -> Kind:
     if all(Path(t).suffix or "/" in t for t in targets) and all(_number(t) is None for t in targets):
         ref, _ = _load(targets[0], pairs[0].case, "reference")
         integer = np.issubdtype(ref.dtype, np.integer) or bool(np.all(ref == np.round(ref)))
-        return "segmentation" if integer and np.unique(ref).size <= MAX_LABELS else "synthesis"
+        n_values = np.unique(ref).size
+        if integer and n_values <= MAX_LABELS:
+            return "segmentation"
+        if (
+            integer and ref.min() >= 0
+        ):  # a label map of many structures (TotalSegmentator's 117) looks the same
+            log.warning(
+                "%s: scored as synthesized intensity images (its %d integer values are more than a label map's %d); "
+                "label maps of more structures: pass --problem segmentation (or --labels)",
+                targets[0], n_values, MAX_LABELS,
+            )  # fmt: skip
+        return "synthesis"
     numbers = [_number(t) for t in targets]
     if any(v is None for v in numbers):
         return "classification"

@@ -46,7 +46,8 @@ def export(
     only when it is an earlier export (or, with ``overwrite``, another output automed wrote). The parity case is
     named by its pseudonym (unless ``keep_case_ids``); no local path is written into the export. ``link`` False (``automed package``'s temporary
     export) leaves the work dir's link as it was."""
-    if case is not None and not Path(case).exists():  # before anything loads, in the option's own words
+    case = None if case is None else Path(case).expanduser()  # (--case=~/x reaches us unexpanded)
+    if case is not None and not case.exists():  # before anything loads, in the option's own words
         raise ConfigError.single(
             "--case", "the parity case must exist (an image, or the folder of a case's DICOM series)", str(case),
             "check the path, or leave --case out to check parity on a validation case",
@@ -91,7 +92,7 @@ def export(
     claim_output(
         out,
         "export",
-        protected=protected + ([Path(case)] if case else []),
+        protected=protected + ([case] if case else []),
         overwrite=overwrite,
         earlier=earlier,
     )

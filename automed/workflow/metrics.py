@@ -340,10 +340,14 @@ def _fill_missing(
             ],
             f"{len(missing)} missing prediction(s)",
         )
-    if empty or PROBLEMS[kind].missing_per_metric:
-        return (
-            pairs  # scored as missing_value per metric, or as an empty label map (automed.evaluate.compare)
-        )
+    if kind == "segmentation" and not empty:
+        log.warning(
+            "%d missing prediction(s) scored %g for every metric, their distances too (HD95 %g mm); --missing-value "
+            "empty scores them as empty label maps (Dice 0, worst-case distances)", len(missing), missing_value,
+            missing_value,
+        )  # fmt: skip
+    if empty or PROBLEMS[kind].missing_per_metric:  # per metric, or as an empty label map (evaluate.compare)
+        return pairs
     assert missing_value is not None
     text = str(int(missing_value)) if float(missing_value).is_integer() else str(missing_value)
     return [p if p.prediction is not None else Pair(p.case, p.target, text) for p in pairs]
@@ -411,6 +415,8 @@ def metrics(
         Path(output), "metrics", protected=protected, inputs=protected[:2], overwrite=overwrite
     )  # the predictions and references folders: never written into
     kind: Kind = detect_kind(pairs) if problem == "auto" else cast("Kind", problem)  # checked above
+    if problem == "auto" and kind == "synthesis" and (regions or labels):  # named structures: label maps
+        kind = "segmentation"  # (of more values than detect_kind takes for labels)
     for option, given in (("--region", regions), ("--labels", labels)):
         if given and kind != "segmentation":  # was ignored without a word
             raise ConfigError.single(option, f"{option} names structures of label maps (segmentation)",

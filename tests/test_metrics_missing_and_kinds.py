@@ -62,12 +62,14 @@ def test_a_missing_label_map_scores_as_an_empty_one(folders: tuple[Path, Path], 
 
 
 def test_a_number_still_scores_every_metric_and_empty_is_spelled_as_the_option_says(
-    folders: tuple[Path, Path], tmp_path: Path
+    folders: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pred, ref = folders
-    res = api.metrics(pred, tmp_path / "a", reference=ref, missing_value="0")  # the CLI's text: a number
+    with caplog.at_level("WARNING", logger="automed"):
+        res = api.metrics(pred, tmp_path / "a", reference=ref, missing_value="0")  # the CLI's text: a number
     rows = pd.read_csv(res.folder / "metrics.csv")
     assert (rows[rows["case"] == "case1"]["hd95"] == 0.0).all()
+    assert "2 missing prediction(s) scored 0 for every metric, their distances too" in caplog.text
     assert api.metrics(pred, tmp_path / "b", reference=ref, missing_value=" Empty ").summary["n_missing"] == 2
     with pytest.raises(ConfigError) as err:
         api.metrics(pred, tmp_path / "c", reference=ref, missing_value="blank")
@@ -90,3 +92,21 @@ def test_empty_is_refused_for_classes_and_values(tmp_path: Path) -> None:
     assert p.file == "--missing-value" and "regression" in p.value and "--missing-value 0" in p.fix
     res = api.metrics(table, tmp_path / "out2", missing_value=2.0)
     assert res.summary["n_cases"] == 3
+
+
+def test_a_label_map_of_many_structures_is_said_and_named_structures_make_it_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reference of 80 labels (more than the 64 auto-detection takes for a label map) was scored as a synthesized
+    image without a word, and ``--region``/``--labels`` were refused as "a synthesis problem: drop --region"."""
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    labels = np.arange(80, dtype=np.uint8).reshape(2, 5, 8).repeat(2, axis=0)
+    _write(labels, ref_dir / "c0.nii.gz")
+    _write(labels, pred_dir / "c0.nii.gz")
+    with caplog.at_level("WARNING", logger="automed"):
+        res = api.metrics(pred_dir, tmp_path / "a", reference=ref_dir)
+    assert res.kind == "synthesis" and "pass --problem segmentation" in caplog.text
+    named = api.metrics(pred_dir, tmp_path / "b", reference=ref_dir, regions=["some=1,2,3"])
+    assert named.kind == "segmentation" and named.summary["regions"]["region:some"]["dice"] == 1.0
