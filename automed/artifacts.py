@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from automed.errors import ArtifactError
-from automed.runtime.folders import file_suffix, symbolic_links
+from automed.runtime.folders import file_suffix, folder_fix, symbolic_links
 
 
 def canonical_json(obj: Any) -> str:
@@ -183,7 +183,7 @@ def claim_output(
     if suffix is not None and not res.is_dir():  # `-o preds.csv` became a folder named preds.csv
         raise ArtifactError.single(
             out, f"an output ({kind}) is a folder (automed writes its files inside it)", f"a {suffix} file name",
-            f"pass a folder, e.g. -o {out.with_name(res.name[: -len(suffix)])}",
+            folder_fix(out, suffix),
         )  # fmt: skip
     if res.is_dir() and any(res.iterdir()) and not earlier:
         found = output_kind(res)

@@ -31,3 +31,22 @@ def test_metrics_refuses_it_before_scoring(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="is a folder"):
         api.metrics(table, tmp_path / "scores.json")
     assert not (tmp_path / "scores.json").exists()
+
+
+@pytest.mark.parametrize("name", ["seg.mha", "seg.nrrd", "out.tif", "preds.xlsx", "model.onnx", "seg.dcm"])
+def test_every_image_ending_automed_reads_and_table_endings_are_file_names(tmp_path: Path, name: str) -> None:
+    """The first list missed endings automed itself reads (``.mha``, grand-challenge's, ``.nrrd``, ``.tif``) and lost
+    ``.xlsx`` when it moved: those still became folders."""
+    from automed.runtime.io import SUFFIXES
+
+    with pytest.raises(ArtifactError, match=r"or create the folder first \(mkdir .*\) to keep that name"):
+        claim_output(tmp_path / name, "predictions")
+    from automed.runtime.folders import FILE_SUFFIXES
+
+    assert set(SUFFIXES) <= set(FILE_SUFFIXES)
+
+
+def test_an_output_named_only_an_ending_gets_a_folder_name_not_a_crash(tmp_path: Path) -> None:
+    """``-o .json`` crashed building its own fix (``ValueError: Invalid name ''``)."""
+    with pytest.raises(ArtifactError, match=r"-o .*/results, or create"):
+        claim_output(tmp_path / ".json", "metrics")

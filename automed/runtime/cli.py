@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .backends import RUNTIME_MODULES, choose_runtime
-from .folders import file_suffix, symbolic_links
+from .folders import file_suffix, folder_fix, symbolic_links
 from .grid import channel_grid_mismatch
 from .image_model import ImageBundleModel
 from .inputs import find_cases
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     if suffix is not None and not outp.is_dir():  # -o preds.csv would become a folder named preds.csv
         raise SystemExit(
             f"{args.output}: the output is a folder (predictions are written inside it), found a {suffix} file "
-            f"name; pass a folder, e.g. -o {args.output.with_name(outp.name[: -len(suffix)])}"
+            f"name; {folder_fix(args.output, suffix)}"
         )
     if inp.is_dir() and inp in outp.parents:
         raise SystemExit(

@@ -58,12 +58,28 @@ def folder_id(root: Path, folder: Path, *more: str) -> str:
 
 
 # names of files, not folders: an output given one (nnU-Net's `-o seg.nii.gz`) would become a folder of that name
-FILE_SUFFIXES = (".csv", ".tsv", ".json", ".html", ".htm", ".png", ".jpg", ".nii.gz", ".nii", ".txt", ".pdf")
+FILE_SUFFIXES = (
+    # images automed reads (runtime.io.SUFFIXES: one -o seg.nii.gz, nnU-Net's habit, is a file name too), tables,
+    # reports, models and archives
+    *(".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg"),
+    *(".dcm", ".ima", ".dicom", ".npz", ".npy"),
+    *(".csv", ".tsv", ".json", ".xlsx", ".txt", ".html", ".htm", ".pdf", ".onnx", ".zip", ".tar.gz", ".tgz"),
+)
 
 
 def file_suffix(path: Path) -> str | None:
     """The file-name ending of ``path`` (:data:`FILE_SUFFIXES`, any letter case), or None."""
     return next((s for s in FILE_SUFFIXES if path.name.lower().endswith(s)), None)
+
+
+def folder_fix(given: Path, suffix: str) -> str:
+    """The fix for an output folder ``given`` named like a file (``suffix``): its name without the ending (or
+    ``results``), or the folder made first, which keeps the name (an existing folder of that name is taken)."""
+    stem = given.name[: -len(suffix)]
+    return (
+        f"pass a folder, e.g. -o {given.with_name(stem) if stem else given.with_name('results')}, or create the "
+        f"folder first (mkdir {given}) to keep that name"
+    )
 
 
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
