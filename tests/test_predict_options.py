@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from automed import api
 from automed.cli import app
 from automed.errors import ConfigError, DatasetError
 from automed.infer.predict_options import checked_step, chosen_folds, parse_folds, run_overrides
@@ -219,3 +220,20 @@ def test_runtime_onnx_for_an_image_level_model_points_at_its_bundle(tmp_path: Pa
         and "run `automed export" not in p.fix
     )
     assert f"python {work / 'export' / 'predict.py'} -i IN -o OUT --runtime onnx" in p.fix
+
+
+@pytest.mark.parametrize(("text", "rule"), [('{"task":', "readable JSON"), ("[1]", "a JSON object")])
+def test_a_damaged_model_json_with_runtime_is_named_not_a_traceback(
+    tmp_path: Path, text: str, rule: str
+) -> None:
+    """``predict W --runtime onnx`` read model.json bare to see the task: a damaged one crashed with an
+    'unexpected error: JSONDecodeError' where the same command without --runtime gave a clear error."""
+    from automed.errors import ArtifactError
+
+    work, images = tmp_path / "w", tmp_path / "in"
+    work.mkdir()
+    images.mkdir()
+    (work / "model.json").write_text(text)
+    (images / "c0.nii.gz").write_bytes(b"")
+    with pytest.raises(ArtifactError, match=rf"model\.json must be {rule}"):
+        api.predict(work, images, tmp_path / "out", runtime="onnx")

@@ -135,6 +135,10 @@ def read_meta(path: Path) -> ModelMeta:
         raise ArtifactError.single(
             path, "model.json must be readable JSON", str(exc), "re-run the training"
         ) from exc
+    if not isinstance(raw, dict):
+        raise ArtifactError.single(
+            path, "model.json must be a JSON object", type(raw).__name__, "re-run the training"
+        )
     if raw.get("schema_version") == 1:
         raw = _upgrade_v1(raw, path.parent / "plan.json")
     return ModelMeta.model_validate(raw)
