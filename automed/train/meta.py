@@ -127,8 +127,7 @@ def resolve_training(plan: Plan, config: TrainConfig) -> ResolvedTraining:
     )
 
 
-def read_meta(path: Path) -> ModelMeta:
-    """``model.json`` (or a bundle's), validated; version 1 (before resolved values were recorded) is upgraded."""
+def _raw_meta(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -139,6 +138,18 @@ def read_meta(path: Path) -> ModelMeta:
         raise ArtifactError.single(
             path, "model.json must be a JSON object", type(raw).__name__, "re-run the training"
         )
+    return raw
+
+
+def model_task(path: Path) -> str:
+    """The task a ``model.json`` names ("" when none), without validating the rest of it; a file that is no JSON
+    object is refused as :func:`read_meta` refuses it."""
+    return str(_raw_meta(path).get("task", ""))
+
+
+def read_meta(path: Path) -> ModelMeta:
+    """``model.json`` (or a bundle's), validated; version 1 (before resolved values were recorded) is upgraded."""
+    raw = _raw_meta(path)
     if raw.get("schema_version") == 1:
         raw = _upgrade_v1(raw, path.parent / "plan.json")
     return ModelMeta.model_validate(raw)

@@ -12,7 +12,7 @@ from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.infer.predict_options import checked_step, run_overrides
 from automed.registry import check_choice
-from automed.train.meta import load_model, read_meta
+from automed.train.meta import load_model, model_task
 from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
 from automed.workflow.predict_bundle import fetch_registered
 from automed.workflow.predict_channels import check_csv_channels
@@ -131,9 +131,7 @@ def _refuse_unlinked_task(model: Path, runtime: str) -> None:
     from automed.tasks.registry import TASKS
 
     meta = WorkDir(model).model
-    task = (
-        read_meta(meta).task if meta.is_file() else ""
-    )  # (a damaged one: read_meta's error, not a traceback)
+    task = model_task(meta) if meta.is_file() else ""  # a damaged one: read_meta's error
     if task not in TASKS or TASKS.get(task).links_export:
         return
     bundle = model / "export" / "predict.py"
