@@ -122,7 +122,8 @@ def _check_paths(src: Path, out: Path, key: Path | None) -> None:
                 "the key file (secret and pseudonym mapping) must stay outside automed output folders, which a "
                 "later run replaces whole",
                 f"inside {earlier} (automed's {output_kind(earlier)} output)",
-                "keep the key file in a separate, access-controlled place",
+                f"move it to a separate, access-controlled place (e.g. mv {key} keys/) and pass its new path: a new "
+                "key would give the same patients other pseudonyms",
             )
         writable = k.parent.is_dir() and os.access(
             k.parent, os.W_OK
