@@ -305,7 +305,14 @@ def test_a_mistyped_run_is_named_as_missing_not_as_another_problem(tmp_path: Pat
     with pytest.raises(ArtifactError, match=r"notes: a report compares runs: .* found no model.json") as err:
         api.report([run, tmp_path / "notes"], tmp_path / "R3", log_to_mlflow=False)
     assert "one problem" not in str(err.value)
-    assert not any((tmp_path / r).exists() for r in ("R1", "R2", "R3"))
+    seg = tmp_path / "work_seg"
+    (seg / "cv").mkdir(parents=True)
+    (seg / "model.json").write_text('{"task": "segmentation"}')
+    with pytest.raises(
+        ArtifactError, match=r"runs of one problem; found \['classification', 'segmentation'\]"
+    ):
+        api.report([run, seg], tmp_path / "R4", log_to_mlflow=False)
+    assert not any((tmp_path / r).exists() for r in ("R1", "R2", "R3", "R4"))
 
 
 def test_an_automed_metrics_output_is_not_called_cross_validation(tmp_path: Path) -> None:

@@ -335,7 +335,7 @@ def _report(
         _refuse_non_runs(paths)
         if len(kinds) > 1:
             raise ArtifactError.single(
-                paths[0], "a report compares runs of one problem", f"{sorted(str(k) for k in kinds)}",
+                paths[0], "a report compares runs of one problem", f"{sorted(k or 'segmentation' for k in kinds)}",
                 "report segmentation, classification and regression runs separately",
             )  # fmt: skip
         return _image_level_report(paths, names, out, str(kinds.pop()), log_to_mlflow, extra)

@@ -18,6 +18,7 @@ from automed.evaluate.case_tables import read_case_table
 from automed.evaluate.report import curves
 from automed.records import PROGRESS, read_progress
 from automed.tasks.registry import TASKS, task_for
+from automed.train.meta import model_task
 from automed.workdir import WorkDir
 from automed.workflow.report_page import not_compared, page, png, table
 
@@ -33,7 +34,7 @@ def image_level_kind(path: Path) -> str | None:
     ``None``: a training's (``model.json``) or an ``automed metrics`` output's problem (``summary.json``)."""
     wd = WorkDir(path)
     if path.is_dir() and wd.model.is_file():
-        return _image_level(str(json.loads(wd.model.read_text()).get("task", "")))
+        return _image_level(model_task(wd.model))
     summary = (path if path.is_dir() else path.parent) / "summary.json"
     if summary.is_file():
         return _image_level(str(json.loads(summary.read_text()).get("problem")))
