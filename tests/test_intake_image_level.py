@@ -439,3 +439,22 @@ def test_a_folder_of_images_without_classes_is_told_both_layouts_that_take_them(
     (p,) = exc.value.problems
     assert p.rule == "a dataset folder must contain dataset.json" and "3 image files" in p.value
     assert "xrays/<class>/<images>" in p.fix and "SubjectID, Channel_0, ValueToPredict" in p.fix
+
+
+def test_loose_dicom_files_and_volumes_are_told_the_layouts_that_fit_them(tmp_path: Path) -> None:
+    """Loose .dcm files (often one series' slices) and volumes with their label maps were told the pictures' fix
+    (class sub-folders, a CSV with ValueToPredict): a series is a folder for construct-csv, and a volume's label map
+    goes in a CSV's Label column."""
+    (tmp_path / "dcm").mkdir()
+    for i in range(3):
+        (tmp_path / "dcm" / f"IM{i}.dcm").write_bytes(b"")
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(tmp_path / "dcm")
+    fix = exc.value.problems[0].fix
+    assert "dcm/<subject>/<series>/<files>" in fix and "automed construct-csv" in fix and "<class>" not in fix
+    (tmp_path / "nii").mkdir()
+    for name in ("case0.nii.gz", "case0_seg.nii.gz"):
+        (tmp_path / "nii" / name).write_bytes(b"")
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(tmp_path / "nii")
+    assert "SubjectID, Channel_0 and Label" in exc.value.problems[0].fix

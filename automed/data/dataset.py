@@ -119,14 +119,9 @@ def _load(p: Path) -> Dataset:
                 hint += "; for one sub-folder of images per class, move the CSV out of this folder"
             found = "no dataset.json"
             images = [f for f in p.iterdir() if f.is_file() and has_image_suffix(f)]
-            if (
-                images and not csvs
-            ):  # pictures lying loose: construct-csv takes DIR/<subject>/<files>, not them
+            if images and not csvs:  # lying loose: construct-csv takes DIR/<subject>/<files>, not them
                 found += f" ({len(images)} image files directly in the folder)"
-                hint = (
-                    f"; for images lying in it, sort them into one sub-folder per class ({p.name}/<class>/<images>) "
-                    "or list them in a CSV (SubjectID, Channel_0, ValueToPredict) beside them"
-                )
+                hint = _loose_images_hint(p, images)
             missing = Problem(
                 str(p), "a dataset folder must contain dataset.json", found, f"add one (MSD or nnU-Net v2){hint}",
             )  # fmt: skip
@@ -148,4 +143,27 @@ def _load(p: Path) -> Dataset:
         "a dataset is a folder with dataset.json, a dataset.json or a .csv",
         p.suffix or "no suffix",
         "pass one of those",
+    )
+
+
+def _loose_images_hint(p: Path, images: list[Path]) -> str:
+    """What takes image files lying directly in a dataset folder, by what they are: DICOM files (slices of series),
+    volumes (label maps beside them, or a value each) or 2D pictures (a class or value each)."""
+    from automed.runtime.io import DICOM_SUFFIXES
+
+    names = [f.name.lower() for f in images]
+    if all(n.endswith(DICOM_SUFFIXES) for n in names):
+        return (
+            f"; for DICOM files, put each series in a folder of its own ({p.name}/<subject>/<series>/<files>) and "
+            f"run `automed construct-csv {p}`"
+        )
+    if all(n.endswith((".png", ".jpg", ".jpeg", ".bmp")) for n in names):
+        return (
+            f"; for pictures lying in it, sort them into one sub-folder per class ({p.name}/<class>/<images>) or "
+            "list them in a CSV (SubjectID, Channel_0, ValueToPredict) beside them"
+        )
+    return (
+        "; for images lying in it, list them in a CSV beside them: SubjectID, Channel_0 and Label (the label map "
+        "of each image) or ValueToPredict (a class or value per image); or sort pictures into one sub-folder per "
+        f"class ({p.name}/<class>/<images>)"
     )
