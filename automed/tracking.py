@@ -18,6 +18,7 @@ import math
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -91,10 +92,35 @@ def store_lock(uri: str) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         if uri.startswith("sqlite:///") and ":memory:" not in uri:
             db = Path(uri[len("sqlite:///") :].split("?", 1)[0])
+            locked = False
             with contextlib.suppress(OSError):
                 db.parent.mkdir(parents=True, exist_ok=True)
                 stack.enter_context(flocked(db.with_name(f".{db.name}.lock")))
+                locked = True
+            if locked and not db.exists():
+                _build_store(db)
         yield
+
+
+def _build_store(db: Path) -> None:
+    """A new SQLite store's tables are built (MLflow's migrations) in a file beside it, moved into place when
+    complete: a command killed while MLflow migrated a new store (a second or more of dozens of migrations) left a
+    half-built database that every later command on that store refused ("table ... already exists")."""
+    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for killed in db.parent.glob(
+        f".{db.name}.new-*"
+    ):  # an earlier build's (under the store's lock: no other)
+        killed.unlink(missing_ok=True)
+    new = db.with_name(
+        f".{db.name}.new-{uuid.uuid4().hex[:12]}"
+    )  # (MLflow keeps an engine per URI: a new one)
+    store = SqlAlchemyStore(  # type: ignore[no-untyped-call]
+        f"sqlite:///{new}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
+    )  # (MLflow's default artifact root)
+    store.engine.dispose()
+    new.replace(db)
 
 
 def _artifact_root(uri: str) -> Path | None:
