@@ -85,8 +85,9 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read_json(path: Path, *, what: str) -> Any:
-    """Read a JSON artifact, turning a missing or broken file into an :class:`ArtifactError`."""
+def read_json(path: Path, *, what: str, damaged_fix: str = "delete it and re-run the stage") -> Any:
+    """Read a JSON artifact, turning a missing or broken file into an :class:`ArtifactError` (``damaged_fix``: what
+    to do about one that is not JSON)."""
     if not path.is_file():
         raise ArtifactError.single(
             path, f"{what} must exist", "no such file", f"run the stage that writes {what}"
@@ -98,7 +99,7 @@ def read_json(path: Path, *, what: str) -> Any:
             path,
             f"{what} must be valid JSON",
             f"{exc.msg} at line {exc.lineno}",
-            "delete it and re-run the stage",
+            damaged_fix,
         ) from exc
 
 

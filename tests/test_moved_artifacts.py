@@ -234,7 +234,7 @@ def _cascade_pair(proj: Path) -> tuple[Path, Path, Plan]:
     """A cascade work dir and its finished first stage: one plan, one split, every case validated."""
     plan = _plan(512)
     assert "3d_cascade_fullres" in plan.configurations
-    splits = {"folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
+    splits = {"n_folds": 2, "folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
     low, casc = proj / "LOW", proj / "CASC"
     for wd in (low, casc):
         wd.mkdir(parents=True)

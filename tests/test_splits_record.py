@@ -73,6 +73,7 @@ def test_a_truncated_split_is_refused(tmp_path: Path, cut: int) -> None:
     wd = _workdir(tmp_path, text=json.dumps(written())[:cut])
     (p,) = _refused(WorkDir(wd).splits)
     assert p.rule == "splits.json must be valid JSON" and re.fullmatch(r".+ at line 1", p.value)
+    assert p.fix.startswith(FIX)  # never "delete it and re-run the stage": a new split changes the folds
 
 
 @pytest.mark.parametrize(("content", "found"), [([], "[] (list)"), ("S", "'S' (str)"), (3, "3 (int)")])

@@ -31,7 +31,7 @@ def read_splits(path: Path) -> dict[str, Any]:
     each an object with ``train`` and ``val`` lists of case ids (text). Anything else is refused naming the file,
     the rule, the value found and the fix (a damaged one had crashed with a bare JSONDecodeError, KeyError or
     TypeError): never treated as missing, since a new split would change the folds trained on it."""
-    data = read_json(path, what="splits.json")
+    data = read_json(path, what="splits.json", damaged_fix=_KEEP)  # never "delete it": see _KEEP
     if not isinstance(data, dict):
         raise ArtifactError.single(path, "splits.json must be a JSON object", shown(data), _KEEP)
     check_schema_version(path, data, SCHEMA_VERSION, what="splits.json", missing=SCHEMA_VERSION)

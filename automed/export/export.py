@@ -15,7 +15,6 @@ and Dice >= 0.98 (bf16 keeps 8 bits of mantissa). Latency: full prediction of th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -339,12 +338,13 @@ def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | N
     """A real case to check parity on: fold 0's first validation case of a training work dir."""
     from automed.data.cases import read_case
     from automed.data.dataset import load_dataset
+    from automed.data.splits import read_splits
 
     cfg_file, splits_file = WorkDir(workdir).train_config, WorkDir(workdir).splits
     if not cfg_file.is_file() or not splits_file.is_file():
         return None
+    cid = read_splits(splits_file)["folds"][0]["val"][0]  # a damaged split: refused before the dataset loads
     ds = load_dataset(read_train_config(cfg_file)["dataset"])
-    cid = json.loads(splits_file.read_text())["folds"][0]["val"][0]
     case = next(c for c in ds.cases if c.case_id == cid)
     cd = read_case(case, ds.images_are_4d)
     return cid, cd.channels, cd.geometry

@@ -20,6 +20,7 @@ import numpy as np
 
 from automed.artifacts import atomic_directory, read_json, write_json_atomic
 from automed.data.io import read_image
+from automed.data.splits import read_splits
 from automed.errors import ArtifactError
 from automed.parallel import progress_bar
 from automed.plan.schema import Plan
@@ -63,7 +64,7 @@ def link_previous(workdir: Path, previous_wd: Path, plan: Plan, configuration: s
             "another plan (dataset, preset or planner options differ)",
             "train both stages on the same dataset with the same --preset",
         )
-    splits, prev_splits = (json.loads(WorkDir(p).splits.read_text()) for p in (workdir, prev.root))
+    splits, prev_splits = (read_splits(WorkDir(p).splits) for p in (workdir, prev.root))
     if splits["folds"] != prev_splits["folds"]:
         raise _fail(
             prev.splits,
@@ -198,8 +199,8 @@ def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_pro
     wd = WorkDir(workdir)
     link = read_link(workdir)
     prev_root = first_stage_root(workdir, link)
-    prev_splits = json.loads(WorkDir(prev_root).splits.read_text())
-    cases = _all_cases(json.loads(wd.splits.read_text()))
+    prev_splits = read_splits(WorkDir(prev_root).splits)
+    cases = _all_cases(read_splits(wd.splits))
     cfg = plan.configurations[configuration]
     key = {"schema_version": MANIFEST_VERSION, "plan_hash": plan.hash, "link": link, "cases": cases}
     manifest = wd.previous_stage / "manifest.json"

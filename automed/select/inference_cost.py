@@ -15,7 +15,6 @@ one prediction and its time, so a tie goes to the one listed first (step 0.5), n
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
+from automed.data.splits import read_splits
 from automed.evaluate.summary import score
 from automed.infer.predictor import Predictor
 from automed.parallel import Stages
@@ -78,7 +78,7 @@ def measure_folds(
     setting that would compute exactly what an earlier one did for a case (the same networks, mirrorings and windows:
     step 0.75 on a case no larger than a few patches, one fold at step 0.5 with TTA) takes that prediction and its
     time instead of predicting the case again (``reused_cases``)."""
-    splits = json.loads(WorkDir(workdir).splits.read_text())
+    splits = read_splits(WorkDir(workdir).splits)
     ds = load_dataset(dataset)
     by_id = {c.case_id: c for c in ds.cases}
     ids = splits["folds"][folds[0]]["val"][:max_cases]

@@ -25,6 +25,7 @@ import numpy as np
 from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
+from automed.data.splits import read_splits
 from automed.errors import ArtifactError
 from automed.parallel import Stages
 from automed.records import read_train_config
@@ -56,7 +57,7 @@ class Training:
         """The CV evidence of ``folds`` of a training (every validation case needs its saved probabilities)."""
         wd = WorkDir(workdir)
         probs: dict[str, Path] = {}
-        splits = json.loads(wd.splits.read_text())
+        splits = read_splits(wd.splits)
         for fold in folds:
             vdir = wd.fold(configuration, int(fold)) / "validation"
             for cid in splits["folds"][int(fold)]["val"]:
