@@ -62,7 +62,8 @@ def _trial(root: Path, key: str, values: dict[str, object], folds: int, score: f
     td.mkdir(parents=True, exist_ok=True)
     (td / "trial.json").write_text(json.dumps({"key": key, "values": values}))
     if folds:
-        result = {"n_folds_done": folds, "compute_s": 75.0 * folds, "score": score}
+        done = {str(f): {"score": score, "epochs": 1} for f in range(folds)}  # as trial._aggregate writes it
+        result = {"folds": done, "n_folds_done": folds, "compute_s": 75.0 * folds, "score": score}
         (td / "result.json").write_text(json.dumps(result))
 
 

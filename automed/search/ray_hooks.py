@@ -21,9 +21,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from automed.errors import ArtifactError
 from automed.search.context import SweepContext, trial_dir
 from automed.search.engine import TrialOutcome
 from automed.search.report import STOPPED, mark_stopped, stopped_by
+from automed.search.trial_records import read_trial
 
 _PLACE: dict[str, Path] = {}  # "sweep_dir": the sweep dir of the search this driver runs now
 
@@ -109,9 +111,11 @@ def _duplicate(tfile: Path) -> bool:
 
 def _duplicate_of(tfile: Path) -> str:
     """The trial a trial repeats ("": none, or no trial.json: it failed before it claimed its config)."""
+    if not tfile.is_file():
+        return ""
     try:
-        return str(json.loads(tfile.read_text()).get("duplicate_of") or "")
-    except (OSError, ValueError):
+        return str(read_trial(tfile).get("duplicate_of") or "")
+    except ArtifactError:  # damaged: the trial itself and a resume refuse it; Tune's hooks go on
         return ""
 
 

@@ -93,11 +93,12 @@ def _checked_trial(path: Path, config: bool) -> tuple[dict[str, Any] | None, lis
     ]  # fmt: skip
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
+def read_result(path: Path, *, quiet: bool = False) -> dict[str, Any] | None:
     """A trial's ``result.json``: an object whose ``folds`` maps each finished fold (its number as text) to an object
     with its ``score`` (a number) and, where written, ``epochs`` (a whole number), and whose other keys the sweep reads are of the
     kinds :data:`_RESULT_KEYS` gives. None when there is none, or (with a warning naming the file, the rule, the value
-    and what follows) when it is damaged: it is recomputed from the trial's fold files."""
+    and what follows) when it is damaged: it is recomputed from the trial's fold files. ``quiet``: that warning is
+    a debug line (the live view reads every trial each second; the sweep's own reads warn)."""
     if not path.is_file():
         return None
     data: Any = None
@@ -108,7 +109,8 @@ def read_result(path: Path) -> dict[str, Any] | None:
     else:
         wrong = _result_problem(data)
     if wrong is not None:
-        log.warning(
+        log.log(
+            logging.DEBUG if quiet else logging.WARNING,
             "%s: %s, found %s; read as no fold of the trial done (it is recomputed: the trial's finished folds "
             "are kept, and its next fold unit, such as a resumed sweep's promotion, writes it anew; to have it at "
             "once, put back the result.json automed wrote)",
@@ -137,4 +139,51 @@ def _result_problem(data: Any) -> tuple[str, str] | None:
     for key, kind, what in _RESULT_KEYS:
         if key in data and not fits(kind, data[key]):
             return f"result.json's {key} must be {what}", shown(data[key])
+    return None
+
+
+# fold_result.json, each key: its type and, in words, what it is
+_FOLD_KEYS: tuple[tuple[str, Any, str], ...] = (
+    ("score", float, "the fold's score, a number"),
+    ("epochs", int, "its epochs, a whole number"),
+    ("compute_s", float, "its compute seconds, a number"),
+    ("unit_s", float, "its unit's seconds, a number"),
+)
+
+
+def read_fold_result(path: Path) -> dict[str, Any] | None:
+    """A trial fold's ``fold_result.json`` (``trials/<key>/train/<configuration>/fold_<k>/``, written as the fold
+    ends): an object with the kinds :data:`_FOLD_KEYS` gives, and ``node`` (text) where written. None when there is
+    none, or (with a warning naming the file, the rule and the value) when it is damaged: the fold then counts as
+    not done, and its next unit runs it again, which keeps its training (its final weights) and writes it anew, as
+    for a fold whose validation rows are damaged."""
+    if not path.is_file():
+        return None
+    data: Any = None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
+        wrong: tuple[str, str] | None = (f"{path.name} must be a readable JSON file", str(exc)[:120])
+    else:
+        wrong = _fold_problem(path.name, data)
+    if wrong is not None:
+        log.warning(
+            "%s: %s, found %s; the fold counts as not done until its next unit (a resumed sweep's) runs it "
+            "again, its training kept",
+            path,
+            *wrong,
+        )
+        return None
+    result: dict[str, Any] = data
+    return result
+
+
+def _fold_problem(name: str, data: Any) -> tuple[str, str] | None:
+    if not isinstance(data, dict):
+        return f"{name} must be a JSON object", shown(data)
+    for key, kind, what in (*_FOLD_KEYS, ("node", str, "the Ray node it ran on, text")):
+        if key not in data and key != "node":
+            return f"{name} must hold {key} ({what})", "none"
+        if key in data and not fits(kind, data[key]):
+            return f"{name}'s {key} must be {what}", shown(data[key])
     return None

@@ -30,6 +30,7 @@ from automed.plan.schema import Plan
 from automed.records import PROGRESS, TRAIN_CONFIG_VERSION, read_progress, stamped
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.report import FAILED
+from automed.search.trial_records import TRIAL, read_fold_result, read_trial
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker
@@ -103,9 +104,10 @@ def _aggregate(
     for folder in sorted((td / "train" / config.configuration).glob("fold_*"), key=lambda p: int(p.name[5:])):
         done, partial = folder / "fold_result.json", folder / "fold_partial.json"
         # a damaged validation_metrics.json: none, with a warning (the fold is validated again when it runs)
-        metrics = read_validation_metrics(folder) if done.is_file() else None
-        if done.is_file() and metrics is not None:
-            r = json.loads(done.read_text())
+        # a damaged fold_result.json: none too, with a warning (the fold runs again, its training kept)
+        r = read_fold_result(done)
+        metrics = read_validation_metrics(folder) if r is not None else None
+        if r is not None and metrics is not None:
             folds[folder.name[5:]] = {"score": r["score"], "epochs": r["epochs"]}
             compute += r["compute_s"]
             unit += r["unit_s"]
@@ -217,7 +219,7 @@ def _train(
     # an auto optimizer under a fold budget resolves after the fold's timed probe: checked again then (not in a
     # trial with a finished fold: one claimed before trial.json recorded identities keeps what it trained)
     unsettled = config.optimizer == "auto" and not result["folds"]
-    unsettled = unsettled and json.loads((td / "trial.json").read_text()).get("identity") is None
+    unsettled = unsettled and read_trial(td / TRIAL).get("identity") is None
     try:
         for fold in folds:
             if str(fold) in result["folds"]:  # done before (a restored or retried trial): its epochs count

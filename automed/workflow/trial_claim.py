@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +126,11 @@ def _same_training(
     """The trial (not itself a duplicate, nor ``besides``) that claimed ``config``, or a config that trains as
     ``identity`` says, first, if any."""
     for tfile in sorted(trials.glob("*/trial.json")):
-        with contextlib.suppress(OSError, ValueError):
-            t = json.loads(tfile.read_text())
-            if t.get("duplicate_of") or t["key"] == besides:
-                continue
-            if t.get("config") == config or (identity is not None and _identity_of(t) == identity):
-                return str(t["key"])
+        t = read_trial(tfile, config=True)  # a damaged one is refused, as everywhere the sweep reads it
+        if t.get("duplicate_of") or t["key"] == besides:
+            continue
+        if t["config"] == config or (identity is not None and _identity_of(t) == identity):
+            return str(t["key"])
     return None
 
 
@@ -152,7 +150,7 @@ def settle(ctx: SweepContext, key: str, optimizer: str) -> str | None:
     planner default if this one was."""
     tfile = trial_dir(ctx, key) / "trial.json"
     with flocked(Path(ctx.sweep_dir) / CLAIMS):
-        saved = json.loads(tfile.read_text())
+        saved = read_trial(tfile, config=True)
         if (
             saved.get("identity") is not None
         ):  # settled before: by another fold of it running at once, or a restart
@@ -165,12 +163,11 @@ def settle(ctx: SweepContext, key: str, optimizer: str) -> str | None:
             update.update(duplicate_of=original, is_default=False)
             if saved.get("is_default"):  # the default's training is the original's
                 ofile = tfile.parent.parent / original / "trial.json"
-                write_json_atomic(ofile, {**json.loads(ofile.read_text()), "is_default": True})
+                write_json_atomic(ofile, {**read_trial(ofile), "is_default": True})
             for dfile in tfile.parent.parent.glob("*/trial.json"):  # its own duplicates repeat the original
-                with contextlib.suppress(OSError, ValueError):
-                    dup = json.loads(dfile.read_text())
-                    if dup.get("duplicate_of") == key:
-                        write_json_atomic(dfile, {**dup, "duplicate_of": original})
+                dup = read_trial(dfile)
+                if dup.get("duplicate_of") == key:
+                    write_json_atomic(dfile, {**dup, "duplicate_of": original})
         write_json_atomic(tfile, {**saved, **update})
     return original
 

@@ -5,7 +5,6 @@ plain line each time a trial finishes a fold."""
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -15,7 +14,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from automed.errors import ArtifactError
 from automed.search.report import FAILED, stopped_by
+from automed.search.trial_records import RESULT, read_result, read_trial
 from automed.workflow.live import Mode, clock
 
 
@@ -37,16 +38,17 @@ def read_trials(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for tfile in sorted((sweep_dir / "trials").glob("*/trial.json")):
         try:
-            trial = json.loads(tfile.read_text())
-            res_file = tfile.parent / "result.json"
-            result = json.loads(res_file.read_text()) if res_file.is_file() else {}
-        except (OSError, ValueError):  # being written right now: next poll
+            trial = read_trial(tfile)
+        except (
+            ArtifactError
+        ):  # damaged: the sweep refuses it where it reads it; the view shows the other trials
             continue
+        result = read_result(tfile.parent / RESULT, quiet=True) or {}  # damaged: none, as the sweep reads it
         rows.append(
             {
                 "key": trial["key"],
                 "values": trial["values"],
-                "folds": int(result.get("n_folds_done", 0)),
+                "folds": len(result.get("folds", {})),
                 "score": result.get("score"),
                 "compute_s": float(result.get("compute_s", 0.0)),
                 "status": live_status(tfile.parent, trial, result),
