@@ -15,14 +15,15 @@ import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from automed._version import __version__
 from automed.artifacts import content_hash, write_json_atomic
 from automed.config import Strict
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, Problem
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
+from automed.records import shown
 from automed.runtime.sliding import Mirrors
 from automed.train.config import TrainConfig
 from automed.workdir import ALL_DATA, WorkDir
@@ -136,7 +137,7 @@ def _raw_meta(path: Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(raw, dict):
         raise ArtifactError.single(
-            path, "model.json must be a JSON object", type(raw).__name__, "re-run the training"
+            path, "model.json must be a JSON object", shown(raw), "re-run the training"
         )
     return raw
 
@@ -148,11 +149,21 @@ def model_task(path: Path) -> str:
 
 
 def read_meta(path: Path) -> ModelMeta:
-    """``model.json`` (or a bundle's), validated; version 1 (before resolved values were recorded) is upgraded."""
+    """``model.json`` (or a bundle's), validated; version 1 (before resolved values were recorded) is upgraded. A
+    damaged one is refused naming the file, each rule it breaks, the value and the fix (content that is no object
+    or of other types had crashed select, predict and export with a bare AttributeError or ValidationError)."""
     raw = _raw_meta(path)
-    if raw.get("schema_version") == 1:
-        raw = _upgrade_v1(raw, path.parent / "plan.json")
-    return ModelMeta.model_validate(raw)
+    try:
+        if raw.get("schema_version") == 1:
+            raw = _upgrade_v1(raw, path.parent / "plan.json")
+        return ModelMeta.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            Problem(str(path), f"model.json's {'.'.join(map(str, e['loc'])) or 'content'}: {e['msg']}",
+                    shown(e.get("input")), "re-run the training (it writes model.json anew)")
+            for e in exc.errors()
+        ]  # fmt: skip
+        raise ArtifactError(problems, f"model.json in {path.parent} is damaged") from exc
 
 
 def _upgrade_v1(raw: dict[str, Any], plan_file: Path) -> dict[str, Any]:
