@@ -84,3 +84,26 @@ def read_progress(path: Path) -> dict[str, Any]:
 def read_cv_summary(path: Path) -> dict[str, Any]:
     """A work dir's ``cv/summary.json``."""
     return read_record(path, CV_SUMMARY_VERSION)
+
+
+def read_chosen(path: Path) -> dict[str, Any]:
+    """What a ``selection.json`` chose (its ``chosen``): an object whose ``members`` lists the chosen work dirs
+    (text) and whose ``relative`` (where written) lists their places relative to the selection folder (text or
+    null, one per member). A damaged one is refused naming the file, the rule, the value and the fix (it had
+    crashed predict and its review log with a bare JSONDecodeError, KeyError or TypeError)."""
+    data = read_json(path, what="selection.json", damaged_fix=_SELECT_AGAIN)
+    chosen: Any = data.get("chosen") if isinstance(data, dict) else data
+    if not (fits(dict[str, Any], chosen) and fits(list[str], chosen.get("members"))):
+        rule = "selection.json must hold chosen: an object whose members lists the chosen work dirs"
+        raise ArtifactError.single(path, rule, shown(chosen), _SELECT_AGAIN)
+    relative = chosen.get("relative")
+    if relative is not None and not (
+        fits(list[str | None], relative) and len(relative) == len(chosen["members"])
+    ):
+        rule = "selection.json's chosen relative must list each member's relative place (text or null)"
+        raise ArtifactError.single(path, rule, shown(relative), _SELECT_AGAIN)
+    result: dict[str, Any] = chosen
+    return result
+
+
+_SELECT_AGAIN = "run automed select again into this folder (-o), or put back the selection.json it wrote"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.errors import ArtifactError
+from automed.records import read_chosen
 
 FINGERPRINT = "fingerprint.json"
 PLAN = "plan.json"
@@ -263,7 +264,7 @@ def pair_members(folder: Path) -> list[Path]:
     written before relative places) at the absolute place its ``workdir`` recorded."""
     wd = WorkDir(folder)
     members = json.loads(wd.pair.read_text())["members"]
-    chosen = json.loads(wd.selection.read_text()).get("chosen") if wd.selection.is_file() else None
+    chosen = read_chosen(wd.selection) if wd.selection.is_file() else None
     recorded: list[str | None] = [None] * len(members)
     if chosen and len(chosen["members"]) == len(members):  # the selection of this pair, in the same order
         recorded = [str(p) for p in chosen_members(folder, chosen)]

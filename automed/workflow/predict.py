@@ -11,6 +11,7 @@ from typing import Any
 from automed.artifacts import OUTPUT_MARKER
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.infer.predict_options import checked_step, run_overrides
+from automed.records import read_chosen
 from automed.registry import check_choice
 from automed.train.meta import load_model, model_task
 from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
@@ -50,7 +51,7 @@ def model_dir(folder: Path) -> Path:
     if wd.model.is_file() or not sel.is_file():
         return folder
     # selection.json decides: a pair's bundle left by an earlier selection into this folder is not its choice
-    members = [str(m) for m in chosen_members(folder, json.loads(sel.read_text())["chosen"])]
+    members = [str(m) for m in chosen_members(folder, read_chosen(sel))]
     if len(members) > 1 and wd.pair.is_file():
         return folder
     if len(members) > 1:

@@ -7,11 +7,10 @@ as in every other artifact automed logs."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from automed.errors import ConfigError
-from automed.records import read_tracking
+from automed.records import read_chosen, read_tracking
 from automed.tracking import MODEL_URI, Tracker, bounded_client, model_version, resolve_uri, split_model_uri
 from automed.workdir import WorkDir, chosen_members
 
@@ -32,7 +31,7 @@ def training_run(model: str | Path, tracking_uri: str | None) -> tuple[str, str,
     root = Path(model)
     selection = root / "selection.json"
     if selection.is_file():
-        root = chosen_members(root, json.loads(selection.read_text())["chosen"])[0]
+        root = chosen_members(root, read_chosen(selection))[0]
     track = WorkDir(root).tracking
     if not track.is_file():
         raise ConfigError.single(model, "--log-review attaches the review to the model's training run",
