@@ -131,3 +131,27 @@ def test_tunes_hooks_take_a_damaged_trial_json_for_no_duplicate(tmp_path: Path) 
     assert _duplicate_of(_trial(tmp_path, "t0", '"t1"')) == ""  # no object: had raised AttributeError
     assert _duplicate_of(_trial(tmp_path, "t1", {**_trial_json("t1"), "duplicate_of": "t0"})) == "t0"
     assert _duplicate_of(tmp_path / "trials" / "t2" / "trial.json") == ""  # not claimed yet
+
+
+@pytest.mark.parametrize(
+    ("text", "found"), [('{"compute_s": 1', "line 1"), ('{"seconds": 4.0}', "{'seconds': 4.0} (dict)")]
+)
+def test_a_damaged_fold_partial_leaves_its_compute_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, found: str
+) -> None:
+    """A fold stopped part-way records its compute in fold_partial.json: a damaged one had crashed the trial's
+    result (and, in a failing fold, hidden the fold's own exception) with a bare JSONDecodeError or KeyError."""
+    folder = tmp_path / "train" / "3d_fullres" / "fold_0"
+    folder.mkdir(parents=True)
+    (folder / "fold_partial.json").write_text(text)
+    with caplog.at_level(logging.WARNING):
+        out, _ = _aggregate(
+            tmp_path, "t1", {}, TrainConfig(), _ctx(tmp_path), cast(Any, None), cast(Any, None)
+        )
+    assert (out["folds"], out["compute_s"]) == ({}, 0.0)
+    (said,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said.startswith(f"{folder / 'fold_partial.json'}: fold_partial.json must be") and found in said
+    (folder / "fold_partial.json").write_text('{"compute_s": 4.5}')
+    assert _aggregate(tmp_path, "t1", {}, TrainConfig(), _ctx(tmp_path), cast(Any, None), cast(Any, None))[0][
+        "compute_s"
+    ] == pytest.approx(4.5)

@@ -187,3 +187,21 @@ def _fold_problem(name: str, data: Any) -> tuple[str, str] | None:
         if key in data and not fits(kind, data[key]):
             return f"{name}'s {key} must be {what}", shown(data[key])
     return None
+
+
+def read_partial_compute(path: Path) -> float:
+    """The compute seconds a trial fold's ``fold_partial.json`` records (its attempts stopped or failed part-way);
+    0 when there is none, or (with a warning naming the file, the rule and the value) when it is damaged: the
+    trial's compute time then leaves those attempts out, nothing else depends on it."""
+    if not path.is_file():
+        return 0.0
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
+        wrong = (f"{path.name} must be a readable JSON file", str(exc)[:120])
+    else:
+        if isinstance(data, dict) and fits(float, data.get("compute_s")):
+            return float(data["compute_s"])
+        wrong = (f"{path.name} must be an object with compute_s (a number)", shown(data))
+    log.warning("%s: %s, found %s; its stopped attempts' compute time is left out", path, *wrong)
+    return 0.0

@@ -14,7 +14,6 @@ as a duplicate when that makes its training an earlier trial's.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
 import time
 import traceback
@@ -30,7 +29,7 @@ from automed.plan.schema import Plan
 from automed.records import PROGRESS, TRAIN_CONFIG_VERSION, read_progress, stamped
 from automed.search.context import Report, SweepContext, trial_dir
 from automed.search.report import FAILED
-from automed.search.trial_records import TRIAL, read_fold_result, read_trial
+from automed.search.trial_records import TRIAL, read_fold_result, read_partial_compute, read_trial
 from automed.tasks.base import Task
 from automed.tasks.registry import task_for
 from automed.tracking import Tracker
@@ -116,7 +115,7 @@ def _aggregate(
         elif (
             partial.is_file()
         ):  # stopped by the scheduler (or failed) mid-fold: its work still counts as used
-            compute += json.loads(partial.read_text())["compute_s"]
+            compute += read_partial_compute(partial)
     result: dict[str, Any] = {
         "key": key,
         "values": values,
@@ -260,7 +259,7 @@ def _train(
             except BaseException:
                 if folder.is_dir():  # a retried fold's attempts add up
                     partial = folder / "fold_partial.json"
-                    before = json.loads(partial.read_text())["compute_s"] if partial.is_file() else 0.0
+                    before = read_partial_compute(partial)
                     write_json_atomic(partial, {"compute_s": before + time.perf_counter() - tc})
                 raise
             epochs_done += out.epochs
