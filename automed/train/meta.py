@@ -158,12 +158,32 @@ def read_meta(path: Path) -> ModelMeta:
             raw = _upgrade_v1(raw, path.parent / "plan.json")
         return ModelMeta.model_validate(raw)
     except ValidationError as exc:
-        problems = [
-            Problem(str(path), f"model.json's {'.'.join(map(str, e['loc'])) or 'content'}: {e['msg']}",
-                    shown(e.get("input")), "re-run the training (it writes model.json anew)")
-            for e in exc.errors()
-        ]  # fmt: skip
-        raise ArtifactError(problems, f"model.json in {path.parent} is damaged") from exc
+        raise _damaged(path, exc, "re-run the training (it writes model.json anew)") from exc
+
+
+def read_choice(path: Path) -> InferenceChoice:
+    """A work dir's ``inference.json`` (what ``automed select`` chose for it); a damaged one is refused naming the
+    file, each rule, the value and the fix (it had crashed predict and export with a bare pydantic
+    ValidationError or KeyError)."""
+    fix = "run automed select again (it writes inference.json anew)"
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
+        raise ArtifactError.single(path, "inference.json must be readable JSON", str(exc)[:120], fix) from exc
+    try:
+        return InferenceChoice.model_validate(raw)
+    except ValidationError as exc:
+        raise _damaged(path, exc, fix) from exc
+
+
+def _damaged(path: Path, exc: ValidationError, fix: str) -> ArtifactError:
+    """Each rule of ``path``'s schema its content breaks, with the value found and ``fix``."""
+    problems = [
+        Problem(str(path), f"{path.name}'s {'.'.join(map(str, e['loc'])) or 'content'}: {e['msg']}",
+                shown(e.get("input")), fix)
+        for e in exc.errors()
+    ]  # fmt: skip
+    return ArtifactError(problems, f"{path.name} in {path.parent} is damaged")
 
 
 def _upgrade_v1(raw: dict[str, Any], plan_file: Path) -> dict[str, Any]:
@@ -190,7 +210,7 @@ def applied_choice(wd: WorkDir) -> InferenceChoice | None:
     decided for an earlier training of the work dir, with a warning)."""
     if not wd.choice.is_file():
         return None
-    choice = InferenceChoice.model_validate_json(wd.choice.read_text())
+    choice = read_choice(wd.choice)
     if choice.model_digest in (None, model_digest(wd.model)):
         return choice
     log.warning(

@@ -3,7 +3,6 @@ usable, else torch), an ``automed select`` folder (its choice) or a registered m
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.infer.predict_options import checked_step, run_overrides
 from automed.records import read_chosen
 from automed.registry import check_choice
-from automed.train.meta import load_model, model_task
+from automed.train.meta import load_model, model_task, read_choice
 from automed.workdir import WorkDir, chosen_members, pair_members, recorded_place, refuse_unfinished
 from automed.workflow.predict_bundle import fetch_registered
 from automed.workflow.predict_channels import check_csv_channels
@@ -78,8 +77,10 @@ def _deciding_selection(workdir: Path) -> Path | None:
     """The selection folder whose choice is in force for ``workdir`` (its ``inference.json``), where it is now: moved
     or copied with the work dir, or where it was; ``None``: no choice."""
     chosen = WorkDir(workdir).choice
-    raw = json.loads(chosen.read_text()) if chosen.is_file() else {}
-    return recorded_place(workdir, raw["selection"], raw.get("relative")) if raw.get("selection") else None
+    if not chosen.is_file():
+        return None
+    choice = read_choice(chosen)  # a damaged one is refused naming the file, the rule, the value and the fix
+    return recorded_place(workdir, choice.selection, choice.relative) if choice.selection else None
 
 
 def pair_workdirs(folder: Path) -> list[Path]:
