@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import read_json, write_json_atomic
+from automed.errors import ArtifactError
+from automed.records import fits, shown
 from automed.train.meta import load_model, read_meta
 from automed.workdir import ENSEMBLE, MODEL, MODEL_BUNDLE, WorkDir, fold_name, recorded_place, relative_place
 
@@ -100,3 +102,23 @@ def usable_export(workdir: Path) -> tuple[Path | None, str]:
     if now != link["checkpoints"]:
         return None, "the model's folds changed since the export"
     return folder, f"export {folder}"
+
+
+def read_export_record(bundle: Path) -> dict[str, Any] | None:
+    """An export folder's ``export.json`` (None: none, an export of an earlier automed): an object whose
+    ``formats`` (where written) lists its network formats and ``checkpoints`` (where written) the digests of the
+    weights it holds (:func:`checkpoint_digests`). A damaged one is refused naming the file, the rule, the value and
+    the fix (it had crashed ``automed package --export`` with a bare JSONDecodeError or AttributeError)."""
+    path = bundle / "export.json"
+    if not path.is_file():
+        return None
+    fix = f"export the model again into {bundle} (automed export MODEL -o {bundle} --overwrite)"
+    data = read_json(path, what="export.json", damaged_fix=fix)
+    if not isinstance(data, dict):
+        raise ArtifactError.single(path, "export.json must be a JSON object", shown(data), fix)
+    for key, what in (("formats", "its network formats"), ("checkpoints", "its weights' digests")):
+        if key in data and not fits(list[str], data[key]):
+            raise ArtifactError.single(
+                path, f"export.json's {key} must list {what} (text)", shown(data[key]), fix
+            )
+    return data

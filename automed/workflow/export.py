@@ -231,10 +231,9 @@ def package(
 def _check_export_has_both_runtimes(bundle: Path) -> None:
     """A cube's CPU image runs the OpenVINO networks and its CUDA image the ONNX ones: an export of one format would
     build an image that cannot predict."""
-    import json
+    from automed.export.link import read_export_record
 
-    formats = json.loads((bundle / "export.json").read_text()).get("formats") if (
-        bundle / "export.json").is_file() else None  # fmt: skip
+    formats = (read_export_record(bundle) or {}).get("formats")
     missing = [f for f in ("onnx", "openvino") if formats is not None and f not in formats]
     if missing:
         raise ArtifactError.single(
@@ -247,14 +246,11 @@ def _check_export_has_both_runtimes(bundle: Path) -> None:
 def _check_export_is_the_models(bundle: Path, model: str | Path) -> None:
     """``--export`` must hold the model's own weights (recorded in its ``export.json``); exports written before
     the record are taken with a warning, a registered model's bundle is not checked (no work dir here)."""
-    import json
-
-    from automed.export.link import checkpoint_digests
+    from automed.export.link import checkpoint_digests, read_export_record
 
     if str(model).startswith("models:/"):
         return
-    recorded = json.loads((bundle / "export.json").read_text()).get("checkpoints") if (
-        bundle / "export.json").is_file() else None  # fmt: skip
+    recorded = (read_export_record(bundle) or {}).get("checkpoints")
     if recorded is None:
         log.warning(
             "%s records no weights (an export of an earlier automed): not checked against %s", bundle, model

@@ -1,0 +1,44 @@
+"""``automed package --export DIR`` reads the export's ``export.json`` through ``export.link.read_export_record``:
+a damaged one is refused naming the file, the rule, the value and the fix, where it had crashed with a bare
+JSONDecodeError or AttributeError; one written before the record's keys is still taken."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from automed.errors import ArtifactError
+from automed.export.link import read_export_record
+from automed.workflow.export import package
+
+FIX = "export the model again into"
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "found"),
+    [
+        ('{"formats": ["onnx"', "export.json must be valid JSON", "line 1"),
+        ('["onnx", "openvino"]', "export.json must be a JSON object", "['onnx', 'openvino'] (list)"),
+        ('{"formats": "onnx,openvino"}', "export.json's formats must list its network formats (text)",
+         "'onnx,openvino' (str)"),
+    ],
+)  # fmt: skip
+def test_package_refuses_a_damaged_export_record(tmp_path: Path, text: str, rule: str, found: str) -> None:
+    bundle = tmp_path / "E"
+    bundle.mkdir()
+    (bundle / "preprocess.json").write_text("{}")
+    (bundle / "export.json").write_text(text)
+    with pytest.raises(ArtifactError) as exc:
+        package("models:/m/1", tmp_path / "cube", export_dir=bundle)
+    (p,) = exc.value.problems
+    assert p.file == str(bundle / "export.json") and p.rule == rule and found in p.value and FIX in p.fix
+    assert (bundle / "export.json").read_text() == text
+
+
+def test_an_export_record_as_export_writes_it_is_read(tmp_path: Path) -> None:
+    record = {"formats": ["onnx", "openvino"], "checkpoints": ["ab12"], "parity": {"onnx": 0.0}}
+    (tmp_path / "export.json").write_text(json.dumps(record))
+    assert read_export_record(tmp_path) == record
+    assert read_export_record(tmp_path / "none") is None  # an export of an earlier automed
