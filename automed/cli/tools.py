@@ -66,7 +66,7 @@ def info() -> None:
 @app.command()
 def ui(
     tracking_uri: TrackingUriOpt = None,
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (1-65535).")] = 5000,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 against automed's store and print its URL (Ctrl-C stops it).
 
@@ -74,8 +74,10 @@ def ui(
     """
     import subprocess
 
-    from automed.tracking import ARTIFACTS_DIR, resolve_uri
+    from automed.tracking import ARTIFACTS_DIR, check_tracking_uri, resolve_uri
 
+    # a store MLflow cannot serve is one clear error here (the server had printed a traceback and automed exit 0)
+    check_tracking_uri(tracking_uri)
     uri = resolve_uri(tracking_uri)
     cmd = [
         sys.executable,
@@ -94,7 +96,9 @@ def ui(
     if uri.startswith("sqlite:///"):
         cmd += ["--default-artifact-root", str(Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR)]
     out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    subprocess.run(cmd, check=False)
+    code = subprocess.run(cmd, check=False).returncode
+    if code not in (0, -2, 130):  # (Ctrl-C: SIGINT, or the exit code a shell gives it)
+        raise typer.Exit(1)  # the server's own message is above
 
 
 @app.command()

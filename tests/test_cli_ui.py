@@ -1,0 +1,71 @@
+"""``automed ui``: a value it cannot serve is refused before the MLflow server starts, and a server that fails makes
+the command fail (it had printed MLflow's traceback and exited 0, or hung on a port that cannot exist)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from automed import cli
+from automed.errors import ConfigError
+
+
+@pytest.fixture()
+def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The commands ``automed ui`` starts (none is run: each ends at once with the exit code in ``CODE``)."""
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, CODE["server"])
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    return calls
+
+
+CODE = {"server": 0}
+
+
+def test_a_port_that_cannot_exist_is_refused_before_the_server_starts(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    started: list[list[str]],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "handle_sigterm", lambda: None)  # leave pytest's own SIGTERM handling alone
+    monkeypatch.setattr(sys, "argv", ["automed", "ui", "--port", "99999"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "Invalid value for '--port'" in err and "found '99999'" in err and "65535" in err
+    assert started == [] and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_store_mlflow_cannot_serve_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[list[str]]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli.app, ["ui", "--tracking-uri", "bogus://x"])
+    assert isinstance(r.exception, ConfigError), r.output
+    assert "--tracking-uri" in str(r.exception) and "bogus://x" in str(r.exception)
+    assert "sqlite:///" in str(r.exception)  # the fix
+    assert started == []
+
+
+def test_a_server_that_fails_fails_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[list[str]]
+) -> None:
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setitem(CODE, "server", 1)  # e.g. the port is taken
+    r = CliRunner().invoke(cli.app, ["ui", "--tracking-uri", store, "--port", "5123"])
+    assert r.exit_code == 1, r.output
+    assert len(started) == 1 and "5123" in started[0] and store in started[0]
+    monkeypatch.setitem(CODE, "server", 0)  # stopped with Ctrl-C after serving
+    assert CliRunner().invoke(cli.app, ["ui", "--tracking-uri", store]).exit_code == 0
