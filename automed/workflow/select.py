@@ -42,6 +42,27 @@ def _check_output(out: Path, workdirs: list[Path]) -> None:
                                    "a non-empty folder without selection.json", "choose a new folder")  # fmt: skip
 
 
+def _check_trainings(workdirs: list[Path]) -> None:
+    """Each training once (the same folder twice, by another spelling or a link, was compared with itself as
+    ``w-2`` and paired with itself), and a selection folder is not taken for a training (its error had said to train
+    into it)."""
+    seen: dict[Path, Path] = {}
+    for w in workdirs:
+        res = w.expanduser().resolve()
+        if res in seen:
+            raise ConfigError.single(
+                w, "select compares different trainings, each given once", f"the same folder as {seen[res]}",
+                "pass each training work dir once (two or more of them)",
+            )  # fmt: skip
+        seen[res] = w
+        if (res / SELECTION_FILE).is_file() and not (res / "model.json").is_file():
+            raise ConfigError.single(
+                w, "select compares training work dirs", f"a selection folder ({SELECTION_FILE})",
+                "pass the training work dirs it compared (its candidates), or predict, export or package the "
+                "selection folder as it is",
+            )  # fmt: skip
+
+
 def _register_settled(sel: Selected, out: Path, redactor: Redactor) -> None:
     """A single chosen training whose inference settings the choice changed is registered again with them (when it
     was registered); the choice is in force already, so its record is written first, the registration pending."""
@@ -74,6 +95,7 @@ def select(
         raise ConfigError.single("--latency-target", "a latency target is a positive number of seconds per case",
                                  str(latency_target), "pass e.g. --latency-target 2")  # fmt: skip
     out = Path(output)
+    _check_trainings([Path(w) for w in workdirs])
     for w in workdirs:
         refuse_unfinished(Path(w))
     tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}  # before anything is written
