@@ -273,3 +273,10 @@ def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> N
 
     with pytest.raises(AutomedError, match="not whole slides"):  # --review is for images; refused before work
         api.predict(out.workdir, synthetic["slideA"], tmp_path / "R", review=True, show_progress=False)
+    with pytest.raises(
+        AutomedError, match="DICOM series"
+    ):  # a slide's label map is a TIFF, never a DICOM SEG
+        api.predict(
+            out.workdir, synthetic["slideA"], tmp_path / "R", output_format="dicom-seg", show_progress=False
+        )
+    assert not (tmp_path / "R").exists()

@@ -284,14 +284,12 @@ def predict(
             "when it has finished), or --continue to predict only the cases an unfinished run left out",
         )
     shutil.rmtree(out / STAGING, ignore_errors=True)  # a killed slide run's, in a folder claimed as ours
-    from automed.workflow.predict_slide_inputs import found_slides
+    from automed.workflow.predict_slide_inputs import check_slide_options, found_slides
 
     found = found_slides(Path(input_path).expanduser().resolve())  # at any depth, each with its output name
     slides, stems = found if found is not None else (None, None)
-    if slides is not None and review:  # before the model loads
-        raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
-                                 f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
-                                 "count map and tile CSV are its review")  # fmt: skip
+    check_slide_options(input_path, slides, review=review, output_format=output_format, mpp=mpp,
+                        slide_mpp=slide_mpp)  # before the model loads  # fmt: skip
     # a registered model is downloaded once: its bundle holds the channel names a CSV's columns are checked against
     registered = fetch_registered(str(model), tracking_uri) if str(model).startswith("models:/") else None
     predictor = load_predictor(

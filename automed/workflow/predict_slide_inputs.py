@@ -13,9 +13,10 @@ each other. Images in folders without slides are not predicted beside slides: na
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
-from automed.errors import DatasetError
+from automed.errors import ConfigError, DatasetError
 from automed.runtime.folders import InputTooLargeError, entries, folder_id, safe_id, sub_folders
 
 log = logging.getLogger("automed")
@@ -62,6 +63,36 @@ def found_slides(input_path: Path) -> tuple[list[Path], list[str]] | None:
             " ..." if len(others) > 5 else "",
         )  # fmt: skip
     return slides, names
+
+
+def check_slide_options(
+    input_path: str | Path,
+    slides: list[Path] | None,
+    *,
+    review: bool,
+    output_format: str,
+    mpp: float | None,
+    slide_mpp: float | None,
+) -> None:
+    """Options that do not apply to whole slides, and pixel sizes that cannot be, refused before the model loads:
+    ``--output-format dicom-seg`` on a slide had written the slide's TIFFs and no segmentation without a word, and
+    ``--mpp 0`` or ``-1`` was "a slide must be at least as fine as the model's resolution ... model -1"."""
+    if slides is None:
+        return
+    if review:
+        raise ConfigError.single(input_path, "--review/--log-review review images, not whole slides",
+                                 f"{len(slides)} slide(s)", "drop --review: a slide's overlay, heatmaps, "
+                                 "count map and tile CSV are its review")  # fmt: skip
+    if output_format != "nifti":
+        raise ConfigError.single(
+            input_path, f"--output-format {output_format} writes segmentations of DICOM series inputs",
+            f"{len(slides)} whole slide(s)", "drop --output-format: a slide's label map is a pyramidal TIFF "
+            "(S_labels.tif) of its own size",
+        )  # fmt: skip
+    for name, value in (("--mpp", mpp), ("--slide-mpp", slide_mpp)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError.single(name, "a pixel size is a positive number of micrometres", value,
+                                     f"pass e.g. {name} 0.5")  # fmt: skip
 
 
 def _deeper_name(root: Path, folder: Path, slide: Path, name: str) -> str:
