@@ -156,6 +156,8 @@ def test_bad_mining_input(synthetic: dict[str, Path], tmp_path: Path) -> None:
 class ColorPredictor:
     """A known-answer stand-in for a model: the nearest of the scene's colours (glass, stain 1, stain 2) per pixel."""
 
+    n_channels = 3  # RGB pictures, like a model trained on mined patches
+
     def predict_arrays(self, channels: np.ndarray, geometry: object, probabilities: bool = False) -> object:
         from automed.infer.prediction import Prediction
         from automed.testing.synthetic_wsi import GLASS, STAINS

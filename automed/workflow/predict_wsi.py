@@ -56,12 +56,34 @@ def model_mpp(model: str | Path, given: float | None) -> float:
             mpps = {round(s["target_mpp"], 6) for s in json.loads(mining.read_text())["slides"]}
             if len(mpps) == 1:
                 return float(mpps.pop())
+    if (
+        source is not None and source.suffix != ".csv"
+    ):  # a dataset.json or class folders: no patches, no --mpp
+        raise ConfigError.single(model, "whole slides are predicted by a model trained on patches of slides",
+                                 f"a model trained on {source.name}", TRAIN_ON_PATCHES)  # fmt: skip
     raise ConfigError.single(
         model,
         "predicting on whole slides needs the model's resolution in micrometres per pixel",
         f"no mining.json beside its training CSV ({source})" if source else "not a training work dir",
         "pass --mpp with the resolution of the patches it was trained on",
     )
+
+
+TRAIN_ON_PATCHES = "mine patches with `automed patch-miner SLIDES -o patches`, train on patches/patches.csv"
+
+
+def _check_network(predictor: Any, slide: Path) -> None:
+    """A slide's blocks are RGB pictures: a 3D network, or one of other channels, had failed in torch mid-slide
+    ("unexpected error: RuntimeError: ... expected input ... to have 1 channels, but got 3 channels")."""
+    model = getattr(predictor, "model", None)  # an export's networks
+    holders = (predictor, *getattr(predictor, "members", []), *getattr(model, "members", []))
+    dims = {int(h.spec.dimension) for h in holders if getattr(h, "spec", None) is not None}
+    channels = int(predictor.n_channels)
+    if 3 in dims or channels != 3:
+        raise ConfigError.single(
+            slide, "whole slides are predicted by a 2D model of RGB pictures (3 channels)",
+            f"a {'3D' if 3 in dims else '2D'} model of {channels} channel(s)", TRAIN_ON_PATCHES,
+        )  # fmt: skip
 
 
 def _predict_fn(predictor: Any) -> Any:
@@ -169,6 +191,7 @@ def predict_slides(
             raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
                                      f"slide {info.mpp:.4g} um/px, model {mpp:.4g}",
                                      f"use a finer scan{wrong_mpp_hint(info)}")  # fmt: skip
+    _check_network(predictor, slides[0])
     for k, (path, info) in enumerate(zip(slides, infos, strict=True)):
         grid = BlockGrid(info, mpp)
         base, stem, i = slide_name(path), slide_name(path), 2
