@@ -60,6 +60,8 @@ class _ImageLevel:
 
 
 class _Failing:
+    n_channels = 3  # RGB pictures, like a model trained on mined patches
+
     def predict_arrays(self, channels: np.ndarray, geometry: object, probabilities: bool = False) -> object:
         raise RuntimeError("out of memory")
 
@@ -244,6 +246,8 @@ def test_two_slides_of_one_output_name_are_refused_naming_both(slide: Path, tmp_
 
 class _Background:
     """Stands for a segmentation model that finds nothing: every pixel background, cheaply."""
+
+    n_channels = 3  # RGB pictures, like a model trained on mined patches
 
     def predict_arrays(self, channels: np.ndarray, geometry: object, probabilities: bool = False) -> object:
         from automed.infer.prediction import Prediction
