@@ -57,3 +57,15 @@ def test_work_dirs_split_before_keep_their_unstratified_folds(tmp_path: Path) ->
     assert json.loads(path.read_text()) == old
     (fold / "checkpoint_final.pt").unlink()  # nothing trained: a new split, stratified
     assert write_splits(ds, path, 5, 12345)["method"] == "StratifiedGroupKFold"
+
+
+def test_cases_of_one_subject_group_say_their_scores_are_training_scores(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Patches mined from one slide are one subject group: the split is one fold validating on its training data,
+    said only in splits.json, while the run headed its numbers 'cross-validation'."""
+    cases = tuple(Case(f"p{i}", (Path(f"/x/{i}.png"),), None, float(i % 2), "slide1") for i in range(6))
+    with caplog.at_level("WARNING", logger="automed"):
+        s = make_splits(Dataset("t", Path("/x/d.csv"), "csv", ("",), None, cases), 5, 12345)
+    assert s["method"] == "all" and s["folds"][0]["train"] == s["folds"][0]["val"]
+    assert "6 cases of one subject group (slide1)" in caplog.text and "training scores" in caplog.text

@@ -5,6 +5,7 @@ fold of the hippocampus volumes had a mean 330 mm³ below the others and four fi
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,12 @@ def make_splits(
             "a single subject group: one fold that validates on its training data (like nnU-Net's fold 'all')"
         )
         method = "all"
+        if len(ids) > 1:  # its "cross-validation" scores are training scores: said where a person reads it
+            logging.getLogger("automed").warning(
+                "%d cases of one subject group (%s): no fold can hold a subject out, so the one fold validates on its "
+                "training data and its cross-validation scores are training scores; cases of more subjects (mined "
+                "patches: of more slides) give a true cross-validation", len(ids), groups[0],
+            )  # fmt: skip
     else:
         x = np.zeros(len(ids))
         y, why = _strata(ds.task_type, [c.value for c in cases], k, stratify_rare_classes)
