@@ -339,3 +339,11 @@ def test_quiet_is_moved_to_the_front_like_debug() -> None:
     assert _debug_first(["train", "d", "--quiet", "--debug"]) == ["--debug", "--quiet", "train", "d"]
     assert _debug_first(["-q", "verify", "d"]) == ["-q", "verify", "d"]
     assert _debug_first(["verify", "--", "-q"]) == ["verify", "--", "-q"]
+
+
+def test_python_dash_m_automed_is_the_command() -> None:
+    """``python -m automed`` failed with "No module named automed.__main__" (only ``python -m automed.cli`` ran)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "automed", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and "python -m automed" in done.stdout and "train" in done.stdout
