@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +102,7 @@ def read_result(path: Path, *, quiet: bool = False) -> dict[str, Any] | None:
     a debug line (the live view reads every trial each second; the sweep's own reads warn)."""
     if not path.is_file():
         return None
-    data: Any = None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
-        wrong: tuple[str, str] | None = ("result.json must be a readable JSON file", str(exc)[:120])
-    else:
-        wrong = _result_problem(data)
+    data, wrong = _load_checked(path, _result_problem)
     if wrong is not None:
         log.log(
             logging.DEBUG if quiet else logging.WARNING,
@@ -159,13 +154,7 @@ def read_fold_result(path: Path) -> dict[str, Any] | None:
     for a fold whose validation rows are damaged."""
     if not path.is_file():
         return None
-    data: Any = None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
-        wrong: tuple[str, str] | None = (f"{path.name} must be a readable JSON file", str(exc)[:120])
-    else:
-        wrong = _fold_problem(path.name, data)
+    data, wrong = _load_checked(path, lambda d: _fold_problem(path.name, d))
     if wrong is not None:
         log.warning(
             "%s: %s, found %s; the fold counts as not done until its next unit (a resumed sweep's) runs it "
@@ -195,13 +184,27 @@ def read_partial_compute(path: Path) -> float:
     trial's compute time then leaves those attempts out, nothing else depends on it."""
     if not path.is_file():
         return 0.0
+    data, wrong = _load_checked(
+        path,
+        lambda d: (
+            None
+            if isinstance(d, dict) and fits(float, d.get("compute_s"))
+            else (f"{path.name} must be an object with compute_s (a number)", shown(d))
+        ),
+    )
+    if wrong is None:
+        return float(data["compute_s"])
+    log.warning("%s: %s, found %s; its stopped attempts' compute time is left out", path, *wrong)
+    return 0.0
+
+
+def _load_checked(
+    path: Path, problem: Callable[[Any], tuple[str, str] | None]
+) -> tuple[Any, tuple[str, str] | None]:
+    """A record's content and the rule it breaks with the value that breaks it (None: none), ``problem`` judging
+    content that is JSON at all."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
-        wrong = (f"{path.name} must be a readable JSON file", str(exc)[:120])
-    else:
-        if isinstance(data, dict) and fits(float, data.get("compute_s")):
-            return float(data["compute_s"])
-        wrong = (f"{path.name} must be an object with compute_s (a number)", shown(data))
-    log.warning("%s: %s, found %s; its stopped attempts' compute time is left out", path, *wrong)
-    return 0.0
+        return None, (f"{path.name} must be a readable JSON file", str(exc)[:120])
+    return data, problem(data)
