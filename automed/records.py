@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from automed.artifacts import check_schema_version, read_json
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, Problem
 
 TRAIN_CONFIG_VERSION = 1
 TRACKING_VERSION = 1
@@ -41,6 +41,21 @@ def fits(kind: Any, value: Any) -> bool:
     except ValidationError:
         return False
     return True
+
+
+def key_problems(
+    path: Path, data: dict[str, Any], keys: tuple[tuple[str, Any, str], ...], fix: str, *, needed_by: str = ""
+) -> list[Problem]:
+    """Each of ``keys`` (its name, its type checked by :func:`fits`, what it is in words) that the record ``path``
+    read as ``data`` lacks or holds of another type, as a problem naming the file, the rule, the value and ``fix``
+    (``needed_by``: why a missing one matters, said after the rule)."""
+    return [
+        Problem(str(path), f"{path.name} must hold {key} ({what}){needed_by}", "none", fix)
+        if key not in data
+        else Problem(str(path), f"{path.name}'s {key} must be {what}", shown(data[key]), fix)
+        for key, kind, what in keys
+        if key not in data or not fits(kind, data[key])
+    ]
 
 
 def shown(value: Any) -> str:

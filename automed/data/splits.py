@@ -14,7 +14,7 @@ import numpy as np
 from automed.artifacts import check_schema_version, content_hash, read_json, write_json_atomic
 from automed.data.dataset import Dataset
 from automed.errors import ArtifactError, Problem
-from automed.records import fits, shown
+from automed.records import key_problems, shown
 from automed.workdir import WorkDir
 
 SCHEMA_VERSION = 1
@@ -23,6 +23,12 @@ SCHEMA_VERSION = 1
 _KEEP = (
     "put back the splits.json automed wrote (from a backup): folds trained on a split need that very split, so "
     "automed never makes a new one in its place; or start anew in a new work dir (-o NEW_WORKDIR)"
+)
+
+
+_SPLIT_KEYS: tuple[tuple[str, Any, str], ...] = (
+    ("n_folds", int, "the number of folds, a whole number"),
+    ("folds", list[dict[str, list[str]]], "a list of folds, each with train and val lists of case ids"),
 )
 
 
@@ -37,20 +43,7 @@ def read_splits(path: Path) -> dict[str, Any]:
         raise ArtifactError.single(path, "splits.json must be a JSON object", shown(data), _KEEP)
     check_schema_version(path, data, SCHEMA_VERSION, what="splits.json", missing=SCHEMA_VERSION)
     n, folds = data.get("n_folds"), data.get("folds")
-    problems = [
-        Problem(str(path), f"splits.json must hold {key} ({what})", "none", _KEEP)
-        if key not in data
-        else Problem(str(path), f"splits.json's {key} must be {what}", shown(data[key]), _KEEP)
-        for key, kind, what in (
-            ("n_folds", int, "the number of folds, a whole number"),
-            (
-                "folds",
-                list[dict[str, list[str]]],
-                "a list of folds, each with train and val lists of case ids",
-            ),
-        )
-        if key not in data or not fits(kind, data[key])
-    ]
+    problems = key_problems(path, data, _SPLIT_KEYS, _KEEP)
     if not problems and isinstance(n, int) and isinstance(folds, list):
         problems += [
             Problem(str(path), f"splits.json's fold {i} must hold {part} (a list of case ids)",

@@ -17,7 +17,15 @@ from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.preprocess.previous_stage import first_stage_root, read_link
 from automed.privacy import strip_credentials
-from automed.records import TRACKING_VERSION, UNVERSIONED, fits, read_tracking, read_train_config, shown
+from automed.records import (
+    TRACKING_VERSION,
+    UNVERSIONED,
+    fits,
+    key_problems,
+    read_tracking,
+    read_train_config,
+    shown,
+)
 from automed.train.config import TrainConfig, load_train_config
 from automed.workdir import ALL_DATA, TRACKING, WorkDir, recorded_place
 from automed.workflow.prepare import dataset_source
@@ -38,17 +46,12 @@ def read_saved_training(wd: Path) -> dict[str, Any]:
         "put back the train_config.json automed wrote (a backup), or resume with the automed that wrote it, or "
         "train anew into a new --output"
     )
-    problems = [
-        Problem(str(path), f"train_config.json must hold {key} ({what}): a resume reads it", "none", fix)
-        if key not in saved
-        else Problem(str(path), f"train_config.json's {key} must be {what}", shown(saved[key]), fix)
-        for key, kind, what in (
-            ("dataset", str, "the dataset's place, text"),
-            ("config", dict[str, Any], "the training config, an object"),
-            ("options", dict[str, Any], "the training's options, an object"),
-        )
-        if key not in saved or not fits(kind, saved[key])
-    ]
+    keys = (
+        ("dataset", str, "the dataset's place, text"),
+        ("config", dict[str, Any], "the training config, an object"),
+        ("options", dict[str, Any], "the training's options, an object"),
+    )
+    problems = key_problems(path, saved, keys, fix, needed_by=": a resume reads it")
     if not problems:
         kinds = get_type_hints(TrainOptions)
         problems += [

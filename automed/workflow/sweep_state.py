@@ -18,7 +18,7 @@ from automed._version import __version__
 from automed.config import load_model
 from automed.errors import ArtifactError, ConfigError, Problem
 from automed.privacy import strip_credentials
-from automed.records import fits
+from automed.records import fits, shown
 from automed.runtime.sliding import Mirrors
 from automed.search.schema import SearchSpace
 from automed.train.config import TrainConfig
@@ -201,7 +201,7 @@ def _wrong_keys(sfile: Path, state: dict[str, Any], wd: Path) -> list[Problem]:
                     Problem(str(sfile), f"sweep.json must hold {key} ({what}): {why}", "none", _fix(wd))
                 )
         elif not fits(kind, state[key]):
-            value = f"{_shown(state[key])} ({type(state[key]).__name__})"
+            value = shown(state[key])
             problems.append(Problem(str(sfile), f"sweep.json's {key} must be {what}", value, _fix(wd)))
     return problems
 
@@ -246,7 +246,7 @@ def _wrong_content(sfile: Path, state: dict[str, Any], wd: Path) -> list[Problem
         Problem(
             str(sfile),
             f"sweep.json's option {name} must be {kinds[name]}".replace("<class '", "").replace("'>", ""),
-            f"{_shown(value)} ({type(value).__name__})",
+            shown(value),
             _fix(wd),
         )
         for name, value in state["options"].items()
