@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from automed.artifacts import write_json_atomic
+from automed.records import read_pair
 from automed.tracking import (
     Tracker,
     bounded,
@@ -92,7 +92,7 @@ def register_ensemble(
         if (
             shipped / ENSEMBLE
         ).is_file():  # a pair's members' places relative to the bundle name local folders
-            pair = without_local_places(json.loads((shipped / ENSEMBLE).read_text()))
+            pair = without_local_places(read_pair(shipped / ENSEMBLE))
             write_json_atomic(shipped / ENSEMBLE, pair)
         package = Path(__file__).resolve().parent
         code = shutil.copytree(

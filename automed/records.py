@@ -121,4 +121,56 @@ def read_chosen(path: Path) -> dict[str, Any]:
     return result
 
 
+def read_bundle_meta(folder: Path) -> dict[str, Any]:
+    """An export folder's ``preprocess.json`` (what its ``predict.py`` runs): an object whose ``files`` maps each
+    network format to its files. A missing or damaged one is refused naming the file, the rule, the value and the
+    fix (it had crashed package, export reuse and exported prediction with a bare error)."""
+    path = folder / "preprocess.json"
+    fix = f"export the model again into {folder} (automed export MODEL -o {folder} --overwrite)"
+    if not path.is_file():
+        raise ArtifactError.single(
+            folder, "an export folder holds the preprocess.json automed export wrote", "none", fix
+        )
+    data = read_json(path, what="preprocess.json", damaged_fix=fix)
+    if not (fits(dict[str, Any], data) and fits(dict[str, Any], data.get("files"))):
+        files = data.get("files") if isinstance(data, dict) else data
+        rule = "preprocess.json must be an object whose files maps each network format to its files"
+        raise ArtifactError.single(path, rule, shown(files), fix)
+    result: dict[str, Any] = data
+    return result
+
+
+PAIR_VERSION = 1
+
+
+def read_pair(path: Path) -> dict[str, Any]:
+    """A pair bundle's ``ensemble.json`` (``automed select`` writes it when it chooses two trainings): an object
+    whose ``members`` lists at least one object naming its ``folder`` beside the file (one plain name: never a
+    path out of the bundle), with ``relative`` and ``workdir`` (where written) text or null, and ``postprocessing``
+    (where written) a list. A damaged one is refused naming the file, the rule, the value and the fix (it had
+    crashed predict, export, package and the registry's model with a bare JSONDecodeError, KeyError or
+    TypeError)."""
+    data = read_json(path, what="ensemble.json", damaged_fix=_PAIR_AGAIN)
+    if not fits(dict[str, Any], data):
+        raise ArtifactError.single(path, "ensemble.json must be a JSON object", shown(data), _PAIR_AGAIN)
+    check_schema_version(path, data, PAIR_VERSION, what="ensemble.json", missing=UNVERSIONED)
+    members = data.get("members")
+    rule = "ensemble.json's members list each member's folder (a name beside the file), relative and workdir text"
+    if not (fits(list[dict[str, Any]], members) and members):
+        raise ArtifactError.single(path, rule, shown(members), _PAIR_AGAIN)
+    for m in members:
+        folder = m.get("folder")
+        plain = fits(str, folder) and folder not in ("", ".", "..") and Path(folder).name == folder
+        if not (plain and fits(str | None, m.get("relative")) and fits(str | None, m.get("workdir"))):
+            raise ArtifactError.single(path, rule, shown(m), _PAIR_AGAIN)
+    if not fits(list[Any], data.get("postprocessing", [])):
+        rule = "ensemble.json's postprocessing is a list of steps"
+        raise ArtifactError.single(path, rule, shown(data["postprocessing"]), _PAIR_AGAIN)
+    result: dict[str, Any] = data
+    return result
+
+
 _SELECT_AGAIN = "run automed select again into this folder (-o), or put back the selection.json it wrote"
+_PAIR_AGAIN = (
+    "run automed select again into its selection folder (-o), or put back the ensemble.json it wrote"
+)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from mlflow.pyfunc.model import PythonModel
 
+from automed.records import read_pair
 from automed.workdir import fold_name
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -51,7 +52,6 @@ def channel_names(folder: Path) -> list[str] | None:
     fingerprint), a bundle's (``channels.json``; a pair's: its first member's, the members are trainings of one
     dataset), an ``automed select`` folder's that chose a pair (its bundle's, else its members' work dirs'). ``None``
     when the model does not record them (a bundle written before bundles carried them)."""
-    import json
 
     from automed.workdir import WorkDir, pair_members
 
@@ -61,7 +61,7 @@ def channel_names(folder: Path) -> list[str] | None:
     if (folder / CHANNELS_FILE).is_file():
         return [str(c) for c in json.loads((folder / CHANNELS_FILE).read_text())["channels"]]
     if (folder / ENSEMBLE_FILE).is_file():  # a pair's bundle
-        members = json.loads((folder / ENSEMBLE_FILE).read_text())["members"]
+        members = read_pair(folder / ENSEMBLE_FILE)["members"]
         return channel_names(folder / members[0]["folder"]) if members else None
     if wd.pair.is_file():  # a selection folder that chose a pair
         found = channel_names(wd.bundle)
@@ -84,7 +84,7 @@ def load_bundle(folder: Path, device: str | None = None) -> Any:
     from automed.workdir import WorkDir
 
     if (folder / ENSEMBLE_FILE).is_file():
-        ens = json.loads((folder / ENSEMBLE_FILE).read_text())
+        ens = read_pair(folder / ENSEMBLE_FILE)
         members = [load_bundle(folder / m["folder"], device) for m in ens["members"]]
         task = task_for(members[0].plan.task_type, folder)
         return task.ensemble_predictor(members, ens.get("postprocessing", []))

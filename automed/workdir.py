@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.errors import ArtifactError
-from automed.records import read_chosen
+from automed.records import read_chosen, read_pair
 
 FINGERPRINT = "fingerprint.json"
 PLAN = "plan.json"
@@ -263,7 +263,7 @@ def pair_members(folder: Path) -> list[Path]:
     the bundle; else (the selection folder moved alone) where ``selection.json`` recorded them; else (a bundle
     written before relative places) at the absolute place its ``workdir`` recorded."""
     wd = WorkDir(folder)
-    members = json.loads(wd.pair.read_text())["members"]
+    members = read_pair(wd.pair)["members"]
     chosen = read_chosen(wd.selection) if wd.selection.is_file() else None
     recorded: list[str | None] = [None] * len(members)
     if chosen and len(chosen["members"]) == len(members):  # the selection of this pair, in the same order

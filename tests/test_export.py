@@ -184,10 +184,28 @@ def test_a_registry_failure_leaves_no_url_or_path_in_the_export(
     assert json.loads(text)["registered"]["error"].startswith("RuntimeError")
 
 
-def test_package_without_an_export_keeps_the_work_dirs_link(exported: dict[str, Path]) -> None:
+def test_package_ships_the_work_dirs_own_export_while_it_is_the_models(exported: dict[str, Path]) -> None:
+    """Without --export, package ships the export `automed export` linked to the work dir (the model's weights,
+    parity passed, both runtimes, case IDs as asked) instead of exporting again (40-76 s each); otherwise it
+    exports into a temporary folder and leaves the work dir's link as it was."""
+    from typer.testing import CliRunner
+
+    from automed import cli
+
     link = exported["work"] / "export_link.json"
     before = json.loads(link.read_text())["path"]
-    api.package(exported["work"], exported["root"] / "cube_tmp_export")  # exports into a temporary folder
+    cube = exported["root"] / "cube_linked"
+    r = CliRunner().invoke(cli.app, ["package", str(exported["work"]), "--mlcube", str(cube)])
+    assert r.exit_code == 0, r.output
+    assert "not exported again" in r.output and str(exported["bundle"].resolve()) in r.output.replace(
+        "\n", ""
+    )
+    onnx = "networks/onnx/fold_0.onnx"
+    shipped = cube / "mlcube" / "workspace" / "additional_files" / onnx
+    assert shipped.read_bytes() == (exported["bundle"] / onnx).read_bytes()
+    # the export hides case IDs: asked to keep them, package exports afresh
+    res = api.package(exported["work"], exported["root"] / "cube_tmp_export", keep_case_ids=True)
+    assert res.export is None and (res.folder / "mlcube" / "mlcube.yaml").is_file()
     assert json.loads(link.read_text())["path"] == before == str(exported["bundle"].resolve())
 
 

@@ -42,3 +42,36 @@ def test_an_export_record_as_export_writes_it_is_read(tmp_path: Path) -> None:
     (tmp_path / "export.json").write_text(json.dumps(record))
     assert read_export_record(tmp_path) == record
     assert read_export_record(tmp_path / "none") is None  # an export of an earlier automed
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [("{", "line 1"), ('{"files": ["onnx"]}', "['onnx'] (list)"), ("[1]", "[1] (list)")],
+)
+def test_a_damaged_preprocess_json_of_an_export_is_refused(tmp_path: Path, text: str, found: str) -> None:
+    """An export's preprocess.json (what package ships, what predict's exported runtime reads) had crashed with a
+    bare JSONDecodeError or KeyError."""
+    from automed.records import read_bundle_meta
+
+    (tmp_path / "preprocess.json").write_text(text)
+    with pytest.raises(ArtifactError) as exc:
+        read_bundle_meta(tmp_path)
+    (p,) = exc.value.problems
+    assert p.file == str(tmp_path / "preprocess.json") and found in p.value and FIX in p.fix
+    good = {"files": {"onnx": ["fold_0.onnx"]}, "dataset": "D"}
+    (tmp_path / "preprocess.json").write_text(json.dumps(good))
+    assert read_bundle_meta(tmp_path) == good
+
+
+@pytest.mark.parametrize(
+    "text", ["{", '["x"]', '{"path": 3, "checkpoints": []}', '{"path": "/e", "checkpoints": "ab"}']
+)
+def test_a_damaged_export_link_is_no_export(tmp_path: Path, text: str) -> None:
+    """automed predict falls back to torch, and package exports afresh, where a damaged export_link.json had
+    crashed both with a bare JSONDecodeError, KeyError or TypeError."""
+    from automed.export.link import usable_export
+
+    (tmp_path / "model.json").write_text("{}")
+    (tmp_path / "export_link.json").write_text(text)
+    folder, why = usable_export(tmp_path)
+    assert folder is None and why.startswith(f"the export link {tmp_path / 'export_link.json'} is damaged")

@@ -115,7 +115,12 @@ TrainDatasetArg = Annotated[
         help="Dataset (folder with dataset.json, a CSV, or a folder of one sub-folder per class)."
     ),
 ]
-ModelArg = Annotated[str, typer.Argument(help="Training work dir or models:/NAME@ALIAS.")]
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Training work dir, `automed select` folder, or models:/NAME@ALIAS (MLflow registry)."
+    ),
+]
 WorkdirOpt = Annotated[Path, typer.Option("--output", "-o", help="Work directory for the artifacts.")]
 WorkersOpt = Annotated[
     int | None,

@@ -89,7 +89,11 @@ def package(
     model: ModelArg,
     mlcube: Annotated[Path, typer.Option("--mlcube", help="Cube folder to write.")],
     export_dir: Annotated[
-        Path | None, typer.Option("--export", help="Reuse a folder written by `automed export`.")
+        Path | None,
+        typer.Option(
+            "--export",
+            help="Reuse a folder written by `automed export` (default: the work dir's own export while it holds the model's weights, else a new export).",
+        ),
     ] = None,
     image: Annotated[
         str | None, typer.Option(help="Container image name (default: automed/<dataset>:0.1.0).")
@@ -119,6 +123,8 @@ def package(
         keep_case_ids=keep_case_ids,
         show_progress=progress(),
     )
+    if res.export is not None:
+        out.print(f"from the export {res.export} (still this model's weights; not exported again)")
     out.print(
         f"cube written to {res.folder} (image {res.image}); build with: docker build -t {res.image} {res.folder / 'project'}"
     )

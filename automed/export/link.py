@@ -15,7 +15,7 @@ from typing import Any
 
 from automed.artifacts import read_json, write_json_atomic
 from automed.errors import ArtifactError
-from automed.records import fits, shown
+from automed.records import fits, read_pair, shown
 from automed.train.meta import load_model, read_meta
 from automed.workdir import ENSEMBLE, MODEL, MODEL_BUNDLE, WorkDir, fold_name, recorded_place, relative_place
 
@@ -37,7 +37,7 @@ def model_checkpoints(workdir: Path) -> list[Path]:
     if not (workdir / MODEL_FILE).is_file() and (workdir / PAIR_FILE).is_file():
         bundle = (workdir / PAIR_FILE).parent
         out = []
-        for m in json.loads((workdir / PAIR_FILE).read_text())["members"]:
+        for m in read_pair(workdir / PAIR_FILE)["members"]:
             member = read_meta(bundle / m["folder"] / MODEL_FILE)
             out += [bundle / m["folder"] / f"{fold_name(f)}.pt" for f in member.predict_folds]
         return out
@@ -57,7 +57,7 @@ def exported_folds(source: str | Path) -> list[list[int]] | None:
     workdir = Path(source)
     pair = workdir / ENSEMBLE if (workdir / ENSEMBLE).is_file() else workdir / PAIR_FILE
     if not (workdir / MODEL_FILE).is_file() and pair.is_file():
-        members = json.loads(pair.read_text())["members"]
+        members = read_pair(pair)["members"]
         return [read_meta(pair.parent / m["folder"] / MODEL_FILE).predict_folds for m in members]
     return [load_model(workdir).predict_folds]
 
@@ -89,7 +89,17 @@ def usable_export(workdir: Path) -> tuple[Path | None, str]:
     f = WorkDir(workdir).export_link
     if not f.is_file() or not ((workdir / MODEL_FILE).is_file() or (workdir / PAIR_FILE).is_file()):
         return None, "no export (run `automed export WORKDIR`)"
-    link = json.loads(f.read_text())
+    try:
+        link = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        link = None
+    if not (
+        fits(dict[str, Any], link)
+        and fits(str, link.get("path"))
+        and fits(str | None, link.get("relative"))
+        and fits(list[str], link.get("checkpoints"))
+    ):  # a damaged link is no export: torch predicts, as without one
+        return None, f"the export link {f} is damaged (run `automed export WORKDIR` again)"
     folder = recorded_place(workdir, link["path"], link.get("relative"))
     if not (folder / "preprocess.json").is_file():
         return None, f"the linked export {folder} is gone"

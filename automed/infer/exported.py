@@ -9,7 +9,6 @@ and ``--step-size`` moves its window, as ``predict.py``'s own options do (:mod:`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from automed.data.io import Geometry
 from automed.errors import ArtifactError
 from automed.infer.predict_options import checked_step, chosen_folds, folds_refused
 from automed.infer.prediction import Prediction
+from automed.records import read_bundle_meta
 from automed.runtime.backends import choose_runtime
 from automed.runtime.model import BundleModel
 from automed.runtime.options import OptionError, held_folds, with_folds
@@ -41,7 +41,7 @@ class ExportedPredictor:
         """``folds``: only these of the export's folds predict; ``step``: the window's step instead of the model's;
         ``held``: the fold numbers of its networks for an export that does not record them (the linked work dir's
         folds: its link proves the networks are those checkpoints, in that order)."""
-        meta = json.loads((folder / "preprocess.json").read_text())
+        meta = read_bundle_meta(folder)
         if folds is not None:
             where = folder / "preprocess.json"
             if "members" in meta:  # a pair: the same folds of each member, a member lacking one named

@@ -53,6 +53,7 @@ def templates_dir() -> Path:
 class PackageResult:
     folder: Path
     image: str
+    export: Path | None = None  # the work dir's own export the cube ships (None: exported for the cube)
 
 
 def _render(name: str, values: dict[str, str]) -> str:

@@ -13,6 +13,7 @@ from automed.errors import ArtifactError, ConfigError, ProblemsError
 from automed.export.export import ExportResult
 from automed.package.mlcube import PackageResult
 from automed.parallel import progress_bar
+from automed.records import read_bundle_meta
 from automed.workdir import WorkDir
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.predict import load_predictor, model_dir, pair_workdirs
@@ -159,6 +160,9 @@ def export(
         log.warning("the export is written but was not attached to the registered model: %s", exc)
     if workdir is not None:  # which weights this export holds (package checks an --export against them)
         res.report["checkpoints"] = checkpoint_digests(workdir)
+    res.report["case_ids_kept"] = (
+        keep_case_ids  # a package ships this export as it is only when asked the same
+    )
     # the link names this machine's folder: it stays in the work dir, never in the export
     write_json_atomic(final / "export.json", {k: v for k, v in res.report.items() if k != "link"})
     readable(final)
@@ -188,21 +192,25 @@ def package(
     keep_case_ids: bool = False,
     show_progress: bool = False,
 ) -> PackageResult:
-    """An MLCube / MedPerf cube folder for a trained model (exported first unless ``export_dir`` is given).
-    ``mlcube`` is never the model or export folder (or one holding them); an existing folder is replaced only when
-    it is an earlier cube (or, with ``overwrite``, another output automed wrote)."""
-    import json
+    """An MLCube / MedPerf cube folder for a trained model: from ``export_dir``, else from the export ``automed
+    export`` linked to the work dir while it is still the model's (its weights, parity passed, both runtimes, case
+    IDs as asked), else from a new export. ``mlcube`` is never the model or export folder (or one holding them);
+    an existing folder is replaced only when it is an earlier cube (or, with ``overwrite``, another output automed
+    wrote)."""
     import tempfile
 
     from automed.artifacts import claim_output
     from automed.package.mlcube import write_cube
 
-    protected = [Path(export_dir)] if export_dir is not None else []
+    linked = None if export_dir is not None else _linked_export(model, keep_case_ids)
+    protected = [Path(p) for p in (export_dir, linked) if p is not None]
     if not str(model).startswith("models:/"):
         protected.append(Path(model))
     earlier = (Path(mlcube) / "mlcube" / "mlcube.yaml").is_file()  # cubes written before the marker
     claim_output(Path(mlcube), "cube", protected=protected, overwrite=overwrite, earlier=earlier)
 
+    if linked is not None:  # shipped as it is, not exported again
+        return replace(write_cube(linked, Path(mlcube), read_bundle_meta(linked), image), export=linked)
     if export_dir is None:
         with tempfile.TemporaryDirectory(prefix="automed-export-") as tmp:
             bundle = export(
@@ -213,8 +221,7 @@ def package(
                 link=False,
                 show_progress=show_progress,
             ).folder
-            meta = json.loads((bundle / "preprocess.json").read_text())
-            return write_cube(bundle, Path(mlcube), meta, image)
+            return write_cube(bundle, Path(mlcube), read_bundle_meta(bundle), image)
     bundle = Path(export_dir)
     if not (bundle / "preprocess.json").is_file():
         raise ArtifactError.single(
@@ -225,7 +232,26 @@ def package(
         )
     _check_export_is_the_models(bundle, model)
     _check_export_has_both_runtimes(bundle)
-    return write_cube(bundle, Path(mlcube), json.loads((bundle / "preprocess.json").read_text()), image)
+    return write_cube(bundle, Path(mlcube), read_bundle_meta(bundle), image)
+
+
+def _linked_export(model: str | Path, keep_case_ids: bool) -> Path | None:
+    """The export ``automed export`` linked to the work dir, when a cube may ship it as it is: the model's weights
+    as they are now, its parity check passed, ONNX and OpenVINO networks, and case IDs kept or not as now asked
+    (an export that does not record it is exported again); else None."""
+    from automed.export.link import read_export_record, usable_export
+
+    if str(model).startswith("models:/") or not Path(model).is_dir():
+        return None
+    folder, _ = usable_export(model_dir(Path(model)))
+    if folder is None:
+        return None
+    try:
+        record = read_export_record(folder) or {}
+    except ArtifactError:  # a damaged record: this export is not shipped, a new one is made
+        return None
+    both = {"onnx", "openvino"} <= set(record.get("formats") or [])
+    return folder if both and record.get("case_ids_kept") is keep_case_ids else None
 
 
 def _check_export_has_both_runtimes(bundle: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from automed.errors import ConfigError
 from automed.infer.predict_options import checked_step, chosen_folds, no_window, pair_folds
+from automed.records import read_pair
 from automed.runtime.options import member_name
 from automed.workdir import WorkDir, fold_name
 
@@ -70,12 +71,10 @@ def pair_predictor(
     ``step`` for each member's window, as the exported pair's ``predict.py`` takes them (the members were trained
     on the same splits, so fold k is the same cases' held-out model in each). A fold some member's bundle lacks is
     refused before any weight loads, naming that member, the folds it holds and those every member holds."""
-    import json
-
     from automed.tasks.registry import task_for
     from automed.train.meta import read_meta
 
-    ens = json.loads((folder / "ensemble.json").read_text())
+    ens = read_pair(folder / "ensemble.json")
     places = [folder / m["folder"] for m in ens["members"]]
     metas = [read_meta(WorkDir(p).model) for p in places]
     if folds is not None:  # the exported pair's rule and words, the member at fault named with its folder
