@@ -251,3 +251,18 @@ def test_verify_refuses_a_dicom_segmentation_given_as_a_training_image_or_label(
 def _csv_of(path: Path, rows: list[tuple[str, Path, Path]]) -> Path:
     path.write_text("SubjectID,Channel_0,Label\n" + "".join(f"{i},{x},{y}\n" for i, x, y in rows))
     return path
+
+
+def test_convert_given_one_nifti_file_says_it_needs_no_converting(tmp_path: Path) -> None:
+    """`automed convert one.nii.gz` told the user to "move it out" (of the input it is)."""
+    import SimpleITK as sitk
+
+    from automed.workflow.convert import convert
+
+    image = tmp_path / "one.nii.gz"
+    sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkInt16), str(image))
+    with pytest.raises(AutomedError) as err:
+        convert(image, tmp_path / "out", show_progress=False)
+    (p,) = err.value.problems
+    assert (p.file, p.value) == ("one.nii.gz", "a NIfTI file") and p.fix.startswith("it is NIfTI already")
+    assert not (tmp_path / "out").exists()

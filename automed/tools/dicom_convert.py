@@ -160,11 +160,10 @@ def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
     problems: list[Problem] = []
     groups: dict[tuple[Path, str], list[tuple[Path, Any]]] = defaultdict(list)
     for path in input_files(root):
-        if is_nifti(path):
+        if is_nifti(path):  # the input itself: nothing to convert
+            fix = "it is NIfTI already: train or predict on it as it is" if path == root else "move it out"
             problems.append(
-                Problem(
-                    relative(path, root), "the input holds DICOM files only", "a NIfTI file", "move it out"
-                )
+                Problem(relative(path, root), "the input holds DICOM files only", "a NIfTI file", fix)
             )
             continue
         ds, problem = read_image(path, relative(path, root))
