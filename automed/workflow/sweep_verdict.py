@@ -27,7 +27,7 @@ def sweep_verdict(
     """The best trial against the planner default, each at full CV; never a claim over trials that were screened
     only (a fold-0 score is no CV score)."""
     if best is None:
-        return "no trial finished every fold: no best config"
+        return "no trial finished every fold: no best config" + _best_screened(table)
     if default is None:
         return f"best trial {best['trial']}: CV score {best['cv_score']:.4f} (no planner-default trial in this sweep)"
     if default["folds_done"] < n_folds:
@@ -57,6 +57,18 @@ def sweep_verdict(
         return f"no trial beat the planner default (default CV score {default['cv_score']:.4f}, best other {best['cv_score']:.4f})"
     gain = best["cv_score"] - default["cv_score"]
     return f"best trial {best['trial']} beats the planner default: CV score {best['cv_score']:.4f} vs {default['cv_score']:.4f} (+{gain:.4f})"
+
+
+def _best_screened(table: pd.DataFrame) -> str:
+    """The best fold-0 score of a sweep where no trial reached every fold (a budget spent before promotion, whose
+    note says how to go on), said as what it is."""
+    if table.empty or "fold0_score" not in table:
+        return ""
+    scored = table[(table["status"] != "duplicate") & table["fold0_score"].notna()]
+    if scored.empty:
+        return ""
+    top = scored.sort_values("fold0_score", ascending=False).iloc[0]
+    return f" (best screened: trial {top['trial']}, fold-0 score {top['fold0_score']:.4f}: a screening score, no CV score)"
 
 
 def duplicates_note(table: pd.DataFrame) -> str:
