@@ -240,7 +240,11 @@ def _cascade_pair(proj: Path) -> tuple[Path, Path, Plan]:
         wd.mkdir(parents=True)
         plan.save(wd / "plan.json")
         (wd / "splits.json").write_text(json.dumps(splits))
-    (low / "model.json").write_text(json.dumps({"configuration": "3d_lowres", "cv_score": 0.4}))
+    cfg = TrainConfig(configuration="3d_lowres")
+    ModelMeta(
+        dataset=plan.dataset_name, configuration="3d_lowres", folds=[0, 1], config=cfg,
+        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.4,
+    ).save(low / "model.json")  # fmt: skip
     for k, cid in enumerate(("a", "b")):
         val = WorkDir(low).fold("3d_lowres", k) / "validation"
         val.mkdir(parents=True)

@@ -69,7 +69,14 @@ def test_a_cascade_refuses_a_damaged_split_of_its_first_stage(tmp_path: Path) ->
         wd.mkdir()
         plan.save(wd / "plan.json")
         (wd / "splits.json").write_text(json.dumps(splits))
-    (low / "model.json").write_text(json.dumps({"configuration": "3d_lowres", "cv_score": 0.4}))
+    from automed.train.config import TrainConfig
+    from automed.train.meta import ModelMeta, resolve_training
+
+    cfg = TrainConfig(configuration="3d_lowres")
+    ModelMeta(
+        dataset=plan.dataset_name, configuration="3d_lowres", folds=[0, 1], config=cfg,
+        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.4,
+    ).save(low / "model.json")  # fmt: skip
     path = _damaged(low)
     with pytest.raises(ArtifactError) as exc:
         link_previous(casc, low, plan, "3d_cascade_fullres")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,13 @@ from automed.errors import ArtifactError
 from automed.parallel import progress_bar
 from automed.plan.schema import Plan
 from automed.preprocess.pipeline import preprocess_label
-from automed.train.meta import model_digest
+from automed.records import key_problems
+from automed.train.meta import model_digest, read_meta
 from automed.workdir import WorkDir, recorded_place, relative_place
 
 MANIFEST_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def _fail(path: Path, rule: str, value: object, fix: str) -> ArtifactError:
@@ -52,11 +56,9 @@ def link_previous(workdir: Path, previous_wd: Path, plan: Plan, configuration: s
             "no model.json",
             _lowres_fix(stage),
         )
-    meta = json.loads(prev.model.read_text())
-    if meta.get("configuration") != stage:
-        raise _fail(
-            prev.model, f"{configuration} refines {stage}", meta.get("configuration"), _lowres_fix(stage)
-        )
+    meta = read_meta(prev.model)
+    if meta.configuration != stage:
+        raise _fail(prev.model, f"{configuration} refines {stage}", meta.configuration, _lowres_fix(stage))
     if Plan.load(prev.plan).hash != plan.hash:
         raise _fail(
             prev.plan,
@@ -97,12 +99,14 @@ def _kept_link(workdir: Path, link: dict[str, Any]) -> dict[str, Any] | None:
     link of the earlier format (no ``relative``) only brought to the current model digest (no migration: the
     training's check of an unchanged link compares them whole)."""
     f = WorkDir(workdir).previous_link
-    kept = json.loads(f.read_text()) if f.is_file() else None
-    if (
-        not isinstance(kept, dict)
-        or "workdir" not in kept
-        or kept.get("configuration") != link["configuration"]
-    ):
+    if not f.is_file():
+        return None
+    try:
+        kept = read_link(workdir)
+    except ArtifactError as exc:
+        log.warning("%s; the link is recorded anew", exc)
+        return None
+    if kept.get("configuration") != link["configuration"]:
         return None
     root = Path(link["workdir"])
     if first_stage_root(workdir, kept).resolve() != root:
@@ -204,7 +208,7 @@ def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_pro
     cfg = plan.configurations[configuration]
     key = {"schema_version": MANIFEST_VERSION, "plan_hash": plan.hash, "link": link, "cases": cases}
     manifest = wd.previous_stage / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()) == key:
+    if _manifest(manifest) == key:
         return "skipped"
     label_values = sorted(int(k) for k in plan.labels)
     pre = wd.preprocessed / cfg.data_identifier
@@ -220,8 +224,43 @@ def write_previous_stage(workdir: Path, plan: Plan, configuration: str, show_pro
                     _lowres_fix(link["configuration"]),
                 )
             arrays, _ = read_image(path)
-            props = json.loads((pre / f"{cid}.json").read_text())
+            props = _case_properties(pre / f"{cid}.json")
             np.save(tmp / f"{cid}.npy", preprocess_label(arrays[0], props, plan, cfg, label_values))
             bar.advance(task)
         write_json_atomic(tmp / "manifest.json", key)
     return "written"
+
+
+def _manifest(path: Path) -> Any:
+    """What ``previous_stage/manifest.json`` records; None when there is none, or (with a warning) when it is not
+    JSON: the predictions are then written anew."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:  # not JSON (UnicodeDecodeError included)
+        log.warning(
+            "%s: manifest.json must be valid JSON, found %s; the predictions are written anew", path, exc
+        )
+        return None
+
+
+# a preprocessed case's properties that a previous-stage prediction needs: its type and, in words, what it is
+_PROPS_KEYS: tuple[tuple[str, Any, str], ...] = (
+    ("crop_box", list[list[int]], "the crop box, a [start, stop] pair per axis"),
+    ("shape_after_resampling", list[int], "the resampled shape, whole numbers"),
+    ("separate_axis", int | None, "the axis resampled on its own, a whole number or null"),
+)
+
+
+def _case_properties(path: Path) -> dict[str, Any]:
+    """A preprocessed case's properties (``<case>.json``, written by preprocessing); a damaged one is refused naming
+    the file, the rule, the value and the fix (it had crashed the cascade with a bare JSONDecodeError or KeyError)."""
+    fix = f"delete the preprocessed folder {path.parent} and re-run (it is preprocessed anew)"
+    props = read_json(path, what=path.name, damaged_fix=fix)
+    if not isinstance(props, dict):
+        raise _fail(path, f"{path.name} must be a JSON object", f"{props!r} ({type(props).__name__})", fix)
+    problems = key_problems(path, props, _PROPS_KEYS, fix)
+    if problems:
+        raise ArtifactError(problems)
+    return props

@@ -1,0 +1,131 @@
+"""automed's own state files read back damaged (not JSON, another type, a key missing): one automed cannot
+recompute is refused naming the file, the rule, the value and the fix; one the next run recomputes is read as
+missing, with a warning, and written anew. Each had crashed with a bare JSONDecodeError, KeyError or TypeError."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from automed.errors import ArtifactError
+from automed.plan.planner import make_plan
+from automed.plan.preset import load_preset
+from automed.plan.schema import Plan
+from automed.testing.fingerprints import synthetic_fingerprint
+from automed.train.config import TrainConfig
+from automed.train.meta import ModelMeta, resolve_training
+from automed.workdir import WorkDir
+
+NOT_JSON = "{not json"
+
+
+def _refused(exc: pytest.ExceptionInfo[ArtifactError], path: Path, *words: str) -> None:
+    """The error names the file, the rule's words, and says what to do."""
+    text = str(exc.value)
+    assert str(path) in text and "Fix:" in text, text
+    for word in words:
+        assert word in text, text
+
+
+# --- a cascade's first stage, link, manifest and preprocessed case properties ---------------------------------
+
+
+def _cascade_pair(root: Path) -> tuple[Path, Path, Plan]:
+    """A cascade work dir and its finished first stage (one plan, one split, each case validated: a 4^3 label map)."""
+    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (512,) * 3), load_preset("default"))
+    splits = {"n_folds": 2, "folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
+    low, casc = root / "LOW", root / "CASC"
+    for wd in (low, casc):
+        wd.mkdir(parents=True)
+        plan.save(wd / "plan.json")
+        (wd / "splits.json").write_text(json.dumps(splits))
+    cfg = TrainConfig(configuration="3d_lowres")
+    ModelMeta(
+        dataset=plan.dataset_name, configuration="3d_lowres", folds=[0, 1], config=cfg,
+        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.4,
+    ).save(low / "model.json")  # fmt: skip
+    for k, cid in enumerate(("a", "b")):
+        val = WorkDir(low).fold("3d_lowres", k) / "validation"
+        val.mkdir(parents=True)
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.uint8)), str(val / f"{cid}.nii.gz"))
+    return low, casc, plan
+
+
+def _case_props(casc: Path, plan: Plan, props: object) -> Path:
+    """Each case's preprocessed properties in the cascade's work dir; the folder."""
+    pre = WorkDir(casc).preprocessed / plan.configurations["3d_cascade_fullres"].data_identifier
+    pre.mkdir(parents=True)
+    for cid in ("a", "b"):
+        (pre / f"{cid}.json").write_text(props if isinstance(props, str) else json.dumps(props))
+    return pre
+
+
+def test_a_cascade_refuses_a_first_stage_whose_model_json_is_damaged(tmp_path: Path) -> None:
+    from automed.preprocess.previous_stage import link_previous
+
+    low, casc, plan = _cascade_pair(tmp_path)
+    (low / "model.json").write_text(NOT_JSON)
+    with pytest.raises(ArtifactError) as exc:
+        link_previous(casc, low, plan, "3d_cascade_fullres")
+    _refused(exc, low / "model.json", "model.json")
+
+
+@pytest.mark.parametrize("kept", [NOT_JSON, "[]", '{"workdir": 3, "configuration": "3d_lowres"}'])
+def test_a_damaged_cascade_link_is_recorded_anew(
+    tmp_path: Path, kept: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from automed.preprocess.previous_stage import link_previous
+
+    low, casc, plan = _cascade_pair(tmp_path)
+    WorkDir(casc).previous_link.write_text(kept)
+    with caplog.at_level(logging.WARNING):
+        link = link_previous(casc, low, plan, "3d_cascade_fullres")
+    assert link["workdir"] == str(low.resolve()) and link["relative"] == "../LOW"
+    assert json.loads(WorkDir(casc).previous_link.read_text()) == link
+    assert "previous_stage.json" in caplog.text and "recorded anew" in caplog.text
+
+
+def test_a_damaged_manifest_has_the_first_stage_predictions_written_anew(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from automed.preprocess.previous_stage import link_previous, write_previous_stage
+
+    low, casc, plan = _cascade_pair(tmp_path)
+    link_previous(casc, low, plan, "3d_cascade_fullres")
+    _case_props(
+        casc, plan, {"crop_box": [[0, 4]] * 3, "shape_after_resampling": [4, 4, 4], "separate_axis": None}
+    )
+    assert write_previous_stage(casc, plan, "3d_cascade_fullres", show_progress=False) == "written"
+    manifest = WorkDir(casc).previous_stage / "manifest.json"
+    manifest.write_text(NOT_JSON)
+    with caplog.at_level(logging.WARNING):
+        assert write_previous_stage(casc, plan, "3d_cascade_fullres", show_progress=False) == "written"
+    assert str(manifest) in caplog.text and "written anew" in caplog.text
+    assert write_previous_stage(casc, plan, "3d_cascade_fullres", show_progress=False) == "skipped"
+    assert np.load(WorkDir(casc).previous_stage / "a.npy").shape == (4, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("props", "found"),
+    [
+        (NOT_JSON, "must be valid JSON"),
+        ([1, 2], "must be a JSON object; found [1, 2] (list)"),
+        ({"crop_box": [[0, 4]] * 3, "separate_axis": None}, "must hold shape_after_resampling"),
+        ({"crop_box": "all", "shape_after_resampling": [4, 4, 4], "separate_axis": None}, "'all' (str)"),
+    ],
+)
+def test_a_cascade_refuses_a_damaged_preprocessed_case(tmp_path: Path, props: object, found: str) -> None:
+    from automed.preprocess.previous_stage import link_previous, write_previous_stage
+
+    low, casc, plan = _cascade_pair(tmp_path)
+    link_previous(casc, low, plan, "3d_cascade_fullres")
+    pre = _case_props(casc, plan, props)
+    with pytest.raises(ArtifactError) as exc:
+        write_previous_stage(casc, plan, "3d_cascade_fullres", show_progress=False)
+    _refused(exc, pre / "a.json", found, f"delete the preprocessed folder {pre}")
+    assert not (WorkDir(casc).previous_stage / "manifest.json").exists()
