@@ -129,3 +129,116 @@ def test_a_cascade_refuses_a_damaged_preprocessed_case(tmp_path: Path, props: ob
         write_previous_stage(casc, plan, "3d_cascade_fullres", show_progress=False)
     _refused(exc, pre / "a.json", found, f"delete the preprocessed folder {pre}")
     assert not (WorkDir(casc).previous_stage / "manifest.json").exists()
+
+
+def test_cascade_folds_over_a_damaged_earlier_link_are_refused(tmp_path: Path) -> None:
+    from automed.workflow.existing_folds import check_same_previous
+
+    wdir = WorkDir(tmp_path / "CASC")
+    fold = wdir.fold("3d_cascade_fullres", 0)
+    fold.mkdir(parents=True)
+    (fold / "checkpoint_final.pt").write_bytes(b"")
+    link = {"workdir": str(tmp_path / "LOW"), "configuration": "3d_lowres", "model": "abc"}
+    config = TrainConfig(configuration="3d_cascade_fullres")
+    for before, found in ((NOT_JSON.encode(), "must be valid JSON"), (b'{"model": "abc"}', "workdir (text)")):
+        with pytest.raises(ArtifactError) as exc:
+            check_same_previous(wdir, config, before, link)
+        _refused(exc, wdir.previous_link, found, "needs a known first stage")
+    check_same_previous(wdir, config, json.dumps(link).encode(), link)  # the same link: its folds are kept
+
+
+@pytest.mark.parametrize(("record", "found"), [(NOT_JSON, "must be valid JSON"), ("[1]", "[1] (list)")])
+def test_predict_continue_refuses_a_damaged_record(tmp_path: Path, record: str, found: str) -> None:
+    from automed.workflow.predict_continue import RECORD, check_record
+
+    (tmp_path / RECORD).write_text(record)
+    with pytest.raises(ArtifactError) as exc:
+        check_record(tmp_path, {"model": "m"}, earlier=True)
+    _refused(exc, tmp_path / RECORD, found, "--overwrite")
+
+
+@pytest.mark.parametrize(
+    ("mining", "found"),
+    [(NOT_JSON, "must be valid JSON"), ('{"slides": [{"mpp": 0.5}]}', "must each record its target_mpp")],
+)
+def test_slides_refuse_a_damaged_mining_record(tmp_path: Path, mining: str, found: str) -> None:
+    from automed.workflow.predict_wsi import model_mpp
+
+    wd = tmp_path / "W"
+    wd.mkdir()
+    (tmp_path / "patches.csv").write_text("image,label\n")
+    fp = synthetic_fingerprint((1.0, 1.0, 1.0), (8, 8, 8), n_cases=2)
+    fp.model_copy(update={"source": str(tmp_path / "patches.csv")}).save(WorkDir(wd).fingerprint)
+    (tmp_path / "mining.json").write_text(json.dumps({"slides": [{"target_mpp": 0.5}, {"target_mpp": 0.5}]}))
+    assert model_mpp(wd, None) == 0.5
+    (tmp_path / "mining.json").write_text(mining)
+    with pytest.raises(ArtifactError) as exc:
+        model_mpp(wd, None)
+    _refused(exc, tmp_path / "mining.json", found, "--mpp")
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "found"),
+    [
+        (NOT_JSON, "must be valid JSON"),
+        ("[]", "must be a JSON object"),
+        ('{"cases": [{"spacing": [1, 1, 1]}]}', "must each name its case_id"),
+        ('{"cases": [], "source": 3}', "source must be text"),
+    ],
+)
+def test_the_redactor_refuses_a_damaged_fingerprint(tmp_path: Path, fingerprint: str, found: str) -> None:
+    from automed.workflow.disclosure import redactor_for
+
+    WorkDir(tmp_path).fingerprint.write_text(fingerprint)
+    with pytest.raises(ArtifactError) as exc:
+        redactor_for([tmp_path])
+    _refused(exc, WorkDir(tmp_path).fingerprint, found)
+
+
+class _Quiet:
+    """A tracker and a task that only answer what a screening asks (each fold-0 score: its first row's dice)."""
+
+    score_name = "cv_dice"
+
+    def summarize(self, rows: list[dict[str, float]]) -> dict[str, float]:
+        return {"dice": rows[0]["dice"]}
+
+    def score(self, summary: dict[str, float]) -> float:
+        return summary["dice"]
+
+    def __getattr__(self, name: str) -> object:  # log_metrics, set_tags, log_params, log_artifact
+        return lambda *args, **kwargs: None
+
+
+@pytest.mark.parametrize("screen", [NOT_JSON, '{"winner": "4d", "summary": "s"}', '{"winner": "2d"}'])
+def test_a_damaged_screening_record_is_screened_again_from_its_finished_folds(
+    tmp_path: Path, screen: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from typing import Any, cast
+
+    from automed.workflow.screen import run_screening
+    from automed.workflow.train_options import TrackingState, TrainOptions
+
+    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (64,) * 3), load_preset("default"))
+    names = ["2d", "3d_fullres"]
+    for name, dice in zip(names, (0.4, 0.7), strict=True):
+        fold = WorkDir(tmp_path).fold(name, 0)
+        fold.mkdir(parents=True)
+        (fold / "checkpoint_final.pt").write_bytes(b"")
+        (fold / "progress.json").write_text(json.dumps({"schema_version": 1, "finished": True}))
+        (fold / "validation_metrics.json").write_text(json.dumps([{"case_id": "a", "dice": dice}]))
+        (fold / "validation_inference.json").write_text(json.dumps({"tta": True, "mirrors": "all"}))
+    splits = {"n_folds": 2, "folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
+    WorkDir(tmp_path).splits.write_text(json.dumps(splits))
+    WorkDir(tmp_path).screen.write_text(screen)
+    opts = TrainOptions(screen={"configurations": names, "share_s": 1.0, "reason": "a budget"})
+    runs = {f"screen/{n}": f"run-{n}" for n in names}
+    track = TrackingState(tmp_path / "tracking.json", "file:/nowhere", "e", "parent", runs)
+    quiet = cast(Any, _Quiet())
+    with caplog.at_level(logging.WARNING):
+        chosen, summary = run_screening(
+            tmp_path, plan, TrainConfig(configuration="2d"), opts, quiet, quiet, track, cast(Any, None)
+        )
+    assert chosen.configuration == "3d_fullres" and "3d_fullres is kept" in summary
+    assert str(WorkDir(tmp_path).screen) in caplog.text and "screened again" in caplog.text
+    assert json.loads(WorkDir(tmp_path).screen.read_text())["winner"] == "3d_fullres"

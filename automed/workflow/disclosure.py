@@ -4,22 +4,34 @@ local folders that must not leave the machine (the dataset's, the images', the w
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterable
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from automed.artifacts import read_json
 from automed.data.schema import Dataset
+from automed.errors import ArtifactError
 from automed.privacy import KEY_BYTES, Redactor, load_key
+from automed.records import fits, shown
 from automed.workdir import WorkDir
 
 
 def _fingerprint_facts(wd: WorkDir) -> tuple[list[str], str | None]:
     if not wd.fingerprint.is_file():
         return [], None
-    fp = json.loads(wd.fingerprint.read_text())
-    return [str(c["case_id"]) for c in fp.get("cases", [])], fp.get("source")
+    path = wd.fingerprint
+    fix = "put back the fingerprint.json automed wrote, or delete it and re-run the training (it is written anew)"
+    fp = read_json(path, what="fingerprint.json", damaged_fix=fix)
+    if not fits(dict[str, Any], fp):
+        raise ArtifactError.single(path, "fingerprint.json must be a JSON object", shown(fp), fix)
+    cases, source = fp.get("cases", []), fp.get("source")
+    if not (fits(list[dict[str, Any]], cases) and all(fits(str, c.get("case_id")) for c in cases)):
+        rule = "fingerprint.json's cases must each name its case_id (text)"
+        raise ArtifactError.single(path, rule, shown(cases), fix)
+    if not fits(str | None, source):
+        raise ArtifactError.single(path, "fingerprint.json's source must be text", shown(source), fix)
+    return [str(c["case_id"]) for c in cases], source
 
 
 def redactor_for(

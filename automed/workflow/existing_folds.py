@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import legacy_digest
+from automed.records import fits, shown
 from automed.train.config import TrainConfig
 from automed.train.state import checkpoint_matches, fold_finished
 from automed.workdir import ALL_DATA, WorkDir
@@ -21,18 +23,41 @@ def check_same_previous(
     """Cascade folds trained on the predictions of one first-stage model are not reused over another (the first
     stage extended or retrained since: its ``model.json`` digest changed)."""
     trained = sorted((wdir.root / "train" / config.configuration).glob("fold_*/checkpoint_*.pt"))
-    if not trained or before is None or json.loads(before) == link:
+    if not trained or before is None:
         return
-    old = json.loads(before)
+    old = _earlier_link(wdir.previous_link, before, trained[0].parent)
+    if old == link:
+        return
     model = WorkDir(Path(link["workdir"])).model
     if {**old, "model": link["model"]} == link and old.get("model") == legacy_digest(model):
         return  # a link of the earlier format to the same, untouched model.json
     raise ArtifactError.single(
         wdir.previous_link,
         "cascade folds keep the first-stage model they were trained on",
-        f"{trained[0].parent}: trained on {json.loads(before)['workdir']} as it was before; it changed since",
+        f"{trained[0].parent}: trained on {old['workdir']} as it was before; it changed since",
         "train the cascade into a new --output (its folds need the new first stage's predictions)",
     )
+
+
+def _earlier_link(path: Path, before: bytes, trained: Path) -> dict[str, Any]:
+    """The ``previous_stage.json`` the cascade's folds were trained with (``before``: its bytes); a damaged one is
+    refused naming the file, the rule, the value and the fix: which first stage those folds learnt from is unknown
+    (it had crashed with a bare JSONDecodeError or TypeError)."""
+    fix = (
+        "put back the previous_stage.json automed wrote (a backup), or train the cascade into a new --output "
+        f"({trained} needs a known first stage)"
+    )
+    try:
+        old = json.loads(before)
+    except ValueError as exc:  # not JSON (UnicodeDecodeError included)
+        raise ArtifactError.single(
+            path, "previous_stage.json must be valid JSON", str(exc)[:120], fix
+        ) from exc
+    if not (fits(dict[str, Any], old) and fits(str, old.get("workdir"))):
+        rule = "previous_stage.json must be an object naming the first stage's workdir (text)"
+        raise ArtifactError.single(path, rule, shown(old), fix)
+    result: dict[str, Any] = old
+    return result
 
 
 def check_one_kind(wd: Path, config: TrainConfig, only_folds: list[int] | None) -> None:

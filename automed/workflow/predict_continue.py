@@ -10,7 +10,6 @@ there is whole)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,7 @@ def check_record(out: Path, now: dict[str, Any], earlier: bool) -> None:
     if not earlier:
         return
     path = out / RECORD
-    before = json.loads(path.read_text()) if path.is_file() else None
+    before = _earlier_record(path) if path.is_file() else None
     if before == now:
         return
     differ = (
@@ -106,6 +105,21 @@ def check_record(out: Path, now: dict[str, Any], earlier: bool) -> None:
         f"earlier predictions; differing: {differ}",
         "predict into a new folder, or pass --overwrite instead of --continue to replace them",
     )
+
+
+def _earlier_record(path: Path) -> dict[str, Any]:
+    """The record of the run that wrote the predictions being continued; a damaged one is refused naming the file,
+    the rule, the value and the fix: which model wrote them is unknown (it had crashed with a bare JSONDecodeError
+    or AttributeError)."""
+    from automed.artifacts import read_json
+    from automed.records import fits, shown
+
+    fix = "predict into a new folder, or pass --overwrite instead of --continue to replace them"
+    before = read_json(path, what=RECORD, damaged_fix=fix)
+    if not fits(dict[str, Any], before):
+        raise ArtifactError.single(path, f"{RECORD} must be a JSON object", shown(before), fix)
+    result: dict[str, Any] = before
+    return result
 
 
 def write_record(out: Path, now: dict[str, Any]) -> Path:

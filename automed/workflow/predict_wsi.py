@@ -10,7 +10,6 @@ predicted, label fractions)."""
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from automed.data.io import Geometry
-from automed.errors import ConfigError
+from automed.errors import ArtifactError, ConfigError
 from automed.parallel import progress_bar
 from automed.runtime.folders import safe_id
 from automed.wsi.infer import BlockGrid, predict_blocks
@@ -41,6 +40,22 @@ def file_part(label_name: str) -> str:
     return safe_id(label_name).strip(".") or "label"
 
 
+def _mined_mpps(path: Path) -> set[float]:
+    """The resolutions (micrometres per pixel) a patch miner's ``mining.json`` mined its slides at; a damaged one
+    is refused naming the file, the rule, the value and the fix (it had crashed with a bare JSONDecodeError or
+    KeyError)."""
+    from automed.artifacts import read_json
+    from automed.records import fits, shown
+
+    fix = "pass --mpp with the resolution of the patches the model was trained on (or mine the patches again)"
+    data = read_json(path, what="mining.json", damaged_fix=fix)
+    slides: Any = data.get("slides") if isinstance(data, dict) else data
+    if not (fits(list[dict[str, Any]], slides) and all(fits(float, s.get("target_mpp")) for s in slides)):
+        rule = "mining.json's slides must each record its target_mpp (a number)"
+        raise ArtifactError.single(path, rule, shown(slides), fix)
+    return {round(float(s["target_mpp"]), 6) for s in slides}
+
+
 def model_mpp(model: str | Path, given: float | None) -> float:
     """The model's micrometres per pixel: ``--mpp``, else the patch miner's resolution of the training data."""
     if given is not None:
@@ -53,7 +68,7 @@ def model_mpp(model: str | Path, given: float | None) -> float:
         source = Path(Fingerprint.load(WorkDir(Path(model)).fingerprint).source)
         mining = source.parent / "mining.json"
         if source.suffix == ".csv" and mining.is_file():
-            mpps = {round(s["target_mpp"], 6) for s in json.loads(mining.read_text())["slides"]}
+            mpps = _mined_mpps(mining)
             if len(mpps) == 1:
                 return float(mpps.pop())
     if (

@@ -11,6 +11,7 @@ the parent MLflow run gets ``screen_<configuration>`` metrics, the ``screen.winn
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from automed.artifacts import write_json_atomic
 from automed.data.splits import read_splits
 from automed.plan.schema import Plan
+from automed.records import fits, shown
 from automed.tasks.base import Task
 from automed.tracking import Tracker, safe_key
 from automed.train.config import TrainConfig
@@ -29,6 +31,8 @@ from automed.workflow.live import Mode
 from automed.workflow.train_options import TrackingState, TrainOptions
 
 SCHEMA_VERSION = 1
+
+log = logging.getLogger(__name__)
 
 
 def _screen_fold(
@@ -69,6 +73,42 @@ def _screen_fold(
     return out.rows, run_id
 
 
+def _finished(path: Path, plan: Plan) -> dict[str, Any] | None:
+    """An earlier screening's ``screen.json``; None when there is none, or (with a warning naming the file, the
+    rule and the value) when it is damaged: the screening then runs again, reusing every finished screening fold,
+    and writes it anew (it had crashed with a bare JSONDecodeError or KeyError)."""
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text())
+    except ValueError as exc:  # not JSON (UnicodeDecodeError included)
+        wrong: tuple[str, str] | None = ("screen.json must be valid JSON", str(exc)[:120])
+    else:
+        wrong = _screen_problem(done, plan)
+    if wrong is not None:
+        log.warning(
+            "%s: %s, found %s; read as no screening done (the configurations are screened again, their finished "
+            "fold 0 reused, and screen.json written anew)",
+            path,
+            *wrong,
+        )
+        return None
+    result: dict[str, Any] = done
+    return result
+
+
+def _screen_problem(done: Any, plan: Plan) -> tuple[str, str] | None:
+    """The rule a screen.json's content breaks and the value that breaks it; None: none."""
+    if not isinstance(done, dict):
+        return "screen.json must be a JSON object", shown(done)
+    winner = done.get("winner")
+    if not (fits(str, winner) and winner in plan.configurations):
+        return "screen.json's winner must be one of the plan's configurations", shown(winner)
+    if not fits(str, done.get("summary")):
+        return "screen.json's summary must be text", shown(done.get("summary"))
+    return None
+
+
 def run_screening(
     wd: Path,
     plan: Plan,
@@ -82,8 +122,8 @@ def run_screening(
     """Screen ``opts.screen``'s configurations on fold 0 and return ``config`` with the winner, and a line saying
     what won and why. Reuses ``screen.json`` when the screening finished before."""
     wdir = WorkDir(wd)
-    if wdir.screen.is_file():
-        done = json.loads(wdir.screen.read_text())
+    done = _finished(wdir.screen, plan)
+    if done is not None:
         return config.model_copy(update={"configuration": done["winner"]}), done["summary"]
     assert opts.screen is not None
     fold0 = read_splits(wdir.splits)["folds"][0]
