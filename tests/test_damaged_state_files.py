@@ -242,3 +242,58 @@ def test_a_damaged_screening_record_is_screened_again_from_its_finished_folds(
     assert chosen.configuration == "3d_fullres" and "3d_fullres is kept" in summary
     assert str(WorkDir(tmp_path).screen) in caplog.text and "screened again" in caplog.text
     assert json.loads(WorkDir(tmp_path).screen.read_text())["winner"] == "3d_fullres"
+
+
+# --- report and sweep verdict ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("selection", "found"),
+    [
+        (NOT_JSON, "must be valid JSON"),
+        ("[]", "must be a JSON object"),
+        ('{"candidates": [{"members": "W"}]}', "must each list their members"),
+        ('{"candidates": [3]}', "[3] (list)"),
+    ],
+)
+def test_a_report_refuses_a_damaged_selection(tmp_path: Path, selection: str, found: str) -> None:
+    from automed.workflow.report_inputs import resolve
+
+    (tmp_path / "S").mkdir()
+    (tmp_path / "S" / "selection.json").write_text(selection)
+    with pytest.raises(ArtifactError) as exc:
+        resolve([tmp_path / "S"], tmp_path / "scratch")
+    _refused(exc, tmp_path / "S" / "selection.json", found, "automed select again")
+
+
+@pytest.mark.parametrize(
+    ("summary", "found"),
+    [(NOT_JSON, "must be valid JSON"), ("[]", "[] (list)"), ('{"problem": 1}', "problem")],
+)
+def test_a_report_refuses_a_damaged_metrics_summary(tmp_path: Path, summary: str, found: str) -> None:
+    from automed.workflow.report_image import image_level_kind, read_image_run
+
+    (tmp_path / "metrics.csv").write_text("case,target,prediction\na,x,x\n")
+    (tmp_path / "summary.json").write_text(json.dumps({"problem": "classification", "accuracy": 1.0}))
+    assert image_level_kind(tmp_path) == "classification"
+    assert read_image_run(tmp_path)[0].attrs["summary"]["accuracy"] == 1.0
+    (tmp_path / "summary.json").write_text(summary)
+    for read in (image_level_kind, read_image_run):
+        with pytest.raises(ArtifactError) as exc:
+            read(tmp_path)
+        _refused(exc, tmp_path / "summary.json", found, "automed metrics again")
+
+
+@pytest.mark.parametrize("failed", [NOT_JSON, '["TypeError"]', '{"error": 3}'])
+def test_a_damaged_failure_record_leaves_the_engines_error(
+    tmp_path: Path, failed: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from automed.search.engine import TrialOutcome
+    from automed.workflow.sweep_verdict import failure_lines
+
+    (tmp_path / "trials" / "t1").mkdir(parents=True)
+    (tmp_path / "trials" / "t1" / "failed.json").write_text(failed)
+    with caplog.at_level(logging.WARNING):
+        (line,) = failure_lines(tmp_path, [TrialOutcome("t1", "error", "Traceback\nValueError: boom")])
+    assert line.startswith("trial t1 failed (no values): ValueError: boom; no traceback saved"), line
+    assert "failed.json" in caplog.text and "engine's error" in caplog.text

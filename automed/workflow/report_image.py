@@ -6,17 +6,17 @@ and the per-case table."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from automed.artifacts import read_json
 from automed.errors import ArtifactError
 from automed.evaluate.case_tables import read_case_table
 from automed.evaluate.report import curves
-from automed.records import PROGRESS, read_progress
+from automed.records import PROGRESS, fits, read_progress, shown
 from automed.tasks.registry import TASKS, task_for
 from automed.train.meta import model_task
 from automed.workdir import WorkDir
@@ -37,8 +37,22 @@ def image_level_kind(path: Path) -> str | None:
         return _image_level(model_task(wd.model))
     summary = (path if path.is_dir() else path.parent) / "summary.json"
     if summary.is_file():
-        return _image_level(str(json.loads(summary.read_text()).get("problem")))
+        return _image_level(str(read_metrics_summary(summary).get("problem")))
     return None
+
+
+def read_metrics_summary(path: Path) -> dict[str, Any]:
+    """An ``automed metrics`` output's ``summary.json`` (its problem and numbers); a damaged one is refused naming
+    the file, the rule, the value and the fix (it had crashed the report with a bare JSONDecodeError or
+    AttributeError)."""
+    fix = f"run automed metrics again into {path.parent} (it writes summary.json anew), or leave that run out"
+    data = read_json(path, what="summary.json", damaged_fix=fix)
+    if not fits(dict[str, Any], data):
+        raise ArtifactError.single(path, "summary.json must be a JSON object", shown(data), fix)
+    if not fits(str | None, data.get("problem")):
+        raise ArtifactError.single(path, "summary.json's problem must be text", shown(data["problem"]), fix)
+    result: dict[str, Any] = data
+    return result
 
 
 def read_image_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]]:
@@ -63,7 +77,7 @@ def read_image_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, A
     table = read_case_table(path / "metrics.csv" if path.is_dir() else path, kind)
     summary = (path if path.is_dir() else path.parent) / "summary.json"
     if summary.is_file():  # an `automed metrics` output: its numbers, as its rows carry no probabilities
-        table.attrs["summary"] = json.loads(summary.read_text())
+        table.attrs["summary"] = read_metrics_summary(summary)
     return table, {}
 
 

@@ -9,14 +9,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import read_json, write_json_atomic
 from automed.errors import ArtifactError
-from automed.records import PROGRESS, PROGRESS_VERSION, stamped
+from automed.records import PROGRESS, PROGRESS_VERSION, fits, shown, stamped
 from automed.select.selection import SELECTION_FILE
 
 RUN_PREFIX = "runs:/"
@@ -55,7 +54,7 @@ def resolve(runs: list[str | Path], scratch: Path, tracking_uri: str | None = No
             )  # fmt: skip
         sel = p / SELECTION_FILE if p.is_dir() else p
         if sel.name == SELECTION_FILE and sel.is_file():
-            data = json.loads(sel.read_text())
+            data = _selection(sel)
             members = list(dict.fromkeys(m for c in data.get("candidates", []) for m in c.get("members", [])))
             missing = [m for m in members if not Path(m).is_dir()]
             if not members or missing:
@@ -67,6 +66,25 @@ def resolve(runs: list[str | Path], scratch: Path, tracking_uri: str | None = No
             continue
         out.paths.append(p)
     return out
+
+
+def _selection(path: Path) -> dict[str, Any]:
+    """A selection folder's ``selection.json`` as a report reads it: an object whose ``candidates`` (where
+    written) each list their ``members``, the trainings compared (text). A damaged one is refused naming the file,
+    the rule, the value and the fix (it had crashed the report with a bare JSONDecodeError or AttributeError)."""
+    fix = "run automed select again into this folder (-o), or report the training work dirs themselves"
+    data = read_json(path, what=SELECTION_FILE, damaged_fix=fix)
+    if not fits(dict[str, Any], data):
+        raise ArtifactError.single(path, f"{SELECTION_FILE} must be a JSON object", shown(data), fix)
+    candidates = data.get("candidates", [])
+    if not (
+        fits(list[dict[str, Any]], candidates)
+        and all(fits(list[str], c.get("members", [])) for c in candidates)
+    ):
+        rule = f"{SELECTION_FILE}'s candidates must each list their members, the trainings compared (text)"
+        raise ArtifactError.single(path, rule, shown(candidates), fix)
+    result: dict[str, Any] = data
+    return result
 
 
 def _materialize(run_id: str, dest: Path, tracking_uri: str | None) -> Path:

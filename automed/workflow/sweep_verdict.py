@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from automed.errors import ArtifactError
+from automed.records import fits, shown
 from automed.search.engine import TrialOutcome
 from automed.search.report import FAILED
 from automed.search.space import values_key
 from automed.search.trial_records import TRIAL, read_trial
+
+log = logging.getLogger(__name__)
 
 
 def sweep_verdict(
@@ -98,10 +102,8 @@ def failure_lines(wd: Path, outcomes: list[TrialOutcome]) -> list[str]:
     lines = []
     for key, error in errors.items():
         td = wd / "trials" / key
-        saved: dict[str, Any] = {}
+        saved = _failure(td / FAILED)
         values: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            saved = json.loads((td / FAILED).read_text())
         with contextlib.suppress(ArtifactError):  # a damaged one: no values (the line is still written)
             values = read_trial(td / TRIAL)["values"]
         last = [line.strip() for line in error.splitlines() if line.strip()]
@@ -114,3 +116,22 @@ def failure_lines(wd: Path, outcomes: list[TrialOutcome]) -> list[str]:
         )
         lines.append(f"trial {key} failed ({values_key(values) or 'no values'}): {kind}{message}; {where}")
     return lines
+
+
+def _failure(path: Path) -> dict[str, Any]:
+    """A failed trial's ``failed.json`` (its error's type, message and traceback, text); {} when there is none, or
+    (with a warning naming the file, the rule and the value) when it is damaged: the line then says the engine's
+    error (a damaged one had crashed the sweep's verdict with a bare AttributeError)."""
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
+        wrong = "failed.json must be valid JSON", str(exc)[:120]
+    else:
+        if fits(dict[str, str], saved):
+            result: dict[str, Any] = saved
+            return result
+        wrong = "failed.json must be an object of text (error, message, traceback)", shown(saved)
+    log.warning("%s: %s, found %s; the trial's failure is told by the engine's error", path, *wrong)
+    return {}
