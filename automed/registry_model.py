@@ -9,7 +9,6 @@ geometry.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,25 @@ def write_channel_names(workdir: Path, bundle: Path) -> None:
         write_json_atomic(bundle / CHANNELS_FILE, {"schema_version": 1, "channels": names})
 
 
+def read_channel_names(path: Path) -> list[str]:
+    """A bundle's ``channels.json``: the channel names, text, in network order. A damaged one is refused naming the
+    file, the rule, the value and the fix (it had crashed predict with a bare JSONDecodeError or KeyError)."""
+    from automed.artifacts import read_json
+    from automed.errors import ArtifactError
+    from automed.records import fits, shown
+
+    fix = (
+        "put back the channels.json automed wrote into the bundle, or bundle the model again (automed select)"
+    )
+    data = read_json(path, what=CHANNELS_FILE, damaged_fix=fix)
+    names: Any = data.get("channels") if isinstance(data, dict) else data
+    if not fits(list[str], names):
+        rule = f"{CHANNELS_FILE} must hold channels, the channel names (text) in network order"
+        raise ArtifactError.single(path, rule, shown(names), fix)
+    result: list[str] = names
+    return result
+
+
 def channel_names(folder: Path) -> list[str] | None:
     """The channel names the model in ``folder`` was trained on, in network order: a training work dir's (its
     fingerprint), a bundle's (``channels.json``; a pair's: its first member's, the members are trainings of one
@@ -59,7 +77,7 @@ def channel_names(folder: Path) -> list[str] | None:
     if wd.fingerprint.is_file():
         return trained_channel_names(folder)
     if (folder / CHANNELS_FILE).is_file():
-        return [str(c) for c in json.loads((folder / CHANNELS_FILE).read_text())["channels"]]
+        return read_channel_names(folder / CHANNELS_FILE)
     if (folder / ENSEMBLE_FILE).is_file():  # a pair's bundle
         members = read_pair(folder / ENSEMBLE_FILE)["members"]
         return channel_names(folder / members[0]["folder"]) if members else None

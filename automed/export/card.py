@@ -4,14 +4,15 @@ version's description."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
+from automed.artifacts import read_json
+from automed.errors import ArtifactError
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
-from automed.records import read_cv_summary
+from automed.records import fits, key_problems, read_cv_summary, read_pair, shown
 from automed.runtime.postprocess import describe
 from automed.select.inference_cost import mirror_label
 from automed.train.meta import applied_choice, read_meta
@@ -49,7 +50,7 @@ def model_card(predictor: Predictor, report: dict[str, Any], workdir: Path | Non
     fp_file = workdir / "fingerprint.json" if workdir is not None else None
     lines += ["## Data", ""]
     if fp_file is not None and fp_file.is_file():
-        fp = json.loads(fp_file.read_text())
+        fp = _card_fingerprint(fp_file)
         mods = ", ".join(str(c.get("modality", "?")) for c in fp.get("channels", []))
         lines += [
             f"- {fp['n_cases']} training cases, {fp['n_channels']} channel(s) ({mods}), task {fp['task_type']}",
@@ -168,7 +169,7 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
     plan = predictor.plan
     ens_file = select_dir / "model_bundle" / "ensemble.json" if select_dir is not None else None
     ens = (
-        json.loads(ens_file.read_text())
+        read_pair(ens_file)
         if ens_file is not None and ens_file.is_file()
         else {"members": [{"name": "?", "configuration": p.configuration} for p in predictor.members]}
     )
@@ -185,12 +186,12 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
     ]
     for i, (m, p) in enumerate(zip(ens["members"], predictor.members, strict=False)):
         lines.append(
-            f"| {i} | `{member_name(m)}` | {m['configuration']} | {p.patch} | {len(p.models)} | "
+            f"| {i} | `{member_name(m)}` | {m.get('configuration', '?')} | {p.patch} | {len(p.models)} | "
             f"{_f(m.get('cv_score'))} |"
         )
     sel_file = WorkDir(select_dir).selection if select_dir is not None else None
     if sel_file is not None and sel_file.is_file():
-        sel = json.loads(sel_file.read_text())
+        sel = _card_selection(sel_file)
         lines += [
             "",
             "## Selection on cross-validation",
@@ -207,3 +208,61 @@ def pair_card(predictor: EnsemblePredictor, report: dict[str, Any], select_dir: 
     lines += ["", *_postprocessing_lines(predictor.postprocessing), "", "## Inference", ""]
     lines += [f"- mirror TTA {tta_words(predictor.members[0])}, window step {predictor.members[0].step}"]
     return "\n".join(lines + _export_lines(report) + INTENDED_USE) + "\n"
+
+
+# what a card shows of fingerprint.json: each key's type and, in words, what it is
+_FINGERPRINT_KEYS: tuple[tuple[str, Any, str], ...] = (
+    ("n_cases", int, "the training cases, a whole number"),
+    ("n_channels", int, "the channels, a whole number"),
+    ("task_type", str, "the task, text"),
+    ("median_spacing", list[float], "a list of numbers"),
+    ("median_shape_after_crop", list[int], "a list of whole numbers"),
+    ("hash", str, "the fingerprint's hash, text"),
+    ("channels", list[dict[str, Any]], "an object per channel"),
+)
+
+
+def _card_fingerprint(path: Path) -> dict[str, Any]:
+    """The training's ``fingerprint.json`` as its card shows it; a damaged one is refused naming the file, each rule,
+    the value and the fix (it had crashed export with a bare JSONDecodeError or KeyError)."""
+    fix = "put back the fingerprint.json automed wrote, or delete it and re-run the training (it is written anew)"
+    fp = read_json(path, what="fingerprint.json", damaged_fix=fix)
+    if not fits(dict[str, Any], fp):
+        raise ArtifactError.single(path, "fingerprint.json must be a JSON object", shown(fp), fix)
+    problems = key_problems(path, fp, _FINGERPRINT_KEYS, fix, needed_by=" for the model card")
+    if problems:
+        raise ArtifactError(problems)
+    result: dict[str, Any] = fp
+    return result
+
+
+def _card_selection(path: Path) -> dict[str, Any]:
+    """A pair's ``selection.json`` as its card shows it: its candidates (each with its CV Dice), the chosen one and
+    the CV Dice after postprocessing. A damaged one is refused naming the file, the rule, the value and the fix (it
+    had crashed export with a bare JSONDecodeError, KeyError or TypeError)."""
+    fix = "run automed select again into this folder (-o), or put back the selection.json it wrote"
+    sel = read_json(path, what="selection.json", damaged_fix=fix)
+    if not fits(dict[str, Any], sel):
+        raise ArtifactError.single(path, "selection.json must be a JSON object", shown(sel), fix)
+    for key, ok, rule in (
+        ("candidates", _candidate_rows, "a list of rows with candidate and foreground_mean"),
+        ("chosen", lambda v: fits(dict[str, Any], v) and "candidate" in v, "an object naming its candidate"),
+        ("cv_dice_final", lambda v: fits(dict[str, Any], v) and _number(v, "foreground_mean"),
+         "an object holding foreground_mean (a number)"),
+    ):  # fmt: skip
+        if not ok(sel.get(key)):
+            found = shown(sel[key]) if key in sel else "none"
+            raise ArtifactError.single(path, f"selection.json's {key} must be {rule}", found, fix)
+    result: dict[str, Any] = sel
+    return result
+
+
+def _candidate_rows(rows: Any) -> bool:
+    return fits(list[dict[str, Any]], rows) and all(
+        "candidate" in r and _number(r, "foreground_mean") for r in rows
+    )
+
+
+def _number(row: dict[str, Any], key: str) -> bool:
+    """Whether ``row`` holds ``key``, a number or null (a Dice undefined on every case)."""
+    return key in row and fits(float | None, row[key])

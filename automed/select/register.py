@@ -13,12 +13,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import atomic_directory, tree_hash, write_json_atomic
+from automed.artifacts import atomic_directory, read_json, tree_hash, write_json_atomic
+from automed.errors import ArtifactError
 from automed.model_store import register_ensemble
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import check_first_stage
 from automed.privacy import Redactor
-from automed.records import TRACKING_VERSION, read_tracking, stamped
+from automed.records import TRACKING_VERSION, fits, read_tracking, shown, stamped
 from automed.registry_model import ENSEMBLE_FILE, PREVIOUS, write_channel_names
 from automed.select.names import candidate_names
 from automed.tracking import Tracker
@@ -187,12 +188,32 @@ def _remember(workdir: Path, registered: dict[str, Any]) -> None:
 def registered_version(workdir: Path) -> dict[str, Any] | None:
     """The registry entry of a training work dir or of a selection folder's pair (``None``: not registered)."""
     wd = WorkDir(workdir)
-    for f, read in ((wd.tracking, read_tracking), (wd.selection, lambda p: json.loads(p.read_text()))):
+    for f, read, fix in (
+        (wd.tracking, read_tracking, _TRACKING_FIX),
+        (wd.selection, _read_selection, _SELECT_FIX),
+    ):
         if f.is_file():
             reg = read(f).get("registered")
+            if reg and not fits(dict[str, Any], reg):
+                rule = f"{f.name}'s registered must be the registry entry (an object)"
+                raise ArtifactError.single(f, rule, shown(reg), fix)
             if reg:
                 return dict(reg)
     return None
+
+
+_TRACKING_FIX = "put back the tracking.json automed wrote (a backup), or delete its registered entry"
+_SELECT_FIX = "run automed select again into this folder (-o), or put back the selection.json it wrote"
+
+
+def _read_selection(path: Path) -> dict[str, Any]:
+    """A selection folder's ``selection.json``, an object (refused naming the file, the rule, the value and the fix
+    otherwise: it had crashed registration with a bare JSONDecodeError or AttributeError)."""
+    data = read_json(path, what="selection.json", damaged_fix=_SELECT_FIX)
+    if not fits(dict[str, Any], data):
+        raise ArtifactError.single(path, "selection.json must be a JSON object", shown(data), _SELECT_FIX)
+    result: dict[str, Any] = data
+    return result
 
 
 def register_training(workdir: Path, tracker: Tracker, run_id: str, score: float) -> dict[str, Any]:

@@ -14,21 +14,21 @@ table and every decision.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from automed.artifacts import write_json_atomic
+from automed.artifacts import read_json, write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.data.splits import read_splits
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, Problem
 from automed.parallel import Stages
-from automed.records import read_train_config
+from automed.records import fits, key_problems, read_train_config, shown
 from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
 from automed.select.names import candidate_names
@@ -76,12 +76,44 @@ class Training:
 def load_training(workdir: Path) -> Training:
     wd = WorkDir(workdir)
     require(wd.train_config, "a finished training's train_config.json", f"automed train DATASET -o {workdir}")
-    meta = json.loads(
-        wd.require_model().read_text()
-    )  # only what selection needs: configuration, folds, labels
-    configuration = TrainConfig.model_validate(meta["config"]).configuration
+    meta, configuration = _selected_meta(wd.require_model())
     dataset = read_train_config(wd.train_config)["dataset"]
     return Training.of(workdir, configuration, meta["folds"], [int(k) for k in meta["labels"]], dataset)
+
+
+# what selection reads of model.json: each key's type and, in words, what it is
+_META_KEYS: tuple[tuple[str, Any, str], ...] = (
+    ("config", dict[str, Any], "the training config, an object"),
+    ("folds", list[int], "the trained folds, whole numbers"),
+    ("labels", dict[str, str], "an object of label value to name"),
+)
+
+
+def _selected_meta(path: Path) -> tuple[dict[str, Any], str]:
+    """A training's ``model.json``, only what selection needs (folds, labels) and its configuration; a damaged one
+    is refused naming the file, each rule, the value and the fix (it had crashed select with a bare
+    JSONDecodeError, KeyError or pydantic ValidationError)."""
+    fix = "re-run the training (it writes model.json anew)"
+    meta = read_json(path, what="model.json", damaged_fix=fix)
+    if not fits(dict[str, Any], meta):
+        raise ArtifactError.single(path, "model.json must be a JSON object", shown(meta), fix)
+    problems = key_problems(path, meta, _META_KEYS, fix, needed_by=" for selection")
+    if problems:
+        raise ArtifactError(problems)
+    if not all(k.isdigit() for k in meta["labels"]):
+        rule = "model.json's labels must be keyed by label value (a whole number)"
+        raise ArtifactError.single(path, rule, shown(meta["labels"]), fix)
+    try:
+        config = TrainConfig.model_validate(meta["config"])
+    except ValidationError as exc:
+        problems = [
+            Problem(str(path), f"model.json's config.{'.'.join(map(str, e['loc']))}: {e['msg']}",
+                    shown(e.get("input")), fix)
+            for e in exc.errors()
+        ]  # fmt: skip
+        raise ArtifactError(problems) from exc
+    result: dict[str, Any] = meta
+    return result, config.configuration
 
 
 def dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
