@@ -438,3 +438,59 @@ def test_a_bundle_with_damaged_channel_names_is_refused(tmp_path: Path, channels
     with pytest.raises(ArtifactError) as exc:
         channel_names(tmp_path)
     _refused(exc, tmp_path / "channels.json", found, "bundle the model again")
+
+
+# --- anonymize's key file ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pseudonyms", "found"), [([1], "[1] (list)"), ("P1", "'P1' (str)"), ({"P1": 3}, "(dict)")]
+)
+def test_a_key_file_with_damaged_pseudonyms_is_refused(
+    tmp_path: Path, pseudonyms: object, found: str
+) -> None:
+    from automed.errors import ConfigError
+    from automed.tools.deid_keys import KEY_SCHEMA, load_key
+
+    key = {"schema_version": KEY_SCHEMA, "secret": "ab" * 32, "pseudonyms": {"P1": "patient-7"}}
+    (tmp_path / "study.key").write_text(json.dumps(key))
+    assert load_key(tmp_path / "study.key").pseudonyms == {"P1": "patient-7"}
+    (tmp_path / "study.key").write_text(json.dumps({**key, "pseudonyms": pseudonyms}))
+    with pytest.raises(ConfigError) as exc:
+        load_key(tmp_path / "study.key")
+    text = str(exc.value)
+    assert str(tmp_path / "study.key") in text and "pseudonyms map each pseudonym" in text and found in text
+    assert "Fix: pass the key file of the earlier run" in text
+
+
+# --- a resumed training's checks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("plan", [NOT_JSON, "[]", '{"task_type": 3}'])
+def test_a_resume_over_a_plan_that_tells_no_task_takes_none(tmp_path: Path, plan: str) -> None:
+    from automed.errors import ConfigError
+    from automed.workflow.resume_checks import refuse_ignored_on_resume
+
+    config = TrainConfig(configuration="3d_fullres").model_dump(mode="json")
+    record = {"dataset": str(tmp_path / "ds"), "config": config, "options": {"folds": 5, "task": None}}
+    (tmp_path / "train_config.json").write_text(json.dumps(record))
+    (tmp_path / "plan.json").write_text(plan)
+    refuse_ignored_on_resume(tmp_path, {"--task": "auto"})  # the task the data gives: no change
+    with pytest.raises(ConfigError, match="keeps its own task"):
+        refuse_ignored_on_resume(tmp_path, {"--task": "regression"})
+
+
+@pytest.mark.parametrize("theirs", [NOT_JSON, '["run-1"]'])
+def test_a_resume_whose_original_has_a_damaged_tracking_record_shares_no_runs(
+    tmp_path: Path, theirs: str
+) -> None:
+    from automed.workflow.resume_checks import refuse_a_copy
+
+    origin, copy = tmp_path / "W", tmp_path / "COPY"
+    origin.mkdir(), copy.mkdir()
+    saved = {"workdir": str(origin), "parent_run_id": "run-1"}
+    (origin / "tracking.json").write_text(json.dumps(saved))
+    with pytest.raises(ArtifactError, match="a copy of"):
+        refuse_a_copy(copy, saved)
+    (origin / "tracking.json").write_text(theirs)
+    refuse_a_copy(copy, saved)  # the original's runs are not known: the copy continues its own

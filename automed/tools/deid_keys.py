@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from automed.errors import ConfigError
+from automed.records import fits, shown
 
 KEY_SCHEMA = 1
 PSEUDONYM_PREFIX = "ANON"
@@ -101,4 +102,12 @@ def load_key(path: Path | None) -> DeidKey:
             f"unreadable ({type(exc).__name__})",
             "pass the key file of the earlier run, or a new path to start a new key",
         ) from exc
-    return DeidKey(secret, path, dict(data.get("pseudonyms", {})))
+    pseudonyms = data.get("pseudonyms", {})
+    if not fits(dict[str, str], pseudonyms):  # it had crashed with a bare TypeError or ValueError
+        raise ConfigError.single(
+            path,
+            "a key file's pseudonyms map each pseudonym to the ID it stands for (text)",
+            shown(pseudonyms),
+            "pass the key file of the earlier run as it wrote it, or a new path to start a new key",
+        )
+    return DeidKey(secret, path, dict(pseudonyms))

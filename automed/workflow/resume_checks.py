@@ -169,13 +169,18 @@ def previous_place(wd: Path, options: dict[str, Any]) -> Path | None:
 
 
 def _planned_task(wdir: WorkDir) -> str | None:
-    """The task the work dir's plan trains (segmentation, classification, regression)."""
+    """The task the work dir's plan trains (segmentation, classification, regression); None when the plan does not
+    tell (none, not JSON, or no object: a plan.json of a list had crashed the resume with a bare AttributeError)."""
     try:
         plan = json.loads(wdir.plan.read_text())
     except (OSError, ValueError):
         return None
-    target = plan.get("target")
-    return str(target["kind"]) if isinstance(target, dict) and "kind" in target else plan.get("task_type")
+    if not isinstance(plan, dict):
+        return None
+    target, task = plan.get("target"), plan.get("task_type")
+    if isinstance(target, dict) and "kind" in target:
+        return str(target["kind"])
+    return task if isinstance(task, str) else None
 
 
 def _same_fields(given: TrainConfig, overrides: dict[str, Any], saved: TrainConfig) -> bool:
@@ -223,11 +228,12 @@ def refuse_a_copy(wd: Path, saved: dict[str, Any]) -> None:
         return
     other = WorkDir(Path(origin)).tracking
     try:
-        same_runs = other.is_file() and json.loads(other.read_text()).get("parent_run_id") == saved.get(
-            "parent_run_id"
-        )
+        theirs = json.loads(other.read_text()) if other.is_file() else None
     except (OSError, ValueError):
-        same_runs = False
+        theirs = None
+    # the original's record damaged (not JSON, no object: a list had crashed with a bare AttributeError): no runs
+    # known to be shared
+    same_runs = isinstance(theirs, dict) and theirs.get("parent_run_id") == saved.get("parent_run_id")
     if same_runs:
         raise ArtifactError.single(
             wd, "a resumed work dir logs to its own MLflow runs",
