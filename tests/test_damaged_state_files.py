@@ -1,25 +1,37 @@
-"""automed's own state files read back damaged (not JSON, another type, a key missing): one automed cannot
-recompute is refused naming the file, the rule, the value and the fix; one the next run recomputes is read as
-missing, with a warning, and written anew. Each had crashed with a bare JSONDecodeError, KeyError or TypeError."""
+"""automed's own state files that a cascade, training (screening, a resume), prediction, the redactor and
+anonymize's key read back damaged (not JSON, another type, a key missing): one automed cannot recompute is refused
+naming the file, the rule, the value and the fix; one the next run recomputes is read as missing, with a warning,
+and written anew. Each had crashed with a bare JSONDecodeError, KeyError, TypeError or AttributeError (see also
+``test_damaged_report_records.py``)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, ConfigError
 from automed.plan.planner import make_plan
 from automed.plan.preset import load_preset
 from automed.plan.schema import Plan
+from automed.preprocess.previous_stage import link_previous, write_previous_stage
 from automed.testing.fingerprints import synthetic_fingerprint
+from automed.tools.deid_keys import KEY_SCHEMA, load_key
 from automed.train.config import TrainConfig
 from automed.train.meta import ModelMeta, resolve_training
 from automed.workdir import WorkDir
+from automed.workflow.disclosure import redactor_for
+from automed.workflow.existing_folds import check_same_previous
+from automed.workflow.predict_continue import RECORD, check_record
+from automed.workflow.predict_wsi import model_mpp
+from automed.workflow.resume_checks import refuse_a_copy, refuse_ignored_on_resume
+from automed.workflow.screen import run_screening
+from automed.workflow.train_options import TrackingState, TrainOptions
 
 NOT_JSON = "{not json"
 
@@ -66,8 +78,6 @@ def _case_props(casc: Path, plan: Plan, props: object) -> Path:
 
 
 def test_a_cascade_refuses_a_first_stage_whose_model_json_is_damaged(tmp_path: Path) -> None:
-    from automed.preprocess.previous_stage import link_previous
-
     low, casc, plan = _cascade_pair(tmp_path)
     (low / "model.json").write_text(NOT_JSON)
     with pytest.raises(ArtifactError) as exc:
@@ -79,8 +89,6 @@ def test_a_cascade_refuses_a_first_stage_whose_model_json_is_damaged(tmp_path: P
 def test_a_damaged_cascade_link_is_recorded_anew(
     tmp_path: Path, kept: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from automed.preprocess.previous_stage import link_previous
-
     low, casc, plan = _cascade_pair(tmp_path)
     WorkDir(casc).previous_link.write_text(kept)
     with caplog.at_level(logging.WARNING):
@@ -93,8 +101,6 @@ def test_a_damaged_cascade_link_is_recorded_anew(
 def test_a_damaged_manifest_has_the_first_stage_predictions_written_anew(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from automed.preprocess.previous_stage import link_previous, write_previous_stage
-
     low, casc, plan = _cascade_pair(tmp_path)
     link_previous(casc, low, plan, "3d_cascade_fullres")
     _case_props(
@@ -120,8 +126,6 @@ def test_a_damaged_manifest_has_the_first_stage_predictions_written_anew(
     ],
 )
 def test_a_cascade_refuses_a_damaged_preprocessed_case(tmp_path: Path, props: object, found: str) -> None:
-    from automed.preprocess.previous_stage import link_previous, write_previous_stage
-
     low, casc, plan = _cascade_pair(tmp_path)
     link_previous(casc, low, plan, "3d_cascade_fullres")
     pre = _case_props(casc, plan, props)
@@ -132,8 +136,6 @@ def test_a_cascade_refuses_a_damaged_preprocessed_case(tmp_path: Path, props: ob
 
 
 def test_cascade_folds_over_a_damaged_earlier_link_are_refused(tmp_path: Path) -> None:
-    from automed.workflow.existing_folds import check_same_previous
-
     wdir = WorkDir(tmp_path / "CASC")
     fold = wdir.fold("3d_cascade_fullres", 0)
     fold.mkdir(parents=True)
@@ -149,8 +151,6 @@ def test_cascade_folds_over_a_damaged_earlier_link_are_refused(tmp_path: Path) -
 
 @pytest.mark.parametrize(("record", "found"), [(NOT_JSON, "must be valid JSON"), ("[1]", "[1] (list)")])
 def test_predict_continue_refuses_a_damaged_record(tmp_path: Path, record: str, found: str) -> None:
-    from automed.workflow.predict_continue import RECORD, check_record
-
     (tmp_path / RECORD).write_text(record)
     with pytest.raises(ArtifactError) as exc:
         check_record(tmp_path, {"model": "m"}, earlier=True)
@@ -162,8 +162,6 @@ def test_predict_continue_refuses_a_damaged_record(tmp_path: Path, record: str, 
     [(NOT_JSON, "must be valid JSON"), ('{"slides": [{"mpp": 0.5}]}', "must each record its target_mpp")],
 )
 def test_slides_refuse_a_damaged_mining_record(tmp_path: Path, mining: str, found: str) -> None:
-    from automed.workflow.predict_wsi import model_mpp
-
     wd = tmp_path / "W"
     wd.mkdir()
     (tmp_path / "patches.csv").write_text("image,label\n")
@@ -187,8 +185,6 @@ def test_slides_refuse_a_damaged_mining_record(tmp_path: Path, mining: str, foun
     ],
 )
 def test_the_redactor_refuses_a_damaged_fingerprint(tmp_path: Path, fingerprint: str, found: str) -> None:
-    from automed.workflow.disclosure import redactor_for
-
     WorkDir(tmp_path).fingerprint.write_text(fingerprint)
     with pytest.raises(ArtifactError) as exc:
         redactor_for([tmp_path])
@@ -214,11 +210,6 @@ class _Quiet:
 def test_a_damaged_screening_record_is_screened_again_from_its_finished_folds(
     tmp_path: Path, screen: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from typing import Any, cast
-
-    from automed.workflow.screen import run_screening
-    from automed.workflow.train_options import TrackingState, TrainOptions
-
     plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (64,) * 3), load_preset("default"))
     names = ["2d", "3d_fullres"]
     for name, dice in zip(names, (0.4, 0.7), strict=True):
@@ -244,202 +235,6 @@ def test_a_damaged_screening_record_is_screened_again_from_its_finished_folds(
     assert json.loads(WorkDir(tmp_path).screen.read_text())["winner"] == "3d_fullres"
 
 
-# --- report and sweep verdict ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("selection", "found"),
-    [
-        (NOT_JSON, "must be valid JSON"),
-        ("[]", "must be a JSON object"),
-        ('{"candidates": [{"members": "W"}]}', "must each list their members"),
-        ('{"candidates": [3]}', "[3] (list)"),
-    ],
-)
-def test_a_report_refuses_a_damaged_selection(tmp_path: Path, selection: str, found: str) -> None:
-    from automed.workflow.report_inputs import resolve
-
-    (tmp_path / "S").mkdir()
-    (tmp_path / "S" / "selection.json").write_text(selection)
-    with pytest.raises(ArtifactError) as exc:
-        resolve([tmp_path / "S"], tmp_path / "scratch")
-    _refused(exc, tmp_path / "S" / "selection.json", found, "automed select again")
-
-
-@pytest.mark.parametrize(
-    ("summary", "found"),
-    [(NOT_JSON, "must be valid JSON"), ("[]", "[] (list)"), ('{"problem": 1}', "problem")],
-)
-def test_a_report_refuses_a_damaged_metrics_summary(tmp_path: Path, summary: str, found: str) -> None:
-    from automed.workflow.report_image import image_level_kind, read_image_run
-
-    (tmp_path / "metrics.csv").write_text("case,target,prediction\na,x,x\n")
-    (tmp_path / "summary.json").write_text(json.dumps({"problem": "classification", "accuracy": 1.0}))
-    assert image_level_kind(tmp_path) == "classification"
-    assert read_image_run(tmp_path)[0].attrs["summary"]["accuracy"] == 1.0
-    (tmp_path / "summary.json").write_text(summary)
-    for read in (image_level_kind, read_image_run):
-        with pytest.raises(ArtifactError) as exc:
-            read(tmp_path)
-        _refused(exc, tmp_path / "summary.json", found, "automed metrics again")
-
-
-@pytest.mark.parametrize("failed", [NOT_JSON, '["TypeError"]', '{"error": 3}'])
-def test_a_damaged_failure_record_leaves_the_engines_error(
-    tmp_path: Path, failed: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    from automed.search.engine import TrialOutcome
-    from automed.workflow.sweep_verdict import failure_lines
-
-    (tmp_path / "trials" / "t1").mkdir(parents=True)
-    (tmp_path / "trials" / "t1" / "failed.json").write_text(failed)
-    with caplog.at_level(logging.WARNING):
-        (line,) = failure_lines(tmp_path, [TrialOutcome("t1", "error", "Traceback\nValueError: boom")])
-    assert line.startswith("trial t1 failed (no values): ValueError: boom; no traceback saved"), line
-    assert "failed.json" in caplog.text and "engine's error" in caplog.text
-
-
-# --- export's model card ----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("fingerprint", "found"),
-    [
-        (NOT_JSON, "must be valid JSON"),
-        ("[]", "must be a JSON object"),
-        ('{"n_cases": 3}', "must hold n_channels (the channels, a whole number) for the model card"),
-    ],
-)
-def test_a_model_card_refuses_a_damaged_fingerprint(tmp_path: Path, fingerprint: str, found: str) -> None:
-    from types import SimpleNamespace
-    from typing import Any
-
-    from automed.export.card import model_card
-
-    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (40,) * 3), load_preset("default"))
-    (tmp_path / "fingerprint.json").write_text(fingerprint)
-    predictor: Any = SimpleNamespace(
-        plan=plan, cfg=plan.configurations["3d_fullres"], configuration="3d_fullres"
-    )
-    with pytest.raises(ArtifactError) as exc:
-        model_card(predictor, {}, tmp_path)
-    _refused(exc, tmp_path / "fingerprint.json", found)
-
-
-GOOD_SELECTION = {
-    "candidates": [
-        {"candidate": "pair", "foreground_mean": 0.8},
-        {"candidate": "W0", "foreground_mean": None},
-    ],
-    "chosen": {"candidate": "pair", "members": ["W0", "W1"]},
-    "cv_dice_final": {"dice": [0.8], "foreground_mean": 0.81},
-}
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "found"),
-    [
-        ("selection.json", NOT_JSON, "must be valid JSON"),
-        ("selection.json", {**GOOD_SELECTION, "candidates": [{"candidate": "pair"}]}, "candidates must be"),
-        (
-            "selection.json",
-            {**GOOD_SELECTION, "chosen": "pair"},
-            "chosen must be an object naming its candidate",
-        ),
-        ("selection.json", {k: v for k, v in GOOD_SELECTION.items() if k != "cv_dice_final"}, "found none"),
-        ("model_bundle/ensemble.json", NOT_JSON, "must be valid JSON"),
-        ("model_bundle/ensemble.json", {"members": []}, "members list each member's folder"),
-    ],
-)
-def test_a_pairs_card_refuses_a_damaged_selection_or_pair(
-    tmp_path: Path, name: str, content: object, found: str
-) -> None:
-    from types import SimpleNamespace
-    from typing import Any
-
-    from automed.export.card import pair_card
-
-    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (40,) * 3), load_preset("default"))
-    (tmp_path / "model_bundle").mkdir()
-    pair = {"members": [{"folder": f"member_{i}", "name": f"W{i}", "configuration": "2d"} for i in (0, 1)]}
-    (tmp_path / "model_bundle" / "ensemble.json").write_text(json.dumps(pair))
-    (tmp_path / "selection.json").write_text(json.dumps(GOOD_SELECTION))
-    member = SimpleNamespace(configuration="2d", patch=[8, 8], models=[0, 1], tta=False, step=0.5)
-    predictor: Any = SimpleNamespace(plan=plan, members=[member, member], postprocessing=[])
-    card = pair_card(predictor, {}, tmp_path)
-    assert "| 1 | `W1` | 2d |" in card and "Chosen: pair; CV Dice after postprocessing 0.8100" in card
-    (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
-    with pytest.raises(ArtifactError) as exc:
-        pair_card(predictor, {}, tmp_path)
-    _refused(exc, tmp_path / name, found)
-
-
-# --- select, registration and a bundle's channels ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("meta", "found"),
-    [
-        (NOT_JSON, "must be valid JSON"),
-        ("[]", "must be a JSON object"),
-        ({"config": {"configuration": "3d_fullres"}, "labels": {"0": "bg"}}, "must hold folds"),
-        (
-            {"config": {"configuration": "3d_fullres"}, "folds": [0], "labels": {"x": "bg"}},
-            "keyed by label value",
-        ),
-        (
-            {"config": {"configuration": "3d_fullres", "epoch": 3}, "folds": [0], "labels": {"0": "bg"}},
-            "epoch",
-        ),
-    ],
-)
-def test_select_refuses_a_damaged_model_json(tmp_path: Path, meta: object, found: str) -> None:
-    from automed.select.selection import load_training
-
-    (tmp_path / "train_config.json").write_text(json.dumps({"dataset": "/data/ds"}))
-    (tmp_path / "model.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
-    with pytest.raises(ArtifactError) as exc:
-        load_training(tmp_path)
-    _refused(exc, tmp_path / "model.json", found, "re-run the training")
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "found"),
-    [
-        ("selection.json", NOT_JSON, "must be valid JSON"),
-        ("selection.json", "[]", "must be a JSON object"),
-        ("selection.json", '{"registered": "v3"}', "registered must be the registry entry"),
-        ("tracking.json", '{"registered": [3]}', "registered must be the registry entry"),
-    ],
-)
-def test_registration_refuses_a_damaged_registry_entry(
-    tmp_path: Path, name: str, content: str, found: str
-) -> None:
-    from automed.select.register import registered_version
-
-    assert registered_version(tmp_path) is None
-    (tmp_path / "selection.json").write_text(json.dumps({"registered": {"name": "m", "version": "1"}}))
-    assert registered_version(tmp_path) == {"name": "m", "version": "1"}
-    (tmp_path / name).write_text(content)
-    with pytest.raises(ArtifactError) as exc:
-        registered_version(tmp_path)
-    _refused(exc, tmp_path / name, found)
-
-
-@pytest.mark.parametrize(
-    ("channels", "found"), [(NOT_JSON, "must be valid JSON"), ('{"names": ["T1"]}', "None"), ("[1]", "[1]")]
-)
-def test_a_bundle_with_damaged_channel_names_is_refused(tmp_path: Path, channels: str, found: str) -> None:
-    from automed.registry_model import channel_names
-
-    (tmp_path / "channels.json").write_text(json.dumps({"schema_version": 1, "channels": ["T1", "T2"]}))
-    assert channel_names(tmp_path) == ["T1", "T2"]
-    (tmp_path / "channels.json").write_text(channels)
-    with pytest.raises(ArtifactError) as exc:
-        channel_names(tmp_path)
-    _refused(exc, tmp_path / "channels.json", found, "bundle the model again")
-
-
 # --- anonymize's key file ---------------------------------------------------------------------------------------
 
 
@@ -449,9 +244,6 @@ def test_a_bundle_with_damaged_channel_names_is_refused(tmp_path: Path, channels
 def test_a_key_file_with_damaged_pseudonyms_is_refused(
     tmp_path: Path, pseudonyms: object, found: str
 ) -> None:
-    from automed.errors import ConfigError
-    from automed.tools.deid_keys import KEY_SCHEMA, load_key
-
     key = {"schema_version": KEY_SCHEMA, "secret": "ab" * 32, "pseudonyms": {"P1": "patient-7"}}
     (tmp_path / "study.key").write_text(json.dumps(key))
     assert load_key(tmp_path / "study.key").pseudonyms == {"P1": "patient-7"}
@@ -468,9 +260,6 @@ def test_a_key_file_with_damaged_pseudonyms_is_refused(
 
 @pytest.mark.parametrize("plan", [NOT_JSON, "[]", '{"task_type": 3}'])
 def test_a_resume_over_a_plan_that_tells_no_task_takes_none(tmp_path: Path, plan: str) -> None:
-    from automed.errors import ConfigError
-    from automed.workflow.resume_checks import refuse_ignored_on_resume
-
     config = TrainConfig(configuration="3d_fullres").model_dump(mode="json")
     record = {"dataset": str(tmp_path / "ds"), "config": config, "options": {"folds": 5, "task": None}}
     (tmp_path / "train_config.json").write_text(json.dumps(record))
@@ -484,8 +273,6 @@ def test_a_resume_over_a_plan_that_tells_no_task_takes_none(tmp_path: Path, plan
 def test_a_resume_whose_original_has_a_damaged_tracking_record_shares_no_runs(
     tmp_path: Path, theirs: str
 ) -> None:
-    from automed.workflow.resume_checks import refuse_a_copy
-
     origin, copy = tmp_path / "W", tmp_path / "COPY"
     origin.mkdir(), copy.mkdir()
     saved = {"workdir": str(origin), "parent_run_id": "run-1"}
