@@ -103,8 +103,9 @@ def _kept_link(workdir: Path, link: dict[str, Any]) -> dict[str, Any] | None:
         return None
     try:
         kept = read_link(workdir)
-    except ArtifactError as exc:
-        log.warning("%s; the link is recorded anew", exc)
+    except ArtifactError as exc:  # damaged: which first stage it named is unknown
+        wrong = exc.problems[0]
+        log.warning("%s: %s, found %s; the link is recorded anew", wrong.file, wrong.rule, wrong.value)
         return None
     if kept.get("configuration") != link["configuration"]:
         return None

@@ -4,7 +4,8 @@ preset's rule allows it: :func:`automed.workflow.shape.plan_screening`).
 Fold 0 of every screened configuration trains for an equal share of the budget in the work dir
 (``train/<configuration>/fold_0``, each its own MLflow child run tagged ``screen``); the best fold-0 validation
 score wins and is promoted: its fold 0 is kept and its other folds train with the time left. ``screen.json``
-records the scores and the choice (written once; a resumed training reuses it and every finished screening fold);
+records the scores and the choice (written once; a resumed training reuses it and every finished screening fold; a
+damaged one is screened again, with a warning, from those folds);
 the parent MLflow run gets ``screen_<configuration>`` metrics, the ``screen.winner`` tag and the file.
 """
 
