@@ -385,6 +385,13 @@ class Tracker:
         if self.client.get_run(run_id).info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
 
+    def mark_finished(self, run_id: str) -> None:
+        """End ``run_id`` as FINISHED where it is not: its work was done and logged, but its process died before it
+        ended the run (left RUNNING), or was stopped in that moment (ended KILLED with the others)."""
+        self.check_store()
+        if self.client.get_run(run_id).info.status != "FINISHED":
+            self.client.set_terminated(run_id, "FINISHED")
+
     def end_open_runs_under(self, parent: str, status: str) -> None:
         """End ``parent``'s runs still open at any depth (folds created up front but never started, or left by a
         process that died, under a trial that ended or not) as ``status``: a stopped command leaves no run RUNNING in
