@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# two pytest workers (pytest-xdist), each module's tests on one of them (tests/conftest.py): on 2 cores the full suite
+# took 31 min instead of 36.5, the fast tests 3:00 instead of 4:20 (measured on the same machine)
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: install test test-fast lint demo clean
 
@@ -23,11 +27,11 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 # lint, then the tests not marked slow (no training runs, sweeps or exports): under 3 minutes on 2 CPU cores
 test-fast: lint
-	$(VENV)/bin/pytest -m "not slow" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 demo: install
 	$(VENV)/bin/automed demo --output demo_work --budget 5m

@@ -18,6 +18,11 @@ import pytest
 if TYPE_CHECKING:
     from automed.plan.schema import NetworkPlan
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test's workers (pytest-xdist; two on CI's two cores): one torch thread each, also in the processes they
+    # start (with torch's default, two workers' OpenMP threads on two cores spent 60 % more CPU time, no faster)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -27,6 +32,23 @@ def shared(*parts: str) -> Path:
     if not p.exists():
         pytest.skip(f"shared data not found: {p}")
     return p
+
+
+# modules that start Ray clusters with ray.cluster_utils (whose head becomes the cluster a bare ray.init() joins) or
+# count this machine's Ray processes: under pytest-xdist they run one after another, on one worker
+_ONE_AT_A_TIME = {
+    "test_sweep_ray": "ray-clusters",
+    "test_train_ray": "ray-clusters",
+    "test_train_cluster_nodes": "ray-clusters",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``make test`` runs the tests on two workers (pytest-xdist, ``--dist loadgroup``): a module's tests stay on one
+    worker, so its module-scoped fixtures (a trained model, a prepared dataset) are built once, not on each."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group(_ONE_AT_A_TIME.get(module, module)))
 
 
 @pytest.fixture(autouse=True)
