@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # two pytest workers (pytest-xdist), each module's tests on one of them (tests/conftest.py): on 2 cores the full suite
 # took 31 min instead of 36.5, the fast tests 3:00 instead of 4:20 (measured on the same machine)
 PYTEST_WORKERS ?= 2
-XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: install test test-fast lint demo clean
 

@@ -45,10 +45,22 @@ _ONE_AT_A_TIME = {
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """``make test`` runs the tests on two workers (pytest-xdist, ``--dist loadgroup``): a module's tests stay on one
-    worker, so its module-scoped fixtures (a trained model, a prepared dataset) are built once, not on each."""
+    worker, so its module-scoped fixtures (a trained model, a prepared dataset) are built once, not on each.
+    The groups come longest first (the Ray clusters' modules, about a third of the suite's slow time, then by their
+    number of slow tests; each keeps its own order): xdist hands groups out in this order (``make test`` passes
+    ``--no-loadscope-reorder``: by default it orders them by their number of tests, which put the cluster group
+    near the end: one worker still trained it when the other had run out of work)."""
+    group_of: dict[str, str] = {}
+    slow: dict[str, int] = {}
     for item in items:
         module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-        item.add_marker(pytest.mark.xdist_group(_ONE_AT_A_TIME.get(module, module)))
+        group = group_of[item.nodeid] = _ONE_AT_A_TIME.get(module, module)
+        item.add_marker(pytest.mark.xdist_group(group))
+        slow[group] = slow.get(group, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: (group_of[item.nodeid] not in _FIRST, -slow[group_of[item.nodeid]]))
+
+
+_FIRST = {"ray-clusters"}
 
 
 @pytest.fixture(autouse=True)
