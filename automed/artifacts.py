@@ -101,6 +101,11 @@ def read_json(path: Path, *, what: str, damaged_fix: str = "delete it and re-run
             f"{exc.msg} at line {exc.lineno}",
             damaged_fix,
         ) from exc
+    except UnicodeDecodeError as exc:  # not text at all (a file overwritten with binary data)
+        raise ArtifactError.single(
+            path, f"{what} must be valid JSON", f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at {exc.start})",
+            damaged_fix,
+        ) from exc  # fmt: skip
 
 
 def check_schema_version(

@@ -14,6 +14,7 @@ passes through its :class:`~automed.privacy.Redactor`: case IDs become pseudonym
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import re
@@ -32,6 +33,8 @@ from automed.tracking_uri import check_tracking_uri as check_tracking_uri
 from automed.tracking_uri import registry_uri as registry_uri
 from automed.tracking_uri import resolve_uri as resolve_uri
 from automed.tracking_uri import set_mlflow_uris as set_mlflow_uris
+
+log = logging.getLogger(__name__)
 
 ARTIFACTS_DIR = "mlruns"
 MAX_PARAM_LEN = 6000
@@ -387,10 +390,15 @@ class Tracker:
 
     def mark_finished(self, run_id: str) -> None:
         """End ``run_id`` as FINISHED where it is not: its work was done and logged, but its process died before it
-        ended the run (left RUNNING), or was stopped in that moment (ended KILLED with the others)."""
+        ended the run (left RUNNING), or was stopped in that moment (ended KILLED with the others). Best effort: a
+        run the user deleted, or a store that fails now, is warned about; the training goes on."""
         self.check_store()
-        if self.client.get_run(run_id).info.status != "FINISHED":
-            self.client.set_terminated(run_id, "FINISHED")
+        try:
+            run = self.client.get_run(run_id)
+            if run.info.status != "FINISHED" and run.info.lifecycle_stage != "deleted":
+                self.client.set_terminated(run_id, "FINISHED")
+        except Exception as exc:  # MLflow raises many types (a deleted run, a store that went away)
+            log.warning("the finished fold's MLflow run %s could not be ended FINISHED: %s", run_id, exc)
 
     def end_open_runs_under(self, parent: str, status: str) -> None:
         """End ``parent``'s runs still open at any depth (folds created up front but never started, or left by a

@@ -203,6 +203,18 @@ def test_package_ships_the_work_dirs_own_export_while_it_is_the_models(exported:
     onnx = "networks/onnx/fold_0.onnx"
     shipped = cube / "mlcube" / "workspace" / "additional_files" / onnx
     assert shipped.read_bytes() == (exported["bundle"] / onnx).read_bytes()
+    # settings chosen after the export (automed select's inference.json): the export is not shipped
+    from automed.train.meta import InferenceChoice, load_model
+    from automed.workflow.export import _linked_export
+
+    inference = load_model(exported["work"]).inference
+    choice = InferenceChoice(selection="S", inference=inference.model_copy(update={"tta": not inference.tta}))
+    choice.save(exported["work"] / "inference.json")
+    try:
+        assert _linked_export(exported["work"], keep_case_ids=False) is None
+    finally:
+        (exported["work"] / "inference.json").unlink()
+    assert _linked_export(exported["work"], keep_case_ids=False) is not None
     # the export hides case IDs: asked to keep them, package exports afresh
     res = api.package(exported["work"], exported["root"] / "cube_tmp_export", keep_case_ids=True)
     assert res.export is None and (res.folder / "mlcube" / "mlcube.yaml").is_file()

@@ -14,9 +14,8 @@ from automed.records import read_tracking
 from automed.testing.synthetic import make_dataset
 from automed.workdir import WorkDir
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 @pytest.mark.parametrize("left", ["RUNNING", "KILLED"])
 def test_a_finished_folds_open_run_is_ended_by_the_resume(tmp_path: Path, left: str) -> None:
     from mlflow.tracking import MlflowClient
@@ -38,3 +37,24 @@ def test_a_finished_folds_open_run_is_ended_by_the_resume(tmp_path: Path, left: 
     assert exp is not None
     statuses = {r.info.run_name: r.info.status for r in client.search_runs([exp.experiment_id])}
     assert statuses and set(statuses.values()) == {"FINISHED"}, statuses
+
+
+def test_ending_a_finished_folds_run_is_best_effort(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A run the user deleted is left as it is (set_terminated on it had crashed the resume), a store that fails
+    now is warned about, and the training goes on."""
+    from automed.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", "x")
+    kept, deleted = tracker.start_run("kept"), tracker.start_run("deleted")
+    tracker.client.delete_run(deleted)
+    tracker.mark_finished(kept)
+    tracker.mark_finished(deleted)
+    assert tracker.client.get_run(kept).info.status == "FINISHED"
+    assert tracker.client.get_run(deleted).info.lifecycle_stage == "deleted"
+
+    def down(run_id: str) -> None:
+        raise ConnectionError("the store went away")
+
+    tracker.client.get_run = down  # type: ignore[method-assign]
+    tracker.mark_finished(kept)
+    assert "could not be ended FINISHED: the store went away" in caplog.text

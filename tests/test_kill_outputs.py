@@ -83,8 +83,11 @@ def test_killed_package_keeps_the_earlier_cube(done: dict[str, Path], tmp_path: 
     before = _tree(done["C"])
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    proc = _automed("package", done["W"], "--mlcube", done["C"], env={"TMPDIR": str(scratch)})
-    # `package` without --export exports first, into a temporary folder: kill while that export runs
+    # `package` without --export exports first, into a temporary folder, where the work dir's own export does not
+    # hide case IDs as now asked (--keep-case-ids here): kill while that export runs
+    proc = _automed(
+        "package", done["W"], "--mlcube", done["C"], "--keep-case-ids", env={"TMPDIR": str(scratch)}
+    )
     _kill_when(proc, lambda: any(scratch.glob("automed-export-*/.bundle.tmp-*/networks/onnx/fold_0.onnx")))
     assert _tree(done["C"]) == before
     assert (done["C"] / "mlcube" / "mlcube.yaml").is_file()

@@ -90,3 +90,13 @@ def test_a_selection_folders_damaged_pair_is_named_by_predict(tmp_path: Path) ->
     (bundle / "ensemble.json").write_text(json.dumps({"members": [{"name": "a"}]}))
     with pytest.raises(ArtifactError, match=r"ensemble\.json's members list"):
         pair_members(tmp_path / "S")
+
+
+def test_a_pair_record_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    """read_json (every checked reader) names a file that is not UTF-8 text (a bare UnicodeDecodeError before)."""
+    path = tmp_path / "ensemble.json"
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ArtifactError) as exc:
+        read_pair(path)
+    (p,) = exc.value.problems
+    assert p.rule == "ensemble.json must be valid JSON" and p.value == "not UTF-8 text (byte 0xff at 0)"

@@ -68,6 +68,17 @@ def checkpoint_digests(workdir: Path) -> list[str]:
     return [_sha256(p) for p in model_checkpoints(workdir)]
 
 
+def settings_digest(workdir: Path) -> str:
+    """SHA-256 of what decides a model's predictions beside its weights: ``model.json`` with ``automed select``'s
+    choice applied (postprocessing, TTA, window step, folds), or a selection's pair (``ensemble.json``). Recorded in
+    an export (``export.json``): a package ships the work dir's export only while it is unchanged (a selection made
+    after the export changes it, the weights not)."""
+    if not (workdir / MODEL_FILE).is_file() and (workdir / PAIR_FILE).is_file():
+        return _sha256(workdir / PAIR_FILE)
+    settings = json.dumps(load_model(workdir).model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(settings.encode()).hexdigest()
+
+
 def write_link(workdir: Path, folder: Path, report: dict[str, Any]) -> dict[str, Any]:
     """Record ``folder`` as ``workdir``'s export: where it is, and where it is relative to the work dir (found again
     when both move together, e.g. the default ``WORKDIR/export``); ``usable`` says whether predict may use it."""

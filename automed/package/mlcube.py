@@ -53,7 +53,9 @@ def templates_dir() -> Path:
 class PackageResult:
     folder: Path
     image: str
-    export: Path | None = None  # the work dir's own export the cube ships (None: exported for the cube)
+    export: Path | None = (
+        None  # the work dir's own export the cube ships (None: --export's, or one made for it)
+    )
 
 
 def _render(name: str, values: dict[str, str]) -> str:

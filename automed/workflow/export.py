@@ -58,7 +58,7 @@ def export(
     from automed.data.dataset import Case
     from automed.export.bundle import readable
     from automed.export.export import THRESHOLDS, first_validation_case, parity_failures, parse_formats
-    from automed.export.link import checkpoint_digests, write_link
+    from automed.export.link import checkpoint_digests, settings_digest, write_link
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
     from automed.infer.inputs import discover, takes_dimension
@@ -158,8 +158,9 @@ def export(
         # password, or a local path; the console (this machine) gets it whole
         res.report["registered"] = {"error": f"{type(exc).__name__} (the export command's console shows it)"}
         log.warning("the export is written but was not attached to the registered model: %s", exc)
-    if workdir is not None:  # which weights this export holds (package checks an --export against them)
+    if workdir is not None:  # which weights and settings this export holds (package checks them)
         res.report["checkpoints"] = checkpoint_digests(workdir)
+        res.report["settings"] = settings_digest(workdir)
     res.report["case_ids_kept"] = (
         keep_case_ids  # a package ships this export as it is only when asked the same
     )
@@ -237,13 +238,14 @@ def package(
 
 def _linked_export(model: str | Path, keep_case_ids: bool) -> Path | None:
     """The export ``automed export`` linked to the work dir, when a cube may ship it as it is: the model's weights
-    as they are now, its parity check passed, ONNX and OpenVINO networks, and case IDs kept or not as now asked
-    (an export that does not record it is exported again); else None."""
-    from automed.export.link import read_export_record, usable_export
+    and settings (``automed select``'s choice) as they are now, its parity check passed, ONNX and OpenVINO networks,
+    and case IDs kept or not as now asked (an export that does not record these is exported again); else None."""
+    from automed.export.link import read_export_record, settings_digest, usable_export
 
     if str(model).startswith("models:/") or not Path(model).is_dir():
         return None
-    folder, _ = usable_export(model_dir(Path(model)))
+    workdir = model_dir(Path(model))
+    folder, _ = usable_export(workdir)
     if folder is None:
         return None
     try:
@@ -251,7 +253,8 @@ def _linked_export(model: str | Path, keep_case_ids: bool) -> Path | None:
     except ArtifactError:  # a damaged record: this export is not shipped, a new one is made
         return None
     both = {"onnx", "openvino"} <= set(record.get("formats") or [])
-    return folder if both and record.get("case_ids_kept") is keep_case_ids else None
+    same = record.get("settings") == settings_digest(workdir) and record.get("case_ids_kept") is keep_case_ids
+    return folder if both and same else None
 
 
 def _check_export_has_both_runtimes(bundle: Path) -> None:

@@ -164,7 +164,7 @@ def _fold_jobs(
         if reused is not None:
             rows += reused
             epochs[fold] = len(read_progress(folder / "progress.json")["history"])
-            if resume and (done_run := track.fold_runs.get(str(fold))) is not None:
+            if (resume or extend) and (done_run := track.fold_runs.get(str(fold))) is not None:
                 # stopped after validation_metrics.json (written last, once all is logged), before its run ended:
                 # the fold is finished, its run too (not left RUNNING or KILLED under a finished training)
                 tracker.mark_finished(done_run)
