@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from automed.plan.schema import NetworkPlan
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # make test's workers (pytest-xdist; two on CI's two cores): one torch thread each, also in the processes they
+    # make test's workers (pytest-xdist; three on CI's two cores): one torch thread each, also in the processes they
     # start (with torch's default, two workers' OpenMP threads on two cores spent 60 % more CPU time, no faster)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -44,7 +44,7 @@ _ONE_AT_A_TIME = {
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make test`` runs the tests on two workers (pytest-xdist, ``--dist loadgroup``): a module's tests stay on one
+    """``make test`` runs the tests on three workers (pytest-xdist, ``--dist loadgroup``): a module's tests stay on one
     worker, so its module-scoped fixtures (a trained model, a prepared dataset) are built once, not on each.
     The groups come longest first (the Ray clusters' modules, about a third of the suite's slow time, then by their
     number of slow tests; each keeps its own order): xdist hands groups out in this order (``make test`` passes
