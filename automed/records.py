@@ -58,6 +58,21 @@ def key_problems(
     ]
 
 
+def read_keyed(
+    path: Path, keys: tuple[tuple[str, Any, str], ...], fix: str, *, needed_by: str = ""
+) -> dict[str, Any]:
+    """The JSON object at ``path`` holding each of ``keys`` (:func:`key_problems`); refused naming the file, each
+    rule, the value and ``fix`` when it is missing, not JSON, not an object, or lacks one of them."""
+    data = read_json(path, what=path.name, damaged_fix=fix)
+    if not fits(dict[str, Any], data):
+        raise ArtifactError.single(path, f"{path.name} must be a JSON object", shown(data), fix)
+    problems = key_problems(path, data, keys, fix, needed_by=needed_by)
+    if problems:
+        raise ArtifactError(problems)
+    result: dict[str, Any] = data
+    return result
+
+
 def shown(value: Any) -> str:
     """``value`` as an error shows what was found: its repr (cut at 80 characters) and its type."""
     text = repr(value)

@@ -12,7 +12,7 @@ from automed.artifacts import read_json
 from automed.errors import ArtifactError
 from automed.infer.ensemble import EnsemblePredictor
 from automed.infer.predictor import Predictor
-from automed.records import fits, key_problems, read_cv_summary, read_pair, shown
+from automed.records import fits, read_cv_summary, read_keyed, read_pair, shown
 from automed.runtime.postprocess import describe
 from automed.select.inference_cost import mirror_label
 from automed.train.meta import applied_choice, read_meta
@@ -226,14 +226,7 @@ def _card_fingerprint(path: Path) -> dict[str, Any]:
     """The training's ``fingerprint.json`` as its card shows it; a damaged one is refused naming the file, each rule,
     the value and the fix (it had crashed export with a bare JSONDecodeError or KeyError)."""
     fix = "put back the fingerprint.json automed wrote, or delete it and re-run the training (it is written anew)"
-    fp = read_json(path, what="fingerprint.json", damaged_fix=fix)
-    if not fits(dict[str, Any], fp):
-        raise ArtifactError.single(path, "fingerprint.json must be a JSON object", shown(fp), fix)
-    problems = key_problems(path, fp, _FINGERPRINT_KEYS, fix, needed_by=" for the model card")
-    if problems:
-        raise ArtifactError(problems)
-    result: dict[str, Any] = fp
-    return result
+    return read_keyed(path, _FINGERPRINT_KEYS, fix, needed_by=" for the model card")
 
 
 def _card_selection(path: Path) -> dict[str, Any]:

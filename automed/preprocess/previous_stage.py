@@ -26,7 +26,7 @@ from automed.errors import ArtifactError
 from automed.parallel import progress_bar
 from automed.plan.schema import Plan
 from automed.preprocess.pipeline import preprocess_label
-from automed.records import key_problems
+from automed.records import read_keyed
 from automed.train.meta import model_digest, read_meta
 from automed.workdir import WorkDir, recorded_place, relative_place
 
@@ -258,10 +258,4 @@ def _case_properties(path: Path) -> dict[str, Any]:
     """A preprocessed case's properties (``<case>.json``, written by preprocessing); a damaged one is refused naming
     the file, the rule, the value and the fix (it had crashed the cascade with a bare JSONDecodeError or KeyError)."""
     fix = f"delete the preprocessed folder {path.parent} and re-run (it is preprocessed anew)"
-    props = read_json(path, what=path.name, damaged_fix=fix)
-    if not isinstance(props, dict):
-        raise _fail(path, f"{path.name} must be a JSON object", f"{props!r} ({type(props).__name__})", fix)
-    problems = key_problems(path, props, _PROPS_KEYS, fix)
-    if problems:
-        raise ArtifactError(problems)
-    return props
+    return read_keyed(path, _PROPS_KEYS, fix)

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from automed.artifacts import read_json, write_json_atomic
+from automed.artifacts import write_json_atomic
 from automed.data.cases import read_case
 from automed.data.dataset import load_dataset
 from automed.data.splits import read_splits
 from automed.errors import ArtifactError, Problem
 from automed.parallel import Stages
-from automed.records import fits, key_problems, read_train_config, shown
+from automed.records import read_keyed, read_train_config, shown
 from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
 from automed.select.names import candidate_names
@@ -94,12 +94,7 @@ def _selected_meta(path: Path) -> tuple[dict[str, Any], str]:
     is refused naming the file, each rule, the value and the fix (it had crashed select with a bare
     JSONDecodeError, KeyError or pydantic ValidationError)."""
     fix = "re-run the training (it writes model.json anew)"
-    meta = read_json(path, what="model.json", damaged_fix=fix)
-    if not fits(dict[str, Any], meta):
-        raise ArtifactError.single(path, "model.json must be a JSON object", shown(meta), fix)
-    problems = key_problems(path, meta, _META_KEYS, fix, needed_by=" for selection")
-    if problems:
-        raise ArtifactError(problems)
+    meta = read_keyed(path, _META_KEYS, fix, needed_by=" for selection")
     if not all(k.isdigit() for k in meta["labels"]):
         rule = "model.json's labels must be keyed by label value (a whole number)"
         raise ArtifactError.single(path, rule, shown(meta["labels"]), fix)
