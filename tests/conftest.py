@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from automed.plan.schema import NetworkPlan
+    from automed.errors import AutomedError
+    from automed.plan.schema import NetworkPlan, Plan
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # make test's workers (pytest-xdist; three on CI's two cores): one torch thread each, also in the processes they
@@ -230,6 +231,52 @@ def cascade_options(root: Path) -> dict[str, object]:
         "workers": 0,
         "show_progress": False,
     }
+
+
+NOT_JSON = "{not json"
+
+
+def refused_naming(exc: pytest.ExceptionInfo[AutomedError], path: Path, *words: str) -> None:
+    """A refusal of a damaged state file names the file, the rule's ``words``, and says what to do."""
+    text = str(exc.value)
+    assert str(path) in text and "Fix:" in text, text
+    for word in words:
+        assert word in text, text
+
+
+def cascade_pair(root: Path) -> tuple[Path, Path, Plan]:
+    """``root/LOW``, a finished cascade first stage (3d_lowres: model.json, every case validated as a 4^3 label map),
+    and ``root/CASC``, a cascade work dir: one plan (512^3 images: a cascade is planned) and one two-fold split."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from automed.plan.planner import make_plan
+    from automed.plan.preset import load_preset
+    from automed.testing.fingerprints import synthetic_fingerprint
+    from automed.train.config import TrainConfig
+    from automed.train.meta import ModelMeta, resolve_training
+    from automed.workdir import WorkDir
+
+    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (512,) * 3), load_preset("default"))
+    assert "3d_cascade_fullres" in plan.configurations
+    splits = {"n_folds": 2, "folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
+    low, casc = root / "LOW", root / "CASC"
+    for wd in (low, casc):
+        wd.mkdir(parents=True)
+        plan.save(wd / "plan.json")
+        (wd / "splits.json").write_text(json.dumps(splits))
+    cfg = TrainConfig(configuration="3d_lowres")
+    ModelMeta(
+        dataset=plan.dataset_name, configuration="3d_lowres", folds=[0, 1], config=cfg,
+        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.4,
+    ).save(low / "model.json")  # fmt: skip
+    for k, cid in enumerate(("a", "b")):
+        val = WorkDir(low).fold("3d_lowres", k) / "validation"
+        val.mkdir(parents=True)
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.uint8)), str(val / f"{cid}.nii.gz"))
+    return low, casc, plan
 
 
 def tiny_unet_plan(dim: int = 3) -> NetworkPlan:

@@ -25,17 +25,7 @@ from automed.testing.fingerprints import synthetic_fingerprint
 from automed.workflow.report_image import image_level_kind, read_image_run
 from automed.workflow.report_inputs import resolve
 from automed.workflow.sweep_verdict import failure_lines
-
-NOT_JSON = "{not json"
-
-
-def _refused(exc: pytest.ExceptionInfo[ArtifactError], path: Path, *words: str) -> None:
-    """The error names the file, the rule's words, and says what to do."""
-    text = str(exc.value)
-    assert str(path) in text and "Fix:" in text, text
-    for word in words:
-        assert word in text, text
-
+from tests.conftest import NOT_JSON, refused_naming
 
 # --- report and sweep verdict ------------------------------------------------------------------------------------
 
@@ -54,7 +44,7 @@ def test_a_report_refuses_a_damaged_selection(tmp_path: Path, selection: str, fo
     (tmp_path / "S" / "selection.json").write_text(selection)
     with pytest.raises(ArtifactError) as exc:
         resolve([tmp_path / "S"], tmp_path / "scratch")
-    _refused(exc, tmp_path / "S" / "selection.json", found, "automed select again")
+    refused_naming(exc, tmp_path / "S" / "selection.json", found, "automed select again")
 
 
 @pytest.mark.parametrize(
@@ -70,7 +60,7 @@ def test_a_report_refuses_a_damaged_metrics_summary(tmp_path: Path, summary: str
     for read in (image_level_kind, read_image_run):
         with pytest.raises(ArtifactError) as exc:
             read(tmp_path)
-        _refused(exc, tmp_path / "summary.json", found, "automed metrics again")
+        refused_naming(exc, tmp_path / "summary.json", found, "automed metrics again")
 
 
 @pytest.mark.parametrize("failed", [NOT_JSON, '["TypeError"]', '{"error": 3}'])
@@ -104,7 +94,7 @@ def test_a_model_card_refuses_a_damaged_fingerprint(tmp_path: Path, fingerprint:
     )
     with pytest.raises(ArtifactError) as exc:
         model_card(predictor, {}, tmp_path)
-    _refused(exc, tmp_path / "fingerprint.json", found)
+    refused_naming(exc, tmp_path / "fingerprint.json", found)
 
 
 GOOD_SELECTION = {
@@ -147,7 +137,7 @@ def test_a_pairs_card_refuses_a_damaged_selection_or_pair(
     (tmp_path / name).write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(ArtifactError) as exc:
         pair_card(predictor, {}, tmp_path)
-    _refused(exc, tmp_path / name, found)
+    refused_naming(exc, tmp_path / name, found)
 
 
 # --- select, registration and a bundle's channels ---------------------------------------------------------------
@@ -174,7 +164,7 @@ def test_select_refuses_a_damaged_model_json(tmp_path: Path, meta: object, found
     (tmp_path / "model.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
     with pytest.raises(ArtifactError) as exc:
         load_training(tmp_path)
-    _refused(exc, tmp_path / "model.json", found, "re-run the training")
+    refused_naming(exc, tmp_path / "model.json", found, "re-run the training")
 
 
 @pytest.mark.parametrize(
@@ -195,16 +185,18 @@ def test_registration_refuses_a_damaged_registry_entry(
     (tmp_path / name).write_text(content)
     with pytest.raises(ArtifactError) as exc:
         registered_version(tmp_path)
-    _refused(exc, tmp_path / name, found)
+    refused_naming(exc, tmp_path / name, found)
 
 
 @pytest.mark.parametrize(
     ("channels", "found"), [(NOT_JSON, "must be valid JSON"), ('{"names": ["T1"]}', "None"), ("[1]", "[1]")]
 )
-def test_a_bundle_with_damaged_channel_names_is_refused(tmp_path: Path, channels: str, found: str) -> None:
+def test_a_bundle_with_damaged_channel_names_isrefused_naming(
+    tmp_path: Path, channels: str, found: str
+) -> None:
     (tmp_path / "channels.json").write_text(json.dumps({"schema_version": 1, "channels": ["T1", "T2"]}))
     assert channel_names(tmp_path) == ["T1", "T2"]
     (tmp_path / "channels.json").write_text(channels)
     with pytest.raises(ArtifactError) as exc:
         channel_names(tmp_path)
-    _refused(exc, tmp_path / "channels.json", found, "bundle the model again")
+    refused_naming(exc, tmp_path / "channels.json", found, "bundle the model again")

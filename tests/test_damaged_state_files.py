@@ -13,7 +13,6 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from automed.errors import ArtifactError, ConfigError
 from automed.plan.planner import make_plan
@@ -23,7 +22,6 @@ from automed.preprocess.previous_stage import link_previous, write_previous_stag
 from automed.testing.fingerprints import synthetic_fingerprint
 from automed.tools.deid_keys import KEY_SCHEMA, load_key
 from automed.train.config import TrainConfig
-from automed.train.meta import ModelMeta, resolve_training
 from automed.workdir import WorkDir
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.existing_folds import check_same_previous
@@ -32,40 +30,9 @@ from automed.workflow.predict_wsi import model_mpp
 from automed.workflow.resume_checks import refuse_a_copy, refuse_ignored_on_resume
 from automed.workflow.screen import run_screening
 from automed.workflow.train_options import TrackingState, TrainOptions
-
-NOT_JSON = "{not json"
-
-
-def _refused(exc: pytest.ExceptionInfo[ArtifactError], path: Path, *words: str) -> None:
-    """The error names the file, the rule's words, and says what to do."""
-    text = str(exc.value)
-    assert str(path) in text and "Fix:" in text, text
-    for word in words:
-        assert word in text, text
-
+from tests.conftest import NOT_JSON, cascade_pair, refused_naming
 
 # --- a cascade's first stage, link, manifest and preprocessed case properties ---------------------------------
-
-
-def _cascade_pair(root: Path) -> tuple[Path, Path, Plan]:
-    """A cascade work dir and its finished first stage (one plan, one split, each case validated: a 4^3 label map)."""
-    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (512,) * 3), load_preset("default"))
-    splits = {"n_folds": 2, "folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
-    low, casc = root / "LOW", root / "CASC"
-    for wd in (low, casc):
-        wd.mkdir(parents=True)
-        plan.save(wd / "plan.json")
-        (wd / "splits.json").write_text(json.dumps(splits))
-    cfg = TrainConfig(configuration="3d_lowres")
-    ModelMeta(
-        dataset=plan.dataset_name, configuration="3d_lowres", folds=[0, 1], config=cfg,
-        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.4,
-    ).save(low / "model.json")  # fmt: skip
-    for k, cid in enumerate(("a", "b")):
-        val = WorkDir(low).fold("3d_lowres", k) / "validation"
-        val.mkdir(parents=True)
-        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 4, 4), np.uint8)), str(val / f"{cid}.nii.gz"))
-    return low, casc, plan
 
 
 def _case_props(casc: Path, plan: Plan, props: object) -> Path:
@@ -78,18 +45,18 @@ def _case_props(casc: Path, plan: Plan, props: object) -> Path:
 
 
 def test_a_cascade_refuses_a_first_stage_whose_model_json_is_damaged(tmp_path: Path) -> None:
-    low, casc, plan = _cascade_pair(tmp_path)
+    low, casc, plan = cascade_pair(tmp_path)
     (low / "model.json").write_text(NOT_JSON)
     with pytest.raises(ArtifactError) as exc:
         link_previous(casc, low, plan, "3d_cascade_fullres")
-    _refused(exc, low / "model.json", "model.json")
+    refused_naming(exc, low / "model.json", "model.json")
 
 
 @pytest.mark.parametrize("kept", [NOT_JSON, "[]", '{"workdir": 3, "configuration": "3d_lowres"}'])
 def test_a_damaged_cascade_link_is_recorded_anew(
     tmp_path: Path, kept: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    low, casc, plan = _cascade_pair(tmp_path)
+    low, casc, plan = cascade_pair(tmp_path)
     WorkDir(casc).previous_link.write_text(kept)
     with caplog.at_level(logging.WARNING):
         link = link_previous(casc, low, plan, "3d_cascade_fullres")
@@ -101,7 +68,7 @@ def test_a_damaged_cascade_link_is_recorded_anew(
 def test_a_damaged_manifest_has_the_first_stage_predictions_written_anew(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    low, casc, plan = _cascade_pair(tmp_path)
+    low, casc, plan = cascade_pair(tmp_path)
     link_previous(casc, low, plan, "3d_cascade_fullres")
     _case_props(
         casc, plan, {"crop_box": [[0, 4]] * 3, "shape_after_resampling": [4, 4, 4], "separate_axis": None}
@@ -126,16 +93,16 @@ def test_a_damaged_manifest_has_the_first_stage_predictions_written_anew(
     ],
 )
 def test_a_cascade_refuses_a_damaged_preprocessed_case(tmp_path: Path, props: object, found: str) -> None:
-    low, casc, plan = _cascade_pair(tmp_path)
+    low, casc, plan = cascade_pair(tmp_path)
     link_previous(casc, low, plan, "3d_cascade_fullres")
     pre = _case_props(casc, plan, props)
     with pytest.raises(ArtifactError) as exc:
         write_previous_stage(casc, plan, "3d_cascade_fullres", show_progress=False)
-    _refused(exc, pre / "a.json", found, f"delete the preprocessed folder {pre}")
+    refused_naming(exc, pre / "a.json", found, f"delete the preprocessed folder {pre}")
     assert not (WorkDir(casc).previous_stage / "manifest.json").exists()
 
 
-def test_cascade_folds_over_a_damaged_earlier_link_are_refused(tmp_path: Path) -> None:
+def test_cascade_folds_over_a_damaged_earlier_link_arerefused_naming(tmp_path: Path) -> None:
     wdir = WorkDir(tmp_path / "CASC")
     fold = wdir.fold("3d_cascade_fullres", 0)
     fold.mkdir(parents=True)
@@ -145,7 +112,7 @@ def test_cascade_folds_over_a_damaged_earlier_link_are_refused(tmp_path: Path) -
     for before, found in ((NOT_JSON.encode(), "must be valid JSON"), (b'{"model": "abc"}', "workdir (text)")):
         with pytest.raises(ArtifactError) as exc:
             check_same_previous(wdir, config, before, link)
-        _refused(exc, wdir.previous_link, found, "needs a known first stage")
+        refused_naming(exc, wdir.previous_link, found, "needs a known first stage")
     check_same_previous(wdir, config, json.dumps(link).encode(), link)  # the same link: its folds are kept
 
 
@@ -154,7 +121,7 @@ def test_predict_continue_refuses_a_damaged_record(tmp_path: Path, record: str, 
     (tmp_path / RECORD).write_text(record)
     with pytest.raises(ArtifactError) as exc:
         check_record(tmp_path, {"model": "m"}, earlier=True)
-    _refused(exc, tmp_path / RECORD, found, "--overwrite")
+    refused_naming(exc, tmp_path / RECORD, found, "--overwrite")
 
 
 @pytest.mark.parametrize(
@@ -172,7 +139,7 @@ def test_slides_refuse_a_damaged_mining_record(tmp_path: Path, mining: str, foun
     (tmp_path / "mining.json").write_text(mining)
     with pytest.raises(ArtifactError) as exc:
         model_mpp(wd, None)
-    _refused(exc, tmp_path / "mining.json", found, "--mpp")
+    refused_naming(exc, tmp_path / "mining.json", found, "--mpp")
 
 
 @pytest.mark.parametrize(
@@ -188,7 +155,7 @@ def test_the_redactor_refuses_a_damaged_fingerprint(tmp_path: Path, fingerprint:
     WorkDir(tmp_path).fingerprint.write_text(fingerprint)
     with pytest.raises(ArtifactError) as exc:
         redactor_for([tmp_path])
-    _refused(exc, WorkDir(tmp_path).fingerprint, found)
+    refused_naming(exc, WorkDir(tmp_path).fingerprint, found)
 
 
 class _Quiet:
@@ -241,7 +208,7 @@ def test_a_damaged_screening_record_is_screened_again_from_its_finished_folds(
 @pytest.mark.parametrize(
     ("pseudonyms", "found"), [([1], "[1] (list)"), ("P1", "'P1' (str)"), ({"P1": 3}, "(dict)")]
 )
-def test_a_key_file_with_damaged_pseudonyms_is_refused(
+def test_a_key_file_with_damaged_pseudonyms_isrefused_naming(
     tmp_path: Path, pseudonyms: object, found: str
 ) -> None:
     key = {"schema_version": KEY_SCHEMA, "secret": "ab" * 32, "pseudonyms": {"P1": "patient-7"}}

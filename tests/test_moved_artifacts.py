@@ -27,6 +27,7 @@ from automed.workdir import (
     with_relative_members,
     without_local_places,
 )
+from tests.conftest import cascade_pair
 
 
 def _plan(shape: int = 40) -> Plan:
@@ -230,33 +231,11 @@ def test_a_registered_pair_ships_no_local_place(tmp_path: Path) -> None:
     assert '"name": "W0"' in text and "relative" not in text and str(proj) not in text
 
 
-def _cascade_pair(proj: Path) -> tuple[Path, Path, Plan]:
-    """A cascade work dir and its finished first stage: one plan, one split, every case validated."""
-    plan = _plan(512)
-    assert "3d_cascade_fullres" in plan.configurations
-    splits = {"n_folds": 2, "folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
-    low, casc = proj / "LOW", proj / "CASC"
-    for wd in (low, casc):
-        wd.mkdir(parents=True)
-        plan.save(wd / "plan.json")
-        (wd / "splits.json").write_text(json.dumps(splits))
-    cfg = TrainConfig(configuration="3d_lowres")
-    ModelMeta(
-        dataset=plan.dataset_name, configuration="3d_lowres", folds=[0, 1], config=cfg,
-        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.4,
-    ).save(low / "model.json")  # fmt: skip
-    for k, cid in enumerate(("a", "b")):
-        val = WorkDir(low).fold("3d_lowres", k) / "validation"
-        val.mkdir(parents=True)
-        (val / f"{cid}.nii.gz").write_bytes(b"")
-    return low, casc, plan
-
-
 def test_a_cascade_finds_its_first_stage_moved_with_it(tmp_path: Path) -> None:
     from automed.preprocess.previous_stage import check_first_stage, link_previous
 
     proj = tmp_path / "proj"
-    low, casc, plan = _cascade_pair(proj)
+    low, casc, plan = cascade_pair(proj)
     link = link_previous(casc, low, plan, "3d_cascade_fullres")
     assert link["relative"] == "../LOW" and check_first_stage(casc) == low
     shutil.copytree(proj, tmp_path / "copy")
@@ -275,7 +254,7 @@ def test_a_cascade_link_of_the_earlier_format_stays_in_it(tmp_path: Path) -> Non
     from automed.errors import ArtifactError
     from automed.preprocess.previous_stage import check_first_stage, legacy_digest, link_previous
 
-    low, casc, plan = _cascade_pair(tmp_path / "proj")
+    low, casc, plan = cascade_pair(tmp_path / "proj")
     link = link_previous(casc, low, plan, "3d_cascade_fullres")
     old = {k: v for k, v in link.items() if k != "relative"}
     WorkDir(casc).previous_link.write_text(json.dumps(old))

@@ -12,6 +12,7 @@ import pytest
 
 from automed.errors import ArtifactError
 from automed.workdir import WorkDir
+from tests.conftest import cascade_pair
 
 FIX = "put back the splits.json automed wrote"
 
@@ -57,26 +58,9 @@ def test_export_refuses_a_damaged_split_before_loading_the_dataset(tmp_path: Pat
 
 
 def test_a_cascade_refuses_a_damaged_split_of_its_first_stage(tmp_path: Path) -> None:
-    from automed.plan.planner import make_plan
-    from automed.plan.preset import load_preset
     from automed.preprocess.previous_stage import link_previous
-    from automed.testing.fingerprints import synthetic_fingerprint
 
-    plan = make_plan(synthetic_fingerprint((1.0, 1.0, 1.0), (512,) * 3), load_preset("default"))
-    low, casc = tmp_path / "LOW", tmp_path / "CASC"
-    splits = {"n_folds": 2, "folds": [{"train": ["b"], "val": ["a"]}, {"train": ["a"], "val": ["b"]}]}
-    for wd in (low, casc):
-        wd.mkdir()
-        plan.save(wd / "plan.json")
-        (wd / "splits.json").write_text(json.dumps(splits))
-    from automed.train.config import TrainConfig
-    from automed.train.meta import ModelMeta, resolve_training
-
-    cfg = TrainConfig(configuration="3d_lowres")
-    ModelMeta(
-        dataset=plan.dataset_name, configuration="3d_lowres", folds=[0, 1], config=cfg,
-        resolved=resolve_training(plan, cfg), plan_hash=plan.hash, labels=plan.labels, cv_score=0.4,
-    ).save(low / "model.json")  # fmt: skip
+    low, casc, plan = cascade_pair(tmp_path)
     path = _damaged(low)
     with pytest.raises(ArtifactError) as exc:
         link_previous(casc, low, plan, "3d_cascade_fullres")
