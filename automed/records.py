@@ -10,6 +10,9 @@ compares whole records, so the added key makes no earlier work dir look changed.
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,8 @@ TRAIN_CONFIG_VERSION = 1
 TRACKING_VERSION = 1
 PROGRESS_VERSION = 1
 CV_SUMMARY_VERSION = 1
+log = logging.getLogger(__name__)
+
 UNVERSIONED = 1  # the version of a record written before it carried ``schema_version``
 
 PROGRESS = "progress.json"  # in each fold's folder
@@ -77,6 +82,26 @@ def shown(value: Any) -> str:
     """``value`` as an error shows what was found: its repr (cut at 80 characters) and its type."""
     text = repr(value)
     return f"{text if len(text) <= 80 else text[:77] + '...'} ({type(value).__name__})"
+
+
+def read_recomputable(
+    path: Path, problem: Callable[[Any], tuple[str, str] | None], then: str, *, level: int = logging.WARNING
+) -> Any:
+    """A record that can be recomputed: its content, or None when there is none or (logged at ``level``, naming the
+    file, the rule, the value and ``then``: what follows) when it is damaged; ``problem`` judges content that is
+    JSON at all and returns the rule it breaks with the value that breaks it (None: none)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
+        wrong: tuple[str, str] | None = (f"{path.name} must be a readable JSON file", str(exc)[:120])
+    else:
+        wrong = problem(data)
+    if wrong is None:
+        return data
+    log.log(level, "%s: %s, found %s; %s", path, *wrong, then)
+    return None
 
 
 def stamped(record: dict[str, Any], version: int) -> dict[str, Any]:

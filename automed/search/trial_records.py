@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from automed.errors import ArtifactError, Problem
-from automed.records import fits, shown
+from automed.records import fits, read_recomputable, shown
 
 log = logging.getLogger(__name__)
 
@@ -100,20 +99,14 @@ def read_result(path: Path, *, quiet: bool = False) -> dict[str, Any] | None:
     kinds :data:`_RESULT_KEYS` gives. None when there is none, or (with a warning naming the file, the rule, the value
     and what follows) when it is damaged: it is recomputed from the trial's fold files. ``quiet``: that warning is
     a debug line (the live view reads every trial each second; the sweep's own reads warn)."""
-    if not path.is_file():
-        return None
-    data, wrong = _load_checked(path, _result_problem)
-    if wrong is not None:
-        log.log(
-            logging.DEBUG if quiet else logging.WARNING,
-            "%s: %s, found %s; read as no fold of the trial done (it is recomputed: the trial's finished folds "
-            "are kept, and its next fold unit, such as a resumed sweep's promotion, writes it anew; to have it at "
-            "once, put back the result.json automed wrote)",
-            path,
-            *wrong,
-        )
-        return None
-    result: dict[str, Any] = data
+    result: dict[str, Any] | None = read_recomputable(
+        path,
+        _result_problem,
+        "read as no fold of the trial done (it is recomputed: the trial's finished folds are kept, and its next fold "
+        "unit, such as a resumed sweep's promotion, writes it anew; to have it at once, put back the result.json "
+        "automed wrote)",
+        level=logging.DEBUG if quiet else logging.WARNING,
+    )
     return result
 
 
@@ -152,18 +145,11 @@ def read_fold_result(path: Path) -> dict[str, Any] | None:
     none, or (with a warning naming the file, the rule and the value) when it is damaged: the fold then counts as
     not done, and its next unit runs it again, which keeps its training (its final weights) and writes it anew, as
     for a fold whose validation rows are damaged."""
-    if not path.is_file():
-        return None
-    data, wrong = _load_checked(path, lambda d: _fold_problem(path.name, d))
-    if wrong is not None:
-        log.warning(
-            "%s: %s, found %s; the fold counts as not done until its next unit (a resumed sweep's) runs it "
-            "again, its training kept",
-            path,
-            *wrong,
-        )
-        return None
-    result: dict[str, Any] = data
+    result: dict[str, Any] | None = read_recomputable(
+        path,
+        lambda d: _fold_problem(path.name, d),
+        "the fold counts as not done until its next unit (a resumed sweep's) runs it again, its training kept",
+    )
     return result
 
 
@@ -182,29 +168,13 @@ def read_partial_compute(path: Path) -> float:
     """The compute seconds a trial fold's ``fold_partial.json`` records (its attempts stopped or failed part-way);
     0 when there is none, or (with a warning naming the file, the rule and the value) when it is damaged: the
     trial's compute time then leaves those attempts out, nothing else depends on it."""
-    if not path.is_file():
-        return 0.0
-    data, wrong = _load_checked(
+    data = read_recomputable(
         path,
         lambda d: (
             None
             if isinstance(d, dict) and fits(float, d.get("compute_s"))
             else (f"{path.name} must be an object with compute_s (a number)", shown(d))
         ),
+        "its stopped attempts' compute time is left out",
     )
-    if wrong is None:
-        return float(data["compute_s"])
-    log.warning("%s: %s, found %s; its stopped attempts' compute time is left out", path, *wrong)
-    return 0.0
-
-
-def _load_checked(
-    path: Path, problem: Callable[[Any], tuple[str, str] | None]
-) -> tuple[Any, tuple[str, str] | None]:
-    """A record's content and the rule it breaks with the value that breaks it (None: none), ``problem`` judging
-    content that is JSON at all."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:  # not JSON (UnicodeDecodeError included)
-        return None, (f"{path.name} must be a readable JSON file", str(exc)[:120])
-    return data, problem(data)
+    return 0.0 if data is None else float(data["compute_s"])

@@ -11,7 +11,6 @@ the parent MLflow run gets ``screen_<configuration>`` metrics, the ``screen.winn
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,7 +20,7 @@ from typing import Any
 from automed.artifacts import write_json_atomic
 from automed.data.splits import read_splits
 from automed.plan.schema import Plan
-from automed.records import fits, shown
+from automed.records import fits, read_recomputable, shown
 from automed.tasks.base import Task
 from automed.tracking import Tracker, safe_key
 from automed.train.config import TrainConfig
@@ -78,23 +77,12 @@ def _finished(path: Path, plan: Plan) -> dict[str, Any] | None:
     """An earlier screening's ``screen.json``; None when there is none, or (with a warning naming the file, the
     rule and the value) when it is damaged: the screening then runs again, reusing every finished screening fold,
     and writes it anew (it had crashed with a bare JSONDecodeError or KeyError)."""
-    if not path.is_file():
-        return None
-    try:
-        done = json.loads(path.read_text())
-    except ValueError as exc:  # not JSON (UnicodeDecodeError included)
-        wrong: tuple[str, str] | None = ("screen.json must be valid JSON", str(exc)[:120])
-    else:
-        wrong = _screen_problem(done, plan)
-    if wrong is not None:
-        log.warning(
-            "%s: %s, found %s; read as no screening done (the configurations are screened again, their finished "
-            "fold 0 reused, and screen.json written anew)",
-            path,
-            *wrong,
-        )
-        return None
-    result: dict[str, Any] = done
+    result: dict[str, Any] | None = read_recomputable(
+        path,
+        lambda d: _screen_problem(d, plan),
+        "read as no screening done (the configurations are screened again, their finished fold 0 reused, and "
+        "screen.json written anew)",
+    )
     return result
 
 
