@@ -69,3 +69,21 @@ def test_a_server_that_fails_fails_the_command(
     assert len(started) == 1 and "5123" in started[0] and store in started[0]
     monkeypatch.setitem(CODE, "server", 0)  # stopped with Ctrl-C after serving
     assert CliRunner().invoke(cli.app, ["ui", "--tracking-uri", store]).exit_code == 0
+
+
+def test_no_store_in_the_folder_is_refused_not_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[list[str]]
+) -> None:
+    """MLflow's server creates an empty store where none is: `automed ui` run in the wrong folder left an mlflow.db
+    there and showed no runs. It says where it looked and what to pass instead; a store named on purpose may be new
+    (a server to track into)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    r = CliRunner().invoke(cli.app, ["ui"])
+    assert isinstance(r.exception, ConfigError), r.output
+    text = str(r.exception)
+    assert str(tmp_path / "mlflow.db") in text and "--tracking-uri sqlite:///" in text, text
+    assert started == [] and not (tmp_path / "mlflow.db").exists()
+    new = tmp_path / "elsewhere.db"
+    assert CliRunner().invoke(cli.app, ["ui", "--tracking-uri", f"sqlite:///{new}"]).exit_code == 0
+    assert len(started) == 1 and f"sqlite:///{new}" in started[0]

@@ -72,13 +72,26 @@ def ui(
 
     Example: automed ui --port 5000
     """
+    import os
     import subprocess
 
+    from automed.errors import ConfigError
     from automed.tracking import ARTIFACTS_DIR, check_tracking_uri, resolve_uri
 
     # a store MLflow cannot serve is one clear error here (the server had printed a traceback and automed exit 0)
     check_tracking_uri(tracking_uri)
     uri = resolve_uri(tracking_uri)
+    default = not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    if default and not Path(uri[len("sqlite:///") :]).is_file():
+        # MLflow's server would create an empty store here (an mlflow.db left in whatever folder `ui` ran in, and
+        # no runs shown); a store named on purpose may be new (a server to track into)
+        raise ConfigError.single(
+            "automed ui",
+            "without --tracking-uri the UI shows the store of the folder it runs in, and there is none here",
+            f"no file at {uri[len('sqlite:///') :]}",
+            "run `automed ui` in the folder you trained from (its mlflow.db), or pass "
+            "--tracking-uri sqlite:///PATH/mlflow.db (a new path starts an empty store)",
+        )  # fmt: skip
     cmd = [
         sys.executable,
         "-m",
