@@ -207,7 +207,7 @@ STORE_SCHEMES = (
 BARE_STORES = ("databricks", "databricks-uc", "uc")
 
 
-def check_tracking_uri(uri: str | None, *, resume: bool = False) -> None:
+def check_tracking_uri(uri: str | None, *, resume: bool = False, registry: bool = True) -> None:
     """A clear error before any work for a tracking URI (``uri``, else ``MLFLOW_TRACKING_URI``) no MLflow store
     answers to: ``bogus://x``, a server that is not running, a SQLite URL without its three slashes, an in-memory
     store, a SQLite store in a read-only folder, a folder store that MLflow refuses (each had
@@ -215,21 +215,30 @@ def check_tracking_uri(uri: str | None, *, resume: bool = False) -> None:
     store, except MLflow's bare names (:data:`BARE_STORES`: ``databricks`` is Databricks' usual setting).
 
     ``resume``: the command continues a work dir, which uses the store saved in it (checked as the Tracker opens it),
-    not ``MLFLOW_TRACKING_URI``: a variable naming a server that is down had refused the resume of a local store."""
+    not ``MLFLOW_TRACKING_URI``: a variable naming a server that is down had refused the resume of a local store.
+    ``registry``: ``MLFLOW_REGISTRY_URI`` too, where set (a command that registers)."""
+    where = "--tracking-uri"
+    if not uri and not resume:
+        uri, where = os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI"
+    # a registry of its own (MLFLOW_REGISTRY_URI, read on a resume too) is checked alike: a registry server that
+    # was down had failed the command only at registration, after the whole training
+    if registry and (registry_store := os.environ.get("MLFLOW_REGISTRY_URI")):
+        _check_store(registry_store, "MLFLOW_REGISTRY_URI")
+    if uri:  # else the default store, or the one a resumed work dir names: checked as the Tracker opens it
+        _check_store(uri, where)
+
+
+def _check_store(uri: str, where: str) -> None:
     from automed.errors import ConfigError
     from automed.privacy import strip_credentials
     from automed.registry import did_you_mean
 
-    where = "--tracking-uri"
-    if not uri and not resume:
-        uri, where = os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI"
-    if not uri:  # the default store, or the one a resumed work dir names: checked as the Tracker opens it
-        return
     if uri in BARE_STORES:  # (as MLflow compares them: exactly)
         return  # MLflow reads the workspace and its credentials from the environment or the CLI's profile
     scheme = uri.split(":", 1)[0].lower().split("+", 1)[0] if ":" in uri.split("/")[0] else "file"
     if scheme in ("http", "https"):
-        _probe_server(uri, where=where)
+        registry_fix = "start the registry's server, check host and port, or unset MLFLOW_REGISTRY_URI (the tracking store then holds the registry)"
+        _probe_server(uri, where=where, fix=registry_fix if where == "MLFLOW_REGISTRY_URI" else SERVER_FIX)
     elif scheme == "sqlite":
         _check_sqlite(uri, where)
     elif scheme == "file" or len(scheme) == 1:  # (one letter: a Windows drive)

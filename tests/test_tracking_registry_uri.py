@@ -114,3 +114,37 @@ def test_a_review_logged_to_a_registered_models_run_looks_in_the_users_registry(
     with pytest.raises(Exception, match="names no run"):
         review_log.training_run("models:/m@champion", "http://127.0.0.1:9")
     assert _Client.made[-1]["registry_uri"] == registry
+
+
+def test_a_registry_server_that_does_not_answer_is_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A registry server that was down failed the command only at registration, after the whole training."""
+    import socket
+
+    from automed import api
+    from automed.errors import ConfigError
+    from automed.testing.synthetic import make_dataset
+    from automed.tracking_uri import check_tracking_uri
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"http://127.0.0.1:{port}")
+    ds = make_dataset(tmp_path / "ds", n_cases=4, shape=(8, 16, 16), seed=1)
+    with pytest.raises(ConfigError) as err:
+        api.train(ds, tmp_path / "W", epochs=1, folds=2, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                  show_progress=False)  # fmt: skip
+    problem = err.value.problems[0]
+    assert problem.file == "MLFLOW_REGISTRY_URI" and f"127.0.0.1:{port}" in problem.value
+    assert "unset MLFLOW_REGISTRY_URI" in problem.fix
+    assert (
+        not (tmp_path / "W").exists() and not (tmp_path / "mlflow.db").exists()
+    )  # nothing planned or tracked
+    check_tracking_uri(
+        None, registry=False
+    )  # `automed ui` serves the tracking store: the registry is not its own
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlit:///r.db")
+    with pytest.raises(ConfigError) as err:
+        check_tracking_uri(None, resume=True)  # a resume registers too
+    assert err.value.problems[0].file == "MLFLOW_REGISTRY_URI" and "sqlite" in str(err.value)

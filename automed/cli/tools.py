@@ -79,7 +79,7 @@ def ui(
     from automed.tracking import ARTIFACTS_DIR, check_tracking_uri, resolve_uri
 
     # a store MLflow cannot serve is one clear error here (the server had printed a traceback and automed exit 0)
-    check_tracking_uri(tracking_uri)
+    check_tracking_uri(tracking_uri, registry=False)  # (the UI serves the tracking store)
     uri = resolve_uri(tracking_uri)
     default = not (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     if default and not Path(uri[len("sqlite:///") :]).is_file():
