@@ -134,6 +134,10 @@ OUTPUT_MARKER = (
 )
 
 
+# the outputs a later run replaces whole (atomic_directory): anything written inside one goes with it
+REPLACED_WHOLE = ("anonymize", "convert", "cube", "export", "grid", "metrics", "patches", "report")
+
+
 def inside(a: Path, b: Path) -> bool:
     """Whether ``a`` is ``b`` or lies inside it."""
     return a == b or b in a.parents
@@ -153,7 +157,8 @@ def claim_output(
 
     Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
     never inside a folder of ``inputs`` (the folders read as inputs: a later run over that folder would read the
-    outputs as inputs, or a folder-per-class dataset would gain a class); an existing non-empty folder only when
+    outputs as inputs, or a folder-per-class dataset would gain a class), nor inside an automed output that a
+    later run replaces whole (:data:`REPLACED_WHOLE`: an export, a cube, ...); an existing non-empty folder only when
     automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another kind with ``overwrite``. A non-empty
     folder automed did not write is never replaced, ``overwrite`` or not (it may hold anything of the user's).
     ``earlier``: the caller recognised ``out`` as an earlier ``kind`` output written before the marker existed
@@ -180,6 +185,15 @@ def claim_output(
                 f"an output ({kind}) must lie outside the folders it reads",
                 f"{res} is inside the input {folder}",
                 "choose an output folder outside the input (e.g. a new folder beside it)",
+            )
+    for parent in res.parents:
+        if (around := output_kind(parent)) in REPLACED_WHOLE:
+            raise ArtifactError.single(
+                out,
+                f"an output ({kind}) must not lie inside another automed output: the next run of that one replaces "
+                "its folder whole, and this output with it",
+                f"inside {parent} (an automed {around} output)",
+                f"choose a folder outside {parent} (e.g. beside it)",
             )
     if res.is_file():
         raise ArtifactError.single(

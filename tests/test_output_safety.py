@@ -72,6 +72,34 @@ def test_claim_never_replaces_a_foreign_folder_and_another_kind_only_with_overwr
     assert (foreign / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.parametrize(
+    "around", ["export", "cube", "report", "metrics", "anonymize", "convert", "grid", "patches"]
+)
+def test_an_output_inside_one_that_is_replaced_whole_is_refused(tmp_path: Path, around: str) -> None:
+    """`package --mlcube W/export/cube` was accepted, and the next `automed export W` (which replaces W/export
+    whole) removed the cube; the same for any output inside one that a later run replaces whole."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    mark_output(outer, around)
+    for out in (outer / "cube", outer / "deeper" / "report"):
+        with pytest.raises(ArtifactError, match="must not lie inside another automed output") as err:
+            claim_output(out, "cube")
+        assert f"an automed {around} output" in str(err.value) and f"outside {outer.resolve()}" in str(
+            err.value
+        )
+    assert claim_output(outer, around) == outer.resolve()  # the output itself is still its own earlier output
+    assert not (outer / "cube").exists()
+
+
+def test_an_output_inside_one_written_in_place_is_not_refused(tmp_path: Path) -> None:
+    """Predictions and explanations are written into their folder, never replaced whole: what lies inside stays."""
+    for kind in ("predictions", "explanations"):
+        outer = tmp_path / kind
+        outer.mkdir()
+        mark_output(outer, kind)
+        assert claim_output(outer / "report", "report") == (outer / "report").resolve()
+
+
 def test_a_replacement_killed_between_its_renames_is_found_again(tmp_path: Path) -> None:
     final = tmp_path / "export"
     with atomic_directory(final) as tmp:
