@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # three pytest workers (pytest-xdist), each module's tests on one of them (tests/conftest.py): on 2 cores the full
 # suite took 26:58 (three workers; tests wait on processes, clusters and servers), 30:29 (two), 36:35 (serial)
 PYTEST_WORKERS ?= 3
-XDIST := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: install test test-fast lint demo clean
 

@@ -35,33 +35,33 @@ def shared(*parts: str) -> Path:
     return p
 
 
-# modules that start Ray clusters with ray.cluster_utils (whose head becomes the cluster a bare ray.init() joins) or
-# count this machine's Ray processes: under pytest-xdist they run one after another, on one worker
-_ONE_AT_A_TIME = {
-    "test_sweep_ray": "ray-clusters",
-    "test_train_ray": "ray-clusters",
-    "test_train_cluster_nodes": "ray-clusters",
-}
+# the modules whose tests take longest (Ray clusters, killed drivers): handed out first, so that no worker is still
+# on one of them when the others have run out of work
+_FIRST = ("test_sweep_ray", "test_train_ray", "test_sweep_ray_local", "test_train_e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``make test`` runs the tests on three workers (pytest-xdist, ``--dist loadgroup``): a module's tests stay on one
+    """``make test`` runs the tests on three workers (pytest-xdist, ``--dist loadfile``): a module's tests stay on one
     worker, so its module-scoped fixtures (a trained model, a prepared dataset) are built once, not on each.
-    The groups come longest first (the Ray clusters' modules, about a third of the suite's slow time, then by their
-    number of slow tests; each keeps its own order): xdist hands groups out in this order (``make test`` passes
-    ``--no-loadscope-reorder``: by default it orders them by their number of tests, which put the cluster group
-    near the end: one worker still trained it when the other had run out of work)."""
-    group_of: dict[str, str] = {}
+    (Not ``--dist loadgroup``: xdist 3.8 groups by renaming node IDs through an attribute pytest 9.2 no longer reads,
+    so its groups never applied and every test went to any worker, a module's fixtures built on each.)
+    The modules come longest first (those of ``_FIRST``, then by their number of slow tests; each keeps its own
+    order): xdist hands modules out in this order (``make test`` passes ``--no-loadscope-reorder``: by default it
+    orders them by their number of tests, which put the Ray clusters' modules near the end)."""
+    module_of = {
+        item.nodeid: item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py") for item in items
+    }
     slow: dict[str, int] = {}
     for item in items:
-        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-        group = group_of[item.nodeid] = _ONE_AT_A_TIME.get(module, module)
-        item.add_marker(pytest.mark.xdist_group(group))
-        slow[group] = slow.get(group, 0) + (item.get_closest_marker("slow") is not None)
-    items.sort(key=lambda item: (group_of[item.nodeid] not in _FIRST, -slow[group_of[item.nodeid]]))
+        slow[module_of[item.nodeid]] = slow.get(module_of[item.nodeid], 0) + bool(
+            item.get_closest_marker("slow")
+        )
 
+    def rank(item: pytest.Item) -> tuple[int, int, str]:
+        module = module_of[item.nodeid]
+        return (_FIRST.index(module) if module in _FIRST else len(_FIRST), -slow[module], module)
 
-_FIRST = {"ray-clusters"}
+    items.sort(key=rank)
 
 
 @pytest.fixture(autouse=True)
