@@ -134,8 +134,19 @@ OUTPUT_MARKER = (
 )
 
 
-# the outputs a later run replaces whole (atomic_directory): anything written inside one goes with it
-REPLACED_WHOLE = ("anonymize", "convert", "cube", "export", "grid", "metrics", "patches", "report")
+# the outputs a later run replaces whole (atomic_directory), or clears of what it did not write (predictions, with
+# --overwrite): anything written inside one goes with it
+REPLACED_WHOLE = (
+    "anonymize",
+    "convert",
+    "cube",
+    "export",
+    "grid",
+    "metrics",
+    "patches",
+    "predictions",
+    "report",
+)
 
 
 def inside(a: Path, b: Path) -> bool:
@@ -187,13 +198,22 @@ def claim_output(
                 "choose an output folder outside the input (e.g. a new folder beside it)",
             )
     for parent in res.parents:
-        if (around := output_kind(parent)) in REPLACED_WHOLE:
+        if (around := output_kind(parent) or _unmarked_kind(parent)) in REPLACED_WHOLE:
             raise ArtifactError.single(
                 out,
                 f"an output ({kind}) must not lie inside another automed output: the next run of that one replaces "
                 "its folder whole, and this output with it",
                 f"inside {parent} (an automed {around} output)",
                 f"choose a folder outside {parent} (e.g. beside it)",
+            )
+    if kind in REPLACED_WHOLE and res.is_dir():
+        nested = next((m.parent for m in res.rglob(OUTPUT_MARKER) if m.parent != res), None)
+        if nested is not None:  # (written inside it before automed refused that)
+            raise ArtifactError.single(
+                out,
+                f"replacing an output ({kind}) must not remove another automed output inside it",
+                f"{nested} (an automed {output_kind(nested) or 'output'})",
+                f"move {nested} out of {res} first, or choose a new folder",
             )
     if res.is_file():
         raise ArtifactError.single(
@@ -233,6 +253,13 @@ def claim_output(
                 "remove the link(s) from the output folder, or choose a new folder",
             )
     return res
+
+
+def _unmarked_kind(folder: Path) -> str | None:
+    """The kind of an output automed wrote before it marked them (an export, a cube); None: not one of those."""
+    if (folder / "export.json").is_file() and (folder / "preprocess.json").is_file():
+        return "export"
+    return "cube" if (folder / "mlcube" / "mlcube.yaml").is_file() else None
 
 
 def output_kind(folder: Path) -> str | None:

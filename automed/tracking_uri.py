@@ -57,7 +57,12 @@ def _plugin_schemes() -> tuple[str, ...]:
 
 
 SERVER_FIX = (
-    "start the server (e.g. `automed ui`), check host and port, or use a local store (sqlite:///FILE.db)"
+    "start the server (e.g. `automed ui --tracking-uri sqlite:///PATH/mlflow.db`), check host and port, or use a "
+    "local store (sqlite:///FILE.db)"
+)
+REGISTRY_FIX = (
+    "start the registry's server, check host and port, or unset MLFLOW_REGISTRY_URI (the tracking store then holds "
+    "the registry)"
 )
 # (one text for every command that tracks: train and sweep go on with --resume, the others have none)
 GONE_FIX = (
@@ -121,7 +126,7 @@ def _probe_server(
     except (OSError, ValueError) as exc:
         via = f" (through the proxy {_no_credentials(proxy)})" if proxy else ""
         raise ConfigError.single(
-            where, "the tracking server answers",
+            where, "the registry's server answers" if where == "MLFLOW_REGISTRY_URI" else "the tracking server answers",
             f"{_no_credentials(uri)}: {getattr(exc, 'strerror', None) or exc}{via}",
             fix if not proxy else f"{fix}; behind a proxy, check that it reaches the server (or name the host in NO_PROXY)",
         ) from exc  # fmt: skip
@@ -237,8 +242,7 @@ def _check_store(uri: str, where: str) -> None:
         return  # MLflow reads the workspace and its credentials from the environment or the CLI's profile
     scheme = uri.split(":", 1)[0].lower().split("+", 1)[0] if ":" in uri.split("/")[0] else "file"
     if scheme in ("http", "https"):
-        registry_fix = "start the registry's server, check host and port, or unset MLFLOW_REGISTRY_URI (the tracking store then holds the registry)"
-        _probe_server(uri, where=where, fix=registry_fix if where == "MLFLOW_REGISTRY_URI" else SERVER_FIX)
+        _probe_server(uri, where=where, fix=REGISTRY_FIX if where == "MLFLOW_REGISTRY_URI" else SERVER_FIX)
     elif scheme == "sqlite":
         _check_sqlite(uri, where)
     elif scheme == "file" or len(scheme) == 1:  # (one letter: a Windows drive)
@@ -283,7 +287,9 @@ def check_writable(uri: str, where: str = "--tracking-uri") -> None:
         raise ConfigError.single(
             where, "a SQLite store and its folder can be written (SQLite writes its journal beside the database)",
             db if db.exists() else f"{folder} (read-only)",
-            f"run from a folder you can write, or pass --tracking-uri sqlite:////WRITABLE/FOLDER/{DB_NAME}",
+            "set MLFLOW_REGISTRY_URI=sqlite:////WRITABLE/FOLDER/registry.db, or unset it"
+            if where == "MLFLOW_REGISTRY_URI"
+            else f"run from a folder you can write, or pass --tracking-uri sqlite:////WRITABLE/FOLDER/{DB_NAME}",
         )  # fmt: skip
 
 

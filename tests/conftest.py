@@ -35,8 +35,8 @@ def shared(*parts: str) -> Path:
     return p
 
 
-# the modules whose tests take longest (Ray clusters, killed drivers): handed out first, so that no worker is still
-# on one of them when the others have run out of work
+# the modules whose tests take longest (Ray clusters, killed drivers): handed out first, so that they start at once
+# (xdist gives a worker a second module at the start when its first has two tests or fewer)
 _FIRST = ("test_sweep_ray", "test_train_ray", "test_sweep_ray_local", "test_train_e2e")
 
 
@@ -231,6 +231,12 @@ def cascade_options(root: Path) -> dict[str, object]:
         "workers": 0,
         "show_progress": False,
     }
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL a process group a test started (``start_new_session=True``), if anything of it is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 NOT_JSON = "{not json"

@@ -191,9 +191,7 @@ def test_registration_refuses_a_damaged_registry_entry(
 @pytest.mark.parametrize(
     ("channels", "found"), [(NOT_JSON, "must be valid JSON"), ('{"names": ["T1"]}', "None"), ("[1]", "[1]")]
 )
-def test_a_bundle_with_damaged_channel_names_isrefused_naming(
-    tmp_path: Path, channels: str, found: str
-) -> None:
+def test_a_bundle_with_damaged_channel_names_is_refused(tmp_path: Path, channels: str, found: str) -> None:
     (tmp_path / "channels.json").write_text(json.dumps({"schema_version": 1, "channels": ["T1", "T2"]}))
     assert channel_names(tmp_path) == ["T1", "T2"]
     (tmp_path / "channels.json").write_text(channels)

@@ -102,7 +102,7 @@ def test_a_cascade_refuses_a_damaged_preprocessed_case(tmp_path: Path, props: ob
     assert not (WorkDir(casc).previous_stage / "manifest.json").exists()
 
 
-def test_cascade_folds_over_a_damaged_earlier_link_arerefused_naming(tmp_path: Path) -> None:
+def test_cascade_folds_over_a_damaged_earlier_link_are_refused(tmp_path: Path) -> None:
     wdir = WorkDir(tmp_path / "CASC")
     fold = wdir.fold("3d_cascade_fullres", 0)
     fold.mkdir(parents=True)
@@ -208,7 +208,7 @@ def test_a_damaged_screening_record_is_screened_again_from_its_finished_folds(
 @pytest.mark.parametrize(
     ("pseudonyms", "found"), [([1], "[1] (list)"), ("P1", "'P1' (str)"), ({"P1": 3}, "(dict)")]
 )
-def test_a_key_file_with_damaged_pseudonyms_isrefused_naming(
+def test_a_key_file_with_damaged_pseudonyms_is_refused(
     tmp_path: Path, pseudonyms: object, found: str
 ) -> None:
     key = {"schema_version": KEY_SCHEMA, "secret": "ab" * 32, "pseudonyms": {"P1": "patient-7"}}

@@ -73,7 +73,8 @@ def test_claim_never_replaces_a_foreign_folder_and_another_kind_only_with_overwr
 
 
 @pytest.mark.parametrize(
-    "around", ["export", "cube", "report", "metrics", "anonymize", "convert", "grid", "patches"]
+    "around",
+    ["export", "cube", "report", "metrics", "anonymize", "convert", "grid", "patches", "predictions"],
 )
 def test_an_output_inside_one_that_is_replaced_whole_is_refused(tmp_path: Path, around: str) -> None:
     """`package --mlcube W/export/cube` was accepted, and the next `automed export W` (which replaces W/export
@@ -91,13 +92,31 @@ def test_an_output_inside_one_that_is_replaced_whole_is_refused(tmp_path: Path, 
     assert not (outer / "cube").exists()
 
 
-def test_an_output_inside_one_written_in_place_is_not_refused(tmp_path: Path) -> None:
-    """Predictions and explanations are written into their folder, never replaced whole: what lies inside stays."""
-    for kind in ("predictions", "explanations"):
-        outer = tmp_path / kind
-        outer.mkdir()
-        mark_output(outer, kind)
-        assert claim_output(outer / "report", "report") == (outer / "report").resolve()
+def test_outputs_nested_in_older_or_replaced_outputs_are_refused(tmp_path: Path) -> None:
+    """An export or cube written before automed marked its outputs is recognised around a new output; replacing an
+    output that holds another automed output (nested before this was refused) is refused, not a silent removal;
+    explanations, written in place and never cleared, may hold an output."""
+    old_export = tmp_path / "W" / "export"
+    old_export.mkdir(parents=True)
+    (old_export / "export.json").write_text("{}")
+    (old_export / "preprocess.json").write_text("{}")
+    old_cube = tmp_path / "cube"
+    (old_cube / "mlcube").mkdir(parents=True)
+    (old_cube / "mlcube" / "mlcube.yaml").write_text("name: x\n")
+    for outer, around in ((old_export, "export"), (old_cube, "cube")):
+        with pytest.raises(ArtifactError, match=f"an automed {around} output"):
+            claim_output(outer / "cube", "cube")
+    report = tmp_path / "report"
+    (report / "inner").mkdir(parents=True)
+    mark_output(report / "inner", "metrics")
+    mark_output(report, "report")
+    with pytest.raises(ArtifactError, match="must not remove another automed output inside it") as err:
+        claim_output(report, "report")
+    assert str(report / "inner") in str(err.value) and "metrics" in str(err.value)
+    explained = tmp_path / "maps"
+    explained.mkdir()
+    mark_output(explained, "explanations")
+    assert claim_output(explained / "report", "report") == (explained / "report").resolve()
 
 
 def test_a_replacement_killed_between_its_renames_is_found_again(tmp_path: Path) -> None:

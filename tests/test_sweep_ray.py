@@ -20,6 +20,7 @@ import yaml
 
 from automed import api
 from automed.testing.synthetic import make_dataset
+from tests.conftest import kill_group
 
 pytestmark = pytest.mark.slow
 
@@ -185,6 +186,7 @@ def _screened(result: Path) -> bool:
         return False
 
 
+@pytest.mark.timeout(1800)  # its first run, the kill and the resume (pyproject's 900 s: one phase)
 def test_resume_after_killed_driver(
     data: tuple[Path, Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -203,7 +205,8 @@ def test_resume_after_killed_driver(
            "--scheduler", "none"]  # fmt: skip
     log = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 900  # a hang guard (two cores shared with other tests)
+    request.addfinalizer(lambda: kill_group(proc.pid))  # a failed test leaves no driver running
+    deadline = time.time() + 900  # a hang guard under the test's timeout (two cores shared with other tests)
     finished: dict[str, float] = {}
     while time.time() < deadline and proc.poll() is None:
         results = list((wd / "trials").glob("*/result.json")) if (wd / "trials").is_dir() else []

@@ -141,9 +141,16 @@ def test_a_registry_server_that_does_not_answer_is_refused_before_any_work(
     assert (
         not (tmp_path / "W").exists() and not (tmp_path / "mlflow.db").exists()
     )  # nothing planned or tracked
-    check_tracking_uri(
-        None, registry=False
-    )  # `automed ui` serves the tracking store: the registry is not its own
+    # `automed ui` serves the tracking store: the registry is not its own
+    check_tracking_uri(None, registry=False)
+
+    def past_the_checks(device: object) -> None:
+        raise RuntimeError("past the store checks")
+
+    monkeypatch.setattr("automed.workflow.train.usable_device", past_the_checks)
+    with pytest.raises(RuntimeError, match="past the store checks"):  # a training that registers nothing
+        api.train(ds, tmp_path / "W", epochs=1, folds=2, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                  register=False, show_progress=False)  # fmt: skip
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlit:///r.db")
     with pytest.raises(ConfigError) as err:
         check_tracking_uri(None, resume=True)  # a resume registers too

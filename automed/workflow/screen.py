@@ -11,7 +11,6 @@ the parent MLflow run gets ``screen_<configuration>`` metrics, the ``screen.winn
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from pathlib import Path
@@ -31,8 +30,6 @@ from automed.workflow.live import Mode
 from automed.workflow.train_options import TrackingState, TrainOptions
 
 SCHEMA_VERSION = 1
-
-log = logging.getLogger(__name__)
 
 
 def _screen_fold(

@@ -322,7 +322,8 @@ def sweep(
     """Search training configs over folds (screen on fold 0 with ASHA, promote the best to full CV). An option left
     None takes :class:`SweepOptions`' default (8 trials, 5 folds, 2 promoted, TPE, ASHA, Ray, ``cpu=1,gpu=0``, seed
     0); on ``resume`` every option given must equal the saved one."""
-    check_tracking_uri(tracking_uri, resume=resume)  # a resume uses the store its work dir saved
+    # a resume uses the store its work dir saved; a sweep registers nothing (no registry to check)
+    check_tracking_uri(tracking_uri, resume=resume, registry=False)
     check_choice(sampler or "tpe", ["tpe", "random"], what="the sampler", where="--sampler")
     check_choice(scheduler or "asha", ["asha", "none"], what="the scheduler", where="--scheduler")
     given: dict[str, Any] = {

@@ -387,7 +387,8 @@ def train(
                 "--full-ensemble": full_ensemble or None, "--task": task, "--max-voxels": max_voxels,
             },
         )  # fmt: skip
-    check_tracking_uri(tracking_uri, resume=resume or bool(extend))
+    # a resume (register None: as the work dir recorded) checks the registry too
+    check_tracking_uri(tracking_uri, resume=resume or bool(extend), registry=register is not False)
     if not (ray_address or os.environ.get("RAY_ADDRESS")):  # folds train here: the device must be here
         usable_device(device)
     if cv is not None and not (resume or extend) and str(folds).strip().lower() != "all":
