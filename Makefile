@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # three pytest workers (pytest-xdist), each module's tests on one of them (tests/conftest.py): on 2 cores the full
-# suite took 26:58 (three workers; tests wait on processes, clusters and servers), 30:29 (two), 36:35 (serial)
+# suite took 22:47 (three workers, whole modules; tests wait on processes, clusters and servers), 36:35 (serial)
 PYTEST_WORKERS ?= 3
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
