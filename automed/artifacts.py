@@ -198,7 +198,7 @@ def claim_output(
                 "choose an output folder outside the input (e.g. a new folder beside it)",
             )
     for parent in res.parents:
-        if (around := output_kind(parent) or _unmarked_kind(parent)) in REPLACED_WHOLE:
+        if (around := output_kind(parent) or unmarked_kind(parent)) in REPLACED_WHOLE:
             raise ArtifactError.single(
                 out,
                 f"an output ({kind}) must not lie inside another automed output: the next run of that one replaces "
@@ -255,7 +255,7 @@ def claim_output(
     return res
 
 
-def _unmarked_kind(folder: Path) -> str | None:
+def unmarked_kind(folder: Path) -> str | None:
     """The kind of an output automed wrote before it marked them (an export, a cube); None: not one of those."""
     if (folder / "export.json").is_file() and (folder / "preprocess.json").is_file():
         return "export"

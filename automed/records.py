@@ -22,12 +22,12 @@ from pydantic import TypeAdapter, ValidationError
 from automed.artifacts import check_schema_version, read_json
 from automed.errors import ArtifactError, Problem
 
+log = logging.getLogger(__name__)
+
 TRAIN_CONFIG_VERSION = 1
 TRACKING_VERSION = 1
 PROGRESS_VERSION = 1
 CV_SUMMARY_VERSION = 1
-log = logging.getLogger(__name__)
-
 UNVERSIONED = 1  # the version of a record written before it carried ``schema_version``
 
 PROGRESS = "progress.json"  # in each fold's folder

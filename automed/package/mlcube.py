@@ -53,9 +53,8 @@ def templates_dir() -> Path:
 class PackageResult:
     folder: Path
     image: str
-    export: Path | None = (
-        None  # the work dir's own export the cube ships (None: --export's, or one made for it)
-    )
+    # the work dir's own export the cube ships (None: --export's, or one made for it)
+    export: Path | None = None
 
 
 def _render(name: str, values: dict[str, str]) -> str:

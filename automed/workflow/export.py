@@ -53,7 +53,13 @@ def export(
             "--case", "the parity case must exist (an image, or the folder of a case's DICOM series)", str(case),
             "check the path, or leave --case out to check parity on a validation case",
         )  # fmt: skip
-    from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
+    from automed.artifacts import (
+        atomic_directory,
+        claim_output,
+        mark_output,
+        unmarked_kind,
+        write_json_atomic,
+    )
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.export.bundle import readable
@@ -81,9 +87,7 @@ def export(
     if not is_uri:
         model = model_dir(given)
     out = Path(output)
-    earlier = (out / "export.json").is_file() and (
-        out / "preprocess.json"
-    ).is_file()  # exports before the marker
+    earlier = unmarked_kind(out) == "export"  # exports before the marker
     # the folder as given (a selection), the training it chose, a chosen pair's members
     protected = (
         []
@@ -200,14 +204,14 @@ def package(
     wrote)."""
     import tempfile
 
-    from automed.artifacts import claim_output
+    from automed.artifacts import claim_output, unmarked_kind
     from automed.package.mlcube import write_cube
 
     linked = None if export_dir is not None else _linked_export(model, keep_case_ids)
     protected = [Path(p) for p in (export_dir, linked) if p is not None]
     if not str(model).startswith("models:/"):
         protected.append(Path(model))
-    earlier = (Path(mlcube) / "mlcube" / "mlcube.yaml").is_file()  # cubes written before the marker
+    earlier = unmarked_kind(Path(mlcube)) == "cube"  # cubes written before the marker
     claim_output(Path(mlcube), "cube", protected=protected, overwrite=overwrite, earlier=earlier)
 
     if linked is not None:  # shipped as it is, not exported again
