@@ -23,6 +23,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # make test's workers (pytest-xdist; three on CI's two cores): one torch thread each, also in the processes they
     # start (with torch's default, two workers' OpenMP threads on two cores spent 60 % more CPU time, no faster)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+# the Ray nodes the tests start themselves (ray.cluster_utils, `ray start`): their workers at the tests' priority, as
+# automed's own cluster runs them (Ray's default nice 15 left a trial a few percent of the CPU beside the other
+# workers: a 44 s Ray sweep took 405 s in the full suite)
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

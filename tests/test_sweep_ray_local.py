@@ -95,3 +95,20 @@ def test_optuna_engine_same_objective_and_tracking(data: tuple[Path, Path], tmp_
     full = set(res.table[res.table["folds_done"] == 2]["trial"])
     assert {Path(m).name for row in sel["candidates"] for m in row["members"]} == full
     assert len(sel["candidates"]) == len(full) + len(full) * (len(full) - 1) // 2
+
+
+def test_own_cluster_runs_trials_at_the_commands_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray starts its workers at nice 15: beside any other busy process a trial got a few percent of the CPU (a
+    budgeted trial trained a fraction of its iterations). automed's own cluster runs them at the driver's priority."""
+    import os
+
+    from automed.search.ray_engine import RayEngine
+
+    # the tests' own setting (conftest) is not what counts
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    engine = RayEngine(None, {"cpu": 1.0, "gpu": 0.0}, show_progress=False)
+    try:
+        assert engine.run_tasks(os.nice, [0]) == [os.nice(0)]
+    finally:
+        engine.close()
