@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from automed.artifacts import inside, write_json_atomic
+from automed.artifacts import claim_output, write_json_atomic
 from automed.errors import ArtifactError, ConfigError
 from automed.parallel import Stages
 from automed.privacy import Redactor
@@ -31,12 +31,10 @@ from automed.workflow.one_dataset import refuse_other_datasets
 
 def _check_output(out: Path, workdirs: list[Path]) -> None:
     """The selection folder is new, empty or an earlier selection (``selection.json``); never a training work dir or
-    a folder holding one, never a folder of the user's (a dataset)."""
-    res = out.expanduser().resolve()
-    for w in workdirs:
-        if inside(w.expanduser().resolve(), res):
-            raise ArtifactError.single(out, "a selection folder must not be, or hold, a training it compares",
-                                       f"holds {w.name}", "choose a new folder, e.g. beside the work dirs")  # fmt: skip
+    a folder holding one, never a folder of the user's (a dataset), nor inside an automed output that a later run
+    replaces whole (an export, a cube, a report: the selection would go with it)."""
+    # earlier=True: whether a non-empty folder may be written into is select's own rule (below), not the marker's
+    res = claim_output(out, "selection", protected=workdirs, earlier=True)
     if res.is_dir() and any(res.iterdir()) and not (res / SELECTION_FILE).is_file():
         raise ArtifactError.single(out, "select writes into a new folder or an earlier selection",
                                    "a non-empty folder without selection.json", "choose a new folder")  # fmt: skip
@@ -95,11 +93,11 @@ def select(
         raise ConfigError.single("--latency-target", "a latency target is a positive number of seconds per case",
                                  str(latency_target), "pass e.g. --latency-target 2")  # fmt: skip
     out = Path(output)
+    _check_output(out, [Path(w) for w in workdirs])
     _check_trainings([Path(w) for w in workdirs])
     for w in workdirs:
         refuse_unfinished(Path(w))
     tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}  # before anything is written
-    _check_output(out, [Path(w) for w in workdirs])
     redactor = redactor_for([Path(w) for w in workdirs], keep_case_ids=keep_case_ids, outputs=[out])
     if len(tasks) > 1:
         raise ArtifactError.single(
