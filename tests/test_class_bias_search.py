@@ -74,3 +74,19 @@ def test_each_try_counts_what_the_full_argmax_counts() -> None:
             trial[c] = x
             full = case.fixed + cb._counts((case.log_probs + trial[:, None]).argmax(0), case.ref, k)
             assert np.array_equal(cb._tried(contest, c, x, k), full)
+
+
+def test_a_probability_that_is_no_number_counts_as_zero() -> None:
+    """A NaN among a voxel's probabilities: the same decision as with 0 there (the Dice without offsets and every
+    try read it alike: before, a try read it as a loss where the argmax without offsets had chosen it, a gain
+    that did not exist)."""
+    k = 4
+    raw = _cases(k, 5)
+    probs, ref = raw[0]
+    holed = probs.copy()
+    holed[1, 2, 3, :4] = np.nan
+    zeroed = probs.copy()
+    zeroed[1, 2, 3, :4] = 0.0
+    got = cb.decide_class_bias([(holed, ref), *raw[1:]], list(range(k)), {}, n_cases=len(raw))
+    want = cb.decide_class_bias([(zeroed, ref), *raw[1:]], list(range(k)), {}, n_cases=len(raw))
+    assert got == want

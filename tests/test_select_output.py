@@ -69,6 +69,21 @@ def test_an_earlier_selection_may_be_chosen_again(tmp_path: Path) -> None:
     sel = tmp_path / "sel"
     sel.mkdir()
     (sel / "selection.json").write_text("{}")
-    with pytest.raises(Exception) as exc:
+    with pytest.raises(ArtifactError) as exc:
         api.select(_trainings(tmp_path), sel, show_progress=False)
-    assert "W1" in str(exc.value) and str(sel) not in str(exc.value)
+    refused_naming(exc, tmp_path / "W1" / "model.json", "a training work dir's model.json must exist")
+    assert str(sel) not in str(exc.value)
+
+
+def test_a_selection_passed_as_a_training_is_named_so(tmp_path: Path) -> None:
+    """``select sel W2 -o sel``: the error says that sel is a selection folder and what to pass instead."""
+    from automed.errors import ConfigError
+
+    sel = tmp_path / "sel"
+    sel.mkdir()
+    (sel / "selection.json").write_text("{}")
+    with pytest.raises(ConfigError) as exc:
+        api.select([sel, tmp_path / "W2"], sel, show_progress=False)
+    refused_naming(
+        exc, sel, "select compares training work dirs", "a selection folder", "pass the training work dirs"
+    )

@@ -97,18 +97,27 @@ def test_optuna_engine_same_objective_and_tracking(data: tuple[Path, Path], tmp_
     assert len(sel["candidates"]) == len(full) + len(full) * (len(full) - 1) // 2
 
 
-def test_own_cluster_runs_trials_at_the_commands_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("asked", [None, "5"])
+def test_own_cluster_runs_trials_at_the_commands_priority(
+    asked: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ray starts its workers at nice 15: beside any other busy process a trial got a few percent of the CPU (a
-    budgeted trial trained a fraction of its iterations). automed's own cluster runs them at the driver's priority."""
+    budgeted trial trained a fraction of its iterations). automed's own cluster runs them at the driver's priority,
+    or as the user asked Ray (RAY_worker_niceness: that much nicer than the driver)."""
     import os
+
+    import ray
 
     from automed.search.ray_engine import RayEngine
 
-    # the tests' own setting (conftest) is not what counts
-    monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    assert not ray.is_initialized()  # (else no cluster would start here, and nothing would be checked)
+    if asked is None:  # the tests' own setting (conftest) is not what counts
+        monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    else:
+        monkeypatch.setenv("RAY_worker_niceness", asked)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     engine = RayEngine(None, {"cpu": 1.0, "gpu": 0.0}, show_progress=False)
     try:
-        assert engine.run_tasks(os.nice, [0]) == [os.nice(0)]
+        assert engine.run_tasks(os.nice, [0]) == [min(os.nice(0) + int(asked or 0), 19)]
     finally:
         engine.close()

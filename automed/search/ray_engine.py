@@ -126,8 +126,9 @@ class RayEngine(Engine):
             kwargs["_node_ip_address"] = "127.0.0.1"  # automed's own cluster listens on loopback only
             # trials at the priority of the command that started them, as a local training runs: Ray's default
             # (nice 15) left them a few percent of the CPU beside any other busy process, so a budgeted trial trained
-            # a fraction of its iterations
-            kwargs["_system_config"] = {"worker_niceness": 0}
+            # a fraction of its iterations (a niceness the user asked Ray for, RAY_worker_niceness, is kept)
+            if "RAY_worker_niceness" not in os.environ:
+                kwargs["_system_config"] = {"worker_niceness": 0}
             # Ray's session files (logs naming paths, object spill) go to a private folder removed at close, not to
             # a /tmp/ray that outlives the run; short, as its Unix sockets' paths are limited to 107 bytes
             if not (temp_dir or ray.is_initialized()):

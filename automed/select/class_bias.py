@@ -28,8 +28,10 @@ from automed.runtime.postprocess import CLASS_BIAS
 
 GRID = (-2.0, -1.5, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0)
 MIN_GAIN = 0.002  # CV foreground mean Dice: less than this is within what ten validation cases move by chance
-# uncertain voxels x classes held for the search (4 bytes each: 200 MB); beyond it the step is not searched
+# 4-byte values held for the search (200 MB; its temporaries at most double that, measured): per uncertain voxel one
+# per class, its reference class and four of the ranking (:class:`_Ranked`); beyond it the step is not searched
 MAX_VALUES = 50_000_000
+_PER_VOXEL = 5  # the values a voxel holds beside its classes' log-probabilities
 ROUNDS = 2
 _SPAN = max(GRID) - min(GRID)
 
@@ -39,12 +41,13 @@ class _Case:
     """One CV case reduced to what an offset can change."""
 
     log_probs: np.ndarray  # (K, M) the voxels that an offset can move
-    ref: np.ndarray  # (M,) their reference class index (-1: a value that is no class)
+    ref: np.ndarray  # (M,) int32: their reference class index (-1: a value that is no class)
     fixed: np.ndarray  # (K, 3) per class: TP, FP, FN among the other voxels
 
 
 def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
-    """Class by class, so that memory stays a few arrays of one volume (a large CT's probabilities are gigabytes)."""
+    """Class by class, so that memory stays a few arrays of one volume (a large CT's probabilities are gigabytes).
+    A probability that is not a number counts as 0 (np.fmax), in the Dice without offsets as in every try."""
     k = probs.shape[0]
     flat = np.asarray(probs, dtype=np.float32).reshape(k, -1)
     ref = ref_index.reshape(-1)
@@ -54,7 +57,7 @@ def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
     for c in range(k):
         x = flat[c]
         top = x > first
-        second = np.where(top, first, np.maximum(second, x))
+        second = np.where(top, first, np.fmax(second, x))
         first = np.where(top, x, first)
         pred[top] = c
     # an offset difference of at most _SPAN can only move voxels whose two best classes are closer than that
@@ -63,7 +66,7 @@ def _reduce(probs: np.ndarray, ref_index: np.ndarray) -> _Case:
     movable = np.log(np.maximum(first, 1e-6)) - np.log(np.maximum(second, 1e-6)) <= _SPAN + 1e-3
     keep = ~movable
     fixed = _counts(pred[keep], ref[keep], k)
-    return _Case(np.log(np.maximum(flat[:, movable], 1e-6)), ref[movable], fixed)
+    return _Case(np.log(np.fmax(flat[:, movable], 1e-6)), ref[movable].astype(np.int32), fixed)
 
 
 def _counts(pred: np.ndarray, ref: np.ndarray, k: int) -> np.ndarray:
@@ -99,8 +102,8 @@ class _Ranked:
     """One case's movable voxels under the current offsets: their argmax, the argmax of the other classes, and the
     scores (log-probability plus offset) of both."""
 
-    first: np.ndarray  # (M,) the argmax (the lowest class index among equal scores, as numpy's argmax)
-    second: np.ndarray  # (M,)
+    first: np.ndarray  # (M,) int32: the argmax (the lowest class index among equal scores, as numpy's argmax)
+    second: np.ndarray  # (M,) int32
     first_score: np.ndarray  # (M,)
     second_score: np.ndarray  # (M,)
 
@@ -112,7 +115,7 @@ def _rank(case: _Case, offsets: np.ndarray) -> _Ranked:
     first_score = scores[first, voxels]
     scores[first, voxels] = -np.inf
     second = scores.argmax(0)
-    return _Ranked(first, second, first_score, scores[second, voxels])
+    return _Ranked(first.astype(np.int32), second.astype(np.int32), first_score, scores[second, voxels])
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ def decide_class_bias(
             known = (r >= 0) & (r < index.size)
             reduced.append(_reduce(p, np.where(known, index[np.where(known, r, 0)], -1)))
             read()
-            if sum(c.log_probs.size for c in reduced) > MAX_VALUES:
+            if sum(c.log_probs.size + _PER_VOXEL * c.ref.size for c in reduced) > MAX_VALUES:
                 read.stop(over)
                 break
     if read.stopped is not None:
@@ -196,11 +199,13 @@ def decide_class_bias(
         for _ in range(ROUNDS):
             for c in range(1, len(values)):
                 chosen = offsets
-                contests = [
-                    _contest(case, r, c, len(values)) for case, r in zip(reduced, ranked, strict=True)
-                ]
-                for x in np.asarray(GRID, dtype=np.float32):
-                    s = _dice([_tried(one, c, x, len(values)) for one in contests], len(values))
+                grid = np.asarray(GRID, dtype=np.float32)
+                counts = []  # per case, per offset of the grid: (K, 3); one case's contest in memory at a time
+                for case, rank in zip(reduced, ranked, strict=True):
+                    one = _contest(case, rank, c, len(values))
+                    counts.append([_tried(one, c, x, len(values)) for x in grid])
+                for i, x in enumerate(grid):
+                    s = _dice([per_case[i] for per_case in counts], len(values))
                     if _allowed(s, base) and s["foreground_mean"] > best["foreground_mean"] + 1e-9:
                         best, chosen = s, offsets.copy()
                         chosen[c] = x

@@ -93,8 +93,8 @@ def select(
         raise ConfigError.single("--latency-target", "a latency target is a positive number of seconds per case",
                                  str(latency_target), "pass e.g. --latency-target 2")  # fmt: skip
     out = Path(output)
+    _check_trainings([Path(w) for w in workdirs])  # a selection folder passed as a training: said as such
     _check_output(out, [Path(w) for w in workdirs])
-    _check_trainings([Path(w) for w in workdirs])
     for w in workdirs:
         refuse_unfinished(Path(w))
     tasks = {read_meta(WorkDir(Path(w)).require_model()).task for w in workdirs}  # before anything is written
