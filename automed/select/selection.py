@@ -249,19 +249,21 @@ def select_trainings(
             if keep:
                 steps.append(step)
                 current = after
-        # 3) per label: its largest component only changes that label, so every label is measured in one pass
+        # 3) per label: its largest component only changes that label (removed voxels become background, which
+        # is not scored), so every label is measured in one pass, each by its own Dice (with many labels, scoring
+        # every label for every label's variant had cost labels^2 x voxels per case)
         per_label: dict[int, list[dict[int, float]]] = {v: [] for v in fg_values}
         for c in cases:
             ref = reference(c)
             pred = apply(_labels([m.probs[c] for m in chosen], values, offsets), steps)
             for v in fg_values:
                 per_label[v].append(
-                    dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, values)
+                    dice_table(apply(pred, [{"kind": "largest_component", "labels": [v]}]), ref, [v])
                 )
             done()
     for v in fg_values:
         step = {"kind": "largest_component", "labels": [v]}
-        variant = dice_summary(per_label[v], values)
+        variant = dice_summary(per_label[v], [v])
         after = {"dice": {**current["dice"], str(v): variant["dice"][str(v)]}}
         fg = [x for x in after["dice"].values() if not math.isnan(x)]
         after["foreground_mean"] = float(np.mean(fg)) if fg else math.nan
