@@ -18,7 +18,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     mask's bounding box: a small structure of a large image costs passes over the image, not the labelling of it
     (components are numbered in the same scan order there, so equal sizes resolve alike)."""
     if not mask.any():
-        return mask
+        return np.zeros(mask.shape, dtype=bool)
     box = tuple(
         slice(int(hit[0]), int(hit[-1]) + 1)
         for hit in (
