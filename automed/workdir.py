@@ -192,7 +192,7 @@ class WorkDir:
 
 
 # automed's own files in a work dir: a folder holding one is never taken for a dataset
-_WORKDIR_MARKERS = ("plan.json", "fingerprint.json", "train_config.json", "tracking.json", "splits.json")
+WORKDIR_MARKERS = ("plan.json", "fingerprint.json", "train_config.json", "tracking.json", "splits.json")
 _IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")  # fmt: skip
 
 
@@ -203,7 +203,7 @@ def _is_dataset(root: Path) -> bool:
         return True
     if root.is_file():
         return root.suffix.lower() == ".csv" or root.name == "dataset.json"
-    if not root.is_dir() or any((root / m).exists() for m in _WORKDIR_MARKERS):
+    if not root.is_dir() or any((root / m).exists() for m in WORKDIR_MARKERS):
         return False
     for csv in root.glob("*.csv"):
         with contextlib.suppress(OSError, UnicodeDecodeError), csv.open(encoding="utf-8-sig") as f:

@@ -189,6 +189,27 @@ def test_class_folders_problems_are_listed_together(tmp_path: Path) -> None:
     assert "rename .jpeg to .jpg" in files["photo.jpeg"].fix
 
 
+def test_an_automed_output_inside_class_folders_is_named_so(tmp_path: Path) -> None:
+    """A work dir or an export written inside a folder-per-class dataset (``-o DS/W`` of another training) is read
+    as a class: said as an automed output to move out, not as a class of wrong files ("remove the file")."""
+    from automed.artifacts import mark_output
+
+    root = _class_folders(tmp_path / "ds", {"a": 2, "b": 2})
+    (root / "W").mkdir()
+    (root / "W" / "fingerprint.json").write_text("{}")
+    (root / "W" / "preprocessed").mkdir()
+    (root / "E").mkdir()
+    mark_output(root / "E", "export")
+    (root / "E" / "model.onnx").write_bytes(b"x")
+    with pytest.raises(DatasetError) as exc:
+        load_dataset(root)
+    files = {Path(p.file).name: p for p in exc.value.problems}
+    assert set(files) == {"W", "E"}  # nothing inside them is listed
+    assert files["W"].value == "an automed work dir" and files["E"].value == "an automed export output"
+    for p in files.values():
+        assert "every sub-folder is a class" in p.rule and f"out of {root}" in p.fix
+
+
 def test_class_folders_clashing_ids_are_an_error(tmp_path: Path) -> None:
     root = _class_folders(tmp_path / "ds", {"a": 2, "b": 2})
     _png(root / "a" / "x y.png", seed=50)

@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from automed.artifacts import output_kind, unmarked_kind
 from automed.data.io import IMAGE_SUFFIXES, has_image_suffix
 from automed.data.schema import Case, Dataset
 from automed.errors import DatasetError, Problem
 from automed.runtime.folders import safe_id
+from automed.workdir import WORKDIR_MARKERS
 
 # Sub-folder names of segmentation layouts (nnU-Net, MSD, common custom trees): a folder holding one of these is a
 # segmentation dataset missing its dataset.json, never a set of classes.
@@ -64,10 +66,31 @@ def image_stem(path: Path) -> str:
     return path.stem
 
 
+def _automed_folder(folder: Path) -> str | None:
+    """What automed wrote as ``folder`` (a work dir, an export, predictions, ...); None: nothing of automed's."""
+    if any((folder / m).is_file() for m in WORKDIR_MARKERS):
+        return "work dir"
+    kind = output_kind(folder) or unmarked_kind(folder)
+    return None if kind is None else f"{kind} output"
+
+
 def _folder_problems(root: Path, dirs: list[Path]) -> tuple[dict[str, list[Path]], list[Problem]]:
-    """The image files of each class folder, and every problem of the tree (all of them, not the first)."""
+    """The image files of each class folder, and every problem of the tree (all of them, not the first). A folder
+    automed wrote there (``-o`` inside the dataset) is said as such, not as a class of wrong files."""
     problems: list[Problem] = []
     images: dict[str, list[Path]] = {}
+    written = {d: kind for d in dirs if (kind := _automed_folder(d))}
+    for d, kind in written.items():
+        problems.append(
+            Problem(
+                str(d),
+                f"{LAYOUT_RULE}: every sub-folder is a class (an automed output inside the dataset folder is read "
+                "as one)",
+                f"an automed {kind}",
+                f"move {d.name} out of {root} (write automed's outputs beside the dataset, e.g. -o work)",
+            )
+        )
+    dirs = [d for d in dirs if d not in written]
     for f in sorted(root.iterdir()):
         if f.is_file() and has_image_suffix(f):
             problems.append(
