@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # three pytest workers (pytest-xdist), each module's tests on one of them (tests/conftest.py): on 2 cores the full
-# suite took 22:47 and 25:00 (three workers, whole modules; tests wait on processes, clusters and servers), 36:35
-# (serial)
+# suite took 19:54 and 20:15 (three workers, whole modules, Ray's trials at nice 0; tests wait on processes, clusters
+# and servers), 36:35 (serial, before)
 PYTEST_WORKERS ?= 3
 XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
