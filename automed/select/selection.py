@@ -112,6 +112,16 @@ def _selected_meta(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
+    """Dice of each foreground value of ``values`` (NaN where neither map holds it). Label maps of non-negative
+    integers are counted in three passes whatever the number of labels (one per label and map before); anything
+    else value by value."""
+    if _countable(pred) and _countable(ref):
+        n = max(int(pred.max(initial=0)), int(ref.max(initial=0)), *values) + 1
+        sizes = np.bincount(pred.ravel(), minlength=n) + np.bincount(ref.ravel(), minlength=n)
+        hits = np.bincount(pred[pred == ref].ravel(), minlength=n)
+        return {
+            v: math.nan if sizes[v] == 0 else 2.0 * float(hits[v]) / int(sizes[v]) for v in values if v != 0
+        }
     out = {}
     for v in values:
         if v == 0:
@@ -120,6 +130,15 @@ def dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int
         denom = int(a.sum()) + int(b.sum())
         out[v] = math.nan if denom == 0 else 2.0 * float((a & b).sum()) / denom
     return out
+
+
+def _countable(labels: np.ndarray) -> bool:
+    """Integers from 0 to a bound bincount can hold (a label map), so that each value can be counted in one pass."""
+    return (
+        (labels.dtype.kind in "ib" or (labels.dtype.kind == "u" and labels.dtype.itemsize < 8))
+        and (labels.size == 0 or int(labels.min()) >= 0)
+        and int(labels.max(initial=0)) < 1 << 20
+    )
 
 
 def dice_summary(per_case: list[dict[int, float]], values: list[int]) -> dict[str, Any]:
