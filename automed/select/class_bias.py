@@ -195,11 +195,11 @@ def decide_class_bias(
     base = _summary(reduced, offsets)
     best = base
     ranked = [_rank(case, offsets) for case in reduced]
+    grid = np.asarray(GRID, dtype=np.float32)  # in float32, as the offsets are held
     with stages.stage(search, ROUNDS * (len(values) - 1) * len(GRID)) as tried:
         for _ in range(ROUNDS):
             for c in range(1, len(values)):
                 chosen = offsets
-                grid = np.asarray(GRID, dtype=np.float32)
                 counts = []  # per case, per offset of the grid: (K, 3); one case's contest in memory at a time
                 for case, rank in zip(reduced, ranked, strict=True):
                     one = _contest(case, rank, c, len(values))

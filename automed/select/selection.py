@@ -113,8 +113,7 @@ def _selected_meta(path: Path) -> tuple[dict[str, Any], str]:
 
 def dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
     """Dice of each foreground value of ``values`` (NaN where neither map holds it). Label maps of non-negative
-    integers are counted in three passes whatever the number of labels (one per label and map before); anything
-    else value by value."""
+    integers are counted in a few passes whatever the number of labels; anything else value by value."""
     if _countable(pred) and _countable(ref):
         n = max(int(pred.max(initial=0)), int(ref.max(initial=0)), *values) + 1
         sizes = np.bincount(pred.ravel(), minlength=n) + np.bincount(ref.ravel(), minlength=n)
@@ -122,6 +121,11 @@ def dice_table(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int
         return {
             v: math.nan if sizes[v] == 0 else 2.0 * float(hits[v]) / int(sizes[v]) for v in values if v != 0
         }
+    return _dice_by_value(pred, ref, values)
+
+
+def _dice_by_value(pred: np.ndarray, ref: np.ndarray, values: list[int]) -> dict[int, float]:
+    """:func:`dice_table` by comparing the maps with each value (three passes per value)."""
     out = {}
     for v in values:
         if v == 0:
