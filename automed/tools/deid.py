@@ -155,6 +155,13 @@ def unlisted_identifying(tag: BaseTag, vr: str) -> bool:
     return vr in ("LO", "SH") and bool(_TEXT_KEYWORD.search(keyword)) and not _TECHNICAL_NAME.search(keyword)
 
 
+def _done(ds: Dataset, tag: BaseTag, code: str | None) -> str:
+    """The table's ``code`` as it was carried out: removed (X), emptied (Z) or given a dummy value (D); a delete
+    the library does by a dummy value (a date becomes 00010101) is reported as such."""
+    done = "X" if tag not in ds else "Z" if ds[tag].value in (None, "", b"") else "D"
+    return done if done in (code or "").split("/") else f"{done} (table: {code or '?'})"
+
+
 def _values(elem: pydicom.DataElement) -> list[Any]:
     if elem.value is None or elem.value == "":
         return []
@@ -332,7 +339,9 @@ class Deidentifier:
             except NotImplementedError:  # a VR the library has no dummy value for: remove the attribute
                 del ds[tag]
                 code = "X (no dummy for its VR)"
-            seen.add((name, code or "?"))
+            else:
+                code = _done(ds, tag, code)
+            seen.add((name, code))
 
     def _unlisted(
         self,

@@ -3,8 +3,11 @@
 Two kinds of evidence, reported per file and attribute and never with the value found:
 - the identifying values of the originals (``--original``): every value of an attribute the profile removes or
   replaces (file meta included), the parts of person names, and private text, searched as whole words in every
-  attribute at every depth (sequence items, private attributes, binary values read as text) and in file and folder
-  names;
+  attribute at every depth (sequence items, code items, private attributes, binary values read as text) and in file
+  and folder names; a value the original also held in an attribute the profile keeps is not searched for, except
+  person names and identifiers (a patient's name copied into a kept attribute is the leftover a check is for), which
+  are then searched in names, text and private attributes (not in code strings such as ``ORIGINAL``), as are name
+  parts of two or three letters (Li, Lee);
 - patterns that need no original: private attributes, public attributes unknown to the DICOM dictionary, UN values,
   file meta beyond the transfer essentials, UIDs that are neither DICOM's own nor keyed (``2.25.``), person names and
   identifiers that are not pseudonyms, real dates where dates were removed, date-like free text, names, text or dates
@@ -46,14 +49,20 @@ _ID_ATTRIBUTES = {
     "IssuerOfPatientID",
     "MedicalRecordLocator",
 }
-# written by automed itself (the method's description and codes): not searched for the originals' values
-_OWN = {
-    "DeidentificationMethod",
+# written by automed itself (the method's description, the codes of its method's items): not searched for the
+# originals' values
+_OWN = {"DeidentificationMethod", "PatientIdentityRemoved"}
+_OWN_CODES = "DeidentificationMethodCodeSequence"
+_CODE_VALUES = {
     "CodeValue",
+    "LongCodeValue",
     "CodingSchemeDesignator",
-    "CodeMeaning",
-    "PatientIdentityRemoved",
-}
+    "CodingSchemeVersion",
+}  # codes, not text
+# parts of a person name that say nothing of the person
+_TITLES = {"mr", "mrs", "ms", "dr", "md", "phd", "jr", "sr", "ii", "iii", "prof"}
+# where Needles.text is searched: names, text and private attributes (not code strings such as 'SE' or 'GR')
+_TEXT_ONLY_VRS = {"PN", *FREE_TEXT_VRS, "OB", "UN"}
 _META_KEPT = {0x0000, 0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013}
 _TABLE = Deidentifier(DeidKey(b"\0" * 32))  # which attributes the profile's table lists
 
@@ -68,22 +77,27 @@ class Finding:
         return f"{self.file}: {self.attribute}: {self.rule}"
 
 
+def _pattern(values: set[str]) -> re.Pattern[str] | None:
+    """Any of ``values`` as a whole word (of lower-case text), or ``None`` when there are none."""
+    if not values:
+        return None
+    alts = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{alts})(?![a-z0-9])")
+
+
 @dataclass
 class Needles:
-    """The originals' identifying values as whole-word patterns: all of them, and those from public attributes."""
+    """The originals' identifying values as whole-word patterns: all of them, those from public attributes, and
+    ``text``: short parts of person names and names or identifiers the originals also held in a kept attribute,
+    searched only in :data:`_TEXT_ONLY_VRS`, private attributes and file names."""
 
     every: re.Pattern[str] | None
     public: re.Pattern[str] | None
+    text: re.Pattern[str] | None = None
 
     @staticmethod
-    def build(every: set[str], public: set[str]) -> Needles:
-        def rx(values: set[str]) -> re.Pattern[str] | None:
-            if not values:
-                return None
-            alts = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-            return re.compile(rf"(?<![a-z0-9])(?:{alts})(?![a-z0-9])")
-
-        return Needles(rx(every), rx(public))
+    def build(every: set[str], public: set[str], text: set[str] | None = None) -> Needles:
+        return Needles(_pattern(every), _pattern(public), _pattern(text or set()))
 
 
 def _texts(elem: DataElement) -> list[str]:
@@ -110,8 +124,33 @@ def _keep_value(text: str) -> bool:
 
 
 def _elements(ds: Dataset) -> list[DataElement]:
+    return [elem for elem, _ in _walk(ds)]
+
+
+def _walk(ds: Dataset) -> list[tuple[DataElement, bool]]:
+    """Every element, file meta first, at every depth, each with whether it lies in automed's own method codes."""
     meta = list(ds.file_meta.iterall()) if getattr(ds, "file_meta", None) is not None else []
-    return [*meta, *ds.iterall()]
+    out = [(elem, False) for elem in meta]
+
+    def visit(d: Dataset, own: bool) -> None:
+        for elem in d:
+            out.append((elem, own))
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    visit(item, own or elem.keyword == _OWN_CODES)
+
+    visit(ds, False)
+    return out
+
+
+def _name_parts(text: str) -> tuple[set[str], set[str]]:
+    """A person name's parts of four letters or more and the whole name in both orders (searched everywhere), and
+    its parts of two or three letters (searched in names, text and private attributes only)."""
+    parts = [p for p in (q.strip().lower() for q in re.split(r"[\^=, ]+", text)) if p and p not in _TITLES]
+    long = {p for p in parts if len(p) >= 4}
+    if len(parts) >= 2:
+        long |= {" ".join(parts[:2]), " ".join(parts[1::-1])}
+    return long, {p for p in parts if 2 <= len(p) < 4}
 
 
 def files_to_check(root: Path) -> list[Path]:
@@ -169,6 +208,10 @@ def identifying_values(originals: Path, options: list[str] | None = None) -> Nee
     every: set[str] = set()
     public: set[str] = set()
     kept: set[str] = set()
+    personal: set[str] = (
+        set()
+    )  # names and identifiers: searched in text even where a kept attribute held them
+    short: set[str] = set()
     for ds in _headers(originals):
         for elem in _elements(ds):
             if elem.VR not in TEXT_VRS and not (elem.tag.is_private and elem.VR in ("OB", "UN")):
@@ -182,17 +225,19 @@ def identifying_values(originals: Path, options: list[str] | None = None) -> Nee
                 elem.VR == "UI" and elem.tag.group != 0x0002 and any(UID(t).name == t for t in _texts(elem))
             )
             for text in _texts(elem):
-                parts = [text]
-                if elem.VR == "PN":
-                    parts += [p for p in re.split(r"[\^=, ]+", text) if len(p) >= 3]
-                values = {p.strip().lower() for p in parts if _keep_value(p)}
+                values = {text.strip().lower()} if _keep_value(text) else set()
                 if not removed:
                     kept |= values
                     continue
+                if elem.VR == "PN" or tag_name(elem.tag) in _ID_ATTRIBUTES:
+                    long, parts = _name_parts(text) if elem.VR == "PN" else (set(), set())
+                    values |= long
+                    personal |= values
+                    short |= parts
                 every |= values
                 if not elem.tag.is_private:
                     public |= values
-    return Needles.build(every - kept, public - kept)
+    return Needles.build(every - kept, public - kept, short | (personal & kept))
 
 
 def _pattern_findings(elem: DataElement, name: str, texts: list[str], shifted: bool) -> list[str]:
@@ -214,7 +259,8 @@ def _pattern_findings(elem: DataElement, name: str, texts: list[str], shifted: b
     real_date = elem.VR in ("DA", "DT") and any(t[:8] not in _DUMMY_DATES for t in texts)
     if real_date and (not shifted or name == "PatientBirthDate"):
         rules.append("a real date where dates were removed")
-    if elem.VR in FREE_TEXT_VRS and name not in _OWN and any(_DATE_TEXT.search(t) for t in texts):
+    free_text = elem.VR in FREE_TEXT_VRS and name not in _OWN and name not in _CODE_VALUES
+    if free_text and any(_DATE_TEXT.search(t) for t in texts):
         rules.append("date-like text in a free-text attribute")
     unlisted = not tag.is_private and tag.group != 0x0002 and _TABLE.action_for(tag) is None
     kept_shifted = shifted and elem.VR in ("DA", "DT", "TM")
@@ -228,17 +274,19 @@ def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
     shifted = str(ds.get("LongitudinalTemporalInformationModified", "")) == "MODIFIED"
     codes = {str(c.get("CodeValue", "")) for c in ds.get("DeidentificationMethodCodeSequence", [])}
     safe_private = "113111" in codes  # Retain Safe Private: the user vouched for the private attributes kept
-    for elem in _elements(ds):
+    for elem, own in _walk(ds):
         name = tag_name(elem.tag)
         if elem.tag.is_private and not safe_private:
             out.append(Finding(shown, name, "a private attribute remains"))
         if elem.tag == (0x7FE0, 0x0010):
             continue
         texts = _texts(elem)
+        lower = [t.lower() for t in texts]
         # kept private attributes are searched for the public values (an accession number copied into them)
         rx = needles.public if safe_private and elem.tag.is_private else needles.every
-        searched = not (shifted and elem.VR == "TM") and name not in _OWN
-        if rx is not None and searched and any(rx.search(t.lower()) for t in texts):
+        searched = not (shifted and elem.VR == "TM") and not own and name not in _OWN
+        text = needles.text if elem.VR in _TEXT_ONLY_VRS or elem.tag.is_private else None
+        if searched and any(p is not None and any(p.search(t) for t in lower) for p in (rx, text)):
             out.append(Finding(shown, name, "holds an identifying value of the original"))
         out += [Finding(shown, name, r) for r in _pattern_findings(elem, name, texts, shifted)]
     if str(ds.get("PatientIdentityRemoved", "")) != "YES":
@@ -258,7 +306,7 @@ def check_folder(root: Path, original: Path | None = None) -> list[Finding]:
     findings: list[Finding] = []
     for path in files_to_check(root):
         shown = relative(path, root)
-        if needles.every is not None and needles.every.search(shown.lower()):
+        if any(p is not None and p.search(shown.lower()) for p in (needles.every, needles.text)):
             findings.append(Finding(shown, "file name", "holds an identifying value of the original"))
         if is_nifti(path):
             try:

@@ -73,6 +73,13 @@ def read_image(path: Path, shown: str) -> tuple[FileDataset | None, Problem | No
             "copy it again",
         )
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if "Rows" in ds and "Columns" in ds:  # an image whose file ends before its pixels
+            return None, Problem(
+                shown,
+                "an image (Rows and Columns given) must hold its pixel data",
+                f"no pixel data in its {path.stat().st_size} bytes (the file may be truncated)",
+                "copy the file again from its source",
+            )
         return None, Problem(
             shown,
             "automed handles DICOM images; objects without pixel data (SR, PR, RT, KOS) may carry identifying "
