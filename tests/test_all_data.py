@@ -99,6 +99,13 @@ def test_folds_one_command_at_a_time_an_all_data_model_beside_them_and_its_cv_of
     assert res.model.folds == [0, 1]
     cv_rows = (tmp_path / "W" / "cv" / "metrics.csv").read_text().splitlines()[1:]
     assert {r.split(",")[1] for r in cv_rows} == {"0", "1"}  # the fold column
+    # --extend after folds trained one command at a time extends them all (it had kept only the last --fold's)
+    res = api.train(None, tmp_path / "W", resume=True, extend=1, workers=0, show_progress=False)  # type: ignore[arg-type]
+    assert res.model.folds == [0, 1]
+    for k in (0, 1):
+        progress = tmp_path / "W" / "train" / "3d_fullres" / f"fold_{k}" / "progress.json"
+        assert len(json.loads(progress.read_text())["history"]) == 2
+    assert len((tmp_path / "W" / "cv" / "metrics.csv").read_text().splitlines()[1:]) == len(cv_rows)
     with pytest.raises(ArtifactError, match=r"not both|keep its splits\.json"):
         api.train(ds, tmp_path / "W", config=cfg, folds="all", **common)  # type: ignore[arg-type]
     plain = tmp_path / "plain.yaml"

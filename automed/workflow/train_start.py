@@ -350,9 +350,10 @@ def _earlier_width(wdir: WorkDir, config: TrainConfig, opts: TrainOptions) -> Tr
 
 def fold_list(wd: Path, config: TrainConfig, opts: TrainOptions, n_folds: int, extend: int) -> list[int]:
     """The folds a training runs and concludes with: those asked, and with ``--fold K`` the folds of this work dir
-    that finished before (folds trained one command at a time, nnU-Net's way: the model and its CV take them all)."""
+    that finished before (folds trained one command at a time, nnU-Net's way: the model and its CV take them all;
+    ``--resume --extend N`` extends them all, not only the last command's ``--fold``)."""
     folds = opts.only_folds if opts.only_folds is not None else list(range(n_folds))
-    if opts.only_folds is None or opts.folds_auto or extend or ALL_DATA in folds:
+    if opts.only_folds is None or opts.folds_auto or ALL_DATA in folds:
         return folds
     before = [
         k
