@@ -427,3 +427,22 @@ def test_a_work_dir_inside_the_dataset_folder_is_refused(tmp_path: Path) -> None
         with pytest.raises(ArtifactError, match="a work dir lies outside the dataset folder"):
             api.sweep(data, out, show_progress=False)
     assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_fingerprint_refuses_a_work_dir_in_the_dataset_before_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `automed fingerprint DS -o DS/w` verified every case first, then refused (README: "before the dataset is read")
+    from typer.testing import CliRunner
+
+    import automed.workflow.prepare as prepare
+    from automed.cli import app
+
+    data = make_dataset(tmp_path / "d", n_cases=2, shape=(8, 8, 8))
+    read: list[object] = []
+    monkeypatch.setattr(prepare, "_verify", lambda *a, **k: read.append(a))
+    r = CliRunner().invoke(app, ["-q", "fingerprint", str(data), "-o", str(data / "w")])
+    assert r.exit_code == 1 and "a work dir lies outside the dataset folder" in str(r.exception)
+    assert read == [] and not (data / "w").exists()
+    r = CliRunner().invoke(app, ["-q", "fingerprint", str(data), "-o", str(tmp_path / "W")])
+    assert r.exit_code == 0 and len(read) == 1  # verified once, then fingerprinted

@@ -246,6 +246,10 @@ def test_class_with_three_cases_is_a_warning(tmp_path: Path, caplog: pytest.LogC
     assert w.value == "class 'rare' has 3 case(s)"
     assert "as many cases as there are folds (5)" in w.rule and "--folds 2" in w.fix
     assert "class 'rare' has 3 case(s)" in caplog.text
+    # trained with 3 folds (train --folds 3 passes them on), 3 cases are enough; with 4 they are not
+    assert verify(ds, show_progress=False, folds=3).warnings == ()
+    (w,) = verify(ds, show_progress=False, folds=4).warnings
+    assert "as many cases as there are folds (4)" in w.rule
 
 
 def test_one_class_only_is_an_error(tmp_path: Path) -> None:
@@ -386,6 +390,13 @@ def test_task_override(tmp_path: Path) -> None:
         load_dataset(floats, task="classification")
     with pytest.raises(Exception, match="Did you mean 'regression'"):
         load_dataset(csv_path, task="regresion")
+    # class names as a regression had trained on their alphabetical positions (high 0, low 1, medium 2)
+    names = tmp_path / "n.csv"
+    names.write_text("SubjectID,Channel_0,ValueToPredict\ns0,a.png,low\ns1,a.png,medium\ns2,a.png,high\n")
+    with pytest.raises(
+        DatasetError, match=r"needs numeric ValueToPredict; found class names 'high', 'low', 'medium'"
+    ):
+        load_dataset(names, task="regression")
 
 
 def test_a_class_name_that_often_means_missing_is_a_warning(tmp_path: Path) -> None:
@@ -479,3 +490,25 @@ def test_loose_dicom_files_and_volumes_are_told_the_layouts_that_fit_them(tmp_pa
     with pytest.raises(DatasetError) as exc:
         load_dataset(tmp_path / "nii")
     assert "SubjectID, Channel_0 and Label" in exc.value.problems[0].fix
+
+
+def test_verify_says_what_the_cases_are_trained_on(tmp_path: Path) -> None:
+    """The summary line had said "targets from ValueToPredict" for class folders and for images alone, and the
+    fingerprint "label maps are given" where there were none (review)."""
+    from automed.fingerprint.extract import task_reason
+
+    folders = _class_folders(tmp_path / "f", {"cat": 2, "dog": 2})
+    assert verify(load_dataset(folders), show_progress=False).targets == "2 classes from class folders"
+    names = _csv(tmp_path, ["a", "b", "a", "b"], "n.csv")
+    assert verify(load_dataset(names), show_progress=False).targets == "2 classes from ValueToPredict"
+    numbers = _csv(tmp_path, ["1.5", "2.5", "3.5", "4.5"], "r.csv")
+    assert (
+        verify(load_dataset(numbers), show_progress=False).targets == "regression targets from ValueToPredict"
+    )
+    alone = tmp_path / "alone.csv"
+    alone.write_text("SubjectID,Channel_0\n" + "".join(f"s{i:02d},img/s{i:02d}.nii.gz\n" for i in range(4)))
+    ds = load_dataset(alone)
+    assert verify(ds, show_progress=False).targets.startswith(
+        "images only (no label maps, no ValueToPredict)"
+    )
+    assert "images only" in task_reason(ds) and "label maps are given" not in task_reason(ds)

@@ -34,8 +34,7 @@ def verify(
     from automed import api
 
     rep = api.verify(dataset, workers=workers, show_progress=progress(), max_voxels=max_voxels)
-    what = f"label values {list(rep.label_values)}" if rep.label_values else "targets from ValueToPredict"
-    out.print(f"[green]OK[/green]: {rep.n_cases} cases, {what}")
+    out.print(f"[green]OK[/green]: {rep.n_cases} cases, {rep.targets}")
 
 
 @app.command()
@@ -51,8 +50,9 @@ def fingerprint(
     """
     from automed import api
 
-    api.verify(dataset, workers=workers, show_progress=progress())
-    fp, reused = api.fingerprint(dataset, output, workers=workers, force=force, show_progress=progress())
+    fp, reused = api.fingerprint(
+        dataset, output, workers=workers, force=force, show_progress=progress(), verify_first=True
+    )
     note = " (unchanged inputs: reused)" if reused else ""
     out.print(
         f"fingerprint.json{note}: {fp.n_cases} cases, {fp.dimension}D, task {fp.task_type}, hash {fp.hash}"

@@ -224,7 +224,7 @@ def predict(
         typer.Option(
             help="Segmentation: the sliding window moves by this fraction of the patch, 0 < s <= 1 (nnU-Net's "
             "-step_size; default: the model's own, 0.5 unless automed select chose another); smaller overlaps "
-            "more and is slower. Not for a selected pair.",
+            "more and is slower. A selected pair takes it for each member.",
         ),
     ] = None,
 ) -> None:

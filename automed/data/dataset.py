@@ -76,6 +76,16 @@ def with_task(ds: Dataset, task: str | None) -> Dataset:
         if ds.labels is not None and ds.layout == "folders":
             raise DatasetError.single(ds.source, "--task regression needs numbers, not class folders",
                                       "class folders", "use a CSV with numeric ValueToPredict")  # fmt: skip
+        names = [n for k, n in sorted((ds.labels or {}).items()) if n != str(k)]
+        if (
+            names
+        ):  # class names would be trained as their alphabetical positions, values no one could read back
+            raise DatasetError.single(
+                ds.source,
+                "--task regression needs numeric ValueToPredict",
+                f"class names {', '.join(repr(n) for n in names[:5])}{' ...' if len(names) > 5 else ''}",
+                "write the numbers themselves (e.g. an ordinal score 0, 1, 2), or use --task classification",
+            )
         labels = None
     elif task == "classification" and labels is None:
         if not all(float(v).is_integer() for v in values):

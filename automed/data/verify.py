@@ -13,7 +13,7 @@ import numpy as np
 from automed.data.dataset import Case, Dataset
 from automed.data.io import SUFFIXES_2D, Geometry, Header, image_to_arrays, read_header, read_sitk
 from automed.data.paths import access_problem
-from automed.data.verify_dataset import dataset_problems, dataset_warnings, label_presence
+from automed.data.verify_dataset import DEFAULT_FOLDS, dataset_problems, dataset_warnings, label_presence
 from automed.data.verify_rules import (
     DEFAULT_MAX_VOXELS,
     content_hash,
@@ -343,6 +343,19 @@ class VerifyReport:
     n_cases: int
     label_values: tuple[int, ...]
     warnings: tuple[Problem, ...] = ()
+    targets: str = ""  # what the cases are to be trained on, in words
+
+
+def targets_in_words(ds: Dataset, label_values: tuple[int, ...]) -> str:
+    """What ``ds``'s cases are to be trained on, in words (verify's summary line)."""
+    if label_values:
+        return f"label values {list(label_values)}"
+    if not any(c.label is not None or c.value is not None for c in ds.cases):
+        return "images only (no label maps, no ValueToPredict): enough to check or predict, not to train"
+    if ds.task_type == "classification":
+        where = "class folders" if ds.layout == "folders" else "ValueToPredict"
+        return f"{len(ds.labels or {})} classes from {where}"
+    return f"{ds.task_type} targets from ValueToPredict"
 
 
 def verify(
@@ -352,8 +365,10 @@ def verify(
     tol: Tolerance | None = None,
     show_progress: bool = True,
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    folds: int = DEFAULT_FOLDS,
 ) -> VerifyReport:
-    """Check a dataset; raise a :class:`DatasetError` listing every problem. Writes nothing.
+    """Check a dataset; raise a :class:`DatasetError` listing every problem. Writes nothing. ``folds``: those the
+    dataset is to be trained with (a class with fewer cases is warned about).
 
     ``max_voxels`` bounds the voxels of one image file (all components counted), checked from its header before
     any voxel is read: a tiny compressed file can claim a huge image. The default, 500 million, is sized for a
@@ -411,7 +426,7 @@ def verify(
     duplicates, warns = duplicate_content_problems(hashed)
     problems += duplicates
     warns += _spacing_mix_warnings(ds, results)
-    warns += dataset_warnings(ds)
+    warns += dataset_warnings(ds, folds)
     if not problems:
         errors, absent = label_presence(ds, seen)
         problems += errors
@@ -420,4 +435,5 @@ def verify(
         raise DatasetError(problems, f"{len(problems)} problem(s) in {ds.source}")
     for w in warns:
         log.warning("warning: %s", w)
-    return VerifyReport(len(ds.cases), tuple(sorted(seen)), tuple(warns))
+    values = tuple(sorted(seen))
+    return VerifyReport(len(ds.cases), values, tuple(warns), targets_in_words(ds, values))

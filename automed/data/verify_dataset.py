@@ -62,7 +62,7 @@ def no_target_problems(ds: Dataset) -> list[Problem]:
     ]
 
 
-def dataset_warnings(ds: Dataset) -> list[Problem]:
+def dataset_warnings(ds: Dataset, folds: int = DEFAULT_FOLDS) -> list[Problem]:
     """What the description allows but makes training worse (reported, never fatal)."""
     from automed.data.csv_layout import MISSING_MARKERS
 
@@ -90,16 +90,16 @@ def dataset_warnings(ds: Dataset) -> list[Problem]:
             for names in by_folded.values()
             if len(names) > 1
         ]
-    return target_problems(ds)[1] + marked
+    return target_problems(ds, folds)[1] + marked
 
 
-def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
+def target_problems(ds: Dataset, folds: int = DEFAULT_FOLDS) -> tuple[list[Problem], list[Problem]]:
     """Errors and warnings about the targets (``ValueToPredict``, class folders).
 
     Errors: a target that is not a finite number (NaN, inf: a regression loss becomes NaN); regression targets that
     are all one value or too spread to standardize in float64; a classification dataset
     of one class; a class with fewer than :data:`MIN_CLASS_CASES` cases (it cannot be both learnt and validated). Warnings: a class with fewer cases than
-    the default number of folds (:data:`DEFAULT_FOLDS`): its cases go to different folds, so some validation folds
+    the folds it is to be trained with (``folds``, by default :data:`DEFAULT_FOLDS`): its cases go to different folds, so some validation folds
     hold no case of it and its per-fold scores are undefined; fewer folds (``--folds 2``) or more cases fix it."""
     src = str(ds.source)
     bad = [c.case_id for c in ds.cases if c.value is not None and not math.isfinite(c.value)]
@@ -148,17 +148,17 @@ def target_problems(ds: Dataset) -> tuple[list[Problem], list[Problem]]:
                 Problem(
                     src,
                     f"every class needs at least {MIN_CLASS_CASES} cases (one to learn from, one to validate on), "
-                    f"better as many as there are folds ({DEFAULT_FOLDS})",
+                    f"better as many as there are folds ({folds})",
                     found,
                     f"add cases of this class, or merge it into another class{regression}"
                     + _unit_hint(texts, names.get(value, str(value))),
                 )
             )
-        elif n < DEFAULT_FOLDS:
+        elif n < folds:
             warnings.append(
                 Problem(
                     src,
-                    f"every class needs at least as many cases as there are folds ({DEFAULT_FOLDS}); with fewer, "
+                    f"every class needs at least as many cases as there are folds ({folds}); with fewer, "
                     "some validation folds hold no case of the class",
                     found,
                     f"add cases, merge the class, or train with fewer folds (--folds 2..){regression}",

@@ -262,6 +262,8 @@ def task_reason(ds: Dataset) -> str:
     task = ds.task_type
     if ds.extra.get("task"):
         return f"chosen by the user (--task {task})"
+    if not any(c.label is not None or c.value is not None for c in ds.cases):
+        return "no label maps and no ValueToPredict (images only): segmentation by default; training needs targets"
     if task != "classification":
         return {
             "segmentation": "label maps are given",

@@ -14,7 +14,7 @@ from automed.data.dataset import Dataset, load_dataset
 from automed.data.splits import check_splits, read_splits, write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
-from automed.data.verify_dataset import no_target_problems
+from automed.data.verify_dataset import DEFAULT_FOLDS, no_target_problems
 from automed.data.verify_rules import DEFAULT_MAX_VOXELS
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerprint, inputs_unchanged
@@ -49,14 +49,17 @@ def verify(
     workers: int | None = None,
     show_progress: bool = True,
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    folds: int = DEFAULT_FOLDS,
 ) -> VerifyReport:
     """Check a dataset and raise :class:`automed.errors.DatasetError` listing every problem. Writes nothing.
-    ``max_voxels`` bounds one image (checked from its header before any voxel is read)."""
+    ``max_voxels`` bounds one image (checked from its header before any voxel is read); ``folds``: those it is to
+    be trained with (a class with fewer cases is warned about)."""
     return _verify(
         as_dataset(dataset),
         workers=resolve_workers(workers),
         show_progress=show_progress,
         max_voxels=max_voxels,
+        folds=folds,
     )
 
 
@@ -69,11 +72,15 @@ def fingerprint(
     sample_budget: int = DEFAULT_SAMPLE_BUDGET,
     force: bool = False,
     show_progress: bool = True,
+    verify_first: bool = False,
 ) -> tuple[Fingerprint, bool]:
-    """Write ``WORKDIR/fingerprint.json``. Returns it and whether it was reused (inputs unchanged)."""
+    """Write ``WORKDIR/fingerprint.json``. Returns it and whether it was reused (inputs unchanged).
+    ``verify_first``: :func:`verify` the dataset first, once the work dir is known not to lie inside it."""
     refuse_workdir_in_dataset(dataset.source if isinstance(dataset, Dataset) else dataset, Path(workdir))
-    claim_workdir(Path(workdir), "automed fingerprint")
     ds = as_dataset(dataset)
+    if verify_first:
+        verify(ds, workers=workers, show_progress=show_progress)
+    claim_workdir(Path(workdir), "automed fingerprint")
     out = Path(workdir) / FINGERPRINT_FILE
     per_case = max(1, sample_budget // max(1, len(ds.cases)))
     old = None
@@ -288,7 +295,7 @@ def plan_dataset(
     refuse_workdir_in_dataset(dataset.source if isinstance(dataset, Dataset) else dataset, wd)
     ds = as_dataset(dataset)
     pre = load_preset(preset)
-    verify(ds, workers=workers, show_progress=show_progress, max_voxels=max_voxels)
+    verify(ds, workers=workers, show_progress=show_progress, max_voxels=max_voxels, folds=folds)
     claim_workdir(wd, "automed plan")  # before the folder is made: a file or a folder of yours is refused
     wd.mkdir(parents=True, exist_ok=True)
     earlier = (wd / FINGERPRINT_FILE).read_bytes() if (wd / FINGERPRINT_FILE).is_file() else None
@@ -362,6 +369,7 @@ def plan_for_training(
     workers: int | None,
     show_progress: bool,
     max_voxels: int | None = None,
+    folds: int = DEFAULT_FOLDS,
 ) -> tuple[Plan, str]:
     """Verify, fingerprint and plan ``ds`` into ``wd`` (no preprocessing yet) with the preset for the device that
     will train (``default`` on CUDA, ``cpu`` otherwise, unless ``preset`` names one). A dataset whose task cannot be
@@ -380,6 +388,7 @@ def plan_for_training(
         preset=name,
         device=dev.type,
         run_preprocess=False,
+        folds=folds,  # verify's class-count warnings only: the splits are written later
         workers=workers,
         show_progress=show_progress,
         max_voxels=max_voxels or DEFAULT_MAX_VOXELS,

@@ -112,7 +112,7 @@ def _new_state(
     ds = load_dataset(dataset)
     refuse_ignored(space, ds.task_type, str(opts.space or opts.grid))
     plan, preset = plan_for_training(
-        ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels
+        ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels, opts.folds
     )
     base = choose_configuration(base_config or TrainConfig(), plan, auto=True)
     names, variants = needed_variants(space, base, plan)

@@ -172,7 +172,7 @@ def start_training(
     wdir = WorkDir(wd)
     earlier = {p: p.read_bytes() if p.is_file() else None for p in (wdir.fingerprint, wdir.plan)}
     planned, preset = plan_for_training(
-        ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels
+        ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels, opts.folds
     )
     unchanged = all(b is not None and p.read_bytes() == b for p, b in earlier.items())
     again = recorded_decisions(wdir, typed, unchanged)  # the same command again: no second probe
