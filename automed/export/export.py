@@ -344,7 +344,18 @@ def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | N
     if not cfg_file.is_file() or not splits_file.is_file():
         return None
     cid = read_splits(splits_file)["folds"][0]["val"][0]  # a damaged split: refused before the dataset loads
-    ds = load_dataset(read_train_config(cfg_file)["dataset"])
+    where = Path(read_train_config(cfg_file)["dataset"])
+    if (
+        not where.exists()
+    ):  # said as the parity check's need, with the ways on (was "the dataset path must exist")
+        raise ArtifactError.single(
+            cfg_file,
+            "the parity check predicts fold 0's first validation case, read from the training's dataset",
+            f"{where} missing (moved or deleted since the training)",
+            f"give an image with --case IMAGE, or record the dataset's new place: automed train NEW_PLACE --resume "
+            f"{workdir}",
+        )
+    ds = load_dataset(where)
     case = next(c for c in ds.cases if c.case_id == cid)
     cd = read_case(case, ds.images_are_4d)
     return cid, cd.channels, cd.geometry
