@@ -102,8 +102,14 @@ def _geometry(img: sitk.Image) -> Geometry:
 
 
 def dicom_series_files(folder: Path) -> list[str]:
-    """File names of the one DICOM series in ``folder``, sorted by slice position (GDCM)."""
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    """File names of the one DICOM series in ``folder``, sorted by slice position (GDCM; its warning about a folder
+    without a series, printed by ITK to the console, is not shown: the error below says it)."""
+    shown_before = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown_before)
     if not ids:
         raise DatasetError.single(
             folder,
