@@ -52,6 +52,7 @@ class Pair:
     probabilities: dict[str, float] = field(default_factory=dict)
     mask: str | None = None  # synthesis: where to score
     where: str = ""  # the CSV row it came from (``file:row``), named in errors
+    filled: bool = False  # the prediction is ``--missing-value``'s, not the model's
 
 
 def _number(text: str) -> float | None:
@@ -221,6 +222,55 @@ def _classes(pairs: list[Pair]) -> list[str]:
     return sorted(found | named, key=lambda c: (_number(c) is None, _number(c) or 0.0, c))
 
 
+def _fraction(text: str) -> bool:
+    """A number with a fractional part (``180.2``): a regression model's value, never an automed class."""
+    v = _number(text)
+    return v is not None and not v.is_integer()
+
+
+def _refuse_or_warn_foreign(scored: list[Pair]) -> None:
+    """Predicted labels the reference never holds. The tables do not belong together (refused) when the model's
+    classes (its predicted labels and probability columns) share none with the reference's (another task's classes,
+    class indices against class names, a regression model's values), or when a label the reference lacks is a
+    number with a fraction while no reference class is (a regression model's value). A few cases predicted as a
+    class the reference has no case of (a test set without that class) are scored as wrong, and said."""
+    own = [p for p in scored if not p.filled]
+    predicted = {str(p.prediction) for p in own}
+    reference = {p.target for p in scored}
+    foreign = sorted(predicted - reference, key=lambda c: (_number(c) is None, _number(c) or 0.0, c))
+    if not foreign:
+        return
+    model = predicted | {c for p in own for c in p.probabilities}
+    values = [c for c in foreign if _fraction(c)] if not any(map(_fraction, reference)) else []
+    n = sum(str(p.prediction) in foreign for p in own)
+    if values or not model & reference:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        classes = sorted(reference, key=lambda c: (_number(c) is None, _number(c) or 0.0, c))
+        where = next((p.where for p in scored if p.where), "")
+        raise DatasetError.single(
+            where.rsplit(":", 1)[0] or scored[0].case,
+            "predicted labels are classes of the reference"
+            + (" (a number with a fraction is a regression model's value, not a class)" if values else ""),
+            f"prediction(s) {shown} in {n} of {len(own)} case(s); the reference's classes "
+            + ", ".join(classes[:10])
+            + (f" and {len(classes) - 10} more" if len(classes) > 10 else ""),
+            "score a regression model's predictions against a reference of numbers (the dataset CSV it was "
+            "trained on), and these classes with the predictions of a model trained on them"
+            if values
+            else "score the predictions of a model trained on these classes, each class spelled as the reference "
+            "spells it (its name, not its index); a model that knows these classes but predicted none of them: "
+            "add its probability_<class> columns",
+        )
+    log.warning(
+        "the predictions name class(es) %s that the reference never holds (%d of %d case(s)): scored as wrong, as "
+        "for a test set without cases of a class the model predicts; if they are spellings of the reference's "
+        "classes, write them as the reference does",
+        ", ".join(foreign),
+        n,
+        len(own),
+    )
+
+
 def _refuse_or_warn_uncovered(scored: list[Pair], uncovered: list[str]) -> None:
     """Classes without a probability column. One the Prediction column names is refused (its AUC would come from
     zeros); one only references hold is a class the model does not predict (a reference of more classes than the
@@ -250,6 +300,7 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     probability columns the predicted class counts as probability 1 (AUC from hard labels, said in the summary)."""
     pairs = [_named_classes(p) for p in pairs]
     scored = [p for p in pairs if p.prediction is not None]  # the caller filled or refused missing ones
+    _refuse_or_warn_foreign(scored)
     classes = _classes(scored)
     index = {c: i for i, c in enumerate(classes)}
     proba = np.zeros((len(scored), len(classes)))

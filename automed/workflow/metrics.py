@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -350,7 +350,7 @@ def _fill_missing(
         return pairs
     assert missing_value is not None
     text = str(int(missing_value)) if float(missing_value).is_integer() else str(missing_value)
-    return [p if p.prediction is not None else Pair(p.case, p.target, text) for p in pairs]
+    return [p if p.prediction is not None else replace(p, prediction=text, filled=True) for p in pairs]
 
 
 def metrics(
