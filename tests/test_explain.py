@@ -19,8 +19,9 @@ from automed import api
 from automed.cli import app
 from automed.errors import ArtifactError, ConfigError, DatasetError
 from automed.interpret.attention import BACKENDS, ExplainedOutput, check_layer, default_layer, guided_copy
-from automed.interpret.geometry import undo_fit
+from automed.interpret.geometry import to_input_grid, undo_fit
 from automed.runtime.image_model import fit_centre
+from automed.runtime.pipeline import Spec
 from automed.testing.synthetic import make_dataset
 from automed.testing.synthetic_image_level import make_classification
 from automed.train.classifier import EncoderHead
@@ -77,7 +78,7 @@ def _same_geometry(a: Path, b: Path) -> np.ndarray:
     d = np.asarray(img.GetDirection()).reshape(img.GetDimension(), -1)[:n, :n]
     assert np.allclose(np.asarray(m.GetDirection()).reshape(n, n), d)
     arr = sitk.GetArrayFromImage(m)
-    assert arr.dtype == np.float32 and arr.min() >= 0.0 and arr.max() <= 1.0 and arr.max() > arr.min()
+    assert arr.dtype == np.float32 and arr.min() == 0.0 and arr.max() == pytest.approx(1.0)  # README: [0, 1]
     return arr
 
 
@@ -113,6 +114,23 @@ def test_classification_map_in_the_png_inputs_geometry(models: dict[str, Any]) -
     _same_geometry(out[0], models["cls_in"] / "case_001.png")
     with pytest.raises(ConfigError, match="Did you mean 'two'"):
         api.explain(models["cls"], models["cls_in"], models["root"] / "E1b", label="tow", show_progress=False)
+
+
+@pytest.mark.slow
+def test_a_small_pictures_map_spans_0_to_1_on_its_own_grid(
+    models: dict[str, Any], drawn: list[tuple[Any, dict[str, Any]]]
+) -> None:
+    """README: each map is rescaled to [0, 1] on its own. Normalized at the network's input only, a map lost its peak
+    with the padding a small picture got and in resampling: a 7x5 picture's map was 0.028-0.638 (a volume's
+    0.241-0.869: every map of this file is checked by ``_same_geometry``)."""
+    small = models["root"] / "small_in"
+    small.mkdir()
+    picture = sitk.ReadImage(str(models["cls_in"] / "case_001.png"))
+    sitk.WriteImage(picture[10:15, 12:19], str(small / "tiny.png"))  # 5 pixels wide, 7 high
+    out = api.explain(models["cls"], small, models["root"] / "E_small", show_progress=False)
+    assert _same_geometry(out[0], small / "tiny.png").shape == (7, 5)
+    overlay = drawn[-1][0]  # the map drawn over the picture
+    assert overlay.shape == (7, 5) and overlay.min() == 0.0 and overlay.max() == pytest.approx(1.0)
 
 
 @pytest.mark.slow
@@ -388,6 +406,25 @@ def test_undo_fit_inverts_the_centre_crop_and_padding(size: list[int]) -> None:
     kept = back != 0
     assert np.array_equal(back[kept], data[0][kept])
     assert kept.sum() == min(8, size[1]) * min(7, size[2])
+
+
+@pytest.mark.parametrize("dimension", [2, 3])
+def test_a_map_back_on_the_input_grid_spans_0_to_1(dimension: int) -> None:
+    """After the crop to non-zero is undone and the map resampled, it is rescaled over the input's grid (a 2D
+    configuration's slice by slice, as medcam normalized them); a constant map becomes zeros."""
+    spec = Spec([0, 1, 2], [0, 1, 2], [1.0, 1.0], dimension, [], 3, 0, 3.0, [], 1)
+    props = {"separate_axis": None, "shape_after_crop": [2, 8, 8], "shape_before_crop": [3, 10, 10],
+             "crop_box": [[0, 2], [1, 9], [1, 9]]}  # fmt: skip
+    values = np.zeros((2, 4, 4), np.float32)
+    values[0] = np.linspace(0.2, 0.6, 16).reshape(4, 4)  # its peak (1) was in the padding, now dropped
+    values[1] = values[0] / 2
+    out = to_input_grid(values, props, spec)
+    assert out.shape == (3, 10, 10) and out.dtype == np.float32 and out.min() == 0.0 and out[2].max() == 0.0
+    assert out[0].max() == pytest.approx(1.0)
+    assert out[1].max() == pytest.approx(1.0 if dimension == 2 else 0.5)  # a 2D configuration's: each slice
+    whole = {**props, "shape_before_crop": [2, 8, 8], "crop_box": [[0, 2], [0, 8], [0, 8]]}
+    with np.errstate(all="raise"):
+        assert not to_input_grid(np.full((2, 4, 4), 0.7, np.float32), whole, spec).any()
 
 
 @pytest.mark.slow  # last in this file: it extends the module's segmentation model

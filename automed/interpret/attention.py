@@ -30,7 +30,8 @@ medcam 0.1.22 on torch 2.13, as measured (``tests/test_explain.py`` keeps them t
   fails unless the layer has as many channels as the network has classes: segmentation networks are wrapped to
   output only the explained class's logit map (one channel), which makes every layer work.
 - medcam rescales a map to [0, 1] at the layer's resolution, then resizes it to the input: the resize lowers the
-  peak, so maps are normalized again here.
+  peak, so maps are normalized again here (and once more on the input image's grid:
+  :func:`automed.interpret.geometry.to_input_grid`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automed.errors import ConfigError
+from automed.interpret.geometry import normalized
 from automed.registry import check_choice, did_you_mean
 
 BACKENDS = ("gcam", "gbp", "ggcam", "gcampp")
@@ -120,14 +122,6 @@ def check_layer(network: nn.Module, layer: str | None) -> str:
         repr(layer),
         f"name one of its modules, or leave --layer out for {default_layer(network)}.{did_you_mean(layer, names)}",
     )
-
-
-def normalized(a: np.ndarray) -> np.ndarray:
-    """``a`` rescaled to [0, 1] as float32 (non-finite values as 0; a constant map becomes zeros)."""
-    a = np.nan_to_num(np.asarray(a, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(a.min()), float(a.max())
-    out: np.ndarray = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-    return out
 
 
 def guided_copy(network: nn.Module) -> nn.Module:

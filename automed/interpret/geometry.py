@@ -7,6 +7,8 @@ for a U-Net the whole preprocessed image padded to at least the patch and to a m
 forward pass over the whole image, so one map and one normalization per case). A map at the network's input goes
 back the same way: the crop or padding undone (voxels the network never saw get 0), resampled to the cropped shape
 (linear, the thick axis separately, as probabilities are), pasted into the uncropped volume and transposed back.
+There it is rescaled to [0, 1] again over the input's own extent (a 2D configuration's slice by slice): dropping the
+padding and resampling lower the peak the network's input held (a 7x5 picture's map was 0.03-0.64).
 """
 
 from __future__ import annotations
@@ -65,6 +67,16 @@ def segmentation_input(
     return NetworkInput(fit_centre(data, size), spatial, props)
 
 
+def normalized(a: np.ndarray) -> np.ndarray:
+    """``a`` rescaled to [0, 1] as float32 (non-finite values as 0; a constant map, to float32 rounding after
+    resampling, becomes zeros rather than its rounding noise stretched to [0, 1])."""
+    a = np.nan_to_num(np.asarray(a, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(a.min()), float(a.max())
+    flat = hi - lo <= 1e-6 * max(abs(hi), abs(lo))
+    out: np.ndarray = np.zeros_like(a) if flat else np.clip((a - lo) / (hi - lo), 0.0, 1.0)
+    return out
+
+
 def undo_fit(values: np.ndarray, shape: list[int]) -> np.ndarray:
     """The inverse of :func:`~automed.runtime.image_model.fit_centre` for one map: ``values`` at the network's
     input back to ``shape`` (what the crop cut off gets 0; the padding is dropped)."""
@@ -81,7 +93,9 @@ def undo_fit(values: np.ndarray, shape: list[int]) -> np.ndarray:
 
 
 def to_input_grid(values: np.ndarray, props: dict[str, Any], spec: Spec) -> np.ndarray:
-    """A map ``(z, y, x)`` at the preprocessed image's grid -> the input image's grid ``(z, y, x)``, in [0, 1]."""
+    """A map ``(z, y, x)`` at the preprocessed image's grid -> the input image's grid ``(z, y, x)``, rescaled to
+    [0, 1] over that grid (a 2D configuration's, which normalized each slice, slice by slice: its first axis is
+    not resampled); a constant map becomes zeros."""
     axis = props["separate_axis"]
     v = resample_data(
         values[None].astype(np.float32),
@@ -92,8 +106,8 @@ def to_input_grid(values: np.ndarray, props: dict[str, Any], spec: Spec) -> np.n
     )[0]
     full = np.zeros(list(props["shape_before_crop"]), dtype=np.float32)
     full[tuple(slice(a, b) for a, b in props["crop_box"])] = v
-    out: np.ndarray = np.clip(full.transpose(*spec.transpose_backward), 0.0, 1.0)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    full = np.stack([normalized(s) for s in full]) if spec.dimension == 2 else normalized(full)
+    return np.ascontiguousarray(full.transpose(*spec.transpose_backward), dtype=np.float32)
 
 
 def back_to_input(values: np.ndarray, inp: NetworkInput, spec: Spec) -> np.ndarray:
