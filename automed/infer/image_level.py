@@ -21,7 +21,7 @@ from automed.infer.predict_options import chosen_folds
 from automed.plan.schema import Plan, TargetPlan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import spec_for
-from automed.runtime.image_model import prepared_input, scale_note
+from automed.runtime.image_model import prepared_noted
 from automed.runtime.sliding import mirror_axes_sets
 from automed.train.classifier import image_network
 from automed.train.config import TrainConfig
@@ -41,7 +41,7 @@ class ImagePrediction:
     name: str | None
     value: float | None
     note: str | None = (
-        None  # the network saw only part of the image (:func:`automed.runtime.image_model.scale_note`)
+        None  # a warning of :func:`automed.runtime.image_model.prepared_noted`: the image's size
     )
 
     def row(self, target: TargetPlan) -> dict[str, float | str]:
@@ -147,10 +147,10 @@ class ImagePredictor:
 
     def _prepared(self, channels: np.ndarray, geometry: Geometry) -> tuple[torch.Tensor, str | None]:
         shape = list(self.cfg.patch_size)
-        x, own = prepared_input(
+        x, note = prepared_noted(
             channels.astype(np.float32, copy=False), list(geometry.spacing_zyx), self.spec, shape
         )
-        return torch.from_numpy(x), scale_note(own, shape)
+        return torch.from_numpy(x), note
 
     @property
     def n_channels(self) -> int:

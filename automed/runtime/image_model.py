@@ -9,6 +9,7 @@ standardized outputs and maps them back to the target's units (``target.mean``/`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,32 @@ def prepared_input(
     channels: np.ndarray, spacing_zyx: list[float], spec: Spec, shape: list[int]
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """:func:`network_input` and the preprocessed image's own spatial shape (before the centre crop or padding)."""
-    data, _, _ = preprocess_image(channels, spacing_zyx, spec)
+    x, own, _ = _prepared(channels, spacing_zyx, spec, shape)
+    return x, own
+
+
+def prepared_noted(
+    channels: np.ndarray, spacing_zyx: list[float], spec: Spec, shape: list[int]
+) -> tuple[np.ndarray, str | None]:
+    """:func:`network_input` and the warnings of :func:`scale_note` (the network sees part of the image) and
+    :func:`small_note` (the image fills less than half of the network's input), joined, or ``None``; what
+    ``automed predict`` and the exported bundle warn about."""
+    x, own, props = _prepared(channels, spacing_zyx, spec, shape)
+    n = len(shape)
+    pixels = [int(v) for v in props["shape_before_crop"][-n:]]
+    small = small_note(pixels, props["spacing_after_crop"][-n:], props["target_spacing"][-n:], shape)
+    notes = [t for t in (scale_note(own, shape), small) if t]
+    return x, ". Also: ".join(notes) or None
+
+
+def _prepared(
+    channels: np.ndarray, spacing_zyx: list[float], spec: Spec, shape: list[int]
+) -> tuple[np.ndarray, tuple[int, ...], dict[str, Any]]:
+    data, props, _ = preprocess_image(channels, spacing_zyx, spec)
     # a 2D configuration's image is one slice
     x = fit_centre(data, [1, *shape])[:, 0] if len(shape) == 2 else fit_centre(data, shape)
     own = tuple(int(n) for n in data.shape[-len(shape) :])
-    return np.ascontiguousarray(x[None], dtype=np.float32), own
+    return np.ascontiguousarray(x[None], dtype=np.float32), own, props
 
 
 def scale_note(own: tuple[int, ...], shape: list[int]) -> str | None:
@@ -66,6 +88,30 @@ def scale_note(own: tuple[int, ...], shape: list[int]) -> str | None:
         f"at the model's spacing the image is {' x '.join(map(str, own))}, the network takes "
         f"{' x '.join(map(str, shape))}: it sees the central {seen} of it (larger images are centre-cropped, as in "
         "training). If the image has another resolution than the training images, resample it to theirs first"
+    )
+
+
+def _times(values: Sequence[float], fmt: str = "") -> str:
+    return " x ".join(format(v, fmt) for v in values)
+
+
+def small_note(
+    pixels: Sequence[int], spacing: Sequence[float], model_spacing: Sequence[float], shape: Sequence[int]
+) -> str | None:
+    """A warning when the whole image (``pixels`` at ``spacing`` mm, the network's axes) covers less than half of
+    the network's input ``shape`` along an axis at the model's spacing (it is zero-padded around a few pixels:
+    usually a pixel spacing other than the training images'), else ``None``."""
+    at = [p * s / m for p, s, m in zip(pixels, spacing, model_spacing, strict=True)]
+    if all(2 * a >= n for a, n in zip(at, shape, strict=True)):
+        return None
+    mm = [p * s for p, s in zip(pixels, spacing, strict=True)]
+    return (
+        f"the image is {_times(pixels)} pixels at {_times(spacing, '.3g')} mm ({_times(mm, '.3g')} mm); at the "
+        f"model's spacing ({_times(model_spacing, '.3g')} mm) that is about {_times(at, '.3g')} pixels, the network "
+        f"takes {_times(shape)}: the image covers less than half of its input along an axis (the rest is zero "
+        "padding). Likely cause: a pixel spacing other than the training images' (check the spacing the file "
+        "stores, e.g. a DICOM's Pixel Spacing or Imager Pixel Spacing), or a picture at a lower resolution than "
+        "theirs; resample it to the training images' spacing first"
     )
 
 
@@ -108,12 +154,12 @@ class ImageBundleModel:
     def predict_noted(
         self, channels: np.ndarray, spacing_zyx: list[float]
     ) -> tuple[dict[str, Any], str | None]:
-        """The table row and :func:`scale_note`'s warning (the network saw only part of the image), as ``automed
-        predict`` gives them."""
-        x, own = prepared_input(channels, spacing_zyx, self.spec, self.shape)
+        """The table row and :func:`prepared_noted`'s warning (the network saw only part of the image, or the image
+        fills less than half of its input), as ``automed predict`` gives them."""
+        x, note = prepared_noted(channels, spacing_zyx, self.spec, self.shape)
         outs = []
         for forward in self.forwards:
             for axes in mirror_axes_sets(x.ndim - 2, self.tta, self.mirrors):
                 xi = np.ascontiguousarray(np.flip(x, axes)) if axes else x
                 outs.append(np.asarray(forward(xi), dtype=np.float64))
-        return combine(outs, self.target), scale_note(own, self.shape)
+        return combine(outs, self.target), note
