@@ -160,6 +160,7 @@ def claim_output(
     *,
     protected: Sequence[Path] = (),
     inputs: Sequence[Path] = (),
+    datasets: Sequence[Path] = (),
     overwrite: bool = False,
     earlier: bool = False,
     in_place: bool = False,
@@ -169,8 +170,9 @@ def claim_output(
     Never a ``protected`` folder (the model, the inputs; an input file protects its folder) or a folder holding one;
     never inside a folder of ``inputs`` (the folders read as inputs: a later run over that folder would read the
     outputs as inputs, or a folder-per-class dataset would gain a class), nor inside an automed output that a
-    later run replaces whole (:data:`REPLACED_WHOLE`: an export, a cube, ...); an existing non-empty folder only when
-    automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another kind with ``overwrite``. A non-empty
+    later run replaces whole (:data:`REPLACED_WHOLE`: an export, a cube, ...). ``datasets``, those the trainings read
+    were trained on (export, package and report read their cases), count as both. An existing non-empty folder only
+    when automed wrote it (:data:`OUTPUT_MARKER`): as the same kind, or as another kind with ``overwrite``. A non-empty
     folder automed did not write is never replaced, ``overwrite`` or not (it may hold anything of the user's).
     ``earlier``: the caller recognised ``out`` as an earlier ``kind`` output written before the marker existed
     (replaced like a marked one). ``in_place``: the caller writes into the existing folder (predict, explain), so
@@ -178,7 +180,7 @@ def claim_output(
     replaced whole (:func:`atomic_directory`: the earlier folder is renamed aside and removed, and removal deletes a
     link, never what it points to) may hold links (a cube's ``mlcube/workspace/data`` linked to a dataset)."""
     res = out.expanduser().resolve()
-    for p in protected:
+    for p in [*protected, *datasets]:
         pr = p.expanduser().resolve()
         folder = pr if pr.is_dir() else pr.parent
         if inside(folder, res):
@@ -188,14 +190,17 @@ def claim_output(
                 f"{res} holds {pr}",
                 "choose another output folder (e.g. a new folder beside it)",
             )
-    for src in inputs:
+    read = [(src, "the input", "folders it reads") for src in inputs]
+    read += [(src, "the dataset", "dataset of a training it reads") for src in datasets]
+    for src, what, rule in read:
         folder = src.expanduser().resolve()
         if folder.is_dir() and inside(res, folder):
             raise ArtifactError.single(
                 out,
-                f"an output ({kind}) must lie outside the folders it reads",
-                f"{res} is inside the input {folder}",
-                "choose an output folder outside the input (e.g. a new folder beside it)",
+                f"an output ({kind}) must lie outside the {rule} (a later run over it would read the output among "
+                "its files; a folder-per-class dataset as another class)",
+                f"{res} is inside {what} {folder}",
+                f"choose an output folder outside {what} (e.g. a new folder beside it)",
             )
     for parent in res.parents:
         if (around := output_kind(parent) or unmarked_kind(parent)) in REPLACED_WHOLE:

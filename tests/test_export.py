@@ -53,9 +53,10 @@ def test_export_files_and_parity(exported: dict[str, Path]) -> None:
               "networks/openvino/fold_1.bin", "predict.py", "runtime/cli.py", "preprocess.json", "README.md",
               "requirements-onnx.txt", "requirements-openvino.txt", "export.json"):  # fmt: skip
         assert (b / f).is_file(), f
-    from automed.export.bundle import CONTINUE_TEXT
+    from automed.export.bundle import CONTINUE_TEXT, OUTPUT_TEXT
 
     assert CONTINUE_TEXT in (b / "README.md").read_text()  # how to take up an unfinished run
+    assert OUTPUT_TEXT in (b / "README.md").read_text()  # where predict.py writes
     card = (b / "MODEL_CARD.md").read_text()
     assert "## Cross-validation" in card and "## Intended use" in card and "Not a medical device" in card
     import onnx

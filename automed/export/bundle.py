@@ -47,6 +47,13 @@ CONTINUE_TEXT = (
 )
 
 
+# the README's line on where predict.py writes (runtime/output.py)
+OUTPUT_TEXT = (
+    "OUTPUT_DIR lies outside this folder (the folder that is shared, and that the next `automed export` replaces "
+    "whole) and is new, empty or one a bundle's `predict.py` wrote; any other is refused before anything is read."
+)
+
+
 def dicom_input_text(*, pictures: bool = False) -> str:
     """The README's sentences on the DICOM layouts and links input discovery reads (``runtime/inputs.py``,
     ``runtime/folders.py``); ``pictures``: a model on 2D pictures, which takes every DICOM file as a case."""
@@ -250,7 +257,7 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 
-{CONTINUE_TEXT} {options}
+{OUTPUT_TEXT} {CONTINUE_TEXT} {options}
 
 Input: a folder of images (NIfTI, NRRD, MHA; one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the
 model has {plan.n_channels} channels), one image, or DICOM. {dicom_input_text()} Output: one label map per case,

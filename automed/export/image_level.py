@@ -19,6 +19,7 @@ import torch
 from automed.artifacts import write_json_atomic
 from automed.data.io import Geometry
 from automed.export.bundle import (
+    OUTPUT_TEXT,
     copy_runtime,
     dicom_input_text,
     folds_text,
@@ -259,7 +260,7 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 
     python predict.py -i INPUT_DIR -o OUTPUT_DIR [--runtime onnx|openvino] [--no-tta] [--threads N]
 
-{bundle_input_text(predictor.plan.n_channels, pictures=len(predictor.cfg.patch_size) == 2)} Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
+{OUTPUT_TEXT} {bundle_input_text(predictor.plan.n_channels, pictures=len(predictor.cfg.patch_size) == 2)} Output: `OUTPUT_DIR/predictions.csv` with `SubjectID`, {columns}, averaged over
 {len(predictor.models)} fold network(s){" and mirrored inputs" if predictor.tta else ""}. {folds_text(folds)}
 
 `preprocess.json` holds the preprocessing (transpose, crop, normalization, resampling, input shape

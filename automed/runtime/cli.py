@@ -28,9 +28,9 @@ from .inputs import find_cases
 from .io import read_case, spacing_zyx, write_labels
 from .model import BundleModel
 from .options import OptionError, checked_step, parse_folds, with_folds
+from .output import RECORD as RECORD
+from .output import TABLE, older_bundle_table, refuse_export_place, refuse_foreign_folder
 from .truth import folder_truth
-
-RECORD = ".bundle-predict.json"  # the bundle, TTA, --folds and --step-size that wrote a folder's label maps
 
 
 def _runtime(runtime: str | None, meta: dict[str, Any], device: str = "cpu") -> str:
@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             "them or choose another -o"
         )
     root = bundle or Path(sys.argv[0]).resolve().parent
+    # never in the bundle (the folder that is shared, replaced whole by the next export), nor among the user's files
+    refuse_export_place(args.output, outp, root)
+    refuse_foreign_folder(args.output, outp)
     meta = json.loads((root / "preprocess.json").read_text())
     try:  # before any network loads or output is written
         folds = parse_folds(args.folds)
@@ -218,8 +221,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     held = f"{', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}"
     if taken and not args.overwrite:  # an earlier run's predictions are replaced only when asked
         raise SystemExit(f"{args.output}: already holds {held}; choose an empty folder or pass --overwrite")
-    if taken and not (outp / RECORD).is_file() and not _older_bundle_table(outp, taken):
-        # files of the user's, never this bundle's: never replaced
+    older = taken == [TABLE] and older_bundle_table(outp)  # a bundle's table from before the record
+    if taken and not (outp / RECORD).is_file() and not older:  # the user's files, never this bundle's: kept
         raise SystemExit(
             f"{args.output}: --overwrite replaces predictions a bundle wrote there ({RECORD} marks them), and this "
             f"folder holds {held} without it: files of yours, not replaced; choose an empty folder"
@@ -283,16 +286,6 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
-
-
-def _older_bundle_table(folder: Path, taken: list[str]) -> bool:
-    """Whether ``taken`` is only a ``predictions.csv`` as a bundle writes it (``SubjectID`` first, a ``prediction``
-    column): bundles before the record wrote none beside their table, and a rerun (the cube's) replaces it."""
-    if taken != ["predictions.csv"]:
-        return False
-    with (folder / "predictions.csv").open(newline="") as fh:
-        header = next(csv.reader(fh), [])
-    return header[:1] == ["SubjectID"] and "prediction" in header
 
 
 def _bundle_digest(root: Path) -> str:

@@ -18,6 +18,7 @@ from automed.workdir import WorkDir
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.predict import load_predictor, model_dir, pair_workdirs
 from automed.workflow.predict_bundle import fetch_registered
+from automed.workflow.predict_output import training_datasets
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def export(
         out,
         "export",
         protected=protected + ([case] if case else []),
+        datasets=training_datasets(protected),  # its validation cases are read there (parity)
         overwrite=overwrite,
         earlier=earlier,
     )
@@ -212,7 +214,11 @@ def package(
     if not str(model).startswith("models:/"):
         protected.append(Path(model))
     earlier = unmarked_kind(Path(mlcube)) == "cube"  # cubes written before the marker
-    claim_output(Path(mlcube), "cube", protected=protected, overwrite=overwrite, earlier=earlier)
+    trainings = [] if str(model).startswith("models:/") else _trainings(Path(model))
+    claim_output(
+        Path(mlcube), "cube", protected=protected, datasets=training_datasets(trainings), overwrite=overwrite,
+        earlier=earlier,
+    )  # fmt: skip
 
     if linked is not None:  # shipped as it is, not exported again
         return replace(write_cube(linked, Path(mlcube), read_bundle_meta(linked), image), export=linked)
@@ -238,6 +244,14 @@ def package(
     _check_export_is_the_models(bundle, model)
     _check_export_has_both_runtimes(bundle)
     return write_cube(bundle, Path(mlcube), read_bundle_meta(bundle), image)
+
+
+def _trainings(model: Path) -> list[Path]:
+    """The training work dirs a model folder stands for: itself, a selection's choice, a chosen pair's members."""
+    if not model.is_dir():
+        return []
+    chosen = model_dir(model)
+    return [chosen, *(pair_workdirs(chosen) if WorkDir(chosen).pair.is_file() else [])]
 
 
 def _linked_export(model: str | Path, keep_case_ids: bool) -> Path | None:

@@ -1,14 +1,18 @@
 """Where a prediction run's files land: the output folder claimed (as ``automed explain``'s too), a hidden staging
 folder for whole-slide runs into an existing folder (moved in once finished), and the removal of what an earlier run
-left when ``--overwrite`` replaced it."""
+left when ``--overwrite`` replaced it; the datasets of the trainings a command reads (export, package, report: their
+outputs never lie inside one)."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from automed.artifacts import OUTPUT_MARKER, claim_output
+from automed.errors import ArtifactError
+from automed.records import read_train_config
+from automed.workdir import WorkDir
 
 STAGING = ".automed-new-predictions"  # slide outputs of a run into an existing folder, until it has finished
 
@@ -25,6 +29,26 @@ def claim_model_output(
     return claim_output(
         Path(output), kind, protected=protected, inputs=[Path(input_path)], overwrite=overwrite, in_place=True
     )
+
+
+def training_datasets(folders: Sequence[Path]) -> list[Path]:
+    """The datasets the trainings among ``folders`` were trained on (``train_config.json``'s ``dataset``: a dataset
+    folder, or a CSV), each once, for ``claim_output(datasets=...)``: an output inside one would be read back as part
+    of it (a folder-per-class dataset refuses a folder that is no class). Folders that are no training work dir (a
+    selection folder, a pair's bundle, an ``automed metrics`` output) are passed over, as is a dataset no longer where
+    it was recorded (moved: nothing there to protect) and a damaged record (the command reading it names it)."""
+    found: list[Path] = []
+    for folder in folders:
+        record = WorkDir(folder).train_config
+        if not record.is_file():
+            continue
+        try:
+            dataset = read_train_config(record).get("dataset")
+        except ArtifactError:
+            continue
+        if isinstance(dataset, str) and dataset and Path(dataset).exists() and Path(dataset) not in found:
+            found.append(Path(dataset))
+    return found
 
 
 def into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:

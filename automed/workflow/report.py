@@ -31,6 +31,7 @@ from automed.records import PROGRESS, read_progress, read_tracking
 from automed.runtime.postprocess import describe
 from automed.workdir import WorkDir
 from automed.workflow.one_dataset import refuse_other_datasets
+from automed.workflow.predict_output import training_datasets
 from automed.workflow.report_all_data import all_data_run
 from automed.workflow.report_page import not_compared, page, png, table
 
@@ -328,7 +329,10 @@ def _report(
 ) -> ReportResult:
     from automed.workflow.report_image import image_level_kind
 
-    out = claim_output(Path(output), "report", protected=protected + paths, overwrite=overwrite)
+    datasets = training_datasets(paths)  # its pictures are read from the trainings' datasets
+    out = claim_output(
+        Path(output), "report", protected=protected + paths, datasets=datasets, overwrite=overwrite
+    )
     refuse_other_datasets(paths, names)
     kinds = {image_level_kind(p) for p in paths}
     if kinds - {None}:
