@@ -3,6 +3,7 @@ inputs named, a runtime asked for by name that is not installed, image reference
 
 from __future__ import annotations
 
+import re
 import tarfile
 from pathlib import Path
 
@@ -176,6 +177,12 @@ def test_cube_evaluate_matches_integer_classes_written_as_floats(tmp_path: Path)
     (tmp_path / "ref2.csv").write_text("SubjectID,ValueToPredict\na,cat\nb,dog\nc,cat\nd,cat\n")
     evaluate_table(tmp_path / "names.csv", tmp_path / "ref2.csv", tmp_path / "r2.json")
     assert json.loads((tmp_path / "r2.json").read_text())["sensitivity"] == {"cat": 2 / 3, "dog": 1.0}
+    # a regression model's values against class names had scored accuracy 0 without a word
+    (tmp_path / "values.csv").write_text("SubjectID,prediction\na,180.2\nb,181.5\nc,3.25\nd,7.5\n")
+    found = "must name the reference's classes; found 180.2, 181.5, 3.25, 7.5 against cat"
+    with pytest.raises(SystemExit, match=re.escape(found)):
+        evaluate_table(tmp_path / "values.csv", tmp_path / "ref2.csv", tmp_path / "r3.json")
+    assert not (tmp_path / "r3.json").exists()
 
 
 def test_cube_evaluate_reads_upper_case_metaimage_as_the_bundle_reads_its_inputs(tmp_path: Path) -> None:

@@ -225,6 +225,13 @@ def evaluate_table(pred_csv: Path, ref: Path, out: Path) -> int:
     else:
         same = [as_class(pred[i]) == as_class(truth[i]) for i in ids]
         classes = sorted({as_class(truth[i]) for i in ids})
+        predicted = sorted({as_class(pred[i]) for i in ids})
+        if not set(predicted) & set(classes):  # a regression model's values, or another model's classes
+            raise SystemExit(
+                f"{pred_csv}: the predictions must name the reference's classes; found {', '.join(predicted[:5])} "
+                f"against {', '.join(classes[:5])} in {ref_csv} (not one in common); score the predictions of a "
+                "model trained on these classes, or a regression model's against a reference of numbers"
+            )
         sens = {
             c: float(np.mean([s for i, s in zip(ids, same, strict=True) if as_class(truth[i]) == c]))
             for c in classes
