@@ -251,3 +251,14 @@ def test_the_bundle_refuses_an_output_named_like_a_file(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"preds\.csv: the output is a folder.*-o .*/preds\b"):
         main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "preds.csv")], bundle=tmp_path)
     assert not (tmp_path / "preds.csv").exists()
+
+
+def test_cube_evaluate_scores_a_test_set_of_one_class_got_wrong(tmp_path: Path) -> None:
+    import json
+
+    from automed.runtime.entry import evaluate_table
+
+    (tmp_path / "pred.csv").write_text("SubjectID,prediction\na,malignant\nb,malignant\n")
+    (tmp_path / "ref.csv").write_text("SubjectID,ValueToPredict\na,benign\nb,benign\n")
+    assert evaluate_table(tmp_path / "pred.csv", tmp_path / "ref.csv", tmp_path / "r.json") == 0
+    assert json.loads((tmp_path / "r.json").read_text())["accuracy"] == 0.0

@@ -38,7 +38,7 @@ def test_a_regression_models_values_against_classes_are_refused(tmp_path: Path) 
     with pytest.raises(DatasetError) as err:
         api.metrics(table, tmp_path / "scores", reference=cases)
     (p,) = err.value.problems
-    assert p.file == str(cases) and "predicted labels are classes of the reference" in p.rule
+    assert p.file == str(cases) and "the predictions' labels must be classes of this reference" in p.rule
     assert "regression model's value" in p.rule and "180.2" in p.value and "12 of 12 case(s)" in p.value
     assert "one, three, two" in p.value and "reference of numbers" in p.fix
     assert not (tmp_path / "scores").exists()
@@ -63,7 +63,8 @@ def test_labels_sharing_no_class_with_the_reference_are_refused(tmp_path: Path) 
         csv, index=False
     )
     with pytest.raises(
-        DatasetError, match=r"scored\.csv: predicted labels are classes of the reference.*cat, dog"
+        DatasetError,
+        match=r"scored\.csv: the predictions' labels must be classes of this reference.*cat, dog",
     ):
         api.metrics(csv, tmp_path / "scores")
 
@@ -96,3 +97,19 @@ def test_a_missing_value_is_not_taken_for_a_predicted_class(
     with caplog.at_level("WARNING", logger="automed"):
         s = api.metrics(table, tmp_path / "scores", reference=cases, missing_value=0).summary
     assert s["accuracy"] == pytest.approx(11 / 12) and "never holds" not in caplog.text
+
+
+def test_integer_values_and_a_test_set_of_one_class(tmp_path: Path) -> None:
+    """Review: integer regression targets read as classes got a fix that did not work ("a reference of numbers"); a
+    test set of one class that a hard-label model got wrong throughout was refused instead of scored 0."""
+    cases = _dataset(tmp_path, [3, 5, 7, 9] * 3)
+    table = _predictions(tmp_path, prediction=[3.2, 5.1, 6.8, 9.4] * 3)
+    with pytest.raises(DatasetError, match="score them as values with --problem regression"):
+        api.metrics(table, tmp_path / "m", reference=cases)
+    assert api.metrics(table, tmp_path / "r", reference=cases, problem="regression").summary[
+        "mae"
+    ] == pytest.approx(0.225)
+    (tmp_path / "one").mkdir()
+    one = _dataset(tmp_path / "one", ["benign"] * 12)
+    wrong = _predictions(tmp_path / "one", prediction=["malignant"] * 12)
+    assert api.metrics(wrong, tmp_path / "w", reference=one).summary["accuracy"] == 0.0

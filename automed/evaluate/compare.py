@@ -243,18 +243,28 @@ def _refuse_or_warn_foreign(scored: list[Pair]) -> None:
     model = predicted | {c for p in own for c in p.probabilities}
     values = [c for c in foreign if _fraction(c)] if not any(map(_fraction, reference)) else []
     n = sum(str(p.prediction) in foreign for p in own)
-    if values or not model & reference:
+    numbers = all(_number(c) is not None for c in reference)
+
+    def kind(c: str) -> bool:
+        return _number(c) is not None
+
+    # a test set of one class, predicted as another class of the same kind by a model with hard labels only, is a
+    # score (0), said below; disjoint classes of two or more, or of another kind (names against indices), are not
+    other_kind = {kind(c) for c in model} != {kind(c) for c in reference}
+    if values or (not model & reference and (len(reference) > 1 or other_kind)):
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         classes = sorted(reference, key=lambda c: (_number(c) is None, _number(c) or 0.0, c))
         where = next((p.where for p in scored if p.where), "")
         raise DatasetError.single(
             where.rsplit(":", 1)[0] or scored[0].case,
-            "predicted labels are classes of the reference"
+            "the predictions' labels must be classes of this reference"
             + (" (a number with a fraction is a regression model's value, not a class)" if values else ""),
             f"prediction(s) {shown} in {n} of {len(own)} case(s); the reference's classes "
             + ", ".join(classes[:10])
             + (f" and {len(classes) - 10} more" if len(classes) > 10 else ""),
-            "score a regression model's predictions against a reference of numbers (the dataset CSV it was "
+            "the reference's targets are numbers: score them as values with --problem regression"
+            if values and numbers
+            else "score a regression model's predictions against a reference of numbers (the dataset CSV it was "
             "trained on), and these classes with the predictions of a model trained on them"
             if values
             else "score the predictions of a model trained on these classes, each class spelled as the reference "

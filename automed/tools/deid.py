@@ -158,6 +158,8 @@ def unlisted_identifying(tag: BaseTag, vr: str) -> bool:
 def _done(ds: Dataset, tag: BaseTag, code: str | None) -> str:
     """The table's ``code`` as it was carried out: removed (X), emptied (Z) or given a dummy value (D); a delete
     the library does by a dummy value (a date becomes 00010101) is reported as such."""
+    if code not in ACTION_CODES.values():  # an action outside the table's codes: said by its name, as before
+        return code or "?"
     done = "X" if tag not in ds else "Z" if ds[tag].value in (None, "", b"") else "D"
     return done if done in (code or "").split("/") else f"{done} (table: {code or '?'})"
 

@@ -6,8 +6,9 @@ Two kinds of evidence, reported per file and attribute and never with the value 
   attribute at every depth (sequence items, code items, private attributes, binary values read as text) and in file
   and folder names; a value the original also held in an attribute the profile keeps is not searched for, except
   person names and identifiers (a patient's name copied into a kept attribute is the leftover a check is for), which
-  are then searched in names, text and private attributes (not in code strings such as ``ORIGINAL``), as are name
-  parts of two or three letters (Li, Lee);
+  are then searched in names, text and private attributes (not in code strings such as ``ORIGINAL``); name parts of
+  two or three letters (Li, Lee) only in names and long text (PN, LT, ST, UT, UC: not in a manufacturer's "GE", a
+  binary header or a file name);
 - patterns that need no original: private attributes, public attributes unknown to the DICOM dictionary, UN values,
   file meta beyond the transfer essentials, UIDs that are neither DICOM's own nor keyed (``2.25.``), person names and
   identifiers that are not pseudonyms, real dates where dates were removed, date-like free text, names, text or dates
@@ -59,10 +60,30 @@ _CODE_VALUES = {
     "CodingSchemeDesignator",
     "CodingSchemeVersion",
 }  # codes, not text
-# parts of a person name that say nothing of the person
+# parts of a person name that say nothing of the person (titles, particles)
 _TITLES = {"mr", "mrs", "ms", "dr", "md", "phd", "jr", "sr", "ii", "iii", "prof"}
+_PARTICLES = {
+    "de",
+    "la",
+    "le",
+    "du",
+    "da",
+    "di",
+    "do",
+    "dos",
+    "das",
+    "del",
+    "den",
+    "der",
+    "van",
+    "von",
+    "al",
+    "el",
+}
 # where Needles.text is searched: names, text and private attributes (not code strings such as 'SE' or 'GR')
 _TEXT_ONLY_VRS = {"PN", *FREE_TEXT_VRS, "OB", "UN"}
+# where Needles.short is searched: names and long text (a short string may be a manufacturer's "GE" or a version)
+_SHORT_VRS = {"PN", "LT", "ST", "UT", "UC"}
 _META_KEPT = {0x0000, 0x0001, 0x0002, 0x0003, 0x0010, 0x0012, 0x0013}
 _TABLE = Deidentifier(DeidKey(b"\0" * 32))  # which attributes the profile's table lists
 
@@ -88,16 +109,19 @@ def _pattern(values: set[str]) -> re.Pattern[str] | None:
 @dataclass
 class Needles:
     """The originals' identifying values as whole-word patterns: all of them, those from public attributes, and
-    ``text``: short parts of person names and names or identifiers the originals also held in a kept attribute,
-    searched only in :data:`_TEXT_ONLY_VRS`, private attributes and file names."""
+    ``text``: names or identifiers the originals also held in a kept attribute, searched only in
+    :data:`_TEXT_ONLY_VRS`, private attributes and file names; ``short``: name parts of two or three letters."""
 
     every: re.Pattern[str] | None
     public: re.Pattern[str] | None
     text: re.Pattern[str] | None = None
+    short: re.Pattern[str] | None = None  # name parts of 2-3 letters: only in :data:`_SHORT_VRS`
 
     @staticmethod
-    def build(every: set[str], public: set[str], text: set[str] | None = None) -> Needles:
-        return Needles(_pattern(every), _pattern(public), _pattern(text or set()))
+    def build(
+        every: set[str], public: set[str], text: set[str] | None = None, short: set[str] | None = None
+    ) -> Needles:
+        return Needles(_pattern(every), _pattern(public), _pattern(text or set()), _pattern(short or set()))
 
 
 def _texts(elem: DataElement) -> list[str]:
@@ -147,10 +171,13 @@ def _name_parts(text: str) -> tuple[set[str], set[str]]:
     """A person name's parts of four letters or more and the whole name in both orders (searched everywhere), and
     its parts of two or three letters (searched in names, text and private attributes only)."""
     parts = [p for p in (q.strip().lower() for q in re.split(r"[\^=, ]+", text)) if p and p not in _TITLES]
-    long = {p for p in parts if len(p) >= 4}
-    if len(parts) >= 2:
-        long |= {" ".join(parts[:2]), " ".join(parts[1::-1])}
-    return long, {p for p in parts if 2 <= len(p) < 4}
+    long = {
+        p for p in parts if len(p) >= 4 and _keep_value(p)
+    }  # never 'anonymized', 'unknown' or a short number
+    first = parts[:2]
+    if len(first) == 2 and all(q.isalpha() and (len(q) < 4 or _keep_value(q)) for q in first):
+        long |= {" ".join(first), " ".join(first[::-1])}  # "wu li" as a whole, wherever it stands
+    return long, {p for p in parts if 2 <= len(p) < 4 and p.isalpha() and p not in _PARTICLES}
 
 
 def files_to_check(root: Path) -> list[Path]:
@@ -208,9 +235,8 @@ def identifying_values(originals: Path, options: list[str] | None = None) -> Nee
     every: set[str] = set()
     public: set[str] = set()
     kept: set[str] = set()
-    personal: set[str] = (
-        set()
-    )  # names and identifiers: searched in text even where a kept attribute held them
+    # names and identifiers: searched in text even where a kept attribute held them
+    personal: set[str] = set()
     short: set[str] = set()
     for ds in _headers(originals):
         for elem in _elements(ds):
@@ -237,7 +263,7 @@ def identifying_values(originals: Path, options: list[str] | None = None) -> Nee
                 every |= values
                 if not elem.tag.is_private:
                     public |= values
-    return Needles.build(every - kept, public - kept, short | (personal & kept))
+    return Needles.build(every - kept, public - kept, personal & kept, short)
 
 
 def _pattern_findings(elem: DataElement, name: str, texts: list[str], shifted: bool) -> list[str]:
@@ -286,7 +312,8 @@ def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
         rx = needles.public if safe_private and elem.tag.is_private else needles.every
         searched = not (shifted and elem.VR == "TM") and not own and name not in _OWN
         text = needles.text if elem.VR in _TEXT_ONLY_VRS or elem.tag.is_private else None
-        if searched and any(p is not None and any(p.search(t) for t in lower) for p in (rx, text)):
+        short = needles.short if elem.VR in _SHORT_VRS else None
+        if searched and any(p is not None and any(p.search(t) for t in lower) for p in (rx, text, short)):
             out.append(Finding(shown, name, "holds an identifying value of the original"))
         out += [Finding(shown, name, r) for r in _pattern_findings(elem, name, texts, shifted)]
     if str(ds.get("PatientIdentityRemoved", "")) != "YES":
