@@ -17,6 +17,7 @@ import numpy as np
 
 from automed.errors import ArtifactError
 from automed.runtime.folders import file_suffix, folder_fix, symbolic_links
+from automed.runtime.output import RECORD as BUNDLE_RECORD
 
 
 def canonical_json(obj: Any) -> str:
@@ -231,7 +232,7 @@ def claim_output(
             folder_fix(out, suffix),
         )  # fmt: skip
     if res.is_dir() and any(res.iterdir()) and not earlier:
-        found = output_kind(res)
+        found = output_kind(res) or unmarked_kind(res)
         if found is None:
             raise ArtifactError.single(
                 out,
@@ -261,9 +262,13 @@ def claim_output(
 
 
 def unmarked_kind(folder: Path) -> str | None:
-    """The kind of an output automed wrote before it marked them (an export, a cube); None: not one of those."""
+    """The kind of an output automed wrote before it marked them (an export, a cube), or that the exported
+    bundle's ``predict.py`` wrote (predictions: its record, :data:`automed.runtime.output.RECORD`); None: not one
+    of those."""
     if (folder / "export.json").is_file() and (folder / "preprocess.json").is_file():
         return "export"
+    if (folder / BUNDLE_RECORD).is_file():  # automed's own predictions, written by the model's bundle
+        return "predictions"
     return "cube" if (folder / "mlcube" / "mlcube.yaml").is_file() else None
 
 

@@ -37,6 +37,13 @@ from tests.conftest import NOT_JSON, refused_naming
         ("[]", "must be a JSON object"),
         ('{"candidates": [{"members": "W"}]}', "must each list their members"),
         ('{"candidates": [3]}', "[3] (list)"),
+        # the page names each row and marks the chosen one (a KeyError before)
+        ('{"candidates": [{"members": ["W"]}]}', "must each have their name"),
+        ('{"candidates": [{"candidate": "W", "members": ["W"]}]}', "must name its chosen candidate"),
+        (
+            '{"candidates": [{"candidate": "W"}], "chosen": {"members": ["W"]}}',
+            "must name its chosen candidate",
+        ),
     ],
 )
 def test_a_report_refuses_a_damaged_selection(tmp_path: Path, selection: str, found: str) -> None:

@@ -118,16 +118,20 @@ def test_classification_map_in_the_png_inputs_geometry(models: dict[str, Any]) -
 
 @pytest.mark.slow
 def test_a_small_pictures_map_spans_0_to_1_on_its_own_grid(
-    models: dict[str, Any], drawn: list[tuple[Any, dict[str, Any]]]
+    models: dict[str, Any], drawn: list[tuple[Any, dict[str, Any]]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """README: each map is rescaled to [0, 1] on its own. Normalized at the network's input only, a map lost its peak
     with the padding a small picture got and in resampling: a 7x5 picture's map was 0.028-0.638 (a volume's
-    0.241-0.869: every map of this file is checked by ``_same_geometry``)."""
+    0.241-0.869: every map of this file is checked by ``_same_geometry``). explain warns of the small picture as
+    automed predict does (it had said nothing)."""
     small = models["root"] / "small_in"
     small.mkdir()
     picture = sitk.ReadImage(str(models["cls_in"] / "case_001.png"))
     sitk.WriteImage(picture[10:15, 12:19], str(small / "tiny.png"))  # 5 pixels wide, 7 high
-    out = api.explain(models["cls"], small, models["root"] / "E_small", show_progress=False)
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        out = api.explain(models["cls"], small, models["root"] / "E_small", show_progress=False)
+    said = [r.getMessage() for r in caplog.records if "covers less than half" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("warning: tiny: the image is 7 x 5 pixels"), said
     assert _same_geometry(out[0], small / "tiny.png").shape == (7, 5)
     overlay = drawn[-1][0]  # the map drawn over the picture
     assert overlay.shape == (7, 5) and overlay.min() == 0.0 and overlay.max() == pytest.approx(1.0)

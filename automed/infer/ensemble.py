@@ -4,6 +4,7 @@ probabilities, which are stored in the original geometry too)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -63,4 +64,10 @@ class EnsemblePredictor:
         labels, mean = average(
             map(member_probabilities, self.members), self.label_values, self.postprocessing
         )
-        return Prediction(labels, mean if probabilities else None)
+        note = self.size_note(channels.shape[1:], geometry.spacing_zyx)
+        return Prediction(labels, mean if probabilities else None, note)
+
+    def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
+        """The first member's warning that the image covers less than half of its patch along an axis."""
+        notes = (m.size_note(shape_zyx, spacing_zyx) for m in self.members)
+        return next((n for n in notes if n), None)

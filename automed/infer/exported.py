@@ -9,6 +9,7 @@ and ``--step-size`` moves its window, as ``predict.py``'s own options do (:mod:`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,11 @@ class ExportedPredictor:
         self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = False
     ) -> Prediction:
         labels, probs = self.model.predict(channels, list(geometry.spacing_zyx), probabilities)
-        return Prediction(labels, probs)
+        return Prediction(labels, probs, self.size_note(channels.shape[1:], geometry.spacing_zyx))
+
+    def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
+        """The warning that the image covers less than half of a member's patch along an axis, else ``None``."""
+        return self.model.size_note(shape_zyx, spacing_zyx)
 
 
 def _pair_folds(meta: dict[str, Any], folds: list[int], where: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import Preprocessed, preprocess_arrays, preprocess_label, spec_for
 from automed.preprocess.previous_stage import check_first_stage
+from automed.runtime.image_model import input_small_note
 from automed.runtime.pipeline import to_original
 from automed.runtime.postprocess import apply as apply_postprocessing
 from automed.runtime.postprocess import class_bias
@@ -207,10 +209,17 @@ class Predictor:
     def predict_arrays(
         self, channels: np.ndarray, geometry: Geometry, *, probabilities: bool = False
     ) -> Prediction:
-        """Predict one case given as ``(C, z, y, x)`` arrays with its geometry."""
-        return self.predict_preprocessed(
+        """Predict one case given as ``(C, z, y, x)`` arrays with its geometry (and :meth:`size_note`'s warning)."""
+        pred = self.predict_preprocessed(
             self.preprocess(channels, geometry), channels, geometry, probabilities
         )
+        pred.note = self.size_note(channels.shape[1:], geometry.spacing_zyx)
+        return pred
+
+    def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
+        """A warning when an image of ``shape_zyx`` pixels at ``spacing_zyx`` mm covers less than half of the
+        patch along an axis at the model's spacing (:func:`~automed.runtime.image_model.input_small_note`)."""
+        return input_small_note(shape_zyx, spacing_zyx, self.spec, self.patch)
 
     def predict_preprocessed(
         self, pre: Preprocessed, channels: np.ndarray, geometry: Geometry, probabilities: bool = False

@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             )
         else:
             labels, _ = model.predict(channels, spacing_zyx(ref))
+            if note := model.size_note(channels.shape[1:], spacing_zyx(ref)):  # as automed predict warns
+                print(f"warning: {case.case_id}: {note}", file=sys.stderr, flush=True)
             write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")
         print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
     if image_level:

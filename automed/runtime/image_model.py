@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .backends import Forward, forwards_for
-from .pipeline import Spec, preprocess_image
+from .pipeline import Spec, preprocess_image, target_spacing
 from .sliding import mirror_axes_sets
 
 
@@ -60,12 +60,17 @@ def prepared_noted(
     """:func:`network_input` and the warnings of :func:`scale_note` (the network sees part of the image) and
     :func:`small_note` (the image fills less than half of the network's input), joined, or ``None``; what
     ``automed predict`` and the exported bundle warn about."""
-    x, own, props = _prepared(channels, spacing_zyx, spec, shape)
-    n = len(shape)
-    pixels = [int(v) for v in props["shape_before_crop"][-n:]]
-    small = small_note(pixels, props["spacing_after_crop"][-n:], props["target_spacing"][-n:], shape)
-    notes = [t for t in (scale_note(own, shape), small) if t]
-    return x, ". Also: ".join(notes) or None
+    x, own, _ = _prepared(channels, spacing_zyx, spec, shape)
+    return x, size_notes(own, channels.shape[1:], spacing_zyx, spec, shape)
+
+
+def size_notes(
+    own: tuple[int, ...], shape_zyx: Sequence[int], spacing_zyx: Sequence[float], spec: Spec, shape: list[int]
+) -> str | None:
+    """The warnings of :func:`scale_note` (``own``: the preprocessed image's shape on the network's axes) and of
+    :func:`input_small_note` (the image as read, ``shape_zyx`` pixels at ``spacing_zyx`` mm), joined, or ``None``."""
+    notes = [t for t in (scale_note(own, shape), input_small_note(shape_zyx, spacing_zyx, spec, shape)) if t]
+    return ". Also: ".join(notes) or None
 
 
 def _prepared(
@@ -113,6 +118,19 @@ def small_note(
         "stores, e.g. a DICOM's Pixel Spacing or Imager Pixel Spacing), or a picture at a lower resolution than "
         "theirs; resample it to the training images' spacing first"
     )
+
+
+def input_small_note(
+    shape_zyx: Sequence[int], spacing_zyx: Sequence[float], spec: Spec, patch: Sequence[int]
+) -> str | None:
+    """:func:`small_note` of an image as read (``(z, y, x)`` pixels at ``spacing_zyx`` mm) for a network of input
+    ``patch`` (a segmentation model's patch: its sliding window pads an image smaller than it), in the network's
+    axes (the plan's transpose; a 2D configuration's in-plane axes)."""
+    t = spec.transpose_forward
+    pixels = [int(shape_zyx[a]) for a in t]
+    spacing = [float(spacing_zyx[a]) for a in t]
+    n = len(patch)
+    return small_note(pixels[-n:], spacing[-n:], target_spacing(spec, spacing)[-n:], list(patch))
 
 
 def combine(outputs: list[np.ndarray], target: dict[str, Any]) -> dict[str, Any]:

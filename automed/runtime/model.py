@@ -9,13 +9,14 @@ input geometry are averaged, the argmax is taken, then the pair's postprocessing
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .backends import Forward, forwards_for
+from .image_model import input_small_note
 from .pipeline import Spec, preprocess_image, to_original
 from .postprocess import apply as postprocess
 from .postprocess import class_bias, decide
@@ -103,6 +104,12 @@ class BundleModel:
     def tta(self, value: bool) -> None:
         for m in self.members:
             m.tta = value
+
+    def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
+        """A warning when an image of ``shape_zyx`` pixels at ``spacing_zyx`` mm covers less than half of a
+        member's patch along an axis at its spacing (:func:`input_small_note`), else ``None``."""
+        notes = (input_small_note(shape_zyx, spacing_zyx, m.spec, m.patch) for m in self.members)
+        return next((n for n in notes if n), None)
 
     def predict(
         self, channels: np.ndarray, spacing_zyx: list[float], probabilities: bool = False

@@ -33,6 +33,9 @@ class CaseMap:
 
     values: np.ndarray
     explains: str
+    # the image's size against the network's input, as automed predict warns it (the model saw part of the image,
+    # or a few pixels padded: a pixel spacing other than the training images', most likely)
+    note: str | None = None
 
 
 def explain(
@@ -114,6 +117,8 @@ def explain(
                     "fix the image, or replace those voxels (e.g. by the background intensity)",
                 )
             cm = case_map(predictor, explainer, cd, channel, explains, label)
+            if cm.note:
+                log.warning("warning: %s: %s", c.case_id, cm.note)
             if float(cm.values.max()) == 0.0:
                 log.warning(
                     "%s: the %s map is empty (no positive attention at layer %s); try another --layer",
@@ -133,7 +138,8 @@ def case_map(
     """One case's map: an image-level model's (``channel`` None) or a segmentation model's class ``channel``."""
     if channel is None:
         return image_level_map(predictor, explainer, cd.channels, cd.geometry, label)
-    return CaseMap(segmentation_map(predictor, explainer, cd.channels, cd.geometry), explains)
+    note = predictor.size_note(cd.channels.shape[1:], cd.geometry.spacing_zyx)
+    return CaseMap(segmentation_map(predictor, explainer, cd.channels, cd.geometry), explains, note)
 
 
 def log_validation_maps(
@@ -294,6 +300,7 @@ def image_level_map(
     import torch
 
     from automed.interpret.geometry import back_to_input, image_level_input
+    from automed.runtime.image_model import size_notes
 
     target = predictor.target
     if target.kind == "regression":
@@ -310,7 +317,9 @@ def image_level_map(
     x = inp.data[:, 0] if len(patch) == 2 else inp.data
     values = explainer(torch.from_numpy(np.ascontiguousarray(x[None])).to(predictor.device), k)
     net_map = values[None] if len(patch) == 2 else values
-    return CaseMap(back_to_input(net_map, inp, predictor.spec), explains)
+    own = tuple(inp.shape[-len(patch) :])
+    note = size_notes(own, channels.shape[1:], geometry.spacing_zyx, predictor.spec, patch)
+    return CaseMap(back_to_input(net_map, inp, predictor.spec), explains, note)
 
 
 def segmentation_map(predictor: Any, explainer: Any, channels: np.ndarray, geometry: Any) -> np.ndarray:

@@ -3,6 +3,7 @@ usable, else torch), an ``automed select`` folder (its choice) or a registered m
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -305,8 +306,6 @@ def predict(
                                  "whole slides" if slides is not None else "a classification/regression model "
                                  "(one predictions.csv for all cases)", "drop --continue")  # fmt: skip
     if save_probabilities and hasattr(predictor, "target"):  # one table: no CASE.npz to write
-        import logging
-
         logging.getLogger("automed").warning(
             "--save-probabilities writes label maps' probabilities (CASE.npz); a classification model's are the "
             "probability_<class> columns of predictions.csv, a regression model has none"
@@ -402,6 +401,8 @@ def _predict_cases(
             channels = _finite(cd.channels, c.images, nan_to)
             wanted = save_probabilities or (reviewer is not None and not image_level)
             res = predictor.predict_arrays(channels, cd.geometry, probabilities=wanted)
+            if res.note:  # the network saw only part of the image, or it is a few pixels padded to the input
+                logging.getLogger(__name__).warning("warning: %s: %s", c.case_id, res.note)
             if reviewer is not None:
                 reviewer.add(c.case_id, channels, cd.geometry, res)
                 if not save_probabilities and not image_level:

@@ -5,6 +5,7 @@ outputs never lie inside one)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -79,25 +80,47 @@ def into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:
     return [out / p.relative_to(staging) for p in written]
 
 
-def remove_older(out: Path, produced: set[Path]) -> None:
-    """Remove what an earlier run left in ``out`` (top level and ``review/``): every entry this run did not write."""
-    for p in out.iterdir():
+def remove_older(out: Path, produced: set[Path]) -> list[str]:
+    """Remove what an earlier run left in ``out`` (top level and ``review/``): every entry this run did not write.
+    Returns their names (relative to ``out``), which are also said in one warning line: ``--overwrite`` removes
+    files the new run did not write, and the user learns which."""
+    removed: list[str] = []
+    for p in sorted(out.iterdir()):
         if p.name == OUTPUT_MARKER or p in produced:
             continue
         if p.is_dir() and not p.is_symlink():
             if any(q.parent == p for q in produced):  # this run's review/ folder: its stale files only
-                _remove_older_in(p, produced)
+                removed += _remove_older_in(p, produced, out)
                 continue
             shutil.rmtree(p)
+            removed.append(f"{p.name}/")
         else:
             p.unlink()
+            removed.append(p.name)
+    shown = [
+        n for n in removed if not Path(n).name.startswith(".")
+    ]  # records automed keeps are not the user's
+    if shown:
+        more = f" (and {len(shown) - 5} more)" if len(shown) > 5 else ""
+        logging.getLogger("automed").warning(
+            "--overwrite: removed %d earlier prediction file(s) or folder(s) this run did not write from %s: %s%s",
+            len(shown),
+            out,
+            ", ".join(shown[:5]),
+            more,
+        )
+    return removed
 
 
-def _remove_older_in(folder: Path, produced: set[Path]) -> None:
-    for q in folder.iterdir():
+def _remove_older_in(folder: Path, produced: set[Path], out: Path) -> list[str]:
+    removed: list[str] = []
+    for q in sorted(folder.iterdir()):
         if q in produced:
             continue
-        if q.is_dir() and not q.is_symlink():
+        tree = q.is_dir() and not q.is_symlink()
+        removed.append(str(q.relative_to(out)) + ("/" if tree else ""))
+        if tree:
             shutil.rmtree(q)
         else:
             q.unlink()
+    return removed

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +176,6 @@ class TableWriter:
     def add(self, case: Any, geometry: Any, res: Any) -> None:
         known = {} if self.truth is None else {"truth": self.truth.get(case.case_id, "")}
         self.rows.append({"SubjectID": case.case_id, **known, **res.row(self.target)})
-        if getattr(res, "note", None):  # the network saw only part of this image
-            logging.getLogger(__name__).warning("warning: %s: %s", case.case_id, res.note)
 
     def close(self) -> list[Path]:
         import pandas as pd

@@ -83,6 +83,16 @@ def _selection(path: Path) -> dict[str, Any]:
     ):
         rule = f"{SELECTION_FILE}'s candidates must each list their members, the trainings compared (text)"
         raise ArtifactError.single(path, rule, shown(candidates), fix)
+    unnamed = [c for c in candidates if not isinstance(c.get("candidate"), str)]
+    if unnamed:  # the page's table names each row and marks the chosen one by this name
+        rule = f"{SELECTION_FILE}'s candidates must each have their name (candidate: text)"
+        raise ArtifactError.single(path, rule, shown(unnamed[0]), fix)
+    chosen = data.get("chosen")
+    if candidates and not (fits(dict[str, Any], chosen) and isinstance(chosen.get("candidate"), str)):
+        rule = (
+            f"{SELECTION_FILE} must name its chosen candidate (chosen: an object with its candidate's name)"
+        )
+        raise ArtifactError.single(path, rule, shown(chosen), fix)
     result: dict[str, Any] = data
     return result
 

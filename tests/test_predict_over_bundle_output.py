@@ -1,0 +1,53 @@
+"""``automed predict -o P`` where the model's exported bundle (``predict.py``) had written ``P``: refused as "a
+folder automed did not write" even with --overwrite, though the bundle is automed's own (its record
+``.bundle-predict.json`` marks the folder). Now it is an earlier prediction output: refused without --overwrite,
+replaced with it. And --overwrite says which of the earlier files it removed (it had removed them without a word)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from automed.artifacts import claim_output, unmarked_kind
+from automed.errors import ArtifactError
+from automed.runtime.output import RECORD
+
+
+def _bundle_output(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / RECORD).write_text('{"bundle": "abc", "tta": true}\n')
+    (folder / "old_case.nii.gz").write_bytes(b"the bundle's prediction of another case")
+    return folder
+
+
+def test_a_bundle_written_folder_is_a_predictions_output(tmp_path: Path) -> None:
+    out = _bundle_output(tmp_path / "P")
+    assert unmarked_kind(out) == "predictions"
+    assert claim_output(out, "predictions") == out.resolve()
+    with pytest.raises(ArtifactError, match="only with --overwrite"):  # another kind: only when asked
+        claim_output(out, "explanations")
+    mine = tmp_path / "mine"  # without the record: the user's folder, never replaced
+    mine.mkdir()
+    (mine / "old_case.nii.gz").write_bytes(b"the user's")
+    with pytest.raises(ArtifactError, match="never replaces a folder it did not write"):
+        claim_output(mine, "predictions", overwrite=True)
+
+
+def test_predict_replaces_a_bundles_predictions_only_with_overwrite_and_lists_what_it_removed(
+    small_training: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from automed import api
+
+    out = _bundle_output(tmp_path / "P")
+    image = small_training["ds"] / "imagesTr" / "case_000.nii.gz"
+    with pytest.raises(ArtifactError, match=r"earlier predictions.*--overwrite"):
+        api.predict(small_training["W"], image, out, show_progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [RECORD, "old_case.nii.gz"]  # untouched
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        (written,) = api.predict(small_training["W"], image, out, show_progress=False, overwrite=True)
+    assert written.is_file() and not (out / "old_case.nii.gz").exists() and not (out / RECORD).exists()
+    said = [r.getMessage() for r in caplog.records if "--overwrite: removed" in r.getMessage()]
+    assert len(said) == 1 and "1 earlier prediction file(s)" in said[0] and "old_case.nii.gz" in said[0], said
+    assert RECORD not in said[0]  # the bundle's record is no file of the user's
