@@ -44,7 +44,12 @@ def patch_miner(
             "sequential, the slide's top rows."
         ),
     ] = -1,
-    overlap: Annotated[float, typer.Option(help="Overlap of neighbouring patches, 0 to 0.9.")] = 0.0,
+    overlap: Annotated[
+        float,
+        typer.Option(
+            help="Overlap of neighbouring patches, a fraction of the patch: 0 up to (not including) 1."
+        ),
+    ] = 0.0,
     read: Annotated[
         str, typer.Option(help="sequential (row by row) or random (seeded) order.")
     ] = "sequential",

@@ -21,6 +21,7 @@ import numpy as np
 
 from automed.data.io import Geometry, read_image
 from automed.errors import DatasetError
+from automed.evaluate.cells import check_voxels, refuse_partial_probabilities
 from automed.evaluate.grid import on_reference_grid
 from automed.evaluate.image_level import classification_metrics, regression_metrics
 from automed.evaluate.metrics import METRIC_DEFINITIONS, label_metrics
@@ -91,7 +92,9 @@ def detect_kind(pairs: list[Pair]) -> Kind:
     return "regression"
 
 
-def _load(path: str, case: str, what: str) -> tuple[np.ndarray, Geometry]:
+def _load(path: str, case: str, what: str, *, labels: bool = False) -> tuple[np.ndarray, Geometry]:
+    """The image's first channel and geometry; ``labels``: a label map, its voxels checked
+    (:func:`automed.evaluate.cells.check_voxels`)."""
     try:
         arrays, geo = read_image(Path(path))
     except DatasetError:  # already names the file, the rule and the fix
@@ -100,13 +103,15 @@ def _load(path: str, case: str, what: str) -> tuple[np.ndarray, Geometry]:
         raise DatasetError.single(
             path, f"the {what} of {case} must be a readable image", str(exc)[:200], "fix the path"
         ) from exc
+    if labels:
+        check_voxels(arrays[0], path, f"{what} of {case}", labels=True)
     return arrays[0], geo
 
 
-def _prediction(p: Pair, ref_geo: Geometry) -> np.ndarray:
+def _prediction(p: Pair, ref_geo: Geometry, *, labels: bool) -> np.ndarray:
     """The prediction's voxels on the reference's grid (:func:`automed.evaluate.grid.on_reference_grid`)."""
     assert p.prediction is not None
-    pred, geo = _load(p.prediction, p.case, "prediction")
+    pred, geo = _load(p.prediction, p.case, "prediction", labels=labels)
     return on_reference_grid(pred, geo, ref_geo, p.prediction)
 
 
@@ -127,7 +132,7 @@ def segmentation_rows(
     names = labels or {
         int(v): str(int(v))
         for p in pairs
-        for v in np.unique(_load(p.target, p.case, "reference")[0]).tolist()
+        for v in np.unique(_load(p.target, p.case, "reference", labels=True)[0]).tolist()
         if int(v) != 0
     }
     missing: float | Literal["empty"] | None = "empty" if missing_empty else missing_value
@@ -172,8 +177,8 @@ def _case_rows(
     """One case's rows (``extra`` takes the foreground values its prediction holds outside ``names``). A missing
     prediction scores ``missing`` per metric, or as an empty label map (``"empty"``)."""
     rows: list[dict[str, Any]] = []
-    ref, geo = _load(p.target, p.case, "reference")
-    pred = None if p.prediction is None else _prediction(p, geo)
+    ref, geo = _load(p.target, p.case, "reference", labels=True)
+    pred = None if p.prediction is None else _prediction(p, geo, labels=True)
     empty = pred is None and missing == "empty"
     if empty:
         pred = np.zeros_like(ref)
@@ -314,13 +319,14 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     classes = _classes(scored)
     index = {c: i for i, c in enumerate(classes)}
     proba = np.zeros((len(scored), len(classes)))
-    soft = bool(scored) and all(p.probabilities for p in scored)
+    refuse_partial_probabilities(scored)
+    soft = any(p.probabilities for p in scored)  # a --missing-value row has none: its class counts as 1
     named = {c for p in scored for c in p.probabilities}
     uncovered = [c for c in classes if c not in named]
     if soft and uncovered and not (len(classes) == 2 and len(named) == 1):
         _refuse_or_warn_uncovered(scored, uncovered)
     for i, p in enumerate(scored):
-        if soft:
+        if p.probabilities:
             given = dict(p.probabilities)
             if len(classes) == 2 and len(given) == 1:  # binary with only probability_<positive>
                 other = next(c for c in classes if c not in given)
@@ -388,7 +394,7 @@ def synthesis_rows(pairs: list[Pair], missing_value: float | None) -> list[dict[
                 {"case": p.case, **dict.fromkeys(SYNTHESIS_DEFINITIONS, missing_value), "missing": True}
             )
             continue
-        pred = _prediction(p, geo)
+        pred = _prediction(p, geo, labels=False)
         mask = None if p.mask is None else _load(p.mask, p.case, "mask")[0]
         if mask is not None and mask.shape != ref.shape:
             raise DatasetError.single(
@@ -397,6 +403,9 @@ def synthesis_rows(pairs: list[Pair], missing_value: float | None) -> list[dict[
                 f"{mask.shape} vs {ref.shape}",
                 "resample the mask",
             )
+        inside = None if mask is None else mask.astype(bool)
+        for values, path, what in ((ref, p.target, "reference"), (pred, p.prediction, "prediction")):
+            check_voxels(values, str(path), f"{what} of {p.case}", labels=False, inside=inside)
         rows.append({"case": p.case, **synthesis_row(ref, pred, mask), "missing": False})
     return rows
 

@@ -24,6 +24,7 @@ from automed.data.class_folders import image_stem, load_class_folders, looks_lik
 from automed.data.csv_layout import read_rows
 from automed.data.io import has_image_suffix
 from automed.errors import ConfigError, DatasetError, Problem
+from automed.evaluate.cells import PROBABILITY, probability_cells
 from automed.evaluate.compare import KINDS, Kind, Pair, detect_kind
 from automed.evaluate.problems import PROBLEMS, ScoreOptions
 from automed.registry import check_choice
@@ -33,7 +34,6 @@ CSV_COLUMNS = ("SubjectID", "Target", "Prediction")
 REFERENCE_COLUMNS = ("ValueToPredict", "Target", "target")  # a reference CSV's target column, first found
 PREDICT_COLUMN = "prediction"  # automed predict's predictions.csv
 MASK = "Mask"  # synthesis: score inside this mask
-PROBABILITY = "probability_"
 
 log = logging.getLogger("automed")
 
@@ -59,7 +59,9 @@ def _from_csv(path: Path) -> list[Pair]:
             path,
             f"a metrics CSV has the columns {', '.join(CSV_COLUMNS)} (and optional {MASK}, {PROBABILITY}<class>)",
             f"missing {missing}, unknown {unknown}",
-            f"score automed predict's {path.name} with --reference DIR, the class folders (DIR/<class>/<images>) "
+            f"{path.name} is what automed metrics wrote (case, target): score the predictions it was made from"
+            if {"case", "target"} <= set(columns)
+            else f"score automed predict's {path.name} with --reference DIR, the class folders (DIR/<class>/<images>) "
             "its images were predicted from"
             if PREDICT_COLUMN in columns and "truth" in columns
             else f"score automed predict's {path.name} with --reference DATASET.csv (SubjectID, ValueToPredict)"
@@ -92,7 +94,7 @@ def _from_csv(path: Path) -> list[Pair]:
             problems.append(Problem(where, "every SubjectID is scored once", f"{cid!r}, also in row {first_row[cid]}",
                                     "remove the repeated row"))  # fmt: skip
         first_row.setdefault(cid, n)
-        probs = _probabilities(r, where, problems)
+        probs = probability_cells(r, where, problems)
         pred, mask = r["Prediction"], r.get(MASK, "")
         pairs.append(
             Pair(
@@ -166,7 +168,7 @@ def _from_tables(predictions: Path, reference: Path) -> list[Pair]:
             problems.append(Problem(where, f"every reference row has its {ref_col}", repr(target),
                                     "fill in the reference, or drop the row"))  # fmt: skip
         pred = by_id.get(cid)
-        probs = _probabilities(pred, f"{predictions} ({cid})", problems) if pred else {}
+        probs = probability_cells(pred, f"{predictions} ({cid})", problems) if pred else {}
         value = pred.get(pred_col) if pred else None
         # a class written 1.0 by a spreadsheet or pandas is class 1 (as the probability_1 column names it)
         probs = {as_class(k): v for k, v in probs.items()}
@@ -202,19 +204,6 @@ def _refuse_no_common_case(predictions: Path, refs: list[str], preds: list[str],
         predictions, "predictions and references are matched by case ID; these share no case ID",
         f"references {_some(refs)}; predictions {_some(preds)}", fix,
     )  # fmt: skip
-
-
-def _probabilities(row: dict[str, str], where: str, problems: list[Problem]) -> dict[str, float]:
-    """A row's ``probability_<class>`` cells by class (empty cells left out; a cell that is no number a problem)."""
-    probs: dict[str, float] = {}
-    for c, cell in row.items():
-        if c.startswith(PROBABILITY) and cell:
-            try:
-                probs[c[len(PROBABILITY) :]] = float(cell)
-            except ValueError:
-                problems.append(Problem(where, f"{c} is a number between 0 and 1", repr(cell),
-                                        "write the probability, or leave the cell empty"))  # fmt: skip
-    return probs
 
 
 def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
