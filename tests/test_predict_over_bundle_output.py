@@ -35,6 +35,7 @@ def test_a_bundle_written_folder_is_a_predictions_output(tmp_path: Path) -> None
         claim_output(mine, "predictions", overwrite=True)
 
 
+@pytest.mark.slow
 def test_predict_replaces_a_bundles_predictions_only_with_overwrite_and_lists_what_it_removed(
     small_training: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

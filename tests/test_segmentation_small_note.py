@@ -44,6 +44,7 @@ def test_the_bundle_model_says_a_members_note() -> None:
     assert note is not None and "about 2.4 x 4.8 x 4.8 pixels" in note
 
 
+@pytest.mark.slow
 def test_predict_and_explain_warn_of_a_segmentation_input_at_a_fifth_of_the_spacing(
     small_training: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
