@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -75,3 +76,34 @@ def test_predict_and_explain_warn_of_a_segmentation_input_at_a_fifth_of_the_spac
     )
     said = [r.getMessage() for r in caplog.records if "covers less than half" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"warning: tiny: the image is {pixels} pixels"), said
+
+
+def test_the_bundle_warns_of_a_segmentation_input_at_a_fifth_of_the_spacing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from automed.runtime import cli
+    from automed.runtime import model as runtime_model
+
+    def forward(x: np.ndarray) -> np.ndarray:  # background everywhere
+        return np.stack([np.ones(x.shape[:1] + x.shape[2:]), np.zeros(x.shape[:1] + x.shape[2:])], axis=1)
+
+    monkeypatch.setattr(runtime_model, "forwards_for", lambda *a, **k: [forward])
+    monkeypatch.setattr(cli, "_runtime", lambda *a: "onnx")
+    spec = _spec([0, 1, 2], [1.0, 1.0, 1.0], 3).to_json()
+    meta = {"task": "segmentation", "files": {"onnx": ["fold_0.onnx"]}, "spec": spec,
+            "inference": {"patch": [8, 16, 16], "n_classes": 2, "step": 0.5, "tta": False}}  # fmt: skip
+    bundle = tmp_path / "b"
+    bundle.mkdir()
+    (bundle / "preprocess.json").write_text(json.dumps(meta))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random((12, 24, 24)).astype(np.float32))
+    sitk.WriteImage(image, str(inputs / "fits.nii.gz"))
+    image.SetSpacing((0.2, 0.2, 0.2))
+    sitk.WriteImage(image, str(inputs / "tiny.nii.gz"))
+    assert cli.main(["-i", str(inputs), "-o", str(tmp_path / "out")], bundle=bundle) == 0
+    err = capsys.readouterr().err
+    assert "warning: tiny: the image is 12 x 24 x 24 pixels at 0.2 x 0.2 x 0.2 mm" in err, err
+    assert "fits:" not in err and (tmp_path / "out" / "tiny.nii.gz").is_file()
