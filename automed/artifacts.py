@@ -213,12 +213,13 @@ def claim_output(
                 f"choose a folder outside {parent} (e.g. beside it)",
             )
     if kind in REPLACED_WHOLE and res.is_dir():
-        nested = next((m.parent for m in res.rglob(OUTPUT_MARKER) if m.parent != res), None)
+        marks = (m for name in (OUTPUT_MARKER, BUNDLE_RECORD) for m in res.rglob(name))  # the bundle's too
+        nested = next((m.parent for m in marks if m.parent != res), None)
         if nested is not None:  # (written inside it before automed refused that)
             raise ArtifactError.single(
                 out,
                 f"replacing an output ({kind}) must not remove another automed output inside it",
-                f"{nested} (an automed {output_kind(nested) or 'output'})",
+                f"{nested} (an automed {output_kind(nested) or unmarked_kind(nested) or 'output'})",
                 f"move {nested} out of {res} first, or choose a new folder",
             )
     if res.is_file():

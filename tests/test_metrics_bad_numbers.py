@@ -8,6 +8,7 @@ metrics.csv given back to it was told to be "automed predict's"."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -54,18 +55,31 @@ def test_the_reference_route_refuses_a_nan_probability(tmp_path: Path) -> None:
         api.metrics(pred, tmp_path / "out", reference=ref)
 
 
-def test_probabilities_on_some_rows_only_are_refused_naming_the_rows(tmp_path: Path) -> None:
+def test_probabilities_on_some_rows_only_are_refused_naming_the_rows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     rows = [["1", "a", "a", "", ""], ["2", "b", "b", "0.2", "0.8"], ["3", "a", "b", "0.4", "0.6"]]
     with pytest.raises(DatasetError) as err:
         api.metrics(_csv(tmp_path / "s.csv", rows), tmp_path / "out")
     (p,) = err.value.problems
     assert p.file.endswith("s.csv:2") and "on every row or on none" in p.rule and "1" in p.value
-    # none at all: hard labels, as before; a --missing-value row has none of the model's and is not counted
+    # none at all: hard labels, as before; a --missing-value row has none of the model's and is not counted: the
+    # table is scored from hard labels, as before, and now said (the filled class need not be a class at all)
     hard = [[r[0], r[1], r[2], "", ""] for r in rows]
     assert api.metrics(_csv(tmp_path / "h.csv", hard), tmp_path / "h").summary["auc_from"] == "hard labels"
     numbered = [["1", "0", "", "", ""], ["2", "1", "1", "0.2", "0.8"], ["3", "0", "1", "0.4", "0.6"]]
-    res = api.metrics(_csv(tmp_path / "f.csv", numbered, ("0", "1")), tmp_path / "f", missing_value=0)
-    assert res.summary["auc_from"] == "probabilities"
+    for value, probs in ((0, ("0", "1")), (-1, ("1",))):  # binary with one column; a value that is no class
+        table = _csv(tmp_path / f"f{value}.csv", [r[: 3 + len(probs)] for r in numbered], probs)
+        with caplog.at_level(logging.WARNING, logger="automed"):
+            res = api.metrics(table, tmp_path / f"f{value}", missing_value=value)
+        assert res.summary["auc_from"] == "hard labels"
+        assert "1 prediction(s) --missing-value filled in have no probabilities" in caplog.text
+    names = [["1", "benign", "", "", ""], ["2", "malignant", "malignant", "0.2", "0.8"],
+             ["3", "benign", "malignant", "0.4", "0.6"]]  # fmt: skip
+    res = api.metrics(
+        _csv(tmp_path / "n.csv", names, ("benign", "malignant")), tmp_path / "n", missing_value=0
+    )
+    assert res.summary["auc_from"] == "hard labels"  # refused before: "no probability_0"
 
 
 def _image(path: Path, values: np.ndarray) -> Path:

@@ -22,6 +22,45 @@ def _bundle_output(folder: Path) -> Path:
     return folder
 
 
+def test_a_bundles_predictions_inside_another_are_never_removed_with_it(tmp_path: Path) -> None:
+    """``results/`` and ``results/run2/`` both written by the bundle (its predict.py takes ``-o results/run2``):
+    replacing ``results`` with --overwrite would have removed ``run2`` (review finding), as an automed output inside
+    it is never removed."""
+    results = _bundle_output(tmp_path / "results")
+    _bundle_output(results / "run2")
+    with pytest.raises(ArtifactError, match=r"must not remove another automed output inside it.*predictions"):
+        claim_output(results, "predictions", overwrite=True)
+    with pytest.raises(ArtifactError, match="must not lie inside another automed output"):
+        claim_output(results / "run2" / "new", "predictions")
+
+
+def test_a_staged_runs_warning_names_only_what_it_did_not_write_anew(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whole slides are written into a hidden folder and moved in once finished: the files of the same names in the
+    earlier output are removed to make room, and were listed as "not written by this run" (review finding)."""
+    from automed.artifacts import mark_output
+    from automed.workflow.predict_output import into_output
+
+    out = tmp_path / "P"
+    out.mkdir()
+    mark_output(out, "predictions")
+    for name in ("s1_labels.tif", "s1_probabilities.npz", "s9_labels.tif"):
+        (out / name).write_bytes(b"an earlier run's")
+
+    def run(dest: Path) -> list[Path]:
+        written = [dest / "s1_labels.tif", dest / "s1_probabilities.npz"]
+        for p in written:
+            p.write_bytes(b"this run's")
+        return written
+
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        into_output(out, run)
+    assert (out / "s1_labels.tif").read_bytes() == b"this run's" and not (out / "s9_labels.tif").exists()
+    (said,) = [r.getMessage() for r in caplog.records if "--overwrite: removed" in r.getMessage()]
+    assert "removed 1 earlier prediction" in said and said.endswith(": s9_labels.tif"), said
+
+
 def test_a_bundle_written_folder_is_a_predictions_output(tmp_path: Path) -> None:
     out = _bundle_output(tmp_path / "P")
     assert unmarked_kind(out) == "predictions"

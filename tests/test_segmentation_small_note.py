@@ -28,17 +28,27 @@ def _spec(transpose: list[int], spacing: list[float], dimension: int) -> Spec:
 def test_the_note_is_taken_on_the_networks_axes() -> None:
     # (z, y, x) = 10 x 40 x 40 at 5 x 0.5 x 0.5 mm; transposed so that z is last, the model at 1 x 1 x 5 mm
     spec = _spec([1, 2, 0], [1.0, 1.0, 5.0], 3)
-    assert input_small_note([10, 40, 40], [5.0, 0.5, 0.5], spec, [16, 16, 8]) is None  # 20 x 20 x 10: fine
-    note = input_small_note([10, 40, 40], [5.0, 0.5, 0.5], spec, [48, 48, 8])
+    assert (
+        input_small_note([10, 40, 40], [5.0, 0.5, 0.5], spec, [16, 16, 8], every_axis=True) is None
+    )  # 20x20x10
+    note = input_small_note([10, 40, 40], [5.0, 0.5, 0.5], spec, [48, 48, 24], every_axis=True)
     assert note is not None and "the image is 40 x 40 x 10 pixels at 0.5 x 0.5 x 5 mm" in note
-    assert "about 20 x 20 x 10 pixels, the network takes 48 x 48 x 8" in note
+    assert "about 20 x 20 x 10 pixels, the network takes 48 x 48 x 24" in note and "along every axis" in note
     flat = _spec([0, 1, 2], [1.0, 1.0], 2)  # a 2D configuration: the in-plane axes, whatever the slice count
-    assert input_small_note([3, 24, 24], [9.0, 1.0, 1.0], flat, [24, 24]) is None
-    assert input_small_note([300, 24, 24], [1.0, 0.2, 0.2], flat, [24, 24]) is not None
+    assert input_small_note([3, 24, 24], [9.0, 1.0, 1.0], flat, [24, 24], every_axis=True) is None
+    assert input_small_note([300, 24, 24], [1.0, 0.2, 0.2], flat, [24, 24], every_axis=True) is not None
+
+
+def test_a_case_short_along_one_axis_at_the_right_spacing_is_no_warning() -> None:
+    """A segmentation patch is the training images' median shape: a training case of 20 slices where most have 64
+    (partial coverage, at the right spacing) was told its spacing was likely wrong (review finding)."""
+    spec = _spec([0, 1, 2], [1.0, 1.0, 1.0], 3)
+    assert input_small_note([20, 48, 48], [1.0, 1.0, 1.0], spec, [64, 48, 48], every_axis=True) is None
+    assert input_small_note([20, 48, 48], [1.0, 1.0, 1.0], spec, [64, 48, 48]) is not None  # image-level rule
 
 
 def test_the_bundle_model_says_a_members_note() -> None:
-    members = [SimpleNamespace(spec=_spec([0, 1, 2], [1.0, 1.0, 1.0], 3), patch=[8, 8, 8])]
+    members = [SimpleNamespace(spec=_spec([0, 1, 2], [1.0, 1.0, 1.0], 3), patch=[8, 16, 16])]
     model = SimpleNamespace(members=members)
     assert BundleModel.size_note(model, [12, 24, 24], [1.0, 1.0, 1.0]) is None  # type: ignore[arg-type]
     note = BundleModel.size_note(model, [12, 24, 24], [0.2, 0.2, 0.2])  # type: ignore[arg-type]

@@ -320,13 +320,19 @@ def classification_result(pairs: list[Pair]) -> tuple[list[dict[str, Any]], dict
     index = {c: i for i, c in enumerate(classes)}
     proba = np.zeros((len(scored), len(classes)))
     refuse_partial_probabilities(scored)
-    soft = any(p.probabilities for p in scored)  # a --missing-value row has none: its class counts as 1
+    soft = bool(scored) and all(p.probabilities for p in scored)
+    if not soft and any(p.probabilities for p in scored):  # only --missing-value's rows lack them
+        log.warning(
+            "AUC and calibration from hard labels: %d prediction(s) --missing-value filled in have no probabilities "
+            "(the others' probability columns are not used)",
+            sum(not p.probabilities for p in scored),
+        )
     named = {c for p in scored for c in p.probabilities}
     uncovered = [c for c in classes if c not in named]
     if soft and uncovered and not (len(classes) == 2 and len(named) == 1):
         _refuse_or_warn_uncovered(scored, uncovered)
     for i, p in enumerate(scored):
-        if p.probabilities:
+        if soft:
             given = dict(p.probabilities)
             if len(classes) == 2 and len(given) == 1:  # binary with only probability_<positive>
                 other = next(c for c in classes if c not in given)

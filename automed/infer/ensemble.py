@@ -68,6 +68,6 @@ class EnsemblePredictor:
         return Prediction(labels, mean if probabilities else None, note)
 
     def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
-        """The first member's warning that the image covers less than half of its patch along an axis."""
+        """The first member's warning that the image covers less than half of its patch along every axis."""
         notes = (m.size_note(shape_zyx, spacing_zyx) for m in self.members)
         return next((n for n in notes if n), None)

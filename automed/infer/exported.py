@@ -82,7 +82,7 @@ class ExportedPredictor:
         return Prediction(labels, probs, self.size_note(channels.shape[1:], geometry.spacing_zyx))
 
     def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
-        """The warning that the image covers less than half of a member's patch along an axis, else ``None``."""
+        """The warning that the image covers less than half of a member's patch along every axis, else ``None``."""
         return self.model.size_note(shape_zyx, spacing_zyx)
 
 

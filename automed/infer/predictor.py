@@ -218,8 +218,8 @@ class Predictor:
 
     def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
         """A warning when an image of ``shape_zyx`` pixels at ``spacing_zyx`` mm covers less than half of the
-        patch along an axis at the model's spacing (:func:`~automed.runtime.image_model.input_small_note`)."""
-        return input_small_note(shape_zyx, spacing_zyx, self.spec, self.patch)
+        patch along every axis at the model's spacing (:func:`~automed.runtime.image_model.input_small_note`)."""
+        return input_small_note(shape_zyx, spacing_zyx, self.spec, self.patch, every_axis=True)
 
     def predict_preprocessed(
         self, pre: Preprocessed, channels: np.ndarray, geometry: Geometry, probabilities: bool = False

@@ -101,19 +101,28 @@ def _times(values: Sequence[float], fmt: str = "") -> str:
 
 
 def small_note(
-    pixels: Sequence[int], spacing: Sequence[float], model_spacing: Sequence[float], shape: Sequence[int]
+    pixels: Sequence[int],
+    spacing: Sequence[float],
+    model_spacing: Sequence[float],
+    shape: Sequence[int],
+    *,
+    every_axis: bool = False,
 ) -> str | None:
     """A warning when the whole image (``pixels`` at ``spacing`` mm, the network's axes) covers less than half of
-    the network's input ``shape`` along an axis at the model's spacing (it is zero-padded around a few pixels:
-    usually a pixel spacing other than the training images'), else ``None``."""
+    the network's input ``shape`` along an axis (``every_axis``: along every axis) at the model's spacing (it is
+    zero-padded around a few pixels: usually a pixel spacing other than the training images'), else ``None``. A
+    segmentation model asks for every axis: its patch is the training images' median shape, and a case with a
+    few slices (partial coverage) is short along one axis at the right spacing."""
     at = [p * s / m for p, s, m in zip(pixels, spacing, model_spacing, strict=True)]
-    if all(2 * a >= n for a, n in zip(at, shape, strict=True)):
+    short = [2 * a < n for a, n in zip(at, shape, strict=True)]
+    if not (all(short) if every_axis else any(short)):
         return None
     mm = [p * s for p, s in zip(pixels, spacing, strict=True)]
     return (
         f"the image is {_times(pixels)} pixels at {_times(spacing, '.3g')} mm ({_times(mm, '.3g')} mm); at the "
         f"model's spacing ({_times(model_spacing, '.3g')} mm) that is about {_times(at, '.3g')} pixels, the network "
-        f"takes {_times(shape)}: the image covers less than half of its input along an axis (the rest is zero "
+        f"takes {_times(shape)}: the image covers less than half of its input along "
+        f"{'every axis' if every_axis else 'an axis'} (the rest is zero "
         "padding). Likely cause: a pixel spacing other than the training images' (check the spacing the file "
         "stores, e.g. a DICOM's Pixel Spacing or Imager Pixel Spacing), or a picture at a lower resolution than "
         "theirs; resample it to the training images' spacing first"
@@ -121,16 +130,22 @@ def small_note(
 
 
 def input_small_note(
-    shape_zyx: Sequence[int], spacing_zyx: Sequence[float], spec: Spec, patch: Sequence[int]
+    shape_zyx: Sequence[int],
+    spacing_zyx: Sequence[float],
+    spec: Spec,
+    patch: Sequence[int],
+    *,
+    every_axis: bool = False,
 ) -> str | None:
     """:func:`small_note` of an image as read (``(z, y, x)`` pixels at ``spacing_zyx`` mm) for a network of input
-    ``patch`` (a segmentation model's patch: its sliding window pads an image smaller than it), in the network's
-    axes (the plan's transpose; a 2D configuration's in-plane axes)."""
+    ``patch`` (a segmentation model's patch, with ``every_axis``: its sliding window pads an image smaller than it),
+    in the network's axes (the plan's transpose; a 2D configuration's in-plane axes)."""
     t = spec.transpose_forward
     pixels = [int(shape_zyx[a]) for a in t]
     spacing = [float(spacing_zyx[a]) for a in t]
     n = len(patch)
-    return small_note(pixels[-n:], spacing[-n:], target_spacing(spec, spacing)[-n:], list(patch))
+    model = target_spacing(spec, spacing)[-n:]
+    return small_note(pixels[-n:], spacing[-n:], model, list(patch), every_axis=every_axis)
 
 
 def combine(outputs: list[np.ndarray], target: dict[str, Any]) -> dict[str, Any]:

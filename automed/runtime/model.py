@@ -107,8 +107,10 @@ class BundleModel:
 
     def size_note(self, shape_zyx: Sequence[int], spacing_zyx: Sequence[float]) -> str | None:
         """A warning when an image of ``shape_zyx`` pixels at ``spacing_zyx`` mm covers less than half of a
-        member's patch along an axis at its spacing (:func:`input_small_note`), else ``None``."""
-        notes = (input_small_note(shape_zyx, spacing_zyx, m.spec, m.patch) for m in self.members)
+        member's patch along every axis at its spacing (:func:`input_small_note`), else ``None``."""
+        notes = (
+            input_small_note(shape_zyx, spacing_zyx, m.spec, m.patch, every_axis=True) for m in self.members
+        )
         return next((n for n in notes if n), None)
 
     def predict(

@@ -73,17 +73,18 @@ def into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:
         raise
     if created:
         return written
-    remove_older(out, {staging})
+    remove_older(out, {staging}, replaced={p.name for p in staging.iterdir()})
     for p in staging.iterdir():
         p.rename(out / p.name)
     staging.rmdir()
     return [out / p.relative_to(staging) for p in written]
 
 
-def remove_older(out: Path, produced: set[Path]) -> list[str]:
+def remove_older(out: Path, produced: set[Path], replaced: set[str] | None = None) -> list[str]:
     """Remove what an earlier run left in ``out`` (top level and ``review/``): every entry this run did not write.
     Returns their names (relative to ``out``), which are also said in one warning line: ``--overwrite`` removes
-    files the new run did not write, and the user learns which."""
+    files the new run did not write, and the user learns which. ``replaced``: names in ``out`` removed to make room
+    for this run's files of the same names (a staged slide run's), not said."""
     removed: list[str] = []
     for p in sorted(out.iterdir()):
         if p.name == OUTPUT_MARKER or p in produced:
@@ -97,9 +98,10 @@ def remove_older(out: Path, produced: set[Path]) -> list[str]:
         else:
             p.unlink()
             removed.append(p.name)
-    shown = [
-        n for n in removed if not Path(n).name.startswith(".")
-    ]  # records automed keeps are not the user's
+    new = (
+        replaced or set()
+    )  # records automed keeps are not the user's, nor are the files this run writes anew
+    shown = [n for n in removed if not Path(n).name.startswith(".") and n.rstrip("/") not in new]
     if shown:
         more = f" (and {len(shown) - 5} more)" if len(shown) > 5 else ""
         logging.getLogger("automed").warning(
