@@ -207,10 +207,10 @@ def test_cube_evaluate_reads_upper_case_metaimage_as_the_bundle_reads_its_inputs
         (labels / f"{name}{ending}").rename(labels / f"{name}{ending.upper()}")
     opts = {"predictions": str(preds), "labels": str(labels), "output_path": str(tmp_path / "r.yaml")}
     assert evaluate(opts) == 0
-    assert json.loads((tmp_path / "r.yaml").read_text())["dice_per_case"] == {
-        "A.MHA": {"1": 1.0},
-        "B.MHD": {"1": 1.0},
-    }
+    scored = json.loads((tmp_path / "r.yaml").read_text())
+    # numbered in the order of the reference names (A.MHA, B.MHD): a case's name never leaves the site
+    assert scored["dice_per_case"] == {"case_1": {"1": 1.0}, "case_2": {"1": 1.0}} and scored["n_cases"] == 2
+    assert "A.MHA" not in (tmp_path / "r.yaml").read_text()
     write_atomic(sitk.GetImageFromArray(ref), preds / "C.mha")
     (labels / "C.MHA").write_text("not an image")
     with pytest.raises(SystemExit, match=r"labels/C.MHA: not readable as a label map \(.*\); give NIfTI"):
