@@ -372,7 +372,9 @@ def test_cube_entry_point_offline_unprivileged_read_only(exported: dict[str, Pat
 
         scored = yaml.safe_load(result.read_text())
         assert "0" not in scored["dice_mean"]  # background is never scored
-        for i, (name, want) in enumerate(sorted(expected.items()), start=1):  # numbered: names stay at the site
+        for i, (name, want) in enumerate(
+            sorted(expected.items()), start=1
+        ):  # numbered: names stay at the site
             assert scored["dice_per_case"][f"case_{i}"] == pytest.approx(want)
             assert name not in result.read_text()
         assert scored["dice_mean"]["1"] < 1.0

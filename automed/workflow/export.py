@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from automed.errors import ArtifactError, ConfigError, ProblemsError
+from automed.errors import ArtifactError, ConfigError, DatasetError, ProblemsError
 from automed.export.export import ExportResult
 from automed.package.mlcube import PackageResult
 from automed.parallel import progress_bar
@@ -111,9 +111,17 @@ def export(
     redactor = redactor_for(members, keep_case_ids=keep_case_ids, outputs=[out])
     sample = None
     if case is not None:
+        import numpy as np
+
         found = discover(case, predictor.plan.n_channels, takes_dimension(predictor))
         c = found[0]
         cd = read_case(Case(c.case_id, c.images), c.is_4d)
+        if not np.isfinite(cd.channels).all():  # before the export: parity on NaN would blame the model
+            raise DatasetError.single(
+                c.images[0], "the parity case's voxels must be finite (a NaN input gives NaN outputs in every runtime)",
+                f"{int((~np.isfinite(cd.channels)).sum())} NaN/infinite voxel(s)",
+                "pass another --case, or replace those voxels (e.g. by the background intensity) in a copy",
+            )  # fmt: skip
         sample = (c.case_id, cd.channels, cd.geometry)
     elif not is_uri:
         sample = first_validation_case(members[0])
