@@ -61,6 +61,11 @@ def test_all_data_model_trains_registers_predicts_and_exports(tmp_path: Path) ->
     assert exp.report["parity"]["onnxruntime"]["passed"]
     card = (exp.folder / "MODEL_CARD.md").read_text()
     assert "one model trained on every case" in card and f"CV score {cv.model.cv_score:.4f}" in card
+    # select compares cross-validations: an all-data model has none (its fold -1 was read as the split's last fold,
+    # "fold_all/validation/case_002.npz: ... missing. Fix: re-run the training")
+    with pytest.raises(ArtifactError, match=r"has none.*fold_all.*its --cv work dir") as err:
+        api.select([wd, tmp_path / "CV"], tmp_path / "S", tracking_uri=uri, inference=False)
+    assert "re-run the training" not in str(err.value) and not (tmp_path / "S").exists()
 
 
 def test_cv_of_another_plan_is_refused(tmp_path: Path) -> None:

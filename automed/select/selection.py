@@ -33,7 +33,7 @@ from automed.runtime.postprocess import CLASS_BIAS, apply, class_bias, decide
 from automed.select.class_bias import decide_class_bias
 from automed.select.names import candidate_names
 from automed.train.config import TrainConfig
-from automed.workdir import SELECTION, WorkDir, require, with_relative_members
+from automed.workdir import ALL_DATA, SELECTION, WorkDir, require, with_relative_members
 
 SELECTION_FILE = SELECTION
 EPS = 1e-6
@@ -77,6 +77,14 @@ def load_training(workdir: Path) -> Training:
     wd = WorkDir(workdir)
     require(wd.train_config, "a finished training's train_config.json", f"automed train DATASET -o {workdir}")
     meta, configuration = _selected_meta(wd.require_model())
+    if ALL_DATA in meta["folds"]:  # its fold -1 had been read as the split's last fold: "re-run the training"
+        raise ArtifactError.single(
+            workdir,
+            "select compares trainings by their cross-validation; an all-data model (train --folds all) has none",
+            "an all-data model (fold_all)",
+            "select the cross-validation training whose evidence it inherits (its --cv work dir), then predict, "
+            "export or package the all-data model itself",
+        )
     dataset = read_train_config(wd.train_config)["dataset"]
     return Training.of(workdir, configuration, meta["folds"], [int(k) for k in meta["labels"]], dataset)
 
