@@ -12,7 +12,6 @@ import pytest
 
 from automed.runtime.image_model import prepared_input, scale_note
 from automed.runtime.pipeline import Spec
-from automed.workflow.predict_writers import TableWriter
 
 
 def test_an_image_four_times_the_input_gets_a_note() -> None:
@@ -33,9 +32,17 @@ def test_the_prepared_input_reports_the_image_shape_before_the_crop() -> None:
     assert x.shape == (1, 1, 28, 28) and own == (60, 40)
 
 
-def test_the_table_writer_logs_the_note(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_predict_logs_the_note_of_a_case(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The prediction loop says a prediction's note, naming its case (for a table and for label maps alike)."""
+    import SimpleITK as sitk
+
+    from automed.infer.inputs import discover
+    from automed.workflow.predict import _predict_cases
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.ones((8, 8), np.uint8)), str(tmp_path / "t00.png"))
     res = SimpleNamespace(row=lambda target: {"prediction": 1.0}, note="it sees the central 25% x 25% of it")
-    w = TableWriter(tmp_path, None)
+    predictor = SimpleNamespace(target=None, predict_arrays=lambda *a, **k: res)
+    cases = discover(tmp_path / "t00.png", 1, 2)
     with caplog.at_level(logging.WARNING, logger="automed"):
-        w.add(SimpleNamespace(case_id="t00"), None, res)
+        _predict_cases(predictor, cases, tmp_path, "W", "nifti", False, False, None, False)
     assert "t00: it sees the central 25% x 25%" in caplog.text
