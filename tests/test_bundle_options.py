@@ -278,3 +278,35 @@ def test_predict_py_overwrite_replaces_only_what_a_bundle_wrote(bundle: dict[str
     with pytest.raises(SystemExit, match=r"already holds a\.nii\.gz, b\.nii\.gz; .*--overwrite"):
         cli.main(args[:-1], bundle=bundle["root"])
     assert cli.main(args, bundle=bundle["root"]) == 0  # a rerun (the cube's) replaces them
+
+
+def test_a_failed_overwrite_leaves_a_mix_that_continue_refuses(
+    bundle: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """predict.py --overwrite --no-tta wrote its record before predicting, then failed on the second case: the
+    folder held one no-TTA and one TTA map under a no-TTA record, and --continue --no-tta accepted it as finished
+    (review finding). While replacing, the record now matches no run; the settings are written once all cases are."""
+    args = ["-i", str(bundle["in"]), "-o", str(bundle["out"])]
+    assert cli.main(args, bundle=bundle["root"]) == 0  # TTA
+    calls = {"n": 0}
+
+    def fail_on_the_second(
+        self: _Model, channels: np.ndarray, spacing: list[float]
+    ) -> tuple[np.ndarray, None]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+        return np.ones(channels.shape[1:], dtype=np.int16), None
+
+    monkeypatch.setattr(_Model, "predict", fail_on_the_second)
+    with pytest.raises(RuntimeError, match="killed"):
+        cli.main([*args, "--overwrite", "--no-tta"], bundle=bundle["root"])
+    record = json.loads((bundle["out"] / cli.RECORD).read_text())
+    assert record["replacing"] is True and record["tta"] is False
+    for tta in ([], ["--no-tta"]):
+        with pytest.raises(SystemExit, match=r"--continue adds to label maps of this bundle with the same"):
+            cli.main([*args, "--continue", *tta], bundle=bundle["root"])
+    assert cli.main([*args, "--overwrite", "--no-tta"], bundle=bundle["root"]) == 0  # a rerun finishes it
+    assert json.loads((bundle["out"] / cli.RECORD).read_text()) == {
+        k: v for k, v in record.items() if k != "replacing"
+    }

@@ -91,3 +91,38 @@ def test_predict_replaces_a_bundles_predictions_only_with_overwrite_and_lists_wh
     said = [r.getMessage() for r in caplog.records if "--overwrite: removed" in r.getMessage()]
     assert len(said) == 1 and "1 earlier prediction file(s)" in said[0] and "old_case.nii.gz" in said[0], said
     assert RECORD not in said[0]  # the bundle's record is no file of the user's
+
+
+@pytest.mark.slow
+def test_a_failed_overwrite_leaves_a_mix_that_continue_refuses(
+    small_training: dict[str, Path], tmp_path: Path
+) -> None:
+    """predict --overwrite --no-tta replaced a_000, then failed on b_000 (a NaN voxel): the folder held a no-TTA and
+    a TTA map under the earlier TTA record, and --continue accepted it as finished (review finding). The record
+    goes when replacing starts and comes back when it has finished."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from automed import api
+    from automed.errors import DatasetError
+
+    image = sitk.ReadImage(str(small_training["ds"] / "imagesTr" / "case_000.nii.gz"))
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    sitk.WriteImage(image, str(inputs / "a_000.mha"))
+    values = sitk.GetArrayFromImage(image).astype(np.float32)
+    values[0, 0, :4] = np.nan
+    bad = sitk.GetImageFromArray(values)
+    bad.CopyInformation(image)
+    sitk.WriteImage(bad, str(inputs / "b_000.mha"))
+    out = tmp_path / "P"
+    api.predict(small_training["W"], inputs, out, show_progress=False, nan_to=0.0)
+    with pytest.raises(DatasetError, match="must be finite"):
+        api.predict(small_training["W"], inputs, out, show_progress=False, overwrite=True, tta=False)
+    for tta in (True, False):
+        with pytest.raises(ArtifactError, match="no record of the model that wrote them"):
+            api.predict(
+                small_training["W"], inputs, out, show_progress=False, resume=True, nan_to=0.0, tta=tta
+            )
+    api.predict(small_training["W"], inputs, out, show_progress=False, overwrite=True, tta=False, nan_to=0.0)
+    assert (out / ".automed-predict.json").is_file()

@@ -228,8 +228,10 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             f"folder holds {held} without it: files of yours, not replaced; choose an empty folder"
         )
     args.output.mkdir(parents=True, exist_ok=True)
-    # the bundle's predictions are here (what --overwrite may replace) and the settings --continue checks
-    (outp / RECORD).write_text(json.dumps(settings) + "\n")
+    # the bundle's predictions are here (what --overwrite may replace) and the settings --continue checks; while
+    # earlier ones are replaced one by one, a record no run matches: a failed run leaves a mix --continue refuses
+    replacing = {**settings, "replacing": True} if taken else settings
+    (outp / RECORD).write_text(json.dumps(replacing) + "\n")
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
@@ -276,6 +278,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
     if image_level:
         write_table(rows, args.output / "predictions.csv")
+    (outp / RECORD).write_text(json.dumps(settings) + "\n")  # every case predicted with these settings
     return 0
 
 

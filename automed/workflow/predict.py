@@ -345,6 +345,8 @@ def predict(
     record = out / RECORD  # replacing earlier predictions: recorded once they are replaced
     if not (earlier and overwrite):
         write_record(out, settings)
+    else:  # replaced one by one: a failed run leaves a mix that no record describes, which --continue refuses
+        record.unlink(missing_ok=True)
     truth = folder_truth(input_path, cases, getattr(predictor, "target", None))  # IN/<class>/<images>
     try:
         written, produced = _predict_cases(predictor, cases, out, model, output_format, review,
