@@ -18,6 +18,7 @@ import numpy as np
 from automed.errors import ArtifactError
 from automed.runtime.folders import file_suffix, folder_fix, symbolic_links
 from automed.runtime.output import RECORD as BUNDLE_RECORD
+from automed.runtime.output import is_export
 
 
 def canonical_json(obj: Any) -> str:
@@ -266,7 +267,7 @@ def unmarked_kind(folder: Path) -> str | None:
     """The kind of an output automed wrote before it marked them (an export, a cube), or that the exported
     bundle's ``predict.py`` wrote (predictions: its record, :data:`automed.runtime.output.RECORD`); None: not one
     of those."""
-    if (folder / "export.json").is_file() and (folder / "preprocess.json").is_file():
+    if is_export(folder):
         return "export"
     if (folder / BUNDLE_RECORD).is_file():  # automed's own predictions, written by the model's bundle
         return "predictions"

@@ -28,13 +28,19 @@ def _bundle(root: Path) -> Path:
     return root
 
 
-def test_the_bundle_warns_when_the_network_sees_part_of_an_image(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def stub_networks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The bundle's networks replaced by one that always says class b (onnx runtime); an empty input folder."""
     monkeypatch.setattr(image_model, "forwards_for", lambda *a, **k: [lambda x: np.array([[0.0, 1.0]])])
     monkeypatch.setattr(cli, "_runtime", lambda *a: "onnx")
     inputs = tmp_path / "in"
     inputs.mkdir()
+    return inputs
+
+
+def test_the_bundle_warns_when_the_network_sees_part_of_an_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = stub_networks(monkeypatch, tmp_path)
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((112, 112), np.uint8)), str(inputs / "big.png"))
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((30, 28), np.uint8)), str(inputs / "fit.png"))
     assert cli.main(["-i", str(inputs), "-o", str(tmp_path / "out")], bundle=_bundle(tmp_path / "b")) == 0
@@ -49,10 +55,7 @@ def test_the_bundle_replaces_an_older_bundles_table_but_not_a_users_csv(
 ) -> None:
     """An image-level bundle before the record wrote only predictions.csv: --overwrite (the cube's rerun) replaces
     such a table; a predictions.csv of the user's (another header) is never replaced."""
-    monkeypatch.setattr(image_model, "forwards_for", lambda *a, **k: [lambda x: np.array([[0.0, 1.0]])])
-    monkeypatch.setattr(cli, "_runtime", lambda *a: "onnx")
-    inputs, out = tmp_path / "in", tmp_path / "out"
-    inputs.mkdir()
+    inputs, out = stub_networks(monkeypatch, tmp_path), tmp_path / "out"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((30, 28), np.uint8)), str(inputs / "fit.png"))
     bundle = _bundle(tmp_path / "b")
     assert cli.main(["-i", str(inputs), "-o", str(out)], bundle=bundle) == 0

@@ -13,10 +13,10 @@ import SimpleITK as sitk
 
 from automed.data.io import Geometry
 from automed.infer.image_level import ImagePredictor
-from automed.runtime import cli, image_model
+from automed.runtime import cli
 from automed.runtime.image_model import prepared_noted, small_note
 from automed.runtime.pipeline import Spec
-from tests.test_bundle_scale_note import _bundle
+from tests.test_bundle_scale_note import _bundle, stub_networks
 
 NORM = {"channel": 0, "scheme": "zscore", "use_nonzero_mask": False, "clip_low": None, "clip_high": None,
         "mean": None, "std": None}  # fmt: skip
@@ -46,10 +46,7 @@ def test_automed_predicts_input_carries_the_note() -> None:
 def test_the_bundle_warns_about_a_dicom_at_a_fifth_of_the_spacing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(image_model, "forwards_for", lambda *a, **k: [lambda x: np.array([[0.0, 1.0]])])
-    monkeypatch.setattr(cli, "_runtime", lambda *a: "onnx")
-    inputs = tmp_path / "in"
-    inputs.mkdir()
+    inputs = stub_networks(monkeypatch, tmp_path)
     pixels = np.random.default_rng(1).integers(1, 200, (28, 28)).astype(np.uint8)
     tiny = sitk.GetImageFromArray(pixels)
     tiny.SetSpacing((0.2, 0.2))

@@ -50,8 +50,11 @@ def prepared_input(
     channels: np.ndarray, spacing_zyx: list[float], spec: Spec, shape: list[int]
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """:func:`network_input` and the preprocessed image's own spatial shape (before the centre crop or padding)."""
-    x, own, _ = _prepared(channels, spacing_zyx, spec, shape)
-    return x, own
+    data, _, _ = preprocess_image(channels, spacing_zyx, spec)
+    # a 2D configuration's image is one slice
+    x = fit_centre(data, [1, *shape])[:, 0] if len(shape) == 2 else fit_centre(data, shape)
+    own = tuple(int(n) for n in data.shape[-len(shape) :])
+    return np.ascontiguousarray(x[None], dtype=np.float32), own
 
 
 def prepared_noted(
@@ -60,7 +63,7 @@ def prepared_noted(
     """:func:`network_input` and the warnings of :func:`scale_note` (the network sees part of the image) and
     :func:`small_note` (the image fills less than half of the network's input), joined, or ``None``; what
     ``automed predict`` and the exported bundle warn about."""
-    x, own, _ = _prepared(channels, spacing_zyx, spec, shape)
+    x, own = prepared_input(channels, spacing_zyx, spec, shape)
     return x, size_notes(own, channels.shape[1:], spacing_zyx, spec, shape)
 
 
@@ -71,16 +74,6 @@ def size_notes(
     :func:`input_small_note` (the image as read, ``shape_zyx`` pixels at ``spacing_zyx`` mm), joined, or ``None``."""
     notes = [t for t in (scale_note(own, shape), input_small_note(shape_zyx, spacing_zyx, spec, shape)) if t]
     return ". Also: ".join(notes) or None
-
-
-def _prepared(
-    channels: np.ndarray, spacing_zyx: list[float], spec: Spec, shape: list[int]
-) -> tuple[np.ndarray, tuple[int, ...], dict[str, Any]]:
-    data, props, _ = preprocess_image(channels, spacing_zyx, spec)
-    # a 2D configuration's image is one slice
-    x = fit_centre(data, [1, *shape])[:, 0] if len(shape) == 2 else fit_centre(data, shape)
-    own = tuple(int(n) for n in data.shape[-len(shape) :])
-    return np.ascontiguousarray(x[None], dtype=np.float32), own, props
 
 
 def scale_note(own: tuple[int, ...], shape: list[int]) -> str | None:
