@@ -424,5 +424,16 @@ def refuse_unfinished(root: Path) -> None:
         raise ArtifactError.single(
             root / TRAIN_CONFIG, "a model's folds finished their training",
             f"an --extend {pending.get('epochs')} that did not finish",
-            f"complete it: automed train --resume {root} --extend {pending.get('epochs')}",
+            f"complete it: automed train --resume {root} --extend {pending.get('epochs')}{_as_registered(root)}",
         )  # fmt: skip
+
+
+def _as_registered(root: Path) -> str:
+    """The way to the model as it was before an unfinished ``--extend``: its registered version, which holds its own
+    copy of the weights ("" when the training registered none)."""
+    try:
+        entry = json.loads((root / TRACKING).read_text()).get("registered")
+        name, version = entry["name"], entry["version"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return ""
+    return f"; the model as it was before the extension is the registered models:/{name}/{version} (with --tracking-uri)"

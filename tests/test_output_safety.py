@@ -557,7 +557,12 @@ def test_a_model_being_written_or_half_extended_is_not_read(tmp_path: Path) -> N
         )  # fmt: skip
         assert other.returncode != 0 and "one automed command writes a work dir at a time" in other.stderr
     (wd / "train_config.json").write_text(json.dumps({"extension": {"epochs": 3, "targets": {"0": 5}}}))
-    with pytest.raises(ArtifactError, match=r"complete it: automed train --resume .* --extend 3"):
+    with pytest.raises(ArtifactError, match=r"complete it: automed train --resume .* --extend 3$") as err:
+        refuse_unfinished(wd)
+    assert "models:/" not in str(err.value)  # nothing registered: no other way named
+    # registered before the extension: that version keeps its own copy of the weights, the way to the model of before
+    (wd / "tracking.json").write_text(json.dumps({"registered": {"name": "automed-x", "version": "2"}}))
+    with pytest.raises(ArtifactError, match=r"--extend 3; the model as it was before .* models:/automed-x/2"):
         refuse_unfinished(wd)
 
 

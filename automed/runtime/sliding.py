@@ -28,7 +28,9 @@ def gaussian_importance(patch: tuple[int, ...], sigma_scale: float = 1 / 8) -> n
 def window_starts(size: int, patch: int, step: float) -> list[int]:
     if size <= patch:
         return [0]
-    n = math.ceil((size - patch) / (patch * step)) + 1
+    # a step under one voxel moves the window by one voxel: more windows would repeat the same places (and a step
+    # such as 1e-9 asked for billions of them)
+    n = min(math.ceil((size - patch) / (patch * step)) + 1, size - patch + 1)
     gap = (size - patch) / (n - 1)
     return [round(i * gap) for i in range(n)]
 
