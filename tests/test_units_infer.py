@@ -30,7 +30,12 @@ from automed.select.inference_cost import choose, single_model_seconds
         (21, 8, 0.5, [0, 3, 6, 10, 13]),  # ceil(13 / 4) + 1 = 5 windows, 13 / 4 = 3.25 apart, rounded
         (20, 8, 0.75, [0, 6, 12]),  # ceil(12 / 6) + 1 = 3 windows
         (20, 8, 1 / 8, list(range(13))),  # one voxel apart: every place once
-        (20, 8, 1e-9, list(range(13))),  # under a voxel: still every place once (it had asked for 12e9 windows)
+        (
+            20,
+            8,
+            1e-9,
+            list(range(13)),
+        ),  # under a voxel: still every place once (it had asked for 12e9 windows)
     ],
 )
 def test_window_starts_spread_evenly_to_the_border(
