@@ -163,6 +163,16 @@ def test_nan_inf_voxels(ds: Path, tmp_path: Path, bad: float) -> None:
     assert "1 NaN/Inf" in p.value
 
 
+@pytest.mark.parametrize(("bad", "dtype"), [(-np.finfo(np.float32).max, np.float32), (1e40, np.float64)])
+def test_no_data_markers_are_refused(ds: Path, tmp_path: Path, bad: float, dtype: type) -> None:
+    """float32's lowest (a common "no data" background) passed verify, then preprocessing wrote all-NaN images that
+    trained to a null loss; one float64 voxel at 1e40 crashed planning with a pydantic error naming no file."""
+    f = ds / "imagesTr" / "case_001.nii.gz"
+    _set_voxels(f, (1, 2, 3), bad, dtype=dtype)
+    p = _has(_fails(ds, tmp_path), f, "must be intensities (|value| <= 1e+15)", "background intensity")
+    assert "1 voxels beyond it" in p.value and f"{bad:g}" in p.value
+
+
 def test_4d_image_where_3d_declared(ds: Path, tmp_path: Path) -> None:
     f = ds / "imagesTr" / "case_000.nii.gz"
     img = _img(f)
@@ -446,3 +456,20 @@ def test_fingerprint_refuses_a_work_dir_in_the_dataset_before_reading_it(
     assert read == [] and not (data / "w").exists()
     r = CliRunner().invoke(app, ["-q", "fingerprint", str(data), "-o", str(tmp_path / "W")])
     assert r.exit_code == 0 and len(read) == 1  # verified once, then fingerprinted
+
+
+def test_prediction_refuses_no_data_markers_unless_nan_to(tmp_path: Path) -> None:
+    """predict normalised a -3.4e38 background into an all-NaN image and predicted nothing, without a word."""
+    from automed.errors import DatasetError
+    from automed.workflow.predict import _finite
+
+    x = np.ones((1, 2, 3, 4), np.float32)
+    assert _finite(x, (tmp_path / "a.nii.gz",), None) is x
+    x[0, 0, 0, :2] = -np.finfo(np.float32).max
+    x[0, 1, 0, 0] = np.nan
+    with pytest.raises(
+        DatasetError, match=r"a.nii.gz: .*finite intensities.*3 voxel\(s\) NaN, infinite or beyond"
+    ):
+        _finite(x, (tmp_path / "a.nii.gz",), None)
+    fixed = _finite(x, (tmp_path / "a.nii.gz",), 0.0)
+    assert fixed.min() == 0.0 and fixed.max() == 1.0 and np.isfinite(x).sum() == x.size - 1  # input untouched

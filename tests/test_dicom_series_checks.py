@@ -82,6 +82,37 @@ def test_a_dicom_series_of_several_volumes_is_refused_for_prediction(tmp_path: P
         discover(echoes, 1)
 
 
+def test_training_refuses_the_series_prediction_refuses(tmp_path: Path) -> None:
+    """verify, fingerprint and training read a series with a slice missing (spread evenly: 1.0333 mm instead of 1)
+    or two echoes (stacked into one volume at 0.127 mm) without a word, where predict refused the same folders;
+    in a segmentation dataset the label map was then blamed ("resample the label onto its image")."""
+    from automed.data.dataset import load_dataset
+    from automed.data.io import read_header, read_sitk
+    from automed.data.verify import verify
+
+    ok = write_series(tmp_path / "ok", [0.0, 2.0, 4.0, 6.0])
+    assert read_sitk(ok).GetSize() == (8, 6, 4)
+    for folder, rule in (
+        (
+            write_series(tmp_path / "gap", [0.0, 2.0, 6.0, 8.0]),
+            r"must be evenly spaced; found gaps from 2\.000 to 4",
+        ),
+        (
+            write_series(tmp_path / "echo", [0.0, 2.0, 4.0], echoes=2),
+            r"must hold one volume; found 2 \(echoes",
+        ),
+    ):
+        for read in (read_sitk, read_header):
+            with pytest.raises(AutomedError, match=rule) as err:
+                read(folder)
+            assert err.value.problems[0].file.endswith(folder.name)
+    csv = tmp_path / "cls.csv"
+    csv.write_text(f"SubjectID,Channel_0,ValueToPredict\na,{ok},x\nc,{tmp_path / 'gap'},x\n")
+    with pytest.raises(AutomedError, match=r"gap: the slices of a volume must be evenly spaced") as err:
+        verify(load_dataset(csv), show_progress=False)
+    assert [p.file for p in err.value.problems if "evenly spaced" in p.rule] == [str(tmp_path / "gap")]
+
+
 def test_orientation_noise_does_not_split_a_series_into_volumes(tmp_path: Path) -> None:
     """Orientations were keyed by their text to 3 decimals: -0.0001 and 0.0001 (noise a scanner writes) read
     '-0.000' and '0.000', two volumes, and predict refused the series as several volumes."""

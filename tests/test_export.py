@@ -528,13 +528,18 @@ def test_bundle_refuses_non_finite_voxels_unless_nan_to(exported: dict[str, Path
     img = sitk.ReadImage(str(src))
     arr = sitk.GetArrayFromImage(img).astype(np.float32)
     arr[0, 0, :2] = np.nan
+    arr[0, 1, 0] = -np.finfo(
+        np.float32
+    ).max  # a 'no data' marker: normalised, it had made the whole image NaN
     bad = sitk.GetImageFromArray(arr)
     bad.CopyInformation(img)
     inputs = tmp_path / "in"
     inputs.mkdir()
     sitk.WriteImage(bad, str(inputs / "nan.mha"))
     args = ["-i", str(inputs), "-o", str(tmp_path / "out"), "--runtime", "onnx"]
-    with pytest.raises(SystemExit, match=r"must be finite, found 2 NaN/infinite.*--nan-to"):
+    with pytest.raises(
+        SystemExit, match=r"must be finite intensities, found 3 NaN, infinite or beyond .*--nan-to"
+    ):
         cli.main(args, bundle=exported["bundle"])
     assert cli.main([*args, "--nan-to", "0"], bundle=exported["bundle"]) == 0
     assert (tmp_path / "out" / "nan.mha").is_file()

@@ -238,7 +238,11 @@ def test_predict_into_the_inputs_is_refused_and_nan_is_an_error(
     sitk.WriteImage(bad, str(tmp_path / "nan.mha"))  # ITK's NIfTI reader turns NaN into 0
     with pytest.raises(DatasetError) as err:
         api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False)
-    assert "must be finite" in str(err.value) and "3 NaN" in str(err.value) and "--nan-to" in str(err.value)
+    assert (
+        "must be finite" in str(err.value)
+        and "3 voxel(s) NaN, infinite" in str(err.value)
+        and "--nan-to" in str(err.value)
+    )
     assert not (tmp_path / "P").exists()  # a failed run leaves no folder of its own behind
     (out,) = api.predict(trained["W"], tmp_path / "nan.mha", tmp_path / "P", show_progress=False, nan_to=0.0)
     assert out.is_file() and (tmp_path / "P" / OUTPUT_MARKER).is_file()

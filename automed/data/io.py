@@ -28,7 +28,9 @@ from automed.runtime.io import (
     image_io,
     read_picture,
     read_series,
+    series_volume_issue,
     shown,
+    slice_headers,
     utf8,
     write_atomic,
 )
@@ -145,8 +147,11 @@ def _read_sitk(path: Path) -> sitk.Image:
         raise _not_utf8(path)
     if path.is_dir():
         files = dicom_series_files(path)
+        heads = slice_headers(files)
+        if issue := series_volume_issue(files, heads):  # as automed predict refuses it: one volume, no gap
+            raise DatasetError.single(path, *issue)
         try:
-            return read_series(files)
+            return read_series(files, heads)
         except RuntimeError as exc:
             if how := compressed_dicom(Path(files[0])):
                 raise _undecodable(path, how, exc) from exc

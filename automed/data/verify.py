@@ -21,6 +21,7 @@ from automed.data.verify_rules import (
     header_problems,
     label_range_problem,
     segmentation_problem,
+    voxel_problem,
 )
 from automed.errors import DatasetError, Problem
 from automed.parallel import parallel_map
@@ -268,18 +269,9 @@ def check_case(
             # every component of the first file: an RGB picture's red channel alone may be empty (a green stain)
             content = content or content_hash(arrs[0] if len(arrs) == 1 else np.stack(arrs))
             for a in arrs:
-                if np.issubdtype(a.dtype, np.floating):
-                    bad = int(np.count_nonzero(~np.isfinite(a)))
-                    if bad:
-                        problems.append(
-                            Problem(
-                                str(p),
-                                "image voxels must be finite numbers",
-                                f"{bad} NaN/Inf voxels",
-                                "replace NaN/Inf (e.g. with 0) before training",
-                            )
-                        )
-                        break
+                if problem := voxel_problem(p, a):
+                    problems.append(problem)
+                    break
     label_values: list[int] = []
     if case.label is not None:
         if (missing := access_problem(case.label, "label")) is not None:

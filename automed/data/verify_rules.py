@@ -18,7 +18,7 @@ import numpy as np
 from automed.data.io import Header, nifti_spatial_pixdim
 from automed.data.schema import Case
 from automed.errors import Problem
-from automed.runtime.io import NOT_IMAGES, not_an_image, sop_class
+from automed.runtime.io import NOT_IMAGES, VOXEL_MAGNITUDE, not_an_image, sop_class
 
 # Label maps are held as int16 from reading a case on (automed.data.cases.read_case, the preprocessing lookup table,
 # the label values of a bundle): a larger value wraps around (40000 becomes -25536).
@@ -30,6 +30,26 @@ LABEL_MAX = int(np.iinfo(np.int16).max)
 # machine (pass max_voxels) or cropping/downsampling first.
 DEFAULT_MAX_VOXELS = 500_000_000
 MAX_VOXELS_MEMORY = "about 40 bytes per voxel in preprocessing, so 20 GB for the default"
+
+
+def voxel_problem(path: Path, a: np.ndarray) -> Problem | None:
+    """NaN/Inf, or a magnitude no intensity has, in one channel's voxels (floating types only)."""
+    if not np.issubdtype(a.dtype, np.floating):
+        return None
+    bad = int(np.count_nonzero(~np.isfinite(a)))
+    if bad:
+        return Problem(str(path), "image voxels must be finite numbers", f"{bad} NaN/Inf voxels",
+                       "replace NaN/Inf (e.g. with 0) before training")  # fmt: skip
+    huge = np.abs(a) > VOXEL_MAGNITUDE
+    if n := int(np.count_nonzero(huge)):
+        ex = sorted({float(v) for v in a[huge].ravel()[:1000]}, key=abs, reverse=True)[:2]
+        return Problem(
+            str(path),
+            f"image voxels must be intensities (|value| <= {VOXEL_MAGNITUDE:g})",
+            f"{n} voxels beyond it, e.g. {', '.join(f'{v:g}' for v in ex)} (a 'no data' marker?)",
+            "replace them with the background intensity (e.g. the lowest of the other voxels) before training",
+        )
+    return None
 
 
 def label_range_problem(path: Path, values: list[int]) -> Problem | None:

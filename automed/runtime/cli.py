@@ -18,14 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .backends import RUNTIME_MODULES, choose_runtime
 from .folders import file_suffix, folder_fix, symbolic_links
 from .grid import channel_grid_mismatch
 from .image_model import ImageBundleModel
 from .inputs import find_cases
-from .io import read_case, spacing_zyx, write_labels
+from .io import UNUSABLE, read_case, spacing_zyx, unusable_voxels, write_labels
 from .model import BundleModel
 from .options import OptionError, checked_step, parse_folds, with_folds
 from .output import RECORD as RECORD
@@ -118,7 +116,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         "--nan-to",
         type=float,
         default=None,
-        help="value for NaN/infinite input voxels (default: refuse such inputs with an error)",
+        help="value for NaN/infinite input voxels, and for those beyond +-1e15 ('no data' markers) (default: refuse "
+        "such inputs with an error)",
     )
     args = ap.parse_args(argv)
     if args.resume and args.overwrite:
@@ -236,12 +235,12 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
         channels, ref = read_case(case)
-        bad = ~np.isfinite(channels)
+        bad = unusable_voxels(channels)
         if bad.any():
             if args.nan_to is None:
                 raise SystemExit(
-                    f"{case.paths[0]}: image voxels must be finite, found {int(bad.sum())} NaN/infinite; fix the "
-                    "image or pass --nan-to VALUE"
+                    f"{case.paths[0]}: image voxels must be finite intensities, found {int(bad.sum())} {UNUSABLE}; "
+                    "fix the image or pass --nan-to VALUE"
                 )
             channels[bad] = args.nan_to
         if channels.shape[0] != model.n_channels:

@@ -69,6 +69,19 @@ def shown(path: Path | str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+# no measured intensity comes near it; a "no data" marker (float32's lowest, -3.4e38) or a corrupt voxel does, and
+# normalisation statistics overflow on it (a NaN image, predicted without a word, or trained to a null loss)
+VOXEL_MAGNITUDE = 1e15
+UNUSABLE = f"NaN, infinite or beyond +-{VOXEL_MAGNITUDE:g} (a 'no data' marker?)"
+
+
+def unusable_voxels(a: np.ndarray) -> np.ndarray:
+    """Where ``a`` holds no intensity: NaN, infinite, or a magnitude beyond :data:`VOXEL_MAGNITUDE`."""
+    with np.errstate(invalid="ignore"):
+        bad: np.ndarray = ~np.isfinite(a) | (np.abs(a) > VOXEL_MAGNITUDE)
+    return bad
+
+
 UTF8_RULE = "file names must be UTF-8 (SimpleITK opens no others)"
 UTF8_FIX = "rename them (convmv -f latin1 -t utf8 -r --notest FOLDER renames a folder's Latin-1 names)"
 
@@ -184,10 +197,19 @@ def read_series(files: list[str], heads: list[sitk.ImageFileReader] | None = Non
 
 
 def series_volume_problem(files: list[str], heads: list[sitk.ImageFileReader] | None = None) -> str | None:
+    """:func:`series_volume_issue` in one line (``None`` when the series is one volume)."""
+    issue = series_volume_issue(files, heads)
+    return None if issue is None else f"{issue[0]}, found {issue[1]}; {issue[2]}"
+
+
+def series_volume_issue(
+    files: list[str], heads: list[sitk.ImageFileReader] | None = None
+) -> tuple[str, str, str] | None:
     """What keeps one series' files (single-frame slices) from being one volume, from their headers, as ``automed
     predict`` checks it (:func:`automed.tools.dicom_convert.series_volume_problems`, with pydicom): several volumes
     (echoes, temporal positions, a localizer's other orientation: they would be stacked into one), two slices at
-    one position, or a missing slice (the others would be spread evenly). ``None`` when it is one volume."""
+    one position, or a missing slice (the others would be spread evenly). (rule, found, fix); ``None`` when it is
+    one volume."""
     kinds: dict[tuple[str, str, tuple[float, ...]], list[float]] = {}
     heads = heads if heads is not None else slice_headers(files)
     if len(heads) < len(files):
@@ -203,16 +225,23 @@ def series_volume_problem(files: list[str], heads: list[sitk.ImageFileReader] | 
         kinds.setdefault(key, []).append(float(np.dot(head.GetOrigin(), axes[:, 2])))
     if len(kinds) > 1:
         return (
-            f"a DICOM series folder must hold one volume, found {len(kinds)} (echoes, temporal positions or "
-            "orientations, such as a localizer); move each volume's files into a folder of its own"
+            "a DICOM series folder must hold one volume",
+            f"{len(kinds)} (echoes, temporal positions or orientations, such as a localizer)",
+            "move each volume's files into a folder of its own",
         )
     gaps = np.diff(np.sort(next(iter(kinds.values()), [])))
     if len(gaps) and gaps.min() < 1e-3:
-        return f"the slices of a volume must lie at distinct positions, found {int((gaps < 1e-3).sum())} repeated; " \
-               "remove the duplicate files"  # fmt: skip
+        return (
+            "the slices of a volume must lie at distinct positions",
+            f"{int((gaps < 1e-3).sum())} repeated",
+            "remove the duplicate files",
+        )
     if len(gaps) > 1 and gaps.max() - gaps.min() > max(0.05, 0.05 * float(np.median(gaps))):
-        return f"the slices of a volume must be evenly spaced, found gaps from {gaps.min():.3f} to " \
-               f"{gaps.max():.3f} mm (a slice missing?); add the missing files"  # fmt: skip
+        return (
+            "the slices of a volume must be evenly spaced",
+            f"gaps from {gaps.min():.3f} to {gaps.max():.3f} mm (a slice missing?)",
+            "add the missing files",
+        )
     return None
 
 

@@ -430,16 +430,16 @@ def _label_names(model: str | Path, predictor: Any) -> dict[int, str]:
 
 def _finite(channels: Any, images: tuple[Path, ...], nan_to: float | None) -> Any:
     """``channels`` when every voxel is finite, or with non-finite voxels set to ``nan_to``; else a clear error."""
-    import numpy as np
+    from automed.runtime.io import UNUSABLE, unusable_voxels
 
-    bad = ~np.isfinite(channels)
+    bad = unusable_voxels(channels)
     if not bad.any():
         return channels
     if nan_to is None:
         raise DatasetError.single(
             images[0],
-            "input voxels must be finite (a model given NaN predicts nothing there, silently)",
-            f"{int(bad.sum())} NaN/infinite voxel(s)",
+            "input voxels must be finite intensities (a model given NaN predicts nothing there, silently)",
+            f"{int(bad.sum())} voxel(s) {UNUSABLE}",
             "fix the image, or pass --nan-to VALUE (e.g. the background intensity) to replace them",
         )
     out = channels.copy()
