@@ -214,3 +214,31 @@ _SELECT_AGAIN = "run automed select again into this folder (-o), or put back the
 _PAIR_AGAIN = (
     "run automed select again into its selection folder (-o), or put back the ensemble.json it wrote"
 )
+
+
+MINING = "mining.json"  # automed patch-miner's record, beside its patches.csv
+_MINE_FIX = (
+    "pass --mpp with the resolution of the patches the model was trained on (or mine the patches again)"
+)
+
+
+def mined_mpps(path: Path) -> set[float]:
+    """The resolutions (micrometres per pixel) a patch miner's ``mining.json`` mined its slides at; a damaged one
+    is refused naming the file, the rule, the value and the fix (it had crashed with a bare JSONDecodeError or
+    KeyError)."""
+    data = read_json(path, what="mining.json", damaged_fix=_MINE_FIX)
+    slides: Any = data.get("slides") if isinstance(data, dict) else data
+    if not (fits(list[dict[str, Any]], slides) and all(fits(float, s.get("target_mpp")) for s in slides)):
+        rule = "mining.json's slides must each record its target_mpp (a number)"
+        raise ArtifactError.single(path, rule, shown(slides), _MINE_FIX)
+    return {round(float(s["target_mpp"]), 6) for s in slides}
+
+
+def patches_mpp(source: Path) -> float | None:
+    """The one resolution the patches of a patch miner's ``patches.csv`` (``source``) were mined at (its
+    ``mining.json``); ``None`` for any other dataset, or patches of several resolutions."""
+    mining = source.parent / MINING
+    if source.suffix.lower() != ".csv" or not mining.is_file():
+        return None
+    mpps = mined_mpps(mining)
+    return float(mpps.pop()) if len(mpps) == 1 else None

@@ -142,6 +142,26 @@ def test_slides_refuse_a_damaged_mining_record(tmp_path: Path, mining: str, foun
     refused_naming(exc, tmp_path / "mining.json", found, "--mpp")
 
 
+def test_slides_predict_at_the_resolution_the_model_was_trained_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The resolution was read from whatever mining.json lay beside the training CSV when predicting: patches mined
+    again at 1.0 into the same folder made a 0.5 model predict slides at 1.0, without a word."""
+    wd = tmp_path / "W"
+    wd.mkdir()
+    (tmp_path / "patches.csv").write_text("image,label\n")
+    fp = synthetic_fingerprint((1.0, 1.0, 1.0), (8, 8, 8), n_cases=2)
+    trained = fp.model_copy(update={"source": str(tmp_path / "patches.csv"), "slide_mpp": 0.5})
+    assert trained.with_hash().hash == fp.with_hash().hash  # not hashed: older work dirs keep theirs
+    trained.save(WorkDir(wd).fingerprint)
+    (tmp_path / "mining.json").write_text(json.dumps({"slides": [{"target_mpp": 1.0}]}))
+    with caplog.at_level("WARNING", logger="automed"):
+        assert model_mpp(wd, None) == 0.5
+    assert "mined again since the training, at 1 micrometres" in caplog.text
+    (tmp_path / "mining.json").write_text(NOT_JSON)  # the record of the training holds: the damaged file is not read
+    assert model_mpp(wd, None) == 0.5
+
+
 @pytest.mark.parametrize(
     ("fingerprint", "found"),
     [

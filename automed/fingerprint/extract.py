@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -14,6 +15,7 @@ from automed._version import __version__
 from automed.artifacts import canonical_json
 from automed.data.cases import CaseData, read_case
 from automed.data.dataset import Case, Dataset
+from automed.errors import ArtifactError
 from automed.fingerprint.schema import (
     CaseFingerprint,
     ChannelFingerprint,
@@ -22,6 +24,7 @@ from automed.fingerprint.schema import (
     LabelFingerprint,
 )
 from automed.parallel import parallel_map
+from automed.records import patches_mpp
 from automed.runtime.crop import bbox_of, box_shape, nonzero_mask, slicer
 
 DEFAULT_SAMPLE_BUDGET = 10_000_000  # foreground intensity samples in total, split equally over cases
@@ -253,8 +256,18 @@ def extract_fingerprint(
         cases=case_fps,
         class_names=class_names(ds),
         voxels_digest=voxels.hexdigest(),
+        slide_mpp=_slide_mpp(Path(ds.source)),
     )
     return fp.with_hash()
+
+
+def _slide_mpp(source: Path) -> float | None:
+    """The patches' resolution (:func:`automed.records.patches_mpp`); a damaged ``mining.json`` does not stop the
+    training (whole-slide prediction then says what is wrong with it, or takes ``--mpp``)."""
+    try:
+        return patches_mpp(source)
+    except ArtifactError:
+        return None
 
 
 def task_reason(ds: Dataset) -> str:

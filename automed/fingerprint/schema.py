@@ -89,6 +89,10 @@ class Fingerprint(Strict):
     # SHA-256 over every case's voxels and geometry as read (extract_fingerprint); None: a fingerprint written
     # before it was recorded. One digest for the dataset, none per case: it tells an edit, not which image was used
     voxels_digest: str | None = None
+    # patches of whole slides: the micrometres per pixel they were mined at (their mining.json), what a slide is
+    # predicted at; recorded here because mining again into the same folder replaces that record. Not hashed: the
+    # voxel digest tells new patches already
+    slide_mpp: float | None = None
     hash: str = ""
 
     def compute_hash(self) -> str:
@@ -96,7 +100,7 @@ class Fingerprint(Strict):
         file times), so a copied, moved or touched dataset with the same content keeps it; the voxel digest counts,
         so an edit does not. ``class_names`` and ``voxels_digest`` count only when set, so earlier fingerprints
         keep the hash they had before those fields existed."""
-        exclude = {"hash", "automed_version", "source", "inputs_hash", "inputs_version"}
+        exclude = {"hash", "automed_version", "source", "inputs_hash", "inputs_version", "slide_mpp"}
         d = self.model_dump(mode="json", exclude=exclude)
         for key in ("class_names", "voxels_digest"):
             if d.get(key) is None:

@@ -10,6 +10,8 @@ predicted, label fractions)."""
 from __future__ import annotations
 
 import csv
+import logging
+import math
 import shutil
 from functools import partial
 from pathlib import Path
@@ -26,6 +28,8 @@ from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
 from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail, wrong_mpp_hint
 from automed.wsi.tissue import tissue_mask
 
+log = logging.getLogger("automed")
+
 
 def file_parts(names: dict[int, str]) -> dict[int, str]:
     """Each label's :func:`file_part`, its value appended where two names give one (``grade 1``, ``grade/1``)."""
@@ -40,37 +44,28 @@ def file_part(label_name: str) -> str:
     return safe_id(label_name).strip(".") or "label"
 
 
-def _mined_mpps(path: Path) -> set[float]:
-    """The resolutions (micrometres per pixel) a patch miner's ``mining.json`` mined its slides at; a damaged one
-    is refused naming the file, the rule, the value and the fix (it had crashed with a bare JSONDecodeError or
-    KeyError)."""
-    from automed.artifacts import read_json
-    from automed.records import fits, shown
-
-    fix = "pass --mpp with the resolution of the patches the model was trained on (or mine the patches again)"
-    data = read_json(path, what="mining.json", damaged_fix=fix)
-    slides: Any = data.get("slides") if isinstance(data, dict) else data
-    if not (fits(list[dict[str, Any]], slides) and all(fits(float, s.get("target_mpp")) for s in slides)):
-        rule = "mining.json's slides must each record its target_mpp (a number)"
-        raise ArtifactError.single(path, rule, shown(slides), fix)
-    return {round(float(s["target_mpp"]), 6) for s in slides}
-
-
 def model_mpp(model: str | Path, given: float | None) -> float:
-    """The model's micrometres per pixel: ``--mpp``, else the patch miner's resolution of the training data."""
+    """The model's micrometres per pixel: ``--mpp``, else the resolution its training's patches were mined at (its
+    fingerprint's record; a work dir fingerprinted before that was recorded: the patch miner's ``mining.json``
+    beside its training CSV)."""
     if given is not None:
         return given
     from automed.fingerprint.schema import Fingerprint
+    from automed.records import MINING, patches_mpp
     from automed.workdir import WorkDir
 
     source = None
     if not str(model).startswith("models:/") and WorkDir(Path(model)).fingerprint.is_file():
-        source = Path(Fingerprint.load(WorkDir(Path(model)).fingerprint).source)
-        mining = source.parent / "mining.json"
-        if source.suffix == ".csv" and mining.is_file():
-            mpps = _mined_mpps(mining)
-            if len(mpps) == 1:
-                return float(mpps.pop())
+        fp = Fingerprint.load(WorkDir(Path(model)).fingerprint)
+        source = Path(fp.source)
+        if fp.slide_mpp is not None:
+            if (now := _mined_now(source)) is not None and not math.isclose(now, fp.slide_mpp, rel_tol=1e-6):
+                log.warning("%s: the patches were mined again since the training, at %g micrometres per pixel; "
+                            "slides are predicted at the %g the model was trained on (its fingerprint)",
+                            source.parent / MINING, now, fp.slide_mpp)  # fmt: skip
+            return fp.slide_mpp
+        if (now := patches_mpp(source)) is not None:
+            return now
     if (
         source is not None and source.suffix != ".csv"
     ):  # a dataset.json or class folders: no patches, no --mpp
@@ -82,6 +77,17 @@ def model_mpp(model: str | Path, given: float | None) -> float:
         f"no mining.json beside its training CSV ({source})" if source else "not a training work dir",
         "pass --mpp with the resolution of the patches it was trained on",
     )
+
+
+def _mined_now(source: Path) -> float | None:
+    """The resolution of the patches beside the training CSV now (``None`` when none, or a damaged record: the one
+    the training fingerprinted is used all the same)."""
+    from automed.records import patches_mpp
+
+    try:
+        return patches_mpp(source)
+    except ArtifactError:
+        return None
 
 
 TRAIN_ON_PATCHES = "mine patches with `automed patch-miner SLIDES -o patches`, train on patches/patches.csv"
