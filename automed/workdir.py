@@ -365,7 +365,10 @@ def claim_workdir(root: Path, command: str) -> None:
     if not root.is_dir():
         return
     foreign = sorted(p.name for p in root.iterdir() if not _ignored(p.name))
-    if not foreign or _is_earlier_workdir(root):
+    if not foreign:
+        return
+    if _is_earlier_workdir(root):
+        _refuse_other_kind(root, command)
         return
     raise ArtifactError.single(
         root,
@@ -373,6 +376,29 @@ def claim_workdir(root: Path, command: str) -> None:
         f"a folder holding {', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''}",
         "choose a new or empty folder for -o (automed never writes among files it did not write)",
     )
+
+
+def _refuse_other_kind(root: Path, command: str) -> None:
+    """A training's work dir is not a sweep's, nor the other way round: both keep their evidence in ``selection/``
+    (a training's own postprocessing choice, a sweep's selection of its trials), and each replaced the other's."""
+    sweep = (root / "sweep.json").is_file()
+    trained = (root / TRAIN_CONFIG).is_file()
+    if command == "automed train" and sweep:
+        found, fix = (
+            "a sweep's work dir (its sweep.json)",
+            f"continue the sweep (automed sweep --resume {root})",
+        )
+    elif command == "automed sweep" and trained and not sweep:
+        found, fix = (
+            "a training's work dir (its train_config.json)",
+            f"resume it (automed train --resume {root})",
+        )
+    else:
+        return
+    raise ArtifactError.single(
+        root, f"{command} writes into a new folder or an earlier {command.split()[1]}'s work dir", found,
+        f"choose a new folder for -o, or {fix}",
+    )  # fmt: skip
 
 
 def _is_earlier_workdir(root: Path) -> bool:

@@ -160,6 +160,13 @@ def test_the_cube_parameters_file_shows_folds_and_step_size(tmp_path: Path) -> N
     lines = [ln.removeprefix("# ") for ln in seg.splitlines() if ln.startswith(("# folds", "# step_size"))]
     (tmp_path / "p.yaml").write_text("\n".join(lines) + "\n")
     assert read_parameters(tmp_path / "p.yaml") == {"folds": "0,1", "step_size": 0.5}
+    # tta as the model predicts: it had said true for a model selected without mirror TTA (true cannot add it)
+    (tmp_path / "t.yaml").write_text(seg)
+    assert read_parameters(tmp_path / "t.yaml") == {"tta": True, "threads": 2}
+    (tmp_path / "t.yaml").write_text(parameters_text({"inference": {"tta": False, "step": 0.5}}))
+    assert read_parameters(tmp_path / "t.yaml") == {"tta": False, "threads": 2}
+    off = parameters_text({"members": [{"inference": {"tta": False}}, {"inference": {"tta": False}}]})
+    assert "tta: false  # the model predicts without mirror TTA" in off
 
 
 def test_cube_evaluate_matches_integer_classes_written_as_floats(tmp_path: Path) -> None:

@@ -158,7 +158,9 @@ def test_slides_predict_at_the_resolution_the_model_was_trained_on(
     with caplog.at_level("WARNING", logger="automed"):
         assert model_mpp(wd, None) == 0.5
     assert "mined again since the training, at 1 micrometres" in caplog.text
-    (tmp_path / "mining.json").write_text(NOT_JSON)  # the record of the training holds: the damaged file is not read
+    (tmp_path / "mining.json").write_text(
+        NOT_JSON
+    )  # the record of the training holds: the damaged file is not read
     assert model_mpp(wd, None) == 0.5
 
 

@@ -230,6 +230,7 @@ def test_package_cube(exported: dict[str, Path]) -> None:
     from automed.package.schemas import validate_cube
 
     cube = api.package(exported["work"], exported["root"] / "cube", export_dir=exported["bundle"]).folder
+    packed = (cube / "additional_files.tar.gz").read_bytes()
     # an export of other weights (another model, or this one before retraining) is refused
     other = exported["root"] / "other_export"
     sh.copytree(exported["bundle"], other)
@@ -278,6 +279,8 @@ def test_package_cube(exported: dict[str, Path]) -> None:
     (cube / "mlcube" / "workspace" / "data").symlink_to(data, target_is_directory=True)
     again = api.package(exported["work"], cube, export_dir=exported["bundle"]).folder
     validate_cube(again)  # the broken description above replaced too
+    # the same model packs into the same bytes (gzip's header and the members had stamped the time of packing)
+    assert (again / "additional_files.tar.gz").read_bytes() == packed
     assert not (again / "mlcube" / "workspace" / "data").exists()
     assert [p.name for p in data.iterdir()] == ["case.nii.gz"] and (data / "case.nii.gz").read_text() == (
         "the user's image"

@@ -601,3 +601,30 @@ def test_saved_probabilities_name_the_label_of_each_channel(tmp_path: Path) -> N
     with np.load(tmp_path / "c.npz") as z:
         assert z["labels"].tolist() == [0, 1, 4] and np.array_equal(z["probabilities"], probs)
         assert z["labels"][z["probabilities"].argmax(0)].max() == 4
+
+
+def test_a_training_and_a_sweep_never_share_a_work_dir(tmp_path: Path) -> None:
+    """`automed sweep -o TRAINING` and `automed train -o SWEEP` were accepted (both hold a fingerprint.json), and each
+    replaced the other's selection/selection.json: a training's own postprocessing evidence, or the sweep's choice."""
+    import json
+
+    from automed.workdir import claim_workdir
+
+    fp = json.dumps({"schema_version": 1, "inputs_hash": "x"})
+    trained, swept, planned = tmp_path / "T", tmp_path / "S", tmp_path / "P"
+    for wd in (trained, swept, planned):
+        wd.mkdir()
+        (wd / "fingerprint.json").write_text(fp)
+    (trained / "train_config.json").write_text("{}")
+    (swept / "sweep.json").write_text("{}")
+    with pytest.raises(
+        ArtifactError, match=r"a training's work dir .* or resume it \(automed train --resume"
+    ):
+        claim_workdir(trained, "automed sweep")
+    with pytest.raises(
+        ArtifactError, match=r"a sweep's work dir .* continue the sweep \(automed sweep --resume"
+    ):
+        claim_workdir(swept, "automed train")
+    for wd, command in ((trained, "automed train"), (swept, "automed sweep"), (planned, "automed train"),
+                        (planned, "automed sweep")):  # fmt: skip
+        claim_workdir(wd, command)  # its own kind again, or a planned work dir: taken as before

@@ -285,7 +285,9 @@ def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> N
     # the training's resolution is its fingerprint's: mining again into the same folder at another resolution (no
     # --overwrite needed: the same kind of output) had made slides predict at that one, without a word
     assert json.loads((out.workdir / "fingerprint.json").read_text())["slide_mpp"] == 2.0
-    patch_miner([synthetic["root"] / "slides.csv"], tmp_path / "m", patch_size="64", mpp=4.0, show_progress=False)
+    patch_miner(
+        [synthetic["root"] / "slides.csv"], tmp_path / "m", patch_size="64", mpp=4.0, show_progress=False
+    )
     from automed.workflow.predict_wsi import model_mpp
 
     assert model_mpp(out.workdir, None) == 2.0

@@ -14,6 +14,7 @@ validated against :mod:`automed.package.schemas` before the cube is published.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shutil
@@ -70,9 +71,11 @@ def _render(name: str, values: dict[str, str]) -> str:
 
 
 def _anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """A tar member without this machine's user and group (they would travel with the cube)."""
+    """A tar member without this machine's user and group (they would travel with the cube), nor the time it was
+    written (the same model packs into the same bytes)."""
     info.uid = info.gid = 0
     info.uname = info.gname = ""
+    info.mtime = 0
     return info
 
 
@@ -149,7 +152,12 @@ def write_cube(bundle: Path, out: Path, meta: dict[str, Any], image: str | None 
         }  # quoted
         (tmp / "mlcube" / "mlcube.yaml").write_text(_render("mlcube.yaml.template", text))
         (tmp / "container_config.yaml").write_text(_render("container_config.yaml.template", text))
-        with tarfile.open(tmp / "additional_files.tar.gz", "w:gz") as tar:
+        # gzip's header stamps the time too: 0, and no file name
+        with (
+            (tmp / "additional_files.tar.gz").open("wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w") as tar,
+        ):
             for p in sorted(weights.iterdir()):
                 tar.add(p, arcname=p.name, filter=_anonymous)
         (tmp / "README.md").write_text(_readme(image, meta))
@@ -168,7 +176,7 @@ def parameters_text(meta: dict[str, Any]) -> str:
     lines = [
         "# automed model parameters (flat key: value)",
         "# runtime: openvino  # or onnx; default: the one the image has (CPU: openvino, CUDA: onnx)",
-        "tta: true",
+        _tta_line(meta),
         "threads: 2",
     ]
     held = common_folds(meta)  # a pair: the fold numbers every member holds, taken from each
@@ -182,6 +190,17 @@ def parameters_text(meta: dict[str, Any]) -> str:
             f"# step_size: 0.5  # the window moves this fraction of the patch, 0 < S <= 1 (default: {own})"
         )
     return "\n".join(lines) + "\n"
+
+
+def _tta_line(meta: dict[str, Any]) -> str:
+    """``tta:`` as the model predicts (it had said ``true`` for a model whose selection turned mirror TTA off, which
+    ``true`` cannot turn on: the bundle only ever drops it)."""
+    models = meta.get("members", [meta])
+    if any(m.get("inference", {}).get("tta", True) for m in models):
+        return "tta: true  # mirror test-time augmentation as the model was selected with; false: one pass, faster"
+    return (
+        "tta: false  # the model predicts without mirror TTA (its selection's choice); true does not add it"
+    )
 
 
 def _what(meta: dict[str, Any]) -> tuple[str, str, str]:
