@@ -481,6 +481,7 @@ def test_a_registered_models_export_knows_its_folds(exported: dict[str, Path]) -
         exported["root"] / "reg_bundle",
         formats="onnx",
         tracking_uri=store,
+        case=sorted(exported["inputs"].iterdir())[0],
     ).folder
     assert json.loads((reg / "preprocess.json").read_text())["folds"] == [0, 1]
     assert "predicts with only those of its folds (0, 1)" in (reg / "README.md").read_text()

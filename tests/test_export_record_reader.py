@@ -75,3 +75,19 @@ def test_a_damaged_export_link_is_no_export(tmp_path: Path, text: str) -> None:
     (tmp_path / "export_link.json").write_text(text)
     folder, why = usable_export(tmp_path)
     assert folder is None and why.startswith(f"the export link {tmp_path / 'export_link.json'} is damaged")
+
+
+def test_a_registered_model_is_not_exported_or_packaged_without_a_parity_case(tmp_path: Path) -> None:
+    """`automed export models:/...` without --case skipped the parity check without a word (no table, no parity in
+    export.json, no Export section in the card), and `automed package models:/...` shipped that unchecked export.
+    Both are refused before anything is downloaded or written."""
+    from automed.errors import ConfigError
+    from automed.workflow.export import export, package
+
+    with pytest.raises(
+        ConfigError, match=r"--case: .*checked against torch on a real case.*pass --case IMAGE"
+    ):
+        export("models:/m/1", tmp_path / "exp", tracking_uri="sqlite:///nowhere.db")
+    with pytest.raises(ConfigError, match=r"automed export models:/m/1 -o DIR --case IMAGE.*--export DIR"):
+        package("models:/m/1", tmp_path / "cube", tracking_uri="sqlite:///nowhere.db")
+    assert not list(tmp_path.iterdir())

@@ -84,6 +84,11 @@ def export(
                 "--output", "exporting a registered model needs an output folder", "none", "pass -o DIR"
             )
         output = Path(model) / "export"
+    if is_uri and case is None:  # no dataset comes with it: the check had been skipped without a word
+        raise ConfigError.single(
+            "--case", "a registered model's export is checked against torch on a real case (parity and latency)",
+            "no --case", "pass --case IMAGE (or a case's folder), an input of the kind the model was trained on",
+        )  # fmt: skip
     given = Path(model)
     if not is_uri:
         model = model_dir(given)
@@ -217,6 +222,12 @@ def package(
     from automed.artifacts import claim_output, unmarked_kind
     from automed.package.mlcube import write_cube
 
+    if str(model).startswith("models:/") and export_dir is None:  # its export needs a case to check parity on
+        raise ConfigError.single(
+            "--export", "a registered model's cube ships an export checked against torch on a real case",
+            "no --export",
+            f"export it first (`automed export {model} -o DIR --case IMAGE`), then pass --export DIR",
+        )  # fmt: skip
     linked = None if export_dir is not None else _linked_export(model, keep_case_ids)
     protected = [Path(p) for p in (export_dir, linked) if p is not None]
     if not str(model).startswith("models:/"):
