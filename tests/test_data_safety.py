@@ -251,6 +251,26 @@ def test_same_blank_image_is_only_a_warning(
     assert "blank" in caplog.text
 
 
+def test_one_blank_image_is_warned_about_too(ds: Path, tmp_path: Path) -> None:
+    """Only two cases sharing a blank image were named: a single all-zero image with its label map went through."""
+    f = _img(ds, 1)
+    ref = sitk.ReadImage(str(f))
+    img = sitk.GetImageFromArray(np.zeros(sitk.GetArrayFromImage(ref).shape, np.float32))
+    img.CopyInformation(ref)
+    sitk.WriteImage(img, str(f), useCompression=True)
+    rep = verify(load_dataset(ds), show_progress=False)
+    (w,) = [w for w in rep.warnings if "blank" in w.value]
+    _has([w], f, "an image to learn from", "case 'case_001' is blank", "right files")
+
+
+def test_an_image_given_as_its_own_label_is_refused(ds: Path, tmp_path: Path) -> None:
+    """A CSV whose Label column named the image (a column mix-up) planned a segmentation of 215 labels."""
+    csv = _csv(tmp_path / "d.csv", [("A", _img(ds, 0), _img(ds, 0)), ("B", _img(ds, 1), _lab(ds, 1))])
+    with pytest.raises(DatasetError) as err:
+        verify(load_dataset(csv), show_progress=False)
+    _has(err.value.problems, _img(ds, 0), "label map is its own file", "given as the label", "columns mixed up")
+
+
 # 6. symlink loops and unreadable paths
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -276,6 +277,12 @@ def check_case(
     if case.label is not None:
         if (missing := access_problem(case.label, "label")) is not None:
             return CaseCheck([*problems, missing], [], channels, content, flat)
+        # a column mix-up (realpath: a symlink loop is reported by the image's own checks, never raised here)
+        if same := [p for p in case.images if os.path.realpath(p) == os.path.realpath(case.label)]:
+            rule = "a case's label map is its own file, not one of its images"
+            fix = "point Label at the label map (a CSV's columns mixed up?)"
+            problems.append(Problem(str(case.label), rule, f"the image {same[0]} given as the label", fix))
+            return CaseCheck(problems, [], channels, content, flat)
         lh = _header_or_problem(case.label, problems, "label")
         if lh is None:
             return CaseCheck(problems, [], channels, content, flat)

@@ -149,24 +149,37 @@ def content_hash(arr: np.ndarray) -> str:
     return ("blank:" if blank else "") + h.hexdigest()
 
 
+_BLANK_FIX = "check that these are the right files: a constant image holds nothing to learn from"
+
+
 def duplicate_content_problems(hashed: list[tuple[Case, str]]) -> tuple[list[Problem], list[Problem]]:
     """Errors and warnings about cases of different subjects whose first channel file holds identical voxels in
     every component (``hashed``: each case with its :func:`content_hash`).
 
     The same image would be trained on and validated against in cross-validation: an error. Cases of one subject
     (CSV ``PatientID``) stay in one fold and may share an image (e.g. two raters' labels). Blank (constant) images
-    are only a warning: they are equal whoever they belong to and carry nothing to leak, but rarely the right
-    files."""
+    are only a warning, each of them, alone or not: they are equal whoever they belong to and carry nothing to leak,
+    but rarely the right files (a single one had gone through without a word, its label map trained on)."""
     groups: defaultdict[str, list[Case]] = defaultdict(list)
     for case, digest in hashed:
         groups[digest].append(case)
     errors: list[Problem] = []
     warnings: list[Problem] = []
     for digest, cases in groups.items():
+        blank = digest.startswith("blank:")
         if len({c.subject for c in cases}) < 2:
+            if blank:
+                warnings += [
+                    Problem(
+                        str(c.images[0]),
+                        "every case should hold an image to learn from",
+                        f"case {c.case_id!r} is blank (every voxel the same value)",
+                        _BLANK_FIX,
+                    )
+                    for c in cases
+                ]
             continue
         first, *rest = cases
-        blank = digest.startswith("blank:")
         for c in rest:
             (warnings if blank else errors).append(
                 Problem(
@@ -176,7 +189,7 @@ def duplicate_content_problems(hashed: list[tuple[Case, str]]) -> tuple[list[Pro
                     else "every case must hold its own image: the same image under two case IDs leaks between "
                     "cross-validation folds",
                     f"case {c.case_id!r} has the same voxels as case {first.case_id!r} ({first.images[0]})",
-                    "check that these are the right files: a constant image holds nothing to learn from"
+                    _BLANK_FIX
                     if blank
                     else "remove the duplicate case, or (CSV) give both the same PatientID so they stay in one fold",
                 )
