@@ -268,7 +268,9 @@ def test_an_image_given_as_its_own_label_is_refused(ds: Path, tmp_path: Path) ->
     csv = _csv(tmp_path / "d.csv", [("A", _img(ds, 0), _img(ds, 0)), ("B", _img(ds, 1), _lab(ds, 1))])
     with pytest.raises(DatasetError) as err:
         verify(load_dataset(csv), show_progress=False)
-    _has(err.value.problems, _img(ds, 0), "label map is its own file", "given as the label", "columns mixed up")
+    _has(
+        err.value.problems, _img(ds, 0), "label map is its own file", "given as the label", "columns mixed up"
+    )
 
 
 # 6. symlink loops and unreadable paths

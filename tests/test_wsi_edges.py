@@ -4,6 +4,7 @@ output names, non-square pixels, tile-wise thumbnails, unreadable slides (issue 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,17 @@ def slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_slide(default_scene(1024, 768, mpp=0.5, seed=3), tmp_path_factory.mktemp("s") / "a.tif")
 
 
+def _copies(slide: Path, folder: Path, n: int) -> list[Path]:
+    """``n`` names of the slide's file (hard links: one slide file listed on two rows is refused)."""
+    out = [folder / f"copy{i}.tif" for i in range(n)]
+    for p in out:
+        os.link(slide, p)
+    return out
+
+
 def test_slide_keys_are_unique_and_safe(slide: Path, tmp_path: Path) -> None:
-    (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0\ns 1,{slide}\ns_1,{slide}\n..,{slide}\n")
+    a, b, c = _copies(slide, tmp_path, 3)
+    (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0\ns 1,{a}\ns_1,{b}\n..,{c}\n")
     res = patch_miner([tmp_path / "s.csv"], tmp_path / "m", patch_size="128", show_progress=False)
     keys = [s["slide"] for s in res.slides]
     assert len(set(keys)) == 3 and all(k.strip(".") for k in keys)
@@ -37,9 +47,7 @@ def test_slide_keys_are_unique_and_safe(slide: Path, tmp_path: Path) -> None:
     assert all((res.folder / r["Channel_0"]).resolve().is_relative_to(res.folder / "patches") for r in rows)
     assert {r["PatientID"] for r in rows} == {s["slide"] for s in res.slides}  # no PatientID: one per slide
     # a CSV's PatientID groups slides of one patient (their patches must share folds)
-    (tmp_path / "p.csv").write_text(
-        f"SubjectID,Channel_0,PatientID\nA,{slide}, P001\nB,{slide},P001\nC,{slide},\n"
-    )
+    (tmp_path / "p.csv").write_text(f"SubjectID,Channel_0,PatientID\nA,{a}, P001\nB,{b},P001\nC,{c},\n")
     res = patch_miner([tmp_path / "p.csv"], tmp_path / "m2", patch_size="128", show_progress=False)
     assert {r["PatientID"] for r in _rows(res.csv)} == {"P001", "C"}
 
@@ -354,6 +362,8 @@ def test_slide_csv_rows_and_patch_size_are_judged_before_work(slide: Path, tmp_p
     assert "3" in err.value.problems[0].value and "4" in err.value.problems[0].value
     with pytest.raises(AutomedError, match="must exist"):
         patch_miner([tmp_path / "none.csv"], tmp_path / "m", show_progress=False)
+    with pytest.raises(AutomedError, match=r"overlap in \[0, 0.9\].*found 0.999"):  # a stride of one pixel
+        patch_miner([slide], tmp_path / "m", patch_size="128", overlap=0.999, show_progress=False)
     with pytest.raises(AutomedError, match="a patch must fit in the slide"):  # 2048 px > the 768 px side
         patch_miner([slide], tmp_path / "m", patch_size="2048", show_progress=False)
     with pytest.raises(
@@ -382,3 +392,29 @@ def test_a_slide_csv_column_filled_for_some_slides_only_is_refused_before_work(
         patch_miner([tmp_path / "s.csv"], tmp_path / "m", patch_size="64", show_progress=False)
     assert err.value.problems[0].value == f"empty in rows [{3 if first_filled else 2}]"
     assert not (tmp_path / "m").exists()
+
+
+def test_slide_csv_columns_and_repeated_slides_are_refused_before_work(slide: Path, tmp_path: Path) -> None:
+    """A misspelt `Lable` mined every slide without its label map (exit 0); a `Channel_1` was dropped without a
+    word; `S1` beside `s1` (one folder on macOS and Windows) and one slide on two rows were mined, then refused by
+    the training (case IDs alike in letter case; the same voxels under two case IDs)."""
+    a, b = _copies(slide, tmp_path, 2)
+    for text, match in (
+        (
+            f"SubjectID,Channel_0,Lable\nA,{a},x.png\n",
+            r"columns are SubjectID, .*'Lable'.*Did you mean 'Label'",
+        ),
+        (
+            f"SubjectID,Channel_0,Channel_1\nA,{a},{b}\n",
+            r"one RGB file, its Channel_0; found a column Channel_1",
+        ),
+        (f"SubjectID,Channel_0\nS1,{a}\ns1,{b}\n", r"its own SubjectID .*letter case.*rows 2 and 3"),
+        (
+            f"SubjectID,Channel_0\nA,{a}\nC,{slide.parent / '.' / slide.name}\nD,{slide}\n",
+            r"own slide file.*rows 3 and 4",
+        ),
+    ):
+        (tmp_path / "s.csv").write_text(text)
+        with pytest.raises(AutomedError, match=match):
+            patch_miner([tmp_path / "s.csv"], tmp_path / "m", patch_size="128", show_progress=False)
+        assert not (tmp_path / "m").exists()

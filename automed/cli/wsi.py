@@ -47,7 +47,8 @@ def patch_miner(
     overlap: Annotated[
         float,
         typer.Option(
-            help="Overlap of neighbouring patches, a fraction of the patch: 0 up to (not including) 1."
+            help="Overlap of neighbouring patches, a fraction of the patch: 0 up to 0.9 (patches move by at least "
+            "a tenth of their side)."
         ),
     ] = 0.0,
     read: Annotated[

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -96,13 +97,56 @@ def parse_value_map(text: str | None) -> dict[int, int] | None:
 
 
 def _key(text: str, taken: set[str]) -> str:
-    """A folder name for a slide's patches: safe characters, never only dots, unique among ``taken``."""
+    """A folder name for a slide's patches: safe characters, never only dots, unique among ``taken`` whatever the
+    letter case (``S1`` and ``s1`` are one folder on macOS and Windows, and the training refuses such case IDs)."""
     key = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_.") or "slide"
     k, i = key, 2
-    while k in taken:
+    while k.lower() in taken:
         k, i = f"{key}_{i}", i + 1
-    taken.add(k)
+    taken.add(k.lower())
     return k
+
+
+# 0.999 moved 128-pixel patches by one pixel: 2.7 million positions on a 3-megapixel slide, 87 s and 870 MB before
+# its first patch (billions on a real slide), patches nearly alike
+MAX_OVERLAP = 0.9
+SLIDE_COLUMNS = ("SubjectID", "PatientID", "Channel_0", "Label", "ValueToPredict")
+
+
+def _check_columns(src: Path, header: list[str]) -> None:
+    """Before any slide is read: a column the miner does not take (a misspelt ``Lable`` had mined every slide without
+    its label map; a ``Channel_1`` was dropped without a word)."""
+    from automed.registry import did_you_mean
+
+    for col in header:
+        if col in SLIDE_COLUMNS or not col:
+            continue
+        if col.startswith("Channel_"):
+            raise DatasetError.single(src, "a whole slide is one RGB file, its Channel_0", f"a column {col}",
+                                      "mine each slide from one file: remove the column, or list those slides on "
+                                      "rows of their own")  # fmt: skip
+        raise DatasetError.single(src, f"a slide CSV's columns are {', '.join(SLIDE_COLUMNS)}",
+                                  f"a column {col!r}", f"rename or remove it.{did_you_mean(col, SLIDE_COLUMNS)}")  # fmt: skip
+
+
+def _check_rows(src: Path, rows: list[dict[str, str]], rel: Any) -> None:
+    """Two rows of one SubjectID (letter case aside: on macOS and Windows their patch folders are one), or of one
+    slide file (its patches under two IDs, the same voxels on both sides of a fold): refused before any mining,
+    where the training had refused them after it."""
+    seen: dict[str, int] = {}
+    files: dict[str, int] = {}
+    for n, r in enumerate(rows, start=2):
+        for rule, key, where in (("its own SubjectID (differing in more than letter case)",
+                                  r["SubjectID"].strip().lower(), seen),
+                                 ("its own slide file", os.path.realpath(rel(r["Channel_0"].strip())), files)):  # fmt: skip
+            if key in where:
+                raise DatasetError.single(
+                    src, f"every row names its own slide: {rule}",
+                    f"rows {where[key]} and {n}: {r['SubjectID']!r}, {r['Channel_0']!r}",
+                    "remove the repeated row, or give each slide its own SubjectID (a PatientID keeps one "
+                    "patient's slides in one fold)",
+                )  # fmt: skip
+            where[key] = n
 
 
 def _inputs(paths: list[Path]) -> list[SlideInput]:
@@ -131,6 +175,7 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
                 src, "a slide CSV has SubjectID and Channel_0 columns", f"columns {list(rows[0]) if rows else []}",
                 "add them (Label and ValueToPredict are optional)",
             )  # fmt: skip
+        _check_columns(src, header)
 
         for col in ("Label", "ValueToPredict"):  # patches.csv has one column for all slides or none
             empty = [n for n, r in enumerate(rows, start=2) if not (r.get(col) or "").strip()]
@@ -142,6 +187,7 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
         def rel(v: str) -> Path:
             return p if (p := Path(v)).is_absolute() else (src.parent / p)
 
+        _check_rows(src, rows, rel)
         taken: set[str] = set()
         slides = [
             SlideInput(_key(r["SubjectID"], taken), rel(r["Channel_0"]), rel(r["Label"]) if r.get("Label") else None,
@@ -214,9 +260,10 @@ def patch_miner(
     per slide; by default the CPU count (``AUTOMED_WORKERS``) for a slide with at least ``POOL_MIN_PATCHES`` patches
     over tissue, else inline."""
     check_choice(read, READS, what="the read order", where="--read")
-    if not 0.0 <= overlap < 1.0 or not 0.0 <= min_tissue <= 1.0:
-        raise ConfigError.single("--overlap/--min-tissue", "overlap in [0, 1), min-tissue in [0, 1]",
-                                 f"{overlap}, {min_tissue}", "choose values in range")  # fmt: skip
+    if not 0.0 <= overlap <= MAX_OVERLAP or not 0.0 <= min_tissue <= 1.0:
+        raise ConfigError.single("--overlap/--min-tissue", f"overlap in [0, {MAX_OVERLAP}] (patches move by at least "
+                                 "a tenth of their side), min-tissue in [0, 1]", f"{overlap}, {min_tissue}",
+                                 "choose values in range (0.5: patches overlap by half)")  # fmt: skip
     if num_patches == 0 or num_patches < -1:
         raise ConfigError.single("--num-patches", "patches per slide: a number of at least 1, or -1 for every one",
                                  num_patches, "write e.g. --num-patches 500")  # fmt: skip
