@@ -221,7 +221,7 @@ BINARY = (".pt", ".onnx", ".bin", ".png", ".npz", ".npy")
 
 
 @pytest.mark.slow
-def test_no_case_id_or_local_path_leaves_the_machine(tmp_path: Path) -> None:
+def test_no_case_id_or_local_path_leaves_the_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     site, work, store = tmp_path / "site_Smith_John", tmp_path / "work_Smith", tmp_path / "store"
     ds = _record_number_dataset(site)
     store.mkdir()
@@ -249,6 +249,13 @@ def test_no_case_id_or_local_path_leaves_the_machine(tmp_path: Path) -> None:
         workers=0, show_progress=False,
     )  # fmt: skip
     api.select([work / "W"], work / "sel", inference=False)
+    # a sweep's trials log their selection to the sweep's store: it had been ./mlflow.db wherever select ran
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (trial,) = sorted((work / "S" / "trials").glob("t*"))
+    api.select([trial], work / "sel_trials", inference=False, show_progress=False)
+    assert not list(elsewhere.iterdir())
     api.export(work / "W", work / "bundle")
     api.package(work / "W", work / "cube", export_dir=work / "bundle")
 

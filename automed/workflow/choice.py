@@ -23,15 +23,27 @@ from automed.workdir import WorkDir, without_local_places
 def open_select_run(
     workdirs: list[Path], chosen: str, tracking_uri: str | None, redactor: Redactor
 ) -> tuple[Tracker, str]:
-    """The store of the first training (or ``tracking_uri``) and a ``select`` run tagged with the choice."""
+    """The store of the first training (a sweep's trial: its sweep's; or ``tracking_uri``) and a ``select`` run
+    tagged with the choice. (A trial has no tracking.json: the store had been ./mlflow.db wherever select ran.)"""
     track = WorkDir(workdirs[0]).tracking
-    saved = read_tracking(track) if track.is_file() else {}
+    saved = read_tracking(track) if track.is_file() else _sweep_store(workdirs[0])
     tracker = Tracker(
         resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor
     )
     run = tracker.start_run("select", tags={"chosen": chosen})
     tracker.log_params(run, {"trainings": candidate_names(workdirs)})
     return tracker, run
+
+
+def _sweep_store(workdir: Path) -> dict[str, Any]:
+    """A sweep trial's store and experiment, from its sweep's ``sweep.json`` (``{}`` for any other folder)."""
+    sweep = workdir.resolve().parent.parent
+    if workdir.resolve().parent.name != "trials" or not (sweep / "sweep.json").is_file():
+        return {}
+    from automed.workflow.sweep_state import read_state
+
+    state, opts = read_state(sweep)
+    return {"uri": state.get("uri") or opts.tracking_uri, "experiment": state.get("experiment")}
 
 
 def record_choice(res: dict[str, Any], out: Path, score: float, tracker: Tracker, run: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ when its members were registered).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from automed.workdir import WorkDir, refuse_unfinished
 from automed.workflow.choice import open_select_run, record_choice
 from automed.workflow.disclosure import redactor_for
 from automed.workflow.one_dataset import refuse_other_datasets
+
+log = logging.getLogger("automed")
 
 
 def _check_output(out: Path, workdirs: list[Path]) -> None:
@@ -125,4 +128,9 @@ def select(
         [Path(w) for w in workdirs], sel.record["chosen"]["candidate"], tracking_uri, redactor
     )
     tracker.log_metrics(run, sel.metrics)
-    return record_choice(sel.record, out, sel.score, tracker, run)
+    res = record_choice(sel.record, out, sel.score, tracker, run)
+    members = [Path(m) for m in res["chosen"]["members"]]
+    if not res.get("registered") and not any(registered_version(m) for m in members):  # it had said nothing
+        log.warning("the choice is not registered: no training it chose was registered (trained with --no-register, "
+                    "or sweep trials: the sweep registers its own choice); `automed predict %s` runs it", out)  # fmt: skip
+    return res
