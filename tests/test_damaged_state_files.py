@@ -270,3 +270,36 @@ def test_a_resume_whose_original_has_a_damaged_tracking_record_shares_no_runs(
         refuse_a_copy(copy, saved)
     (origin / "tracking.json").write_text(theirs)
     refuse_a_copy(copy, saved)  # the original's runs are not known: the copy continues its own
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("", "EmptyDataError"),
+        ("\x00\x01garbage\n1,2\n", "no case, label, dice"),
+        ("case,label\nA,1\n", "no dice"),
+    ],
+)
+def test_a_damaged_per_case_table_is_refused_naming_it(tmp_path: Path, text: str, found: str) -> None:
+    """An empty cv/metrics.csv crashed report with a bare EmptyDataError; one of other columns dropped its run's
+    rows from the page without a word."""
+    from automed.evaluate.report import read_case_table
+
+    (tmp_path / "metrics.csv").write_text(text)
+    with pytest.raises(ArtifactError) as exc:
+        read_case_table(tmp_path / "metrics.csv")
+    refused_naming(exc, tmp_path / "metrics.csv", found, "automed train --resume")
+
+
+def test_a_cut_probability_file_is_refused_naming_it(tmp_path: Path) -> None:
+    """select crashed with a bare BadZipFile after its scoring had started (a validation .npz cut short)."""
+    from automed.select.selection import _mean
+
+    whole = tmp_path / "case_000.npz"
+    np.savez_compressed(whole, probabilities=np.zeros((2, 4, 4, 4), np.float32))
+    cut = tmp_path / "case_001.npz"
+    cut.write_bytes(whole.read_bytes()[:100])
+    assert _mean([whole, whole]).shape == (2, 4, 4, 4)
+    with pytest.raises(ArtifactError) as exc:
+        _mean([whole, cut])
+    refused_naming(exc, cut, "BadZipFile", "re-validate the fold")

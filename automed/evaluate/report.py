@@ -15,6 +15,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from automed.errors import ArtifactError
+
 HIGHER_IS_BETTER = {
     "dice": True,
     "iou": True,
@@ -29,10 +31,25 @@ HIGHER_IS_BETTER = {
 TEXT_COLUMNS = {"case": str, "label": str, "name": str}
 
 
-def read_case_table(path: Path) -> pd.DataFrame:
+def read_case_table(path: Path, *, required: bool = True) -> pd.DataFrame:
     """A per-case table (``cv/metrics.csv``, ``automed metrics``' ``metrics.csv``) as every run of a report reads it:
-    case, label and name as text, so that the runs' rows of one structure group together."""
-    return pd.read_csv(path, dtype=TEXT_COLUMNS)
+    case, label and name as text, so that the runs' rows of one structure group together. An empty, cut or foreign
+    one is refused naming it (pandas' EmptyDataError had no file; a table without the columns dropped its run's rows
+    from the page without a word)."""
+    fix = "write it again: `automed train --resume WORKDIR` (a training's cv/) or `automed metrics` (its metrics.csv)"
+    try:
+        table = pd.read_csv(path, dtype=TEXT_COLUMNS)
+    except (
+        OSError,
+        ValueError,
+        pd.errors.EmptyDataError,
+    ) as exc:  # ParserError and UnicodeDecodeError: ValueError
+        raise ArtifactError.single(path, "a per-case table is a readable CSV", f"{type(exc).__name__}: {exc}"[:200],
+                                   fix) from exc  # fmt: skip
+    if required and (missing := [c for c in ("case", "label", "dice") if c not in table.columns]):
+        raise ArtifactError.single(path, "a per-case table has case, label and dice columns",
+                                   f"no {', '.join(missing)} (columns {list(table.columns)[:6]})", fix)  # fmt: skip
+    return table
 
 
 def _label(value: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ def dice_summary(per_case: list[dict[int, float]], values: list[int]) -> dict[st
 def _mean(prob_files: list[Path]) -> np.ndarray:
     total: np.ndarray | None = None
     for f in prob_files:
-        p = np.load(f)["probabilities"].astype(np.float32)
+        p = _probabilities(f)
         total = p if total is None else total + p
     assert total is not None
     return total / len(prob_files)
@@ -329,7 +330,7 @@ def _probabilities(path: Path) -> np.ndarray:
     """A validation case's saved probabilities; a damaged file (a run killed while writing it) is a clear error."""
     try:
         return np.asarray(np.load(path)["probabilities"], dtype=np.float32)
-    except (OSError, ValueError, EOFError, KeyError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise ArtifactError.single(
             path,
             "a validation case's probabilities are readable",

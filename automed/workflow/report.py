@@ -61,7 +61,7 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
         return table, hist
     csv = path / "metrics.csv" if path.is_dir() else path
     if csv.is_file() and csv.suffix == ".csv":
-        table = read_case_table(csv)
+        table = read_case_table(csv, required=False)  # another table is named below with what a report takes
         if {"case", "label", "dice"} <= set(table.columns):
             return table, {}
     if (path / "sweep.json").is_file():
