@@ -258,13 +258,23 @@ def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) ->
 
     track = json.loads((Path(pair["w0"]) / "tracking.json").read_text())
     client = MlflowClient(tracking_uri=str(pair["uri"]))
-    names = [f.path for f in client.list_artifacts(track["parent_run_id"], "report")]
-    assert "report/report.html" in names and "report/cases.csv" in names
-    logged = Path(client.download_artifacts(track["parent_run_id"], "report/report.html", str(tmp_path)))
+    names = [f.path for f in client.list_artifacts(track["parent_run_id"], "report/W0_vs_W1")]
+    assert "report/W0_vs_W1/report.html" in names and "report/W0_vs_W1/cases.csv" in names
+    logged = Path(
+        client.download_artifacts(track["parent_run_id"], "report/W0_vs_W1/report.html", str(tmp_path))
+    )
     assert "case_000" not in logged.read_text() and "case_000" in page  # pseudonyms in MLflow, IDs locally
     assert (
         "Max-slice thumbnails" in page and "Max-slice thumbnails" not in logged.read_text()
     )  # no pictures sent
+    # a report of one of them goes beside it, never among its files (the scatter and Wilcoxon tests of the pair
+    # had stayed beside the one-run page); the same training given twice is compared once
+    again = api.report([pair["w0"], pair["w0"]], tmp_path / "R1")
+    assert again.tests == [] and not (again.folder / "scatter.png").exists()
+    assert {f.path for f in client.list_artifacts(track["parent_run_id"], "report")} == {
+        "report/W0", "report/W0_vs_W1"
+    }
+    assert not [f for f in client.list_artifacts(track["parent_run_id"], "report/W0") if "scatter" in f.path]
 
 
 def test_report_of_an_mlflow_run_and_of_a_selection(pair: dict[str, Path | str], tmp_path: Path) -> None:

@@ -179,10 +179,25 @@ def _write(
     return tests
 
 
-def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], object]) -> bool:
+def comparison_folder(names: Sequence[str]) -> str:
+    """The folder under ``report/`` of a training's MLflow run that holds one comparison's report (its runs' names):
+    a report of other runs never leaves its figures and tables among another's (MLflow keeps what was logged, and
+    a one-run report had shown beside the scatter and Wilcoxon tests of an earlier two-run one)."""
+    import hashlib
+    import re
+
+    slug = "_vs_".join(re.sub(r"[^A-Za-z0-9._-]+", "_", n).strip("._") or "run" for n in names)
+    if len(slug) > 80:
+        slug = f"{slug[:60]}-{hashlib.sha256(slug.encode()).hexdigest()[:12]}"
+    return slug
+
+
+def _log_to_mlflow(
+    path: Path, render: Callable[[Path, Callable[[str], str]], object], names: Sequence[str] = ()
+) -> bool:
     """For a training work dir: the report, rendered again by ``render(folder, pseudonym)`` with its cases'
-    pseudonyms (and no local paths), logged under ``report/`` of the training's MLflow run. Returns whether it was
-    logged."""
+    pseudonyms (and no local paths), logged under ``report/<the compared runs>/`` of the training's MLflow run.
+    Returns whether it was logged."""
     import tempfile
 
     from mlflow.exceptions import MlflowException
@@ -206,10 +221,10 @@ def _log_to_mlflow(path: Path, render: Callable[[Path, Callable[[str], str]], ob
     try:
         tracker = Tracker(uri, track["experiment"], red)
         with tempfile.TemporaryDirectory(prefix="automed-report-") as tmp:
-            folder = Path(tmp) / "report"
+            folder = Path(tmp) / comparison_folder(names or [path.name])
             folder.mkdir()
             render(folder, lambda c: red.case(str(c)))
-            tracker.log_artifact(track["parent_run_id"], folder)
+            tracker.log_artifact(track["parent_run_id"], folder, "report")
     except MlflowException as exc:  # the report is written; only its copy in MLflow is missing
         log.warning("report not logged to MLflow for %s: %s", path.name, str(exc).splitlines()[0][:200])
         return False
@@ -254,7 +269,7 @@ def _image_level_report(
         shown = [t.assign(case=[pseudonym(c) for c in t["case"]]) for t in tables]
         return write_image_level(shown, histories, names, kind, folder, extra)
 
-    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render)]
+    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render, names)]
     return ReportResult(out, out / "report.html", tests, logged)
 
 
@@ -369,5 +384,5 @@ def _report(
         shown = cases.assign(case=[pseudonym(c) for c in cases["case"]])
         return _write(shown, histories, names, folder, extra=extra)
 
-    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render)]
+    logged = [str(p) for p in paths if log_to_mlflow and _log_to_mlflow(p, render, names)]
     return ReportResult(out, out / "report.html", tests, logged)

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from automed.errors import ArtifactError
 from automed.records import PROGRESS, PROGRESS_VERSION, fits, shown, stamped
 from automed.select.selection import SELECTION_FILE
 
+log = logging.getLogger("automed")
 RUN_PREFIX = "runs:/"
 
 
@@ -61,11 +64,27 @@ def resolve(runs: list[str | Path], scratch: Path, tracking_uri: str | None = No
                 raise ArtifactError.single(sel, "a selection's candidate trainings must still exist",
                                            f"missing: {missing[:3]}" if missing else "no candidates",
                                            "report the training work dirs themselves")  # fmt: skip
-            out.paths += [Path(m) for m in members if Path(m) not in out.paths]
+            out.paths += [Path(m) for m in members]
             out.selections.append({**data, "folder": sel.parent.name})  # named on the page
             continue
         out.paths.append(p)
+    out.paths = _once(out.paths)
     return out
+
+
+def _once(paths: list[Path]) -> list[Path]:
+    """Each run once: given twice, or given beside a selection folder that holds it, it had been compared with
+    itself (``W vs W-2``, p = 1), and those tests counted in the Holm correction of the real ones."""
+    seen: dict[str, Path] = {}
+    for p in paths:
+        key = os.path.realpath(p)
+        if key in seen:
+            log.warning(
+                "%s is %s given before: compared once", p, "the run" if Path(p) == seen[key] else seen[key]
+            )
+            continue
+        seen[key] = p
+    return list(seen.values())
 
 
 def _selection(path: Path) -> dict[str, Any]:
