@@ -318,7 +318,68 @@ def test_nnunet_unexpected_files(ds2: Path, tmp_path: Path) -> None:
     shutil.copy(ds2 / "labelsTr" / "case_000.nii.gz", orphan)
     problems = _fails(ds2, tmp_path)
     _has(problems, extra, "must belong to a declared case and channel", "declare the channel")
-    _has(problems, orphan, "must belong to a declared case", "remove the file")
+    _has(problems, orphan, "must belong to a declared case", "name its images ghost_XXXX.nii.gz")
+
+
+def test_nnunet_misnamed_images_and_num_training(ds2: Path, tmp_path: Path) -> None:
+    """An image not named CASE_XXXX was left out without a word (verify said OK with one case fewer than
+    numTraining), or its label was blamed with "remove the file"."""
+    img = ds2 / "imagesTr" / "case_001_0001.nii.gz"
+    img.rename(img.with_name("case_001_0001.nii.gz.bak.nii.gz"))
+    misnamed = ds2 / "imagesTr" / "case_002.nii.gz"
+    (ds2 / "imagesTr" / "case_002_0000.nii.gz").rename(misnamed)
+    (ds2 / "imagesTr" / "case_002_0001.nii.gz").unlink()
+    problems = _fails(ds2, tmp_path)
+    assert (
+        "not named CASE_XXXX"
+        in _has(problems, misnamed, "must belong to a declared case", "case_002_0000").value
+    )
+    label = _has(
+        problems, ds2 / "labelsTr" / "case_002.nii.gz", "must belong", "name its images case_002_XXXX"
+    )
+    assert "no image named case_002_0000" in label.value
+    misnamed.unlink()
+    (ds2 / "labelsTr" / "case_002.nii.gz").unlink()
+    for f in (ds2 / "imagesTr").glob("*.bak.nii.gz"):
+        f.rename(img)
+    _has(
+        _fails(ds2, tmp_path),
+        ds2 / "dataset.json",
+        "numTraining counts",
+        "correct numTraining",
+    )
+
+
+def test_nnunet_natural_images_in_one_rgb_file(tmp_path: Path) -> None:
+    """nnU-Net's convention for RGB pictures (its road segmentation example): channel_names R, G, B and one
+    CASE_0000.png per case; it was refused as two missing files per case."""
+    from PIL import Image
+
+    from automed.data.dataset import load_dataset
+    from automed.data.verify import verify
+
+    root = tmp_path / "Road"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        lab = np.zeros((32, 32), np.uint8)
+        lab[4 + i : 20 + i, 8:24] = 1
+        Image.fromarray(rng.integers(0, 80, (32, 32, 3), dtype=np.uint8), "RGB").save(
+            root / "imagesTr" / f"road_{i:03d}_0000.png"
+        )
+        Image.fromarray(lab).save(root / "labelsTr" / f"road_{i:03d}.png")
+    meta = {"channel_names": {"0": "R", "1": "G", "2": "B"}, "labels": {"background": 0, "road": 1},
+            "numTraining": 4, "file_ending": ".png"}  # fmt: skip
+    (root / "dataset.json").write_text(json.dumps(meta))
+    ds = load_dataset(root)
+    assert [len(c.images) for c in ds.cases] == [1] * 4
+    assert verify(ds, show_progress=False).n_cases == 4
+    from automed import api
+
+    api.fingerprint(root, tmp_path / "W", workers=0, show_progress=False)
+    fp = json.loads((tmp_path / "W" / "fingerprint.json").read_text())
+    assert [c["declared"] for c in fp["channels"]] == ["R", "G", "B"] and fp["dimension"] == 2
 
 
 def test_empty_channel_cell(tmp_path: Path) -> None:

@@ -272,7 +272,8 @@ def test_report_of_two_trainings(pair: dict[str, Path | str], tmp_path: Path) ->
     again = api.report([pair["w0"], pair["w0"]], tmp_path / "R1")
     assert again.tests == [] and not (again.folder / "scatter.png").exists()
     assert {f.path for f in client.list_artifacts(track["parent_run_id"], "report")} == {
-        "report/W0", "report/W0_vs_W1"
+        "report/W0",
+        "report/W0_vs_W1",
     }
     assert not [f for f in client.list_artifacts(track["parent_run_id"], "report/W0") if "scatter" in f.path]
 

@@ -202,6 +202,9 @@ def _load_msd(path: Path, meta: dict[str, Any]) -> Dataset:
     )
 
 
+_PICTURES = (".png", ".bmp", ".jpg", ".jpeg")  # nnU-Net reads a .tif as a 3D image (Tiff3DIO)
+
+
 def _load_nnunet(path: Path, meta: dict[str, Any]) -> Dataset:
     problems: list[Problem] = []
     channels = _indexed_names(path, meta.get("channel_names"), "channel_names", problems)
@@ -222,22 +225,41 @@ def _load_nnunet(path: Path, meta: dict[str, Any]) -> Dataset:
     root = path.parent
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
     pat = re.compile(r"^(?P<case>.+)_(?P<ch>\d{4})" + re.escape(ending) + "$")
-    found = [(m["case"], int(m["ch"]), f) for f in images_dir.glob(f"*{ending}") if (m := pat.match(f.name))]
+    files = sorted(images_dir.glob(f"*{ending}"))
+    found = [(m["case"], int(m["ch"]), f) for f in files if (m := pat.match(f.name))]
     ids = sorted({cid for cid, _, _ in found})
+    undeclared = "remove the file or declare the channel in channel_names"
     unexpected = [
-        (str(f), f"channel {ch} is not declared in channel_names ({len(channels)} channel(s))")
+        (str(f), f"channel {ch} is not declared in channel_names ({len(channels)} channel(s))", undeclared)
         for _, ch, f in found
         if ch >= len(channels)
     ]
-    if labels_dir.is_dir():
-        unexpected += [
-            (str(f), "a label without images in imagesTr")
-            for f in sorted(labels_dir.glob(f"*{ending}"))
-            if f.name[: -len(ending)] not in ids
-        ]
+    # a file of imagesTr not named CASE_XXXX: it had been left out without a word (its label then blamed)
+    named = f"an image file not named CASE_XXXX{ending} (XXXX: its channel number)"
+    for f in files:
+        if not pat.match(f.name):
+            fix = f"rename it, e.g. {f.name[: -len(ending)]}_0000{ending} for the case's first channel"
+            unexpected.append((str(f), named, fix))
+    for f in sorted(labels_dir.glob(f"*{ending}")) if labels_dir.is_dir() else []:
+        if (cid := f.name[: -len(ending)]) not in ids:
+            why = f"a label whose case has no image named {cid}_0000{ending} in imagesTr"
+            fix = f"name its images {cid}_XXXX{ending} (or remove the label of a case without images)"
+            unexpected.append((str(f), why, fix))
+    declared = meta.get("numTraining")
+    if (
+        isinstance(declared, int)
+        and not isinstance(declared, bool)
+        and declared != len(ids)
+        and not unexpected
+    ):
+        unexpected.append((str(path), f"numTraining {declared}, but {len(ids)} case(s) in imagesTr",
+                           "correct numTraining, or add the missing cases' files"))  # fmt: skip
+    # nnU-Net's natural 2D images: one RGB picture, CASE_0000.png, for channel_names R, G and B
+    one_rgb_file = len(channels) == 3 and ending.lower() in _PICTURES and all(ch == 0 for _, ch, _ in found)
     cases = []
     for cid in ids:
-        imgs = tuple(images_dir / f"{cid}_{c:04d}{ending}" for c in range(len(channels)))
+        n_files = 1 if one_rgb_file else len(channels)
+        imgs = tuple(images_dir / f"{cid}_{c:04d}{ending}" for c in range(n_files))
         lab = labels_dir / f"{cid}{ending}"
         cases.append(Case(cid, imgs, lab if labels_dir.is_dir() else None))
     return Dataset(
@@ -247,5 +269,5 @@ def _load_nnunet(path: Path, meta: dict[str, Any]) -> Dataset:
         channels,
         labels,
         tuple(cases),
-        extra={"file_ending": ending, "unexpected_files": unexpected},
+        extra={"file_ending": ending, "unexpected_files": unexpected, "one_rgb_file": one_rgb_file},
     )

@@ -202,15 +202,11 @@ def _regression_problems(ds: Dataset) -> list[Problem]:
 def _description_problems(ds: Dataset) -> list[Problem]:
     src = str(ds.source)
     out: list[Problem] = []
-    for file, why in ds.extra.get("unexpected_files", []):
-        out.append(
-            Problem(
-                file,
-                "every file in imagesTr/labelsTr must belong to a declared case and channel",
-                why,
-                "remove the file or declare the channel in channel_names",
-            )
-        )
+    for file, why, fix in ds.extra.get("unexpected_files", []):
+        rule = "every file in imagesTr/labelsTr must belong to a declared case and channel"
+        if why.startswith("numTraining"):
+            rule = "numTraining counts the training cases in imagesTr (nnU-Net checks it too)"
+        out.append(Problem(file, rule, why, fix))
     if not ds.cases:
         out.append(
             Problem(
@@ -262,7 +258,8 @@ def _description_problems(ds: Dataset) -> list[Problem]:
             )
         )
     if not ds.images_are_4d:
-        bad = [c.case_id for c in ds.cases if len(c.images) != ds.n_channels]
+        files = 1 if ds.extra.get("one_rgb_file") else ds.n_channels  # nnU-Net's R, G, B in one picture
+        bad = [c.case_id for c in ds.cases if len(c.images) != files]
         if bad:
             out.append(
                 Problem(
