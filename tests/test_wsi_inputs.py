@@ -307,3 +307,17 @@ def test_patch_miner_says_train_only_when_its_csv_has_a_target(slide: Path, tmp_
     # (a console narrower than the path breaks it over lines)
     tight = "".join(r.output.split())
     assert f"trainonit:automedtrain{tmp_path / 'q' / 'patches.csv'}-oWORK" in tight
+
+
+def test_explain_refuses_whole_slides_with_the_way_to_go(slide: Path, tmp_path: Path) -> None:
+    """A pyramidal TIFF was read as a 4-channel picture ("save the picture as RGB"), an .svs as no image at all."""
+    from automed.workflow.explain import explain
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    (folder / slide.name).symlink_to(slide)
+    for given in (slide, folder):
+        with pytest.raises(AutomedError, match=r"does not tile whole slides") as err:
+            explain(tmp_path / "no_model", given, tmp_path / "maps")  # refused before any model is read
+        assert "automed patch-miner" in err.value.problems[0].fix
+    assert not (tmp_path / "maps").exists()

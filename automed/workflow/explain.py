@@ -72,6 +72,7 @@ def explain(
     from automed.workflow.predict_channels import check_csv_channels
     from automed.workflow.predict_output import claim_model_output
 
+    _refuse_slides(input_path)
     registered = str(model).startswith("models:/")
     # a selection folder's chosen work dir too
     model_folders = [] if registered else [Path(model), model_dir(Path(model))]
@@ -237,6 +238,20 @@ def registered_predictor(uri: str, bundle: Path, device: str | None) -> Any:
             "explain each of the pair's training work dirs (or the selection folder's members)",
         )
     return load_bundle(bundle, device)
+
+
+def _refuse_slides(input_path: str | Path) -> None:
+    """Whole slides are not tiled by explain: a pyramidal TIFF had been read as a picture of 4 channels ("save the
+    picture as RGB"), an .svs as no image at all."""
+    from automed.workflow.predict_slide_inputs import found_slides
+
+    if (found := found_slides(Path(input_path))) is not None:
+        raise ConfigError.single(
+            found[0][0], "automed explain maps images (pictures, volumes), it does not tile whole slides",
+            "a whole slide",
+            "mine patches from it (`automed patch-miner SLIDE -o P`) and explain some of P/patches/<slide>/, or "
+            "predict the slide with `automed predict`",
+        )  # fmt: skip
 
 
 def explained_target(predictor: Any, label: str | int | float | None) -> tuple[int | None, str]:
