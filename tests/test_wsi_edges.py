@@ -324,7 +324,8 @@ def test_a_dicom_whole_slide_is_one_slide_not_one_per_file(tmp_path: Path) -> No
     dcm(tmp_path / "wsi" / "other.dcm", two)
     dcm(tmp_path / "wsi" / "b" / "level0.dcm", one)  # another folder: another slide
     got = [(s.key, s.path.relative_to(tmp_path).as_posix()) for s in _inputs([tmp_path / "wsi"])]
-    assert got == [("b", "wsi/b/level0.dcm"), ("wsi", "wsi/level0.dcm"), ("wsi_2", "wsi/other.dcm")]
+    # named and ordered as automed predict names them (the given folder's own slides first)
+    assert got == [("wsi", "wsi/level0.dcm"), ("wsi_2", "wsi/other.dcm"), ("b", "wsi/b/level0.dcm")]
 
 
 def test_artifact_checks_in_integers_match_the_rules() -> None:
@@ -418,3 +419,20 @@ def test_slide_csv_columns_and_repeated_slides_are_refused_before_work(slide: Pa
         with pytest.raises(AutomedError, match=match):
             patch_miner([tmp_path / "s.csv"], tmp_path / "m", patch_size="128", show_progress=False)
         assert not (tmp_path / "m").exists()
+
+
+def test_slides_below_a_folder_are_named_by_their_place_as_predict_names_them(
+    slide: Path, tmp_path: Path
+) -> None:
+    """Mining named p1/HE.tif and p2/HE.tif `HE` and `HE_2` (which got `_2` hung on the order, and nothing mapped
+    it back to a file), where predict names them `p1_HE` and `p2_HE`."""
+    from automed.workflow.predict_slide_inputs import found_slides
+
+    a, b = _copies(slide, tmp_path, 2)
+    for sub, src in (("p1", a), ("p2", b)):
+        (tmp_path / "f" / sub).mkdir(parents=True)
+        src.rename(tmp_path / "f" / sub / "HE.tif")
+    res = patch_miner([tmp_path / "f"], tmp_path / "m", patch_size="128", num_patches=2, show_progress=False)
+    listed = found_slides(tmp_path / "f")
+    assert listed is not None
+    assert [s["slide"] for s in res.slides] == listed[1] == ["p1_HE", "p2_HE"]

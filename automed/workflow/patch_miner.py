@@ -199,9 +199,17 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
             raise DatasetError.single(src, "every slide and label map the CSV names must exist",
                                       f"{len(missing)} missing, e.g. {missing[0]}", "fix the paths (relative to the CSV)")  # fmt: skip
         return slides
+    from automed.workflow.predict_slide_inputs import found_slides
+
     found: list[Path] = []
+    named: dict[
+        Path, str
+    ] = {}  # a slide below a folder given: named by its place, as automed predict names it
     for p in paths:
-        if p.is_dir():
+        if p.is_dir() and (listed := found_slides(p)) is not None:
+            found += listed[0]
+            named.update(zip(listed[0], listed[1], strict=True))
+        elif p.is_dir():
             found += sorted(
                 q for q in p.rglob("*") if q.is_file() and q.name.lower().endswith(SLIDE_SUFFIXES)
             )
@@ -215,7 +223,7 @@ def _inputs(paths: list[Path]) -> list[SlideInput]:
             f"pass slide files ({', '.join(SLIDE_SUFFIXES)}), a folder of them or a CSV",
         )  # fmt: skip
     used: set[str] = set()
-    return [SlideInput(_key(slide_name(p), used), p) for p in found]
+    return [SlideInput(_key(named.get(p) or slide_name(p), used), p) for p in found]
 
 
 def _grid(info: SlideInfo, px: int | None, um: float | None, mpp: float | None, overlap: float) -> Grid:
