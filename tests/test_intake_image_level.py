@@ -238,6 +238,22 @@ def test_class_with_one_case_is_an_error(tmp_path: Path) -> None:
     assert p.value == "class 'rare' has 1 case(s)" and "at least 2 cases" in p.rule
 
 
+def test_a_class_of_one_patient_is_an_error(tmp_path: Path) -> None:
+    """A class whose cases all share one PatientID went into one fold: the fold validating it never learnt it
+    (its CV said AUC 0.5 for the class, without a word)."""
+    from automed.testing.synthetic_image_level import make_classification
+
+    csv = make_classification(tmp_path / "d", 18, n_classes=3)
+    lines = csv.read_text().splitlines()
+    rows = [lines[0] + ",PatientID"]
+    rows += [f"{r},{'P_X' if r.endswith(',three') else f'P{i}'}" for i, r in enumerate(lines[1:])]
+    csv.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DatasetError) as exc:
+        verify(load_dataset(csv), show_progress=False)
+    (p,) = exc.value.problems
+    assert p.value == "class 'three' has 6 case(s), all of PatientID 'P_X'" and "at least 2 patients" in p.rule
+
+
 def test_class_with_three_cases_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     ds = load_dataset(_class_folders(tmp_path / "ds", {"common": 6, "rare": 3}))
     with caplog.at_level(logging.WARNING, logger="automed"):

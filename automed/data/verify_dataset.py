@@ -117,6 +117,10 @@ def target_problems(ds: Dataset, folds: int = DEFAULT_FOLDS) -> tuple[list[Probl
     if ds.task_type != "classification":
         return [], []
     counts = Counter(int(c.value) for c in ds.cases if c.value is not None)
+    groups: dict[int, set[str]] = {}  # the patients (PatientID; else each case) of each class
+    for c in ds.cases:
+        if c.value is not None:
+            groups.setdefault(int(c.value), set()).add(c.subject)
     names = ds.labels or {}
     errors: list[Problem] = []
     warnings: list[Problem] = []
@@ -152,6 +156,16 @@ def target_problems(ds: Dataset, folds: int = DEFAULT_FOLDS) -> tuple[list[Probl
                     found,
                     f"add cases of this class, or merge it into another class{regression}"
                     + _unit_hint(texts, names.get(value, str(value))),
+                )
+            )
+        elif len(groups[value]) < MIN_CLASS_CASES:  # one patient's cases share a fold: learnt or validated
+            errors.append(
+                Problem(
+                    src,
+                    f"every class needs cases of at least {MIN_CLASS_CASES} patients (PatientID): a patient's "
+                    "cases share one fold, so a class of one patient is never learnt where it is validated",
+                    f"{found}, all of PatientID {next(iter(groups[value]))!r}",
+                    "add cases of other patients to this class, or merge it into another class",
                 )
             )
         elif n < folds:
