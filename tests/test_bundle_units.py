@@ -190,6 +190,15 @@ def test_cube_evaluate_matches_integer_classes_written_as_floats(tmp_path: Path)
     with pytest.raises(SystemExit, match=re.escape(found)):
         evaluate_table(tmp_path / "values.csv", tmp_path / "ref2.csv", tmp_path / "r3.json")
     assert not (tmp_path / "r3.json").exists()
+    # a classifier of 22 integer classes (its table has probability columns) is scored as classes, not values
+    head = "SubjectID,prediction," + ",".join(f"probability_{k}" for k in range(22))
+    rows = [f"c{i},{i % 22 if i % 4 else (i + 1) % 22}," + ",".join(["0.05"] * 22) for i in range(44)]
+    (tmp_path / "many.csv").write_text("\n".join([head, *rows]) + "\n")
+    truth = "\n".join(f"c{i},{i % 22}" for i in range(44))
+    (tmp_path / "ref3.csv").write_text("SubjectID,ValueToPredict\n" + truth + "\n")
+    evaluate_table(tmp_path / "many.csv", tmp_path / "ref3.csv", tmp_path / "r4.json")
+    many = json.loads((tmp_path / "r4.json").read_text())
+    assert "mae" not in many and many["accuracy"] == 33 / 44
 
 
 def test_cube_evaluate_reads_upper_case_metaimage_as_the_bundle_reads_its_inputs(tmp_path: Path) -> None:

@@ -50,3 +50,20 @@ def test_long_integer_codes_keep_every_digit() -> None:
         "1.5",
         "abc",
     ]
+
+
+def test_a_table_with_class_probabilities_is_scored_as_classes_however_many(tmp_path: Path) -> None:
+    """22 integer classes with probability columns were scored as a regression (MAE 2.57) where scikit-learn's
+    accuracy and macro AUC were what the table asked for."""
+    rng = np.random.default_rng(2)
+    y = np.arange(44) % 22
+    pred = np.where(rng.random(44) < 0.7, y, (y + 1) % 22)
+    probs = rng.dirichlet(np.ones(22), 44)
+    probs[np.arange(44), pred] += 1.0
+    probs /= probs.sum(1, keepdims=True)
+    table = {"SubjectID": [f"c{i}" for i in range(44)], "Target": y, "Prediction": pred}
+    table |= {f"probability_{k}": probs[:, k] for k in range(22)}
+    pd.DataFrame(table).to_csv(tmp_path / "scores.csv", index=False)
+    s = api.metrics(tmp_path / "scores.csv", tmp_path / "out").summary
+    assert "mae" not in s and s["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert s["auc_macro"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))

@@ -84,7 +84,9 @@ def detect_kind(pairs: list[Pair]) -> Kind:
             )  # fmt: skip
         return "synthesis"
     numbers = [_number(t) for t in targets]
-    if any(v is None for v in numbers):
+    if any(v is None for v in numbers) or any(p.probabilities for p in pairs):
+        # a table with class probabilities is a classifier's, whatever its classes' count (22 integer classes had
+        # been scored as a regression: MAE instead of accuracy and AUC)
         return "classification"
     values = [v for v in numbers if v is not None]
     if all(float(v).is_integer() for v in values) and len(set(values)) <= MAX_CLASSES:

@@ -204,6 +204,12 @@ def evaluate_table(pred_csv: Path, ref: Path, out: Path) -> int:
 
     ref_csv = ref if ref.is_file() else next(iter(sorted(ref.glob("*.csv"))), ref / "labels.csv")
     pred, truth = _table(pred_csv), _table(ref_csv)
+    import csv
+
+    with pred_csv.open(
+        newline=""
+    ) as fh:  # a classifier's table: classes, however many (22 had read as values)
+        classifier = any(c.startswith("probability_") for c in next(csv.reader(fh), []))
     missing = sorted(set(truth) - set(pred))
     if missing:
         raise SystemExit(f"{pred_csv}: missing predictions for {', '.join(missing[:5])}")
@@ -212,7 +218,9 @@ def evaluate_table(pred_csv: Path, ref: Path, out: Path) -> int:
         t = np.array([float(truth[i]) for i in ids])
         p = np.array([float(pred[i]) for i in ids])
         # values, not classes: a regression model predicts non-integers, or there are many distinct targets
-        numeric = not (np.all(t == np.round(t)) and np.all(p == np.round(p))) or len(np.unique(t)) > 20
+        numeric = not classifier and (
+            not (np.all(t == np.round(t)) and np.all(p == np.round(p))) or len(np.unique(t)) > 20
+        )
     except ValueError:
         numeric = False
     result: dict[str, Any]
