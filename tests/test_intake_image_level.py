@@ -251,7 +251,9 @@ def test_a_class_of_one_patient_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as exc:
         verify(load_dataset(csv), show_progress=False)
     (p,) = exc.value.problems
-    assert p.value == "class 'three' has 6 case(s), all of PatientID 'P_X'" and "at least 2 patients" in p.rule
+    assert (
+        p.value == "class 'three' has 6 case(s), all of PatientID 'P_X'" and "at least 2 patients" in p.rule
+    )
 
 
 def test_class_with_three_cases_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -608,7 +608,7 @@ def test_a_training_and_a_sweep_never_share_a_work_dir(tmp_path: Path) -> None:
     replaced the other's selection/selection.json: a training's own postprocessing evidence, or the sweep's choice."""
     import json
 
-    from automed.workdir import claim_workdir
+    from automed.workdir_claim import claim_workdir
 
     fp = json.dumps({"schema_version": 1, "inputs_hash": "x"})
     trained, swept, planned = tmp_path / "T", tmp_path / "S", tmp_path / "P"

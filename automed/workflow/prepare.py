@@ -30,7 +30,8 @@ from automed.train.config import TrainConfig
 from automed.workdir import FINGERPRINT as FINGERPRINT_FILE
 from automed.workdir import PLAN as PLAN_FILE
 from automed.workdir import SPLITS as SPLITS_FILE
-from automed.workdir import WorkDir, claim_workdir, refuse_workdir_in_dataset
+from automed.workdir import WorkDir
+from automed.workdir_claim import claim_workdir, refuse_workdir_in_dataset
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ from automed.select.register import write_choice_bundle
 from automed.select.selection import SELECTION_FILE, select
 from automed.tracking import Tracker, check_tracking_uri
 from automed.train.config import TrainConfig, load_train_config
-from automed.workdir import claim_workdir, locked, refuse_workdir_in_dataset
+from automed.workdir import locked
+from automed.workdir_claim import claim_workdir, refuse_workdir_in_dataset
 from automed.workflow.choice import log_record
 from automed.workflow.prepare import (
     choose_configuration,

@@ -32,7 +32,8 @@ from automed.train.config import TrainConfig, load_train_config
 from automed.train.device import pick_device, usable_device
 from automed.train.meta import InferenceSettings, ModelMeta, resolve_training
 from automed.train.state import fold_finished
-from automed.workdir import ALL_DATA, WorkDir, claim_workdir, locked, refuse_workdir_in_dataset
+from automed.workdir import ALL_DATA, WorkDir, locked
+from automed.workdir_claim import claim_workdir, refuse_workdir_in_dataset
 from automed.workflow.all_data import all_data_split, conclude_all_data
 from automed.workflow.choice import log_record
 from automed.workflow.disclosure import public_options, redactor_for
