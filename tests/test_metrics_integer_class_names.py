@@ -67,3 +67,16 @@ def test_a_table_with_class_probabilities_is_scored_as_classes_however_many(tmp_
     s = api.metrics(tmp_path / "scores.csv", tmp_path / "out").summary
     assert "mae" not in s and s["accuracy"] == pytest.approx(accuracy_score(y, pred))
     assert s["auc_macro"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"))
+
+
+def test_class_names_beside_folders_of_their_names_stay_classes(tmp_path: Path) -> None:
+    """A class `normal` beside a class folder normal/ became that folder's absolute path (metrics.csv and
+    summary.json named it), or was read as a DICOM series ("an image folder must hold one DICOM series")."""
+    (tmp_path / "normal").mkdir()
+    (tmp_path / "normal" / "x.png").write_bytes(b"")
+    (tmp_path / "scores.csv").write_text(
+        "SubjectID,Target,Prediction\na,normal,normal\nb,normal,pneumonia\nc,pneumonia,pneumonia\nd,pneumonia,pneumonia\n"
+    )
+    s = api.metrics(tmp_path / "scores.csv", tmp_path / "out").summary
+    assert s["classes"] == ["normal", "pneumonia"] and s["accuracy"] == 0.75
+    assert str(tmp_path) not in (tmp_path / "out" / "metrics.csv").read_text()

@@ -72,7 +72,10 @@ def _from_csv(path: Path) -> list[Pair]:
 
     def value(text: str) -> str:  # a relative image path is relative to the CSV
         p = Path(text)
-        return str(base / p) if text and not p.is_absolute() and (base / p).exists() else text
+        # a path has a file ending or a folder in it: a bare word is a value, even beside a folder of its name (a
+        # class "normal" beside a class folder normal/ had become that folder's absolute path, or a DICOM error)
+        looks = bool(p.suffix) or "/" in text or "\\" in text
+        return str(base / p) if looks and not p.is_absolute() and (base / p).exists() else text
 
     pairs: list[Pair] = []
     problems: list[Problem] = []
