@@ -80,3 +80,25 @@ def test_class_names_beside_folders_of_their_names_stay_classes(tmp_path: Path) 
     s = api.metrics(tmp_path / "scores.csv", tmp_path / "out").summary
     assert s["classes"] == ["normal", "pneumonia"] and s["accuracy"] == 0.75
     assert str(tmp_path) not in (tmp_path / "out" / "metrics.csv").read_text()
+
+
+def test_class_names_in_either_unicode_spelling_are_one_class(tmp_path: Path) -> None:
+    """A class folder named on macOS (decomposed: O + combining diaeresis) was "not a class" of a model whose class
+    `Ödem` came composed from a CSV, and metrics scored its correct predictions as wrong (macro AUC 0.75, 3 classes)."""
+    import unicodedata
+
+    from automed.runtime.entry import as_class
+    from automed.runtime.truth import folder_truth
+
+    composed, decomposed = "\u00d6dem", unicodedata.normalize("NFD", "\u00d6dem")
+    assert composed != decomposed and as_class(decomposed) == as_class(composed) == composed
+    (tmp_path / decomposed).mkdir()
+    (tmp_path / "normal").mkdir()
+    cases = [("a", tmp_path / decomposed / "a.png"), ("b", tmp_path / "normal" / "b.png")]
+    truth, warning = folder_truth(tmp_path, cases, "classification", [composed, "normal"])
+    assert truth == {"a": composed, "b": "normal"} and warning is None
+    table = {"SubjectID": ["a", "b", "c", "d"], "Target": [decomposed, "normal", composed, "normal"],
+             "Prediction": [composed, "normal", decomposed, "normal"]}  # fmt: skip
+    pd.DataFrame(table).to_csv(tmp_path / "scores.csv", index=False)
+    s = api.metrics(tmp_path / "scores.csv", tmp_path / "out").summary
+    assert s["classes"] == ["normal", composed] and s["accuracy"] == 1.0

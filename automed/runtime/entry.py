@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +187,9 @@ def _table(path: Path) -> dict[str, str]:
 
 def as_class(value: str) -> str:
     """A class as written in either table: ``1``, ``1.0`` and `` 1 `` are the same class (a reference CSV written
-    by pandas or a spreadsheet holds floats where the model's table names integer classes); names stay names."""
-    text = value.strip()
+    by pandas or a spreadsheet holds floats where the model's table names integer classes); names stay names, in
+    one Unicode spelling (composed, NFC: a class folder named on macOS is decomposed, `Ödem` one letter or two)."""
+    text = unicodedata.normalize("NFC", value.strip())
     if whole := re.fullmatch(r"([+-]?\d+)(\.0*)?", text):  # exactly, however many digits (codes, not floats)
         return str(int(whole[1]))
     try:

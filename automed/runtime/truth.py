@@ -10,6 +10,7 @@ column."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 
@@ -21,11 +22,14 @@ def folder_truth(
     ``None`` otherwise (no ``truth`` column). Also the warning naming the folders that are not classes, if any."""
     if kind != "classification" or not classes or not root.is_dir() or not cases:
         return None, None
+    # one spelling per name: macOS writes folder names decomposed (NFD), a CSV's class names are mostly composed
+    # (NFC); `Ödem/` spelt one way was "not a class" of a model trained on the other (its correct cases scored wrong)
+    spelt = {unicodedata.normalize("NFC", c): c for c in classes}
     folder_of: dict[str, str] = {}
     for cid, image in cases:
         if not image.is_relative_to(root) or len(parts := image.relative_to(root).parts) != 2:
             return None, None  # an image at the top or deeper than a class folder: not this layout
-        folder_of[cid] = parts[0]
+        folder_of[cid] = spelt.get(unicodedata.normalize("NFC", parts[0]), parts[0])
     folders = sorted(set(folder_of.values()))
     others = [f for f in folders if f not in classes]
     if len(others) == len(folders):
