@@ -110,3 +110,19 @@ def test_a_label_map_of_many_structures_is_said_and_named_structures_make_it_one
     assert res.kind == "synthesis" and "pass --problem segmentation" in caplog.text
     named = api.metrics(pred_dir, tmp_path / "b", reference=ref_dir, regions=["some=1,2,3"])
     assert named.kind == "segmentation" and named.summary["regions"]["region:some"]["dice"] == 1.0
+
+
+def test_a_test_set_of_one_class_folder_is_scored(tmp_path: Path) -> None:
+    """predict wrote the truth of a one-class folder test set, and metrics refused the same folder as --reference
+    ("another folder"): the two commands pointed at each other and neither scored it."""
+    from PIL import Image
+
+    (tmp_path / "ref" / "dog").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ref" / "dog" / f"x{i}.png")
+    (tmp_path / "predictions.csv").write_text(
+        "SubjectID,prediction,probability_cat,probability_dog\n"
+        "dog_x0,dog,0.1,0.9\ndog_x1,cat,0.6,0.4\ndog_x2,dog,0.2,0.8\n"
+    )
+    s = api.metrics(tmp_path / "predictions.csv", tmp_path / "out", reference=tmp_path / "ref").summary
+    assert s["accuracy"] == pytest.approx(2 / 3) and s["classes"] == ["cat", "dog"]

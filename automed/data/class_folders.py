@@ -35,14 +35,14 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and _visible(p))
 
 
-def looks_like_class_folders(root: Path, *, ignore_csv: bool = False) -> bool:
+def looks_like_class_folders(root: Path, *, ignore_csv: bool = False, least: int = 2) -> bool:
     """Whether ``root`` (a folder without ``dataset.json``) is meant as the folder-per-class layout: no CSV (unless
-    ``ignore_csv``), at least two visible sub-folders, none named like a segmentation layout's, and image files in
-    at least one."""
+    ``ignore_csv``), at least ``least`` visible sub-folders (a dataset: two classes; a test set scored by
+    ``automed metrics``: one may do), none named like a segmentation layout's, and image files in at least one."""
     if (root / "dataset.json").exists() or (not ignore_csv and any(root.glob("*.csv"))):
         return False
     dirs = _class_dirs(root)
-    if len(dirs) < 2 or any(d.name.lower() in SEGMENTATION_FOLDERS for d in dirs):
+    if len(dirs) < least or any(d.name.lower() in SEGMENTATION_FOLDERS for d in dirs):
         return False
     return any(f.is_file() and has_image_suffix(f) for d in dirs for f in d.iterdir())
 
@@ -160,13 +160,13 @@ def _cases(images: dict[str, list[Path]]) -> tuple[list[Case], list[Problem]]:
     return sorted(cases, key=lambda c: c.case_id), problems
 
 
-def load_class_folders(root: Path) -> Dataset:
+def load_class_folders(root: Path, *, least: int = 2) -> Dataset:
     """Parse a folder-per-class dataset (see the module docstring); raise a :class:`DatasetError` listing every
     problem of the tree: images outside class folders, sub-folders and non-image files inside them, empty class
-    folders, clashing case IDs, fewer than two classes."""
+    folders, clashing case IDs, fewer than ``least`` classes (a test set scored by ``automed metrics``: one)."""
     dirs = _class_dirs(root)
     images, problems = _folder_problems(root, dirs)
-    if len(dirs) < 2:
+    if len(dirs) < least:
         problems.append(
             Problem(
                 str(root),

@@ -134,8 +134,8 @@ def _reference_table(reference: Path) -> tuple[str, list[dict[str, str]]]:
     """A reference CSV's target column and rows; or, for a folder-per-class test set (``DIR/<class>/<images>``),
     each image's case ID as training and ``automed predict`` give it (``<class>_<file stem>``) with its folder's class.
     """
-    if reference.is_dir() and looks_like_class_folders(reference):
-        ds = load_class_folders(reference)
+    if reference.is_dir() and looks_like_class_folders(reference, least=1):
+        ds = load_class_folders(reference, least=1)
         names = ds.labels or {}
         return "ValueToPredict", [
             {"SubjectID": c.case_id, "ValueToPredict": names[int(c.value or 0)]} for c in ds.cases
@@ -379,7 +379,8 @@ def metrics(
         pairs = _from_folders(src, Path(reference))
     elif src.suffix.lower() == ".csv" and reference is not None:
         ref = Path(reference)
-        class_folders = ref.is_dir() and looks_like_class_folders(ref)
+        # a test set of one class too, as automed predict scores it (its truth column)
+        class_folders = ref.is_dir() and looks_like_class_folders(ref, least=1)
         if not (ref.is_file() and ref.suffix.lower() == ".csv") and not class_folders:
             raise ConfigError.single(
                 ref,
