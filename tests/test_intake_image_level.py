@@ -530,3 +530,23 @@ def test_verify_says_what_the_cases_are_trained_on(tmp_path: Path) -> None:
         "images only (no label maps, no ValueToPredict)"
     )
     assert "images only" in task_reason(ds) and "label maps are given" not in task_reason(ds)
+
+
+def test_numbers_with_a_decimal_comma_are_named_as_such(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A German spreadsheet's "1,5" targets were read as 4 classes (verify said OK), and --task regression's refusal
+    ("write the numbers themselves") never named the decimal comma."""
+    from automed.testing.synthetic_image_level import make_regression
+
+    csv = make_regression(tmp_path / "d", 16)
+    lines = csv.read_text().splitlines()
+    values = ["1,5", "2,0", "2,5", "3,0"]
+    rows = [lines[0]] + [",".join(r.split(",")[:-1]) + f',"{values[i % 4]}"' for i, r in enumerate(lines[1:])]
+    csv.write_text("\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="automed"):
+        rep = verify(load_dataset(csv), show_progress=False)
+    (w,) = [w for w in rep.warnings if "decimal" in w.rule]
+    assert "4 classes such as '1,5'" in w.value and "decimal point (1.5) for a regression" in w.fix
+    with pytest.raises(DatasetError, match=r"decimal comma .*decimal point \(1\.5\)"):
+        load_dataset(csv, task="regression")

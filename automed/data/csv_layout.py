@@ -110,8 +110,9 @@ def load_csv(path: Path) -> Dataset:
             path,
             "CSV columns must be separated by commas",
             f"{delimiter!r} as the delimiter (header {','.join(rows[0])!r})",
-            f"save the file with commas between columns (in a spreadsheet: 'CSV (comma delimited)'), or replace "
-            f"every {delimiter!r} by ','",
+            "save the file with commas between columns and decimal points in numbers (in a spreadsheet: 'CSV "
+            f"(comma delimited)' with an English number format); replacing every {delimiter!r} by ',' is enough "
+            "only when no number has a decimal comma (1,5 would become two cells)",
         )
     kinds = [_column_kind(h) for h in header]
     for h, k in zip(header, kinds, strict=True):

@@ -28,6 +28,7 @@ from automed.data.io import has_image_suffix
 from automed.data.json_layouts import load_dataset_json
 from automed.data.paths import os_problem
 from automed.data.schema import Case, Dataset, Layout, TaskType
+from automed.data.verify_dataset import decimal_comma_hint
 from automed.errors import DatasetError, Problem
 
 __all__ = [
@@ -84,7 +85,8 @@ def with_task(ds: Dataset, task: str | None) -> Dataset:
                 ds.source,
                 "--task regression needs numeric ValueToPredict",
                 f"class names {', '.join(repr(n) for n in names[:5])}{' ...' if len(names) > 5 else ''}",
-                "write the numbers themselves (e.g. an ordinal score 0, 1, 2), or use --task classification",
+                "write the numbers themselves (e.g. an ordinal score 0, 1, 2), or use --task classification"
+                + decimal_comma_hint(names),
             )
         labels = None
     elif task == "classification" and labels is None:

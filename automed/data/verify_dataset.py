@@ -24,9 +24,23 @@ MIN_CLASS_CASES = 2  # one case to train on, one to validate
 NUMBER_WITH_UNIT = re.compile(r"\s*([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*[^\d\s.,;:]\S*\s*")
 
 
+def decimal_comma_hint(names: list[str]) -> str:
+    """When every class name of a CSV is a number written with a decimal comma (``1,5``: a German or French
+    spreadsheet's export), the fix says so: those are text, so classes, never the numbers of a regression."""
+    if not names or not all(DECIMAL_COMMA.fullmatch(n.strip()) for n in names):
+        return ""
+    return (f"; or, if ValueToPredict holds numbers written with a decimal comma ({names[0]!r}), write them with a "
+            f"decimal point ({names[0].strip().replace(',', '.')}) for a regression")  # fmt: skip
+
+
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
 def _unit_hint(names: list[str], name: str) -> str:
     """When every class name of a CSV is a number followed by a unit (``250.5 ml``): those are text, so classes, and
     a regression of N cases reads as N classes; the fix names the plain number to write for class ``name``."""
+    if comma := decimal_comma_hint(names):
+        return comma
     number = NUMBER_WITH_UNIT.fullmatch(name)
     if number is None or not all(NUMBER_WITH_UNIT.fullmatch(n) for n in names):
         return ""
@@ -136,6 +150,9 @@ def target_problems(ds: Dataset, folds: int = DEFAULT_FOLDS) -> tuple[list[Probl
         else ""
     )
     texts = list(names.values()) if ds.layout != "folders" else []
+    if ds.extra.get("task") is None and (comma := decimal_comma_hint(texts)):  # trained as classes otherwise
+        warnings.append(Problem(src, "numbers are written with a decimal point: text is read as class names",
+                                f"{len(texts)} classes such as {texts[0]!r}", comma.removeprefix("; or, ")))  # fmt: skip
     if len(counts) < 2:
         errors.append(
             Problem(
