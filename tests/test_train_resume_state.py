@@ -264,3 +264,33 @@ def test_a_tracking_record_of_another_type_is_refused(
         f"{value!r} ({type(value).__name__})",
     )
     assert "put back the tracking.json automed wrote" in p.fix
+
+
+def test_an_extend_never_leaves_folds_at_epochs_of_two_extensions(tmp_path: Path) -> None:
+    """Another N typed after a killed --extend extended a finished fold twice (2 + 2 + 3 epochs beside 2 + 3), and an
+    --extend over a training killed before its end only resumed its unfinished fold: both were registered."""
+    from automed.errors import ConfigError
+    from automed.workflow.train_extension import refuse_mixed_extension
+
+    config = TrainConfig()
+    wd = WorkDir(tmp_path)
+    progress = {f: wd.fold(config.configuration, f) / "progress.json" for f in (0, 1)}
+    for p in progress.values():
+        p.parent.mkdir(parents=True)
+        p.write_text(json.dumps(stamped({"history": [], "finished": True}, 1)))
+    wd.train_config.write_text(json.dumps(stamped({"dataset": "d"}, TRAIN_CONFIG_VERSION)))
+    refuse_mixed_extension(tmp_path, config, 2)  # every fold finished, nothing pending: extended
+    refuse_mixed_extension(tmp_path, config, 0)
+    record = {"dataset": "d", "extension": {"epochs": 2, "targets": {"0": 4, "1": 4}}}
+    wd.train_config.write_text(json.dumps(stamped(record, TRAIN_CONFIG_VERSION)))
+    progress[1].write_text(json.dumps(stamped({"history": [], "finished": False}, 1)))
+    refuse_mixed_extension(tmp_path, config, 2)  # the same --extend again: completed
+    with pytest.raises(
+        ConfigError, match=r"--extend 3 after an unfinished --extend 2.*--extend 2\), then extend"
+    ):
+        refuse_mixed_extension(tmp_path, config, 3)
+    wd.train_config.write_text(json.dumps(stamped({"dataset": "d"}, TRAIN_CONFIG_VERSION)))
+    with pytest.raises(
+        ConfigError, match=r"whose folds have all finished; found fold_1 unfinished.*--resume"
+    ):
+        refuse_mixed_extension(tmp_path, config, 2)

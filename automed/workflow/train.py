@@ -45,7 +45,12 @@ from automed.workflow.resume_checks import refuse_a_copy, refuse_ignored_on_resu
 from automed.workflow.screen import run_screening
 from automed.workflow.shape import fold_count
 from automed.workflow.sweep_stages import parse_resources
-from automed.workflow.train_extension import epochs_done, extension_targets, forget_extension
+from automed.workflow.train_extension import (
+    epochs_done,
+    extension_targets,
+    forget_extension,
+    refuse_mixed_extension,
+)
 from automed.workflow.train_options import TrackingState, TrainOptions, TrainResult
 from automed.workflow.train_start import (
     fold_list,
@@ -290,6 +295,7 @@ def train_dataset(
         fallback = None
         if resume or extend:
             ds, config, opts, fallback = restore_training(wd, opts, dataset or None)
+            refuse_mixed_extension(wd, config, extend)
             check_cluster(opts.ray_address)  # the one given, else the saved one
         else:
             check_cluster(opts.ray_address, dataset, wd, opts.resources())  # each node: paths, a fold's size
