@@ -186,6 +186,11 @@ class WorkDir:
                 "pass a trial that reached full CV (trials.csv status cv), or train this one's config (`config` in "
                 f"{self.root.name}/trial.json, saved as a YAML file) with `automed train DATASET --config FILE -o NEW_DIR`",
             )  # fmt: skip
+        if not self.model.exists() and self.train_config.is_file():  # a training stopped before its end
+            raise ArtifactError.single(
+                self.model, "a training work dir's model.json must exist (written when the training concludes)",
+                "missing: the training did not finish", f"finish it: `automed train --resume {self.root}`",
+            )  # fmt: skip
         return require(
             self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
         )

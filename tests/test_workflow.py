@@ -381,6 +381,18 @@ def test_a_screened_only_trial_given_as_a_model_gets_a_fix_that_works(tmp_path: 
     assert "did not reach full CV" in str(e.value) and f"-o {trial}" not in str(e.value)
 
 
+def test_an_unfinished_training_given_as_a_model_gets_the_resume_fix(tmp_path: Path) -> None:
+    """predict, select and export said "run `automed train DATASET -o W` first", which is then refused in favour of
+    --resume."""
+    from automed.errors import ArtifactError
+    from automed.workdir import WorkDir
+
+    (tmp_path / "train_config.json").write_text("{}")
+    with pytest.raises(ArtifactError) as e:
+        WorkDir(tmp_path).require_model()
+    assert "the training did not finish" in str(e.value) and f"automed train --resume {tmp_path}" in str(e.value)
+
+
 def test_a_resumed_fold_logs_the_epochs_its_mlflow_run_missed(tmp_path: Path) -> None:
     """A kill between the checkpoint and the MLflow call lost that epoch from the run for good."""
     from dataclasses import asdict
