@@ -32,6 +32,9 @@ def _requirements() -> list[str]:
                 "scikit-learn", "matplotlib"]  # fmt: skip
 
 
+REGISTERING = "automed.registering"  # model version tag: the registration that made it has not finished
+
+
 def register_ensemble(
     tracker: Tracker,
     run_id: str,
@@ -112,7 +115,9 @@ def register_ensemble(
         # the registry's lock, not the tracking store's: two registrations at once (from different tracking stores
         # into one registry too) each compare with the champion the other left
         with store_lock(tracker.registry):
-            version = str(mlflow.register_model(info.model_uri, name).version)
+            # marked until automed's registration is complete (select.register removes the mark): a stopped one
+            # leaves a version its next registration knows to replace
+            version = str(mlflow.register_model(info.model_uri, name, tags={REGISTERING: "true"}).version)
             client = tracker.client
             client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
             client.set_registered_model_alias(name, "candidate", version)

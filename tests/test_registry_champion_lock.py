@@ -72,7 +72,7 @@ def test_the_champion_is_read_and_moved_under_the_registrys_lock(
     monkeypatch.setattr(
         mlflow,
         "register_model",
-        lambda uri, name: (free_when_registered.append(_free(lock)), SimpleNamespace(version="1"))[1],
+        lambda uri, name, **kw: (free_when_registered.append(_free(lock)), SimpleNamespace(version="1"))[1],
     )
     client = _Registry(lock)
     tracker = SimpleNamespace(

@@ -155,3 +155,27 @@ def test_a_registry_server_that_does_not_answer_is_refused_before_any_work(
     with pytest.raises(ConfigError) as err:
         check_tracking_uri(None, resume=True)  # a resume registers too
     assert err.value.problems[0].file == "MLFLOW_REGISTRY_URI" and "sqlite" in str(err.value)
+
+
+def test_a_registration_stopped_before_its_bundle_tag_is_replaced_not_doubled(tmp_path: Path) -> None:
+    """A training stopped (SIGTERM too) between MLflow's register_model and the bundle tag left version 1 without tags,
+    and its resume registered version 2: two versions of one model on one run."""
+    from mlflow.tracking import MlflowClient
+
+    from automed.model_store import REGISTERING
+    from automed.select.register import BUNDLE_TAG, _drop_unfinished
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    run = client.create_run(client.create_experiment("e")).info.run_id
+    other = client.create_run(client.get_experiment_by_name("e").experiment_id).info.run_id
+    client.create_registered_model("automed-x")
+    done = client.create_model_version("automed-x", "file:///b", run_id=run, tags={BUNDLE_TAG: "abc"})
+    old = client.create_model_version(
+        "automed-x", "file:///b", run_id=run
+    )  # an earlier automed's: no tags, kept
+    stopped = client.create_model_version("automed-x", "file:///b", run_id=run, tags={REGISTERING: "true"})
+    foreign = client.create_model_version("automed-x", "file:///b", run_id=other, tags={REGISTERING: "true"})
+    _drop_unfinished(client, "automed-x", run)
+    left = {v.version for v in client.search_model_versions("name='automed-x'")}
+    assert left == {done.version, old.version, foreign.version} and stopped.version not in left
+    _drop_unfinished(client, "automed-y", run)  # no such model: nothing to do

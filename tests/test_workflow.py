@@ -390,7 +390,9 @@ def test_an_unfinished_training_given_as_a_model_gets_the_resume_fix(tmp_path: P
     (tmp_path / "train_config.json").write_text("{}")
     with pytest.raises(ArtifactError) as e:
         WorkDir(tmp_path).require_model()
-    assert "the training did not finish" in str(e.value) and f"automed train --resume {tmp_path}" in str(e.value)
+    assert "the training did not finish" in str(e.value) and f"automed train --resume {tmp_path}" in str(
+        e.value
+    )
 
 
 def test_a_resumed_fold_logs_the_epochs_its_mlflow_run_missed(tmp_path: Path) -> None:

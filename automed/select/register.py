@@ -15,7 +15,7 @@ from typing import Any
 
 from automed.artifacts import atomic_directory, read_json, tree_hash, write_json_atomic
 from automed.errors import ArtifactError
-from automed.model_store import register_ensemble
+from automed.model_store import REGISTERING, register_ensemble
 from automed.plan.schema import Plan
 from automed.preprocess.previous_stage import check_first_stage
 from automed.privacy import Redactor
@@ -114,6 +114,7 @@ def _register(
     if same is not None:
         return same
     name = registry_name(plan, tracker.client)
+    _drop_unfinished(tracker.client, name, run_id)
     registered = register_ensemble(
         tracker,
         run_id,
@@ -126,7 +127,27 @@ def _register(
     )
     tracker.client.set_model_version_tag(registered["name"], registered["version"], BUNDLE_TAG, digest)
     tracker.client.set_registered_model_tag(name, CONTRACT_TAG, json.dumps(contract(plan), sort_keys=True))
+    tracker.client.delete_model_version_tag(
+        registered["name"], registered["version"], REGISTERING
+    )  # complete
     return {**registered, BUNDLE_TAG: digest}
+
+
+def _drop_unfinished(client: Any, name: str, run_id: str) -> None:
+    """A version of this run's model that a stopped registration left marked unfinished (:data:`REGISTERING`, set
+    with the version and removed last): the registration that follows replaces it (a resumed training had left two
+    versions of one model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    except MlflowException:  # no such model yet
+        return
+    for v in found:
+        if REGISTERING in (v.tags or {}):
+            log.warning("registry: %s version %s, left unfinished by a stopped registration of this run, is "
+                        "replaced by the new version", name, v.version)  # fmt: skip
+            client.delete_model_version(name, v.version)
 
 
 def _unchanged(
