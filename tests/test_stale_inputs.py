@@ -144,7 +144,7 @@ def test_trained_folds_keep_their_fingerprint(tmp_path: Path, caplog: pytest.Log
     changed (with the new fingerprint in place it said nothing, and trained on the cache of before)."""
     from automed.errors import ArtifactError
     from automed.workdir import WorkDir
-    from automed.workflow.prepare import check_same_cases
+    from automed.workflow.resume_data import check_same_cases
 
     root = make_dataset(tmp_path / "d", n_cases=3, shape=(10, 12, 12))
     wd = tmp_path / "W"
@@ -170,6 +170,10 @@ def test_trained_folds_keep_their_fingerprint(tmp_path: Path, caplog: pytest.Log
     with pytest.raises(ArtifactError, match=r"keeps its fingerprint\.json"):
         api.plan_dataset(root, wd, **KW)
     assert (wd / "fingerprint.json").read_bytes() == before
-    with caplog.at_level("WARNING"):
+    # a resume of the edited data is refused before anything runs (it had warned, then validated the folds against
+    # the edited labels while they trained on the cache of before: two versions in one CV, registered)
+    with pytest.raises(
+        ArtifactError, match=r"trains and validates on the data it began with.*edited since"
+    ) as e:
         check_same_cases(load_dataset(root), WorkDir(wd))
-    assert "changed since this training began" in caplog.text
+    assert "restore the files as they were" in str(e.value)

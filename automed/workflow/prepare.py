@@ -11,7 +11,7 @@ from pathlib import Path
 
 from automed.artifacts import write_bytes_atomic
 from automed.data.dataset import Dataset, load_dataset
-from automed.data.splits import check_splits, read_splits, write_splits
+from automed.data.splits import check_splits, write_splits
 from automed.data.verify import VerifyReport
 from automed.data.verify import verify as _verify
 from automed.data.verify_dataset import DEFAULT_FOLDS, no_target_problems
@@ -313,47 +313,6 @@ def plan_dataset(
             ds, wd, configurations=configurations, folds=folds, workers=workers, show_progress=show_progress
         )
     return res
-
-
-def check_same_cases(ds: Dataset, wdir: WorkDir) -> None:
-    """A resumed training (or sweep) trains on its preprocessed cache and validates against the dataset: the cases of its
-    split must still be the dataset's (refused otherwise); changed files (sizes, times) only warn."""
-    fp = Fingerprint.load(wdir.fingerprint)
-    if inputs_unchanged(ds, fp):
-        return
-    splits = read_splits(wdir.splits)
-    split_ids = {c for f in splits["folds"] for part in ("train", "val") for c in f[part]}
-    ids = {c.case_id for c in ds.cases}
-    if split_ids != ids:
-        gone, new = sorted(split_ids - ids), sorted(ids - split_ids)
-        raise ArtifactError.single(
-            ds.source,
-            "a resumed training needs the cases it was split on",
-            f"missing {gone[:5]}{' ...' if len(gone) > 5 else ''}, new {new[:5]}{' ...' if len(new) > 5 else ''}",
-            "restore the dataset as it was, or start a new training with -o NEW_WORKDIR",
-        )
-    log.warning(
-        "%s: the dataset's files changed since this training began (sizes or times); the resumed folds train on "
-        "the preprocessed cache of then while validation reads the files as they are now (edited labels mix two "
-        "versions in the CV): to train on the changed data, train into a new --output",
-        ds.source,
-    )
-
-
-def dataset_now(saved: str, given: str | Path | None, resume: str) -> str | Path:
-    """The dataset a resume continues with: the saved place, or where a moved one is now (``given``; its cases are
-    checked by ``check_same_cases``). A missing one without a new place is a clear error naming the ``resume``
-    command, not a missing-file message from deep in loading."""
-    if Path(saved).exists():
-        return saved
-    if not given:
-        raise ArtifactError.single(
-            saved,
-            "a resumed training or sweep reads the dataset it was started on (validation is scored on its images)",
-            "missing: moved or deleted",
-            f"if it moved, give its new place: {resume}",
-        )
-    return given
 
 
 def dataset_source(ds: Dataset) -> str:

@@ -20,7 +20,8 @@ from automed.search.ray_hooks import hooks_of_another_automed
 from automed.tracking import resolve_uri
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
-from automed.workflow.prepare import check_same_cases, choose_configuration, dataset_now, dataset_source
+from automed.workflow.prepare import choose_configuration, dataset_source
+from automed.workflow.resume_data import check_same_cases, dataset_now
 from automed.workflow.sweep_stages import STATE_FILE, SweepOptions, check_gpus
 from automed.workflow.sweep_state import read_state
 

@@ -30,14 +30,13 @@ from automed.workflow.all_data import check_same_model, evidence, inherit_shape
 from automed.workflow.existing_folds import check_existing_folds, check_one_kind, check_same_previous
 from automed.workflow.fold import validated_rows
 from automed.workflow.prepare import (
-    check_same_cases,
     choose_configuration,
-    dataset_now,
     dataset_source,
     plan_for_training,
     preprocess,
 )
 from automed.workflow.resume_checks import previous_place, read_saved_training
+from automed.workflow.resume_data import check_same_cases, dataset_now
 from automed.workflow.retyped import keep_decisions, recorded_decisions, typed_digest
 from automed.workflow.shape import (
     asked_folds,
