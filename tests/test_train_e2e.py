@@ -308,10 +308,15 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     # fold from its latest checkpoint (no retraining from epoch 0) and validates the new weights
     prog = json.loads(progress.read_text())
     progress.write_text(json.dumps({**prog, "finished": False}))
+    concluded = json.loads((wd / "train_config.json").read_text())  # a killed --extend leaves its record
+    killed = {**concluded, "extension": {"epochs": 2, "targets": {"0": 8}}}
+    (wd / "train_config.json").write_text(json.dumps(killed))
     metrics = progress.parent / "validation_metrics.json"
     stale = [{**row, "dice_mean": -1.0} for row in json.loads(metrics.read_text())]
     metrics.write_text(json.dumps(stale))
     again = [sys.executable, "-m", "automed.cli", "-q", "train", "--resume", str(wd), "--extend", "2"]
+    other = subprocess.run([*again[:-1], "3", "--workers", "0"], capture_output=True, text=True, check=False)
+    assert other.returncode != 0 and "after an unfinished --extend 2" in other.stderr  # another N: refused
     r = subprocess.run([*again, "--workers", "0"], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert [h["epoch"] for h in json.loads(progress.read_text())["history"]] == list(range(1, 9))
