@@ -242,3 +242,12 @@ def patches_mpp(source: Path) -> float | None:
         return None
     mpps = mined_mpps(mining)
     return float(mpps.pop()) if len(mpps) == 1 else None
+
+
+def readable_patches_mpp(source: Path) -> float | None:
+    """:func:`patches_mpp`, ``None`` for a damaged ``mining.json`` too (for the readers that do without it: a
+    training's fingerprint, the warning that the patches were mined again)."""
+    try:
+        return patches_mpp(source)
+    except ArtifactError:
+        return None

@@ -15,7 +15,6 @@ from automed._version import __version__
 from automed.artifacts import canonical_json
 from automed.data.cases import CaseData, read_case
 from automed.data.dataset import Case, Dataset
-from automed.errors import ArtifactError
 from automed.fingerprint.schema import (
     CaseFingerprint,
     ChannelFingerprint,
@@ -24,7 +23,7 @@ from automed.fingerprint.schema import (
     LabelFingerprint,
 )
 from automed.parallel import parallel_map
-from automed.records import patches_mpp
+from automed.records import readable_patches_mpp
 from automed.runtime.crop import bbox_of, box_shape, nonzero_mask, slicer
 
 DEFAULT_SAMPLE_BUDGET = 10_000_000  # foreground intensity samples in total, split equally over cases
@@ -256,18 +255,9 @@ def extract_fingerprint(
         cases=case_fps,
         class_names=class_names(ds),
         voxels_digest=voxels.hexdigest(),
-        slide_mpp=_slide_mpp(Path(ds.source)),
+        slide_mpp=readable_patches_mpp(Path(ds.source)),
     )
     return fp.with_hash()
-
-
-def _slide_mpp(source: Path) -> float | None:
-    """The patches' resolution (:func:`automed.records.patches_mpp`); a damaged ``mining.json`` does not stop the
-    training (whole-slide prediction then says what is wrong with it, or takes ``--mpp``)."""
-    try:
-        return patches_mpp(source)
-    except ArtifactError:
-        return None
 
 
 def task_reason(ds: Dataset) -> str:

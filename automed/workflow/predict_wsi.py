@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from automed.data.io import Geometry
-from automed.errors import ArtifactError, ConfigError
+from automed.errors import ConfigError
 from automed.parallel import progress_bar
 from automed.runtime.folders import safe_id
 from automed.wsi.infer import BlockGrid, predict_blocks
@@ -51,7 +51,7 @@ def model_mpp(model: str | Path, given: float | None) -> float:
     if given is not None:
         return given
     from automed.fingerprint.schema import Fingerprint
-    from automed.records import MINING, patches_mpp
+    from automed.records import MINING, patches_mpp, readable_patches_mpp
     from automed.workdir import WorkDir
 
     source = None
@@ -59,7 +59,9 @@ def model_mpp(model: str | Path, given: float | None) -> float:
         fp = Fingerprint.load(WorkDir(Path(model)).fingerprint)
         source = Path(fp.source)
         if fp.slide_mpp is not None:
-            if (now := _mined_now(source)) is not None and not math.isclose(now, fp.slide_mpp, rel_tol=1e-6):
+            if (now := readable_patches_mpp(source)) is not None and not math.isclose(
+                now, fp.slide_mpp, rel_tol=1e-6
+            ):
                 log.warning("%s: the patches were mined again since the training, at %g micrometres per pixel; "
                             "slides are predicted at the %g the model was trained on (its fingerprint)",
                             source.parent / MINING, now, fp.slide_mpp)  # fmt: skip
@@ -77,17 +79,6 @@ def model_mpp(model: str | Path, given: float | None) -> float:
         f"no mining.json beside its training CSV ({source})" if source else "not a training work dir",
         "pass --mpp with the resolution of the patches it was trained on",
     )
-
-
-def _mined_now(source: Path) -> float | None:
-    """The resolution of the patches beside the training CSV now (``None`` when none, or a damaged record: the one
-    the training fingerprinted is used all the same)."""
-    from automed.records import patches_mpp
-
-    try:
-        return patches_mpp(source)
-    except ArtifactError:
-        return None
 
 
 TRAIN_ON_PATCHES = "mine patches with `automed patch-miner SLIDES -o patches`, train on patches/patches.csv"
