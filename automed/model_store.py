@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from automed.tracking import (
 )
 from automed.workdir import ENSEMBLE, MODEL, without_local_places
 
+log = logging.getLogger(__name__)
+
 
 def _requirements() -> list[str]:
     """The registered model's pip requirements: the automed package's own (it goes with the model as code)."""
@@ -32,7 +36,8 @@ def _requirements() -> list[str]:
                 "scikit-learn", "matplotlib"]  # fmt: skip
 
 
-REGISTERING = "automed.registering"  # model version tag: the registration that made it has not finished
+REGISTERING = "automed.registering"
+CV_CASES = "cv_cases"  # model version tag: how many cases its CV score was measured on  # model version tag: the registration that made it has not finished
 
 
 def register_ensemble(
@@ -44,6 +49,7 @@ def register_ensemble(
     n_channels: int,
     median_spacing: list[float],
     columns: list[tuple[str, str]] | None = None,
+    cases: int | None = None,
 ) -> dict[str, Any]:
     """Log ``bundle`` as an MLflow pyfunc on ``run_id``, register it as ``name`` and maintain the aliases. The
     model is logged from code (``automed/registry_entry.py`` names :class:`automed.registry_model.EnsembleModel`):
@@ -51,7 +57,9 @@ def register_ensemble(
     requirements loads it (``mlflow.pyfunc.load_model``, ``mlflow models serve``).
 
     The new version always becomes ``candidate``; it becomes ``champion`` when there is none yet or its CV score
-    (the task's: foreground Dice, AUC, R²) is at least the champion's (tag ``cv_score``). ``columns`` (name, MLflow
+    (the task's: foreground Dice, AUC, R²) is at least the champion's (tag ``cv_score``), or it is a later state
+    of the champion's own training (one MLflow run) whose CV covers more cases (tag ``cv_cases``: ``cases``, the
+    cases the score was measured on; ``--fold 0`` then ``--fold 1`` into one work dir). ``columns`` (name, MLflow
     type): the table an image-level model returns; ``None``: label maps.
     """
     tracker.check_store()
@@ -75,7 +83,6 @@ def register_ensemble(
             ]
         ),
     )
-    import logging
     import tempfile
     import warnings
 
@@ -120,8 +127,10 @@ def register_ensemble(
             version = str(mlflow.register_model(info.model_uri, name, tags={REGISTERING: "true"}).version)
             client = tracker.client
             client.set_model_version_tag(name, version, "cv_score", f"{score:.6f}")
+            if cases is not None:
+                client.set_model_version_tag(name, version, CV_CASES, str(cases))
             client.set_registered_model_alias(name, "candidate", version)
-            champion_version = _crown(client, name, version, score)
+            champion_version = _crown(client, name, Measured(version, run_id, score, cases))
     return {
         "name": name,
         "version": version,
@@ -130,9 +139,35 @@ def register_ensemble(
     }
 
 
-def _crown(client: Any, name: str, version: str, score: float) -> str:
-    """Make ``version`` (CV score ``score``) the champion when there is none or its score is at least the
-    champion's (tag ``cv_score``); the champion's version."""
+@dataclass(frozen=True)
+class Measured:
+    """A registered version and its CV evidence: the run that trained it, its score and how many cases the score
+    was measured on (``None``: not recorded)."""
+
+    version: str
+    run_id: str
+    score: float
+    cases: int | None
+
+
+def _held(champion: Any) -> Measured:
+    """The champion version's evidence, from its tags (``cv_fg_dice``: written by automed before ``cv_score``)."""
+    tags = champion.tags
+    cases = tags.get(CV_CASES)
+    return Measured(
+        str(champion.version),
+        str(champion.run_id),
+        float(tags.get("cv_score", tags.get("cv_fg_dice", "-1"))),
+        int(cases) if cases is not None and cases.isdigit() else None,
+    )
+
+
+def _crown(client: Any, name: str, new: Measured) -> str:
+    """Make ``new`` the champion when there is none, when its CV score is at least the champion's (tag kept to 6
+    digits), or when it is a later state of the champion's own training whose CV covers more cases (its folds
+    trained one command at a time: the scores of 3 and of 6 cases do not compare, and the model of two folds
+    holds the one of one); the champion's version. Scores of different trainings measured on different numbers of
+    cases are still compared, with a warning saying so."""
     from mlflow.exceptions import MlflowException
 
     champion = None
@@ -141,11 +176,27 @@ def _crown(client: Any, name: str, version: str, score: float) -> str:
     except MlflowException as exc:  # only "no champion yet": a store that fails must not crown a worse model
         if "not found" not in str(exc).lower():
             raise
-    held = None if champion is None else champion.tags.get("cv_score", champion.tags.get("cv_fg_dice", "-1"))
-    if held is None or score >= float(held) - 1e-6:  # tag kept to 6 digits
-        client.set_registered_model_alias(name, "champion", version)
-        return version
-    return str(champion.version)  # type: ignore[union-attr]
+    if champion is None:
+        client.set_registered_model_alias(name, "champion", new.version)
+        return new.version
+    held = _held(champion)
+    wider = new.cases is not None and held.cases is not None and new.cases > held.cases
+    if held.run_id == new.run_id and wider:
+        client.set_registered_model_alias(name, "champion", new.version)
+        return new.version
+    crowned = new.score >= held.score - 1e-6
+    if new.cases is not None and held.cases is not None and new.cases != held.cases:
+        log.warning(
+            "%s version %s (CV %.4f on %d cases) %s champion version %s (CV %.4f on %d cases): the two scores "
+            "were measured on different cases; to choose on the same cases, compare the trainings with automed "
+            "select (or set the alias by hand: MlflowClient().set_registered_model_alias)",
+            name, new.version, new.score, new.cases, "replaces" if crowned else "is not", held.version,
+            held.score, held.cases,
+        )  # fmt: skip
+    if crowned:
+        client.set_registered_model_alias(name, "champion", new.version)
+        return new.version
+    return held.version
 
 
 def _without_temp_folder(client: Any, model_id: str, tmp: Path) -> None:

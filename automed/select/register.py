@@ -103,8 +103,27 @@ def write_model_bundle(workdir: Path, meta: ModelMeta, dest: Path | None = None)
     return dest
 
 
+def cv_cases(workdir: Path) -> int | None:
+    """How many cases a training's CV score was measured on (the cases of its ``cv/metrics.csv``); ``None`` where
+    it has no readable table (an all-data model: its CV is its ``--cv`` work dir's)."""
+    import pandas as pd
+
+    table = WorkDir(workdir).cv_metrics
+    try:
+        cases = pd.read_csv(table, usecols=["case"], dtype=str)["case"]
+    except (OSError, ValueError):  # missing, empty or without the column: not recorded
+        return None
+    return int(cases.nunique())
+
+
 def _register(
-    bundle: Path, plan: Plan, score: float, tracker: Tracker, run_id: str, previous: dict[str, Any] | None
+    bundle: Path,
+    plan: Plan,
+    score: float,
+    tracker: Tracker,
+    run_id: str,
+    previous: dict[str, Any] | None,
+    cases: int | None,
 ) -> dict[str, Any]:
     """Register ``bundle`` as a version of the dataset's model (MLflow pyfunc) on ``run_id``, unless ``previous``
     (the entry remembered for it) is a version of the same bundle, byte for byte, registered with the same score:
@@ -124,6 +143,7 @@ def _register(
         plan.n_channels,
         plan.original_median_spacing,
         output_columns(plan),
+        cases,
     )
     tracker.client.set_model_version_tag(registered["name"], registered["version"], BUNDLE_TAG, digest)
     tracker.client.set_registered_model_tag(name, CONTRACT_TAG, json.dumps(contract(plan), sort_keys=True))
@@ -237,12 +257,16 @@ def _read_selection(path: Path) -> dict[str, Any]:
     return result
 
 
-def register_training(workdir: Path, tracker: Tracker, run_id: str, score: float) -> dict[str, Any]:
+def register_training(
+    workdir: Path, tracker: Tracker, run_id: str, score: float, cases: int | None = None
+) -> dict[str, Any]:
     """Write the training's bundle (its model metadata with ``automed select``'s choice applied) and register it on
-    ``run_id``; the entry is remembered in ``tracking.json``."""
+    ``run_id``; the entry is remembered in ``tracking.json``. ``cases``: how many cases ``score`` was measured on
+    (default: its own CV's)."""
     previous = registered_version(workdir)
     bundle = write_model_bundle(workdir, load_model(workdir))
-    registered = _register(bundle, Plan.load(WorkDir(workdir).plan), score, tracker, run_id, previous)
+    cases = cv_cases(workdir) if cases is None else cases
+    registered = _register(bundle, Plan.load(WorkDir(workdir).plan), score, tracker, run_id, previous, cases)
     _remember(workdir, registered)
     return registered
 
@@ -310,4 +334,6 @@ def register_members(
     registered the same bundle); the registry entry."""
     previous = registered_version(out)
     bundle = write_ensemble_bundle(workdirs, out / BUNDLE_DIR, postprocessing, score)
-    return _register(bundle, Plan.load(WorkDir(workdirs[0]).plan), score, tracker, run_id, previous)
+    counts = [cv_cases(wd) for wd in workdirs]  # the pair is scored on the cases its members share
+    cases = None if None in counts else min(c for c in counts if c is not None)
+    return _register(bundle, Plan.load(WorkDir(workdirs[0]).plan), score, tracker, run_id, previous, cases)

@@ -14,7 +14,7 @@ from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.records import read_tracking
-from automed.select.register import register_training
+from automed.select.register import cv_cases, register_training
 from automed.tasks.base import Task
 from automed.tracking import Tracker
 from automed.train.config import TrainConfig
@@ -139,7 +139,8 @@ def conclude_all_data(
     tracker.set_tags(parent, link)
     registered = None
     if register:
-        registered = register_training(wd, tracker, parent, meta.cv_score or 0.0)
+        cases = cv_cases(Path(cv_workdir)) if cv_workdir else None  # the evidence it inherits
+        registered = register_training(wd, tracker, parent, meta.cv_score or 0.0, cases)
         tracker.tag_version(registered["name"], registered["version"], link)
     summary = {"all_data": True, "inherited_cv_score": meta.cv_score, "cv_workdir": cv_workdir}
     return summary, meta, registered
