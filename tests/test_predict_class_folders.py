@@ -4,6 +4,7 @@ found ... pass a sub-folder of other images itself". A segmentation model still 
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -122,3 +123,33 @@ def test_no_truth_where_the_folders_are_not_classes(tmp_path: Path) -> None:
     top = discover(root, 1, dimension=2)  # an image at the top: not the folder-per-class layout
     assert folder_truth(root, top, _classes("benign", "malignant")) is None
     assert folder_truth(root / "top.png", top[-1:], _classes("benign", "malignant")) is None
+
+
+def test_the_bundle_orders_cases_as_automed_predict_does(tmp_path: Path) -> None:
+    """Folders ``a/`` and ``a-b/`` are read in that order, their IDs ``a_b`` and ``a-b_x`` sort the other way: the
+    bundle's predictions.csv had listed its rows by folder, automed predict's by case ID."""
+    for folder, name in (("a", "b"), ("a-b", "x")):
+        (tmp_path / folder).mkdir()
+        sitk.WriteImage(
+            sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(tmp_path / folder / f"{name}.png")
+        )
+    ours = [c.case_id for c in discover(tmp_path, 1, dimension=2)]
+    assert ours == ["a-b_x", "a_b"]
+    assert [c.case_id for c in find_cases(tmp_path, 1, 2)] == ours
+
+
+def test_case_ids_keep_letters_of_every_script_in_one_spelling(tmp_path: Path) -> None:
+    """Class folders ``Ödem`` and ``Ädem`` (and a class named in Japanese) gave ``_dem_1`` twice and ``__1``: refused
+    as clashing IDs, where the README promises letters. A decomposed (macOS) ``Ö`` gives the same ID as a composed
+    one, in training and prediction alike."""
+    from automed.runtime.folders import safe_id
+
+    decomposed = unicodedata.normalize("NFD", "Ödem")
+    for cls in (decomposed, "Ädem", "肺炎"):
+        (tmp_path / cls).mkdir()
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(tmp_path / cls / "1 a.png"))
+    trained = [c.case_id for c in load_class_folders(tmp_path).cases]
+    assert trained == sorted(["Ödem_1_a", "Ädem_1_a", "肺炎_1_a"])
+    assert [c.case_id for c in discover(tmp_path, 1, dimension=2)] == trained
+    assert [c.case_id for c in find_cases(tmp_path, 1, 2)] == trained
+    assert safe_id("a/b c:d") == "a_b_c_d" and safe_id(decomposed) == "Ödem"

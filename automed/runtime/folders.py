@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 # a PACS or CD export is tens to a few thousand folders (PATIENT/STUDY/SERIES) of up to thousands of files each; a
@@ -82,13 +83,15 @@ def folder_fix(given: Path, suffix: str) -> str:
     )
 
 
-UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+UNSAFE = re.compile(r"[^\w.-]")  # \w: the letters and digits of every script, and "_"
 
 
 def safe_id(text: str) -> str:
-    """``text`` with every character other than letters, digits, ``.``, ``_`` and ``-`` replaced by ``_``: the case
-    IDs of a folder-per-class dataset (``automed.data.class_folders``), in training and in prediction alike."""
-    return UNSAFE.sub("_", text)
+    """``text`` in one Unicode spelling (NFC: a macOS file name spells ``Ö`` as ``O`` and a combining mark) with every
+    character other than letters (of any script), digits, ``.``, ``_`` and ``-`` replaced by ``_``: the case IDs of a
+    folder-per-class dataset (``automed.data.class_folders``), in training and in prediction alike. (Letters had
+    been ASCII only: ``Ödem`` became ``_dem``, and classes named in another script all ``__``, clashing.)"""
+    return UNSAFE.sub("_", unicodedata.normalize("NFC", text))
 
 
 def _identity(path: Path) -> tuple[int, int] | str:

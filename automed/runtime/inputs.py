@@ -389,4 +389,4 @@ def _find_cases(root: Path, n_channels: int, dimension: int | None) -> list[Case
                 f"{c.paths[0]} and {same.paths[0]}: both would write the prediction {name}; rename one"
             )
         outputs[name.casefold()] = c
-    return cases
+    return sorted(cases, key=lambda c: c.case_id)  # as automed predict orders them (its table's rows too)
