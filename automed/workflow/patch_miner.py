@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from automed.artifacts import atomic_directory, claim_output, mark_output, write_json_atomic
 from automed.data.csv_layout import read_rows
 from automed.errors import ConfigError, DatasetError, Problem
@@ -337,8 +339,8 @@ def patch_miner(
             positions = grid.positions()
             if read == "random":
                 random.Random(seed).shuffle(positions)
-            tissue = [(x, y, mask.fraction(x, y, grid.size0, grid.size0)) for x, y in positions]
-            kept_pos = [(x, y, t) for x, y, t in tissue if t >= min_tissue]
+            shares = mask.fractions(positions, grid.size0, grid.size0)
+            kept_pos = [(*positions[i], float(shares[i])) for i in np.flatnonzero(shares >= min_tissue)]
             extra: dict[str, Any] = {
                 "patient": s.patient or s.key,
                 "min_tissue": min_tissue,

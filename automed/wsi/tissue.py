@@ -39,6 +39,23 @@ class TissueMask:
         box = self.mask[r0:r1, c0:c1]
         return float(box.mean()) if box.size else 0.0
 
+    def fractions(self, positions: list[tuple[int, int]], w: int, h: int) -> np.ndarray:
+        """:meth:`fraction` of the boxes ``(x, y, w, h)`` at every position, at once (a summed-area table: millions
+        of positions at a high ``--overlap`` had taken one Python call each, silent for minutes)."""
+        if not positions:
+            return np.zeros(0)
+        xy = np.asarray(positions, dtype=np.float64)
+        s, (rows, cols) = self.scale, self.mask.shape
+        r0, c0 = (xy[:, 1] / s).astype(np.int64), (xy[:, 0] / s).astype(np.int64)
+        r1 = np.maximum(r0 + 1, np.ceil((xy[:, 1] + h) / s).astype(np.int64))
+        c1 = np.maximum(c0 + 1, np.ceil((xy[:, 0] + w) / s).astype(np.int64))
+        r0, r1, c0, c1 = (np.clip(v, 0, n) for v, n in ((r0, rows), (r1, rows), (c0, cols), (c1, cols)))
+        table = np.zeros((rows + 1, cols + 1), dtype=np.int64)
+        table[1:, 1:] = self.mask.cumsum(axis=0, dtype=np.int64).cumsum(axis=1)
+        inside = table[r1, c1] - table[r0, c1] - table[r1, c0] + table[r0, c0]
+        area = (r1 - r0) * (c1 - c0)
+        return np.where(area > 0, inside / np.maximum(area, 1), 0.0)
+
 
 def tissue_mask(slide: openslide.AbstractSlide, max_side: int = 2048) -> TissueMask:
     thumb = thumbnail(slide, max_side)
