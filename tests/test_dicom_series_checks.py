@@ -18,9 +18,11 @@ def write_series(
     echoes: int = 1,
     uid: str = "1.2.826.0.1.3680043.8.498.1",
     slopes: list[float] | None = None,
+    shift: float = 0.0,
 ) -> Path:
     """A tiny axial MR series: one 8 x 6 slice per position in ``z`` (mm) and echo (stored value ``10 k + echo``
-    at the k-th position), each slice with its own RescaleSlope when ``slopes`` gives them."""
+    at the k-th position), each slice with its own RescaleSlope when ``slopes`` gives them, and ``shift`` mm further
+    along y than the one before (a gantry-tilted CT's slices)."""
     import pydicom
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -41,7 +43,7 @@ def write_series(
             ds.StudyInstanceUID, ds.SeriesInstanceUID = uid + ".1", uid + ".2"
             ds.FrameOfReferenceUID = uid + ".3"
             ds.SeriesNumber, ds.InstanceNumber, ds.EchoNumbers = 3, n, echo
-            ds.ImagePositionPatient = [0.0, 0.0, pos]
+            ds.ImagePositionPatient = [0.0, k * shift, pos]
             ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
             ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 2.0
             ds.Rows, ds.Columns = 6, 8
@@ -297,3 +299,34 @@ def test_convert_given_one_nifti_file_says_it_needs_no_converting(tmp_path: Path
     (p,) = err.value.problems
     assert (p.file, p.value) == ("one.nii.gz", "a NIfTI file") and p.fix.startswith("it is NIfTI already")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_gantry_tilted_series_is_refused_wherever_it_is_read(tmp_path: Path) -> None:
+    """A CT whose slices move 0.73 mm along y from one to the next (5 mm apart: a 20 degree gantry tilt) was read as
+    a straight stack: the last slice 2.2 mm from where it was scanned, the slice distance read along the slant (5.32
+    instead of 5), by predict, the bundle, training and convert alike, and a DICOM-SEG of it disagreed with its
+    NIfTI label map. Refused everywhere, naming the shift and the tilt; a shift below a quarter pixel (rounding)
+    is not one."""
+    from automed.data.io import read_sitk
+    from automed.infer.inputs import discover
+    from automed.runtime.io import Case, read_case
+    from automed.workflow.convert import convert
+
+    shift = 5.0 * float(np.tan(np.radians(20.0)))
+    tilted = write_series(tmp_path / "tilt", [0.0, 5.0, 10.0, 15.0], shift=shift)
+    found = re.escape(
+        f"shifted up to {3 * shift:.2f} mm across their plane (a gantry tilt of about 20.0 degrees"
+    )
+    for read in (lambda: discover(tilted, 1), lambda: read_sitk(tilted)):
+        with pytest.raises(AutomedError, match=f"stacked along their normal; found slices {found}") as err:
+            read()
+        assert "dcm2niix" in str(err.value)
+    with pytest.raises(SystemExit, match=f"stacked along their normal.*{found}"):
+        read_case(Case("tilt", (tilted,), ".nii.gz"))  # the bundle's reader
+    with pytest.raises(AutomedError, match=found):
+        convert(tilted, tmp_path / "nifti", show_progress=False)
+    assert not (tmp_path / "nifti").exists()
+    noise = write_series(
+        tmp_path / "noise", [0.0, 5.0, 10.0, 15.0], shift=0.001, uid="1.2.826.0.1.3680043.8.498.7"
+    )
+    assert read_sitk(noise).GetSize() == (8, 6, 4) and len(discover(noise, 1)) == 1

@@ -208,9 +208,10 @@ def series_volume_issue(
     """What keeps one series' files (single-frame slices) from being one volume, from their headers, as ``automed
     predict`` checks it (:func:`automed.tools.dicom_convert.series_volume_problems`, with pydicom): several volumes
     (echoes, temporal positions, a localizer's other orientation: they would be stacked into one), two slices at
-    one position, or a missing slice (the others would be spread evenly). (rule, found, fix); ``None`` when it is
-    one volume."""
+    one position, a missing slice (the others would be spread evenly), or slices shifted across their plane (gantry
+    tilt: :func:`tilt_issue`). (rule, found, fix); ``None`` when it is one volume."""
     kinds: dict[tuple[str, str, tuple[float, ...]], list[float]] = {}
+    origins: list[tuple[float, ...]] = []
     heads = heads if heads is not None else slice_headers(files)
     if len(heads) < len(files):
         return None  # reading the series reports the broken file
@@ -223,6 +224,7 @@ def series_volume_issue(
         axes = np.asarray(head.GetDirection(), float).reshape(3, 3)
         key = (tag[0], tag[1], tuple(np.round(axes[:, :2].ravel(), 3)))
         kinds.setdefault(key, []).append(float(np.dot(head.GetOrigin(), axes[:, 2])))
+        origins.append(head.GetOrigin())
     if len(kinds) > 1:
         return (
             "a DICOM series folder must hold one volume",
@@ -242,7 +244,37 @@ def series_volume_issue(
             f"gaps from {gaps.min():.3f} to {gaps.max():.3f} mm (a slice missing?)",
             "add the missing files",
         )
+    if heads:
+        axes = np.asarray(heads[0].GetDirection(), float).reshape(3, 3)
+        return tilt_issue(np.asarray(origins, float), axes, min(heads[0].GetSpacing()[:2]))
     return None
+
+
+TILT_RULE = "the slices of a volume must be stacked along their normal"
+TILT_FIX = (
+    "resample the series to an untilted volume first (dcm2niix corrects gantry tilt) and give its NIfTI file, or "
+    "reconstruct the series without tilt"
+)
+
+
+def tilt_issue(origins: np.ndarray, axes: np.ndarray, pixel: float) -> tuple[str, str, str] | None:
+    """Slices shifted across their own plane from one to the next (a CT acquired with gantry tilt): a volume's grid
+    is orthogonal, so ITK would stack them straight above the first, each up to that shift away from where it was
+    scanned (and the slice distance read along the slant); (rule, found, fix) when the shift reaches a quarter of a
+    pixel, ``None`` otherwise. ``origins``: each slice's position; ``axes``: columns row, column and normal."""
+    if len(origins) < 2:
+        return None
+    o = origins[np.argsort(origins @ axes[:, 2], kind="stable")]
+    across = (o - o[0]) @ axes[:, :2]
+    shift = float(np.linalg.norm(across, axis=1).max())
+    if shift <= max(0.01, 0.25 * pixel):
+        return None
+    along = float((o[-1] - o[0]) @ axes[:, 2])
+    tilt = float(np.degrees(np.arctan2(float(np.linalg.norm(across[-1])), along)))
+    found = (
+        f"slices shifted up to {shift:.2f} mm across their plane (a gantry tilt of about {tilt:.1f} degrees)"
+    )
+    return TILT_RULE, found, TILT_FIX
 
 
 def _read(path: Path) -> sitk.Image:

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from automed.errors import DatasetError, Problem
-from automed.runtime.io import NOT_IMAGES
+from automed.runtime.io import NOT_IMAGES, tilt_issue
 from automed.runtime.io import read_series as read_slices
 from automed.tools.dicom_files import input_files, is_nifti, read_image, relative
 
@@ -32,6 +32,10 @@ class Series:
     description: str
     number: str
     multiframe: bool
+    # what tells apart the volumes of one series (echoes, temporal positions; a localizer's planes by the
+    # orientation series.json gives each): rows otherwise alike but for the key
+    echo: str = ""
+    temporal_position: str = ""
 
     def index_row(self, image: sitk.Image, file: str) -> dict[str, Any]:
         """What the index says of the series: no patient, study, date or UID text."""
@@ -46,6 +50,9 @@ class Series:
             "size": list(image.GetSize()),
             "spacing": [round(s, 6) for s in image.GetSpacing()],
             "pixel_type": image.GetPixelIDTypeAsString(),
+            "echo": self.echo or None,
+            "temporal_position": self.temporal_position or None,
+            "orientation": [round(v, 4) + 0.0 for v in image.GetDirection()],
         }
 
 
@@ -67,6 +74,16 @@ def _normal_position(ds: Any) -> float | None:
         return None
     normal = np.cross(np.asarray(iop[:3], float), np.asarray(iop[3:], float))
     return float(np.dot(normal, np.asarray(ipp, float)))
+
+
+def _tilt(files: list[tuple[Path, Any]]) -> tuple[str, str, str] | None:
+    """:func:`automed.runtime.io.tilt_issue` of one volume's slices (each with a position and orientation)."""
+    first = files[0][1]
+    iop = np.asarray([float(v) for v in first.ImageOrientationPatient])
+    axes = np.stack([iop[:3], iop[3:], np.cross(iop[:3], iop[3:])], axis=1)
+    origins = np.asarray([[float(v) for v in ds.ImagePositionPatient] for _, ds in files])
+    pixel = min(float(v) for v in first.get("PixelSpacing", None) or [1.0, 1.0])
+    return tilt_issue(origins, axes, pixel)
 
 
 def _orientation_key(iop: Any, seen: list[tuple[np.ndarray, str]]) -> str:
@@ -122,6 +139,10 @@ def _volumes(
                                         f"{gaps.max():.3f} mm in series {files[0][1].get('SeriesNumber') or '?'} "
                                         f"(echo {key[0] or '-'}, temporal position {key[1] or '-'})",
                                         "add the missing slice files (check the transfer was complete)"))  # fmt: skip
+            elif tilted := _tilt(files):
+                rule, found, fix = tilted
+                problems.append(Problem(shown, rule, f"{found} in series {files[0][1].get('SeriesNumber') or '?'}",
+                                        fix))  # fmt: skip
         else:
             files = sorted(files, key=lambda f: int(f[1].get("InstanceNumber", 0) or 0))
         tag = f"e{key[0]}t{key[1]}o{i}" if len(subs) > 1 else ""
@@ -192,9 +213,12 @@ def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
             for p in frames:
                 series.append(Series(_key(common[0], common[2], uid, taken), folder, uid, [p], *common, True))
             members = [(p, ds) for p, ds in members if p not in frames]
+        header = dict(members)
         for sub, extra in _volumes(members, relative(folder, root) or ".", problems):
             key = _key(common[0], common[2], uid + extra, taken)
-            series.append(Series(key, folder, uid, sub, *common, False))
+            head = header[sub[0]]
+            echo, when = (str(head.get(k, "") or "") for k in ("EchoNumbers", "TemporalPositionIdentifier"))
+            series.append(Series(key, folder, uid, sub, *common, False, echo, when))
     return series, problems
 
 
