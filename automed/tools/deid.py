@@ -28,11 +28,11 @@ import pydicom
 import yaml
 from dicomanonymizer import simpledicomanonymizer as table_lib
 from pydicom.datadict import dictionary_has_tag, keyword_for_tag, tag_for_keyword
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from automed._version import __version__
 from automed.errors import ConfigError
@@ -145,11 +145,18 @@ def burned_in(ds: Dataset) -> str | None:
 
 def unlisted_identifying(tag: BaseTag, vr: str) -> bool:
     """Whether a public attribute the profile's table does not list may identify someone: a person name, free
-    text, a date or time, or a short string whose keyword names a date, a name, a comment, an address and the like
+    text, a date or time, a URL or URI (``RetrieveURL``: a query naming the patient ID or the original study UID,
+    which re-links the output to its source), an application entity title, or a short string whose keyword names a date, a name, a comment, an address and the like
     (``PatientBirthDateInAlternativeCalendar``, ``TextValue``, ``EvaluatorName``, ...)."""
     if tag in _CODES:  # a code's value, in a code item: no one's text
         return False
-    if vr in NAME_OR_TEXT_VRS or vr in ("DA", "DT", "TM"):
+    if vr in NAME_OR_TEXT_VRS or vr in (
+        "DA",
+        "DT",
+        "TM",
+        "UR",
+        "AE",
+    ):  # a URL may carry a patient ID or a UID
         return True
     keyword = keyword_for_tag(tag) or ""
     return vr in ("LO", "SH") and bool(_TEXT_KEYWORD.search(keyword)) and not _TECHNICAL_NAME.search(keyword)
@@ -187,6 +194,22 @@ def _shift(value: str, delta: dt.timedelta) -> str | None:
     except ValueError:
         return None
     return (day + delta).strftime("%Y%m%d") + tail
+
+
+def _complete_meta(ds: Dataset, meta: FileMetaDataset) -> None:
+    """The file meta a reader needs: a file written without one (its dataset straight after ``DICM``, which pydicom
+    and GDCM read) had come out with the SOP instance alone, unreadable by SimpleITK and pydicom's pixel decoding.
+    The transfer syntax is the dataset's own encoding; the SOP class and instance are the dataset's."""
+    if "TransferSyntaxUID" not in meta:
+        implicit, little = ds.original_encoding
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit is not False else ExplicitVRLittleEndian if little is not False
+            else ExplicitVRBigEndian
+        )  # fmt: skip
+    if "SOPClassUID" in ds:
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    if "SOPInstanceUID" in ds:
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
 
 class Deidentifier:
@@ -249,12 +272,12 @@ class Deidentifier:
             b"\0" * 128
         )  # the preamble is free bytes: vendors (and TIFF/DICOM dual files) put text there
         meta = getattr(ds, "file_meta", None)
-        if meta is not None:
-            for tag in [e.tag for e in meta if e.tag not in _META_KEPT]:
-                del meta[tag]
-                seen.add((tag_name(tag), "X (file meta)"))
-            if "SOPInstanceUID" in ds:
-                meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if meta is None:
+            ds.file_meta = meta = FileMetaDataset()
+        for tag in [e.tag for e in meta if e.tag not in _META_KEPT]:
+            del meta[tag]
+            seen.add((tag_name(tag), "X (file meta)"))
+        _complete_meta(ds, meta)
         self.counts.update(seen)
         self.files += 1
         return pseudonym

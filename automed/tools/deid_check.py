@@ -12,7 +12,9 @@ Two kinds of evidence, reported per file and attribute and never with the value 
 - patterns that need no original: private attributes, public attributes unknown to the DICOM dictionary, UN values,
   file meta beyond the transfer essentials, UIDs that are neither DICOM's own nor keyed (``2.25.``), person names and
   identifiers that are not pseudonyms, real dates where dates were removed, date-like free text, names, text or dates
-  in attributes the profile's table does not list,
+  in attributes the profile's table does not list, any value left where the table removes or empties an
+  attribute (text other than its dummy where it replaces one), pixels that may show burned-in text (what anonymize
+  refuses without ``--allow-burned-in``), a file meta without its transfer syntax,
   ``PatientIdentityRemoved`` not YES, NIfTI header text and extensions.
 
 Every file under the folder is checked - hidden ones and DICOMDIR too - except automed's own marker and report."""
@@ -32,7 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from automed.artifacts import OUTPUT_MARKER
-from automed.tools.deid import OPTIONS, Deidentifier, tag_name, unlisted_identifying
+from automed.tools.deid import ACTION_CODES, OPTIONS, Deidentifier, burned_in, tag_name, unlisted_identifying
 from automed.tools.deid_keys import PSEUDONYM_PREFIX, DeidKey
 from automed.tools.dicom_files import DEID_REPORT, is_nifti, relative
 from automed.tools.nifti_deid import nifti_findings
@@ -266,6 +268,41 @@ def identifying_values(originals: Path, options: list[str] | None = None) -> Nee
     return Needles.build(every - kept, public - kept, personal & kept, short)
 
 
+_REMOVED_CODES = {"X", "Z", "X/Z"}  # the table removes or empties the attribute (dates, times: their dummies)
+_REPLACED_CODES = {"D", "Z/D", "X/D", "X/Z/D"}  # the table's dummy value (text: ANONYMIZED), or nothing
+
+
+def _table_findings(
+    elem: DataElement, name: str, texts: list[str], shifted: bool, table: Deidentifier
+) -> list[str]:
+    """A value other than a dummy (:func:`_dummy`) left in an attribute the profile's table removes, empties or
+    replaces (an address, a telephone number, a comment): the leftovers of a folder cleaned by another
+    tool, found without its originals. Dates kept shifted (``retain-longitudinal-modified-dates``) and UIDs (keyed,
+    checked apart) are not these."""
+    action = table.action_for(elem.tag)
+    if action is None or elem.tag.is_private or elem.tag.group == 0x0002 or name in _OWN or elem.VR == "UI":
+        return []
+    if shifted and elem.VR in ("DA", "DT", "TM"):
+        return []
+    code = ACTION_CODES.get(action.__name__, "")
+    if code in _REMOVED_CODES and elem.VR == "SQ" and elem.value:
+        return ["items in a sequence the profile removes or empties"]
+    if code in _REMOVED_CODES | _REPLACED_CODES and any(not _dummy(t, elem.VR) for t in texts):
+        return ["a value other than a dummy in an attribute the profile removes, empties or replaces"]
+    return []
+
+
+def _dummy(text: str, vr: str) -> bool:
+    """A value the profile's actions leave: a pseudonym, ``ANONYMIZED``, the dummy date (0001-01-01), a time or
+    number of zeros."""
+    t = text.strip()
+    if not _not_pseudonym(t):
+        return True
+    if vr in ("DA", "DT"):
+        return t[:8] in _DUMMY_DATES and not t[8:].strip("0.+-")
+    return vr in ("TM", "IS", "DS", "US", "SS", "UL", "SL", "FL", "FD") and not t.strip("0.:+-")
+
+
 def _pattern_findings(elem: DataElement, name: str, texts: list[str], shifted: bool) -> list[str]:
     rules = []
     tag = elem.tag
@@ -295,7 +332,7 @@ def _pattern_findings(elem: DataElement, name: str, texts: list[str], shifted: b
     return rules
 
 
-def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
+def _dicom_findings(ds: Dataset, shown: str, needles: Needles, table: Deidentifier = _TABLE) -> list[Finding]:
     out: list[Finding] = []
     shifted = str(ds.get("LongitudinalTemporalInformationModified", "")) == "MODIFIED"
     codes = {str(c.get("CodeValue", "")) for c in ds.get("DeidentificationMethodCodeSequence", [])}
@@ -316,6 +353,12 @@ def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
         if searched and any(p is not None and any(p.search(t) for t in lower) for p in (rx, text, short)):
             out.append(Finding(shown, name, "holds an identifying value of the original"))
         out += [Finding(shown, name, r) for r in _pattern_findings(elem, name, texts, shifted)]
+        if not own:
+            out += [Finding(shown, name, r) for r in _table_findings(elem, name, texts, shifted, table)]
+    if (why := burned_in(ds)) is not None:  # what anonymize refuses without --allow-burned-in
+        out.append(Finding(shown, "pixels", f"may show burned-in identifying text ({why})"))
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", {}):
+        out.append(Finding(shown, "file meta", "has no TransferSyntaxUID (readers cannot decode the pixels)"))
     if str(ds.get("PatientIdentityRemoved", "")) != "YES":
         out.append(Finding(shown, "PatientIdentityRemoved", "is not YES"))
     if any(
@@ -327,9 +370,9 @@ def _dicom_findings(ds: Dataset, shown: str, needles: Needles) -> list[Finding]:
 
 def check_folder(root: Path, original: Path | None = None) -> list[Finding]:
     """Every finding in the files under ``root`` (sorted by file)."""
-    needles = (
-        identifying_values(original, options_used(root)) if original is not None else Needles(None, None)
-    )
+    options = options_used(root)
+    needles = identifying_values(original, options) if original is not None else Needles(None, None)
+    table = _rules(options)  # what the run's options keep (patient characteristics) is no leftover
     findings: list[Finding] = []
     for path in files_to_check(root):
         shown = relative(path, root)
@@ -346,5 +389,5 @@ def check_folder(root: Path, original: Path | None = None) -> list[Finding]:
         except (pydicom.errors.InvalidDicomError, OSError, EOFError, ValueError):
             findings.append(Finding(shown, "file", "not readable as DICOM (cannot be checked)"))
             continue
-        findings += _dicom_findings(ds, shown, needles)
+        findings += _dicom_findings(ds, shown, needles, table)
     return findings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pydicom
@@ -41,6 +42,17 @@ def skipped_files(root: Path) -> list[str]:
     return sorted(
         relative(p, root) for p in root.rglob("*") if p.is_file() and p not in kept and p not in own
     )
+
+
+def linked_folders(root: Path) -> list[str]:
+    """The links to folders under ``root`` (relative names): :func:`input_files` does not follow them (a link may
+    loop or lead out of the input), so they are named in a warning, never left out without a word."""
+    if root.is_file():
+        return []
+    out = []
+    for folder, dirs, _ in os.walk(root):
+        out += [relative(Path(folder) / d, root) + "/" for d in dirs if (Path(folder) / d).is_symlink()]
+    return sorted(out)
 
 
 def _native_length(ds: pydicom.Dataset) -> int | None:

@@ -34,7 +34,15 @@ from automed.parallel import progress_bar
 from automed.tools.deid import SAFE_PRIVATE, Deidentifier, burned_in, load_safe_private
 from automed.tools.deid_check import Finding, check_folder
 from automed.tools.deid_keys import load_key
-from automed.tools.dicom_files import DEID_REPORT, input_files, is_nifti, read_image, relative, skipped_files
+from automed.tools.dicom_files import (
+    DEID_REPORT,
+    input_files,
+    is_nifti,
+    linked_folders,
+    read_image,
+    relative,
+    skipped_files,
+)
 from automed.tools.nifti_deid import scrub_nifti
 
 log = logging.getLogger("automed")
@@ -213,6 +221,10 @@ def anonymize(
                 f"{len(skipped)} hidden or DICOMDIR-like file(s) not copied (not images): {', '.join(skipped[:5])}"
                 + (" ..." if len(skipped) > 5 else "")
             )
+        if links := linked_folders(src):
+            warnings.append(f"{len(links)} linked folder(s) not read (links are not followed): {', '.join(links[:5])}"
+                            + (" ..." if len(links) > 5 else "") + "; copy them in, or anonymize each as an input "
+                            "of its own")  # fmt: skip
         report: dict[str, Any] = {"schema_version": 1, "dicom": deid.report(), "nifti": nifti}
         report["patients"] = len(deid.patients)
         report["burned_in_allowed"] = len(burned)

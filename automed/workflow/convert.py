@@ -16,7 +16,7 @@ from automed.artifacts import atomic_directory, claim_output, inside, mark_outpu
 from automed.errors import ConfigError, DatasetError
 from automed.parallel import progress_bar
 from automed.tools.dicom_convert import find_series, read_series
-from automed.tools.dicom_files import skipped_files
+from automed.tools.dicom_files import linked_folders, skipped_files
 
 log = logging.getLogger("automed")
 
@@ -63,4 +63,7 @@ def convert(
     if skipped := skipped_files(src):
         log.warning("%d hidden or DICOMDIR-like file(s) not read (not images): %s%s", len(skipped),
                     ", ".join(skipped[:5]), " ..." if len(skipped) > 5 else "")  # fmt: skip
+    if links := linked_folders(src):
+        log.warning("%d linked folder(s) not read (links are not followed): %s%s; copy them in, or convert each as "
+                    "an input of its own", len(links), ", ".join(links[:5]), " ..." if len(links) > 5 else "")  # fmt: skip
     return ConvertResult(out, rows)
