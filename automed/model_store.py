@@ -116,7 +116,8 @@ def register_ensemble(
             code_paths=[str(code)],
             signature=sig,
             pip_requirements=_requirements(),
-            tags={"mlflow.source.name": "automed", "mlflow.source.type": "LOCAL"},
+            # MLflow adds the login as mlflow.user (runs say "unknown": automed creates them without it)
+            tags={"mlflow.source.name": "automed", "mlflow.source.type": "LOCAL", "mlflow.user": "unknown"},
         )
         _without_temp_folder(tracker.client, info.model_id, Path(tmp))
         # the registry's lock, not the tracking store's: two registrations at once (from different tracking stores

@@ -166,6 +166,11 @@ class Redactor:
         return self._names[case_id]
 
     def _component(self, part: str) -> str:
+        # a path's last part followed by punctuation: automed's "PATH: rule" errors ("…/4711.nii.gz: images must
+        # be readable") had kept a short numeric ID, which only a file ending lets through as an ID
+        core = part.rstrip(".:;,)]}'\"")
+        if core and core != part:
+            return self._component(core) + part[len(core) :]
         if part in self.case_ids:
             return self.case(part)
         for suffix in FILE_SUFFIXES:

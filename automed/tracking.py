@@ -109,7 +109,6 @@ def _build_store(db: Path) -> None:
     """A new SQLite store's tables are built (MLflow's migrations) in a file beside it, moved into place when
     complete: a command killed while MLflow migrated a new store (a second or more of dozens of migrations) left a
     half-built database that every later command on that store refused ("table ... already exists")."""
-    from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     for killed in db.parent.glob(
@@ -119,9 +118,9 @@ def _build_store(db: Path) -> None:
     new = db.with_name(
         f".{db.name}.new-{uuid.uuid4().hex[:12]}"
     )  # (MLflow keeps an engine per URI: a new one)
-    store = SqlAlchemyStore(  # type: ignore[no-untyped-call]
-        f"sqlite:///{new}", DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
-    )  # (MLflow's default artifact root)
+    # the Default experiment's artifacts beside the store's own (MLflow's default, ./mlruns, recorded the folder
+    # the first command ran in: a dataset's, named after a study or patient)
+    store = SqlAlchemyStore(f"sqlite:///{new}", str(db.parent / ARTIFACTS_DIR))  # type: ignore[no-untyped-call]
     store.engine.dispose()
     new.replace(db)
 

@@ -120,6 +120,20 @@ def test_numbers_beside_numeric_ids_stay_numbers() -> None:
     )
 
 
+def test_a_short_numeric_id_in_a_path_before_punctuation_is_replaced() -> None:
+    """automed's errors read "PATH: rule": the ':' after a file name had kept a short numeric case ID (4711, too
+    weak to replace as a word) in a failed sweep trial's error tag, while the same path elsewhere lost it."""
+    d = Path("/data/site/Smith")
+    r = Redactor.build(KEY, ["4711", "0042"], {"dataset": d})
+    for raw in (f"- {d}/labelsTr/4711.nii.gz: images must be readable", f"read {d}/imagesTr/0042_0000.nii.gz.",
+                f"(/mnt/x/4711.nii.gz), {d}/4711.nii.gz;"):  # fmt: skip
+        out = r.message(raw)
+        assert "4711" not in out and "0042" not in out and "Smith" not in out, (raw, out)
+    pseudo = r.case("4711")
+    assert r.message(f"{d}/labelsTr/4711.nii.gz: bad") == f"<dataset>/labelsTr/{pseudo}.nii.gz: bad"
+    assert r.text("ran 4711 epochs: 0042.") == "ran 4711 epochs: 0042."  # no path, no file ending: numbers
+
+
 def test_start_run_tags_are_redacted_like_set_tags(tmp_path: Path) -> None:
     from automed.tracking import Tracker
 
