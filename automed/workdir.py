@@ -339,14 +339,21 @@ def locked(root: Path, command: str) -> Iterator[None]:
             root.rmdir()
 
 
+def sweep_of(root: Path) -> Path | None:
+    """The sweep folder whose trial ``root`` is (``SWEEP/trials/<key>``, beside the sweep's ``sweep.json``), else
+    ``None``."""
+    trials = root.resolve().parent
+    return trials.parent if trials.name == "trials" and (trials.parent / "sweep.json").is_file() else None
+
+
 def refuse_unfinished(root: Path) -> None:
     """A model is read only when no other command is writing its work dir (a training or ``--extend`` holding the
     lock: its checkpoints change under the reader) and no ``--extend`` was left unfinished (its folds are at
     different epochs, ``model.json`` and the CV are those of before)."""
     import fcntl
 
-    if root.parent.name == "trials" and (root.parent.parent / "sweep.json").is_file():
-        refuse_unfinished(root.parent.parent)  # a sweep's trial: its sweep holds the lock while it trains
+    if (sweep := sweep_of(root)) is not None:
+        refuse_unfinished(sweep)  # a sweep's trial: its sweep holds the lock while it trains
     lock = root / LOCK
     # a process's lockf locks are its own whatever the file handle: taking and dropping a shared lock here would
     # drop the exclusive lock this process holds (a training reading its own model while it concludes)

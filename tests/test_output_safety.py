@@ -628,3 +628,18 @@ def test_a_training_and_a_sweep_never_share_a_work_dir(tmp_path: Path) -> None:
     for wd, command in ((trained, "automed train"), (swept, "automed sweep"), (planned, "automed train"),
                         (planned, "automed sweep")):  # fmt: skip
         claim_workdir(wd, command)  # its own kind again, or a planned work dir: taken as before
+
+
+def test_a_sweeps_trial_is_told_by_one_rule(tmp_path: Path) -> None:
+    """workdir.sweep_of: the one test of "this work dir is a sweep's trial" (the model reader's lock check and
+    select's choice of store had each spelt it out, one on the path as given and one resolved)."""
+    from automed.workdir import sweep_of
+
+    trial = tmp_path / "S" / "trials" / "t1"
+    trial.mkdir(parents=True)
+    assert sweep_of(trial) is None  # no sweep.json: a folder that happens to be named trials
+    (tmp_path / "S" / "sweep.json").write_text("{}")
+    assert sweep_of(trial) == (tmp_path / "S").resolve()
+    (tmp_path / "link").symlink_to(trial)
+    assert sweep_of(tmp_path / "link") == (tmp_path / "S").resolve()  # reached through a link too
+    assert sweep_of(tmp_path / "S") is None

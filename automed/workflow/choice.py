@@ -17,7 +17,7 @@ from automed.select.names import candidate_names
 from automed.select.register import register_members, registered_version, write_choice_bundle
 from automed.select.selection import SELECTION_FILE
 from automed.tracking import Tracker, resolve_uri
-from automed.workdir import WorkDir, without_local_places
+from automed.workdir import WorkDir, sweep_of, without_local_places
 
 
 def open_select_run(
@@ -37,8 +37,8 @@ def open_select_run(
 
 def _sweep_store(workdir: Path) -> dict[str, Any]:
     """A sweep trial's store and experiment, from its sweep's ``sweep.json`` (``{}`` for any other folder)."""
-    sweep = workdir.resolve().parent.parent
-    if workdir.resolve().parent.name != "trials" or not (sweep / "sweep.json").is_file():
+    sweep = sweep_of(workdir)
+    if sweep is None:
         return {}
     from automed.workflow.sweep_state import read_state
 
