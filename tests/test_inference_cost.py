@@ -129,3 +129,19 @@ def test_inference_cost_loads_each_fold_once_and_predicts_a_case_once_per_distin
     (first,) = [r for r in table["settings"] if r["tta"] and r["step"] == 0.5 and r["candidate"]]
     assert table["fold_seconds_per_case"][1] == first["seconds_per_case"]
     assert table["fold_seconds_per_case"][len(meta.folds)] > 0
+
+
+def test_timings_stop_adding_cases_past_a_budgets_end(small_training: dict[str, Path]) -> None:
+    """A --budget training timed its inference settings on five cases after the budget was used up (89 s of a
+    90 s budget, on top of it): past the deadline the first case alone is timed, and the table says which."""
+    from automed.select.inference_cost import measure_folds
+
+    w = small_training["W"]
+    meta = read_meta(WorkDir(w).require_model())
+    plan = Plan.load(WorkDir(w).plan)
+    dataset = str(small_training["ds"])
+    args = (w, plan, meta.config, meta.folds, dataset, meta.inference.postprocessing)
+    full = measure_folds(*args)
+    late = measure_folds(*args, deadline=0.0)  # perf_counter() is past 0: the budget is used up
+    assert len(full["cases"]) > 1 and late["cases"] == full["cases"][:1]
+    assert [r["tta"] for r in late["settings"]] == [r["tta"] for r in full["settings"]]

@@ -151,8 +151,9 @@ ReplaceOutputOpt = Annotated[  # commands that write one output folder (no earli
 MaxVoxelsOpt = Annotated[
     int,
     typer.Option(
+        min=1,
         help="Largest image (voxels, all components), checked from headers before reading; the default "
-        "500,000,000 fits preprocessing on a 24 GB machine."
+        "500,000,000 fits preprocessing on a 24 GB machine.",
     ),
 ]
 TrainMaxVoxelsOpt = Annotated[  # None: verify's default; a resume keeps what its planning took

@@ -71,7 +71,7 @@ def sweep(
     trial_resources: Annotated[
         str | None, typer.Option(help="Per trial, e.g. cpu=1,gpu=0.5 (default cpu=1,gpu=0).")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Sampler seed (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=2**32 - 1, help="Sampler seed (default 0).")] = None,
     tracking_uri: TrackingUriOpt = None,
     preset: PresetOpt = None,
     device: DeviceOpt = None,

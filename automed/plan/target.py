@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,9 +30,12 @@ def resolve_target(
             "--device", "the device must be 'cuda' or 'cpu'", repr(dev), "pass --device cuda|cpu"
         )
     mem = memory_gb if memory_gb is not None else preset.memory.target_gb
-    if mem <= 0:
+    if not 0 < mem < math.inf:  # NaN too: it had crashed planning ("cannot convert float NaN to integer")
         raise PlanError.single(
-            "--memory-gb", "the memory target must be positive", mem, "pass e.g. --memory-gb 8"
+            "--memory-gb",
+            "the memory target must be a positive finite number",
+            mem,
+            "pass e.g. --memory-gb 8",
         )
     if dev == "cuda":
         return Target("cuda", float(mem), preset.memory.bytes_per_element_cuda * factor)

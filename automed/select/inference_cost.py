@@ -71,8 +71,11 @@ def measure_folds(
     checkpoint: str = "final",
     mirrors: str = "all",
     progress: Stages | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """:func:`measure` for ``folds`` of a training that has no ``model.json`` yet (training decides its own).
+    """:func:`measure` for ``folds`` of a training that has no ``model.json`` yet (training decides its own);
+    after ``deadline`` (``time.perf_counter()``: a ``--budget``'s end) no further case is timed (the first always
+    is: a budgeted training had spent 89 s timing five cases after its budget was used up).
 
     Each fold's weights are loaded once and each case preprocessed once (its time counted in every setting's); a
     setting that would compute exactly what an earlier one did for a case (the same networks, mirrorings and windows:
@@ -103,7 +106,10 @@ def measure_folds(
         f"of fold {folds[0]}"
     )
     with (progress or Stages(show=False)).stage(what, len(runs) * len(cases)) as timed:
-        for cd in cases:
+        for i, cd in enumerate(cases):
+            if i and deadline is not None and time.perf_counter() > deadline:
+                cases = cases[:i]  # the table is of the cases timed
+                break
             t0 = time.perf_counter()
             pre = base.preprocess(cd.channels, cd.geometry)
             prep = time.perf_counter() - t0
@@ -119,6 +125,7 @@ def measure_folds(
                 labels[k].append(done[work][0])
                 seconds[k].append(done[work][1])
                 timed()
+    ids = ids[: len(cases)]
     rows = []
     for k, (tta, mirror_set, step) in enumerate(settings):
         per_case = []

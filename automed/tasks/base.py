@@ -176,11 +176,13 @@ class Task(Protocol):
         rows: list[dict[str, Any]],
         tta: bool,
         mirrors: str = "all",
+        deadline: float | None = None,
     ) -> OwnChoice:
         """What a training decides for its inference on its own CV ``rows`` (validated with mirror TTA when
         ``tta``): segmentation, largest-component postprocessing, and with ``latency_cap`` folds/TTA/step so that a
         case predicts in no more time than one network with nnU-Net's default inference; image-level tasks, whether
-        TTA helps. ``out`` receives the decision's artifacts."""
+        TTA helps. ``out`` receives the decision's artifacts; ``deadline`` (a ``--budget``'s end, perf_counter): the
+        timings stop adding cases once it has passed (one case at least)."""
         ...
 
     def summary_figures(

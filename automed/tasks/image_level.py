@@ -219,6 +219,7 @@ class ImageLevelTask:
         rows: list[dict[str, Any]],
         tta: bool,
         mirrors: str = "all",
+        deadline: float | None = None,
     ) -> OwnChoice:
         """Mirror TTA kept only when it scores higher on this training's own CV than one plain prediction: flipped
         inputs are not always predicted alike (hippocampus volume regression, 2,050 iterations: R² 0.663 without,

@@ -198,6 +198,7 @@ class Segmentation:
         rows: list[dict[str, Any]],
         tta: bool,
         mirrors: str = "all",
+        deadline: float | None = None,
     ) -> OwnChoice:
         """Postprocessing (a class bias, largest components), each step kept only if it helps on this training's own
         CV; with several folds and ``latency_cap``, the most accurate (TTA, step, folds) that predicts a case in no more time
@@ -209,7 +210,14 @@ class Segmentation:
         inference = None
         if latency_cap and len(folds) > 1:
             table = measure_folds(
-                workdir, plan, config, folds, dataset, sel["postprocessing"], mirrors=mirrors
+                workdir,
+                plan,
+                config,
+                folds,
+                dataset,
+                sel["postprocessing"],
+                mirrors=mirrors,
+                deadline=deadline,
             )
             cap = single_model_seconds(table)
             choice = choose(table, len(folds), cap)

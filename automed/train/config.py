@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, PositiveInt
+from pydantic import AfterValidator, Field, PositiveInt, ValidationInfo, field_validator
 
 from automed.artifacts import content_hash
 from automed.config import Strict, load_yaml_model
+
+SEED_MAX = 2**63 - 1
 
 
 def _ordered(v: tuple[float, float]) -> tuple[float, float]:
@@ -73,7 +75,7 @@ class TrainConfig(Strict):
     learning_rate: float | None = Field(None, gt=0)  # None: 1e-2 for SGD, 3e-3 for Adam/AdamW
     weight_decay: float = Field(3e-5, ge=0)
     momentum: float = Field(0.99, ge=0, lt=1)
-    nesterov: bool = True
+    nesterov: bool = Field(True, validate_default=True)  # (checked against momentum even when not given)
     schedule: Literal["poly", "cosine", "constant"] = "poly"
     poly_exponent: float = Field(0.9, gt=0)
     grad_clip: float = Field(12.0, gt=0)
@@ -90,13 +92,22 @@ class TrainConfig(Strict):
     early_stopping_patience: int = Field(50, ge=0)  # epochs without EMA improvement; 0 disables
     amp: bool = True  # fp16 autocast on CUDA, bf16 on CPUs with native bf16 (about 2x faster there)
     num_workers: int | None = Field(None, ge=0)  # None: chosen from the CPU count
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)  # numpy and torch take seeds of 0..2**63-1 (-1 crashed a fold)
     # torch's deterministic algorithms and no cuDNN autotuning: repeatable CUDA folds, slower (CPU is repeatable anyway)
     deterministic: bool = False
     extend_lr_factor: float = Field(0.1, gt=0, le=1)
     # attention maps (medcam) of a few validation cases, by the fold that held each out, logged to MLflow
     explain: bool = False
     explain_backend: Literal["gcam", "gcampp", "gbp", "ggcam"] = "gcam"
+
+    @field_validator("nesterov")
+    @classmethod
+    def _nesterov_needs_momentum(cls, nesterov: bool, info: ValidationInfo) -> bool:
+        """torch's SGD refuses Nesterov momentum without momentum: ``momentum: 0`` alone had passed the config
+        and crashed every SGD fold (``optimizer: auto`` picks SGD for long schedules) after planning."""
+        if nesterov and info.data.get("momentum") == 0:
+            raise ValueError("Nesterov momentum needs a momentum above 0 (momentum: 0); set nesterov: false")
+        return nesterov
 
     def digest(self) -> str:
         return content_hash(self.model_dump(mode="json"))

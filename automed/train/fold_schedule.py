@@ -53,6 +53,8 @@ def lay_out(
         st.epochs_total = min(bp.epochs, config.epochs)
         st.iterations_per_epoch, st.val_iterations = bp.iterations_per_epoch, bp.val_iterations
         st.schedule_reason = "budget: " + bp.reason
+        if st.epochs_total < bp.epochs:  # the record says what trains, not the budget's plan alone
+            st.schedule_reason += f"; capped by the config's epochs: {st.epochs_total} epoch(s) x {st.iterations_per_epoch} iterations"
         st.budget_s = round(budget_s, 1)
     else:
         st.epochs_total = config.epochs

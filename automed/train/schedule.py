@@ -155,6 +155,7 @@ def choose_fold_count(
     training steps (the rest: per-epoch validation, the fold's final validation, start-up)."""
     total = int(max(0.0, seconds) * overhead / step_s)
     allowed = sorted({c for c in counts if 1 <= c <= n_folds}) or [1]
+    beyond = sorted({c for c in counts if c > n_folds})  # said, not dropped without a word
     fits = [c for c in allowed if total // c >= min_iterations]
     k = max(fits) if fits else allowed[0]
     reason = (
@@ -167,6 +168,7 @@ def choose_fold_count(
             else f" (fewer than that: one model gets them all; {min_iterations} take about "
             f"{_hms(min_iterations * step_s / overhead)} of training here)"
         )
+        + (f"; budget.fold_counts {beyond} exceed the {n_folds}-fold split: not used" if beyond else "")
     )
     return FoldChoice(k, total // k, reason, step_s)
 

@@ -35,6 +35,15 @@ def evidence(cv_workdir: str | None, plan: Plan) -> tuple[ModelMeta | None, dict
         return None, {}
     wd = WorkDir(Path(cv_workdir))
     meta = load_model(wd.root)
+    if (
+        ALL_DATA in meta.folds
+    ):  # its score is inherited itself: tags would name a run with no cross-validation
+        raise ArtifactError.single(
+            wd.root,
+            "--cv must name a cross-validation training (folds validated on held-out cases)",
+            "an all-data (--folds all) model, whose CV score is its own --cv's",
+            "pass the cross-validation work dir it inherited from (its cv.workdir tag), or leave --cv out",
+        )
     if meta.plan_hash != plan.hash:
         raise ArtifactError.single(
             wd.model,

@@ -140,6 +140,11 @@ def plan(
     claim_workdir(wd, "automed plan")
     fp = Fingerprint.load(wd / FINGERPRINT_FILE)
     pre = preset if isinstance(preset, Preset) else load_preset(preset)
+    from automed.train.networks import NETWORKS  # (torch: only where a plan is made)
+
+    # refused here, not by the training that reads the plan after preprocessing and its MLflow run
+    where = f"preset {pre.name} ({preset})" if not isinstance(preset, Preset) else f"preset {pre.name}"
+    check_choice(pre.network.architecture, NETWORKS.names(), what="network.architecture", where=where)
     result = make_plan(fp, pre, device=device, memory_gb=memory_gb)
     if calibrate:
         from automed.plan.calibrate import calibrate as _calibrate
@@ -342,11 +347,14 @@ def plan_for_training(
 
     dev = pick_device(device)
     name = preset or ("default" if dev.type == "cuda" else "cpu")
+    memory_gb, calibrate = _planned_memory(wd / PLAN_FILE, dev.type, load_preset(name).name)
     res = plan_dataset(
         ds,  # the Dataset itself: a --task choice lives on it
         wd,
         preset=name,
         device=dev.type,
+        memory_gb=memory_gb,
+        calibrate=calibrate,
         run_preprocess=False,
         folds=folds,  # verify's class-count warnings only: the splits are written later
         workers=workers,
@@ -355,6 +363,24 @@ def plan_for_training(
     )
     task_for(res.plan.task_type, ds.source)
     return res.plan, name
+
+
+def _planned_memory(path: Path, device: str, preset: str) -> tuple[float | None, bool]:
+    """The memory target and calibration of the plan ``automed plan --memory-gb/--calibrate`` left in a work dir for
+    this device and preset, which ``automed train`` into it keeps (it had planned again for the preset's memory,
+    replacing the patch and batch sizes chosen for the machine without a word); ``(None, False)`` where there is
+    none (another preset plans with its own memory target)."""
+    try:
+        old = Plan.load(path) if path.is_file() else None
+    except Exception:  # unreadable: planned anew (and rewritten), as plan() does
+        return None, False
+    memories = [c.memory for c in old.configurations.values()] if old is not None else []
+    if old is None or old.preset_name != preset or not memories or any(m.device != device for m in memories):
+        return None, False
+    calibrated = old.calibration is not None and old.calibration.device == device
+    log.info("%s: planned for %.3g GB%s, as automed plan left it", path, memories[0].target_gb,
+             " (calibrated)" if calibrated else "")  # fmt: skip
+    return memories[0].target_gb, calibrated
 
 
 NNUNET_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")

@@ -10,6 +10,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from automed.artifacts import content_hash
+from automed.plan.preset import BudgetRules
 from automed.records import read_train_config
 from automed.train.config import TrainConfig
 from automed.workdir import WorkDir
@@ -31,10 +32,15 @@ DECIDED = (
 )
 
 
-def typed_digest(dataset: str, config: TrainConfig, opts: TrainOptions) -> str:
-    """A digest of the command as typed (before any decision): its dataset, config and the options that decide."""
+def typed_digest(dataset: str, config: TrainConfig, opts: TrainOptions, rules: BudgetRules) -> str:
+    """A digest of the command as typed (before any decision): its dataset, config and the options that decide,
+    and the preset's budget rules (``budget:``, not part of the plan: an edited rule had kept the decisions the old
+    one made, and their reasons quoting it) where they are not the defaults."""
     options = {k: v for k, v in asdict(opts).items() if k not in _NOT_DECIDING}
-    return content_hash({"dataset": dataset, "config": config.model_dump(mode="json"), "options": options})
+    typed: dict[str, Any] = {"dataset": dataset, "config": config.model_dump(mode="json"), "options": options}
+    if rules != BudgetRules():  # (the defaults keep the digests work dirs recorded before)
+        typed["budget_rules"] = rules.model_dump(mode="json")
+    return content_hash(typed)
 
 
 def recorded_decisions(wdir: WorkDir, typed: str, unchanged: bool) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ configurations on fold 0 first (without ``--configuration``) and how many folds 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from automed.data.splits import read_splits
@@ -60,14 +61,29 @@ def auto_folds(
     step = step_s if step_s is not None else _fold0_step(wd, plan, config, task, device, workers)
     rules = load_preset(preset).budget
     left = deadline - time.perf_counter() - FINAL_RESERVE_S
-    return choose_fold_count(left, step, _n_folds(wd), rules.min_iterations_per_model, rules.fold_counts)
+    choice = choose_fold_count(left, step, _n_folds(wd), rules.min_iterations_per_model, rules.fold_counts)
+    if _capped(config):  # what the budget buys is not what trains: said
+        note = f"; the config caps each model at {config.epochs} epoch(s) of {config.iterations_per_epoch} iterations"
+        choice = replace(choice, reason=choice.reason + note)
+    return choice
+
+
+def _capped(config: TrainConfig) -> bool:
+    """Whether the config caps the epochs a budget lays out (``--epochs`` with ``--budget``)."""
+    return config.epochs < TrainConfig().epochs
 
 
 def width_rule_applies(plan: Plan, config: TrainConfig, preset: str) -> bool:
     """Whether the budget's width rule may narrow ``config``'s network at all (so a probe is worth timing)."""
     rules = load_preset(preset).budget
     planned = plan.configurations[config.configuration].network.features_per_stage[0]
-    return rules.shrink_width and config.base_features is None and planned // 2 >= rules.min_base_features
+    # capped epochs: the user chose how long each model trains; a narrower network would only lose capacity
+    return (
+        rules.shrink_width
+        and config.base_features is None
+        and planned // 2 >= rules.min_base_features
+        and not _capped(config)
+    )
 
 
 def asked_folds(

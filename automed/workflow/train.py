@@ -209,6 +209,7 @@ def _conclude(
     track: TrackingState,
     rows: list[dict[str, Any]],
     folds: list[int],
+    deadline: float | None,
 ) -> tuple[dict[str, Any], ModelMeta, dict[str, Any] | None]:
     """CV summary, postprocessing decided on this training's own CV, ``model.json``, registration."""
     wdir, parent = WorkDir(wd), track.parent_run_id
@@ -224,6 +225,7 @@ def _conclude(
         rows=rows,
         tta=opts.validation_tta,
         mirrors=opts.validation_mirrors,
+        deadline=deadline,
     )
     rows = own.rows if own.rows is not None else rows  # the CV of the inference the model will use
     cv = task.write_summary(rows, wdir.cv_metrics, wdir.cv_summary)
@@ -325,7 +327,9 @@ def train_dataset(
                     opts.register, opts.validation_mirrors,
                 )  # fmt: skip
             else:
-                cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds)
+                cv, meta, registered = _conclude(
+                    wd, plan, config, opts, task, tracker, track, rows, folds, deadline
+                )
         except BaseException as exc:
             status = "FAILED" if isinstance(exc, Exception) else "KILLED"
             tracker.end_open_runs_under(track.parent_run_id, status)

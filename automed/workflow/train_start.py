@@ -166,7 +166,7 @@ def start_training(
 ) -> tuple[Dataset, TrainConfig, TrainOptions]:
     """Plan and preprocess a new training, decide its folds (``--folds auto``); record its config and options."""
     ds = load_dataset(dataset, opts.task)
-    typed = typed_digest(dataset_source(ds), config, opts)
+    as_typed = opts
     opts = _fit_folds(ds, opts)
     wdir = WorkDir(wd)
     earlier = {p: p.read_bytes() if p.is_file() else None for p in (wdir.fingerprint, wdir.plan)}
@@ -174,6 +174,7 @@ def start_training(
         ds, wd, opts.device, opts.preset, opts.workers, show_progress, opts.max_voxels, opts.folds
     )
     unchanged = all(b is not None and p.read_bytes() == b for p, b in earlier.items())
+    typed = typed_digest(dataset_source(ds), config, as_typed, load_preset(preset).budget)
     again = recorded_decisions(wdir, typed, unchanged)  # the same command again: no second probe
     with _restored_if_refused(earlier, wdir):
         config = choose_configuration(config, planned, opts.auto_configuration, opts.previous_workdir)
