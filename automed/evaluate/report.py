@@ -250,3 +250,24 @@ def paired_error_tests(table: pd.DataFrame) -> list[dict[str, Any]]:
                      "median_difference": med, "p_value": p,
                      "better": "-" if not med or math.isnan(med) else (a if med > 0 else b)})  # fmt: skip
     return _holm_corrected(rows)
+
+
+def reference_mismatches(cases: pd.DataFrame, keys: list[str], column: str) -> list[str]:
+    """The ``keys`` (a case, or a case and structure) whose reference ``column`` (a target, a reference volume)
+    differs between runs: two runs scored against other references under the same case IDs, whose paired tests
+    would compare nothing alike. Each as ``key: value per run``."""
+    if column not in cases or "run" not in cases or cases["run"].nunique() < 2:
+        return []
+    known = cases.dropna(subset=[column])
+    numbers = pd.to_numeric(known[column], errors="coerce")
+    # numbers as numbers (an int column beside a float one: 1234 and 1234.0), to 6 decimals as written to CSV
+    ref = numbers.round(6).astype(str) if numbers.notna().all() else known[column].astype(str)
+    values = known.assign(_ref=ref).groupby(keys)
+    out = []
+    for key, group in values:
+        if group["_ref"].nunique() > 1:
+            per_run = ", ".join(
+                f"{r} {v}" for r, v in group.drop_duplicates("run")[["run", "_ref"]].to_numpy()
+            )
+            out.append(f"{'/'.join(str(k) for k in (key if isinstance(key, tuple) else (key,)))}: {per_run}")
+    return out

@@ -342,7 +342,7 @@ def _report(
     log_to_mlflow: bool,
     extra: list[tuple[str, str]],
 ) -> ReportResult:
-    from automed.workflow.report_image import image_level_kind
+    from automed.workflow.report_image import image_level_kind, refuse_other_references
 
     datasets = training_datasets(paths)  # its pictures are read from the trainings' datasets
     out = claim_output(
@@ -375,7 +375,12 @@ def _report(
             tables.append(run_table.assign(run=name))
         histories.update({f"{name} {k}": v for k, v in hist.items()})
     cases = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=NO_CASES)
-    cases = cases[~cases["label"].astype(str).str.startswith("region:")] if "label" in cases else cases
+    regions = cases["label"].astype(str).str.startswith("region:") if "label" in cases else None
+    if regions is not None and regions.any():
+        log.warning("report: the --region rows of %s are left out (the page compares structures)",
+                    ", ".join(sorted(set(cases.loc[regions, "run"]))))  # fmt: skip
+        cases = cases[~regions]
+    refuse_other_references(cases, ["case", "label"], "n_ref")
     with atomic_directory(out) as tmp:
         tests = _write(cases, histories, names, tmp, thumbs=thumbs, extra=extra)
         mark_output(tmp, "report")

@@ -15,7 +15,7 @@ import pandas as pd
 from automed.artifacts import read_json
 from automed.errors import ArtifactError
 from automed.evaluate.case_tables import read_case_table
-from automed.evaluate.report import curves
+from automed.evaluate.report import curves, reference_mismatches
 from automed.records import PROGRESS, fits, read_progress, shown
 from automed.tasks.registry import TASKS, task_for
 from automed.train.meta import model_task
@@ -131,6 +131,7 @@ def write_image_level(
     if histories:
         sections.append(("Training curves (every fold)", png(curves(histories), folder / "curves.png")))
     both = pd.concat([df.assign(run=n) for n, df in zip(names, tables, strict=True)], ignore_index=True)
+    refuse_other_references(both, ["case"], "target")
     both = task.case_outcomes(both)
     tests = task.paired_tests(both) if len(names) > 1 else []
     if tests:
@@ -141,3 +142,15 @@ def write_image_level(
     sections.append(("Per case (first 300; all in cases.csv)", table(both.head(300))))
     (folder / "report.html").write_text(page(names, sections))
     return tests
+
+
+def refuse_other_references(cases: pd.DataFrame, keys: list[str], column: str) -> None:
+    """Runs whose cases of one ID were scored against other references (another target, another reference
+    volume) are refused: their paired tests had compared different ground truths without a word."""
+    if wrong := reference_mismatches(cases, keys, column):
+        raise ArtifactError.single(
+            "report",
+            "the runs compared score each case against the same reference",
+            f"{len(wrong)} case(s) with another {column} in another run, e.g. {'; '.join(wrong[:3])}",
+            "compare runs scored against one set of references (the same test set or dataset)",
+        )
