@@ -592,3 +592,35 @@ def test_a_3d_segmentation_model_refuses_a_picture(exported: dict[str, Path], tm
         assert not (tmp_path / f"p_{runtime}").exists()
     with pytest.raises(SystemExit, match=r"trained on volumes \(3D\), this is a picture"):
         cli.main(["-i", str(pics), "-o", str(tmp_path / "b"), "--runtime", "onnx"], bundle=exported["bundle"])
+
+
+def test_the_bundles_overwrite_replaces_its_earlier_run_whole(exported: dict[str, Path]) -> None:
+    """predict.py --overwrite replaced only the cases of its own input: an earlier run's other label maps stayed,
+    recorded as made with the new settings, so --continue skipped them and the cube's evaluate scored them. They go
+    now (named), as automed predict --overwrite removes them; a refused input leaves no folder behind."""
+    from automed.runtime import cli
+
+    bundle, inputs, root = exported["bundle"], exported["inputs"], exported["root"]
+    out = root / "bundle-overwrite"
+    assert cli.main(["-i", str(inputs), "-o", str(out), "--no-tta"], bundle=bundle) == 0
+    first, second = sorted(inputs.iterdir())
+    fewer = root / "in-one"
+    fewer.mkdir()
+    (fewer / second.name).symlink_to(second.resolve())
+    result = subprocess.run(
+        [sys.executable, str(bundle / "predict.py"), "-i", str(fewer), "-o", str(out), "--overwrite", "--runtime", "onnx"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"--overwrite removed 1 earlier prediction(s) this run did not write: {first.name}" in result.stderr
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted([".bundle-predict.json", second.name])
+    assert json.loads((out / ".bundle-predict.json").read_text())["tta"] is True
+    # a picture for a 3D model: refused, and the folder this run would have made is not left behind
+    picture = root / "in-picture"
+    picture.mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((24, 24), np.uint8)), str(picture / "p.png"))
+    with pytest.raises(SystemExit, match="the model was trained on volumes"):
+        cli.main(["-i", str(picture), "-o", str(root / "never")], bundle=bundle)
+    assert not (root / "never").exists()

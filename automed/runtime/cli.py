@@ -27,7 +27,7 @@ from .io import UNUSABLE, read_case, spacing_zyx, unusable_voxels, write_labels
 from .model import BundleModel
 from .options import OptionError, checked_step, parse_folds, with_folds
 from .output import RECORD as RECORD
-from .output import TABLE, older_bundle_table, refuse_export_place, refuse_foreign_folder
+from .output import TABLE, earlier_predictions, older_bundle_table, refuse_export_place, refuse_foreign_folder
 from .truth import folder_truth
 
 
@@ -226,11 +226,37 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             f"{args.output}: --overwrite replaces predictions a bundle wrote there ({RECORD} marks them), and this "
             f"folder holds {held} without it: files of yours, not replaced; choose an empty folder"
         )
+    # --overwrite replaces the bundle's earlier run whole, as automed predict does: its predictions of cases this
+    # run does not predict go when it has finished (they had stayed, recorded as made with the new settings, and
+    # --continue or the cube's evaluate took them)
+    stale = earlier_predictions(outp, set(planned)) if args.overwrite and (outp / RECORD).is_file() else []
+    created = not args.output.exists()
     args.output.mkdir(parents=True, exist_ok=True)
     # the bundle's predictions are here (what --overwrite may replace) and the settings --continue checks; while
     # earlier ones are replaced one by one, a record no run matches: a failed run leaves a mix --continue refuses
-    replacing = {**settings, "replacing": True} if taken else settings
+    replacing = {**settings, "replacing": True} if taken or stale else settings
     (outp / RECORD).write_text(json.dumps(replacing) + "\n")
+    try:
+        _predict(args, model, cases, truth, image_level)
+    except BaseException:
+        if created and [p.name for p in outp.iterdir()] == [
+            RECORD
+        ]:  # refused before writing anything: no trace
+            (outp / RECORD).unlink()
+            args.output.rmdir()
+        raise
+    for old in stale:
+        old.unlink(missing_ok=True)
+    if stale:
+        print(f"warning: --overwrite removed {len(stale)} earlier prediction(s) this run did not write: "
+              f"{', '.join(p.name for p in stale[:5])}{' ...' if len(stale) > 5 else ''}", file=sys.stderr, flush=True)  # fmt: skip
+    (outp / RECORD).write_text(json.dumps(settings) + "\n")  # every case predicted with these settings
+    return 0
+
+
+def _predict(args: argparse.Namespace, model: Any, cases: list[Any], truth: dict[str, str] | None,
+             image_level: bool) -> None:  # fmt: skip
+    """Every case in turn (each refused input stops the run with its reason), then a table model's CSV."""
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
@@ -277,8 +303,6 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
     if image_level:
         write_table(rows, args.output / "predictions.csv")
-    (outp / RECORD).write_text(json.dumps(settings) + "\n")  # every case predicted with these settings
-    return 0
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:

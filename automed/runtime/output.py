@@ -84,3 +84,18 @@ def older_bundle_table(folder: Path) -> bool:
     except (OSError, csv.Error):
         return False
     return header[:1] == ["SubjectID"] and "prediction" in header
+
+
+def earlier_predictions(out: Path, written: set[str]) -> list[Path]:
+    """The predictions an earlier run of a bundle left in ``out`` (its label maps, its table) that a run writing
+    ``written`` will not replace: ``--overwrite`` removes them when that run has finished."""
+    from .io import SUFFIXES
+
+    return sorted(
+        p
+        for p in out.iterdir()
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.name not in written
+        and (p.name == TABLE or p.name.lower().endswith(SUFFIXES))
+    )

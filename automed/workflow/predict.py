@@ -140,7 +140,7 @@ def _refuse_unlinked_task(model: Path, runtime: str) -> None:
     bundle = model / "export" / "predict.py"
     raise ArtifactError.single(
         model, f"--runtime {runtime} predicts with a linked export; a {task} model's export runs through its bundle",
-        f"a {task} model" + ("" if bundle.is_file() else " (not exported yet)"),
+        f"a {task} model" + ("" if bundle.is_file() else " (no export in its work dir's export/)"),
         f"python {bundle} -i IN -o OUT --runtime {runtime} (an export elsewhere: its -o folder's predict.py; none yet: "
         f"`automed export {model}`), or leave --runtime out: automed predict runs the model with torch",
     )  # fmt: skip
