@@ -156,3 +156,44 @@ def test_report_refuses_runs_scored_against_other_references(
     with caplog.at_level("WARNING", logger="automed"):
         assert api.report([m1, m3], tmp_path / "R4", log_to_mlflow=False).page.is_file()
     assert "the --region rows of m1 are left out" in caplog.text
+
+
+def test_report_joins_a_label_named_in_one_run_only_and_says_other_tolerances(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same label scored with --labels (anterior) and without (1) became two structures, no paired test and no
+    word; NSD of runs scored at 1 and 2 mm stood side by side unsaid."""
+    import json
+
+    ref, pred = tmp_path / "ref", tmp_path / "pred"
+    rng = np.random.default_rng(5)
+    for k in range(6):
+        lab = np.zeros((6, 16, 16), np.uint8)
+        lab[1:5, 3:12, 3:12] = 1
+        _image(lab, ref / f"c{k}.nii.gz")
+        lab[1:5, 3 : 10 + int(rng.integers(0, 3)), 3:12] = 0
+        lab[1:5, 3:12, 3 : 4 + k] = 1
+        _image(lab, pred / f"c{k}.nii.gz")
+    names = tmp_path / "dataset.json"
+    names.write_text(json.dumps({"labels": {"0": "background", "1": "anterior"}}))
+    named = api.metrics(pred, tmp_path / "named", reference=ref, labels=names).folder
+    plain = api.metrics(pred, tmp_path / "plain", reference=ref, tolerance=2.0).folder
+    with caplog.at_level("WARNING", logger="automed"):
+        res = api.report([named, plain], tmp_path / "R", log_to_mlflow=False)
+    assert "label 1 is named 1 and anterior in different runs; compared as anterior" in caplog.text
+    assert "NSD was scored at different tolerances (named 1 mm, plain 2 mm)" in caplog.text
+    assert [t["name"] for t in res.tests] == ["anterior"]
+
+
+def test_predictions_matching_no_reference_are_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lab = np.zeros((4, 8, 8), np.uint8)
+    lab[1:3, 2:6, 2:6] = 1
+    for name in ("c1", "c2"):
+        _image(lab, tmp_path / "ref" / f"{name}.nii.gz")
+    _image(lab, tmp_path / "pred" / "c1.nii.gz")
+    _image(lab, tmp_path / "pred" / "c2_0000.nii.gz")  # misnamed: its case would be missing without a hint
+    with caplog.at_level("WARNING", logger="automed"):
+        api.metrics(tmp_path / "pred", tmp_path / "o", reference=tmp_path / "ref", missing_value="empty")
+    assert "1 prediction(s) match no reference in ref and are not scored: c2_0000.nii.gz" in caplog.text

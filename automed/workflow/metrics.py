@@ -239,6 +239,12 @@ def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
         raise DatasetError(problems, "cannot match predictions to references")
     _refuse_no_common_case(predictions, list(refs), list(preds),
                            "name each prediction as its reference (CASE.nii.gz for the reference CASE.nii.gz)")  # fmt: skip
+    if extra := sorted(
+        set(preds) - set(refs)
+    ):  # as a CSV's predictions of unlisted cases are said (a misnamed
+        # case3_0000.nii.gz had been ignored, and its case scored as missing without a hint)
+        log.warning("%d prediction(s) match no reference in %s and are not scored: %s", len(extra), reference.name,
+                    _some([preds[c].name for c in extra]))  # fmt: skip
     return [Pair(cid, str(ref), str(preds[cid]) if cid in preds else None) for cid, ref in refs.items()]
 
 

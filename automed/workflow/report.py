@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from automed.artifacts import atomic_directory, claim_output, mark_output
+from automed.artifacts import atomic_directory, claim_output, mark_output, read_json
 from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, read_case_table, scatter
 from automed.records import PROGRESS, read_progress, read_tracking
@@ -74,6 +74,44 @@ def _read_run(path: Path) -> tuple[pd.DataFrame, dict[str, list[dict[str, Any]]]
         "no model.json, cv/metrics.csv or metrics.csv with case, label and dice",
         "train it first (`automed train`), or score predictions with `automed metrics`",
     )
+
+
+def _one_name_per_label(cases: pd.DataFrame) -> pd.DataFrame:
+    """One name for each label value across runs: a run scored with ``--labels`` (``anterior``) beside one without
+    (``1``) had split the structure in two, with no paired test and no word. The name that is not the value wins."""
+    if not {"label", "name", "run"} <= set(cases.columns):
+        return cases
+    names = cases.groupby(cases["label"].astype(str))["name"].agg(
+        lambda v: sorted({str(x) for x in v.dropna()})
+    )
+    chosen = {}
+    for label, found in names.items():
+        if len(found) > 1:
+            given = [n for n in found if n != label] or found
+            chosen[label] = given[0]
+            log.warning("report: label %s is named %s in different runs; compared as %s", label,
+                        " and ".join(found), given[0])  # fmt: skip
+    if not chosen:
+        return cases
+    relabel = cases["label"].astype(str).map(chosen)
+    return cases.assign(name=relabel.where(relabel.notna(), cases["name"]))
+
+
+def _say_other_tolerances(paths: list[Path], names: list[str]) -> None:
+    """``automed metrics`` outputs scored at different NSD tolerances: their NSD columns measure different things."""
+    seen = {}
+    for path, name in zip(paths, names, strict=True):
+        summary = path / "summary.json" if path.is_dir() else None
+        if summary is not None and summary.is_file() and not (path / "model.json").is_file():
+            try:
+                data = read_json(summary, what="summary.json")
+            except ArtifactError:
+                continue
+            seen[name] = data.get("nsd_tolerance_mm") if isinstance(data, dict) else None
+    given = {n: t for n, t in seen.items() if isinstance(t, int | float)}
+    if len(set(given.values())) > 1:
+        log.warning("report: NSD was scored at different tolerances (%s): compare NSD of runs at one tolerance",
+                    ", ".join(f"{n} {t:g} mm" for n, t in given.items()))  # fmt: skip
 
 
 def _refuse_non_runs(paths: list[Path]) -> None:
@@ -381,6 +419,8 @@ def _report(
                     ", ".join(sorted(set(cases.loc[regions, "run"]))))  # fmt: skip
         cases = cases[~regions]
     refuse_other_references(cases, ["case", "label"], "n_ref")
+    cases = _one_name_per_label(cases)
+    _say_other_tolerances(paths, names)
     with atomic_directory(out) as tmp:
         tests = _write(cases, histories, names, tmp, thumbs=thumbs, extra=extra)
         mark_output(tmp, "report")
