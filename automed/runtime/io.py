@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .nifti_raw import with_non_finite
+
 # the image endings automed reads (``automed.data.io.IMAGE_SUFFIXES`` is this tuple: the bundle reads what training
 # reads); 2D pictures and single DICOM files give ``.nii.gz`` outputs. DICOM files end in ``.dcm``, ``.IMA`` as
 # Siemens scanners export them (SUBJ.MR.HEAD.0001.0001.2026.IMA) or ``.dicom`` (VinDr-CXR's X-rays); endings are
@@ -347,7 +349,7 @@ def read_picture(path: Path) -> sitk.Image:
     image: sitk.Image = sitk.ReadImage(str(path), imageIO=image_io(path))
     if image.GetNumberOfComponentsPerPixel() > 1 and grey_palette_bmp(path):
         image = sitk.VectorIndexSelectionCast(image, 0)
-    return image
+    return with_non_finite(path, image)  # NaN in a NIfTI file: ITK reads it as 0
 
 
 def _last_line(exc: Exception) -> str:
