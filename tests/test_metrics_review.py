@@ -197,3 +197,16 @@ def test_predictions_matching_no_reference_are_named(
     with caplog.at_level("WARNING", logger="automed"):
         api.metrics(tmp_path / "pred", tmp_path / "o", reference=tmp_path / "ref", missing_value="empty")
     assert "1 prediction(s) match no reference in ref and are not scored: c2_0000.nii.gz" in caplog.text
+
+
+def test_label_maps_without_any_structure_are_a_clear_error(tmp_path: Path) -> None:
+    """Every voxel 0 in every reference and prediction: metrics wrote a 1-byte metrics.csv ("0 cases"), which
+    report then refused as a damaged table."""
+    for folder in ("ref", "pred"):
+        for case in ("a", "b"):
+            _image(np.zeros((4, 8, 8), np.uint8), tmp_path / folder / f"{case}.nii.gz")
+    with pytest.raises(
+        DatasetError, match=r"need a structure in some reference or prediction; found none in any of the 2"
+    ):
+        api.metrics(tmp_path / "pred", tmp_path / "o", reference=tmp_path / "ref")
+    assert not (tmp_path / "o" / "metrics.csv").exists()

@@ -433,6 +433,13 @@ def metrics(
     for said in scored.warnings:
         log.warning("%s", said)
     rows = scored.rows
+    if (
+        not rows
+    ):  # (it wrote an empty metrics.csv, said "0 cases", and report then refused the file as damaged)
+        raise DatasetError.single(
+            src, f"{kind} metrics need a structure in some reference or prediction",
+            f"none in any of the {len(pairs)} case(s): every voxel 0", "check the files are label maps of these cases",
+        )  # fmt: skip
     summary = {"schema_version": 1, "problem": kind, **scored.summary}
     with atomic_directory(out) as tmp:
         pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False, na_rep="")
