@@ -86,7 +86,7 @@ def test_a_mask_in_another_orientation_is_put_on_the_reference_grid(tmp_path: Pa
 
 
 def test_nan_outside_the_mask_rgb_channels_and_a_thin_axis_are_scored(tmp_path: Path) -> None:
-    from automed.evaluate.compare import synthesis_row
+    from automed.evaluate.synthesis import synthesis_row
 
     ref, pred = _synthesis(np.random.default_rng(1))
     mask = np.zeros(ref.shape, bool)

@@ -15,9 +15,8 @@ from automed.evaluate.compare import (
     regression_result,
     segmentation_rows,
     segmentation_summary,
-    synthesis_rows,
-    synthesis_summary,
 )
+from automed.evaluate.synthesis import synthesis_rows, synthesis_summary
 
 
 @dataclass(frozen=True)

@@ -239,10 +239,8 @@ def _from_folders(predictions: Path, reference: Path) -> list[Pair]:
         raise DatasetError(problems, "cannot match predictions to references")
     _refuse_no_common_case(predictions, list(refs), list(preds),
                            "name each prediction as its reference (CASE.nii.gz for the reference CASE.nii.gz)")  # fmt: skip
-    if extra := sorted(
-        set(preds) - set(refs)
-    ):  # as a CSV's predictions of unlisted cases are said (a misnamed
-        # case3_0000.nii.gz had been ignored, and its case scored as missing without a hint)
+    # said, as a CSV's predictions of unlisted cases are (a misnamed case3_0000.nii.gz had been ignored silently)
+    if extra := sorted(set(preds) - set(refs)):
         log.warning("%d prediction(s) match no reference in %s and are not scored: %s", len(extra), reference.name,
                     _some([preds[c].name for c in extra]))  # fmt: skip
     return [Pair(cid, str(ref), str(preds[cid]) if cid in preds else None) for cid, ref in refs.items()]
@@ -433,13 +431,9 @@ def metrics(
     for said in scored.warnings:
         log.warning("%s", said)
     rows = scored.rows
-    if (
-        not rows
-    ):  # (it wrote an empty metrics.csv, said "0 cases", and report then refused the file as damaged)
-        raise DatasetError.single(
-            src, f"{kind} metrics need a structure in some reference or prediction",
-            f"none in any of the {len(pairs)} case(s): every voxel 0", "check the files are label maps of these cases",
-        )  # fmt: skip
+    if not rows:  # (an empty metrics.csv saying "0 cases", which report then refused as damaged)
+        raise DatasetError.single(src, f"{kind} metrics need a structure in some reference or prediction", f"none in "
+                                  f"any of the {len(pairs)} case(s): every voxel 0", "check the files are label maps")  # fmt: skip
     summary = {"schema_version": 1, "problem": kind, **scored.summary}
     with atomic_directory(out) as tmp:
         pd.DataFrame(rows).to_csv(tmp / "metrics.csv", index=False, na_rep="")

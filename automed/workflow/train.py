@@ -215,18 +215,9 @@ def _conclude(
     wdir, parent = WorkDir(wd), track.parent_run_id
     dataset = read_train_config(wdir.train_config)["dataset"]
     own = task.own_choice(
-        wd,
-        plan,
-        config,
-        folds,
-        dataset,
-        wdir.own_selection,
-        opts.latency_cap,
-        rows=rows,
-        tta=opts.validation_tta,
-        mirrors=opts.validation_mirrors,
-        deadline=deadline,
-    )
+        wd, plan, config, folds, dataset, wdir.own_selection, opts.latency_cap,
+        rows=rows, tta=opts.validation_tta, mirrors=opts.validation_mirrors, deadline=deadline,
+    )  # fmt: skip
     rows = own.rows if own.rows is not None else rows  # the CV of the inference the model will use
     cv = task.write_summary(rows, wdir.cv_metrics, wdir.cv_summary)
     tracker.log_metrics(parent, task.summary_metrics(cv))
@@ -327,9 +318,8 @@ def train_dataset(
                     opts.register, opts.validation_mirrors,
                 )  # fmt: skip
             else:
-                cv, meta, registered = _conclude(
-                    wd, plan, config, opts, task, tracker, track, rows, folds, deadline
-                )
+                cv, meta, registered = _conclude(wd, plan, config, opts, task, tracker, track, rows, folds,
+                                                 deadline)  # fmt: skip
         except BaseException as exc:
             status = "FAILED" if isinstance(exc, Exception) else "KILLED"
             tracker.end_open_runs_under(track.parent_run_id, status)
