@@ -108,3 +108,10 @@ def test_train_keeps_the_memory_target_automed_plan_left(tmp_path: Path) -> None
     planned, _ = plan_for_training(load_dataset(ds), wd, "cpu", None, 0, False)
     assert {c.memory.target_gb for c in planned.configurations.values()} == {0.02}
     assert json.loads((wd / "plan.json").read_text()) == before  # not planned again for the preset's 8 GB
+
+
+def test_the_planners_architecture_names_are_the_registered_networks() -> None:
+    from automed.plan.preset import ARCHITECTURES
+    from automed.train.networks import NETWORKS
+
+    assert tuple(NETWORKS.names()) == ARCHITECTURES

@@ -27,6 +27,10 @@ class MemoryModel(Strict):
     fixed_overhead_gb: float = Field(0.0, ge=0)
 
 
+# the network architectures automed.train.networks registers (named here without torch, for the planner's check)
+ARCHITECTURES = ("resenc_unet", "unet")
+
+
 class NetworkRules(Strict):
     architecture: str = "unet"
     base_features: int = Field(32, ge=1)

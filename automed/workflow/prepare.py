@@ -21,7 +21,7 @@ from automed.fingerprint.extract import DEFAULT_SAMPLE_BUDGET, extract_fingerpri
 from automed.fingerprint.schema import Fingerprint
 from automed.parallel import default_workers
 from automed.plan.planner import make_plan
-from automed.plan.preset import Preset, load_preset
+from automed.plan.preset import ARCHITECTURES, Preset, load_preset
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess as _preprocess
@@ -140,11 +140,10 @@ def plan(
     claim_workdir(wd, "automed plan")
     fp = Fingerprint.load(wd / FINGERPRINT_FILE)
     pre = preset if isinstance(preset, Preset) else load_preset(preset)
-    from automed.train.networks import NETWORKS  # (torch: only where a plan is made)
-
-    # refused here, not by the training that reads the plan after preprocessing and its MLflow run
+    # refused here, not by the training that reads the plan after preprocessing and its MLflow run (the names
+    # without torch: automed plan starts in a second; train.networks registers exactly these)
     where = f"preset {pre.name} ({preset})" if not isinstance(preset, Preset) else f"preset {pre.name}"
-    check_choice(pre.network.architecture, NETWORKS.names(), what="network.architecture", where=where)
+    check_choice(pre.network.architecture, ARCHITECTURES, what="network.architecture", where=where)
     result = make_plan(fp, pre, device=device, memory_gb=memory_gb)
     if calibrate:
         from automed.plan.calibrate import calibrate as _calibrate
