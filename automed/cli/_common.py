@@ -16,7 +16,9 @@ from rich.console import Console
 if TYPE_CHECKING:
     from rich.table import Table
 
-out = Console()
+# paths are text, never rich markup (`out[t1].csv` had been printed as `out.csv`), and a line is never cut at 80
+# columns in a log or a pipe (paths split in the middle); the few styled lines ask for markup
+out = Console(markup=False, soft_wrap=True)
 err = Console(stderr=True)
 # set by the top-level callback (--debug, --quiet) for the command that runs next; terminated: by handle_sigterm
 state = {"debug": False, "quiet": False, "terminated": False}
@@ -121,7 +123,16 @@ ModelArg = Annotated[
         help="Training work dir, `automed select` folder, or models:/NAME@ALIAS (MLflow registry)."
     ),
 ]
-WorkdirOpt = Annotated[Path, typer.Option("--output", "-o", help="Work directory for the artifacts.")]
+
+
+def expand_user(value: Path | None) -> Path | None:
+    """``~`` expanded where the shell did not (``--output=~/w``: a folder named ``~`` had been made here)."""
+    return value.expanduser() if value is not None else None
+
+
+WorkdirOpt = Annotated[
+    Path, typer.Option("--output", "-o", help="Work directory for the artifacts.", callback=expand_user)
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(

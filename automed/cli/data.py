@@ -14,6 +14,7 @@ from automed.cli._common import (
     SplitFoldsOpt,
     WorkdirOpt,
     WorkersOpt,
+    expand_user,
     out,
     progress,
 )
@@ -34,7 +35,7 @@ def verify(
     from automed import api
 
     rep = api.verify(dataset, workers=workers, show_progress=progress(), max_voxels=max_voxels)
-    out.print(f"[green]OK[/green]: {rep.n_cases} cases, {rep.targets}")
+    out.print(f"[green]OK[/green]: {rep.n_cases} cases, {rep.targets}", markup=True)
 
 
 @app.command()
@@ -127,9 +128,9 @@ def _print_plan(p: object) -> None:
         )
     out.print(t)
     for k, v in p.reasons.items():
-        out.print(f"  [bold]{k}[/bold]: {v}")
+        out.print(f"  [bold]{k}[/bold]: {v}", markup=True)
     if p.calibration is not None:
-        out.print(f"  [bold]calibration[/bold]: {p.calibration.note}")
+        out.print(f"  [bold]calibration[/bold]: {p.calibration.note}", markup=True)
 
 
 @app.command()
@@ -160,7 +161,7 @@ def preprocess(
 def construct_csv(
     root: Annotated[Path, typer.Argument(help="Folder with one sub-folder per subject.")],
     channels: Annotated[str, typer.Option(help="Comma-separated file endings, one per channel.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="CSV file to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", callback=expand_user, help="CSV file to write.")],
     label: Annotated[str | None, typer.Option(help="File ending of the label map.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing CSV at --output.")] = False,
 ) -> None:

@@ -14,6 +14,7 @@ from automed.cli._common import (
     ModelArg,
     OverwriteOpt,
     RegistryUriOpt,
+    expand_user,
     out,
     progress,
 )
@@ -25,7 +26,8 @@ app = typer.Typer()
 def export(
     model: ModelArg,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Export folder (default: WORKDIR/export).")
+        Path | None,
+        typer.Option("--output", "-o", callback=expand_user, help="Export folder (default: WORKDIR/export)."),
     ] = None,
     format: Annotated[
         str, typer.Option("--format", help="Comma-separated: onnx, openvino.")
@@ -284,7 +286,9 @@ def explain(
         ),
     ],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Folder of images, DICOM folder or CSV.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the attention maps.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", callback=expand_user, help="Folder for the attention maps.")
+    ],
     backend: Annotated[
         str,
         typer.Option(

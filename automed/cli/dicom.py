@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from automed.cli._common import ReplaceOutputOpt, out, print_error, progress
+from automed.cli._common import ReplaceOutputOpt, expand_user, out, print_error, progress
 
 app = typer.Typer()
 
@@ -23,7 +23,12 @@ def anonymize(
     ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="New folder for the de-identified files (outside the input)."),
+        typer.Option(
+            "--output",
+            "-o",
+            callback=expand_user,
+            help="New folder for the de-identified files (outside the input).",
+        ),
     ] = None,
     profile: Annotated[
         str, typer.Option(help="The confidentiality profile: basic (PS3.15 Annex E).")
@@ -117,7 +122,10 @@ def anonymize(
 def convert(
     input_path: Annotated[Path, typer.Argument(help="A folder of DICOM files (any depth, several series).")],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="New folder for the NIfTI files and series.json.")
+        Path,
+        typer.Option(
+            "--output", "-o", callback=expand_user, help="New folder for the NIfTI files and series.json."
+        ),
     ],
     overwrite: ReplaceOutputOpt = False,
 ) -> None:

@@ -19,6 +19,7 @@ from automed.cli._common import (
     TrainMaxVoxelsOpt,
     WorkersOpt,
     checked_budget,
+    expand_user,
     out,
     print_table,
     progress,
@@ -30,7 +31,9 @@ app = typer.Typer()
 @app.command()
 def sweep(
     dataset: TrainDatasetArg = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Sweep work directory.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", callback=expand_user, help="Sweep work directory.")
+    ] = None,
     space: Annotated[Path | None, typer.Option(help="Search space YAML (see search_spaces/).")] = None,
     grid: Annotated[Path | None, typer.Option(help="Grid strategy YAML: evaluate every combination.")] = None,
     config: Annotated[Path | None, typer.Option(help="Base training config YAML.")] = None,
@@ -141,7 +144,9 @@ def sweep(
 def grid_cmd(
     base: Annotated[Path, typer.Argument(help="Base training config YAML.")],
     strategy: Annotated[Path, typer.Argument(help="Grid strategy YAML: keys -> lists of values.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the generated configs.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", callback=expand_user, help="Folder for the generated configs.")
+    ],
     overwrite: ReplaceOutputOpt = False,
 ) -> None:
     """Write one training config per distinct combination of a grid strategy (GaNDLF-style).
@@ -157,7 +162,9 @@ def grid_cmd(
 @app.command()
 def select(
     workdirs: Annotated[list[Path], typer.Argument(help="Training work dirs (one configuration each).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for selection.json.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", callback=expand_user, help="Folder for selection.json.")
+    ],
     tracking_uri: Annotated[
         str | None, typer.Option(help="MLflow store (default: the first work dir's).")
     ] = None,

@@ -3,6 +3,8 @@ against references) and report (compare runs on one page)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from automed.cli._common import ReplaceOutputOpt, TrackingUriOpt, out, progress
+from automed.cli._common import ReplaceOutputOpt, TrackingUriOpt, expand_user, out, progress
 
 app = typer.Typer()
 
@@ -108,10 +110,53 @@ def ui(
     ]
     if uri.startswith("sqlite:///"):
         cmd += ["--default-artifact-root", str(Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR)]
-    out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)")
-    code = subprocess.run(cmd, check=False).returncode
+    _refuse_taken_port(port)
+    out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)", markup=False)
+    # the server in a session of its own, stopped whole on the way out: SIGTERM had ended automed and the `mlflow
+    # server` command only, leaving uvicorn (still on the port) and MLflow's job workers running
+    server = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        code = server.wait()
+    finally:
+        _stop_group(server)
     if code not in (0, -2, 130):  # (Ctrl-C: SIGINT, or the exit code a shell gives it)
         raise typer.Exit(1)  # the server's own message is above
+
+
+def _refuse_taken_port(port: int) -> None:
+    """A port another server holds is refused before the UI starts (it printed this URL, served by the other
+    server, and exited 0 when its own server failed to bind)."""
+    import socket
+
+    from automed.errors import ConfigError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ConfigError.single(
+                "--port", "the UI's port must be free on 127.0.0.1", f"{port} ({exc.strerror or exc})",
+                f"pass another --port (e.g. {port + 1}), or stop what serves {port}",
+            ) from exc  # fmt: skip
+
+
+def _stop_group(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's process group, then SIGKILL to what is left after 10 s."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            return  # the group is gone
+        try:
+            server.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # its workers may outlive the command itself
+            os.killpg(server.pid, 0)
+        except ProcessLookupError:
+            return
 
 
 @app.command()
@@ -124,7 +169,10 @@ def metrics(
             "folder of predictions (with --reference)."
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for metrics.csv and summary.json.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", callback=expand_user, help="Folder for metrics.csv and summary.json."),
+    ],
     reference: Annotated[
         Path | None,
         typer.Option(
@@ -192,7 +240,12 @@ def report(
             "outputs or their metrics.csv (one or more, one problem)."
         ),
     ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for report.html and its PNGs/CSVs.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", callback=expand_user, help="Folder for report.html and its PNGs/CSVs."
+        ),
+    ],
     overwrite: ReplaceOutputOpt = False,
     tracking_uri: TrackingUriOpt = None,
     mlflow: Annotated[

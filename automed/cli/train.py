@@ -19,6 +19,7 @@ from automed.cli._common import (
     TrainMaxVoxelsOpt,
     WorkersOpt,
     checked_budget,
+    expand_user,
     out,
     progress,
 )
@@ -29,7 +30,9 @@ app = typer.Typer()
 @app.command()
 def train(
     dataset: TrainDatasetArg = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Work directory.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", callback=expand_user, help="Work directory.")
+    ] = None,
     budget: Annotated[
         str | None,
         typer.Option(
@@ -262,7 +265,9 @@ def _print_scores(summary: dict[str, object]) -> None:
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Work directory.")] = Path("demo_work"),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", callback=expand_user, help="Work directory.")
+    ] = Path("demo_work"),
     budget: Annotated[
         str,
         typer.Option(

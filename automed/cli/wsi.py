@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from automed.cli._common import ReplaceOutputOpt, out, progress
+from automed.cli._common import ReplaceOutputOpt, expand_user, out, progress
 
 app = typer.Typer()
 
@@ -21,7 +21,10 @@ def patch_miner(
         ),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="New folder for patches/, patches.csv, mining.json.")
+        Path,
+        typer.Option(
+            "--output", "-o", callback=expand_user, help="New folder for patches/, patches.csv, mining.json."
+        ),
     ],
     patch_size: Annotated[
         str, typer.Option(help="Patch side: pixels at --mpp (256) or micrometres (100um).")

@@ -65,10 +65,18 @@ def construct_csv(
             "pass e.g. --channels _t1.nii.gz",
         )
     endings = list(channels) + ([label] if label else [])
+    if twice := sorted(
+        {e for e in endings if endings.count(e) > 1}
+    ):  # (each subject's file would match both)
+        raise DatasetError.single(
+            "--channels/--label", "each ending names one channel or the label", f"{twice} given twice",
+            "give each channel's and the label's own ending once",
+        )  # fmt: skip
     problems: list[Problem] = []
     rows: list[list[str]] = []
     # hidden folders and files (.ipynb_checkpoints, .DS_Store) are no subjects or images
-    for subj in sorted(d for d in rootp.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    subjects = sorted(d for d in rootp.iterdir() if d.is_dir() and not d.name.startswith("."))
+    for subj in subjects:
         files = sorted(f for f in subj.iterdir() if f.is_file() and not f.name.startswith("."))
         matched = {end: [f for f in files if f.name.endswith(end)] for end in endings}
         counts = Counter(f.name for end in endings for f in matched[end])  # one ending twice counts twice
@@ -102,7 +110,7 @@ def construct_csv(
                 else str(hits[0])
             )
         rows.append(row)
-    if not rows:
+    if not subjects:  # (not "no rows": subjects whose files were refused above had been reported as none)
         problems.append(
             Problem(
                 str(rootp),

@@ -1,0 +1,71 @@
+"""automed ui: SIGTERM stops the whole MLflow server (uvicorn had stayed on the port with MLflow's job workers, under
+init), and a port another server holds is refused before anything starts (the UI printed that server's URL and
+exited 0 when its own server failed to bind)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_taken_port_is_refused_before_the_server_starts(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "automed.cli", "ui", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+             "--port", str(port)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert r.returncode == 1, r.stdout + r.stderr
+    said = " ".join((r.stdout + r.stderr).split())
+    assert f"the UI's port must be free on 127.0.0.1; found {port}" in said and "MLflow UI for" not in said
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_whole_server(tmp_path: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "automed.cli", "ui", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        end = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.time() < end and proc.poll() is None, "the MLflow UI did not answer on /health"
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # automed alone, as `timeout` or a job scheduler sends it
+        proc.wait(timeout=60)
+        end = time.time() + 20
+        while True:  # the port is free again: nothing of the server listens on it
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    assert time.time() < end, "the MLflow server still holds the port after automed ui ended"
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
