@@ -135,11 +135,16 @@ class EnsembleModel(PythonModel):
         arr = np.asarray(model_input, dtype=np.float32)
         params = params or {}
         med = self.predictor.plan.original_median_spacing
-        sp = (
-            float(params.get("spacing_z", med[0])),
-            float(params.get("spacing_y", med[1])),
-            float(params.get("spacing_x", med[2])),
-        )
+        sp = tuple(_spacing(params, f"spacing_{a}", m) for a, m in zip("zyx", med, strict=True))
+        _check_images(arr, self.predictor)
+        if (
+            arr.shape[0] == 0
+        ):  # an empty batch: an empty answer of the signature's kind (np.stack had crashed)
+            if hasattr(self.predictor, "target"):
+                import pandas as pd
+
+                return pd.DataFrame(columns=_columns(self.predictor.plan))
+            return np.zeros((0, *arr.shape[2:]), np.int64)
         outs = []
         for case in arr:
             size = tuple(int(s) for s in reversed(case.shape[1:]))
@@ -153,3 +158,42 @@ class EnsembleModel(PythonModel):
 
             return pd.DataFrame(outs)
         return np.stack(outs)
+
+
+def _spacing(params: dict[str, Any], name: str, default: float) -> float:
+    """A spacing param in mm: finite and above 0 (0 had crashed with ZeroDivisionError, NaN with a cast error, and a
+    negative one was taken)."""
+    value = float(params.get(name, default))
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number of mm above 0 (the voxel size); found {value}")
+    return value
+
+
+def _check_images(arr: np.ndarray, predictor: Any) -> None:
+    """What automed predict refuses, refused here too: voxels that are no intensity (a NaN made a segmentation all
+    background, a classification NaN probabilities with a class still named) and, for an image-level model,
+    images of the other dimension (a 2D model took volumes)."""
+    from automed.runtime.io import UNUSABLE, unusable_voxels
+
+    bad = unusable_voxels(arr)
+    if bad.any():
+        images = sorted({int(i) for i in np.nonzero(bad.reshape(len(arr), -1).any(axis=1))[0]})
+        raise ValueError(
+            f"input voxels must be finite intensities; found {int(bad.sum())} {UNUSABLE} in image(s) {images[:10]}: "
+            "replace them (e.g. with the background intensity) before predicting"
+        )
+    if not hasattr(predictor, "target") or arr.ndim != 5:
+        return
+    dims = predictor.plan.image_dimension
+    found = 3 if arr.shape[2] > 1 else 2
+    if found != dims:
+        raise ValueError(
+            f"the model was trained on {'volumes (3D)' if dims == 3 else 'pictures or single slices (2D)'}; found "
+            f"{'volumes' if found == 3 else 'pictures'} of shape {arr.shape[1:]} (N, C, z, y, x: a picture has z = 1)"
+        )
+
+
+def _columns(plan: Any) -> list[str]:
+    """The columns an image-level model's table has."""
+    t = plan.target
+    return ["prediction"] + ([] if t.kind == "regression" else [f"probability_{n}" for n in t.class_names])
