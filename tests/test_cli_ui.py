@@ -20,11 +20,19 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The commands ``automed ui`` starts (none is run: each ends at once with the exit code in ``CODE``)."""
     calls: list[list[str]] = []
 
-    def fake_run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        calls.append(cmd)
-        return subprocess.CompletedProcess(cmd, CODE["server"])
+    class FakeServer:
+        pid = 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+        def __init__(self, cmd: list[str], **kwargs: Any) -> None:
+            calls.append(cmd)
+
+        def wait(self) -> int:
+            return CODE["server"]
+
+    monkeypatch.setattr(subprocess, "Popen", FakeServer)
+    monkeypatch.setattr(
+        "automed.cli.tools._stop_group", lambda server: None
+    )  # nothing started, nothing to stop
     return calls
 
 
