@@ -175,6 +175,20 @@ def tiny_msd(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "ds", n_cases=4, shape=(12, 16, 14), seed=1)
 
 
+def wait_for_ui(port: int, proc: subprocess.Popen[Any], seconds: float = 120) -> None:
+    """Until the MLflow UI on ``port`` answers /health (``proc``: the automed ui serving it, still running)."""
+    end = time.time() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.time() < end and proc.poll() is None, "the MLflow UI did not answer on /health"
+        time.sleep(0.5)
+
+
 @contextlib.contextmanager
 def automed_ui(store: str, log: Path) -> Iterator[int]:
     """``automed ui`` serving ``store`` on a free loopback port (yielded once /health answers); its output goes to
@@ -188,16 +202,7 @@ def automed_ui(store: str, log: Path) -> Iterator[int]:
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         try:
-            end = time.time() + 90
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert time.time() < end, "the MLflow UI did not answer on /health"
-                time.sleep(0.5)
+            wait_for_ui(port, proc)
             yield port
         finally:
             os.killpg(proc.pid, signal.SIGTERM)

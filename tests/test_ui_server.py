@@ -9,10 +9,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for_ui
 
 
 def _free_port() -> int:
@@ -45,16 +46,7 @@ def test_sigterm_stops_the_whole_server(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        end = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.time() < end and proc.poll() is None, "the MLflow UI did not answer on /health"
-            time.sleep(0.5)
+        wait_for_ui(port, proc)
         proc.send_signal(signal.SIGTERM)  # automed alone, as `timeout` or a job scheduler sends it
         proc.wait(timeout=60)
         end = time.time() + 20
