@@ -107,8 +107,14 @@ def test_construct_csv(tmp_path: Path) -> None:
     (tmp_path / "tree" / "sub1" / ".sub1_t1.nii.gz").write_bytes(b"x")
     construct_csv(tmp_path / "tree", ["_t1.nii.gz"], "_seg.nii.gz", out, overwrite=True)
     assert len(out.read_text().splitlines()) == 3
-    with pytest.raises(DatasetError, match="never two of them"):
-        construct_csv(tmp_path / "tree", ["_seg.nii.gz"], "_seg.nii.gz", out, overwrite=True)
+    with pytest.raises(
+        DatasetError, match=r"each ending names one channel or the label; found \['_seg.nii.gz'\] given"
+    ):
+        construct_csv(
+            tmp_path / "tree", ["_seg.nii.gz"], "_seg.nii.gz", out, overwrite=True
+        )  # one clear error
+    with pytest.raises(DatasetError, match="never two of them"):  # endings that both match one file
+        construct_csv(tmp_path / "tree", ["t1.nii.gz"], "_t1.nii.gz", out, overwrite=True)
     with pytest.raises(DatasetError, match="at least one channel ending"):
         construct_csv(tmp_path / "tree", ["", " "], None, out, overwrite=True)
 
