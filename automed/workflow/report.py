@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from automed.artifacts import atomic_directory, claim_output, mark_output, read_json
+from automed.artifacts import atomic_directory, claim_output, mark_output
 from automed.errors import ArtifactError, ConfigError
 from automed.evaluate.report import boxplots, curves, outliers, paired_tests, read_case_table, scatter
 from automed.records import PROGRESS, read_progress, read_tracking
@@ -99,15 +99,13 @@ def _one_name_per_label(cases: pd.DataFrame) -> pd.DataFrame:
 
 def _say_other_tolerances(paths: list[Path], names: list[str]) -> None:
     """``automed metrics`` outputs scored at different NSD tolerances: their NSD columns measure different things."""
+    from automed.workflow.report_image import read_metrics_summary
+
     seen = {}
     for path, name in zip(paths, names, strict=True):
         summary = path / "summary.json" if path.is_dir() else None
         if summary is not None and summary.is_file() and not (path / "model.json").is_file():
-            try:
-                data = read_json(summary, what="summary.json")
-            except ArtifactError:
-                continue
-            seen[name] = data.get("nsd_tolerance_mm") if isinstance(data, dict) else None
+            seen[name] = read_metrics_summary(summary).get("nsd_tolerance_mm")  # (its one reader)
     given = {n: t for n, t in seen.items() if isinstance(t, int | float)}
     if len(set(given.values())) > 1:
         log.warning("report: NSD was scored at different tolerances (%s): compare NSD of runs at one tolerance",
