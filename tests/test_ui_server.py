@@ -37,6 +37,26 @@ def test_a_taken_port_is_refused_before_the_server_starts(tmp_path: Path) -> Non
     assert f"the UI's port must be free on 127.0.0.1; found {port}" in said and "MLflow UI for" not in said
 
 
+def test_a_port_left_in_time_wait_is_not_refused() -> None:
+    """An earlier UI's connections that its server closed stay in TIME_WAIT for a minute; the server binds over
+    them, so the check before it must too (restarting `automed ui` on its port was refused)."""
+    from automed.cli.tools import _refuse_taken_port
+
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the server closes first: its side of the connection is left in TIME_WAIT
+        time.sleep(0.1)
+        client.close()
+    with socket.socket() as plain, pytest.raises(OSError):  # what the test stands on: a plain bind is refused
+        plain.bind(("127.0.0.1", port))
+    _refuse_taken_port(port)
+
+
 @pytest.mark.slow
 def test_sigterm_stops_the_whole_server(tmp_path: Path) -> None:
     port = _free_port()
@@ -52,6 +72,8 @@ def test_sigterm_stops_the_whole_server(tmp_path: Path) -> None:
         end = time.time() + 20
         while True:  # the port is free again: nothing of the server listens on it
             with socket.socket() as probe:
+                # as a server binds: the /health connections the server closed may stay in TIME_WAIT for a minute
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(("127.0.0.1", port))
                     break

@@ -131,6 +131,8 @@ def _refuse_taken_port(port: int) -> None:
     from automed.errors import ConfigError
 
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as the server binds: a port left in TIME_WAIT by an earlier UI's closed connections is free to it
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as exc:
