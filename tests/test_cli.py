@@ -33,6 +33,13 @@ def test_help_has_an_example(verb: str) -> None:
     assert "Example" in r.output and f"automed {verb}" in r.output
 
 
+def test_version_is_printed_alone() -> None:
+    from automed._version import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"automed {__version__}"
+
+
 def test_verify_fingerprint_plan_preprocess(tmp_path: Path) -> None:
     root = make_dataset(tmp_path / "d", n_cases=3, shape=(10, 12, 12))
     wd = tmp_path / "W"

@@ -29,10 +29,25 @@ for _group in (data.app, train.app, search.app, deploy.app, tools.app, dicom.app
     app.add_typer(_group)
 
 
+def _print_version(given: bool) -> None:
+    """``automed --version``: the version alone, then exit (``automed info`` gives the libraries and devices)."""
+    if given:
+        from automed._version import __version__
+
+        typer.echo(f"automed {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print automed's version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     state["debug"] = debug
     state["quiet"] = quiet
