@@ -1,14 +1,19 @@
 """CLI review findings: `--output=~/w` (no shell expansion) made a folder named `~`; a path with brackets was
 printed as rich markup (`out[t1].csv` shown as `out.csv`); lines in a pipe were cut at 80 columns mid-path;
-construct-csv with one ending given twice added a false "no subject folder"."""
+construct-csv with one ending given twice added a false "no subject folder"; an -o the system refuses (a part
+of it a file) was an "unexpected error"."""
 
 from __future__ import annotations
 
+import errno
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from automed import cli
 from automed.cli import app
 from automed.testing.synthetic import make_dataset
 
@@ -49,3 +54,22 @@ def test_an_ending_given_twice_is_one_clear_error(tmp_path: Path) -> None:
     text = str(err.value)
     assert "each ending names one channel or the label; found ['_t1.nii.gz'] given twice" in text
     assert "needs at least one subject folder" not in text
+
+
+def test_an_output_path_the_system_refuses_is_named_with_a_fix(tmp_path: Path) -> None:
+    ds = make_dataset(tmp_path / "d", n_cases=3, shape=(8, 8, 8))
+    (tmp_path / "afile").write_text("x")
+    r = subprocess.run(
+        [sys.executable, "-m", "automed.cli", "-q", "fingerprint", str(ds), "-o", str(tmp_path / "afile" / "w")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and "unexpected error" not in said, said
+    assert f"{tmp_path / 'afile' / 'w'}: the system refused it; found Not a directory" in said
+    assert "a part of the path is a file" in said
+    full = cli._os_refusal(OSError(errno.ENOSPC, "No space left on device", "/data/w/plan.json"))
+    assert full == (
+        "error: /data/w/plan.json: the system refused it; found No space left on device. "
+        "Fix: free space there or choose another --output"
+    )
+    assert cli._os_refusal(ValueError("x")) is None and cli._os_refusal(OSError("no path")) is None

@@ -6,6 +6,7 @@ stays top level (``automed train ...``, not ``automed training train ...``).
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 from typing import Annotated, NoReturn
@@ -98,6 +99,25 @@ def _name_the_value(exc: Exception) -> None:
         exc.message = f"{message}; found {typed[0]!r}"  # type: ignore[attr-defined]
 
 
+_OS_FIX = {
+    errno.ENOSPC: "free space there or choose another --output",
+    errno.EDQUOT: "free space there or choose another --output",
+    errno.EACCES: "choose a folder you may write (or read) there, or ask for its permissions",
+    errno.EPERM: "choose a folder you may write (or read) there, or ask for its permissions",
+    errno.EROFS: "choose an output folder on a writable disk",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: correct the path",
+}
+
+
+def _os_refusal(exc: Exception) -> str | None:
+    """An error of the operating system about a path (a part of -o that is a file, no permission, a read-only or
+    full disk) in automed's form: the path, what the system said and a fix (it was an 'unexpected error')."""
+    if not isinstance(exc, OSError) or exc.filename is None or exc.errno is None:
+        return None
+    fix = _OS_FIX.get(exc.errno, "check the path, that its folders exist and that you may write there")
+    return f"error: {exc.filename}: the system refused it; found {exc.strerror or exc}. Fix: {fix}"
+
+
 def _interrupted() -> NoReturn:
     """Ctrl-C (exit 130) or SIGTERM (exit 143), after everything below cleaned up as for Ctrl-C."""
     if state["terminated"]:
@@ -163,7 +183,8 @@ def _run() -> None:
             sys.exit(code)
         if state["debug"]:
             raise
-        print_error(f"unexpected error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)")
+        print_error(_os_refusal(exc) or f"unexpected error: {type(exc).__name__}: {exc} (re-run with --debug for "
+                    "the traceback)")  # fmt: skip
         sys.exit(1)
     if isinstance(rc, int) and rc:  # typer >= 0.29 returns Exit codes (Ctrl-C: 130) instead of raising
         if rc == 130:
