@@ -87,13 +87,22 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# the command that writes each work-dir artifact a later stage reads (the fix had been "run the stage that writes it")
+_WRITTEN_BY = {
+    "fingerprint.json": "run `automed fingerprint DATASET -o WORKDIR` first (or `automed plan`, which writes it too)",
+    "plan.json": "run `automed plan DATASET -o WORKDIR` first (`automed train` plans by itself)",
+    "splits.json": "run `automed preprocess DATASET -o WORKDIR` (or `automed plan`) first",
+    "preprocess.json": "run `automed preprocess DATASET -o WORKDIR` (or `automed plan`) first",
+}
+
+
 def read_json(path: Path, *, what: str, damaged_fix: str = "delete it and re-run the stage") -> Any:
     """Read a JSON artifact, turning a missing or broken file into an :class:`ArtifactError` (``damaged_fix``: what
     to do about one that is not JSON)."""
     if not path.is_file():
-        raise ArtifactError.single(
-            path, f"{what} must exist", "no such file", f"run the stage that writes {what}"
-        )
+        found = "a folder" if path.is_dir() else "no such file"
+        fix = _WRITTEN_BY.get(str(what), f"run the stage that writes {what}")
+        raise ArtifactError.single(path, f"{what} must exist", found, fix)
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:

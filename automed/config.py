@@ -129,6 +129,8 @@ def load_model(model: type[M], data: Any, *, file: str, layers: Layers | None = 
 
 def read_yaml(path: Path, what: str = "the config file", fix: str = "check the path") -> Any:
     """Parse a YAML file; a missing file or bad syntax is a :class:`ConfigError` naming the file."""
+    if path.is_dir():  # (a folder was said to be "missing")
+        raise ConfigError.single(path, f"{what} must be a YAML file", "a folder", "pass the YAML file itself")
     if not path.is_file():
         raise ConfigError.single(path, f"{what} must exist", "missing", fix)
     try:

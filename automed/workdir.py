@@ -191,6 +191,15 @@ class WorkDir:
                 self.model, "a training work dir's model.json must exist (written when the training concludes)",
                 "missing: the training did not finish", f"finish it: `automed train --resume {self.root}`",
             )  # fmt: skip
+        if self.root.is_dir() and not any((self.root / m).exists() for m in WORKDIR_MARKERS):
+            images = any(f.name.lower().endswith(_IMAGE_ENDINGS) or f.suffix.lower() == ".dcm"
+                         for f in self.root.iterdir())  # fmt: skip
+            raise ArtifactError.single(
+                self.root, "a model is a training work dir, a selection folder or models:/NAME@ALIAS",
+                "a folder of images" if images else "a folder automed did not write (no model.json, no plan.json)",
+                "pass the training's work dir as MODEL (images go after -i)" if images
+                else "pass the work dir `automed train` wrote",
+            )  # fmt: skip
         return require(
             self.model, "a training work dir's model.json", f"automed train DATASET -o {self.root}"
         )
