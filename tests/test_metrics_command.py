@@ -134,6 +134,25 @@ def test_a_label_only_predictions_hold_is_scored_or_named(folders: tuple[Path, P
     assert res.summary["foreground_mean"]["dice"] < 1.0
     res = api.metrics(pred, tmp_path / "out2", reference=ref, labels=tmp_path / "dataset.json")
     assert res.summary["unscored_prediction_labels"] == [3]
+    assert "unscored_reference_labels" not in res.summary
+
+
+def test_a_reference_label_left_out_of_labels_is_named(
+    folders: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A structure of the references that --labels does not name is not scored, and said (it passed silently:
+    a missed structure was not counted, and nothing told)."""
+    pred, ref = folders
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(ref / "case1.nii.gz")))
+    arr[5, 10:12, 10:12] = 3
+    _write(arr, ref / "case1.nii.gz")
+    res = api.metrics(pred, tmp_path / "out", reference=ref, labels=tmp_path / "dataset.json")
+    assert res.summary["unscored_reference_labels"] == [3] and "unscored_prediction_labels" not in res.summary
+    assert "references hold label value(s) [3] that --labels does not name: not scored" in caplog.text
+    res = api.metrics(
+        pred, tmp_path / "out2", reference=ref, labels=tmp_path / "dataset.json", regions=["all=1,2,3"]
+    )
+    assert "unscored_reference_labels" not in res.summary  # a region scores it
 
 
 def test_classes_from_a_csv_match_scikit_learn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -128,11 +128,12 @@ def segmentation_rows(
     missing_value: float | None = None,
     missing_empty: bool = False,
     show_progress: bool = False,
-) -> tuple[list[dict[str, Any]], list[int]]:
+) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Per case, label and region: the metrics of :func:`automed.evaluate.metrics.label_metrics`, and the values
-    predictions hold that were not scored. Without ``labels`` every foreground value found in a reference or a
-    prediction is a label (one only predicted scores Dice 0 where the prediction has it: the one-empty rule); with
-    ``labels``, values outside them are not scored and returned. One case in memory at a time."""
+    predictions and references hold that were not scored (``{"prediction": [...], "reference": [...]}``). Without
+    ``labels`` every foreground value found in a reference or a prediction is a label (one only predicted scores
+    Dice 0 where the prediction has it: the one-empty rule); with ``labels``, values outside them and the regions
+    are not scored and returned. One case in memory at a time."""
     names = labels or {
         int(v): str(int(v))
         for p in pairs
@@ -141,12 +142,13 @@ def segmentation_rows(
     }
     missing: float | Literal["empty"] | None = "empty" if missing_empty else missing_value
     rows, extra = _label_rows(pairs, names, regions, tolerance, missing, show_progress)
-    if labels is None and extra:  # a value only predictions hold: a second pass for those labels alone
+    if labels is None and extra["prediction"]:  # a value only predictions hold: a second pass for those alone
         more, _ = _label_rows(
-            pairs, {v: str(v) for v in sorted(extra)}, {}, tolerance, missing, show_progress
+            pairs, {v: str(v) for v in sorted(extra["prediction"])}, {}, tolerance, missing, show_progress
         )
-        return rows + more, []
-    return rows, sorted(extra)
+        return rows + more, {"prediction": [], "reference": []}
+    in_regions = {v for vals in regions.values() for v in vals}
+    return rows, {k: sorted(v - in_regions) for k, v in extra.items()}
 
 
 def _label_rows(
@@ -156,12 +158,13 @@ def _label_rows(
     tolerance: float,
     missing: float | Literal["empty"] | None,
     show_progress: bool = False,
-) -> tuple[list[dict[str, Any]], set[int]]:
-    """The rows of ``names`` and ``regions``, and the foreground values predictions hold outside ``names``."""
+) -> tuple[list[dict[str, Any]], dict[str, set[int]]]:
+    """The rows of ``names`` and ``regions``, and the foreground values predictions and references hold outside
+    ``names``."""
     groups = {str(v): ([v], n) for v, n in sorted(names.items()) if v != 0}
     groups.update({f"region:{n}": (vals, n) for n, vals in regions.items()})
     rows: list[dict[str, Any]] = []
-    extra: set[int] = set()
+    extra: dict[str, set[int]] = {"prediction": set(), "reference": set()}
     with progress_bar(disable=not show_progress) as bar:  # HD95/ASSD/NSD of large volumes take seconds a case
         task = bar.add_task("metrics", total=len(pairs))
         for p in pairs:
@@ -176,18 +179,19 @@ def _case_rows(
     names: dict[int, str],
     tolerance: float,
     missing: float | Literal["empty"] | None,
-    extra: set[int],
+    extra: dict[str, set[int]],
 ) -> list[dict[str, Any]]:
-    """One case's rows (``extra`` takes the foreground values its prediction holds outside ``names``). A missing
-    prediction scores ``missing`` per metric, or as an empty label map (``"empty"``)."""
+    """One case's rows (``extra`` takes the foreground values its prediction and reference hold outside
+    ``names``). A missing prediction scores ``missing`` per metric, or as an empty label map (``"empty"``)."""
     rows: list[dict[str, Any]] = []
     ref, geo = load_image(p.target, p.case, "reference", labels=True)
     pred = None if p.prediction is None else _prediction(p, geo, labels=True)
     empty = pred is None and missing == "empty"
     if empty:
         pred = np.zeros_like(ref)
-    if pred is not None:
-        extra |= {int(v) for v in np.unique(pred).tolist() if int(v) != 0 and int(v) not in names}
+    for side, image in (("prediction", pred), ("reference", ref)):
+        if image is not None:
+            extra[side] |= {int(v) for v in np.unique(image).tolist() if int(v) != 0 and int(v) not in names}
     for key, (values, name) in groups.items():
         row: dict[str, Any] = {"case": p.case, "label": key, "name": name}
         if pred is None:

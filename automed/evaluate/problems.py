@@ -63,14 +63,12 @@ class Segmentation:
             show_progress=options.show_progress,
         )
         summary = segmentation_summary(rows, options.tolerance)
-        if not unscored:
-            return Scored(rows, summary)
-        summary["unscored_prediction_labels"] = unscored
-        return Scored(
-            rows,
-            summary,
-            [f"predictions hold label value(s) {unscored} that --labels does not name: not scored"],
-        )
+        said = []
+        for side, values in unscored.items():  # (a reference's structure left out had passed without a word)
+            if values:
+                summary[f"unscored_{side}_labels"] = values
+                said.append(f"{side}s hold label value(s) {values} that --labels does not name: not scored")
+        return Scored(rows, summary, said)
 
     def headline(self, summary: dict[str, Any]) -> str:
         fg = summary["foreground_mean"]
