@@ -53,7 +53,7 @@ def _fit_patch(spacing: list[float], patch: list[int], median: list[int], preset
     exceed ``median``, unless the preset's ``patch.round_up_past_median``)."""
     rules = preset.network
     past = preset.patch.round_up_past_median
-    cur = [max(1, min(p, m)) for p, m in zip(patch, median, strict=True)]
+    wanted = cur = [max(1, min(p, m)) for p, m in zip(patch, median, strict=True)]
     topo = derive_topology(spacing, cur, min_edge=rules.min_bottleneck_edge, max_stages=rules.max_stages)
     for _ in range(8):
         div = topo.divisor
@@ -63,8 +63,24 @@ def _fit_patch(spacing: list[float], patch: list[int], median: list[int], preset
             new.append(up if up <= m or past else max(d, int(c // d) * d))
         nxt = derive_topology(spacing, new, min_edge=rules.min_bottleneck_edge, max_stages=rules.max_stages)
         if nxt.patch_size == new:
-            return nxt
+            return _grown(spacing, nxt, wanted, preset)
         cur, topo = new, nxt
+    return topo
+
+
+def _grown(spacing: list[float], topo: Topology, wanted: list[int], preset: Preset) -> Topology:
+    """``topo`` grown back towards ``wanted`` along axes rounded down: they were rounded with the divisor of the
+    larger patch asked for, and the smaller patch's own divisor may take more (a median [15, 61, 52] was given
+    [12, 48, 48] by the divisor [4, 16, 8], where [14, 56, 48] has a topology of its own, divisor [2, 8, 8])."""
+    rules = preset.network
+    for _ in range(8):
+        more = [max(p, (w // d) * d) for p, w, d in zip(topo.patch_size, wanted, topo.divisor, strict=True)]
+        if more == topo.patch_size:
+            return topo
+        nxt = derive_topology(spacing, more, min_edge=rules.min_bottleneck_edge, max_stages=rules.max_stages)
+        if nxt.patch_size != more:
+            return topo
+        topo = nxt
     return topo
 
 
