@@ -134,9 +134,15 @@ class _Model:
     def __init__(self, root: Path, meta: dict[str, Any], runtime: str, **kw: Any) -> None:
         self.built.append((meta, kw.get("overrides") or {}))
         self.n_channels, self.dimension, self.tta = 1, 3, True
+        self.label_values = np.asarray([0, 4], dtype=np.int16)
 
-    def predict(self, channels: np.ndarray, spacing: list[float]) -> tuple[np.ndarray, None]:
-        return np.zeros(channels.shape[1:], dtype=np.int16), None
+    def predict(
+        self, channels: np.ndarray, spacing: list[float], probabilities: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        probs = np.stack(
+            [np.full(channels.shape[1:], 0.75, np.float32), np.full(channels.shape[1:], 0.25, np.float32)]
+        )
+        return np.zeros(channels.shape[1:], dtype=np.int16), (probs if probabilities else None)
 
     def size_note(self, shape: Any, spacing: Any) -> None:  # the image's size is the right one here
         return None
@@ -190,6 +196,31 @@ def test_predict_py_runs_the_chosen_folds_and_step_and_continues_only_with_them(
     (bundle["root"] / "networks" / "onnx" / "fold_0.onnx").write_bytes(b"retrained")
     with pytest.raises(SystemExit, match=r"same --no-tta, --folds and --step-size settings"):
         cli.main([*args, "--continue"], bundle=bundle["root"])
+
+
+def test_predict_py_saves_probabilities_as_automed_predict_does(bundle: dict[str, Path]) -> None:
+    """``--save-probabilities`` (automed predict had it, the bundle not): ``CASE.npz`` with ``probabilities`` (K, z, y,
+    x) and ``labels`` (the label value of each channel); recorded for ``--continue``; an ``--overwrite`` run without it
+    removes the earlier run's .npz files."""
+    args = ["-i", str(bundle["in"]), "-o", str(bundle["out"])]
+    assert cli.main([*args, "--save-probabilities"], bundle=bundle["root"]) == 0
+    with np.load(bundle["out"] / "a.npz") as z:
+        assert z["probabilities"].shape == (2, 3, 4, 4) and z["labels"].tolist() == [0, 4]
+        assert np.allclose(z["probabilities"][0], 0.75)
+    assert json.loads((bundle["out"] / cli.RECORD).read_text())["save_probabilities"] is True
+    (bundle["out"] / "b.nii.gz").unlink()
+    (bundle["out"] / "b.npz").unlink()
+    with pytest.raises(SystemExit, match=r"same --no-tta, --folds and --step-size settings"):
+        cli.main([*args, "--continue"], bundle=bundle["root"])  # without it: other settings
+    assert cli.main([*args, "--continue", "--save-probabilities"], bundle=bundle["root"]) == 0
+    assert (bundle["out"] / "b.npz").is_file()
+    with pytest.raises(SystemExit, match=r"already holds a.nii.gz, b.nii.gz, a.npz, b.npz"):
+        cli.main([*args, "--save-probabilities"], bundle=bundle["root"])
+    assert cli.main([*args, "--overwrite"], bundle=bundle["root"]) == 0
+    assert sorted(p.name for p in bundle["out"].iterdir()) == [cli.RECORD, "a.nii.gz", "b.nii.gz"]
+    (bundle["root"] / "preprocess.json").write_text(json.dumps(_meta(task="classification")))
+    with pytest.raises(SystemExit, match=r"predictions.csv holds its class probabilities already"):
+        cli.main([*args, "-o", str(bundle["out"] / "x"), "--save-probabilities"], bundle=bundle["root"])
 
 
 def test_predict_py_runs_a_pairs_chosen_folds_and_refuses_a_member_without_them(
@@ -291,7 +322,7 @@ def test_a_failed_overwrite_leaves_a_mix_that_continue_refuses(
     calls = {"n": 0}
 
     def fail_on_the_second(
-        self: _Model, channels: np.ndarray, spacing: list[float]
+        self: _Model, channels: np.ndarray, spacing: list[float], probabilities: bool = False
     ) -> tuple[np.ndarray, None]:
         calls["n"] += 1
         if calls["n"] == 2:

@@ -450,6 +450,20 @@ def test_folds_and_step_run_through_the_export_and_its_bundle(exported: dict[str
         got = sitk.GetArrayFromImage(sitk.ReadImage(str(out / image.name)))
         assert np.array_equal(got, sitk.GetArrayFromImage(sitk.ReadImage(str(own / image.name))))
         assert (got == _reference(work, image, folds=[1], step=1.0)).mean() >= 0.999
+    # the bundle's --save-probabilities writes what automed predict --save-probabilities writes
+    probs, own_probs = exported["root"] / "pred-fold1-probs", exported["root"] / "bundle-fold1-probs"
+    api.predict(
+        work, inputs, probs, show_progress=False, runtime="onnx", folds=[1], step=1.0, save_probabilities=True
+    )
+    assert cli.main([*args[:2], "-o", str(own_probs), *args[4:], "--save-probabilities"], bundle=bundle) == 0
+    for image in sorted(inputs.iterdir()):
+        case = image.name.removesuffix(".nii.gz")
+        with np.load(probs / f"{case}.npz") as a, np.load(own_probs / f"{case}.npz") as b:
+            assert (
+                a["labels"].tolist() == b["labels"].tolist()
+                and a["probabilities"].shape == b["probabilities"].shape
+            )
+            assert float(np.abs(a["probabilities"] - b["probabilities"]).max()) <= 1e-5
     # fold 1's network, not fold 0's: the probabilities match torch's fold 1 and not its fold 0
     from automed.data.io import read_image
     from automed.infer.exported import ExportedPredictor

@@ -262,6 +262,8 @@ Runs without torch or automed. Set-up ({python_needed()}): `pip install -r requi
 Input: a folder of images (NIfTI, NRRD, MHA; one file per case, or `CASE_0000`, `CASE_0001`, ... per channel when the
 model has {plan.n_channels} channels), one image, or DICOM. {dicom_input_text()} Output: one label map per case,
 `CASE.nii.gz` (or the input's ending), with the input's size, spacing, origin and direction. Labels: {labels}.
+`--save-probabilities` also writes `CASE.npz`: `probabilities` (K, z, y, x) in the input's array order, before
+postprocessing, and `labels`, the label value of each of the K channels.
 
 `preprocess.json` holds the pre/post-processing (transpose, crop, normalization, resampling) and the inference
 settings ({settings}). OpenVINO runs in {ov_precision}. `export.json` has the parity check against the trained torch

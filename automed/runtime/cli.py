@@ -113,6 +113,12 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: onnxruntime-gpu's CUDA provider"
     )
     ap.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="segmentation: also write CASE.npz, 'probabilities' (K, z, y, x) in the input's array order before "
+        "postprocessing and 'labels' the label value of each channel (as automed predict --save-probabilities)",
+    )
+    ap.add_argument(
         "--nan-to",
         type=float,
         default=None,
@@ -167,6 +173,11 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         raise SystemExit(str(exc)) from None
     runtime = _runtime(args.runtime, meta, args.device)
     image_level = meta.get("task") in ("classification", "regression")
+    if image_level and args.save_probabilities:
+        raise SystemExit(
+            "--save-probabilities writes a segmentation's probability maps; this bundle's predictions.csv holds "
+            "its class probabilities already: drop --save-probabilities"
+        )
     model: Any = (
         ImageBundleModel(root, meta, runtime, threads=args.threads, device=args.device)
         if image_level
@@ -194,6 +205,8 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         if (off_grid := channel_grid_mismatch(case.paths)) is not None:
             raise SystemExit(off_grid)
     planned = ["predictions.csv"] if image_level else [f"{c.case_id}{c.suffix}" for c in cases]
+    if args.save_probabilities:
+        planned += [f"{c.case_id}.npz" for c in cases]
     taken = [n for n in planned if (outp / n).exists()]
     settings = {
         "bundle": _bundle_digest(root),
@@ -201,6 +214,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         # only when given: a record of an earlier bundle (or run) without them stays continuable
         **({} if folds is None else {"folds": folds}),
         **({} if step is None else {"step": step}),
+        **({"save_probabilities": True} if args.save_probabilities else {}),
     }
     if args.resume:
         if image_level:
@@ -215,7 +229,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
                 f"{RECORD} there says otherwise (or is missing); predict into a new folder, or pass --overwrite "
                 "instead of --continue"
             )
-        cases = [c for c in cases if f"{c.case_id}{c.suffix}" not in taken]
+        cases = [c for c in cases if f"{c.case_id}{c.suffix}" not in taken]  # (its .npz is written before it)
         taken = []
     held = f"{', '.join(taken[:5])}{' ...' if len(taken) > 5 else ''}"
     if taken and not args.overwrite:  # an earlier run's predictions are replaced only when asked
@@ -296,13 +310,25 @@ def _predict(args: argparse.Namespace, model: Any, cases: list[Any], truth: dict
                 }
             )
         else:
-            labels, _ = model.predict(channels, spacing_zyx(ref))
+            labels, probabilities = model.predict(channels, spacing_zyx(ref), args.save_probabilities)
             if note := model.size_note(channels.shape[1:], spacing_zyx(ref)):  # as automed predict warns
                 print(f"warning: {case.case_id}: {note}", file=sys.stderr, flush=True)
+            if probabilities is not None:  # before the label map: --continue takes a case up by its label map
+                write_probabilities(probabilities, model.label_values, args.output / f"{case.case_id}.npz")
             write_labels(labels, ref, args.output / f"{case.case_id}{case.suffix}")
         print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
     if image_level:
         write_table(rows, args.output / "predictions.csv")
+
+
+def write_probabilities(probabilities: Any, label_values: Any, path: Path) -> None:
+    """``CASE.npz`` as automed predict writes it: ``probabilities`` ``(K, z, y, x)`` and ``labels`` (int16), the label
+    value of each channel (with label IDs such as 0, 1, 4 not the channel's index), replaced atomically."""
+    import numpy as np
+
+    tmp = path.with_name(f".{path.stem}.partial.npz")
+    np.savez_compressed(tmp, probabilities=probabilities, labels=np.asarray(label_values, dtype=np.int16))
+    tmp.replace(path)
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:

@@ -97,5 +97,5 @@ def earlier_predictions(out: Path, written: set[str]) -> list[Path]:
         if p.is_file()
         and not p.name.startswith(".")
         and p.name not in written
-        and (p.name == TABLE or p.name.lower().endswith(SUFFIXES))
+        and (p.name == TABLE or p.name.lower().endswith((*SUFFIXES, ".npz")))  # (.npz: --save-probabilities)
     )
