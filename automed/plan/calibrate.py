@@ -63,6 +63,21 @@ def measure(cfg: ConfigurationPlan, device: str, batches: tuple[int, int] = (1, 
     return {b: _measure(net_json, cfg.patch_size, b, device) for b in batches}
 
 
+def check_device(device: str) -> None:
+    """``--calibrate`` measures on the device the plan is for: CUDA asked for on a machine without it is refused
+    before any work (it crashed after verify and fingerprinting: "Torch not compiled with CUDA enabled")."""
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise PlanError.single(
+            "--calibrate", "calibration measures on the device the plan is for", "--device cuda (the preset's "
+            "device unless --device is given) on a machine without a CUDA device",
+            "calibrate on the machine that trains, or plan for this one with --device cpu",
+        )  # fmt: skip
+
+
 def calibrate(cfg: ConfigurationPlan, device: str) -> Calibration:
     """Measure ``cfg`` on ``device`` and return the correction of the per-sample memory estimate."""
     m = measure(cfg, device)

@@ -71,10 +71,12 @@ class NormalizationRules(Strict):
 
 
 class ResamplingRules(Strict):
-    image_order: int = Field(3, ge=0, le=5)
+    # the orders the resampler has (nearest, linear, cubic B-spline): 2, 4 and 5 had been taken and recorded in
+    # plan.json while order 3 ran
+    image_order: Literal[0, 1, 3] = 3
     label_order: int = Field(1, ge=0, le=1)
     separate_z_threshold: float = Field(3.0, gt=1)
-    z_order: int = Field(0, ge=0, le=3)
+    z_order: Literal[0, 1, 3] = 0
 
 
 class SamplingRules(Strict):

@@ -8,6 +8,9 @@ from typing import Literal
 
 from automed.errors import PlanError
 from automed.plan.preset import Preset
+from automed.registry import check_choice
+
+CONFIGURATION_NAMES = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")  # every name a planner gives
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,21 @@ def resolve_target(
     if dev == "cuda":
         return Target("cuda", float(mem), preset.memory.bytes_per_element_cuda * factor)
     return Target("cpu", float(mem), preset.memory.bytes_per_element_cpu * factor)
+
+
+def check_plan_options(
+    preset: Preset,
+    device: str | None,
+    memory_gb: float | None,
+    configurations: list[str] | None,
+    calibrate: bool,
+) -> None:
+    """``automed plan``'s options, refused before the dataset is read (they were after verify and fingerprinting
+    had read every image; ``--calibrate`` for CUDA on a machine without it crashed)."""
+    resolve_target(preset, device, memory_gb)
+    for name in configurations or []:
+        check_choice(name, CONFIGURATION_NAMES, what="the configuration", where="--configurations")
+    if calibrate:
+        from automed.plan.calibrate import check_device
+
+        check_device(device or preset.memory.device)

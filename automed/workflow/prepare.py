@@ -23,6 +23,8 @@ from automed.parallel import default_workers
 from automed.plan.planner import make_plan
 from automed.plan.preset import ARCHITECTURES, Preset, load_preset
 from automed.plan.schema import Plan
+from automed.plan.target import CONFIGURATION_NAMES as NNUNET_CONFIGURATIONS
+from automed.plan.target import check_plan_options
 from automed.plan.variants import effective_plan
 from automed.preprocess.pipeline import preprocess as _preprocess
 from automed.registry import check_choice
@@ -134,8 +136,10 @@ def plan(
     device: str | None = None,
     memory_gb: float | None = None,
     calibrate: bool = False,
+    configurations: list[str] | None = None,
 ) -> Plan:
-    """Write ``WORKDIR/plan.json`` from ``WORKDIR/fingerprint.json`` and a preset."""
+    """Write ``WORKDIR/plan.json`` from ``WORKDIR/fingerprint.json`` and a preset (``configurations``: those the
+    caller preprocesses next, refused before the plan is written when it does not hold them)."""
     wd = Path(workdir)
     claim_workdir(wd, "automed plan")
     fp = Fingerprint.load(wd / FINGERPRINT_FILE)
@@ -147,8 +151,10 @@ def plan(
     result = make_plan(fp, pre, device=device, memory_gb=memory_gb)
     if calibrate:
         from automed.plan.calibrate import calibrate as _calibrate
+        from automed.plan.calibrate import check_device
 
         dev = device or pre.memory.device
+        check_device(dev)
         old_path = wd / PLAN_FILE
         old = Plan.load(old_path) if _stored_plan_hash(old_path) else None
         if (
@@ -166,6 +172,8 @@ def plan(
             cal = _calibrate(result.configurations[name], dev)
         result = make_plan(fp, pre, device=device, memory_gb=memory_gb, memory_factor=cal.factor)
         result = result.model_copy(update={"calibration": cal}).with_hash()
+    for name in configurations or []:  # (a failed -c 2d had already replaced the work dir's plan)
+        check_choice(name, result.configurations, what="the configuration", where="--configurations")
     out = wd / PLAN_FILE
     if _stored_plan_hash(out) != result.hash:
         trained = WorkDir(wd).trained_checkpoints()
@@ -300,13 +308,21 @@ def plan_dataset(
     refuse_workdir_in_dataset(dataset.source if isinstance(dataset, Dataset) else dataset, wd)
     ds = as_dataset(dataset)
     pre = load_preset(preset)
+    check_plan_options(pre, device, memory_gb, configurations, calibrate)  # before the dataset is read
     verify(ds, workers=workers, show_progress=show_progress, max_voxels=max_voxels, folds=folds)
     claim_workdir(wd, "automed plan")  # before the folder is made: a file or a folder of yours is refused
     wd.mkdir(parents=True, exist_ok=True)
     earlier = (wd / FINGERPRINT_FILE).read_bytes() if (wd / FINGERPRINT_FILE).is_file() else None
     fp, reused = fingerprint(ds, wd, workers=workers, show_progress=show_progress)
     try:
-        p = plan(wd, preset=pre, device=device, memory_gb=memory_gb, calibrate=calibrate)
+        p = plan(
+            wd,
+            preset=pre,
+            device=device,
+            memory_gb=memory_gb,
+            calibrate=calibrate,
+            configurations=configurations,
+        )
     except ArtifactError:  # a plan refused over trained folds: the work dir stays as its training left it
         if earlier is not None:
             write_bytes_atomic(wd / FINGERPRINT_FILE, earlier)
@@ -380,9 +396,6 @@ def _planned_memory(path: Path, device: str, preset: str) -> tuple[float | None,
     log.info("%s: planned for %.3g GB%s, as automed plan left it", path, memories[0].target_gb,
              " (calibrated)" if calibrated else "")  # fmt: skip
     return memories[0].target_gb, calibrated
-
-
-NNUNET_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres", "3d_cascade_fullres")
 
 
 def choose_configuration(
