@@ -193,10 +193,12 @@ def curves(histories: dict[str, list[dict[str, Any]]]) -> Figure:
     axes = [fig.add_subplot(1, 3, i + 1) for i in range(3)]
     for label, hist in histories.items():
         epochs = [h["epoch"] for h in hist]
+        dots: dict[str, Any] = {"marker": "o", "ms": 2.5} if len(epochs) <= 30 else {}  # (one epoch: no line)
         for ax, (key, dashed, _) in zip(axes, panels, strict=True):
-            (line,) = ax.plot(epochs, [_number(h.get(key)) for h in hist], label=label, lw=1)
+            (line,) = ax.plot(epochs, [_number(h.get(key)) for h in hist], label=label, lw=1, **dots)
             if dashed is not None and any(h.get(dashed) is not None for h in hist):
-                ax.plot(epochs, [_number(h.get(dashed)) for h in hist], lw=1, ls="--", color=line.get_color())
+                ax.plot(epochs, [_number(h.get(dashed)) for h in hist], lw=1, ls="--", color=line.get_color(),
+                        **dots)  # fmt: skip
     for ax, (_, _, title) in zip(axes, panels, strict=True):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch")

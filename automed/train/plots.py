@@ -16,6 +16,9 @@ def _plt() -> Any:
     return plt
 
 
+FEW_EPOCHS = 30  # up to this many epochs, each is marked with a dot as well as joined by the line
+
+
 def _num(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
@@ -24,20 +27,23 @@ def progress_figure(history: list[dict[str, Any]], title: str, score_label: str 
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
     ep = [h["epoch"] for h in history]
+    dots: dict[str, Any] = (
+        {"marker": "o", "ms": 3} if len(ep) <= FEW_EPOCHS else {}
+    )  # a line of one epoch draws nothing
     ax = axes[0]
-    ax.plot(ep, [h["train_loss"] for h in history], label="train loss")
-    ax.plot(ep, [h["val_loss"] for h in history], label="val loss")
+    ax.plot(ep, [h["train_loss"] for h in history], label="train loss", **dots)
+    ax.plot(ep, [h["val_loss"] for h in history], label="val loss", **dots)
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
     # an epoch without a defined score (null in progress.json) leaves a gap
     ax2.plot(ep, [_num(h["val_score"]) for h in history], "g.", label=score_label)
-    ax2.plot(ep, [_num(h["val_score_ema"]) for h in history], "g-", label=f"{score_label} (EMA)")
+    ax2.plot(ep, [_num(h["val_score_ema"]) for h in history], "g-", label=f"{score_label} (EMA)", **dots)
     ax2.set_ylabel(score_label)
     ax.legend(loc="upper left")
     ax2.legend(loc="upper right")
-    axes[1].plot(ep, [h["epoch_seconds"] for h in history])
+    axes[1].plot(ep, [h["epoch_seconds"] for h in history], **dots)
     axes[1].set_ylabel("epoch s")
-    axes[2].plot(ep, [h["learning_rate"] for h in history])
+    axes[2].plot(ep, [h["learning_rate"] for h in history], **dots)
     axes[2].set_ylabel("learning rate")
     axes[2].set_xlabel("epoch")
     fig.suptitle(title)
