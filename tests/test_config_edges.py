@@ -157,21 +157,27 @@ def test_preset_fields_that_contradict_each_other(tmp_path: Path) -> None:
 
 
 def test_a_switched_off_scale_or_rotation_does_not_ride_along() -> None:
+    import torch
     import torchio as tio
 
-    from automed.train.augment import build_augmentation
+    from automed.train.augment import RandomRotateScale, build_augmentation
     from automed.train.config import Augmentation
 
-    aug = Augmentation(scale_p=0.0, rotation_p=0.5)  # rotation on, scaling off (e.g. a size to regress)
-    (affine,) = [
-        t for t in build_augmentation(aug, [1.0, 1.0, 1.0], False, False) if isinstance(t, tio.RandomAffine)
-    ]
-    assert affine.scales == (1.0, 1.0, 1.0, 1.0, 1.0, 1.0) and affine.degrees[1] == 30
-    aug = Augmentation(scale_p=0.5, rotation_p=0.0)
-    (affine,) = [
-        t for t in build_augmentation(aug, [1.0, 1.0, 1.0], False, False) if isinstance(t, tio.RandomAffine)
-    ]
-    assert affine.degrees == (0, 0, 0, 0, 0, 0) and affine.scales[1] == 1.4
+    subject = tio.Subject(image=tio.ScalarImage(tensor=torch.arange(216.0).reshape(1, 6, 6, 6)))
+    for aug, kept in ((Augmentation(scale_p=0.0, rotation_p=1.0), "rotation"),
+                      (Augmentation(scale_p=1.0, rotation_p=0.0), "scaling")):  # fmt: skip
+        (spatial,) = [
+            t
+            for t in build_augmentation(aug, [1.0, 1.0, 1.0], False, False)
+            if isinstance(t, RandomRotateScale)
+        ]
+        torch.manual_seed(0)
+        history = spatial(subject).history
+        (applied,) = [h for h in history if type(h).__name__ == "Affine"]
+        if kept == "rotation":  # e.g. a size to regress: rotations only
+            assert tuple(applied.scales) == (1.0, 1.0, 1.0) and any(d != 0 for d in applied.degrees)
+        else:
+            assert tuple(applied.degrees) == (0.0, 0.0, 0.0) and applied.scales[0] != 1.0
 
 
 def test_one_run_names_unknown_keys_and_bad_values_and_yaml_errors_say_where(tmp_path: Path) -> None:

@@ -55,10 +55,12 @@ def test_plan_for_classification_and_regression(tmp_path: Path) -> None:
     assert kept.scale_p == 0.0 and kept.scale_range == (1.0, 1.0)
     from automed.train.augment import build_augmentation
 
-    affine = [
-        t for t in build_augmentation(kept, [1.0, 1.0, 1.0], False, False) if "Affine" in type(t).__name__
+    spatial = [
+        t
+        for t in build_augmentation(kept, [1.0, 1.0, 1.0], False, False)
+        if "RotateScale" in type(t).__name__
     ]
-    assert affine and all(tuple(a.scales) == (1.0, 1.0) * 3 for a in affine)  # rotations only
+    assert spatial and all(a.scale_p == 0.0 and a.rotation_p > 0 for a in spatial)  # rotations only
     assert task_for("classification", "c").augmentation(plan, cfg0) == cfg0.augmentation
     assert cfg0.augmentation.scale_p > 0
     # instance norm + average pooling erases "how much" (a volume): a regression encoder normalizes per batch

@@ -34,10 +34,9 @@ Range = Annotated[
 class Augmentation(Strict):
     """Probabilities and ranges of the torchio augmentations (nnU-Net v2's values by default).
 
-    Rotation and scaling are one affine resampling (as nnU-Net's spatial transform): it fires with probability
-    ``1 - (1 - rotation_p)(1 - scale_p)`` and then rotates and scales together; a part whose probability is 0 is
-    left out. 2D (and pseudo-2D) patches rotate in-plane by up to 180 degrees, as nnU-Net's 2D, whatever
-    ``rotation_degrees`` says."""
+    Rotation and scaling are drawn independently (``rotation_p``, ``scale_p``) and done in one resampling, as
+    nnU-Net's spatial transform; 2D and pseudo-2D patches turn and scale in-plane, by up to 180 degrees (15 for a 2D
+    patch over 1.5x as long as wide), whatever ``rotation_degrees`` says."""
 
     rotation_p: float = Field(0.2, ge=0, le=1)
     rotation_degrees: float = Field(30.0, ge=0, le=180)

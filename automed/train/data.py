@@ -164,29 +164,34 @@ class BatchStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
         is_2d = len(spec.patch) == 2
         dummy_2d = (not is_2d) and max(spec.patch) / spec.patch[0] > 3
         aug = spec.augment
-        transform = build_augmentation(aug, spec.spacing, dummy_2d, is_2d) if aug is not None else None
+        transform = (
+            build_augmentation(aug, spec.spacing, dummy_2d, is_2d, spec.patch) if aug is not None else None
+        )
         crop = enlarged_patch(spec.patch, aug, dummy_2d, is_2d) if aug is not None else list(spec.patch)
         forced = n_forced(spec.batch_size, spec.oversample)
         for b in range(wid, self.n_batches, nw):
-            # each batch has its own seed, so batches do not depend on how many workers draw them
+            # each batch has its own seed, so batches do not depend on how many workers draw them; torchio draws
+            # from torch's global generator, forked here so that a loader without workers leaves the training's
+            # (dropout's) draws as they are with workers
             rng = np.random.default_rng([*self.seed, b])
-            torch.manual_seed(int(rng.integers(2**31)))
-            xs, ys = [], []
-            for j in range(spec.batch_size):
-                cid = self.case_ids[int(rng.integers(len(self.case_ids)))]
-                data, seg, prev = sample_patch(
-                    rng, self.store.get(cid), spec, crop, force_fg=j >= spec.batch_size - forced
-                )
-                if is_2d:
-                    data, seg = data[:, 0], seg[0]
-                    prev = None if prev is None else prev[0]
-                if transform is not None:
-                    data, seg, prev = augment_pair(transform, data, seg, spec.spacing, is_2d, prev)
-                    data, seg = center_crop(data, spec.patch), center_crop(seg, spec.patch)
-                    prev = None if prev is None else center_crop(prev, spec.patch)
-                data = with_previous(data, prev, spec.n_classes)
-                xs.append(np.ascontiguousarray(data, dtype=np.float32))
-                ys.append(np.ascontiguousarray(seg, dtype=np.int64))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**31)))
+                xs, ys = [], []
+                for j in range(spec.batch_size):
+                    cid = self.case_ids[int(rng.integers(len(self.case_ids)))]
+                    data, seg, prev = sample_patch(
+                        rng, self.store.get(cid), spec, crop, force_fg=j >= spec.batch_size - forced
+                    )
+                    if is_2d:
+                        data, seg = data[:, 0], seg[0]
+                        prev = None if prev is None else prev[0]
+                    if transform is not None:
+                        data, seg, prev = augment_pair(transform, data, seg, spec.spacing, is_2d, prev)
+                        data, seg = center_crop(data, spec.patch), center_crop(seg, spec.patch)
+                        prev = None if prev is None else center_crop(prev, spec.patch)
+                    data = with_previous(data, prev, spec.n_classes)
+                    xs.append(np.ascontiguousarray(data, dtype=np.float32))
+                    ys.append(np.ascontiguousarray(seg, dtype=np.int64))
             yield torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))[:, None]
 
 

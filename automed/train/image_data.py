@@ -59,25 +59,31 @@ class WholeImageStream(IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
         spec = self.spec
         is_2d = len(spec.patch) == 2
         aug = spec.augment
-        transform = build_augmentation(aug, spec.spacing, False, is_2d) if aug is not None else None
+        transform = (
+            build_augmentation(aug, spec.spacing, False, is_2d, spec.patch) if aug is not None else None
+        )
         crop = enlarged_patch(spec.patch, aug, False, is_2d) if aug is not None else list(spec.patch)
         size = [1, *crop] if is_2d else list(crop)
         batches = self._batches()
         for b in range(wid, len(batches), nw):
             rng = np.random.default_rng([*self.seed, b])
-            torch.manual_seed(int(rng.integers(2**31)))
+            seed = int(rng.integers(2**31))
             ids = batches[b]
             if ids is None:
                 ids = [self.case_ids[int(rng.integers(len(self.case_ids)))] for _ in range(spec.batch_size)]
             xs, ys = [], []
-            for cid in ids:
-                data = whole_image(rng if transform is not None else None, self.store.get(cid), size)
-                if is_2d:
-                    data = data[:, 0]
-                if transform is not None:
-                    data = center_crop(augment_image(transform, data, spec.spacing, is_2d), spec.patch)
-                xs.append(np.ascontiguousarray(data, dtype=np.float32))
-                ys.append(self.targets[cid])
+            # torchio's draws on a fork of torch's generator: without workers the training's (dropout's) draws
+            # had moved with each batch's seed, so 0 and 2 workers trained different weights from one seed
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                for cid in ids:
+                    data = whole_image(rng if transform is not None else None, self.store.get(cid), size)
+                    if is_2d:
+                        data = data[:, 0]
+                    if transform is not None:
+                        data = center_crop(augment_image(transform, data, spec.spacing, is_2d), spec.patch)
+                    xs.append(np.ascontiguousarray(data, dtype=np.float32))
+                    ys.append(self.targets[cid])
             x = torch.from_numpy(np.stack(xs))
             if self.integer_targets:
                 yield x, torch.tensor(ys, dtype=torch.int64)
