@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from dataclasses import dataclass
@@ -63,7 +64,6 @@ def register_ensemble(
     type): the table an image-level model returns; ``None``: label maps.
     """
     tracker.check_store()
-    import mlflow
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
@@ -83,8 +83,37 @@ def register_ensemble(
             ]
         ),
     )
+
+    # a finished training's run (automed select registers it again) keeps its status and end time: the fluent run
+    # below ends it FINISHED now, or FAILED when stopped or failed mid-upload
+    ended = _ended(tracker, run_id)
+    try:
+        return _log_and_register(tracker, bundle, name, sig, score, run_id, cases)
+    finally:
+        if ended is not None:
+            with contextlib.suppress(Exception), bounded(tracker.uri):
+                tracker.client.set_terminated(run_id, ended[0], ended[1])
+
+
+def _ended(tracker: Any, run_id: str) -> tuple[str, int | None] | None:
+    """The run's status and end time when it has ended, else (or unreadable) ``None``."""
+    try:
+        with bounded(tracker.uri):
+            info = tracker.client.get_run(run_id).info
+    except Exception:
+        return None
+    return None if info.status == "RUNNING" else (str(info.status), info.end_time)
+
+
+def _log_and_register(
+    tracker: Any, bundle: Path, name: str, sig: Any, score: float, run_id: str, cases: int | None
+) -> dict[str, Any]:
+    """The bundle logged as a pyfunc model on ``run_id`` and registered (the champion's alias moved by the rule of
+    :func:`register_ensemble`)."""
     import tempfile
     import warnings
+
+    import mlflow
 
     # MLflow's fluent calls bounded too: a server gone mid-upload costs seconds, not MLflow's minutes of retries
     with (

@@ -122,6 +122,10 @@ def test_mlflow_contents(trained: dict[str, object], tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" for r in runs)
     mv = client.get_model_version_by_alias("automed-Synthetic", "champion")
     assert str(mv.version) == "1" and "cv_score" in mv.tags
+    # the score of the model registered, after the postprocessing its bundle applies (automed select registers the
+    # same bundle with that score: the one before postprocessing had been registered here)
+    kept = json.loads(local.read_text())["cv_dice_final"]["foreground_mean"]
+    assert mv.tags["cv_score"] == f"{kept:.6f}"
     assert str(client.get_model_version_by_alias("automed-Synthetic", "candidate").version) == "1"
 
 

@@ -66,6 +66,9 @@ class OwnChoice:
     inference: dict[str, Any] | None = None
     # the CV rows of the chosen inference when it differs from the validation's (they replace the CV table)
     rows: list[dict[str, Any]] | None = None
+    # the task's score of the model as kept (after its postprocessing) when it differs from the CV summary's: what
+    # the registry records, as automed select records it for the same bundle
+    score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -237,7 +237,9 @@ class Segmentation:
                 f"{choice['folds']} fold(s), tta {choice['tta']} ({choice['mirrors']} mirrors), "
                 f"step {choice['step']}: " + choice["reason"]
             )
-        return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference)
+        kept = sel["cv_dice_final"]["foreground_mean"]
+        return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference,
+                         score=None if kept is None else float(kept))  # fmt: skip
 
     def summary_figures(
         self, rows: list[dict[str, Any]], summary: dict[str, Any]

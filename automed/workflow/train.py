@@ -248,7 +248,10 @@ def _conclude(
     meta.save(wdir.model)
     if config.explain:
         _log_maps(wd, tracker, parent, rows, config.explain_backend)
-    registered = register_training(wd, tracker, parent, task.score(cv)) if opts.register else None
+    # the score of the model registered, after its postprocessing (the one before had been registered: automed
+    # select then gave the same bundle another version with a higher score, and the champion compared unlike scores)
+    kept = own.score if own.score is not None else task.score(cv)
+    registered = register_training(wd, tracker, parent, kept) if opts.register else None
     return cv, meta, registered
 
 

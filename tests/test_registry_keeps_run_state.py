@@ -1,0 +1,55 @@
+"""Registering a finished training again (``automed select`` does) leaves its MLflow run as it was: MLflow's
+fluent run had reopened it, ended it FINISHED at that moment (a 19-minute training showed 31) and FAILED when the
+command was stopped or the upload failed, although the training had finished."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from automed.model_store import register_ensemble
+from automed.tracking import Tracker
+
+
+def _finished_run(tmp_path: Path) -> tuple[Tracker, str, int]:
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "x")
+    run = tracker.start_run("train")
+    end = int(time.time() * 1000) - 600_000  # ended ten minutes ago
+    tracker.client.set_terminated(run, "FINISHED", end)
+    return tracker, run, end
+
+
+def _bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "model.json").write_text("{}")
+    return bundle
+
+
+@pytest.mark.slow
+def test_a_finished_training_registered_again_keeps_its_status_and_end_time(tmp_path: Path) -> None:
+    tracker, run, end = _finished_run(tmp_path)
+    registered = register_ensemble(tracker, run, _bundle(tmp_path), "automed-x", 0.5, 1, [1.0, 1.0, 1.0])
+    assert registered["version"] == "1"
+    info = tracker.client.get_run(run).info
+    assert (info.status, info.end_time) == ("FINISHED", end)
+
+
+@pytest.mark.slow
+def test_a_registration_stopped_midway_leaves_the_finished_run_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    tracker, run, end = _finished_run(tmp_path)
+
+    def stopped(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM or Ctrl-C during the upload
+
+    monkeypatch.setattr(mlflow, "register_model", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        register_ensemble(tracker, run, _bundle(tmp_path), "automed-x", 0.5, 1, [1.0, 1.0, 1.0])
+    info = tracker.client.get_run(run).info
+    assert (info.status, info.end_time) == ("FINISHED", end)
