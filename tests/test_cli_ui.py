@@ -95,3 +95,17 @@ def test_no_store_in_the_folder_is_refused_not_created(
     new = tmp_path / "elsewhere.db"
     assert CliRunner().invoke(cli.app, ["ui", "--tracking-uri", f"sqlite:///{new}"]).exit_code == 0
     assert len(started) == 1 and f"sqlite:///{new}" in started[0]
+
+
+def test_a_separate_registry_is_served_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, started: list[list[str]]
+) -> None:
+    """MLflow's server reads no MLFLOW_REGISTRY_URI: with the registry apart, the UI showed no registered model."""
+    store, registry = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'reg' / 'registry.db'}"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
+    assert CliRunner().invoke(cli.app, ["ui", "--tracking-uri", store, "--port", "5124"]).exit_code == 0
+    cmd = started[-1]
+    assert cmd[cmd.index("--registry-store-uri") + 1] == registry
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+    assert CliRunner().invoke(cli.app, ["ui", "--tracking-uri", store, "--port", "5124"]).exit_code == 0
+    assert "--registry-store-uri" not in started[-1]

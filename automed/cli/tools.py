@@ -78,7 +78,7 @@ def ui(
     import subprocess
 
     from automed.errors import ConfigError
-    from automed.tracking import ARTIFACTS_DIR, check_tracking_uri, resolve_uri
+    from automed.tracking import ARTIFACTS_DIR, check_tracking_uri, registry_uri, resolve_uri
 
     # a store MLflow cannot serve is one clear error here (the server had printed a traceback and automed exit 0)
     check_tracking_uri(tracking_uri, registry=False)  # (the UI serves the tracking store)
@@ -110,6 +110,9 @@ def ui(
     ]
     if uri.startswith("sqlite:///"):
         cmd += ["--default-artifact-root", str(Path(uri[len("sqlite:///") :]).parent / ARTIFACTS_DIR)]
+    registry = registry_uri(uri)
+    if registry != uri:  # MLflow's server reads no MLFLOW_REGISTRY_URI: its models were not shown
+        cmd += ["--registry-store-uri", registry]
     _refuse_taken_port(port)
     out.print(f"MLflow UI for {uri}: http://127.0.0.1:{port}  (Ctrl-C to stop)", markup=False)
     # the server in a session of its own, stopped whole on the way out: SIGTERM had ended automed and the `mlflow
