@@ -218,13 +218,17 @@ class Bounded:
 class Tracker:
     """A thin wrapper over ``MlflowClient`` for one experiment; every value it sends is redacted."""
 
-    def __init__(self, uri: str, experiment: str, redactor: Redactor | None = None) -> None:
+    def __init__(
+        self, uri: str, experiment: str, redactor: Redactor | None = None, registry: str | None = None
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri
         self.redactor = redactor or no_redaction()
         self.check_store()
-        self.registry = registry_uri(uri)  # the model registry's store (MLFLOW_REGISTRY_URI, else the same)
+        # the model registry's store: MLFLOW_REGISTRY_URI, else ``registry`` (the one a work dir registered in),
+        # else the tracking store
+        self.registry = registry_uri(uri, registry)
         check_writable(uri)
         set_mlflow_uris(uri, self.registry)
         with store_lock(uri):

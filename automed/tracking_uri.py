@@ -25,11 +25,13 @@ def resolve_uri(uri: str | None = None, root: Path | None = None) -> str:
     return f"sqlite:///{base / DB_NAME}"
 
 
-def registry_uri(tracking_uri: str) -> str:
+def registry_uri(tracking_uri: str, recorded: str | None = None) -> str:
     """The model registry's store: ``MLFLOW_REGISTRY_URI`` when the user set one (e.g. a registry shared by
-    several tracking stores), else the tracking store."""
+    several tracking stores), else ``recorded`` (the registry a work dir's training registered in: a later
+    ``automed select`` or ``--resume`` without the variable had registered into the tracking store's own), else
+    the tracking store."""
     env = os.environ.get("MLFLOW_REGISTRY_URI")
-    return _absolute_sqlite(env) if env else tracking_uri
+    return _absolute_sqlite(env) if env else (recorded or tracking_uri)
 
 
 def set_mlflow_uris(tracking: str, registry: str) -> None:

@@ -179,3 +179,37 @@ def test_a_registration_stopped_before_its_bundle_tag_is_replaced_not_doubled(tm
     left = {v.version for v in client.search_model_versions("name='automed-x'")}
     assert left == {done.version, old.version, foreign.version} and stopped.version not in left
     _drop_unfinished(client, "automed-y", run)  # no such model: nothing to do
+
+
+def test_a_work_dirs_recorded_registry_is_used_without_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A training registered in MLFLOW_REGISTRY_URI's registry; a later `automed select` (or --resume) without the
+    variable registered into the tracking store's own registry, and the shared one's champion missed it."""
+    import json
+
+    from automed.privacy import no_redaction
+    from automed.select import register
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    store, shared = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'reg' / 'registry.db'}"
+    assert registry_uri(store) == store and registry_uri(store, shared) == shared
+    monkeypatch.setenv(
+        "MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path / 'other.db'}"
+    )  # set now: the user's choice
+    assert registry_uri(store, shared) == f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
+    wd = tmp_path / "W"
+    wd.mkdir()
+    (wd / "tracking.json").write_text(json.dumps({"schema_version": 1, "uri": store, "experiment": "x",
+                                                  "parent_run_id": "r", "registry": shared}))  # fmt: skip
+    made: list[tuple[Any, ...]] = []
+
+    def tracker(*args: Any) -> Any:
+        made.append(args)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(register, "Tracker", tracker)
+    with pytest.raises(RuntimeError, match="stop here"):
+        register.reregister(wd, 0.5, no_redaction())
+    assert made[0][0] == store and made[0][3] == shared

@@ -274,7 +274,7 @@ def register_training(
 def reregister(workdir: Path, score: float, redactor: Redactor) -> dict[str, Any]:
     """Register ``workdir``'s model again with the inference settings now in force (after ``automed select``)."""
     track = read_tracking(WorkDir(workdir).tracking)
-    tracker = Tracker(track["uri"], track["experiment"], redactor)
+    tracker = Tracker(track["uri"], track["experiment"], redactor, track.get("registry") or None)
     return register_training(workdir, tracker, track["parent_run_id"], score)
 
 

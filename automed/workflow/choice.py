@@ -28,8 +28,9 @@ def open_select_run(
     track = WorkDir(workdirs[0]).tracking
     saved = read_tracking(track) if track.is_file() else _sweep_store(workdirs[0])
     tracker = Tracker(
-        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor
-    )
+        resolve_uri(tracking_uri or saved.get("uri")), saved.get("experiment") or "automed-select", redactor,
+        None if tracking_uri else saved.get("registry") or None,
+    )  # fmt: skip
     run = tracker.start_run("select", tags={"chosen": chosen})
     tracker.log_params(run, {"trainings": candidate_names(workdirs)})
     return tracker, run

@@ -102,11 +102,13 @@ def _open_tracking(
     uri = resolve_uri(opts.tracking_uri or saved.get("uri"))
     linked = [Path(w) for w in (opts.previous_workdir, opts.cv_workdir) if w]  # placeholders in MLflow too
     tracker = Tracker(
-        uri, plan.dataset_name, redactor_for([wd, *linked], keep_case_ids=opts.keep_case_ids, ds=ds)
-    )
+        uri, plan.dataset_name, redactor_for([wd, *linked], keep_case_ids=opts.keep_case_ids, ds=ds),
+        saved.get("registry") or None,
+    )  # fmt: skip
     track = TrackingState(
-        wdir.tracking, strip_credentials(uri), plan.dataset_name, saved.get("parent_run_id", "")
-    )
+        wdir.tracking, strip_credentials(uri), plan.dataset_name, saved.get("parent_run_id", ""),
+        registry="" if tracker.registry == uri else strip_credentials(tracker.registry),
+    )  # fmt: skip
     track.fold_runs = dict(saved.get("fold_runs", {}))
     if track.parent_run_id and not reopen and not _live_run(tracker, track.parent_run_id):
         track.parent_run_id, track.fold_runs = "", {}  # deleted in MLflow since: a new parent run

@@ -70,6 +70,9 @@ class TrackingState:
     experiment: str
     parent_run_id: str = ""
     fold_runs: dict[str, str] = field(default_factory=dict)
+    registry: str = (
+        ""  # the registry apart from the tracking store it registers in (MLFLOW_REGISTRY_URI), if any
+    )
 
     def save(self) -> None:
         saved = read_tracking(self.path) if self.path.is_file() else {}
