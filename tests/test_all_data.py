@@ -51,6 +51,9 @@ def test_all_data_model_trains_registers_predicts_and_exports(tmp_path: Path) ->
     mv = client.get_model_version(reg["name"], reg["version"])
     cv_run = json.loads((tmp_path / "CV" / "tracking.json").read_text())["parent_run_id"]
     assert mv.tags["all_data"] == "true" and mv.tags["cv.run_id"] == cv_run and mv.tags["cv.workdir"] == "CV"
+    # the score its --cv training registered: of the model after the postprocessing this one applies too
+    cv_reg = json.loads((tmp_path / "CV" / "tracking.json").read_text())["registered"]
+    assert mv.tags["cv_score"] == client.get_model_version(cv_reg["name"], cv_reg["version"]).tags["cv_score"]
     runs = client.search_runs([client.get_run(mv.run_id).info.experiment_id], "tags.fold = '-1'")
     assert [r.info.run_name for r in runs] == ["3d_fullres-fold_all"]  # was 3d_fullres-fold-1, read as fold 1
     (pred,) = api.predict(wd, ds / "imagesTr" / "case_000.nii.gz", tmp_path / "P", show_progress=False)
