@@ -191,7 +191,11 @@ class WorkDir:
                 self.model, "a training work dir's model.json must exist (written when the training concludes)",
                 "missing: the training did not finish", f"finish it: `automed train --resume {self.root}`",
             )  # fmt: skip
-        if self.root.is_dir() and not any((self.root / m).exists() for m in WORKDIR_MARKERS):
+        if (
+            not self.model.exists()
+            and self.root.is_dir()
+            and not any((self.root / m).exists() for m in WORKDIR_MARKERS)
+        ):
             images = any(f.name.lower().endswith(_IMAGE_ENDINGS) or f.suffix.lower() == ".dcm"
                          for f in self.root.iterdir())  # fmt: skip
             raise ArtifactError.single(
