@@ -341,3 +341,19 @@ def test_a_failed_overwrite_leaves_a_mix_that_continue_refuses(
     assert json.loads((bundle["out"] / cli.RECORD).read_text()) == {
         k: v for k, v in record.items() if k != "replacing"
     }
+
+
+def test_continue_keeps_a_finished_case_only_from_the_same_input(bundle: dict[str, Path]) -> None:
+    """Another image under a finished case's name had been kept as if its label map were predicted from it."""
+    args = ["-i", str(bundle["in"]), "-o", str(bundle["out"])]
+    assert cli.main(args, bundle=bundle["root"]) == 0
+    (bundle["out"] / "b.nii.gz").unlink()  # the run was killed before its second case
+    sitk.WriteImage(
+        sitk.GetImageFromArray(np.full((5, 6, 6), 2.0, np.float32)), str(bundle["in"] / "a.nii.gz")
+    )
+    with pytest.raises(
+        SystemExit, match=r"only when its input is the one it was predicted from; the input of a "
+    ):
+        cli.main([*args, "--continue"], bundle=bundle["root"])
+    assert not (bundle["out"] / "b.nii.gz").exists()
+    assert cli.main([*args, "--overwrite"], bundle=bundle["root"]) == 0  # the way out it names

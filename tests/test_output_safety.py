@@ -297,6 +297,13 @@ def test_continue_predicts_only_the_cases_an_unfinished_run_left_out(
         api.predict(trained["W"], inputs, out, show_progress=False, resume=True, overwrite=True)
     with pytest.raises(ArtifactError, match=r"earlier predictions.*or --continue"):
         api.predict(trained["W"], inputs, out, show_progress=False)
+    # another image under a finished case's name: its label map is not kept as if predicted from it
+    (inputs / "a.nii.gz").write_bytes((images / "case_003.nii.gz").read_bytes())
+    (out / "c.nii.gz").unlink()
+    with pytest.raises(
+        ArtifactError, match=r"only when its input is the one.*1 case\(s\) whose input changed.*: a\. Fix"
+    ):
+        api.predict(trained["W"], inputs, out, show_progress=False, resume=True)
 
 
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ raise SystemExit(main(bundle=HERE))
 CONTINUE_TEXT = (
     "`--continue` (the same `-o`) takes up an unfinished run: it predicts only the cases whose label maps are not "
     "there yet, and stops if those there came from another bundle or other `--no-tta`, `--folds` or `--step-size` "
-    "settings."
+    "settings, or from inputs changed since."
 )
 
 

@@ -27,7 +27,15 @@ from .io import UNUSABLE, read_case, spacing_zyx, unusable_voxels, write_labels
 from .model import BundleModel
 from .options import OptionError, checked_step, parse_folds, with_folds
 from .output import RECORD as RECORD
-from .output import TABLE, earlier_predictions, older_bundle_table, refuse_export_place, refuse_foreign_folder
+from .output import (
+    TABLE,
+    changed_inputs,
+    earlier_predictions,
+    input_stamps,
+    older_bundle_table,
+    refuse_export_place,
+    refuse_foreign_folder,
+)
 from .truth import folder_truth
 
 
@@ -215,6 +223,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
         **({} if folds is None else {"folds": folds}),
         **({} if step is None else {"step": step}),
         **({"save_probabilities": True} if args.save_probabilities else {}),
+        "inputs": input_stamps([(c.case_id, list(c.paths)) for c in cases]),
     }
     if args.resume:
         if image_level:
@@ -222,12 +231,23 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
                 "--continue takes up label maps case by case; this bundle writes one predictions.csv"
             )
         record = outp / RECORD
-        if taken and (not record.is_file() or json.loads(record.read_text()) != settings):
+        before = json.loads(record.read_text()) if record.is_file() else None
+        if taken and (
+            not isinstance(before, dict) or {**before, "inputs": None} != {**settings, "inputs": None}
+        ):
             raise SystemExit(
                 f"{args.output}: --continue adds to label maps of this bundle with the same --no-tta, --folds and "
-                f"--step-size settings ({json.dumps(settings)}), and "
+                f"--step-size settings ({json.dumps({k: v for k, v in settings.items() if k != 'inputs'})}), and "
                 f"{RECORD} there says otherwise (or is missing); predict into a new folder, or pass --overwrite "
                 "instead of --continue"
+            )
+        finished = [c.case_id for c in cases if f"{c.case_id}{c.suffix}" in taken]
+        changed = changed_inputs(before, settings["inputs"], finished) if isinstance(before, dict) else []
+        if changed:  # another image under a finished case's name had been taken for it
+            raise SystemExit(
+                f"{args.output}: --continue keeps a finished case only when its input is the one it was predicted "
+                f"from; the input of {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''} changed since "
+                "(another file, size or modification time); predict into a new folder, or pass --overwrite instead"
             )
         cases = [c for c in cases if f"{c.case_id}{c.suffix}" not in taken]  # (its .npz is written before it)
         taken = []

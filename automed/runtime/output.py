@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 RECORD = ".bundle-predict.json"  # the bundle, TTA, --folds and --step-size that wrote a folder's label maps
 TABLE = "predictions.csv"  # a classification or regression bundle's output
@@ -99,3 +100,32 @@ def earlier_predictions(out: Path, written: set[str]) -> list[Path]:
         and p.name not in written
         and (p.name == TABLE or p.name.lower().endswith((*SUFFIXES, ".npz")))  # (.npz: --save-probabilities)
     )
+
+
+def input_stamps(cases: list[tuple[str, list[Path]]]) -> dict[str, str]:
+    """Per case (ID, input files or folders), a digest of its inputs as they are now (place, size, modification
+    time; a DICOM folder's files): ``--continue`` keeps a finished case only when its input is unchanged (another
+    image under its name had been taken for it). automed predict records the same."""
+    import hashlib
+
+    stamps = {}
+    for case_id, paths in cases:
+        h = hashlib.sha256()
+        for path in paths:
+            files = (
+                sorted(p for p in Path(path).rglob("*") if p.is_file())
+                if Path(path).is_dir()
+                else [Path(path)]
+            )
+            for f in files:
+                st = f.stat()
+                h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        stamps[case_id] = h.hexdigest()[:16]
+    return stamps
+
+
+def changed_inputs(record: dict[str, Any], stamps: dict[str, str], finished: list[str]) -> list[str]:
+    """The ``finished`` cases whose input differs from the one ``record`` (an earlier run's) says they were
+    predicted from; none when the record predates input stamps."""
+    was = record.get("inputs")
+    return sorted(c for c in finished if isinstance(was, dict) and was.get(c) != stamps.get(c))

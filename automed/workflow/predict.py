@@ -21,6 +21,7 @@ from automed.workflow.predict_continue import (
     RECORD,
     case_files,
     check_record,
+    input_stamps,
     keep_finished,
     refuse_unless_continuable,
     registered_version,
@@ -327,16 +328,17 @@ def predict(
     version = registered_version(str(model), tracking_uri) if holder is None else None
     settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format,
                             folds=folds, step=step, version=version)  # fmt: skip
+    settings["inputs"] = input_stamps(cases)
     done: list[Path] = []
     if resume:  # the cases whose every file an earlier run of this model and these settings wrote
-        check_record(out, settings, earlier)
-        if earlier:
-            remove_partial(out)
         finished = {
             c.case_id
             for c in cases
             if all(f.is_file() for f in case_files(out, c, save_probabilities, output_format))
         }
+        check_record(out, settings, earlier, sorted(finished))
+        if earlier:
+            remove_partial(out)
         done = [out / f"{c.case_id}{c.suffix}" for c in cases if c.case_id in finished]
         cases = [c for c in cases if c.case_id not in finished]
     created = not out.exists()

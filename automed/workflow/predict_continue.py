@@ -86,16 +86,34 @@ def refuse_unless_continuable(overwrite: bool, review: bool) -> None:
         )
 
 
-def check_record(out: Path, now: dict[str, Any], earlier: bool) -> None:
-    """An earlier run's predictions in ``out`` are continued only with the same model and settings."""
+def input_stamps(cases: list[Any]) -> dict[str, str]:
+    """Per case, a digest of its input files as they are now, recorded beside the settings (the bundle's rule)."""
+    from automed.runtime.output import input_stamps as stamps
+
+    return stamps([(c.case_id, list(c.images)) for c in cases])
+
+
+def check_record(out: Path, now: dict[str, Any], earlier: bool, finished: list[str] | None = None) -> None:
+    """An earlier run's predictions in ``out`` are continued only with the same model and settings, and its
+    ``finished`` cases only from the same inputs (they had been kept whatever image now bore the case's name)."""
     if not earlier:
         return
     path = out / RECORD
     before = _earlier_record(path) if path.is_file() else None
-    if before == now:
-        return
+    if before is not None and {**before, "inputs": None} == {**now, "inputs": None}:
+        from automed.runtime.output import changed_inputs
+
+        changed = changed_inputs(before, now.get("inputs") or {}, finished or [])
+        if not changed:  # (a record from before inputs were recorded: their inputs are not known)
+            return
+        raise ArtifactError.single(
+            out, "--continue keeps a finished case only when its input is the one it was predicted from",
+            f"{len(changed)} case(s) whose input changed since (another file, size or modification time): "
+            f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}",
+            "predict into a new folder, or pass --overwrite instead of --continue to predict every case again",
+        )  # fmt: skip
     differ = (
-        sorted(k for k in {*now, *before} if now.get(k) != before.get(k))
+        sorted(k for k in {*now, *before} if k != "inputs" and now.get(k) != before.get(k))
         if before is not None
         else "no record of the model that wrote them"
     )
