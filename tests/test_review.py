@@ -29,8 +29,12 @@ def test_components_boxes_volumes_and_mean_probabilities() -> None:
     assert liver["size_mm3"] == pytest.approx(20 * 0.5 * 1.0 * 2.0)
     big, small = liver["components"]
     assert big["voxels"] == 12 and big["bbox_voxel_zyx"] == [[1, 2, 2], [2, 3, 4]]
-    # voxel (z=1, y=2, x=2): x = 10 - 2 * 0.5, y = 20 + 2 * 1.0, z = 30 + 1 * 2.0
-    assert big["bbox_physical_xyz_mm"][0] == pytest.approx([9.0, 22.0, 32.0])
+    # voxels z 1..2, y 2..3, x 2..4 with their extents (half a voxel beyond the centres): x = 10 - x * 0.5 (flipped:
+    # the index corner x=2 is the physical maximum), y = 20 + y * 1.0, z = 30 + z * 2.0
+    assert big["bbox_physical_xyz_mm"] == [
+        pytest.approx([7.75, 21.5, 31.0]),
+        pytest.approx([9.25, 23.5, 35.0]),
+    ]
     assert big["mean_probability"] == pytest.approx(0.8) and small["voxels"] == 8
     assert found["labels"]["lesion"]["components"][0]["mean_probability"] == pytest.approx(0.6)
     flat = describe(labels[:1] * 0 + (labels[2:3] == 2), None, geo, {1: "x"}, {})
@@ -48,6 +52,10 @@ def test_picture_and_index_page(tmp_path: Path) -> None:
     )
     text = page.read_text()
     assert 'src="c1.png"' in text and "organ: 1 &lt;x&gt;" in text
+    odd = write_index(
+        tmp_path, [{"case": "c#1", "png": "c#1 50%.png", "json": "c#1 50%.json", "summary": ""}]
+    )
+    assert 'src="c%231%2050%25.png"' in odd.read_text()  # '#' and '%' had cut or changed the link
     assert "<script" not in text and not re.search(r"(src|href)=\"https?:", text)
 
 

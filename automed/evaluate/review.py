@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -20,6 +21,20 @@ from automed.data.io import Geometry
 from automed.evaluate.viewing import as_viewed, lps_order, viewed_index
 
 COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
+
+
+def physical_box(geometry: Geometry, lo: tuple[int, ...], hi: tuple[int, ...]) -> list[list[float]]:
+    """The physical bounding box [(x, y, z) min, max] in mm of the voxels ``lo``..``hi`` (z, y, x, inclusive),
+    voxel extents included: every corner mapped (a flipped or oblique direction turns the index corners into other
+    ones: the two mapped index corners had been given, the "min" sometimes the max)."""
+    corners = [
+        physical(geometry, (z, y, x))
+        for z in (lo[0] - 0.5, hi[0] + 0.5)
+        for y in (lo[1] - 0.5, hi[1] + 0.5)
+        for x in (lo[2] - 0.5, hi[2] + 0.5)
+    ]
+    pts = np.asarray(corners)
+    return [[float(v) for v in pts.min(axis=0)], [float(v) for v in pts.max(axis=0)]]
 
 
 def physical(geometry: Geometry, zyx: tuple[float, float, float]) -> list[float]:
@@ -56,7 +71,7 @@ def describe(
                 f"size_{unit}": float(inside.sum() * voxel),
                 "voxels": int(inside.sum()),
                 "bbox_voxel_zyx": [list(lo), list(hi)],
-                "bbox_physical_xyz_mm": [physical(geometry, lo), physical(geometry, hi)],
+                "bbox_physical_xyz_mm": physical_box(geometry, lo, hi),
             }
             if probabilities is not None and value in class_index:
                 entry["mean_probability"] = float(probabilities[class_index[value]][box][inside].mean())
@@ -161,10 +176,12 @@ def write_index(folder: Path, entries: list[dict[str, Any]]) -> Path:
     rows = []
     for e in entries:
         found = html.escape(e["summary"])
+        # file names are URL-quoted: a legal '#', '?' or '%' in one had cut or changed the link
+        png, js = (html.escape(quote(e[k])) for k in ("png", "json"))
         rows.append(
-            f'<tr><td>{html.escape(e["case"])}</td><td><a href="{html.escape(e["png"])}">'
-            f'<img src="{html.escape(e["png"])}" alt="{html.escape(e["case"])}" width="480"></a></td>'
-            f'<td>{found}<br><a href="{html.escape(e["json"])}">details (JSON)</a></td></tr>'
+            f'<tr><td>{html.escape(e["case"])}</td><td><a href="{png}">'
+            f'<img src="{png}" alt="{html.escape(e["case"])}" width="480"></a></td>'
+            f'<td>{found}<br><a href="{js}">details (JSON)</a></td></tr>'
         )
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>automed review</title>"
