@@ -238,3 +238,25 @@ def test_channel_files_off_the_first_ones_grid_are_named(tmp_path: Path) -> None
         found is not None
         and "channel size must equal that of pat_0000.nii.gz (6, 5, 4), found (7, 5, 4)" in found
     )
+
+
+def test_a_headers_data_file_is_read_with_it_not_named_unread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``d.raw`` beside a predicted ``d.mhd`` (and ``n.raw`` beside ``n.nhdr``) had been named "not read"."""
+    import logging
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from automed.infer.inputs import discover
+
+    for name in ("d.mhd", "n.nhdr"):
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32)), str(tmp_path / name))
+    (tmp_path / "stray.raw").write_bytes(b"\0" * 8)
+    assert {p.name for p in tmp_path.iterdir()} >= {"d.raw", "n.raw"}
+    with caplog.at_level(logging.WARNING):
+        cases = discover(tmp_path, 1, None)
+    assert sorted(c.case_id for c in cases) == ["d", "n"]
+    said = " ".join(caplog.text.split())
+    assert "1 not read: stray.raw" in said and "d.raw" not in said and "n.raw" not in said

@@ -28,6 +28,7 @@ from automed.runtime.inputs import (
     undecodable,
     unread,
     unread_note,
+    with_data_files,
 )
 from automed.runtime.io import DECOMPRESS, DICOM_SUFFIXES, UTF8_FIX, UTF8_RULE, not_an_image, shown
 
@@ -367,7 +368,7 @@ def _discover(input_path: str | Path, n_channels: int, dimension: int | None) ->
         cases += [InputCase(sub_case_id(root, d, dimension), (d,), ".nii.gz") for d in series]
         if problems:
             raise DatasetError(problems, f"cannot read the input {root}")
-        skipped = unread(root, {p for c in cases for p in c.images}, links)
+        skipped = unread(root, with_data_files({p for c in cases for p in c.images}), links)
         if skipped and cases:
             log.warning("%s: %s", root, unread_note(skipped))
     _check_case_ids(cases, root, from_csv)

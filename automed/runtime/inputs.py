@@ -167,6 +167,35 @@ def sub_case_id(root: Path, folder: Path, dimension: int | None, *more: str) -> 
     return cid if dimension is None else safe_id(cid)
 
 
+def with_data_files(used: set[Path]) -> set[Path]:
+    """``used`` and the data files its MetaImage (``.mhd``) and NRRD (``.nhdr``) headers name: read with their
+    header, never "not read" (``d.raw`` beside a predicted ``d.mhd`` had been named so)."""
+    marks = {
+        ".mhd": ("=", "elementdatafile"),
+        ".nhdr": (":", "datafile"),
+    }  # `ElementDataFile = x`, `data file: x`
+    out = set(used)
+    for header in used:
+        mark = marks.get(header.suffix.lower())
+        if mark is None or not header.is_file():
+            continue
+        try:  # (the data file's line ends the header, after any number of metadata lines)
+            with header.open("rb") as fh:
+                lines = fh.read(1 << 16).decode(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            name, sep, value = line.partition(mark[0])
+            value = value.strip()
+            if (
+                sep
+                and name.strip().lower().replace(" ", "") == mark[1]
+                and value.upper() not in ("", "LOCAL", "LIST")
+            ):
+                out.add(header.parent / value)
+    return out
+
+
 def unread(root: Path, used: set[Path], skipped: dict[Path, str] | None = None) -> list[str]:
     """What the input folder holds that no case reads (``used``: the cases' files and folders), named so that it is
     not dropped unseen: files that are neither images nor DICOM images, DICOM picturing no body (a segmentation,
@@ -372,7 +401,7 @@ def _find_cases(root: Path, n_channels: int, dimension: int | None) -> list[Case
             cases.append(Case(sub_case_id(root, d, dimension), (d,), ".nii.gz"))
         else:
             cases += [Case(cid, (f,), ".nii.gz") for cid, f in subfolder_files(root, d, dimension)]
-    skipped = unread(root, {p for c in cases for p in c.paths}, links)
+    skipped = unread(root, with_data_files({p for c in cases for p in c.paths}), links)
     if not cases:
         raise SystemExit(f"{root}: no images found" + (f"; {unread_note(skipped)}" if skipped else ""))
     if skipped:
