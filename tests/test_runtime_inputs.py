@@ -260,3 +260,19 @@ def test_a_headers_data_file_is_read_with_it_not_named_unread(
     assert sorted(c.case_id for c in cases) == ["d", "n"]
     said = " ".join(caplog.text.split())
     assert "1 not read: stray.raw" in said and "d.raw" not in said and "n.raw" not in said
+
+
+def test_a_4d_file_of_more_volumes_than_the_model_takes_says_to_keep_its_volume(tmp_path: Path) -> None:
+    """Its fix had been "store all channels in one 4D file", which it was."""
+    from automed.errors import DatasetError
+    from automed.infer.inputs import discover
+
+    two = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((4, 5, 6), np.float32))] * 2)
+    sitk.WriteImage(two, str(tmp_path / "two.nii.gz"))
+    with pytest.raises(DatasetError) as err:
+        discover(tmp_path, 1, None)
+    said = " ".join(str(err.value).split())
+    assert (
+        "found 2 channel(s) in the file" in said and "keep the 1 volume(s) the model was trained on" in said
+    )
+    assert "store all channels in one 4D file" not in said

@@ -242,8 +242,11 @@ def _single_file_case(f: Path, n_channels: int) -> InputCase | Problem:
         + (" (without an alpha channel)" if n_channels in (1, 3) else "")
         + ", as the training images were"
         if picture
+        else f"keep the {n_channels} volume(s) the model was trained on (e.g. save that volume of the 4D file on its "
+        "own)"
+        if n > n_channels
         else "name files CASE_0000.nii.gz, CASE_0001.nii.gz, ... or store all channels in one 4D file",
-    )
+    )  # (a 4D file with more volumes than the model takes had been told to be a 4D file)
 
 
 def discover(input_path: str | Path, n_channels: int, dimension: int | None = None) -> list[InputCase]:
