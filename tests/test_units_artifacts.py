@@ -1,0 +1,21 @@
+"""Atomic writes give the mode a plain write gives: mkstemp's 0600 had made JSON records (a prediction's record, its
+review pages' details, plans) unreadable to colleagues who could read the label maps beside them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from automed.artifacts import write_bytes_atomic, write_json_atomic
+
+
+def test_an_atomic_write_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+        os.umask(0o077)
+        write_bytes_atomic(tmp_path / "b.bin", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o600  # a private umask is kept
