@@ -359,6 +359,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     _recover(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # a folder's usual mode: mkdtemp's 0700 had locked colleagues out
     try:
         yield tmp
     except BaseException:

@@ -19,3 +19,15 @@ def test_an_atomic_write_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "b.bin").stat().st_mode & 0o777 == 0o600  # a private umask is kept
+
+
+def test_a_folder_written_whole_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    from automed.artifacts import atomic_directory
+
+    old = os.umask(0o022)
+    try:
+        with atomic_directory(tmp_path / "out") as tmp:
+            (tmp / "x.csv").write_text("a\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
