@@ -131,6 +131,7 @@ def test_inference_cost_loads_each_fold_once_and_predicts_a_case_once_per_distin
     assert table["fold_seconds_per_case"][len(meta.folds)] > 0
 
 
+@pytest.mark.slow  # (a training: small_training)
 def test_timings_stop_adding_cases_past_a_budgets_end(small_training: dict[str, Path]) -> None:
     """A --budget training timed its inference settings on five cases after the budget was used up (89 s of a
     90 s budget, on top of it): past the deadline the first case alone is timed, and the table says which."""
