@@ -82,7 +82,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     try:
         # the mode a plain write gives (0644 under the usual umask): mkstemp's 0600 had made records, plans and
         # review pages' JSON unreadable to the colleagues who see the label maps beside them (keys are written apart)
-        os.fchmod(fd, 0o666 & ~_umask())
+        with contextlib.suppress(OSError):  # (a mount that refuses modes: written as before)
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -115,6 +115,11 @@ def _log_and_register(
 
     import mlflow
 
+    from automed.tracking_uri import set_mlflow_uris
+
+    # the fluent calls below (log_model, register_model) go to this tracker's stores: another Tracker of the process
+    # (a fold's, made without the work dir's recorded registry) had pointed them at the tracking store's registry
+    set_mlflow_uris(tracker.uri, tracker.registry)
     # MLflow's fluent calls bounded too: a server gone mid-upload costs seconds, not MLflow's minutes of retries
     with (
         bounded(tracker.uri),

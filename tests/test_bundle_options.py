@@ -357,3 +357,12 @@ def test_continue_keeps_a_finished_case_only_from_the_same_input(bundle: dict[st
         cli.main([*args, "--continue"], bundle=bundle["root"])
     assert not (bundle["out"] / "b.nii.gz").exists()
     assert cli.main([*args, "--overwrite"], bundle=bundle["root"]) == 0  # the way out it names
+
+
+def test_continue_over_a_damaged_record_and_no_predictions_predicts(bundle: dict[str, Path]) -> None:
+    """A record cut short by a kill before any prediction: --continue had crashed with a bare JSONDecodeError."""
+    bundle["out"].mkdir()
+    (bundle["out"] / cli.RECORD).write_text('{"bundle": ')
+    args = ["-i", str(bundle["in"]), "-o", str(bundle["out"]), "--continue"]
+    assert cli.main(args, bundle=bundle["root"]) == 0
+    assert (bundle["out"] / "a.nii.gz").is_file() and (bundle["out"] / "b.nii.gz").is_file()

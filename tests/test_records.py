@@ -141,6 +141,12 @@ def test_a_resume_refuses_a_newer_train_config_or_tracking_before_anything_runs(
     refuse_a_copy(tmp_path, {"uri": "sqlite:///m.db", "workdir": str(tmp_path.resolve())})  # an earlier one
     with pytest.raises(ArtifactError, match=r"tracking.json schema_version must be 1"):
         refuse_a_copy(tmp_path, {"schema_version": 2, "workdir": str(tmp_path.resolve())})
+    with pytest.raises(
+        ArtifactError, match=r"tracking.json's registry must be the model registry .*; found 5"
+    ):
+        refuse_a_copy(
+            tmp_path, {"registry": 5, "workdir": str(tmp_path.resolve())}
+        )  # (an AttributeError later)
 
 
 def test_the_training_state_stamps_tracking_json_and_keeps_what_it_held(tmp_path: Path) -> None:

@@ -53,3 +53,53 @@ def test_a_registration_stopped_midway_leaves_the_finished_run_finished(
         register_ensemble(tracker, run, _bundle(tmp_path), "automed-x", 0.5, 1, [1.0, 1.0, 1.0])
     info = tracker.client.get_run(run).info
     assert (info.status, info.end_time) == ("FINISHED", end)
+
+
+@pytest.mark.slow
+def test_a_version_goes_to_the_trackers_registry_whatever_another_tracker_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed training's tracker has the work dir's recorded registry; a fold's tracker of the same process,
+    made without it, pointed MLflow's fluent calls at the tracking store's registry, where register_model then
+    put the version while the tags and aliases went to the recorded one."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    store, shared = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'shared.db'}"
+    tracker = Tracker(store, "x", registry=shared)
+    run = tracker.start_run("train")
+    Tracker(store, "x")  # a fold's, without the recorded registry
+    registered = register_ensemble(tracker, run, _bundle(tmp_path), "automed-x", 0.5, 1, [1.0, 1.0, 1.0])
+    assert registered["version"] == "1" and registered["champion"] == "1"
+    theirs = MlflowClient(tracking_uri=store, registry_uri=shared)
+    assert theirs.get_model_version_by_alias("automed-x", "champion").tags["cv_score"] == "0.500000"
+    assert MlflowClient(tracking_uri=store, registry_uri=store).search_registered_models() == []
+
+
+def test_an_undefined_postprocessed_cv_registers_as_0_not_nan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No foreground Dice defined (no structure in any validation case): NaN had been registered, and a NaN champion
+    is never beaten (every score >= NaN is False); the CV summary and automed select score it 0."""
+    from types import SimpleNamespace
+
+    from automed.tasks import segmentation
+
+    monkeypatch.setattr(segmentation.Training, "of", lambda *a, **k: object())
+    monkeypatch.setattr(
+        segmentation, "select_trainings",
+        lambda trainings, out: {"cv_dice_final": {"foreground_mean": float("nan")}, "postprocessing": []},
+    )  # fmt: skip
+    plan = SimpleNamespace(labels={"0": "background", "1": "x"})
+    own = segmentation.Segmentation().own_choice(
+        tmp_path,
+        plan,
+        SimpleNamespace(configuration="3d_fullres"),
+        [0],
+        "d",
+        tmp_path / "o",
+        False,
+        rows=[],
+        tta=True,
+    )  # type: ignore[arg-type]
+    assert own.score == 0.0

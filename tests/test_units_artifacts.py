@@ -31,3 +31,18 @@ def test_a_folder_written_whole_has_the_mode_the_umask_gives(tmp_path: Path) -> 
     finally:
         os.umask(old)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_mount_that_refuses_modes_is_written_as_before(tmp_path: Path, monkeypatch: object) -> None:
+    import pytest
+
+    def refuse(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(os, "fchmod", refuse)
+    try:
+        write_json_atomic(tmp_path / "a.json", {"x": 1})
+    finally:
+        mp.undo()
+    assert (tmp_path / "a.json").read_text().strip().startswith("{")

@@ -231,7 +231,10 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
                 "--continue takes up label maps case by case; this bundle writes one predictions.csv"
             )
         record = outp / RECORD
-        before = json.loads(record.read_text()) if record.is_file() else None
+        try:  # (a damaged record is no record: refused below when there are predictions to continue)
+            before = json.loads(record.read_text()) if record.is_file() else None
+        except (OSError, ValueError):
+            before = None
         if taken and (
             not isinstance(before, dict) or {**before, "inputs": None} != {**settings, "inputs": None}
         ):

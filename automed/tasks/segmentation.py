@@ -237,9 +237,9 @@ class Segmentation:
                 f"{choice['folds']} fold(s), tta {choice['tta']} ({choice['mirrors']} mirrors), "
                 f"step {choice['step']}: " + choice["reason"]
             )
-        kept = sel["cv_dice_final"]["foreground_mean"]
-        return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference,
-                         score=None if kept is None else float(kept))  # fmt: skip
+        # (an undefined Dice, NaN, scores 0 as the CV summary's and automed select's: a NaN champion is never beaten)
+        kept = score(sel["cv_dice_final"]["foreground_mean"])
+        return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference, score=kept)
 
     def summary_figures(
         self, rows: list[dict[str, Any]], summary: dict[str, Any]

@@ -7,6 +7,7 @@ export and package take it like any model."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +150,10 @@ def conclude_all_data(
     registered = None
     if register:
         cases = cv_cases(Path(cv_workdir)) if cv_workdir else None  # the evidence it inherits
-        # the score the --cv training registered: of its model after its postprocessing, which this one applies
-        kept = _postprocessed_score(Path(cv_workdir)) if cv_workdir else None
+        # the score the --cv training registered (last: after automed select's choice), of its model after the
+        # postprocessing this one applies too; else its own selection's
+        kept = _registered_score(tracker, Path(cv_workdir)) if cv_workdir else None
+        kept = kept if kept is not None or not cv_workdir else _postprocessed_score(Path(cv_workdir))
         registered = register_training(
             wd, tracker, parent, kept if kept is not None else meta.cv_score or 0.0, cases
         )
@@ -167,3 +170,16 @@ def _postprocessed_score(cv_workdir: Path) -> float | None:
     data = read_json(own, what="selection.json") if own.is_file() else {}
     final = data.get("cv_dice_final", {}).get("foreground_mean") if isinstance(data, dict) else None
     return float(final) if isinstance(final, int | float) else None
+
+
+def _registered_score(tracker: Tracker, cv_workdir: Path) -> float | None:
+    """The ``cv_score`` of the version the ``--cv`` training registered last (``tracking.json``), else ``None``."""
+    track = WorkDir(cv_workdir).tracking
+    try:
+        entry = read_tracking(track).get("registered") if track.is_file() else None
+        if not isinstance(entry, dict):
+            return None
+        value = float(tracker.client.get_model_version(entry["name"], str(entry["version"])).tags["cv_score"])
+    except Exception:  # another store, a version deleted since, no tag: the training's own selection decides
+        return None
+    return value if math.isfinite(value) else None

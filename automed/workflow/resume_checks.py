@@ -204,6 +204,7 @@ _TRACKED: tuple[tuple[str, Any, str], ...] = (
     ("workdir", str, "the work dir it logged from (text)"),
     ("parent_run_id", str, "the training's MLflow run id (text)"),
     ("fold_runs", dict[str, str], "each fold's MLflow run id, an object of text"),
+    ("registry", str, "the model registry it registered in (text)"),
 )
 
 
