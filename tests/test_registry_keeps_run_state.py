@@ -74,32 +74,3 @@ def test_a_version_goes_to_the_trackers_registry_whatever_another_tracker_set(
     theirs = MlflowClient(tracking_uri=store, registry_uri=shared)
     assert theirs.get_model_version_by_alias("automed-x", "champion").tags["cv_score"] == "0.500000"
     assert MlflowClient(tracking_uri=store, registry_uri=store).search_registered_models() == []
-
-
-def test_an_undefined_postprocessed_cv_registers_as_0_not_nan(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No foreground Dice defined (no structure in any validation case): NaN had been registered, and a NaN champion
-    is never beaten (every score >= NaN is False); the CV summary and automed select score it 0."""
-    from types import SimpleNamespace
-
-    from automed.tasks import segmentation
-
-    monkeypatch.setattr(segmentation.Training, "of", lambda *a, **k: object())
-    monkeypatch.setattr(
-        segmentation, "select_trainings",
-        lambda trainings, out: {"cv_dice_final": {"foreground_mean": float("nan")}, "postprocessing": []},
-    )  # fmt: skip
-    plan = SimpleNamespace(labels={"0": "background", "1": "x"})
-    own = segmentation.Segmentation().own_choice(
-        tmp_path,
-        plan,
-        SimpleNamespace(configuration="3d_fullres"),
-        [0],
-        "d",
-        tmp_path / "o",
-        False,
-        rows=[],
-        tta=True,
-    )  # type: ignore[arg-type]
-    assert own.score == 0.0

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
     root = tmp_path_factory.mktemp("pair")
-    ds = make_dataset(root / "data", n_cases=6, shape=(12, 24, 24), spacing=(2.5, 1.0, 1.0), seed=4)
+    ds = make_dataset(root / "data", n_cases=6, shape=(12, 24, 24), spacing=(2.5, 1.0, 1.0), seed=5)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     work = []
     for seed in (0, 1):
@@ -60,7 +60,7 @@ def test_selection_of_two_trainings_is_recorded(pair: dict[str, Path | str]) -> 
     res = api.select([pair["w0"], pair["w1"]], root / "sel", inference=False)
     assert len(res["candidates"]) == 3 and len(res["candidates"][2]["members"]) == 2  # W0, W1, W0 + W1
     assert json.loads((root / "sel" / "selection.json").read_text())["chosen"] == res["chosen"]
-    # two undertrained models: their average wins on CV (0.470 vs 0.453 here), so the pair is registered
+    # two undertrained models: their average wins on CV (0.516 vs 0.470 and 0.457 here), so the pair is registered
     assert len(res["chosen"]["members"]) == 2, res["candidates"]
     assert res["registered"]["uri"].startswith("models:/automed-Synthetic/")
     assert (root / "sel" / "model_bundle" / "ensemble.json").is_file()

@@ -122,10 +122,10 @@ def test_mlflow_contents(trained: dict[str, object], tmp_path: Path) -> None:
     assert all(r.info.status == "FINISHED" for r in runs)
     mv = client.get_model_version_by_alias("automed-Synthetic", "champion")
     assert str(mv.version) == "1" and "cv_score" in mv.tags
-    # the score of the model registered, after the postprocessing its bundle applies (automed select registers the
-    # same bundle with that score: the one before postprocessing had been registered here)
-    kept = json.loads(local.read_text())["cv_dice_final"]["foreground_mean"]
-    assert mv.tags["cv_score"] == f"{kept:.6f}"
+    # the CV before postprocessing, the measure automed select chooses by and registers the same bundle with
+    before = json.loads(local.read_text())["cv_dice_before_postprocessing"]["foreground_mean"]
+    summary = json.loads((WorkDir(trained["res"].workdir).cv_summary).read_text())  # type: ignore[attr-defined]
+    assert mv.tags["cv_score"] == f"{before:.6f}" == f"{summary['foreground_mean']['dice']:.6f}"
     assert str(client.get_model_version_by_alias("automed-Synthetic", "candidate").version) == "1"
 
 

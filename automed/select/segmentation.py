@@ -72,12 +72,12 @@ def select_segmentation(
     device: str | None,
     progress: Stages | None = None,
 ) -> Selected:
-    """The choice (a single training settled as above), its final CV score and the select run's metrics
+    """The choice (a single training settled as above), its CV score before postprocessing and the select run's metrics
     (``progress``: its stages shown as they go)."""
     res = compare(workdirs, out, write=False, progress=progress)  # written once, complete, by the caller
     res["chosen"] = with_relative_members(res["chosen"], out)
     members = [Path(m) for m in res["chosen"]["members"]]
-    final = score(res["cv_dice_final"]["foreground_mean"])
+    final = score(res["cv_dice_before_postprocessing"]["foreground_mean"])  # (see Selected.score)
     if len(members) == 1:
         _choose_for_one(members[0], out, res, inference, latency_target, max_cases, device, progress)
     metrics: dict[str, float | None] = {

@@ -66,9 +66,6 @@ class OwnChoice:
     inference: dict[str, Any] | None = None
     # the CV rows of the chosen inference when it differs from the validation's (they replace the CV table)
     rows: list[dict[str, Any]] | None = None
-    # the task's score of the model as kept (after its postprocessing) when it differs from the CV summary's: what
-    # the registry records, as automed select records it for the same bundle
-    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,9 @@ class Selected:
 
     # selection.json: candidates, the chosen one (members also relative to the folder), ...
     record: dict[str, Any]
-    score: float  # the chosen candidate's CV score (after its postprocessing), always finite
+    # the chosen candidate's CV score before postprocessing, always finite: the measure it was chosen by, and what
+    # the registry records (a training registers its own the same way: the champion agrees with select's choice)
+    score: float
     metrics: dict[str, float | None]  # for the select run in MLflow
     # a single chosen training got new inference settings (inference.json): registered again with them
     settled: bool = False

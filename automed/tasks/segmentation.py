@@ -237,9 +237,7 @@ class Segmentation:
                 f"{choice['folds']} fold(s), tta {choice['tta']} ({choice['mirrors']} mirrors), "
                 f"step {choice['step']}: " + choice["reason"]
             )
-        # (an undefined Dice, NaN, scores 0 as the CV summary's and automed select's: a NaN champion is never beaten)
-        kept = score(sel["cv_dice_final"]["foreground_mean"])
-        return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference, score=kept)
+        return OwnChoice(sel["postprocessing"], metrics, tags, WorkDir(out).selection, inference)
 
     def summary_figures(
         self, rows: list[dict[str, Any]], summary: dict[str, Any]

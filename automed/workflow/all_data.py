@@ -150,26 +150,14 @@ def conclude_all_data(
     registered = None
     if register:
         cases = cv_cases(Path(cv_workdir)) if cv_workdir else None  # the evidence it inherits
-        # the score the --cv training registered (last: after automed select's choice), of its model after the
-        # postprocessing this one applies too; else its own selection's
+        # the score the --cv training registered last (after automed select's choice, if any)
         kept = _registered_score(tracker, Path(cv_workdir)) if cv_workdir else None
-        kept = kept if kept is not None or not cv_workdir else _postprocessed_score(Path(cv_workdir))
         registered = register_training(
             wd, tracker, parent, kept if kept is not None else meta.cv_score or 0.0, cases
         )
         tracker.tag_version(registered["name"], registered["version"], link)
     summary = {"all_data": True, "inherited_cv_score": meta.cv_score, "cv_workdir": cv_workdir}
     return summary, meta, registered
-
-
-def _postprocessed_score(cv_workdir: Path) -> float | None:
-    """A segmentation training's CV foreground Dice after its own postprocessing (its own selection), else ``None``."""
-    from automed.artifacts import read_json
-
-    own = WorkDir(cv_workdir).own_selection / "selection.json"
-    data = read_json(own, what="selection.json") if own.is_file() else {}
-    final = data.get("cv_dice_final", {}).get("foreground_mean") if isinstance(data, dict) else None
-    return float(final) if isinstance(final, int | float) else None
 
 
 def _registered_score(tracker: Tracker, cv_workdir: Path) -> float | None:

@@ -250,10 +250,9 @@ def _conclude(
     meta.save(wdir.model)
     if config.explain:
         _log_maps(wd, tracker, parent, rows, config.explain_backend)
-    # the score of the model registered, after its postprocessing (the one before had been registered: automed
-    # select then gave the same bundle another version with a higher score, and the champion compared unlike scores)
-    kept = own.score if own.score is not None else task.score(cv)
-    registered = register_training(wd, tracker, parent, kept) if opts.register else None
+    # the CV score before postprocessing, as automed select registers every choice: the measure it chooses by (as
+    # nnU-Net's), so the champion agrees with select's choice and the same bundle gets the same score from both
+    registered = register_training(wd, tracker, parent, task.score(cv)) if opts.register else None
     return cv, meta, registered
 
 
