@@ -29,28 +29,25 @@ def _bundle(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_a_finished_training_registered_again_keeps_its_status_and_end_time(tmp_path: Path) -> None:
-    tracker, run, end = _finished_run(tmp_path)
-    registered = register_ensemble(tracker, run, _bundle(tmp_path), "automed-x", 0.5, 1, [1.0, 1.0, 1.0])
-    assert registered["version"] == "1"
-    info = tracker.client.get_run(run).info
-    assert (info.status, info.end_time) == ("FINISHED", end)
-
-
-@pytest.mark.slow
-def test_a_registration_stopped_midway_leaves_the_finished_run_finished(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_finished_training_registered_again_keeps_its_status_and_end_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stopped: bool
 ) -> None:
+    """Registered again, or stopped midway (SIGTERM or Ctrl-C during the upload: it had ended FAILED)."""
     import mlflow
 
     tracker, run, end = _finished_run(tmp_path)
+    if stopped:
 
-    def stopped(*a: object, **k: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM or Ctrl-C during the upload
+        def stop(*a: object, **k: object) -> None:
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(mlflow, "register_model", stopped)
-    with pytest.raises(KeyboardInterrupt):
-        register_ensemble(tracker, run, _bundle(tmp_path), "automed-x", 0.5, 1, [1.0, 1.0, 1.0])
+        monkeypatch.setattr(mlflow, "register_model", stop)
+    try:
+        registered = register_ensemble(tracker, run, _bundle(tmp_path), "automed-x", 0.5, 1, [1.0, 1.0, 1.0])
+        assert not stopped and registered["version"] == "1"
+    except KeyboardInterrupt:
+        assert stopped
     info = tracker.client.get_run(run).info
     assert (info.status, info.end_time) == ("FINISHED", end)
 
