@@ -21,6 +21,7 @@ def _model(predictor: Any) -> EnsembleModel:
     return model
 
 
+@pytest.mark.slow  # (a training: small_training)
 def test_a_segmentation_pyfunc_refuses_nan_and_bad_spacing(small_training: dict[str, Path]) -> None:
     model = _model(load_bundle(small_training["W"] / "model_bundle"))
     x = np.random.default_rng(0).normal(size=(1, 1, 12, 24, 24)).astype(np.float32)
