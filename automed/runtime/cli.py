@@ -35,6 +35,8 @@ from .output import (
     older_bundle_table,
     refuse_export_place,
     refuse_foreign_folder,
+    same_settings,
+    write_probabilities,
 )
 from .truth import folder_truth
 
@@ -235,9 +237,7 @@ def main(argv: list[str] | None = None, bundle: Path | None = None) -> int:
             before = json.loads(record.read_text()) if record.is_file() else None
         except (OSError, ValueError):
             before = None
-        if taken and (
-            not isinstance(before, dict) or {**before, "inputs": None} != {**settings, "inputs": None}
-        ):
+        if taken and not (isinstance(before, dict) and same_settings(before, settings)):
             raise SystemExit(
                 f"{args.output}: --continue adds to label maps of this bundle with the same --no-tta, --folds and "
                 f"--step-size settings ({json.dumps({k: v for k, v in settings.items() if k != 'inputs'})}), and "
@@ -342,16 +342,6 @@ def _predict(args: argparse.Namespace, model: Any, cases: list[Any], truth: dict
         print(f"[{i}/{len(cases)}] {case.case_id}: {time.perf_counter() - t0:.1f} s", flush=True)
     if image_level:
         write_table(rows, args.output / "predictions.csv")
-
-
-def write_probabilities(probabilities: Any, label_values: Any, path: Path) -> None:
-    """``CASE.npz`` as automed predict writes it: ``probabilities`` ``(K, z, y, x)`` and ``labels`` (int16), the label
-    value of each channel (with label IDs such as 0, 1, 4 not the channel's index), replaced atomically."""
-    import numpy as np
-
-    tmp = path.with_name(f".{path.stem}.partial.npz")
-    np.savez_compressed(tmp, probabilities=probabilities, labels=np.asarray(label_values, dtype=np.int16))
-    tmp.replace(path)
 
 
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:

@@ -129,3 +129,22 @@ def changed_inputs(record: dict[str, Any], stamps: dict[str, str], finished: lis
     predicted from; none when the record predates input stamps."""
     was = record.get("inputs")
     return sorted(c for c in finished if isinstance(was, dict) and was.get(c) != stamps.get(c))
+
+
+def write_probabilities(probabilities: Any, label_values: Any, path: Path) -> None:
+    """``CASE.npz`` (``--save-probabilities``, the bundle's and automed predict's): ``probabilities`` ``(K, z, y,
+    x)`` and ``labels`` (int16), the label value of each channel (with label IDs such as 0, 1, 4 not the channel's
+    index), replaced atomically."""
+    import numpy as np
+
+    if len(label_values) != probabilities.shape[0]:
+        raise ValueError(f"{len(label_values)} label values for {probabilities.shape[0]} classes")
+    tmp = path.with_name(f".{path.stem}.partial.npz")
+    np.savez_compressed(tmp, probabilities=probabilities, labels=np.asarray(label_values, dtype=np.int16))
+    tmp.replace(path)
+
+
+def same_settings(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Two runs' records name the same model and settings (their input stamps aside: :func:`changed_inputs` judges
+    those case by case)."""
+    return {**before, "inputs": None} == {**now, "inputs": None}

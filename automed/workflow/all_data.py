@@ -168,6 +168,6 @@ def _registered_score(tracker: Tracker, cv_workdir: Path) -> float | None:
         if not isinstance(entry, dict):
             return None
         value = float(tracker.client.get_model_version(entry["name"], str(entry["version"])).tags["cv_score"])
-    except Exception:  # another store, a version deleted since, no tag: the training's own selection decides
+    except Exception:  # another store, a version deleted since, no tag: its model.json's CV score is taken
         return None
     return value if math.isfinite(value) else None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.errors import ArtifactError, ConfigError
+from automed.runtime.output import same_settings
 
 RECORD = ".automed-predict.json"
 log = logging.getLogger("automed")
@@ -100,7 +101,7 @@ def check_record(out: Path, now: dict[str, Any], earlier: bool, finished: list[s
         return
     path = out / RECORD
     before = _earlier_record(path) if path.is_file() else None
-    if before is not None and {**before, "inputs": None} == {**now, "inputs": None}:
+    if before is not None and same_settings(before, now):
         from automed.runtime.output import changed_inputs
 
         changed = changed_inputs(before, now.get("inputs") or {}, finished or [])

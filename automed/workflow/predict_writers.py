@@ -139,19 +139,13 @@ class LabelMapWriter:
         import numpy as np
 
         from automed.data.io import write_image_atomic
+        from automed.runtime.output import write_probabilities
 
         path = self.out / f"{case.case_id}{case.suffix}"
         labels = res.labels.astype(np.uint8 if res.labels.max(initial=0) < 256 else np.int16)  # as the bundle
         self.extra.update(p for p in write_image_atomic(labels, geometry, path) if p != path)
-        if res.probabilities is not None:
-            ptmp = self.out / f".{case.case_id}.partial.npz"
-            if len(self.label_values) != res.probabilities.shape[0]:
-                raise ValueError(
-                    f"{len(self.label_values)} label values for {res.probabilities.shape[0]} classes"
-                )
-            labels_of = np.asarray(self.label_values, dtype=np.int16)
-            np.savez_compressed(ptmp, probabilities=res.probabilities, labels=labels_of)
-            ptmp.replace(self.out / f"{case.case_id}.npz")
+        if res.probabilities is not None:  # (the bundle's writer: the same file from both)
+            write_probabilities(res.probabilities, self.label_values, self.out / f"{case.case_id}.npz")
             self.extra.add(self.out / f"{case.case_id}.npz")
         self.written.append(path)
 
