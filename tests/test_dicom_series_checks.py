@@ -330,3 +330,20 @@ def test_a_gantry_tilted_series_is_refused_wherever_it_is_read(tmp_path: Path) -
         tmp_path / "noise", [0.0, 5.0, 10.0, 15.0], shift=0.001, uid="1.2.826.0.1.3680043.8.498.7"
     )
     assert read_sitk(noise).GetSize() == (8, 6, 4) and len(discover(noise, 1)) == 1
+
+
+def test_convert_joins_a_series_an_export_split_over_folders(tmp_path: Path) -> None:
+    """A series whose slices an export spread over two folders (here alternately) was written as two volumes of
+    half its slices at twice its spacing, exit 0, without a word: one series is one volume whatever its folders."""
+    import SimpleITK as sitk
+
+    from automed.workflow.convert import convert
+
+    write_series(tmp_path / "in" / "a", [0.0, 5.0, 10.0])
+    write_series(tmp_path / "in" / "b", [2.5, 7.5, 12.5])  # the same series UID, its other slices
+    res = convert(tmp_path / "in", tmp_path / "out", show_progress=False)
+    (series,) = res.series
+    image = sitk.ReadImage(str(tmp_path / "out" / series["file"]))
+    assert image.GetSize() == (8, 6, 6) and image.GetSpacing()[2] == pytest.approx(2.5)
+    assert sitk.GetArrayFromImage(image)[:, 0, 0].tolist() == [1, 1, 11, 11, 21, 21]
+    assert image.GetOrigin()[2] == pytest.approx(0.0)

@@ -44,6 +44,7 @@ FREE_TEXT_VRS = {"LO", "LT", "SH", "ST", "UT", "UC"}
 _PSEUDONYM = re.compile(rf"^{PSEUDONYM_PREFIX}[0-9A-F]{{10}}$")
 _DATE_TEXT = re.compile(r"(?<!\d)(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)")
 _DUMMY_DATES = {"", "00010101"}
+_DUMMY_TIMES = {"010101.000000+0000"}  # dicom-anonymizer's DT dummy is 00010101 plus this time
 _DUMMY = "ANONYMIZED"  # dicom-anonymizer's D value for text
 _ID_ATTRIBUTES = {
     "PatientID",
@@ -299,7 +300,7 @@ def _dummy(text: str, vr: str) -> bool:
     if not _not_pseudonym(t):
         return True
     if vr in ("DA", "DT"):
-        return t[:8] in _DUMMY_DATES and not t[8:].strip("0.+-")
+        return t[:8] in _DUMMY_DATES and (not t[8:].strip("0.+-") or (vr == "DT" and t[8:] in _DUMMY_TIMES))
     return vr in ("TM", "IS", "DS", "US", "SS", "UL", "SL", "FL", "FD") and not t.strip("0.:+-")
 
 

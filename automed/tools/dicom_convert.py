@@ -1,12 +1,13 @@
 """DICOM -> NIfTI for every series of a folder tree (not the first one only).
 
-Files are grouped by (folder, SeriesInstanceUID), then into volumes by echo, temporal position and orientation; each
+Files are grouped by SeriesInstanceUID (in whatever folders they lie: exports split a series over folders), then into volumes by echo, temporal position and orientation; each
 volume is sorted along the slice normal (the order GDCM uses) and read by SimpleITK, a multi-frame file on its own. Each series is named by a
 key made of its modality, series number and a digest of its UID - no patient or study text."""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def series_volume_problems(folder: Path, files: list[str]) -> list[Problem]:
 def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
     """Every series under ``root`` and every file that is not a usable DICOM image."""
     problems: list[Problem] = []
-    groups: dict[tuple[Path, str], list[tuple[Path, Any]]] = defaultdict(list)
+    groups: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
     for path in input_files(root):
         if is_nifti(path):  # the input itself: nothing to convert
             fix = "it is NIfTI already: train or predict on it as it is" if path == root else "move it out"
@@ -198,11 +199,14 @@ def find_series(root: Path) -> tuple[list[Series], list[Problem]]:
                                     "beside it)"))  # fmt: skip
             continue
         del ds.PixelData  # keep the headers only
-        groups[(path.parent, str(ds.get("SeriesInstanceUID", "")))].append((path, ds))
+        # by UID alone: a series an export split over folders (alternate or contiguous slices) had become two
+        # volumes of half its slices at twice its spacing, without a word
+        groups[str(ds.get("SeriesInstanceUID", ""))].append((path, ds))
     series: list[Series] = []
     taken: set[str] = set()
-    for (folder, uid), members in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        first = members[0][1]
+    placed = {uid: Path(os.path.commonpath([p.parent for p, _ in m])) for uid, m in groups.items()}
+    for uid, members in sorted(groups.items(), key=lambda kv: (str(placed[kv[0]]), kv[0])):
+        folder, first = placed[uid], members[0][1]
         common = (
             str(first.get("Modality", "")),
             str(first.get("SeriesDescription", "")),
