@@ -140,12 +140,31 @@ def test_slide_without_pixel_size_refused_until_mpp(tmp_path: Path) -> None:
     assert len(list((tmp_path / "m" / "patches").rglob("*.png"))) == 6
 
 
+def test_a_slide_a_little_coarser_than_asked_is_mined_at_the_asked_resolution(
+    synthetic: dict[str, Path], tmp_path: Path
+) -> None:
+    """A 40x scan is 0.2266-0.2527 um/px and "0.25" its usual name: --mpp 0.25 on an Aperio slide of 0.2527 was
+    refused (a 0.1 % limit), as was predicting it with a model trained at 0.25. Up to 5 % finer than the slide is
+    read from level 0, enlarged."""
+    res = patch_miner([synthetic["slideA"]], tmp_path / "m", mpp=0.49, patch_size="64", num_patches=3,
+                      read="random", show_progress=False)  # fmt: skip
+    assert res.patches == 3
+    pngs = sorted((tmp_path / "m" / "patches").rglob("*.png"))
+    assert pngs and all(Image.open(p).size == (64, 64) for p in pngs)
+    (slide,) = res.slides
+    assert (slide["target_mpp"], slide["level"], slide["size0"]) == (
+        0.49,
+        0,
+        63,
+    )  # 63 level-0 pixels, enlarged
+
+
 def test_bad_mining_input(synthetic: dict[str, Path], tmp_path: Path) -> None:
     (tmp_path / "notes.svs").write_text("not a slide")
     with pytest.raises(AutomedError, match="OpenSlide reads"):
         patch_miner([tmp_path / "notes.svs"], tmp_path / "m", show_progress=False)
-    with pytest.raises(AutomedError, match="at or above the slide's own resolution"):
-        patch_miner([synthetic["slideA"]], tmp_path / "m", mpp=0.25, show_progress=False)
+    with pytest.raises(AutomedError, match="at the slide's own resolution or coarser"):
+        patch_miner([synthetic["slideA"]], tmp_path / "m", mpp=0.47, show_progress=False)  # 6 % finer
     with pytest.raises(AutomedError, match="patch size"):
         patch_miner([synthetic["slideA"]], tmp_path / "m", patch_size="big", show_progress=False)
     with pytest.raises(AutomedError, match="Did you mean"):
@@ -282,12 +301,31 @@ def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> N
             out.workdir, synthetic["slideA"], tmp_path / "R", output_format="dicom-seg", show_progress=False
         )
     assert not (tmp_path / "R").exists()
+    # a selection folder predicts slides at its chosen training's resolution (it had been "not a training work
+    # dir": --mpp needed), and a registered model's bundle carries it in model.json (it carried none)
+    from automed.train.meta import read_meta
+    from automed.workflow.predict_wsi import model_mpp
+
+    assert read_meta(out.workdir / "model.json").slide_mpp == 2.0
+    api.select([out.workdir], tmp_path / "S", inference=False, tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+               show_progress=False)  # fmt: skip
+    by_selection = api.predict(tmp_path / "S", synthetic["slideA"], tmp_path / "PS", show_progress=False)
+    assert [p.name for p in by_selection] == ["slideA_labels.tif"]
+    from automed.select.register import write_model_bundle
+    from automed.train.meta import load_model
+
+    bundle = write_model_bundle(
+        out.workdir, load_model(out.workdir), tmp_path / "bundle"
+    )  # what is registered
+    assert model_mpp("models:/automed-patches@champion", None, bundle) == 2.0
     # the training's resolution is its fingerprint's: mining again into the same folder at another resolution (no
     # --overwrite needed: the same kind of output) had made slides predict at that one, without a word
     assert json.loads((out.workdir / "fingerprint.json").read_text())["slide_mpp"] == 2.0
     patch_miner(
         [synthetic["root"] / "slides.csv"], tmp_path / "m", patch_size="64", mpp=4.0, show_progress=False
     )
-    from automed.workflow.predict_wsi import model_mpp
-
     assert model_mpp(out.workdir, None) == 2.0
+    # the CV cases are gone from the dataset now: select says so (it had crashed with a KeyError mid-scoring)
+    with pytest.raises(AutomedError, match=r"CV case\(s\) no longer in it"):
+        api.select([out.workdir], tmp_path / "S2", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                   show_progress=False)  # fmt: skip

@@ -123,6 +123,12 @@ class Fingerprint(Strict):
         check_schema_version(path, data, SCHEMA_VERSION, what="fingerprint.json")
         return cls.model_validate(data)
 
+    @classmethod
+    def slide_mpp_in(cls, folder: Path) -> float | None:
+        """The ``slide_mpp`` of ``folder``'s ``fingerprint.json`` (a model's record of it); None without one."""
+        path = folder / "fingerprint.json"
+        return cls.load(path).slide_mpp if path.is_file() else None
+
     @property
     def spacings(self) -> list[list[float]]:
         return [c.spacing for c in self.cases]

@@ -216,6 +216,14 @@ def select_trainings(
     ds = load_dataset(first.dataset)
     by_id = {c.case_id: c for c in ds.cases}
     cases = sorted(first.probs)
+    if gone := [
+        c for c in cases if c not in by_id
+    ]:  # (a KeyError mid-scoring, e.g. patches mined again there)
+        raise ArtifactError.single(
+            first.dataset, "a selection scores the trainings' CV cases against the dataset's labels",
+            f"{len(gone)} of {len(cases)} CV case(s) no longer in it (e.g. {gone[0]})",
+            "restore the dataset the trainings were trained on, or train again on the dataset as it is now",
+        )  # fmt: skip
 
     def reference(cid: str) -> np.ndarray:  # read case by case: nothing scales with the dataset in memory
         label = read_case(by_id[cid], ds.images_are_4d).label

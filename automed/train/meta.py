@@ -66,6 +66,9 @@ class ModelMeta(Strict):
     score_name: str = "cv_dice_fg_mean"
     cv_score: float | None = None  # undefined (None) when no label was defined in any validation case
     inference: InferenceSettings = InferenceSettings()
+    # a model of slide patches: the micrometres per pixel they were mined at (its fingerprint's), which whole slides
+    # are predicted at wherever the model goes (a selection, a registered bundle); None for any other model
+    slide_mpp: float | None = None
 
     @property
     def predict_folds(self) -> list[int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.errors import ArtifactError
+from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
 from automed.records import read_tracking
@@ -138,6 +139,7 @@ def conclude_all_data(
             mirrors=cv_meta.inference.mirrors if cv_meta else validation_mirrors,
             postprocessing=post,
         ),
+        slide_mpp=Fingerprint.slide_mpp_in(Path(wd)),
     )
     meta.save(WorkDir(wd).model)
     link = {

@@ -33,6 +33,7 @@ from automed.wsi.slide import (
     SLIDE_SUFFIXES,
     UNKNOWN_MPP_RULE,
     SlideInfo,
+    finer_than_slide,
     one_per_dicom_series,
     slide_handle,
     slide_info,
@@ -301,8 +302,8 @@ def patch_miner(
     )
     infos = [_info(s, mpp, slide_mpp) for s in slides]  # every slide judged before any work
     for s, info in zip(slides, infos, strict=True):
-        if mpp is not None and mpp < info.mpp * 0.999:
-            raise DatasetError.single(s.path, "patches are mined at or above the slide's own resolution",
+        if mpp is not None and finer_than_slide(mpp, info):
+            raise DatasetError.single(s.path, "patches are mined at the slide's own resolution or coarser (within 5 %)",
                                       f"--mpp {mpp} finer than the slide's {info.mpp:.4g} um/px",
                                       f"use --mpp {info.mpp:.4g} or coarser{wrong_mpp_hint(info)}")  # fmt: skip
     own = sorted({round(i.mpp, 4) for i in infos})

@@ -314,7 +314,11 @@ def predict(
     if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
-        at_mpp, names = model_mpp(model, mpp), _label_names(model, predictor)  # before the output is touched
+        holds = registered if registered is not None else model_dir(Path(model))
+        at_mpp, names = (
+            model_mpp(model, mpp, holds),
+            _label_names(model, predictor),
+        )  # before the output is touched
         return into_output(out, lambda dest: predict_slides(
             predictor, slides, dest, mpp=at_mpp, names=names, slide_mpp=slide_mpp,
             save_probabilities=save_probabilities, show_progress=show_progress, stems=stems))  # fmt: skip

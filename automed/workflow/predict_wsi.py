@@ -25,7 +25,14 @@ from automed.parallel import progress_bar
 from automed.runtime.folders import safe_id
 from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
-from automed.wsi.slide import slide_handle, slide_info, slide_name, thumbnail, wrong_mpp_hint
+from automed.wsi.slide import (
+    finer_than_slide,
+    slide_handle,
+    slide_info,
+    slide_name,
+    thumbnail,
+    wrong_mpp_hint,
+)
 from automed.wsi.tissue import tissue_mask
 
 log = logging.getLogger("automed")
@@ -44,19 +51,23 @@ def file_part(label_name: str) -> str:
     return safe_id(label_name).strip(".") or "label"
 
 
-def model_mpp(model: str | Path, given: float | None) -> float:
-    """The model's micrometres per pixel: ``--mpp``, else the resolution its training's patches were mined at (its
-    fingerprint's record; a work dir fingerprinted before that was recorded: the patch miner's ``mining.json``
-    beside its training CSV)."""
+def model_mpp(model: str | Path, given: float | None, holder: Path | None = None) -> float:
+    """The model's micrometres per pixel: ``--mpp``, else the resolution its training's patches were mined at.
+    ``holder`` is the folder holding the model (``model`` itself, a selection's chosen work dir, or a registered
+    model's downloaded bundle); its fingerprint's record, else its ``model.json``'s (a bundle's); a work dir
+    fingerprinted before that was recorded: the patch miner's ``mining.json`` beside its training CSV."""
     if given is not None:
         return given
     from automed.fingerprint.schema import Fingerprint
     from automed.records import MINING, patches_mpp, readable_patches_mpp
+    from automed.train.meta import read_meta
     from automed.workdir import WorkDir
 
     source = None
-    if not str(model).startswith("models:/") and WorkDir(Path(model)).fingerprint.is_file():
-        fp = Fingerprint.load(WorkDir(Path(model)).fingerprint)
+    if holder is None and not str(model).startswith("models:/"):
+        holder = Path(model)
+    if holder is not None and WorkDir(holder).fingerprint.is_file():
+        fp = Fingerprint.load(WorkDir(holder).fingerprint)
         source = Path(fp.source)
         if fp.slide_mpp is not None:
             if (now := readable_patches_mpp(source)) is not None and not math.isclose(
@@ -68,6 +79,12 @@ def model_mpp(model: str | Path, given: float | None) -> float:
             return fp.slide_mpp
         if (now := patches_mpp(source)) is not None:
             return now
+    elif (
+        holder is not None
+        and WorkDir(holder).model.is_file()  # a registered model's bundle
+        and (recorded := read_meta(WorkDir(holder).model).slide_mpp) is not None
+    ):
+        return recorded
     if (
         source is not None and source.suffix != ".csv"
     ):  # a dataset.json or class folders: no patches, no --mpp
@@ -76,7 +93,7 @@ def model_mpp(model: str | Path, given: float | None) -> float:
     raise ConfigError.single(
         model,
         "predicting on whole slides needs the model's resolution in micrometres per pixel",
-        f"no mining.json beside its training CSV ({source})" if source else "not a training work dir",
+        f"no mining.json beside its training CSV ({source})" if source else "not recorded with the model",
         "pass --mpp with the resolution of the patches it was trained on",
     )
 
@@ -199,8 +216,8 @@ def predict_slides(
         slide_info(path, slide_mpp, given_as="--slide-mpp") for path in slides
     ]  # every slide before any work
     for path, info in zip(slides, infos, strict=True):
-        if mpp < info.mpp * 0.999:
-            raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution",
+        if finer_than_slide(mpp, info):
+            raise ConfigError.single(path, "a slide must be at least as fine as the model's resolution (within 5 %)",
                                      f"slide {info.mpp:.4g} um/px, model {mpp:.4g}",
                                      f"use a finer scan{wrong_mpp_hint(info)}")  # fmt: skip
     _check_network(predictor, slides[0])

@@ -246,6 +246,7 @@ def _conclude(
         score_name=task.score_name,
         cv_score=task.score(cv),
         inference=InferenceSettings(**settings, postprocessing=own.postprocessing),
+        slide_mpp=Fingerprint.slide_mpp_in(wdir.root),
     )
     meta.save(wdir.model)
     if config.explain:

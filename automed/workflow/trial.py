@@ -25,6 +25,7 @@ import torch
 
 from automed.artifacts import write_json_atomic
 from automed.data.splits import read_splits
+from automed.fingerprint.schema import Fingerprint
 from automed.plan.schema import Plan
 from automed.records import PROGRESS, TRAIN_CONFIG_VERSION, read_progress, stamped
 from automed.search.context import Report, SweepContext, trial_dir
@@ -345,6 +346,7 @@ def _write_model(
         score_name=task.score_name,
         cv_score=task.score(cv),
         inference=InferenceSettings(tta=ctx.validation_tta, mirrors=ctx.validation_mirrors),
+        slide_mpp=Fingerprint.slide_mpp_in(Path(ctx.sweep_dir)),
     ).save(wd.model)
     write_json_atomic(
         wd.train_config,
