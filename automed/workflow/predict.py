@@ -311,24 +311,20 @@ def predict(
             "--save-probabilities writes label maps' probabilities (CASE.npz); a classification model's are the "
             "probability_<class> columns of predictions.csv, a regression model has none"
         )
+    owner = registered if registered is not None else model_dir(Path(model))  # the folder holding the model
+    holder = None if registered is not None else owner
     if slides is not None:  # only then the slide-inference stack (tissue masks, pyramids) is imported
         from automed.workflow.predict_wsi import model_mpp, predict_slides
 
-        holds = registered if registered is not None else model_dir(Path(model))
-        at_mpp, names = (
-            model_mpp(model, mpp, holds),
-            _label_names(model, predictor),
-        )  # before the output is touched
+        at_mpp = model_mpp(model, mpp, owner)  # before the output is touched
+        names = _label_names(model, predictor)
         return into_output(out, lambda dest: predict_slides(
             predictor, slides, dest, mpp=at_mpp, names=names, slide_mpp=slide_mpp,
             save_probabilities=save_probabilities, show_progress=show_progress, stems=stems))  # fmt: skip
     cases = discover(input_path, predictor.n_channels, takes_dimension(predictor))
     check_takes(cases, predictor)  # before anything is written
     check_channel_grids(c.images for c in cases)  # stacked as they are, they would pair different places
-    holder = None if registered is not None else model_dir(Path(model))
-    check_csv_channels(
-        input_path, registered if registered is not None else model_dir(Path(model))
-    )  # named columns
+    check_csv_channels(input_path, owner)  # named columns
     version = registered_version(str(model), tracking_uri) if holder is None else None
     settings = run_settings(model, holder, getattr(predictor, "tta", None), save_probabilities, output_format,
                             folds=folds, step=step, version=version)  # fmt: skip
