@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -73,6 +74,29 @@ def test_bad_bounds(tmp_path: Path) -> None:
     assert "epochs: a int parameter needs low and high" in text
     assert "momentum: the default must lie within [low, high] | 0.95" in text
     assert "batch_size: an int parameter needs a whole step | step=1.5" in text
+
+
+def test_a_float_parameter_of_a_whole_number_field_is_refused_at_load(tmp_path: Path) -> None:
+    """`base_features: {type: float, low: 16, high: 32}` loaded (its whole bounds pass the int field) and every
+    sampled trial failed, each said only "For further information visit https://errors.pydantic.dev/..."."""
+    from automed.workflow.trial import record_failure
+
+    space = {
+        "base_features": {"type": "float", "low": 16, "high": 32},
+        "epochs": {"type": "float", "low": 2, "high": 9},
+    }
+    text = "\n".join(_problems(_space(tmp_path, space)))
+    for name in ("base_features", "epochs"):
+        assert f"parameters.{name}: `{name}` takes whole numbers | type=float" in text
+    load_space(
+        _space(tmp_path, {"learning_rate": {"type": "float", "low": 1, "high": 2}})
+    )  # a float field: fine
+    try:
+        TrainConfig.model_validate({"base_features": 22.1})
+    except ValueError as exc:
+        record_failure(tmp_path / "t", exc)
+    message = json.loads((tmp_path / "t" / "failed.json").read_text())["message"]
+    assert "errors.pydantic.dev" not in message and "integer" in message
 
 
 def test_unknown_parameter_key_and_field(tmp_path: Path) -> None:

@@ -221,6 +221,9 @@ class RayEngine(Engine):
         write in this driver's sweep dir (a sweep dir moved or copied whole before the resume)."""
         from ray import tune
 
+        # Ctrl-C must stop the sweep as it stops the Optuna engine's (KILLED, the stage not done, exit 130): Tune's own
+        # handler ended the run quietly and returned, and the sweep marked the stage done and went on promoting
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
         path = self._tuner_path(ctx, stage)
         if resume and tune.Tuner.can_restore(str(path)):
             tuner = tune.Tuner.restore(
@@ -301,7 +304,10 @@ class RayEngine(Engine):
         resume: bool,
         stage: str = "promote",
     ) -> list[TrialOutcome]:
-        """Run fixed (trial, folds) units (promotion, grids), ``concurrency`` at a time."""
+        """Run fixed (trial, folds) units (promotion, grids), ``concurrency`` at a time; none for no units (a Tune
+        grid of no points had failed with "IndexError: pop from empty list")."""
+        if not units:
+            return []
         from ray import tune
 
         ctx = self.trial_context(ctx)

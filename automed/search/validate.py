@@ -193,6 +193,13 @@ def _check_parameter(
                         f"use a registered name.{did_you_mean(str(v), NETWORKS.names())}",
                     )
                 )
+    if target not in SPECIAL_TARGETS and p.type == "float" and p.low is not None and p.high is not None:
+        # whole bounds pass an int field, the values sampled between them do not (every trial had failed)
+        inner = p.low + (p.high - p.low) * 0.382
+        if _config_error(fixed, target, inner) and not _config_error(fixed, target, round(inner)):
+            out.append(
+                Problem(file, f"{where}: `{target}` takes whole numbers", "type=float", "use type: int")
+            )
     if target not in SPECIAL_TARGETS:
         for v in probes:
             why = _config_error(fixed, target, v)

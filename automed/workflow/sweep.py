@@ -210,14 +210,22 @@ def _sweep(
         state["concurrency"] = run.conc
         run.save()
     except BaseException as exc:
-        status = "FAILED" if isinstance(exc, Exception) else "KILLED"
-        # trials and folds a killed worker left open
-        tracker.end_open_runs_under(state["sweep_run_id"], status)
-        tracker.end_run(state["sweep_run_id"], status)
+        _end_runs(tracker, state, exc)
         raise
     finally:
         engine.close()
-    return _finish(wd, tracker, state, space, n_folds, outcomes)
+    try:  # the report and selection (their postprocessing runs long): stopped there, the run is ended too
+        return _finish(wd, tracker, state, space, n_folds, outcomes)
+    except BaseException as exc:
+        _end_runs(tracker, state, exc)
+        raise
+
+
+def _end_runs(tracker: Tracker, state: dict[str, Any], exc: BaseException) -> None:
+    """The sweep's MLflow run, and the trials and folds a killed worker left open, ended FAILED or KILLED."""
+    status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+    tracker.end_open_runs_under(state["sweep_run_id"], status)
+    tracker.end_run(state["sweep_run_id"], status)
 
 
 def _score_label(plan: Plan, dataset: str) -> str:

@@ -179,6 +179,8 @@ def record_failure(td: Path, exc: BaseException) -> None:
     sweep's summary prints it once) and the full traceback (the place the summary names). It stays on this file
     system: nothing of it goes to MLflow, where the message could name paths."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines and lines[-1].startswith("For further information visit https://errors.pydantic.dev"):
+        lines = lines[:-1]  # a pydantic error's last line is its help URL: the rule broken is above it
     td.mkdir(parents=True, exist_ok=True)
     write_json_atomic(
         td / FAILED,
