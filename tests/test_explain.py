@@ -307,6 +307,28 @@ def test_the_cli_verb_runs(models: dict[str, Any]) -> None:
     assert "wrote 1 attention map(s)" in r.output and len(list(out.glob("*.nii.gz"))) == 1
 
 
+@pytest.mark.slow
+def test_overwrite_replaces_another_kind_of_output(models: dict[str, Any]) -> None:
+    """--overwrite into a folder automed wrote as another output (predictions) left those files beside the maps and
+    relabelled the folder: a later predict there was refused, and with --overwrite removed the maps."""
+    from automed.artifacts import mark_output, output_kind
+
+    out = models["root"] / "was_predictions"
+    out.mkdir()
+    mark_output(out, "predictions")
+    (out / "case_000.nii.gz").write_bytes(b"an earlier label map")
+    with pytest.raises(ArtifactError, match="only with --overwrite"):
+        api.explain(
+            models["seg"], models["seg_in"], out, label="large", layer="decoder.0", show_progress=False
+        )
+    written = api.explain(models["seg"], models["seg_in"], out, label="large", layer="decoder.0", overwrite=True,
+                          show_progress=False)  # fmt: skip
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in written
+    )
+    assert output_kind(out) == "explanations"
+
+
 def test_an_unknown_backend_names_the_closest(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Did you mean 'gcampp'"):
         api.explain(tmp_path, tmp_path, tmp_path / "out", backend="gcamp")

@@ -289,6 +289,18 @@ def test_train_on_mined_patches(synthetic: dict[str, Path], tmp_path: Path) -> N
     assert set(values.tolist()) <= {0, 1, 2}
     again = api.predict(out.workdir, synthetic["slideA"], tmp_path / "P", overwrite=True, show_progress=False)
     assert again == pred  # --overwrite replaces the earlier predictions
+    # a run killed (SIGKILL) mid-slide leaves its marker and the slide's block store: no earlier predictions (the
+    # folder was refused without --overwrite, the fix naming --continue, which slides refuse)
+    from automed.artifacts import mark_output
+
+    (tmp_path / "K").mkdir()
+    mark_output(tmp_path / "K", "predictions")
+    (tmp_path / "K" / ".slideA.blocks").mkdir()
+    (tmp_path / "K" / ".slideA.blocks" / "0_0.npz").write_bytes(b"block")
+    assert [
+        p.name for p in api.predict(out.workdir, synthetic["slideA"], tmp_path / "K", show_progress=False)
+    ] == ["slideA_labels.tif"]
+    assert not (tmp_path / "K" / ".slideA.blocks").exists()
     assert not (tmp_path / "P" / ".automed-new-predictions").exists()
     from automed.errors import AutomedError
 

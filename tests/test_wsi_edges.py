@@ -436,3 +436,42 @@ def test_slides_below_a_folder_are_named_by_their_place_as_predict_names_them(
     listed = found_slides(tmp_path / "f")
     assert listed is not None
     assert [s["slide"] for s in res.slides] == listed[1] == ["p1_HE", "p2_HE"]
+
+
+def _spoil_tile(path: Path, page: int, tile: int) -> None:
+    """Overwrite the middle of one tile's compressed bytes (a copy damaged in transfer)."""
+    with tifffile.TiffFile(path) as tif:
+        offset = int(tif.pages[page].dataoffsets[tile])
+        count = int(tif.pages[page].databytecounts[tile])
+    with path.open("r+b") as f:
+        f.seek(offset + count // 4)
+        f.write(bytes(range(256))[: max(8, count // 2)])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_damaged_slide_tile_or_label_map_is_named(slide: Path, tmp_path: Path, workers: int) -> None:
+    """A slide tile that does not decode ended mining with "unexpected error: OpenSlideError: TIFFRGBAImageGet
+    failed" and a truncated tiled label map with "unexpected error: TiffFileError: corrupted tile", neither naming
+    the file; an 8-byte label map with "IndexError: 0"."""
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(slide.read_bytes())
+    _spoil_tile(bad, 0, 5)
+    with pytest.raises(AutomedError, match=r"pixels must decode") as err:
+        patch_miner([bad], tmp_path / "m", patch_size="64", overlap=0.0, workers=workers, show_progress=False)
+    assert err.value.problems[0].file == str(bad) and "OpenSlideError" in err.value.problems[0].value
+    assert not (tmp_path / "m").exists()
+    labels = np.zeros((768, 1024), np.uint8)
+    labels[100:600, 200:900] = 1
+    label = tmp_path / "label.tif"
+    tifffile.imwrite(label, labels, tile=(256, 256), compression="zlib")
+    label.write_bytes(label.read_bytes()[: label.stat().st_size // 2])  # a copy cut short
+    (tmp_path / "s.csv").write_text(f"SubjectID,Channel_0,Label\na,{slide},{label}\n")
+    with pytest.raises(AutomedError, match=r"pixels must decode") as err:
+        patch_miner([tmp_path / "s.csv"], tmp_path / "m", patch_size="64", overlap=0.0, workers=workers,
+                    show_progress=False)  # fmt: skip
+    assert err.value.problems[0].file == str(label) and "label map at" in err.value.problems[0].value
+    label.write_bytes(label.read_bytes()[:8])  # a header only
+    with pytest.raises(AutomedError, match=r"a label map must be an image Pillow or OpenSlide reads"):
+        patch_miner(
+            [tmp_path / "s.csv"], tmp_path / "m", patch_size="64", workers=workers, show_progress=False
+        )

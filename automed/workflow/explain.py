@@ -58,7 +58,7 @@ def explain(
     ``backend``: gcam, gbp, ggcam or gcampp; ``layer``: a module name of the network (default: a U-Net's last
     decoder block, an image-level network's last encoder stage). ``output`` is claimed as predict's output is; maps
     already there under the same names (another ``label`` or ``layer``) are replaced only with ``overwrite``."""
-    from automed.artifacts import mark_output
+    from automed.artifacts import mark_output, output_kind
     from automed.data.cases import read_case
     from automed.data.dataset import Case
     from automed.data.verify import check_channel_grids
@@ -70,7 +70,7 @@ def explain(
     from automed.workflow.predict import model_dir
     from automed.workflow.predict_bundle import fetch_registered
     from automed.workflow.predict_channels import check_csv_channels
-    from automed.workflow.predict_output import claim_model_output
+    from automed.workflow.predict_output import claim_model_output, remove_older
 
     _refuse_slides(input_path)
     registered = str(model).startswith("models:/")
@@ -103,6 +103,9 @@ def explain(
     explainer = Explainer(predictor.models, backend=backend, layer=name, channel=channel)
     if channel is not None and predictor.cfg.network.dimension == 2:
         log.warning("a 2D configuration's map is normalized per slice: compare attention within a slice only")
+    # --overwrite of another kind of automed output replaces it, as the claim said (its files had stayed beside the
+    # maps, the folder relabelled): what this run did not write goes once it has finished
+    replaces = overwrite and out.is_dir() and output_kind(out) not in (None, "explanations")
     out.mkdir(parents=True, exist_ok=True)
     mark_output(out, "explanations")
     written: list[Path] = []
@@ -130,6 +133,8 @@ def explain(
             title = f"{c.case_id} | {backend} | layer {explainer.layer_text} | {cm.explains}"
             written += write_case(out, f"{c.case_id}_{backend}", cm.values, cd, title)
             bar.advance(task)
+    if replaces:
+        remove_older(out, set(written))
     return written
 
 

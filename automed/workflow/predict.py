@@ -4,7 +4,6 @@ usable, else torch), an ``automed select`` folder (its choice) or a registered m
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from automed.workflow.predict_continue import (
     run_settings,
     write_record,
 )
-from automed.workflow.predict_output import STAGING, claim_model_output, into_output, remove_older
+from automed.workflow.predict_output import claim_model_output, clear_killed_run, into_output, remove_older
 from automed.workflow.predict_truth import folder_truth
 from automed.workflow.predict_writers import (
     DicomSegWriter,
@@ -274,7 +273,8 @@ def predict(
         if not WorkDir(chosen).pair.is_file():  # no model here is the first thing to fix, before the output
             WorkDir(chosen).require_model()
     out = claim_model_output(output, "predictions", input_path, model_folders, overwrite)
-    earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, STAGING, RECORD) for p in out.iterdir())
+    clear_killed_run(out)  # a killed slide run's staging and block stores, in a folder claimed as ours
+    earlier = out.is_dir() and any(p.name not in (OUTPUT_MARKER, RECORD) for p in out.iterdir())
     if (
         earlier and not overwrite and not resume
     ):  # another model's (or input's) predictions would mix with these
@@ -285,7 +285,6 @@ def predict(
             "choose a new folder, pass --overwrite to replace them (what the new run does not write is removed "
             "when it has finished), or --continue to predict only the cases an unfinished run left out",
         )
-    shutil.rmtree(out / STAGING, ignore_errors=True)  # a killed slide run's, in a folder claimed as ours
     from automed.workflow.predict_slide_inputs import check_slide_options, found_slides
 
     found = found_slides(Path(input_path).expanduser().resolve())  # at any depth, each with its output name

@@ -52,6 +52,20 @@ def training_datasets(folders: Sequence[Path]) -> list[Path]:
     return found
 
 
+def block_store(out: Path, stem: str) -> Path:
+    """The hidden folder where a slide's predicted blocks wait until its pyramids are written."""
+    return out / f".{stem}.blocks"
+
+
+def clear_killed_run(out: Path) -> None:
+    """What a killed run left in ``out`` (a folder claimed as automed's predictions): the slide staging folder and
+    the slides' block stores (they had counted as earlier predictions: the folder was refused without --overwrite,
+    its fix naming --continue, which slides refuse; and each can be the size of a slide's predictions)."""
+    if out.is_dir():
+        for leftover in (out / STAGING, *out.glob(block_store(out, "*").name)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def into_output(out: Path, run: Callable[[Path], list[Path]]) -> list[Path]:
     """``run`` writing many files per input (whole slides) into ``out``: a folder this run made goes if it fails; in
     a folder that was there (earlier predictions replaced with ``--overwrite``, or an empty one) it writes into a

@@ -23,6 +23,7 @@ from automed.data.io import Geometry
 from automed.errors import ConfigError
 from automed.parallel import progress_bar
 from automed.runtime.folders import safe_id
+from automed.workflow.predict_output import block_store
 from automed.wsi.infer import BlockGrid, predict_blocks
 from automed.wsi.pyramid import BlockReader, thumbnail_values, write_pyramid
 from automed.wsi.slide import (
@@ -228,7 +229,7 @@ def predict_slides(
             stem, i = f"{base}_{i}", i + 1
         stem = stems[k] if stems is not None else stem
         taken.add(stem)
-        store = out / f".{stem}.blocks"
+        store = block_store(out, stem)
         shutil.rmtree(store, ignore_errors=True)
         mask = tissue_mask(slide_handle(path))
         try:  # the block store goes whatever happens

@@ -47,7 +47,14 @@ class TiledLabel:
             with fh.lock:
                 fh.seek(page.dataoffsets[index])
                 data = fh.read(page.databytecounts[index])
-        tile, at, _ = page.decode(data, index, jpegtables=page.jpegtables)
+        try:
+            tile, at, _ = page.decode(data, index, jpegtables=page.jpegtables)
+        except (
+            Exception
+        ) as exc:  # each codec's own error (zlib.error, imagecodecs', ...): one kind for callers
+            raise tifffile.TiffFileError(
+                f"tile {index} does not decode: {type(exc).__name__}: {exc}"
+            ) from exc
         return (None if tile is None else tile[0]), int(at[2]), int(at[3])
 
     def crop(self, box: tuple[int, int, int, int]) -> Image.Image:
@@ -89,6 +96,6 @@ def tiled_label(path: Path) -> TiledLabel | None:
             return None
         page.decode(None, 0)  # the codec is looked up here: tifffile raises for one it lacks (imagecodecs)
         return TiledLabel(tif)
-    except (KeyError, ValueError, ImportError, NotImplementedError, tifffile.TiffFileError):
-        tif.close()
+    except (KeyError, ValueError, ImportError, NotImplementedError, IndexError, tifffile.TiffFileError):
+        tif.close()  # (IndexError: a file of a header and no page)
         return None

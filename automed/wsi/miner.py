@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 from PIL import Image
 
 from automed.errors import Problem
 from automed.wsi.label_tiff import TiledLabel, tiled_label
-from automed.wsi.slide import SlideInfo, read_rgb
+from automed.wsi.slide import SlideInfo, damaged, read_rgb
 
 # artifact checks on the patch itself (after the tissue mask): mostly glass, mostly black, or colourless
 WHITE_LEVEL, WHITE_FRACTION = 220, 0.8
@@ -117,10 +118,13 @@ def _label_region(path: Path, box: tuple[int, int, int, int], info_size: tuple[i
     sx, sy = size[0] / info_size[0], size[1] / info_size[1]
     x, y, w0, h0 = box
     x0, y0, w, h = round(x * sx), round(y * sy), max(1, round(w0 * sx)), max(1, round(h0 * sy))
-    if img is not None:
-        return img.crop((x0, y0, x0 + w, y0 + h))
-    # 8-bit grayscale: R = G = B = the value, which the luminance keeps; colours: their luminance, as for a PNG
-    return slide_handle(path).read_region((x0, y0), 0, (w, h)).convert("RGB").convert("L")
+    try:
+        if img is not None:
+            return img.crop((x0, y0, x0 + w, y0 + h))
+        # 8-bit grayscale: R = G = B = the value, which the luminance keeps; colours: their luminance, as for a PNG
+        return slide_handle(path).read_region((x0, y0), 0, (w, h)).convert("RGB").convert("L")
+    except (OSError, ValueError, IndexError, tifffile.TiffFileError, openslide.OpenSlideError) as exc:
+        raise damaged(path, f"label map at ({x0}, {y0})", exc) from None  # a truncated or corrupt tile
 
 
 LABEL_MODES = ("L", "P", "I;16", "I", "1")  # one value per pixel: values stay values

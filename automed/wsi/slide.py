@@ -146,12 +146,22 @@ def on_white(region: Image.Image) -> Image.Image:
     return Image.alpha_composite(Image.new("RGBA", region.size, (255, 255, 255, 255)), region).convert("RGB")
 
 
+def damaged(path: Path, where: str, exc: Exception) -> DatasetError:
+    """A slide (or label map) whose pixels do not decode: the file, where and the decoder's words."""
+    words = " ".join(str(exc).split())[:200]
+    return DatasetError.single(path, "a slide's (or label map's) pixels must decode", f"{where}: {type(exc).__name__}: {words}",
+                               "the file is damaged: copy it again from its source, or leave it out")  # fmt: skip
+
+
 def read_rgb(
     path: Path, x: int, y: int, level: int, size: tuple[int, int], out_px: int | None = None
 ) -> np.ndarray:
     """RGB pixels (height, width, 3) of the region at level-0 ``(x, y)`` read at ``level`` (``size`` = w, h at that
     level), outside-the-slide pixels white; resized to ``out_px`` square when given."""
-    rgb = on_white(slide_handle(path).read_region((x, y), level, size))
+    try:
+        rgb = on_white(slide_handle(path).read_region((x, y), level, size))
+    except openslide.OpenSlideError as exc:  # a damaged tile: named, not "unexpected error: OpenSlideError"
+        raise damaged(path, f"level {level} at level-0 ({x}, {y})", exc) from None
     if out_px is not None and rgb.size != (out_px, out_px):
         rgb = rgb.resize((out_px, out_px), Image.Resampling.BOX)
     return np.asarray(rgb)
@@ -176,7 +186,13 @@ def thumbnail(slide: openslide.AbstractSlide, max_side: int) -> np.ndarray:
     for ty in range(0, lh, step):
         for tx in range(0, lw, step):
             tw, th = min(step, lw - tx), min(step, lh - ty)
-            region = slide.read_region((round(tx * ds), round(ty * ds)), level, (tw, th))
+            try:
+                region = slide.read_region((round(tx * ds), round(ty * ds)), level, (tw, th))
+            except openslide.OpenSlideError as exc:
+                named = Path(
+                    str(getattr(slide, "_filename", "the slide"))
+                )  # OpenSlide keeps the path it opened
+                raise damaged(named, f"thumbnail, level {level} at ({tx}, {ty})", exc) from None
             rgb = on_white(region)
             x0, y0 = round(tx * ds / scale), round(ty * ds / scale)
             x1, y1 = round((tx + tw) * ds / scale), round((ty + th) * ds / scale)
