@@ -197,6 +197,26 @@ def test_a_users_search_space_extends_a_shipped_one_by_name(tmp_path: Path) -> N
     assert load_space(child).fixed["epochs"] == 3
 
 
+def test_a_child_space_redefines_or_drops_an_inherited_parameter(tmp_path: Path) -> None:
+    """A parameter merged key by key kept the parent's low/high under the child's `type: categorical` and was
+    refused naming the child ("remove them": they were not in it); an inherited parameter could not be dropped."""
+    from automed.search.space import SPACES_DIR
+
+    quick = load_space(SPACES_DIR / "quick.yaml")
+    mine = _write(tmp_path / "mine.yaml", {"extends": "quick", "name": "mine", "parameters": {
+        "batch_size_scale": {"type": "categorical", "choices": [0.5, 1.0]}, "lr_sgd": None}})  # fmt: skip
+    s = load_space(mine)
+    assert s.parameters["batch_size_scale"].type == "categorical"
+    assert s.parameters["batch_size_scale"].low is None and s.parameters["batch_size_scale"].choices == [
+        0.5,
+        1.0,
+    ]
+    assert "lr_sgd" not in s.parameters
+    kept = [n for n in quick.parameters if n != "lr_sgd"]
+    assert list(s.parameters) == kept  # in the parent's order: a `when` names the parameters above it
+    assert all(s.parameters[n] == quick.parameters[n] for n in kept if n != "batch_size_scale")
+
+
 def test_a_search_spaces_unknown_parent_or_cycle_is_the_presets_error(tmp_path: Path) -> None:
     from automed.search.space import SPACES_DIR
 

@@ -20,8 +20,9 @@ This module loads a file (:func:`load_space`) and re-exports the rest: the data 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from automed.config import data_dir, load_model, merge_layers, read_layers, source_file
+from automed.config import Layers, data_dir, load_model, merge_layers, read_layers, source_file
 from automed.errors import ConfigError, Problem
 from automed.registry import did_you_mean
 from automed.search.resolve import default_point, resolve
@@ -50,6 +51,24 @@ SPACES_DIR = data_dir("search_spaces")
 """automed's search spaces: ``extends: NAME`` names ``NAME.yaml`` here first, then beside the file (as presets do)."""
 
 
+def _merged(layers: Layers) -> Any:
+    """The ``extends:`` chain merged (:func:`merge_layers`), except that a parameter the child names replaces the
+    parent's whole (merged key by key, a categorical child kept the parent's low/high and was refused, naming the
+    child) and ``NAME: null`` drops it."""
+    params = [d.get("parameters") for _, d in layers if isinstance(d, dict)]
+    data = merge_layers(layers)
+    if not isinstance(data, dict) or not all(isinstance(p, dict | None) for p in params):
+        return data  # refused below, as the merge gives it
+    whole: dict[str, Any] = {}
+    for layer in params:
+        for name, spec in (layer or {}).items():
+            if spec is None:
+                whole.pop(name, None)
+            else:
+                whole[name] = spec  # a redefined parameter keeps its place (a `when` names those above it)
+    return {**data, "parameters": whole} if any(p is not None for p in params) else data
+
+
 def load_space(path: str | Path) -> SearchSpace:
     """Load and validate a search-space YAML file."""
     p = Path(path)
@@ -57,7 +76,7 @@ def load_space(path: str | Path) -> SearchSpace:
     layers = read_layers(
         p, SPACES_DIR, what="the search-space file", fix="check the path (see search_spaces/)"
     )
-    data = merge_layers(layers)
+    data = _merged(layers)
     problems: list[Problem] = []
     if isinstance(data, dict) and not isinstance(data.get("parameters") or {}, dict):
         raise ConfigError.single(source_file(layers, ("parameters",), str(p)), "'parameters' maps each parameter name to its spec",
