@@ -153,3 +153,14 @@ def test_case_ids_keep_letters_of_every_script_in_one_spelling(tmp_path: Path) -
     assert [c.case_id for c in discover(tmp_path, 1, dimension=2)] == trained
     assert [c.case_id for c in find_cases(tmp_path, 1, 2)] == trained
     assert safe_id("a/b c:d") == "a_b_c_d" and safe_id(decomposed) == "Ödem"
+
+
+def test_class_folders_of_integer_classes_written_with_zeros(tmp_path: Path) -> None:
+    """Integer classes are numbers (``01`` in a CSV is class ``1``): a test set in folders ``01/``, ``02/`` got no
+    truth column at all, without a word."""
+    root = tmp_path / "test"
+    for folder in ("01", "02"):
+        (root / folder).mkdir(parents=True)
+        sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8), np.uint8)), str(root / folder / "x.png"))
+    cases = discover(root, 1, dimension=2)
+    assert folder_truth(root, cases, _classes("1", "2", "3")) == {"01_x": "1", "02_x": "2"}

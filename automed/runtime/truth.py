@@ -29,7 +29,10 @@ def folder_truth(
     for cid, image in cases:
         if not image.is_relative_to(root) or len(parts := image.relative_to(root).parts) != 2:
             return None, None  # an image at the top or deeper than a class folder: not this layout
-        folder_of[cid] = spelt.get(unicodedata.normalize("NFC", parts[0]), parts[0])
+        name = unicodedata.normalize("NFC", parts[0])
+        # integer classes are read as numbers ("01" in a CSV is class "1"): a folder 01/ is that class too
+        number = str(int(name)) if name.isdecimal() and name.isascii() else name
+        folder_of[cid] = spelt.get(name, spelt.get(number, parts[0]))
     folders = sorted(set(folder_of.values()))
     others = [f for f in folders if f not in classes]
     if len(others) == len(folders):
