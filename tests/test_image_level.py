@@ -667,3 +667,27 @@ def test_an_all_data_classification_model_inherits_its_cv_and_predicts(
     with pytest.raises(ArtifactError, match="all-data model") as err:
         api.report([res.workdir, cv], tmp_path / "R", log_to_mlflow=False)
     assert f"automed report {cv}" in str(err.value) and not (tmp_path / "R").exists()
+
+
+def test_versions_of_other_data_under_one_name_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two regression `dataset.csv` of one contract (1-channel volumes, a value) share a name: the second was
+    registered and compared with the first as alike (its values in other units), without a word."""
+    from types import SimpleNamespace
+
+    from automed.select.register import DATA_TAG, _say_other_data
+
+    plan = api.plan_dataset(make_regression(tmp_path / "r", 8), tmp_path / "W", run_preprocess=False,
+                            show_progress=False).plan  # fmt: skip
+    versions = [SimpleNamespace(version="1", tags={DATA_TAG: "another"}),
+                SimpleNamespace(version="2", tags={DATA_TAG: plan.fingerprint_hash}),
+                SimpleNamespace(version="3", tags={})]  # fmt: skip
+    client = SimpleNamespace(search_model_versions=lambda query: versions)
+    with caplog.at_level("WARNING", logger="automed"):
+        _say_other_data(client, "automed-r-regression", plan)
+    assert "holds version(s) 1 trained on other data" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="automed"):
+        _say_other_data(SimpleNamespace(search_model_versions=lambda query: versions[1:]), "m", plan)
+    assert caplog.text == ""

@@ -134,6 +134,7 @@ def _register(
         return same
     name = registry_name(plan, tracker.client)
     _drop_unfinished(tracker.client, name, run_id)
+    _say_other_data(tracker.client, name, plan)
     registered = register_ensemble(
         tracker,
         run_id,
@@ -146,11 +147,39 @@ def _register(
         cases,
     )
     tracker.client.set_model_version_tag(registered["name"], registered["version"], BUNDLE_TAG, digest)
+    tracker.client.set_model_version_tag(
+        registered["name"], registered["version"], DATA_TAG, plan.fingerprint_hash
+    )
     tracker.client.set_registered_model_tag(name, CONTRACT_TAG, json.dumps(contract(plan), sort_keys=True))
     tracker.client.delete_model_version_tag(
         registered["name"], registered["version"], REGISTERING
     )  # complete
     return {**registered, BUNDLE_TAG: digest}
+
+
+DATA_TAG = (
+    "dataset_fingerprint"  # model version tag: the fingerprint of the data it was trained on (no case text)
+)
+
+
+def _say_other_data(client: Any, name: str, plan: Plan) -> None:
+    """A warning when ``name`` holds versions trained on other data: two datasets of one name and one contract
+    (two ``dataset.csv`` of 1-channel 3D volumes and a value) shared a model, and its champion compared their
+    scores as alike and served one's model for the other's images (values in the other's units), without a word."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:  # no such model yet
+        return
+    other = sorted(
+        int(v.version) for v in versions if (v.tags or {}).get(DATA_TAG) not in (None, plan.fingerprint_hash)
+    )
+    if other:
+        log.warning("registered model %s holds version(s) %s trained on other data (another dataset of the same "
+                    "name, or this one changed since): its champion compares their CV scores with this one's as "
+                    "alike; if it is another dataset, give it a name of its own (its CSV file's, or dataset.json's "
+                    "name)", name, ", ".join(map(str, other)))  # fmt: skip
 
 
 def _drop_unfinished(client: Any, name: str, run_id: str) -> None:
