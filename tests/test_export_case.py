@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,53 @@ def test_a_parity_case_with_nan_voxels_is_refused_before_the_export(
     with pytest.raises(DatasetError, match=r"parity case's voxels must be finite.*16 NaN.*another --case"):
         api.export(root / "W", tmp_path / "E", case=tmp_path / "nan.mha", show_progress=False)
     assert not (tmp_path / "E").exists() and sorted(p.name for p in (root / "W").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_parity_runs_on_what_predict_takes_or_the_export_is_refused(
+    small_training: dict[str, Path], tmp_path: Path
+) -> None:
+    """A 2D picture as a 3D model's --case passed 'parity' (predict and the bundle refuse it), and a work dir without
+    its splits.json exported with no check at all, said as "parity did not pass" (review findings)."""
+    import shutil
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from automed.errors import AutomedError
+
+    root = tmp_path / "copy"
+    shutil.copytree(small_training["root"], root)
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((24, 24), np.uint8)), str(tmp_path / "slice.png"))
+    with pytest.raises(AutomedError, match="trained on volumes"):
+        api.export(root / "W", tmp_path / "E", case=tmp_path / "slice.png", show_progress=False)
+    (root / "W" / "splits.json").unlink()
+    with pytest.raises(ConfigError, match=r"--case: an export is checked against torch on a real case"):
+        api.export(root / "W", tmp_path / "E", show_progress=False)
+    assert not (tmp_path / "E").exists()
+
+
+@pytest.mark.slow
+def test_an_export_folder_exported_again_from_another_model_is_not_used(
+    small_training: dict[str, Path], tmp_path: Path
+) -> None:
+    """W0 and W1 exported into one folder: `automed predict W0` ran W1's networks (with W0's settings) through its
+    link, which compared W0's weights with its own record only (review finding): now torch predicts W0."""
+    import shutil
+
+    from automed.export.link import usable_export
+    from automed.export.link import write_link as link_to
+
+    root = tmp_path / "copy"
+    shutil.copytree(small_training["root"], root)
+    shutil.copytree(root / "W", root / "W1")
+    api.export(root / "W", root / "E", show_progress=False)
+    assert usable_export(root / "W")[0] == root / "E"
+    state = root / "W1" / "train" / "3d_fullres" / "fold_0" / "checkpoint_final.pt"
+    state.write_bytes(state.read_bytes() + b"\0")  # other weights (a digest is all the link compares)
+    record = json.loads((root / "E" / "export.json").read_text())
+    link_to(root / "W1", root / "E", record)  # as `automed export W1 -o E` leaves them
+    record["checkpoints"] = json.loads((root / "W1" / "export_link.json").read_text())["checkpoints"]
+    (root / "E" / "export.json").write_text(json.dumps(record))
+    folder, why = usable_export(root / "W")
+    assert folder is None and "holds another model's weights" in why

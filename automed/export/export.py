@@ -341,7 +341,7 @@ def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | N
     from automed.data.splits import read_splits
 
     cfg_file, splits_file = WorkDir(workdir).train_config, WorkDir(workdir).splits
-    if not cfg_file.is_file() or not splits_file.is_file():
+    if not cfg_file.is_file() or not splits_file.is_file():  # (the export refuses to go on unchecked)
         return None
     cid = read_splits(splits_file)["folds"][0]["val"][0]  # a damaged split: refused before the dataset loads
     where = Path(read_train_config(cfg_file)["dataset"])
@@ -356,6 +356,9 @@ def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | N
             f"{workdir}",
         )
     ds = load_dataset(where)
-    case = next(c for c in ds.cases if c.case_id == cid)
+    case = next((c for c in ds.cases if c.case_id == cid), None)
+    if case is None:  # (a StopIteration had escaped)
+        raise ArtifactError.single(where, "the parity check predicts fold 0's first validation case",
+                                   "the dataset no longer holds it", "give an image with --case IMAGE")  # fmt: skip
     cd = read_case(case, ds.images_are_4d)
     return cid, cd.channels, cd.geometry

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from automed.artifacts import read_json, write_json_atomic
-from automed.errors import ArtifactError
+from automed.errors import ArtifactError, ProblemsError
 from automed.records import fits, read_pair, shown
 from automed.train.meta import load_model, read_meta
 from automed.workdir import ENSEMBLE, MODEL, MODEL_BUNDLE, WorkDir, fold_name, recorded_place, relative_place
@@ -122,6 +122,15 @@ def usable_export(workdir: Path) -> tuple[Path | None, str]:
         return None, f"a checkpoint is missing: {exc.filename}"
     if now != link["checkpoints"]:
         return None, "the model's folds changed since the export"
+    try:  # the folder exported again since, from another work dir or selection: its networks are not this model's
+        held = (read_export_record(folder) or {}).get("checkpoints", now)
+    except ProblemsError as exc:
+        return None, f"the linked export's record is damaged ({exc.problems[0].rule})"
+    if held != now:
+        return (
+            None,
+            f"the linked export {folder} holds another model's weights since (exported again into it)",
+        )
     return folder, f"export {folder}"
 
 

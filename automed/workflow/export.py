@@ -68,7 +68,7 @@ def export(
     from automed.export.link import checkpoint_digests, settings_digest, write_link
     from automed.export.mlflow_attach import attach_export
     from automed.infer.ensemble import EnsemblePredictor
-    from automed.infer.inputs import discover, takes_dimension
+    from automed.infer.inputs import check_takes, discover, takes_dimension
     from automed.registry import check_choice
     from automed.tasks.registry import task_for
     from automed.train.device import cpu_has_native_bf16
@@ -119,6 +119,9 @@ def export(
         import numpy as np
 
         found = discover(case, predictor.plan.n_channels, takes_dimension(predictor))
+        check_takes(
+            found, predictor
+        )  # what predict and the bundle refuse (a picture for a volume model) is no check
         c = found[0]
         cd = read_case(Case(c.case_id, c.images), c.is_4d)
         if not np.isfinite(cd.channels).all():  # before the export: parity on NaN would blame the model
@@ -128,8 +131,12 @@ def export(
                 "pass another --case, or replace those voxels (e.g. by the background intensity) in a copy",
             )  # fmt: skip
         sample = (c.case_id, cd.channels, cd.geometry)
-    elif not is_uri:
-        sample = first_validation_case(members[0])
+    elif (sample := first_validation_case(members[0])) is None:  # (the export had gone on unchecked, its link
+        raise ConfigError.single(  # "parity did not pass", and a cube was packaged from it without a word)
+            "--case", "an export is checked against torch on a real case (parity and latency)",
+            f"no validation case recorded in {members[0]} (its splits.json or train_config.json missing)",
+            "pass --case IMAGE (or a case's folder), an input of the kind the model was trained on",
+        )  # fmt: skip
     if sample is not None:
         sample = (redactor.case(sample[0]), sample[1], sample[2])
     final = Path(output)
@@ -152,8 +159,9 @@ def export(
         if (
             failed
         ):  # the report goes to the work dir (automed's folder), never beside -o among the user's files
-            kept = (workdir or final.parent) / f"{final.name}.parity-failed.json"
-            write_json_atomic(kept, res.report)
+            kept = final if workdir is None else workdir / f"{final.name}.parity-failed.json"
+            if workdir is not None:  # a registered model's has no folder of automed's: said, not written
+                write_json_atomic(kept, res.report)
             raise ConfigError.single(
                 kept,
                 "exported models must match torch within the documented thresholds",
