@@ -107,3 +107,24 @@ def test_an_export_folder_exported_again_from_another_model_is_not_used(
     (root / "E" / "export.json").write_text(json.dumps(record))
     folder, why = usable_export(root / "W")
     assert folder is None and "holds another model's weights" in why
+
+
+@pytest.mark.slow
+def test_a_sweeps_trial_checks_parity_on_its_sweeps_split(
+    small_training: dict[str, Path], tmp_path: Path
+) -> None:
+    """A fully cross-validated trial (SWEEP/trials/KEY, exported as a training is) has no splits.json of its own:
+    its parity case comes from its sweep's split (the export would otherwise be refused for want of --case)."""
+    import shutil
+
+    from automed.export.export import first_validation_case
+
+    trial = tmp_path / "S" / "trials" / "k1"
+    trial.mkdir(parents=True)
+    shutil.copy(small_training["W"] / "train_config.json", trial)
+    assert first_validation_case(trial) is None
+    shutil.copy(small_training["W"] / "splits.json", tmp_path / "S")
+    (tmp_path / "S" / "sweep.json").write_text("{}")
+    case = first_validation_case(trial)
+    assert case is not None
+    assert case[0] == json.loads((small_training["W"] / "splits.json").read_text())["folds"][0]["val"][0]

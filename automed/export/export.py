@@ -341,6 +341,9 @@ def first_validation_case(workdir: Path) -> tuple[str, np.ndarray, Geometry] | N
     from automed.data.splits import read_splits
 
     cfg_file, splits_file = WorkDir(workdir).train_config, WorkDir(workdir).splits
+    sweep = Path(workdir).parent.parent  # a sweep's trial (SWEEP/trials/KEY) was split by its sweep
+    if not splits_file.is_file() and (sweep / "sweep.json").is_file():
+        splits_file = sweep / "splits.json"
     if not cfg_file.is_file() or not splits_file.is_file():  # (the export refuses to go on unchecked)
         return None
     cid = read_splits(splits_file)["folds"][0]["val"][0]  # a damaged split: refused before the dataset loads
