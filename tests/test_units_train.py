@@ -359,6 +359,35 @@ def test_an_epoch_slowed_past_the_budget_is_cut_short_not_run_to_its_end(
     assert time.perf_counter() - t0 < 3.0 + 1.0 + per_epoch * 0.25  # not the whole epoch
 
 
+def test_an_extended_or_resumed_fold_keeps_to_the_budget_it_is_given(
+    planned: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`automed train --resume --budget X` (or `--extend N --budget X`): a resumed or extended fold had no deadline
+    and trained to its schedule's end (55 s past a 20 s budget in review), leaving the folds after it 10 s each."""
+    import time
+
+    from automed import api
+    from automed.train import trainer
+
+    wd, ids = planned
+    _train(wd, 4, [ids[-1]], ids, epochs=1)
+    step = trainer.FoldTrainer.step
+
+    def slowed(self: trainer.FoldTrainer, x: torch.Tensor, y: torch.Tensor) -> float:
+        time.sleep(0.2)
+        return step(self, x, y)
+
+    monkeypatch.setattr(trainer.FoldTrainer, "step", slowed)
+    cfg = TrainConfig.model_validate(
+        {"iterations_per_epoch": 1, "val_iterations": 1, "batch_size": 2, "num_workers": 0, "epochs": 1}
+    )
+    plan = api.plan(wd)
+    res = train_fold(wd, plan, cfg, 4, ids[:-1], [ids[-1]], task=task_for(plan.task_type, wd), budget_s=1.0,
+                     extend_epochs=20, workers=0)  # fmt: skip
+    history = json.loads((res.folder / "progress.json").read_text())["history"]
+    assert 1 < len(history) < 1 + 20, len(history)  # a few epochs in its second, not all twenty
+
+
 def test_patience_zero_disables_early_stopping(planned: tuple[Path, list[str]]) -> None:
     wd, ids = planned
     res, progress = _train(wd, 1, [ids[-1]], ids, epochs=4, early_stopping_patience=0)

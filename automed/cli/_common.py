@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from automed.runtime import stop
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -49,9 +51,11 @@ def handle_sigterm() -> None:
             os.kill(os.getpid(), signum)
             return
         state["terminated"] = True
+        stop.ask()  # for when Python drops the exception (raised inside a fork hook): loops check it
         raise Terminated
 
     state["terminated"] = False
+    stop.clear()
     signal.signal(signal.SIGTERM, on_sigterm)
 
 

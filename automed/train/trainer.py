@@ -21,6 +21,7 @@ import torch
 from automed.errors import ArtifactError
 from automed.plan.schema import Plan
 from automed.plan.variants import effective_plan
+from automed.runtime import stop
 from automed.train.config import TrainConfig, resolve_optimizer
 from automed.train.data import CaseStore, SamplerSpec, make_loader
 from automed.train.device import autocast_dtype, deterministic_mode, usable_device
@@ -225,6 +226,7 @@ class FoldTrainer:
         for x, y in make_loader(stream, self.workers):
             wait += time.perf_counter() - t_wait
             losses.append(self.step(x, y))
+            stop.check()  # a SIGTERM whose exception Python dropped while the loader forked its workers
             t_wait = time.perf_counter()
             if stop_at is not None and t_wait >= stop_at and len(losses) < n_iterations:
                 st.epochs_total = st.epoch + 1  # this epoch is the last, and its last step the schedule's end
@@ -365,7 +367,7 @@ def _drive(
         ft.restore(extend_epochs)
     val_reserve = ft.lay_schedule(budget_s, validation_passes) if not ft.st.phases else 0.0
     deadline = stop_at = None
-    if budget_s is not None and not (resume or extend_epochs):
+    if budget_s is not None:  # a resumed or extended fold too (it had run on past `--resume --budget`'s end)
         deadline = ft.t_start + budget_s - val_reserve
         # the re-fit at each epoch's start keeps the fold inside its budget while the machine runs about as fast as
         # probed; a machine slowed down mid-epoch (other jobs, thermal limits) is cut short a little past the end
