@@ -455,3 +455,35 @@ def test_more_folds_than_cases_is_said_and_a_fold_beyond_them_refused(
 
     refuse_ignored_on_resume(tmp_path / "W2", {"--folds": "7"})  # the command as it was typed, resumed
     refuse_ignored_on_resume(tmp_path / "W2", {"--folds": "5"})
+
+
+def test_a_screening_killed_after_its_record_completes_mlflow_on_resume(tmp_path: Path) -> None:
+    """Killed after screen.json was written and before its MLflow record: the resume reused the winner but the parent
+    run named no config or plan, no screening run was promoted and tracking.json had no fold-0 run (review)."""
+    from typing import Any
+
+    from automed.train.config import TrainConfig
+    from automed.workflow.screen import run_screening
+    from automed.workflow.train_options import TrackingState
+
+    ds = make_dataset(tmp_path / "data", n_cases=4, shape=(12, 24, 24), seed=2)
+    plan = api.plan_dataset(ds, tmp_path / "W", run_preprocess=False, show_progress=False).plan
+    wd = tmp_path / "W"
+    (wd / "screen.json").write_text(json.dumps({"schema_version": 1, "winner": "3d_fullres", "summary": "kept",
+                                                "scores": {"3d_fullres": 0.5}}))  # fmt: skip
+    logged: list[tuple[str, str, Any]] = []
+
+    class Tracker:
+        def __getattr__(self, name: str) -> Any:
+            return lambda run, what: logged.append((name, run, what))
+
+    track = TrackingState(wd / "tracking.json", "sqlite:///x.db", "e", "P", {"screen/3d_fullres": "R0"})
+    chosen, summary = run_screening(wd, plan, TrainConfig(), None, None, Tracker(), track, "off")  # type: ignore[arg-type]
+    assert chosen.configuration == "3d_fullres" and summary == "kept"
+    assert ("set_tags", "R0", {"screen.promoted": "true"}) in logged
+    params = next(what for name, run, what in logged if name == "log_params" and run == "P")
+    assert params["config"]["configuration"] == "3d_fullres"
+    assert json.loads((wd / "tracking.json").read_text())["fold_runs"]["0"] == "R0"
+    logged.clear()
+    run_screening(wd, plan, TrainConfig(), None, None, Tracker(), track, "off")  # type: ignore[arg-type]
+    assert logged == []  # recorded once

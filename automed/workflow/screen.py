@@ -110,7 +110,10 @@ def run_screening(
     wdir = WorkDir(wd)
     done = _finished(wdir.screen, plan)
     if done is not None:
-        return config.model_copy(update={"configuration": done["winner"]}), done["summary"]
+        chosen = config.model_copy(update={"configuration": done["winner"]})
+        if "0" not in track.fold_runs:  # killed after screen.json was written: the MLflow record is completed
+            _record(wdir, plan, chosen, tracker, track, done.get("scores") or {}, done["summary"])
+        return chosen, done["summary"]
     assert opts.screen is not None
     fold0 = read_splits(wdir.splits)["folds"][0]
     scores: dict[str, float] = {}
@@ -139,8 +142,20 @@ def run_screening(
         },
     )
     chosen = config.model_copy(update={"configuration": winner})
-    parent = track.parent_run_id
-    tracker.log_metrics(parent, {f"screen_{safe_key(n)}": v for n, v in scores.items()})
+    _record(wdir, plan, chosen, tracker, track, scores, summary)
+    return chosen, summary
+
+
+def _record(
+    wdir: WorkDir, plan: Plan, chosen: TrainConfig, tracker: Tracker, track: TrackingState,
+    scores: dict[str, Any], summary: str,
+) -> None:  # fmt: skip
+    """The screening in MLflow (the parent run's scores, winner, config and plan; the winner's fold-0 run promoted)
+    and the winner's fold 0 as the cross-validation's; again after a kill past ``screen.json`` (it had been only in
+    the pass that wrote the file: the parent run named no config, no run was promoted)."""
+    parent, winner = track.parent_run_id, chosen.configuration
+    numbers = {n: v for n, v in scores.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    tracker.log_metrics(parent, {f"screen_{safe_key(n)}": v for n, v in numbers.items()})
     tracker.set_tags(parent, {"screen.winner": winner, "screen.summary": summary})
     tracker.log_params(
         parent,
@@ -150,7 +165,8 @@ def run_screening(
         },
     )
     tracker.log_artifact(parent, wdir.screen)
-    tracker.set_tags(runs[winner], {"screen.promoted": "true"})
-    track.fold_runs["0"] = runs[winner]  # the winner's fold 0 is fold 0 of the cross-validation
+    run = track.fold_runs.get(f"screen/{winner}")
+    if run is not None:
+        tracker.set_tags(run, {"screen.promoted": "true"})
+        track.fold_runs["0"] = run  # the winner's fold 0 is fold 0 of the cross-validation
     track.save()
-    return chosen, summary
