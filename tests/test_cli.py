@@ -60,6 +60,7 @@ def test_verify_fingerprint_plan_preprocess(tmp_path: Path) -> None:
     assert (wd / "splits.json").is_file()
 
 
+@pytest.mark.slow  # a fresh interpreter runs two verbs (11 s): make test-fast stays under 3 minutes
 def test_dataset_verbs_do_not_import_torch(tmp_path: Path) -> None:
     """verify, plan and preprocess need no torch: a mistyped path is answered in a second, not after torch loads.
     Both verbs run as the console script runs them, one after the other in one interpreter (one start-up instead of

@@ -295,6 +295,7 @@ def test_cost_table_rows_say_which_mirrors() -> None:
     )
 
 
+@pytest.mark.slow  # trains (6 s): make test-fast stays under 3 minutes
 def test_finished_folds_are_reused_only_with_their_final_config_and_split(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

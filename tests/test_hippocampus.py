@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from automed import api
 
 
+@pytest.mark.slow  # reads and plans 60 real cases (10 s): make test-fast stays under 3 minutes
 def test_plan_hippocampus_end_to_end(hippocampus: Path, tmp_path: Path) -> None:
     wd = tmp_path / "W"
     res = api.plan_dataset(hippocampus, wd, configurations=["3d_fullres"], workers=2, show_progress=False)

@@ -26,6 +26,7 @@ def _config(path: Path, epochs: int = 3, iterations: int = 20) -> Path:
     return path
 
 
+@pytest.mark.slow  # plans four datasets (6 s): make test-fast stays under 3 minutes
 def test_plan_for_classification_and_regression(tmp_path: Path) -> None:
     csv = make_classification(tmp_path / "c", 12, shape=(40, 24), n_classes=3)
     plan = api.plan_dataset(csv, tmp_path / "Wc", run_preprocess=False, show_progress=False).plan
@@ -586,6 +587,7 @@ def test_task_override_trains_integer_classes_as_a_regression(tmp_path: Path) ->
     assert again.model.task == "regression"
 
 
+@pytest.mark.slow  # plans two datasets (8 s): make test-fast stays under 3 minutes
 def test_two_datasets_of_one_name_never_share_a_registered_model(tmp_path: Path) -> None:
     """Two ``dataset.csv`` of other classes (or dimensions) plan the same model name: the second is registered under
     the name with its contract's digest, so no champion compares or swaps models that take or give other things."""

@@ -23,6 +23,7 @@ from automed.testing.synthetic import make_dataset
 from tests.conftest import kill_group
 
 
+@pytest.mark.slow  # imports Ray (8 s): make test-fast stays under 3 minutes
 def test_the_ray_engine_runs_no_tuner_for_no_units(tmp_path: Path) -> None:
     """Nothing to promote (--promote 0 without a default trial, every screened trial failed or stopped): the Ray
     engine's promotion had built a Tune grid of no points and failed with "IndexError: pop from empty list"."""
