@@ -210,6 +210,7 @@ def _sweep(
         state["concurrency"] = run.conc
         run.save()
     except BaseException as exc:
+        engine.close()  # its workers stopped first: a trial starting as Ctrl-C came had left its runs RUNNING
         _end_runs(tracker, state, exc)
         raise
     finally:
