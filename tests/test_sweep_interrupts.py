@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +16,7 @@ import yaml
 
 from automed.search.context import SweepContext
 from automed.testing.synthetic import make_dataset
-from tests.conftest import kill_group
+from tests.test_sweep_ray import start_sweep
 
 
 @pytest.mark.slow  # imports Ray (8 s): make test-fast stays under 3 minutes
@@ -91,16 +87,7 @@ def test_ctrl_c_stops_a_ray_sweep(tmp_path: Path, request: pytest.FixtureRequest
     ds = make_dataset(tmp_path / "ds", n_cases=4, shape=(8, 12, 12), seed=1)
     space = _space(tmp_path)
     wd, uri = tmp_path / "W", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ray_tmp = tempfile.mkdtemp(prefix="r", dir=tempfile.gettempdir())  # short: Ray's socket paths
-    request.addfinalizer(lambda: shutil.rmtree(ray_tmp, ignore_errors=True))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmp}
-    env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "automed.cli", "sweep", str(ds), "-o", str(wd), "--space", str(space),
-           "--trials", "3", "--folds", "2", "--promote", "1", "--tracking-uri", uri, "--workers", "1",
-           "--scheduler", "none"]  # fmt: skip
-    log = (tmp_path / "sweep.log").open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    request.addfinalizer(lambda: kill_group(proc.pid))
+    proc = start_sweep(ds, wd, space, uri, 3, tmp_path / "sweep.log", request)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:  # a trial's fold is training
         if list(wd.glob("trials/*/train/*/fold_0/progress.json")):

@@ -186,6 +186,27 @@ def _screened(result: Path) -> bool:
         return False
 
 
+def start_sweep(
+    ds: Path, wd: Path, space: Path, uri: str, trials: int, log: Path, request: pytest.FixtureRequest
+) -> subprocess.Popen[bytes]:
+    """``automed sweep`` (Ray engine, its own local cluster; 2 folds, 1 promoted) as a process group of its own,
+    output to ``log``, stopped when the test ends. The killed driver cannot remove its Ray folder: a base of the
+    test's own, removed at the end (a Ray process outside the driver's group may still create folders in it for a
+    moment); short: Ray's sockets' paths are limited to 107 bytes."""
+    ray_tmp = tempfile.mkdtemp(prefix="r", dir=tempfile.gettempdir())
+    request.addfinalizer(lambda: shutil.rmtree(ray_tmp, ignore_errors=True))  # also when the test fails
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmp}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "automed.cli", "sweep", str(ds), "-o", str(wd), "--space", str(space),
+           "--trials", str(trials), "--folds", "2", "--promote", "1", "--tracking-uri", uri, "--workers", "1",
+           "--scheduler", "none"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
+    request.addfinalizer(lambda: kill_group(proc.pid))  # a failed test leaves no driver running
+    return proc
+
+
 @pytest.mark.timeout(1800)  # its first run, the kill and the resume (pyproject's 900 s: one phase)
 def test_resume_after_killed_driver(
     data: tuple[Path, Path], tmp_path: Path, request: pytest.FixtureRequest
@@ -193,19 +214,7 @@ def test_resume_after_killed_driver(
     ds, space = data
     wd = tmp_path / "W"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    # the killed driver cannot remove its Ray folder: a base of this test's own, removed at the end (a Ray process
-    # outside the driver's group may still create folders in it for a moment); short: Ray's sockets' paths are
-    # limited to 107 bytes
-    ray_tmp = tempfile.mkdtemp(prefix="r", dir=tempfile.gettempdir())
-    request.addfinalizer(lambda: shutil.rmtree(ray_tmp, ignore_errors=True))  # also when the test fails
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmp}
-    env.pop("RAY_ADDRESS", None)
-    cmd = [sys.executable, "-m", "automed.cli", "sweep", str(ds), "-o", str(wd), "--space", str(space),
-           "--trials", "4", "--folds", "2", "--promote", "1", "--tracking-uri", uri, "--workers", "1",
-           "--scheduler", "none"]  # fmt: skip
-    log = (tmp_path / "first.log").open("w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    request.addfinalizer(lambda: kill_group(proc.pid))  # a failed test leaves no driver running
+    proc = start_sweep(ds, wd, space, uri, 4, tmp_path / "first.log", request)
     deadline = time.time() + 900  # a hang guard under the test's timeout (two cores shared with other tests)
     finished: dict[str, float] = {}
     while time.time() < deadline and proc.poll() is None:
