@@ -157,9 +157,8 @@ def _register(
     return {**registered, BUNDLE_TAG: digest}
 
 
-DATA_TAG = (
-    "dataset_fingerprint"  # model version tag: the fingerprint of the data it was trained on (no case text)
-)
+# model version tag: the fingerprint of the data it was trained on (no case text)
+DATA_TAG = "dataset_fingerprint"
 
 
 def _say_other_data(client: Any, name: str, plan: Plan) -> None:

@@ -216,9 +216,8 @@ def select_trainings(
     ds = load_dataset(first.dataset)
     by_id = {c.case_id: c for c in ds.cases}
     cases = sorted(first.probs)
-    if gone := [
-        c for c in cases if c not in by_id
-    ]:  # (a KeyError mid-scoring, e.g. patches mined again there)
+    # cases gone from the dataset (patches mined again there) had been a KeyError mid-scoring
+    if gone := [c for c in cases if c not in by_id]:
         raise ArtifactError.single(
             first.dataset, "a selection scores the trainings' CV cases against the dataset's labels",
             f"{len(gone)} of {len(cases)} CV case(s) no longer in it (e.g. {gone[0]})",

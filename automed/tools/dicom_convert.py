@@ -1,8 +1,9 @@
 """DICOM -> NIfTI for every series of a folder tree (not the first one only).
 
-Files are grouped by SeriesInstanceUID (in whatever folders they lie: exports split a series over folders), then into volumes by echo, temporal position and orientation; each
-volume is sorted along the slice normal (the order GDCM uses) and read by SimpleITK, a multi-frame file on its own. Each series is named by a
-key made of its modality, series number and a digest of its UID - no patient or study text."""
+Files are grouped by SeriesInstanceUID (in whatever folders they lie: exports split a series over folders), then
+into volumes by echo, temporal position and orientation; each volume is sorted along the slice normal (the order
+GDCM uses) and read by SimpleITK, a multi-frame file on its own. Each series is named by a key made of its modality,
+series number and a digest of its UID - no patient or study text."""
 
 from __future__ import annotations
 

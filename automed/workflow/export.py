@@ -119,9 +119,8 @@ def export(
         import numpy as np
 
         found = discover(case, predictor.plan.n_channels, takes_dimension(predictor))
-        check_takes(
-            found, predictor
-        )  # what predict and the bundle refuse (a picture for a volume model) is no check
+        # what predict and the bundle refuse (a picture for a volume model) is no parity check
+        check_takes(found, predictor)
         c = found[0]
         cd = read_case(Case(c.case_id, c.images), c.is_4d)
         if not np.isfinite(cd.channels).all():  # before the export: parity on NaN would blame the model

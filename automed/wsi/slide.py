@@ -189,9 +189,8 @@ def thumbnail(slide: openslide.AbstractSlide, max_side: int) -> np.ndarray:
             try:
                 region = slide.read_region((round(tx * ds), round(ty * ds)), level, (tw, th))
             except openslide.OpenSlideError as exc:
-                named = Path(
-                    str(getattr(slide, "_filename", "the slide"))
-                )  # OpenSlide keeps the path it opened
+                # OpenSlide keeps the path it opened
+                named = Path(str(getattr(slide, "_filename", "the slide")))
                 raise damaged(named, f"thumbnail, level {level} at ({tx}, {ty})", exc) from None
             rgb = on_white(region)
             x0, y0 = round(tx * ds / scale), round(ty * ds / scale)
